@@ -1,0 +1,227 @@
+package ecash
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hpke"
+	"fmt"
+	"time"
+)
+
+// PaymentRequest is the merchant's signed offer (source document Ecash step 4):
+// amount and currency, time and expiry, the merchant's bank and account, and
+// the hash of the order description, so the bank never reads the order.
+type PaymentRequest struct {
+	BankID          Hash
+	MerchantAccount uint64
+	MerchantPub     ed25519.PublicKey
+	OrderID         string
+	Amount          Amount
+	SummaryHash     Hash // SHA-256 of the order summary the wallet shows
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
+}
+
+// MaxOrderIDLen bounds order ids.
+const MaxOrderIDLen = 128
+
+// Body is the canonical encoding the merchant signs (tag "payment-request").
+func (p *PaymentRequest) Body() []byte {
+	e := NewEncoder("payment-request")
+	e.Fixed(p.BankID[:])
+	e.U64(p.MerchantAccount)
+	e.Fixed(p.MerchantPub)
+	e.String(p.OrderID)
+	e.Amount(p.Amount)
+	e.Fixed(p.SummaryHash[:])
+	e.I64(p.CreatedAt.UnixMilli())
+	e.I64(p.ExpiresAt.UnixMilli())
+	return e.Bytes()
+}
+
+// Hash identifies the payment request; deposit permissions and the sealed
+// payment are bound to it.
+func (p *PaymentRequest) Hash() Hash { return HashOf(p.Body()) }
+
+// DecodePaymentRequest parses a body; it does not check the signature.
+func DecodePaymentRequest(b []byte) (*PaymentRequest, error) {
+	d := NewDecoder("payment-request", b)
+	p := &PaymentRequest{}
+	copy(p.BankID[:], d.Fixed(32))
+	p.MerchantAccount = d.U64()
+	p.MerchantPub = d.Fixed(ed25519.PublicKeySize)
+	p.OrderID = d.String()
+	p.Amount = d.Amount()
+	copy(p.SummaryHash[:], d.Fixed(32))
+	p.CreatedAt = time.UnixMilli(d.I64())
+	p.ExpiresAt = time.UnixMilli(d.I64())
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if len(p.OrderID) == 0 || len(p.OrderID) > MaxOrderIDLen {
+		return nil, fmt.Errorf("%w: order id length %d", ErrMalformed, len(p.OrderID))
+	}
+	if p.Amount.IsZero() {
+		return nil, fmt.Errorf("%w: zero payment", ErrBadAmount)
+	}
+	return p, nil
+}
+
+// DepositPermission is a coin's signed consent to be deposited into one
+// merchant account for one payment request. A thief who sees it cannot
+// redirect the coin: a different request or account breaks the signature.
+type DepositPermission struct {
+	Coin            Coin
+	PaymentHash     Hash
+	MerchantAccount uint64
+	Value           Amount // the coin's denomination value
+	Timestamp       time.Time
+	CoinSig         []byte
+}
+
+// Body is the canonical encoding the coin key signs (tag "deposit-permission").
+func (dp *DepositPermission) Body() []byte {
+	e := NewEncoder("deposit-permission")
+	e.Fixed(dp.Coin.Pub)
+	e.Fixed(dp.Coin.Denom[:])
+	e.Fixed(dp.PaymentHash[:])
+	e.U64(dp.MerchantAccount)
+	e.Amount(dp.Value)
+	e.I64(dp.Timestamp.UnixMilli())
+	return e.Bytes()
+}
+
+// Verify checks the coin's signature.
+func (dp *DepositPermission) Verify() error {
+	return VerifyBody(dp.Coin.Pub, dp.Body(), dp.CoinSig, "deposit permission")
+}
+
+// Payment is the clear content of a sealed payment: the coins and their
+// deposit permissions for one payment request.
+type Payment struct {
+	Permissions []DepositPermission
+}
+
+// NewPayment signs a deposit permission for each coin.
+func NewPayment(req *PaymentRequest, coins []Coin, keys []ed25519.PrivateKey, values []Amount, now time.Time) (*Payment, error) {
+	if len(coins) != len(keys) || len(coins) != len(values) {
+		return nil, fmt.Errorf("ecash: %d coins, %d keys, %d values", len(coins), len(keys), len(values))
+	}
+	p := &Payment{}
+	h := req.Hash()
+	for i, c := range coins {
+		dp := DepositPermission{Coin: c, PaymentHash: h, MerchantAccount: req.MerchantAccount, Value: values[i], Timestamp: now}
+		dp.CoinSig = ed25519.Sign(keys[i], dp.Body())
+		p.Permissions = append(p.Permissions, dp)
+	}
+	return p, nil
+}
+
+// Encode is the canonical clear payment (tag "payment"). The payment hash,
+// merchant account and values are not repeated: the bank rebuilds each
+// permission from the payment request and its key set.
+func (p *Payment) Encode() []byte {
+	e := NewEncoder("payment")
+	e.U32(uint32(len(p.Permissions)))
+	for _, dp := range p.Permissions {
+		dp.Coin.encodeTo(e)
+		e.I64(dp.Timestamp.UnixMilli())
+		e.Fixed(dp.CoinSig)
+	}
+	return e.Bytes()
+}
+
+// DecodePayment parses a clear payment and fills each permission's payment
+// hash and merchant account from req; values are filled by the caller from
+// the key set.
+func DecodePayment(b []byte, req *PaymentRequest) (*Payment, error) {
+	d := NewDecoder("payment", b)
+	n := d.Count(MaxCoinsPerRequest)
+	p := &Payment{}
+	h := req.Hash()
+	for i := 0; i < n && d.Err() == nil; i++ {
+		dp := DepositPermission{Coin: decodeCoinFrom(d), PaymentHash: h, MerchantAccount: req.MerchantAccount}
+		dp.Timestamp = time.UnixMilli(d.I64())
+		dp.CoinSig = d.Fixed(ed25519.SignatureSize)
+		p.Permissions = append(p.Permissions, dp)
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: payment of no coins", ErrMalformed)
+	}
+	return p, nil
+}
+
+// HPKE suite for sealed payments: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+// ChaCha20-Poly1305.
+func hpkeSuite() (hpke.KDF, hpke.AEAD) { return hpke.HKDFSHA256(), hpke.ChaCha20Poly1305() }
+
+const sealInfoPayment = TagPrefix + "sealed-payment"
+
+// MaxSealedLen bounds a sealed payment.
+const MaxSealedLen = 2 << 20
+
+// Seal encrypts plaintext to an X25519 HPKE key with the given info and AAD.
+// The result is enc (32 bytes) || ciphertext. HPKE draws its ephemeral key
+// from crypto/rand.
+func Seal(recipient []byte, info string, aad, plaintext []byte) ([]byte, error) {
+	pk, err := ecdh.X25519().NewPublicKey(recipient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: HPKE key: %v", ErrBadKey, err)
+	}
+	hpk, err := hpke.NewDHKEMPublicKey(pk)
+	if err != nil {
+		return nil, err
+	}
+	kdf, aead := hpkeSuite()
+	enc, s, err := hpke.NewSender(hpk, kdf, aead, []byte(info))
+	if err != nil {
+		return nil, err
+	}
+	ct, err := s.Seal(aad, plaintext)
+	if err != nil {
+		return nil, err
+	}
+	return append(enc, ct...), nil
+}
+
+// Open decrypts what Seal produced.
+func Open(priv *ecdh.PrivateKey, info string, aad, sealed []byte) ([]byte, error) {
+	if len(sealed) < 32+16 || len(sealed) > MaxSealedLen {
+		return nil, fmt.Errorf("%w: sealed message of %d bytes", ErrMalformed, len(sealed))
+	}
+	hsk, err := hpke.NewDHKEMPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	kdf, aead := hpkeSuite()
+	r, err := hpke.NewRecipient(sealed[:32], hsk, kdf, aead, []byte(info))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	pt, err := r.Open(aad, sealed[32:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: sealed payment does not open for this payment request", ErrMalformed)
+	}
+	return pt, nil
+}
+
+// SealPayment encrypts a payment to the bank's HPKE key with the payment
+// request hash as AAD (source document Ecash step 7), so the merchant cannot
+// read the coins nor move them to another request.
+func SealPayment(bankHPKE []byte, req *PaymentRequest, p *Payment) ([]byte, error) {
+	h := req.Hash()
+	return Seal(bankHPKE, sealInfoPayment, h[:], p.Encode())
+}
+
+// OpenPayment decrypts and parses a sealed payment for req.
+func OpenPayment(priv *ecdh.PrivateKey, req *PaymentRequest, sealed []byte) (*Payment, error) {
+	h := req.Hash()
+	pt, err := Open(priv, sealInfoPayment, h[:], sealed)
+	if err != nil {
+		return nil, err
+	}
+	return DecodePayment(pt, req)
+}
