@@ -140,3 +140,17 @@ func (ps PlanchetSecret) Blind(d Denomination) (Planchet, BlindState, error) {
 	}
 	return Planchet{Denom: d.ID, Blinded: blinded}, st, nil
 }
+
+// DeriveAccountKey derives the wallet's bank-account key from its seed:
+// HKDF-SHA256(ikm=seed, salt="", info="blindbank/v1/account-key"), 32 bytes
+// as an Ed25519 seed. A wallet restored from its seed thus owns its account.
+func DeriveAccountKey(seed []byte) (ed25519.PrivateKey, error) {
+	if len(seed) != 32 {
+		return nil, fmt.Errorf("%w: wallet seed must be 32 bytes", ErrBadKey)
+	}
+	okm, err := hkdf.Key(sha256.New, seed, nil, TagPrefix+"account-key", ed25519.SeedSize)
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.NewKeyFromSeed(okm), nil
+}

@@ -163,6 +163,7 @@ func (d *Decoder) Count(max int) int {
 		return 0
 	}
 	if n > math.MaxInt32 {
+		d.fail("count %d too large", n)
 		return 0
 	}
 	return int(n)

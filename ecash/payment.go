@@ -225,3 +225,31 @@ func OpenPayment(priv *ecdh.PrivateKey, req *PaymentRequest, sealed []byte) (*Pa
 	}
 	return DecodePayment(pt, req)
 }
+
+// Encode is the full signed permission (tag "signed-deposit-permission"), as
+// the bank stores it to prove a later double spend.
+func (dp *DepositPermission) Encode() []byte {
+	e := NewEncoder("signed-deposit-permission")
+	dp.Coin.encodeTo(e)
+	e.Fixed(dp.PaymentHash[:])
+	e.U64(dp.MerchantAccount)
+	e.Amount(dp.Value)
+	e.I64(dp.Timestamp.UnixMilli())
+	e.Fixed(dp.CoinSig)
+	return e.Bytes()
+}
+
+// DecodeDepositPermission parses what Encode produced; Verify checks it.
+func DecodeDepositPermission(b []byte) (*DepositPermission, error) {
+	d := NewDecoder("signed-deposit-permission", b)
+	dp := &DepositPermission{Coin: decodeCoinFrom(d)}
+	copy(dp.PaymentHash[:], d.Fixed(32))
+	dp.MerchantAccount = d.U64()
+	dp.Value = d.Amount()
+	dp.Timestamp = time.UnixMilli(d.I64())
+	dp.CoinSig = d.Fixed(ed25519.SignatureSize)
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	return dp, nil
+}

@@ -103,12 +103,7 @@ type DoubleSpendProof struct {
 // Body is the canonical encoding the bank signs (tag "double-spend-proof").
 func (p *DoubleSpendProof) Body() []byte {
 	e := NewEncoder("double-spend-proof")
-	p.Earlier.Coin.encodeTo(e)
-	e.Fixed(p.Earlier.PaymentHash[:])
-	e.U64(p.Earlier.MerchantAccount)
-	e.Amount(p.Earlier.Value)
-	e.I64(p.Earlier.Timestamp.UnixMilli())
-	e.Fixed(p.Earlier.CoinSig)
+	e.VarBytes(p.Earlier.Encode())
 	e.I64(p.DetectedAt.UnixMilli())
 	e.Fixed(p.SignerPub)
 	return e.Bytes()
@@ -132,12 +127,11 @@ func DecodeDoubleSpendProof(b []byte) (*DoubleSpendProof, error) {
 	}
 	d := NewDecoder("double-spend-proof", body)
 	p := &DoubleSpendProof{BankSig: sig}
-	p.Earlier.Coin = decodeCoinFrom(d)
-	copy(p.Earlier.PaymentHash[:], d.Fixed(32))
-	p.Earlier.MerchantAccount = d.U64()
-	p.Earlier.Value = d.Amount()
-	p.Earlier.Timestamp = time.UnixMilli(d.I64())
-	p.Earlier.CoinSig = d.Fixed(ed25519.SignatureSize)
+	earlier, err := DecodeDepositPermission(d.VarBytes(MaxFieldLen))
+	if err != nil {
+		return nil, err
+	}
+	p.Earlier = *earlier
 	p.DetectedAt = time.UnixMilli(d.I64())
 	p.SignerPub = d.Fixed(ed25519.PublicKeySize)
 	if err := d.Finish(); err != nil {

@@ -1,0 +1,310 @@
+// Package bank is the blindbank bank node: it issues blind-signed e-cash
+// coins, accepts sealed deposits with double-spend detection, and keeps a
+// double-entry ledger. State lives behind the Store interface (store.go);
+// cryptography runs in the caller's goroutine, in parallel, before the
+// store's serialised commit, and nothing is returned before it is durable.
+//
+// The gRPC edge is grpc.go (conversion) and errors.go (the one mapping of
+// errors to gRPC codes).
+package bank
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Errors of the bank service (besides the store's and ecash's).
+var (
+	ErrWrongBank     = errors.New("bank: payment request is for another bank")
+	ErrWrongCurrency = errors.New("bank: wrong currency")
+	ErrAmountMatch   = errors.New("bank: coins do not add up to the payment amount")
+	ErrDuplicateCoin = errors.New("bank: coin appears twice in one request")
+	ErrBadTimestamp  = errors.New("bank: deposit permission signed outside the payment request's validity")
+	ErrUnauthorized  = errors.New("bank: signature does not match the account key")
+)
+
+// Bank is the bank node's protocol logic.
+type Bank struct {
+	store  Store
+	keys   *Keys
+	keyset *ecash.KeySet
+	signed []byte // keyset.Encode(), served as is
+	denoms map[ecash.Hash]*DenomKey
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// New creates a bank over a store with key material. now is the clock (use
+// time.Now in production, a fake in tests).
+func New(store Store, keys *Keys, now func() time.Time, log *slog.Logger) *Bank {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ks := keys.KeySet()
+	b := &Bank{store: store, keys: keys, keyset: ks, signed: ks.Encode(), denoms: map[ecash.Hash]*DenomKey{}, now: now, log: log}
+	for i := range keys.Denoms {
+		b.denoms[keys.Denoms[i].ID] = &keys.Denoms[i]
+	}
+	return b
+}
+
+// KeySet returns the public key set and its signed encoding.
+func (b *Bank) KeySet() (*ecash.KeySet, []byte) { return b.keyset, b.signed }
+
+// Store returns the underlying store (for admin tools and tests).
+func (b *Bank) Store() Store { return b.store }
+
+// Withdraw handles a signed withdraw request: it verifies the account
+// signature and denominations, blind-signs every planchet in parallel, then
+// commits the debit and the signatures atomically. A retry of the same
+// request returns the same signatures and debits nothing.
+func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte, error) {
+	req, err := ecash.DecodeWithdrawRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := b.store.Account(ctx, req.Account)
+	if err != nil {
+		return nil, err
+	}
+	if acct.Key == nil {
+		return nil, ErrUnauthorized
+	}
+	if err := ecash.VerifyBody(acct.Key, body, accountSig, "withdraw request"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	now := b.now()
+	total := ecash.Amount{Currency: b.keys.Currency}
+	keys := make([]*DenomKey, len(req.Planchets))
+	for i, p := range req.Planchets {
+		d, ok := b.denoms[p.Denom]
+		if !ok {
+			return nil, fmt.Errorf("%w: planchet %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanWithdraw(now); err != nil {
+			return nil, err
+		}
+		if total, err = total.Add(d.Value); err != nil {
+			return nil, err
+		}
+		keys[i] = d
+	}
+	sigs := make([][]byte, len(req.Planchets))
+	err = parallel(len(sigs), func(i int) error {
+		s, err := keys[i].Private.BlindSign(req.Planchets[i].Blinded)
+		sigs[i] = s
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
+		RequestHash: ecash.HashOf(body), Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Time: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
+	return sigs, nil
+}
+
+// Deposit handles a merchant's deposit of a sealed payment. It checks the
+// merchant's signature on the payment request, opens the payment, verifies
+// every coin and deposit permission, and commits all coins spent and the
+// merchant credited in one step — or nothing. A spent coin yields an
+// *ecash.DoubleSpendError carrying a proof signed by the bank.
+func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) (*ecash.DepositReceipt, []byte, error) {
+	pr, err := ecash.DecodePaymentRequest(prBody)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pr.BankID != b.keyset.BankID() {
+		return nil, nil, ErrWrongBank
+	}
+	if pr.Amount.Currency != b.keys.Currency {
+		return nil, nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, pr.Amount.Currency, b.keys.Currency)
+	}
+	merchant, err := b.store.Account(ctx, pr.MerchantAccount)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !merchant.Merchant {
+		return nil, nil, ErrNotMerchant
+	}
+	if merchant.Key == nil || !merchant.Key.Equal(ed25519.PublicKey(pr.MerchantPub)) {
+		return nil, nil, fmt.Errorf("%w: payment request key is not the merchant account's", ErrUnauthorized)
+	}
+	if err := ecash.VerifyBody(merchant.Key, prBody, merchantSig, "payment request"); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	pay, err := ecash.OpenPayment(b.keys.HPKE, pr, sealed)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := b.now()
+	total := ecash.Amount{Currency: b.keys.Currency}
+	seen := make(map[ecash.Hash]bool, len(pay.Permissions))
+	coins := make([]SpentCoin, len(pay.Permissions))
+	ids := make([]ecash.Hash, len(pay.Permissions))
+	keys := make([]*DenomKey, len(pay.Permissions))
+	for i := range pay.Permissions {
+		dp := &pay.Permissions[i]
+		d, ok := b.denoms[dp.Coin.Denom]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: coin %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanDeposit(now); err != nil {
+			return nil, nil, err
+		}
+		if dp.Timestamp.Before(pr.CreatedAt) || dp.Timestamp.After(pr.ExpiresAt) {
+			return nil, nil, ErrBadTimestamp
+		}
+		dp.Value = d.Value
+		id := dp.Coin.ID()
+		if seen[id] {
+			return nil, nil, ErrDuplicateCoin
+		}
+		seen[id] = true
+		ids[i], keys[i] = id, d
+		if total, err = total.Add(d.Value); err != nil {
+			return nil, nil, err
+		}
+	}
+	if total != pr.Amount {
+		return nil, nil, fmt.Errorf("%w: coins total %s, request %s", ErrAmountMatch, total, pr.Amount)
+	}
+	err = parallel(len(coins), func(i int) error {
+		dp := &pay.Permissions[i]
+		if err := dp.Coin.Verify(keys[i].Key); err != nil {
+			return fmt.Errorf("coin %d: %w", i, err)
+		}
+		if err := dp.Verify(); err != nil {
+			return fmt.Errorf("coin %d: %w", i, err)
+		}
+		coins[i] = SpentCoin{ID: ids[i], Permission: dp.Encode()}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rcpt := &ecash.DepositReceipt{
+		PaymentHash: pr.Hash(), MerchantAccount: pr.MerchantAccount, Total: total, Coins: ids,
+		DepositedAt: now, SignerPub: b.keyset.SigningPub,
+	}
+	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
+	stored, err := b.store.Deposit(ctx, DepositOp{
+		PaymentHash: rcpt.PaymentHash, Merchant: pr.MerchantAccount, Amount: int64(total.Value),
+		Coins: coins, Receipt: rcpt.Encode(), Time: now,
+	})
+	var spent *SpentError
+	if errors.As(err, &spent) {
+		return nil, nil, b.doubleSpend(spent, now)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := ecash.DecodeDepositReceipt(stored)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
+	}
+	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", pr.Hash().String()[:16])
+	return out, stored, nil
+}
+
+// doubleSpend turns the store's record of the earlier spend into a proof.
+func (b *Bank) doubleSpend(spent *SpentError, now time.Time) error {
+	earlier, err := ecash.DecodeDepositPermission(spent.Permission)
+	if err != nil {
+		return fmt.Errorf("bank: stored permission unreadable: %w", err)
+	}
+	proof := &ecash.DoubleSpendProof{Earlier: *earlier, DetectedAt: now, SignerPub: b.keyset.SigningPub}
+	proof.BankSig = ecash.SignBody(b.keys.Signing, proof.Body())
+	b.log.Warn("double spend refused", "coin", spent.Coin.String()[:16])
+	return &ecash.DoubleSpendError{Proof: proof}
+}
+
+// OpenAccount opens a customer or merchant account for an Ed25519 key.
+func (b *Bank) OpenAccount(ctx context.Context, name string, key []byte, merchant bool) (uint64, error) {
+	if len(key) != ed25519.PublicKeySize {
+		return 0, fmt.Errorf("%w: account key must be 32 bytes", ecash.ErrBadKey)
+	}
+	if name == "" || len(name) > 128 {
+		return 0, fmt.Errorf("%w: account name must be 1 to 128 bytes", ecash.ErrMalformed)
+	}
+	id, err := b.store.OpenAccount(ctx, name, key, merchant, b.now())
+	if err == nil {
+		b.log.Info("account opened", "account", id, "merchant", merchant)
+	}
+	return id, err
+}
+
+// Credit funds an account from outside (an admin operation).
+func (b *Bank) Credit(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
+	if amount.Currency != b.keys.Currency {
+		return ecash.Amount{}, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, amount.Currency, b.keys.Currency)
+	}
+	if amount.IsZero() {
+		return ecash.Amount{}, fmt.Errorf("%w: credit of zero", ecash.ErrBadAmount)
+	}
+	if len(memo) > 256 || len(reference) > 128 {
+		return ecash.Amount{}, fmt.Errorf("%w: memo or reference too long", ecash.ErrMalformed)
+	}
+	bal, err := b.store.Credit(ctx, CreditOp{Account: account, Amount: int64(amount.Value), Memo: memo, Reference: reference, Time: b.now()})
+	if err != nil {
+		return ecash.Amount{}, err
+	}
+	b.log.Info("credit", "account", account, "amount", amount.String(), "reference", reference)
+	return b.Money(bal), nil
+}
+
+// Money turns a ledger balance into an amount of the bank's currency
+// (negative balances, which only system accounts have, show as zero).
+func (b *Bank) Money(v int64) ecash.Amount {
+	return ecash.Amount{Currency: b.keys.Currency, Value: uint64(max(v, 0))}
+}
+
+// parallel runs f(0..n-1) on all cores and returns the first error.
+func parallel(n int, f func(i int) error) error {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}

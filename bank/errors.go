@@ -1,0 +1,74 @@
+package bank
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// errorCodes is the one table from the protocol's error vocabulary to gRPC
+// codes. Errors not listed become Internal, with no detail sent to the peer.
+var errorCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{ecash.ErrDoubleSpend, codes.FailedPrecondition},
+	{ecash.ErrDenominationExpired, codes.FailedPrecondition},
+	{ErrInsufficientFunds, codes.FailedPrecondition},
+	{ErrNotMerchant, codes.FailedPrecondition},
+	{ecash.ErrUnknownDenomination, codes.NotFound},
+	{ErrNoAccount, codes.NotFound},
+	{ErrKeyInUse, codes.AlreadyExists},
+	{ErrPaymentConflict, codes.AlreadyExists},
+	{ErrReferenceConflict, codes.AlreadyExists},
+	{ErrUnauthorized, codes.Unauthenticated},
+	{ecash.ErrMalformed, codes.InvalidArgument},
+	{ecash.ErrBadAmount, codes.InvalidArgument},
+	{ecash.ErrOverflow, codes.InvalidArgument},
+	{ecash.ErrUnderflow, codes.InvalidArgument},
+	{ecash.ErrCurrencyMismatch, codes.InvalidArgument},
+	{ecash.ErrBadKey, codes.InvalidArgument},
+	{ecash.ErrBadSignature, codes.InvalidArgument},
+	{ecash.ErrUnknownCipher, codes.InvalidArgument},
+	{ErrWrongBank, codes.InvalidArgument},
+	{ErrWrongCurrency, codes.InvalidArgument},
+	{ErrAmountMatch, codes.InvalidArgument},
+	{ErrDuplicateCoin, codes.InvalidArgument},
+	{ErrBadTimestamp, codes.InvalidArgument},
+	{context.Canceled, codes.Canceled},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// ToStatus maps an error to a gRPC status error. A double spend carries its
+// proof as a DoubleSpendDetail. Unknown errors are logged and hidden.
+func ToStatus(err error, log *slog.Logger) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err // already a status, e.g. relayed from the bank by a merchant
+	}
+	for _, e := range errorCodes {
+		if !errors.Is(err, e.err) {
+			continue
+		}
+		st := status.New(e.code, err.Error())
+		var ds *ecash.DoubleSpendError
+		if errors.As(err, &ds) {
+			if withProof, derr := st.WithDetails(&pb.DoubleSpendDetail{Proof: ds.Proof.Encode()}); derr == nil {
+				st = withProof
+			}
+		}
+		return st.Err()
+	}
+	if log != nil {
+		log.Error("internal error", "err", err)
+	}
+	return status.Error(codes.Internal, "internal error")
+}

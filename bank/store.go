@@ -1,0 +1,145 @@
+package bank
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Sentinel errors of the store. Service code maps them to gRPC codes in
+// errors.go, the one place that does so.
+var (
+	ErrNoAccount         = errors.New("bank: no such account")
+	ErrKeyInUse          = errors.New("bank: public key already has an account")
+	ErrInsufficientFunds = errors.New("bank: insufficient funds")
+	ErrNotMerchant       = errors.New("bank: account is not a merchant account")
+	ErrPaymentConflict   = errors.New("bank: payment request already paid with other coins")
+	ErrReferenceConflict = errors.New("bank: credit reference already used for another credit")
+)
+
+// System ledger accounts. Every posting moves money between two accounts,
+// so the sum of all balances is always zero.
+const (
+	AccountFunding     uint64 = 1 // money entering from outside: negative of all credits
+	AccountOutstanding uint64 = 2 // e-cash in circulation (the bank's liability)
+	firstUserAccount   uint64 = 1000
+)
+
+// Account is a ledger account. Customer and merchant accounts never go
+// below zero; system accounts may.
+type Account struct {
+	ID       uint64
+	Name     string
+	Key      ed25519.PublicKey // nil for system accounts
+	Merchant bool
+	Balance  int64 // minor units of the bank's currency
+	Created  time.Time
+}
+
+// Posting kinds.
+const (
+	KindCredit   = "credit"
+	KindWithdraw = "withdraw"
+	KindDeposit  = "deposit"
+)
+
+// Posting is one line of an account's history.
+type Posting struct {
+	Seq     uint64
+	Time    time.Time
+	Kind    string
+	Amount  int64 // signed: negative for debits
+	Balance int64 // running balance after this posting
+	Memo    string
+}
+
+// CreditOp funds a customer or merchant account from outside.
+type CreditOp struct {
+	Account   uint64
+	Amount    int64 // > 0
+	Memo      string
+	Reference string // idempotency key; empty: none
+	Time      time.Time
+}
+
+// WithdrawOp debits an account for blind signatures the service already made.
+type WithdrawOp struct {
+	RequestHash ecash.Hash
+	Account     uint64
+	Amount      int64 // total value of the planchets, > 0
+	BlindSigs   [][]byte
+	Time        time.Time
+}
+
+// SpentCoin is a coin presented in a deposit, with its full signed deposit
+// permission (ecash.DepositPermission.Encode), kept to prove a later double spend.
+type SpentCoin struct {
+	ID         ecash.Hash
+	Permission []byte
+}
+
+// DepositOp credits a merchant for coins the service already verified.
+type DepositOp struct {
+	PaymentHash ecash.Hash
+	Merchant    uint64
+	Amount      int64 // total value, > 0
+	Coins       []SpentCoin
+	Receipt     []byte // the signed receipt to store and return
+	Time        time.Time
+}
+
+// SpentError reports a coin spent earlier; Permission is the earlier signed
+// deposit permission (ecash.DepositPermission.Encode).
+type SpentError struct {
+	Coin       ecash.Hash
+	Permission []byte
+}
+
+func (e *SpentError) Error() string {
+	return fmt.Sprintf("bank: coin %x already spent", e.Coin[:8])
+}
+
+func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpend }
+
+// Store is the bank's durable state. Its contract:
+//
+//   - Every mutating call is atomic: it applies completely or not at all.
+//   - A mutating call returns only after its effect is durable (synced);
+//     a crash after return loses nothing, a crash before leaves no trace.
+//   - Mutating calls are linearizable: concurrent calls behave as if run one
+//     at a time in some order, so two deposits of one coin never both succeed.
+//   - Read calls see every mutation that returned before they started.
+//
+// Implementations serialise state changes; callers do cryptography before
+// calling, outside any lock.
+type Store interface {
+	// OpenAccount creates an account for key. ErrKeyInUse if key has one.
+	OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error)
+	// Account returns an account, ErrNoAccount if absent.
+	Account(ctx context.Context, id uint64) (Account, error)
+	// History returns up to limit postings of an account, newest first.
+	History(ctx context.Context, id uint64, limit int) ([]Posting, error)
+	// Credit moves op.Amount from AccountFunding to op.Account and returns
+	// the new balance. A repeated non-empty Reference with the same account
+	// and amount credits nothing and returns the current balance; with
+	// different ones, ErrReferenceConflict.
+	Credit(ctx context.Context, op CreditOp) (int64, error)
+	// Withdraw moves op.Amount from op.Account to AccountOutstanding and
+	// records op.BlindSigs under op.RequestHash. If the request hash is
+	// already recorded it moves nothing and returns the recorded signatures.
+	// ErrInsufficientFunds if the balance is too low, ErrNoAccount.
+	Withdraw(ctx context.Context, op WithdrawOp) ([][]byte, error)
+	// Deposit marks every coin spent, moves op.Amount from
+	// AccountOutstanding to op.Merchant and records op.Receipt under
+	// op.PaymentHash, all or nothing. If the payment hash is recorded with
+	// the same coins, it moves nothing and returns the recorded receipt; with
+	// other coins, ErrPaymentConflict. If any coin is already spent it
+	// returns a *SpentError and changes nothing. ErrNoAccount, ErrNotMerchant.
+	Deposit(ctx context.Context, op DepositOp) ([]byte, error)
+	// Close waits for in-flight commits and releases the store.
+	Close() error
+}

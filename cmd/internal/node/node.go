@@ -1,0 +1,240 @@
+// Package node wires blindbank daemons: a bank or merchant, its stores, its
+// public TLS listener and its loopback admin listener with a token. The
+// commands, the demo and the integration tests all start nodes through it,
+// so they run exactly what an operator runs.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// BankConfig configures a bank node.
+type BankConfig struct {
+	Dir         string // keys, TLS certificate, admin token and the Pebble store live here
+	Listen      string // public address, e.g. 127.0.0.1:7443 (":0" picks a port)
+	AdminListen string // must be loopback
+	Keys        bank.KeyConfig
+	Plaintext   bool // serve the public listener without TLS (loopback only)
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// Bank is a running bank node.
+type Bank struct {
+	Bank        *bank.Bank
+	Addr        string // public listener address
+	AdminAddr   string
+	Fingerprint string // of the TLS certificate; empty with plaintext
+	CertFile    string
+	TokenFile   string
+	Token       string
+	KeysCreated bool
+
+	store  *pebblestore.Store
+	public *grpc.Server
+	admin  *grpc.Server
+	done   chan error
+}
+
+// StartBank opens (or creates) a bank in cfg.Dir and serves it.
+func StartBank(cfg BankConfig) (*Bank, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	keys, created, err := bank.LoadOrCreateKeys(cfg.Dir, cfg.Keys, cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, done: make(chan error, 2)}
+	if err := n.serve(cfg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Bank) serve(cfg BankConfig) error {
+	pubLis, adminLis, cert, err := listeners(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext)
+	if err != nil {
+		return err
+	}
+	if cert != nil {
+		n.Fingerprint = transport.Fingerprint(cert.Certificate[0])
+		n.CertFile = filepath.Join(cfg.Dir, transport.CertFile)
+	}
+	n.TokenFile = filepath.Join(cfg.Dir, transport.TokenFile)
+	if n.Token, err = transport.LoadOrCreateToken(n.TokenFile); err != nil {
+		pubLis.Close()
+		adminLis.Close()
+		return err
+	}
+	n.public = grpc.NewServer(transport.ServerOptions(cert)...)
+	pb.RegisterBankServer(n.public, n.Bank.PublicServer())
+	n.admin = grpc.NewServer(transport.AdminServerOptions(n.Token)...)
+	pb.RegisterBankAdminServer(n.admin, n.Bank.AdminServer())
+	n.Addr, n.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
+	go func() { n.done <- n.public.Serve(pubLis) }()
+	go func() { n.done <- n.admin.Serve(adminLis) }()
+	return nil
+}
+
+// listeners opens the public and admin listeners; the admin one must be on
+// loopback. It loads or creates the TLS certificate unless plaintext.
+func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.Listener, cert *tlsCert, err error) {
+	if !transport.IsLoopback(adminListen) {
+		return nil, nil, nil, fmt.Errorf("admin listener %s must be a loopback address", adminListen)
+	}
+	if plaintext && !transport.IsLoopback(listen) {
+		return nil, nil, nil, fmt.Errorf("plaintext is allowed only on a loopback address, not %s", listen)
+	}
+	if !plaintext {
+		host, _, _ := net.SplitHostPort(listen)
+		c, _, _, err := transport.LoadOrCreateCert(dir, host)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cert = &c
+	}
+	if pub, err = net.Listen("tcp", listen); err != nil {
+		return nil, nil, nil, err
+	}
+	if admin, err = net.Listen("tcp", adminListen); err != nil {
+		pub.Close()
+		return nil, nil, nil, err
+	}
+	return pub, admin, cert, nil
+}
+
+// Wait blocks until a listener fails or ctx ends.
+func (n *Bank) Wait(ctx context.Context) error { return wait(ctx, n.done) }
+
+// Close stops both listeners gracefully (in-flight calls finish, and with
+// them their commits) and closes the store.
+func (n *Bank) Close() error {
+	stop(n.public, n.admin)
+	if n.store != nil {
+		return n.store.Close()
+	}
+	return nil
+}
+
+// MerchantConfig configures a merchant node.
+type MerchantConfig struct {
+	Dir         string
+	BankAddr    string
+	BankTLS     transport.ClientConfig
+	Account     uint64
+	Listen      string
+	AdminListen string
+	Plaintext   bool
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// Merchant is a running merchant node.
+type Merchant struct {
+	Merchant    *merchant.Merchant
+	Addr        string
+	AdminAddr   string
+	Fingerprint string
+	CertFile    string
+	TokenFile   string
+	Token       string
+
+	bankConn *grpc.ClientConn
+	public   *grpc.Server
+	admin    *grpc.Server
+	done     chan error
+}
+
+// StartMerchant opens the merchant in cfg.Dir (created by merchant.Init),
+// connects to its bank and serves.
+func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
+	if cfg.Account == 0 {
+		return nil, errors.New("merchant account id is required")
+	}
+	conn, err := transport.Dial(cfg.BankAddr, cfg.BankTLS)
+	if err != nil {
+		return nil, err
+	}
+	m, err := merchant.Open(ctx, merchant.Config{Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), Now: cfg.Now, Log: cfg.Log})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	n := &Merchant{Merchant: m, bankConn: conn, done: make(chan error, 2)}
+	pubLis, adminLis, cert, err := listeners(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	if cert != nil {
+		n.Fingerprint = transport.Fingerprint(cert.Certificate[0])
+		n.CertFile = filepath.Join(cfg.Dir, transport.CertFile)
+	}
+	n.TokenFile = filepath.Join(cfg.Dir, transport.TokenFile)
+	if n.Token, err = transport.LoadOrCreateToken(n.TokenFile); err != nil {
+		pubLis.Close()
+		adminLis.Close()
+		n.Close()
+		return nil, err
+	}
+	n.public = grpc.NewServer(transport.ServerOptions(cert)...)
+	pb.RegisterMerchantServer(n.public, m.PublicServer())
+	n.admin = grpc.NewServer(transport.AdminServerOptions(n.Token)...)
+	pb.RegisterMerchantAdminServer(n.admin, m.AdminServer())
+	n.Addr, n.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
+	go func() { n.done <- n.public.Serve(pubLis) }()
+	go func() { n.done <- n.admin.Serve(adminLis) }()
+	return n, nil
+}
+
+// Wait blocks until a listener fails or ctx ends.
+func (n *Merchant) Wait(ctx context.Context) error { return wait(ctx, n.done) }
+
+// Close stops serving and closes the order store and the bank connection.
+func (n *Merchant) Close() error {
+	stop(n.public, n.admin)
+	err := n.Merchant.Close()
+	n.bankConn.Close()
+	return err
+}
+
+// ParseDenominations parses a comma-separated list of amounts.
+func ParseDenominations(s string) ([]ecash.Amount, error) {
+	var out []ecash.Amount
+	for _, f := range splitComma(s) {
+		a, err := ecash.ParseAmount(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}

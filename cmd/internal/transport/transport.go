@@ -1,0 +1,261 @@
+// Package transport is the TLS and token plumbing shared by the blindbank
+// commands: self-signed server certificates with printed fingerprints,
+// clients that trust a CA file or a pinned fingerprint, loopback-only
+// plaintext, and the admin bearer token.
+package transport
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+)
+
+// File names inside a daemon's data directory.
+const (
+	CertFile  = "tls.crt"
+	KeyFile   = "tls.key"
+	TokenFile = "admin.token"
+)
+
+// MaxMessageSize bounds every gRPC message both ways (1024 RSA-4096 coins fit).
+const MaxMessageSize = 4 << 20
+
+// Fingerprint is the hex SHA-256 of a DER certificate.
+func Fingerprint(der []byte) string {
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:])
+}
+
+// LoadOrCreateCert loads DIR/tls.crt and DIR/tls.key, or creates a
+// self-signed ECDSA P-256 certificate for localhost and the given hosts.
+func LoadOrCreateCert(dir string, hosts ...string) (cert tls.Certificate, fingerprint string, created bool, err error) {
+	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		return cert, Fingerprint(cert.Certificate[0]), false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return cert, "", false, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return cert, "", false, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return cert, "", false, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "blindbank"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" && h != "localhost" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return cert, "", false, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return cert, "", false, err
+	}
+	if err := bank.WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return cert, "", false, err
+	}
+	if err := bank.WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return cert, "", false, err
+	}
+	cert, err = tls.LoadX509KeyPair(certPath, keyPath)
+	return cert, Fingerprint(der), true, err
+}
+
+// ServerOptions are the gRPC options of a public listener: TLS (unless
+// plaintext was asked for) and message size bounds.
+func ServerOptions(cert *tls.Certificate) []grpc.ServerOption {
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize)}
+	if cert != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})))
+	}
+	return opts
+}
+
+// ClientConfig says how a client trusts a server.
+type ClientConfig struct {
+	CAFile    string // PEM file of the server's certificate or its CA
+	Pin       string // hex SHA-256 fingerprint of the server's certificate
+	Plaintext bool   // no TLS; refused unless the address is loopback
+}
+
+// IsLoopback reports whether addr's host is a loopback address or localhost.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Credentials builds the transport credentials for dialing addr.
+func (c ClientConfig) Credentials(addr string) (credentials.TransportCredentials, error) {
+	if c.Plaintext {
+		if !IsLoopback(addr) {
+			return nil, fmt.Errorf("plaintext is allowed only to a loopback address, not %s", addr)
+		}
+		return insecure.NewCredentials(), nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: host}
+	switch {
+	case c.Pin != "":
+		want, err := hex.DecodeString(strings.ReplaceAll(strings.ToLower(c.Pin), ":", ""))
+		if err != nil || len(want) != sha256.Size {
+			return nil, fmt.Errorf("pin must be a hex SHA-256 fingerprint")
+		}
+		// The pin replaces chain verification: exactly this certificate is trusted.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("server sent no certificate")
+			}
+			got := sha256.Sum256(raw[0])
+			if subtle.ConstantTimeCompare(got[:], want) != 1 {
+				return fmt.Errorf("server certificate fingerprint %x does not match the pin", got)
+			}
+			return nil
+		}
+	case c.CAFile != "":
+		pemBytes, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	default:
+		return nil, errors.New("no way to trust the server: give a CA file, a pinned fingerprint, or plaintext on loopback")
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// Dial connects to addr. extra options (e.g. a token) are appended.
+func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	creds, err := c.Credentials(addr)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+	}, extra...)
+	return grpc.NewClient(addr, opts...)
+}
+
+// LoadOrCreateToken reads the admin token at path or writes a fresh one.
+func LoadOrCreateToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 32 {
+			return "", fmt.Errorf("%s: token too short", path)
+		}
+		return tok, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b[:])
+	return tok, bank.WriteFileAtomic(path, []byte(tok+"\n"), 0o600)
+}
+
+// ReadToken reads a token file written by LoadOrCreateToken.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// RequireToken is a unary interceptor that admits only calls carrying
+// "authorization: Bearer <token>", compared in constant time.
+func RequireToken(token string) grpc.UnaryServerInterceptor {
+	want := []byte("Bearer " + token)
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		vals := md.Get("authorization")
+		if len(vals) != 1 || subtle.ConstantTimeCompare([]byte(vals[0]), want) != 1 {
+			return nil, status.Error(codes.Unauthenticated, "admin token missing or wrong")
+		}
+		return handler(ctx, req)
+	}
+}
+
+// tokenCreds sends the bearer token with every call.
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+// The admin listener is loopback-only, so the token may travel without TLS.
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// DialAdmin connects to a loopback admin listener with a token.
+func DialAdmin(addr, token string) (*grpc.ClientConn, error) {
+	if !IsLoopback(addr) {
+		return nil, fmt.Errorf("admin address %s is not loopback; the admin service is served on loopback only", addr)
+	}
+	return Dial(addr, ClientConfig{Plaintext: true}, grpc.WithPerRPCCredentials(tokenCreds(token)))
+}
+
+// AdminServerOptions are the gRPC options of an admin listener.
+func AdminServerOptions(token string) []grpc.ServerOption {
+	return append(ServerOptions(nil), grpc.ChainUnaryInterceptor(RequireToken(token)))
+}

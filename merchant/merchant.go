@@ -1,0 +1,293 @@
+// Package merchant is the blindbank merchant: it creates signed payment
+// requests for orders, accepts sealed payments from wallets, deposits them at
+// the bank, verifies the bank's receipt and marks the order paid. It never
+// sees the coins: they are sealed to the bank.
+package merchant
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Errors of the merchant.
+var (
+	ErrNoOrder      = errors.New("merchant: no such order")
+	ErrOrderExpired = errors.New("merchant: order expired")
+	ErrNotInit      = errors.New("merchant: no merchant key here (merchantd init)")
+)
+
+// KeyFile holds the merchant's Ed25519 seed (hex) in its data directory.
+const KeyFile = "merchant.key"
+
+// DefaultOrderTTL is how long a payment request stays payable.
+const DefaultOrderTTL = 15 * time.Minute
+
+// Init creates the merchant key in dir and returns its public key. It
+// refuses to overwrite an existing key.
+func Init(dir string) (ed25519.PublicKey, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, KeyFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("merchant: %s exists; refusing to replace the merchant key", path)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := bank.WriteFileAtomic(path, []byte(hex.EncodeToString(priv.Seed())+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return pub, nil
+}
+
+// LoadKey reads the merchant key from dir.
+func LoadKey(dir string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotInit
+	}
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(string(trimSpace(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("merchant: %s is not a hex Ed25519 seed", KeyFile)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// Config wires a merchant.
+type Config struct {
+	Dir        string
+	Account    uint64        // the merchant's account at the bank
+	Bank       pb.BankClient // the bank's public service
+	Now        func() time.Time
+	Log        *slog.Logger
+	Transcript io.Writer
+	FS         vfs.FS // for tests
+}
+
+// Merchant is an open merchant. Safe for concurrent use.
+type Merchant struct {
+	db      *pebble.DB
+	key     ed25519.PrivateKey
+	account uint64
+	bank    pb.BankClient
+	keyset  *ecash.KeySet
+	now     func() time.Time
+	log     *slog.Logger
+	tr      *ecash.Transcript
+}
+
+// Open loads the key and the order store, and fetches and verifies the bank's
+// key set.
+func Open(ctx context.Context, cfg Config) (*Merchant, error) {
+	key, err := LoadKey(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cfg.Bank.GetKeys(ctx, &pb.GetKeysRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("merchant: fetching the bank's keys: %w", err)
+	}
+	ks, err := ecash.DecodeKeySet(resp.SignedKeyset, nil)
+	if err != nil {
+		return nil, err
+	}
+	opts := &pebble.Options{}
+	if cfg.FS != nil {
+		opts.FS = cfg.FS
+	}
+	db, err := pebble.Open(filepath.Join(cfg.Dir, "orders"), opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, keyset: ks, now: cfg.Now, log: cfg.Log}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Transcript != nil {
+		m.tr = ecash.NewTranscript(cfg.Transcript, "merchant")
+	}
+	return m, nil
+}
+
+// Close closes the order store.
+func (m *Merchant) Close() error { return m.db.Close() }
+
+// PublicKey is the merchant's signing key.
+func (m *Merchant) PublicKey() ed25519.PublicKey { return m.key.Public().(ed25519.PublicKey) }
+
+// Order is an order and its payment state.
+type Order struct {
+	ID        string
+	Summary   string
+	Request   []byte // payment request body
+	Sig       []byte // merchant signature on Request
+	Amount    ecash.Amount
+	ExpiresAt time.Time
+	Receipt   []byte // the bank's signed receipt once paid
+}
+
+// Status is "paid", "expired" or "unpaid".
+func (o *Order) Status(now time.Time) string {
+	switch {
+	case o.Receipt != nil:
+		return "paid"
+	case !now.Before(o.ExpiresAt):
+		return "expired"
+	}
+	return "unpaid"
+}
+
+func (o *Order) encode() []byte {
+	e := ecash.NewEncoder("merchant/order")
+	e.String(o.ID)
+	e.VarBytes([]byte(o.Summary))
+	e.VarBytes(o.Request)
+	e.VarBytes(o.Sig)
+	e.VarBytes(o.Receipt)
+	return e.Bytes()
+}
+
+func decodeOrder(b []byte) (*Order, error) {
+	d := ecash.NewDecoder("merchant/order", b)
+	o := &Order{ID: d.String(), Summary: string(d.VarBytes(MaxSummaryLen)), Request: d.VarBytes(ecash.MaxFieldLen), Sig: d.VarBytes(64), Receipt: d.VarBytes(ecash.MaxFieldLen)}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if len(o.Receipt) == 0 {
+		o.Receipt = nil
+	}
+	pr, err := ecash.DecodePaymentRequest(o.Request)
+	if err != nil {
+		return nil, err
+	}
+	o.Amount, o.ExpiresAt = pr.Amount, pr.ExpiresAt
+	return o, nil
+}
+
+// MaxSummaryLen bounds an order summary.
+const MaxSummaryLen = 4096
+
+// CreateOrder creates and signs a payment request for amount.
+func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Duration) (*Order, error) {
+	if amount.Currency != m.keyset.Currency {
+		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, m.keyset.Currency)
+	}
+	if amount.IsZero() || amount.Validate() != nil {
+		return nil, fmt.Errorf("%w: %s", ecash.ErrBadAmount, amount)
+	}
+	if summary == "" || len(summary) > MaxSummaryLen {
+		return nil, fmt.Errorf("%w: summary must be 1 to %d bytes", ecash.ErrMalformed, MaxSummaryLen)
+	}
+	if ttl <= 0 {
+		ttl = DefaultOrderTTL
+	}
+	var rnd [10]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	now := m.now()
+	pr := &ecash.PaymentRequest{
+		BankID: m.keyset.BankID(), MerchantAccount: m.account, MerchantPub: m.PublicKey(),
+		OrderID: "ord-" + hex.EncodeToString(rnd[:]), Amount: amount, SummaryHash: sha256.Sum256([]byte(summary)),
+		CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	body := pr.Body()
+	o := &Order{ID: pr.OrderID, Summary: summary, Request: body, Sig: ecash.SignBody(m.key, body), Amount: amount, ExpiresAt: pr.ExpiresAt}
+	if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
+		return nil, err
+	}
+	m.tr.Record(now, "payment-request", body, summary)
+	m.log.Info("order created", "order", o.ID, "amount", amount.String())
+	return o, nil
+}
+
+func orderKey(id string) []byte { return append([]byte("o/"), id...) }
+
+// Order loads an order.
+func (m *Merchant) Order(id string) (*Order, error) {
+	if len(id) == 0 || len(id) > ecash.MaxOrderIDLen {
+		return nil, ErrNoOrder
+	}
+	v, closer, err := m.db.Get(orderKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNoOrder
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return decodeOrder(v)
+}
+
+// Pay deposits a wallet's sealed payment for an order at the bank, verifies
+// the receipt, and records the order paid before answering. No lock is
+// needed: the bank makes this idempotent (the same sealed payment gets the
+// same receipt, other coins for a paid request are refused), so concurrent
+// calls for one order store the same receipt.
+func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
+	o, err := m.Order(orderID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Receipt == nil && !m.now().Before(o.ExpiresAt) {
+		return nil, ErrOrderExpired
+	}
+	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
+	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
+	if err != nil {
+		m.log.Warn("deposit refused", "order", orderID, "err", err)
+		return nil, err
+	}
+	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	if err != nil {
+		return nil, fmt.Errorf("merchant: bank returned a bad receipt: %w", err)
+	}
+	pr, err := ecash.DecodePaymentRequest(o.Request)
+	if err != nil {
+		return nil, err
+	}
+	if err := rcpt.Verify(m.keyset, pr); err != nil {
+		return nil, fmt.Errorf("merchant: bank receipt does not verify: %w", err)
+	}
+	if o.Receipt == nil {
+		o.Receipt = resp.Receipt
+		if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
+			return nil, err
+		}
+		m.log.Info("order paid", "order", o.ID, "amount", o.Amount.String())
+	}
+	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
+	return resp.Receipt, nil
+}

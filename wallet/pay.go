@@ -1,0 +1,287 @@
+package wallet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Offer is a verified payment request, shown to the user before paying.
+type Offer struct {
+	Request *ecash.PaymentRequest
+	Summary string
+}
+
+// Confirm decides whether to pay an offer; return nil to pay.
+type Confirm func(*Offer) error
+
+// Pay pays order orderID at a merchant: it fetches and verifies the signed
+// payment request (merchant signature, summary hash, bank, currency, expiry),
+// asks confirm, picks coins that sum exactly to the amount, signs a deposit
+// permission per coin, seals them to the bank and hands them to the merchant.
+// The coins are marked pending before sending and spent on a verified
+// receipt. merchantAddr names the merchant in the wallet's records, so an
+// interrupted payment to the same address and order is resent unchanged.
+//
+// If a coin was already spent (say, by a copy of this wallet) the error is an
+// *ecash.DoubleSpendError whose proof has been verified; that coin is marked
+// spent and the others are released.
+func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	pp, err := w.findPending(merchantAddr, orderID)
+	if err != nil {
+		return nil, err
+	}
+	if pp == nil {
+		if pp, err = w.preparePayment(ctx, ks, merchant, merchantAddr, orderID, confirm); err != nil {
+			return nil, err
+		}
+	}
+	pr, err := ecash.DecodePaymentRequest(pp.Request)
+	if err != nil {
+		return nil, err
+	}
+	w.tr.Record(w.now(), "sealed-payment", pp.Sealed, orderID)
+	resp, err := merchant.Pay(ctx, &pb.PayRequest{OrderId: orderID, SealedPayment: pp.Sealed})
+	if err != nil {
+		return nil, w.paymentFailed(ks, pr, pp, err)
+	}
+	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: merchant returned a bad receipt: %w", err)
+	}
+	if err := rcpt.Verify(ks, pr); err != nil {
+		return nil, fmt.Errorf("wallet: merchant returned a receipt that does not verify: %w", err)
+	}
+	w.tr.Record(w.now(), "deposit-receipt", resp.Receipt, "")
+	return rcpt, w.settle(pr.Hash(), pp.Coins, nil)
+}
+
+// VerifyOffer checks a payment request as the wallet receives it.
+func VerifyOffer(ks *ecash.KeySet, resp *pb.GetPaymentRequestResponse, orderID string, now time.Time) (*Offer, error) {
+	pr, err := ecash.DecodePaymentRequest(resp.PaymentRequest)
+	if err != nil {
+		return nil, err
+	}
+	if err := ecash.VerifyBody(pr.MerchantPub, resp.PaymentRequest, resp.MerchantSig, "payment request"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if sha256.Sum256([]byte(resp.Summary)) != pr.SummaryHash {
+		return nil, fmt.Errorf("%w: summary does not match its hash", ErrBadRequest)
+	}
+	if pr.OrderID != orderID {
+		return nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, pr.OrderID)
+	}
+	if pr.BankID != ks.BankID() {
+		return nil, fmt.Errorf("%w: request names another bank", ErrBadRequest)
+	}
+	if pr.Amount.Currency != ks.Currency {
+		return nil, fmt.Errorf("%w: %s, the bank holds %s", ecash.ErrCurrencyMismatch, pr.Amount.Currency, ks.Currency)
+	}
+	if !now.Before(pr.ExpiresAt) {
+		return nil, ErrExpired
+	}
+	return &Offer{Request: pr, Summary: resp.Summary}, nil
+}
+
+func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*pendingPayment, error) {
+	resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
+	if err != nil {
+		return nil, err
+	}
+	offer, err := VerifyOffer(ks, resp, orderID, w.now())
+	if err != nil {
+		return nil, err
+	}
+	w.tr.Record(w.now(), "payment-request", resp.PaymentRequest, resp.Summary)
+	if confirm != nil {
+		if err := confirm(offer); err != nil {
+			return nil, err
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	picked, err := w.selectCoins(offer.Request.Amount, ks)
+	if err != nil {
+		return nil, err
+	}
+	coins := make([]ecash.Coin, len(picked))
+	keys := make([]ed25519.PrivateKey, len(picked))
+	values := make([]ecash.Amount, len(picked))
+	ids := make([]ecash.Hash, len(picked))
+	for i, c := range picked {
+		ps, err := ecash.DerivePlanchet(w.seed, c.Index)
+		if err != nil {
+			return nil, err
+		}
+		coins[i], keys[i], values[i], ids[i] = c.Coin, ps.CoinKey, c.Value, c.Coin.ID()
+	}
+	payment, err := ecash.NewPayment(offer.Request, coins, keys, values, w.now())
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := ecash.SealPayment(ks.HPKEPub, offer.Request, payment)
+	if err != nil {
+		return nil, err
+	}
+	pp := &pendingPayment{Merchant: merchantAddr, OrderID: orderID, Request: resp.PaymentRequest, Sealed: sealed, Coins: ids}
+	h := offer.Request.Hash()
+	b := w.db.NewBatch()
+	defer b.Close()
+	for _, c := range picked {
+		c.State, c.Payment = CoinPending, h
+		if err := b.Set(coinKey(c.Coin.ID()), c.encode(), nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Set(paymentKey(h), pp.encode(), nil); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, err
+	}
+	return pp, nil
+}
+
+// selectCoins picks fresh coins summing exactly to amount: largest first,
+// which is exact whenever any subset is, for denominations that each divide
+// the next (the default powers of two). Caller holds w.mu.
+func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinRecord, error) {
+	now := w.now()
+	var fresh []*coinRecord
+	err := w.eachCoin(func(c *coinRecord) error {
+		if c.State != CoinFresh || c.Value.Currency != amount.Currency {
+			return nil
+		}
+		if d, err := ks.Denomination(c.Coin.Denom); err != nil || d.CanDeposit(now) != nil {
+			return nil
+		}
+		fresh = append(fresh, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Value.Value > fresh[j].Value.Value })
+	rest := amount.Value
+	var picked []*coinRecord
+	for _, c := range fresh {
+		if c.Value.Value <= rest && len(picked) < ecash.MaxCoinsPerRequest {
+			picked = append(picked, c)
+			rest -= c.Value.Value
+		}
+	}
+	if rest != 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoExactChange, amount)
+	}
+	return picked, nil
+}
+
+// paymentFailed decides what a failed Pay means for the coins.
+func (w *Wallet) paymentFailed(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, err error) error {
+	if ds := doubleSpend(err); ds != nil {
+		if verr := ds.Proof.Verify(ks); verr != nil {
+			return fmt.Errorf("wallet: double-spend claim with an invalid proof (%v): %w", verr, err)
+		}
+		spent := ds.Proof.Earlier.Coin.ID()
+		if serr := w.settle(pr.Hash(), pp.Coins, &spent); serr != nil {
+			return serr
+		}
+		w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
+		return ds
+	}
+	if definitive(err) {
+		if serr := w.settle(pr.Hash(), pp.Coins, &ecash.Hash{}); serr != nil {
+			return serr
+		}
+		return err
+	}
+	return fmt.Errorf("%w: payment of order %s: %v", ErrPending, pp.OrderID, err)
+}
+
+// settle ends a pending payment. spentOnly nil: the payment went through and
+// every coin is spent. Otherwise the payment failed: the coin spentOnly (if
+// any of ours) is marked spent, the others return to fresh.
+func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.db.NewBatch()
+	defer b.Close()
+	for _, id := range ids {
+		raw, err := get(w.db, coinKey(id))
+		if err != nil || raw == nil {
+			return fmt.Errorf("wallet: coin record missing: %v", err)
+		}
+		c, err := decodeCoinRecord(raw)
+		if err != nil {
+			return err
+		}
+		if spentOnly == nil || *spentOnly == id {
+			c.State = CoinSpent
+		} else {
+			c.State = CoinFresh
+		}
+		c.Payment = ecash.Hash{}
+		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(paymentKey(h), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+func (w *Wallet) findPending(merchantAddr, orderID string) (*pendingPayment, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("p/"), UpperBound: prefixEnd([]byte("p/"))})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		pp, err := decodePendingPayment(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("wallet: corrupt pending payment: %w", err)
+		}
+		if pp.Merchant == merchantAddr && pp.OrderID == orderID {
+			return pp, nil
+		}
+	}
+	return nil, it.Error()
+}
+
+// doubleSpend extracts a double-spend proof from a gRPC status, relayed by
+// the merchant from the bank (proof not yet verified).
+func doubleSpend(err error) *ecash.DoubleSpendError {
+	var ds *ecash.DoubleSpendError
+	if errors.As(err, &ds) {
+		return ds
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if detail, ok := d.(*pb.DoubleSpendDetail); ok {
+			if proof, perr := ecash.DecodeDoubleSpendProof(detail.Proof); perr == nil {
+				return &ecash.DoubleSpendError{Proof: proof}
+			}
+		}
+	}
+	return nil
+}
+

@@ -1,0 +1,169 @@
+package wallet
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Key layout of the wallet's Pebble store:
+//
+//	m/seed            32-byte wallet seed (coins and the account key derive from it)
+//	m/account         u64 bank account id
+//	m/keyset          the bank's signed key set (master key pinned on first fetch)
+//	m/next            u64 next planchet index
+//	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
+//	c/<coin id>       coin record
+//	p/<payment hash>  pending payment: the sealed payment, kept until settled
+var (
+	keySeed    = []byte("m/seed")
+	keyAccount = []byte("m/account")
+	keyKeySet  = []byte("m/keyset")
+	keyNext    = []byte("m/next")
+)
+
+func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }
+func coinKey(id ecash.Hash) []byte      { return append([]byte("c/"), id[:]...) }
+func paymentKey(h ecash.Hash) []byte    { return append([]byte("p/"), h[:]...) }
+
+// Coin states.
+const (
+	CoinFresh   = 0 // spendable
+	CoinPending = 1 // offered in a payment not yet settled
+	CoinSpent   = 2
+)
+
+// coinRecord is a coin with its planchet index (its key derives from the seed).
+type coinRecord struct {
+	Index   uint64
+	Coin    ecash.Coin
+	Value   ecash.Amount
+	State   uint8
+	Payment ecash.Hash // set while pending
+}
+
+func (c *coinRecord) encode() []byte {
+	e := ecash.NewEncoder("wallet/coin")
+	e.U64(c.Index)
+	e.VarBytes(c.Coin.Encode())
+	e.Amount(c.Value)
+	e.U8(c.State)
+	e.Fixed(c.Payment[:])
+	return e.Bytes()
+}
+
+func decodeCoinRecord(b []byte) (*coinRecord, error) {
+	d := ecash.NewDecoder("wallet/coin", b)
+	c := &coinRecord{Index: d.U64()}
+	coin, err := ecash.DecodeCoin(d.VarBytes(ecash.MaxFieldLen))
+	if err != nil {
+		return nil, err
+	}
+	c.Coin = coin
+	c.Value = d.Amount()
+	c.State = d.U8()
+	copy(c.Payment[:], d.Fixed(32))
+	return c, d.Finish()
+}
+
+// pendingWithdraw is a signed withdraw request and the planchet indices it
+// covers, persisted before it is sent.
+type pendingWithdraw struct {
+	Body    []byte
+	Sig     []byte
+	Indices []uint64
+}
+
+func (p *pendingWithdraw) encode() []byte {
+	e := ecash.NewEncoder("wallet/withdraw")
+	e.VarBytes(p.Body)
+	e.VarBytes(p.Sig)
+	e.U32(uint32(len(p.Indices)))
+	for _, i := range p.Indices {
+		e.U64(i)
+	}
+	return e.Bytes()
+}
+
+func decodePendingWithdraw(b []byte) (*pendingWithdraw, error) {
+	d := ecash.NewDecoder("wallet/withdraw", b)
+	p := &pendingWithdraw{Body: d.VarBytes(ecash.MaxFieldLen), Sig: d.VarBytes(64)}
+	n := d.Count(ecash.MaxCoinsPerRequest)
+	for range n {
+		p.Indices = append(p.Indices, d.U64())
+	}
+	return p, d.Finish()
+}
+
+// pendingPayment is a sealed payment not yet settled, kept so a retry sends
+// exactly the same bytes (the bank then answers with the same receipt).
+type pendingPayment struct {
+	Merchant string // address the payment was sent to
+	OrderID  string
+	Request  []byte // payment request body
+	Sealed   []byte
+	Coins    []ecash.Hash
+}
+
+func (p *pendingPayment) encode() []byte {
+	e := ecash.NewEncoder("wallet/payment")
+	e.String(p.Merchant)
+	e.String(p.OrderID)
+	e.VarBytes(p.Request)
+	e.VarBytes(p.Sealed)
+	e.U32(uint32(len(p.Coins)))
+	for _, c := range p.Coins {
+		e.Fixed(c[:])
+	}
+	return e.Bytes()
+}
+
+func decodePendingPayment(b []byte) (*pendingPayment, error) {
+	d := ecash.NewDecoder("wallet/payment", b)
+	p := &pendingPayment{Merchant: d.String(), OrderID: d.String(), Request: d.VarBytes(ecash.MaxFieldLen), Sealed: d.VarBytes(ecash.MaxSealedLen)}
+	n := d.Count(ecash.MaxCoinsPerRequest)
+	for range n {
+		var h ecash.Hash
+		copy(h[:], d.Fixed(32))
+		p.Coins = append(p.Coins, h)
+	}
+	return p, d.Finish()
+}
+
+func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
+	opts := &pebble.Options{}
+	if fs != nil {
+		opts.FS = fs
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+func get(db pebble.Reader, key []byte) ([]byte, error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// prefixEnd returns the first key after every key with the prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	end[len(end)-1]++
+	return end
+}

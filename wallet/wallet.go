@@ -1,0 +1,288 @@
+// Package wallet is the blindbank wallet library: a persistent coin store on
+// Pebble, withdrawal of blind-signed coins, balance, and payment of a
+// merchant's payment request with coins sealed to the bank.
+//
+// Crash safety: every planchet derives from the wallet seed and a counter,
+// and a withdraw request is persisted (with the counter advanced) before it
+// is sent. If the wallet dies mid-withdraw, Recover re-sends the same signed
+// request; the bank answers a retry with the same blind signatures and debits
+// once, and the wallet re-derives the blinding to finish the coins. Payments
+// are persisted sealed before they are sent, so a retry sends the same bytes
+// and gets the same receipt.
+package wallet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Errors of the wallet.
+var (
+	ErrNoAccount     = errors.New("wallet: no bank account set (wallet set-account ID)")
+	ErrNoKeys        = errors.New("wallet: no key set yet; connect to the bank first")
+	ErrExists        = errors.New("wallet: a wallet already exists here")
+	ErrNotFound      = errors.New("wallet: no wallet here (wallet init)")
+	ErrNoExactChange = errors.New("wallet: no combination of coins pays this amount exactly")
+	ErrExpired       = errors.New("wallet: payment request expired")
+	ErrDeclined      = errors.New("wallet: payment declined by the user")
+	ErrBadRequest    = errors.New("wallet: payment request does not verify")
+	ErrPending       = errors.New("wallet: the operation is recorded; retry to finish it")
+)
+
+// MaxPlanchetsPerRequest is how many coins one withdraw RPC carries.
+const MaxPlanchetsPerRequest = 64
+
+// Options configure a wallet.
+type Options struct {
+	Now        func() time.Time // default time.Now
+	Transcript io.Writer        // if set, every protocol message is recorded (JSON lines)
+	FS         vfs.FS           // for tests; default the OS file system
+}
+
+// Wallet is a wallet open on a directory. Safe for concurrent use.
+type Wallet struct {
+	db      *pebble.DB
+	mu      sync.Mutex // serialises state changes
+	seed    []byte
+	acctKey ed25519.PrivateKey
+	now     func() time.Time
+	tr      *ecash.Transcript
+}
+
+// Create makes a new wallet with a fresh seed in dir.
+func Create(dir string, opts Options) (*Wallet, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	return CreateFromSeed(dir, seed, opts)
+}
+
+// CreateFromSeed makes a new wallet from an existing seed.
+func CreateFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
+	db, err := openDB(dir, opts.FS)
+	if err != nil {
+		return nil, err
+	}
+	if old, err := get(db, keySeed); err != nil || old != nil {
+		db.Close()
+		if err == nil {
+			err = ErrExists
+		}
+		return nil, err
+	}
+	if err := db.Set(keySeed, seed, pebble.Sync); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return newWallet(db, seed, opts)
+}
+
+// Open opens an existing wallet.
+func Open(dir string, opts Options) (*Wallet, error) {
+	db, err := openDB(dir, opts.FS)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := get(db, keySeed)
+	if err == nil && seed == nil {
+		err = ErrNotFound
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return newWallet(db, seed, opts)
+}
+
+func newWallet(db *pebble.DB, seed []byte, opts Options) (*Wallet, error) {
+	k, err := ecash.DeriveAccountKey(seed)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	w := &Wallet{db: db, seed: seed, acctKey: k, now: opts.Now}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if opts.Transcript != nil {
+		w.tr = ecash.NewTranscript(opts.Transcript, "wallet")
+	}
+	return w, nil
+}
+
+// Close closes the store.
+func (w *Wallet) Close() error { return w.db.Close() }
+
+// AccountKey is the public key the bank account must be opened with.
+func (w *Wallet) AccountKey() ed25519.PublicKey { return w.acctKey.Public().(ed25519.PublicKey) }
+
+// SetAccount records the bank account id the wallet withdraws from.
+func (w *Wallet) SetAccount(id uint64) error { return w.db.Set(keyAccount, u64(id), pebble.Sync) }
+
+// Account returns the account id, or ErrNoAccount.
+func (w *Wallet) Account() (uint64, error) {
+	b, err := get(w.db, keyAccount)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != 8 {
+		return 0, ErrNoAccount
+	}
+	return beU64(b), nil
+}
+
+// KeySet returns the stored key set, or ErrNoKeys.
+func (w *Wallet) KeySet() (*ecash.KeySet, error) {
+	b, err := get(w.db, keyKeySet)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, ErrNoKeys
+	}
+	return ecash.DecodeKeySet(b, nil)
+}
+
+// RefreshKeys fetches the bank's key set, verifies its master signature and
+// stores it. The master key is pinned on first use: a key set signed by any
+// other key is refused.
+func (w *Wallet) RefreshKeys(ctx context.Context, bank pb.BankClient) (*ecash.KeySet, error) {
+	resp, err := bank.GetKeys(ctx, &pb.GetKeysRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var pinned ed25519.PublicKey
+	if old, err := w.KeySet(); err == nil {
+		pinned = old.MasterPub
+	}
+	ks, err := ecash.DecodeKeySet(resp.SignedKeyset, pinned)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.db.Set(keyKeySet, resp.SignedKeyset, pebble.Sync); err != nil {
+		return nil, err
+	}
+	return ks, nil
+}
+
+// keys returns the stored key set, fetching it the first time.
+func (w *Wallet) keys(ctx context.Context, bank pb.BankClient) (*ecash.KeySet, error) {
+	ks, err := w.KeySet()
+	if errors.Is(err, ErrNoKeys) {
+		return w.RefreshKeys(ctx, bank)
+	}
+	return ks, err
+}
+
+// Balance is what the wallet holds.
+type Balance struct {
+	Fresh   ecash.Amount
+	Pending ecash.Amount
+	Coins   map[string]int // fresh coins by value ("EUR:0.01")
+}
+
+// Balance sums the coins.
+func (w *Wallet) Balance() (Balance, error) {
+	ks, err := w.KeySet()
+	if err != nil {
+		return Balance{}, err
+	}
+	bal := Balance{Fresh: ecash.Amount{Currency: ks.Currency}, Pending: ecash.Amount{Currency: ks.Currency}, Coins: map[string]int{}}
+	err = w.eachCoin(func(c *coinRecord) error {
+		var err error
+		switch c.State {
+		case CoinFresh:
+			bal.Fresh, err = bal.Fresh.Add(c.Value)
+			bal.Coins[c.Value.String()]++
+		case CoinPending:
+			bal.Pending, err = bal.Pending.Add(c.Value)
+		}
+		return err
+	})
+	return bal, err
+}
+
+func (w *Wallet) eachCoin(f func(*coinRecord) error) error {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("c/"), UpperBound: prefixEnd([]byte("c/"))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		c, err := decodeCoinRecord(it.Value())
+		if err != nil {
+			return fmt.Errorf("wallet: corrupt coin record: %w", err)
+		}
+		if err := f(c); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// definitive reports whether a gRPC error is a refusal (the bank or merchant
+// decided and recorded nothing) rather than a failure to get an answer.
+func definitive(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
+		codes.Unauthenticated, codes.PermissionDenied, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+func beU64(b []byte) uint64 {
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
+
+// split decomposes amount into denomination values so that many amounts can
+// later be paid exactly: one coin of each small value first (while the rest
+// covers it), then the remainder largest first.
+func split(amount ecash.Amount, ks *ecash.KeySet, now time.Time) ([]ecash.Denomination, error) {
+	var ds []ecash.Denomination
+	for _, d := range ks.Denominations {
+		if d.Value.Currency == amount.Currency && d.CanWithdraw(now) == nil {
+			ds = append(ds, d)
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Value.Value < ds[j].Value.Value })
+	rest := amount.Value
+	var out []ecash.Denomination
+	for _, d := range ds {
+		if d.Value.Value > rest {
+			break
+		}
+		out = append(out, d)
+		rest -= d.Value.Value
+	}
+	for i := len(ds) - 1; i >= 0 && rest > 0; i-- {
+		for ds[i].Value.Value <= rest {
+			out = append(out, ds[i])
+			rest -= ds[i].Value.Value
+		}
+	}
+	if rest != 0 {
+		return nil, fmt.Errorf("%w: %s cannot be made of this bank's denominations", ErrNoExactChange, amount)
+	}
+	return out, nil
+}

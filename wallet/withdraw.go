@@ -1,0 +1,210 @@
+package wallet
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Progress is told how many coins of a withdrawal are done.
+type Progress func(done, total int)
+
+// Withdraw debits amount from the wallet's bank account as fresh coins.
+// Pending withdrawals from an earlier crash are finished first. Coins are
+// requested MaxPlanchetsPerRequest at a time; each batch is persisted before
+// it is sent.
+func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
+	if err := w.Recover(ctx, bank); err != nil {
+		return nil, err
+	}
+	account, err := w.Account()
+	if err != nil {
+		return nil, err
+	}
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	if amount.Currency != ks.Currency {
+		return nil, fmt.Errorf("%w: the bank issues %s", ecash.ErrCurrencyMismatch, ks.Currency)
+	}
+	if amount.IsZero() {
+		return nil, fmt.Errorf("%w: withdraw of zero", ecash.ErrBadAmount)
+	}
+	denoms, err := split(amount, ks, w.now())
+	if err != nil {
+		return nil, err
+	}
+	var coins []ecash.Coin
+	for start := 0; start < len(denoms); start += MaxPlanchetsPerRequest {
+		batch := denoms[start:min(start+MaxPlanchetsPerRequest, len(denoms))]
+		pw, err := w.prepareWithdraw(account, batch)
+		if err != nil {
+			return coins, err
+		}
+		got, err := w.sendWithdraw(ctx, bank, ks, pw)
+		if err != nil {
+			return coins, err
+		}
+		coins = append(coins, got...)
+		if progress != nil {
+			progress(len(coins), len(denoms))
+		}
+	}
+	return coins, nil
+}
+
+// prepareWithdraw allocates planchet indices, builds and signs the request,
+// and persists it with the advanced counter in one synced batch.
+func (w *Wallet) prepareWithdraw(account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil {
+		return nil, err
+	}
+	next := beU64(nb)
+	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now()}
+	if _, err := rand.Read(req.Nonce[:]); err != nil {
+		return nil, err
+	}
+	pw := &pendingWithdraw{}
+	for i, d := range denoms {
+		ps, err := ecash.DerivePlanchet(w.seed, next+uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		p, _, err := ps.Blind(d)
+		if err != nil {
+			return nil, err
+		}
+		req.Planchets = append(req.Planchets, p)
+		pw.Indices = append(pw.Indices, next+uint64(i))
+	}
+	pw.Body = req.Body()
+	pw.Sig = ecash.SignBody(w.acctKey, pw.Body)
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyNext, u64(next+uint64(len(denoms))), nil); err != nil {
+		return nil, err
+	}
+	if err := b.Set(withdrawKey(req.Nonce), pw.encode(), nil); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, err
+	}
+	return pw, nil
+}
+
+// sendWithdraw sends a persisted request and stores the resulting coins. A
+// definitive refusal drops the request (the bank recorded nothing); any
+// other failure keeps it for Recover.
+func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pw *pendingWithdraw) ([]ecash.Coin, error) {
+	req, err := ecash.DecodeWithdrawRequest(pw.Body)
+	if err != nil {
+		return nil, err
+	}
+	w.tr.Record(w.now(), "withdraw-request", pw.Body, "")
+	resp, err := bank.Withdraw(ctx, &pb.WithdrawRequest{Body: pw.Body, AccountSig: pw.Sig})
+	if err != nil {
+		if definitive(err) {
+			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
+				return nil, derr
+			}
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
+	}
+	if len(resp.BlindSignatures) != len(req.Planchets) {
+		return nil, fmt.Errorf("wallet: bank returned %d signatures for %d planchets", len(resp.BlindSignatures), len(req.Planchets))
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	coins := make([]ecash.Coin, len(req.Planchets))
+	for i, p := range req.Planchets {
+		d, err := ks.Denomination(p.Denom)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := ecash.DerivePlanchet(w.seed, pw.Indices[i])
+		if err != nil {
+			return nil, err
+		}
+		again, st, err := ps.Blind(d)
+		if err != nil {
+			return nil, err
+		}
+		if string(again.Blinded) != string(p.Blinded) {
+			return nil, fmt.Errorf("wallet: planchet %d does not re-derive", pw.Indices[i])
+		}
+		sig, err := st.Unblind(resp.BlindSignatures[i])
+		if err != nil {
+			return nil, fmt.Errorf("wallet: bank's signature on planchet %d: %w", i, err)
+		}
+		coins[i] = ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
+		rec := coinRecord{Index: pw.Indices[i], Coin: coins[i], Value: d.Value, State: CoinFresh}
+		if err := b.Set(coinKey(coins[i].ID()), rec.encode(), nil); err != nil {
+			return nil, err
+		}
+		w.tr.Record(w.now(), "coin", coins[i].Encode(), d.Value.String())
+	}
+	if err := b.Delete(withdrawKey(req.Nonce), nil); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, err
+	}
+	return coins, nil
+}
+
+// Recover finishes withdrawals that were persisted but not completed.
+func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
+	var pending []*pendingWithdraw
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		pw, err := decodePendingWithdraw(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("wallet: corrupt pending withdrawal: %w", err)
+		}
+		pending = append(pending, pw)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return err
+	}
+	for _, pw := range pending {
+		if _, err := w.sendWithdraw(ctx, bank, ks, pw); err != nil {
+			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
+		}
+	}
+	return nil
+}
+
+// PendingWithdrawals counts withdrawals waiting for Recover.
+func (w *Wallet) PendingWithdrawals() (int, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Close()
+}
