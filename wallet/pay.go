@@ -193,7 +193,7 @@ func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinReco
 
 // paymentFailed decides what a failed Pay means for the coins.
 func (w *Wallet) paymentFailed(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, err error) error {
-	if ds := doubleSpend(err); ds != nil {
+	if ds := DoubleSpendFromError(err); ds != nil {
 		if verr := ds.Proof.Verify(ks); verr != nil {
 			return fmt.Errorf("wallet: double-spend claim with an invalid proof (%v): %w", verr, err)
 		}
@@ -264,9 +264,11 @@ func (w *Wallet) findPending(merchantAddr, orderID string) (*pendingPayment, err
 	return nil, it.Error()
 }
 
-// doubleSpend extracts a double-spend proof from a gRPC status, relayed by
-// the merchant from the bank (proof not yet verified).
-func doubleSpend(err error) *ecash.DoubleSpendError {
+// DoubleSpendFromError extracts a double-spend proof from an error: an
+// *ecash.DoubleSpendError, or a gRPC status from the bank (relayed unchanged
+// by a merchant) carrying a DoubleSpendDetail. The proof is not yet
+// verified: call Proof.Verify with the key set. Nil if there is none.
+func DoubleSpendFromError(err error) *ecash.DoubleSpendError {
 	var ds *ecash.DoubleSpendError
 	if errors.As(err, &ds) {
 		return ds

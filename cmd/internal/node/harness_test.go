@@ -1,0 +1,290 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// clock is a settable test clock.
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.t.Store(time.Now().UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *clock) Advance(d time.Duration) { c.t.Add(int64(d)) }
+
+var (
+	keysOnce sync.Once
+	keysFile []byte
+	keysErr  error
+)
+
+// testKeys returns a key file generated once per test binary: RSA keygen is
+// the slow part of starting a bank.
+func testKeys(t *testing.T) []byte {
+	keysOnce.Do(func() {
+		var vs []ecash.Amount
+		for v := uint64(1); v <= 1024; v *= 2 {
+			vs = append(vs, ecash.Amount{Currency: "EUR", Value: v})
+		}
+		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: vs}, time.Now().Add(-time.Minute), rand.Reader)
+		if err != nil {
+			keysErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "blindbank-keys")
+		if err != nil {
+			keysErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		if keysErr = k.Save(filepath.Join(dir, bank.KeysFile)); keysErr == nil {
+			keysFile, keysErr = os.ReadFile(filepath.Join(dir, bank.KeysFile))
+		}
+	})
+	if keysErr != nil {
+		t.Fatal(keysErr)
+	}
+	return keysFile
+}
+
+type env struct {
+	t     *testing.T
+	clock *clock
+	bank  *Bank
+	admin pb.BankAdminClient
+	ks    *ecash.KeySet
+}
+
+// startEnv starts a bank node over TLS on loopback with the shared test keys.
+func startEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newClock()
+	b, err := StartBank(BankConfig{Dir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	conn, err := transport.DialAdmin(b.AdminAddr, b.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ks, _ := b.Bank.KeySet()
+	return &env{t: t, clock: c, bank: b, admin: pb.NewBankAdminClient(conn), ks: ks}
+}
+
+func (e *env) dialBank() pb.BankClient {
+	e.t.Helper()
+	conn, err := transport.Dial(e.bank.Addr, transport.ClientConfig{Pin: e.bank.Fingerprint})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	return pb.NewBankClient(conn)
+}
+
+func (e *env) openAccount(name string, key []byte, isMerchant bool) uint64 {
+	e.t.Helper()
+	resp, err := e.admin.OpenAccount(context.Background(), &pb.OpenAccountRequest{Name: name, PublicKey: key, Merchant: isMerchant})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.Account
+}
+
+func (e *env) credit(acct uint64, amount string) {
+	e.t.Helper()
+	if _, err := e.admin.Credit(context.Background(), &pb.CreditRequest{Account: acct, Amount: amount}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// balance returns an account balance as the admin service reports it.
+func (e *env) balance(acct uint64) string {
+	e.t.Helper()
+	resp, err := e.admin.GetAccount(context.Background(), &pb.GetAccountRequest{Account: acct})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.Balance
+}
+
+// raw returns a ledger balance straight from the store (system accounts too).
+func (e *env) raw(acct uint64) int64 {
+	e.t.Helper()
+	a, err := e.bank.Bank.Store().Account(context.Background(), acct)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a.Balance
+}
+
+type shop struct {
+	node    *Merchant
+	account uint64
+	admin   pb.MerchantAdminClient
+	client  pb.MerchantClient
+}
+
+// startMerchant initialises a merchant, opens its bank account and serves it.
+func (e *env) startMerchant(name string) *shop {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	pub, err := merchant.Init(dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	acct := e.openAccount(name, pub, true)
+	m, err := StartMerchant(context.Background(), MerchantConfig{
+		Dir: dir, BankAddr: e.bank.Addr, BankTLS: transport.ClientConfig{CAFile: e.bank.CertFile},
+		Account: acct, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Now: e.clock.Now,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { m.Close() })
+	adminConn, err := transport.DialAdmin(m.AdminAddr, m.Token)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conn, err := transport.Dial(m.Addr, transport.ClientConfig{CAFile: m.CertFile})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { adminConn.Close(); conn.Close() })
+	return &shop{node: m, account: acct, admin: pb.NewMerchantAdminClient(adminConn), client: pb.NewMerchantClient(conn)}
+}
+
+func (s *shop) order(t *testing.T, amount string) string {
+	t.Helper()
+	resp, err := s.admin.CreateOrder(context.Background(), &pb.CreateOrderRequest{Amount: amount, Summary: "test order " + amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.OrderId
+}
+
+func (s *shop) status(t *testing.T, id string) *pb.OrderStatusResponse {
+	t.Helper()
+	resp, err := s.admin.OrderStatus(context.Background(), &pb.OrderStatusRequest{OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// newWallet creates a wallet in dir with a funded account.
+func (e *env) newWallet(dir, funds string) *wallet.Wallet {
+	e.t.Helper()
+	w, err := wallet.Create(dir, wallet.Options{Now: e.clock.Now})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	acct := e.openAccount("customer "+filepath.Base(dir), w.AccountKey(), false)
+	if err := w.SetAccount(acct); err != nil {
+		e.t.Fatal(err)
+	}
+	if funds != "" {
+		e.credit(acct, funds)
+	}
+	return w
+}
+
+func mustAmount(t *testing.T, s string) ecash.Amount {
+	t.Helper()
+	a, err := ecash.ParseAmount(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// rawCoin withdraws one coin of value through the protocol directly (not the
+// wallet), so the test holds the coin key and can sign what it likes.
+func (e *env) rawCoin(t *testing.T, bankc pb.BankClient, value string) (ecash.Coin, ed25519.PrivateKey) {
+	t.Helper()
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	acctKey, _ := ecash.DeriveAccountKey(seed)
+	acct := e.openAccount("raw", acctKey.Public().(ed25519.PublicKey), false)
+	e.credit(acct, value)
+	var d ecash.Denomination
+	for _, x := range e.ks.Denominations {
+		if x.Value.String() == value {
+			d = x
+		}
+	}
+	ps, err := ecash.DerivePlanchet(seed, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, st, err := ps.Blind(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
+	body := req.Body()
+	resp, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := st.Unblind(resp.BlindSignatures[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, ps.CoinKey
+}
+
+// seal builds a sealed payment of the given coins for a payment request body.
+func (e *env) seal(t *testing.T, prBody []byte, coins []ecash.Coin, keys []ed25519.PrivateKey) []byte {
+	t.Helper()
+	pr, err := ecash.DecodePaymentRequest(prBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := make([]ecash.Amount, len(coins))
+	for i, c := range coins {
+		d, err := e.ks.Denomination(c.Denom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		values[i] = d.Value
+	}
+	p, err := ecash.NewPayment(pr, coins, keys, values, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ecash.SealPayment(e.ks.HPKEPub, pr, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
+}
+
+func dialPlain(addr string) (*grpc.ClientConn, error) {
+	return transport.Dial(addr, transport.ClientConfig{Plaintext: true})
+}
