@@ -286,4 +286,3 @@ func DoubleSpendFromError(err error) *ecash.DoubleSpendError {
 	}
 	return nil
 }
-
