@@ -62,6 +62,9 @@ type Wallet struct {
 	acctKey ed25519.PrivateKey
 	now     func() time.Time
 	tr      *ecash.Transcript
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Create makes a new wallet with a fresh seed in dir.
@@ -126,8 +129,11 @@ func newWallet(db *pebble.DB, seed []byte, opts Options) (*Wallet, error) {
 	return w, nil
 }
 
-// Close closes the store.
-func (w *Wallet) Close() error { return w.db.Close() }
+// Close closes the store. Closing twice is harmless.
+func (w *Wallet) Close() error {
+	w.closeOnce.Do(func() { w.closeErr = w.db.Close() })
+	return w.closeErr
+}
 
 // AccountKey is the public key the bank account must be opened with.
 func (w *Wallet) AccountKey() ed25519.PublicKey { return w.acctKey.Public().(ed25519.PublicKey) }

@@ -1,0 +1,267 @@
+// Command demo runs a whole blindbank economy in one process: a bank, a
+// merchant and two wallets talking real gRPC over TLS on loopback, with
+// Pebble stores in a temporary directory. It withdraws, pays, and shows the
+// bank refusing a double spend with a proof anyone can verify.
+//
+//	go run ./cmd/demo
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+func main() {
+	keep := flag.String("dir", "", "keep the bank, merchant and wallet data in `DIR` (default: a temporary directory, removed at exit)")
+	verbose := flag.Bool("v", false, "show the daemons' logs")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), `Usage: demo [-dir DIR] [-v]
+
+Runs a bank, a merchant and two wallets in one process over real gRPC with
+TLS on loopback, on Pebble stores in a temporary directory, and narrates:
+accounts opened and funded, coins withdrawn, an order paid with coins sealed
+to the bank, and a copied wallet's double spend refused with a proof.
+
+Flags:
+`)
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *keep, *verbose, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, dir string, verbose bool, out io.Writer) error {
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "blindbank-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	t0 := time.Now()
+	say := func(format string, args ...any) { fmt.Fprintf(out, "%6.2f "+format+"\n", append([]any{time.Since(t0).Seconds()}, args...)...) }
+	log := slog.New(slog.DiscardHandler)
+	if verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+
+	say("== blindbank demo (data in %s)", dir)
+	say("-- generating the bank's keys: 14 RSA-2048 denominations, EUR:0.01 to EUR:81.92 ...")
+	start := time.Now()
+	bk, err := node.StartBank(node.BankConfig{
+		Dir: filepath.Join(dir, "bank"), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		Keys: bank.KeyConfig{Currency: "EUR"}, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer bk.Close()
+	say("   bank listening on %s (TLS, certificate sha256 %s…), admin on %s  [%s]", bk.Addr, bk.Fingerprint[:16], bk.AdminAddr, time.Since(start).Round(time.Millisecond))
+	adminConn, err := transport.DialAdmin(bk.AdminAddr, bk.Token)
+	if err != nil {
+		return err
+	}
+	defer adminConn.Close()
+	admin := pb.NewBankAdminClient(adminConn)
+	bankConn, err := transport.Dial(bk.Addr, transport.ClientConfig{CAFile: bk.CertFile})
+	if err != nil {
+		return err
+	}
+	defer bankConn.Close()
+	bankc := pb.NewBankClient(bankConn)
+
+	// The merchant.
+	mdir := filepath.Join(dir, "merchant")
+	mpub, err := merchant.Init(mdir)
+	if err != nil {
+		return err
+	}
+	macct, err := admin.OpenAccount(ctx, &pb.OpenAccountRequest{Name: "Books & Bytes", PublicKey: mpub, Merchant: true})
+	if err != nil {
+		return err
+	}
+	mn, err := node.StartMerchant(ctx, node.MerchantConfig{
+		Dir: mdir, BankAddr: bk.Addr, BankTLS: transport.ClientConfig{CAFile: bk.CertFile}, Account: macct.Account,
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer mn.Close()
+	say("-- merchant \"Books & Bytes\" has account %d, serving wallets on %s", macct.Account, mn.Addr)
+	mconn, err := transport.Dial(mn.Addr, transport.ClientConfig{CAFile: mn.CertFile})
+	if err != nil {
+		return err
+	}
+	defer mconn.Close()
+	shop := pb.NewMerchantClient(mconn)
+	madminConn, err := transport.DialAdmin(mn.AdminAddr, mn.Token)
+	if err != nil {
+		return err
+	}
+	defer madminConn.Close()
+	orders := pb.NewMerchantAdminClient(madminConn)
+
+	// Two customers.
+	type person struct {
+		name string
+		w    *wallet.Wallet
+		acct uint64
+		dir  string
+	}
+	var people []*person
+	for _, name := range []string{"alice", "bob"} {
+		p := &person{name: name, dir: filepath.Join(dir, "wallet-"+name)}
+		if p.w, err = wallet.Create(p.dir, wallet.Options{}); err != nil {
+			return err
+		}
+		defer p.w.Close()
+		resp, err := admin.OpenAccount(ctx, &pb.OpenAccountRequest{Name: name, PublicKey: p.w.AccountKey()})
+		if err != nil {
+			return err
+		}
+		p.acct = resp.Account
+		if err := p.w.SetAccount(p.acct); err != nil {
+			return err
+		}
+		if _, err := admin.Credit(ctx, &pb.CreditRequest{Account: p.acct, Amount: "EUR:50.00", Memo: "salary"}); err != nil {
+			return err
+		}
+		say("-- %s opens account %d and is credited EUR:50.00", name, p.acct)
+		people = append(people, p)
+	}
+	alice, bob := people[0], people[1]
+
+	for _, x := range []struct {
+		p      *person
+		amount string
+	}{{alice, "EUR:10.00"}, {bob, "EUR:5.00"}} {
+		coins, err := x.p.w.Withdraw(ctx, bankc, ecash.MustParseAmount(x.amount), nil)
+		if err != nil {
+			return err
+		}
+		bal, err := balance(ctx, admin, x.p.acct)
+		if err != nil {
+			return err
+		}
+		say("-- %s withdraws %s as %d blind-signed coins; the bank saw only blinded values. Account now %s", x.p.name, x.amount, len(coins), bal)
+	}
+
+	// Alice backs up her wallet before paying: the copy holds the same coins.
+	if err := alice.w.Close(); err != nil {
+		return err
+	}
+	cloneDir := filepath.Join(dir, "wallet-alice-copy")
+	if err := os.CopyFS(cloneDir, os.DirFS(alice.dir)); err != nil {
+		return err
+	}
+	if alice.w, err = wallet.Open(alice.dir, wallet.Options{}); err != nil {
+		return err
+	}
+	defer alice.w.Close()
+	say("-- alice copies her wallet directory (same coins in two places)")
+
+	pay := func(p *person, w *wallet.Wallet, amount, summary string) error {
+		oresp, err := orders.CreateOrder(ctx, &pb.CreateOrderRequest{Amount: amount, Summary: summary})
+		if err != nil {
+			return err
+		}
+		rcpt, err := w.Pay(ctx, bankc, shop, mn.Addr, oresp.OrderId, func(o *wallet.Offer) error {
+			say("   %s's wallet shows: pay %s to merchant account %d for %q? yes", p.name, o.Request.Amount, o.Request.MerchantAccount, o.Summary)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		say("   paid: bank receipt for %s over %d coins, verified against the bank's signing key", rcpt.Total, len(rcpt.Coins))
+		return nil
+	}
+	say("-- alice orders \"The Art of Computer Programming, vol. 1\" for EUR:3.50")
+	if err := pay(alice, alice.w, "EUR:3.50", "The Art of Computer Programming, vol. 1"); err != nil {
+		return err
+	}
+	say("-- bob orders \"Applied Cryptography\" for EUR:1.28")
+	if err := pay(bob, bob.w, "EUR:1.28", "Applied Cryptography"); err != nil {
+		return err
+	}
+
+	say("-- the copy of alice's wallet tries to spend the same coins on another EUR:3.50 order")
+	clone, err := wallet.Open(cloneDir, wallet.Options{})
+	if err != nil {
+		return err
+	}
+	defer clone.Close()
+	err = pay(alice, clone, "EUR:3.50", "The Art of Computer Programming, vol. 1 (again)")
+	ds := wallet.DoubleSpendFromError(err)
+	if ds == nil {
+		return fmt.Errorf("the double spend was not refused with a proof: %v", err)
+	}
+	ks, _ := bk.Bank.KeySet()
+	if verr := ds.Proof.Verify(ks); verr != nil {
+		return fmt.Errorf("double-spend proof does not verify: %w", verr)
+	}
+	say("   refused: %v", ds)
+	say("   the proof carries the coin's own signature on its earlier payment %x…, countersigned by the bank; it verifies", ds.Proof.Earlier.PaymentHash[:8])
+
+	say("== ledger")
+	for _, a := range []struct {
+		name string
+		id   uint64
+	}{{"alice", alice.acct}, {"bob", bob.acct}, {"Books & Bytes", macct.Account}} {
+		bal, err := balance(ctx, admin, a.id)
+		if err != nil {
+			return err
+		}
+		say("   %-14s account %-5d %s", a.name, a.id, bal)
+	}
+	for _, p := range []*person{alice, bob} {
+		b, err := p.w.Balance()
+		if err != nil {
+			return err
+		}
+		say("   %-14s wallet        %s in %d coins", p.name, b.Fresh, countCoins(b.Coins))
+	}
+	out2, err := bk.Bank.Store().Account(ctx, bank.AccountOutstanding)
+	if err != nil {
+		return err
+	}
+	say("   e-cash outstanding (the bank's liability): %s", bk.Bank.Money(out2.Balance))
+	return nil
+}
+
+func balance(ctx context.Context, admin pb.BankAdminClient, id uint64) (string, error) {
+	resp, err := admin.GetAccount(ctx, &pb.GetAccountRequest{Account: id})
+	if err != nil {
+		return "", err
+	}
+	return resp.Balance, nil
+}
+
+func countCoins(m map[string]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}
