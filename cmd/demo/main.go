@@ -60,7 +60,9 @@ func run(ctx context.Context, dir string, verbose bool, out io.Writer) error {
 		dir = tmp
 	}
 	t0 := time.Now()
-	say := func(format string, args ...any) { fmt.Fprintf(out, "%6.2f "+format+"\n", append([]any{time.Since(t0).Seconds()}, args...)...) }
+	say := func(format string, args ...any) {
+		fmt.Fprintf(out, "%6.2f "+format+"\n", append([]any{time.Since(t0).Seconds()}, args...)...)
+	}
 	log := slog.New(slog.DiscardHandler)
 	if verbose {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
