@@ -141,6 +141,9 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 		if !bytes.Equal(pk.Bytes(), keyBytes) {
 			return nil, fmt.Errorf("%w: non-canonical denomination key", ErrMalformed)
 		}
+		if !(ws < we && we <= de) {
+			return nil, fmt.Errorf("%w: denomination %s has windows out of order", ErrMalformed, value)
+		}
 		if value.Currency != k.Currency {
 			return nil, fmt.Errorf("%w: denomination %s in a %s key set", ErrCurrencyMismatch, value, k.Currency)
 		}
@@ -151,6 +154,15 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 	}
 	if err := d.Finish(); err != nil {
 		return nil, err
+	}
+	// A coin signature covers only the coin key, so a key shared by two
+	// denominations would let a cheap coin pass as a dear one.
+	keys := make(map[string]bool, len(k.Denominations))
+	for _, den := range k.Denominations {
+		if keys[string(den.Key.Bytes())] {
+			return nil, fmt.Errorf("%w: two denominations share one key", ErrMalformed)
+		}
+		keys[string(den.Key.Bytes())] = true
 	}
 	if !ValidCurrency(k.Currency) {
 		return nil, fmt.Errorf("%w: currency %q", ErrMalformed, k.Currency)

@@ -64,6 +64,9 @@ func DecodePaymentRequest(b []byte) (*PaymentRequest, error) {
 	if p.Amount.IsZero() {
 		return nil, fmt.Errorf("%w: zero payment", ErrBadAmount)
 	}
+	if !p.CreatedAt.Before(p.ExpiresAt) {
+		return nil, fmt.Errorf("%w: payment request expires before it is created", ErrMalformed)
+	}
 	return p, nil
 }
 
