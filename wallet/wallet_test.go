@@ -1,0 +1,353 @@
+package wallet_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+var testKeys *bank.Keys
+
+func keys(t *testing.T) *bank.Keys {
+	t.Helper()
+	if testKeys == nil {
+		var vs []ecash.Amount
+		for v := uint64(1); v <= 512; v *= 2 {
+			vs = append(vs, ecash.Amount{Currency: "EUR", Value: v})
+		}
+		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: vs}, time.Now().Add(-time.Minute), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testKeys = k
+	}
+	return testKeys
+}
+
+// serve starts a gRPC server on loopback and returns a client connection.
+func serve(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	register(s)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+type fixture struct {
+	bank     *bank.Bank
+	bankc    pb.BankClient
+	merchant *merchant.Merchant
+	shop     pb.MerchantClient
+	shopAcct uint64
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	b := bank.New(store, keys(t), time.Now, nil)
+	bankConn := serve(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.PublicServer()) })
+	f := &fixture{bank: b, bankc: pb.NewBankClient(bankConn)}
+
+	dir := t.TempDir()
+	pub, err := merchant.Init(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.shopAcct, err = b.OpenAccount(context.Background(), "shop", pub, true); err != nil {
+		t.Fatal(err)
+	}
+	m, err := merchant.Open(context.Background(), merchant.Config{Dir: dir, Account: f.shopAcct, Bank: f.bankc, FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	f.merchant = m
+	f.shop = pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+	return f
+}
+
+// fund opens an account for w and credits it.
+func (f *fixture) fund(t *testing.T, w *wallet.Wallet, amount string) uint64 {
+	t.Helper()
+	id, err := f.bank.OpenAccount(context.Background(), "customer", w.AccountKey(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetAccount(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.bank.Credit(context.Background(), id, ecash.MustParseAmount(amount), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (f *fixture) balance(t *testing.T, id uint64) int64 {
+	t.Helper()
+	a, err := f.bank.Store().Account(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance
+}
+
+// lossyBank forwards to the real bank but can lose responses, as a network
+// failure after the bank committed would.
+type lossyBank struct {
+	pb.BankClient
+	loseWithdraw atomic.Int32 // responses to drop
+	beforeSend   func()       // called before each Withdraw is forwarded
+}
+
+func (l *lossyBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	if l.beforeSend != nil {
+		l.beforeSend()
+	}
+	resp, err := l.BankClient.Withdraw(ctx, in, opts...)
+	if err == nil && l.loseWithdraw.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+type lossyMerchant struct {
+	pb.MerchantClient
+	lose atomic.Int32
+}
+
+func (l *lossyMerchant) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	resp, err := l.MerchantClient.Pay(ctx, in, opts...)
+	if err == nil && l.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+// TestWithdrawResponseLost: the bank commits but the answer is lost. The
+// wallet keeps the request, and the retry gets the coins with one debit.
+func TestWithdrawResponseLost(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	acct := f.fund(t, w, "EUR:10.00")
+	lossy := &lossyBank{BankClient: f.bankc}
+	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	lossy.loseWithdraw.Store(1)
+	if _, err := w.Withdraw(ctx, lossy, ecash.MustParseAmount("EUR:2.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("lost response: %v, want ErrPending", err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d pending withdrawals, want 1", n)
+	}
+	if got := f.balance(t, acct); got != 800 {
+		t.Fatalf("bank balance %d after the lost answer, want 800", got)
+	}
+	if err := w.Recover(ctx, lossy); err != nil {
+		t.Fatal(err)
+	}
+	bal, err := w.Balance()
+	if err != nil || bal.Fresh.String() != "EUR:2.00" {
+		t.Fatalf("wallet after recovery: %v %v", bal.Fresh, err)
+	}
+	if got := f.balance(t, acct); got != 800 {
+		t.Fatalf("bank balance %d after the retry, want 800 (debited once)", got)
+	}
+}
+
+// TestCrashMidWithdraw crashes the wallet's file system at the two points
+// that matter: after the request is persisted but before it is sent, and
+// after the bank answered but before the coins were stored. Reopening from
+// the crashed state and recovering yields the coins, debited once.
+func TestCrashMidWithdraw(t *testing.T) {
+	for _, point := range []string{"before send", "after bank commit"} {
+		t.Run(point, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t)
+			fs := vfs.NewCrashableMem()
+			w, err := wallet.Create("w", wallet.Options{FS: fs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			acct := f.fund(t, w, "EUR:10.00")
+			if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+				t.Fatal(err)
+			}
+			var crashed *vfs.MemFS
+			lossy := &lossyBank{BankClient: f.bankc}
+			if point == "before send" {
+				lossy.beforeSend = func() { crashed = fs.CrashClone(vfs.CrashCloneCfg{}) }
+				lossy.loseWithdraw.Store(1) // the process "dies": it never sees an answer
+			} else {
+				lossy.loseWithdraw.Store(1)
+			}
+			_, err = w.Withdraw(ctx, lossy, ecash.MustParseAmount("EUR:3.00"), nil)
+			if !errors.Is(err, wallet.ErrPending) {
+				t.Fatalf("withdraw: %v", err)
+			}
+			if crashed == nil {
+				crashed = fs.CrashClone(vfs.CrashCloneCfg{})
+			}
+			w.Close()
+
+			w2, err := wallet.Open("w", wallet.Options{FS: crashed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w2.Close()
+			if err := w2.Recover(ctx, f.bankc); err != nil {
+				t.Fatal(err)
+			}
+			bal, err := w2.Balance()
+			if err != nil || bal.Fresh.String() != "EUR:3.00" {
+				t.Fatalf("recovered wallet holds %v (%v), want EUR:3.00", bal.Fresh, err)
+			}
+			if got := f.balance(t, acct); got != 700 {
+				t.Fatalf("bank balance %d, want 700", got)
+			}
+			// A later withdrawal uses fresh planchet indices: no coin is issued twice.
+			if _, err := w2.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+				t.Fatal(err)
+			}
+			if bal, _ = w2.Balance(); bal.Fresh.String() != "EUR:4.00" {
+				t.Fatalf("after a second withdrawal: %s", bal.Fresh)
+			}
+		})
+	}
+}
+
+// TestPayResponseLost: the merchant deposits but its answer is lost. The
+// coins stay pending; paying the same order again resends the same sealed
+// payment and gets the same receipt; the merchant is credited once.
+func TestPayResponseLost(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:5.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := &lossyMerchant{MerchantClient: f.shop}
+	lossy.lose.Store(1)
+	if _, err := w.Pay(ctx, f.bankc, lossy, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("lost answer: %v, want ErrPending", err)
+	}
+	bal, _ := w.Balance()
+	if bal.Pending.String() != "EUR:1.50" || bal.Fresh.String() != "EUR:3.50" {
+		t.Fatalf("while pending: fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+	rcpt, err := w.Pay(ctx, f.bankc, lossy, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcpt.Total.String() != "EUR:1.50" {
+		t.Fatalf("receipt total %s", rcpt.Total)
+	}
+	bal, _ = w.Balance()
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:3.50" {
+		t.Fatalf("after retry: fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+	if got := f.balance(t, f.shopAcct); got != 150 {
+		t.Fatalf("merchant credited %d, want 150", got)
+	}
+}
+
+// TestPayRefusals: the wallet refuses requests it cannot trust and keeps its
+// coins when the user or the bank says no.
+func TestPayRefusals(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.50"), "gum", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, func(*wallet.Offer) error { return wallet.ErrDeclined }); !errors.Is(err, wallet.ErrDeclined) {
+		t.Fatalf("declined: %v", err)
+	}
+	big, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:2.00"), "too dear", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", big.ID, nil); !errors.Is(err, wallet.ErrNoExactChange) {
+		t.Fatalf("more than the wallet holds: %v", err)
+	}
+	// A merchant that alters its signed request after signing is caught.
+	tampered := &tamperingMerchant{MerchantClient: f.shop}
+	if _, err := w.Pay(ctx, f.bankc, tampered, "shop", o.ID, nil); !errors.Is(err, wallet.ErrBadRequest) {
+		t.Fatalf("tampered request: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); !errors.Is(err, wallet.ErrExpired) {
+		t.Fatalf("expired request: %v", err)
+	}
+	bal, _ := w.Balance()
+	if bal.Fresh.String() != "EUR:1.00" || !bal.Pending.IsZero() {
+		t.Fatalf("coins moved on refusals: fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+}
+
+type tamperingMerchant struct{ pb.MerchantClient }
+
+func (m *tamperingMerchant) GetPaymentRequest(ctx context.Context, in *pb.GetPaymentRequestRequest, opts ...grpc.CallOption) (*pb.GetPaymentRequestResponse, error) {
+	resp, err := m.MerchantClient.GetPaymentRequest(ctx, in, opts...)
+	if err == nil {
+		resp.Summary += " (now with a surcharge)"
+	}
+	return resp, err
+}
+
