@@ -31,6 +31,10 @@ var (
 	ErrUnauthorized  = errors.New("bank: signature does not match the account key")
 )
 
+// MaxClockSkew is how far before a payment request's creation a wallet's
+// clock may date its deposit permissions.
+const MaxClockSkew = 5 * time.Minute
+
 // Bank is the bank node's protocol logic.
 type Bank struct {
 	store  Store
@@ -164,7 +168,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		if err := d.CanDeposit(now); err != nil {
 			return nil, nil, err
 		}
-		if dp.Timestamp.Before(pr.CreatedAt) || dp.Timestamp.After(pr.ExpiresAt) {
+		if dp.Timestamp.Before(pr.CreatedAt.Add(-MaxClockSkew)) || dp.Timestamp.After(pr.ExpiresAt) {
 			return nil, nil, ErrBadTimestamp
 		}
 		dp.Value = d.Value
