@@ -26,7 +26,6 @@ var (
 	ErrWrongBank     = errors.New("bank: payment request is for another bank")
 	ErrWrongCurrency = errors.New("bank: wrong currency")
 	ErrAmountMatch   = errors.New("bank: coins do not add up to the payment amount")
-	ErrDuplicateCoin = errors.New("bank: coin appears twice in one request")
 	ErrBadTimestamp  = errors.New("bank: deposit permission signed outside the payment request's validity")
 	ErrUnauthorized  = errors.New("bank: signature does not match the account key")
 )

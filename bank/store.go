@@ -19,14 +19,19 @@ var (
 	ErrNotMerchant       = errors.New("bank: account is not a merchant account")
 	ErrPaymentConflict   = errors.New("bank: payment request already paid with other coins")
 	ErrReferenceConflict = errors.New("bank: credit reference already used for another credit")
+	ErrRequestConflict   = errors.New("bank: withdraw request hash recorded for another account or amount")
+	ErrInvalidOp         = errors.New("bank: invalid operation")
+	ErrBalanceOverflow   = errors.New("bank: balance overflow")
+	ErrStoreClosed       = errors.New("bank: store is closed")
+	ErrDuplicateCoin     = errors.New("bank: coin appears twice in one request")
 )
 
 // System ledger accounts. Every posting moves money between two accounts,
 // so the sum of all balances is always zero.
 const (
-	AccountFunding     uint64 = 1 // money entering from outside: negative of all credits
-	AccountOutstanding uint64 = 2 // e-cash in circulation (the bank's liability)
-	firstUserAccount   uint64 = 1000
+	AccountFunding     uint64 = 1    // money entering from outside: negative of all credits
+	AccountOutstanding uint64 = 2    // e-cash in circulation (the bank's liability)
+	FirstUserAccount   uint64 = 1000 // the first customer or merchant account id
 )
 
 // Account is a ledger account. Customer and merchant accounts never go
@@ -115,7 +120,20 @@ func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpe
 //   - Read calls see every mutation that returned before they started.
 //
 // Implementations serialise state changes; callers do cryptography before
-// calling, outside any lock.
+// calling, outside any lock. Further rules every implementation follows (and
+// bank/storetest checks):
+//
+//   - Credit references are global: a reference names one credit, whatever
+//     the account.
+//   - A deposit replay must have the same coin set (any order), merchant and
+//     amount; a withdraw replay the same account and amount
+//     (ErrRequestConflict otherwise).
+//   - Credits and withdrawals on system accounts, non-positive amounts,
+//     malformed keys and oversized fields are ErrInvalidOp; a balance that
+//     would leave int64 is ErrBalanceOverflow. Neither changes anything.
+//   - A call whose ctx is done before the store takes it up changes nothing
+//     and returns ctx.Err(); once taken up it completes, durably.
+//   - Calls after Close return ErrStoreClosed.
 type Store interface {
 	// OpenAccount creates an account for key. ErrKeyInUse if key has one.
 	OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error)

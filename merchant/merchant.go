@@ -22,6 +22,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -120,7 +121,10 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &pebble.Options{}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	opts := &pebble.Options{Logger: pebblestore.NewLogger(cfg.Log)}
 	if cfg.FS != nil {
 		opts.FS = cfg.FS
 	}
@@ -131,9 +135,6 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, keyset: ks, now: cfg.Now, log: cfg.Log}
 	if m.now == nil {
 		m.now = time.Now
-	}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Transcript != nil {
 		m.tr = ecash.NewTranscript(cfg.Transcript, "merchant")

@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -136,7 +138,7 @@ func decodePendingPayment(b []byte) (*pendingPayment, error) {
 }
 
 func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
-	opts := &pebble.Options{}
+	opts := &pebble.Options{Logger: pebblestore.NewLogger(slog.Default())}
 	if fs != nil {
 		opts.FS = fs
 	}

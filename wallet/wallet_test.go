@@ -350,4 +350,3 @@ func (m *tamperingMerchant) GetPaymentRequest(ctx context.Context, in *pb.GetPay
 	}
 	return resp, err
 }
-

@@ -67,7 +67,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{})
+	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

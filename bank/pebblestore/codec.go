@@ -1,0 +1,369 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Keys. Every key starts with a one-letter table name and a slash; integers
+// are fixed-width big-endian so that byte order is numeric order.
+var (
+	keyFormat      = []byte("m/format")       // u32 format version
+	keyNextAccount = []byte("m/next-account") // u64 next user account id
+)
+
+const (
+	prefixAccount  = "a/" // a/<u64 id>                     → account record
+	prefixKey      = "k/" // k/<ed25519 public key>         → u64 account id
+	prefixPosting  = "p/" // p/<u64 account><u64 seq>       → posting record
+	prefixWithdraw = "w/" // w/<request hash>               → withdraw record
+	prefixCoin     = "c/" // c/<coin id>                    → spent-coin record
+	prefixDeposit  = "d/" // d/<payment hash>               → deposit record
+	prefixRef      = "r/" // r/<credit reference>           → reference record
+)
+
+func u64Key(prefix string, id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefix), id)
+}
+
+func accountKey(id uint64) []byte { return u64Key(prefixAccount, id) }
+
+func postingKey(id, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(u64Key(prefixPosting, id), seq)
+}
+
+func hashKey(prefix string, h ecash.Hash) []byte { return append([]byte(prefix), h[:]...) }
+
+func bytesKey(prefix string, b []byte) []byte { return append([]byte(prefix), b...) }
+
+// prefixEnd returns the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+// errCorrupt wraps every failure to decode a stored record.
+var errCorrupt = errors.New("pebblestore: corrupt record")
+
+// enc builds record values: fixed-width big-endian integers and u32
+// length-prefixed byte strings, in a fixed field order per record type (the
+// same conventions as ecash.Encoder, without the domain tag, which a key
+// prefix already provides).
+type enc struct{ b []byte }
+
+func (e *enc) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *enc) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *enc) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *enc) i64(v int64)  { e.u64(uint64(v)) }
+func (e *enc) fixed(b []byte) {
+	e.b = append(e.b, b...)
+}
+func (e *enc) bytes(b []byte) {
+	e.u32(uint32(len(b)))
+	e.b = append(e.b, b...)
+}
+func (e *enc) str(s string) {
+	e.u32(uint32(len(s)))
+	e.b = append(e.b, s...)
+}
+
+// time stores seconds and nanoseconds since the Unix epoch; the zero time
+// round-trips to the zero time. Location is not kept: times decode as UTC.
+func (e *enc) time(t time.Time) {
+	if t.IsZero() {
+		e.u8(0)
+		return
+	}
+	e.u8(1)
+	e.i64(t.Unix())
+	e.u32(uint32(t.Nanosecond()))
+}
+
+// dec reads record values. The first error sticks; later reads return zero
+// values. Byte strings are copied, so they outlive the Pebble buffer.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) take(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.b) {
+		d.err = fmt.Errorf("%w: truncated", errCorrupt)
+		return nil
+	}
+	b := d.b[:n:n]
+	d.b = d.b[n:]
+	return b
+}
+
+func (d *dec) u8() uint8 {
+	if b := d.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (d *dec) u32() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (d *dec) u64() uint64 {
+	if b := d.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+func (d *dec) i64() int64 { return int64(d.u64()) }
+
+func (d *dec) fixed(n int) []byte {
+	if b := d.take(n); b != nil {
+		return append([]byte(nil), b...)
+	}
+	return nil
+}
+
+func (d *dec) bytes() []byte {
+	n := d.u32()
+	if d.err != nil {
+		return nil
+	}
+	if uint64(n) > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: field of %d bytes, %d left", errCorrupt, n, len(d.b))
+		return nil
+	}
+	return d.fixed(int(n))
+}
+
+func (d *dec) str() string { return string(d.bytes()) }
+
+func (d *dec) hash() (h ecash.Hash) {
+	copy(h[:], d.take(len(h)))
+	return h
+}
+
+func (d *dec) time() time.Time {
+	switch d.u8() {
+	case 0:
+		return time.Time{}
+	case 1:
+		sec, nsec := d.i64(), d.u32()
+		if nsec >= 1e9 {
+			d.err = fmt.Errorf("%w: nanoseconds %d", errCorrupt, nsec)
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	default:
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: bad time tag", errCorrupt)
+		}
+		return time.Time{}
+	}
+}
+
+// count reads a u32 element count, rejecting counts that cannot fit in the
+// remaining input at elemSize bytes or more each.
+func (d *dec) count(elemSize int) int {
+	n := d.u32()
+	if d.err == nil && uint64(n)*uint64(elemSize) > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: count %d exceeds input", errCorrupt, n)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *dec) finish(what string) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(d.b))
+	}
+	if d.err != nil {
+		return fmt.Errorf("%s: %w", what, d.err)
+	}
+	return nil
+}
+
+// account is the stored account record: the public bank.Account plus the
+// sequence number of its next posting.
+type account struct {
+	bank.Account
+	NextSeq uint64
+}
+
+func encodeAccount(a *account) []byte {
+	var e enc
+	e.str(a.Name)
+	e.bytes(a.Key)
+	if a.Merchant {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.i64(a.Balance)
+	e.time(a.Created)
+	e.u64(a.NextSeq)
+	return e.b
+}
+
+func decodeAccount(id uint64, b []byte) (*account, error) {
+	d := dec{b: b}
+	a := &account{}
+	a.ID = id
+	a.Name = d.str()
+	if k := d.bytes(); len(k) > 0 {
+		a.Key = k
+	}
+	switch d.u8() {
+	case 0:
+	case 1:
+		a.Merchant = true
+	default:
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: bad merchant flag", errCorrupt)
+		}
+	}
+	a.Balance = d.i64()
+	a.Created = d.time()
+	a.NextSeq = d.u64()
+	if err := d.finish(fmt.Sprintf("account %d", id)); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func encodePosting(p *bank.Posting) []byte {
+	var e enc
+	e.time(p.Time)
+	e.str(p.Kind)
+	e.i64(p.Amount)
+	e.i64(p.Balance)
+	e.str(p.Memo)
+	return e.b
+}
+
+func decodePosting(seq uint64, b []byte) (bank.Posting, error) {
+	d := dec{b: b}
+	p := bank.Posting{Seq: seq}
+	p.Time = d.time()
+	p.Kind = d.str()
+	p.Amount = d.i64()
+	p.Balance = d.i64()
+	p.Memo = d.str()
+	return p, d.finish(fmt.Sprintf("posting %d", seq))
+}
+
+// withdrawRecord is stored under w/<request hash>.
+type withdrawRecord struct {
+	Account uint64
+	Amount  int64
+	Sigs    [][]byte
+}
+
+func encodeWithdraw(w *withdrawRecord) []byte {
+	var e enc
+	e.u64(w.Account)
+	e.i64(w.Amount)
+	e.u32(uint32(len(w.Sigs)))
+	for _, s := range w.Sigs {
+		e.bytes(s)
+	}
+	return e.b
+}
+
+func decodeWithdraw(b []byte) (*withdrawRecord, error) {
+	d := dec{b: b}
+	w := &withdrawRecord{Account: d.u64(), Amount: d.i64()}
+	n := d.count(4)
+	w.Sigs = make([][]byte, 0, n)
+	for range n {
+		w.Sigs = append(w.Sigs, d.bytes())
+	}
+	return w, d.finish("withdraw record")
+}
+
+// coinRecord is stored under c/<coin id>: the payment that spent the coin
+// and the coin's signed deposit permission.
+type coinRecord struct {
+	Payment    ecash.Hash
+	Permission []byte
+}
+
+func encodeCoin(c *coinRecord) []byte {
+	var e enc
+	e.fixed(c.Payment[:])
+	e.bytes(c.Permission)
+	return e.b
+}
+
+func decodeCoin(b []byte) (*coinRecord, error) {
+	d := dec{b: b}
+	c := &coinRecord{Payment: d.hash(), Permission: d.bytes()}
+	return c, d.finish("coin record")
+}
+
+// depositRecord is stored under d/<payment hash>.
+type depositRecord struct {
+	Merchant uint64
+	Amount   int64
+	Coins    []ecash.Hash // in the order of the deposit
+	Receipt  []byte
+}
+
+func encodeDeposit(r *depositRecord) []byte {
+	var e enc
+	e.u64(r.Merchant)
+	e.i64(r.Amount)
+	e.u32(uint32(len(r.Coins)))
+	for _, c := range r.Coins {
+		e.fixed(c[:])
+	}
+	e.bytes(r.Receipt)
+	return e.b
+}
+
+func decodeDeposit(b []byte) (*depositRecord, error) {
+	d := dec{b: b}
+	r := &depositRecord{Merchant: d.u64(), Amount: d.i64()}
+	n := d.count(32)
+	r.Coins = make([]ecash.Hash, 0, n)
+	for range n {
+		r.Coins = append(r.Coins, d.hash())
+	}
+	r.Receipt = d.bytes()
+	return r, d.finish("deposit record")
+}
+
+// refRecord is stored under r/<credit reference>.
+type refRecord struct {
+	Account uint64
+	Amount  int64
+}
+
+func encodeRef(r *refRecord) []byte {
+	var e enc
+	e.u64(r.Account)
+	e.i64(r.Amount)
+	return e.b
+}
+
+func decodeRef(b []byte) (*refRecord, error) {
+	d := dec{b: b}
+	r := &refRecord{Account: d.u64(), Amount: d.i64()}
+	return r, d.finish("reference record")
+}

@@ -1,0 +1,843 @@
+// Package pebblestore implements [bank.Store] on Pebble
+// (github.com/cockroachdb/pebble/v2), the bank's embedded storage.
+//
+// # Guarantees
+//
+// Pebble has no transactions, so the store serialises every mutation itself:
+// all mutating calls become operations that one committer goroutine applies
+// in arrival order. The committer takes the first waiting operation and then
+// as many more as are already waiting (up to [Options.MaxBatch]) into one
+// indexed Pebble batch. Each operation first does all its reads and checks,
+// reading through the batch so that it sees the writes of the operations
+// before it in the same group, and writes only if every check passed: a
+// refused operation leaves no trace. The committer then commits the group
+// with pebble.Sync and only after that replies to every operation in the
+// group, refused ones included (a refusal may rest on an earlier operation of
+// the group). If the commit fails, every operation in the group gets the
+// error and the store refuses all further mutations, since the durable state
+// is then unknown; reopen it.
+//
+// This gives the [bank.Store] contract: each mutation is atomic (one Pebble
+// batch), durable on return (synced), and linearizable (one committer). Reads
+// ([Store.Account], [Store.History], [Store.Totals]) read committed state
+// directly and so see every mutation that returned before they started.
+//
+// Contexts: a mutation whose context is done before the committer picks it
+// up returns ctx.Err() and is not applied. Once picked up, an operation runs
+// to completion and its caller waits for the group's commit, whatever the
+// context does, so that a reply always tells the truth about durability.
+//
+// # Key layout
+//
+// Integers are fixed-width big-endian; values use the same conventions
+// (fixed field order, u32 length-prefixed byte strings).
+//
+//	m/format                  u32 on-disk format version (1)
+//	m/next-account            u64 next user account id (from 1000)
+//	a/<u64 id>                account: name, key, merchant flag, balance, created, next posting seq
+//	k/<public key>            u64 account id
+//	p/<u64 id><u64 seq>       posting: time, kind, signed amount, running balance, memo
+//	w/<request hash>          withdraw: account, amount, blind signatures
+//	c/<coin id>               spent coin: payment hash, deposit permission bytes
+//	d/<payment hash>          deposit: merchant, amount, coin ids, receipt bytes
+//	r/<credit reference>      credit reference: account, amount
+//
+// History reads an account's postings newest first by iterating p/<id> in
+// reverse. The system accounts [bank.AccountFunding] and
+// [bank.AccountOutstanding] are created when a store is first opened; user
+// accounts are numbered from 1000.
+//
+// # Ledger
+//
+// Every operation posts balanced entries, so the sum of all balances is zero:
+// a credit posts +amount to the account and -amount to Funding; a withdraw
+// -amount to the account and +amount to Outstanding; a deposit -amount to
+// Outstanding and +amount to the merchant. Balances are int64; a posting that
+// would overflow is refused with [ErrOverflow].
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Errors of this package, besides the bank.Store sentinels.
+var (
+	// ErrClosed is returned by every call on a closed store.
+	ErrClosed = bank.ErrStoreClosed
+	// ErrOverflow refuses an operation that would take a balance outside int64.
+	ErrOverflow = bank.ErrBalanceOverflow
+	// ErrRequestConflict refuses a withdraw whose request hash is recorded
+	// for another account or amount.
+	ErrRequestConflict = bank.ErrRequestConflict
+	// ErrInvalid wraps every refusal of a malformed operation (non-positive
+	// amount, oversized field, duplicate coin, system account, ...).
+	ErrInvalid = bank.ErrInvalidOp
+)
+
+// Limits on operation fields, so that one record stays small.
+const (
+	MaxNameLen       = 1024    // account name, bytes
+	MaxMemoLen       = 1024    // credit memo, bytes
+	MaxReferenceLen  = 1024    // credit reference, bytes
+	MaxSigLen        = 8192    // one blind signature, bytes
+	MaxPermissionLen = 8192    // one deposit permission, bytes
+	MaxReceiptLen    = 1 << 20 // deposit receipt, bytes
+)
+
+// FirstUserAccount is the id of the first customer or merchant account.
+const FirstUserAccount = bank.FirstUserAccount
+
+const (
+	formatVersion = 1
+	defaultBatch  = 256
+	maxGroupBytes = 32 << 20 // stop filling a group past this batch size
+)
+
+// Options configures a Store.
+type Options struct {
+	// FS is the file system; nil means the operating system's (vfs.Default).
+	// Tests pass vfs.NewMem() or vfs.NewCrashableMem().
+	FS vfs.FS
+	// MaxBatch bounds the operations committed together in one group commit;
+	// 0 means 256.
+	MaxBatch int
+	// Logger receives Pebble's own messages (WAL recovery, compactions,
+	// background errors) with component=pebble; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NewLogger adapts a slog.Logger to pebble.Logger for every Pebble database
+// of the project (bank, wallet, merchant). Pebble's routine messages (WAL
+// replay, compactions) go to Debug; errors to Error.
+func NewLogger(l *slog.Logger) pebble.Logger { return pebbleLogger{l} }
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble on an unrecoverable internal error, and must
+// not return; a panic keeps the stack.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble", "fatal", true)
+	panic("pebblestore: pebble: " + msg)
+}
+
+// Store is a bank.Store on Pebble. It is safe for concurrent use.
+type Store struct {
+	db       *pebble.DB
+	maxBatch int
+
+	ops  chan *request // unbuffered: a send completes when the committer picks the op up
+	done chan struct{} // closed when the committer exits
+
+	mu     sync.RWMutex // guards closed; held shared while registering a call
+	closed bool
+	calls  sync.WaitGroup // calls in progress, mutating or reading
+
+	failed error // set by the committer after a failed commit; committer-only
+}
+
+var _ bank.Store = (*Store)(nil)
+
+// request is one mutating operation on its way through the committer.
+type request struct {
+	ctx context.Context
+	// fn does all its reads and checks through t and records writes with
+	// t.set; its writes are applied only if it returns nil. It stores its
+	// result in variables it captures, which the caller reads after done.
+	fn   func(t *txn) error
+	err  error
+	done chan struct{}
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.MaxBatch < 0 {
+		return nil, fmt.Errorf("pebblestore: MaxBatch %d < 0", opts.MaxBatch)
+	}
+	po := &pebble.Options{FS: opts.FS}
+	if po.FS == nil {
+		po.FS = vfs.Default
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	po.Logger = pebbleLogger{logger}
+	// Most lookups are for keys that are absent (fresh coins, new payment
+	// and request hashes): bloom filters answer them without reading blocks.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by L1+
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
+	}
+	if err := initialize(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{
+		db:       db,
+		maxBatch: opts.MaxBatch,
+		ops:      make(chan *request),
+		done:     make(chan struct{}),
+	}
+	if s.maxBatch == 0 {
+		s.maxBatch = defaultBatch
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// initialize creates the system accounts in a new database, or checks the
+// format version of an existing one.
+func initialize(db *pebble.DB) error {
+	v, closer, err := db.Get(keyFormat)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
+			return fmt.Errorf("pebblestore: unsupported format %x", v)
+		}
+		return nil
+	case !errors.Is(err, pebble.ErrNotFound):
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	// A new database. Refuse to initialise over unrelated data.
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	nonEmpty := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	if nonEmpty {
+		return errors.New("pebblestore: database has data but no format record")
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	now := time.Now().UTC()
+	for _, a := range []account{
+		{Account: bank.Account{ID: bank.AccountFunding, Name: "funding", Created: now}, NextSeq: 1},
+		{Account: bank.Account{ID: bank.AccountOutstanding, Name: "outstanding", Created: now}, NextSeq: 1},
+	} {
+		if err := b.Set(accountKey(a.ID), encodeAccount(&a), nil); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
+		}
+	}
+	if err := errors.Join(
+		b.Set(keyNextAccount, binary.BigEndian.AppendUint64(nil, FirstUserAccount), nil),
+		// The format record goes last in the batch but the batch is atomic:
+		// a crash leaves either everything or an empty database.
+		b.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion), nil),
+		b.Commit(pebble.Sync),
+	); err != nil {
+		return fmt.Errorf("pebblestore: initialise: %w", err)
+	}
+	return nil
+}
+
+// enter registers a call, or refuses it if the store is closed.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.calls.Add(1)
+	return nil
+}
+
+// Close stops accepting calls (later calls return ErrClosed), waits for
+// calls in progress (every operation already handed to the committer is
+// committed and answered), and closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.calls.Wait()
+	close(s.ops) // no sender is left, and enter refuses new ones
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("pebblestore: close: %w", err)
+	}
+	return nil
+}
+
+// submit hands fn to the committer and waits for its commit.
+func (s *Store) submit(ctx context.Context, fn func(t *txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
+	select {
+	case s.ops <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-r.done // once picked up, the op completes: wait for the truth
+	return r.err
+}
+
+// commitLoop is the committer goroutine.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	for r := range s.ops {
+		s.commitGroup(r)
+	}
+}
+
+// commitGroup applies first and every operation already waiting behind it
+// (up to maxBatch, or maxGroupBytes of batch) in one batch, commits it with
+// Sync, then answers them all.
+func (s *Store) commitGroup(first *request) {
+	group := []*request{first}
+	if s.failed != nil {
+		first.err = s.failed
+		close(first.done)
+		return
+	}
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	t := &txn{b: b}
+	var groupErr error // set if the batch itself broke
+	apply := func(r *request) {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err // done before pick-up: not applied
+			return
+		}
+		t.writes = t.writes[:0]
+		if r.err = r.fn(t); r.err != nil {
+			return
+		}
+		for _, w := range t.writes {
+			if err := b.Set(w.key, w.value, nil); err != nil && groupErr == nil {
+				groupErr = fmt.Errorf("pebblestore: batch: %w", err)
+			}
+		}
+	}
+	apply(first)
+fill:
+	for len(group) < s.maxBatch && b.Len() < maxGroupBytes {
+		select {
+		case r, ok := <-s.ops:
+			if !ok {
+				break fill
+			}
+			group = append(group, r)
+			apply(r)
+		default:
+			break fill
+		}
+	}
+	if groupErr == nil && !b.Empty() {
+		if err := b.Commit(pebble.Sync); err != nil {
+			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
+		}
+	}
+	if groupErr != nil {
+		s.failed = groupErr
+		for _, r := range group {
+			r.err = groupErr
+		}
+	}
+	for _, r := range group {
+		close(r.done)
+	}
+}
+
+type kv struct{ key, value []byte }
+
+// txn is one operation's view: reads see committed state, the writes of
+// earlier operations in the group (through the indexed batch) and the
+// operation's own pending writes; writes are held until the operation
+// succeeds.
+type txn struct {
+	b      *pebble.Batch
+	writes []kv
+}
+
+// get returns a copy of the value at key, or nil, false if there is none.
+func (t *txn) get(key []byte) ([]byte, bool, error) {
+	for i := len(t.writes) - 1; i >= 0; i-- {
+		if bytes.Equal(t.writes[i].key, key) {
+			return t.writes[i].value, true, nil
+		}
+	}
+	v, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pebblestore: read: %w", err)
+	}
+	v = append([]byte(nil), v...)
+	return v, true, closer.Close()
+}
+
+func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key, value}) }
+
+// account loads an account, ErrNoAccount if absent.
+func (t *txn) account(id uint64) (*account, error) {
+	v, ok, err := t.get(accountKey(id))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, bank.ErrNoAccount
+	}
+	return decodeAccount(id, v)
+}
+
+// post adds a posting of amount (signed) to a, with the running balance
+// checked for overflow, and records a's new state. It writes only through
+// t.set, so an op that fails after post still leaves nothing.
+func (t *txn) post(a *account, kind string, amount int64, memo string, at time.Time) error {
+	bal, err := addBalance(a.Balance, amount)
+	if err != nil {
+		return fmt.Errorf("%w: account %d", err, a.ID)
+	}
+	a.Balance = bal
+	seq := a.NextSeq
+	a.NextSeq++
+	p := bank.Posting{Seq: seq, Time: at, Kind: kind, Amount: amount, Balance: bal, Memo: memo}
+	t.set(postingKey(a.ID, seq), encodePosting(&p))
+	t.set(accountKey(a.ID), encodeAccount(a))
+	return nil
+}
+
+// transfer moves amount (> 0) from one account to another, two postings.
+func (t *txn) transfer(from, to *account, kind string, amount int64, memo string, at time.Time) error {
+	// Check both sides before writing either; post itself writes only
+	// through t.set, so an error here still leaves nothing behind.
+	if _, err := addBalance(from.Balance, -amount); err != nil {
+		return fmt.Errorf("%w: account %d", err, from.ID)
+	}
+	if _, err := addBalance(to.Balance, amount); err != nil {
+		return fmt.Errorf("%w: account %d", err, to.ID)
+	}
+	if err := t.post(from, kind, -amount, memo, at); err != nil {
+		return err
+	}
+	return t.post(to, kind, amount, memo, at)
+}
+
+// addBalance returns a+b, or ErrOverflow if it does not fit in int64.
+func addBalance(a, b int64) (int64, error) {
+	c := a + b
+	if (b > 0 && c < a) || (b < 0 && c > a) {
+		return 0, ErrOverflow
+	}
+	return c, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+func isSystem(id uint64) bool { return id < FirstUserAccount }
+
+// OpenAccount implements bank.Store.
+func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error) {
+	if len(key) != ed25519.PublicKeySize {
+		return 0, invalid("public key of %d bytes", len(key))
+	}
+	if len(name) > MaxNameLen {
+		return 0, invalid("name of %d bytes", len(name))
+	}
+	key = bytes.Clone(key)
+	var id uint64
+	err := s.submit(ctx, func(t *txn) error {
+		kk := bytesKey(prefixKey, key)
+		if _, ok, err := t.get(kk); err != nil {
+			return err
+		} else if ok {
+			return bank.ErrKeyInUse
+		}
+		v, ok, err := t.get(keyNextAccount)
+		if err != nil {
+			return err
+		}
+		if !ok || len(v) != 8 {
+			return fmt.Errorf("%w: next account id", errCorrupt)
+		}
+		id = binary.BigEndian.Uint64(v)
+		if id == ^uint64(0) {
+			return errors.New("pebblestore: account ids exhausted")
+		}
+		a := account{Account: bank.Account{ID: id, Name: name, Key: key, Merchant: merchant, Created: now}, NextSeq: 1}
+		t.set(accountKey(id), encodeAccount(&a))
+		t.set(kk, binary.BigEndian.AppendUint64(nil, id))
+		t.set(keyNextAccount, binary.BigEndian.AppendUint64(nil, id+1))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// Credit implements bank.Store.
+func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
+	switch {
+	case op.Amount <= 0:
+		return 0, invalid("credit amount %d", op.Amount)
+	case isSystem(op.Account):
+		return 0, invalid("credit to system account %d", op.Account)
+	case len(op.Memo) > MaxMemoLen:
+		return 0, invalid("memo of %d bytes", len(op.Memo))
+	case len(op.Reference) > MaxReferenceLen:
+		return 0, invalid("reference of %d bytes", len(op.Reference))
+	}
+	var balance int64
+	err := s.submit(ctx, func(t *txn) error {
+		var rk []byte
+		if op.Reference != "" {
+			rk = bytesKey(prefixRef, []byte(op.Reference))
+			v, ok, err := t.get(rk)
+			if err != nil {
+				return err
+			}
+			if ok {
+				ref, err := decodeRef(v)
+				if err != nil {
+					return err
+				}
+				if ref.Account != op.Account || ref.Amount != op.Amount {
+					return bank.ErrReferenceConflict
+				}
+				a, err := t.account(op.Account)
+				if err != nil {
+					return err
+				}
+				balance = a.Balance
+				return nil
+			}
+		}
+		a, err := t.account(op.Account)
+		if err != nil {
+			return err
+		}
+		funding, err := t.account(bank.AccountFunding)
+		if err != nil {
+			return err
+		}
+		if err := t.transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, op.Time); err != nil {
+			return err
+		}
+		if rk != nil {
+			t.set(rk, encodeRef(&refRecord{Account: op.Account, Amount: op.Amount}))
+		}
+		balance = a.Balance
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return balance, nil
+}
+
+// Withdraw implements bank.Store. A replay of a recorded request hash
+// returns the recorded signatures if its account and amount match, and
+// ErrRequestConflict if not.
+func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
+	switch {
+	case op.Amount <= 0:
+		return nil, invalid("withdraw amount %d", op.Amount)
+	case isSystem(op.Account):
+		return nil, invalid("withdraw from system account %d", op.Account)
+	case len(op.BlindSigs) == 0 || len(op.BlindSigs) > ecash.MaxCoinsPerRequest:
+		return nil, invalid("%d blind signatures", len(op.BlindSigs))
+	}
+	for i, sig := range op.BlindSigs {
+		if len(sig) == 0 || len(sig) > MaxSigLen {
+			return nil, invalid("blind signature %d of %d bytes", i, len(sig))
+		}
+	}
+	var sigs [][]byte
+	err := s.submit(ctx, func(t *txn) error {
+		wk := hashKey(prefixWithdraw, op.RequestHash)
+		v, ok, err := t.get(wk)
+		if err != nil {
+			return err
+		}
+		if ok {
+			w, err := decodeWithdraw(v)
+			if err != nil {
+				return err
+			}
+			if w.Account != op.Account || w.Amount != op.Amount {
+				return ErrRequestConflict
+			}
+			sigs = w.Sigs
+			return nil
+		}
+		a, err := t.account(op.Account)
+		if err != nil {
+			return err
+		}
+		if a.Balance < op.Amount {
+			return bank.ErrInsufficientFunds
+		}
+		out, err := t.account(bank.AccountOutstanding)
+		if err != nil {
+			return err
+		}
+		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), op.Time); err != nil {
+			return err
+		}
+		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
+		t.set(wk, encodeWithdraw(&w))
+		sigs = cloneSigs(op.BlindSigs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs, nil
+}
+
+func cloneSigs(in [][]byte) [][]byte {
+	out := make([][]byte, len(in))
+	for i, s := range in {
+		out[i] = bytes.Clone(s)
+	}
+	return out
+}
+
+// Deposit implements bank.Store. "The same coins" means the same set of
+// coin ids, in any order; a replay must also name the same merchant and
+// amount, or it is an ErrPaymentConflict. A coin id twice in one op is
+// refused with an error matching both ErrInvalid and bank.ErrDuplicateCoin.
+func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
+	switch {
+	case op.Amount <= 0:
+		return nil, invalid("deposit amount %d", op.Amount)
+	case len(op.Coins) == 0 || len(op.Coins) > ecash.MaxCoinsPerRequest:
+		return nil, invalid("%d coins", len(op.Coins))
+	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
+		return nil, invalid("receipt of %d bytes", len(op.Receipt))
+	}
+	ids := make([]ecash.Hash, len(op.Coins))
+	for i, c := range op.Coins {
+		if len(c.Permission) == 0 || len(c.Permission) > MaxPermissionLen {
+			return nil, invalid("permission %d of %d bytes", i, len(c.Permission))
+		}
+		ids[i] = c.ID
+	}
+	sorted := sortedHashes(ids)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return nil, fmt.Errorf("%w: %w: %x", ErrInvalid, bank.ErrDuplicateCoin, sorted[i][:8])
+		}
+	}
+	var receipt []byte
+	err := s.submit(ctx, func(t *txn) error {
+		dk := hashKey(prefixDeposit, op.PaymentHash)
+		v, ok, err := t.get(dk)
+		if err != nil {
+			return err
+		}
+		if ok {
+			d, err := decodeDeposit(v)
+			if err != nil {
+				return err
+			}
+			if d.Merchant != op.Merchant || d.Amount != op.Amount || !slices.Equal(sortedHashes(d.Coins), sorted) {
+				return bank.ErrPaymentConflict
+			}
+			receipt = d.Receipt
+			return nil
+		}
+		m, err := t.account(op.Merchant)
+		if err != nil {
+			return err
+		}
+		if !m.Merchant {
+			return bank.ErrNotMerchant
+		}
+		for _, c := range op.Coins {
+			v, ok, err := t.get(hashKey(prefixCoin, c.ID))
+			if err != nil {
+				return err
+			}
+			if ok {
+				rec, err := decodeCoin(v)
+				if err != nil {
+					return err
+				}
+				return &bank.SpentError{Coin: c.ID, Permission: rec.Permission}
+			}
+		}
+		out, err := t.account(bank.AccountOutstanding)
+		if err != nil {
+			return err
+		}
+		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time); err != nil {
+			return err
+		}
+		for _, c := range op.Coins {
+			t.set(hashKey(prefixCoin, c.ID), encodeCoin(&coinRecord{Payment: op.PaymentHash, Permission: c.Permission}))
+		}
+		t.set(dk, encodeDeposit(&depositRecord{Merchant: op.Merchant, Amount: op.Amount, Coins: ids, Receipt: op.Receipt}))
+		receipt = bytes.Clone(op.Receipt)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return receipt, nil
+}
+
+func sortedHashes(hs []ecash.Hash) []ecash.Hash {
+	out := slices.Clone(hs)
+	slices.SortFunc(out, func(a, b ecash.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// Account implements bank.Store.
+func (s *Store) Account(ctx context.Context, id uint64) (bank.Account, error) {
+	if err := s.enter(); err != nil {
+		return bank.Account{}, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return bank.Account{}, err
+	}
+	a, err := s.readAccount(s.db, id)
+	if err != nil {
+		return bank.Account{}, err
+	}
+	return a.Account, nil
+}
+
+func (s *Store) readAccount(r pebble.Reader, id uint64) (*account, error) {
+	v, closer, err := r.Get(accountKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, bank.ErrNoAccount
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: read: %w", err)
+	}
+	defer closer.Close()
+	return decodeAccount(id, v)
+}
+
+// History implements bank.Store. A limit of zero or less returns nothing.
+func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posting, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	a, err := s.readAccount(snap, id)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	n := min(limit, 1024) // preallocation only: a.NextSeq may be huge
+	if a.NextSeq > 0 && a.NextSeq-1 < uint64(n) {
+		n = int(a.NextSeq - 1)
+	}
+	prefix := u64Key(prefixPosting, id)
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	out := make([]bank.Posting, 0, n)
+	for ok := it.Last(); ok && len(out) < limit; ok = it.Prev() {
+		if err := ctx.Err(); err != nil {
+			it.Close()
+			return nil, err
+		}
+		k := it.Key()
+		if len(k) != len(prefix)+8 {
+			it.Close()
+			return nil, fmt.Errorf("%w: posting key %x", errCorrupt, k)
+		}
+		p, err := decodePosting(binary.BigEndian.Uint64(k[len(prefix):]), it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	return out, nil
+}
+
+// Totals returns the balance of every account, system accounts included,
+// from one consistent snapshot. The balances sum to zero.
+func (s *Store) Totals(ctx context.Context) (map[uint64]int64, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	prefix := []byte(prefixAccount)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	out := make(map[uint64]int64)
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+8 {
+			it.Close()
+			return nil, fmt.Errorf("%w: account key %x", errCorrupt, k)
+		}
+		id := binary.BigEndian.Uint64(k[len(prefix):])
+		a, err := decodeAccount(id, it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		out[id] = a.Balance
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	return out, nil
+}

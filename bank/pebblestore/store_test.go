@@ -1,0 +1,727 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/storetest"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) bank.Store {
+		s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestConformanceSmallBatch runs the suite with groups of at most two ops,
+// so that group boundaries fall everywhere.
+func TestConformanceSmallBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	storetest.Run(t, func(t *testing.T) bank.Store {
+		s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), MaxBatch: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+var (
+	epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	bg    = context.Background()
+	quiet = slog.New(slog.DiscardHandler) // Pebble's WAL recovery messages
+)
+
+func key(name string) []byte {
+	h := ecash.HashOf([]byte("key " + name))
+	return h[:]
+}
+
+func hashOf(format string, args ...any) ecash.Hash {
+	return ecash.HashOf(fmt.Appendf(nil, format, args...))
+}
+
+func mustOpen(t testing.TB, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := Open("bank", Options{Logger: quiet, FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func openAccount(t testing.TB, s *Store, name string, merchant bool) uint64 {
+	t.Helper()
+	id, err := s.OpenAccount(bg, name, key(name), merchant, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, fs)
+	c := openAccount(t, s, "alice", false)
+	if c != FirstUserAccount {
+		t.Errorf("first user account %d, want %d", c, FirstUserAccount)
+	}
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 42, Reference: "r1", Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close = %v, want ErrClosed", err)
+	}
+
+	s = mustOpen(t, fs)
+	defer s.Close()
+	a, err := s.Account(bg, c)
+	if err != nil || a.Balance != 42 || a.Name != "alice" || !a.Created.Equal(epoch) {
+		t.Errorf("after reopen: %+v, %v", a, err)
+	}
+	if bal, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 42, Reference: "r1", Time: epoch}); err != nil || bal != 42 {
+		t.Errorf("reference replay after reopen = %d, %v", bal, err)
+	}
+	if d := openAccount(t, s, "bob", false); d != c+1 {
+		t.Errorf("next account %d, want %d", d, c+1)
+	}
+	if _, err := s.OpenAccount(bg, "alice2", key("alice"), false, epoch); !errors.Is(err, bank.ErrKeyInUse) {
+		t.Errorf("reused key after reopen: %v", err)
+	}
+	totals, err := s.Totals(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]int64{bank.AccountFunding: -42, bank.AccountOutstanding: 0, c: 42, c + 1: 0}
+	if !mapsEqual(totals, want) {
+		t.Errorf("Totals = %v, want %v", totals, want)
+	}
+}
+
+func mapsEqual(a, b map[uint64]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestOverflow(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	c := openAccount(t, s, "rich", false)
+	d := openAccount(t, s, "other", false)
+	m := openAccount(t, s, "shop", true)
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: math.MaxInt64, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	// The account side overflows.
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); !errors.Is(err, ErrOverflow) {
+		t.Errorf("Credit past MaxInt64 = %v, want ErrOverflow", err)
+	}
+	// Funding is at -MaxInt64: one more credit anywhere takes it past MinInt64.
+	if _, err := s.Credit(bg, bank.CreditOp{Account: d, Amount: 2, Time: epoch}); !errors.Is(err, ErrOverflow) {
+		t.Errorf("Credit taking Funding past MinInt64 = %v, want ErrOverflow", err)
+	}
+	// Outstanding goes to MaxInt64; a deposit to a merchant works, and
+	// one more withdraw overflows Outstanding.
+	if _, err := s.Withdraw(bg, bank.WithdrawOp{RequestHash: hashOf("w1"), Account: c, Amount: math.MaxInt64, BlindSigs: [][]byte{{1}}, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deposit(bg, bank.DepositOp{PaymentHash: hashOf("p1"), Merchant: m, Amount: math.MaxInt64, Coins: []bank.SpentCoin{{ID: hashOf("c1"), Permission: []byte{1}}}, Receipt: []byte{1}, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Totals(bg)
+	if after[m] != math.MaxInt64 || after[bank.AccountOutstanding] != 0 {
+		t.Errorf("Totals = %v", after)
+	}
+	if _, err := s.Deposit(bg, bank.DepositOp{PaymentHash: hashOf("p2"), Merchant: m, Amount: 1, Coins: []bank.SpentCoin{{ID: hashOf("c2"), Permission: []byte{1}}}, Receipt: []byte{1}, Time: epoch}); !errors.Is(err, ErrOverflow) {
+		t.Errorf("Deposit past MaxInt64 = %v, want ErrOverflow", err)
+	}
+	final, _ := s.Totals(bg)
+	if !mapsEqual(after, final) {
+		t.Errorf("refused ops moved money: %v → %v", after, final)
+	}
+	// The refused deposit left its coin unspent.
+	if n := countPrefix(t, s.db, prefixCoin); n != 1 {
+		t.Errorf("%d spent coins, want 1", n)
+	}
+}
+
+func countPrefix(t testing.TB, r pebble.Reader, prefix string) int {
+	t.Helper()
+	n := 0
+	scan(t, r, prefix, func(k, v []byte) { n++ })
+	return n
+}
+
+func scan(t testing.TB, r pebble.Reader, prefix string, fn func(k, v []byte)) {
+	t.Helper()
+	p := []byte(prefix)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		fn(it.Key()[len(p):], it.Value())
+	}
+	if err := it.Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWithdrawRequestConflict(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	c := openAccount(t, s, "a", false)
+	d := openAccount(t, s, "b", false)
+	for _, id := range []uint64{c, d} {
+		if _, err := s.Credit(bg, bank.CreditOp{Account: id, Amount: 100, Time: epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := bank.WithdrawOp{RequestHash: hashOf("w"), Account: c, Amount: 10, BlindSigs: [][]byte{{1}}, Time: epoch}
+	if _, err := s.Withdraw(bg, op); err != nil {
+		t.Fatal(err)
+	}
+	other := op
+	other.Account = d
+	if _, err := s.Withdraw(bg, other); !errors.Is(err, ErrRequestConflict) {
+		t.Errorf("replay for another account = %v, want ErrRequestConflict", err)
+	}
+	other = op
+	other.Amount = 11
+	if _, err := s.Withdraw(bg, other); !errors.Is(err, ErrRequestConflict) {
+		t.Errorf("replay for another amount = %v, want ErrRequestConflict", err)
+	}
+}
+
+// TestCloseInFlight closes the store under load: every call either fails
+// with ErrClosed, or succeeded and is durable.
+func TestCloseInFlight(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, fs)
+	c := openAccount(t, s, "a", false)
+	var (
+		wg      sync.WaitGroup
+		applied atomic.Int64
+	)
+	for i := range 50 {
+		wg.Go(func() {
+			for j := 0; ; j++ {
+				_, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Reference: fmt.Sprint(i, "/", j), Time: epoch})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Credit: %v", err)
+					return
+				}
+				applied.Add(1)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = mustOpen(t, fs)
+	defer s.Close()
+	a, err := s.Account(bg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Balance != applied.Load() {
+		t.Errorf("balance %d after close, %d credits acknowledged", a.Balance, applied.Load())
+	}
+}
+
+// TestCrash runs random operations from several goroutines against a store
+// on a crashable file system, takes crash images at random moments, and
+// checks each image: nothing acknowledged before the crash is lost, and the
+// ledger is consistent.
+func TestCrash(t *testing.T) {
+	crashes := 20
+	if testing.Short() {
+		crashes = 5
+	}
+	fs := vfs.NewCrashableMem()
+	s := mustOpen(t, fs)
+	const customers, merchants, workers, coinPool = 5, 3, 6, 4000
+	var cs, ms []uint64
+	for i := range customers {
+		cs = append(cs, openAccount(t, s, fmt.Sprint("customer ", i), false))
+	}
+	for i := range merchants {
+		ms = append(ms, openAccount(t, s, fmt.Sprint("merchant ", i), true))
+	}
+
+	var (
+		log  ackLog
+		gate sync.RWMutex // held shared by each operation, exclusively while checking an image
+		stop = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	// step runs one random operation and logs it if acknowledged.
+	step := func(rng *rand.Rand, tag string) error {
+		gate.RLock()
+		defer gate.RUnlock()
+		switch rng.IntN(3) {
+		case 0:
+			op := bank.CreditOp{Account: cs[rng.IntN(len(cs))], Amount: 1 + rng.Int64N(1000), Reference: "ref " + tag, Time: epoch}
+			if _, err := s.Credit(bg, op); err != nil {
+				return fmt.Errorf("Credit: %w", err)
+			}
+			log.add(func() { log.credits = append(log.credits, op) })
+		case 1:
+			op := bank.WithdrawOp{RequestHash: hashOf("w %s", tag), Account: cs[rng.IntN(len(cs))], Amount: 1 + rng.Int64N(700), BlindSigs: [][]byte{[]byte("sig " + tag)}, Time: epoch}
+			sigs, err := s.Withdraw(bg, op)
+			if errors.Is(err, bank.ErrInsufficientFunds) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("Withdraw: %w", err)
+			}
+			log.add(func() { log.withdraws = append(log.withdraws, ackWithdraw{op, sigs}) })
+		case 2:
+			op := bank.DepositOp{PaymentHash: hashOf("p %s", tag), Merchant: ms[rng.IntN(len(ms))], Amount: 1 + rng.Int64N(300), Receipt: []byte("receipt " + tag), Time: epoch}
+			for _, k := range rng.Perm(coinPool)[:1+rng.IntN(4)] {
+				op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("coin %d", k), Permission: []byte("perm " + tag)})
+			}
+			receipt, err := s.Deposit(bg, op)
+			var se *bank.SpentError
+			if errors.As(err, &se) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("Deposit: %w", err)
+			}
+			log.add(func() { log.deposits = append(log.deposits, ackDeposit{op, receipt}) })
+		}
+		return nil
+	}
+	for w := range workers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := step(rng, fmt.Sprintf("%d/%d", w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+
+	// Crash after a random number of further acknowledged operations, while
+	// the workers keep going, so crashes fall amid group commits.
+	rng := rand.New(rand.NewPCG(1, 2))
+	target := 0
+	for n := range crashes {
+		target += 20 + rng.IntN(80)
+		for log.len() < target && !t.Failed() {
+			time.Sleep(100 * time.Microsecond)
+		}
+		acked := log.snapshot() // everything acknowledged before the crash
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rng})
+		t.Logf("crash %d: %d credits, %d withdraws, %d deposits acknowledged", n, len(acked.credits), len(acked.withdraws), len(acked.deposits))
+		// Pause the workers while checking, so the run stays short.
+		gate.Lock()
+		checkCrashImage(t, crashed, acked, rng)
+		gate.Unlock()
+		if t.Failed() {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type ackWithdraw struct {
+	op   bank.WithdrawOp
+	sigs [][]byte
+}
+
+type ackDeposit struct {
+	op      bank.DepositOp
+	receipt []byte
+}
+
+// ackLog records operations that returned success. Slices only grow, so a
+// snapshot can share their backing arrays.
+type ackLog struct {
+	mu        sync.Mutex
+	credits   []bank.CreditOp
+	withdraws []ackWithdraw
+	deposits  []ackDeposit
+}
+
+func (l *ackLog) add(fn func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn()
+}
+
+func (l *ackLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.credits) + len(l.withdraws) + len(l.deposits)
+}
+
+func (l *ackLog) snapshot() *ackLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return &ackLog{credits: l.credits, withdraws: l.withdraws, deposits: l.deposits}
+}
+
+// sample returns the indexes of up to n random elements of a slice of
+// length total, always including the last n/2 (the ones most at risk).
+func sample(rng *rand.Rand, total, n int) []int {
+	if total <= n {
+		out := make([]int, total)
+		for i := range out {
+			out[i] = i
+		}
+		return out
+	}
+	var out []int
+	for i := total - n/2; i < total; i++ {
+		out = append(out, i)
+	}
+	for range n - n/2 {
+		out = append(out, rng.IntN(total-n/2))
+	}
+	return out
+}
+
+func checkCrashImage(t *testing.T, fs vfs.FS, acked *ackLog, rng *rand.Rand) {
+	t.Helper()
+	s, err := Open("bank", Options{Logger: quiet, FS: fs})
+	if err != nil {
+		t.Fatalf("open crash image: %v", err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close crash image: %v", err)
+		}
+	}()
+	checkConsistent(t, s)
+	before, err := s.Totals(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Acknowledged operations survived: every one is recorded...
+	for _, op := range acked.credits {
+		v, closer, err := s.db.Get(bytesKey(prefixRef, []byte(op.Reference)))
+		if err != nil {
+			t.Fatalf("acknowledged credit %q lost: %v", op.Reference, err)
+		}
+		r, err := decodeRef(v)
+		closer.Close()
+		if err != nil || r.Account != op.Account || r.Amount != op.Amount {
+			t.Fatalf("acknowledged credit %q: record %+v, %v", op.Reference, r, err)
+		}
+	}
+	for _, w := range acked.withdraws {
+		v, closer, err := s.db.Get(hashKey(prefixWithdraw, w.op.RequestHash))
+		if err != nil {
+			t.Fatalf("acknowledged withdraw %x lost: %v", w.op.RequestHash[:4], err)
+		}
+		r, err := decodeWithdraw(v)
+		closer.Close()
+		if err != nil || !slices.EqualFunc(r.Sigs, w.sigs, bytes.Equal) {
+			t.Fatalf("acknowledged withdraw %x: record %+v, %v", w.op.RequestHash[:4], r, err)
+		}
+	}
+	for _, d := range acked.deposits {
+		v, closer, err := s.db.Get(hashKey(prefixDeposit, d.op.PaymentHash))
+		if err != nil {
+			t.Fatalf("acknowledged deposit %x lost: %v", d.op.PaymentHash[:4], err)
+		}
+		r, err := decodeDeposit(v)
+		closer.Close()
+		if err != nil || !bytes.Equal(r.Receipt, d.receipt) {
+			t.Fatalf("acknowledged deposit %x: record %+v, %v", d.op.PaymentHash[:4], r, err)
+		}
+	}
+	t.Logf("image holds %d credits, %d withdraws, %d deposits", countPrefix(t, s.db, prefixRef), countPrefix(t, s.db, prefixWithdraw), countPrefix(t, s.db, prefixDeposit))
+
+	// ...and a sample replays, through the API, to its first answer.
+	for _, i := range sample(rng, len(acked.credits), 30) {
+		op := acked.credits[i]
+		other := op
+		other.Amount++
+		if _, err := s.Credit(bg, other); !errors.Is(err, bank.ErrReferenceConflict) {
+			t.Errorf("acknowledged credit %q lost: conflicting replay = %v", op.Reference, err)
+		}
+	}
+	for _, i := range sample(rng, len(acked.withdraws), 30) {
+		w := acked.withdraws[i]
+		op := w.op
+		op.BlindSigs = [][]byte{[]byte("fresh sig")}
+		if sigs, err := s.Withdraw(bg, op); err != nil || !slices.EqualFunc(sigs, w.sigs, bytes.Equal) {
+			t.Errorf("acknowledged withdraw %x: replay = %q, %v; want %q", op.RequestHash[:4], sigs, err, w.sigs)
+		}
+	}
+	for _, i := range sample(rng, len(acked.deposits), 30) {
+		d := acked.deposits[i]
+		op := d.op
+		op.Receipt = []byte("fresh receipt")
+		if r, err := s.Deposit(bg, op); err != nil || !bytes.Equal(r, d.receipt) {
+			t.Errorf("acknowledged deposit %x: replay = %q, %v; want %q", op.PaymentHash[:4], r, err, d.receipt)
+		}
+	}
+	after, err := s.Totals(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mapsEqual(before, after) {
+		t.Errorf("replays moved money: %v → %v", before, after)
+	}
+}
+
+// checkConsistent checks a store's records against its ledger: balances sum
+// to zero, each account's postings add up to its balance, every spent coin
+// belongs to exactly one deposit, and the system accounts equal the totals
+// of the withdraw, deposit and credit records.
+func checkConsistent(t *testing.T, s *Store) {
+	t.Helper()
+	totals, err := s.Totals(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for id, bal := range totals {
+		sum += bal
+		hist, err := s.History(bg, id, math.MaxInt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		for i, p := range hist {
+			total += p.Amount
+			if i+1 < len(hist) && (hist[i+1].Balance+p.Amount != p.Balance || hist[i+1].Seq+1 != p.Seq) {
+				t.Errorf("account %d: posting %d does not follow posting %d", id, p.Seq, hist[i+1].Seq)
+			}
+		}
+		if total != bal || (len(hist) > 0 && hist[0].Balance != bal) {
+			t.Errorf("account %d: balance %d, postings sum to %d", id, bal, total)
+		}
+	}
+	if sum != 0 {
+		t.Errorf("balances sum to %d", sum)
+	}
+
+	// Spent coins and deposits point at each other, one deposit per coin.
+	coinOwner := map[ecash.Hash]ecash.Hash{}
+	var deposited, withdrawn int64
+	perMerchant := map[uint64]int64{}
+	scan(t, s.db, prefixDeposit, func(k, v []byte) {
+		var ph ecash.Hash
+		copy(ph[:], k)
+		d, err := decodeDeposit(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deposited += d.Amount
+		perMerchant[d.Merchant] += d.Amount
+		for _, c := range d.Coins {
+			if prev, ok := coinOwner[c]; ok {
+				t.Errorf("coin %x in deposits %x and %x", c[:4], prev[:4], ph[:4])
+			}
+			coinOwner[c] = ph
+		}
+	})
+	coins := 0
+	scan(t, s.db, prefixCoin, func(k, v []byte) {
+		coins++
+		var id ecash.Hash
+		copy(id[:], k)
+		c, err := decodeCoin(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner, ok := coinOwner[id]; !ok || owner != c.Payment {
+			t.Errorf("spent coin %x: payment %x, deposit record says %x (%v)", id[:4], c.Payment[:4], owner[:4], ok)
+		}
+	})
+	if coins != len(coinOwner) {
+		t.Errorf("%d spent coins, %d coins in deposits", coins, len(coinOwner))
+	}
+	perCustomer := map[uint64]int64{}
+	scan(t, s.db, prefixWithdraw, func(k, v []byte) {
+		w, err := decodeWithdraw(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		withdrawn += w.Amount
+		perCustomer[w.Account] -= w.Amount
+	})
+	var credited int64
+	scan(t, s.db, prefixRef, func(k, v []byte) {
+		r, err := decodeRef(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		credited += r.Amount
+		perCustomer[r.Account] += r.Amount
+	})
+	// In TestCrash every credit has a reference, every customer only
+	// credits and withdraws, and every merchant only receives deposits.
+	if got := totals[bank.AccountOutstanding]; got != withdrawn-deposited {
+		t.Errorf("outstanding %d, withdraw records %d − deposit records %d", got, withdrawn, deposited)
+	}
+	if got := totals[bank.AccountFunding]; got != -credited {
+		t.Errorf("funding %d, reference records %d", got, credited)
+	}
+	for id, want := range perMerchant {
+		if totals[id] != want {
+			t.Errorf("merchant %d balance %d, deposit records %d", id, totals[id], want)
+		}
+	}
+	for id, want := range perCustomer {
+		if totals[id] != want {
+			t.Errorf("customer %d balance %d, credit − withdraw records %d", id, totals[id], want)
+		}
+	}
+}
+
+// BenchmarkDeposit measures parallel deposits of four fresh coins each, on
+// an in-memory file system and on disk (real fsync).
+func BenchmarkDeposit(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		fs   func(b *testing.B) (vfs.FS, string)
+	}{
+		{"mem", func(b *testing.B) (vfs.FS, string) { return vfs.NewMem(), "bank" }},
+		{"disk", func(b *testing.B) (vfs.FS, string) { return vfs.Default, b.TempDir() }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			fs, dir := bc.fs(b)
+			s, err := Open(dir, Options{Logger: quiet, FS: fs})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			m := openAccount(b, s, "shop", true)
+			var seq atomic.Uint64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					n := seq.Add(1)
+					op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
+					for i := range 4 {
+						op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)})
+					}
+					if _, err := s.Deposit(bg, op); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+		})
+	}
+}
+
+func TestDuplicateCoinError(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	m := openAccount(t, s, "shop", true)
+	c := bank.SpentCoin{ID: hashOf("c"), Permission: []byte{1}}
+	_, err := s.Deposit(bg, bank.DepositOp{PaymentHash: hashOf("p"), Merchant: m, Amount: 2, Coins: []bank.SpentCoin{c, c}, Receipt: []byte{1}, Time: epoch})
+	if !errors.Is(err, bank.ErrDuplicateCoin) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("Deposit(coin twice) = %v, want ErrDuplicateCoin and ErrInvalid", err)
+	}
+}
+
+// TestContext checks the context rule: an op whose context ends before the
+// committer picks it up is not applied; an op already picked up completes
+// and reports its commit.
+func TestContext(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	c := openAccount(t, s, "a", false)
+
+	// Hold the committer inside an op that has been picked up.
+	started, release := make(chan struct{}), make(chan struct{})
+	heldCtx, cancelHeld := context.WithCancel(bg)
+	held := make(chan error, 1)
+	go func() {
+		held <- s.submit(heldCtx, func(t *txn) error {
+			close(started)
+			<-release
+			t.set([]byte("x/held"), []byte("done"))
+			return nil
+		})
+	}()
+	<-started
+
+	// A credit waiting behind it is canceled before pick-up.
+	ctx, cancel := context.WithCancel(bg)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := s.Credit(ctx, bank.CreditOp{Account: c, Amount: 5, Time: epoch})
+		waiting <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let it block on the committer
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled waiting Credit = %v, want context.Canceled", err)
+	}
+
+	// The held op's context ends too, but it was picked up: it completes.
+	cancelHeld()
+	close(release)
+	if err := <-held; err != nil {
+		t.Errorf("picked-up op = %v, want nil", err)
+	}
+	if v, closer, err := s.db.Get([]byte("x/held")); err != nil || string(v) != "done" {
+		t.Errorf("picked-up op's write: %q, %v", v, err)
+	} else {
+		closer.Close()
+	}
+	if a, err := s.Account(bg, c); err != nil || a.Balance != 0 {
+		t.Errorf("balance %d, %v; the canceled credit was applied", a.Balance, err)
+	}
+}
