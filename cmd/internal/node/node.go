@@ -35,21 +35,28 @@ type BankConfig struct {
 	Log         *slog.Logger
 }
 
-// Bank is a running bank node.
-type Bank struct {
-	Bank        *bank.Bank
+// Daemon is the serving half every node shares: a public listener (TLS
+// unless plaintext on loopback) and a loopback admin listener behind a token.
+type Daemon struct {
 	Addr        string // public listener address
 	AdminAddr   string
 	Fingerprint string // of the TLS certificate; empty with plaintext
 	CertFile    string
 	TokenFile   string
 	Token       string
-	KeysCreated bool
 
-	store  *pebblestore.Store
 	public *grpc.Server
 	admin  *grpc.Server
 	done   chan error
+}
+
+// Bank is a running bank node.
+type Bank struct {
+	Daemon
+	Bank        *bank.Bank
+	KeysCreated bool
+
+	store *pebblestore.Store
 }
 
 // StartBank opens (or creates) a bank in cfg.Dir and serves it.
@@ -71,37 +78,69 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, done: make(chan error, 2)}
-	if err := n.serve(cfg); err != nil {
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store}
+	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext,
+		func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
+		func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) })
+	if err != nil {
 		n.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func (n *Bank) serve(cfg BankConfig) error {
-	pubLis, adminLis, cert, err := listeners(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext)
+// start opens the listeners, registers the services and serves them.
+func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, public, admin func(*grpc.Server)) error {
+	pubLis, adminLis, cert, err := listeners(dir, listen, adminListen, plaintext)
 	if err != nil {
 		return err
 	}
 	if cert != nil {
-		n.Fingerprint = transport.Fingerprint(cert.Certificate[0])
-		n.CertFile = filepath.Join(cfg.Dir, transport.CertFile)
+		d.Fingerprint = transport.Fingerprint(cert.Certificate[0])
+		d.CertFile = filepath.Join(dir, transport.CertFile)
 	}
-	n.TokenFile = filepath.Join(cfg.Dir, transport.TokenFile)
-	if n.Token, err = transport.LoadOrCreateToken(n.TokenFile); err != nil {
+	d.TokenFile = filepath.Join(dir, transport.TokenFile)
+	if d.Token, err = transport.LoadOrCreateToken(d.TokenFile); err != nil {
 		pubLis.Close()
 		adminLis.Close()
 		return err
 	}
-	n.public = grpc.NewServer(transport.ServerOptions(cert)...)
-	pb.RegisterBankServer(n.public, n.Bank.PublicServer())
-	n.admin = grpc.NewServer(transport.AdminServerOptions(n.Token)...)
-	pb.RegisterBankAdminServer(n.admin, n.Bank.AdminServer())
-	n.Addr, n.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
-	go func() { n.done <- n.public.Serve(pubLis) }()
-	go func() { n.done <- n.admin.Serve(adminLis) }()
+	d.public = grpc.NewServer(transport.ServerOptions(cert)...)
+	public(d.public)
+	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token)...)
+	admin(d.admin)
+	d.Addr, d.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
+	d.done = make(chan error, 2)
+	go func() { d.done <- d.public.Serve(pubLis) }()
+	go func() { d.done <- d.admin.Serve(adminLis) }()
 	return nil
+}
+
+// Wait blocks until a listener fails or ctx ends.
+func (d *Daemon) Wait(ctx context.Context) error {
+	select {
+	case err := <-d.done:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// stop drains both servers gracefully (in-flight calls finish, and with them
+// their commits), forcing them after 10 seconds.
+func (d *Daemon) stop() {
+	for _, s := range []*grpc.Server{d.public, d.admin} {
+		if s == nil {
+			continue
+		}
+		ok := make(chan struct{})
+		go func() { s.GracefulStop(); close(ok) }()
+		select {
+		case <-ok:
+		case <-time.After(10 * time.Second):
+			s.Stop()
+		}
+	}
 }
 
 // listeners opens the public and admin listeners; the admin one must be on
@@ -131,13 +170,9 @@ func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.
 	return pub, admin, cert, nil
 }
 
-// Wait blocks until a listener fails or ctx ends.
-func (n *Bank) Wait(ctx context.Context) error { return wait(ctx, n.done) }
-
-// Close stops both listeners gracefully (in-flight calls finish, and with
-// them their commits) and closes the store.
+// Close stops serving, then closes the store.
 func (n *Bank) Close() error {
-	stop(n.public, n.admin)
+	n.stop()
 	if n.store != nil {
 		return n.store.Close()
 	}
@@ -159,18 +194,10 @@ type MerchantConfig struct {
 
 // Merchant is a running merchant node.
 type Merchant struct {
-	Merchant    *merchant.Merchant
-	Addr        string
-	AdminAddr   string
-	Fingerprint string
-	CertFile    string
-	TokenFile   string
-	Token       string
+	Daemon
+	Merchant *merchant.Merchant
 
 	bankConn *grpc.ClientConn
-	public   *grpc.Server
-	admin    *grpc.Server
-	done     chan error
 }
 
 // StartMerchant opens the merchant in cfg.Dir (created by merchant.Init),
@@ -188,39 +215,20 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		conn.Close()
 		return nil, err
 	}
-	n := &Merchant{Merchant: m, bankConn: conn, done: make(chan error, 2)}
-	pubLis, adminLis, cert, err := listeners(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext)
+	n := &Merchant{Merchant: m, bankConn: conn}
+	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext,
+		func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
+		func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) })
 	if err != nil {
 		n.Close()
 		return nil, err
 	}
-	if cert != nil {
-		n.Fingerprint = transport.Fingerprint(cert.Certificate[0])
-		n.CertFile = filepath.Join(cfg.Dir, transport.CertFile)
-	}
-	n.TokenFile = filepath.Join(cfg.Dir, transport.TokenFile)
-	if n.Token, err = transport.LoadOrCreateToken(n.TokenFile); err != nil {
-		pubLis.Close()
-		adminLis.Close()
-		n.Close()
-		return nil, err
-	}
-	n.public = grpc.NewServer(transport.ServerOptions(cert)...)
-	pb.RegisterMerchantServer(n.public, m.PublicServer())
-	n.admin = grpc.NewServer(transport.AdminServerOptions(n.Token)...)
-	pb.RegisterMerchantAdminServer(n.admin, m.AdminServer())
-	n.Addr, n.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
-	go func() { n.done <- n.public.Serve(pubLis) }()
-	go func() { n.done <- n.admin.Serve(adminLis) }()
 	return n, nil
 }
 
-// Wait blocks until a listener fails or ctx ends.
-func (n *Merchant) Wait(ctx context.Context) error { return wait(ctx, n.done) }
-
 // Close stops serving and closes the order store and the bank connection.
 func (n *Merchant) Close() error {
-	stop(n.public, n.admin)
+	n.stop()
 	err := n.Merchant.Close()
 	n.bankConn.Close()
 	return err
