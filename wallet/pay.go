@@ -42,6 +42,12 @@ func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if err != nil {
 		return nil, err
 	}
+	if raw, err := get(w.db, receiptKey(merchantAddr, orderID)); err != nil {
+		return nil, err
+	} else if raw != nil {
+		// Paid already: answer with the receipt rather than pay twice.
+		return ecash.DecodeDepositReceipt(raw)
+	}
 	pp, err := w.findPending(merchantAddr, orderID)
 	if err != nil {
 		return nil, err
@@ -68,7 +74,9 @@ func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 		return nil, fmt.Errorf("wallet: merchant returned a receipt that does not verify: %w", err)
 	}
 	w.tr.Record(w.now(), "deposit-receipt", resp.Receipt, "")
-	return rcpt, w.settle(pr.Hash(), pp.Coins, nil)
+	return rcpt, w.settle(pr.Hash(), pp.Coins, nil, func(b *pebble.Batch) error {
+		return b.Set(receiptKey(merchantAddr, orderID), resp.Receipt, nil)
+	})
 }
 
 // VerifyOffer checks a payment request as the wallet receives it.
@@ -198,14 +206,14 @@ func (w *Wallet) paymentFailed(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *p
 			return fmt.Errorf("wallet: double-spend claim with an invalid proof (%v): %w", verr, err)
 		}
 		spent := ds.Proof.Earlier.Coin.ID()
-		if serr := w.settle(pr.Hash(), pp.Coins, &spent); serr != nil {
+		if serr := w.settle(pr.Hash(), pp.Coins, &spent, nil); serr != nil {
 			return serr
 		}
 		w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
 		return ds
 	}
 	if definitive(err) {
-		if serr := w.settle(pr.Hash(), pp.Coins, &ecash.Hash{}); serr != nil {
+		if serr := w.settle(pr.Hash(), pp.Coins, &ecash.Hash{}, nil); serr != nil {
 			return serr
 		}
 		return err
@@ -215,8 +223,9 @@ func (w *Wallet) paymentFailed(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *p
 
 // settle ends a pending payment. spentOnly nil: the payment went through and
 // every coin is spent. Otherwise the payment failed: the coin spentOnly (if
-// any of ours) is marked spent, the others return to fresh.
-func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash) error {
+// any of ours) is marked spent, the others return to fresh. also, if set,
+// adds its writes to the same atomic batch.
+func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash, also func(*pebble.Batch) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := w.db.NewBatch()
@@ -242,6 +251,11 @@ func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash) e
 	}
 	if err := b.Delete(paymentKey(h), nil); err != nil {
 		return err
+	}
+	if also != nil {
+		if err := also(b); err != nil {
+			return err
+		}
 	}
 	return b.Commit(pebble.Sync)
 }

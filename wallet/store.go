@@ -22,6 +22,7 @@ import (
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
 //	c/<coin id>       coin record
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
+//	r/<merchant, order>  the bank's receipt of a settled payment
 var (
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")
@@ -32,6 +33,13 @@ var (
 func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }
 func coinKey(id ecash.Hash) []byte      { return append([]byte("c/"), id[:]...) }
 func paymentKey(h ecash.Hash) []byte    { return append([]byte("p/"), h[:]...) }
+
+func receiptKey(merchant, order string) []byte {
+	e := ecash.Encoder{}
+	e.String(merchant)
+	e.String(order)
+	return append([]byte("r/"), e.Bytes()...)
+}
 
 // Coin states.
 const (

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/wallet"
@@ -87,21 +90,45 @@ func TestEndToEnd(t *testing.T) {
 	if bal.Fresh.String() != "EUR:6.50" || !bal.Pending.IsZero() {
 		t.Fatalf("wallet after paying: fresh %s pending %s", bal.Fresh, bal.Pending)
 	}
-	// Paying the same order again re-sends nothing new: the wallet has no
-	// pending payment, so it builds a new one, which the bank refuses as a
-	// conflict and the wallet keeps its coins.
-	if _, err := w.Pay(ctx, bankc, shop.client, shop.node.Addr, order, nil); err == nil {
-		t.Fatal("second payment of a paid order succeeded")
+	// Paying the same order again answers with the stored receipt: nothing
+	// is sent and no coin moves.
+	again, err := w.Pay(ctx, bankc, shop.client, shop.node.Addr, order, nil)
+	if err != nil || string(again.Encode()) != string(rcpt.Encode()) {
+		t.Fatalf("paying a paid order again: %v", err)
 	}
 	bal, _ = w.Balance()
 	if bal.Fresh.String() != "EUR:6.50" {
-		t.Fatalf("wallet lost coins on a refused payment: %s", bal.Fresh)
+		t.Fatalf("wallet moved coins re-paying a paid order: %s", bal.Fresh)
 	}
 	if got := e.balance(shop.account); got != "EUR:3.50" {
-		t.Fatalf("merchant balance %s after refused second payment", got)
+		t.Fatalf("merchant balance %s after re-paying", got)
+	}
+	// A copy of the same order paid from another wallet conflicts at the
+	// bank (the request is paid with other coins), and that wallet keeps
+	// its coins.
+	other := e.newWallet(t.TempDir(), "EUR:5.00")
+	defer other.Close()
+	if _, err := other.Withdraw(ctx, bankc, mustAmount(t, "EUR:3.50"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Pay(ctx, bankc, shop.client, shop.node.Addr, order, nil); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("second payer of a paid order: %v, want AlreadyExists", err)
+	}
+	if bal, _ := other.Balance(); bal.Fresh.String() != "EUR:3.50" {
+		t.Fatalf("refused payer lost coins: %s", bal.Fresh)
+	}
+	if got := e.balance(shop.account); got != "EUR:3.50" {
+		t.Fatalf("merchant balance %s after a refused second payment", got)
 	}
 	// Money is conserved: funding = -(customer + merchant + outstanding).
-	sum := e.raw(bank.AccountFunding) + e.raw(bank.AccountOutstanding) + e.raw(acct) + e.raw(shop.account)
+	totals, err := e.bank.store.Totals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, v := range totals {
+		sum += v
+	}
 	if sum != 0 {
 		t.Fatalf("ledger does not balance: %d", sum)
 	}

@@ -67,6 +67,10 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	// Refuse bad addresses before the slow key generation.
+	if err := checkAddrs(cfg.Listen, cfg.AdminListen, cfg.Plaintext); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -143,14 +147,21 @@ func (d *Daemon) stop() {
 	}
 }
 
+func checkAddrs(listen, adminListen string, plaintext bool) error {
+	if !transport.IsLoopback(adminListen) {
+		return fmt.Errorf("admin listener %s must be a loopback address", adminListen)
+	}
+	if plaintext && !transport.IsLoopback(listen) {
+		return fmt.Errorf("plaintext is allowed only on a loopback address, not %s", listen)
+	}
+	return nil
+}
+
 // listeners opens the public and admin listeners; the admin one must be on
 // loopback. It loads or creates the TLS certificate unless plaintext.
 func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.Listener, cert *tlsCert, err error) {
-	if !transport.IsLoopback(adminListen) {
-		return nil, nil, nil, fmt.Errorf("admin listener %s must be a loopback address", adminListen)
-	}
-	if plaintext && !transport.IsLoopback(listen) {
-		return nil, nil, nil, fmt.Errorf("plaintext is allowed only on a loopback address, not %s", listen)
+	if err := checkAddrs(listen, adminListen, plaintext); err != nil {
+		return nil, nil, nil, err
 	}
 	if !plaintext {
 		host, _, _ := net.SplitHostPort(listen)

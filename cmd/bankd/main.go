@@ -1,0 +1,15 @@
+// Command bankd runs a blindbank bank node and administers it.
+//
+//	bankd serve --data DIR [--listen ADDR] [--admin-listen ADDR] ...
+//	bankd admin --data DIR open-account|credit|balance ...
+//
+// Run "bankd --help" for details.
+package main
+
+import (
+	"os"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli/bankdcmd"
+)
+
+func main() { os.Exit(bankdcmd.Main()) }

@@ -1,0 +1,445 @@
+// Package bankdcmd is the bankd command: it serves a bank node and talks to
+// a running node's admin service. cmd/bankd is its main; the command tests
+// run it in-process.
+package bankdcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Main runs bankd with the process's arguments.
+func Main() int { return cli.Main(Command()) }
+
+// adminTimeout bounds one admin call.
+const adminTimeout = 30 * time.Second
+
+// Command builds the bankd command tree.
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:  "bankd",
+		Short: "the blindbank bank node",
+		Long: `bankd runs a blindbank bank node, which issues blind-signed e-cash coins and
+accepts deposits from merchants, and administers a running node: opening
+accounts, crediting them and showing their balances.
+
+A node keeps everything in one data directory: its keys (keys.json), its
+ledger, its TLS certificate (tls.crt) and its admin token (admin.token).`,
+		Example: `bankd serve --data ./bank
+bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
+bankd admin --data ./bank credit --account 1000 --amount EUR:100.00
+bankd admin --data ./bank balance --account 1000`,
+		Sub: []*cli.Command{serveCommand(), adminCommand()},
+	}
+}
+
+func serveCommand() *cli.Command {
+	var (
+		data, listen, adminListen, currency, denoms string
+		rsaBits                                     int
+		plaintext                                   bool
+		logf                                        cli.LogFlags
+	)
+	return &cli.Command{
+		Name:  "serve",
+		Short: "run the bank node until interrupted",
+		Long: `serve runs the bank node: the public gRPC service (wallets withdraw, merchants
+deposit) over TLS on --listen, and the admin service on the loopback address
+--admin-listen, guarded by the token in DIR/admin.token.
+
+On first start it creates DIR, the bank's keys (one RSA key per denomination:
+this takes a few seconds), a self-signed TLS certificate and the admin token;
+later starts load them, and --currency, --rsa-bits and --denominations are
+then ignored. Once listening it prints the addresses, the certificate file and
+its SHA-256 fingerprint (clients pin it or trust the file) and the token file,
+and writes the same to DIR/addresses.json (removed on exit), so ":0" ports
+can be used. Logs go to stderr. SIGINT or SIGTERM stops it gracefully:
+calls in flight finish and the ledger is closed.`,
+		Example: `bankd serve --data ./bank
+bankd serve --data ./bank --listen 0.0.0.0:7443 --log-format json
+bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --denominations EUR:0.50,EUR:1.00,EUR:2.00,EUR:4.00`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&data, "data", "", "data `DIR` of the bank (required; created if missing)")
+			fs.StringVar(&listen, "listen", "127.0.0.1:7443", "public gRPC `ADDR` (port 0 picks a free port)")
+			fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:7444", "admin gRPC `ADDR`; must be loopback")
+			fs.StringVar(&currency, "currency", "EUR", "`CURRENCY` of a new bank (upper-case letters)")
+			fs.IntVar(&rsaBits, "rsa-bits", 2048, "RSA key size in `BITS` of a new bank's denominations: 2048 or 3072")
+			fs.StringVar(&denoms, "denominations", "", "coin values of a new bank as a comma-separated `LIST`, e.g. EUR:0.01,EUR:0.02,EUR:0.04 (default: powers of two from 0.01 to 81.92)")
+			fs.BoolVar(&plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
+			logf.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if data == "" {
+				return cli.Usagef("--data DIR is required")
+			}
+			log, err := logf.Logger(inv.Stderr)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log) // Pebble's messages go through the same handler
+			if data, err = filepath.Abs(data); err != nil {
+				return err
+			}
+			if err := cli.CheckAddr("listen", listen); err != nil {
+				return err
+			}
+			if err := cli.CheckAddr("admin-listen", adminListen); err != nil {
+				return err
+			}
+			if err := cli.CheckListen(listen, adminListen, plaintext); err != nil {
+				return err
+			}
+			_, statErr := os.Stat(filepath.Join(data, bank.KeysFile))
+			exists := statErr == nil
+			kc := bank.KeyConfig{RSABits: rsaBits}
+			if !exists || inv.IsSet("currency") {
+				if !ecash.ValidCurrency(currency) {
+					return fmt.Errorf("bad --currency %q: want 1 to 11 upper-case letters, e.g. EUR", currency)
+				}
+				kc.Currency = currency
+			}
+			if rsaBits != 2048 && rsaBits != 3072 {
+				return fmt.Errorf("bad --rsa-bits %d: want 2048 or 3072", rsaBits)
+			}
+			if denoms != "" && !exists {
+				if kc.Values, err = parseDenominations(denoms, currency); err != nil {
+					return err
+				}
+			}
+			if exists && (inv.IsSet("denominations") || inv.IsSet("rsa-bits")) {
+				inv.Notef("note: %s exists; --denominations and --rsa-bits apply only to a new bank", filepath.Join(data, bank.KeysFile))
+			}
+			if !exists {
+				n := len(kc.Values)
+				if n == 0 {
+					n = len(bank.DefaultDenominations(currency))
+				}
+				inv.Notef("generating denomination keys (%d × RSA-%d)… this takes a few seconds", n, rsaBits)
+			}
+			if err := os.MkdirAll(data, 0o700); err != nil {
+				return err
+			}
+			n, err := node.StartBank(node.BankConfig{
+				Dir: data, Listen: listen, AdminListen: adminListen, Keys: kc, Plaintext: plaintext, Log: log,
+			})
+			if err != nil {
+				return cli.LockHint(err, "is another bankd serving "+data+"?")
+			}
+			ks, _ := n.Bank.KeySet()
+			info := serveInfo{
+				ServeInfo: cli.ServeInfo{
+					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !plaintext, CertFile: n.CertFile,
+					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
+				},
+				KeysFile: filepath.Join(data, bank.KeysFile), Keys: "loaded", Currency: ks.Currency,
+				MasterKey: hex.EncodeToString(ks.MasterPub),
+			}
+			if n.KeysCreated {
+				info.Keys = "created"
+			}
+			for _, d := range ks.Denominations {
+				info.Denominations = append(info.Denominations, d.Value.String())
+			}
+			if err := cli.WriteAddresses(data, info); err != nil {
+				n.Close()
+				return err
+			}
+			defer cli.RemoveAddresses(data)
+			inv.Print(info, func(w io.Writer) {
+				t := cli.NewTable(w)
+				cli.ServeRows(t, "bank", &info.ServeInfo)
+				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %d denominations)", info.Keys, info.KeysFile, info.Currency, len(info.Denominations)))
+				t.Row("master key:", info.MasterKey)
+				t.Flush()
+			})
+			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !plaintext, "keys", info.Keys)
+			werr := n.Wait(ctx)
+			if werr != nil {
+				log.Error("listener failed", "err", werr)
+			} else {
+				log.Info("shutting down")
+			}
+			cerr := n.Close()
+			if werr != nil {
+				return werr
+			}
+			if cerr != nil {
+				return fmt.Errorf("closing the ledger: %w", cerr)
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+}
+
+type serveInfo struct {
+	cli.ServeInfo
+	KeysFile      string   `json:"keys_file"`
+	Keys          string   `json:"keys"` // "created" or "loaded"
+	Currency      string   `json:"currency"`
+	MasterKey     string   `json:"master_key"`
+	Denominations []string `json:"denominations"`
+}
+
+// parseDenominations parses and checks a --denominations list.
+func parseDenominations(s, currency string) ([]ecash.Amount, error) {
+	seen := map[ecash.Amount]bool{}
+	var out []ecash.Amount
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		a, err := cli.ParsePositiveAmount(f)
+		if err != nil {
+			return nil, fmt.Errorf("--denominations: %w", err)
+		}
+		if a.Currency != currency {
+			return nil, fmt.Errorf("--denominations: %s is not in %s (the --currency)", a, currency)
+		}
+		if seen[a] {
+			return nil, fmt.Errorf("--denominations: %s appears twice", a)
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--denominations: the list is empty")
+	}
+	if len(out) > 64 {
+		return nil, fmt.Errorf("--denominations: %d values; at most 64", len(out))
+	}
+	return out, nil
+}
+
+func adminCommand() *cli.Command {
+	admin := &cli.AdminFlags{What: "bank", DefaultAddr: "127.0.0.1:7444"}
+	return &cli.Command{
+		Name:  "admin",
+		Short: "administer a running bank node",
+		Long: `admin talks to a running bank's admin service on its loopback address, with
+the token from the bank's data directory. Give --data DIR (the bank's data
+directory: the token and, while the bank runs, its admin address are read from
+there), or --admin ADDR and --token-file FILE.`,
+		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
+bankd admin --admin 127.0.0.1:7444 --token-file ./bank/admin.token balance --account 1000`,
+		Flags: admin.Register,
+		Sub: []*cli.Command{
+			openAccountCommand(admin),
+			creditCommand(admin),
+			balanceCommand(admin),
+		},
+	}
+}
+
+// adminCall dials the admin service and runs f with a bounded context.
+func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f func(context.Context, pb.BankAdminClient) error) error {
+	conn, _, err := a.Dial(inv)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	return f(ctx, pb.NewBankAdminClient(conn))
+}
+
+func openAccountCommand(a *cli.AdminFlags) *cli.Command {
+	var (
+		name, key string
+		merchant  bool
+	)
+	return &cli.Command{
+		Name:  "open-account",
+		Short: "open a customer or merchant account and print its id",
+		Long: `open-account opens an account for the holder of an Ed25519 public key: a
+customer's wallet key (printed by "wallet init") or, with --merchant, a
+merchant's key (printed by "merchantd init"). It prints the new account's id
+(just the number; with --json an object).`,
+		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
+bankd admin --data ./bank open-account --merchant --name "Coffee Shop" --key 9f1e...`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "name", "", "account holder's `NAME` (required, 1 to 128 bytes)")
+			fs.StringVar(&key, "key", "", "holder's Ed25519 public key as `HEX` (required)")
+			fs.BoolVar(&merchant, "merchant", false, "open a merchant account (can receive deposits)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if name == "" {
+				return cli.Usagef("--name NAME is required")
+			}
+			if key == "" {
+				return cli.Usagef("--key HEX is required")
+			}
+			pub, err := hex.DecodeString(strings.TrimSpace(key))
+			if err != nil || len(pub) != 32 {
+				return fmt.Errorf("bad --key: want an Ed25519 public key as 64 hex digits")
+			}
+			if len(name) > 128 {
+				return fmt.Errorf("bad --name: at most 128 bytes")
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				resp, err := c.OpenAccount(ctx, &pb.OpenAccountRequest{Name: name, PublicKey: pub, Merchant: merchant})
+				if err != nil {
+					return fmt.Errorf("opening the account: %w", err)
+				}
+				out := struct {
+					Account  uint64 `json:"account"`
+					Name     string `json:"name"`
+					Merchant bool   `json:"merchant"`
+				}{resp.Account, name, merchant}
+				return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, resp.Account) })
+			})
+		},
+	}
+}
+
+func creditCommand(a *cli.AdminFlags) *cli.Command {
+	var account, amount, memo, reference string
+	return &cli.Command{
+		Name:  "credit",
+		Short: "credit an account with money from outside and print the new balance",
+		Long: `credit funds an account from outside the bank (a transfer in, cash paid in)
+and prints the account's new balance. Give --reference with a key of your
+choosing (e.g. the incoming transfer's id) to make a retry safe: a credit
+with a reference already used credits nothing more.`,
+		Example: `bankd admin --data ./bank credit --account 1000 --amount EUR:100.00 --memo "cash in" --reference slip-0042`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&account, "account", "", "account `ID` (required)")
+			fs.StringVar(&amount, "amount", "", "`AMOUNT` to credit, e.g. EUR:100.00 (required)")
+			fs.StringVar(&memo, "memo", "", "`TEXT` recorded with the posting")
+			fs.StringVar(&reference, "reference", "", "idempotency `KEY`: a retry with the same key credits once")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if account == "" {
+				return cli.Usagef("--account ID is required")
+			}
+			if amount == "" {
+				return cli.Usagef("--amount AMOUNT is required")
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			amt, err := cli.ParsePositiveAmount(amount)
+			if err != nil {
+				return err
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				resp, err := c.Credit(ctx, &pb.CreditRequest{Account: id, Amount: amt.String(), Memo: memo, Reference: reference})
+				if err != nil {
+					return fmt.Errorf("crediting account %d: %w", id, err)
+				}
+				out := struct {
+					Account  uint64 `json:"account"`
+					Credited string `json:"credited"`
+					Balance  string `json:"balance"`
+				}{id, amt.String(), resp.Balance}
+				return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, resp.Balance) })
+			})
+		},
+	}
+}
+
+func balanceCommand(a *cli.AdminFlags) *cli.Command {
+	var (
+		account string
+		history int
+	)
+	return &cli.Command{
+		Name:  "balance",
+		Short: "show an account's balance and recent postings",
+		Long: `balance shows an account: holder, kind, key, balance and its most recent
+postings (credits, withdrawals, deposits), newest first.`,
+		Example: `bankd admin --data ./bank balance --account 1000
+bankd admin --data ./bank balance --account 1000 --history 50 --json`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&account, "account", "", "account `ID` (required)")
+			fs.IntVar(&history, "history", 10, "show the last `N` postings (0 for none, at most 1000)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if account == "" {
+				return cli.Usagef("--account ID is required")
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			if history < 0 || history > 1000 {
+				return fmt.Errorf("bad --history %d: want 0 to 1000", history)
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				resp, err := c.GetAccount(ctx, &pb.GetAccountRequest{Account: id, HistoryLimit: uint32(max(history, 1))})
+				if err != nil {
+					return fmt.Errorf("account %d: %w", id, err)
+				}
+				if history == 0 {
+					resp.History = nil
+				}
+				return printAccount(inv, resp)
+			})
+		},
+	}
+}
+
+type postingJSON struct {
+	Seq     uint64 `json:"seq"`
+	Time    string `json:"time"`
+	Kind    string `json:"kind"`
+	Amount  string `json:"amount"`
+	Balance string `json:"balance"`
+	Memo    string `json:"memo,omitempty"`
+}
+
+func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
+	out := struct {
+		Account  uint64        `json:"account"`
+		Name     string        `json:"name"`
+		Merchant bool          `json:"merchant"`
+		Key      string        `json:"key"`
+		Balance  string        `json:"balance"`
+		History  []postingJSON `json:"history"`
+	}{a.Account, a.Name, a.Merchant, hex.EncodeToString(a.PublicKey), a.Balance, []postingJSON{}}
+	for _, p := range a.History {
+		out.History = append(out.History, postingJSON{
+			Seq: p.Seq, Time: time.UnixMilli(p.TimeUnixMs).UTC().Format(time.RFC3339Nano),
+			Kind: p.Kind, Amount: p.Amount, Balance: p.Balance, Memo: p.Memo,
+		})
+	}
+	return inv.Print(out, func(w io.Writer) {
+		kind := "customer"
+		if a.Merchant {
+			kind = "merchant"
+		}
+		t := cli.NewTable(w)
+		t.Row("account:", fmt.Sprintf("%d (%s, %s)", a.Account, a.Name, kind))
+		t.Row("key:", out.Key)
+		t.Row("balance:", a.Balance)
+		t.Flush()
+		if len(a.History) == 0 {
+			return
+		}
+		fmt.Fprintln(w)
+		t = cli.NewTable(w)
+		t.Row("SEQ", "TIME", "KIND", "AMOUNT", "BALANCE", "MEMO")
+		for _, p := range a.History {
+			t.Row(p.Seq, cli.FormatTime(time.UnixMilli(p.TimeUnixMs)), p.Kind, p.Amount, p.Balance, p.Memo)
+		}
+		t.Flush()
+	})
+}

@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// tree is a small command tree that records what ran.
+type tree struct {
+	global, name string
+	n            int
+	ran          string
+	args         []string
+	json         bool
+}
+
+func (tr *tree) command() *Command {
+	run := func(name string) func(context.Context, *Invocation) error {
+		return func(_ context.Context, inv *Invocation) error {
+			tr.ran, tr.args, tr.json = name, inv.Args, inv.JSON
+			switch {
+			case tr.name == "usage":
+				return Usagef("bad usage")
+			case tr.name == "fail":
+				return errors.New("it failed\nbadly")
+			case tr.name == "panic":
+				panic("boom")
+			case tr.name == "rpc":
+				return fmt.Errorf("calling: %w", status.Error(codes.Unavailable, "connection refused"))
+			}
+			return inv.Print(map[string]string{"name": tr.name}, func(w io.Writer) { fmt.Fprintln(w, "name", tr.name) })
+		}
+	}
+	return &Command{
+		Name:  "prog",
+		Flags: func(fs *flag.FlagSet) { fs.StringVar(&tr.global, "global", "g0", "a global `THING`") },
+		Sub: []*Command{
+			{
+				Name: "leaf", Args: "[ARG...]", NArgs: -1, Short: "a leaf", Example: "prog leaf --name x",
+				Flags: func(fs *flag.FlagSet) {
+					fs.StringVar(&tr.name, "name", "", "a `NAME`")
+					fs.IntVar(&tr.n, "n", 0, "a number")
+				},
+				Run: run("leaf"),
+			},
+			{Name: "one", Args: "X", NArgs: 1, Short: "takes one", Run: run("one")},
+			{
+				Name: "group", Short: "a group",
+				Flags: func(fs *flag.FlagSet) { fs.StringVar(&tr.name, "gflag", "", "group flag") },
+				Sub:   []*Command{{Name: "inner", Short: "inner leaf", Run: run("inner")}},
+			},
+		},
+	}
+}
+
+func run(t *testing.T, args ...string) (tr *tree, code int, stdout, stderr string) {
+	t.Helper()
+	tr = &tree{}
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+	code = Run(context.Background(), tr.command(), env, args)
+	return tr, code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"leaf", "--name", "ok"}, 0, ""},
+		{[]string{"--help"}, 0, ""},
+		{[]string{"leaf", "-h"}, 0, ""},
+		{[]string{"help", "group", "inner"}, 0, ""},
+		{nil, 2, "Usage: prog"},
+		{[]string{"nope"}, 2, `prog: unknown command "nope"; one of leaf, one, group (see 'prog --help')`},
+		{[]string{"leaf", "--bogus"}, 2, "prog: flag provided but not defined: -bogus (see 'prog leaf --help')"},
+		{[]string{"leaf", "--n", "x"}, 2, `invalid value "x" for flag -n`},
+		{[]string{"one"}, 2, "prog: missing X (see 'prog one --help')"},
+		{[]string{"one", "a", "b"}, 2, `prog: too many arguments: want X, got "a b"`},
+		{[]string{"group"}, 2, "prog: missing command; one of inner (see 'prog group --help')"},
+		{[]string{"group", "inner", "stray"}, 2, `prog: unexpected argument "stray"`},
+		{[]string{"help", "nope"}, 2, `no help for unknown command "nope"`},
+		{[]string{"leaf", "--name", "usage"}, 2, "prog: bad usage (see 'prog leaf --help')"},
+		{[]string{"leaf", "--name", "fail"}, 1, "prog: it failed; badly\n"},
+		{[]string{"leaf", "--name", "panic"}, 1, "prog: internal error: boom"},
+		{[]string{"leaf", "--name", "rpc"}, 1, "prog: calling: unreachable: connection refused\n"},
+	} {
+		_, code, _, stderr := run(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d, stderr containing %q", tc.args, code, stderr, tc.code, tc.stderr)
+		}
+		if tc.code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tc.args != nil {
+			t.Errorf("%q: error is not one line: %q", tc.args, stderr)
+		}
+	}
+}
+
+func TestFlagsAnywhere(t *testing.T) {
+	// Flags after the subcommand, mixed with positional arguments, inherited
+	// flags given at either level, and "--" ending the flags.
+	tr, code, stdout, _ := run(t, "leaf", "a", "--name", "x", "b", "--global", "g1", "--json", "--", "--n")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if tr.ran != "leaf" || tr.name != "x" || tr.global != "g1" || !tr.json {
+		t.Errorf("got %+v", tr)
+	}
+	if strings.Join(tr.args, " ") != "a b --n" {
+		t.Errorf("args %q", tr.args)
+	}
+	if !strings.Contains(stdout, `"name": "x"`) {
+		t.Errorf("json output %q", stdout)
+	}
+	tr, _, _, _ = run(t, "--global", "g2", "--json", "group", "--gflag", "v", "inner")
+	if tr.ran != "inner" || tr.global != "g2" || tr.name != "v" || !tr.json {
+		t.Errorf("got %+v", tr)
+	}
+	tr, _, _, _ = run(t, "group", "inner", "--gflag", "w", "-global=g3")
+	if tr.ran != "inner" || tr.global != "g3" || tr.name != "w" {
+		t.Errorf("got %+v", tr)
+	}
+	_, _, stdout, _ = run(t, "leaf", "--name", "t")
+	if stdout != "name t\n" {
+		t.Errorf("text output %q", stdout)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	_, _, stdout, _ := run(t, "--help")
+	for _, want := range []string{"Usage: prog [flags] COMMAND [flags]", "  leaf ", "  one ", "  group ", "--global THING", "--json", "-h, --help"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("root help lacks %q:\n%s", want, stdout)
+		}
+	}
+	_, _, stdout, _ = run(t, "leaf", "--help")
+	for _, want := range []string{"Usage: prog leaf [flags] [ARG...]", "a leaf.", "--name NAME", "--n N", "Global flags:", "--global THING", "(default g0)", "Example:\n  prog leaf --name x"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("leaf help lacks %q:\n%s", want, stdout)
+		}
+	}
+	_, _, stdout, _ = run(t, "group", "inner", "-h")
+	if !strings.Contains(stdout, "Flags of 'prog group' (also accepted here):\n  --gflag VALUE") {
+		t.Errorf("inner help:\n%s", stdout)
+	}
+}
+
+func TestParseAmount(t *testing.T) {
+	if a, err := ParseAmount("EUR:3.5"); err != nil || a.String() != "EUR:3.50" {
+		t.Errorf("EUR:3.5: %v %v", a, err)
+	}
+	for in, want := range map[string]string{
+		"EUR:1.234":            `bad amount "EUR:1.234": want CURRENCY:UNITS.CENTS`,
+		"3.50":                 `bad amount "3.50"`,
+		"eur:1":                `bad amount "eur:1"`,
+		"EUR:9999999999999999": "too large",
+		"EUR:-1":               `bad amount "EUR:-1"`,
+		"EUR:1.00 ":            `bad amount`,
+		"EUR:":                 `bad amount`,
+	} {
+		_, err := ParseAmount(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
+	}
+	if _, err := ParsePositiveAmount("EUR:0.00"); err == nil || !strings.Contains(err.Error(), "more than zero") {
+		t.Errorf("zero: %v", err)
+	}
+	if _, err := ParseID("--account", "0"); err == nil {
+		t.Error("id 0 accepted")
+	}
+	if id, err := ParseID("--account", "1001"); err != nil || id != 1001 {
+		t.Errorf("1001: %d %v", id, err)
+	}
+}
+
+func TestTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	pem := filepath.Join(dir, "ca.pem")
+	os.WriteFile(pem, []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), 0o600)
+	pin := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		flags TLSFlags
+		addr  string
+		usage bool
+		err   string
+	}{
+		{TLSFlags{}, "127.0.0.1:1", true, "say how to trust the bank: --bank-ca FILE"},
+		{TLSFlags{CA: pem, Plaintext: true}, "127.0.0.1:1", true, "give only one of"},
+		{TLSFlags{Pin: "xyz"}, "127.0.0.1:1", false, "not a SHA-256 fingerprint"},
+		{TLSFlags{Pin: strings.ToUpper(pin[:2]) + ":" + pin[2:]}, "10.0.0.1:1", false, ""},
+		{TLSFlags{CA: filepath.Join(dir, "none")}, "127.0.0.1:1", false, "no such file"},
+		{TLSFlags{CA: pem}, "bank.example:1", false, ""},
+		{TLSFlags{Plaintext: true}, "bank.example:1", false, "loopback"},
+		{TLSFlags{Plaintext: true}, "localhost:1", false, ""},
+	} {
+		f := tc.flags
+		f.Prefix, f.What = "bank-", "bank"
+		cfg, err := f.Config(tc.addr)
+		var ue *UsageError
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%+v: %v", tc.flags, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%+v: %v, want %q", tc.flags, err, tc.err)
+		case err != nil && errors.As(err, &ue) != tc.usage:
+			t.Errorf("%+v: usage error %v, want %v", tc.flags, !tc.usage, tc.usage)
+		case tc.flags.Pin != "" && err == nil && cfg.Pin != pin:
+			t.Errorf("pin normalised to %q", cfg.Pin)
+		}
+	}
+}
+
+func TestMessage(t *testing.T) {
+	err := fmt.Errorf("wallet: retry: %v", status.Error(codes.DeadlineExceeded, "slow"))
+	if got := Message(err); got != "wallet: retry: timed out: slow" {
+		t.Errorf("got %q", got)
+	}
+	if got := Message(status.Error(codes.NotFound, "merchant: no such order")); got != "merchant: no such order" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var b bytes.Buffer
+	inv := &Invocation{Env: &Env{Stderr: &b, StderrTerminal: true}}
+	p := inv.NewProgress("withdrawing")
+	p.Set(32, 64)
+	p.Set(64, 64)
+	p.Finish()
+	if !strings.Contains(b.String(), "withdrawing [###############...............] 32/64") || !strings.HasSuffix(b.String(), "\r\033[K") {
+		t.Errorf("bar %q", b.String())
+	}
+	b.Reset()
+	inv.StderrTerminal = false
+	p = inv.NewProgress("x")
+	p.Set(1, 2)
+	p.Finish()
+	if b.Len() != 0 {
+		t.Errorf("drew on a non-terminal: %q", b.String())
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	dir := t.TempDir()
+	type extra struct {
+		ServeInfo
+		Keys string `json:"keys"`
+	}
+	if err := WriteAddresses(dir, extra{ServeInfo{Addr: "127.0.0.1:1", AdminAddr: "127.0.0.1:2", PID: 7}, "created"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := ReadAddresses(dir)
+	if err != nil || info.AdminAddr != "127.0.0.1:2" || info.PID != 7 {
+		t.Fatalf("%+v %v", info, err)
+	}
+	RemoveAddresses(dir)
+	if _, err := ReadAddresses(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after remove: %v", err)
+	}
+}

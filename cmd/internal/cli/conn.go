@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+)
+
+// TLSFlags are the three ways a client trusts a server: --ca FILE,
+// --pin FINGERPRINT or --plaintext (loopback only), optionally prefixed
+// ("--bank-ca", "--merchant-pin").
+type TLSFlags struct {
+	Prefix    string // "" or e.g. "bank-"
+	What      string // "bank", "merchant": for help and errors
+	CA        string
+	Pin       string
+	Plaintext bool
+}
+
+// Register adds the flags to fs.
+func (t *TLSFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&t.CA, t.Prefix+"ca", "", "trust the "+t.What+"'s TLS certificate (or its CA) in PEM `FILE`, e.g. the "+t.What+"'s DATA/tls.crt")
+	fs.StringVar(&t.Pin, t.Prefix+"pin", "", "trust only the "+t.What+" certificate whose SHA-256 `FINGERPRINT` (hex, as printed by serve) matches")
+	fs.BoolVar(&t.Plaintext, t.Prefix+"plaintext", false, "talk to the "+t.What+" without TLS (loopback addresses only)")
+}
+
+// Given reports whether any of the flags was set.
+func (t *TLSFlags) Given() bool { return t.CA != "" || t.Pin != "" || t.Plaintext }
+
+// Config checks the flags (exactly one way of trust) for dialing addr.
+func (t *TLSFlags) Config(addr string) (transport.ClientConfig, error) {
+	n := 0
+	for _, set := range []bool{t.CA != "", t.Pin != "", t.Plaintext} {
+		if set {
+			n++
+		}
+	}
+	p := "--" + t.Prefix
+	switch {
+	case n == 0:
+		return transport.ClientConfig{}, Usagef("say how to trust the %s: %sca FILE, %spin FINGERPRINT or %splaintext", t.What, p, p, p)
+	case n > 1:
+		return transport.ClientConfig{}, Usagef("give only one of %sca, %spin and %splaintext", p, p, p)
+	}
+	cfg := transport.ClientConfig{CAFile: t.CA, Pin: t.Pin, Plaintext: t.Plaintext}
+	switch {
+	case t.Pin != "":
+		pin, err := NormalizePin(t.Pin)
+		if err != nil {
+			return cfg, fmt.Errorf("bad %spin: %w", p, err)
+		}
+		cfg.Pin = pin
+	case t.CA != "":
+		b, err := os.ReadFile(t.CA)
+		if err != nil {
+			return cfg, fmt.Errorf("%sca: %w", p, err)
+		}
+		if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
+			return cfg, fmt.Errorf("%sca %s holds no PEM certificate", p, t.CA)
+		}
+	case t.Plaintext:
+		if !transport.IsLoopback(addr) {
+			return cfg, fmt.Errorf("%splaintext is allowed only to a loopback address, not %s", p, addr)
+		}
+	}
+	return cfg, nil
+}
+
+// NormalizePin checks a SHA-256 fingerprint (hex, colons allowed) and
+// returns it as lower-case hex.
+func NormalizePin(s string) (string, error) {
+	h := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+		return "", fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, as printed by serve)", s)
+	}
+	return h, nil
+}
+
+// AddressesFile is written by "bankd serve" and "merchantd serve" into their
+// data directory once they listen, and removed when they stop: the actual
+// addresses (useful with ":0" ports) and where the certificate and token are.
+const AddressesFile = "addresses.json"
+
+// ServeInfo is what a daemon prints on start and writes to AddressesFile.
+type ServeInfo struct {
+	Addr        string `json:"addr"`
+	AdminAddr   string `json:"admin_addr"`
+	TLS         bool   `json:"tls"`
+	CertFile    string `json:"cert_file,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	TokenFile   string `json:"token_file"`
+	PID         int    `json:"pid"`
+}
+
+// ReadAddresses reads DIR/addresses.json.
+func ReadAddresses(dir string) (*ServeInfo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, AddressesFile))
+	if err != nil {
+		return nil, err
+	}
+	var info ServeInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, AddressesFile), err)
+	}
+	return &info, nil
+}
+
+// AdminFlags locate a daemon's loopback admin listener and its token:
+// --admin ADDR, --token-file FILE, --data DIR. With --data, the address
+// defaults to the one in DIR/addresses.json (if the daemon is running) and
+// the token to DIR/admin.token.
+type AdminFlags struct {
+	What        string // "bank" or "merchant"
+	DefaultAddr string
+	Addr        string
+	TokenFile   string
+	DataDir     string
+}
+
+// Register adds the flags to fs.
+func (a *AdminFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&a.Addr, "admin", a.DefaultAddr, "the "+a.What+"'s admin `ADDR` (with --data and no --admin: the address the running "+a.What+" wrote to DIR/"+AddressesFile+")")
+	fs.StringVar(&a.TokenFile, "token-file", "", "admin token `FILE` (default DIR/admin.token with --data)")
+	fs.StringVar(&a.DataDir, "data", "", "the "+a.What+"'s data `DIR`, to find its admin token and address")
+}
+
+// Dial connects to the admin listener with the token.
+func (a *AdminFlags) Dial(inv *Invocation) (*grpc.ClientConn, string, error) {
+	addr := a.Addr
+	if !inv.IsSet("admin") && a.DataDir != "" {
+		info, err := ReadAddresses(a.DataDir)
+		switch {
+		case err == nil && info.AdminAddr != "":
+			addr = info.AdminAddr
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return nil, "", err
+		}
+	}
+	if err := CheckAddr("admin", addr); err != nil {
+		return nil, "", err
+	}
+	tokenFile := a.TokenFile
+	if tokenFile == "" {
+		if a.DataDir == "" {
+			return nil, "", Usagef("give --token-file FILE or --data DIR (the %s's data directory, holding %s)", a.What, transport.TokenFile)
+		}
+		tokenFile = filepath.Join(a.DataDir, transport.TokenFile)
+	}
+	tok, err := transport.ReadToken(tokenFile)
+	if err != nil {
+		return nil, "", err
+	}
+	if tok == "" {
+		return nil, "", fmt.Errorf("admin token file %s is empty", tokenFile)
+	}
+	conn, err := transport.DialAdmin(addr, tok)
+	if err != nil {
+		return nil, "", err
+	}
+	return conn, addr, nil
+}

@@ -1,0 +1,354 @@
+// Package merchantdcmd is the merchantd command: it creates a merchant's
+// key, serves the merchant node, and creates and inspects orders through a
+// running node's admin service. cmd/merchantd is its main.
+package merchantdcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Main runs merchantd with the process's arguments.
+func Main() int { return cli.Main(Command()) }
+
+const adminTimeout = 30 * time.Second
+
+// maxTTL is the longest order lifetime the merchant accepts.
+const maxTTL = 30 * 24 * time.Hour
+
+// Command builds the merchantd command tree.
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:  "merchantd",
+		Short: "the blindbank merchant node",
+		Long: `merchantd runs a blindbank merchant: it issues signed payment requests for
+orders, takes wallets' sealed payments, deposits them at the bank and records
+the bank's receipt.
+
+Setup: "merchantd init" makes the merchant key; the bank operator opens a
+merchant account for it ("bankd admin open-account --merchant"); then
+"merchantd serve" runs the node, and "merchantd order" creates orders and
+shows their status.`,
+		Example: `merchantd init --data ./shop
+merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
+merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
+merchantd order --data ./shop status ord-3f9a...`,
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand()},
+	}
+}
+
+func initCommand() *cli.Command {
+	var data string
+	return &cli.Command{
+		Name:  "init",
+		Short: "create the merchant's signing key and print its public key",
+		Long: `init creates DIR (if needed) and the merchant's Ed25519 signing key in
+DIR/merchant.key, and prints the public key as hex on stdout. The bank
+operator opens the merchant account with it:
+
+    bankd admin open-account --merchant --name NAME --key HEX
+
+init refuses to replace an existing key.`,
+		Example: `merchantd init --data ./shop`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&data, "data", "", "data `DIR` of the merchant (required; created if missing)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if data == "" {
+				return cli.Usagef("--data DIR is required")
+			}
+			path := filepath.Join(data, merchant.KeyFile)
+			if _, err := os.Stat(path); err == nil {
+				return fmt.Errorf("%s already holds a merchant key (%s); refusing to replace it", data, path)
+			}
+			pub, err := merchant.Init(data)
+			if err != nil {
+				return err
+			}
+			key := hex.EncodeToString(pub)
+			if !inv.JSON {
+				inv.Notef("merchant key written to %s", path)
+				inv.Notef("ask the bank operator to open a merchant account for it:\n  bankd admin open-account --merchant --name NAME --key %s", key)
+			}
+			out := struct {
+				PublicKey string `json:"public_key"`
+				KeyFile   string `json:"key_file"`
+			}{key, path}
+			return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, key) })
+		},
+	}
+}
+
+func serveCommand() *cli.Command {
+	var (
+		data, bankAddr, account, listen, adminListen string
+		plaintext                                    bool
+		logf                                         cli.LogFlags
+	)
+	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank"}
+	return &cli.Command{
+		Name:  "serve",
+		Short: "run the merchant node until interrupted",
+		Long: `serve runs the merchant node: the wallet-facing gRPC service over TLS on
+--listen and the admin service (orders) on the loopback address
+--admin-listen, guarded by the token in DIR/admin.token (created on first
+start, like the self-signed TLS certificate DIR/tls.crt).
+
+It connects to the bank at --bank, trusting it by one of --bank-ca,
+--bank-pin or --bank-plaintext, and deposits payments into merchant account
+--account. Once listening it prints the addresses, the certificate and its
+SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
+and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
+SIGINT or SIGTERM stops it gracefully.`,
+		Example: `merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
+merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --account 1001 --listen 0.0.0.0:7543`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&data, "data", "", "data `DIR` made by merchantd init (required)")
+			fs.StringVar(&bankAddr, "bank", "", "the bank's public `ADDR` (required)")
+			fs.StringVar(&account, "account", "", "the merchant's account `ID` at the bank (required)")
+			fs.StringVar(&listen, "listen", "127.0.0.1:7543", "public gRPC `ADDR` for wallets (port 0 picks a free port)")
+			fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:7544", "admin gRPC `ADDR`; must be loopback")
+			fs.BoolVar(&plaintext, "plaintext", false, "serve wallets without TLS (loopback only; for tests)")
+			bankTLS.Register(fs)
+			logf.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if data == "" {
+				return cli.Usagef("--data DIR is required")
+			}
+			if account == "" {
+				return cli.Usagef("--account ID is required")
+			}
+			if err := cli.CheckAddr("bank", bankAddr); err != nil {
+				return err
+			}
+			if err := cli.CheckAddr("listen", listen); err != nil {
+				return err
+			}
+			if err := cli.CheckAddr("admin-listen", adminListen); err != nil {
+				return err
+			}
+			if err := cli.CheckListen(listen, adminListen, plaintext); err != nil {
+				return err
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			tlsCfg, err := bankTLS.Config(bankAddr)
+			if err != nil {
+				return err
+			}
+			log, err := logf.Logger(inv.Stderr)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log) // Pebble's messages go through the same handler
+			if data, err = filepath.Abs(data); err != nil {
+				return err
+			}
+			if _, err := merchant.LoadKey(data); errors.Is(err, merchant.ErrNotInit) {
+				return fmt.Errorf("no merchant key in %s: run 'merchantd init --data %s' first", data, data)
+			} else if err != nil {
+				return err
+			}
+			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
+				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
+				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log,
+			})
+			cancel()
+			if err != nil {
+				return cli.LockHint(err, "is another merchantd serving "+data+"?")
+			}
+			info := serveInfo{
+				ServeInfo: cli.ServeInfo{
+					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !plaintext, CertFile: n.CertFile,
+					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
+				},
+				Bank: bankAddr, Account: id, PublicKey: hex.EncodeToString(n.Merchant.PublicKey()),
+			}
+			if err := cli.WriteAddresses(data, info); err != nil {
+				n.Close()
+				return err
+			}
+			defer cli.RemoveAddresses(data)
+			inv.Print(info, func(w io.Writer) {
+				t := cli.NewTable(w)
+				cli.ServeRows(t, "merchant", &info.ServeInfo)
+				t.Row("bank:", fmt.Sprintf("%s, merchant account %d", bankAddr, id))
+				t.Row("merchant key:", info.PublicKey)
+				t.Flush()
+			})
+			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id)
+			werr := n.Wait(ctx)
+			if werr != nil {
+				log.Error("listener failed", "err", werr)
+			} else {
+				log.Info("shutting down")
+			}
+			cerr := n.Close()
+			if werr != nil {
+				return werr
+			}
+			if cerr != nil {
+				return fmt.Errorf("closing the order store: %w", cerr)
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+}
+
+type serveInfo struct {
+	cli.ServeInfo
+	Bank      string `json:"bank"`
+	Account   uint64 `json:"account"`
+	PublicKey string `json:"public_key"`
+}
+
+func orderCommand() *cli.Command {
+	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
+	return &cli.Command{
+		Name:  "order",
+		Short: "create orders and show their status on a running merchant",
+		Long: `order talks to a running merchant's admin service on its loopback address,
+with the token from the merchant's data directory. Give --data DIR (the token
+and, while the merchant runs, its admin address are read from there), or
+--admin ADDR and --token-file FILE.`,
+		Example: `merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
+merchantd order --data ./shop status ord-3f9a...`,
+		Flags: admin.Register,
+		Sub:   []*cli.Command{createCommand(admin), statusCommand(admin)},
+	}
+}
+
+func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f func(context.Context, pb.MerchantAdminClient) error) error {
+	conn, _, err := a.Dial(inv)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	return f(ctx, pb.NewMerchantAdminClient(conn))
+}
+
+func createCommand(a *cli.AdminFlags) *cli.Command {
+	var (
+		amount, summary string
+		ttl             time.Duration
+	)
+	return &cli.Command{
+		Name:  "create",
+		Short: "create an order and print its id",
+		Long: `create makes an order: a payment request for --amount, signed by the
+merchant, with the --summary the customer's wallet shows, payable for --ttl.
+It prints the order id (just the id; with --json an object). The customer
+pays it with: wallet pay --merchant ADDR --order ID.`,
+		Example: `merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --ttl 30m`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&amount, "amount", "", "`AMOUNT` to charge, e.g. EUR:3.50 (required)")
+			fs.StringVar(&summary, "summary", "", "`TEXT` describing the order, shown by the wallet (required)")
+			fs.DurationVar(&ttl, "ttl", merchant.DefaultOrderTTL, "how long the order can be paid, e.g. 15m or 2h (at most 720h)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if amount == "" {
+				return cli.Usagef("--amount AMOUNT is required")
+			}
+			if summary == "" {
+				return cli.Usagef("--summary TEXT is required")
+			}
+			amt, err := cli.ParsePositiveAmount(amount)
+			if err != nil {
+				return err
+			}
+			if len(summary) > merchant.MaxSummaryLen {
+				return fmt.Errorf("bad --summary: at most %d bytes", merchant.MaxSummaryLen)
+			}
+			if ttl < time.Second || ttl > maxTTL {
+				return fmt.Errorf("bad --ttl %s: want 1s to 720h", ttl)
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.MerchantAdminClient) error {
+				resp, err := c.CreateOrder(ctx, &pb.CreateOrderRequest{Amount: amt.String(), Summary: summary, TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return fmt.Errorf("creating the order: %w", err)
+				}
+				if !inv.JSON {
+					fmt.Fprintln(inv.Stdout, resp.OrderId)
+					return nil
+				}
+				st, err := c.OrderStatus(ctx, &pb.OrderStatusRequest{OrderId: resp.OrderId})
+				if err != nil {
+					return fmt.Errorf("order %s was created, but reading it back failed: %w", resp.OrderId, err)
+				}
+				return inv.Print(orderJSON(st), nil)
+			})
+		},
+	}
+}
+
+func statusCommand(a *cli.AdminFlags) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Args:  "ORDER_ID",
+		NArgs: 1,
+		Short: "show an order: paid, unpaid or expired",
+		Long: `status shows an order's state (unpaid, paid or expired), amount, summary and
+expiry. With --json it also gives the bank's signed deposit receipt in hex
+once the order is paid.`,
+		Example: `merchantd order --data ./shop status ord-3f9a...
+merchantd order --data ./shop status --json ord-3f9a...`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			id := inv.Args[0]
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.MerchantAdminClient) error {
+				resp, err := c.OrderStatus(ctx, &pb.OrderStatusRequest{OrderId: id})
+				if err != nil {
+					return fmt.Errorf("order %s: %w", id, err)
+				}
+				expires := time.UnixMilli(resp.ExpiresUnixMs)
+				return inv.Print(orderJSON(resp), func(w io.Writer) {
+					t := cli.NewTable(w)
+					t.Row("order:", resp.OrderId)
+					t.Row("status:", resp.Status)
+					t.Row("amount:", resp.Amount)
+					t.Row("summary:", resp.Summary)
+					t.Row("expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(expires), cli.Until(expires, time.Now())))
+					if len(resp.Receipt) > 0 {
+						t.Row("receipt:", fmt.Sprintf("signed by the bank, %d bytes (--json shows it)", len(resp.Receipt)))
+					}
+					t.Flush()
+				})
+			})
+		},
+	}
+}
+
+type orderOut struct {
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+	Amount  string `json:"amount"`
+	Summary string `json:"summary"`
+	Expires string `json:"expires"`
+	Receipt string `json:"receipt,omitempty"` // hex of the bank's signed deposit receipt
+}
+
+func orderJSON(r *pb.OrderStatusResponse) orderOut {
+	return orderOut{
+		OrderID: r.OrderId, Status: r.Status, Amount: r.Amount, Summary: r.Summary,
+		Expires: time.UnixMilli(r.ExpiresUnixMs).UTC().Format(time.RFC3339), Receipt: hex.EncodeToString(r.Receipt),
+	}
+}

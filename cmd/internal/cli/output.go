@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// Print writes a command's result: v as indented JSON with --json, else
+// whatever text writes.
+func (inv *Invocation) Print(v any, text func(w io.Writer)) error {
+	if inv.JSON {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(inv.Stdout, "%s\n", b)
+		return err
+	}
+	text(inv.Stdout)
+	return nil
+}
+
+// Table is a text table with aligned columns.
+type Table struct{ tw *tabwriter.Writer }
+
+// NewTable starts a table on w.
+func NewTable(w io.Writer) *Table {
+	return &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+}
+
+// Row adds a row.
+func (t *Table) Row(cells ...any) {
+	for i, c := range cells {
+		if i > 0 {
+			fmt.Fprint(t.tw, "\t")
+		}
+		fmt.Fprint(t.tw, c)
+	}
+	fmt.Fprint(t.tw, "\n")
+}
+
+// Flush writes the table out.
+func (t *Table) Flush() { t.tw.Flush() }
+
+// ParseAmount parses "CUR:12.50" with a message a user can act on.
+func ParseAmount(s string) (ecash.Amount, error) {
+	a, err := ecash.ParseAmount(s)
+	switch {
+	case errors.Is(err, ecash.ErrOverflow):
+		return ecash.Amount{}, fmt.Errorf("amount %q is too large", s)
+	case err != nil:
+		return ecash.Amount{}, fmt.Errorf("bad amount %q: want CURRENCY:UNITS.CENTS with at most two decimals, e.g. EUR:12.50", s)
+	}
+	return a, nil
+}
+
+// ParsePositiveAmount is ParseAmount refusing zero.
+func ParsePositiveAmount(s string) (ecash.Amount, error) {
+	a, err := ParseAmount(s)
+	if err == nil && a.IsZero() {
+		err = fmt.Errorf("bad amount %q: must be more than zero", s)
+	}
+	return a, err
+}
+
+// ParseID parses an account id (a positive integer).
+func ParseID(what, s string) (uint64, error) {
+	id, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("bad %s %q: want a positive whole number", what, s)
+	}
+	return id, nil
+}
+
+// CheckAddr checks that addr is HOST:PORT.
+func CheckAddr(flagName, addr string) error {
+	if addr == "" {
+		return Usagef("--%s ADDR is required", flagName)
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("bad --%s %q: want HOST:PORT, e.g. 127.0.0.1:7443", flagName, addr)
+	}
+	return nil
+}
+
+// CheckListen checks a daemon's listen addresses before any slow work:
+// the admin listener must be loopback, and so must a plaintext one.
+func CheckListen(listen, adminListen string, plaintext bool) error {
+	if !transport.IsLoopback(adminListen) {
+		return fmt.Errorf("bad --admin-listen %s: the admin service listens on loopback only (127.0.0.1, ::1, localhost)", adminListen)
+	}
+	if plaintext && !transport.IsLoopback(listen) {
+		return fmt.Errorf("--plaintext is allowed only on a loopback --listen address, not %s", listen)
+	}
+	return nil
+}
+
+// FormatTime renders a time for people: local, to the second.
+func FormatTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
+
+// Until renders how long until t, coarsely ("in 14m59s", "3m ago").
+func Until(t, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	if d < 0 {
+		return (-d).String() + " ago"
+	}
+	return "in " + d.String()
+}

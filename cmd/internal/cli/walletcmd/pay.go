@@ -1,0 +1,180 @@
+package walletcmd
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+func payCommand(g *globals) *cli.Command {
+	var (
+		merchantAddr, order, transcript string
+		yes                             bool
+	)
+	mtls := &cli.TLSFlags{Prefix: "merchant-", What: "merchant"}
+	return &cli.Command{
+		Name:  "pay",
+		Short: "pay a merchant's order with coins",
+		Long: `pay fetches the payment request of order --order from the merchant at
+--merchant, checks it (the merchant's signature, the summary, that it names
+your bank and has not expired), shows it and asks "Pay? [y/N]". On yes it
+picks coins summing exactly to the amount, signs them over to this payment,
+seals them to the bank (the merchant cannot read them) and hands them to the
+merchant, who deposits them and returns the bank's signed receipt, which the
+wallet verifies.
+
+Without a terminal on stdin, pay refuses unless --yes is given. If the
+connection fails after the coins were sent, run the same command again: the
+same sealed payment is re-sent and paid at most once. If a coin had already
+been spent (say, by a copy of this wallet), the bank refuses the payment with
+a proof signed by that coin; pay checks the proof, marks the coin spent and
+returns the other coins to the wallet.`,
+		Example: `wallet pay --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --order ord-3f9a...
+wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9a... --yes --json`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&merchantAddr, "merchant", "", "the merchant's public `ADDR` (required)")
+			fs.StringVar(&order, "order", "", "`ORDER_ID` to pay (required)")
+			fs.BoolVar(&yes, "yes", false, "pay without asking")
+			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
+			mtls.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if err := cli.CheckAddr("merchant", merchantAddr); err != nil {
+				return err
+			}
+			if order == "" {
+				return cli.Usagef("--order ORDER_ID is required")
+			}
+			mcfg, err := mtls.Config(merchantAddr)
+			if err != nil {
+				return err
+			}
+			if !yes && !inv.StdinTerminal {
+				return errors.New("stdin is not a terminal, so the payment cannot be confirmed: pass --yes to pay without asking")
+			}
+			opts, closeTr, err := transcriptOptions(transcript)
+			if err != nil {
+				return err
+			}
+			defer closeTr()
+			w, cfg, err := open(g, opts)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			bconn, err := dialBank(cfg)
+			if err != nil {
+				return err
+			}
+			defer bconn.Close()
+			mconn, err := transport.Dial(merchantAddr, mcfg)
+			if err != nil {
+				return err
+			}
+			defer mconn.Close()
+
+			// The offer and the prompt go to stdout, unless stdout carries JSON.
+			show := inv.Stdout
+			if inv.JSON {
+				show = inv.Stderr
+			}
+			var offer *wallet.Offer
+			confirm := func(o *wallet.Offer) error {
+				offer = o
+				printOffer(show, o)
+				if yes {
+					return nil
+				}
+				fmt.Fprint(show, "Pay? [y/N] ")
+				line, _ := bufio.NewReader(inv.Stdin).ReadString('\n')
+				switch strings.ToLower(strings.TrimSpace(line)) {
+				case "y", "yes":
+					return nil
+				}
+				return wallet.ErrDeclined
+			}
+			rcpt, err := w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
+			if err != nil {
+				return payError(inv, order, err)
+			}
+			bal, err := w.Balance()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Order           string `json:"order_id"`
+				Paid            string `json:"paid"`
+				Summary         string `json:"summary,omitempty"`
+				MerchantAccount uint64 `json:"merchant_account"`
+				Coins           int    `json:"coins"`
+				DepositedAt     string `json:"deposited_at"`
+				PaymentHash     string `json:"payment_hash"`
+				Receipt         string `json:"receipt"`
+				Balance         string `json:"balance"`
+			}{
+				Order: order, Paid: rcpt.Total.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
+				DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
+				Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
+			}
+			if offer != nil {
+				out.Summary = offer.Summary
+			}
+			return inv.Print(out, func(wr io.Writer) {
+				fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
+					rcpt.Total, order, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+				fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+			})
+		},
+	}
+}
+
+func printOffer(w io.Writer, o *wallet.Offer) {
+	r := o.Request
+	fmt.Fprintf(w, "Payment request (signature verified):\n")
+	t := cli.NewTable(w)
+	t.Row("  amount:", r.Amount.String())
+	t.Row("  summary:", o.Summary)
+	t.Row("  order:", r.OrderID)
+	t.Row("  merchant account:", r.MerchantAccount)
+	t.Row("  merchant key:", hex.EncodeToString(r.MerchantPub))
+	t.Row("  expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(r.ExpiresAt), cli.Until(r.ExpiresAt, time.Now())))
+	t.Flush()
+}
+
+// payError explains a failed payment.
+func payError(inv *cli.Invocation, order string, err error) error {
+	var ds *ecash.DoubleSpendError
+	switch {
+	case errors.As(err, &ds):
+		coin := ds.Proof.Earlier.Coin.ID()
+		if inv.JSON {
+			inv.Print(struct {
+				Error          string `json:"error"`
+				Coin           string `json:"coin"`
+				EarlierPayment string `json:"earlier_payment"`
+				ProofVerified  bool   `json:"proof_verified"`
+			}{"double-spend", hex.EncodeToString(coin[:]), hex.EncodeToString(ds.Proof.Earlier.PaymentHash[:]), true}, nil)
+		}
+		return fmt.Errorf("payment refused: coin %x was already spent (in payment %x); the bank's double-spend proof, signed by the coin itself, verified. That coin is now marked spent and the other coins are back in the wallet; run the same command again to pay with other coins",
+			coin[:8], ds.Proof.Earlier.PaymentHash[:8])
+	case errors.Is(err, wallet.ErrDeclined):
+		return errors.New("payment cancelled; nothing was paid")
+	case errors.Is(err, wallet.ErrPending):
+		return fmt.Errorf("the payment of order %s was sent but not confirmed (%v); it is saved in the wallet: re-run the same command to finish it (it is never paid twice)", order, err)
+	case errors.Is(err, wallet.ErrNoExactChange):
+		return fmt.Errorf("%w (see 'wallet balance'; a withdrawal brings coins that fit)", err)
+	}
+	return err
+}

@@ -1,0 +1,570 @@
+// Package walletcmd is the wallet command: a blindbank wallet on a
+// directory, which withdraws coins from a bank account, shows its balance and
+// pays merchants. cmd/wallet is its main.
+package walletcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// Main runs wallet with the process's arguments.
+func Main() int {
+	cli.QuietStdlibLog()
+	return cli.Main(Command())
+}
+
+// ConfigFile holds the bank's address and how to trust it, in the wallet
+// directory next to the coin store.
+const ConfigFile = "config.json"
+
+// caCopy is the bank CA file copied into the wallet at init.
+const caCopy = "bank-ca.pem"
+
+// rpcTimeout bounds a short call (key fetch).
+const rpcTimeout = 30 * time.Second
+
+// Config is DIR/config.json.
+type Config struct {
+	Bank      string `json:"bank"`
+	CAFile    string `json:"ca_file,omitempty"` // relative to the wallet directory
+	Pin       string `json:"pin,omitempty"`
+	Plaintext bool   `json:"plaintext,omitempty"`
+}
+
+// globals are the flags of every wallet subcommand.
+type globals struct{ dir string }
+
+// Command builds the wallet command tree.
+func Command() *cli.Command {
+	g := &globals{}
+	def := os.Getenv("BLINDBANK_WALLET")
+	if def == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			def = filepath.Join(home, ".blindbank-wallet")
+		}
+	}
+	return &cli.Command{
+		Name:  "wallet",
+		Short: "a blindbank e-cash wallet",
+		Long: `wallet keeps anonymous e-cash coins in a directory (--wallet): it withdraws
+coins from your bank account, shows what it holds and pays merchants with
+them. The bank sees what you withdraw, not where you spend it.
+
+Start with "wallet init", have the bank open an account for the printed key,
+then "wallet set-account ID" and "wallet withdraw".`,
+		Example: `wallet init --bank 127.0.0.1:7443 --ca ./bank/tls.crt
+wallet set-account 1000
+wallet withdraw EUR:10.00
+wallet pay --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --order ord-3f9a...
+wallet balance`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&g.dir, "wallet", def, "wallet `DIR`: $BLINDBANK_WALLET if set, else ~/.blindbank-wallet")
+		},
+		Sub: []*cli.Command{
+			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
+			payCommand(g), recoverCommand(g), infoCommand(g),
+		},
+	}
+}
+
+func initCommand(g *globals) *cli.Command {
+	var bankAddr string
+	tlsf := &cli.TLSFlags{What: "bank"}
+	return &cli.Command{
+		Name:  "init",
+		Short: "create a wallet for a bank and print its account key",
+		Long: `init creates a new wallet in the --wallet directory for the bank at --bank:
+a fresh secret seed, from which the coins and the account key derive. It
+saves the bank's address and how to trust it (--ca FILE is copied into the
+wallet; --pin FINGERPRINT; or --plaintext on loopback) in DIR/config.json,
+fetches the bank's key set, checks its signature and pins the bank's master
+key: a key set signed by any other key is refused from then on.
+
+It prints the account public key (hex) on stdout. The bank operator opens
+your account with it; then run "wallet set-account ID".
+
+Back up the wallet directory: its seed is your money.`,
+		Example: `wallet --wallet ./alice init --bank 127.0.0.1:7443 --ca ./bank/tls.crt
+wallet init --bank bank.example:7443 --pin 5f2c...e1`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&bankAddr, "bank", "", "the bank's public `ADDR` (required)")
+			tlsf.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if err := checkDir(g); err != nil {
+				return err
+			}
+			if err := cli.CheckAddr("bank", bankAddr); err != nil {
+				return err
+			}
+			tcfg, err := tlsf.Config(bankAddr)
+			if err != nil {
+				return err
+			}
+			cfgPath := filepath.Join(g.dir, ConfigFile)
+			if _, err := os.Stat(cfgPath); err == nil {
+				return fmt.Errorf("%s already holds a wallet; refusing to replace it", g.dir)
+			}
+			// Check the bank answers with a well-signed key set before
+			// creating anything.
+			conn, err := transport.Dial(bankAddr, tcfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			bc := pb.NewBankClient(conn)
+			kctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+			defer cancel()
+			resp, err := bc.GetKeys(kctx, &pb.GetKeysRequest{})
+			if err != nil {
+				return fmt.Errorf("fetching the bank's keys from %s: %w", bankAddr, err)
+			}
+			if _, err := ecash.DecodeKeySet(resp.SignedKeyset, nil); err != nil {
+				return fmt.Errorf("the bank's key set does not verify: %w", err)
+			}
+			if err := os.MkdirAll(g.dir, 0o700); err != nil {
+				return err
+			}
+			w, err := wallet.Create(g.dir, wallet.Options{})
+			if errors.Is(err, wallet.ErrExists) {
+				// An init that stopped before writing config.json: keep the seed.
+				w, err = wallet.Open(g.dir, wallet.Options{})
+			}
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			cfg := Config{Bank: bankAddr, Pin: tcfg.Pin, Plaintext: tcfg.Plaintext}
+			if tcfg.CAFile != "" {
+				pem, err := os.ReadFile(tcfg.CAFile)
+				if err != nil {
+					return err
+				}
+				if err := bank.WriteFileAtomic(filepath.Join(g.dir, caCopy), pem, 0o644); err != nil {
+					return err
+				}
+				cfg.CAFile = caCopy
+			}
+			ks, err := w.RefreshKeys(kctx, bc)
+			if err != nil {
+				return fmt.Errorf("storing the bank's key set: %w", err)
+			}
+			b, _ := json.MarshalIndent(cfg, "", "  ")
+			if err := bank.WriteFileAtomic(cfgPath, append(b, '\n'), 0o600); err != nil {
+				return err
+			}
+			key := hex.EncodeToString(w.AccountKey())
+			if !inv.JSON {
+				inv.Notef("wallet created in %s for the bank at %s (%s, %d denominations)", g.dir, bankAddr, ks.Currency, len(ks.Denominations))
+				inv.Notef("ask the bank operator to open your account with this key, then run 'wallet set-account ID':")
+			}
+			out := struct {
+				Wallet     string `json:"wallet"`
+				Bank       string `json:"bank"`
+				AccountKey string `json:"account_key"`
+				Currency   string `json:"currency"`
+				MasterKey  string `json:"bank_master_key"`
+			}{g.dir, bankAddr, key, ks.Currency, hex.EncodeToString(ks.MasterPub)}
+			return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, key) })
+		},
+	}
+}
+
+func setAccountCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "set-account",
+		Args:  "ID",
+		NArgs: 1,
+		Short: "record the bank account the wallet withdraws from",
+		Long: `set-account records the id of your bank account, opened by the bank operator
+for the key "wallet init" printed. Withdrawals debit this account.`,
+		Example: `wallet set-account 1000`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			id, err := cli.ParseID("account id", inv.Args[0])
+			if err != nil {
+				return err
+			}
+			w, _, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			if err := w.SetAccount(id); err != nil {
+				return err
+			}
+			out := struct {
+				Account uint64 `json:"account"`
+			}{id}
+			return inv.Print(out, func(w io.Writer) { fmt.Fprintf(w, "account set to %d\n", id) })
+		},
+	}
+}
+
+func withdrawCommand(g *globals) *cli.Command {
+	var transcript string
+	return &cli.Command{
+		Name:  "withdraw",
+		Args:  "AMOUNT",
+		NArgs: 1,
+		Short: "withdraw coins from your bank account",
+		Long: `withdraw debits AMOUNT from your bank account and stores it in the wallet as
+blind-signed coins, in denominations chosen so that many amounts can later be
+paid exactly. It prints the coins withdrawn and the new balance; on a
+terminal it shows a progress bar for large amounts.
+
+Each batch of coins is saved before it is requested, so an interrupted
+withdrawal is never lost nor debited twice: "wallet recover" (or the next
+withdraw) finishes it. --transcript appends every protocol message as JSON
+lines, for auditing.`,
+		Example: `wallet withdraw EUR:10.00
+wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			amt, err := cli.ParsePositiveAmount(inv.Args[0])
+			if err != nil {
+				return err
+			}
+			opts, closeTr, err := transcriptOptions(transcript)
+			if err != nil {
+				return err
+			}
+			defer closeTr()
+			w, cfg, err := open(g, opts)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			if _, err := w.Account(); err != nil {
+				return err
+			}
+			if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
+				return fmt.Errorf("the bank issues %s, not %s", ks.Currency, amt.Currency)
+			}
+			conn, err := dialBank(cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			bar := inv.NewProgress("withdrawing")
+			coins, err := w.Withdraw(ctx, pb.NewBankClient(conn), amt, func(done, total int) { bar.Set(done, total) })
+			bar.Finish()
+			got, werr := coinTotal(w, amt.Currency, coins)
+			if werr != nil {
+				return werr
+			}
+			if err != nil {
+				if len(coins) > 0 {
+					inv.Notef("withdrew %s in %d coins before the error", got, len(coins))
+				}
+				return withdrawError(err)
+			}
+			bal, err := w.Balance()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Withdrawn string `json:"withdrawn"`
+				Coins     int    `json:"coins"`
+				Balance   string `json:"balance"`
+			}{got.String(), len(coins), bal.Fresh.String()}
+			return inv.Print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "withdrew %s in %d coins; balance %s\n", got, len(coins), bal.Fresh)
+			})
+		},
+	}
+}
+
+// coinTotal adds up the values of freshly withdrawn coins.
+func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (ecash.Amount, error) {
+	total := ecash.Amount{Currency: cur}
+	if len(coins) == 0 {
+		return total, nil
+	}
+	ks, err := w.KeySet()
+	if err != nil {
+		return total, err
+	}
+	for _, c := range coins {
+		d, err := ks.Denomination(c.Denom)
+		if err != nil {
+			return total, err
+		}
+		if total, err = total.Add(d.Value); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func withdrawError(err error) error {
+	if errors.Is(err, wallet.ErrPending) {
+		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
+	}
+	if _, ok := status.FromError(err); ok {
+		return fmt.Errorf("withdrawal refused: %w", err)
+	}
+	return err
+}
+
+func balanceCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "balance",
+		Short: "show the coins the wallet holds",
+		Long: `balance shows the wallet's spendable (fresh) total, the total held in
+payments not yet settled (pending), and how many coins of each value it
+holds. It works offline.`,
+		Example: `wallet balance
+wallet balance --json`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			w, _, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			return printBalance(inv, w)
+		},
+	}
+}
+
+type coinCount struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
+	bal, err := w.Balance()
+	if err != nil {
+		return err
+	}
+	pendingW, err := w.PendingWithdrawals()
+	if err != nil {
+		return err
+	}
+	type valued struct {
+		a ecash.Amount
+		n int
+	}
+	var vs []valued
+	total := 0
+	for v, n := range bal.Coins {
+		a, err := ecash.ParseAmount(v)
+		if err != nil {
+			return err
+		}
+		vs = append(vs, valued{a, n})
+		total += n
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].a.Value > vs[j].a.Value })
+	out := struct {
+		Fresh              string      `json:"fresh"`
+		Pending            string      `json:"pending"`
+		FreshCoins         int         `json:"fresh_coins"`
+		Coins              []coinCount `json:"coins"`
+		PendingWithdrawals int         `json:"pending_withdrawals"`
+	}{bal.Fresh.String(), bal.Pending.String(), total, []coinCount{}, pendingW}
+	for _, v := range vs {
+		out.Coins = append(out.Coins, coinCount{v.a.String(), v.n})
+	}
+	return inv.Print(out, func(wr io.Writer) {
+		t := cli.NewTable(wr)
+		t.Row("fresh:", fmt.Sprintf("%s (%d coins)", bal.Fresh, total))
+		t.Row("pending:", bal.Pending.String())
+		t.Flush()
+		if len(vs) > 0 {
+			t = cli.NewTable(wr)
+			for _, v := range vs {
+				t.Row("", v.a.String(), fmt.Sprintf("x %d", v.n))
+			}
+			t.Flush()
+		}
+		if pendingW > 0 {
+			fmt.Fprintf(wr, "%d interrupted withdrawal(s): run 'wallet recover' to finish them\n", pendingW)
+		}
+	})
+}
+
+func recoverCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "recover",
+		Short: "finish interrupted withdrawals",
+		Long: `recover re-sends withdrawals that were saved but never completed (the wallet
+or the connection died mid-way). The bank answers a repeated request with the
+same signatures and debits it once, so this is always safe to run.
+
+An interrupted payment is finished by running the same "wallet pay" again.`,
+		Example: `wallet recover`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			w, cfg, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			before, err := w.PendingWithdrawals()
+			if err != nil {
+				return err
+			}
+			if before > 0 {
+				conn, err := dialBank(cfg)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if err := w.Recover(ctx, pb.NewBankClient(conn)); err != nil {
+					if errors.Is(err, wallet.ErrPending) {
+						return fmt.Errorf("the bank did not answer (%v); run 'wallet recover' again", err)
+					}
+					return err
+				}
+			}
+			bal, err := w.Balance()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Recovered int    `json:"recovered"`
+				Balance   string `json:"balance"`
+			}{before, bal.Fresh.String()}
+			return inv.Print(out, func(wr io.Writer) {
+				if before == 0 {
+					fmt.Fprintf(wr, "nothing to recover; balance %s\n", bal.Fresh)
+					return
+				}
+				fmt.Fprintf(wr, "finished %d interrupted withdrawal(s); balance %s\n", before, bal.Fresh)
+			})
+		},
+	}
+}
+
+func infoCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Short: "show the wallet's bank, account and account key",
+		Long: `info shows where the wallet is, its bank and how it is trusted, its account
+id and account public key, and the pinned bank key set. It works offline.`,
+		Example: `wallet info`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			w, cfg, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			out := struct {
+				Wallet     string `json:"wallet"`
+				Bank       string `json:"bank"`
+				Trust      string `json:"trust"`
+				Account    uint64 `json:"account,omitempty"`
+				AccountKey string `json:"account_key"`
+				Currency   string `json:"currency"`
+				MasterKey  string `json:"bank_master_key"`
+			}{Wallet: g.dir, Bank: cfg.Bank, Trust: trust(g, cfg), AccountKey: hex.EncodeToString(w.AccountKey())}
+			if id, err := w.Account(); err == nil {
+				out.Account = id
+			} else if !errors.Is(err, wallet.ErrNoAccount) {
+				return err
+			}
+			ks, err := w.KeySet()
+			if err != nil {
+				return err
+			}
+			out.Currency, out.MasterKey = ks.Currency, hex.EncodeToString(ks.MasterPub)
+			return inv.Print(out, func(wr io.Writer) {
+				t := cli.NewTable(wr)
+				t.Row("wallet:", g.dir)
+				t.Row("bank:", cfg.Bank+" ("+out.Trust+")")
+				if out.Account != 0 {
+					t.Row("account:", out.Account)
+				} else {
+					t.Row("account:", "not set (wallet set-account ID)")
+				}
+				t.Row("account key:", out.AccountKey)
+				t.Row("currency:", ks.Currency)
+				t.Row("bank master key:", out.MasterKey)
+				t.Flush()
+			})
+		},
+	}
+}
+
+func trust(g *globals, cfg *Config) string {
+	switch {
+	case cfg.Pin != "":
+		return "pinned certificate " + cfg.Pin
+	case cfg.CAFile != "":
+		return "certificate " + cfg.CAFile
+	case cfg.Plaintext:
+		return "plaintext"
+	}
+	return "none"
+}
+
+func checkDir(g *globals) error {
+	if g.dir == "" {
+		return cli.Usagef("no wallet directory: give --wallet DIR or set BLINDBANK_WALLET")
+	}
+	return nil
+}
+
+// open opens the wallet in g.dir with its config.
+func open(g *globals, opts wallet.Options) (*wallet.Wallet, *Config, error) {
+	if err := checkDir(g); err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(g.dir, ConfigFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("no wallet in %s: create one with 'wallet --wallet %s init --bank ADDR --ca FILE'", g.dir, g.dir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(g.dir, ConfigFile), err)
+	}
+	if cfg.CAFile != "" && !filepath.IsAbs(cfg.CAFile) {
+		cfg.CAFile = filepath.Join(g.dir, cfg.CAFile)
+	}
+	w, err := wallet.Open(g.dir, opts)
+	if err != nil {
+		return nil, nil, cli.LockHint(err, "another wallet command is using "+g.dir)
+	}
+	return w, &cfg, nil
+}
+
+// dialBank connects to the wallet's bank as config.json says.
+func dialBank(cfg *Config) (*grpc.ClientConn, error) {
+	return transport.Dial(cfg.Bank, transport.ClientConfig{CAFile: cfg.CAFile, Pin: cfg.Pin, Plaintext: cfg.Plaintext})
+}
+
+// transcriptOptions opens --transcript FILE for appending.
+func transcriptOptions(path string) (wallet.Options, func(), error) {
+	if path == "" {
+		return wallet.Options{}, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return wallet.Options{}, nil, fmt.Errorf("--transcript: %w", err)
+	}
+	return wallet.Options{Transcript: f}, func() { f.Close() }, nil
+}

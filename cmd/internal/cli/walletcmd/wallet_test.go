@@ -1,0 +1,171 @@
+package walletcmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// flakyMerchant relays to a real merchant but drops the first Pay after
+// the merchant has processed it, as a connection lost mid-call would.
+type flakyMerchant struct {
+	pb.UnimplementedMerchantServer
+	inner   pb.MerchantServer
+	dropped atomic.Bool
+}
+
+func (f *flakyMerchant) GetPaymentRequest(ctx context.Context, r *pb.GetPaymentRequestRequest) (*pb.GetPaymentRequestResponse, error) {
+	return f.inner.GetPaymentRequest(ctx, r)
+}
+
+func (f *flakyMerchant) Pay(ctx context.Context, r *pb.PayRequest) (*pb.PayResponse, error) {
+	resp, err := f.inner.Pay(ctx, r)
+	if err == nil && f.dropped.CompareAndSwap(false, true) {
+		return nil, status.Error(codes.Unavailable, "connection reset")
+	}
+	return resp, err
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runWallet(t *testing.T, env cli.Env, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env.Stdout, env.Stderr = &out, &errb
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	code := cli.Run(context.Background(), Command(), &env, args)
+	return result{code, out.String(), errb.String()}
+}
+
+// TestInteractivePay drives the wallet in-process against a real bank and
+// merchant: the progress bar on a terminal, the "Pay? [y/N]" prompt answered
+// no and yes, and a payment whose answer is lost, finished by re-running the
+// same command.
+func TestInteractivePay(t *testing.T) {
+	ctx := context.Background()
+	var values []ecash.Amount
+	for _, v := range []string{"EUR:0.50", "EUR:1.00", "EUR:2.00", "EUR:4.00"} {
+		values = append(values, ecash.MustParseAmount(v))
+	}
+	b, err := node.StartBank(node.BankConfig{
+		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+		Keys: bank.KeyConfig{Currency: "EUR", Values: values},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	shopDir := t.TempDir()
+	shopKey, err := merchant.Init(shopDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shopAcct, err := b.Bank.OpenAccount(ctx, "shop", shopKey, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.StartMerchant(ctx, node.MerchantConfig{
+		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := grpc.NewServer()
+	pb.RegisterMerchantServer(flaky, &flakyMerchant{inner: m.Merchant.PublicServer()})
+	go flaky.Serve(lis)
+	defer flaky.Stop()
+
+	dir := filepath.Join(t.TempDir(), "w")
+	tty := cli.Env{StdinTerminal: true, StderrTerminal: true}
+	r := runWallet(t, tty, "--wallet", dir, "init", "--bank", b.Addr, "--plaintext")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatalf("init printed %q", r.stdout)
+	}
+	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:100.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := runWallet(t, tty, "--wallet", dir, "withdraw", "EUR:1.00"); r.code != 1 || !strings.Contains(r.stderr, "wallet set-account ID") {
+		t.Fatalf("withdraw before set-account: %+v", r)
+	}
+	if r := runWallet(t, tty, "--wallet", dir, "set-account", "--json", strconv.FormatUint(acct, 10)); r.code != 0 || !strings.Contains(r.stdout, `"account": `) {
+		t.Fatalf("set-account: %+v", r)
+	}
+	r = runWallet(t, tty, "withdraw", "EUR:10.00", "--wallet", dir)
+	if r.code != 0 || r.stdout != "withdrew EUR:10.00 in 6 coins; balance EUR:10.00\n" || !strings.Contains(r.stderr, "withdrawing [") {
+		t.Fatalf("withdraw: %+v", r)
+	}
+
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:3.50"), "1 espresso", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := []string{"--wallet", dir, "pay", "--merchant", lis.Addr().String(), "--merchant-plaintext", "--order", o.ID}
+
+	no := tty
+	no.Stdin = strings.NewReader("n\n")
+	r = runWallet(t, no, pay...)
+	if r.code != 1 || !strings.Contains(r.stdout, "summary:           1 espresso") || !strings.Contains(r.stdout, "Pay? [y/N] ") ||
+		r.stderr != "wallet: payment cancelled; nothing was paid\n" {
+		t.Fatalf("pay answered no: %+v", r)
+	}
+
+	yes := tty
+	yes.Stdin = strings.NewReader("y\n")
+	r = runWallet(t, yes, pay...)
+	if r.code != 1 || !strings.Contains(r.stderr, "re-run the same command to finish it") {
+		t.Fatalf("pay with the answer lost: %+v", r)
+	}
+	if r := runWallet(t, tty, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:3.50"`) {
+		t.Fatalf("balance with a pending payment: %+v", r)
+	}
+	r = runWallet(t, tty, pay...) // no prompt: the payment was already agreed
+	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:3.50 for order "+o.ID) || !strings.Contains(r.stdout, "balance EUR:6.50") {
+		t.Fatalf("pay re-run: %+v", r)
+	}
+	got, err := m.Merchant.Order(o.ID)
+	if err != nil || got.Status(time.Now()) != "paid" {
+		t.Fatalf("order %v %v", got, err)
+	}
+	if a, err := b.Bank.Store().Account(ctx, shopAcct); err != nil || b.Bank.Money(a.Balance).String() != "EUR:3.50" {
+		t.Fatalf("merchant balance %v %v", a, err)
+	}
+}

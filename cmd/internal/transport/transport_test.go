@@ -1,0 +1,120 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// serveHealth serves the standard health service with the given options.
+func serveHealth(t *testing.T, opts ...grpc.ServerOption) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(s, health.NewServer())
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func check(addr string, c ClientConfig, extra ...grpc.DialOption) error {
+	conn, err := Dial(addr, c, extra...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func TestTLSTrust(t *testing.T) {
+	dir := t.TempDir()
+	cert, fp, created, err := LoadOrCreateCert(dir)
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	if _, fp2, created2, err := LoadOrCreateCert(dir); err != nil || created2 || fp2 != fp {
+		t.Fatalf("reload: fingerprint %s vs %s, created %v, %v", fp2, fp, created2, err)
+	}
+	addr := serveHealth(t, ServerOptions(&cert)...)
+
+	if err := check(addr, ClientConfig{Pin: fp}); err != nil {
+		t.Fatalf("pinned fingerprint: %v", err)
+	}
+	if err := check(addr, ClientConfig{Pin: strings.ToUpper(fp)}); err != nil {
+		t.Fatalf("upper-case pin: %v", err)
+	}
+	wrong := []byte(fp)
+	wrong[0] ^= 1
+	if err := check(addr, ClientConfig{Pin: string(wrong)}); err == nil {
+		t.Fatal("a wrong pin was accepted")
+	}
+	if err := check(addr, ClientConfig{CAFile: dir + "/" + CertFile}); err != nil {
+		t.Fatalf("CA file: %v", err)
+	}
+	other := t.TempDir()
+	if _, _, _, err := LoadOrCreateCert(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(addr, ClientConfig{CAFile: other + "/" + CertFile}); err == nil {
+		t.Fatal("a certificate from another CA was accepted")
+	}
+	if err := check(addr, ClientConfig{}); err == nil {
+		t.Fatal("dialing with no trust configured succeeded")
+	}
+	if err := check(addr, ClientConfig{Pin: "abc"}); err == nil {
+		t.Fatal("a malformed pin was accepted")
+	}
+}
+
+func TestPlaintextOnlyOnLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:1": true, "[::1]:1": true, "localhost:1": true,
+		"192.0.2.1:1": false, "example.com:1": false, "nonsense": false,
+	} {
+		_, err := ClientConfig{Plaintext: true}.Credentials(addr)
+		if (err == nil) != ok {
+			t.Errorf("plaintext to %s: %v", addr, err)
+		}
+	}
+	if _, err := DialAdmin("192.0.2.1:7444", "x"); err == nil {
+		t.Error("admin dial to a non-loopback address allowed")
+	}
+}
+
+func TestAdminToken(t *testing.T) {
+	tok, err := LoadOrCreateToken(t.TempDir() + "/" + TokenFile)
+	if err != nil || len(tok) != 64 {
+		t.Fatalf("token %q: %v", tok, err)
+	}
+	addr := serveHealth(t, AdminServerOptions(tok)...)
+	conn, err := DialAdmin(addr, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("right token: %v", err)
+	}
+	for _, bad := range []string{"", tok[:63], tok + "0", strings.ToUpper(tok)} {
+		conn, err := DialAdmin(addr, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		conn.Close()
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("token %q: %v, want Unauthenticated", bad, err)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+// Command wallet is a blindbank e-cash wallet.
+//
+//	wallet init --bank ADDR --ca FILE
+//	wallet set-account ID
+//	wallet withdraw EUR:10.00
+//	wallet pay --merchant ADDR --merchant-ca FILE --order ORDER_ID
+//	wallet balance
+//
+// Run "wallet --help" for details.
+package main
+
+import (
+	"os"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli/walletcmd"
+)
+
+func main() { os.Exit(walletcmd.Main()) }
