@@ -23,16 +23,13 @@ import (
 
 // Errors of the bank service (besides the store's and ecash's).
 var (
-	ErrWrongBank     = errors.New("bank: payment request is for another bank")
-	ErrWrongCurrency = errors.New("bank: wrong currency")
-	ErrAmountMatch   = errors.New("bank: coins do not add up to the payment amount")
-	ErrBadTimestamp  = errors.New("bank: deposit permission signed outside the payment request's validity")
-	ErrUnauthorized  = errors.New("bank: signature does not match the account key")
+	ErrWrongBank      = errors.New("bank: payment request is for another bank")
+	ErrWrongCurrency  = errors.New("bank: wrong currency")
+	ErrAmountMatch    = errors.New("bank: coins do not add up to the payment amount")
+	ErrBadTimestamp   = errors.New("bank: deposit permission signed outside the payment request's validity")
+	ErrUnauthorized   = errors.New("bank: signature does not match the account key")
+	ErrPaymentExpired = errors.New("bank: payment request expired")
 )
-
-// MaxClockSkew is how far before a payment request's creation a wallet's
-// clock may date its deposit permissions.
-const MaxClockSkew = 5 * time.Minute
 
 // Bank is the bank node's protocol logic.
 type Bank struct {
@@ -74,15 +71,15 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	if err != nil {
 		return nil, err
 	}
-	acct, err := b.store.Account(ctx, req.Account)
+	acct, err := b.authenticate(ctx, req.Account, body, accountSig, "withdraw request")
 	if err != nil {
 		return nil, err
 	}
-	if acct.Key == nil {
-		return nil, ErrUnauthorized
-	}
-	if err := ecash.VerifyBody(acct.Key, body, accountSig, "withdraw request"); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	// A retry is answered from the record before anything that may have
+	// changed since (validity windows, balance): the debit already happened.
+	reqHash := ecash.HashOf(body)
+	if sigs, found, err := b.store.Withdrawal(ctx, reqHash); err != nil || found {
+		return sigs, err
 	}
 	now := b.now()
 	total := ecash.Amount{Currency: b.keys.Currency}
@@ -100,8 +97,15 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		}
 		keys[i] = d
 	}
+	// Refuse before the expensive signing; the store checks again at commit.
+	if acct.Balance < int64(total.Value) {
+		return nil, ErrInsufficientFunds
+	}
 	sigs := make([][]byte, len(req.Planchets))
 	err = parallel(len(sigs), func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		s, err := keys[i].Private.BlindSign(req.Planchets[i].Blinded)
 		sigs[i] = s
 		return err
@@ -110,13 +114,30 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return nil, err
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
-		RequestHash: ecash.HashOf(body), Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Time: now,
+		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Time: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	return sigs, nil
+}
+
+// authenticate checks that body is signed by the key of a customer or
+// merchant account. An unknown account and a wrong signature look alike to
+// the caller, so the answer does not reveal which accounts exist.
+func (b *Bank) authenticate(ctx context.Context, id uint64, body, sig []byte, what string) (Account, error) {
+	acct, err := b.store.Account(ctx, id)
+	if errors.Is(err, ErrNoAccount) || (err == nil && acct.Key == nil) {
+		return Account{}, fmt.Errorf("%w: %s", ErrUnauthorized, what)
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	if err := ecash.VerifyBody(acct.Key, body, sig, what); err != nil {
+		return Account{}, fmt.Errorf("%w: %s", ErrUnauthorized, what)
+	}
+	return acct, nil
 }
 
 // Deposit handles a merchant's deposit of a sealed payment. It checks the
@@ -135,28 +156,46 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if pr.Amount.Currency != b.keys.Currency {
 		return nil, nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, pr.Amount.Currency, b.keys.Currency)
 	}
-	merchant, err := b.store.Account(ctx, pr.MerchantAccount)
+	merchant, err := b.authenticate(ctx, pr.MerchantAccount, prBody, merchantSig, "payment request")
 	if err != nil {
 		return nil, nil, err
 	}
-	if !merchant.Merchant {
-		return nil, nil, ErrNotMerchant
-	}
-	if merchant.Key == nil || !merchant.Key.Equal(ed25519.PublicKey(pr.MerchantPub)) {
+	if !merchant.Key.Equal(ed25519.PublicKey(pr.MerchantPub)) {
 		return nil, nil, fmt.Errorf("%w: payment request key is not the merchant account's", ErrUnauthorized)
 	}
-	if err := ecash.VerifyBody(merchant.Key, prBody, merchantSig, "payment request"); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	if !merchant.Merchant {
+		return nil, nil, ErrNotMerchant
 	}
 	pay, err := ecash.OpenPayment(b.keys.HPKE, pr, sealed)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := b.now()
-	total := ecash.Amount{Currency: b.keys.Currency}
-	seen := make(map[ecash.Hash]bool, len(pay.Permissions))
-	coins := make([]SpentCoin, len(pay.Permissions))
+	prHash := pr.Hash()
 	ids := make([]ecash.Hash, len(pay.Permissions))
+	seen := make(map[ecash.Hash]bool, len(ids))
+	for i := range pay.Permissions {
+		ids[i] = pay.Permissions[i].Coin.ID()
+		if seen[ids[i]] {
+			return nil, nil, ErrDuplicateCoin
+		}
+		seen[ids[i]] = true
+	}
+	// A replay is answered from the record before any check of time: the
+	// money moved when it was first accepted.
+	if receipt, coins, found, err := b.store.DepositRecord(ctx, prHash); err != nil {
+		return nil, nil, err
+	} else if found {
+		if !sameSet(coins, ids) {
+			return nil, nil, ErrPaymentConflict
+		}
+		out, err := ecash.DecodeDepositReceipt(receipt)
+		return out, receipt, err
+	}
+	now := b.now()
+	if now.After(pr.ExpiresAt.Add(ecash.MaxClockSkew)) {
+		return nil, nil, ErrPaymentExpired
+	}
+	total := ecash.Amount{Currency: b.keys.Currency}
 	keys := make([]*DenomKey, len(pay.Permissions))
 	for i := range pay.Permissions {
 		dp := &pay.Permissions[i]
@@ -167,16 +206,10 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		if err := d.CanDeposit(now); err != nil {
 			return nil, nil, err
 		}
-		if dp.Timestamp.Before(pr.CreatedAt.Add(-MaxClockSkew)) || dp.Timestamp.After(pr.ExpiresAt) {
+		if dp.Timestamp.Before(pr.CreatedAt.Add(-ecash.MaxClockSkew)) || dp.Timestamp.After(pr.ExpiresAt) {
 			return nil, nil, ErrBadTimestamp
 		}
-		dp.Value = d.Value
-		id := dp.Coin.ID()
-		if seen[id] {
-			return nil, nil, ErrDuplicateCoin
-		}
-		seen[id] = true
-		ids[i], keys[i] = id, d
+		dp.Value, keys[i] = d.Value, d
 		if total, err = total.Add(d.Value); err != nil {
 			return nil, nil, err
 		}
@@ -184,6 +217,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if total != pr.Amount {
 		return nil, nil, fmt.Errorf("%w: coins total %s, request %s", ErrAmountMatch, total, pr.Amount)
 	}
+	coins := make([]SpentCoin, len(pay.Permissions))
 	err = parallel(len(coins), func(i int) error {
 		dp := &pay.Permissions[i]
 		if err := dp.Coin.Verify(keys[i].Key); err != nil {
@@ -199,12 +233,12 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		return nil, nil, err
 	}
 	rcpt := &ecash.DepositReceipt{
-		PaymentHash: pr.Hash(), MerchantAccount: pr.MerchantAccount, Total: total, Coins: ids,
+		PaymentHash: prHash, MerchantAccount: pr.MerchantAccount, Total: total, Coins: ids,
 		DepositedAt: now, SignerPub: b.keyset.SigningPub,
 	}
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err := b.store.Deposit(ctx, DepositOp{
-		PaymentHash: rcpt.PaymentHash, Merchant: pr.MerchantAccount, Amount: int64(total.Value),
+		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(total.Value),
 		Coins: coins, Receipt: rcpt.Encode(), Time: now,
 	})
 	var spent *SpentError
@@ -218,8 +252,32 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
 	}
-	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", pr.Hash().String()[:16])
+	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", prHash.String()[:16])
 	return out, stored, nil
+}
+
+// DepositStatus returns the signed receipt of a paid payment request, or
+// found=false. The payment hash is known only to the merchant, the payer
+// and the bank; a wallet whose payment went unanswered asks here.
+func (b *Bank) DepositStatus(ctx context.Context, paymentHash ecash.Hash) ([]byte, bool, error) {
+	receipt, _, found, err := b.store.DepositRecord(ctx, paymentHash)
+	return receipt, found, err
+}
+
+func sameSet(a, b []ecash.Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	set := make(map[ecash.Hash]bool, len(a))
+	for _, h := range a {
+		set[h] = true
+	}
+	for _, h := range b {
+		if !set[h] {
+			return false
+		}
+	}
+	return true
 }
 
 // doubleSpend turns the store's record of the earlier spend into a proof.
@@ -236,8 +294,8 @@ func (b *Bank) doubleSpend(spent *SpentError, now time.Time) error {
 
 // OpenAccount opens a customer or merchant account for an Ed25519 key.
 func (b *Bank) OpenAccount(ctx context.Context, name string, key []byte, merchant bool) (uint64, error) {
-	if len(key) != ed25519.PublicKeySize {
-		return 0, fmt.Errorf("%w: account key must be 32 bytes", ecash.ErrBadKey)
+	if err := ecash.CheckEd25519Key(key); err != nil {
+		return 0, err
 	}
 	if name == "" || len(name) > 128 {
 		return 0, fmt.Errorf("%w: account name must be 1 to 128 bytes", ecash.ErrMalformed)

@@ -22,6 +22,7 @@ var errorCodes = []struct {
 	{ecash.ErrDenominationExpired, codes.FailedPrecondition},
 	{ErrInsufficientFunds, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
+	{ErrPaymentExpired, codes.FailedPrecondition},
 	{ecash.ErrUnknownDenomination, codes.NotFound},
 	{ErrNoAccount, codes.NotFound},
 	{ErrKeyInUse, codes.AlreadyExists},

@@ -3,6 +3,9 @@ package bank
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -35,6 +38,22 @@ func (s *publicServer) Deposit(ctx context.Context, req *pb.DepositRequest) (*pb
 		return nil, ToStatus(err, s.b.log)
 	}
 	return &pb.DepositResponse{Receipt: raw}, nil
+}
+
+func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusRequest) (*pb.DepositResponse, error) {
+	var h ecash.Hash
+	if len(req.PaymentHash) != len(h) {
+		return nil, status.Error(codes.InvalidArgument, "bank: payment hash must be 32 bytes")
+	}
+	copy(h[:], req.PaymentHash)
+	receipt, found, err := s.b.DepositStatus(ctx, h)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	if !found {
+		return nil, status.Error(codes.NotFound, "bank: payment request not paid")
+	}
+	return &pb.DepositResponse{Receipt: receipt}, nil
 }
 
 // adminServer adapts Bank to the BankAdmin service. Authentication (the

@@ -217,10 +217,19 @@ func LoadOrCreateKeys(dir string, cfg KeyConfig, now time.Time) (k *Keys, create
 		if cfg.Currency != "" && cfg.Currency != k.Currency {
 			return nil, false, fmt.Errorf("bank: %s holds %s keys, not %s", path, k.Currency, cfg.Currency)
 		}
+		// The public half must pass the checks every wallet applies.
+		if _, err := ecash.DecodeKeySet(k.KeySet().Encode(), nil); err != nil {
+			return nil, false, fmt.Errorf("bank: key file %s: %w", path, err)
+		}
 		return k, false, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, false, err
+	}
+	// New keys beside an existing ledger would strand every coin in
+	// circulation: a lost or misplaced key file must be restored, not replaced.
+	if entries, err := os.ReadDir(filepath.Join(dir, "ledger")); err == nil && len(entries) > 0 {
+		return nil, false, fmt.Errorf("bank: %s is missing but %s holds a ledger; restore the key file instead of generating new keys", path, filepath.Join(dir, "ledger"))
 	}
 	if k, err = GenerateKeys(cfg, now, rand.Reader); err != nil {
 		return nil, false, err

@@ -158,6 +158,12 @@ type Store interface {
 	// other coins, ErrPaymentConflict. If any coin is already spent it
 	// returns a *SpentError and changes nothing. ErrNoAccount, ErrNotMerchant.
 	Deposit(ctx context.Context, op DepositOp) ([]byte, error)
+	// Withdrawal returns the blind signatures recorded for a withdraw
+	// request hash; found is false if there are none.
+	Withdrawal(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)
+	// DepositRecord returns the receipt and coin ids recorded for a payment
+	// hash; found is false if the payment request is unpaid.
+	DepositRecord(ctx context.Context, paymentHash ecash.Hash) (receipt []byte, coins []ecash.Hash, found bool, err error)
 	// Close waits for in-flight commits and releases the store.
 	Close() error
 }

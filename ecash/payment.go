@@ -22,6 +22,13 @@ type PaymentRequest struct {
 	ExpiresAt       time.Time
 }
 
+// MaxClockSkew is the clock difference the protocol tolerates between
+// parties: a deposit permission may be dated this much before its payment
+// request, and the bank accepts a new deposit until this long after the
+// request expires (never later, so a wallet past that point knows an unpaid
+// request stays unpaid).
+const MaxClockSkew = 5 * time.Minute
+
 // MaxOrderIDLen bounds order ids.
 const MaxOrderIDLen = 128
 

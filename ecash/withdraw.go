@@ -1,9 +1,12 @@
 package ecash
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"time"
+
+	"filippo.io/edwards25519"
 )
 
 // WithdrawRequest asks the bank to debit an account and blind-sign planchets.
@@ -60,6 +63,24 @@ func SignBody(priv ed25519.PrivateKey, body []byte) []byte { return ed25519.Sign
 func VerifyBody(pub ed25519.PublicKey, body, sig []byte, what string) error {
 	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, body, sig) {
 		return fmt.Errorf("%w: %s", ErrBadSignature, what)
+	}
+	return nil
+}
+
+// CheckEd25519Key refuses account, merchant and coin keys that are not
+// canonical encodings of points of large order. Such keys (the identity,
+// small-order points) admit signatures that verify for every message, so
+// an account opened with one could be drained by anyone.
+func CheckEd25519Key(pub []byte) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: Ed25519 key of %d bytes", ErrBadKey, len(pub))
+	}
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil || !bytes.Equal(p.Bytes(), pub) {
+		return fmt.Errorf("%w: not a canonical Ed25519 point", ErrBadKey)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("%w: Ed25519 key of small order", ErrBadKey)
 	}
 	return nil
 }

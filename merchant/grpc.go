@@ -20,8 +20,6 @@ func (m *Merchant) toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNoOrder):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrOrderExpired):
-		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return bank.ToStatus(err, m.log)
 }

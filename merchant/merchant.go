@@ -30,7 +30,6 @@ import (
 // Errors of the merchant.
 var (
 	ErrNoOrder      = errors.New("merchant: no such order")
-	ErrOrderExpired = errors.New("merchant: order expired")
 	ErrNotInit      = errors.New("merchant: no merchant key here (merchantd init)")
 )
 
@@ -253,7 +252,10 @@ func (m *Merchant) Order(id string) (*Order, error) {
 }
 
 // Pay deposits a wallet's sealed payment for an order at the bank, verifies
-// the receipt, and records the order paid before answering. No lock is
+// the receipt, and records the order paid before answering. It always asks
+// the bank, even for an expired order: the bank answers a retry of an
+// accepted payment with its receipt and alone decides whether a new one is
+// too late, so the merchant's refusal can never strand a paid-for order. No lock is
 // needed: the bank makes this idempotent (the same sealed payment gets the
 // same receipt, other coins for a paid request are refused), so concurrent
 // calls for one order store the same receipt.
@@ -261,9 +263,6 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	o, err := m.Order(orderID)
 	if err != nil {
 		return nil, err
-	}
-	if o.Receipt == nil && !m.now().Before(o.ExpiresAt) {
-		return nil, ErrOrderExpired
 	}
 	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
 	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})

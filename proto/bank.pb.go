@@ -305,6 +305,50 @@ func (x *DepositResponse) GetReceipt() []byte {
 	return nil
 }
 
+type DepositStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PaymentHash   []byte                 `protobuf:"bytes,1,opt,name=payment_hash,json=paymentHash,proto3" json:"payment_hash,omitempty"` // SHA-256 of the payment request body
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DepositStatusRequest) Reset() {
+	*x = DepositStatusRequest{}
+	mi := &file_bank_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DepositStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DepositStatusRequest) ProtoMessage() {}
+
+func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
+func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DepositStatusRequest) GetPaymentHash() []byte {
+	if x != nil {
+		return x.PaymentHash
+	}
+	return nil
+}
+
 // DoubleSpendDetail rides in the gRPC status details of a refused deposit.
 type DoubleSpendDetail struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -315,7 +359,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +371,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +384,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -361,7 +405,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +417,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +430,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -419,7 +463,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +475,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +488,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -468,7 +512,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +524,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +537,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -533,7 +577,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +589,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +602,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -578,7 +622,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +634,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +647,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -634,7 +678,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +690,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +703,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{12}
+	return file_bank_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -718,7 +762,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +774,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +787,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -808,7 +852,9 @@ const file_bank_proto_rawDesc = "" +
 	"\fmerchant_sig\x18\x02 \x01(\fR\vmerchantSig\x12%\n" +
 	"\x0esealed_payment\x18\x03 \x01(\fR\rsealedPayment\"+\n" +
 	"\x0fDepositResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\")\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"9\n" +
+	"\x14DepositStatusRequest\x12!\n" +
+	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
 	"\x05proof\x18\x01 \x01(\fR\x05proof\"c\n" +
 	"\x12OpenAccountRequest\x12\x12\n" +
@@ -843,11 +889,12 @@ const file_bank_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1a\n" +
 	"\bmerchant\x18\x04 \x01(\bR\bmerchant\x12\x18\n" +
 	"\abalance\x18\x05 \x01(\tR\abalance\x12/\n" +
-	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory2\xe1\x01\n" +
+	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory2\xb5\x02\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
-	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse2\xf5\x01\n" +
+	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
+	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse2\xf5\x01\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
@@ -866,39 +913,42 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_bank_proto_goTypes = []any{
-	(*GetKeysRequest)(nil),      // 0: blindbank.v1.GetKeysRequest
-	(*GetKeysResponse)(nil),     // 1: blindbank.v1.GetKeysResponse
-	(*WithdrawRequest)(nil),     // 2: blindbank.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),    // 3: blindbank.v1.WithdrawResponse
-	(*DepositRequest)(nil),      // 4: blindbank.v1.DepositRequest
-	(*DepositResponse)(nil),     // 5: blindbank.v1.DepositResponse
-	(*DoubleSpendDetail)(nil),   // 6: blindbank.v1.DoubleSpendDetail
-	(*OpenAccountRequest)(nil),  // 7: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil), // 8: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),       // 9: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),      // 10: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),   // 11: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),             // 12: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),  // 13: blindbank.v1.GetAccountResponse
+	(*GetKeysRequest)(nil),       // 0: blindbank.v1.GetKeysRequest
+	(*GetKeysResponse)(nil),      // 1: blindbank.v1.GetKeysResponse
+	(*WithdrawRequest)(nil),      // 2: blindbank.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),     // 3: blindbank.v1.WithdrawResponse
+	(*DepositRequest)(nil),       // 4: blindbank.v1.DepositRequest
+	(*DepositResponse)(nil),      // 5: blindbank.v1.DepositResponse
+	(*DepositStatusRequest)(nil), // 6: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),    // 7: blindbank.v1.DoubleSpendDetail
+	(*OpenAccountRequest)(nil),   // 8: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),  // 9: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),        // 10: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),       // 11: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),    // 12: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),              // 13: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),   // 14: blindbank.v1.GetAccountResponse
 }
 var file_bank_proto_depIdxs = []int32{
-	12, // 0: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	13, // 0: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	0,  // 1: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	2,  // 2: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
 	4,  // 3: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	7,  // 4: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	9,  // 5: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	11, // 6: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	1,  // 7: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	3,  // 8: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	5,  // 9: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	8,  // 10: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	10, // 11: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	13, // 12: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	7,  // [7:13] is the sub-list for method output_type
-	1,  // [1:7] is the sub-list for method input_type
+	6,  // 4: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	8,  // 5: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	10, // 6: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	12, // 7: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	1,  // 8: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	3,  // 9: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	5,  // 10: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	5,  // 11: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	9,  // 12: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	11, // 13: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	14, // 14: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	8,  // [8:15] is the sub-list for method output_type
+	1,  // [1:8] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -915,7 +965,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Bank_GetKeys_FullMethodName  = "/blindbank.v1.Bank/GetKeys"
-	Bank_Withdraw_FullMethodName = "/blindbank.v1.Bank/Withdraw"
-	Bank_Deposit_FullMethodName  = "/blindbank.v1.Bank/Deposit"
+	Bank_GetKeys_FullMethodName       = "/blindbank.v1.Bank/GetKeys"
+	Bank_Withdraw_FullMethodName      = "/blindbank.v1.Bank/Withdraw"
+	Bank_Deposit_FullMethodName       = "/blindbank.v1.Bank/Deposit"
+	Bank_DepositStatus_FullMethodName = "/blindbank.v1.Bank/DepositStatus"
 )
 
 // BankClient is the client API for Bank service.
@@ -43,6 +44,9 @@ type BankClient interface {
 	// Idempotent: a replay returns the same receipt. A spent coin fails the
 	// whole deposit with FAILED_PRECONDITION and a DoubleSpendDetail.
 	Deposit(ctx context.Context, in *DepositRequest, opts ...grpc.CallOption) (*DepositResponse, error)
+	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
+	// if it is unpaid. A wallet whose payment went unanswered asks here.
+	DepositStatus(ctx context.Context, in *DepositStatusRequest, opts ...grpc.CallOption) (*DepositResponse, error)
 }
 
 type bankClient struct {
@@ -83,6 +87,16 @@ func (c *bankClient) Deposit(ctx context.Context, in *DepositRequest, opts ...gr
 	return out, nil
 }
 
+func (c *bankClient) DepositStatus(ctx context.Context, in *DepositStatusRequest, opts ...grpc.CallOption) (*DepositResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DepositResponse)
+	err := c.cc.Invoke(ctx, Bank_DepositStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BankServer is the server API for Bank service.
 // All implementations must embed UnimplementedBankServer
 // for forward compatibility.
@@ -98,6 +112,9 @@ type BankServer interface {
 	// Idempotent: a replay returns the same receipt. A spent coin fails the
 	// whole deposit with FAILED_PRECONDITION and a DoubleSpendDetail.
 	Deposit(context.Context, *DepositRequest) (*DepositResponse, error)
+	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
+	// if it is unpaid. A wallet whose payment went unanswered asks here.
+	DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error)
 	mustEmbedUnimplementedBankServer()
 }
 
@@ -116,6 +133,9 @@ func (UnimplementedBankServer) Withdraw(context.Context, *WithdrawRequest) (*Wit
 }
 func (UnimplementedBankServer) Deposit(context.Context, *DepositRequest) (*DepositResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Deposit not implemented")
+}
+func (UnimplementedBankServer) DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DepositStatus not implemented")
 }
 func (UnimplementedBankServer) mustEmbedUnimplementedBankServer() {}
 func (UnimplementedBankServer) testEmbeddedByValue()              {}
@@ -192,6 +212,24 @@ func _Bank_Deposit_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_DepositStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DepositStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).DepositStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_DepositStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).DepositStatus(ctx, req.(*DepositStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Bank_ServiceDesc is the grpc.ServiceDesc for Bank service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -210,6 +248,10 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Deposit",
 			Handler:    _Bank_Deposit_Handler,
+		},
+		{
+			MethodName: "DepositStatus",
+			Handler:    _Bank_DepositStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

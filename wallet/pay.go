@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -64,19 +65,48 @@ func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	w.tr.Record(w.now(), "sealed-payment", pp.Sealed, orderID)
 	resp, err := merchant.Pay(ctx, &pb.PayRequest{OrderId: orderID, SealedPayment: pp.Sealed})
 	if err != nil {
-		return nil, w.paymentFailed(ks, pr, pp, err)
+		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	rcpt, err := w.acceptReceipt(ks, pr, pp, resp.Receipt)
 	if err != nil {
 		return nil, fmt.Errorf("wallet: merchant returned a bad receipt: %w", err)
 	}
-	if err := rcpt.Verify(ks, pr); err != nil {
-		return nil, fmt.Errorf("wallet: merchant returned a receipt that does not verify: %w", err)
+	return rcpt, nil
+}
+
+// acceptReceipt verifies a receipt for a pending payment (bank signature,
+// payment request, exactly our coins) and settles the payment as paid.
+func (w *Wallet) acceptReceipt(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, raw []byte) (*ecash.DepositReceipt, error) {
+	rcpt, err := ecash.DecodeDepositReceipt(raw)
+	if err != nil {
+		return nil, err
 	}
-	w.tr.Record(w.now(), "deposit-receipt", resp.Receipt, "")
+	if err := rcpt.Verify(ks, pr); err != nil {
+		return nil, err
+	}
+	if !sameSet(rcpt.Coins, pp.Coins) {
+		return nil, fmt.Errorf("%w: receipt is for other coins", ecash.ErrBadSignature)
+	}
+	w.tr.Record(w.now(), "deposit-receipt", raw, "")
 	return rcpt, w.settle(pr.Hash(), pp.Coins, nil, func(b *pebble.Batch) error {
-		return b.Set(receiptKey(merchantAddr, orderID), resp.Receipt, nil)
+		return b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil)
 	})
+}
+
+func sameSet(a, b []ecash.Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	set := make(map[ecash.Hash]bool, len(a))
+	for _, h := range a {
+		set[h] = true
+	}
+	for _, h := range b {
+		if !set[h] {
+			return false
+		}
+	}
+	return true
 }
 
 // VerifyOffer checks a payment request as the wallet receives it.
@@ -123,6 +153,14 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	h := offer.Request.Hash()
+	if raw, err := get(w.db, paymentKey(h)); err != nil {
+		return nil, err
+	} else if raw != nil {
+		// Already being paid (another call, or another spelling of the
+		// merchant's address): reuse it, never overwrite it.
+		return decodePendingPayment(raw)
+	}
 	picked, err := w.selectCoins(offer.Request.Amount, ks)
 	if err != nil {
 		return nil, err
@@ -147,7 +185,6 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 		return nil, err
 	}
 	pp := &pendingPayment{Merchant: merchantAddr, OrderID: orderID, Request: resp.PaymentRequest, Sealed: sealed, Coins: ids}
-	h := offer.Request.Hash()
 	b := w.db.NewBatch()
 	defer b.Close()
 	for _, c := range picked {
@@ -199,26 +236,101 @@ func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinReco
 	return picked, nil
 }
 
-// paymentFailed decides what a failed Pay means for the coins.
-func (w *Wallet) paymentFailed(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, err error) error {
+// paymentFailed decides what a failed Pay means for the coins. The merchant
+// relays errors and could lie, so only the bank's word settles a payment:
+//   - a double-spend proof the bank signed, for one of our coins and another
+//     payment, shows this deposit was refused as a whole;
+//   - otherwise the bank is asked whether the payment request is paid: if so
+//     the payment went through (a lost answer) and its receipt is kept; if
+//     not, and the request is past the point where the bank still accepts it,
+//     the coins are free again;
+//   - in every other case the coins stay pending (ErrPending) until a retry
+//     or Recover settles them.
+func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, err error) (*ecash.DepositReceipt, error) {
+	h := pr.Hash()
 	if ds := DoubleSpendFromError(err); ds != nil {
-		if verr := ds.Proof.Verify(ks); verr != nil {
-			return fmt.Errorf("wallet: double-spend claim with an invalid proof (%v): %w", verr, err)
-		}
 		spent := ds.Proof.Earlier.Coin.ID()
-		if serr := w.settle(pr.Hash(), pp.Coins, &spent, nil); serr != nil {
-			return serr
+		if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(pp.Coins, spent) || ds.Proof.Earlier.PaymentHash == h {
+			return nil, fmt.Errorf("%w: payment refused with a double-spend claim that does not hold (%v)", ErrPending, err)
+		}
+		if serr := w.settle(h, pp.Coins, &spent, nil); serr != nil {
+			return nil, serr
 		}
 		w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-		return ds
+		return nil, ds
 	}
-	if definitive(err) {
-		if serr := w.settle(pr.Hash(), pp.Coins, &ecash.Hash{}, nil); serr != nil {
-			return serr
+	rcpt, settled, serr := w.askBank(ctx, bank, ks, pr, pp)
+	switch {
+	case serr != nil:
+		return nil, fmt.Errorf("%w: payment of order %s: %v (and the bank could not be asked: %v)", ErrPending, pp.OrderID, err, serr)
+	case rcpt != nil:
+		return rcpt, nil
+	case settled:
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: payment of order %s: %v", ErrPending, pp.OrderID, err)
+}
+
+// askBank settles a pending payment from the bank's records: paid (returns
+// the receipt), or unpaid and too late to be paid (coins released, settled
+// true). Otherwise it leaves the payment pending.
+func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment) (*ecash.DepositReceipt, bool, error) {
+	h := pr.Hash()
+	resp, err := bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
+	if err == nil {
+		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+		if err == nil {
+			err = rcpt.Verify(ks, pr)
 		}
+		if err != nil {
+			return nil, false, fmt.Errorf("bank's receipt: %w", err)
+		}
+		if !sameSet(rcpt.Coins, pp.Coins) {
+			// Paid, but with other coins: the bank will never take ours for
+			// this request, so they are free.
+			return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+		}
+		rcpt, err = w.acceptReceipt(ks, pr, pp, resp.Receipt)
+		return rcpt, err == nil, err
+	}
+	if status.Code(err) != codes.NotFound {
+		return nil, false, err
+	}
+	// Twice the skew: once for the bank's own grace, once for our clock.
+	if w.now().After(pr.ExpiresAt.Add(2 * ecash.MaxClockSkew)) {
+		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+	}
+	return nil, false, nil
+}
+
+// reconcilePayments settles every pending payment the bank can decide.
+func (w *Wallet) reconcilePayments(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet) error {
+	var pending []*pendingPayment
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("p/"), UpperBound: prefixEnd([]byte("p/"))})
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: payment of order %s: %v", ErrPending, pp.OrderID, err)
+	for it.First(); it.Valid(); it.Next() {
+		pp, err := decodePendingPayment(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("wallet: corrupt pending payment: %w", err)
+		}
+		pending = append(pending, pp)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, pp := range pending {
+		pr, err := ecash.DecodePaymentRequest(pp.Request)
+		if err != nil {
+			return err
+		}
+		if _, _, err := w.askBank(ctx, bank, ks, pr, pp); err != nil {
+			return fmt.Errorf("wallet: settling the payment of order %s: %w", pp.OrderID, err)
+		}
+	}
+	return nil
 }
 
 // settle ends a pending payment. spentOnly nil: the payment went through and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -149,6 +150,8 @@ func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
 	opts := &pebble.Options{Logger: pebblestore.NewLogger(slog.Default())}
 	if fs != nil {
 		opts.FS = fs
+	} else if err := privateDir(dir); err != nil {
+		return nil, err
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -176,4 +179,13 @@ func prefixEnd(prefix []byte) []byte {
 	end := append([]byte(nil), prefix...)
 	end[len(end)-1]++
 	return end
+}
+
+// privateDir creates dir, or tightens an existing one, to mode 0700: the
+// store holds the wallet seed, which controls the account and every coin.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }

@@ -73,11 +73,17 @@ func Create(dir string, opts Options) (*Wallet, error) {
 	if _, err := rand.Read(seed); err != nil {
 		return nil, err
 	}
-	return CreateFromSeed(dir, seed, opts)
+	return createFromSeed(dir, seed, opts)
 }
 
-// CreateFromSeed makes a new wallet from an existing seed.
-func CreateFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
+// createFromSeed makes a new wallet from a seed. It is not exported: a wallet
+// restored from an old seed must first learn which planchet indices its
+// earlier life used, or it would pay for coins that are already spent;
+// restore (with that discovery) is separate work.
+func createFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
+	if len(seed) != 32 {
+		return nil, fmt.Errorf("%w: wallet seed must be 32 bytes", ecash.ErrBadKey)
+	}
 	db, err := openDB(dir, opts.FS)
 	if err != nil {
 		return nil, err

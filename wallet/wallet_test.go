@@ -63,19 +63,24 @@ func serve(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 type fixture struct {
 	bank     *bank.Bank
 	bankc    pb.BankClient
+	toBank   *lossyDeposits // the merchant's link to the bank
 	merchant *merchant.Merchant
 	shop     pb.MerchantClient
 	shopAcct uint64
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, keys(t), time.Now) }
+
+// newFixtureWith starts a bank with the given keys and clock (shared with
+// the merchant), and a merchant, each on its own loopback gRPC server.
+func newFixtureWith(t *testing.T, k *bank.Keys, now func() time.Time) *fixture {
 	t.Helper()
 	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	b := bank.New(store, keys(t), time.Now, nil)
+	b := bank.New(store, k, now, nil)
 	bankConn := serve(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.PublicServer()) })
 	f := &fixture{bank: b, bankc: pb.NewBankClient(bankConn)}
 
@@ -87,7 +92,7 @@ func newFixture(t *testing.T) *fixture {
 	if f.shopAcct, err = b.OpenAccount(context.Background(), "shop", pub, true); err != nil {
 		t.Fatal(err)
 	}
-	m, err := merchant.Open(context.Background(), merchant.Config{Dir: dir, Account: f.shopAcct, Bank: f.bankc, FS: vfs.NewMem()})
+	m, err := merchant.Open(context.Background(), merchant.Config{Dir: dir, Account: f.shopAcct, Bank: f.merchantBank(), FS: vfs.NewMem(), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +125,28 @@ func (f *fixture) balance(t *testing.T, id uint64) int64 {
 		t.Fatal(err)
 	}
 	return a.Balance
+}
+
+// merchantBank is the merchant's link to the bank, which tests can make
+// lose the bank's answers to deposits.
+func (f *fixture) merchantBank() pb.BankClient {
+	f.toBank = &lossyDeposits{BankClient: f.bankc}
+	return f.toBank
+}
+
+// lossyDeposits loses the answers to deposits: the bank committed, the
+// merchant never learns it.
+type lossyDeposits struct {
+	pb.BankClient
+	lose atomic.Int32
+}
+
+func (l *lossyDeposits) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	resp, err := l.BankClient.Deposit(ctx, in, opts...)
+	if err == nil && l.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
 }
 
 // lossyBank forwards to the real bank but can lose responses, as a network
@@ -252,9 +279,9 @@ func TestCrashMidWithdraw(t *testing.T) {
 	}
 }
 
-// TestPayResponseLost: the merchant deposits but its answer is lost. The
-// coins stay pending; paying the same order again resends the same sealed
-// payment and gets the same receipt; the merchant is credited once.
+// TestPayResponseLost: the merchant deposits but its answer to the wallet is
+// lost. The wallet asks the bank, which holds the receipt: the payment
+// completes, and the merchant is credited once.
 func TestPayResponseLost(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -273,27 +300,57 @@ func TestPayResponseLost(t *testing.T) {
 	}
 	lossy := &lossyMerchant{MerchantClient: f.shop}
 	lossy.lose.Store(1)
-	if _, err := w.Pay(ctx, f.bankc, lossy, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("lost answer: %v, want ErrPending", err)
+	rcpt, err := w.Pay(ctx, f.bankc, lossy, "shop", o.ID, nil)
+	if err != nil || rcpt.Total.String() != "EUR:1.50" {
+		t.Fatalf("lost answer: %v, want the receipt from the bank", err)
+	}
+	bal, _ := w.Balance()
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:3.50" {
+		t.Fatalf("after payment: fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+	if got := f.balance(t, f.shopAcct); got != 150 {
+		t.Fatalf("merchant credited %d, want 150", got)
+	}
+}
+
+// TestPayMerchantDown: the merchant is unreachable and the bank has no
+// record: the coins stay pending, and the retry pays.
+func TestPayMerchantDown(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:5.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, downMerchant{f.shop}, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("merchant down: %v, want ErrPending", err)
 	}
 	bal, _ := w.Balance()
 	if bal.Pending.String() != "EUR:1.50" || bal.Fresh.String() != "EUR:3.50" {
 		t.Fatalf("while pending: fresh %s pending %s", bal.Fresh, bal.Pending)
 	}
-	rcpt, err := w.Pay(ctx, f.bankc, lossy, "shop", o.ID, nil)
-	if err != nil {
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if rcpt.Total.String() != "EUR:1.50" {
-		t.Fatalf("receipt total %s", rcpt.Total)
-	}
 	bal, _ = w.Balance()
-	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:3.50" {
-		t.Fatalf("after retry: fresh %s pending %s", bal.Fresh, bal.Pending)
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:3.50" || f.balance(t, f.shopAcct) != 150 {
+		t.Fatalf("after retry: fresh %s pending %s merchant %d", bal.Fresh, bal.Pending, f.balance(t, f.shopAcct))
 	}
-	if got := f.balance(t, f.shopAcct); got != 150 {
-		t.Fatalf("merchant credited %d, want 150", got)
-	}
+}
+
+type downMerchant struct{ pb.MerchantClient }
+
+func (downMerchant) Pay(context.Context, *pb.PayRequest, ...grpc.CallOption) (*pb.PayResponse, error) {
+	return nil, status.Error(codes.Unavailable, "merchant down (simulated)")
 }
 
 // TestPayRefusals: the wallet refuses requests it cannot trust and keeps its

@@ -3,6 +3,7 @@ package wallet
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,7 +20,7 @@ type Progress func(done, total int)
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent.
 func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
-	if err := w.Recover(ctx, bank); err != nil {
+	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
 	}
 	account, err := w.Account()
@@ -124,9 +125,8 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	if len(resp.BlindSignatures) != len(req.Planchets) {
 		return nil, fmt.Errorf("wallet: bank returned %d signatures for %d planchets", len(resp.BlindSignatures), len(req.Planchets))
 	}
-	b := w.db.NewBatch()
-	defer b.Close()
 	coins := make([]ecash.Coin, len(req.Planchets))
+	recs := make([]coinRecord, len(req.Planchets))
 	for i, p := range req.Planchets {
 		d, err := ks.Denomination(p.Denom)
 		if err != nil {
@@ -148,23 +148,59 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			return nil, fmt.Errorf("wallet: bank's signature on planchet %d: %w", i, err)
 		}
 		coins[i] = ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
-		rec := coinRecord{Index: pw.Indices[i], Coin: coins[i], Value: d.Value, State: CoinFresh}
-		if err := b.Set(coinKey(coins[i].ID()), rec.encode(), nil); err != nil {
-			return nil, err
-		}
-		w.tr.Record(w.now(), "coin", coins[i].Encode(), d.Value.String())
+		recs[i] = coinRecord{Index: pw.Indices[i], Coin: coins[i], Value: d.Value, State: CoinFresh}
 	}
-	if err := b.Delete(withdrawKey(req.Nonce), nil); err != nil {
-		return nil, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return nil, err
-	}
-	return coins, nil
+	return coins, w.storeCoins(req.Nonce, recs)
 }
 
-// Recover finishes withdrawals that were persisted but not completed.
+// storeCoins records a finished withdrawal's coins and drops its pending
+// record, atomically. If a concurrent Recover already did, it changes
+// nothing: an existing coin record (perhaps pending or spent by now) is
+// never reset.
+func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if raw, err := get(w.db, withdrawKey(nonce)); err != nil || raw == nil {
+		return err
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	for _, rec := range recs {
+		key := coinKey(rec.Coin.ID())
+		if old, err := get(w.db, key); err != nil {
+			return err
+		} else if old != nil {
+			continue
+		}
+		if err := b.Set(key, rec.encode(), nil); err != nil {
+			return err
+		}
+		w.tr.Record(w.now(), "coin", rec.Coin.Encode(), rec.Value.String())
+	}
+	if err := b.Delete(withdrawKey(nonce), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Recover finishes withdrawals that were persisted but not completed, and
+// settles pending payments the bank can decide (paid, or unpaid and too
+// late to be paid).
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
+	if err := w.recoverWithdrawals(ctx, bank); err != nil {
+		return err
+	}
+	ks, err := w.KeySet()
+	if errors.Is(err, ErrNoKeys) {
+		return nil // never talked to the bank: nothing can be pending
+	}
+	if err != nil {
+		return err
+	}
+	return w.reconcilePayments(ctx, bank, ks)
+}
+
+func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
 	var pending []*pendingWithdraw
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
 	if err != nil {

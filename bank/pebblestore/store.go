@@ -743,6 +743,52 @@ func (s *Store) Account(ctx context.Context, id uint64) (bank.Account, error) {
 	return a.Account, nil
 }
 
+// Withdrawal implements bank.Store.
+func (s *Store) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	v, found, err := s.lookup(ctx, hashKey(prefixWithdraw, h))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	w, err := decodeWithdraw(v)
+	if err != nil {
+		return nil, false, err
+	}
+	return cloneSigs(w.Sigs), true, nil
+}
+
+// DepositRecord implements bank.Store.
+func (s *Store) DepositRecord(ctx context.Context, h ecash.Hash) ([]byte, []ecash.Hash, bool, error) {
+	v, found, err := s.lookup(ctx, hashKey(prefixDeposit, h))
+	if err != nil || !found {
+		return nil, nil, false, err
+	}
+	d, err := decodeDeposit(v)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return d.Receipt, d.Coins, true, nil
+}
+
+// lookup reads one committed value, copied.
+func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := s.enter(); err != nil {
+		return nil, false, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pebblestore: read: %w", err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
 func (s *Store) readAccount(r pebble.Reader, id uint64) (*account, error) {
 	v, closer, err := r.Get(accountKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
+		{"Lookups", testLookups},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentDoubleSpend", testConcurrentDoubleSpend},
 		{"ConcurrentWithdrawReplay", testConcurrentWithdrawReplay},
@@ -451,6 +452,38 @@ func testDeposit(t *testing.T, s bank.Store) {
 	}
 	f.expectBalances(map[uint64]int64{m: 300, bank.AccountOutstanding: 700})
 	f.checkLedger()
+}
+
+// testLookups: the read side of withdraw and deposit records, which the
+// bank consults before any validity-window check so a retry is answered
+// from the record.
+func testLookups(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	f.credit(c, 1000)
+	if _, found, err := s.Withdrawal(f.ctx, hashOf("withdraw w1")); err != nil || found {
+		t.Fatalf("Withdrawal(unrecorded) = found %v, %v", found, err)
+	}
+	op := withdrawOp(c, 400, "w1")
+	if _, err := s.Withdraw(f.ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	sigs, found, err := s.Withdrawal(f.ctx, op.RequestHash)
+	if err != nil || !found || !equalSigs(sigs, op.BlindSigs) {
+		t.Fatalf("Withdrawal = %q found %v, %v; want the recorded sigs", sigs, found, err)
+	}
+	m := f.merchant()
+	dop := depositOp(m, 300, "p1", coin("a"), coin("b"))
+	if _, _, found, err := s.DepositRecord(f.ctx, dop.PaymentHash); err != nil || found {
+		t.Fatalf("DepositRecord(unpaid) = found %v, %v", found, err)
+	}
+	if _, err := s.Deposit(f.ctx, dop); err != nil {
+		t.Fatal(err)
+	}
+	receipt, coins, found, err := s.DepositRecord(f.ctx, dop.PaymentHash)
+	if err != nil || !found || !bytes.Equal(receipt, dop.Receipt) || !slices.Equal(coins, []ecash.Hash{coin("a"), coin("b")}) {
+		t.Fatalf("DepositRecord = %q %x found %v, %v", receipt, coins, found, err)
+	}
 }
 
 func testDepositReplay(t *testing.T, s bank.Store) {

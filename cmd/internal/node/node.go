@@ -71,8 +71,14 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if err := checkAddrs(cfg.Listen, cfg.AdminListen, cfg.Plaintext); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, err
+	// The directory holds private keys and the ledger: owner only.
+	for _, d := range []string{cfg.Dir, filepath.Join(cfg.Dir, "ledger")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	keys, created, err := bank.LoadOrCreateKeys(cfg.Dir, cfg.Keys, cfg.Now())
 	if err != nil {

@@ -1,0 +1,274 @@
+package wallet_test
+
+// Regression tests for the findings of the first security review: each
+// failed before its fix.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.t.Store(time.Now().UnixNano())
+	return c
+}
+func (c *clock) now() time.Time      { return time.Unix(0, c.t.Load()) }
+func (c *clock) add(d time.Duration) { c.t.Add(int64(d)) }
+
+// A withdrawal whose answer was lost is retried after the denomination's
+// withdraw window closed: the bank answers from its record (the debit
+// happened) instead of refusing, and the wallet gets its coins.
+func TestWithdrawRetryAfterWindowCloses(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{{Currency: "EUR", Value: 100}},
+		WithdrawPeriod: time.Hour, DepositPeriod: 48 * time.Hour}, clk.now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureWith(t, k, clk.now)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	acct := f.fund(t, w, "EUR:5.00")
+	lossy := &lossyBank{BankClient: f.bankc}
+	lossy.loseWithdraw.Store(1)
+	clk.add(59 * time.Minute)
+	if _, err := w.Withdraw(ctx, lossy, ecash.MustParseAmount("EUR:3.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("lost answer: %v, want ErrPending", err)
+	}
+	clk.add(2 * time.Minute) // past WithdrawEnd, within DepositEnd
+	if err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatalf("recover after the window closed: %v", err)
+	}
+	bal, _ := w.Balance()
+	if bal.Fresh.String() != "EUR:3.00" || f.balance(t, acct) != 200 {
+		t.Fatalf("wallet %s, bank balance %d; want EUR:3.00 and 200", bal.Fresh, f.balance(t, acct))
+	}
+}
+
+// The bank commits a deposit but the merchant never learns it; the wallet
+// retries after the order expired. Nobody may release the coins: the wallet
+// learns from the bank that the payment went through.
+func TestExpiredOrderPaidBeforeExpiry(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:5.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.toBank.lose.Store(1)
+	// The merchant relays "unavailable"; the wallet asks the bank straight
+	// away and finds the receipt.
+	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil || rcpt.Total.String() != "EUR:1.00" {
+		t.Fatalf("pay with the bank's answer lost: %v", err)
+	}
+	clk.add(2 * time.Minute)
+	// Asked again after expiry, the wallet answers from its receipt.
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("re-paying after expiry: %v", err)
+	}
+	bal, _ := w.Balance()
+	if bal.Fresh.String() != "EUR:1.00" || !bal.Pending.IsZero() || f.balance(t, f.shopAcct) != 100 {
+		t.Fatalf("wallet fresh %s pending %s, merchant %d", bal.Fresh, bal.Pending, f.balance(t, f.shopAcct))
+	}
+}
+
+// Coins pending for a payment the bank never recorded are released once the
+// request is past the point where the bank would still accept it, and not
+// before.
+func TestPendingReleasedAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:5.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, downMerchant{f.shop}, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("merchant down: %v", err)
+	}
+	clk.add(2 * time.Minute) // expired, but the bank's grace is not over
+	if err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if bal, _ := w.Balance(); bal.Pending.String() != "EUR:1.00" {
+		t.Fatalf("released too early: pending %s", bal.Pending)
+	}
+	clk.add(2 * ecash.MaxClockSkew)
+	if err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if bal, _ := w.Balance(); bal.Fresh.String() != "EUR:2.00" || !bal.Pending.IsZero() {
+		t.Fatalf("after the grace: fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+}
+
+// The bank refuses a new deposit of a payment request past its expiry (plus
+// the skew), so a sealed payment captured earlier cannot be cashed later.
+func TestBankRefusesExpiredDeposit(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:5.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := &capturingMerchant{MerchantClient: f.shop}
+	w.Pay(ctx, f.bankc, capture, "shop", o.ID, nil)
+	if capture.got == nil {
+		t.Fatal("no payment captured")
+	}
+	clk.add(30 * 24 * time.Hour)
+	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("deposit 30 days after expiry: %v, want FailedPrecondition", err)
+	}
+}
+
+type capturingMerchant struct {
+	pb.MerchantClient
+	got *pb.PayRequest
+}
+
+func (c *capturingMerchant) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	c.got = in
+	return nil, status.Error(codes.Unavailable, "down (simulated)")
+}
+
+// The same order paid under two spellings of the merchant's address reuses
+// the one pending payment: no coins are left pending without a record.
+func TestPendingPaymentNotOverwritten(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	for range 2 {
+		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, downMerchant{f.shop}, "shop.example:443", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "192.0.2.7:443", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	bal, _ := w.Balance()
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:3.00" {
+		t.Fatalf("fresh %s pending %s; want EUR:3.00 and nothing pending", bal.Fresh, bal.Pending)
+	}
+}
+
+// The wallet's directory, which holds the seed, is private to its owner.
+func TestWalletDirectoryIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "w")
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("wallet directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
+
+// An account with too little money is refused before the bank does any RSA
+// work (the refusal is the cheap balance check, not the commit's).
+func TestWithdrawRefusedBeforeSigning(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	acctKey, _ := ecash.DeriveAccountKey(seed)
+	id, err := f.bank.OpenAccount(ctx, "d", acctKey.Public().(ed25519.PublicKey), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := f.bank.KeySet()
+	ps, _ := ecash.DerivePlanchet(seed, 0)
+	p, _, _ := ps.Blind(ks.Denominations[0])
+	req := &ecash.WithdrawRequest{Account: id, CreatedAt: time.Now()}
+	for range ecash.MaxCoinsPerRequest {
+		// Garbage planchets: signing them would fail, so a refusal for
+		// funds proves the balance was checked first.
+		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: p.Denom, Blinded: make([]byte, 3)})
+	}
+	body := req.Body()
+	_, err = f.bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("zero-balance withdrawal: %v, want FailedPrecondition (insufficient funds)", err)
+	}
+}
+
+// Keys of small order would let anyone sign for the account: refused.
+func TestWeakAccountKeyRefused(t *testing.T) {
+	f := newFixture(t)
+	weak := make([]byte, 32)
+	weak[0] = 1 // the identity point
+	if _, err := f.bank.OpenAccount(context.Background(), "weak", weak, false); !errors.Is(err, ecash.ErrBadKey) {
+		t.Fatalf("identity key: %v, want ErrBadKey", err)
+	}
+	if _, err := f.bank.OpenAccount(context.Background(), "short", weak[:31], false); !errors.Is(err, ecash.ErrBadKey) {
+		t.Fatalf("short key: %v, want ErrBadKey", err)
+	}
+}
