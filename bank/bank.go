@@ -64,7 +64,9 @@ func (b *Bank) Store() Store { return b.store }
 
 // Withdraw handles a signed withdraw request: it verifies the account
 // signature and denominations, blind-signs every planchet in parallel, then
-// commits the debit and the signatures atomically. A retry of the same
+// commits the debit, the signatures and the CS nonce locks atomically; an
+// answer for a nonce locked to another challenge is computed but never
+// released. A retry of the same
 // request returns the same signatures and debits nothing.
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte, error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
@@ -84,6 +86,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	now := b.now()
 	total := ecash.Amount{Currency: b.keys.Currency}
 	keys := make([]*DenomKey, len(req.Planchets))
+	var locks []NonceLock
 	for i, p := range req.Planchets {
 		d, ok := b.denoms[p.Denom]
 		if !ok {
@@ -96,6 +99,13 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 			return nil, err
 		}
 		keys[i] = d
+		lk, err := d.Private.LockKey(p.Blinded)
+		if err != nil {
+			return nil, fmt.Errorf("planchet %d: %w", i, err)
+		}
+		if lk != nil {
+			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: ecash.HashOf(p.Blinded)})
+		}
 	}
 	// Refuse before the expensive signing; the store checks again at commit.
 	if acct.Balance < int64(total.Value) {
@@ -114,13 +124,45 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return nil, err
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
-		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Time: now,
+		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Locks: locks, Time: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	return sigs, nil
+}
+
+// PrepareItem is one planchet's first-round request.
+type PrepareItem struct {
+	Denom   ecash.Hash
+	Request []byte
+}
+
+// PrepareWithdraw answers first-round requests (CS: R0 || R1 for a nonce).
+// It is stateless: nothing is recorded, and the same request always gets
+// the same answer. The nonce is locked only when a withdrawal is signed.
+func (b *Bank) PrepareWithdraw(items []PrepareItem) ([][]byte, error) {
+	if len(items) == 0 || len(items) > ecash.MaxCoinsPerRequest {
+		return nil, fmt.Errorf("%w: %d items, want 1 to %d", ecash.ErrMalformed, len(items), ecash.MaxCoinsPerRequest)
+	}
+	now := b.now()
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		d, ok := b.denoms[it.Denom]
+		if !ok {
+			return nil, fmt.Errorf("%w: item %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanWithdraw(now); err != nil {
+			return nil, err
+		}
+		a, err := d.Private.Prepare(it.Request)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		out[i] = a
+	}
+	return out, nil
 }
 
 // authenticate checks that body is signed by the key of a customer or

@@ -29,6 +29,7 @@ var errorCodes = []struct {
 	{ErrPaymentConflict, codes.AlreadyExists},
 	{ErrReferenceConflict, codes.AlreadyExists},
 	{ErrRequestConflict, codes.AlreadyExists},
+	{ErrNonceReused, codes.AlreadyExists},
 	{ErrInvalidOp, codes.InvalidArgument},
 	{ErrBalanceOverflow, codes.InvalidArgument},
 	{ErrStoreClosed, codes.Unavailable},

@@ -24,6 +24,22 @@ func (s *publicServer) GetKeys(context.Context, *pb.GetKeysRequest) (*pb.GetKeys
 	return &pb.GetKeysResponse{SignedKeyset: s.b.signed}, nil
 }
 
+func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithdrawRequest) (*pb.PrepareWithdrawResponse, error) {
+	items := make([]PrepareItem, len(req.Items))
+	for i, it := range req.Items {
+		if len(it.Denomination) != len(items[i].Denom) {
+			return nil, status.Error(codes.InvalidArgument, "bank: denomination id must be 32 bytes")
+		}
+		copy(items[i].Denom[:], it.Denomination)
+		items[i].Request = it.Request
+	}
+	answers, err := s.b.PrepareWithdraw(items)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.PrepareWithdrawResponse{Answers: answers}, nil
+}
+
 func (s *publicServer) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
 	sigs, err := s.b.Withdraw(ctx, req.Body, req.AccountSig)
 	if err != nil {

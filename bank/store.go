@@ -24,6 +24,7 @@ var (
 	ErrBalanceOverflow   = errors.New("bank: balance overflow")
 	ErrStoreClosed       = errors.New("bank: store is closed")
 	ErrDuplicateCoin     = errors.New("bank: coin appears twice in one request")
+	ErrNonceReused       = errors.New("bank: nonce already answered for another blinded message")
 )
 
 // System ledger accounts. Every posting moves money between two accounts,
@@ -77,7 +78,17 @@ type WithdrawOp struct {
 	Account     uint64
 	Amount      int64 // total value of the planchets, > 0
 	BlindSigs   [][]byte
+	Locks       []NonceLock // CS planchets: each nonce locked to its blinded message
 	Time        time.Time
+}
+
+// NonceLock binds a denomination's nonce to the one blinded message the bank
+// answers for it: answering two different challenges for one CS nonce would
+// reveal the denomination's private key.
+type NonceLock struct {
+	Denom   ecash.Hash
+	Nonce   []byte     // at most 64 bytes
+	Blinded ecash.Hash // SHA-256 of the blinded message
 }
 
 // SpentCoin is a coin presented in a deposit, with its full signed deposit
@@ -147,9 +158,11 @@ type Store interface {
 	// different ones, ErrReferenceConflict.
 	Credit(ctx context.Context, op CreditOp) (int64, error)
 	// Withdraw moves op.Amount from op.Account to AccountOutstanding and
-	// records op.BlindSigs under op.RequestHash. If the request hash is
-	// already recorded it moves nothing and returns the recorded signatures.
-	// ErrInsufficientFunds if the balance is too low, ErrNoAccount.
+	// records op.BlindSigs under op.RequestHash, and every nonce lock, in
+	// one step. If the request hash is already recorded it moves nothing and
+	// returns the recorded signatures. ErrNonceReused if a nonce is locked
+	// to another blinded message (locking it again to the same one is
+	// fine); ErrInsufficientFunds if the balance is too low, ErrNoAccount.
 	Withdraw(ctx context.Context, op WithdrawOp) ([][]byte, error)
 	// Deposit marks every coin spent, moves op.Amount from
 	// AccountOutstanding to op.Merchant and records op.Receipt under

@@ -103,10 +103,13 @@ func DerivePlanchet(seed []byte, index uint64) (PlanchetSecret, error) {
 	return ps, nil
 }
 
-// BlindingReader returns the deterministic randomness stream used to blind
-// this planchet: the ChaCha20 keystream under BlindSeed with a zero nonce.
-func (ps PlanchetSecret) BlindingReader() io.Reader {
-	c, err := chacha20.NewUnauthenticatedCipher(ps.BlindSeed[:], make([]byte, chacha20.NonceSize))
+// BlindingReader returns the deterministic randomness stream RSA blinding
+// uses for this planchet: the ChaCha20 keystream under BlindSeed with a
+// zero nonce.
+func (ps PlanchetSecret) BlindingReader() io.Reader { return chachaStream(ps.BlindSeed) }
+
+func chachaStream(seed [32]byte) io.Reader {
+	c, err := chacha20.NewUnauthenticatedCipher(seed[:], make([]byte, chacha20.NonceSize))
 	if err != nil {
 		panic(err) // key and nonce sizes are fixed above
 	}
@@ -132,9 +135,16 @@ type Planchet struct {
 	Blinded []byte
 }
 
-// Blind blinds the planchet's coin key for denomination d, deterministically.
-func (ps PlanchetSecret) Blind(d Denomination) (Planchet, BlindState, error) {
-	blinded, st, err := d.Key.Blind(ps.BlindingReader(), ps.CoinPub())
+// PrepareRequest is the planchet's first-round request for denomination d
+// (nil if its cipher has none).
+func (ps PlanchetSecret) PrepareRequest(d Denomination) []byte {
+	return d.Key.PrepareRequest(ps.BlindSeed)
+}
+
+// Blind blinds the planchet's coin key for denomination d, given the bank's
+// first-round answer (nil for RSA), deterministically.
+func (ps PlanchetSecret) Blind(d Denomination, prepared []byte) (Planchet, BlindState, error) {
+	blinded, st, err := d.Key.Blind(ps.BlindSeed, prepared, ps.CoinPub())
 	if err != nil {
 		return Planchet{}, nil, err
 	}

@@ -356,6 +356,27 @@ func (k *CSPrivateKey) chooseB(nonce *CSNonce) uint8 {
 	return t[0] & 1
 }
 
+// Prepare answers a first-round request (a 32-byte nonce) with R0 || R1.
+func (k *CSPrivateKey) Prepare(req []byte) ([]byte, error) {
+	if len(req) != CSNonceSize {
+		return nil, fmt.Errorf("%w: CS nonce of %d bytes", ErrMalformed, len(req))
+	}
+	return k.DeriveR(CSNonce(req)).Bytes(), nil
+}
+
+// LockKey is the nonce of a blinded message: the bank must never answer two
+// different challenges for one nonce.
+func (k *CSPrivateKey) LockKey(blinded []byte) ([]byte, error) {
+	m, err := ParseCSBlindedMessage(blinded)
+	if err != nil {
+		return nil, err
+	}
+	return m.Nonce[:], nil
+}
+
+// Public returns the public half as a DenomPublicKey.
+func (k *CSPrivateKey) Public() DenomPublicKey { return &k.pub }
+
 // BlindSign is SignBlinded on encodings: blinded is c0 || c1 || nonce and the
 // answer is b || s. It has the signature of DenomPrivateKey.BlindSign.
 func (k *CSPrivateKey) BlindSign(blinded []byte) ([]byte, error) {
@@ -372,6 +393,57 @@ func (k *CSPrivateKey) BlindSign(blinded []byte) ([]byte, error) {
 
 // Cipher returns CipherCS.
 func (k *CSPublicKey) Cipher() Cipher { return CipherCS }
+
+// PrepareRequest is the planchet's nonce, derived from its blinding seed.
+func (k *CSPublicKey) PrepareRequest(blindSeed [32]byte) []byte {
+	n := CSWithdrawNonce(blindSeed)
+	return n[:]
+}
+
+// Blind blinds msg given the bank's R0 || R1 for the planchet's nonce.
+func (k *CSPublicKey) Blind(blindSeed [32]byte, prepared, msg []byte) ([]byte, BlindState, error) {
+	r, err := ParseCSRValues(prepared)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, st, err := k.BlindWithR(blindSeed, r, msg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m.Bytes(), st, nil
+}
+
+// CSScheme is Clause Blind Schnorr as a Scheme.
+type CSScheme struct{}
+
+// Cipher returns CipherCS.
+func (CSScheme) Cipher() Cipher { return CipherCS }
+
+// GenerateKey makes a CS key; CS keys have one size, so bits must be 0.
+func (CSScheme) GenerateKey(rnd io.Reader, bits int) (DenomPrivateKey, error) {
+	if bits != 0 {
+		return nil, fmt.Errorf("%w: CS keys have no size to choose", ErrBadKey)
+	}
+	return GenerateCSKey(rnd)
+}
+
+// ParsePublicKey parses a 32-byte CS public key.
+func (CSScheme) ParsePublicKey(b []byte) (DenomPublicKey, error) {
+	k, err := ParseCSPublicKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// ParsePrivateKey parses a 32-byte CS private scalar.
+func (CSScheme) ParsePrivateKey(b []byte) (DenomPrivateKey, error) {
+	k, err := ParseCSPrivateKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
 
 // Bytes returns the 32-byte compressed point.
 func (k *CSPublicKey) Bytes() []byte { return slices.Clone(k.enc[:]) }

@@ -107,7 +107,7 @@ func BenchmarkRSA2048(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	blinded, st, err := pk.Blind(ps.BlindingReader(), ps.CoinPub())
+	blinded, st, err := pk.Blind(ps.BlindSeed, nil, ps.CoinPub())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func BenchmarkRSA2048(b *testing.B) {
 	})
 	b.Run("ClientBlind", func(b *testing.B) {
 		for b.Loop() {
-			if _, _, err := pk.Blind(ps.BlindingReader(), ps.CoinPub()); err != nil {
+			if _, _, err := pk.Blind(ps.BlindSeed, nil, ps.CoinPub()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -172,7 +172,7 @@ func BenchmarkRSA2048ParallelServerSign(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	blinded, _, err := sk.Public().Blind(ps.BlindingReader(), ps.CoinPub())
+	blinded, _, err := sk.Public().Blind(ps.BlindSeed, nil, ps.CoinPub())
 	if err != nil {
 		b.Fatal(err)
 	}

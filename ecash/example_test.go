@@ -52,7 +52,7 @@ func ExamplePlanchetSecret_Blind() {
 	if err != nil {
 		panic(err)
 	}
-	planchet, state, err := ps.Blind(denom)
+	planchet, state, err := ps.Blind(denom, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -109,7 +109,7 @@ func newKeySet(tb testing.TB, master, signing ed25519.PrivateKey, hpke *ecdh.Pri
 // withdrawCoin runs the blind-signature protocol for planchet ps.
 func withdrawCoin(tb testing.TB, ps ecash.PlanchetSecret, d ecash.Denomination, sk ecash.DenomPrivateKey) ecash.Coin {
 	tb.Helper()
-	pl, st, err := ps.Blind(d)
+	pl, st, err := ps.Blind(d, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func (w *world) withdrawRequest() *ecash.WithdrawRequest {
 	wr := &ecash.WithdrawRequest{Account: 42, CreatedAt: t0Millis}
 	copy(wr.Nonce[:], "nonce-0123456789")
 	for _, ps := range w.secrets {
-		pl, _, err := ps.Blind(w.ks.Denominations[0])
+		pl, _, err := ps.Blind(w.ks.Denominations[0], nil)
 		if err != nil {
 			panic(err)
 		}

@@ -129,7 +129,7 @@ func TestKeySetRefusals(t *testing.T) {
 // otherCipher wraps a key and claims another cipher.
 type otherCipher struct{ ecash.DenomPublicKey }
 
-func (otherCipher) Cipher() ecash.Cipher { return 2 }
+func (otherCipher) Cipher() ecash.Cipher { return 99 }
 
 // junkKey is an RSA "key" whose bytes do not parse.
 type junkKey struct{ ecash.DenomPublicKey }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -147,7 +148,9 @@ func TestRFC9474Vector(t *testing.T) {
 		n := hexInt(t, v.N)
 		r := new(big.Int).ModInverse(hexInt(t, v.Inv), n)
 		rnd := bytes.NewReader(append(append(bytes.Clone(prefix), mustHex(t, v.Salt)...), r.FillBytes(make([]byte, 512))...))
-		blinded, st, err := pk.Blind(rnd, msg)
+		blinded, st, err := pk.(interface {
+			BlindReader(io.Reader, []byte) ([]byte, ecash.BlindState, error)
+		}).BlindReader(rnd, msg)
 		if err != nil {
 			t.Fatal(err)
 		}

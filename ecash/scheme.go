@@ -22,6 +22,8 @@ func (c Cipher) String() string {
 	switch c {
 	case CipherRSA:
 		return "rsa"
+	case CipherCS:
+		return "cs"
 	}
 	return fmt.Sprintf("cipher(%d)", uint8(c))
 }
@@ -45,12 +47,17 @@ type Scheme interface {
 // it and everyone verifies coins with it.
 type DenomPublicKey interface {
 	Cipher() Cipher
-	// Bytes is the canonical encoding of the key (RSA: PKIX DER).
+	// Bytes is the canonical encoding of the key (RSA: PKIX DER; CS: the
+	// 32-byte point).
 	Bytes() []byte
-	// Blind blinds msg. All randomness comes from rnd, so a wallet that feeds it
-	// a stream derived from the planchet secret can blind again after a crash
-	// and get the same blinded message and state.
-	Blind(rnd io.Reader, msg []byte) (blinded []byte, st BlindState, err error)
+	// PrepareRequest is the first-round request for the planchet with this
+	// blinding seed: nil when the cipher has no first round (RSA), the
+	// 32-byte nonce for CS, whose R values the bank derives from it.
+	PrepareRequest(blindSeed [32]byte) []byte
+	// Blind blinds msg, given the bank's first-round answer (nil for RSA).
+	// It is deterministic in blindSeed, so a wallet can blind again after a
+	// crash and get the same blinded message and state.
+	Blind(blindSeed [32]byte, prepared, msg []byte) (blinded []byte, st BlindState, err error)
 	// Verify checks a finalized coin signature on msg.
 	Verify(msg, sig []byte) error
 }
@@ -65,8 +72,15 @@ type BlindState interface {
 // DenomPrivateKey is held by the bank only.
 type DenomPrivateKey interface {
 	Public() DenomPublicKey
-	// Bytes is the canonical private encoding (RSA: PKCS#8 DER).
+	// Bytes is the canonical private encoding (RSA: PKCS#8 DER; CS: the scalar).
 	Bytes() []byte
+	// Prepare answers a first-round request, statelessly (CS: R0 || R1 for
+	// a nonce). Ciphers without a first round refuse it.
+	Prepare(req []byte) ([]byte, error)
+	// LockKey is what the bank must lock to one blinded message before it
+	// answers: for CS the nonce, since answering two challenges for one
+	// nonce reveals the private key. Nil for ciphers without that danger.
+	LockKey(blinded []byte) ([]byte, error)
 	// BlindSign signs a blinded message. It validates the input size first.
 	BlindSign(blinded []byte) ([]byte, error)
 }
@@ -76,6 +90,8 @@ func SchemeFor(c Cipher) (Scheme, error) {
 	switch c {
 	case CipherRSA:
 		return RSAScheme{}, nil
+	case CipherCS:
+		return CSScheme{}, nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownCipher, c)
 }
@@ -155,7 +171,20 @@ func newRSAPublic(pk *rsa.PublicKey) (*rsaPublic, error) {
 func (p *rsaPublic) Cipher() Cipher { return CipherRSA }
 func (p *rsaPublic) Bytes() []byte  { return p.der }
 
-func (p *rsaPublic) Blind(rnd io.Reader, msg []byte) ([]byte, BlindState, error) {
+func (p *rsaPublic) PrepareRequest([32]byte) []byte { return nil }
+
+// Blind draws the RFC 9474 randomness (message randomizer, PSS salt,
+// blinding factor) from the ChaCha20 keystream under blindSeed.
+func (p *rsaPublic) Blind(blindSeed [32]byte, prepared, msg []byte) ([]byte, BlindState, error) {
+	if prepared != nil {
+		return nil, nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
+	}
+	return p.BlindReader(chachaStream(blindSeed), msg)
+}
+
+// BlindReader blinds with randomness from rnd (known-answer tests feed the
+// RFC 9474 vector's values).
+func (p *rsaPublic) BlindReader(rnd io.Reader, msg []byte) ([]byte, BlindState, error) {
 	prepared, err := p.client.Prepare(rnd, msg)
 	if err != nil {
 		return nil, nil, err
@@ -219,6 +248,12 @@ func (k *rsaPrivate) Bytes() []byte {
 	}
 	return b
 }
+
+func (k *rsaPrivate) Prepare([]byte) ([]byte, error) {
+	return nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
+}
+
+func (k *rsaPrivate) LockKey([]byte) ([]byte, error) { return nil, nil }
 
 func (k *rsaPrivate) BlindSign(blinded []byte) ([]byte, error) {
 	if len(blinded) != k.sk.Size() {

@@ -39,7 +39,7 @@ func TestRSABlindSignRoundTrip(t *testing.T) {
 	}
 	d := ecash.Denomination{ID: ecash.DenominationID(eur5, pk), Value: eur5, Key: pk}
 
-	pl, st, err := ps.Blind(d)
+	pl, st, err := ps.Blind(d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +47,13 @@ func TestRSABlindSignRoundTrip(t *testing.T) {
 		t.Fatalf("planchet %x, %d bytes", pl.Denom, len(pl.Blinded))
 	}
 	// Blinding is a function of the planchet secret alone.
-	pl2, st2, err := ps.Blind(d)
+	pl2, st2, err := ps.Blind(d, nil)
 	if err != nil || !bytes.Equal(pl.Blinded, pl2.Blinded) {
 		t.Fatal("blinding is not deterministic")
 	}
 	// ... and differs between planchets.
 	other, _ := ecash.DerivePlanchet(seed(9), 1)
-	pl3, _, _ := other.Blind(d)
+	pl3, _, _ := other.Blind(d, nil)
 	if bytes.Equal(pl.Blinded, pl3.Blinded) {
 		t.Fatal("two planchets blind to the same bytes")
 	}
@@ -167,7 +167,7 @@ func TestRSARefusals(t *testing.T) {
 	// Unblinding a wrong or malformed blind signature fails.
 	ps, _ := ecash.DerivePlanchet(seed(9), 7)
 	d := w.ks.Denominations[0]
-	pl, st, err := ps.Blind(d)
+	pl, st, err := ps.Blind(d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestRSARefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherPS, _ := ecash.DerivePlanchet(seed(9), 8)
-	otherPl, _, _ := otherPS.Blind(d)
+	otherPl, _, _ := otherPS.Blind(d, nil)
 	wrongMsgSig, err := sk.BlindSign(otherPl.Blinded)
 	if err != nil {
 		t.Fatal(err)

@@ -161,7 +161,7 @@ func (fx *vectorFixture) addCoins(tb testing.TB) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		pl, st, err := ps.Blind(fx.denom)
+		pl, st, err := ps.Blind(fx.denom, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -607,7 +607,7 @@ func runVector(t *testing.T, fx *vectorFixture, v vector) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blinded, _, err := fx.denom.Key.Blind(ps.BlindingReader(), ps.CoinPub())
+		blinded, _, err := fx.denom.Key.Blind(ps.BlindSeed, nil, ps.CoinPub())
 		if err != nil {
 			t.Fatal(err)
 		}

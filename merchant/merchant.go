@@ -29,8 +29,8 @@ import (
 
 // Errors of the merchant.
 var (
-	ErrNoOrder      = errors.New("merchant: no such order")
-	ErrNotInit      = errors.New("merchant: no merchant key here (merchantd init)")
+	ErrNoOrder = errors.New("merchant: no such order")
+	ErrNotInit = errors.New("merchant: no merchant key here (merchantd init)")
 )
 
 // KeyFile holds the merchant's Ed25519 seed (hex) in its data directory.

@@ -105,6 +105,94 @@ func (x *GetKeysResponse) GetSignedKeyset() []byte {
 	return nil
 }
 
+type PrepareWithdrawRequest struct {
+	state         protoimpl.MessageState         `protogen:"open.v1"`
+	Items         []*PrepareWithdrawRequest_Item `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareWithdrawRequest) Reset() {
+	*x = PrepareWithdrawRequest{}
+	mi := &file_bank_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareWithdrawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareWithdrawRequest) ProtoMessage() {}
+
+func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareWithdrawRequest.ProtoReflect.Descriptor instead.
+func (*PrepareWithdrawRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PrepareWithdrawRequest) GetItems() []*PrepareWithdrawRequest_Item {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type PrepareWithdrawResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Answers       [][]byte               `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"` // in item order; CS: R0 || R1
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareWithdrawResponse) Reset() {
+	*x = PrepareWithdrawResponse{}
+	mi := &file_bank_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareWithdrawResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareWithdrawResponse) ProtoMessage() {}
+
+func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareWithdrawResponse.ProtoReflect.Descriptor instead.
+func (*PrepareWithdrawResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PrepareWithdrawResponse) GetAnswers() [][]byte {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
 type WithdrawRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`                               // "withdraw-request"
@@ -115,7 +203,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +215,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +228,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{2}
+	return file_bank_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WithdrawRequest) GetBody() []byte {
@@ -166,7 +254,7 @@ type WithdrawResponse struct {
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +266,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +279,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{3}
+	return file_bank_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WithdrawResponse) GetBlindSignatures() [][]byte {
@@ -212,7 +300,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +312,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +325,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{4}
+	return file_bank_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DepositRequest) GetPaymentRequest() []byte {
@@ -270,7 +358,7 @@ type DepositResponse struct {
 
 func (x *DepositResponse) Reset() {
 	*x = DepositResponse{}
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +370,7 @@ func (x *DepositResponse) String() string {
 func (*DepositResponse) ProtoMessage() {}
 
 func (x *DepositResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +383,7 @@ func (x *DepositResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositResponse.ProtoReflect.Descriptor instead.
 func (*DepositResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{5}
+	return file_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DepositResponse) GetReceipt() []byte {
@@ -314,7 +402,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +414,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +427,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -359,7 +447,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +459,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +472,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -405,7 +493,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +505,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +518,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -463,7 +551,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +563,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +576,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -512,7 +600,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +612,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +625,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -577,7 +665,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +677,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +690,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -622,7 +710,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +722,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +735,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{12}
+	return file_bank_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -678,7 +766,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +778,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +791,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -762,7 +850,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +862,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +875,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14}
+	return file_bank_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -832,6 +920,58 @@ func (x *GetAccountResponse) GetHistory() []*Posting {
 	return nil
 }
 
+type PrepareWithdrawRequest_Item struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Denomination  []byte                 `protobuf:"bytes,1,opt,name=denomination,proto3" json:"denomination,omitempty"` // denomination id
+	Request       []byte                 `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`           // CS: the planchet's 32-byte nonce
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareWithdrawRequest_Item) Reset() {
+	*x = PrepareWithdrawRequest_Item{}
+	mi := &file_bank_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareWithdrawRequest_Item) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
+
+func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareWithdrawRequest_Item.ProtoReflect.Descriptor instead.
+func (*PrepareWithdrawRequest_Item) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{2, 0}
+}
+
+func (x *PrepareWithdrawRequest_Item) GetDenomination() []byte {
+	if x != nil {
+		return x.Denomination
+	}
+	return nil
+}
+
+func (x *PrepareWithdrawRequest_Item) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 var File_bank_proto protoreflect.FileDescriptor
 
 const file_bank_proto_rawDesc = "" +
@@ -840,7 +980,14 @@ const file_bank_proto_rawDesc = "" +
 	"bank.proto\x12\fblindbank.v1\"\x10\n" +
 	"\x0eGetKeysRequest\"6\n" +
 	"\x0fGetKeysResponse\x12#\n" +
-	"\rsigned_keyset\x18\x01 \x01(\fR\fsignedKeyset\"F\n" +
+	"\rsigned_keyset\x18\x01 \x01(\fR\fsignedKeyset\"\x9f\x01\n" +
+	"\x16PrepareWithdrawRequest\x12?\n" +
+	"\x05items\x18\x01 \x03(\v2).blindbank.v1.PrepareWithdrawRequest.ItemR\x05items\x1aD\n" +
+	"\x04Item\x12\"\n" +
+	"\fdenomination\x18\x01 \x01(\fR\fdenomination\x12\x18\n" +
+	"\arequest\x18\x02 \x01(\fR\arequest\"3\n" +
+	"\x17PrepareWithdrawResponse\x12\x18\n" +
+	"\aanswers\x18\x01 \x03(\fR\aanswers\"F\n" +
 	"\x0fWithdrawRequest\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x12\x1f\n" +
 	"\vaccount_sig\x18\x02 \x01(\fR\n" +
@@ -889,9 +1036,10 @@ const file_bank_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1a\n" +
 	"\bmerchant\x18\x04 \x01(\bR\bmerchant\x12\x18\n" +
 	"\abalance\x18\x05 \x01(\tR\abalance\x12/\n" +
-	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory2\xb5\x02\n" +
+	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory2\x95\x03\n" +
 	"\x04Bank\x12F\n" +
-	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12I\n" +
+	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
+	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
 	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
 	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse2\xf5\x01\n" +
@@ -913,45 +1061,51 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_bank_proto_goTypes = []any{
-	(*GetKeysRequest)(nil),       // 0: blindbank.v1.GetKeysRequest
-	(*GetKeysResponse)(nil),      // 1: blindbank.v1.GetKeysResponse
-	(*WithdrawRequest)(nil),      // 2: blindbank.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),     // 3: blindbank.v1.WithdrawResponse
-	(*DepositRequest)(nil),       // 4: blindbank.v1.DepositRequest
-	(*DepositResponse)(nil),      // 5: blindbank.v1.DepositResponse
-	(*DepositStatusRequest)(nil), // 6: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),    // 7: blindbank.v1.DoubleSpendDetail
-	(*OpenAccountRequest)(nil),   // 8: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),  // 9: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),        // 10: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),       // 11: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),    // 12: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),              // 13: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),   // 14: blindbank.v1.GetAccountResponse
+	(*GetKeysRequest)(nil),              // 0: blindbank.v1.GetKeysRequest
+	(*GetKeysResponse)(nil),             // 1: blindbank.v1.GetKeysResponse
+	(*PrepareWithdrawRequest)(nil),      // 2: blindbank.v1.PrepareWithdrawRequest
+	(*PrepareWithdrawResponse)(nil),     // 3: blindbank.v1.PrepareWithdrawResponse
+	(*WithdrawRequest)(nil),             // 4: blindbank.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),            // 5: blindbank.v1.WithdrawResponse
+	(*DepositRequest)(nil),              // 6: blindbank.v1.DepositRequest
+	(*DepositResponse)(nil),             // 7: blindbank.v1.DepositResponse
+	(*DepositStatusRequest)(nil),        // 8: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 9: blindbank.v1.DoubleSpendDetail
+	(*OpenAccountRequest)(nil),          // 10: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 11: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 12: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 13: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 14: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 15: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 16: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 17: blindbank.v1.PrepareWithdrawRequest.Item
 }
 var file_bank_proto_depIdxs = []int32{
-	13, // 0: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
-	0,  // 1: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
-	2,  // 2: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
-	4,  // 3: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	6,  // 4: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	8,  // 5: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	10, // 6: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	12, // 7: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	1,  // 8: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	3,  // 9: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	5,  // 10: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	5,  // 11: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	9,  // 12: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	11, // 13: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	14, // 14: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	8,  // [8:15] is the sub-list for method output_type
-	1,  // [1:8] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	17, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	15, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	0,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
+	2,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
+	4,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
+	6,  // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
+	8,  // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	10, // 7: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	12, // 8: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	14, // 9: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	1,  // 10: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	3,  // 11: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	5,  // 12: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	7,  // 13: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	7,  // 14: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	11, // 15: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	13, // 16: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	16, // 17: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_bank_proto_init() }
@@ -965,7 +1119,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

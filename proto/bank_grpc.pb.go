@@ -23,10 +23,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Bank_GetKeys_FullMethodName       = "/blindbank.v1.Bank/GetKeys"
-	Bank_Withdraw_FullMethodName      = "/blindbank.v1.Bank/Withdraw"
-	Bank_Deposit_FullMethodName       = "/blindbank.v1.Bank/Deposit"
-	Bank_DepositStatus_FullMethodName = "/blindbank.v1.Bank/DepositStatus"
+	Bank_GetKeys_FullMethodName         = "/blindbank.v1.Bank/GetKeys"
+	Bank_PrepareWithdraw_FullMethodName = "/blindbank.v1.Bank/PrepareWithdraw"
+	Bank_Withdraw_FullMethodName        = "/blindbank.v1.Bank/Withdraw"
+	Bank_Deposit_FullMethodName         = "/blindbank.v1.Bank/Deposit"
+	Bank_DepositStatus_FullMethodName   = "/blindbank.v1.Bank/DepositStatus"
 )
 
 // BankClient is the client API for Bank service.
@@ -37,6 +38,10 @@ const (
 type BankClient interface {
 	// GetKeys returns the signed key set.
 	GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error)
+	// PrepareWithdraw is the first round of ciphers that have one (CS): for
+	// each planchet's request (its nonce) the bank's answer (R0 || R1). It is
+	// stateless and deterministic, so it may be asked again at any time.
+	PrepareWithdraw(ctx context.Context, in *PrepareWithdrawRequest, opts ...grpc.CallOption) (*PrepareWithdrawResponse, error)
 	// Withdraw debits an account and blind-signs a batch of planchets.
 	// Idempotent: the same signed request returns the same signatures.
 	Withdraw(ctx context.Context, in *WithdrawRequest, opts ...grpc.CallOption) (*WithdrawResponse, error)
@@ -61,6 +66,16 @@ func (c *bankClient) GetKeys(ctx context.Context, in *GetKeysRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetKeysResponse)
 	err := c.cc.Invoke(ctx, Bank_GetKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankClient) PrepareWithdraw(ctx context.Context, in *PrepareWithdrawRequest, opts ...grpc.CallOption) (*PrepareWithdrawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareWithdrawResponse)
+	err := c.cc.Invoke(ctx, Bank_PrepareWithdraw_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +120,10 @@ func (c *bankClient) DepositStatus(ctx context.Context, in *DepositStatusRequest
 type BankServer interface {
 	// GetKeys returns the signed key set.
 	GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error)
+	// PrepareWithdraw is the first round of ciphers that have one (CS): for
+	// each planchet's request (its nonce) the bank's answer (R0 || R1). It is
+	// stateless and deterministic, so it may be asked again at any time.
+	PrepareWithdraw(context.Context, *PrepareWithdrawRequest) (*PrepareWithdrawResponse, error)
 	// Withdraw debits an account and blind-signs a batch of planchets.
 	// Idempotent: the same signed request returns the same signatures.
 	Withdraw(context.Context, *WithdrawRequest) (*WithdrawResponse, error)
@@ -127,6 +146,9 @@ type UnimplementedBankServer struct{}
 
 func (UnimplementedBankServer) GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetKeys not implemented")
+}
+func (UnimplementedBankServer) PrepareWithdraw(context.Context, *PrepareWithdrawRequest) (*PrepareWithdrawResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PrepareWithdraw not implemented")
 }
 func (UnimplementedBankServer) Withdraw(context.Context, *WithdrawRequest) (*WithdrawResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Withdraw not implemented")
@@ -172,6 +194,24 @@ func _Bank_GetKeys_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BankServer).GetKeys(ctx, req.(*GetKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Bank_PrepareWithdraw_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareWithdrawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).PrepareWithdraw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_PrepareWithdraw_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).PrepareWithdraw(ctx, req.(*PrepareWithdrawRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -240,6 +280,10 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetKeys",
 			Handler:    _Bank_GetKeys_Handler,
+		},
+		{
+			MethodName: "PrepareWithdraw",
+			Handler:    _Bank_PrepareWithdraw_Handler,
 		},
 		{
 			MethodName: "Withdraw",

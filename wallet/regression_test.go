@@ -245,13 +245,12 @@ func TestWithdrawRefusedBeforeSigning(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks, _ := f.bank.KeySet()
-	ps, _ := ecash.DerivePlanchet(seed, 0)
-	p, _, _ := ps.Blind(ks.Denominations[0])
+	rsa := ks.Denominations[len(ks.Denominations)-1]
 	req := &ecash.WithdrawRequest{Account: id, CreatedAt: time.Now()}
 	for range ecash.MaxCoinsPerRequest {
-		// Garbage planchets: signing them would fail, so a refusal for
+		// Garbage RSA planchets: signing them would fail, so a refusal for
 		// funds proves the balance was checked first.
-		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: p.Denom, Blinded: make([]byte, 3)})
+		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: rsa.ID, Blinded: make([]byte, 3)})
 	}
 	body := req.Body()
 	_, err = f.bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})

@@ -85,9 +85,10 @@ func decodeCoinRecord(b []byte) (*coinRecord, error) {
 // pendingWithdraw is a signed withdraw request and the planchet indices it
 // covers, persisted before it is sent.
 type pendingWithdraw struct {
-	Body    []byte
-	Sig     []byte
-	Indices []uint64
+	Body     []byte
+	Sig      []byte
+	Indices  []uint64
+	Prepared [][]byte // the bank's first-round answers (CS R values), nil for RSA
 }
 
 func (p *pendingWithdraw) encode() []byte {
@@ -95,8 +96,9 @@ func (p *pendingWithdraw) encode() []byte {
 	e.VarBytes(p.Body)
 	e.VarBytes(p.Sig)
 	e.U32(uint32(len(p.Indices)))
-	for _, i := range p.Indices {
-		e.U64(i)
+	for i, idx := range p.Indices {
+		e.U64(idx)
+		e.VarBytes(p.Prepared[i])
 	}
 	return e.Bytes()
 }
@@ -107,6 +109,11 @@ func decodePendingWithdraw(b []byte) (*pendingWithdraw, error) {
 	n := d.Count(ecash.MaxCoinsPerRequest)
 	for range n {
 		p.Indices = append(p.Indices, d.U64())
+		prep := d.VarBytes(1024)
+		if len(prep) == 0 {
+			prep = nil
+		}
+		p.Prepared = append(p.Prepared, prep)
 	}
 	return p, d.Finish()
 }

@@ -28,11 +28,16 @@ var testKeys *bank.Keys
 func keys(t *testing.T) *bank.Keys {
 	t.Helper()
 	if testKeys == nil {
-		var vs []ecash.Amount
+		// CS below one euro, RSA above: every flow runs over both ciphers.
+		var specs []bank.DenomSpec
 		for v := uint64(1); v <= 512; v *= 2 {
-			vs = append(vs, ecash.Amount{Currency: "EUR", Value: v})
+			c := ecash.CipherRSA
+			if v < 100 {
+				c = ecash.CipherCS
+			}
+			specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: c})
 		}
-		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: vs}, time.Now().Add(-time.Minute), rand.Reader)
+		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, time.Now().Add(-time.Minute), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	var coins []ecash.Coin
 	for start := 0; start < len(denoms); start += MaxPlanchetsPerRequest {
 		batch := denoms[start:min(start+MaxPlanchetsPerRequest, len(denoms))]
-		pw, err := w.prepareWithdraw(account, batch)
+		pw, err := w.prepareWithdraw(ctx, bank, account, batch)
 		if err != nil {
 			return coins, err
 		}
@@ -60,47 +60,75 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	return coins, nil
 }
 
-// prepareWithdraw allocates planchet indices, builds and signs the request,
-// and persists it with the advanced counter in one synced batch.
-func (w *Wallet) prepareWithdraw(account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	nb, err := get(w.db, keyNext)
+// prepareWithdraw reserves planchet indices, runs the first round for
+// denominations whose cipher has one (CS), builds and signs the request,
+// and persists it in one synced batch before anything is sent to be signed.
+func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
+	first, err := w.reserveIndices(len(denoms))
 	if err != nil {
 		return nil, err
 	}
-	next := beU64(nb)
+	secrets := make([]ecash.PlanchetSecret, len(denoms))
+	pw := &pendingWithdraw{Prepared: make([][]byte, len(denoms))}
+	prep := &pb.PrepareWithdrawRequest{}
+	var asked []int
+	for i, d := range denoms {
+		if secrets[i], err = ecash.DerivePlanchet(w.seed, first+uint64(i)); err != nil {
+			return nil, err
+		}
+		pw.Indices = append(pw.Indices, first+uint64(i))
+		if r := secrets[i].PrepareRequest(d); r != nil {
+			prep.Items = append(prep.Items, &pb.PrepareWithdrawRequest_Item{Denomination: d.ID[:], Request: r})
+			asked = append(asked, i)
+		}
+	}
+	if len(asked) > 0 {
+		resp, err := bank.PrepareWithdraw(ctx, prep)
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Answers) != len(asked) {
+			return nil, fmt.Errorf("wallet: bank answered %d of %d first-round requests", len(resp.Answers), len(asked))
+		}
+		for j, i := range asked {
+			pw.Prepared[i] = resp.Answers[j]
+		}
+	}
 	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now()}
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return nil, err
 	}
-	pw := &pendingWithdraw{}
 	for i, d := range denoms {
-		ps, err := ecash.DerivePlanchet(w.seed, next+uint64(i))
-		if err != nil {
-			return nil, err
-		}
-		p, _, err := ps.Blind(d)
+		p, _, err := secrets[i].Blind(d, pw.Prepared[i])
 		if err != nil {
 			return nil, err
 		}
 		req.Planchets = append(req.Planchets, p)
-		pw.Indices = append(pw.Indices, next+uint64(i))
 	}
 	pw.Body = req.Body()
 	pw.Sig = ecash.SignBody(w.acctKey, pw.Body)
-	b := w.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(keyNext, u64(next+uint64(len(denoms))), nil); err != nil {
-		return nil, err
-	}
-	if err := b.Set(withdrawKey(req.Nonce), pw.encode(), nil); err != nil {
-		return nil, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
 	return pw, nil
+}
+
+// reserveIndices advances the planchet counter by n, durably, and returns
+// the first reserved index. Indices reserved by a withdrawal that never gets
+// sent are skipped, never reused: a reused index would mint a coin key that
+// may already be spent.
+func (w *Wallet) reserveIndices(n int) (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil {
+		return 0, err
+	}
+	next := beU64(nb)
+	if err := w.db.Set(keyNext, u64(next+uint64(n)), pebble.Sync); err != nil {
+		return 0, err
+	}
+	return next, nil
 }
 
 // sendWithdraw sends a persisted request and stores the resulting coins. A
@@ -136,7 +164,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		if err != nil {
 			return nil, err
 		}
-		again, st, err := ps.Blind(d)
+		again, st, err := ps.Blind(d, pw.Prepared[i])
 		if err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ const (
 	prefixCoin     = "c/" // c/<coin id>                    → spent-coin record
 	prefixDeposit  = "d/" // d/<payment hash>               → deposit record
 	prefixRef      = "r/" // r/<credit reference>           → reference record
+	prefixNonce    = "n/" // n/<denomination id><nonce>     → SHA-256 of the blinded message
 )
 
 func u64Key(prefix string, id uint64) []byte {

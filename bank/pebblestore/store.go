@@ -586,6 +586,20 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			return nil, invalid("blind signature %d of %d bytes", i, len(sig))
 		}
 	}
+	if len(op.Locks) > len(op.BlindSigs) {
+		return nil, invalid("%d nonce locks for %d signatures", len(op.Locks), len(op.BlindSigs))
+	}
+	lockKeys := make(map[string]bool, len(op.Locks))
+	for i, l := range op.Locks {
+		if len(l.Nonce) == 0 || len(l.Nonce) > 64 {
+			return nil, invalid("nonce lock %d of %d bytes", i, len(l.Nonce))
+		}
+		k := string(append(hashKey(prefixNonce, l.Denom), l.Nonce...))
+		if lockKeys[k] {
+			return nil, fmt.Errorf("%w: nonce twice in one request", bank.ErrNonceReused)
+		}
+		lockKeys[k] = true
+	}
 	var sigs [][]byte
 	err := s.submit(ctx, func(t *txn) error {
 		wk := hashKey(prefixWithdraw, op.RequestHash)
@@ -611,6 +625,16 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if a.Balance < op.Amount {
 			return bank.ErrInsufficientFunds
 		}
+		for _, l := range op.Locks {
+			nk := append(hashKey(prefixNonce, l.Denom), l.Nonce...)
+			v, ok, err := t.get(nk)
+			if err != nil {
+				return err
+			}
+			if ok && !bytes.Equal(v, l.Blinded[:]) {
+				return bank.ErrNonceReused
+			}
+		}
 		out, err := t.account(bank.AccountOutstanding)
 		if err != nil {
 			return err
@@ -620,6 +644,9 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		}
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
 		t.set(wk, encodeWithdraw(&w))
+		for _, l := range op.Locks {
+			t.set(append(hashKey(prefixNonce, l.Denom), l.Nonce...), bytes.Clone(l.Blinded[:]))
+		}
 		sigs = cloneSigs(op.BlindSigs)
 		return nil
 	})

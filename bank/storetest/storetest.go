@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
 		{"Lookups", testLookups},
+		{"NonceLocks", testNonceLocks},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentDoubleSpend", testConcurrentDoubleSpend},
 		{"ConcurrentWithdrawReplay", testConcurrentWithdrawReplay},
@@ -484,6 +485,41 @@ func testLookups(t *testing.T, s bank.Store) {
 	if err != nil || !found || !bytes.Equal(receipt, dop.Receipt) || !slices.Equal(coins, []ecash.Hash{coin("a"), coin("b")}) {
 		t.Fatalf("DepositRecord = %q %x found %v, %v", receipt, coins, found, err)
 	}
+}
+
+// testNonceLocks: a CS nonce is answered for one blinded message only; the
+// lock is taken in the same commit as the debit.
+func testNonceLocks(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	f.credit(c, 1000)
+	lock := bank.NonceLock{Denom: hashOf("denom"), Nonce: []byte("nonce-1"), Blinded: hashOf("challenge A")}
+	op := withdrawOp(c, 100, "first")
+	op.Locks = []bank.NonceLock{lock}
+	if _, err := s.Withdraw(f.ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	other := withdrawOp(c, 100, "second")
+	bad := lock
+	bad.Blinded = hashOf("challenge B")
+	other.Locks = []bank.NonceLock{bad}
+	if _, err := s.Withdraw(f.ctx, other); !errors.Is(err, bank.ErrNonceReused) {
+		t.Fatalf("nonce locked to another blinded message: %v, want ErrNonceReused", err)
+	}
+	f.expectBalances(map[uint64]int64{c: 900})
+	same := withdrawOp(c, 100, "third")
+	same.Locks = []bank.NonceLock{lock}
+	if _, err := s.Withdraw(f.ctx, same); err != nil {
+		t.Fatalf("the same blinded message again: %v", err)
+	}
+	// The same nonce under another denomination is another lock.
+	elsewhere := withdrawOp(c, 100, "fourth")
+	elsewhere.Locks = []bank.NonceLock{{Denom: hashOf("other denom"), Nonce: lock.Nonce, Blinded: bad.Blinded}}
+	if _, err := s.Withdraw(f.ctx, elsewhere); err != nil {
+		t.Fatalf("same nonce, other denomination: %v", err)
+	}
+	f.expectBalances(map[uint64]int64{c: 700})
+	f.checkLedger()
 }
 
 func testDepositReplay(t *testing.T, s bank.Store) {

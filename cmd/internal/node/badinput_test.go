@@ -33,7 +33,7 @@ func TestBadInput(t *testing.T) {
 	denom := e.ks.Denominations[0] // EUR:0.01
 	planchet := func(i uint64) ecash.Planchet {
 		ps, _ := ecash.DerivePlanchet(seed, i)
-		p, _, err := ps.Blind(denom)
+		p, _, err := ps.Blind(denom, e.prepare(t, bankc, denom, ps))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestBadInput(t *testing.T) {
 			big := e.ks.Denominations[len(e.ks.Denominations)-1] // EUR:10.24 > EUR:5.00
 			p, _, err := func() (ecash.Planchet, ecash.BlindState, error) {
 				s, _ := ecash.DerivePlanchet(seed, 5)
-				return s.Blind(big)
+				return s.Blind(big, nil)
 			}()
 			if err != nil {
 				t.Fatal(err)
@@ -182,8 +182,9 @@ func TestBadInput(t *testing.T) {
 
 	// Expired denomination: two years on, the bank issues no coins of keys
 	// whose withdraw window closed, and accepts none past the deposit window.
+	late := planchet(9)
 	e.clock.Advance(2 * 365 * 24 * time.Hour)
-	if err := withdraw([]ecash.Planchet{planchet(9)}, nil); status.Code(err) != codes.FailedPrecondition {
+	if err := withdraw([]ecash.Planchet{late}, nil); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("withdraw with an expired denomination: %v", err)
 	}
 	e.clock.Advance(2 * 365 * 24 * time.Hour)

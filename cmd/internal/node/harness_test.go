@@ -42,11 +42,17 @@ var (
 // the slow part of starting a bank.
 func testKeys(t *testing.T) []byte {
 	keysOnce.Do(func() {
-		var vs []ecash.Amount
+		// Both ciphers side by side, as an operator may configure them:
+		// CS below one euro, RSA from 1.28 up.
+		var specs []bank.DenomSpec
 		for v := uint64(1); v <= 1024; v *= 2 {
-			vs = append(vs, ecash.Amount{Currency: "EUR", Value: v})
+			c := ecash.CipherRSA
+			if v < 100 {
+				c = ecash.CipherCS
+			}
+			specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: c})
 		}
-		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: vs}, time.Now().Add(-time.Minute), rand.Reader)
+		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, time.Now().Add(-time.Minute), rand.Reader)
 		if err != nil {
 			keysErr = err
 			return
@@ -242,7 +248,7 @@ func (e *env) rawCoin(t *testing.T, bankc pb.BankClient, value string) (ecash.Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, st, err := ps.Blind(d)
+	p, st, err := ps.Blind(d, e.prepare(t, bankc, d, ps))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,4 +293,20 @@ func (e *env) seal(t *testing.T, prBody []byte, coins []ecash.Coin, keys []ed255
 
 func dialPlain(addr string) (*grpc.ClientConn, error) {
 	return transport.Dial(addr, transport.ClientConfig{Plaintext: true})
+}
+
+// prepare runs the first round for a planchet if its cipher has one.
+func (e *env) prepare(t *testing.T, bankc pb.BankClient, d ecash.Denomination, ps ecash.PlanchetSecret) []byte {
+	t.Helper()
+	req := ps.PrepareRequest(d)
+	if req == nil {
+		return nil
+	}
+	resp, err := bankc.PrepareWithdraw(context.Background(), &pb.PrepareWithdrawRequest{
+		Items: []*pb.PrepareWithdrawRequest_Item{{Denomination: d.ID[:], Request: req}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Answers[0]
 }

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,6 @@ import (
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
-	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -165,7 +165,7 @@ func checkAddrs(listen, adminListen string, plaintext bool) error {
 
 // listeners opens the public and admin listeners; the admin one must be on
 // loopback. It loads or creates the TLS certificate unless plaintext.
-func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.Listener, cert *tlsCert, err error) {
+func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.Listener, cert *tls.Certificate, err error) {
 	if err := checkAddrs(listen, adminListen, plaintext); err != nil {
 		return nil, nil, nil, err
 	}
@@ -249,17 +249,4 @@ func (n *Merchant) Close() error {
 	err := n.Merchant.Close()
 	n.bankConn.Close()
 	return err
-}
-
-// ParseDenominations parses a comma-separated list of amounts.
-func ParseDenominations(s string) ([]ecash.Amount, error) {
-	var out []ecash.Amount
-	for _, f := range splitComma(s) {
-		a, err := ecash.ParseAmount(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
 }
