@@ -59,6 +59,9 @@ func New(store Store, keys *Keys, now func() time.Time, log *slog.Logger) *Bank 
 // KeySet returns the public key set and its signed encoding.
 func (b *Bank) KeySet() (*ecash.KeySet, []byte) { return b.keyset, b.signed }
 
+// Keys returns the bank's private key material (for admin tools and tests).
+func (b *Bank) Keys() *Keys { return b.keys }
+
 // Store returns the underlying store (for admin tools and tests).
 func (b *Bank) Store() Store { return b.store }
 
@@ -108,6 +111,9 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		}
 	}
 	// Refuse before the expensive signing; the store checks again at commit.
+	if err := acct.CanSpend(int64(total.Value), now); err != nil {
+		return nil, err
+	}
 	if acct.Balance < int64(total.Value) {
 		return nil, ErrInsufficientFunds
 	}
@@ -177,6 +183,7 @@ func (b *Bank) authenticate(ctx context.Context, id uint64, body, sig []byte, wh
 		return Account{}, err
 	}
 	if err := ecash.VerifyBody(acct.Key, body, sig, what); err != nil {
+		b.authFailure(ctx, id)
 		return Account{}, fmt.Errorf("%w: %s", ErrUnauthorized, what)
 	}
 	return acct, nil

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
 )
 
@@ -23,6 +24,17 @@ var errorCodes = []struct {
 	{ErrInsufficientFunds, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
 	{ErrPaymentExpired, codes.FailedPrecondition},
+	{ErrAccountLocked, codes.FailedPrecondition},
+	{ErrOverLimit, codes.FailedPrecondition},
+	{echeck.ErrExpired, codes.FailedPrecondition},
+	{ErrEPOIDConflict, codes.AlreadyExists},
+	{ErrNotParty, codes.PermissionDenied},
+	{ErrNoCheck, codes.NotFound},
+	{echeck.ErrStale, codes.InvalidArgument},
+	{echeck.ErrMismatch, codes.InvalidArgument},
+	{echeck.ErrKeyMismatch, codes.InvalidArgument},
+	{echeck.ErrNoKey, codes.InvalidArgument},
+	{echeck.ErrDecrypt, codes.InvalidArgument},
 	{ecash.ErrUnknownDenomination, codes.NotFound},
 	{ErrNoAccount, codes.NotFound},
 	{ErrKeyInUse, codes.AlreadyExists},

@@ -2,6 +2,7 @@ package bank
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -72,6 +73,30 @@ func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusR
 	return &pb.DepositResponse{Receipt: receipt}, nil
 }
 
+func (s *publicServer) SubmitCheck(ctx context.Context, req *pb.SubmitCheckRequest) (*pb.CheckResult, error) {
+	r, err := s.b.SubmitCheck(ctx, req.Endorsement)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock}, nil
+}
+
+func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusRequest) (*pb.CheckResult, error) {
+	r, err := s.b.CheckStatus(ctx, req.Query)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock}, nil
+}
+
+func (s *publicServer) GetStatement(ctx context.Context, req *pb.GetStatementRequest) (*pb.GetStatementResponse, error) {
+	st, err := s.b.Statement(ctx, req.Request)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.GetStatementResponse{Statement: st.Encode()}, nil
+}
+
 // adminServer adapts Bank to the BankAdmin service. Authentication (the
 // bearer token) is enforced by an interceptor where the server is built.
 type adminServer struct {
@@ -115,7 +140,12 @@ func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest)
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	out := &pb.GetAccountResponse{Account: a.ID, Name: a.Name, PublicKey: a.Key, Merchant: a.Merchant, Balance: s.b.Money(a.Balance).String()}
+	now := s.b.now()
+	out := &pb.GetAccountResponse{
+		Account: a.ID, Name: a.Name, PublicKey: a.Key, Merchant: a.Merchant, Balance: s.b.Money(a.Balance).String(),
+		LimitPerTransaction: s.b.limitString(a.Limits.PerTransaction), LimitPerDay: s.b.limitString(a.Limits.PerDay),
+		SpentToday: s.b.Money(a.SpentOn(now)).String(), Locked: a.Locked(now),
+	}
 	for _, p := range hist {
 		out.History = append(out.History, &pb.Posting{
 			Seq: p.Seq, TimeUnixMs: p.Time.UnixMilli(), Kind: p.Kind, Amount: s.b.signedMoney(p.Amount),
@@ -123,6 +153,45 @@ func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest)
 		})
 	}
 	return out, nil
+}
+
+func (s *adminServer) SetLimits(ctx context.Context, req *pb.SetLimitsRequest) (*pb.SetLimitsResponse, error) {
+	var l Limits
+	for _, f := range []struct {
+		in  string
+		out *int64
+	}{{req.PerTransaction, &l.PerTransaction}, {req.PerDay, &l.PerDay}} {
+		if f.in == "" {
+			continue
+		}
+		a, err := ecash.ParseAmount(f.in)
+		if err == nil && a.Currency != s.b.keys.Currency {
+			err = fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, a.Currency, s.b.keys.Currency)
+		}
+		if err != nil {
+			return nil, ToStatus(err, s.b.log)
+		}
+		*f.out = int64(a.Value)
+	}
+	if err := s.b.SetLimits(ctx, req.Account, l); err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.SetLimitsResponse{}, nil
+}
+
+func (s *adminServer) Unlock(ctx context.Context, req *pb.UnlockRequest) (*pb.UnlockResponse, error) {
+	if err := s.b.Unlock(ctx, req.Account); err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.UnlockResponse{}, nil
+}
+
+// limitString shows a limit, "" for none.
+func (b *Bank) limitString(v int64) string {
+	if v == 0 {
+		return ""
+	}
+	return b.Money(v).String()
 }
 
 func (b *Bank) signedMoney(v int64) string {

@@ -44,6 +44,14 @@ type Account struct {
 	Merchant bool
 	Balance  int64 // minor units of the bank's currency
 	Created  time.Time
+
+	// Policy state (policy.go): limits, today's spending, today's failed
+	// authentications.
+	Limits     Limits
+	SpentDay   int64
+	SpentToday int64
+	FailDay    int64
+	Failures   int64
 }
 
 // Posting kinds.
@@ -51,6 +59,7 @@ const (
 	KindCredit   = "credit"
 	KindWithdraw = "withdraw"
 	KindDeposit  = "deposit"
+	KindCheck    = "check"
 )
 
 // Posting is one line of an account's history.
@@ -61,6 +70,10 @@ type Posting struct {
 	Amount  int64 // signed: negative for debits
 	Balance int64 // running balance after this posting
 	Memo    string
+	// For checks: the other account, the EPOID and the product.
+	Counterparty uint64
+	Ref          string
+	Product      string
 }
 
 // CreditOp funds a customer or merchant account from outside.
@@ -107,6 +120,51 @@ type DepositOp struct {
 	Receipt     []byte // the signed receipt to store and return
 	Time        time.Time
 }
+
+// CheckOp applies a NetBill electronic payment order the service already
+// verified: debit the customer, credit the merchant, record the EPO and the
+// decision. The receipts are signed before the call, one per possible
+// outcome; the store picks the one its atomic step decides.
+type CheckOp struct {
+	EPOID    string     // canonical EPOID, at most 128 bytes
+	EPOHash  ecash.Hash // hash of the signed EPO: what was agreed
+	Customer uint64
+	Merchant uint64
+	Amount   int64  // > 0
+	Product  string // product id (empty for a plain check)
+	Memo     string // the customer's memo
+	// Receipts: approved, and declined for each reason decided at commit.
+	Approved       []byte
+	DeclinedFunds  []byte // insufficient funds
+	DeclinedLimit  []byte // over a spending limit
+	DeclinedLocked []byte // account locked
+	Record         []byte // the endorsement (with the signed EPO): the evidence
+	Time           time.Time
+}
+
+// Check outcomes.
+const (
+	CheckApproved       = "approved"
+	CheckDeclinedFunds  = "insufficient-funds"
+	CheckDeclinedLimit  = "over-limit"
+	CheckDeclinedLocked = "account-locked"
+)
+
+// CheckOutcome is what the store recorded for an EPOID.
+type CheckOutcome struct {
+	EPOHash    ecash.Hash
+	Outcome    string // one of the Check* constants
+	Receipt    []byte
+	Customer   uint64
+	Merchant   uint64
+	Amount     int64
+	NewBalance int64 // the customer's balance after the decision
+	Record     []byte
+	Time       time.Time
+}
+
+// ErrEPOIDConflict refuses a different EPO under an EPOID already decided.
+var ErrEPOIDConflict = errors.New("bank: EPOID already used for another payment order")
 
 // SpentError reports a coin spent earlier; Permission is the earlier signed
 // deposit permission (ecash.DepositPermission.Encode).
@@ -157,7 +215,8 @@ type Store interface {
 	// and amount credits nothing and returns the current balance; with
 	// different ones, ErrReferenceConflict.
 	Credit(ctx context.Context, op CreditOp) (int64, error)
-	// Withdraw moves op.Amount from op.Account to AccountOutstanding and
+	// Withdraw applies the account policy (lock, limits: ErrAccountLocked,
+	// ErrOverLimit), then moves op.Amount from op.Account to AccountOutstanding and
 	// records op.BlindSigs under op.RequestHash, and every nonce lock, in
 	// one step. If the request hash is already recorded it moves nothing and
 	// returns the recorded signatures. ErrNonceReused if a nonce is locked
@@ -177,6 +236,23 @@ type Store interface {
 	// DepositRecord returns the receipt and coin ids recorded for a payment
 	// hash; found is false if the payment request is unpaid.
 	DepositRecord(ctx context.Context, paymentHash ecash.Hash) (receipt []byte, coins []ecash.Hash, found bool, err error)
+	// Check decides and records a payment order in one step: if op.EPOID is
+	// recorded with op.EPOHash it returns the recorded outcome and moves
+	// nothing; with another hash, ErrEPOIDConflict. Otherwise it declines
+	// (locked account, limits, balance: in that order, recorded like an
+	// approval) or approves (customer debited, merchant credited, spending
+	// recorded). ErrNoAccount, ErrNotMerchant.
+	Check(ctx context.Context, op CheckOp) (CheckOutcome, error)
+	// CheckRecord returns the outcome recorded for an EPOID; found is false
+	// if there is none.
+	CheckRecord(ctx context.Context, epoid string) (out CheckOutcome, found bool, err error)
+	// SetLimits sets an account's spending limits.
+	SetLimits(ctx context.Context, id uint64, l Limits) error
+	// AuthFailure counts a failed authentication of an account at now and
+	// reports whether the account is now locked.
+	AuthFailure(ctx context.Context, id uint64, now time.Time) (locked bool, err error)
+	// Unlock clears an account's failed authentications.
+	Unlock(ctx context.Context, id uint64) error
 	// Close waits for in-flight commits and releases the store.
 	Close() error
 }

@@ -25,6 +25,234 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SubmitCheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endorsement   []byte                 `protobuf:"bytes,1,opt,name=endorsement,proto3" json:"endorsement,omitempty"` // "signed-endorsement"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitCheckRequest) Reset() {
+	*x = SubmitCheckRequest{}
+	mi := &file_bank_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitCheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitCheckRequest) ProtoMessage() {}
+
+func (x *SubmitCheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitCheckRequest.ProtoReflect.Descriptor instead.
+func (*SubmitCheckRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SubmitCheckRequest) GetEndorsement() []byte {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+type CheckResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                                  // "signed-epo-receipt"
+	CustomerBlock []byte                 `protobuf:"bytes,2,opt,name=customer_block,json=customerBlock,proto3" json:"customer_block,omitempty"` // HPKE-sealed "customer-block", for the customer only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResult) Reset() {
+	*x = CheckResult{}
+	mi := &file_bank_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResult) ProtoMessage() {}
+
+func (x *CheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
+func (*CheckResult) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckResult) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *CheckResult) GetCustomerBlock() []byte {
+	if x != nil {
+		return x.CustomerBlock
+	}
+	return nil
+}
+
+type CheckStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Query         []byte                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"` // "signed-status-query"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckStatusRequest) Reset() {
+	*x = CheckStatusRequest{}
+	mi := &file_bank_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckStatusRequest) ProtoMessage() {}
+
+func (x *CheckStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckStatusRequest.ProtoReflect.Descriptor instead.
+func (*CheckStatusRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckStatusRequest) GetQuery() []byte {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+type GetStatementRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       []byte                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"` // "signed-statement-request"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatementRequest) Reset() {
+	*x = GetStatementRequest{}
+	mi := &file_bank_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatementRequest) ProtoMessage() {}
+
+func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
+func (*GetStatementRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetStatementRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type GetStatementResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatementResponse) Reset() {
+	*x = GetStatementResponse{}
+	mi := &file_bank_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatementResponse) ProtoMessage() {}
+
+func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
+func (*GetStatementResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetStatementResponse) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
 type GetKeysRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -33,7 +261,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +273,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +286,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{0}
+	return file_bank_proto_rawDescGZIP(), []int{5}
 }
 
 type GetKeysResponse struct {
@@ -70,7 +298,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +310,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +323,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{1}
+	return file_bank_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetKeysResponse) GetSignedKeyset() []byte {
@@ -114,7 +342,7 @@ type PrepareWithdrawRequest struct {
 
 func (x *PrepareWithdrawRequest) Reset() {
 	*x = PrepareWithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -126,7 +354,7 @@ func (x *PrepareWithdrawRequest) String() string {
 func (*PrepareWithdrawRequest) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -139,7 +367,7 @@ func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{2}
+	return file_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PrepareWithdrawRequest) GetItems() []*PrepareWithdrawRequest_Item {
@@ -158,7 +386,7 @@ type PrepareWithdrawResponse struct {
 
 func (x *PrepareWithdrawResponse) Reset() {
 	*x = PrepareWithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +398,7 @@ func (x *PrepareWithdrawResponse) String() string {
 func (*PrepareWithdrawResponse) ProtoMessage() {}
 
 func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +411,7 @@ func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawResponse.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{3}
+	return file_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PrepareWithdrawResponse) GetAnswers() [][]byte {
@@ -203,7 +431,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +443,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +456,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{4}
+	return file_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WithdrawRequest) GetBody() []byte {
@@ -254,7 +482,7 @@ type WithdrawResponse struct {
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +494,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +507,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{5}
+	return file_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WithdrawResponse) GetBlindSignatures() [][]byte {
@@ -300,7 +528,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +540,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +553,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DepositRequest) GetPaymentRequest() []byte {
@@ -358,7 +586,7 @@ type DepositResponse struct {
 
 func (x *DepositResponse) Reset() {
 	*x = DepositResponse{}
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +598,7 @@ func (x *DepositResponse) String() string {
 func (*DepositResponse) ProtoMessage() {}
 
 func (x *DepositResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +611,7 @@ func (x *DepositResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositResponse.ProtoReflect.Descriptor instead.
 func (*DepositResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DepositResponse) GetReceipt() []byte {
@@ -402,7 +630,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +642,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +655,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -447,7 +675,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +687,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +700,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -480,6 +708,182 @@ func (x *DoubleSpendDetail) GetProof() []byte {
 		return x.Proof
 	}
 	return nil
+}
+
+type SetLimitsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Account        uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	PerTransaction string                 `protobuf:"bytes,2,opt,name=per_transaction,json=perTransaction,proto3" json:"per_transaction,omitempty"` // "EUR:50.00", or "" for none
+	PerDay         string                 `protobuf:"bytes,3,opt,name=per_day,json=perDay,proto3" json:"per_day,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetLimitsRequest) Reset() {
+	*x = SetLimitsRequest{}
+	mi := &file_bank_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLimitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLimitsRequest) ProtoMessage() {}
+
+func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
+func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetLimitsRequest) GetAccount() uint64 {
+	if x != nil {
+		return x.Account
+	}
+	return 0
+}
+
+func (x *SetLimitsRequest) GetPerTransaction() string {
+	if x != nil {
+		return x.PerTransaction
+	}
+	return ""
+}
+
+func (x *SetLimitsRequest) GetPerDay() string {
+	if x != nil {
+		return x.PerDay
+	}
+	return ""
+}
+
+type SetLimitsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLimitsResponse) Reset() {
+	*x = SetLimitsResponse{}
+	mi := &file_bank_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLimitsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLimitsResponse) ProtoMessage() {}
+
+func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
+func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{16}
+}
+
+type UnlockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockRequest) Reset() {
+	*x = UnlockRequest{}
+	mi := &file_bank_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockRequest) ProtoMessage() {}
+
+func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
+func (*UnlockRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UnlockRequest) GetAccount() uint64 {
+	if x != nil {
+		return x.Account
+	}
+	return 0
+}
+
+type UnlockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockResponse) Reset() {
+	*x = UnlockResponse{}
+	mi := &file_bank_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockResponse) ProtoMessage() {}
+
+func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
+func (*UnlockResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{18}
 }
 
 type OpenAccountRequest struct {
@@ -493,7 +897,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +909,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +922,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -551,7 +955,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +967,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +980,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -600,7 +1004,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +1016,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +1029,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{12}
+	return file_bank_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -665,7 +1069,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +1081,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +1094,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -710,7 +1114,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +1126,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +1139,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14}
+	return file_bank_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -766,7 +1170,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1182,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1195,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{15}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -837,20 +1241,24 @@ func (x *Posting) GetMemo() string {
 }
 
 type GetAccountResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Account       uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	PublicKey     []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	Merchant      bool                   `protobuf:"varint,4,opt,name=merchant,proto3" json:"merchant,omitempty"`
-	Balance       string                 `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"`
-	History       []*Posting             `protobuf:"bytes,6,rep,name=history,proto3" json:"history,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Account             uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	Name                string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PublicKey           []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Merchant            bool                   `protobuf:"varint,4,opt,name=merchant,proto3" json:"merchant,omitempty"`
+	Balance             string                 `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"`
+	History             []*Posting             `protobuf:"bytes,6,rep,name=history,proto3" json:"history,omitempty"`
+	LimitPerTransaction string                 `protobuf:"bytes,7,opt,name=limit_per_transaction,json=limitPerTransaction,proto3" json:"limit_per_transaction,omitempty"` // "" when none
+	LimitPerDay         string                 `protobuf:"bytes,8,opt,name=limit_per_day,json=limitPerDay,proto3" json:"limit_per_day,omitempty"`
+	SpentToday          string                 `protobuf:"bytes,9,opt,name=spent_today,json=spentToday,proto3" json:"spent_today,omitempty"`
+	Locked              bool                   `protobuf:"varint,10,opt,name=locked,proto3" json:"locked,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1270,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1283,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{16}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -920,6 +1328,34 @@ func (x *GetAccountResponse) GetHistory() []*Posting {
 	return nil
 }
 
+func (x *GetAccountResponse) GetLimitPerTransaction() string {
+	if x != nil {
+		return x.LimitPerTransaction
+	}
+	return ""
+}
+
+func (x *GetAccountResponse) GetLimitPerDay() string {
+	if x != nil {
+		return x.LimitPerDay
+	}
+	return ""
+}
+
+func (x *GetAccountResponse) GetSpentToday() string {
+	if x != nil {
+		return x.SpentToday
+	}
+	return ""
+}
+
+func (x *GetAccountResponse) GetLocked() bool {
+	if x != nil {
+		return x.Locked
+	}
+	return false
+}
+
 type PrepareWithdrawRequest_Item struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Denomination  []byte                 `protobuf:"bytes,1,opt,name=denomination,proto3" json:"denomination,omitempty"` // denomination id
@@ -930,7 +1366,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1378,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1391,7 @@ func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest_Item.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest_Item) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{2, 0}
+	return file_bank_proto_rawDescGZIP(), []int{7, 0}
 }
 
 func (x *PrepareWithdrawRequest_Item) GetDenomination() []byte {
@@ -977,7 +1413,18 @@ var File_bank_proto protoreflect.FileDescriptor
 const file_bank_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"bank.proto\x12\fblindbank.v1\"\x10\n" +
+	"bank.proto\x12\fblindbank.v1\"6\n" +
+	"\x12SubmitCheckRequest\x12 \n" +
+	"\vendorsement\x18\x01 \x01(\fR\vendorsement\"N\n" +
+	"\vCheckResult\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
+	"\x0ecustomer_block\x18\x02 \x01(\fR\rcustomerBlock\"*\n" +
+	"\x12CheckStatusRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\fR\x05query\"/\n" +
+	"\x13GetStatementRequest\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\"4\n" +
+	"\x14GetStatementResponse\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\"\x10\n" +
 	"\x0eGetKeysRequest\"6\n" +
 	"\x0fGetKeysResponse\x12#\n" +
 	"\rsigned_keyset\x18\x01 \x01(\fR\fsignedKeyset\"\x9f\x01\n" +
@@ -1003,7 +1450,15 @@ const file_bank_proto_rawDesc = "" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\fR\x05proof\"c\n" +
+	"\x05proof\x18\x01 \x01(\fR\x05proof\"n\n" +
+	"\x10SetLimitsRequest\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12'\n" +
+	"\x0fper_transaction\x18\x02 \x01(\tR\x0eperTransaction\x12\x17\n" +
+	"\aper_day\x18\x03 \x01(\tR\x06perDay\"\x13\n" +
+	"\x11SetLimitsResponse\")\n" +
+	"\rUnlockRequest\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\x04R\aaccount\"\x10\n" +
+	"\x0eUnlockResponse\"c\n" +
 	"\x12OpenAccountRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -1028,7 +1483,7 @@ const file_bank_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06amount\x18\x04 \x01(\tR\x06amount\x12\x18\n" +
 	"\abalance\x18\x05 \x01(\tR\abalance\x12\x12\n" +
-	"\x04memo\x18\x06 \x01(\tR\x04memo\"\xc8\x01\n" +
+	"\x04memo\x18\x06 \x01(\tR\x04memo\"\xd9\x02\n" +
 	"\x12GetAccountResponse\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -1036,18 +1491,29 @@ const file_bank_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1a\n" +
 	"\bmerchant\x18\x04 \x01(\bR\bmerchant\x12\x18\n" +
 	"\abalance\x18\x05 \x01(\tR\abalance\x12/\n" +
-	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory2\x95\x03\n" +
+	"\ahistory\x18\x06 \x03(\v2\x15.blindbank.v1.PostingR\ahistory\x122\n" +
+	"\x15limit_per_transaction\x18\a \x01(\tR\x13limitPerTransaction\x12\"\n" +
+	"\rlimit_per_day\x18\b \x01(\tR\vlimitPerDay\x12\x1f\n" +
+	"\vspent_today\x18\t \x01(\tR\n" +
+	"spentToday\x12\x16\n" +
+	"\x06locked\x18\n" +
+	" \x01(\bR\x06locked2\x84\x05\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
 	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
 	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
-	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse2\xf5\x01\n" +
+	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse\x12J\n" +
+	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
+	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
+	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\x88\x03\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
 	"\n" +
-	"GetAccount\x12\x1f.blindbank.v1.GetAccountRequest\x1a .blindbank.v1.GetAccountResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"GetAccount\x12\x1f.blindbank.v1.GetAccountRequest\x1a .blindbank.v1.GetAccountResponse\x12L\n" +
+	"\tSetLimits\x12\x1e.blindbank.v1.SetLimitsRequest\x1a\x1f.blindbank.v1.SetLimitsResponse\x12C\n" +
+	"\x06Unlock\x12\x1b.blindbank.v1.UnlockRequest\x1a\x1c.blindbank.v1.UnlockResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_bank_proto_rawDescOnce sync.Once
@@ -1061,48 +1527,67 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_bank_proto_goTypes = []any{
-	(*GetKeysRequest)(nil),              // 0: blindbank.v1.GetKeysRequest
-	(*GetKeysResponse)(nil),             // 1: blindbank.v1.GetKeysResponse
-	(*PrepareWithdrawRequest)(nil),      // 2: blindbank.v1.PrepareWithdrawRequest
-	(*PrepareWithdrawResponse)(nil),     // 3: blindbank.v1.PrepareWithdrawResponse
-	(*WithdrawRequest)(nil),             // 4: blindbank.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),            // 5: blindbank.v1.WithdrawResponse
-	(*DepositRequest)(nil),              // 6: blindbank.v1.DepositRequest
-	(*DepositResponse)(nil),             // 7: blindbank.v1.DepositResponse
-	(*DepositStatusRequest)(nil),        // 8: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 9: blindbank.v1.DoubleSpendDetail
-	(*OpenAccountRequest)(nil),          // 10: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 11: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 12: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 13: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 14: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 15: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 16: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 17: blindbank.v1.PrepareWithdrawRequest.Item
+	(*SubmitCheckRequest)(nil),          // 0: blindbank.v1.SubmitCheckRequest
+	(*CheckResult)(nil),                 // 1: blindbank.v1.CheckResult
+	(*CheckStatusRequest)(nil),          // 2: blindbank.v1.CheckStatusRequest
+	(*GetStatementRequest)(nil),         // 3: blindbank.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),        // 4: blindbank.v1.GetStatementResponse
+	(*GetKeysRequest)(nil),              // 5: blindbank.v1.GetKeysRequest
+	(*GetKeysResponse)(nil),             // 6: blindbank.v1.GetKeysResponse
+	(*PrepareWithdrawRequest)(nil),      // 7: blindbank.v1.PrepareWithdrawRequest
+	(*PrepareWithdrawResponse)(nil),     // 8: blindbank.v1.PrepareWithdrawResponse
+	(*WithdrawRequest)(nil),             // 9: blindbank.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),            // 10: blindbank.v1.WithdrawResponse
+	(*DepositRequest)(nil),              // 11: blindbank.v1.DepositRequest
+	(*DepositResponse)(nil),             // 12: blindbank.v1.DepositResponse
+	(*DepositStatusRequest)(nil),        // 13: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 14: blindbank.v1.DoubleSpendDetail
+	(*SetLimitsRequest)(nil),            // 15: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 16: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 17: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 18: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 19: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 20: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 21: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 22: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 23: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 24: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 25: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 26: blindbank.v1.PrepareWithdrawRequest.Item
 }
 var file_bank_proto_depIdxs = []int32{
-	17, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	15, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
-	0,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
-	2,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
-	4,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
-	6,  // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	8,  // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	10, // 7: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	12, // 8: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	14, // 9: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	1,  // 10: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	3,  // 11: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	5,  // 12: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	7,  // 13: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	7,  // 14: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	11, // 15: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	13, // 16: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	16, // 17: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
+	26, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	24, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	5,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
+	7,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
+	9,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
+	11, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
+	13, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	0,  // 7: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	2,  // 8: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	3,  // 9: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	19, // 10: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	21, // 11: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	23, // 12: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	15, // 13: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	17, // 14: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	6,  // 15: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	8,  // 16: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	10, // 17: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	12, // 18: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	12, // 19: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	1,  // 20: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	1,  // 21: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	4,  // 22: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	20, // 23: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	22, // 24: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	25, // 25: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	16, // 26: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	18, // 27: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	15, // [15:28] is the sub-list for method output_type
+	2,  // [2:15] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1119,7 +1604,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

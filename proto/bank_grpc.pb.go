@@ -28,6 +28,9 @@ const (
 	Bank_Withdraw_FullMethodName        = "/blindbank.v1.Bank/Withdraw"
 	Bank_Deposit_FullMethodName         = "/blindbank.v1.Bank/Deposit"
 	Bank_DepositStatus_FullMethodName   = "/blindbank.v1.Bank/DepositStatus"
+	Bank_SubmitCheck_FullMethodName     = "/blindbank.v1.Bank/SubmitCheck"
+	Bank_CheckStatus_FullMethodName     = "/blindbank.v1.Bank/CheckStatus"
+	Bank_GetStatement_FullMethodName    = "/blindbank.v1.Bank/GetStatement"
 )
 
 // BankClient is the client API for Bank service.
@@ -52,6 +55,18 @@ type BankClient interface {
 	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
 	// if it is unpaid. A wallet whose payment went unanswered asks here.
 	DepositStatus(ctx context.Context, in *DepositStatusRequest, opts ...grpc.CallOption) (*DepositResponse, error)
+	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
+	// signed payment order. The bank decides once per EPOID and answers with
+	// its signed receipt (approve or decline; the goods key on approval) and
+	// the customer-only block. Re-submitting returns the same receipt.
+	SubmitCheck(ctx context.Context, in *SubmitCheckRequest, opts ...grpc.CallOption) (*CheckResult, error)
+	// CheckStatus answers a status query signed by the customer or the
+	// merchant of an EPOID with the stored receipt: how a customer whose
+	// merchant never delivered the key recovers it.
+	CheckStatus(ctx context.Context, in *CheckStatusRequest, opts ...grpc.CallOption) (*CheckResult, error)
+	// GetStatement returns an account's signed statement; the request is
+	// signed by the account key.
+	GetStatement(ctx context.Context, in *GetStatementRequest, opts ...grpc.CallOption) (*GetStatementResponse, error)
 }
 
 type bankClient struct {
@@ -112,6 +127,36 @@ func (c *bankClient) DepositStatus(ctx context.Context, in *DepositStatusRequest
 	return out, nil
 }
 
+func (c *bankClient) SubmitCheck(ctx context.Context, in *SubmitCheckRequest, opts ...grpc.CallOption) (*CheckResult, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResult)
+	err := c.cc.Invoke(ctx, Bank_SubmitCheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankClient) CheckStatus(ctx context.Context, in *CheckStatusRequest, opts ...grpc.CallOption) (*CheckResult, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResult)
+	err := c.cc.Invoke(ctx, Bank_CheckStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankClient) GetStatement(ctx context.Context, in *GetStatementRequest, opts ...grpc.CallOption) (*GetStatementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatementResponse)
+	err := c.cc.Invoke(ctx, Bank_GetStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BankServer is the server API for Bank service.
 // All implementations must embed UnimplementedBankServer
 // for forward compatibility.
@@ -134,6 +179,18 @@ type BankServer interface {
 	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
 	// if it is unpaid. A wallet whose payment went unanswered asks here.
 	DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error)
+	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
+	// signed payment order. The bank decides once per EPOID and answers with
+	// its signed receipt (approve or decline; the goods key on approval) and
+	// the customer-only block. Re-submitting returns the same receipt.
+	SubmitCheck(context.Context, *SubmitCheckRequest) (*CheckResult, error)
+	// CheckStatus answers a status query signed by the customer or the
+	// merchant of an EPOID with the stored receipt: how a customer whose
+	// merchant never delivered the key recovers it.
+	CheckStatus(context.Context, *CheckStatusRequest) (*CheckResult, error)
+	// GetStatement returns an account's signed statement; the request is
+	// signed by the account key.
+	GetStatement(context.Context, *GetStatementRequest) (*GetStatementResponse, error)
 	mustEmbedUnimplementedBankServer()
 }
 
@@ -158,6 +215,15 @@ func (UnimplementedBankServer) Deposit(context.Context, *DepositRequest) (*Depos
 }
 func (UnimplementedBankServer) DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DepositStatus not implemented")
+}
+func (UnimplementedBankServer) SubmitCheck(context.Context, *SubmitCheckRequest) (*CheckResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitCheck not implemented")
+}
+func (UnimplementedBankServer) CheckStatus(context.Context, *CheckStatusRequest) (*CheckResult, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CheckStatus not implemented")
+}
+func (UnimplementedBankServer) GetStatement(context.Context, *GetStatementRequest) (*GetStatementResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetStatement not implemented")
 }
 func (UnimplementedBankServer) mustEmbedUnimplementedBankServer() {}
 func (UnimplementedBankServer) testEmbeddedByValue()              {}
@@ -270,6 +336,60 @@ func _Bank_DepositStatus_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_SubmitCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitCheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).SubmitCheck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_SubmitCheck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).SubmitCheck(ctx, req.(*SubmitCheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Bank_CheckStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).CheckStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_CheckStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).CheckStatus(ctx, req.(*CheckStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Bank_GetStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).GetStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_GetStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).GetStatement(ctx, req.(*GetStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Bank_ServiceDesc is the grpc.ServiceDesc for Bank service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -297,6 +417,18 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DepositStatus",
 			Handler:    _Bank_DepositStatus_Handler,
 		},
+		{
+			MethodName: "SubmitCheck",
+			Handler:    _Bank_SubmitCheck_Handler,
+		},
+		{
+			MethodName: "CheckStatus",
+			Handler:    _Bank_CheckStatus_Handler,
+		},
+		{
+			MethodName: "GetStatement",
+			Handler:    _Bank_GetStatement_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "bank.proto",
@@ -306,6 +438,8 @@ const (
 	BankAdmin_OpenAccount_FullMethodName = "/blindbank.v1.BankAdmin/OpenAccount"
 	BankAdmin_Credit_FullMethodName      = "/blindbank.v1.BankAdmin/Credit"
 	BankAdmin_GetAccount_FullMethodName  = "/blindbank.v1.BankAdmin/GetAccount"
+	BankAdmin_SetLimits_FullMethodName   = "/blindbank.v1.BankAdmin/SetLimits"
+	BankAdmin_Unlock_FullMethodName      = "/blindbank.v1.BankAdmin/Unlock"
 )
 
 // BankAdminClient is the client API for BankAdmin service.
@@ -318,6 +452,11 @@ type BankAdminClient interface {
 	OpenAccount(ctx context.Context, in *OpenAccountRequest, opts ...grpc.CallOption) (*OpenAccountResponse, error)
 	Credit(ctx context.Context, in *CreditRequest, opts ...grpc.CallOption) (*CreditResponse, error)
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
+	// SetLimits sets an account's per-transaction and per-day spending limits
+	// (checks and withdrawals alike); empty strings mean no limit.
+	SetLimits(ctx context.Context, in *SetLimitsRequest, opts ...grpc.CallOption) (*SetLimitsResponse, error)
+	// Unlock clears an account's failed authentications.
+	Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error)
 }
 
 type bankAdminClient struct {
@@ -358,6 +497,26 @@ func (c *bankAdminClient) GetAccount(ctx context.Context, in *GetAccountRequest,
 	return out, nil
 }
 
+func (c *bankAdminClient) SetLimits(ctx context.Context, in *SetLimitsRequest, opts ...grpc.CallOption) (*SetLimitsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetLimitsResponse)
+	err := c.cc.Invoke(ctx, BankAdmin_SetLimits_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankAdminClient) Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlockResponse)
+	err := c.cc.Invoke(ctx, BankAdmin_Unlock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BankAdminServer is the server API for BankAdmin service.
 // All implementations must embed UnimplementedBankAdminServer
 // for forward compatibility.
@@ -368,6 +527,11 @@ type BankAdminServer interface {
 	OpenAccount(context.Context, *OpenAccountRequest) (*OpenAccountResponse, error)
 	Credit(context.Context, *CreditRequest) (*CreditResponse, error)
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
+	// SetLimits sets an account's per-transaction and per-day spending limits
+	// (checks and withdrawals alike); empty strings mean no limit.
+	SetLimits(context.Context, *SetLimitsRequest) (*SetLimitsResponse, error)
+	// Unlock clears an account's failed authentications.
+	Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error)
 	mustEmbedUnimplementedBankAdminServer()
 }
 
@@ -386,6 +550,12 @@ func (UnimplementedBankAdminServer) Credit(context.Context, *CreditRequest) (*Cr
 }
 func (UnimplementedBankAdminServer) GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetAccount not implemented")
+}
+func (UnimplementedBankAdminServer) SetLimits(context.Context, *SetLimitsRequest) (*SetLimitsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetLimits not implemented")
+}
+func (UnimplementedBankAdminServer) Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Unlock not implemented")
 }
 func (UnimplementedBankAdminServer) mustEmbedUnimplementedBankAdminServer() {}
 func (UnimplementedBankAdminServer) testEmbeddedByValue()                   {}
@@ -462,6 +632,42 @@ func _BankAdmin_GetAccount_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BankAdmin_SetLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetLimitsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankAdminServer).SetLimits(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BankAdmin_SetLimits_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankAdminServer).SetLimits(ctx, req.(*SetLimitsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BankAdmin_Unlock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankAdminServer).Unlock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BankAdmin_Unlock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankAdminServer).Unlock(ctx, req.(*UnlockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BankAdmin_ServiceDesc is the grpc.ServiceDesc for BankAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -480,6 +686,14 @@ var BankAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccount",
 			Handler:    _BankAdmin_GetAccount_Handler,
+		},
+		{
+			MethodName: "SetLimits",
+			Handler:    _BankAdmin_SetLimits_Handler,
+		},
+		{
+			MethodName: "Unlock",
+			Handler:    _BankAdmin_Unlock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -23,6 +23,442 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListProductsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProductsRequest) Reset() {
+	*x = ListProductsRequest{}
+	mi := &file_merchant_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProductsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProductsRequest) ProtoMessage() {}
+
+func (x *ListProductsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProductsRequest.ProtoReflect.Descriptor instead.
+func (*ListProductsRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{0}
+}
+
+type Product struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Price         string                 `protobuf:"bytes,3,opt,name=price,proto3" json:"price,omitempty"`
+	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Product) Reset() {
+	*x = Product{}
+	mi := &file_merchant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Product) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Product) ProtoMessage() {}
+
+func (x *Product) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Product.ProtoReflect.Descriptor instead.
+func (*Product) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Product) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Product) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Product) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *Product) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type ListProductsResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Products        []*Product             `protobuf:"bytes,1,rep,name=products,proto3" json:"products,omitempty"`
+	MerchantAccount uint64                 `protobuf:"varint,2,opt,name=merchant_account,json=merchantAccount,proto3" json:"merchant_account,omitempty"`
+	MerchantKey     []byte                 `protobuf:"bytes,3,opt,name=merchant_key,json=merchantKey,proto3" json:"merchant_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListProductsResponse) Reset() {
+	*x = ListProductsResponse{}
+	mi := &file_merchant_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProductsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProductsResponse) ProtoMessage() {}
+
+func (x *ListProductsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProductsResponse.ProtoReflect.Descriptor instead.
+func (*ListProductsResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListProductsResponse) GetProducts() []*Product {
+	if x != nil {
+		return x.Products
+	}
+	return nil
+}
+
+func (x *ListProductsResponse) GetMerchantAccount() uint64 {
+	if x != nil {
+		return x.MerchantAccount
+	}
+	return 0
+}
+
+func (x *ListProductsResponse) GetMerchantKey() []byte {
+	if x != nil {
+		return x.MerchantKey
+	}
+	return nil
+}
+
+type QuoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PriceRequest  []byte                 `protobuf:"bytes,1,opt,name=price_request,json=priceRequest,proto3" json:"price_request,omitempty"` // "price-request"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuoteRequest) Reset() {
+	*x = QuoteRequest{}
+	mi := &file_merchant_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteRequest) ProtoMessage() {}
+
+func (x *QuoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteRequest.ProtoReflect.Descriptor instead.
+func (*QuoteRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *QuoteRequest) GetPriceRequest() []byte {
+	if x != nil {
+		return x.PriceRequest
+	}
+	return nil
+}
+
+type QuoteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Quote         []byte                 `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"` // "signed-quote"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuoteResponse) Reset() {
+	*x = QuoteResponse{}
+	mi := &file_merchant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteResponse) ProtoMessage() {}
+
+func (x *QuoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteResponse.ProtoReflect.Descriptor instead.
+func (*QuoteResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *QuoteResponse) GetQuote() []byte {
+	if x != nil {
+		return x.Quote
+	}
+	return nil
+}
+
+type GetGoodsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Quote         []byte                 `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"` // the signed quote being accepted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGoodsRequest) Reset() {
+	*x = GetGoodsRequest{}
+	mi := &file_merchant_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGoodsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGoodsRequest) ProtoMessage() {}
+
+func (x *GetGoodsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGoodsRequest.ProtoReflect.Descriptor instead.
+func (*GetGoodsRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetGoodsRequest) GetQuote() []byte {
+	if x != nil {
+		return x.Quote
+	}
+	return nil
+}
+
+type GetGoodsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivery      []byte                 `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"` // "delivery"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGoodsResponse) Reset() {
+	*x = GetGoodsResponse{}
+	mi := &file_merchant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGoodsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGoodsResponse) ProtoMessage() {}
+
+func (x *GetGoodsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGoodsResponse.ProtoReflect.Descriptor instead.
+func (*GetGoodsResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetGoodsResponse) GetDelivery() []byte {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type SubmitEPORequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SignedEpo     []byte                 `protobuf:"bytes,1,opt,name=signed_epo,json=signedEpo,proto3" json:"signed_epo,omitempty"` // "signed-epo"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitEPORequest) Reset() {
+	*x = SubmitEPORequest{}
+	mi := &file_merchant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitEPORequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitEPORequest) ProtoMessage() {}
+
+func (x *SubmitEPORequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitEPORequest.ProtoReflect.Descriptor instead.
+func (*SubmitEPORequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SubmitEPORequest) GetSignedEpo() []byte {
+	if x != nil {
+		return x.SignedEpo
+	}
+	return nil
+}
+
+type SubmitEPOResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                                  // the bank's "signed-epo-receipt"
+	CustomerBlock []byte                 `protobuf:"bytes,2,opt,name=customer_block,json=customerBlock,proto3" json:"customer_block,omitempty"` // sealed to the customer's reply key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitEPOResponse) Reset() {
+	*x = SubmitEPOResponse{}
+	mi := &file_merchant_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitEPOResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitEPOResponse) ProtoMessage() {}
+
+func (x *SubmitEPOResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitEPOResponse.ProtoReflect.Descriptor instead.
+func (*SubmitEPOResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SubmitEPOResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *SubmitEPOResponse) GetCustomerBlock() []byte {
+	if x != nil {
+		return x.CustomerBlock
+	}
+	return nil
+}
+
 type GetPaymentRequestRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -32,7 +468,7 @@ type GetPaymentRequestRequest struct {
 
 func (x *GetPaymentRequestRequest) Reset() {
 	*x = GetPaymentRequestRequest{}
-	mi := &file_merchant_proto_msgTypes[0]
+	mi := &file_merchant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +480,7 @@ func (x *GetPaymentRequestRequest) String() string {
 func (*GetPaymentRequestRequest) ProtoMessage() {}
 
 func (x *GetPaymentRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[0]
+	mi := &file_merchant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +493,7 @@ func (x *GetPaymentRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentRequestRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{0}
+	return file_merchant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetPaymentRequestRequest) GetOrderId() string {
@@ -78,7 +514,7 @@ type GetPaymentRequestResponse struct {
 
 func (x *GetPaymentRequestResponse) Reset() {
 	*x = GetPaymentRequestResponse{}
-	mi := &file_merchant_proto_msgTypes[1]
+	mi := &file_merchant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +526,7 @@ func (x *GetPaymentRequestResponse) String() string {
 func (*GetPaymentRequestResponse) ProtoMessage() {}
 
 func (x *GetPaymentRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[1]
+	mi := &file_merchant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +539,7 @@ func (x *GetPaymentRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentRequestResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{1}
+	return file_merchant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetPaymentRequestResponse) GetPaymentRequest() []byte {
@@ -137,7 +573,7 @@ type PayRequest struct {
 
 func (x *PayRequest) Reset() {
 	*x = PayRequest{}
-	mi := &file_merchant_proto_msgTypes[2]
+	mi := &file_merchant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -149,7 +585,7 @@ func (x *PayRequest) String() string {
 func (*PayRequest) ProtoMessage() {}
 
 func (x *PayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[2]
+	mi := &file_merchant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -162,7 +598,7 @@ func (x *PayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayRequest.ProtoReflect.Descriptor instead.
 func (*PayRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{2}
+	return file_merchant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PayRequest) GetOrderId() string {
@@ -188,7 +624,7 @@ type PayResponse struct {
 
 func (x *PayResponse) Reset() {
 	*x = PayResponse{}
-	mi := &file_merchant_proto_msgTypes[3]
+	mi := &file_merchant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +636,7 @@ func (x *PayResponse) String() string {
 func (*PayResponse) ProtoMessage() {}
 
 func (x *PayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[3]
+	mi := &file_merchant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +649,7 @@ func (x *PayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayResponse.ProtoReflect.Descriptor instead.
 func (*PayResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{3}
+	return file_merchant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayResponse) GetReceipt() []byte {
@@ -221,6 +657,161 @@ func (x *PayResponse) GetReceipt() []byte {
 		return x.Receipt
 	}
 	return nil
+}
+
+type SaleStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoid         string                 `protobuf:"bytes,1,opt,name=epoid,proto3" json:"epoid,omitempty"` // "merchant-milliseconds-serial"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaleStatusRequest) Reset() {
+	*x = SaleStatusRequest{}
+	mi := &file_merchant_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleStatusRequest) ProtoMessage() {}
+
+func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleStatusRequest.ProtoReflect.Descriptor instead.
+func (*SaleStatusRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SaleStatusRequest) GetEpoid() string {
+	if x != nil {
+		return x.Epoid
+	}
+	return ""
+}
+
+type SaleStatusResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Epoid     string                 `protobuf:"bytes,1,opt,name=epoid,proto3" json:"epoid,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`                            // goods, check
+	ProductId string                 `protobuf:"bytes,3,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"` // product id, or a check's reference
+	Price     string                 `protobuf:"bytes,4,opt,name=price,proto3" json:"price,omitempty"`
+	// What the till knows: delivered (goods sent, no EPO yet), endorsed (sent
+	// to the bank, no answer yet), approved, declined; unknown if the till has
+	// no record and the bank none either.
+	State           string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Reason          string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`                      // decline reason, from the bank's signed receipt
+	Receipt         []byte `protobuf:"bytes,7,opt,name=receipt,proto3" json:"receipt,omitempty"`                    // the bank's "signed-epo-receipt", once known
+	FromBank        bool   `protobuf:"varint,8,opt,name=from_bank,json=fromBank,proto3" json:"from_bank,omitempty"` // the bank answered the status query
+	DeliveredUnixMs int64  `protobuf:"varint,9,opt,name=delivered_unix_ms,json=deliveredUnixMs,proto3" json:"delivered_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SaleStatusResponse) Reset() {
+	*x = SaleStatusResponse{}
+	mi := &file_merchant_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaleStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaleStatusResponse) ProtoMessage() {}
+
+func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaleStatusResponse.ProtoReflect.Descriptor instead.
+func (*SaleStatusResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SaleStatusResponse) GetEpoid() string {
+	if x != nil {
+		return x.Epoid
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetProductId() string {
+	if x != nil {
+		return x.ProductId
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SaleStatusResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *SaleStatusResponse) GetFromBank() bool {
+	if x != nil {
+		return x.FromBank
+	}
+	return false
+}
+
+func (x *SaleStatusResponse) GetDeliveredUnixMs() int64 {
+	if x != nil {
+		return x.DeliveredUnixMs
+	}
+	return 0
 }
 
 type CreateOrderRequest struct {
@@ -234,7 +825,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_merchant_proto_msgTypes[4]
+	mi := &file_merchant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +837,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[4]
+	mi := &file_merchant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +850,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{4}
+	return file_merchant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateOrderRequest) GetAmount() string {
@@ -292,7 +883,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_merchant_proto_msgTypes[5]
+	mi := &file_merchant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +895,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[5]
+	mi := &file_merchant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +908,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{5}
+	return file_merchant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateOrderResponse) GetOrderId() string {
@@ -336,7 +927,7 @@ type OrderStatusRequest struct {
 
 func (x *OrderStatusRequest) Reset() {
 	*x = OrderStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[6]
+	mi := &file_merchant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +939,7 @@ func (x *OrderStatusRequest) String() string {
 func (*OrderStatusRequest) ProtoMessage() {}
 
 func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[6]
+	mi := &file_merchant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +952,7 @@ func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusRequest.ProtoReflect.Descriptor instead.
 func (*OrderStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{6}
+	return file_merchant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OrderStatusRequest) GetOrderId() string {
@@ -385,7 +976,7 @@ type OrderStatusResponse struct {
 
 func (x *OrderStatusResponse) Reset() {
 	*x = OrderStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[7]
+	mi := &file_merchant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +988,7 @@ func (x *OrderStatusResponse) String() string {
 func (*OrderStatusResponse) ProtoMessage() {}
 
 func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[7]
+	mi := &file_merchant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +1001,7 @@ func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusResponse.ProtoReflect.Descriptor instead.
 func (*OrderStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{7}
+	return file_merchant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OrderStatusResponse) GetOrderId() string {
@@ -459,7 +1050,31 @@ var File_merchant_proto protoreflect.FileDescriptor
 
 const file_merchant_proto_rawDesc = "" +
 	"\n" +
-	"\x0emerchant.proto\x12\fblindbank.v1\"5\n" +
+	"\x0emerchant.proto\x12\fblindbank.v1\"\x15\n" +
+	"\x13ListProductsRequest\"e\n" +
+	"\aProduct\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
+	"\x05price\x18\x03 \x01(\tR\x05price\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"\x97\x01\n" +
+	"\x14ListProductsResponse\x121\n" +
+	"\bproducts\x18\x01 \x03(\v2\x15.blindbank.v1.ProductR\bproducts\x12)\n" +
+	"\x10merchant_account\x18\x02 \x01(\x04R\x0fmerchantAccount\x12!\n" +
+	"\fmerchant_key\x18\x03 \x01(\fR\vmerchantKey\"3\n" +
+	"\fQuoteRequest\x12#\n" +
+	"\rprice_request\x18\x01 \x01(\fR\fpriceRequest\"%\n" +
+	"\rQuoteResponse\x12\x14\n" +
+	"\x05quote\x18\x01 \x01(\fR\x05quote\"'\n" +
+	"\x0fGetGoodsRequest\x12\x14\n" +
+	"\x05quote\x18\x01 \x01(\fR\x05quote\".\n" +
+	"\x10GetGoodsResponse\x12\x1a\n" +
+	"\bdelivery\x18\x01 \x01(\fR\bdelivery\"1\n" +
+	"\x10SubmitEPORequest\x12\x1d\n" +
+	"\n" +
+	"signed_epo\x18\x01 \x01(\fR\tsignedEpo\"T\n" +
+	"\x11SubmitEPOResponse\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
+	"\x0ecustomer_block\x18\x02 \x01(\fR\rcustomerBlock\"5\n" +
 	"\x18GetPaymentRequestRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"\x81\x01\n" +
 	"\x19GetPaymentRequestResponse\x12'\n" +
@@ -471,7 +1086,20 @@ const file_merchant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
 	"\x0esealed_payment\x18\x02 \x01(\fR\rsealedPayment\"'\n" +
 	"\vPayResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"g\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\")\n" +
+	"\x11SaleStatusRequest\x12\x14\n" +
+	"\x05epoid\x18\x01 \x01(\tR\x05epoid\"\x84\x02\n" +
+	"\x12SaleStatusResponse\x12\x14\n" +
+	"\x05epoid\x18\x01 \x01(\tR\x05epoid\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
+	"\n" +
+	"product_id\x18\x03 \x01(\tR\tproductId\x12\x14\n" +
+	"\x05price\x18\x04 \x01(\tR\x05price\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n" +
+	"\areceipt\x18\a \x01(\fR\areceipt\x12\x1b\n" +
+	"\tfrom_bank\x18\b \x01(\bR\bfromBank\x12*\n" +
+	"\x11delivered_unix_ms\x18\t \x01(\x03R\x0fdeliveredUnixMs\"g\n" +
 	"\x12CreateOrderRequest\x12\x16\n" +
 	"\x06amount\x18\x01 \x01(\tR\x06amount\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\x12\x1f\n" +
@@ -487,13 +1115,21 @@ const file_merchant_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x18\n" +
 	"\areceipt\x18\x05 \x01(\fR\areceipt\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs2\xac\x01\n" +
+	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs2\xad\x04\n" +
 	"\bMerchant\x12d\n" +
 	"\x11GetPaymentRequest\x12&.blindbank.v1.GetPaymentRequestRequest\x1a'.blindbank.v1.GetPaymentRequestResponse\x12:\n" +
-	"\x03Pay\x12\x18.blindbank.v1.PayRequest\x1a\x19.blindbank.v1.PayResponse2\xb7\x01\n" +
+	"\x03Pay\x12\x18.blindbank.v1.PayRequest\x1a\x19.blindbank.v1.PayResponse\x12U\n" +
+	"\fListProducts\x12!.blindbank.v1.ListProductsRequest\x1a\".blindbank.v1.ListProductsResponse\x12@\n" +
+	"\x05Quote\x12\x1a.blindbank.v1.QuoteRequest\x1a\x1b.blindbank.v1.QuoteResponse\x12I\n" +
+	"\bGetGoods\x12\x1d.blindbank.v1.GetGoodsRequest\x1a\x1e.blindbank.v1.GetGoodsResponse\x12L\n" +
+	"\tSubmitEPO\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse\x12M\n" +
+	"\n" +
+	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\x88\x02\n" +
 	"\rMerchantAdmin\x12R\n" +
 	"\vCreateOrder\x12 .blindbank.v1.CreateOrderRequest\x1a!.blindbank.v1.CreateOrderResponse\x12R\n" +
-	"\vOrderStatus\x12 .blindbank.v1.OrderStatusRequest\x1a!.blindbank.v1.OrderStatusResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"\vOrderStatus\x12 .blindbank.v1.OrderStatusRequest\x1a!.blindbank.v1.OrderStatusResponse\x12O\n" +
+	"\n" +
+	"SaleStatus\x12\x1f.blindbank.v1.SaleStatusRequest\x1a .blindbank.v1.SaleStatusResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_merchant_proto_rawDescOnce sync.Once
@@ -507,31 +1143,55 @@ func file_merchant_proto_rawDescGZIP() []byte {
 	return file_merchant_proto_rawDescData
 }
 
-var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_merchant_proto_goTypes = []any{
-	(*GetPaymentRequestRequest)(nil),  // 0: blindbank.v1.GetPaymentRequestRequest
-	(*GetPaymentRequestResponse)(nil), // 1: blindbank.v1.GetPaymentRequestResponse
-	(*PayRequest)(nil),                // 2: blindbank.v1.PayRequest
-	(*PayResponse)(nil),               // 3: blindbank.v1.PayResponse
-	(*CreateOrderRequest)(nil),        // 4: blindbank.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),       // 5: blindbank.v1.CreateOrderResponse
-	(*OrderStatusRequest)(nil),        // 6: blindbank.v1.OrderStatusRequest
-	(*OrderStatusResponse)(nil),       // 7: blindbank.v1.OrderStatusResponse
+	(*ListProductsRequest)(nil),       // 0: blindbank.v1.ListProductsRequest
+	(*Product)(nil),                   // 1: blindbank.v1.Product
+	(*ListProductsResponse)(nil),      // 2: blindbank.v1.ListProductsResponse
+	(*QuoteRequest)(nil),              // 3: blindbank.v1.QuoteRequest
+	(*QuoteResponse)(nil),             // 4: blindbank.v1.QuoteResponse
+	(*GetGoodsRequest)(nil),           // 5: blindbank.v1.GetGoodsRequest
+	(*GetGoodsResponse)(nil),          // 6: blindbank.v1.GetGoodsResponse
+	(*SubmitEPORequest)(nil),          // 7: blindbank.v1.SubmitEPORequest
+	(*SubmitEPOResponse)(nil),         // 8: blindbank.v1.SubmitEPOResponse
+	(*GetPaymentRequestRequest)(nil),  // 9: blindbank.v1.GetPaymentRequestRequest
+	(*GetPaymentRequestResponse)(nil), // 10: blindbank.v1.GetPaymentRequestResponse
+	(*PayRequest)(nil),                // 11: blindbank.v1.PayRequest
+	(*PayResponse)(nil),               // 12: blindbank.v1.PayResponse
+	(*SaleStatusRequest)(nil),         // 13: blindbank.v1.SaleStatusRequest
+	(*SaleStatusResponse)(nil),        // 14: blindbank.v1.SaleStatusResponse
+	(*CreateOrderRequest)(nil),        // 15: blindbank.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),       // 16: blindbank.v1.CreateOrderResponse
+	(*OrderStatusRequest)(nil),        // 17: blindbank.v1.OrderStatusRequest
+	(*OrderStatusResponse)(nil),       // 18: blindbank.v1.OrderStatusResponse
 }
 var file_merchant_proto_depIdxs = []int32{
-	0, // 0: blindbank.v1.Merchant.GetPaymentRequest:input_type -> blindbank.v1.GetPaymentRequestRequest
-	2, // 1: blindbank.v1.Merchant.Pay:input_type -> blindbank.v1.PayRequest
-	4, // 2: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
-	6, // 3: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
-	1, // 4: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
-	3, // 5: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
-	5, // 6: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
-	7, // 7: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1,  // 0: blindbank.v1.ListProductsResponse.products:type_name -> blindbank.v1.Product
+	9,  // 1: blindbank.v1.Merchant.GetPaymentRequest:input_type -> blindbank.v1.GetPaymentRequestRequest
+	11, // 2: blindbank.v1.Merchant.Pay:input_type -> blindbank.v1.PayRequest
+	0,  // 3: blindbank.v1.Merchant.ListProducts:input_type -> blindbank.v1.ListProductsRequest
+	3,  // 4: blindbank.v1.Merchant.Quote:input_type -> blindbank.v1.QuoteRequest
+	5,  // 5: blindbank.v1.Merchant.GetGoods:input_type -> blindbank.v1.GetGoodsRequest
+	7,  // 6: blindbank.v1.Merchant.SubmitEPO:input_type -> blindbank.v1.SubmitEPORequest
+	7,  // 7: blindbank.v1.Merchant.WriteCheck:input_type -> blindbank.v1.SubmitEPORequest
+	15, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
+	17, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
+	13, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
+	10, // 11: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
+	12, // 12: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
+	2,  // 13: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
+	4,  // 14: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
+	6,  // 15: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
+	8,  // 16: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
+	8,  // 17: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
+	16, // 18: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
+	18, // 19: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
+	14, // 20: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
+	11, // [11:21] is the sub-list for method output_type
+	1,  // [1:11] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_merchant_proto_init() }
@@ -545,7 +1205,7 @@ func file_merchant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_merchant_proto_rawDesc), len(file_merchant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -23,6 +23,11 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Merchant_GetPaymentRequest_FullMethodName = "/blindbank.v1.Merchant/GetPaymentRequest"
 	Merchant_Pay_FullMethodName               = "/blindbank.v1.Merchant/Pay"
+	Merchant_ListProducts_FullMethodName      = "/blindbank.v1.Merchant/ListProducts"
+	Merchant_Quote_FullMethodName             = "/blindbank.v1.Merchant/Quote"
+	Merchant_GetGoods_FullMethodName          = "/blindbank.v1.Merchant/GetGoods"
+	Merchant_SubmitEPO_FullMethodName         = "/blindbank.v1.Merchant/SubmitEPO"
+	Merchant_WriteCheck_FullMethodName        = "/blindbank.v1.Merchant/WriteCheck"
 )
 
 // MerchantClient is the client API for Merchant service.
@@ -36,6 +41,19 @@ type MerchantClient interface {
 	// Pay hands the merchant a sealed payment; the merchant deposits it at the
 	// bank and returns the bank's receipt. Idempotent.
 	Pay(ctx context.Context, in *PayRequest, opts ...grpc.CallOption) (*PayResponse, error)
+	// The till (NetBill): a catalogue, quotes, encrypted goods, and payment
+	// orders endorsed and forwarded to the bank.
+	ListProducts(ctx context.Context, in *ListProductsRequest, opts ...grpc.CallOption) (*ListProductsResponse, error)
+	// Quote (steps 1-2): a signed price for a product.
+	Quote(ctx context.Context, in *QuoteRequest, opts ...grpc.CallOption) (*QuoteResponse, error)
+	// GetGoods (steps 3-4): the goods encrypted under a one-time key, with
+	// their hash, the key commitment and the EPOID.
+	GetGoods(ctx context.Context, in *GetGoodsRequest, opts ...grpc.CallOption) (*GetGoodsResponse, error)
+	// SubmitEPO (steps 5-8): the customer's signed payment order; the till
+	// endorses it, forwards it to the bank and returns the bank's result.
+	SubmitEPO(ctx context.Context, in *SubmitEPORequest, opts ...grpc.CallOption) (*SubmitEPOResponse, error)
+	// WriteCheck deposits a plain signed check (an EPO without goods).
+	WriteCheck(ctx context.Context, in *SubmitEPORequest, opts ...grpc.CallOption) (*SubmitEPOResponse, error)
 }
 
 type merchantClient struct {
@@ -66,6 +84,56 @@ func (c *merchantClient) Pay(ctx context.Context, in *PayRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *merchantClient) ListProducts(ctx context.Context, in *ListProductsRequest, opts ...grpc.CallOption) (*ListProductsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProductsResponse)
+	err := c.cc.Invoke(ctx, Merchant_ListProducts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *merchantClient) Quote(ctx context.Context, in *QuoteRequest, opts ...grpc.CallOption) (*QuoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QuoteResponse)
+	err := c.cc.Invoke(ctx, Merchant_Quote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *merchantClient) GetGoods(ctx context.Context, in *GetGoodsRequest, opts ...grpc.CallOption) (*GetGoodsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGoodsResponse)
+	err := c.cc.Invoke(ctx, Merchant_GetGoods_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *merchantClient) SubmitEPO(ctx context.Context, in *SubmitEPORequest, opts ...grpc.CallOption) (*SubmitEPOResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitEPOResponse)
+	err := c.cc.Invoke(ctx, Merchant_SubmitEPO_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *merchantClient) WriteCheck(ctx context.Context, in *SubmitEPORequest, opts ...grpc.CallOption) (*SubmitEPOResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitEPOResponse)
+	err := c.cc.Invoke(ctx, Merchant_WriteCheck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MerchantServer is the server API for Merchant service.
 // All implementations must embed UnimplementedMerchantServer
 // for forward compatibility.
@@ -77,6 +145,19 @@ type MerchantServer interface {
 	// Pay hands the merchant a sealed payment; the merchant deposits it at the
 	// bank and returns the bank's receipt. Idempotent.
 	Pay(context.Context, *PayRequest) (*PayResponse, error)
+	// The till (NetBill): a catalogue, quotes, encrypted goods, and payment
+	// orders endorsed and forwarded to the bank.
+	ListProducts(context.Context, *ListProductsRequest) (*ListProductsResponse, error)
+	// Quote (steps 1-2): a signed price for a product.
+	Quote(context.Context, *QuoteRequest) (*QuoteResponse, error)
+	// GetGoods (steps 3-4): the goods encrypted under a one-time key, with
+	// their hash, the key commitment and the EPOID.
+	GetGoods(context.Context, *GetGoodsRequest) (*GetGoodsResponse, error)
+	// SubmitEPO (steps 5-8): the customer's signed payment order; the till
+	// endorses it, forwards it to the bank and returns the bank's result.
+	SubmitEPO(context.Context, *SubmitEPORequest) (*SubmitEPOResponse, error)
+	// WriteCheck deposits a plain signed check (an EPO without goods).
+	WriteCheck(context.Context, *SubmitEPORequest) (*SubmitEPOResponse, error)
 	mustEmbedUnimplementedMerchantServer()
 }
 
@@ -92,6 +173,21 @@ func (UnimplementedMerchantServer) GetPaymentRequest(context.Context, *GetPaymen
 }
 func (UnimplementedMerchantServer) Pay(context.Context, *PayRequest) (*PayResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Pay not implemented")
+}
+func (UnimplementedMerchantServer) ListProducts(context.Context, *ListProductsRequest) (*ListProductsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListProducts not implemented")
+}
+func (UnimplementedMerchantServer) Quote(context.Context, *QuoteRequest) (*QuoteResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Quote not implemented")
+}
+func (UnimplementedMerchantServer) GetGoods(context.Context, *GetGoodsRequest) (*GetGoodsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetGoods not implemented")
+}
+func (UnimplementedMerchantServer) SubmitEPO(context.Context, *SubmitEPORequest) (*SubmitEPOResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitEPO not implemented")
+}
+func (UnimplementedMerchantServer) WriteCheck(context.Context, *SubmitEPORequest) (*SubmitEPOResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method WriteCheck not implemented")
 }
 func (UnimplementedMerchantServer) mustEmbedUnimplementedMerchantServer() {}
 func (UnimplementedMerchantServer) testEmbeddedByValue()                  {}
@@ -150,6 +246,96 @@ func _Merchant_Pay_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Merchant_ListProducts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProductsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantServer).ListProducts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Merchant_ListProducts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantServer).ListProducts(ctx, req.(*ListProductsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Merchant_Quote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QuoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantServer).Quote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Merchant_Quote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantServer).Quote(ctx, req.(*QuoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Merchant_GetGoods_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGoodsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantServer).GetGoods(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Merchant_GetGoods_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantServer).GetGoods(ctx, req.(*GetGoodsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Merchant_SubmitEPO_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitEPORequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantServer).SubmitEPO(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Merchant_SubmitEPO_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantServer).SubmitEPO(ctx, req.(*SubmitEPORequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Merchant_WriteCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitEPORequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantServer).WriteCheck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Merchant_WriteCheck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantServer).WriteCheck(ctx, req.(*SubmitEPORequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Merchant_ServiceDesc is the grpc.ServiceDesc for Merchant service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -165,6 +351,26 @@ var Merchant_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Pay",
 			Handler:    _Merchant_Pay_Handler,
 		},
+		{
+			MethodName: "ListProducts",
+			Handler:    _Merchant_ListProducts_Handler,
+		},
+		{
+			MethodName: "Quote",
+			Handler:    _Merchant_Quote_Handler,
+		},
+		{
+			MethodName: "GetGoods",
+			Handler:    _Merchant_GetGoods_Handler,
+		},
+		{
+			MethodName: "SubmitEPO",
+			Handler:    _Merchant_SubmitEPO_Handler,
+		},
+		{
+			MethodName: "WriteCheck",
+			Handler:    _Merchant_WriteCheck_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "merchant.proto",
@@ -173,6 +379,7 @@ var Merchant_ServiceDesc = grpc.ServiceDesc{
 const (
 	MerchantAdmin_CreateOrder_FullMethodName = "/blindbank.v1.MerchantAdmin/CreateOrder"
 	MerchantAdmin_OrderStatus_FullMethodName = "/blindbank.v1.MerchantAdmin/OrderStatus"
+	MerchantAdmin_SaleStatus_FullMethodName  = "/blindbank.v1.MerchantAdmin/SaleStatus"
 )
 
 // MerchantAdminClient is the client API for MerchantAdmin service.
@@ -183,6 +390,11 @@ const (
 type MerchantAdminClient interface {
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
 	OrderStatus(ctx context.Context, in *OrderStatusRequest, opts ...grpc.CallOption) (*OrderStatusResponse, error)
+	// SaleStatus shows what the till holds for an EPOID (a sale or a check)
+	// and asks the bank for its decision with a status query signed by the
+	// merchant key (NetBill recovery): how a merchant that crashed after
+	// endorsing learns the outcome. The bank's receipt is stored.
+	SaleStatus(ctx context.Context, in *SaleStatusRequest, opts ...grpc.CallOption) (*SaleStatusResponse, error)
 }
 
 type merchantAdminClient struct {
@@ -213,6 +425,16 @@ func (c *merchantAdminClient) OrderStatus(ctx context.Context, in *OrderStatusRe
 	return out, nil
 }
 
+func (c *merchantAdminClient) SaleStatus(ctx context.Context, in *SaleStatusRequest, opts ...grpc.CallOption) (*SaleStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SaleStatusResponse)
+	err := c.cc.Invoke(ctx, MerchantAdmin_SaleStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MerchantAdminServer is the server API for MerchantAdmin service.
 // All implementations must embed UnimplementedMerchantAdminServer
 // for forward compatibility.
@@ -221,6 +443,11 @@ func (c *merchantAdminClient) OrderStatus(ctx context.Context, in *OrderStatusRe
 type MerchantAdminServer interface {
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
 	OrderStatus(context.Context, *OrderStatusRequest) (*OrderStatusResponse, error)
+	// SaleStatus shows what the till holds for an EPOID (a sale or a check)
+	// and asks the bank for its decision with a status query signed by the
+	// merchant key (NetBill recovery): how a merchant that crashed after
+	// endorsing learns the outcome. The bank's receipt is stored.
+	SaleStatus(context.Context, *SaleStatusRequest) (*SaleStatusResponse, error)
 	mustEmbedUnimplementedMerchantAdminServer()
 }
 
@@ -236,6 +463,9 @@ func (UnimplementedMerchantAdminServer) CreateOrder(context.Context, *CreateOrde
 }
 func (UnimplementedMerchantAdminServer) OrderStatus(context.Context, *OrderStatusRequest) (*OrderStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method OrderStatus not implemented")
+}
+func (UnimplementedMerchantAdminServer) SaleStatus(context.Context, *SaleStatusRequest) (*SaleStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SaleStatus not implemented")
 }
 func (UnimplementedMerchantAdminServer) mustEmbedUnimplementedMerchantAdminServer() {}
 func (UnimplementedMerchantAdminServer) testEmbeddedByValue()                       {}
@@ -294,6 +524,24 @@ func _MerchantAdmin_OrderStatus_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MerchantAdmin_SaleStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SaleStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantAdminServer).SaleStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MerchantAdmin_SaleStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantAdminServer).SaleStatus(ctx, req.(*SaleStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MerchantAdmin_ServiceDesc is the grpc.ServiceDesc for MerchantAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -308,6 +556,10 @@ var MerchantAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OrderStatus",
 			Handler:    _MerchantAdmin_OrderStatus_Handler,
+		},
+		{
+			MethodName: "SaleStatus",
+			Handler:    _MerchantAdmin_SaleStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

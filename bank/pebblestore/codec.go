@@ -26,6 +26,7 @@ const (
 	prefixDeposit  = "d/" // d/<payment hash>               → deposit record
 	prefixRef      = "r/" // r/<credit reference>           → reference record
 	prefixNonce    = "n/" // n/<denomination id><nonce>     → SHA-256 of the blinded message
+	prefixCheck    = "e/" // e/<EPOID>                      → check outcome record
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -219,6 +220,12 @@ func encodeAccount(a *account) []byte {
 	e.i64(a.Balance)
 	e.time(a.Created)
 	e.u64(a.NextSeq)
+	e.i64(a.Limits.PerTransaction)
+	e.i64(a.Limits.PerDay)
+	e.i64(a.SpentDay)
+	e.i64(a.SpentToday)
+	e.i64(a.FailDay)
+	e.i64(a.Failures)
 	return e.b
 }
 
@@ -242,6 +249,12 @@ func decodeAccount(id uint64, b []byte) (*account, error) {
 	a.Balance = d.i64()
 	a.Created = d.time()
 	a.NextSeq = d.u64()
+	a.Limits.PerTransaction = d.i64()
+	a.Limits.PerDay = d.i64()
+	a.SpentDay = d.i64()
+	a.SpentToday = d.i64()
+	a.FailDay = d.i64()
+	a.Failures = d.i64()
 	if err := d.finish(fmt.Sprintf("account %d", id)); err != nil {
 		return nil, err
 	}
@@ -255,6 +268,9 @@ func encodePosting(p *bank.Posting) []byte {
 	e.i64(p.Amount)
 	e.i64(p.Balance)
 	e.str(p.Memo)
+	e.u64(p.Counterparty)
+	e.str(p.Ref)
+	e.str(p.Product)
 	return e.b
 }
 
@@ -266,6 +282,9 @@ func decodePosting(seq uint64, b []byte) (bank.Posting, error) {
 	p.Amount = d.i64()
 	p.Balance = d.i64()
 	p.Memo = d.str()
+	p.Counterparty = d.u64()
+	p.Ref = d.str()
+	p.Product = d.str()
 	return p, d.finish(fmt.Sprintf("posting %d", seq))
 }
 
@@ -367,4 +386,36 @@ func decodeRef(b []byte) (*refRecord, error) {
 	d := dec{b: b}
 	r := &refRecord{Account: d.u64(), Amount: d.i64()}
 	return r, d.finish("reference record")
+}
+
+func encodeCheck(c *bank.CheckOutcome) []byte {
+	var e enc
+	e.b = append(e.b, c.EPOHash[:]...)
+	e.str(c.Outcome)
+	e.bytes(c.Receipt)
+	e.u64(c.Customer)
+	e.u64(c.Merchant)
+	e.i64(c.Amount)
+	e.i64(c.NewBalance)
+	e.bytes(c.Record)
+	e.time(c.Time)
+	return e.b
+}
+
+func decodeCheck(b []byte) (*bank.CheckOutcome, error) {
+	if len(b) < 32 {
+		return nil, fmt.Errorf("%w: check record", errCorrupt)
+	}
+	d := dec{b: b[32:]}
+	c := &bank.CheckOutcome{}
+	copy(c.EPOHash[:], b[:32])
+	c.Outcome = d.str()
+	c.Receipt = d.bytes()
+	c.Customer = d.u64()
+	c.Merchant = d.u64()
+	c.Amount = d.i64()
+	c.NewBalance = d.i64()
+	c.Record = d.bytes()
+	c.Time = d.time()
+	return c, d.finish("check record")
 }

@@ -424,7 +424,7 @@ func (t *txn) account(id uint64) (*account, error) {
 // post adds a posting of amount (signed) to a, with the running balance
 // checked for overflow, and records a's new state. It writes only through
 // t.set, so an op that fails after post still leaves nothing.
-func (t *txn) post(a *account, kind string, amount int64, memo string, at time.Time) error {
+func (t *txn) post(a *account, kind string, amount int64, memo string, at time.Time, counterparty uint64, ref, product string) error {
 	bal, err := addBalance(a.Balance, amount)
 	if err != nil {
 		return fmt.Errorf("%w: account %d", err, a.ID)
@@ -432,14 +432,14 @@ func (t *txn) post(a *account, kind string, amount int64, memo string, at time.T
 	a.Balance = bal
 	seq := a.NextSeq
 	a.NextSeq++
-	p := bank.Posting{Seq: seq, Time: at, Kind: kind, Amount: amount, Balance: bal, Memo: memo}
+	p := bank.Posting{Seq: seq, Time: at, Kind: kind, Amount: amount, Balance: bal, Memo: memo, Counterparty: counterparty, Ref: ref, Product: product}
 	t.set(postingKey(a.ID, seq), encodePosting(&p))
 	t.set(accountKey(a.ID), encodeAccount(a))
 	return nil
 }
 
 // transfer moves amount (> 0) from one account to another, two postings.
-func (t *txn) transfer(from, to *account, kind string, amount int64, memo string, at time.Time) error {
+func (t *txn) transfer(from, to *account, kind string, amount int64, memo string, at time.Time, ref, product string) error {
 	// Check both sides before writing either; post itself writes only
 	// through t.set, so an error here still leaves nothing behind.
 	if _, err := addBalance(from.Balance, -amount); err != nil {
@@ -448,10 +448,10 @@ func (t *txn) transfer(from, to *account, kind string, amount int64, memo string
 	if _, err := addBalance(to.Balance, amount); err != nil {
 		return fmt.Errorf("%w: account %d", err, to.ID)
 	}
-	if err := t.post(from, kind, -amount, memo, at); err != nil {
+	if err := t.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
 		return err
 	}
-	return t.post(to, kind, amount, memo, at)
+	return t.post(to, kind, amount, memo, at, from.ID, ref, product)
 }
 
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
@@ -554,7 +554,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, op.Time); err != nil {
+		if err := t.transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, op.Time, op.Reference, ""); err != nil {
 			return err
 		}
 		if rk != nil {
@@ -622,6 +622,9 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err != nil {
 			return err
 		}
+		if err := a.CanSpend(op.Amount, op.Time); err != nil {
+			return err
+		}
 		if a.Balance < op.Amount {
 			return bank.ErrInsufficientFunds
 		}
@@ -639,7 +642,8 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), op.Time); err != nil {
+		a.RecordSpend(op.Amount, op.Time)
+		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), op.Time, "", ""); err != nil {
 			return err
 		}
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
@@ -732,7 +736,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time); err != nil {
+		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time, "", ""); err != nil {
 			return err
 		}
 		for _, c := range op.Coins {
@@ -814,6 +818,131 @@ func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 	}
 	defer closer.Close()
 	return append([]byte(nil), v...), true, nil
+}
+
+// Check implements bank.Store.
+func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
+	switch {
+	case op.Amount <= 0:
+		return bank.CheckOutcome{}, invalid("check amount %d", op.Amount)
+	case op.EPOID == "" || len(op.EPOID) > 128:
+		return bank.CheckOutcome{}, invalid("EPOID of %d bytes", len(op.EPOID))
+	case isSystem(op.Customer) || isSystem(op.Merchant) || op.Customer == op.Merchant:
+		return bank.CheckOutcome{}, invalid("check from %d to %d", op.Customer, op.Merchant)
+	case len(op.Memo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
+		return bank.CheckOutcome{}, invalid("memo or product of %d/%d bytes", len(op.Memo), len(op.Product))
+	case len(op.Record) > MaxReceiptLen:
+		return bank.CheckOutcome{}, invalid("record of %d bytes", len(op.Record))
+	}
+	for _, r := range [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked} {
+		if len(r) == 0 || len(r) > MaxReceiptLen {
+			return bank.CheckOutcome{}, invalid("receipt of %d bytes", len(r))
+		}
+	}
+	var out bank.CheckOutcome
+	err := s.submit(ctx, func(t *txn) error {
+		key := bytesKey(prefixCheck, []byte(op.EPOID))
+		v, ok, err := t.get(key)
+		if err != nil {
+			return err
+		}
+		if ok {
+			c, err := decodeCheck(v)
+			if err != nil {
+				return err
+			}
+			if c.EPOHash != op.EPOHash {
+				return bank.ErrEPOIDConflict
+			}
+			out = *c
+			return nil
+		}
+		cust, err := t.account(op.Customer)
+		if err != nil {
+			return err
+		}
+		merch, err := t.account(op.Merchant)
+		if err != nil {
+			return err
+		}
+		if !merch.Merchant {
+			return bank.ErrNotMerchant
+		}
+		out = bank.CheckOutcome{EPOHash: op.EPOHash, Customer: op.Customer, Merchant: op.Merchant, Amount: op.Amount, Record: op.Record, Time: op.Time}
+		switch err := cust.CanSpend(op.Amount, op.Time); {
+		case errors.Is(err, bank.ErrAccountLocked):
+			out.Outcome, out.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
+		case err != nil:
+			out.Outcome, out.Receipt = bank.CheckDeclinedLimit, op.DeclinedLimit
+		case cust.Balance < op.Amount:
+			out.Outcome, out.Receipt = bank.CheckDeclinedFunds, op.DeclinedFunds
+		default:
+			out.Outcome, out.Receipt = bank.CheckApproved, op.Approved
+			cust.RecordSpend(op.Amount, op.Time)
+			if err := t.transfer(cust, merch, bank.KindCheck, op.Amount, op.Memo, op.Time, op.EPOID, op.Product); err != nil {
+				return err
+			}
+		}
+		out.NewBalance = cust.Balance
+		t.set(key, encodeCheck(&out))
+		return nil
+	})
+	if err != nil {
+		return bank.CheckOutcome{}, err
+	}
+	return out, nil
+}
+
+// CheckRecord implements bank.Store.
+func (s *Store) CheckRecord(ctx context.Context, epoid string) (bank.CheckOutcome, bool, error) {
+	if epoid == "" || len(epoid) > 128 {
+		return bank.CheckOutcome{}, false, nil
+	}
+	v, found, err := s.lookup(ctx, bytesKey(prefixCheck, []byte(epoid)))
+	if err != nil || !found {
+		return bank.CheckOutcome{}, false, err
+	}
+	c, err := decodeCheck(v)
+	if err != nil {
+		return bank.CheckOutcome{}, false, err
+	}
+	return *c, true, nil
+}
+
+// SetLimits implements bank.Store.
+func (s *Store) SetLimits(ctx context.Context, id uint64, l bank.Limits) error {
+	if l.PerTransaction < 0 || l.PerDay < 0 {
+		return invalid("negative limit")
+	}
+	return s.updateAccount(ctx, id, func(a *account) { a.Limits = l })
+}
+
+// Unlock implements bank.Store.
+func (s *Store) Unlock(ctx context.Context, id uint64) error {
+	return s.updateAccount(ctx, id, func(a *account) { a.Unlock() })
+}
+
+// AuthFailure implements bank.Store.
+func (s *Store) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
+	var locked bool
+	err := s.updateAccount(ctx, id, func(a *account) { locked = a.RecordFailure(now) })
+	return locked, err
+}
+
+// updateAccount applies f to a user account's record in one commit.
+func (s *Store) updateAccount(ctx context.Context, id uint64, f func(*account)) error {
+	if isSystem(id) {
+		return invalid("policy on system account %d", id)
+	}
+	return s.submit(ctx, func(t *txn) error {
+		a, err := t.account(id)
+		if err != nil {
+			return err
+		}
+		f(a)
+		t.set(accountKey(id), encodeAccount(a))
+		return nil
+	})
 }
 
 func (s *Store) readAccount(r pebble.Reader, id uint64) (*account, error) {

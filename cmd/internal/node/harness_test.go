@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"os"
@@ -76,6 +77,7 @@ func testKeys(t *testing.T) []byte {
 type env struct {
 	t     *testing.T
 	clock *clock
+	dir   string
 	bank  *Bank
 	admin pb.BankAdminClient
 	ks    *ecash.KeySet
@@ -88,20 +90,40 @@ func startEnv(t *testing.T) *env {
 	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := newClock()
-	b, err := StartBank(BankConfig{Dir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: c.Now})
+	e := &env{t: t, clock: newClock(), dir: dir}
+	e.startBank()
+	return e
+}
+
+func (e *env) startBank() {
+	e.t.Helper()
+	b, err := StartBank(BankConfig{Dir: e.dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: e.clock.Now})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	e.t.Cleanup(func() { b.Close() })
 	conn, err := transport.DialAdmin(b.AdminAddr, b.Token)
 	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	e.bank, e.admin = b, pb.NewBankAdminClient(conn)
+	e.ks, _ = b.Bank.KeySet()
+}
+
+// restartBank stops the bank node (gracefully) and starts it again on the
+// same directory: what was acknowledged must still be there.
+func (e *env) restartBank(t *testing.T) {
+	t.Helper()
+	if err := e.bank.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	ks, _ := b.Bank.KeySet()
-	return &env{t: t, clock: c, bank: b, admin: pb.NewBankAdminClient(conn), ks: ks}
+	e.startBank()
 }
+
+// bankHPKE is the bank's HPKE private key (tests that act as the bank's
+// auditor use it to open what only the bank can).
+func (e *env) bankHPKE() *ecdh.PrivateKey { return e.bank.Bank.Keys().HPKE }
 
 func (e *env) dialBank() pb.BankClient {
 	e.t.Helper()

@@ -1,0 +1,261 @@
+package bank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// The bank as NetBill server (Cox, Tygar, Sirbu 1995, step 7): it decides
+// each electronic payment order once, signs its decision, and keeps the EPO,
+// the endorsement, the goods key and the decision, so that the customer can
+// always recover the key by a status query and a judge can decide disputes
+// from the records alone.
+
+// ErrNotParty refuses a status query from someone who is neither the
+// customer nor the merchant of the EPO.
+var ErrNotParty = errors.New("bank: not a party to this payment order")
+
+// LowBalance is the balance under which the customer-only block raises its
+// low-balance flag, in minor units.
+const LowBalance = 1000
+
+// CheckResult is the bank's answer to an endorsed EPO or a status query.
+type CheckResult struct {
+	Receipt       []byte // "signed-epo-receipt"
+	CustomerBlock []byte // sealed to the customer's reply key
+}
+
+// SubmitCheck decides an endorsed EPO. It verifies the merchant's and the
+// customer's signatures, that the merchant endorsed exactly what the
+// customer signed, that the goods key matches its commitment and the EPO is
+// fresh; then in one atomic step the store applies the account policy and
+// the balance, debits the customer and credits the merchant (or declines,
+// with a signed receipt too), and records the EPO, the endorsement and the
+// decision. A re-submitted EPOID gets the stored receipt, byte for byte.
+func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error) {
+	end, err := echeck.DecodeEndorsement(raw)
+	if err != nil {
+		return nil, err
+	}
+	merchant, err := b.store.Account(ctx, end.MerchantAccount)
+	if errors.Is(err, ErrNoAccount) || (err == nil && !merchant.Merchant) {
+		return nil, fmt.Errorf("%w: endorsement", ErrUnauthorized)
+	}
+	if err != nil {
+		return nil, err
+	}
+	epo, err := end.Verify(merchant.Key)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := epo.OpenPrivate(b.keys.HPKE)
+	if err != nil {
+		return nil, err
+	}
+	// The EPOID is decided once: a re-submission is answered from the record
+	// before anything that may have changed since (expiry, balance, keys).
+	id := epo.EPOID.String()
+	if out, found, err := b.store.CheckRecord(ctx, id); err != nil {
+		return nil, err
+	} else if found {
+		if out.EPOHash != epo.Hash() {
+			return nil, ErrEPOIDConflict
+		}
+		return b.checkResult(out, priv)
+	}
+	customer, err := b.store.Account(ctx, priv.Account)
+	if errors.Is(err, ErrNoAccount) || (err == nil && (customer.Key == nil || customer.Merchant)) {
+		return nil, fmt.Errorf("%w: EPO names no customer account", ErrUnauthorized)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !customer.Key.Equal(epo.Customer) {
+		// The order was not signed by the account it would debit: a failed
+		// authentication of that account.
+		b.authFailure(ctx, customer.ID)
+		return nil, fmt.Errorf("%w: EPO not signed by the account's key", ErrUnauthorized)
+	}
+	now := b.now()
+	if err := epo.Validate(now); err != nil {
+		return nil, err
+	}
+	if epo.Price.Currency != b.keys.Currency {
+		return nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, epo.Price.Currency, b.keys.Currency)
+	}
+	if epo.EPOID.Merchant != end.MerchantAccount {
+		return nil, fmt.Errorf("%w: EPOID of merchant %d endorsed by %d", echeck.ErrMismatch, epo.EPOID.Merchant, end.MerchantAccount)
+	}
+	var key [32]byte
+	if epo.Kind == echeck.KindGoods {
+		if key, err = end.OpenKey(b.keys.HPKE); err != nil {
+			return nil, err
+		}
+	}
+	receipts := make(map[string][]byte, 4)
+	for outcome, reason := range map[string]string{
+		CheckApproved: "", CheckDeclinedFunds: echeck.ReasonInsufficientFunds,
+		CheckDeclinedLimit: echeck.ReasonLimitExceeded, CheckDeclinedLocked: echeck.ReasonAccountLocked,
+	} {
+		d, k := echeck.Declined, [32]byte{}
+		if outcome == CheckApproved {
+			d, k = echeck.Approved, key
+		}
+		r, err := echeck.NewReceipt(epo, d, reason, k, now, b.keys.Signing)
+		if err != nil {
+			return nil, err
+		}
+		receipts[outcome] = r.Encode()
+	}
+	out, err := b.store.Check(ctx, CheckOp{
+		EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount,
+		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo,
+		Approved: receipts[CheckApproved], DeclinedFunds: receipts[CheckDeclinedFunds],
+		DeclinedLimit: receipts[CheckDeclinedLimit], DeclinedLocked: receipts[CheckDeclinedLocked],
+		Record: raw, Time: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
+	return b.checkResult(out, priv)
+}
+
+// checkResult seals the customer-only block for a recorded outcome.
+func (b *Bank) checkResult(out CheckOutcome, priv *echeck.EPOPrivate) (*CheckResult, error) {
+	r, err := echeck.DecodeReceipt(out.Receipt)
+	if err != nil {
+		return nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
+	}
+	block := &echeck.CustomerBlock{EPOID: r.EPOID, Account: out.Customer, NewBalance: b.Money(out.NewBalance), LowBalance: out.NewBalance < LowBalance}
+	sealed, err := echeck.SealCustomerBlock(priv.ReplyKey, r.Hash(), block)
+	if err != nil {
+		return nil, err
+	}
+	return &CheckResult{Receipt: out.Receipt, CustomerBlock: sealed}, nil
+}
+
+// CheckStatus answers a status query signed by the EPO's customer or
+// merchant with the stored receipt (the goods key included on approval).
+func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error) {
+	q, err := echeck.DecodeStatusQuery(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.Verify(b.now()); err != nil {
+		return nil, err
+	}
+	out, found, err := b.store.CheckRecord(ctx, q.EPOID.String())
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: EPOID %s", ErrNoCheck, q.EPOID)
+	}
+	end, err := echeck.DecodeEndorsement(out.Record)
+	if err != nil {
+		return nil, fmt.Errorf("bank: stored endorsement unreadable: %w", err)
+	}
+	epo, err := echeck.DecodeSignedEPO(end.EPO)
+	if err != nil {
+		return nil, fmt.Errorf("bank: stored EPO unreadable: %w", err)
+	}
+	merchant, err := b.store.Account(ctx, out.Merchant)
+	if err != nil {
+		return nil, err
+	}
+	if !epo.Customer.Equal(q.Requester) && !merchant.Key.Equal(q.Requester) {
+		return nil, ErrNotParty
+	}
+	priv, err := epo.OpenPrivate(b.keys.HPKE)
+	if err != nil {
+		return nil, err
+	}
+	return b.checkResult(out, priv)
+}
+
+// ErrNoCheck: no decision is recorded for an EPOID.
+var ErrNoCheck = errors.New("bank: no payment order recorded under this EPOID")
+
+// authFailure counts a failed authentication; the lock takes effect in the
+// store, so an error here only loses one count and is logged.
+func (b *Bank) authFailure(ctx context.Context, id uint64) {
+	locked, err := b.store.AuthFailure(ctx, id, b.now())
+	if err != nil {
+		b.log.Error("recording a failed authentication", "account", id, "err", err)
+		return
+	}
+	b.log.Warn("failed authentication", "account", id, "locked", locked)
+}
+
+// SetLimits sets an account's spending limits (an admin operation).
+func (b *Bank) SetLimits(ctx context.Context, id uint64, l Limits) error {
+	return b.store.SetLimits(ctx, id, l)
+}
+
+// Unlock clears an account's failed authentications (an admin operation).
+func (b *Bank) Unlock(ctx context.Context, id uint64) error { return b.store.Unlock(ctx, id) }
+
+// Statement returns an account's signed statement for a request signed by
+// the account's key: every posting in [From, To) with its EPOID, product,
+// counterparty, memo and running balance, and the opening balance.
+func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, error) {
+	req, err := echeck.DecodeStatementRequest(raw)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := b.store.Account(ctx, req.Account)
+	if errors.Is(err, ErrNoAccount) || (err == nil && acct.Key == nil) {
+		return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Verify(acct.Key, b.now()); err != nil {
+		if errors.Is(err, ecash.ErrBadSignature) {
+			b.authFailure(ctx, acct.ID)
+			return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
+		}
+		return nil, err
+	}
+	// History is newest first; walk back to From.
+	hist, err := b.store.History(ctx, acct.ID, maxStatementScan)
+	if err != nil {
+		return nil, err
+	}
+	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: req.From, To: req.To, Opening: acct.Balance}
+	for _, p := range hist {
+		if !p.Time.Before(req.To) {
+			st.Opening = p.Balance - p.Amount
+			continue
+		}
+		if p.Time.Before(req.From) {
+			st.Opening = p.Balance
+			break
+		}
+		st.Opening = p.Balance - p.Amount
+		line := echeck.StatementLine{PostedAt: p.Time, ProductID: p.Product, Amount: p.Amount, Counterparty: p.Counterparty, Memo: p.Memo, Balance: p.Balance}
+		if p.Kind == KindCheck {
+			if line.EPOID, err = echeck.ParseEPOID(p.Ref); err != nil {
+				return nil, fmt.Errorf("bank: posting %d: %w", p.Seq, err)
+			}
+		} else {
+			line.ProductID = p.Kind
+		}
+		st.Lines = append(st.Lines, line)
+		if len(st.Lines) == echeck.MaxStatementLines {
+			return nil, fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
+		}
+	}
+	slices.Reverse(st.Lines)
+	st.Sign(b.keys.Signing)
+	return st, nil
+}
+
+// maxStatementScan bounds how far back a statement reads an account's history.
+const maxStatementScan = 100_000
