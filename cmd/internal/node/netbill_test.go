@@ -41,13 +41,12 @@ func (p *party) pub() ed25519.PublicKey { return p.key.Public().(ed25519.PublicK
 // sale is one run of NetBill steps 1-6 played by hand, so a test can stop,
 // drop or tamper at any message.
 type sale struct {
-	goods     []byte
-	delivery  *echeck.Delivery
-	key       [32]byte
-	epo       *echeck.SignedEPO
-	reply     *ecdh.PrivateKey
-	endorsed  []byte
-	submitted []byte // the merchant's submission, if it differs from endorsed
+	goods    []byte
+	delivery *echeck.Delivery
+	key      [32]byte
+	epo      *echeck.SignedEPO
+	reply    *ecdh.PrivateKey
+	endorsed []byte
 }
 
 var serial atomic.Uint64
