@@ -513,3 +513,47 @@ func TestNetBillStatement(t *testing.T) {
 		t.Fatalf("statement for another's key: %v", err)
 	}
 }
+
+// TestPlainCheck: a signed check without goods (the same EPO, kind check) is
+// endorsed without a key and deposited; the receipt carries no key, and the
+// money moves once.
+func TestPlainCheck(t *testing.T) {
+	e := startEnv(t)
+	bankc := e.dialBank()
+	c := e.newParty(t, "carol", false, "EUR:20.00")
+	m := e.newParty(t, "landlord", true, "")
+	now := e.clock.Now()
+	id, err := echeck.NewCheckEPOID(rand.Reader, m.acct, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := echeck.EPO{
+		Kind: echeck.KindCheck, Customer: c.pub(), ProductID: "rent november", Price: mustAmount(t, "EUR:12.00"),
+		MerchantAccount: m.acct, MerchantPub: m.pub(), EPOID: id, ExpiresAt: now.Add(24 * time.Hour),
+	}
+	reply := mustX25519(t)
+	priv := echeck.EPOPrivate{Account: c.acct, Memo: "flat 3"}
+	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
+	signed, err := echeck.NewSignedEPO(check, priv, e.ks.HPKEPub, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := echeck.NewEndorsement(signed, m.acct, "received", nil, e.ks.HPKEPub, m.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := submit(bankc, end.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := echeck.DecodeReceipt(res.Receipt)
+	if err != nil || r.Verify(e.ks.SigningPub) != nil || r.Decision != echeck.Approved || r.Key != ([32]byte{}) {
+		t.Fatalf("check receipt: %+v %v", r, err)
+	}
+	if again, err := submit(bankc, end.Encode()); err != nil || !bytes.Equal(again.Receipt, res.Receipt) {
+		t.Fatalf("re-deposit of the check: %v", err)
+	}
+	if e.raw(c.acct) != 800 || e.raw(m.acct) != 1200 {
+		t.Fatalf("balances %d and %d", e.raw(c.acct), e.raw(m.acct))
+	}
+}
