@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/blindbank/blindbank/echeck"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -18,8 +20,15 @@ import (
 // a wallet sees the bank's double-spend proof).
 func (m *Merchant) toStatus(err error) error {
 	switch {
-	case errors.Is(err, ErrNoOrder):
+	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrSaleConflict):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrBadBankAnswer):
+		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; ask the bank for the EPOID's status")
+	case errors.Is(err, ErrGoodsChanged):
+		m.log.Error("cannot deliver", "err", err)
+		return status.Error(codes.Unavailable, "merchant: this product cannot be delivered right now")
 	}
 	return bank.ToStatus(err, m.log)
 }
@@ -49,6 +58,46 @@ func (s *publicServer) Pay(ctx context.Context, req *pb.PayRequest) (*pb.PayResp
 		return nil, s.m.toStatus(err)
 	}
 	return &pb.PayResponse{Receipt: rcpt}, nil
+}
+
+func (s *publicServer) ListProducts(ctx context.Context, req *pb.ListProductsRequest) (*pb.ListProductsResponse, error) {
+	out := &pb.ListProductsResponse{MerchantAccount: s.m.account, MerchantKey: s.m.PublicKey()}
+	for _, p := range s.m.cat.Products() {
+		out.Products = append(out.Products, &pb.Product{Id: p.ID, Description: p.Description, Price: p.Price.String(), Size: uint64(p.Size)})
+	}
+	return out, nil
+}
+
+func (s *publicServer) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.QuoteResponse, error) {
+	q, err := s.m.Quote(req.PriceRequest)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.QuoteResponse{Quote: q}, nil
+}
+
+func (s *publicServer) GetGoods(ctx context.Context, req *pb.GetGoodsRequest) (*pb.GetGoodsResponse, error) {
+	d, err := s.m.GetGoods(ctx, req.Quote)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.GetGoodsResponse{Delivery: d}, nil
+}
+
+func (s *publicServer) SubmitEPO(ctx context.Context, req *pb.SubmitEPORequest) (*pb.SubmitEPOResponse, error) {
+	a, err := s.m.SubmitEPO(ctx, req.SignedEpo)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.SubmitEPOResponse{Receipt: a.RawReceipt, CustomerBlock: a.CustomerBlock}, nil
+}
+
+func (s *publicServer) WriteCheck(ctx context.Context, req *pb.SubmitEPORequest) (*pb.SubmitEPOResponse, error) {
+	a, err := s.m.WriteCheck(ctx, req.SignedEpo)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.SubmitEPOResponse{Receipt: a.RawReceipt, CustomerBlock: a.CustomerBlock}, nil
 }
 
 type adminServer struct {
@@ -83,4 +132,29 @@ func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusReques
 		OrderId: o.ID, Amount: o.Amount.String(), Summary: o.Summary, Status: o.Status(s.m.now()),
 		Receipt: o.Receipt, ExpiresUnixMs: o.ExpiresAt.UnixMilli(),
 	}, nil
+}
+
+func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {
+	id, err := echeck.ParseEPOID(req.Epoid)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	st, err := s.m.SaleStatus(ctx, id)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	out := &pb.SaleStatusResponse{
+		Epoid: id.String(), ProductId: st.ProductID, State: st.State, Receipt: st.RawReceipt, FromBank: st.FromBank,
+	}
+	if st.Kind != 0 {
+		out.Kind = st.Kind.String()
+		out.Price = st.Price.String()
+	}
+	if st.Receipt != nil {
+		out.Reason = st.Receipt.Reason
+	}
+	if !st.Delivered.IsZero() {
+		out.DeliveredUnixMs = st.Delivered.UnixMilli()
+	}
+	return out, nil
 }

@@ -1,7 +1,12 @@
-// Package merchant is the blindbank merchant: it creates signed payment
-// requests for orders, accepts sealed payments from wallets, deposits them at
-// the bank, verifies the bank's receipt and marks the order paid. It never
-// sees the coins: they are sealed to the bank.
+// Package merchant is the blindbank merchant. For e-cash it creates signed
+// payment requests for orders, accepts sealed payments from wallets,
+// deposits them at the bank, verifies the bank's receipt and marks the order
+// paid; it never sees the coins: they are sealed to the bank. As a NetBill
+// till (till.go) it sells the files of a catalogue (catalogue.go) for
+// electronic checks: signed quotes, goods encrypted under a one-time key,
+// payment orders endorsed and forwarded to the bank, receipts verified and
+// handed back, and status queries to the bank; it never holds anything that
+// opens a payment order's private part.
 package merchant
 
 import (
@@ -16,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -91,6 +97,10 @@ type Config struct {
 	Log        *slog.Logger
 	Transcript io.Writer
 	FS         vfs.FS // for tests
+	// Catalogue is the directory holding catalogue.json and the product
+	// files the till sells (LoadCatalogue); empty: the till sells no goods
+	// (it still deposits checks).
+	Catalogue string
 }
 
 // Merchant is an open merchant. Safe for concurrent use.
@@ -103,6 +113,15 @@ type Merchant struct {
 	now     func() time.Time
 	log     *slog.Logger
 	tr      *ecash.Transcript
+	cat     *Catalogue // nil: no goods for sale
+
+	serialMu    sync.Mutex // guards nextSerial, serialLimit
+	nextSerial  uint64
+	serialLimit uint64
+	saleMu      sync.Mutex // serialises changes to sale records
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open loads the key and the order store, and fetches and verifies the bank's
@@ -120,6 +139,17 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
+	var cat *Catalogue
+	if cfg.Catalogue != "" {
+		if cat, err = LoadCatalogue(cfg.Catalogue); err != nil {
+			return nil, err
+		}
+		for _, p := range cat.Products() {
+			if p.Price.Currency != ks.Currency {
+				return nil, fmt.Errorf("%w: product %q is priced in %s, the bank holds %s", ErrCatalogue, p.ID, p.Price.Currency, ks.Currency)
+			}
+		}
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +161,11 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, keyset: ks, now: cfg.Now, log: cfg.Log}
+	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat}
+	if err := m.loadSerials(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -141,8 +175,11 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	return m, nil
 }
 
-// Close closes the order store.
-func (m *Merchant) Close() error { return m.db.Close() }
+// Close closes the order store. Closing twice is harmless.
+func (m *Merchant) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.db.Close() })
+	return m.closeErr
+}
 
 // PublicKey is the merchant's signing key.
 func (m *Merchant) PublicKey() ed25519.PublicKey { return m.key.Public().(ed25519.PublicKey) }

@@ -24,6 +24,9 @@ import (
 //	c/<coin id>       coin record
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
+//	e/<EPOID key>     a signed payment order (checkbook.go): the signed EPO,
+//	                  the reply key, the bank's receipt once known
+//	g/<EPOID key>     the encrypted goods of a purchase, as delivered
 var (
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")

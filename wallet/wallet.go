@@ -1,6 +1,9 @@
 // Package wallet is the blindbank wallet library: a persistent coin store on
 // Pebble, withdrawal of blind-signed coins, balance, and payment of a
-// merchant's payment request with coins sealed to the bank.
+// merchant's payment request with coins sealed to the bank; and the NetBill
+// checkbook (checkbook.go): buying goods and writing checks paid from the
+// bank account by signed payment orders, with the key to the goods
+// recoverable from the bank.
 //
 // Crash safety: every planchet derives from the wallet seed and a counter,
 // and a withdraw request is persisted (with the counter advanced) before it
@@ -8,7 +11,9 @@
 // request; the bank answers a retry with the same blind signatures and debits
 // once, and the wallet re-derives the blinding to finish the coins. Payments
 // are persisted sealed before they are sent, so a retry sends the same bytes
-// and gets the same receipt.
+// and gets the same receipt. A signed payment order is persisted with the
+// encrypted goods and its reply key before it is sent, so the wallet can
+// always ask the bank for the outcome and the key (CheckStatus).
 package wallet
 
 import (

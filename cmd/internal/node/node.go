@@ -89,7 +89,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store}
-	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext,
+	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
 		func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
 		func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) })
 	if err != nil {
@@ -100,7 +100,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 }
 
 // start opens the listeners, registers the services and serves them.
-func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, public, admin func(*grpc.Server)) error {
+func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, log *slog.Logger, public, admin func(*grpc.Server)) error {
 	pubLis, adminLis, cert, err := listeners(dir, listen, adminListen, plaintext)
 	if err != nil {
 		return err
@@ -115,9 +115,9 @@ func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, public, 
 		adminLis.Close()
 		return err
 	}
-	d.public = grpc.NewServer(transport.ServerOptions(cert)...)
+	d.public = grpc.NewServer(transport.ServerOptions(cert, log)...)
 	public(d.public)
-	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token)...)
+	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token, log)...)
 	admin(d.admin)
 	d.Addr, d.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
 	d.done = make(chan error, 2)
@@ -205,6 +205,7 @@ type MerchantConfig struct {
 	Listen      string
 	AdminListen string
 	Plaintext   bool
+	Catalogue   string // the till's catalogue directory (merchant.LoadCatalogue); "" for none
 	Now         func() time.Time
 	Log         *slog.Logger
 }
@@ -227,13 +228,15 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := merchant.Open(ctx, merchant.Config{Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), Now: cfg.Now, Log: cfg.Log})
+	m, err := merchant.Open(ctx, merchant.Config{
+		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
+	})
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	n := &Merchant{Merchant: m, bankConn: conn}
-	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext,
+	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
 		func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
 		func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) })
 	if err != nil {

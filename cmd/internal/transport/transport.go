@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -108,9 +109,16 @@ func LoadOrCreateCert(dir string, hosts ...string) (cert tls.Certificate, finger
 }
 
 // ServerOptions are the gRPC options of a public listener: TLS (unless
-// plaintext was asked for) and message size bounds.
-func ServerOptions(cert *tls.Certificate) []grpc.ServerOption {
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize)}
+// plaintext was asked for), message size bounds, request ids and panic
+// recovery.
+func ServerOptions(cert *tls.Certificate, log *slog.Logger) []grpc.ServerOption {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.ChainUnaryInterceptor(serverInterceptors(log)),
+	}
 	if cert != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})))
 	}
@@ -193,6 +201,7 @@ func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientCo
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithChainUnaryInterceptor(clientInterceptor),
 	}, extra...)
 	return grpc.NewClient(addr, opts...)
 }
@@ -258,6 +267,6 @@ func DialAdmin(addr, token string) (*grpc.ClientConn, error) {
 }
 
 // AdminServerOptions are the gRPC options of an admin listener.
-func AdminServerOptions(token string) []grpc.ServerOption {
-	return append(ServerOptions(nil), grpc.ChainUnaryInterceptor(RequireToken(token)))
+func AdminServerOptions(token string, log *slog.Logger) []grpc.ServerOption {
+	return append(ServerOptions(nil, log), grpc.ChainUnaryInterceptor(RequireToken(token)))
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -46,7 +47,7 @@ func TestTLSTrust(t *testing.T) {
 	if _, fp2, created2, err := LoadOrCreateCert(dir); err != nil || created2 || fp2 != fp {
 		t.Fatalf("reload: fingerprint %s vs %s, created %v, %v", fp2, fp, created2, err)
 	}
-	addr := serveHealth(t, ServerOptions(&cert)...)
+	addr := serveHealth(t, ServerOptions(&cert, nil)...)
 
 	if err := check(addr, ClientConfig{Pin: fp}); err != nil {
 		t.Fatalf("pinned fingerprint: %v", err)
@@ -97,7 +98,7 @@ func TestAdminToken(t *testing.T) {
 	if err != nil || len(tok) != 64 {
 		t.Fatalf("token %q: %v", tok, err)
 	}
-	addr := serveHealth(t, AdminServerOptions(tok)...)
+	addr := serveHealth(t, AdminServerOptions(tok, nil)...)
 	conn, err := DialAdmin(addr, tok)
 	if err != nil {
 		t.Fatal(err)
@@ -116,5 +117,91 @@ func TestAdminToken(t *testing.T) {
 		if status.Code(err) != codes.Unauthenticated {
 			t.Errorf("token %q: %v, want Unauthenticated", bad, err)
 		}
+	}
+}
+
+// fakeService registers one unary method, /test.Fake/Call, with handler h.
+func fakeService(h func(ctx context.Context) error) *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "test.Fake",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Call",
+			Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+				in := new(healthpb.HealthCheckRequest)
+				if err := dec(in); err != nil {
+					return nil, err
+				}
+				call := func(ctx context.Context, req any) (any, error) {
+					return &healthpb.HealthCheckResponse{}, h(ctx)
+				}
+				if icpt == nil {
+					return call(ctx, in)
+				}
+				return icpt(ctx, in, &grpc.UnaryServerInfo{FullMethod: "/test.Fake/Call"}, call)
+			},
+		}},
+	}
+}
+
+func serveFake(t *testing.T, h func(ctx context.Context) error) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(ServerOptions(nil, nil)...)
+	s.RegisterService(fakeService(h), struct{}{})
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func callFake(t *testing.T, addr string, ctx context.Context) error {
+	t.Helper()
+	conn, err := Dial(addr, ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.Invoke(ctx, "/test.Fake/Call", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+}
+
+// A panicking handler answers Internal with no detail, and the server lives on.
+func TestPanicRecovered(t *testing.T) {
+	addr := serveFake(t, func(context.Context) error { panic("secret detail") })
+	for range 2 {
+		err := callFake(t, addr, context.Background())
+		if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "secret") {
+			t.Fatalf("panic: %v", err)
+		}
+	}
+}
+
+// The caller's request id reaches the handler and rides on its own
+// outbound calls; without one, the server makes one.
+func TestRequestID(t *testing.T) {
+	got := make(chan [2]string, 2)
+	addr := serveFake(t, func(ctx context.Context) error {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		out := ""
+		if v := md.Get(RequestIDKey); len(v) == 1 {
+			out = v[0]
+		}
+		got <- [2]string{RequestID(ctx), out}
+		return nil
+	})
+	ctx := metadata.AppendToOutgoingContext(context.Background(), RequestIDKey, "pay-42")
+	if err := callFake(t, addr, ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := <-got; ids != [2]string{"pay-42", "pay-42"} {
+		t.Fatalf("request id seen %q, passed on %q", ids[0], ids[1])
+	}
+	if err := callFake(t, addr, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ids := <-got; len(ids[0]) != 16 || ids[0] != ids[1] {
+		t.Fatalf("made-up request id %q / %q", ids[0], ids[1])
 	}
 }

@@ -34,8 +34,9 @@ func Command() *cli.Command {
 		Name:  "bankd",
 		Short: "the blindbank bank node",
 		Long: `bankd runs a blindbank bank node, which issues blind-signed e-cash coins and
-accepts deposits from merchants, and administers a running node: opening
-accounts, crediting them and showing their balances.
+accepts deposits and electronic checks from merchants, and administers a
+running node: opening accounts, crediting them, showing their balances, and
+setting their spending limits.
 
 A node keeps everything in one data directory: its keys (keys.json), its
 ledger, its TLS certificate (tls.crt) and its admin token (admin.token).`,
@@ -246,12 +247,16 @@ the token from the bank's data directory. Give --data DIR (the bank's data
 directory: the token and, while the bank runs, its admin address are read from
 there), or --admin ADDR and --token-file FILE.`,
 		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
-bankd admin --admin 127.0.0.1:7444 --token-file ./bank/admin.token balance --account 1000`,
+bankd admin --admin 127.0.0.1:7444 --token-file ./bank/admin.token balance --account 1000
+bankd admin --data ./bank set-limits --account 1000 --per-transaction EUR:50.00 --per-day EUR:200.00
+bankd admin --data ./bank unlock --account 1000`,
 		Flags: admin.Register,
 		Sub: []*cli.Command{
 			openAccountCommand(admin),
 			creditCommand(admin),
 			balanceCommand(admin),
+			setLimitsCommand(admin),
+			unlockCommand(admin),
 		},
 	}
 }
@@ -422,7 +427,9 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 		Key      string        `json:"key"`
 		Balance  string        `json:"balance"`
 		History  []postingJSON `json:"history"`
-	}{a.Account, a.Name, a.Merchant, hex.EncodeToString(a.PublicKey), a.Balance, []postingJSON{}}
+		Limits   limitsJSON    `json:"limits"`
+		Locked   bool          `json:"locked"`
+	}{a.Account, a.Name, a.Merchant, hex.EncodeToString(a.PublicKey), a.Balance, []postingJSON{}, limitsOf(a), a.Locked}
 	for _, p := range a.History {
 		out.History = append(out.History, postingJSON{
 			Seq: p.Seq, Time: time.UnixMilli(p.TimeUnixMs).UTC().Format(time.RFC3339Nano),
@@ -438,6 +445,12 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 		t.Row("account:", fmt.Sprintf("%d (%s, %s)", a.Account, a.Name, kind))
 		t.Row("key:", out.Key)
 		t.Row("balance:", a.Balance)
+		if a.LimitPerTransaction != "" || a.LimitPerDay != "" {
+			t.Row("limits:", limitsText(out.Limits))
+		}
+		if a.Locked {
+			t.Row("locked:", "yes, after repeated failed authentication (bankd admin unlock)")
+		}
 		t.Flush()
 		if len(a.History) == 0 {
 			return
@@ -450,4 +463,145 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 		}
 		t.Flush()
 	})
+}
+
+type limitsJSON struct {
+	PerTransaction string `json:"per_transaction"` // "none" when unlimited
+	PerDay         string `json:"per_day"`
+	SpentToday     string `json:"spent_today,omitempty"`
+}
+
+func limitsOf(a *pb.GetAccountResponse) limitsJSON {
+	none := func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return s
+	}
+	return limitsJSON{none(a.LimitPerTransaction), none(a.LimitPerDay), a.SpentToday}
+}
+
+func limitsText(l limitsJSON) string {
+	s := fmt.Sprintf("%s per transaction, %s per day", l.PerTransaction, l.PerDay)
+	if l.SpentToday != "" {
+		s += " (" + l.SpentToday + " spent today)"
+	}
+	return s
+}
+
+// parseLimit reads a --per-transaction or --per-day value: an amount, or
+// "none" (no limit, sent as "").
+func parseLimit(flagName, s string) (string, error) {
+	if s == "none" {
+		return "", nil
+	}
+	a, err := cli.ParsePositiveAmount(s)
+	if err != nil {
+		return "", fmt.Errorf("bad --%s: %w (or \"none\" to remove the limit)", flagName, err)
+	}
+	return a.String(), nil
+}
+
+func setLimitsCommand(a *cli.AdminFlags) *cli.Command {
+	var account, perTx, perDay string
+	return &cli.Command{
+		Name:  "set-limits",
+		Short: "set an account's spending limits",
+		Long: `set-limits sets how much an account may spend: at most --per-transaction in
+one withdrawal or check, and at most --per-day in total per day (UTC).
+The limits apply to e-cash withdrawals and electronic checks alike; a check
+over a limit is declined with a signed receipt. Give an amount, or "none" to
+remove a limit; a limit not given keeps its current value. It prints the
+account's limits as they now stand.`,
+		Example: `bankd admin --data ./bank set-limits --account 1000 --per-transaction EUR:50.00 --per-day EUR:200.00
+bankd admin --data ./bank set-limits --account 1000 --per-day none`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&account, "account", "", "account `ID` (required)")
+			fs.StringVar(&perTx, "per-transaction", "", "most one transaction may spend: an `AMOUNT` such as EUR:50.00, or none")
+			fs.StringVar(&perDay, "per-day", "", "most the account may spend in one day: an `AMOUNT`, or none")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if account == "" {
+				return cli.Usagef("--account ID is required")
+			}
+			if !inv.IsSet("per-transaction") && !inv.IsSet("per-day") {
+				return cli.Usagef("give --per-transaction, --per-day or both")
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			var tx, day string
+			if inv.IsSet("per-transaction") {
+				if tx, err = parseLimit("per-transaction", perTx); err != nil {
+					return err
+				}
+			}
+			if inv.IsSet("per-day") {
+				if day, err = parseLimit("per-day", perDay); err != nil {
+					return err
+				}
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				// SetLimits sets both: keep the current value of a limit not given.
+				cur, err := c.GetAccount(ctx, &pb.GetAccountRequest{Account: id, HistoryLimit: 1})
+				if err != nil {
+					return fmt.Errorf("account %d: %w", id, err)
+				}
+				if !inv.IsSet("per-transaction") {
+					tx = cur.LimitPerTransaction
+				}
+				if !inv.IsSet("per-day") {
+					day = cur.LimitPerDay
+				}
+				if _, err := c.SetLimits(ctx, &pb.SetLimitsRequest{Account: id, PerTransaction: tx, PerDay: day}); err != nil {
+					return fmt.Errorf("setting the limits of account %d: %w", id, err)
+				}
+				now, err := c.GetAccount(ctx, &pb.GetAccountRequest{Account: id, HistoryLimit: 1})
+				if err != nil {
+					return fmt.Errorf("account %d: %w", id, err)
+				}
+				l := limitsOf(now)
+				out := struct {
+					Account uint64 `json:"account"`
+					limitsJSON
+				}{id, l}
+				return inv.Print(out, func(w io.Writer) { fmt.Fprintf(w, "account %d: %s\n", id, limitsText(l)) })
+			})
+		},
+	}
+}
+
+func unlockCommand(a *cli.AdminFlags) *cli.Command {
+	var account string
+	return &cli.Command{
+		Name:  "unlock",
+		Short: "unlock an account locked after failed authentications",
+		Long: `unlock clears an account's failed authentications. Five in one day (bad
+signatures on withdrawals, checks or statement requests) lock the account
+until the next day (UTC); unlock lifts the lock now.`,
+		Example: `bankd admin --data ./bank unlock --account 1000`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&account, "account", "", "account `ID` (required)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if account == "" {
+				return cli.Usagef("--account ID is required")
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				if _, err := c.Unlock(ctx, &pb.UnlockRequest{Account: id}); err != nil {
+					return fmt.Errorf("unlocking account %d: %w", id, err)
+				}
+				out := struct {
+					Account uint64 `json:"account"`
+					Locked  bool   `json:"locked"`
+				}{id, false}
+				return inv.Print(out, func(w io.Writer) { fmt.Fprintf(w, "account %d unlocked\n", id) })
+			})
+		},
+	}
 }

@@ -36,7 +36,8 @@ func Command() *cli.Command {
 		Short: "the blindbank merchant node",
 		Long: `merchantd runs a blindbank merchant: it issues signed payment requests for
 orders, takes wallets' sealed payments, deposits them at the bank and records
-the bank's receipt.
+the bank's receipt. With a catalogue it is also a NetBill till, selling
+files for electronic checks paid from the customers' bank accounts.
 
 Setup: "merchantd init" makes the merchant key; the bank operator opens a
 merchant account for it ("bankd admin open-account --merchant"); then
@@ -46,7 +47,7 @@ shows their status.`,
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
 merchantd order --data ./shop status ord-3f9a...`,
-		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand()},
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), productsCommand()},
 	}
 }
 
@@ -94,9 +95,9 @@ init refuses to replace an existing key.`,
 
 func serveCommand() *cli.Command {
 	var (
-		data, bankAddr, account, listen, adminListen string
-		plaintext                                    bool
-		logf                                         cli.LogFlags
+		data, bankAddr, account, listen, adminListen, catalogue string
+		plaintext                                               bool
+		logf                                                    cli.LogFlags
 	)
 	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank"}
 	return &cli.Command{
@@ -112,8 +113,17 @@ It connects to the bank at --bank, trusting it by one of --bank-ca,
 --account. Once listening it prints the addresses, the certificate and its
 SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
 and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
-SIGINT or SIGTERM stops it gracefully.`,
+SIGINT or SIGTERM stops it gracefully.
+
+With --catalogue DIR it is also a till that sells the files listed in
+DIR/catalogue.json for electronic checks (see "merchantd products --help"
+for the format): it quotes prices, delivers the goods encrypted under a
+one-time key, endorses the customers' payment orders and forwards them to
+the bank. The catalogue is checked when serve starts; a product file
+changed afterwards is not sold until a restart. Plain checks
+("wallet write-check") are deposited with or without a catalogue.`,
 		Example: `merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
+merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001 --catalogue ./shop-files
 merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --account 1001 --listen 0.0.0.0:7543`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&data, "data", "", "data `DIR` made by merchantd init (required)")
@@ -122,6 +132,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			fs.StringVar(&listen, "listen", "127.0.0.1:7543", "public gRPC `ADDR` for wallets (port 0 picks a free port)")
 			fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:7544", "admin gRPC `ADDR`; must be loopback")
 			fs.BoolVar(&plaintext, "plaintext", false, "serve wallets without TLS (loopback only; for tests)")
+			fs.StringVar(&catalogue, "catalogue", "", "sell the products of `DIR`/catalogue.json by electronic check")
 			bankTLS.Register(fs)
 			logf.Register(fs)
 		},
@@ -160,6 +171,15 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			if data, err = filepath.Abs(data); err != nil {
 				return err
 			}
+			if catalogue != "" {
+				// Check the catalogue before connecting to anything.
+				if _, err := merchant.LoadCatalogue(catalogue); err != nil {
+					return err
+				}
+				if catalogue, err = filepath.Abs(catalogue); err != nil {
+					return err
+				}
+			}
 			if _, err := merchant.LoadKey(data); errors.Is(err, merchant.ErrNotInit) {
 				return fmt.Errorf("no merchant key in %s: run 'merchantd init --data %s' first", data, data)
 			} else if err != nil {
@@ -168,7 +188,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
 				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
-				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log,
+				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log, Catalogue: catalogue,
 			})
 			cancel()
 			if err != nil {
@@ -180,6 +200,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
 				},
 				Bank: bankAddr, Account: id, PublicKey: hex.EncodeToString(n.Merchant.PublicKey()),
+				Catalogue: catalogue, Products: len(n.Merchant.Catalogue().Products()),
 			}
 			if err := cli.WriteAddresses(data, info); err != nil {
 				n.Close()
@@ -191,6 +212,9 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				cli.ServeRows(t, "merchant", &info.ServeInfo)
 				t.Row("bank:", fmt.Sprintf("%s, merchant account %d", bankAddr, id))
 				t.Row("merchant key:", info.PublicKey)
+				if catalogue != "" {
+					t.Row("catalogue:", fmt.Sprintf("%s (%d products)", catalogue, info.Products))
+				}
 				t.Flush()
 			})
 			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id)
@@ -218,6 +242,8 @@ type serveInfo struct {
 	Bank      string `json:"bank"`
 	Account   uint64 `json:"account"`
 	PublicKey string `json:"public_key"`
+	Catalogue string `json:"catalogue,omitempty"`
+	Products  int    `json:"products"`
 }
 
 func orderCommand() *cli.Command {
@@ -226,13 +252,16 @@ func orderCommand() *cli.Command {
 		Name:  "order",
 		Short: "create orders and show their status on a running merchant",
 		Long: `order talks to a running merchant's admin service on its loopback address,
-with the token from the merchant's data directory. Give --data DIR (the token
+with the token from the merchant's data directory: it creates e-cash orders
+and shows their status, and shows what the till and the bank know of an
+electronic check's EPOID (check-status). Give --data DIR (the token
 and, while the merchant runs, its admin address are read from there), or
 --admin ADDR and --token-file FILE.`,
 		Example: `merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
-merchantd order --data ./shop status ord-3f9a...`,
+merchantd order --data ./shop status ord-3f9a...
+merchantd order --data ./shop check-status 1001-1767225600000-42`,
 		Flags: admin.Register,
-		Sub:   []*cli.Command{createCommand(admin), statusCommand(admin)},
+		Sub:   []*cli.Command{createCommand(admin), statusCommand(admin), checkStatusCommand(admin)},
 	}
 }
 

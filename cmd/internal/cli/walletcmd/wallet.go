@@ -65,10 +65,14 @@ func Command() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "wallet",
-		Short: "a blindbank e-cash wallet",
+		Short: "a blindbank e-cash wallet and checkbook",
 		Long: `wallet keeps anonymous e-cash coins in a directory (--wallet): it withdraws
 coins from your bank account, shows what it holds and pays merchants with
 them. The bank sees what you withdraw, not where you spend it.
+
+It is also a checkbook: "wallet buy" buys goods from a merchant's till and
+"wallet write-check" pays a merchant, both straight from your bank account
+by payment orders signed with your account key (NetBill electronic checks).
 
 Start with "wallet init", have the bank open an account for the printed key,
 then "wallet set-account ID" and "wallet withdraw".`,
@@ -76,13 +80,16 @@ then "wallet set-account ID" and "wallet withdraw".`,
 wallet set-account 1000
 wallet withdraw EUR:10.00
 wallet pay --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --order ord-3f9a...
-wallet balance`,
+wallet balance
+wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song-1 --out song.ogg`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&g.dir, "wallet", def, "wallet `DIR`: $BLINDBANK_WALLET if set, else ~/.blindbank-wallet")
 		},
 		Sub: []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
 			payCommand(g), recoverCommand(g), infoCommand(g),
+			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
+			purchasesCommand(g), statementCommand(g),
 		},
 	}
 }
