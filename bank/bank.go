@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -33,13 +35,14 @@ var (
 
 // Bank is the bank node's protocol logic.
 type Bank struct {
-	store  Store
-	keys   *Keys
-	keyset *ecash.KeySet
-	signed []byte // keyset.Encode(), served as is
-	denoms map[ecash.Hash]*DenomKey
-	now    func() time.Time
-	log    *slog.Logger
+	store   Store
+	keys    *Keys
+	keyset  *ecash.KeySet
+	signed  []byte // keyset.Encode(), served as is
+	denoms  map[ecash.Hash]*DenomKey
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics // nil unless Instrument was called
 }
 
 // New creates a bank over a store with key material. now is the clock (use
@@ -136,6 +139,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return nil, err
 	}
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
+	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
 	return sigs, nil
 }
 
@@ -302,6 +306,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		return nil, nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
 	}
 	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", prHash.String()[:16])
+	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, keys)
 	return out, stored, nil
 }
 
@@ -338,6 +343,9 @@ func (b *Bank) doubleSpend(spent *SpentError, now time.Time) error {
 	proof := &ecash.DoubleSpendProof{Earlier: *earlier, DetectedAt: now, SignerPub: b.keyset.SigningPub}
 	proof.BankSig = ecash.SignBody(b.keys.Signing, proof.Body())
 	b.log.Warn("double spend refused", "coin", spent.Coin.String()[:16])
+	if b.metrics != nil {
+		b.metrics.doubleSpends.Inc()
+	}
 	return &ecash.DoubleSpendError{Proof: proof}
 }
 

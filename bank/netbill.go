@@ -122,6 +122,9 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
+	if b.metrics != nil {
+		b.metrics.checks.WithLabelValues(out.Outcome).Inc()
+	}
 	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
 	return b.checkResult(out, priv)
 }
@@ -191,6 +194,9 @@ func (b *Bank) authFailure(ctx context.Context, id uint64) {
 		return
 	}
 	b.log.Warn("failed authentication", "account", id, "locked", locked)
+	if b.metrics != nil {
+		b.metrics.authFailures.Inc()
+	}
 }
 
 // SetLimits sets an account's spending limits (an admin operation).

@@ -118,6 +118,9 @@ type Options struct {
 	// MaxBatch bounds the operations committed together in one group commit;
 	// 0 means 256.
 	MaxBatch int
+	// ObserveCommit, if set, is told the size and the synced-commit time of
+	// every group commit (for metrics). It runs on the committer: be quick.
+	ObserveCommit func(ops int, d time.Duration)
 	// Logger receives Pebble's own messages (WAL recovery, compactions,
 	// background errors) with component=pebble; nil means slog.Default().
 	Logger *slog.Logger
@@ -150,6 +153,7 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 type Store struct {
 	db       *pebble.DB
 	maxBatch int
+	observe  func(ops int, d time.Duration)
 
 	ops  chan *request // unbuffered: a send completes when the committer picks the op up
 	done chan struct{} // closed when the committer exits
@@ -202,6 +206,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		db:       db,
 		maxBatch: opts.MaxBatch,
+		observe:  opts.ObserveCommit,
 		ops:      make(chan *request),
 		done:     make(chan struct{}),
 	}
@@ -363,8 +368,12 @@ fill:
 		}
 	}
 	if groupErr == nil && !b.Empty() {
+		start := time.Now()
 		if err := b.Commit(pebble.Sync); err != nil {
 			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
+		}
+		if s.observe != nil {
+			s.observe(len(group), time.Since(start))
 		}
 	}
 	if groupErr != nil {
@@ -1043,3 +1052,6 @@ func (s *Store) Totals(ctx context.Context) (map[uint64]int64, error) {
 	}
 	return out, nil
 }
+
+// DiskUsage is the bytes the store occupies on disk.
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }

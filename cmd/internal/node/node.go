@@ -11,11 +11,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
@@ -45,9 +53,13 @@ type Daemon struct {
 	TokenFile   string
 	Token       string
 
-	public *grpc.Server
-	admin  *grpc.Server
-	done   chan error
+	Registry *prometheus.Registry // served at /metrics on the admin listener
+
+	public    *grpc.Server
+	admin     *grpc.Server
+	adminHTTP *http.Server
+	health    *health.Server
+	done      chan error
 }
 
 // Bank is a running bank node.
@@ -56,7 +68,45 @@ type Bank struct {
 	Bank        *bank.Bank
 	KeysCreated bool
 
-	store *pebblestore.Store
+	store   *pebblestore.Store
+	commits *commitMetrics
+}
+
+// commitMetrics observe the store's group commits.
+type commitMetrics struct {
+	size    prometheus.Histogram
+	latency prometheus.Histogram
+}
+
+func newCommitMetrics() *commitMetrics {
+	return &commitMetrics{
+		size: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "blindbank_commit_batch_ops", Help: "Operations per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "blindbank_commit_seconds", Help: "Time of each synced group commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+}
+
+func (c *commitMetrics) observe(ops int, d time.Duration) {
+	c.size.Observe(float64(ops))
+	c.latency.Observe(d.Seconds())
+}
+
+// instrument registers the bank's and the store's metrics.
+func (n *Bank) instrument() error {
+	store := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "blindbank_store_bytes", Help: "Bytes the ledger store occupies on disk.",
+	}, func() float64 { return float64(n.store.DiskUsage()) })
+	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store} {
+		if err := n.Registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return n.Bank.Instrument(n.Registry)
 }
 
 // StartBank opens (or creates) a bank in cfg.Dir and serves it.
@@ -84,14 +134,18 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log})
+	commits := newCommitMetrics()
+	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe})
 	if err != nil {
 		return nil, err
 	}
-	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store}
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, commits: commits}
 	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
 		func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
 		func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) })
+	if err == nil {
+		err = n.instrument()
+	}
 	if err != nil {
 		n.Close()
 		return nil, err
@@ -115,14 +169,43 @@ func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, log *slo
 		adminLis.Close()
 		return err
 	}
-	d.public = grpc.NewServer(transport.ServerOptions(cert, log)...)
+	d.Registry = prometheus.NewRegistry()
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rpcMetrics, err := transport.NewRPCMetrics(d.Registry)
+	if err != nil {
+		pubLis.Close()
+		adminLis.Close()
+		return err
+	}
+	d.health = health.NewServer()
+	d.public = grpc.NewServer(transport.ServerOptions(cert, log, rpcMetrics)...)
 	public(d.public)
-	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token, log)...)
+	healthpb.RegisterHealthServer(d.public, d.health)
+	reflection.Register(d.public)
+	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token, log, rpcMetrics)...)
 	admin(d.admin)
+	healthpb.RegisterHealthServer(d.admin, d.health)
+	// The admin listener speaks gRPC (HTTP/2 without TLS: loopback only) and
+	// serves Prometheus metrics at /metrics, both behind the token.
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", transport.RequireTokenHTTP(d.Token, promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	d.adminHTTP = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				d.admin.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         new(http.Protocols),
+	}
+	d.adminHTTP.Protocols.SetHTTP1(true)
+	d.adminHTTP.Protocols.SetUnencryptedHTTP2(true)
 	d.Addr, d.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
 	d.done = make(chan error, 2)
 	go func() { d.done <- d.public.Serve(pubLis) }()
-	go func() { d.done <- d.admin.Serve(adminLis) }()
+	go func() { d.done <- d.adminHTTP.Serve(adminLis) }()
 	return nil
 }
 
@@ -136,20 +219,27 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	}
 }
 
-// stop drains both servers gracefully (in-flight calls finish, and with them
-// their commits), forcing them after 10 seconds.
+// stop reports NOT_SERVING to health checks, then drains both listeners
+// gracefully (in-flight calls finish, and with them their commits), forcing
+// them after 10 seconds.
 func (d *Daemon) stop() {
-	for _, s := range []*grpc.Server{d.public, d.admin} {
-		if s == nil {
-			continue
-		}
+	if d.health != nil {
+		d.health.Shutdown()
+	}
+	if d.public != nil {
 		ok := make(chan struct{})
-		go func() { s.GracefulStop(); close(ok) }()
+		go func() { d.public.GracefulStop(); close(ok) }()
 		select {
 		case <-ok:
 		case <-time.After(10 * time.Second):
-			s.Stop()
+			d.public.Stop()
 		}
+	}
+	if d.adminHTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d.adminHTTP.Shutdown(ctx)
+		d.admin.Stop()
 	}
 }
 

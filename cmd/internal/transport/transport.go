@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,13 +112,17 @@ func LoadOrCreateCert(dir string, hosts ...string) (cert tls.Certificate, finger
 // ServerOptions are the gRPC options of a public listener: TLS (unless
 // plaintext was asked for), message size bounds, request ids and panic
 // recovery.
-func ServerOptions(cert *tls.Certificate, log *slog.Logger) []grpc.ServerOption {
+func ServerOptions(cert *tls.Certificate, log *slog.Logger, m *RPCMetrics) []grpc.ServerOption {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	chain := []grpc.UnaryServerInterceptor{serverInterceptors(log)}
+	if m != nil {
+		chain = append(chain, m.interceptor)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.ChainUnaryInterceptor(serverInterceptors(log)),
+		grpc.ChainUnaryInterceptor(chain...),
 	}
 	if cert != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})))
@@ -267,6 +272,19 @@ func DialAdmin(addr, token string) (*grpc.ClientConn, error) {
 }
 
 // AdminServerOptions are the gRPC options of an admin listener.
-func AdminServerOptions(token string, log *slog.Logger) []grpc.ServerOption {
-	return append(ServerOptions(nil, log), grpc.ChainUnaryInterceptor(RequireToken(token)))
+func AdminServerOptions(token string, log *slog.Logger, m *RPCMetrics) []grpc.ServerOption {
+	return append(ServerOptions(nil, log, m), grpc.ChainUnaryInterceptor(RequireToken(token)))
+}
+
+// RequireTokenHTTP admits only HTTP requests (the admin listener's /metrics)
+// carrying the same bearer token, compared in constant time.
+func RequireTokenHTTP(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, "admin token missing or wrong", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

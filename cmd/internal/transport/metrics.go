@@ -1,0 +1,43 @@
+package transport
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// RPCMetrics count calls by method and gRPC code and time them by method.
+type RPCMetrics struct {
+	calls   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+// NewRPCMetrics registers the RPC metrics with reg.
+func NewRPCMetrics(reg prometheus.Registerer) (*RPCMetrics, error) {
+	m := &RPCMetrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindbank_rpc_requests_total", Help: "gRPC calls served, by method and code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "blindbank_rpc_duration_seconds", Help: "gRPC call latency, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to 16 s
+		}, []string{"method"}),
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *RPCMetrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	return resp, err
+}
