@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,7 +43,20 @@ type Bank struct {
 	denoms  map[ecash.Hash]*DenomKey
 	now     func() time.Time
 	log     *slog.Logger
-	metrics *metrics // nil unless Instrument was called
+	metrics *metrics     // nil unless Instrument was called
+	limit   *RateLimiter // per account: withdrawals, checks, statements
+}
+
+// LimitAccounts caps the operations each account may start per second
+// (withdrawals, payment orders, statements); nil or a rate of 0: no cap.
+func (b *Bank) LimitAccounts(l *RateLimiter) { b.limit = l }
+
+// allow applies the per-account rate.
+func (b *Bank) allow(account uint64) error {
+	if !b.limit.Allow(strconv.FormatUint(account, 10), b.now()) {
+		return ErrRateLimited
+	}
+	return nil
 }
 
 // New creates a bank over a store with key material. now is the clock (use
@@ -77,6 +91,9 @@ func (b *Bank) Store() Store { return b.store }
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte, error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
 	acct, err := b.authenticate(ctx, req.Account, body, accountSig, "withdraw request")

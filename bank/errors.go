@@ -59,6 +59,7 @@ var errorCodes = []struct {
 	{ErrAmountMatch, codes.InvalidArgument},
 	{ErrDuplicateCoin, codes.InvalidArgument},
 	{ErrBadTimestamp, codes.InvalidArgument},
+	{ErrRateLimited, codes.ResourceExhausted},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

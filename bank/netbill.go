@@ -57,6 +57,9 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
+	if err := b.allow(priv.Account); err != nil {
+		return nil, err
+	}
 	// The EPOID is decided once: a re-submission is answered from the record
 	// before anything that may have changed since (expiry, balance, keys).
 	id := epo.EPOID.String()
@@ -213,6 +216,9 @@ func (b *Bank) Unlock(ctx context.Context, id uint64) error { return b.store.Unl
 func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, error) {
 	req, err := echeck.DecodeStatementRequest(raw)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
 	acct, err := b.store.Account(ctx, req.Account)

@@ -41,6 +41,33 @@ type BankConfig struct {
 	Plaintext   bool // serve the public listener without TLS (loopback only)
 	Now         func() time.Time
 	Log         *slog.Logger
+	Limits      RateLimits
+}
+
+// RateLimits bound what one peer address and one account may ask per second;
+// zero fields take the defaults, negative ones turn the limit off (load
+// tests from one address).
+type RateLimits struct {
+	PerPeer    float64 // calls per second per peer address (burst: twice that)
+	PerAccount float64 // withdrawals, payment orders and statements per account
+}
+
+// Defaults: generous for honest wallets and merchants, tight enough that one
+// address or account cannot monopolise the signing cores.
+const (
+	DefaultPerPeer    = 500
+	DefaultPerAccount = 100
+	maxLimiterKeys    = 100_000
+)
+
+func limiter(perSecond, def float64) *bank.RateLimiter {
+	switch {
+	case perSecond < 0:
+		return nil
+	case perSecond == 0:
+		perSecond = def
+	}
+	return bank.NewRateLimiter(perSecond, int(2*perSecond), maxLimiterKeys)
 }
 
 // Daemon is the serving half every node shares: a public listener (TLS
@@ -53,7 +80,8 @@ type Daemon struct {
 	TokenFile   string
 	Token       string
 
-	Registry *prometheus.Registry // served at /metrics on the admin listener
+	Registry  *prometheus.Registry // served at /metrics on the admin listener
+	PeerLimit *bank.RateLimiter    // calls per second per peer on the public listener
 
 	public    *grpc.Server
 	admin     *grpc.Server
@@ -140,6 +168,8 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, commits: commits}
+	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
+	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
 	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
 		func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
 		func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) })
@@ -178,11 +208,11 @@ func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, log *slo
 		return err
 	}
 	d.health = health.NewServer()
-	d.public = grpc.NewServer(transport.ServerOptions(cert, log, rpcMetrics)...)
+	d.public = grpc.NewServer(transport.Server{Cert: cert, Log: log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit}.Options()...)
 	public(d.public)
 	healthpb.RegisterHealthServer(d.public, d.health)
 	reflection.Register(d.public)
-	d.admin = grpc.NewServer(transport.AdminServerOptions(d.Token, log, rpcMetrics)...)
+	d.admin = grpc.NewServer(transport.Server{Log: log, Metrics: rpcMetrics, Token: d.Token}.Options()...)
 	admin(d.admin)
 	healthpb.RegisterHealthServer(d.admin, d.health)
 	// The admin listener speaks gRPC (HTTP/2 without TLS: loopback only) and
@@ -326,6 +356,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		return nil, err
 	}
 	n := &Merchant{Merchant: m, bankConn: conn}
+	n.PeerLimit = limiter(0, DefaultPerPeer)
 	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
 		func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
 		func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) })

@@ -4,13 +4,22 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 // TestObservability: health on both listeners, reflection on the public
@@ -92,5 +101,36 @@ func TestObservability(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestRateLimits: an account that asks too fast is refused with
+// ResourceExhausted, before any signature check or signing.
+func TestRateLimits(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := StartBank(BankConfig{Dir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Limits: RateLimits{PerAccount: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Pin: b.Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bankc := pb.NewBankClient(conn)
+	req := &ecash.WithdrawRequest{Account: 4242, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Blinded: []byte{1}}}}
+	body := req.Body()
+	codesSeen := map[codes.Code]int{}
+	for range 5 {
+		_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: make([]byte, 64)})
+		codesSeen[status.Code(err)]++
+	}
+	// Burst 2 at 1/s: two reach authentication (and fail it), the rest are refused.
+	if codesSeen[codes.Unauthenticated] != 2 || codesSeen[codes.ResourceExhausted] != 3 {
+		t.Fatalf("codes %v", codesSeen)
 	}
 }

@@ -5,13 +5,17 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
 )
 
 // RequestIDKey is the metadata key that carries a request id from wallet to
@@ -69,4 +73,22 @@ func clientInterceptor(ctx context.Context, method string, req, reply any, cc *g
 		defer cancel()
 	}
 	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// limitPeers refuses calls beyond a peer address's rate with
+// ResourceExhausted.
+func limitPeers(l *bank.RateLimiter) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		key := "unknown"
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			key = p.Addr.String()
+			if host, _, err := net.SplitHostPort(key); err == nil {
+				key = host
+			}
+		}
+		if !l.Allow(key, time.Now()) {
+			return nil, status.Error(codes.ResourceExhausted, "too many requests from this address; slow down")
+		}
+		return handler(ctx, req)
+	}
 }

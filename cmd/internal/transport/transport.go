@@ -109,23 +109,39 @@ func LoadOrCreateCert(dir string, hosts ...string) (cert tls.Certificate, finger
 	return cert, Fingerprint(der), true, err
 }
 
-// ServerOptions are the gRPC options of a public listener: TLS (unless
-// plaintext was asked for), message size bounds, request ids and panic
-// recovery.
-func ServerOptions(cert *tls.Certificate, log *slog.Logger, m *RPCMetrics) []grpc.ServerOption {
+// Server configures a listener's gRPC options.
+type Server struct {
+	Cert      *tls.Certificate  // nil: plaintext (loopback only)
+	Log       *slog.Logger      // nil: discard
+	Metrics   *RPCMetrics       // nil: none
+	PeerLimit *bank.RateLimiter // calls per second per peer address; nil: none
+	Token     string            // non-empty: every call must carry it (admin)
+}
+
+// Options are the gRPC options: TLS (unless plaintext), message size
+// bounds, request ids, panic recovery, per-peer rate limits, metrics and,
+// for the admin listener, the token.
+func (c Server) Options() []grpc.ServerOption {
+	log := c.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	chain := []grpc.UnaryServerInterceptor{serverInterceptors(log)}
-	if m != nil {
-		chain = append(chain, m.interceptor)
+	if c.Metrics != nil {
+		chain = append(chain, c.Metrics.interceptor)
+	}
+	if c.Token != "" {
+		chain = append(chain, RequireToken(c.Token))
+	}
+	if c.PeerLimit != nil {
+		chain = append(chain, limitPeers(c.PeerLimit))
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(chain...),
 	}
-	if cert != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS13})))
+	if c.Cert != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})))
 	}
 	return opts
 }
@@ -269,11 +285,6 @@ func DialAdmin(addr, token string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("admin address %s is not loopback; the admin service is served on loopback only", addr)
 	}
 	return Dial(addr, ClientConfig{Plaintext: true}, grpc.WithPerRPCCredentials(tokenCreds(token)))
-}
-
-// AdminServerOptions are the gRPC options of an admin listener.
-func AdminServerOptions(token string, log *slog.Logger, m *RPCMetrics) []grpc.ServerOption {
-	return append(ServerOptions(nil, log, m), grpc.ChainUnaryInterceptor(RequireToken(token)))
 }
 
 // RequireTokenHTTP admits only HTTP requests (the admin listener's /metrics)

@@ -47,7 +47,7 @@ func TestTLSTrust(t *testing.T) {
 	if _, fp2, created2, err := LoadOrCreateCert(dir); err != nil || created2 || fp2 != fp {
 		t.Fatalf("reload: fingerprint %s vs %s, created %v, %v", fp2, fp, created2, err)
 	}
-	addr := serveHealth(t, ServerOptions(&cert, nil, nil)...)
+	addr := serveHealth(t, Server{Cert: &cert}.Options()...)
 
 	if err := check(addr, ClientConfig{Pin: fp}); err != nil {
 		t.Fatalf("pinned fingerprint: %v", err)
@@ -98,7 +98,7 @@ func TestAdminToken(t *testing.T) {
 	if err != nil || len(tok) != 64 {
 		t.Fatalf("token %q: %v", tok, err)
 	}
-	addr := serveHealth(t, AdminServerOptions(tok, nil, nil)...)
+	addr := serveHealth(t, Server{Token: tok}.Options()...)
 	conn, err := DialAdmin(addr, tok)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func serveFake(t *testing.T, h func(ctx context.Context) error) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(ServerOptions(nil, nil, nil)...)
+	s := grpc.NewServer(Server{}.Options()...)
 	s.RegisterService(fakeService(h), struct{}{})
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
