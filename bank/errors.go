@@ -45,6 +45,7 @@ var errorCodes = []struct {
 	{ErrInvalidOp, codes.InvalidArgument},
 	{ErrBalanceOverflow, codes.InvalidArgument},
 	{ErrStoreClosed, codes.Unavailable},
+	{ErrOutcomeUnknown, codes.Unavailable},
 	{ErrUnauthorized, codes.Unauthenticated},
 	{ecash.ErrMalformed, codes.InvalidArgument},
 	{ecash.ErrBadAmount, codes.InvalidArgument},

@@ -25,6 +25,10 @@ var (
 	ErrStoreClosed       = errors.New("bank: store is closed")
 	ErrDuplicateCoin     = errors.New("bank: coin appears twice in one request")
 	ErrNonceReused       = errors.New("bank: nonce already answered for another blinded message")
+	// ErrOutcomeUnknown: a networked store lost its connection during a
+	// commit and cannot tell whether it happened. Retrying the same request
+	// is safe: every mutation is idempotent under its key.
+	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry it")
 )
 
 // System ledger accounts. Every posting moves money between two accounts,

@@ -1,0 +1,835 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// account is a locked account row: the public bank.Account plus the
+// sequence number of its next posting.
+type account struct {
+	bank.Account
+	NextSeq int64
+}
+
+const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
+	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures`
+
+func scanAccount(row pgx.Row) (*account, error) {
+	a := &account{}
+	var id int64
+	var name []byte
+	var created time.Time
+	if err := row.Scan(&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
+		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures); err != nil {
+		return nil, err
+	}
+	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
+	if len(a.Key) == 0 {
+		a.Key = nil
+	}
+	return a, nil
+}
+
+// dbID converts an account id to the database's bigint; ok is false for
+// ids no account can have.
+func dbID(id uint64) (int64, bool) {
+	if id > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(id), true
+}
+
+// lockAccounts queues the SELECT … FOR UPDATE of the accounts ids into
+// out, in the store's one lock order: user accounts by id, then system
+// accounts by id. Absent accounts are absent from out.
+func lockAccounts(b *pgx.Batch, out map[uint64]*account, ids ...uint64) {
+	var keys []int64
+	for _, id := range ids {
+		if k, ok := dbID(id); ok && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	b.Queue(`SELECT `+accountCols+` FROM accounts WHERE id = ANY($1)
+		ORDER BY id < $2, id FOR UPDATE`, keys, int64(FirstUserAccount)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			a, err := scanAccount(rows)
+			if err != nil {
+				return err
+			}
+			out[a.ID] = a
+		}
+		return rows.Err()
+	})
+}
+
+// writer collects the writes of an operation into its commit batch.
+type writer struct{ b *pgx.Batch }
+
+func (w writer) account(a *account) {
+	w.b.Queue(`UPDATE accounts SET balance = $2, next_seq = $3, limit_per_tx = $4, limit_per_day = $5,
+		spent_day = $6, spent_today = $7, fail_day = $8, failures = $9 WHERE id = $1`,
+		int64(a.ID), a.Balance, a.NextSeq, a.Limits.PerTransaction, a.Limits.PerDay,
+		a.SpentDay, a.SpentToday, a.FailDay, a.Failures)
+}
+
+// post adds a posting of amount (signed) to a, with the running balance
+// checked for overflow, and queues a's new state.
+func (w writer) post(a *account, kind string, amount int64, memo string, at time.Time, counterparty uint64, ref, product string) error {
+	bal, err := addBalance(a.Balance, amount)
+	if err != nil {
+		return fmt.Errorf("%w: account %d", err, a.ID)
+	}
+	a.Balance = bal
+	seq := a.NextSeq
+	a.NextSeq++
+	w.b.Queue(`INSERT INTO postings (account, seq, posted_at, kind, amount, balance, memo, counterparty, ref, product)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		int64(a.ID), seq, at, kind, amount, bal, []byte(memo), int64(counterparty), []byte(ref), []byte(product))
+	w.account(a)
+	return nil
+}
+
+// transfer moves amount (> 0) from one account to another, two postings.
+// Both sides are checked before either is queued.
+func (w writer) transfer(from, to *account, kind string, amount int64, memo string, at time.Time, ref, product string) error {
+	if _, err := addBalance(from.Balance, -amount); err != nil {
+		return fmt.Errorf("%w: account %d", err, from.ID)
+	}
+	if _, err := addBalance(to.Balance, amount); err != nil {
+		return fmt.Errorf("%w: account %d", err, to.ID)
+	}
+	if err := w.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
+		return err
+	}
+	return w.post(to, kind, amount, memo, at, from.ID, ref, product)
+}
+
+// addBalance returns a+b, or ErrOverflow if it does not fit in int64.
+func addBalance(a, b int64) (int64, error) {
+	c := a + b
+	if (b > 0 && c < a) || (b < 0 && c > a) {
+		return 0, ErrOverflow
+	}
+	return c, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+func isSystem(id uint64) bool { return id < FirstUserAccount }
+
+// dbTime is t as stored: timestamptz keeps microseconds.
+func dbTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+func hashes(hs [][]byte) ([]ecash.Hash, error) {
+	out := make([]ecash.Hash, len(hs))
+	for i, h := range hs {
+		if len(h) != len(out[i]) {
+			return nil, fmt.Errorf("pgstore: stored hash of %d bytes", len(h))
+		}
+		copy(out[i][:], h)
+	}
+	return out, nil
+}
+
+// OpenAccount implements bank.Store. Account ids come from a counter row
+// updated in the same statement, so they are contiguous from
+// FirstUserAccount; the unique key on the public key refuses a second
+// account for it.
+func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error) {
+	if len(key) != ed25519.PublicKeySize {
+		return 0, invalid("public key of %d bytes", len(key))
+	}
+	if len(name) > MaxNameLen {
+		return 0, invalid("name of %d bytes", len(name))
+	}
+	var id int64
+	err := s.mutate(ctx, "open account", func(t *txn) error {
+		err := t.autocommit(`WITH n AS (
+				UPDATE counters SET value = value + 1 WHERE name = 'next_account' RETURNING value - 1 AS id
+			)
+			INSERT INTO accounts (id, name, pubkey, merchant, created)
+			SELECT id, $1, $2, $3, $4 FROM n RETURNING id`,
+			[]any{[]byte(name), []byte(key), merchant, dbTime(now)}, &id)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == "accounts_pubkey_unique" {
+			return refuse(bank.ErrKeyInUse)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return uint64(id), nil
+}
+
+// Credit implements bank.Store.
+func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
+	switch {
+	case op.Amount <= 0:
+		return 0, invalid("credit amount %d", op.Amount)
+	case isSystem(op.Account):
+		return 0, invalid("credit to system account %d", op.Account)
+	case len(op.Memo) > MaxMemoLen:
+		return 0, invalid("memo of %d bytes", len(op.Memo))
+	case len(op.Reference) > MaxReferenceLen:
+		return 0, invalid("reference of %d bytes", len(op.Reference))
+	}
+	acct, ok := dbID(op.Account)
+	if !ok {
+		return 0, bank.ErrNoAccount
+	}
+	at := dbTime(op.Time)
+	var balance int64
+	err := s.mutate(ctx, "credit", func(t *txn) error {
+		b := begin()
+		var (
+			newRef         bool
+			refAcct, refAm int64
+		)
+		if op.Reference != "" {
+			b.Queue(`INSERT INTO credit_refs (reference, account, amount) VALUES ($1, $2, $3)
+				ON CONFLICT (reference) DO NOTHING`, []byte(op.Reference), acct, op.Amount).
+				Exec(func(ct pgconn.CommandTag) error { newRef = ct.RowsAffected() == 1; return nil })
+			b.Queue(`SELECT account, amount FROM credit_refs WHERE reference = $1`, []byte(op.Reference)).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&refAcct, &refAm) })
+		}
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, op.Account, bank.AccountFunding)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		a, funding := accts[op.Account], accts[bank.AccountFunding]
+		if op.Reference != "" && !newRef {
+			if refAcct != acct || refAm != op.Amount {
+				return refuse(bank.ErrReferenceConflict)
+			}
+			if a == nil {
+				return refuse(bank.ErrNoAccount)
+			}
+			balance = a.Balance
+			return nil
+		}
+		if a == nil {
+			return refuse(bank.ErrNoAccount)
+		}
+		if funding == nil {
+			return errors.New("pgstore: no funding account")
+		}
+		b = &pgx.Batch{}
+		if err := (writer{b}).transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, at, op.Reference, ""); err != nil {
+			return refuse(err)
+		}
+		if err := t.commit(b); err != nil {
+			return err
+		}
+		balance = a.Balance
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return balance, nil
+}
+
+// Withdraw implements bank.Store. A replay of a recorded request hash
+// returns the recorded signatures if its account and amount match, and
+// bank.ErrRequestConflict if not.
+func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
+	switch {
+	case op.Amount <= 0:
+		return nil, invalid("withdraw amount %d", op.Amount)
+	case isSystem(op.Account):
+		return nil, invalid("withdraw from system account %d", op.Account)
+	case len(op.BlindSigs) == 0 || len(op.BlindSigs) > ecash.MaxCoinsPerRequest:
+		return nil, invalid("%d blind signatures", len(op.BlindSigs))
+	}
+	for i, sig := range op.BlindSigs {
+		if len(sig) == 0 || len(sig) > MaxSigLen {
+			return nil, invalid("blind signature %d of %d bytes", i, len(sig))
+		}
+	}
+	if len(op.Locks) > len(op.BlindSigs) {
+		return nil, invalid("%d nonce locks for %d signatures", len(op.Locks), len(op.BlindSigs))
+	}
+	seen := make(map[string]bool, len(op.Locks))
+	for i, l := range op.Locks {
+		if len(l.Nonce) == 0 || len(l.Nonce) > 64 {
+			return nil, invalid("nonce lock %d of %d bytes", i, len(l.Nonce))
+		}
+		k := string(l.Denom[:]) + string(l.Nonce)
+		if seen[k] {
+			return nil, fmt.Errorf("%w: nonce twice in one request", bank.ErrNonceReused)
+		}
+		seen[k] = true
+	}
+	// Sorted, so that concurrent withdrawals take the lock rows in one order.
+	locks := slices.Clone(op.Locks)
+	slices.SortFunc(locks, func(a, b bank.NonceLock) int {
+		if c := bytes.Compare(a.Denom[:], b.Denom[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Nonce, b.Nonce)
+	})
+	acct, ok := dbID(op.Account)
+	if !ok {
+		return nil, bank.ErrNoAccount
+	}
+	at := dbTime(op.Time)
+	denoms, nonces, blinded := make([][]byte, len(locks)), make([][]byte, len(locks)), make([][]byte, len(locks))
+	for i, l := range locks {
+		denoms[i], nonces[i], blinded[i] = l.Denom[:], l.Nonce, l.Blinded[:]
+	}
+	var sigs [][]byte
+	err := s.mutate(ctx, "withdraw", func(t *txn) error {
+		b := begin()
+		var (
+			fresh    bool
+			recAcct  int64
+			recAm    int64
+			recSigs  [][]byte
+			reusedNs int64
+		)
+		b.Queue(`INSERT INTO withdrawals (request_hash, account, amount, sigs, created) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (request_hash) DO NOTHING`, op.RequestHash[:], acct, op.Amount, op.BlindSigs, at).
+			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
+		b.Queue(`SELECT account, amount, sigs FROM withdrawals WHERE request_hash = $1`, op.RequestHash[:]).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&recAcct, &recAm, &recSigs) })
+		if len(locks) > 0 {
+			b.Queue(`INSERT INTO nonce_locks (denom, nonce, blinded)
+				SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) ORDER BY 1, 2
+				ON CONFLICT (denom, nonce) DO NOTHING`, denoms, nonces, blinded)
+			b.Queue(`SELECT count(*) FROM nonce_locks n
+				JOIN unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS l(denom, nonce, blinded)
+				ON n.denom = l.denom AND n.nonce = l.nonce WHERE n.blinded <> l.blinded`, denoms, nonces, blinded).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&reusedNs) })
+		}
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, op.Account, bank.AccountOutstanding)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !fresh {
+			if recAcct != acct || recAm != op.Amount {
+				return refuse(bank.ErrRequestConflict)
+			}
+			sigs = recSigs
+			return nil
+		}
+		a, out := accts[op.Account], accts[bank.AccountOutstanding]
+		if a == nil {
+			return refuse(bank.ErrNoAccount)
+		}
+		if err := a.CanSpend(op.Amount, op.Time); err != nil {
+			return refuse(err)
+		}
+		if a.Balance < op.Amount {
+			return refuse(bank.ErrInsufficientFunds)
+		}
+		if reusedNs > 0 {
+			return refuse(bank.ErrNonceReused)
+		}
+		if out == nil {
+			return errors.New("pgstore: no outstanding account")
+		}
+		a.RecordSpend(op.Amount, op.Time)
+		b = &pgx.Batch{}
+		if err := (writer{b}).transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := t.commit(b); err != nil {
+			return err
+		}
+		sigs = cloneSigs(op.BlindSigs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs, nil
+}
+
+func cloneSigs(in [][]byte) [][]byte {
+	out := make([][]byte, len(in))
+	for i, s := range in {
+		out[i] = bytes.Clone(s)
+	}
+	return out
+}
+
+// Deposit implements bank.Store. "The same coins" means the same set of
+// coin ids, in any order; a replay must also name the same merchant and
+// amount, or it is a bank.ErrPaymentConflict. A coin id twice in one op is
+// refused with an error matching both ErrInvalid and bank.ErrDuplicateCoin.
+//
+// The spent coins are inserted with ON CONFLICT DO NOTHING: the coin's
+// primary key decides which of two concurrent deposits spends it, and the
+// loser reads the winner's permission for its SpentError.
+func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
+	switch {
+	case op.Amount <= 0:
+		return nil, invalid("deposit amount %d", op.Amount)
+	case len(op.Coins) == 0 || len(op.Coins) > ecash.MaxCoinsPerRequest:
+		return nil, invalid("%d coins", len(op.Coins))
+	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
+		return nil, invalid("receipt of %d bytes", len(op.Receipt))
+	}
+	ids := make([][]byte, len(op.Coins)) // in op order, for the deposit record
+	for i, c := range op.Coins {
+		if len(c.Permission) == 0 || len(c.Permission) > MaxPermissionLen {
+			return nil, invalid("permission %d of %d bytes", i, len(c.Permission))
+		}
+		ids[i] = c.ID[:]
+	}
+	sorted := slices.Clone(op.Coins)
+	slices.SortFunc(sorted, func(a, b bank.SpentCoin) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	sortedIDs, sortedPerms := make([][]byte, len(sorted)), make([][]byte, len(sorted))
+	for i, c := range sorted {
+		if i > 0 && c.ID == sorted[i-1].ID {
+			return nil, fmt.Errorf("%w: %w: %x", ErrInvalid, bank.ErrDuplicateCoin, c.ID[:8])
+		}
+		sortedIDs[i], sortedPerms[i] = c.ID[:], c.Permission
+	}
+	merchant, ok := dbID(op.Merchant)
+	if !ok {
+		return nil, bank.ErrNoAccount
+	}
+	at := dbTime(op.Time)
+	var receipt []byte
+	err := s.mutate(ctx, "deposit", func(t *txn) error {
+		b := begin()
+		var (
+			fresh    bool
+			recMerch int64
+			recAm    int64
+			recCoins [][]byte
+			recRcpt  []byte
+			spent    = map[ecash.Hash][]byte{} // coin → earlier permission
+		)
+		b.Queue(`INSERT INTO deposits (payment_hash, merchant, amount, coins, receipt, created) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (payment_hash) DO NOTHING`, op.PaymentHash[:], merchant, op.Amount, ids, op.Receipt, at).
+			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
+		b.Queue(`SELECT merchant, amount, coins, receipt FROM deposits WHERE payment_hash = $1`, op.PaymentHash[:]).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&recMerch, &recAm, &recCoins, &recRcpt) })
+		b.Queue(`INSERT INTO spent_coins (coin_id, payment_hash, permission)
+			SELECT c.id, $3::bytea, c.perm FROM unnest($1::bytea[], $2::bytea[]) AS c(id, perm) ORDER BY 1
+			ON CONFLICT (coin_id) DO NOTHING`, sortedIDs, sortedPerms, op.PaymentHash[:])
+		b.Queue(`SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1) AND payment_hash <> $2`,
+			sortedIDs, op.PaymentHash[:]).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id, perm []byte
+				if err := rows.Scan(&id, &perm); err != nil {
+					return err
+				}
+				var h ecash.Hash
+				copy(h[:], id)
+				spent[h] = perm
+			}
+			return rows.Err()
+		})
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, op.Merchant, bank.AccountOutstanding)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !fresh {
+			coins, err := hashes(recCoins)
+			if err != nil {
+				return err
+			}
+			if recMerch != merchant || recAm != op.Amount || !sameCoins(coins, op.Coins) {
+				return refuse(bank.ErrPaymentConflict)
+			}
+			receipt = recRcpt
+			return nil
+		}
+		m, out := accts[op.Merchant], accts[bank.AccountOutstanding]
+		if m == nil {
+			return refuse(bank.ErrNoAccount)
+		}
+		if !m.Merchant {
+			return refuse(bank.ErrNotMerchant)
+		}
+		for _, c := range op.Coins { // the first spent coin in op order
+			if perm, ok := spent[c.ID]; ok {
+				return refuse(&bank.SpentError{Coin: c.ID, Permission: perm})
+			}
+		}
+		if out == nil {
+			return errors.New("pgstore: no outstanding account")
+		}
+		b = &pgx.Batch{}
+		if err := (writer{b}).transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := t.commit(b); err != nil {
+			return err
+		}
+		receipt = bytes.Clone(op.Receipt)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return receipt, nil
+}
+
+// sameCoins reports whether recorded and coins hold the same set of ids.
+func sameCoins(recorded []ecash.Hash, coins []bank.SpentCoin) bool {
+	if len(recorded) != len(coins) {
+		return false
+	}
+	set := make(map[ecash.Hash]bool, len(recorded))
+	for _, h := range recorded {
+		set[h] = true
+	}
+	for _, c := range coins {
+		if !set[c.ID] {
+			return false
+		}
+	}
+	return len(set) == len(coins)
+}
+
+// Check implements bank.Store. The accounts are locked first, so two
+// submissions of one EPOID (which name the same customer) are decided one
+// after the other; the EPOID's primary key backs that up.
+func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
+	switch {
+	case op.Amount <= 0:
+		return bank.CheckOutcome{}, invalid("check amount %d", op.Amount)
+	case op.EPOID == "" || len(op.EPOID) > 128:
+		return bank.CheckOutcome{}, invalid("EPOID of %d bytes", len(op.EPOID))
+	case isSystem(op.Customer) || isSystem(op.Merchant) || op.Customer == op.Merchant:
+		return bank.CheckOutcome{}, invalid("check from %d to %d", op.Customer, op.Merchant)
+	case len(op.Memo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
+		return bank.CheckOutcome{}, invalid("memo or product of %d/%d bytes", len(op.Memo), len(op.Product))
+	case len(op.Record) > MaxReceiptLen:
+		return bank.CheckOutcome{}, invalid("record of %d bytes", len(op.Record))
+	}
+	for _, r := range [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked} {
+		if len(r) == 0 || len(r) > MaxReceiptLen {
+			return bank.CheckOutcome{}, invalid("receipt of %d bytes", len(r))
+		}
+	}
+	at := dbTime(op.Time)
+	var out bank.CheckOutcome
+	err := s.mutate(ctx, "check", func(t *txn) error {
+		b := begin()
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, op.Customer, op.Merchant)
+		var rec *bank.CheckOutcome
+		b.Queue(`SELECT `+checkCols+` FROM checks WHERE epoid = $1`, []byte(op.EPOID)).
+			QueryRow(func(row pgx.Row) error {
+				var err error
+				rec, err = scanCheck(row)
+				return err
+			})
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if rec != nil {
+			if rec.EPOHash != op.EPOHash {
+				return refuse(bank.ErrEPOIDConflict)
+			}
+			out = *rec
+			return nil
+		}
+		cust, merch := accts[op.Customer], accts[op.Merchant]
+		if cust == nil || merch == nil {
+			return refuse(bank.ErrNoAccount)
+		}
+		if !merch.Merchant {
+			return refuse(bank.ErrNotMerchant)
+		}
+		o := bank.CheckOutcome{EPOHash: op.EPOHash, Customer: op.Customer, Merchant: op.Merchant, Amount: op.Amount, Record: op.Record, Time: at}
+		b = &pgx.Batch{}
+		switch err := cust.CanSpend(op.Amount, op.Time); {
+		case errors.Is(err, bank.ErrAccountLocked):
+			o.Outcome, o.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
+		case err != nil:
+			o.Outcome, o.Receipt = bank.CheckDeclinedLimit, op.DeclinedLimit
+		case cust.Balance < op.Amount:
+			o.Outcome, o.Receipt = bank.CheckDeclinedFunds, op.DeclinedFunds
+		default:
+			o.Outcome, o.Receipt = bank.CheckApproved, op.Approved
+			cust.RecordSpend(op.Amount, op.Time)
+			if err := (writer{b}).transfer(cust, merch, bank.KindCheck, op.Amount, op.Memo, at, op.EPOID, op.Product); err != nil {
+				return refuse(err)
+			}
+		}
+		o.NewBalance = cust.Balance
+		b.Queue(`INSERT INTO checks (epoid, epo_hash, outcome, receipt, customer, merchant, amount, new_balance, record, decided_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			[]byte(op.EPOID), o.EPOHash[:], o.Outcome, o.Receipt, int64(o.Customer), int64(o.Merchant),
+			o.Amount, o.NewBalance, nonNil(o.Record), o.Time)
+		if err := t.commit(b); err != nil {
+			return err // a concurrent decision of the EPOID (23505) is retried
+		}
+		out = o
+		return nil
+	})
+	if err != nil {
+		return bank.CheckOutcome{}, err
+	}
+	return out, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+const checkCols = `epo_hash, outcome, receipt, customer, merchant, amount, new_balance, record, decided_at`
+
+// scanCheck scans a check row; nil, nil if there is none.
+func scanCheck(row pgx.Row) (*bank.CheckOutcome, error) {
+	var (
+		c              bank.CheckOutcome
+		hash           []byte
+		cust, merch    int64
+		recordedAt     time.Time
+		receipt, recrd []byte
+	)
+	err := row.Scan(&hash, &c.Outcome, &receipt, &cust, &merch, &c.Amount, &c.NewBalance, &recrd, &recordedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(hash) != len(c.EPOHash) {
+		return nil, fmt.Errorf("pgstore: stored EPO hash of %d bytes", len(hash))
+	}
+	copy(c.EPOHash[:], hash)
+	c.Receipt, c.Customer, c.Merchant, c.Time = receipt, uint64(cust), uint64(merch), recordedAt.UTC()
+	if len(recrd) > 0 {
+		c.Record = recrd
+	}
+	return &c, nil
+}
+
+// CheckRecord implements bank.Store.
+func (s *Store) CheckRecord(ctx context.Context, epoid string) (bank.CheckOutcome, bool, error) {
+	if epoid == "" || len(epoid) > 128 {
+		return bank.CheckOutcome{}, false, nil
+	}
+	var rec *bank.CheckOutcome
+	err := s.read(ctx, func(ctx context.Context) error {
+		var err error
+		rec, err = scanCheck(s.pool.QueryRow(ctx, `SELECT `+checkCols+` FROM checks WHERE epoid = $1`, []byte(epoid)))
+		return err
+	})
+	if err != nil || rec == nil {
+		return bank.CheckOutcome{}, false, err
+	}
+	return *rec, true, nil
+}
+
+// SetLimits implements bank.Store.
+func (s *Store) SetLimits(ctx context.Context, id uint64, l bank.Limits) error {
+	if l.PerTransaction < 0 || l.PerDay < 0 {
+		return invalid("negative limit")
+	}
+	return s.updateAccount(ctx, "set limits", id, func(a *account) { a.Limits = l })
+}
+
+// Unlock implements bank.Store.
+func (s *Store) Unlock(ctx context.Context, id uint64) error {
+	return s.updateAccount(ctx, "unlock", id, func(a *account) { a.Unlock() })
+}
+
+// AuthFailure implements bank.Store.
+func (s *Store) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
+	var locked bool
+	err := s.updateAccount(ctx, "auth failure", id, func(a *account) { locked = a.RecordFailure(now) })
+	return locked, err
+}
+
+// updateAccount applies f to a user account's policy state in one
+// transaction, under the account's row lock.
+func (s *Store) updateAccount(ctx context.Context, op string, id uint64, f func(*account)) error {
+	if isSystem(id) {
+		return invalid("policy on system account %d", id)
+	}
+	if _, ok := dbID(id); !ok {
+		return bank.ErrNoAccount
+	}
+	return s.mutate(ctx, op, func(t *txn) error {
+		b := begin()
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, id)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		a := accts[id]
+		if a == nil {
+			return refuse(bank.ErrNoAccount)
+		}
+		f(a)
+		b = &pgx.Batch{}
+		(writer{b}).account(a)
+		return t.commit(b)
+	})
+}
+
+// Account implements bank.Store.
+func (s *Store) Account(ctx context.Context, id uint64) (bank.Account, error) {
+	k, ok := dbID(id)
+	if !ok {
+		return bank.Account{}, bank.ErrNoAccount
+	}
+	var a *account
+	err := s.read(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = $1`, k))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return refuse(bank.ErrNoAccount)
+		}
+		return err
+	})
+	if err != nil {
+		return bank.Account{}, err
+	}
+	return a.Account, nil
+}
+
+// History implements bank.Store. A limit of zero or less returns nothing.
+// The account and its postings are read by one statement, so from one
+// snapshot.
+func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posting, error) {
+	k, ok := dbID(id)
+	if !ok {
+		return nil, bank.ErrNoAccount
+	}
+	var out []bank.Posting
+	err := s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT p.seq, p.posted_at, p.kind, p.amount, p.balance, p.memo, p.counterparty, p.ref, p.product
+			FROM accounts a LEFT JOIN LATERAL (
+				SELECT * FROM postings WHERE account = a.id ORDER BY seq DESC LIMIT $2
+			) p ON true
+			WHERE a.id = $1 ORDER BY p.seq DESC`, k, int64(max(limit, 0)))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		found := false
+		for rows.Next() {
+			found = true
+			var (
+				seq, counterparty *int64
+				at                *time.Time
+				kind              *string
+				amount, balance   *int64
+				memo, ref, prod   []byte
+			)
+			if err := rows.Scan(&seq, &at, &kind, &amount, &balance, &memo, &counterparty, &ref, &prod); err != nil {
+				return err
+			}
+			if seq == nil {
+				continue // an account without postings
+			}
+			out = append(out, bank.Posting{
+				Seq: uint64(*seq), Time: at.UTC(), Kind: *kind, Amount: *amount, Balance: *balance,
+				Memo: string(memo), Counterparty: uint64(*counterparty), Ref: string(ref), Product: string(prod),
+			})
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !found {
+			return refuse(bank.ErrNoAccount)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Withdrawal implements bank.Store.
+func (s *Store) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	var sigs [][]byte
+	found := false
+	err := s.read(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, `SELECT sigs FROM withdrawals WHERE request_hash = $1`, h[:]).Scan(&sigs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return sigs, true, nil
+}
+
+// DepositRecord implements bank.Store.
+func (s *Store) DepositRecord(ctx context.Context, h ecash.Hash) ([]byte, []ecash.Hash, bool, error) {
+	var (
+		receipt []byte
+		coins   []ecash.Hash
+		found   bool
+	)
+	err := s.read(ctx, func(ctx context.Context) error {
+		var ids [][]byte
+		err := s.pool.QueryRow(ctx, `SELECT receipt, coins FROM deposits WHERE payment_hash = $1`, h[:]).Scan(&receipt, &ids)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		coins, err = hashes(ids)
+		return err
+	})
+	if err != nil || !found {
+		return nil, nil, false, err
+	}
+	return receipt, coins, true, nil
+}
+
+// Totals returns the balance of every account, system accounts included,
+// from one snapshot. The balances sum to zero.
+func (s *Store) Totals(ctx context.Context) (map[uint64]int64, error) {
+	out := map[uint64]int64{}
+	err := s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT id, balance FROM accounts`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, bal int64
+			if err := rows.Scan(&id, &bal); err != nil {
+				return err
+			}
+			out[uint64(id)] = bal
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,255 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/blindbank/blindbank/bank"
+)
+
+// Partitions is the number of hash partitions of the spent-coin, withdrawal
+// and check tables. It is part of migration 1: changing it needs a new
+// migration that repartitions.
+const Partitions = 8
+
+// migration is one forward-only step of the schema. Its steps run in one
+// transaction together with the insert of its version into
+// schema_migrations, so a migration is applied completely or not at all,
+// and exactly once however many stores open the database at the same time.
+type migration struct {
+	version int
+	name    string
+	steps   []string // SQL statements without parameters
+}
+
+// migrations is the schema, oldest first. Never edit a released migration:
+// append a new one. The SQL is plain DDL and DML (no PL/pgSQL, no advisory
+// locks) so that it also runs on Postgres-compatible distributed SQL
+// engines; see the package documentation for the exceptions.
+var migrations = []migration{
+	{1, "ledger, records and hash-partitioned coin, withdrawal and check tables", initialSchema()},
+}
+
+func initialSchema() []string {
+	s := []string{
+		// Named counters; next_account hands out user account ids from
+		// bank.FirstUserAccount. Its row lock orders account creation.
+		`CREATE TABLE counters (
+			name  text   PRIMARY KEY,
+			value bigint NOT NULL
+		)`,
+		fmt.Sprintf(`INSERT INTO counters (name, value) VALUES ('next_account', %d)`, bank.FirstUserAccount),
+
+		// Accounts: the ledger balance, the next posting's sequence number
+		// and the policy state of bank.Account. Strings from callers
+		// (names, memos, references, EPOIDs) are bytea: the store keeps
+		// any byte string, as the Pebble store does, and text would refuse
+		// NUL bytes and invalid UTF-8.
+		`CREATE TABLE accounts (
+			id            bigint      PRIMARY KEY,
+			name          bytea       NOT NULL,
+			pubkey        bytea,
+			merchant      boolean     NOT NULL DEFAULT false,
+			balance       bigint      NOT NULL DEFAULT 0,
+			created       timestamptz NOT NULL,
+			next_seq      bigint      NOT NULL DEFAULT 1,
+			limit_per_tx  bigint      NOT NULL DEFAULT 0,
+			limit_per_day bigint      NOT NULL DEFAULT 0,
+			spent_day     bigint      NOT NULL DEFAULT 0,
+			spent_today   bigint      NOT NULL DEFAULT 0,
+			fail_day      bigint      NOT NULL DEFAULT 0,
+			failures      bigint      NOT NULL DEFAULT 0,
+			CONSTRAINT accounts_pubkey_unique UNIQUE (pubkey)
+		)`,
+		fmt.Sprintf(`INSERT INTO accounts (id, name, created) VALUES (%d, 'funding'::bytea, now()), (%d, 'outstanding'::bytea, now())`,
+			bank.AccountFunding, bank.AccountOutstanding),
+
+		// Postings: one line of an account's history; seq counts from 1
+		// per account, and balance is the running balance after it.
+		`CREATE TABLE postings (
+			account      bigint      NOT NULL,
+			seq          bigint      NOT NULL,
+			posted_at    timestamptz NOT NULL,
+			kind         text        NOT NULL,
+			amount       bigint      NOT NULL CHECK (amount <> 0),
+			balance      bigint      NOT NULL,
+			memo         bytea       NOT NULL,
+			counterparty bigint      NOT NULL,
+			ref          bytea       NOT NULL,
+			product      bytea       NOT NULL,
+			PRIMARY KEY (account, seq)
+		)`,
+
+		// Credit references: global idempotency keys of credits.
+		`CREATE TABLE credit_refs (
+			reference bytea  PRIMARY KEY,
+			account   bigint NOT NULL,
+			amount    bigint NOT NULL CHECK (amount > 0)
+		)`,
+
+		// Deposits: one per paid payment request, with its coins in the
+		// order of the deposit and the receipt returned to replays.
+		`CREATE TABLE deposits (
+			payment_hash bytea       PRIMARY KEY,
+			merchant     bigint      NOT NULL,
+			amount       bigint      NOT NULL CHECK (amount > 0),
+			coins        bytea[]     NOT NULL,
+			receipt      bytea       NOT NULL,
+			created      timestamptz NOT NULL
+		)`,
+
+		// CS nonce locks: a (denomination, nonce) answers one blinded
+		// message only.
+		`CREATE TABLE nonce_locks (
+			denom   bytea NOT NULL,
+			nonce   bytea NOT NULL,
+			blinded bytea NOT NULL,
+			PRIMARY KEY (denom, nonce)
+		)`,
+
+		// The three tables that grow with every coin, withdrawal and
+		// payment order, hash-partitioned on their natural key as GNU
+		// Taler does. Their primary keys are the last line of defence: a
+		// coin is spent once, a request hash withdraws once, an EPOID is
+		// decided once.
+		`CREATE TABLE spent_coins (
+			coin_id      bytea NOT NULL,
+			payment_hash bytea NOT NULL,
+			permission   bytea NOT NULL,
+			PRIMARY KEY (coin_id)
+		) PARTITION BY HASH (coin_id)`,
+		`CREATE TABLE withdrawals (
+			request_hash bytea       NOT NULL,
+			account      bigint      NOT NULL,
+			amount       bigint      NOT NULL CHECK (amount > 0),
+			sigs         bytea[]     NOT NULL,
+			created      timestamptz NOT NULL,
+			PRIMARY KEY (request_hash)
+		) PARTITION BY HASH (request_hash)`,
+		`CREATE TABLE checks (
+			epoid       bytea       NOT NULL,
+			epo_hash    bytea       NOT NULL,
+			outcome     text        NOT NULL,
+			receipt     bytea       NOT NULL,
+			customer    bigint      NOT NULL,
+			merchant    bigint      NOT NULL,
+			amount      bigint      NOT NULL CHECK (amount > 0),
+			new_balance bigint      NOT NULL,
+			record      bytea       NOT NULL,
+			decided_at  timestamptz NOT NULL,
+			PRIMARY KEY (epoid)
+		) PARTITION BY HASH (epoid)`,
+	}
+	for _, table := range []string{"spent_coins", "withdrawals", "checks"} {
+		for i := range Partitions {
+			s = append(s, fmt.Sprintf(
+				`CREATE TABLE %s_p%d PARTITION OF %s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`,
+				table, i, table, Partitions, i))
+		}
+	}
+	return s
+}
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer     PRIMARY KEY,
+	name       text        NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`
+
+// migrate brings the schema up to date: it applies, in order, every
+// migration whose version is not in schema_migrations, each in its own
+// transaction that first inserts its version. A store opening concurrently
+// blocks on that uncommitted row and, once the first commits, finds the
+// version applied and skips it. A database with a version newer than ms
+// knows is refused: the schema is forward-only.
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) (applied []int, err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	defer conn.Release()
+	// Two servers creating the table at once can collide in the catalog
+	// even with IF NOT EXISTS; the retry then finds it.
+	if err := retryDDL(ctx, func() error {
+		_, err := conn.Exec(ctx, createMigrationsTable)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("pgstore: migrate: create schema_migrations: %w", err)
+	}
+	var newest *int32
+	if err := conn.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return nil, fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	if len(ms) > 0 && newest != nil && int(*newest) > ms[len(ms)-1].version {
+		return nil, fmt.Errorf("pgstore: database schema version %d is newer than this program's %d", *newest, ms[len(ms)-1].version)
+	}
+	for _, m := range ms {
+		var done bool
+		err := retryDDL(ctx, func() error {
+			var err error
+			done, err = applyMigration(ctx, conn.Conn(), m)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("pgstore: migration %d (%s): %w", m.version, m.name, err)
+		}
+		if done {
+			applied = append(applied, m.version)
+		}
+	}
+	return applied, nil
+}
+
+// applyMigration applies m in one transaction unless its version is
+// recorded, and reports whether it applied it.
+func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) (bool, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // after Commit, a no-op
+	tag, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING`, m.version, m.name)
+	if err != nil {
+		return false, err
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil // applied before, or by a concurrent opener
+	}
+	// All steps in one simple-protocol query: one round trip, however
+	// many tables (an extended-protocol pipeline would prepare every
+	// statement before the tables they use exist).
+	if _, err := tx.Exec(ctx, strings.Join(m.steps, ";\n")); err != nil {
+		return false, err
+	}
+	return true, tx.Commit(ctx)
+}
+
+// retryDDL retries fn a few times on the errors that concurrent DDL and
+// concurrent migrations produce.
+func retryDDL(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := range 10 {
+		if err = fn(); err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			return err
+		}
+		switch pgErr.Code {
+		case codeUniqueViolation, codeDuplicateTable, codeDuplicateObject, codeSerializationFailure, codeDeadlock:
+		default:
+			return err
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return err
+		}
+	}
+	return err
+}

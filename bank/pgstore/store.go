@@ -1,0 +1,446 @@
+// Package pgstore implements [bank.Store] on PostgreSQL with
+// github.com/jackc/pgx/v5. It is the bank's scale-out storage: any number of
+// stateless bankd replicas, each with its own *Store, share one database.
+// It passes the same conformance suite (bank/storetest) as the embedded
+// Pebble store and decides every operation the way that store does: the
+// same checks in the same order, the same sentinel errors, the account
+// policy of [bank.Account] applied in Go inside the transaction.
+//
+// # Guarantees
+//
+// Atomic: every mutating call is one database transaction; a refused call
+// rolls back and leaves no trace.
+//
+// Durable on return: a call returns only after its COMMIT has returned.
+// With PostgreSQL's default synchronous_commit=on, COMMIT returns only once
+// the commit's WAL record is flushed to disk, so an acknowledged operation
+// survives a crash of the server. Open refuses a session whose
+// synchronous_commit is off (which would acknowledge commits before they
+// are durable); local, remote_write and remote_apply all flush locally
+// first. If the connection fails while a COMMIT is in flight the outcome is
+// unknown: the call returns an error matching [ErrCommitUnknown], and since
+// every operation is idempotent on its key (payment hash, request hash,
+// credit reference, EPOID), the caller's retry is answered from the record
+// if the first attempt did commit.
+//
+// Linearizable, across replicas: every race is decided by the database.
+//
+// # Isolation
+//
+// Transactions run at READ COMMITTED. Each mutating transaction
+//
+//  1. first inserts its idempotency record (payment hash, request hash,
+//     credit reference) and, for deposits, its spent coins and, for
+//     withdrawals, its nonce locks, with INSERT … ON CONFLICT DO NOTHING:
+//     a concurrent insert of the same key waits for the other transaction
+//     and, if that one commits, inserts nothing, so the primary key
+//     decides the race. A coin already spent is reported with the
+//     permission of the deposit that spent it, read after the insert;
+//  2. then locks the account rows it touches with SELECT … FOR UPDATE, in
+//     one fixed order (user accounts by id, then the system accounts by
+//     id, so the hot system rows are held as briefly as possible), which
+//     also serialises the postings, running balances and policy state of
+//     each account;
+//  3. decides in Go, in the Pebble store's order, with the reads that
+//     followed the locks (under READ COMMITTED each statement sees what
+//     was committed before it started, so after a lock wait it sees the
+//     lock holder's writes), and either rolls back or writes and commits.
+//
+// A check is the exception to step 1: its record holds the decision, so it
+// locks the customer's and merchant's rows, reads the EPOID's record, and
+// inserts the record with the decision at commit. Two submissions of one
+// EPO name the same customer and queue on its row; the EPOID's primary key
+// settles any other race (the loser's commit fails, is retried, and finds
+// the record).
+//
+// Coin ids, nonce locks and accounts are taken in sorted order, so
+// transactions do not deadlock in normal operation; serialization failures
+// and deadlocks (SQLSTATE 40001, 40P01) and unique violations (23505, a
+// record inserted concurrently by a path that reads before it writes) are
+// retried with bounded, jittered exponential backoff ([Options.MaxRetries]).
+// The same code is correct at SERIALIZABLE, where an engine that does not
+// offer READ COMMITTED runs it, at the cost of more retries.
+//
+// READ COMMITTED with row locks was chosen over SERIALIZABLE because every
+// withdrawal and deposit updates the Outstanding system account: at
+// SERIALIZABLE those updates abort each other (and retry) under load, while
+// a row lock queues them.
+//
+// # Round trips
+//
+// A mutating call takes two round trips on an acquired connection, each a
+// pgx pipeline (pgx.Batch): the first sends BEGIN, the record inserts, the
+// lookups and the row locks; the second the updates, the postings and
+// COMMIT. The decision between them is the account policy, which lives in
+// Go (bank.Account's methods) so that both stores apply the same rules. A
+// refusal or a replay sends ROLLBACK instead. OpenAccount is one statement.
+// Statements are prepared once per connection and cached (pgx's default
+// QueryExecModeCacheStatement).
+//
+// # Contexts
+//
+// A call whose context is done before it holds a connection changes nothing
+// and returns ctx.Err(). Once it holds one it runs to the end, commit
+// included, whatever the context does, so that its reply tells the truth.
+//
+// # Schema
+//
+// Open applies the schema migrations in schema.go: versioned, forward-only,
+// each in its own transaction together with its row in schema_migrations,
+// so that concurrent openers apply each exactly once. Tables: accounts,
+// postings, counters, credit_refs, deposits, nonce_locks, and, hash
+// partitioned on their natural key into [Partitions] partitions,
+// spent_coins, withdrawals and checks. Times are stored as timestamptz, to
+// the microsecond: the store truncates operation times to microseconds, so
+// a replay answers with the same time as the first call. Table names are
+// unqualified: a search_path in the DSN (search_path=bank) puts the store
+// in a schema of its own.
+//
+// # Postgres-compatible engines
+//
+// The SQL is plain PostgreSQL DDL and DML: no PL/pgSQL, no advisory locks,
+// no sequences, no triggers. It relies on arrays (bytea[], unnest), INSERT
+// … ON CONFLICT DO NOTHING, SELECT … FOR UPDATE, LEFT JOIN LATERAL and a
+// data-modifying WITH, which CockroachDB and YugabyteDB document as
+// supported; the tests here run on PostgreSQL only. The exception is
+// declarative hash partitioning (PARTITION BY HASH … FOR VALUES WITH),
+// which YugabyteDB accepts and CockroachDB does not (it distributes by key
+// itself); a CockroachDB deployment would need a migration without it.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/blindbank/blindbank/bank"
+)
+
+// Errors of this package, besides the bank.Store sentinels.
+var (
+	// ErrClosed is returned by every call on a closed store.
+	ErrClosed = bank.ErrStoreClosed
+	// ErrOverflow refuses an operation that would take a balance outside int64.
+	ErrOverflow = bank.ErrBalanceOverflow
+	// ErrInvalid wraps every refusal of a malformed operation.
+	ErrInvalid = bank.ErrInvalidOp
+	// ErrCommitUnknown reports that the connection failed while a commit
+	// was in flight: the operation may or may not have been applied. A
+	// retry of the same operation is answered from its record if it was.
+	ErrCommitUnknown = fmt.Errorf("pgstore: connection failed during commit: %w", bank.ErrOutcomeUnknown)
+)
+
+// Limits on operation fields, the same as the Pebble store's.
+const (
+	MaxNameLen       = 1024    // account name, bytes
+	MaxMemoLen       = 1024    // credit memo, bytes
+	MaxReferenceLen  = 1024    // credit reference, bytes
+	MaxSigLen        = 8192    // one blind signature, bytes
+	MaxPermissionLen = 8192    // one deposit permission, bytes
+	MaxReceiptLen    = 1 << 20 // deposit receipt, bytes
+)
+
+// FirstUserAccount is the id of the first customer or merchant account.
+const FirstUserAccount = bank.FirstUserAccount
+
+// SQLSTATE codes the store acts on.
+const (
+	codeUniqueViolation      = "23505"
+	codeSerializationFailure = "40001"
+	codeDeadlock             = "40P01"
+	codeDuplicateTable       = "42P07"
+	codeDuplicateObject      = "42710"
+)
+
+const defaultMaxRetries = 10
+
+// Options configures a Store.
+type Options struct {
+	// MaxConns bounds the connection pool; 0 means the DSN's pool_max_conns
+	// or, without it, pgxpool's default (the greater of 4 and the number
+	// of CPUs).
+	MaxConns int32
+	// MaxRetries bounds the retries of one operation after serialization
+	// failures, deadlocks and unique violations; 0 means 10.
+	MaxRetries int
+	// Logger receives retries (Debug) and unknown commit outcomes (Error);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a bank.Store on PostgreSQL. It is safe for concurrent use, and
+// any number of Stores, in one process or many, may share a database.
+type Store struct {
+	pool       *pgxpool.Pool
+	maxRetries int
+	log        *slog.Logger
+
+	mu     sync.RWMutex // guards closed; held shared while registering a call
+	closed bool
+	calls  sync.WaitGroup
+}
+
+var _ bank.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn (a postgres:// URL or a
+// keyword/value string, as pgx accepts), checks that commits are durable,
+// and applies the schema migrations.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.MaxConns < 0 || opts.MaxRetries < 0 {
+		return nil, fmt.Errorf("pgstore: negative MaxConns %d or MaxRetries %d", opts.MaxConns, opts.MaxRetries)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "blindbank"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	s := &Store{pool: pool, maxRetries: opts.MaxRetries, log: opts.Logger}
+	if s.maxRetries == 0 {
+		s.maxRetries = defaultMaxRetries
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if err := s.checkDurable(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if _, err := migrate(ctx, pool, migrations); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkDurable refuses a session whose commits return before they are
+// flushed. An engine without the setting (NULL) manages durability itself.
+func (s *Store) checkDurable(ctx context.Context) error {
+	var sc *string
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true)`).Scan(&sc); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	if sc != nil && *sc == "off" {
+		return errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable")
+	}
+	return nil
+}
+
+// Close stops accepting calls (later calls return ErrClosed), waits for
+// calls in progress, and closes the connection pool.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.calls.Wait()
+	s.pool.Close()
+	return nil
+}
+
+// enter registers a call, or refuses it if the store is closed.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.calls.Add(1)
+	return nil
+}
+
+// txn is one attempt of a mutating operation on an acquired connection.
+type txn struct {
+	c   *pgx.Conn
+	ctx context.Context
+	// committing is set once a COMMIT (or an autocommit statement) has
+	// been sent: a connection failure after it leaves the outcome unknown.
+	committing bool
+}
+
+// send sends b and runs the callbacks queued on it, returning the first error.
+func (t *txn) send(b *pgx.Batch) error {
+	return t.c.SendBatch(t.ctx, b).Close()
+}
+
+// begin starts a batch that opens a READ COMMITTED transaction.
+func begin() *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	return b
+}
+
+// commit sends b followed by COMMIT.
+func (t *txn) commit(b *pgx.Batch) error {
+	var tag pgconn.CommandTag
+	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	t.committing = true
+	if err := t.send(b); err != nil {
+		return err
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("pgstore: COMMIT answered %q", tag.String())
+	}
+	return nil
+}
+
+// autocommit runs one statement in its own implicit transaction.
+func (t *txn) autocommit(sql string, args []any, scan ...any) error {
+	t.committing = true
+	return t.c.QueryRow(t.ctx, sql, args...).Scan(scan...)
+}
+
+// errRefused carries an operation's decision (a sentinel error) out of the
+// transaction: the runner rolls back and returns it as is.
+type errRefused struct{ err error }
+
+func (e errRefused) Error() string { return e.err.Error() }
+func (e errRefused) Unwrap() error { return e.err }
+
+func refuse(err error) error { return errRefused{err} }
+
+// mutate runs fn, a mutating operation, on one connection: it retries fn
+// on serialization failures, deadlocks and unique violations, rolls back
+// whatever fn leaves open, and maps errors. fn returns nil after a commit,
+// or an error (refuse(sentinel) for a decision) with the transaction left
+// for the runner to roll back. A replay that answers from a record returns
+// nil without committing.
+func (s *Store) mutate(ctx context.Context, op string, fn func(t *txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("pgstore: %s: %w", op, err)
+	}
+	defer conn.Release() // a connection left inside a transaction is destroyed
+	// Taken up: from here on the operation completes whatever ctx does.
+	octx := context.WithoutCancel(ctx)
+	for attempt := 0; ; attempt++ {
+		t := &txn{c: conn.Conn(), ctx: octx}
+		err := fn(t)
+		if rerr := rollback(t); rerr != nil && err == nil {
+			err = rerr
+		}
+		var refused errRefused
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &refused):
+			return refused.err
+		case t.committing && !definite(err):
+			s.log.Error("pgstore: commit outcome unknown", "op", op, "err", err)
+			return fmt.Errorf("%w: %s: %w", ErrCommitUnknown, op, err)
+		case retryable(err) && attempt < s.maxRetries && !conn.Conn().IsClosed():
+			s.log.Debug("pgstore: retrying", "op", op, "attempt", attempt+1, "err", err)
+			time.Sleep(backoff(attempt))
+		default:
+			return fmt.Errorf("pgstore: %s: %w", op, err)
+		}
+	}
+}
+
+// rollback ends a transaction that t left open (after a refusal, a replay
+// or an error). A connection where that fails is closed, so the pool
+// discards it.
+func rollback(t *txn) error {
+	if t.c.IsClosed() || t.c.PgConn().TxStatus() == 'I' {
+		return nil
+	}
+	if _, err := t.c.Exec(t.ctx, `ROLLBACK`); err != nil {
+		_ = t.c.Close(t.ctx)
+		return fmt.Errorf("pgstore: rollback: %w", err)
+	}
+	return nil
+}
+
+// definite reports whether err means the server refused the transaction,
+// so that a COMMIT sent with it cannot have taken effect: an ordinary
+// statement error, or a failure before anything was sent. A lost
+// connection, or a FATAL error while the server shuts down, are not.
+func definite(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "ERROR" || pgErr.SeverityUnlocalized == "ERROR"
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case codeSerializationFailure, codeDeadlock, codeUniqueViolation:
+		return true
+	}
+	return false
+}
+
+// backoff is the pause before retry attempt+1: full jitter over an
+// exponential bound, 2ms doubling up to 100ms.
+func backoff(attempt int) time.Duration {
+	bound := 2 * time.Millisecond << min(attempt, 6)
+	bound = min(bound, 100*time.Millisecond)
+	return time.Duration(rand.Int64N(int64(bound))) + time.Millisecond/2
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// read runs a read-only call with ctx, which it honours throughout.
+func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := fn(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var refused errRefused
+		if errors.As(err, &refused) {
+			return refused.err
+		}
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	return nil
+}
