@@ -1,15 +1,16 @@
 package bank
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,11 @@ type KeyConfig struct {
 	// WithdrawPeriod and accepted for DepositPeriod.
 	WithdrawPeriod time.Duration // default one year
 	DepositPeriod  time.Duration // default three years
+	// MasterPub, if set, is the public half of a master key kept offline
+	// (made by "bankd keys new-master"): no master key is generated, and the
+	// key set must be signed elsewhere and installed with
+	// Keys.InstallSignature before the bank can serve it.
+	MasterPub ed25519.PublicKey
 }
 
 // ParseDenomSpecs parses "EUR:0.01/cs,EUR:0.02,EUR:1.00/rsa": amounts, each
@@ -132,13 +138,20 @@ type DenomKey struct {
 }
 
 // Keys is the bank's private key material.
+//
+// The master key signs the key set and nothing else. It may live in the bank
+// (Master set) or offline (Master nil): then the bank holds only MasterPub
+// and MasterSig, the master's signature over KeySetBody, made elsewhere and
+// installed with InstallSignature.
 type Keys struct {
-	Currency string
-	Master   ed25519.PrivateKey // signs the key set; could live offline
-	Signing  ed25519.PrivateKey // online: receipts and proofs
-	HPKE     *ecdh.PrivateKey   // sealed payments are encrypted to it
-	Denoms   []DenomKey
-	IssuedAt time.Time
+	Currency  string
+	Master    ed25519.PrivateKey // signs the key set; nil when kept offline
+	MasterPub ed25519.PublicKey  // always set; SHA-256 of it is the bank id
+	MasterSig []byte             // with an offline master: its signature over KeySetBody; nil until installed
+	Signing   ed25519.PrivateKey // online: receipts and proofs
+	HPKE      *ecdh.PrivateKey   // sealed payments are encrypted to it
+	Denoms    []DenomKey
+	IssuedAt  time.Time
 }
 
 // GenerateKeys creates fresh key material.
@@ -152,8 +165,15 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 	}
 	k := &Keys{Currency: cfg.Currency, IssuedAt: now.Truncate(time.Second)}
 	var err error
-	if _, k.Master, err = ed25519.GenerateKey(rnd); err != nil {
-		return nil, err
+	if cfg.MasterPub != nil {
+		if len(cfg.MasterPub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("bank: master public key must be %d bytes, not %d", ed25519.PublicKeySize, len(cfg.MasterPub))
+		}
+		k.MasterPub = slices.Clone(cfg.MasterPub)
+	} else {
+		if k.MasterPub, k.Master, err = ed25519.GenerateKey(rnd); err != nil {
+			return nil, err
+		}
 	}
 	if _, k.Signing, err = ed25519.GenerateKey(rnd); err != nil {
 		return nil, err
@@ -190,11 +210,32 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 	return k, nil
 }
 
-// KeySet is the public, master-signed key set.
+// KeySet is the public, master-signed key set. With an offline master key
+// it carries the installed signature (none before one is installed: see
+// Signed).
 func (k *Keys) KeySet() *ecash.KeySet {
+	ks := k.unsignedKeySet()
+	if k.Master != nil {
+		ks.Sign(k.Master)
+	} else {
+		ks.MasterSig = slices.Clone(k.MasterSig)
+	}
+	return ks
+}
+
+// masterPub is MasterPub, or the public half of Master for keys built by
+// hand without it.
+func (k *Keys) masterPub() ed25519.PublicKey {
+	if k.MasterPub == nil && k.Master != nil {
+		return k.Master.Public().(ed25519.PublicKey)
+	}
+	return k.MasterPub
+}
+
+func (k *Keys) unsignedKeySet() *ecash.KeySet {
 	ks := &ecash.KeySet{
 		Currency:   k.Currency,
-		MasterPub:  k.Master.Public().(ed25519.PublicKey),
+		MasterPub:  k.masterPub(),
 		SigningPub: k.Signing.Public().(ed25519.PublicKey),
 		HPKEPub:    k.HPKE.PublicKey().Bytes(),
 		IssuedAt:   k.IssuedAt,
@@ -202,124 +243,157 @@ func (k *Keys) KeySet() *ecash.KeySet {
 	for _, d := range k.Denoms {
 		ks.Denominations = append(ks.Denominations, d.Denomination)
 	}
-	ks.Sign(k.Master)
 	return ks
 }
 
-// keyFile is the on-disk form of Keys (JSON, mode 0600).
-type keyFile struct {
-	Currency string     `json:"currency"`
-	IssuedAt int64      `json:"issued_at"`
-	Master   []byte     `json:"master_seed"`
-	Signing  []byte     `json:"signing_seed"`
-	HPKE     []byte     `json:"hpke_private"`
-	Denoms   []denomRec `json:"denominations"`
+// KeySetBody is the canonical key-set encoding the master key signs
+// (ecash.KeySet.Body): what "bankd keys export --unsigned" writes.
+func (k *Keys) KeySetBody() []byte { return k.unsignedKeySet().Body() }
+
+// BankID is SHA-256 of the master public key: the id wallets pin and payment
+// requests name.
+func (k *Keys) BankID() ecash.Hash { return ecash.HashOf(k.masterPub()) }
+
+// Signed reports whether the bank can present a master-signed key set: it
+// holds the master key, or a signature made offline was installed.
+func (k *Keys) Signed() bool { return k.Master != nil || len(k.MasterSig) == ed25519.SignatureSize }
+
+// CheckKeySet checks that the public key set is signed by the master key and
+// passes the checks every wallet applies.
+func (k *Keys) CheckKeySet() error {
+	if !k.Signed() {
+		return ErrKeySetUnsigned
+	}
+	_, err := ecash.DecodeKeySet(k.KeySet().Encode(), k.masterPub())
+	return err
 }
 
-type denomRec struct {
-	Value         string `json:"value"`
-	Cipher        uint8  `json:"cipher"`
-	Private       []byte `json:"private"`
-	WithdrawStart int64  `json:"withdraw_start"`
-	WithdrawEnd   int64  `json:"withdraw_end"`
-	DepositEnd    int64  `json:"deposit_end"`
-}
-
-// KeysFile is the name of the key file inside a bank's data directory.
-const KeysFile = "keys.json"
-
-// Save writes the keys to path atomically with mode 0600.
-func (k *Keys) Save(path string) error {
-	f := keyFile{
-		Currency: k.Currency, IssuedAt: k.IssuedAt.Unix(),
-		Master: k.Master.Seed(), Signing: k.Signing.Seed(), HPKE: k.HPKE.Bytes(),
-	}
-	for _, d := range k.Denoms {
-		f.Denoms = append(f.Denoms, denomRec{
-			Value: d.Value.String(), Cipher: uint8(d.Key.Cipher()), Private: d.Private.Bytes(),
-			WithdrawStart: d.WithdrawStart.Unix(), WithdrawEnd: d.WithdrawEnd.Unix(), DepositEnd: d.DepositEnd.Unix(),
-		})
-	}
-	b, err := json.MarshalIndent(f, "", "  ")
+// InstallSignature checks a signed key set (ecash.KeySet.Encode, as
+// "bankd keys sign" writes it) against the bank's master public key and its
+// own keys: the signed body must be exactly KeySetBody. With an offline
+// master it then keeps the signature, to serve; a bank holding the master
+// key signs for itself and keeps nothing. It returns the key set.
+func (k *Keys) InstallSignature(signed []byte) (*ecash.KeySet, error) {
+	ks, err := ecash.DecodeKeySet(signed, nil)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("bank: signed key set: %w", err)
 	}
-	return WriteFileAtomic(path, b, 0o600)
+	if !k.masterPub().Equal(ks.MasterPub) {
+		return nil, fmt.Errorf("%w: the key set is signed by master key %x (bank id %s), this bank's is %x", ErrWrongMaster, ks.MasterPub, ks.BankID(), k.masterPub())
+	}
+	if !bytes.Equal(ks.Body(), k.KeySetBody()) {
+		return nil, ErrKeySetMismatch
+	}
+	if k.Master == nil {
+		k.MasterSig = slices.Clone(ks.MasterSig)
+	}
+	return ks, nil
 }
 
-// LoadKeys reads keys written by Save.
-func LoadKeys(path string) (*Keys, error) {
-	b, err := os.ReadFile(path)
+// SignKeySetBody signs an unsigned key-set body (KeySetBody, as
+// "bankd keys export --unsigned" writes it) with the master key: the offline
+// half of the ceremony. The body must be a well-formed key set naming this
+// master key. It returns the signed key set and its encoding, which
+// InstallSignature takes.
+func SignKeySetBody(master ed25519.PrivateKey, body []byte) (*ecash.KeySet, []byte, error) {
+	// The body starts with the currency and the master public key.
+	d := ecash.NewDecoder("keyset", body)
+	_ = d.String() // the currency
+	named := d.Fixed(ed25519.PublicKeySize)
+	if d.Err() != nil {
+		return nil, nil, fmt.Errorf("bank: the key set to sign: %w", d.Err())
+	}
+	if pub := master.Public().(ed25519.PublicKey); !pub.Equal(ed25519.PublicKey(named)) {
+		return nil, nil, fmt.Errorf("%w: the key set names master key %x (bank id %s), not this one, %x", ErrWrongMaster, named, ecash.HashOf(named), pub)
+	}
+	e := ecash.NewEncoder("signed-keyset")
+	e.VarBytes(body)
+	e.Fixed(ed25519.Sign(master, body))
+	ks, err := ecash.DecodeKeySet(e.Bytes(), master.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("bank: the key set to sign: %w", err)
 	}
-	var f keyFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("bank: key file %s: %w", path, err)
+	return ks, ks.Encode(), nil
+}
+
+// TakeMasterOffline removes the master key from k and returns its seed, for
+// the operator to keep offline. k keeps the master public key and the
+// master's signature over the current key set, so the bank goes on serving
+// it; a changed key set must then be signed offline and installed.
+func (k *Keys) TakeMasterOffline() (seed []byte, err error) {
+	if k.Master == nil {
+		return nil, ErrMasterOffline
 	}
-	if len(f.Master) != ed25519.SeedSize || len(f.Signing) != ed25519.SeedSize {
-		return nil, fmt.Errorf("bank: key file %s: bad Ed25519 seeds", path)
-	}
-	k := &Keys{Currency: f.Currency, IssuedAt: time.Unix(f.IssuedAt, 0),
-		Master: ed25519.NewKeyFromSeed(f.Master), Signing: ed25519.NewKeyFromSeed(f.Signing)}
-	if k.HPKE, err = ecdh.X25519().NewPrivateKey(f.HPKE); err != nil {
-		return nil, fmt.Errorf("bank: key file %s: HPKE key: %w", path, err)
-	}
-	for _, r := range f.Denoms {
-		v, err := ecash.ParseAmount(r.Value)
-		if err != nil {
-			return nil, err
-		}
-		scheme, err := ecash.SchemeFor(ecash.Cipher(r.Cipher))
-		if err != nil {
-			return nil, err
-		}
-		priv, err := scheme.ParsePrivateKey(r.Private)
-		if err != nil {
-			return nil, err
-		}
-		k.Denoms = append(k.Denoms, DenomKey{
-			Denomination: ecash.Denomination{
-				ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
-				WithdrawStart: time.Unix(r.WithdrawStart, 0), WithdrawEnd: time.Unix(r.WithdrawEnd, 0),
-				DepositEnd: time.Unix(r.DepositEnd, 0),
-			},
-			Private: priv,
-		})
-	}
-	return k, nil
+	k.MasterPub = k.masterPub()
+	k.MasterSig = k.KeySet().MasterSig
+	seed = k.Master.Seed()
+	k.Master = nil
+	return seed, nil
 }
 
 // LoadOrCreateKeys loads DIR/keys.json, or generates and saves keys on first
-// start. created reports which happened.
+// start. created reports which happened. It reads and writes unencrypted
+// key files only; OpenKeys takes a passphrase.
 func LoadOrCreateKeys(dir string, cfg KeyConfig, now time.Time) (k *Keys, created bool, err error) {
+	k, info, err := OpenKeys(dir, cfg, now, KeyFileOptions{})
+	return k, info.Created, err
+}
+
+// OpenKeys loads DIR/keys.json, or generates and saves keys on first start
+// (encrypted if opts has a passphrase). The loaded keys must be for
+// cfg.Currency (if set), and their key set must be signed by the master key
+// and pass the checks every wallet applies. It never generates keys beside
+// an existing ledger (DIR/ledger not empty): that would strand every coin in
+// circulation. Keys for an offline master (cfg.MasterPub) are not made here:
+// their key set must be signed before a bank can serve it (CreateKeys).
+func OpenKeys(dir string, cfg KeyConfig, now time.Time, opts KeyFileOptions) (*Keys, KeyFileInfo, error) {
 	path := filepath.Join(dir, KeysFile)
-	k, err = LoadKeys(path)
+	k, info, err := LoadKeysWith(path, opts)
 	if err == nil {
 		if cfg.Currency != "" && cfg.Currency != k.Currency {
-			return nil, false, fmt.Errorf("bank: %s holds %s keys, not %s", path, k.Currency, cfg.Currency)
+			return nil, info, fmt.Errorf("bank: %s holds %s keys, not %s", path, k.Currency, cfg.Currency)
 		}
 		// The public half must pass the checks every wallet applies.
-		if _, err := ecash.DecodeKeySet(k.KeySet().Encode(), nil); err != nil {
-			return nil, false, fmt.Errorf("bank: key file %s: %w", path, err)
+		if err := k.CheckKeySet(); errors.Is(err, ErrKeySetUnsigned) {
+			return nil, info, fmt.Errorf("%w (%s)", err, path)
+		} else if err != nil {
+			return nil, info, fmt.Errorf("bank: key file %s: %w", path, err)
 		}
-		return k, false, nil
+		return k, info, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return nil, false, err
+		return nil, info, err
 	}
-	// New keys beside an existing ledger would strand every coin in
-	// circulation: a lost or misplaced key file must be restored, not replaced.
+	if cfg.MasterPub != nil {
+		return nil, info, fmt.Errorf("bank: %s is missing; keys for an offline master key are made by \"bankd keys generate\" and signed before the bank starts", path)
+	}
+	k, err = CreateKeys(dir, cfg, now, opts)
+	if err != nil {
+		return nil, info, err
+	}
+	return k, KeyFileInfo{Created: true, Encrypted: opts.Passphrase != nil, KDF: opts.kdf().String()}, nil
+}
+
+// CreateKeys generates keys and writes them to DIR/keys.json (encrypted if
+// opts has a passphrase). It refuses if the file exists, or if DIR/ledger
+// holds a ledger: new keys beside it would strand every coin in circulation,
+// so a lost or misplaced key file must be restored, not replaced.
+func CreateKeys(dir string, cfg KeyConfig, now time.Time, opts KeyFileOptions) (*Keys, error) {
+	path := filepath.Join(dir, KeysFile)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("bank: %s exists; not replacing it", path)
+	}
 	if entries, err := os.ReadDir(filepath.Join(dir, "ledger")); err == nil && len(entries) > 0 {
-		return nil, false, fmt.Errorf("bank: %s is missing but %s holds a ledger; restore the key file instead of generating new keys", path, filepath.Join(dir, "ledger"))
+		return nil, fmt.Errorf("bank: %s is missing but %s holds a ledger; restore the key file instead of generating new keys", path, filepath.Join(dir, "ledger"))
 	}
-	if k, err = GenerateKeys(cfg, now, rand.Reader); err != nil {
-		return nil, false, err
+	k, err := GenerateKeys(cfg, now, rand.Reader)
+	if err != nil {
+		return nil, err
 	}
-	if err := k.Save(path); err != nil {
-		return nil, false, err
+	if err := k.SaveWith(path, opts); err != nil {
+		return nil, err
 	}
-	return k, true, nil
+	return k, nil
 }
 
 // WriteFileAtomic writes data to a temporary file, syncs it and renames it

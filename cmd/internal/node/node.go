@@ -42,6 +42,11 @@ type BankConfig struct {
 	Now         func() time.Time
 	Log         *slog.Logger
 	Limits      RateLimits
+
+	// KeyPassphrase decrypts DIR/keys.json, and encrypts it when the keys
+	// are created; nil keeps new keys in clear. A key file in clear loads
+	// either way, with a warning in the log.
+	KeyPassphrase []byte
 }
 
 // RateLimits bound what one peer address and one account may ask per second;
@@ -158,9 +163,13 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 			return nil, err
 		}
 	}
-	keys, created, err := bank.LoadOrCreateKeys(cfg.Dir, cfg.Keys, cfg.Now())
+	keys, keyFile, err := bank.OpenKeys(cfg.Dir, cfg.Keys, cfg.Now(), bank.KeyFileOptions{Passphrase: cfg.KeyPassphrase})
 	if err != nil {
 		return nil, err
+	}
+	created := keyFile.Created
+	if !keyFile.Encrypted {
+		cfg.Log.Warn("the key file is not encrypted at rest; encrypt it with \"bankd keys encrypt\"", "file", filepath.Join(cfg.Dir, bank.KeysFile))
 	}
 	commits := newCommitMetrics()
 	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe})

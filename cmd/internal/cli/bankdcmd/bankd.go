@@ -17,6 +17,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/config"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -36,25 +37,25 @@ func Command() *cli.Command {
 		Long: `bankd runs a blindbank bank node, which issues blind-signed e-cash coins and
 accepts deposits and electronic checks from merchants, and administers a
 running node: opening accounts, crediting them, showing their balances, and
-setting their spending limits.
+setting their spending limits. It checks configuration files, and shows and
+protects the bank's keys: encryption at rest under a passphrase, and the
+offline signing of the key set by a master key kept away from the bank.
 
 A node keeps everything in one data directory: its keys (keys.json), its
 ledger, its TLS certificate (tls.crt) and its admin token (admin.token).`,
 		Example: `bankd serve --data ./bank
+bankd serve --config /etc/blindbank/bankd.json
 bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
 bankd admin --data ./bank credit --account 1000 --amount EUR:100.00
-bankd admin --data ./bank balance --account 1000`,
-		Sub: []*cli.Command{serveCommand(), adminCommand()},
+bankd admin --data ./bank balance --account 1000
+bankd config check /etc/blindbank/bankd.json
+bankd keys show --data ./bank`,
+		Sub: []*cli.Command{serveCommand(), adminCommand(), configCommand(), keysCommand()},
 	}
 }
 
 func serveCommand() *cli.Command {
-	var (
-		data, listen, adminListen, currency, denoms, cipher string
-		rsaBits                                             int
-		plaintext                                           bool
-		logf                                                cli.LogFlags
-	)
+	var fl config.Flags
 	return &cli.Command{
 		Name:  "serve",
 		Short: "run the bank node until interrupted",
@@ -64,114 +65,84 @@ deposit) over TLS on --listen, and the admin service on the loopback address
 
 On first start it creates DIR, the bank's keys (one RSA key per denomination:
 this takes a few seconds), a self-signed TLS certificate and the admin token;
-later starts load them, and --currency, --rsa-bits and --denominations are
-then ignored. Once listening it prints the addresses, the certificate file and
-its SHA-256 fingerprint (clients pin it or trust the file) and the token file,
-and writes the same to DIR/addresses.json (removed on exit), so ":0" ports
-can be used. Logs go to stderr. SIGINT or SIGTERM stops it gracefully:
-calls in flight finish and the ledger is closed.`,
+later starts load them, and --currency, --rsa-bits, --cipher and
+--denominations are then ignored. With --key-passphrase-file the keys are
+encrypted at rest under the passphrase in that file, and an encrypted key
+file needs it to start; a key file in clear still loads, with a warning
+('bankd keys encrypt' converts it).
+
+Once listening it prints the addresses, the certificate file and its SHA-256
+fingerprint (clients pin it or trust the file) and the token file, and writes
+the same to DIR/addresses.json (removed on exit), so ":0" ports can be used.
+Logs go to stderr. SIGINT or SIGTERM stops it gracefully: calls in flight
+finish and the ledger is closed.
+
+` + precedence,
 		Example: `bankd serve --data ./bank
+bankd serve --config /etc/blindbank/bankd.json
+BLINDBANK_DATA=/var/lib/blindbank bankd serve --key-passphrase-file /run/credentials/bankd/passphrase
 bankd serve --data ./bank --listen 0.0.0.0:7443 --log-format json
 bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --denominations EUR:0.50,EUR:1.00,EUR:2.00,EUR:4.00`,
-		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&data, "data", "", "data `DIR` of the bank (required; created if missing)")
-			fs.StringVar(&listen, "listen", "127.0.0.1:7443", "public gRPC `ADDR` (port 0 picks a free port)")
-			fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:7444", "admin gRPC `ADDR`; must be loopback")
-			fs.StringVar(&currency, "currency", "EUR", "`CURRENCY` of a new bank (upper-case letters)")
-			fs.IntVar(&rsaBits, "rsa-bits", 2048, "RSA key size in `BITS` of a new bank's denominations: 2048 or 3072")
-			fs.StringVar(&denoms, "denominations", "", "coin values of a new bank as a comma-separated `LIST`, each optionally with its cipher, e.g. EUR:0.01/cs,EUR:0.02/cs,EUR:1.00/rsa (default: powers of two from 0.01 to 81.92)")
-			fs.StringVar(&cipher, "cipher", "rsa", "blind-signature `CIPHER` of a new bank's denominations that name none: rsa (RFC 9474; standard assumptions, ~1 ms of bank CPU per coin) or cs (Clause Blind Schnorr; ~70x cheaper, 64-byte signatures)")
-			fs.BoolVar(&plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
-			logf.Register(fs)
-		},
+		Flags: fl.RegisterServe,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			if data == "" {
-				return cli.Usagef("--data DIR is required")
+			cfg, err := settings(inv, &fl)
+			if err != nil {
+				return err
 			}
-			log, err := logf.Logger(inv.Stderr)
+			data, err := dataDir(cfg)
+			if err != nil {
+				return err
+			}
+			log, err := (&cli.LogFlags{Format: cfg.LogFormat, Level: cfg.LogLevel}).Logger(inv.Stderr)
 			if err != nil {
 				return err
 			}
 			slog.SetDefault(log) // Pebble's messages go through the same handler
-			if data, err = filepath.Abs(data); err != nil {
-				return err
-			}
-			if err := cli.CheckAddr("listen", listen); err != nil {
-				return err
-			}
-			if err := cli.CheckAddr("admin-listen", adminListen); err != nil {
-				return err
-			}
-			if err := cli.CheckListen(listen, adminListen, plaintext); err != nil {
-				return err
-			}
-			_, statErr := os.Stat(filepath.Join(data, bank.KeysFile))
-			exists := statErr == nil
-			kc := bank.KeyConfig{RSABits: rsaBits}
-			if !exists || inv.IsSet("currency") {
-				if !ecash.ValidCurrency(currency) {
-					return fmt.Errorf("bad --currency %q: want 1 to 11 upper-case letters, e.g. EUR", currency)
-				}
-				kc.Currency = currency
-			}
-			if rsaBits != 2048 && rsaBits != 3072 {
-				return fmt.Errorf("bad --rsa-bits %d: want 2048 or 3072", rsaBits)
-			}
-			defCipher, err := bank.ParseCipher(cipher)
+			keyOpts, err := keyOptions(inv, cfg)
 			if err != nil {
-				return fmt.Errorf("bad --cipher: %w", err)
+				return err
 			}
-			kc.Cipher = defCipher
-			if denoms != "" && !exists {
-				if kc.Denoms, err = parseDenominations(denoms, currency, defCipher); err != nil {
-					return err
+			keysPath := filepath.Join(data, bank.KeysFile)
+			_, statErr := os.Stat(keysPath)
+			exists := statErr == nil
+			kc := cfg.KeyConfig()
+			if exists && !cfg.Given("currency") {
+				kc.Currency = "" // whatever the keys hold
+			}
+			if exists {
+				for _, f := range []string{"denominations", "rsa_bits", "cipher", "master_public_key"} {
+					if cfg.Given(f) {
+						inv.Notef("note: %s exists; %s applies only to a new bank", keysPath, f)
+					}
 				}
 			}
-			if exists && (inv.IsSet("denominations") || inv.IsSet("rsa-bits")) {
-				inv.Notef("note: %s exists; --denominations and --rsa-bits apply only to a new bank", filepath.Join(data, bank.KeysFile))
+			if !exists && kc.MasterPub != nil {
+				return fmt.Errorf("%s does not exist: keys for an offline master key are made with 'bankd keys generate' and their key set signed offline before the first start", keysPath)
 			}
 			if !exists {
-				rsaN, csN := 0, 0
-				specs := kc.Denoms
-				if len(specs) == 0 {
-					for _, v := range bank.DefaultDenominations(currency) {
-						specs = append(specs, bank.DenomSpec{Value: v, Cipher: defCipher})
-					}
-				}
-				for _, d := range specs {
-					if d.Cipher == ecash.CipherCS {
-						csN++
-					} else {
-						rsaN++
-					}
-				}
-				var parts []string
-				if rsaN > 0 {
-					parts = append(parts, fmt.Sprintf("%d × RSA-%d", rsaN, rsaBits))
-				}
-				if csN > 0 {
-					parts = append(parts, fmt.Sprintf("%d × CS", csN))
-				}
-				inv.Notef("generating denomination keys (%s)… this takes a few seconds", strings.Join(parts, ", "))
+				inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
 			}
 			if err := os.MkdirAll(data, 0o700); err != nil {
 				return err
 			}
 			n, err := node.StartBank(node.BankConfig{
-				Dir: data, Listen: listen, AdminListen: adminListen, Keys: kc, Plaintext: plaintext, Log: log,
+				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log,
+				KeyPassphrase: keyOpts.Passphrase,
 			})
 			if err != nil {
-				return cli.LockHint(err, "is another bankd serving "+data+"?")
+				return cli.LockHint(keyFileError(err), "is another bankd serving "+data+"?")
 			}
 			ks, _ := n.Bank.KeySet()
+			kinfo, _ := bank.InspectKeyFile(keysPath)
 			info := serveInfo{
 				ServeInfo: cli.ServeInfo{
-					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !plaintext, CertFile: n.CertFile,
+					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !cfg.Plaintext, CertFile: n.CertFile,
 					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
 				},
-				KeysFile: filepath.Join(data, bank.KeysFile), Keys: "loaded", Currency: ks.Currency,
-				MasterKey: hex.EncodeToString(ks.MasterPub),
+				KeysFile: keysPath, Keys: "loaded", KeysEncrypted: kinfo.Encrypted, Currency: ks.Currency,
+				MasterKey: hex.EncodeToString(ks.MasterPub), BankID: ks.BankID().String(),
+				MasterOffline: n.Bank.Keys().Master == nil,
 			}
 			if n.KeysCreated {
 				info.Keys = "created"
@@ -187,11 +158,15 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			inv.Print(info, func(w io.Writer) {
 				t := cli.NewTable(w)
 				cli.ServeRows(t, "bank", &info.ServeInfo)
-				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %d denominations)", info.Keys, info.KeysFile, info.Currency, len(info.Denominations)))
-				t.Row("master key:", info.MasterKey)
+				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %d denominations, %s)", info.Keys, info.KeysFile, info.Currency, len(info.Denominations), encryptedText(kinfo)))
+				master := info.MasterKey
+				if info.MasterOffline {
+					master += " (kept offline)"
+				}
+				t.Row("master key:", master)
 				t.Flush()
 			})
-			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !plaintext, "keys", info.Keys)
+			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !cfg.Plaintext, "keys", info.Keys, "keys_encrypted", kinfo.Encrypted)
 			werr := n.Wait(ctx)
 			if werr != nil {
 				log.Error("listener failed", "err", werr)
@@ -211,30 +186,42 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 	}
 }
 
+// describeKeyGen says which keys a new bank generates: "4 × RSA-2048, 3 × CS".
+func describeKeyGen(cfg *config.Bank) string {
+	specs := cfg.Denominations
+	if len(specs) == 0 {
+		for _, v := range bank.DefaultDenominations(cfg.Currency) {
+			specs = append(specs, bank.DenomSpec{Value: v, Cipher: cfg.Cipher})
+		}
+	}
+	rsaN, csN := 0, 0
+	for _, d := range specs {
+		if d.Cipher == ecash.CipherCS {
+			csN++
+		} else {
+			rsaN++
+		}
+	}
+	var parts []string
+	if rsaN > 0 {
+		parts = append(parts, fmt.Sprintf("%d × RSA-%d", rsaN, cfg.RSABits))
+	}
+	if csN > 0 {
+		parts = append(parts, fmt.Sprintf("%d × CS", csN))
+	}
+	return strings.Join(parts, ", ")
+}
+
 type serveInfo struct {
 	cli.ServeInfo
 	KeysFile      string   `json:"keys_file"`
 	Keys          string   `json:"keys"` // "created" or "loaded"
+	KeysEncrypted bool     `json:"keys_encrypted"`
 	Currency      string   `json:"currency"`
 	MasterKey     string   `json:"master_key"`
+	BankID        string   `json:"bank_id"`        // SHA-256 of the master key
+	MasterOffline bool     `json:"master_offline"` // keys.json holds only its public half
 	Denominations []string `json:"denominations"`
-}
-
-// parseDenominations parses and checks a --denominations list.
-func parseDenominations(s, currency string, def ecash.Cipher) ([]bank.DenomSpec, error) {
-	out, err := bank.ParseDenomSpecs(s, def)
-	if err != nil {
-		return nil, fmt.Errorf("--denominations: %w", err)
-	}
-	for _, d := range out {
-		if d.Value.Currency != currency {
-			return nil, fmt.Errorf("--denominations: %s is not in %s (the --currency)", d.Value, currency)
-		}
-	}
-	if len(out) > 64 {
-		return nil, fmt.Errorf("--denominations: %d values; at most 64", len(out))
-	}
-	return out, nil
 }
 
 func adminCommand() *cli.Command {

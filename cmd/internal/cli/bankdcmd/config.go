@@ -1,0 +1,184 @@
+package bankdcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/config"
+)
+
+// precedence is the help text on where settings come from.
+const precedence = `Settings come from, in order of precedence: flags; the environment
+variables ` + config.EnvData + `, ` + config.EnvListen + `, ` + config.EnvAdminListen + ` and
+` + config.EnvKeyPassphraseFile + ` (when set and not empty); the JSON config file
+given by --config (see 'bankd config --help'); the built-in defaults.`
+
+// settings resolves a command's configuration: its flags, the environment
+// and the --config file.
+func settings(inv *cli.Invocation, fl *config.Flags) (*config.Bank, error) {
+	in := config.Input{Getenv: os.Getenv, Flags: fl, IsSet: inv.IsSet}
+	if fl.Config != "" {
+		f, err := config.Load(fl.Config)
+		if err != nil {
+			return nil, err
+		}
+		in.File, in.FilePath = f, fl.Config
+	}
+	return config.Resolve(in)
+}
+
+// dataDir is the configured data directory, required.
+func dataDir(cfg *config.Bank) (string, error) {
+	if cfg.Data == "" {
+		return "", cli.Usagef("--data DIR is required (or $%s, or data in the --config file)", config.EnvData)
+	}
+	return cfg.Data, nil
+}
+
+// keyOptions reads the configured key passphrase, if any.
+func keyOptions(inv *cli.Invocation, cfg *config.Bank) (bank.KeyFileOptions, error) {
+	if cfg.KeyPassphraseFile == "" {
+		return bank.KeyFileOptions{}, nil
+	}
+	pass, warning, err := config.ReadPassphrase(cfg.KeyPassphraseFile)
+	if err != nil {
+		return bank.KeyFileOptions{}, err
+	}
+	if warning != "" {
+		inv.Notef("warning: %s", warning)
+	}
+	return bank.KeyFileOptions{Passphrase: pass}, nil
+}
+
+// keyFileError explains how to give a missing passphrase.
+func keyFileError(err error) error {
+	if errors.Is(err, bank.ErrKeysEncrypted) {
+		return fmt.Errorf("%w: give --key-passphrase-file FILE (or $%s, or key_passphrase_file in the --config file)", err, config.EnvKeyPassphraseFile)
+	}
+	return err
+}
+
+func configCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "config",
+		Short: "check a configuration file",
+		Long: `A bankd configuration file is one JSON object. Every field may be left out;
+its zero value means the default shown. Unknown fields are errors.
+
+  {
+    "data": "/var/lib/blindbank",      data directory; no default: required here,
+                                       by --data or $` + config.EnvData + `
+    "listen": "127.0.0.1:7443",        public gRPC address
+    "admin_listen": "127.0.0.1:7444",  admin address; loopback only
+    "plaintext": false,                no TLS on the public listener; loopback only
+    "key_passphrase_file": "",         file holding the passphrase of keys.json;
+                                       none: keys.json in clear (bankd warns)
+    "log_format": "text",              text or json
+    "log_level": "info",               debug, info, warn or error
+
+    "currency": "EUR",                 these five shape a new bank's keys (first
+    "rsa_bits": 2048,                  start, or 'bankd keys generate'); once the
+    "cipher": "rsa",                   keys exist they are ignored, except that
+    "denominations": [],               a currency given must match the keys'
+    "master_public_key": ""
+  }
+
+"denominations" lists values such as "EUR:0.50" or "EUR:8.00/rsa", each
+with the "cipher" unless it names its own; none means powers of two from
+0.01 to 81.92. "master_public_key" (hex, from 'bankd keys new-master') makes
+the keys for a master key kept offline; none means the bank makes and holds
+its own. Relative paths are relative to the config file's directory.
+
+` + precedence,
+		Example: `bankd config check /etc/blindbank/bankd.json
+bankd serve --config /etc/blindbank/bankd.json`,
+		Sub: []*cli.Command{configCheckCommand()},
+	}
+}
+
+func configCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Args:  "FILE",
+		NArgs: 1,
+		Short: "validate a config file and print the effective configuration",
+		Long: `check reads a config file, validates every field and prints the configuration
+bankd serve would run with (without flags): each setting with where it came
+from — the file, an environment variable, or the default. With --json it
+prints the effective configuration as a config file, every field filled in.
+An error names the field and the file.`,
+		Example: `bankd config check /etc/blindbank/bankd.json
+bankd config check --json bankd.json > bankd.effective.json`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			fl := &config.Flags{Config: inv.Args[0]}
+			cfg, err := settings(inv, fl)
+			if err != nil {
+				return err
+			}
+			eff := cfg.Effective()
+			if cfg.Data == "" {
+				inv.Notef("note: data is not set: bankd serve needs it from --data or $%s", config.EnvData)
+			}
+			if cfg.KeyPassphraseFile == "" {
+				inv.Notef("note: no key_passphrase_file: new keys are written in clear")
+			} else if _, warning, err := config.ReadPassphrase(cfg.KeyPassphraseFile); err != nil {
+				inv.Notef("note: %v", err)
+			} else if warning != "" {
+				inv.Notef("warning: %s", warning)
+			}
+			keySettings := false
+			for _, f := range []string{"currency", "rsa_bits", "cipher", "denominations", "master_public_key"} {
+				keySettings = keySettings || cfg.Given(f)
+			}
+			if cfg.Data != "" && keySettings {
+				if info, err := bank.InspectKeyFile(filepath.Join(cfg.Data, bank.KeysFile)); err == nil {
+					inv.Notef("note: %s exists (%s): the key settings apply only to a new bank", filepath.Join(cfg.Data, bank.KeysFile), encryptedText(info))
+				}
+			}
+			return inv.Print(eff, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: ok\n\n", inv.Args[0])
+				t := cli.NewTable(w)
+				t.Row("SETTING", "VALUE", "FROM")
+				row := func(field string, v any) {
+					src := cfg.Source(field).String()
+					if s, ok := v.(string); ok && s == "" {
+						v = "-"
+					}
+					t.Row(field, v, src)
+				}
+				row("data", eff.Data)
+				row("listen", eff.Listen)
+				row("admin_listen", eff.AdminListen)
+				row("plaintext", eff.Plaintext)
+				row("currency", eff.Currency)
+				row("rsa_bits", eff.RSABits)
+				row("cipher", eff.Cipher)
+				denoms := strings.Join(eff.Denominations, ",")
+				if n := len(eff.Denominations); n > 4 {
+					denoms = fmt.Sprintf("%s,%s,…,%s (%d values)", eff.Denominations[0], eff.Denominations[1], eff.Denominations[n-1], n)
+				}
+				row("denominations", denoms)
+				row("master_public_key", eff.MasterPublicKey)
+				row("key_passphrase_file", eff.KeyPassphraseFile)
+				row("log_format", eff.LogFormat)
+				row("log_level", eff.LogLevel)
+				t.Flush()
+			})
+		},
+	}
+}
+
+// encryptedText describes a key file's protection.
+func encryptedText(info bank.KeyFileInfo) string {
+	if info.Encrypted {
+		return "encrypted, " + info.KDF
+	}
+	return "NOT encrypted"
+}

@@ -1,0 +1,598 @@
+// Package config is bankd's configuration: a JSON file in which every field
+// has a safe zero value, environment variables for the common settings, and
+// command-line flags. A setting is taken from, in order of precedence:
+//
+//  1. a flag given on the command line (--listen),
+//  2. an environment variable that is set and not empty (BLINDBANK_LISTEN;
+//     only data, listen, admin_listen and key_passphrase_file have one),
+//  3. the config file (--config FILE), field "listen",
+//  4. the built-in default.
+//
+// The file is strict: unknown fields, values of the wrong type and trailing
+// data are errors, and every error names the field and where its value came
+// from. Relative paths in the file are relative to the file's directory.
+// Secrets never appear in the file, the environment or the command line:
+// key_passphrase_file names a file that holds the key passphrase.
+package config
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// File is bankd's configuration file as written. Every field may be left
+// out: its zero value means the default in the comment. Fields marked "new
+// bank" only matter when the bank's keys are generated (first start, or
+// "bankd keys generate"); later starts load the keys and ignore them, except
+// that a currency given explicitly must match the keys'.
+type File struct {
+	// Data is the data directory: keys, ledger, TLS certificate, admin
+	// token. No default: required, here or by --data or BLINDBANK_DATA.
+	Data string `json:"data"`
+	// Listen is the public gRPC address (default 127.0.0.1:7443).
+	Listen string `json:"listen"`
+	// AdminListen is the admin address, loopback only (default 127.0.0.1:7444).
+	AdminListen string `json:"admin_listen"`
+	// Plaintext serves the public listener without TLS; refused unless
+	// Listen is loopback (default false: TLS).
+	Plaintext bool `json:"plaintext"`
+	// Currency of a new bank (default EUR).
+	Currency string `json:"currency"`
+	// RSABits is the RSA key size of a new bank's RSA denominations: 2048
+	// or 3072 (default 2048).
+	RSABits int `json:"rsa_bits"`
+	// Cipher of a new bank's denominations that name none: "rsa" or "cs"
+	// (default rsa).
+	Cipher string `json:"cipher"`
+	// Denominations of a new bank, each "CUR:UNITS.CENTS" with an optional
+	// "/rsa" or "/cs" (default: powers of two from 0.01 to 81.92).
+	Denominations []string `json:"denominations"`
+	// MasterPublicKey, hex, makes a new bank's keys for a master key kept
+	// offline ("bankd keys new-master"); default: the bank makes its own.
+	MasterPublicKey string `json:"master_public_key"`
+	// KeyPassphraseFile names a file holding the passphrase that encrypts
+	// keys.json (default none: keys.json in clear, with a warning).
+	KeyPassphraseFile string `json:"key_passphrase_file"`
+	// LogFormat is "text" or "json" (default text).
+	LogFormat string `json:"log_format"`
+	// LogLevel is "debug", "info", "warn" or "error" (default info).
+	LogLevel string `json:"log_level"`
+}
+
+// Field names, as in the file.
+var fieldNames = []string{
+	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
+	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level",
+}
+
+// Environment variables.
+const (
+	EnvData              = "BLINDBANK_DATA"
+	EnvListen            = "BLINDBANK_LISTEN"
+	EnvAdminListen       = "BLINDBANK_ADMIN_LISTEN"
+	EnvKeyPassphraseFile = "BLINDBANK_KEY_PASSPHRASE_FILE"
+)
+
+// Defaults.
+const (
+	DefaultListen      = "127.0.0.1:7443"
+	DefaultAdminListen = "127.0.0.1:7444"
+	DefaultCurrency    = "EUR"
+	DefaultRSABits     = 2048
+	DefaultCipher      = "rsa"
+	DefaultLogFormat   = "text"
+	DefaultLogLevel    = "info"
+)
+
+// maxFileSize bounds a config file.
+const maxFileSize = 1 << 20
+
+// Load reads and parses a config file.
+func Load(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes; not a config file", path, maxFileSize)
+	}
+	return Parse(path, b)
+}
+
+// Parse parses a config file's contents; name is used in errors.
+func Parse(name string, b []byte) (*File, error) {
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %s", name, describeJSONError(b, err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%s: %s: data after the closing brace", name, position(b, dec.InputOffset()))
+	}
+	return &f, nil
+}
+
+// describeJSONError turns encoding/json's errors into ones naming the field
+// and the line.
+func describeJSONError(b []byte, err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty file; want a JSON object such as {\"data\": \"/var/lib/blindbank\"}"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("%s: %s", position(b, syn.Offset), strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return fmt.Sprintf("%s: want a JSON object, not %s", position(b, typ.Offset), typ.Value)
+		}
+		return fmt.Sprintf("%s: field %q: want %s, not %s", position(b, typ.Offset), typ.Field, typeName(typ.Type.Kind().String()), typ.Value)
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if name, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		return fmt.Sprintf("unknown field %s (known fields: %s)", name, strings.Join(fieldNames, ", "))
+	}
+	return msg
+}
+
+func typeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "int":
+		return "a whole number"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "a list of strings"
+	}
+	return kind
+}
+
+// position renders a byte offset as "line L" (encoding/json's offsets
+// point just past the trouble, so a column would mislead).
+func position(b []byte, off int64) string {
+	off = min(max(off-1, 0), int64(len(b)))
+	return fmt.Sprintf("line %d", bytes.Count(b[:off], []byte("\n"))+1)
+}
+
+// SourceKind says where a setting came from.
+type SourceKind int
+
+const (
+	FromDefault SourceKind = iota
+	FromFile
+	FromEnv
+	FromFlag
+)
+
+// Source is where a setting came from: the default, a file, an environment
+// variable or a flag (Name is the path, the variable or "--flag").
+type Source struct {
+	Kind SourceKind
+	Name string
+}
+
+func (s Source) String() string {
+	switch s.Kind {
+	case FromFile:
+		return "file " + s.Name
+	case FromEnv:
+		return "env " + s.Name
+	case FromFlag:
+		return "flag " + s.Name
+	}
+	return "default"
+}
+
+// Bank is a resolved, checked configuration.
+type Bank struct {
+	Data              string // absolute; "" if not given anywhere
+	Listen            string
+	AdminListen       string
+	Plaintext         bool
+	Currency          string
+	RSABits           int
+	Cipher            ecash.Cipher
+	Denominations     []bank.DenomSpec // nil: the default set
+	MasterPublicKey   ed25519.PublicKey
+	KeyPassphraseFile string // absolute; "" for none
+	LogFormat         string
+	LogLevel          string
+
+	sources map[string]Source
+}
+
+// Source says where the field (named as in the file) came from.
+func (b *Bank) Source(field string) Source { return b.sources[field] }
+
+// Given reports whether the field was set anywhere (not left to default).
+func (b *Bank) Given(field string) bool { return b.sources[field].Kind != FromDefault }
+
+// KeyConfig is the key generation the configuration asks for.
+func (b *Bank) KeyConfig() bank.KeyConfig {
+	return bank.KeyConfig{
+		Currency: b.Currency, RSABits: b.RSABits, Cipher: b.Cipher,
+		Denoms: b.Denominations, MasterPub: b.MasterPublicKey,
+	}
+}
+
+// Effective is the configuration in file form, every field filled in.
+func (b *Bank) Effective() File {
+	f := File{
+		Data: b.Data, Listen: b.Listen, AdminListen: b.AdminListen, Plaintext: b.Plaintext,
+		Currency: b.Currency, RSABits: b.RSABits, Cipher: strings.ToLower(b.Cipher.String()),
+		KeyPassphraseFile: b.KeyPassphraseFile, LogFormat: b.LogFormat, LogLevel: b.LogLevel,
+		Denominations: []string{},
+	}
+	specs := b.Denominations
+	if specs == nil {
+		for _, v := range bank.DefaultDenominations(b.Currency) {
+			specs = append(specs, bank.DenomSpec{Value: v, Cipher: b.Cipher})
+		}
+	}
+	for _, d := range specs {
+		f.Denominations = append(f.Denominations, d.Value.String()+"/"+strings.ToLower(d.Cipher.String()))
+	}
+	if b.MasterPublicKey != nil {
+		f.MasterPublicKey = hex.EncodeToString(b.MasterPublicKey)
+	}
+	return f
+}
+
+// Fields lists the field names in file order.
+func Fields() []string { return slices.Clone(fieldNames) }
+
+// Flags are the command-line flags of the settings. Register them on a
+// command's flag set, then pass them to Resolve with the command's IsSet.
+type Flags struct {
+	Config            string
+	Data              string
+	Listen            string
+	AdminListen       string
+	Plaintext         bool
+	Currency          string
+	RSABits           int
+	Cipher            string
+	Denominations     string
+	MasterPublicKey   string
+	KeyPassphraseFile string
+	LogFormat         string
+	LogLevel          string
+}
+
+// RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
+// command working on a bank's key file needs.
+func (f *Flags) RegisterKeyFile(fs *flag.FlagSet) {
+	fs.StringVar(&f.Config, "config", "", "read settings from the JSON config `FILE` (flags and environment variables override it)")
+	fs.StringVar(&f.Data, "data", "", "data `DIR` of the bank (or $"+EnvData+", or data in the config file)")
+	fs.StringVar(&f.KeyPassphraseFile, "key-passphrase-file", "", "`FILE` holding the passphrase that encrypts DIR/keys.json (or $"+EnvKeyPassphraseFile+", or key_passphrase_file in the config file); a trailing newline is ignored")
+}
+
+// RegisterKeyGen adds the flags of a new bank's keys.
+func (f *Flags) RegisterKeyGen(fs *flag.FlagSet) {
+	fs.StringVar(&f.Currency, "currency", DefaultCurrency, "`CURRENCY` of a new bank (upper-case letters)")
+	fs.IntVar(&f.RSABits, "rsa-bits", DefaultRSABits, "RSA key size in `BITS` of a new bank's denominations: 2048 or 3072")
+	fs.StringVar(&f.Denominations, "denominations", "", "coin values of a new bank as a comma-separated `LIST`, each optionally with its cipher, e.g. EUR:0.01/cs,EUR:0.02/cs,EUR:1.00/rsa (default: powers of two from 0.01 to 81.92)")
+	fs.StringVar(&f.Cipher, "cipher", DefaultCipher, "blind-signature `CIPHER` of a new bank's denominations that name none: rsa (RFC 9474; standard assumptions, ~1 ms of bank CPU per coin) or cs (Clause Blind Schnorr; ~70x cheaper, 64-byte signatures)")
+}
+
+// RegisterMasterPublic adds --master-public, for generating a new bank's
+// keys for an offline master key.
+func (f *Flags) RegisterMasterPublic(fs *flag.FlagSet) {
+	fs.StringVar(&f.MasterPublicKey, "master-public", "", "make a new bank's keys for the offline master key with this public `KEY` (hex, from 'bankd keys new-master'); its key set must be signed offline before the bank serves")
+}
+
+// RegisterServe adds every flag bankd serve takes.
+func (f *Flags) RegisterServe(fs *flag.FlagSet) {
+	f.RegisterKeyFile(fs)
+	f.RegisterKeyGen(fs)
+	fs.StringVar(&f.Listen, "listen", DefaultListen, "public gRPC `ADDR` (or $"+EnvListen+"; port 0 picks a free port)")
+	fs.StringVar(&f.AdminListen, "admin-listen", DefaultAdminListen, "admin gRPC `ADDR` (or $"+EnvAdminListen+"); must be loopback")
+	fs.BoolVar(&f.Plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
+	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
+	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
+}
+
+// Input is what Resolve combines.
+type Input struct {
+	File     *File  // the parsed config file, or nil
+	FilePath string // its path, for errors and relative paths
+	// Getenv reads the environment (os.Getenv); nil ignores it.
+	Getenv func(string) string
+	// Flags and IsSet: the command's flag values and which were given.
+	Flags *Flags
+	IsSet func(flagName string) bool
+}
+
+// FieldError is a bad setting: Field is its name in the file, Source where
+// its value came from.
+type FieldError struct {
+	Field  string
+	Source Source
+	Msg    string // names the setting as its source does: --flag, VARIABLE, or field
+}
+
+func (e *FieldError) Error() string {
+	if e.Source.Kind == FromFile {
+		return e.Source.Name + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+// setting describes one field: its flag and environment variable.
+type setting struct {
+	flag, env string
+	path      bool // a file path: relative in the file means relative to it
+}
+
+var settings = map[string]setting{
+	"data":                {flag: "data", env: EnvData, path: true},
+	"listen":              {flag: "listen", env: EnvListen},
+	"admin_listen":        {flag: "admin-listen", env: EnvAdminListen},
+	"plaintext":           {flag: "plaintext"},
+	"currency":            {flag: "currency"},
+	"rsa_bits":            {flag: "rsa-bits"},
+	"cipher":              {flag: "cipher"},
+	"denominations":       {flag: "denominations"},
+	"master_public_key":   {flag: "master-public"},
+	"key_passphrase_file": {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
+	"log_format":          {flag: "log-format"},
+	"log_level":           {flag: "log-level"},
+}
+
+type resolver struct {
+	in      Input
+	out     *Bank
+	fileDir string // relative paths in the file are relative to it
+}
+
+// name is how a message names field: as its source does.
+func (r *resolver) name(field string) string {
+	s := r.out.sources[field]
+	switch s.Kind {
+	case FromFlag:
+		return s.Name
+	case FromEnv:
+		return "$" + s.Name
+	}
+	return field
+}
+
+func (r *resolver) fail(field, format string, args ...any) error {
+	return &FieldError{Field: field, Source: r.out.sources[field], Msg: fmt.Sprintf(format, args...)}
+}
+
+// str resolves a string setting.
+func (r *resolver) str(field, fileVal, flagVal, def string) string {
+	s := settings[field]
+	if r.in.IsSet != nil && r.in.IsSet(s.flag) {
+		r.out.sources[field] = Source{FromFlag, "--" + s.flag}
+		return flagVal
+	}
+	if s.env != "" && r.in.Getenv != nil {
+		if v := r.in.Getenv(s.env); v != "" {
+			r.out.sources[field] = Source{FromEnv, s.env}
+			return v
+		}
+	}
+	if fileVal != "" {
+		r.out.sources[field] = Source{FromFile, r.in.FilePath}
+		if s.path && !filepath.IsAbs(fileVal) {
+			fileVal = filepath.Join(r.fileDir, fileVal)
+		}
+		return fileVal
+	}
+	r.out.sources[field] = Source{Kind: FromDefault}
+	return def
+}
+
+// Resolve combines the flags, the environment, the file and the defaults
+// and checks the result. Paths come out absolute.
+func Resolve(in Input) (*Bank, error) {
+	if in.File == nil {
+		in.File = &File{}
+	}
+	if in.Flags == nil {
+		in.Flags = &Flags{}
+	}
+	r := &resolver{in: in, out: &Bank{sources: map[string]Source{}}, fileDir: filepath.Dir(in.FilePath)}
+	if abs, err := filepath.Abs(in.FilePath); err == nil && in.FilePath != "" {
+		r.fileDir = filepath.Dir(abs)
+	}
+	f, fl, b := in.File, in.Flags, r.out
+	isSet := func(name string) bool { return in.IsSet != nil && in.IsSet(name) }
+
+	b.Data = r.str("data", f.Data, fl.Data, "")
+	b.Listen = r.str("listen", f.Listen, fl.Listen, DefaultListen)
+	b.AdminListen = r.str("admin_listen", f.AdminListen, fl.AdminListen, DefaultAdminListen)
+	b.KeyPassphraseFile = r.str("key_passphrase_file", f.KeyPassphraseFile, fl.KeyPassphraseFile, "")
+	b.Currency = r.str("currency", f.Currency, fl.Currency, DefaultCurrency)
+	cipher := r.str("cipher", f.Cipher, fl.Cipher, DefaultCipher)
+	master := r.str("master_public_key", f.MasterPublicKey, fl.MasterPublicKey, "")
+	b.LogFormat = r.str("log_format", f.LogFormat, fl.LogFormat, DefaultLogFormat)
+	b.LogLevel = r.str("log_level", f.LogLevel, fl.LogLevel, DefaultLogLevel)
+	switch {
+	case isSet("plaintext"):
+		b.Plaintext, b.sources["plaintext"] = fl.Plaintext, Source{FromFlag, "--plaintext"}
+	case f.Plaintext:
+		b.Plaintext, b.sources["plaintext"] = true, Source{FromFile, in.FilePath}
+	}
+	switch {
+	case isSet("rsa-bits"):
+		b.RSABits, b.sources["rsa_bits"] = fl.RSABits, Source{FromFlag, "--rsa-bits"}
+	case f.RSABits != 0:
+		b.RSABits, b.sources["rsa_bits"] = f.RSABits, Source{FromFile, in.FilePath}
+	default:
+		b.RSABits = DefaultRSABits
+	}
+	var denoms []string
+	switch {
+	case isSet("denominations"):
+		b.sources["denominations"] = Source{FromFlag, "--denominations"}
+		if fl.Denominations != "" {
+			denoms = []string{fl.Denominations}
+		}
+	case len(f.Denominations) > 0:
+		b.sources["denominations"] = Source{FromFile, in.FilePath}
+		denoms = f.Denominations
+	}
+
+	for field, p := range map[string]*string{"data": &b.Data, "key_passphrase_file": &b.KeyPassphraseFile} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, r.fail(field, "bad %s %q: %v", r.name(field), *p, err)
+		}
+		*p = abs
+	}
+	for _, field := range []string{"listen", "admin_listen"} {
+		addr := b.Listen
+		if field == "admin_listen" {
+			addr = b.AdminListen
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return nil, r.fail(field, "bad %s %q: want HOST:PORT, e.g. 127.0.0.1:7443", r.name(field), addr)
+		}
+	}
+	if !transport.IsLoopback(b.AdminListen) {
+		return nil, r.fail("admin_listen", "bad %s %s: the admin service listens on loopback only (127.0.0.1, ::1, localhost)", r.name("admin_listen"), b.AdminListen)
+	}
+	if b.Plaintext && !transport.IsLoopback(b.Listen) {
+		return nil, r.fail("plaintext", "%s is allowed only on a loopback %s address, not %s", r.name("plaintext"), r.name("listen"), b.Listen)
+	}
+	if !ecash.ValidCurrency(b.Currency) {
+		return nil, r.fail("currency", "bad %s %q: want 1 to 11 upper-case letters, e.g. EUR", r.name("currency"), b.Currency)
+	}
+	if b.RSABits != 2048 && b.RSABits != 3072 {
+		return nil, r.fail("rsa_bits", "bad %s %d: want 2048 or 3072", r.name("rsa_bits"), b.RSABits)
+	}
+	c, err := bank.ParseCipher(cipher)
+	if err != nil {
+		return nil, r.fail("cipher", "bad %s %q: want rsa or cs", r.name("cipher"), cipher)
+	}
+	b.Cipher = c
+	if err := r.denominations(denoms); err != nil {
+		return nil, err
+	}
+	if master != "" {
+		k, err := hex.DecodeString(strings.TrimSpace(master))
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return nil, r.fail("master_public_key", "bad %s %q: want an Ed25519 public key as 64 hex digits", r.name("master_public_key"), master)
+		}
+		b.MasterPublicKey = k
+	}
+	if b.LogFormat != "text" && b.LogFormat != "json" {
+		return nil, r.fail("log_format", "bad %s %q: want text or json", r.name("log_format"), b.LogFormat)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(b.LogLevel)); err != nil {
+		return nil, r.fail("log_level", "bad %s %q: want debug, info, warn or error", r.name("log_level"), b.LogLevel)
+	}
+	return b, nil
+}
+
+// maxDenominations bounds a new bank's denominations.
+const maxDenominations = 64
+
+func (r *resolver) denominations(items []string) error {
+	b := r.out
+	if items == nil {
+		return nil
+	}
+	name := r.name("denominations")
+	fromFile := b.sources["denominations"].Kind == FromFile
+	seen := map[ecash.Amount]bool{}
+	for i, item := range items {
+		where := name
+		if fromFile {
+			where = fmt.Sprintf("%s[%d]", name, i)
+		}
+		specs, err := bank.ParseDenomSpecs(item, b.Cipher)
+		if err != nil {
+			return r.fail("denominations", "%s: %v", where, err)
+		}
+		if fromFile && len(specs) != 1 {
+			return r.fail("denominations", "%s: %q: want one value per list item", where, item)
+		}
+		for _, d := range specs {
+			if d.Value.Currency != b.Currency {
+				return r.fail("denominations", "%s: %s is not in %s (the %s)", where, d.Value, b.Currency, r.name("currency"))
+			}
+			if seen[d.Value] {
+				return r.fail("denominations", "%s: %s appears twice", where, d.Value)
+			}
+			seen[d.Value] = true
+			b.Denominations = append(b.Denominations, d)
+		}
+	}
+	if len(b.Denominations) == 0 {
+		return r.fail("denominations", "%s: no denominations", name)
+	}
+	if len(b.Denominations) > maxDenominations {
+		return r.fail("denominations", "%s: %d values; at most %d", name, len(b.Denominations), maxDenominations)
+	}
+	return nil
+}
+
+// maxPassphrase bounds a passphrase file: a passphrase or a key file, not a
+// misplaced disk image.
+const maxPassphrase = 4096
+
+// ReadPassphrase reads a key passphrase file: its contents without one
+// trailing newline (\n or \r\n). It refuses an empty file. warning is set
+// if other users may read the file.
+func ReadPassphrase(path string) (pass []byte, warning string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, "", fmt.Errorf("key passphrase file %s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+	}
+	if len(b) > maxPassphrase {
+		return nil, "", fmt.Errorf("key passphrase file %s is larger than %d bytes", path, maxPassphrase)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return nil, "", fmt.Errorf("key passphrase file %s is empty", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		warning = fmt.Sprintf("key passphrase file %s has mode %04o: other users may read it (chmod 600 it)", path, fi.Mode().Perm())
+	}
+	return b, warning, nil
+}

@@ -1,0 +1,287 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"unknown field", `{"data": "/x", "listen_addr": "1"}`, `cfg.json: unknown field "listen_addr" (known fields: data, listen, admin_listen,`},
+		{"wrong type", "{\n  \"rsa_bits\": \"2048\"\n}", `cfg.json: line 2: field "rsa_bits": want a whole number, not string`},
+		{"wrong type bool", `{"plaintext": "yes"}`, `field "plaintext": want true or false, not string`},
+		{"wrong type list", `{"denominations": "EUR:1.00"}`, `field "denominations": want a list of strings, not string`},
+		{"syntax", "{\n  \"data\": \"/x\",\n}", `cfg.json: line 3: invalid character '}' looking for beginning of object key string`},
+		{"trailing", `{"data": "/x"} {"data": "/y"}`, `cfg.json: line 1: data after the closing brace`},
+		{"not an object", `["data"]`, `want a JSON object, not array`},
+		{"empty", ``, `cfg.json: empty file`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("cfg.json", []byte(c.in))
+			if err == nil {
+				t.Fatal("parsed")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestZeroValues: an empty file is valid and means the defaults, and every
+// default is the safe choice.
+func TestZeroValues(t *testing.T) {
+	f, err := Parse("cfg.json", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Resolve(Input{File: f, FilePath: "cfg.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Data != "" || b.Listen != DefaultListen || b.AdminListen != DefaultAdminListen || b.Plaintext ||
+		b.Currency != "EUR" || b.RSABits != 2048 || b.Cipher != ecash.CipherRSA || b.Denominations != nil ||
+		b.MasterPublicKey != nil || b.KeyPassphraseFile != "" || b.LogFormat != "text" || b.LogLevel != "info" {
+		t.Fatalf("zero file resolved to %+v", b)
+	}
+	for _, field := range Fields() {
+		if b.Given(field) {
+			t.Errorf("%s reported as given", field)
+		}
+	}
+	// The effective configuration is itself a valid file meaning the same.
+	eff := b.Effective()
+	raw, _ := json.Marshal(eff)
+	f2, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Resolve(Input{File: f2, FilePath: "eff.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b2.Effective(); !equalJSON(got, eff) {
+		t.Fatalf("effective config does not round-trip:\n%+v\n%+v", got, eff)
+	}
+	if len(eff.Denominations) != 14 || eff.Denominations[0] != "EUR:0.01/rsa" {
+		t.Errorf("default denominations %v", eff.Denominations)
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// resolve parses file (in dir/bankd.json), sets env and parses args as
+// bankd serve's flags.
+func resolve(t *testing.T, file string, env map[string]string, args ...string) (*Bank, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bankd.json")
+	var f *File
+	if file != "" {
+		var err error
+		if f, err = Parse(path, []byte(file)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var fl Flags
+	fl.RegisterServe(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return Resolve(Input{
+		File: f, FilePath: path,
+		Getenv: func(k string) string { return env[k] },
+		Flags:  &fl, IsSet: func(n string) bool { return set[n] },
+	})
+}
+
+func TestPrecedence(t *testing.T) {
+	file := `{"data": "bank", "listen": "127.0.0.1:1001", "admin_listen": "127.0.0.1:2001",
+	          "key_passphrase_file": "/etc/pass", "currency": "USD", "log_level": "warn"}`
+	env := map[string]string{EnvListen: "127.0.0.1:1002", EnvKeyPassphraseFile: "/run/pass", EnvAdminListen: ""}
+
+	b, err := resolve(t, file, env, "--listen", "127.0.0.1:1003", "--log-format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(field, got, want string, kind SourceKind) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s = %q, want %q", field, got, want)
+		}
+		if k := b.Source(field).Kind; k != kind {
+			t.Errorf("%s from %v, want kind %d", field, b.Source(field), kind)
+		}
+	}
+	check("listen", b.Listen, "127.0.0.1:1003", FromFlag)                   // flag > env > file
+	check("key_passphrase_file", b.KeyPassphraseFile, "/run/pass", FromEnv) // env > file
+	check("admin_listen", b.AdminListen, "127.0.0.1:2001", FromFile)        // empty env is unset
+	check("currency", b.Currency, "USD", FromFile)
+	check("log_level", b.LogLevel, "warn", FromFile)
+	check("log_format", b.LogFormat, "json", FromFlag)
+	check("cipher", b.Cipher.String(), "rsa", FromDefault)
+	// A relative path in the file is relative to the file.
+	if b.Data != filepath.Join(filepath.Dir(b.Source("data").Name), "bank") || !filepath.IsAbs(b.Data) {
+		t.Errorf("data = %q (file %s)", b.Data, b.Source("data").Name)
+	}
+	if s := b.Source("listen").String(); s != "flag --listen" {
+		t.Errorf("source %q", s)
+	}
+
+	// A flag given with the default value still wins over the file.
+	b, err = resolve(t, `{"listen": "127.0.0.1:1001", "plaintext": true}`, nil, "--listen", DefaultListen, "--plaintext=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Listen != DefaultListen || b.Plaintext {
+		t.Errorf("listen %q plaintext %v", b.Listen, b.Plaintext)
+	}
+	// Env data is relative to the working directory.
+	wd, _ := os.Getwd()
+	b, err = resolve(t, `{"data": "/srv/bank"}`, map[string]string{EnvData: "here"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Data != filepath.Join(wd, "here") {
+		t.Errorf("data = %q", b.Data)
+	}
+	// Key generation settings.
+	b, err = resolve(t, `{"currency": "CHF", "cipher": "cs", "rsa_bits": 3072, "denominations": ["CHF:0.50", "CHF:1.00/rsa"],
+		"master_public_key": "`+strings.Repeat("ab", 32)+`"}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := b.KeyConfig()
+	if kc.Currency != "CHF" || kc.RSABits != 3072 || len(kc.Denoms) != 2 || kc.Denoms[0].Cipher != ecash.CipherCS ||
+		kc.Denoms[1].Cipher != ecash.CipherRSA || len(kc.MasterPub) != 32 {
+		t.Errorf("key config %+v", kc)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		env  map[string]string
+		args []string
+		want string // the whole message, FILE standing for the file's path
+		// field that must be named
+		field string
+	}{
+		{"rsa bits from file", `{"rsa_bits": 1024}`, nil, nil, `FILE: bad rsa_bits 1024: want 2048 or 3072`, "rsa_bits"},
+		{"rsa bits from flag", `{"rsa_bits": 3072}`, nil, []string{"--rsa-bits", "1024"}, `bad --rsa-bits 1024: want 2048 or 3072`, "rsa_bits"},
+		{"currency", `{"currency": "eur"}`, nil, nil, `FILE: bad currency "eur": want 1 to 11 upper-case letters, e.g. EUR`, "currency"},
+		{"cipher", `{"cipher": "ecdsa"}`, nil, nil, `FILE: bad cipher "ecdsa": want rsa or cs`, "cipher"},
+		{"listen from env", ``, map[string]string{EnvListen: "7443"}, nil, `bad $BLINDBANK_LISTEN "7443": want HOST:PORT, e.g. 127.0.0.1:7443`, "listen"},
+		{"admin not loopback", `{"admin_listen": "0.0.0.0:7444"}`, nil, nil, `FILE: bad admin_listen 0.0.0.0:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost)`, "admin_listen"},
+		{"admin from env", ``, map[string]string{EnvAdminListen: "10.0.0.1:7444"}, nil, `bad $BLINDBANK_ADMIN_LISTEN 10.0.0.1:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost)`, "admin_listen"},
+		{"plaintext off loopback", `{"listen": "0.0.0.0:7443", "plaintext": true}`, nil, nil, `FILE: plaintext is allowed only on a loopback listen address, not 0.0.0.0:7443`, "plaintext"},
+		{"plaintext flag, listen env", ``, map[string]string{EnvListen: "0.0.0.0:7443"}, []string{"--plaintext"}, `--plaintext is allowed only on a loopback $BLINDBANK_LISTEN address, not 0.0.0.0:7443`, "plaintext"},
+		{"denomination currency", `{"denominations": ["EUR:1.00", "USD:2.00"]}`, nil, nil, `FILE: denominations[1]: USD:2.00 is not in EUR (the currency)`, "denominations"},
+		{"denomination flag", ``, nil, []string{"--denominations", "EUR:1.00,USD:2.00"}, `--denominations: USD:2.00 is not in EUR (the currency)`, "denominations"},
+		{"denomination amount", `{"denominations": ["EUR:1.234"]}`, nil, nil, `FILE: denominations[0]: ecash: invalid amount: "EUR:1.234": want CUR:12.50`, "denominations"},
+		{"denomination cipher", `{"denominations": ["EUR:1.00/dsa"]}`, nil, nil, `FILE: denominations[0]: ecash: unknown cipher: "dsa" (want rsa or cs)`, "denominations"},
+		{"denomination twice", `{"denominations": ["EUR:1.00", "EUR:1.00/cs"]}`, nil, nil, `FILE: denominations[1]: EUR:1.00 appears twice`, "denominations"},
+		{"two in one item", `{"denominations": ["EUR:1.00,EUR:2.00"]}`, nil, nil, `FILE: denominations[0]: "EUR:1.00,EUR:2.00": want one value per list item`, "denominations"},
+		{"master key", `{"master_public_key": "abcd"}`, nil, nil, `FILE: bad master_public_key "abcd": want an Ed25519 public key as 64 hex digits`, "master_public_key"},
+		{"log format", `{"log_format": "xml"}`, nil, nil, `FILE: bad log_format "xml": want text or json`, "log_format"},
+		{"log level", `{"log_level": "loud"}`, nil, nil, `FILE: bad log_level "loud": want debug, info, warn or error`, "log_level"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := resolve(t, c.file, c.env, c.args...)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("%v is not a *FieldError", err)
+			}
+			if fe.Field != c.field {
+				t.Errorf("field %q, want %q", fe.Field, c.field)
+			}
+			msg := err.Error()
+			if fe.Source.Kind == FromFile {
+				msg = strings.Replace(msg, fe.Source.Name, "FILE", 1)
+			}
+			if msg != c.want {
+				t.Errorf("error\n %s\nwant\n %s", msg, c.want)
+			}
+		})
+	}
+}
+
+func TestReadPassphrase(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	for in, want := range map[string]string{"pw\n": "pw", "pw\r\n": "pw", "pw": "pw", "pw\n\n": "pw\n", " pw ": " pw "} {
+		got, warn, err := ReadPassphrase(write("p", in, 0o600))
+		if err != nil || string(got) != want || warn != "" {
+			t.Errorf("%q: got %q, %q, %v; want %q", in, got, warn, err, want)
+		}
+	}
+	if _, _, err := ReadPassphrase(write("empty", "\n", 0o600)); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Errorf("empty file: %v", err)
+	}
+	if _, warn, err := ReadPassphrase(write("open", "pw", 0o644)); err != nil || !strings.Contains(warn, "mode 0644") {
+		t.Errorf("world-readable file: %q, %v", warn, err)
+	}
+	if _, _, err := ReadPassphrase(dir); err == nil {
+		t.Error("a directory was read as a passphrase")
+	}
+	if _, _, err := ReadPassphrase(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+// FuzzParse: a config file never panics the parser or the resolver, and a
+// file that parses and resolves prints as one that resolves the same.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"data": "x", "listen": "127.0.0.1:0", "plaintext": true, "denominations": ["EUR:1.00/cs"]}`))
+	f.Add([]byte(`{"rsa_bits": 3072, "cipher": "cs", "currency": "CHF", "master_public_key": "` + strings.Repeat("0", 64) + `"}`))
+	f.Add([]byte("{\n\"rsa_bits\": \"x\"\n}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := Parse("fuzz.json", b)
+		if err != nil {
+			return
+		}
+		cfg, err := Resolve(Input{File: file, FilePath: "/etc/fuzz.json"})
+		if err != nil {
+			return
+		}
+		raw, _ := json.Marshal(cfg.Effective())
+		again, err := Parse("eff.json", raw)
+		if err != nil {
+			t.Fatalf("effective config does not parse: %v\n%s", err, raw)
+		}
+		cfg2, err := Resolve(Input{File: again, FilePath: "/etc/eff.json"})
+		if err != nil {
+			t.Fatalf("effective config does not resolve: %v\n%s", err, raw)
+		}
+		if !equalJSON(cfg.Effective(), cfg2.Effective()) {
+			t.Fatalf("effective config changed:\n%s", raw)
+		}
+	})
+}
