@@ -257,6 +257,8 @@ type Store interface {
 	AuthFailure(ctx context.Context, id uint64, now time.Time) (locked bool, err error)
 	// Unlock clears an account's failed authentications.
 	Unlock(ctx context.Context, id uint64) error
+	// Totals returns every account's balance (for audits: they sum to zero).
+	Totals(ctx context.Context) (map[uint64]int64, error)
 	// Close waits for in-flight commits and releases the store.
 	Close() error
 }

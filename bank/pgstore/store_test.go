@@ -133,7 +133,8 @@ func (r *replicas) SetLimits(ctx context.Context, id uint64, l bank.Limits) erro
 func (r *replicas) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
 	return r.next().AuthFailure(ctx, id, now)
 }
-func (r *replicas) Unlock(ctx context.Context, id uint64) error { return r.next().Unlock(ctx, id) }
+func (r *replicas) Unlock(ctx context.Context, id uint64) error          { return r.next().Unlock(ctx, id) }
+func (r *replicas) Totals(ctx context.Context) (map[uint64]int64, error) { return r.next().Totals(ctx) }
 func (r *replicas) Close() error {
 	var errs []error
 	for _, s := range r.stores {

@@ -73,12 +73,17 @@ type File struct {
 	LogFormat string `json:"log_format"`
 	// LogLevel is "debug", "info", "warn" or "error" (default info).
 	LogLevel string `json:"log_level"`
+	// Store is where the ledger lives: empty for the embedded Pebble store in
+	// DATA/ledger (default), or a PostgreSQL connection string (a
+	// postgres:// URL or "host=… dbname=…") for a database that several
+	// bankd replicas may share.
+	Store string `json:"store"`
 }
 
 // Field names, as in the file.
 var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
-	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level",
+	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
 }
 
 // Environment variables.
@@ -87,6 +92,7 @@ const (
 	EnvListen            = "BLINDBANK_LISTEN"
 	EnvAdminListen       = "BLINDBANK_ADMIN_LISTEN"
 	EnvKeyPassphraseFile = "BLINDBANK_KEY_PASSPHRASE_FILE"
+	EnvStore             = "BLINDBANK_STORE"
 )
 
 // Defaults.
@@ -221,6 +227,7 @@ type Bank struct {
 	KeyPassphraseFile string // absolute; "" for none
 	LogFormat         string
 	LogLevel          string
+	Store             string // "" for Pebble in Data/ledger, or a postgres:// URL
 
 	sources map[string]Source
 }
@@ -245,7 +252,7 @@ func (b *Bank) Effective() File {
 		Data: b.Data, Listen: b.Listen, AdminListen: b.AdminListen, Plaintext: b.Plaintext,
 		Currency: b.Currency, RSABits: b.RSABits, Cipher: strings.ToLower(b.Cipher.String()),
 		KeyPassphraseFile: b.KeyPassphraseFile, LogFormat: b.LogFormat, LogLevel: b.LogLevel,
-		Denominations: []string{},
+		Store: b.Store, Denominations: []string{},
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -281,6 +288,7 @@ type Flags struct {
 	KeyPassphraseFile string
 	LogFormat         string
 	LogLevel          string
+	Store             string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -288,6 +296,7 @@ type Flags struct {
 func (f *Flags) RegisterKeyFile(fs *flag.FlagSet) {
 	fs.StringVar(&f.Config, "config", "", "read settings from the JSON config `FILE` (flags and environment variables override it)")
 	fs.StringVar(&f.Data, "data", "", "data `DIR` of the bank (or $"+EnvData+", or data in the config file)")
+	fs.StringVar(&f.Store, "store", "", "where the ledger lives: empty for Pebble in DIR/ledger, or a postgres:// `URL` shared by bankd replicas (or $"+EnvStore+")")
 	fs.StringVar(&f.KeyPassphraseFile, "key-passphrase-file", "", "`FILE` holding the passphrase that encrypts DIR/keys.json (or $"+EnvKeyPassphraseFile+", or key_passphrase_file in the config file); a trailing newline is ignored")
 }
 
@@ -358,6 +367,7 @@ var settings = map[string]setting{
 	"cipher":              {flag: "cipher"},
 	"denominations":       {flag: "denominations"},
 	"master_public_key":   {flag: "master-public"},
+	"store":               {flag: "store", env: EnvStore},
 	"key_passphrase_file": {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
 	"log_format":          {flag: "log-format"},
 	"log_level":           {flag: "log-level"},
@@ -429,6 +439,7 @@ func Resolve(in Input) (*Bank, error) {
 	b.Listen = r.str("listen", f.Listen, fl.Listen, DefaultListen)
 	b.AdminListen = r.str("admin_listen", f.AdminListen, fl.AdminListen, DefaultAdminListen)
 	b.KeyPassphraseFile = r.str("key_passphrase_file", f.KeyPassphraseFile, fl.KeyPassphraseFile, "")
+	b.Store = r.str("store", f.Store, fl.Store, "")
 	b.Currency = r.str("currency", f.Currency, fl.Currency, DefaultCurrency)
 	cipher := r.str("cipher", f.Cipher, fl.Cipher, DefaultCipher)
 	master := r.str("master_public_key", f.MasterPublicKey, fl.MasterPublicKey, "")

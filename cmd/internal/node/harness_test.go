@@ -78,26 +78,30 @@ type env struct {
 	t     *testing.T
 	clock *clock
 	dir   string
+	store string // "" for Pebble, else a PostgreSQL DSN
 	bank  *Bank
 	admin pb.BankAdminClient
 	ks    *ecash.KeySet
 }
 
 // startEnv starts a bank node over TLS on loopback with the shared test keys.
-func startEnv(t *testing.T) *env {
+func startEnv(t *testing.T) *env { return startEnvOn(t, "") }
+
+// startEnvOn starts a bank on the given store ("" for Pebble).
+func startEnvOn(t *testing.T, store string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, clock: newClock(), dir: dir}
+	e := &env{t: t, clock: newClock(), dir: dir, store: store}
 	e.startBank()
 	return e
 }
 
 func (e *env) startBank() {
 	e.t.Helper()
-	b, err := StartBank(BankConfig{Dir: e.dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: e.clock.Now})
+	b, err := StartBank(BankConfig{Dir: e.dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: e.clock.Now, Store: e.store})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/bank/pgstore"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
@@ -42,6 +43,9 @@ type BankConfig struct {
 	Now         func() time.Time
 	Log         *slog.Logger
 	Limits      RateLimits
+	// Store is empty for the Pebble store in DIR/ledger, or a postgres://
+	// URL: the ledger in PostgreSQL, shared by any number of replicas.
+	Store string
 
 	// KeyPassphrase decrypts DIR/keys.json, and encrypts it when the keys
 	// are created; nil keeps new keys in clear. A key file in clear loads
@@ -101,8 +105,19 @@ type Bank struct {
 	Bank        *bank.Bank
 	KeysCreated bool
 
-	store   *pebblestore.Store
+	store   bank.Store
 	commits *commitMetrics
+}
+
+// openStore opens the ledger: Pebble in DIR/ledger, or the PostgreSQL
+// database cfg.Store names (shared by any number of replicas).
+func openStore(cfg BankConfig, commits *commitMetrics) (bank.Store, error) {
+	if cfg.Store == "" {
+		return pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return pgstore.Open(ctx, cfg.Store, pgstore.Options{Logger: cfg.Log})
 }
 
 // commitMetrics observe the store's group commits.
@@ -133,7 +148,12 @@ func (c *commitMetrics) observe(ops int, d time.Duration) {
 func (n *Bank) instrument() error {
 	store := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "blindbank_store_bytes", Help: "Bytes the ledger store occupies on disk.",
-	}, func() float64 { return float64(n.store.DiskUsage()) })
+	}, func() float64 {
+		if d, ok := n.store.(interface{ DiskUsage() uint64 }); ok {
+			return float64(d.DiskUsage())
+		}
+		return 0
+	})
 	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store} {
 		if err := n.Registry.Register(c); err != nil {
 			return err
@@ -172,7 +192,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		cfg.Log.Warn("the key file is not encrypted at rest; encrypt it with \"bankd keys encrypt\"", "file", filepath.Join(cfg.Dir, bank.KeysFile))
 	}
 	commits := newCommitMetrics()
-	store, err := pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe})
+	store, err := openStore(cfg, commits)
 	if err != nil {
 		return nil, err
 	}
