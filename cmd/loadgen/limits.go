@@ -1,0 +1,514 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// scenarioKind names a scenario.
+type scenarioKind int
+
+const (
+	scenarioWithdraw scenarioKind = iota + 1
+	scenarioPay
+)
+
+func (s scenarioKind) String() string {
+	switch s {
+	case scenarioWithdraw:
+		return "withdraw"
+	case scenarioPay:
+		return "pay"
+	}
+	return fmt.Sprintf("scenario(%d)", int(s))
+}
+
+// cryptoKit is the key material a crypto-limit measurement runs with: the
+// bank's keys with the denomination under test, and a merchant.
+type cryptoKit struct {
+	keys            *bank.Keys
+	ks              *ecash.KeySet
+	denom           bank.DenomKey
+	merchantKey     ed25519.PrivateKey
+	merchantAccount uint64
+}
+
+func newCryptoKit(keys *bank.Keys, denom bank.DenomKey) (*cryptoKit, error) {
+	_, mk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &cryptoKit{keys: keys, ks: keys.KeySet(), denom: denom, merchantKey: mk, merchantAccount: bank.FirstUserAccount}, nil
+}
+
+// limitResult is the crypto limit of one scenario.
+type limitResult struct {
+	Scenario   string  `json:"scenario"`
+	Cipher     string  `json:"cipher"`
+	CoinsPerOp int     `json:"coins_per_op"`
+	Workers    int     `json:"workers"`
+	Seconds    float64 `json:"seconds"`
+	Coins      int64   `json:"coins"`
+	// CoinsPerSec is the limit: coins per second on all GOMAXPROCS cores,
+	// from the process's CPU time over the measurement (Workers cores
+	// over the CPU time per coin), so that other processes taking cores
+	// for a while do not lower it.
+	CoinsPerSec float64 `json:"coins_per_s"`
+	// WallCoinsPerSec is coins over wall time: the same on an idle machine.
+	WallCoinsPerSec float64 `json:"wall_coins_per_s"`
+	// OtherCores is how many cores other processes kept busy meanwhile
+	// (Linux; -1 if unknown).
+	OtherCores float64 `json:"other_processes_cores"`
+	// The CPU time each party's steps took per coin, in microseconds of
+	// one core: the process's CPU time over the measurement (the garbage
+	// collector's included), divided in the proportions of the CPU time of
+	// each party's steps.
+	WalletUs   float64 `json:"wallet_us_per_coin"`
+	BankUs     float64 `json:"bank_us_per_coin"`
+	MerchantUs float64 `json:"merchant_us_per_coin"`
+	// BankOnlyCoinsPerSec is what the bank's share alone would allow on
+	// the same cores, were the wallets and the merchant elsewhere.
+	BankOnlyCoinsPerSec float64 `json:"bank_only_coins_per_s"`
+}
+
+// TotalUs is all parties' crypto per coin on one core.
+func (l limitResult) TotalUs() float64 { return l.WalletUs + l.BankUs + l.MerchantUs }
+
+// partyTimes accumulates the time spent in each party's steps.
+type partyTimes struct{ wallet, bank, merchant time.Duration }
+
+func (p *partyTimes) add(q partyTimes) {
+	p.wallet += q.wallet
+	p.bank += q.bank
+	p.merchant += q.merchant
+}
+
+// stopwatch charges the time since its last lap to a party: the CPU time
+// of the worker's thread where the system can tell (Linux; the workers are
+// locked to their threads), else wall time.
+type stopwatch struct{ t time.Duration }
+
+func startStopwatch() stopwatch { return stopwatch{clock()} }
+
+func (s *stopwatch) lap(d *time.Duration) {
+	now := clock()
+	*d += now - s.t
+	s.t = now
+}
+
+var clockBase = time.Now()
+
+func clock() time.Duration {
+	if t, ok := threadCPU(); ok {
+		return t
+	}
+	return time.Since(clockBase)
+}
+
+// limitOp is one operation of a scenario's cryptography, for n coins.
+type limitOp func(pt *partyTimes) error
+
+// measureLimit runs the scenario's cryptography on GOMAXPROCS workers for
+// about d and returns the coins per second it allows.
+func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, d time.Duration) (limitResult, error) {
+	workers := runtime.GOMAXPROCS(0)
+	ops := make([]limitOp, workers)
+	for i := range ops {
+		var err error
+		switch s {
+		case scenarioWithdraw:
+			ops[i], err = newWithdrawLimitOp(kit, n)
+		case scenarioPay:
+			ops[i], err = newPayLimitOp(kit, n)
+		default:
+			err = fmt.Errorf("unknown scenario %v", s)
+		}
+		if err != nil {
+			return limitResult{}, err
+		}
+		// One untimed operation first: lazily built tables, caches.
+		if err := ops[i](&partyTimes{}); err != nil {
+			return limitResult{}, err
+		}
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total partyTimes
+		coins int64
+		first error
+		last  time.Time
+	)
+	cpu0, err := processCPU()
+	if err != nil {
+		return limitResult{}, err
+	}
+	sys0, sysOK := systemBusy()
+	start := time.Now()
+	deadline := start.Add(d)
+	for _, op := range ops {
+		wg.Go(func() {
+			// One thread per worker, so its CPU clock is the worker's.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var pt partyTimes
+			var done int64
+			var err error
+			for err == nil && ctx.Err() == nil && time.Now().Before(deadline) {
+				if err = op(&pt); err == nil {
+					done += int64(n)
+				}
+			}
+			end := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			total.add(pt)
+			coins += done
+			if end.After(last) {
+				last = end
+			}
+			if err != nil && first == nil {
+				first = err
+			}
+		})
+	}
+	wg.Wait()
+	cpu1, err := processCPU()
+	if err != nil {
+		return limitResult{}, err
+	}
+	sys1, sysOK1 := systemBusy()
+	if first != nil {
+		return limitResult{}, fmt.Errorf("crypto limit of %s: %w", s, first)
+	}
+	if err := ctx.Err(); err != nil {
+		return limitResult{}, err
+	}
+	if coins == 0 {
+		return limitResult{}, fmt.Errorf("crypto limit of %s: no operation finished in %s", s, d)
+	}
+	wall := last.Sub(start)
+	cpu := cpu1 - cpu0
+	if cpu <= 0 {
+		return limitResult{}, fmt.Errorf("crypto limit of %s: no CPU time measured", s)
+	}
+	// The stopwatches miss the work of other threads (the garbage
+	// collector's background workers): scale their shares to the
+	// process's CPU time over the measurement.
+	scale := 1.0
+	if sum := total.wallet + total.bank + total.merchant; sum > 0 {
+		scale = float64(cpu) / float64(sum)
+	}
+	per := func(t time.Duration) float64 { return float64(t.Nanoseconds()) / 1e3 * scale / float64(coins) }
+	l := limitResult{
+		Scenario: s.String(), Cipher: kit.denom.Key.Cipher().String(), CoinsPerOp: n, Workers: workers,
+		Seconds: wall.Seconds(), Coins: coins,
+		CoinsPerSec:     float64(workers) * float64(coins) / cpu.Seconds(),
+		WallCoinsPerSec: float64(coins) / wall.Seconds(),
+		OtherCores:      -1,
+		WalletUs:        per(total.wallet), BankUs: per(total.bank), MerchantUs: per(total.merchant),
+	}
+	if sysOK && sysOK1 {
+		l.OtherCores = max(0, (sys1-sys0-cpu).Seconds()/wall.Seconds())
+	}
+	if l.BankUs > 0 {
+		l.BankOnlyCoinsPerSec = float64(workers) * 1e6 / l.BankUs
+	}
+	return l, nil
+}
+
+// newWithdrawLimitOp returns the cryptography of one withdrawal of n coins,
+// every step the wallet and the bank do, in order, without the network and
+// the store.
+func newWithdrawLimitOp(kit *cryptoKit, n int) (limitOp, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	acctKey, err := ecash.DeriveAccountKey(seed)
+	if err != nil {
+		return nil, err
+	}
+	acctPub := acctKey.Public().(ed25519.PublicKey)
+	d, priv := kit.denom.Denomination, kit.denom.Private
+	var next uint64
+	ps := make([]ecash.PlanchetSecret, n)
+	first := make([][]byte, n)
+	answers := make([][]byte, n)
+	states := make([]ecash.BlindState, n)
+	sigs := make([][]byte, n)
+	return func(pt *partyTimes) error {
+		var err error
+		sw := startStopwatch()
+		// Wallet: coin keys and blinding seeds, first-round requests.
+		for i := range n {
+			if ps[i], err = ecash.DerivePlanchet(seed, next); err != nil {
+				return err
+			}
+			next++
+			first[i] = ps[i].PrepareRequest(d)
+		}
+		sw.lap(&pt.wallet)
+		// Bank: the first round (CS only).
+		for i := range n {
+			answers[i] = nil
+			if first[i] != nil {
+				if answers[i], err = priv.Prepare(first[i]); err != nil {
+					return err
+				}
+			}
+		}
+		sw.lap(&pt.bank)
+		// Wallet: blind, build and sign the request.
+		req := &ecash.WithdrawRequest{Account: bank.FirstUserAccount, CreatedAt: time.Now()}
+		binary.BigEndian.PutUint64(req.Nonce[:], next)
+		req.Planchets = make([]ecash.Planchet, n)
+		for i := range n {
+			if req.Planchets[i], states[i], err = ps[i].Blind(d, answers[i]); err != nil {
+				return err
+			}
+		}
+		body := req.Body()
+		sig := ecash.SignBody(acctKey, body)
+		sw.lap(&pt.wallet)
+		// Bank: decode, authenticate, lock the CS nonces, sign.
+		got, err := ecash.DecodeWithdrawRequest(body)
+		if err != nil {
+			return err
+		}
+		if err := ecash.VerifyBody(acctPub, body, sig, "withdraw request"); err != nil {
+			return err
+		}
+		_ = ecash.HashOf(body)
+		for i, p := range got.Planchets {
+			if _, err := priv.LockKey(p.Blinded); err != nil {
+				return err
+			}
+			if sigs[i], err = priv.BlindSign(p.Blinded); err != nil {
+				return err
+			}
+		}
+		sw.lap(&pt.bank)
+		// Wallet: unblind and verify.
+		for i := range n {
+			if _, err := states[i].Unblind(sigs[i]); err != nil {
+				return err
+			}
+		}
+		sw.lap(&pt.wallet)
+		return nil
+	}, nil
+}
+
+// mintCoins makes n valid coins with the denomination's private key, through
+// the blind-signature protocol (for fixtures; not measured).
+func mintCoins(kit *cryptoKit, n int) ([]heldCoin, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	d, priv := kit.denom.Denomination, kit.denom.Private
+	out := make([]heldCoin, n)
+	for i := range n {
+		ps, err := ecash.DerivePlanchet(seed, uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		var ans []byte
+		if r := ps.PrepareRequest(d); r != nil {
+			if ans, err = priv.Prepare(r); err != nil {
+				return nil, err
+			}
+		}
+		p, st, err := ps.Blind(d, ans)
+		if err != nil {
+			return nil, err
+		}
+		bs, err := priv.BlindSign(p.Blinded)
+		if err != nil {
+			return nil, err
+		}
+		sig, err := st.Unblind(bs)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = heldCoin{Coin: ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, Key: ps.CoinKey}
+	}
+	return out, nil
+}
+
+// signedOrder makes a payment request for amount as the merchant signs it
+// when an order is created.
+func (kit *cryptoKit) signedOrder(amount ecash.Amount, now time.Time) (*pb.GetPaymentRequestResponse, string, error) {
+	var rnd [10]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, "", err
+	}
+	summary := "loadgen order"
+	pr := &ecash.PaymentRequest{
+		BankID: kit.ks.BankID(), MerchantAccount: kit.merchantAccount, MerchantPub: kit.merchantKey.Public().(ed25519.PublicKey),
+		OrderID: fmt.Sprintf("ord-%x", rnd), Amount: amount, SummaryHash: sha256.Sum256([]byte(summary)),
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+	}
+	body := pr.Body()
+	return &pb.GetPaymentRequestResponse{PaymentRequest: body, MerchantSig: ecash.SignBody(kit.merchantKey, body), Summary: summary}, pr.OrderID, nil
+}
+
+// newPayLimitOp returns the cryptography of one payment of n coins: the
+// wallet's, the bank's and the merchant's steps in order, without the
+// network and the stores. The coins and the signed payment requests are
+// made beforehand and reused (nothing caches a verification).
+func newPayLimitOp(kit *cryptoKit, n int) (limitOp, error) {
+	coins, err := mintCoins(kit, n)
+	if err != nil {
+		return nil, err
+	}
+	amount := ecash.Amount{Currency: kit.ks.Currency, Value: kit.denom.Value.Value * uint64(n)}
+	type order struct {
+		resp *pb.GetPaymentRequestResponse
+		id   string
+	}
+	orders := make([]order, 16)
+	for i := range orders {
+		if orders[i].resp, orders[i].id, err = kit.signedOrder(amount, time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	cs := make([]ecash.Coin, n)
+	keys := make([]ed25519.PrivateKey, n)
+	values := make([]ecash.Amount, n)
+	for i, c := range coins {
+		cs[i], keys[i], values[i] = c.Coin, c.Key, kit.denom.Value
+	}
+	merchantPub := kit.merchantKey.Public().(ed25519.PublicKey)
+	next := 0
+	return func(pt *partyTimes) error {
+		o := orders[next%len(orders)]
+		next++
+		sw := startStopwatch()
+		// Wallet: verify the offer, sign the permissions, seal.
+		now := time.Now()
+		offer, err := wallet.VerifyOffer(kit.ks, o.resp, o.id, now)
+		if err != nil {
+			return err
+		}
+		payment, err := ecash.NewPayment(offer.Request, cs, keys, values, now)
+		if err != nil {
+			return err
+		}
+		sealed, err := ecash.SealPayment(kit.ks.HPKEPub, offer.Request, payment)
+		if err != nil {
+			return err
+		}
+		sw.lap(&pt.wallet)
+		// Bank: authenticate the merchant, open, verify every coin and
+		// permission, sign the receipt.
+		pr, err := ecash.DecodePaymentRequest(o.resp.PaymentRequest)
+		if err != nil {
+			return err
+		}
+		if err := ecash.VerifyBody(merchantPub, o.resp.PaymentRequest, o.resp.MerchantSig, "payment request"); err != nil {
+			return err
+		}
+		opened, err := ecash.OpenPayment(kit.keys.HPKE, pr, sealed)
+		if err != nil {
+			return err
+		}
+		ids := make([]ecash.Hash, len(opened.Permissions))
+		for i := range opened.Permissions {
+			dp := &opened.Permissions[i]
+			ids[i] = dp.Coin.ID()
+			dp.Value = kit.denom.Value
+			if err := dp.Coin.Verify(kit.denom.Key); err != nil {
+				return err
+			}
+			if err := dp.Verify(); err != nil {
+				return err
+			}
+			_ = dp.Encode()
+		}
+		rcpt := &ecash.DepositReceipt{
+			PaymentHash: pr.Hash(), MerchantAccount: pr.MerchantAccount, Total: pr.Amount, Coins: ids,
+			DepositedAt: now, SignerPub: kit.ks.SigningPub,
+		}
+		rcpt.Sig = ecash.SignBody(kit.keys.Signing, rcpt.Body())
+		raw := rcpt.Encode()
+		sw.lap(&pt.bank)
+		// Merchant, then wallet: verify the receipt.
+		for _, party := range []*time.Duration{&pt.merchant, &pt.wallet} {
+			r, err := ecash.DecodeDepositReceipt(raw)
+			if err != nil {
+				return err
+			}
+			if err := r.Verify(kit.ks, pr); err != nil {
+				return err
+			}
+			sw.lap(party)
+		}
+		return nil
+	}, nil
+}
+
+// limitsReport is the output of "loadgen limits".
+type limitsReport struct {
+	Machine machineInfo   `json:"machine"`
+	Keys    keyInfo       `json:"keys"`
+	Limits  []limitResult `json:"limits"`
+}
+
+func limits(ctx context.Context, cipher ecash.Cipher, n int, d time.Duration, keysFile string, which []scenarioKind, prog *progress) (*limitsReport, error) {
+	prog.Status("generating or loading the bank's keys (%s) ...", cipher)
+	keys, denom, info, err := loadOrGenerateKeys(keysFile, cipher)
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+	kit, err := newCryptoKit(keys, denom)
+	if err != nil {
+		return nil, err
+	}
+	rep := &limitsReport{Machine: machine(), Keys: info}
+	for _, s := range which {
+		prog.Status("measuring the crypto limit of %s, %s coins, %d per op, for %s ...", s, cipher, n, d)
+		l, err := measureLimit(ctx, kit, s, n, d)
+		prog.Clear()
+		if err != nil {
+			return nil, err
+		}
+		rep.Limits = append(rep.Limits, l)
+	}
+	return rep, nil
+}
+
+func (r *limitsReport) writeText(w io.Writer) {
+	fmt.Fprintf(w, "crypto limit per coin, no I/O, %d workers (GOMAXPROCS) on %s\n", r.Machine.GOMAXPROCS, r.Machine.describe())
+	fmt.Fprintf(w, "keys: %s\n\n", r.Keys.describe())
+	t := cli.NewTable(w)
+	t.Row("scenario", "cipher", "coins/op", "limit coins/s", "bank alone coins/s", "wallet µs/coin", "bank µs/coin", "merchant µs/coin", "all µs/coin")
+	for _, l := range r.Limits {
+		t.Row(l.Scenario, l.Cipher, l.CoinsPerOp, fmt.Sprintf("%.0f", l.CoinsPerSec), fmt.Sprintf("%.0f", l.BankOnlyCoinsPerSec),
+			fmt.Sprintf("%.1f", l.WalletUs), fmt.Sprintf("%.1f", l.BankUs), fmt.Sprintf("%.1f", l.MerchantUs), fmt.Sprintf("%.1f", l.TotalUs()))
+	}
+	t.Flush()
+	fmt.Fprintln(w, "\n(limit: all parties' crypto on all cores, from the CPU time per coin; bank alone: the bank's")
+	fmt.Fprintln(w, " share only; µs/coin: CPU time of each party's steps per coin, on one core)")
+	for _, l := range r.Limits {
+		if l.OtherCores > 0.1*float64(l.Workers) {
+			fmt.Fprintf(w, "note: other processes kept %.2f cores busy while %s was measured (coins/s over wall time: %.0f)\n", l.OtherCores, l.Scenario, l.WallCoinsPerSec)
+		}
+	}
+}

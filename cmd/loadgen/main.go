@@ -1,0 +1,286 @@
+// Command loadgen measures blindbank end to end and against the limit its
+// cryptography sets on the same machine.
+//
+//	loadgen run --scenario withdraw|pay --cipher rsa|cs [--coins-per-op N] [--concurrency N] [--duration 10s] [--json]
+//	loadgen limits --cipher rsa|cs [--coins-per-op N] [--json]
+//
+// "run" starts a bank (and, for pay, a merchant) inside this process, the way
+// bankd and merchantd start them: real gRPC with TLS on loopback, Pebble
+// stores on disk, every write synced before it is acknowledged. Concurrent
+// simulated wallets then drive one scenario for a fixed time, and loadgen
+// reports operations and coins per second, latency percentiles, CPU per coin
+// (split between bank, merchant and wallets by a CPU profile) and the bank's
+// bytes on disk per coin. "limits" measures what the cryptography alone
+// costs per coin, all parties' share, on all cores and with no I/O; "run"
+// measures the same limit before its timed phase and reports its rate as a
+// fraction of it.
+//
+// Run "loadgen --help" for details; docs/PERFORMANCE.md holds results.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+func main() {
+	cli.QuietStdlibLog()
+	os.Exit(cli.Main(command()))
+}
+
+// Bounds on what one invocation may ask for, so that every run ends by
+// itself in bounded time and memory.
+const (
+	maxDuration    = 10 * time.Minute
+	minDuration    = 100 * time.Millisecond
+	maxConcurrency = 256
+	maxCoinsPerOp  = ecash.MaxCoinsPerRequest
+	maxLimitTime   = time.Minute
+	defaultMaxPre  = 1_000_000 // coins pre-withdrawn for pay, at most
+)
+
+func command() *cli.Command {
+	return &cli.Command{
+		Name:  "loadgen",
+		Short: "measure blindbank's throughput end to end and against its crypto limit",
+		Long: `loadgen measures a blindbank bank the way it runs in production and compares
+the result with what the cryptography alone allows on the same machine.
+
+"loadgen run" starts a bank (and for the pay scenario a merchant) inside this
+process, wired exactly as bankd and merchantd wire them: gRPC with TLS on
+127.0.0.1, Pebble stores on disk in a temporary directory, every write synced
+before it is acknowledged. Concurrent simulated wallets then run one scenario
+for a fixed time and loadgen reports its rate, latency, CPU and disk per coin,
+and the rate as a fraction of the crypto limit.
+
+"loadgen limits" measures that limit on its own: the cost of every
+cryptographic step a scenario needs per coin, all parties' share, run on all
+cores with no network and no disk.
+
+Everything listens on loopback only; every run is bounded in time and count
+and stops by itself. Results for the reference machine are in
+docs/PERFORMANCE.md.`,
+		Example: `loadgen run --scenario withdraw --cipher cs --coins-per-op 64 --concurrency 16
+loadgen run --scenario pay --cipher rsa --coins-per-op 8 --duration 10s --json
+loadgen limits --cipher cs --coins-per-op 8`,
+		Sub: []*cli.Command{runCommand(), limitsCommand()},
+	}
+}
+
+// commonFlags are the flags run and limits share.
+type commonFlags struct {
+	cipher     string
+	coinsPerOp int
+	limitTime  time.Duration
+	keys       string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet, limitFlag string) {
+	fs.StringVar(&c.cipher, "cipher", "cs", "blind-signature `CIPHER` of the coins: rsa (RSA-2048, RFC 9474) or cs (Clause Blind Schnorr)")
+	fs.IntVar(&c.coinsPerOp, "coins-per-op", 1, "coins per operation: planchets per withdraw request, coins per payment (1 to 1024)")
+	fs.DurationVar(&c.limitTime, limitFlag, 2*time.Second, "how long to measure the crypto limit of a scenario")
+	fs.StringVar(&c.keys, "keys", "", "bank key `FILE` to reuse (it must hold a denomination of --cipher); if FILE does not exist, the generated keys are saved there for the next run")
+}
+
+func (c *commonFlags) check(limitFlag string) (ecash.Cipher, error) {
+	cipher, err := bank.ParseCipher(c.cipher)
+	if err != nil {
+		return 0, cli.Usagef("bad --cipher %q: want rsa or cs", c.cipher)
+	}
+	if c.coinsPerOp < 1 || c.coinsPerOp > maxCoinsPerOp {
+		return 0, cli.Usagef("bad --coins-per-op %d: want 1 to %d", c.coinsPerOp, maxCoinsPerOp)
+	}
+	if c.limitTime < 10*time.Millisecond || c.limitTime > maxLimitTime {
+		return 0, cli.Usagef("bad --%s %s: want 10ms to %s", limitFlag, c.limitTime, maxLimitTime)
+	}
+	return cipher, nil
+}
+
+func runCommand() *cli.Command {
+	var (
+		c           commonFlags
+		scenario    string
+		concurrency int
+		duration    time.Duration
+		coins       int
+		maxPre      int
+		dir         string
+		cpuProfile  string
+	)
+	return &cli.Command{
+		Name:  "run",
+		Short: "run a scenario against an in-process bank and merchant and report rates",
+		Long: `run measures one scenario end to end.
+
+Setup (not timed): loadgen creates a temporary directory (or --dir), generates
+the bank's keys (one denomination, EUR:0.01, of --cipher; the time it takes is
+reported; --keys FILE reuses keys), starts the bank as bankd does (gRPC with
+TLS on 127.0.0.1, a Pebble store on disk, group commit with fsync), and for
+pay a merchant as merchantd does, with its own Pebble store. It opens and
+funds one bank account per simulated wallet (--concurrency); each wallet has
+its own account key and its own TLS connections. It then measures the
+scenario's crypto limit (see "loadgen limits") with the bank's own keys.
+
+Scenarios (one operation each):
+  withdraw  a wallet withdraws --coins-per-op coins in one request: derives the
+            coin keys, runs the first round (PrepareWithdraw) for CS, blinds,
+            signs the request with its account key, and unblinds and verifies
+            the bank's signatures. Timed from the first step to the last.
+  pay       a wallet pays an order of --coins-per-op coins at the merchant:
+            fetches and verifies the signed payment request, signs a deposit
+            permission per coin, seals the coins to the bank (HPKE) and hands
+            them to the merchant, which deposits them at the bank, verifies the
+            receipt and records the order paid; the wallet verifies the
+            receipt. Only that is timed: the coins were withdrawn and the orders
+            created before the timed phase, and a warm-up of 10 untimed
+            payments per wallet ran. Unless --coins is given, loadgen withdraws
+            enough coins to pay at the crypto limit for all of --duration
+            (+10%), which the phase cannot outrun (RSA coins cost the bank
+            milliseconds each to issue: this takes a while); if the coins run
+            out anyway the phase ends early and the report says so.
+
+The wallets are lean protocol clients holding their coins in memory (no
+wallet store, no fsync on the wallet side): what is measured is the bank and
+the merchant, plus the client cryptography every real wallet must do.
+
+Timed phase: --concurrency wallets run operations back to back until
+--duration has passed (an operation in flight finishes). Reported:
+  ops/s, coins/s   completed operations and coins over the phase's wall time
+  latency          p50, p95, p99 and max of one operation
+  limit, fraction  the crypto limit in coins/s, and coins/s as a fraction of
+                   it: the number to steer by
+  CPU per coin     process CPU (getrusage, user+system) over the phase divided
+                   by its coins; the wallets run in this process, so it
+                   includes their work. A CPU profile of the phase splits it:
+                   the bank (its gRPC server, handlers and commit pipeline),
+                   the merchant (server, store, its bank client) and the
+                   wallets are each labelled; Pebble's background work (WAL
+                   writes and syncs, flushes, compactions) carries Pebble's own
+                   label and is reported apart, for all stores together;
+                   "runtime" is the rest (garbage collector, scheduler)
+  disk per coin    growth of the bank's Pebble directory (WAL included) over
+                   the phase divided by its coins, and its size at the end
+
+A progress line is shown on stderr about once a second.`,
+		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4
+loadgen run --scenario pay --cipher cs --coins-per-op 8 --concurrency 16 --cpuprofile pay.prof
+go tool pprof -top -tagfocus role=bank pay.prof`,
+		Flags: func(fs *flag.FlagSet) {
+			c.register(fs, "limit-time")
+			fs.StringVar(&scenario, "scenario", "", "`SCENARIO` to run: withdraw or pay (required)")
+			fs.IntVar(&concurrency, "concurrency", 4, "concurrent wallets, each with its own account and connections (1 to 256)")
+			fs.DurationVar(&duration, "duration", 10*time.Second, "length of the timed phase (100ms to 10m)")
+			fs.IntVar(&coins, "coins", 0, "pay: coins to withdraw for the timed phase, in all (0: enough to pay at the crypto limit for --duration)")
+			fs.IntVar(&maxPre, "max-coins", defaultMaxPre, "pay: never withdraw more than this many coins before the timed phase")
+			fs.StringVar(&dir, "dir", "", "keep the bank's and merchant's data in `DIR` (must be empty or absent; default: a temporary directory, removed at exit)")
+			fs.StringVar(&cpuProfile, "cpuprofile", "", "write the CPU profile of the timed phase to `FILE` (samples carry the label role=bank|merchant|client, or Pebble's own)")
+		},
+		NArgs: 0,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			cipher, err := c.check("limit-time")
+			if err != nil {
+				return err
+			}
+			cfg := runConfig{
+				Cipher: cipher, CoinsPerOp: c.coinsPerOp, Concurrency: concurrency, Duration: duration,
+				LimitTime: c.limitTime, Coins: coins, MaxCoins: maxPre, Dir: dir, KeysFile: c.keys,
+				CPUProfile: cpuProfile, Progress: newProgress(inv),
+			}
+			switch scenario {
+			case "withdraw":
+				cfg.Scenario = scenarioWithdraw
+			case "pay":
+				cfg.Scenario = scenarioPay
+			case "":
+				return cli.Usagef("--scenario is required: withdraw or pay")
+			default:
+				return cli.Usagef("bad --scenario %q: want withdraw or pay", scenario)
+			}
+			if concurrency < 1 || concurrency > maxConcurrency {
+				return cli.Usagef("bad --concurrency %d: want 1 to %d", concurrency, maxConcurrency)
+			}
+			if duration < minDuration || duration > maxDuration {
+				return cli.Usagef("bad --duration %s: want %s to %s", duration, minDuration, maxDuration)
+			}
+			if coins < 0 || maxPre < 1 || coins > maxPre {
+				return cli.Usagef("bad --coins %d / --max-coins %d: want 0 <= coins <= max-coins, max-coins >= 1", coins, maxPre)
+			}
+			rep, err := run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return inv.Print(rep, rep.writeText)
+		},
+	}
+}
+
+func limitsCommand() *cli.Command {
+	var (
+		c        commonFlags
+		scenario string
+	)
+	return &cli.Command{
+		Name:  "limits",
+		Short: "measure the crypto limit of each scenario on this machine, in coins/s",
+		Long: `limits measures the cost of the cryptography each scenario must do per coin,
+all parties' share, with no network and no disk, on all cores (one worker per
+GOMAXPROCS), and reports the coins per second that alone allows: an upper
+bound no implementation on this machine can beat without cheaper crypto.
+
+Per operation of --coins-per-op coins:
+  withdraw  wallet: derive each coin key (HKDF, Ed25519), CS first-round
+            nonce, blind, sign the request with the account key;
+            bank: CS first round (derive R0, R1), verify the request
+            signature, blind-sign each planchet;
+            wallet: unblind and verify each signature.
+  pay       wallet: verify the merchant's payment request, sign a deposit
+            permission per coin (Ed25519), seal the payment to the bank
+            (HPKE: X25519, HKDF-SHA256, ChaCha20-Poly1305);
+            bank: verify the merchant's signature, open the payment, verify
+            each coin's blind signature and deposit permission, sign the
+            receipt;
+            merchant and wallet: verify the receipt.
+Encodings and hashes on the way are included; the merchant's signature on
+the payment request is not (it is made when the order is created, outside the
+timed phase of "loadgen run pay").
+
+Besides coins/s on all cores, the CPU time of each party per coin (one core)
+is reported. Keys are generated for the measurement (one EUR:0.01
+denomination of --cipher; RSA-2048), or loaded from --keys FILE.`,
+		Example: `loadgen limits --cipher rsa
+loadgen limits --cipher cs --coins-per-op 64 --scenario withdraw --json`,
+		Flags: func(fs *flag.FlagSet) {
+			c.register(fs, "duration")
+			fs.StringVar(&scenario, "scenario", "", "measure only `SCENARIO` (withdraw or pay); default both")
+		},
+		NArgs: 0,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			cipher, err := c.check("duration")
+			if err != nil {
+				return err
+			}
+			var which []scenarioKind
+			switch scenario {
+			case "":
+				which = []scenarioKind{scenarioWithdraw, scenarioPay}
+			case "withdraw":
+				which = []scenarioKind{scenarioWithdraw}
+			case "pay":
+				which = []scenarioKind{scenarioPay}
+			default:
+				return cli.Usagef("bad --scenario %q: want withdraw or pay", scenario)
+			}
+			rep, err := limits(ctx, cipher, c.coinsPerOp, c.limitTime, c.keys, which, newProgress(inv))
+			if err != nil {
+				return err
+			}
+			return inv.Print(rep, rep.writeText)
+		},
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+)
+
+// loadgen runs the command in-process as a user would type it.
+func loadgen(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(context.Background(), command(), &cli.Env{Stdout: &out, Stderr: &errb}, args)
+	return out.String(), errb.String(), code
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"},
+		{"run", "--help"},
+		{"limits", "--help"},
+		{"help", "run"},
+	} {
+		out, _, code := loadgen(t, args...)
+		if code != cli.ExitOK {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, want := range []string{"Usage: loadgen", "--json"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: help lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	out, _, _ := loadgen(t, "run", "--help")
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "fraction", "getrusage"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"run"},
+		{"run", "--scenario", "swap"},
+		{"run", "--scenario", "pay", "--cipher", "dsa"},
+		{"run", "--scenario", "pay", "--concurrency", "0"},
+		{"run", "--scenario", "pay", "--duration", "11m"},
+		{"run", "--scenario", "withdraw", "--coins-per-op", "1025"},
+		{"limits", "--scenario", "check"},
+		{"limits", "extra"},
+	} {
+		_, stderr, code := loadgen(t, args...)
+		if code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, cli.ExitUsage, stderr)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	out, stderr, code := loadgen(t, "limits", "--cipher", "cs", "--coins-per-op", "2", "--duration", "100ms", "--json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep limitsReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rep.Limits) != 2 || rep.Limits[0].Scenario != "withdraw" || rep.Limits[1].Scenario != "pay" {
+		t.Fatalf("limits: %+v", rep.Limits)
+	}
+	for _, l := range rep.Limits {
+		if l.Coins <= 0 || l.CoinsPerSec <= 0 || l.CoinsPerOp != 2 || l.Cipher != "cs" {
+			t.Errorf("%s: %+v", l.Scenario, l)
+		}
+		if l.WalletUs <= 0 || l.BankUs <= 0 || (l.Scenario == "pay" && l.MerchantUs <= 0) {
+			t.Errorf("%s: a party did no work: %+v", l.Scenario, l)
+		}
+	}
+}
+
+// payCoins are pre-withdrawn for the pay runs: enough for a few hundred
+// milliseconds of payments, few enough to withdraw quickly with RSA.
+const payCoins = 256
+
+// TestRun runs each scenario briefly with both ciphers and checks that the
+// report holds together. No timing thresholds: only coherence.
+func TestRun(t *testing.T) {
+	// One RSA key for both RSA runs: the second loads what the first saved.
+	keys := map[string]string{"rsa": filepath.Join(t.TempDir(), "rsa-keys.json"), "cs": filepath.Join(t.TempDir(), "cs-keys.json")}
+	for _, cipher := range []string{"cs", "rsa"} {
+		for _, scenario := range []string{"withdraw", "pay"} {
+			t.Run(scenario+"-"+cipher, func(t *testing.T) {
+				args := []string{"run", "--scenario", scenario, "--cipher", cipher, "--concurrency", "2", "--coins-per-op", "2",
+					"--duration", "1s", "--limit-time", "200ms", "--keys", keys[cipher], "--json"}
+				if scenario == "pay" {
+					args = append(args, "--coins", strconv.Itoa(payCoins))
+				}
+				out, stderr, code := loadgen(t, args...)
+				if code != cli.ExitOK {
+					t.Fatalf("exit %d: %s", code, stderr)
+				}
+				if !strings.Contains(stderr, "crypto limit of "+scenario) {
+					t.Errorf("no progress notes on stderr: %q", stderr)
+				}
+				var r report
+				if err := json.Unmarshal([]byte(out), &r); err != nil {
+					t.Fatalf("%v\n%s", err, out)
+				}
+				checkReport(t, &r, scenario, cipher)
+			})
+		}
+	}
+}
+
+func checkReport(t *testing.T, r *report, scenario, cipher string) {
+	t.Helper()
+	if r.Scenario != scenario || r.Cipher != cipher || r.CoinsPerOp != 2 || r.Concurrency != 2 {
+		t.Errorf("report for the wrong run: %+v", r)
+	}
+	if r.Ops <= 0 || r.Coins != 2*r.Ops {
+		t.Errorf("ops %d, coins %d", r.Ops, r.Coins)
+	}
+	if r.Elapsed <= 0 || r.OpsPerSec <= 0 || r.CoinsPerSec <= 0 {
+		t.Errorf("elapsed %v, ops/s %v, coins/s %v", r.Elapsed, r.OpsPerSec, r.CoinsPerSec)
+	}
+	if r.EndedEarly == "" && r.Elapsed < r.Duration {
+		t.Errorf("the phase took %vs of %vs and did not say it ended early", r.Elapsed, r.Duration)
+	}
+	l := r.Latency
+	if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
+		t.Errorf("latency percentiles out of order: %+v", l)
+	}
+	if r.Limit.CoinsPerSec <= 0 || r.Limit.Scenario != scenario || r.Limit.Cipher != cipher || r.Limit.CoinsPerOp != 2 {
+		t.Errorf("crypto limit: %+v", r.Limit)
+	}
+	if !(r.Fraction > 0 && r.Fraction <= 1.5) {
+		t.Errorf("fraction of the limit %v, want in (0, 1.5]", r.Fraction)
+	}
+	if r.CPU.ProcessUs <= 0 {
+		t.Errorf("process CPU per coin %v", r.CPU.ProcessUs)
+	}
+	if c := r.CPU; c.BankUs != nil { // nil if go test itself is profiling
+		sum := *c.BankUs + *c.MerchantUs + *c.WalletUs + *c.StorageUs + *c.RuntimeUs
+		if min(*c.BankUs, *c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs) < 0 || sum > c.ProcessUs*1.001 || sum < c.ProcessUs*0.999 {
+			t.Errorf("CPU split does not add up: %+v (bank %v merchant %v wallets %v runtime %v)", c, *c.BankUs, *c.MerchantUs, *c.WalletUs, *c.RuntimeUs)
+		}
+		// With enough samples (100 a second) the bank shows; smaller
+		// shares (RSA wallets: a few percent) may not, in so short a run.
+		if c.Samples >= 300 && *c.BankUs <= 0 {
+			t.Errorf("the bank has no CPU in %d ms of samples", c.Samples)
+		}
+	}
+	if r.Disk.StoreBytes <= 0 {
+		t.Errorf("bank store of %d bytes", r.Disk.StoreBytes)
+	}
+	if scenario == "pay" && r.Setup.PrewithdrawnCoins < payCoins {
+		t.Errorf("pre-withdrew %d coins, asked for %d", r.Setup.PrewithdrawnCoins, payCoins)
+	}
+	if r.Keys.Cipher != cipher || r.Keys.Denomination != "EUR:0.01" {
+		t.Errorf("keys: %+v", r.Keys)
+	}
+}

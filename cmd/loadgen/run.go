@@ -1,0 +1,583 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// runConfig is what "loadgen run" was asked to do.
+type runConfig struct {
+	Scenario    scenarioKind
+	Cipher      ecash.Cipher
+	CoinsPerOp  int
+	Concurrency int
+	Duration    time.Duration
+	LimitTime   time.Duration
+	Coins       int // pay: coins to pre-withdraw in all; 0 sizes them from a warm-up
+	MaxCoins    int // pay: cap on the pre-withdrawal
+	Dir         string
+	KeysFile    string
+	CPUProfile  string
+	Progress    *progress
+}
+
+// opTimeout bounds one operation or setup call, so that a stuck server
+// cannot stop a run from ending.
+const opTimeout = time.Minute
+
+// The pay scenario's preparation.
+const (
+	warmupOps    = 10  // untimed payments per wallet before the timed phase
+	payMargin    = 1.1 // coins for this much more than the crypto limit needs
+	orderTTL     = 2 * time.Hour
+	orderSummary = "loadgen order"
+)
+
+// environment is a bank, perhaps a merchant, and the simulated wallets.
+type environment struct {
+	dir   string
+	keys  *bank.Keys
+	denom bank.DenomKey
+
+	bank      *node.Bank
+	bankAdmin pb.BankAdminClient
+	merchant  *node.Merchant
+	mAdmin    pb.MerchantAdminClient
+	conns     []*grpc.ClientConn
+	wallets   []*simWallet
+	closed    bool
+}
+
+// close stops everything; closing twice is harmless.
+func (e *environment) close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	for _, w := range e.wallets {
+		w.close()
+	}
+	for _, c := range e.conns {
+		c.Close()
+	}
+	if e.merchant != nil {
+		e.merchant.Close()
+	}
+	if e.bank != nil {
+		e.bank.Close()
+	}
+}
+
+// ledgerDir is the bank's Pebble directory.
+func (e *environment) ledgerDir() string { return filepath.Join(e.dir, "bank", "ledger") }
+
+// labeled runs f with the profiler label role, which every goroutine f
+// starts inherits.
+func labeled(ctx context.Context, role string, f func(ctx context.Context)) {
+	pprof.Do(ctx, pprof.Labels(roleLabel, role), f)
+}
+
+// run runs one scenario end to end and reports on it.
+func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
+	prog := cfg.Progress
+	setupStart := time.Now()
+	rep = &report{
+		Scenario: cfg.Scenario.String(), Cipher: cfg.Cipher.String(), CoinsPerOp: cfg.CoinsPerOp,
+		Concurrency: cfg.Concurrency, Duration: cfg.Duration.Seconds(), Machine: machine(),
+	}
+	dir, cleanup, err := workDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	env := &environment{dir: dir}
+	defer env.close()
+
+	prog.Status("generating or loading the bank's keys (%s) ...", cfg.Cipher)
+	env.keys, env.denom, rep.Keys, err = loadOrGenerateKeys(cfg.KeysFile, cfg.Cipher)
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+	prog.Note("keys: %s", rep.Keys.describe())
+	if err := startServers(ctx, env, cfg.Scenario == scenarioPay); err != nil {
+		return nil, err
+	}
+
+	// The crypto limit, with the bank's own key, while the servers idle.
+	prog.Status("measuring the crypto limit of %s (%s) ...", cfg.Scenario, cfg.LimitTime)
+	kit, err := newCryptoKit(env.keys, env.denom)
+	if err != nil {
+		return nil, err
+	}
+	rep.Limit, err = measureLimit(ctx, kit, cfg.Scenario, cfg.CoinsPerOp, cfg.LimitTime)
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+	prog.Note("crypto limit of %s: %.0f coins/s on %d cores", cfg.Scenario, rep.Limit.CoinsPerSec, rep.Limit.Workers)
+
+	prog.Status("opening and funding %d wallet accounts ...", cfg.Concurrency)
+	env.wallets = make([]*simWallet, cfg.Concurrency)
+	err = eachWallet(ctx, cfg.Concurrency, func(ctx context.Context, i int) error {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		w, err := newSimWallet(ctx, i, env)
+		env.wallets[i] = w
+		return err
+	})
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+
+	n := cfg.CoinsPerOp
+	var op func(ctx context.Context, w *simWallet) error
+	switch cfg.Scenario {
+	case scenarioWithdraw:
+		op = func(ctx context.Context, w *simWallet) error {
+			_, err := w.withdraw(ctx, n)
+			return err
+		}
+	case scenarioPay:
+		op = func(ctx context.Context, w *simWallet) error { return w.payNext(ctx, n) }
+		if err := preparePay(ctx, env, cfg, rep, op); err != nil {
+			return nil, err
+		}
+	}
+	rep.Setup.Seconds = time.Since(setupStart).Seconds()
+
+	// The timed phase.
+	runtime.GC() // start without the setup's garbage
+	before, err := dirSize(env.ledgerDir())
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := processCPU()
+	if err != nil {
+		return nil, err
+	}
+	sys0, sysOK := systemBusy()
+	var prof bytes.Buffer
+	profErr := pprof.StartCPUProfile(&prof)
+	label := fmt.Sprintf("%s %s ×%d, %d wallets", cfg.Scenario, cfg.Cipher, n, cfg.Concurrency)
+	res, err := runPhase(ctx, env.wallets, cfg.Duration, n, op, func(s phaseStatus) {
+		prog.Status("%s: %4.1fs/%s  %d ops  %d coins  %.0f coins/s", label, s.elapsed.Seconds(), cfg.Duration, s.ops, s.coins, s.rate)
+	})
+	if profErr == nil {
+		pprof.StopCPUProfile()
+	}
+	cpu1, cerr := processCPU()
+	sys1, sysOK1 := systemBusy()
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+	if cerr != nil {
+		return nil, cerr
+	}
+	after, err := dirSize(env.ledgerDir())
+	if err != nil {
+		return nil, err
+	}
+	if res.ops == 0 {
+		return nil, errors.New("no operation completed in the timed phase")
+	}
+
+	rep.Elapsed = res.elapsed.Seconds()
+	rep.Ops, rep.Coins = res.ops, res.coins
+	if res.exhausted {
+		rep.EndedEarly = fmt.Sprintf("a wallet ran out of pre-withdrawn coins after %.1fs", rep.Elapsed)
+	}
+	rep.OpsPerSec = float64(res.ops) / rep.Elapsed
+	rep.CoinsPerSec = float64(res.coins) / rep.Elapsed
+	rep.Latency = latencies(res.latencies)
+	rep.Fraction = rep.CoinsPerSec / rep.Limit.CoinsPerSec
+	rep.Disk = diskReport{StoreBytes: after, GrowthBytes: after - before, BytesPerCoin: float64(after-before) / float64(res.coins)}
+	cpu := cpu1 - cpu0
+	rep.CPU = cpuReport{
+		ProcessUs:  perCoinUs(cpu, res.coins),
+		CoresBusy:  cpu.Seconds() / rep.Elapsed,
+		OtherCores: -1,
+	}
+	if sysOK && sysOK1 {
+		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu).Seconds()/rep.Elapsed)
+	}
+	if profErr != nil {
+		rep.CPU.Note = "no CPU profile (" + profErr.Error() + "): no split by role"
+	} else {
+		if cfg.CPUProfile != "" {
+			if err := os.WriteFile(cfg.CPUProfile, prof.Bytes(), 0o644); err != nil {
+				return nil, err
+			}
+		}
+		split, err := cpuByLabel(prof.Bytes(), roleLabel)
+		if err != nil {
+			return nil, err
+		}
+		rep.CPU.setSplit(split, cpu, res.coins)
+	}
+
+	// The store at rest: stop the servers, then flush and compact it.
+	env.close()
+	issued := res.coins
+	if cfg.Scenario == scenarioPay {
+		issued = rep.Setup.PrewithdrawnCoins
+	}
+	prog.Status("compacting the bank's store ...")
+	rest, err := compactedSize(env.ledgerDir())
+	prog.Clear()
+	if err != nil {
+		return nil, err
+	}
+	rep.Disk.AtRestBytes, rep.Disk.IssuedCoins = rest, issued
+	rep.Disk.AtRestBytesPerCoin = float64(rest) / float64(issued)
+	return rep, nil
+}
+
+// workDir returns dir (which must be empty or absent), or a new temporary
+// directory that cleanup removes.
+func workDir(dir string) (string, func(), error) {
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "loadgen-")
+		if err != nil {
+			return "", nil, err
+		}
+		return tmp, func() { os.RemoveAll(tmp) }, nil
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return "", nil, fmt.Errorf("--dir %s is not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	return dir, func() {}, nil
+}
+
+// startServers starts the bank, and the merchant if withMerchant, as
+// bankd and merchantd do, on loopback with TLS, each under its profiler
+// label.
+func startServers(ctx context.Context, env *environment, withMerchant bool) error {
+	bankDir := filepath.Join(env.dir, "bank")
+	if err := os.MkdirAll(bankDir, 0o700); err != nil {
+		return err
+	}
+	if err := env.keys.Save(filepath.Join(bankDir, bank.KeysFile)); err != nil {
+		return err
+	}
+	var err error
+	labeled(ctx, roleBank, func(context.Context) {
+		env.bank, err = node.StartBank(node.BankConfig{
+			Dir: bankDir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: env.keys.Currency},
+			// Rate limits are policy, not capacity: off, as for any load
+			// test (the merchant deposits every payment from one address).
+			Limits: node.RateLimits{PerPeer: -1, PerAccount: -1},
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("starting the bank: %w", err)
+	}
+	conn, err := transport.DialAdmin(env.bank.AdminAddr, env.bank.Token)
+	if err != nil {
+		return err
+	}
+	env.conns = append(env.conns, conn)
+	env.bankAdmin = pb.NewBankAdminClient(conn)
+	if !withMerchant {
+		return nil
+	}
+	mDir := filepath.Join(env.dir, "merchant")
+	pub, err := merchant.Init(mDir)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	acct, err := env.bankAdmin.OpenAccount(cctx, &pb.OpenAccountRequest{Name: "loadgen merchant", PublicKey: pub, Merchant: true})
+	if err != nil {
+		return fmt.Errorf("opening the merchant's account: %w", err)
+	}
+	labeled(cctx, roleMerchant, func(ctx context.Context) {
+		env.merchant, err = node.StartMerchant(ctx, node.MerchantConfig{
+			Dir: mDir, BankAddr: env.bank.Addr, BankTLS: transport.ClientConfig{Pin: env.bank.Fingerprint},
+			Account: acct.Account, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("starting the merchant: %w", err)
+	}
+	mconn, err := transport.DialAdmin(env.merchant.AdminAddr, env.merchant.Token)
+	if err != nil {
+		return err
+	}
+	env.conns = append(env.conns, mconn)
+	env.mAdmin = pb.NewMerchantAdminClient(mconn)
+	return nil
+}
+
+// eachWallet runs f for wallets 0..n-1 concurrently under the client
+// label (so the connections the wallets open are labelled too). f bounds
+// its own calls with opTimeout.
+func eachWallet(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
+	errs := make([]error, n)
+	labeled(ctx, roleClient, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if err := f(ctx, i); err != nil {
+					errs[i] = fmt.Errorf("wallet %d: %w", i, err)
+				}
+			})
+		}
+		wg.Wait()
+	})
+	return errors.Join(errs...)
+}
+
+// maxPrewithdraw bounds the time spent withdrawing coins for the pay
+// scenario (RSA coins cost the bank milliseconds each).
+const maxPrewithdraw = 10 * time.Minute
+
+// preparePay withdraws the coins and creates the orders the timed phase
+// will pay, after an untimed warm-up of warmupOps payments per wallet.
+// Without cfg.Coins, the wallets are stocked for a phase running at the
+// crypto limit (rep.Limit) for all of cfg.Duration, with payMargin to
+// spare: the end-to-end rate cannot exceed that limit, so the phase cannot
+// run out, whatever the rate turns out to be. At most cfg.MaxCoins coins
+// are withdrawn, and no more than the warm-up's withdrawal rate yields in
+// maxPrewithdraw.
+func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
+	prog, n, conc := cfg.Progress, cfg.CoinsPerOp, cfg.Concurrency
+	amount := ecash.Amount{Currency: env.denom.Value.Currency, Value: env.denom.Value.Value * uint64(n)}.String()
+	start := time.Now()
+	var withdrawn atomic.Int64
+	// stock brings every wallet to opsEach payments' worth of coins and
+	// orders and returns the coins per second it withdrew at.
+	stock := func(opsEach int) (float64, error) {
+		total := int64(0)
+		for _, w := range env.wallets {
+			total += int64(max(0, opsEach*n-len(w.coins)))
+		}
+		t0, w0 := time.Now(), withdrawn.Load()
+		stop := make(chan struct{})
+		go tick(stop, func() {
+			prog.Status("withdrawing coins for the pay scenario: %d/%d", withdrawn.Load()-w0, total)
+		})
+		err := eachWallet(ctx, conc, func(ctx context.Context, i int) error {
+			w := env.wallets[i]
+			if err := w.stock(ctx, max(0, opsEach*n-len(w.coins)), func(k int) { withdrawn.Add(int64(k)) }); err != nil {
+				return err
+			}
+			for len(w.orders) < opsEach {
+				cctx, cancel := context.WithTimeout(ctx, opTimeout)
+				o, err := env.mAdmin.CreateOrder(cctx, &pb.CreateOrderRequest{Amount: amount, Summary: orderSummary, TtlSeconds: int64(orderTTL / time.Second)})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("creating an order: %w", err)
+				}
+				w.orders = append(w.orders, o.OrderId)
+			}
+			// Open the connection to the merchant before anything is timed.
+			cctx, cancel := context.WithTimeout(ctx, opTimeout)
+			defer cancel()
+			_, err := w.merchant.GetPaymentRequest(cctx, &pb.GetPaymentRequestRequest{OrderId: w.orders[0]})
+			return err
+		})
+		close(stop)
+		prog.Clear()
+		if err != nil {
+			return 0, err
+		}
+		got, secs := withdrawn.Load()-w0, time.Since(t0).Seconds()
+		prog.Note("withdrew %d coins and created orders in %.1fs", got, secs)
+		return float64(got) / secs, nil
+	}
+
+	wrate, err := stock(min(warmupOps, max(1, cfg.Coins/(conc*n))))
+	if err != nil {
+		return err
+	}
+	res, err := runPhase(ctx, env.wallets, 5*time.Minute, n, op, func(s phaseStatus) {
+		prog.Status("warm-up: %d payments", s.ops)
+	})
+	prog.Clear()
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if res.ops > 0 && res.elapsed > 0 {
+		rep.Setup.WarmupOpsPerSec = float64(res.ops) / res.elapsed.Seconds()
+	}
+	var opsEach int
+	if cfg.Coins > 0 {
+		opsEach = max(1, cfg.Coins/(conc*n))
+	} else {
+		need := rep.Limit.CoinsPerSec * cfg.Duration.Seconds() * payMargin
+		opsEach = int(math.Ceil(need/float64(conc*n))) + 1
+		prog.Note("warm-up: %.0f payments/s; stocking each wallet for %d payments (the crypto limit for %s)", rep.Setup.WarmupOpsPerSec, opsEach, cfg.Duration)
+		if maxEach := int(wrate*maxPrewithdraw.Seconds()) / (conc * n); opsEach > maxEach {
+			prog.Note("withdrawing at %.0f coins/s, %s buys %d payments per wallet: the timed phase may end early", wrate, maxPrewithdraw, maxEach)
+			opsEach = max(1, maxEach)
+		}
+	}
+	if maxEach := cfg.MaxCoins / (conc * n); opsEach > maxEach {
+		prog.Note("capping the pre-withdrawal at %d coins (--max-coins): the timed phase may end early", cfg.MaxCoins)
+		opsEach = max(1, maxEach)
+	}
+	if _, err := stock(opsEach); err != nil {
+		return err
+	}
+	rep.Setup.PrewithdrawnCoins = withdrawn.Load()
+	rep.Setup.PrewithdrawSeconds = time.Since(start).Seconds()
+	return nil
+}
+
+// tick calls f about once a second until stop is closed.
+func tick(stop <-chan struct{}, f func()) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// phaseStatus is the state of a running phase, for the progress line.
+type phaseStatus struct {
+	elapsed    time.Duration
+	ops, coins int64
+	rate       float64 // coins/s over the last second
+}
+
+type phaseResult struct {
+	ops, coins int64
+	elapsed    time.Duration // from the start to the last operation's end
+	latencies  []time.Duration
+	exhausted  bool
+}
+
+// runPhase runs op on every wallet, back to back, until d has passed (an
+// operation in flight finishes), a wallet has nothing left (errExhausted:
+// then all stop), an operation fails, or ctx ends. The wallets run under
+// the client label.
+func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, n int, op func(context.Context, *simWallet) error, status func(phaseStatus)) (phaseResult, error) {
+	var (
+		ops, coins atomic.Int64
+		stop       atomic.Bool
+		exhausted  atomic.Bool
+		mu         sync.Mutex
+		lats       []time.Duration
+		last       time.Time
+		errs       = make([]error, len(ws))
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	done := make(chan struct{})
+	go func() {
+		prev := int64(0)
+		tick(done, func() {
+			c := coins.Load()
+			status(phaseStatus{elapsed: time.Since(start), ops: ops.Load(), coins: c, rate: float64(c - prev)})
+			prev = c
+		})
+	}()
+	labeled(ctx, roleClient, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for i, w := range ws {
+			wg.Go(func() {
+				var mine []time.Duration
+				end := start
+				for !stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
+					octx, cancel := context.WithTimeout(ctx, opTimeout)
+					t0 := time.Now()
+					err := op(octx, w)
+					t1 := time.Now()
+					cancel()
+					if errors.Is(err, errExhausted) {
+						exhausted.Store(true)
+						stop.Store(true)
+						break
+					}
+					if err != nil {
+						errs[i] = fmt.Errorf("wallet %d: %w", w.id, err)
+						stop.Store(true)
+						break
+					}
+					mine = append(mine, t1.Sub(t0))
+					end = t1
+					ops.Add(1)
+					coins.Add(int64(n))
+				}
+				mu.Lock()
+				lats = append(lats, mine...)
+				if end.After(last) {
+					last = end
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	})
+	close(done)
+	if err := errors.Join(errs...); err != nil {
+		return phaseResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return phaseResult{}, err
+	}
+	return phaseResult{ops: ops.Load(), coins: coins.Load(), elapsed: last.Sub(start), latencies: lats, exhausted: exhausted.Load()}, nil
+}
+
+func perCoinUs(d time.Duration, coins int64) float64 {
+	if coins == 0 {
+		return 0
+	}
+	return float64(d.Nanoseconds()) / 1e3 / float64(coins)
+}
+
+// latencies summarises operation latencies in milliseconds (nearest-rank
+// percentiles).
+func latencies(ls []time.Duration) latencyReport {
+	if len(ls) == 0 {
+		return latencyReport{}
+	}
+	s := slices.Clone(ls)
+	slices.Sort(s)
+	pct := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return ms(s[min(max(i, 0), len(s)-1)])
+	}
+	var sum time.Duration
+	for _, l := range s {
+		sum += l
+	}
+	return latencyReport{
+		P50: pct(0.50), P95: pct(0.95), P99: pct(0.99), Max: ms(s[len(s)-1]),
+		Mean: ms(sum / time.Duration(len(s))),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
