@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -119,6 +122,17 @@ func fromAddress(id int) grpc.DialOption {
 		}
 		return c, err
 	})
+}
+
+// rateLimitHint explains a refusal by the merchant's per-address rate
+// limit, which a merchant node keeps on (node.DefaultPerPeer calls a
+// second, and a payment is two calls): one wallet paying back to back can
+// exceed it.
+func rateLimitHint(err error) error {
+	if status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%w (the merchant limits each address to %d calls a second, two per payment: spread the load over more wallets with --concurrency)", err, node.DefaultPerPeer)
+	}
+	return err
 }
 
 // walletFunds is what each wallet's account is credited with: far more than
@@ -230,7 +244,7 @@ func (w *simWallet) payNext(ctx context.Context, n int) error {
 func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) error {
 	resp, err := w.merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
 	if err != nil {
-		return fmt.Errorf("payment request: %w", err)
+		return fmt.Errorf("payment request: %w", rateLimitHint(err))
 	}
 	now := time.Now()
 	offer, err := wallet.VerifyOffer(w.ks, resp, orderID, now)
@@ -253,7 +267,7 @@ func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) e
 	}
 	paid, err := w.merchant.Pay(ctx, &pb.PayRequest{OrderId: orderID, SealedPayment: sealed})
 	if err != nil {
-		return fmt.Errorf("pay: %w", err)
+		return fmt.Errorf("pay: %w", rateLimitHint(err))
 	}
 	rcpt, err := ecash.DecodeDepositReceipt(paid.Receipt)
 	if err != nil {

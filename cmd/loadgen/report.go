@@ -97,10 +97,13 @@ type diskReport struct {
 	GrowthBytes  int64   `json:"bank_growth_bytes"` // its growth over the phase (mostly write-ahead log)
 	BytesPerCoin float64 `json:"bytes_per_coin"`    // growth over the phase's coins: bytes written per coin
 	// At rest: after the run, the store flushed and fully compacted; its
-	// tables over the coins it issued (for pay, each was also deposited,
-	// except the margin left unspent).
+	// tables over the coins it issued. For pay, PaidCoins of those were
+	// also deposited (warm-up included; the margin stays unspent): the
+	// deposits' share per paid coin is (AtRestBytes - IssuedCoins × the
+	// withdraw scenario's bytes per coin) / PaidCoins.
 	AtRestBytes        int64   `json:"at_rest_bytes"`
 	IssuedCoins        int64   `json:"issued_coins"`
+	PaidCoins          int64   `json:"paid_coins,omitempty"`
 	AtRestBytesPerCoin float64 `json:"at_rest_bytes_per_issued_coin"`
 }
 
@@ -109,6 +112,7 @@ type setupReport struct {
 	PrewithdrawnCoins  int64   `json:"prewithdrawn_coins,omitempty"`
 	PrewithdrawSeconds float64 `json:"prewithdraw_s,omitempty"`
 	WarmupOpsPerSec    float64 `json:"warmup_ops_per_s,omitempty"`
+	WarmupCoins        int64   `json:"warmup_coins,omitempty"`
 }
 
 func (r *report) writeText(w io.Writer) {
@@ -156,6 +160,10 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "                %s\n", c.Note)
 	}
 	d := r.Disk
-	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per coin (%.1f MiB at the end); compacted: %.1f MiB, %.0f bytes per coin issued (%d)\n",
+	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per coin (%.1f MiB at the end); compacted: %.1f MiB, %.0f bytes per coin issued (%d",
 		d.BytesPerCoin, float64(d.StoreBytes)/(1<<20), float64(d.AtRestBytes)/(1<<20), d.AtRestBytesPerCoin, d.IssuedCoins)
+	if d.PaidCoins > 0 {
+		fmt.Fprintf(w, ", of which %d paid", d.PaidCoins)
+	}
+	fmt.Fprintln(w, ")")
 }

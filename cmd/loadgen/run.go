@@ -243,6 +243,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	issued := res.coins
 	if cfg.Scenario == scenarioPay {
 		issued = rep.Setup.PrewithdrawnCoins
+		rep.Disk.PaidCoins = res.coins + rep.Setup.WarmupCoins
 	}
 	prog.Status("compacting the bank's store ...")
 	rest, err := compactedSize(env.ledgerDir())
@@ -424,6 +425,7 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 	if err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	rep.Setup.WarmupCoins = res.coins
 	if res.ops > 0 && res.elapsed > 0 {
 		rep.Setup.WarmupOpsPerSec = float64(res.ops) / res.elapsed.Seconds()
 	}
