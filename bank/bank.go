@@ -230,11 +230,10 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if err != nil {
 		return nil, nil, err
 	}
+	// Any account may receive a deposit: a customer returning coins to
+	// their own account signs the request with its account key.
 	if !merchant.Key.Equal(ed25519.PublicKey(pr.MerchantPub)) {
 		return nil, nil, fmt.Errorf("%w: payment request key is not the merchant account's", ErrUnauthorized)
-	}
-	if !merchant.Merchant {
-		return nil, nil, ErrNotMerchant
 	}
 	pay, err := ecash.OpenPayment(b.keys.HPKE, pr, sealed)
 	if err != nil {
@@ -325,6 +324,112 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", prHash.String()[:16])
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, keys)
 	return out, stored, nil
+}
+
+// Swap handles a swap request (change): every input coin must be valid,
+// depositable now and signed over the outputs; the outputs, withdrawable
+// now, must add up to the inputs' value. It blind-signs the outputs in
+// parallel, then commits the inputs spent, the signatures and the CS nonce
+// locks (the same locks withdrawals take) in one step. A retry of the same
+// request returns the same signatures; a spent input fails the whole swap
+// with a double-spend proof.
+func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
+	req, err := ecash.DecodeSwapRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	reqHash := ecash.HashOf(body)
+	if sigs, found, err := b.store.SwapRecord(ctx, reqHash); err != nil || found {
+		return sigs, err
+	}
+	now := b.now()
+	in := ecash.Amount{Currency: b.keys.Currency}
+	inKeys := make([]*DenomKey, len(req.Inputs))
+	seen := make(map[ecash.Hash]bool, len(req.Inputs))
+	for i, c := range req.Inputs {
+		d, ok := b.denoms[c.Coin.Denom]
+		if !ok {
+			return nil, fmt.Errorf("%w: input %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanDeposit(now); err != nil {
+			return nil, err
+		}
+		if seen[c.Coin.ID()] {
+			return nil, ErrDuplicateCoin
+		}
+		seen[c.Coin.ID()] = true
+		inKeys[i] = d
+		if in, err = in.Add(d.Value); err != nil {
+			return nil, err
+		}
+	}
+	out := ecash.Amount{Currency: b.keys.Currency}
+	outKeys := make([]*DenomKey, len(req.Outputs))
+	var locks []NonceLock
+	for i, p := range req.Outputs {
+		d, ok := b.denoms[p.Denom]
+		if !ok {
+			return nil, fmt.Errorf("%w: output %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanWithdraw(now); err != nil {
+			return nil, err
+		}
+		outKeys[i] = d
+		if out, err = out.Add(d.Value); err != nil {
+			return nil, err
+		}
+		lk, err := d.Private.LockKey(p.Blinded)
+		if err != nil {
+			return nil, fmt.Errorf("output %d: %w", i, err)
+		}
+		if lk != nil {
+			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: ecash.HashOf(p.Blinded)})
+		}
+	}
+	if in != out {
+		return nil, fmt.Errorf("%w: inputs total %s, outputs %s", ErrAmountMatch, in, out)
+	}
+	coins := make([]SpentCoin, len(req.Inputs))
+	err = parallel(len(coins), func(i int) error {
+		dp := req.Permission(i, inKeys[i].Value)
+		if err := dp.Coin.Verify(inKeys[i].Key); err != nil {
+			return fmt.Errorf("input %d: %w", i, err)
+		}
+		if err := dp.Verify(); err != nil {
+			return fmt.Errorf("input %d: %w", i, err)
+		}
+		coins[i] = SpentCoin{ID: dp.Coin.ID(), Permission: dp.Encode()}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sigs := make([][]byte, len(req.Outputs))
+	err = parallel(len(sigs), func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s, err := outKeys[i].Private.BlindSign(req.Outputs[i].Blinded)
+		sigs[i] = s
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sigs, err = b.store.Swap(ctx, SwapOp{
+		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Locks: locks, Time: now,
+	})
+	var spent *SpentError
+	if errors.As(err, &spent) {
+		return nil, b.doubleSpend(spent, now)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.log.Info("swap", "value", in.String(), "in", len(coins), "out", len(sigs))
+	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
+	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
+	return sigs, nil
 }
 
 // DepositStatus returns the signed receipt of a paid payment request, or

@@ -57,6 +57,14 @@ func (s *publicServer) Deposit(ctx context.Context, req *pb.DepositRequest) (*pb
 	return &pb.DepositResponse{Receipt: raw}, nil
 }
 
+func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapResponse, error) {
+	sigs, err := s.b.Swap(ctx, req.Body)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.SwapResponse{BlindSignatures: sigs}, nil
+}
+
 func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusRequest) (*pb.DepositResponse, error) {
 	var h ecash.Hash
 	if len(req.PaymentHash) != len(h) {

@@ -125,6 +125,18 @@ type DepositOp struct {
 	Time        time.Time
 }
 
+// SwapOp spends coins the service already verified and records blind
+// signatures on new planchets of the same value: change. No money moves:
+// the value stays with AccountOutstanding, in other coins.
+type SwapOp struct {
+	RequestHash ecash.Hash  // hash of the signed swap request: the idempotency key
+	Coins       []SpentCoin // inputs, each with its signed swap permission
+	Value       int64       // value of the inputs (and of the outputs), > 0
+	BlindSigs   [][]byte    // on the outputs, in request order
+	Locks       []NonceLock // CS outputs: shared with withdrawals
+	Time        time.Time
+}
+
 // CheckOp applies a NetBill electronic payment order the service already
 // verified: debit the customer, credit the merchant, record the EPO and the
 // decision. The receipts are signed before the call, one per possible
@@ -232,8 +244,20 @@ type Store interface {
 	// op.PaymentHash, all or nothing. If the payment hash is recorded with
 	// the same coins, it moves nothing and returns the recorded receipt; with
 	// other coins, ErrPaymentConflict. If any coin is already spent it
-	// returns a *SpentError and changes nothing. ErrNoAccount, ErrNotMerchant.
+	// returns a *SpentError and changes nothing. Any user account may
+	// receive a deposit (a customer returns coins to their own account);
+	// ErrNoAccount, and ErrInvalidOp for a system account.
 	Deposit(ctx context.Context, op DepositOp) ([]byte, error)
+	// Swap marks every input coin spent and records op.BlindSigs under
+	// op.RequestHash with every nonce lock, all or nothing. If the request
+	// hash is recorded it changes nothing and returns the recorded
+	// signatures (ErrRequestConflict if it was recorded with other coins or
+	// value). A spent coin: *SpentError; a nonce locked to another blinded
+	// message, by a withdrawal or a swap: ErrNonceReused.
+	Swap(ctx context.Context, op SwapOp) ([][]byte, error)
+	// SwapRecord returns the blind signatures recorded for a swap request
+	// hash; found is false if there are none.
+	SwapRecord(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)
 	// Withdrawal returns the blind signatures recorded for a withdraw
 	// request hash; found is false if there are none.
 	Withdrawal(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)

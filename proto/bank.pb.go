@@ -621,6 +621,94 @@ func (x *DepositResponse) GetReceipt() []byte {
 	return nil
 }
 
+type SwapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"` // "swap-request": the inputs carry their coins' signatures
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwapRequest) Reset() {
+	*x = SwapRequest{}
+	mi := &file_bank_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapRequest) ProtoMessage() {}
+
+func (x *SwapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapRequest.ProtoReflect.Descriptor instead.
+func (*SwapRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SwapRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+type SwapResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	BlindSignatures [][]byte               `protobuf:"bytes,1,rep,name=blind_signatures,json=blindSignatures,proto3" json:"blind_signatures,omitempty"` // in output order
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SwapResponse) Reset() {
+	*x = SwapResponse{}
+	mi := &file_bank_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwapResponse) ProtoMessage() {}
+
+func (x *SwapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwapResponse.ProtoReflect.Descriptor instead.
+func (*SwapResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SwapResponse) GetBlindSignatures() [][]byte {
+	if x != nil {
+		return x.BlindSignatures
+	}
+	return nil
+}
+
 type DepositStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PaymentHash   []byte                 `protobuf:"bytes,1,opt,name=payment_hash,json=paymentHash,proto3" json:"payment_hash,omitempty"` // SHA-256 of the payment request body
@@ -630,7 +718,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +730,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +743,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -675,7 +763,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +775,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +788,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14}
+	return file_bank_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -721,7 +809,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +821,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +834,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{15}
+	return file_bank_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -778,7 +866,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +878,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +891,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{16}
+	return file_bank_proto_rawDescGZIP(), []int{18}
 }
 
 type UnlockRequest struct {
@@ -815,7 +903,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +915,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +928,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{17}
+	return file_bank_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -858,7 +946,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +958,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +971,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{18}
+	return file_bank_proto_rawDescGZIP(), []int{20}
 }
 
 type OpenAccountRequest struct {
@@ -897,7 +985,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +997,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1010,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{19}
+	return file_bank_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -955,7 +1043,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1055,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1068,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{20}
+	return file_bank_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1004,7 +1092,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1104,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1117,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{21}
+	return file_bank_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -1069,7 +1157,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1169,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1182,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{22}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -1114,7 +1202,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1214,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1227,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{23}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -1170,7 +1258,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1270,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1283,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{24}
+	return file_bank_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -1258,7 +1346,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1358,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1371,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{25}
+	return file_bank_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -1366,7 +1454,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1466,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1534,11 @@ const file_bank_proto_rawDesc = "" +
 	"\fmerchant_sig\x18\x02 \x01(\fR\vmerchantSig\x12%\n" +
 	"\x0esealed_payment\x18\x03 \x01(\fR\rsealedPayment\"+\n" +
 	"\x0fDepositResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"9\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"!\n" +
+	"\vSwapRequest\x12\x12\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\"9\n" +
+	"\fSwapResponse\x12)\n" +
+	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\"9\n" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
@@ -1497,13 +1589,14 @@ const file_bank_proto_rawDesc = "" +
 	"\vspent_today\x18\t \x01(\tR\n" +
 	"spentToday\x12\x16\n" +
 	"\x06locked\x18\n" +
-	" \x01(\bR\x06locked2\x84\x05\n" +
+	" \x01(\bR\x06locked2\xc3\x05\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
 	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
 	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
-	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse\x12J\n" +
+	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse\x12=\n" +
+	"\x04Swap\x12\x19.blindbank.v1.SwapRequest\x1a\x1a.blindbank.v1.SwapResponse\x12J\n" +
 	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
 	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
 	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\x88\x03\n" +
@@ -1527,7 +1620,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_bank_proto_goTypes = []any{
 	(*SubmitCheckRequest)(nil),          // 0: blindbank.v1.SubmitCheckRequest
 	(*CheckResult)(nil),                 // 1: blindbank.v1.CheckResult
@@ -1542,52 +1635,56 @@ var file_bank_proto_goTypes = []any{
 	(*WithdrawResponse)(nil),            // 10: blindbank.v1.WithdrawResponse
 	(*DepositRequest)(nil),              // 11: blindbank.v1.DepositRequest
 	(*DepositResponse)(nil),             // 12: blindbank.v1.DepositResponse
-	(*DepositStatusRequest)(nil),        // 13: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 14: blindbank.v1.DoubleSpendDetail
-	(*SetLimitsRequest)(nil),            // 15: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 16: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 17: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 18: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 19: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 20: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 21: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 22: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 23: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 24: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 25: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 26: blindbank.v1.PrepareWithdrawRequest.Item
+	(*SwapRequest)(nil),                 // 13: blindbank.v1.SwapRequest
+	(*SwapResponse)(nil),                // 14: blindbank.v1.SwapResponse
+	(*DepositStatusRequest)(nil),        // 15: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 16: blindbank.v1.DoubleSpendDetail
+	(*SetLimitsRequest)(nil),            // 17: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 18: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 19: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 20: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 21: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 22: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 23: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 24: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 25: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 26: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 27: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 28: blindbank.v1.PrepareWithdrawRequest.Item
 }
 var file_bank_proto_depIdxs = []int32{
-	26, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	24, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	28, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	26, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	5,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	7,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
 	9,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
 	11, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	13, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	0,  // 7: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	2,  // 8: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	3,  // 9: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	19, // 10: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	21, // 11: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	23, // 12: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	15, // 13: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	17, // 14: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	6,  // 15: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	8,  // 16: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	10, // 17: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	12, // 18: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	12, // 19: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	1,  // 20: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	1,  // 21: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	4,  // 22: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	20, // 23: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	22, // 24: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	25, // 25: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	16, // 26: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	18, // 27: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	15, // [15:28] is the sub-list for method output_type
-	2,  // [2:15] is the sub-list for method input_type
+	15, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	13, // 7: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
+	0,  // 8: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	2,  // 9: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	3,  // 10: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	21, // 11: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	23, // 12: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	25, // 13: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	17, // 14: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	19, // 15: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	6,  // 16: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	8,  // 17: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	10, // 18: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	12, // 19: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	12, // 20: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	14, // 21: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	1,  // 22: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	1,  // 23: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	4,  // 24: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	22, // 25: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	24, // 26: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	27, // 27: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	18, // 28: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	20, // 29: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	16, // [16:30] is the sub-list for method output_type
+	2,  // [2:16] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1604,7 +1701,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

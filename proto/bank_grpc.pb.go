@@ -28,6 +28,7 @@ const (
 	Bank_Withdraw_FullMethodName        = "/blindbank.v1.Bank/Withdraw"
 	Bank_Deposit_FullMethodName         = "/blindbank.v1.Bank/Deposit"
 	Bank_DepositStatus_FullMethodName   = "/blindbank.v1.Bank/DepositStatus"
+	Bank_Swap_FullMethodName            = "/blindbank.v1.Bank/Swap"
 	Bank_SubmitCheck_FullMethodName     = "/blindbank.v1.Bank/SubmitCheck"
 	Bank_CheckStatus_FullMethodName     = "/blindbank.v1.Bank/CheckStatus"
 	Bank_GetStatement_FullMethodName    = "/blindbank.v1.Bank/GetStatement"
@@ -55,6 +56,11 @@ type BankClient interface {
 	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
 	// if it is unpaid. A wallet whose payment went unanswered asks here.
 	DepositStatus(ctx context.Context, in *DepositStatusRequest, opts ...grpc.CallOption) (*DepositResponse, error)
+	// Swap exchanges coins for blind signatures on new planchets of the same
+	// value (change). Idempotent: the same request returns the same
+	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
+	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
+	Swap(ctx context.Context, in *SwapRequest, opts ...grpc.CallOption) (*SwapResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -127,6 +133,16 @@ func (c *bankClient) DepositStatus(ctx context.Context, in *DepositStatusRequest
 	return out, nil
 }
 
+func (c *bankClient) Swap(ctx context.Context, in *SwapRequest, opts ...grpc.CallOption) (*SwapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SwapResponse)
+	err := c.cc.Invoke(ctx, Bank_Swap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *bankClient) SubmitCheck(ctx context.Context, in *SubmitCheckRequest, opts ...grpc.CallOption) (*CheckResult, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckResult)
@@ -179,6 +195,11 @@ type BankServer interface {
 	// DepositStatus returns the receipt of a paid payment request, NOT_FOUND
 	// if it is unpaid. A wallet whose payment went unanswered asks here.
 	DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error)
+	// Swap exchanges coins for blind signatures on new planchets of the same
+	// value (change). Idempotent: the same request returns the same
+	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
+	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
+	Swap(context.Context, *SwapRequest) (*SwapResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -215,6 +236,9 @@ func (UnimplementedBankServer) Deposit(context.Context, *DepositRequest) (*Depos
 }
 func (UnimplementedBankServer) DepositStatus(context.Context, *DepositStatusRequest) (*DepositResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DepositStatus not implemented")
+}
+func (UnimplementedBankServer) Swap(context.Context, *SwapRequest) (*SwapResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Swap not implemented")
 }
 func (UnimplementedBankServer) SubmitCheck(context.Context, *SubmitCheckRequest) (*CheckResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitCheck not implemented")
@@ -336,6 +360,24 @@ func _Bank_DepositStatus_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_Swap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SwapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).Swap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_Swap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).Swap(ctx, req.(*SwapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Bank_SubmitCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SubmitCheckRequest)
 	if err := dec(in); err != nil {
@@ -416,6 +458,10 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DepositStatus",
 			Handler:    _Bank_DepositStatus_Handler,
+		},
+		{
+			MethodName: "Swap",
+			Handler:    _Bank_Swap_Handler,
 		},
 		{
 			MethodName: "SubmitCheck",

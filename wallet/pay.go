@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -54,7 +53,7 @@ func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 		return nil, err
 	}
 	if pp == nil {
-		if pp, err = w.preparePayment(ctx, ks, merchant, merchantAddr, orderID, confirm); err != nil {
+		if pp, err = w.preparePayment(ctx, bank, ks, merchant, merchantAddr, orderID, confirm); err != nil {
 			return nil, err
 		}
 	}
@@ -136,7 +135,7 @@ func VerifyOffer(ks *ecash.KeySet, resp *pb.GetPaymentRequestResponse, orderID s
 	return &Offer{Request: pr, Summary: resp.Summary}, nil
 }
 
-func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*pendingPayment, error) {
+func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*pendingPayment, error) {
 	resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
 	if err != nil {
 		return nil, err
@@ -151,9 +150,22 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 			return nil, err
 		}
 	}
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
+		return nil, err
+	}
+	if _, err := w.makeChange(ctx, bank, ks, offer.Request.Amount); err != nil {
+		return nil, err
+	}
+	return w.reserveCoins(ks, offer.Request, resp.PaymentRequest, merchantAddr, orderID)
+}
+
+// reserveCoins picks coins for a payment request, signs and seals the
+// payment, and persists it with the coins marked pending, in one synced
+// batch. A payment already pending for the request is returned as it is.
+func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody []byte, merchantAddr, orderID string) (*pendingPayment, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	h := offer.Request.Hash()
+	h := pr.Hash()
 	if raw, err := get(w.db, paymentKey(h)); err != nil {
 		return nil, err
 	} else if raw != nil {
@@ -161,7 +173,7 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 		// merchant's address): reuse it, never overwrite it.
 		return decodePendingPayment(raw)
 	}
-	picked, err := w.selectCoins(offer.Request.Amount, ks)
+	picked, err := w.selectCoins(pr.Amount, ks)
 	if err != nil {
 		return nil, err
 	}
@@ -176,15 +188,15 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 		}
 		coins[i], keys[i], values[i], ids[i] = c.Coin, ps.CoinKey, c.Value, c.Coin.ID()
 	}
-	payment, err := ecash.NewPayment(offer.Request, coins, keys, values, w.now())
+	payment, err := ecash.NewPayment(pr, coins, keys, values, w.now())
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := ecash.SealPayment(ks.HPKEPub, offer.Request, payment)
+	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, payment)
 	if err != nil {
 		return nil, err
 	}
-	pp := &pendingPayment{Merchant: merchantAddr, OrderID: orderID, Request: resp.PaymentRequest, Sealed: sealed, Coins: ids}
+	pp := &pendingPayment{Merchant: merchantAddr, OrderID: orderID, Request: prBody, Sealed: sealed, Coins: ids}
 	b := w.db.NewBatch()
 	defer b.Close()
 	for _, c := range picked {
@@ -206,29 +218,9 @@ func (w *Wallet) preparePayment(ctx context.Context, ks *ecash.KeySet, merchant 
 // which is exact whenever any subset is, for denominations that each divide
 // the next (the default powers of two). Caller holds w.mu.
 func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinRecord, error) {
-	now := w.now()
-	var fresh []*coinRecord
-	err := w.eachCoin(func(c *coinRecord) error {
-		if c.State != CoinFresh || c.Value.Currency != amount.Currency {
-			return nil
-		}
-		if d, err := ks.Denomination(c.Coin.Denom); err != nil || d.CanDeposit(now) != nil {
-			return nil
-		}
-		fresh = append(fresh, c)
-		return nil
-	})
+	picked, rest, _, err := w.pick(amount, ks)
 	if err != nil {
 		return nil, err
-	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Value.Value > fresh[j].Value.Value })
-	rest := amount.Value
-	var picked []*coinRecord
-	for _, c := range fresh {
-		if c.Value.Value <= rest && len(picked) < ecash.MaxCoinsPerRequest {
-			picked = append(picked, c)
-			rest -= c.Value.Value
-		}
 	}
 	if rest != 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNoExactChange, amount)

@@ -60,23 +60,50 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	return coins, nil
 }
 
-// prepareWithdraw reserves planchet indices, runs the first round for
-// denominations whose cipher has one (CS), builds and signs the request,
-// and persists it in one synced batch before anything is sent to be signed.
+// prepareWithdraw builds fresh planchets, signs the request and persists it
+// in one synced write before anything is sent to be signed.
 func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
+	fresh, err := w.newPlanchets(ctx, bank, denoms)
+	if err != nil {
+		return nil, err
+	}
+	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now(), Planchets: fresh.Planchets}
+	if _, err := rand.Read(req.Nonce[:]); err != nil {
+		return nil, err
+	}
+	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared}
+	pw.Body = req.Body()
+	pw.Sig = ecash.SignBody(w.acctKey, pw.Body)
+	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
+		return nil, err
+	}
+	return pw, nil
+}
+
+// planchets are blinded planchets with what the wallet needs to finish
+// their coins: the seed indices and the first-round answers.
+type planchets struct {
+	Planchets []ecash.Planchet
+	Indices   []uint64
+	Prepared  [][]byte // CS R values, nil for RSA
+}
+
+// newPlanchets reserves planchet indices, runs the first round for
+// denominations whose cipher has one (CS), and blinds.
+func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []ecash.Denomination) (*planchets, error) {
 	first, err := w.reserveIndices(len(denoms))
 	if err != nil {
 		return nil, err
 	}
 	secrets := make([]ecash.PlanchetSecret, len(denoms))
-	pw := &pendingWithdraw{Prepared: make([][]byte, len(denoms))}
+	out := &planchets{Prepared: make([][]byte, len(denoms))}
 	prep := &pb.PrepareWithdrawRequest{}
 	var asked []int
 	for i, d := range denoms {
 		if secrets[i], err = ecash.DerivePlanchet(w.seed, first+uint64(i)); err != nil {
 			return nil, err
 		}
-		pw.Indices = append(pw.Indices, first+uint64(i))
+		out.Indices = append(out.Indices, first+uint64(i))
 		if r := secrets[i].PrepareRequest(d); r != nil {
 			prep.Items = append(prep.Items, &pb.PrepareWithdrawRequest_Item{Denomination: d.ID[:], Request: r})
 			asked = append(asked, i)
@@ -91,26 +118,51 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 			return nil, fmt.Errorf("wallet: bank answered %d of %d first-round requests", len(resp.Answers), len(asked))
 		}
 		for j, i := range asked {
-			pw.Prepared[i] = resp.Answers[j]
+			out.Prepared[i] = resp.Answers[j]
 		}
 	}
-	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now()}
-	if _, err := rand.Read(req.Nonce[:]); err != nil {
-		return nil, err
-	}
 	for i, d := range denoms {
-		p, _, err := secrets[i].Blind(d, pw.Prepared[i])
+		p, _, err := secrets[i].Blind(d, out.Prepared[i])
 		if err != nil {
 			return nil, err
 		}
-		req.Planchets = append(req.Planchets, p)
+		out.Planchets = append(out.Planchets, p)
 	}
-	pw.Body = req.Body()
-	pw.Sig = ecash.SignBody(w.acctKey, pw.Body)
-	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
-		return nil, err
+	return out, nil
+}
+
+// finish unblinds the bank's signatures on planchets into fresh coin
+// records, re-deriving each planchet from the seed and checking every
+// signature.
+func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, error) {
+	if len(blindSigs) != len(p.Planchets) {
+		return nil, fmt.Errorf("wallet: bank returned %d signatures for %d planchets", len(blindSigs), len(p.Planchets))
 	}
-	return pw, nil
+	recs := make([]coinRecord, len(p.Planchets))
+	for i, pl := range p.Planchets {
+		d, err := ks.Denomination(pl.Denom)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := ecash.DerivePlanchet(w.seed, p.Indices[i])
+		if err != nil {
+			return nil, err
+		}
+		again, st, err := ps.Blind(d, p.Prepared[i])
+		if err != nil {
+			return nil, err
+		}
+		if string(again.Blinded) != string(pl.Blinded) {
+			return nil, fmt.Errorf("wallet: planchet %d does not re-derive", p.Indices[i])
+		}
+		sig, err := st.Unblind(blindSigs[i])
+		if err != nil {
+			return nil, fmt.Errorf("wallet: bank's signature on planchet %d: %w", i, err)
+		}
+		coin := ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
+		recs[i] = coinRecord{Index: p.Indices[i], Coin: coin, Value: d.Value, State: CoinFresh}
+	}
+	return recs, nil
 }
 
 // reserveIndices advances the planchet counter by n, durably, and returns
@@ -150,33 +202,13 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		}
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
 	}
-	if len(resp.BlindSignatures) != len(req.Planchets) {
-		return nil, fmt.Errorf("wallet: bank returned %d signatures for %d planchets", len(resp.BlindSignatures), len(req.Planchets))
+	recs, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared}, resp.BlindSignatures)
+	if err != nil {
+		return nil, err
 	}
-	coins := make([]ecash.Coin, len(req.Planchets))
-	recs := make([]coinRecord, len(req.Planchets))
-	for i, p := range req.Planchets {
-		d, err := ks.Denomination(p.Denom)
-		if err != nil {
-			return nil, err
-		}
-		ps, err := ecash.DerivePlanchet(w.seed, pw.Indices[i])
-		if err != nil {
-			return nil, err
-		}
-		again, st, err := ps.Blind(d, pw.Prepared[i])
-		if err != nil {
-			return nil, err
-		}
-		if string(again.Blinded) != string(p.Blinded) {
-			return nil, fmt.Errorf("wallet: planchet %d does not re-derive", pw.Indices[i])
-		}
-		sig, err := st.Unblind(resp.BlindSignatures[i])
-		if err != nil {
-			return nil, fmt.Errorf("wallet: bank's signature on planchet %d: %w", i, err)
-		}
-		coins[i] = ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
-		recs[i] = coinRecord{Index: pw.Indices[i], Coin: coins[i], Value: d.Value, State: CoinFresh}
+	coins := make([]ecash.Coin, len(recs))
+	for i := range recs {
+		coins[i] = recs[i].Coin
 	}
 	return coins, w.storeCoins(req.Nonce, recs)
 }
@@ -211,8 +243,8 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord) error {
 	return b.Commit(pebble.Sync)
 }
 
-// Recover finishes withdrawals that were persisted but not completed, and
-// settles pending payments the bank can decide (paid, or unpaid and too
+// Recover finishes withdrawals and swaps that were persisted but not
+// completed, and settles pending payments the bank can decide (paid, or unpaid and too
 // late to be paid).
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
@@ -223,6 +255,9 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 		return nil // never talked to the bank: nothing can be pending
 	}
 	if err != nil {
+		return err
+	}
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return err
 	}
 	return w.reconcilePayments(ctx, bank, ks)

@@ -27,6 +27,7 @@ const (
 	prefixRef      = "r/" // r/<credit reference>           → reference record
 	prefixNonce    = "n/" // n/<denomination id><nonce>     → SHA-256 of the blinded message
 	prefixCheck    = "e/" // e/<EPOID>                      → check outcome record
+	prefixSwap     = "s/" // s/<request hash>               → swap record
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -367,6 +368,46 @@ func decodeDeposit(b []byte) (*depositRecord, error) {
 	}
 	r.Receipt = d.bytes()
 	return r, d.finish("deposit record")
+}
+
+// swapRecord is stored under s/<request hash>.
+type swapRecord struct {
+	Value int64
+	Coins []ecash.Hash // sorted
+	Sigs  [][]byte
+	Time  time.Time
+}
+
+func encodeSwap(r *swapRecord) []byte {
+	var e enc
+	e.i64(r.Value)
+	e.u32(uint32(len(r.Coins)))
+	for _, c := range r.Coins {
+		e.fixed(c[:])
+	}
+	e.u32(uint32(len(r.Sigs)))
+	for _, s := range r.Sigs {
+		e.bytes(s)
+	}
+	e.time(r.Time)
+	return e.b
+}
+
+func decodeSwap(b []byte) (*swapRecord, error) {
+	d := dec{b: b}
+	r := &swapRecord{Value: d.i64()}
+	n := d.count(32)
+	r.Coins = make([]ecash.Hash, 0, n)
+	for range n {
+		r.Coins = append(r.Coins, d.hash())
+	}
+	n = d.count(4)
+	r.Sigs = make([][]byte, 0, n)
+	for range n {
+		r.Sigs = append(r.Sigs, d.bytes())
+	}
+	r.Time = d.time()
+	return r, d.finish("swap record")
 }
 
 // refRecord is stored under r/<credit reference>.

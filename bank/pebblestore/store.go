@@ -38,7 +38,8 @@
 //	k/<public key>            u64 account id
 //	p/<u64 id><u64 seq>       posting: time, kind, signed amount, running balance, memo
 //	w/<request hash>          withdraw: account, amount, blind signatures
-//	c/<coin id>               spent coin: payment hash, deposit permission bytes
+//	c/<coin id>               spent coin: payment or swap request hash, permission bytes
+//	s/<request hash>          swap: value, sorted input coin ids, blind signatures, time
 //	d/<payment hash>          deposit: merchant, amount, coin ids, receipt bytes
 //	r/<credit reference>      credit reference: account, amount
 //
@@ -52,7 +53,8 @@
 // Every operation posts balanced entries, so the sum of all balances is zero:
 // a credit posts +amount to the account and -amount to Funding; a withdraw
 // -amount to the account and +amount to Outstanding; a deposit -amount to
-// Outstanding and +amount to the merchant. Balances are int64; a posting that
+// Outstanding and +amount to the merchant; a swap posts nothing (its value
+// stays outstanding, in other coins). Balances are int64; a posting that
 // would overflow is refused with [ErrOverflow].
 package pebblestore
 
@@ -93,12 +95,12 @@ var (
 
 // Limits on operation fields, so that one record stays small.
 const (
-	MaxNameLen       = 1024    // account name, bytes
-	MaxMemoLen       = 1024    // credit memo, bytes
-	MaxReferenceLen  = 1024    // credit reference, bytes
-	MaxSigLen        = 8192    // one blind signature, bytes
-	MaxPermissionLen = 8192    // one deposit permission, bytes
-	MaxReceiptLen    = 1 << 20 // deposit receipt, bytes
+	MaxNameLen       = bank.MaxNameLen
+	MaxMemoLen       = bank.MaxMemoLen
+	MaxReferenceLen  = bank.MaxReferenceLen
+	MaxSigLen        = bank.MaxSigLen
+	MaxPermissionLen = bank.MaxPermissionLen
+	MaxReceiptLen    = bank.MaxReceiptLen
 )
 
 // FirstUserAccount is the id of the first customer or merchant account.
@@ -480,11 +482,8 @@ func isSystem(id uint64) bool { return id < FirstUserAccount }
 
 // OpenAccount implements bank.Store.
 func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error) {
-	if len(key) != ed25519.PublicKeySize {
-		return 0, invalid("public key of %d bytes", len(key))
-	}
-	if len(name) > MaxNameLen {
-		return 0, invalid("name of %d bytes", len(name))
+	if err := bank.ValidateAccount(name, key); err != nil {
+		return 0, err
 	}
 	key = bytes.Clone(key)
 	var id uint64
@@ -520,15 +519,8 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 
 // Credit implements bank.Store.
 func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
-	switch {
-	case op.Amount <= 0:
-		return 0, invalid("credit amount %d", op.Amount)
-	case isSystem(op.Account):
-		return 0, invalid("credit to system account %d", op.Account)
-	case len(op.Memo) > MaxMemoLen:
-		return 0, invalid("memo of %d bytes", len(op.Memo))
-	case len(op.Reference) > MaxReferenceLen:
-		return 0, invalid("reference of %d bytes", len(op.Reference))
+	if err := op.Validate(); err != nil {
+		return 0, err
 	}
 	var balance int64
 	err := s.submit(ctx, func(t *txn) error {
@@ -582,32 +574,8 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 // returns the recorded signatures if its account and amount match, and
 // ErrRequestConflict if not.
 func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
-	switch {
-	case op.Amount <= 0:
-		return nil, invalid("withdraw amount %d", op.Amount)
-	case isSystem(op.Account):
-		return nil, invalid("withdraw from system account %d", op.Account)
-	case len(op.BlindSigs) == 0 || len(op.BlindSigs) > ecash.MaxCoinsPerRequest:
-		return nil, invalid("%d blind signatures", len(op.BlindSigs))
-	}
-	for i, sig := range op.BlindSigs {
-		if len(sig) == 0 || len(sig) > MaxSigLen {
-			return nil, invalid("blind signature %d of %d bytes", i, len(sig))
-		}
-	}
-	if len(op.Locks) > len(op.BlindSigs) {
-		return nil, invalid("%d nonce locks for %d signatures", len(op.Locks), len(op.BlindSigs))
-	}
-	lockKeys := make(map[string]bool, len(op.Locks))
-	for i, l := range op.Locks {
-		if len(l.Nonce) == 0 || len(l.Nonce) > 64 {
-			return nil, invalid("nonce lock %d of %d bytes", i, len(l.Nonce))
-		}
-		k := string(append(hashKey(prefixNonce, l.Denom), l.Nonce...))
-		if lockKeys[k] {
-			return nil, fmt.Errorf("%w: nonce twice in one request", bank.ErrNonceReused)
-		}
-		lockKeys[k] = true
+	if err := op.Validate(); err != nil {
+		return nil, err
 	}
 	var sigs [][]byte
 	err := s.submit(ctx, func(t *txn) error {
@@ -637,15 +605,8 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if a.Balance < op.Amount {
 			return bank.ErrInsufficientFunds
 		}
-		for _, l := range op.Locks {
-			nk := append(hashKey(prefixNonce, l.Denom), l.Nonce...)
-			v, ok, err := t.get(nk)
-			if err != nil {
-				return err
-			}
-			if ok && !bytes.Equal(v, l.Blinded[:]) {
-				return bank.ErrNonceReused
-			}
+		if err := t.checkLocks(op.Locks); err != nil {
+			return err
 		}
 		out, err := t.account(bank.AccountOutstanding)
 		if err != nil {
@@ -657,9 +618,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		}
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
 		t.set(wk, encodeWithdraw(&w))
-		for _, l := range op.Locks {
-			t.set(append(hashKey(prefixNonce, l.Denom), l.Nonce...), bytes.Clone(l.Blinded[:]))
-		}
+		t.setLocks(op.Locks)
 		sigs = cloneSigs(op.BlindSigs)
 		return nil
 	})
@@ -682,29 +641,16 @@ func cloneSigs(in [][]byte) [][]byte {
 // amount, or it is an ErrPaymentConflict. A coin id twice in one op is
 // refused with an error matching both ErrInvalid and bank.ErrDuplicateCoin.
 func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
-	switch {
-	case op.Amount <= 0:
-		return nil, invalid("deposit amount %d", op.Amount)
-	case len(op.Coins) == 0 || len(op.Coins) > ecash.MaxCoinsPerRequest:
-		return nil, invalid("%d coins", len(op.Coins))
-	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
-		return nil, invalid("receipt of %d bytes", len(op.Receipt))
+	sorted, err := op.Validate()
+	if err != nil {
+		return nil, err
 	}
 	ids := make([]ecash.Hash, len(op.Coins))
 	for i, c := range op.Coins {
-		if len(c.Permission) == 0 || len(c.Permission) > MaxPermissionLen {
-			return nil, invalid("permission %d of %d bytes", i, len(c.Permission))
-		}
 		ids[i] = c.ID
 	}
-	sorted := sortedHashes(ids)
-	for i := 1; i < len(sorted); i++ {
-		if sorted[i] == sorted[i-1] {
-			return nil, fmt.Errorf("%w: %w: %x", ErrInvalid, bank.ErrDuplicateCoin, sorted[i][:8])
-		}
-	}
 	var receipt []byte
-	err := s.submit(ctx, func(t *txn) error {
+	err = s.submit(ctx, func(t *txn) error {
 		dk := hashKey(prefixDeposit, op.PaymentHash)
 		v, ok, err := t.get(dk)
 		if err != nil {
@@ -715,7 +661,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			if err != nil {
 				return err
 			}
-			if d.Merchant != op.Merchant || d.Amount != op.Amount || !slices.Equal(sortedHashes(d.Coins), sorted) {
+			if d.Merchant != op.Merchant || d.Amount != op.Amount || !slices.Equal(bank.SortedHashes(d.Coins), sorted) {
 				return bank.ErrPaymentConflict
 			}
 			receipt = d.Receipt
@@ -725,21 +671,8 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if err != nil {
 			return err
 		}
-		if !m.Merchant {
-			return bank.ErrNotMerchant
-		}
-		for _, c := range op.Coins {
-			v, ok, err := t.get(hashKey(prefixCoin, c.ID))
-			if err != nil {
-				return err
-			}
-			if ok {
-				rec, err := decodeCoin(v)
-				if err != nil {
-					return err
-				}
-				return &bank.SpentError{Coin: c.ID, Permission: rec.Permission}
-			}
+		if err := t.checkUnspent(op.Coins); err != nil {
+			return err
 		}
 		out, err := t.account(bank.AccountOutstanding)
 		if err != nil {
@@ -748,9 +681,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time, "", ""); err != nil {
 			return err
 		}
-		for _, c := range op.Coins {
-			t.set(hashKey(prefixCoin, c.ID), encodeCoin(&coinRecord{Payment: op.PaymentHash, Permission: c.Permission}))
-		}
+		t.spend(op.Coins, op.PaymentHash)
 		t.set(dk, encodeDeposit(&depositRecord{Merchant: op.Merchant, Amount: op.Amount, Coins: ids, Receipt: op.Receipt}))
 		receipt = bytes.Clone(op.Receipt)
 		return nil
@@ -761,10 +692,106 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 	return receipt, nil
 }
 
-func sortedHashes(hs []ecash.Hash) []ecash.Hash {
-	out := slices.Clone(hs)
-	slices.SortFunc(out, func(a, b ecash.Hash) int { return bytes.Compare(a[:], b[:]) })
-	return out
+// Swap implements bank.Store. A replay of a recorded request hash returns
+// the recorded signatures if its coin set and value match, and
+// ErrRequestConflict if not.
+func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
+	sorted, err := op.Validate()
+	if err != nil {
+		return nil, err
+	}
+	var sigs [][]byte
+	err = s.submit(ctx, func(t *txn) error {
+		sk := hashKey(prefixSwap, op.RequestHash)
+		v, ok, err := t.get(sk)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r, err := decodeSwap(v)
+			if err != nil {
+				return err
+			}
+			if r.Value != op.Value || !slices.Equal(bank.SortedHashes(r.Coins), sorted) {
+				return ErrRequestConflict
+			}
+			sigs = r.Sigs
+			return nil
+		}
+		if err := t.checkUnspent(op.Coins); err != nil {
+			return err
+		}
+		if err := t.checkLocks(op.Locks); err != nil {
+			return err
+		}
+		t.spend(op.Coins, op.RequestHash)
+		t.setLocks(op.Locks)
+		t.set(sk, encodeSwap(&swapRecord{Value: op.Value, Coins: sorted, Sigs: op.BlindSigs, Time: op.Time}))
+		sigs = cloneSigs(op.BlindSigs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs, nil
+}
+
+// checkUnspent returns a *bank.SpentError for the first spent coin.
+func (t *txn) checkUnspent(coins []bank.SpentCoin) error {
+	for _, c := range coins {
+		v, ok, err := t.get(hashKey(prefixCoin, c.ID))
+		if err != nil {
+			return err
+		}
+		if ok {
+			rec, err := decodeCoin(v)
+			if err != nil {
+				return err
+			}
+			return &bank.SpentError{Coin: c.ID, Permission: rec.Permission}
+		}
+	}
+	return nil
+}
+
+// spend records coins as spent by the deposit or swap ref.
+func (t *txn) spend(coins []bank.SpentCoin, ref ecash.Hash) {
+	for _, c := range coins {
+		t.set(hashKey(prefixCoin, c.ID), encodeCoin(&coinRecord{Payment: ref, Permission: c.Permission}))
+	}
+}
+
+// checkLocks refuses nonces locked to another blinded message.
+func (t *txn) checkLocks(locks []bank.NonceLock) error {
+	for _, l := range locks {
+		v, ok, err := t.get(append(hashKey(prefixNonce, l.Denom), l.Nonce...))
+		if err != nil {
+			return err
+		}
+		if ok && !bytes.Equal(v, l.Blinded[:]) {
+			return bank.ErrNonceReused
+		}
+	}
+	return nil
+}
+
+func (t *txn) setLocks(locks []bank.NonceLock) {
+	for _, l := range locks {
+		t.set(append(hashKey(prefixNonce, l.Denom), l.Nonce...), bytes.Clone(l.Blinded[:]))
+	}
+}
+
+// SwapRecord implements bank.Store.
+func (s *Store) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	v, found, err := s.lookup(ctx, hashKey(prefixSwap, h))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	r, err := decodeSwap(v)
+	if err != nil {
+		return nil, false, err
+	}
+	return cloneSigs(r.Sigs), true, nil
 }
 
 // Account implements bank.Store.
@@ -831,22 +858,8 @@ func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 
 // Check implements bank.Store.
 func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
-	switch {
-	case op.Amount <= 0:
-		return bank.CheckOutcome{}, invalid("check amount %d", op.Amount)
-	case op.EPOID == "" || len(op.EPOID) > 128:
-		return bank.CheckOutcome{}, invalid("EPOID of %d bytes", len(op.EPOID))
-	case isSystem(op.Customer) || isSystem(op.Merchant) || op.Customer == op.Merchant:
-		return bank.CheckOutcome{}, invalid("check from %d to %d", op.Customer, op.Merchant)
-	case len(op.Memo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
-		return bank.CheckOutcome{}, invalid("memo or product of %d/%d bytes", len(op.Memo), len(op.Product))
-	case len(op.Record) > MaxReceiptLen:
-		return bank.CheckOutcome{}, invalid("record of %d bytes", len(op.Record))
-	}
-	for _, r := range [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked} {
-		if len(r) == 0 || len(r) > MaxReceiptLen {
-			return bank.CheckOutcome{}, invalid("receipt of %d bytes", len(r))
-		}
+	if err := op.Validate(); err != nil {
+		return bank.CheckOutcome{}, err
 	}
 	var out bank.CheckOutcome
 	err := s.submit(ctx, func(t *txn) error {

@@ -152,11 +152,8 @@ func hashes(hs [][]byte) ([]ecash.Hash, error) {
 // FirstUserAccount; the unique key on the public key refuses a second
 // account for it.
 func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error) {
-	if len(key) != ed25519.PublicKeySize {
-		return 0, invalid("public key of %d bytes", len(key))
-	}
-	if len(name) > MaxNameLen {
-		return 0, invalid("name of %d bytes", len(name))
+	if err := bank.ValidateAccount(name, key); err != nil {
+		return 0, err
 	}
 	var id int64
 	err := s.mutate(ctx, "open account", func(t *txn) error {
@@ -180,15 +177,8 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 
 // Credit implements bank.Store.
 func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
-	switch {
-	case op.Amount <= 0:
-		return 0, invalid("credit amount %d", op.Amount)
-	case isSystem(op.Account):
-		return 0, invalid("credit to system account %d", op.Account)
-	case len(op.Memo) > MaxMemoLen:
-		return 0, invalid("memo of %d bytes", len(op.Memo))
-	case len(op.Reference) > MaxReferenceLen:
-		return 0, invalid("reference of %d bytes", len(op.Reference))
+	if err := op.Validate(); err != nil {
+		return 0, err
 	}
 	acct, ok := dbID(op.Account)
 	if !ok {
@@ -251,50 +241,15 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 // returns the recorded signatures if its account and amount match, and
 // bank.ErrRequestConflict if not.
 func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
-	switch {
-	case op.Amount <= 0:
-		return nil, invalid("withdraw amount %d", op.Amount)
-	case isSystem(op.Account):
-		return nil, invalid("withdraw from system account %d", op.Account)
-	case len(op.BlindSigs) == 0 || len(op.BlindSigs) > ecash.MaxCoinsPerRequest:
-		return nil, invalid("%d blind signatures", len(op.BlindSigs))
+	if err := op.Validate(); err != nil {
+		return nil, err
 	}
-	for i, sig := range op.BlindSigs {
-		if len(sig) == 0 || len(sig) > MaxSigLen {
-			return nil, invalid("blind signature %d of %d bytes", i, len(sig))
-		}
-	}
-	if len(op.Locks) > len(op.BlindSigs) {
-		return nil, invalid("%d nonce locks for %d signatures", len(op.Locks), len(op.BlindSigs))
-	}
-	seen := make(map[string]bool, len(op.Locks))
-	for i, l := range op.Locks {
-		if len(l.Nonce) == 0 || len(l.Nonce) > 64 {
-			return nil, invalid("nonce lock %d of %d bytes", i, len(l.Nonce))
-		}
-		k := string(l.Denom[:]) + string(l.Nonce)
-		if seen[k] {
-			return nil, fmt.Errorf("%w: nonce twice in one request", bank.ErrNonceReused)
-		}
-		seen[k] = true
-	}
-	// Sorted, so that concurrent withdrawals take the lock rows in one order.
-	locks := slices.Clone(op.Locks)
-	slices.SortFunc(locks, func(a, b bank.NonceLock) int {
-		if c := bytes.Compare(a.Denom[:], b.Denom[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Nonce, b.Nonce)
-	})
 	acct, ok := dbID(op.Account)
 	if !ok {
 		return nil, bank.ErrNoAccount
 	}
 	at := dbTime(op.Time)
-	denoms, nonces, blinded := make([][]byte, len(locks)), make([][]byte, len(locks)), make([][]byte, len(locks))
-	for i, l := range locks {
-		denoms[i], nonces[i], blinded[i] = l.Denom[:], l.Nonce, l.Blinded[:]
-	}
+	locks := lockColumns(op.Locks)
 	var sigs [][]byte
 	err := s.mutate(ctx, "withdraw", func(t *txn) error {
 		b := begin()
@@ -310,15 +265,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
 		b.Queue(`SELECT account, amount, sigs FROM withdrawals WHERE request_hash = $1`, op.RequestHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recAcct, &recAm, &recSigs) })
-		if len(locks) > 0 {
-			b.Queue(`INSERT INTO nonce_locks (denom, nonce, blinded)
-				SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) ORDER BY 1, 2
-				ON CONFLICT (denom, nonce) DO NOTHING`, denoms, nonces, blinded)
-			b.Queue(`SELECT count(*) FROM nonce_locks n
-				JOIN unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS l(denom, nonce, blinded)
-				ON n.denom = l.denom AND n.nonce = l.nonce WHERE n.blinded <> l.blinded`, denoms, nonces, blinded).
-				QueryRow(func(row pgx.Row) error { return row.Scan(&reusedNs) })
-		}
+		locks.queue(b, &reusedNs)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, op.Account, bank.AccountOutstanding)
 		if err := t.send(b); err != nil {
@@ -381,29 +328,12 @@ func cloneSigs(in [][]byte) [][]byte {
 // primary key decides which of two concurrent deposits spends it, and the
 // loser reads the winner's permission for its SpentError.
 func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
-	switch {
-	case op.Amount <= 0:
-		return nil, invalid("deposit amount %d", op.Amount)
-	case len(op.Coins) == 0 || len(op.Coins) > ecash.MaxCoinsPerRequest:
-		return nil, invalid("%d coins", len(op.Coins))
-	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
-		return nil, invalid("receipt of %d bytes", len(op.Receipt))
+	if _, err := op.Validate(); err != nil {
+		return nil, err
 	}
 	ids := make([][]byte, len(op.Coins)) // in op order, for the deposit record
 	for i, c := range op.Coins {
-		if len(c.Permission) == 0 || len(c.Permission) > MaxPermissionLen {
-			return nil, invalid("permission %d of %d bytes", i, len(c.Permission))
-		}
 		ids[i] = c.ID[:]
-	}
-	sorted := slices.Clone(op.Coins)
-	slices.SortFunc(sorted, func(a, b bank.SpentCoin) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	sortedIDs, sortedPerms := make([][]byte, len(sorted)), make([][]byte, len(sorted))
-	for i, c := range sorted {
-		if i > 0 && c.ID == sorted[i-1].ID {
-			return nil, fmt.Errorf("%w: %w: %x", ErrInvalid, bank.ErrDuplicateCoin, c.ID[:8])
-		}
-		sortedIDs[i], sortedPerms[i] = c.ID[:], c.Permission
 	}
 	merchant, ok := dbID(op.Merchant)
 	if !ok {
@@ -426,22 +356,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
 		b.Queue(`SELECT merchant, amount, coins, receipt FROM deposits WHERE payment_hash = $1`, op.PaymentHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recMerch, &recAm, &recCoins, &recRcpt) })
-		b.Queue(`INSERT INTO spent_coins (coin_id, payment_hash, permission)
-			SELECT c.id, $3::bytea, c.perm FROM unnest($1::bytea[], $2::bytea[]) AS c(id, perm) ORDER BY 1
-			ON CONFLICT (coin_id) DO NOTHING`, sortedIDs, sortedPerms, op.PaymentHash[:])
-		b.Queue(`SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1) AND payment_hash <> $2`,
-			sortedIDs, op.PaymentHash[:]).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var id, perm []byte
-				if err := rows.Scan(&id, &perm); err != nil {
-					return err
-				}
-				var h ecash.Hash
-				copy(h[:], id)
-				spent[h] = perm
-			}
-			return rows.Err()
-		})
+		queueSpend(b, op.Coins, op.PaymentHash, spent)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, op.Merchant, bank.AccountOutstanding)
 		if err := t.send(b); err != nil {
@@ -462,13 +377,8 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if m == nil {
 			return refuse(bank.ErrNoAccount)
 		}
-		if !m.Merchant {
-			return refuse(bank.ErrNotMerchant)
-		}
-		for _, c := range op.Coins { // the first spent coin in op order
-			if perm, ok := spent[c.ID]; ok {
-				return refuse(&bank.SpentError{Coin: c.ID, Permission: perm})
-			}
+		if err := firstSpent(op.Coins, spent); err != nil {
+			return refuse(err)
 		}
 		if out == nil {
 			return errors.New("pgstore: no outstanding account")
@@ -487,6 +397,169 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		return nil, err
 	}
 	return receipt, nil
+}
+
+// Swap implements bank.Store. A replay of a recorded request hash returns
+// the recorded signatures if its coin set and value match, and
+// bank.ErrRequestConflict if not. As for deposits, the spent coins' primary
+// key decides between concurrent spends, and the nonce locks' primary key
+// between a swap and a withdrawal answering one CS nonce.
+func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
+	sorted, err := op.Validate()
+	if err != nil {
+		return nil, err
+	}
+	coins := make([][]byte, len(sorted))
+	for i := range sorted {
+		coins[i] = sorted[i][:]
+	}
+	at := dbTime(op.Time)
+	locks := lockColumns(op.Locks)
+	var sigs [][]byte
+	err = s.mutate(ctx, "swap", func(t *txn) error {
+		b := begin()
+		var (
+			fresh    bool
+			recValue int64
+			recCoins [][]byte
+			recSigs  [][]byte
+			reusedNs int64
+			spent    = map[ecash.Hash][]byte{}
+		)
+		b.Queue(`INSERT INTO swaps (request_hash, value, coins, sigs, created) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (request_hash) DO NOTHING`, op.RequestHash[:], op.Value, coins, op.BlindSigs, at).
+			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
+		b.Queue(`SELECT value, coins, sigs FROM swaps WHERE request_hash = $1`, op.RequestHash[:]).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&recValue, &recCoins, &recSigs) })
+		queueSpend(b, op.Coins, op.RequestHash, spent)
+		locks.queue(b, &reusedNs)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !fresh {
+			rec, err := hashes(recCoins)
+			if err != nil {
+				return err
+			}
+			if recValue != op.Value || !sameCoins(rec, op.Coins) {
+				return refuse(bank.ErrRequestConflict)
+			}
+			sigs = recSigs
+			return nil
+		}
+		if err := firstSpent(op.Coins, spent); err != nil {
+			return refuse(err)
+		}
+		if reusedNs > 0 {
+			return refuse(bank.ErrNonceReused)
+		}
+		if err := t.commit(&pgx.Batch{}); err != nil {
+			return err
+		}
+		sigs = cloneSigs(op.BlindSigs)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sigs, nil
+}
+
+// SwapRecord implements bank.Store.
+func (s *Store) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	return s.sigsAt(ctx, `SELECT sigs FROM swaps WHERE request_hash = $1`, h)
+}
+
+// sigsAt reads the blind signatures of one withdrawal or swap.
+func (s *Store) sigsAt(ctx context.Context, query string, h ecash.Hash) ([][]byte, bool, error) {
+	var sigs [][]byte
+	found := false
+	err := s.read(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, query, h[:]).Scan(&sigs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return sigs, true, nil
+}
+
+// nonceLocks are a request's CS nonce locks as columns, sorted, so that
+// concurrent requests take the lock rows in one order.
+type nonceLocks struct{ denoms, nonces, blinded [][]byte }
+
+func lockColumns(in []bank.NonceLock) nonceLocks {
+	locks := slices.Clone(in)
+	slices.SortFunc(locks, func(a, b bank.NonceLock) int {
+		if c := bytes.Compare(a.Denom[:], b.Denom[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Nonce, b.Nonce)
+	})
+	var c nonceLocks
+	for _, l := range locks {
+		c.denoms = append(c.denoms, l.Denom[:])
+		c.nonces = append(c.nonces, l.Nonce)
+		c.blinded = append(c.blinded, l.Blinded[:])
+	}
+	return c
+}
+
+// queue inserts the locks that are new and counts those held by another
+// blinded message into *reused.
+func (c nonceLocks) queue(b *pgx.Batch, reused *int64) {
+	if len(c.denoms) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO nonce_locks (denom, nonce, blinded)
+		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) ORDER BY 1, 2
+		ON CONFLICT (denom, nonce) DO NOTHING`, c.denoms, c.nonces, c.blinded)
+	b.Queue(`SELECT count(*) FROM nonce_locks n
+		JOIN unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS l(denom, nonce, blinded)
+		ON n.denom = l.denom AND n.nonce = l.nonce WHERE n.blinded <> l.blinded`, c.denoms, c.nonces, c.blinded).
+		QueryRow(func(row pgx.Row) error { return row.Scan(reused) })
+}
+
+// queueSpend inserts the coins as spent by ref (a payment or swap request
+// hash) in id order, and fills spent with those already spent by another.
+func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash, spent map[ecash.Hash][]byte) {
+	sorted := slices.Clone(coins)
+	slices.SortFunc(sorted, func(a, b bank.SpentCoin) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	ids, perms := make([][]byte, len(sorted)), make([][]byte, len(sorted))
+	for i, c := range sorted {
+		ids[i], perms[i] = c.ID[:], c.Permission
+	}
+	b.Queue(`INSERT INTO spent_coins (coin_id, payment_hash, permission)
+		SELECT c.id, $3::bytea, c.perm FROM unnest($1::bytea[], $2::bytea[]) AS c(id, perm) ORDER BY 1
+		ON CONFLICT (coin_id) DO NOTHING`, ids, perms, ref[:])
+	b.Queue(`SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1) AND payment_hash <> $2`,
+		ids, ref[:]).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id, perm []byte
+			if err := rows.Scan(&id, &perm); err != nil {
+				return err
+			}
+			var h ecash.Hash
+			copy(h[:], id)
+			spent[h] = perm
+		}
+		return rows.Err()
+	})
+}
+
+// firstSpent returns a *bank.SpentError for the first coin, in op order,
+// that spent holds.
+func firstSpent(coins []bank.SpentCoin, spent map[ecash.Hash][]byte) error {
+	for _, c := range coins {
+		if perm, ok := spent[c.ID]; ok {
+			return &bank.SpentError{Coin: c.ID, Permission: perm}
+		}
+	}
+	return nil
 }
 
 // sameCoins reports whether recorded and coins hold the same set of ids.
@@ -510,22 +583,8 @@ func sameCoins(recorded []ecash.Hash, coins []bank.SpentCoin) bool {
 // submissions of one EPOID (which name the same customer) are decided one
 // after the other; the EPOID's primary key backs that up.
 func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
-	switch {
-	case op.Amount <= 0:
-		return bank.CheckOutcome{}, invalid("check amount %d", op.Amount)
-	case op.EPOID == "" || len(op.EPOID) > 128:
-		return bank.CheckOutcome{}, invalid("EPOID of %d bytes", len(op.EPOID))
-	case isSystem(op.Customer) || isSystem(op.Merchant) || op.Customer == op.Merchant:
-		return bank.CheckOutcome{}, invalid("check from %d to %d", op.Customer, op.Merchant)
-	case len(op.Memo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
-		return bank.CheckOutcome{}, invalid("memo or product of %d/%d bytes", len(op.Memo), len(op.Product))
-	case len(op.Record) > MaxReceiptLen:
-		return bank.CheckOutcome{}, invalid("record of %d bytes", len(op.Record))
-	}
-	for _, r := range [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked} {
-		if len(r) == 0 || len(r) > MaxReceiptLen {
-			return bank.CheckOutcome{}, invalid("receipt of %d bytes", len(r))
-		}
+	if err := op.Validate(); err != nil {
+		return bank.CheckOutcome{}, err
 	}
 	at := dbTime(op.Time)
 	var out bank.CheckOutcome
@@ -767,20 +826,7 @@ func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posti
 
 // Withdrawal implements bank.Store.
 func (s *Store) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
-	var sigs [][]byte
-	found := false
-	err := s.read(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, `SELECT sigs FROM withdrawals WHERE request_hash = $1`, h[:]).Scan(&sigs)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		found = err == nil
-		return err
-	})
-	if err != nil || !found {
-		return nil, false, err
-	}
-	return sigs, true, nil
+	return s.sigsAt(ctx, `SELECT sigs FROM withdrawals WHERE request_hash = $1`, h)
 }
 
 // DepositRecord implements bank.Store.

@@ -34,6 +34,33 @@ type migration struct {
 // engines; see the package documentation for the exceptions.
 var migrations = []migration{
 	{1, "ledger, records and hash-partitioned coin, withdrawal and check tables", initialSchema()},
+	{2, "swaps: coins exchanged for new blind signatures", swapSchema()},
+}
+
+// swapSchema adds the swap records, hash-partitioned on the request hash as
+// withdrawals are. The inputs are in spent_coins under the request hash.
+func swapSchema() []string {
+	return append([]string{
+		`CREATE TABLE swaps (
+			request_hash bytea       NOT NULL,
+			value        bigint      NOT NULL CHECK (value > 0),
+			coins        bytea[]     NOT NULL,
+			sigs         bytea[]     NOT NULL,
+			created      timestamptz NOT NULL,
+			PRIMARY KEY (request_hash)
+		) PARTITION BY HASH (request_hash)`,
+	}, partitions("swaps")...)
+}
+
+// partitions creates the hash partitions of table.
+func partitions(table string) []string {
+	var s []string
+	for i := range Partitions {
+		s = append(s, fmt.Sprintf(
+			`CREATE TABLE %s_p%d PARTITION OF %s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`,
+			table, i, table, Partitions, i))
+	}
+	return s
 }
 
 func initialSchema() []string {
@@ -147,11 +174,7 @@ func initialSchema() []string {
 		) PARTITION BY HASH (epoid)`,
 	}
 	for _, table := range []string{"spent_coins", "withdrawals", "checks"} {
-		for i := range Partitions {
-			s = append(s, fmt.Sprintf(
-				`CREATE TABLE %s_p%d PARTITION OF %s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`,
-				table, i, table, Partitions, i))
-		}
+		s = append(s, partitions(table)...)
 	}
 	return s
 }

@@ -140,12 +140,12 @@ var (
 
 // Limits on operation fields, the same as the Pebble store's.
 const (
-	MaxNameLen       = 1024    // account name, bytes
-	MaxMemoLen       = 1024    // credit memo, bytes
-	MaxReferenceLen  = 1024    // credit reference, bytes
-	MaxSigLen        = 8192    // one blind signature, bytes
-	MaxPermissionLen = 8192    // one deposit permission, bytes
-	MaxReceiptLen    = 1 << 20 // deposit receipt, bytes
+	MaxNameLen       = bank.MaxNameLen
+	MaxMemoLen       = bank.MaxMemoLen
+	MaxReferenceLen  = bank.MaxReferenceLen
+	MaxSigLen        = bank.MaxSigLen
+	MaxPermissionLen = bank.MaxPermissionLen
+	MaxReceiptLen    = bank.MaxReceiptLen
 )
 
 // FirstUserAccount is the id of the first customer or merchant account.

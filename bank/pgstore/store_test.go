@@ -115,6 +115,12 @@ func (r *replicas) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, 
 func (r *replicas) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
 	return r.next().Deposit(ctx, op)
 }
+func (r *replicas) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
+	return r.next().Swap(ctx, op)
+}
+func (r *replicas) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	return r.next().SwapRecord(ctx, h)
+}
 func (r *replicas) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
 	return r.next().Withdrawal(ctx, h)
 }

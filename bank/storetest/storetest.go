@@ -49,7 +49,13 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"DepositReplay", testDepositReplay},
 		{"DepositAllOrNothing", testDepositAllOrNothing},
 		{"PaymentConflict", testPaymentConflict},
-		{"NotMerchant", testNotMerchant},
+		{"DepositAnyAccount", testDepositAnyAccount},
+		{"Swap", testSwap},
+		{"SwapReplay", testSwapReplay},
+		{"SwapSpendsOnce", testSwapSpendsOnce},
+		{"SwapNonceLocks", testSwapNonceLocks},
+		{"InvalidSwaps", testInvalidSwaps},
+		{"ConcurrentSwapAndDeposit", testConcurrentSwapAndDeposit},
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
@@ -611,25 +617,24 @@ func testPaymentConflict(t *testing.T, s bank.Store) {
 	f.checkLedger()
 }
 
-func testNotMerchant(t *testing.T, s bank.Store) {
+// testDepositAnyAccount: deposits credit customer accounts too (a wallet
+// returns coins to its own account), never system accounts.
+func testDepositAnyAccount(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	f.fundOutstanding(1000)
 	c := f.customer()
 	before := f.balances()
-	if _, err := s.Deposit(f.ctx, depositOp(c, 100, "p1", coin("a"))); !errors.Is(err, bank.ErrNotMerchant) {
-		t.Errorf("Deposit(customer account) = %v, want ErrNotMerchant", err)
-	}
 	for _, id := range []uint64{bank.AccountFunding, bank.AccountOutstanding} {
-		if _, err := s.Deposit(f.ctx, depositOp(id, 100, "p1", coin("a"))); err == nil {
-			t.Errorf("Deposit(system account %d) succeeded", id)
+		if _, err := s.Deposit(f.ctx, depositOp(id, 100, "p1", coin("a"))); !errors.Is(err, bank.ErrInvalidOp) {
+			t.Errorf("Deposit(system account %d) = %v, want ErrInvalidOp", id, err)
 		}
 	}
 	f.expectBalances(before)
-	// The coin was not spent by the refused deposit.
-	m := f.merchant()
-	if _, err := s.Deposit(f.ctx, depositOp(m, 100, "p1", coin("a"))); err != nil {
-		t.Errorf("Deposit(merchant) after refusals = %v", err)
+	// The coin was not spent by the refused deposits.
+	if _, err := s.Deposit(f.ctx, depositOp(c, 100, "p1", coin("a"))); err != nil {
+		t.Errorf("Deposit(customer) after refusals = %v", err)
 	}
+	f.expectBalances(map[uint64]int64{c: 100, bank.AccountOutstanding: 900})
 	f.checkLedger()
 }
 

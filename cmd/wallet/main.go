@@ -4,6 +4,8 @@
 //	wallet set-account ID
 //	wallet withdraw EUR:10.00
 //	wallet pay --merchant ADDR --merchant-ca FILE --order ORDER_ID
+//	wallet swap EUR:5.00
+//	wallet return EUR:5.00
 //	wallet balance
 //
 // Run "wallet --help" for details.

@@ -81,13 +81,14 @@ wallet set-account 1000
 wallet withdraw EUR:10.00
 wallet pay --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --order ord-3f9a...
 wallet balance
+wallet return EUR:2.00
 wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song-1 --out song.ogg`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&g.dir, "wallet", def, "wallet `DIR`: $BLINDBANK_WALLET if set, else ~/.blindbank-wallet")
 		},
 		Sub: []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
-			payCommand(g), recoverCommand(g), infoCommand(g),
+			payCommand(g), swapCommand(g), returnCommand(g), recoverCommand(g), infoCommand(g),
 			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
 			purchasesCommand(g), statementCommand(g),
 		},

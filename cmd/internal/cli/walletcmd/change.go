@@ -1,0 +1,148 @@
+package walletcmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// withBank opens the wallet (with an optional transcript) and a connection
+// to its bank, checks that amount is in the bank's currency, and runs f.
+func withBank(g *globals, transcript string, amt ecash.Amount, f func(w *wallet.Wallet, bank pb.BankClient) error) error {
+	opts, closeTr, err := transcriptOptions(transcript)
+	if err != nil {
+		return err
+	}
+	defer closeTr()
+	w, cfg, err := open(g, opts)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
+		return fmt.Errorf("the bank holds %s, not %s", ks.Currency, amt.Currency)
+	}
+	conn, err := dialBank(cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return f(w, pb.NewBankClient(conn))
+}
+
+// changeError explains the outcomes of swaps and returns that need the
+// user to act.
+func changeError(what string, err error) error {
+	switch {
+	case errors.Is(err, wallet.ErrPending):
+		return fmt.Errorf("the bank did not confirm the %s (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is spent twice)", what, err)
+	case errors.Is(err, ecash.ErrDoubleSpend):
+		return fmt.Errorf("%s refused: a coin was already spent, perhaps by a copy of this wallet (%v); that coin is marked spent, the others are kept", what, err)
+	}
+	return err
+}
+
+func swapCommand(g *globals) *cli.Command {
+	var transcript string
+	return &cli.Command{
+		Name:  "swap",
+		Args:  "AMOUNT",
+		NArgs: 1,
+		Short: "exchange coins for new ones of the same value (change)",
+		Long: `swap gives coins worth AMOUNT to the bank for new coins of the same value,
+in denominations chosen so that many amounts can be paid exactly. A payment
+or return that the coins cannot make exactly swaps by itself; use this to
+renew coins ahead of their denomination's deposit deadline, or to break
+large coins.
+
+The coins given up are marked pending and the signed request is saved before
+it is sent, so an interrupted swap is finished by "wallet recover" and
+never loses value. The bank cannot link the new coins to the old.`,
+		Example: `wallet swap EUR:5.12`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			amt, err := cli.ParsePositiveAmount(inv.Args[0])
+			if err != nil {
+				return err
+			}
+			return withBank(g, transcript, amt, func(w *wallet.Wallet, bank pb.BankClient) error {
+				coins, err := w.Swap(ctx, bank, amt)
+				if err != nil {
+					return changeError("swap", err)
+				}
+				bal, err := w.Balance()
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Swapped string `json:"swapped"`
+					Coins   int    `json:"coins"`
+					Balance string `json:"balance"`
+				}{amt.String(), len(coins), bal.Fresh.String()}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "swapped %s for %d new coins; balance %s\n", amt, len(coins), bal.Fresh)
+				})
+			})
+		},
+	}
+}
+
+func returnCommand(g *globals) *cli.Command {
+	var transcript string
+	return &cli.Command{
+		Name:  "return",
+		Args:  "AMOUNT",
+		NArgs: 1,
+		Short: "deposit coins back into your own bank account",
+		Long: `return deposits coins worth AMOUNT into your own bank account: the wallet
+acts as its own merchant, signing the payment request with your account key.
+It makes change first if the coins cannot pay AMOUNT exactly, and prints the
+bank's receipt and your new wallet balance.
+
+Like a payment, it is settled only by the bank's word: if the answer is
+lost, the coins stay pending and "wallet recover" settles them.`,
+		Example: `wallet return EUR:5.00`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			amt, err := cli.ParsePositiveAmount(inv.Args[0])
+			if err != nil {
+				return err
+			}
+			return withBank(g, transcript, amt, func(w *wallet.Wallet, bank pb.BankClient) error {
+				acct, err := w.Account()
+				if err != nil {
+					return err
+				}
+				rcpt, err := w.Return(ctx, bank, amt)
+				if err != nil {
+					return changeError("return", err)
+				}
+				bal, err := w.Balance()
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Returned string `json:"returned"`
+					Account  uint64 `json:"account"`
+					Coins    int    `json:"coins"`
+					Payment  string `json:"payment_hash"`
+					Balance  string `json:"balance"`
+				}{rcpt.Total.String(), acct, len(rcpt.Coins), rcpt.PaymentHash.String(), bal.Fresh.String()}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "returned %s in %d coins to account %d; wallet balance %s\n", rcpt.Total, len(rcpt.Coins), acct, bal.Fresh)
+				})
+			})
+		},
+	}
+}

@@ -1,0 +1,113 @@
+package ecash
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"time"
+)
+
+// SwapAccount is the account a coin's deposit permission names when the
+// coin is spent in a swap rather than paid to a merchant. No account has id
+// 0, so a swap permission never verifies as a payment and a payment
+// permission never verifies as a swap; the permission's payment hash is then
+// the swap's outputs hash. Keeping one permission type keeps one spent-coin
+// record and one double-spend proof for both ways of spending a coin.
+const SwapAccount uint64 = 0
+
+// SwapRequest exchanges coins for blind signatures on new planchets of the
+// same total value: change. Each input coin signs a deposit permission over
+// the hash of the outputs (SwapAccount, OutputsHash, the coin's value,
+// CreatedAt), so whoever sees the request cannot redirect the coins to
+// other outputs. The bank keys idempotency on the hash of Body: a retry of
+// the same bytes returns the same signatures.
+type SwapRequest struct {
+	CreatedAt time.Time
+	Inputs    []SwapInput
+	Outputs   []Planchet
+}
+
+// SwapInput is one coin given up in a swap, with its signature over the
+// swap permission (SwapRequest.Permission).
+type SwapInput struct {
+	Coin    Coin
+	CoinSig []byte
+}
+
+// OutputsHash = SHA-256("swap-outputs" tag || u32 n || n × (denom || varbytes blinded)).
+func (r *SwapRequest) OutputsHash() Hash {
+	e := NewEncoder("swap-outputs")
+	e.U32(uint32(len(r.Outputs)))
+	for _, p := range r.Outputs {
+		e.Fixed(p.Denom[:])
+		e.VarBytes(p.Blinded)
+	}
+	return HashOf(e.Bytes())
+}
+
+// Permission is the deposit permission input i signs, for a coin of value.
+func (r *SwapRequest) Permission(i int, value Amount) DepositPermission {
+	return DepositPermission{
+		Coin: r.Inputs[i].Coin, PaymentHash: r.OutputsHash(), MerchantAccount: SwapAccount,
+		Value: value, Timestamp: r.CreatedAt, CoinSig: r.Inputs[i].CoinSig,
+	}
+}
+
+// NewSwapRequest builds a swap of coins (with their keys and values) for
+// outputs and signs every input.
+func NewSwapRequest(coins []Coin, keys []ed25519.PrivateKey, values []Amount, outputs []Planchet, now time.Time) (*SwapRequest, error) {
+	if len(coins) != len(keys) || len(coins) != len(values) {
+		return nil, fmt.Errorf("ecash: %d coins, %d keys, %d values", len(coins), len(keys), len(values))
+	}
+	r := &SwapRequest{CreatedAt: time.UnixMilli(now.UnixMilli()), Outputs: outputs}
+	for _, c := range coins {
+		r.Inputs = append(r.Inputs, SwapInput{Coin: c})
+	}
+	for i := range r.Inputs {
+		dp := r.Permission(i, values[i])
+		r.Inputs[i].CoinSig = ed25519.Sign(keys[i], dp.Body())
+	}
+	return r, nil
+}
+
+// Body is the canonical encoding (tag "swap-request").
+func (r *SwapRequest) Body() []byte {
+	e := NewEncoder("swap-request")
+	e.I64(r.CreatedAt.UnixMilli())
+	e.U32(uint32(len(r.Inputs)))
+	for _, in := range r.Inputs {
+		in.Coin.encodeTo(e)
+		e.Fixed(in.CoinSig)
+	}
+	e.U32(uint32(len(r.Outputs)))
+	for _, p := range r.Outputs {
+		e.Fixed(p.Denom[:])
+		e.VarBytes(p.Blinded)
+	}
+	return e.Bytes()
+}
+
+// DecodeSwapRequest parses a body; it checks no signature.
+func DecodeSwapRequest(b []byte) (*SwapRequest, error) {
+	d := NewDecoder("swap-request", b)
+	r := &SwapRequest{CreatedAt: time.UnixMilli(d.I64())}
+	nIn := d.Count(MaxCoinsPerRequest)
+	for i := 0; i < nIn && d.Err() == nil; i++ {
+		in := SwapInput{Coin: decodeCoinFrom(d)}
+		in.CoinSig = d.Fixed(ed25519.SignatureSize)
+		r.Inputs = append(r.Inputs, in)
+	}
+	nOut := d.Count(MaxCoinsPerRequest)
+	for i := 0; i < nOut && d.Err() == nil; i++ {
+		var p Planchet
+		copy(p.Denom[:], d.Fixed(32))
+		p.Blinded = d.VarBytes(maxBlindedLen)
+		r.Outputs = append(r.Outputs, p)
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if nIn == 0 || nOut == 0 {
+		return nil, fmt.Errorf("%w: swap of %d coins for %d", ErrMalformed, nIn, nOut)
+	}
+	return r, nil
+}

@@ -1,0 +1,75 @@
+package wallet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// ReturnSummary is the order summary of a return; its hash is in the
+// payment request.
+const ReturnSummary = "coins returned to the wallet's own account"
+
+// returnMerchant names the bank in the records of returns, where a payment
+// names its merchant's address.
+const returnMerchant = "(return to own account)"
+
+// returnTTL is how long the bank accepts a return's payment request.
+const returnTTL = 10 * time.Minute
+
+// Return deposits coins worth amount into the wallet's own bank account:
+// e-cash back to account money. The wallet is its own merchant: it signs a
+// payment request to its account with the account key and deposits a
+// payment sealed to the bank, as a merchant would. Change is made first if
+// the coins cannot pay amount exactly. Like a payment, it settles only on
+// the bank's word; an interrupted return stays pending until Recover.
+func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Amount) (*ecash.DepositReceipt, error) {
+	account, err := w.Account()
+	if err != nil {
+		return nil, err
+	}
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	if amount.Currency != ks.Currency {
+		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, ks.Currency)
+	}
+	if amount.IsZero() {
+		return nil, fmt.Errorf("%w: return of zero", ecash.ErrBadAmount)
+	}
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
+		return nil, err
+	}
+	if _, err := w.makeChange(ctx, bank, ks, amount); err != nil {
+		return nil, err
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	now := time.UnixMilli(w.now().UnixMilli())
+	pr := &ecash.PaymentRequest{
+		BankID: ks.BankID(), MerchantAccount: account, MerchantPub: w.AccountKey(),
+		OrderID: "return-" + hex.EncodeToString(id[:]), Amount: amount,
+		SummaryHash: sha256.Sum256([]byte(ReturnSummary)), CreatedAt: now, ExpiresAt: now.Add(returnTTL),
+	}
+	body := pr.Body()
+	w.tr.Record(w.now(), "payment-request", body, ReturnSummary)
+	pp, err := w.reserveCoins(ks, pr, body, returnMerchant, pr.OrderID)
+	if err != nil {
+		return nil, err
+	}
+	w.tr.Record(w.now(), "sealed-payment", pp.Sealed, pr.OrderID)
+	resp, err := bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: body, MerchantSig: ecash.SignBody(w.acctKey, body), SealedPayment: pp.Sealed})
+	if err != nil {
+		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
+	}
+	return w.acceptReceipt(ks, pr, pp, resp.Receipt)
+}

@@ -1,0 +1,331 @@
+package wallet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// A swap (change) gives coins to the bank for blind signatures on new
+// planchets of the same value. Crash safety is the withdrawal's: the signed
+// request is persisted, with its inputs marked pending, before it is sent;
+// a retry sends the same bytes and the bank answers with the same
+// signatures. Only the bank's word settles it: its signatures (inputs spent,
+// outputs stored), a double-spend proof it signed (that input spent, the
+// others free), or another definitive refusal (nothing recorded: inputs
+// free).
+
+func swapKey(h ecash.Hash) []byte { return append([]byte("s/"), h[:]...) }
+
+// pendingSwap is a signed swap request persisted before it is sent.
+type pendingSwap struct {
+	Body     []byte
+	Indices  []uint64 // the outputs' planchet indices
+	Prepared [][]byte // the outputs' first-round answers
+	Inputs   []ecash.Hash
+}
+
+func (p *pendingSwap) encode() []byte {
+	e := ecash.NewEncoder("wallet/swap")
+	e.VarBytes(p.Body)
+	e.U32(uint32(len(p.Indices)))
+	for i, idx := range p.Indices {
+		e.U64(idx)
+		e.VarBytes(p.Prepared[i])
+	}
+	e.U32(uint32(len(p.Inputs)))
+	for _, h := range p.Inputs {
+		e.Fixed(h[:])
+	}
+	return e.Bytes()
+}
+
+func decodePendingSwap(b []byte) (*pendingSwap, error) {
+	d := ecash.NewDecoder("wallet/swap", b)
+	p := &pendingSwap{Body: d.VarBytes(ecash.MaxFieldLen)}
+	n := d.Count(ecash.MaxCoinsPerRequest)
+	for range n {
+		p.Indices = append(p.Indices, d.U64())
+		prep := d.VarBytes(1024)
+		if len(prep) == 0 {
+			prep = nil
+		}
+		p.Prepared = append(p.Prepared, prep)
+	}
+	n = d.Count(ecash.MaxCoinsPerRequest)
+	for range n {
+		var h ecash.Hash
+		copy(h[:], d.Fixed(32))
+		p.Inputs = append(p.Inputs, h)
+	}
+	return p, d.Finish()
+}
+
+// makeChange makes sure the fresh coins can pay amount exactly, swapping
+// one coin for smaller ones if they cannot. It reports whether it swapped.
+func (w *Wallet) makeChange(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount) (bool, error) {
+	w.mu.Lock()
+	picked, rest, fresh, err := w.pick(amount, ks)
+	w.mu.Unlock()
+	if err != nil || rest == 0 {
+		return false, err
+	}
+	// Largest first leaves only coins worth more than rest unpicked: swap
+	// the smallest of them for rest and the remainder.
+	var big *coinRecord
+	for _, c := range fresh {
+		if !slices.Contains(picked, c) && c.Value.Value > rest && (big == nil || c.Value.Value < big.Value.Value) {
+			big = c
+		}
+	}
+	if big == nil {
+		return false, fmt.Errorf("%w: %s is more than the wallet's fresh coins", ErrNoExactChange, amount)
+	}
+	now := w.now()
+	need, err := split(ecash.Amount{Currency: amount.Currency, Value: rest}, ks, now)
+	if err != nil {
+		return false, err
+	}
+	more, err := split(ecash.Amount{Currency: amount.Currency, Value: big.Value.Value - rest}, ks, now)
+	if err != nil {
+		return false, err
+	}
+	if _, err := w.swap(ctx, bank, ks, []*coinRecord{big}, append(need, more...)); err != nil {
+		return false, fmt.Errorf("wallet: making change: %w", err)
+	}
+	return true, nil
+}
+
+// Swap exchanges fresh coins worth amount for new coins of the same value,
+// split as a withdrawal splits (one of each small value first): what keeps
+// a wallet able to pay any amount, and renews coins before their
+// denomination's deposit deadline. It returns the new coins.
+func (w *Wallet) Swap(ctx context.Context, bank pb.BankClient, amount ecash.Amount) ([]ecash.Coin, error) {
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
+		return nil, err
+	}
+	if _, err := w.makeChange(ctx, bank, ks, amount); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	picked, err := w.selectCoins(amount, ks)
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	outputs, err := split(amount, ks, w.now())
+	if err != nil {
+		return nil, err
+	}
+	return w.swap(ctx, bank, ks, picked, outputs)
+}
+
+// swap runs one swap of inputs for outputs of the same total value.
+func (w *Wallet) swap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, inputs []*coinRecord, outputs []ecash.Denomination) ([]ecash.Coin, error) {
+	if len(outputs) > ecash.MaxCoinsPerRequest {
+		return nil, fmt.Errorf("wallet: a swap into %d coins; at most %d", len(outputs), ecash.MaxCoinsPerRequest)
+	}
+	fresh, err := w.newPlanchets(ctx, bank, outputs)
+	if err != nil {
+		return nil, err
+	}
+	coins := make([]ecash.Coin, len(inputs))
+	keys := make([]ed25519.PrivateKey, len(inputs))
+	values := make([]ecash.Amount, len(inputs))
+	ids := make([]ecash.Hash, len(inputs))
+	for i, c := range inputs {
+		ps, err := ecash.DerivePlanchet(w.seed, c.Index)
+		if err != nil {
+			return nil, err
+		}
+		coins[i], keys[i], values[i], ids[i] = c.Coin, ps.CoinKey, c.Value, c.Coin.ID()
+	}
+	req, err := ecash.NewSwapRequest(coins, keys, values, fresh.Planchets, w.now())
+	if err != nil {
+		return nil, err
+	}
+	ps := &pendingSwap{Body: req.Body(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: ids}
+	if err := w.reserveForSwap(ps); err != nil {
+		return nil, err
+	}
+	return w.sendSwap(ctx, bank, ks, ps)
+}
+
+// reserveForSwap marks the inputs pending in the swap and persists it, in
+// one synced batch; it refuses inputs that are no longer fresh.
+func (w *Wallet) reserveForSwap(ps *pendingSwap) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := ecash.HashOf(ps.Body)
+	b := w.db.NewBatch()
+	defer b.Close()
+	for _, id := range ps.Inputs {
+		c, err := w.coin(id)
+		if err != nil {
+			return err
+		}
+		if c.State != CoinFresh {
+			return fmt.Errorf("wallet: coin %x is no longer fresh", id[:8])
+		}
+		c.State, c.Payment = CoinPending, h
+		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(swapKey(h), ps.encode(), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// sendSwap sends a persisted swap and settles it on the bank's answer.
+func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, ps *pendingSwap) ([]ecash.Coin, error) {
+	req, err := ecash.DecodeSwapRequest(ps.Body)
+	if err != nil {
+		return nil, err
+	}
+	h := ecash.HashOf(ps.Body)
+	w.tr.Record(w.now(), "swap-request", ps.Body, "")
+	resp, err := bank.Swap(ctx, &pb.SwapRequest{Body: ps.Body})
+	if err != nil {
+		if ds := DoubleSpendFromError(err); ds != nil {
+			spent := ds.Proof.Earlier.Coin.ID()
+			if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(ps.Inputs, spent) || ds.Proof.Earlier.PaymentHash == req.OutputsHash() {
+				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
+			}
+			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
+			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent))
+		}
+		if definitive(err) {
+			return nil, errors.Join(err, w.endSwap(h, ps, nil, &ecash.Hash{}))
+		}
+		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
+	}
+	recs, err := w.finish(ks, &planchets{Planchets: req.Outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.endSwap(h, ps, recs, nil); err != nil {
+		return nil, err
+	}
+	coins := make([]ecash.Coin, len(recs))
+	for i := range recs {
+		coins[i] = recs[i].Coin
+		w.tr.Record(w.now(), "coin", recs[i].Coin.Encode(), recs[i].Value.String())
+	}
+	return coins, nil
+}
+
+// endSwap settles a pending swap atomically. spentOnly nil: the swap went
+// through, every input is spent and recs are stored. Otherwise it was
+// refused: the input spentOnly (if one of ours) is spent, the others fresh.
+// A swap already settled (by a concurrent recovery) is left alone.
+func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if raw, err := get(w.db, swapKey(h)); err != nil || raw == nil {
+		return err
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	for _, id := range ps.Inputs {
+		c, err := w.coin(id)
+		if err != nil {
+			return err
+		}
+		c.State, c.Payment = CoinFresh, ecash.Hash{}
+		if spentOnly == nil || *spentOnly == id {
+			c.State = CoinSpent
+		}
+		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {
+			return err
+		}
+	}
+	for _, rec := range recs {
+		if err := b.Set(coinKey(rec.Coin.ID()), rec.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(swapKey(h), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// coin reads one coin record. Caller holds w.mu.
+func (w *Wallet) coin(id ecash.Hash) (*coinRecord, error) {
+	raw, err := get(w.db, coinKey(id))
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("wallet: coin record %x missing", id[:8])
+	}
+	return decodeCoinRecord(raw)
+}
+
+// recoverSwaps re-sends every persisted swap until the bank settles it.
+func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet) error {
+	var pending []*pendingSwap
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: prefixEnd([]byte("s/"))})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		ps, err := decodePendingSwap(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("wallet: corrupt pending swap: %w", err)
+		}
+		pending = append(pending, ps)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, ps := range pending {
+		if _, err := w.sendSwap(ctx, bank, ks, ps); err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) {
+			return fmt.Errorf("wallet: recovering a swap: %w", err)
+		}
+	}
+	return nil
+}
+
+// pick is selectCoins' search: the coins largest first, what they leave
+// unpaid, and every fresh coin it considered. Caller holds w.mu.
+func (w *Wallet) pick(amount ecash.Amount, ks *ecash.KeySet) (picked []*coinRecord, rest uint64, fresh []*coinRecord, err error) {
+	now := w.now()
+	err = w.eachCoin(func(c *coinRecord) error {
+		if c.State != CoinFresh || c.Value.Currency != amount.Currency {
+			return nil
+		}
+		if d, err := ks.Denomination(c.Coin.Denom); err != nil || d.CanDeposit(now) != nil {
+			return nil
+		}
+		fresh = append(fresh, c)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Value.Value > fresh[j].Value.Value })
+	rest = amount.Value
+	for _, c := range fresh {
+		if c.Value.Value <= rest && len(picked) < ecash.MaxCoinsPerRequest {
+			picked = append(picked, c)
+			rest -= c.Value.Value
+		}
+	}
+	return picked, rest, fresh, nil
+}
