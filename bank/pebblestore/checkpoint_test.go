@@ -1,0 +1,189 @@
+package pebblestore
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestCheckpointUnderLoad: a checkpoint taken while withdrawals and deposits
+// keep committing holds every one acknowledged before it started, opens as
+// a store, and its ledger sums to zero; the live store is unaffected.
+func TestCheckpointUnderLoad(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(filepath.Join(root, "ledger"), Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const workers = 4
+	var accts [workers]uint64
+	for i := range accts {
+		accts[i] = openAccount(t, s, "customer "+string(rune('a'+i)), false)
+		if _, err := s.Credit(bg, bank.CreditOp{Account: accts[i], Amount: 1 << 40, Time: epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shop := openAccount(t, s, "shop", true)
+
+	// Each worker withdraws, then deposits what it withdrew, until told to
+	// stop; acked records the request and payment hashes answered so far.
+	type acked struct{ withdraws, deposits []ecash.Hash }
+	var (
+		mu   sync.Mutex
+		done [workers]acked
+		seq  atomic.Uint64
+		stop = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := seq.Add(1)
+				wh := hashOf("withdraw %d", n)
+				if _, err := s.Withdraw(bg, bank.WithdrawOp{RequestHash: wh, Account: accts[w], Amount: 5, BlindSigs: [][]byte{{1}}, Time: epoch}); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				done[w].withdraws = append(done[w].withdraws, wh)
+				mu.Unlock()
+				ph := hashOf("payment %d", n)
+				op := bank.DepositOp{PaymentHash: ph, Merchant: shop, Amount: 5, Receipt: []byte("receipt"), Time: epoch,
+					Coins: []bank.SpentCoin{{ID: hashOf("coin %d", n), Permission: []byte("perm")}}}
+				if _, err := s.Deposit(bg, op); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				done[w].deposits = append(done[w].deposits, ph)
+				mu.Unlock()
+			}
+		})
+	}
+	// Let some operations commit, then note what was acknowledged and
+	// checkpoint while the workers carry on.
+	for seq.Load() < 200 && !t.Failed() {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	var before acked
+	for _, d := range done {
+		before.withdraws = append(before.withdraws, d.withdraws...)
+		before.deposits = append(before.deposits, d.deposits...)
+	}
+	mu.Unlock()
+	backup := filepath.Join(root, "backup")
+	info, err := s.Checkpoint(bg, backup)
+	during := seq.Load()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Dir != backup || info.Files == 0 || info.Bytes == 0 || info.Accounts != 2+workers+1 {
+		t.Fatalf("checkpoint info %+v", info)
+	}
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("checkpoint directory: %v %v", fi, err)
+	}
+	t.Logf("%d operations acknowledged before the checkpoint, %d begun by its end; %d files, %d bytes",
+		len(before.withdraws)+len(before.deposits), 2*during, info.Files, info.Bytes)
+
+	// Nothing partial is left beside it.
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 2 {
+		t.Fatalf("root holds %v", entries)
+	}
+	// A second checkpoint to the same place is refused; so is one whose
+	// parent does not exist.
+	if _, err := s.Checkpoint(bg, backup); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("checkpoint over an existing directory: %v", err)
+	}
+	if _, err := s.Checkpoint(bg, filepath.Join(root, "no", "such")); err == nil {
+		t.Fatal("checkpoint into a missing parent succeeded")
+	}
+
+	if _, err := VerifyCheckpoint(backup); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(backup, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, h := range before.withdraws {
+		if _, ok, err := r.Withdrawal(bg, h); err != nil || !ok {
+			t.Fatalf("acknowledged withdrawal %x missing from the checkpoint: %v", h[:4], err)
+		}
+	}
+	for _, h := range before.deposits {
+		if _, _, ok, err := r.DepositRecord(bg, h); err != nil || !ok {
+			t.Fatalf("acknowledged deposit %x missing from the checkpoint: %v", h[:4], err)
+		}
+	}
+	totals, err := r.Totals(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, b := range totals {
+		sum += b
+	}
+	if sum != 0 {
+		t.Fatalf("checkpoint ledger sums to %d", sum)
+	}
+	// The live store still serves.
+	if _, err := s.Credit(bg, bank.CreditOp{Account: accts[0], Amount: 1, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyCheckpointRefuses: a directory that is not a ledger, or whose
+// balances do not sum to zero, fails verification.
+func TestVerifyCheckpointRefuses(t *testing.T) {
+	if _, err := VerifyCheckpoint(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("verified a missing directory")
+	}
+	empty := t.TempDir()
+	if _, err := VerifyCheckpoint(empty); err == nil {
+		t.Fatal("verified an empty directory")
+	}
+	dir := filepath.Join(t.TempDir(), "ledger")
+	s, err := Open(dir, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := openAccount(t, s, "a", false)
+	if _, err := s.Credit(bg, bank.CreditOp{Account: id, Amount: 7, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	// Unbalance the ledger behind the store's back.
+	a, err := s.readAccount(s.db, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Balance++
+	if err := s.db.Set(accountKey(id), encodeAccount(a), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyCheckpoint(dir); err == nil {
+		t.Fatal("verified an unbalanced ledger")
+	}
+}
