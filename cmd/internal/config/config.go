@@ -32,6 +32,7 @@ import (
 	"strings"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -47,7 +48,8 @@ type File struct {
 	Data string `json:"data"`
 	// Listen is the public gRPC address (default 127.0.0.1:7443).
 	Listen string `json:"listen"`
-	// AdminListen is the admin address, loopback only (default 127.0.0.1:7444).
+	// AdminListen is the admin address (default 127.0.0.1:7444); loopback
+	// only, unless AdminClientCAFile is set.
 	AdminListen string `json:"admin_listen"`
 	// Plaintext serves the public listener without TLS; refused unless
 	// Listen is loopback (default false: TLS).
@@ -78,12 +80,32 @@ type File struct {
 	// postgres:// URL or "host=… dbname=…") for a database that several
 	// bankd replicas may share.
 	Store string `json:"store"`
+	// TLSCertFile and TLSKeyFile are the listeners' certificate and key,
+	// PEM, both or neither (default: DATA/tls.crt and DATA/tls.key, made
+	// self-signed if missing). bankd reloads them when they change on disk.
+	TLSCertFile string `json:"tls_cert_file"`
+	TLSKeyFile  string `json:"tls_key_file"`
+	// ClientCAFile is a PEM file of the CA certificates that sign client
+	// certificates for the public listener (default none: no client
+	// certificates). Reloaded when it changes.
+	ClientCAFile string `json:"client_ca_file"`
+	// ClientAuth says which public calls need a client certificate from
+	// ClientCAFile: "none", "merchants" (deposits and checks; wallets need
+	// none) or "all" (default: "merchants" with a ClientCAFile, else "none").
+	ClientAuth string `json:"client_auth"`
+	// AdminClientCAFile is a PEM file of the CA certificates that sign the
+	// admin clients' certificates. If set, the admin listener serves TLS and
+	// refuses clients without such a certificate (the token is still
+	// needed), and may listen beyond loopback (default none: plaintext on
+	// loopback, token only).
+	AdminClientCAFile string `json:"admin_client_ca_file"`
 }
 
 // Field names, as in the file.
 var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
+	"tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file",
 }
 
 // Environment variables.
@@ -104,6 +126,13 @@ const (
 	DefaultCipher      = "rsa"
 	DefaultLogFormat   = "text"
 	DefaultLogLevel    = "info"
+)
+
+// Values of client_auth.
+const (
+	ClientAuthNone      = "none"
+	ClientAuthMerchants = "merchants"
+	ClientAuthAll       = "all"
 )
 
 // maxFileSize bounds a config file.
@@ -228,8 +257,28 @@ type Bank struct {
 	LogFormat         string
 	LogLevel          string
 	Store             string // "" for Pebble in Data/ledger, or a postgres:// URL
+	TLSCertFile       string // absolute; "" for DATA/tls.crt
+	TLSKeyFile        string // absolute; "" for DATA/tls.key
+	ClientCAFile      string // absolute; "" for none
+	ClientAuth        string // none, merchants or all (resolved: never "")
+	AdminClientCAFile string // absolute; "" for none
 
 	sources map[string]Source
+}
+
+// TLS is the listeners' TLS configuration, as node.StartBank takes it.
+func (b *Bank) TLS() node.TLSOptions {
+	o := node.TLSOptions{
+		CertFile: b.TLSCertFile, KeyFile: b.TLSKeyFile,
+		ClientCAFile: b.ClientCAFile, AdminClientCAFile: b.AdminClientCAFile,
+	}
+	switch b.ClientAuth {
+	case ClientAuthMerchants:
+		o.ClientAuth = transport.ClientCertMethods
+	case ClientAuthAll:
+		o.ClientAuth = transport.ClientCertAll
+	}
+	return o
 }
 
 // Source says where the field (named as in the file) came from.
@@ -253,6 +302,8 @@ func (b *Bank) Effective() File {
 		Currency: b.Currency, RSABits: b.RSABits, Cipher: strings.ToLower(b.Cipher.String()),
 		KeyPassphraseFile: b.KeyPassphraseFile, LogFormat: b.LogFormat, LogLevel: b.LogLevel,
 		Store: b.Store, Denominations: []string{},
+		TLSCertFile: b.TLSCertFile, TLSKeyFile: b.TLSKeyFile, ClientCAFile: b.ClientCAFile,
+		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile,
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -289,6 +340,11 @@ type Flags struct {
 	LogFormat         string
 	LogLevel          string
 	Store             string
+	TLSCertFile       string
+	TLSKeyFile        string
+	ClientCAFile      string
+	ClientAuth        string
+	AdminClientCAFile string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -323,6 +379,16 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.BoolVar(&f.Plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
 	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
+	f.RegisterTLS(fs)
+}
+
+// RegisterTLS adds the listeners' certificate and client-certificate flags.
+func (f *Flags) RegisterTLS(fs *flag.FlagSet) {
+	fs.StringVar(&f.TLSCertFile, "tls-cert", "", "the listeners' TLS certificate, PEM `FILE` (default DIR/tls.crt, self-signed, made if missing); reloaded when it changes")
+	fs.StringVar(&f.TLSKeyFile, "tls-key", "", "the TLS certificate's private key, PEM `FILE` (default DIR/tls.key); reloaded when it changes")
+	fs.StringVar(&f.ClientCAFile, "client-ca", "", "PEM `FILE` of the CAs that sign client certificates on the public listener (default none); reloaded when it changes")
+	fs.StringVar(&f.ClientAuth, "client-auth", "", "which public calls need a client certificate from --client-ca: `MODE` none, merchants (deposits and checks; wallets need none) or all (default merchants with --client-ca, else none)")
+	fs.StringVar(&f.AdminClientCAFile, "admin-client-ca", "", "PEM `FILE` of the CAs that sign admin clients' certificates: the admin listener then serves TLS, requires such a certificate besides the token, and may listen beyond loopback (default none)")
 }
 
 // Input is what Resolve combines.
@@ -358,19 +424,24 @@ type setting struct {
 }
 
 var settings = map[string]setting{
-	"data":                {flag: "data", env: EnvData, path: true},
-	"listen":              {flag: "listen", env: EnvListen},
-	"admin_listen":        {flag: "admin-listen", env: EnvAdminListen},
-	"plaintext":           {flag: "plaintext"},
-	"currency":            {flag: "currency"},
-	"rsa_bits":            {flag: "rsa-bits"},
-	"cipher":              {flag: "cipher"},
-	"denominations":       {flag: "denominations"},
-	"master_public_key":   {flag: "master-public"},
-	"store":               {flag: "store", env: EnvStore},
-	"key_passphrase_file": {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
-	"log_format":          {flag: "log-format"},
-	"log_level":           {flag: "log-level"},
+	"data":                 {flag: "data", env: EnvData, path: true},
+	"listen":               {flag: "listen", env: EnvListen},
+	"admin_listen":         {flag: "admin-listen", env: EnvAdminListen},
+	"plaintext":            {flag: "plaintext"},
+	"currency":             {flag: "currency"},
+	"rsa_bits":             {flag: "rsa-bits"},
+	"cipher":               {flag: "cipher"},
+	"denominations":        {flag: "denominations"},
+	"master_public_key":    {flag: "master-public"},
+	"store":                {flag: "store", env: EnvStore},
+	"key_passphrase_file":  {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
+	"log_format":           {flag: "log-format"},
+	"log_level":            {flag: "log-level"},
+	"tls_cert_file":        {flag: "tls-cert", path: true},
+	"tls_key_file":         {flag: "tls-key", path: true},
+	"client_ca_file":       {flag: "client-ca", path: true},
+	"client_auth":          {flag: "client-auth"},
+	"admin_client_ca_file": {flag: "admin-client-ca", path: true},
 }
 
 type resolver struct {
@@ -445,6 +516,11 @@ func Resolve(in Input) (*Bank, error) {
 	master := r.str("master_public_key", f.MasterPublicKey, fl.MasterPublicKey, "")
 	b.LogFormat = r.str("log_format", f.LogFormat, fl.LogFormat, DefaultLogFormat)
 	b.LogLevel = r.str("log_level", f.LogLevel, fl.LogLevel, DefaultLogLevel)
+	b.TLSCertFile = r.str("tls_cert_file", f.TLSCertFile, fl.TLSCertFile, "")
+	b.TLSKeyFile = r.str("tls_key_file", f.TLSKeyFile, fl.TLSKeyFile, "")
+	b.ClientCAFile = r.str("client_ca_file", f.ClientCAFile, fl.ClientCAFile, "")
+	b.AdminClientCAFile = r.str("admin_client_ca_file", f.AdminClientCAFile, fl.AdminClientCAFile, "")
+	b.ClientAuth = r.str("client_auth", f.ClientAuth, fl.ClientAuth, "")
 	switch {
 	case isSet("plaintext"):
 		b.Plaintext, b.sources["plaintext"] = fl.Plaintext, Source{FromFlag, "--plaintext"}
@@ -471,7 +547,10 @@ func Resolve(in Input) (*Bank, error) {
 		denoms = f.Denominations
 	}
 
-	for field, p := range map[string]*string{"data": &b.Data, "key_passphrase_file": &b.KeyPassphraseFile} {
+	for field, p := range map[string]*string{
+		"data": &b.Data, "key_passphrase_file": &b.KeyPassphraseFile, "tls_cert_file": &b.TLSCertFile,
+		"tls_key_file": &b.TLSKeyFile, "client_ca_file": &b.ClientCAFile, "admin_client_ca_file": &b.AdminClientCAFile,
+	} {
 		if *p == "" {
 			continue
 		}
@@ -490,8 +569,11 @@ func Resolve(in Input) (*Bank, error) {
 			return nil, r.fail(field, "bad %s %q: want HOST:PORT, e.g. 127.0.0.1:7443", r.name(field), addr)
 		}
 	}
-	if !transport.IsLoopback(b.AdminListen) {
-		return nil, r.fail("admin_listen", "bad %s %s: the admin service listens on loopback only (127.0.0.1, ::1, localhost)", r.name("admin_listen"), b.AdminListen)
+	if !transport.IsLoopback(b.AdminListen) && b.AdminClientCAFile == "" {
+		return nil, r.fail("admin_listen", "bad %s %s: the admin service listens on loopback only (127.0.0.1, ::1, localhost), unless it requires client certificates (admin_client_ca_file)", r.name("admin_listen"), b.AdminListen)
+	}
+	if err := r.tls(); err != nil {
+		return nil, err
 	}
 	if b.Plaintext && !transport.IsLoopback(b.Listen) {
 		return nil, r.fail("plaintext", "%s is allowed only on a loopback %s address, not %s", r.name("plaintext"), r.name("listen"), b.Listen)
@@ -525,6 +607,35 @@ func Resolve(in Input) (*Bank, error) {
 		return nil, r.fail("log_level", "bad %s %q: want debug, info, warn or error", r.name("log_level"), b.LogLevel)
 	}
 	return b, nil
+}
+
+// tls checks the TLS settings and resolves client_auth.
+func (r *resolver) tls() error {
+	b := r.out
+	if (b.TLSCertFile == "") != (b.TLSKeyFile == "") {
+		field := "tls_cert_file" // the one given
+		if b.TLSCertFile == "" {
+			field = "tls_key_file"
+		}
+		return r.fail(field, "%s and %s go together: give both or neither", r.name("tls_cert_file"), r.name("tls_key_file"))
+	}
+	switch b.ClientAuth {
+	case "":
+		b.ClientAuth = ClientAuthNone
+		if b.ClientCAFile != "" {
+			b.ClientAuth = ClientAuthMerchants
+		}
+	case ClientAuthNone, ClientAuthMerchants, ClientAuthAll:
+	default:
+		return r.fail("client_auth", "bad %s %q: want none, merchants or all", r.name("client_auth"), b.ClientAuth)
+	}
+	if b.ClientAuth != ClientAuthNone && b.ClientCAFile == "" {
+		return r.fail("client_auth", "%s %s needs %s: the CA that signs the client certificates", r.name("client_auth"), b.ClientAuth, r.name("client_ca_file"))
+	}
+	if b.ClientCAFile != "" && b.Plaintext {
+		return r.fail("client_ca_file", "%s needs TLS on the public listener, and %s turns it off", r.name("client_ca_file"), r.name("plaintext"))
+	}
+	return nil
 }
 
 // maxDenominations bounds a new bank's denominations.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -172,6 +174,51 @@ func TestPrecedence(t *testing.T) {
 	}
 }
 
+// TestTLSSettings: the certificate and client CA paths resolve like the
+// other paths, client_auth defaults by whether a client CA is given, an
+// admin listener off loopback is allowed with admin client certificates,
+// and the result maps onto the node's TLS options.
+func TestTLSSettings(t *testing.T) {
+	b, err := resolve(t, `{}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ClientAuth != ClientAuthNone || b.TLS() != (node.TLSOptions{}) {
+		t.Fatalf("defaults: %q %+v", b.ClientAuth, b.TLS())
+	}
+	b, err = resolve(t, `{"tls_cert_file": "pki/bank.crt", "tls_key_file": "/etc/pki/bank.key", "client_ca_file": "merchants.pem",
+		"admin_client_ca_file": "admins.pem", "admin_listen": "10.0.0.1:7444"}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(b.Source("tls_cert_file").Name)
+	want := node.TLSOptions{
+		CertFile: filepath.Join(dir, "pki/bank.crt"), KeyFile: "/etc/pki/bank.key", ClientCAFile: filepath.Join(dir, "merchants.pem"),
+		ClientAuth: transport.ClientCertMethods, AdminClientCAFile: filepath.Join(dir, "admins.pem"),
+	}
+	if b.TLS() != want || b.ClientAuth != ClientAuthMerchants || b.Given("client_auth") {
+		t.Fatalf("resolved %q %+v\nwant %+v", b.ClientAuth, b.TLS(), want)
+	}
+	b, err = resolve(t, `{"client_ca_file": "ca.pem", "client_auth": "merchants"}`, nil, "--client-auth", "all", "--client-ca", "other.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if b.TLS().ClientAuth != transport.ClientCertAll || b.ClientCAFile != filepath.Join(wd, "other.pem") || b.Source("client_auth").Name != "--client-auth" {
+		t.Fatalf("flags over the file: %+v", b.TLS())
+	}
+	// The effective configuration round-trips with the TLS fields.
+	raw, _ := json.Marshal(b.Effective())
+	f, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Resolve(Input{File: f, FilePath: "eff.json"})
+	if err != nil || b2.TLS() != b.TLS() {
+		t.Fatalf("effective %s resolved to %+v, %v", raw, b2.TLS(), err)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	cases := []struct {
 		name string
@@ -187,8 +234,8 @@ func TestValidation(t *testing.T) {
 		{"currency", `{"currency": "eur"}`, nil, nil, `FILE: bad currency "eur": want 1 to 11 upper-case letters, e.g. EUR`, "currency"},
 		{"cipher", `{"cipher": "ecdsa"}`, nil, nil, `FILE: bad cipher "ecdsa": want rsa or cs`, "cipher"},
 		{"listen from env", ``, map[string]string{EnvListen: "7443"}, nil, `bad $BLINDBANK_LISTEN "7443": want HOST:PORT, e.g. 127.0.0.1:7443`, "listen"},
-		{"admin not loopback", `{"admin_listen": "0.0.0.0:7444"}`, nil, nil, `FILE: bad admin_listen 0.0.0.0:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost)`, "admin_listen"},
-		{"admin from env", ``, map[string]string{EnvAdminListen: "10.0.0.1:7444"}, nil, `bad $BLINDBANK_ADMIN_LISTEN 10.0.0.1:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost)`, "admin_listen"},
+		{"admin not loopback", `{"admin_listen": "0.0.0.0:7444"}`, nil, nil, `FILE: bad admin_listen 0.0.0.0:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost), unless it requires client certificates (admin_client_ca_file)`, "admin_listen"},
+		{"admin from env", ``, map[string]string{EnvAdminListen: "10.0.0.1:7444"}, nil, `bad $BLINDBANK_ADMIN_LISTEN 10.0.0.1:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost), unless it requires client certificates (admin_client_ca_file)`, "admin_listen"},
 		{"plaintext off loopback", `{"listen": "0.0.0.0:7443", "plaintext": true}`, nil, nil, `FILE: plaintext is allowed only on a loopback listen address, not 0.0.0.0:7443`, "plaintext"},
 		{"plaintext flag, listen env", ``, map[string]string{EnvListen: "0.0.0.0:7443"}, []string{"--plaintext"}, `--plaintext is allowed only on a loopback $BLINDBANK_LISTEN address, not 0.0.0.0:7443`, "plaintext"},
 		{"denomination currency", `{"denominations": ["EUR:1.00", "USD:2.00"]}`, nil, nil, `FILE: denominations[1]: USD:2.00 is not in EUR (the currency)`, "denominations"},
@@ -200,6 +247,11 @@ func TestValidation(t *testing.T) {
 		{"master key", `{"master_public_key": "abcd"}`, nil, nil, `FILE: bad master_public_key "abcd": want an Ed25519 public key as 64 hex digits`, "master_public_key"},
 		{"log format", `{"log_format": "xml"}`, nil, nil, `FILE: bad log_format "xml": want text or json`, "log_format"},
 		{"log level", `{"log_level": "loud"}`, nil, nil, `FILE: bad log_level "loud": want debug, info, warn or error`, "log_level"},
+		{"cert without key", `{"tls_cert_file": "bank.crt"}`, nil, nil, `FILE: tls_cert_file and tls_key_file go together: give both or neither`, "tls_cert_file"},
+		{"key flag without cert", ``, nil, []string{"--tls-key", "k.pem"}, `tls_cert_file and --tls-key go together: give both or neither`, "tls_key_file"},
+		{"client auth", `{"client_auth": "some", "client_ca_file": "ca.pem"}`, nil, nil, `FILE: bad client_auth "some": want none, merchants or all`, "client_auth"},
+		{"client auth without CA", ``, nil, []string{"--client-auth", "all"}, `--client-auth all needs client_ca_file: the CA that signs the client certificates`, "client_auth"},
+		{"client CA in plaintext", `{"client_ca_file": "ca.pem", "plaintext": true}`, nil, nil, `FILE: client_ca_file needs TLS on the public listener, and plaintext turns it off`, "client_ca_file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,20 +1,19 @@
 // Package node wires blindbank daemons: a bank or merchant, its stores, its
-// public TLS listener and its loopback admin listener with a token. The
-// commands, the demo and the integration tests all start nodes through it,
-// so they run exactly what an operator runs.
+// public TLS listener and its admin listener with a token (loopback, or
+// mutual TLS). The commands, the demo and the integration tests all start
+// nodes through it, so they run exactly what an operator runs.
 package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +39,7 @@ type BankConfig struct {
 	AdminListen string // must be loopback
 	Keys        bank.KeyConfig
 	Plaintext   bool // serve the public listener without TLS (loopback only)
+	TLS         TLSOptions
 	Now         func() time.Time
 	Log         *slog.Logger
 	Limits      RateLimits
@@ -80,14 +80,17 @@ func limiter(perSecond, def float64) *bank.RateLimiter {
 }
 
 // Daemon is the serving half every node shares: a public listener (TLS
-// unless plaintext on loopback) and a loopback admin listener behind a token.
+// unless plaintext on loopback) and an admin listener behind a token
+// (plaintext on loopback, or TLS requiring client certificates).
 type Daemon struct {
 	Addr        string // public listener address
 	AdminAddr   string
-	Fingerprint string // of the TLS certificate; empty with plaintext
+	Fingerprint string // of the TLS certificate at start; empty without TLS
 	CertFile    string
 	TokenFile   string
 	Token       string
+	ClientAuth  transport.ClientAuth // on the public listener
+	AdminTLS    bool                 // the admin listener serves TLS and requires client certificates
 
 	Registry  *prometheus.Registry // served at /metrics on the admin listener
 	PeerLimit *bank.RateLimiter    // calls per second per peer on the public listener
@@ -96,7 +99,35 @@ type Daemon struct {
 	admin     *grpc.Server
 	adminHTTP *http.Server
 	health    *health.Server
+	tls       *listenerTLS
 	done      chan error
+}
+
+// CurrentFingerprint is the SHA-256 fingerprint of the certificate the
+// public listener serves now (it changes when the files are replaced);
+// empty without TLS.
+func (d *Daemon) CurrentFingerprint() string {
+	switch {
+	case d.tls == nil:
+		return ""
+	case d.tls.public != nil:
+		return d.tls.public.Fingerprint()
+	case d.tls.admin != nil:
+		return d.tls.admin.Fingerprint()
+	}
+	return ""
+}
+
+// daemonSpec is what a node asks of Daemon.start.
+type daemonSpec struct {
+	dir, listen, adminListen string
+	plaintext                bool
+	tls                      TLSOptions
+	certMethods              map[string]bool // the calls ClientCertMethods protects; nil: not applicable
+	log                      *slog.Logger
+	public, admin            func(*grpc.Server)
+	// routes adds HTTP endpoints to the admin listener, behind the token.
+	routes func(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 }
 
 // Bank is a running bank node.
@@ -107,6 +138,8 @@ type Bank struct {
 
 	store   bank.Store
 	commits *commitMetrics
+	backups *backupMetrics
+	backup  sync.Mutex // one backup at a time
 }
 
 // openStore opens the ledger: Pebble in DIR/ledger, or the PostgreSQL
@@ -154,7 +187,7 @@ func (n *Bank) instrument() error {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store} {
+	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last} {
 		if err := n.Registry.Register(c); err != nil {
 			return err
 		}
@@ -170,8 +203,11 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	// Refuse bad addresses before the slow key generation.
-	if err := checkAddrs(cfg.Listen, cfg.AdminListen, cfg.Plaintext); err != nil {
+	// Refuse bad addresses and TLS settings before the slow key generation.
+	if err := checkAddrs(cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.TLS); err != nil {
+		return nil, err
+	}
+	if _, err := cfg.TLS.publicAuth(cfg.Plaintext, MerchantMethods); err != nil {
 		return nil, err
 	}
 	// The directory holds private keys and the ledger: owner only.
@@ -199,9 +235,16 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, commits: commits}
 	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
 	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
-	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
-		func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
-		func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) })
+	n.backups = newBackupMetrics()
+	err = n.start(daemonSpec{
+		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
+		tls: cfg.TLS, certMethods: MerchantMethods, log: cfg.Log,
+		public: func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
+		admin:  func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) },
+		routes: func(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
+			mux.Handle("POST "+BackupPath, auth(n.backupHandler(cfg.Log)))
+		},
+	})
 	if err == nil {
 		err = n.instrument()
 	}
@@ -213,41 +256,68 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 }
 
 // start opens the listeners, registers the services and serves them.
-func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, log *slog.Logger, public, admin func(*grpc.Server)) error {
-	pubLis, adminLis, cert, err := listeners(dir, listen, adminListen, plaintext)
+func (d *Daemon) start(sp daemonSpec) error {
+	if sp.log == nil {
+		sp.log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkAddrs(sp.listen, sp.adminListen, sp.plaintext, sp.tls); err != nil {
+		return err
+	}
+	lt, err := loadTLS(sp.dir, sp.listen, sp.adminListen, sp.plaintext, sp.tls, sp.certMethods, sp.log)
 	if err != nil {
 		return err
 	}
-	if cert != nil {
-		d.Fingerprint = transport.Fingerprint(cert.Certificate[0])
-		d.CertFile = filepath.Join(dir, transport.CertFile)
+	d.tls, d.ClientAuth, d.AdminTLS = lt, lt.publicAuth, lt.admin != nil
+	if lt.certFile != "" {
+		d.CertFile = lt.certFile
+		d.Fingerprint = d.CurrentFingerprint()
 	}
-	d.TokenFile = filepath.Join(dir, transport.TokenFile)
+	d.TokenFile = filepath.Join(sp.dir, transport.TokenFile)
 	if d.Token, err = transport.LoadOrCreateToken(d.TokenFile); err != nil {
-		pubLis.Close()
-		adminLis.Close()
 		return err
 	}
 	d.Registry = prometheus.NewRegistry()
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rpcMetrics, err := transport.NewRPCMetrics(d.Registry)
 	if err != nil {
+		return err
+	}
+	if err := lt.instrument(d.Registry); err != nil {
+		return err
+	}
+	pubLis, err := net.Listen("tcp", sp.listen)
+	if err != nil {
+		return err
+	}
+	adminLis, err := net.Listen("tcp", sp.adminListen)
+	if err != nil {
 		pubLis.Close()
-		adminLis.Close()
 		return err
 	}
 	d.health = health.NewServer()
-	d.public = grpc.NewServer(transport.Server{Cert: cert, Log: log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit}.Options()...)
-	public(d.public)
+	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit}
+	if lt.public != nil {
+		pubOpts.TLS = lt.public.ServerConfig(lt.publicAuth)
+	}
+	if lt.publicAuth == transport.ClientCertMethods {
+		pubOpts.CertMethods = sp.certMethods
+	}
+	d.public = grpc.NewServer(pubOpts.Options()...)
+	sp.public(d.public)
 	healthpb.RegisterHealthServer(d.public, d.health)
 	reflection.Register(d.public)
-	d.admin = grpc.NewServer(transport.Server{Log: log, Metrics: rpcMetrics, Token: d.Token}.Options()...)
-	admin(d.admin)
+	d.admin = grpc.NewServer(transport.Server{Log: sp.log, Metrics: rpcMetrics, Token: d.Token}.Options()...)
+	sp.admin(d.admin)
 	healthpb.RegisterHealthServer(d.admin, d.health)
-	// The admin listener speaks gRPC (HTTP/2 without TLS: loopback only) and
-	// serves Prometheus metrics at /metrics, both behind the token.
+	// The admin listener speaks gRPC (HTTP/2: without TLS on loopback, or
+	// over TLS with client certificates) and serves HTTP endpoints such as
+	// Prometheus metrics at /metrics, all behind the token.
+	auth := func(h http.Handler) http.Handler { return transport.RequireTokenHTTP(d.Token, h) }
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", transport.RequireTokenHTTP(d.Token, promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	mux.Handle("/metrics", auth(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	if sp.routes != nil {
+		sp.routes(mux, auth)
+	}
 	d.adminHTTP = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -258,13 +328,27 @@ func (d *Daemon) start(dir, listen, adminListen string, plaintext bool, log *slo
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		Protocols:         new(http.Protocols),
+		// Refused handshakes (no or a wrong client certificate) and the
+		// like, as warnings in the daemon's log.
+		ErrorLog: slog.NewLogLogger(sp.log.With("listener", "admin").Handler(), slog.LevelWarn),
 	}
 	d.adminHTTP.Protocols.SetHTTP1(true)
-	d.adminHTTP.Protocols.SetUnencryptedHTTP2(true)
+	if lt.admin != nil {
+		d.adminHTTP.Protocols.SetHTTP2(true)
+		d.adminHTTP.TLSConfig = lt.admin.ServerConfig(transport.ClientCertAll, "h2", "http/1.1")
+	} else {
+		d.adminHTTP.Protocols.SetUnencryptedHTTP2(true)
+	}
 	d.Addr, d.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
 	d.done = make(chan error, 2)
 	go func() { d.done <- d.public.Serve(pubLis) }()
-	go func() { d.done <- d.adminHTTP.Serve(adminLis) }()
+	go func() {
+		if lt.admin != nil {
+			d.done <- d.adminHTTP.ServeTLS(adminLis, "", "")
+		} else {
+			d.done <- d.adminHTTP.Serve(adminLis)
+		}
+	}()
 	return nil
 }
 
@@ -302,40 +386,6 @@ func (d *Daemon) stop() {
 	}
 }
 
-func checkAddrs(listen, adminListen string, plaintext bool) error {
-	if !transport.IsLoopback(adminListen) {
-		return fmt.Errorf("admin listener %s must be a loopback address", adminListen)
-	}
-	if plaintext && !transport.IsLoopback(listen) {
-		return fmt.Errorf("plaintext is allowed only on a loopback address, not %s", listen)
-	}
-	return nil
-}
-
-// listeners opens the public and admin listeners; the admin one must be on
-// loopback. It loads or creates the TLS certificate unless plaintext.
-func listeners(dir, listen, adminListen string, plaintext bool) (pub, admin net.Listener, cert *tls.Certificate, err error) {
-	if err := checkAddrs(listen, adminListen, plaintext); err != nil {
-		return nil, nil, nil, err
-	}
-	if !plaintext {
-		host, _, _ := net.SplitHostPort(listen)
-		c, _, _, err := transport.LoadOrCreateCert(dir, host)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		cert = &c
-	}
-	if pub, err = net.Listen("tcp", listen); err != nil {
-		return nil, nil, nil, err
-	}
-	if admin, err = net.Listen("tcp", adminListen); err != nil {
-		pub.Close()
-		return nil, nil, nil, err
-	}
-	return pub, admin, cert, nil
-}
-
 // Close stops serving, then closes the store.
 func (n *Bank) Close() error {
 	n.stop()
@@ -354,7 +404,8 @@ type MerchantConfig struct {
 	Listen      string
 	AdminListen string
 	Plaintext   bool
-	Catalogue   string // the till's catalogue directory (merchant.LoadCatalogue); "" for none
+	TLS         TLSOptions // ClientCertMethods does not apply to a merchant
+	Catalogue   string     // the till's catalogue directory (merchant.LoadCatalogue); "" for none
 	Now         func() time.Time
 	Log         *slog.Logger
 }
@@ -386,9 +437,12 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	}
 	n := &Merchant{Merchant: m, bankConn: conn}
 	n.PeerLimit = limiter(0, DefaultPerPeer)
-	err = n.start(cfg.Dir, cfg.Listen, cfg.AdminListen, cfg.Plaintext, cfg.Log,
-		func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
-		func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) })
+	err = n.start(daemonSpec{
+		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
+		tls: cfg.TLS, log: cfg.Log,
+		public: func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
+		admin:  func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) },
+	})
 	if err != nil {
 		n.Close()
 		return nil, err

@@ -1,7 +1,8 @@
 // Package transport is the TLS and token plumbing shared by the blindbank
 // commands: self-signed server certificates with printed fingerprints,
-// clients that trust a CA file or a pinned fingerprint, loopback-only
-// plaintext, and the admin bearer token.
+// certificates reloaded from disk without a restart, optional client
+// certificates (mutual TLS) on both sides, clients that trust a CA file or a
+// pinned fingerprint, loopback-only plaintext, and the admin bearer token.
 package transport
 
 import (
@@ -111,16 +112,21 @@ func LoadOrCreateCert(dir string, hosts ...string) (cert tls.Certificate, finger
 
 // Server configures a listener's gRPC options.
 type Server struct {
-	Cert      *tls.Certificate  // nil: plaintext (loopback only)
+	Cert      *tls.Certificate  // nil (and TLS nil): plaintext (loopback only)
+	TLS       *tls.Config       // if set, used instead of Cert (e.g. TLSFiles.ServerConfig)
 	Log       *slog.Logger      // nil: discard
 	Metrics   *RPCMetrics       // nil: none
 	PeerLimit *bank.RateLimiter // calls per second per peer address; nil: none
 	Token     string            // non-empty: every call must carry it (admin)
+	// CertMethods are the full method names ("/blindbank.v1.Bank/Deposit")
+	// refused, with Unauthenticated, to callers whose connection presented
+	// no verified client certificate (see ClientCertMethods).
+	CertMethods map[string]bool
 }
 
 // Options are the gRPC options: TLS (unless plaintext), message size
-// bounds, request ids, panic recovery, per-peer rate limits, metrics and,
-// for the admin listener, the token.
+// bounds, request ids, panic recovery, per-peer rate limits, metrics, client
+// certificates for CertMethods and, for the admin listener, the token.
 func (c Server) Options() []grpc.ServerOption {
 	log := c.Log
 	if log == nil {
@@ -129,6 +135,9 @@ func (c Server) Options() []grpc.ServerOption {
 	chain := []grpc.UnaryServerInterceptor{serverInterceptors(log)}
 	if c.Metrics != nil {
 		chain = append(chain, c.Metrics.interceptor)
+	}
+	if len(c.CertMethods) > 0 {
+		chain = append(chain, requireClientCert(c.CertMethods))
 	}
 	if c.Token != "" {
 		chain = append(chain, RequireToken(c.Token))
@@ -140,18 +149,31 @@ func (c Server) Options() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(chain...),
 	}
-	if c.Cert != nil {
+	switch {
+	case c.TLS != nil:
+		opts = append(opts, grpc.Creds(credentials.NewTLS(c.TLS)))
+	case c.Cert != nil:
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})))
 	}
 	return opts
 }
 
-// ClientConfig says how a client trusts a server.
+// ClientConfig says how a client trusts a server, and which certificate,
+// if any, it presents to a server that asks for one (mutual TLS).
 type ClientConfig struct {
 	CAFile    string // PEM file of the server's certificate or its CA
 	Pin       string // hex SHA-256 fingerprint of the server's certificate
 	Plaintext bool   // no TLS; refused unless the address is loopback
+
+	// CertFile and KeyFile (PEM, both or neither) are the client
+	// certificate. They are read when dialing and re-read on a later
+	// handshake if they changed on disk, so a renewed certificate is used
+	// without a restart.
+	CertFile, KeyFile string
 }
+
+// IsZero reports whether c says nothing at all.
+func (c ClientConfig) IsZero() bool { return c == ClientConfig{} }
 
 // IsLoopback reports whether addr's host is a loopback address or localhost.
 func IsLoopback(addr string) bool {
@@ -169,10 +191,26 @@ func IsLoopback(addr string) bool {
 // Credentials builds the transport credentials for dialing addr.
 func (c ClientConfig) Credentials(addr string) (credentials.TransportCredentials, error) {
 	if c.Plaintext {
+		if c.CertFile != "" || c.KeyFile != "" {
+			return nil, errors.New("a client certificate needs TLS, not plaintext")
+		}
 		if !IsLoopback(addr) {
 			return nil, fmt.Errorf("plaintext is allowed only to a loopback address, not %s", addr)
 		}
 		return insecure.NewCredentials(), nil
+	}
+	cfg, err := c.TLSConfig(addr)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// TLSConfig is the client TLS configuration for dialing addr (not for
+// plaintext).
+func (c ClientConfig) TLSConfig(addr string) (*tls.Config, error) {
+	if c.Plaintext {
+		return nil, errors.New("plaintext: no TLS configuration")
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -210,7 +248,19 @@ func (c ClientConfig) Credentials(addr string) (credentials.TransportCredentials
 	default:
 		return nil, errors.New("no way to trust the server: give a CA file, a pinned fingerprint, or plaintext on loopback")
 	}
-	return credentials.NewTLS(cfg), nil
+	switch {
+	case c.CertFile != "" && c.KeyFile != "":
+		files, err := LoadTLSFiles(c.CertFile, c.KeyFile, "", nil)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return files.Certificate(), nil
+		}
+	case c.CertFile != "" || c.KeyFile != "":
+		return nil, errors.New("a client certificate needs both its certificate file and its key file")
+	}
+	return cfg, nil
 }
 
 // Dial connects to addr. extra options (e.g. a token) are appended.
@@ -281,11 +331,52 @@ func (tokenCreds) RequireTransportSecurity() bool { return false }
 
 // DialAdmin connects to a loopback admin listener with a token.
 func DialAdmin(addr, token string) (*grpc.ClientConn, error) {
-	if !IsLoopback(addr) {
-		return nil, fmt.Errorf("admin address %s is not loopback; the admin service is served on loopback only", addr)
-	}
-	return Dial(addr, ClientConfig{Plaintext: true}, grpc.WithPerRPCCredentials(tokenCreds(token)))
+	return DialAdminTLS(addr, token, ClientConfig{})
 }
+
+// DialAdminTLS connects to an admin listener with a token. A zero c means
+// plaintext to a loopback address, as DialAdmin; otherwise c says how to
+// trust the listener's certificate and which client certificate to present
+// (an admin listener with a client CA serves TLS and may be off loopback).
+func DialAdminTLS(addr, token string, c ClientConfig) (*grpc.ClientConn, error) {
+	c, err := adminClientConfig(addr, c)
+	if err != nil {
+		return nil, err
+	}
+	return Dial(addr, c, grpc.WithPerRPCCredentials(tokenCreds(token)))
+}
+
+func adminClientConfig(addr string, c ClientConfig) (ClientConfig, error) {
+	if c.IsZero() {
+		c.Plaintext = true
+	}
+	if c.Plaintext && !IsLoopback(addr) {
+		return c, fmt.Errorf("admin address %s is not loopback; without TLS the admin service is served on loopback only", addr)
+	}
+	return c, nil
+}
+
+// AdminHTTP returns an HTTP client and the base URL ("http://ADDR" or
+// "https://ADDR") for the admin listener's HTTP endpoints (/metrics,
+// /v1/backup); c is as for DialAdminTLS. Requests must carry the token
+// (SetToken).
+func AdminHTTP(addr string, c ClientConfig) (*http.Client, string, error) {
+	c, err := adminClientConfig(addr, c)
+	if err != nil {
+		return nil, "", err
+	}
+	if c.Plaintext {
+		return &http.Client{Transport: &http.Transport{Proxy: nil}}, "http://" + addr, nil
+	}
+	cfg, err := c.TLSConfig(addr)
+	if err != nil {
+		return nil, "", err
+	}
+	return &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, "https://" + addr, nil
+}
+
+// SetToken adds the admin bearer token to an HTTP request.
+func SetToken(r *http.Request, token string) { r.Header.Set("Authorization", "Bearer "+token) }
 
 // RequireTokenHTTP admits only HTTP requests (the admin listener's /metrics)
 // carrying the same bearer token, compared in constant time.

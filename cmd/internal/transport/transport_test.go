@@ -2,7 +2,10 @@ package transport
 
 import (
 	"context"
+	"crypto/x509"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -203,5 +206,95 @@ func TestRequestID(t *testing.T) {
 	}
 	if ids := <-got; len(ids[0]) != 16 || ids[0] != ids[1] {
 		t.Fatalf("made-up request id %q / %q", ids[0], ids[1])
+	}
+}
+
+// TestTLSFilesReload: a replaced certificate is picked up on the next look;
+// a certificate whose key has not arrived yet, or a damaged file, leaves the
+// previous one in use until the files change again.
+func TestTLSFilesReload(t *testing.T) {
+	live, a, b := t.TempDir(), t.TempDir(), t.TempDir()
+	_, fpLive, _, err := LoadOrCreateCert(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fpA, _, _ := LoadOrCreateCert(a)
+	certFile, keyFile := filepath.Join(live, CertFile), filepath.Join(live, KeyFile)
+	f, err := LoadTLSFiles(certFile, keyFile, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loaded []string
+	f.OnLoad(func(leaf *x509.Certificate) { loaded = append(loaded, Fingerprint(leaf.Raw)) })
+	if f.Fingerprint() != fpLive {
+		t.Fatal("wrong certificate loaded")
+	}
+	replace := func(src, dst string) {
+		t.Helper()
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst+".new", data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dst+".new", dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(filepath.Join(a, CertFile), certFile)
+	if f.Fingerprint() != fpLive {
+		t.Fatal("a certificate without its key was loaded")
+	}
+	replace(filepath.Join(a, KeyFile), keyFile)
+	if f.Fingerprint() != fpA {
+		t.Fatal("the new pair was not loaded")
+	}
+	if err := os.WriteFile(certFile, []byte("-----BEGIN CERTIFICATE-----\ngarbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.Fingerprint() != fpA {
+		t.Fatal("a damaged certificate replaced a good one")
+	}
+	_, fpB, _, _ := LoadOrCreateCert(b)
+	replace(filepath.Join(b, CertFile), certFile)
+	replace(filepath.Join(b, KeyFile), keyFile)
+	if f.Fingerprint() != fpB {
+		t.Fatal("recovery after a damaged file")
+	}
+	if want := []string{fpLive, fpA, fpB}; strings.Join(loaded, " ") != strings.Join(want, " ") {
+		t.Fatalf("OnLoad saw %v, want %v", loaded, want)
+	}
+	if _, err := LoadTLSFiles(certFile, keyFile, filepath.Join(a, KeyFile), nil); err == nil {
+		t.Fatal("a key file was taken as a CA file")
+	}
+}
+
+func TestClientCertConfig(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, _, err := LoadOrCreateCert(dir); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	if _, err := (ClientConfig{Plaintext: true, CertFile: cert, KeyFile: key}).Credentials("127.0.0.1:1"); err == nil {
+		t.Error("a client certificate over plaintext was accepted")
+	}
+	if _, err := (ClientConfig{CAFile: cert, CertFile: cert}).Credentials("127.0.0.1:1"); err == nil {
+		t.Error("a client certificate without its key was accepted")
+	}
+	if _, err := (ClientConfig{CAFile: cert, CertFile: cert, KeyFile: filepath.Join(dir, "missing")}).Credentials("127.0.0.1:1"); err == nil {
+		t.Error("a missing client key was accepted")
+	}
+	if _, err := (ClientConfig{CAFile: cert, CertFile: cert, KeyFile: key}).Credentials("127.0.0.1:1"); err != nil {
+		t.Error(err)
+	}
+	if _, err := DialAdminTLS("192.0.2.1:7444", "x", ClientConfig{Plaintext: true}); err == nil {
+		t.Error("plaintext admin dial off loopback allowed")
+	}
+	if _, _, err := AdminHTTP("192.0.2.1:7444", ClientConfig{}); err == nil {
+		t.Error("plaintext admin HTTP off loopback allowed")
+	}
+	if _, base, err := AdminHTTP("192.0.2.1:7444", ClientConfig{CAFile: cert, CertFile: cert, KeyFile: key}); err != nil || base != "https://192.0.2.1:7444" {
+		t.Errorf("admin HTTP over TLS: %s %v", base, err)
 	}
 }
