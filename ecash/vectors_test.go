@@ -75,6 +75,7 @@ type vectorFixture struct {
 	pay                                *ecash.Payment
 	receipt                            *ecash.DepositReceipt
 	proof                              *ecash.DoubleSpendProof
+	swap                               *ecash.SwapRequest
 }
 
 var (
@@ -206,6 +207,20 @@ func (fx *vectorFixture) addCoins(tb testing.TB) {
 		SignerPub:  edPub(fx.signing),
 	}
 	fx.proof.BankSig = ecash.SignBody(fx.signing, fx.proof.Body())
+
+	// A swap of coin 1 for the planchet of index 2.
+	ps, err := ecash.DerivePlanchet(fx.walletSeed, 2)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, _, err := ps.Blind(fx.denom, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fx.swap, err = ecash.NewSwapRequest(fx.coins[1:], []ed25519.PrivateKey{fx.secrets[1].CoinKey}, []ecash.Amount{value}, []ecash.Planchet{out}, vecCreatedAt)
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
@@ -317,6 +332,17 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 		"encoding": hexOf(fx.pay.Encode()),
 	}})
 
+	// Swap request.
+	swBody := fx.swap.Body()
+	swOut := fx.swap.OutputsHash()
+	swPerm := fx.swap.Permission(0, fx.denom.Value)
+	add(vector{Name: "swap request", Kind: "swap-request", Fields: map[string]string{
+		"outputs_hash":    hexOf(swOut[:]),
+		"permission_body": hexOf(swPerm.Body()),
+		"encoding":        hexOf(swBody),
+		"hash":            hexOf(hashBytes(ecash.HashOf(swBody))),
+	}})
+
 	// Receipt and proof.
 	add(vector{Name: "deposit receipt", Kind: "deposit-receipt", Fields: map[string]string{
 		"body":      hexOf(fx.receipt.Body()),
@@ -373,6 +399,13 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 	neg("deposit permission redirected to another account", "deposit-permission", "bad-signature", dp.Encode())
 	neg("payment of no coins", "payment", "malformed", put32(fx.pay.Encode()[:tagLen("payment")+4], tagLen("payment"), 0))
 
+	sw := *fx.swap
+	sw.Outputs = []ecash.Planchet{{Denom: fx.denom.ID, Blinded: fx.planchets[0].Blinded}}
+	neg("swap request whose outputs changed after signing", "swap-request", "bad-signature", sw.Body())
+	sw = *fx.swap
+	sw.Inputs = nil
+	neg("swap request of no coins", "swap-request", "malformed", sw.Body())
+
 	r := *fx.receipt
 	r.Total = ecash.MustParseAmount("EUR:5")
 	neg("deposit receipt with a changed total", "deposit-receipt", "bad-signature", r.Encode())
@@ -419,6 +452,25 @@ func checkEncoding(fx *vectorFixture, kind string, b []byte) ([]byte, error) {
 			return nil, err
 		}
 		return w.Body(), nil
+	case "swap-request":
+		r, err := ecash.DecodeSwapRequest(b)
+		if err != nil {
+			return nil, err
+		}
+		for i, in := range r.Inputs {
+			d, err := fx.ks.Denomination(in.Coin.Denom)
+			if err != nil {
+				return nil, err
+			}
+			dp := r.Permission(i, d.Value)
+			if err := dp.Coin.Verify(d.Key); err != nil {
+				return nil, err
+			}
+			if err := dp.Verify(); err != nil {
+				return nil, err
+			}
+		}
+		return r.Body(), nil
 	case "payment-request":
 		r, err := ecash.DecodePaymentRequest(b)
 		if err != nil {
