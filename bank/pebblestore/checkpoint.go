@@ -47,7 +47,7 @@ func (s *Store) Checkpoint(ctx context.Context, dir string) (CheckpointInfo, err
 	}
 	dir = filepath.Clean(dir)
 	if _, err := os.Lstat(dir); err == nil {
-		return CheckpointInfo{}, fmt.Errorf("pebblestore: checkpoint: %s: %w", dir, fs.ErrExist)
+		return CheckpointInfo{}, existsError(dir)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return CheckpointInfo{}, fmt.Errorf("pebblestore: checkpoint: %w", err)
 	}
@@ -78,7 +78,7 @@ func (s *Store) Checkpoint(ctx context.Context, dir string) (CheckpointInfo, err
 	}
 	// Rename would replace an empty directory made meanwhile: look again.
 	if _, err := os.Lstat(dir); err == nil {
-		return CheckpointInfo{}, fmt.Errorf("pebblestore: checkpoint: %s: %w", dir, fs.ErrExist)
+		return CheckpointInfo{}, existsError(dir)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return CheckpointInfo{}, fmt.Errorf("pebblestore: checkpoint: %w", err)
@@ -90,6 +90,16 @@ func (s *Store) Checkpoint(ctx context.Context, dir string) (CheckpointInfo, err
 	info.Dir = dir
 	return info, nil
 }
+
+// existsError refuses a checkpoint into an existing path; it is an
+// fs.ErrExist.
+type existsError string
+
+func (e existsError) Error() string {
+	return "pebblestore: checkpoint: " + string(e) + " already exists; a checkpoint goes into a new directory"
+}
+
+func (existsError) Is(target error) bool { return target == fs.ErrExist }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
