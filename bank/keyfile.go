@@ -132,6 +132,25 @@ type keyFile struct {
 	Signing   []byte     `json:"signing_seed"`
 	HPKE      []byte     `json:"hpke_private"`
 	Denoms    []denomRec `json:"denominations"`
+	// Key lifecycle (absent in files from before it): when the signing key
+	// became current, the retired signing keys (public halves only), and
+	// the schedule "bankd keys extend" follows.
+	SigningSince int64         `json:"signing_since,omitempty"`
+	PastSigning  []pastSignRec `json:"past_signing_keys,omitempty"`
+	Schedule     *scheduleRec  `json:"schedule,omitempty"`
+}
+
+type pastSignRec struct {
+	Public     []byte `json:"public"`
+	ValidFrom  int64  `json:"valid_from"`
+	ValidUntil int64  `json:"valid_until"`
+}
+
+// scheduleRec is a Schedule with durations as Go duration strings ("8760h0m0s").
+type scheduleRec struct {
+	WithdrawPeriod  string `json:"withdraw_period"`
+	Overlap         string `json:"overlap"`
+	DepositLifetime string `json:"deposit_lifetime"`
 }
 
 type denomRec struct {
@@ -171,6 +190,15 @@ func (k *Keys) marshal() ([]byte, error) {
 			return nil, errors.New("bank: keys have neither a master key nor a master public key")
 		}
 		f.MasterPub, f.MasterSig = k.MasterPub, k.MasterSig
+	}
+	if !k.SigningSince.IsZero() {
+		f.SigningSince = k.SigningSince.Unix()
+	}
+	for _, p := range k.PastSigning {
+		f.PastSigning = append(f.PastSigning, pastSignRec{Public: p.Pub, ValidFrom: p.ValidFrom.Unix(), ValidUntil: p.ValidUntil.Unix()})
+	}
+	if k.Schedule != (Schedule{}) {
+		f.Schedule = &scheduleRec{k.Schedule.WithdrawPeriod.String(), k.Schedule.Overlap.String(), k.Schedule.DepositLifetime.String()}
 	}
 	for _, d := range k.Denoms {
 		f.Denoms = append(f.Denoms, denomRec{
@@ -261,6 +289,31 @@ func parseKeys(b []byte) (*Keys, error) {
 			},
 			Private: priv,
 		})
+	}
+	k.SigningSince = k.IssuedAt
+	if f.SigningSince != 0 {
+		k.SigningSince = time.Unix(f.SigningSince, 0)
+	}
+	for _, p := range f.PastSigning {
+		if len(p.Public) != ed25519.PublicKeySize {
+			return nil, errors.New("bad retired signing key")
+		}
+		k.PastSigning = append(k.PastSigning, ecash.SigningKey{Pub: p.Public, ValidFrom: time.Unix(p.ValidFrom, 0), ValidUntil: time.Unix(p.ValidUntil, 0)})
+	}
+	if f.Schedule != nil {
+		var s Schedule
+		for _, x := range []struct {
+			to  *time.Duration
+			str string
+		}{{&s.WithdrawPeriod, f.Schedule.WithdrawPeriod}, {&s.Overlap, f.Schedule.Overlap}, {&s.DepositLifetime, f.Schedule.DepositLifetime}} {
+			if *x.to, err = time.ParseDuration(x.str); err != nil {
+				return nil, fmt.Errorf("schedule: %w", err)
+			}
+		}
+		if err := s.Check(); err != nil {
+			return nil, err
+		}
+		k.Schedule = s
 	}
 	return k, nil
 }

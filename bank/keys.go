@@ -2,9 +2,12 @@ package bank
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,10 +39,19 @@ type KeyConfig struct {
 	// Denoms, if set, lists every denomination with its own cipher and
 	// replaces Values and Cipher.
 	Denoms []DenomSpec
-	// Validity windows from generation time: coins are issued for
-	// WithdrawPeriod and accepted for DepositPeriod.
+	// Validity windows of each key from its start: coins are issued for
+	// WithdrawPeriod and accepted for DepositPeriod (so for DepositPeriod -
+	// WithdrawPeriod after the key stops issuing: the schedule's
+	// DepositLifetime).
 	WithdrawPeriod time.Duration // default one year
 	DepositPeriod  time.Duration // default three years
+	// Overlap is how long before a key stops issuing its successor starts
+	// (default WithdrawPeriod/12).
+	Overlap time.Duration
+	// Until, if after the generation time, makes successive keys of every
+	// value ahead of time, so that one is withdrawable at every instant
+	// until then (Keys.Extend); zero makes one key per value.
+	Until time.Time
 	// MasterPub, if set, is the public half of a master key kept offline
 	// (made by "bankd keys new-master"): no master key is generated, and the
 	// key set must be signed elsewhere and installed with
@@ -128,7 +140,47 @@ func (c *KeyConfig) withDefaults() KeyConfig {
 	if out.DepositPeriod == 0 {
 		out.DepositPeriod = 3 * 365 * 24 * time.Hour
 	}
+	if out.Overlap == 0 {
+		out.Overlap = out.WithdrawPeriod / 12
+	}
 	return out
+}
+
+// Schedule is how successive keys of one denomination value follow each
+// other. Key n+1 starts Overlap before key n stops issuing coins, so at
+// every instant at least one key of each value is withdrawable, and during
+// the overlap two are (wallets take the newer); each key's coins are
+// accepted for DepositLifetime after it stops issuing, long enough for a
+// wallet to swap them for coins of a newer key.
+//
+//	key n    |---- withdraw (WithdrawPeriod) ----|---- deposit only (DepositLifetime) ----|
+//	key n+1                            |-Overlap-|---- withdraw ...
+type Schedule struct {
+	WithdrawPeriod  time.Duration
+	Overlap         time.Duration
+	DepositLifetime time.Duration
+}
+
+// Check refuses a schedule that leaves gaps or makes no sense.
+func (s Schedule) Check() error {
+	switch {
+	case s.WithdrawPeriod < time.Second:
+		return fmt.Errorf("bank: key schedule: withdraw period %s is shorter than a second", s.WithdrawPeriod)
+	case s.Overlap < 0 || s.Overlap >= s.WithdrawPeriod:
+		return fmt.Errorf("bank: key schedule: overlap %s must be at least 0 and shorter than the withdraw period %s", s.Overlap, s.WithdrawPeriod)
+	case s.DepositLifetime < 0:
+		return fmt.Errorf("bank: key schedule: negative deposit lifetime %s", s.DepositLifetime)
+	}
+	return nil
+}
+
+func (s Schedule) String() string {
+	return fmt.Sprintf("withdraw period %s, overlap %s, deposit lifetime %s", s.WithdrawPeriod, s.Overlap, s.DepositLifetime)
+}
+
+// schedule is the key schedule a configuration asks for.
+func (c *KeyConfig) schedule() Schedule {
+	return Schedule{WithdrawPeriod: c.WithdrawPeriod, Overlap: c.Overlap, DepositLifetime: c.DepositPeriod - c.WithdrawPeriod}
 }
 
 // DenomKey is a denomination with its private key.
@@ -143,6 +195,14 @@ type DenomKey struct {
 // (Master set) or offline (Master nil): then the bank holds only MasterPub
 // and MasterSig, the master's signature over KeySetBody, made elsewhere and
 // installed with InstallSignature.
+//
+// Denoms holds every denomination key the bank honours: past keys whose
+// coins are still accepted, current keys and future keys made ahead of time
+// (Extend), so rotation happens by the clock alone. Prune drops the keys
+// whose coins are no longer accepted. Every change to the key set (Extend,
+// Prune, RotateSigning) sets IssuedAt; with an offline master it also
+// drops MasterSig, and the changed key set must be signed before the bank
+// can serve it.
 type Keys struct {
 	Currency  string
 	Master    ed25519.PrivateKey // signs the key set; nil when kept offline
@@ -152,6 +212,16 @@ type Keys struct {
 	HPKE      *ecdh.PrivateKey   // sealed payments are encrypted to it
 	Denoms    []DenomKey
 	IssuedAt  time.Time
+	// SigningSince is when Signing became the bank's signing key (zero:
+	// IssuedAt).
+	SigningSince time.Time
+	// PastSigning lists retired signing keys, newest first, with the
+	// windows in which they signed: published in the key set so that what
+	// they signed stays verifiable (ecash.KeySet.CheckSigner).
+	PastSigning []ecash.SigningKey
+	// Schedule is how Extend continues the denomination keys (zero in key
+	// files from before schedules: inferred from the newest keys).
+	Schedule Schedule
 }
 
 // GenerateKeys creates fresh key material.
@@ -163,7 +233,12 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 	if cfg.RSABits != 2048 && cfg.RSABits != 3072 {
 		return nil, fmt.Errorf("bank: RSA key size must be 2048 or 3072, not %d", cfg.RSABits)
 	}
-	k := &Keys{Currency: cfg.Currency, IssuedAt: now.Truncate(time.Second)}
+	sched := cfg.schedule()
+	if err := sched.Check(); err != nil {
+		return nil, err
+	}
+	k := &Keys{Currency: cfg.Currency, IssuedAt: now.Truncate(time.Second), Schedule: sched}
+	k.SigningSince = k.IssuedAt
 	var err error
 	if cfg.MasterPub != nil {
 		if len(cfg.MasterPub) != ed25519.PublicKeySize {
@@ -186,28 +261,42 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 		if v.Currency != cfg.Currency || v.IsZero() || v.Validate() != nil {
 			return nil, fmt.Errorf("bank: bad denomination value %s", v)
 		}
-		scheme, err := ecash.SchemeFor(spec.Cipher)
+		d, err := newDenomKey(v, spec.Cipher, cfg.RSABits, k.IssuedAt, sched, rnd)
 		if err != nil {
 			return nil, err
 		}
-		bits := cfg.RSABits
-		if spec.Cipher != ecash.CipherRSA {
-			bits = 0
-		}
-		priv, err := scheme.GenerateKey(rnd, bits)
-		if err != nil {
+		k.Denoms = append(k.Denoms, d)
+	}
+	if cfg.Until.After(k.IssuedAt) {
+		if _, err := k.Extend(sched, cfg.Until, now, rnd); err != nil {
 			return nil, err
 		}
-		k.Denoms = append(k.Denoms, DenomKey{
-			Denomination: ecash.Denomination{
-				ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
-				WithdrawStart: k.IssuedAt, WithdrawEnd: k.IssuedAt.Add(cfg.WithdrawPeriod),
-				DepositEnd: k.IssuedAt.Add(cfg.DepositPeriod),
-			},
-			Private: priv,
-		})
 	}
 	return k, nil
+}
+
+// newDenomKey makes a key of value v whose windows start at start.
+func newDenomKey(v ecash.Amount, cipher ecash.Cipher, rsaBits int, start time.Time, s Schedule, rnd io.Reader) (DenomKey, error) {
+	scheme, err := ecash.SchemeFor(cipher)
+	if err != nil {
+		return DenomKey{}, err
+	}
+	if cipher != ecash.CipherRSA {
+		rsaBits = 0
+	}
+	priv, err := scheme.GenerateKey(rnd, rsaBits)
+	if err != nil {
+		return DenomKey{}, err
+	}
+	start = start.Truncate(time.Second)
+	end := start.Add(s.WithdrawPeriod)
+	return DenomKey{
+		Denomination: ecash.Denomination{
+			ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
+			WithdrawStart: start, WithdrawEnd: end, DepositEnd: end.Add(s.DepositLifetime),
+		},
+		Private: priv,
+	}, nil
 }
 
 // KeySet is the public, master-signed key set. With an offline master key
@@ -234,11 +323,12 @@ func (k *Keys) masterPub() ed25519.PublicKey {
 
 func (k *Keys) unsignedKeySet() *ecash.KeySet {
 	ks := &ecash.KeySet{
-		Currency:   k.Currency,
-		MasterPub:  k.masterPub(),
-		SigningPub: k.Signing.Public().(ed25519.PublicKey),
-		HPKEPub:    k.HPKE.PublicKey().Bytes(),
-		IssuedAt:   k.IssuedAt,
+		Currency:    k.Currency,
+		MasterPub:   k.masterPub(),
+		SigningPub:  k.Signing.Public().(ed25519.PublicKey),
+		HPKEPub:     k.HPKE.PublicKey().Bytes(),
+		IssuedAt:    k.IssuedAt,
+		PastSigning: slices.Clone(k.PastSigning),
 	}
 	for _, d := range k.Denoms {
 		ks.Denominations = append(ks.Denominations, d.Denomination)
@@ -329,6 +419,279 @@ func (k *Keys) TakeMasterOffline() (seed []byte, err error) {
 	seed = k.Master.Seed()
 	k.Master = nil
 	return seed, nil
+}
+
+// ScheduleOf is k.Schedule, or for key files from before schedules one
+// inferred from the newest key: its periods, and an overlap of a twelfth
+// of its withdraw period.
+func (k *Keys) ScheduleOf() Schedule {
+	if k.Schedule != (Schedule{}) {
+		return k.Schedule
+	}
+	var newest *DenomKey
+	for i := range k.Denoms {
+		if d := &k.Denoms[i]; newest == nil || d.WithdrawStart.After(newest.WithdrawStart) {
+			newest = d
+		}
+	}
+	if newest == nil {
+		return Schedule{}
+	}
+	p := newest.WithdrawEnd.Sub(newest.WithdrawStart)
+	return Schedule{WithdrawPeriod: p, Overlap: p / 12, DepositLifetime: newest.DepositEnd.Sub(newest.WithdrawEnd)}
+}
+
+// values lists the denomination values of k, smallest first.
+func (k *Keys) values() []ecash.Amount {
+	var vs []ecash.Amount
+	for _, d := range k.Denoms {
+		if !slices.Contains(vs, d.Value) {
+			vs = append(vs, d.Value)
+		}
+	}
+	slices.SortFunc(vs, func(a, b ecash.Amount) int { return cmp.Compare(a.Value, b.Value) })
+	return vs
+}
+
+// newest is the key of value v that starts last.
+func (k *Keys) newest(v ecash.Amount) *DenomKey {
+	var n *DenomKey
+	for i := range k.Denoms {
+		if d := &k.Denoms[i]; d.Value == v && (n == nil || d.WithdrawStart.After(n.WithdrawStart)) {
+			n = d
+		}
+	}
+	return n
+}
+
+// rsaBits is the size of an RSA denomination key (0 for other ciphers).
+func rsaBits(d ecash.Denomination) int {
+	if d.Key.Cipher() != ecash.CipherRSA {
+		return 0
+	}
+	pk, err := x509.ParsePKIXPublicKey(d.Key.Bytes())
+	if err != nil {
+		return 0
+	}
+	if rk, ok := pk.(*rsa.PublicKey); ok {
+		return rk.N.BitLen()
+	}
+	return 0
+}
+
+// changed records a change of the key set: it is issued anew at now, and
+// with an offline master the old signature no longer applies.
+func (k *Keys) changed(now time.Time) {
+	k.IssuedAt = now.Truncate(time.Second)
+	if k.Master == nil {
+		k.MasterSig = nil
+	}
+}
+
+func (k *Keys) sortDenoms() {
+	slices.SortStableFunc(k.Denoms, func(a, b DenomKey) int {
+		if c := cmp.Compare(a.Value.Value, b.Value.Value); c != 0 {
+			return c
+		}
+		return a.WithdrawStart.Compare(b.WithdrawStart)
+	})
+}
+
+// Extend generates denomination keys ahead of time: for every value, keys
+// following s (the zero Schedule: k.ScheduleOf()) after the value's newest
+// key, until a key of that value is withdrawable at every instant up to
+// until. A new key starts Overlap before its predecessor stops issuing, or
+// at now if that is later (a value whose keys all lapsed starts again
+// now). Each keeps its value's cipher and RSA size. It returns the new
+// keys (none if the schedule already reaches until). The key set changes
+// (see Keys): save it, sign it if the master is offline, restart the bank.
+func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomKey, error) {
+	if s == (Schedule{}) {
+		s = k.ScheduleOf()
+	}
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	now = now.Truncate(time.Second)
+	var added []DenomKey
+	for _, v := range k.values() {
+		tail := k.newest(v).Denomination
+		bits := rsaBits(tail)
+		for tail.WithdrawEnd.Before(until) {
+			start := tail.WithdrawEnd.Add(-s.Overlap)
+			if start.Before(now) {
+				start = now
+			}
+			d, err := newDenomKey(v, tail.Key.Cipher(), bits, start, s, rnd)
+			if err != nil {
+				return nil, fmt.Errorf("bank: extending %s: %w", v, err)
+			}
+			added = append(added, d)
+			tail = d.Denomination
+			if len(k.Denoms)+len(added) > ecash.MaxDenominations {
+				return nil, fmt.Errorf("bank: extending to %s would list more than %d denomination keys; extend less far ahead, lengthen the withdraw period or prune expired keys",
+					until.UTC().Format(time.RFC3339), ecash.MaxDenominations)
+			}
+		}
+	}
+	k.Schedule = s
+	if len(added) == 0 {
+		return nil, nil
+	}
+	k.Denoms = append(k.Denoms, added...)
+	k.sortDenoms()
+	k.changed(now)
+	return added, nil
+}
+
+// Prune drops the denomination keys whose coins are no longer accepted at
+// now (DepositEnd reached) and, if signingBefore is not zero, the retired
+// signing keys whose window ended before it. It returns what it dropped;
+// if anything, the key set changed (see Keys). Keep the signed key sets
+// published before (bankd keys prune archives the last one): auditors
+// need the dropped public keys to check old transcripts.
+func (k *Keys) Prune(now, signingBefore time.Time) (denoms []DenomKey, signing []ecash.SigningKey) {
+	kept := k.Denoms[:0:0]
+	for _, d := range k.Denoms {
+		if now.Before(d.DepositEnd) {
+			kept = append(kept, d)
+		} else {
+			denoms = append(denoms, d)
+		}
+	}
+	var keptSigning []ecash.SigningKey
+	for _, sk := range k.PastSigning {
+		if !signingBefore.IsZero() && sk.ValidUntil.Before(signingBefore) {
+			signing = append(signing, sk)
+		} else {
+			keptSigning = append(keptSigning, sk)
+		}
+	}
+	if len(denoms)+len(signing) > 0 {
+		k.Denoms, k.PastSigning = kept, keptSigning
+		k.changed(now)
+	}
+	return denoms, signing
+}
+
+// RotateSigning replaces the online signing key with a fresh one and lists
+// the old one in the key set as retired, with the window in which it
+// signed: from when it became the signing key until now + grace. A bank
+// that is running keeps signing with the old key until it restarts, so
+// restart it within grace: what it signs later does not verify. It returns
+// the retired key.
+func (k *Keys) RotateSigning(now time.Time, grace time.Duration, rnd io.Reader) (ecash.SigningKey, error) {
+	now = now.Truncate(time.Second)
+	since := k.SigningSince
+	if since.IsZero() {
+		since = k.IssuedAt
+	}
+	if grace < 0 {
+		return ecash.SigningKey{}, fmt.Errorf("bank: negative grace %s", grace)
+	}
+	if len(k.PastSigning) >= ecash.MaxPastSigningKeys {
+		return ecash.SigningKey{}, fmt.Errorf("bank: the key set lists %d retired signing keys already, the most it may; prune the oldest first", len(k.PastSigning))
+	}
+	if !since.Before(now) || (len(k.PastSigning) > 0 && !k.PastSigning[0].ValidFrom.Before(since)) {
+		return ecash.SigningKey{}, fmt.Errorf("bank: the signing key became current at %s, not before now (%s): rotate it later",
+			since.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	old := ecash.SigningKey{Pub: k.Signing.Public().(ed25519.PublicKey), ValidFrom: since, ValidUntil: now.Add(grace).Truncate(time.Second)}
+	_, next, err := ed25519.GenerateKey(rnd)
+	if err != nil {
+		return ecash.SigningKey{}, err
+	}
+	k.Signing, k.SigningSince = next, now
+	k.PastSigning = append([]ecash.SigningKey{old}, k.PastSigning...)
+	k.changed(now)
+	return old, nil
+}
+
+// ValueStatus is where one denomination value stands in the schedule at a
+// given time.
+type ValueStatus struct {
+	Value ecash.Amount
+	// Current is the key wallets withdraw under now (the withdrawable one
+	// that started last); nil if none is withdrawable.
+	Current *ecash.Denomination
+	// Next is the next key to start after now; nil if none is made yet.
+	Next *ecash.Denomination
+	// CoveredUntil is the end of the unbroken run of withdrawable keys
+	// from now: extend before it (zero if no key is withdrawable now).
+	CoveredUntil time.Time
+	// Keys counts the value's keys by phase.
+	Future, Withdrawable, DepositOnly, Expired int
+}
+
+// Status says, per value, which key is current at now, which comes next,
+// how far ahead keys exist, and how many keys are in each phase.
+func (k *Keys) Status(now time.Time) []ValueStatus {
+	ks := k.unsignedKeySet()
+	var out []ValueStatus
+	for _, v := range k.values() {
+		st := ValueStatus{Value: v}
+		if cur, err := ks.CurrentDenomination(v, now); err == nil {
+			st.Current = &cur
+		}
+		var mine []ecash.Denomination
+		for _, d := range ks.Denominations {
+			if d.Value != v {
+				continue
+			}
+			mine = append(mine, d)
+			switch {
+			case now.Before(d.WithdrawStart):
+				st.Future++
+				if st.Next == nil || d.WithdrawStart.Before(st.Next.WithdrawStart) {
+					st.Next = &d
+				}
+			case now.Before(d.WithdrawEnd):
+				st.Withdrawable++
+			case now.Before(d.DepositEnd):
+				st.DepositOnly++
+			default:
+				st.Expired++
+			}
+		}
+		st.CoveredUntil = coveredUntil(mine, now)
+		out = append(out, st)
+	}
+	return out
+}
+
+// coveredUntil is the end of the unbroken run of withdraw windows from now.
+func coveredUntil(ds []ecash.Denomination, now time.Time) time.Time {
+	var end time.Time
+	t := now
+	for {
+		moved := false
+		for _, d := range ds {
+			if !t.Before(d.WithdrawStart) && t.Before(d.WithdrawEnd) && d.WithdrawEnd.After(end) {
+				end, moved = d.WithdrawEnd, true
+			}
+		}
+		if !moved {
+			return end
+		}
+		t = end
+	}
+}
+
+// WithdrawableUntil is how far ahead the schedule reaches: the earliest,
+// over all values, of the end of the unbroken run of withdrawable keys
+// from now. Extend the keys well before it; zero means some value has no
+// withdrawable key now.
+func (k *Keys) WithdrawableUntil(now time.Time) time.Time {
+	var earliest time.Time
+	for i, st := range k.Status(now) {
+		if st.CoveredUntil.IsZero() {
+			return time.Time{}
+		}
+		if i == 0 || st.CoveredUntil.Before(earliest) {
+			earliest = st.CoveredUntil
+		}
+	}
+	return earliest
 }
 
 // LoadOrCreateKeys loads DIR/keys.json, or generates and saves keys on first

@@ -2,10 +2,12 @@ package ecash
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -54,6 +56,13 @@ func (d Denomination) CanDeposit(now time.Time) error {
 
 // KeySet is the bank's public key material, signed by its master key. Wallets
 // and merchants verify it and pin the master key.
+//
+// A key set lists every denomination key the bank still honours: past keys
+// whose coins are still accepted (withdraw window over, deposit window
+// open), the current ones, and future ones generated ahead of time, each
+// with its windows. Rotation therefore happens by the clock alone: a key
+// set fetched today says which key is issued next month. Keys of one value
+// may overlap; wallets withdraw under the newest (CurrentDenomination).
 type KeySet struct {
 	Currency      string
 	MasterPub     ed25519.PublicKey // signs the key set
@@ -61,16 +70,112 @@ type KeySet struct {
 	HPKEPub       []byte            // X25519 key that payments are sealed to
 	IssuedAt      time.Time
 	Denominations []Denomination
-	MasterSig     []byte
+	// PastSigning lists the bank's retired online signing keys, newest
+	// first, each with the window in which it signed: what they signed in
+	// that window (by the time the signed object states) still verifies
+	// (CheckSigner). Encoded only when not empty (see Body).
+	PastSigning []SigningKey
+	MasterSig   []byte
 }
 
-// MaxDenominations bounds the key set a peer may send.
-const MaxDenominations = 256
+// SigningKey is a retired online signing key of the bank and the window in
+// which it was the bank's signing key: [ValidFrom, ValidUntil).
+type SigningKey struct {
+	Pub        ed25519.PublicKey
+	ValidFrom  time.Time
+	ValidUntil time.Time
+}
+
+// Bounds on the key set a peer may send.
+const (
+	MaxDenominations   = 256
+	MaxPastSigningKeys = 16
+)
+
+// Sections of the key set after the denominations (see Body).
+const (
+	sectionPastSigning = 1
+)
+
+// ErrUnknownSigner means an object is signed by a key the key set does not
+// list, or by a retired key outside its window.
+var ErrUnknownSigner = errors.New("ecash: signed by a key the bank's key set does not list for that time")
+
+// CheckSigner reports whether pub is a bank signing key for an object the
+// bank dated at: the current SigningPub (at any time), or a retired key of
+// PastSigning whose window holds at. The caller then checks the signature
+// under pub. An error wraps ErrUnknownSigner and ErrBadSignature.
+func (k *KeySet) CheckSigner(pub ed25519.PublicKey, at time.Time) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w (%w: %d-byte key)", ErrUnknownSigner, ErrBadSignature, len(pub))
+	}
+	if pub.Equal(k.SigningPub) {
+		return nil
+	}
+	for _, s := range k.PastSigning {
+		if !pub.Equal(s.Pub) {
+			continue
+		}
+		if at.Before(s.ValidFrom) || !at.Before(s.ValidUntil) {
+			return fmt.Errorf("%w (%w: retired key %x signed from %s until %s, not at %s)", ErrUnknownSigner, ErrBadSignature, pub[:8],
+				s.ValidFrom.UTC().Format(time.RFC3339), s.ValidUntil.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	return fmt.Errorf("%w (%w: key %x)", ErrUnknownSigner, ErrBadSignature, pub[:8])
+}
+
+// CurrentDenomination is the key wallets withdraw coins of value under at
+// now: of the denominations of that value withdrawable at now, the one
+// whose window started last (windows of successive keys overlap).
+func (k *KeySet) CurrentDenomination(value Amount, now time.Time) (Denomination, error) {
+	var best Denomination
+	found := false
+	for _, d := range k.Denominations {
+		if d.Value != value || d.CanWithdraw(now) != nil {
+			continue
+		}
+		if !found || d.WithdrawStart.After(best.WithdrawStart) ||
+			(d.WithdrawStart.Equal(best.WithdrawStart) && bytes.Compare(d.ID[:], best.ID[:]) > 0) {
+			best, found = d, true
+		}
+	}
+	if !found {
+		return Denomination{}, fmt.Errorf("%w: no %s key is withdrawable at %s", ErrDenominationExpired, value, now.UTC().Format(time.RFC3339))
+	}
+	return best, nil
+}
+
+// Withdrawable is the current denomination of every value withdrawable at
+// now (CurrentDenomination), one per value, smallest value first.
+func (k *KeySet) Withdrawable(now time.Time) []Denomination {
+	var out []Denomination
+	seen := map[Amount]bool{}
+	for _, d := range k.Denominations {
+		if seen[d.Value] {
+			continue
+		}
+		seen[d.Value] = true
+		if cur, err := k.CurrentDenomination(d.Value, now); err == nil {
+			out = append(out, cur)
+		}
+	}
+	slices.SortFunc(out, func(a, b Denomination) int { return cmp.Compare(a.Value.Value, b.Value.Value) })
+	return out
+}
 
 // BankID identifies a bank by its master key: SHA-256 of the master public key.
 func (k *KeySet) BankID() Hash { return HashOf(k.MasterPub) }
 
-// Body is the canonical encoding the master key signs (tag "keyset").
+// Body is the canonical encoding the master key signs (tag "keyset"): the
+// header, the denominations, then optional sections, each present only
+// when not empty, in increasing order of a one-byte section number:
+//
+//	1  past signing keys: u32 count (1..MaxPastSigningKeys), then per key,
+//	   newest first (ValidFrom strictly decreasing): 32-byte Ed25519 key,
+//	   i64 valid_from, i64 valid_until (Unix seconds, from < until)
+//
+// A key set without sections encodes exactly as before sections existed.
 func (k *KeySet) Body() []byte {
 	e := NewEncoder("keyset")
 	e.String(k.Currency)
@@ -86,6 +191,15 @@ func (k *KeySet) Body() []byte {
 		e.I64(d.WithdrawStart.Unix())
 		e.I64(d.WithdrawEnd.Unix())
 		e.I64(d.DepositEnd.Unix())
+	}
+	if len(k.PastSigning) > 0 {
+		e.U8(sectionPastSigning)
+		e.U32(uint32(len(k.PastSigning)))
+		for _, s := range k.PastSigning {
+			e.Fixed(s.Pub)
+			e.I64(s.ValidFrom.Unix())
+			e.I64(s.ValidUntil.Unix())
+		}
 	}
 	return e.Bytes()
 }
@@ -152,6 +266,9 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 			WithdrawStart: time.Unix(ws, 0), WithdrawEnd: time.Unix(we, 0), DepositEnd: time.Unix(de, 0),
 		})
 	}
+	if err := k.decodeSections(d); err != nil {
+		return nil, err
+	}
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}
@@ -177,6 +294,52 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 		return nil, fmt.Errorf("%w: key set master signature", ErrBadSignature)
 	}
 	return k, nil
+}
+
+// decodeSections reads the optional sections after the denominations.
+func (k *KeySet) decodeSections(d *Decoder) error {
+	last := uint8(0)
+	for d.Err() == nil && len(d.buf) > 0 {
+		sec := d.U8()
+		if sec <= last {
+			return fmt.Errorf("%w: key set section %d after section %d", ErrMalformed, sec, last)
+		}
+		last = sec
+		switch sec {
+		case sectionPastSigning:
+			n := d.Count(MaxPastSigningKeys)
+			if d.Err() == nil && n == 0 {
+				return fmt.Errorf("%w: empty past signing key section (leave it out)", ErrMalformed)
+			}
+			for i := 0; i < n && d.Err() == nil; i++ {
+				s := SigningKey{Pub: d.Fixed(ed25519.PublicKeySize), ValidFrom: time.Unix(d.I64(), 0), ValidUntil: time.Unix(d.I64(), 0)}
+				if d.Err() != nil {
+					break
+				}
+				if !s.ValidFrom.Before(s.ValidUntil) {
+					return fmt.Errorf("%w: past signing key %x has its window out of order", ErrMalformed, s.Pub[:8])
+				}
+				if s.Pub.Equal(k.SigningPub) {
+					return fmt.Errorf("%w: the current signing key is listed as past", ErrMalformed)
+				}
+				if i > 0 {
+					prev := k.PastSigning[i-1]
+					if !s.ValidFrom.Before(prev.ValidFrom) {
+						return fmt.Errorf("%w: past signing keys not newest first", ErrMalformed)
+					}
+				}
+				for _, o := range k.PastSigning {
+					if o.Pub.Equal(s.Pub) {
+						return fmt.Errorf("%w: a past signing key listed twice", ErrMalformed)
+					}
+				}
+				k.PastSigning = append(k.PastSigning, s)
+			}
+		default:
+			return fmt.Errorf("%w: unknown key set section %d", ErrMalformed, sec)
+		}
+	}
+	return d.Err()
 }
 
 // Denomination looks up a denomination by id.
