@@ -28,6 +28,7 @@ import (
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/bank/pgstore"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -187,12 +188,40 @@ func (n *Bank) instrument() error {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last} {
+	issuable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "blindbank_keys_issuable_until_timestamp_seconds",
+		Help: "Until when every denomination value has a key to issue coins under (Unix time): the earliest, over the values, of the last withdraw window's end. Past it, wallets cannot withdraw that value.",
+	}, func() float64 {
+		ks, _ := n.Bank.KeySet()
+		if ks == nil {
+			return 0
+		}
+		return float64(issuableUntil(ks.Denominations).Unix())
+	})
+	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last, issuable} {
 		if err := n.Registry.Register(c); err != nil {
 			return err
 		}
 	}
 	return n.Bank.Instrument(n.Registry)
+}
+
+// issuableUntil is the earliest, over the denomination values, of the
+// latest end of a withdraw window of that value.
+func issuableUntil(denoms []ecash.Denomination) time.Time {
+	last := map[ecash.Amount]time.Time{}
+	for _, d := range denoms {
+		if d.WithdrawEnd.After(last[d.Value]) {
+			last[d.Value] = d.WithdrawEnd
+		}
+	}
+	var out time.Time
+	for _, t := range last {
+		if out.IsZero() || t.Before(out) {
+			out = t
+		}
+	}
+	return out
 }
 
 // StartBank opens (or creates) a bank in cfg.Dir and serves it.

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"io"
 	"net/http"
 	"os"
@@ -96,6 +98,9 @@ func TestObservability(t *testing.T) {
 		`blindbank_rpc_requests_total{code="OK",method="/blindbank.v1.Bank/Withdraw"} 1`,
 		`blindbank_commit_batch_ops_count`,
 		`blindbank_store_bytes`,
+		`blindbank_tls_cert_expiry_timestamp_seconds{listener="public"}`,
+		`blindbank_backup_last_success_timestamp_seconds 0`,
+		fmt.Sprintf("blindbank_keys_issuable_until_timestamp_seconds %s", strconv.FormatFloat(float64(issuableUntil(e.ks.Denominations).Unix()), 'g', -1, 64)),
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {
@@ -132,5 +137,21 @@ func TestRateLimits(t *testing.T) {
 	// Burst 2 at 1/s: two reach authentication (and fail it), the rest are refused.
 	if codesSeen[codes.Unauthenticated] != 2 || codesSeen[codes.ResourceExhausted] != 3 {
 		t.Fatalf("codes %v", codesSeen)
+	}
+}
+
+func TestIssuableUntil(t *testing.T) {
+	at := func(days int) time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days) }
+	one, two := ecash.Amount{Currency: "EUR", Value: 100}, ecash.Amount{Currency: "EUR", Value: 200}
+	denoms := []ecash.Denomination{
+		{Value: one, WithdrawEnd: at(0)},
+		{Value: one, WithdrawEnd: at(300)}, // the next key of 1.00
+		{Value: two, WithdrawEnd: at(100)},
+	}
+	if got := issuableUntil(denoms); !got.Equal(at(100)) {
+		t.Fatalf("issuable until %s, want %s", got, at(100))
+	}
+	if !issuableUntil(nil).IsZero() {
+		t.Fatal("no denominations")
 	}
 }
