@@ -3,11 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
