@@ -109,8 +109,10 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	now := b.now()
 	total := ecash.Amount{Currency: b.keys.Currency}
 	keys := make([]*DenomKey, len(req.Planchets))
+	blinded := make([]ecash.Hash, len(req.Planchets))
 	var locks []NonceLock
 	for i, p := range req.Planchets {
+		blinded[i] = ecash.HashOf(p.Blinded)
 		d, ok := b.denoms[p.Denom]
 		if !ok {
 			return nil, fmt.Errorf("%w: planchet %d", ecash.ErrUnknownDenomination, i)
@@ -127,7 +129,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 			return nil, fmt.Errorf("planchet %d: %w", i, err)
 		}
 		if lk != nil {
-			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: ecash.HashOf(p.Blinded)})
+			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: blinded[i]})
 		}
 	}
 	// Refuse before the expensive signing; the store checks again at commit.
@@ -150,7 +152,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return nil, err
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
-		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Locks: locks, Time: now,
+		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
 	})
 	if err != nil {
 		return nil, err
@@ -168,20 +170,19 @@ type PrepareItem struct {
 
 // PrepareWithdraw answers first-round requests (CS: R0 || R1 for a nonce).
 // It is stateless: nothing is recorded, and the same request always gets
-// the same answer. The nonce is locked only when a withdrawal is signed.
+// the same answer. The nonce is locked only when a withdrawal or swap is
+// signed. It answers for every denomination in the key set, withdrawable
+// or not: a wallet restoring from its seed re-derives the planchets of
+// coins withdrawn under keys now past their withdraw window.
 func (b *Bank) PrepareWithdraw(items []PrepareItem) ([][]byte, error) {
 	if len(items) == 0 || len(items) > ecash.MaxCoinsPerRequest {
 		return nil, fmt.Errorf("%w: %d items, want 1 to %d", ecash.ErrMalformed, len(items), ecash.MaxCoinsPerRequest)
 	}
-	now := b.now()
 	out := make([][]byte, len(items))
 	for i, it := range items {
 		d, ok := b.denoms[it.Denom]
 		if !ok {
 			return nil, fmt.Errorf("%w: item %d", ecash.ErrUnknownDenomination, i)
-		}
-		if err := d.CanWithdraw(now); err != nil {
-			return nil, err
 		}
 		a, err := d.Private.Prepare(it.Request)
 		if err != nil {
@@ -365,8 +366,10 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	}
 	out := ecash.Amount{Currency: b.keys.Currency}
 	outKeys := make([]*DenomKey, len(req.Outputs))
+	blinded := make([]ecash.Hash, len(req.Outputs))
 	var locks []NonceLock
 	for i, p := range req.Outputs {
+		blinded[i] = ecash.HashOf(p.Blinded)
 		d, ok := b.denoms[p.Denom]
 		if !ok {
 			return nil, fmt.Errorf("%w: output %d", ecash.ErrUnknownDenomination, i)
@@ -383,7 +386,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 			return nil, fmt.Errorf("output %d: %w", i, err)
 		}
 		if lk != nil {
-			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: ecash.HashOf(p.Blinded)})
+			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: blinded[i]})
 		}
 	}
 	if in != out {
@@ -417,7 +420,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 		return nil, err
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
-		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Locks: locks, Time: now,
+		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {
@@ -430,6 +433,35 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return sigs, nil
+}
+
+// IssuedSignatures returns the blind signatures the bank issued for the
+// given blinded-message hashes (nil where none): a wallet restoring from
+// its seed re-derives its planchets and asks for their signatures. Only the
+// holder of the blinding secrets can turn an answer into a coin.
+func (b *Bank) IssuedSignatures(ctx context.Context, blinded []ecash.Hash) ([][]byte, error) {
+	if len(blinded) == 0 || len(blinded) > ecash.MaxCoinsPerRequest {
+		return nil, fmt.Errorf("%w: %d blinded messages, want 1 to %d", ecash.ErrMalformed, len(blinded), ecash.MaxCoinsPerRequest)
+	}
+	found, err := b.store.Issued(ctx, blinded)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(found))
+	for i, is := range found {
+		if is != nil {
+			out[i] = is.Sig
+		}
+	}
+	return out, nil
+}
+
+// CoinsSpent reports for each coin id whether the bank holds it spent.
+func (b *Bank) CoinsSpent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
+	if len(coins) == 0 || len(coins) > ecash.MaxCoinsPerRequest {
+		return nil, fmt.Errorf("%w: %d coins, want 1 to %d", ecash.ErrMalformed, len(coins), ecash.MaxCoinsPerRequest)
+	}
+	return b.store.Spent(ctx, coins)
 }
 
 // DepositStatus returns the signed receipt of a paid payment request, or

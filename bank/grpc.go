@@ -65,6 +65,46 @@ func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapR
 	return &pb.SwapResponse{BlindSignatures: sigs}, nil
 }
 
+func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSignaturesRequest) (*pb.IssuedSignaturesResponse, error) {
+	hs, err := hashes(req.BlindedHashes, "blinded hash")
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := s.b.IssuedSignatures(ctx, hs)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.IssuedSignaturesResponse{BlindSignatures: sigs}, nil
+}
+
+func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest) (*pb.CoinsSpentResponse, error) {
+	ids, err := hashes(req.CoinIds, "coin id")
+	if err != nil {
+		return nil, err
+	}
+	spent, err := s.b.CoinsSpent(ctx, ids)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.CoinsSpentResponse{Spent: spent}, nil
+}
+
+// hashes converts 32-byte fields, refusing any other size and more than a
+// request may carry.
+func hashes(in [][]byte, what string) ([]ecash.Hash, error) {
+	if len(in) > ecash.MaxCoinsPerRequest {
+		return nil, status.Errorf(codes.InvalidArgument, "bank: %d values, at most %d", len(in), ecash.MaxCoinsPerRequest)
+	}
+	out := make([]ecash.Hash, len(in))
+	for i, b := range in {
+		if len(b) != len(out[i]) {
+			return nil, status.Errorf(codes.InvalidArgument, "bank: %s %d must be 32 bytes", what, i)
+		}
+		copy(out[i][:], b)
+	}
+	return out, nil
+}
+
 func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusRequest) (*pb.DepositResponse, error) {
 	var h ecash.Hash
 	if len(req.PaymentHash) != len(h) {

@@ -64,7 +64,7 @@ func (op *WithdrawOp) Validate() error {
 	case IsSystem(op.Account):
 		return invalidOp("withdraw from system account %d", op.Account)
 	}
-	return validateIssue(op.BlindSigs, op.Locks)
+	return validateIssue(op.BlindSigs, op.Blinded, op.Locks)
 }
 
 // Validate checks a deposit's shape; it returns the coin ids sorted.
@@ -85,7 +85,7 @@ func (op *SwapOp) Validate() ([]ecash.Hash, error) {
 	if op.Value <= 0 {
 		return nil, invalidOp("swap value %d", op.Value)
 	}
-	if err := validateIssue(op.BlindSigs, op.Locks); err != nil {
+	if err := validateIssue(op.BlindSigs, op.Blinded, op.Locks); err != nil {
 		return nil, err
 	}
 	return validateCoins(op.Coins)
@@ -113,11 +113,15 @@ func (op *CheckOp) Validate() error {
 	return nil
 }
 
-// validateIssue checks the blind signatures and nonce locks of a withdrawal
-// or swap: sizes, and no nonce twice (ErrNonceReused).
-func validateIssue(sigs [][]byte, locks []NonceLock) error {
+// validateIssue checks the blind signatures, blinded-message hashes and
+// nonce locks of a withdrawal or swap: sizes, one hash per signature (or
+// none), and no nonce twice (ErrNonceReused).
+func validateIssue(sigs [][]byte, blinded []ecash.Hash, locks []NonceLock) error {
 	if len(sigs) == 0 || len(sigs) > ecash.MaxCoinsPerRequest {
 		return invalidOp("%d blind signatures", len(sigs))
+	}
+	if len(blinded) != 0 && len(blinded) != len(sigs) {
+		return invalidOp("%d blinded-message hashes for %d signatures", len(blinded), len(sigs))
 	}
 	for i, sig := range sigs {
 		if len(sig) == 0 || len(sig) > MaxSigLen {

@@ -95,7 +95,8 @@ type WithdrawOp struct {
 	Account     uint64
 	Amount      int64 // total value of the planchets, > 0
 	BlindSigs   [][]byte
-	Locks       []NonceLock // CS planchets: each nonce locked to its blinded message
+	Blinded     []ecash.Hash // SHA-256 of each planchet's blinded message, for Issued; may be nil
+	Locks       []NonceLock  // CS planchets: each nonce locked to its blinded message
 	Time        time.Time
 }
 
@@ -129,13 +130,27 @@ type DepositOp struct {
 // signatures on new planchets of the same value: change. No money moves:
 // the value stays with AccountOutstanding, in other coins.
 type SwapOp struct {
-	RequestHash ecash.Hash  // hash of the signed swap request: the idempotency key
-	Coins       []SpentCoin // inputs, each with its signed swap permission
-	Value       int64       // value of the inputs (and of the outputs), > 0
-	BlindSigs   [][]byte    // on the outputs, in request order
-	Locks       []NonceLock // CS outputs: shared with withdrawals
+	RequestHash ecash.Hash   // hash of the signed swap request: the idempotency key
+	Coins       []SpentCoin  // inputs, each with its signed swap permission
+	Value       int64        // value of the inputs (and of the outputs), > 0
+	BlindSigs   [][]byte     // on the outputs, in request order
+	Blinded     []ecash.Hash // SHA-256 of each output's blinded message, for Issued; may be nil
+	Locks       []NonceLock  // CS outputs: shared with withdrawals
 	Time        time.Time
 }
+
+// Issued is a blind signature the bank issued, found by the hash of the
+// blinded message it answered: what lets a wallet restored from its seed
+// find its coins again, and a recoup find where a coin came from.
+type Issued struct {
+	Sig     []byte
+	Kind    string     // KindWithdraw or KindSwap
+	Request ecash.Hash // the withdraw or swap request hash
+	Account uint64     // for withdrawals: the account debited
+}
+
+// KindSwap names swaps in Issued (swaps post nothing to the ledger).
+const KindSwap = "swap"
 
 // CheckOp applies a NetBill electronic payment order the service already
 // verified: debit the customer, credit the merchant, record the EPO and the
@@ -255,6 +270,14 @@ type Store interface {
 	// value). A spent coin: *SpentError; a nonce locked to another blinded
 	// message, by a withdrawal or a swap: ErrNonceReused.
 	Swap(ctx context.Context, op SwapOp) ([][]byte, error)
+	// Issued looks up blind signatures by the SHA-256 of their blinded
+	// messages (at most ecash.MaxCoinsPerRequest): out[i] is nil if none was
+	// issued for blinded[i]. A blinded message answered twice keeps its
+	// first origin.
+	Issued(ctx context.Context, blinded []ecash.Hash) ([]*Issued, error)
+	// Spent reports, for each coin id (at most ecash.MaxCoinsPerRequest),
+	// whether it is spent: deposited, swapped or recouped.
+	Spent(ctx context.Context, coins []ecash.Hash) ([]bool, error)
 	// SwapRecord returns the blind signatures recorded for a swap request
 	// hash; found is false if there are none.
 	SwapRecord(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)

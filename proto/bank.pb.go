@@ -709,6 +709,182 @@ func (x *SwapResponse) GetBlindSignatures() [][]byte {
 	return nil
 }
 
+type IssuedSignaturesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlindedHashes [][]byte               `protobuf:"bytes,1,rep,name=blinded_hashes,json=blindedHashes,proto3" json:"blinded_hashes,omitempty"` // SHA-256 of each blinded message, 1 to 1024
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuedSignaturesRequest) Reset() {
+	*x = IssuedSignaturesRequest{}
+	mi := &file_bank_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuedSignaturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuedSignaturesRequest) ProtoMessage() {}
+
+func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuedSignaturesRequest.ProtoReflect.Descriptor instead.
+func (*IssuedSignaturesRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *IssuedSignaturesRequest) GetBlindedHashes() [][]byte {
+	if x != nil {
+		return x.BlindedHashes
+	}
+	return nil
+}
+
+type IssuedSignaturesResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	BlindSignatures [][]byte               `protobuf:"bytes,1,rep,name=blind_signatures,json=blindSignatures,proto3" json:"blind_signatures,omitempty"` // in request order; empty: none issued
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IssuedSignaturesResponse) Reset() {
+	*x = IssuedSignaturesResponse{}
+	mi := &file_bank_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuedSignaturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuedSignaturesResponse) ProtoMessage() {}
+
+func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuedSignaturesResponse.ProtoReflect.Descriptor instead.
+func (*IssuedSignaturesResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *IssuedSignaturesResponse) GetBlindSignatures() [][]byte {
+	if x != nil {
+		return x.BlindSignatures
+	}
+	return nil
+}
+
+type CoinsSpentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CoinIds       [][]byte               `protobuf:"bytes,1,rep,name=coin_ids,json=coinIds,proto3" json:"coin_ids,omitempty"` // 1 to 1024
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoinsSpentRequest) Reset() {
+	*x = CoinsSpentRequest{}
+	mi := &file_bank_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoinsSpentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoinsSpentRequest) ProtoMessage() {}
+
+func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoinsSpentRequest.ProtoReflect.Descriptor instead.
+func (*CoinsSpentRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
+	if x != nil {
+		return x.CoinIds
+	}
+	return nil
+}
+
+type CoinsSpentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spent         []bool                 `protobuf:"varint,1,rep,packed,name=spent,proto3" json:"spent,omitempty"` // in request order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoinsSpentResponse) Reset() {
+	*x = CoinsSpentResponse{}
+	mi := &file_bank_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoinsSpentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoinsSpentResponse) ProtoMessage() {}
+
+func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoinsSpentResponse.ProtoReflect.Descriptor instead.
+func (*CoinsSpentResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CoinsSpentResponse) GetSpent() []bool {
+	if x != nil {
+		return x.Spent
+	}
+	return nil
+}
+
 type DepositStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PaymentHash   []byte                 `protobuf:"bytes,1,opt,name=payment_hash,json=paymentHash,proto3" json:"payment_hash,omitempty"` // SHA-256 of the payment request body
@@ -718,7 +894,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +906,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +919,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{15}
+	return file_bank_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -763,7 +939,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +951,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +964,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{16}
+	return file_bank_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -809,7 +985,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +997,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +1010,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{17}
+	return file_bank_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -866,7 +1042,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1054,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1067,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{18}
+	return file_bank_proto_rawDescGZIP(), []int{22}
 }
 
 type UnlockRequest struct {
@@ -903,7 +1079,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1091,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1104,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{19}
+	return file_bank_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -946,7 +1122,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1134,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1147,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{20}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 type OpenAccountRequest struct {
@@ -985,7 +1161,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1173,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1186,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{21}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -1043,7 +1219,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1231,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1244,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{22}
+	return file_bank_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1092,7 +1268,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1280,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1293,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{23}
+	return file_bank_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -1157,7 +1333,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1345,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1358,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{24}
+	return file_bank_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -1202,7 +1378,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1390,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1403,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{25}
+	return file_bank_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -1258,7 +1434,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1446,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1459,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{26}
+	return file_bank_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -1346,7 +1522,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1534,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1547,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{27}
+	return file_bank_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -1454,7 +1630,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1642,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1714,15 @@ const file_bank_proto_rawDesc = "" +
 	"\vSwapRequest\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\"9\n" +
 	"\fSwapResponse\x12)\n" +
-	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\"9\n" +
+	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\"@\n" +
+	"\x17IssuedSignaturesRequest\x12%\n" +
+	"\x0eblinded_hashes\x18\x01 \x03(\fR\rblindedHashes\"E\n" +
+	"\x18IssuedSignaturesResponse\x12)\n" +
+	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\".\n" +
+	"\x11CoinsSpentRequest\x12\x19\n" +
+	"\bcoin_ids\x18\x01 \x03(\fR\acoinIds\"*\n" +
+	"\x12CoinsSpentResponse\x12\x14\n" +
+	"\x05spent\x18\x01 \x03(\bR\x05spent\"9\n" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
@@ -1589,14 +1773,17 @@ const file_bank_proto_rawDesc = "" +
 	"\vspent_today\x18\t \x01(\tR\n" +
 	"spentToday\x12\x16\n" +
 	"\x06locked\x18\n" +
-	" \x01(\bR\x06locked2\xc3\x05\n" +
+	" \x01(\bR\x06locked2\xf7\x06\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
 	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
 	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
 	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse\x12=\n" +
-	"\x04Swap\x12\x19.blindbank.v1.SwapRequest\x1a\x1a.blindbank.v1.SwapResponse\x12J\n" +
+	"\x04Swap\x12\x19.blindbank.v1.SwapRequest\x1a\x1a.blindbank.v1.SwapResponse\x12a\n" +
+	"\x10IssuedSignatures\x12%.blindbank.v1.IssuedSignaturesRequest\x1a&.blindbank.v1.IssuedSignaturesResponse\x12O\n" +
+	"\n" +
+	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12J\n" +
 	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
 	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
 	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\x88\x03\n" +
@@ -1620,7 +1807,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_bank_proto_goTypes = []any{
 	(*SubmitCheckRequest)(nil),          // 0: blindbank.v1.SubmitCheckRequest
 	(*CheckResult)(nil),                 // 1: blindbank.v1.CheckResult
@@ -1637,54 +1824,62 @@ var file_bank_proto_goTypes = []any{
 	(*DepositResponse)(nil),             // 12: blindbank.v1.DepositResponse
 	(*SwapRequest)(nil),                 // 13: blindbank.v1.SwapRequest
 	(*SwapResponse)(nil),                // 14: blindbank.v1.SwapResponse
-	(*DepositStatusRequest)(nil),        // 15: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 16: blindbank.v1.DoubleSpendDetail
-	(*SetLimitsRequest)(nil),            // 17: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 18: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 19: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 20: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 21: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 22: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 23: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 24: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 25: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 26: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 27: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 28: blindbank.v1.PrepareWithdrawRequest.Item
+	(*IssuedSignaturesRequest)(nil),     // 15: blindbank.v1.IssuedSignaturesRequest
+	(*IssuedSignaturesResponse)(nil),    // 16: blindbank.v1.IssuedSignaturesResponse
+	(*CoinsSpentRequest)(nil),           // 17: blindbank.v1.CoinsSpentRequest
+	(*CoinsSpentResponse)(nil),          // 18: blindbank.v1.CoinsSpentResponse
+	(*DepositStatusRequest)(nil),        // 19: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 20: blindbank.v1.DoubleSpendDetail
+	(*SetLimitsRequest)(nil),            // 21: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 22: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 23: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 24: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 25: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 26: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 27: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 28: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 29: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 30: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 31: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 32: blindbank.v1.PrepareWithdrawRequest.Item
 }
 var file_bank_proto_depIdxs = []int32{
-	28, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	26, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	32, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	30, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	5,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	7,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
 	9,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
 	11, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	15, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	19, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
 	13, // 7: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
-	0,  // 8: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	2,  // 9: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	3,  // 10: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	21, // 11: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	23, // 12: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	25, // 13: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	17, // 14: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	19, // 15: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	6,  // 16: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	8,  // 17: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	10, // 18: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	12, // 19: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	12, // 20: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	14, // 21: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	1,  // 22: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	1,  // 23: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	4,  // 24: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	22, // 25: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	24, // 26: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	27, // 27: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	18, // 28: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	20, // 29: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	16, // [16:30] is the sub-list for method output_type
-	2,  // [2:16] is the sub-list for method input_type
+	15, // 8: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
+	17, // 9: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
+	0,  // 10: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	2,  // 11: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	3,  // 12: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	25, // 13: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	27, // 14: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	29, // 15: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	21, // 16: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	23, // 17: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	6,  // 18: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	8,  // 19: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	10, // 20: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	12, // 21: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	12, // 22: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	14, // 23: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	16, // 24: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	18, // 25: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	1,  // 26: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	1,  // 27: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	4,  // 28: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	26, // 29: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	28, // 30: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	31, // 31: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	22, // 32: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	24, // 33: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	18, // [18:34] is the sub-list for method output_type
+	2,  // [2:18] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1701,7 +1896,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

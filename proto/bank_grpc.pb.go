@@ -23,15 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Bank_GetKeys_FullMethodName         = "/blindbank.v1.Bank/GetKeys"
-	Bank_PrepareWithdraw_FullMethodName = "/blindbank.v1.Bank/PrepareWithdraw"
-	Bank_Withdraw_FullMethodName        = "/blindbank.v1.Bank/Withdraw"
-	Bank_Deposit_FullMethodName         = "/blindbank.v1.Bank/Deposit"
-	Bank_DepositStatus_FullMethodName   = "/blindbank.v1.Bank/DepositStatus"
-	Bank_Swap_FullMethodName            = "/blindbank.v1.Bank/Swap"
-	Bank_SubmitCheck_FullMethodName     = "/blindbank.v1.Bank/SubmitCheck"
-	Bank_CheckStatus_FullMethodName     = "/blindbank.v1.Bank/CheckStatus"
-	Bank_GetStatement_FullMethodName    = "/blindbank.v1.Bank/GetStatement"
+	Bank_GetKeys_FullMethodName          = "/blindbank.v1.Bank/GetKeys"
+	Bank_PrepareWithdraw_FullMethodName  = "/blindbank.v1.Bank/PrepareWithdraw"
+	Bank_Withdraw_FullMethodName         = "/blindbank.v1.Bank/Withdraw"
+	Bank_Deposit_FullMethodName          = "/blindbank.v1.Bank/Deposit"
+	Bank_DepositStatus_FullMethodName    = "/blindbank.v1.Bank/DepositStatus"
+	Bank_Swap_FullMethodName             = "/blindbank.v1.Bank/Swap"
+	Bank_IssuedSignatures_FullMethodName = "/blindbank.v1.Bank/IssuedSignatures"
+	Bank_CoinsSpent_FullMethodName       = "/blindbank.v1.Bank/CoinsSpent"
+	Bank_SubmitCheck_FullMethodName      = "/blindbank.v1.Bank/SubmitCheck"
+	Bank_CheckStatus_FullMethodName      = "/blindbank.v1.Bank/CheckStatus"
+	Bank_GetStatement_FullMethodName     = "/blindbank.v1.Bank/GetStatement"
 )
 
 // BankClient is the client API for Bank service.
@@ -61,6 +63,12 @@ type BankClient interface {
 	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
 	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
 	Swap(ctx context.Context, in *SwapRequest, opts ...grpc.CallOption) (*SwapResponse, error)
+	// IssuedSignatures returns the blind signatures issued (by withdrawals or
+	// swaps) for blinded messages, by their SHA-256: how a wallet restored
+	// from its seed finds its coins. An empty answer: none issued.
+	IssuedSignatures(ctx context.Context, in *IssuedSignaturesRequest, opts ...grpc.CallOption) (*IssuedSignaturesResponse, error)
+	// CoinsSpent reports which coins (by id) the bank holds spent.
+	CoinsSpent(ctx context.Context, in *CoinsSpentRequest, opts ...grpc.CallOption) (*CoinsSpentResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -143,6 +151,26 @@ func (c *bankClient) Swap(ctx context.Context, in *SwapRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *bankClient) IssuedSignatures(ctx context.Context, in *IssuedSignaturesRequest, opts ...grpc.CallOption) (*IssuedSignaturesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssuedSignaturesResponse)
+	err := c.cc.Invoke(ctx, Bank_IssuedSignatures_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankClient) CoinsSpent(ctx context.Context, in *CoinsSpentRequest, opts ...grpc.CallOption) (*CoinsSpentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CoinsSpentResponse)
+	err := c.cc.Invoke(ctx, Bank_CoinsSpent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *bankClient) SubmitCheck(ctx context.Context, in *SubmitCheckRequest, opts ...grpc.CallOption) (*CheckResult, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckResult)
@@ -200,6 +228,12 @@ type BankServer interface {
 	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
 	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
 	Swap(context.Context, *SwapRequest) (*SwapResponse, error)
+	// IssuedSignatures returns the blind signatures issued (by withdrawals or
+	// swaps) for blinded messages, by their SHA-256: how a wallet restored
+	// from its seed finds its coins. An empty answer: none issued.
+	IssuedSignatures(context.Context, *IssuedSignaturesRequest) (*IssuedSignaturesResponse, error)
+	// CoinsSpent reports which coins (by id) the bank holds spent.
+	CoinsSpent(context.Context, *CoinsSpentRequest) (*CoinsSpentResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -239,6 +273,12 @@ func (UnimplementedBankServer) DepositStatus(context.Context, *DepositStatusRequ
 }
 func (UnimplementedBankServer) Swap(context.Context, *SwapRequest) (*SwapResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Swap not implemented")
+}
+func (UnimplementedBankServer) IssuedSignatures(context.Context, *IssuedSignaturesRequest) (*IssuedSignaturesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method IssuedSignatures not implemented")
+}
+func (UnimplementedBankServer) CoinsSpent(context.Context, *CoinsSpentRequest) (*CoinsSpentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CoinsSpent not implemented")
 }
 func (UnimplementedBankServer) SubmitCheck(context.Context, *SubmitCheckRequest) (*CheckResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitCheck not implemented")
@@ -378,6 +418,42 @@ func _Bank_Swap_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_IssuedSignatures_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssuedSignaturesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).IssuedSignatures(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_IssuedSignatures_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).IssuedSignatures(ctx, req.(*IssuedSignaturesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Bank_CoinsSpent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CoinsSpentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).CoinsSpent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_CoinsSpent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).CoinsSpent(ctx, req.(*CoinsSpentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Bank_SubmitCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SubmitCheckRequest)
 	if err := dec(in); err != nil {
@@ -462,6 +538,14 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Swap",
 			Handler:    _Bank_Swap_Handler,
+		},
+		{
+			MethodName: "IssuedSignatures",
+			Handler:    _Bank_IssuedSignatures_Handler,
+		},
+		{
+			MethodName: "CoinsSpent",
+			Handler:    _Bank_CoinsSpent_Handler,
 		},
 		{
 			MethodName: "SubmitCheck",

@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -209,7 +211,13 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent))
 		}
 		if definitive(err) {
-			return nil, errors.Join(err, w.endSwap(h, ps, nil, &ecash.Hash{}))
+			if err := w.endSwap(h, ps, nil, &ecash.Hash{}); err != nil {
+				return nil, err
+			}
+			if status.Code(err) == codes.AlreadyExists {
+				return nil, err
+			}
+			return nil, errors.Join(err, w.releaseIndices(ps.Indices))
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}

@@ -82,9 +82,9 @@ func Create(dir string, opts Options) (*Wallet, error) {
 }
 
 // createFromSeed makes a new wallet from a seed. It is not exported: a wallet
-// restored from an old seed must first learn which planchet indices its
-// earlier life used, or it would pay for coins that are already spent;
-// restore (with that discovery) is separate work.
+// made from an old seed must first learn which planchet indices its earlier
+// life used, or it would mint coins whose keys are already spent: Restore
+// (restore.go) does that discovery.
 func createFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
 	if len(seed) != 32 {
 		return nil, fmt.Errorf("%w: wallet seed must be 32 bytes", ecash.ErrBadKey)

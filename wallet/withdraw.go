@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -197,6 +199,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		if definitive(err) {
 			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
 				return nil, derr
+			}
+			if status.Code(err) != codes.AlreadyExists {
+				return nil, errors.Join(err, w.releaseIndices(pw.Indices))
 			}
 			return nil, err
 		}

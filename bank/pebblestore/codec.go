@@ -28,6 +28,7 @@ const (
 	prefixNonce    = "n/" // n/<denomination id><nonce>     → SHA-256 of the blinded message
 	prefixCheck    = "e/" // e/<EPOID>                      → check outcome record
 	prefixSwap     = "s/" // s/<request hash>               → swap record
+	prefixIssued   = "i/" // i/<SHA-256 of blinded message> → issued record
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -316,6 +317,36 @@ func decodeWithdraw(b []byte) (*withdrawRecord, error) {
 		w.Sigs = append(w.Sigs, d.bytes())
 	}
 	return w, d.finish("withdraw record")
+}
+
+// issuedRecord is stored under i/<hash of a blinded message>: where its
+// blind signature is, in a withdraw or swap record.
+type issuedRecord struct {
+	Swap    bool
+	Request ecash.Hash
+	Pos     uint32
+}
+
+func encodeIssued(r *issuedRecord) []byte {
+	var e enc
+	if r.Swap {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.fixed(r.Request[:])
+	e.u32(r.Pos)
+	return e.b
+}
+
+func decodeIssued(b []byte) (*issuedRecord, error) {
+	d := dec{b: b}
+	kind := d.u8()
+	r := &issuedRecord{Swap: kind == 1, Request: d.hash(), Pos: d.u32()}
+	if kind > 1 {
+		return nil, fmt.Errorf("%w: issued record of kind %d", errCorrupt, kind)
+	}
+	return r, d.finish("issued record")
 }
 
 // coinRecord is stored under c/<coin id>: the payment that spent the coin

@@ -40,6 +40,7 @@
 //	w/<request hash>          withdraw: account, amount, blind signatures
 //	c/<coin id>               spent coin: payment or swap request hash, permission bytes
 //	s/<request hash>          swap: value, sorted input coin ids, blind signatures, time
+//	i/<blinded message hash>  issued: withdraw or swap, its request hash, the signature's position
 //	d/<payment hash>          deposit: merchant, amount, coin ids, receipt bytes
 //	r/<credit reference>      credit reference: account, amount
 //
@@ -619,6 +620,9 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
 		t.set(wk, encodeWithdraw(&w))
 		t.setLocks(op.Locks)
+		if err := t.index(op.Blinded, false, op.RequestHash); err != nil {
+			return err
+		}
 		sigs = cloneSigs(op.BlindSigs)
 		return nil
 	})
@@ -726,6 +730,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		}
 		t.spend(op.Coins, op.RequestHash)
 		t.setLocks(op.Locks)
+		if err := t.index(op.Blinded, true, op.RequestHash); err != nil {
+			return err
+		}
 		t.set(sk, encodeSwap(&swapRecord{Value: op.Value, Coins: sorted, Sigs: op.BlindSigs, Time: op.Time}))
 		sigs = cloneSigs(op.BlindSigs)
 		return nil
@@ -779,6 +786,81 @@ func (t *txn) setLocks(locks []bank.NonceLock) {
 	for _, l := range locks {
 		t.set(append(hashKey(prefixNonce, l.Denom), l.Nonce...), bytes.Clone(l.Blinded[:]))
 	}
+}
+
+// index records where the signature on each blinded message is; a blinded
+// message already indexed keeps its first origin.
+func (t *txn) index(blinded []ecash.Hash, swap bool, request ecash.Hash) error {
+	for i, h := range blinded {
+		k := hashKey(prefixIssued, h)
+		if _, ok, err := t.get(k); err != nil {
+			return err
+		} else if ok {
+			continue
+		}
+		t.set(k, encodeIssued(&issuedRecord{Swap: swap, Request: request, Pos: uint32(i)}))
+	}
+	return nil
+}
+
+// Issued implements bank.Store.
+func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issued, error) {
+	if len(blinded) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d blinded messages", len(blinded))
+	}
+	out := make([]*bank.Issued, len(blinded))
+	for i, h := range blinded {
+		v, found, err := s.lookup(ctx, hashKey(prefixIssued, h))
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue
+		}
+		r, err := decodeIssued(v)
+		if err != nil {
+			return nil, err
+		}
+		is := &bank.Issued{Kind: bank.KindWithdraw, Request: r.Request}
+		var sigs [][]byte
+		if r.Swap {
+			is.Kind = bank.KindSwap
+			sigs, found, err = s.SwapRecord(ctx, r.Request)
+		} else {
+			v, found, err = s.lookup(ctx, hashKey(prefixWithdraw, r.Request))
+			if err == nil && found {
+				var w *withdrawRecord
+				if w, err = decodeWithdraw(v); err == nil {
+					sigs, is.Account = w.Sigs, w.Account
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !found || int(r.Pos) >= len(sigs) {
+			return nil, fmt.Errorf("%w: issued record without its signature", errCorrupt)
+		}
+		is.Sig = sigs[r.Pos]
+		out[i] = is
+	}
+	return out, nil
+}
+
+// Spent implements bank.Store.
+func (s *Store) Spent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
+	if len(coins) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d coins", len(coins))
+	}
+	out := make([]bool, len(coins))
+	for i, id := range coins {
+		_, found, err := s.lookup(ctx, hashKey(prefixCoin, id))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = found
+	}
+	return out, nil
 }
 
 // SwapRecord implements bank.Store.

@@ -299,6 +299,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err := (writer{b}).transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), at, "", ""); err != nil {
 			return refuse(err)
 		}
+		queueIndex(b, op.Blinded, false, op.RequestHash)
 		if err := t.commit(b); err != nil {
 			return err
 		}
@@ -453,7 +454,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		if reusedNs > 0 {
 			return refuse(bank.ErrNonceReused)
 		}
-		if err := t.commit(&pgx.Batch{}); err != nil {
+		b = &pgx.Batch{}
+		queueIndex(b, op.Blinded, true, op.RequestHash)
+		if err := t.commit(b); err != nil {
 			return err
 		}
 		sigs = cloneSigs(op.BlindSigs)
@@ -486,6 +489,113 @@ func (s *Store) sigsAt(ctx context.Context, query string, h ecash.Hash) ([][]byt
 		return nil, false, err
 	}
 	return sigs, true, nil
+}
+
+// queueIndex records where the signature on each blinded message is; a
+// blinded message already indexed keeps its first origin.
+func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Hash) {
+	if len(blinded) == 0 {
+		return
+	}
+	hs, pos := make([][]byte, len(blinded)), make([]int32, len(blinded))
+	for i := range blinded {
+		hs[i], pos[i] = blinded[i][:], int32(i)
+	}
+	b.Queue(`INSERT INTO issued (blinded_hash, swap, request_hash, pos)
+		SELECT h, $2, $3, p FROM unnest($1::bytea[], $4::int[]) AS i(h, p) ORDER BY 1
+		ON CONFLICT (blinded_hash) DO NOTHING`, hs, swap, request[:], pos)
+}
+
+// Issued implements bank.Store: one statement joins the index to the
+// withdraw and swap records.
+func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issued, error) {
+	if len(blinded) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d blinded messages", len(blinded))
+	}
+	hs := make([][]byte, len(blinded))
+	at := make(map[ecash.Hash][]int, len(blinded))
+	for i, h := range blinded {
+		hs[i] = h[:]
+		at[h] = append(at[h], i)
+	}
+	out := make([]*bank.Issued, len(blinded))
+	err := s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT i.blinded_hash, i.swap, i.request_hash,
+				COALESCE(s.sigs[i.pos + 1], w.sigs[i.pos + 1]), COALESCE(w.account, 0)
+			FROM issued i
+			LEFT JOIN withdrawals w ON NOT i.swap AND w.request_hash = i.request_hash
+			LEFT JOIN swaps s ON i.swap AND s.request_hash = i.request_hash
+			WHERE i.blinded_hash = ANY($1)`, hs)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				h, req, sig []byte
+				swap        bool
+				account     int64
+			)
+			if err := rows.Scan(&h, &swap, &req, &sig, &account); err != nil {
+				return err
+			}
+			if len(sig) == 0 {
+				return fmt.Errorf("pgstore: issued record without its signature")
+			}
+			is := &bank.Issued{Sig: sig, Kind: bank.KindWithdraw, Account: uint64(account)}
+			if swap {
+				is.Kind = bank.KindSwap
+			}
+			copy(is.Request[:], req)
+			var key ecash.Hash
+			copy(key[:], h)
+			for _, i := range at[key] {
+				out[i] = is
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Spent implements bank.Store.
+func (s *Store) Spent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
+	if len(coins) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d coins", len(coins))
+	}
+	ids := make([][]byte, len(coins))
+	for i := range coins {
+		ids[i] = coins[i][:]
+	}
+	spent := map[ecash.Hash]bool{}
+	err := s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT coin_id FROM spent_coins WHERE coin_id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id []byte
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			var h ecash.Hash
+			copy(h[:], id)
+			spent[h] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(coins))
+	for i, id := range coins {
+		out[i] = spent[id]
+	}
+	return out, nil
 }
 
 // nonceLocks are a request's CS nonce locks as columns, sorted, so that

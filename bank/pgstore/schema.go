@@ -35,6 +35,23 @@ type migration struct {
 var migrations = []migration{
 	{1, "ledger, records and hash-partitioned coin, withdrawal and check tables", initialSchema()},
 	{2, "swaps: coins exchanged for new blind signatures", swapSchema()},
+	{3, "issued: blind signatures by blinded message, for restore and recoup", issuedSchema()},
+}
+
+// issuedSchema adds the index of issued blind signatures: for each blinded
+// message answered, the withdrawal or swap that holds its signature and the
+// position there. Withdrawals and swaps committed before this migration are
+// not indexed (their blinded messages were never stored).
+func issuedSchema() []string {
+	return append([]string{
+		`CREATE TABLE issued (
+			blinded_hash bytea   NOT NULL,
+			swap         boolean NOT NULL,
+			request_hash bytea   NOT NULL,
+			pos          integer NOT NULL CHECK (pos >= 0),
+			PRIMARY KEY (blinded_hash)
+		) PARTITION BY HASH (blinded_hash)`,
+	}, partitions("issued")...)
 }
 
 // swapSchema adds the swap records, hash-partitioned on the request hash as

@@ -118,6 +118,12 @@ func (r *replicas) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, erro
 func (r *replicas) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 	return r.next().Swap(ctx, op)
 }
+func (r *replicas) Issued(ctx context.Context, h []ecash.Hash) ([]*bank.Issued, error) {
+	return r.next().Issued(ctx, h)
+}
+func (r *replicas) Spent(ctx context.Context, ids []ecash.Hash) ([]bool, error) {
+	return r.next().Spent(ctx, ids)
+}
 func (r *replicas) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
 	return r.next().SwapRecord(ctx, h)
 }

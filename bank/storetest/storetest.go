@@ -56,6 +56,8 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"SwapNonceLocks", testSwapNonceLocks},
 		{"InvalidSwaps", testInvalidSwaps},
 		{"ConcurrentSwapAndDeposit", testConcurrentSwapAndDeposit},
+		{"Issued", testIssued},
+		{"Spent", testSpent},
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},

@@ -89,6 +89,7 @@ wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song
 		Sub: []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
 			payCommand(g), swapCommand(g), returnCommand(g), recoverCommand(g), infoCommand(g),
+			exportSeedCommand(g), restoreCommand(g),
 			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
 			purchasesCommand(g), statementCommand(g),
 		},
@@ -111,7 +112,8 @@ key: a key set signed by any other key is refused from then on.
 It prints the account public key (hex) on stdout. The bank operator opens
 your account with it; then run "wallet set-account ID".
 
-Back up the wallet directory: its seed is your money.`,
+Back up the wallet directory, or its seed ("wallet export-seed"): the seed is
+your money, and "wallet restore" rebuilds the wallet from it alone.`,
 		Example: `wallet --wallet ./alice init --bank 127.0.0.1:7443 --ca ./bank/tls.crt
 wallet init --bank bank.example:7443 --pin 5f2c...e1`,
 		Flags: func(fs *flag.FlagSet) {

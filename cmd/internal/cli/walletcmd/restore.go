@@ -1,0 +1,182 @@
+package walletcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+func exportSeedCommand(g *globals) *cli.Command {
+	var out string
+	return &cli.Command{
+		Name:  "export-seed",
+		Short: "write the wallet's secret seed to a file, for restore",
+		Long: `export-seed writes the wallet's 32-byte seed, in hex, to a new file (mode
+0600). The seed alone rebuilds the wallet ("wallet restore"): every coin and
+the account key derive from it. Whoever holds it holds your money: keep it
+offline.`,
+		Example: `wallet export-seed --out /media/usb/alice.seed`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&out, "out", "", "write the seed to `FILE` (must not exist)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if out == "" {
+				return cli.Usagef("--out FILE is required")
+			}
+			w, _, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintln(f, hex.EncodeToString(w.Seed())); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			return inv.Print(struct {
+				SeedFile string `json:"seed_file"`
+			}{out}, func(w io.Writer) { fmt.Fprintf(w, "seed written to %s\n", out) })
+		},
+	}
+}
+
+// readSeed reads a seed file: 64 hex digits, surrounding space ignored.
+func readSeed(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != 32 {
+		return nil, fmt.Errorf("%s: not a wallet seed (64 hex digits)", path)
+	}
+	return seed, nil
+}
+
+func restoreCommand(g *globals) *cli.Command {
+	var (
+		bankAddr, seedFile string
+		account            uint64
+	)
+	tlsf := &cli.TLSFlags{What: "bank"}
+	return &cli.Command{
+		Name:  "restore",
+		Short: "rebuild a wallet from its seed alone",
+		Long: `restore rebuilds the wallet in --wallet DIR from a seed file (see "wallet
+export-seed"): it re-derives the wallet's planchets, asks the bank for the
+blind signatures it issued for them (in batches, with a progress bar),
+unblinds and checks every coin, then asks which coins are spent and keeps the
+others. The bank is given as for "wallet init". The account id cannot be
+derived from the seed: give --account, or run "wallet set-account" later.
+
+Restoring into a wallet made from the same seed resumes or re-checks it:
+coins already held are kept, nothing is lost or counted twice.
+
+Privacy: a restore shows the bank which coins are yours, linking your past
+payments to your account. It is for a lost device, not routine use.`,
+		Example: `wallet --wallet ./alice restore --seed-file alice.seed --bank 127.0.0.1:7443 --ca ./bank/tls.crt --account 1000`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&seedFile, "seed-file", "", "the wallet seed `FILE` (required)")
+			fs.StringVar(&bankAddr, "bank", "", "the bank's public `ADDR` (required)")
+			fs.Uint64Var(&account, "account", 0, "the bank account `ID` to set (optional)")
+			tlsf.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if err := checkDir(g); err != nil {
+				return err
+			}
+			if seedFile == "" {
+				return cli.Usagef("--seed-file FILE is required")
+			}
+			if err := cli.CheckAddr("bank", bankAddr); err != nil {
+				return err
+			}
+			seed, err := readSeed(seedFile)
+			if err != nil {
+				return err
+			}
+			tcfg, err := tlsf.Config(bankAddr)
+			if err != nil {
+				return err
+			}
+			cfg := Config{Bank: bankAddr, Pin: tcfg.Pin, Plaintext: tcfg.Plaintext}
+			if err := os.MkdirAll(g.dir, 0o700); err != nil {
+				return err
+			}
+			if tcfg.CAFile != "" {
+				pem, err := os.ReadFile(tcfg.CAFile)
+				if err != nil {
+					return err
+				}
+				if err := bank.WriteFileAtomic(filepath.Join(g.dir, caCopy), pem, 0o644); err != nil {
+					return err
+				}
+				cfg.CAFile = caCopy
+			}
+			conn, err := transport.Dial(bankAddr, tcfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			bar := inv.NewProgress("restoring")
+			w, rep, err := wallet.Restore(ctx, g.dir, seed, pb.NewBankClient(conn), wallet.Options{}, func(scanned uint64, found int) {
+				// The end is RestoreGap indices past the last coin found.
+				bar.Set(int(scanned), int(scanned)+wallet.RestoreGap)
+			})
+			bar.Finish()
+			if errors.Is(err, wallet.ErrExists) {
+				return fmt.Errorf("%s holds a wallet made from another seed; restore into a new directory", g.dir)
+			}
+			if err != nil {
+				return cli.LockHint(err, "another wallet command is using "+g.dir)
+			}
+			defer w.Close()
+			b, _ := json.MarshalIndent(cfg, "", "  ")
+			if err := bank.WriteFileAtomic(filepath.Join(g.dir, ConfigFile), append(b, '\n'), 0o600); err != nil {
+				return err
+			}
+			if account != 0 {
+				if err := w.SetAccount(account); err != nil {
+					return err
+				}
+			}
+			out := struct {
+				Scanned uint64 `json:"indices_scanned"`
+				Found   int    `json:"coins_found"`
+				Added   int    `json:"coins_added"`
+				Spent   int    `json:"coins_spent"`
+				Balance string `json:"balance"`
+			}{rep.Scanned, rep.Found, rep.Added, rep.Spent, rep.Fresh.String()}
+			return inv.Print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "restored %d coins (%d spent, %d new here) from %d planchet indices; balance %s\n",
+					rep.Found, rep.Spent, rep.Added, rep.Scanned, rep.Fresh)
+				if account == 0 {
+					fmt.Fprintln(w, "set the account with 'wallet set-account ID' before withdrawing")
+				}
+			})
+		},
+	}
+}

@@ -1,0 +1,345 @@
+package wallet
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// RestoreGap is how many planchet indices in a row restore scans without
+// finding a coin before it stops. Indices are reserved per request (at
+// most MaxPlanchetsPerRequest for a withdrawal, a few dozen for a swap); a
+// request the bank refused gives its indices back unless another was
+// reserved meanwhile (releaseIndices), so holes stay rare and small: one
+// that outlived a crash between reserving and sending, or a few in a row.
+const RestoreGap = 4 * MaxPlanchetsPerRequest
+
+// Seed returns the wallet's seed: with it alone, Restore rebuilds the
+// wallet. Keep it as secret as the coins.
+func (w *Wallet) Seed() []byte { return append([]byte(nil), w.seed...) }
+
+// RestoreProgress is told how many planchet indices were scanned and how
+// many coins were found so far.
+type RestoreProgress func(scanned uint64, found int)
+
+// RestoreReport is what a restore found.
+type RestoreReport struct {
+	Scanned uint64       // planchet indices scanned
+	Found   int          // coins the bank signed for this seed (new to this wallet or not)
+	Added   int          // of which were not in the wallet yet
+	Spent   int          // coins the bank holds spent
+	Fresh   ecash.Amount // the wallet's fresh value afterwards
+}
+
+// Restore rebuilds a wallet in dir from its seed alone. Every coin and the
+// account key derive from the seed and a planchet index, so it re-derives
+// the planchets of successive indices under every denomination of the key
+// set, asks the bank which of their blinded messages it signed (in batches
+// of up to ecash.MaxCoinsPerRequest), unblinds and verifies those coins,
+// and stops after RestoreGap indices without one. Then it asks which of
+// the coins are spent and keeps the others fresh. Run it again on the same
+// directory to resume or re-check: coins already held are left as they are,
+// except that coins the bank holds spent are marked spent.
+//
+// Privacy: a restore shows the bank which coins are this wallet's (it sees
+// the blinded messages, then the coin ids), linking the wallet's past
+// payments to its account. Restore is for a lost device, not routine use.
+//
+// The account id is not derivable: set it with SetAccount afterwards.
+func Restore(ctx context.Context, dir string, seed []byte, bank pb.BankClient, opts Options, progress RestoreProgress) (*Wallet, *RestoreReport, error) {
+	w, err := openForRestore(dir, seed, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := w.restore(ctx, bank, progress)
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	return w, rep, nil
+}
+
+// openForRestore opens the wallet in dir if it was made from seed, or
+// creates one from seed if dir holds none.
+func openForRestore(dir string, seed []byte, opts Options) (*Wallet, error) {
+	w, err := Open(dir, opts)
+	if errors.Is(err, ErrNotFound) {
+		return createFromSeed(dir, seed, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(w.seed, seed) != 1 {
+		w.Close()
+		return nil, fmt.Errorf("%w: made from another seed", ErrExists)
+	}
+	return w, nil
+}
+
+// candidate is one planchet index tried under one denomination.
+type candidate struct {
+	index uint64
+	denom ecash.Denomination
+	ps    ecash.PlanchetSecret
+	st    ecash.BlindState
+	hash  ecash.Hash
+}
+
+func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress RestoreProgress) (*RestoreReport, error) {
+	ks, err := w.RefreshKeys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	if len(ks.Denominations) == 0 {
+		return nil, fmt.Errorf("wallet: the bank's key set has no denominations")
+	}
+	rep := &RestoreReport{}
+	perBatch := uint64(max(1, ecash.MaxCoinsPerRequest/len(ks.Denominations)))
+	next, lastFound := uint64(0), int64(-1)
+	var found []ecash.Hash
+	for next < uint64(lastFound+1)+RestoreGap {
+		cands, err := w.candidates(ctx, bank, ks, next, perBatch)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := w.signed(ctx, bank, cands)
+		if err != nil {
+			return nil, err
+		}
+		added, err := w.addCoins(recs)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			found = append(found, r.Coin.ID())
+			lastFound = max(lastFound, int64(r.Index))
+		}
+		rep.Found += len(recs)
+		rep.Added += added
+		next += perBatch
+		rep.Scanned = next
+		if progress != nil {
+			progress(next, rep.Found)
+		}
+	}
+	if err := w.advanceIndex(uint64(lastFound + 1)); err != nil {
+		return nil, err
+	}
+	spent, err := w.markSpent(ctx, bank, found)
+	if err != nil {
+		return nil, err
+	}
+	rep.Spent = spent
+	bal, err := w.Balance()
+	if err != nil {
+		return nil, err
+	}
+	rep.Fresh = bal.Fresh
+	return rep, nil
+}
+
+// candidates derives the planchets of indices [first, first+n) under every
+// denomination, running the first round for ciphers that have one.
+func (w *Wallet) candidates(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, first, n uint64) ([]candidate, error) {
+	var (
+		cands []candidate
+		prep  = &pb.PrepareWithdrawRequest{}
+		asked []int
+	)
+	for i := first; i < first+n; i++ {
+		ps, err := ecash.DerivePlanchet(w.seed, i)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ks.Denominations {
+			if r := ps.PrepareRequest(d); r != nil {
+				prep.Items = append(prep.Items, &pb.PrepareWithdrawRequest_Item{Denomination: d.ID[:], Request: r})
+				asked = append(asked, len(cands))
+			}
+			cands = append(cands, candidate{index: i, denom: d, ps: ps})
+		}
+	}
+	prepared := make([][]byte, len(cands))
+	if len(asked) > 0 {
+		resp, err := bank.PrepareWithdraw(ctx, prep)
+		if err != nil {
+			return nil, fmt.Errorf("wallet: restore: first round: %w", err)
+		}
+		if len(resp.Answers) != len(asked) {
+			return nil, fmt.Errorf("wallet: bank answered %d of %d first-round requests", len(resp.Answers), len(asked))
+		}
+		for j, c := range asked {
+			prepared[c] = resp.Answers[j]
+		}
+	}
+	// Blinding is the cost of a restore (an RSA modular inverse per
+	// candidate): spread it over the cores.
+	err := parallel(len(cands), func(i int) error {
+		c := &cands[i]
+		pl, st, err := c.ps.Blind(c.denom, prepared[i])
+		if err != nil {
+			return err
+		}
+		c.st, c.hash = st, ecash.HashOf(pl.Blinded)
+		return nil
+	})
+	return cands, err
+}
+
+// parallel runs f(0..n-1) on all cores and returns the first error.
+func parallel(n int, f func(i int) error) error {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := f(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// signed asks the bank for the signatures on the candidates and turns each
+// into a verified fresh coin record.
+func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candidate) ([]coinRecord, error) {
+	req := &pb.IssuedSignaturesRequest{}
+	for _, c := range cands {
+		req.BlindedHashes = append(req.BlindedHashes, c.hash[:])
+	}
+	resp, err := bank.IssuedSignatures(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: restore: %w", err)
+	}
+	if len(resp.BlindSignatures) != len(cands) {
+		return nil, fmt.Errorf("wallet: bank answered %d of %d blinded messages", len(resp.BlindSignatures), len(cands))
+	}
+	var recs []coinRecord
+	for i, bs := range resp.BlindSignatures {
+		if len(bs) == 0 {
+			continue
+		}
+		c := cands[i]
+		sig, err := c.st.Unblind(bs)
+		if err != nil {
+			return nil, fmt.Errorf("wallet: bank's signature for planchet %d: %w", c.index, err)
+		}
+		coin := ecash.Coin{Denom: c.denom.ID, Pub: c.ps.CoinPub(), Sig: sig}
+		recs = append(recs, coinRecord{Index: c.index, Coin: coin, Value: c.denom.Value, State: CoinFresh})
+	}
+	return recs, nil
+}
+
+// addCoins stores coin records not yet held, atomically, and counts them.
+func (w *Wallet) addCoins(recs []coinRecord) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.db.NewBatch()
+	defer b.Close()
+	added := 0
+	for _, r := range recs {
+		key := coinKey(r.Coin.ID())
+		if old, err := get(w.db, key); err != nil {
+			return 0, err
+		} else if old != nil {
+			continue
+		}
+		if err := b.Set(key, r.encode(), nil); err != nil {
+			return 0, err
+		}
+		added++
+	}
+	return added, b.Commit(pebble.Sync)
+}
+
+// releaseIndices gives back the n indices from first, reserved for a
+// request the bank refused without recording anything, if no other
+// reservation followed; otherwise they stay skipped. Never after a
+// refusal for a CS nonce already answered (AlreadyExists): that nonce
+// must not be offered again.
+func (w *Wallet) releaseIndices(indices []uint64) error {
+	if len(indices) == 0 {
+		return nil
+	}
+	first, n := indices[0], uint64(len(indices))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil || beU64(nb) != first+n {
+		return err
+	}
+	return w.db.Set(keyNext, u64(first), pebble.Sync)
+}
+
+// advanceIndex moves the planchet counter to at least next, so that no
+// index a coin was found at is used again.
+func (w *Wallet) advanceIndex(next uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil {
+		return err
+	}
+	if beU64(nb) >= next {
+		return nil
+	}
+	return w.db.Set(keyNext, u64(next), pebble.Sync)
+}
+
+// markSpent asks the bank which coins are spent and marks fresh ones among
+// them spent; it returns how many the bank holds spent.
+func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.Hash) (int, error) {
+	spent := 0
+	for start := 0; start < len(ids); start += ecash.MaxCoinsPerRequest {
+		batch := ids[start:min(start+ecash.MaxCoinsPerRequest, len(ids))]
+		req := &pb.CoinsSpentRequest{}
+		for _, id := range batch {
+			req.CoinIds = append(req.CoinIds, id[:])
+		}
+		resp, err := bank.CoinsSpent(ctx, req)
+		if err != nil {
+			return 0, fmt.Errorf("wallet: restore: %w", err)
+		}
+		if len(resp.Spent) != len(batch) {
+			return 0, fmt.Errorf("wallet: bank answered %d of %d coins", len(resp.Spent), len(batch))
+		}
+		w.mu.Lock()
+		b := w.db.NewBatch()
+		for i, s := range resp.Spent {
+			if !s {
+				continue
+			}
+			spent++
+			c, err := w.coin(batch[i])
+			if err == nil && c.State == CoinFresh {
+				c.State = CoinSpent
+				err = b.Set(coinKey(batch[i]), c.encode(), nil)
+			}
+			if err != nil {
+				b.Close()
+				w.mu.Unlock()
+				return 0, err
+			}
+		}
+		err = b.Commit(pebble.Sync)
+		b.Close()
+		w.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return spent, nil
+}

@@ -1,0 +1,105 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// TestRestore: a wallet that withdrew, paid, swapped and returned coins is
+// deleted; a wallet restored from its seed alone holds exactly the unspent
+// value, pays with it, and a second restore changes nothing.
+func TestRestore(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := f.fund(t, w, "EUR:20.00")
+	for _, amount := range []string{"EUR:5.12", "EUR:0.77"} {
+		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(amount), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, amount := range []string{"EUR:0.03", "EUR:0.03", "EUR:2.99"} {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount(amount), "before the loss", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+			t.Fatalf("pay %s: %v", amount, err)
+		}
+	}
+	if _, err := w.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.50")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Return(ctx, f.bankc, ecash.MustParseAmount("EUR:0.10")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := w.Seed()
+	w.Close()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	restored := t.TempDir()
+	start := time.Now()
+	var calls int
+	r, rep, err := wallet.Restore(ctx, restored, seed, f.bankc, wallet.Options{}, func(scanned uint64, found int) { calls++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	t.Logf("restore: %+v in %d progress steps, %v", rep, calls, time.Since(start))
+	if rep.Fresh != before.Fresh || rep.Added != rep.Found || rep.Spent == 0 || calls == 0 {
+		t.Fatalf("restored %+v, want fresh %s as before the loss", rep, before.Fresh)
+	}
+	after, _ := r.Balance()
+	if after.Fresh != before.Fresh || !after.Pending.IsZero() {
+		t.Fatalf("restored balance fresh %s pending %s, want %s", after.Fresh, after.Pending, before.Fresh)
+	}
+	if err := r.SetAccount(acct); err != nil {
+		t.Fatal(err)
+	}
+	f.checkConservation(t, r)
+
+	// A second restore on the same directory adds nothing and keeps the value.
+	r.Close()
+	r2, rep2, err := wallet.Restore(ctx, restored, seed, f.bankc, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if rep2.Added != 0 || rep2.Found != rep.Found || rep2.Fresh != before.Fresh {
+		t.Fatalf("second restore %+v, first %+v", rep2, rep)
+	}
+	// The restored coins spend, new withdrawals use new indices, and every
+	// coin of the old life stays spent.
+	if _, err := r2.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatalf("withdraw after restore: %v", err)
+	}
+	bal, _ := r2.Balance()
+	o, _ := f.merchant.CreateOrder(bal.Fresh, "all of it", 0)
+	if _, err := r2.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("paying everything restored: %v", err)
+	}
+	f.checkConservation(t, r2)
+	r2.Close()
+
+	// Another seed cannot restore into this wallet.
+	other := make([]byte, 32)
+	if _, _, err := wallet.Restore(ctx, restored, other, f.bankc, wallet.Options{}, nil); !errors.Is(err, wallet.ErrExists) {
+		t.Errorf("restore with another seed into the wallet: %v, want ErrExists", err)
+	}
+}
