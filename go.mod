@@ -3,6 +3,7 @@ module github.com/blindbank/blindbank
 go 1.26.0
 
 require (
+	filippo.io/bigmod v0.1.0
 	filippo.io/edwards25519 v1.2.0
 	github.com/cloudflare/circl v1.6.5
 	github.com/cockroachdb/pebble/v2 v2.1.7

@@ -21,6 +21,9 @@ var allowedModules = []string{
 	"golang.org/x/crypto/",
 	// The Clause Blind Schnorr cipher (DESIGN.md §2) is to be built on it.
 	"filippo.io/edwards25519",
+	// Constant-time arithmetic for RSA signing with the CRT (rsacrt.go): the
+	// standard library's crypto/rsa arithmetic, re-exported.
+	"filippo.io/bigmod",
 }
 
 // deniedStd are standard-library packages (and their subtrees) that would

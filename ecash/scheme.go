@@ -226,8 +226,11 @@ func (s *rsaBlindState) Unblind(blindSig []byte) ([]byte, error) {
 }
 
 type rsaPrivate struct {
-	sk     *rsa.PrivateKey
-	pub    *rsaPublic
+	sk  *rsa.PrivateKey
+	pub *rsaPublic
+	// crt signs two-prime keys (all that GenerateKey makes); signer, circl's
+	// signer without the CRT, signs any other key PKCS#8 can hold.
+	crt    *rsaCRT
 	signer blindrsa.Signer
 }
 
@@ -236,7 +239,15 @@ func newRSAPrivate(sk *rsa.PrivateKey) (*rsaPrivate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rsaPrivate{sk: sk, pub: pub, signer: blindrsa.NewSigner(sk)}, nil
+	k := &rsaPrivate{sk: sk, pub: pub}
+	if len(sk.Primes) == 2 {
+		if k.crt, err = newRSACRT(sk); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		}
+	} else {
+		k.signer = blindrsa.NewSigner(sk)
+	}
+	return k, nil
 }
 
 func (k *rsaPrivate) Public() DenomPublicKey { return k.pub }
@@ -255,9 +266,19 @@ func (k *rsaPrivate) Prepare([]byte) ([]byte, error) {
 
 func (k *rsaPrivate) LockKey([]byte) ([]byte, error) { return nil, nil }
 
+// BlindSign is RFC 9474 BlindSign: blinded^d mod N, refusing a blinded
+// message that is not exactly k bytes or not below N (ErrMalformed). The
+// result is checked against the public key before it is returned.
 func (k *rsaPrivate) BlindSign(blinded []byte) ([]byte, error) {
 	if len(blinded) != k.sk.Size() {
 		return nil, fmt.Errorf("%w: blinded message of %d bytes, want %d", ErrMalformed, len(blinded), k.sk.Size())
+	}
+	if k.crt != nil {
+		sig, err := k.crt.sign(blinded)
+		if errors.Is(err, errRSATooLarge) {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return sig, err
 	}
 	sig, err := k.signer.BlindSign(blinded)
 	if err != nil {
