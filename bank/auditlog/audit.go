@@ -1,0 +1,1289 @@
+package auditlog
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// The auditor: replaying the log and checking the bank's invariants
+// (docs/AUDIT.md).
+//
+// An Auditor applies encoded entries in index order. It keeps the right
+// edge of the Merkle tree (so its Root can be compared with a signed
+// checkpoint) and a replica of what the log says about the ledger: every
+// account's balance, the e-cash outstanding, the coins issued and redeemed
+// per denomination, the coins spent, the EPOIDs decided and the request,
+// payment and reference hashes already used. Apply refuses the first entry
+// that breaks an invariant with an *AuditError naming it, and leaves the
+// state as it was before that entry, so an audit can be saved
+// (MarshalBinary) and resumed (UnmarshalBinary) at any entry.
+//
+// What the log alone cannot show: that a debit was authorised. A withdraw
+// entry carries only the hash of the signed request (the request holds the
+// blinded coins, which must stay private) and a check entry only the hash of
+// the signed payment order, so the account holder's signature behind a
+// debit is not in the log and is not checked here.
+
+// ErrInvariant is matched (errors.Is) by every *AuditError.
+var ErrInvariant = errors.New("auditlog: the log breaks an invariant")
+
+// ErrEmergency is matched by an *AuditError whose Check is CheckEmergency:
+// more coins of a denomination redeemed than were issued, by count or by
+// value. The denomination's private key has leaked or the bank signed
+// outside the log: stop issuing it, revoke it, investigate.
+var ErrEmergency = errors.New("auditlog: emergency: more coins redeemed than issued")
+
+// The checks an AuditError names.
+const (
+	CheckDecode       = "decode"        // the entry does not decode
+	CheckIndex        = "index"         // the entry names another index than its position
+	CheckTree         = "tree"          // the tree cannot be extended (an auditor state without its hashes)
+	CheckCurrency     = "currency"      // an amount in another currency than the bank's
+	CheckKeySet       = "keyset"        // a key set that does not verify, or of another bank
+	CheckAccount      = "account"       // an account used before it was opened, opened twice, or a key reused
+	CheckBalance      = "balance"       // an account debited below zero
+	CheckOutstanding  = "outstanding"   // more e-cash redeemed than is outstanding
+	CheckDenomination = "denomination"  // a denomination in no earlier key set, or a value that differs from it
+	CheckRevoked      = "revoked"       // a revoked denomination issued or spent, or a recoup of one not revoked
+	CheckDoubleSpend  = "double-spend"  // a coin spent (or recouped) twice
+	CheckEmergency    = "emergency"     // a denomination redeemed more than issued
+	CheckEPOID        = "epoid"         // a second outcome for one EPOID
+	CheckReplay       = "replay"        // a request, payment or reference hash used twice: one authorisation, two effects
+	CheckRefund       = "refund"        // a refund of something never deposited, or of more than it was worth
+	CheckOverflow     = "overflow"      // a total beyond 64 bits
+	CheckConservation = "conservation"  // the ledger does not add up (a fault in the auditor itself)
+	CheckState        = "auditor-state" // a saved auditor state that is not self-consistent
+)
+
+// AuditError is an entry that breaks an invariant. The auditor's state is
+// that before the entry.
+type AuditError struct {
+	Index int64  // the entry's position in the log
+	Kind  Kind   // its kind (0 if it does not decode)
+	Check string // the Check* constant that failed
+	Msg   string // what failed, in words
+	Err   error  // the underlying error, if any (a decoding error, say)
+}
+
+func (e *AuditError) Error() string {
+	k := "?"
+	if e.Kind.valid() {
+		k = e.Kind.String()
+	}
+	return fmt.Sprintf("entry %d (%s): %s: %s", e.Index, k, e.Check, e.Msg)
+}
+
+// Is matches ErrInvariant, and ErrEmergency for CheckEmergency.
+func (e *AuditError) Is(target error) bool {
+	return target == ErrInvariant || (target == ErrEmergency && e.Check == CheckEmergency)
+}
+
+// Unwrap returns the underlying error.
+func (e *AuditError) Unwrap() error { return e.Err }
+
+// Emergency reports whether the failure is an emergency (ErrEmergency).
+func (e *AuditError) Emergency() bool { return e.Check == CheckEmergency }
+
+// MaxAuditWarnings bounds the warnings an Auditor keeps (it counts them
+// all).
+const MaxAuditWarnings = 100
+
+// AuditWarning is something suspicious that breaks no invariant of money:
+// a coin issued outside its denomination's withdraw window, say.
+type AuditWarning struct {
+	Index int64
+	Kind  Kind
+	Msg   string
+}
+
+func (w AuditWarning) String() string {
+	return fmt.Sprintf("entry %d (%s): %s", w.Index, w.Kind, w.Msg)
+}
+
+// Totals of the ledger, in minor units of the bank's currency.
+const (
+	totCredited   = iota // Credit: money in from outside
+	totPaidOut           // Payout: money out to the outside
+	totWithdrawn         // Withdraw: accounts → e-cash
+	totDeposited         // Deposit: e-cash → accounts
+	totSwappedIn         // Swap: e-cash spent
+	totSwappedOut        // Swap: e-cash issued
+	totFees              // Swap: in − out
+	totChecks            // Check approved: customer → merchant
+	totRefunded          // Refund: merchant → e-cash
+	totRecouped          // Recoup: e-cash → accounts
+	totIssued            // value of all coins issued (withdrawals and swaps)
+	totRedeemed          // value of all coins redeemed (deposits, swaps, recoups)
+	numTotals
+)
+
+type seenNS uint8
+
+// What Apply remembers having seen, by namespace.
+const (
+	seenCoin     seenNS = iota + 1 // coin id: spent or recouped (value: the coin's value)
+	seenWithdraw                   // withdraw request hash
+	seenSwap                       // swap request hash
+	seenPayment                    // payment hash (value: the deposit's amount)
+	seenCredit                     // credit reference hash (non-zero)
+	seenPayout                     // payout reference hash (non-zero)
+	seenRefund                     // refund hash
+	seenRecoup                     // recoup request hash
+	seenEPOID                      // SHA-256 of the EPOID
+	seenLast     = seenEPOID
+)
+
+type seenKey struct {
+	ns seenNS
+	h  ecash.Hash
+}
+
+type seenVal struct {
+	index int64  // the entry that used it
+	value uint64 // the coin's value, the deposit's amount; 0 otherwise
+}
+
+type accountState struct {
+	merchant bool
+	key      [32]byte
+	balance  uint64
+	opened   int64 // index of the AccountOpened entry
+}
+
+type denomState struct {
+	value         ecash.Amount
+	withdrawStart int64 // Unix seconds: the earliest start and latest ends
+	withdrawEnd   int64 // of every key set that listed it
+	depositEnd    int64
+	revoked       bool
+	listed        int64 // index of the first key set that listed it
+	issuedCount   uint64
+	issuedValue   uint64
+	redeemedCount uint64
+	redeemedValue uint64
+}
+
+// Auditor replays a log entry by entry and checks the bank's invariants.
+// Make one with NewAuditor; it is not safe for concurrent use.
+type Auditor struct {
+	master   ed25519.PublicKey // pinned, or from the first key set logged
+	size     int64
+	frontier map[int64]tlog.Hash // stored-hash index → hash: the maximal complete subtrees of size
+	currency string
+	kinds    [len(kindNames)]int64
+
+	totals      [numTotals]uint64
+	outstanding uint64 // e-cash in circulation
+	balances    uint64 // sum of all account balances
+	approved    int64  // checks approved
+	declined    int64  // checks declined
+	keySets     int64
+
+	accounts map[uint64]*accountState
+	keys     map[[32]byte]uint64 // account key → account
+	denoms   map[ecash.Hash]*denomState
+	signing  []ed25519.PublicKey // every signing key a logged key set named
+	seen     map[seenKey]seenVal
+	refunded map[seenKey]uint64 // coin or payment → value refunded
+
+	warnings      []AuditWarning
+	warningsTotal int64
+}
+
+// NewAuditor returns an auditor of an empty log. If master is not nil,
+// every key set in the log must be signed by it; otherwise the first key
+// set logged pins its master key for the rest.
+func NewAuditor(master ed25519.PublicKey) *Auditor {
+	a := &Auditor{
+		frontier: map[int64]tlog.Hash{},
+		accounts: map[uint64]*accountState{},
+		keys:     map[[32]byte]uint64{},
+		denoms:   map[ecash.Hash]*denomState{},
+		seen:     map[seenKey]seenVal{},
+		refunded: map[seenKey]uint64{},
+	}
+	if master != nil {
+		a.master = slices.Clone(master)
+	}
+	return a
+}
+
+// Size is the number of entries applied: the index of the next.
+func (a *Auditor) Size() int64 { return a.size }
+
+// Master is the bank's master key: pinned, or taken from the first key set
+// logged (nil before).
+func (a *Auditor) Master() ed25519.PublicKey { return slices.Clone(a.master) }
+
+// Currency is the bank's currency ("" before the first key set or amount).
+func (a *Auditor) Currency() string { return a.currency }
+
+// SigningKeys are the online signing keys the logged key sets name
+// (current and retired), each vouched for by the master key: the keys a
+// checkpoint of this log may carry.
+func (a *Auditor) SigningKeys() []ed25519.PublicKey {
+	out := make([]ed25519.PublicKey, len(a.signing))
+	for i, k := range a.signing {
+		out[i] = slices.Clone(k)
+	}
+	return out
+}
+
+// Root is the root hash of the entries applied.
+func (a *Auditor) Root() (tlog.Hash, error) {
+	return tlog.TreeHash(a.size, frontierReader(a.frontier))
+}
+
+// Checkpoint is the checkpoint, under origin, of the entries applied.
+func (a *Auditor) Checkpoint(origin string) (Checkpoint, error) {
+	root, err := a.Root()
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Origin: origin, Size: a.size, Root: root}, nil
+}
+
+// Verify checks that the entries applied are exactly the log cp describes:
+// the same size and the same root. A failure wraps ErrBadProof.
+func (a *Auditor) Verify(cp Checkpoint) error {
+	if cp.Size != a.size {
+		return fmt.Errorf("%w: %d entries replayed, the checkpoint has %d", ErrBadProof, a.size, cp.Size)
+	}
+	root, err := a.Root()
+	if err != nil {
+		return err
+	}
+	if root != cp.Root {
+		return fmt.Errorf("%w: %d entries make root %s, the checkpoint says %s", ErrBadProof, a.size, root, cp.Root)
+	}
+	return nil
+}
+
+// RootsAfter returns the roots the tree would have after each of entries
+// (encoded, the next ones in order) were appended: roots[i] is the root of
+// the first Size()+i+1 entries. It changes nothing, decodes nothing, and
+// lets a caller check a batch against a checkpoint before applying it.
+func (a *Auditor) RootsAfter(entries [][]byte) ([]tlog.Hash, error) {
+	front := a.frontier
+	roots := make([]tlog.Hash, len(entries))
+	for i, b := range entries {
+		n := a.size + int64(i)
+		next, err := grow(front, n, b)
+		if err != nil {
+			return nil, err
+		}
+		front = next
+		if roots[i], err = tlog.TreeHash(n+1, frontierReader(front)); err != nil {
+			return nil, err
+		}
+	}
+	return roots, nil
+}
+
+// frontierIndexes lists the stored-hash indexes of the maximal complete
+// subtrees of a tree of n leaves, left to right: all TreeHash(n) reads, and
+// all that appending leaf n reads.
+func frontierIndexes(n int64) []int64 {
+	var out []int64
+	var start int64
+	for level := 62; level >= 0; level-- {
+		if n>>level&1 == 1 {
+			out = append(out, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	return out
+}
+
+func frontierReader(front map[int64]tlog.Hash) tlog.HashReader {
+	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(ix))
+		for i, x := range ix {
+			h, ok := front[x]
+			if !ok {
+				return nil, fmt.Errorf("auditlog: auditor: tree hash %d not kept", x)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+}
+
+// grow returns the frontier after appending entry b as leaf n to the tree
+// whose frontier is front.
+func grow(front map[int64]tlog.Hash, n int64, b []byte) (map[int64]tlog.Hash, error) {
+	hs, err := tlog.StoredHashes(n, b, frontierReader(front))
+	if err != nil {
+		return nil, err
+	}
+	first := tlog.StoredHashIndex(0, n)
+	next := make(map[int64]tlog.Hash, 64)
+	for _, x := range frontierIndexes(n + 1) {
+		switch {
+		case x >= first && x < first+int64(len(hs)):
+			next[x] = hs[x-first]
+		default:
+			h, ok := front[x]
+			if !ok {
+				return nil, fmt.Errorf("auditlog: auditor: tree hash %d not kept", x)
+			}
+			next[x] = h
+		}
+	}
+	return next, nil
+}
+
+// change is what one entry does to the state, gathered before anything is
+// applied, so a refused entry changes nothing.
+type change struct {
+	a        *Auditor
+	e        *Entry
+	debit    map[uint64]uint64 // account → value taken
+	credit   map[uint64]uint64 // account → value given
+	outIn    uint64            // e-cash issued (outstanding grows)
+	outOut   uint64            // e-cash redeemed (outstanding shrinks)
+	totals   [numTotals]uint64
+	issue    map[ecash.Hash][2]uint64 // denomination → count, value issued
+	redeem   map[ecash.Hash][2]uint64 // denomination → count, value redeemed
+	seen     []seenAddition
+	refunded map[seenKey]uint64
+	open     *accountState
+	openID   uint64
+	keySet   *ecash.KeySet
+	revoke   []ecash.Hash
+	currency string
+	approved bool
+	declined bool
+	warnings []string
+}
+
+type seenAddition struct {
+	k seenKey
+	v seenVal
+}
+
+func (c *change) fail(check, format string, args ...any) error {
+	return &AuditError{Index: c.e.Index, Kind: c.e.Kind(), Check: check, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *change) warn(format string, args ...any) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
+}
+
+func (c *change) amount(v uint64) ecash.Amount {
+	cur := c.currency
+	if cur == "" {
+		cur = c.a.currency
+	}
+	return ecash.Amount{Currency: cur, Value: v}
+}
+
+// money checks the entry's currency (all amounts of one entry share it).
+func (c *change) money(amt ecash.Amount) error {
+	if c.a.currency != "" && amt.Currency != c.a.currency {
+		return c.fail(CheckCurrency, "an amount in %s, the bank's currency is %s", amt.Currency, c.a.currency)
+	}
+	c.currency = amt.Currency
+	return nil
+}
+
+// opened returns the account, which an earlier entry must have opened.
+func (c *change) opened(id uint64, role string) (*accountState, error) {
+	acc, ok := c.a.accounts[id]
+	if !ok {
+		return nil, c.fail(CheckAccount, "%s account %d was never opened", role, id)
+	}
+	return acc, nil
+}
+
+// fresh checks that a hash of namespace ns was not used before, by an
+// earlier entry or this one, and records it.
+func (c *change) fresh(ns seenNS, h ecash.Hash, value uint64, what string) error {
+	k := seenKey{ns, h}
+	if prev, ok := c.a.seen[k]; ok {
+		return c.fail(CheckReplay, "%s %s… was already used by entry %d", what, short(h), prev.index)
+	}
+	for _, s := range c.seen {
+		if s.k == k {
+			return c.fail(CheckReplay, "%s %s… appears twice", what, short(h))
+		}
+	}
+	c.seen = append(c.seen, seenAddition{k, seenVal{c.e.Index, value}})
+	return nil
+}
+
+func short(h ecash.Hash) string { return hex.EncodeToString(h[:8]) }
+
+// denom returns a denomination of a logged key set whose value is v.
+func (c *change) denom(id ecash.Hash, v ecash.Amount, what string) (*denomState, error) {
+	d, ok := c.a.denoms[id]
+	if !ok {
+		return nil, c.fail(CheckDenomination, "%s of denomination %s…, which no earlier key set lists", what, short(id))
+	}
+	if d.value != v {
+		return nil, c.fail(CheckDenomination, "%s of denomination %s… at %s, the key set values it %s", what, short(id), v, d.value)
+	}
+	return d, nil
+}
+
+func addTo(m map[ecash.Hash][2]uint64, id ecash.Hash, count, value uint64) {
+	x := m[id]
+	x[0] += count
+	x[1] += value
+	m[id] = x
+}
+
+// issueCoins checks and records coins issued (withdraw, swap).
+func (c *change) issueCoins(ds []DenomCount) error {
+	ms := c.e.Time.UnixMilli()
+	for _, dc := range ds {
+		d, err := c.denom(dc.Denom, dc.Value, "coins issued")
+		if err != nil {
+			return err
+		}
+		if d.revoked {
+			return c.fail(CheckRevoked, "coins issued of denomination %s… (%s), which was revoked", short(dc.Denom), d.value)
+		}
+		if ms < d.withdrawStart*1000 || ms >= d.withdrawEnd*1000 {
+			c.warn("%d coins of %s (%s…) issued outside the denomination's withdraw window", dc.Count, d.value, short(dc.Denom))
+		}
+		addTo(c.issue, dc.Denom, uint64(dc.Count), uint64(dc.Count)*dc.Value.Value)
+	}
+	return nil
+}
+
+// spendCoins checks and records coins redeemed (deposit, swap).
+func (c *change) spendCoins(cs []SpentCoin) error {
+	ms := c.e.Time.UnixMilli()
+	for _, sc := range cs {
+		d, err := c.denom(sc.Denom, sc.Value, "a coin spent")
+		if err != nil {
+			return err
+		}
+		if prev, ok := c.a.seen[seenKey{seenCoin, sc.ID}]; ok {
+			return c.fail(CheckDoubleSpend, "coin %s… (%s) was already spent in entry %d", short(sc.ID), sc.Value, prev.index)
+		}
+		if d.revoked {
+			return c.fail(CheckRevoked, "coin %s… spent of denomination %s (%s…), which was revoked", short(sc.ID), d.value, short(sc.Denom))
+		}
+		if ms >= d.depositEnd*1000 {
+			c.warn("coin %s… of %s accepted after its denomination's deposit window closed", short(sc.ID), d.value)
+		}
+		addTo(c.redeem, sc.Denom, 1, sc.Value.Value)
+		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, sc.ID}, seenVal{c.e.Index, sc.Value.Value}})
+	}
+	return nil
+}
+
+// Apply decodes the next entry (index Size()), checks it against the log so
+// far and applies it. It returns the decoded entry, or an *AuditError (and
+// changes nothing).
+func (a *Auditor) Apply(b []byte) (*Entry, error) {
+	idx := a.size
+	e, err := DecodeEntry(b)
+	if err != nil {
+		k, _ := PeekKind(b)
+		return nil, &AuditError{Index: idx, Kind: k, Check: CheckDecode, Msg: err.Error(), Err: err}
+	}
+	if e.Index != idx {
+		return nil, &AuditError{Index: idx, Kind: e.Kind(), Check: CheckIndex, Msg: fmt.Sprintf("the entry at position %d says it is entry %d", idx, e.Index)}
+	}
+	front, err := grow(a.frontier, idx, b)
+	if err != nil {
+		return nil, &AuditError{Index: idx, Kind: e.Kind(), Check: CheckTree, Msg: err.Error(), Err: err}
+	}
+	c := &change{
+		a: a, e: e, debit: map[uint64]uint64{}, credit: map[uint64]uint64{},
+		issue: map[ecash.Hash][2]uint64{}, redeem: map[ecash.Hash][2]uint64{}, refunded: map[seenKey]uint64{},
+	}
+	if err := c.gather(); err != nil {
+		return nil, err
+	}
+	if err := c.commit(); err != nil {
+		return nil, err
+	}
+	a.frontier = front
+	a.size++
+	a.kinds[e.Kind()]++
+	return e, nil
+}
+
+// gather checks the entry's own rules and collects what it changes.
+func (c *change) gather() error {
+	a := c.a
+	switch o := c.e.Op.(type) {
+	case AccountOpened:
+		if acc, ok := a.accounts[o.Account]; ok {
+			return c.fail(CheckAccount, "account %d opened twice (first in entry %d)", o.Account, acc.opened)
+		}
+		var key [32]byte
+		copy(key[:], o.Key)
+		if other, ok := a.keys[key]; ok {
+			return c.fail(CheckAccount, "account %d opened for the key of account %d", o.Account, other)
+		}
+		c.open, c.openID = &accountState{merchant: o.Merchant, key: key, opened: c.e.Index}, o.Account
+
+	case Credit:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Account, "credited"); err != nil {
+			return err
+		}
+		if o.Reference != (ecash.Hash{}) {
+			if err := c.fresh(seenCredit, o.Reference, 0, "credit reference"); err != nil {
+				return err
+			}
+		}
+		c.credit[o.Account] += o.Amount.Value
+		c.totals[totCredited] += o.Amount.Value
+
+	case Withdraw:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Account, "debited"); err != nil {
+			return err
+		}
+		if err := c.fresh(seenWithdraw, o.RequestHash, 0, "withdraw request"); err != nil {
+			return err
+		}
+		if err := c.issueCoins(o.Issued); err != nil {
+			return err
+		}
+		c.debit[o.Account] += o.Amount.Value
+		c.outIn += o.Amount.Value
+		c.totals[totWithdrawn] += o.Amount.Value
+
+	case Deposit:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Merchant, "credited"); err != nil {
+			return err
+		}
+		if err := c.fresh(seenPayment, o.PaymentHash, o.Amount.Value, "payment"); err != nil {
+			return err
+		}
+		if err := c.spendCoins(o.Coins); err != nil {
+			return err
+		}
+		c.credit[o.Merchant] += o.Amount.Value
+		c.outOut += o.Amount.Value
+		c.totals[totDeposited] += o.Amount.Value
+
+	case Swap:
+		if err := c.money(o.AmountIn); err != nil {
+			return err
+		}
+		if err := c.fresh(seenSwap, o.RequestHash, 0, "swap request"); err != nil {
+			return err
+		}
+		if o.AmountOut.Value > o.AmountIn.Value { // DecodeEntry refuses it too
+			return c.fail(CheckOutstanding, "the swap issues %s for %s", o.AmountOut, o.AmountIn)
+		}
+		if err := c.spendCoins(o.Spent); err != nil {
+			return err
+		}
+		if err := c.issueCoins(o.Issued); err != nil {
+			return err
+		}
+		c.outOut += o.AmountIn.Value
+		c.outIn += o.AmountOut.Value
+		c.totals[totSwappedIn] += o.AmountIn.Value
+		c.totals[totSwappedOut] += o.AmountOut.Value
+		c.totals[totFees] += o.AmountIn.Value - o.AmountOut.Value
+
+	case Check:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		cust, err := c.opened(o.Customer, "customer")
+		if err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Merchant, "merchant"); err != nil {
+			return err
+		}
+		id := ecash.HashOf([]byte(o.EPOID))
+		if prev, ok := a.seen[seenKey{seenEPOID, id}]; ok {
+			return c.fail(CheckEPOID, "EPOID %s was already decided in entry %d", o.EPOID, prev.index)
+		}
+		c.seen = append(c.seen, seenAddition{seenKey{seenEPOID, id}, seenVal{c.e.Index, 0}})
+		if o.Outcome == OutcomeApproved {
+			c.debit[o.Customer] += o.Amount.Value
+			c.credit[o.Merchant] += o.Amount.Value
+			c.totals[totChecks] += o.Amount.Value
+			c.approved = true
+		} else {
+			c.declined = true
+			if o.Outcome == OutcomeInsufficientFunds && cust.balance >= o.Amount.Value {
+				c.warn("EPOID %s declined for insufficient funds, but account %d held %s for %s", o.EPOID, o.Customer, c.amount(cust.balance), o.Amount)
+			}
+		}
+
+	case KeySet:
+		ks, err := ecash.DecodeKeySet(o.Signed, a.master)
+		if err != nil {
+			return &AuditError{Index: c.e.Index, Kind: KindKeySet, Check: CheckKeySet, Msg: fmt.Sprintf("the key set does not verify: %v", err), Err: err}
+		}
+		if a.currency != "" && ks.Currency != a.currency {
+			return c.fail(CheckCurrency, "a key set in %s, the bank's currency is %s", ks.Currency, a.currency)
+		}
+		c.currency = ks.Currency
+		c.keySet = ks
+
+	case Revocation:
+		for _, id := range o.Denoms {
+			d, ok := a.denoms[id]
+			if !ok {
+				return c.fail(CheckDenomination, "revokes denomination %s…, which no earlier key set lists", short(id))
+			}
+			if d.revoked {
+				c.warn("denomination %s… (%s) revoked again", short(id), d.value)
+			}
+		}
+		c.revoke = o.Denoms
+
+	case Payout:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Account, "debited"); err != nil {
+			return err
+		}
+		if o.Reference != (ecash.Hash{}) {
+			if err := c.fresh(seenPayout, o.Reference, 0, "payout reference"); err != nil {
+				return err
+			}
+		}
+		c.debit[o.Account] += o.Amount.Value
+		c.totals[totPaidOut] += o.Amount.Value
+
+	case Refund:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Merchant, "debited"); err != nil {
+			return err
+		}
+		if err := c.fresh(seenRefund, o.RefundHash, 0, "refund"); err != nil {
+			return err
+		}
+		pk := seenKey{seenPayment, o.PaymentHash}
+		paid, ok := a.seen[pk]
+		if !ok {
+			return c.fail(CheckRefund, "refund of payment %s…, which was never deposited", short(o.PaymentHash))
+		}
+		if a.refunded[pk]+o.Amount.Value > paid.value {
+			return c.fail(CheckRefund, "refunds of payment %s… exceed the %s deposited in entry %d", short(o.PaymentHash), c.amount(paid.value), paid.index)
+		}
+		c.refunded[pk] = a.refunded[pk] + o.Amount.Value
+		for _, rc := range o.Coins {
+			ck := seenKey{seenCoin, rc.ID}
+			spent, ok := a.seen[ck]
+			if !ok {
+				return c.fail(CheckRefund, "refund to coin %s…, which was never spent", short(rc.ID))
+			}
+			if a.refunded[ck]+rc.Value.Value > spent.value {
+				return c.fail(CheckRefund, "refunds to coin %s… exceed its value %s", short(rc.ID), c.amount(spent.value))
+			}
+			c.refunded[ck] = a.refunded[ck] + rc.Value.Value
+		}
+		c.debit[o.Merchant] += o.Amount.Value
+		c.outIn += o.Amount.Value
+		c.totals[totRefunded] += o.Amount.Value
+
+	case Recoup:
+		if err := c.money(o.Amount); err != nil {
+			return err
+		}
+		if _, err := c.opened(o.Account, "credited"); err != nil {
+			return err
+		}
+		if err := c.fresh(seenRecoup, o.RequestHash, 0, "recoup request"); err != nil {
+			return err
+		}
+		d, ok := a.denoms[o.Denom]
+		if !ok {
+			return c.fail(CheckDenomination, "recoup of a coin of denomination %s…, which no earlier key set lists", short(o.Denom))
+		}
+		if !d.revoked {
+			return c.fail(CheckRevoked, "recoup of a coin of denomination %s (%s…), which was not revoked", d.value, short(o.Denom))
+		}
+		if o.Amount.Value > d.value.Value {
+			return c.fail(CheckDenomination, "recoup of %s for a coin worth %s", o.Amount, d.value)
+		}
+		if prev, ok := a.seen[seenKey{seenCoin, o.Coin}]; ok {
+			return c.fail(CheckDoubleSpend, "coin %s… recouped, but it was already spent in entry %d", short(o.Coin), prev.index)
+		}
+		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, o.Coin}, seenVal{c.e.Index, d.value.Value}})
+		addTo(c.redeem, o.Denom, 1, o.Amount.Value)
+		c.credit[o.Account] += o.Amount.Value
+		c.outOut += o.Amount.Value
+		c.totals[totRecouped] += o.Amount.Value
+
+	default:
+		return c.fail(CheckDecode, "an entry of unknown kind")
+	}
+	for _, v := range c.issue {
+		c.totals[totIssued] += v[1]
+	}
+	for _, v := range c.redeem {
+		c.totals[totRedeemed] += v[1]
+	}
+	return nil
+}
+
+func add64(x, y uint64) (uint64, bool) {
+	s, carry := bits.Add64(x, y, 0)
+	return s, carry == 0
+}
+
+// commit checks the money invariants of the change against the state and,
+// if they hold, applies it.
+func (c *change) commit() error {
+	a := c.a
+	// Accounts: none below zero. Debits come before credits: a credit in
+	// the same entry does not fund a debit.
+	newBal := map[uint64]uint64{}
+	for _, id := range sortedKeys(c.debit) {
+		v := c.debit[id]
+		acc := a.accounts[id]
+		if acc.balance < v {
+			return c.fail(CheckBalance, "account %d would go below zero: it holds %s and is debited %s", id, c.amount(acc.balance), c.amount(v))
+		}
+		newBal[id] = acc.balance - v
+	}
+	for _, id := range sortedKeys(c.credit) {
+		v := c.credit[id]
+		bal, ok := newBal[id]
+		if !ok {
+			bal = a.accounts[id].balance
+		}
+		var fits bool
+		if newBal[id], fits = add64(bal, v); !fits {
+			return c.fail(CheckOverflow, "account %d's balance overflows", id)
+		}
+	}
+	balances := a.balances
+	for id, nb := range newBal {
+		balances = balances - a.accounts[id].balance + nb // modular: exact when the sum fits
+	}
+	// Per denomination: redeemed ≤ issued, by count and by value, counting
+	// only coins issued before this entry.
+	for _, id := range sortedHashKeys(c.redeem) {
+		r, d := c.redeem[id], a.denoms[id]
+		if d.redeemedCount+r[0] > d.issuedCount || d.redeemedValue+r[1] > d.issuedValue {
+			return c.fail(CheckEmergency, "denomination %s (%s…): %d coins worth %s redeemed, only %d worth %s issued",
+				d.value, short(id), d.redeemedCount+r[0], c.amount(d.redeemedValue+r[1]), d.issuedCount, c.amount(d.issuedValue))
+		}
+	}
+	// E-cash outstanding: never below zero.
+	if a.outstanding < c.outOut {
+		return c.fail(CheckOutstanding, "redeems %s of e-cash, only %s is outstanding", c.amount(c.outOut), c.amount(a.outstanding))
+	}
+	outstanding, fits := add64(a.outstanding-c.outOut, c.outIn)
+	if !fits {
+		return c.fail(CheckOverflow, "the e-cash outstanding overflows")
+	}
+	for id, x := range c.issue {
+		d := a.denoms[id]
+		if _, ok := add64(d.issuedCount, x[0]); !ok {
+			return c.fail(CheckOverflow, "coins issued of %s overflow", d.value)
+		}
+		if _, ok := add64(d.issuedValue, x[1]); !ok {
+			return c.fail(CheckOverflow, "value issued of %s overflows", d.value)
+		}
+	}
+	var totals [numTotals]uint64
+	for i := range totals {
+		var ok bool
+		if totals[i], ok = add64(a.totals[i], c.totals[i]); !ok {
+			return c.fail(CheckOverflow, "a ledger total overflows")
+		}
+	}
+	// Conservation: what came in from outside and did not leave is in the
+	// accounts, in circulation, or taken as fees; and what circulates is
+	// what was issued, less what was redeemed, plus what refunds restored.
+	if totals[totCredited]-totals[totPaidOut] != balances+outstanding+totals[totFees] ||
+		outstanding != totals[totIssued]-totals[totRedeemed]+totals[totRefunded] {
+		return c.fail(CheckConservation, "the ledger does not add up: in %s, out %s, accounts %s, outstanding %s, fees %s",
+			c.amount(totals[totCredited]), c.amount(totals[totPaidOut]), c.amount(balances), c.amount(outstanding), c.amount(totals[totFees]))
+	}
+
+	// Everything holds: apply.
+	if c.currency != "" && a.currency == "" {
+		a.currency = c.currency
+	}
+	for id, nb := range newBal {
+		a.accounts[id].balance = nb
+	}
+	a.balances, a.outstanding, a.totals = balances, outstanding, totals
+	for id, x := range c.issue {
+		d := a.denoms[id]
+		d.issuedCount += x[0]
+		d.issuedValue += x[1]
+	}
+	for id, x := range c.redeem {
+		d := a.denoms[id]
+		d.redeemedCount += x[0]
+		d.redeemedValue += x[1]
+	}
+	for _, s := range c.seen {
+		a.seen[s.k] = s.v
+	}
+	for k, v := range c.refunded {
+		a.refunded[k] = v
+	}
+	if c.open != nil {
+		a.accounts[c.openID] = c.open
+		a.keys[c.open.key] = c.openID
+	}
+	if ks := c.keySet; ks != nil {
+		a.addKeySet(ks, c.e.Index)
+	}
+	for _, id := range c.revoke {
+		a.denoms[id].revoked = true
+	}
+	if c.approved {
+		a.approved++
+	}
+	if c.declined {
+		a.declined++
+	}
+	for _, w := range c.warnings {
+		a.warningsTotal++
+		if len(a.warnings) < MaxAuditWarnings {
+			a.warnings = append(a.warnings, AuditWarning{Index: c.e.Index, Kind: c.e.Kind(), Msg: w})
+		}
+	}
+	return nil
+}
+
+func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {
+	if a.master == nil {
+		a.master = slices.Clone(ks.MasterPub)
+	}
+	a.keySets++
+	for _, den := range ks.Denominations {
+		ws, we, de := den.WithdrawStart.Unix(), den.WithdrawEnd.Unix(), den.DepositEnd.Unix()
+		d, ok := a.denoms[den.ID]
+		if !ok {
+			a.denoms[den.ID] = &denomState{value: den.Value, withdrawStart: ws, withdrawEnd: we, depositEnd: de, listed: index}
+			continue
+		}
+		d.withdrawStart = min(d.withdrawStart, ws)
+		d.withdrawEnd = max(d.withdrawEnd, we)
+		d.depositEnd = max(d.depositEnd, de)
+	}
+	keys := []ed25519.PublicKey{ks.SigningPub}
+	for _, p := range ks.PastSigning {
+		keys = append(keys, p.Pub)
+	}
+	for _, k := range keys {
+		if !slices.ContainsFunc(a.signing, func(x ed25519.PublicKey) bool { return x.Equal(k) }) {
+			a.signing = append(a.signing, slices.Clone(k))
+		}
+	}
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func sortedHashKeys[V any](m map[ecash.Hash]V) []ecash.Hash {
+	ks := make([]ecash.Hash, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, hashLess)
+	return ks
+}
+
+// ---- the report ----
+
+// AuditTotals are the ledger's totals, in minor units of the currency.
+type AuditTotals struct {
+	Credited    uint64 // money in from outside (Credit)
+	PaidOut     uint64 // money out to the outside (Payout)
+	Withdrawn   uint64 // accounts → e-cash
+	Deposited   uint64 // e-cash → accounts
+	SwappedIn   uint64 // e-cash spent in swaps
+	SwappedOut  uint64 // e-cash issued by swaps
+	Fees        uint64 // swaps' in − out
+	Checks      uint64 // moved by approved checks, customer → merchant
+	Refunded    uint64 // merchants → e-cash
+	Recouped    uint64 // e-cash → accounts, for revoked denominations
+	Outstanding uint64 // e-cash in circulation: the bank's liability to coin holders
+	Balances    uint64 // the sum of all account balances
+}
+
+// DenomReport is one denomination's issue and redemption.
+type DenomReport struct {
+	ID            ecash.Hash
+	Value         ecash.Amount
+	Revoked       bool
+	IssuedCount   uint64
+	IssuedValue   uint64
+	RedeemedCount uint64
+	RedeemedValue uint64
+}
+
+// AuditReport sums up the log as replayed so far.
+type AuditReport struct {
+	Entries       int64
+	Currency      string
+	Master        ed25519.PublicKey
+	KeySets       int64
+	SigningKeys   int
+	ByKind        map[Kind]int64 // kinds with at least one entry
+	Accounts      int            // accounts opened, merchants included
+	Merchants     int
+	CoinsSpent    int      // coins spent or recouped
+	Checks        [2]int64 // approved, declined
+	Totals        AuditTotals
+	Denominations []DenomReport // by value, then id
+	Warnings      []AuditWarning
+	WarningsTotal int64
+}
+
+// Report sums up the log replayed so far.
+func (a *Auditor) Report() *AuditReport {
+	r := &AuditReport{
+		Entries: a.size, Currency: a.currency, Master: a.Master(), KeySets: a.keySets, SigningKeys: len(a.signing),
+		ByKind: map[Kind]int64{}, Accounts: len(a.accounts), Checks: [2]int64{a.approved, a.declined},
+		Warnings: slices.Clone(a.warnings), WarningsTotal: a.warningsTotal,
+	}
+	for _, k := range Kinds() {
+		if a.kinds[k] > 0 {
+			r.ByKind[k] = a.kinds[k]
+		}
+	}
+	for _, acc := range a.accounts {
+		if acc.merchant {
+			r.Merchants++
+		}
+	}
+	for k := range a.seen {
+		if k.ns == seenCoin {
+			r.CoinsSpent++
+		}
+	}
+	t := a.totals
+	r.Totals = AuditTotals{
+		Credited: t[totCredited], PaidOut: t[totPaidOut], Withdrawn: t[totWithdrawn], Deposited: t[totDeposited],
+		SwappedIn: t[totSwappedIn], SwappedOut: t[totSwappedOut], Fees: t[totFees], Checks: t[totChecks],
+		Refunded: t[totRefunded], Recouped: t[totRecouped], Outstanding: a.outstanding, Balances: a.balances,
+	}
+	for _, id := range sortedHashKeys(a.denoms) {
+		d := a.denoms[id]
+		r.Denominations = append(r.Denominations, DenomReport{
+			ID: id, Value: d.value, Revoked: d.revoked,
+			IssuedCount: d.issuedCount, IssuedValue: d.issuedValue, RedeemedCount: d.redeemedCount, RedeemedValue: d.redeemedValue,
+		})
+	}
+	slices.SortStableFunc(r.Denominations, func(x, y DenomReport) int { return cmp.Compare(x.Value.Value, y.Value.Value) })
+	return r
+}
+
+// Amount is v minor units of the report's currency.
+func (r *AuditReport) Amount(v uint64) ecash.Amount {
+	return ecash.Amount{Currency: r.Currency, Value: v}
+}
+
+// ---- saving and resuming ----
+
+// auditorPurpose is the tag of a saved auditor.
+const auditorPurpose = "auditlog/auditor"
+
+// MarshalBinary is the auditor's saved form (tag "auditlog/auditor"): the
+// size and the tree's right edge, the pinned master key, and the replayed
+// ledger (docs/AUDIT.md). Maps are written sorted, so equal states save
+// equal bytes.
+func (a *Auditor) MarshalBinary() ([]byte, error) {
+	e := ecash.NewEncoder(auditorPurpose)
+	e.U64(uint64(a.size))
+	fi := frontierIndexes(a.size)
+	e.U32(uint32(len(fi)))
+	for _, x := range fi {
+		h := a.frontier[x]
+		e.Fixed(h[:])
+	}
+	e.VarBytes(a.master)
+	e.String(a.currency)
+	e.U32(uint32(len(a.kinds) - 1))
+	for _, k := range Kinds() {
+		e.U64(uint64(a.kinds[k]))
+	}
+	e.U32(numTotals)
+	for _, t := range a.totals {
+		e.U64(t)
+	}
+	e.U64(a.outstanding)
+	e.U64(uint64(a.approved))
+	e.U64(uint64(a.declined))
+	e.U64(uint64(a.keySets))
+	e.U32(uint32(len(a.signing)))
+	for _, k := range a.signing {
+		e.Fixed(k)
+	}
+	e.U32(uint32(len(a.accounts)))
+	for _, id := range sortedKeys(a.accounts) {
+		acc := a.accounts[id]
+		e.U64(id)
+		e.U8(boolByte(acc.merchant))
+		e.Fixed(acc.key[:])
+		e.U64(acc.balance)
+		e.U64(uint64(acc.opened))
+	}
+	e.U32(uint32(len(a.denoms)))
+	for _, id := range sortedHashKeys(a.denoms) {
+		d := a.denoms[id]
+		e.Fixed(id[:])
+		e.Amount(d.value)
+		e.I64(d.withdrawStart)
+		e.I64(d.withdrawEnd)
+		e.I64(d.depositEnd)
+		e.U8(boolByte(d.revoked))
+		e.U64(uint64(d.listed))
+		e.U64(d.issuedCount)
+		e.U64(d.issuedValue)
+		e.U64(d.redeemedCount)
+		e.U64(d.redeemedValue)
+	}
+	seen := sortedSeen(a.seen)
+	e.U32(uint32(len(seen)))
+	for _, k := range seen {
+		v := a.seen[k]
+		e.U8(uint8(k.ns))
+		e.Fixed(k.h[:])
+		e.U64(uint64(v.index))
+		e.U64(v.value)
+	}
+	ref := sortedSeen(a.refunded)
+	e.U32(uint32(len(ref)))
+	for _, k := range ref {
+		e.U8(uint8(k.ns))
+		e.Fixed(k.h[:])
+		e.U64(a.refunded[k])
+	}
+	e.U64(uint64(a.warningsTotal))
+	e.U32(uint32(len(a.warnings)))
+	for _, w := range a.warnings {
+		e.U64(uint64(w.Index))
+		e.U8(uint8(w.Kind))
+		e.String(w.Msg)
+	}
+	return e.Bytes(), nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func seenLess(x, y seenKey) int {
+	if c := cmp.Compare(x.ns, y.ns); c != 0 {
+		return c
+	}
+	return bytes.Compare(x.h[:], y.h[:])
+}
+
+func sortedSeen[V any](m map[seenKey]V) []seenKey {
+	ks := make([]seenKey, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, seenLess)
+	return ks
+}
+
+// UnmarshalBinary restores a saved auditor into a, which NewAuditor made.
+// The saved state must be self-consistent (its ledger must add up and its
+// tree edge must give a root); if a was made with a master key, the saved
+// one must be the same. On error a is unchanged.
+func (a *Auditor) UnmarshalBinary(b []byte) error {
+	n, err := decodeAuditor(b)
+	if err != nil {
+		return fmt.Errorf("auditlog: saved auditor: %w", err)
+	}
+	if a.master != nil {
+		switch {
+		case n.master == nil:
+			n.master = slices.Clone(a.master)
+		case !n.master.Equal(a.master):
+			return fmt.Errorf("auditlog: saved auditor: %w: the saved audit pins master key %x, not %x", ErrInvariant, []byte(n.master), []byte(a.master))
+		}
+	}
+	*a = *n
+	return nil
+}
+
+const maxSaved = math.MaxInt32
+
+func decodeAuditor(b []byte) (*Auditor, error) {
+	d := ecash.NewDecoder(auditorPurpose, b)
+	a := NewAuditor(nil)
+	size := d.U64()
+	nf := d.Count(64)
+	var hs []tlog.Hash
+	for i := 0; i < nf && d.Err() == nil; i++ {
+		hs = append(hs, tlog.Hash(fixedHash(d)))
+	}
+	if m := d.VarBytes(ed25519.PublicKeySize); len(m) > 0 {
+		a.master = m
+	}
+	a.currency = d.String()
+	if nk := d.Count(len(a.kinds) - 1); d.Err() == nil && nk != len(a.kinds)-1 {
+		return nil, malformed("%d kinds, want %d", nk, len(a.kinds)-1)
+	}
+	for _, k := range Kinds() {
+		a.kinds[k] = int64(d.U64())
+	}
+	if nt := d.Count(numTotals); d.Err() == nil && nt != numTotals {
+		return nil, malformed("%d totals, want %d", nt, numTotals)
+	}
+	for i := range a.totals {
+		a.totals[i] = d.U64()
+	}
+	a.outstanding = d.U64()
+	a.approved = int64(d.U64())
+	a.declined = int64(d.U64())
+	a.keySets = int64(d.U64())
+	ns := d.Count(maxSaved)
+	for i := 0; i < ns && d.Err() == nil; i++ {
+		a.signing = append(a.signing, ed25519.PublicKey(d.Fixed(ed25519.PublicKeySize)))
+	}
+	na := d.Count(maxSaved)
+	var last uint64
+	for i := 0; i < na && d.Err() == nil; i++ {
+		id := d.U64()
+		m := d.U8()
+		acc := &accountState{merchant: m == 1}
+		copy(acc.key[:], d.Fixed(32))
+		acc.balance = d.U64()
+		acc.opened = int64(d.U64())
+		if d.Err() != nil {
+			break
+		}
+		if m > 1 || (i > 0 && id <= last) || id == 0 {
+			return nil, malformed("account %d out of order or malformed", id)
+		}
+		if _, dup := a.keys[acc.key]; dup {
+			return nil, malformed("two accounts with one key")
+		}
+		last = id
+		a.accounts[id] = acc
+		a.keys[acc.key] = id
+		var ok bool
+		if a.balances, ok = add64(a.balances, acc.balance); !ok {
+			return nil, malformed("balances overflow")
+		}
+	}
+	nd := d.Count(maxSaved)
+	var lastID ecash.Hash
+	for i := 0; i < nd && d.Err() == nil; i++ {
+		id := fixedHash(d)
+		den := &denomState{value: d.Amount(), withdrawStart: d.I64(), withdrawEnd: d.I64(), depositEnd: d.I64()}
+		r := d.U8()
+		den.revoked = r == 1
+		den.listed = int64(d.U64())
+		den.issuedCount, den.issuedValue, den.redeemedCount, den.redeemedValue = d.U64(), d.U64(), d.U64(), d.U64()
+		if d.Err() != nil {
+			break
+		}
+		if r > 1 || (i > 0 && hashLess(lastID, id) >= 0) {
+			return nil, malformed("denomination %s… out of order or malformed", short(id))
+		}
+		if den.redeemedCount > den.issuedCount || den.redeemedValue > den.issuedValue {
+			return nil, malformed("denomination %s… redeemed more than issued", short(id))
+		}
+		lastID = id
+		a.denoms[id] = den
+	}
+	nseen := d.Count(maxSaved)
+	var lastSeen seenKey
+	for i := 0; i < nseen && d.Err() == nil; i++ {
+		k := seenKey{ns: seenNS(d.U8()), h: fixedHash(d)}
+		v := seenVal{index: int64(d.U64()), value: d.U64()}
+		if d.Err() != nil {
+			break
+		}
+		if k.ns < seenCoin || k.ns > seenLast || (i > 0 && seenLess(lastSeen, k) >= 0) {
+			return nil, malformed("used hashes out of order or malformed")
+		}
+		lastSeen = k
+		a.seen[k] = v
+	}
+	nref := d.Count(maxSaved)
+	var lastRef seenKey
+	for i := 0; i < nref && d.Err() == nil; i++ {
+		k := seenKey{ns: seenNS(d.U8()), h: fixedHash(d)}
+		v := d.U64()
+		if d.Err() != nil {
+			break
+		}
+		if (k.ns != seenCoin && k.ns != seenPayment) || (i > 0 && seenLess(lastRef, k) >= 0) {
+			return nil, malformed("refunds out of order or malformed")
+		}
+		lastRef = k
+		a.refunded[k] = v
+	}
+	a.warningsTotal = int64(d.U64())
+	nw := d.Count(MaxAuditWarnings)
+	for i := 0; i < nw && d.Err() == nil; i++ {
+		a.warnings = append(a.warnings, AuditWarning{Index: int64(d.U64()), Kind: Kind(d.U8()), Msg: d.String()})
+	}
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if size > math.MaxInt64 {
+		return nil, malformed("size %d", size)
+	}
+	a.size = int64(size)
+	fi := frontierIndexes(a.size)
+	if len(fi) != len(hs) {
+		return nil, malformed("%d tree hashes for a log of %d, want %d", len(hs), a.size, len(fi))
+	}
+	for i, x := range fi {
+		a.frontier[x] = hs[i]
+	}
+	if a.master != nil && len(a.master) != ed25519.PublicKeySize {
+		return nil, malformed("master key of %d bytes", len(a.master))
+	}
+	if a.warningsTotal < int64(len(a.warnings)) {
+		return nil, malformed("warnings")
+	}
+	var total int64
+	for _, k := range Kinds() {
+		total += a.kinds[k]
+	}
+	t := a.totals
+	switch {
+	case total != a.size:
+		return nil, fmt.Errorf("%w: %d entries counted by kind in a log of %d", ErrInvariant, total, a.size)
+	case t[totCredited]-t[totPaidOut] != a.balances+a.outstanding+t[totFees],
+		a.outstanding != t[totIssued]-t[totRedeemed]+t[totRefunded]:
+		return nil, fmt.Errorf("%w: the saved ledger does not add up", ErrInvariant)
+	}
+	return a, nil
+}

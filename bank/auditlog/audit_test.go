@@ -1,0 +1,382 @@
+package auditlog_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// replay applies entries to a fresh auditor pinned to master and returns it
+// with the first error.
+func replay(t *testing.T, master ed25519.PublicKey, entries [][]byte) (*auditlog.Auditor, error) {
+	t.Helper()
+	a := auditlog.NewAuditor(master)
+	for _, b := range entries {
+		if _, err := a.Apply(b); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+func memEntries(t *testing.T, m *auditlog.MemLog) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for i := range m.Size() {
+		b, err := m.Entry(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func marshal(t *testing.T, a *auditlog.Auditor) []byte {
+	t.Helper()
+	b, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestAuditFixture: the fixture's history (one entry of every kind) is a
+// coherent bank history, and the report adds it up.
+func TestAuditFixture(t *testing.T) {
+	f := newFixture(t)
+	m := f.memLog(t)
+	a, err := replay(t, f.ks.MasterPub, memEntries(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := m.Checkpoint(f.origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Verify(cp); err != nil {
+		t.Fatal(err)
+	}
+	r := a.Report()
+	want := auditlog.AuditTotals{
+		Credited: 5000, PaidOut: 500, Withdrawn: 900, Deposited: 700, SwappedIn: 200, SwappedOut: 200,
+		Checks: 350, Refunded: 200, Recouped: 100, Outstanding: 300, Balances: 4200,
+	}
+	if r.Totals != want {
+		t.Errorf("totals %+v\nwant   %+v", r.Totals, want)
+	}
+	if r.Entries != 13 || r.Currency != "EUR" || !r.Master.Equal(f.ks.MasterPub) || r.KeySets != 1 || r.Accounts != 2 || r.Merchants != 1 {
+		t.Errorf("report %+v", r)
+	}
+	if r.CoinsSpent != 4 || r.Checks != [2]int64{1, 1} || len(r.ByKind) != len(auditlog.Kinds()) || r.WarningsTotal != 0 {
+		t.Errorf("coins %d, checks %v, kinds %v, warnings %v", r.CoinsSpent, r.Checks, r.ByKind, r.Warnings)
+	}
+	if len(r.Denominations) != 3 {
+		t.Fatalf("denominations %+v", r.Denominations)
+	}
+	d1, d2, d5 := r.Denominations[0], r.Denominations[1], r.Denominations[2]
+	if d1.ID != f.d1.ID || !d1.Revoked || d1.IssuedCount != 2 || d1.RedeemedCount != 1 || d1.RedeemedValue != 100 ||
+		d2.IssuedCount != 2 || d2.RedeemedCount != 2 || d5.IssuedValue != 500 || d5.RedeemedValue != 500 {
+		t.Errorf("denominations %+v", r.Denominations)
+	}
+	if got := a.SigningKeys(); len(got) != 1 || !got[0].Equal(f.ks.SigningPub) {
+		t.Errorf("signing keys %x", got)
+	}
+	// Without a pinned key the first key set pins its own.
+	b, err := replay(t, nil, memEntries(t, m))
+	if err != nil || !b.Master().Equal(f.ks.MasterPub) {
+		t.Fatalf("unpinned: %v, master %x", err, b.Master())
+	}
+}
+
+// TestAuditResume: an audit saved and resumed after any entry ends in the
+// same state as one run straight through, and RootsAfter predicts the
+// roots Apply makes.
+func TestAuditResume(t *testing.T) {
+	f := newFixture(t)
+	entries := memEntries(t, f.memLog(t))
+	whole, err := replay(t, f.ks.MasterPub, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := marshal(t, whole)
+	empty := auditlog.NewAuditor(nil)
+	roots, err := empty.RootsAfter(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for split := 0; split <= len(entries); split++ {
+		a, err := replay(t, f.ks.MasterPub, entries[:split])
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := marshal(t, a)
+		b := auditlog.NewAuditor(f.ks.MasterPub)
+		if err := b.UnmarshalBinary(saved); err != nil {
+			t.Fatalf("split %d: %v", split, err)
+		}
+		if !bytes.Equal(marshal(t, b), saved) {
+			t.Fatalf("split %d: the restored state saves differently", split)
+		}
+		ahead, err := b.RootsAfter(entries[split:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := split; i < len(entries); i++ {
+			if ahead[i-split] != roots[i] {
+				t.Fatalf("split %d: RootsAfter[%d] differs", split, i-split)
+			}
+			if _, err := b.Apply(entries[i]); err != nil {
+				t.Fatalf("split %d, entry %d: %v", split, i, err)
+			}
+			if r, _ := b.Root(); r != roots[i] {
+				t.Fatalf("split %d: root after entry %d differs", split, i)
+			}
+		}
+		if !bytes.Equal(marshal(t, b), want) {
+			t.Fatalf("split %d: resumed audit ends in another state", split)
+		}
+	}
+
+	// A saved state is checked as it is restored.
+	other := seedKey(0x77).Public().(ed25519.PublicKey)
+	if err := auditlog.NewAuditor(other).UnmarshalBinary(want); err == nil {
+		t.Error("a state pinned to another master key was restored")
+	}
+	for _, bad := range [][]byte{want[:len(want)-1], append(bytes.Clone(want), 0), nil} {
+		a := auditlog.NewAuditor(nil)
+		if err := a.UnmarshalBinary(bad); err == nil {
+			t.Errorf("restored %d bytes of a %d-byte state", len(bad), len(want))
+		} else if a.Size() != 0 {
+			t.Error("a refused state changed the auditor")
+		}
+	}
+}
+
+// history builds a log: the fixture's key set, customer, merchant, a
+// credit of EUR 50.00 and a withdrawal of EUR 9.00 (two 2.00 coins, one
+// 5.00), then ops.
+func history(t *testing.T, f *fixture, ops ...auditlog.Op) [][]byte {
+	t.Helper()
+	m := auditlog.NewMemLog()
+	for i, op := range append(baseOps(f), ops...) {
+		if _, err := m.Append(op, fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatalf("op %d: %v", i, err)
+		}
+	}
+	return memEntries(t, m)
+}
+
+func baseOps(f *fixture) []auditlog.Op {
+	return []auditlog.Op{
+		auditlog.KeySet{Signed: f.ks.Encode()},
+		auditlog.AccountOpened{Account: customer, Key: f.customerKey.Public().(ed25519.PublicKey)},
+		auditlog.AccountOpened{Account: merchant, Merchant: true, Key: f.merchantKey.Public().(ed25519.PublicKey)},
+		auditlog.Credit{Account: customer, Amount: eur(5000), Reference: auditlog.OptionalHash("wire 1")},
+		auditlog.Withdraw{Account: customer, Amount: eur(900), RequestHash: tag("withdraw 1"),
+			Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 2}, {Denom: f.d5.ID, Value: f.d5.Value, Count: 1}}},
+	}
+}
+
+const nBase = 5
+
+func coinOf(name string, d ecash.Denomination) auditlog.SpentCoin {
+	return auditlog.SpentCoin{ID: tag("coin " + name), Denom: d.ID, Value: d.Value, PermissionHash: tag("permission " + name)}
+}
+
+func deposit(to uint64, payment string, coins ...auditlog.SpentCoin) auditlog.Deposit {
+	var total uint64
+	for _, c := range coins {
+		total += c.Value.Value
+	}
+	return auditlog.Deposit{Merchant: to, Amount: eur(total), PaymentHash: tag(payment), Coins: coins}
+}
+
+// TestAuditInvariants breaks each invariant once, in an otherwise good log:
+// the audit fails at that entry, names the check, and the auditor's state
+// stays that before the entry.
+func TestAuditInvariants(t *testing.T) {
+	f := newFixture(t)
+	otherMaster := seedKey(0x41)
+	foreign := *f.ks
+	foreign.MasterPub = otherMaster.Public().(ed25519.PublicKey)
+	foreign.Sign(otherMaster)
+	badSig := f.ks.Encode()
+	badSig[len(badSig)-1] ^= 1
+	usd := *f.ks
+	usd.Currency = "USD"
+	usd.Denominations = nil
+	usd.Sign(f.master)
+	epo := func(id string, amount uint64, out auditlog.Outcome) auditlog.Check {
+		return auditlog.Check{EPOID: id, EPOHash: tag("epo " + id), Customer: customer, Merchant: merchant, Amount: eur(amount), Outcome: out}
+	}
+	a1, b2, c5 := coinOf("a", f.d2), coinOf("b", f.d2), coinOf("c", f.d5)
+	pay := deposit(merchant, "payment 1", a1)
+	unknown := ecash.Denomination{ID: tag("no such denomination"), Value: eur(200)}
+
+	cases := []struct {
+		name  string
+		ops   []auditlog.Op
+		check string
+		msg   string
+		at    int // the failing entry, counted from the end of the base history
+	}{
+		{"account never opened", []auditlog.Op{auditlog.Credit{Account: 1002, Amount: eur(100)}}, auditlog.CheckAccount, "credited account 1002 was never opened", 0},
+		{"merchant never opened", []auditlog.Op{deposit(1002, "p", a1)}, auditlog.CheckAccount, "credited account 1002 was never opened", 0},
+		{"account opened twice", []auditlog.Op{auditlog.AccountOpened{Account: customer, Key: seedKey(0x31).Public().(ed25519.PublicKey)}},
+			auditlog.CheckAccount, "account 1000 opened twice (first in entry 1)", 0},
+		{"key reused", []auditlog.Op{auditlog.AccountOpened{Account: 1002, Key: f.customerKey.Public().(ed25519.PublicKey)}},
+			auditlog.CheckAccount, "opened for the key of account 1000", 0},
+		{"withdraw beyond balance", []auditlog.Op{auditlog.Withdraw{Account: customer, Amount: eur(5000), RequestHash: tag("w2"),
+			Issued: []auditlog.DenomCount{{Denom: f.d5.ID, Value: f.d5.Value, Count: 10}}}},
+			auditlog.CheckBalance, "account 1000 would go below zero: it holds EUR:41.00 and is debited EUR:50.00", 0},
+		{"check beyond balance", []auditlog.Op{epo("1001-1-1", 4101, auditlog.OutcomeApproved)}, auditlog.CheckBalance, "account 1000 would go below zero", 0},
+		{"payout beyond balance", []auditlog.Op{pay, auditlog.Payout{Account: merchant, Amount: eur(201)}}, auditlog.CheckBalance,
+			"account 1001 would go below zero: it holds EUR:2.00 and is debited EUR:2.01", 1},
+		{"coin spent twice", []auditlog.Op{pay, deposit(customer, "payment 2", a1)}, auditlog.CheckDoubleSpend,
+			"coin " + shortHex(a1.ID) + "… (EUR:2.00) was already spent in entry 5", 1},
+		{"coin spent again in a swap", []auditlog.Op{pay, auditlog.Swap{RequestHash: tag("s"), AmountIn: eur(200), AmountOut: eur(200),
+			Spent: []auditlog.SpentCoin{a1}, Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 2}}}},
+			auditlog.CheckDoubleSpend, "was already spent in entry 5", 1},
+		{"more coins redeemed than issued", []auditlog.Op{deposit(merchant, "p", a1, b2), deposit(merchant, "q", coinOf("x", f.d2))},
+			auditlog.CheckEmergency, "denomination EUR:2.00 (" + shortHex(f.d2.ID) + "…): 3 coins worth EUR:6.00 redeemed, only 2 worth EUR:4.00 issued", 1},
+		{"a coin never issued", []auditlog.Op{deposit(merchant, "p", coinOf("forged", f.d1))},
+			auditlog.CheckEmergency, "1 coins worth EUR:1.00 redeemed, only 0 worth EUR:0.00 issued", 0},
+		{"a swap's coins pay for themselves", []auditlog.Op{auditlog.Swap{RequestHash: tag("s"), AmountIn: eur(100), AmountOut: eur(100),
+			Spent: []auditlog.SpentCoin{coinOf("forged", f.d1)}, Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 1}}}},
+			auditlog.CheckEmergency, "only 0 worth EUR:0.00 issued", 0},
+		{"two outcomes for one EPOID", []auditlog.Op{epo("1001-1-1", 100, auditlog.OutcomeApproved), epo("1001-1-1", 100, auditlog.OutcomeOverLimit)},
+			auditlog.CheckEPOID, "EPOID 1001-1-1 was already decided in entry 5", 1},
+		{"denomination in no key set", []auditlog.Op{auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("w2"),
+			Issued: []auditlog.DenomCount{{Denom: unknown.ID, Value: unknown.Value, Count: 1}}}},
+			auditlog.CheckDenomination, "coins issued of denomination " + shortHex(unknown.ID) + "…, which no earlier key set lists", 0},
+		{"coin at another value than its denomination", []auditlog.Op{deposit(merchant, "p", auditlog.SpentCoin{ID: tag("coin a"), Denom: f.d2.ID, Value: eur(500)})},
+			auditlog.CheckDenomination, "a coin spent of denomination " + shortHex(f.d2.ID) + "… at EUR:5.00, the key set values it EUR:2.00", 0},
+		{"key set of another bank", []auditlog.Op{auditlog.KeySet{Signed: foreign.Encode()}}, auditlog.CheckKeySet, "the key set does not verify", 0},
+		{"key set with a bad signature", []auditlog.Op{auditlog.KeySet{Signed: badSig}}, auditlog.CheckKeySet, "master signature", 0},
+		{"key set in another currency", []auditlog.Op{auditlog.KeySet{Signed: usd.Encode()}}, auditlog.CheckCurrency, "a key set in USD, the bank's currency is EUR", 0},
+		{"amount in another currency", []auditlog.Op{auditlog.Credit{Account: customer, Amount: ecash.Amount{Currency: "USD", Value: 1}}},
+			auditlog.CheckCurrency, "an amount in USD, the bank's currency is EUR", 0},
+		{"withdraw request used twice", []auditlog.Op{auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("withdraw 1"),
+			Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 1}}}},
+			auditlog.CheckReplay, "withdraw request " + shortHex(tag("withdraw 1")) + "… was already used by entry 4", 0},
+		{"credit reference used twice", []auditlog.Op{auditlog.Credit{Account: customer, Amount: eur(5000), Reference: auditlog.OptionalHash("wire 1")}},
+			auditlog.CheckReplay, "credit reference", 0},
+		{"payment deposited twice", []auditlog.Op{pay, deposit(merchant, "payment 1", c5)}, auditlog.CheckReplay, "payment " + shortHex(tag("payment 1")), 1},
+		{"revoked denomination issued", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}},
+			auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("w2"), Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 1}}}},
+			auditlog.CheckRevoked, "which was revoked", 1},
+		{"revoked denomination spent", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}}, pay}, auditlog.CheckRevoked, "which was revoked", 1},
+		{"recoup of a denomination not revoked", []auditlog.Op{auditlog.Recoup{Account: customer, Amount: eur(200), Coin: tag("coin a"), Denom: f.d2.ID, RequestHash: tag("r")}},
+			auditlog.CheckRevoked, "which was not revoked", 0},
+		{"refund of a coin never spent", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(100), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
+			Coins: []auditlog.RefundedCoin{{ID: tag("coin b"), Value: eur(100)}}}}, auditlog.CheckRefund, "which was never spent", 1},
+		{"refund above the payment", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(300), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
+			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Value: eur(300)}}}}, auditlog.CheckRefund, "exceed the EUR:2.00 deposited in entry 5", 1},
+	}
+	base := history(t, f)
+	before, err := replay(t, f.ks.MasterPub, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := marshal(t, before)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			entries := history(t, f, c.ops...)
+			a := auditlog.NewAuditor(f.ks.MasterPub)
+			if err := a.UnmarshalBinary(saved); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			for _, b := range entries[nBase:] {
+				if _, err = a.Apply(b); err != nil {
+					break
+				}
+			}
+			wantAt := int64(nBase + c.at)
+			var ae *auditlog.AuditError
+			if !errors.As(err, &ae) {
+				t.Fatalf("got %v, want an AuditError at entry %d", err, wantAt)
+			}
+			if ae.Index != wantAt || ae.Check != c.check || !strings.Contains(ae.Msg, c.msg) {
+				t.Fatalf("got %v\nwant entry %d, %s, %q", err, wantAt, c.check, c.msg)
+			}
+			if !errors.Is(err, auditlog.ErrInvariant) || errors.Is(err, auditlog.ErrEmergency) != (c.check == auditlog.CheckEmergency) {
+				t.Errorf("%v: error classes wrong", err)
+			}
+			if a.Size() != wantAt {
+				t.Errorf("size %d after a failure at %d", a.Size(), wantAt)
+			}
+			if c.at == 0 && !bytes.Equal(marshal(t, a), saved) {
+				t.Error("a refused entry changed the auditor's state")
+			}
+		})
+	}
+
+	// Entries that do not decode, or are out of place.
+	misplaced, err := auditlog.Entry{Index: 7, Time: fixtureBase, Op: auditlog.Credit{Account: customer, Amount: eur(1)}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		entry []byte
+		check string
+	}{{[]byte("not an entry"), auditlog.CheckDecode}, {misplaced, auditlog.CheckIndex}} {
+		_, err := before.Apply(c.entry)
+		var ae *auditlog.AuditError
+		if !errors.As(err, &ae) || ae.Index != nBase || ae.Check != c.check {
+			t.Errorf("got %v, want entry %d %s", err, nBase, c.check)
+		}
+	}
+	// Coins before any key set.
+	m := auditlog.NewMemLog()
+	for i, op := range baseOps(f)[1:] {
+		if _, err := m.Append(op, fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = replay(t, nil, memEntries(t, m))
+	var ae *auditlog.AuditError
+	if !errors.As(err, &ae) || ae.Index != 3 || ae.Check != auditlog.CheckDenomination {
+		t.Errorf("a withdrawal before any key set: %v", err)
+	}
+}
+
+func shortHex(h ecash.Hash) string { return h.String()[:16] }
+
+// TestAuditWarnings: what is suspicious but moves no money wrongly is a
+// warning, not a failure.
+func TestAuditWarnings(t *testing.T) {
+	f := newFixture(t)
+	m := auditlog.NewMemLog()
+	ops := append(baseOps(f), auditlog.Check{EPOID: "1001-1-1", EPOHash: tag("e"), Customer: customer, Merchant: merchant,
+		Amount: eur(100), Outcome: auditlog.OutcomeInsufficientFunds})
+	for i, op := range ops {
+		at := fixtureBase.Add(time.Duration(i) * time.Second)
+		if i == 4 {
+			at = fixtureBase.AddDate(2, 0, 0) // the withdraw window closed after a year
+		}
+		if _, err := m.Append(op, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := replay(t, nil, memEntries(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.Report()
+	if r.WarningsTotal != 3 || len(r.Warnings) != 3 {
+		t.Fatalf("warnings %v", r.Warnings)
+	}
+	for i, want := range []string{"1 coins of EUR:5.00", "2 coins of EUR:2.00", "declined for insufficient funds, but account 1000 held EUR:41.00"} {
+		if !strings.Contains(r.Warnings[i].String(), want) {
+			t.Errorf("warning %d: %s, want %q", i, r.Warnings[i], want)
+		}
+	}
+}
