@@ -625,10 +625,19 @@ type ValueStatus struct {
 
 // Status says, per value, which key is current at now, which comes next,
 // how far ahead keys exist, and how many keys are in each phase.
-func (k *Keys) Status(now time.Time) []ValueStatus {
-	ks := k.unsignedKeySet()
+func (k *Keys) Status(now time.Time) []ValueStatus { return KeySetStatus(k.unsignedKeySet(), now) }
+
+// KeySetStatus is Keys.Status from a public key set.
+func KeySetStatus(ks *ecash.KeySet, now time.Time) []ValueStatus {
+	var values []ecash.Amount
+	for _, d := range ks.Denominations {
+		if !slices.Contains(values, d.Value) {
+			values = append(values, d.Value)
+		}
+	}
+	slices.SortFunc(values, func(a, b ecash.Amount) int { return cmp.Compare(a.Value, b.Value) })
 	var out []ValueStatus
-	for _, v := range k.values() {
+	for _, v := range values {
 		st := ValueStatus{Value: v}
 		if cur, err := ks.CurrentDenomination(v, now); err == nil {
 			st.Current = &cur

@@ -29,7 +29,7 @@ const maxKeySetFile = 1 << 20
 func keysCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keys",
-		Short: "show, encrypt and sign the bank's keys",
+		Short: "show, schedule, rotate, encrypt and sign the bank's keys",
 		Long: `keys works on a bank's key file, DIR/keys.json, with the bank stopped or
 running (a running bank reads its keys only at start: restart it to serve
 a change).
@@ -46,16 +46,28 @@ on an offline machine (then 'keys generate --master-public' makes the bank's
 other keys), or 'keys export-master' moves an existing bank's master key out
 of keys.json. The key set is then signed in a ceremony: 'keys export
 --unsigned' on the bank, 'keys sign' on the offline machine, 'keys import'
-on the bank.`,
+on the bank.
+
+Denomination keys follow a schedule: 'keys extend' makes them ahead of time
+(each new key overlapping its predecessor), the key set lists past, current
+and future keys, and the bank and wallets switch keys by the clock. 'keys
+prune' drops keys past their deposit deadline; 'keys rotate-signing'
+replaces the online signing key and keeps the old one listed so that what
+it signed stays verifiable. 'keys show' says which key is current for each
+value, when the next takes over, and until when keys exist. docs/KEYS.md is
+the runbook.`,
 		Example: `bankd keys show --data ./bank
 bankd keys encrypt --data ./bank --key-passphrase-file /root/bank.pass
 bankd keys export --unsigned --data ./bank --out keyset.unsigned
 bankd keys sign --master-key /media/usb/master.key --in keyset.unsigned --out keyset.signed
-bankd keys import --data ./bank --in keyset.signed`,
+bankd keys import --data ./bank --in keyset.signed
+bankd keys extend --data ./bank --until 2027-06-01
+bankd keys prune --data ./bank`,
 		Sub: []*cli.Command{
 			keysShowCommand(), keysGenerateCommand(), keysEncryptCommand(),
 			keysExportCommand(), keysSignCommand(), keysImportCommand(),
 			keysNewMasterCommand(), keysExportMasterCommand(),
+			keysExtendCommand(), keysPruneCommand(), keysRotateSigningCommand(),
 		},
 	}
 }
@@ -83,15 +95,56 @@ func loadKeys(inv *cli.Invocation, fl *config.Flags) (k *bank.Keys, path string,
 
 // keySetJSON is the public key set as show and sign print it.
 type keySetJSON struct {
-	Currency      string      `json:"currency"`
-	IssuedAt      string      `json:"issued_at"`
-	BankID        string      `json:"bank_id"` // hex SHA-256 of the master public key
-	MasterPublic  string      `json:"master_public_key"`
-	SigningPublic string      `json:"signing_public_key"`
-	HPKEPublic    string      `json:"hpke_public_key"`
-	BodySHA256    string      `json:"body_sha256"` // of the bytes the master key signs
-	NextRotation  string      `json:"next_rotation"`
-	Denominations []denomJSON `json:"denominations"`
+	Currency      string `json:"currency"`
+	IssuedAt      string `json:"issued_at"`
+	BankID        string `json:"bank_id"` // hex SHA-256 of the master public key
+	MasterPublic  string `json:"master_public_key"`
+	SigningPublic string `json:"signing_public_key"`
+	HPKEPublic    string `json:"hpke_public_key"`
+	BodySHA256    string `json:"body_sha256"` // of the bytes the master key signs
+	// NextRotation is the next time a key of some value takes over, or
+	// stops being issued with none to follow.
+	NextRotation  string           `json:"next_rotation"`
+	NextRotates   string           `json:"next_rotation_what,omitempty"`
+	Denominations []denomJSON      `json:"denominations"`
+	Values        []valueJSON      `json:"values"` // the schedule per value, at the time shown
+	PastSigning   []pastSignerJSON `json:"past_signing_keys,omitempty"`
+}
+
+// valueJSON is where one value stands in the key schedule.
+type valueJSON struct {
+	Value string `json:"value"`
+	// The key withdrawn under now, and until when it is issued.
+	CurrentID           string `json:"current_id,omitempty"`
+	CurrentWithdrawEnd  string `json:"current_withdraw_until,omitempty"`
+	CurrentDepositUntil string `json:"current_deposit_until,omitempty"`
+	// The next key to take over, and when.
+	NextID    string `json:"next_id,omitempty"`
+	NextStart string `json:"next_withdraw_from,omitempty"`
+	// The end of the unbroken run of withdrawable keys: extend before it.
+	WithdrawableUntil string `json:"withdrawable_until,omitempty"`
+	Future            int    `json:"future_keys"`
+	Withdrawable      int    `json:"withdrawable_keys"`
+	DepositOnly       int    `json:"deposit_only_keys"`
+	Expired           int    `json:"expired_keys"`
+}
+
+// pastSignerJSON is a retired signing key.
+type pastSignerJSON struct {
+	Public     string `json:"public_key"`
+	ValidFrom  string `json:"valid_from"`
+	ValidUntil string `json:"valid_until"`
+}
+
+func describeSigner(s ecash.SigningKey) pastSignerJSON {
+	return pastSignerJSON{hex.EncodeToString(s.Pub), rfc3339(s.ValidFrom), rfc3339(s.ValidUntil)}
+}
+
+func describeDenom(d ecash.Denomination) denomJSON {
+	return denomJSON{
+		Value: d.Value.String(), Cipher: d.Key.Cipher().String(), ID: d.ID.String(),
+		WithdrawStart: rfc3339(d.WithdrawStart), WithdrawEnd: rfc3339(d.WithdrawEnd), DepositEnd: rfc3339(d.DepositEnd),
+	}
 }
 
 type denomJSON struct {
@@ -105,28 +158,88 @@ type denomJSON struct {
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func describeKeySet(ks *ecash.KeySet) keySetJSON {
+// describeKeySet describes a key set, and where its schedule stands at now.
+func describeKeySet(ks *ecash.KeySet, now time.Time) keySetJSON {
 	body := sha256.Sum256(ks.Body())
 	out := keySetJSON{
 		Currency: ks.Currency, IssuedAt: rfc3339(ks.IssuedAt), BankID: ks.BankID().String(),
 		MasterPublic: hex.EncodeToString(ks.MasterPub), SigningPublic: hex.EncodeToString(ks.SigningPub),
 		HPKEPublic: hex.EncodeToString(ks.HPKEPub), BodySHA256: hex.EncodeToString(body[:]),
-		Denominations: []denomJSON{},
+		Denominations: []denomJSON{}, Values: []valueJSON{},
 	}
-	var next time.Time
 	for _, d := range ks.Denominations {
-		out.Denominations = append(out.Denominations, denomJSON{
-			Value: d.Value.String(), Cipher: d.Key.Cipher().String(), ID: d.ID.String(),
-			WithdrawStart: rfc3339(d.WithdrawStart), WithdrawEnd: rfc3339(d.WithdrawEnd), DepositEnd: rfc3339(d.DepositEnd),
-		})
-		if next.IsZero() || d.WithdrawEnd.Before(next) {
-			next = d.WithdrawEnd
+		out.Denominations = append(out.Denominations, describeDenom(d))
+	}
+	for _, s := range ks.PastSigning {
+		out.PastSigning = append(out.PastSigning, describeSigner(s))
+	}
+	// The next rotation: the first time a value's key is replaced by the
+	// next, or stops being issued with none to follow.
+	var next time.Time
+	for _, st := range bank.KeySetStatus(ks, now) {
+		v := valueJSON{Value: st.Value.String(), Future: st.Future, Withdrawable: st.Withdrawable, DepositOnly: st.DepositOnly, Expired: st.Expired}
+		var at time.Time
+		var what string
+		if st.Current != nil {
+			v.CurrentID, v.CurrentWithdrawEnd, v.CurrentDepositUntil = st.Current.ID.String(), rfc3339(st.Current.WithdrawEnd), rfc3339(st.Current.DepositEnd)
+			at, what = st.Current.WithdrawEnd, st.Value.String()+" key "+st.Current.ID.String()[:16]+" stops being issued, and no key follows"
 		}
+		if st.Next != nil {
+			v.NextID, v.NextStart = st.Next.ID.String(), rfc3339(st.Next.WithdrawStart)
+			at, what = st.Next.WithdrawStart, st.Value.String()+" key "+st.Next.ID.String()[:16]+" takes over"
+		}
+		if !st.CoveredUntil.IsZero() {
+			v.WithdrawableUntil = rfc3339(st.CoveredUntil)
+		}
+		if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next, out.NextRotates = at, what
+		}
+		out.Values = append(out.Values, v)
 	}
 	if !next.IsZero() {
 		out.NextRotation = rfc3339(next)
 	}
 	return out
+}
+
+// denomRows prints denominations as a table.
+func denomRows(w io.Writer, ds []denomJSON) {
+	t := cli.NewTable(w)
+	t.Row("VALUE", "CIPHER", "ID", "WITHDRAW FROM", "WITHDRAW UNTIL", "DEPOSIT UNTIL")
+	for _, d := range ds {
+		t.Row(d.Value, d.Cipher, d.ID[:16], d.WithdrawStart, d.WithdrawEnd, d.DepositEnd)
+	}
+	t.Flush()
+}
+
+// signerRows prints retired signing keys as a table.
+func signerRows(w io.Writer, ss []pastSignerJSON) {
+	t := cli.NewTable(w)
+	t.Row("RETIRED SIGNING KEY", "SIGNED FROM", "SIGNED UNTIL")
+	for _, s := range ss {
+		t.Row(s.Public, s.ValidFrom, s.ValidUntil)
+	}
+	t.Flush()
+}
+
+// valueRows prints the schedule per value.
+func valueRows(w io.Writer, vs []valueJSON) {
+	t := cli.NewTable(w)
+	t.Row("VALUE", "CURRENT KEY", "ISSUED UNTIL", "NEXT KEY", "TAKES OVER", "KEYS REACH", "FUTURE/ISSUING/DEPOSIT-ONLY/EXPIRED")
+	for _, v := range vs {
+		cur, until, next, from, reach := "none", "-", "none", "-", "-"
+		if v.CurrentID != "" {
+			cur, until = v.CurrentID[:16], v.CurrentWithdrawEnd
+		}
+		if v.NextID != "" {
+			next, from = v.NextID[:16], v.NextStart
+		}
+		if v.WithdrawableUntil != "" {
+			reach = v.WithdrawableUntil
+		}
+		t.Row(v.Value, cur, until, next, from, reach, fmt.Sprintf("%d/%d/%d/%d", v.Future, v.Withdrawable, v.DepositOnly, v.Expired))
+	}
+	t.Flush()
 }
 
 // keySetRows prints a key set for people; pre adds rows at the top, extra
@@ -147,19 +260,22 @@ func keySetRows(w io.Writer, ks keySetJSON, pre, extra, post func(t *cli.Table))
 	t.Row("HPKE key:", ks.HPKEPublic)
 	t.Row("key set SHA-256:", ks.BodySHA256+" (of the unsigned body)")
 	if ks.NextRotation != "" {
-		t.Row("next rotation:", ks.NextRotation+" (the first denomination stops being issued)")
+		t.Row("next rotation:", ks.NextRotation+" ("+ks.NextRotates+")")
 	}
 	if post != nil {
 		post(t)
 	}
 	t.Flush()
 	fmt.Fprintln(w)
-	t = cli.NewTable(w)
-	t.Row("VALUE", "CIPHER", "ID", "WITHDRAW FROM", "WITHDRAW UNTIL", "DEPOSIT UNTIL")
-	for _, d := range ks.Denominations {
-		t.Row(d.Value, d.Cipher, d.ID[:16], d.WithdrawStart, d.WithdrawEnd, d.DepositEnd)
+	denomRows(w, ks.Denominations)
+	if len(ks.Values) > 0 {
+		fmt.Fprintln(w)
+		valueRows(w, ks.Values)
 	}
-	t.Flush()
+	if len(ks.PastSigning) > 0 {
+		fmt.Fprintln(w)
+		signerRows(w, ks.PastSigning)
+	}
 }
 
 func keysShowCommand() *cli.Command {
@@ -183,15 +299,20 @@ bankd keys show --data ./bank --key-passphrase-file ./bank.pass --json`,
 			if err != nil {
 				return err
 			}
+			now := time.Now()
 			out := struct {
-				KeysFile       string `json:"keys_file"`
-				Encrypted      bool   `json:"encrypted"`
-				KDF            string `json:"kdf,omitempty"`
-				Master         string `json:"master"` // "held" or "offline"
-				Signed         bool   `json:"signed"`
-				TLSFingerprint string `json:"tls_fingerprint,omitempty"`
+				KeysFile          string       `json:"keys_file"`
+				Encrypted         bool         `json:"encrypted"`
+				KDF               string       `json:"kdf,omitempty"`
+				Master            string       `json:"master"` // "held" or "offline"
+				Signed            bool         `json:"signed"`
+				TLSFingerprint    string       `json:"tls_fingerprint,omitempty"`
+				SigningSince      string       `json:"signing_since"`
+				Schedule          scheduleJSON `json:"schedule"`
+				WithdrawableUntil string       `json:"withdrawable_until"` // extend before it
 				keySetJSON
-			}{KeysFile: path, Encrypted: info.Encrypted, KDF: info.KDF, Master: "held", Signed: k.Signed(), keySetJSON: describeKeySet(k.KeySet())}
+			}{KeysFile: path, Encrypted: info.Encrypted, KDF: info.KDF, Master: "held", Signed: k.Signed(), keySetJSON: describeKeySet(k.KeySet(), now),
+				SigningSince: rfc3339(k.SigningSince), Schedule: describeSchedule(k.ScheduleOf()), WithdrawableUntil: whenOrNone(k.WithdrawableUntil(now))}
 			if k.Master == nil {
 				out.Master = "offline"
 			}
@@ -219,6 +340,9 @@ bankd keys show --data ./bank --key-passphrase-file ./bank.pass --json`,
 						t.Row("", "(kept offline; the key set is NOT signed yet: the bank cannot serve it)")
 					}
 				}, func(t *cli.Table) {
+					t.Row("signing since:", out.SigningSince)
+					t.Row("schedule:", scheduleText(k.ScheduleOf()))
+					t.Row("keys reach:", out.WithdrawableUntil+" (a key of every value is withdrawable until then: extend before)")
 					if out.TLSFingerprint != "" {
 						t.Row("TLS certificate:", certFile)
 						t.Row("TLS fingerprint:", out.TLSFingerprint+" (SHA-256)")
@@ -297,7 +421,7 @@ bankd keys generate --config bankd.json --master-public 3b6a27bc...`,
 			if !k.Signed() {
 				inv.Notef("the key set must be signed by the offline master key before the bank can serve:\n  bankd keys export --unsigned --data %s --out keyset.unsigned\n  bankd keys sign --master-key MASTER.key --in keyset.unsigned --out keyset.signed   (offline)\n  bankd keys import --data %s --in keyset.signed", dir, dir)
 			}
-			ks := describeKeySet(k.KeySet())
+			ks := describeKeySet(k.KeySet(), time.Now())
 			out := struct {
 				KeysFile  string `json:"keys_file"`
 				Encrypted bool   `json:"encrypted"`
@@ -553,7 +677,7 @@ new-master' or 'bankd keys export-master'); encrypted, it needs
 			if err := bank.WriteFileAtomic(out, signed, 0o644); err != nil {
 				return err
 			}
-			desc := describeKeySet(ks)
+			desc := describeKeySet(ks, time.Now())
 			return inv.Print(desc, func(w io.Writer) {
 				fmt.Fprintf(w, "signed the key set in %s; wrote %s\n\n", in, out)
 				keySetRows(w, desc, nil, nil, nil)
