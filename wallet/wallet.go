@@ -164,47 +164,35 @@ func (w *Wallet) Account() (uint64, error) {
 	return beU64(b), nil
 }
 
-// KeySet returns the stored key set, or ErrNoKeys.
-func (w *Wallet) KeySet() (*ecash.KeySet, error) {
-	b, err := get(w.db, keyKeySet)
-	if err != nil {
-		return nil, err
-	}
-	if b == nil {
-		return nil, ErrNoKeys
-	}
-	return ecash.DecodeKeySet(b, nil)
-}
-
 // RefreshKeys fetches the bank's key set, verifies its master signature and
-// stores it. The master key is pinned on first use: a key set signed by any
-// other key is refused.
+// stores it (keys.go). The master key is pinned on first use: a key set
+// signed by any other key is refused with ErrMasterKeyChanged. A fetched
+// set older than the stored one does not replace it; the stored one is
+// returned.
 func (w *Wallet) RefreshKeys(ctx context.Context, bank pb.BankClient) (*ecash.KeySet, error) {
-	resp, err := bank.GetKeys(ctx, &pb.GetKeysRequest{})
-	if err != nil {
-		return nil, err
-	}
-	var pinned ed25519.PublicKey
-	if old, err := w.KeySet(); err == nil {
-		pinned = old.MasterPub
-	}
-	ks, err := ecash.DecodeKeySet(resp.SignedKeyset, pinned)
-	if err != nil {
-		return nil, err
-	}
-	if err := w.db.Set(keyKeySet, resp.SignedKeyset, pebble.Sync); err != nil {
-		return nil, err
-	}
-	return ks, nil
+	ks, _, err := w.fetchKeys(ctx, bank)
+	return ks, err
 }
 
-// keys returns the stored key set, fetching it the first time.
+// keys returns the key set to use now: the stored one, fetched afresh the
+// first time, when it is older than KeySetMaxAge, or when a value the bank
+// still honours has no key withdrawable now. If the bank cannot be reached
+// for a refresh, the stored set (verified, and still listing its keys'
+// windows) is used; a key set the bank sends that fails verification is
+// an error.
 func (w *Wallet) keys(ctx context.Context, bank pb.BankClient) (*ecash.KeySet, error) {
 	ks, err := w.KeySet()
 	if errors.Is(err, ErrNoKeys) {
 		return w.RefreshKeys(ctx, bank)
 	}
-	return ks, err
+	if err != nil || !w.keySetStale(ks, w.now()) {
+		return ks, err
+	}
+	fresh, reached, err := w.fetchKeys(ctx, bank)
+	if !reached {
+		return ks, nil
+	}
+	return fresh, err
 }
 
 // Balance is what the wallet holds.
@@ -274,11 +262,13 @@ func beU64(b []byte) uint64 {
 
 // split decomposes amount into denomination values so that many amounts can
 // later be paid exactly: one coin of each small value first (while the rest
-// covers it), then the remainder largest first.
+// covers it), then the remainder largest first. Each value is withdrawn
+// under one key: the current one (withdrawable now, started last), so
+// overlapping windows of successive keys never yield two keys of a value.
 func split(amount ecash.Amount, ks *ecash.KeySet, now time.Time) ([]ecash.Denomination, error) {
 	var ds []ecash.Denomination
-	for _, d := range ks.Denominations {
-		if d.Value.Currency == amount.Currency && d.CanWithdraw(now) == nil {
+	for _, d := range ks.Withdrawable(now) {
+		if d.Value.Currency == amount.Currency {
 			ds = append(ds, d)
 		}
 	}

@@ -1,0 +1,170 @@
+package wallet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// The bank's key set in the wallet.
+//
+// The wallet keeps the last signed key set it accepted (m/keyset), when it
+// fetched it (m/keyset-fetched, u64 Unix nanoseconds of the wallet's clock)
+// and the master key it pinned on the first fetch (m/master, 32 bytes).
+// Every key set after the first must be signed by the pinned master key.
+// The key set lists the bank's past, current and future denomination keys
+// with their windows, so a stored set stays usable across rotations; the
+// wallet fetches it again when it is older than KeySetMaxAge, or when some
+// value the bank still honours has no key withdrawable now (the bank must
+// have made newer ones). A fetched set older than the stored one (a bank
+// replica not yet restarted, a replay) does not replace it.
+
+var (
+	keyKeySetFetched = []byte("m/keyset-fetched")
+	keyMasterPin     = []byte("m/master")
+)
+
+// KeySetMaxAge is how long the wallet uses a stored key set before asking
+// the bank for its current one.
+const KeySetMaxAge = time.Hour
+
+// ErrMasterKeyChanged means the bank presented a key set signed by another
+// master key than the one the wallet pinned: another bank, or an attacker.
+// The wallet refuses it and keeps the pinned one.
+var ErrMasterKeyChanged = errors.New("wallet: the bank's key set is signed by another master key than the one this wallet pinned")
+
+// pinnedMaster is the master key the wallet pinned: m/master, or for
+// wallets from before it the one named in the stored key set. nil if the
+// wallet never accepted a key set. Caller holds w.mu or tolerates a race
+// with the first fetch.
+func (w *Wallet) pinnedMaster() (ed25519.PublicKey, error) {
+	pin, err := get(w.db, keyMasterPin)
+	if err != nil || pin != nil {
+		if pin != nil && len(pin) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("wallet: corrupt master key pin (%d bytes)", len(pin))
+		}
+		return pin, err
+	}
+	stored, err := get(w.db, keyKeySet)
+	if err != nil || stored == nil {
+		return nil, err
+	}
+	// The stored set names the master key right after the currency. Read
+	// it without decoding the rest, so that a stored set this version
+	// cannot decode still pins its master key.
+	outer := ecash.NewDecoder("signed-keyset", stored)
+	d := ecash.NewDecoder("keyset", outer.VarBytes(ecash.MaxFieldLen))
+	_ = d.String()
+	master := d.Fixed(ed25519.PublicKeySize)
+	if outer.Err() != nil || d.Err() != nil {
+		return nil, errors.Join(errors.New("wallet: the stored key set is corrupt; its master key cannot be read"), outer.Err(), d.Err())
+	}
+	return master, nil
+}
+
+// KeySet returns the stored key set, or ErrNoKeys.
+func (w *Wallet) KeySet() (*ecash.KeySet, error) {
+	b, err := get(w.db, keyKeySet)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, ErrNoKeys
+	}
+	pin, err := w.pinnedMaster()
+	if err != nil {
+		return nil, err
+	}
+	return ecash.DecodeKeySet(b, pin)
+}
+
+// acceptKeySet verifies a signed key set fetched from the bank against the
+// pinned master key (pinning it on the first fetch) and stores it with the
+// time, unless the stored set is newer. It returns the set now stored.
+func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
+	ks, err := ecash.DecodeKeySet(signed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: the bank's key set: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pin, err := w.pinnedMaster()
+	if err != nil {
+		return nil, err
+	}
+	if pin != nil && !pin.Equal(ks.MasterPub) {
+		return nil, fmt.Errorf("%w: pinned %x (bank id %s), offered %x (bank id %s); refusing it. If the bank really changed its master key, make a new wallet for it",
+			ErrMasterKeyChanged, []byte(pin), ecash.HashOf(pin), []byte(ks.MasterPub), ks.BankID())
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	if old, err := w.KeySet(); err == nil && ks.IssuedAt.Before(old.IssuedAt) {
+		ks = old // keep the newer; but the bank was reached: fresh
+	} else if err := b.Set(keyKeySet, signed, nil); err != nil {
+		return nil, err
+	}
+	if stored, err := get(w.db, keyMasterPin); err != nil {
+		return nil, err
+	} else if stored == nil { // the first fetch, or a wallet from before the pin was kept apart
+		if err := b.Set(keyMasterPin, ks.MasterPub, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Set(keyKeySetFetched, u64(uint64(w.now().UnixNano())), nil); err != nil {
+		return nil, err
+	}
+	return ks, b.Commit(pebble.Sync)
+}
+
+// KeySetFetched is when the stored key set was last fetched or confirmed
+// (zero if never, or before the wallet recorded it).
+func (w *Wallet) KeySetFetched() (time.Time, error) {
+	b, err := get(w.db, keyKeySetFetched)
+	if err != nil || len(b) != 8 {
+		return time.Time{}, err
+	}
+	return time.Unix(0, int64(beU64(b))), nil
+}
+
+// keySetStale reports whether the wallet should fetch the key set again
+// before using ks at now.
+func (w *Wallet) keySetStale(ks *ecash.KeySet, now time.Time) bool {
+	fetched, err := w.KeySetFetched()
+	if err != nil || fetched.IsZero() {
+		return true
+	}
+	if age := now.Sub(fetched); age >= KeySetMaxAge || age < -KeySetMaxAge {
+		return true // old, or the clock went back
+	}
+	// A value the bank still honours (a key of it accepts deposits) with no
+	// key withdrawable now: the bank has made its next key since.
+	withdrawable := map[ecash.Amount]bool{}
+	for _, d := range ks.Withdrawable(now) {
+		withdrawable[d.Value] = true
+	}
+	for _, d := range ks.Denominations {
+		if !withdrawable[d.Value] && now.Before(d.DepositEnd) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchKeys asks the bank for its key set. A refusal of what it sent
+// (signature, pinned master key) is an error; failing to reach the bank is
+// reported by reached false.
+func (w *Wallet) fetchKeys(ctx context.Context, bank pb.BankClient) (ks *ecash.KeySet, reached bool, err error) {
+	resp, err := bank.GetKeys(ctx, &pb.GetKeysRequest{})
+	if err != nil {
+		return nil, false, err
+	}
+	ks, err = w.acceptKeySet(resp.SignedKeyset)
+	return ks, true, err
+}

@@ -1,0 +1,165 @@
+package wallet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// Refreshing coins before their denomination's deposit deadline.
+//
+// A coin is worth something only until its denomination key's deposit
+// deadline. The bank's key schedule gives every key a deposit lifetime
+// after it stops issuing coins, and lists the next key before then, so a
+// wallet that swaps its coins of an ageing key for coins of the current
+// keys in time never loses value. RefreshCoins does that swap; a wallet
+// app calls it now and then (at start, daily) with a margin well under the
+// deposit lifetime.
+
+// RefreshResult says what RefreshCoins did.
+type RefreshResult struct {
+	// Renewed is the value of the old coins swapped, Coins the new ones
+	// (worth the same).
+	Renewed ecash.Amount
+	Coins   []ecash.Coin
+	// Stranded is the value of fresh coins the bank would not swap: past
+	// their deposit deadline, or of a denomination that left the key set
+	// and that the bank refused.
+	Stranded ecash.Amount
+	// Errors are the refusals met on the way (other batches went on).
+	Errors []error
+}
+
+// RefreshCoins swaps every fresh coin whose denomination's deposit
+// deadline is within `within` of now, or whose denomination has left the
+// bank's key set, for coins of the current keys, in as few swaps as the
+// per-request bounds allow. It fetches the key set first. Coins of a key
+// that is itself current for its value are left alone (there is nothing
+// newer to move to). Value is kept exactly: a swap's outputs are worth its
+// inputs.
+//
+// A batch the bank refuses outright leaves its coins fresh and is reported
+// in the result; one whose answer is lost stays pending (ErrPending, like
+// Swap) until Recover or the next call settles it.
+func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within time.Duration) (*RefreshResult, error) {
+	ks, err := w.RefreshKeys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
+		return nil, err
+	}
+	res := &RefreshResult{Renewed: ecash.Amount{Currency: ks.Currency}, Stranded: ecash.Amount{Currency: ks.Currency}}
+	now := w.now()
+	var ageing, unlisted []*coinRecord
+	w.mu.Lock()
+	err = w.eachCoin(func(c *coinRecord) error {
+		if c.State != CoinFresh || c.Value.Currency != ks.Currency {
+			return nil
+		}
+		d, err := ks.Denomination(c.Coin.Denom)
+		switch {
+		case err != nil:
+			unlisted = append(unlisted, c)
+		case !now.Before(d.DepositEnd):
+			var err error
+			res.Stranded, err = res.Stranded.Add(c.Value)
+			return err
+		case d.CanDeposit(now) != nil:
+			// Not depositable yet (a key from the future): leave it.
+		case d.DepositEnd.Sub(now) <= within:
+			if cur, err := ks.CurrentDenomination(d.Value, now); err == nil && cur.ID == d.ID {
+				return nil // nothing newer to move to
+			}
+			ageing = append(ageing, c)
+		}
+		return nil
+	})
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	// Coins the key set no longer lists go in batches of their own: the
+	// bank most likely refuses them, and must not take the others down.
+	for gi, group := range [][]*coinRecord{ageing, unlisted} {
+		for _, batch := range refreshBatches(group, ks, now) {
+			coins, err := w.swap(ctx, bank, ks, batch.inputs, batch.outputs)
+			switch {
+			case err == nil:
+				res.Coins = append(res.Coins, coins...)
+				if res.Renewed, err = res.Renewed.Add(batch.total); err != nil {
+					return res, err
+				}
+			case errors.Is(err, ErrPending) || !(definitive(err) || errors.Is(err, ecash.ErrDoubleSpend)):
+				return res, err
+			default:
+				res.Errors = append(res.Errors, err)
+				if gi == 1 { // unlisted coins the bank refused
+					if res.Stranded, err = res.Stranded.Add(batch.total); err != nil {
+						return res, err
+					}
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// refreshBatch is one swap of RefreshCoins.
+type refreshBatch struct {
+	inputs  []*coinRecord
+	total   ecash.Amount
+	outputs []ecash.Denomination
+}
+
+// refreshBatches groups coins into swaps within the per-request bounds on
+// inputs and outputs, largest coins first; outputs are split over the
+// current keys. Coins whose value cannot be made of current keys alone
+// (no key withdrawable now) are left out.
+func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refreshBatch {
+	sort.Slice(coins, func(i, j int) bool { return coins[i].Value.Value > coins[j].Value.Value })
+	var out []refreshBatch
+	var cur refreshBatch
+	flush := func() {
+		if len(cur.inputs) > 0 {
+			out = append(out, cur)
+		}
+		cur = refreshBatch{}
+	}
+	for _, c := range coins {
+		total := c.Value
+		if len(cur.inputs) > 0 {
+			var err error
+			if total, err = cur.total.Add(c.Value); err != nil {
+				flush()
+				total = c.Value
+			}
+		}
+		outputs, err := split(total, ks, now)
+		if err == nil && len(cur.inputs) < ecash.MaxCoinsPerRequest && len(outputs) <= ecash.MaxCoinsPerRequest {
+			cur.inputs, cur.total, cur.outputs = append(cur.inputs, c), total, outputs
+			continue
+		}
+		flush()
+		if outputs, err = split(c.Value, ks, now); err != nil || len(outputs) > ecash.MaxCoinsPerRequest {
+			continue // cannot be renewed on its own either
+		}
+		cur = refreshBatch{inputs: []*coinRecord{c}, total: c.Value, outputs: outputs}
+	}
+	flush()
+	return out
+}
+
+// String summarises a refresh for people.
+func (r *RefreshResult) String() string {
+	s := fmt.Sprintf("renewed %s into %d coins", r.Renewed, len(r.Coins))
+	if !r.Stranded.IsZero() {
+		s += fmt.Sprintf("; %s could not be renewed", r.Stranded)
+	}
+	return s
+}
