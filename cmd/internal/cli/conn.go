@@ -18,13 +18,18 @@ import (
 
 // TLSFlags are the three ways a client trusts a server: --ca FILE,
 // --pin FINGERPRINT or --plaintext (loopback only), optionally prefixed
-// ("--bank-ca", "--merchant-pin").
+// ("--bank-ca", "--merchant-pin"), and, if ClientCert is asked for, the
+// client certificate to present to a server that requires one
+// (--client-cert, --client-key).
 type TLSFlags struct {
-	Prefix    string // "" or e.g. "bank-"
-	What      string // "bank", "merchant": for help and errors
-	CA        string
-	Pin       string
-	Plaintext bool
+	Prefix         string // "" or e.g. "bank-"
+	What           string // "bank", "merchant": for help and errors
+	WithClientCert bool   // register --client-cert and --client-key too
+	CA             string
+	Pin            string
+	Plaintext      bool
+	ClientCert     string
+	ClientKey      string
 }
 
 // Register adds the flags to fs.
@@ -32,6 +37,11 @@ func (t *TLSFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&t.CA, t.Prefix+"ca", "", "trust the "+t.What+"'s TLS certificate (or its CA) in PEM `FILE`, e.g. the "+t.What+"'s DATA/tls.crt")
 	fs.StringVar(&t.Pin, t.Prefix+"pin", "", "trust only the "+t.What+" certificate whose SHA-256 `FINGERPRINT` (hex, as printed by serve) matches")
 	fs.BoolVar(&t.Plaintext, t.Prefix+"plaintext", false, "talk to the "+t.What+" without TLS (loopback addresses only)")
+	if !t.WithClientCert {
+		return
+	}
+	fs.StringVar(&t.ClientCert, t.Prefix+"client-cert", "", "present this client certificate, PEM `FILE`, to a "+t.What+" that requires one (with --"+t.Prefix+"client-key); re-read when it changes")
+	fs.StringVar(&t.ClientKey, t.Prefix+"client-key", "", "the client certificate's private key, PEM `FILE`")
 }
 
 // Given reports whether any of the flags was set.
@@ -52,7 +62,13 @@ func (t *TLSFlags) Config(addr string) (transport.ClientConfig, error) {
 	case n > 1:
 		return transport.ClientConfig{}, Usagef("give only one of %sca, %spin and %splaintext", p, p, p)
 	}
-	cfg := transport.ClientConfig{CAFile: t.CA, Pin: t.Pin, Plaintext: t.Plaintext}
+	cfg := transport.ClientConfig{CAFile: t.CA, Pin: t.Pin, Plaintext: t.Plaintext, CertFile: t.ClientCert, KeyFile: t.ClientKey}
+	if (t.ClientCert == "") != (t.ClientKey == "") {
+		return cfg, Usagef("give %sclient-cert and %sclient-key together", p, p)
+	}
+	if t.ClientCert != "" && t.Plaintext {
+		return cfg, Usagef("%sclient-cert needs TLS, not %splaintext", p, p)
+	}
 	switch {
 	case t.Pin != "":
 		pin, err := NormalizePin(t.Pin)
@@ -100,6 +116,8 @@ type ServeInfo struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	TokenFile   string `json:"token_file"`
 	PID         int    `json:"pid"`
+	ClientAuth  string `json:"client_auth,omitempty"` // which public calls need a client certificate
+	AdminTLS    bool   `json:"admin_tls,omitempty"`   // the admin listener serves TLS and requires client certificates
 }
 
 // ReadAddresses reads DIR/addresses.json.
@@ -115,16 +133,21 @@ func ReadAddresses(dir string) (*ServeInfo, error) {
 	return &info, nil
 }
 
-// AdminFlags locate a daemon's loopback admin listener and its token:
-// --admin ADDR, --token-file FILE, --data DIR. With --data, the address
-// defaults to the one in DIR/addresses.json (if the daemon is running) and
-// the token to DIR/admin.token.
+// AdminFlags locate a daemon's admin listener and its token: --admin ADDR,
+// --token-file FILE, --data DIR. With --data, the address defaults to the
+// one in DIR/addresses.json (if the daemon is running) and the token to
+// DIR/admin.token. An admin listener that requires client certificates is
+// reached over TLS with --client-cert and --client-key, trusting --ca
+// (default with --data: the daemon's certificate file).
 type AdminFlags struct {
 	What        string // "bank" or "merchant"
 	DefaultAddr string
 	Addr        string
 	TokenFile   string
 	DataDir     string
+	CA          string
+	ClientCert  string
+	ClientKey   string
 }
 
 // Register adds the flags to fs.
@@ -132,40 +155,78 @@ func (a *AdminFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&a.Addr, "admin", a.DefaultAddr, "the "+a.What+"'s admin `ADDR` (with --data and no --admin: the address the running "+a.What+" wrote to DIR/"+AddressesFile+")")
 	fs.StringVar(&a.TokenFile, "token-file", "", "admin token `FILE` (default DIR/admin.token with --data)")
 	fs.StringVar(&a.DataDir, "data", "", "the "+a.What+"'s data `DIR`, to find its admin token and address")
+	fs.StringVar(&a.CA, "ca", "", "trust the admin listener's TLS certificate (or its CA) in PEM `FILE` (default with --data, if the listener serves TLS: the "+a.What+"'s certificate file)")
+	fs.StringVar(&a.ClientCert, "client-cert", "", "client certificate, PEM `FILE`, for an admin listener that requires one (with --client-key)")
+	fs.StringVar(&a.ClientKey, "client-key", "", "the client certificate's private key, PEM `FILE`")
 }
 
-// Dial connects to the admin listener with the token.
-func (a *AdminFlags) Dial(inv *Invocation) (*grpc.ClientConn, string, error) {
+// AdminTarget is where and how to reach an admin listener.
+type AdminTarget struct {
+	Addr  string
+	Token string
+	TLS   transport.ClientConfig // zero: plaintext on loopback
+}
+
+// Target resolves the flags: the address, the token and the TLS settings.
+func (a *AdminFlags) Target(inv *Invocation) (AdminTarget, error) {
 	addr := a.Addr
-	if !inv.IsSet("admin") && a.DataDir != "" {
-		info, err := ReadAddresses(a.DataDir)
+	var info *ServeInfo
+	if a.DataDir != "" {
+		i, err := ReadAddresses(a.DataDir)
 		switch {
-		case err == nil && info.AdminAddr != "":
-			addr = info.AdminAddr
-		case err != nil && !errors.Is(err, os.ErrNotExist):
-			return nil, "", err
+		case err == nil:
+			info = i
+		case !errors.Is(err, os.ErrNotExist):
+			return AdminTarget{}, err
 		}
 	}
+	if !inv.IsSet("admin") && info != nil && info.AdminAddr != "" {
+		addr = info.AdminAddr
+	}
 	if err := CheckAddr("admin", addr); err != nil {
-		return nil, "", err
+		return AdminTarget{}, err
+	}
+	var tlsc transport.ClientConfig
+	if (a.ClientCert == "") != (a.ClientKey == "") {
+		return AdminTarget{}, Usagef("give --client-cert and --client-key together")
+	}
+	if a.ClientCert != "" || a.CA != "" {
+		tlsc = transport.ClientConfig{CAFile: a.CA, CertFile: a.ClientCert, KeyFile: a.ClientKey}
+		if tlsc.CAFile == "" && info != nil && info.CertFile != "" {
+			tlsc.CAFile = info.CertFile
+		}
+		if tlsc.CAFile == "" {
+			return AdminTarget{}, Usagef("give --ca FILE: how to trust the %s's admin certificate", a.What)
+		}
+	} else if info != nil && info.AdminTLS {
+		return AdminTarget{}, Usagef("the %s's admin listener requires a client certificate: give --client-cert FILE and --client-key FILE", a.What)
 	}
 	tokenFile := a.TokenFile
 	if tokenFile == "" {
 		if a.DataDir == "" {
-			return nil, "", Usagef("give --token-file FILE or --data DIR (the %s's data directory, holding %s)", a.What, transport.TokenFile)
+			return AdminTarget{}, Usagef("give --token-file FILE or --data DIR (the %s's data directory, holding %s)", a.What, transport.TokenFile)
 		}
 		tokenFile = filepath.Join(a.DataDir, transport.TokenFile)
 	}
 	tok, err := transport.ReadToken(tokenFile)
 	if err != nil {
-		return nil, "", err
+		return AdminTarget{}, err
 	}
 	if tok == "" {
-		return nil, "", fmt.Errorf("admin token file %s is empty", tokenFile)
+		return AdminTarget{}, fmt.Errorf("admin token file %s is empty", tokenFile)
 	}
-	conn, err := transport.DialAdmin(addr, tok)
+	return AdminTarget{Addr: addr, Token: tok, TLS: tlsc}, nil
+}
+
+// Dial connects to the admin listener with the token.
+func (a *AdminFlags) Dial(inv *Invocation) (*grpc.ClientConn, string, error) {
+	t, err := a.Target(inv)
 	if err != nil {
 		return nil, "", err
 	}
-	return conn, addr, nil
+	conn, err := transport.DialAdminTLS(t.Addr, t.Token, t.TLS)
+	if err != nil {
+		return nil, "", err
+	}
+	return conn, t.Addr, nil
 }

@@ -62,8 +62,18 @@ func ServeRows(t *Table, what string, info *ServeInfo) {
 	if !info.TLS {
 		mode = "plaintext, loopback only"
 	}
+	switch info.ClientAuth {
+	case "merchants":
+		mode += ", client certificate required for deposits and checks"
+	case "all":
+		mode += ", client certificate required"
+	}
 	t.Row(what+" address:", fmt.Sprintf("%s (%s)", info.Addr, mode))
-	t.Row("admin address:", info.AdminAddr+" (loopback, token required)")
+	if info.AdminTLS {
+		t.Row("admin address:", info.AdminAddr+" (TLS, client certificate and token required)")
+	} else {
+		t.Row("admin address:", info.AdminAddr+" (loopback, token required)")
+	}
 	if info.TLS {
 		t.Row("TLS certificate:", info.CertFile)
 		t.Row("SHA-256 fingerprint:", info.Fingerprint)

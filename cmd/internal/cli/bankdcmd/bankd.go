@@ -49,7 +49,8 @@ bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
 bankd admin --data ./bank credit --account 1000 --amount EUR:100.00
 bankd admin --data ./bank balance --account 1000
 bankd config check /etc/blindbank/bankd.json
-bankd keys show --data ./bank`,
+bankd keys show --data ./bank
+bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25`,
 		Sub: []*cli.Command{serveCommand(), adminCommand(), configCommand(), keysCommand()},
 	}
 }
@@ -70,6 +71,14 @@ later starts load them, and --currency, --rsa-bits, --cipher and
 encrypted at rest under the passphrase in that file, and an encrypted key
 file needs it to start; a key file in clear still loads, with a warning
 ('bankd keys encrypt' converts it).
+
+With --tls-cert and --tls-key it serves that certificate instead of the
+self-signed one. --client-ca makes merchants' deposits and checks (or, with
+--client-auth all, every call) need a client certificate signed by a CA in
+that file; --admin-client-ca puts the admin listener on TLS, requiring a
+client certificate from those CAs besides the token. The certificate, key
+and CA files are reloaded when they change on disk: renew them in place,
+no restart (connections already open keep their certificate).
 
 Once listening it prints the addresses, the certificate file and its SHA-256
 fingerprint (clients pin it or trust the file) and the token file, and writes
@@ -128,7 +137,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			}
 			n, err := node.StartBank(node.BankConfig{
 				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store,
-				KeyPassphrase: keyOpts.Passphrase,
+				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(),
 			})
 			if err != nil {
 				return cli.LockHint(keyFileError(err), "is another bankd serving "+data+"?")
@@ -139,6 +148,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				ServeInfo: cli.ServeInfo{
 					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !cfg.Plaintext, CertFile: n.CertFile,
 					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
+					AdminTLS: n.AdminTLS,
 				},
 				KeysFile: keysPath, Keys: "loaded", KeysEncrypted: kinfo.Encrypted, Currency: ks.Currency,
 				MasterKey: hex.EncodeToString(ks.MasterPub), BankID: ks.BankID().String(),
@@ -146,6 +156,9 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			}
 			if n.KeysCreated {
 				info.Keys = "created"
+			}
+			if cfg.ClientAuth != config.ClientAuthNone {
+				info.ClientAuth = cfg.ClientAuth
 			}
 			for _, d := range ks.Denominations {
 				info.Denominations = append(info.Denominations, d.Value.String())
@@ -236,7 +249,10 @@ there), or --admin ADDR and --token-file FILE.`,
 		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
 bankd admin --admin 127.0.0.1:7444 --token-file ./bank/admin.token balance --account 1000
 bankd admin --data ./bank set-limits --account 1000 --per-transaction EUR:50.00 --per-day EUR:200.00
-bankd admin --data ./bank unlock --account 1000`,
+bankd admin --data ./bank unlock --account 1000
+bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25
+bankd admin --admin bank.internal:7444 --token-file admin.token --ca bank-ca.pem \
+    --client-cert operator.crt --client-key operator.key balance --account 1000`,
 		Flags: admin.Register,
 		Sub: []*cli.Command{
 			openAccountCommand(admin),
@@ -244,6 +260,7 @@ bankd admin --data ./bank unlock --account 1000`,
 			balanceCommand(admin),
 			setLimitsCommand(admin),
 			unlockCommand(admin),
+			backupCommand(admin),
 		},
 	}
 }
@@ -588,6 +605,62 @@ until the next day (UTC); unlock lifts the lock now.`,
 					Locked  bool   `json:"locked"`
 				}{id, false}
 				return inv.Print(out, func(w io.Writer) { fmt.Fprintf(w, "account %d unlocked\n", id) })
+			})
+		},
+	}
+}
+
+func backupCommand(a *cli.AdminFlags) *cli.Command {
+	var (
+		to      string
+		timeout time.Duration
+	)
+	return &cli.Command{
+		Name:  "backup",
+		Short: "write a consistent checkpoint of the running bank's ledger",
+		Long: `backup asks the running bank for a checkpoint of its ledger (Pebble's
+DB.Checkpoint after flushing the write-ahead log) in the directory --to, on
+the bank's host, while it keeps serving. Every operation acknowledged before
+the command started is in it. --to must not exist; its parent must. The bank
+writes the checkpoint beside it, checks it (its balances sum to zero) and
+renames it into place, so --to holds a whole checkpoint or nothing. A
+relative --to is taken relative to this command's working directory.
+
+On the same file system as the ledger the checkpoint's tables are hard links:
+quick and small at first, but they keep old tables alive as the bank
+compacts. Copy it elsewhere (tar, rsync) and delete it. To restore, stop the
+bank and put the checkpoint in place of DIR/ledger (docs/OPERATIONS.md).
+
+The key file is not part of it: back up DIR/keys.json on its own. A bank
+whose ledger is in PostgreSQL refuses: back up the database with
+pg_basebackup or pg_dump.`,
+		Example: `bankd admin --data /var/lib/blindbank backup --to /var/backups/blindbank/ledger-$(date +%Y%m%dT%H%M%S)`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&to, "to", "", "the checkpoint `DIR` to create on the bank's host (required; must not exist)")
+			fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION`")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if to == "" {
+				return cli.Usagef("--to DIR is required")
+			}
+			t, err := a.Target(inv)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			res, err := node.AdminClient{Addr: t.Addr, Token: t.Token, TLS: t.TLS}.RequestBackup(ctx, to)
+			if err != nil {
+				return err
+			}
+			return inv.Print(res, func(w io.Writer) {
+				tb := cli.NewTable(w)
+				tb.Row("backup:", res.Path)
+				tb.Row("size:", fmt.Sprintf("%d files, %d bytes", res.Files, res.Bytes))
+				tb.Row("ledger:", fmt.Sprintf("%d accounts, balances sum to zero", res.Accounts))
+				tb.Row("as of:", fmt.Sprintf("%s (everything acknowledged before is in it)", cli.FormatTime(res.Started)))
+				tb.Row("took:", fmt.Sprintf("%.2fs", res.Seconds))
+				tb.Flush()
 			})
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,12 +77,26 @@ its zero value means the default shown. Unknown fields are errors.
     "data": "/var/lib/blindbank",      data directory; no default: required here,
                                        by --data or $` + config.EnvData + `
     "listen": "127.0.0.1:7443",        public gRPC address
-    "admin_listen": "127.0.0.1:7444",  admin address; loopback only
+    "admin_listen": "127.0.0.1:7444",  admin address; loopback only, unless
+                                       admin_client_ca_file is set
     "plaintext": false,                no TLS on the public listener; loopback only
     "key_passphrase_file": "",         file holding the passphrase of keys.json;
                                        none: keys.json in clear (bankd warns)
     "log_format": "text",              text or json
     "log_level": "info",               debug, info, warn or error
+    "store": "",                       none: Pebble in DATA/ledger; or a
+                                       postgres:// URL shared by replicas
+    "tls_cert_file": "",               the listeners' certificate and key (PEM);
+    "tls_key_file": "",                none: DATA/tls.crt and DATA/tls.key,
+                                       self-signed, made if missing
+    "client_ca_file": "",              CAs of client certificates on the public
+                                       listener; none: no client certificates
+    "client_auth": "",                 none, merchants (deposits and checks) or
+                                       all; none given: merchants with a
+                                       client_ca_file, else none
+    "admin_client_ca_file": "",        CAs of admin client certificates; if set
+                                       the admin listener serves TLS and needs
+                                       one besides the token
 
     "currency": "EUR",                 these five shape a new bank's keys (first
     "rsa_bits": 2048,                  start, or 'bankd keys generate'); once the
@@ -95,6 +110,7 @@ with the "cipher" unless it names its own; none means powers of two from
 0.01 to 81.92. "master_public_key" (hex, from 'bankd keys new-master') makes
 the keys for a master key kept offline; none means the bank makes and holds
 its own. Relative paths are relative to the config file's directory.
+The certificate, key and CA files are reloaded when they change on disk.
 
 ` + precedence,
 		Example: `bankd config check /etc/blindbank/bankd.json
@@ -169,6 +185,12 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("key_passphrase_file", eff.KeyPassphraseFile)
 				row("log_format", eff.LogFormat)
 				row("log_level", eff.LogLevel)
+				row("store", redactStore(eff.Store))
+				row("tls_cert_file", eff.TLSCertFile)
+				row("tls_key_file", eff.TLSKeyFile)
+				row("client_ca_file", eff.ClientCAFile)
+				row("client_auth", eff.ClientAuth)
+				row("admin_client_ca_file", eff.AdminClientCAFile)
 				t.Flush()
 			})
 		},
@@ -181,4 +203,15 @@ func encryptedText(info bank.KeyFileInfo) string {
 		return "encrypted, " + info.KDF
 	}
 	return "NOT encrypted"
+}
+
+// redactStore hides a password in a PostgreSQL connection string.
+func redactStore(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return s
 }

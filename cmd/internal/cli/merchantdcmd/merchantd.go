@@ -99,7 +99,7 @@ func serveCommand() *cli.Command {
 		plaintext                                               bool
 		logf                                                    cli.LogFlags
 	)
-	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank"}
+	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank", WithClientCert: true}
 	return &cli.Command{
 		Name:  "serve",
 		Short: "run the merchant node until interrupted",
@@ -109,8 +109,9 @@ func serveCommand() *cli.Command {
 start, like the self-signed TLS certificate DIR/tls.crt).
 
 It connects to the bank at --bank, trusting it by one of --bank-ca,
---bank-pin or --bank-plaintext, and deposits payments into merchant account
---account. Once listening it prints the addresses, the certificate and its
+--bank-pin or --bank-plaintext (and presenting --bank-client-cert and
+--bank-client-key to a bank that requires a client certificate), and
+deposits payments into merchant account --account. Once listening it prints the addresses, the certificate and its
 SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
 and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
 SIGINT or SIGTERM stops it gracefully.
