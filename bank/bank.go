@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -153,6 +154,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
 		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
+		Log: auditlog.Withdraw{Account: req.Account, Amount: total, RequestHash: reqHash, Issued: denomCounts(keys)},
 	})
 	if err != nil {
 		return nil, err
@@ -310,6 +312,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	stored, err := b.store.Deposit(ctx, DepositOp{
 		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(total.Value),
 		Coins: coins, Receipt: rcpt.Encode(), Time: now,
+		Log: auditlog.Deposit{Merchant: pr.MerchantAccount, Amount: total, PaymentHash: prHash, Coins: spentCoins(coins, keys)},
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {
@@ -421,6 +424,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
 		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
+		Log: auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys)},
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {
@@ -529,7 +533,8 @@ func (b *Bank) Credit(ctx context.Context, account uint64, amount ecash.Amount, 
 	if len(memo) > 256 || len(reference) > 128 {
 		return ecash.Amount{}, fmt.Errorf("%w: memo or reference too long", ecash.ErrMalformed)
 	}
-	bal, err := b.store.Credit(ctx, CreditOp{Account: account, Amount: int64(amount.Value), Memo: memo, Reference: reference, Time: b.now()})
+	bal, err := b.store.Credit(ctx, CreditOp{Account: account, Amount: int64(amount.Value), Memo: memo, Reference: reference, Time: b.now(),
+		Log: auditlog.Credit{Account: account, Amount: amount, Reference: auditlog.OptionalHash(reference)}})
 	if err != nil {
 		return ecash.Amount{}, err
 	}

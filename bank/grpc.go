@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,6 +22,58 @@ type publicServer struct {
 
 // PublicServer returns the wallet- and merchant-facing gRPC service.
 func (b *Bank) PublicServer() pb.BankServer { return &publicServer{b: b} }
+
+// Register registers the bank's public services on s: Bank and AuditLog.
+func (b *Bank) Register(s *grpc.Server) {
+	pb.RegisterBankServer(s, b.PublicServer())
+	pb.RegisterAuditLogServer(s, &logServer{b: b})
+}
+
+// logServer is the AuditLog service.
+type logServer struct {
+	pb.UnimplementedAuditLogServer
+	b *Bank
+}
+
+func (s *logServer) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
+	cp, err := s.b.Checkpoint(ctx)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.GetCheckpointResponse{Checkpoint: cp}, nil
+}
+
+func (s *logServer) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesRequest) (*pb.GetLogEntriesResponse, error) {
+	es, err := s.b.LogEntries(ctx, req.From, int(min(req.Count, MaxLogRead)))
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.GetLogEntriesResponse{Entries: es}, nil
+}
+
+func (s *logServer) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.LogProof, error) {
+	p, err := s.b.InclusionProof(ctx, req.Index, req.TreeSize)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return logProof(p), nil
+}
+
+func (s *logServer) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.LogProof, error) {
+	p, err := s.b.ConsistencyProof(ctx, req.OldSize, req.NewSize)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return logProof(p), nil
+}
+
+func logProof(hs []tlog.Hash) *pb.LogProof {
+	out := &pb.LogProof{Hashes: make([][]byte, len(hs))}
+	for i := range hs {
+		out.Hashes[i] = hs[i][:]
+	}
+	return out
+}
 
 func (s *publicServer) GetKeys(context.Context, *pb.GetKeysRequest) (*pb.GetKeysResponse, error) {
 	return &pb.GetKeysResponse{SignedKeyset: s.b.signed}, nil
@@ -50,11 +104,20 @@ func (s *publicServer) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*
 }
 
 func (s *publicServer) Deposit(ctx context.Context, req *pb.DepositRequest) (*pb.DepositResponse, error) {
-	_, raw, err := s.b.Deposit(ctx, req.PaymentRequest, req.MerchantSig, req.SealedPayment)
+	rcpt, raw, err := s.b.Deposit(ctx, req.PaymentRequest, req.MerchantSig, req.SealedPayment)
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	return &pb.DepositResponse{Receipt: raw}, nil
+	return s.depositResponse(ctx, raw, rcpt.PaymentHash)
+}
+
+// depositResponse is a receipt with its audit-log index.
+func (s *publicServer) depositResponse(ctx context.Context, receipt []byte, payment ecash.Hash) (*pb.DepositResponse, error) {
+	index, err := s.b.LogIndex(ctx, payment)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.DepositResponse{Receipt: receipt, LogIndex: index}, nil
 }
 
 func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapResponse, error) {
@@ -62,7 +125,11 @@ func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapR
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	return &pb.SwapResponse{BlindSignatures: sigs}, nil
+	index, err := s.b.LogIndex(ctx, ecash.HashOf(req.Body))
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.SwapResponse{BlindSignatures: sigs, LogIndex: index}, nil
 }
 
 func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSignaturesRequest) (*pb.IssuedSignaturesResponse, error) {
@@ -118,7 +185,7 @@ func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusR
 	if !found {
 		return nil, status.Error(codes.NotFound, "bank: payment request not paid")
 	}
-	return &pb.DepositResponse{Receipt: receipt}, nil
+	return s.depositResponse(ctx, receipt, h)
 }
 
 func (s *publicServer) SubmitCheck(ctx context.Context, req *pb.SubmitCheckRequest) (*pb.CheckResult, error) {
@@ -126,7 +193,7 @@ func (s *publicServer) SubmitCheck(ctx context.Context, req *pb.SubmitCheckReque
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock}, nil
+	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock, LogIndex: r.LogIndex}, nil
 }
 
 func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusRequest) (*pb.CheckResult, error) {
@@ -134,7 +201,7 @@ func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusReque
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock}, nil
+	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock, LogIndex: r.LogIndex}, nil
 }
 
 func (s *publicServer) GetStatement(ctx context.Context, req *pb.GetStatementRequest) (*pb.GetStatementResponse, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 )
@@ -28,6 +29,7 @@ const LowBalance = 1000
 type CheckResult struct {
 	Receipt       []byte // "signed-epo-receipt"
 	CustomerBlock []byte // sealed to the customer's reply key
+	LogIndex      int64  // the decision's audit-log entry (0: not logged)
 }
 
 // SubmitCheck decides an endorsed EPO. It verifies the merchant's and the
@@ -69,7 +71,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		if out.EPOHash != epo.Hash() {
 			return nil, ErrEPOIDConflict
 		}
-		return b.checkResult(out, priv)
+		return b.checkResult(ctx, out, priv)
 	}
 	customer, err := b.store.Account(ctx, priv.Account)
 	if errors.Is(err, ErrNoAccount) || (err == nil && (customer.Key == nil || customer.Merchant)) {
@@ -121,6 +123,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		Approved: receipts[CheckApproved], DeclinedFunds: receipts[CheckDeclinedFunds],
 		DeclinedLimit: receipts[CheckDeclinedLimit], DeclinedLocked: receipts[CheckDeclinedLocked],
 		Record: raw, Time: now,
+		Log: auditlog.Check{EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount, Amount: epo.Price},
 	})
 	if err != nil {
 		return nil, err
@@ -129,11 +132,11 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		b.metrics.checks.WithLabelValues(out.Outcome).Inc()
 	}
 	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
-	return b.checkResult(out, priv)
+	return b.checkResult(ctx, out, priv)
 }
 
 // checkResult seals the customer-only block for a recorded outcome.
-func (b *Bank) checkResult(out CheckOutcome, priv *echeck.EPOPrivate) (*CheckResult, error) {
+func (b *Bank) checkResult(ctx context.Context, out CheckOutcome, priv *echeck.EPOPrivate) (*CheckResult, error) {
 	r, err := echeck.DecodeReceipt(out.Receipt)
 	if err != nil {
 		return nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
@@ -143,7 +146,11 @@ func (b *Bank) checkResult(out CheckOutcome, priv *echeck.EPOPrivate) (*CheckRes
 	if err != nil {
 		return nil, err
 	}
-	return &CheckResult{Receipt: out.Receipt, CustomerBlock: sealed}, nil
+	index, err := b.LogIndex(ctx, out.EPOHash)
+	if err != nil {
+		return nil, err
+	}
+	return &CheckResult{Receipt: out.Receipt, CustomerBlock: sealed, LogIndex: index}, nil
 }
 
 // CheckStatus answers a status query signed by the EPO's customer or
@@ -182,7 +189,7 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
-	return b.checkResult(out, priv)
+	return b.checkResult(ctx, out, priv)
 }
 
 // ErrNoCheck: no decision is recorded for an EPOID.

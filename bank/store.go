@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -87,6 +90,7 @@ type CreditOp struct {
 	Memo      string
 	Reference string // idempotency key; empty: none
 	Time      time.Time
+	Log       auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // WithdrawOp debits an account for blind signatures the service already made.
@@ -98,6 +102,7 @@ type WithdrawOp struct {
 	Blinded     []ecash.Hash // SHA-256 of each planchet's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS planchets: each nonce locked to its blinded message
 	Time        time.Time
+	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // NonceLock binds a denomination's nonce to the one blinded message the bank
@@ -124,6 +129,7 @@ type DepositOp struct {
 	Coins       []SpentCoin
 	Receipt     []byte // the signed receipt to store and return
 	Time        time.Time
+	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // SwapOp spends coins the service already verified and records blind
@@ -137,6 +143,7 @@ type SwapOp struct {
 	Blinded     []ecash.Hash // SHA-256 of each output's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS outputs: shared with withdrawals
 	Time        time.Time
+	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // Issued is a blind signature the bank issued, found by the hash of the
@@ -148,6 +155,9 @@ type Issued struct {
 	Request ecash.Hash // the withdraw or swap request hash
 	Account uint64     // for withdrawals: the account debited
 }
+
+// MaxLogRead bounds the entries one LogEntries call returns.
+const MaxLogRead = 1024
 
 // KindSwap names swaps in Issued (swaps post nothing to the ledger).
 const KindSwap = "swap"
@@ -171,6 +181,7 @@ type CheckOp struct {
 	DeclinedLocked []byte // account locked
 	Record         []byte // the endorsement (with the signed EPO): the evidence
 	Time           time.Time
+	Log            auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // Check outcomes.
@@ -194,6 +205,18 @@ type CheckOutcome struct {
 	Time       time.Time
 }
 
+// CheckLog fills in the outcome of a check's audit-log entry, which the
+// store decides: log is nil or an auditlog.Check.
+func CheckLog(log auditlog.Op, outcome string) auditlog.Op {
+	c, ok := log.(auditlog.Check)
+	if !ok {
+		return log
+	}
+	// An unknown outcome leaves the zero Outcome, which the log refuses.
+	c.Outcome, _ = auditlog.ParseOutcome(outcome)
+	return c
+}
+
 // ErrEPOIDConflict refuses a different EPO under an EPOID already decided.
 var ErrEPOIDConflict = errors.New("bank: EPOID already used for another payment order")
 
@@ -210,7 +233,8 @@ func (e *SpentError) Error() string {
 
 func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpend }
 
-// Store is the bank's durable state. Its contract:
+// Store is the bank's durable state, with its audit log (bank/auditlog):
+// an append-only Merkle log of every state change. Its contract:
 //
 //   - Every mutating call is atomic: it applies completely or not at all.
 //   - A mutating call returns only after its effect is durable (synced);
@@ -234,6 +258,13 @@ func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpe
 //   - A call whose ctx is done before the store takes it up changes nothing
 //     and returns ctx.Err(); once taken up it completes, durably.
 //   - Calls after Close return ErrStoreClosed.
+//   - The audit log: a mutation whose op carries Log appends it as one
+//     entry, in the same atomic commit as the change, at the next index;
+//     OpenAccount always appends an AccountOpened entry, and Check fills in
+//     its Check entry's outcome. A refusal or a replay appends nothing. A
+//     Log the log refuses (auditlog.ErrInvalidEntry) refuses the op,
+//     ErrInvalidOp, changing nothing. Entries and the stored Merkle hashes
+//     never change once committed.
 type Store interface {
 	// OpenAccount creates an account for key. ErrKeyInUse if key has one.
 	OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error)
@@ -304,6 +335,21 @@ type Store interface {
 	AuthFailure(ctx context.Context, id uint64, now time.Time) (locked bool, err error)
 	// Unlock clears an account's failed authentications.
 	Unlock(ctx context.Context, id uint64) error
+	// PublishKeySet appends a KeySet entry with signed, unless the newest
+	// KeySet entry holds the same bytes (a restart publishes nothing new).
+	PublishKeySet(ctx context.Context, signed []byte, at time.Time) error
+	// LogIndex returns the index of the entry logged for a deposit (by
+	// payment hash), a withdrawal or swap (by request hash) or a check (by
+	// EPO hash); found is false if there is none.
+	LogIndex(ctx context.Context, ref ecash.Hash) (index int64, found bool, err error)
+	// LogSize returns the number of committed log entries.
+	LogSize(ctx context.Context) (int64, error)
+	// LogEntries returns up to n encoded entries from index from on (fewer
+	// at the end of the log; n at most MaxLogRead).
+	LogEntries(ctx context.Context, from int64, n int) ([][]byte, error)
+	// LogHashes returns the committed stored hashes at the given tlog
+	// stored-hash indexes (for tree hashes and proofs).
+	LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	// Totals returns every account's balance (for audits: they sum to zero).
 	Totals(ctx context.Context) (map[uint64]int64, error)
 	// Close waits for in-flight commits and releases the store.

@@ -25,6 +25,330 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_bank_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{0}
+}
+
+type GetCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    []byte                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // signed note
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_bank_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetCheckpointResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type GetLogEntriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          int64                  `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogEntriesRequest) Reset() {
+	*x = GetLogEntriesRequest{}
+	mi := &file_bank_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogEntriesRequest) ProtoMessage() {}
+
+func (x *GetLogEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogEntriesRequest.ProtoReflect.Descriptor instead.
+func (*GetLogEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetLogEntriesRequest) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *GetLogEntriesRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type GetLogEntriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // encoded entries, from index from on
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLogEntriesResponse) Reset() {
+	*x = GetLogEntriesResponse{}
+	mi := &file_bank_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLogEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLogEntriesResponse) ProtoMessage() {}
+
+func (x *GetLogEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLogEntriesResponse.ProtoReflect.Descriptor instead.
+func (*GetLogEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetLogEntriesResponse) GetEntries() [][]byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type GetInclusionProofRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	TreeSize      int64                  `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInclusionProofRequest) Reset() {
+	*x = GetInclusionProofRequest{}
+	mi := &file_bank_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInclusionProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInclusionProofRequest) ProtoMessage() {}
+
+func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
+func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetInclusionProofRequest) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GetInclusionProofRequest) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+type GetConsistencyProofRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OldSize       int64                  `protobuf:"varint,1,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	NewSize       int64                  `protobuf:"varint,2,opt,name=new_size,json=newSize,proto3" json:"new_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsistencyProofRequest) Reset() {
+	*x = GetConsistencyProofRequest{}
+	mi := &file_bank_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsistencyProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsistencyProofRequest) ProtoMessage() {}
+
+func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
+func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetConsistencyProofRequest) GetOldSize() int64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofRequest) GetNewSize() int64 {
+	if x != nil {
+		return x.NewSize
+	}
+	return 0
+}
+
+type LogProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hashes        [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"` // 32 bytes each
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogProof) Reset() {
+	*x = LogProof{}
+	mi := &file_bank_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogProof) ProtoMessage() {}
+
+func (x *LogProof) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogProof.ProtoReflect.Descriptor instead.
+func (*LogProof) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LogProof) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
 type SubmitCheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Endorsement   []byte                 `protobuf:"bytes,1,opt,name=endorsement,proto3" json:"endorsement,omitempty"` // "signed-endorsement"
@@ -34,7 +358,7 @@ type SubmitCheckRequest struct {
 
 func (x *SubmitCheckRequest) Reset() {
 	*x = SubmitCheckRequest{}
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +370,7 @@ func (x *SubmitCheckRequest) String() string {
 func (*SubmitCheckRequest) ProtoMessage() {}
 
 func (x *SubmitCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +383,7 @@ func (x *SubmitCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCheckRequest.ProtoReflect.Descriptor instead.
 func (*SubmitCheckRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{0}
+	return file_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitCheckRequest) GetEndorsement() []byte {
@@ -73,13 +397,14 @@ type CheckResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                                  // "signed-epo-receipt"
 	CustomerBlock []byte                 `protobuf:"bytes,2,opt,name=customer_block,json=customerBlock,proto3" json:"customer_block,omitempty"` // HPKE-sealed "customer-block", for the customer only
+	LogIndex      int64                  `protobuf:"varint,3,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`               // the decision's audit-log entry (0: not logged)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +416,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +429,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{1}
+	return file_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckResult) GetReceipt() []byte {
@@ -121,6 +446,13 @@ func (x *CheckResult) GetCustomerBlock() []byte {
 	return nil
 }
 
+func (x *CheckResult) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
 type CheckStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Query         []byte                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"` // "signed-status-query"
@@ -130,7 +462,7 @@ type CheckStatusRequest struct {
 
 func (x *CheckStatusRequest) Reset() {
 	*x = CheckStatusRequest{}
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -142,7 +474,7 @@ func (x *CheckStatusRequest) String() string {
 func (*CheckStatusRequest) ProtoMessage() {}
 
 func (x *CheckStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -155,7 +487,7 @@ func (x *CheckStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckStatusRequest.ProtoReflect.Descriptor instead.
 func (*CheckStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{2}
+	return file_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckStatusRequest) GetQuery() []byte {
@@ -174,7 +506,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +518,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +531,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{3}
+	return file_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetStatementRequest) GetRequest() []byte {
@@ -218,7 +550,7 @@ type GetStatementResponse struct {
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +562,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +575,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{4}
+	return file_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetStatementResponse) GetStatement() []byte {
@@ -261,7 +593,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +605,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +618,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{5}
+	return file_bank_proto_rawDescGZIP(), []int{12}
 }
 
 type GetKeysResponse struct {
@@ -298,7 +630,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +642,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +655,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetKeysResponse) GetSignedKeyset() []byte {
@@ -342,7 +674,7 @@ type PrepareWithdrawRequest struct {
 
 func (x *PrepareWithdrawRequest) Reset() {
 	*x = PrepareWithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +686,7 @@ func (x *PrepareWithdrawRequest) String() string {
 func (*PrepareWithdrawRequest) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +699,7 @@ func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PrepareWithdrawRequest) GetItems() []*PrepareWithdrawRequest_Item {
@@ -386,7 +718,7 @@ type PrepareWithdrawResponse struct {
 
 func (x *PrepareWithdrawResponse) Reset() {
 	*x = PrepareWithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +730,7 @@ func (x *PrepareWithdrawResponse) String() string {
 func (*PrepareWithdrawResponse) ProtoMessage() {}
 
 func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +743,7 @@ func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawResponse.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PrepareWithdrawResponse) GetAnswers() [][]byte {
@@ -431,7 +763,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +775,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +788,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WithdrawRequest) GetBody() []byte {
@@ -482,7 +814,7 @@ type WithdrawResponse struct {
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +826,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +839,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WithdrawResponse) GetBlindSignatures() [][]byte {
@@ -528,7 +860,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +872,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +885,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DepositRequest) GetPaymentRequest() []byte {
@@ -578,15 +910,18 @@ func (x *DepositRequest) GetSealedPayment() []byte {
 }
 
 type DepositResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"` // "signed-deposit-receipt"
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Receipt []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"` // "signed-deposit-receipt"
+	// The deposit's audit-log entry (AuditLog service). 0: not logged (entry 0
+	// is always the bank's first key set).
+	LogIndex      int64 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DepositResponse) Reset() {
 	*x = DepositResponse{}
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +933,7 @@ func (x *DepositResponse) String() string {
 func (*DepositResponse) ProtoMessage() {}
 
 func (x *DepositResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +946,7 @@ func (x *DepositResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositResponse.ProtoReflect.Descriptor instead.
 func (*DepositResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{12}
+	return file_bank_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DepositResponse) GetReceipt() []byte {
@@ -619,6 +954,13 @@ func (x *DepositResponse) GetReceipt() []byte {
 		return x.Receipt
 	}
 	return nil
+}
+
+func (x *DepositResponse) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
 }
 
 type SwapRequest struct {
@@ -630,7 +972,7 @@ type SwapRequest struct {
 
 func (x *SwapRequest) Reset() {
 	*x = SwapRequest{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +984,7 @@ func (x *SwapRequest) String() string {
 func (*SwapRequest) ProtoMessage() {}
 
 func (x *SwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +997,7 @@ func (x *SwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapRequest.ProtoReflect.Descriptor instead.
 func (*SwapRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SwapRequest) GetBody() []byte {
@@ -668,13 +1010,14 @@ func (x *SwapRequest) GetBody() []byte {
 type SwapResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	BlindSignatures [][]byte               `protobuf:"bytes,1,rep,name=blind_signatures,json=blindSignatures,proto3" json:"blind_signatures,omitempty"` // in output order
+	LogIndex        int64                  `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`                     // the swap's audit-log entry (0: not logged)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SwapResponse) Reset() {
 	*x = SwapResponse{}
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1029,7 @@ func (x *SwapResponse) String() string {
 func (*SwapResponse) ProtoMessage() {}
 
 func (x *SwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1042,7 @@ func (x *SwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapResponse.ProtoReflect.Descriptor instead.
 func (*SwapResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14}
+	return file_bank_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SwapResponse) GetBlindSignatures() [][]byte {
@@ -707,6 +1050,13 @@ func (x *SwapResponse) GetBlindSignatures() [][]byte {
 		return x.BlindSignatures
 	}
 	return nil
+}
+
+func (x *SwapResponse) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
 }
 
 type IssuedSignaturesRequest struct {
@@ -718,7 +1068,7 @@ type IssuedSignaturesRequest struct {
 
 func (x *IssuedSignaturesRequest) Reset() {
 	*x = IssuedSignaturesRequest{}
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1080,7 @@ func (x *IssuedSignaturesRequest) String() string {
 func (*IssuedSignaturesRequest) ProtoMessage() {}
 
 func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1093,7 @@ func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesRequest.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{15}
+	return file_bank_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IssuedSignaturesRequest) GetBlindedHashes() [][]byte {
@@ -762,7 +1112,7 @@ type IssuedSignaturesResponse struct {
 
 func (x *IssuedSignaturesResponse) Reset() {
 	*x = IssuedSignaturesResponse{}
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1124,7 @@ func (x *IssuedSignaturesResponse) String() string {
 func (*IssuedSignaturesResponse) ProtoMessage() {}
 
 func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1137,7 @@ func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesResponse.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{16}
+	return file_bank_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IssuedSignaturesResponse) GetBlindSignatures() [][]byte {
@@ -806,7 +1156,7 @@ type CoinsSpentRequest struct {
 
 func (x *CoinsSpentRequest) Reset() {
 	*x = CoinsSpentRequest{}
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1168,7 @@ func (x *CoinsSpentRequest) String() string {
 func (*CoinsSpentRequest) ProtoMessage() {}
 
 func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1181,7 @@ func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentRequest.ProtoReflect.Descriptor instead.
 func (*CoinsSpentRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{17}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
@@ -850,7 +1200,7 @@ type CoinsSpentResponse struct {
 
 func (x *CoinsSpentResponse) Reset() {
 	*x = CoinsSpentResponse{}
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1212,7 @@ func (x *CoinsSpentResponse) String() string {
 func (*CoinsSpentResponse) ProtoMessage() {}
 
 func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1225,7 @@ func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentResponse.ProtoReflect.Descriptor instead.
 func (*CoinsSpentResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{18}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CoinsSpentResponse) GetSpent() []bool {
@@ -894,7 +1244,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1256,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1269,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{19}
+	return file_bank_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -939,7 +1289,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1301,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1314,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{20}
+	return file_bank_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -985,7 +1335,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1347,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1360,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{21}
+	return file_bank_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -1042,7 +1392,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1404,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1417,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{22}
+	return file_bank_proto_rawDescGZIP(), []int{29}
 }
 
 type UnlockRequest struct {
@@ -1079,7 +1429,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1441,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1454,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{23}
+	return file_bank_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -1122,7 +1472,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1484,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1497,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{24}
+	return file_bank_proto_rawDescGZIP(), []int{31}
 }
 
 type OpenAccountRequest struct {
@@ -1161,7 +1511,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1523,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1536,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{25}
+	return file_bank_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -1219,7 +1569,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1581,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1594,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{26}
+	return file_bank_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1268,7 +1618,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1630,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1643,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{27}
+	return file_bank_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -1333,7 +1683,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1695,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1708,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{28}
+	return file_bank_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -1378,7 +1728,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1740,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1753,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{29}
+	return file_bank_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -1434,7 +1784,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1796,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1809,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{30}
+	return file_bank_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -1522,7 +1872,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1884,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1897,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -1630,7 +1980,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1992,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +2005,7 @@ func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest_Item.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest_Item) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7, 0}
+	return file_bank_proto_rawDescGZIP(), []int{14, 0}
 }
 
 func (x *PrepareWithdrawRequest_Item) GetDenomination() []byte {
@@ -1677,12 +2027,31 @@ var File_bank_proto protoreflect.FileDescriptor
 const file_bank_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"bank.proto\x12\fblindbank.v1\"6\n" +
+	"bank.proto\x12\fblindbank.v1\"\x16\n" +
+	"\x14GetCheckpointRequest\"7\n" +
+	"\x15GetCheckpointResponse\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\fR\n" +
+	"checkpoint\"@\n" +
+	"\x14GetLogEntriesRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x03R\x04from\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"1\n" +
+	"\x15GetLogEntriesResponse\x12\x18\n" +
+	"\aentries\x18\x01 \x03(\fR\aentries\"M\n" +
+	"\x18GetInclusionProofRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x03R\btreeSize\"R\n" +
+	"\x1aGetConsistencyProofRequest\x12\x19\n" +
+	"\bold_size\x18\x01 \x01(\x03R\aoldSize\x12\x19\n" +
+	"\bnew_size\x18\x02 \x01(\x03R\anewSize\"\"\n" +
+	"\bLogProof\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"6\n" +
 	"\x12SubmitCheckRequest\x12 \n" +
-	"\vendorsement\x18\x01 \x01(\fR\vendorsement\"N\n" +
+	"\vendorsement\x18\x01 \x01(\fR\vendorsement\"k\n" +
 	"\vCheckResult\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
-	"\x0ecustomer_block\x18\x02 \x01(\fR\rcustomerBlock\"*\n" +
+	"\x0ecustomer_block\x18\x02 \x01(\fR\rcustomerBlock\x12\x1b\n" +
+	"\tlog_index\x18\x03 \x01(\x03R\blogIndex\"*\n" +
 	"\x12CheckStatusRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\fR\x05query\"/\n" +
 	"\x13GetStatementRequest\x12\x18\n" +
@@ -1708,13 +2077,15 @@ const file_bank_proto_rawDesc = "" +
 	"\x0eDepositRequest\x12'\n" +
 	"\x0fpayment_request\x18\x01 \x01(\fR\x0epaymentRequest\x12!\n" +
 	"\fmerchant_sig\x18\x02 \x01(\fR\vmerchantSig\x12%\n" +
-	"\x0esealed_payment\x18\x03 \x01(\fR\rsealedPayment\"+\n" +
+	"\x0esealed_payment\x18\x03 \x01(\fR\rsealedPayment\"H\n" +
 	"\x0fDepositResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"!\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"!\n" +
 	"\vSwapRequest\x12\x12\n" +
-	"\x04body\x18\x01 \x01(\fR\x04body\"9\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\"V\n" +
 	"\fSwapResponse\x12)\n" +
-	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\"@\n" +
+	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"@\n" +
 	"\x17IssuedSignaturesRequest\x12%\n" +
 	"\x0eblinded_hashes\x18\x01 \x03(\fR\rblindedHashes\"E\n" +
 	"\x18IssuedSignaturesResponse\x12)\n" +
@@ -1786,7 +2157,12 @@ const file_bank_proto_rawDesc = "" +
 	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12J\n" +
 	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
 	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
-	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\x88\x03\n" +
+	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\xec\x02\n" +
+	"\bAuditLog\x12X\n" +
+	"\rGetCheckpoint\x12\".blindbank.v1.GetCheckpointRequest\x1a#.blindbank.v1.GetCheckpointResponse\x12X\n" +
+	"\rGetLogEntries\x12\".blindbank.v1.GetLogEntriesRequest\x1a#.blindbank.v1.GetLogEntriesResponse\x12S\n" +
+	"\x11GetInclusionProof\x12&.blindbank.v1.GetInclusionProofRequest\x1a\x16.blindbank.v1.LogProof\x12W\n" +
+	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof2\x88\x03\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
@@ -1807,79 +2183,94 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_bank_proto_goTypes = []any{
-	(*SubmitCheckRequest)(nil),          // 0: blindbank.v1.SubmitCheckRequest
-	(*CheckResult)(nil),                 // 1: blindbank.v1.CheckResult
-	(*CheckStatusRequest)(nil),          // 2: blindbank.v1.CheckStatusRequest
-	(*GetStatementRequest)(nil),         // 3: blindbank.v1.GetStatementRequest
-	(*GetStatementResponse)(nil),        // 4: blindbank.v1.GetStatementResponse
-	(*GetKeysRequest)(nil),              // 5: blindbank.v1.GetKeysRequest
-	(*GetKeysResponse)(nil),             // 6: blindbank.v1.GetKeysResponse
-	(*PrepareWithdrawRequest)(nil),      // 7: blindbank.v1.PrepareWithdrawRequest
-	(*PrepareWithdrawResponse)(nil),     // 8: blindbank.v1.PrepareWithdrawResponse
-	(*WithdrawRequest)(nil),             // 9: blindbank.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),            // 10: blindbank.v1.WithdrawResponse
-	(*DepositRequest)(nil),              // 11: blindbank.v1.DepositRequest
-	(*DepositResponse)(nil),             // 12: blindbank.v1.DepositResponse
-	(*SwapRequest)(nil),                 // 13: blindbank.v1.SwapRequest
-	(*SwapResponse)(nil),                // 14: blindbank.v1.SwapResponse
-	(*IssuedSignaturesRequest)(nil),     // 15: blindbank.v1.IssuedSignaturesRequest
-	(*IssuedSignaturesResponse)(nil),    // 16: blindbank.v1.IssuedSignaturesResponse
-	(*CoinsSpentRequest)(nil),           // 17: blindbank.v1.CoinsSpentRequest
-	(*CoinsSpentResponse)(nil),          // 18: blindbank.v1.CoinsSpentResponse
-	(*DepositStatusRequest)(nil),        // 19: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 20: blindbank.v1.DoubleSpendDetail
-	(*SetLimitsRequest)(nil),            // 21: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 22: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 23: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 24: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 25: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 26: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 27: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 28: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 29: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 30: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 31: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 32: blindbank.v1.PrepareWithdrawRequest.Item
+	(*GetCheckpointRequest)(nil),        // 0: blindbank.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 1: blindbank.v1.GetCheckpointResponse
+	(*GetLogEntriesRequest)(nil),        // 2: blindbank.v1.GetLogEntriesRequest
+	(*GetLogEntriesResponse)(nil),       // 3: blindbank.v1.GetLogEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 4: blindbank.v1.GetInclusionProofRequest
+	(*GetConsistencyProofRequest)(nil),  // 5: blindbank.v1.GetConsistencyProofRequest
+	(*LogProof)(nil),                    // 6: blindbank.v1.LogProof
+	(*SubmitCheckRequest)(nil),          // 7: blindbank.v1.SubmitCheckRequest
+	(*CheckResult)(nil),                 // 8: blindbank.v1.CheckResult
+	(*CheckStatusRequest)(nil),          // 9: blindbank.v1.CheckStatusRequest
+	(*GetStatementRequest)(nil),         // 10: blindbank.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),        // 11: blindbank.v1.GetStatementResponse
+	(*GetKeysRequest)(nil),              // 12: blindbank.v1.GetKeysRequest
+	(*GetKeysResponse)(nil),             // 13: blindbank.v1.GetKeysResponse
+	(*PrepareWithdrawRequest)(nil),      // 14: blindbank.v1.PrepareWithdrawRequest
+	(*PrepareWithdrawResponse)(nil),     // 15: blindbank.v1.PrepareWithdrawResponse
+	(*WithdrawRequest)(nil),             // 16: blindbank.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),            // 17: blindbank.v1.WithdrawResponse
+	(*DepositRequest)(nil),              // 18: blindbank.v1.DepositRequest
+	(*DepositResponse)(nil),             // 19: blindbank.v1.DepositResponse
+	(*SwapRequest)(nil),                 // 20: blindbank.v1.SwapRequest
+	(*SwapResponse)(nil),                // 21: blindbank.v1.SwapResponse
+	(*IssuedSignaturesRequest)(nil),     // 22: blindbank.v1.IssuedSignaturesRequest
+	(*IssuedSignaturesResponse)(nil),    // 23: blindbank.v1.IssuedSignaturesResponse
+	(*CoinsSpentRequest)(nil),           // 24: blindbank.v1.CoinsSpentRequest
+	(*CoinsSpentResponse)(nil),          // 25: blindbank.v1.CoinsSpentResponse
+	(*DepositStatusRequest)(nil),        // 26: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 27: blindbank.v1.DoubleSpendDetail
+	(*SetLimitsRequest)(nil),            // 28: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 29: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 30: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 31: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 32: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 33: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 34: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 35: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 36: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 37: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 38: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 39: blindbank.v1.PrepareWithdrawRequest.Item
 }
 var file_bank_proto_depIdxs = []int32{
-	32, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	30, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
-	5,  // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
-	7,  // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
-	9,  // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
-	11, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	19, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	13, // 7: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
-	15, // 8: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
-	17, // 9: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
-	0,  // 10: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	2,  // 11: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	3,  // 12: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	25, // 13: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	27, // 14: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	29, // 15: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	21, // 16: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	23, // 17: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	6,  // 18: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	8,  // 19: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	10, // 20: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	12, // 21: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	12, // 22: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	14, // 23: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	16, // 24: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	18, // 25: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	1,  // 26: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	1,  // 27: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	4,  // 28: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	26, // 29: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	28, // 30: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	31, // 31: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	22, // 32: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	24, // 33: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	18, // [18:34] is the sub-list for method output_type
-	2,  // [2:18] is the sub-list for method input_type
+	39, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	37, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	12, // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
+	14, // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
+	16, // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
+	18, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
+	26, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	20, // 7: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
+	22, // 8: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
+	24, // 9: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
+	7,  // 10: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	9,  // 11: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	10, // 12: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	0,  // 13: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
+	2,  // 14: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
+	4,  // 15: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
+	5,  // 16: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
+	32, // 17: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	34, // 18: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	36, // 19: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	28, // 20: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	30, // 21: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	13, // 22: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	15, // 23: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	17, // 24: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	19, // 25: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	19, // 26: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	21, // 27: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	23, // 28: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	25, // 29: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	8,  // 30: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	8,  // 31: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	11, // 32: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	1,  // 33: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	3,  // 34: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	6,  // 35: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	6,  // 36: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	33, // 37: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	35, // 38: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	38, // 39: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	29, // 40: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	31, // 41: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	22, // [22:42] is the sub-list for method output_type
+	2,  // [2:22] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1896,9 +2287,9 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   40,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_bank_proto_goTypes,
 		DependencyIndexes: file_bank_proto_depIdxs,

@@ -565,6 +565,244 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	AuditLog_GetCheckpoint_FullMethodName       = "/blindbank.v1.AuditLog/GetCheckpoint"
+	AuditLog_GetLogEntries_FullMethodName       = "/blindbank.v1.AuditLog/GetLogEntries"
+	AuditLog_GetInclusionProof_FullMethodName   = "/blindbank.v1.AuditLog/GetInclusionProof"
+	AuditLog_GetConsistencyProof_FullMethodName = "/blindbank.v1.AuditLog/GetConsistencyProof"
+)
+
+// AuditLogClient is the client API for AuditLog service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AuditLog serves the bank's append-only Merkle log of every state change
+// (docs/AUDITLOG.md) to anyone: signed checkpoints, entries and proofs.
+type AuditLogClient interface {
+	// GetCheckpoint returns a checkpoint of the log now: a C2SP signed note
+	// (origin, size, root) signed by the bank's signing key.
+	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
+	// GetLogEntries returns up to count (at most 1024) encoded entries from
+	// index from; fewer at the end of the log.
+	GetLogEntries(ctx context.Context, in *GetLogEntriesRequest, opts ...grpc.CallOption) (*GetLogEntriesResponse, error)
+	// GetInclusionProof proves that the tree of tree_size entries holds the
+	// entry at index (RFC 6962 audit path).
+	GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*LogProof, error)
+	// GetConsistencyProof proves that the tree of new_size entries extends
+	// the tree of old_size entries.
+	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*LogProof, error)
+}
+
+type auditLogClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAuditLogClient(cc grpc.ClientConnInterface) AuditLogClient {
+	return &auditLogClient{cc}
+}
+
+func (c *auditLogClient) GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditLog_GetCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditLogClient) GetLogEntries(ctx context.Context, in *GetLogEntriesRequest, opts ...grpc.CallOption) (*GetLogEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLogEntriesResponse)
+	err := c.cc.Invoke(ctx, AuditLog_GetLogEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditLogClient) GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*LogProof, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LogProof)
+	err := c.cc.Invoke(ctx, AuditLog_GetInclusionProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditLogClient) GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*LogProof, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LogProof)
+	err := c.cc.Invoke(ctx, AuditLog_GetConsistencyProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AuditLogServer is the server API for AuditLog service.
+// All implementations must embed UnimplementedAuditLogServer
+// for forward compatibility.
+//
+// AuditLog serves the bank's append-only Merkle log of every state change
+// (docs/AUDITLOG.md) to anyone: signed checkpoints, entries and proofs.
+type AuditLogServer interface {
+	// GetCheckpoint returns a checkpoint of the log now: a C2SP signed note
+	// (origin, size, root) signed by the bank's signing key.
+	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
+	// GetLogEntries returns up to count (at most 1024) encoded entries from
+	// index from; fewer at the end of the log.
+	GetLogEntries(context.Context, *GetLogEntriesRequest) (*GetLogEntriesResponse, error)
+	// GetInclusionProof proves that the tree of tree_size entries holds the
+	// entry at index (RFC 6962 audit path).
+	GetInclusionProof(context.Context, *GetInclusionProofRequest) (*LogProof, error)
+	// GetConsistencyProof proves that the tree of new_size entries extends
+	// the tree of old_size entries.
+	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*LogProof, error)
+	mustEmbedUnimplementedAuditLogServer()
+}
+
+// UnimplementedAuditLogServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAuditLogServer struct{}
+
+func (UnimplementedAuditLogServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetCheckpoint not implemented")
+}
+func (UnimplementedAuditLogServer) GetLogEntries(context.Context, *GetLogEntriesRequest) (*GetLogEntriesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetLogEntries not implemented")
+}
+func (UnimplementedAuditLogServer) GetInclusionProof(context.Context, *GetInclusionProofRequest) (*LogProof, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetInclusionProof not implemented")
+}
+func (UnimplementedAuditLogServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*LogProof, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedAuditLogServer) mustEmbedUnimplementedAuditLogServer() {}
+func (UnimplementedAuditLogServer) testEmbeddedByValue()                  {}
+
+// UnsafeAuditLogServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AuditLogServer will
+// result in compilation errors.
+type UnsafeAuditLogServer interface {
+	mustEmbedUnimplementedAuditLogServer()
+}
+
+func RegisterAuditLogServer(s grpc.ServiceRegistrar, srv AuditLogServer) {
+	// If the following call pancis, it indicates UnimplementedAuditLogServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AuditLog_ServiceDesc, srv)
+}
+
+func _AuditLog_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditLogServer).GetCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditLog_GetCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditLogServer).GetCheckpoint(ctx, req.(*GetCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditLog_GetLogEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLogEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditLogServer).GetLogEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditLog_GetLogEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditLogServer).GetLogEntries(ctx, req.(*GetLogEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditLog_GetInclusionProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInclusionProofRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditLogServer).GetInclusionProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditLog_GetInclusionProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditLogServer).GetInclusionProof(ctx, req.(*GetInclusionProofRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditLog_GetConsistencyProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsistencyProofRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditLogServer).GetConsistencyProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditLog_GetConsistencyProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditLogServer).GetConsistencyProof(ctx, req.(*GetConsistencyProofRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// AuditLog_ServiceDesc is the grpc.ServiceDesc for AuditLog service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AuditLog_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "blindbank.v1.AuditLog",
+	HandlerType: (*AuditLogServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetCheckpoint",
+			Handler:    _AuditLog_GetCheckpoint_Handler,
+		},
+		{
+			MethodName: "GetLogEntries",
+			Handler:    _AuditLog_GetLogEntries_Handler,
+		},
+		{
+			MethodName: "GetInclusionProof",
+			Handler:    _AuditLog_GetInclusionProof_Handler,
+		},
+		{
+			MethodName: "GetConsistencyProof",
+			Handler:    _AuditLog_GetConsistencyProof_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "bank.proto",
+}
+
+const (
 	BankAdmin_OpenAccount_FullMethodName = "/blindbank.v1.BankAdmin/OpenAccount"
 	BankAdmin_Credit_FullMethodName      = "/blindbank.v1.BankAdmin/Credit"
 	BankAdmin_GetAccount_FullMethodName  = "/blindbank.v1.BankAdmin/GetAccount"

@@ -88,7 +88,10 @@ func (w *Wallet) acceptReceipt(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *p
 	}
 	w.tr.Record(w.now(), "deposit-receipt", raw, "")
 	return rcpt, w.settle(pr.Hash(), pp.Coins, nil, func(b *pebble.Batch) error {
-		return b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil)
+		if err := b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil); err != nil {
+			return err
+		}
+		return b.Set(logCheckKey(pr.Hash()), (&logCheck{Kind: logDeposit, Coins: pp.Coins}).encode(), nil)
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"time"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -30,19 +29,9 @@ const returnTTL = 10 * time.Minute
 // the coins cannot pay amount exactly. Like a payment, it settles only on
 // the bank's word; an interrupted return stays pending until Recover.
 func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Amount) (*ecash.DepositReceipt, error) {
-	account, err := w.Account()
+	account, ks, err := w.accountFor(ctx, bank, amount, "return")
 	if err != nil {
 		return nil, err
-	}
-	ks, err := w.keys(ctx, bank)
-	if err != nil {
-		return nil, err
-	}
-	if amount.Currency != ks.Currency {
-		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, ks.Currency)
-	}
-	if amount.IsZero() {
-		return nil, fmt.Errorf("%w: return of zero", ecash.ErrBadAmount)
 	}
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err

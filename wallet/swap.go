@@ -208,10 +208,10 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent))
+			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0))
 		}
 		if definitive(err) {
-			if err := w.endSwap(h, ps, nil, &ecash.Hash{}); err != nil {
+			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0); err != nil {
 				return nil, err
 			}
 			if status.Code(err) == codes.AlreadyExists {
@@ -225,7 +225,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 	if err != nil {
 		return nil, err
 	}
-	if err := w.endSwap(h, ps, recs, nil); err != nil {
+	if err := w.endSwap(h, ps, recs, nil, resp.LogIndex); err != nil {
 		return nil, err
 	}
 	coins := make([]ecash.Coin, len(recs))
@@ -237,10 +237,11 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 }
 
 // endSwap settles a pending swap atomically. spentOnly nil: the swap went
-// through, every input is spent and recs are stored. Otherwise it was
-// refused: the input spentOnly (if one of ours) is spent, the others fresh.
-// A swap already settled (by a concurrent recovery) is left alone.
-func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash) error {
+// through, every input is spent, recs are stored and the swap's audit-log
+// entry (at logIndex) is due for checking. Otherwise it was refused: the
+// input spentOnly (if one of ours) is spent, the others fresh. A swap
+// already settled (by a concurrent recovery) is left alone.
+func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if raw, err := get(w.db, swapKey(h)); err != nil || raw == nil {
@@ -268,6 +269,11 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 	}
 	if err := b.Delete(swapKey(h), nil); err != nil {
 		return err
+	}
+	if spentOnly == nil {
+		if err := b.Set(logCheckKey(h), (&logCheck{Kind: logSwap, Index: logIndex, Coins: ps.Inputs}).encode(), nil); err != nil {
+			return err
+		}
 	}
 	return b.Commit(pebble.Sync)
 }

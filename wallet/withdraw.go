@@ -25,19 +25,9 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
 	}
-	account, err := w.Account()
+	account, ks, err := w.accountFor(ctx, bank, amount, "withdraw")
 	if err != nil {
 		return nil, err
-	}
-	ks, err := w.keys(ctx, bank)
-	if err != nil {
-		return nil, err
-	}
-	if amount.Currency != ks.Currency {
-		return nil, fmt.Errorf("%w: the bank issues %s", ecash.ErrCurrencyMismatch, ks.Currency)
-	}
-	if amount.IsZero() {
-		return nil, fmt.Errorf("%w: withdraw of zero", ecash.ErrBadAmount)
 	}
 	denoms, err := split(amount, ks, w.now())
 	if err != nil {
@@ -60,6 +50,27 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 		}
 	}
 	return coins, nil
+}
+
+// accountFor returns the wallet's account and the bank's key set for an
+// operation (what) on amount, which must be a positive amount of the
+// bank's currency.
+func (w *Wallet) accountFor(ctx context.Context, bank pb.BankClient, amount ecash.Amount, what string) (uint64, *ecash.KeySet, error) {
+	account, err := w.Account()
+	if err != nil {
+		return 0, nil, err
+	}
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return 0, nil, err
+	}
+	if amount.Currency != ks.Currency {
+		return 0, nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, ks.Currency)
+	}
+	if amount.IsZero() {
+		return 0, nil, fmt.Errorf("%w: %s of zero", ecash.ErrBadAmount, what)
+	}
+	return account, ks, nil
 }
 
 // prepareWithdraw builds fresh planchets, signs the request and persists it

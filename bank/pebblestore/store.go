@@ -77,6 +77,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -165,7 +166,8 @@ type Store struct {
 	closed bool
 	calls  sync.WaitGroup // calls in progress, mutating or reading
 
-	failed error // set by the committer after a failed commit; committer-only
+	failed  error // set by the committer after a failed commit; committer-only
+	logSize int64 // committed audit-log entries; committer-only after Open
 }
 
 var _ bank.Store = (*Store)(nil)
@@ -206,9 +208,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	logSize, err := loadLogSize(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Store{
 		db:       db,
 		maxBatch: opts.MaxBatch,
+		logSize:  logSize,
 		observe:  opts.ObserveCommit,
 		ops:      make(chan *request),
 		done:     make(chan struct{}),
@@ -339,7 +347,7 @@ func (s *Store) commitGroup(first *request) {
 	}
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	t := &txn{b: b}
+	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db})}
 	var groupErr error // set if the batch itself broke
 	apply := func(r *request) {
 		if err := r.ctx.Err(); err != nil {
@@ -347,7 +355,11 @@ func (s *Store) commitGroup(first *request) {
 			return
 		}
 		t.writes = t.writes[:0]
+		mark := t.log.Size()
 		if r.err = r.fn(t); r.err != nil {
+			if err := t.log.Rewind(mark); err != nil && groupErr == nil {
+				groupErr = err
+			}
 			return
 		}
 		for _, w := range t.writes {
@@ -370,10 +382,17 @@ fill:
 			break fill
 		}
 	}
+	if groupErr == nil {
+		if err := writeLog(b, t.log); err != nil {
+			groupErr = fmt.Errorf("pebblestore: batch: %w", err)
+		}
+	}
 	if groupErr == nil && !b.Empty() {
 		start := time.Now()
 		if err := b.Commit(pebble.Sync); err != nil {
 			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
+		} else {
+			s.logSize = t.log.Size()
 		}
 		if s.observe != nil {
 			s.observe(len(group), time.Since(start))
@@ -399,6 +418,7 @@ type kv struct{ key, value []byte }
 type txn struct {
 	b      *pebble.Batch
 	writes []kv
+	log    *auditlog.Appender // the group's audit log
 }
 
 // get returns a copy of the value at key, or nil, false if there is none.
@@ -510,7 +530,7 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 		t.set(accountKey(id), encodeAccount(&a))
 		t.set(kk, binary.BigEndian.AppendUint64(nil, id))
 		t.set(keyNextAccount, binary.BigEndian.AppendUint64(nil, id+1))
-		return nil
+		return t.appendLog(auditlog.AccountOpened{Account: id, Merchant: merchant, Key: key}, now, nil)
 	})
 	if err != nil {
 		return 0, err
@@ -563,7 +583,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 			t.set(rk, encodeRef(&refRecord{Account: op.Account, Amount: op.Amount}))
 		}
 		balance = a.Balance
-		return nil
+		return t.appendLog(op.Log, op.Time, nil)
 	})
 	if err != nil {
 		return 0, err
@@ -624,7 +644,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			return err
 		}
 		sigs = cloneSigs(op.BlindSigs)
-		return nil
+		return t.appendLog(op.Log, op.Time, &op.RequestHash)
 	})
 	if err != nil {
 		return nil, err
@@ -688,7 +708,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		t.spend(op.Coins, op.PaymentHash)
 		t.set(dk, encodeDeposit(&depositRecord{Merchant: op.Merchant, Amount: op.Amount, Coins: ids, Receipt: op.Receipt}))
 		receipt = bytes.Clone(op.Receipt)
-		return nil
+		return t.appendLog(op.Log, op.Time, &op.PaymentHash)
 	})
 	if err != nil {
 		return nil, err
@@ -735,7 +755,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		}
 		t.set(sk, encodeSwap(&swapRecord{Value: op.Value, Coins: sorted, Sigs: op.BlindSigs, Time: op.Time}))
 		sigs = cloneSigs(op.BlindSigs)
-		return nil
+		return t.appendLog(op.Log, op.Time, &op.RequestHash)
 	})
 	if err != nil {
 		return nil, err
@@ -989,7 +1009,7 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		}
 		out.NewBalance = cust.Balance
 		t.set(key, encodeCheck(&out))
-		return nil
+		return t.appendLog(bank.CheckLog(op.Log, out.Outcome), op.Time, &op.EPOHash)
 	})
 	if err != nil {
 		return bank.CheckOutcome{}, err

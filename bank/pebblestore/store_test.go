@@ -53,10 +53,9 @@ var (
 	quiet = slog.New(slog.DiscardHandler) // Pebble's WAL recovery messages
 )
 
-func key(name string) []byte {
-	h := ecash.HashOf([]byte("key " + name))
-	return h[:]
-}
+// key is a valid Ed25519 public key per name (the audit log refuses keys
+// that are not points of large order).
+func key(name string) []byte { return storetest.Key(name) }
 
 func hashOf(format string, args ...any) ecash.Hash {
 	return ecash.HashOf(fmt.Appendf(nil, format, args...))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,15 +14,19 @@ import (
 	"time"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
+	"github.com/blindbank/blindbank/ecash"
 )
 
-// TestCrash runs random credits, withdrawals and deposits from several
-// goroutines against a server of its own, kills the server mid-load
-// (pg_ctl stop -m immediate), restarts it (WAL recovery), reopens the
-// store (the migrations find nothing to do) and checks that every
-// operation acknowledged before the crash is there, that replays answer as
-// the first call did, and that the ledger is consistent. Then again.
+// TestCrash runs random credits, withdrawals and deposits, each with its
+// audit-log entry, from several goroutines against a server of its own,
+// kills the server mid-load (pg_ctl stop -m immediate), restarts it (WAL
+// recovery), reopens the store (the migrations find nothing to do) and
+// checks that every operation acknowledged before the crash is there, that
+// replays answer as the first call did, that the ledger is consistent, and
+// that the log holds one entry for each recorded change and no other, with
+// the tree of its entries. Then again.
 func TestCrash(t *testing.T) {
 	rounds := 3
 	if testing.Short() {
@@ -49,12 +54,12 @@ func TestCrash(t *testing.T) {
 		var err error
 		switch rng.IntN(3) {
 		case 0:
-			op := bank.CreditOp{Account: cs[rng.IntN(len(cs))], Amount: 1 + rng.Int64N(1000), Reference: "ref " + tag, Time: epoch}
+			op := loggedCredit(cs[rng.IntN(len(cs))], 1+rng.Int64N(1000), "ref "+tag)
 			if _, err = s.Credit(bg, op); err == nil {
 				log.add(func() { log.credits = append(log.credits, op) })
 			}
 		case 1:
-			op := bank.WithdrawOp{RequestHash: hashOf("w %s", tag), Account: cs[rng.IntN(len(cs))], Amount: 1 + rng.Int64N(700), BlindSigs: [][]byte{[]byte("sig " + tag)}, Time: epoch}
+			op := loggedWithdraw(cs[rng.IntN(len(cs))], 1+rng.Int64N(700), tag)
 			var sigs [][]byte
 			if sigs, err = s.Withdraw(bg, op); err == nil {
 				log.add(func() { log.withdraws = append(log.withdraws, ackWithdraw{op, sigs}) })
@@ -67,6 +72,7 @@ func TestCrash(t *testing.T) {
 			for _, k := range rng.Perm(coinPool)[:1+rng.IntN(4)] {
 				op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("coin %d", k), Permission: []byte("perm " + tag)})
 			}
+			logDeposit(&op)
 			var receipt []byte
 			if receipt, err = s.Deposit(bg, op); err == nil {
 				log.add(func() { log.deposits = append(log.deposits, ackDeposit{op, receipt}) })
@@ -137,6 +143,7 @@ func TestCrash(t *testing.T) {
 		s = mustOpen(t, dsn)
 		checkAcked(t, s, acked, rng)
 		checkConsistent(t, s)
+		checkLogRecords(t, s, acked)
 		if t.Failed() {
 			break
 		}
@@ -357,5 +364,55 @@ func checkConsistent(t *testing.T, s *Store) {
 	}
 	if checkOutcomes != 0 {
 		t.Errorf("%d approved checks without their debit", checkOutcomes)
+	}
+}
+
+// checkLogRecords checks the log against the records after a crash: it is
+// whole (checkLog), holds one entry per account, credit reference,
+// withdrawal and deposit recorded (every operation of the crash test is
+// logged, and its entry commits with its record or not at all), and finds
+// each acknowledged withdrawal's and deposit's entry by its hash.
+func checkLogRecords(t *testing.T, s *Store, acked *ackLog) {
+	t.Helper()
+	entries := checkLog(t, s)
+	counts := map[auditlog.Kind]int64{}
+	for _, e := range entries {
+		counts[e.Kind()]++
+	}
+	var accounts, credits, withdrawals, deposits, refs int64
+	if err := s.pool.QueryRow(bg, `SELECT
+			(SELECT count(*) FROM accounts WHERE id >= $1),
+			(SELECT count(*) FROM credit_refs),
+			(SELECT count(*) FROM withdrawals),
+			(SELECT count(*) FROM deposits),
+			(SELECT count(*) FROM log_refs)`, int64(FirstUserAccount)).Scan(&accounts, &credits, &withdrawals, &deposits, &refs); err != nil {
+		t.Fatal(err)
+	}
+	want := map[auditlog.Kind]int64{auditlog.KindAccountOpened: accounts, auditlog.KindCredit: credits,
+		auditlog.KindWithdraw: withdrawals, auditlog.KindDeposit: deposits}
+	if !maps.Equal(counts, want) {
+		t.Errorf("log entries by kind %v, records %v", counts, want)
+	}
+	if refs != withdrawals+deposits {
+		t.Errorf("%d log refs for %d withdrawals and %d deposits", refs, withdrawals, deposits)
+	}
+	find := func(ref ecash.Hash, match func(auditlog.Op) bool) {
+		t.Helper()
+		i, found, err := s.LogIndex(bg, ref)
+		if err != nil || !found || i < 0 || i >= int64(len(entries)) || !match(entries[i].Op) {
+			t.Fatalf("acknowledged operation %x: LogIndex = %d, %v, %v", ref[:4], i, found, err)
+		}
+	}
+	for _, w := range acked.withdraws {
+		find(w.op.RequestHash, func(o auditlog.Op) bool {
+			e, ok := o.(auditlog.Withdraw)
+			return ok && e.RequestHash == w.op.RequestHash && e.Account == w.op.Account
+		})
+	}
+	for _, d := range acked.deposits {
+		find(d.op.PaymentHash, func(o auditlog.Op) bool {
+			e, ok := o.(auditlog.Deposit)
+			return ok && e.PaymentHash == d.op.PaymentHash && e.Merchant == d.op.Merchant
+		})
 	}
 }

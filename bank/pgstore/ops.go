@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -150,24 +151,44 @@ func hashes(hs [][]byte) ([]ecash.Hash, error) {
 // OpenAccount implements bank.Store. Account ids come from a counter row
 // updated in the same statement, so they are contiguous from
 // FirstUserAccount; the unique key on the public key refuses a second
-// account for it.
+// account for it. The log's lock follows the insert in the first batch,
+// and the AccountOpened entry, which needs the id, commits in the second.
 func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error) {
 	if err := bank.ValidateAccount(name, key); err != nil {
 		return 0, err
 	}
+	// A key the log refuses is refused after the key-in-use check, as in
+	// the Pebble store, but without taking the log's lock.
+	entryErr := checkEntry(auditlog.AccountOpened{Account: FirstUserAccount, Merchant: merchant, Key: key}, now)
 	var id int64
 	err := s.mutate(ctx, "open account", func(t *txn) error {
-		err := t.autocommit(`WITH n AS (
+		b := begin()
+		b.Queue(`WITH n AS (
 				UPDATE counters SET value = value + 1 WHERE name = 'next_account' RETURNING value - 1 AS id
 			)
 			INSERT INTO accounts (id, name, pubkey, merchant, created)
 			SELECT id, $1, $2, $3, $4 FROM n RETURNING id`,
-			[]any{[]byte(name), []byte(key), merchant, dbTime(now)}, &id)
+			[]byte(name), []byte(key), merchant, dbTime(now)).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
+		var l logLock
+		if entryErr == nil {
+			l.queue(b)
+		}
+		err := t.send(b)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation && pgErr.ConstraintName == "accounts_pubkey_unique" {
 			return refuse(bank.ErrKeyInUse)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if entryErr != nil {
+			return refuse(entryErr)
+		}
+		b, err = t.appendLog(&l, auditlog.AccountOpened{Account: uint64(id), Merchant: merchant, Key: key}, now, nil, nil)
+		if err != nil {
+			return err
+		}
+		return t.commit(b)
 	})
 	if err != nil {
 		return 0, err
@@ -225,7 +246,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		if err := (writer{b}).transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, at, op.Reference, ""); err != nil {
 			return refuse(err)
 		}
-		if err := t.commit(b); err != nil {
+		if err := t.commitLogged(b, op.Log, op.Time, nil); err != nil {
 			return err
 		}
 		balance = a.Balance
@@ -300,7 +321,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			return refuse(err)
 		}
 		queueIndex(b, op.Blinded, false, op.RequestHash)
-		if err := t.commit(b); err != nil {
+		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
 			return err
 		}
 		sigs = cloneSigs(op.BlindSigs)
@@ -388,7 +409,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if err := (writer{b}).transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), at, "", ""); err != nil {
 			return refuse(err)
 		}
-		if err := t.commit(b); err != nil {
+		if err := t.commitLogged(b, op.Log, op.Time, &op.PaymentHash); err != nil {
 			return err
 		}
 		receipt = bytes.Clone(op.Receipt)
@@ -456,7 +477,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		}
 		b = &pgx.Batch{}
 		queueIndex(b, op.Blinded, true, op.RequestHash)
-		if err := t.commit(b); err != nil {
+		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
 			return err
 		}
 		sigs = cloneSigs(op.BlindSigs)
@@ -747,8 +768,10 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			[]byte(op.EPOID), o.EPOHash[:], o.Outcome, o.Receipt, int64(o.Customer), int64(o.Merchant),
 			o.Amount, o.NewBalance, nonNil(o.Record), o.Time)
-		if err := t.commit(b); err != nil {
-			return err // a concurrent decision of the EPOID (23505) is retried
+		// The insert precedes the log's lock: a concurrent decision of
+		// the EPOID (23505) is retried without having held it.
+		if err := t.commitLogged(b, bank.CheckLog(op.Log, o.Outcome), op.Time, &op.EPOHash); err != nil {
+			return err
 		}
 		out = o
 		return nil

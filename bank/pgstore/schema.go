@@ -36,6 +36,44 @@ var migrations = []migration{
 	{1, "ledger, records and hash-partitioned coin, withdrawal and check tables", initialSchema()},
 	{2, "swaps: coins exchanged for new blind signatures", swapSchema()},
 	{3, "issued: blind signatures by blinded message, for restore and recoup", issuedSchema()},
+	{4, "audit log: entries, tlog stored hashes and the log's one state row", logSchema()},
+}
+
+// logSchema adds the audit log (log.go): the encoded entries by index, the
+// tlog stored hashes by stored-hash index, the one row whose lock
+// sequences every append and which holds the committed size and the hash
+// of the newest published key set, and the entry index of each deposit,
+// withdrawal, swap and check by its hash. The log starts empty: state committed
+// before this migration (accounts opened, credits, ...) has no entries.
+func logSchema() []string {
+	return append([]string{
+		`CREATE TABLE log_entries (
+			idx   bigint NOT NULL CHECK (idx >= 0),
+			entry bytea  NOT NULL,
+			PRIMARY KEY (idx)
+		)`,
+		`CREATE TABLE log_hashes (
+			idx  bigint NOT NULL CHECK (idx >= 0),
+			hash bytea  NOT NULL CHECK (length(hash) = 32),
+			PRIMARY KEY (idx)
+		)`,
+		// One row: the primary key on a constant column keeps it one.
+		`CREATE TABLE log_state (
+			one         boolean NOT NULL DEFAULT true CHECK (one),
+			size        bigint  NOT NULL CHECK (size >= 0),
+			keyset_hash bytea,
+			PRIMARY KEY (one)
+		)`,
+		`INSERT INTO log_state (size) VALUES (0)`,
+		// The index of the entry of each deposit, withdrawal, swap and
+		// check, by payment, request or EPO hash (for receipts): it grows
+		// with them, so it is hash-partitioned as they are.
+		`CREATE TABLE log_refs (
+			ref bytea  NOT NULL,
+			idx bigint NOT NULL CHECK (idx >= 0),
+			PRIMARY KEY (ref)
+		) PARTITION BY HASH (ref)`,
+	}, partitions("log_refs")...)
 }
 
 // issuedSchema adds the index of issued blind signatures: for each blinded

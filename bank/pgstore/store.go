@@ -44,7 +44,10 @@
 //  3. decides in Go, in the Pebble store's order, with the reads that
 //     followed the locks (under READ COMMITTED each statement sees what
 //     was committed before it started, so after a lock wait it sees the
-//     lock holder's writes), and either rolls back or writes and commits.
+//     lock holder's writes), and either rolls back or writes and commits;
+//  4. if it appends to the audit log, takes the log's row lock after its
+//     writes, as its last lock, and commits its entry with them (see
+//     Audit log).
 //
 // A check is the exception to step 1: its record holds the decision, so it
 // locks the customer's and merchant's rows, reads the EPOID's record, and
@@ -53,8 +56,9 @@
 // settles any other race (the loser's commit fails, is retried, and finds
 // the record).
 //
-// Coin ids, nonce locks and accounts are taken in sorted order, so
-// transactions do not deadlock in normal operation; serialization failures
+// Coin ids, nonce locks and accounts are taken in sorted order, and the
+// log's row after everything else, so transactions do not deadlock in
+// normal operation; serialization failures
 // and deadlocks (SQLSTATE 40001, 40P01) and unique violations (23505, a
 // record inserted concurrently by a path that reads before it writes) are
 // retried with bounded, jittered exponential backoff ([Options.MaxRetries]).
@@ -73,7 +77,10 @@
 // lookups and the row locks; the second the updates, the postings and
 // COMMIT. The decision between them is the account policy, which lives in
 // Go (bank.Account's methods) so that both stores apply the same rules. A
-// refusal or a replay sends ROLLBACK instead. OpenAccount is one statement.
+// refusal or a replay sends ROLLBACK instead. A change that appends to the
+// audit log takes a third: the second batch ends with the log's lock, and
+// the third holds the entry and COMMIT. OpenAccount (the insert and the
+// lock, then the entry and COMMIT) and PublishKeySet take two.
 // Statements are prepared once per connection and cached (pgx's default
 // QueryExecModeCacheStatement).
 //
@@ -88,9 +95,10 @@
 // Open applies the schema migrations in schema.go: versioned, forward-only,
 // each in its own transaction together with its row in schema_migrations,
 // so that concurrent openers apply each exactly once. Tables: accounts,
-// postings, counters, credit_refs, deposits, nonce_locks, and, hash
-// partitioned on their natural key into [Partitions] partitions,
-// spent_coins, withdrawals and checks. Times are stored as timestamptz, to
+// postings, counters, credit_refs, deposits, nonce_locks, the audit log's
+// log_entries, log_hashes and log_state (log.go), and, hash partitioned on
+// their natural key into [Partitions] partitions, spent_coins,
+// withdrawals, swaps, issued, checks and log_refs. Times are stored as timestamptz, to
 // the microsecond: the store truncates operation times to microseconds, so
 // a replay answers with the same time as the first call. Table names are
 // unqualified: a search_path in the DSN (search_path=bank) puts the store
@@ -99,13 +107,49 @@
 // # Postgres-compatible engines
 //
 // The SQL is plain PostgreSQL DDL and DML: no PL/pgSQL, no advisory locks,
-// no sequences, no triggers. It relies on arrays (bytea[], unnest), INSERT
-// … ON CONFLICT DO NOTHING, SELECT … FOR UPDATE, LEFT JOIN LATERAL and a
-// data-modifying WITH, which CockroachDB and YugabyteDB document as
+// no sequences, no triggers. It relies on arrays (bytea[], unnest,
+// ARRAY(subquery)), INSERT … ON CONFLICT DO NOTHING and DO UPDATE, SELECT
+// … FOR UPDATE, LEFT JOIN LATERAL, a data-modifying WITH, generate_series
+// and bigint shifts, which CockroachDB and YugabyteDB document as
 // supported; the tests here run on PostgreSQL only. The exception is
 // declarative hash partitioning (PARTITION BY HASH … FOR VALUES WITH),
 // which YugabyteDB accepts and CockroachDB does not (it distributes by key
 // itself); a CockroachDB deployment would need a migration without it.
+//
+// # Audit log
+//
+// A change the audit log records (bank/auditlog: OpenAccount,
+// PublishKeySet, and Credit, Withdraw, Deposit, Swap and Check when their
+// op carries a Log) appends its entry in its own transaction, so the log
+// and the state it describes commit together or not at all. The log has a
+// single sequence for every replica over the database: its size is kept
+// in the one row of log_state, and each appending transaction locks that row
+// (SELECT … FOR UPDATE) as its last lock, after its decision, pipelined
+// behind its writes. Under the lock it reads the size and, in the same
+// round trip, the committed stored hashes the new entry needs (the tree's
+// frontier); builds an auditlog.Appender on that size (each attempt builds
+// its own, so a retried transaction appends afresh); and commits the
+// entry, its tlog stored hashes and the new size with the change. The
+// lock's queue is the log's order: indexes are gap-free, and entries are
+// in commit order. The primary keys of log_entries and log_hashes back the
+// lock up: a second entry at one index is a unique violation, retried.
+// Refusals, replays (but for a key set published concurrently, compared
+// under the lock), an entry the log refuses (checked before the lock) and
+// changes without an entry (SetLimits, AuthFailure, Unlock, a nil Log)
+// never take the lock; since nothing holding it waits for another lock,
+// it adds no deadlock. Reads (LogSize, LogEntries, LogHashes, LogIndex)
+// take no lock.
+//
+// What it costs: a logged change takes one more round trip, and holds the
+// log's row for about one round trip, its final inserts and its commit's
+// WAL flush. That serialises every logged commit over the database,
+// whatever accounts they touch and however many replicas run, and it
+// defeats group commit: the store appends at most about one entry per
+// (round trip + flush), e.g. some 1,000 a second with a 0.2 ms round trip
+// and a 0.8 ms flush. The rows a change locked before (the Outstanding
+// account's, for withdrawals and deposits) are held one round trip longer,
+// plus any wait for the log. The log's tables grow by one entry and about
+// two 32-byte stored hashes per change.
 package pgstore
 
 import (
@@ -272,8 +316,8 @@ func (s *Store) enter() error {
 type txn struct {
 	c   *pgx.Conn
 	ctx context.Context
-	// committing is set once a COMMIT (or an autocommit statement) has
-	// been sent: a connection failure after it leaves the outcome unknown.
+	// committing is set once a COMMIT has been sent: a connection
+	// failure after it leaves the outcome unknown.
 	committing bool
 }
 
@@ -301,12 +345,6 @@ func (t *txn) commit(b *pgx.Batch) error {
 		return fmt.Errorf("pgstore: COMMIT answered %q", tag.String())
 	}
 	return nil
-}
-
-// autocommit runs one statement in its own implicit transaction.
-func (t *txn) autocommit(sql string, args []any, scan ...any) error {
-	t.committing = true
-	return t.c.QueryRow(t.ctx, sql, args...).Scan(scan...)
 }
 
 // errRefused carries an operation's decision (a sentinel error) out of the

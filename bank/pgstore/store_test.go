@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
@@ -147,6 +148,19 @@ func (r *replicas) AuthFailure(ctx context.Context, id uint64, now time.Time) (b
 }
 func (r *replicas) Unlock(ctx context.Context, id uint64) error          { return r.next().Unlock(ctx, id) }
 func (r *replicas) Totals(ctx context.Context) (map[uint64]int64, error) { return r.next().Totals(ctx) }
+func (r *replicas) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
+	return r.next().PublishKeySet(ctx, signed, at)
+}
+func (r *replicas) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
+	return r.next().LogIndex(ctx, ref)
+}
+func (r *replicas) LogSize(ctx context.Context) (int64, error) { return r.next().LogSize(ctx) }
+func (r *replicas) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+	return r.next().LogEntries(ctx, from, n)
+}
+func (r *replicas) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return r.next().LogHashes(ctx, indexes)
+}
 func (r *replicas) Close() error {
 	var errs []error
 	for _, s := range r.stores {
@@ -155,9 +169,11 @@ func (r *replicas) Close() error {
 	return errors.Join(errs...)
 }
 
+// key is a valid Ed25519 public key per name (the audit log refuses keys
+// that are not points of large order).
 func key(name string) []byte {
 	h := ecash.HashOf([]byte("key " + name))
-	return h[:]
+	return ed25519.NewKeyFromSeed(h[:]).Public().(ed25519.PublicKey)
 }
 
 func hashOf(format string, args ...any) ecash.Hash {
@@ -296,7 +312,7 @@ func TestMigrations(t *testing.T) {
 		t.Errorf("Open on a newer schema = %v, want a refusal", err)
 	}
 	// The hash-partitioned tables have their partitions.
-	for _, table := range []string{"spent_coins", "withdrawals", "checks"} {
+	for _, table := range []string{"spent_coins", "withdrawals", "swaps", "issued", "checks", "log_refs"} {
 		if err := s.pool.QueryRow(bg, `SELECT count(*) FROM pg_inherits WHERE inhparent = $1::regclass`, table).Scan(&n); err != nil || n != Partitions {
 			t.Errorf("%s has %d partitions, %v; want %d", table, n, err, Partitions)
 		}

@@ -7,6 +7,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -262,13 +263,18 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, commits: commits}
+	// The audit log records each key set the bank serves.
+	if err := n.Bank.PublishKeySet(context.Background()); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("publishing the key set in the audit log: %w", err)
+	}
 	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
 	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
 	n.backups = newBackupMetrics()
 	err = n.start(daemonSpec{
 		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
 		tls: cfg.TLS, certMethods: MerchantMethods, log: cfg.Log,
-		public: func(s *grpc.Server) { pb.RegisterBankServer(s, n.Bank.PublicServer()) },
+		public: n.Bank.Register,
 		admin:  func(s *grpc.Server) { pb.RegisterBankAdminServer(s, n.Bank.AdminServer()) },
 		routes: func(mux *http.ServeMux, auth func(http.Handler) http.Handler) {
 			mux.Handle("POST "+BackupPath, auth(n.backupHandler(cfg.Log)))

@@ -126,15 +126,8 @@ payments to your account. It is for a lost device, not routine use.`,
 			if err := os.MkdirAll(g.dir, 0o700); err != nil {
 				return err
 			}
-			if tcfg.CAFile != "" {
-				pem, err := os.ReadFile(tcfg.CAFile)
-				if err != nil {
-					return err
-				}
-				if err := bank.WriteFileAtomic(filepath.Join(g.dir, caCopy), pem, 0o644); err != nil {
-					return err
-				}
-				cfg.CAFile = caCopy
+			if cfg.CAFile, err = copyCA(g.dir, tcfg.CAFile); err != nil {
+				return err
 			}
 			conn, err := transport.Dial(bankAddr, tcfg)
 			if err != nil {

@@ -89,7 +89,7 @@ wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song
 		Sub: []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
 			payCommand(g), swapCommand(g), returnCommand(g), recoverCommand(g), infoCommand(g),
-			exportSeedCommand(g), restoreCommand(g),
+			exportSeedCommand(g), restoreCommand(g), verifyLogCommand(g),
 			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
 			purchasesCommand(g), statementCommand(g),
 		},
@@ -165,15 +165,8 @@ wallet init --bank bank.example:7443 --pin 5f2c...e1`,
 			}
 			defer w.Close()
 			cfg := Config{Bank: bankAddr, Pin: tcfg.Pin, Plaintext: tcfg.Plaintext}
-			if tcfg.CAFile != "" {
-				pem, err := os.ReadFile(tcfg.CAFile)
-				if err != nil {
-					return err
-				}
-				if err := bank.WriteFileAtomic(filepath.Join(g.dir, caCopy), pem, 0o644); err != nil {
-					return err
-				}
-				cfg.CAFile = caCopy
+			if cfg.CAFile, err = copyCA(g.dir, tcfg.CAFile); err != nil {
+				return err
 			}
 			ks, err := w.RefreshKeys(kctx, bc)
 			if err != nil {
@@ -527,6 +520,19 @@ func trust(g *globals, cfg *Config) string {
 		return "plaintext"
 	}
 	return "none"
+}
+
+// copyCA copies the bank's CA certificate file into the wallet directory
+// and returns its name there ("" if there is none to copy).
+func copyCA(dir, caFile string) (string, error) {
+	if caFile == "" {
+		return "", nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return "", err
+	}
+	return caCopy, bank.WriteFileAtomic(filepath.Join(dir, caCopy), pem, 0o644)
 }
 
 func checkDir(g *globals) error {

@@ -1,0 +1,129 @@
+package bank
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// The audit log (bank/auditlog): the service builds each change's entry
+// (the public facts, never data that links a withdrawal to a deposit), the
+// store appends it in the change's commit, and the bank serves signed
+// checkpoints, entries and proofs. Checkpoints are signed by the online
+// signing key, under the log's origin, which names the bank by its id.
+
+// ErrLogRange refuses a log read or proof outside the log.
+var ErrLogRange = fmt.Errorf("%w: outside the audit log", ecash.ErrMalformed)
+
+// LogOrigin is the name of this bank's log in its checkpoints.
+func (b *Bank) LogOrigin() string { return auditlog.Origin(b.keyset.BankID()) }
+
+// PublishKeySet logs the bank's signed key set, unless it is the one last
+// logged: the start of a bank with new keys appends one entry.
+func (b *Bank) PublishKeySet(ctx context.Context) error {
+	return b.store.PublishKeySet(ctx, b.signed, b.now())
+}
+
+// LogIndex returns the index of the audit-log entry of a deposit (by
+// payment hash), withdrawal or swap (by request hash) or check (by EPO
+// hash), or 0 if there is none (entry 0 is always the first key set).
+func (b *Bank) LogIndex(ctx context.Context, ref ecash.Hash) (int64, error) {
+	i, _, err := b.store.LogIndex(ctx, ref)
+	return i, err
+}
+
+// Checkpoint returns a signed checkpoint of the log as it is now.
+func (b *Bank) Checkpoint(ctx context.Context) ([]byte, error) {
+	size, err := b.store.LogSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	root, err := auditlog.TreeHash(size, b.hashReader(ctx))
+	if err != nil {
+		return nil, err
+	}
+	s, err := auditlog.NewSigner(b.LogOrigin(), b.keys.Signing)
+	if err != nil {
+		return nil, err
+	}
+	return auditlog.SignCheckpoint(auditlog.Checkpoint{Origin: b.LogOrigin(), Size: size, Root: root}, s)
+}
+
+// LogEntries returns up to n encoded entries from index from.
+func (b *Bank) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+	if from < 0 || n <= 0 {
+		return nil, fmt.Errorf("%w: %d entries from %d", ErrLogRange, n, from)
+	}
+	return b.store.LogEntries(ctx, from, min(n, MaxLogRead))
+}
+
+// InclusionProof proves that the tree of size entries holds entry index.
+func (b *Bank) InclusionProof(ctx context.Context, index, size int64) ([]tlog.Hash, error) {
+	if err := b.checkSize(ctx, size); err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= size {
+		return nil, fmt.Errorf("%w: entry %d of %d", ErrLogRange, index, size)
+	}
+	p, err := auditlog.ProveInclusion(index, size, b.hashReader(ctx))
+	return p, err
+}
+
+// ConsistencyProof proves that the tree of newSize entries extends the
+// tree of oldSize entries.
+func (b *Bank) ConsistencyProof(ctx context.Context, oldSize, newSize int64) ([]tlog.Hash, error) {
+	if err := b.checkSize(ctx, newSize); err != nil {
+		return nil, err
+	}
+	if oldSize < 0 || oldSize > newSize {
+		return nil, fmt.Errorf("%w: sizes %d to %d", ErrLogRange, oldSize, newSize)
+	}
+	p, err := auditlog.ProveConsistency(oldSize, newSize, b.hashReader(ctx))
+	return p, err
+}
+
+// checkSize refuses tree sizes beyond the committed log.
+func (b *Bank) checkSize(ctx context.Context, size int64) error {
+	n, err := b.store.LogSize(ctx)
+	if err != nil {
+		return err
+	}
+	if size < 1 || size > n {
+		return fmt.Errorf("%w: tree of %d entries, the log has %d", ErrLogRange, size, n)
+	}
+	return nil
+}
+
+func (b *Bank) hashReader(ctx context.Context) tlog.HashReader {
+	return tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return b.store.LogHashes(ctx, ix) })
+}
+
+// The entries of the service's operations.
+
+// denomCounts counts coins per denomination.
+func denomCounts(keys []*DenomKey) []auditlog.DenomCount {
+	at := map[ecash.Hash]int{}
+	var out []auditlog.DenomCount
+	for _, k := range keys {
+		if i, ok := at[k.ID]; ok {
+			out[i].Count++
+			continue
+		}
+		at[k.ID] = len(out)
+		out = append(out, auditlog.DenomCount{Denom: k.ID, Value: k.Value, Count: 1})
+	}
+	return out // the log sorts
+}
+
+// spentCoins lists coins spent with the hashes of their permissions.
+func spentCoins(coins []SpentCoin, keys []*DenomKey) []auditlog.SpentCoin {
+	out := make([]auditlog.SpentCoin, len(coins))
+	for i, c := range coins {
+		out[i] = auditlog.SpentCoin{ID: c.ID, Denom: keys[i].ID, Value: keys[i].Value, PermissionHash: ecash.HashOf(c.Permission)}
+	}
+	return out // the log sorts
+}

@@ -1,0 +1,114 @@
+// Package logclient fetches a bank's audit log (bank/auditlog) over gRPC
+// and verifies what it fetches: checkpoints against a witness that keeps
+// the newest one seen (so a bank that forks its log is caught), entries
+// against inclusion proofs. Wallets, merchants and auditors share it.
+package logclient
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// NewWitness returns a witness of the log of the bank whose key set ks is:
+// checkpoints signed by its signing key under its origin.
+func NewWitness(ks *ecash.KeySet) (*auditlog.Witness, error) {
+	origin := auditlog.Origin(ks.BankID())
+	v, err := auditlog.NewVerifier(origin, ks.SigningPub)
+	if err != nil {
+		return nil, err
+	}
+	return auditlog.NewWitness(origin, v)
+}
+
+// Update fetches the bank's current checkpoint and has w accept it with
+// the consistency proof from the newest checkpoint w holds. It returns the
+// newest checkpoint held afterwards; two inconsistent checkpoints are an
+// *auditlog.ForkError (errors.Is auditlog.ErrForked).
+func Update(ctx context.Context, c pb.AuditLogClient, w *auditlog.Witness) (auditlog.Checkpoint, error) {
+	resp, err := c.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
+	if err != nil {
+		return auditlog.Checkpoint{}, fmt.Errorf("audit log: checkpoint: %w", err)
+	}
+	held, _, ok := w.Latest()
+	var proof tlog.TreeProof
+	if ok {
+		cp, err := auditlog.ParseCheckpoint(noteText(resp.Checkpoint))
+		if err != nil {
+			return auditlog.Checkpoint{}, err
+		}
+		lo, hi := min(held.Size, cp.Size), max(held.Size, cp.Size)
+		if lo > 0 && lo < hi {
+			if proof, err = Consistency(ctx, c, lo, hi); err != nil {
+				return auditlog.Checkpoint{}, err
+			}
+		}
+	}
+	return w.Accept(resp.Checkpoint, proof)
+}
+
+// noteText is the text of a signed note: everything before the blank line
+// that starts its signatures. The signature is checked by Accept.
+func noteText(signed []byte) []byte {
+	for i := 0; i+1 < len(signed); i++ {
+		if signed[i] == '\n' && signed[i+1] == '\n' {
+			return signed[:i+1]
+		}
+	}
+	return signed
+}
+
+// Consistency fetches the proof that the tree of newSize entries extends
+// the tree of oldSize entries.
+func Consistency(ctx context.Context, c pb.AuditLogClient, oldSize, newSize int64) (tlog.TreeProof, error) {
+	resp, err := c.GetConsistencyProof(ctx, &pb.GetConsistencyProofRequest{OldSize: oldSize, NewSize: newSize})
+	if err != nil {
+		return nil, fmt.Errorf("audit log: consistency proof %d to %d: %w", oldSize, newSize, err)
+	}
+	return hashes(resp.Hashes)
+}
+
+// Entry fetches the entry at index and its inclusion proof in the tree cp
+// describes, verifies both, and returns the entry.
+func Entry(ctx context.Context, c pb.AuditLogClient, cp auditlog.Checkpoint, index int64) (*auditlog.Entry, error) {
+	if index < 0 || index >= cp.Size {
+		return nil, fmt.Errorf("%w: entry %d is not in a checkpoint of %d", auditlog.ErrBadProof, index, cp.Size)
+	}
+	es, err := c.GetLogEntries(ctx, &pb.GetLogEntriesRequest{From: index, Count: 1})
+	if err != nil {
+		return nil, fmt.Errorf("audit log: entry %d: %w", index, err)
+	}
+	if len(es.Entries) != 1 {
+		return nil, fmt.Errorf("%w: the bank sent %d entries for index %d", auditlog.ErrBadProof, len(es.Entries), index)
+	}
+	resp, err := c.GetInclusionProof(ctx, &pb.GetInclusionProofRequest{Index: index, TreeSize: cp.Size})
+	if err != nil {
+		return nil, fmt.Errorf("audit log: inclusion proof of %d: %w", index, err)
+	}
+	proof, err := hashes(resp.Hashes)
+	if err != nil {
+		return nil, err
+	}
+	return auditlog.VerifyInclusion(cp, index, es.Entries[0], proof)
+}
+
+// hashes converts proof hashes, refusing any that are not 32 bytes and
+// proofs longer than any tree of 2^63 entries needs.
+func hashes(in [][]byte) ([]tlog.Hash, error) {
+	if len(in) > 2*64 {
+		return nil, fmt.Errorf("%w: proof of %d hashes", auditlog.ErrBadProof, len(in))
+	}
+	out := make([]tlog.Hash, len(in))
+	for i, h := range in {
+		if len(h) != len(out[i]) {
+			return nil, fmt.Errorf("%w: proof hash of %d bytes", auditlog.ErrBadProof, len(h))
+		}
+		copy(out[i][:], h)
+	}
+	return out, nil
+}

@@ -1,0 +1,196 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// The audit log lives beside the state it describes:
+//
+//	m/log-size        u64 number of committed entries
+//	m/keyset-hash     SHA-256 of the newest published key set
+//	l/<u64 index>     encoded entry
+//	h/<u64 index>     tlog stored hash (tlog.StoredHashIndex numbering)
+//	x/<ref>           u64 index of the entry of a deposit, withdrawal, swap
+//	                  or check, by its payment, request or EPO hash
+//
+// The committer owns the log: each group commit starts an Appender on top
+// of the committed size, every operation of the group appends its entry in
+// commit order (a refused one rewinds its appends), and the entries, their
+// stored hashes and the new size go into the group's batch: the log and the
+// state change commit together or not at all.
+var (
+	keyLogSize    = []byte("m/log-size")
+	keyKeySetHash = []byte("m/keyset-hash")
+)
+
+const (
+	prefixLogEntry = "l/"
+	prefixLogHash  = "h/"
+	prefixLogRef   = "x/"
+)
+
+// loadLogSize reads the committed log size (0 for a store without a log).
+func loadLogSize(db *pebble.DB) (int64, error) {
+	v, closer, err := db.Get(keyLogSize)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: log size", errCorrupt)
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// committedHashes serves committed stored hashes to an Appender.
+type committedHashes struct{ r pebble.Reader }
+
+func (c committedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		v, closer, err := c.r.Get(u64Key(prefixLogHash, uint64(x)))
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: log hash %d: %w", x, err)
+		}
+		ok := len(v) == len(out[i])
+		copy(out[i][:], v)
+		closer.Close()
+		if !ok {
+			return nil, fmt.Errorf("%w: log hash %d", errCorrupt, x)
+		}
+	}
+	return out, nil
+}
+
+// appendLog appends op's entry to the group's log, and records its index
+// under ref if ref is not nil; a nil op appends nothing. A refused entry is
+// an invalid op.
+func (t *txn) appendLog(op auditlog.Op, at time.Time, ref *ecash.Hash) error {
+	if op == nil {
+		return nil
+	}
+	e, _, err := t.log.Append(op, at)
+	if err != nil {
+		return fmt.Errorf("%w: audit-log entry: %v", ErrInvalid, err)
+	}
+	if ref != nil {
+		t.set(hashKey(prefixLogRef, *ref), binary.BigEndian.AppendUint64(nil, uint64(e.Index)))
+	}
+	return nil
+}
+
+// LogIndex implements bank.Store.
+func (s *Store) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
+	v, found, err := s.lookup(ctx, hashKey(prefixLogRef, ref))
+	if err != nil || !found {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("%w: log index", errCorrupt)
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// writeLog puts the group's appended entries, their stored hashes and the
+// new size into the batch.
+func writeLog(b *pebble.Batch, a *auditlog.Appender) error {
+	first, entries := a.Entries()
+	if len(entries) == 0 {
+		return nil
+	}
+	var errs []error
+	for i, e := range entries {
+		errs = append(errs, b.Set(u64Key(prefixLogEntry, uint64(first)+uint64(i)), e, nil))
+	}
+	at, hashes := a.Pending()
+	for i, h := range hashes {
+		errs = append(errs, b.Set(u64Key(prefixLogHash, uint64(at)+uint64(i)), h[:], nil))
+	}
+	errs = append(errs, b.Set(keyLogSize, binary.BigEndian.AppendUint64(nil, uint64(a.Size())), nil))
+	return errors.Join(errs...)
+}
+
+// PublishKeySet implements bank.Store.
+func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
+	h := sha256.Sum256(signed)
+	signed = bytes.Clone(signed)
+	return s.submit(ctx, func(t *txn) error {
+		v, ok, err := t.get(keyKeySetHash)
+		if err != nil || (ok && bytes.Equal(v, h[:])) {
+			return err
+		}
+		if err := t.appendLog(auditlog.KeySet{Signed: signed}, at, nil); err != nil {
+			return err
+		}
+		t.set(keyKeySetHash, h[:])
+		return nil
+	})
+}
+
+// LogSize implements bank.Store.
+func (s *Store) LogSize(ctx context.Context) (int64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return loadLogSize(s.db)
+}
+
+// LogEntries implements bank.Store.
+func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+	if from < 0 || n < 0 || n > bank.MaxLogRead {
+		return nil, invalid("log read of %d entries from %d", n, from)
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	size, err := loadLogSize(s.db)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for i := from; i < size && len(out) < n; i++ {
+		v, closer, err := s.db.Get(u64Key(prefixLogEntry, uint64(i)))
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: log entry %d: %w", i, err)
+		}
+		out = append(out, bytes.Clone(v))
+		closer.Close()
+	}
+	return out, nil
+}
+
+// LogHashes implements bank.Store.
+func (s *Store) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return committedHashes{s.db}.ReadHashes(indexes)
+}

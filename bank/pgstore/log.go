@@ -1,0 +1,378 @@
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// The audit log (migration 4) lives in four tables:
+//
+//	log_entries (idx, entry)           encoded entries by index
+//	log_hashes  (idx, hash)            tlog stored hashes (tlog.StoredHashIndex numbering)
+//	log_state   (size, keyset_hash)    one row: the committed size, and the
+//	                                   SHA-256 of the newest published key set
+//	log_refs    (ref, idx)             the index of the entry of a deposit,
+//	                                   withdrawal, swap or check, by its
+//	                                   payment, request or EPO hash
+//
+// Every transaction that appends locks the log_state row as its last lock
+// (after its account rows and records), reads the size under the lock,
+// appends with an auditlog.Appender on that size, and inserts the entries,
+// the stored hashes and the new size in its commit batch. The row lock
+// sequences the appenders of every replica over the database; the primary
+// keys of log_entries and log_hashes back it up (a second entry at one
+// index is a unique violation, and the transaction is retried).
+
+// SQL of the log.
+const (
+	sqlLockLog   = `SELECT size, keyset_hash FROM log_state FOR UPDATE`
+	sqlLogHashes = `SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)`
+)
+
+// sqlFrontier reads, right after the lock, the committed stored hashes the
+// next entries need, so that appending takes no further round trip. (It
+// runs after the lock statement, so at READ COMMITTED its snapshot holds
+// the previous lock holder's commit.)
+//
+// The indexes are an array evaluated once, so the hashes are read by index
+// lookups whatever the planner guesses of the tables' sizes.
+var sqlFrontier = `SELECT idx, hash FROM log_hashes WHERE idx = ANY (ARRAY(` + frontierIndexes("log_state") + `))`
+
+// frontierIndexes selects, for a log of n entries (the column size of the
+// relation from), the stored-hash indexes of its frontier: for each 1 bit l
+// of n, the root of the complete subtree of the 2^l entries just below
+// n>>l<<l, at tlog.StoredHashIndex(l, n>>l − 1). Walking that formula
+// down to level 0 gives m = (n>>l<<l) − 1 and the index l + Σ_j m>>j.
+// Appending entries n, n+1, ... reads committed hashes only from the
+// frontier of n (every other committed hash lies inside one of its
+// subtrees), so these are all the committed hashes an Appender reads.
+func frontierIndexes(from string) string {
+	return `SELECT (f.l + (SELECT sum(f.m >> j) FROM generate_series(0, 62) AS j))::bigint
+	FROM (SELECT l, ((s.size >> l) << l) - 1 AS m FROM ` + from + ` AS s, generate_series(0, 62) AS l
+		WHERE (s.size >> l) & 1 = 1) AS f`
+}
+
+// logLock is the log's row lock and what the transaction read under it.
+type logLock struct {
+	size     int64
+	keyset   []byte              // SHA-256 of the newest published key set; nil if none
+	frontier map[int64]tlog.Hash // committed stored hashes read with the lock
+}
+
+// queue queues the lock of the log row, and the read of the stored hashes
+// the next entries need, at the end of b. The lock is taken after every
+// other lock b and the batches before it took: the one lock order of the
+// store ends with the log.
+func (l *logLock) queue(b *pgx.Batch) {
+	found := false
+	b.Queue(sqlLockLog).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&l.size, &l.keyset); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errors.New("pgstore: the log_state row is missing")
+			}
+			return err
+		}
+		found = true
+		return nil
+	})
+	l.frontier = map[int64]tlog.Hash{}
+	b.Queue(sqlFrontier).Query(func(rows pgx.Rows) error {
+		if !found {
+			return errors.New("pgstore: the log_state row is missing")
+		}
+		return scanHashes(rows, l.frontier)
+	})
+}
+
+// scanHashes reads (idx, hash) rows into out.
+func scanHashes(rows pgx.Rows, out map[int64]tlog.Hash) error {
+	for rows.Next() {
+		var (
+			idx int64
+			h   []byte
+		)
+		if err := rows.Scan(&idx, &h); err != nil {
+			return err
+		}
+		var hash tlog.Hash
+		if len(h) != len(hash) {
+			return fmt.Errorf("log hash %d of %d bytes", idx, len(h))
+		}
+		copy(hash[:], h)
+		out[idx] = hash
+	}
+	return rows.Err()
+}
+
+// committedHashes serves an Appender the committed stored hashes: those
+// read with the lock, and any other by a query in the transaction.
+type committedHashes struct {
+	t *txn
+	l *logLock
+}
+
+func (c committedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	for i, x := range indexes {
+		h, ok := c.l.frontier[x]
+		if !ok {
+			missing = append(missing, x)
+		}
+		out[i] = h
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	read, err := readHashes(c.t.ctx, c.t.c, missing)
+	if err != nil {
+		return nil, err
+	}
+	for i, x := range indexes {
+		if h, ok := read[x]; ok {
+			out[i] = h
+			c.l.frontier[x] = h
+		}
+	}
+	return out, nil
+}
+
+// querier is a connection or a pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// readHashes reads the stored hashes at indexes, all of which must exist.
+func readHashes(ctx context.Context, q querier, indexes []int64) (map[int64]tlog.Hash, error) {
+	rows, err := q.Query(ctx, sqlLogHashes, indexes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]tlog.Hash, len(indexes))
+	if err := scanHashes(rows, out); err != nil {
+		return nil, err
+	}
+	for _, x := range indexes {
+		if _, ok := out[x]; !ok {
+			return nil, fmt.Errorf("log hash %d is not in the log", x)
+		}
+	}
+	return out, nil
+}
+
+// checkEntry refuses, before the log is locked, an op whose entry the log
+// would refuse (ErrInvalid: the operation changes nothing). A nil op is
+// fine. The entry's index cannot make it invalid, so the Append under the
+// lock refuses nothing this accepts.
+func checkEntry(op auditlog.Op, at time.Time) error {
+	if op == nil {
+		return nil
+	}
+	if err := (auditlog.Entry{Time: at, Op: op}).Validate(); err != nil {
+		return fmt.Errorf("%w: audit-log entry: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// appendLog appends op at time at to the log l locked, and returns a batch
+// holding the entry, its stored hashes and the new size (and, if keyset is
+// not nil, the new key-set hash; if ref is not nil, the entry's index
+// under ref), for the caller to commit. Each attempt of a transaction
+// builds its own Appender on the size it locked.
+func (t *txn) appendLog(l *logLock, op auditlog.Op, at time.Time, ref *ecash.Hash, keyset []byte) (*pgx.Batch, error) {
+	a := auditlog.NewAppender(l.size, committedHashes{t, l})
+	e, _, err := a.Append(op, at)
+	if err != nil {
+		if errors.Is(err, auditlog.ErrInvalidEntry) {
+			return nil, refuse(fmt.Errorf("%w: audit-log entry: %v", ErrInvalid, err))
+		}
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	first, entries := a.Entries()
+	idxs := make([]int64, len(entries))
+	for i := range entries {
+		idxs[i] = first + int64(i)
+	}
+	b.Queue(`INSERT INTO log_entries (idx, entry) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, idxs, entries)
+	at0, hs := a.Pending()
+	hidx, hbytes := make([]int64, len(hs)), make([][]byte, len(hs))
+	for i := range hs {
+		hidx[i], hbytes[i] = at0+int64(i), hs[i][:]
+	}
+	b.Queue(`INSERT INTO log_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, hidx, hbytes)
+	b.Queue(`UPDATE log_state SET size = $1, keyset_hash = coalesce($2, keyset_hash)`, a.Size(), keyset)
+	if ref != nil {
+		// A hash logged twice (which no two operations share) names the
+		// newer entry, as in the Pebble store.
+		b.Queue(`INSERT INTO log_refs (ref, idx) VALUES ($1, $2)
+			ON CONFLICT (ref) DO UPDATE SET idx = excluded.idx`, ref[:], e.Index)
+	}
+	return b, nil
+}
+
+// commitLogged commits b, an operation's decided writes, with op as the
+// log's next entry (its index recorded under ref if ref is not nil): it
+// refuses an op the log would refuse, queues the log's lock after the
+// writes, sends them, appends op under the lock, and commits the entry,
+// its stored hashes and the new size. A nil op commits b alone, without
+// touching the log. With an op it takes two round trips instead of one,
+// and holds the lock for about one round trip and the commit.
+func (t *txn) commitLogged(b *pgx.Batch, op auditlog.Op, at time.Time, ref *ecash.Hash) error {
+	if op == nil {
+		return t.commit(b)
+	}
+	if err := checkEntry(op, at); err != nil {
+		return refuse(err)
+	}
+	var l logLock
+	l.queue(b)
+	if err := t.send(b); err != nil {
+		return err
+	}
+	b, err := t.appendLog(&l, op, at, ref, nil)
+	if err != nil {
+		return err
+	}
+	return t.commit(b)
+}
+
+// PublishKeySet implements bank.Store. The key set already newest (a
+// restart) is found without the log's lock; a new one is compared again
+// under it, so two replicas publishing one key set append it once.
+func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
+	op := auditlog.KeySet{Signed: bytes.Clone(signed)}
+	if err := checkEntry(op, at); err != nil {
+		return err
+	}
+	h := sha256.Sum256(signed)
+	var newest []byte
+	if err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT keyset_hash FROM log_state`).Scan(&newest)
+	}); err != nil {
+		return err
+	}
+	if bytes.Equal(newest, h[:]) {
+		return nil
+	}
+	return s.mutate(ctx, "publish key set", func(t *txn) error {
+		b := begin()
+		var l logLock
+		l.queue(b)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if bytes.Equal(l.keyset, h[:]) {
+			return nil // published already: the runner rolls back
+		}
+		b, err := t.appendLog(&l, op, at, nil, h[:])
+		if err != nil {
+			return err
+		}
+		return t.commit(b)
+	})
+}
+
+// LogIndex implements bank.Store.
+func (s *Store) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
+	var (
+		idx   int64
+		found bool
+	)
+	err := s.read(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, `SELECT idx FROM log_refs WHERE ref = $1`, ref[:]).Scan(&idx)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return 0, false, err
+	}
+	return idx, true, nil
+}
+
+// LogSize implements bank.Store.
+func (s *Store) LogSize(ctx context.Context) (int64, error) {
+	var size int64
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT size FROM log_state`).Scan(&size)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// LogEntries implements bank.Store. Entries are committed with the size
+// that counts them, so the rows from index from on are the log's.
+func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+	if from < 0 || n < 0 || n > bank.MaxLogRead {
+		return nil, invalid("log read of %d entries from %d", n, from)
+	}
+	var out [][]byte
+	err := s.read(ctx, func(ctx context.Context) error {
+		if n == 0 {
+			return nil
+		}
+		rows, err := s.pool.Query(ctx, `SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2`, from, int64(n))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				idx   int64
+				entry []byte
+			)
+			if err := rows.Scan(&idx, &entry); err != nil {
+				return err
+			}
+			if want := from + int64(len(out)); idx != want {
+				return fmt.Errorf("log entry %d missing (next is %d)", want, idx)
+			}
+			out = append(out, entry)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LogHashes implements bank.Store. Every index must be a committed stored
+// hash.
+func (s *Store) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	err := s.read(ctx, func(ctx context.Context) error {
+		if len(indexes) == 0 {
+			return nil
+		}
+		read, err := readHashes(ctx, s.pool, indexes)
+		if err != nil {
+			return err
+		}
+		for i, x := range indexes {
+			out[i] = read[x]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+func (e *env) dialLog() pb.AuditLogClient {
+	e.t.Helper()
+	conn, err := transport.Dial(e.bank.Addr, transport.ClientConfig{Pin: e.bank.Fingerprint})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	return pb.NewAuditLogClient(conn)
+}
+
+// TestAuditLog: every state change of real flows is in the bank's log; the
+// whole log replays to the signed checkpoint; a wallet verifies its
+// payments, return and swaps by inclusion proofs, the log across a restart
+// stays consistent, and the wallet catches a bank that shows it two
+// histories (a second bank with the same keys).
+func TestAuditLog(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	bankc, logc := e.dialBank(), e.dialLog()
+	s := e.startMerchant("shop")
+	w := e.newWallet(t.TempDir(), "EUR:50.00")
+	defer w.Close()
+	if _, err := w.Withdraw(ctx, bankc, mustAmount(t, "EUR:5.12"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, amount := range []string{"EUR:0.03", "EUR:0.03", "EUR:1.07"} {
+		if _, err := w.Pay(ctx, bankc, s.client, "shop", s.order(t, amount), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Return(ctx, bankc, mustAmount(t, "EUR:0.50")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.VerifyLog(ctx, bankc, logc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three payments and a return, and the swaps that made change.
+	if rep.Verified < 5 || rep.Waiting != 0 {
+		t.Fatalf("verified %d entries, %d waiting; want every payment, return and swap", rep.Verified, rep.Waiting)
+	}
+	again, err := w.VerifyLog(ctx, bankc, logc)
+	if err != nil || again.Verified != 0 {
+		t.Fatalf("second check: %+v, %v; want nothing left to verify", again, err)
+	}
+
+	// The whole log replays to the signed checkpoint, and holds an entry
+	// for every kind of change made.
+	ks, _ := e.bank.Bank.KeySet()
+	wit, err := logclient.NewWitness(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := logclient.Update(ctx, logc, wit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw [][]byte
+	kinds := map[auditlog.Kind]int{}
+	for from := int64(0); from < cp.Size; {
+		resp, err := logc.GetLogEntries(ctx, &pb.GetLogEntriesRequest{From: from, Count: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range resp.Entries {
+			en, err := auditlog.DecodeEntry(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds[en.Kind()]++
+		}
+		raw = append(raw, resp.Entries...)
+		from += int64(len(resp.Entries))
+	}
+	if err := auditlog.VerifyLog(cp, raw[:cp.Size]); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []auditlog.Kind{auditlog.KindKeySet, auditlog.KindAccountOpened, auditlog.KindCredit, auditlog.KindWithdraw, auditlog.KindDeposit, auditlog.KindSwap} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s entry in the log: %v", k, kinds)
+		}
+	}
+	if kinds[auditlog.KindKeySet] != 1 {
+		t.Errorf("%d key set entries, want 1", kinds[auditlog.KindKeySet])
+	}
+	// Bad requests are refused, not answered with nonsense.
+	if _, err := logc.GetInclusionProof(ctx, &pb.GetInclusionProofRequest{Index: cp.Size, TreeSize: cp.Size}); err == nil {
+		t.Error("inclusion proof of an entry past the end")
+	}
+	if _, err := logc.GetConsistencyProof(ctx, &pb.GetConsistencyProofRequest{OldSize: 2, NewSize: cp.Size + 10}); err == nil {
+		t.Error("consistency proof to a tree larger than the log")
+	}
+
+	// A restart appends no key set entry (the same keys) and the log stays
+	// consistent with what the wallet saw. (The restarted bank listens on a
+	// new port, which the merchant does not know: the wallet swaps.)
+	e.restartBank(t)
+	bankc, logc = e.dialBank(), e.dialLog()
+	if _, err := w.Swap(ctx, bankc, mustAmount(t, "EUR:0.20")); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil || rep.Verified == 0 || rep.Checkpoint.Size <= cp.Size {
+		t.Fatalf("after a restart: %+v, %v", rep, err)
+	}
+
+	// A second bank with the same keys but another history: to the wallet
+	// it is the same bank showing a different log.
+	other := startEnv(t)
+	w2 := other.newWallet(t.TempDir(), "EUR:9.00")
+	defer w2.Close()
+	if _, err := w2.Withdraw(ctx, other.dialBank(), mustAmount(t, "EUR:3.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	acct2, err := w2.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for int64(other.logSize(t)) <= rep.Checkpoint.Size+5 { // longer than what the wallet saw
+		other.credit(acct2, "EUR:0.01")
+	}
+	_, err = w.VerifyLog(ctx, other.dialBank(), other.dialLog())
+	var fork *auditlog.ForkError
+	if !errors.As(err, &fork) || !errors.Is(err, auditlog.ErrForked) {
+		t.Fatalf("a different history under the same keys: %v, want a fork", err)
+	}
+	v, err := auditlog.NewVerifier(auditlog.Origin(ks.BankID()), ks.SigningPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, signed := range [][]byte{fork.Older, fork.Newer} {
+		if _, err := auditlog.OpenCheckpoint(signed, auditlog.Origin(ks.BankID()), v); err != nil {
+			t.Errorf("fork evidence does not verify: %v", err)
+		}
+	}
+}
+
+func (e *env) logSize(t *testing.T) int64 {
+	t.Helper()
+	n, err := e.bank.Bank.Store().LogSize(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

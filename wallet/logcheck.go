@@ -1,0 +1,196 @@
+package wallet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// The wallet checks that the bank logged what it did with the wallet's
+// coins: each settled payment, return and swap leaves a check due
+// (v/<payment or swap request hash>); VerifyLog finds the entry in the
+// bank's audit log, verifies its inclusion proof against a checkpoint the
+// wallet's witness accepted (m/witness, the newest checkpoint seen, so a
+// bank that shows two inconsistent logs is caught), and that the entry
+// names the payment or swap and exactly the wallet's coins.
+
+var keyWitness = []byte("m/witness")
+
+func logCheckKey(ref ecash.Hash) []byte { return append([]byte("v/"), ref[:]...) }
+
+const (
+	logDeposit = 1
+	logSwap    = 2
+)
+
+// logCheck is a log entry the wallet expects.
+type logCheck struct {
+	Kind  uint8
+	Index int64 // 0: ask the bank (payments learn it from DepositStatus)
+	Coins []ecash.Hash
+}
+
+func (c *logCheck) encode() []byte {
+	e := ecash.NewEncoder("wallet/log-check")
+	e.U8(c.Kind)
+	e.I64(c.Index)
+	e.U32(uint32(len(c.Coins)))
+	for _, h := range c.Coins {
+		e.Fixed(h[:])
+	}
+	return e.Bytes()
+}
+
+func decodeLogCheck(b []byte) (*logCheck, error) {
+	d := ecash.NewDecoder("wallet/log-check", b)
+	c := &logCheck{Kind: d.U8(), Index: d.I64()}
+	n := d.Count(ecash.MaxCoinsPerRequest)
+	for range n {
+		var h ecash.Hash
+		copy(h[:], d.Fixed(32))
+		c.Coins = append(c.Coins, h)
+	}
+	return c, d.Finish()
+}
+
+// ErrLogMismatch: the bank's log does not record what its answer said.
+var ErrLogMismatch = errors.New("wallet: the bank's audit log does not match its answer")
+
+// LogReport is what VerifyLog found.
+type LogReport struct {
+	Checkpoint auditlog.Checkpoint // the newest checkpoint accepted
+	Verified   int                 // entries found and matching
+	Waiting    int                 // checks not possible yet (not logged, or not in the checkpoint)
+}
+
+// VerifyLog checks every due log entry against the bank's log, and keeps
+// the newest checkpoint. A fork (a checkpoint inconsistent with one seen
+// before) is an *auditlog.ForkError carrying both signed checkpoints: the
+// evidence to publish. A logged entry that does not match is
+// ErrLogMismatch.
+func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.AuditLogClient) (*LogReport, error) {
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return nil, err
+	}
+	wit, err := logclient.NewWitness(ks)
+	if err != nil {
+		return nil, err
+	}
+	if raw, err := get(w.db, keyWitness); err != nil {
+		return nil, err
+	} else if raw != nil {
+		if err := wit.UnmarshalBinary(raw); err != nil {
+			return nil, fmt.Errorf("wallet: saved checkpoint: %w", err)
+		}
+	}
+	cp, err := logclient.Update(ctx, logc, wit)
+	if err != nil {
+		return nil, err
+	}
+	saved, err := wit.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.db.Set(keyWitness, saved, pebble.Sync); err != nil {
+		return nil, err
+	}
+	rep := &LogReport{Checkpoint: cp}
+	due, err := w.dueChecks()
+	if err != nil {
+		return nil, err
+	}
+	for ref, c := range due {
+		if c.Index == 0 && c.Kind == logDeposit {
+			resp, err := bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: ref[:]})
+			if err != nil {
+				return nil, fmt.Errorf("wallet: log index of payment %x: %w", ref[:8], err)
+			}
+			c.Index = resp.LogIndex
+		}
+		if c.Index <= 0 || c.Index >= cp.Size {
+			rep.Waiting++
+			continue
+		}
+		e, err := logclient.Entry(ctx, logc, cp, c.Index)
+		if err != nil {
+			return nil, err
+		}
+		if err := matches(e, ref, c); err != nil {
+			return nil, err
+		}
+		if err := w.db.Delete(logCheckKey(ref), pebble.Sync); err != nil {
+			return nil, err
+		}
+		rep.Verified++
+	}
+	return rep, nil
+}
+
+func sorted(hs []ecash.Hash) []ecash.Hash {
+	out := slices.Clone(hs)
+	slices.SortFunc(out, func(a, b ecash.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+func (w *Wallet) dueChecks() (map[ecash.Hash]*logCheck, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("v/"), UpperBound: prefixEnd([]byte("v/"))})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := map[ecash.Hash]*logCheck{}
+	for it.First(); it.Valid(); it.Next() {
+		c, err := decodeLogCheck(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("wallet: corrupt log check: %w", err)
+		}
+		var ref ecash.Hash
+		copy(ref[:], it.Key()[2:])
+		out[ref] = c
+	}
+	return out, it.Error()
+}
+
+// matches checks that a log entry records the payment or swap ref with
+// exactly the coins c names.
+func matches(e *auditlog.Entry, ref ecash.Hash, c *logCheck) error {
+	var (
+		got   ecash.Hash
+		spent []auditlog.SpentCoin
+	)
+	switch op := e.Op.(type) {
+	case auditlog.Deposit:
+		if c.Kind != logDeposit {
+			return fmt.Errorf("%w: entry %d is a deposit", ErrLogMismatch, e.Index)
+		}
+		got, spent = op.PaymentHash, op.Coins
+	case auditlog.Swap:
+		if c.Kind != logSwap {
+			return fmt.Errorf("%w: entry %d is a swap", ErrLogMismatch, e.Index)
+		}
+		got, spent = op.RequestHash, op.Spent
+	default:
+		return fmt.Errorf("%w: entry %d is a %s", ErrLogMismatch, e.Index, e.Kind())
+	}
+	if got != ref {
+		return fmt.Errorf("%w: entry %d is for %x, not %x", ErrLogMismatch, e.Index, got[:8], ref[:8])
+	}
+	ids := make([]ecash.Hash, len(spent))
+	for i, s := range spent {
+		ids[i] = s.ID
+	}
+	if !slices.Equal(sorted(ids), sorted(c.Coins)) {
+		return fmt.Errorf("%w: entry %d names other coins", ErrLogMismatch, e.Index)
+	}
+	return nil
+}
