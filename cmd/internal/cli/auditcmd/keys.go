@@ -104,6 +104,18 @@ func (k *KeySets) verify(check func(*ecash.KeySet) error) error {
 	return first
 }
 
+// bankSigned checks a signature of the bank over body, on an object the
+// bank dated at: pub must be a signing key of one of the key sets at that
+// time (the current one, or a retired one within its window:
+// ecash.KeySet.CheckSigner), and the signature must verify under it. So a
+// transcript stays verifiable after the bank rotates its signing key.
+func (k *KeySets) bankSigned(pub ed25519.PublicKey, at time.Time, body, sig []byte, what string) error {
+	if err := k.verify(func(ks *ecash.KeySet) error { return ks.CheckSigner(pub, at) }); err != nil {
+		return err
+	}
+	return ecash.VerifyBody(pub, body, sig, what)
+}
+
 // parseKeySet reads a signed key set: its raw bytes ('bankd keys export',
 // 'audit keys', GetKeys), or the same bytes in hex.
 func parseKeySet(b []byte, pin ed25519.PublicKey) (*ecash.KeySet, []byte, error) {

@@ -243,7 +243,10 @@ func (s *partyState) epoReceipt(c *lineCtx) error {
 	if err := checkNote(c, r.EPOID.String(), "EPOID"); err != nil {
 		return err
 	}
-	if err := c.v.keys.verify(func(ks *ecash.KeySet) error { return r.Verify(ks.SigningPub) }); err != nil {
+	if err := c.v.keys.verify(func(ks *ecash.KeySet) error { return ks.CheckSigner(r.SignerPub, r.DecidedAt) }); err != nil {
+		return failf("the bank's signature: %v", err)
+	}
+	if err := r.Verify(r.SignerPub); err != nil { // structure and signature, under the key just vetted
 		return failf("the bank's signature: %v", err)
 	}
 	key := r.EPOID.Key()

@@ -401,7 +401,7 @@ func tamper(t *testing.T, good map[string][]byte, bk *bank.Keys) []tamperCase {
 		r.SignerPub = other.Public().(ed25519.PublicKey)
 		r.Sig = ecash.SignBody(other, r.Body())
 		tr[aRcpt] = withData(t, tr[aRcpt], r.Encode())
-		add("bank-unknown-signer.jsonl", exWithdrawPay, "the receipt signed by a key the key set does not list", false, tr, aRcpt, "deposit-receipt", "unknown bank key")
+		add("bank-unknown-signer.jsonl", exWithdrawPay, "the receipt signed by a key the key set does not list", false, tr, aRcpt, "deposit-receipt", "the bank's signature: ecash: signed by a key the bank's key set does not list")
 	}
 	{
 		first, second := b.find(t, "deposit-receipt", 0), b.find(t, "deposit-receipt", 1)

@@ -697,7 +697,7 @@ func (s *partyState) depositReceipt(c *lineCtx) error {
 	if err := canonical(c.rec.data, r.Encode()); err != nil {
 		return err
 	}
-	if err := c.v.keys.verify(func(ks *ecash.KeySet) error { return r.Verify(ks, nil) }); err != nil {
+	if err := c.v.keys.bankSigned(r.SignerPub, r.DepositedAt, r.Body(), r.Sig, "deposit receipt"); err != nil {
 		return failf("the bank's signature: %v", err)
 	}
 	if len(r.Coins) == 0 {
@@ -825,8 +825,23 @@ func (s *partyState) doubleSpendProof(c *lineCtx) error {
 	if err := canonical(c.rec.data, p.Encode()); err != nil {
 		return err
 	}
-	if err := c.v.keys.verify(p.Verify); err != nil {
+	// DoubleSpendProof.Verify, with the bank's key checked for the time the
+	// proof states (a retired signing key within its window is fine).
+	if err := c.v.keys.bankSigned(p.SignerPub, p.DetectedAt, p.Body(), p.BankSig, "double-spend proof"); err != nil {
+		return failf("the proof does not verify: the bank's signature: %v", err)
+	}
+	d, err := c.v.keys.Denomination(p.Earlier.Coin.Denom)
+	if err != nil {
 		return failf("the proof does not verify: %v", err)
+	}
+	if d.Value != p.Earlier.Value {
+		return failf("the proof does not verify: it states a %s coin of a %s denomination", p.Earlier.Value, d.Value)
+	}
+	if err := p.Earlier.Coin.Verify(d.Key); err != nil {
+		return failf("the proof does not verify: the bank's signature on the coin: %v", err)
+	}
+	if err := p.Earlier.Verify(); err != nil {
+		return failf("the proof does not verify: the coin's signature on its earlier deposit permission: %v", err)
 	}
 	id := p.Earlier.Coin.ID()
 	earlier := p.Earlier.PaymentHash

@@ -400,3 +400,44 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestRotatedSigningKey: after the bank rotates its signing key, its new
+// key set lists the old key with the window it signed in, and the
+// transcripts signed with it still verify against the new key set alone.
+func TestRotatedSigningKey(t *testing.T) {
+	ctx := context.Background()
+	f := newFlowBank(t)
+	var tr bytes.Buffer
+	w := f.customer(t, t.TempDir(), &tr, "EUR:5.00")
+	defer w.Close()
+	withdraw(t, f, w, "EUR:1.00")
+	if _, err := f.pay(t, w, f.order(t, "EUR:0.04", "a sweet")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Buy(ctx, f.bankc, f.shop, "song", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	old := f.keys.KeySet()
+	if _, err := f.keys.RotateSigning(time.Now().Add(time.Second), time.Hour, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	rotated := f.keys.KeySet()
+	if rotated.SigningPub.Equal(old.SigningPub) || len(rotated.PastSigning) != 1 {
+		t.Fatal("the signing key did not rotate")
+	}
+	ks, err := NewKeySets(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPass(t, auditBytes(t, "rotated", tr.Bytes(), ks, true))
+
+	// A key set that does not list the old key (as before rotations were
+	// published) refuses what it signed.
+	bare := *rotated
+	bare.PastSigning = nil
+	ks, err = NewKeySets(&bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFailure(t, tr.Bytes(), ks, true, linesOf(tr.Bytes()).find(t, "deposit-receipt", 0)+1, "does not list")
+}
