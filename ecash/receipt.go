@@ -71,8 +71,10 @@ func DecodeDepositReceipt(b []byte) (*DepositReceipt, error) {
 // Verify checks the receipt against the bank's key set and the payment
 // request it should answer.
 func (r *DepositReceipt) Verify(ks *KeySet, req *PaymentRequest) error {
-	if !equalKeys(r.SignerPub, ks.SigningPub) {
-		return fmt.Errorf("%w: receipt signed by an unknown bank key", ErrBadSignature)
+	// The signing key rotates; a retired key's receipts stay valid for
+	// what it signed while current.
+	if err := ks.CheckSigner(r.SignerPub, r.DepositedAt); err != nil {
+		return fmt.Errorf("%w: receipt: %w", ErrBadSignature, err)
 	}
 	if err := VerifyBody(r.SignerPub, r.Body(), r.Sig, "deposit receipt"); err != nil {
 		return err
@@ -83,10 +85,6 @@ func (r *DepositReceipt) Verify(ks *KeySet, req *PaymentRequest) error {
 		}
 	}
 	return nil
-}
-
-func equalKeys(a, b ed25519.PublicKey) bool {
-	return len(a) == ed25519.PublicKeySize && a.Equal(b)
 }
 
 // DoubleSpendProof shows that a coin was already spent: the earlier deposit
@@ -143,8 +141,8 @@ func DecodeDoubleSpendProof(b []byte) (*DoubleSpendProof, error) {
 // Verify checks all three signatures: the denomination's on the coin, the
 // coin's on the earlier permission, and the bank's on the proof.
 func (p *DoubleSpendProof) Verify(ks *KeySet) error {
-	if !equalKeys(p.SignerPub, ks.SigningPub) {
-		return fmt.Errorf("%w: proof signed by an unknown bank key", ErrBadSignature)
+	if err := ks.CheckSigner(p.SignerPub, p.DetectedAt); err != nil {
+		return fmt.Errorf("%w: proof: %w", ErrBadSignature, err)
 	}
 	if err := VerifyBody(p.SignerPub, p.Body(), p.BankSig, "double-spend proof"); err != nil {
 		return err

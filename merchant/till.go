@@ -468,7 +468,10 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 func (m *Merchant) verifyReceipt(raw []byte, epo *echeck.SignedEPO) (*echeck.Receipt, error) {
 	r, err := echeck.DecodeReceipt(raw)
 	if err == nil {
-		err = r.Verify(m.keyset.SigningPub)
+		// Receipts of a retired signing key stay valid for their time.
+		if err = m.keyset.CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
+			err = r.Verify(r.SignerPub)
+		}
 	}
 	if err == nil && epo != nil {
 		err = r.CheckEPO(epo)

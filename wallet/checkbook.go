@@ -428,8 +428,14 @@ func (w *Wallet) accept(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, 
 		return nil, fmt.Errorf("wallet: corrupt purchase record: %w", err)
 	}
 	r, err := echeck.DecodeReceipt(rawReceipt)
+	var signer ed25519.PublicKey
 	if err == nil {
-		err = r.Verify(ks.SigningPub)
+		// The key that signed it, if the key set lists it for that time:
+		// receipts of a retired signing key stay valid.
+		if err = ks.CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
+			signer = r.SignerPub
+			err = r.Verify(signer)
+		}
 	}
 	if err == nil {
 		err = r.CheckEPO(epo)
@@ -445,8 +451,8 @@ func (w *Wallet) accept(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, 
 	var goods []byte
 	var fault *MerchantFaultError
 	if r.Decision == echeck.Approved && r.Kind == echeck.KindGoods {
-		if goods, err = r.OpenGoods(ks.SigningPub, epo, ciphertext); err != nil {
-			v := echeck.Judge(r, epo, ciphertext, ks.SigningPub)
+		if goods, err = r.OpenGoods(signer, epo, ciphertext); err != nil {
+			v := echeck.Judge(r, epo, ciphertext, signer)
 			if v.Outcome != echeck.MerchantFault {
 				return nil, fmt.Errorf("the receipt: %w", err)
 			}
@@ -551,7 +557,7 @@ func (w *Wallet) purchase(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord
 		}
 	}
 	if ciphertext != nil && p.Receipt.Decision == echeck.Approved && p.Kind == echeck.KindGoods {
-		if g, err := p.Receipt.OpenGoods(ks.SigningPub, epo, ciphertext); err == nil {
+		if g, err := p.Receipt.OpenGoods(p.Receipt.SignerPub, epo, ciphertext); err == nil {
 			p.Goods = g
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
@@ -142,6 +143,55 @@ lost, the coins stay pending and "wallet recover" settles them.`,
 				return inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "returned %s in %d coins to account %d; wallet balance %s\n", rcpt.Total, len(rcpt.Coins), acct, bal.Fresh)
 				})
+			})
+		},
+	}
+}
+
+func refreshCommand(g *globals) *cli.Command {
+	within := 30 * 24 * time.Hour
+	return &cli.Command{
+		Name:  "refresh",
+		Short: "renew coins whose denomination's deposit deadline is near",
+		Long: `refresh fetches the bank's key set and swaps every fresh coin whose
+denomination stops being accepted within --within (or whose denomination left
+the key set) for coins of the current keys, keeping the value. Run it now and
+then (say monthly): a coin past its deposit deadline is worth nothing.
+
+Coins the bank will no longer swap are reported as stranded.`,
+		Example: `wallet refresh
+wallet refresh --within 2160h`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.DurationVar(&within, "within", within, "renew coins whose deposit deadline is within `DURATION`")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if within < 0 {
+				return cli.Usagef("--within must not be negative")
+			}
+			w, cfg, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			conn, err := dialBank(cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			res, err := w.RefreshCoins(ctx, pb.NewBankClient(conn), within)
+			if err != nil {
+				return changeError("refresh", err)
+			}
+			for _, e := range res.Errors {
+				inv.Notef("refused: %v", e)
+			}
+			out := struct {
+				Renewed  string `json:"renewed"`
+				Coins    int    `json:"coins"`
+				Stranded string `json:"stranded"`
+			}{res.Renewed.String(), len(res.Coins), res.Stranded.String()}
+			return inv.Print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "renewed %s as %d new coins; stranded %s\n", res.Renewed, len(res.Coins), res.Stranded)
 			})
 		},
 	}
