@@ -114,15 +114,17 @@ type held struct {
 
 // logRun is one run of "audit log".
 type logRun struct {
-	f      *logFlags
-	inv    *cli.Invocation
-	logc   pb.AuditLogClient
-	ks     *ecash.KeySet
-	origin string
-	aud    *auditlog.Auditor
-	rep    *LogReport
-	latest *held // the bank's checkpoint this run audits against
-	saved  time.Time
+	f         *logFlags
+	inv       *cli.Invocation
+	logc      pb.AuditLogClient
+	ks        *ecash.KeySet
+	origin    string
+	aud       *auditlog.Auditor
+	rep       *LogReport
+	latest    *held     // the bank's checkpoint this run audits against
+	saved     time.Time // when the state was last saved
+	savedSize int64     // the auditor's size then
+	batch     int64     // entries per request
 }
 
 func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
@@ -169,7 +171,7 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 		return err
 	}
 	defer conn.Close()
-	r := &logRun{f: f, inv: inv, logc: pb.NewAuditLogClient(conn)}
+	r := &logRun{f: f, inv: inv, logc: pb.NewAuditLogClient(conn), batch: int64(f.batch)}
 
 	// The key set: the master key vouches for the signing key.
 	kctx, cancel := context.WithTimeout(ctx, logRPCTimeout)
@@ -378,9 +380,21 @@ func (r *logRun) prefixOf(ctx context.Context, size int64, root tlog.Hash) (bool
 
 // download fetches the entries not audited yet, checks each batch against
 // the bank's checkpoint and applies it to the auditor.
-func (r *logRun) download(ctx context.Context) error {
+func (r *logRun) download(ctx context.Context) (err error) {
 	end := r.latest.cp.Size
 	start := r.aud.Size()
+	r.savedSize = start
+	defer func() {
+		// Whatever stopped the download (a failed entry, a broken
+		// connection, an interrupt), the entries applied are a verified
+		// prefix of the checkpoint's log: keep them, so the next run
+		// resumes there (and fails at once at an entry that fails).
+		if err != nil && r.aud.Size() > r.savedSize {
+			if serr := r.save(); serr != nil {
+				r.inv.Notef("audit: saving the state: %v", serr)
+			}
+		}
+	}()
 	if start > 0 && start < end {
 		// A state saved part way through a log: its entries must be a
 		// prefix of this log too (the checkpoint check above covers only
@@ -402,7 +416,7 @@ func (r *logRun) download(ctx context.Context) error {
 	defer bar.Finish()
 	for r.aud.Size() < end {
 		from := r.aud.Size()
-		entries, err := r.entries(ctx, from, min(int64(r.f.batch), end-from))
+		entries, err := r.entries(ctx, from, min(r.batch, end-from))
 		if err != nil {
 			return err
 		}
@@ -426,11 +440,6 @@ func (r *logRun) download(ctx context.Context) error {
 		}
 		for _, b := range entries {
 			if _, err := r.aud.Apply(b); err != nil {
-				// What was audited up to the entry is good: keep it, so
-				// the next run fails at the same entry at once.
-				if serr := r.save(); serr != nil {
-					r.inv.Notef("audit: saving the state: %v", serr)
-				}
 				return r.fail(err)
 			}
 		}
@@ -467,7 +476,8 @@ func (r *logRun) locate(ctx context.Context, from int64, roots []tlog.Hash) (int
 }
 
 // entries fetches up to n entries from index from, halving the request
-// when the answer would be too large for one message.
+// (and the batches after it) when the answer would be too large for one
+// message.
 func (r *logRun) entries(ctx context.Context, from, n int64) ([][]byte, error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, logRPCTimeout)
@@ -475,6 +485,7 @@ func (r *logRun) entries(ctx context.Context, from, n int64) ([][]byte, error) {
 		cancel()
 		if status.Code(err) == codes.ResourceExhausted && n > 1 {
 			n /= 2
+			r.batch = n
 			continue
 		}
 		if err != nil {
@@ -604,7 +615,7 @@ func hexKey(s string) (ed25519.PublicKey, error) {
 // replayed so far (its entries are a verified prefix of that checkpoint's
 // log).
 func (r *logRun) save() error {
-	r.saved = time.Now()
+	r.saved, r.savedSize = time.Now(), r.aud.Size()
 	if r.f.state == "" {
 		return nil
 	}

@@ -26,7 +26,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
@@ -823,6 +825,10 @@ type fakeLogBank struct {
 	keyset []byte
 	origin string
 	signer note.Signer
+	// maxCount > 0 refuses larger reads as too large for one message;
+	// breakAt > 0 fails reads from that index on, as a broken link.
+	maxCount uint32
+	breakAt  int64
 }
 
 type fakeKeys struct {
@@ -848,6 +854,15 @@ func (f *fakeLogBank) GetCheckpoint(context.Context, *pb.GetCheckpointRequest) (
 }
 
 func (f *fakeLogBank) GetLogEntries(_ context.Context, in *pb.GetLogEntriesRequest) (*pb.GetLogEntriesResponse, error) {
+	f.mu.Lock()
+	maxCount, breakAt := f.maxCount, f.breakAt
+	f.mu.Unlock()
+	if maxCount > 0 && in.Count > maxCount {
+		return nil, status.Error(codes.ResourceExhausted, "message too large (simulated)")
+	}
+	if breakAt > 0 && in.From >= breakAt {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
 	out := &pb.GetLogEntriesResponse{}
 	for i := in.From; i < f.log.Size() && len(out.Entries) < int(in.Count); i++ {
 		b, err := f.log.Entry(i)
@@ -1001,5 +1016,49 @@ func TestLogAuditKeyRotation(t *testing.T) {
 		if code != c.code || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, %s; want %d, %q", c.args, code, stderr, c.code, c.want)
 		}
+	}
+}
+
+// TestLogAuditInterrupted: batches too large for one message are halved,
+// and an audit cut off part way keeps what it verified and resumes there.
+func TestLogAuditInterrupted(t *testing.T) {
+	seed := func(b byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, 32)) }
+	master, signing := seed(1), seed(2)
+	now := time.Now().Truncate(time.Second)
+	ks := &ecash.KeySet{Currency: "EUR", MasterPub: master.Public().(ed25519.PublicKey), SigningPub: signing.Public().(ed25519.PublicKey),
+		HPKEPub: bytes.Repeat([]byte{9}, 32), IssuedAt: now}
+	ks.Sign(master)
+	f := &fakeLogBank{log: auditlog.NewMemLog(), maxCount: 16, breakAt: 40}
+	f.serve(t, ks, signing, now)
+	for i := range 99 {
+		id := uint64(1000 + i)
+		for _, op := range []auditlog.Op{
+			auditlog.AccountOpened{Account: id, Key: seed(byte(0x10 + i)).Public().(ed25519.PublicKey)},
+			auditlog.Credit{Account: id, Amount: ecash.Amount{Currency: "EUR", Value: uint64(100 + i)}},
+		} {
+			if _, err := f.log.Append(op, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	conn := serveLoopback(t, func(s *grpc.Server) {
+		pb.RegisterAuditLogServer(s, f)
+		pb.RegisterBankServer(s, fakeKeys{f: f})
+	})
+	state := filepath.Join(t.TempDir(), "state")
+	args := []string{"--bank", conn.Target(), "--plaintext", "--state", state}
+	code, rep, stderr := runLogAudit(t, args...)
+	// Batches of 199, 99, 49, 24 entries are too large; 12 fit, and are
+	// kept: 0, 12, 24, 36, then the link breaks at 48.
+	if code != 1 || !strings.Contains(stderr, "fetching log entries from 48: unreachable") || rep.Failure != nil {
+		t.Fatalf("exit %d, %+v\n%s", code, rep.Failure, stderr)
+	}
+	f.mu.Lock()
+	f.breakAt = 0
+	f.mu.Unlock()
+	code, rep, stderr = runLogAudit(t, args...)
+	mustOK(t, code, rep, stderr)
+	if rep.ResumedAt != 48 || rep.Downloaded != 199-48 || rep.Summary.Accounts != 99 || rep.Summary.Totals["credited"] != "EUR:147.51" {
+		t.Fatalf("resumed audit: %+v", rep)
 	}
 }
