@@ -42,8 +42,12 @@ type simWallet struct {
 	ks       *ecash.KeySet
 	denom    ecash.Denomination
 	bank     pb.BankClient
-	merchant pb.MerchantClient // nil unless the scenario pays
+	merchant pb.MerchantClient // nil unless the scenario pays or writes checks
 	conns    []*grpc.ClientConn
+
+	// The till the check scenario pays (learnMerchant).
+	merchantAccount uint64
+	merchantPub     ed25519.PublicKey
 
 	coins  []heldCoin
 	orders []string
@@ -106,6 +110,9 @@ func newSimWallet(ctx context.Context, id int, env *environment) (*simWallet, er
 	return w, nil
 }
 
+// acctPub is the wallet's account key: the customer key of its checks.
+func (w *simWallet) acctPub() ed25519.PublicKey { return w.acctKey.Public().(ed25519.PublicKey) }
+
 // fromAddress makes wallet id connect from its own loopback address
 // (127.0.1.2, 127.0.1.3, ...), as real wallets come from their own
 // addresses: servers limit calls per peer address, and loadgen must not
@@ -148,23 +155,30 @@ func (w *simWallet) close() {
 	}
 }
 
-// withdraw withdraws n coins in one request, as a wallet does: derive the
-// planchets, run the first round for CS, blind, sign the request with the
-// account key, send it, unblind and verify the signatures.
-func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
+// fresh is a batch of new planchets, blinded, with what unblinds them.
+type fresh struct {
+	secrets   []ecash.PlanchetSecret
+	planchets []ecash.Planchet
+	states    []ecash.BlindState
+}
+
+// newPlanchets derives n planchets of the wallet's denomination, runs the
+// first round for CS (PrepareWithdraw) and blinds them: what a withdrawal
+// and a swap's outputs both begin with.
+func (w *simWallet) newPlanchets(ctx context.Context, n int) (*fresh, error) {
 	d := w.denom
-	secrets := make([]ecash.PlanchetSecret, n)
-	for i := range secrets {
+	f := &fresh{secrets: make([]ecash.PlanchetSecret, n), planchets: make([]ecash.Planchet, n), states: make([]ecash.BlindState, n)}
+	for i := range f.secrets {
 		var err error
-		if secrets[i], err = ecash.DerivePlanchet(w.seed, w.next); err != nil {
+		if f.secrets[i], err = ecash.DerivePlanchet(w.seed, w.next); err != nil {
 			return nil, err
 		}
 		w.next++
 	}
 	prepared := make([][]byte, n)
-	if secrets[0].PrepareRequest(d) != nil {
+	if f.secrets[0].PrepareRequest(d) != nil {
 		req := &pb.PrepareWithdrawRequest{Items: make([]*pb.PrepareWithdrawRequest_Item, n)}
-		for i, s := range secrets {
+		for i, s := range f.secrets {
 			req.Items[i] = &pb.PrepareWithdrawRequest_Item{Denomination: d.ID[:], Request: s.PrepareRequest(d)}
 		}
 		resp, err := w.bank.PrepareWithdraw(ctx, req)
@@ -176,32 +190,51 @@ func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
 		}
 		prepared = resp.Answers
 	}
-	req := &ecash.WithdrawRequest{Account: w.account, CreatedAt: time.Now(), Planchets: make([]ecash.Planchet, n)}
-	if _, err := rand.Read(req.Nonce[:]); err != nil {
-		return nil, err
-	}
-	states := make([]ecash.BlindState, n)
-	for i, s := range secrets {
+	for i, s := range f.secrets {
 		var err error
-		if req.Planchets[i], states[i], err = s.Blind(d, prepared[i]); err != nil {
+		if f.planchets[i], f.states[i], err = s.Blind(d, prepared[i]); err != nil {
 			return nil, err
 		}
+	}
+	return f, nil
+}
+
+// finish unblinds and verifies the bank's blind signatures on f.
+func (w *simWallet) finish(f *fresh, sigs [][]byte) ([]heldCoin, error) {
+	if len(sigs) != len(f.secrets) {
+		return nil, fmt.Errorf("%d signatures for %d planchets", len(sigs), len(f.secrets))
+	}
+	coins := make([]heldCoin, len(sigs))
+	for i, s := range f.secrets {
+		sig, err := f.states[i].Unblind(sigs[i])
+		if err != nil {
+			return nil, fmt.Errorf("the bank's signature on planchet %d: %w", i, err)
+		}
+		coins[i] = heldCoin{Coin: ecash.Coin{Denom: w.denom.ID, Pub: s.CoinPub(), Sig: sig}, Key: s.CoinKey}
+	}
+	return coins, nil
+}
+
+// withdraw withdraws n coins in one request, as a wallet does: derive the
+// planchets, run the first round for CS, blind, sign the request with the
+// account key, send it, unblind and verify the signatures.
+func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
+	f, err := w.newPlanchets(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	req := &ecash.WithdrawRequest{Account: w.account, CreatedAt: time.Now(), Planchets: f.planchets}
+	if _, err := rand.Read(req.Nonce[:]); err != nil {
+		return nil, err
 	}
 	body := req.Body()
 	resp, err := w.bank.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(w.acctKey, body)})
 	if err != nil {
 		return nil, fmt.Errorf("withdraw: %w", err)
 	}
-	if len(resp.BlindSignatures) != n {
-		return nil, fmt.Errorf("withdraw: %d signatures for %d planchets", len(resp.BlindSignatures), n)
-	}
-	coins := make([]heldCoin, n)
-	for i, s := range secrets {
-		sig, err := states[i].Unblind(resp.BlindSignatures[i])
-		if err != nil {
-			return nil, fmt.Errorf("the bank's signature on planchet %d: %w", i, err)
-		}
-		coins[i] = heldCoin{Coin: ecash.Coin{Denom: d.ID, Pub: s.CoinPub(), Sig: sig}, Key: s.CoinKey}
+	coins, err := w.finish(f, resp.BlindSignatures)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw: %w", err)
 	}
 	return coins, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -25,7 +26,12 @@ type scenarioKind int
 const (
 	scenarioWithdraw scenarioKind = iota + 1
 	scenarioPay
+	scenarioSwap
+	scenarioCheck
 )
+
+// scenarios lists every scenario, in the order "limits" measures them.
+var scenarios = []scenarioKind{scenarioWithdraw, scenarioPay, scenarioSwap, scenarioCheck}
 
 func (s scenarioKind) String() string {
 	switch s {
@@ -33,8 +39,56 @@ func (s scenarioKind) String() string {
 		return "withdraw"
 	case scenarioPay:
 		return "pay"
+	case scenarioSwap:
+		return "swap"
+	case scenarioCheck:
+		return "check"
 	}
 	return fmt.Sprintf("scenario(%d)", int(s))
+}
+
+// parseScenario is the inverse of String.
+func parseScenario(name string) (scenarioKind, bool) {
+	for _, s := range scenarios {
+		if s.String() == name {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// scenarioNames is "withdraw, pay, swap or check", for messages.
+const scenarioNames = "withdraw, pay, swap or check"
+
+// defaultCoinsPerOp is a scenario's --coins-per-op when none is given: 4
+// for swap (4 coins in, 4 out, the issue's comparison with gonuts), 1
+// otherwise.
+func (s scenarioKind) defaultCoinsPerOp() int {
+	if s == scenarioSwap {
+		return 4
+	}
+	return 1
+}
+
+// coinsPerOp is the coins per operation for the --coins-per-op flag
+// (0: the scenario's default); a check carries none, it counts one.
+func (s scenarioKind) coinsPerOp(flag int) int {
+	switch {
+	case s == scenarioCheck:
+		return 1
+	case flag == 0:
+		return s.defaultCoinsPerOp()
+	}
+	return flag
+}
+
+// unit is what the scenario counts: coins, or for check, checks (one per
+// operation). Every "coins" figure of a check report counts checks.
+func (s scenarioKind) unit() string {
+	if s == scenarioCheck {
+		return "check"
+	}
+	return "coin"
 }
 
 // cryptoKit is the key material a crypto-limit measurement runs with: the
@@ -57,12 +111,18 @@ func newCryptoKit(keys *bank.Keys, denom bank.DenomKey) (*cryptoKit, error) {
 
 // limitResult is the crypto limit of one scenario.
 type limitResult struct {
-	Scenario   string  `json:"scenario"`
-	Cipher     string  `json:"cipher"`
-	CoinsPerOp int     `json:"coins_per_op"`
-	Workers    int     `json:"workers"`
-	Seconds    float64 `json:"seconds"`
-	Coins      int64   `json:"coins"`
+	Scenario   string `json:"scenario"`
+	Cipher     string `json:"cipher"`
+	CoinsPerOp int    `json:"coins_per_op"`
+	// Unit is what Coins and the rates count: "coin", or "check" for the
+	// check scenario (one per operation).
+	Unit string `json:"unit"`
+	// EPOKind is the kind of payment order of the check scenario: "check"
+	// (a written check) or "goods" (a purchase).
+	EPOKind string  `json:"epo_kind,omitempty"`
+	Workers int     `json:"workers"`
+	Seconds float64 `json:"seconds"`
+	Coins   int64   `json:"coins"`
 	// CoinsPerSec is the limit: coins per second on all GOMAXPROCS cores,
 	// from the process's CPU time over the measurement (Workers cores
 	// over the CPU time per coin), so that other processes taking cores
@@ -83,6 +143,14 @@ type limitResult struct {
 	// BankOnlyCoinsPerSec is what the bank's share alone would allow on
 	// the same cores, were the wallets and the merchant elsewhere.
 	BankOnlyCoinsPerSec float64 `json:"bank_only_coins_per_s"`
+}
+
+// label names the scenario, with the kind of payment order for check.
+func (l limitResult) label() string {
+	if l.EPOKind != "" {
+		return l.Scenario + " (" + l.EPOKind + ")"
+	}
+	return l.Scenario
 }
 
 // TotalUs is all parties' crypto per coin on one core.
@@ -124,7 +192,8 @@ type limitOp func(pt *partyTimes) error
 
 // measureLimit runs the scenario's cryptography on GOMAXPROCS workers for
 // about d and returns the coins per second it allows.
-func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, d time.Duration) (limitResult, error) {
+// For check, n is 1 and epo the kind of payment order.
+func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, epo echeck.Kind, d time.Duration) (limitResult, error) {
 	workers := runtime.GOMAXPROCS(0)
 	ops := make([]limitOp, workers)
 	for i := range ops {
@@ -134,6 +203,10 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, d 
 			ops[i], err = newWithdrawLimitOp(kit, n)
 		case scenarioPay:
 			ops[i], err = newPayLimitOp(kit, n)
+		case scenarioSwap:
+			ops[i], err = newSwapLimitOp(kit, n)
+		case scenarioCheck:
+			ops[i], err = newCheckLimitOp(kit, epo)
 		default:
 			err = fmt.Errorf("unknown scenario %v", s)
 		}
@@ -215,7 +288,7 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, d 
 	}
 	per := func(t time.Duration) float64 { return float64(t.Nanoseconds()) / 1e3 * scale / float64(coins) }
 	l := limitResult{
-		Scenario: s.String(), Cipher: kit.denom.Key.Cipher().String(), CoinsPerOp: n, Workers: workers,
+		Scenario: s.String(), Cipher: kit.denom.Key.Cipher().String(), CoinsPerOp: n, Unit: s.unit(), Workers: workers,
 		Seconds: wall.Seconds(), Coins: coins,
 		CoinsPerSec:     float64(workers) * float64(coins) / cpu.Seconds(),
 		WallCoinsPerSec: float64(coins) / wall.Seconds(),
@@ -224,6 +297,9 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, d 
 	}
 	if sysOK && sysOK1 {
 		l.OtherCores = max(0, (sys1-sys0-cpu).Seconds()/wall.Seconds())
+	}
+	if s == scenarioCheck {
+		l.EPOKind = epo.String()
 	}
 	if l.BankUs > 0 {
 		l.BankOnlyCoinsPerSec = float64(workers) * 1e6 / l.BankUs
@@ -470,7 +546,9 @@ type limitsReport struct {
 	Limits  []limitResult `json:"limits"`
 }
 
-func limits(ctx context.Context, cipher ecash.Cipher, n int, d time.Duration, keysFile string, which []scenarioKind, prog *progress) (*limitsReport, error) {
+// limits measures the crypto limit of each scenario in which. n is
+// --coins-per-op (0: each scenario's default; check always has 1).
+func limits(ctx context.Context, cipher ecash.Cipher, n int, epo echeck.Kind, d time.Duration, keysFile string, which []scenarioKind, prog *progress) (*limitsReport, error) {
 	prog.Status("generating or loading the bank's keys (%s) ...", cipher)
 	keys, denom, info, err := loadOrGenerateKeys(keysFile, cipher)
 	prog.Clear()
@@ -483,8 +561,9 @@ func limits(ctx context.Context, cipher ecash.Cipher, n int, d time.Duration, ke
 	}
 	rep := &limitsReport{Machine: machine(), Keys: info}
 	for _, s := range which {
+		n := s.coinsPerOp(n)
 		prog.Status("measuring the crypto limit of %s, %s coins, %d per op, for %s ...", s, cipher, n, d)
-		l, err := measureLimit(ctx, kit, s, n, d)
+		l, err := measureLimit(ctx, kit, s, n, epo, d)
 		prog.Clear()
 		if err != nil {
 			return nil, err
@@ -499,13 +578,18 @@ func (r *limitsReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "keys: %s\n\n", r.Keys.describe())
 	t := cli.NewTable(w)
 	t.Row("scenario", "cipher", "coins/op", "limit coins/s", "bank alone coins/s", "wallet µs/coin", "bank µs/coin", "merchant µs/coin", "all µs/coin")
+	checks := false
 	for _, l := range r.Limits {
-		t.Row(l.Scenario, l.Cipher, l.CoinsPerOp, fmt.Sprintf("%.0f", l.CoinsPerSec), fmt.Sprintf("%.0f", l.BankOnlyCoinsPerSec),
+		checks = checks || l.Unit == "check"
+		t.Row(l.label(), l.Cipher, l.CoinsPerOp, fmt.Sprintf("%.0f", l.CoinsPerSec), fmt.Sprintf("%.0f", l.BankOnlyCoinsPerSec),
 			fmt.Sprintf("%.1f", l.WalletUs), fmt.Sprintf("%.1f", l.BankUs), fmt.Sprintf("%.1f", l.MerchantUs), fmt.Sprintf("%.1f", l.TotalUs()))
 	}
 	t.Flush()
 	fmt.Fprintln(w, "\n(limit: all parties' crypto on all cores, from the CPU time per coin; bank alone: the bank's")
 	fmt.Fprintln(w, " share only; µs/coin: CPU time of each party's steps per coin, on one core)")
+	if checks {
+		fmt.Fprintln(w, "(check: one payment order per operation and no coins; its figures are per check)")
+	}
 	for _, l := range r.Limits {
 		if l.OtherCores > 0.1*float64(l.Workers) {
 			fmt.Fprintf(w, "note: other processes kept %.2f cores busy while %s was measured (coins/s over wall time: %.0f)\n", l.OtherCores, l.Scenario, l.WallCoinsPerSec)

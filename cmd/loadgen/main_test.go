@@ -38,7 +38,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := loadgen(t, "run", "--help")
-	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "fraction", "getrusage"} {
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
@@ -48,12 +48,15 @@ func TestHelp(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"run"},
-		{"run", "--scenario", "swap"},
+		{"run", "--scenario", "refund"},
 		{"run", "--scenario", "pay", "--cipher", "dsa"},
+		{"run", "--scenario", "check", "--coins-per-op", "2"},
+		{"run", "--scenario", "check", "--epo", "cash"},
+		{"run", "--scenario", "swap", "--coins-per-op", "-1"},
 		{"run", "--scenario", "pay", "--concurrency", "0"},
 		{"run", "--scenario", "pay", "--duration", "11m"},
 		{"run", "--scenario", "withdraw", "--coins-per-op", "1025"},
-		{"limits", "--scenario", "check"},
+		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
 	} {
 		_, stderr, code := loadgen(t, args...)
@@ -72,16 +75,39 @@ func TestLimits(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(rep.Limits) != 2 || rep.Limits[0].Scenario != "withdraw" || rep.Limits[1].Scenario != "pay" {
+	want := []string{"withdraw", "pay", "swap", "check"}
+	if len(rep.Limits) != len(want) {
 		t.Fatalf("limits: %+v", rep.Limits)
 	}
-	for _, l := range rep.Limits {
-		if l.Coins <= 0 || l.CoinsPerSec <= 0 || l.CoinsPerOp != 2 || l.Cipher != "cs" {
+	for i, l := range rep.Limits {
+		n, unit := 2, "coin"
+		if l.Scenario == "check" {
+			n, unit = 1, "check" // a check carries no coins
+		}
+		if l.Scenario != want[i] || l.Coins <= 0 || l.CoinsPerSec <= 0 || l.CoinsPerOp != n || l.Unit != unit || l.Cipher != "cs" {
 			t.Errorf("%s: %+v", l.Scenario, l)
 		}
-		if l.WalletUs <= 0 || l.BankUs <= 0 || (l.Scenario == "pay" && l.MerchantUs <= 0) {
-			t.Errorf("%s: a party did no work: %+v", l.Scenario, l)
+		merchant := l.Scenario == "pay" || l.Scenario == "check"
+		if l.WalletUs <= 0 || l.BankUs <= 0 || (merchant && l.MerchantUs <= 0) || (!merchant && l.MerchantUs != 0) {
+			t.Errorf("%s: a party did no work, or work it has no part in: %+v", l.Scenario, l)
 		}
+	}
+	// The goods variant of check, and swap's default of 4 coins.
+	out, stderr, code = loadgen(t, "limits", "--scenario", "check", "--epo", "goods", "--duration", "50ms", "--json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rep = limitsReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Limits) != 1 || rep.Limits[0].EPOKind != "goods" || rep.Limits[0].Coins <= 0 {
+		t.Errorf("check, goods: %v %+v", err, rep.Limits)
+	}
+	out, stderr, code = loadgen(t, "limits", "--scenario", "swap", "--duration", "50ms", "--json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rep = limitsReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Limits) != 1 || rep.Limits[0].CoinsPerOp != 4 {
+		t.Errorf("swap by default: %v %+v", err, rep.Limits)
 	}
 }
 
@@ -92,13 +118,21 @@ const payCoins = 256
 // TestRun runs each scenario briefly with both ciphers and checks that the
 // report holds together. No timing thresholds: only coherence.
 func TestRun(t *testing.T) {
-	// One RSA key for both RSA runs: the second loads what the first saved.
+	// One RSA key for all RSA runs: the others load what the first saved.
 	keys := map[string]string{"rsa": filepath.Join(t.TempDir(), "rsa-keys.json"), "cs": filepath.Join(t.TempDir(), "cs-keys.json")}
 	for _, cipher := range []string{"cs", "rsa"} {
-		for _, scenario := range []string{"withdraw", "pay"} {
+		for _, scenario := range []string{"withdraw", "pay", "swap", "check"} {
 			t.Run(scenario+"-"+cipher, func(t *testing.T) {
-				args := []string{"run", "--scenario", scenario, "--cipher", cipher, "--concurrency", "2", "--coins-per-op", "2",
+				args := []string{"run", "--scenario", scenario, "--cipher", cipher, "--concurrency", "2",
 					"--duration", "1s", "--limit-time", "200ms", "--keys", keys[cipher], "--json"}
+				switch {
+				case scenario == "check" && cipher == "rsa":
+					// The cipher does not matter to a check: try the
+					// other kind of payment order.
+					args = append(args, "--epo", "goods")
+				case scenario != "check":
+					args = append(args, "--coins-per-op", "2")
+				}
 				if scenario == "pay" && cipher == "rsa" {
 					// RSA coins cost milliseconds each to issue: a fixed
 					// number, which the phase may use up (it then ends
@@ -124,10 +158,17 @@ func TestRun(t *testing.T) {
 
 func checkReport(t *testing.T, r *report, scenario, cipher string) {
 	t.Helper()
-	if r.Scenario != scenario || r.Cipher != cipher || r.CoinsPerOp != 2 || r.Concurrency != 2 {
+	n, unit, epo := int64(2), "coin", ""
+	if scenario == "check" {
+		n, unit, epo = 1, "check", "check"
+		if cipher == "rsa" {
+			epo = "goods"
+		}
+	}
+	if r.Scenario != scenario || r.Cipher != cipher || int64(r.CoinsPerOp) != n || r.Concurrency != 2 || r.Unit != unit || r.EPOKind != epo {
 		t.Errorf("report for the wrong run: %+v", r)
 	}
-	if r.Ops <= 0 || r.Coins != 2*r.Ops {
+	if r.Ops <= 0 || r.Coins != n*r.Ops {
 		t.Errorf("ops %d, coins %d", r.Ops, r.Coins)
 	}
 	if r.Elapsed <= 0 || r.OpsPerSec <= 0 || r.CoinsPerSec <= 0 {
@@ -140,7 +181,7 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 	if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
 		t.Errorf("latency percentiles out of order: %+v", l)
 	}
-	if r.Limit.CoinsPerSec <= 0 || r.Limit.Scenario != scenario || r.Limit.Cipher != cipher || r.Limit.CoinsPerOp != 2 {
+	if r.Limit.CoinsPerSec <= 0 || r.Limit.Scenario != scenario || r.Limit.Cipher != cipher || int64(r.Limit.CoinsPerOp) != n || r.Limit.Unit != unit || r.Limit.EPOKind != epo {
 		t.Errorf("crypto limit: %+v", r.Limit)
 	}
 	if !(r.Fraction > 0 && r.Fraction <= 1.5) {
@@ -160,11 +201,29 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 			t.Errorf("the bank has no CPU in %d ms of samples", c.Samples)
 		}
 	}
-	if r.Disk.StoreBytes <= 0 || r.Disk.AtRestBytes <= 0 || r.Disk.IssuedCoins < r.Coins {
-		t.Errorf("disk: %+v", r.Disk)
+	d := r.Disk
+	if d.StoreBytes <= 0 || d.AtRestBytes <= 0 {
+		t.Errorf("disk: %+v", d)
 	}
-	if scenario == "pay" && r.Disk.PaidCoins < r.Coins {
-		t.Errorf("paid %d coins, %d in the timed phase", r.Disk.PaidCoins, r.Coins)
+	switch scenario {
+	case "check":
+		if d.Checks < r.Ops || d.IssuedCoins != 0 || d.AtRestBytesPerCheck <= 0 {
+			t.Errorf("disk after %d checks: %+v", r.Ops, d)
+		}
+	case "swap":
+		if d.SwappedCoins < r.Coins || d.IssuedCoins != d.SwappedCoins+r.Setup.PrewithdrawnCoins || r.Setup.PrewithdrawnCoins != 2*2 {
+			t.Errorf("disk after swapping %d coins (%d withdrawn first): %+v", r.Coins, r.Setup.PrewithdrawnCoins, d)
+		}
+	default:
+		if d.IssuedCoins < r.Coins || d.AtRestBytesPerCoin <= 0 {
+			t.Errorf("disk: %+v", d)
+		}
+	}
+	if scenario == "pay" && d.PaidCoins < r.Coins {
+		t.Errorf("paid %d coins, %d in the timed phase", d.PaidCoins, r.Coins)
+	}
+	if (scenario == "swap" || scenario == "check" || scenario == "pay") && r.Setup.WarmupCoins <= 0 {
+		t.Errorf("no warm-up: %+v", r.Setup)
 	}
 	if scenario == "pay" && cipher == "rsa" && r.Setup.PrewithdrawnCoins < payCoins {
 		t.Errorf("pre-withdrew %d coins, asked for %d", r.Setup.PrewithdrawnCoins, payCoins)

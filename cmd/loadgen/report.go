@@ -8,9 +8,16 @@ import (
 
 // report is the result of "loadgen run".
 type report struct {
-	Scenario    string  `json:"scenario"`
-	Cipher      string  `json:"cipher"`
-	CoinsPerOp  int     `json:"coins_per_op"`
+	Scenario   string `json:"scenario"`
+	Cipher     string `json:"cipher"`
+	CoinsPerOp int    `json:"coins_per_op"`
+	// Unit is what Coins and every per-coin figure count: "coin", or for
+	// the check scenario "check" (one payment order per operation, no
+	// coins).
+	Unit string `json:"unit"`
+	// EPOKind is the check scenario's kind of payment order: "check" or
+	// "goods".
+	EPOKind     string  `json:"epo_kind,omitempty"`
 	Concurrency int     `json:"concurrency"`
 	Duration    float64 `json:"duration_s"` // asked for
 	Elapsed     float64 `json:"elapsed_s"`  // the timed phase, to the end of its last operation
@@ -95,16 +102,23 @@ func (c *cpuReport) setSplit(byRole map[string]time.Duration, total time.Duratio
 type diskReport struct {
 	StoreBytes   int64   `json:"bank_store_bytes"`  // the bank's Pebble directory after the phase
 	GrowthBytes  int64   `json:"bank_growth_bytes"` // its growth over the phase (mostly write-ahead log)
-	BytesPerCoin float64 `json:"bytes_per_coin"`    // growth over the phase's coins: bytes written per coin
+	BytesPerCoin float64 `json:"bytes_per_coin"`    // growth over the phase's coins (checks): bytes written per coin (check)
 	// At rest: after the run, the store flushed and fully compacted; its
 	// tables over the coins it issued. For pay, PaidCoins of those were
 	// also deposited (warm-up included; the margin stays unspent): the
 	// deposits' share per paid coin is (AtRestBytes - IssuedCoins × the
-	// withdraw scenario's bytes per coin) / PaidCoins.
-	AtRestBytes        int64   `json:"at_rest_bytes"`
-	IssuedCoins        int64   `json:"issued_coins"`
-	PaidCoins          int64   `json:"paid_coins,omitempty"`
-	AtRestBytesPerCoin float64 `json:"at_rest_bytes_per_issued_coin"`
+	// withdraw scenario's bytes per coin) / PaidCoins. For swap, the
+	// coins issued are the few withdrawn before the phase and every
+	// swap's outputs (SwappedCoins, warm-up included; as many inputs were
+	// spent). For check, no coin is issued: the tables over Checks (warm-up
+	// included) are AtRestBytesPerCheck.
+	AtRestBytes         int64   `json:"at_rest_bytes"`
+	IssuedCoins         int64   `json:"issued_coins"`
+	PaidCoins           int64   `json:"paid_coins,omitempty"`
+	SwappedCoins        int64   `json:"swapped_coins,omitempty"`
+	Checks              int64   `json:"checks,omitempty"`
+	AtRestBytesPerCoin  float64 `json:"at_rest_bytes_per_issued_coin,omitempty"`
+	AtRestBytesPerCheck float64 `json:"at_rest_bytes_per_check,omitempty"`
 }
 
 type setupReport struct {
@@ -116,20 +130,36 @@ type setupReport struct {
 }
 
 func (r *report) writeText(w io.Writer) {
-	per := "coin"
-	if r.CoinsPerOp > 1 {
-		per = "coins"
+	unit := r.Unit
+	if unit == "" {
+		unit = "coin"
 	}
-	fmt.Fprintf(w, "loadgen run: %s, %s coins, %d %s per op, %d wallets, %.0fs\n", r.Scenario, r.Cipher, r.CoinsPerOp, per, r.Concurrency, r.Duration)
+	units := unit + "s"
+	var scenario string
+	switch {
+	case r.EPOKind != "":
+		scenario = fmt.Sprintf("%s (%s)", r.Scenario, r.EPOKind)
+	case r.CoinsPerOp > 1:
+		scenario = fmt.Sprintf("%s, %s coins, %d coins per op", r.Scenario, r.Cipher, r.CoinsPerOp)
+	default:
+		scenario = fmt.Sprintf("%s, %s coins, 1 coin per op", r.Scenario, r.Cipher)
+	}
+	if r.Scenario == "swap" {
+		scenario += fmt.Sprintf(" (%d in, %d out)", r.CoinsPerOp, r.CoinsPerOp)
+	}
+	fmt.Fprintf(w, "loadgen run: %s, %d wallets, %.0fs\n", scenario, r.Concurrency, r.Duration)
 	fmt.Fprintf(w, "  machine       %s, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "  keys          %s\n", r.Keys.describe())
-	if r.Setup.PrewithdrawnCoins > 0 {
+	switch {
+	case r.Setup.PrewithdrawnCoins > 0:
 		fmt.Fprintf(w, "  setup         %.1fs, of which %.1fs to withdraw %d coins for the timed phase", r.Setup.Seconds, r.Setup.PrewithdrawSeconds, r.Setup.PrewithdrawnCoins)
 		if r.Setup.WarmupOpsPerSec > 0 {
-			fmt.Fprintf(w, " (warm-up: %.0f payments/s)", r.Setup.WarmupOpsPerSec)
+			fmt.Fprintf(w, " (warm-up: %.0f ops/s)", r.Setup.WarmupOpsPerSec)
 		}
 		fmt.Fprintln(w)
-	} else {
+	case r.Setup.WarmupOpsPerSec > 0:
+		fmt.Fprintf(w, "  setup         %.1fs (warm-up: %.0f ops/s)\n", r.Setup.Seconds, r.Setup.WarmupOpsPerSec)
+	default:
 		fmt.Fprintf(w, "  setup         %.1fs\n", r.Setup.Seconds)
 	}
 	fmt.Fprintf(w, "  timed phase   %.2fs", r.Elapsed)
@@ -138,15 +168,17 @@ func (r *report) writeText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  operations    %d: %.1f ops/s\n", r.Ops, r.OpsPerSec)
-	fmt.Fprintf(w, "  coins         %d: %.1f coins/s\n", r.Coins, r.CoinsPerSec)
+	if unit != "check" {
+		fmt.Fprintf(w, "  coins         %d: %.1f coins/s\n", r.Coins, r.CoinsPerSec)
+	}
 	l := r.Latency
 	fmt.Fprintf(w, "  latency       p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", l.P50, l.P95, l.P99, l.Max)
-	fmt.Fprintf(w, "  crypto limit  %.0f coins/s on %d cores, all parties' share (the bank's alone: %.0f coins/s)\n",
-		r.Limit.CoinsPerSec, r.Limit.Workers, r.Limit.BankOnlyCoinsPerSec)
-	fmt.Fprintf(w, "                per coin on one core: wallet %.0f µs, bank %.0f µs, merchant %.0f µs\n", r.Limit.WalletUs, r.Limit.BankUs, r.Limit.MerchantUs)
+	fmt.Fprintf(w, "  crypto limit  %.0f %s/s on %d cores, all parties' share (the bank's alone: %.0f %s/s)\n",
+		r.Limit.CoinsPerSec, units, r.Limit.Workers, r.Limit.BankOnlyCoinsPerSec, units)
+	fmt.Fprintf(w, "                per %s on one core: wallet %.0f µs, bank %.0f µs, merchant %.0f µs\n", unit, r.Limit.WalletUs, r.Limit.BankUs, r.Limit.MerchantUs)
 	fmt.Fprintf(w, "  fraction      %.3f of the crypto limit\n", r.Fraction)
 	c := r.CPU
-	fmt.Fprintf(w, "  CPU per coin  %.0f µs for the whole process (%.2f cores busy", c.ProcessUs, c.CoresBusy)
+	fmt.Fprintf(w, "  CPU per %-5s %.0f µs for the whole process (%.2f cores busy", unit, c.ProcessUs, c.CoresBusy)
 	if c.OtherCores >= 0 {
 		fmt.Fprintf(w, "; other processes: %.2f cores", c.OtherCores)
 	}
@@ -160,10 +192,16 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "                %s\n", c.Note)
 	}
 	d := r.Disk
-	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per coin (%.1f MiB at the end); compacted: %.1f MiB, %.0f bytes per coin issued (%d",
-		d.BytesPerCoin, float64(d.StoreBytes)/(1<<20), float64(d.AtRestBytes)/(1<<20), d.AtRestBytesPerCoin, d.IssuedCoins)
-	if d.PaidCoins > 0 {
-		fmt.Fprintf(w, ", of which %d paid", d.PaidCoins)
+	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per %s (%.1f MiB at the end); compacted: %.1f MiB, ",
+		d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20), float64(d.AtRestBytes)/(1<<20))
+	switch {
+	case d.Checks > 0:
+		fmt.Fprintf(w, "%.0f bytes per check (%d checks)\n", d.AtRestBytesPerCheck, d.Checks)
+	case d.PaidCoins > 0:
+		fmt.Fprintf(w, "%.0f bytes per coin issued (%d, of which %d paid)\n", d.AtRestBytesPerCoin, d.IssuedCoins, d.PaidCoins)
+	case d.SwappedCoins > 0:
+		fmt.Fprintf(w, "%.0f bytes per coin issued (%d, of which %d by swaps)\n", d.AtRestBytesPerCoin, d.IssuedCoins, d.SwappedCoins)
+	default:
+		fmt.Fprintf(w, "%.0f bytes per coin issued (%d)\n", d.AtRestBytesPerCoin, d.IssuedCoins)
 	}
-	fmt.Fprintln(w, ")")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -29,7 +30,8 @@ import (
 type runConfig struct {
 	Scenario    scenarioKind
 	Cipher      ecash.Cipher
-	CoinsPerOp  int
+	CoinsPerOp  int         // 1 for check
+	EPOKind     echeck.Kind // check: the kind of payment order
 	Concurrency int
 	Duration    time.Duration
 	LimitTime   time.Duration
@@ -45,9 +47,9 @@ type runConfig struct {
 // cannot stop a run from ending.
 const opTimeout = time.Minute
 
-// The pay scenario's preparation.
+// The preparation of pay, swap and check.
 const (
-	warmupOps    = 10  // untimed payments per wallet before the timed phase
+	warmupOps    = 10  // untimed operations per wallet before the timed phase
 	payMargin    = 1.1 // coins for this much more than the crypto limit needs
 	orderTTL     = 2 * time.Hour
 	orderSummary = "loadgen order"
@@ -102,8 +104,11 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	prog := cfg.Progress
 	setupStart := time.Now()
 	rep = &report{
-		Scenario: cfg.Scenario.String(), Cipher: cfg.Cipher.String(), CoinsPerOp: cfg.CoinsPerOp,
+		Scenario: cfg.Scenario.String(), Cipher: cfg.Cipher.String(), CoinsPerOp: cfg.CoinsPerOp, Unit: cfg.Scenario.unit(),
 		Concurrency: cfg.Concurrency, Duration: cfg.Duration.Seconds(), Machine: machine(),
+	}
+	if cfg.Scenario == scenarioCheck {
+		rep.EPOKind = cfg.EPOKind.String()
 	}
 	dir, cleanup, err := workDir(cfg.Dir)
 	if err != nil {
@@ -120,7 +125,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	prog.Note("keys: %s", rep.Keys.describe())
-	if err := startServers(ctx, env, cfg.Scenario == scenarioPay); err != nil {
+	if err := startServers(ctx, env, cfg.Scenario); err != nil {
 		return nil, err
 	}
 
@@ -130,12 +135,12 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Limit, err = measureLimit(ctx, kit, cfg.Scenario, cfg.CoinsPerOp, cfg.LimitTime)
+	rep.Limit, err = measureLimit(ctx, kit, cfg.Scenario, cfg.CoinsPerOp, cfg.EPOKind, cfg.LimitTime)
 	prog.Clear()
 	if err != nil {
 		return nil, err
 	}
-	prog.Note("crypto limit of %s: %.0f coins/s on %d cores", cfg.Scenario, rep.Limit.CoinsPerSec, rep.Limit.Workers)
+	prog.Note("crypto limit of %s: %.0f %ss/s on %d cores", cfg.Scenario, rep.Limit.CoinsPerSec, rep.Unit, rep.Limit.Workers)
 
 	prog.Status("opening and funding %d wallet accounts ...", cfg.Concurrency)
 	env.wallets = make([]*simWallet, cfg.Concurrency)
@@ -162,6 +167,16 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	case scenarioPay:
 		op = func(ctx context.Context, w *simWallet) error { return w.payNext(ctx, n) }
 		if err := preparePay(ctx, env, cfg, rep, op); err != nil {
+			return nil, err
+		}
+	case scenarioSwap:
+		op = func(ctx context.Context, w *simWallet) error { return w.swapNext(ctx, n) }
+		if err := prepareSwap(ctx, env, cfg, rep, op); err != nil {
+			return nil, err
+		}
+	case scenarioCheck:
+		op = func(ctx context.Context, w *simWallet) error { return w.checkNext(ctx, cfg.EPOKind) }
+		if err := prepareCheck(ctx, env, cfg, rep, op); err != nil {
 			return nil, err
 		}
 	}
@@ -241,9 +256,17 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	// The store at rest: stop the servers, then flush and compact it.
 	env.close()
 	issued := res.coins
-	if cfg.Scenario == scenarioPay {
+	switch cfg.Scenario {
+	case scenarioPay:
 		issued = rep.Setup.PrewithdrawnCoins
 		rep.Disk.PaidCoins = res.coins + rep.Setup.WarmupCoins
+	case scenarioSwap:
+		// Every swap issues as many coins as it spends.
+		rep.Disk.SwappedCoins = res.coins + rep.Setup.WarmupCoins
+		issued = rep.Setup.PrewithdrawnCoins + rep.Disk.SwappedCoins
+	case scenarioCheck:
+		issued = 0
+		rep.Disk.Checks = res.coins + rep.Setup.WarmupCoins
 	}
 	prog.Status("compacting the bank's store ...")
 	rest, err := compactedSize(env.ledgerDir())
@@ -252,7 +275,12 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	rep.Disk.AtRestBytes, rep.Disk.IssuedCoins = rest, issued
-	rep.Disk.AtRestBytesPerCoin = float64(rest) / float64(issued)
+	if issued > 0 {
+		rep.Disk.AtRestBytesPerCoin = float64(rest) / float64(issued)
+	}
+	if rep.Disk.Checks > 0 {
+		rep.Disk.AtRestBytesPerCheck = float64(rest) / float64(rep.Disk.Checks)
+	}
 	return rep, nil
 }
 
@@ -275,10 +303,10 @@ func workDir(dir string) (string, func(), error) {
 	return dir, func() {}, nil
 }
 
-// startServers starts the bank, and the merchant if withMerchant, as
-// bankd and merchantd do, on loopback with TLS, each under its profiler
-// label.
-func startServers(ctx context.Context, env *environment, withMerchant bool) error {
+// startServers starts the bank, and for pay and check the merchant (for
+// check with a catalogue of one product), as bankd and merchantd do, on
+// loopback with TLS, each under its profiler label.
+func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 	bankDir := filepath.Join(env.dir, "bank")
 	if err := os.MkdirAll(bankDir, 0o700); err != nil {
 		return err
@@ -304,13 +332,20 @@ func startServers(ctx context.Context, env *environment, withMerchant bool) erro
 	}
 	env.conns = append(env.conns, conn)
 	env.bankAdmin = pb.NewBankAdminClient(conn)
-	if !withMerchant {
+	if s != scenarioPay && s != scenarioCheck {
 		return nil
 	}
 	mDir := filepath.Join(env.dir, "merchant")
 	pub, err := merchant.Init(mDir)
 	if err != nil {
 		return err
+	}
+	catalogue := ""
+	if s == scenarioCheck {
+		catalogue = filepath.Join(env.dir, "catalogue")
+		if err := writeCatalogue(catalogue); err != nil {
+			return err
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
@@ -321,7 +356,7 @@ func startServers(ctx context.Context, env *environment, withMerchant bool) erro
 	labeled(cctx, roleMerchant, func(ctx context.Context) {
 		env.merchant, err = node.StartMerchant(ctx, node.MerchantConfig{
 			Dir: mDir, BankAddr: env.bank.Addr, BankTLS: transport.ClientConfig{Pin: env.bank.Fingerprint},
-			Account: acct.Account, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+			Account: acct.Account, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Catalogue: catalogue,
 		})
 	})
 	if err != nil {
@@ -450,6 +485,66 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 	}
 	rep.Setup.PrewithdrawnCoins = withdrawn.Load()
 	rep.Setup.PrewithdrawSeconds = time.Since(start).Seconds()
+	return nil
+}
+
+// prepareSwap stocks every wallet with the coins of one swap, which it then
+// swaps again and again (each swap's outputs are the next one's inputs),
+// and warms up with warmupOps untimed swaps per wallet.
+func prepareSwap(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
+	prog, n := cfg.Progress, cfg.CoinsPerOp
+	start := time.Now()
+	var withdrawn atomic.Int64
+	prog.Status("withdrawing %d coins for the swap scenario ...", n*cfg.Concurrency)
+	err := eachWallet(ctx, cfg.Concurrency, func(ctx context.Context, i int) error {
+		return env.wallets[i].stock(ctx, n, func(k int) { withdrawn.Add(int64(k)) })
+	})
+	prog.Clear()
+	if err != nil {
+		return err
+	}
+	rep.Setup.PrewithdrawnCoins = withdrawn.Load()
+	rep.Setup.PrewithdrawSeconds = time.Since(start).Seconds()
+	return warmUp(ctx, env, cfg, rep, op)
+}
+
+// prepareCheck has every wallet learn the till's account and key (opening
+// its connection to the merchant) and warms up with warmupOps untimed
+// payment orders per wallet.
+func prepareCheck(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
+	err := eachWallet(ctx, cfg.Concurrency, func(ctx context.Context, i int) error {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		return env.wallets[i].learnMerchant(ctx)
+	})
+	if err != nil {
+		return err
+	}
+	return warmUp(ctx, env, cfg, rep, op)
+}
+
+// warmUp runs op warmupOps times per wallet, untimed (the phase stops when
+// the first wallet is done), and records it in rep.Setup.
+func warmUp(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
+	done := make([]int, len(env.wallets))
+	limited := func(ctx context.Context, w *simWallet) error {
+		if done[w.id] >= warmupOps {
+			return errExhausted
+		}
+		done[w.id]++
+		return op(ctx, w)
+	}
+	res, err := runPhase(ctx, env.wallets, 5*time.Minute, cfg.CoinsPerOp, limited, func(s phaseStatus) {
+		cfg.Progress.Status("warm-up: %d operations", s.ops)
+	})
+	cfg.Progress.Clear()
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	rep.Setup.WarmupCoins = res.coins
+	if res.ops > 0 && res.elapsed > 0 {
+		rep.Setup.WarmupOpsPerSec = float64(res.ops) / res.elapsed.Seconds()
+	}
 	return nil
 }
 

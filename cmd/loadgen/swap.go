@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// The swap scenario: change. A wallet gives n coins to the bank for blind
+// signatures on n new planchets of the same denomination (ecash.SwapRequest,
+// docs/PROTOCOL.md §4a): each input signs a swap permission over the
+// outputs' hash, the bank verifies every input coin and permission, marks
+// the inputs spent, blind-signs the outputs and logs the swap, in one
+// commit.
+
+// swapNext swaps the wallet's last n coins for n new ones, which go back
+// into its purse: the coins a wallet stocks before the timed phase are
+// swapped again and again, as a wallet renewing its coins would. It returns
+// errExhausted if the wallet holds fewer than n coins.
+func (w *simWallet) swapNext(ctx context.Context, n int) error {
+	if len(w.coins) < n {
+		return errExhausted
+	}
+	in := w.coins[len(w.coins)-n:]
+	out, err := w.swap(ctx, in)
+	if err != nil {
+		return err
+	}
+	copy(in, out)
+	return nil
+}
+
+// swap swaps inputs for as many new coins of the same denomination, as a
+// wallet does: derive and blind the outputs (CS: after the first round),
+// sign a swap permission with each input's coin key, send the request,
+// unblind and verify the signatures.
+func (w *simWallet) swap(ctx context.Context, inputs []heldCoin) ([]heldCoin, error) {
+	n := len(inputs)
+	f, err := w.newPlanchets(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	coins := make([]ecash.Coin, n)
+	keys := make([]ed25519.PrivateKey, n)
+	values := make([]ecash.Amount, n)
+	for i, c := range inputs {
+		coins[i], keys[i], values[i] = c.Coin, c.Key, w.denom.Value
+	}
+	req, err := ecash.NewSwapRequest(coins, keys, values, f.planchets, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := w.bank.Swap(ctx, &pb.SwapRequest{Body: req.Body()})
+	if err != nil {
+		return nil, fmt.Errorf("swap: %w", err)
+	}
+	out, err := w.finish(f, resp.BlindSignatures)
+	if err != nil {
+		return nil, fmt.Errorf("swap: %w", err)
+	}
+	return out, nil
+}
+
+// newSwapLimitOp returns the cryptography of one swap of n coins for n,
+// every step the wallet and the bank do, in order, without the network and
+// the store: the wallet derives, blinds (CS: after the bank's first round)
+// and signs a swap permission per input; the bank verifies each input's
+// coin signature and permission and blind-signs each output; the wallet
+// unblinds and verifies. The input coins are made beforehand and reused
+// (nothing caches a verification).
+//
+// The outputs' hash, which every permission covers, is computed once per
+// swap here; ecash.SwapRequest.Permission, which the wallet and the bank
+// call once per input, recomputes it each time (a cost quadratic in n, small
+// at 4 coins).
+func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
+	inputs, err := mintCoins(kit, n)
+	if err != nil {
+		return nil, err
+	}
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	d, priv := kit.denom.Denomination, kit.denom.Private
+	value := kit.denom.Value
+	var next uint64
+	ps := make([]ecash.PlanchetSecret, n)
+	first := make([][]byte, n)
+	answers := make([][]byte, n)
+	states := make([]ecash.BlindState, n)
+	sigs := make([][]byte, n)
+	return func(pt *partyTimes) error {
+		var err error
+		sw := startStopwatch()
+		// Wallet: the outputs' coin keys and blinding seeds, first-round
+		// requests.
+		for i := range n {
+			if ps[i], err = ecash.DerivePlanchet(seed, next); err != nil {
+				return err
+			}
+			next++
+			first[i] = ps[i].PrepareRequest(d)
+		}
+		sw.lap(&pt.wallet)
+		// Bank: the first round (CS only).
+		for i := range n {
+			answers[i] = nil
+			if first[i] != nil {
+				if answers[i], err = priv.Prepare(first[i]); err != nil {
+					return err
+				}
+			}
+		}
+		sw.lap(&pt.bank)
+		// Wallet: blind the outputs, sign a swap permission per input.
+		req := &ecash.SwapRequest{CreatedAt: time.UnixMilli(time.Now().UnixMilli()), Outputs: make([]ecash.Planchet, n), Inputs: make([]ecash.SwapInput, n)}
+		for i := range n {
+			if req.Outputs[i], states[i], err = ps[i].Blind(d, answers[i]); err != nil {
+				return err
+			}
+		}
+		outputs := req.OutputsHash()
+		for i, c := range inputs {
+			dp := ecash.DepositPermission{Coin: c.Coin, PaymentHash: outputs, MerchantAccount: ecash.SwapAccount, Value: value, Timestamp: req.CreatedAt}
+			req.Inputs[i] = ecash.SwapInput{Coin: c.Coin, CoinSig: ed25519.Sign(c.Key, dp.Body())}
+		}
+		body := req.Body()
+		sw.lap(&pt.wallet)
+		// Bank: decode, verify every input coin and its permission, lock
+		// the CS nonces, blind-sign every output.
+		got, err := ecash.DecodeSwapRequest(body)
+		if err != nil {
+			return err
+		}
+		_ = ecash.HashOf(body)
+		outputs = got.OutputsHash()
+		for _, in := range got.Inputs {
+			dp := ecash.DepositPermission{Coin: in.Coin, PaymentHash: outputs, MerchantAccount: ecash.SwapAccount, Value: value, Timestamp: got.CreatedAt, CoinSig: in.CoinSig}
+			_ = dp.Coin.ID()
+			if err := dp.Coin.Verify(kit.denom.Key); err != nil {
+				return err
+			}
+			if err := dp.Verify(); err != nil {
+				return err
+			}
+			_ = dp.Encode()
+		}
+		for i, p := range got.Outputs {
+			_ = ecash.HashOf(p.Blinded)
+			if _, err := priv.LockKey(p.Blinded); err != nil {
+				return err
+			}
+			if sigs[i], err = priv.BlindSign(p.Blinded); err != nil {
+				return err
+			}
+		}
+		sw.lap(&pt.bank)
+		// Wallet: unblind and verify.
+		for i := range n {
+			if _, err := states[i].Unblind(sigs[i]); err != nil {
+				return err
+			}
+		}
+		sw.lap(&pt.wallet)
+		return nil
+	}, nil
+}
