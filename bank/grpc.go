@@ -3,6 +3,7 @@ package bank
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc"
@@ -240,6 +241,44 @@ func (s *adminServer) Credit(ctx context.Context, req *pb.CreditRequest) (*pb.Cr
 		return nil, ToStatus(err, s.b.log)
 	}
 	return &pb.CreditResponse{Balance: bal.String()}, nil
+}
+
+func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*pb.ListOwedResponse, error) {
+	owed, err := s.b.Owed(ctx, time.UnixMilli(req.FromUnixMs), time.UnixMilli(req.ToUnixMs))
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	out := &pb.ListOwedResponse{}
+	for _, o := range owed {
+		out.Merchants = append(out.Merchants, &pb.ListOwedResponse_Owed{
+			Account: o.Account, Name: o.Name, Credited: s.b.Money(o.Credited).String(),
+			PaidOut: s.b.Money(o.PaidOut).String(), Balance: s.b.Money(o.Balance).String(),
+		})
+	}
+	return out, nil
+}
+
+func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.PayoutResponse, error) {
+	amt, err := ecash.ParseAmount(req.Amount)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	from, to := time.UnixMilli(req.FromUnixMs), time.UnixMilli(req.ToUnixMs)
+	if req.ToUnixMs != 0 && !from.Before(to) {
+		return nil, status.Error(codes.InvalidArgument, "bank: the statement period must end after it starts")
+	}
+	bal, err := s.b.Payout(ctx, req.Account, amt, req.Memo, req.Reference)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	if req.ToUnixMs == 0 { // up to now, the payout included
+		to = s.b.now().Add(time.Millisecond)
+	}
+	st, err := s.b.Settlement(ctx, req.Account, from, to)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.PayoutResponse{Balance: bal.String(), Statement: st.Encode()}, nil
 }
 
 func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest) (*pb.GetAccountResponse, error) {

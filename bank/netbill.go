@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
@@ -242,18 +243,24 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 		}
 		return nil, err
 	}
+	return b.statement(ctx, acct, req.From, req.To)
+}
+
+// statement builds and signs an account's statement over [from, to): its
+// opening balance and every posting in the period, in time order.
+func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) (*echeck.Statement, error) {
 	// History is newest first; walk back to From.
 	hist, err := b.store.History(ctx, acct.ID, maxStatementScan)
 	if err != nil {
 		return nil, err
 	}
-	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: req.From, To: req.To, Opening: acct.Balance}
+	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: from, To: to, Opening: acct.Balance}
 	for _, p := range hist {
-		if !p.Time.Before(req.To) {
+		if !p.Time.Before(to) {
 			st.Opening = p.Balance - p.Amount
 			continue
 		}
-		if p.Time.Before(req.From) {
+		if p.Time.Before(from) {
 			st.Opening = p.Balance
 			break
 		}

@@ -45,9 +45,9 @@ func ValidateAccount(name string, key ed25519.PublicKey) error {
 func (op *CreditOp) Validate() error {
 	switch {
 	case op.Amount <= 0:
-		return invalidOp("credit amount %d", op.Amount)
+		return invalidOp("credit or payout amount %d", op.Amount)
 	case IsSystem(op.Account):
-		return invalidOp("credit to system account %d", op.Account)
+		return invalidOp("credit or payout of system account %d", op.Account)
 	case len(op.Memo) > MaxMemoLen:
 		return invalidOp("memo of %d bytes", len(op.Memo))
 	case len(op.Reference) > MaxReferenceLen:

@@ -67,6 +67,7 @@ const (
 	KindWithdraw = "withdraw"
 	KindDeposit  = "deposit"
 	KindCheck    = "check"
+	KindPayout   = "payout"
 )
 
 // Posting is one line of an account's history.
@@ -83,10 +84,13 @@ type Posting struct {
 	Product      string
 }
 
-// CreditOp funds a customer or merchant account from outside.
+// CreditOp funds a customer or merchant account from outside or, with
+// Payout, pays money out of it to the outside (a merchant's settlement):
+// the same movement reversed, between the account and AccountFunding.
 type CreditOp struct {
 	Account   uint64
 	Amount    int64 // > 0
+	Payout    bool  // money leaves the account; refused beyond its balance
 	Memo      string
 	Reference string // idempotency key; empty: none
 	Time      time.Time
@@ -272,10 +276,12 @@ type Store interface {
 	Account(ctx context.Context, id uint64) (Account, error)
 	// History returns up to limit postings of an account, newest first.
 	History(ctx context.Context, id uint64, limit int) ([]Posting, error)
-	// Credit moves op.Amount from AccountFunding to op.Account and returns
-	// the new balance. A repeated non-empty Reference with the same account
-	// and amount credits nothing and returns the current balance; with
-	// different ones, ErrReferenceConflict.
+	// Credit moves op.Amount from AccountFunding to op.Account (for a
+	// payout, the other way: ErrInsufficientFunds beyond the balance) and
+	// returns the new balance. A repeated non-empty Reference with the same
+	// account, amount and direction moves nothing and returns the current
+	// balance; with different ones, ErrReferenceConflict. References are
+	// shared by credits and payouts.
 	Credit(ctx context.Context, op CreditOp) (int64, error)
 	// Withdraw applies the account policy (lock, limits: ErrAccountLocked,
 	// ErrOverLimit), then moves op.Amount from op.Account to AccountOutstanding and

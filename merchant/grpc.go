@@ -22,6 +22,8 @@ func (m *Merchant) toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrSettlement):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrBadBankAnswer):
@@ -131,6 +133,20 @@ func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusReques
 	return &pb.OrderStatusResponse{
 		OrderId: o.ID, Amount: o.Amount.String(), Summary: o.Summary, Status: o.Status(s.m.now()),
 		Receipt: o.Receipt, ExpiresUnixMs: o.ExpiresAt.UnixMilli(),
+	}, nil
+}
+
+func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettlementRequest) (*pb.VerifySettlementResponse, error) {
+	rep, err := s.m.VerifySettlement(req.Statement)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	st := rep.Statement
+	money := func(v int64) string { return ecash.Amount{Currency: st.Currency, Value: uint64(max(v, 0))}.String() }
+	return &pb.VerifySettlementResponse{
+		Account: st.Account, FromUnixMs: st.From.UnixMilli(), ToUnixMs: st.To.UnixMilli(),
+		Deposits: int32(rep.Deposits), Deposited: rep.Deposited.String(), PaidOut: rep.PaidOut.String(),
+		Opening: money(st.Opening), Closing: money(st.Closing()), UnmatchedPayments: rep.Unmatched,
 	}, nil
 }
 

@@ -1324,6 +1324,238 @@ func (x *DoubleSpendDetail) GetProof() []byte {
 	return nil
 }
 
+type ListOwedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromUnixMs    int64                  `protobuf:"varint,1,opt,name=from_unix_ms,json=fromUnixMs,proto3" json:"from_unix_ms,omitempty"`
+	ToUnixMs      int64                  `protobuf:"varint,2,opt,name=to_unix_ms,json=toUnixMs,proto3" json:"to_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwedRequest) Reset() {
+	*x = ListOwedRequest{}
+	mi := &file_bank_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwedRequest) ProtoMessage() {}
+
+func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwedRequest.ProtoReflect.Descriptor instead.
+func (*ListOwedRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListOwedRequest) GetFromUnixMs() int64 {
+	if x != nil {
+		return x.FromUnixMs
+	}
+	return 0
+}
+
+func (x *ListOwedRequest) GetToUnixMs() int64 {
+	if x != nil {
+		return x.ToUnixMs
+	}
+	return 0
+}
+
+type ListOwedResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Merchants     []*ListOwedResponse_Owed `protobuf:"bytes,1,rep,name=merchants,proto3" json:"merchants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwedResponse) Reset() {
+	*x = ListOwedResponse{}
+	mi := &file_bank_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwedResponse) ProtoMessage() {}
+
+func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwedResponse.ProtoReflect.Descriptor instead.
+func (*ListOwedResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListOwedResponse) GetMerchants() []*ListOwedResponse_Owed {
+	if x != nil {
+		return x.Merchants
+	}
+	return nil
+}
+
+type PayoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	Amount        string                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"` // "EUR:12.50"
+	Memo          string                 `protobuf:"bytes,3,opt,name=memo,proto3" json:"memo,omitempty"`
+	Reference     string                 `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`                        // idempotency key, shared with credits
+	FromUnixMs    int64                  `protobuf:"varint,5,opt,name=from_unix_ms,json=fromUnixMs,proto3" json:"from_unix_ms,omitempty"` // the statement's period
+	ToUnixMs      int64                  `protobuf:"varint,6,opt,name=to_unix_ms,json=toUnixMs,proto3" json:"to_unix_ms,omitempty"`       // 0: up to now, the payout included
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutRequest) Reset() {
+	*x = PayoutRequest{}
+	mi := &file_bank_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutRequest) ProtoMessage() {}
+
+func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutRequest.ProtoReflect.Descriptor instead.
+func (*PayoutRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PayoutRequest) GetAccount() uint64 {
+	if x != nil {
+		return x.Account
+	}
+	return 0
+}
+
+func (x *PayoutRequest) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *PayoutRequest) GetMemo() string {
+	if x != nil {
+		return x.Memo
+	}
+	return ""
+}
+
+func (x *PayoutRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *PayoutRequest) GetFromUnixMs() int64 {
+	if x != nil {
+		return x.FromUnixMs
+	}
+	return 0
+}
+
+func (x *PayoutRequest) GetToUnixMs() int64 {
+	if x != nil {
+		return x.ToUnixMs
+	}
+	return 0
+}
+
+type PayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Balance       string                 `protobuf:"bytes,1,opt,name=balance,proto3" json:"balance,omitempty"`
+	Statement     []byte                 `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutResponse) Reset() {
+	*x = PayoutResponse{}
+	mi := &file_bank_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutResponse) ProtoMessage() {}
+
+func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutResponse.ProtoReflect.Descriptor instead.
+func (*PayoutResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PayoutResponse) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
+}
+
+func (x *PayoutResponse) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
 type SetLimitsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Account        uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
@@ -1335,7 +1567,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1579,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1592,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{28}
+	return file_bank_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -1392,7 +1624,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1636,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1649,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{29}
+	return file_bank_proto_rawDescGZIP(), []int{33}
 }
 
 type UnlockRequest struct {
@@ -1429,7 +1661,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1673,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1686,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{30}
+	return file_bank_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -1472,7 +1704,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1716,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1729,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31}
+	return file_bank_proto_rawDescGZIP(), []int{35}
 }
 
 type OpenAccountRequest struct {
@@ -1511,7 +1743,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1755,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1768,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{32}
+	return file_bank_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -1569,7 +1801,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1813,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1826,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{33}
+	return file_bank_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1618,7 +1850,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1862,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1875,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{34}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -1683,7 +1915,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1927,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1940,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{35}
+	return file_bank_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -1728,7 +1960,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1972,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1985,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{36}
+	return file_bank_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -1784,7 +2016,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2028,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +2041,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37}
+	return file_bank_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -1872,7 +2104,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2116,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2129,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{38}
+	return file_bank_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -1980,7 +2212,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2224,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,6 +2252,82 @@ func (x *PrepareWithdrawRequest_Item) GetRequest() []byte {
 		return x.Request
 	}
 	return nil
+}
+
+type ListOwedResponse_Owed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Credited      string                 `protobuf:"bytes,3,opt,name=credited,proto3" json:"credited,omitempty"` // "EUR:12.50"
+	PaidOut       string                 `protobuf:"bytes,4,opt,name=paid_out,json=paidOut,proto3" json:"paid_out,omitempty"`
+	Balance       string                 `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"` // owed now
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwedResponse_Owed) Reset() {
+	*x = ListOwedResponse_Owed{}
+	mi := &file_bank_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwedResponse_Owed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwedResponse_Owed) ProtoMessage() {}
+
+func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwedResponse_Owed.ProtoReflect.Descriptor instead.
+func (*ListOwedResponse_Owed) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{29, 0}
+}
+
+func (x *ListOwedResponse_Owed) GetAccount() uint64 {
+	if x != nil {
+		return x.Account
+	}
+	return 0
+}
+
+func (x *ListOwedResponse_Owed) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetCredited() string {
+	if x != nil {
+		return x.Credited
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetPaidOut() string {
+	if x != nil {
+		return x.PaidOut
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetBalance() string {
+	if x != nil {
+		return x.Balance
+	}
+	return ""
 }
 
 var File_bank_proto protoreflect.FileDescriptor
@@ -2097,7 +2405,32 @@ const file_bank_proto_rawDesc = "" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\fR\x05proof\"n\n" +
+	"\x05proof\x18\x01 \x01(\fR\x05proof\"Q\n" +
+	"\x0fListOwedRequest\x12 \n" +
+	"\ffrom_unix_ms\x18\x01 \x01(\x03R\n" +
+	"fromUnixMs\x12\x1c\n" +
+	"\n" +
+	"to_unix_ms\x18\x02 \x01(\x03R\btoUnixMs\"\xdd\x01\n" +
+	"\x10ListOwedResponse\x12A\n" +
+	"\tmerchants\x18\x01 \x03(\v2#.blindbank.v1.ListOwedResponse.OwedR\tmerchants\x1a\x85\x01\n" +
+	"\x04Owed\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bcredited\x18\x03 \x01(\tR\bcredited\x12\x19\n" +
+	"\bpaid_out\x18\x04 \x01(\tR\apaidOut\x12\x18\n" +
+	"\abalance\x18\x05 \x01(\tR\abalance\"\xb3\x01\n" +
+	"\rPayoutRequest\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\x12\x12\n" +
+	"\x04memo\x18\x03 \x01(\tR\x04memo\x12\x1c\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x12 \n" +
+	"\ffrom_unix_ms\x18\x05 \x01(\x03R\n" +
+	"fromUnixMs\x12\x1c\n" +
+	"\n" +
+	"to_unix_ms\x18\x06 \x01(\x03R\btoUnixMs\"H\n" +
+	"\x0ePayoutResponse\x12\x18\n" +
+	"\abalance\x18\x01 \x01(\tR\abalance\x12\x1c\n" +
+	"\tstatement\x18\x02 \x01(\fR\tstatement\"n\n" +
 	"\x10SetLimitsRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12'\n" +
 	"\x0fper_transaction\x18\x02 \x01(\tR\x0eperTransaction\x12\x17\n" +
@@ -2162,14 +2495,16 @@ const file_bank_proto_rawDesc = "" +
 	"\rGetCheckpoint\x12\".blindbank.v1.GetCheckpointRequest\x1a#.blindbank.v1.GetCheckpointResponse\x12X\n" +
 	"\rGetLogEntries\x12\".blindbank.v1.GetLogEntriesRequest\x1a#.blindbank.v1.GetLogEntriesResponse\x12S\n" +
 	"\x11GetInclusionProof\x12&.blindbank.v1.GetInclusionProofRequest\x1a\x16.blindbank.v1.LogProof\x12W\n" +
-	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof2\x88\x03\n" +
+	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof2\x98\x04\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
 	"\n" +
 	"GetAccount\x12\x1f.blindbank.v1.GetAccountRequest\x1a .blindbank.v1.GetAccountResponse\x12L\n" +
 	"\tSetLimits\x12\x1e.blindbank.v1.SetLimitsRequest\x1a\x1f.blindbank.v1.SetLimitsResponse\x12C\n" +
-	"\x06Unlock\x12\x1b.blindbank.v1.UnlockRequest\x1a\x1c.blindbank.v1.UnlockResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"\x06Unlock\x12\x1b.blindbank.v1.UnlockRequest\x1a\x1c.blindbank.v1.UnlockResponse\x12I\n" +
+	"\bListOwed\x12\x1d.blindbank.v1.ListOwedRequest\x1a\x1e.blindbank.v1.ListOwedResponse\x12C\n" +
+	"\x06Payout\x12\x1b.blindbank.v1.PayoutRequest\x1a\x1c.blindbank.v1.PayoutResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_bank_proto_rawDescOnce sync.Once
@@ -2183,7 +2518,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_bank_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: blindbank.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: blindbank.v1.GetCheckpointResponse
@@ -2213,67 +2548,77 @@ var file_bank_proto_goTypes = []any{
 	(*CoinsSpentResponse)(nil),          // 25: blindbank.v1.CoinsSpentResponse
 	(*DepositStatusRequest)(nil),        // 26: blindbank.v1.DepositStatusRequest
 	(*DoubleSpendDetail)(nil),           // 27: blindbank.v1.DoubleSpendDetail
-	(*SetLimitsRequest)(nil),            // 28: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 29: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 30: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 31: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 32: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 33: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 34: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 35: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 36: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 37: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 38: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 39: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedRequest)(nil),             // 28: blindbank.v1.ListOwedRequest
+	(*ListOwedResponse)(nil),            // 29: blindbank.v1.ListOwedResponse
+	(*PayoutRequest)(nil),               // 30: blindbank.v1.PayoutRequest
+	(*PayoutResponse)(nil),              // 31: blindbank.v1.PayoutResponse
+	(*SetLimitsRequest)(nil),            // 32: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 33: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 34: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 35: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 36: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 37: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 38: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 39: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 40: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 41: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 42: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 43: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedResponse_Owed)(nil),       // 44: blindbank.v1.ListOwedResponse.Owed
 }
 var file_bank_proto_depIdxs = []int32{
-	39, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	37, // 1: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
-	12, // 2: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
-	14, // 3: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
-	16, // 4: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
-	18, // 5: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	26, // 6: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	20, // 7: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
-	22, // 8: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
-	24, // 9: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
-	7,  // 10: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	9,  // 11: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	10, // 12: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	0,  // 13: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
-	2,  // 14: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
-	4,  // 15: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
-	5,  // 16: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
-	32, // 17: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	34, // 18: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	36, // 19: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	28, // 20: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	30, // 21: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	13, // 22: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	15, // 23: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	17, // 24: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	19, // 25: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	19, // 26: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	21, // 27: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	23, // 28: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	25, // 29: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	8,  // 30: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	8,  // 31: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	11, // 32: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	1,  // 33: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
-	3,  // 34: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
-	6,  // 35: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
-	6,  // 36: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
-	33, // 37: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	35, // 38: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	38, // 39: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	29, // 40: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	31, // 41: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	22, // [22:42] is the sub-list for method output_type
-	2,  // [2:22] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	43, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	44, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
+	41, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	12, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
+	14, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
+	16, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
+	18, // 6: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
+	26, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	20, // 8: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
+	22, // 9: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
+	24, // 10: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
+	7,  // 11: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	9,  // 12: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	10, // 13: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	0,  // 14: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
+	2,  // 15: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
+	4,  // 16: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
+	5,  // 17: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
+	36, // 18: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	38, // 19: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	40, // 20: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	32, // 21: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	34, // 22: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	28, // 23: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
+	30, // 24: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
+	13, // 25: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	15, // 26: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	17, // 27: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	19, // 28: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	19, // 29: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	21, // 30: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	23, // 31: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	25, // 32: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	8,  // 33: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	8,  // 34: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	11, // 35: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	1,  // 36: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	3,  // 37: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	6,  // 38: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	6,  // 39: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	37, // 40: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	39, // 41: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	42, // 42: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	33, // 43: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	35, // 44: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	29, // 45: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
+	31, // 46: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
+	25, // [25:47] is the sub-list for method output_type
+	3,  // [3:25] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_bank_proto_init() }
@@ -2287,7 +2632,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -808,6 +808,8 @@ const (
 	BankAdmin_GetAccount_FullMethodName  = "/blindbank.v1.BankAdmin/GetAccount"
 	BankAdmin_SetLimits_FullMethodName   = "/blindbank.v1.BankAdmin/SetLimits"
 	BankAdmin_Unlock_FullMethodName      = "/blindbank.v1.BankAdmin/Unlock"
+	BankAdmin_ListOwed_FullMethodName    = "/blindbank.v1.BankAdmin/ListOwed"
+	BankAdmin_Payout_FullMethodName      = "/blindbank.v1.BankAdmin/Payout"
 )
 
 // BankAdminClient is the client API for BankAdmin service.
@@ -825,6 +827,13 @@ type BankAdminClient interface {
 	SetLimits(ctx context.Context, in *SetLimitsRequest, opts ...grpc.CallOption) (*SetLimitsResponse, error)
 	// Unlock clears an account's failed authentications.
 	Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error)
+	// ListOwed lists what each merchant account is owed: its balance, and
+	// what was credited and paid out in [from, to).
+	ListOwed(ctx context.Context, in *ListOwedRequest, opts ...grpc.CallOption) (*ListOwedResponse, error)
+	// Payout pays an amount out of an account (never beyond its balance),
+	// idempotent by reference, and returns the bank's signed statement of
+	// the account over [from, to) for the merchant ("signed-statement").
+	Payout(ctx context.Context, in *PayoutRequest, opts ...grpc.CallOption) (*PayoutResponse, error)
 }
 
 type bankAdminClient struct {
@@ -885,6 +894,26 @@ func (c *bankAdminClient) Unlock(ctx context.Context, in *UnlockRequest, opts ..
 	return out, nil
 }
 
+func (c *bankAdminClient) ListOwed(ctx context.Context, in *ListOwedRequest, opts ...grpc.CallOption) (*ListOwedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOwedResponse)
+	err := c.cc.Invoke(ctx, BankAdmin_ListOwed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankAdminClient) Payout(ctx context.Context, in *PayoutRequest, opts ...grpc.CallOption) (*PayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PayoutResponse)
+	err := c.cc.Invoke(ctx, BankAdmin_Payout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BankAdminServer is the server API for BankAdmin service.
 // All implementations must embed UnimplementedBankAdminServer
 // for forward compatibility.
@@ -900,6 +929,13 @@ type BankAdminServer interface {
 	SetLimits(context.Context, *SetLimitsRequest) (*SetLimitsResponse, error)
 	// Unlock clears an account's failed authentications.
 	Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error)
+	// ListOwed lists what each merchant account is owed: its balance, and
+	// what was credited and paid out in [from, to).
+	ListOwed(context.Context, *ListOwedRequest) (*ListOwedResponse, error)
+	// Payout pays an amount out of an account (never beyond its balance),
+	// idempotent by reference, and returns the bank's signed statement of
+	// the account over [from, to) for the merchant ("signed-statement").
+	Payout(context.Context, *PayoutRequest) (*PayoutResponse, error)
 	mustEmbedUnimplementedBankAdminServer()
 }
 
@@ -924,6 +960,12 @@ func (UnimplementedBankAdminServer) SetLimits(context.Context, *SetLimitsRequest
 }
 func (UnimplementedBankAdminServer) Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Unlock not implemented")
+}
+func (UnimplementedBankAdminServer) ListOwed(context.Context, *ListOwedRequest) (*ListOwedResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListOwed not implemented")
+}
+func (UnimplementedBankAdminServer) Payout(context.Context, *PayoutRequest) (*PayoutResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Payout not implemented")
 }
 func (UnimplementedBankAdminServer) mustEmbedUnimplementedBankAdminServer() {}
 func (UnimplementedBankAdminServer) testEmbeddedByValue()                   {}
@@ -1036,6 +1078,42 @@ func _BankAdmin_Unlock_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BankAdmin_ListOwed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOwedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankAdminServer).ListOwed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BankAdmin_ListOwed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankAdminServer).ListOwed(ctx, req.(*ListOwedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BankAdmin_Payout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankAdminServer).Payout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BankAdmin_Payout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankAdminServer).Payout(ctx, req.(*PayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BankAdmin_ServiceDesc is the grpc.ServiceDesc for BankAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1062,6 +1140,14 @@ var BankAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Unlock",
 			Handler:    _BankAdmin_Unlock_Handler,
+		},
+		{
+			MethodName: "ListOwed",
+			Handler:    _BankAdmin_ListOwed_Handler,
+		},
+		{
+			MethodName: "Payout",
+			Handler:    _BankAdmin_Payout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -659,6 +659,158 @@ func (x *PayResponse) GetReceipt() []byte {
 	return nil
 }
 
+type VerifySettlementRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifySettlementRequest) Reset() {
+	*x = VerifySettlementRequest{}
+	mi := &file_merchant_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySettlementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySettlementRequest) ProtoMessage() {}
+
+func (x *VerifySettlementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySettlementRequest.ProtoReflect.Descriptor instead.
+func (*VerifySettlementRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *VerifySettlementRequest) GetStatement() []byte {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+type VerifySettlementResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Account           uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	FromUnixMs        int64                  `protobuf:"varint,2,opt,name=from_unix_ms,json=fromUnixMs,proto3" json:"from_unix_ms,omitempty"`
+	ToUnixMs          int64                  `protobuf:"varint,3,opt,name=to_unix_ms,json=toUnixMs,proto3" json:"to_unix_ms,omitempty"`
+	Deposits          int32                  `protobuf:"varint,4,opt,name=deposits,proto3" json:"deposits,omitempty"`             // receipts of the period found on the statement
+	Deposited         string                 `protobuf:"bytes,5,opt,name=deposited,proto3" json:"deposited,omitempty"`            // their total
+	PaidOut           string                 `protobuf:"bytes,6,opt,name=paid_out,json=paidOut,proto3" json:"paid_out,omitempty"` // payouts on the statement
+	Opening           string                 `protobuf:"bytes,7,opt,name=opening,proto3" json:"opening,omitempty"`                // the statement's opening and closing balances
+	Closing           string                 `protobuf:"bytes,8,opt,name=closing,proto3" json:"closing,omitempty"`
+	UnmatchedPayments []string               `protobuf:"bytes,9,rep,name=unmatched_payments,json=unmatchedPayments,proto3" json:"unmatched_payments,omitempty"` // deposit lines without a receipt here (payment hashes)
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *VerifySettlementResponse) Reset() {
+	*x = VerifySettlementResponse{}
+	mi := &file_merchant_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySettlementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySettlementResponse) ProtoMessage() {}
+
+func (x *VerifySettlementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySettlementResponse.ProtoReflect.Descriptor instead.
+func (*VerifySettlementResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VerifySettlementResponse) GetAccount() uint64 {
+	if x != nil {
+		return x.Account
+	}
+	return 0
+}
+
+func (x *VerifySettlementResponse) GetFromUnixMs() int64 {
+	if x != nil {
+		return x.FromUnixMs
+	}
+	return 0
+}
+
+func (x *VerifySettlementResponse) GetToUnixMs() int64 {
+	if x != nil {
+		return x.ToUnixMs
+	}
+	return 0
+}
+
+func (x *VerifySettlementResponse) GetDeposits() int32 {
+	if x != nil {
+		return x.Deposits
+	}
+	return 0
+}
+
+func (x *VerifySettlementResponse) GetDeposited() string {
+	if x != nil {
+		return x.Deposited
+	}
+	return ""
+}
+
+func (x *VerifySettlementResponse) GetPaidOut() string {
+	if x != nil {
+		return x.PaidOut
+	}
+	return ""
+}
+
+func (x *VerifySettlementResponse) GetOpening() string {
+	if x != nil {
+		return x.Opening
+	}
+	return ""
+}
+
+func (x *VerifySettlementResponse) GetClosing() string {
+	if x != nil {
+		return x.Closing
+	}
+	return ""
+}
+
+func (x *VerifySettlementResponse) GetUnmatchedPayments() []string {
+	if x != nil {
+		return x.UnmatchedPayments
+	}
+	return nil
+}
+
 type SaleStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoid         string                 `protobuf:"bytes,1,opt,name=epoid,proto3" json:"epoid,omitempty"` // "merchant-milliseconds-serial"
@@ -668,7 +820,7 @@ type SaleStatusRequest struct {
 
 func (x *SaleStatusRequest) Reset() {
 	*x = SaleStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +832,7 @@ func (x *SaleStatusRequest) String() string {
 func (*SaleStatusRequest) ProtoMessage() {}
 
 func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +845,7 @@ func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusRequest.ProtoReflect.Descriptor instead.
 func (*SaleStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{13}
+	return file_merchant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SaleStatusRequest) GetEpoid() string {
@@ -723,7 +875,7 @@ type SaleStatusResponse struct {
 
 func (x *SaleStatusResponse) Reset() {
 	*x = SaleStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +887,7 @@ func (x *SaleStatusResponse) String() string {
 func (*SaleStatusResponse) ProtoMessage() {}
 
 func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +900,7 @@ func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusResponse.ProtoReflect.Descriptor instead.
 func (*SaleStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{14}
+	return file_merchant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SaleStatusResponse) GetEpoid() string {
@@ -825,7 +977,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +989,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1002,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{15}
+	return file_merchant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateOrderRequest) GetAmount() string {
@@ -883,7 +1035,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1047,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1060,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{16}
+	return file_merchant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateOrderResponse) GetOrderId() string {
@@ -927,7 +1079,7 @@ type OrderStatusRequest struct {
 
 func (x *OrderStatusRequest) Reset() {
 	*x = OrderStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1091,7 @@ func (x *OrderStatusRequest) String() string {
 func (*OrderStatusRequest) ProtoMessage() {}
 
 func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1104,7 @@ func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusRequest.ProtoReflect.Descriptor instead.
 func (*OrderStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{17}
+	return file_merchant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OrderStatusRequest) GetOrderId() string {
@@ -976,7 +1128,7 @@ type OrderStatusResponse struct {
 
 func (x *OrderStatusResponse) Reset() {
 	*x = OrderStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1140,7 @@ func (x *OrderStatusResponse) String() string {
 func (*OrderStatusResponse) ProtoMessage() {}
 
 func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1153,7 @@ func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusResponse.ProtoReflect.Descriptor instead.
 func (*OrderStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{18}
+	return file_merchant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OrderStatusResponse) GetOrderId() string {
@@ -1086,7 +1238,21 @@ const file_merchant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
 	"\x0esealed_payment\x18\x02 \x01(\fR\rsealedPayment\"'\n" +
 	"\vPayResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\")\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"7\n" +
+	"\x17VerifySettlementRequest\x12\x1c\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xac\x02\n" +
+	"\x18VerifySettlementResponse\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12 \n" +
+	"\ffrom_unix_ms\x18\x02 \x01(\x03R\n" +
+	"fromUnixMs\x12\x1c\n" +
+	"\n" +
+	"to_unix_ms\x18\x03 \x01(\x03R\btoUnixMs\x12\x1a\n" +
+	"\bdeposits\x18\x04 \x01(\x05R\bdeposits\x12\x1c\n" +
+	"\tdeposited\x18\x05 \x01(\tR\tdeposited\x12\x19\n" +
+	"\bpaid_out\x18\x06 \x01(\tR\apaidOut\x12\x18\n" +
+	"\aopening\x18\a \x01(\tR\aopening\x12\x18\n" +
+	"\aclosing\x18\b \x01(\tR\aclosing\x12-\n" +
+	"\x12unmatched_payments\x18\t \x03(\tR\x11unmatchedPayments\")\n" +
 	"\x11SaleStatusRequest\x12\x14\n" +
 	"\x05epoid\x18\x01 \x01(\tR\x05epoid\"\x84\x02\n" +
 	"\x12SaleStatusResponse\x12\x14\n" +
@@ -1124,12 +1290,13 @@ const file_merchant_proto_rawDesc = "" +
 	"\bGetGoods\x12\x1d.blindbank.v1.GetGoodsRequest\x1a\x1e.blindbank.v1.GetGoodsResponse\x12L\n" +
 	"\tSubmitEPO\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse\x12M\n" +
 	"\n" +
-	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\x88\x02\n" +
+	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\xeb\x02\n" +
 	"\rMerchantAdmin\x12R\n" +
 	"\vCreateOrder\x12 .blindbank.v1.CreateOrderRequest\x1a!.blindbank.v1.CreateOrderResponse\x12R\n" +
 	"\vOrderStatus\x12 .blindbank.v1.OrderStatusRequest\x1a!.blindbank.v1.OrderStatusResponse\x12O\n" +
 	"\n" +
-	"SaleStatus\x12\x1f.blindbank.v1.SaleStatusRequest\x1a .blindbank.v1.SaleStatusResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"SaleStatus\x12\x1f.blindbank.v1.SaleStatusRequest\x1a .blindbank.v1.SaleStatusResponse\x12a\n" +
+	"\x10VerifySettlement\x12%.blindbank.v1.VerifySettlementRequest\x1a&.blindbank.v1.VerifySettlementResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_merchant_proto_rawDescOnce sync.Once
@@ -1143,7 +1310,7 @@ func file_merchant_proto_rawDescGZIP() []byte {
 	return file_merchant_proto_rawDescData
 }
 
-var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_merchant_proto_goTypes = []any{
 	(*ListProductsRequest)(nil),       // 0: blindbank.v1.ListProductsRequest
 	(*Product)(nil),                   // 1: blindbank.v1.Product
@@ -1158,12 +1325,14 @@ var file_merchant_proto_goTypes = []any{
 	(*GetPaymentRequestResponse)(nil), // 10: blindbank.v1.GetPaymentRequestResponse
 	(*PayRequest)(nil),                // 11: blindbank.v1.PayRequest
 	(*PayResponse)(nil),               // 12: blindbank.v1.PayResponse
-	(*SaleStatusRequest)(nil),         // 13: blindbank.v1.SaleStatusRequest
-	(*SaleStatusResponse)(nil),        // 14: blindbank.v1.SaleStatusResponse
-	(*CreateOrderRequest)(nil),        // 15: blindbank.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),       // 16: blindbank.v1.CreateOrderResponse
-	(*OrderStatusRequest)(nil),        // 17: blindbank.v1.OrderStatusRequest
-	(*OrderStatusResponse)(nil),       // 18: blindbank.v1.OrderStatusResponse
+	(*VerifySettlementRequest)(nil),   // 13: blindbank.v1.VerifySettlementRequest
+	(*VerifySettlementResponse)(nil),  // 14: blindbank.v1.VerifySettlementResponse
+	(*SaleStatusRequest)(nil),         // 15: blindbank.v1.SaleStatusRequest
+	(*SaleStatusResponse)(nil),        // 16: blindbank.v1.SaleStatusResponse
+	(*CreateOrderRequest)(nil),        // 17: blindbank.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),       // 18: blindbank.v1.CreateOrderResponse
+	(*OrderStatusRequest)(nil),        // 19: blindbank.v1.OrderStatusRequest
+	(*OrderStatusResponse)(nil),       // 20: blindbank.v1.OrderStatusResponse
 }
 var file_merchant_proto_depIdxs = []int32{
 	1,  // 0: blindbank.v1.ListProductsResponse.products:type_name -> blindbank.v1.Product
@@ -1174,21 +1343,23 @@ var file_merchant_proto_depIdxs = []int32{
 	5,  // 5: blindbank.v1.Merchant.GetGoods:input_type -> blindbank.v1.GetGoodsRequest
 	7,  // 6: blindbank.v1.Merchant.SubmitEPO:input_type -> blindbank.v1.SubmitEPORequest
 	7,  // 7: blindbank.v1.Merchant.WriteCheck:input_type -> blindbank.v1.SubmitEPORequest
-	15, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
-	17, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
-	13, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
-	10, // 11: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
-	12, // 12: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
-	2,  // 13: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
-	4,  // 14: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
-	6,  // 15: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
-	8,  // 16: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
-	8,  // 17: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
-	16, // 18: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
-	18, // 19: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
-	14, // 20: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
-	11, // [11:21] is the sub-list for method output_type
-	1,  // [1:11] is the sub-list for method input_type
+	17, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
+	19, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
+	15, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
+	13, // 11: blindbank.v1.MerchantAdmin.VerifySettlement:input_type -> blindbank.v1.VerifySettlementRequest
+	10, // 12: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
+	12, // 13: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
+	2,  // 14: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
+	4,  // 15: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
+	6,  // 16: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
+	8,  // 17: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
+	8,  // 18: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
+	18, // 19: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
+	20, // 20: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
+	16, // 21: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
+	14, // 22: blindbank.v1.MerchantAdmin.VerifySettlement:output_type -> blindbank.v1.VerifySettlementResponse
+	12, // [12:23] is the sub-list for method output_type
+	1,  // [1:12] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -1205,7 +1376,7 @@ func file_merchant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_merchant_proto_rawDesc), len(file_merchant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

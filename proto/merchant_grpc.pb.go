@@ -377,9 +377,10 @@ var Merchant_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	MerchantAdmin_CreateOrder_FullMethodName = "/blindbank.v1.MerchantAdmin/CreateOrder"
-	MerchantAdmin_OrderStatus_FullMethodName = "/blindbank.v1.MerchantAdmin/OrderStatus"
-	MerchantAdmin_SaleStatus_FullMethodName  = "/blindbank.v1.MerchantAdmin/SaleStatus"
+	MerchantAdmin_CreateOrder_FullMethodName      = "/blindbank.v1.MerchantAdmin/CreateOrder"
+	MerchantAdmin_OrderStatus_FullMethodName      = "/blindbank.v1.MerchantAdmin/OrderStatus"
+	MerchantAdmin_SaleStatus_FullMethodName       = "/blindbank.v1.MerchantAdmin/SaleStatus"
+	MerchantAdmin_VerifySettlement_FullMethodName = "/blindbank.v1.MerchantAdmin/VerifySettlement"
 )
 
 // MerchantAdminClient is the client API for MerchantAdmin service.
@@ -395,6 +396,10 @@ type MerchantAdminClient interface {
 	// merchant key (NetBill recovery): how a merchant that crashed after
 	// endorsing learns the outcome. The bank's receipt is stored.
 	SaleStatus(ctx context.Context, in *SaleStatusRequest, opts ...grpc.CallOption) (*SaleStatusResponse, error)
+	// VerifySettlement checks the bank's signed statement of the merchant's
+	// account ("bankd admin payout --statement") against the merchant's own
+	// deposit receipts of the period. FAILED_PRECONDITION if they disagree.
+	VerifySettlement(ctx context.Context, in *VerifySettlementRequest, opts ...grpc.CallOption) (*VerifySettlementResponse, error)
 }
 
 type merchantAdminClient struct {
@@ -435,6 +440,16 @@ func (c *merchantAdminClient) SaleStatus(ctx context.Context, in *SaleStatusRequ
 	return out, nil
 }
 
+func (c *merchantAdminClient) VerifySettlement(ctx context.Context, in *VerifySettlementRequest, opts ...grpc.CallOption) (*VerifySettlementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifySettlementResponse)
+	err := c.cc.Invoke(ctx, MerchantAdmin_VerifySettlement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MerchantAdminServer is the server API for MerchantAdmin service.
 // All implementations must embed UnimplementedMerchantAdminServer
 // for forward compatibility.
@@ -448,6 +463,10 @@ type MerchantAdminServer interface {
 	// merchant key (NetBill recovery): how a merchant that crashed after
 	// endorsing learns the outcome. The bank's receipt is stored.
 	SaleStatus(context.Context, *SaleStatusRequest) (*SaleStatusResponse, error)
+	// VerifySettlement checks the bank's signed statement of the merchant's
+	// account ("bankd admin payout --statement") against the merchant's own
+	// deposit receipts of the period. FAILED_PRECONDITION if they disagree.
+	VerifySettlement(context.Context, *VerifySettlementRequest) (*VerifySettlementResponse, error)
 	mustEmbedUnimplementedMerchantAdminServer()
 }
 
@@ -466,6 +485,9 @@ func (UnimplementedMerchantAdminServer) OrderStatus(context.Context, *OrderStatu
 }
 func (UnimplementedMerchantAdminServer) SaleStatus(context.Context, *SaleStatusRequest) (*SaleStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SaleStatus not implemented")
+}
+func (UnimplementedMerchantAdminServer) VerifySettlement(context.Context, *VerifySettlementRequest) (*VerifySettlementResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VerifySettlement not implemented")
 }
 func (UnimplementedMerchantAdminServer) mustEmbedUnimplementedMerchantAdminServer() {}
 func (UnimplementedMerchantAdminServer) testEmbeddedByValue()                       {}
@@ -542,6 +564,24 @@ func _MerchantAdmin_SaleStatus_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MerchantAdmin_VerifySettlement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifySettlementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantAdminServer).VerifySettlement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MerchantAdmin_VerifySettlement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantAdminServer).VerifySettlement(ctx, req.(*VerifySettlementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MerchantAdmin_ServiceDesc is the grpc.ServiceDesc for MerchantAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -560,6 +600,10 @@ var MerchantAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SaleStatus",
 			Handler:    _MerchantAdmin_SaleStatus_Handler,
+		},
+		{
+			MethodName: "VerifySettlement",
+			Handler:    _MerchantAdmin_VerifySettlement_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -487,6 +487,15 @@ func (t *txn) transfer(from, to *account, kind string, amount int64, memo string
 }
 
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
+// refAmount is what a credit reference records: the amount, negative for
+// a payout, so that a reference names one movement in one direction.
+func refAmount(op bank.CreditOp) int64 {
+	if op.Payout {
+		return -op.Amount
+	}
+	return op.Amount
+}
+
 func addBalance(a, b int64) (int64, error) {
 	c := a + b
 	if (b > 0 && c < a) || (b < 0 && c > a) {
@@ -557,7 +566,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 				if err != nil {
 					return err
 				}
-				if ref.Account != op.Account || ref.Amount != op.Amount {
+				if ref.Account != op.Account || ref.Amount != refAmount(op) {
 					return bank.ErrReferenceConflict
 				}
 				a, err := t.account(op.Account)
@@ -576,11 +585,18 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, op.Time, op.Reference, ""); err != nil {
+		from, to, kind := funding, a, bank.KindCredit
+		if op.Payout {
+			if a.Balance < op.Amount {
+				return bank.ErrInsufficientFunds
+			}
+			from, to, kind = a, funding, bank.KindPayout
+		}
+		if err := t.transfer(from, to, kind, op.Amount, op.Memo, op.Time, op.Reference, ""); err != nil {
 			return err
 		}
 		if rk != nil {
-			t.set(rk, encodeRef(&refRecord{Account: op.Account, Amount: op.Amount}))
+			t.set(rk, encodeRef(&refRecord{Account: op.Account, Amount: refAmount(op)}))
 		}
 		balance = a.Balance
 		return t.appendLog(op.Log, op.Time, nil)

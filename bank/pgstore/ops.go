@@ -120,6 +120,15 @@ func (w writer) transfer(from, to *account, kind string, amount int64, memo stri
 }
 
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
+// refAmount is what a credit reference records: the amount, negative for
+// a payout, so that a reference names one movement in one direction.
+func refAmount(op bank.CreditOp) int64 {
+	if op.Payout {
+		return -op.Amount
+	}
+	return op.Amount
+}
+
 func addBalance(a, b int64) (int64, error) {
 	c := a + b
 	if (b > 0 && c < a) || (b < 0 && c > a) {
@@ -215,7 +224,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		)
 		if op.Reference != "" {
 			b.Queue(`INSERT INTO credit_refs (reference, account, amount) VALUES ($1, $2, $3)
-				ON CONFLICT (reference) DO NOTHING`, []byte(op.Reference), acct, op.Amount).
+				ON CONFLICT (reference) DO NOTHING`, []byte(op.Reference), acct, refAmount(op)).
 				Exec(func(ct pgconn.CommandTag) error { newRef = ct.RowsAffected() == 1; return nil })
 			b.Queue(`SELECT account, amount FROM credit_refs WHERE reference = $1`, []byte(op.Reference)).
 				QueryRow(func(row pgx.Row) error { return row.Scan(&refAcct, &refAm) })
@@ -227,7 +236,7 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		}
 		a, funding := accts[op.Account], accts[bank.AccountFunding]
 		if op.Reference != "" && !newRef {
-			if refAcct != acct || refAm != op.Amount {
+			if refAcct != acct || refAm != refAmount(op) {
 				return refuse(bank.ErrReferenceConflict)
 			}
 			if a == nil {
@@ -242,8 +251,15 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 		if funding == nil {
 			return errors.New("pgstore: no funding account")
 		}
+		from, to, kind := funding, a, bank.KindCredit
+		if op.Payout {
+			if a.Balance < op.Amount {
+				return refuse(bank.ErrInsufficientFunds)
+			}
+			from, to, kind = a, funding, bank.KindPayout
+		}
 		b = &pgx.Batch{}
-		if err := (writer{b}).transfer(funding, a, bank.KindCredit, op.Amount, op.Memo, at, op.Reference, ""); err != nil {
+		if err := (writer{b}).transfer(from, to, kind, op.Amount, op.Memo, at, op.Reference, ""); err != nil {
 			return refuse(err)
 		}
 		if err := t.commitLogged(b, op.Log, op.Time, nil); err != nil {

@@ -37,6 +37,10 @@ var migrations = []migration{
 	{2, "swaps: coins exchanged for new blind signatures", swapSchema()},
 	{3, "issued: blind signatures by blinded message, for restore and recoup", issuedSchema()},
 	{4, "audit log: entries, tlog stored hashes and the log's one state row", logSchema()},
+	{5, "payouts: credit references record payouts as negative amounts", []string{
+		`ALTER TABLE credit_refs DROP CONSTRAINT credit_refs_amount_check`,
+		`ALTER TABLE credit_refs ADD CONSTRAINT credit_refs_amount_nonzero CHECK (amount <> 0)`,
+	}},
 }
 
 // logSchema adds the audit log (log.go): the encoded entries by index, the

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"OpenAccount", testOpenAccount},
 		{"Credit", testCredit},
 		{"CreditReference", testCreditReference},
+		{"Payout", testPayout},
 		{"Withdraw", testWithdraw},
 		{"WithdrawReplay", testWithdrawReplay},
 		{"InsufficientFunds", testInsufficientFunds},

@@ -258,6 +258,8 @@ bankd admin --admin bank.internal:7444 --token-file admin.token --ca bank-ca.pem
 			openAccountCommand(admin),
 			creditCommand(admin),
 			balanceCommand(admin),
+			owedCommand(admin),
+			payoutCommand(admin),
 			setLimitsCommand(admin),
 			unlockCommand(admin),
 			backupCommand(admin),

@@ -47,7 +47,7 @@ shows their status.`,
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
 merchantd order --data ./shop status ord-3f9a...`,
-		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), productsCommand()},
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), settlementCommand(), productsCommand()},
 	}
 }
 
@@ -380,5 +380,55 @@ func orderJSON(r *pb.OrderStatusResponse) orderOut {
 	return orderOut{
 		OrderID: r.OrderId, Status: r.Status, Amount: r.Amount, Summary: r.Summary,
 		Expires: time.UnixMilli(r.ExpiresUnixMs).UTC().Format(time.RFC3339), Receipt: hex.EncodeToString(r.Receipt),
+	}
+}
+
+func settlementCommand() *cli.Command {
+	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
+	return &cli.Command{
+		Name:  "settlement",
+		Short: "check the bank's settlement statement against your receipts",
+		Args:  "FILE",
+		NArgs: 1,
+		Long: `settlement verifies the bank's signed statement of your account (FILE, as
+"bankd admin payout --statement" writes it) on the running merchant: the
+bank's signature, that it is your account, and that every payment the
+merchant holds a receipt for in the period is on it for exactly its amount.
+It prints the period's deposits and payouts and the opening and closing
+balances. Exit status 1 if the statement and the receipts disagree.`,
+		Example: `merchantd settlement --data ./shop shop-2026-11.stmt`,
+		Flags:   admin.Register,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			raw, err := os.ReadFile(inv.Args[0])
+			if err != nil {
+				return err
+			}
+			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
+				r, err := c.VerifySettlement(ctx, &pb.VerifySettlementRequest{Statement: raw})
+				if err != nil {
+					return fmt.Errorf("the statement does not check out: %w", err)
+				}
+				out := struct {
+					Account   uint64   `json:"account"`
+					From      string   `json:"from"`
+					To        string   `json:"to"`
+					Deposits  int32    `json:"deposits_matched"`
+					Deposited string   `json:"deposited"`
+					PaidOut   string   `json:"paid_out"`
+					Opening   string   `json:"opening"`
+					Closing   string   `json:"closing"`
+					Unmatched []string `json:"unmatched_payments"`
+				}{r.Account, time.UnixMilli(r.FromUnixMs).UTC().Format(time.RFC3339), time.UnixMilli(r.ToUnixMs).UTC().Format(time.RFC3339),
+					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...)}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "statement of account %d, %s to %s: verified\n", out.Account, out.From, out.To)
+					fmt.Fprintf(w, "  %d deposits matched to receipts, %s; paid out %s\n", out.Deposits, out.Deposited, out.PaidOut)
+					fmt.Fprintf(w, "  opening %s, closing %s\n", out.Opening, out.Closing)
+					if len(out.Unmatched) > 0 {
+						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
+					}
+				})
+			})
+		},
 	}
 }

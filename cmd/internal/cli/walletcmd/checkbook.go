@@ -493,7 +493,7 @@ expired). It works offline; "wallet check-status EPOID" asks the bank.`,
 }
 
 func statementCommand(g *globals) *cli.Command {
-	var from, to string
+	var period cli.Period
 	return &cli.Command{
 		Name:  "statement",
 		Short: "show your bank account's signed statement",
@@ -505,29 +505,11 @@ the balance after it. Times are RFC 3339 (2026-03-01T12:00:00Z) or dates
 (2026-03-01, midnight UTC). By default the last 30 days.`,
 		Example: `wallet statement
 wallet statement --from 2026-03-01 --to 2026-04-01 --json`,
-		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&from, "from", "", "start of the period, a `TIME` (default 30 days before --to)")
-			fs.StringVar(&to, "to", "", "end of the period, a `TIME`, excluded (default now)")
-		},
+		Flags: period.Register,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			end := time.Now()
-			if to != "" {
-				t, err := parseTime(to)
-				if err != nil {
-					return fmt.Errorf("bad --to: %w", err)
-				}
-				end = t
-			}
-			start := end.Add(-30 * 24 * time.Hour)
-			if from != "" {
-				t, err := parseTime(from)
-				if err != nil {
-					return fmt.Errorf("bad --from: %w", err)
-				}
-				start = t
-			}
-			if !start.Before(end) {
-				return fmt.Errorf("--from must be before --to")
+			start, end, err := period.Resolve(time.Now())
+			if err != nil {
+				return err
 			}
 			w, cfg, err := open(g, wallet.Options{})
 			if err != nil {
@@ -546,16 +528,6 @@ wallet statement --from 2026-03-01 --to 2026-04-01 --json`,
 			return printStatement(inv, st)
 		},
 	}
-}
-
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2026-03-01T12:00:00Z) or a date (2026-03-01)", s)
 }
 
 // money renders signed minor units in a currency.

@@ -1,0 +1,116 @@
+package bank
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// Settlement (the source document's clearing, settlement and disbursement):
+// merchants' deposits and approved checks accumulate in their accounts;
+// the operator lists what each merchant is owed for a period, pays it out
+// of the bank (a payout: the account is debited, the money leaves to the
+// outside, logged), and gives the merchant the bank's signed statement of
+// the period, which the merchant checks against its own receipts
+// (merchant.VerifySettlement).
+
+// Owed is one merchant's position for a period.
+type Owed struct {
+	Account  uint64
+	Name     string
+	Credited int64 // deposits and approved checks posted in the period
+	PaidOut  int64 // payouts posted in the period
+	Balance  int64 // owed now: the account's balance
+}
+
+// Owed lists every merchant account with a balance or with postings in
+// [from, to), by account id.
+func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
+	if !from.Before(to) {
+		return nil, fmt.Errorf("%w: period from %s to %s", ecash.ErrMalformed, from, to)
+	}
+	totals, err := b.store.Totals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Owed
+	for id := range totals {
+		if IsSystem(id) {
+			continue
+		}
+		a, err := b.store.Account(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !a.Merchant {
+			continue
+		}
+		o := Owed{Account: id, Name: a.Name, Balance: a.Balance}
+		hist, err := b.store.History(ctx, id, maxStatementScan)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range hist { // newest first
+			if p.Time.Before(from) {
+				break
+			}
+			if !p.Time.Before(to) {
+				continue
+			}
+			switch {
+			case p.Kind == KindPayout:
+				o.PaidOut -= p.Amount
+			case p.Amount > 0 && (p.Kind == KindDeposit || p.Kind == KindCheck):
+				o.Credited += p.Amount
+			}
+		}
+		if o.Balance != 0 || o.Credited != 0 || o.PaidOut != 0 {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b Owed) int { return cmp.Compare(a.Account, b.Account) })
+	return out, nil
+}
+
+// Payout pays amount out of an account to the outside (a merchant's
+// settlement), never beyond its balance, and returns the new balance. A
+// retry with the same reference pays once.
+func (b *Bank) Payout(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
+	if amount.Currency != b.keys.Currency {
+		return ecash.Amount{}, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, amount.Currency, b.keys.Currency)
+	}
+	if amount.IsZero() {
+		return ecash.Amount{}, fmt.Errorf("%w: payout of zero", ecash.ErrBadAmount)
+	}
+	if len(memo) > 256 || len(reference) > 128 {
+		return ecash.Amount{}, fmt.Errorf("%w: memo or reference too long", ecash.ErrMalformed)
+	}
+	bal, err := b.store.Credit(ctx, CreditOp{
+		Account: account, Amount: int64(amount.Value), Payout: true, Memo: memo, Reference: reference, Time: b.now(),
+		Log: auditlog.Payout{Account: account, Amount: amount, Reference: auditlog.OptionalHash(reference)},
+	})
+	if err != nil {
+		return ecash.Amount{}, err
+	}
+	b.log.Info("payout", "account", account, "amount", amount.String(), "reference", reference)
+	return b.Money(bal), nil
+}
+
+// Settlement returns the bank's signed statement of an account over
+// [from, to): what a merchant checks its receipts against.
+func (b *Bank) Settlement(ctx context.Context, account uint64, from, to time.Time) (*echeck.Statement, error) {
+	if !from.Before(to) {
+		return nil, fmt.Errorf("%w: period from %s to %s", ecash.ErrMalformed, from, to)
+	}
+	a, err := b.store.Account(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return b.statement(ctx, a, from, to)
+}

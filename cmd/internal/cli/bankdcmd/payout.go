@@ -1,0 +1,144 @@
+package bankdcmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+func owedCommand(a *cli.AdminFlags) *cli.Command {
+	var period cli.Period
+	return &cli.Command{
+		Name:  "owed",
+		Short: "list what each merchant is owed",
+		Long: `owed lists every merchant account with money owed or with activity in the
+period [--from, --to): what deposits and approved checks credited in the
+period, what was paid out in it, and the balance owed now. Pay it with
+"bankd admin payout".`,
+		Example: `bankd admin --data ./bank owed --from 2026-11-01 --to 2026-12-01
+bankd admin --data ./bank owed --json`,
+		Flags: period.Register,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			from, to, err := period.Resolve(time.Now())
+			if err != nil {
+				return err
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				resp, err := c.ListOwed(ctx, &pb.ListOwedRequest{FromUnixMs: from.UnixMilli(), ToUnixMs: to.UnixMilli()})
+				if err != nil {
+					return fmt.Errorf("listing what merchants are owed: %w", err)
+				}
+				type row struct {
+					Account  uint64 `json:"account"`
+					Name     string `json:"name"`
+					Credited string `json:"credited"`
+					PaidOut  string `json:"paid_out"`
+					Owed     string `json:"owed"`
+				}
+				out := struct {
+					From      string `json:"from"`
+					To        string `json:"to"`
+					Merchants []row  `json:"merchants"`
+				}{From: from.UTC().Format(time.RFC3339), To: to.UTC().Format(time.RFC3339), Merchants: []row{}}
+				for _, m := range resp.Merchants {
+					out.Merchants = append(out.Merchants, row{m.Account, m.Name, m.Credited, m.PaidOut, m.Balance})
+				}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "period %s to %s\n", out.From, out.To)
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ACCOUNT\tNAME\tCREDITED\tPAID OUT\tOWED")
+					for _, r := range out.Merchants {
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.Account, r.Name, r.Credited, r.PaidOut, r.Owed)
+					}
+					tw.Flush()
+				})
+			})
+		},
+	}
+}
+
+func payoutCommand(a *cli.AdminFlags) *cli.Command {
+	var (
+		account, amount, memo, reference, statementOut string
+		period                                         cli.Period
+	)
+	return &cli.Command{
+		Name:  "payout",
+		Short: "pay money out of an account and write its signed statement",
+		Long: `payout records that AMOUNT left the account to the outside (the transfer to
+a merchant's own bank, made by you): the account is debited, never beyond
+its balance, and the payout is in the audit log. --reference makes a retry
+safe: a payout with a reference already used pays nothing more.
+
+It writes the bank's signed statement of the account over [--from, --to) to
+--statement FILE, for the merchant: "merchantd settlement verify FILE"
+checks it against the merchant's own receipts.`,
+		Example: `bankd admin --data ./bank payout --account 1001 --amount EUR:350.00 --reference wire-2026-11 --from 2026-11-01 --to 2026-12-01 --statement shop-2026-11.stmt`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&account, "account", "", "account `ID` (required)")
+			fs.StringVar(&amount, "amount", "", "`AMOUNT` paid out, e.g. EUR:350.00 (required)")
+			fs.StringVar(&memo, "memo", "", "`TEXT` recorded with the posting")
+			fs.StringVar(&reference, "reference", "", "idempotency `KEY` (required): e.g. your transfer's id")
+			fs.StringVar(&statementOut, "statement", "", "write the signed statement to `FILE` (must not exist)")
+			period.Register(fs)
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if account == "" || amount == "" || reference == "" {
+				return cli.Usagef("--account, --amount and --reference are required")
+			}
+			id, err := cli.ParseID("--account", account)
+			if err != nil {
+				return err
+			}
+			amt, err := cli.ParsePositiveAmount(amount)
+			if err != nil {
+				return err
+			}
+			from, to, err := period.Resolve(time.Now())
+			if err != nil {
+				return err
+			}
+			toMs := to.UnixMilli()
+			if !period.EndGiven() {
+				toMs = 0 // the bank's now, after the payout, so the statement shows it
+			}
+			if statementOut != "" {
+				if _, err := os.Stat(statementOut); err == nil {
+					return fmt.Errorf("%s exists; refusing to overwrite it", statementOut)
+				}
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				resp, err := c.Payout(ctx, &pb.PayoutRequest{Account: id, Amount: amt.String(), Memo: memo, Reference: reference,
+					FromUnixMs: from.UnixMilli(), ToUnixMs: toMs})
+				if err != nil {
+					return fmt.Errorf("paying out of account %d: %w", id, err)
+				}
+				if statementOut != "" {
+					if err := bank.WriteFileAtomic(statementOut, resp.Statement, 0o644); err != nil {
+						return err
+					}
+				}
+				out := struct {
+					Account   uint64 `json:"account"`
+					PaidOut   string `json:"paid_out"`
+					Balance   string `json:"balance"`
+					Statement string `json:"statement_file,omitempty"`
+				}{id, amt.String(), resp.Balance, statementOut}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "paid out %s from account %d; balance %s\n", amt, id, resp.Balance)
+					if statementOut != "" {
+						fmt.Fprintf(w, "signed statement written to %s\n", statementOut)
+					}
+				})
+			})
+		},
+	}
+}

@@ -1,0 +1,101 @@
+package merchant
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// ErrSettlement: the bank's settlement statement does not match the
+// merchant's own receipts.
+var ErrSettlement = errors.New("merchant: settlement statement does not match the receipts")
+
+// SettlementReport is what VerifySettlement checked.
+type SettlementReport struct {
+	Statement *echeck.Statement
+	Deposits  int          // receipts of the period found on the statement
+	Deposited ecash.Amount // their total
+	PaidOut   ecash.Amount // payouts on the statement
+	Unmatched []string     // deposit lines for payments this merchant holds no receipt for
+}
+
+// VerifySettlement checks the bank's signed statement of the merchant's
+// account (what "bankd admin payout --statement" writes): signed by the
+// bank, for this account, and every deposit receipt this merchant holds
+// for the period appears on it as a deposit of exactly its total (the
+// statement names each deposit by its payment hash). Deposit lines the
+// merchant has no receipt for are reported, not refused: another
+// installation may share the account.
+func (m *Merchant) VerifySettlement(raw []byte) (*SettlementReport, error) {
+	st, err := echeck.DecodeStatement(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.keyset.CheckSigner(st.SignerPub, st.To); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSettlement, err)
+	}
+	if err := st.Verify(st.SignerPub); err != nil {
+		return nil, err
+	}
+	if st.Account != m.account || st.Currency != m.keyset.Currency {
+		return nil, fmt.Errorf("%w: a statement of account %d in %s, this merchant is %d in %s", ErrSettlement, st.Account, st.Currency, m.account, m.keyset.Currency)
+	}
+	rep := &SettlementReport{Statement: st, Deposited: ecash.Amount{Currency: st.Currency}, PaidOut: ecash.Amount{Currency: st.Currency}}
+	lines := map[string]int64{} // payment hash (hex) → amount credited
+	for _, l := range st.Lines {
+		switch {
+		case l.ProductID == "deposit" && strings.HasPrefix(l.Memo, "payment "):
+			lines[strings.TrimPrefix(l.Memo, "payment ")] += l.Amount
+		case l.ProductID == "payout" && l.Amount < 0:
+			if rep.PaidOut, err = rep.PaidOut.Add(ecash.Amount{Currency: st.Currency, Value: uint64(-l.Amount)}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		o, err := decodeOrder(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		if o.Receipt == nil {
+			continue
+		}
+		r, err := ecash.DecodeDepositReceipt(o.Receipt)
+		if err != nil {
+			return nil, err
+		}
+		if r.DepositedAt.Before(st.From) || !r.DepositedAt.Before(st.To) {
+			continue
+		}
+		key := r.PaymentHash.String()
+		got, ok := lines[key]
+		if !ok {
+			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
+		}
+		if got != int64(r.Total.Value) {
+			return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
+		}
+		delete(lines, key)
+		rep.Deposits++
+		if rep.Deposited, err = rep.Deposited.Add(r.Total); err != nil {
+			return nil, err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	for k := range lines {
+		rep.Unmatched = append(rep.Unmatched, k)
+	}
+	return rep, nil
+}

@@ -1,0 +1,72 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+)
+
+// TestSettlement: a merchant paid in e-cash is paid out; the bank's signed
+// statement of the period matches the merchant's receipts; a statement of a
+// period that leaves a receipt out, or of another account, is refused.
+func TestSettlement(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := newWallet(t, f, "EUR:10.00", "EUR:5.12")
+	start := time.Now().Add(-time.Minute)
+	for _, amount := range []string{"EUR:1.00", "EUR:0.25"} {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount(amount), "settled", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bal, err := f.bank.Payout(ctx, f.shopAcct, ecash.MustParseAmount("EUR:1.20"), "settlement", "wire-1")
+	if err != nil || bal.String() != "EUR:0.05" {
+		t.Fatalf("payout: %s, %v", bal, err)
+	}
+	end := time.Now().Add(time.Minute)
+	st, err := f.bank.Settlement(ctx, f.shopAcct, start, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.merchant.VerifySettlement(st.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deposits != 2 || rep.Deposited.String() != "EUR:1.25" || rep.PaidOut.String() != "EUR:1.20" || len(rep.Unmatched) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	f.checkConservation(t, w)
+
+	// A period that ends before the payments: the receipts are missing.
+	early, err := f.bank.Settlement(ctx, f.shopAcct, start.Add(-time.Hour), start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early.To = end // claims the whole period; re-signed by the bank's key
+	early.Sign(f.bank.Keys().Signing)
+	if _, err := f.merchant.VerifySettlement(early.Encode()); !errors.Is(err, merchant.ErrSettlement) {
+		t.Errorf("statement missing the deposits: %v, want ErrSettlement", err)
+	}
+	// Another account's statement.
+	other, err := f.bank.Settlement(ctx, f.shopAcct+1, start, end)
+	if err == nil {
+		if _, err := f.merchant.VerifySettlement(other.Encode()); !errors.Is(err, merchant.ErrSettlement) {
+			t.Errorf("another account's statement: %v, want ErrSettlement", err)
+		}
+	}
+	// A payout beyond the balance moves nothing.
+	if _, err := f.bank.Payout(ctx, f.shopAcct, ecash.MustParseAmount("EUR:1.00"), "", "wire-2"); err == nil {
+		t.Error("payout beyond the balance succeeded")
+	}
+	if got := f.balance(t, f.shopAcct); got != 5 {
+		t.Errorf("merchant balance %d, want 5", got)
+	}
+}
