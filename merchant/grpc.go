@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -22,7 +24,7 @@ func (m *Merchant) toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrSettlement):
+	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
@@ -148,6 +150,14 @@ func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettle
 		Deposits: int32(rep.Deposits), Deposited: rep.Deposited.String(), PaidOut: rep.PaidOut.String(),
 		Opening: money(st.Opening), Closing: money(st.Closing()), UnmatchedPayments: rep.Unmatched,
 	}, nil
+}
+
+func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
+	rep, err := s.m.VerifyLog(ctx)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting)}, nil
 }
 
 func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {

@@ -91,8 +91,9 @@ func trimSpace(b []byte) []byte {
 // Config wires a merchant.
 type Config struct {
 	Dir        string
-	Account    uint64        // the merchant's account at the bank
-	Bank       pb.BankClient // the bank's public service
+	Account    uint64            // the merchant's account at the bank
+	Bank       pb.BankClient     // the bank's public service
+	AuditLog   pb.AuditLogClient // the bank's audit log; nil: VerifyLog is unavailable
 	Now        func() time.Time
 	Log        *slog.Logger
 	Transcript io.Writer
@@ -109,6 +110,7 @@ type Merchant struct {
 	key     ed25519.PrivateKey
 	account uint64
 	bank    pb.BankClient
+	logc    pb.AuditLogClient
 	keyset  *ecash.KeySet
 	now     func() time.Time
 	log     *slog.Logger
@@ -161,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat}
+	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat}
 	if err := m.loadSerials(); err != nil {
 		db.Close()
 		return nil, err

@@ -659,6 +659,110 @@ func (x *PayResponse) GetReceipt() []byte {
 	return nil
 }
 
+type VerifyLogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyLogRequest) Reset() {
+	*x = VerifyLogRequest{}
+	mi := &file_merchant_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyLogRequest) ProtoMessage() {}
+
+func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyLogRequest.ProtoReflect.Descriptor instead.
+func (*VerifyLogRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{13}
+}
+
+type VerifyLogResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LogSize       int64                  `protobuf:"varint,1,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`
+	Root          []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	Verified      int32                  `protobuf:"varint,3,opt,name=verified,proto3" json:"verified,omitempty"`
+	Waiting       int32                  `protobuf:"varint,4,opt,name=waiting,proto3" json:"waiting,omitempty"` // deposits without a log entry (made before the log existed)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyLogResponse) Reset() {
+	*x = VerifyLogResponse{}
+	mi := &file_merchant_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyLogResponse) ProtoMessage() {}
+
+func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyLogResponse.ProtoReflect.Descriptor instead.
+func (*VerifyLogResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VerifyLogResponse) GetLogSize() int64 {
+	if x != nil {
+		return x.LogSize
+	}
+	return 0
+}
+
+func (x *VerifyLogResponse) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *VerifyLogResponse) GetVerified() int32 {
+	if x != nil {
+		return x.Verified
+	}
+	return 0
+}
+
+func (x *VerifyLogResponse) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
 type VerifySettlementRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
@@ -668,7 +772,7 @@ type VerifySettlementRequest struct {
 
 func (x *VerifySettlementRequest) Reset() {
 	*x = VerifySettlementRequest{}
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +784,7 @@ func (x *VerifySettlementRequest) String() string {
 func (*VerifySettlementRequest) ProtoMessage() {}
 
 func (x *VerifySettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +797,7 @@ func (x *VerifySettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySettlementRequest.ProtoReflect.Descriptor instead.
 func (*VerifySettlementRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{13}
+	return file_merchant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifySettlementRequest) GetStatement() []byte {
@@ -720,7 +824,7 @@ type VerifySettlementResponse struct {
 
 func (x *VerifySettlementResponse) Reset() {
 	*x = VerifySettlementResponse{}
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +836,7 @@ func (x *VerifySettlementResponse) String() string {
 func (*VerifySettlementResponse) ProtoMessage() {}
 
 func (x *VerifySettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +849,7 @@ func (x *VerifySettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySettlementResponse.ProtoReflect.Descriptor instead.
 func (*VerifySettlementResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{14}
+	return file_merchant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifySettlementResponse) GetAccount() uint64 {
@@ -820,7 +924,7 @@ type SaleStatusRequest struct {
 
 func (x *SaleStatusRequest) Reset() {
 	*x = SaleStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +936,7 @@ func (x *SaleStatusRequest) String() string {
 func (*SaleStatusRequest) ProtoMessage() {}
 
 func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +949,7 @@ func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusRequest.ProtoReflect.Descriptor instead.
 func (*SaleStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{15}
+	return file_merchant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SaleStatusRequest) GetEpoid() string {
@@ -875,7 +979,7 @@ type SaleStatusResponse struct {
 
 func (x *SaleStatusResponse) Reset() {
 	*x = SaleStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +991,7 @@ func (x *SaleStatusResponse) String() string {
 func (*SaleStatusResponse) ProtoMessage() {}
 
 func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1004,7 @@ func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusResponse.ProtoReflect.Descriptor instead.
 func (*SaleStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{16}
+	return file_merchant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SaleStatusResponse) GetEpoid() string {
@@ -977,7 +1081,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1093,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1106,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{17}
+	return file_merchant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateOrderRequest) GetAmount() string {
@@ -1035,7 +1139,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1151,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1164,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{18}
+	return file_merchant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateOrderResponse) GetOrderId() string {
@@ -1079,7 +1183,7 @@ type OrderStatusRequest struct {
 
 func (x *OrderStatusRequest) Reset() {
 	*x = OrderStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[19]
+	mi := &file_merchant_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1195,7 @@ func (x *OrderStatusRequest) String() string {
 func (*OrderStatusRequest) ProtoMessage() {}
 
 func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[19]
+	mi := &file_merchant_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1208,7 @@ func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusRequest.ProtoReflect.Descriptor instead.
 func (*OrderStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{19}
+	return file_merchant_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OrderStatusRequest) GetOrderId() string {
@@ -1128,7 +1232,7 @@ type OrderStatusResponse struct {
 
 func (x *OrderStatusResponse) Reset() {
 	*x = OrderStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[20]
+	mi := &file_merchant_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1244,7 @@ func (x *OrderStatusResponse) String() string {
 func (*OrderStatusResponse) ProtoMessage() {}
 
 func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[20]
+	mi := &file_merchant_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1257,7 @@ func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusResponse.ProtoReflect.Descriptor instead.
 func (*OrderStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{20}
+	return file_merchant_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OrderStatusResponse) GetOrderId() string {
@@ -1238,7 +1342,13 @@ const file_merchant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
 	"\x0esealed_payment\x18\x02 \x01(\fR\rsealedPayment\"'\n" +
 	"\vPayResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"7\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"\x12\n" +
+	"\x10VerifyLogRequest\"x\n" +
+	"\x11VerifyLogResponse\x12\x19\n" +
+	"\blog_size\x18\x01 \x01(\x03R\alogSize\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\x12\x1a\n" +
+	"\bverified\x18\x03 \x01(\x05R\bverified\x12\x18\n" +
+	"\awaiting\x18\x04 \x01(\x05R\awaiting\"7\n" +
 	"\x17VerifySettlementRequest\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xac\x02\n" +
 	"\x18VerifySettlementResponse\x12\x18\n" +
@@ -1290,13 +1400,14 @@ const file_merchant_proto_rawDesc = "" +
 	"\bGetGoods\x12\x1d.blindbank.v1.GetGoodsRequest\x1a\x1e.blindbank.v1.GetGoodsResponse\x12L\n" +
 	"\tSubmitEPO\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse\x12M\n" +
 	"\n" +
-	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\xeb\x02\n" +
+	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\xb9\x03\n" +
 	"\rMerchantAdmin\x12R\n" +
 	"\vCreateOrder\x12 .blindbank.v1.CreateOrderRequest\x1a!.blindbank.v1.CreateOrderResponse\x12R\n" +
 	"\vOrderStatus\x12 .blindbank.v1.OrderStatusRequest\x1a!.blindbank.v1.OrderStatusResponse\x12O\n" +
 	"\n" +
 	"SaleStatus\x12\x1f.blindbank.v1.SaleStatusRequest\x1a .blindbank.v1.SaleStatusResponse\x12a\n" +
-	"\x10VerifySettlement\x12%.blindbank.v1.VerifySettlementRequest\x1a&.blindbank.v1.VerifySettlementResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"\x10VerifySettlement\x12%.blindbank.v1.VerifySettlementRequest\x1a&.blindbank.v1.VerifySettlementResponse\x12L\n" +
+	"\tVerifyLog\x12\x1e.blindbank.v1.VerifyLogRequest\x1a\x1f.blindbank.v1.VerifyLogResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_merchant_proto_rawDescOnce sync.Once
@@ -1310,7 +1421,7 @@ func file_merchant_proto_rawDescGZIP() []byte {
 	return file_merchant_proto_rawDescData
 }
 
-var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_merchant_proto_goTypes = []any{
 	(*ListProductsRequest)(nil),       // 0: blindbank.v1.ListProductsRequest
 	(*Product)(nil),                   // 1: blindbank.v1.Product
@@ -1325,14 +1436,16 @@ var file_merchant_proto_goTypes = []any{
 	(*GetPaymentRequestResponse)(nil), // 10: blindbank.v1.GetPaymentRequestResponse
 	(*PayRequest)(nil),                // 11: blindbank.v1.PayRequest
 	(*PayResponse)(nil),               // 12: blindbank.v1.PayResponse
-	(*VerifySettlementRequest)(nil),   // 13: blindbank.v1.VerifySettlementRequest
-	(*VerifySettlementResponse)(nil),  // 14: blindbank.v1.VerifySettlementResponse
-	(*SaleStatusRequest)(nil),         // 15: blindbank.v1.SaleStatusRequest
-	(*SaleStatusResponse)(nil),        // 16: blindbank.v1.SaleStatusResponse
-	(*CreateOrderRequest)(nil),        // 17: blindbank.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),       // 18: blindbank.v1.CreateOrderResponse
-	(*OrderStatusRequest)(nil),        // 19: blindbank.v1.OrderStatusRequest
-	(*OrderStatusResponse)(nil),       // 20: blindbank.v1.OrderStatusResponse
+	(*VerifyLogRequest)(nil),          // 13: blindbank.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),         // 14: blindbank.v1.VerifyLogResponse
+	(*VerifySettlementRequest)(nil),   // 15: blindbank.v1.VerifySettlementRequest
+	(*VerifySettlementResponse)(nil),  // 16: blindbank.v1.VerifySettlementResponse
+	(*SaleStatusRequest)(nil),         // 17: blindbank.v1.SaleStatusRequest
+	(*SaleStatusResponse)(nil),        // 18: blindbank.v1.SaleStatusResponse
+	(*CreateOrderRequest)(nil),        // 19: blindbank.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),       // 20: blindbank.v1.CreateOrderResponse
+	(*OrderStatusRequest)(nil),        // 21: blindbank.v1.OrderStatusRequest
+	(*OrderStatusResponse)(nil),       // 22: blindbank.v1.OrderStatusResponse
 }
 var file_merchant_proto_depIdxs = []int32{
 	1,  // 0: blindbank.v1.ListProductsResponse.products:type_name -> blindbank.v1.Product
@@ -1343,23 +1456,25 @@ var file_merchant_proto_depIdxs = []int32{
 	5,  // 5: blindbank.v1.Merchant.GetGoods:input_type -> blindbank.v1.GetGoodsRequest
 	7,  // 6: blindbank.v1.Merchant.SubmitEPO:input_type -> blindbank.v1.SubmitEPORequest
 	7,  // 7: blindbank.v1.Merchant.WriteCheck:input_type -> blindbank.v1.SubmitEPORequest
-	17, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
-	19, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
-	15, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
-	13, // 11: blindbank.v1.MerchantAdmin.VerifySettlement:input_type -> blindbank.v1.VerifySettlementRequest
-	10, // 12: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
-	12, // 13: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
-	2,  // 14: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
-	4,  // 15: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
-	6,  // 16: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
-	8,  // 17: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
-	8,  // 18: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
-	18, // 19: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
-	20, // 20: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
-	16, // 21: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
-	14, // 22: blindbank.v1.MerchantAdmin.VerifySettlement:output_type -> blindbank.v1.VerifySettlementResponse
-	12, // [12:23] is the sub-list for method output_type
-	1,  // [1:12] is the sub-list for method input_type
+	19, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
+	21, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
+	17, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
+	15, // 11: blindbank.v1.MerchantAdmin.VerifySettlement:input_type -> blindbank.v1.VerifySettlementRequest
+	13, // 12: blindbank.v1.MerchantAdmin.VerifyLog:input_type -> blindbank.v1.VerifyLogRequest
+	10, // 13: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
+	12, // 14: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
+	2,  // 15: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
+	4,  // 16: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
+	6,  // 17: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
+	8,  // 18: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
+	8,  // 19: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
+	20, // 20: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
+	22, // 21: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
+	18, // 22: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
+	16, // 23: blindbank.v1.MerchantAdmin.VerifySettlement:output_type -> blindbank.v1.VerifySettlementResponse
+	14, // 24: blindbank.v1.MerchantAdmin.VerifyLog:output_type -> blindbank.v1.VerifyLogResponse
+	13, // [13:25] is the sub-list for method output_type
+	1,  // [1:13] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -1376,7 +1491,7 @@ func file_merchant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_merchant_proto_rawDesc), len(file_merchant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

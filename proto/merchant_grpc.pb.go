@@ -381,6 +381,7 @@ const (
 	MerchantAdmin_OrderStatus_FullMethodName      = "/blindbank.v1.MerchantAdmin/OrderStatus"
 	MerchantAdmin_SaleStatus_FullMethodName       = "/blindbank.v1.MerchantAdmin/SaleStatus"
 	MerchantAdmin_VerifySettlement_FullMethodName = "/blindbank.v1.MerchantAdmin/VerifySettlement"
+	MerchantAdmin_VerifyLog_FullMethodName        = "/blindbank.v1.MerchantAdmin/VerifyLog"
 )
 
 // MerchantAdminClient is the client API for MerchantAdmin service.
@@ -400,6 +401,11 @@ type MerchantAdminClient interface {
 	// account ("bankd admin payout --statement") against the merchant's own
 	// deposit receipts of the period. FAILED_PRECONDITION if they disagree.
 	VerifySettlement(ctx context.Context, in *VerifySettlementRequest, opts ...grpc.CallOption) (*VerifySettlementResponse, error)
+	// VerifyLog checks that the bank's audit log records each deposit of the
+	// merchant with exactly the coins of its receipt, against a checkpoint
+	// consistent with every one the merchant has seen. FAILED_PRECONDITION
+	// on a forked log or a mismatch.
+	VerifyLog(ctx context.Context, in *VerifyLogRequest, opts ...grpc.CallOption) (*VerifyLogResponse, error)
 }
 
 type merchantAdminClient struct {
@@ -450,6 +456,16 @@ func (c *merchantAdminClient) VerifySettlement(ctx context.Context, in *VerifySe
 	return out, nil
 }
 
+func (c *merchantAdminClient) VerifyLog(ctx context.Context, in *VerifyLogRequest, opts ...grpc.CallOption) (*VerifyLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyLogResponse)
+	err := c.cc.Invoke(ctx, MerchantAdmin_VerifyLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MerchantAdminServer is the server API for MerchantAdmin service.
 // All implementations must embed UnimplementedMerchantAdminServer
 // for forward compatibility.
@@ -467,6 +483,11 @@ type MerchantAdminServer interface {
 	// account ("bankd admin payout --statement") against the merchant's own
 	// deposit receipts of the period. FAILED_PRECONDITION if they disagree.
 	VerifySettlement(context.Context, *VerifySettlementRequest) (*VerifySettlementResponse, error)
+	// VerifyLog checks that the bank's audit log records each deposit of the
+	// merchant with exactly the coins of its receipt, against a checkpoint
+	// consistent with every one the merchant has seen. FAILED_PRECONDITION
+	// on a forked log or a mismatch.
+	VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error)
 	mustEmbedUnimplementedMerchantAdminServer()
 }
 
@@ -488,6 +509,9 @@ func (UnimplementedMerchantAdminServer) SaleStatus(context.Context, *SaleStatusR
 }
 func (UnimplementedMerchantAdminServer) VerifySettlement(context.Context, *VerifySettlementRequest) (*VerifySettlementResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VerifySettlement not implemented")
+}
+func (UnimplementedMerchantAdminServer) VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VerifyLog not implemented")
 }
 func (UnimplementedMerchantAdminServer) mustEmbedUnimplementedMerchantAdminServer() {}
 func (UnimplementedMerchantAdminServer) testEmbeddedByValue()                       {}
@@ -582,6 +606,24 @@ func _MerchantAdmin_VerifySettlement_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MerchantAdmin_VerifyLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantAdminServer).VerifyLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MerchantAdmin_VerifyLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantAdminServer).VerifyLog(ctx, req.(*VerifyLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MerchantAdmin_ServiceDesc is the grpc.ServiceDesc for MerchantAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -604,6 +646,10 @@ var MerchantAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifySettlement",
 			Handler:    _MerchantAdmin_VerifySettlement_Handler,
+		},
+		{
+			MethodName: "VerifyLog",
+			Handler:    _MerchantAdmin_VerifyLog_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,11 +1,9 @@
 package wallet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -125,8 +123,12 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		if err != nil {
 			return nil, err
 		}
-		if err := matches(e, ref, c); err != nil {
-			return nil, err
+		kind := auditlog.KindDeposit
+		if c.Kind == logSwap {
+			kind = auditlog.KindSwap
+		}
+		if err := (logclient.Expect{Kind: kind, Ref: ref, Coins: c.Coins}).Match(e); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLogMismatch, err)
 		}
 		if err := w.db.Delete(logCheckKey(ref), pebble.Sync); err != nil {
 			return nil, err
@@ -134,12 +136,6 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		rep.Verified++
 	}
 	return rep, nil
-}
-
-func sorted(hs []ecash.Hash) []ecash.Hash {
-	out := slices.Clone(hs)
-	slices.SortFunc(out, func(a, b ecash.Hash) int { return bytes.Compare(a[:], b[:]) })
-	return out
 }
 
 func (w *Wallet) dueChecks() (map[ecash.Hash]*logCheck, error) {
@@ -159,38 +155,4 @@ func (w *Wallet) dueChecks() (map[ecash.Hash]*logCheck, error) {
 		out[ref] = c
 	}
 	return out, it.Error()
-}
-
-// matches checks that a log entry records the payment or swap ref with
-// exactly the coins c names.
-func matches(e *auditlog.Entry, ref ecash.Hash, c *logCheck) error {
-	var (
-		got   ecash.Hash
-		spent []auditlog.SpentCoin
-	)
-	switch op := e.Op.(type) {
-	case auditlog.Deposit:
-		if c.Kind != logDeposit {
-			return fmt.Errorf("%w: entry %d is a deposit", ErrLogMismatch, e.Index)
-		}
-		got, spent = op.PaymentHash, op.Coins
-	case auditlog.Swap:
-		if c.Kind != logSwap {
-			return fmt.Errorf("%w: entry %d is a swap", ErrLogMismatch, e.Index)
-		}
-		got, spent = op.RequestHash, op.Spent
-	default:
-		return fmt.Errorf("%w: entry %d is a %s", ErrLogMismatch, e.Index, e.Kind())
-	}
-	if got != ref {
-		return fmt.Errorf("%w: entry %d is for %x, not %x", ErrLogMismatch, e.Index, got[:8], ref[:8])
-	}
-	ids := make([]ecash.Hash, len(spent))
-	for i, s := range spent {
-		ids[i] = s.ID
-	}
-	if !slices.Equal(sorted(ids), sorted(c.Coins)) {
-		return fmt.Errorf("%w: entry %d names other coins", ErrLogMismatch, e.Index)
-	}
-	return nil
 }

@@ -5,8 +5,11 @@
 package logclient
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -111,4 +114,50 @@ func hashes(in [][]byte) ([]tlog.Hash, error) {
 		copy(out[i][:], h)
 	}
 	return out, nil
+}
+
+// ErrMismatch: a log entry does not record what the bank's answer said.
+var ErrMismatch = errors.New("the bank's audit log does not match its answer")
+
+// Expect is what a client expects an entry to record: a deposit (Ref: the
+// payment hash) or a swap (Ref: the swap request hash), spending exactly
+// Coins.
+type Expect struct {
+	Kind  auditlog.Kind // auditlog.KindDeposit or auditlog.KindSwap
+	Ref   ecash.Hash
+	Coins []ecash.Hash
+}
+
+// Match checks that e records x (ErrMismatch if not).
+func (x Expect) Match(e *auditlog.Entry) error {
+	var (
+		ref   ecash.Hash
+		spent []auditlog.SpentCoin
+	)
+	switch op := e.Op.(type) {
+	case auditlog.Deposit:
+		ref, spent = op.PaymentHash, op.Coins
+	case auditlog.Swap:
+		ref, spent = op.RequestHash, op.Spent
+	}
+	if e.Kind() != x.Kind {
+		return fmt.Errorf("%w: entry %d is a %s, not a %s", ErrMismatch, e.Index, e.Kind(), x.Kind)
+	}
+	if ref != x.Ref {
+		return fmt.Errorf("%w: entry %d is for %x, not %x", ErrMismatch, e.Index, ref[:8], x.Ref[:8])
+	}
+	ids := make([]ecash.Hash, len(spent))
+	for i, s := range spent {
+		ids[i] = s.ID
+	}
+	if !slices.Equal(sorted(ids), sorted(x.Coins)) {
+		return fmt.Errorf("%w: entry %d names other coins", ErrMismatch, e.Index)
+	}
+	return nil
+}
+
+func sorted(hs []ecash.Hash) []ecash.Hash {
+	out := slices.Clone(hs)
+	slices.SortFunc(out, func(a, b ecash.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }

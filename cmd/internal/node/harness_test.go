@@ -15,6 +15,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/bank/pgstore"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
@@ -95,8 +98,52 @@ func startEnvOn(t *testing.T, store string) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, clock: newClock(), dir: dir, store: store}
+	// Registered first, so it runs last, once the bank is closed: every
+	// integration test's history must pass the audit.
+	t.Cleanup(e.audit)
 	e.startBank()
 	return e
+}
+
+// audit replays the bank's whole audit log through the Auditor: money
+// conserved, each coin spent once, redeemed ≤ issued, one outcome per
+// EPOID, key sets signed by the bank's master key.
+func (e *env) audit() {
+	t := e.t
+	if t.Failed() || e.ks == nil {
+		return
+	}
+	var s bank.Store
+	var err error
+	if e.store == "" {
+		s, err = pebblestore.Open(filepath.Join(e.dir, "ledger"), pebblestore.Options{})
+	} else {
+		s, err = pgstore.Open(context.Background(), e.store, pgstore.Options{})
+	}
+	if err != nil {
+		t.Errorf("audit: opening the ledger: %v", err)
+		return
+	}
+	defer s.Close()
+	a := auditlog.NewAuditor(e.ks.MasterPub)
+	ctx := context.Background()
+	size, err := s.LogSize(ctx)
+	for from := int64(0); err == nil && from < size; {
+		var es [][]byte
+		if es, err = s.LogEntries(ctx, from, bank.MaxLogRead); err == nil {
+			for _, b := range es {
+				if _, err = a.Apply(b); err != nil {
+					break
+				}
+			}
+			from += int64(len(es))
+		}
+	}
+	if err != nil {
+		t.Errorf("audit of the test's history: %v", err)
+		return
+	}
+	t.Logf("audit: the test's history of %d log entries passes", size)
 }
 
 func (e *env) startBank() {

@@ -52,6 +52,11 @@ func TestAuditLog(t *testing.T) {
 	if rep.Verified < 5 || rep.Waiting != 0 {
 		t.Fatalf("verified %d entries, %d waiting; want every payment, return and swap", rep.Verified, rep.Waiting)
 	}
+	// The merchant checks its deposits too.
+	mrep, err := s.admin.VerifyLog(ctx, &pb.VerifyLogRequest{})
+	if err != nil || mrep.Verified != 3 || mrep.Waiting != 0 {
+		t.Fatalf("merchant's check: %+v, %v; want its 3 deposits verified", mrep, err)
+	}
 	again, err := w.VerifyLog(ctx, bankc, logc)
 	if err != nil || again.Verified != 0 {
 		t.Fatalf("second check: %+v, %v; want nothing left to verify", again, err)
@@ -87,6 +92,18 @@ func TestAuditLog(t *testing.T) {
 	}
 	if err := auditlog.VerifyLog(cp, raw[:cp.Size]); err != nil {
 		t.Fatal(err)
+	}
+	// The audit passes on the history these flows left: money conserved,
+	// each coin spent once, redeemed ≤ issued, every key set signed by the
+	// pinned master key.
+	auditor := auditlog.NewAuditor(ks.MasterPub)
+	for _, b := range raw[:cp.Size] {
+		if _, err := auditor.Apply(b); err != nil {
+			t.Fatalf("audit: %v", err)
+		}
+	}
+	if err := auditor.Verify(cp); err != nil {
+		t.Fatalf("audit: %v", err)
 	}
 	for _, k := range []auditlog.Kind{auditlog.KindKeySet, auditlog.KindAccountOpened, auditlog.KindCredit, auditlog.KindWithdraw, auditlog.KindDeposit, auditlog.KindSwap} {
 		if kinds[k] == 0 {

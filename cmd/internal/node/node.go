@@ -464,7 +464,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		return nil, err
 	}
 	m, err := merchant.Open(ctx, merchant.Config{
-		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
+		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), AuditLog: pb.NewAuditLogClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
 	})
 	if err != nil {
 		conn.Close()

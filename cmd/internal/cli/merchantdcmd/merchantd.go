@@ -47,7 +47,7 @@ shows their status.`,
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
 merchantd order --data ./shop status ord-3f9a...`,
-		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), settlementCommand(), productsCommand()},
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), settlementCommand(), verifyLogCommand(), productsCommand()},
 	}
 }
 
@@ -427,6 +427,37 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					if len(out.Unmatched) > 0 {
 						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
 					}
+				})
+			})
+		},
+	}
+}
+
+func verifyLogCommand() *cli.Command {
+	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
+	return &cli.Command{
+		Name:  "verify-log",
+		Short: "check that the bank's audit log records your deposits",
+		Long: `verify-log has the running merchant fetch the bank's signed audit-log
+checkpoint, check it is consistent with every checkpoint the merchant has
+seen (a bank that shows two histories is caught), and verify that each
+deposit not yet checked is in the log with exactly the coins of its receipt.
+Exit status 1 on a forked log or a mismatch.`,
+		Example: `merchantd verify-log --data ./shop`,
+		Flags:   admin.Register,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
+				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
+				if err != nil {
+					return fmt.Errorf("the audit log does not check out: %w", err)
+				}
+				out := struct {
+					LogSize  int64 `json:"log_size"`
+					Verified int32 `json:"verified"`
+					Waiting  int32 `json:"waiting"`
+				}{r.LogSize, r.Verified, r.Waiting}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
 				})
 			})
 		},
