@@ -267,7 +267,7 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
-	m.tr.Record(now, "payment-request", body, summary)
+	m.tr.RecordEntry(now, ecash.TranscriptEntry{Step: "payment-request", Data: body, Sig: o.Sig, Signer: m.PublicKey(), Note: summary})
 	m.log.Info("order created", "order", o.ID, "amount", amount.String())
 	return o, nil
 }

@@ -147,7 +147,7 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 	if err != nil {
 		return nil, err
 	}
-	w.tr.Record(w.now(), "payment-request", resp.PaymentRequest, resp.Summary)
+	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: resp.PaymentRequest, Sig: resp.MerchantSig, Note: resp.Summary})
 	if confirm != nil {
 		if err := confirm(offer); err != nil {
 			return nil, err

@@ -50,13 +50,14 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 		SummaryHash: sha256.Sum256([]byte(ReturnSummary)), CreatedAt: now, ExpiresAt: now.Add(returnTTL),
 	}
 	body := pr.Body()
-	w.tr.Record(w.now(), "payment-request", body, ReturnSummary)
+	sig := ecash.SignBody(w.acctKey, body)
+	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: body, Sig: sig, Note: ReturnSummary})
 	pp, err := w.reserveCoins(ks, pr, body, returnMerchant, pr.OrderID)
 	if err != nil {
 		return nil, err
 	}
 	w.tr.Record(w.now(), "sealed-payment", pp.Sealed, pr.OrderID)
-	resp, err := bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: body, MerchantSig: ecash.SignBody(w.acctKey, body), SealedPayment: pp.Sealed})
+	resp, err := bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: body, MerchantSig: sig, SealedPayment: pp.Sealed})
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}

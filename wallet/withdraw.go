@@ -204,7 +204,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	if err != nil {
 		return nil, err
 	}
-	w.tr.Record(w.now(), "withdraw-request", pw.Body, "")
+	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "withdraw-request", Data: pw.Body, Sig: pw.Sig, Signer: w.AccountKey()})
 	resp, err := bank.Withdraw(ctx, &pb.WithdrawRequest{Body: pw.Body, AccountSig: pw.Sig})
 	if err != nil {
 		if definitive(err) {

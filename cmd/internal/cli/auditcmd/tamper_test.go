@@ -195,8 +195,8 @@ func tamper(t *testing.T, good map[string][]byte, bk *bank.Keys) []tamperCase {
 		}
 		pr.Amount.Value++
 		tr[aReq] = withData(t, tr[aReq], pr.Body())
-		add("amount-in-request.jsonl", exWithdrawPay, "the payment request's amount raised by one cent (its merchant signature is not recorded)", false,
-			tr, aRcpt, "deposit-receipt", "the receipt is for another payment request")
+		add("amount-in-request.jsonl", exWithdrawPay, "the payment request's amount raised by one cent (the recorded merchant signature no longer verifies)", false,
+			tr, aReq, "payment-request", "the merchant signature does not verify")
 	}
 	{
 		tr := a.clone()
