@@ -108,30 +108,9 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return sigs, err
 	}
 	now := b.now()
-	total := ecash.Amount{Currency: b.keys.Currency}
-	keys := make([]*DenomKey, len(req.Planchets))
-	blinded := make([]ecash.Hash, len(req.Planchets))
-	var locks []NonceLock
-	for i, p := range req.Planchets {
-		blinded[i] = ecash.HashOf(p.Blinded)
-		d, ok := b.denoms[p.Denom]
-		if !ok {
-			return nil, fmt.Errorf("%w: planchet %d", ecash.ErrUnknownDenomination, i)
-		}
-		if err := d.CanWithdraw(now); err != nil {
-			return nil, err
-		}
-		if total, err = total.Add(d.Value); err != nil {
-			return nil, err
-		}
-		keys[i] = d
-		lk, err := d.Private.LockKey(p.Blinded)
-		if err != nil {
-			return nil, fmt.Errorf("planchet %d: %w", i, err)
-		}
-		if lk != nil {
-			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: blinded[i]})
-		}
+	total, keys, blinded, locks, err := b.outputs(req.Planchets, now)
+	if err != nil {
+		return nil, err
 	}
 	// Refuse before the expensive signing; the store checks again at commit.
 	if err := acct.CanSpend(int64(total.Value), now); err != nil {
@@ -140,15 +119,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	if acct.Balance < int64(total.Value) {
 		return nil, ErrInsufficientFunds
 	}
-	sigs := make([][]byte, len(req.Planchets))
-	err = parallel(len(sigs), func(i int) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		s, err := keys[i].Private.BlindSign(req.Planchets[i].Blinded)
-		sigs[i] = s
-		return err
-	})
+	sigs, err := b.blindSign(ctx, req.Planchets, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +133,55 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
 	return sigs, nil
+}
+
+// outputs checks planchets the bank is asked to sign now (a withdrawal's,
+// a swap's or a recoup's): known denominations, withdrawable now. It
+// returns their total, their keys, the hashes of their blinded messages
+// and the CS nonce locks to take.
+func (b *Bank) outputs(ps []ecash.Planchet, now time.Time) (ecash.Amount, []*DenomKey, []ecash.Hash, []NonceLock, error) {
+	total := ecash.Amount{Currency: b.keys.Currency}
+	keys := make([]*DenomKey, len(ps))
+	blinded := make([]ecash.Hash, len(ps))
+	var locks []NonceLock
+	for i, p := range ps {
+		d, ok := b.denoms[p.Denom]
+		if !ok {
+			return total, nil, nil, nil, fmt.Errorf("%w: planchet %d", ecash.ErrUnknownDenomination, i)
+		}
+		if err := d.CanWithdraw(now); err != nil {
+			return total, nil, nil, nil, err
+		}
+		var err error
+		if total, err = total.Add(d.Value); err != nil {
+			return total, nil, nil, nil, err
+		}
+		keys[i], blinded[i] = d, ecash.HashOf(p.Blinded)
+		lk, err := d.Private.LockKey(p.Blinded)
+		if err != nil {
+			return total, nil, nil, nil, fmt.Errorf("planchet %d: %w", i, err)
+		}
+		if lk != nil {
+			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: blinded[i]})
+		}
+	}
+	return total, keys, blinded, locks, nil
+}
+
+// blindSign signs planchets with their keys on all cores, before any
+// commit: an answer computed for a nonce locked to another challenge is
+// never released, since the store refuses the commit.
+func (b *Bank) blindSign(ctx context.Context, ps []ecash.Planchet, keys []*DenomKey) ([][]byte, error) {
+	sigs := make([][]byte, len(ps))
+	err := parallel(len(sigs), func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s, err := keys[i].Private.BlindSign(ps[i].Blinded)
+		sigs[i] = s
+		return err
+	})
+	return sigs, err
 }
 
 // PrepareItem is one planchet's first-round request.
@@ -367,30 +387,9 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 			return nil, err
 		}
 	}
-	out := ecash.Amount{Currency: b.keys.Currency}
-	outKeys := make([]*DenomKey, len(req.Outputs))
-	blinded := make([]ecash.Hash, len(req.Outputs))
-	var locks []NonceLock
-	for i, p := range req.Outputs {
-		blinded[i] = ecash.HashOf(p.Blinded)
-		d, ok := b.denoms[p.Denom]
-		if !ok {
-			return nil, fmt.Errorf("%w: output %d", ecash.ErrUnknownDenomination, i)
-		}
-		if err := d.CanWithdraw(now); err != nil {
-			return nil, err
-		}
-		outKeys[i] = d
-		if out, err = out.Add(d.Value); err != nil {
-			return nil, err
-		}
-		lk, err := d.Private.LockKey(p.Blinded)
-		if err != nil {
-			return nil, fmt.Errorf("output %d: %w", i, err)
-		}
-		if lk != nil {
-			locks = append(locks, NonceLock{Denom: p.Denom, Nonce: lk, Blinded: blinded[i]})
-		}
+	out, outKeys, blinded, locks, err := b.outputs(req.Outputs, now)
+	if err != nil {
+		return nil, err
 	}
 	if in != out {
 		return nil, fmt.Errorf("%w: inputs total %s, outputs %s", ErrAmountMatch, in, out)
@@ -410,15 +409,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sigs := make([][]byte, len(req.Outputs))
-	err = parallel(len(sigs), func(i int) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		s, err := outKeys[i].Private.BlindSign(req.Outputs[i].Blinded)
-		sigs[i] = s
-		return err
-	})
+	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,10 @@ var errorCodes = []struct {
 }{
 	{ecash.ErrDoubleSpend, codes.FailedPrecondition},
 	{ecash.ErrDenominationExpired, codes.FailedPrecondition},
+	{ecash.ErrDenominationRevoked, codes.FailedPrecondition},
+	{ErrNotRevoked, codes.FailedPrecondition},
+	{ErrRecoupNeedsOutputs, codes.FailedPrecondition},
+	{ErrRecoupUnknown, codes.NotFound},
 	{ErrInsufficientFunds, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
 	{ErrPaymentExpired, codes.FailedPrecondition},

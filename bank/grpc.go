@@ -133,6 +133,18 @@ func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapR
 	return &pb.SwapResponse{BlindSignatures: sigs, LogIndex: index}, nil
 }
 
+func (s *publicServer) Recoup(ctx context.Context, req *pb.RecoupRequest) (*pb.RecoupResponse, error) {
+	r, err := s.b.Recoup(ctx, req.Request)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	index, err := s.b.LogIndex(ctx, r.Request)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.RecoupResponse{CreditedAccount: r.Account, Receipt: r.Receipt, BlindSignatures: r.BlindSigs, LogIndex: index}, nil
+}
+
 func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSignaturesRequest) (*pb.IssuedSignaturesResponse, error) {
 	hs, err := hashes(req.BlindedHashes, "blinded hash")
 	if err != nil {

@@ -160,6 +160,7 @@ type denomRec struct {
 	WithdrawStart int64  `json:"withdraw_start"`
 	WithdrawEnd   int64  `json:"withdraw_end"`
 	DepositEnd    int64  `json:"deposit_end"`
+	Revoked       bool   `json:"revoked,omitempty"`
 }
 
 // KeysFile is the name of the key file inside a bank's data directory.
@@ -204,6 +205,7 @@ func (k *Keys) marshal() ([]byte, error) {
 		f.Denoms = append(f.Denoms, denomRec{
 			Value: d.Value.String(), Cipher: uint8(d.Key.Cipher()), Private: d.Private.Bytes(),
 			WithdrawStart: d.WithdrawStart.Unix(), WithdrawEnd: d.WithdrawEnd.Unix(), DepositEnd: d.DepositEnd.Unix(),
+			Revoked: d.Revoked,
 		})
 	}
 	return json.MarshalIndent(f, "", "  ")
@@ -285,7 +287,7 @@ func parseKeys(b []byte) (*Keys, error) {
 			Denomination: ecash.Denomination{
 				ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
 				WithdrawStart: time.Unix(r.WithdrawStart, 0), WithdrawEnd: time.Unix(r.WithdrawEnd, 0),
-				DepositEnd: time.Unix(r.DepositEnd, 0),
+				DepositEnd: time.Unix(r.DepositEnd, 0), Revoked: r.Revoked,
 			},
 			Private: priv,
 		})

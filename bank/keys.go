@@ -544,6 +544,27 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 	return added, nil
 }
 
+// ErrNoDenomination: no denomination key with that id.
+var ErrNoDenomination = errors.New("bank: no denomination key with that id")
+
+// Revoke marks a denomination revoked (its key may have leaked): the key set
+// lists it as revoked, the bank issues and accepts none of its coins, and
+// holders recoup them (Bank.Recoup). The key stays, to recompute what it
+// signed. Like every change, it reissues the key set (see Keys).
+func (k *Keys) Revoke(id ecash.Hash, now time.Time) error {
+	for i := range k.Denoms {
+		if k.Denoms[i].ID == id {
+			if k.Denoms[i].Revoked {
+				return nil
+			}
+			k.Denoms[i].Revoked = true
+			k.changed(now)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %x", ErrNoDenomination, id[:8])
+}
+
 // Prune drops the denomination keys whose coins are no longer accepted at
 // now (DepositEnd reached) and, if signingBefore is not zero, the retired
 // signing keys whose window ended before it. It returns what it dropped;

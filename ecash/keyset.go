@@ -14,6 +14,10 @@ import (
 var (
 	ErrUnknownDenomination = errors.New("ecash: unknown denomination")
 	ErrDenominationExpired = errors.New("ecash: denomination outside its validity window")
+	// ErrDenominationRevoked: the bank revoked the denomination (its key may
+	// have leaked); its coins are neither issued nor accepted, only
+	// recouped (RecoupRequest).
+	ErrDenominationRevoked = errors.New("ecash: denomination revoked; recoup its coins")
 )
 
 // Denomination is one coin value and its blind-signing key, with the windows in
@@ -25,6 +29,7 @@ type Denomination struct {
 	WithdrawStart time.Time // coins are issued from here ...
 	WithdrawEnd   time.Time // ... until here
 	DepositEnd    time.Time // and accepted until here
+	Revoked       bool      // listed in the key set's revocation section
 }
 
 // DenominationID = SHA-256("denom-key" tag || u8 cipher || amount || varbytes key).
@@ -38,6 +43,9 @@ func DenominationID(value Amount, key DenomPublicKey) Hash {
 
 // CanWithdraw reports whether coins of d may be issued at now.
 func (d Denomination) CanWithdraw(now time.Time) error {
+	if d.Revoked {
+		return fmt.Errorf("%w: %s", ErrDenominationRevoked, d.Value)
+	}
 	if now.Before(d.WithdrawStart) || !now.Before(d.WithdrawEnd) {
 		return fmt.Errorf("%w: %s withdrawable %s to %s", ErrDenominationExpired, d.Value,
 			d.WithdrawStart.UTC().Format(time.RFC3339), d.WithdrawEnd.UTC().Format(time.RFC3339))
@@ -47,6 +55,9 @@ func (d Denomination) CanWithdraw(now time.Time) error {
 
 // CanDeposit reports whether coins of d are accepted at now.
 func (d Denomination) CanDeposit(now time.Time) error {
+	if d.Revoked {
+		return fmt.Errorf("%w: %s", ErrDenominationRevoked, d.Value)
+	}
 	if now.Before(d.WithdrawStart) || !now.Before(d.DepositEnd) {
 		return fmt.Errorf("%w: %s depositable until %s", ErrDenominationExpired, d.Value,
 			d.DepositEnd.UTC().Format(time.RFC3339))
@@ -95,6 +106,7 @@ const (
 // Sections of the key set after the denominations (see Body).
 const (
 	sectionPastSigning = 1
+	sectionRevoked     = 2
 )
 
 // ErrUnknownSigner means an object is signed by a key the key set does not
@@ -199,6 +211,13 @@ func (k *KeySet) Body() []byte {
 			e.Fixed(s.Pub)
 			e.I64(s.ValidFrom.Unix())
 			e.I64(s.ValidUntil.Unix())
+		}
+	}
+	if revoked := k.Revoked(); len(revoked) > 0 {
+		e.U8(sectionRevoked)
+		e.U32(uint32(len(revoked)))
+		for _, id := range revoked {
+			e.Fixed(id[:])
 		}
 	}
 	return e.Bytes()
@@ -335,11 +354,49 @@ func (k *KeySet) decodeSections(d *Decoder) error {
 				}
 				k.PastSigning = append(k.PastSigning, s)
 			}
+		case sectionRevoked:
+			n := d.Count(MaxDenominations)
+			if d.Err() == nil && n == 0 {
+				return fmt.Errorf("%w: empty revocation section (leave it out)", ErrMalformed)
+			}
+			var prev Hash
+			for i := 0; i < n && d.Err() == nil; i++ {
+				var id Hash
+				copy(id[:], d.Fixed(32))
+				if d.Err() != nil {
+					break
+				}
+				if i > 0 && bytes.Compare(id[:], prev[:]) <= 0 {
+					return fmt.Errorf("%w: revoked denominations not sorted", ErrMalformed)
+				}
+				prev = id
+				found := false
+				for j := range k.Denominations {
+					if k.Denominations[j].ID == id {
+						k.Denominations[j].Revoked, found = true, true
+					}
+				}
+				if !found {
+					return fmt.Errorf("%w: revoked denomination %x is not in the key set", ErrMalformed, id[:8])
+				}
+			}
 		default:
 			return fmt.Errorf("%w: unknown key set section %d", ErrMalformed, sec)
 		}
 	}
 	return d.Err()
+}
+
+// Revoked returns the ids of the revoked denominations, sorted.
+func (k *KeySet) Revoked() []Hash {
+	var out []Hash
+	for _, d := range k.Denominations {
+		if d.Revoked {
+			out = append(out, d.ID)
+		}
+	}
+	slices.SortFunc(out, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 // Denomination looks up a denomination by id.

@@ -70,3 +70,62 @@ func TestSwapPermissionBinding(t *testing.T) {
 		t.Error("NewSwapRequest with fewer keys than coins succeeded")
 	}
 }
+
+func FuzzDecodeRecoupRequest(f *testing.F) {
+	fuzzFixture(f)
+	addSeeds(f, "recoup-request")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ecash.DecodeRecoupRequest(b)
+		checkDecode(t, b, r, err, (*ecash.RecoupRequest).Encode)
+		if err == nil && len(r.Outputs) > ecash.MaxCoinsPerRequest {
+			t.Fatalf("%d outputs accepted", len(r.Outputs))
+		}
+	})
+}
+
+// TestRevocation: a key set that lists a denomination as revoked round
+// trips, marks it, and refuses to issue or accept its coins; a revocation
+// section naming no listed denomination, unsorted or empty, is malformed.
+func TestRevocation(t *testing.T) {
+	fx := newVectorFixture(t)
+	ks := *fx.ks
+	ks.Denominations = append([]ecash.Denomination(nil), fx.ks.Denominations...)
+	ks.Denominations[0].Revoked = true
+	ks.Sign(fx.master)
+	back, err := ecash.DecodeKeySet(ks.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := back.Denomination(fx.denom.ID)
+	if err != nil || !d.Revoked {
+		t.Fatalf("revoked denomination decodes as %+v, %v", d, err)
+	}
+	at := fx.denom.WithdrawStart.Add(time.Hour)
+	if err := d.CanWithdraw(at); !errors.Is(err, ecash.ErrDenominationRevoked) {
+		t.Errorf("withdraw of a revoked denomination: %v", err)
+	}
+	if err := d.CanDeposit(at); !errors.Is(err, ecash.ErrDenominationRevoked) {
+		t.Errorf("deposit of a revoked denomination: %v", err)
+	}
+	if got := back.Revoked(); len(got) != 1 || got[0] != fx.denom.ID {
+		t.Errorf("Revoked() = %x", got)
+	}
+	// Without revocations the encoding is the one the vectors fix.
+	if plain, _ := ecash.DecodeKeySet(fx.ks.Encode(), nil); len(plain.Revoked()) != 0 {
+		t.Error("a key set without a revocation section lists revocations")
+	}
+	// A section naming an unknown denomination is refused.
+	body := fx.ks.Body()
+	e := ecash.Encoder{}
+	e.U8(2)
+	e.U32(1)
+	e.Fixed(make([]byte, 32))
+	bad := append(append([]byte(nil), body...), e.Bytes()...)
+	sig := ed25519.Sign(fx.master, bad)
+	signed := ecash.NewEncoder("signed-keyset")
+	signed.VarBytes(bad)
+	signed.Fixed(sig)
+	if _, err := ecash.DecodeKeySet(signed.Bytes(), nil); !errors.Is(err, ecash.ErrMalformed) {
+		t.Errorf("revocation of an unknown denomination: %v, want ErrMalformed", err)
+	}
+}

@@ -108,6 +108,8 @@ var (
 		"deposit-receipt":    decodedDepositReceipt,
 		"double-spend-proof": decodedDoubleSpendProof,
 		"swap-request":       decodedSwapRequest,
+		"recoup-request":     decodedRecoupRequest,
+		"recoup-receipt":     decodedDepositReceipt,
 	}
 )
 
@@ -281,6 +283,21 @@ func decodedDoubleSpendProof(b []byte) (any, error) {
 		Sig        string       `json:"signature"`
 	}{trPermission{trCoinOf(e.Coin), hexHash(e.PaymentHash), e.MerchantAccount, e.Value.String(), e.Timestamp.UnixMilli(), hex.EncodeToString(e.CoinSig)},
 		p.DetectedAt.UnixMilli(), hex.EncodeToString(p.SignerPub), hex.EncodeToString(p.BankSig)}, nil
+}
+
+func decodedRecoupRequest(b []byte) (any, error) {
+	r, err := DecodeRecoupRequest(b)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Hash      string       `json:"request_hash"`
+		Coin      trCoin       `json:"coin"`
+		BlindSeed string       `json:"blind_seed"`
+		CreatedAt int64        `json:"created_at_unix_ms"`
+		Outputs   []trPlanchet `json:"outputs"`
+		CoinSig   string       `json:"coin_sig"`
+	}{hexHash(r.Hash()), trCoinOf(r.Coin), hex.EncodeToString(r.BlindSeed[:]), r.CreatedAt.UnixMilli(), trPlanchets(r.Outputs), hex.EncodeToString(r.CoinSig)}, nil
 }
 
 func decodedSwapRequest(b []byte) (any, error) {

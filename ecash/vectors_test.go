@@ -76,6 +76,7 @@ type vectorFixture struct {
 	receipt                            *ecash.DepositReceipt
 	proof                              *ecash.DoubleSpendProof
 	swap                               *ecash.SwapRequest
+	recoup                             *ecash.RecoupRequest
 }
 
 var (
@@ -221,6 +222,8 @@ func (fx *vectorFixture) addCoins(tb testing.TB) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// A recoup of coin 0, as a withdrawn coin (no outputs).
+	fx.recoup = ecash.NewRecoupRequest(fx.coins[0], fx.secrets[0].CoinKey, value, fx.secrets[0].BlindSeed, nil, vecCreatedAt)
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
@@ -343,6 +346,15 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 		"hash":            hexOf(hashBytes(ecash.HashOf(swBody))),
 	}})
 
+	// Recoup request.
+	rcPerm := fx.recoup.Permission(fx.denom.Value)
+	add(vector{Name: "recoup request", Kind: "recoup-request", Fields: map[string]string{
+		"request_body":    hexOf(fx.recoup.Body()),
+		"hash":            hexOf(hashBytes(fx.recoup.Hash())),
+		"permission_body": hexOf(rcPerm.Body()),
+		"encoding":        hexOf(fx.recoup.Encode()),
+	}})
+
 	// Receipt and proof.
 	add(vector{Name: "deposit receipt", Kind: "deposit-receipt", Fields: map[string]string{
 		"body":      hexOf(fx.receipt.Body()),
@@ -405,6 +417,11 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 	sw = *fx.swap
 	sw.Inputs = nil
 	neg("swap request of no coins", "swap-request", "malformed", sw.Body())
+
+	rc := *fx.recoup
+	rc.BlindSeed[0] ^= 1
+	neg("recoup request whose blind seed changed after signing", "recoup-request", "bad-signature", rc.Encode())
+	neg("recoup request with a trailing byte", "recoup-request", "malformed", append(fx.recoup.Encode(), 0))
 
 	r := *fx.receipt
 	r.Total = ecash.MustParseAmount("EUR:5")
@@ -471,6 +488,23 @@ func checkEncoding(fx *vectorFixture, kind string, b []byte) ([]byte, error) {
 			}
 		}
 		return r.Body(), nil
+	case "recoup-request":
+		r, err := ecash.DecodeRecoupRequest(b)
+		if err != nil {
+			return nil, err
+		}
+		d, err := fx.ks.Denomination(r.Coin.Denom)
+		if err != nil {
+			return nil, err
+		}
+		dp := r.Permission(d.Value)
+		if err := dp.Coin.Verify(d.Key); err != nil {
+			return nil, err
+		}
+		if err := dp.Verify(); err != nil {
+			return nil, err
+		}
+		return r.Encode(), nil
 	case "payment-request":
 		r, err := ecash.DecodePaymentRequest(b)
 		if err != nil {

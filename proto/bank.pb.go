@@ -1059,6 +1059,118 @@ func (x *SwapResponse) GetLogIndex() int64 {
 	return 0
 }
 
+type RecoupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       []byte                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"` // "signed-recoup-request"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoupRequest) Reset() {
+	*x = RecoupRequest{}
+	mi := &file_bank_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoupRequest) ProtoMessage() {}
+
+func (x *RecoupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoupRequest.ProtoReflect.Descriptor instead.
+func (*RecoupRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RecoupRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type RecoupResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CreditedAccount uint64                 `protobuf:"varint,1,opt,name=credited_account,json=creditedAccount,proto3" json:"credited_account,omitempty"` // a withdrawn coin: the account credited
+	Receipt         []byte                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`                                         // ... and the "signed-deposit-receipt"
+	BlindSignatures [][]byte               `protobuf:"bytes,3,rep,name=blind_signatures,json=blindSignatures,proto3" json:"blind_signatures,omitempty"`  // a coin from a swap: on the outputs, in order
+	LogIndex        int64                  `protobuf:"varint,4,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RecoupResponse) Reset() {
+	*x = RecoupResponse{}
+	mi := &file_bank_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoupResponse) ProtoMessage() {}
+
+func (x *RecoupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoupResponse.ProtoReflect.Descriptor instead.
+func (*RecoupResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RecoupResponse) GetCreditedAccount() uint64 {
+	if x != nil {
+		return x.CreditedAccount
+	}
+	return 0
+}
+
+func (x *RecoupResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *RecoupResponse) GetBlindSignatures() [][]byte {
+	if x != nil {
+		return x.BlindSignatures
+	}
+	return nil
+}
+
+func (x *RecoupResponse) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
 type IssuedSignaturesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlindedHashes [][]byte               `protobuf:"bytes,1,rep,name=blinded_hashes,json=blindedHashes,proto3" json:"blinded_hashes,omitempty"` // SHA-256 of each blinded message, 1 to 1024
@@ -1068,7 +1180,7 @@ type IssuedSignaturesRequest struct {
 
 func (x *IssuedSignaturesRequest) Reset() {
 	*x = IssuedSignaturesRequest{}
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1192,7 @@ func (x *IssuedSignaturesRequest) String() string {
 func (*IssuedSignaturesRequest) ProtoMessage() {}
 
 func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1205,7 @@ func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesRequest.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{22}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IssuedSignaturesRequest) GetBlindedHashes() [][]byte {
@@ -1112,7 +1224,7 @@ type IssuedSignaturesResponse struct {
 
 func (x *IssuedSignaturesResponse) Reset() {
 	*x = IssuedSignaturesResponse{}
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1236,7 @@ func (x *IssuedSignaturesResponse) String() string {
 func (*IssuedSignaturesResponse) ProtoMessage() {}
 
 func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1249,7 @@ func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesResponse.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{23}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IssuedSignaturesResponse) GetBlindSignatures() [][]byte {
@@ -1156,7 +1268,7 @@ type CoinsSpentRequest struct {
 
 func (x *CoinsSpentRequest) Reset() {
 	*x = CoinsSpentRequest{}
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1280,7 @@ func (x *CoinsSpentRequest) String() string {
 func (*CoinsSpentRequest) ProtoMessage() {}
 
 func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1293,7 @@ func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentRequest.ProtoReflect.Descriptor instead.
 func (*CoinsSpentRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{24}
+	return file_bank_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
@@ -1200,7 +1312,7 @@ type CoinsSpentResponse struct {
 
 func (x *CoinsSpentResponse) Reset() {
 	*x = CoinsSpentResponse{}
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1324,7 @@ func (x *CoinsSpentResponse) String() string {
 func (*CoinsSpentResponse) ProtoMessage() {}
 
 func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1337,7 @@ func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentResponse.ProtoReflect.Descriptor instead.
 func (*CoinsSpentResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{25}
+	return file_bank_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CoinsSpentResponse) GetSpent() []bool {
@@ -1244,7 +1356,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1368,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1381,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{26}
+	return file_bank_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -1289,7 +1401,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1413,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1426,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{27}
+	return file_bank_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -1334,7 +1446,7 @@ type ListOwedRequest struct {
 
 func (x *ListOwedRequest) Reset() {
 	*x = ListOwedRequest{}
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1458,7 @@ func (x *ListOwedRequest) String() string {
 func (*ListOwedRequest) ProtoMessage() {}
 
 func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1471,7 @@ func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedRequest.ProtoReflect.Descriptor instead.
 func (*ListOwedRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{28}
+	return file_bank_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListOwedRequest) GetFromUnixMs() int64 {
@@ -1385,7 +1497,7 @@ type ListOwedResponse struct {
 
 func (x *ListOwedResponse) Reset() {
 	*x = ListOwedResponse{}
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1509,7 @@ func (x *ListOwedResponse) String() string {
 func (*ListOwedResponse) ProtoMessage() {}
 
 func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1522,7 @@ func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{29}
+	return file_bank_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListOwedResponse) GetMerchants() []*ListOwedResponse_Owed {
@@ -1434,7 +1546,7 @@ type PayoutRequest struct {
 
 func (x *PayoutRequest) Reset() {
 	*x = PayoutRequest{}
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1558,7 @@ func (x *PayoutRequest) String() string {
 func (*PayoutRequest) ProtoMessage() {}
 
 func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1571,7 @@ func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequest.ProtoReflect.Descriptor instead.
 func (*PayoutRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{30}
+	return file_bank_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PayoutRequest) GetAccount() uint64 {
@@ -1514,7 +1626,7 @@ type PayoutResponse struct {
 
 func (x *PayoutResponse) Reset() {
 	*x = PayoutResponse{}
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1638,7 @@ func (x *PayoutResponse) String() string {
 func (*PayoutResponse) ProtoMessage() {}
 
 func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1651,7 @@ func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutResponse.ProtoReflect.Descriptor instead.
 func (*PayoutResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31}
+	return file_bank_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PayoutResponse) GetBalance() string {
@@ -1567,7 +1679,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1691,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1704,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{32}
+	return file_bank_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -1624,7 +1736,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1748,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1761,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{33}
+	return file_bank_proto_rawDescGZIP(), []int{35}
 }
 
 type UnlockRequest struct {
@@ -1661,7 +1773,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1785,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1798,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{34}
+	return file_bank_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -1704,7 +1816,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1828,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1841,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{35}
+	return file_bank_proto_rawDescGZIP(), []int{37}
 }
 
 type OpenAccountRequest struct {
@@ -1743,7 +1855,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1867,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1880,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{36}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -1801,7 +1913,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1925,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1938,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37}
+	return file_bank_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1850,7 +1962,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1974,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1987,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{38}
+	return file_bank_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -1915,7 +2027,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2039,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2052,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{39}
+	return file_bank_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -1960,7 +2072,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2084,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2097,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{40}
+	return file_bank_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -2016,7 +2128,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2140,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2153,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{41}
+	return file_bank_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -2104,7 +2216,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2228,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2241,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{42}
+	return file_bank_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -2212,7 +2324,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2336,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2379,7 @@ type ListOwedResponse_Owed struct {
 
 func (x *ListOwedResponse_Owed) Reset() {
 	*x = ListOwedResponse_Owed{}
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2391,7 @@ func (x *ListOwedResponse_Owed) String() string {
 func (*ListOwedResponse_Owed) ProtoMessage() {}
 
 func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2404,7 @@ func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse_Owed.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse_Owed) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{29, 0}
+	return file_bank_proto_rawDescGZIP(), []int{31, 0}
 }
 
 func (x *ListOwedResponse_Owed) GetAccount() uint64 {
@@ -2393,7 +2505,14 @@ const file_bank_proto_rawDesc = "" +
 	"\x04body\x18\x01 \x01(\fR\x04body\"V\n" +
 	"\fSwapResponse\x12)\n" +
 	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\x12\x1b\n" +
-	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"@\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\")\n" +
+	"\rRecoupRequest\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\"\x9d\x01\n" +
+	"\x0eRecoupResponse\x12)\n" +
+	"\x10credited_account\x18\x01 \x01(\x04R\x0fcreditedAccount\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\fR\areceipt\x12)\n" +
+	"\x10blind_signatures\x18\x03 \x03(\fR\x0fblindSignatures\x12\x1b\n" +
+	"\tlog_index\x18\x04 \x01(\x03R\blogIndex\"@\n" +
 	"\x17IssuedSignaturesRequest\x12%\n" +
 	"\x0eblinded_hashes\x18\x01 \x03(\fR\rblindedHashes\"E\n" +
 	"\x18IssuedSignaturesResponse\x12)\n" +
@@ -2477,14 +2596,15 @@ const file_bank_proto_rawDesc = "" +
 	"\vspent_today\x18\t \x01(\tR\n" +
 	"spentToday\x12\x16\n" +
 	"\x06locked\x18\n" +
-	" \x01(\bR\x06locked2\xf7\x06\n" +
+	" \x01(\bR\x06locked2\xbc\a\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
 	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
 	"\bWithdraw\x12\x1d.blindbank.v1.WithdrawRequest\x1a\x1e.blindbank.v1.WithdrawResponse\x12F\n" +
 	"\aDeposit\x12\x1c.blindbank.v1.DepositRequest\x1a\x1d.blindbank.v1.DepositResponse\x12R\n" +
 	"\rDepositStatus\x12\".blindbank.v1.DepositStatusRequest\x1a\x1d.blindbank.v1.DepositResponse\x12=\n" +
-	"\x04Swap\x12\x19.blindbank.v1.SwapRequest\x1a\x1a.blindbank.v1.SwapResponse\x12a\n" +
+	"\x04Swap\x12\x19.blindbank.v1.SwapRequest\x1a\x1a.blindbank.v1.SwapResponse\x12C\n" +
+	"\x06Recoup\x12\x1b.blindbank.v1.RecoupRequest\x1a\x1c.blindbank.v1.RecoupResponse\x12a\n" +
 	"\x10IssuedSignatures\x12%.blindbank.v1.IssuedSignaturesRequest\x1a&.blindbank.v1.IssuedSignaturesResponse\x12O\n" +
 	"\n" +
 	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12J\n" +
@@ -2518,7 +2638,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_bank_proto_goTypes = []any{
 	(*GetCheckpointRequest)(nil),        // 0: blindbank.v1.GetCheckpointRequest
 	(*GetCheckpointResponse)(nil),       // 1: blindbank.v1.GetCheckpointResponse
@@ -2542,80 +2662,84 @@ var file_bank_proto_goTypes = []any{
 	(*DepositResponse)(nil),             // 19: blindbank.v1.DepositResponse
 	(*SwapRequest)(nil),                 // 20: blindbank.v1.SwapRequest
 	(*SwapResponse)(nil),                // 21: blindbank.v1.SwapResponse
-	(*IssuedSignaturesRequest)(nil),     // 22: blindbank.v1.IssuedSignaturesRequest
-	(*IssuedSignaturesResponse)(nil),    // 23: blindbank.v1.IssuedSignaturesResponse
-	(*CoinsSpentRequest)(nil),           // 24: blindbank.v1.CoinsSpentRequest
-	(*CoinsSpentResponse)(nil),          // 25: blindbank.v1.CoinsSpentResponse
-	(*DepositStatusRequest)(nil),        // 26: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 27: blindbank.v1.DoubleSpendDetail
-	(*ListOwedRequest)(nil),             // 28: blindbank.v1.ListOwedRequest
-	(*ListOwedResponse)(nil),            // 29: blindbank.v1.ListOwedResponse
-	(*PayoutRequest)(nil),               // 30: blindbank.v1.PayoutRequest
-	(*PayoutResponse)(nil),              // 31: blindbank.v1.PayoutResponse
-	(*SetLimitsRequest)(nil),            // 32: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 33: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 34: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 35: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 36: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 37: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 38: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 39: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 40: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 41: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 42: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 43: blindbank.v1.PrepareWithdrawRequest.Item
-	(*ListOwedResponse_Owed)(nil),       // 44: blindbank.v1.ListOwedResponse.Owed
+	(*RecoupRequest)(nil),               // 22: blindbank.v1.RecoupRequest
+	(*RecoupResponse)(nil),              // 23: blindbank.v1.RecoupResponse
+	(*IssuedSignaturesRequest)(nil),     // 24: blindbank.v1.IssuedSignaturesRequest
+	(*IssuedSignaturesResponse)(nil),    // 25: blindbank.v1.IssuedSignaturesResponse
+	(*CoinsSpentRequest)(nil),           // 26: blindbank.v1.CoinsSpentRequest
+	(*CoinsSpentResponse)(nil),          // 27: blindbank.v1.CoinsSpentResponse
+	(*DepositStatusRequest)(nil),        // 28: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 29: blindbank.v1.DoubleSpendDetail
+	(*ListOwedRequest)(nil),             // 30: blindbank.v1.ListOwedRequest
+	(*ListOwedResponse)(nil),            // 31: blindbank.v1.ListOwedResponse
+	(*PayoutRequest)(nil),               // 32: blindbank.v1.PayoutRequest
+	(*PayoutResponse)(nil),              // 33: blindbank.v1.PayoutResponse
+	(*SetLimitsRequest)(nil),            // 34: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 35: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 36: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 37: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 38: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 39: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 40: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 41: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 42: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 43: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 44: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 45: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedResponse_Owed)(nil),       // 46: blindbank.v1.ListOwedResponse.Owed
 }
 var file_bank_proto_depIdxs = []int32{
-	43, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	44, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
-	41, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	45, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	46, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
+	43, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	12, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	14, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
 	16, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
 	18, // 6: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	26, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	28, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
 	20, // 8: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
-	22, // 9: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
-	24, // 10: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
-	7,  // 11: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	9,  // 12: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	10, // 13: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	0,  // 14: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
-	2,  // 15: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
-	4,  // 16: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
-	5,  // 17: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
-	36, // 18: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	38, // 19: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	40, // 20: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	32, // 21: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	34, // 22: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	28, // 23: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
-	30, // 24: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
-	13, // 25: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	15, // 26: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	17, // 27: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	19, // 28: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	19, // 29: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	21, // 30: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	23, // 31: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	25, // 32: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	8,  // 33: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	8,  // 34: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	11, // 35: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	1,  // 36: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
-	3,  // 37: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
-	6,  // 38: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
-	6,  // 39: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
-	37, // 40: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	39, // 41: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	42, // 42: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	33, // 43: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	35, // 44: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	29, // 45: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
-	31, // 46: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
-	25, // [25:47] is the sub-list for method output_type
-	3,  // [3:25] is the sub-list for method input_type
+	22, // 9: blindbank.v1.Bank.Recoup:input_type -> blindbank.v1.RecoupRequest
+	24, // 10: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
+	26, // 11: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
+	7,  // 12: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	9,  // 13: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	10, // 14: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	0,  // 15: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
+	2,  // 16: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
+	4,  // 17: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
+	5,  // 18: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
+	38, // 19: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	40, // 20: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	42, // 21: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	34, // 22: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	36, // 23: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	30, // 24: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
+	32, // 25: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
+	13, // 26: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	15, // 27: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	17, // 28: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	19, // 29: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	19, // 30: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	21, // 31: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	23, // 32: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
+	25, // 33: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	27, // 34: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	8,  // 35: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	8,  // 36: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	11, // 37: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	1,  // 38: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	3,  // 39: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	6,  // 40: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	6,  // 41: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	39, // 42: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	41, // 43: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	44, // 44: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	35, // 45: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	37, // 46: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	31, // 47: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
+	33, // 48: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
+	26, // [26:49] is the sub-list for method output_type
+	3,  // [3:26] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -2632,7 +2756,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -29,6 +29,7 @@ const (
 	Bank_Deposit_FullMethodName          = "/blindbank.v1.Bank/Deposit"
 	Bank_DepositStatus_FullMethodName    = "/blindbank.v1.Bank/DepositStatus"
 	Bank_Swap_FullMethodName             = "/blindbank.v1.Bank/Swap"
+	Bank_Recoup_FullMethodName           = "/blindbank.v1.Bank/Recoup"
 	Bank_IssuedSignatures_FullMethodName = "/blindbank.v1.Bank/IssuedSignatures"
 	Bank_CoinsSpent_FullMethodName       = "/blindbank.v1.Bank/CoinsSpent"
 	Bank_SubmitCheck_FullMethodName      = "/blindbank.v1.Bank/SubmitCheck"
@@ -63,6 +64,13 @@ type BankClient interface {
 	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
 	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
 	Swap(ctx context.Context, in *SwapRequest, opts ...grpc.CallOption) (*SwapResponse, error)
+	// Recoup pays back a coin of a revoked denomination ("signed-recoup-
+	// request"): a withdrawn coin's value is credited to the account that
+	// withdrew it (answer: the receipt); a coin from a swap is re-issued as
+	// blind signatures on the request's outputs (FAILED_PRECONDITION if none
+	// were given). Idempotent; a spent coin: FAILED_PRECONDITION with a
+	// DoubleSpendDetail.
+	Recoup(ctx context.Context, in *RecoupRequest, opts ...grpc.CallOption) (*RecoupResponse, error)
 	// IssuedSignatures returns the blind signatures issued (by withdrawals or
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
@@ -151,6 +159,16 @@ func (c *bankClient) Swap(ctx context.Context, in *SwapRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *bankClient) Recoup(ctx context.Context, in *RecoupRequest, opts ...grpc.CallOption) (*RecoupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecoupResponse)
+	err := c.cc.Invoke(ctx, Bank_Recoup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *bankClient) IssuedSignatures(ctx context.Context, in *IssuedSignaturesRequest, opts ...grpc.CallOption) (*IssuedSignaturesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(IssuedSignaturesResponse)
@@ -228,6 +246,13 @@ type BankServer interface {
 	// signatures. A spent input fails the whole swap with FAILED_PRECONDITION
 	// and a DoubleSpendDetail. CS outputs need PrepareWithdraw first.
 	Swap(context.Context, *SwapRequest) (*SwapResponse, error)
+	// Recoup pays back a coin of a revoked denomination ("signed-recoup-
+	// request"): a withdrawn coin's value is credited to the account that
+	// withdrew it (answer: the receipt); a coin from a swap is re-issued as
+	// blind signatures on the request's outputs (FAILED_PRECONDITION if none
+	// were given). Idempotent; a spent coin: FAILED_PRECONDITION with a
+	// DoubleSpendDetail.
+	Recoup(context.Context, *RecoupRequest) (*RecoupResponse, error)
 	// IssuedSignatures returns the blind signatures issued (by withdrawals or
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
@@ -273,6 +298,9 @@ func (UnimplementedBankServer) DepositStatus(context.Context, *DepositStatusRequ
 }
 func (UnimplementedBankServer) Swap(context.Context, *SwapRequest) (*SwapResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Swap not implemented")
+}
+func (UnimplementedBankServer) Recoup(context.Context, *RecoupRequest) (*RecoupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Recoup not implemented")
 }
 func (UnimplementedBankServer) IssuedSignatures(context.Context, *IssuedSignaturesRequest) (*IssuedSignaturesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method IssuedSignatures not implemented")
@@ -418,6 +446,24 @@ func _Bank_Swap_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_Recoup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).Recoup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_Recoup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).Recoup(ctx, req.(*RecoupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Bank_IssuedSignatures_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(IssuedSignaturesRequest)
 	if err := dec(in); err != nil {
@@ -538,6 +584,10 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Swap",
 			Handler:    _Bank_Swap_Handler,
+		},
+		{
+			MethodName: "Recoup",
+			Handler:    _Bank_Recoup_Handler,
 		},
 		{
 			MethodName: "IssuedSignatures",

@@ -27,12 +27,33 @@ import (
 
 func swapKey(h ecash.Hash) []byte { return append([]byte("s/"), h[:]...) }
 
-// pendingSwap is a signed swap request persisted before it is sent.
+// pendingSwap is a signed swap request persisted before it is sent, or a
+// signed recoup request whose outputs re-issue a coin from a swap (Recoup):
+// both spend inputs for blind signatures on outputs.
 type pendingSwap struct {
-	Body     []byte
+	Body     []byte   // "swap-request", or "signed-recoup-request"
 	Indices  []uint64 // the outputs' planchet indices
 	Prepared [][]byte // the outputs' first-round answers
 	Inputs   []ecash.Hash
+	Recoup   bool
+}
+
+// request decodes the pending request: its hash (the bank's idempotency
+// key and audit-log reference), its outputs, and the hash a permission of
+// this request names (a double-spend proof naming it is our own spend).
+func (p *pendingSwap) request() (hash ecash.Hash, outputs []ecash.Planchet, err error) {
+	if p.Recoup {
+		r, err := ecash.DecodeRecoupRequest(p.Body)
+		if err != nil {
+			return hash, nil, err
+		}
+		return r.Hash(), r.Outputs, nil
+	}
+	r, err := ecash.DecodeSwapRequest(p.Body)
+	if err != nil {
+		return hash, nil, err
+	}
+	return ecash.HashOf(p.Body), r.Outputs, nil
 }
 
 func (p *pendingSwap) encode() []byte {
@@ -46,6 +67,11 @@ func (p *pendingSwap) encode() []byte {
 	e.U32(uint32(len(p.Inputs)))
 	for _, h := range p.Inputs {
 		e.Fixed(h[:])
+	}
+	if p.Recoup {
+		e.U8(1)
+	} else {
+		e.U8(0)
 	}
 	return e.Bytes()
 }
@@ -67,6 +93,13 @@ func decodePendingSwap(b []byte) (*pendingSwap, error) {
 		var h ecash.Hash
 		copy(h[:], d.Fixed(32))
 		p.Inputs = append(p.Inputs, h)
+	}
+	switch d.U8() {
+	case 0:
+	case 1:
+		p.Recoup = true
+	default:
+		return nil, fmt.Errorf("%w: pending swap of an unknown kind", ecash.ErrMalformed)
 	}
 	return p, d.Finish()
 }
@@ -168,9 +201,12 @@ func (w *Wallet) swap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet,
 // reserveForSwap marks the inputs pending in the swap and persists it, in
 // one synced batch; it refuses inputs that are no longer fresh.
 func (w *Wallet) reserveForSwap(ps *pendingSwap) error {
+	h, _, err := ps.request()
+	if err != nil {
+		return err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	h := ecash.HashOf(ps.Body)
 	b := w.db.NewBatch()
 	defer b.Close()
 	for _, id := range ps.Inputs {
@@ -194,17 +230,25 @@ func (w *Wallet) reserveForSwap(ps *pendingSwap) error {
 
 // sendSwap sends a persisted swap and settles it on the bank's answer.
 func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, ps *pendingSwap) ([]ecash.Coin, error) {
-	req, err := ecash.DecodeSwapRequest(ps.Body)
+	h, outputs, err := ps.request()
 	if err != nil {
 		return nil, err
 	}
-	h := ecash.HashOf(ps.Body)
-	w.tr.Record(w.now(), "swap-request", ps.Body, "")
-	resp, err := bank.Swap(ctx, &pb.SwapRequest{Body: ps.Body})
+	var resp *pb.SwapResponse
+	if ps.Recoup {
+		w.tr.Record(w.now(), "recoup-request", ps.Body, "")
+		var r *pb.RecoupResponse
+		if r, err = bank.Recoup(ctx, &pb.RecoupRequest{Request: ps.Body}); err == nil {
+			resp = &pb.SwapResponse{BlindSignatures: r.BlindSignatures, LogIndex: r.LogIndex}
+		}
+	} else {
+		w.tr.Record(w.now(), "swap-request", ps.Body, "")
+		resp, err = bank.Swap(ctx, &pb.SwapRequest{Body: ps.Body})
+	}
 	if err != nil {
 		if ds := DoubleSpendFromError(err); ds != nil {
 			spent := ds.Proof.Earlier.Coin.ID()
-			if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(ps.Inputs, spent) || ds.Proof.Earlier.PaymentHash == req.OutputsHash() {
+			if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(ps.Inputs, spent) || ownSpend(ds.Proof.Earlier, h, outputs) {
 				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
@@ -221,7 +265,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}
-	recs, err := w.finish(ks, &planchets{Planchets: req.Outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
+	recs, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +278,19 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		w.tr.Record(w.now(), "coin", recs[i].Coin.Encode(), recs[i].Value.String())
 	}
 	return coins, nil
+}
+
+// ownSpend reports whether a spend the bank holds is this very request's
+// (a swap permission names the outputs' hash, a recoup's the request hash):
+// then the bank did not refuse it for a double spend.
+func ownSpend(p ecash.DepositPermission, h ecash.Hash, outputs []ecash.Planchet) bool {
+	switch p.MerchantAccount {
+	case ecash.SwapAccount:
+		return p.PaymentHash == (&ecash.SwapRequest{Outputs: outputs}).OutputsHash()
+	case ecash.RecoupAccount:
+		return p.PaymentHash == h
+	}
+	return false
 }
 
 // endSwap settles a pending swap atomically. spentOnly nil: the swap went

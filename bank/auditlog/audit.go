@@ -709,8 +709,10 @@ func (c *change) gather() error {
 		if err := c.money(o.Amount); err != nil {
 			return err
 		}
-		if _, err := c.opened(o.Account, "credited"); err != nil {
-			return err
+		if len(o.Issued) == 0 {
+			if _, err := c.opened(o.Account, "credited"); err != nil {
+				return err
+			}
 		}
 		if err := c.fresh(seenRecoup, o.RequestHash, 0, "recoup request"); err != nil {
 			return err
@@ -730,9 +732,16 @@ func (c *change) gather() error {
 		}
 		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, o.Coin}, seenVal{c.e.Index, d.value.Value}})
 		addTo(c.redeem, o.Denom, 1, o.Amount.Value)
-		c.credit[o.Account] += o.Amount.Value
 		c.outOut += o.Amount.Value
 		c.totals[totRecouped] += o.Amount.Value
+		if len(o.Issued) == 0 {
+			c.credit[o.Account] += o.Amount.Value
+		} else { // re-issued: the value stays outstanding, in new coins
+			if err := c.issueCoins(o.Issued); err != nil {
+				return err
+			}
+			c.outIn += o.Amount.Value
+		}
 
 	default:
 		return c.fail(CheckDecode, "an entry of unknown kind")
@@ -853,6 +862,13 @@ func (c *change) commit() error {
 	}
 	if ks := c.keySet; ks != nil {
 		a.addKeySet(ks, c.e.Index)
+		// A master-signed key set that lists a denomination as revoked
+		// revokes it, as a Revocation entry does.
+		for _, id := range ks.Revoked() {
+			if d := a.denoms[id]; d != nil {
+				d.revoked = true
+			}
+		}
 	}
 	for _, id := range c.revoke {
 		a.denoms[id].revoked = true

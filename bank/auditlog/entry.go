@@ -704,20 +704,34 @@ func decodeRefund(d *ecash.Decoder) Op {
 // Recoup records a coin of a revoked denomination paid back into an
 // account, after its owner revealed the withdrawal.
 type Recoup struct {
-	Account     uint64       // credited
+	Account     uint64       // credited (a withdrawn coin); 0 when Issued re-issues the value
 	Amount      ecash.Amount // > 0
 	Coin        ecash.Hash   // coin id
 	Denom       ecash.Hash   // its (revoked) denomination
-	RequestHash ecash.Hash   // SHA-256 of the signed recoup request
+	RequestHash ecash.Hash   // SHA-256 of the recoup request body
+	Issued      []DenomCount // a coin from a swap: the coins re-issued for it, worth Amount; sorted by id
 }
 
-func (Recoup) Kind() Kind      { return KindRecoup }
-func (o Recoup) canonical() Op { return o }
+func (Recoup) Kind() Kind { return KindRecoup }
+func (o Recoup) canonical() Op {
+	if len(o.Issued) == 0 {
+		o.Issued = nil
+	} else {
+		o.Issued = sortedClone(o.Issued, denomKey)
+	}
+	return o
+}
 func (o Recoup) validate() error {
-	if err := account("credited", o.Account); err != nil {
+	if err := positive("amount", o.Amount, ""); err != nil {
 		return err
 	}
-	return positive("amount", o.Amount, "")
+	if len(o.Issued) == 0 {
+		return account("credited", o.Account)
+	}
+	if o.Account != 0 {
+		return invalid("a recoup both credits account %d and re-issues coins", o.Account)
+	}
+	return checkDenomCounts("issued", o.Issued, o.Amount.Currency, o.Amount)
 }
 func (o Recoup) encodeTo(e *ecash.Encoder) {
 	e.U64(o.Account)
@@ -725,9 +739,14 @@ func (o Recoup) encodeTo(e *ecash.Encoder) {
 	e.Fixed(o.Coin[:])
 	e.Fixed(o.Denom[:])
 	e.Fixed(o.RequestHash[:])
+	encodeDenomCounts(e, o.Issued)
 }
 func decodeRecoup(d *ecash.Decoder) Op {
-	return Recoup{Account: d.U64(), Amount: d.Amount(), Coin: fixedHash(d), Denom: fixedHash(d), RequestHash: fixedHash(d)}
+	o := Recoup{Account: d.U64(), Amount: d.Amount(), Coin: fixedHash(d), Denom: fixedHash(d), RequestHash: fixedHash(d), Issued: decodeDenomCounts(d)}
+	if len(o.Issued) == 0 {
+		o.Issued = nil
+	}
+	return o
 }
 
 // Outcome is the decision recorded for a NetBill payment order.

@@ -279,7 +279,13 @@ func (s *shop) status(t *testing.T, id string) *pb.OrderStatusResponse {
 // newWallet creates a wallet in dir with a funded account.
 func (e *env) newWallet(dir, funds string) *wallet.Wallet {
 	e.t.Helper()
-	w, err := wallet.Create(dir, wallet.Options{Now: e.clock.Now})
+	return e.newWalletWith(dir, funds, wallet.Options{Now: e.clock.Now})
+}
+
+// newWalletWith is newWallet with options (a transcript, say).
+func (e *env) newWalletWith(dir, funds string, opts wallet.Options) *wallet.Wallet {
+	e.t.Helper()
+	w, err := wallet.Create(dir, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -252,6 +252,8 @@ func init() {
 		"deposit-receipt":    (*partyState).depositReceipt,
 		"double-spend-proof": (*partyState).doubleSpendProof,
 		"swap-request":       (*partyState).swapRequest,
+		"recoup-request":     (*partyState).recoupRequest,
+		"recoup-receipt":     (*partyState).recoupReceipt,
 		"price-request":      (*partyState).priceRequest,
 		"quote":              (*partyState).quote,
 		"delivery":           (*partyState).delivery,
@@ -432,6 +434,7 @@ type partyState struct {
 	sealed     map[string][]int          // order id -> lines of its sealed payments
 	current    any                       // *payment or *issue (a swap): the operation in progress
 	receipts   map[ecash.Hash]*receiptInfo
+	recoups    map[ecash.Hash]*recoupInfo // recoup requests without outputs, by request hash
 
 	// NetBill
 	priceReqs   map[[16]byte]*priceReqInfo
@@ -447,7 +450,7 @@ func newPartyState(party string) *partyState {
 	return &partyState{
 		party: party, coins: map[ecash.Hash]*coinInfo{}, spends: map[ecash.Hash]*spendInfo{},
 		issueBody: map[ecash.Hash]*issue{}, payReqs: map[string]*payReq{}, payReqHash: map[ecash.Hash]*payReq{},
-		sealed: map[string][]int{}, receipts: map[ecash.Hash]*receiptInfo{},
+		sealed: map[string][]int{}, receipts: map[ecash.Hash]*receiptInfo{}, recoups: map[ecash.Hash]*recoupInfo{},
 		priceReqs: map[[16]byte]*priceReqInfo{}, epos: map[[24]byte][]*epoInfo{}, endorsed: map[ecash.Hash]int{},
 		epoReceipts: map[[24]byte]*epoReceiptInfo{}, decided: map[ecash.Hash]int{}, deliveries: map[[24]byte]*deliveryInfo{},
 	}
@@ -616,14 +619,15 @@ func (s *partyState) coin(c *lineCtx) error {
 		return failf("no withdraw or swap request before this line asked for a %s coin of denomination %s", d.Value, short(coin.Denom[:]))
 	}
 	from.open[coin.Denom]--
-	if from.kind == "swap" && !from.done {
-		// An output coin shows the swap went through: its inputs are spent.
+	if from.kind != "withdraw" && !from.done {
+		// An output coin shows the swap (or recoup) went through: its
+		// inputs are spent.
 		from.done = true
 		for _, in := range from.inputs {
 			if sp := s.spends[in]; sp != nil && sp.hash != from.outputs {
 				return failf("the swap of line %d went through, but its input %s was spent at line %d (%s)", from.line, short(in[:]), sp.line, sp.what)
 			}
-			s.spends[in] = &spendInfo{line: from.line, hash: from.outputs, what: "swap"}
+			s.spends[in] = &spendInfo{line: from.line, hash: from.outputs, what: from.kind}
 		}
 	}
 	s.coins[id] = &coinInfo{line: c.n, denom: d}

@@ -196,3 +196,51 @@ wallet refresh --within 2160h`,
 		},
 	}
 }
+
+func recoupCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "recoup",
+		Short: "recover the value of coins whose denomination the bank revoked",
+		Long: `recoup fetches the bank's key set and, for every coin of a denomination the
+bank revoked (its key may have leaked), asks for its value back: a coin you
+withdrew is credited to your bank account, a coin that came from a swap is
+re-issued as new coins. It reveals to the bank which withdrawal or swap each
+such coin came from. Coins the bank already holds spent are marked spent.
+An interrupted recoup is finished by running it again or "wallet recover".`,
+		Example: `wallet recoup`,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			w, cfg, err := open(g, wallet.Options{})
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			conn, err := dialBank(cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			rep, err := w.Recoup(ctx, pb.NewBankClient(conn))
+			if err != nil {
+				return changeError("recoup", err)
+			}
+			for _, e := range rep.Errors {
+				inv.Notef("refused: %v", e)
+			}
+			bal, err := w.Balance()
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Credited string `json:"credited_to_account"`
+				Reissued string `json:"reissued"`
+				Coins    int    `json:"new_coins"`
+				Spent    int    `json:"already_spent"`
+				Balance  string `json:"balance"`
+			}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, bal.Fresh.String()}
+			return inv.Print(out, func(w io.Writer) {
+				fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
+					out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
+			})
+		},
+	}
+}

@@ -1,0 +1,77 @@
+package bankdcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/config"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+func keysRevokeCommand() *cli.Command {
+	var (
+		fl    config.Flags
+		denom string
+	)
+	return &cli.Command{
+		Name:  "revoke",
+		Short: "revoke a denomination key (it may have leaked); holders recoup its coins",
+		Long: `revoke marks a denomination key revoked in the key set: once bankd restarts
+with it, the bank issues none of its coins and accepts none in payments or
+swaps, and wallets recoup them ("wallet recoup"): a withdrawn coin's value
+is credited to the account that withdrew it, a coin from a swap is
+re-issued as new coins. The key stays in the key file, so the bank can
+recompute what it signed; the audit log records the key set that lists the
+revocation. Give the denomination id (hex, from "bankd keys show --json")
+or a unique prefix of it. With the master key offline, sign the changed key
+set before restarting.`,
+		Example: `bankd keys revoke --data ./bank --denomination 3f9a0c12`,
+		Flags: func(fs *flag.FlagSet) {
+			fl.RegisterKeyFile(fs)
+			fs.StringVar(&denom, "denomination", "", "the denomination `ID` (hex, or a unique prefix)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			denom = strings.ToLower(strings.TrimSpace(denom))
+			if denom == "" {
+				return cli.Usagef("--denomination ID is required")
+			}
+			if _, err := hex.DecodeString(denom + strings.Repeat("0", len(denom)%2)); err != nil {
+				return cli.Usagef("--denomination: not hex")
+			}
+			k, path, opts, info, err := loadKeys(inv, &fl)
+			if err != nil {
+				return err
+			}
+			var match []ecash.Denomination
+			for _, d := range k.Denoms {
+				if strings.HasPrefix(d.ID.String(), denom) {
+					match = append(match, d.Denomination)
+				}
+			}
+			if len(match) != 1 {
+				return fmt.Errorf("--denomination %s names %d denominations; give more of the id", denom, len(match))
+			}
+			d := match[0]
+			if err := k.Revoke(d.ID, time.Now()); err != nil {
+				return err
+			}
+			if err := saveChanged(inv, k, path, opts, info); err != nil {
+				return err
+			}
+			res := struct {
+				KeysFile     string `json:"keys_file"`
+				Denomination string `json:"denomination"`
+				Value        string `json:"value"`
+			}{path, d.ID.String(), d.Value.String()}
+			return inv.Print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "revoked %s (%s)\n", res.Denomination, res.Value)
+			})
+		},
+	}
+}
