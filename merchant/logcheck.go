@@ -39,24 +39,14 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if m.logc == nil {
 		return nil, ErrNoAuditLog
 	}
-	wit, err := logclient.NewWitness(m.keyset)
-	if err != nil {
-		return nil, err
-	}
+	var saved []byte
 	if raw, closer, err := m.db.Get(keyWitness); err == nil {
-		uerr := wit.UnmarshalBinary(raw)
+		saved = append([]byte(nil), raw...)
 		closer.Close()
-		if uerr != nil {
-			return nil, fmt.Errorf("merchant: saved checkpoint: %w", uerr)
-		}
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return nil, err
 	}
-	cp, err := logclient.Update(ctx, m.logc, wit)
-	if err != nil {
-		return nil, err
-	}
-	saved, err := wit.MarshalBinary()
+	cp, saved, err := logclient.Refresh(ctx, m.logc, m.keyset, saved)
 	if err != nil {
 		return nil, err
 	}

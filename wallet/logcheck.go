@@ -80,22 +80,11 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	if err != nil {
 		return nil, err
 	}
-	wit, err := logclient.NewWitness(ks)
+	saved, err := get(w.db, keyWitness)
 	if err != nil {
 		return nil, err
 	}
-	if raw, err := get(w.db, keyWitness); err != nil {
-		return nil, err
-	} else if raw != nil {
-		if err := wit.UnmarshalBinary(raw); err != nil {
-			return nil, fmt.Errorf("wallet: saved checkpoint: %w", err)
-		}
-	}
-	cp, err := logclient.Update(ctx, logc, wit)
-	if err != nil {
-		return nil, err
-	}
-	saved, err := wit.MarshalBinary()
+	cp, saved, err := logclient.Refresh(ctx, logc, ks, saved)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,27 @@ func NewWitness(ks *ecash.KeySet) (*auditlog.Witness, error) {
 	return auditlog.NewWitness(origin, v)
 }
 
+// Refresh restores a client's saved witness (nil: none yet) for the bank
+// of key set ks, has it accept the bank's current checkpoint, and returns
+// the checkpoint held and the witness to save.
+func Refresh(ctx context.Context, c pb.AuditLogClient, ks *ecash.KeySet, saved []byte) (auditlog.Checkpoint, []byte, error) {
+	w, err := NewWitness(ks)
+	if err != nil {
+		return auditlog.Checkpoint{}, nil, err
+	}
+	if saved != nil {
+		if err := w.UnmarshalBinary(saved); err != nil {
+			return auditlog.Checkpoint{}, nil, fmt.Errorf("the saved checkpoint: %w", err)
+		}
+	}
+	cp, err := Update(ctx, c, w)
+	if err != nil {
+		return auditlog.Checkpoint{}, nil, err
+	}
+	next, err := w.MarshalBinary()
+	return cp, next, err
+}
+
 // Update fetches the bank's current checkpoint and has w accept it with
 // the consistency proof from the newest checkpoint w holds. It returns the
 // newest checkpoint held afterwards; two inconsistent checkpoints are an

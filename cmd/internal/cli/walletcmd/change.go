@@ -8,6 +8,8 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -17,6 +19,17 @@ import (
 // withBank opens the wallet (with an optional transcript) and a connection
 // to its bank, checks that amount is in the bank's currency, and runs f.
 func withBank(g *globals, transcript string, amt ecash.Amount, f func(w *wallet.Wallet, bank pb.BankClient) error) error {
+	return withConn(g, transcript, func(w *wallet.Wallet, conn *grpc.ClientConn) error {
+		if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
+			return fmt.Errorf("the bank holds %s, not %s", ks.Currency, amt.Currency)
+		}
+		return f(w, pb.NewBankClient(conn))
+	})
+}
+
+// withConn opens the wallet (with an optional transcript) and a connection
+// to its bank, and runs f.
+func withConn(g *globals, transcript string, f func(w *wallet.Wallet, conn *grpc.ClientConn) error) error {
 	opts, closeTr, err := transcriptOptions(transcript)
 	if err != nil {
 		return err
@@ -27,15 +40,12 @@ func withBank(g *globals, transcript string, amt ecash.Amount, f func(w *wallet.
 		return err
 	}
 	defer w.Close()
-	if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
-		return fmt.Errorf("the bank holds %s, not %s", ks.Currency, amt.Currency)
-	}
 	conn, err := dialBank(cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	return f(w, pb.NewBankClient(conn))
+	return f(w, conn)
 }
 
 // changeError explains the outcomes of swaps and returns that need the
@@ -168,33 +178,29 @@ wallet refresh --within 2160h`,
 			if within < 0 {
 				return cli.Usagef("--within must not be negative")
 			}
-			w, cfg, err := open(g, wallet.Options{})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			conn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			res, err := w.RefreshCoins(ctx, pb.NewBankClient(conn), within)
-			if err != nil {
-				return changeError("refresh", err)
-			}
-			for _, e := range res.Errors {
-				inv.Notef("refused: %v", e)
-			}
-			out := struct {
-				Renewed  string `json:"renewed"`
-				Coins    int    `json:"coins"`
-				Stranded string `json:"stranded"`
-			}{res.Renewed.String(), len(res.Coins), res.Stranded.String()}
-			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "renewed %s as %d new coins; stranded %s\n", res.Renewed, len(res.Coins), res.Stranded)
+			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
+				return refresh(ctx, inv, w, pb.NewBankClient(conn), within)
 			})
 		},
 	}
+}
+
+func refresh(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.BankClient, within time.Duration) error {
+	res, err := w.RefreshCoins(ctx, bank, within)
+	if err != nil {
+		return changeError("refresh", err)
+	}
+	for _, e := range res.Errors {
+		inv.Notef("refused: %v", e)
+	}
+	out := struct {
+		Renewed  string `json:"renewed"`
+		Coins    int    `json:"coins"`
+		Stranded string `json:"stranded"`
+	}{res.Renewed.String(), len(res.Coins), res.Stranded.String()}
+	return inv.Print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "renewed %s as %d new coins; stranded %s\n", res.Renewed, len(res.Coins), res.Stranded)
+	})
 }
 
 func recoupCommand(g *globals) *cli.Command {
@@ -209,38 +215,34 @@ such coin came from. Coins the bank already holds spent are marked spent.
 An interrupted recoup is finished by running it again or "wallet recover".`,
 		Example: `wallet recoup`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			w, cfg, err := open(g, wallet.Options{})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			conn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			rep, err := w.Recoup(ctx, pb.NewBankClient(conn))
-			if err != nil {
-				return changeError("recoup", err)
-			}
-			for _, e := range rep.Errors {
-				inv.Notef("refused: %v", e)
-			}
-			bal, err := w.Balance()
-			if err != nil {
-				return err
-			}
-			out := struct {
-				Credited string `json:"credited_to_account"`
-				Reissued string `json:"reissued"`
-				Coins    int    `json:"new_coins"`
-				Spent    int    `json:"already_spent"`
-				Balance  string `json:"balance"`
-			}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, bal.Fresh.String()}
-			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
-					out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
+			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
+				return recoup(ctx, inv, w, pb.NewBankClient(conn))
 			})
 		},
 	}
+}
+
+func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.BankClient) error {
+	rep, err := w.Recoup(ctx, bank)
+	if err != nil {
+		return changeError("recoup", err)
+	}
+	for _, e := range rep.Errors {
+		inv.Notef("refused: %v", e)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Credited string `json:"credited_to_account"`
+		Reissued string `json:"reissued"`
+		Coins    int    `json:"new_coins"`
+		Spent    int    `json:"already_spent"`
+		Balance  string `json:"balance"`
+	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, bal.Fresh.String()}
+	return inv.Print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
+			out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/grpc"
+
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	pb "github.com/blindbank/blindbank/proto"
@@ -28,35 +30,31 @@ the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
 		Example: `wallet verify-log
 wallet verify-log --json`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			w, cfg, err := open(g, wallet.Options{})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			conn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			rep, err := w.VerifyLog(ctx, pb.NewBankClient(conn), pb.NewAuditLogClient(conn))
-			var fork *auditlog.ForkError
-			if errors.As(err, &fork) {
-				return fmt.Errorf("the bank's log is FORKED: it signed two inconsistent checkpoints (%v)\n--- older\n%s--- newer\n%s", fork.Reason,
-					base64.StdEncoding.EncodeToString(fork.Older)+"\n", base64.StdEncoding.EncodeToString(fork.Newer)+"\n")
-			}
-			if err != nil {
-				return err
-			}
-			out := struct {
-				LogSize  int64  `json:"log_size"`
-				Root     string `json:"root"`
-				Verified int    `json:"verified"`
-				Waiting  int    `json:"waiting"`
-			}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting}
-			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
-					rep.Checkpoint.Size, rep.Verified, rep.Waiting)
+			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
+				return verifyLog(ctx, inv, w, conn)
 			})
 		},
 	}
+}
+
+func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn *grpc.ClientConn) error {
+	rep, err := w.VerifyLog(ctx, pb.NewBankClient(conn), pb.NewAuditLogClient(conn))
+	var fork *auditlog.ForkError
+	if errors.As(err, &fork) {
+		return fmt.Errorf("the bank's log is FORKED: it signed two inconsistent checkpoints (%v)\n--- older\n%s--- newer\n%s", fork.Reason,
+			base64.StdEncoding.EncodeToString(fork.Older)+"\n", base64.StdEncoding.EncodeToString(fork.Newer)+"\n")
+	}
+	if err != nil {
+		return err
+	}
+	out := struct {
+		LogSize  int64  `json:"log_size"`
+		Root     string `json:"root"`
+		Verified int    `json:"verified"`
+		Waiting  int    `json:"waiting"`
+	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting}
+	return inv.Print(out, func(w io.Writer) {
+		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
+			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
+	})
 }
