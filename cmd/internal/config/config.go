@@ -99,13 +99,18 @@ type File struct {
 	// needed), and may listen beyond loopback (default none: plaintext on
 	// loopback, token only).
 	AdminClientCAFile string `json:"admin_client_ca_file"`
+	// Signer is the unix socket of a "bankd signer" process holding the
+	// denomination private keys, "unix:///PATH" (default none: bankd signs
+	// with the keys in keys.json). bankd refuses to start if the signer's
+	// denominations differ from its own.
+	Signer string `json:"signer"`
 }
 
 // Field names, as in the file.
 var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
-	"tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file",
+	"tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
 }
 
 // Environment variables.
@@ -262,6 +267,7 @@ type Bank struct {
 	ClientCAFile      string // absolute; "" for none
 	ClientAuth        string // none, merchants or all (resolved: never "")
 	AdminClientCAFile string // absolute; "" for none
+	Signer            string // "unix:///PATH" of the signer process; "" for none
 
 	sources map[string]Source
 }
@@ -303,7 +309,7 @@ func (b *Bank) Effective() File {
 		KeyPassphraseFile: b.KeyPassphraseFile, LogFormat: b.LogFormat, LogLevel: b.LogLevel,
 		Store: b.Store, Denominations: []string{},
 		TLSCertFile: b.TLSCertFile, TLSKeyFile: b.TLSKeyFile, ClientCAFile: b.ClientCAFile,
-		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile,
+		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile, Signer: b.Signer,
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -345,6 +351,7 @@ type Flags struct {
 	ClientCAFile      string
 	ClientAuth        string
 	AdminClientCAFile string
+	Signer            string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -380,6 +387,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
 	f.RegisterTLS(fs)
+	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 }
 
 // RegisterTLS adds the listeners' certificate and client-certificate flags.
@@ -442,6 +450,7 @@ var settings = map[string]setting{
 	"client_ca_file":       {flag: "client-ca", path: true},
 	"client_auth":          {flag: "client-auth"},
 	"admin_client_ca_file": {flag: "admin-client-ca", path: true},
+	"signer":               {flag: "signer"},
 }
 
 type resolver struct {
@@ -521,6 +530,10 @@ func Resolve(in Input) (*Bank, error) {
 	b.ClientCAFile = r.str("client_ca_file", f.ClientCAFile, fl.ClientCAFile, "")
 	b.AdminClientCAFile = r.str("admin_client_ca_file", f.AdminClientCAFile, fl.AdminClientCAFile, "")
 	b.ClientAuth = r.str("client_auth", f.ClientAuth, fl.ClientAuth, "")
+	b.Signer = r.str("signer", f.Signer, fl.Signer, "")
+	if p, ok := strings.CutPrefix(b.Signer, "unix://"); b.Signer != "" && (!ok || !filepath.IsAbs(p)) {
+		return nil, r.fail("signer", "bad %s %q: want unix:///PATH, the absolute path of the signer's socket", r.name("signer"), b.Signer)
+	}
 	switch {
 	case isSet("plaintext"):
 		b.Plaintext, b.sources["plaintext"] = fl.Plaintext, Source{FromFlag, "--plaintext"}

@@ -252,6 +252,8 @@ func TestValidation(t *testing.T) {
 		{"client auth", `{"client_auth": "some", "client_ca_file": "ca.pem"}`, nil, nil, `FILE: bad client_auth "some": want none, merchants or all`, "client_auth"},
 		{"client auth without CA", ``, nil, []string{"--client-auth", "all"}, `--client-auth all needs client_ca_file: the CA that signs the client certificates`, "client_auth"},
 		{"client CA in plaintext", `{"client_ca_file": "ca.pem", "plaintext": true}`, nil, nil, `FILE: client_ca_file needs TLS on the public listener, and plaintext turns it off`, "client_ca_file"},
+		{"signer scheme", `{"signer": "/run/bankd-signer.sock"}`, nil, nil, `FILE: bad signer "/run/bankd-signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
+		{"signer relative", ``, nil, []string{"--signer", "unix:signer.sock"}, `bad --signer "unix:signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -274,6 +276,28 @@ func TestValidation(t *testing.T) {
 				t.Errorf("error\n %s\nwant\n %s", msg, c.want)
 			}
 		})
+	}
+}
+
+// TestSigner: the signer socket comes from the file or --signer, the flag
+// winning, and round-trips through the effective configuration.
+func TestSigner(t *testing.T) {
+	b, err := resolve(t, `{}`, nil)
+	if err != nil || b.Signer != "" || b.Given("signer") {
+		t.Fatalf("default signer %q, %v", b.Signer, err)
+	}
+	b, err = resolve(t, `{"signer": "unix:///run/a.sock"}`, nil, "--signer", "unix:///run/b.sock")
+	if err != nil || b.Signer != "unix:///run/b.sock" || b.Source("signer").Name != "--signer" {
+		t.Fatalf("signer %q from %v, %v", b.Signer, b.Source("signer"), err)
+	}
+	raw, _ := json.Marshal(b.Effective())
+	f, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Resolve(Input{File: f, FilePath: "eff.json"})
+	if err != nil || b2.Signer != b.Signer {
+		t.Fatalf("effective %s resolved to %q, %v", raw, b2.Signer, err)
 	}
 }
 

@@ -53,6 +53,11 @@ type BankConfig struct {
 	// are created; nil keeps new keys in clear. A key file in clear loads
 	// either way, with a warning in the log.
 	KeyPassphrase []byte
+
+	// Signer, if set ("unix:///PATH"), is a "bankd signer" process holding
+	// the denomination private keys: every denomination is signed there,
+	// and the bank refuses to start if the signer's keys differ from its own.
+	Signer string
 }
 
 // RateLimits bound what one peer address and one account may ask per second;
@@ -139,6 +144,7 @@ type Bank struct {
 	KeysCreated bool
 
 	store   bank.Store
+	signer  *bank.SignerClient // nil without a signer process
 	commits *commitMetrics
 	backups *backupMetrics
 	backup  sync.Mutex // one backup at a time
@@ -254,18 +260,35 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	created := keyFile.Created
+	var signer *bank.SignerClient
+	if cfg.Signer != "" {
+		if signer, err = bank.DialSigner(cfg.Signer); err != nil {
+			return nil, err
+		}
+		signer.Log = cfg.Log
+		if keys, err = signer.RemoteKeys(keys); err != nil {
+			signer.Close()
+			return nil, fmt.Errorf("signer %s: %w", cfg.Signer, err)
+		}
+	}
 	if !keyFile.Encrypted {
 		cfg.Log.Warn("the key file is not encrypted at rest; encrypt it with \"bankd keys encrypt\"", "file", filepath.Join(cfg.Dir, bank.KeysFile))
 	}
 	commits := newCommitMetrics()
 	store, err := openStore(cfg, commits)
 	if err != nil {
+		if signer != nil {
+			signer.Close()
+		}
 		return nil, err
 	}
-	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, commits: commits}
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits}
 	// The audit log records each key set the bank serves.
 	if err := n.Bank.PublishKeySet(context.Background()); err != nil {
 		store.Close()
+		if signer != nil {
+			signer.Close()
+		}
 		return nil, fmt.Errorf("publishing the key set in the audit log: %w", err)
 	}
 	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
@@ -424,6 +447,9 @@ func (d *Daemon) stop() {
 // Close stops serving, then closes the store.
 func (n *Bank) Close() error {
 	n.stop()
+	if n.signer != nil {
+		n.signer.Close()
+	}
 	if n.store != nil {
 		return n.store.Close()
 	}

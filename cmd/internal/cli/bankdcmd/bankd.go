@@ -51,7 +51,7 @@ bankd admin --data ./bank balance --account 1000
 bankd config check /etc/blindbank/bankd.json
 bankd keys show --data ./bank
 bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25`,
-		Sub: []*cli.Command{serveCommand(), adminCommand(), configCommand(), keysCommand()},
+		Sub: []*cli.Command{serveCommand(), adminCommand(), configCommand(), keysCommand(), signerCommand()},
 	}
 }
 
@@ -129,6 +129,9 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			if !exists && kc.MasterPub != nil {
 				return fmt.Errorf("%s does not exist: keys for an offline master key are made with 'bankd keys generate' and their key set signed offline before the first start", keysPath)
 			}
+			if !exists && cfg.Signer != "" {
+				return fmt.Errorf("%s does not exist: with --signer, give bankd the key file the signer loaded", keysPath)
+			}
 			if !exists {
 				inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
 			}
@@ -137,7 +140,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			}
 			n, err := node.StartBank(node.BankConfig{
 				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store,
-				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(),
+				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer,
 			})
 			if err != nil {
 				return cli.LockHint(keyFileError(err), "is another bankd serving "+data+"?")

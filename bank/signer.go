@@ -1,0 +1,501 @@
+package bank
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// The signer process.
+//
+// "bankd signer" holds the denomination private keys and answers the Signer
+// service (proto/signer.proto) on a unix socket; "bankd serve --signer
+// unix:///PATH" turns its own Keys into remote ones (RemoteKeys), whose
+// DenomKey.Private call that service, so the rest of the bank is unchanged.
+// bankd checks every request before it asks the signer; the signer is a
+// signing oracle for whoever can connect to its socket (mode 0600: the
+// user bankd runs as). What the separation buys: a compromise of the
+// network process does not reveal the denomination private keys (it can
+// still have coins signed while it lasts). For that to hold for CS keys, the
+// signer keeps its own record of the nonces it answered (SignerNoncesFile)
+// and never answers two different challenges for one nonce, which would
+// reveal the key: bankd's ledger holds the same locks, but a compromised
+// bankd would not consult them.
+
+// Errors of the remote signer, as its clients see them.
+var (
+	// ErrSignerUnavailable: the signer did not answer (down, restarting,
+	// too slow). gRPC callers get Unavailable; nothing was committed.
+	ErrSignerUnavailable = errors.New("bank: the denomination signer is unavailable")
+	// ErrSignerMismatch: the signer holds other keys than the bank.
+	ErrSignerMismatch = errors.New("bank: the denomination signer holds other keys than this bank")
+)
+
+// SignerNoncesFile is the signer's record of the CS nonces it answered,
+// in its data directory beside keys.json.
+const SignerNoncesFile = "signer-nonces.log"
+
+// DefaultSignerTimeout bounds one call to the signer.
+const DefaultSignerTimeout = 10 * time.Second
+
+// SignerServer is the Signer service over a Keys' denomination private keys.
+type SignerServer struct {
+	pb.UnimplementedSignerServer
+	keys   *Keys
+	denoms map[ecash.Hash]*DenomKey
+	nonces *nonceLog
+	log    *slog.Logger
+}
+
+// NewSignerServer serves k's denomination keys. noncesPath is the file of
+// answered CS nonces (created if missing; locked against a second signer).
+func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nl, err := openNonceLog(noncesPath)
+	if err != nil {
+		return nil, err
+	}
+	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, nonces: nl, log: log}
+	for i := range k.Denoms {
+		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
+	}
+	return s, nil
+}
+
+// Register adds the Signer service to a gRPC server.
+func (s *SignerServer) Register(g *grpc.Server) { pb.RegisterSignerServer(g, s) }
+
+// Close closes the nonce record. Stop the gRPC server first.
+func (s *SignerServer) Close() error { return s.nonces.close() }
+
+// PublicKeys implements pb.SignerServer.
+func (s *SignerServer) PublicKeys(context.Context, *pb.SignerPublicKeysRequest) (*pb.SignerPublicKeysResponse, error) {
+	r := &pb.SignerPublicKeysResponse{Currency: s.keys.Currency, MasterPublicKey: s.keys.masterPub(), KeySetBody: s.keys.KeySetBody()}
+	for _, d := range s.keys.Denoms {
+		r.Denominations = append(r.Denominations, d.ID[:])
+	}
+	return r, nil
+}
+
+func (s *SignerServer) denom(id []byte) (*DenomKey, error) {
+	if len(id) != len(ecash.Hash{}) {
+		return nil, status.Error(codes.InvalidArgument, "denomination id of wrong length")
+	}
+	h := ecash.Hash(id)
+	d, found := s.denoms[h]
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "no denomination key %x", h[:8])
+	}
+	return d, nil
+}
+
+// Prepare implements pb.SignerServer.
+func (s *SignerServer) Prepare(_ context.Context, req *pb.SignerPrepareRequest) (*pb.SignerPrepareResponse, error) {
+	d, err := s.denom(req.Denomination)
+	if err != nil {
+		return nil, err
+	}
+	a, err := d.Private.Prepare(req.Request)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &pb.SignerPrepareResponse{Answer: a}, nil
+}
+
+// BlindSign implements pb.SignerServer: every item is checked, the CS
+// nonces are recorded durably, then all are signed; all or none.
+func (s *SignerServer) BlindSign(_ context.Context, req *pb.SignerBlindSignRequest) (*pb.SignerBlindSignResponse, error) {
+	if n := len(req.Items); n == 0 || n > 2*ecash.MaxCoinsPerRequest {
+		return nil, status.Errorf(codes.InvalidArgument, "%d items, want 1 to %d", n, 2*ecash.MaxCoinsPerRequest)
+	}
+	keys := make([]*DenomKey, len(req.Items))
+	var locks []nonceRec
+	for i, it := range req.Items {
+		d, err := s.denom(it.Denomination)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = d
+		lk, err := d.Private.LockKey(it.Blinded)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
+		}
+		if lk != nil {
+			var r nonceRec
+			copy(r[:32], d.ID[:])
+			copy(r[32:64], lk)
+			h := ecash.HashOf(it.Blinded)
+			copy(r[64:], h[:])
+			locks = append(locks, r)
+		}
+	}
+	if err := s.nonces.take(locks); errors.Is(err, ErrNonceReused) {
+		s.log.Warn("signer: refused a second challenge for an answered CS nonce")
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	} else if err != nil {
+		s.log.Error("signer: recording CS nonces", "err", err)
+		return nil, status.Error(codes.Internal, "recording CS nonces failed")
+	}
+	out := make([][]byte, len(req.Items))
+	for i, it := range req.Items {
+		sig, err := keys[i].Private.BlindSign(it.Blinded)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "item %d: %v", i, err)
+		}
+		out[i] = sig
+	}
+	return &pb.SignerBlindSignResponse{Signatures: out}, nil
+}
+
+// nonceRec is denomination id || nonce || SHA-256 of the blinded message.
+type nonceRec [96]byte
+
+// nonceLog is an append-only file of nonceRec, synced before the signer
+// answers, with concurrent appends grouped into one sync.
+type nonceLog struct {
+	f     *os.File
+	mu    sync.Mutex
+	cond  *sync.Cond
+	locks map[[64]byte][32]byte
+	buf   []byte // records of batch next, not yet written
+	next  uint64 // the batch being filled
+	done  uint64 // the last batch written and synced
+	busy  bool   // a writer is syncing
+	err   error  // sticky: a failed write or sync
+}
+
+func openNonceLog(path string) (*nonceLog, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bank: %s is in use by another signer: %w", path, err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &nonceLog{f: f, locks: map[[64]byte][32]byte{}, next: 1}
+	l.cond = sync.NewCond(&l.mu)
+	n := len(b) / len(nonceRec{})
+	for i := range n {
+		var r nonceRec
+		copy(r[:], b[i*len(r):])
+		l.locks[[64]byte(r[:64])] = [32]byte(r[64:])
+	}
+	// A partial record is from a crash mid-write: it was never answered.
+	if err := f.Truncate(int64(n * len(nonceRec{}))); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// take records the locks, refusing one whose nonce is locked to another
+// blinded message (ErrNonceReused), and returns once they are on disk.
+func (l *nonceLog) take(recs []nonceRec) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	fresh := recs[:0:0]
+	seen := map[[64]byte][32]byte{}
+	for _, r := range recs {
+		k, h := [64]byte(r[:64]), [32]byte(r[64:])
+		if old, ok := l.locks[k]; ok {
+			if old != h {
+				return fmt.Errorf("%w: the signer answered another challenge for this CS nonce", ErrNonceReused)
+			}
+			continue
+		}
+		if old, ok := seen[k]; ok {
+			if old != h {
+				return fmt.Errorf("%w: nonce twice in one request", ErrNonceReused)
+			}
+			continue
+		}
+		seen[k] = h
+		fresh = append(fresh, r)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	for _, r := range fresh {
+		l.locks[[64]byte(r[:64])] = [32]byte(r[64:])
+		l.buf = append(l.buf, r[:]...)
+	}
+	mine := l.next
+	for l.done < mine && l.err == nil {
+		if l.busy {
+			l.cond.Wait()
+			continue
+		}
+		l.busy = true
+		buf, batch := l.buf, l.next
+		l.buf, l.next = nil, l.next+1
+		l.mu.Unlock()
+		_, err := l.f.Write(buf)
+		if err == nil {
+			err = l.f.Sync()
+		}
+		l.mu.Lock()
+		l.busy = false
+		if err != nil {
+			l.err = fmt.Errorf("bank: signer nonce record: %w", err)
+		} else {
+			l.done = batch
+		}
+		l.cond.Broadcast()
+	}
+	return l.err
+}
+
+func (l *nonceLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	if l.err == nil {
+		l.err = errors.New("bank: signer closed")
+	}
+	return err
+}
+
+// ListenSignerSocket listens on the unix socket path with mode 0600. It
+// refuses if path exists and is not a socket, or is a socket something
+// answers on; a stale socket (nothing listening) is replaced.
+func ListenSignerSocket(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("bank: %s exists and is not a socket; not replacing it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("bank: %s is in use: another process listens on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// The caller set a umask of 077 (the signer command does): this closes
+	// no window then, and is the one guard otherwise.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// SignerClient talks to a signer process.
+type SignerClient struct {
+	conn    *grpc.ClientConn
+	c       pb.SignerClient
+	Timeout time.Duration // of each call; zero: DefaultSignerTimeout
+	Log     *slog.Logger  // signer failures are logged here; nil: discarded
+}
+
+// DialSigner connects to the signer at target, "unix:///abs/path" (or
+// "unix:relative/path"). It does not wait for the signer: calls fail with
+// ErrSignerUnavailable while it is down and succeed once it is back.
+func DialSigner(target string) (*SignerClient, error) {
+	if !strings.HasPrefix(target, "unix:") {
+		return nil, fmt.Errorf("bank: signer address %q: want unix:///PATH", target)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("bank: signer address %q: %w", target, err)
+	}
+	return &SignerClient{conn: conn, c: pb.NewSignerClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *SignerClient) Close() error { return c.conn.Close() }
+
+func (c *SignerClient) ctx() (context.Context, context.CancelFunc) {
+	t := c.Timeout
+	if t <= 0 {
+		t = DefaultSignerTimeout
+	}
+	return context.WithTimeout(context.Background(), t)
+}
+
+// signerError is a failure to reach the signer: it unwraps to
+// ErrSignerUnavailable and gives gRPC callers Unavailable. Its message
+// leaves out the signer's detail (socket path, transport error), which
+// the bank's peers would see: mapErr logs it.
+type signerError struct{}
+
+func (e *signerError) Error() string { return ErrSignerUnavailable.Error() }
+func (e *signerError) Unwrap() error { return ErrSignerUnavailable }
+func (e *signerError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, ErrSignerUnavailable.Error())
+}
+
+// mapErr turns a signer's answer into the bank's vocabulary.
+func (c *SignerClient) mapErr(what string, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", ecash.ErrMalformed, st.Message())
+	case codes.AlreadyExists:
+		return fmt.Errorf("%w: %s", ErrNonceReused, st.Message())
+	case codes.NotFound:
+		return fmt.Errorf("%w: %s", ErrSignerMismatch, st.Message())
+	}
+	if c.Log != nil {
+		c.Log.Error("denomination signer failed", "call", what, "code", st.Code().String(), "err", st.Message())
+	}
+	return &signerError{}
+}
+
+// Check compares the signer's keys with k: the same bank (master key and
+// currency) and exactly k's denominations.
+func (c *SignerClient) Check(k *Keys) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	r, err := c.c.PublicKeys(ctx, &pb.SignerPublicKeysRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return c.mapErr("PublicKeys", err)
+	}
+	if !bytes.Equal(r.MasterPublicKey, k.masterPub()) || r.Currency != k.Currency {
+		return fmt.Errorf("%w: it holds the keys of bank %s (%s), this is bank %s (%s)", ErrSignerMismatch,
+			ecash.HashOf(r.MasterPublicKey), r.Currency, k.BankID(), k.Currency)
+	}
+	var theirs, ours []string
+	for _, id := range r.Denominations {
+		theirs = append(theirs, fmt.Sprintf("%x", id))
+	}
+	for _, d := range k.Denoms {
+		ours = append(ours, d.ID.String())
+	}
+	slices.Sort(theirs)
+	slices.Sort(ours)
+	if !slices.Equal(theirs, ours) {
+		missing, extra := 0, 0
+		for _, id := range ours {
+			if !slices.Contains(theirs, id) {
+				missing++
+			}
+		}
+		for _, id := range theirs {
+			if !slices.Contains(ours, id) {
+				extra++
+			}
+		}
+		return fmt.Errorf("%w: %d of this bank's %d denominations are missing from the signer, which holds %d others; start the signer with the same key file (after 'bankd keys extend', 'prune' or 'revoke', restart both)",
+			ErrSignerMismatch, missing, len(ours), extra)
+	}
+	return nil
+}
+
+// RemoteKeys checks the signer against k and returns a copy of k whose
+// denomination private keys are the signer's: every Prepare and BlindSign
+// goes to it. (The copy still holds whatever else k holds; see
+// docs/OPERATIONS.md, "Separate signing process".)
+func (c *SignerClient) RemoteKeys(k *Keys) (*Keys, error) {
+	if err := c.Check(k); err != nil {
+		return nil, err
+	}
+	out := *k
+	out.Denoms = slices.Clone(k.Denoms)
+	for i := range out.Denoms {
+		d := &out.Denoms[i]
+		d.Private = &RemoteDenomKey{c: c, id: d.ID, pub: d.Key}
+	}
+	return &out, nil
+}
+
+// RemoteDenomKey is an ecash.DenomPrivateKey whose private half is in the
+// signer process.
+type RemoteDenomKey struct {
+	c   *SignerClient
+	id  ecash.Hash
+	pub ecash.DenomPublicKey
+}
+
+// Public implements ecash.DenomPrivateKey.
+func (k *RemoteDenomKey) Public() ecash.DenomPublicKey { return k.pub }
+
+// Bytes is nil: the private key is not here.
+func (k *RemoteDenomKey) Bytes() []byte { return nil }
+
+// LockKey is computed here: it needs no private key (CS: the nonce).
+func (k *RemoteDenomKey) LockKey(blinded []byte) ([]byte, error) {
+	if k.pub.Cipher() != ecash.CipherCS {
+		return nil, nil
+	}
+	m, err := ecash.ParseCSBlindedMessage(blinded)
+	if err != nil {
+		return nil, err
+	}
+	return m.Nonce[:], nil
+}
+
+// Prepare asks the signer.
+func (k *RemoteDenomKey) Prepare(req []byte) ([]byte, error) {
+	if k.pub.Cipher() != ecash.CipherCS {
+		return nil, fmt.Errorf("%w: %s has no first round", ecash.ErrMalformed, k.pub.Cipher())
+	}
+	ctx, cancel := k.c.ctx()
+	defer cancel()
+	r, err := k.c.c.Prepare(ctx, &pb.SignerPrepareRequest{Denomination: k.id[:], Request: req})
+	if err != nil {
+		return nil, k.c.mapErr("Prepare", err)
+	}
+	return r.Answer, nil
+}
+
+// BlindSign asks the signer.
+func (k *RemoteDenomKey) BlindSign(blinded []byte) ([]byte, error) {
+	ctx, cancel := k.c.ctx()
+	defer cancel()
+	r, err := k.c.c.BlindSign(ctx, &pb.SignerBlindSignRequest{Items: []*pb.SignerBlindSignItem{{Denomination: k.id[:], Blinded: blinded}}})
+	if err != nil {
+		return nil, k.c.mapErr("BlindSign", err)
+	}
+	if len(r.Signatures) != 1 {
+		if k.c.Log != nil {
+			k.c.Log.Error("denomination signer failed", "call", "BlindSign", "err", fmt.Sprintf("%d signatures for 1 message", len(r.Signatures)))
+		}
+		return nil, &signerError{}
+	}
+	return r.Signatures[0], nil
+}
