@@ -97,6 +97,8 @@ its zero value means the default shown. Unknown fields are errors.
     "admin_client_ca_file": "",        CAs of admin client certificates; if set
                                        the admin listener serves TLS and needs
                                        one besides the token
+    "signer": "",                      none: bankd signs with its own keys; or
+                                       unix:///PATH of a "bankd signer"
 
     "currency": "EUR",                 these five shape a new bank's keys (first
     "rsa_bits": 2048,                  start, or 'bankd keys generate'); once the
@@ -191,6 +193,7 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("client_ca_file", eff.ClientCAFile)
 				row("client_auth", eff.ClientAuth)
 				row("admin_client_ca_file", eff.AdminClientCAFile)
+				row("signer", eff.Signer)
 				t.Flush()
 			})
 		},
