@@ -156,11 +156,30 @@ type scheduleRec struct {
 type denomRec struct {
 	Value         string `json:"value"`
 	Cipher        uint8  `json:"cipher"`
-	Private       []byte `json:"private"`
+	Private       []byte `json:"private,omitempty"`
+	Public        []byte `json:"public,omitempty"` // only when Private is left out (StripDenominationKeys)
 	WithdrawStart int64  `json:"withdraw_start"`
 	WithdrawEnd   int64  `json:"withdraw_end"`
 	DepositEnd    int64  `json:"deposit_end"`
 	Revoked       bool   `json:"revoked,omitempty"`
+}
+
+// privateBytes is a denomination's private key as stored: nil when the key
+// is held elsewhere (stripped, or signed for by a signer process).
+func privateBytes(d DenomKey) []byte {
+	if d.Private == nil {
+		return nil
+	}
+	return d.Private.Bytes()
+}
+
+// publicIfStripped is the public key stored in place of a private key
+// that is held elsewhere.
+func publicIfStripped(d DenomKey) []byte {
+	if len(privateBytes(d)) == 0 {
+		return d.Key.Bytes()
+	}
+	return nil
 }
 
 // KeysFile is the name of the key file inside a bank's data directory.
@@ -203,7 +222,7 @@ func (k *Keys) marshal() ([]byte, error) {
 	}
 	for _, d := range k.Denoms {
 		f.Denoms = append(f.Denoms, denomRec{
-			Value: d.Value.String(), Cipher: uint8(d.Key.Cipher()), Private: d.Private.Bytes(),
+			Value: d.Value.String(), Cipher: uint8(d.Key.Cipher()), Private: privateBytes(d), Public: publicIfStripped(d),
 			WithdrawStart: d.WithdrawStart.Unix(), WithdrawEnd: d.WithdrawEnd.Unix(), DepositEnd: d.DepositEnd.Unix(),
 			Revoked: d.Revoked,
 		})
@@ -279,13 +298,23 @@ func parseKeys(b []byte) (*Keys, error) {
 		if err != nil {
 			return nil, err
 		}
-		priv, err := scheme.ParsePrivateKey(r.Private)
-		if err != nil {
-			return nil, err
+		var (
+			priv ecash.DenomPrivateKey
+			pub  ecash.DenomPublicKey
+		)
+		if len(r.Private) == 0 { // stripped: the signer process holds it
+			if pub, err = scheme.ParsePublicKey(r.Public); err != nil {
+				return nil, err
+			}
+		} else {
+			if priv, err = scheme.ParsePrivateKey(r.Private); err != nil {
+				return nil, err
+			}
+			pub = priv.Public()
 		}
 		k.Denoms = append(k.Denoms, DenomKey{
 			Denomination: ecash.Denomination{
-				ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
+				ID: ecash.DenominationID(v, pub), Value: v, Key: pub,
 				WithdrawStart: time.Unix(r.WithdrawStart, 0), WithdrawEnd: time.Unix(r.WithdrawEnd, 0),
 				DepositEnd: time.Unix(r.DepositEnd, 0), Revoked: r.Revoked,
 			},

@@ -544,6 +544,27 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 	return added, nil
 }
 
+// StripDenominationKeys drops the denomination private keys, for a bank
+// whose signing runs in a separate process ("bankd signer"): the key file
+// then holds only their public keys, and bankd refuses to start without
+// its signer.
+func (k *Keys) StripDenominationKeys() {
+	for i := range k.Denoms {
+		k.Denoms[i].Private = nil
+	}
+}
+
+// HasDenominationKeys reports whether every denomination's private key
+// is held (not stripped).
+func (k *Keys) HasDenominationKeys() bool {
+	for _, d := range k.Denoms {
+		if d.Private == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // ErrNoDenomination: no denomination key with that id.
 var ErrNoDenomination = errors.New("bank: no denomination key with that id")
 

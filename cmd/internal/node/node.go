@@ -260,6 +260,9 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	created := keyFile.Created
+	if cfg.Signer == "" && !keys.HasDenominationKeys() {
+		return nil, errors.New("the key file holds no denomination private keys (stripped for a signer process): start bankd with --signer unix:///PATH")
+	}
 	var signer *bank.SignerClient
 	if cfg.Signer != "" {
 		if signer, err = bank.DialSigner(cfg.Signer); err != nil {

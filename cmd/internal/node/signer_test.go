@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -68,9 +69,25 @@ func startEnvWithSigner(t *testing.T) (*env, *testSigner) {
 		t.Fatal(err)
 	}
 	s := startSigner(t, sdir, filepath.Join(sdir, "s.sock"))
+	// bankd's copy of the key file holds no denomination private keys.
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
+	path := filepath.Join(dir, bank.KeysFile)
+	if err := os.WriteFile(path, testKeys(t), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	k, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.StripDenominationKeys()
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || bytes.Contains(b, []byte(`"private"`)) {
+		t.Fatalf("stripped key file still holds private denomination keys (%v)", err)
+	}
+	if _, err := StartBank(BankConfig{Dir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "--signer") {
+		t.Fatalf("a bank with stripped keys and no signer started: %v", err)
 	}
 	e := &env{t: t, clock: newClock(), dir: dir}
 	t.Cleanup(e.audit)

@@ -67,7 +67,7 @@ bankd keys prune --data ./bank`,
 			keysShowCommand(), keysGenerateCommand(), keysEncryptCommand(),
 			keysExportCommand(), keysSignCommand(), keysImportCommand(),
 			keysNewMasterCommand(), keysExportMasterCommand(),
-			keysExtendCommand(), keysPruneCommand(), keysRotateSigningCommand(), keysRevokeCommand(),
+			keysExtendCommand(), keysPruneCommand(), keysRotateSigningCommand(), keysRevokeCommand(), keysStripCommand(),
 		},
 	}
 }

@@ -75,3 +75,46 @@ set before restarting.`,
 		},
 	}
 }
+
+func keysStripCommand() *cli.Command {
+	var fl config.Flags
+	return &cli.Command{
+		Name:  "strip",
+		Short: "remove the denomination private keys from bankd's key file (for a signer process)",
+		Long: `strip removes every denomination private key from the key file, keeping
+their public keys, for a bank whose denominations are signed by a separate
+"bankd signer" process: copy the full key file to the signer's data
+directory first, then strip bankd's copy, so a compromise of the network
+process does not reveal the denomination keys. A stripped bankd refuses to
+start without --signer. Key changes (extend, prune, revoke, rotate-signing)
+are made on the signer's full key file, then copied and stripped again.`,
+		Example: `cp ./bank/keys.json ./signer/keys.json && bankd keys strip --data ./bank`,
+		Flags:   fl.RegisterKeyFile,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			k, path, opts, info, err := loadKeys(inv, &fl)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, d := range k.Denoms {
+				if d.Private != nil {
+					n++
+				}
+			}
+			k.StripDenominationKeys()
+			if !info.Encrypted {
+				opts.Passphrase = nil
+			}
+			if err := k.SaveWith(path, opts); err != nil {
+				return err
+			}
+			res := struct {
+				KeysFile string `json:"keys_file"`
+				Stripped int    `json:"stripped"`
+			}{path, n}
+			return inv.Print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "removed %d denomination private keys from %s; start bankd with --signer\n", n, path)
+			})
+		},
+	}
+}
