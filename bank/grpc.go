@@ -68,6 +68,22 @@ func (s *logServer) GetConsistencyProof(ctx context.Context, req *pb.GetConsiste
 	return logProof(p), nil
 }
 
+func (s *logServer) FindEntry(ctx context.Context, req *pb.FindEntryRequest) (*pb.FindEntryResponse, error) {
+	var ref ecash.Hash
+	if len(req.Ref) != len(ref) {
+		return nil, status.Error(codes.InvalidArgument, "bank: the reference must be 32 bytes")
+	}
+	copy(ref[:], req.Ref)
+	index, found, err := s.b.store.LogIndex(ctx, ref)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	if !found {
+		return nil, status.Error(codes.NotFound, "bank: no log entry for this reference")
+	}
+	return &pb.FindEntryResponse{Index: index}, nil
+}
+
 func logProof(hs []tlog.Hash) *pb.LogProof {
 	out := &pb.LogProof{Hashes: make([][]byte, len(hs))}
 	for i := range hs {

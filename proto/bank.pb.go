@@ -25,6 +25,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FindEntryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           []byte                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"` // 32 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindEntryRequest) Reset() {
+	*x = FindEntryRequest{}
+	mi := &file_bank_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindEntryRequest) ProtoMessage() {}
+
+func (x *FindEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindEntryRequest.ProtoReflect.Descriptor instead.
+func (*FindEntryRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FindEntryRequest) GetRef() []byte {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+type FindEntryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindEntryResponse) Reset() {
+	*x = FindEntryResponse{}
+	mi := &file_bank_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindEntryResponse) ProtoMessage() {}
+
+func (x *FindEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindEntryResponse.ProtoReflect.Descriptor instead.
+func (*FindEntryResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FindEntryResponse) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type GetCheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -33,7 +121,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +133,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[0]
+	mi := &file_bank_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +146,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{0}
+	return file_bank_proto_rawDescGZIP(), []int{2}
 }
 
 type GetCheckpointResponse struct {
@@ -70,7 +158,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +170,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[1]
+	mi := &file_bank_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +183,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{1}
+	return file_bank_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() []byte {
@@ -115,7 +203,7 @@ type GetLogEntriesRequest struct {
 
 func (x *GetLogEntriesRequest) Reset() {
 	*x = GetLogEntriesRequest{}
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +215,7 @@ func (x *GetLogEntriesRequest) String() string {
 func (*GetLogEntriesRequest) ProtoMessage() {}
 
 func (x *GetLogEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[2]
+	mi := &file_bank_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +228,7 @@ func (x *GetLogEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogEntriesRequest.ProtoReflect.Descriptor instead.
 func (*GetLogEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{2}
+	return file_bank_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetLogEntriesRequest) GetFrom() int64 {
@@ -166,7 +254,7 @@ type GetLogEntriesResponse struct {
 
 func (x *GetLogEntriesResponse) Reset() {
 	*x = GetLogEntriesResponse{}
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +266,7 @@ func (x *GetLogEntriesResponse) String() string {
 func (*GetLogEntriesResponse) ProtoMessage() {}
 
 func (x *GetLogEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[3]
+	mi := &file_bank_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +279,7 @@ func (x *GetLogEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogEntriesResponse.ProtoReflect.Descriptor instead.
 func (*GetLogEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{3}
+	return file_bank_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetLogEntriesResponse) GetEntries() [][]byte {
@@ -211,7 +299,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +311,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[4]
+	mi := &file_bank_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +324,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{4}
+	return file_bank_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() int64 {
@@ -263,7 +351,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +363,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[5]
+	mi := &file_bank_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +376,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{5}
+	return file_bank_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetConsistencyProofRequest) GetOldSize() int64 {
@@ -314,7 +402,7 @@ type LogProof struct {
 
 func (x *LogProof) Reset() {
 	*x = LogProof{}
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +414,7 @@ func (x *LogProof) String() string {
 func (*LogProof) ProtoMessage() {}
 
 func (x *LogProof) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[6]
+	mi := &file_bank_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +427,7 @@ func (x *LogProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogProof.ProtoReflect.Descriptor instead.
 func (*LogProof) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{6}
+	return file_bank_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogProof) GetHashes() [][]byte {
@@ -358,7 +446,7 @@ type SubmitCheckRequest struct {
 
 func (x *SubmitCheckRequest) Reset() {
 	*x = SubmitCheckRequest{}
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +458,7 @@ func (x *SubmitCheckRequest) String() string {
 func (*SubmitCheckRequest) ProtoMessage() {}
 
 func (x *SubmitCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[7]
+	mi := &file_bank_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +471,7 @@ func (x *SubmitCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitCheckRequest.ProtoReflect.Descriptor instead.
 func (*SubmitCheckRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{7}
+	return file_bank_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitCheckRequest) GetEndorsement() []byte {
@@ -404,7 +492,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +504,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[8]
+	mi := &file_bank_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +517,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{8}
+	return file_bank_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CheckResult) GetReceipt() []byte {
@@ -462,7 +550,7 @@ type CheckStatusRequest struct {
 
 func (x *CheckStatusRequest) Reset() {
 	*x = CheckStatusRequest{}
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +562,7 @@ func (x *CheckStatusRequest) String() string {
 func (*CheckStatusRequest) ProtoMessage() {}
 
 func (x *CheckStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[9]
+	mi := &file_bank_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +575,7 @@ func (x *CheckStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckStatusRequest.ProtoReflect.Descriptor instead.
 func (*CheckStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{9}
+	return file_bank_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckStatusRequest) GetQuery() []byte {
@@ -506,7 +594,7 @@ type GetStatementRequest struct {
 
 func (x *GetStatementRequest) Reset() {
 	*x = GetStatementRequest{}
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +606,7 @@ func (x *GetStatementRequest) String() string {
 func (*GetStatementRequest) ProtoMessage() {}
 
 func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[10]
+	mi := &file_bank_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +619,7 @@ func (x *GetStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetStatementRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{10}
+	return file_bank_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetStatementRequest) GetRequest() []byte {
@@ -550,7 +638,7 @@ type GetStatementResponse struct {
 
 func (x *GetStatementResponse) Reset() {
 	*x = GetStatementResponse{}
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +650,7 @@ func (x *GetStatementResponse) String() string {
 func (*GetStatementResponse) ProtoMessage() {}
 
 func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[11]
+	mi := &file_bank_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +663,7 @@ func (x *GetStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetStatementResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{11}
+	return file_bank_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetStatementResponse) GetStatement() []byte {
@@ -593,7 +681,7 @@ type GetKeysRequest struct {
 
 func (x *GetKeysRequest) Reset() {
 	*x = GetKeysRequest{}
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +693,7 @@ func (x *GetKeysRequest) String() string {
 func (*GetKeysRequest) ProtoMessage() {}
 
 func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[12]
+	mi := &file_bank_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +706,7 @@ func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetKeysRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{12}
+	return file_bank_proto_rawDescGZIP(), []int{14}
 }
 
 type GetKeysResponse struct {
@@ -630,7 +718,7 @@ type GetKeysResponse struct {
 
 func (x *GetKeysResponse) Reset() {
 	*x = GetKeysResponse{}
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +730,7 @@ func (x *GetKeysResponse) String() string {
 func (*GetKeysResponse) ProtoMessage() {}
 
 func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[13]
+	mi := &file_bank_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +743,7 @@ func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetKeysResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{13}
+	return file_bank_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetKeysResponse) GetSignedKeyset() []byte {
@@ -674,7 +762,7 @@ type PrepareWithdrawRequest struct {
 
 func (x *PrepareWithdrawRequest) Reset() {
 	*x = PrepareWithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +774,7 @@ func (x *PrepareWithdrawRequest) String() string {
 func (*PrepareWithdrawRequest) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[14]
+	mi := &file_bank_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +787,7 @@ func (x *PrepareWithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14}
+	return file_bank_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PrepareWithdrawRequest) GetItems() []*PrepareWithdrawRequest_Item {
@@ -718,7 +806,7 @@ type PrepareWithdrawResponse struct {
 
 func (x *PrepareWithdrawResponse) Reset() {
 	*x = PrepareWithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +818,7 @@ func (x *PrepareWithdrawResponse) String() string {
 func (*PrepareWithdrawResponse) ProtoMessage() {}
 
 func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[15]
+	mi := &file_bank_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +831,7 @@ func (x *PrepareWithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawResponse.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{15}
+	return file_bank_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PrepareWithdrawResponse) GetAnswers() [][]byte {
@@ -763,7 +851,7 @@ type WithdrawRequest struct {
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +863,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[16]
+	mi := &file_bank_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +876,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{16}
+	return file_bank_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WithdrawRequest) GetBody() []byte {
@@ -814,7 +902,7 @@ type WithdrawResponse struct {
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +914,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[17]
+	mi := &file_bank_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +927,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{17}
+	return file_bank_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WithdrawResponse) GetBlindSignatures() [][]byte {
@@ -860,7 +948,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +960,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[18]
+	mi := &file_bank_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +973,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{18}
+	return file_bank_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DepositRequest) GetPaymentRequest() []byte {
@@ -921,7 +1009,7 @@ type DepositResponse struct {
 
 func (x *DepositResponse) Reset() {
 	*x = DepositResponse{}
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1021,7 @@ func (x *DepositResponse) String() string {
 func (*DepositResponse) ProtoMessage() {}
 
 func (x *DepositResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[19]
+	mi := &file_bank_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1034,7 @@ func (x *DepositResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositResponse.ProtoReflect.Descriptor instead.
 func (*DepositResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{19}
+	return file_bank_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DepositResponse) GetReceipt() []byte {
@@ -972,7 +1060,7 @@ type SwapRequest struct {
 
 func (x *SwapRequest) Reset() {
 	*x = SwapRequest{}
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1072,7 @@ func (x *SwapRequest) String() string {
 func (*SwapRequest) ProtoMessage() {}
 
 func (x *SwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[20]
+	mi := &file_bank_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1085,7 @@ func (x *SwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapRequest.ProtoReflect.Descriptor instead.
 func (*SwapRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{20}
+	return file_bank_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SwapRequest) GetBody() []byte {
@@ -1017,7 +1105,7 @@ type SwapResponse struct {
 
 func (x *SwapResponse) Reset() {
 	*x = SwapResponse{}
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1117,7 @@ func (x *SwapResponse) String() string {
 func (*SwapResponse) ProtoMessage() {}
 
 func (x *SwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[21]
+	mi := &file_bank_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1130,7 @@ func (x *SwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwapResponse.ProtoReflect.Descriptor instead.
 func (*SwapResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{21}
+	return file_bank_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SwapResponse) GetBlindSignatures() [][]byte {
@@ -1068,7 +1156,7 @@ type RecoupRequest struct {
 
 func (x *RecoupRequest) Reset() {
 	*x = RecoupRequest{}
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1168,7 @@ func (x *RecoupRequest) String() string {
 func (*RecoupRequest) ProtoMessage() {}
 
 func (x *RecoupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[22]
+	mi := &file_bank_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1181,7 @@ func (x *RecoupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoupRequest.ProtoReflect.Descriptor instead.
 func (*RecoupRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{22}
+	return file_bank_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecoupRequest) GetRequest() []byte {
@@ -1115,7 +1203,7 @@ type RecoupResponse struct {
 
 func (x *RecoupResponse) Reset() {
 	*x = RecoupResponse{}
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1215,7 @@ func (x *RecoupResponse) String() string {
 func (*RecoupResponse) ProtoMessage() {}
 
 func (x *RecoupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[23]
+	mi := &file_bank_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1228,7 @@ func (x *RecoupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoupResponse.ProtoReflect.Descriptor instead.
 func (*RecoupResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{23}
+	return file_bank_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoupResponse) GetCreditedAccount() uint64 {
@@ -1180,7 +1268,7 @@ type IssuedSignaturesRequest struct {
 
 func (x *IssuedSignaturesRequest) Reset() {
 	*x = IssuedSignaturesRequest{}
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1280,7 @@ func (x *IssuedSignaturesRequest) String() string {
 func (*IssuedSignaturesRequest) ProtoMessage() {}
 
 func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[24]
+	mi := &file_bank_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1293,7 @@ func (x *IssuedSignaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesRequest.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{24}
+	return file_bank_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IssuedSignaturesRequest) GetBlindedHashes() [][]byte {
@@ -1224,7 +1312,7 @@ type IssuedSignaturesResponse struct {
 
 func (x *IssuedSignaturesResponse) Reset() {
 	*x = IssuedSignaturesResponse{}
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1324,7 @@ func (x *IssuedSignaturesResponse) String() string {
 func (*IssuedSignaturesResponse) ProtoMessage() {}
 
 func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[25]
+	mi := &file_bank_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1337,7 @@ func (x *IssuedSignaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedSignaturesResponse.ProtoReflect.Descriptor instead.
 func (*IssuedSignaturesResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{25}
+	return file_bank_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *IssuedSignaturesResponse) GetBlindSignatures() [][]byte {
@@ -1268,7 +1356,7 @@ type CoinsSpentRequest struct {
 
 func (x *CoinsSpentRequest) Reset() {
 	*x = CoinsSpentRequest{}
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1368,7 @@ func (x *CoinsSpentRequest) String() string {
 func (*CoinsSpentRequest) ProtoMessage() {}
 
 func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[26]
+	mi := &file_bank_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1381,7 @@ func (x *CoinsSpentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentRequest.ProtoReflect.Descriptor instead.
 func (*CoinsSpentRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{26}
+	return file_bank_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
@@ -1312,7 +1400,7 @@ type CoinsSpentResponse struct {
 
 func (x *CoinsSpentResponse) Reset() {
 	*x = CoinsSpentResponse{}
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1412,7 @@ func (x *CoinsSpentResponse) String() string {
 func (*CoinsSpentResponse) ProtoMessage() {}
 
 func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[27]
+	mi := &file_bank_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1425,7 @@ func (x *CoinsSpentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoinsSpentResponse.ProtoReflect.Descriptor instead.
 func (*CoinsSpentResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{27}
+	return file_bank_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CoinsSpentResponse) GetSpent() []bool {
@@ -1356,7 +1444,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1456,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[28]
+	mi := &file_bank_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1469,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{28}
+	return file_bank_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -1401,7 +1489,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1501,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[29]
+	mi := &file_bank_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1514,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{29}
+	return file_bank_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -1446,7 +1534,7 @@ type ListOwedRequest struct {
 
 func (x *ListOwedRequest) Reset() {
 	*x = ListOwedRequest{}
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1546,7 @@ func (x *ListOwedRequest) String() string {
 func (*ListOwedRequest) ProtoMessage() {}
 
 func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1559,7 @@ func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedRequest.ProtoReflect.Descriptor instead.
 func (*ListOwedRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{30}
+	return file_bank_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListOwedRequest) GetFromUnixMs() int64 {
@@ -1497,7 +1585,7 @@ type ListOwedResponse struct {
 
 func (x *ListOwedResponse) Reset() {
 	*x = ListOwedResponse{}
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1597,7 @@ func (x *ListOwedResponse) String() string {
 func (*ListOwedResponse) ProtoMessage() {}
 
 func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1610,7 @@ func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31}
+	return file_bank_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListOwedResponse) GetMerchants() []*ListOwedResponse_Owed {
@@ -1546,7 +1634,7 @@ type PayoutRequest struct {
 
 func (x *PayoutRequest) Reset() {
 	*x = PayoutRequest{}
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1646,7 @@ func (x *PayoutRequest) String() string {
 func (*PayoutRequest) ProtoMessage() {}
 
 func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1659,7 @@ func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequest.ProtoReflect.Descriptor instead.
 func (*PayoutRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{32}
+	return file_bank_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PayoutRequest) GetAccount() uint64 {
@@ -1626,7 +1714,7 @@ type PayoutResponse struct {
 
 func (x *PayoutResponse) Reset() {
 	*x = PayoutResponse{}
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1726,7 @@ func (x *PayoutResponse) String() string {
 func (*PayoutResponse) ProtoMessage() {}
 
 func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1739,7 @@ func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutResponse.ProtoReflect.Descriptor instead.
 func (*PayoutResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{33}
+	return file_bank_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PayoutResponse) GetBalance() string {
@@ -1679,7 +1767,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1779,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1792,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{34}
+	return file_bank_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -1736,7 +1824,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1836,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1849,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{35}
+	return file_bank_proto_rawDescGZIP(), []int{37}
 }
 
 type UnlockRequest struct {
@@ -1773,7 +1861,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1873,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1886,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{36}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -1816,7 +1904,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1916,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1929,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37}
+	return file_bank_proto_rawDescGZIP(), []int{39}
 }
 
 type OpenAccountRequest struct {
@@ -1855,7 +1943,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1955,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1968,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{38}
+	return file_bank_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -1913,7 +2001,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2013,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2026,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{39}
+	return file_bank_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -1962,7 +2050,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2062,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2075,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{40}
+	return file_bank_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -2027,7 +2115,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2127,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2140,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{41}
+	return file_bank_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -2072,7 +2160,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2172,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2185,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{42}
+	return file_bank_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -2128,7 +2216,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2228,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2241,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{43}
+	return file_bank_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -2216,7 +2304,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2316,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2329,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{44}
+	return file_bank_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -2324,7 +2412,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2424,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2437,7 @@ func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareWithdrawRequest_Item.ProtoReflect.Descriptor instead.
 func (*PrepareWithdrawRequest_Item) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{14, 0}
+	return file_bank_proto_rawDescGZIP(), []int{16, 0}
 }
 
 func (x *PrepareWithdrawRequest_Item) GetDenomination() []byte {
@@ -2379,7 +2467,7 @@ type ListOwedResponse_Owed struct {
 
 func (x *ListOwedResponse_Owed) Reset() {
 	*x = ListOwedResponse_Owed{}
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2479,7 @@ func (x *ListOwedResponse_Owed) String() string {
 func (*ListOwedResponse_Owed) ProtoMessage() {}
 
 func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2492,7 @@ func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse_Owed.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse_Owed) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31, 0}
+	return file_bank_proto_rawDescGZIP(), []int{33, 0}
 }
 
 func (x *ListOwedResponse_Owed) GetAccount() uint64 {
@@ -2447,7 +2535,11 @@ var File_bank_proto protoreflect.FileDescriptor
 const file_bank_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"bank.proto\x12\fblindbank.v1\"\x16\n" +
+	"bank.proto\x12\fblindbank.v1\"$\n" +
+	"\x10FindEntryRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\fR\x03ref\")\n" +
+	"\x11FindEntryResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\"\x16\n" +
 	"\x14GetCheckpointRequest\"7\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -2610,12 +2702,13 @@ const file_bank_proto_rawDesc = "" +
 	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12J\n" +
 	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
 	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
-	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\xec\x02\n" +
+	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\xba\x03\n" +
 	"\bAuditLog\x12X\n" +
 	"\rGetCheckpoint\x12\".blindbank.v1.GetCheckpointRequest\x1a#.blindbank.v1.GetCheckpointResponse\x12X\n" +
 	"\rGetLogEntries\x12\".blindbank.v1.GetLogEntriesRequest\x1a#.blindbank.v1.GetLogEntriesResponse\x12S\n" +
 	"\x11GetInclusionProof\x12&.blindbank.v1.GetInclusionProofRequest\x1a\x16.blindbank.v1.LogProof\x12W\n" +
-	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof2\x98\x04\n" +
+	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof\x12L\n" +
+	"\tFindEntry\x12\x1e.blindbank.v1.FindEntryRequest\x1a\x1f.blindbank.v1.FindEntryResponse2\x98\x04\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
@@ -2638,108 +2731,112 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_bank_proto_goTypes = []any{
-	(*GetCheckpointRequest)(nil),        // 0: blindbank.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 1: blindbank.v1.GetCheckpointResponse
-	(*GetLogEntriesRequest)(nil),        // 2: blindbank.v1.GetLogEntriesRequest
-	(*GetLogEntriesResponse)(nil),       // 3: blindbank.v1.GetLogEntriesResponse
-	(*GetInclusionProofRequest)(nil),    // 4: blindbank.v1.GetInclusionProofRequest
-	(*GetConsistencyProofRequest)(nil),  // 5: blindbank.v1.GetConsistencyProofRequest
-	(*LogProof)(nil),                    // 6: blindbank.v1.LogProof
-	(*SubmitCheckRequest)(nil),          // 7: blindbank.v1.SubmitCheckRequest
-	(*CheckResult)(nil),                 // 8: blindbank.v1.CheckResult
-	(*CheckStatusRequest)(nil),          // 9: blindbank.v1.CheckStatusRequest
-	(*GetStatementRequest)(nil),         // 10: blindbank.v1.GetStatementRequest
-	(*GetStatementResponse)(nil),        // 11: blindbank.v1.GetStatementResponse
-	(*GetKeysRequest)(nil),              // 12: blindbank.v1.GetKeysRequest
-	(*GetKeysResponse)(nil),             // 13: blindbank.v1.GetKeysResponse
-	(*PrepareWithdrawRequest)(nil),      // 14: blindbank.v1.PrepareWithdrawRequest
-	(*PrepareWithdrawResponse)(nil),     // 15: blindbank.v1.PrepareWithdrawResponse
-	(*WithdrawRequest)(nil),             // 16: blindbank.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),            // 17: blindbank.v1.WithdrawResponse
-	(*DepositRequest)(nil),              // 18: blindbank.v1.DepositRequest
-	(*DepositResponse)(nil),             // 19: blindbank.v1.DepositResponse
-	(*SwapRequest)(nil),                 // 20: blindbank.v1.SwapRequest
-	(*SwapResponse)(nil),                // 21: blindbank.v1.SwapResponse
-	(*RecoupRequest)(nil),               // 22: blindbank.v1.RecoupRequest
-	(*RecoupResponse)(nil),              // 23: blindbank.v1.RecoupResponse
-	(*IssuedSignaturesRequest)(nil),     // 24: blindbank.v1.IssuedSignaturesRequest
-	(*IssuedSignaturesResponse)(nil),    // 25: blindbank.v1.IssuedSignaturesResponse
-	(*CoinsSpentRequest)(nil),           // 26: blindbank.v1.CoinsSpentRequest
-	(*CoinsSpentResponse)(nil),          // 27: blindbank.v1.CoinsSpentResponse
-	(*DepositStatusRequest)(nil),        // 28: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 29: blindbank.v1.DoubleSpendDetail
-	(*ListOwedRequest)(nil),             // 30: blindbank.v1.ListOwedRequest
-	(*ListOwedResponse)(nil),            // 31: blindbank.v1.ListOwedResponse
-	(*PayoutRequest)(nil),               // 32: blindbank.v1.PayoutRequest
-	(*PayoutResponse)(nil),              // 33: blindbank.v1.PayoutResponse
-	(*SetLimitsRequest)(nil),            // 34: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 35: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 36: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 37: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 38: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 39: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 40: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 41: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 42: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 43: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 44: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 45: blindbank.v1.PrepareWithdrawRequest.Item
-	(*ListOwedResponse_Owed)(nil),       // 46: blindbank.v1.ListOwedResponse.Owed
+	(*FindEntryRequest)(nil),            // 0: blindbank.v1.FindEntryRequest
+	(*FindEntryResponse)(nil),           // 1: blindbank.v1.FindEntryResponse
+	(*GetCheckpointRequest)(nil),        // 2: blindbank.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 3: blindbank.v1.GetCheckpointResponse
+	(*GetLogEntriesRequest)(nil),        // 4: blindbank.v1.GetLogEntriesRequest
+	(*GetLogEntriesResponse)(nil),       // 5: blindbank.v1.GetLogEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 6: blindbank.v1.GetInclusionProofRequest
+	(*GetConsistencyProofRequest)(nil),  // 7: blindbank.v1.GetConsistencyProofRequest
+	(*LogProof)(nil),                    // 8: blindbank.v1.LogProof
+	(*SubmitCheckRequest)(nil),          // 9: blindbank.v1.SubmitCheckRequest
+	(*CheckResult)(nil),                 // 10: blindbank.v1.CheckResult
+	(*CheckStatusRequest)(nil),          // 11: blindbank.v1.CheckStatusRequest
+	(*GetStatementRequest)(nil),         // 12: blindbank.v1.GetStatementRequest
+	(*GetStatementResponse)(nil),        // 13: blindbank.v1.GetStatementResponse
+	(*GetKeysRequest)(nil),              // 14: blindbank.v1.GetKeysRequest
+	(*GetKeysResponse)(nil),             // 15: blindbank.v1.GetKeysResponse
+	(*PrepareWithdrawRequest)(nil),      // 16: blindbank.v1.PrepareWithdrawRequest
+	(*PrepareWithdrawResponse)(nil),     // 17: blindbank.v1.PrepareWithdrawResponse
+	(*WithdrawRequest)(nil),             // 18: blindbank.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),            // 19: blindbank.v1.WithdrawResponse
+	(*DepositRequest)(nil),              // 20: blindbank.v1.DepositRequest
+	(*DepositResponse)(nil),             // 21: blindbank.v1.DepositResponse
+	(*SwapRequest)(nil),                 // 22: blindbank.v1.SwapRequest
+	(*SwapResponse)(nil),                // 23: blindbank.v1.SwapResponse
+	(*RecoupRequest)(nil),               // 24: blindbank.v1.RecoupRequest
+	(*RecoupResponse)(nil),              // 25: blindbank.v1.RecoupResponse
+	(*IssuedSignaturesRequest)(nil),     // 26: blindbank.v1.IssuedSignaturesRequest
+	(*IssuedSignaturesResponse)(nil),    // 27: blindbank.v1.IssuedSignaturesResponse
+	(*CoinsSpentRequest)(nil),           // 28: blindbank.v1.CoinsSpentRequest
+	(*CoinsSpentResponse)(nil),          // 29: blindbank.v1.CoinsSpentResponse
+	(*DepositStatusRequest)(nil),        // 30: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 31: blindbank.v1.DoubleSpendDetail
+	(*ListOwedRequest)(nil),             // 32: blindbank.v1.ListOwedRequest
+	(*ListOwedResponse)(nil),            // 33: blindbank.v1.ListOwedResponse
+	(*PayoutRequest)(nil),               // 34: blindbank.v1.PayoutRequest
+	(*PayoutResponse)(nil),              // 35: blindbank.v1.PayoutResponse
+	(*SetLimitsRequest)(nil),            // 36: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 37: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 38: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 39: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 40: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 41: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 42: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 43: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 44: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 45: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 46: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 47: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedResponse_Owed)(nil),       // 48: blindbank.v1.ListOwedResponse.Owed
 }
 var file_bank_proto_depIdxs = []int32{
-	45, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	46, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
-	43, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
-	12, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
-	14, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
-	16, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
-	18, // 6: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	28, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
-	20, // 8: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
-	22, // 9: blindbank.v1.Bank.Recoup:input_type -> blindbank.v1.RecoupRequest
-	24, // 10: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
-	26, // 11: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
-	7,  // 12: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	9,  // 13: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	10, // 14: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	0,  // 15: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
-	2,  // 16: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
-	4,  // 17: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
-	5,  // 18: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
-	38, // 19: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	40, // 20: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	42, // 21: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	34, // 22: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	36, // 23: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	30, // 24: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
-	32, // 25: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
-	13, // 26: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	15, // 27: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	17, // 28: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	19, // 29: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	19, // 30: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	21, // 31: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	23, // 32: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
-	25, // 33: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	27, // 34: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	8,  // 35: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	8,  // 36: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	11, // 37: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	1,  // 38: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
-	3,  // 39: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
-	6,  // 40: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
-	6,  // 41: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
-	39, // 42: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	41, // 43: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	44, // 44: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	35, // 45: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	37, // 46: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	31, // 47: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
-	33, // 48: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
-	26, // [26:49] is the sub-list for method output_type
-	3,  // [3:26] is the sub-list for method input_type
+	47, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	48, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
+	45, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	14, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
+	16, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
+	18, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
+	20, // 6: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
+	30, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	22, // 8: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
+	24, // 9: blindbank.v1.Bank.Recoup:input_type -> blindbank.v1.RecoupRequest
+	26, // 10: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
+	28, // 11: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
+	9,  // 12: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	11, // 13: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	12, // 14: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	2,  // 15: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
+	4,  // 16: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
+	6,  // 17: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
+	7,  // 18: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
+	0,  // 19: blindbank.v1.AuditLog.FindEntry:input_type -> blindbank.v1.FindEntryRequest
+	40, // 20: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	42, // 21: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	44, // 22: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	36, // 23: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	38, // 24: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	32, // 25: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
+	34, // 26: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
+	15, // 27: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	17, // 28: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	19, // 29: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	21, // 30: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	21, // 31: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	23, // 32: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	25, // 33: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
+	27, // 34: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	29, // 35: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	10, // 36: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	10, // 37: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	13, // 38: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	3,  // 39: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	5,  // 40: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	8,  // 41: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	8,  // 42: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	1,  // 43: blindbank.v1.AuditLog.FindEntry:output_type -> blindbank.v1.FindEntryResponse
+	41, // 44: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	43, // 45: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	46, // 46: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	37, // 47: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	39, // 48: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	33, // 49: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
+	35, // 50: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
+	27, // [27:51] is the sub-list for method output_type
+	3,  // [3:27] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -2756,7 +2853,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

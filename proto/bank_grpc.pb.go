@@ -619,6 +619,7 @@ const (
 	AuditLog_GetLogEntries_FullMethodName       = "/blindbank.v1.AuditLog/GetLogEntries"
 	AuditLog_GetInclusionProof_FullMethodName   = "/blindbank.v1.AuditLog/GetInclusionProof"
 	AuditLog_GetConsistencyProof_FullMethodName = "/blindbank.v1.AuditLog/GetConsistencyProof"
+	AuditLog_FindEntry_FullMethodName           = "/blindbank.v1.AuditLog/FindEntry"
 )
 
 // AuditLogClient is the client API for AuditLog service.
@@ -640,6 +641,11 @@ type AuditLogClient interface {
 	// GetConsistencyProof proves that the tree of new_size entries extends
 	// the tree of old_size entries.
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*LogProof, error)
+	// FindEntry returns the index of the entry of a deposit (by payment
+	// hash), a withdrawal or swap (by request hash), a recoup (by request
+	// hash) or a check (by EPO hash); NOT_FOUND if none. Only who knows the
+	// hash can ask.
+	FindEntry(ctx context.Context, in *FindEntryRequest, opts ...grpc.CallOption) (*FindEntryResponse, error)
 }
 
 type auditLogClient struct {
@@ -690,6 +696,16 @@ func (c *auditLogClient) GetConsistencyProof(ctx context.Context, in *GetConsist
 	return out, nil
 }
 
+func (c *auditLogClient) FindEntry(ctx context.Context, in *FindEntryRequest, opts ...grpc.CallOption) (*FindEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindEntryResponse)
+	err := c.cc.Invoke(ctx, AuditLog_FindEntry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditLogServer is the server API for AuditLog service.
 // All implementations must embed UnimplementedAuditLogServer
 // for forward compatibility.
@@ -709,6 +725,11 @@ type AuditLogServer interface {
 	// GetConsistencyProof proves that the tree of new_size entries extends
 	// the tree of old_size entries.
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*LogProof, error)
+	// FindEntry returns the index of the entry of a deposit (by payment
+	// hash), a withdrawal or swap (by request hash), a recoup (by request
+	// hash) or a check (by EPO hash); NOT_FOUND if none. Only who knows the
+	// hash can ask.
+	FindEntry(context.Context, *FindEntryRequest) (*FindEntryResponse, error)
 	mustEmbedUnimplementedAuditLogServer()
 }
 
@@ -730,6 +751,9 @@ func (UnimplementedAuditLogServer) GetInclusionProof(context.Context, *GetInclus
 }
 func (UnimplementedAuditLogServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*LogProof, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedAuditLogServer) FindEntry(context.Context, *FindEntryRequest) (*FindEntryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method FindEntry not implemented")
 }
 func (UnimplementedAuditLogServer) mustEmbedUnimplementedAuditLogServer() {}
 func (UnimplementedAuditLogServer) testEmbeddedByValue()                  {}
@@ -824,6 +848,24 @@ func _AuditLog_GetConsistencyProof_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditLog_FindEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditLogServer).FindEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditLog_FindEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditLogServer).FindEntry(ctx, req.(*FindEntryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditLog_ServiceDesc is the grpc.ServiceDesc for AuditLog service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -846,6 +888,10 @@ var AuditLog_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsistencyProof",
 			Handler:    _AuditLog_GetConsistencyProof_Handler,
+		},
+		{
+			MethodName: "FindEntry",
+			Handler:    _AuditLog_FindEntry_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -472,6 +472,14 @@ func (w *Wallet) accept(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, 
 	if err := w.storePurchase(id, rec); err != nil {
 		return nil, err
 	}
+	// The decision is due for checking in the bank's audit log.
+	kind := uint8(logEPODeclined)
+	if r.Decision == echeck.Approved {
+		kind = logEPOApproved
+	}
+	if err := w.db.Set(logCheckKey(epo.Hash()), (&logCheck{Kind: kind}).encode(), pebble.Sync); err != nil {
+		return nil, err
+	}
 	w.tr.Record(w.now(), "epo-receipt", rawReceipt, id.String())
 	p, err := w.purchase(ks, id, rec, nil)
 	if err != nil {

@@ -14,7 +14,8 @@ import (
 )
 
 // The wallet checks that the bank logged what it did with the wallet's
-// coins: each settled payment, return and swap leaves a check due
+// coins and account: each settled payment, return, swap and payment order
+// (check or purchase) leaves a check due
 // (v/<payment or swap request hash>); VerifyLog finds the entry in the
 // bank's audit log, verifies its inclusion proof against a checkpoint the
 // wallet's witness accepted (m/witness, the newest checkpoint seen, so a
@@ -26,14 +27,16 @@ var keyWitness = []byte("m/witness")
 func logCheckKey(ref ecash.Hash) []byte { return append([]byte("v/"), ref[:]...) }
 
 const (
-	logDeposit = 1
-	logSwap    = 2
+	logDeposit     = 1
+	logSwap        = 2
+	logEPOApproved = 3 // a check or purchase the bank approved
+	logEPODeclined = 4
 )
 
 // logCheck is a log entry the wallet expects.
 type logCheck struct {
 	Kind  uint8
-	Index int64 // 0: ask the bank (payments learn it from DepositStatus)
+	Index int64 // 0: ask the bank (FindEntry)
 	Coins []ecash.Hash
 }
 
@@ -97,12 +100,10 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		return nil, err
 	}
 	for ref, c := range due {
-		if c.Index == 0 && c.Kind == logDeposit {
-			resp, err := bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: ref[:]})
-			if err != nil {
-				return nil, fmt.Errorf("wallet: log index of payment %x: %w", ref[:8], err)
+		if c.Index == 0 {
+			if c.Index, _, err = logclient.Find(ctx, logc, ref); err != nil {
+				return nil, err
 			}
-			c.Index = resp.LogIndex
 		}
 		if c.Index <= 0 || c.Index >= cp.Size {
 			rep.Waiting++
@@ -112,11 +113,14 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		if err != nil {
 			return nil, err
 		}
-		kind := auditlog.KindDeposit
-		if c.Kind == logSwap {
-			kind = auditlog.KindSwap
+		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: ref, Coins: c.Coins}
+		switch c.Kind {
+		case logSwap:
+			x.Kind = auditlog.KindSwap
+		case logEPOApproved, logEPODeclined:
+			x.Kind, x.Approved = auditlog.KindCheck, c.Kind == logEPOApproved
 		}
-		if err := (logclient.Expect{Kind: kind, Ref: ref, Coins: c.Coins}).Match(e); err != nil {
+		if err := x.Match(e); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrLogMismatch, err)
 		}
 		if err := w.db.Delete(logCheckKey(ref), pebble.Sync); err != nil {

@@ -12,6 +12,8 @@ import (
 	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
@@ -87,6 +89,19 @@ func noteText(signed []byte) []byte {
 	return signed
 }
 
+// Find returns the index of the entry logged for ref (a payment, request
+// or EPO hash); found is false if the bank logged none.
+func Find(ctx context.Context, c pb.AuditLogClient, ref ecash.Hash) (index int64, found bool, err error) {
+	resp, err := c.FindEntry(ctx, &pb.FindEntryRequest{Ref: ref[:]})
+	if status.Code(err) == codes.NotFound {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("audit log: the entry of %x: %w", ref[:8], err)
+	}
+	return resp.Index, true, nil
+}
+
 // Consistency fetches the proof that the tree of newSize entries extends
 // the tree of oldSize entries.
 func Consistency(ctx context.Context, c pb.AuditLogClient, oldSize, newSize int64) (tlog.TreeProof, error) {
@@ -142,11 +157,12 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash) or a swap (Ref: the swap request hash), spending exactly
-// Coins.
+// Coins; or a check (Ref: the EPO hash) decided as Approved says.
 type Expect struct {
-	Kind  auditlog.Kind // auditlog.KindDeposit or auditlog.KindSwap
-	Ref   ecash.Hash
-	Coins []ecash.Hash
+	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap or KindCheck
+	Ref      ecash.Hash
+	Coins    []ecash.Hash
+	Approved bool // for a check
 }
 
 // Match checks that e records x (ErrMismatch if not).
@@ -160,6 +176,11 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		ref, spent = op.PaymentHash, op.Coins
 	case auditlog.Swap:
 		ref, spent = op.RequestHash, op.Spent
+	case auditlog.Check:
+		ref = op.EPOHash
+		if (op.Outcome == auditlog.OutcomeApproved) != x.Approved {
+			return fmt.Errorf("%w: entry %d records the check %s", ErrMismatch, e.Index, op.Outcome)
+		}
 	}
 	if e.Kind() != x.Kind {
 		return fmt.Errorf("%w: entry %d is a %s, not a %s", ErrMismatch, e.Index, e.Kind(), x.Kind)

@@ -44,13 +44,20 @@ func TestAuditLog(t *testing.T) {
 	if _, err := w.Return(ctx, bankc, mustAmount(t, "EUR:0.50")); err != nil {
 		t.Fatal(err)
 	}
+	// A check paid from the account (NetBill), approved, and one declined.
+	if _, err := w.WriteCheck(ctx, bankc, s.client, mustAmount(t, "EUR:1.00"), "rent"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteCheck(ctx, bankc, s.client, mustAmount(t, "EUR:1000.00"), "too much"); err == nil {
+		t.Fatal("a check beyond the balance was approved")
+	}
 	rep, err := w.VerifyLog(ctx, bankc, logc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Three payments and a return, and the swaps that made change.
-	if rep.Verified < 5 || rep.Waiting != 0 {
-		t.Fatalf("verified %d entries, %d waiting; want every payment, return and swap", rep.Verified, rep.Waiting)
+	// Three payments, a return, the swaps that made change, and two checks.
+	if rep.Verified < 7 || rep.Waiting != 0 {
+		t.Fatalf("verified %d entries, %d waiting; want every payment, return, swap and check", rep.Verified, rep.Waiting)
 	}
 	// The merchant checks its deposits too.
 	mrep, err := s.admin.VerifyLog(ctx, &pb.VerifyLogRequest{})
