@@ -77,6 +77,11 @@ func (op *DepositOp) Validate() ([]ecash.Hash, error) {
 	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
 		return nil, invalidOp("receipt of %d bytes", len(op.Receipt))
 	}
+	for i, c := range op.Coins {
+		if c.Credit != 0 {
+			return nil, invalidOp("deposit of coin %d's refund credit (only swaps spend credit)", i)
+		}
+	}
 	return validateCoins(op.Coins)
 }
 
@@ -85,10 +90,48 @@ func (op *SwapOp) Validate() ([]ecash.Hash, error) {
 	if op.Value <= 0 {
 		return nil, invalidOp("swap value %d", op.Value)
 	}
+	for i, c := range op.Coins {
+		if c.Credit < 0 {
+			return nil, invalidOp("input %d spends a credit of %d", i, c.Credit)
+		}
+	}
 	if err := validateIssue(op.BlindSigs, op.Blinded, op.Locks); err != nil {
 		return nil, err
 	}
 	return validateCoins(op.Coins)
+}
+
+// Validate checks a refund's shape: coins distinct, each value within its
+// cap, and values summing to the amount.
+func (op *RefundOp) Validate() error {
+	switch {
+	case op.Amount <= 0:
+		return invalidOp("refund amount %d", op.Amount)
+	case IsSystem(op.Merchant):
+		return invalidOp("refund from system account %d", op.Merchant)
+	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
+		return invalidOp("receipt of %d bytes", len(op.Receipt))
+	case len(op.Coins) == 0 || len(op.Coins) > ecash.MaxCoinsPerRequest:
+		return invalidOp("refund to %d coins", len(op.Coins))
+	}
+	var sum int64
+	seen := make(map[ecash.Hash]bool, len(op.Coins))
+	for i, c := range op.Coins {
+		if c.Value <= 0 || c.Value > c.Cap {
+			return invalidOp("refund of %d to coin %d, which paid %d", c.Value, i, c.Cap)
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("%w: %w: %x", ErrInvalidOp, ErrDuplicateCoin, c.ID[:8])
+		}
+		seen[c.ID] = true
+		if sum += c.Value; sum <= 0 || sum > op.Amount {
+			return invalidOp("refunded coins exceed the amount %d", op.Amount)
+		}
+	}
+	if sum != op.Amount {
+		return invalidOp("refunded coins total %d, the amount is %d", sum, op.Amount)
+	}
+	return nil
 }
 
 // Validate checks a payment order's shape.
@@ -166,6 +209,19 @@ func validateCoins(coins []SpentCoin) ([]ecash.Hash, error) {
 		}
 	}
 	return sorted, nil
+}
+
+// SplitCredits separates a swap's inputs that spend coins from those that
+// spend a coin's refund credit (SpentCoin.Credit).
+func SplitCredits(coins []SpentCoin) (spends, credits []SpentCoin) {
+	for _, c := range coins {
+		if c.Credit > 0 {
+			credits = append(credits, c)
+		} else {
+			spends = append(spends, c)
+		}
+	}
+	return spends, credits
 }
 
 // SortedHashes returns a sorted copy of hs.

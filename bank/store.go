@@ -28,6 +28,13 @@ var (
 	ErrStoreClosed       = errors.New("bank: store is closed")
 	ErrDuplicateCoin     = errors.New("bank: coin appears twice in one request")
 	ErrNonceReused       = errors.New("bank: nonce already answered for another blinded message")
+	ErrNotDeposited      = errors.New("bank: no such payment was deposited to this merchant")
+	// ErrRefundExceeds: a refund would give a coin back more than it paid,
+	// counting earlier refunds.
+	ErrRefundExceeds = errors.New("bank: refund exceeds what the payment's coins paid")
+	// ErrNoCredit: a swap input claims refund credit the coin does not have
+	// (never refunded, or its credit already spent).
+	ErrNoCredit = errors.New("bank: the coin has no such refund credit")
 	// ErrOutcomeUnknown: a networked store lost its connection during a
 	// commit and cannot tell whether it happened. Retrying the same request
 	// is safe: every mutation is idempotent under its key.
@@ -68,6 +75,7 @@ const (
 	KindDeposit  = "deposit"
 	KindCheck    = "check"
 	KindPayout   = "payout"
+	KindRefund   = "refund"
 )
 
 // Posting is one line of an account's history.
@@ -123,6 +131,38 @@ type NonceLock struct {
 type SpentCoin struct {
 	ID         ecash.Hash
 	Permission []byte
+	// Credit > 0 (swaps only): the input spends the refund credit of a coin
+	// already spent, all of it and exactly this much, not the coin itself.
+	Credit int64
+}
+
+// RefundOp gives back (part of) a deposited payment: it debits the merchant
+// and restores value to coins of the payment, which their owner may then
+// spend again in a swap (SpentCoin.Credit). The service allocates the
+// amount to coins; the store checks the allocation against its state.
+type RefundOp struct {
+	RequestHash ecash.Hash // the signed refund request's hash: the idempotency key
+	PaymentHash ecash.Hash // the payment refunded
+	Merchant    uint64
+	Amount      int64 // > 0: the sum of Coins' values
+	Coins       []CoinRefund
+	Receipt     []byte // the signed refund receipt to store and return
+	Time        time.Time
+	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
+}
+
+// CoinRefund is the value a refund restores to one coin of the payment.
+type CoinRefund struct {
+	ID    ecash.Hash
+	Value int64 // > 0
+	Cap   int64 // what the coin paid: all refunds together restore at most this
+}
+
+// CoinState is what the store knows of a coin.
+type CoinState struct {
+	Permission []byte // the permission that spent it; nil: unspent
+	Refunded   int64  // value restored to it by refunds, in all
+	Credit     int64  // of which not yet spent again
 }
 
 // DepositOp credits a merchant for coins the service already verified.
@@ -301,12 +341,28 @@ type Store interface {
 	// ErrNoAccount, and ErrInvalidOp for a system account.
 	Deposit(ctx context.Context, op DepositOp) ([]byte, error)
 	// Swap marks every input coin spent and records op.BlindSigs under
-	// op.RequestHash with every nonce lock, all or nothing. If the request
+	// op.RequestHash with every nonce lock, all or nothing. An input with
+	// a Credit instead spends the refund credit of a spent coin: the coin's
+	// credit must be exactly Credit (ErrNoCredit), and becomes zero. If the request
 	// hash is recorded it changes nothing and returns the recorded
 	// signatures (ErrRequestConflict if it was recorded with other coins or
 	// value). A spent coin: *SpentError; a nonce locked to another blinded
 	// message, by a withdrawal or a swap: ErrNonceReused.
 	Swap(ctx context.Context, op SwapOp) ([][]byte, error)
+	// Refund applies a refund in one step: the payment must be deposited to
+	// op.Merchant (ErrNotDeposited) and every coin be one of its coins
+	// (ErrInvalidOp); each coin's refunds in all stay within its Cap
+	// (ErrRefundExceeds); the merchant's balance covers op.Amount
+	// (ErrInsufficientFunds: the money was paid out). It moves op.Amount
+	// from the merchant to AccountOutstanding, adds each coin's value to its
+	// refunded total and its credit, and records op.Receipt under
+	// op.RequestHash. A recorded request hash changes nothing and returns
+	// the recorded receipt if payment, merchant and amount match
+	// (ErrRequestConflict if not).
+	Refund(ctx context.Context, op RefundOp) ([]byte, error)
+	// CoinStates reports the state of each coin (at most
+	// ecash.MaxCoinsPerRequest).
+	CoinStates(ctx context.Context, coins []ecash.Hash) ([]CoinState, error)
 	// Issued looks up blind signatures by the SHA-256 of their blinded
 	// messages (at most ecash.MaxCoinsPerRequest): out[i] is nil if none was
 	// issued for blinded[i]. A blinded message answered twice keeps its

@@ -29,6 +29,8 @@ const (
 	prefixCheck    = "e/" // e/<EPOID>                      → check outcome record
 	prefixSwap     = "s/" // s/<request hash>               → swap record
 	prefixIssued   = "i/" // i/<SHA-256 of blinded message> → issued record
+	prefixCredit   = "f/" // f/<coin id>                    → coin refund record
+	prefixRefund   = "u/" // u/<refund request hash>        → refund record
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -367,6 +369,49 @@ func decodeCoin(b []byte) (*coinRecord, error) {
 	d := dec{b: b}
 	c := &coinRecord{Payment: d.hash(), Permission: d.bytes()}
 	return c, d.finish("coin record")
+}
+
+// creditRecord is stored under f/<coin id>: value refunds restored to a
+// spent coin, and what of it is not yet spent again.
+type creditRecord struct {
+	Refunded int64
+	Credit   int64
+}
+
+func encodeCredit(c *creditRecord) []byte {
+	var e enc
+	e.i64(c.Refunded)
+	e.i64(c.Credit)
+	return e.b
+}
+
+func decodeCredit(b []byte) (*creditRecord, error) {
+	d := dec{b: b}
+	c := &creditRecord{Refunded: d.i64(), Credit: d.i64()}
+	return c, d.finish("credit record")
+}
+
+// refundRecord is stored under u/<refund request hash>.
+type refundRecord struct {
+	Payment  ecash.Hash
+	Merchant uint64
+	Amount   int64
+	Receipt  []byte
+}
+
+func encodeRefund(r *refundRecord) []byte {
+	var e enc
+	e.fixed(r.Payment[:])
+	e.u64(r.Merchant)
+	e.i64(r.Amount)
+	e.bytes(r.Receipt)
+	return e.b
+}
+
+func decodeRefund(b []byte) (*refundRecord, error) {
+	d := dec{b: b}
+	r := &refundRecord{Payment: d.hash(), Merchant: d.u64(), Amount: d.i64(), Receipt: d.bytes()}
+	return r, d.finish("refund record")
 }
 
 // depositRecord is stored under d/<payment hash>.

@@ -43,6 +43,8 @@
 //	i/<blinded message hash>  issued: withdraw or swap, its request hash, the signature's position
 //	d/<payment hash>          deposit: merchant, amount, coin ids, receipt bytes
 //	r/<credit reference>      credit reference: account, amount
+//	f/<coin id>               refunds of a spent coin: value restored in all, credit not yet spent again
+//	u/<refund request hash>   refund: payment hash, merchant, amount, receipt bytes
 //
 // History reads an account's postings newest first by iterating p/<id> in
 // reverse. The system accounts [bank.AccountFunding] and
@@ -758,13 +760,17 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			sigs = r.Sigs
 			return nil
 		}
-		if err := t.checkUnspent(op.Coins); err != nil {
+		spends, credits := bank.SplitCredits(op.Coins)
+		if err := t.checkUnspent(spends); err != nil {
+			return err
+		}
+		if err := t.spendCredits(credits); err != nil {
 			return err
 		}
 		if err := t.checkLocks(op.Locks); err != nil {
 			return err
 		}
-		t.spend(op.Coins, op.RequestHash)
+		t.spend(spends, op.RequestHash)
 		t.setLocks(op.Locks)
 		if err := t.index(op.Blinded, true, op.RequestHash); err != nil {
 			return err
@@ -777,6 +783,152 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		return nil, err
 	}
 	return sigs, nil
+}
+
+// spendCredits zeroes each coin's refund credit, which must be exactly the
+// input's Credit (bank.ErrNoCredit otherwise).
+func (t *txn) spendCredits(coins []bank.SpentCoin) error {
+	for _, c := range coins {
+		fk := hashKey(prefixCredit, c.ID)
+		v, ok, err := t.get(fk)
+		if err != nil {
+			return err
+		}
+		var rec creditRecord
+		if ok {
+			r, err := decodeCredit(v)
+			if err != nil {
+				return err
+			}
+			rec = *r
+		}
+		if rec.Credit != c.Credit {
+			return fmt.Errorf("%w: coin %x has %d, the input claims %d", bank.ErrNoCredit, c.ID[:8], rec.Credit, c.Credit)
+		}
+		rec.Credit = 0
+		t.set(fk, encodeCredit(&rec))
+	}
+	return nil
+}
+
+// Refund implements bank.Store.
+func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
+	if err := op.Validate(); err != nil {
+		return nil, err
+	}
+	var receipt []byte
+	err := s.submit(ctx, func(t *txn) error {
+		uk := hashKey(prefixRefund, op.RequestHash)
+		v, ok, err := t.get(uk)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r, err := decodeRefund(v)
+			if err != nil {
+				return err
+			}
+			if r.Payment != op.PaymentHash || r.Merchant != op.Merchant || r.Amount != op.Amount {
+				return ErrRequestConflict
+			}
+			receipt = r.Receipt
+			return nil
+		}
+		v, ok, err = t.get(hashKey(prefixDeposit, op.PaymentHash))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return bank.ErrNotDeposited
+		}
+		dep, err := decodeDeposit(v)
+		if err != nil {
+			return err
+		}
+		if dep.Merchant != op.Merchant {
+			return bank.ErrNotDeposited
+		}
+		for _, c := range op.Coins {
+			if !slices.Contains(dep.Coins, c.ID) {
+				return invalid("coin %x is not in the payment", c.ID[:8])
+			}
+			fk := hashKey(prefixCredit, c.ID)
+			var rec creditRecord
+			v, ok, err := t.get(fk)
+			if err != nil {
+				return err
+			}
+			if ok {
+				r, err := decodeCredit(v)
+				if err != nil {
+					return err
+				}
+				rec = *r
+			}
+			if rec.Refunded+c.Value > c.Cap {
+				return bank.ErrRefundExceeds
+			}
+			rec.Refunded += c.Value
+			if rec.Credit, err = addBalance(rec.Credit, c.Value); err != nil {
+				return err
+			}
+			t.set(fk, encodeCredit(&rec))
+		}
+		m, err := t.account(op.Merchant)
+		if err != nil {
+			return err
+		}
+		if m.Balance < op.Amount {
+			return bank.ErrInsufficientFunds
+		}
+		out, err := t.account(bank.AccountOutstanding)
+		if err != nil {
+			return err
+		}
+		if err := t.transfer(m, out, bank.KindRefund, op.Amount, "refund of payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time, "", ""); err != nil {
+			return err
+		}
+		t.set(uk, encodeRefund(&refundRecord{Payment: op.PaymentHash, Merchant: op.Merchant, Amount: op.Amount, Receipt: op.Receipt}))
+		receipt = bytes.Clone(op.Receipt)
+		return t.appendLog(op.Log, op.Time, &op.RequestHash)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return receipt, nil
+}
+
+// CoinStates implements bank.Store.
+func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.CoinState, error) {
+	if len(coins) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d coins", len(coins))
+	}
+	out := make([]bank.CoinState, len(coins))
+	for i, id := range coins {
+		v, found, err := s.lookup(ctx, hashKey(prefixCoin, id))
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue
+		}
+		c, err := decodeCoin(v)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Permission = c.Permission
+		if v, found, err = s.lookup(ctx, hashKey(prefixCredit, id)); err != nil {
+			return nil, err
+		}
+		if found {
+			r, err := decodeCredit(v)
+			if err != nil {
+				return nil, err
+			}
+			out[i].Refunded, out[i].Credit = r.Refunded, r.Credit
+		}
+	}
+	return out, nil
 }
 
 // checkUnspent returns a *bank.SpentError for the first spent coin.

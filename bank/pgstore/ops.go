@@ -469,7 +469,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
 		b.Queue(`SELECT value, coins, sigs FROM swaps WHERE request_hash = $1`, op.RequestHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recValue, &recCoins, &recSigs) })
-		queueSpend(b, op.Coins, op.RequestHash, spent)
+		spends, credits := bank.SplitCredits(op.Coins)
+		queueSpend(b, spends, op.RequestHash, spent)
+		credited := queueSpendCredits(b, credits)
 		locks.queue(b, &reusedNs)
 		if err := t.send(b); err != nil {
 			return err
@@ -487,6 +489,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		}
 		if err := firstSpent(op.Coins, spent); err != nil {
 			return refuse(err)
+		}
+		if *credited != len(credits) {
+			return refuse(fmt.Errorf("%w: %d of %d inputs' credit", bank.ErrNoCredit, len(credits)-*credited, len(credits)))
 		}
 		if reusedNs > 0 {
 			return refuse(bank.ErrNonceReused)
@@ -696,6 +701,179 @@ func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash, spent map[
 		}
 		return rows.Err()
 	})
+}
+
+// queueSpendCredits zeroes the refund credit of each coin whose credit is
+// exactly its input's Credit, in id order, and counts them into the result.
+func queueSpendCredits(b *pgx.Batch, coins []bank.SpentCoin) *int {
+	n := new(int)
+	if len(coins) == 0 {
+		return n
+	}
+	sorted := slices.Clone(coins)
+	slices.SortFunc(sorted, func(a, b bank.SpentCoin) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	ids, credits := make([][]byte, len(sorted)), make([]int64, len(sorted))
+	for i, c := range sorted {
+		ids[i], credits[i] = c.ID[:], c.Credit
+	}
+	b.Queue(`UPDATE coin_credits f SET credit = 0
+		FROM unnest($1::bytea[], $2::bigint[]) AS c(id, credit)
+		WHERE f.coin_id = c.id AND f.credit = c.credit AND c.credit > 0`, ids, credits).
+		Exec(func(ct pgconn.CommandTag) error { *n = int(ct.RowsAffected()); return nil })
+	return n
+}
+
+// Refund implements bank.Store. Each coin's credit row is upserted first,
+// which locks it, so concurrent refunds of one coin are checked one after
+// the other against its cap.
+func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
+	if err := op.Validate(); err != nil {
+		return nil, err
+	}
+	merchant, ok := dbID(op.Merchant)
+	if !ok {
+		return nil, bank.ErrNotDeposited
+	}
+	sorted := slices.Clone(op.Coins)
+	slices.SortFunc(sorted, func(a, b bank.CoinRefund) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	ids, values := make([][]byte, len(sorted)), make([]int64, len(sorted))
+	for i, c := range sorted {
+		ids[i], values[i] = c.ID[:], c.Value
+	}
+	at := dbTime(op.Time)
+	var receipt []byte
+	err := s.mutate(ctx, "refund", func(t *txn) error {
+		b := begin()
+		var (
+			fresh           bool
+			recPay          []byte
+			recMerch, recAm int64
+			recRcpt         []byte
+			depFound        bool
+			depMerch        int64
+			depCoins        [][]byte
+			refunded        = map[ecash.Hash]int64{}
+		)
+		b.Queue(`INSERT INTO refunds (request_hash, payment_hash, merchant, amount, receipt, created) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (request_hash) DO NOTHING`, op.RequestHash[:], op.PaymentHash[:], merchant, op.Amount, op.Receipt, at).
+			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
+		b.Queue(`SELECT payment_hash, merchant, amount, receipt FROM refunds WHERE request_hash = $1`, op.RequestHash[:]).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&recPay, &recMerch, &recAm, &recRcpt) })
+		b.Queue(`SELECT merchant, coins FROM deposits WHERE payment_hash = $1`, op.PaymentHash[:]).
+			QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&depMerch, &depCoins)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				depFound = err == nil
+				return err
+			})
+		b.Queue(`INSERT INTO coin_credits (coin_id, refunded, credit)
+			SELECT c.id, c.v, c.v FROM unnest($1::bytea[], $2::bigint[]) AS c(id, v) ORDER BY 1
+			ON CONFLICT (coin_id) DO UPDATE SET refunded = coin_credits.refunded + excluded.refunded,
+				credit = coin_credits.credit + excluded.credit
+			RETURNING coin_id, refunded`, ids, values).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id []byte
+				var r int64
+				if err := rows.Scan(&id, &r); err != nil {
+					return err
+				}
+				var h ecash.Hash
+				copy(h[:], id)
+				refunded[h] = r
+			}
+			return rows.Err()
+		})
+		accts := map[uint64]*account{}
+		lockAccounts(b, accts, op.Merchant, bank.AccountOutstanding)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !fresh {
+			if !bytes.Equal(recPay, op.PaymentHash[:]) || recMerch != merchant || recAm != op.Amount {
+				return refuse(bank.ErrRequestConflict)
+			}
+			receipt = recRcpt
+			return nil
+		}
+		if !depFound || depMerch != merchant {
+			return refuse(bank.ErrNotDeposited)
+		}
+		paid, err := hashes(depCoins)
+		if err != nil {
+			return err
+		}
+		for _, c := range op.Coins {
+			if !slices.Contains(paid, c.ID) {
+				return refuse(invalid("coin %x is not in the payment", c.ID[:8]))
+			}
+			if refunded[c.ID] > c.Cap {
+				return refuse(bank.ErrRefundExceeds)
+			}
+		}
+		m, out := accts[op.Merchant], accts[bank.AccountOutstanding]
+		if m == nil || out == nil {
+			return errors.New("pgstore: refund: merchant or outstanding account missing")
+		}
+		if m.Balance < op.Amount {
+			return refuse(bank.ErrInsufficientFunds)
+		}
+		b = &pgx.Batch{}
+		if err := (writer{b}).transfer(m, out, bank.KindRefund, op.Amount, "refund of payment "+hex.EncodeToString(op.PaymentHash[:]), at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
+			return err
+		}
+		receipt = bytes.Clone(op.Receipt)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return receipt, nil
+}
+
+// CoinStates implements bank.Store.
+func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.CoinState, error) {
+	if len(coins) > ecash.MaxCoinsPerRequest {
+		return nil, invalid("%d coins", len(coins))
+	}
+	ids := make([][]byte, len(coins))
+	for i := range coins {
+		ids[i] = coins[i][:]
+	}
+	states := map[ecash.Hash]bank.CoinState{}
+	err := s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT s.coin_id, s.permission, coalesce(f.refunded, 0), coalesce(f.credit, 0)
+			FROM spent_coins s LEFT JOIN coin_credits f ON f.coin_id = s.coin_id WHERE s.coin_id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				id []byte
+				st bank.CoinState
+			)
+			if err := rows.Scan(&id, &st.Permission, &st.Refunded, &st.Credit); err != nil {
+				return err
+			}
+			var h ecash.Hash
+			copy(h[:], id)
+			states[h] = st
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bank.CoinState, len(coins))
+	for i, id := range coins {
+		out[i] = states[id]
+	}
+	return out, nil
 }
 
 // firstSpent returns a *bank.SpentError for the first coin, in op order,

@@ -41,6 +41,31 @@ var migrations = []migration{
 		`ALTER TABLE credit_refs DROP CONSTRAINT credit_refs_amount_check`,
 		`ALTER TABLE credit_refs ADD CONSTRAINT credit_refs_amount_nonzero CHECK (amount <> 0)`,
 	}},
+	{6, "refunds: refund records and the refund credit of spent coins", refundSchema()},
+}
+
+// refundSchema adds refunds: each refund by its request hash, and per
+// refunded coin the value restored to it in all and what of that is not
+// yet spent again in a swap. Refunds are rare next to spends, so neither
+// table is partitioned.
+func refundSchema() []string {
+	return []string{
+		`CREATE TABLE refunds (
+			request_hash bytea       NOT NULL,
+			payment_hash bytea       NOT NULL,
+			merchant     bigint      NOT NULL,
+			amount       bigint      NOT NULL CHECK (amount > 0),
+			receipt      bytea       NOT NULL,
+			created      timestamptz NOT NULL,
+			PRIMARY KEY (request_hash)
+		)`,
+		`CREATE TABLE coin_credits (
+			coin_id  bytea  NOT NULL,
+			refunded bigint NOT NULL CHECK (refunded > 0),
+			credit   bigint NOT NULL CHECK (credit >= 0 AND credit <= refunded),
+			PRIMARY KEY (coin_id)
+		)`,
+	}
 }
 
 // logSchema adds the audit log (log.go): the encoded entries by index, the

@@ -119,6 +119,12 @@ func (r *replicas) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, erro
 func (r *replicas) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 	return r.next().Swap(ctx, op)
 }
+func (r *replicas) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
+	return r.next().Refund(ctx, op)
+}
+func (r *replicas) CoinStates(ctx context.Context, ids []ecash.Hash) ([]bank.CoinState, error) {
+	return r.next().CoinStates(ctx, ids)
+}
 func (r *replicas) Issued(ctx context.Context, h []ecash.Hash) ([]*bank.Issued, error) {
 	return r.next().Issued(ctx, h)
 }
