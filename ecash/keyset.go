@@ -137,6 +137,17 @@ func (k *KeySet) CheckSigner(pub ed25519.PublicKey, at time.Time) error {
 	return fmt.Errorf("%w (%w: key %x)", ErrUnknownSigner, ErrBadSignature, pub[:8])
 }
 
+// SigningKeys lists every signing key the key set vouches for: SigningPub,
+// then the retired keys of PastSigning, newest first.
+func (k *KeySet) SigningKeys() []ed25519.PublicKey {
+	keys := make([]ed25519.PublicKey, 0, 1+len(k.PastSigning))
+	keys = append(keys, k.SigningPub)
+	for _, s := range k.PastSigning {
+		keys = append(keys, s.Pub)
+	}
+	return keys
+}
+
 // CurrentDenomination is the key wallets withdraw coins of value under at
 // now: of the denominations of that value withdrawable at now, the one
 // whose window started last (windows of successive keys overlap).

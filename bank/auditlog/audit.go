@@ -904,11 +904,7 @@ func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {
 		d.withdrawEnd = max(d.withdrawEnd, we)
 		d.depositEnd = max(d.depositEnd, de)
 	}
-	keys := []ed25519.PublicKey{ks.SigningPub}
-	for _, p := range ks.PastSigning {
-		keys = append(keys, p.Pub)
-	}
-	for _, k := range keys {
+	for _, k := range ks.SigningKeys() {
 		if !slices.ContainsFunc(a.signing, func(x ed25519.PublicKey) bool { return x.Equal(k) }) {
 			a.signing = append(a.signing, slices.Clone(k))
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -128,13 +129,27 @@ func SignCheckpoint(c Checkpoint, s note.Signer) ([]byte, error) {
 // key, NewVerifier) signed it and that it is a checkpoint of the log named
 // origin. Signatures by other keys (cosigners) are allowed and ignored.
 func OpenCheckpoint(signed []byte, origin string, v note.Verifier) (Checkpoint, error) {
+	list, err := verifierList([]note.Verifier{v})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return openCheckpoint(signed, origin, list)
+}
+
+// verifierList is the note.Verifiers of vs: at least one, none nil.
+func verifierList(vs []note.Verifier) (note.Verifiers, error) {
+	if len(vs) == 0 || slices.Contains(vs, nil) {
+		return nil, fmt.Errorf("%w: no verifier", ErrCheckpointSignature)
+	}
+	return note.VerifierList(vs...), nil
+}
+
+// openCheckpoint is OpenCheckpoint with a signature by any of vs.
+func openCheckpoint(signed []byte, origin string, vs note.Verifiers) (Checkpoint, error) {
 	if len(signed) > MaxCheckpointSize {
 		return Checkpoint{}, fmt.Errorf("%w: %d bytes exceed %d", ErrMalformedCheckpoint, len(signed), MaxCheckpointSize)
 	}
-	if v == nil {
-		return Checkpoint{}, fmt.Errorf("%w: no verifier", ErrCheckpointSignature)
-	}
-	n, err := note.Open(signed, note.VerifierList(v))
+	n, err := note.Open(signed, vs)
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
 		var invalidSig *note.InvalidSignatureError

@@ -43,25 +43,29 @@ func (e *ForkError) Unwrap() error { return e.Reason }
 // with it. It is safe for concurrent use. The zero value is not usable: make
 // one with NewWitness, and restore a saved one with UnmarshalBinary.
 type Witness struct {
-	origin   string
-	verifier note.Verifier
+	origin    string
+	verifiers note.Verifiers
 
 	mu     sync.Mutex
 	signed []byte // the newest signed checkpoint; nil before the first
 	cp     Checkpoint
 }
 
-// NewWitness returns a witness of the log named origin whose checkpoints v
-// verifies (NewVerifier with the bank's signing key). It holds no
-// checkpoint: the first one Accept sees is trusted on first use.
-func NewWitness(origin string, v note.Verifier) (*Witness, error) {
+// NewWitness returns a witness of the log named origin whose checkpoints
+// are signed by any of vs (NewVerifier with the bank's signing key, and with
+// each retired signing key its key set still lists: a checkpoint saved
+// before a rotation stays verifiable, and the new key's checkpoints are
+// checked consistent with it). It holds no checkpoint: the first one Accept
+// sees is trusted on first use.
+func NewWitness(origin string, vs ...note.Verifier) (*Witness, error) {
 	if err := checkOrigin(origin); err != nil {
 		return nil, err
 	}
-	if v == nil {
-		return nil, fmt.Errorf("%w: no verifier", ErrCheckpointSignature)
+	list, err := verifierList(vs)
+	if err != nil {
+		return nil, err
 	}
-	return &Witness{origin: origin, verifier: v}, nil
+	return &Witness{origin: origin, verifiers: list}, nil
 }
 
 // Latest returns the newest checkpoint accepted and its signed form; ok is
@@ -84,7 +88,7 @@ func (w *Witness) Latest() (cp Checkpoint, signed []byte, ok bool) {
 // about the bank; two signed checkpoints that are not consistent are a
 // *ForkError (errors.Is(err, ErrForked)).
 func (w *Witness) Accept(signed []byte, proof tlog.TreeProof) (Checkpoint, error) {
-	cp, err := OpenCheckpoint(signed, w.origin, w.verifier)
+	cp, err := openCheckpoint(signed, w.origin, w.verifiers)
 	if err != nil {
 		return Checkpoint{}, err
 	}
@@ -122,8 +126,8 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 const witnessPurpose = "auditlog/witness"
 
 // MarshalBinary is the witness's saved form (tag "auditlog/witness"): the
-// origin, then the newest signed checkpoint (empty if none). The verifier is
-// not saved: the client supplies it again from the key set it pins.
+// origin, then the newest signed checkpoint (empty if none). The verifiers
+// are not saved: the client supplies them again from the key set it pins.
 func (w *Witness) MarshalBinary() ([]byte, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -152,7 +156,7 @@ func (w *Witness) UnmarshalBinary(b []byte) error {
 		w.mu.Unlock()
 		return nil
 	}
-	cp, err := OpenCheckpoint(signed, w.origin, w.verifier)
+	cp, err := openCheckpoint(signed, w.origin, w.verifiers)
 	if err != nil {
 		return fmt.Errorf("auditlog: saved witness: %w", err)
 	}

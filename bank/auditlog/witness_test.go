@@ -2,11 +2,14 @@ package auditlog_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -136,5 +139,79 @@ func TestWitness(t *testing.T) {
 	}
 	if err := w2.UnmarshalBinary(append(b, 0)); !errors.Is(err, ecash.ErrMalformed) {
 		t.Errorf("trailing byte: %v", err)
+	}
+}
+
+// TestWitnessKeyRotation: a witness that knows the bank's current and
+// retired signing keys opens a checkpoint saved under the retired key and
+// checks the new key's checkpoints consistent with it; one that knows only
+// the new key refuses the save.
+func TestWitnessKeyRotation(t *testing.T) {
+	f := newFixture(t)
+	oldV := f.verifier(t)
+	next := seedKey(0x03)
+	newV, err := auditlog.NewVerifier(f.origin, next.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldS, _ := auditlog.NewSigner(f.origin, f.signing)
+	newS, _ := auditlog.NewSigner(f.origin, next)
+	m := f.memLog(t)
+	sign := func(s note.Signer) []byte {
+		cp, err := m.Checkpoint(f.origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := auditlog.SignCheckpoint(cp, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before, _ := auditlog.NewWitness(f.origin, oldV)
+	if _, err := before.Accept(sign(oldS), nil); err != nil {
+		t.Fatal(err)
+	}
+	saved, _ := before.MarshalBinary()
+	oldSize := m.Size()
+
+	_, _ = m.Append(credits(1)[0], fixtureBase)
+	rotated := sign(newS)
+	proof, _ := auditlog.ProveConsistency(oldSize, m.Size(), m)
+
+	// Only the new key: the save does not open.
+	bare, _ := auditlog.NewWitness(f.origin, newV)
+	if err := bare.UnmarshalBinary(saved); !errors.Is(err, auditlog.ErrCheckpointSignature) {
+		t.Fatalf("a save under a key the witness does not know: %v", err)
+	}
+	// Both keys: it opens, and the new key's checkpoint is checked against it.
+	w, err := auditlog.NewWitness(f.origin, newV, oldV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.UnmarshalBinary(saved); err != nil {
+		t.Fatalf("the retired key's checkpoint: %v", err)
+	}
+	if _, err := w.Accept(rotated, nil); !errors.Is(err, auditlog.ErrForked) {
+		t.Errorf("the new key's checkpoint without a proof: %v, want a fork", err)
+	}
+	if got, err := w.Accept(rotated, proof); err != nil || got.Size != m.Size() {
+		t.Fatalf("the new key's checkpoint: %+v, %v", got, err)
+	}
+	// A checkpoint of another history under the retired key is a fork.
+	other := auditlog.NewMemLog()
+	for _, e := range f.entries[:oldSize] {
+		_, _ = other.Append(e.Op, e.Time.Add(time.Millisecond))
+	}
+	cp, _ := other.Checkpoint(f.origin)
+	forged, _ := auditlog.SignCheckpoint(cp, oldS)
+	if _, err := w.Accept(forged, nil); !errors.Is(err, auditlog.ErrForked) {
+		t.Errorf("another history under the retired key: %v, want a fork", err)
+	}
+	if _, err := auditlog.NewWitness(f.origin); err == nil {
+		t.Error("a witness without a verifier")
+	}
+	if _, err := auditlog.NewWitness(f.origin, newV, nil); err == nil {
+		t.Error("a witness with a nil verifier")
 	}
 }

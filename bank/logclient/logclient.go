@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,14 +22,22 @@ import (
 )
 
 // NewWitness returns a witness of the log of the bank whose key set ks is:
-// checkpoints signed by its signing key under its origin.
+// checkpoints signed under its origin by its signing key or by a retired
+// signing key it still lists, so that a checkpoint saved before the bank
+// rotated its signing key still verifies (a checkpoint carries no time, so
+// a retired key's window is not checked; a checkpoint it signs must still
+// be consistent with every other the witness sees).
 func NewWitness(ks *ecash.KeySet) (*auditlog.Witness, error) {
 	origin := auditlog.Origin(ks.BankID())
-	v, err := auditlog.NewVerifier(origin, ks.SigningPub)
-	if err != nil {
-		return nil, err
+	var vs []note.Verifier
+	for _, pub := range ks.SigningKeys() {
+		v, err := auditlog.NewVerifier(origin, pub)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
 	}
-	return auditlog.NewWitness(origin, v)
+	return auditlog.NewWitness(origin, vs...)
 }
 
 // Refresh restores a client's saved witness (nil: none yet) for the bank

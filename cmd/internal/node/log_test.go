@@ -2,9 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
@@ -178,4 +182,78 @@ func (e *env) logSize(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestAuditLogSigningKeyRotation: a checkpoint a wallet (or merchant) saved
+// while the bank signed with one key still opens after the bank rotates its
+// signing key (the retired key stays listed in the key set), and the new
+// key's checkpoints are checked consistent with it.
+func TestAuditLogSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	bankc, logc := e.dialBank(), e.dialLog()
+	w := e.newWallet(t.TempDir(), "EUR:20.00")
+	defer w.Close()
+	if _, err := w.Withdraw(ctx, bankc, mustAmount(t, "EUR:3.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Return(ctx, bankc, mustAmount(t, "EUR:1.00")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := w.VerifyLog(ctx, bankc, logc)
+	if err != nil || before.Verified == 0 {
+		t.Fatalf("before the rotation: %+v, %v", before, err)
+	}
+	// The saved witness of a merchant, made the same way.
+	oldKS := e.ks
+	_, saved, err := logclient.Refresh(ctx, logc, oldKS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// bankd keys rotate-signing, then a restart on the rotated key file.
+	if err := e.bank.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, bank.KeysFile)
+	keys, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.RotateSigning(time.Now().Add(time.Second), time.Hour, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	e.startBank()
+	bankc, logc = e.dialBank(), e.dialLog()
+	if e.ks.SigningPub.Equal(oldKS.SigningPub) || len(e.ks.PastSigning) != 1 {
+		t.Fatal("the signing key did not rotate")
+	}
+	if _, err := w.RefreshKeys(ctx, bankc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Return(ctx, bankc, mustAmount(t, "EUR:1.00")); err != nil {
+		t.Fatal(err)
+	}
+	after, err := w.VerifyLog(ctx, bankc, logc)
+	if err != nil || after.Verified == 0 || after.Checkpoint.Size <= before.Checkpoint.Size {
+		t.Fatalf("after the rotation: %+v, %v; want the saved checkpoint opened and the new one accepted", after, err)
+	}
+	cp, next, err := logclient.Refresh(ctx, logc, e.ks, saved)
+	if err != nil || cp.Size != after.Checkpoint.Size {
+		t.Fatalf("the merchant's saved checkpoint after the rotation: %+v, %v", cp, err)
+	}
+	// What the witness keeps now is the new key's checkpoint.
+	bare := *e.ks
+	bare.PastSigning = nil
+	if _, _, err := logclient.Refresh(ctx, logc, &bare, next); err != nil {
+		t.Errorf("the new key's checkpoint: %v", err)
+	}
+	// A key set that does not list the retired key does not vouch for what
+	// it signed.
+	if _, _, err := logclient.Refresh(ctx, logc, &bare, saved); !errors.Is(err, auditlog.ErrCheckpointSignature) {
+		t.Errorf("a checkpoint by a key the key set does not list: %v", err)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -265,11 +266,7 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 // open verifies a checkpoint kept earlier. key is the signing key that
 // signed it, or nil to try every key the master key vouches for.
 func (r *logRun) open(what string, signed []byte, key ed25519.PublicKey) (*held, error) {
-	vouched := []ed25519.PublicKey{r.ks.SigningPub}
-	for _, p := range r.ks.PastSigning {
-		vouched = append(vouched, p.Pub)
-	}
-	vouched = append(vouched, r.aud.SigningKeys()...)
+	vouched := append(r.ks.SigningKeys(), r.aud.SigningKeys()...)
 	var firstErr error
 	for _, k := range vouched {
 		if key != nil && !key.Equal(k) {
@@ -313,27 +310,28 @@ func (r *logRun) extends(ctx context.Context, older, newer *held) error {
 			return err
 		}
 	}
+	// Each was signed by its own key (the bank may have rotated its
+	// signing key in between): the witness knows both.
+	var vs []note.Verifier
+	for _, k := range []ed25519.PublicKey{older.key, newer.key} {
+		v, err := auditlog.NewVerifier(r.origin, k)
+		if err != nil {
+			return err
+		}
+		vs = append(vs, v)
+	}
 	if older.key.Equal(newer.key) {
-		v, err := auditlog.NewVerifier(r.origin, newer.key)
-		if err != nil {
-			return err
-		}
-		w, err := auditlog.NewWitness(r.origin, v)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Accept(older.signed, nil); err != nil {
-			return err
-		}
-		_, err = w.Accept(newer.signed, proof)
-		return withWhat(err, older)
+		vs = vs[:1]
 	}
-	// The signing key changed between the two: the witness holds one key,
-	// so check the proof here.
-	if err := auditlog.VerifyConsistency(older.cp, newer.cp, proof); err != nil {
-		return withWhat(&auditlog.ForkError{Older: older.signed, Newer: newer.signed, Proof: proof, Reason: err}, older)
+	w, err := auditlog.NewWitness(r.origin, vs...)
+	if err != nil {
+		return err
 	}
-	return nil
+	if _, err := w.Accept(older.signed, nil); err != nil {
+		return err
+	}
+	_, err = w.Accept(newer.signed, proof)
+	return withWhat(err, older)
 }
 
 func withWhat(err error, older *held) error {
