@@ -2,6 +2,7 @@ package merchant
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -10,17 +11,49 @@ import (
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
 )
 
 // The merchant checks that the bank's audit log records each of its
-// deposits with exactly the coins of its receipt, against checkpoints its
-// witness accepted (m/witness: the newest seen, so a bank that shows two
-// histories is caught). A verified order is marked v/<order id>.
+// deposits with exactly the coins of its receipt, and each payment order
+// (NetBill EPO) the bank decided for it with the EPOID, EPO hash, price and
+// decision of its receipt, against checkpoints its witness accepted
+// (m/witness: the newest seen, so a bank that shows two histories is
+// caught). A verified order is marked v/<order id>; a verified payment
+// order w/<EPOID key>. The index the bank gave with a payment order's
+// receipt is kept at l/<EPOID key>.
 
 var keyWitness = []byte("m/witness")
 
 func verifiedKey(orderID string) []byte { return append([]byte("v/"), orderID...) }
+
+func saleLogKey(id echeck.EPOID) []byte {
+	k := id.Key()
+	return append([]byte("l/"), k[:]...)
+}
+
+func saleVerifiedKey(id echeck.EPOID) []byte {
+	k := id.Key()
+	return append([]byte("w/"), k[:]...)
+}
+
+// saleLogIndex returns the log index the bank gave with the receipt of
+// EPOID id; known is false if it gave none.
+func (m *Merchant) saleLogIndex(id echeck.EPOID) (index int64, known bool, err error) {
+	v, closer, err := m.db.Get(saleLogKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) <= 0 {
+		return 0, false, fmt.Errorf("merchant: corrupt log index of EPOID %s", id)
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
 
 // ErrNoAuditLog: the merchant was opened without the bank's AuditLog client.
 var ErrNoAuditLog = errors.New("merchant: no audit-log client configured")
@@ -28,13 +61,15 @@ var ErrNoAuditLog = errors.New("merchant: no audit-log client configured")
 // LogReport is what VerifyLog found.
 type LogReport struct {
 	Checkpoint auditlog.Checkpoint
-	Verified   int // deposits found in the log, matching their receipts
-	Waiting    int // deposits without a log entry (made before the log existed)
+	Verified   int // deposits and payment orders found in the log, matching their receipts
+	Waiting    int // deposits without a log entry (made before the log existed), entries past the checkpoint
 }
 
-// VerifyLog checks every paid order not yet checked against the bank's
-// log. A fork is an *auditlog.ForkError; an entry that does not match its
-// receipt wraps logclient.ErrMismatch.
+// VerifyLog checks every paid order and every decided payment order not
+// yet checked against the bank's log. A fork is an *auditlog.ForkError; an
+// entry that does not match its receipt, or a payment order the log does
+// not record, wraps logclient.ErrMismatch and names the order (and the
+// entry).
 func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if m.logc == nil {
 		return nil, ErrNoAuditLog
@@ -79,7 +114,83 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		}
 		rep.Verified++
 	}
-	return rep, nil
+	return rep, m.verifySales(ctx, cp, rep)
+}
+
+// verifySales checks the entry of every payment order decided and not yet
+// verified: at the index the bank gave with its receipt (asked of the bank
+// by EPO hash if it gave none), recording the receipt's EPOID, EPO hash,
+// price and decision, crediting this merchant.
+func (m *Merchant) verifySales(ctx context.Context, cp auditlog.Checkpoint, rep *LogReport) error {
+	due, err := m.unverifiedSales()
+	if err != nil {
+		return err
+	}
+	for _, r := range due {
+		index, known, err := m.saleLogIndex(r.EPOID)
+		if err != nil {
+			return err
+		}
+		if !known {
+			found := false
+			if index, found, err = logclient.Find(ctx, m.logc, r.EPOHash); err != nil {
+				return err
+			}
+			if !found || index <= 0 {
+				return fmt.Errorf("merchant: payment order %s: %w: the bank's log has no entry for EPO %x", r.EPOID, logclient.ErrMismatch, r.EPOHash[:8])
+			}
+		}
+		if index >= cp.Size {
+			rep.Waiting++
+			continue
+		}
+		e, err := logclient.Entry(ctx, m.logc, cp, index)
+		if err != nil {
+			return err
+		}
+		x := logclient.Expect{Kind: auditlog.KindCheck, Ref: r.EPOHash, Approved: r.Decision == echeck.Approved,
+			EPOID: r.EPOID.String(), Merchant: m.account, Amount: r.Price}
+		if err := x.Match(e); err != nil {
+			return fmt.Errorf("merchant: payment order %s: %w", r.EPOID, err)
+		}
+		if err := m.db.Set(saleVerifiedKey(r.EPOID), nil, pebble.Sync); err != nil {
+			return err
+		}
+		rep.Verified++
+	}
+	return nil
+}
+
+// unverifiedSales returns the receipts of payment orders decided and not
+// yet checked.
+func (m *Merchant) unverifiedSales() ([]*echeck.Receipt, error) {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefixSale, UpperBound: []byte("s0")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*echeck.Receipt
+	for it.First(); it.Valid(); it.Next() {
+		s, err := decodeSale(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		if s.Receipt == nil {
+			continue
+		}
+		if _, closer, err := m.db.Get(saleVerifiedKey(s.EPOID)); err == nil {
+			closer.Close()
+			continue
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, err
+		}
+		r, err := echeck.DecodeReceipt(s.Receipt)
+		if err != nil {
+			return nil, fmt.Errorf("merchant: corrupt sale record: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, it.Error()
 }
 
 // unverifiedDeposits returns the receipts of paid orders not yet checked.

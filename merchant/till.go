@@ -453,7 +453,7 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 	if err != nil {
 		return nil, err
 	}
-	if err := m.recordReceipt(epo.EPOID, resp.Receipt); err != nil {
+	if err := m.recordReceipt(epo.EPOID, resp.Receipt, resp.LogIndex); err != nil {
 		return nil, err
 	}
 	m.tr.Record(m.now(), "epo-receipt", resp.Receipt, epo.EPOID.String())
@@ -486,19 +486,40 @@ func (m *Merchant) verifyReceipt(raw []byte, epo *echeck.SignedEPO) (*echeck.Rec
 	return r, nil
 }
 
-// recordReceipt stores the bank's receipt with the sale, once.
-func (m *Merchant) recordReceipt(id echeck.EPOID, raw []byte) error {
+// recordReceipt stores the bank's receipt with the sale, once, and the
+// index of its audit-log entry the bank gave with it (for VerifyLog), the
+// first time the bank gives one.
+func (m *Merchant) recordReceipt(id echeck.EPOID, raw []byte, logIndex int64) error {
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
 	s, err := m.loadSale(id)
 	if errors.Is(err, ErrNoSale) {
 		return nil
 	}
-	if err != nil || s.Receipt != nil {
+	if err != nil {
 		return err
 	}
-	s.Receipt = raw
-	return m.storeSale(s)
+	b := m.db.NewBatch()
+	defer b.Close()
+	if s.Receipt == nil {
+		s.Receipt = raw
+		if err := b.Set(saleKey(s.EPOID), s.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if logIndex > 0 {
+		if _, known, err := m.saleLogIndex(id); err != nil {
+			return err
+		} else if !known {
+			if err := b.Set(saleLogKey(id), binary.BigEndian.AppendUint64(nil, uint64(logIndex)), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // Sale states.
@@ -566,7 +587,7 @@ func (m *Merchant) SaleStatus(ctx context.Context, id echeck.EPOID) (*SaleStatus
 	if !r.EPOID.Equal(id) || r.MerchantAccount != m.account {
 		return nil, fmt.Errorf("%w: the receipt is for another EPOID", ErrBadBankAnswer)
 	}
-	if err := m.recordReceipt(id, resp.Receipt); err != nil {
+	if err := m.recordReceipt(id, resp.Receipt, resp.LogIndex); err != nil {
 		return nil, err
 	}
 	st.Receipt, st.RawReceipt, st.Customer = r, resp.Receipt, r.Customer

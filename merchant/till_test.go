@@ -187,6 +187,7 @@ type shop struct {
 	clock    *testClock
 	bank     *bank.Bank
 	bankc    *directBank
+	logc     pb.AuditLogClient
 	m        *Merchant
 	dir      string
 	fs       vfs.FS
@@ -196,17 +197,28 @@ type shop struct {
 	custAcct uint64
 }
 
-func newShop(t *testing.T) *shop {
+func newShop(t *testing.T) *shop { return newShopWith(t, nil) }
+
+// newShopWith is newShop on a bank whose store wrap (if not nil) wraps.
+func newShopWith(t *testing.T, wrap func(bank.Store) bank.Store) *shop {
 	t.Helper()
 	s := &shop{t: t, clock: &testClock{}, fs: vfs.NewMem()}
 	s.clock.ns.Store(time.Now().UnixNano())
-	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	ps, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { ps.Close() })
+	var store bank.Store = ps
+	if wrap != nil {
+		store = wrap(store)
+	}
 	s.bank = bank.New(store, bankKeys(t), s.clock.now, nil)
+	if err := s.bank.PublishKeySet(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	s.bankc = &directBank{srv: s.bank.PublicServer()}
+	s.logc = serveLog(t, s.bank)
 	s.dir = t.TempDir()
 	pub, err := Init(s.dir)
 	if err != nil {
@@ -233,7 +245,7 @@ func newShop(t *testing.T) *shop {
 }
 
 func (s *shop) open() {
-	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: s.bankc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: s.bankc, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -166,12 +166,18 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash) or a swap (Ref: the swap request hash), spending exactly
-// Coins; or a check (Ref: the EPO hash) decided as Approved says.
+// Coins; or a check (Ref: the EPO hash) decided as Approved says, and, where
+// set, for EPOID, crediting Merchant with Amount.
 type Expect struct {
 	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap or KindCheck
 	Ref      ecash.Hash
 	Coins    []ecash.Hash
 	Approved bool // for a check
+
+	// For a check, each checked when not zero.
+	EPOID    string
+	Merchant uint64
+	Amount   ecash.Amount
 }
 
 // Match checks that e records x (ErrMismatch if not).
@@ -185,10 +191,13 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		ref, spent = op.PaymentHash, op.Coins
 	case auditlog.Swap:
 		ref, spent = op.RequestHash, op.Spent
+		for _, c := range op.Credits { // refund credit the swap spent
+			spent = append(spent, auditlog.SpentCoin{ID: c.ID})
+		}
 	case auditlog.Check:
 		ref = op.EPOHash
-		if (op.Outcome == auditlog.OutcomeApproved) != x.Approved {
-			return fmt.Errorf("%w: entry %d records the check %s", ErrMismatch, e.Index, op.Outcome)
+		if err := x.matchCheck(e.Index, op); err != nil {
+			return err
 		}
 	}
 	if e.Kind() != x.Kind {
@@ -203,6 +212,21 @@ func (x Expect) Match(e *auditlog.Entry) error {
 	}
 	if !slices.Equal(sorted(ids), sorted(x.Coins)) {
 		return fmt.Errorf("%w: entry %d names other coins", ErrMismatch, e.Index)
+	}
+	return nil
+}
+
+// matchCheck compares the facts of a check entry with those expected.
+func (x Expect) matchCheck(index int64, op auditlog.Check) error {
+	switch {
+	case (op.Outcome == auditlog.OutcomeApproved) != x.Approved:
+		return fmt.Errorf("%w: entry %d records the check %s", ErrMismatch, index, op.Outcome)
+	case x.EPOID != "" && op.EPOID != x.EPOID:
+		return fmt.Errorf("%w: entry %d records EPOID %q, not %q", ErrMismatch, index, op.EPOID, x.EPOID)
+	case x.Merchant != 0 && op.Merchant != x.Merchant:
+		return fmt.Errorf("%w: entry %d credits account %d, not %d", ErrMismatch, index, op.Merchant, x.Merchant)
+	case x.Amount != (ecash.Amount{}) && op.Amount != x.Amount:
+		return fmt.Errorf("%w: entry %d records %s, not %s", ErrMismatch, index, op.Amount, x.Amount)
 	}
 	return nil
 }

@@ -63,10 +63,10 @@ func TestAuditLog(t *testing.T) {
 	if rep.Verified < 7 || rep.Waiting != 0 {
 		t.Fatalf("verified %d entries, %d waiting; want every payment, return, swap and check", rep.Verified, rep.Waiting)
 	}
-	// The merchant checks its deposits too.
+	// The merchant checks its deposits and payment orders too.
 	mrep, err := s.admin.VerifyLog(ctx, &pb.VerifyLogRequest{})
-	if err != nil || mrep.Verified != 3 || mrep.Waiting != 0 {
-		t.Fatalf("merchant's check: %+v, %v; want its 3 deposits verified", mrep, err)
+	if err != nil || mrep.Verified != 5 || mrep.Waiting != 0 {
+		t.Fatalf("merchant's check: %+v, %v; want its 3 deposits and 2 checks verified", mrep, err)
 	}
 	again, err := w.VerifyLog(ctx, bankc, logc)
 	if err != nil || again.Verified != 0 {

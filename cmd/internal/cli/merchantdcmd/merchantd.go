@@ -437,12 +437,15 @@ func verifyLogCommand() *cli.Command {
 	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
 	return &cli.Command{
 		Name:  "verify-log",
-		Short: "check that the bank's audit log records your deposits",
+		Short: "check that the bank's audit log records your deposits and payment orders",
 		Long: `verify-log has the running merchant fetch the bank's signed audit-log
 checkpoint, check it is consistent with every checkpoint the merchant has
 seen (a bank that shows two histories is caught), and verify that each
-deposit not yet checked is in the log with exactly the coins of its receipt.
-Exit status 1 on a forked log or a mismatch.`,
+deposit not yet checked is in the log with exactly the coins of its receipt,
+and each payment order (NetBill goods or check) the bank decided is in the
+log at the index the bank gave, with the EPOID, EPO hash, price and decision
+of its receipt, crediting this merchant.
+Exit status 1 on a forked log, a mismatch or a payment order not logged.`,
 		Example: `merchantd verify-log --data ./shop`,
 		Flags:   admin.Register,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -457,7 +460,7 @@ Exit status 1 on a forked log or a mismatch.`,
 					Waiting  int32 `json:"waiting"`
 				}{r.LogSize, r.Verified, r.Waiting}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
+					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits and payment orders verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
 				})
 			})
 		},

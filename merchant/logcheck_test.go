@@ -1,0 +1,165 @@
+package merchant
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// serveLog serves b's public services on loopback and returns its AuditLog
+// client.
+func serveLog(t *testing.T, b *bank.Bank) pb.AuditLogClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	b.Register(srv)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewAuditLogClient(conn)
+}
+
+// lyingStore logs what the bank tells it to, except that, when set, a
+// check's entry records another amount (lie 1) or is not logged (lie 2).
+type lyingStore struct {
+	bank.Store
+	lie atomic.Int32
+}
+
+func (l *lyingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
+	switch l.lie.Load() {
+	case 1:
+		c := op.Log.(auditlog.Check)
+		c.Amount.Value--
+		op.Log = c
+	case 2:
+		op.Log = nil
+	}
+	return l.Store.Check(ctx, op)
+}
+
+// writeCheck has the shop's customer write a check for price.
+func (s *shop) writeCheck(price string) *CheckAnswer {
+	s.t.Helper()
+	now := s.clock.now()
+	id, err := echeck.NewCheckEPOID(rand.Reader, s.account, now)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	a, err := s.m.WriteCheck(context.Background(), s.sign(echeck.EPO{
+		Kind: echeck.KindCheck, Customer: s.customerPub(), ProductID: "invoice", Price: ecash.MustParseAmount(price),
+		MerchantAccount: s.account, MerchantPub: s.m.PublicKey(), EPOID: id, ExpiresAt: now.Add(time.Hour),
+	}))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return a
+}
+
+// TestVerifyLogPaymentOrders: the till checks every payment order the bank
+// decided for it (goods and checks, approved and declined) in the bank's
+// audit log, at the index the bank gave, or found by EPO hash for a receipt
+// kept without one.
+func TestVerifyLogPaymentOrders(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	_, q, d := s.offer("song")
+	if _, err := s.m.SubmitEPO(ctx, s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(10*time.Minute)))); err != nil {
+		t.Fatal(err)
+	}
+	s.writeCheck("EUR:5.00")
+	if a := s.writeCheck("EUR:500.00"); a.Receipt.Decision != echeck.Declined {
+		t.Fatal("a check beyond the balance was approved")
+	}
+	rep, err := s.m.VerifyLog(ctx)
+	if err != nil || rep.Verified != 3 || rep.Waiting != 0 {
+		t.Fatalf("%+v, %v; want the sale and both checks verified", rep, err)
+	}
+	if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Verified != 0 {
+		t.Fatalf("again: %+v, %v; want nothing left to verify", rep, err)
+	}
+	// A receipt kept without its index (a till from before the index was
+	// kept): the entry is found by the EPO hash.
+	a := s.writeCheck("EUR:1.00")
+	if err := s.m.db.Delete(saleLogKey(a.Receipt.EPOID), nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Verified != 1 {
+		t.Fatalf("without the index: %+v, %v", rep, err)
+	}
+}
+
+// TestVerifyLogPaymentOrderTampered: a bank whose log or answers do not
+// record a payment order as its receipt says is caught, naming the payment
+// order and the entry.
+func TestVerifyLogPaymentOrderTampered(t *testing.T) {
+	ctx := context.Background()
+	t.Run("changed amount", func(t *testing.T) {
+		var ls *lyingStore
+		s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
+		ls.lie.Store(1)
+		a := s.writeCheck("EUR:5.00")
+		at, err := s.bank.LogIndex(ctx, a.Receipt.EPOHash)
+		if err != nil || at <= 0 {
+			t.Fatal(at, err)
+		}
+		_, err = s.m.VerifyLog(ctx)
+		if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), a.Receipt.EPOID.String(), "entry "+strconv.FormatInt(at, 10), "EUR:4.99", "EUR:5.00") {
+			t.Fatalf("got %v", err)
+		}
+		t.Log(err)
+	})
+	t.Run("missing entry", func(t *testing.T) {
+		var ls *lyingStore
+		s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
+		ls.lie.Store(2)
+		a := s.writeCheck("EUR:5.00")
+		_, err := s.m.VerifyLog(ctx)
+		if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), a.Receipt.EPOID.String(), "no entry") {
+			t.Fatalf("got %v", err)
+		}
+		t.Log(err)
+	})
+	t.Run("wrong index", func(t *testing.T) {
+		s := newShop(t)
+		s.bankc.tamper = func(r *pb.CheckResult) { r.LogIndex = 1 }
+		a := s.writeCheck("EUR:5.00")
+		_, err := s.m.VerifyLog(ctx)
+		if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), a.Receipt.EPOID.String(), "entry 1 ") {
+			t.Fatalf("got %v", err)
+		}
+		t.Log(err)
+	})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
