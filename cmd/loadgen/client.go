@@ -42,7 +42,8 @@ type simWallet struct {
 	ks       *ecash.KeySet
 	denom    ecash.Denomination
 	bank     pb.BankClient
-	merchant pb.MerchantClient // nil unless the scenario pays or writes checks
+	merchant pb.MerchantClient      // nil unless the scenario pays or writes checks
+	mAdmin   pb.MerchantAdminClient // that merchant's admin service: orders
 	conns    []*grpc.ClientConn
 
 	// The till the check scenario pays (learnMerchant).
@@ -78,14 +79,16 @@ func newSimWallet(ctx context.Context, id int, env *environment) (*simWallet, er
 	if _, err := env.bankAdmin.Credit(ctx, &pb.CreditRequest{Account: w.account, Amount: walletFunds, Memo: "loadgen"}); err != nil {
 		return nil, fmt.Errorf("funding the account: %w", err)
 	}
-	conn, err := transport.Dial(env.bank.Addr, transport.ClientConfig{Pin: env.bank.Fingerprint}, fromAddress(id))
+	b := env.bankFor(id)
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Pin: b.Fingerprint}, fromAddress(id))
 	if err != nil {
 		return nil, err
 	}
 	w.conns = append(w.conns, conn)
 	w.bank = pb.NewBankClient(conn)
-	if env.merchant != nil {
-		mc, err := transport.Dial(env.merchant.Addr, transport.ClientConfig{Pin: env.merchant.Fingerprint}, fromAddress(id))
+	if m, admin := env.merchantFor(id); m != nil {
+		w.mAdmin = admin
+		mc, err := transport.Dial(m.Addr, transport.ClientConfig{Pin: m.Fingerprint}, fromAddress(id))
 		if err != nil {
 			w.close()
 			return nil, err

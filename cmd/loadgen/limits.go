@@ -397,34 +397,55 @@ func mintCoins(kit *cryptoKit, n int) ([]heldCoin, error) {
 	if _, err := rand.Read(seed); err != nil {
 		return nil, err
 	}
-	d, priv := kit.denom.Denomination, kit.denom.Private
 	out := make([]heldCoin, n)
 	for i := range n {
-		ps, err := ecash.DerivePlanchet(seed, uint64(i))
+		m, err := mintOne(kit.denom, seed, uint64(i))
 		if err != nil {
 			return nil, err
 		}
-		var ans []byte
-		if r := ps.PrepareRequest(d); r != nil {
-			if ans, err = priv.Prepare(r); err != nil {
-				return nil, err
-			}
-		}
-		p, st, err := ps.Blind(d, ans)
-		if err != nil {
-			return nil, err
-		}
-		bs, err := priv.BlindSign(p.Blinded)
-		if err != nil {
-			return nil, err
-		}
-		sig, err := st.Unblind(bs)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = heldCoin{Coin: ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, Key: ps.CoinKey}
+		out[i] = m.coin
 	}
 	return out, nil
+}
+
+// minted is a coin issued through every step of the protocol, with what
+// the bank saw on the way.
+type minted struct {
+	coin     heldCoin
+	blinded  []byte // the planchet's blinded message
+	blindSig []byte // the bank's answer
+}
+
+// mintOne issues planchet i of seed under denom: derive, first round (CS),
+// blind, blind-sign, unblind and verify.
+func mintOne(denom bank.DenomKey, seed []byte, i uint64) (minted, error) {
+	d, priv := denom.Denomination, denom.Private
+	ps, err := ecash.DerivePlanchet(seed, i)
+	if err != nil {
+		return minted{}, err
+	}
+	var ans []byte
+	if r := ps.PrepareRequest(d); r != nil {
+		if ans, err = priv.Prepare(r); err != nil {
+			return minted{}, err
+		}
+	}
+	p, st, err := ps.Blind(d, ans)
+	if err != nil {
+		return minted{}, err
+	}
+	bs, err := priv.BlindSign(p.Blinded)
+	if err != nil {
+		return minted{}, err
+	}
+	sig, err := st.Unblind(bs)
+	if err != nil {
+		return minted{}, err
+	}
+	return minted{
+		coin:    heldCoin{Coin: ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, Key: ps.CoinKey},
+		blinded: p.Blinded, blindSig: bs,
+	}, nil
 }
 
 // signedOrder makes a payment request for amount as the merchant signs it

@@ -121,6 +121,9 @@ func runCommand() *cli.Command {
 		maxPre      int
 		dir         string
 		cpuProfile  string
+		store       string
+		replicas    int
+		prefillN    int64
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -216,6 +219,9 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.IntVar(&maxPre, "max-coins", defaultMaxPre, "pay: never withdraw more than this many coins before the timed phase")
 			fs.StringVar(&dir, "dir", "", "keep the bank's and merchant's data in `DIR` (must be empty or absent; default: a temporary directory, removed at exit)")
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write the CPU profile of the timed phase to `FILE` (samples carry the label role=bank|merchant|client, or Pebble's own)")
+			fs.StringVar(&store, "store", "pebble", "the bank's `STORE`: pebble (in --dir), postgres (a throwaway PostgreSQL server, started and removed by loadgen), or a postgres:// URL of an empty database")
+			fs.IntVar(&replicas, "replicas", 1, "bank replicas over the one PostgreSQL database, wallets spread over them round robin (1 to 16; needs --store postgres)")
+			fs.Int64Var(&prefillN, "prefill-spent", 0, "before the timed phase, write the history of `N` withdrawn and spent coins into the bank's store (0 to 100000000; see above)")
 		},
 		NArgs: 0,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -248,6 +254,13 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			if coins < 0 || maxPre < 1 || coins > maxPre {
 				return cli.Usagef("bad --coins %d / --max-coins %d: want 0 <= coins <= max-coins, max-coins >= 1", coins, maxPre)
 			}
+			if cfg.Store, err = parseStore(store, replicas); err != nil {
+				return err
+			}
+			if prefillN < 0 || prefillN > maxPrefill {
+				return cli.Usagef("bad --prefill-spent %d: want 0 to %d", prefillN, maxPrefill)
+			}
+			cfg.PrefillSpent = prefillN
 			rep, err := run(ctx, cfg)
 			if err != nil {
 				return err

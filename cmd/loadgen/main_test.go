@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/blindbank/blindbank/bank/pgstore"
+	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 )
 
@@ -38,7 +42,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := loadgen(t, "run", "--help")
-	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage"} {
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
@@ -56,6 +60,11 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--concurrency", "0"},
 		{"run", "--scenario", "pay", "--duration", "11m"},
 		{"run", "--scenario", "withdraw", "--coins-per-op", "1025"},
+		{"run", "--scenario", "pay", "--replicas", "2"}, // replicas need PostgreSQL
+		{"run", "--scenario", "pay", "--store", "sqlite"},
+		{"run", "--scenario", "pay", "--store", "postgres", "--replicas", "0"},
+		{"run", "--scenario", "pay", "--store", "postgres", "--replicas", "17"},
+		{"run", "--scenario", "pay", "--prefill-spent", "-1"},
 		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
 	} {
@@ -202,6 +211,13 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 		}
 	}
 	d := r.Disk
+	if r.Prefill != nil && r.Store.Postgres == nil {
+		// Pebble is not compacted after a prefill: no figures at rest.
+		if d.StoreBytes <= 0 || d.Note == "" {
+			t.Errorf("disk after a prefill: %+v", d)
+		}
+		return
+	}
 	if d.StoreBytes <= 0 || d.AtRestBytes <= 0 {
 		t.Errorf("disk: %+v", d)
 	}
@@ -231,4 +247,135 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 	if r.Keys.Cipher != cipher || r.Keys.Denomination != "EUR:0.01" {
 		t.Errorf("keys: %+v", r.Keys)
 	}
+}
+
+// TestPrefill runs pay over a Pebble store holding spent coins written
+// before the timed phase.
+func TestPrefill(t *testing.T) {
+	const n = 1000
+	out, stderr, code := loadgen(t, "run", "--scenario", "pay", "--coins-per-op", "2", "--concurrency", "2",
+		"--duration", "500ms", "--limit-time", "100ms", "--prefill-spent", strconv.Itoa(n), "--json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	checkReport(t, &r, "pay", "cs")
+	p := r.Prefill
+	if p == nil || p.SpentCoins != n || p.Seconds <= 0 || p.CoinsPerSec <= 0 || p.StoreBytes <= 0 {
+		t.Errorf("prefill: %+v", p)
+	}
+	if r.Store.Kind != "pebble" || r.Store.Replicas != 1 || r.Store.Postgres != nil {
+		t.Errorf("store: %+v", r.Store)
+	}
+	if !strings.Contains(stderr, "prefill: 1000 spent coins") {
+		t.Errorf("no prefill note on stderr: %q", stderr)
+	}
+}
+
+// TestPostgres runs scenarios over PostgreSQL: pay through two bank
+// replicas (and two merchants) over a throwaway server, with a prefill,
+// and withdraw through three; then a given database, which must not
+// already hold a bank. Skipped without the PostgreSQL binaries, unless
+// BLINDBANK_REQUIRE_POSTGRES=1.
+func TestPostgres(t *testing.T) {
+	if _, err := pgtest.FindBin(); err != nil {
+		pgtest.Unavailable(t, err)
+	}
+	for _, tc := range []struct {
+		scenario string
+		replicas int
+		prefill  int
+	}{
+		{"pay", 2, 300},
+		{"withdraw", 3, 0},
+	} {
+		t.Run(fmt.Sprintf("%s-%d", tc.scenario, tc.replicas), func(t *testing.T) {
+			args := []string{"run", "--scenario", tc.scenario, "--coins-per-op", "2", "--concurrency", "2",
+				"--duration", "1s", "--limit-time", "100ms", "--store", "postgres", "--replicas", strconv.Itoa(tc.replicas), "--json"}
+			if tc.prefill > 0 {
+				args = append(args, "--prefill-spent", strconv.Itoa(tc.prefill))
+			}
+			out, stderr, code := loadgen(t, args...)
+			if code != cli.ExitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var r report
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			checkReport(t, &r, tc.scenario, "cs")
+			p := r.Store.Postgres
+			if r.Store.Kind != "postgres" || r.Store.Replicas != tc.replicas || p == nil {
+				t.Fatalf("store: %+v", r.Store)
+			}
+			// Durable writes only: the throwaway server syncs every commit.
+			if p.Server != "throwaway" || p.Fsync != "on" || p.SynchronousCommit != "on" || p.Version == "" || p.PoolPerReplica < 1 {
+				t.Errorf("PostgreSQL settings: %+v", p)
+			}
+			if p.Transactions <= 0 || p.WALSyncs <= 0 || p.WALBytesPerOp <= 0 || p.DatabaseBytes <= 0 || p.CPUUs < 0 || p.Backends <= 0 {
+				t.Errorf("PostgreSQL figures: %+v", p)
+			}
+			if (tc.prefill > 0) != (r.Prefill != nil) || (r.Prefill != nil && (r.Prefill.SpentCoins != int64(tc.prefill) || r.Prefill.StoreBytes <= 0)) {
+				t.Errorf("prefill: %+v", r.Prefill)
+			}
+		})
+	}
+	t.Run("given", func(t *testing.T) {
+		srv := pgtest.New(t)
+		ctx := t.Context()
+		dsn, err := srv.CreateDatabase(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A database that holds a bank is refused: loadgen would move
+		// money in it.
+		st, err := pgstore.Open(ctx, dsn, pgstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		_, stderr, code := loadgen(t, "run", "--scenario", "withdraw", "--duration", "200ms", "--limit-time", "50ms", "--store", pgURL(t, dsn))
+		if code == cli.ExitOK || !strings.Contains(stderr, "already holds a bank") {
+			t.Errorf("a database holding a bank: exit %d, %s", code, stderr)
+		}
+		empty, err := srv.CreateDatabase(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code := loadgen(t, "run", "--scenario", "withdraw", "--coins-per-op", "2", "--concurrency", "2", "--duration", "500ms",
+			"--limit-time", "50ms", "--store", pgURL(t, empty), "--json")
+		if code != cli.ExitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if p := r.Store.Postgres; p == nil || p.Server != "given" || p.CPUUs != -1 || r.Ops <= 0 {
+			t.Errorf("given database: %+v %+v", r.Store, p)
+		}
+	})
+}
+
+// pgURL turns pgtest's keyword/value DSN into a postgres:// URL, the form
+// --store takes (the socket directory as the host parameter).
+func pgURL(t *testing.T, dsn string) string {
+	t.Helper()
+	q := url.Values{}
+	var user, db string
+	for _, f := range strings.Fields(dsn) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "user":
+			user = v
+		case "dbname":
+			db = v
+		default:
+			q.Set(k, v)
+		}
+	}
+	return (&url.URL{Scheme: "postgres", User: url.User(user), Path: "/" + db, RawQuery: q.Encode()}).String()
 }

@@ -35,6 +35,10 @@ type report struct {
 	CPU   cpuReport   `json:"cpu"`
 	Disk  diskReport  `json:"disk"`
 	Setup setupReport `json:"setup"`
+	Store storeReport `json:"store"`
+	// Prefill is the spent coins written into the store before the
+	// phase (--prefill-spent); nil without.
+	Prefill *prefillReport `json:"prefill,omitempty"`
 
 	Keys    keyInfo     `json:"keys"`
 	Machine machineInfo `json:"machine"`
@@ -119,6 +123,27 @@ type diskReport struct {
 	Checks              int64   `json:"checks,omitempty"`
 	AtRestBytesPerCoin  float64 `json:"at_rest_bytes_per_issued_coin,omitempty"`
 	AtRestBytesPerCheck float64 `json:"at_rest_bytes_per_check,omitempty"`
+	Note                string  `json:"note,omitempty"`
+}
+
+// storeReport is the bank's store and its replicas.
+type storeReport struct {
+	Kind     string    `json:"kind"` // pebble or postgres
+	Replicas int       `json:"replicas"`
+	Postgres *pgReport `json:"postgres,omitempty"`
+}
+
+func (s storeReport) describe() string {
+	if s.Postgres == nil {
+		return "Pebble, one bank"
+	}
+	p := s.Postgres
+	reps := "one bank"
+	if s.Replicas > 1 {
+		reps = fmt.Sprintf("%d bank replicas", s.Replicas)
+	}
+	return fmt.Sprintf("PostgreSQL %s (%s server; fsync=%s, synchronous_commit=%s, shared_buffers %s), %s, %d connections each",
+		p.Version, p.Server, p.Fsync, p.SynchronousCommit, p.SharedBuffers, reps, p.PoolPerReplica)
 }
 
 type setupReport struct {
@@ -150,6 +175,11 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "loadgen run: %s, %d wallets, %.0fs\n", scenario, r.Concurrency, r.Duration)
 	fmt.Fprintf(w, "  machine       %s, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "  keys          %s\n", r.Keys.describe())
+	fmt.Fprintf(w, "  store         %s\n", r.Store.describe())
+	if p := r.Prefill; p != nil {
+		fmt.Fprintf(w, "  prefill       %d spent coins in %.0fs (%.0f coins/s), settled in %.0fs: store %.2f GiB\n",
+			p.SpentCoins, p.Seconds, p.CoinsPerSec, p.SettleSeconds, float64(p.StoreBytes)/(1<<30))
+	}
 	switch {
 	case r.Setup.PrewithdrawnCoins > 0:
 		fmt.Fprintf(w, "  setup         %.1fs, of which %.1fs to withdraw %d coins for the timed phase", r.Setup.Seconds, r.Setup.PrewithdrawSeconds, r.Setup.PrewithdrawnCoins)
@@ -191,9 +221,39 @@ func (r *report) writeText(w io.Writer) {
 	if c.Note != "" {
 		fmt.Fprintf(w, "                %s\n", c.Note)
 	}
+	if p := r.Store.Postgres; p != nil {
+		fmt.Fprintf(w, "  PostgreSQL    %d transactions (%.0f/s, reads included), %d WAL syncs (%.2f ops each), %.0f WAL bytes per op",
+			p.Transactions, float64(p.Transactions)/r.Elapsed, p.WALSyncs, p.OpsPerSync, p.WALBytesPerOp)
+		if p.CPUUs >= 0 {
+			fmt.Fprintf(w, ";\n                server CPU %.0f µs per %s (%.2f cores busy)", p.CPUUs, unit, p.CoresBusy)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  backends      %.1f connected on average; busy:", p.Backends)
+		if len(p.Waits) == 0 {
+			fmt.Fprint(w, " none seen")
+		}
+		for i, ws := range p.Waits {
+			if i > 0 {
+				fmt.Fprint(w, ",")
+			}
+			if i%3 == 0 {
+				fmt.Fprint(w, "\n               ")
+			}
+			fmt.Fprintf(w, " %s %.2f", ws.State, ws.Backends)
+		}
+		fmt.Fprintln(w)
+	}
 	d := r.Disk
-	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per %s (%.1f MiB at the end); compacted: %.1f MiB, ",
-		d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20), float64(d.AtRestBytes)/(1<<20))
+	if r.Store.Postgres != nil {
+		fmt.Fprintf(w, "  disk          %.0f WAL bytes per %s; database %.1f MiB at the end\n", d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20))
+		return
+	}
+	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per %s (%.1f MiB at the end)", d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20))
+	if d.Note != "" {
+		fmt.Fprintf(w, "; %s\n", d.Note)
+		return
+	}
+	fmt.Fprintf(w, "; compacted: %.1f MiB, ", float64(d.AtRestBytes)/(1<<20))
 	switch {
 	case d.Checks > 0:
 		fmt.Fprintf(w, "%.0f bytes per check (%d checks)\n", d.AtRestBytesPerCheck, d.Checks)

@@ -40,7 +40,11 @@ type runConfig struct {
 	Dir         string
 	KeysFile    string
 	CPUProfile  string
-	Progress    *progress
+	Store       storeConfig
+	// PrefillSpent is the spent coins written into the store before the
+	// timed phase (prefill.go).
+	PrefillSpent int64
+	Progress     *progress
 }
 
 // opTimeout bounds one operation or setup call, so that a stuck server
@@ -55,22 +59,39 @@ const (
 	orderSummary = "loadgen order"
 )
 
-// environment is a bank, perhaps a merchant, and the simulated wallets.
+// environment is a bank (or several replicas over PostgreSQL), perhaps a
+// merchant per bank, and the simulated wallets.
 type environment struct {
 	dir   string
 	keys  *bank.Keys
 	denom bank.DenomKey
+	store storeConfig
+	pg    *pgDatabase // nil over Pebble
 
-	bank      *node.Bank
+	banks     []*node.Bank // the replicas; one over Pebble
 	bankAdmin pb.BankAdminClient
-	merchant  *node.Merchant
-	mAdmin    pb.MerchantAdminClient
+	merchants []*node.Merchant // pay and check: merchant i deposits at bank i
+	mAdmins   []pb.MerchantAdminClient
 	conns     []*grpc.ClientConn
 	wallets   []*simWallet
 	closed    bool
 }
 
-// close stops everything; closing twice is harmless.
+// bankFor is the replica wallet id uses: wallets are spread over the
+// replicas round robin, as a load balancer would spread them.
+func (e *environment) bankFor(id int) *node.Bank { return e.banks[id%len(e.banks)] }
+
+// merchantFor is the merchant wallet id pays at, and its admin client:
+// one per replica, round robin like the banks; nil if the scenario has
+// none.
+func (e *environment) merchantFor(id int) (*node.Merchant, pb.MerchantAdminClient) {
+	if len(e.merchants) == 0 {
+		return nil, nil
+	}
+	return e.merchants[id%len(e.merchants)], e.mAdmins[id%len(e.mAdmins)]
+}
+
+// close stops everything but the database; closing twice is harmless.
 func (e *environment) close() {
 	if e.closed {
 		return
@@ -82,11 +103,11 @@ func (e *environment) close() {
 	for _, c := range e.conns {
 		c.Close()
 	}
-	if e.merchant != nil {
-		e.merchant.Close()
+	for _, m := range e.merchants {
+		m.Close()
 	}
-	if e.bank != nil {
-		e.bank.Close()
+	for _, b := range e.banks {
+		b.Close()
 	}
 }
 
@@ -115,7 +136,23 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	defer cleanup()
-	env := &environment{dir: dir}
+	env := &environment{dir: dir, store: cfg.Store}
+	rep.Store = storeReport{Kind: "pebble", Replicas: cfg.Store.Replicas}
+	if cfg.Store.Postgres {
+		rep.Store.Kind = "postgres"
+		prog.Status("starting or connecting to PostgreSQL ...")
+		env.pg, err = openPostgres(ctx, cfg.Store.DSN)
+		prog.Clear()
+		if err != nil {
+			return nil, err
+		}
+		defer env.pg.close() // after the banks, deferred below
+		rep.Store.Postgres = &pgReport{}
+		if err := env.pg.settings(ctx, rep.Store.Postgres); err != nil {
+			return nil, err
+		}
+		prog.Note("store: %s", rep.Store.describe())
+	}
 	defer env.close()
 
 	prog.Status("generating or loading the bank's keys (%s) ...", cfg.Cipher)
@@ -127,6 +164,13 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	prog.Note("keys: %s", rep.Keys.describe())
 	if err := startServers(ctx, env, cfg.Scenario); err != nil {
 		return nil, err
+	}
+	if cfg.PrefillSpent > 0 {
+		p, err := prefill(ctx, env, cfg.PrefillSpent, prog)
+		if err != nil {
+			return nil, err
+		}
+		rep.Prefill = &p
 	}
 
 	// The crypto limit, with the bank's own key, while the servers idle.
@@ -193,6 +237,12 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	sys0, sysOK := systemBusy()
+	var pgph *pgPhase
+	if env.pg != nil {
+		if pgph, err = env.pg.startPhase(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var prof bytes.Buffer
 	profErr := pprof.StartCPUProfile(&prof)
 	label := fmt.Sprintf("%s %s ×%d, %d wallets", cfg.Scenario, cfg.Cipher, n, cfg.Concurrency)
@@ -218,6 +268,11 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if res.ops == 0 {
 		return nil, errors.New("no operation completed in the timed phase")
 	}
+	if pgph != nil {
+		if err := pgph.finish(ctx, rep.Store.Postgres, res.elapsed.Seconds(), res.ops, res.coins); err != nil {
+			return nil, err
+		}
+	}
 
 	rep.Elapsed = res.elapsed.Seconds()
 	rep.Ops, rep.Coins = res.ops, res.coins
@@ -236,7 +291,8 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		OtherCores: -1,
 	}
 	if sysOK && sysOK1 {
-		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu).Seconds()/rep.Elapsed)
+		// Not this process, and not the throwaway PostgreSQL server.
+		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu-rep.Store.Postgres.serverCPU(rep.Elapsed)).Seconds()/rep.Elapsed)
 	}
 	if profErr != nil {
 		rep.CPU.Note = "no CPU profile (" + profErr.Error() + "): no split by role"
@@ -268,13 +324,31 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		issued = 0
 		rep.Disk.Checks = res.coins + rep.Setup.WarmupCoins
 	}
-	prog.Status("compacting the bank's store ...")
-	rest, err := compactedSize(env.ledgerDir())
-	prog.Clear()
-	if err != nil {
-		return nil, err
+	rep.Disk.IssuedCoins = issued
+	var rest int64
+	switch {
+	case env.pg != nil:
+		// The database as it stands (no VACUUM FULL); the WAL written
+		// over the phase, not the database's growth, is "written".
+		pr := rep.Store.Postgres
+		rest = pr.DatabaseBytes
+		rep.Disk.StoreBytes = pr.DatabaseBytes
+		rep.Disk.GrowthBytes = int64(pr.WALBytesPerOp * float64(res.ops))
+		rep.Disk.BytesPerCoin = float64(rep.Disk.GrowthBytes) / float64(res.coins)
+	case cfg.PrefillSpent > 0:
+		// Compacting gigabytes of prefill would take minutes and say
+		// nothing per coin: the prefill reports the store's size.
+		rep.Disk.Note = "not compacted after a prefill: see the prefill's store size"
+		return rep, nil
+	default:
+		prog.Status("compacting the bank's store ...")
+		rest, err = compactedSize(env.ledgerDir())
+		prog.Clear()
+		if err != nil {
+			return nil, err
+		}
 	}
-	rep.Disk.AtRestBytes, rep.Disk.IssuedCoins = rest, issued
+	rep.Disk.AtRestBytes = rest
 	if issued > 0 {
 		rep.Disk.AtRestBytesPerCoin = float64(rest) / float64(issued)
 	}
@@ -303,30 +377,43 @@ func workDir(dir string) (string, func(), error) {
 	return dir, func() {}, nil
 }
 
-// startServers starts the bank, and for pay and check the merchant (for
-// check with a catalogue of one product), as bankd and merchantd do, on
-// loopback with TLS, each under its profiler label.
+// startServers starts the bank (--replicas of them over PostgreSQL), and
+// for pay and check a merchant per bank (for check with a catalogue of one
+// product), as bankd and merchantd do, on loopback with TLS, each under
+// its profiler label.
 func startServers(ctx context.Context, env *environment, s scenarioKind) error {
-	bankDir := filepath.Join(env.dir, "bank")
-	if err := os.MkdirAll(bankDir, 0o700); err != nil {
-		return err
-	}
-	if err := env.keys.Save(filepath.Join(bankDir, bank.KeysFile)); err != nil {
-		return err
-	}
-	var err error
-	labeled(ctx, roleBank, func(context.Context) {
-		env.bank, err = node.StartBank(node.BankConfig{
+	for i := range env.store.Replicas {
+		bankDir := filepath.Join(env.dir, "bank")
+		if i > 0 {
+			bankDir = filepath.Join(env.dir, fmt.Sprintf("bank%d", i+1))
+		}
+		if err := os.MkdirAll(bankDir, 0o700); err != nil {
+			return err
+		}
+		// Every replica holds the same keys (docs/OPERATIONS.md).
+		if err := env.keys.Save(filepath.Join(bankDir, bank.KeysFile)); err != nil {
+			return err
+		}
+		cfg := node.BankConfig{
 			Dir: bankDir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: env.keys.Currency},
 			// Rate limits are policy, not capacity: off, as for any load
 			// test (the merchant deposits every payment from one address).
 			Limits: node.RateLimits{PerPeer: -1, PerAccount: -1},
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("starting the bank: %w", err)
+		}
+		if env.pg != nil {
+			cfg.Store = env.pg.dsn
+		}
+		var (
+			b   *node.Bank
+			err error
+		)
+		labeled(ctx, roleBank, func(context.Context) { b, err = node.StartBank(cfg) })
+		if err != nil {
+			return fmt.Errorf("starting bank replica %d: %w", i+1, err)
+		}
+		env.banks = append(env.banks, b)
 	}
-	conn, err := transport.DialAdmin(env.bank.AdminAddr, env.bank.Token)
+	conn, err := transport.DialAdmin(env.banks[0].AdminAddr, env.banks[0].Token)
 	if err != nil {
 		return err
 	}
@@ -335,11 +422,6 @@ func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 	if s != scenarioPay && s != scenarioCheck {
 		return nil
 	}
-	mDir := filepath.Join(env.dir, "merchant")
-	pub, err := merchant.Init(mDir)
-	if err != nil {
-		return err
-	}
 	catalogue := ""
 	if s == scenarioCheck {
 		catalogue = filepath.Join(env.dir, "catalogue")
@@ -347,27 +429,50 @@ func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 			return err
 		}
 	}
+	for i, b := range env.banks {
+		if err := startMerchant(ctx, env, i, b, catalogue); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startMerchant starts merchant i, with its own account and store, over
+// bank b.
+func startMerchant(ctx context.Context, env *environment, i int, b *node.Bank, catalogue string) error {
+	mDir := filepath.Join(env.dir, "merchant")
+	name := "loadgen merchant"
+	if i > 0 {
+		mDir = filepath.Join(env.dir, fmt.Sprintf("merchant%d", i+1))
+		name = fmt.Sprintf("loadgen merchant %d", i+1)
+	}
+	pub, err := merchant.Init(mDir)
+	if err != nil {
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	acct, err := env.bankAdmin.OpenAccount(cctx, &pb.OpenAccountRequest{Name: "loadgen merchant", PublicKey: pub, Merchant: true})
+	acct, err := env.bankAdmin.OpenAccount(cctx, &pb.OpenAccountRequest{Name: name, PublicKey: pub, Merchant: true})
 	if err != nil {
 		return fmt.Errorf("opening the merchant's account: %w", err)
 	}
+	var m *node.Merchant
 	labeled(cctx, roleMerchant, func(ctx context.Context) {
-		env.merchant, err = node.StartMerchant(ctx, node.MerchantConfig{
-			Dir: mDir, BankAddr: env.bank.Addr, BankTLS: transport.ClientConfig{Pin: env.bank.Fingerprint},
+		m, err = node.StartMerchant(ctx, node.MerchantConfig{
+			Dir: mDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Pin: b.Fingerprint},
 			Account: acct.Account, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Catalogue: catalogue,
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("starting the merchant: %w", err)
 	}
-	mconn, err := transport.DialAdmin(env.merchant.AdminAddr, env.merchant.Token)
+	env.merchants = append(env.merchants, m)
+	mconn, err := transport.DialAdmin(m.AdminAddr, m.Token)
 	if err != nil {
 		return err
 	}
 	env.conns = append(env.conns, mconn)
-	env.mAdmin = pb.NewMerchantAdminClient(mconn)
+	env.mAdmins = append(env.mAdmins, pb.NewMerchantAdminClient(mconn))
 	return nil
 }
 
@@ -426,7 +531,7 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 			}
 			for len(w.orders) < opsEach {
 				cctx, cancel := context.WithTimeout(ctx, opTimeout)
-				o, err := env.mAdmin.CreateOrder(cctx, &pb.CreateOrderRequest{Amount: amount, Summary: orderSummary, TtlSeconds: int64(orderTTL / time.Second)})
+				o, err := w.mAdmin.CreateOrder(cctx, &pb.CreateOrderRequest{Amount: amount, Summary: orderSummary, TtlSeconds: int64(orderTTL / time.Second)})
 				cancel()
 				if err != nil {
 					return fmt.Errorf("creating an order: %w", err)
