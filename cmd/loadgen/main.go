@@ -6,7 +6,9 @@
 //
 // "run" starts a bank (and, for pay and check, a merchant) inside this process, the way
 // bankd and merchantd start them: real gRPC with TLS on loopback, Pebble
-// stores on disk, every write synced before it is acknowledged. Concurrent
+// stores on disk (or the bank over PostgreSQL, --store postgres, with
+// --replicas banks over one database), every write synced before it is
+// acknowledged. Concurrent
 // simulated wallets then drive one scenario for a fixed time, and loadgen
 // reports operations and coins per second, latency percentiles, CPU per coin
 // (split between bank, merchant and wallets by a CPU profile) and the bank's
@@ -55,8 +57,9 @@ the result with what the cryptography alone allows on the same machine.
 
 "loadgen run" starts a bank (and for the pay and check scenarios a merchant)
 inside this process, wired exactly as bankd and merchantd wire them: gRPC with TLS on
-127.0.0.1, Pebble stores on disk in a temporary directory, every write synced
-before it is acknowledged. Concurrent simulated wallets then run one scenario
+127.0.0.1, Pebble stores on disk in a temporary directory (or the bank over
+PostgreSQL, one replica or several), every write synced before it is
+acknowledged. Concurrent simulated wallets then run one scenario
 for a fixed time and loadgen reports its rate, latency, CPU and disk per coin,
 and the rate as a fraction of the crypto limit.
 
@@ -71,6 +74,8 @@ docs/PERFORMANCE.md.`,
 loadgen run --scenario pay --cipher rsa --coins-per-op 8 --duration 10s --json
 loadgen run --scenario swap --cipher cs --concurrency 16
 loadgen run --scenario check --epo goods --concurrency 16
+loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --store postgres --replicas 3
+loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
 loadgen limits --cipher cs --coins-per-op 8`,
 		Sub: []*cli.Command{runCommand(), limitsCommand()},
 	}
@@ -123,6 +128,7 @@ func runCommand() *cli.Command {
 		cpuProfile  string
 		store       string
 		replicas    int
+		pool        int
 		prefillN    int64
 	)
 	return &cli.Command{
@@ -188,6 +194,45 @@ The wallets are lean protocol clients holding their coins in memory (no
 wallet store, no fsync on the wallet side): what is measured is the bank and
 the merchant, plus the client cryptography every real wallet must do.
 
+The bank's store (--store):
+  pebble    (default) a Pebble store in the run's directory, one bank.
+  postgres  a throwaway PostgreSQL server: initdb into a temporary
+            directory, listening on a unix socket only, with fsync=on and
+            synchronous_commit=on (every commit flushed before it is
+            acknowledged), removed at exit; it needs the server binaries
+            (initdb, pg_ctl, postgres: on PATH, under
+            /usr/lib/postgresql/*/bin, or in $BLINDBANK_PG_BIN).
+  postgres://…  an existing, empty database (loadgen refuses one that
+            already holds a bank's tables: it opens accounts and moves
+            money). loadgen refuses a server with fsync or
+            synchronous_commit off.
+With --replicas N (PostgreSQL only), N banks run over the one database, as
+N "bankd serve --store postgres://…" replicas would: each with its own gRPC
+server on loopback, a copy of the keys and its own connection pool. Wallet i
+uses replica i mod N, and for pay and check there is one merchant per
+replica (merchant i deposits at replica i) and wallet i pays at merchant i
+mod N. Over PostgreSQL the report adds the server's CPU per coin (throwaway
+server only, from /proc), its transactions, WAL flushes and WAL bytes over
+the phase, and what the banks' backends were doing: pg_stat_activity
+sampled every 50 ms, as the average number of backends running
+("active/CPU"), waiting for a lock ("active/Lock:…"), for a WAL flush
+("active/IO:WALSync"), or for the bank's next statement ("idle in
+transaction").
+
+--prefill-spent N writes, before the timed phase (not timed), the history
+of N coins withdrawn and spent into the bank's store, through the store's
+own interface as the bank writes it: a customer account credited, then
+withdrawals of 64 coins (blind signatures, issued index, CS nonce locks)
+and deposits of 8 coins to a merchant (spent-coin records with their deposit
+permissions, deposit records with signed receipts, postings, audit-log
+entries). Coin ids are hashes of random keys, as real ones are; the blind
+signatures and the coins' signatures inside the records are random bytes of
+the right length (real ones would cost an hour of CPU per 10M coins; the
+store never reads them). loadgen then waits until the store is idle (Pebble:
+its compactions done; PostgreSQL: VACUUM ANALYZE and CHECKPOINT) and
+reports the store's size. It prefills some 4,000-7,000 coins a second on two
+cores, slower as the store grows.
+
 Timed phase: --concurrency wallets run operations back to back until
 --duration has passed (an operation in flight finishes). Reported:
   ops/s, coins/s   completed operations and coins over the phase's wall time
@@ -204,11 +249,16 @@ Timed phase: --concurrency wallets run operations back to back until
                    label and is reported apart, for all stores together;
                    "runtime" is the rest (garbage collector, scheduler)
   disk per coin    growth of the bank's Pebble directory (WAL included) over
-                   the phase divided by its coins, and its size at the end
+                   the phase divided by its coins, and its size at the end;
+                   then, without a prefill, the store compacted, over the
+                   coins it issued. Over PostgreSQL: the WAL written over
+                   the phase per coin, and the database's size
 
 A progress line is shown on stderr about once a second.`,
 		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4
 loadgen run --scenario pay --cipher cs --coins-per-op 8 --concurrency 16 --cpuprofile pay.prof
+loadgen run --scenario withdraw --coins-per-op 64 --concurrency 16 --store postgres --replicas 2
+loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
 go tool pprof -top -tagfocus role=bank pay.prof`,
 		Flags: func(fs *flag.FlagSet) {
 			c.register(fs, "limit-time")
@@ -221,6 +271,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write the CPU profile of the timed phase to `FILE` (samples carry the label role=bank|merchant|client, or Pebble's own)")
 			fs.StringVar(&store, "store", "pebble", "the bank's `STORE`: pebble (in --dir), postgres (a throwaway PostgreSQL server, started and removed by loadgen), or a postgres:// URL of an empty database")
 			fs.IntVar(&replicas, "replicas", 1, "bank replicas over the one PostgreSQL database, wallets spread over them round robin (1 to 16; needs --store postgres)")
+			fs.IntVar(&pool, "pool", 0, "PostgreSQL connections per replica (0: pgxpool's default, the greater of 4 and the CPUs, as bankd uses; 1 to 64)")
 			fs.Int64Var(&prefillN, "prefill-spent", 0, "before the timed phase, write the history of `N` withdrawn and spent coins into the bank's store (0 to 100000000; see above)")
 		},
 		NArgs: 0,
@@ -254,7 +305,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			if coins < 0 || maxPre < 1 || coins > maxPre {
 				return cli.Usagef("bad --coins %d / --max-coins %d: want 0 <= coins <= max-coins, max-coins >= 1", coins, maxPre)
 			}
-			if cfg.Store, err = parseStore(store, replicas); err != nil {
+			if cfg.Store, err = parseStore(store, replicas, pool); err != nil {
 				return err
 			}
 			if prefillN < 0 || prefillN > maxPrefill {

@@ -42,7 +42,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := loadgen(t, "run", "--help")
-	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent"} {
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
@@ -65,6 +65,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--store", "postgres", "--replicas", "0"},
 		{"run", "--scenario", "pay", "--store", "postgres", "--replicas", "17"},
 		{"run", "--scenario", "pay", "--prefill-spent", "-1"},
+		{"run", "--scenario", "pay", "--pool", "8"}, // PostgreSQL only
+		{"run", "--scenario", "pay", "--store", "postgres", "--pool", "65"},
 		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
 	} {
@@ -288,15 +290,19 @@ func TestPostgres(t *testing.T) {
 		scenario string
 		replicas int
 		prefill  int
+		pool     int
 	}{
-		{"pay", 2, 300},
-		{"withdraw", 3, 0},
+		{"pay", 2, 300, 0},
+		{"withdraw", 3, 0, 2},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", tc.scenario, tc.replicas), func(t *testing.T) {
 			args := []string{"run", "--scenario", tc.scenario, "--coins-per-op", "2", "--concurrency", "2",
 				"--duration", "1s", "--limit-time", "100ms", "--store", "postgres", "--replicas", strconv.Itoa(tc.replicas), "--json"}
 			if tc.prefill > 0 {
 				args = append(args, "--prefill-spent", strconv.Itoa(tc.prefill))
+			}
+			if tc.pool > 0 {
+				args = append(args, "--pool", strconv.Itoa(tc.pool))
 			}
 			out, stderr, code := loadgen(t, args...)
 			if code != cli.ExitOK {
@@ -312,7 +318,7 @@ func TestPostgres(t *testing.T) {
 				t.Fatalf("store: %+v", r.Store)
 			}
 			// Durable writes only: the throwaway server syncs every commit.
-			if p.Server != "throwaway" || p.Fsync != "on" || p.SynchronousCommit != "on" || p.Version == "" || p.PoolPerReplica < 1 {
+			if p.Server != "throwaway" || p.Fsync != "on" || p.SynchronousCommit != "on" || p.Version == "" || p.PoolPerReplica < 1 || (tc.pool > 0 && p.PoolPerReplica != tc.pool) {
 				t.Errorf("PostgreSQL settings: %+v", p)
 			}
 			if p.Transactions <= 0 || p.WALSyncs <= 0 || p.WALBytesPerOp <= 0 || p.DatabaseBytes <= 0 || p.CPUUs < 0 || p.Backends <= 0 {

@@ -141,7 +141,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if cfg.Store.Postgres {
 		rep.Store.Kind = "postgres"
 		prog.Status("starting or connecting to PostgreSQL ...")
-		env.pg, err = openPostgres(ctx, cfg.Store.DSN)
+		env.pg, err = openPostgres(ctx, cfg.Store.DSN, cfg.Store.Pool)
 		prog.Clear()
 		if err != nil {
 			return nil, err

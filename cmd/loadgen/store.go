@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,13 +30,16 @@ type storeConfig struct {
 	// Postgres: a throwaway server loadgen starts and removes.
 	DSN      string
 	Replicas int
+	// Pool is each replica's connection pool; 0 leaves pgxpool's
+	// default (or the DSN's pool_max_conns), as bankd does.
+	Pool int
 }
 
 // Bounds of --replicas.
 const maxReplicas = 16
 
 // parseStore reads --store and --replicas.
-func parseStore(store string, replicas int) (storeConfig, error) {
+func parseStore(store string, replicas, pool int) (storeConfig, error) {
 	var c storeConfig
 	switch {
 	case store == "pebble":
@@ -52,15 +56,43 @@ func parseStore(store string, replicas int) (storeConfig, error) {
 	if replicas > 1 && !c.Postgres {
 		return c, cli.Usagef("--replicas %d needs --store postgres: replicas share one PostgreSQL database (a Pebble store serves one bank)", replicas)
 	}
-	c.Replicas = replicas
+	if pool < 0 || pool > maxPool {
+		return c, cli.Usagef("bad --pool %d: want 0 to %d", pool, maxPool)
+	}
+	if pool > 0 && !c.Postgres {
+		return c, cli.Usagef("--pool applies to --store postgres only")
+	}
+	c.Replicas, c.Pool = replicas, pool
 	return c, nil
+}
+
+// maxPool bounds --pool: the throwaway server allows 200 connections.
+const maxPool = 64
+
+// withPool returns dsn (a URL or keyword/value string) with pool_max_conns
+// set to n, or dsn itself if n is 0.
+func withPool(dsn string, n int) (string, error) {
+	if n == 0 {
+		return dsn, nil
+	}
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return dsn + " pool_max_conns=" + strconv.Itoa(n), nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("--store: %w", err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(n))
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // pgDatabase is the PostgreSQL database of a run: on a throwaway server
 // loadgen started (removed by close), or one the user gave, which must hold
 // no bank yet. loadgen keeps a connection of its own for statistics.
 type pgDatabase struct {
-	dsn    string         // for the banks
+	dsn    string         // for the banks (with --pool)
 	server *pgtest.Server // nil for a given database
 	conn   *pgx.Conn
 }
@@ -68,7 +100,7 @@ type pgDatabase struct {
 // openPostgres starts a throwaway server (dsn empty) or connects to dsn,
 // and checks that the database is empty of any bank and that its commits
 // are durable.
-func openPostgres(ctx context.Context, dsn string) (*pgDatabase, error) {
+func openPostgres(ctx context.Context, dsn string, pool int) (*pgDatabase, error) {
 	p := &pgDatabase{dsn: dsn}
 	if dsn == "" {
 		s, err := pgtest.Start()
@@ -94,6 +126,10 @@ func openPostgres(ctx context.Context, dsn string) (*pgDatabase, error) {
 	if bankTables {
 		p.close()
 		return nil, errors.New("--store: the database already holds a bank's tables; loadgen opens accounts and moves money in it: give it an empty database")
+	}
+	if p.dsn, err = withPool(p.dsn, pool); err != nil {
+		p.close()
+		return nil, err
 	}
 	return p, nil
 }
