@@ -97,13 +97,19 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
-	acct, err := b.authenticate(ctx, req.Account, body, accountSig, "withdraw request")
+	// The account signs the amount and the request's hash (what the audit
+	// log records), not the body.
+	reqHash := ecash.HashOf(body)
+	amount, err := ecash.WithdrawAmount(req, b.denomValue)
+	if err != nil {
+		return nil, err
+	}
+	acct, err := b.authenticate(ctx, req.Account, ecash.WithdrawSignatureInput(req.Account, amount, reqHash), accountSig, "withdraw request")
 	if err != nil {
 		return nil, err
 	}
 	// A retry is answered from the record before anything that may have
 	// changed since (validity windows, balance): the debit already happened.
-	reqHash := ecash.HashOf(body)
 	if sigs, found, err := b.store.Withdrawal(ctx, reqHash); err != nil || found {
 		return sigs, err
 	}
@@ -125,7 +131,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
 		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Withdraw{Account: req.Account, Amount: total, RequestHash: reqHash, Issued: denomCounts(keys)},
+		Log: auditlog.Withdraw{Account: req.Account, Amount: total, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
 	})
 	if err != nil {
 		return nil, err
@@ -133,6 +139,15 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
 	return sigs, nil
+}
+
+// denomValue is the value of the bank's denomination id.
+func (b *Bank) denomValue(id ecash.Hash) (ecash.Amount, bool) {
+	d, ok := b.denoms[id]
+	if !ok {
+		return ecash.Amount{}, false
+	}
+	return d.Value, true
 }
 
 // outputs checks planchets the bank is asked to sign now (a withdrawal's,

@@ -124,7 +124,8 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		Approved: receipts[CheckApproved], DeclinedFunds: receipts[CheckDeclinedFunds],
 		DeclinedLimit: receipts[CheckDeclinedLimit], DeclinedLocked: receipts[CheckDeclinedLocked],
 		Record: raw, Time: now,
-		Log: auditlog.Check{EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount, Amount: epo.Price},
+		Log: auditlog.Check{EPOID: id, EPOHash: epo.Hash(), PartsHash: epo.PartsHash(), CustomerSig: epo.CustomerSig,
+			Customer: customer.ID, Merchant: end.MerchantAccount, Amount: epo.Price},
 	})
 	if err != nil {
 		return nil, err

@@ -154,6 +154,12 @@ func newVectorKeys(tb testing.TB) *vectorFixture {
 	return fx
 }
 
+// denomValue is the value of a denomination of the key set.
+func (fx *vectorFixture) denomValue(id ecash.Hash) (ecash.Amount, bool) {
+	d, err := fx.ks.Denomination(id)
+	return d.Value, err == nil
+}
+
 // addCoins withdraws two coins and builds everything made from them.
 func (fx *vectorFixture) addCoins(tb testing.TB) {
 	tb.Helper()
@@ -309,10 +315,15 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 
 	// Withdraw request.
 	wrBody := fx.wr.Body()
+	wrAmount, err := ecash.WithdrawAmount(fx.wr, fx.denomValue)
+	if err != nil {
+		panic(err)
+	}
 	add(vector{Name: "withdraw request", Kind: "withdraw-request", Fields: map[string]string{
-		"encoding":    hexOf(wrBody),
-		"hash":        hexOf(hashBytes(ecash.HashOf(wrBody))),
-		"account_sig": hexOf(ecash.SignBody(fx.account, wrBody)),
+		"encoding":        hexOf(wrBody),
+		"hash":            hexOf(hashBytes(ecash.HashOf(wrBody))),
+		"signature_input": hexOf(ecash.WithdrawSignatureInput(fx.wr.Account, wrAmount, ecash.HashOf(wrBody))),
+		"account_sig":     hexOf(ecash.SignWithdraw(fx.account, fx.wr, wrAmount)),
 	}})
 
 	// Payment request.
@@ -711,7 +722,21 @@ func runVector(t *testing.T, fx *vectorFixture, v vector) {
 		}
 		for field, key := range map[string]ed25519.PrivateKey{"merchant_sig": fx.merchant, "account_sig": fx.account} {
 			if sig, ok := v.Fields[field]; ok {
-				if err := ecash.VerifyBody(edPub(key), enc, mustHex(t, sig), field); err != nil {
+				// The account signs the withdraw signature input, which
+				// names the request by its hash.
+				signed := enc
+				if in, ok := v.Fields["signature_input"]; ok {
+					signed = mustHex(t, in)
+					w, err := ecash.DecodeWithdrawRequest(enc)
+					if err != nil {
+						t.Fatal(err)
+					}
+					total, err := ecash.WithdrawAmount(w, fx.denomValue)
+					if err != nil || !bytes.Equal(signed, ecash.WithdrawSignatureInput(w.Account, total, ecash.HashOf(enc))) {
+						t.Fatalf("the signature input is not the request's: %v", err)
+					}
+				}
+				if err := ecash.VerifyBody(edPub(key), signed, mustHex(t, sig), field); err != nil {
 					t.Fatal(err)
 				}
 			}

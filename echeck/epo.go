@@ -320,15 +320,18 @@ func NewSignedEPO(epo EPO, priv EPOPrivate, bankHPKE []byte, customer ed25519.Pr
 	return s, nil
 }
 
-// SignatureInput is what the customer signs:
-// tag("epo-signature") || SHA-256(clear body) || SHA-256(sealed private part).
+// SignatureInput is what the customer signs (ecash.EPOSignatureInput):
+// tag("epo-signature") || EPOID (text form) || price || merchant account ||
+// PartsHash. The bank's audit log records each of these, so an auditor
+// verifies the signature from the log alone.
 func (s *SignedEPO) SignatureInput() []byte {
-	e := ecash.NewEncoder("epo-signature")
-	h := s.EPO.BodyHash()
-	e.Fixed(h[:])
-	p := ecash.HashOf(s.SealedPrivate)
-	e.Fixed(p[:])
-	return e.Bytes()
+	return ecash.EPOSignatureInput(s.EPOID.String(), s.Price, s.MerchantAccount, s.PartsHash())
+}
+
+// PartsHash is the digest of both halves of the order the customer signs:
+// ecash.EPOPartsHash(SHA-256(clear body), SHA-256(sealed private part)).
+func (s *SignedEPO) PartsHash() ecash.Hash {
+	return ecash.EPOPartsHash(s.EPO.BodyHash(), ecash.HashOf(s.SealedPrivate))
 }
 
 // Encode is the signed EPO (tag "signed-epo"): clear body, sealed private

@@ -253,7 +253,11 @@ func TestWithdrawRefusedBeforeSigning(t *testing.T) {
 		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: rsa.ID, Blinded: make([]byte, 3)})
 	}
 	body := req.Body()
-	_, err = f.bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})
+	amount, err := ks.WithdrawAmount(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, req, amount)})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("zero-balance withdrawal: %v, want FailedPrecondition (insufficient funds)", err)
 	}

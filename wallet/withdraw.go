@@ -86,7 +86,15 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	}
 	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared}
 	pw.Body = req.Body()
-	pw.Sig = ecash.SignBody(w.acctKey, pw.Body)
+	values := make(map[ecash.Hash]ecash.Amount, len(denoms))
+	for _, d := range denoms {
+		values[d.ID] = d.Value
+	}
+	amount, err := ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) { v, ok := values[id]; return v, ok })
+	if err != nil {
+		return nil, err
+	}
+	pw.Sig = ecash.SignWithdraw(w.acctKey, req, amount)
 	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}

@@ -60,6 +60,7 @@ const (
 	CheckEmergency    = "emergency"     // a denomination redeemed more than issued
 	CheckEPOID        = "epoid"         // a second outcome for one EPOID
 	CheckReplay       = "replay"        // a request, payment or reference hash used twice: one authorisation, two effects
+	CheckAuthorised   = "authorised"    // a debit without the account holder's valid signature
 	CheckRefund       = "refund"        // a refund of something never deposited, or of more than it was worth
 	CheckOverflow     = "overflow"      // a total beyond 64 bits
 	CheckConservation = "conservation"  // the ledger does not add up (a fault in the auditor itself)
@@ -519,6 +520,15 @@ func (a *Auditor) Apply(b []byte) (*Entry, error) {
 	return e, nil
 }
 
+// authorised checks that sig is the signature of account id's key over
+// signed: the account holder's authorisation of a debit.
+func (c *change) authorised(acc *accountState, id uint64, signed, sig []byte, what string) error {
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(acc.key[:], signed, sig) {
+		return c.fail(CheckAuthorised, "the %s is not signed by the key of account %d: a debit the account holder did not authorise", what, id)
+	}
+	return nil
+}
+
 // gather checks the entry's own rules and collects what it changes.
 func (c *change) gather() error {
 	a := c.a
@@ -553,7 +563,11 @@ func (c *change) gather() error {
 		if err := c.money(o.Amount); err != nil {
 			return err
 		}
-		if _, err := c.opened(o.Account, "debited"); err != nil {
+		acc, err := c.opened(o.Account, "debited")
+		if err != nil {
+			return err
+		}
+		if err := c.authorised(acc, o.Account, ecash.WithdrawSignatureInput(o.Account, o.Amount, o.RequestHash), o.AccountSig, "withdrawal"); err != nil {
 			return err
 		}
 		if err := c.fresh(seenWithdraw, o.RequestHash, 0, "withdraw request"); err != nil {
@@ -614,6 +628,9 @@ func (c *change) gather() error {
 			return err
 		}
 		if _, err := c.opened(o.Merchant, "merchant"); err != nil {
+			return err
+		}
+		if err := c.authorised(cust, o.Customer, ecash.EPOSignatureInput(o.EPOID, o.Amount, o.Merchant, o.PartsHash), o.CustomerSig, "payment order "+o.EPOID); err != nil {
 			return err
 		}
 		id := ecash.HashOf([]byte(o.EPOID))

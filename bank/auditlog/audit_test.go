@@ -166,7 +166,7 @@ func history(t *testing.T, f *fixture, ops ...auditlog.Op) [][]byte {
 	t.Helper()
 	m := auditlog.NewMemLog()
 	for i, op := range append(baseOps(f), ops...) {
-		if _, err := m.Append(op, fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
+		if _, err := m.Append(f.authorise(op), fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}
 	}
@@ -217,6 +217,18 @@ func TestAuditInvariants(t *testing.T) {
 		return auditlog.Check{EPOID: id, EPOHash: tag("epo " + id), Customer: customer, Merchant: merchant, Amount: eur(amount), Outcome: out}
 	}
 	a1, b2, c5 := coinOf("a", f.d2), coinOf("b", f.d2), coinOf("c", f.d5)
+	// Debits whose signature is not the customer's authorisation: another
+	// key's, or the customer's for another amount.
+	w2 := auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("w2"), Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 1}}}
+	forgedW := w2
+	forgedW.AccountSig = ed25519.Sign(f.merchantKey, ecash.WithdrawSignatureInput(w2.Account, w2.Amount, w2.RequestHash))
+	moreW := auditlog.Withdraw{Account: customer, Amount: eur(500), RequestHash: tag("w2"), Issued: []auditlog.DenomCount{{Denom: f.d5.ID, Value: f.d5.Value, Count: 1}},
+		AccountSig: f.authorise(w2).(auditlog.Withdraw).AccountSig}
+	signedCheck := f.authorise(epo("1001-1-9", 100, auditlog.OutcomeApproved)).(auditlog.Check)
+	forgedC := signedCheck
+	forgedC.CustomerSig = ed25519.Sign(f.merchantKey, ecash.EPOSignatureInput(forgedC.EPOID, forgedC.Amount, forgedC.Merchant, forgedC.PartsHash))
+	otherMerchantC := signedCheck
+	otherMerchantC.Merchant = customer
 	pay := deposit(merchant, "payment 1", a1)
 	unknown := ecash.Denomination{ID: tag("no such denomination"), Value: eur(200)}
 
@@ -272,6 +284,10 @@ func TestAuditInvariants(t *testing.T) {
 		{"revoked denomination issued", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}},
 			auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("w2"), Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 1}}}},
 			auditlog.CheckRevoked, "which was revoked", 1},
+		{"withdrawal signed by another key", []auditlog.Op{forgedW}, auditlog.CheckAuthorised, "withdrawal is not signed by the key of account 1000", 0},
+		{"withdrawal of more than signed", []auditlog.Op{moreW}, auditlog.CheckAuthorised, "withdrawal is not signed by the key of account 1000", 0},
+		{"check signed by another key", []auditlog.Op{forgedC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed by the key of account 1000", 0},
+		{"check to another payee than signed", []auditlog.Op{otherMerchantC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed", 0},
 		{"revoked denomination spent", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}}, pay}, auditlog.CheckRevoked, "which was revoked", 1},
 		{"recoup of a denomination not revoked", []auditlog.Op{auditlog.Recoup{Account: customer, Amount: eur(200), Coin: tag("coin a"), Denom: f.d2.ID, RequestHash: tag("r")}},
 			auditlog.CheckRevoked, "which was not revoked", 0},
@@ -337,7 +353,7 @@ func TestAuditInvariants(t *testing.T) {
 	// Coins before any key set.
 	m := auditlog.NewMemLog()
 	for i, op := range baseOps(f)[1:] {
-		if _, err := m.Append(op, fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
+		if _, err := m.Append(f.authorise(op), fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -362,7 +378,7 @@ func TestAuditWarnings(t *testing.T) {
 		if i == 4 {
 			at = fixtureBase.AddDate(2, 0, 0) // the withdraw window closed after a year
 		}
-		if _, err := m.Append(op, at); err != nil {
+		if _, err := m.Append(f.authorise(op), at); err != nil {
 			t.Fatal(err)
 		}
 	}

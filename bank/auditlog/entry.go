@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -438,6 +439,15 @@ func checkSpentCoins(name string, cs []SpentCoin, cur string, want ecash.Amount)
 	return nil
 }
 
+// signature refuses a signature field that is not an Ed25519 signature's
+// 64 bytes (whether it verifies is the Auditor's check: it needs the key).
+func signature(name string, sig []byte) error {
+	if len(sig) != ed25519.SignatureSize {
+		return invalid("%s of %d bytes (want %d)", name, len(sig), ed25519.SignatureSize)
+	}
+	return nil
+}
+
 func fixedHash(d *ecash.Decoder) (h ecash.Hash) {
 	copy(h[:], d.Fixed(len(h)))
 	return h
@@ -531,7 +541,11 @@ type Withdraw struct {
 	Account     uint64
 	Amount      ecash.Amount // > 0; the total value of Issued
 	RequestHash ecash.Hash   // SHA-256 of the withdraw-request body
-	Issued      []DenomCount // sorted by denomination id
+	// AccountSig is the account key's Ed25519 signature over
+	// ecash.WithdrawSignatureInput(Account, Amount, RequestHash): the
+	// customer's authorisation of the debit, which the Auditor checks.
+	AccountSig []byte
+	Issued     []DenomCount // sorted by denomination id
 }
 
 func (Withdraw) Kind() Kind { return KindWithdraw }
@@ -546,16 +560,20 @@ func (o Withdraw) validate() error {
 	if err := positive("amount", o.Amount, ""); err != nil {
 		return err
 	}
+	if err := signature("account signature", o.AccountSig); err != nil {
+		return err
+	}
 	return checkDenomCounts("issued", o.Issued, o.Amount.Currency, o.Amount)
 }
 func (o Withdraw) encodeTo(e *ecash.Encoder) {
 	e.U64(o.Account)
 	e.Amount(o.Amount)
 	e.Fixed(o.RequestHash[:])
+	e.Fixed(o.AccountSig)
 	encodeDenomCounts(e, o.Issued)
 }
 func decodeWithdraw(d *ecash.Decoder) Op {
-	return Withdraw{Account: d.U64(), Amount: d.Amount(), RequestHash: fixedHash(d), Issued: decodeDenomCounts(d)}
+	return Withdraw{Account: d.U64(), Amount: d.Amount(), RequestHash: fixedHash(d), AccountSig: d.Fixed(ed25519.SignatureSize), Issued: decodeDenomCounts(d)}
 }
 
 // Deposit records coins spent into a merchant account for one payment
@@ -793,12 +811,18 @@ func ParseOutcome(s string) (Outcome, error) {
 // nothing. The product and the customer's memo are not logged: EPOHash
 // commits to them.
 type Check struct {
-	EPOID    string     // canonical EPOID, 1 to MaxEPOIDLen printable ASCII bytes
-	EPOHash  ecash.Hash // hash of the signed EPO
-	Customer uint64
-	Merchant uint64
-	Amount   ecash.Amount // > 0
-	Outcome  Outcome
+	EPOID   string     // canonical EPOID, 1 to MaxEPOIDLen printable ASCII bytes
+	EPOHash ecash.Hash // hash of the signed EPO
+	// PartsHash (ecash.EPOPartsHash of the EPO's clear and sealed parts)
+	// and CustomerSig, the customer's Ed25519 signature over
+	// ecash.EPOSignatureInput(EPOID, Amount, Merchant, PartsHash): the
+	// customer's authorisation of the debit, which the Auditor checks.
+	PartsHash   ecash.Hash
+	CustomerSig []byte
+	Customer    uint64
+	Merchant    uint64
+	Amount      ecash.Amount // > 0
+	Outcome     Outcome
 }
 
 func (Check) Kind() Kind      { return KindCheck }
@@ -816,6 +840,9 @@ func (o Check) validate() error {
 	if !o.Outcome.valid() {
 		return invalid("unknown outcome %d", uint8(o.Outcome))
 	}
+	if err := signature("customer signature", o.CustomerSig); err != nil {
+		return err
+	}
 	if len(o.EPOID) == 0 || len(o.EPOID) > MaxEPOIDLen {
 		return invalid("EPOID of %d bytes (want 1 to %d)", len(o.EPOID), MaxEPOIDLen)
 	}
@@ -829,14 +856,16 @@ func (o Check) validate() error {
 func (o Check) encodeTo(e *ecash.Encoder) {
 	e.String(o.EPOID)
 	e.Fixed(o.EPOHash[:])
+	e.Fixed(o.PartsHash[:])
+	e.Fixed(o.CustomerSig)
 	e.U64(o.Customer)
 	e.U64(o.Merchant)
 	e.Amount(o.Amount)
 	e.U8(uint8(o.Outcome))
 }
 func decodeCheck(d *ecash.Decoder) Op {
-	return Check{EPOID: d.String(), EPOHash: fixedHash(d), Customer: d.U64(), Merchant: d.U64(),
-		Amount: d.Amount(), Outcome: Outcome(d.U8())}
+	return Check{EPOID: d.String(), EPOHash: fixedHash(d), PartsHash: fixedHash(d), CustomerSig: d.Fixed(ed25519.SignatureSize),
+		Customer: d.U64(), Merchant: d.U64(), Amount: d.Amount(), Outcome: Outcome(d.U8())}
 }
 
 // Payout records money leaving an account to the outside (a settlement to

@@ -108,9 +108,30 @@ func newFixture(t testing.TB) *fixture {
 	}
 	for i, o := range ops {
 		f.names = append(f.names, o.name)
-		f.entries = append(f.entries, auditlog.Entry{Index: int64(i), Time: fixtureBase.Add(time.Duration(i) * 1500 * time.Millisecond), Op: o.op}.Canonical())
+		f.entries = append(f.entries, auditlog.Entry{Index: int64(i), Time: fixtureBase.Add(time.Duration(i) * 1500 * time.Millisecond), Op: f.authorise(o.op)}.Canonical())
 	}
 	return f
+}
+
+// authorise signs a debit that carries no signature with the customer's
+// key, as the bank's entries carry the customer's signature: a withdrawal
+// over its amount and request hash, a check over its EPOID, amount,
+// merchant and parts hash.
+func (f *fixture) authorise(op auditlog.Op) auditlog.Op {
+	switch o := op.(type) {
+	case auditlog.Withdraw:
+		if o.AccountSig == nil {
+			o.AccountSig = ed25519.Sign(f.customerKey, ecash.WithdrawSignatureInput(o.Account, o.Amount, o.RequestHash))
+		}
+		return o
+	case auditlog.Check:
+		if o.CustomerSig == nil {
+			o.PartsHash = tag("parts " + o.EPOID)
+			o.CustomerSig = ed25519.Sign(f.customerKey, ecash.EPOSignatureInput(o.EPOID, o.Amount, o.Merchant, o.PartsHash))
+		}
+		return o
+	}
+	return op
 }
 
 // verifier is the note verifier of the fixture's log key.
@@ -184,6 +205,7 @@ func describe(e *auditlog.Entry) map[string]string {
 		u("account", o.Account)
 		amt("amount", o.Amount)
 		h("request_hash", o.RequestHash)
+		m["account_sig"] = fmt.Sprintf("%x", o.AccountSig)
 		denoms("issued", o.Issued)
 	case auditlog.Deposit:
 		u("merchant", o.Merchant)
@@ -214,6 +236,8 @@ func describe(e *auditlog.Entry) map[string]string {
 	case auditlog.Check:
 		m["epoid"] = o.EPOID
 		h("epo_hash", o.EPOHash)
+		h("parts_hash", o.PartsHash)
+		m["customer_sig"] = fmt.Sprintf("%x", o.CustomerSig)
 		u("customer", o.Customer)
 		u("merchant", o.Merchant)
 		amt("amount", o.Amount)

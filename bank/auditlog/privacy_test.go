@@ -99,11 +99,17 @@ func TestPrivacyWithdrawDeposit(t *testing.T) {
 	body := wr.Body()
 	counts, total := issued(f.ks, run.planchets)
 	log := auditlog.NewMemLog()
-	we, err := log.Append(auditlog.Withdraw{Account: customer, Amount: total, RequestHash: ecash.HashOf(body), Issued: counts}, now)
+	// The account's signature, which the entry carries for the auditor,
+	// is over the account, the amount and the request hash only.
+	accountSig := ecash.SignWithdraw(accountKey, wr, total)
+	we, err := log.Append(auditlog.Withdraw{Account: customer, Amount: total, RequestHash: ecash.HashOf(body), AccountSig: accountSig, Issued: counts}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wEnc, _ := log.Entry(we.Index)
+	if !bytes.Contains(wEnc, accountSig) {
+		t.Fatal("the withdraw entry does not carry the account's signature")
+	}
 
 	// Pay: the merchant's request, the wallet's permissions, the deposit
 	// entry.
@@ -141,12 +147,13 @@ func TestPrivacyWithdrawDeposit(t *testing.T) {
 		t.Errorf("withdraw entry shares %d bytes %x with the deposit side", len(s), s)
 	}
 	// Nor does it hold any part of the blinded messages or blind
-	// signatures, or of the signed request beyond its hash.
+	// signatures, or of the request beyond its hash (its nonce and its
+	// planchets).
 	var secretish [][]byte
 	for i := range run.planchets {
 		secretish = append(secretish, run.planchets[i].Blinded, run.blindSigs[i])
 	}
-	secretish = append(secretish, body[len(body)-len(run.planchets[0].Blinded):], ed25519.Sign(accountKey, body))
+	secretish = append(secretish, body[len(body)-len(run.planchets[0].Blinded):], wr.Nonce[:])
 	if s := sharedString(wEnc, secretish, mask); s != nil {
 		t.Errorf("withdraw entry holds %x of a blinded message or signature", s)
 	}
@@ -195,7 +202,7 @@ func TestPrivacyWithdrawDeposit(t *testing.T) {
 	if sharedString(wEnc, [][]byte{dEnc}, nil) == nil {
 		t.Error("the check misses the shared tag prefix")
 	}
-	leaky := auditlog.Withdraw{Account: customer, Amount: total, RequestHash: run.coins[0].ID(), Issued: counts}
+	leaky := auditlog.Withdraw{Account: customer, Amount: total, RequestHash: run.coins[0].ID(), AccountSig: accountSig, Issued: counts}
 	if sharedString(mustEncode(t, leaky), [][]byte{dEnc}, mask) == nil {
 		t.Error("the check misses a coin id in a withdraw entry")
 	}

@@ -151,7 +151,8 @@ func negativeVectors(f *fixture, enc [][]byte) []negativeVector {
 		r := newRaw("withdraw", 4, ms)
 		r.e.U64(customer)
 		r.e.Amount(amount)
-		r.e.Fixed(make([]byte, 32))
+		r.e.Fixed(make([]byte, 32)) // request hash
+		r.e.Fixed(make([]byte, 64)) // account signature
 		r.e.U32(uint32(len(issued)))
 		for _, d := range issued {
 			r.e.Fixed(d.Denom[:])
@@ -222,7 +223,9 @@ func negativeVectors(f *fixture, enc [][]byte) []negativeVector {
 	check := func(epoid string, outcome uint8) []byte {
 		r := newRaw("check", 8, ms)
 		r.e.String(epoid)
-		r.e.Fixed(make([]byte, 32))
+		r.e.Fixed(make([]byte, 32)) // EPO hash
+		r.e.Fixed(make([]byte, 32)) // parts hash
+		r.e.Fixed(make([]byte, 64)) // customer signature
 		r.e.U64(customer)
 		r.e.U64(merchant)
 		r.e.Amount(eur(350))

@@ -34,7 +34,7 @@ func loggedCredit(account uint64, amount int64, ref string) bank.CreditOp {
 func loggedWithdraw(account uint64, amount int64, tag string) bank.WithdrawOp {
 	h := hashOf("withdraw %s", tag)
 	return bank.WithdrawOp{RequestHash: h, Account: account, Amount: amount, BlindSigs: [][]byte{[]byte("sig " + tag)}, Time: epoch,
-		Log: auditlog.Withdraw{Account: account, Amount: eur(amount), RequestHash: h,
+		Log: auditlog.Withdraw{Account: account, Amount: eur(amount), RequestHash: h, AccountSig: make([]byte, 64),
 			Issued: []auditlog.DenomCount{{Denom: testDenom, Value: eur(amount), Count: 1}}}}
 }
 
@@ -68,7 +68,7 @@ func loggedCheck(epoid string, customer, merchant uint64, amount int64) bank.Che
 	h := hashOf("epo %s", epoid)
 	return bank.CheckOp{EPOID: epoid, EPOHash: h, Customer: customer, Merchant: merchant, Amount: amount,
 		Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), DeclinedLocked: []byte("locked"), Time: epoch,
-		Log: auditlog.Check{EPOID: epoid, EPOHash: h, Customer: customer, Merchant: merchant, Amount: eur(amount)}}
+		Log: auditlog.Check{EPOID: epoid, EPOHash: h, CustomerSig: make([]byte, 64), Customer: customer, Merchant: merchant, Amount: eur(amount)}}
 }
 
 // testKeySet is bytes the log takes for a signed key set (it checks the tag).

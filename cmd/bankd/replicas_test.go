@@ -975,7 +975,8 @@ func (w *loadWorker) withdrawOp() *loadOp {
 	}
 	body := req.Body()
 	op.key = ecash.HashOf(body)
-	op.withdraw = &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(w.key, body)}
+	amount := ecash.Amount{Currency: outs[0].denom.Value.Currency, Value: uint64(op.amount)}
+	op.withdraw = &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(w.key, req, amount)}
 	return op
 }
 

@@ -43,7 +43,8 @@ func TestBadInput(t *testing.T) {
 		req := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: ps}
 		rand.Read(req.Nonce[:])
 		body := req.Body()
-		sig := ecash.SignBody(acctKey, body)
+		amount, _ := e.ks.WithdrawAmount(req) // an unknown denomination: refused before the signature
+		sig := ecash.SignWithdraw(acctKey, req, amount)
 		if mutate != nil {
 			body, sig = mutate(body, sig)
 		}

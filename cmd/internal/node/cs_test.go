@@ -52,7 +52,7 @@ func TestCSNonceLock(t *testing.T) {
 		req := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
 		rand.Read(req.Nonce[:])
 		body := req.Body()
-		resp, err := bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})
+		resp, err := bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, req, d.Value)})
 		if err != nil {
 			return nil, err
 		}

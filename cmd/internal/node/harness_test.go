@@ -333,7 +333,7 @@ func (e *env) rawCoin(t *testing.T, bankc pb.BankClient, value string) (ecash.Co
 	}
 	req := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
 	body := req.Body()
-	resp, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)})
+	resp, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, req, d.Value)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -371,7 +371,7 @@ func TestNetBillTampering(t *testing.T) {
 		}
 		wr := &ecash.WithdrawRequest{Account: c.acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
 		body := wr.Body()
-		_, err = bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(c.key, body)})
+		_, err = bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(c.key, wr, big.Value)})
 		if status.Code(err) != codes.FailedPrecondition || snapshot() != before {
 			t.Fatalf("withdrawal over the limit: %v", err)
 		}

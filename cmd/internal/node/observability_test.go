@@ -127,7 +127,8 @@ func TestRateLimits(t *testing.T) {
 	}
 	defer conn.Close()
 	bankc := pb.NewBankClient(conn)
-	req := &ecash.WithdrawRequest{Account: 4242, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Blinded: []byte{1}}}}
+	ks, _ := b.Bank.KeySet()
+	req := &ecash.WithdrawRequest{Account: 4242, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Denom: ks.Denominations[0].ID, Blinded: []byte{1}}}}
 	body := req.Body()
 	codesSeen := map[codes.Code]int{}
 	for range 5 {

@@ -112,7 +112,7 @@ func TestRevocationAndRecoup(t *testing.T) {
 	}
 	wreq := &ecash.WithdrawRequest{Account: raw, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{planchet}}
 	body := wreq.Body()
-	if _, err := bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, wreq, d.Value)}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("withdrawing a revoked denomination: %v, want FailedPrecondition", err)
 	}
 

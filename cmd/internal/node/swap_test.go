@@ -203,7 +203,7 @@ func TestSwapNonceSharedWithWithdraw(t *testing.T) {
 	}
 	wreq := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{pl}}
 	body := wreq.Body()
-	if _, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(acctKey, body)}); err != nil {
+	if _, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, wreq, d.Value)}); err != nil {
 		t.Fatal(err)
 	}
 	other := make([]byte, 32)

@@ -678,6 +678,29 @@ func TestLogAudit(t *testing.T) {
 		}
 	})
 
+	t.Run("forged debit", func(t *testing.T) {
+		// A withdrawal from alice's account for a request she never
+		// signed: her signature of another withdrawal, moved under
+		// another request hash; then a check she never signed.
+		var at int64
+		b := tampered(t, func(l *ledger) {
+			w := l.decode(l.find(func(op auditlog.Op) bool { w, ok := op.(auditlog.Withdraw); return ok && w.Account == aliceID })).Op.(auditlog.Withdraw)
+			w.RequestHash = ecash.HashOf([]byte("a request alice never signed"))
+			at = l.appendOp(w)
+		})
+		code, rep, stderr := b.audit(t, "--state", copyFile(t, state2))
+		mustFail(t, code, rep, stderr, auditlog.CheckAuthorised, at, "withdrawal is not signed by the key of account "+strconv.FormatUint(aliceID, 10))
+		if rep.Failure.Kind != "withdraw" || !strings.Contains(stderr, "entry "+strconv.FormatInt(at, 10)) {
+			t.Fatalf("failure %+v\n%s", rep.Failure, stderr)
+		}
+		b = tampered(t, func(l *ledger) {
+			at = l.appendOp(auditlog.Check{EPOID: strconv.FormatUint(sh.acct, 10) + "-1-1", EPOHash: ecash.HashOf([]byte("an order alice never signed")),
+				CustomerSig: make([]byte, 64), Customer: aliceID, Merchant: sh.acct, Amount: ecash.MustParseAmount("EUR:0.01"), Outcome: auditlog.OutcomeApproved})
+		})
+		code, rep, stderr = b.audit(t, "--state", copyFile(t, state2))
+		mustFail(t, code, rep, stderr, auditlog.CheckAuthorised, at, "payment order "+strconv.FormatUint(sh.acct, 10)+"-1-1 is not signed by the key of account")
+	})
+
 	t.Run("rewritten checkpoint", func(t *testing.T) {
 		b := tampered(t, func(*ledger) {})
 		other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
@@ -931,7 +954,9 @@ func TestLogAuditKeyRotation(t *testing.T) {
 	ops := []auditlog.Op{
 		auditlog.AccountOpened{Account: 1000, Key: seed(0x11).Public().(ed25519.PublicKey)},
 		auditlog.Credit{Account: 1000, Amount: eur(500)},
-		auditlog.Withdraw{Account: 1000, Amount: eur(300), RequestHash: ecash.HashOf([]byte("w")), Issued: []auditlog.DenomCount{{Denom: d.ID, Value: d.Value, Count: 3}}},
+		auditlog.Withdraw{Account: 1000, Amount: eur(300), RequestHash: ecash.HashOf([]byte("w")),
+			AccountSig: ed25519.Sign(seed(0x11), ecash.WithdrawSignatureInput(1000, eur(300), ecash.HashOf([]byte("w")))),
+			Issued:     []auditlog.DenomCount{{Denom: d.ID, Value: d.Value, Count: 3}}},
 	}
 	for _, op := range ops {
 		if _, err := f.log.Append(op, now); err != nil {

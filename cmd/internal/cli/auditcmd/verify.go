@@ -526,10 +526,10 @@ func (s *partyState) withdrawRequest(c *lineCtx) error {
 		}
 		open[p.Denom]++
 	}
-	if err := s.bodySignature(c, "account", nil); err != nil {
+	h := ecash.HashOf(c.rec.data)
+	if err := s.bodySignature(c, "account", nil, ecash.WithdrawSignatureInput(r.Account, total, h)); err != nil {
 		return err
 	}
-	h := ecash.HashOf(c.rec.data)
 	if prev := s.issueBody[h]; prev != nil {
 		c.summaryf("a retry of the withdraw request of line %d", prev.line)
 		return nil
@@ -541,10 +541,11 @@ func (s *partyState) withdrawRequest(c *lineCtx) error {
 	return nil
 }
 
-// bodySignature checks the signature recorded beside a body, if any. named
-// is the key the body itself names (nil if it names none, as a withdraw
-// request names only an account number).
-func (s *partyState) bodySignature(c *lineCtx, who string, named ed25519.PublicKey) error {
+// bodySignature checks the signature recorded beside a body, if any, over
+// signed (what the key signs for the body). named is the key the body
+// itself names (nil if it names none, as a withdraw request names only an
+// account number).
+func (s *partyState) bodySignature(c *lineCtx, who string, named ed25519.PublicKey, signed []byte) error {
 	rec := c.rec
 	if len(rec.sig) == 0 {
 		if len(rec.signer) > 0 {
@@ -566,7 +567,7 @@ func (s *partyState) bodySignature(c *lineCtx, who string, named ed25519.PublicK
 	if err := ecash.CheckEd25519Key(key); err != nil {
 		return failf("%s key: %v", who, err)
 	}
-	if err := ecash.VerifyBody(key, rec.data, rec.sig, rec.Step); err != nil {
+	if err := ecash.VerifyBody(key, signed, rec.sig, rec.Step); err != nil {
 		return failf("the %s signature does not verify: %v", who, err)
 	}
 	c.summaryf("%s signature verified", who)
@@ -657,7 +658,7 @@ func (s *partyState) paymentRequest(c *lineCtx) error {
 	if err := ecash.CheckEd25519Key(p.MerchantPub); err != nil {
 		return failf("merchant key: %v", err)
 	}
-	if err := s.bodySignature(c, "merchant", p.MerchantPub); err != nil {
+	if err := s.bodySignature(c, "merchant", p.MerchantPub, c.rec.data); err != nil {
 		return err
 	}
 	pr := &payReq{line: c.n, pr: p, hash: p.Hash()}

@@ -73,7 +73,7 @@ func TestSignedRecords(t *testing.T) {
 	wr := &ecash.WithdrawRequest{Account: acct, CreatedAt: time.Now(), Planchets: []ecash.Planchet{pl}}
 	rand.Read(wr.Nonce[:])
 	body := wr.Body()
-	sig := ecash.SignBody(acctKey, body)
+	sig := ecash.SignWithdraw(acctKey, wr, d.Value)
 	resp, err := f.bankc.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: sig})
 	if err != nil {
 		t.Fatal(err)
