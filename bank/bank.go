@@ -382,7 +382,6 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 		return sigs, err
 	}
 	now := b.now()
-	in := ecash.Amount{Currency: b.keys.Currency}
 	inKeys := make([]*DenomKey, len(req.Inputs))
 	seen := make(map[ecash.Hash]bool, len(req.Inputs))
 	for i, c := range req.Inputs {
@@ -398,31 +397,29 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 		}
 		seen[c.Coin.ID()] = true
 		inKeys[i] = d
-		if in, err = in.Add(d.Value); err != nil {
-			return nil, err
-		}
 	}
 	out, outKeys, blinded, locks, err := b.outputs(req.Outputs, now)
 	if err != nil {
 		return nil, err
 	}
-	if in != out {
-		return nil, fmt.Errorf("%w: inputs total %s, outputs %s", ErrAmountMatch, in, out)
-	}
-	coins := make([]SpentCoin, len(req.Inputs))
-	err = parallel(len(coins), func(i int) error {
-		dp := req.Permission(i, inKeys[i].Value)
-		if err := dp.Coin.Verify(inKeys[i].Key); err != nil {
-			return fmt.Errorf("input %d: %w", i, err)
-		}
-		if err := dp.Verify(); err != nil {
-			return fmt.Errorf("input %d: %w", i, err)
-		}
-		coins[i] = SpentCoin{ID: dp.Coin.ID(), Permission: dp.Encode()}
-		return nil
-	})
+	coins, err := b.swapInputs(ctx, req, inKeys)
 	if err != nil {
 		return nil, err
+	}
+	in := ecash.Amount{Currency: b.keys.Currency}
+	var credits []auditlog.RefundedCoin
+	for i, c := range coins {
+		v := inKeys[i].Value
+		if c.Credit > 0 {
+			v = b.Money(c.Credit)
+			credits = append(credits, auditlog.RefundedCoin{ID: c.ID, Value: v})
+		}
+		if in, err = in.Add(v); err != nil {
+			return nil, err
+		}
+	}
+	if in != out {
+		return nil, fmt.Errorf("%w: inputs total %s, outputs %s", ErrAmountMatch, in, out)
 	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
@@ -430,7 +427,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
 		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys)},
+		Log: auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys), Credits: credits},
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {
@@ -443,6 +440,58 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return sigs, nil
+}
+
+// swapInputs verifies every input of a swap: the coin's signature and its
+// permission over the outputs. An input whose swap permission does not
+// verify may be spending a refund credit (a coin already spent whose
+// payment was refunded): it must then sign the credit permission
+// (ecash.CreditAccount) for exactly the coin's credit.
+func (b *Bank) swapInputs(ctx context.Context, req *ecash.SwapRequest, keys []*DenomKey) ([]SpentCoin, error) {
+	coins := make([]SpentCoin, len(req.Inputs))
+	permErr := make([]error, len(req.Inputs))
+	err := parallel(len(coins), func(i int) error {
+		dp := req.Permission(i, keys[i].Value)
+		if err := dp.Coin.Verify(keys[i].Key); err != nil {
+			return fmt.Errorf("input %d: %w", i, err)
+		}
+		if err := dp.Verify(); err != nil {
+			permErr[i] = fmt.Errorf("input %d: %w", i, err)
+			return nil
+		}
+		coins[i] = SpentCoin{ID: dp.Coin.ID(), Permission: dp.Encode()}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var failed []int
+	var ids []ecash.Hash
+	for i, err := range permErr {
+		if err != nil {
+			failed = append(failed, i)
+			ids = append(ids, req.Inputs[i].Coin.ID())
+		}
+	}
+	if len(failed) == 0 {
+		return coins, nil
+	}
+	states, err := b.store.CoinStates(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range failed {
+		credit := states[j].Credit
+		if credit <= 0 {
+			return nil, permErr[i]
+		}
+		dp := req.CreditPermission(i, b.Money(credit))
+		if dp.Verify() != nil {
+			return nil, permErr[i]
+		}
+		coins[i] = SpentCoin{ID: ids[j], Permission: dp.Encode(), Credit: credit}
+	}
+	return coins, nil
 }
 
 // IssuedSignatures returns the blind signatures the bank issued for the
@@ -466,12 +515,21 @@ func (b *Bank) IssuedSignatures(ctx context.Context, blinded []ecash.Hash) ([][]
 	return out, nil
 }
 
-// CoinsSpent reports for each coin id whether the bank holds it spent.
-func (b *Bank) CoinsSpent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
+// CoinsSpent reports for each coin id whether the bank holds it spent, and
+// the refund credit (minor units) a swap may spend from it.
+func (b *Bank) CoinsSpent(ctx context.Context, coins []ecash.Hash) (spent []bool, credit []uint64, err error) {
 	if len(coins) == 0 || len(coins) > ecash.MaxCoinsPerRequest {
-		return nil, fmt.Errorf("%w: %d coins, want 1 to %d", ecash.ErrMalformed, len(coins), ecash.MaxCoinsPerRequest)
+		return nil, nil, fmt.Errorf("%w: %d coins, want 1 to %d", ecash.ErrMalformed, len(coins), ecash.MaxCoinsPerRequest)
 	}
-	return b.store.Spent(ctx, coins)
+	states, err := b.store.CoinStates(ctx, coins)
+	if err != nil {
+		return nil, nil, err
+	}
+	spent, credit = make([]bool, len(coins)), make([]uint64, len(coins))
+	for i, st := range states {
+		spent[i], credit[i] = st.Permission != nil, uint64(max(st.Credit, 0))
+	}
+	return spent, credit, nil
 }
 
 // DepositStatus returns the signed receipt of a paid payment request, or

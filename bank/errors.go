@@ -26,6 +26,9 @@ var errorCodes = []struct {
 	{ErrRecoupNeedsOutputs, codes.FailedPrecondition},
 	{ErrRecoupUnknown, codes.NotFound},
 	{ErrInsufficientFunds, codes.FailedPrecondition},
+	{ErrNotDeposited, codes.FailedPrecondition},
+	{ErrRefundExceeds, codes.FailedPrecondition},
+	{ErrNoCredit, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
 	{ErrPaymentExpired, codes.FailedPrecondition},
 	{ErrAccountLocked, codes.FailedPrecondition},
@@ -67,6 +70,19 @@ var errorCodes = []struct {
 	{ErrRateLimited, codes.ResourceExhausted},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// Definitive reports whether an error a client got over gRPC is a refusal
+// (the bank or merchant decided and recorded nothing) rather than a failure
+// to get an answer, after which the outcome is unknown and the same request
+// must be retried.
+func Definitive(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
+		codes.Unauthenticated, codes.PermissionDenied, codes.OutOfRange:
+		return true
+	}
+	return false
 }
 
 // ToStatus maps an error to a gRPC status error. A double spend carries its

@@ -178,11 +178,35 @@ func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest
 	if err != nil {
 		return nil, err
 	}
-	spent, err := s.b.CoinsSpent(ctx, ids)
+	spent, credit, err := s.b.CoinsSpent(ctx, ids)
 	if err != nil {
 		return nil, ToStatus(err, s.b.log)
 	}
-	return &pb.CoinsSpentResponse{Spent: spent}, nil
+	return &pb.CoinsSpentResponse{Spent: spent, RefundCredit: credit}, nil
+}
+
+func (s *publicServer) RefundReceipts(ctx context.Context, req *pb.RefundReceiptsRequest) (*pb.RefundReceiptsResponse, error) {
+	hs, err := hashes([][]byte{req.PaymentHash}, "payment hash")
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.b.store.RefundReceipts(ctx, hs[0])
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.RefundReceiptsResponse{Receipts: rs}, nil
+}
+
+func (s *publicServer) Refund(ctx context.Context, req *pb.RefundRequest) (*pb.RefundResponse, error) {
+	r, raw, err := s.b.Refund(ctx, req.Request)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	index, err := s.b.LogIndex(ctx, r.RefundHash)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	return &pb.RefundResponse{Receipt: raw, LogIndex: index}, nil
 }
 
 // hashes converts 32-byte fields, refusing any other size and more than a

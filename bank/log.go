@@ -121,9 +121,12 @@ func denomCounts(keys []*DenomKey) []auditlog.DenomCount {
 
 // spentCoins lists coins spent with the hashes of their permissions.
 func spentCoins(coins []SpentCoin, keys []*DenomKey) []auditlog.SpentCoin {
-	out := make([]auditlog.SpentCoin, len(coins))
+	out := make([]auditlog.SpentCoin, 0, len(coins))
 	for i, c := range coins {
-		out[i] = auditlog.SpentCoin{ID: c.ID, Denom: keys[i].ID, Value: keys[i].Value, PermissionHash: ecash.HashOf(c.Permission)}
+		if c.Credit > 0 {
+			continue // a refund credit spent: logged in Swap.Credits
+		}
+		out = append(out, auditlog.SpentCoin{ID: c.ID, Denom: keys[i].ID, Value: keys[i].Value, PermissionHash: ecash.HashOf(c.Permission)})
 	}
 	return out // the log sorts
 }

@@ -360,6 +360,12 @@ type Store interface {
 	// the recorded receipt if payment, merchant and amount match
 	// (ErrRequestConflict if not).
 	Refund(ctx context.Context, op RefundOp) ([]byte, error)
+	// RefundRecord returns the receipt recorded for a refund request hash;
+	// found is false if there is none.
+	RefundRecord(ctx context.Context, requestHash ecash.Hash) (receipt []byte, found bool, err error)
+	// RefundReceipts returns the receipts of every refund of a payment, in
+	// the order they were applied (at most ecash.MaxCoinsPerRequest).
+	RefundReceipts(ctx context.Context, paymentHash ecash.Hash) ([][]byte, error)
 	// CoinStates reports the state of each coin (at most
 	// ecash.MaxCoinsPerRequest).
 	CoinStates(ctx context.Context, coins []ecash.Hash) ([]CoinState, error)

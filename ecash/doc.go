@@ -1,6 +1,8 @@
 // Package ecash is the pure e-cash protocol of blindbank: amounts, denominations,
 // blind-signature schemes, coins, payment requests, deposit permissions, sealed
-// payments, receipts and double-spend proofs.
+// payments, receipts and double-spend proofs, swaps (change), recoups of
+// revoked coins, and merchants' refunds with the credit they give back to
+// coins.
 //
 // The package does no I/O: time is always an argument and randomness always an
 // io.Reader argument, so a researcher can import it alone to verify a transcript,

@@ -181,6 +181,10 @@ func (d *Decoder) Amount() Amount {
 	return a
 }
 
+// More reports whether bytes remain to be read (for optional trailing
+// fields, encoded only when present).
+func (d *Decoder) More() bool { return d.err == nil && len(d.buf) > 0 }
+
 // Err returns the first error seen.
 func (d *Decoder) Err() error { return d.err }
 

@@ -52,6 +52,28 @@ func (r *SwapRequest) Permission(i int, value Amount) DepositPermission {
 	}
 }
 
+// CreditAccount is the account a swap input's permission names when the
+// input spends the refund credit of a coin already spent (RefundRequest),
+// not the coin itself: the permission then carries the credit as its value.
+// A separate account keeps the two unambiguous — a coin whose credit equals
+// its value would otherwise sign the same permission either way.
+const CreditAccount uint64 = 2
+
+// CreditPermission is the permission input i signs to spend credit, its
+// coin's refund credit.
+func (r *SwapRequest) CreditPermission(i int, credit Amount) DepositPermission {
+	dp := r.Permission(i, credit)
+	dp.MerchantAccount = CreditAccount
+	return dp
+}
+
+// SignCredit makes input i spend its coin's refund credit instead of the
+// coin: it signs CreditPermission with the coin's key.
+func (r *SwapRequest) SignCredit(i int, key ed25519.PrivateKey, credit Amount) {
+	dp := r.CreditPermission(i, credit)
+	r.Inputs[i].CoinSig = ed25519.Sign(key, dp.Body())
+}
+
 // NewSwapRequest builds a swap of coins (with their keys and values) for
 // outputs and signs every input.
 func NewSwapRequest(coins []Coin, keys []ed25519.PrivateKey, values []Amount, outputs []Planchet, now time.Time) (*SwapRequest, error) {

@@ -110,6 +110,8 @@ var (
 		"swap-request":       decodedSwapRequest,
 		"recoup-request":     decodedRecoupRequest,
 		"recoup-receipt":     decodedDepositReceipt,
+		"refund-request":     decodedRefundRequest,
+		"refund-receipt":     decodedRefundReceipt,
 	}
 )
 
@@ -298,6 +300,49 @@ func decodedRecoupRequest(b []byte) (any, error) {
 		Outputs   []trPlanchet `json:"outputs"`
 		CoinSig   string       `json:"coin_sig"`
 	}{hexHash(r.Hash()), trCoinOf(r.Coin), hex.EncodeToString(r.BlindSeed[:]), r.CreatedAt.UnixMilli(), trPlanchets(r.Outputs), hex.EncodeToString(r.CoinSig)}, nil
+}
+
+func decodedRefundRequest(b []byte) (any, error) {
+	r, err := DecodeRefundRequest(b)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		Hash            string `json:"refund_hash"`
+		PaymentHash     string `json:"payment_hash"`
+		MerchantAccount uint64 `json:"merchant_account"`
+		RefundID        uint64 `json:"refund_id"`
+		Amount          string `json:"amount"`
+		CreatedAt       int64  `json:"created_at_unix_ms"`
+		MerchantSig     string `json:"merchant_sig"`
+	}{hexHash(r.Hash()), hexHash(r.PaymentHash), r.MerchantAccount, r.RefundID, r.Amount.String(), r.CreatedAt.UnixMilli(),
+		hex.EncodeToString(r.MerchantSig)}, nil
+}
+
+func decodedRefundReceipt(b []byte) (any, error) {
+	r, err := DecodeRefundReceipt(b)
+	if err != nil {
+		return nil, err
+	}
+	type coin struct {
+		Coin  string `json:"coin"`
+		Value string `json:"value"`
+	}
+	coins := make([]coin, len(r.Coins))
+	for i, c := range r.Coins {
+		coins[i] = coin{hexHash(c.Coin), c.Value.String()}
+	}
+	return struct {
+		RefundHash      string `json:"refund_hash"`
+		PaymentHash     string `json:"payment_hash"`
+		MerchantAccount uint64 `json:"merchant_account"`
+		Total           string `json:"total"`
+		Coins           []coin `json:"coins"`
+		RefundedAt      int64  `json:"refunded_at_unix_ms"`
+		Signer          string `json:"signer"`
+		Sig             string `json:"signature"`
+	}{hexHash(r.RefundHash), hexHash(r.PaymentHash), r.MerchantAccount, r.Total.String(), coins, r.RefundedAt.UnixMilli(),
+		hex.EncodeToString(r.SignerPub), hex.EncodeToString(r.Sig)}, nil
 }
 
 func decodedSwapRequest(b []byte) (any, error) {

@@ -24,7 +24,7 @@ func (m *Merchant) toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked):
+	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked), errors.Is(err, ErrNotPaid):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
@@ -150,6 +150,18 @@ func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettle
 		Deposits: int32(rep.Deposits), Deposited: rep.Deposited.String(), PaidOut: rep.PaidOut.String(),
 		Opening: money(st.Opening), Closing: money(st.Closing()), UnmatchedPayments: rep.Unmatched,
 	}, nil
+}
+
+func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderRequest) (*pb.RefundOrderResponse, error) {
+	amount, err := ecash.ParseAmount(req.Amount)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	rc, total, err := s.m.Refund(ctx, req.OrderId, amount)
+	if err != nil {
+		return nil, s.m.toStatus(err)
+	}
+	return &pb.RefundOrderResponse{Receipt: rc.Encode(), TotalRefunded: total.String()}, nil
 }
 
 func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {

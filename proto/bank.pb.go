@@ -1393,7 +1393,8 @@ func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
 
 type CoinsSpentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spent         []bool                 `protobuf:"varint,1,rep,packed,name=spent,proto3" json:"spent,omitempty"` // in request order
+	Spent         []bool                 `protobuf:"varint,1,rep,packed,name=spent,proto3" json:"spent,omitempty"`                                   // in request order
+	RefundCredit  []uint64               `protobuf:"varint,2,rep,packed,name=refund_credit,json=refundCredit,proto3" json:"refund_credit,omitempty"` // in request order, minor units
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1435,6 +1436,197 @@ func (x *CoinsSpentResponse) GetSpent() []bool {
 	return nil
 }
 
+func (x *CoinsSpentResponse) GetRefundCredit() []uint64 {
+	if x != nil {
+		return x.RefundCredit
+	}
+	return nil
+}
+
+type RefundRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       []byte                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"` // "signed-refund-request"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundRequest) Reset() {
+	*x = RefundRequest{}
+	mi := &file_bank_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundRequest) ProtoMessage() {}
+
+func (x *RefundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundRequest.ProtoReflect.Descriptor instead.
+func (*RefundRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RefundRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type RefundReceiptsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PaymentHash   []byte                 `protobuf:"bytes,1,opt,name=payment_hash,json=paymentHash,proto3" json:"payment_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundReceiptsRequest) Reset() {
+	*x = RefundReceiptsRequest{}
+	mi := &file_bank_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundReceiptsRequest) ProtoMessage() {}
+
+func (x *RefundReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*RefundReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RefundReceiptsRequest) GetPaymentHash() []byte {
+	if x != nil {
+		return x.PaymentHash
+	}
+	return nil
+}
+
+type RefundReceiptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipts      [][]byte               `protobuf:"bytes,1,rep,name=receipts,proto3" json:"receipts,omitempty"` // "signed-refund-receipt", oldest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundReceiptsResponse) Reset() {
+	*x = RefundReceiptsResponse{}
+	mi := &file_bank_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundReceiptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundReceiptsResponse) ProtoMessage() {}
+
+func (x *RefundReceiptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundReceiptsResponse.ProtoReflect.Descriptor instead.
+func (*RefundReceiptsResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RefundReceiptsResponse) GetReceipts() [][]byte {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+type RefundResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"` // "signed-refund-receipt"
+	LogIndex      int64                  `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundResponse) Reset() {
+	*x = RefundResponse{}
+	mi := &file_bank_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundResponse) ProtoMessage() {}
+
+func (x *RefundResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundResponse.ProtoReflect.Descriptor instead.
+func (*RefundResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RefundResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *RefundResponse) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
 type DepositStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PaymentHash   []byte                 `protobuf:"bytes,1,opt,name=payment_hash,json=paymentHash,proto3" json:"payment_hash,omitempty"` // SHA-256 of the payment request body
@@ -1444,7 +1636,7 @@ type DepositStatusRequest struct {
 
 func (x *DepositStatusRequest) Reset() {
 	*x = DepositStatusRequest{}
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1648,7 @@ func (x *DepositStatusRequest) String() string {
 func (*DepositStatusRequest) ProtoMessage() {}
 
 func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[30]
+	mi := &file_bank_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1661,7 @@ func (x *DepositStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositStatusRequest.ProtoReflect.Descriptor instead.
 func (*DepositStatusRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{30}
+	return file_bank_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DepositStatusRequest) GetPaymentHash() []byte {
@@ -1489,7 +1681,7 @@ type DoubleSpendDetail struct {
 
 func (x *DoubleSpendDetail) Reset() {
 	*x = DoubleSpendDetail{}
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1693,7 @@ func (x *DoubleSpendDetail) String() string {
 func (*DoubleSpendDetail) ProtoMessage() {}
 
 func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[31]
+	mi := &file_bank_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1706,7 @@ func (x *DoubleSpendDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoubleSpendDetail.ProtoReflect.Descriptor instead.
 func (*DoubleSpendDetail) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{31}
+	return file_bank_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DoubleSpendDetail) GetProof() []byte {
@@ -1534,7 +1726,7 @@ type ListOwedRequest struct {
 
 func (x *ListOwedRequest) Reset() {
 	*x = ListOwedRequest{}
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1738,7 @@ func (x *ListOwedRequest) String() string {
 func (*ListOwedRequest) ProtoMessage() {}
 
 func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[32]
+	mi := &file_bank_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1751,7 @@ func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedRequest.ProtoReflect.Descriptor instead.
 func (*ListOwedRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{32}
+	return file_bank_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListOwedRequest) GetFromUnixMs() int64 {
@@ -1585,7 +1777,7 @@ type ListOwedResponse struct {
 
 func (x *ListOwedResponse) Reset() {
 	*x = ListOwedResponse{}
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1789,7 @@ func (x *ListOwedResponse) String() string {
 func (*ListOwedResponse) ProtoMessage() {}
 
 func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[33]
+	mi := &file_bank_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1802,7 @@ func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{33}
+	return file_bank_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListOwedResponse) GetMerchants() []*ListOwedResponse_Owed {
@@ -1634,7 +1826,7 @@ type PayoutRequest struct {
 
 func (x *PayoutRequest) Reset() {
 	*x = PayoutRequest{}
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1838,7 @@ func (x *PayoutRequest) String() string {
 func (*PayoutRequest) ProtoMessage() {}
 
 func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[34]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1851,7 @@ func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequest.ProtoReflect.Descriptor instead.
 func (*PayoutRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{34}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PayoutRequest) GetAccount() uint64 {
@@ -1714,7 +1906,7 @@ type PayoutResponse struct {
 
 func (x *PayoutResponse) Reset() {
 	*x = PayoutResponse{}
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1918,7 @@ func (x *PayoutResponse) String() string {
 func (*PayoutResponse) ProtoMessage() {}
 
 func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[35]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1931,7 @@ func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutResponse.ProtoReflect.Descriptor instead.
 func (*PayoutResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{35}
+	return file_bank_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PayoutResponse) GetBalance() string {
@@ -1767,7 +1959,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1971,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1984,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{36}
+	return file_bank_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -1824,7 +2016,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2028,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2041,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37}
+	return file_bank_proto_rawDescGZIP(), []int{41}
 }
 
 type UnlockRequest struct {
@@ -1861,7 +2053,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2065,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2078,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{38}
+	return file_bank_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -1904,7 +2096,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2108,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2121,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{39}
+	return file_bank_proto_rawDescGZIP(), []int{43}
 }
 
 type OpenAccountRequest struct {
@@ -1943,7 +2135,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2147,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2160,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{40}
+	return file_bank_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -2001,7 +2193,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2205,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2218,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{41}
+	return file_bank_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -2050,7 +2242,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2254,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2267,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{42}
+	return file_bank_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -2115,7 +2307,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2319,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2332,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{43}
+	return file_bank_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -2160,7 +2352,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2364,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2377,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{44}
+	return file_bank_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -2216,7 +2408,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2420,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2433,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{45}
+	return file_bank_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -2304,7 +2496,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2508,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2521,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{46}
+	return file_bank_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -2412,7 +2604,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[47]
+	mi := &file_bank_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2616,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[47]
+	mi := &file_bank_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2659,7 @@ type ListOwedResponse_Owed struct {
 
 func (x *ListOwedResponse_Owed) Reset() {
 	*x = ListOwedResponse_Owed{}
-	mi := &file_bank_proto_msgTypes[48]
+	mi := &file_bank_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2671,7 @@ func (x *ListOwedResponse_Owed) String() string {
 func (*ListOwedResponse_Owed) ProtoMessage() {}
 
 func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[48]
+	mi := &file_bank_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2684,7 @@ func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse_Owed.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse_Owed) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{33, 0}
+	return file_bank_proto_rawDescGZIP(), []int{37, 0}
 }
 
 func (x *ListOwedResponse_Owed) GetAccount() uint64 {
@@ -2610,9 +2802,19 @@ const file_bank_proto_rawDesc = "" +
 	"\x18IssuedSignaturesResponse\x12)\n" +
 	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\".\n" +
 	"\x11CoinsSpentRequest\x12\x19\n" +
-	"\bcoin_ids\x18\x01 \x03(\fR\acoinIds\"*\n" +
+	"\bcoin_ids\x18\x01 \x03(\fR\acoinIds\"O\n" +
 	"\x12CoinsSpentResponse\x12\x14\n" +
-	"\x05spent\x18\x01 \x03(\bR\x05spent\"9\n" +
+	"\x05spent\x18\x01 \x03(\bR\x05spent\x12#\n" +
+	"\rrefund_credit\x18\x02 \x03(\x04R\frefundCredit\")\n" +
+	"\rRefundRequest\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\":\n" +
+	"\x15RefundReceiptsRequest\x12!\n" +
+	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\"4\n" +
+	"\x16RefundReceiptsResponse\x12\x1a\n" +
+	"\breceipts\x18\x01 \x03(\fR\breceipts\"G\n" +
+	"\x0eRefundResponse\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"9\n" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
@@ -2688,7 +2890,7 @@ const file_bank_proto_rawDesc = "" +
 	"\vspent_today\x18\t \x01(\tR\n" +
 	"spentToday\x12\x16\n" +
 	"\x06locked\x18\n" +
-	" \x01(\bR\x06locked2\xbc\a\n" +
+	" \x01(\bR\x06locked2\xde\b\n" +
 	"\x04Bank\x12F\n" +
 	"\aGetKeys\x12\x1c.blindbank.v1.GetKeysRequest\x1a\x1d.blindbank.v1.GetKeysResponse\x12^\n" +
 	"\x0fPrepareWithdraw\x12$.blindbank.v1.PrepareWithdrawRequest\x1a%.blindbank.v1.PrepareWithdrawResponse\x12I\n" +
@@ -2699,7 +2901,9 @@ const file_bank_proto_rawDesc = "" +
 	"\x06Recoup\x12\x1b.blindbank.v1.RecoupRequest\x1a\x1c.blindbank.v1.RecoupResponse\x12a\n" +
 	"\x10IssuedSignatures\x12%.blindbank.v1.IssuedSignaturesRequest\x1a&.blindbank.v1.IssuedSignaturesResponse\x12O\n" +
 	"\n" +
-	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12J\n" +
+	"CoinsSpent\x12\x1f.blindbank.v1.CoinsSpentRequest\x1a .blindbank.v1.CoinsSpentResponse\x12C\n" +
+	"\x06Refund\x12\x1b.blindbank.v1.RefundRequest\x1a\x1c.blindbank.v1.RefundResponse\x12[\n" +
+	"\x0eRefundReceipts\x12#.blindbank.v1.RefundReceiptsRequest\x1a$.blindbank.v1.RefundReceiptsResponse\x12J\n" +
 	"\vSubmitCheck\x12 .blindbank.v1.SubmitCheckRequest\x1a\x19.blindbank.v1.CheckResult\x12J\n" +
 	"\vCheckStatus\x12 .blindbank.v1.CheckStatusRequest\x1a\x19.blindbank.v1.CheckResult\x12U\n" +
 	"\fGetStatement\x12!.blindbank.v1.GetStatementRequest\x1a\".blindbank.v1.GetStatementResponse2\xba\x03\n" +
@@ -2731,7 +2935,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_bank_proto_goTypes = []any{
 	(*FindEntryRequest)(nil),            // 0: blindbank.v1.FindEntryRequest
 	(*FindEntryResponse)(nil),           // 1: blindbank.v1.FindEntryResponse
@@ -2763,80 +2967,88 @@ var file_bank_proto_goTypes = []any{
 	(*IssuedSignaturesResponse)(nil),    // 27: blindbank.v1.IssuedSignaturesResponse
 	(*CoinsSpentRequest)(nil),           // 28: blindbank.v1.CoinsSpentRequest
 	(*CoinsSpentResponse)(nil),          // 29: blindbank.v1.CoinsSpentResponse
-	(*DepositStatusRequest)(nil),        // 30: blindbank.v1.DepositStatusRequest
-	(*DoubleSpendDetail)(nil),           // 31: blindbank.v1.DoubleSpendDetail
-	(*ListOwedRequest)(nil),             // 32: blindbank.v1.ListOwedRequest
-	(*ListOwedResponse)(nil),            // 33: blindbank.v1.ListOwedResponse
-	(*PayoutRequest)(nil),               // 34: blindbank.v1.PayoutRequest
-	(*PayoutResponse)(nil),              // 35: blindbank.v1.PayoutResponse
-	(*SetLimitsRequest)(nil),            // 36: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 37: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 38: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 39: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 40: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 41: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 42: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 43: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 44: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 45: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 46: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 47: blindbank.v1.PrepareWithdrawRequest.Item
-	(*ListOwedResponse_Owed)(nil),       // 48: blindbank.v1.ListOwedResponse.Owed
+	(*RefundRequest)(nil),               // 30: blindbank.v1.RefundRequest
+	(*RefundReceiptsRequest)(nil),       // 31: blindbank.v1.RefundReceiptsRequest
+	(*RefundReceiptsResponse)(nil),      // 32: blindbank.v1.RefundReceiptsResponse
+	(*RefundResponse)(nil),              // 33: blindbank.v1.RefundResponse
+	(*DepositStatusRequest)(nil),        // 34: blindbank.v1.DepositStatusRequest
+	(*DoubleSpendDetail)(nil),           // 35: blindbank.v1.DoubleSpendDetail
+	(*ListOwedRequest)(nil),             // 36: blindbank.v1.ListOwedRequest
+	(*ListOwedResponse)(nil),            // 37: blindbank.v1.ListOwedResponse
+	(*PayoutRequest)(nil),               // 38: blindbank.v1.PayoutRequest
+	(*PayoutResponse)(nil),              // 39: blindbank.v1.PayoutResponse
+	(*SetLimitsRequest)(nil),            // 40: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 41: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 42: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 43: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 44: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 45: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 46: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 47: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 48: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 49: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 50: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 51: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedResponse_Owed)(nil),       // 52: blindbank.v1.ListOwedResponse.Owed
 }
 var file_bank_proto_depIdxs = []int32{
-	47, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	48, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
-	45, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	51, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	52, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
+	49, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	14, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	16, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
 	18, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
 	20, // 6: blindbank.v1.Bank.Deposit:input_type -> blindbank.v1.DepositRequest
-	30, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
+	34, // 7: blindbank.v1.Bank.DepositStatus:input_type -> blindbank.v1.DepositStatusRequest
 	22, // 8: blindbank.v1.Bank.Swap:input_type -> blindbank.v1.SwapRequest
 	24, // 9: blindbank.v1.Bank.Recoup:input_type -> blindbank.v1.RecoupRequest
 	26, // 10: blindbank.v1.Bank.IssuedSignatures:input_type -> blindbank.v1.IssuedSignaturesRequest
 	28, // 11: blindbank.v1.Bank.CoinsSpent:input_type -> blindbank.v1.CoinsSpentRequest
-	9,  // 12: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
-	11, // 13: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
-	12, // 14: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
-	2,  // 15: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
-	4,  // 16: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
-	6,  // 17: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
-	7,  // 18: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
-	0,  // 19: blindbank.v1.AuditLog.FindEntry:input_type -> blindbank.v1.FindEntryRequest
-	40, // 20: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	42, // 21: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	44, // 22: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	36, // 23: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	38, // 24: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	32, // 25: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
-	34, // 26: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
-	15, // 27: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	17, // 28: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	19, // 29: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	21, // 30: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	21, // 31: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	23, // 32: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	25, // 33: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
-	27, // 34: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	29, // 35: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	10, // 36: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	10, // 37: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	13, // 38: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	3,  // 39: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
-	5,  // 40: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
-	8,  // 41: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
-	8,  // 42: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
-	1,  // 43: blindbank.v1.AuditLog.FindEntry:output_type -> blindbank.v1.FindEntryResponse
-	41, // 44: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	43, // 45: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	46, // 46: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	37, // 47: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	39, // 48: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	33, // 49: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
-	35, // 50: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
-	27, // [27:51] is the sub-list for method output_type
-	3,  // [3:27] is the sub-list for method input_type
+	30, // 12: blindbank.v1.Bank.Refund:input_type -> blindbank.v1.RefundRequest
+	31, // 13: blindbank.v1.Bank.RefundReceipts:input_type -> blindbank.v1.RefundReceiptsRequest
+	9,  // 14: blindbank.v1.Bank.SubmitCheck:input_type -> blindbank.v1.SubmitCheckRequest
+	11, // 15: blindbank.v1.Bank.CheckStatus:input_type -> blindbank.v1.CheckStatusRequest
+	12, // 16: blindbank.v1.Bank.GetStatement:input_type -> blindbank.v1.GetStatementRequest
+	2,  // 17: blindbank.v1.AuditLog.GetCheckpoint:input_type -> blindbank.v1.GetCheckpointRequest
+	4,  // 18: blindbank.v1.AuditLog.GetLogEntries:input_type -> blindbank.v1.GetLogEntriesRequest
+	6,  // 19: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
+	7,  // 20: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
+	0,  // 21: blindbank.v1.AuditLog.FindEntry:input_type -> blindbank.v1.FindEntryRequest
+	44, // 22: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	46, // 23: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	48, // 24: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	40, // 25: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	42, // 26: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	36, // 27: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
+	38, // 28: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
+	15, // 29: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	17, // 30: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	19, // 31: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	21, // 32: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	21, // 33: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	23, // 34: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	25, // 35: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
+	27, // 36: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	29, // 37: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	33, // 38: blindbank.v1.Bank.Refund:output_type -> blindbank.v1.RefundResponse
+	32, // 39: blindbank.v1.Bank.RefundReceipts:output_type -> blindbank.v1.RefundReceiptsResponse
+	10, // 40: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	10, // 41: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	13, // 42: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	3,  // 43: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	5,  // 44: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	8,  // 45: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	8,  // 46: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	1,  // 47: blindbank.v1.AuditLog.FindEntry:output_type -> blindbank.v1.FindEntryResponse
+	45, // 48: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	47, // 49: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	50, // 50: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	41, // 51: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	43, // 52: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	37, // 53: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
+	39, // 54: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
+	29, // [29:55] is the sub-list for method output_type
+	3,  // [3:29] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -2853,7 +3065,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

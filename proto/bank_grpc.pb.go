@@ -32,6 +32,8 @@ const (
 	Bank_Recoup_FullMethodName           = "/blindbank.v1.Bank/Recoup"
 	Bank_IssuedSignatures_FullMethodName = "/blindbank.v1.Bank/IssuedSignatures"
 	Bank_CoinsSpent_FullMethodName       = "/blindbank.v1.Bank/CoinsSpent"
+	Bank_Refund_FullMethodName           = "/blindbank.v1.Bank/Refund"
+	Bank_RefundReceipts_FullMethodName   = "/blindbank.v1.Bank/RefundReceipts"
 	Bank_SubmitCheck_FullMethodName      = "/blindbank.v1.Bank/SubmitCheck"
 	Bank_CheckStatus_FullMethodName      = "/blindbank.v1.Bank/CheckStatus"
 	Bank_GetStatement_FullMethodName     = "/blindbank.v1.Bank/GetStatement"
@@ -75,8 +77,20 @@ type BankClient interface {
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
 	IssuedSignatures(ctx context.Context, in *IssuedSignaturesRequest, opts ...grpc.CallOption) (*IssuedSignaturesResponse, error)
-	// CoinsSpent reports which coins (by id) the bank holds spent.
+	// CoinsSpent reports which coins (by id) the bank holds spent, and the
+	// refund credit each has that a swap may spend.
 	CoinsSpent(ctx context.Context, in *CoinsSpentRequest, opts ...grpc.CallOption) (*CoinsSpentResponse, error)
+	// Refund applies a merchant's "signed-refund-request": the merchant gives
+	// back (part of) a payment it has not been paid out; the value returns to
+	// the payment's coins as refund credit. Idempotent. FAILED_PRECONDITION if
+	// the payment is not the merchant's, or the refund exceeds what is left
+	// of it or of the merchant's balance.
+	Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error)
+	// RefundReceipts returns the bank's signed receipts of every refund of a
+	// payment, oldest first: how a wallet learns what was refunded to which
+	// of its coins. The payment hash is known only to payer, merchant and
+	// bank.
+	RefundReceipts(ctx context.Context, in *RefundReceiptsRequest, opts ...grpc.CallOption) (*RefundReceiptsResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -189,6 +203,26 @@ func (c *bankClient) CoinsSpent(ctx context.Context, in *CoinsSpentRequest, opts
 	return out, nil
 }
 
+func (c *bankClient) Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundResponse)
+	err := c.cc.Invoke(ctx, Bank_Refund_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bankClient) RefundReceipts(ctx context.Context, in *RefundReceiptsRequest, opts ...grpc.CallOption) (*RefundReceiptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundReceiptsResponse)
+	err := c.cc.Invoke(ctx, Bank_RefundReceipts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *bankClient) SubmitCheck(ctx context.Context, in *SubmitCheckRequest, opts ...grpc.CallOption) (*CheckResult, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckResult)
@@ -257,8 +291,20 @@ type BankServer interface {
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
 	IssuedSignatures(context.Context, *IssuedSignaturesRequest) (*IssuedSignaturesResponse, error)
-	// CoinsSpent reports which coins (by id) the bank holds spent.
+	// CoinsSpent reports which coins (by id) the bank holds spent, and the
+	// refund credit each has that a swap may spend.
 	CoinsSpent(context.Context, *CoinsSpentRequest) (*CoinsSpentResponse, error)
+	// Refund applies a merchant's "signed-refund-request": the merchant gives
+	// back (part of) a payment it has not been paid out; the value returns to
+	// the payment's coins as refund credit. Idempotent. FAILED_PRECONDITION if
+	// the payment is not the merchant's, or the refund exceeds what is left
+	// of it or of the merchant's balance.
+	Refund(context.Context, *RefundRequest) (*RefundResponse, error)
+	// RefundReceipts returns the bank's signed receipts of every refund of a
+	// payment, oldest first: how a wallet learns what was refunded to which
+	// of its coins. The payment hash is known only to payer, merchant and
+	// bank.
+	RefundReceipts(context.Context, *RefundReceiptsRequest) (*RefundReceiptsResponse, error)
 	// SubmitCheck is NetBill step 6: the merchant's endorsement of a customer's
 	// signed payment order. The bank decides once per EPOID and answers with
 	// its signed receipt (approve or decline; the goods key on approval) and
@@ -307,6 +353,12 @@ func (UnimplementedBankServer) IssuedSignatures(context.Context, *IssuedSignatur
 }
 func (UnimplementedBankServer) CoinsSpent(context.Context, *CoinsSpentRequest) (*CoinsSpentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CoinsSpent not implemented")
+}
+func (UnimplementedBankServer) Refund(context.Context, *RefundRequest) (*RefundResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Refund not implemented")
+}
+func (UnimplementedBankServer) RefundReceipts(context.Context, *RefundReceiptsRequest) (*RefundReceiptsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RefundReceipts not implemented")
 }
 func (UnimplementedBankServer) SubmitCheck(context.Context, *SubmitCheckRequest) (*CheckResult, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitCheck not implemented")
@@ -500,6 +552,42 @@ func _Bank_CoinsSpent_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bank_Refund_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).Refund(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_Refund_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).Refund(ctx, req.(*RefundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Bank_RefundReceipts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundReceiptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankServer).RefundReceipts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Bank_RefundReceipts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankServer).RefundReceipts(ctx, req.(*RefundReceiptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Bank_SubmitCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SubmitCheckRequest)
 	if err := dec(in); err != nil {
@@ -596,6 +684,14 @@ var Bank_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CoinsSpent",
 			Handler:    _Bank_CoinsSpent_Handler,
+		},
+		{
+			MethodName: "Refund",
+			Handler:    _Bank_Refund_Handler,
+		},
+		{
+			MethodName: "RefundReceipts",
+			Handler:    _Bank_RefundReceipts_Handler,
 		},
 		{
 			MethodName: "SubmitCheck",

@@ -659,6 +659,110 @@ func (x *PayResponse) GetReceipt() []byte {
 	return nil
 }
 
+type RefundOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Amount        string                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"` // e.g. "EUR:1.50"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundOrderRequest) Reset() {
+	*x = RefundOrderRequest{}
+	mi := &file_merchant_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundOrderRequest) ProtoMessage() {}
+
+func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundOrderRequest.ProtoReflect.Descriptor instead.
+func (*RefundOrderRequest) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RefundOrderRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *RefundOrderRequest) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+type RefundOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                                  // the bank's "signed-refund-receipt"
+	TotalRefunded string                 `protobuf:"bytes,2,opt,name=total_refunded,json=totalRefunded,proto3" json:"total_refunded,omitempty"` // of the order, this refund included
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundOrderResponse) Reset() {
+	*x = RefundOrderResponse{}
+	mi := &file_merchant_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundOrderResponse) ProtoMessage() {}
+
+func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_merchant_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundOrderResponse.ProtoReflect.Descriptor instead.
+func (*RefundOrderResponse) Descriptor() ([]byte, []int) {
+	return file_merchant_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RefundOrderResponse) GetReceipt() []byte {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *RefundOrderResponse) GetTotalRefunded() string {
+	if x != nil {
+		return x.TotalRefunded
+	}
+	return ""
+}
+
 type VerifyLogRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -667,7 +771,7 @@ type VerifyLogRequest struct {
 
 func (x *VerifyLogRequest) Reset() {
 	*x = VerifyLogRequest{}
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +783,7 @@ func (x *VerifyLogRequest) String() string {
 func (*VerifyLogRequest) ProtoMessage() {}
 
 func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[13]
+	mi := &file_merchant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +796,7 @@ func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyLogRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{13}
+	return file_merchant_proto_rawDescGZIP(), []int{15}
 }
 
 type VerifyLogResponse struct {
@@ -707,7 +811,7 @@ type VerifyLogResponse struct {
 
 func (x *VerifyLogResponse) Reset() {
 	*x = VerifyLogResponse{}
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +823,7 @@ func (x *VerifyLogResponse) String() string {
 func (*VerifyLogResponse) ProtoMessage() {}
 
 func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[14]
+	mi := &file_merchant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +836,7 @@ func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyLogResponse.ProtoReflect.Descriptor instead.
 func (*VerifyLogResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{14}
+	return file_merchant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyLogResponse) GetLogSize() int64 {
@@ -772,7 +876,7 @@ type VerifySettlementRequest struct {
 
 func (x *VerifySettlementRequest) Reset() {
 	*x = VerifySettlementRequest{}
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +888,7 @@ func (x *VerifySettlementRequest) String() string {
 func (*VerifySettlementRequest) ProtoMessage() {}
 
 func (x *VerifySettlementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[15]
+	mi := &file_merchant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +901,7 @@ func (x *VerifySettlementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySettlementRequest.ProtoReflect.Descriptor instead.
 func (*VerifySettlementRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{15}
+	return file_merchant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VerifySettlementRequest) GetStatement() []byte {
@@ -824,7 +928,7 @@ type VerifySettlementResponse struct {
 
 func (x *VerifySettlementResponse) Reset() {
 	*x = VerifySettlementResponse{}
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +940,7 @@ func (x *VerifySettlementResponse) String() string {
 func (*VerifySettlementResponse) ProtoMessage() {}
 
 func (x *VerifySettlementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[16]
+	mi := &file_merchant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +953,7 @@ func (x *VerifySettlementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySettlementResponse.ProtoReflect.Descriptor instead.
 func (*VerifySettlementResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{16}
+	return file_merchant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VerifySettlementResponse) GetAccount() uint64 {
@@ -924,7 +1028,7 @@ type SaleStatusRequest struct {
 
 func (x *SaleStatusRequest) Reset() {
 	*x = SaleStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1040,7 @@ func (x *SaleStatusRequest) String() string {
 func (*SaleStatusRequest) ProtoMessage() {}
 
 func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[17]
+	mi := &file_merchant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1053,7 @@ func (x *SaleStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusRequest.ProtoReflect.Descriptor instead.
 func (*SaleStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{17}
+	return file_merchant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SaleStatusRequest) GetEpoid() string {
@@ -979,7 +1083,7 @@ type SaleStatusResponse struct {
 
 func (x *SaleStatusResponse) Reset() {
 	*x = SaleStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1095,7 @@ func (x *SaleStatusResponse) String() string {
 func (*SaleStatusResponse) ProtoMessage() {}
 
 func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[18]
+	mi := &file_merchant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1108,7 @@ func (x *SaleStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaleStatusResponse.ProtoReflect.Descriptor instead.
 func (*SaleStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{18}
+	return file_merchant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SaleStatusResponse) GetEpoid() string {
@@ -1081,7 +1185,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_merchant_proto_msgTypes[19]
+	mi := &file_merchant_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1197,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[19]
+	mi := &file_merchant_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1210,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{19}
+	return file_merchant_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateOrderRequest) GetAmount() string {
@@ -1139,7 +1243,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_merchant_proto_msgTypes[20]
+	mi := &file_merchant_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1255,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[20]
+	mi := &file_merchant_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1268,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{20}
+	return file_merchant_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateOrderResponse) GetOrderId() string {
@@ -1183,7 +1287,7 @@ type OrderStatusRequest struct {
 
 func (x *OrderStatusRequest) Reset() {
 	*x = OrderStatusRequest{}
-	mi := &file_merchant_proto_msgTypes[21]
+	mi := &file_merchant_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1299,7 @@ func (x *OrderStatusRequest) String() string {
 func (*OrderStatusRequest) ProtoMessage() {}
 
 func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[21]
+	mi := &file_merchant_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1312,7 @@ func (x *OrderStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusRequest.ProtoReflect.Descriptor instead.
 func (*OrderStatusRequest) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{21}
+	return file_merchant_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OrderStatusRequest) GetOrderId() string {
@@ -1232,7 +1336,7 @@ type OrderStatusResponse struct {
 
 func (x *OrderStatusResponse) Reset() {
 	*x = OrderStatusResponse{}
-	mi := &file_merchant_proto_msgTypes[22]
+	mi := &file_merchant_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1348,7 @@ func (x *OrderStatusResponse) String() string {
 func (*OrderStatusResponse) ProtoMessage() {}
 
 func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_merchant_proto_msgTypes[22]
+	mi := &file_merchant_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1361,7 @@ func (x *OrderStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderStatusResponse.ProtoReflect.Descriptor instead.
 func (*OrderStatusResponse) Descriptor() ([]byte, []int) {
-	return file_merchant_proto_rawDescGZIP(), []int{22}
+	return file_merchant_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OrderStatusResponse) GetOrderId() string {
@@ -1342,7 +1446,13 @@ const file_merchant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
 	"\x0esealed_payment\x18\x02 \x01(\fR\rsealedPayment\"'\n" +
 	"\vPayResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"\x12\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"G\n" +
+	"\x12RefundOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\"V\n" +
+	"\x13RefundOrderResponse\x12\x18\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
+	"\x0etotal_refunded\x18\x02 \x01(\tR\rtotalRefunded\"\x12\n" +
 	"\x10VerifyLogRequest\"x\n" +
 	"\x11VerifyLogResponse\x12\x19\n" +
 	"\blog_size\x18\x01 \x01(\x03R\alogSize\x12\x12\n" +
@@ -1400,14 +1510,15 @@ const file_merchant_proto_rawDesc = "" +
 	"\bGetGoods\x12\x1d.blindbank.v1.GetGoodsRequest\x1a\x1e.blindbank.v1.GetGoodsResponse\x12L\n" +
 	"\tSubmitEPO\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse\x12M\n" +
 	"\n" +
-	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\xb9\x03\n" +
+	"WriteCheck\x12\x1e.blindbank.v1.SubmitEPORequest\x1a\x1f.blindbank.v1.SubmitEPOResponse2\x8d\x04\n" +
 	"\rMerchantAdmin\x12R\n" +
 	"\vCreateOrder\x12 .blindbank.v1.CreateOrderRequest\x1a!.blindbank.v1.CreateOrderResponse\x12R\n" +
 	"\vOrderStatus\x12 .blindbank.v1.OrderStatusRequest\x1a!.blindbank.v1.OrderStatusResponse\x12O\n" +
 	"\n" +
 	"SaleStatus\x12\x1f.blindbank.v1.SaleStatusRequest\x1a .blindbank.v1.SaleStatusResponse\x12a\n" +
 	"\x10VerifySettlement\x12%.blindbank.v1.VerifySettlementRequest\x1a&.blindbank.v1.VerifySettlementResponse\x12L\n" +
-	"\tVerifyLog\x12\x1e.blindbank.v1.VerifyLogRequest\x1a\x1f.blindbank.v1.VerifyLogResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"\tVerifyLog\x12\x1e.blindbank.v1.VerifyLogRequest\x1a\x1f.blindbank.v1.VerifyLogResponse\x12R\n" +
+	"\vRefundOrder\x12 .blindbank.v1.RefundOrderRequest\x1a!.blindbank.v1.RefundOrderResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_merchant_proto_rawDescOnce sync.Once
@@ -1421,7 +1532,7 @@ func file_merchant_proto_rawDescGZIP() []byte {
 	return file_merchant_proto_rawDescData
 }
 
-var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_merchant_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_merchant_proto_goTypes = []any{
 	(*ListProductsRequest)(nil),       // 0: blindbank.v1.ListProductsRequest
 	(*Product)(nil),                   // 1: blindbank.v1.Product
@@ -1436,16 +1547,18 @@ var file_merchant_proto_goTypes = []any{
 	(*GetPaymentRequestResponse)(nil), // 10: blindbank.v1.GetPaymentRequestResponse
 	(*PayRequest)(nil),                // 11: blindbank.v1.PayRequest
 	(*PayResponse)(nil),               // 12: blindbank.v1.PayResponse
-	(*VerifyLogRequest)(nil),          // 13: blindbank.v1.VerifyLogRequest
-	(*VerifyLogResponse)(nil),         // 14: blindbank.v1.VerifyLogResponse
-	(*VerifySettlementRequest)(nil),   // 15: blindbank.v1.VerifySettlementRequest
-	(*VerifySettlementResponse)(nil),  // 16: blindbank.v1.VerifySettlementResponse
-	(*SaleStatusRequest)(nil),         // 17: blindbank.v1.SaleStatusRequest
-	(*SaleStatusResponse)(nil),        // 18: blindbank.v1.SaleStatusResponse
-	(*CreateOrderRequest)(nil),        // 19: blindbank.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),       // 20: blindbank.v1.CreateOrderResponse
-	(*OrderStatusRequest)(nil),        // 21: blindbank.v1.OrderStatusRequest
-	(*OrderStatusResponse)(nil),       // 22: blindbank.v1.OrderStatusResponse
+	(*RefundOrderRequest)(nil),        // 13: blindbank.v1.RefundOrderRequest
+	(*RefundOrderResponse)(nil),       // 14: blindbank.v1.RefundOrderResponse
+	(*VerifyLogRequest)(nil),          // 15: blindbank.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),         // 16: blindbank.v1.VerifyLogResponse
+	(*VerifySettlementRequest)(nil),   // 17: blindbank.v1.VerifySettlementRequest
+	(*VerifySettlementResponse)(nil),  // 18: blindbank.v1.VerifySettlementResponse
+	(*SaleStatusRequest)(nil),         // 19: blindbank.v1.SaleStatusRequest
+	(*SaleStatusResponse)(nil),        // 20: blindbank.v1.SaleStatusResponse
+	(*CreateOrderRequest)(nil),        // 21: blindbank.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),       // 22: blindbank.v1.CreateOrderResponse
+	(*OrderStatusRequest)(nil),        // 23: blindbank.v1.OrderStatusRequest
+	(*OrderStatusResponse)(nil),       // 24: blindbank.v1.OrderStatusResponse
 }
 var file_merchant_proto_depIdxs = []int32{
 	1,  // 0: blindbank.v1.ListProductsResponse.products:type_name -> blindbank.v1.Product
@@ -1456,25 +1569,27 @@ var file_merchant_proto_depIdxs = []int32{
 	5,  // 5: blindbank.v1.Merchant.GetGoods:input_type -> blindbank.v1.GetGoodsRequest
 	7,  // 6: blindbank.v1.Merchant.SubmitEPO:input_type -> blindbank.v1.SubmitEPORequest
 	7,  // 7: blindbank.v1.Merchant.WriteCheck:input_type -> blindbank.v1.SubmitEPORequest
-	19, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
-	21, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
-	17, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
-	15, // 11: blindbank.v1.MerchantAdmin.VerifySettlement:input_type -> blindbank.v1.VerifySettlementRequest
-	13, // 12: blindbank.v1.MerchantAdmin.VerifyLog:input_type -> blindbank.v1.VerifyLogRequest
-	10, // 13: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
-	12, // 14: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
-	2,  // 15: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
-	4,  // 16: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
-	6,  // 17: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
-	8,  // 18: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
-	8,  // 19: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
-	20, // 20: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
-	22, // 21: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
-	18, // 22: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
-	16, // 23: blindbank.v1.MerchantAdmin.VerifySettlement:output_type -> blindbank.v1.VerifySettlementResponse
-	14, // 24: blindbank.v1.MerchantAdmin.VerifyLog:output_type -> blindbank.v1.VerifyLogResponse
-	13, // [13:25] is the sub-list for method output_type
-	1,  // [1:13] is the sub-list for method input_type
+	21, // 8: blindbank.v1.MerchantAdmin.CreateOrder:input_type -> blindbank.v1.CreateOrderRequest
+	23, // 9: blindbank.v1.MerchantAdmin.OrderStatus:input_type -> blindbank.v1.OrderStatusRequest
+	19, // 10: blindbank.v1.MerchantAdmin.SaleStatus:input_type -> blindbank.v1.SaleStatusRequest
+	17, // 11: blindbank.v1.MerchantAdmin.VerifySettlement:input_type -> blindbank.v1.VerifySettlementRequest
+	15, // 12: blindbank.v1.MerchantAdmin.VerifyLog:input_type -> blindbank.v1.VerifyLogRequest
+	13, // 13: blindbank.v1.MerchantAdmin.RefundOrder:input_type -> blindbank.v1.RefundOrderRequest
+	10, // 14: blindbank.v1.Merchant.GetPaymentRequest:output_type -> blindbank.v1.GetPaymentRequestResponse
+	12, // 15: blindbank.v1.Merchant.Pay:output_type -> blindbank.v1.PayResponse
+	2,  // 16: blindbank.v1.Merchant.ListProducts:output_type -> blindbank.v1.ListProductsResponse
+	4,  // 17: blindbank.v1.Merchant.Quote:output_type -> blindbank.v1.QuoteResponse
+	6,  // 18: blindbank.v1.Merchant.GetGoods:output_type -> blindbank.v1.GetGoodsResponse
+	8,  // 19: blindbank.v1.Merchant.SubmitEPO:output_type -> blindbank.v1.SubmitEPOResponse
+	8,  // 20: blindbank.v1.Merchant.WriteCheck:output_type -> blindbank.v1.SubmitEPOResponse
+	22, // 21: blindbank.v1.MerchantAdmin.CreateOrder:output_type -> blindbank.v1.CreateOrderResponse
+	24, // 22: blindbank.v1.MerchantAdmin.OrderStatus:output_type -> blindbank.v1.OrderStatusResponse
+	20, // 23: blindbank.v1.MerchantAdmin.SaleStatus:output_type -> blindbank.v1.SaleStatusResponse
+	18, // 24: blindbank.v1.MerchantAdmin.VerifySettlement:output_type -> blindbank.v1.VerifySettlementResponse
+	16, // 25: blindbank.v1.MerchantAdmin.VerifyLog:output_type -> blindbank.v1.VerifyLogResponse
+	14, // 26: blindbank.v1.MerchantAdmin.RefundOrder:output_type -> blindbank.v1.RefundOrderResponse
+	14, // [14:27] is the sub-list for method output_type
+	1,  // [1:14] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -1491,7 +1606,7 @@ func file_merchant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_merchant_proto_rawDesc), len(file_merchant_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

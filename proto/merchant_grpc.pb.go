@@ -382,6 +382,7 @@ const (
 	MerchantAdmin_SaleStatus_FullMethodName       = "/blindbank.v1.MerchantAdmin/SaleStatus"
 	MerchantAdmin_VerifySettlement_FullMethodName = "/blindbank.v1.MerchantAdmin/VerifySettlement"
 	MerchantAdmin_VerifyLog_FullMethodName        = "/blindbank.v1.MerchantAdmin/VerifyLog"
+	MerchantAdmin_RefundOrder_FullMethodName      = "/blindbank.v1.MerchantAdmin/RefundOrder"
 )
 
 // MerchantAdminClient is the client API for MerchantAdmin service.
@@ -406,6 +407,12 @@ type MerchantAdminClient interface {
 	// consistent with every one the merchant has seen. FAILED_PRECONDITION
 	// on a forked log or a mismatch.
 	VerifyLog(ctx context.Context, in *VerifyLogRequest, opts ...grpc.CallOption) (*VerifyLogResponse, error)
+	// RefundOrder gives back part or all of a paid order to the customer's
+	// coins, through the bank ("signed-refund-request"); the customer's
+	// wallet collects it ("wallet refunds"). FAILED_PRECONDITION if the
+	// order is unpaid, or the refund exceeds what is left of the payment or
+	// of the merchant's balance (paid out).
+	RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error)
 }
 
 type merchantAdminClient struct {
@@ -466,6 +473,16 @@ func (c *merchantAdminClient) VerifyLog(ctx context.Context, in *VerifyLogReques
 	return out, nil
 }
 
+func (c *merchantAdminClient) RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundOrderResponse)
+	err := c.cc.Invoke(ctx, MerchantAdmin_RefundOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MerchantAdminServer is the server API for MerchantAdmin service.
 // All implementations must embed UnimplementedMerchantAdminServer
 // for forward compatibility.
@@ -488,6 +505,12 @@ type MerchantAdminServer interface {
 	// consistent with every one the merchant has seen. FAILED_PRECONDITION
 	// on a forked log or a mismatch.
 	VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error)
+	// RefundOrder gives back part or all of a paid order to the customer's
+	// coins, through the bank ("signed-refund-request"); the customer's
+	// wallet collects it ("wallet refunds"). FAILED_PRECONDITION if the
+	// order is unpaid, or the refund exceeds what is left of the payment or
+	// of the merchant's balance (paid out).
+	RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error)
 	mustEmbedUnimplementedMerchantAdminServer()
 }
 
@@ -512,6 +535,9 @@ func (UnimplementedMerchantAdminServer) VerifySettlement(context.Context, *Verif
 }
 func (UnimplementedMerchantAdminServer) VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VerifyLog not implemented")
+}
+func (UnimplementedMerchantAdminServer) RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RefundOrder not implemented")
 }
 func (UnimplementedMerchantAdminServer) mustEmbedUnimplementedMerchantAdminServer() {}
 func (UnimplementedMerchantAdminServer) testEmbeddedByValue()                       {}
@@ -624,6 +650,24 @@ func _MerchantAdmin_VerifyLog_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MerchantAdmin_RefundOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MerchantAdminServer).RefundOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MerchantAdmin_RefundOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MerchantAdminServer).RefundOrder(ctx, req.(*RefundOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MerchantAdmin_ServiceDesc is the grpc.ServiceDesc for MerchantAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,6 +694,10 @@ var MerchantAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyLog",
 			Handler:    _MerchantAdmin_VerifyLog_Handler,
+		},
+		{
+			MethodName: "RefundOrder",
+			Handler:    _MerchantAdmin_RefundOrder_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

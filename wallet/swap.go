@@ -36,6 +36,7 @@ type pendingSwap struct {
 	Prepared [][]byte // the outputs' first-round answers
 	Inputs   []ecash.Hash
 	Recoup   bool
+	Credits  []ecash.Hash // inputs spending a refund credit: coins already spent, which stay spent
 }
 
 // request decodes the pending request: its hash (the bank's idempotency
@@ -73,6 +74,12 @@ func (p *pendingSwap) encode() []byte {
 	} else {
 		e.U8(0)
 	}
+	if len(p.Credits) > 0 {
+		e.U32(uint32(len(p.Credits)))
+		for _, h := range p.Credits {
+			e.Fixed(h[:])
+		}
+	}
 	return e.Bytes()
 }
 
@@ -100,6 +107,14 @@ func decodePendingSwap(b []byte) (*pendingSwap, error) {
 		p.Recoup = true
 	default:
 		return nil, fmt.Errorf("%w: pending swap of an unknown kind", ecash.ErrMalformed)
+	}
+	if d.More() {
+		n = d.Count(ecash.MaxCoinsPerRequest)
+		for range n {
+			var h ecash.Hash
+			copy(h[:], d.Fixed(32))
+			p.Credits = append(p.Credits, h)
+		}
 	}
 	return p, d.Finish()
 }
@@ -169,6 +184,12 @@ func (w *Wallet) Swap(ctx context.Context, bank pb.BankClient, amount ecash.Amou
 
 // swap runs one swap of inputs for outputs of the same total value.
 func (w *Wallet) swap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, inputs []*coinRecord, outputs []ecash.Denomination) ([]ecash.Coin, error) {
+	return w.swapValues(ctx, bank, ks, inputs, nil, outputs)
+}
+
+// swapValues is swap; with credits, the inputs are spent coins and each
+// spends its refund credit, credits[i], instead of its value.
+func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, inputs []*coinRecord, credits []ecash.Amount, outputs []ecash.Denomination) ([]ecash.Coin, error) {
 	if len(outputs) > ecash.MaxCoinsPerRequest {
 		return nil, fmt.Errorf("wallet: a swap into %d coins; at most %d", len(outputs), ecash.MaxCoinsPerRequest)
 	}
@@ -191,7 +212,13 @@ func (w *Wallet) swap(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet,
 	if err != nil {
 		return nil, err
 	}
+	for i := range credits {
+		req.SignCredit(i, keys[i], credits[i])
+	}
 	ps := &pendingSwap{Body: req.Body(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: ids}
+	if credits != nil {
+		ps.Credits = ids
+	}
 	if err := w.reserveForSwap(ps); err != nil {
 		return nil, err
 	}
@@ -213,6 +240,12 @@ func (w *Wallet) reserveForSwap(ps *pendingSwap) error {
 		c, err := w.coin(id)
 		if err != nil {
 			return err
+		}
+		if slices.Contains(ps.Credits, id) {
+			if c.State != CoinSpent {
+				return fmt.Errorf("wallet: coin %x has refund credit but is not spent", id[:8])
+			}
+			continue
 		}
 		if c.State != CoinFresh {
 			return fmt.Errorf("wallet: coin %x is no longer fresh", id[:8])
@@ -307,6 +340,9 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 	b := w.db.NewBatch()
 	defer b.Close()
 	for _, id := range ps.Inputs {
+		if slices.Contains(ps.Credits, id) {
+			continue // spent before the swap, spent after it
+		}
 		c, err := w.coin(id)
 		if err != nil {
 			return err

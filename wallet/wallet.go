@@ -29,9 +29,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -241,16 +240,8 @@ func (w *Wallet) eachCoin(f func(*coinRecord) error) error {
 	return it.Error()
 }
 
-// definitive reports whether a gRPC error is a refusal (the bank or merchant
-// decided and recorded nothing) rather than a failure to get an answer.
-func definitive(err error) bool {
-	switch status.Code(err) {
-	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
-		codes.Unauthenticated, codes.PermissionDenied, codes.OutOfRange:
-		return true
-	}
-	return false
-}
+// definitive reports whether a gRPC error is a refusal (see bank.Definitive).
+func definitive(err error) bool { return bank.Definitive(err) }
 
 func beU64(b []byte) uint64 {
 	var v uint64

@@ -125,7 +125,7 @@ const (
 	totRefunded          // Refund: merchant → e-cash
 	totRecouped          // Recoup: e-cash → accounts
 	totIssued            // value of all coins issued (withdrawals and swaps)
-	totRedeemed          // value of all coins redeemed (deposits, swaps, recoups)
+	totRedeemed          // value of all coins redeemed (deposits, swaps, recoups), and refund credit spent in swaps
 	numTotals
 )
 
@@ -143,6 +143,10 @@ const (
 	seenRecoup                     // recoup request hash
 	seenEPOID                      // SHA-256 of the EPOID
 	seenLast     = seenEPOID
+
+	// creditSpent keys, in the refunded map, the refund credit of a coin
+	// already spent again in swaps.
+	creditSpent = seenLast + 1
 )
 
 type seenKey struct {
@@ -196,7 +200,7 @@ type Auditor struct {
 	denoms   map[ecash.Hash]*denomState
 	signing  []ed25519.PublicKey // every signing key a logged key set named
 	seen     map[seenKey]seenVal
-	refunded map[seenKey]uint64 // coin or payment → value refunded
+	refunded map[seenKey]uint64 // coin or payment → value refunded; creditSpent coin → credit spent again
 
 	warnings      []AuditWarning
 	warningsTotal int64
@@ -487,6 +491,21 @@ func (c *change) spendCoins(cs []SpentCoin) error {
 	return nil
 }
 
+// spendCredits checks that each credit a swap spends is all the refund
+// credit its coin has left, and records it spent.
+func (c *change) spendCredits(cs []RefundedCoin) error {
+	for _, rc := range cs {
+		refunded := c.a.refunded[seenKey{seenCoin, rc.ID}]
+		used := seenKey{creditSpent, rc.ID}
+		if left := refunded - c.a.refunded[used]; left != rc.Value.Value {
+			return c.fail(CheckDoubleSpend, "the swap spends %s of refund credit of coin %s…, which has %s left", rc.Value, short(rc.ID), c.amount(left))
+		}
+		c.refunded[used] = refunded
+		c.totals[totRedeemed] += rc.Value.Value
+	}
+	return nil
+}
+
 // Apply decodes the next entry (index Size()), checks it against the log so
 // far and applies it. It returns the decoded entry, or an *AuditError (and
 // changes nothing).
@@ -608,6 +627,9 @@ func (c *change) gather() error {
 			return c.fail(CheckOutstanding, "the swap issues %s for %s", o.AmountOut, o.AmountIn)
 		}
 		if err := c.spendCoins(o.Spent); err != nil {
+			return err
+		}
+		if err := c.spendCredits(o.Credits); err != nil {
 			return err
 		}
 		if err := c.issueCoins(o.Issued); err != nil {
@@ -1271,7 +1293,7 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		if d.Err() != nil {
 			break
 		}
-		if (k.ns != seenCoin && k.ns != seenPayment) || (i > 0 && seenLess(lastRef, k) >= 0) {
+		if (k.ns != seenCoin && k.ns != seenPayment && k.ns != creditSpent) || (i > 0 && seenLess(lastRef, k) >= 0) {
 			return nil, malformed("refunds out of order or malformed")
 		}
 		lastRef = k

@@ -439,6 +439,40 @@ func checkSpentCoins(name string, cs []SpentCoin, cur string, want ecash.Amount)
 	return nil
 }
 
+func encodeRefundedCoins(e *ecash.Encoder, cs []RefundedCoin) {
+	e.U32(uint32(len(cs)))
+	for _, c := range cs {
+		e.Fixed(c.ID[:])
+		e.Amount(c.Value)
+	}
+}
+
+func decodeRefundedCoins(d *ecash.Decoder) []RefundedCoin {
+	n := d.Count(ecash.MaxCoinsPerRequest)
+	out := make([]RefundedCoin, 0, n)
+	for i := 0; i < n && d.Err() == nil; i++ {
+		out = append(out, RefundedCoin{ID: fixedHash(d), Value: d.Amount()})
+	}
+	return out
+}
+
+// checkRefundedCoins checks 1 to MaxCoinsPerRequest coins, sorted, each of
+// a positive value, and returns their total.
+func checkRefundedCoins(name string, cs []RefundedCoin, cur string) (ecash.Amount, error) {
+	if len(cs) == 0 || len(cs) > ecash.MaxCoinsPerRequest {
+		return ecash.Amount{}, invalid("%d coins in %s (want 1 to %d)", len(cs), name, ecash.MaxCoinsPerRequest)
+	}
+	if !sortedStrictly(cs, refundKey) {
+		return ecash.Amount{}, invalid("%s not sorted by coin id, or a coin repeats", name)
+	}
+	for i, c := range cs {
+		if err := positive(fmt.Sprintf("%s[%d] value", name, i), c.Value, cur); err != nil {
+			return ecash.Amount{}, err
+		}
+	}
+	return sumOf(cur, len(cs), func(i int) (ecash.Amount, uint32) { return cs[i].Value, 1 })
+}
+
 // signature refuses a signature field that is not an Ed25519 signature's
 // 64 bytes (whether it verifies is the Auditor's check: it needs the key).
 func signature(name string, sig []byte) error {
@@ -611,19 +645,27 @@ func decodeDeposit(d *ecash.Decoder) Op {
 
 // Swap records coins exchanged for fresh coins of at most the same value
 // (the difference is the fee). Like a withdrawal, the fresh coins appear
-// only as counts per denomination.
+// only as counts per denomination. Besides coins, a swap may spend the
+// credit refunds restored to coins spent before (Credits, encoded only when
+// not empty).
 type Swap struct {
-	RequestHash ecash.Hash   // SHA-256 of the signed swap request
-	AmountIn    ecash.Amount // > 0; the total value of Spent
-	AmountOut   ecash.Amount // > 0, ≤ AmountIn; the total value of Issued
-	Spent       []SpentCoin  // sorted by coin id
-	Issued      []DenomCount // sorted by denomination id
+	RequestHash ecash.Hash     // SHA-256 of the signed swap request
+	AmountIn    ecash.Amount   // > 0; the total value of Spent and Credits
+	AmountOut   ecash.Amount   // > 0, ≤ AmountIn; the total value of Issued
+	Spent       []SpentCoin    // sorted by coin id
+	Issued      []DenomCount   // sorted by denomination id
+	Credits     []RefundedCoin // refund credit spent, each a coin's whole credit; sorted by coin id
 }
 
 func (Swap) Kind() Kind { return KindSwap }
 func (o Swap) canonical() Op {
 	o.Spent = sortedClone(o.Spent, spentKey)
 	o.Issued = sortedClone(o.Issued, denomKey)
+	if len(o.Credits) == 0 {
+		o.Credits = nil
+	} else {
+		o.Credits = sortedClone(o.Credits, refundKey)
+	}
 	return o
 }
 func (o Swap) validate() error {
@@ -637,7 +679,26 @@ func (o Swap) validate() error {
 	if o.AmountOut.Value > o.AmountIn.Value {
 		return invalid("swap issues %s for %s", o.AmountOut, o.AmountIn)
 	}
-	if err := checkSpentCoins("spent", o.Spent, cur, o.AmountIn); err != nil {
+	spentIn := o.AmountIn
+	if len(o.Credits) > 0 {
+		credits, err := checkRefundedCoins("credits", o.Credits, cur)
+		if err != nil {
+			return err
+		}
+		if credits.Value > o.AmountIn.Value {
+			return invalid("credits of %s in a swap of %s", credits, o.AmountIn)
+		}
+		spentIn.Value -= credits.Value
+		for _, c := range o.Spent {
+			if _, dup := slices.BinarySearchFunc(o.Credits, c.ID, func(r RefundedCoin, id ecash.Hash) int { return hashLess(r.ID, id) }); dup {
+				return invalid("coin %x spent and its credit spent in one swap", c.ID[:8])
+			}
+		}
+		if spentIn.Value == 0 && len(o.Spent) == 0 {
+			return checkDenomCounts("issued", o.Issued, cur, o.AmountOut)
+		}
+	}
+	if err := checkSpentCoins("spent", o.Spent, cur, spentIn); err != nil {
 		return err
 	}
 	return checkDenomCounts("issued", o.Issued, cur, o.AmountOut)
@@ -648,10 +709,17 @@ func (o Swap) encodeTo(e *ecash.Encoder) {
 	e.Amount(o.AmountOut)
 	encodeSpentCoins(e, o.Spent)
 	encodeDenomCounts(e, o.Issued)
+	if len(o.Credits) > 0 {
+		encodeRefundedCoins(e, o.Credits)
+	}
 }
 func decodeSwap(d *ecash.Decoder) Op {
-	return Swap{RequestHash: fixedHash(d), AmountIn: d.Amount(), AmountOut: d.Amount(),
+	o := Swap{RequestHash: fixedHash(d), AmountIn: d.Amount(), AmountOut: d.Amount(),
 		Spent: decodeSpentCoins(d), Issued: decodeDenomCounts(d)}
+	if d.More() {
+		o.Credits = decodeRefundedCoins(d)
+	}
+	return o
 }
 
 // Refund records a merchant giving back (part of) a deposited payment: the
@@ -677,19 +745,7 @@ func (o Refund) validate() error {
 	if err := positive("amount", o.Amount, ""); err != nil {
 		return err
 	}
-	cs := o.Coins
-	if len(cs) == 0 || len(cs) > ecash.MaxCoinsPerRequest {
-		return invalid("%d coins refunded (want 1 to %d)", len(cs), ecash.MaxCoinsPerRequest)
-	}
-	if !sortedStrictly(cs, refundKey) {
-		return invalid("refunded coins not sorted by coin id, or a coin repeats")
-	}
-	for i, c := range cs {
-		if err := positive(fmt.Sprintf("coins[%d] value", i), c.Value, o.Amount.Currency); err != nil {
-			return err
-		}
-	}
-	total, err := sumOf(o.Amount.Currency, len(cs), func(i int) (ecash.Amount, uint32) { return cs[i].Value, 1 })
+	total, err := checkRefundedCoins("coins", o.Coins, o.Amount.Currency)
 	if err != nil {
 		return err
 	}
@@ -703,20 +759,11 @@ func (o Refund) encodeTo(e *ecash.Encoder) {
 	e.Amount(o.Amount)
 	e.Fixed(o.PaymentHash[:])
 	e.Fixed(o.RefundHash[:])
-	e.U32(uint32(len(o.Coins)))
-	for _, c := range o.Coins {
-		e.Fixed(c.ID[:])
-		e.Amount(c.Value)
-	}
+	encodeRefundedCoins(e, o.Coins)
 }
 func decodeRefund(d *ecash.Decoder) Op {
-	o := Refund{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), RefundHash: fixedHash(d)}
-	n := d.Count(ecash.MaxCoinsPerRequest)
-	o.Coins = make([]RefundedCoin, 0, n)
-	for i := 0; i < n && d.Err() == nil; i++ {
-		o.Coins = append(o.Coins, RefundedCoin{ID: fixedHash(d), Value: d.Amount()})
-	}
-	return o
+	return Refund{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), RefundHash: fixedHash(d),
+		Coins: decodeRefundedCoins(d)}
 }
 
 // Recoup records a coin of a revoked denomination paid back into an

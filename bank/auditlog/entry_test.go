@@ -178,3 +178,44 @@ func TestDecodeRefusesOversizedInput(t *testing.T) {
 		t.Errorf("oversized: %v", err)
 	}
 }
+
+// A swap that spends refund credit encodes its credits after the issued
+// coins, only when there are some; it round-trips, and its credits must
+// add up with the coins to the amount in, never naming a coin also spent.
+func TestSwapCredits(t *testing.T) {
+	f := newFixture(t)
+	coin := auditlog.SpentCoin{ID: tag("coin x"), Denom: f.d2.ID, Value: f.d2.Value, PermissionHash: tag("perm x")}
+	credit := auditlog.RefundedCoin{ID: tag("coin y"), Value: eur(150)}
+	sw := auditlog.Swap{RequestHash: tag("swap"), AmountIn: eur(350), AmountOut: eur(300), Spent: []auditlog.SpentCoin{coin},
+		Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 3}}, Credits: []auditlog.RefundedCoin{credit}}
+	e := auditlog.Entry{Index: 9, Time: fixtureBase, Op: sw}
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := auditlog.DecodeEntry(b)
+	if err != nil || !reflect.DeepEqual(*got, e.Canonical()) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	onlyCredit := auditlog.Swap{RequestHash: tag("swap 2"), AmountIn: eur(100), AmountOut: eur(100),
+		Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 1}}, Credits: []auditlog.RefundedCoin{{ID: tag("coin y"), Value: eur(100)}}}
+	if _, err := (auditlog.Entry{Time: fixtureBase, Op: onlyCredit}).Encode(); err != nil {
+		t.Errorf("a swap of credit alone: %v", err)
+	}
+	bad := map[string]auditlog.Swap{}
+	total := sw
+	total.AmountIn = eur(400)
+	bad["credits and coins short of the amount"] = total
+	both := sw
+	both.Credits = []auditlog.RefundedCoin{{ID: coin.ID, Value: eur(150)}}
+	bad["a coin spent and its credit spent"] = both
+	zero := sw
+	zero.Credits = []auditlog.RefundedCoin{{ID: tag("coin y"), Value: eur(0)}}
+	zero.AmountIn = eur(200)
+	bad["a credit of nothing"] = zero
+	for name, op := range bad {
+		if _, err := (auditlog.Entry{Time: fixtureBase, Op: op}).Encode(); !errors.Is(err, auditlog.ErrInvalidEntry) {
+			t.Errorf("%s: %v, want ErrInvalidEntry", name, err)
+		}
+	}
+}

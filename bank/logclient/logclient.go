@@ -191,6 +191,9 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		ref, spent = op.PaymentHash, op.Coins
 	case auditlog.Swap:
 		ref, spent = op.RequestHash, op.Spent
+		for _, c := range op.Credits { // refund credit the swap spent
+			spent = append(spent, auditlog.SpentCoin{ID: c.ID})
+		}
 	case auditlog.Check:
 		ref = op.EPOHash
 		if err := x.matchCheck(e.Index, op); err != nil {

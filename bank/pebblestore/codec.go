@@ -31,6 +31,7 @@ const (
 	prefixIssued   = "i/" // i/<SHA-256 of blinded message> → issued record
 	prefixCredit   = "f/" // f/<coin id>                    → coin refund record
 	prefixRefund   = "u/" // u/<refund request hash>        → refund record
+	prefixRefunds  = "v/" // v/<payment hash><u64 log size> → refund request hash
 )
 
 func u64Key(prefix string, id uint64) []byte {

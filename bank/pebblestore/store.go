@@ -45,6 +45,7 @@
 //	r/<credit reference>      credit reference: account, amount
 //	f/<coin id>               refunds of a spent coin: value restored in all, credit not yet spent again
 //	u/<refund request hash>   refund: payment hash, merchant, amount, receipt bytes
+//	v/<payment hash><u64 seq> a payment's refunds in order: refund request hash
 //
 // History reads an account's postings newest first by iterating p/<id> in
 // reverse. The system accounts [bank.AccountFunding] and
@@ -889,6 +890,11 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			return err
 		}
 		t.set(uk, encodeRefund(&refundRecord{Payment: op.PaymentHash, Merchant: op.Merchant, Amount: op.Amount, Receipt: op.Receipt}))
+		seq, err := t.refundCount(op.PaymentHash)
+		if err != nil {
+			return err
+		}
+		t.set(binary.BigEndian.AppendUint64(hashKey(prefixRefunds, op.PaymentHash), seq), bytes.Clone(op.RequestHash[:]))
 		receipt = bytes.Clone(op.Receipt)
 		return t.appendLog(op.Log, op.Time, &op.RequestHash)
 	})
@@ -896,6 +902,59 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		return nil, err
 	}
 	return receipt, nil
+}
+
+// refundCount counts the refunds recorded for a payment, those of earlier
+// operations in the group included.
+func (t *txn) refundCount(payment ecash.Hash) (uint64, error) {
+	prefix := hashKey(prefixRefunds, payment)
+	n := uint64(0)
+	for {
+		_, ok, err := t.get(binary.BigEndian.AppendUint64(bytes.Clone(prefix), n))
+		if err != nil || !ok {
+			return n, err
+		}
+		n++
+	}
+}
+
+// RefundReceipts implements bank.Store.
+func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byte, error) {
+	var out [][]byte
+	prefix := hashKey(prefixRefunds, payment)
+	for n := uint64(0); n < ecash.MaxCoinsPerRequest; n++ {
+		h, found, err := s.lookup(ctx, binary.BigEndian.AppendUint64(bytes.Clone(prefix), n))
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			break
+		}
+		var rh ecash.Hash
+		copy(rh[:], h)
+		r, found, err := s.RefundRecord(ctx, rh)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("pebblestore: refund %x of payment %x is indexed but not recorded", rh[:8], payment[:8])
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RefundRecord implements bank.Store.
+func (s *Store) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, bool, error) {
+	v, found, err := s.lookup(ctx, hashKey(prefixRefund, h))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	r, err := decodeRefund(v)
+	if err != nil {
+		return nil, false, err
+	}
+	return r.Receipt, true, nil
 }
 
 // CoinStates implements bank.Store.

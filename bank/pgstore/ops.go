@@ -835,6 +835,47 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 	return receipt, nil
 }
 
+// RefundReceipts implements bank.Store.
+func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byte, error) {
+	var out [][]byte
+	err := s.read(ctx, func(ctx context.Context) error {
+		out = nil // a retried read starts over
+		rows, err := s.pool.Query(ctx, `SELECT receipt FROM refunds WHERE payment_hash = $1 ORDER BY created, request_hash LIMIT $2`,
+			payment[:], ecash.MaxCoinsPerRequest)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r []byte
+			if err := rows.Scan(&r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// RefundRecord implements bank.Store.
+func (s *Store) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, bool, error) {
+	var receipt []byte
+	found := false
+	err := s.read(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, `SELECT receipt FROM refunds WHERE request_hash = $1`, h[:]).Scan(&receipt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return receipt, true, nil
+}
+
 // CoinStates implements bank.Store.
 func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.CoinState, error) {
 	if len(coins) > ecash.MaxCoinsPerRequest {

@@ -59,6 +59,7 @@ func refundSchema() []string {
 			created      timestamptz NOT NULL,
 			PRIMARY KEY (request_hash)
 		)`,
+		`CREATE INDEX refunds_by_payment ON refunds (payment_hash, created)`,
 		`CREATE TABLE coin_credits (
 			coin_id  bytea  NOT NULL,
 			refunded bigint NOT NULL CHECK (refunded > 0),

@@ -122,6 +122,12 @@ func (r *replicas) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 func (r *replicas) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 	return r.next().Refund(ctx, op)
 }
+func (r *replicas) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, bool, error) {
+	return r.next().RefundRecord(ctx, h)
+}
+func (r *replicas) RefundReceipts(ctx context.Context, h ecash.Hash) ([][]byte, error) {
+	return r.next().RefundReceipts(ctx, h)
+}
 func (r *replicas) CoinStates(ctx context.Context, ids []ecash.Hash) ([]bank.CoinState, error) {
 	return r.next().CoinStates(ctx, ids)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -223,6 +224,7 @@ func (e *env) raw(acct uint64) int64 {
 }
 
 type shop struct {
+	dir     string
 	node    *Merchant
 	account uint64
 	admin   pb.MerchantAdminClient
@@ -230,7 +232,10 @@ type shop struct {
 }
 
 // startMerchant initialises a merchant, opens its bank account and serves it.
-func (e *env) startMerchant(name string) *shop {
+func (e *env) startMerchant(name string) *shop { return e.startMerchantTranscript(name, nil) }
+
+// startMerchantTranscript is startMerchant with a transcript.
+func (e *env) startMerchantTranscript(name string, transcript io.Writer) *shop {
 	e.t.Helper()
 	dir := e.t.TempDir()
 	pub, err := merchant.Init(dir)
@@ -240,7 +245,7 @@ func (e *env) startMerchant(name string) *shop {
 	acct := e.openAccount(name, pub, true)
 	m, err := StartMerchant(context.Background(), MerchantConfig{
 		Dir: dir, BankAddr: e.bank.Addr, BankTLS: transport.ClientConfig{CAFile: e.bank.CertFile},
-		Account: acct, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Now: e.clock.Now,
+		Account: acct, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Now: e.clock.Now, Transcript: transcript,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -255,7 +260,7 @@ func (e *env) startMerchant(name string) *shop {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { adminConn.Close(); conn.Close() })
-	return &shop{node: m, account: acct, admin: pb.NewMerchantAdminClient(adminConn), client: pb.NewMerchantClient(conn)}
+	return &shop{dir: dir, node: m, account: acct, admin: pb.NewMerchantAdminClient(adminConn), client: pb.NewMerchantClient(conn)}
 }
 
 func (s *shop) order(t *testing.T, amount string) string {

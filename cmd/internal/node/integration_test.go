@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -264,6 +265,13 @@ func (s *safeBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	s.b = append(s.b, p...)
 	return len(p), nil
+}
+
+// Bytes returns a copy of what was written.
+func (s *safeBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b)
 }
 
 func (s *safeBuffer) Len() int {

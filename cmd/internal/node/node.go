@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -472,6 +473,7 @@ type MerchantConfig struct {
 	Catalogue   string     // the till's catalogue directory (merchant.LoadCatalogue); "" for none
 	Now         func() time.Time
 	Log         *slog.Logger
+	Transcript  io.Writer // the merchant's protocol messages as JSON lines (docs/TRANSCRIPTS.md); nil: none
 }
 
 // Merchant is a running merchant node.
@@ -494,6 +496,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	}
 	m, err := merchant.Open(ctx, merchant.Config{
 		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), AuditLog: pb.NewAuditLogClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
+		Transcript: cfg.Transcript,
 	})
 	if err != nil {
 		conn.Close()

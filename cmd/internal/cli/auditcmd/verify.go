@@ -254,6 +254,8 @@ func init() {
 		"swap-request":       (*partyState).swapRequest,
 		"recoup-request":     (*partyState).recoupRequest,
 		"recoup-receipt":     (*partyState).recoupReceipt,
+		"refund-request":     (*partyState).refundRequest,
+		"refund-receipt":     (*partyState).refundReceipt,
 		"price-request":      (*partyState).priceRequest,
 		"quote":              (*partyState).quote,
 		"delivery":           (*partyState).delivery,
@@ -435,6 +437,7 @@ type partyState struct {
 	current    any                       // *payment or *issue (a swap): the operation in progress
 	receipts   map[ecash.Hash]*receiptInfo
 	recoups    map[ecash.Hash]*recoupInfo // recoup requests without outputs, by request hash
+	refund     *refundState               // refund.go; nil until a refund line
 
 	// NetBill
 	priceReqs   map[[16]byte]*priceReqInfo
@@ -475,9 +478,10 @@ type issue struct {
 	open    map[ecash.Hash]int
 	swap    *ecash.SwapRequest
 	inputs  []ecash.Hash
-	outputs ecash.Hash // a swap's outputs hash
-	done    bool       // a swap some output coin confirmed
-	refused bool       // a swap a double-spend proof refused
+	outputs ecash.Hash          // a swap's outputs hash
+	done    bool                // a swap some output coin confirmed
+	refused bool                // a swap a double-spend proof refused
+	credits map[ecash.Hash]bool // inputs that spend refund credit: coins spent before (refund.go)
 }
 
 type payReq struct {
@@ -625,6 +629,9 @@ func (s *partyState) coin(c *lineCtx) error {
 		// inputs are spent.
 		from.done = true
 		for _, in := range from.inputs {
+			if from.credits[in] {
+				continue // spent by its payment, and stays so
+			}
 			if sp := s.spends[in]; sp != nil && sp.hash != from.outputs {
 				return failf("the swap of line %d went through, but its input %s was spent at line %d (%s)", from.line, short(in[:]), sp.line, sp.what)
 			}
@@ -914,7 +921,7 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 	outputs := r.OutputsHash()
 	cur := c.v.keys.Currency()
 	in, out := ecash.Amount{Currency: cur}, ecash.Amount{Currency: cur}
-	seen := map[ecash.Hash]bool{}
+	seen, credits := map[ecash.Hash]bool{}, map[ecash.Hash]bool{}
 	var ids []ecash.Hash
 	unknown := 0
 	for i := range r.Inputs {
@@ -929,23 +936,28 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 		if err := coin.Verify(d.Key); err != nil {
 			return failf("input %d: the bank's signature on the coin does not verify: not a coin the bank issued (%v)", i+1, err)
 		}
-		perm := r.Permission(i, d.Value)
-		if err := perm.Verify(); err != nil {
-			return failf("input %d: the coin's signature on its swap permission does not verify (%v)", i+1, err)
-		}
 		id := coin.ID()
 		if seen[id] {
 			return failf("input %d: coin %s is given twice", i+1, short(id[:]))
 		}
 		seen[id] = true
 		ids = append(ids, id)
-		if sp := s.spends[id]; sp != nil && sp.hash != outputs {
+		value := d.Value
+		perm := r.Permission(i, d.Value)
+		if err := perm.Verify(); err != nil {
+			credit := s.creditInput(r, i, ecash.HashOf(c.rec.data), cur)
+			if credit == 0 {
+				return failf("input %d: the coin's signature on its swap permission does not verify, nor on a permission to spend refund credit this transcript shows (%v)", i+1, err)
+			}
+			value = ecash.Amount{Currency: cur, Value: credit}
+			credits[id] = true
+		} else if sp := s.spends[id]; sp != nil && sp.hash != outputs {
 			return failf("input %d: coin %s was already spent at line %d (%s)", i+1, short(id[:]), sp.line, sp.what)
 		}
 		if s.coins[id] == nil {
 			unknown++
 		}
-		if in, err = in.Add(d.Value); err != nil {
+		if in, err = in.Add(value); err != nil {
 			return failf("inputs: %v", err)
 		}
 	}
@@ -974,7 +986,7 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 		c.summaryf("a retry of the swap request of line %d", prev.line)
 		return nil
 	}
-	is := &issue{line: c.n, kind: "swap", open: open, swap: r, inputs: ids, outputs: outputs}
+	is := &issue{line: c.n, kind: "swap", open: open, swap: r, inputs: ids, outputs: outputs, credits: credits}
 	s.issues = append(s.issues, is)
 	s.issueBody[h] = is
 	s.current = is

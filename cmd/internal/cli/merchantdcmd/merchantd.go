@@ -17,6 +17,7 @@ import (
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -47,7 +48,7 @@ shows their status.`,
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
 merchantd order --data ./shop status ord-3f9a...`,
-		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), settlementCommand(), verifyLogCommand(), productsCommand()},
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), refundCommand(), settlementCommand(), verifyLogCommand(), productsCommand()},
 	}
 }
 
@@ -427,6 +428,58 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					if len(out.Unmatched) > 0 {
 						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
 					}
+				})
+			})
+		},
+	}
+}
+
+func refundCommand() *cli.Command {
+	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
+	var order, amount string
+	return &cli.Command{
+		Name:  "refund",
+		Short: "give back part or all of a paid order",
+		Long: `refund has the running merchant sign a refund of --amount of the paid
+order --order and send it to the bank. The bank debits your account and
+gives the value back to the coins the customer paid with; their wallet
+collects it with "wallet refunds". Several partial refunds of one order are
+fine, up to what it paid. The bank refuses a refund of money already paid
+out to you ("bankd admin payout"). The refund is persisted before it is
+sent: if the answer is lost, the next refund of the order sends it again
+first, and the bank applies it once.`,
+		Example: `merchantd refund --data ./shop --order order-17 --amount EUR:1.50`,
+		Flags: func(fs *flag.FlagSet) {
+			admin.Register(fs)
+			fs.StringVar(&order, "order", "", "the paid order's `ID` (required)")
+			fs.StringVar(&amount, "amount", "", "the `AMOUNT` to give back, e.g. EUR:1.50 (required)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if order == "" || amount == "" {
+				return cli.Usagef("--order and --amount are required")
+			}
+			amt, err := cli.ParsePositiveAmount(amount)
+			if err != nil {
+				return err
+			}
+			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
+				r, err := c.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amt.String()})
+				if err != nil {
+					return fmt.Errorf("refund refused: %w", err)
+				}
+				rc, err := ecash.DecodeRefundReceipt(r.Receipt)
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Order    string `json:"order"`
+					Refunded string `json:"refunded"`
+					Coins    int    `json:"coins"`
+					Total    string `json:"total_refunded"`
+					Refund   string `json:"refund_hash"`
+				}{order, rc.Total.String(), len(rc.Coins), r.TotalRefunded, rc.RefundHash.String()}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "refunded %s of order %s to %d coins (%s refunded in all)\n", out.Refunded, order, out.Coins, out.Total)
 				})
 			})
 		},

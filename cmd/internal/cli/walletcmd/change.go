@@ -246,3 +246,48 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 			out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
 	})
 }
+
+func refundsCommand(g *globals) *cli.Command {
+	var transcript string
+	return &cli.Command{
+		Name:  "refunds",
+		Short: "collect merchants' refunds into fresh coins",
+		Long: `refunds asks the bank, for each payment the wallet made, whether the
+merchant refunded any of it ("merchantd refund"). A refund gives value back
+to the coins that paid; the wallet swaps that value for fresh coins and
+prints what it collected and the new balance. Asking about one payment's
+coins tells the bank nothing it did not know: it saw them paid together.
+
+Like every swap, it is persisted before it is sent: if the answer is lost,
+running refunds (or "wallet recover") again finishes it.`,
+		Example: `wallet refunds`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			return withConn(g, transcript, func(w *wallet.Wallet, conn *grpc.ClientConn) error {
+				r, err := w.CollectRefunds(ctx, pb.NewBankClient(conn))
+				if err != nil {
+					return changeError("refund collection", err)
+				}
+				bal, err := w.Balance()
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Payments  int    `json:"payments"`
+					Coins     int    `json:"coins"`
+					Collected string `json:"collected"`
+					Balance   string `json:"balance"`
+				}{r.Payments, r.Coins, r.Value.String(), bal.Fresh.String()}
+				return inv.Print(out, func(w io.Writer) {
+					if r.Payments == 0 {
+						fmt.Fprintf(w, "no refunds to collect; wallet balance %s\n", bal.Fresh)
+						return
+					}
+					fmt.Fprintf(w, "collected %s refunded to %d coins of %d payments; wallet balance %s\n", r.Value, r.Coins, r.Payments, bal.Fresh)
+				})
+			})
+		},
+	}
+}

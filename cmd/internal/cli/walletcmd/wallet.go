@@ -88,7 +88,7 @@ wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song
 		},
 		Sub: []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
-			payCommand(g), swapCommand(g), returnCommand(g), recoverCommand(g), infoCommand(g),
+			payCommand(g), swapCommand(g), returnCommand(g), refundsCommand(g), recoverCommand(g), infoCommand(g),
 			refreshCommand(g), recoupCommand(g), exportSeedCommand(g), restoreCommand(g), verifyLogCommand(g),
 			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
 			purchasesCommand(g), statementCommand(g),

@@ -1,0 +1,126 @@
+package bank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// refundAttempts bounds how often Refund re-reads the coins' state when a
+// concurrent refund of the same payment took the value it had allocated.
+const refundAttempts = 3
+
+// Refund applies a merchant's signed refund request (ecash.RefundRequest):
+// the merchant, authenticated by its account key, gives back part or all of
+// a payment it was credited and not yet paid out. The bank restores the
+// amount to the payment's coins in payment order, each up to what it paid
+// less earlier refunds, debits the merchant and returns its signed receipt;
+// the coins' owner spends the restored value in a swap. A retry of the same
+// request returns the same receipt.
+func (b *Bank) Refund(ctx context.Context, raw []byte) (*ecash.RefundReceipt, []byte, error) {
+	req, err := ecash.DecodeRefundRequest(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if req.Amount.Currency != b.keys.Currency {
+		return nil, nil, fmt.Errorf("%w: refund in %s at a %s bank", ecash.ErrCurrencyMismatch, req.Amount.Currency, b.keys.Currency)
+	}
+	reqHash := req.Hash()
+	if stored, found, err := b.store.RefundRecord(ctx, reqHash); err != nil || found {
+		if err != nil {
+			return nil, nil, err
+		}
+		return decodeStoredRefund(stored)
+	}
+	if _, err := b.authenticate(ctx, req.MerchantAccount, req.Body(), req.MerchantSig, "refund request"); err != nil {
+		return nil, nil, err
+	}
+	_, coins, found, err := b.store.DepositRecord(ctx, req.PaymentHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !found {
+		return nil, nil, ErrNotDeposited
+	}
+	for attempt := 1; ; attempt++ {
+		stored, err := b.refund(ctx, req, reqHash, coins)
+		if errors.Is(err, ErrRefundExceeds) && attempt < refundAttempts {
+			continue // a concurrent refund took some of the coins' value
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		b.log.Info("refund", "merchant", req.MerchantAccount, "amount", req.Amount.String(), "payment", req.PaymentHash.String()[:16])
+		return decodeStoredRefund(stored)
+	}
+}
+
+// refund allocates the request's amount over the coins from their current
+// state and commits it; the store refuses the allocation if the state moved.
+func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash ecash.Hash, coins []ecash.Hash) ([]byte, error) {
+	states, err := b.store.CoinStates(ctx, coins)
+	if err != nil {
+		return nil, err
+	}
+	caps := make([]int64, len(coins))
+	for i, st := range states {
+		dp, err := ecash.DecodeDepositPermission(st.Permission)
+		if err != nil {
+			return nil, fmt.Errorf("bank: stored permission of coin %x unreadable: %w", coins[i][:8], err)
+		}
+		caps[i] = int64(dp.Value.Value)
+	}
+	alloc, err := allocateRefund(int64(req.Amount.Value), caps, states)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	rcpt := &ecash.RefundReceipt{
+		RefundHash: reqHash, PaymentHash: req.PaymentHash, MerchantAccount: req.MerchantAccount,
+		Total: req.Amount, RefundedAt: now, SignerPub: b.keyset.SigningPub,
+	}
+	op := RefundOp{RequestHash: reqHash, PaymentHash: req.PaymentHash, Merchant: req.MerchantAccount, Amount: int64(req.Amount.Value), Time: now}
+	logged := auditlog.Refund{Merchant: req.MerchantAccount, Amount: req.Amount, PaymentHash: req.PaymentHash, RefundHash: reqHash}
+	for i, v := range alloc {
+		if v == 0 {
+			continue
+		}
+		value := b.Money(v)
+		rcpt.Coins = append(rcpt.Coins, ecash.RefundedCoin{Coin: coins[i], Value: value})
+		op.Coins = append(op.Coins, CoinRefund{ID: coins[i], Value: v, Cap: caps[i]})
+		logged.Coins = append(logged.Coins, auditlog.RefundedCoin{ID: coins[i], Value: value})
+	}
+	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
+	op.Receipt, op.Log = rcpt.Encode(), logged
+	return b.store.Refund(ctx, op)
+}
+
+// allocateRefund spreads amount over the coins in payment order, each up to
+// its cap less what refunds already restored to it.
+func allocateRefund(amount int64, caps []int64, states []CoinState) ([]int64, error) {
+	alloc := make([]int64, len(caps))
+	left := amount
+	for i := range caps {
+		room := caps[i] - states[i].Refunded
+		if room <= 0 || left == 0 {
+			continue
+		}
+		alloc[i] = min(room, left)
+		left -= alloc[i]
+	}
+	if left > 0 {
+		return nil, fmt.Errorf("%w: %d more than the payment has left to refund", ErrRefundExceeds, left)
+	}
+	return alloc, nil
+}
+
+func decodeStoredRefund(stored []byte) (*ecash.RefundReceipt, []byte, error) {
+	r, err := ecash.DecodeRefundReceipt(stored)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bank: stored refund receipt unreadable: %w", err)
+	}
+	return r, stored, nil
+}
