@@ -230,8 +230,11 @@ func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return nil, err
 	}
-	body := req.Body()
-	resp, err := w.bank.Withdraw(ctx, &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignBody(w.acctKey, body)})
+	amount, err := w.ks.WithdrawAmount(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := w.bank.Withdraw(ctx, &pb.WithdrawRequest{Body: req.Body(), AccountSig: ecash.SignWithdraw(w.acctKey, req, amount)})
 	if err != nil {
 		return nil, fmt.Errorf("withdraw: %w", err)
 	}

@@ -358,18 +358,19 @@ func newWithdrawLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 				return err
 			}
 		}
+		amount := ecash.Amount{Currency: d.Value.Currency, Value: d.Value.Value * uint64(n)}
 		body := req.Body()
-		sig := ecash.SignBody(acctKey, body)
+		sig := ecash.SignWithdraw(acctKey, req, amount)
 		sw.lap(&pt.wallet)
-		// Bank: decode, authenticate, lock the CS nonces, sign.
+		// Bank: decode, authenticate (the signature covers the amount and
+		// the request's hash), lock the CS nonces, sign.
 		got, err := ecash.DecodeWithdrawRequest(body)
 		if err != nil {
 			return err
 		}
-		if err := ecash.VerifyBody(acctPub, body, sig, "withdraw request"); err != nil {
+		if err := ecash.VerifyBody(acctPub, ecash.WithdrawSignatureInput(got.Account, amount, ecash.HashOf(body)), sig, "withdraw request"); err != nil {
 			return err
 		}
-		_ = ecash.HashOf(body)
 		for i, p := range got.Planchets {
 			if _, err := priv.LockKey(p.Blinded); err != nil {
 				return err
