@@ -154,14 +154,47 @@ type scheduleRec struct {
 }
 
 type denomRec struct {
-	Value         string `json:"value"`
-	Cipher        uint8  `json:"cipher"`
-	Private       []byte `json:"private,omitempty"`
-	Public        []byte `json:"public,omitempty"` // only when Private is left out (StripDenominationKeys)
-	WithdrawStart int64  `json:"withdraw_start"`
-	WithdrawEnd   int64  `json:"withdraw_end"`
-	DepositEnd    int64  `json:"deposit_end"`
-	Revoked       bool   `json:"revoked,omitempty"`
+	Value         string   `json:"value"`
+	Cipher        uint8    `json:"cipher"`
+	Private       []byte   `json:"private,omitempty"`
+	Public        []byte   `json:"public,omitempty"` // only when Private is left out (StripDenominationKeys)
+	WithdrawStart int64    `json:"withdraw_start"`
+	WithdrawEnd   int64    `json:"withdraw_end"`
+	DepositEnd    int64    `json:"deposit_end"`
+	Revoked       bool     `json:"revoked,omitempty"`
+	Fees          *feesRec `json:"fees,omitempty"` // nil: free
+}
+
+// feesRec is a denomination's fees, each an amount in the bank's currency.
+type feesRec struct {
+	Withdraw string `json:"withdraw"`
+	Deposit  string `json:"deposit"`
+	Swap     string `json:"swap"`
+	Refund   string `json:"refund"`
+}
+
+func feesRecOf(f ecash.Fees, cur string) *feesRec {
+	if f.IsZero() {
+		return nil
+	}
+	s := func(a ecash.Amount) string { return ecash.Amount{Currency: cur, Value: a.Value}.String() }
+	return &feesRec{Withdraw: s(f.Withdraw), Deposit: s(f.Deposit), Swap: s(f.Swap), Refund: s(f.Refund)}
+}
+
+func (r *feesRec) fees(v ecash.Amount) (ecash.Fees, error) {
+	if r == nil {
+		return ecash.Fees{}, nil
+	}
+	var a [4]ecash.Amount
+	for i, s := range []string{r.Withdraw, r.Deposit, r.Swap, r.Refund} {
+		x, err := ecash.ParseAmount(s)
+		if err != nil {
+			return ecash.Fees{}, fmt.Errorf("fees of %s: %w", v, err)
+		}
+		a[i] = x
+	}
+	f := ecash.Fees{Withdraw: a[0], Deposit: a[1], Swap: a[2], Refund: a[3]}
+	return f, f.Check(v)
 }
 
 // privateBytes is a denomination's private key as stored: nil when the key
@@ -224,7 +257,7 @@ func (k *Keys) marshal() ([]byte, error) {
 		f.Denoms = append(f.Denoms, denomRec{
 			Value: d.Value.String(), Cipher: uint8(d.Key.Cipher()), Private: privateBytes(d), Public: publicIfStripped(d),
 			WithdrawStart: d.WithdrawStart.Unix(), WithdrawEnd: d.WithdrawEnd.Unix(), DepositEnd: d.DepositEnd.Unix(),
-			Revoked: d.Revoked,
+			Revoked: d.Revoked, Fees: feesRecOf(d.Fees, d.Value.Currency),
 		})
 	}
 	return json.MarshalIndent(f, "", "  ")
@@ -312,11 +345,15 @@ func parseKeys(b []byte) (*Keys, error) {
 			}
 			pub = priv.Public()
 		}
+		fees, err := r.Fees.fees(v)
+		if err != nil {
+			return nil, err
+		}
 		k.Denoms = append(k.Denoms, DenomKey{
 			Denomination: ecash.Denomination{
 				ID: ecash.DenominationID(v, pub), Value: v, Key: pub,
 				WithdrawStart: time.Unix(r.WithdrawStart, 0), WithdrawEnd: time.Unix(r.WithdrawEnd, 0),
-				DepositEnd: time.Unix(r.DepositEnd, 0), Revoked: r.Revoked,
+				DepositEnd: time.Unix(r.DepositEnd, 0), Revoked: r.Revoked, Fees: fees,
 			},
 			Private: priv,
 		})

@@ -24,6 +24,7 @@ import (
 type DenomSpec struct {
 	Value  ecash.Amount
 	Cipher ecash.Cipher
+	Fees   ecash.Fees // per coin; zero: free
 }
 
 // KeyConfig says which keys a new bank generates. The cipher is chosen per
@@ -59,8 +60,10 @@ type KeyConfig struct {
 	MasterPub ed25519.PublicKey
 }
 
-// ParseDenomSpecs parses "EUR:0.01/cs,EUR:0.02,EUR:1.00/rsa": amounts, each
-// with an optional cipher suffix; def is the cipher of those without one.
+// ParseDenomSpecs parses "EUR:0.01/cs,EUR:0.02,EUR:1.00/rsa/fees=0.01:0.01:0:0.01":
+// amounts, each with an optional cipher and optional fees; def is the
+// cipher of those without one. Fees are withdraw:deposit:swap:refund in
+// units of the denomination's currency, each below its value.
 func ParseDenomSpecs(s string, def ecash.Cipher) ([]DenomSpec, error) {
 	var out []DenomSpec
 	seen := map[ecash.Amount]bool{}
@@ -69,21 +72,25 @@ func ParseDenomSpecs(s string, def ecash.Cipher) ([]DenomSpec, error) {
 		if f == "" {
 			continue
 		}
-		amt, suffix, _ := strings.Cut(f, "/")
+		parts := strings.Split(f, "/")
 		spec := DenomSpec{Cipher: def}
-		if suffix != "" {
-			c, err := ParseCipher(suffix)
-			if err != nil {
-				return nil, err
-			}
-			spec.Cipher = c
-		}
-		v, err := ecash.ParseAmount(amt)
+		v, err := ecash.ParseAmount(parts[0])
 		if err != nil {
 			return nil, err
 		}
 		if v.IsZero() {
 			return nil, fmt.Errorf("%w: zero denomination", ecash.ErrBadAmount)
+		}
+		for _, p := range parts[1:] {
+			if fees, ok := strings.CutPrefix(p, "fees="); ok {
+				if spec.Fees, err = parseFees(v, fees); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if spec.Cipher, err = ParseCipher(p); err != nil {
+				return nil, err
+			}
 		}
 		if seen[v] {
 			return nil, fmt.Errorf("denomination %s appears twice", v)
@@ -96,6 +103,37 @@ func ParseDenomSpecs(s string, def ecash.Cipher) ([]DenomSpec, error) {
 		return nil, errors.New("no denominations")
 	}
 	return out, nil
+}
+
+// parseFees parses "W:D:S:R" for a denomination of value v.
+func parseFees(v ecash.Amount, s string) (ecash.Fees, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 4 {
+		return ecash.Fees{}, fmt.Errorf("fees of %s: %q is not withdraw:deposit:swap:refund", v, s)
+	}
+	var a [4]ecash.Amount
+	for i, p := range parts {
+		x, err := ecash.ParseAmount(v.Currency + ":" + p)
+		if err != nil {
+			return ecash.Fees{}, fmt.Errorf("fees of %s: %w", v, err)
+		}
+		a[i] = x
+	}
+	f := ecash.Fees{Withdraw: a[0], Deposit: a[1], Swap: a[2], Refund: a[3]}
+	if f.IsZero() {
+		return ecash.Fees{}, nil // free, as a key set without a fee section says
+	}
+	return f, f.Check(v)
+}
+
+// FeesSpec formats fees as ParseDenomSpecs reads them ("fees=W:D:S:R"), or
+// "" for none.
+func FeesSpec(f ecash.Fees) string {
+	if f.IsZero() {
+		return ""
+	}
+	u := func(a ecash.Amount) string { _, s, _ := strings.Cut(a.String(), ":"); return s }
+	return "fees=" + u(f.Withdraw) + ":" + u(f.Deposit) + ":" + u(f.Swap) + ":" + u(f.Refund)
 }
 
 // ParseCipher parses "rsa" or "cs".
@@ -261,7 +299,7 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 		if v.Currency != cfg.Currency || v.IsZero() || v.Validate() != nil {
 			return nil, fmt.Errorf("bank: bad denomination value %s", v)
 		}
-		d, err := newDenomKey(v, spec.Cipher, cfg.RSABits, k.IssuedAt, sched, rnd)
+		d, err := newDenomKey(v, spec.Cipher, spec.Fees, cfg.RSABits, k.IssuedAt, sched, rnd)
 		if err != nil {
 			return nil, err
 		}
@@ -276,7 +314,10 @@ func GenerateKeys(cfg KeyConfig, now time.Time, rnd io.Reader) (*Keys, error) {
 }
 
 // newDenomKey makes a key of value v whose windows start at start.
-func newDenomKey(v ecash.Amount, cipher ecash.Cipher, rsaBits int, start time.Time, s Schedule, rnd io.Reader) (DenomKey, error) {
+func newDenomKey(v ecash.Amount, cipher ecash.Cipher, fees ecash.Fees, rsaBits int, start time.Time, s Schedule, rnd io.Reader) (DenomKey, error) {
+	if err := fees.Check(v); err != nil {
+		return DenomKey{}, err
+	}
 	scheme, err := ecash.SchemeFor(cipher)
 	if err != nil {
 		return DenomKey{}, err
@@ -293,7 +334,7 @@ func newDenomKey(v ecash.Amount, cipher ecash.Cipher, rsaBits int, start time.Ti
 	return DenomKey{
 		Denomination: ecash.Denomination{
 			ID: ecash.DenominationID(v, priv.Public()), Value: v, Key: priv.Public(),
-			WithdrawStart: start, WithdrawEnd: end, DepositEnd: end.Add(s.DepositLifetime),
+			WithdrawStart: start, WithdrawEnd: end, DepositEnd: end.Add(s.DepositLifetime), Fees: fees,
 		},
 		Private: priv,
 	}, nil
@@ -505,6 +546,7 @@ func (k *Keys) sortDenoms() {
 // now). Each keeps its value's cipher and RSA size. It returns the new
 // keys (none if the schedule already reaches until). The key set changes
 // (see Keys): save it, sign it if the master is offline, restart the bank.
+// New keys keep their value's fees too.
 func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomKey, error) {
 	if s == (Schedule{}) {
 		s = k.ScheduleOf()
@@ -522,7 +564,7 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 			if start.Before(now) {
 				start = now
 			}
-			d, err := newDenomKey(v, tail.Key.Cipher(), bits, start, s, rnd)
+			d, err := newDenomKey(v, tail.Key.Cipher(), tail.Fees, bits, start, s, rnd)
 			if err != nil {
 				return nil, fmt.Errorf("bank: extending %s: %w", v, err)
 			}

@@ -312,3 +312,62 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("inferred schedule %s", got)
 	}
 }
+
+// TestFees: fees given per denomination ("/fees=W:D:S:R") go into its keys,
+// survive the key file, are signed into the key set, and carry over to the
+// keys Extend makes ahead; fees a coin could not pay are refused.
+func TestFees(t *testing.T) {
+	specs, err := ParseDenomSpecs("EUR:0.01/cs,EUR:1.00/cs/fees=0.02:0.01:0:0.03,EUR:2.00/fees=0:0:0:0", ecash.CipherRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cent := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	want := ecash.Fees{Withdraw: cent(2), Deposit: cent(1), Swap: cent(0), Refund: cent(3)}
+	if specs[1].Fees != want || !specs[0].Fees.IsZero() || specs[2].Fees != (ecash.Fees{}) {
+		t.Fatalf("parsed fees %+v, %+v, %+v", specs[0].Fees, specs[1].Fees, specs[2].Fees)
+	}
+	if got := FeesSpec(want); got != "fees=0.02:0.01:0.00:0.03" {
+		t.Errorf("FeesSpec = %q", got)
+	}
+	for _, bad := range []string{"EUR:0.01/fees=0:0.01:0:0", "EUR:1.00/fees=0.01:0.01", "EUR:1.00/fees=a:b:c:d"} {
+		if _, err := ParseDenomSpecs(bad, ecash.CipherCS); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	k, err := GenerateKeys(KeyConfig{Currency: "EUR", Denoms: specs[:2], WithdrawPeriod: 30 * day, DepositPeriod: 90 * day, Overlap: 5 * day}, start, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Extend(Schedule{}, start.Add(100*day), start, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), KeysFile)
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := ecash.DecodeKeySet(back.KeySet().Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range ks.Denominations {
+		switch d.Value.Value {
+		case 100:
+			n++
+			if d.Fees != want {
+				t.Errorf("EUR:1.00 key from %v has fees %+v", d.WithdrawStart, d.Fees)
+			}
+		case 1:
+			if !d.Fees.IsZero() {
+				t.Errorf("EUR:0.01 key charges %+v", d.Fees)
+			}
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d EUR:1.00 keys after Extend, want the first and those made ahead", n)
+	}
+}

@@ -30,6 +30,38 @@ type Denomination struct {
 	WithdrawEnd   time.Time // ... until here
 	DepositEnd    time.Time // and accepted until here
 	Revoked       bool      // listed in the key set's revocation section
+	Fees          Fees      // per coin; listed in the key set's fee section when not zero
+}
+
+// Fees are what the bank charges per coin of a denomination, in the key
+// set's currency: on withdrawing it (the account pays value + fee), on
+// depositing it (it pays value − fee), on swapping it (it buys value − fee
+// of new coins) and on refunding to it (the merchant pays the fee on top of
+// the refund). Each is below the coin's value; a deposit or swap fee equal
+// to it would make the coin worthless.
+type Fees struct {
+	Withdraw, Deposit, Swap, Refund Amount
+}
+
+// IsZero reports whether the denomination is free of charge.
+func (f Fees) IsZero() bool {
+	return f.Withdraw.Value == 0 && f.Deposit.Value == 0 && f.Swap.Value == 0 && f.Refund.Value == 0
+}
+
+// Check reports whether the fees suit a coin of value: in its currency and
+// each below it. (A zero fee may have no currency: the zero Fees is free.)
+func (f Fees) Check(value Amount) error {
+	for _, fee := range []Amount{f.Withdraw, f.Deposit, f.Swap, f.Refund} {
+		if (fee.Value != 0 && fee.Currency != value.Currency) || fee.Value >= value.Value {
+			return fmt.Errorf("%w: a fee of %s on a coin of %s", ErrBadAmount, fee, value)
+		}
+	}
+	return nil
+}
+
+// Net is what a coin of d pays into a deposit: its value less the deposit fee.
+func (d Denomination) Net() Amount {
+	return Amount{Currency: d.Value.Currency, Value: d.Value.Value - d.Fees.Deposit.Value}
 }
 
 // DenominationID = SHA-256("denom-key" tag || u8 cipher || amount || varbytes key).
@@ -107,6 +139,7 @@ const (
 const (
 	sectionPastSigning = 1
 	sectionRevoked     = 2
+	sectionFees        = 3
 )
 
 // ErrUnknownSigner means an object is signed by a key the key set does not
@@ -198,7 +231,15 @@ func (k *KeySet) BankID() Hash { return HashOf(k.MasterPub) }
 //	   newest first (ValidFrom strictly decreasing): 32-byte Ed25519 key,
 //	   i64 valid_from, i64 valid_until (Unix seconds, from < until)
 //
-// A key set without sections encodes exactly as before sections existed.
+//	2  revoked denominations: u32 count (1..MaxDenominations), then their
+//	   32-byte ids, strictly increasing
+//	3  fees: u32 count (1..MaxDenominations), then per denomination with a
+//	   fee, ids strictly increasing: 32-byte id, then the withdraw, deposit,
+//	   swap and refund fees as u64 minor units (each below the value, not
+//	   all zero)
+//
+// A key set without sections encodes exactly as before sections existed;
+// a denomination not in the fee section charges nothing.
 func (k *KeySet) Body() []byte {
 	e := NewEncoder("keyset")
 	e.String(k.Currency)
@@ -229,6 +270,16 @@ func (k *KeySet) Body() []byte {
 		e.U32(uint32(len(revoked)))
 		for _, id := range revoked {
 			e.Fixed(id[:])
+		}
+	}
+	if charged := k.charged(); len(charged) > 0 {
+		e.U8(sectionFees)
+		e.U32(uint32(len(charged)))
+		for _, d := range charged {
+			e.Fixed(d.ID[:])
+			for _, f := range []Amount{d.Fees.Withdraw, d.Fees.Deposit, d.Fees.Swap, d.Fees.Refund} {
+				e.U64(f.Value)
+			}
 		}
 	}
 	return e.Bytes()
@@ -391,11 +442,65 @@ func (k *KeySet) decodeSections(d *Decoder) error {
 					return fmt.Errorf("%w: revoked denomination %x is not in the key set", ErrMalformed, id[:8])
 				}
 			}
+		case sectionFees:
+			if err := k.decodeFees(d); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: unknown key set section %d", ErrMalformed, sec)
 		}
 	}
 	return d.Err()
+}
+
+// decodeFees reads the fee section.
+func (k *KeySet) decodeFees(d *Decoder) error {
+	n := d.Count(MaxDenominations)
+	if d.Err() == nil && n == 0 {
+		return fmt.Errorf("%w: empty fee section (leave it out)", ErrMalformed)
+	}
+	var prev Hash
+	for i := 0; i < n && d.Err() == nil; i++ {
+		var id Hash
+		copy(id[:], d.Fixed(32))
+		var v [4]uint64
+		for j := range v {
+			v[j] = d.U64()
+		}
+		if d.Err() != nil {
+			break
+		}
+		if i > 0 && bytes.Compare(id[:], prev[:]) <= 0 {
+			return fmt.Errorf("%w: fees not sorted by denomination", ErrMalformed)
+		}
+		prev = id
+		j := slices.IndexFunc(k.Denominations, func(den Denomination) bool { return den.ID == id })
+		if j < 0 {
+			return fmt.Errorf("%w: fees of denomination %x, which is not in the key set", ErrMalformed, id[:8])
+		}
+		cur := k.Currency
+		f := Fees{Withdraw: Amount{cur, v[0]}, Deposit: Amount{cur, v[1]}, Swap: Amount{cur, v[2]}, Refund: Amount{cur, v[3]}}
+		if f.IsZero() {
+			return fmt.Errorf("%w: zero fees listed (leave them out)", ErrMalformed)
+		}
+		if err := f.Check(k.Denominations[j].Value); err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		k.Denominations[j].Fees = f
+	}
+	return nil
+}
+
+// charged returns the denominations that charge a fee, sorted by id.
+func (k *KeySet) charged() []Denomination {
+	var out []Denomination
+	for _, d := range k.Denominations {
+		if !d.Fees.IsZero() {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b Denomination) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	return out
 }
 
 // Revoked returns the ids of the revoked denominations, sorted.

@@ -387,3 +387,43 @@ func FuzzDecodeKeySetSections(f *testing.F) {
 		}
 	})
 }
+
+// TestKeySetFees: fees travel in their own section, present only when some
+// denomination charges one, so a free key set encodes as before; the
+// decoder refuses fees that would make a coin worthless or that name a
+// denomination the key set does not list.
+func TestKeySetFees(t *testing.T) {
+	w := newWorld(t)
+	free := w.ks.Body()
+	ks := *w.ks
+	ks.Denominations = append([]ecash.Denomination(nil), w.ks.Denominations...)
+	cent := ecash.MustParseAmount("EUR:0.01")
+	zero := ecash.Amount{Currency: "EUR"}
+	ks.Denominations[1].Fees = ecash.Fees{Withdraw: cent, Deposit: cent, Swap: zero, Refund: cent}
+	ks.Sign(w.master)
+	got, err := ecash.DecodeKeySet(ks.Encode(), edPub(w.master))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Denominations[1].Fees != ks.Denominations[1].Fees || !got.Denominations[0].Fees.IsZero() {
+		t.Errorf("fees after a round trip: %+v, %+v", got.Denominations[0].Fees, got.Denominations[1].Fees)
+	}
+	if net := got.Denominations[1].Net(); net.Value != got.Denominations[1].Value.Value-1 {
+		t.Errorf("net value %s", net)
+	}
+	if bytes.Equal(ks.Body(), free) || !bytes.HasPrefix(ks.Body(), free) {
+		t.Error("the fee section is not a suffix of the free key set's encoding")
+	}
+	for name, f := range map[string]ecash.Fees{
+		"deposit fee of the whole value": {Deposit: ks.Denominations[1].Value},
+		"refund fee above the value":     {Refund: ecash.MustParseAmount("EUR:1000")},
+	} {
+		bad := ks
+		bad.Denominations = append([]ecash.Denomination(nil), ks.Denominations...)
+		bad.Denominations[1].Fees = f
+		bad.Sign(w.master)
+		if _, err := ecash.DecodeKeySet(bad.Encode(), nil); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}

@@ -318,7 +318,11 @@ func (b *Bank) Effective() File {
 		}
 	}
 	for _, d := range specs {
-		f.Denominations = append(f.Denominations, d.Value.String()+"/"+strings.ToLower(d.Cipher.String()))
+		spec := d.Value.String() + "/" + strings.ToLower(d.Cipher.String())
+		if fees := bank.FeesSpec(d.Fees); fees != "" {
+			spec += "/" + fees
+		}
+		f.Denominations = append(f.Denominations, spec)
 	}
 	if b.MasterPublicKey != nil {
 		f.MasterPublicKey = hex.EncodeToString(b.MasterPublicKey)
