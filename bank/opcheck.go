@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -59,8 +60,8 @@ func (op *CreditOp) Validate() error {
 // Validate checks a withdrawal's shape.
 func (op *WithdrawOp) Validate() error {
 	switch {
-	case op.Amount <= 0:
-		return invalidOp("withdraw amount %d", op.Amount)
+	case op.Amount <= 0 || op.Fee < 0 || op.Amount > math.MaxInt64-op.Fee:
+		return invalidOp("withdraw amount %d, fee %d", op.Amount, op.Fee)
 	case IsSystem(op.Account):
 		return invalidOp("withdraw from system account %d", op.Account)
 	}
@@ -70,8 +71,8 @@ func (op *WithdrawOp) Validate() error {
 // Validate checks a deposit's shape; it returns the coin ids sorted.
 func (op *DepositOp) Validate() ([]ecash.Hash, error) {
 	switch {
-	case op.Amount <= 0:
-		return nil, invalidOp("deposit amount %d", op.Amount)
+	case op.Amount <= 0 || op.Fee < 0 || op.Amount > math.MaxInt64-op.Fee:
+		return nil, invalidOp("deposit amount %d, fee %d", op.Amount, op.Fee)
 	case IsSystem(op.Merchant):
 		return nil, invalidOp("deposit to system account %d", op.Merchant)
 	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:
@@ -87,8 +88,8 @@ func (op *DepositOp) Validate() ([]ecash.Hash, error) {
 
 // Validate checks a swap's shape; it returns the input coin ids sorted.
 func (op *SwapOp) Validate() ([]ecash.Hash, error) {
-	if op.Value <= 0 {
-		return nil, invalidOp("swap value %d", op.Value)
+	if op.Value <= 0 || op.Fee < 0 || op.Fee >= op.Value {
+		return nil, invalidOp("swap value %d, fee %d", op.Value, op.Fee)
 	}
 	for i, c := range op.Coins {
 		if c.Credit < 0 {
@@ -105,8 +106,8 @@ func (op *SwapOp) Validate() ([]ecash.Hash, error) {
 // cap, and values summing to the amount.
 func (op *RefundOp) Validate() error {
 	switch {
-	case op.Amount <= 0:
-		return invalidOp("refund amount %d", op.Amount)
+	case op.Amount <= 0 || op.Fee < 0 || op.Amount > math.MaxInt64-op.Fee:
+		return invalidOp("refund amount %d, fee %d", op.Amount, op.Fee)
 	case IsSystem(op.Merchant):
 		return invalidOp("refund from system account %d", op.Merchant)
 	case len(op.Receipt) == 0 || len(op.Receipt) > MaxReceiptLen:

@@ -46,6 +46,7 @@ var (
 const (
 	AccountFunding     uint64 = 1    // money entering from outside: negative of all credits
 	AccountOutstanding uint64 = 2    // e-cash in circulation (the bank's liability)
+	AccountFees        uint64 = 3    // fees charged (the key set's per-coin fees)
 	FirstUserAccount   uint64 = 1000 // the first customer or merchant account id
 )
 
@@ -76,6 +77,7 @@ const (
 	KindCheck    = "check"
 	KindPayout   = "payout"
 	KindRefund   = "refund"
+	KindFee      = "fee"
 )
 
 // Posting is one line of an account's history.
@@ -110,6 +112,7 @@ type WithdrawOp struct {
 	RequestHash ecash.Hash
 	Account     uint64
 	Amount      int64 // total value of the planchets, > 0
+	Fee         int64 // withdraw fees, ≥ 0: the account pays Amount + Fee
 	BlindSigs   [][]byte
 	Blinded     []ecash.Hash // SHA-256 of each planchet's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS planchets: each nonce locked to its blinded message
@@ -145,6 +148,7 @@ type RefundOp struct {
 	PaymentHash ecash.Hash // the payment refunded
 	Merchant    uint64
 	Amount      int64 // > 0: the sum of Coins' values
+	Fee         int64 // refund fees, ≥ 0: the merchant pays Amount + Fee
 	Coins       []CoinRefund
 	Receipt     []byte // the signed refund receipt to store and return
 	Time        time.Time
@@ -169,7 +173,8 @@ type CoinState struct {
 type DepositOp struct {
 	PaymentHash ecash.Hash
 	Merchant    uint64
-	Amount      int64 // total value, > 0
+	Amount      int64 // credited to the merchant, > 0
+	Fee         int64 // deposit fees, ≥ 0: the coins are worth Amount + Fee
 	Coins       []SpentCoin
 	Receipt     []byte // the signed receipt to store and return
 	Time        time.Time
@@ -182,7 +187,8 @@ type DepositOp struct {
 type SwapOp struct {
 	RequestHash ecash.Hash   // hash of the signed swap request: the idempotency key
 	Coins       []SpentCoin  // inputs, each with its signed swap permission
-	Value       int64        // value of the inputs (and of the outputs), > 0
+	Value       int64        // value of the inputs, > 0
+	Fee         int64        // swap fees, ≥ 0, < Value: the outputs are worth Value − Fee
 	BlindSigs   [][]byte     // on the outputs, in request order
 	Blinded     []ecash.Hash // SHA-256 of each output's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS outputs: shared with withdrawals

@@ -94,7 +94,7 @@ func TestCheckpointUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Dir != backup || info.Files == 0 || info.Bytes == 0 || info.Accounts != 2+workers+1 {
+	if info.Dir != backup || info.Files == 0 || info.Bytes == 0 || info.Accounts != 3+workers+1 { // funding, outstanding, fees
 		t.Fatalf("checkpoint info %+v", info)
 	}
 	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o700 {

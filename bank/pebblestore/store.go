@@ -49,7 +49,7 @@
 //
 // History reads an account's postings newest first by iterating p/<id> in
 // reverse. The system accounts [bank.AccountFunding] and
-// [bank.AccountOutstanding] are created when a store is first opened; user
+// [bank.AccountOutstanding] (and [bank.AccountFees]) are created when a store is first opened; user
 // accounts are numbered from 1000.
 //
 // # Ledger
@@ -58,8 +58,12 @@
 // a credit posts +amount to the account and -amount to Funding; a withdraw
 // -amount to the account and +amount to Outstanding; a deposit -amount to
 // Outstanding and +amount to the merchant; a swap posts nothing (its value
-// stays outstanding, in other coins). Balances are int64; a posting that
-// would overflow is refused with [ErrOverflow].
+// stays outstanding, in other coins); a refund -amount to the merchant and
+// +amount to Outstanding. A fee is one more transfer, of kind "fee", to
+// [bank.AccountFees] (created on open in a database made before fees): from
+// the account withdrawing, from Outstanding for a deposit or swap, from the
+// merchant refunding. Balances are int64; a posting that would overflow is
+// refused with [ErrOverflow].
 package pebblestore
 
 import (
@@ -241,7 +245,7 @@ func initialize(db *pebble.DB) error {
 		if len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
 			return fmt.Errorf("pebblestore: unsupported format %x", v)
 		}
-		return nil
+		return ensureFeeAccount(db)
 	case !errors.Is(err, pebble.ErrNotFound):
 		return fmt.Errorf("pebblestore: %w", err)
 	}
@@ -263,6 +267,7 @@ func initialize(db *pebble.DB) error {
 	for _, a := range []account{
 		{Account: bank.Account{ID: bank.AccountFunding, Name: "funding", Created: now}, NextSeq: 1},
 		{Account: bank.Account{ID: bank.AccountOutstanding, Name: "outstanding", Created: now}, NextSeq: 1},
+		{Account: bank.Account{ID: bank.AccountFees, Name: "fees", Created: now}, NextSeq: 1},
 	} {
 		if err := b.Set(accountKey(a.ID), encodeAccount(&a), nil); err != nil {
 			return fmt.Errorf("pebblestore: %w", err)
@@ -276,6 +281,23 @@ func initialize(db *pebble.DB) error {
 		b.Commit(pebble.Sync),
 	); err != nil {
 		return fmt.Errorf("pebblestore: initialise: %w", err)
+	}
+	return nil
+}
+
+// ensureFeeAccount creates the fee account in a database made before fees
+// existed.
+func ensureFeeAccount(db *pebble.DB) error {
+	_, closer, err := db.Get(accountKey(bank.AccountFees))
+	if err == nil {
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	a := account{Account: bank.Account{ID: bank.AccountFees, Name: "fees", Created: time.Now().UTC()}, NextSeq: 1}
+	if err := db.Set(accountKey(a.ID), encodeAccount(&a), pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: creating the fee account: %w", err)
 	}
 	return nil
 }
@@ -489,6 +511,19 @@ func (t *txn) transfer(from, to *account, kind string, amount int64, memo string
 	return t.post(to, kind, amount, memo, at, from.ID, ref, product)
 }
 
+// chargeFee moves fee (≥ 0; nothing if 0) from an account to the fee
+// account.
+func (t *txn) chargeFee(from *account, fee int64, memo string, at time.Time) error {
+	if fee == 0 {
+		return nil
+	}
+	fees, err := t.account(bank.AccountFees)
+	if err != nil {
+		return err
+	}
+	return t.transfer(from, fees, bank.KindFee, fee, memo, at, "", "")
+}
+
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
 // refAmount is what a credit reference records: the amount, negative for
 // a payout, so that a reference names one movement in one direction.
@@ -639,10 +674,11 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err != nil {
 			return err
 		}
-		if err := a.CanSpend(op.Amount, op.Time); err != nil {
+		debit := op.Amount + op.Fee // Validate bounds the sum
+		if err := a.CanSpend(debit, op.Time); err != nil {
 			return err
 		}
-		if a.Balance < op.Amount {
+		if a.Balance < debit {
 			return bank.ErrInsufficientFunds
 		}
 		if err := t.checkLocks(op.Locks); err != nil {
@@ -652,8 +688,12 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err != nil {
 			return err
 		}
-		a.RecordSpend(op.Amount, op.Time)
-		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), op.Time, "", ""); err != nil {
+		a.RecordSpend(debit, op.Time)
+		memo := "request " + hex.EncodeToString(op.RequestHash[:])
+		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, memo, op.Time, "", ""); err != nil {
+			return err
+		}
+		if err := t.chargeFee(a, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
@@ -721,7 +761,11 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time, "", ""); err != nil {
+		memo := "payment " + hex.EncodeToString(op.PaymentHash[:])
+		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, memo, op.Time, "", ""); err != nil {
+			return err
+		}
+		if err := t.chargeFee(out, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		t.spend(op.Coins, op.PaymentHash)
@@ -770,6 +814,15 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		}
 		if err := t.checkLocks(op.Locks); err != nil {
 			return err
+		}
+		if op.Fee > 0 {
+			out, err := t.account(bank.AccountOutstanding)
+			if err != nil {
+				return err
+			}
+			if err := t.chargeFee(out, op.Fee, "swap "+hex.EncodeToString(op.RequestHash[:]), op.Time); err != nil {
+				return err
+			}
 		}
 		t.spend(spends, op.RequestHash)
 		t.setLocks(op.Locks)
@@ -879,14 +932,18 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if m.Balance < op.Amount {
+		if m.Balance < op.Amount+op.Fee {
 			return bank.ErrInsufficientFunds
 		}
 		out, err := t.account(bank.AccountOutstanding)
 		if err != nil {
 			return err
 		}
-		if err := t.transfer(m, out, bank.KindRefund, op.Amount, "refund of payment "+hex.EncodeToString(op.PaymentHash[:]), op.Time, "", ""); err != nil {
+		memo := "refund of payment " + hex.EncodeToString(op.PaymentHash[:])
+		if err := t.transfer(m, out, bank.KindRefund, op.Amount, memo, op.Time, "", ""); err != nil {
+			return err
+		}
+		if err := t.chargeFee(m, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		t.set(uk, encodeRefund(&refundRecord{Payment: op.PaymentHash, Merchant: op.Merchant, Amount: op.Amount, Receipt: op.Receipt}))

@@ -115,7 +115,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[uint64]int64{bank.AccountFunding: -42, bank.AccountOutstanding: 0, c: 42, c + 1: 0}
+	want := map[uint64]int64{bank.AccountFunding: -42, bank.AccountOutstanding: 0, bank.AccountFees: 0, c: 42, c + 1: 0}
 	if !mapsEqual(totals, want) {
 		t.Errorf("Totals = %v, want %v", totals, want)
 	}

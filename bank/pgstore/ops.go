@@ -119,6 +119,27 @@ func (w writer) transfer(from, to *account, kind string, amount int64, memo stri
 	return w.post(to, kind, amount, memo, at, from.ID, ref, product)
 }
 
+// chargeFee queues a transfer of fee (≥ 0; nothing if 0) from an account to
+// the fee account, which the operation must have locked into fees.
+func (w writer) chargeFee(from, fees *account, fee int64, memo string, at time.Time) error {
+	if fee == 0 {
+		return nil
+	}
+	if fees == nil {
+		return errors.New("pgstore: no fee account")
+	}
+	return w.transfer(from, fees, bank.KindFee, fee, memo, at, "", "")
+}
+
+// feeAccount adds the fee account to the accounts an operation locks, when
+// it charges a fee: one more row every such operation serialises on.
+func feeAccount(fee int64, ids ...uint64) []uint64 {
+	if fee > 0 {
+		return append(ids, bank.AccountFees)
+	}
+	return ids
+}
+
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
 // refAmount is what a credit reference records: the amount, negative for
 // a payout, so that a reference names one movement in one direction.
@@ -304,7 +325,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recAcct, &recAm, &recSigs) })
 		locks.queue(b, &reusedNs)
 		accts := map[uint64]*account{}
-		lockAccounts(b, accts, op.Account, bank.AccountOutstanding)
+		lockAccounts(b, accts, feeAccount(op.Fee, op.Account, bank.AccountOutstanding)...)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -319,10 +340,11 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if a == nil {
 			return refuse(bank.ErrNoAccount)
 		}
-		if err := a.CanSpend(op.Amount, op.Time); err != nil {
+		debit := op.Amount + op.Fee // Validate bounds the sum
+		if err := a.CanSpend(debit, op.Time); err != nil {
 			return refuse(err)
 		}
-		if a.Balance < op.Amount {
+		if a.Balance < debit {
 			return refuse(bank.ErrInsufficientFunds)
 		}
 		if reusedNs > 0 {
@@ -331,9 +353,13 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if out == nil {
 			return errors.New("pgstore: no outstanding account")
 		}
-		a.RecordSpend(op.Amount, op.Time)
+		a.RecordSpend(debit, op.Time)
 		b = &pgx.Batch{}
-		if err := (writer{b}).transfer(a, out, bank.KindWithdraw, op.Amount, "request "+hex.EncodeToString(op.RequestHash[:]), at, "", ""); err != nil {
+		w, memo := writer{b}, "request "+hex.EncodeToString(op.RequestHash[:])
+		if err := w.transfer(a, out, bank.KindWithdraw, op.Amount, memo, at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := w.chargeFee(a, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		queueIndex(b, op.Blinded, false, op.RequestHash)
@@ -396,7 +422,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recMerch, &recAm, &recCoins, &recRcpt) })
 		queueSpend(b, op.Coins, op.PaymentHash, spent)
 		accts := map[uint64]*account{}
-		lockAccounts(b, accts, op.Merchant, bank.AccountOutstanding)
+		lockAccounts(b, accts, feeAccount(op.Fee, op.Merchant, bank.AccountOutstanding)...)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -422,7 +448,11 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			return errors.New("pgstore: no outstanding account")
 		}
 		b = &pgx.Batch{}
-		if err := (writer{b}).transfer(out, m, bank.KindDeposit, op.Amount, "payment "+hex.EncodeToString(op.PaymentHash[:]), at, "", ""); err != nil {
+		w, memo := writer{b}, "payment "+hex.EncodeToString(op.PaymentHash[:])
+		if err := w.transfer(out, m, bank.KindDeposit, op.Amount, memo, at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := w.chargeFee(out, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		if err := t.commitLogged(b, op.Log, op.Time, &op.PaymentHash); err != nil {
@@ -473,6 +503,10 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		queueSpend(b, spends, op.RequestHash, spent)
 		credited := queueSpendCredits(b, credits)
 		locks.queue(b, &reusedNs)
+		accts := map[uint64]*account{}
+		if op.Fee > 0 {
+			lockAccounts(b, accts, bank.AccountOutstanding, bank.AccountFees)
+		}
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -497,6 +531,15 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			return refuse(bank.ErrNonceReused)
 		}
 		b = &pgx.Batch{}
+		if op.Fee > 0 {
+			out := accts[bank.AccountOutstanding]
+			if out == nil {
+				return errors.New("pgstore: no outstanding account")
+			}
+			if err := (writer{b}).chargeFee(out, accts[bank.AccountFees], op.Fee, "swap "+hex.EncodeToString(op.RequestHash[:]), at); err != nil {
+				return refuse(err)
+			}
+		}
 		queueIndex(b, op.Blinded, true, op.RequestHash)
 		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
 			return err
@@ -786,7 +829,7 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			return rows.Err()
 		})
 		accts := map[uint64]*account{}
-		lockAccounts(b, accts, op.Merchant, bank.AccountOutstanding)
+		lockAccounts(b, accts, feeAccount(op.Fee, op.Merchant, bank.AccountOutstanding)...)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -816,11 +859,15 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		if m == nil || out == nil {
 			return errors.New("pgstore: refund: merchant or outstanding account missing")
 		}
-		if m.Balance < op.Amount {
+		if m.Balance < op.Amount+op.Fee {
 			return refuse(bank.ErrInsufficientFunds)
 		}
 		b = &pgx.Batch{}
-		if err := (writer{b}).transfer(m, out, bank.KindRefund, op.Amount, "refund of payment "+hex.EncodeToString(op.PaymentHash[:]), at, "", ""); err != nil {
+		w, memo := writer{b}, "refund of payment "+hex.EncodeToString(op.PaymentHash[:])
+		if err := w.transfer(m, out, bank.KindRefund, op.Amount, memo, at, "", ""); err != nil {
+			return refuse(err)
+		}
+		if err := w.chargeFee(m, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {

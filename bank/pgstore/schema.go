@@ -42,6 +42,9 @@ var migrations = []migration{
 		`ALTER TABLE credit_refs ADD CONSTRAINT credit_refs_amount_nonzero CHECK (amount <> 0)`,
 	}},
 	{6, "refunds: refund records and the refund credit of spent coins", refundSchema()},
+	{7, "fees: the system account fees are booked to", []string{
+		fmt.Sprintf(`INSERT INTO accounts (id, name, created) VALUES (%d, 'fees'::bytea, now()) ON CONFLICT (id) DO NOTHING`, bank.AccountFees),
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

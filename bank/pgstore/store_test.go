@@ -278,7 +278,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[uint64]int64{bank.AccountFunding: -42, bank.AccountOutstanding: 10, c: 12, m: 20, m + 1: 0}
+	want := map[uint64]int64{bank.AccountFunding: -42, bank.AccountOutstanding: 10, bank.AccountFees: 0, c: 12, m: 20, m + 1: 0}
 	if !mapsEqual(totals, want) {
 		t.Errorf("Totals = %v, want %v", totals, want)
 	}
@@ -632,7 +632,7 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[uint64]int64{bank.AccountFunding: -1000, bank.AccountOutstanding: 400, c: 450, m: 150}
+	want := map[uint64]int64{bank.AccountFunding: -1000, bank.AccountOutstanding: 400, bank.AccountFees: 0, c: 450, m: 150}
 	if !mapsEqual(totals, want) {
 		t.Errorf("Totals = %v, want %v", totals, want)
 	}

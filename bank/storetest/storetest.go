@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"SwapNonceLocks", testSwapNonceLocks},
 		{"InvalidSwaps", testInvalidSwaps},
 		{"ConcurrentSwapAndDeposit", testConcurrentSwapAndDeposit},
+		{"Fees", testFees},
 		{"Refund", testRefund},
 		{"RefundLimits", testRefundLimits},
 		{"ConcurrentRefunds", testConcurrentRefunds},
@@ -146,7 +147,7 @@ func (f *fixture) balance(id uint64) int64 {
 func (f *fixture) balances() map[uint64]int64 {
 	f.t.Helper()
 	m := map[uint64]int64{}
-	for _, id := range append([]uint64{bank.AccountFunding, bank.AccountOutstanding}, f.users...) {
+	for _, id := range append([]uint64{bank.AccountFunding, bank.AccountOutstanding, bank.AccountFees}, f.users...) {
 		m[id] = f.balance(id)
 	}
 	return m
