@@ -1342,8 +1342,11 @@ func (c *cluster) checkLoad(t *testing.T, ws []*loadWorker, ops []*loadOp) {
 	if got := totals[bank.AccountOutstanding]; got != outstanding {
 		t.Errorf("outstanding %d, want %d (withdrawn minus deposited)", got, outstanding)
 	}
+	if got := totals[bank.AccountFees]; got != 0 {
+		t.Errorf("fees %d, want 0: this bank's keys charge none", got)
+	}
 	for id, b := range totals {
-		if id == bank.AccountFunding || id == bank.AccountOutstanding {
+		if id == bank.AccountFunding || id == bank.AccountOutstanding || id == bank.AccountFees {
 			continue
 		}
 		if want, ok := expect[id]; !ok || b != want {
