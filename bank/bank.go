@@ -100,7 +100,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	// The account signs the amount and the request's hash (what the audit
 	// log records), not the body.
 	reqHash := ecash.HashOf(body)
-	amount, err := ecash.WithdrawAmount(req, b.denomValue)
+	amount, err := ecash.WithdrawAmount(req, b.denomDebit)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +118,15 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	if err != nil {
 		return nil, err
 	}
-	// Refuse before the expensive signing; the store checks again at commit.
-	if err := acct.CanSpend(int64(total.Value), now); err != nil {
+	fee, err := b.feeOf(keys, withdrawFee, nil)
+	if err != nil {
 		return nil, err
 	}
-	if acct.Balance < int64(total.Value) {
+	// Refuse before the expensive signing; the store checks again at commit.
+	if err := acct.CanSpend(int64(amount.Value), now); err != nil {
+		return nil, err
+	}
+	if acct.Balance < int64(amount.Value) {
 		return nil, ErrInsufficientFunds
 	}
 	sigs, err := b.blindSign(ctx, req.Planchets, keys)
@@ -130,8 +134,8 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		return nil, err
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
-		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Withdraw{Account: req.Account, Amount: total, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
+		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), Fee: int64(fee.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
+		Log: auditlog.Withdraw{Account: req.Account, Amount: total, Fee: fee, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
 	})
 	if err != nil {
 		return nil, err
@@ -141,14 +145,37 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	return sigs, nil
 }
 
-// denomValue is the value of the bank's denomination id.
-func (b *Bank) denomValue(id ecash.Hash) (ecash.Amount, bool) {
+// denomDebit is what withdrawing a coin of the bank's denomination id
+// debits: its value plus its withdraw fee.
+func (b *Bank) denomDebit(id ecash.Hash) (ecash.Amount, bool) {
 	d, ok := b.denoms[id]
 	if !ok {
 		return ecash.Amount{}, false
 	}
-	return d.Value, true
+	v, err := d.WithdrawDebit()
+	return v, err == nil
 }
+
+// feeOf sums one fee (picked from each key's fees) over keys, skipping the
+// indexes skip reports; an Amount in the bank's currency.
+func (b *Bank) feeOf(keys []*DenomKey, pick func(ecash.Fees) ecash.Amount, skip func(i int) bool) (ecash.Amount, error) {
+	total := ecash.Amount{Currency: b.keys.Currency}
+	for i, k := range keys {
+		if skip != nil && skip(i) {
+			continue
+		}
+		var err error
+		if total, err = total.Add(ecash.Amount{Currency: total.Currency, Value: pick(k.Fees).Value}); err != nil {
+			return ecash.Amount{}, err
+		}
+	}
+	return total, nil
+}
+
+func withdrawFee(f ecash.Fees) ecash.Amount { return f.Withdraw }
+func depositFee(f ecash.Fees) ecash.Amount  { return f.Deposit }
+func swapFee(f ecash.Fees) ecash.Amount     { return f.Swap }
+func refundFee(f ecash.Fees) ecash.Amount   { return f.Refund }
 
 // outputs checks planchets the bank is asked to sign now (a withdrawal's,
 // a swap's or a recoup's): known denominations, withdrawable now. It
@@ -321,8 +348,14 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 			return nil, nil, err
 		}
 	}
-	if total != pr.Amount {
-		return nil, nil, fmt.Errorf("%w: coins total %s, request %s", ErrAmountMatch, total, pr.Amount)
+	fee, err := b.feeOf(keys, depositFee, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The coins pay the amount and their deposit fees: the merchant gets
+	// exactly what it asked for.
+	if net, err := total.Sub(fee); err != nil || net != pr.Amount {
+		return nil, nil, fmt.Errorf("%w: coins worth %s less %s of deposit fees, request %s", ErrAmountMatch, total, fee, pr.Amount)
 	}
 	coins := make([]SpentCoin, len(pay.Permissions))
 	err = parallel(len(coins), func(i int) error {
@@ -340,14 +373,14 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		return nil, nil, err
 	}
 	rcpt := &ecash.DepositReceipt{
-		PaymentHash: prHash, MerchantAccount: pr.MerchantAccount, Total: total, Coins: ids,
+		PaymentHash: prHash, MerchantAccount: pr.MerchantAccount, Total: pr.Amount, Coins: ids,
 		DepositedAt: now, SignerPub: b.keyset.SigningPub,
 	}
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err := b.store.Deposit(ctx, DepositOp{
-		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(total.Value),
+		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(pr.Amount.Value), Fee: int64(fee.Value),
 		Coins: coins, Receipt: rcpt.Encode(), Time: now,
-		Log: auditlog.Deposit{Merchant: pr.MerchantAccount, Amount: total, PaymentHash: prHash, Coins: spentCoins(coins, keys)},
+		Log: auditlog.Deposit{Merchant: pr.MerchantAccount, Amount: total, Fee: fee, PaymentHash: prHash, Coins: spentCoins(coins, keys)},
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {
@@ -412,21 +445,27 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 		v := inKeys[i].Value
 		if c.Credit > 0 {
 			v = b.Money(c.Credit)
-			credits = append(credits, auditlog.RefundedCoin{ID: c.ID, Value: v})
+			credits = append(credits, auditlog.RefundedCoin{ID: c.ID, Denom: inKeys[i].ID, Value: v})
 		}
 		if in, err = in.Add(v); err != nil {
 			return nil, err
 		}
 	}
-	if in != out {
-		return nil, fmt.Errorf("%w: inputs total %s, outputs %s", ErrAmountMatch, in, out)
+	// Coins pay their swap fee; refund credit pays none (the refund fee
+	// paid for it).
+	fee, err := b.feeOf(inKeys, swapFee, func(i int) bool { return coins[i].Credit > 0 })
+	if err != nil {
+		return nil, err
+	}
+	if net, err := in.Sub(fee); err != nil || net != out {
+		return nil, fmt.Errorf("%w: inputs worth %s less %s of swap fees, outputs %s", ErrAmountMatch, in, fee, out)
 	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
 		return nil, err
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
-		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
+		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), Fee: int64(fee.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
 		Log: auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys), Credits: credits},
 	})
 	var spent *SpentError

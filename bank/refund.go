@@ -65,13 +65,21 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 	if err != nil {
 		return nil, err
 	}
+	// Each coin gets back at most what it paid the merchant: its value
+	// less its deposit fee.
 	caps := make([]int64, len(coins))
+	keys := make([]*DenomKey, len(coins))
 	for i, st := range states {
 		dp, err := ecash.DecodeDepositPermission(st.Permission)
 		if err != nil {
 			return nil, fmt.Errorf("bank: stored permission of coin %x unreadable: %w", coins[i][:8], err)
 		}
-		caps[i] = int64(dp.Value.Value)
+		d, ok := b.denoms[dp.Coin.Denom]
+		if !ok {
+			return nil, fmt.Errorf("%w: the coin %x a refund would restore", ecash.ErrUnknownDenomination, coins[i][:8])
+		}
+		keys[i] = d
+		caps[i] = int64(d.Net().Value)
 	}
 	alloc, err := allocateRefund(int64(req.Amount.Value), caps, states)
 	if err != nil {
@@ -91,8 +99,14 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		value := b.Money(v)
 		rcpt.Coins = append(rcpt.Coins, ecash.RefundedCoin{Coin: coins[i], Value: value})
 		op.Coins = append(op.Coins, CoinRefund{ID: coins[i], Value: v, Cap: caps[i]})
-		logged.Coins = append(logged.Coins, auditlog.RefundedCoin{ID: coins[i], Value: value})
+		logged.Coins = append(logged.Coins, auditlog.RefundedCoin{ID: coins[i], Denom: keys[i].ID, Value: value})
 	}
+	// The merchant pays the refund fee of every coin the refund touches.
+	fee, err := b.feeOf(keys, refundFee, func(i int) bool { return alloc[i] == 0 })
+	if err != nil {
+		return nil, err
+	}
+	rcpt.Fee, op.Fee, logged.Fee = fee, int64(fee.Value), fee
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	op.Receipt, op.Log = rcpt.Encode(), logged
 	return b.store.Refund(ctx, op)

@@ -12,8 +12,9 @@ import (
 // nothing that links a withdrawal to the deposit of its coins.
 
 // WithdrawSignatureInput is what the account key signs for a withdrawal
-// (tag "withdraw-signature"): the account debited, the amount (the sum of
-// the values of the planchets' denominations) and SHA-256 of the
+// (tag "withdraw-signature"): the account debited, the amount debited (the
+// sum, over the planchets, of their denomination's value and withdraw fee)
+// and SHA-256 of the
 // withdraw-request body (the request hash, which covers the blinded
 // planchets).
 func WithdrawSignatureInput(account uint64, amount Amount, requestHash Hash) []byte {
@@ -30,16 +31,17 @@ func SignWithdraw(account ed25519.PrivateKey, w *WithdrawRequest, amount Amount)
 	return ed25519.Sign(account, WithdrawSignatureInput(w.Account, amount, HashOf(w.Body())))
 }
 
-// WithdrawAmount is the amount a withdraw request debits: the sum of the
-// values of its planchets' denominations, as value returns them (ok false:
-// a denomination it does not know, refused with ErrUnknownDenomination).
-func WithdrawAmount(w *WithdrawRequest, value func(Hash) (Amount, bool)) (Amount, error) {
+// WithdrawAmount is the amount a withdraw request debits: the sum of what
+// each planchet's denomination debits, as debit returns it — its value plus
+// its withdraw fee (ok false: a denomination it does not know, refused with
+// ErrUnknownDenomination).
+func WithdrawAmount(w *WithdrawRequest, debit func(Hash) (Amount, bool)) (Amount, error) {
 	if len(w.Planchets) == 0 {
 		return Amount{}, fmt.Errorf("%w: withdraw of no coins", ErrMalformed)
 	}
 	var total Amount
 	for i, p := range w.Planchets {
-		v, ok := value(p.Denom)
+		v, ok := debit(p.Denom)
 		if !ok {
 			return Amount{}, fmt.Errorf("%w: planchet %d", ErrUnknownDenomination, i)
 		}
@@ -79,10 +81,14 @@ func EPOPartsHash(clearHash, privateHash Hash) Hash {
 }
 
 // WithdrawAmount is the amount w debits at a bank with this key set: the
-// sum of the values of its planchets' denominations.
+// sum of its planchets' denominations' values and withdraw fees.
 func (k *KeySet) WithdrawAmount(w *WithdrawRequest) (Amount, error) {
 	return WithdrawAmount(w, func(id Hash) (Amount, bool) {
 		d, err := k.Denomination(id)
-		return d.Value, err == nil
+		if err != nil {
+			return Amount{}, false
+		}
+		v, err := d.WithdrawDebit()
+		return v, err == nil
 	})
 }

@@ -59,6 +59,12 @@ func (f Fees) Check(value Amount) error {
 	return nil
 }
 
+// WithdrawDebit is what withdrawing a coin of d debits: its value plus the
+// withdraw fee.
+func (d Denomination) WithdrawDebit() (Amount, error) {
+	return d.Value.Add(Amount{Currency: d.Value.Currency, Value: d.Fees.Withdraw.Value})
+}
+
 // Net is what a coin of d pays into a deposit: its value less the deposit fee.
 func (d Denomination) Net() Amount {
 	return Amount{Currency: d.Value.Currency, Value: d.Value.Value - d.Fees.Deposit.Value}

@@ -89,12 +89,14 @@ type RefundedCoin struct {
 }
 
 // RefundReceipt is the bank's signed statement that a refund was applied:
-// the merchant was debited Total and each listed coin regained its Value.
+// each listed coin regained its Value, Total in all, and the merchant was
+// debited Total plus Fee (the refund fees of those coins).
 type RefundReceipt struct {
 	RefundHash      Hash // RefundRequest.Hash
 	PaymentHash     Hash
 	MerchantAccount uint64
 	Total           Amount
+	Fee             Amount         // in Total's currency; zero: none
 	Coins           []RefundedCoin // in payment order
 	RefundedAt      time.Time
 	SignerPub       ed25519.PublicKey
@@ -108,6 +110,7 @@ func (r *RefundReceipt) Body() []byte {
 	e.Fixed(r.PaymentHash[:])
 	e.U64(r.MerchantAccount)
 	e.Amount(r.Total)
+	e.U64(r.Fee.Value)
 	e.U32(uint32(len(r.Coins)))
 	for _, c := range r.Coins {
 		e.Fixed(c.Coin[:])
@@ -140,6 +143,7 @@ func DecodeRefundReceipt(b []byte) (*RefundReceipt, error) {
 	copy(r.PaymentHash[:], d.Fixed(32))
 	r.MerchantAccount = d.U64()
 	r.Total = d.Amount()
+	r.Fee = Amount{Currency: r.Total.Currency, Value: d.U64()}
 	n := d.Count(MaxCoinsPerRequest)
 	for i := 0; i < n && d.Err() == nil; i++ {
 		var c RefundedCoin
@@ -151,6 +155,9 @@ func DecodeRefundReceipt(b []byte) (*RefundReceipt, error) {
 	r.SignerPub = d.Fixed(ed25519.PublicKeySize)
 	if err := d.Finish(); err != nil {
 		return nil, err
+	}
+	if r.Fee.Value > MaxValue {
+		return nil, fmt.Errorf("%w: refund fee of %d minor units", ErrBadAmount, r.Fee.Value)
 	}
 	sum := Amount{Currency: r.Total.Currency}
 	for _, c := range r.Coins {

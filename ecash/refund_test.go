@@ -16,7 +16,7 @@ func (w *world) refundOf() (*ecash.RefundRequest, *ecash.RefundReceipt) {
 		Amount: ecash.MustParseAmount("EUR:2"), CreatedAt: t0Millis.Add(time.Hour)}
 	req.Sign(w.merchant)
 	rc := &ecash.RefundReceipt{RefundHash: req.Hash(), PaymentHash: req.PaymentHash, MerchantAccount: req.MerchantAccount,
-		Total: req.Amount, Coins: []ecash.RefundedCoin{{Coin: w.coins[0].ID(), Value: req.Amount}},
+		Total: req.Amount, Fee: ecash.Amount{Currency: "EUR"}, Coins: []ecash.RefundedCoin{{Coin: w.coins[0].ID(), Value: req.Amount}},
 		RefundedAt: t0Millis.Add(2 * time.Hour), SignerPub: edPub(w.signing)}
 	rc.Sig = ecash.SignBody(w.signing, rc.Body())
 	return req, rc
@@ -121,7 +121,7 @@ func TestRefundVector(t *testing.T) {
 		"refund request body": "0000001b626c696e6462616e6b2f76312f726566756e642d72657175657374",
 		"refund request hash": "c8e1278297ce28d1f413b36b231e4084e2f291677825c9edc3fb9abf618dd765",
 		"merchant signature":  "13e81f839c64701e0b4f256805f7bc83224f875a5b8b432c896164efbf93f6fa8a5b1c2d4056f39358e2d6258b4404e0a7edc40a75819c326e275171dd593808",
-		"receipt body hash":   "fc9a24c3d8b330e662b5fb646169a569cc269ad2f1ab3e1ae5cb1b2f3df6ad48",
+		"receipt body hash":   "309358ac88bef14b863967ff010aa5f3266131d5507ee00046274e88d91ecd1e",
 	}
 	got := map[string]string{
 		"refund request body": hex.EncodeToString(req.Body()[:31]),

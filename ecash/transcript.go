@@ -337,11 +337,12 @@ func decodedRefundReceipt(b []byte) (any, error) {
 		PaymentHash     string `json:"payment_hash"`
 		MerchantAccount uint64 `json:"merchant_account"`
 		Total           string `json:"total"`
+		Fee             string `json:"fee"`
 		Coins           []coin `json:"coins"`
 		RefundedAt      int64  `json:"refunded_at_unix_ms"`
 		Signer          string `json:"signer"`
 		Sig             string `json:"signature"`
-	}{hexHash(r.RefundHash), hexHash(r.PaymentHash), r.MerchantAccount, r.Total.String(), coins, r.RefundedAt.UnixMilli(),
+	}{hexHash(r.RefundHash), hexHash(r.PaymentHash), r.MerchantAccount, r.Total.String(), r.Fee.String(), coins, r.RefundedAt.UnixMilli(),
 		hex.EncodeToString(r.SignerPub), hex.EncodeToString(r.Sig)}, nil
 }
 

@@ -17,10 +17,15 @@ import (
 	pb "github.com/blindbank/blindbank/proto"
 )
 
-// Offer is a verified payment request, shown to the user before paying.
+// Offer is a verified payment request, shown to the user before paying,
+// with the fees paying it will cost on top of its amount: the deposit fees
+// of the coins that pay and, if change must be made first, the swap fee of
+// the coin swapped (Change).
 type Offer struct {
 	Request *ecash.PaymentRequest
 	Summary string
+	Fee     ecash.Amount
+	Change  bool
 }
 
 // Confirm decides whether to pay an offer; return nil to pay.
@@ -148,6 +153,9 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		return nil, err
 	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: resp.PaymentRequest, Sig: resp.MerchantSig, Note: resp.Summary})
+	if offer.Fee, offer.Change, err = w.quote(ks, offer.Request.Amount); err != nil {
+		return nil, err
+	}
 	if confirm != nil {
 		if err := confirm(offer); err != nil {
 			return nil, err
@@ -220,8 +228,35 @@ func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody
 // selectCoins picks fresh coins summing exactly to amount: largest first,
 // which is exact whenever any subset is, for denominations that each divide
 // the next (the default powers of two). Caller holds w.mu.
+// quote is the fee paying amount will cost, and whether it needs change
+// first: what makeChange and selectCoins will do, without doing it.
+func (w *Wallet) quote(ks *ecash.KeySet, amount ecash.Amount) (fee ecash.Amount, change bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fee = ecash.Amount{Currency: amount.Currency}
+	plan, err := w.planChange(ks, amount, true)
+	if err != nil {
+		return fee, false, err
+	}
+	picked, _, _, err := w.pick(amount, ks, netValue(ks))
+	if err != nil {
+		return fee, false, err
+	}
+	net := netValue(ks)
+	for _, c := range picked {
+		fee.Value += c.Value.Value - net(c)
+	}
+	if plan != nil {
+		fee.Value += plan.swapFee
+		for _, d := range plan.need {
+			fee.Value += d.Fees.Deposit.Value
+		}
+	}
+	return fee, plan != nil, nil
+}
+
 func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinRecord, error) {
-	picked, rest, _, err := w.pick(amount, ks)
+	picked, rest, _, err := w.pick(amount, ks, netValue(ks))
 	if err != nil {
 		return nil, err
 	}

@@ -118,8 +118,8 @@ type refreshBatch struct {
 }
 
 // refreshBatches groups coins into swaps within the per-request bounds on
-// inputs and outputs, largest coins first; outputs are split over the
-// current keys. Coins whose value cannot be made of current keys alone
+// inputs and outputs, largest coins first; outputs, worth the inputs less
+// their swap fees, are split over the current keys. Coins whose value cannot be made of current keys alone
 // (no key withdrawable now) are left out.
 func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refreshBatch {
 	sort.Slice(coins, func(i, j int) bool { return coins[i].Value.Value > coins[j].Value.Value })
@@ -132,12 +132,13 @@ func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refr
 		cur = refreshBatch{}
 	}
 	for _, c := range coins {
-		total := c.Value
+		buys := ecash.Amount{Currency: c.Value.Currency, Value: swapValue(ks, c)} // its value less its swap fee
+		total := buys
 		if len(cur.inputs) > 0 {
 			var err error
-			if total, err = cur.total.Add(c.Value); err != nil {
+			if total, err = cur.total.Add(buys); err != nil {
 				flush()
-				total = c.Value
+				total = buys
 			}
 		}
 		outputs, err := split(total, ks, now)
@@ -146,10 +147,10 @@ func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refr
 			continue
 		}
 		flush()
-		if outputs, err = split(c.Value, ks, now); err != nil || len(outputs) > ecash.MaxCoinsPerRequest {
+		if outputs, err = split(buys, ks, now); err != nil || len(outputs) > ecash.MaxCoinsPerRequest {
 			continue // cannot be renewed on its own either
 		}
-		cur = refreshBatch{inputs: []*coinRecord{c}, total: c.Value, outputs: outputs}
+		cur = refreshBatch{inputs: []*coinRecord{c}, total: buys, outputs: outputs}
 	}
 	flush()
 	return out

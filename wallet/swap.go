@@ -119,45 +119,102 @@ func decodePendingSwap(b []byte) (*pendingSwap, error) {
 	return p, d.Finish()
 }
 
-// makeChange makes sure the fresh coins can pay amount exactly, swapping
-// one coin for smaller ones if they cannot. It reports whether it swapped.
+// makeChange makes sure the fresh coins can pay amount exactly, after their
+// deposit fees, swapping one coin for smaller ones if they cannot. It
+// reports whether it swapped.
 func (w *Wallet) makeChange(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount) (bool, error) {
+	return w.makeChangeBy(ctx, bank, ks, amount, true)
+}
+
+// makeChangeBy is makeChange for coins valued after deposit fees (net) or
+// at their values (for a swap).
+func (w *Wallet) makeChangeBy(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount, net bool) (bool, error) {
 	w.mu.Lock()
-	picked, rest, fresh, err := w.pick(amount, ks)
+	plan, err := w.planChange(ks, amount, net)
 	w.mu.Unlock()
-	if err != nil || rest == 0 {
+	if err != nil || plan == nil {
 		return false, err
 	}
-	// Largest first leaves only coins worth more than rest unpicked: swap
-	// the smallest of them for rest and the remainder.
-	var big *coinRecord
-	for _, c := range fresh {
-		if !slices.Contains(picked, c) && c.Value.Value > rest && (big == nil || c.Value.Value < big.Value.Value) {
-			big = c
-		}
-	}
-	if big == nil {
-		return false, fmt.Errorf("%w: %s is more than the wallet's fresh coins", ErrNoExactChange, amount)
-	}
-	now := w.now()
-	need, err := split(ecash.Amount{Currency: amount.Currency, Value: rest}, ks, now)
-	if err != nil {
-		return false, err
-	}
-	more, err := split(ecash.Amount{Currency: amount.Currency, Value: big.Value.Value - rest}, ks, now)
-	if err != nil {
-		return false, err
-	}
-	if _, err := w.swap(ctx, bank, ks, []*coinRecord{big}, append(need, more...)); err != nil {
+	if _, err := w.swap(ctx, bank, ks, []*coinRecord{plan.big}, plan.outputs); err != nil {
 		return false, fmt.Errorf("wallet: making change: %w", err)
 	}
 	return true, nil
 }
 
-// Swap exchanges fresh coins worth amount for new coins of the same value,
-// split as a withdrawal splits (one of each small value first): what keeps
-// a wallet able to pay any amount, and renews coins before their
-// denomination's deposit deadline. It returns the new coins.
+// changePlan is the swap that makes change for a payment: one coin for
+// outputs of which some pay the rest of the amount after their deposit fees.
+type changePlan struct {
+	big     *coinRecord
+	outputs []ecash.Denomination
+	swapFee uint64               // the swap fee big pays
+	need    []ecash.Denomination // the outputs that will pay
+}
+
+// planChange returns the swap makeChange needs to pay amount exactly, or
+// nil if the fresh coins already can: valued after their deposit fees if
+// net is set, else at their values. Caller holds w.mu.
+func (w *Wallet) planChange(ks *ecash.KeySet, amount ecash.Amount, net bool) (*changePlan, error) {
+	value, splitFn := coinValue, split
+	if net {
+		value, splitFn = netValue(ks), splitNet
+	}
+	picked, rest, fresh, err := w.pick(amount, ks, value)
+	if err != nil || rest == 0 {
+		return nil, err
+	}
+	now := w.now()
+	need, err := splitFn(ecash.Amount{Currency: amount.Currency, Value: rest}, ks, now)
+	if err != nil {
+		return nil, err
+	}
+	var needValue uint64
+	for _, d := range need {
+		needValue += d.Value.Value
+	}
+	// Largest first leaves only coins worth more than rest unpicked: swap
+	// the smallest of them that buys the outputs the rest needs.
+	var big *coinRecord
+	for _, c := range fresh {
+		if !slices.Contains(picked, c) && swapValue(ks, c) >= needValue && (big == nil || c.Value.Value < big.Value.Value) {
+			big = c
+		}
+	}
+	if big == nil {
+		return nil, fmt.Errorf("%w: %s is more than the wallet's fresh coins pay after fees", ErrNoExactChange, amount)
+	}
+	more, err := split(ecash.Amount{Currency: amount.Currency, Value: swapValue(ks, big) - needValue}, ks, now)
+	if err != nil {
+		return nil, err
+	}
+	return &changePlan{big: big, outputs: append(need, more...), swapFee: big.Value.Value - swapValue(ks, big), need: need}, nil
+}
+
+// netValue values a coin at what it pays into a deposit: its value less its
+// denomination's deposit fee.
+func netValue(ks *ecash.KeySet) func(*coinRecord) uint64 {
+	return func(c *coinRecord) uint64 {
+		if d, err := ks.Denomination(c.Coin.Denom); err == nil {
+			return d.Net().Value
+		}
+		return c.Value.Value
+	}
+}
+
+// coinValue values a coin at its denomination's value.
+func coinValue(c *coinRecord) uint64 { return c.Value.Value }
+
+// swapValue is what a coin buys in a swap: its value less its swap fee.
+func swapValue(ks *ecash.KeySet, c *coinRecord) uint64 {
+	if d, err := ks.Denomination(c.Coin.Denom); err == nil {
+		return c.Value.Value - d.Fees.Swap.Value
+	}
+	return c.Value.Value
+}
+
+// Swap exchanges fresh coins worth amount for new coins worth amount less
+// the coins' swap fees, split as a withdrawal splits (one of each small value
+// first): what keeps a wallet able to pay any amount, and renews coins
+// before their denomination's deposit deadline. It returns the new coins.
 func (w *Wallet) Swap(ctx context.Context, bank pb.BankClient, amount ecash.Amount) ([]ecash.Coin, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
@@ -166,16 +223,23 @@ func (w *Wallet) Swap(ctx context.Context, bank pb.BankClient, amount ecash.Amou
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err
 	}
-	if _, err := w.makeChange(ctx, bank, ks, amount); err != nil {
+	if _, err := w.makeChangeBy(ctx, bank, ks, amount, false); err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
-	picked, err := w.selectCoins(amount, ks)
+	picked, rest, _, err := w.pick(amount, ks, coinValue)
 	w.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	outputs, err := split(amount, ks, w.now())
+	if rest != 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoExactChange, amount)
+	}
+	var buys uint64
+	for _, c := range picked {
+		buys += swapValue(ks, c)
+	}
+	outputs, err := split(ecash.Amount{Currency: amount.Currency, Value: buys}, ks, w.now())
 	if err != nil {
 		return nil, err
 	}
@@ -409,9 +473,10 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 	return nil
 }
 
-// pick is selectCoins' search: the coins largest first, what they leave
-// unpaid, and every fresh coin it considered. Caller holds w.mu.
-func (w *Wallet) pick(amount ecash.Amount, ks *ecash.KeySet) (picked []*coinRecord, rest uint64, fresh []*coinRecord, err error) {
+// pick is selectCoins' search: the coins largest first, valued by value,
+// and what they leave unpaid, and every fresh coin it considered. Caller
+// holds w.mu.
+func (w *Wallet) pick(amount ecash.Amount, ks *ecash.KeySet, value func(*coinRecord) uint64) (picked []*coinRecord, rest uint64, fresh []*coinRecord, err error) {
 	now := w.now()
 	err = w.eachCoin(func(c *coinRecord) error {
 		if c.State != CoinFresh || c.Value.Currency != amount.Currency {
@@ -426,12 +491,12 @@ func (w *Wallet) pick(amount ecash.Amount, ks *ecash.KeySet) (picked []*coinReco
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].Value.Value > fresh[j].Value.Value })
+	sort.Slice(fresh, func(i, j int) bool { return value(fresh[i]) > value(fresh[j]) })
 	rest = amount.Value
 	for _, c := range fresh {
-		if c.Value.Value <= rest && len(picked) < ecash.MaxCoinsPerRequest {
+		if v := value(c); v <= rest && len(picked) < ecash.MaxCoinsPerRequest {
 			picked = append(picked, c)
-			rest -= c.Value.Value
+			rest -= v
 		}
 	}
 	return picked, rest, fresh, nil

@@ -251,18 +251,75 @@ func beU64(b []byte) uint64 {
 	return v
 }
 
+// CoinFees sums, over the wallet's coins ids, their values and the fee that
+// fee picks from each one's denomination (the deposit fee, say), in the key
+// set's currency.
+func (w *Wallet) CoinFees(ids []ecash.Hash, fee func(ecash.Fees) ecash.Amount) (value, fees ecash.Amount, err error) {
+	ks, err := w.KeySet()
+	if err != nil {
+		return value, fees, err
+	}
+	value, fees = ecash.Amount{Currency: ks.Currency}, ecash.Amount{Currency: ks.Currency}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		c, err := w.coin(id)
+		if err != nil {
+			return value, fees, err
+		}
+		d, err := ks.Denomination(c.Coin.Denom)
+		if err != nil {
+			return value, fees, err
+		}
+		if value, err = value.Add(d.Value); err != nil {
+			return value, fees, err
+		}
+		if fees, err = fees.Add(ecash.Amount{Currency: ks.Currency, Value: fee(d.Fees).Value}); err != nil {
+			return value, fees, err
+		}
+	}
+	return value, fees, nil
+}
+
+// splitNet is split for what the coins pay into a deposit: denominations
+// whose values less their deposit fees add up to amount, largest first.
+// The smallest denomination usually charges no deposit fee (a fee must be
+// below its value), which fills any gap.
+func splitNet(amount ecash.Amount, ks *ecash.KeySet, now time.Time) ([]ecash.Denomination, error) {
+	ds := withdrawable(amount.Currency, ks, now)
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Net().Value > ds[j].Net().Value })
+	rest := amount.Value
+	var out []ecash.Denomination
+	for _, d := range ds {
+		for net := d.Net().Value; net > 0 && net <= rest && len(out) < ecash.MaxCoinsPerRequest; {
+			out = append(out, d)
+			rest -= net
+		}
+	}
+	if rest != 0 {
+		return nil, fmt.Errorf("%w: %s cannot be paid with this bank's denominations after their deposit fees", ErrNoExactChange, amount)
+	}
+	return out, nil
+}
+
+// withdrawable is the current denomination of each value in currency cur.
+func withdrawable(cur string, ks *ecash.KeySet, now time.Time) []ecash.Denomination {
+	var ds []ecash.Denomination
+	for _, d := range ks.Withdrawable(now) {
+		if d.Value.Currency == cur {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
 // split decomposes amount into denomination values so that many amounts can
 // later be paid exactly: one coin of each small value first (while the rest
 // covers it), then the remainder largest first. Each value is withdrawn
 // under one key: the current one (withdrawable now, started last), so
 // overlapping windows of successive keys never yield two keys of a value.
 func split(amount ecash.Amount, ks *ecash.KeySet, now time.Time) ([]ecash.Denomination, error) {
-	var ds []ecash.Denomination
-	for _, d := range ks.Withdrawable(now) {
-		if d.Value.Currency == amount.Currency {
-			ds = append(ds, d)
-		}
-	}
+	ds := withdrawable(amount.Currency, ks, now)
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Value.Value < ds[j].Value.Value })
 	rest := amount.Value
 	var out []ecash.Denomination

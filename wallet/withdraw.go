@@ -86,11 +86,18 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	}
 	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared}
 	pw.Body = req.Body()
-	values := make(map[ecash.Hash]ecash.Amount, len(denoms))
+	debits := make(map[ecash.Hash]ecash.Denomination, len(denoms))
 	for _, d := range denoms {
-		values[d.ID] = d.Value
+		debits[d.ID] = d
 	}
-	amount, err := ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) { v, ok := values[id]; return v, ok })
+	amount, err := ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) {
+		d, ok := debits[id]
+		if !ok {
+			return ecash.Amount{}, false
+		}
+		v, err := d.WithdrawDebit()
+		return v, err == nil
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ const (
 	CheckReplay       = "replay"        // a request, payment or reference hash used twice: one authorisation, two effects
 	CheckAuthorised   = "authorised"    // a debit without the account holder's valid signature
 	CheckRefund       = "refund"        // a refund of something never deposited, or of more than it was worth
+	CheckFees         = "fees"          // a fee other than the key set's fees of the coins concerned
 	CheckOverflow     = "overflow"      // a total beyond 64 bits
 	CheckConservation = "conservation"  // the ledger does not add up (a fault in the auditor itself)
 	CheckState        = "auditor-state" // a saved auditor state that is not self-consistent
@@ -120,7 +121,7 @@ const (
 	totDeposited         // Deposit: e-cash → accounts
 	totSwappedIn         // Swap: e-cash spent
 	totSwappedOut        // Swap: e-cash issued
-	totFees              // Swap: in − out
+	totFees              // fees: withdrawals', deposits', refunds', and swaps' in − out
 	totChecks            // Check approved: customer → merchant
 	totRefunded          // Refund: merchant → e-cash
 	totRecouped          // Recoup: e-cash → accounts
@@ -177,6 +178,20 @@ type denomState struct {
 	issuedValue   uint64
 	redeemedCount uint64
 	redeemedValue uint64
+	fees          [numFees]uint64 // per coin, from the first key set that listed it
+}
+
+// Fees of a denomination, in denomState.fees.
+const (
+	feeWithdraw = iota
+	feeDeposit
+	feeSwap
+	feeRefund
+	numFees
+)
+
+func feesOf(f ecash.Fees) [numFees]uint64 {
+	return [numFees]uint64{f.Withdraw.Value, f.Deposit.Value, f.Swap.Value, f.Refund.Value}
 }
 
 // Auditor replays a log entry by entry and checks the bank's invariants.
@@ -449,6 +464,57 @@ func addTo(m map[ecash.Hash][2]uint64, id ecash.Hash, count, value uint64) {
 	m[id] = x
 }
 
+// checkFee checks that an entry charged exactly the fee its coins' key set
+// fees add up to: fee kind k of each denomination, count times.
+func (c *change) checkFee(charged ecash.Amount, k int, coins func(yield func(denom ecash.Hash, count uint64) bool)) error {
+	var want uint64
+	for id, n := range coins {
+		d, ok := c.a.denoms[id]
+		if !ok {
+			return c.fail(CheckDenomination, "a fee for a coin of denomination %s…, which no earlier key set lists", short(id))
+		}
+		f := d.fees[k] * n // fees are below 2^53, counts at most 1024
+		if want += f; want < f {
+			return c.fail(CheckOverflow, "fees overflow")
+		}
+	}
+	if charged.Value != want {
+		return c.fail(CheckFees, "charged %s of fees, the key set's fees of its coins are %s", c.amount(charged.Value), c.amount(want))
+	}
+	return nil
+}
+
+// Iterators over an entry's coins by denomination, for checkFee.
+func issuedCoins(ds []DenomCount) func(func(ecash.Hash, uint64) bool) {
+	return func(yield func(ecash.Hash, uint64) bool) {
+		for _, d := range ds {
+			if !yield(d.Denom, uint64(d.Count)) {
+				return
+			}
+		}
+	}
+}
+
+func spentCoinsOf(cs []SpentCoin) func(func(ecash.Hash, uint64) bool) {
+	return func(yield func(ecash.Hash, uint64) bool) {
+		for _, c := range cs {
+			if !yield(c.Denom, 1) {
+				return
+			}
+		}
+	}
+}
+
+func refundedCoinsOf(cs []RefundedCoin) func(func(ecash.Hash, uint64) bool) {
+	return func(yield func(ecash.Hash, uint64) bool) {
+		for _, c := range cs {
+			if !yield(c.Denom, 1) {
+				return
+			}
+		}
+	}
+}
+
 // issueCoins checks and records coins issued (withdraw, swap).
 func (c *change) issueCoins(ds []DenomCount) error {
 	ms := c.e.Time.UnixMilli()
@@ -586,7 +652,7 @@ func (c *change) gather() error {
 		if err != nil {
 			return err
 		}
-		if err := c.authorised(acc, o.Account, ecash.WithdrawSignatureInput(o.Account, o.Amount, o.RequestHash), o.AccountSig, "withdrawal"); err != nil {
+		if err := c.authorised(acc, o.Account, ecash.WithdrawSignatureInput(o.Account, o.Debit(), o.RequestHash), o.AccountSig, "withdrawal"); err != nil {
 			return err
 		}
 		if err := c.fresh(seenWithdraw, o.RequestHash, 0, "withdraw request"); err != nil {
@@ -595,9 +661,13 @@ func (c *change) gather() error {
 		if err := c.issueCoins(o.Issued); err != nil {
 			return err
 		}
-		c.debit[o.Account] += o.Amount.Value
+		if err := c.checkFee(o.Fee, feeWithdraw, issuedCoins(o.Issued)); err != nil {
+			return err
+		}
+		c.debit[o.Account] += o.Debit().Value
 		c.outIn += o.Amount.Value
 		c.totals[totWithdrawn] += o.Amount.Value
+		c.totals[totFees] += o.Fee.Value
 
 	case Deposit:
 		if err := c.money(o.Amount); err != nil {
@@ -612,9 +682,13 @@ func (c *change) gather() error {
 		if err := c.spendCoins(o.Coins); err != nil {
 			return err
 		}
-		c.credit[o.Merchant] += o.Amount.Value
+		if err := c.checkFee(o.Fee, feeDeposit, spentCoinsOf(o.Coins)); err != nil {
+			return err
+		}
+		c.credit[o.Merchant] += o.Credited().Value
 		c.outOut += o.Amount.Value
-		c.totals[totDeposited] += o.Amount.Value
+		c.totals[totDeposited] += o.Credited().Value
+		c.totals[totFees] += o.Fee.Value
 
 	case Swap:
 		if err := c.money(o.AmountIn); err != nil {
@@ -633,6 +707,10 @@ func (c *change) gather() error {
 			return err
 		}
 		if err := c.issueCoins(o.Issued); err != nil {
+			return err
+		}
+		// Coins pay their swap fee, refund credit none.
+		if err := c.checkFee(ecash.Amount{Currency: o.AmountIn.Currency, Value: o.AmountIn.Value - o.AmountOut.Value}, feeSwap, spentCoinsOf(o.Spent)); err != nil {
 			return err
 		}
 		c.outOut += o.AmountIn.Value
@@ -740,9 +818,13 @@ func (c *change) gather() error {
 			}
 			c.refunded[ck] = a.refunded[ck] + rc.Value.Value
 		}
-		c.debit[o.Merchant] += o.Amount.Value
+		if err := c.checkFee(o.Fee, feeRefund, refundedCoinsOf(o.Coins)); err != nil {
+			return err
+		}
+		c.debit[o.Merchant] += o.Amount.Value + o.Fee.Value
 		c.outIn += o.Amount.Value
 		c.totals[totRefunded] += o.Amount.Value
+		c.totals[totFees] += o.Fee.Value
 
 	case Recoup:
 		if err := c.money(o.Amount); err != nil {
@@ -936,7 +1018,7 @@ func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {
 		ws, we, de := den.WithdrawStart.Unix(), den.WithdrawEnd.Unix(), den.DepositEnd.Unix()
 		d, ok := a.denoms[den.ID]
 		if !ok {
-			a.denoms[den.ID] = &denomState{value: den.Value, withdrawStart: ws, withdrawEnd: we, depositEnd: de, listed: index}
+			a.denoms[den.ID] = &denomState{value: den.Value, withdrawStart: ws, withdrawEnd: we, depositEnd: de, listed: index, fees: feesOf(den.Fees)}
 			continue
 		}
 		d.withdrawStart = min(d.withdrawStart, ws)
@@ -1118,6 +1200,9 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 		e.U64(d.issuedValue)
 		e.U64(d.redeemedCount)
 		e.U64(d.redeemedValue)
+		for _, f := range d.fees {
+			e.U64(f)
+		}
 	}
 	seen := sortedSeen(a.seen)
 	e.U32(uint32(len(seen)))
@@ -1259,6 +1344,9 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		den.revoked = r == 1
 		den.listed = int64(d.U64())
 		den.issuedCount, den.issuedValue, den.redeemedCount, den.redeemedValue = d.U64(), d.U64(), d.U64(), d.U64()
+		for j := range den.fees {
+			den.fees[j] = d.U64()
+		}
 		if d.Err() != nil {
 			break
 		}

@@ -201,17 +201,17 @@ func deposit(to uint64, payment string, coins ...auditlog.SpentCoin) auditlog.De
 // TestAuditInvariants breaks each invariant once, in an otherwise good log:
 // the audit fails at that entry, names the check, and the auditor's state
 // stays that before the entry.
-// refundOf is a refund of value (cents) to coin id of "payment 1".
-func refundOf(id ecash.Hash, value uint64) auditlog.Refund {
+// refundOf is a refund of value (cents) to coin c of "payment 1".
+func refundOf(c auditlog.SpentCoin, value uint64) auditlog.Refund {
 	return auditlog.Refund{Merchant: merchant, Amount: eur(value), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
-		Coins: []auditlog.RefundedCoin{{ID: id, Value: eur(value)}}}
+		Coins: []auditlog.RefundedCoin{{ID: c.ID, Denom: c.Denom, Value: eur(value)}}}
 }
 
 // creditSwap is a swap that spends value (cents) of coin id's refund credit
 // for coins of d (whose value must divide it).
-func creditSwap(req string, id ecash.Hash, value uint64, d ecash.Denomination) auditlog.Swap {
+func creditSwap(req string, c auditlog.SpentCoin, value uint64, d ecash.Denomination) auditlog.Swap {
 	return auditlog.Swap{RequestHash: tag(req), AmountIn: eur(value), AmountOut: eur(value),
-		Credits: []auditlog.RefundedCoin{{ID: id, Value: eur(value)}},
+		Credits: []auditlog.RefundedCoin{{ID: c.ID, Denom: c.Denom, Value: eur(value)}},
 		Issued:  []auditlog.DenomCount{{Denom: d.ID, Value: d.Value, Count: uint32(value / d.Value.Value)}}}
 }
 
@@ -306,13 +306,13 @@ func TestAuditInvariants(t *testing.T) {
 		{"recoup of a denomination not revoked", []auditlog.Op{auditlog.Recoup{Account: customer, Amount: eur(200), Coin: tag("coin a"), Denom: f.d2.ID, RequestHash: tag("r")}},
 			auditlog.CheckRevoked, "which was not revoked", 0},
 		{"refund of a coin never spent", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(100), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
-			Coins: []auditlog.RefundedCoin{{ID: tag("coin b"), Value: eur(100)}}}}, auditlog.CheckRefund, "which was never spent", 1},
+			Coins: []auditlog.RefundedCoin{{ID: tag("coin b"), Denom: f.d2.ID, Value: eur(100)}}}}, auditlog.CheckRefund, "which was never spent", 1},
 		{"refund above the payment", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(300), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
-			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Value: eur(300)}}}}, auditlog.CheckRefund, "exceed the EUR:2.00 deposited in entry 5", 1},
-		{"refund credit never given", []auditlog.Op{pay, creditSwap("s1", a1.ID, 100, f.d1)}, auditlog.CheckDoubleSpend, "which has EUR:0.00 left", 1},
-		{"refund credit spent twice", []auditlog.Op{pay, refundOf(a1.ID, 100), creditSwap("s1", a1.ID, 100, f.d1), creditSwap("s2", a1.ID, 100, f.d1)},
+			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Denom: f.d2.ID, Value: eur(300)}}}}, auditlog.CheckRefund, "exceed the EUR:2.00 deposited in entry 5", 1},
+		{"refund credit never given", []auditlog.Op{pay, creditSwap("s1", a1, 100, f.d1)}, auditlog.CheckDoubleSpend, "which has EUR:0.00 left", 1},
+		{"refund credit spent twice", []auditlog.Op{pay, refundOf(a1, 100), creditSwap("s1", a1, 100, f.d1), creditSwap("s2", a1, 100, f.d1)},
 			auditlog.CheckDoubleSpend, "which has EUR:0.00 left", 3},
-		{"refund credit spent in part", []auditlog.Op{pay, refundOf(a1.ID, 200), creditSwap("s1", a1.ID, 100, f.d1)},
+		{"refund credit spent in part", []auditlog.Op{pay, refundOf(a1, 200), creditSwap("s1", a1, 100, f.d1)},
 			auditlog.CheckDoubleSpend, "spends EUR:1.00 of refund credit of coin " + shortHex(a1.ID) + "…, which has EUR:2.00 left", 2},
 	}
 	base := history(t, f)

@@ -268,6 +268,7 @@ type SpentCoin struct {
 // RefundedCoin is a coin whose spent value a refund restores.
 type RefundedCoin struct {
 	ID    ecash.Hash   // coin id
+	Denom ecash.Hash   // its denomination id
 	Value ecash.Amount // value restored to it
 }
 
@@ -443,6 +444,7 @@ func encodeRefundedCoins(e *ecash.Encoder, cs []RefundedCoin) {
 	e.U32(uint32(len(cs)))
 	for _, c := range cs {
 		e.Fixed(c.ID[:])
+		e.Fixed(c.Denom[:])
 		e.Amount(c.Value)
 	}
 }
@@ -451,9 +453,47 @@ func decodeRefundedCoins(d *ecash.Decoder) []RefundedCoin {
 	n := d.Count(ecash.MaxCoinsPerRequest)
 	out := make([]RefundedCoin, 0, n)
 	for i := 0; i < n && d.Err() == nil; i++ {
-		out = append(out, RefundedCoin{ID: fixedHash(d), Value: d.Amount()})
+		out = append(out, RefundedCoin{ID: fixedHash(d), Denom: fixedHash(d), Value: d.Amount()})
 	}
 	return out
+}
+
+// A fee trails its entry, encoded only when not zero, so that an entry
+// without fees encodes as before fees existed.
+func encodeFee(e *ecash.Encoder, fee ecash.Amount) {
+	if fee.Value > 0 {
+		e.Amount(fee)
+	}
+}
+
+func decodeFee(d *ecash.Decoder) ecash.Amount {
+	if !d.More() {
+		return ecash.Amount{}
+	}
+	return d.Amount()
+}
+
+func canonicalFee(fee ecash.Amount) ecash.Amount {
+	if fee.Value == 0 {
+		return ecash.Amount{}
+	}
+	return fee
+}
+
+// checkFee checks a fee of an entry of amount: none, or positive in its
+// currency, below amount if below is set.
+func checkFee(fee, amount ecash.Amount, below bool) error {
+	switch {
+	case fee == ecash.Amount{}:
+		return nil
+	case fee.Value == 0 || fee.Currency != amount.Currency:
+		return invalid("a fee of %s in an entry of %s", fee, amount)
+	case below && fee.Value >= amount.Value:
+		return invalid("a fee of %s takes all of %s", fee, amount)
+	case fee.Value > ecash.MaxValue-amount.Value:
+		return invalid("a fee of %s on %s overflows", fee, amount)
+	}
+	return nil
 }
 
 // checkRefundedCoins checks 1 to MaxCoinsPerRequest coins, sorted, each of
@@ -576,15 +616,17 @@ type Withdraw struct {
 	Amount      ecash.Amount // > 0; the total value of Issued
 	RequestHash ecash.Hash   // SHA-256 of the withdraw-request body
 	// AccountSig is the account key's Ed25519 signature over
-	// ecash.WithdrawSignatureInput(Account, Amount, RequestHash): the
+	// ecash.WithdrawSignatureInput(Account, Amount + Fee, RequestHash): the
 	// customer's authorisation of the debit, which the Auditor checks.
 	AccountSig []byte
 	Issued     []DenomCount // sorted by denomination id
+	Fee        ecash.Amount // withdraw fees, on top of Amount; encoded only when not zero
 }
 
 func (Withdraw) Kind() Kind { return KindWithdraw }
 func (o Withdraw) canonical() Op {
 	o.Issued = sortedClone(o.Issued, denomKey)
+	o.Fee = canonicalFee(o.Fee)
 	return o
 }
 func (o Withdraw) validate() error {
@@ -597,6 +639,9 @@ func (o Withdraw) validate() error {
 	if err := signature("account signature", o.AccountSig); err != nil {
 		return err
 	}
+	if err := checkFee(o.Fee, o.Amount, false); err != nil {
+		return err
+	}
 	return checkDenomCounts("issued", o.Issued, o.Amount.Currency, o.Amount)
 }
 func (o Withdraw) encodeTo(e *ecash.Encoder) {
@@ -605,9 +650,16 @@ func (o Withdraw) encodeTo(e *ecash.Encoder) {
 	e.Fixed(o.RequestHash[:])
 	e.Fixed(o.AccountSig)
 	encodeDenomCounts(e, o.Issued)
+	encodeFee(e, o.Fee)
 }
 func decodeWithdraw(d *ecash.Decoder) Op {
-	return Withdraw{Account: d.U64(), Amount: d.Amount(), RequestHash: fixedHash(d), AccountSig: d.Fixed(ed25519.SignatureSize), Issued: decodeDenomCounts(d)}
+	return Withdraw{Account: d.U64(), Amount: d.Amount(), RequestHash: fixedHash(d), AccountSig: d.Fixed(ed25519.SignatureSize), Issued: decodeDenomCounts(d),
+		Fee: decodeFee(d)}
+}
+
+// Debit is what the withdrawal takes from the account: Amount + Fee.
+func (o Withdraw) Debit() ecash.Amount {
+	return ecash.Amount{Currency: o.Amount.Currency, Value: o.Amount.Value + o.Fee.Value}
 }
 
 // Deposit records coins spent into a merchant account for one payment
@@ -617,11 +669,13 @@ type Deposit struct {
 	Amount      ecash.Amount // > 0; the total value of Coins
 	PaymentHash ecash.Hash   // the payment request's hash
 	Coins       []SpentCoin  // sorted by coin id
+	Fee         ecash.Amount // deposit fees, < Amount: the merchant is credited Amount − Fee; encoded only when not zero
 }
 
 func (Deposit) Kind() Kind { return KindDeposit }
 func (o Deposit) canonical() Op {
 	o.Coins = sortedClone(o.Coins, spentKey)
+	o.Fee = canonicalFee(o.Fee)
 	return o
 }
 func (o Deposit) validate() error {
@@ -631,6 +685,9 @@ func (o Deposit) validate() error {
 	if err := positive("amount", o.Amount, ""); err != nil {
 		return err
 	}
+	if err := checkFee(o.Fee, o.Amount, true); err != nil {
+		return err
+	}
 	return checkSpentCoins("coins", o.Coins, o.Amount.Currency, o.Amount)
 }
 func (o Deposit) encodeTo(e *ecash.Encoder) {
@@ -638,9 +695,15 @@ func (o Deposit) encodeTo(e *ecash.Encoder) {
 	e.Amount(o.Amount)
 	e.Fixed(o.PaymentHash[:])
 	encodeSpentCoins(e, o.Coins)
+	encodeFee(e, o.Fee)
 }
 func decodeDeposit(d *ecash.Decoder) Op {
-	return Deposit{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), Coins: decodeSpentCoins(d)}
+	return Deposit{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), Coins: decodeSpentCoins(d), Fee: decodeFee(d)}
+}
+
+// Credited is what the merchant receives: Amount − Fee.
+func (o Deposit) Credited() ecash.Amount {
+	return ecash.Amount{Currency: o.Amount.Currency, Value: o.Amount.Value - o.Fee.Value}
 }
 
 // Swap records coins exchanged for fresh coins of at most the same value
@@ -731,11 +794,13 @@ type Refund struct {
 	PaymentHash ecash.Hash     // the payment request refunded
 	RefundHash  ecash.Hash     // SHA-256 of the merchant's signed refund
 	Coins       []RefundedCoin // sorted by coin id
+	Fee         ecash.Amount   // refund fees the merchant pays on top of Amount; encoded only when not zero
 }
 
 func (Refund) Kind() Kind { return KindRefund }
 func (o Refund) canonical() Op {
 	o.Coins = sortedClone(o.Coins, refundKey)
+	o.Fee = canonicalFee(o.Fee)
 	return o
 }
 func (o Refund) validate() error {
@@ -743,6 +808,9 @@ func (o Refund) validate() error {
 		return err
 	}
 	if err := positive("amount", o.Amount, ""); err != nil {
+		return err
+	}
+	if err := checkFee(o.Fee, o.Amount, false); err != nil {
 		return err
 	}
 	total, err := checkRefundedCoins("coins", o.Coins, o.Amount.Currency)
@@ -760,10 +828,11 @@ func (o Refund) encodeTo(e *ecash.Encoder) {
 	e.Fixed(o.PaymentHash[:])
 	e.Fixed(o.RefundHash[:])
 	encodeRefundedCoins(e, o.Coins)
+	encodeFee(e, o.Fee)
 }
 func decodeRefund(d *ecash.Decoder) Op {
 	return Refund{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), RefundHash: fixedHash(d),
-		Coins: decodeRefundedCoins(d)}
+		Coins: decodeRefundedCoins(d), Fee: decodeFee(d)}
 }
 
 // Recoup records a coin of a revoked denomination paid back into an

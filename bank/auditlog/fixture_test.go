@@ -97,7 +97,7 @@ func newFixture(t testing.TB) *fixture {
 			Spent:  []auditlog.SpentCoin{coin("c", f.d2)},
 			Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 2}}}},
 		{"refund", auditlog.Refund{Merchant: merchant, Amount: eur(200), PaymentHash: paid, RefundHash: tag("refund 1"),
-			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Value: eur(200)}}}},
+			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Denom: f.d2.ID, Value: eur(200)}}}},
 		{"check approved", auditlog.Check{EPOID: "1001-" + strconv.FormatInt(fixtureBase.UnixMilli(), 10) + "-1", EPOHash: tag("epo 1"),
 			Customer: customer, Merchant: merchant, Amount: eur(350), Outcome: auditlog.OutcomeApproved}},
 		{"check declined", auditlog.Check{EPOID: "1001-" + strconv.FormatInt(fixtureBase.UnixMilli(), 10) + "-2", EPOHash: tag("epo 2"),
@@ -192,6 +192,18 @@ func describe(e *auditlog.Entry) map[string]string {
 			h(fmt.Sprintf("%s.%d.permission_hash", p, i), c.PermissionHash)
 		}
 	}
+	refunded := func(p string, cs []auditlog.RefundedCoin) {
+		for i, c := range cs {
+			h(fmt.Sprintf("%s.%d.id", p, i), c.ID)
+			h(fmt.Sprintf("%s.%d.denom", p, i), c.Denom)
+			amt(fmt.Sprintf("%s.%d.value", p, i), c.Value)
+		}
+	}
+	fee := func(f ecash.Amount) {
+		if f.Value > 0 {
+			amt("fee", f)
+		}
+	}
 	switch o := e.Op.(type) {
 	case auditlog.AccountOpened:
 		u("account", o.Account)
@@ -207,26 +219,27 @@ func describe(e *auditlog.Entry) map[string]string {
 		h("request_hash", o.RequestHash)
 		m["account_sig"] = fmt.Sprintf("%x", o.AccountSig)
 		denoms("issued", o.Issued)
+		fee(o.Fee)
 	case auditlog.Deposit:
 		u("merchant", o.Merchant)
 		amt("amount", o.Amount)
 		h("payment_hash", o.PaymentHash)
 		spent("coins", o.Coins)
+		fee(o.Fee)
 	case auditlog.Swap:
 		h("request_hash", o.RequestHash)
 		amt("amount_in", o.AmountIn)
 		amt("amount_out", o.AmountOut)
 		spent("spent", o.Spent)
 		denoms("issued", o.Issued)
+		refunded("credits", o.Credits)
 	case auditlog.Refund:
 		u("merchant", o.Merchant)
 		amt("amount", o.Amount)
 		h("payment_hash", o.PaymentHash)
 		h("refund_hash", o.RefundHash)
-		for i, c := range o.Coins {
-			h(fmt.Sprintf("coins.%d.id", i), c.ID)
-			amt(fmt.Sprintf("coins.%d.value", i), c.Value)
-		}
+		refunded("coins", o.Coins)
+		fee(o.Fee)
 	case auditlog.Recoup:
 		u("account", o.Account)
 		amt("amount", o.Amount)

@@ -92,10 +92,13 @@ type env struct {
 func startEnv(t *testing.T) *env { return startEnvOn(t, "") }
 
 // startEnvOn starts a bank on the given store ("" for Pebble).
-func startEnvOn(t *testing.T, store string) *env {
+func startEnvOn(t *testing.T, store string) *env { return startEnvKeys(t, store, testKeys(t)) }
+
+// startEnvKeys starts a bank with the given key file.
+func startEnvKeys(t *testing.T, store string, keys []byte) *env {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), keys, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, clock: newClock(), dir: dir, store: store}

@@ -392,7 +392,7 @@ func tamper(t *testing.T, good map[string][]byte, bk *bank.Keys) []tamperCase {
 		}
 		r.Sig = ecash.SignBody(bk.Signing, r.Body())
 		tr[aRcpt] = withData(t, tr[aRcpt], r.Encode())
-		add("bank-coins-dont-add-up.jsonl", exWithdrawPay, "the bank signs a receipt listing a wallet coin of another value", false, tr, aRcpt, "deposit-receipt", "the receipt's coins add up to")
+		add("bank-coins-dont-add-up.jsonl", exWithdrawPay, "the bank signs a receipt listing a wallet coin of another value", false, tr, aRcpt, "deposit-receipt", "the receipt's coins pay")
 	}
 	{
 		tr := a.clone()

@@ -525,7 +525,11 @@ func (s *partyState) withdrawRequest(c *lineCtx) error {
 		if err != nil {
 			return failf("planchet %d: %v", i+1, err)
 		}
-		if total, err = total.Add(d.Value); err != nil {
+		debit, err := d.WithdrawDebit() // its value and its withdraw fee
+		if err != nil {
+			return failf("planchet %d: %v", i+1, err)
+		}
+		if total, err = total.Add(debit); err != nil {
 			return failf("planchet %d: %v", i+1, err)
 		}
 		open[p.Denom]++
@@ -791,7 +795,7 @@ func (s *partyState) depositReceipt(c *lineCtx) error {
 		if err := ci.denom.CanDeposit(r.DepositedAt); err != nil {
 			return failf("coin %s (line %d): %v", short(id[:]), ci.line, err)
 		}
-		if sum, err = sum.Add(ci.denom.Value); err != nil {
+		if sum, err = sum.Add(ci.denom.Net()); err != nil { // less its deposit fee
 			return failf("coins: %v", err)
 		}
 	}
@@ -799,7 +803,7 @@ func (s *partyState) depositReceipt(c *lineCtx) error {
 	case !s.isWallet():
 		c.unverified("which coins paid: a merchant never sees them; the receipt's coin ids are the bank's word")
 	case unknown == 0 && sum != r.Total:
-		return failf("the receipt's coins add up to %s, its total is %s", sum, r.Total)
+		return failf("the receipt's coins pay %s after their deposit fees, its total is %s", sum, r.Total)
 	case unknown > 0:
 		if err := c.missing("coins a receipt lists were not issued in this transcript: their values, and that the wallet held them, are not checked"); err != nil {
 			return fmt.Errorf("%d of its %d coins: %w", unknown, len(r.Coins), err)
@@ -949,10 +953,12 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 			if credit == 0 {
 				return failf("input %d: the coin's signature on its swap permission does not verify, nor on a permission to spend refund credit this transcript shows (%v)", i+1, err)
 			}
-			value = ecash.Amount{Currency: cur, Value: credit}
+			value = ecash.Amount{Currency: cur, Value: credit} // refund credit pays no swap fee
 			credits[id] = true
 		} else if sp := s.spends[id]; sp != nil && sp.hash != outputs {
 			return failf("input %d: coin %s was already spent at line %d (%s)", i+1, short(id[:]), sp.line, sp.what)
+		} else {
+			value.Value -= d.Fees.Swap.Value // a coin buys its value less its swap fee
 		}
 		if s.coins[id] == nil {
 			unknown++
@@ -973,7 +979,7 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 		open[p.Denom]++
 	}
 	if in != out {
-		return failf("the inputs are worth %s, the outputs %s: a swap keeps the value", in, out)
+		return failf("the inputs buy %s after their swap fees, the outputs are worth %s: a swap keeps the value", in, out)
 	}
 	if unknown > 0 {
 		if err := c.missing("coins a swap gives up were not issued in this transcript"); err != nil {

@@ -447,12 +447,17 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 	}
 	return inv.Print(out, func(w io.Writer) {
 		kind := "customer"
-		if a.Merchant {
+		switch {
+		case a.Merchant:
 			kind = "merchant"
+		case bank.IsSystem(a.Account):
+			kind = "system"
 		}
 		t := cli.NewTable(w)
 		t.Row("account:", fmt.Sprintf("%d (%s, %s)", a.Account, a.Name, kind))
-		t.Row("key:", out.Key)
+		if out.Key != "" {
+			t.Row("key:", out.Key)
+		}
 		t.Row("balance:", a.Balance)
 		if a.LimitPerTransaction != "" || a.LimitPerDay != "" {
 			t.Row("limits:", limitsText(out.Limits))

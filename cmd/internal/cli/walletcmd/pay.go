@@ -113,9 +113,14 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 			if err != nil {
 				return err
 			}
+			_, fee, err := w.CoinFees(rcpt.Coins, func(f ecash.Fees) ecash.Amount { return f.Deposit })
+			if err != nil {
+				return err
+			}
 			out := struct {
 				Order           string `json:"order_id"`
 				Paid            string `json:"paid"`
+				Fees            string `json:"deposit_fees"`
 				Summary         string `json:"summary,omitempty"`
 				MerchantAccount uint64 `json:"merchant_account"`
 				Coins           int    `json:"coins"`
@@ -124,7 +129,7 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 				Receipt         string `json:"receipt"`
 				Balance         string `json:"balance"`
 			}{
-				Order: order, Paid: rcpt.Total.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
+				Order: order, Paid: rcpt.Total.String(), Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
 				DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
 				Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
 			}
@@ -134,6 +139,9 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 			return inv.Print(out, func(wr io.Writer) {
 				fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
 					rcpt.Total, order, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+				if !fee.IsZero() {
+					fmt.Fprintf(wr, "deposit fees %s\n", fee)
+				}
 				fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
 			})
 		},
@@ -145,6 +153,13 @@ func printOffer(w io.Writer, o *wallet.Offer) {
 	fmt.Fprintf(w, "Payment request (signature verified):\n")
 	t := cli.NewTable(w)
 	t.Row("  amount:", r.Amount.String())
+	if !o.Fee.IsZero() {
+		how := "the coins' deposit fees"
+		if o.Change {
+			how += ", and the swap fee of making change"
+		}
+		t.Row("  fees:", fmt.Sprintf("%s on top (%s)", o.Fee, how))
+	}
 	t.Row("  summary:", o.Summary)
 	t.Row("  order:", r.OrderID)
 	t.Row("  merchant account:", r.MerchantAccount)

@@ -273,7 +273,7 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 			bar := inv.NewProgress("withdrawing")
 			coins, err := w.Withdraw(ctx, pb.NewBankClient(conn), amt, func(done, total int) { bar.Set(done, total) })
 			bar.Finish()
-			got, werr := coinTotal(w, amt.Currency, coins)
+			got, fee, werr := coinTotal(w, amt.Currency, coins)
 			if werr != nil {
 				return werr
 			}
@@ -289,38 +289,31 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 			}
 			out := struct {
 				Withdrawn string `json:"withdrawn"`
+				Fees      string `json:"fees"`
 				Coins     int    `json:"coins"`
 				Balance   string `json:"balance"`
-			}{got.String(), len(coins), bal.Fresh.String()}
+			}{got.String(), fee.String(), len(coins), bal.Fresh.String()}
 			return inv.Print(out, func(w io.Writer) {
 				fmt.Fprintf(w, "withdrew %s in %d coins; balance %s\n", got, len(coins), bal.Fresh)
+				if !fee.IsZero() {
+					fmt.Fprintf(w, "the bank charged %s of withdraw fees on top\n", fee)
+				}
 			})
 		},
 	}
 }
 
 // coinTotal adds up the values of freshly withdrawn coins.
-func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (ecash.Amount, error) {
-	total := ecash.Amount{Currency: cur}
+func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (value, fee ecash.Amount, err error) {
 	if len(coins) == 0 {
-		return total, nil
+		return ecash.Amount{Currency: cur}, ecash.Amount{Currency: cur}, nil
 	}
-	ks, err := w.KeySet()
-	if err != nil {
-		return total, err
+	ids := make([]ecash.Hash, len(coins))
+	for i, c := range coins {
+		ids[i] = c.ID()
 	}
-	for _, c := range coins {
-		d, err := ks.Denomination(c.Denom)
-		if err != nil {
-			return total, err
-		}
-		if total, err = total.Add(d.Value); err != nil {
-			return total, err
-		}
-	}
-	return total, nil
+	return w.CoinFees(ids, func(f ecash.Fees) ecash.Amount { return f.Withdraw })
 }
-
 func withdrawError(err error) error {
 	if errors.Is(err, wallet.ErrPending) {
 		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
