@@ -153,27 +153,34 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		return nil, err
 	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: resp.PaymentRequest, Sig: resp.MerchantSig, Note: resp.Summary})
-	if offer.Fee, offer.Change, err = w.quote(ks, offer.Request.Amount); err != nil {
+	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err
 	}
+	w.mu.Lock()
+	plan, err := w.planPayment(ks, offer.Request.Amount)
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	offer.Fee, offer.Change = plan.fee, plan.change != nil
 	if confirm != nil {
 		if err := confirm(offer); err != nil {
 			return nil, err
 		}
 	}
-	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
+	coins, err := w.payWith(ctx, bank, ks, plan)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := w.makeChange(ctx, bank, ks, offer.Request.Amount); err != nil {
-		return nil, err
-	}
-	return w.reserveCoins(ks, offer.Request, resp.PaymentRequest, merchantAddr, orderID)
+	return w.reserveCoins(ks, offer.Request, resp.PaymentRequest, merchantAddr, orderID, coins)
 }
 
-// reserveCoins picks coins for a payment request, signs and seals the
-// payment, and persists it with the coins marked pending, in one synced
-// batch. A payment already pending for the request is returned as it is.
-func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody []byte, merchantAddr, orderID string) (*pendingPayment, error) {
+// reserveCoins signs and seals a payment of the coins planned for a
+// payment request, and persists it with the coins marked pending, in one
+// synced batch. A payment already pending for the request is returned as it
+// is. If a planned coin is no longer fresh (a concurrent payment took it),
+// it picks again.
+func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody []byte, merchantAddr, orderID string, planned []*coinRecord) (*pendingPayment, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := pr.Hash()
@@ -184,9 +191,14 @@ func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody
 		// merchant's address): reuse it, never overwrite it.
 		return decodePendingPayment(raw)
 	}
-	picked, err := w.selectCoins(pr.Amount, ks)
+	picked, err := w.stillFresh(planned)
 	if err != nil {
 		return nil, err
+	}
+	if picked == nil {
+		if picked, err = w.selectCoins(pr.Amount, ks); err != nil {
+			return nil, err
+		}
 	}
 	coins := make([]ecash.Coin, len(picked))
 	keys := make([]ed25519.PrivateKey, len(picked))
@@ -225,36 +237,85 @@ func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody
 	return pp, nil
 }
 
-// selectCoins picks fresh coins summing exactly to amount: largest first,
-// which is exact whenever any subset is, for denominations that each divide
-// the next (the default powers of two). Caller holds w.mu.
-// quote is the fee paying amount will cost, and whether it needs change
-// first: what makeChange and selectCoins will do, without doing it.
-func (w *Wallet) quote(ks *ecash.KeySet, amount ecash.Amount) (fee ecash.Amount, change bool, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	fee = ecash.Amount{Currency: amount.Currency}
-	plan, err := w.planChange(ks, amount, true)
-	if err != nil {
-		return fee, false, err
-	}
-	picked, _, _, err := w.pick(amount, ks, netValue(ks))
-	if err != nil {
-		return fee, false, err
-	}
-	net := netValue(ks)
-	for _, c := range picked {
-		fee.Value += c.Value.Value - net(c)
-	}
-	if plan != nil {
-		fee.Value += plan.swapFee
-		for _, d := range plan.need {
-			fee.Value += d.Fees.Deposit.Value
+// stillFresh returns the current records of coins, or nil if one of them is
+// no longer fresh. Caller holds w.mu.
+func (w *Wallet) stillFresh(coins []*coinRecord) ([]*coinRecord, error) {
+	out := make([]*coinRecord, 0, len(coins))
+	for _, c := range coins {
+		rec, err := w.coin(c.Coin.ID())
+		if err != nil {
+			return nil, err
 		}
+		if rec.State != CoinFresh {
+			return nil, nil
+		}
+		out = append(out, rec)
 	}
-	return fee, plan != nil, nil
+	return out, nil
 }
 
+// payPlan is how the wallet will pay an amount: the fresh coins that pay it
+// after their deposit fees, or some of them and the coins a swap for change
+// will make; and what that costs in fees.
+type payPlan struct {
+	coins  []*coinRecord
+	change *changePlan
+	fee    ecash.Amount
+}
+
+// planPayment plans paying amount: what makeChange and selectCoins would
+// do, without doing it. Caller holds w.mu.
+func (w *Wallet) planPayment(ks *ecash.KeySet, amount ecash.Amount) (*payPlan, error) {
+	change, err := w.planChange(ks, amount, true)
+	if err != nil {
+		return nil, err
+	}
+	p := &payPlan{change: change, fee: ecash.Amount{Currency: amount.Currency}}
+	if change == nil {
+		if p.coins, err = w.selectCoins(amount, ks); err != nil {
+			return nil, err
+		}
+	} else {
+		p.coins = change.picked
+		p.fee.Value += change.swapFee
+		for _, d := range change.need {
+			p.fee.Value += d.Fees.Deposit.Value
+		}
+	}
+	net := netValue(ks)
+	for _, c := range p.coins {
+		p.fee.Value += c.Value.Value - net(c)
+	}
+	return p, nil
+}
+
+// payWith carries out a payment plan: it makes the change the plan needs
+// and returns the coins to pay with, the swap's new coins among them.
+func (w *Wallet) payWith(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, p *payPlan) ([]*coinRecord, error) {
+	if p.change == nil {
+		return p.coins, nil
+	}
+	made, err := w.swap(ctx, bank, ks, []*coinRecord{p.change.big}, p.change.outputs)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: making change: %w", err)
+	}
+	coins := slices.Clone(p.coins)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range made[:len(p.change.need)] {
+		rec, err := w.coin(c.ID())
+		if err != nil {
+			return nil, err
+		}
+		coins = append(coins, rec)
+	}
+	return coins, nil
+}
+
+// selectCoins picks fresh coins summing exactly to amount after their
+// deposit fees: largest first, which is exact whenever any subset is, for
+// denominations that each divide the next (the default powers of two).
+// Caller holds w.mu.
 func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinRecord, error) {
 	picked, rest, _, err := w.pick(amount, ks, netValue(ks))
 	if err != nil {

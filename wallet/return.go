@@ -36,7 +36,14 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err
 	}
-	if _, err := w.makeChange(ctx, bank, ks, amount); err != nil {
+	w.mu.Lock()
+	plan, err := w.planPayment(ks, amount)
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	coins, err := w.payWith(ctx, bank, ks, plan)
+	if err != nil {
 		return nil, err
 	}
 	var id [8]byte
@@ -52,7 +59,7 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 	body := pr.Body()
 	sig := ecash.SignBody(w.acctKey, body)
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: body, Sig: sig, Note: ReturnSummary})
-	pp, err := w.reserveCoins(ks, pr, body, returnMerchant, pr.OrderID)
+	pp, err := w.reserveCoins(ks, pr, body, returnMerchant, pr.OrderID, coins)
 	if err != nil {
 		return nil, err
 	}

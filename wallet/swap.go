@@ -119,18 +119,13 @@ func decodePendingSwap(b []byte) (*pendingSwap, error) {
 	return p, d.Finish()
 }
 
-// makeChange makes sure the fresh coins can pay amount exactly, after their
-// deposit fees, swapping one coin for smaller ones if they cannot. It
-// reports whether it swapped.
+// makeChange makes sure the fresh coins are worth amount exactly together,
+// at their values (a swap's inputs), swapping one coin for smaller ones if
+// they are not. It reports whether it swapped. (A payment plans its change
+// with planPayment, valuing coins after their deposit fees.)
 func (w *Wallet) makeChange(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount) (bool, error) {
-	return w.makeChangeBy(ctx, bank, ks, amount, true)
-}
-
-// makeChangeBy is makeChange for coins valued after deposit fees (net) or
-// at their values (for a swap).
-func (w *Wallet) makeChangeBy(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount, net bool) (bool, error) {
 	w.mu.Lock()
-	plan, err := w.planChange(ks, amount, net)
+	plan, err := w.planChange(ks, amount, false)
 	w.mu.Unlock()
 	if err != nil || plan == nil {
 		return false, err
@@ -142,12 +137,14 @@ func (w *Wallet) makeChangeBy(ctx context.Context, bank pb.BankClient, ks *ecash
 }
 
 // changePlan is the swap that makes change for a payment: one coin for
-// outputs of which some pay the rest of the amount after their deposit fees.
+// outputs of which the first (need) pay the rest of the amount after their
+// deposit fees, beside the fresh coins picked.
 type changePlan struct {
+	picked  []*coinRecord // fresh coins that pay part of the amount
 	big     *coinRecord
 	outputs []ecash.Denomination
 	swapFee uint64               // the swap fee big pays
-	need    []ecash.Denomination // the outputs that will pay
+	need    []ecash.Denomination // the outputs that pay the rest: outputs[:len(need)]
 }
 
 // planChange returns the swap makeChange needs to pay amount exactly, or
@@ -186,7 +183,7 @@ func (w *Wallet) planChange(ks *ecash.KeySet, amount ecash.Amount, net bool) (*c
 	if err != nil {
 		return nil, err
 	}
-	return &changePlan{big: big, outputs: append(need, more...), swapFee: big.Value.Value - swapValue(ks, big), need: need}, nil
+	return &changePlan{picked: picked, big: big, outputs: append(need, more...), swapFee: big.Value.Value - swapValue(ks, big), need: need}, nil
 }
 
 // netValue values a coin at what it pays into a deposit: its value less its
@@ -223,7 +220,7 @@ func (w *Wallet) Swap(ctx context.Context, bank pb.BankClient, amount ecash.Amou
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err
 	}
-	if _, err := w.makeChangeBy(ctx, bank, ks, amount, false); err != nil {
+	if _, err := w.makeChange(ctx, bank, ks, amount); err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
