@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,15 +38,15 @@ var (
 
 // Bank is the bank node's protocol logic.
 type Bank struct {
-	store   Store
-	keys    *Keys
-	keyset  *ecash.KeySet
-	signed  []byte // keyset.Encode(), served as is
-	denoms  map[ecash.Hash]*DenomKey
-	now     func() time.Time
-	log     *slog.Logger
-	metrics *metrics     // nil unless Instrument was called
-	limit   *RateLimiter // per account: withdrawals, checks, statements
+	store    Store
+	keys     *Keys // the key material as the bank started; its denominations as the view says
+	view     atomic.Pointer[keyView]
+	now      func() time.Time
+	log      *slog.Logger
+	metrics  *metrics      // nil unless Instrument was called
+	editKeys KeyFileEditor // nil: no live key-set changes
+	revoking sync.Mutex    // serialises live key-set changes
+	limit    *RateLimiter  // per account: withdrawals, checks, statements
 }
 
 // LimitAccounts caps the operations each account may start per second
@@ -66,19 +67,47 @@ func New(store Store, keys *Keys, now func() time.Time, log *slog.Logger) *Bank 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ks := keys.KeySet()
-	b := &Bank{store: store, keys: keys, keyset: ks, signed: ks.Encode(), denoms: map[ecash.Hash]*DenomKey{}, now: now, log: log}
-	for i := range keys.Denoms {
-		b.denoms[keys.Denoms[i].ID] = &keys.Denoms[i]
-	}
+	b := &Bank{store: store, keys: keys, now: now, log: log}
+	b.view.Store(newKeyView(keys))
 	return b
 }
 
+// keyView is the key set the bank serves and the denomination keys behind
+// it. It changes only as a whole (a live revocation, revoke.go), so a
+// request sees one key set.
+type keyView struct {
+	keys   *Keys
+	keyset *ecash.KeySet
+	signed []byte // keyset.Encode(), served as is
+	denoms map[ecash.Hash]*DenomKey
+}
+
+func newKeyView(keys *Keys) *keyView {
+	ks := keys.KeySet()
+	v := &keyView{keys: keys, keyset: ks, signed: ks.Encode(), denoms: make(map[ecash.Hash]*DenomKey, len(keys.Denoms))}
+	for i := range keys.Denoms {
+		v.denoms[keys.Denoms[i].ID] = &keys.Denoms[i]
+	}
+	return v
+}
+
+// keySet is the key set the bank serves now.
+func (b *Bank) keySet() *ecash.KeySet { return b.view.Load().keyset }
+
+// denom looks up a denomination key of the key set served now.
+func (b *Bank) denom(id ecash.Hash) (*DenomKey, bool) {
+	d, ok := b.view.Load().denoms[id]
+	return d, ok
+}
+
 // KeySet returns the public key set and its signed encoding.
-func (b *Bank) KeySet() (*ecash.KeySet, []byte) { return b.keyset, b.signed }
+func (b *Bank) KeySet() (*ecash.KeySet, []byte) {
+	v := b.view.Load()
+	return v.keyset, v.signed
+}
 
 // Keys returns the bank's private key material (for admin tools and tests).
-func (b *Bank) Keys() *Keys { return b.keys }
+func (b *Bank) Keys() *Keys { return b.view.Load().keys }
 
 // Store returns the underlying store (for admin tools and tests).
 func (b *Bank) Store() Store { return b.store }
@@ -148,7 +177,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 // denomDebit is what withdrawing a coin of the bank's denomination id
 // debits: its value plus its withdraw fee.
 func (b *Bank) denomDebit(id ecash.Hash) (ecash.Amount, bool) {
-	d, ok := b.denoms[id]
+	d, ok := b.denom(id)
 	if !ok {
 		return ecash.Amount{}, false
 	}
@@ -187,7 +216,7 @@ func (b *Bank) outputs(ps []ecash.Planchet, now time.Time) (ecash.Amount, []*Den
 	blinded := make([]ecash.Hash, len(ps))
 	var locks []NonceLock
 	for i, p := range ps {
-		d, ok := b.denoms[p.Denom]
+		d, ok := b.denom(p.Denom)
 		if !ok {
 			return total, nil, nil, nil, fmt.Errorf("%w: planchet %d", ecash.ErrUnknownDenomination, i)
 		}
@@ -244,7 +273,7 @@ func (b *Bank) PrepareWithdraw(items []PrepareItem) ([][]byte, error) {
 	}
 	out := make([][]byte, len(items))
 	for i, it := range items {
-		d, ok := b.denoms[it.Denom]
+		d, ok := b.denom(it.Denom)
 		if !ok {
 			return nil, fmt.Errorf("%w: item %d", ecash.ErrUnknownDenomination, i)
 		}
@@ -285,7 +314,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if pr.BankID != b.keyset.BankID() {
+	if pr.BankID != b.keySet().BankID() {
 		return nil, nil, ErrWrongBank
 	}
 	if pr.Amount.Currency != b.keys.Currency {
@@ -333,7 +362,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	keys := make([]*DenomKey, len(pay.Permissions))
 	for i := range pay.Permissions {
 		dp := &pay.Permissions[i]
-		d, ok := b.denoms[dp.Coin.Denom]
+		d, ok := b.denom(dp.Coin.Denom)
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: coin %d", ecash.ErrUnknownDenomination, i)
 		}
@@ -374,7 +403,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	}
 	rcpt := &ecash.DepositReceipt{
 		PaymentHash: prHash, MerchantAccount: pr.MerchantAccount, Total: pr.Amount, Coins: ids,
-		DepositedAt: now, SignerPub: b.keyset.SigningPub,
+		DepositedAt: now, SignerPub: b.keySet().SigningPub,
 	}
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err := b.store.Deposit(ctx, DepositOp{
@@ -418,7 +447,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	inKeys := make([]*DenomKey, len(req.Inputs))
 	seen := make(map[ecash.Hash]bool, len(req.Inputs))
 	for i, c := range req.Inputs {
-		d, ok := b.denoms[c.Coin.Denom]
+		d, ok := b.denom(c.Coin.Denom)
 		if !ok {
 			return nil, fmt.Errorf("%w: input %d", ecash.ErrUnknownDenomination, i)
 		}
@@ -601,7 +630,7 @@ func (b *Bank) doubleSpend(spent *SpentError, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("bank: stored permission unreadable: %w", err)
 	}
-	proof := &ecash.DoubleSpendProof{Earlier: *earlier, DetectedAt: now, SignerPub: b.keyset.SigningPub}
+	proof := &ecash.DoubleSpendProof{Earlier: *earlier, DetectedAt: now, SignerPub: b.keySet().SigningPub}
 	proof.BankSig = ecash.SignBody(b.keys.Signing, proof.Body())
 	b.log.Warn("double spend refused", "coin", spent.Coin.String()[:16])
 	if b.metrics != nil {

@@ -27,6 +27,8 @@ var errorCodes = []struct {
 	{ErrRecoupUnknown, codes.NotFound},
 	{ErrInsufficientFunds, codes.FailedPrecondition},
 	{ErrNotDeposited, codes.FailedPrecondition},
+	{ErrMasterOffline, codes.FailedPrecondition},
+	{ErrNoKeyFile, codes.FailedPrecondition},
 	{ErrRefundExceeds, codes.FailedPrecondition},
 	{ErrNoCredit, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},

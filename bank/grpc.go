@@ -93,7 +93,8 @@ func logProof(hs []tlog.Hash) *pb.LogProof {
 }
 
 func (s *publicServer) GetKeys(context.Context, *pb.GetKeysRequest) (*pb.GetKeysResponse, error) {
-	return &pb.GetKeysResponse{SignedKeyset: s.b.signed}, nil
+	_, signed := s.b.KeySet()
+	return &pb.GetKeysResponse{SignedKeyset: signed}, nil
 }
 
 func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithdrawRequest) (*pb.PrepareWithdrawResponse, error) {
@@ -308,6 +309,15 @@ func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*p
 		})
 	}
 	return out, nil
+}
+
+func (s *adminServer) RevokeDenomination(ctx context.Context, req *pb.RevokeDenominationRequest) (*pb.RevokeDenominationResponse, error) {
+	d, err := s.b.RevokeDenomination(ctx, req.Denomination)
+	if err != nil {
+		return nil, ToStatus(err, s.b.log)
+	}
+	_, signed := s.b.KeySet()
+	return &pb.RevokeDenominationResponse{Denomination: d.ID[:], Value: d.Value.String(), SignedKeyset: signed}, nil
 }
 
 func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.PayoutResponse, error) {

@@ -20,12 +20,13 @@ import (
 var ErrLogRange = fmt.Errorf("%w: outside the audit log", ecash.ErrMalformed)
 
 // LogOrigin is the name of this bank's log in its checkpoints.
-func (b *Bank) LogOrigin() string { return auditlog.Origin(b.keyset.BankID()) }
+func (b *Bank) LogOrigin() string { return auditlog.Origin(b.keySet().BankID()) }
 
 // PublishKeySet logs the bank's signed key set, unless it is the one last
 // logged: the start of a bank with new keys appends one entry.
 func (b *Bank) PublishKeySet(ctx context.Context) error {
-	return b.store.PublishKeySet(ctx, b.signed, b.now())
+	_, signed := b.KeySet()
+	return b.store.PublishKeySet(ctx, signed, b.now())
 }
 
 // LogIndex returns the index of the audit-log entry of a deposit (by

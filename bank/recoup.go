@@ -63,7 +63,7 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 		return &RecoupResult{BlindSigs: sigs}, nil
 	}
 	var err error
-	d, ok := b.denoms[req.Coin.Denom]
+	d, ok := b.denom(req.Coin.Denom)
 	if !ok {
 		return nil, fmt.Errorf("%w: %x", ecash.ErrUnknownDenomination, req.Coin.Denom[:8])
 	}
@@ -105,7 +105,7 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 	}
 	rcpt := &ecash.DepositReceipt{
 		PaymentHash: reqHash, MerchantAccount: origin.Account, Total: d.Value, Coins: []ecash.Hash{spent.ID},
-		DepositedAt: now, SignerPub: b.keyset.SigningPub,
+		DepositedAt: now, SignerPub: b.keySet().SigningPub,
 	}
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err := b.store.Deposit(ctx, DepositOp{

@@ -74,7 +74,7 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		if err != nil {
 			return nil, fmt.Errorf("bank: stored permission of coin %x unreadable: %w", coins[i][:8], err)
 		}
-		d, ok := b.denoms[dp.Coin.Denom]
+		d, ok := b.denom(dp.Coin.Denom)
 		if !ok {
 			return nil, fmt.Errorf("%w: the coin %x a refund would restore", ecash.ErrUnknownDenomination, coins[i][:8])
 		}
@@ -88,7 +88,7 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 	now := b.now()
 	rcpt := &ecash.RefundReceipt{
 		RefundHash: reqHash, PaymentHash: req.PaymentHash, MerchantAccount: req.MerchantAccount,
-		Total: req.Amount, RefundedAt: now, SignerPub: b.keyset.SigningPub,
+		Total: req.Amount, RefundedAt: now, SignerPub: b.keySet().SigningPub,
 	}
 	op := RefundOp{RequestHash: reqHash, PaymentHash: req.PaymentHash, Merchant: req.MerchantAccount, Amount: int64(req.Amount.Value), Time: now}
 	logged := auditlog.Refund{Merchant: req.MerchantAccount, Amount: req.Amount, PaymentHash: req.PaymentHash, RefundHash: reqHash}

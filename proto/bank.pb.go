@@ -1716,6 +1716,110 @@ func (x *DoubleSpendDetail) GetProof() []byte {
 	return nil
 }
 
+type RevokeDenominationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Denomination  string                 `protobuf:"bytes,1,opt,name=denomination,proto3" json:"denomination,omitempty"` // the denomination id in hex, or a unique prefix
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeDenominationRequest) Reset() {
+	*x = RevokeDenominationRequest{}
+	mi := &file_bank_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeDenominationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeDenominationRequest) ProtoMessage() {}
+
+func (x *RevokeDenominationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeDenominationRequest.ProtoReflect.Descriptor instead.
+func (*RevokeDenominationRequest) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RevokeDenominationRequest) GetDenomination() string {
+	if x != nil {
+		return x.Denomination
+	}
+	return ""
+}
+
+type RevokeDenominationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Denomination  []byte                 `protobuf:"bytes,1,opt,name=denomination,proto3" json:"denomination,omitempty"` // the full id
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	SignedKeyset  []byte                 `protobuf:"bytes,3,opt,name=signed_keyset,json=signedKeyset,proto3" json:"signed_keyset,omitempty"` // the key set now served, listing the revocation
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeDenominationResponse) Reset() {
+	*x = RevokeDenominationResponse{}
+	mi := &file_bank_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeDenominationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeDenominationResponse) ProtoMessage() {}
+
+func (x *RevokeDenominationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bank_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeDenominationResponse.ProtoReflect.Descriptor instead.
+func (*RevokeDenominationResponse) Descriptor() ([]byte, []int) {
+	return file_bank_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RevokeDenominationResponse) GetDenomination() []byte {
+	if x != nil {
+		return x.Denomination
+	}
+	return nil
+}
+
+func (x *RevokeDenominationResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *RevokeDenominationResponse) GetSignedKeyset() []byte {
+	if x != nil {
+		return x.SignedKeyset
+	}
+	return nil
+}
+
 type ListOwedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromUnixMs    int64                  `protobuf:"varint,1,opt,name=from_unix_ms,json=fromUnixMs,proto3" json:"from_unix_ms,omitempty"`
@@ -1726,7 +1830,7 @@ type ListOwedRequest struct {
 
 func (x *ListOwedRequest) Reset() {
 	*x = ListOwedRequest{}
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1842,7 @@ func (x *ListOwedRequest) String() string {
 func (*ListOwedRequest) ProtoMessage() {}
 
 func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[36]
+	mi := &file_bank_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1855,7 @@ func (x *ListOwedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedRequest.ProtoReflect.Descriptor instead.
 func (*ListOwedRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{36}
+	return file_bank_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListOwedRequest) GetFromUnixMs() int64 {
@@ -1777,7 +1881,7 @@ type ListOwedResponse struct {
 
 func (x *ListOwedResponse) Reset() {
 	*x = ListOwedResponse{}
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1893,7 @@ func (x *ListOwedResponse) String() string {
 func (*ListOwedResponse) ProtoMessage() {}
 
 func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[37]
+	mi := &file_bank_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1906,7 @@ func (x *ListOwedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37}
+	return file_bank_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListOwedResponse) GetMerchants() []*ListOwedResponse_Owed {
@@ -1826,7 +1930,7 @@ type PayoutRequest struct {
 
 func (x *PayoutRequest) Reset() {
 	*x = PayoutRequest{}
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1942,7 @@ func (x *PayoutRequest) String() string {
 func (*PayoutRequest) ProtoMessage() {}
 
 func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[38]
+	mi := &file_bank_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1955,7 @@ func (x *PayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutRequest.ProtoReflect.Descriptor instead.
 func (*PayoutRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{38}
+	return file_bank_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PayoutRequest) GetAccount() uint64 {
@@ -1906,7 +2010,7 @@ type PayoutResponse struct {
 
 func (x *PayoutResponse) Reset() {
 	*x = PayoutResponse{}
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2022,7 @@ func (x *PayoutResponse) String() string {
 func (*PayoutResponse) ProtoMessage() {}
 
 func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[39]
+	mi := &file_bank_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2035,7 @@ func (x *PayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutResponse.ProtoReflect.Descriptor instead.
 func (*PayoutResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{39}
+	return file_bank_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PayoutResponse) GetBalance() string {
@@ -1959,7 +2063,7 @@ type SetLimitsRequest struct {
 
 func (x *SetLimitsRequest) Reset() {
 	*x = SetLimitsRequest{}
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2075,7 @@ func (x *SetLimitsRequest) String() string {
 func (*SetLimitsRequest) ProtoMessage() {}
 
 func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[40]
+	mi := &file_bank_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2088,7 @@ func (x *SetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{40}
+	return file_bank_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetLimitsRequest) GetAccount() uint64 {
@@ -2016,7 +2120,7 @@ type SetLimitsResponse struct {
 
 func (x *SetLimitsResponse) Reset() {
 	*x = SetLimitsResponse{}
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2132,7 @@ func (x *SetLimitsResponse) String() string {
 func (*SetLimitsResponse) ProtoMessage() {}
 
 func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[41]
+	mi := &file_bank_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2145,7 @@ func (x *SetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{41}
+	return file_bank_proto_rawDescGZIP(), []int{43}
 }
 
 type UnlockRequest struct {
@@ -2053,7 +2157,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2169,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[42]
+	mi := &file_bank_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2182,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{42}
+	return file_bank_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnlockRequest) GetAccount() uint64 {
@@ -2096,7 +2200,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2212,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[43]
+	mi := &file_bank_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2225,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{43}
+	return file_bank_proto_rawDescGZIP(), []int{45}
 }
 
 type OpenAccountRequest struct {
@@ -2135,7 +2239,7 @@ type OpenAccountRequest struct {
 
 func (x *OpenAccountRequest) Reset() {
 	*x = OpenAccountRequest{}
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2251,7 @@ func (x *OpenAccountRequest) String() string {
 func (*OpenAccountRequest) ProtoMessage() {}
 
 func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[44]
+	mi := &file_bank_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2264,7 @@ func (x *OpenAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountRequest.ProtoReflect.Descriptor instead.
 func (*OpenAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{44}
+	return file_bank_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OpenAccountRequest) GetName() string {
@@ -2193,7 +2297,7 @@ type OpenAccountResponse struct {
 
 func (x *OpenAccountResponse) Reset() {
 	*x = OpenAccountResponse{}
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2309,7 @@ func (x *OpenAccountResponse) String() string {
 func (*OpenAccountResponse) ProtoMessage() {}
 
 func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[45]
+	mi := &file_bank_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2322,7 @@ func (x *OpenAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAccountResponse.ProtoReflect.Descriptor instead.
 func (*OpenAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{45}
+	return file_bank_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *OpenAccountResponse) GetAccount() uint64 {
@@ -2242,7 +2346,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2358,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[46]
+	mi := &file_bank_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2371,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{46}
+	return file_bank_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreditRequest) GetAccount() uint64 {
@@ -2307,7 +2411,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_bank_proto_msgTypes[47]
+	mi := &file_bank_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2423,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[47]
+	mi := &file_bank_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2436,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{47}
+	return file_bank_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreditResponse) GetBalance() string {
@@ -2352,7 +2456,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_bank_proto_msgTypes[48]
+	mi := &file_bank_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2468,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[48]
+	mi := &file_bank_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2481,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{48}
+	return file_bank_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetAccountRequest) GetAccount() uint64 {
@@ -2408,7 +2512,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_bank_proto_msgTypes[49]
+	mi := &file_bank_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2524,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[49]
+	mi := &file_bank_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2537,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{49}
+	return file_bank_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Posting) GetSeq() uint64 {
@@ -2496,7 +2600,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_bank_proto_msgTypes[50]
+	mi := &file_bank_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2612,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[50]
+	mi := &file_bank_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2625,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{50}
+	return file_bank_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetAccountResponse) GetAccount() uint64 {
@@ -2604,7 +2708,7 @@ type PrepareWithdrawRequest_Item struct {
 
 func (x *PrepareWithdrawRequest_Item) Reset() {
 	*x = PrepareWithdrawRequest_Item{}
-	mi := &file_bank_proto_msgTypes[51]
+	mi := &file_bank_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2720,7 @@ func (x *PrepareWithdrawRequest_Item) String() string {
 func (*PrepareWithdrawRequest_Item) ProtoMessage() {}
 
 func (x *PrepareWithdrawRequest_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[51]
+	mi := &file_bank_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2763,7 @@ type ListOwedResponse_Owed struct {
 
 func (x *ListOwedResponse_Owed) Reset() {
 	*x = ListOwedResponse_Owed{}
-	mi := &file_bank_proto_msgTypes[52]
+	mi := &file_bank_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2775,7 @@ func (x *ListOwedResponse_Owed) String() string {
 func (*ListOwedResponse_Owed) ProtoMessage() {}
 
 func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
-	mi := &file_bank_proto_msgTypes[52]
+	mi := &file_bank_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2788,7 @@ func (x *ListOwedResponse_Owed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOwedResponse_Owed.ProtoReflect.Descriptor instead.
 func (*ListOwedResponse_Owed) Descriptor() ([]byte, []int) {
-	return file_bank_proto_rawDescGZIP(), []int{37, 0}
+	return file_bank_proto_rawDescGZIP(), []int{39, 0}
 }
 
 func (x *ListOwedResponse_Owed) GetAccount() uint64 {
@@ -2818,7 +2922,13 @@ const file_bank_proto_rawDesc = "" +
 	"\x14DepositStatusRequest\x12!\n" +
 	"\fpayment_hash\x18\x01 \x01(\fR\vpaymentHash\")\n" +
 	"\x11DoubleSpendDetail\x12\x14\n" +
-	"\x05proof\x18\x01 \x01(\fR\x05proof\"Q\n" +
+	"\x05proof\x18\x01 \x01(\fR\x05proof\"?\n" +
+	"\x19RevokeDenominationRequest\x12\"\n" +
+	"\fdenomination\x18\x01 \x01(\tR\fdenomination\"{\n" +
+	"\x1aRevokeDenominationResponse\x12\"\n" +
+	"\fdenomination\x18\x01 \x01(\fR\fdenomination\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12#\n" +
+	"\rsigned_keyset\x18\x03 \x01(\fR\fsignedKeyset\"Q\n" +
 	"\x0fListOwedRequest\x12 \n" +
 	"\ffrom_unix_ms\x18\x01 \x01(\x03R\n" +
 	"fromUnixMs\x12\x1c\n" +
@@ -2912,7 +3022,7 @@ const file_bank_proto_rawDesc = "" +
 	"\rGetLogEntries\x12\".blindbank.v1.GetLogEntriesRequest\x1a#.blindbank.v1.GetLogEntriesResponse\x12S\n" +
 	"\x11GetInclusionProof\x12&.blindbank.v1.GetInclusionProofRequest\x1a\x16.blindbank.v1.LogProof\x12W\n" +
 	"\x13GetConsistencyProof\x12(.blindbank.v1.GetConsistencyProofRequest\x1a\x16.blindbank.v1.LogProof\x12L\n" +
-	"\tFindEntry\x12\x1e.blindbank.v1.FindEntryRequest\x1a\x1f.blindbank.v1.FindEntryResponse2\x98\x04\n" +
+	"\tFindEntry\x12\x1e.blindbank.v1.FindEntryRequest\x1a\x1f.blindbank.v1.FindEntryResponse2\x81\x05\n" +
 	"\tBankAdmin\x12R\n" +
 	"\vOpenAccount\x12 .blindbank.v1.OpenAccountRequest\x1a!.blindbank.v1.OpenAccountResponse\x12C\n" +
 	"\x06Credit\x12\x1b.blindbank.v1.CreditRequest\x1a\x1c.blindbank.v1.CreditResponse\x12O\n" +
@@ -2921,7 +3031,8 @@ const file_bank_proto_rawDesc = "" +
 	"\tSetLimits\x12\x1e.blindbank.v1.SetLimitsRequest\x1a\x1f.blindbank.v1.SetLimitsResponse\x12C\n" +
 	"\x06Unlock\x12\x1b.blindbank.v1.UnlockRequest\x1a\x1c.blindbank.v1.UnlockResponse\x12I\n" +
 	"\bListOwed\x12\x1d.blindbank.v1.ListOwedRequest\x1a\x1e.blindbank.v1.ListOwedResponse\x12C\n" +
-	"\x06Payout\x12\x1b.blindbank.v1.PayoutRequest\x1a\x1c.blindbank.v1.PayoutResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
+	"\x06Payout\x12\x1b.blindbank.v1.PayoutRequest\x1a\x1c.blindbank.v1.PayoutResponse\x12g\n" +
+	"\x12RevokeDenomination\x12'.blindbank.v1.RevokeDenominationRequest\x1a(.blindbank.v1.RevokeDenominationResponseB)Z'github.com/blindbank/blindbank/proto;pbb\x06proto3"
 
 var (
 	file_bank_proto_rawDescOnce sync.Once
@@ -2935,7 +3046,7 @@ func file_bank_proto_rawDescGZIP() []byte {
 	return file_bank_proto_rawDescData
 }
 
-var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_bank_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_bank_proto_goTypes = []any{
 	(*FindEntryRequest)(nil),            // 0: blindbank.v1.FindEntryRequest
 	(*FindEntryResponse)(nil),           // 1: blindbank.v1.FindEntryResponse
@@ -2973,28 +3084,30 @@ var file_bank_proto_goTypes = []any{
 	(*RefundResponse)(nil),              // 33: blindbank.v1.RefundResponse
 	(*DepositStatusRequest)(nil),        // 34: blindbank.v1.DepositStatusRequest
 	(*DoubleSpendDetail)(nil),           // 35: blindbank.v1.DoubleSpendDetail
-	(*ListOwedRequest)(nil),             // 36: blindbank.v1.ListOwedRequest
-	(*ListOwedResponse)(nil),            // 37: blindbank.v1.ListOwedResponse
-	(*PayoutRequest)(nil),               // 38: blindbank.v1.PayoutRequest
-	(*PayoutResponse)(nil),              // 39: blindbank.v1.PayoutResponse
-	(*SetLimitsRequest)(nil),            // 40: blindbank.v1.SetLimitsRequest
-	(*SetLimitsResponse)(nil),           // 41: blindbank.v1.SetLimitsResponse
-	(*UnlockRequest)(nil),               // 42: blindbank.v1.UnlockRequest
-	(*UnlockResponse)(nil),              // 43: blindbank.v1.UnlockResponse
-	(*OpenAccountRequest)(nil),          // 44: blindbank.v1.OpenAccountRequest
-	(*OpenAccountResponse)(nil),         // 45: blindbank.v1.OpenAccountResponse
-	(*CreditRequest)(nil),               // 46: blindbank.v1.CreditRequest
-	(*CreditResponse)(nil),              // 47: blindbank.v1.CreditResponse
-	(*GetAccountRequest)(nil),           // 48: blindbank.v1.GetAccountRequest
-	(*Posting)(nil),                     // 49: blindbank.v1.Posting
-	(*GetAccountResponse)(nil),          // 50: blindbank.v1.GetAccountResponse
-	(*PrepareWithdrawRequest_Item)(nil), // 51: blindbank.v1.PrepareWithdrawRequest.Item
-	(*ListOwedResponse_Owed)(nil),       // 52: blindbank.v1.ListOwedResponse.Owed
+	(*RevokeDenominationRequest)(nil),   // 36: blindbank.v1.RevokeDenominationRequest
+	(*RevokeDenominationResponse)(nil),  // 37: blindbank.v1.RevokeDenominationResponse
+	(*ListOwedRequest)(nil),             // 38: blindbank.v1.ListOwedRequest
+	(*ListOwedResponse)(nil),            // 39: blindbank.v1.ListOwedResponse
+	(*PayoutRequest)(nil),               // 40: blindbank.v1.PayoutRequest
+	(*PayoutResponse)(nil),              // 41: blindbank.v1.PayoutResponse
+	(*SetLimitsRequest)(nil),            // 42: blindbank.v1.SetLimitsRequest
+	(*SetLimitsResponse)(nil),           // 43: blindbank.v1.SetLimitsResponse
+	(*UnlockRequest)(nil),               // 44: blindbank.v1.UnlockRequest
+	(*UnlockResponse)(nil),              // 45: blindbank.v1.UnlockResponse
+	(*OpenAccountRequest)(nil),          // 46: blindbank.v1.OpenAccountRequest
+	(*OpenAccountResponse)(nil),         // 47: blindbank.v1.OpenAccountResponse
+	(*CreditRequest)(nil),               // 48: blindbank.v1.CreditRequest
+	(*CreditResponse)(nil),              // 49: blindbank.v1.CreditResponse
+	(*GetAccountRequest)(nil),           // 50: blindbank.v1.GetAccountRequest
+	(*Posting)(nil),                     // 51: blindbank.v1.Posting
+	(*GetAccountResponse)(nil),          // 52: blindbank.v1.GetAccountResponse
+	(*PrepareWithdrawRequest_Item)(nil), // 53: blindbank.v1.PrepareWithdrawRequest.Item
+	(*ListOwedResponse_Owed)(nil),       // 54: blindbank.v1.ListOwedResponse.Owed
 }
 var file_bank_proto_depIdxs = []int32{
-	51, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
-	52, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
-	49, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
+	53, // 0: blindbank.v1.PrepareWithdrawRequest.items:type_name -> blindbank.v1.PrepareWithdrawRequest.Item
+	54, // 1: blindbank.v1.ListOwedResponse.merchants:type_name -> blindbank.v1.ListOwedResponse.Owed
+	51, // 2: blindbank.v1.GetAccountResponse.history:type_name -> blindbank.v1.Posting
 	14, // 3: blindbank.v1.Bank.GetKeys:input_type -> blindbank.v1.GetKeysRequest
 	16, // 4: blindbank.v1.Bank.PrepareWithdraw:input_type -> blindbank.v1.PrepareWithdrawRequest
 	18, // 5: blindbank.v1.Bank.Withdraw:input_type -> blindbank.v1.WithdrawRequest
@@ -3014,41 +3127,43 @@ var file_bank_proto_depIdxs = []int32{
 	6,  // 19: blindbank.v1.AuditLog.GetInclusionProof:input_type -> blindbank.v1.GetInclusionProofRequest
 	7,  // 20: blindbank.v1.AuditLog.GetConsistencyProof:input_type -> blindbank.v1.GetConsistencyProofRequest
 	0,  // 21: blindbank.v1.AuditLog.FindEntry:input_type -> blindbank.v1.FindEntryRequest
-	44, // 22: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
-	46, // 23: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
-	48, // 24: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
-	40, // 25: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
-	42, // 26: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
-	36, // 27: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
-	38, // 28: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
-	15, // 29: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
-	17, // 30: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
-	19, // 31: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
-	21, // 32: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
-	21, // 33: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
-	23, // 34: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
-	25, // 35: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
-	27, // 36: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
-	29, // 37: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
-	33, // 38: blindbank.v1.Bank.Refund:output_type -> blindbank.v1.RefundResponse
-	32, // 39: blindbank.v1.Bank.RefundReceipts:output_type -> blindbank.v1.RefundReceiptsResponse
-	10, // 40: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
-	10, // 41: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
-	13, // 42: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
-	3,  // 43: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
-	5,  // 44: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
-	8,  // 45: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
-	8,  // 46: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
-	1,  // 47: blindbank.v1.AuditLog.FindEntry:output_type -> blindbank.v1.FindEntryResponse
-	45, // 48: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
-	47, // 49: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
-	50, // 50: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
-	41, // 51: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
-	43, // 52: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
-	37, // 53: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
-	39, // 54: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
-	29, // [29:55] is the sub-list for method output_type
-	3,  // [3:29] is the sub-list for method input_type
+	46, // 22: blindbank.v1.BankAdmin.OpenAccount:input_type -> blindbank.v1.OpenAccountRequest
+	48, // 23: blindbank.v1.BankAdmin.Credit:input_type -> blindbank.v1.CreditRequest
+	50, // 24: blindbank.v1.BankAdmin.GetAccount:input_type -> blindbank.v1.GetAccountRequest
+	42, // 25: blindbank.v1.BankAdmin.SetLimits:input_type -> blindbank.v1.SetLimitsRequest
+	44, // 26: blindbank.v1.BankAdmin.Unlock:input_type -> blindbank.v1.UnlockRequest
+	38, // 27: blindbank.v1.BankAdmin.ListOwed:input_type -> blindbank.v1.ListOwedRequest
+	40, // 28: blindbank.v1.BankAdmin.Payout:input_type -> blindbank.v1.PayoutRequest
+	36, // 29: blindbank.v1.BankAdmin.RevokeDenomination:input_type -> blindbank.v1.RevokeDenominationRequest
+	15, // 30: blindbank.v1.Bank.GetKeys:output_type -> blindbank.v1.GetKeysResponse
+	17, // 31: blindbank.v1.Bank.PrepareWithdraw:output_type -> blindbank.v1.PrepareWithdrawResponse
+	19, // 32: blindbank.v1.Bank.Withdraw:output_type -> blindbank.v1.WithdrawResponse
+	21, // 33: blindbank.v1.Bank.Deposit:output_type -> blindbank.v1.DepositResponse
+	21, // 34: blindbank.v1.Bank.DepositStatus:output_type -> blindbank.v1.DepositResponse
+	23, // 35: blindbank.v1.Bank.Swap:output_type -> blindbank.v1.SwapResponse
+	25, // 36: blindbank.v1.Bank.Recoup:output_type -> blindbank.v1.RecoupResponse
+	27, // 37: blindbank.v1.Bank.IssuedSignatures:output_type -> blindbank.v1.IssuedSignaturesResponse
+	29, // 38: blindbank.v1.Bank.CoinsSpent:output_type -> blindbank.v1.CoinsSpentResponse
+	33, // 39: blindbank.v1.Bank.Refund:output_type -> blindbank.v1.RefundResponse
+	32, // 40: blindbank.v1.Bank.RefundReceipts:output_type -> blindbank.v1.RefundReceiptsResponse
+	10, // 41: blindbank.v1.Bank.SubmitCheck:output_type -> blindbank.v1.CheckResult
+	10, // 42: blindbank.v1.Bank.CheckStatus:output_type -> blindbank.v1.CheckResult
+	13, // 43: blindbank.v1.Bank.GetStatement:output_type -> blindbank.v1.GetStatementResponse
+	3,  // 44: blindbank.v1.AuditLog.GetCheckpoint:output_type -> blindbank.v1.GetCheckpointResponse
+	5,  // 45: blindbank.v1.AuditLog.GetLogEntries:output_type -> blindbank.v1.GetLogEntriesResponse
+	8,  // 46: blindbank.v1.AuditLog.GetInclusionProof:output_type -> blindbank.v1.LogProof
+	8,  // 47: blindbank.v1.AuditLog.GetConsistencyProof:output_type -> blindbank.v1.LogProof
+	1,  // 48: blindbank.v1.AuditLog.FindEntry:output_type -> blindbank.v1.FindEntryResponse
+	47, // 49: blindbank.v1.BankAdmin.OpenAccount:output_type -> blindbank.v1.OpenAccountResponse
+	49, // 50: blindbank.v1.BankAdmin.Credit:output_type -> blindbank.v1.CreditResponse
+	52, // 51: blindbank.v1.BankAdmin.GetAccount:output_type -> blindbank.v1.GetAccountResponse
+	43, // 52: blindbank.v1.BankAdmin.SetLimits:output_type -> blindbank.v1.SetLimitsResponse
+	45, // 53: blindbank.v1.BankAdmin.Unlock:output_type -> blindbank.v1.UnlockResponse
+	39, // 54: blindbank.v1.BankAdmin.ListOwed:output_type -> blindbank.v1.ListOwedResponse
+	41, // 55: blindbank.v1.BankAdmin.Payout:output_type -> blindbank.v1.PayoutResponse
+	37, // 56: blindbank.v1.BankAdmin.RevokeDenomination:output_type -> blindbank.v1.RevokeDenominationResponse
+	30, // [30:57] is the sub-list for method output_type
+	3,  // [3:30] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -3065,7 +3180,7 @@ func file_bank_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bank_proto_rawDesc), len(file_bank_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

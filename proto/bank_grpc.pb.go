@@ -995,13 +995,14 @@ var AuditLog_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	BankAdmin_OpenAccount_FullMethodName = "/blindbank.v1.BankAdmin/OpenAccount"
-	BankAdmin_Credit_FullMethodName      = "/blindbank.v1.BankAdmin/Credit"
-	BankAdmin_GetAccount_FullMethodName  = "/blindbank.v1.BankAdmin/GetAccount"
-	BankAdmin_SetLimits_FullMethodName   = "/blindbank.v1.BankAdmin/SetLimits"
-	BankAdmin_Unlock_FullMethodName      = "/blindbank.v1.BankAdmin/Unlock"
-	BankAdmin_ListOwed_FullMethodName    = "/blindbank.v1.BankAdmin/ListOwed"
-	BankAdmin_Payout_FullMethodName      = "/blindbank.v1.BankAdmin/Payout"
+	BankAdmin_OpenAccount_FullMethodName        = "/blindbank.v1.BankAdmin/OpenAccount"
+	BankAdmin_Credit_FullMethodName             = "/blindbank.v1.BankAdmin/Credit"
+	BankAdmin_GetAccount_FullMethodName         = "/blindbank.v1.BankAdmin/GetAccount"
+	BankAdmin_SetLimits_FullMethodName          = "/blindbank.v1.BankAdmin/SetLimits"
+	BankAdmin_Unlock_FullMethodName             = "/blindbank.v1.BankAdmin/Unlock"
+	BankAdmin_ListOwed_FullMethodName           = "/blindbank.v1.BankAdmin/ListOwed"
+	BankAdmin_Payout_FullMethodName             = "/blindbank.v1.BankAdmin/Payout"
+	BankAdmin_RevokeDenomination_FullMethodName = "/blindbank.v1.BankAdmin/RevokeDenomination"
 )
 
 // BankAdminClient is the client API for BankAdmin service.
@@ -1026,6 +1027,11 @@ type BankAdminClient interface {
 	// idempotent by reference, and returns the bank's signed statement of
 	// the account over [from, to) for the merchant ("signed-statement").
 	Payout(ctx context.Context, in *PayoutRequest, opts ...grpc.CallOption) (*PayoutResponse, error)
+	// RevokeDenomination revokes a denomination while the bank runs (its key
+	// may have leaked): saved in the key file, logged, then served; its coins
+	// are from then on only recouped. Needs the master key online
+	// (FAILED_PRECONDITION otherwise). Revoking twice is harmless.
+	RevokeDenomination(ctx context.Context, in *RevokeDenominationRequest, opts ...grpc.CallOption) (*RevokeDenominationResponse, error)
 }
 
 type bankAdminClient struct {
@@ -1106,6 +1112,16 @@ func (c *bankAdminClient) Payout(ctx context.Context, in *PayoutRequest, opts ..
 	return out, nil
 }
 
+func (c *bankAdminClient) RevokeDenomination(ctx context.Context, in *RevokeDenominationRequest, opts ...grpc.CallOption) (*RevokeDenominationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeDenominationResponse)
+	err := c.cc.Invoke(ctx, BankAdmin_RevokeDenomination_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BankAdminServer is the server API for BankAdmin service.
 // All implementations must embed UnimplementedBankAdminServer
 // for forward compatibility.
@@ -1128,6 +1144,11 @@ type BankAdminServer interface {
 	// idempotent by reference, and returns the bank's signed statement of
 	// the account over [from, to) for the merchant ("signed-statement").
 	Payout(context.Context, *PayoutRequest) (*PayoutResponse, error)
+	// RevokeDenomination revokes a denomination while the bank runs (its key
+	// may have leaked): saved in the key file, logged, then served; its coins
+	// are from then on only recouped. Needs the master key online
+	// (FAILED_PRECONDITION otherwise). Revoking twice is harmless.
+	RevokeDenomination(context.Context, *RevokeDenominationRequest) (*RevokeDenominationResponse, error)
 	mustEmbedUnimplementedBankAdminServer()
 }
 
@@ -1158,6 +1179,9 @@ func (UnimplementedBankAdminServer) ListOwed(context.Context, *ListOwedRequest) 
 }
 func (UnimplementedBankAdminServer) Payout(context.Context, *PayoutRequest) (*PayoutResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Payout not implemented")
+}
+func (UnimplementedBankAdminServer) RevokeDenomination(context.Context, *RevokeDenominationRequest) (*RevokeDenominationResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeDenomination not implemented")
 }
 func (UnimplementedBankAdminServer) mustEmbedUnimplementedBankAdminServer() {}
 func (UnimplementedBankAdminServer) testEmbeddedByValue()                   {}
@@ -1306,6 +1330,24 @@ func _BankAdmin_Payout_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BankAdmin_RevokeDenomination_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeDenominationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BankAdminServer).RevokeDenomination(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BankAdmin_RevokeDenomination_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BankAdminServer).RevokeDenomination(ctx, req.(*RevokeDenominationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BankAdmin_ServiceDesc is the grpc.ServiceDesc for BankAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1340,6 +1382,10 @@ var BankAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Payout",
 			Handler:    _BankAdmin_Payout_Handler,
+		},
+		{
+			MethodName: "RevokeDenomination",
+			Handler:    _BankAdmin_RevokeDenomination_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -287,6 +287,23 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits}
+	// Live key-set changes (bankd admin revoke-denomination) are saved in
+	// the key file, with its passphrase, before the bank serves them.
+	keyPath, keyOpts := filepath.Join(cfg.Dir, bank.KeysFile), bank.KeyFileOptions{Passphrase: cfg.KeyPassphrase}
+	n.Bank.SetKeyFileEditor(func(change func(*bank.Keys) error) error {
+		k, info, err := bank.LoadKeysWith(keyPath, keyOpts)
+		if err != nil {
+			return err
+		}
+		if err := change(k); err != nil {
+			return err
+		}
+		opts := keyOpts
+		if !info.Encrypted {
+			opts.Passphrase = nil
+		}
+		return k.SaveWith(keyPath, opts)
+	})
 	// The audit log records each key set the bank serves.
 	if err := n.Bank.PublishKeySet(context.Background()); err != nil {
 		store.Close()

@@ -50,7 +50,8 @@ bankd admin --data ./bank credit --account 1000 --amount EUR:100.00
 bankd admin --data ./bank balance --account 1000
 bankd config check /etc/blindbank/bankd.json
 bankd keys show --data ./bank
-bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25`,
+bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25
+bankd admin --data ./bank revoke-denomination --denomination 3f9a0c12`,
 		Sub: []*cli.Command{serveCommand(), adminCommand(), configCommand(), keysCommand(), signerCommand()},
 	}
 }
@@ -254,6 +255,7 @@ bankd admin --admin 127.0.0.1:7444 --token-file ./bank/admin.token balance --acc
 bankd admin --data ./bank set-limits --account 1000 --per-transaction EUR:50.00 --per-day EUR:200.00
 bankd admin --data ./bank unlock --account 1000
 bankd admin --data ./bank backup --to /var/backups/blindbank/ledger-2026-11-25
+bankd admin --data ./bank revoke-denomination --denomination 3f9a0c12
 bankd admin --admin bank.internal:7444 --token-file admin.token --ca bank-ca.pem \
     --client-cert operator.crt --client-key operator.key balance --account 1000`,
 		Flags: admin.Register,
@@ -263,6 +265,7 @@ bankd admin --admin bank.internal:7444 --token-file admin.token --ca bank-ca.pem
 			balanceCommand(admin),
 			owedCommand(admin),
 			payoutCommand(admin),
+			revokeDenominationCommand(admin),
 			setLimitsCommand(admin),
 			unlockCommand(admin),
 			backupCommand(admin),

@@ -144,6 +144,7 @@ func describeDenom(d ecash.Denomination) denomJSON {
 	return denomJSON{
 		Value: d.Value.String(), Cipher: d.Key.Cipher().String(), ID: d.ID.String(),
 		WithdrawStart: rfc3339(d.WithdrawStart), WithdrawEnd: rfc3339(d.WithdrawEnd), DepositEnd: rfc3339(d.DepositEnd),
+		Revoked: d.Revoked, Fees: bank.FeesSpec(d.Fees),
 	}
 }
 
@@ -154,6 +155,8 @@ type denomJSON struct {
 	WithdrawStart string `json:"withdraw_start"`
 	WithdrawEnd   string `json:"withdraw_end"`
 	DepositEnd    string `json:"deposit_end"`
+	Revoked       bool   `json:"revoked,omitempty"`
+	Fees          string `json:"fees,omitempty"` // "fees=W:D:S:R", as --denominations takes them
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

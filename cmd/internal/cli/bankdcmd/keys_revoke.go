@@ -12,6 +12,7 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/config"
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 func keysRevokeCommand() *cli.Command {
@@ -114,6 +115,52 @@ are made on the signer's full key file, then copied and stripped again.`,
 			}{path, n}
 			return inv.Print(res, func(w io.Writer) {
 				fmt.Fprintf(w, "removed %d denomination private keys from %s; start bankd with --signer\n", n, path)
+			})
+		},
+	}
+}
+
+func revokeDenominationCommand(a *cli.AdminFlags) *cli.Command {
+	var denom string
+	return &cli.Command{
+		Name:  "revoke-denomination",
+		Short: "revoke a denomination while the bank runs (its key may have leaked)",
+		Long: `revoke-denomination revokes a denomination key on the running bank, at
+once: the change is saved in the key file, the new master-signed key set is
+appended to the audit log, and from then on the bank issues none of the
+denomination's coins and accepts none in payments or swaps. Wallets recoup
+them ("wallet recoup"): a withdrawn coin is credited to the account that
+withdrew it, a coin from a swap re-issued as new coins. Give the
+denomination id (hex, from "bankd keys show --json") or a unique prefix.
+
+The master key must be online in the bank's key file (the changed key set is
+signed by it). With the master key offline, use "bankd keys revoke", sign the
+key set offline and restart. Other replicas over the same database serve the
+revocation when restarted with the changed key file.`,
+		Example: `bankd admin --data ./bank revoke-denomination --denomination 3f9a0c12`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&denom, "denomination", "", "the denomination `ID` (hex, or a unique prefix; required)")
+		},
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			denom = strings.ToLower(strings.TrimSpace(denom))
+			if denom == "" {
+				return cli.Usagef("--denomination ID is required")
+			}
+			if _, err := hex.DecodeString(denom + strings.Repeat("0", len(denom)%2)); err != nil {
+				return cli.Usagef("--denomination: not hex")
+			}
+			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
+				r, err := c.RevokeDenomination(ctx, &pb.RevokeDenominationRequest{Denomination: denom})
+				if err != nil {
+					return fmt.Errorf("revocation refused: %w", err)
+				}
+				res := struct {
+					Denomination string `json:"denomination"`
+					Value        string `json:"value"`
+				}{hex.EncodeToString(r.Denomination), r.Value}
+				return inv.Print(res, func(w io.Writer) {
+					fmt.Fprintf(w, "revoked %s (%s): its coins are now only recouped\n", res.Denomination, res.Value)
+				})
 			})
 		},
 	}
