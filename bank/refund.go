@@ -91,7 +91,8 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		Total: req.Amount, RefundedAt: now, SignerPub: b.keySet().SigningPub,
 	}
 	op := RefundOp{RequestHash: reqHash, PaymentHash: req.PaymentHash, Merchant: req.MerchantAccount, Amount: int64(req.Amount.Value), Time: now}
-	logged := auditlog.Refund{Merchant: req.MerchantAccount, Amount: req.Amount, PaymentHash: req.PaymentHash, RefundHash: reqHash}
+	logged := auditlog.Refund{Merchant: req.MerchantAccount, Amount: req.Amount, PaymentHash: req.PaymentHash, RefundHash: reqHash,
+		RefundID: req.RefundID, CreatedAt: req.CreatedAt, MerchantSig: req.MerchantSig}
 	for i, v := range alloc {
 		if v == 0 {
 			continue

@@ -792,7 +792,11 @@ func (c *change) gather() error {
 		if err := c.money(o.Amount); err != nil {
 			return err
 		}
-		if _, err := c.opened(o.Merchant, "debited"); err != nil {
+		m, err := c.opened(o.Merchant, "debited")
+		if err != nil {
+			return err
+		}
+		if err := c.authorised(m, o.Merchant, o.Request().Body(), o.MerchantSig, "refund"); err != nil {
 			return err
 		}
 		if err := c.fresh(seenRefund, o.RefundHash, 0, "refund"); err != nil {

@@ -207,6 +207,17 @@ func refundOf(c auditlog.SpentCoin, value uint64) auditlog.Refund {
 		Coins: []auditlog.RefundedCoin{{ID: c.ID, Denom: c.Denom, Value: eur(value)}}}
 }
 
+// forgedRefund is a refund of coin c signed by the customer's key, not the
+// merchant's.
+func forgedRefund(f *fixture, c auditlog.SpentCoin) auditlog.Refund {
+	o := refundOf(c, 100)
+	o.CreatedAt = fixtureBase
+	r := o.Request()
+	r.Sign(f.customerKey)
+	o.MerchantSig, o.RefundHash = r.MerchantSig, r.Hash()
+	return o
+}
+
 // creditSwap is a swap that spends value (cents) of coin id's refund credit
 // for coins of d (whose value must divide it).
 func creditSwap(req string, c auditlog.SpentCoin, value uint64, d ecash.Denomination) auditlog.Swap {
@@ -309,6 +320,8 @@ func TestAuditInvariants(t *testing.T) {
 			Coins: []auditlog.RefundedCoin{{ID: tag("coin b"), Denom: f.d2.ID, Value: eur(100)}}}}, auditlog.CheckRefund, "which was never spent", 1},
 		{"refund above the payment", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(300), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),
 			Coins: []auditlog.RefundedCoin{{ID: tag("coin a"), Denom: f.d2.ID, Value: eur(300)}}}}, auditlog.CheckRefund, "exceed the EUR:2.00 deposited in entry 5", 1},
+		{"refund signed by another key", []auditlog.Op{pay, forgedRefund(f, a1)}, auditlog.CheckAuthorised,
+			"the refund is not signed by the key of account 1001", 1},
 		{"refund credit never given", []auditlog.Op{pay, creditSwap("s1", a1, 100, f.d1)}, auditlog.CheckDoubleSpend, "which has EUR:0.00 left", 1},
 		{"refund credit spent twice", []auditlog.Op{pay, refundOf(a1, 100), creditSwap("s1", a1, 100, f.d1), creditSwap("s2", a1, 100, f.d1)},
 			auditlog.CheckDoubleSpend, "which has EUR:0.00 left", 3},

@@ -790,17 +790,31 @@ func decodeSwap(d *ecash.Decoder) Op {
 // wallet can then swap.
 type Refund struct {
 	Merchant    uint64
-	Amount      ecash.Amount   // > 0; the total value of Coins
-	PaymentHash ecash.Hash     // the payment request refunded
-	RefundHash  ecash.Hash     // SHA-256 of the merchant's signed refund
+	Amount      ecash.Amount // > 0; the total value of Coins
+	PaymentHash ecash.Hash   // the payment request refunded
+	RefundHash  ecash.Hash   // SHA-256 of the refund-request body: Request().Hash()
+	// RefundID, CreatedAt and MerchantSig complete the merchant's signed
+	// refund request (with Merchant, Amount and PaymentHash), so that the
+	// Auditor checks the merchant authorised the debit.
+	RefundID    uint64
+	CreatedAt   time.Time // whole milliseconds
+	MerchantSig []byte    // Ed25519, by the merchant account's key
 	Coins       []RefundedCoin // sorted by coin id
 	Fee         ecash.Amount   // refund fees the merchant pays on top of Amount; encoded only when not zero
+}
+
+// Request is the merchant's refund request the entry records (its
+// signature not checked).
+func (o Refund) Request() *ecash.RefundRequest {
+	return &ecash.RefundRequest{PaymentHash: o.PaymentHash, MerchantAccount: o.Merchant, RefundID: o.RefundID,
+		Amount: o.Amount, CreatedAt: o.CreatedAt, MerchantSig: o.MerchantSig}
 }
 
 func (Refund) Kind() Kind { return KindRefund }
 func (o Refund) canonical() Op {
 	o.Coins = sortedClone(o.Coins, refundKey)
 	o.Fee = canonicalFee(o.Fee)
+	o.CreatedAt = time.UnixMilli(o.CreatedAt.UnixMilli()).UTC()
 	return o
 }
 func (o Refund) validate() error {
@@ -812,6 +826,12 @@ func (o Refund) validate() error {
 	}
 	if err := checkFee(o.Fee, o.Amount, false); err != nil {
 		return err
+	}
+	if err := signature("merchant signature", o.MerchantSig); err != nil {
+		return err
+	}
+	if o.Request().Hash() != o.RefundHash {
+		return invalid("refund hash %x is not the hash of the refund request the entry records", o.RefundHash[:8])
 	}
 	total, err := checkRefundedCoins("coins", o.Coins, o.Amount.Currency)
 	if err != nil {
@@ -827,11 +847,15 @@ func (o Refund) encodeTo(e *ecash.Encoder) {
 	e.Amount(o.Amount)
 	e.Fixed(o.PaymentHash[:])
 	e.Fixed(o.RefundHash[:])
+	e.U64(o.RefundID)
+	e.I64(o.CreatedAt.UnixMilli())
+	e.Fixed(o.MerchantSig)
 	encodeRefundedCoins(e, o.Coins)
 	encodeFee(e, o.Fee)
 }
 func decodeRefund(d *ecash.Decoder) Op {
 	return Refund{Merchant: d.U64(), Amount: d.Amount(), PaymentHash: fixedHash(d), RefundHash: fixedHash(d),
+		RefundID: d.U64(), CreatedAt: time.UnixMilli(d.I64()).UTC(), MerchantSig: d.Fixed(ed25519.SignatureSize),
 		Coins: decodeRefundedCoins(d), Fee: decodeFee(d)}
 }
 

@@ -121,7 +121,17 @@ func (f *fixture) authorise(op auditlog.Op) auditlog.Op {
 	switch o := op.(type) {
 	case auditlog.Withdraw:
 		if o.AccountSig == nil {
-			o.AccountSig = ed25519.Sign(f.customerKey, ecash.WithdrawSignatureInput(o.Account, o.Amount, o.RequestHash))
+			o.AccountSig = ed25519.Sign(f.customerKey, ecash.WithdrawSignatureInput(o.Account, o.Debit(), o.RequestHash))
+		}
+		return o
+	case auditlog.Refund:
+		if o.MerchantSig == nil {
+			if o.CreatedAt.IsZero() {
+				o.CreatedAt = fixtureBase
+			}
+			r := o.Request()
+			r.Sign(f.merchantKey)
+			o.MerchantSig, o.RefundHash, o.CreatedAt = r.MerchantSig, r.Hash(), r.CreatedAt
 		}
 		return o
 	case auditlog.Check:
@@ -238,6 +248,9 @@ func describe(e *auditlog.Entry) map[string]string {
 		amt("amount", o.Amount)
 		h("payment_hash", o.PaymentHash)
 		h("refund_hash", o.RefundHash)
+		u("refund_id", o.RefundID)
+		m["created_at_unix_ms"] = strconv.FormatInt(o.CreatedAt.UnixMilli(), 10)
+		m["merchant_sig"] = fmt.Sprintf("%x", o.MerchantSig)
 		refunded("coins", o.Coins)
 		fee(o.Fee)
 	case auditlog.Recoup:
