@@ -797,8 +797,8 @@ type Refund struct {
 	// refund request (with Merchant, Amount and PaymentHash), so that the
 	// Auditor checks the merchant authorised the debit.
 	RefundID    uint64
-	CreatedAt   time.Time // whole milliseconds
-	MerchantSig []byte    // Ed25519, by the merchant account's key
+	CreatedAt   time.Time      // whole milliseconds
+	MerchantSig []byte         // Ed25519, by the merchant account's key
 	Coins       []RefundedCoin // sorted by coin id
 	Fee         ecash.Amount   // refund fees the merchant pays on top of Amount; encoded only when not zero
 }
