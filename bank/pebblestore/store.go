@@ -524,6 +524,15 @@ func (t *txn) chargeFee(from *account, fee int64, memo string, at time.Time) err
 	return t.transfer(from, fees, bank.KindFee, fee, memo, at, "", "")
 }
 
+// move transfers amount from one account to another, and fee (≥ 0) from
+// the same account to the fee account: an operation and what it costs.
+func (t *txn) move(from, to *account, kind string, amount, fee int64, memo string, at time.Time) error {
+	if err := t.transfer(from, to, kind, amount, memo, at, "", ""); err != nil {
+		return err
+	}
+	return t.chargeFee(from, fee, memo, at)
+}
+
 // addBalance returns a+b, or ErrOverflow if it does not fit in int64.
 // refAmount is what a credit reference records: the amount, negative for
 // a payout, so that a reference names one movement in one direction.
@@ -690,10 +699,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		}
 		a.RecordSpend(debit, op.Time)
 		memo := "request " + hex.EncodeToString(op.RequestHash[:])
-		if err := t.transfer(a, out, bank.KindWithdraw, op.Amount, memo, op.Time, "", ""); err != nil {
-			return err
-		}
-		if err := t.chargeFee(a, op.Fee, memo, op.Time); err != nil {
+		if err := t.move(a, out, bank.KindWithdraw, op.Amount, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		w := withdrawRecord{Account: op.Account, Amount: op.Amount, Sigs: op.BlindSigs}
@@ -762,10 +768,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			return err
 		}
 		memo := "payment " + hex.EncodeToString(op.PaymentHash[:])
-		if err := t.transfer(out, m, bank.KindDeposit, op.Amount, memo, op.Time, "", ""); err != nil {
-			return err
-		}
-		if err := t.chargeFee(out, op.Fee, memo, op.Time); err != nil {
+		if err := t.move(out, m, bank.KindDeposit, op.Amount, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		t.spend(op.Coins, op.PaymentHash)
@@ -940,10 +943,7 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			return err
 		}
 		memo := "refund of payment " + hex.EncodeToString(op.PaymentHash[:])
-		if err := t.transfer(m, out, bank.KindRefund, op.Amount, memo, op.Time, "", ""); err != nil {
-			return err
-		}
-		if err := t.chargeFee(m, op.Fee, memo, op.Time); err != nil {
+		if err := t.move(m, out, bank.KindRefund, op.Amount, op.Fee, memo, op.Time); err != nil {
 			return err
 		}
 		t.set(uk, encodeRefund(&refundRecord{Payment: op.PaymentHash, Merchant: op.Merchant, Amount: op.Amount, Receipt: op.Receipt}))

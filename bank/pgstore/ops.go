@@ -131,6 +131,15 @@ func (w writer) chargeFee(from, fees *account, fee int64, memo string, at time.T
 	return w.transfer(from, fees, bank.KindFee, fee, memo, at, "", "")
 }
 
+// move transfers amount from one account to another, and fee (≥ 0) from
+// the same account to the fee account: an operation and what it costs.
+func (w writer) move(from, to, fees *account, kind string, amount, fee int64, memo string, at time.Time) error {
+	if err := w.transfer(from, to, kind, amount, memo, at, "", ""); err != nil {
+		return err
+	}
+	return w.chargeFee(from, fees, fee, memo, at)
+}
+
 // feeAccount adds the fee account to the accounts an operation locks, when
 // it charges a fee: one more row every such operation serialises on.
 func feeAccount(fee int64, ids ...uint64) []uint64 {
@@ -356,10 +365,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		a.RecordSpend(debit, op.Time)
 		b = &pgx.Batch{}
 		w, memo := writer{b}, "request "+hex.EncodeToString(op.RequestHash[:])
-		if err := w.transfer(a, out, bank.KindWithdraw, op.Amount, memo, at, "", ""); err != nil {
-			return refuse(err)
-		}
-		if err := w.chargeFee(a, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
+		if err := w.move(a, out, accts[bank.AccountFees], bank.KindWithdraw, op.Amount, op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		queueIndex(b, op.Blinded, false, op.RequestHash)
@@ -449,10 +455,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		}
 		b = &pgx.Batch{}
 		w, memo := writer{b}, "payment "+hex.EncodeToString(op.PaymentHash[:])
-		if err := w.transfer(out, m, bank.KindDeposit, op.Amount, memo, at, "", ""); err != nil {
-			return refuse(err)
-		}
-		if err := w.chargeFee(out, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
+		if err := w.move(out, m, accts[bank.AccountFees], bank.KindDeposit, op.Amount, op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		if err := t.commitLogged(b, op.Log, op.Time, &op.PaymentHash); err != nil {
@@ -864,10 +867,7 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		}
 		b = &pgx.Batch{}
 		w, memo := writer{b}, "refund of payment "+hex.EncodeToString(op.PaymentHash[:])
-		if err := w.transfer(m, out, bank.KindRefund, op.Amount, memo, at, "", ""); err != nil {
-			return refuse(err)
-		}
-		if err := w.chargeFee(m, accts[bank.AccountFees], op.Fee, memo, at); err != nil {
+		if err := w.move(m, out, accts[bank.AccountFees], bank.KindRefund, op.Amount, op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
 		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {

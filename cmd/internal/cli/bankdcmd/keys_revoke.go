@@ -38,12 +38,9 @@ set before restarting.`,
 			fs.StringVar(&denom, "denomination", "", "the denomination `ID` (hex, or a unique prefix)")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			denom = strings.ToLower(strings.TrimSpace(denom))
-			if denom == "" {
-				return cli.Usagef("--denomination ID is required")
-			}
-			if _, err := hex.DecodeString(denom + strings.Repeat("0", len(denom)%2)); err != nil {
-				return cli.Usagef("--denomination: not hex")
+			denom, err := denomPrefix(denom)
+			if err != nil {
+				return err
 			}
 			k, path, opts, info, err := loadKeys(inv, &fl)
 			if err != nil {
@@ -120,6 +117,19 @@ are made on the signer's full key file, then copied and stripped again.`,
 	}
 }
 
+// denomPrefix checks a --denomination flag: a denomination id in hex, or a
+// prefix of one.
+func denomPrefix(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return "", cli.Usagef("--denomination ID is required")
+	}
+	if _, err := hex.DecodeString(s + strings.Repeat("0", len(s)%2)); err != nil {
+		return "", cli.Usagef("--denomination: not hex")
+	}
+	return s, nil
+}
+
 func revokeDenominationCommand(a *cli.AdminFlags) *cli.Command {
 	var denom string
 	return &cli.Command{
@@ -142,12 +152,9 @@ revocation when restarted with the changed key file.`,
 			fs.StringVar(&denom, "denomination", "", "the denomination `ID` (hex, or a unique prefix; required)")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			denom = strings.ToLower(strings.TrimSpace(denom))
-			if denom == "" {
-				return cli.Usagef("--denomination ID is required")
-			}
-			if _, err := hex.DecodeString(denom + strings.Repeat("0", len(denom)%2)); err != nil {
-				return cli.Usagef("--denomination: not hex")
+			denom, err := denomPrefix(denom)
+			if err != nil {
+				return err
 			}
 			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
 				r, err := c.RevokeDenomination(ctx, &pb.RevokeDenominationRequest{Denomination: denom})
