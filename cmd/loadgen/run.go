@@ -401,7 +401,7 @@ func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 			Limits: node.RateLimits{PerPeer: -1, PerAccount: -1},
 		}
 		if env.pg != nil {
-			cfg.Store = env.pg.dsn
+			cfg.Store = env.pg.banks
 		}
 		var (
 			b   *node.Bank

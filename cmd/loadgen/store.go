@@ -92,7 +92,8 @@ func withPool(dsn string, n int) (string, error) {
 // loadgen started (removed by close), or one the user gave, which must hold
 // no bank yet. loadgen keeps a connection of its own for statistics.
 type pgDatabase struct {
-	dsn    string         // for the banks (with --pool)
+	dsn    string         // loadgen's own connections
+	banks  string         // the banks': dsn with --pool
 	server *pgtest.Server // nil for a given database
 	conn   *pgx.Conn
 }
@@ -127,7 +128,7 @@ func openPostgres(ctx context.Context, dsn string, pool int) (*pgDatabase, error
 		p.close()
 		return nil, errors.New("--store: the database already holds a bank's tables; loadgen opens accounts and moves money in it: give it an empty database")
 	}
-	if p.dsn, err = withPool(p.dsn, pool); err != nil {
+	if p.banks, err = withPool(p.dsn, pool); err != nil {
 		p.close()
 		return nil, err
 	}
@@ -206,7 +207,7 @@ func (p *pgDatabase) settings(ctx context.Context, r *pgReport) error {
 	if r.Fsync != "on" || r.SynchronousCommit == "off" {
 		return fmt.Errorf("PostgreSQL runs with fsync=%s, synchronous_commit=%s: commits would not be durable, and loadgen measures durable writes only", r.Fsync, r.SynchronousCommit)
 	}
-	cfg, err := pgxpool.ParseConfig(p.dsn)
+	cfg, err := pgxpool.ParseConfig(p.banks)
 	if err != nil {
 		return err
 	}
