@@ -82,7 +82,7 @@ func prefill(ctx context.Context, env *environment, n int64, prog *progress) (pr
 	amount := func(coins int64) ecash.Amount {
 		return ecash.Amount{Currency: value.Currency, Value: value.Value * uint64(coins)}
 	}
-	customerPub, _, err := ed25519.GenerateKey(crand.Reader)
+	customerPub, customerKey, err := ed25519.GenerateKey(crand.Reader)
 	if err != nil {
 		return rep, err
 	}
@@ -126,8 +126,11 @@ func prefill(ctx context.Context, env *environment, n int64, prog *progress) (pr
 				w.Locks = append(w.Locks, bank.NonceLock{Denom: env.denom.ID, Nonce: randomBytes(rng, len(lock)), Blinded: w.Blinded[i]})
 			}
 		}
+		// The log holds the customer's signature over every debit, as the
+		// bank's withdraw path has it.
 		w.Log = auditlog.Withdraw{Account: customer, Amount: amount(k), RequestHash: w.RequestHash,
-			Issued: []auditlog.DenomCount{{Denom: env.denom.ID, Value: value, Count: uint32(k)}}}
+			AccountSig: ed25519.Sign(customerKey, ecash.WithdrawSignatureInput(customer, amount(k), w.RequestHash)),
+			Issued:     []auditlog.DenomCount{{Denom: env.denom.ID, Value: value, Count: uint32(k)}}}
 		if _, err := store.Withdraw(ctx, w); err != nil {
 			return fmt.Errorf("prefill withdrawal: %w", err)
 		}
