@@ -29,8 +29,11 @@ func payCommand(g *globals) *cli.Command {
 		Short: "pay a merchant's order with coins",
 		Long: `pay fetches the payment request of order --order from the merchant at
 --merchant, checks it (the merchant's signature, the summary, that it names
-your bank and has not expired), shows it and asks "Pay? [y/N]". On yes it
-picks coins summing exactly to the amount, signs them over to this payment,
+your bank and has not expired), shows it with the fees paying it will cost
+on top (the coins' deposit fees, and the swap fee if change must be made
+first, as the bank's key set sets them) and asks "Pay? [y/N]". On yes it
+makes that change if needed, takes coins that pay exactly the amount after
+their fees, signs them over to this payment,
 seals them to the bank (the merchant cannot read them) and hands them to the
 merchant, who deposits them and returns the bank's signed receipt, which the
 wallet verifies.
