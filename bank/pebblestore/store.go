@@ -135,7 +135,23 @@ type Options struct {
 	// Logger receives Pebble's own messages (WAL recovery, compactions,
 	// background errors) with component=pebble; nil means slog.Default().
 	Logger *slog.Logger
+	// CacheSize is the size in bytes of Pebble's block cache (uncompressed
+	// data, index and bloom-filter blocks); 0 means DefaultCacheSize.
+	CacheSize int64
 }
+
+// DefaultCacheSize is the block cache a Store gets when Options.CacheSize is
+// 0: 128 MiB. Pebble's own default, 8 MB, is too small for a bank: every
+// commit looks up each coin it spends, mostly absent keys that the bloom
+// filters answer, and once the filter and index blocks no longer fit each
+// lookup re-reads and decompresses them (the cost per coin grew with the
+// number of spent coins, docs/PERFORMANCE.md). A store of 1M coins
+// withdrawn and spent held 5 MiB of filters and 6.4 MiB of indexes, so
+// 128 MiB holds them for some 10M coins (issue 7's target size); it is
+// small beside the page cache that a store of several GB wants anyway. The
+// cache is allocated as it fills, outside the Go heap. Pebble also charges
+// its memtables (up to 4 MB each, one or two live) to this cache.
+const DefaultCacheSize = 128 << 20
 
 // NewLogger adapts a slog.Logger to pebble.Logger for every Pebble database
 // of the project (bank, wallet, merchant). Pebble's routine messages (WAL
@@ -195,7 +211,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MaxBatch < 0 {
 		return nil, fmt.Errorf("pebblestore: MaxBatch %d < 0", opts.MaxBatch)
 	}
-	po := &pebble.Options{FS: opts.FS}
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("pebblestore: CacheSize %d < 0", opts.CacheSize)
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	// The DB takes its own reference on the cache; ours is dropped when Open
+	// returns, so the cache is freed when the DB is closed (or at once if
+	// Open fails).
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{FS: opts.FS, Cache: cache}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}

@@ -724,3 +724,58 @@ func TestContext(t *testing.T) {
 		t.Errorf("balance %d, %v; the canceled credit was applied", a.Balance, err)
 	}
 }
+
+// TestCacheSize checks that Options.CacheSize sizes Pebble's block cache:
+// after reading 24 MiB of tables, a 16 MiB cache holds at most 16 MiB, and
+// the default more. (A cache smaller than the 4 MB memtables, which Pebble
+// charges to it, holds nothing at all.)
+func TestCacheSize(t *testing.T) {
+	if _, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), CacheSize: -1}); err == nil {
+		t.Fatal("CacheSize -1 accepted")
+	}
+	const entries, size = 6 << 10, 4 << 10 // 24 MiB, one value a block
+	for _, tc := range []struct {
+		cacheSize int64
+		min, max  int64
+	}{
+		{16 << 20, 1, 16 << 20},
+		{0, 16<<20 + 1, DefaultCacheSize},
+	} {
+		s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), CacheSize: tc.cacheSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Keys under a prefix the store does not use, written and read
+		// through Pebble directly.
+		key := func(i int) []byte { return fmt.Appendf(nil, "\xfftest-cache-%06d", i) }
+		b := s.db.NewBatch()
+		v := make([]byte, size)
+		r := rand.NewChaCha8([32]byte{})
+		for i := range entries {
+			r.Read(v) // incompressible
+			if err := b.Set(key(i), v, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range entries {
+			_, closer, err := s.db.Get(key(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			closer.Close()
+		}
+		got := s.db.Metrics().BlockCache.Size
+		if got < tc.min || got > tc.max {
+			t.Errorf("CacheSize %d: block cache holds %d bytes, want %d to %d", tc.cacheSize, got, tc.min, tc.max)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
