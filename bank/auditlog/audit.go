@@ -137,7 +137,7 @@ const (
 	seenCoin     seenNS = iota + 1 // coin id: spent or recouped (value: the coin's value)
 	seenWithdraw                   // withdraw request hash
 	seenSwap                       // swap request hash
-	seenPayment                    // payment hash (value: the deposit's amount)
+	seenPayment                    // payment hash (value: what the deposit credited)
 	seenCredit                     // credit reference hash (non-zero)
 	seenPayout                     // payout reference hash (non-zero)
 	seenRefund                     // refund hash
@@ -484,35 +484,28 @@ func (c *change) checkFee(charged ecash.Amount, k int, coins func(yield func(den
 	return nil
 }
 
-// Iterators over an entry's coins by denomination, for checkFee.
-func issuedCoins(ds []DenomCount) func(func(ecash.Hash, uint64) bool) {
+// coinsBy iterates an entry's coins by denomination, for checkFee: each
+// element's denomination and how many coins of it the element stands for.
+func coinsBy[T any](xs []T, of func(T) (ecash.Hash, uint64)) func(func(ecash.Hash, uint64) bool) {
 	return func(yield func(ecash.Hash, uint64) bool) {
-		for _, d := range ds {
-			if !yield(d.Denom, uint64(d.Count)) {
+		for _, x := range xs {
+			if !yield(of(x)) {
 				return
 			}
 		}
 	}
+}
+
+func issuedCoins(ds []DenomCount) func(func(ecash.Hash, uint64) bool) {
+	return coinsBy(ds, func(d DenomCount) (ecash.Hash, uint64) { return d.Denom, uint64(d.Count) })
 }
 
 func spentCoinsOf(cs []SpentCoin) func(func(ecash.Hash, uint64) bool) {
-	return func(yield func(ecash.Hash, uint64) bool) {
-		for _, c := range cs {
-			if !yield(c.Denom, 1) {
-				return
-			}
-		}
-	}
+	return coinsBy(cs, func(c SpentCoin) (ecash.Hash, uint64) { return c.Denom, 1 })
 }
 
 func refundedCoinsOf(cs []RefundedCoin) func(func(ecash.Hash, uint64) bool) {
-	return func(yield func(ecash.Hash, uint64) bool) {
-		for _, c := range cs {
-			if !yield(c.Denom, 1) {
-				return
-			}
-		}
-	}
+	return coinsBy(cs, func(c RefundedCoin) (ecash.Hash, uint64) { return c.Denom, 1 })
 }
 
 // issueCoins checks and records coins issued (withdraw, swap).
@@ -676,7 +669,8 @@ func (c *change) gather() error {
 		if _, err := c.opened(o.Merchant, "credited"); err != nil {
 			return err
 		}
-		if err := c.fresh(seenPayment, o.PaymentHash, o.Amount.Value, "payment"); err != nil {
+		// A payment's refunds are bounded by what the merchant got.
+		if err := c.fresh(seenPayment, o.PaymentHash, o.Credited().Value, "payment"); err != nil {
 			return err
 		}
 		if err := c.spendCoins(o.Coins); err != nil {
@@ -817,8 +811,12 @@ func (c *change) gather() error {
 			if !ok {
 				return c.fail(CheckRefund, "refund to coin %s…, which was never spent", short(rc.ID))
 			}
-			if a.refunded[ck]+rc.Value.Value > spent.value {
-				return c.fail(CheckRefund, "refunds to coin %s… exceed its value %s", short(rc.ID), c.amount(spent.value))
+			paid := spent.value // what the coin paid: its value less its deposit fee
+			if d := a.denoms[rc.Denom]; d != nil && d.fees[feeDeposit] < paid {
+				paid -= d.fees[feeDeposit]
+			}
+			if a.refunded[ck]+rc.Value.Value > paid {
+				return c.fail(CheckRefund, "refunds to coin %s… exceed what it paid, %s", short(rc.ID), c.amount(paid))
 			}
 			c.refunded[ck] = a.refunded[ck] + rc.Value.Value
 		}

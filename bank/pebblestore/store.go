@@ -869,22 +869,28 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 	return sigs, nil
 }
 
+// credit reads a coin's refund record at fk (f/<coin id>); a coin never
+// refunded has the zero record.
+func (t *txn) credit(fk []byte) (creditRecord, error) {
+	v, ok, err := t.get(fk)
+	if err != nil || !ok {
+		return creditRecord{}, err
+	}
+	r, err := decodeCredit(v)
+	if err != nil {
+		return creditRecord{}, err
+	}
+	return *r, nil
+}
+
 // spendCredits zeroes each coin's refund credit, which must be exactly the
 // input's Credit (bank.ErrNoCredit otherwise).
 func (t *txn) spendCredits(coins []bank.SpentCoin) error {
 	for _, c := range coins {
 		fk := hashKey(prefixCredit, c.ID)
-		v, ok, err := t.get(fk)
+		rec, err := t.credit(fk)
 		if err != nil {
 			return err
-		}
-		var rec creditRecord
-		if ok {
-			r, err := decodeCredit(v)
-			if err != nil {
-				return err
-			}
-			rec = *r
 		}
 		if rec.Credit != c.Credit {
 			return fmt.Errorf("%w: coin %x has %d, the input claims %d", bank.ErrNoCredit, c.ID[:8], rec.Credit, c.Credit)
@@ -937,17 +943,9 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 				return invalid("coin %x is not in the payment", c.ID[:8])
 			}
 			fk := hashKey(prefixCredit, c.ID)
-			var rec creditRecord
-			v, ok, err := t.get(fk)
+			rec, err := t.credit(fk)
 			if err != nil {
 				return err
-			}
-			if ok {
-				r, err := decodeCredit(v)
-				if err != nil {
-					return err
-				}
-				rec = *r
 			}
 			if rec.Refunded+c.Value > c.Cap {
 				return bank.ErrRefundExceeds
