@@ -36,11 +36,7 @@ func (r *RecoupRequest) Body() []byte {
 	r.Coin.encodeTo(e)
 	e.Fixed(r.BlindSeed[:])
 	e.I64(r.CreatedAt.UnixMilli())
-	e.U32(uint32(len(r.Outputs)))
-	for _, p := range r.Outputs {
-		e.Fixed(p.Denom[:])
-		e.VarBytes(p.Blinded)
-	}
+	encodePlanchets(e, r.Outputs)
 	return e.Bytes()
 }
 
@@ -86,13 +82,7 @@ func DecodeRecoupRequest(b []byte) (*RecoupRequest, error) {
 	r := &RecoupRequest{Coin: decodeCoinFrom(d), CoinSig: sig}
 	copy(r.BlindSeed[:], d.Fixed(32))
 	r.CreatedAt = time.UnixMilli(d.I64())
-	n := d.Count(MaxCoinsPerRequest)
-	for i := 0; i < n && d.Err() == nil; i++ {
-		var p Planchet
-		copy(p.Denom[:], d.Fixed(32))
-		p.Blinded = d.VarBytes(maxBlindedLen)
-		r.Outputs = append(r.Outputs, p)
-	}
+	r.Outputs = decodePlanchets(d)
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}

@@ -36,11 +36,7 @@ type SwapInput struct {
 // OutputsHash = SHA-256("swap-outputs" tag || u32 n || n × (denom || varbytes blinded)).
 func (r *SwapRequest) OutputsHash() Hash {
 	e := NewEncoder("swap-outputs")
-	e.U32(uint32(len(r.Outputs)))
-	for _, p := range r.Outputs {
-		e.Fixed(p.Denom[:])
-		e.VarBytes(p.Blinded)
-	}
+	encodePlanchets(e, r.Outputs)
 	return HashOf(e.Bytes())
 }
 
@@ -100,11 +96,7 @@ func (r *SwapRequest) Body() []byte {
 		in.Coin.encodeTo(e)
 		e.Fixed(in.CoinSig)
 	}
-	e.U32(uint32(len(r.Outputs)))
-	for _, p := range r.Outputs {
-		e.Fixed(p.Denom[:])
-		e.VarBytes(p.Blinded)
-	}
+	encodePlanchets(e, r.Outputs)
 	return e.Bytes()
 }
 
@@ -118,18 +110,12 @@ func DecodeSwapRequest(b []byte) (*SwapRequest, error) {
 		in.CoinSig = d.Fixed(ed25519.SignatureSize)
 		r.Inputs = append(r.Inputs, in)
 	}
-	nOut := d.Count(MaxCoinsPerRequest)
-	for i := 0; i < nOut && d.Err() == nil; i++ {
-		var p Planchet
-		copy(p.Denom[:], d.Fixed(32))
-		p.Blinded = d.VarBytes(maxBlindedLen)
-		r.Outputs = append(r.Outputs, p)
-	}
+	r.Outputs = decodePlanchets(d)
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}
-	if nIn == 0 || nOut == 0 {
-		return nil, fmt.Errorf("%w: swap of %d coins for %d", ErrMalformed, nIn, nOut)
+	if nIn == 0 || len(r.Outputs) == 0 {
+		return nil, fmt.Errorf("%w: swap of %d coins for %d", ErrMalformed, nIn, len(r.Outputs))
 	}
 	return r, nil
 }

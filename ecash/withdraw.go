@@ -24,12 +24,32 @@ func (w *WithdrawRequest) Body() []byte {
 	e.U64(w.Account)
 	e.Fixed(w.Nonce[:])
 	e.I64(w.CreatedAt.UnixMilli())
-	e.U32(uint32(len(w.Planchets)))
-	for _, p := range w.Planchets {
+	encodePlanchets(e, w.Planchets)
+	return e.Bytes()
+}
+
+// encodePlanchets writes a list of planchets: u32 count, then per planchet
+// its denomination id and varbytes blinded message.
+func encodePlanchets(e *Encoder, ps []Planchet) {
+	e.U32(uint32(len(ps)))
+	for _, p := range ps {
 		e.Fixed(p.Denom[:])
 		e.VarBytes(p.Blinded)
 	}
-	return e.Bytes()
+}
+
+// decodePlanchets reads what encodePlanchets wrote: at most
+// MaxCoinsPerRequest planchets (nil for none).
+func decodePlanchets(d *Decoder) []Planchet {
+	n := d.Count(MaxCoinsPerRequest)
+	var ps []Planchet
+	for i := 0; i < n && d.Err() == nil; i++ {
+		var p Planchet
+		copy(p.Denom[:], d.Fixed(32))
+		p.Blinded = d.VarBytes(maxBlindedLen)
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 // DecodeWithdrawRequest parses a body; it does not check the signature.
@@ -38,17 +58,11 @@ func DecodeWithdrawRequest(b []byte) (*WithdrawRequest, error) {
 	w := &WithdrawRequest{Account: d.U64()}
 	copy(w.Nonce[:], d.Fixed(16))
 	w.CreatedAt = time.UnixMilli(d.I64())
-	n := d.Count(MaxCoinsPerRequest)
-	for i := 0; i < n && d.Err() == nil; i++ {
-		var p Planchet
-		copy(p.Denom[:], d.Fixed(32))
-		p.Blinded = d.VarBytes(maxBlindedLen)
-		w.Planchets = append(w.Planchets, p)
-	}
+	w.Planchets = decodePlanchets(d)
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}
-	if n == 0 {
+	if len(w.Planchets) == 0 {
 		return nil, fmt.Errorf("%w: withdraw of no coins", ErrMalformed)
 	}
 	return w, nil
