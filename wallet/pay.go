@@ -266,17 +266,12 @@ type payPlan struct {
 // planPayment plans paying amount: what makeChange and selectCoins would
 // do, without doing it. Caller holds w.mu.
 func (w *Wallet) planPayment(ks *ecash.KeySet, amount ecash.Amount) (*payPlan, error) {
-	change, err := w.planChange(ks, amount, true)
+	picked, change, err := w.planChange(ks, amount, true)
 	if err != nil {
 		return nil, err
 	}
-	p := &payPlan{change: change, fee: ecash.Amount{Currency: amount.Currency}}
-	if change == nil {
-		if p.coins, err = w.selectCoins(amount, ks); err != nil {
-			return nil, err
-		}
-	} else {
-		p.coins = change.picked
+	p := &payPlan{coins: picked, change: change, fee: ecash.Amount{Currency: amount.Currency}}
+	if change != nil {
 		p.fee.Value += change.swapFee
 		for _, d := range change.need {
 			p.fee.Value += d.Fees.Deposit.Value

@@ -125,7 +125,7 @@ func decodePendingSwap(b []byte) (*pendingSwap, error) {
 // with planPayment, valuing coins after their deposit fees.)
 func (w *Wallet) makeChange(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, amount ecash.Amount) (bool, error) {
 	w.mu.Lock()
-	plan, err := w.planChange(ks, amount, false)
+	_, plan, err := w.planChange(ks, amount, false)
 	w.mu.Unlock()
 	if err != nil || plan == nil {
 		return false, err
@@ -140,29 +140,32 @@ func (w *Wallet) makeChange(ctx context.Context, bank pb.BankClient, ks *ecash.K
 // outputs of which the first (need) pay the rest of the amount after their
 // deposit fees, beside the fresh coins picked.
 type changePlan struct {
-	picked  []*coinRecord // fresh coins that pay part of the amount
 	big     *coinRecord
 	outputs []ecash.Denomination
 	swapFee uint64               // the swap fee big pays
 	need    []ecash.Denomination // the outputs that pay the rest: outputs[:len(need)]
 }
 
-// planChange returns the swap makeChange needs to pay amount exactly, or
-// nil if the fresh coins already can: valued after their deposit fees if
-// net is set, else at their values. Caller holds w.mu.
-func (w *Wallet) planChange(ks *ecash.KeySet, amount ecash.Amount, net bool) (*changePlan, error) {
+// planChange picks the fresh coins that pay amount, valued after their
+// deposit fees if net is set, else at their values, and returns them with
+// the swap that makes the change they leave unpaid (nil if they pay it
+// exactly). Caller holds w.mu.
+func (w *Wallet) planChange(ks *ecash.KeySet, amount ecash.Amount, net bool) ([]*coinRecord, *changePlan, error) {
 	value, splitFn := coinValue, split
 	if net {
 		value, splitFn = netValue(ks), splitNet
 	}
 	picked, rest, fresh, err := w.pick(amount, ks, value)
-	if err != nil || rest == 0 {
-		return nil, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if rest == 0 {
+		return picked, nil, nil
 	}
 	now := w.now()
 	need, err := splitFn(ecash.Amount{Currency: amount.Currency, Value: rest}, ks, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var needValue uint64
 	for _, d := range need {
@@ -177,13 +180,13 @@ func (w *Wallet) planChange(ks *ecash.KeySet, amount ecash.Amount, net bool) (*c
 		}
 	}
 	if big == nil {
-		return nil, fmt.Errorf("%w: %s is more than the wallet's fresh coins pay after fees", ErrNoExactChange, amount)
+		return nil, nil, fmt.Errorf("%w: %s is more than the wallet's fresh coins pay after fees", ErrNoExactChange, amount)
 	}
 	more, err := split(ecash.Amount{Currency: amount.Currency, Value: swapValue(ks, big) - needValue}, ks, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &changePlan{picked: picked, big: big, outputs: append(need, more...), swapFee: big.Value.Value - swapValue(ks, big), need: need}, nil
+	return picked, &changePlan{big: big, outputs: append(need, more...), swapFee: big.Value.Value - swapValue(ks, big), need: need}, nil
 }
 
 // netValue values a coin at what it pays into a deposit: its value less its
