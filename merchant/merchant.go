@@ -45,6 +45,11 @@ const KeyFile = "merchant.key"
 // DefaultOrderTTL is how long a payment request stays payable.
 const DefaultOrderTTL = 15 * time.Minute
 
+// cacheSize is the order store's block cache: every payment looks its order
+// up twice, and Pebble's default 8 MB no longer holds the index and filter
+// blocks of a store of some million orders.
+const cacheSize = 64 << 20
+
 // Init creates the merchant key in dir and returns its public key. It
 // refuses to overwrite an existing key.
 func Init(dir string) (ed25519.PublicKey, error) {
@@ -155,11 +160,7 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	opts := &pebble.Options{Logger: pebblestore.NewLogger(cfg.Log)}
-	if cfg.FS != nil {
-		opts.FS = cfg.FS
-	}
-	db, err := pebble.Open(filepath.Join(cfg.Dir, "orders"), opts)
+	db, err := pebblestore.OpenDB(filepath.Join(cfg.Dir, "orders"), pebblestore.DBOptions{FS: cfg.FS, CacheSize: cacheSize, Logger: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

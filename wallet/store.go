@@ -157,13 +157,12 @@ func decodePendingPayment(b []byte) (*pendingPayment, error) {
 }
 
 func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
-	opts := &pebble.Options{Logger: pebblestore.NewLogger(slog.Default())}
-	if fs != nil {
-		opts.FS = fs
-	} else if err := privateDir(dir); err != nil {
-		return nil, err
+	if fs == nil {
+		if err := privateDir(dir); err != nil {
+			return nil, err
+		}
 	}
-	db, err := pebble.Open(dir, opts)
+	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default()})
 	if err != nil {
 		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
 	}

@@ -153,6 +153,40 @@ type Options struct {
 // its memtables (up to 4 MB each, one or two live) to this cache.
 const DefaultCacheSize = 128 << 20
 
+// DBOptions is how OpenDB opens a Pebble database.
+type DBOptions struct {
+	FS        vfs.FS       // nil: the operating system's
+	CacheSize int64        // block cache in bytes; 0: Pebble's default (8 MB)
+	Logger    *slog.Logger // nil: discard Pebble's messages
+}
+
+// OpenDB opens (or creates) a Pebble database in dir as every store of the
+// project does (bank, merchant, wallet): with a block cache of the given
+// size and bloom filters on every level, since most of their lookups are
+// for keys that are absent (fresh coins, new payment and request hashes,
+// unknown orders) and a filter answers those without reading blocks.
+func OpenDB(dir string, o DBOptions) (*pebble.DB, error) {
+	po := &pebble.Options{FS: o.FS}
+	if po.FS == nil {
+		po.FS = vfs.Default
+	}
+	if o.CacheSize > 0 {
+		// The DB takes its own reference on the cache; ours is dropped when
+		// OpenDB returns, so the cache is freed when the DB is closed (or
+		// at once if Open fails).
+		cache := pebble.NewCache(o.CacheSize)
+		defer cache.Unref()
+		po.Cache = cache
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	po.Logger = pebbleLogger{logger}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by L1+
+	return pebble.Open(dir, po)
+}
+
 // NewLogger adapts a slog.Logger to pebble.Logger for every Pebble database
 // of the project (bank, wallet, merchant). Pebble's routine messages (WAL
 // replay, compactions) go to Debug; errors to Error.
@@ -217,24 +251,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = DefaultCacheSize
 	}
-	// The DB takes its own reference on the cache; ours is dropped when Open
-	// returns, so the cache is freed when the DB is closed (or at once if
-	// Open fails).
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref()
-	po := &pebble.Options{FS: opts.FS, Cache: cache}
-	if po.FS == nil {
-		po.FS = vfs.Default
-	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	po.Logger = pebbleLogger{logger}
-	// Most lookups are for keys that are absent (fresh coins, new payment
-	// and request hashes): bloom filters answer them without reading blocks.
-	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // inherited by L1+
-	db, err := pebble.Open(dir, po)
+	db, err := OpenDB(dir, DBOptions{FS: opts.FS, CacheSize: opts.CacheSize, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
