@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -148,6 +149,12 @@ func (c Server) Options() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(chain...),
+		// Calls run on a pool of goroutines whose stacks have already grown
+		// to what a handler's cryptography needs, instead of a fresh
+		// goroutine per call copying its stack as it grows (4% of the CPU
+		// of a one-coin payment). Beyond the pool's size gRPC starts a
+		// goroutine per call as before, so a slow call never queues others.
+		grpc.NumStreamWorkers(streamWorkers()),
 	}
 	switch {
 	case c.TLS != nil:
@@ -157,6 +164,10 @@ func (c Server) Options() []grpc.ServerOption {
 	}
 	return opts
 }
+
+// streamWorkers sizes the pool of call goroutines: handlers mostly wait for
+// a group commit, so several per core are busy at once.
+func streamWorkers() uint32 { return uint32(max(16, 8*runtime.GOMAXPROCS(0))) }
 
 // ClientConfig says how a client trusts a server, and which certificate,
 // if any, it presents to a server that asks for one (mutual TLS).
