@@ -23,6 +23,7 @@ package main
 import (
 	"context"
 	"flag"
+	"math"
 	"os"
 	"time"
 
@@ -43,6 +44,7 @@ const (
 	maxDuration    = 10 * time.Minute
 	minDuration    = 100 * time.Millisecond
 	maxConcurrency = 256
+	maxRate        = 1_000_000
 	maxCoinsPerOp  = ecash.MaxCoinsPerRequest
 	maxLimitTime   = time.Minute
 	defaultMaxPre  = 1_000_000 // coins pre-withdrawn for pay, at most
@@ -122,6 +124,7 @@ func runCommand() *cli.Command {
 		scenario    string
 		concurrency int
 		duration    time.Duration
+		rate        float64
 		coins       int
 		maxPre      int
 		dir         string
@@ -235,9 +238,15 @@ prefilled 2,500-4,500 coins a second, slower as the store grew: 1M coins in
 6 minutes, 3M in 20.
 
 Timed phase: --concurrency wallets run operations back to back until
---duration has passed (an operation in flight finishes). Reported:
+--duration has passed (an operation in flight finishes); with --rate R, on
+a fixed schedule of R operations a second in all instead (each wallet every
+concurrency/R seconds, the wallets staggered), which measures the latency
+of a system at that load rather than at saturation: "a single one-coin pay
+on an idle system" is --concurrency 1 --rate 100, say. Reported:
   ops/s, coins/s   completed operations and coins over the phase's wall time
-  latency          p50, p95, p99 and max of one operation
+  latency          p50, p95, p99 and max of one operation (with --rate, from
+                   its scheduled start: an operation that waits for the
+                   previous one to finish counts the wait)
   limit, fraction  the crypto limit in coins/s, and coins/s as a fraction of
                    it: the number to steer by
   CPU per coin     process CPU (getrusage, user+system) over the phase divided
@@ -258,6 +267,7 @@ Timed phase: --concurrency wallets run operations back to back until
 A progress line is shown on stderr about once a second.`,
 		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4
 loadgen run --scenario pay --cipher cs --coins-per-op 8 --concurrency 16 --cpuprofile pay.prof
+loadgen run --scenario pay --concurrency 1 --rate 100 --duration 30s
 loadgen run --scenario withdraw --coins-per-op 64 --concurrency 16 --store postgres --replicas 2
 loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
 go tool pprof -top -tagfocus role=bank pay.prof`,
@@ -266,6 +276,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.StringVar(&scenario, "scenario", "", "`SCENARIO` to run: "+scenarioNames+" (required)")
 			fs.IntVar(&concurrency, "concurrency", 4, "concurrent wallets, each with its own account and connections (1 to 256)")
 			fs.DurationVar(&duration, "duration", 10*time.Second, "length of the timed phase (100ms to 10m)")
+			fs.Float64Var(&rate, "rate", 0, "pace the timed phase at `R` operations per second in all, spread evenly over the wallets (0: back to back); latency then counts from each operation's scheduled start")
 			fs.IntVar(&coins, "coins", 0, "pay: coins to withdraw for the timed phase, in all (0: enough to pay at the crypto limit for --duration)")
 			fs.IntVar(&maxPre, "max-coins", defaultMaxPre, "pay: never withdraw more than this many coins before the timed phase")
 			fs.StringVar(&dir, "dir", "", "keep the bank's and merchant's data in `DIR` (must be empty or absent; default: a temporary directory, removed at exit)")
@@ -293,7 +304,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			}
 			cfg := runConfig{
 				Scenario: s, Cipher: cipher, CoinsPerOp: s.coinsPerOp(c.coinsPerOp), EPOKind: epo,
-				Concurrency: concurrency, Duration: duration,
+				Concurrency: concurrency, Duration: duration, Rate: rate,
 				LimitTime: c.limitTime, Coins: coins, MaxCoins: maxPre, Dir: dir, KeysFile: c.keys,
 				CPUProfile: cpuProfile, Progress: newProgress(inv),
 			}
@@ -302,6 +313,9 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			}
 			if duration < minDuration || duration > maxDuration {
 				return cli.Usagef("bad --duration %s: want %s to %s", duration, minDuration, maxDuration)
+			}
+			if rate < 0 || rate > maxRate || math.IsNaN(rate) {
+				return cli.Usagef("bad --rate %v: want 0 (back to back) to %d operations per second", rate, maxRate)
 			}
 			if coins < 0 || maxPre < 1 || coins > maxPre {
 				return cli.Usagef("bad --coins %d / --max-coins %d: want 0 <= coins <= max-coins, max-coins >= 1", coins, maxPre)

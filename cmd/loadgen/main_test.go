@@ -59,6 +59,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "swap", "--coins-per-op", "-1"},
 		{"run", "--scenario", "pay", "--concurrency", "0"},
 		{"run", "--scenario", "pay", "--duration", "11m"},
+		{"run", "--scenario", "pay", "--rate", "-1"},
+		{"run", "--scenario", "pay", "--rate", "NaN"},
 		{"run", "--scenario", "withdraw", "--coins-per-op", "1025"},
 		{"run", "--scenario", "pay", "--replicas", "2"}, // replicas need PostgreSQL
 		{"run", "--scenario", "pay", "--store", "sqlite"},
@@ -253,6 +255,27 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 
 // TestPrefill runs pay over a Pebble store holding spent coins written
 // before the timed phase.
+// TestRate runs a paced phase: 20 operations a second over two wallets for
+// a second schedules exactly 20, and none beyond the schedule may run.
+func TestRate(t *testing.T) {
+	out, stderr, code := loadgen(t, "run", "--scenario", "swap", "--coins-per-op", "2", "--concurrency", "2",
+		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	checkReport(t, &r, "swap", "cs")
+	if r.Rate != 20 {
+		t.Errorf("report says rate %v, want 20", r.Rate)
+	}
+	if r.Ops > 20 {
+		t.Errorf("%d operations in a phase that schedules 20", r.Ops)
+	}
+}
+
 func TestPrefill(t *testing.T) {
 	const n = 1000
 	out, stderr, code := loadgen(t, "run", "--scenario", "pay", "--coins-per-op", "2", "--concurrency", "2",

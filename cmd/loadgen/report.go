@@ -20,8 +20,11 @@ type report struct {
 	EPOKind     string  `json:"epo_kind,omitempty"`
 	Concurrency int     `json:"concurrency"`
 	Duration    float64 `json:"duration_s"` // asked for
-	Elapsed     float64 `json:"elapsed_s"`  // the timed phase, to the end of its last operation
-	EndedEarly  string  `json:"ended_early,omitempty"`
+	// Rate is the paced rate asked for (--rate), in operations per second;
+	// 0: back to back.
+	Rate       float64 `json:"rate_ops_per_s,omitempty"`
+	Elapsed    float64 `json:"elapsed_s"` // the timed phase, to the end of its last operation
+	EndedEarly string  `json:"ended_early,omitempty"`
 
 	Ops         int64         `json:"ops"`
 	Coins       int64         `json:"coins"`
@@ -197,7 +200,11 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, " (ended early: %s)", r.EndedEarly)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  operations    %d: %.1f ops/s\n", r.Ops, r.OpsPerSec)
+	fmt.Fprintf(w, "  operations    %d: %.1f ops/s", r.Ops, r.OpsPerSec)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, " (paced at %g ops/s)", r.Rate)
+	}
+	fmt.Fprintln(w)
 	if unit != "check" {
 		fmt.Fprintf(w, "  coins         %d: %.1f coins/s\n", r.Coins, r.CoinsPerSec)
 	}

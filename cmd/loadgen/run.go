@@ -34,13 +34,16 @@ type runConfig struct {
 	EPOKind     echeck.Kind // check: the kind of payment order
 	Concurrency int
 	Duration    time.Duration
-	LimitTime   time.Duration
-	Coins       int // pay: coins to pre-withdraw in all; 0 sizes them from a warm-up
-	MaxCoins    int // pay: cap on the pre-withdrawal
-	Dir         string
-	KeysFile    string
-	CPUProfile  string
-	Store       storeConfig
+	// Rate paces the timed phase at this many operations per second in all
+	// (each wallet at Rate/Concurrency); 0 runs operations back to back.
+	Rate       float64
+	LimitTime  time.Duration
+	Coins      int // pay: coins to pre-withdraw in all; 0 sizes them from a warm-up
+	MaxCoins   int // pay: cap on the pre-withdrawal
+	Dir        string
+	KeysFile   string
+	CPUProfile string
+	Store      storeConfig
 	// PrefillSpent is the spent coins written into the store before the
 	// timed phase (prefill.go).
 	PrefillSpent int64
@@ -126,7 +129,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	setupStart := time.Now()
 	rep = &report{
 		Scenario: cfg.Scenario.String(), Cipher: cfg.Cipher.String(), CoinsPerOp: cfg.CoinsPerOp, Unit: cfg.Scenario.unit(),
-		Concurrency: cfg.Concurrency, Duration: cfg.Duration.Seconds(), Machine: machine(),
+		Concurrency: cfg.Concurrency, Duration: cfg.Duration.Seconds(), Rate: cfg.Rate, Machine: machine(),
 	}
 	if cfg.Scenario == scenarioCheck {
 		rep.EPOKind = cfg.EPOKind.String()
@@ -246,7 +249,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	var prof bytes.Buffer
 	profErr := pprof.StartCPUProfile(&prof)
 	label := fmt.Sprintf("%s %s ×%d, %d wallets", cfg.Scenario, cfg.Cipher, n, cfg.Concurrency)
-	res, err := runPhase(ctx, env.wallets, cfg.Duration, n, op, func(s phaseStatus) {
+	res, err := runPhase(ctx, env.wallets, cfg.Duration, cfg.Rate, n, op, func(s phaseStatus) {
 		prog.Status("%s: %4.1fs/%s  %d ops  %d coins  %.0f coins/s", label, s.elapsed.Seconds(), cfg.Duration, s.ops, s.coins, s.rate)
 	})
 	if profErr == nil {
@@ -558,7 +561,7 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 	if err != nil {
 		return err
 	}
-	res, err := runPhase(ctx, env.wallets, 5*time.Minute, n, op, func(s phaseStatus) {
+	res, err := runPhase(ctx, env.wallets, 5*time.Minute, 0, n, op, func(s phaseStatus) {
 		prog.Status("warm-up: %d payments", s.ops)
 	})
 	prog.Clear()
@@ -573,7 +576,11 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 	if cfg.Coins > 0 {
 		opsEach = max(1, cfg.Coins/(conc*n))
 	} else {
-		need := rep.Limit.CoinsPerSec * cfg.Duration.Seconds() * payMargin
+		rate := rep.Limit.CoinsPerSec
+		if cfg.Rate > 0 {
+			rate = min(rate, cfg.Rate*float64(n))
+		}
+		need := rate * cfg.Duration.Seconds() * payMargin
 		opsEach = int(math.Ceil(need/float64(conc*n))) + 1
 		prog.Note("warm-up: %.0f payments/s; stocking each wallet for %d payments (the crypto limit for %s)", rep.Setup.WarmupOpsPerSec, opsEach, cfg.Duration)
 		if maxEach := int(wrate*maxPrewithdraw.Seconds()) / (conc * n); opsEach > maxEach {
@@ -639,7 +646,7 @@ func warmUp(ctx context.Context, env *environment, cfg runConfig, rep *report, o
 		done[w.id]++
 		return op(ctx, w)
 	}
-	res, err := runPhase(ctx, env.wallets, 5*time.Minute, cfg.CoinsPerOp, limited, func(s phaseStatus) {
+	res, err := runPhase(ctx, env.wallets, 5*time.Minute, 0, cfg.CoinsPerOp, limited, func(s phaseStatus) {
 		cfg.Progress.Status("warm-up: %d operations", s.ops)
 	})
 	cfg.Progress.Clear()
@@ -681,11 +688,14 @@ type phaseResult struct {
 	exhausted  bool
 }
 
-// runPhase runs op on every wallet, back to back, until d has passed (an
-// operation in flight finishes), a wallet has nothing left (errExhausted:
-// then all stop), an operation fails, or ctx ends. The wallets run under
-// the client label.
-func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, n int, op func(context.Context, *simWallet) error, status func(phaseStatus)) (phaseResult, error) {
+// runPhase runs op on every wallet until d has passed (an operation in
+// flight finishes), a wallet has nothing left (errExhausted: then all
+// stop), an operation fails, or ctx ends: back to back, or with rate > 0 on
+// a fixed schedule of rate operations per second in all, the wallets
+// staggered evenly. A paced operation's latency counts from its scheduled
+// start, so one that waits for its predecessor counts the wait (no
+// coordinated omission). The wallets run under the client label.
+func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, rate float64, n int, op func(context.Context, *simWallet) error, status func(phaseStatus)) (phaseResult, error) {
 	var (
 		ops, coins atomic.Int64
 		stop       atomic.Bool
@@ -712,9 +722,25 @@ func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, n int, op f
 			wg.Go(func() {
 				var mine []time.Duration
 				end := start
-				for !stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
+				// scheduled is the start of the wallet's k-th operation
+				// when paced.
+				scheduled := func(k int) time.Time {
+					return start.Add(time.Duration((float64(k) + float64(i)/float64(len(ws))) * float64(len(ws)) / rate * float64(time.Second)))
+				}
+				for k := 0; !stop.Load() && ctx.Err() == nil && time.Now().Before(deadline); k++ {
+					var t0 time.Time
+					if rate > 0 {
+						if t0 = scheduled(k); !t0.Before(deadline) {
+							break
+						}
+						if !sleepUntil(ctx, t0) {
+							break
+						}
+					}
 					octx, cancel := context.WithTimeout(ctx, opTimeout)
-					t0 := time.Now()
+					if rate == 0 {
+						t0 = time.Now()
+					}
 					err := op(octx, w)
 					t1 := time.Now()
 					cancel()
@@ -750,7 +776,29 @@ func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, n int, op f
 	if err := ctx.Err(); err != nil {
 		return phaseResult{}, err
 	}
-	return phaseResult{ops: ops.Load(), coins: coins.Load(), elapsed: last.Sub(start), latencies: lats, exhausted: exhausted.Load()}, nil
+	elapsed := last.Sub(start)
+	if rate > 0 && !exhausted.Load() {
+		// The schedule, not the last operation, spans the phase: its last
+		// slot may end before the deadline.
+		elapsed = max(elapsed, d)
+	}
+	return phaseResult{ops: ops.Load(), coins: coins.Load(), elapsed: elapsed, latencies: lats, exhausted: exhausted.Load()}, nil
+}
+
+// sleepUntil waits until t, or returns false if ctx ends first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func perCoinUs(d time.Duration, coins int64) float64 {
