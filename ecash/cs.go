@@ -188,23 +188,30 @@ func (s CSSignature) Bytes() []byte { return slices.Concat(s.R[:], s.S[:]) }
 
 // ParseCSSignature decodes R' || s'. R' must be a canonically encoded point
 // that is not of small order (the identity included) and s' a canonical
-// scalar; the error wraps ErrMalformed. (A point with a small-order component
-// passes this parse but never the verification equation, whose right-hand
-// side s'·G - c'·X lies in the prime-order subgroup.)
+// scalar; the error wraps ErrMalformed. (R' may have a component of small
+// order: the verification equation is cofactored, see Verify.)
 func ParseCSSignature(b []byte) (CSSignature, error) {
+	s, _, _, err := parseCSSignature(b)
+	return s, err
+}
+
+// parseCSSignature is ParseCSSignature, also returning R' and s' decoded.
+func parseCSSignature(b []byte) (CSSignature, *edwards25519.Point, *edwards25519.Scalar, error) {
 	if len(b) != CSSignatureSize {
-		return CSSignature{}, fmt.Errorf("%w: CS signature of %d bytes, want %d", ErrMalformed, len(b), CSSignatureSize)
+		return CSSignature{}, nil, nil, fmt.Errorf("%w: CS signature of %d bytes, want %d", ErrMalformed, len(b), CSSignatureSize)
 	}
-	if _, err := csPoint(b[:32]); err != nil {
-		return CSSignature{}, fmt.Errorf("%w: CS signature R': %v", ErrMalformed, err)
+	r, err := largeOrderPoint(b[:32])
+	if err != nil {
+		return CSSignature{}, nil, nil, fmt.Errorf("%w: CS signature R': %v", ErrMalformed, err)
 	}
-	if _, err := new(edwards25519.Scalar).SetCanonicalBytes(b[32:]); err != nil {
-		return CSSignature{}, fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrMalformed)
+	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(b[32:])
+	if err != nil {
+		return CSSignature{}, nil, nil, fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrMalformed)
 	}
 	var s CSSignature
 	copy(s.R[:], b[:32])
 	copy(s.S[:], b[32:])
-	return s, nil
+	return s, r, sp, nil
 }
 
 // CSPublicKey is a CS denomination public key X = x·G. The zero value is
@@ -555,8 +562,10 @@ func (st *CSBlindState) Unblind(blindSig []byte) ([]byte, error) {
 	return sig.Bytes(), nil
 }
 
-// Verify checks a CS signature R' || s' on msg (spec §10.5):
-// s'·G = R' + FDH(R', msg, X)·X. Errors wrap ErrBadSignature.
+// Verify checks a CS signature R' || s' on msg (spec §10.5, cofactored so
+// that batches can check it too, see batch.go): R' a canonical encoding of
+// a point not of small order, s' canonical, and
+// [8](s'·G − R' − FDH(R', msg, X)·X) = 0. Errors wrap ErrBadSignature.
 func (k *CSPublicKey) Verify(msg, sig []byte) error {
 	s, err := ParseCSSignature(sig)
 	if err != nil {
@@ -575,12 +584,22 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 	}
 	ph := csPrehash(&sig.R, msg)
 	c := csFDH(&ph, k)
-	// s'·G = R' + c'·X  <=>  s'·G - c'·X = R'. Comparing the canonical encoding
-	// of the left side with the received R' bytes also rejects a non-canonical
-	// R'. All values are public, so variable time is fine.
+	// s'·G = R' + c'·X  <=>  s'·G - c'·X = R'. A signature an honest wallet
+	// unblinded meets it exactly: the left side encodes to the received R'
+	// (which is then canonical, and not of small order as it is not the
+	// identity). Otherwise R' may still differ from it by a point of small
+	// order, which the cofactored rule accepts. All values are public, so
+	// variable time is fine.
 	c.Negate(c)
 	lhs := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, &k.p, sp)
-	if subtle.ConstantTimeCompare(lhs.Bytes(), sig.R[:]) != 1 {
+	if subtle.ConstantTimeCompare(lhs.Bytes(), sig.R[:]) == 1 {
+		return nil
+	}
+	r, err := largeOrderPoint(sig.R[:])
+	if err != nil {
+		return fmt.Errorf("%w: CS signature R': %v", ErrBadSignature, err)
+	}
+	if lhs.Subtract(lhs, r).MultByCofactor(lhs).Equal(edwards25519.NewIdentityPoint()) != 1 {
 		return fmt.Errorf("%w: CS signature does not verify", ErrBadSignature)
 	}
 	return nil
@@ -661,23 +680,41 @@ func csFDH(prehash *[sha512.Size]byte, k *CSPublicKey) *edwards25519.Scalar {
 
 var csIdentity = edwards25519.NewIdentityPoint().Bytes()
 
-// csPoint decodes a point that must be canonically encoded and not of small
-// order (which excludes the identity).
-func csPoint(b []byte) (*edwards25519.Point, error) {
+// largeOrderPoint decodes a point that must be canonically encoded and not
+// of small order (which excludes the identity): the rule for CS points and
+// for Ed25519 keys (CheckEd25519Key). Canonical means y < p; the other
+// non-canonical encodings (x = 0 with the sign bit set) are of points of
+// small order, refused anyway. Checking the bytes spares re-encoding the
+// point, a field inversion, on every verification.
+func largeOrderPoint(b []byte) (*edwards25519.Point, error) {
 	if len(b) != 32 {
 		return nil, fmt.Errorf("point of %d bytes", len(b))
+	}
+	if !canonicalY(b) {
+		return nil, errors.New("non-canonical point encoding")
 	}
 	p, err := new(edwards25519.Point).SetBytes(b)
 	if err != nil {
 		return nil, errors.New("not a point")
 	}
-	if subtle.ConstantTimeCompare(p.Bytes(), b) != 1 {
-		return nil, errors.New("non-canonical point encoding")
-	}
 	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
 		return nil, errors.New("point of small order")
 	}
 	return p, nil
+}
+
+// canonicalY reports whether the 32-byte encoding b holds y < p = 2^255-19
+// in its low 255 bits.
+func canonicalY(b []byte) bool {
+	if b[31]&0x7f != 0x7f || b[0] < 0xed {
+		return true
+	}
+	for _, c := range b[1:31] {
+		if c != 0xff {
+			return true
+		}
+	}
+	return false
 }
 
 // csMinusOne is L-1.
@@ -689,11 +726,11 @@ var csMinusOne = func() *edwards25519.Scalar {
 	return one.Negate(one)
 }()
 
-// csPrimeOrderPoint is csPoint plus a check that [L]P is the identity: the
+// csPrimeOrderPoint is largeOrderPoint plus a check that [L]P is the identity: the
 // point has no small-order component (libsodium's rule for the points it
 // multiplies). The check is variable-time; every point it sees is public.
 func csPrimeOrderPoint(b []byte) (*edwards25519.Point, error) {
-	p, err := csPoint(b)
+	p, err := largeOrderPoint(b)
 	if err != nil {
 		return nil, err
 	}

@@ -101,9 +101,12 @@ func (dp *DepositPermission) Body() []byte {
 	return e.Bytes()
 }
 
-// Verify checks the coin's signature.
+// Verify checks the coin key's signature, under the rule batches can check
+// too (batch.go): the coin key must be a canonical encoding of a point not
+// of small order, and the signature must verify under ZIP-215's cofactored
+// equation. It checks nothing about the coin's own signature (Coin.Verify).
 func (dp *DepositPermission) Verify() error {
-	return VerifyBody(dp.Coin.Pub, dp.Body(), dp.CoinSig, "deposit permission")
+	return verifyPermissionSig(dp.Coin.Pub, dp.Body(), dp.CoinSig)
 }
 
 // Payment is the clear content of a sealed payment: the coins and their
