@@ -359,13 +359,14 @@ Per operation of --coins-per-op coins (default: 4 for swap, 1 otherwise):
             permission per coin (Ed25519), seal the payment to the bank
             (HPKE: X25519, HKDF-SHA256, ChaCha20-Poly1305);
             bank: verify the merchant's signature, open the payment, verify
-            each coin's blind signature and deposit permission, sign the
+            every coin's blind signature and deposit permission in one
+            batch (as the bank does: ecash.VerifyPermissions), sign the
             receipt;
             merchant and wallet: verify the receipt.
   swap      wallet: derive each output's coin key, CS first-round nonce,
             blind, sign a swap permission per input (Ed25519);
-            bank: CS first round, verify each input's blind signature and
-            permission, blind-sign each output;
+            bank: CS first round, verify the inputs' blind signatures and
+            permissions in one batch, blind-sign each output;
             wallet: unblind and verify each output's signature.
   check     one payment order (--epo check or goods), per check:
             goods only: the merchant signs a quote, the wallet and the

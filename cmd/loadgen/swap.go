@@ -139,17 +139,16 @@ func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 			return err
 		}
 		_ = ecash.HashOf(body)
-		outputs = got.OutputsHash()
-		for _, in := range got.Inputs {
-			dp := ecash.DepositPermission{Coin: in.Coin, PaymentHash: outputs, MerchantAccount: ecash.SwapAccount, Value: value, Timestamp: got.CreatedAt, CoinSig: in.CoinSig}
-			_ = dp.Coin.ID()
-			if err := dp.Coin.Verify(kit.denom.Key); err != nil {
-				return err
-			}
-			if err := dp.Verify(); err != nil {
-				return err
-			}
-			_ = dp.Encode()
+		perms := make([]ecash.DepositPermission, len(got.Inputs))
+		for i := range perms {
+			perms[i] = got.Permission(i, value)
+			_ = perms[i].Coin.ID()
+		}
+		if err := kit.verifyBatch(perms); err != nil {
+			return err
+		}
+		for i := range perms {
+			_ = perms[i].Encode()
 		}
 		for i, p := range got.Outputs {
 			_ = ecash.HashOf(p.Blinded)
