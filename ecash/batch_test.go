@@ -418,3 +418,31 @@ func BenchmarkVerifyPermissions(b *testing.B) {
 		})
 	}
 }
+
+// FuzzVerifyPermissions feeds hostile coin and permission signatures (and
+// coin keys) to the batch: it must not panic, and must agree with
+// verifying one by one.
+func FuzzVerifyPermissions(f *testing.F) {
+	base := newBatchFixture(f, 3, false)
+	t8 := torsion8(f)
+	f.Add(uint8(0), base.perms[0].CoinSig)
+	f.Add(uint8(4), base.perms[1].Coin.Sig)         // coin 1's coin signature
+	f.Add(uint8(8), []byte(base.perms[2].Coin.Pub)) // coin 2's key
+	f.Add(uint8(0), torsionEd25519(base.coinKeys[0], base.perms[0].Body(), t8))
+	f.Add(uint8(4), torsionCS(base.csKeys[base.keys[1]], base.perms[1].Coin.Pub, t8))
+	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
+		fx := &batchFixture{perms: append([]DepositPermission(nil), base.perms...), keys: base.keys}
+		dp := &fx.perms[int(which)%3] // which: the coin, then the field
+		switch which / 3 % 3 {
+		case 0:
+			dp.CoinSig = b
+		case 1:
+			dp.Coin.Sig = b
+		case 2:
+			dp.Coin.Pub = b
+		}
+		if got, want := VerifyPermissions(detRand(uint64(which)), fx.perms, fx.keys), fx.singles(); got != want {
+			t.Fatalf("batch says %v, one by one %v", got, want)
+		}
+	})
+}
