@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,10 +257,12 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 // TestPrefill runs pay over a Pebble store holding spent coins written
 // before the timed phase.
 // TestRate runs a paced phase: 20 operations a second over two wallets for
-// a second schedules exactly 20, and none beyond the schedule may run.
+// a second schedules exactly 20, and none beyond the schedule may run. It
+// also takes an execution trace of the phase.
 func TestRate(t *testing.T) {
+	traceFile := filepath.Join(t.TempDir(), "swap.trace")
 	out, stderr, code := loadgen(t, "run", "--scenario", "swap", "--coins-per-op", "2", "--concurrency", "2",
-		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--json")
+		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--trace", traceFile, "--json")
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -273,6 +276,13 @@ func TestRate(t *testing.T) {
 	}
 	if r.Ops > 20 {
 		t.Errorf("%d operations in a phase that schedules 20", r.Ops)
+	}
+	tr, err := os.ReadFile(traceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(tr, []byte("go 1.")) || len(tr) < 1000 {
+		t.Errorf("not an execution trace: %d bytes starting %q", len(tr), tr[:min(len(tr), 16)])
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ type runConfig struct {
 	Dir        string
 	KeysFile   string
 	CPUProfile string
+	Trace      string // execution trace of the timed phase; "" for none
 	Store      storeConfig
 	// PrefillSpent is the spent coins written into the store before the
 	// timed phase (prefill.go).
@@ -248,12 +250,22 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	}
 	var prof bytes.Buffer
 	profErr := pprof.StartCPUProfile(&prof)
+	stopTrace, err := startTrace(cfg.Trace)
+	if err != nil {
+		if profErr == nil {
+			pprof.StopCPUProfile()
+		}
+		return nil, err
+	}
 	label := fmt.Sprintf("%s %s ×%d, %d wallets", cfg.Scenario, cfg.Cipher, n, cfg.Concurrency)
 	res, err := runPhase(ctx, env.wallets, cfg.Duration, cfg.Rate, n, op, func(s phaseStatus) {
 		prog.Status("%s: %4.1fs/%s  %d ops  %d coins  %.0f coins/s", label, s.elapsed.Seconds(), cfg.Duration, s.ops, s.coins, s.rate)
 	})
 	if profErr == nil {
 		pprof.StopCPUProfile()
+	}
+	if err := stopTrace(); err != nil {
+		return nil, err
 	}
 	cpu1, cerr := processCPU()
 	sys1, sysOK1 := systemBusy()
@@ -783,6 +795,26 @@ func runPhase(ctx context.Context, ws []*simWallet, d time.Duration, rate float6
 		elapsed = max(elapsed, d)
 	}
 	return phaseResult{ops: ops.Load(), coins: coins.Load(), elapsed: elapsed, latencies: lats, exhausted: exhausted.Load()}, nil
+}
+
+// startTrace starts an execution trace into the file path, if any; the
+// returned function stops it and closes the file.
+func startTrace(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("execution trace: %w", err)
+	}
+	return func() error {
+		trace.Stop()
+		return f.Close()
+	}, nil
 }
 
 // sleepUntil waits until t, or returns false if ctx ends first.
