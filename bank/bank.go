@@ -387,21 +387,19 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if net, err := total.Sub(fee); err != nil || net != pr.Amount {
 		return nil, nil, fmt.Errorf("%w: coins worth %s less %s of deposit fees, request %s", ErrAmountMatch, total, fee, pr.Amount)
 	}
-	if !verifyBatches(pay.Permissions, keys) {
-		// Something is wrong: find what, one by one.
-		err = parallel(len(pay.Permissions), func(i int) error {
+	// A batch that failed holds a bad coin or permission: find which, one
+	// by one, stopping at the first.
+	for _, r := range verifyBatches(pay.Permissions, keys) {
+		for i := r.lo; i < r.hi; i++ {
 			dp := &pay.Permissions[i]
 			if err := dp.Coin.Verify(keys[i].Key); err != nil {
-				return fmt.Errorf("coin %d: %w", i, err)
+				return nil, nil, fmt.Errorf("coin %d: %w", i, err)
 			}
 			if err := dp.Verify(); err != nil {
-				return fmt.Errorf("coin %d: %w", i, err)
+				return nil, nil, fmt.Errorf("coin %d: %w", i, err)
 			}
-			return nil
-		})
-		if err != nil {
-			return nil, nil, err
 		}
+		b.log.Warn("a batch of coins failed verification but every coin passed one by one", "coins", r.hi-r.lo)
 	}
 	coins := make([]SpentCoin, len(pay.Permissions))
 	for i := range coins {
@@ -526,30 +524,22 @@ func (b *Bank) swapInputs(ctx context.Context, req *ecash.SwapRequest, keys []*D
 	perms := make([]ecash.DepositPermission, len(req.Inputs))
 	for i := range perms {
 		perms[i] = req.Permission(i, keys[i].Value)
+		coins[i] = SpentCoin{ID: perms[i].Coin.ID(), Permission: perms[i].Encode()}
 	}
-	if verifyBatches(perms, keys) {
-		for i := range coins {
-			coins[i] = SpentCoin{ID: perms[i].Coin.ID(), Permission: perms[i].Encode()}
-		}
-		return coins, nil
-	}
-	// Something failed the batch: an input spending a refund credit, or
-	// a bad coin or permission, which this names.
+	// A batch that failed holds a bad coin or permission, or an input
+	// spending a refund credit, whose permission is not a swap permission:
+	// check its inputs one by one.
 	permErr := make([]error, len(req.Inputs))
-	err := parallel(len(coins), func(i int) error {
-		dp := &perms[i]
-		if err := dp.Coin.Verify(keys[i].Key); err != nil {
-			return fmt.Errorf("input %d: %w", i, err)
+	for _, r := range verifyBatches(perms, keys) {
+		for i := r.lo; i < r.hi; i++ {
+			dp := &perms[i]
+			if err := dp.Coin.Verify(keys[i].Key); err != nil {
+				return nil, fmt.Errorf("input %d: %w", i, err)
+			}
+			if err := dp.Verify(); err != nil {
+				permErr[i] = fmt.Errorf("input %d: %w", i, err)
+			}
 		}
-		if err := dp.Verify(); err != nil {
-			permErr[i] = fmt.Errorf("input %d: %w", i, err)
-			return nil
-		}
-		coins[i] = SpentCoin{ID: dp.Coin.ID(), Permission: dp.Encode()}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	var failed []int
 	var ids []ecash.Hash
@@ -698,36 +688,42 @@ func (b *Bank) Money(v int64) ecash.Amount {
 	return ecash.Amount{Currency: b.keys.Currency, Value: uint64(max(v, 0))}
 }
 
-// batchSize is the number of coins per batch verification above which a
-// request's coins are split over the cores: a batch costs a little less
-// per coin as it grows (ecash.BenchmarkVerifyPermissions), and a large
-// request is answered sooner on all cores.
-const batchSize = 16
+// BatchSize is the most coins the bank verifies in one batch: a larger request is
+// split into batches checked in parallel, so that it is answered sooner on
+// all cores (a batch costs little less per coin beyond some eight coins,
+// ecash.BenchmarkVerifyPermissions) and a bad coin costs a re-check of its
+// batch only.
+const BatchSize = 16
 
-// verifyBatches reports whether every coin in perms carries a valid
-// signature under keys[i] and a valid permission, checked in batches
-// (ecash.VerifyPermissions), in parallel for large requests. False says
-// only that something failed.
-func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) bool {
+// verifyBatches checks that every coin in perms carries a valid signature
+// under keys[i] and a valid permission, in batches (ecash.VerifyPermissions)
+// of at most BatchSize coins, in parallel. It returns the ranges of perms
+// whose batch failed: nil if all passed. A failed batch says only that
+// something in it failed.
+func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 	pks := make([]ecash.DenomPublicKey, len(keys))
 	for i, k := range keys {
 		pks[i] = k.Key
 	}
 	n := len(perms)
-	chunks := min(runtime.GOMAXPROCS(0), (n+batchSize-1)/batchSize)
-	if chunks <= 1 {
-		return ecash.VerifyPermissions(rand.Reader, perms, pks)
-	}
-	return parallel(chunks, func(c int) error {
+	chunks := (n + BatchSize - 1) / BatchSize
+	failed := make([]bool, chunks)
+	parallel(chunks, func(c int) error {
 		lo, hi := c*n/chunks, (c+1)*n/chunks
-		if !ecash.VerifyPermissions(rand.Reader, perms[lo:hi], pks[lo:hi]) {
-			return errBatch
-		}
+		failed[c] = !ecash.VerifyPermissions(rand.Reader, perms[lo:hi], pks[lo:hi])
 		return nil
-	}) == nil
+	})
+	var out []span
+	for c, f := range failed {
+		if f {
+			out = append(out, span{c * n / chunks, (c + 1) * n / chunks})
+		}
+	}
+	return out
 }
 
-var errBatch = errors.New("bank: a batch failed verification")
+// span is the range [lo, hi) of a slice.
+type span struct{ lo, hi int }
 
 // parallel runs f(0..n-1) on all cores and returns the first error.
 func parallel(n int, f func(i int) error) error {

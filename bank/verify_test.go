@@ -50,20 +50,21 @@ func batchCoins(t *testing.T, n int) ([]ecash.DepositPermission, []*DenomKey) {
 }
 
 // TestVerifyBatches checks a request split over several batches: every
-// batch must pass, and a bad coin in any of them fails the whole.
+// batch must pass, and a bad coin fails exactly the batch holding it.
 func TestVerifyBatches(t *testing.T) {
-	for _, n := range []int{1, batchSize, 3*batchSize + 5} {
+	for _, n := range []int{1, BatchSize, 3*BatchSize + 5} {
 		perms, keys := batchCoins(t, n)
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			if !verifyBatches(perms, keys) {
-				t.Fatal("valid coins refused")
+			if got := verifyBatches(perms, keys); got != nil {
+				t.Fatalf("valid coins: batches %v failed", got)
 			}
 			for _, i := range []int{0, n / 2, n - 1} {
 				bad := append([]ecash.DepositPermission(nil), perms...)
 				bad[i].CoinSig = bytes.Clone(bad[i].CoinSig)
 				bad[i].CoinSig[10] ^= 1
-				if verifyBatches(bad, keys) {
-					t.Errorf("a bad permission at %d of %d passes", i, n)
+				got := verifyBatches(bad, keys)
+				if len(got) != 1 || got[0].lo > i || i >= got[0].hi || got[0].hi-got[0].lo > BatchSize {
+					t.Errorf("a bad permission at %d of %d: failed batches %v, want the one batch holding it", i, n, got)
 				}
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -343,7 +344,11 @@ func TestZIP215Cases(t *testing.T) {
 	for _, a := range enc {
 		for _, r := range enc {
 			copy(sig, r)
-			if !verifyZIP215(a, []byte("Zcash"), sig) {
+			pa, err := new(edwards25519.Point).SetBytes(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !verifyZIP215(pa, a, []byte("Zcash"), sig) {
 				t.Errorf("ZIP-215 case A=%x R=%x refused", a, r)
 			}
 			if verifyPermissionSig(a, []byte("Zcash"), sig) == nil {
@@ -423,7 +428,7 @@ func BenchmarkVerifyPermissions(b *testing.B) {
 // coin keys) to the batch: it must not panic, and must agree with
 // verifying one by one.
 func FuzzVerifyPermissions(f *testing.F) {
-	base := newBatchFixture(f, 3, false)
+	base := newBatchFixture(f, 3, true) // coin 2 is RSA
 	t8 := torsion8(f)
 	f.Add(uint8(0), base.perms[0].CoinSig)
 	f.Add(uint8(4), base.perms[1].Coin.Sig)         // coin 1's coin signature
@@ -445,4 +450,98 @@ func FuzzVerifyPermissions(f *testing.F) {
 			t.Fatalf("batch says %v, one by one %v", got, want)
 		}
 	})
+}
+
+// TestSmallOrderRAndMixedOrderKeys covers what ZIP-215 accepts beyond the
+// cofactorless rule under keys the permission rule allows: R itself of
+// small order, in each of its 14 encodings (s = k·a), and a coin key with a
+// small-order component (A = a·G + T). One by one and in a batch, all are
+// accepted alike.
+func TestSmallOrderRAndMixedOrderKeys(t *testing.T) {
+	base := newBatchFixture(t, 3, false)
+	priv := base.coinKeys[1]
+	h := sha512.Sum512(priv.Seed())
+	a, _ := new(edwards25519.Scalar).SetBytesWithClamping(h[:32])
+	for _, r := range smallOrderEncodings(t) {
+		f := &batchFixture{perms: append([]DepositPermission(nil), base.perms...), keys: base.keys}
+		dp := &f.perms[1]
+		k := ed25519Challenge(r, dp.Coin.Pub, dp.Body())
+		dp.CoinSig = append(bytes.Clone(r), new(edwards25519.Scalar).Multiply(k, a).Bytes()...)
+		if err := dp.Verify(); err != nil {
+			t.Errorf("R = %x (small order), s = k·a: refused alone: %v", r, err)
+		}
+		if !VerifyPermissions(detRand(1), f.perms, f.keys) {
+			t.Errorf("R = %x (small order), s = k·a: refused in a batch", r)
+		}
+	}
+
+	// A mixed-order coin key, as a wallet could choose for itself; the
+	// bank's CS signature covers it as it covers any key.
+	cs := base.csKeys[base.keys[0]]
+	A := new(edwards25519.Point).ScalarBaseMult(a)
+	A.Add(A, torsion8(t))
+	pub := A.Bytes()
+	if err := CheckEd25519Key(pub); err != nil {
+		t.Fatalf("mixed-order key refused: %v", err)
+	}
+	f := &batchFixture{perms: append([]DepositPermission(nil), base.perms...), keys: base.keys}
+	dp := &f.perms[0]
+	dp.Coin.Pub = pub
+	dp.Coin.Sig = torsionCS(cs, pub, edwards25519.NewIdentityPoint())
+	r := new(edwards25519.Scalar)
+	r.SetUniformBytes(bytes.Repeat([]byte{11}, 64))
+	R := new(edwards25519.Point).ScalarBaseMult(r).Bytes()
+	k := ed25519Challenge(R, pub, dp.Body())
+	dp.CoinSig = append(R, new(edwards25519.Scalar).MultiplyAdd(k, a, r).Bytes()...)
+	single := f.singles()
+	for seed := range uint64(8) {
+		if got := VerifyPermissions(detRand(seed), f.perms, f.keys); got != single || !got {
+			t.Errorf("mixed-order coin key: batch %v, one by one %v; want both true", got, single)
+		}
+	}
+}
+
+// TestCanonicalY compares canonicalY with the arithmetic definition (the
+// low 255 bits, little-endian, below 2^255 - 19) on the encodings at the
+// boundary and on random ones.
+func TestCanonicalY(t *testing.T) {
+	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+	ref := func(b []byte) bool {
+		be := make([]byte, 32)
+		for i := range 32 {
+			be[31-i] = b[i]
+		}
+		be[0] &= 0x7f
+		return new(big.Int).SetBytes(be).Cmp(p) < 0
+	}
+	check := func(b []byte) {
+		if got, want := canonicalY(b), ref(b); got != want {
+			t.Errorf("canonicalY(%x) = %v, want %v", b, got, want)
+		}
+	}
+	for d := int64(-40); d < 40; d++ { // around p, both sign bits
+		y := new(big.Int).Add(p, big.NewInt(d))
+		be := y.FillBytes(make([]byte, 32))
+		le := make([]byte, 32)
+		for i := range 32 {
+			le[i] = be[31-i]
+		}
+		check(le)
+		le[31] |= 0x80
+		check(le)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		b := make([]byte, 32)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if rng.IntN(2) == 0 { // near the top: mostly 0xff bytes
+			for i := 1; i < 31; i++ {
+				b[i] = 0xff
+			}
+			b[31] |= 0x7f
+		}
+		check(b)
+	}
 }
