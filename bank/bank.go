@@ -387,19 +387,12 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if net, err := total.Sub(fee); err != nil || net != pr.Amount {
 		return nil, nil, fmt.Errorf("%w: coins worth %s less %s of deposit fees, request %s", ErrAmountMatch, total, fee, pr.Amount)
 	}
-	// A batch that failed holds a bad coin or permission: find which, one
-	// by one, stopping at the first.
-	for _, r := range verifyBatches(pay.Permissions, keys) {
-		for i := r.lo; i < r.hi; i++ {
-			dp := &pay.Permissions[i]
-			if err := dp.Coin.Verify(keys[i].Key); err != nil {
-				return nil, nil, fmt.Errorf("coin %d: %w", i, err)
-			}
-			if err := dp.Verify(); err != nil {
-				return nil, nil, fmt.Errorf("coin %d: %w", i, err)
-			}
-		}
-		b.log.Warn("a batch of coins failed verification but every coin passed one by one", "coins", r.hi-r.lo)
+	rechecked, err := VerifyCoins(pay.Permissions, keys, "coin", func(_ int, err error) error { return err })
+	if err != nil {
+		return nil, nil, err
+	}
+	if rechecked > 0 {
+		b.log.Warn("a batch of coins failed verification but every coin passed one by one", "coins", rechecked)
 	}
 	coins := make([]SpentCoin, len(pay.Permissions))
 	for i := range coins {
@@ -526,27 +519,21 @@ func (b *Bank) swapInputs(ctx context.Context, req *ecash.SwapRequest, keys []*D
 		perms[i] = req.Permission(i, keys[i].Value)
 		coins[i] = SpentCoin{ID: perms[i].Coin.ID(), Permission: perms[i].Encode()}
 	}
-	// A batch that failed holds a bad coin or permission, or an input
-	// spending a refund credit, whose permission is not a swap permission:
-	// check its inputs one by one.
+	// An input whose swap permission fails may be spending a refund
+	// credit: its credit permission is checked below.
 	permErr := make([]error, len(req.Inputs))
-	for _, r := range verifyBatches(perms, keys) {
-		for i := r.lo; i < r.hi; i++ {
-			dp := &perms[i]
-			if err := dp.Coin.Verify(keys[i].Key); err != nil {
-				return nil, fmt.Errorf("input %d: %w", i, err)
-			}
-			if err := dp.Verify(); err != nil {
-				permErr[i] = fmt.Errorf("input %d: %w", i, err)
-			}
-		}
+	if _, err := VerifyCoins(perms, keys, "input", func(i int, err error) error {
+		permErr[i] = err
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	var failed []int
 	var ids []ecash.Hash
 	for i, err := range permErr {
 		if err != nil {
 			failed = append(failed, i)
-			ids = append(ids, req.Inputs[i].Coin.ID())
+			ids = append(ids, coins[i].ID)
 		}
 	}
 	if len(failed) == 0 {
@@ -695,11 +682,36 @@ func (b *Bank) Money(v int64) ecash.Amount {
 // batch only.
 const BatchSize = 16
 
-// verifyBatches checks that every coin in perms carries a valid signature
-// under keys[i] and a valid permission, in batches (ecash.VerifyPermissions)
-// of at most BatchSize coins, in parallel. It returns the ranges of perms
-// whose batch failed: nil if all passed. A failed batch says only that
-// something in it failed.
+// VerifyCoins checks that every coin in perms carries a valid signature
+// under keys[i] and a valid permission: in batches (verifyBatches), then
+// one by one, in order, in the batches that failed, to name what failed. A
+// bad coin signature is the error ("what i: ..."); a bad permission goes to
+// permFailed, which returns the error or nil to leave the permission to a
+// later check (a swap input spending a refund credit). rechecked counts
+// the coins of failed batches that then passed one by one.
+func VerifyCoins(perms []ecash.DepositPermission, keys []*DenomKey, what string, permFailed func(i int, err error) error) (rechecked int, err error) {
+	for _, r := range verifyBatches(perms, keys) {
+		for i := r.lo; i < r.hi; i++ {
+			dp := &perms[i]
+			if err := dp.Coin.Verify(keys[i].Key); err != nil {
+				return 0, fmt.Errorf("%s %d: %w", what, i, err)
+			}
+			if err := dp.Verify(); err != nil {
+				if err := permFailed(i, fmt.Errorf("%s %d: %w", what, i, err)); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			rechecked++
+		}
+	}
+	return rechecked, nil
+}
+
+// verifyBatches checks perms and their coins in batches of at most
+// BatchSize coins (ecash.VerifyPermissions), in parallel, and returns the
+// ranges of perms whose batch failed: nil if all passed. A failed batch
+// says only that something in it failed.
 func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 	pks := make([]ecash.DenomPublicKey, len(keys))
 	for i, k := range keys {

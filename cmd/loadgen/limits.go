@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -146,23 +145,16 @@ type limitResult struct {
 	BankOnlyCoinsPerSec float64 `json:"bank_only_coins_per_s"`
 }
 
-// verifyBatch is the bank's check of a request's coins and permissions, in
-// batches of at most bank.BatchSize coins as the bank makes them (which it
-// checks in parallel: the same CPU).
+// verifyBatch is the bank's check of a request's coins and permissions
+// (bank.VerifyCoins: in batches, checked in parallel above bank.BatchSize
+// coins).
 func (kit *cryptoKit) verifyBatch(perms []ecash.DepositPermission) error {
-	keys := make([]ecash.DenomPublicKey, len(perms))
+	keys := make([]*bank.DenomKey, len(perms))
 	for i := range keys {
-		keys[i] = kit.denom.Key
+		keys[i] = &kit.denom
 	}
-	n := len(perms)
-	chunks := (n + bank.BatchSize - 1) / bank.BatchSize
-	for c := range chunks {
-		lo, hi := c*n/chunks, (c+1)*n/chunks
-		if !ecash.VerifyPermissions(rand.Reader, perms[lo:hi], keys[lo:hi]) {
-			return errors.New("a batch of coins and permissions does not verify")
-		}
-	}
-	return nil
+	_, err := bank.VerifyCoins(perms, keys, "coin", func(_ int, err error) error { return err })
+	return err
 }
 
 // label names the scenario, with the kind of payment order for check.
