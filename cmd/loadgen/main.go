@@ -234,7 +234,8 @@ signatures and the coins' signatures inside the records are random bytes of
 the right length (real ones would cost an hour of CPU per 10M coins; the
 store never reads them). loadgen then waits until the store is idle (Pebble:
 its compactions done; PostgreSQL: VACUUM ANALYZE and CHECKPOINT) and
-reports the store's size. On the reference machine (2 cores) a Pebble store
+reports the store's size; it waits so again after the setup's withdrawals,
+just before the timed phase, so that the phase pays only for its own work. On the reference machine (2 cores) a Pebble store
 takes some 14,000 coins a second while small, fewer as it grows: 1M coins
 in about 2 minutes, 10M in 45 (3,700 a second on average, 6.1 GiB).
 

@@ -210,11 +210,7 @@ func prefill(ctx context.Context, env *environment, n int64, prog *progress) (pr
 
 	t0 := time.Now()
 	prog.Status("prefill: waiting for the store to settle ...")
-	if env.pg != nil {
-		err = env.pg.settle(ctx)
-	} else {
-		err = waitIdle(ctx, settleIdle, maxSettle)
-	}
+	err = settle(ctx, env)
 	prog.Clear()
 	if err != nil {
 		return rep, err
@@ -231,6 +227,15 @@ func prefill(ctx context.Context, env *environment, n int64, prog *progress) (pr
 	}
 	prog.Note("prefill: store settled in %.0fs, %.2f GiB", rep.SettleSeconds, float64(rep.StoreBytes)/(1<<30))
 	return rep, nil
+}
+
+// settle waits until the bank's store is idle: Pebble's compactions done,
+// or PostgreSQL vacuumed and checkpointed.
+func settle(ctx context.Context, env *environment) error {
+	if env.pg != nil {
+		return env.pg.settle(ctx)
+	}
+	return waitIdle(ctx, settleIdle, maxSettle)
 }
 
 // Settling: the process counts as idle (its Pebble compactions done) once

@@ -155,6 +155,9 @@ type setupReport struct {
 	PrewithdrawSeconds float64 `json:"prewithdraw_s,omitempty"`
 	WarmupOpsPerSec    float64 `json:"warmup_ops_per_s,omitempty"`
 	WarmupCoins        int64   `json:"warmup_coins,omitempty"`
+	// SettleSeconds is the wait, after a prefill, for the store to finish
+	// the setup's compactions before the timed phase.
+	SettleSeconds float64 `json:"settle_s,omitempty"`
 }
 
 func (r *report) writeText(w io.Writer) {
@@ -188,6 +191,9 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "  setup         %.1fs, of which %.1fs to withdraw %d coins for the timed phase", r.Setup.Seconds, r.Setup.PrewithdrawSeconds, r.Setup.PrewithdrawnCoins)
 		if r.Setup.WarmupOpsPerSec > 0 {
 			fmt.Fprintf(w, " (warm-up: %.0f ops/s)", r.Setup.WarmupOpsPerSec)
+		}
+		if r.Setup.SettleSeconds > 0 {
+			fmt.Fprintf(w, ", %.0fs for the store to settle", r.Setup.SettleSeconds)
 		}
 		fmt.Fprintln(w)
 	case r.Setup.WarmupOpsPerSec > 0:
