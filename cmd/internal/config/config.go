@@ -17,6 +17,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -32,6 +33,7 @@ import (
 	"strings"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
@@ -80,6 +82,13 @@ type File struct {
 	// postgres:// URL or "host=… dbname=…") for a database that several
 	// bankd replicas may share.
 	Store string `json:"store"`
+	// CacheSize is the block cache of the embedded Pebble store, as bytes
+	// or with a unit: "512MiB", "2GiB" (default 128MiB). A store's point
+	// reads stay cheap while its bloom-filter and index blocks fit beside
+	// the hot data: about 12 bytes a coin spent, so the default serves some
+	// 10M coins (docs/OPERATIONS.md, Sizing). Refused with a PostgreSQL
+	// store, which has its own (shared_buffers).
+	CacheSize string `json:"cache_size"`
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key,
 	// PEM, both or neither (default: DATA/tls.crt and DATA/tls.key, made
 	// self-signed if missing). bankd reloads them when they change on disk.
@@ -110,7 +119,7 @@ type File struct {
 var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
-	"tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
+	"cache_size", "tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
 }
 
 // Environment variables.
@@ -262,6 +271,7 @@ type Bank struct {
 	LogFormat         string
 	LogLevel          string
 	Store             string // "" for Pebble in Data/ledger, or a postgres:// URL
+	CacheSize         int64  // Pebble's block cache in bytes; 0 for pebblestore.DefaultCacheSize
 	TLSCertFile       string // absolute; "" for DATA/tls.crt
 	TLSKeyFile        string // absolute; "" for DATA/tls.key
 	ClientCAFile      string // absolute; "" for none
@@ -327,6 +337,9 @@ func (b *Bank) Effective() File {
 	if b.MasterPublicKey != nil {
 		f.MasterPublicKey = hex.EncodeToString(b.MasterPublicKey)
 	}
+	if b.Store == "" {
+		f.CacheSize = FormatSize(cmp.Or(b.CacheSize, pebblestore.DefaultCacheSize))
+	}
 	return f
 }
 
@@ -350,6 +363,7 @@ type Flags struct {
 	LogFormat         string
 	LogLevel          string
 	Store             string
+	CacheSize         string
 	TLSCertFile       string
 	TLSKeyFile        string
 	ClientCAFile      string
@@ -390,6 +404,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.BoolVar(&f.Plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
 	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
+	fs.StringVar(&f.CacheSize, "cache-size", "", "block cache of the embedded Pebble store, `SIZE` in bytes or with a unit, e.g. 512MiB or 2GiB (default 128MiB; about 12 bytes a spent coin keep its filters and indexes cached)")
 	f.RegisterTLS(fs)
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 }
@@ -446,6 +461,7 @@ var settings = map[string]setting{
 	"denominations":        {flag: "denominations"},
 	"master_public_key":    {flag: "master-public"},
 	"store":                {flag: "store", env: EnvStore},
+	"cache_size":           {flag: "cache-size"},
 	"key_passphrase_file":  {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
 	"log_format":           {flag: "log-format"},
 	"log_level":            {flag: "log-level"},
@@ -524,6 +540,7 @@ func Resolve(in Input) (*Bank, error) {
 	b.AdminListen = r.str("admin_listen", f.AdminListen, fl.AdminListen, DefaultAdminListen)
 	b.KeyPassphraseFile = r.str("key_passphrase_file", f.KeyPassphraseFile, fl.KeyPassphraseFile, "")
 	b.Store = r.str("store", f.Store, fl.Store, "")
+	cacheSize := r.str("cache_size", f.CacheSize, fl.CacheSize, "")
 	b.Currency = r.str("currency", f.Currency, fl.Currency, DefaultCurrency)
 	cipher := r.str("cipher", f.Cipher, fl.Cipher, DefaultCipher)
 	master := r.str("master_public_key", f.MasterPublicKey, fl.MasterPublicKey, "")
@@ -594,6 +611,19 @@ func Resolve(in Input) (*Bank, error) {
 	}
 	if b.Plaintext && !transport.IsLoopback(b.Listen) {
 		return nil, r.fail("plaintext", "%s is allowed only on a loopback %s address, not %s", r.name("plaintext"), r.name("listen"), b.Listen)
+	}
+	if cacheSize != "" {
+		n, err := ParseSize(cacheSize)
+		if err == nil && (n < MinCacheSize || n > MaxCacheSize) {
+			err = fmt.Errorf("want %s to %s", FormatSize(MinCacheSize), FormatSize(MaxCacheSize))
+		}
+		if err != nil {
+			return nil, r.fail("cache_size", "bad %s %q: %v", r.name("cache_size"), cacheSize, err)
+		}
+		if b.Store != "" {
+			return nil, r.fail("cache_size", "%s sizes the embedded Pebble store's cache, and %s is PostgreSQL (size its shared_buffers instead)", r.name("cache_size"), r.name("store"))
+		}
+		b.CacheSize = n
 	}
 	if !ecash.ValidCurrency(b.Currency) {
 		return nil, r.fail("currency", "bad %s %q: want 1 to 11 upper-case letters, e.g. EUR", r.name("currency"), b.Currency)

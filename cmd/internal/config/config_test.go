@@ -254,6 +254,11 @@ func TestValidation(t *testing.T) {
 		{"client CA in plaintext", `{"client_ca_file": "ca.pem", "plaintext": true}`, nil, nil, `FILE: client_ca_file needs TLS on the public listener, and plaintext turns it off`, "client_ca_file"},
 		{"signer scheme", `{"signer": "/run/bankd-signer.sock"}`, nil, nil, `FILE: bad signer "/run/bankd-signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
 		{"signer relative", ``, nil, []string{"--signer", "unix:signer.sock"}, `bad --signer "unix:signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
+		{"cache size unit", `{"cache_size": "2GB/s"}`, nil, nil, `FILE: bad cache_size "2GB/s": unknown unit "GB/s": want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB`, "cache_size"},
+		{"cache size number", ``, nil, []string{"--cache-size", "-1"}, `bad --cache-size "-1": want a whole number of bytes with an optional unit, e.g. 512MiB or 2GiB`, "cache_size"},
+		{"cache size small", `{"cache_size": "1MiB"}`, nil, nil, `FILE: bad cache_size "1MiB": want 8MiB to 1TiB`, "cache_size"},
+		{"cache size overflow", `{"cache_size": "9999999999TiB"}`, nil, nil, `FILE: bad cache_size "9999999999TiB": number out of range`, "cache_size"},
+		{"cache size with postgres", `{"cache_size": "1GiB", "store": "postgres://db/bank"}`, nil, nil, `FILE: cache_size sizes the embedded Pebble store's cache, and store is PostgreSQL (size its shared_buffers instead)`, "cache_size"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -360,4 +365,54 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("effective config changed:\n%s", raw)
 		}
 	})
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"1000000", 1000000}, {"512MiB", 512 << 20}, {"2 GiB", 2 << 30}, {"2gib", 2 << 30},
+		{"64KB", 64000}, {"1TB", 1e12}, {"1tib", 1 << 40}, {" 8MiB ", 8 << 20}, {"7b", 7},
+	} {
+		if got, err := ParseSize(c.in); err != nil || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "1.5GiB", "-1", "1 2", "1MiBs", "99999999999999999999", "9999999TiB"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+	for _, n := range []int64{1, 1000, 1 << 10, 3 << 20, 128 << 20, 5 << 30, 1 << 40, 1<<20 + 1} {
+		if got, err := ParseSize(FormatSize(n)); err != nil || got != n {
+			t.Errorf("FormatSize(%d) = %q, read back as %d, %v", n, FormatSize(n), got, err)
+		}
+	}
+}
+
+// TestCacheSize: the Pebble cache comes from the file or --cache-size, 0
+// (the store's default) when not given, and the effective configuration
+// states the size in use, except over PostgreSQL, where there is none.
+func TestCacheSize(t *testing.T) {
+	b, err := resolve(t, `{}`, nil)
+	if err != nil || b.CacheSize != 0 || b.Given("cache_size") || b.Effective().CacheSize != "128MiB" {
+		t.Fatalf("default: %d (effective %q), %v", b.CacheSize, b.Effective().CacheSize, err)
+	}
+	b, err = resolve(t, `{"cache_size": "1GiB"}`, nil, "--cache-size", "2GiB")
+	if err != nil || b.CacheSize != 2<<30 || b.Source("cache_size").Name != "--cache-size" {
+		t.Fatalf("cache size %d from %v, %v", b.CacheSize, b.Source("cache_size"), err)
+	}
+	raw, _ := json.Marshal(b.Effective())
+	f, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.CacheSize != b.CacheSize {
+		t.Fatalf("effective %s resolved to %d, %v", raw, b2.CacheSize, err)
+	}
+	b, err = resolve(t, `{"store": "postgres://db/bank"}`, nil)
+	if err != nil || b.Effective().CacheSize != "" {
+		t.Fatalf("postgres: effective cache size %q, %v", b.Effective().CacheSize, err)
+	}
 }

@@ -49,6 +49,9 @@ type BankConfig struct {
 	// Store is empty for the Pebble store in DIR/ledger, or a postgres://
 	// URL: the ledger in PostgreSQL, shared by any number of replicas.
 	Store string
+	// CacheSize is the Pebble store's block cache in bytes; 0 means
+	// pebblestore.DefaultCacheSize. Unused with PostgreSQL.
+	CacheSize int64
 
 	// KeyPassphrase decrypts DIR/keys.json, and encrypts it when the keys
 	// are created; nil keeps new keys in clear. A key file in clear loads
@@ -155,7 +158,7 @@ type Bank struct {
 // database cfg.Store names (shared by any number of replicas).
 func openStore(cfg BankConfig, commits *commitMetrics) (bank.Store, error) {
 	if cfg.Store == "" {
-		return pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe})
+		return pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe, CacheSize: cfg.CacheSize})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

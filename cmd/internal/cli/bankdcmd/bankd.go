@@ -140,7 +140,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				return err
 			}
 			n, err := node.StartBank(node.BankConfig{
-				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store,
+				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store, CacheSize: cfg.CacheSize,
 				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer,
 			})
 			if err != nil {

@@ -86,6 +86,9 @@ its zero value means the default shown. Unknown fields are errors.
     "log_level": "info",               debug, info, warn or error
     "store": "",                       none: Pebble in DATA/ledger; or a
                                        postgres:// URL shared by replicas
+    "cache_size": "128MiB",            block cache of the Pebble store: about
+                                       12 bytes a spent coin keeps its filters
+                                       and indexes cached (not with PostgreSQL)
     "tls_cert_file": "",               the listeners' certificate and key (PEM);
     "tls_key_file": "",                none: DATA/tls.crt and DATA/tls.key,
                                        self-signed, made if missing
@@ -188,6 +191,7 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("log_format", eff.LogFormat)
 				row("log_level", eff.LogLevel)
 				row("store", redactStore(eff.Store))
+				row("cache_size", eff.CacheSize)
 				row("tls_cert_file", eff.TLSCertFile)
 				row("tls_key_file", eff.TLSKeyFile)
 				row("client_ca_file", eff.ClientCAFile)
