@@ -237,7 +237,7 @@ its compactions done; PostgreSQL: VACUUM ANALYZE and CHECKPOINT) and
 reports the store's size; it waits so again after the setup's withdrawals,
 just before the timed phase, so that the phase pays only for its own work. On the reference machine (2 cores) a Pebble store
 takes some 14,000 coins a second while small, fewer as it grows: 1M coins
-in about 2 minutes, 10M in 45 (3,700 a second on average, 6.1 GiB).
+in about 2 minutes, 10M in 25 (6,600 a second on average, 6.1 GiB).
 
 Timed phase: --concurrency wallets run operations back to back until
 --duration has passed (an operation in flight finishes); with --rate R, on
