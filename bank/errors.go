@@ -55,6 +55,7 @@ var errorCodes = []struct {
 	{ErrBalanceOverflow, codes.InvalidArgument},
 	{ErrStoreClosed, codes.Unavailable},
 	{ErrOutcomeUnknown, codes.Unavailable},
+	{ErrStoreUnavailable, codes.Unavailable},
 	{ErrUnauthorized, codes.Unauthenticated},
 	{ecash.ErrMalformed, codes.InvalidArgument},
 	{ecash.ErrBadAmount, codes.InvalidArgument},

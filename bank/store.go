@@ -39,6 +39,10 @@ var (
 	// commit and cannot tell whether it happened. Retrying the same request
 	// is safe: every mutation is idempotent under its key.
 	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry it")
+	// ErrStoreUnavailable: a networked store could not be reached, or lost
+	// its connection before anything was committed: nothing was done, and
+	// the same request may be retried later.
+	ErrStoreUnavailable = errors.New("bank: the store is unreachable; nothing was done, retry later")
 )
 
 // System ledger accounts. Every posting moves money between two accounts,

@@ -156,8 +156,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -375,7 +378,7 @@ func (s *Store) mutate(ctx context.Context, op string, fn func(t *txn) error) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("pgstore: %s: %w", op, err)
+		return unavailable(op, err)
 	}
 	defer conn.Release() // a connection left inside a transaction is destroyed
 	// Taken up: from here on the operation completes whatever ctx does.
@@ -398,6 +401,9 @@ func (s *Store) mutate(ctx context.Context, op string, fn func(t *txn) error) er
 		case retryable(err) && attempt < s.maxRetries && !conn.Conn().IsClosed():
 			s.log.Debug("pgstore: retrying", "op", op, "attempt", attempt+1, "err", err)
 			time.Sleep(backoff(attempt))
+		case !t.committing && connectionLost(err):
+			// The server ends a transaction whose connection is gone.
+			return unavailable(op, err)
 		default:
 			return fmt.Errorf("pgstore: %s: %w", op, err)
 		}
@@ -428,6 +434,31 @@ func definite(err error) bool {
 		return pgErr.Severity == "ERROR" || pgErr.SeverityUnlocalized == "ERROR"
 	}
 	return pgconn.SafeToRetry(err)
+}
+
+// connectionLost reports whether err means the server could not be
+// reached or the connection to it failed, rather than that it refused a
+// statement: a failed dial, a network error, or the server shutting down
+// or not yet accepting connections (SQLSTATE classes 08 and 57P).
+func connectionLost(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
+}
+
+// unavailable wraps a failure to reach the server, after which nothing was
+// done, as bank.ErrStoreUnavailable (gRPC Unavailable: retry later), and
+// any other error as it is.
+func unavailable(op string, err error) error {
+	if connectionLost(err) {
+		return fmt.Errorf("pgstore: %s: %w: %w", op, bank.ErrStoreUnavailable, err)
+	}
+	return fmt.Errorf("pgstore: %s: %w", op, err)
 }
 
 func retryable(err error) bool {
@@ -478,7 +509,7 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) er
 		if errors.As(err, &refused) {
 			return refused.err
 		}
-		return fmt.Errorf("pgstore: %w", err)
+		return unavailable("read", err)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
@@ -783,4 +785,55 @@ func BenchmarkDeposit(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}
+
+// TestServerDown: with the server down, reads and mutations fail with
+// bank.ErrStoreUnavailable (gRPC Unavailable: nothing was done, retry
+// later), not as internal errors; once it is back, the same calls succeed.
+func TestServerDown(t *testing.T) {
+	srv := pgtest.New(t)
+	db, err := srv.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, srv.DSN(db))
+	defer s.Close()
+	a := openAccount(t, s, "a", false)
+	credit := func(n int) error {
+		_, err := s.Credit(bg, bank.CreditOp{Account: a, Amount: 10, Reference: fmt.Sprintf("ref %d", n), Time: epoch})
+		return err
+	}
+	if err := credit(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's idle connections are dead and new ones cannot be made:
+	// every call must say so, whichever of the two it meets.
+	for i := 1; i <= 3; i++ {
+		err := credit(i)
+		if !errors.Is(err, bank.ErrStoreUnavailable) {
+			t.Errorf("credit with the server down: %v, want ErrStoreUnavailable", err)
+		}
+		if code := status.Code(bank.ToStatus(err, nil)); code != codes.Unavailable {
+			t.Errorf("credit with the server down: gRPC %v, want Unavailable", code)
+		}
+		if _, err := s.Account(bg, a); !errors.Is(err, bank.ErrStoreUnavailable) {
+			t.Errorf("read with the server down: %v, want ErrStoreUnavailable", err)
+		}
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := credit(4); err != nil {
+		t.Fatalf("credit after the restart: %v", err)
+	}
+	acct, err := s.Account(bg, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Balance != 20 {
+		t.Errorf("balance %d after two credits of 10 acknowledged, want 20", acct.Balance)
+	}
 }

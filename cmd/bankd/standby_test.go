@@ -438,8 +438,8 @@ func (l *standbyLoad) unanswered() int {
 
 // call sends op to up to tries replicas in turn, from w's next, until one
 // answers. An error that is not a definitive refusal (bank.Definitive:
-// UNAVAILABLE when a COMMIT's outcome is unknown, INTERNAL when the
-// database cannot be reached) leaves the outcome unknown: the attempt is
+// UNAVAILABLE, whether a COMMIT's outcome is unknown or the database
+// cannot be reached) leaves the outcome unknown: the attempt is
 // recorded and the next replica tried; after the last, op stays
 // unanswered, for a retry with the same bytes or for good.
 func (l *standbyLoad) call(w *loadWorker, op *loadOp, tries int) {
