@@ -343,6 +343,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"data": "x", "listen": "127.0.0.1:0", "plaintext": true, "denominations": ["EUR:1.00/cs"]}`))
 	f.Add([]byte(`{"rsa_bits": 3072, "cipher": "cs", "currency": "CHF", "master_public_key": "` + strings.Repeat("0", 64) + `"}`))
 	f.Add([]byte("{\n\"rsa_bits\": \"x\"\n}"))
+	f.Add([]byte(`{"cache_size": "8388609"}`))
+	f.Add([]byte(`{"cache_size": "1 GB", "store": ""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Parse("fuzz.json", b)
 		if err != nil {
