@@ -141,23 +141,35 @@ type Options struct {
 }
 
 // DefaultCacheSize is the block cache a Store gets when Options.CacheSize is
-// 0: 128 MiB. Pebble's own default, 8 MB, is too small for a bank: every
+// 0: 192 MiB. Pebble's own default, 8 MB, is too small for a bank: every
 // commit looks up each coin it spends, mostly absent keys that the bloom
 // filters answer, and once the filter and index blocks no longer fit each
 // lookup re-reads and decompresses them (the cost per coin grew with the
 // number of spent coins, docs/PERFORMANCE.md). A store of 1M coins
 // withdrawn and spent held 5 MiB of filters and 6.4 MiB of indexes, so
-// 128 MiB holds them for some 10M coins (issue 7's target size); it is
-// small beside the page cache that a store of several GB wants anyway. The
-// cache is allocated as it fills, outside the Go heap. Pebble also charges
-// its memtables (up to 4 MB each, one or two live) to this cache.
-const DefaultCacheSize = 128 << 20
+// 128 MiB holds them for some 10M coins (issue 7's target size); Pebble
+// charges its memtables to the same cache (MemTableSize each, one or two
+// live), hence 64 MiB more. It is small beside the page cache that a store
+// of several GB wants anyway. The cache is allocated as it fills, outside
+// the Go heap.
+const DefaultCacheSize = 192 << 20
+
+// MemTableSize is the size of the bank store's memtables: 32 MiB, against
+// Pebble's 4 MB. Every memtable flushed becomes an L0 table that overlaps
+// the whole of the next level (coin ids and request hashes are random), so
+// small memtables make many small compactions, each rewriting that level
+// for a few MB of new data: at 1M spent coins the larger memtable cut
+// compactions from 45 to 16 µs a paid coin and the process's CPU per coin
+// by 9% (docs/PERFORMANCE.md, "Memtables"). The cost: up to that much
+// more WAL to replay when the store opens after a crash.
+const MemTableSize = 32 << 20
 
 // DBOptions is how OpenDB opens a Pebble database.
 type DBOptions struct {
-	FS        vfs.FS       // nil: the operating system's
-	CacheSize int64        // block cache in bytes; 0: Pebble's default (8 MB)
-	Logger    *slog.Logger // nil: discard Pebble's messages
+	FS           vfs.FS       // nil: the operating system's
+	CacheSize    int64        // block cache in bytes; 0: Pebble's default (8 MB)
+	MemTableSize uint64       // 0: Pebble's default (4 MB)
+	Logger       *slog.Logger // nil: discard Pebble's messages
 }
 
 // OpenDB opens (or creates) a Pebble database in dir as every store of the
@@ -166,7 +178,7 @@ type DBOptions struct {
 // for keys that are absent (fresh coins, new payment and request hashes,
 // unknown orders) and a filter answers those without reading blocks.
 func OpenDB(dir string, o DBOptions) (*pebble.DB, error) {
-	po := &pebble.Options{FS: o.FS}
+	po := &pebble.Options{FS: o.FS, MemTableSize: o.MemTableSize}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}
@@ -286,7 +298,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := OpenDB(dir, DBOptions{FS: opts.FS, CacheSize: opts.CacheSize, Logger: logger})
+	db, err := OpenDB(dir, DBOptions{FS: opts.FS, CacheSize: opts.CacheSize, MemTableSize: MemTableSize, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}

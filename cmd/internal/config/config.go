@@ -83,10 +83,10 @@ type File struct {
 	// bankd replicas may share.
 	Store string `json:"store"`
 	// CacheSize is the block cache of the embedded Pebble store, as bytes
-	// or with a unit: "512MiB", "2GiB" (default 128MiB). A store's point
-	// reads stay cheap while its bloom-filter and index blocks fit beside
-	// the hot data: about 12 bytes a coin spent, so the default serves
-	// some 10M coins (docs/OPERATIONS.md, Capacity planning). Refused with
+	// or with a unit: "512MiB", "2GiB" (default 192MiB, of which the
+	// memtables take up to 64MiB). A store's point reads stay cheap while
+	// its bloom-filter and index blocks fit beside the hot data: about 12
+	// bytes a coin spent, so the default serves some 10M coins (docs/OPERATIONS.md, Capacity planning). Refused with
 	// a PostgreSQL store, which has its own (shared_buffers).
 	CacheSize string `json:"cache_size"`
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key,
@@ -404,7 +404,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.BoolVar(&f.Plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
 	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
-	fs.StringVar(&f.CacheSize, "cache-size", "", "block cache of the embedded Pebble store, `SIZE` in bytes or with a unit, e.g. 512MiB or 2GiB (default 128MiB; about 12 bytes a spent coin keep its filters and indexes cached)")
+	fs.StringVar(&f.CacheSize, "cache-size", "", "block cache of the embedded Pebble store, `SIZE` in bytes or with a unit, e.g. 512MiB or 2GiB (default 192MiB, of which the memtables take up to 64MiB; each spent coin needs about 12 bytes to keep its filters and indexes cached)")
 	f.RegisterTLS(fs)
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 }

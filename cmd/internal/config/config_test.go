@@ -256,7 +256,7 @@ func TestValidation(t *testing.T) {
 		{"signer relative", ``, nil, []string{"--signer", "unix:signer.sock"}, `bad --signer "unix:signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
 		{"cache size unit", `{"cache_size": "2GB/s"}`, nil, nil, `FILE: bad cache_size "2GB/s": unknown unit "GB/s": want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB`, "cache_size"},
 		{"cache size number", ``, nil, []string{"--cache-size", "-1"}, `bad --cache-size "-1": want a whole number of bytes with an optional unit, e.g. 512MiB or 2GiB`, "cache_size"},
-		{"cache size small", `{"cache_size": "1MiB"}`, nil, nil, `FILE: bad cache_size "1MiB": want 8MiB to 1TiB`, "cache_size"},
+		{"cache size small", `{"cache_size": "1MiB"}`, nil, nil, `FILE: bad cache_size "1MiB": want 96MiB to 1TiB`, "cache_size"},
 		{"cache size overflow", `{"cache_size": "9999999999TiB"}`, nil, nil, `FILE: bad cache_size "9999999999TiB": number out of range`, "cache_size"},
 		{"cache size with postgres", `{"cache_size": "1GiB", "store": "postgres://db/bank"}`, nil, nil, `FILE: cache_size sizes the embedded Pebble store's cache, and store is PostgreSQL (size its shared_buffers instead)`, "cache_size"},
 	}
@@ -398,7 +398,7 @@ func TestParseSize(t *testing.T) {
 // states the size in use, except over PostgreSQL, where there is none.
 func TestCacheSize(t *testing.T) {
 	b, err := resolve(t, `{}`, nil)
-	if err != nil || b.CacheSize != 0 || b.Given("cache_size") || b.Effective().CacheSize != "128MiB" {
+	if err != nil || b.CacheSize != 0 || b.Given("cache_size") || b.Effective().CacheSize != "192MiB" {
 		t.Fatalf("default: %d (effective %q), %v", b.CacheSize, b.Effective().CacheSize, err)
 	}
 	b, err = resolve(t, `{"cache_size": "1GiB"}`, nil, "--cache-size", "2GiB")

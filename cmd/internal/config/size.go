@@ -6,13 +6,16 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/blindbank/blindbank/bank/pebblestore"
 )
 
-// Bounds of cache_size: under 8 MiB Pebble's memtables, which it charges
-// to the cache, leave no room for blocks; 1 TiB is beyond any machine this
-// runs on, so more is a typo.
+// Bounds of cache_size: Pebble charges its memtables (two of
+// pebblestore.MemTableSize at most) to the cache, so below that and some
+// room for blocks every lookup would read the file; 1 TiB is beyond any
+// machine this runs on, so more is a typo.
 const (
-	MinCacheSize = 8 << 20
+	MinCacheSize = 2*pebblestore.MemTableSize + 32<<20
 	MaxCacheSize = 1 << 40
 )
 

@@ -86,9 +86,10 @@ its zero value means the default shown. Unknown fields are errors.
     "log_level": "info",               debug, info, warn or error
     "store": "",                       none: Pebble in DATA/ledger; or a
                                        postgres:// URL shared by replicas
-    "cache_size": "128MiB",            block cache of the Pebble store: about
-                                       12 bytes a spent coin keeps its filters
-                                       and indexes cached (not with PostgreSQL)
+    "cache_size": "192MiB",            block cache of the Pebble store (64MiB of
+                                       it for memtables): about 12 bytes a
+                                       spent coin keeps its filters and
+                                       indexes cached (not with PostgreSQL)
     "tls_cert_file": "",               the listeners' certificate and key (PEM);
     "tls_key_file": "",                none: DATA/tls.crt and DATA/tls.key,
                                        self-signed, made if missing
