@@ -149,10 +149,10 @@ type Options struct {
 // withdrawn and spent held 5 MiB of filters and 6.4 MiB of indexes, so
 // 128 MiB holds them for some 10M coins (issue 7's target size); Pebble
 // charges its memtables to the same cache (MemTableSize each, one or two
-// live), hence 64 MiB more. It is small beside the page cache that a store
-// of several GB wants anyway. The cache is allocated as it fills, outside
-// the Go heap.
-const DefaultCacheSize = 192 << 20
+// live), hence two of them more. It is small beside the page cache that a
+// store of several GB wants anyway. The cache is allocated as it fills,
+// outside the Go heap.
+const DefaultCacheSize = 128<<20 + 2*MemTableSize
 
 // MemTableSize is the size of the bank store's memtables: 32 MiB, against
 // Pebble's 4 MB. Every memtable flushed becomes an L0 table that overlaps
