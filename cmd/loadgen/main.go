@@ -235,9 +235,10 @@ the right length (real ones would cost an hour of CPU per 10M coins; the
 store never reads them). loadgen then waits until the store is idle (Pebble:
 its compactions done; PostgreSQL: VACUUM ANALYZE and CHECKPOINT) and
 reports the store's size; it waits so again after the setup's withdrawals,
-just before the timed phase, so that the phase pays only for its own work. On the reference machine (2 cores) a Pebble store
-takes some 14,000 coins a second while small, fewer as it grows: 1M coins
-in about 2 minutes, 10M in 25 (6,600 a second on average, 6.1 GiB).
+just before the timed phase, so that the phase pays only for its own work.
+On the reference machine (2 cores) a Pebble store takes some 14,000 coins
+a second while small, fewer as it grows: 1M coins in about 1.5 minutes,
+10M in 25 (6,800 a second on average, 6.2 GiB).
 
 Timed phase: --concurrency wallets run operations back to back until
 --duration has passed (an operation in flight finishes); with --rate R, on

@@ -86,8 +86,9 @@ type File struct {
 	// or with a unit: "512MiB", "2GiB" (default 192MiB, of which the
 	// memtables take up to 64MiB). A store's point reads stay cheap while
 	// its bloom-filter and index blocks fit beside the hot data: about 12
-	// bytes a coin spent, so the default serves some 10M coins (docs/OPERATIONS.md, Capacity planning). Refused with
-	// a PostgreSQL store, which has its own (shared_buffers).
+	// bytes a coin spent, so the default serves some 10M coins
+	// (docs/OPERATIONS.md, Capacity planning). Refused with a PostgreSQL
+	// store, which has its own (shared_buffers).
 	CacheSize string `json:"cache_size"`
 	// TLSCertFile and TLSKeyFile are the listeners' certificate and key,
 	// PEM, both or neither (default: DATA/tls.crt and DATA/tls.key, made
