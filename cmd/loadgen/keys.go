@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 )
 
@@ -86,8 +87,11 @@ func loadOrGenerateKeys(file string, cipher ecash.Cipher) (*bank.Keys, bank.Deno
 
 // machineInfo describes where a measurement ran.
 type machineInfo struct {
-	CPU        string `json:"cpu,omitempty"`
-	CPUs       int    `json:"cpus"`
+	CPU  string `json:"cpu,omitempty"`
+	CPUs int    `json:"cpus"`
+	// Cores is how many of the CPUs the process may use (procs.Cores);
+	// GOMAXPROCS is above it (procs.Raise).
+	Cores      int    `json:"cores"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	OS         string `json:"os"`
 	Arch       string `json:"arch"`
@@ -96,7 +100,7 @@ type machineInfo struct {
 
 func machine() machineInfo {
 	return machineInfo{
-		CPU: cpuModel(), CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		CPU: cpuModel(), CPUs: runtime.NumCPU(), Cores: procs.Cores(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version(),
 	}
 }

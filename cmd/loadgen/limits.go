@@ -14,6 +14,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
@@ -123,7 +124,7 @@ type limitResult struct {
 	Workers int     `json:"workers"`
 	Seconds float64 `json:"seconds"`
 	Coins   int64   `json:"coins"`
-	// CoinsPerSec is the limit: coins per second on all GOMAXPROCS cores,
+	// CoinsPerSec is the limit: coins per second on all the cores,
 	// from the process's CPU time over the measurement (Workers cores
 	// over the CPU time per coin), so that other processes taking cores
 	// for a while do not lower it.
@@ -202,11 +203,17 @@ func clock() time.Duration {
 // limitOp is one operation of a scenario's cryptography, for n coins.
 type limitOp func(pt *partyTimes) error
 
-// measureLimit runs the scenario's cryptography on GOMAXPROCS workers for
+// measureLimit runs the scenario's cryptography on one worker per core for
 // about d and returns the coins per second it allows.
 // For check, n is 1 and epo the kind of payment order.
 func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, epo echeck.Kind, d time.Duration) (limitResult, error) {
-	workers := runtime.GOMAXPROCS(0)
+	// One worker per core, and no more Ps than cores meanwhile: procs.Raise
+	// sets GOMAXPROCS above the cores, and on the spare Ps the garbage
+	// collector's idle workers and the servers' background work would run
+	// beside the workers, taking the cores' time from them (5-20% more CPU
+	// per coin, measured).
+	workers := procs.Cores()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
 	ops := make([]limitOp, workers)
 	for i := range ops {
 		var err error
@@ -606,7 +613,7 @@ func limits(ctx context.Context, cipher ecash.Cipher, n int, epo echeck.Kind, d 
 }
 
 func (r *limitsReport) writeText(w io.Writer) {
-	fmt.Fprintf(w, "crypto limit per coin, no I/O, %d workers (GOMAXPROCS) on %s\n", r.Machine.GOMAXPROCS, r.Machine.describe())
+	fmt.Fprintf(w, "crypto limit per coin, no I/O, %d workers (one per core) on %s\n", r.Machine.Cores, r.Machine.describe())
 	fmt.Fprintf(w, "keys: %s\n\n", r.Keys.describe())
 	t := cli.NewTable(w)
 	t.Row("scenario", "cipher", "coins/op", "limit coins/s", "bank alone coins/s", "wallet µs/coin", "bank µs/coin", "merchant µs/coin", "all µs/coin")

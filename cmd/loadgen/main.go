@@ -29,12 +29,14 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 )
 
 func main() {
 	cli.QuietStdlibLog()
+	procs.Raise() // as bankd and merchantd do
 	os.Exit(cli.Main(command()))
 }
 
@@ -149,6 +151,9 @@ check with a catalogue of one 1 KiB product at EUR:0.01). It opens and
 funds one bank account per simulated wallet (--concurrency); each wallet has
 its own account key and its own TLS connections. It then measures the
 scenario's crypto limit (see "loadgen limits") with the bank's own keys.
+Like bankd and merchantd, loadgen sets GOMAXPROCS to the cores plus one,
+so that threads waiting in fsync do not idle a core (a GOMAXPROCS
+environment variable overrides it); the limit is measured on the cores alone.
 
 Scenarios (one operation each):
   withdraw  a wallet withdraws --coins-per-op coins in one request: derives the
@@ -350,7 +355,7 @@ func limitsCommand() *cli.Command {
 		Short: "measure the crypto limit of each scenario on this machine, in coins/s",
 		Long: `limits measures the cost of the cryptography each scenario must do per coin,
 all parties' share, with no network and no disk, on all cores (one worker per
-GOMAXPROCS), and reports the coins per second that alone allows: an upper
+core), and reports the coins per second that alone allows: an upper
 bound no implementation on this machine can beat without cheaper crypto.
 
 Per operation of --coins-per-op coins (default: 4 for swap, 1 otherwise):

@@ -179,7 +179,7 @@ func (r *report) writeText(w io.Writer) {
 		scenario += fmt.Sprintf(" (%d in, %d out)", r.CoinsPerOp, r.CoinsPerOp)
 	}
 	fmt.Fprintf(w, "loadgen run: %s, %d wallets, %.0fs\n", scenario, r.Concurrency, r.Duration)
-	fmt.Fprintf(w, "  machine       %s, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.GOMAXPROCS)
+	fmt.Fprintf(w, "  machine       %s, %d cores, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "  keys          %s\n", r.Keys.describe())
 	fmt.Fprintf(w, "  store         %s\n", r.Store.describe())
 	if p := r.Prefill; p != nil {

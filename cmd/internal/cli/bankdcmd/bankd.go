@@ -19,6 +19,7 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/config"
 	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -139,6 +140,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			if err := os.MkdirAll(data, 0o700); err != nil {
 				return err
 			}
+			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			n, err := node.StartBank(node.BankConfig{
 				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store, CacheSize: cfg.CacheSize,
 				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer,
@@ -183,7 +185,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				t.Row("master key:", master)
 				t.Flush()
 			})
-			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !cfg.Plaintext, "keys", info.Keys, "keys_encrypted", kinfo.Encrypted)
+			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !cfg.Plaintext, "keys", info.Keys, "keys_encrypted", kinfo.Encrypted, "gomaxprocs", gomaxprocs)
 			werr := n.Wait(ctx)
 			if werr != nil {
 				log.Error("listener failed", "err", werr)

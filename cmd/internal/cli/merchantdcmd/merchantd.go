@@ -17,6 +17,7 @@ import (
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
@@ -187,6 +188,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			} else if err != nil {
 				return err
 			}
+			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
 				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
@@ -219,7 +221,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				}
 				t.Flush()
 			})
-			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id)
+			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id, "gomaxprocs", gomaxprocs)
 			werr := n.Wait(ctx)
 			if werr != nil {
 				log.Error("listener failed", "err", werr)
