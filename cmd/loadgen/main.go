@@ -150,7 +150,10 @@ pay and check a merchant as merchantd does, with its own Pebble store (for
 check with a catalogue of one 1 KiB product at EUR:0.01). It opens and
 funds one bank account per simulated wallet (--concurrency); each wallet has
 its own account key and its own TLS connections. It then measures the
-scenario's crypto limit (see "loadgen limits") with the bank's own keys.
+scenario's crypto limit (see "loadgen limits") with the bank's own keys,
+and again after the timed phase once the servers have stopped: the
+machine's speed drifts, and the fraction of the limit is taken against the
+mean of the two (the report warns when they differ by more than 10%).
 Like bankd and merchantd, loadgen sets GOMAXPROCS to the cores plus one,
 so that threads waiting in fsync do not idle a core (a GOMAXPROCS
 environment variable overrides it); the limit is measured on the cores alone.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -195,11 +196,17 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 	if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
 		t.Errorf("latency percentiles out of order: %+v", l)
 	}
-	if r.Limit.CoinsPerSec <= 0 || r.Limit.Scenario != scenario || r.Limit.Cipher != cipher || int64(r.Limit.CoinsPerOp) != n || r.Limit.Unit != unit || r.Limit.EPOKind != epo {
-		t.Errorf("crypto limit: %+v", r.Limit)
+	for _, lim := range []limitResult{r.Limit, r.LimitAfter} {
+		if lim.CoinsPerSec <= 0 || lim.Scenario != scenario || lim.Cipher != cipher || int64(lim.CoinsPerOp) != n || lim.Unit != unit || lim.EPOKind != epo {
+			t.Errorf("crypto limit: %+v", lim)
+		}
 	}
 	if !(r.Fraction > 0 && r.Fraction <= 1.5) {
 		t.Errorf("fraction of the limit %v, want in (0, 1.5]", r.Fraction)
+	}
+	// Against the mean of the limits before and after the phase.
+	if want := 2 * r.CoinsPerSec / (r.Limit.CoinsPerSec + r.LimitAfter.CoinsPerSec); math.Abs(r.Fraction-want) > 1e-9*want {
+		t.Errorf("fraction %v, want coins/s over the mean limit: %v", r.Fraction, want)
 	}
 	if r.CPU.ProcessUs <= 0 {
 		t.Errorf("process CPU per coin %v", r.CPU.ProcessUs)

@@ -32,8 +32,14 @@ type report struct {
 	CoinsPerSec float64       `json:"coins_per_s"`
 	Latency     latencyReport `json:"latency_ms"`
 
-	Limit    limitResult `json:"crypto_limit"`
-	Fraction float64     `json:"fraction_of_limit"` // coins/s over the crypto limit
+	// Limit is the crypto limit measured before the timed phase (the pay
+	// scenario sizes its coins by it), LimitAfter the same once the
+	// servers have stopped after it: the machine's speed drifts by 10%
+	// and more over a minute, and the two bracket the phase.
+	Limit      limitResult `json:"crypto_limit"`
+	LimitAfter limitResult `json:"crypto_limit_after"`
+	// Fraction is coins/s over the mean of the two limits' coins/s.
+	Fraction float64 `json:"fraction_of_limit"`
 
 	CPU   cpuReport   `json:"cpu"`
 	Disk  diskReport  `json:"disk"`
@@ -216,10 +222,13 @@ func (r *report) writeText(w io.Writer) {
 	}
 	l := r.Latency
 	fmt.Fprintf(w, "  latency       p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", l.P50, l.P95, l.P99, l.Max)
-	fmt.Fprintf(w, "  crypto limit  %.0f %s/s on %d cores, all parties' share (the bank's alone: %.0f %s/s)\n",
-		r.Limit.CoinsPerSec, units, r.Limit.Workers, r.Limit.BankOnlyCoinsPerSec, units)
+	fmt.Fprintf(w, "  crypto limit  %.0f %s/s on %d cores before the phase, %.0f after (%+.0f%%), all parties' share (the bank's alone: %.0f %s/s)\n",
+		r.Limit.CoinsPerSec, units, r.Limit.Workers, r.LimitAfter.CoinsPerSec, 100*r.limitDrift(), r.Limit.BankOnlyCoinsPerSec, units)
 	fmt.Fprintf(w, "                per %s on one core: wallet %.0f µs, bank %.0f µs, merchant %.0f µs\n", unit, r.Limit.WalletUs, r.Limit.BankUs, r.Limit.MerchantUs)
-	fmt.Fprintf(w, "  fraction      %.3f of the crypto limit\n", r.Fraction)
+	fmt.Fprintf(w, "  fraction      %.3f of the crypto limit (the mean of the two)\n", r.Fraction)
+	if d := r.limitDrift(); d > maxLimitDrift || d < -maxLimitDrift {
+		fmt.Fprintf(w, "  note          the limit moved by %+.0f%% across the phase: the machine's speed changed, and the fraction is uncertain by as much\n", 100*d)
+	}
 	c := r.CPU
 	fmt.Fprintf(w, "  CPU per %-5s %.0f µs for the whole process (%.2f cores busy", unit, c.ProcessUs, c.CoresBusy)
 	if c.OtherCores >= 0 {
@@ -277,4 +286,20 @@ func (r *report) writeText(w io.Writer) {
 	default:
 		fmt.Fprintf(w, "%.0f bytes per coin issued (%d)\n", d.AtRestBytesPerCoin, d.IssuedCoins)
 	}
+}
+
+// maxLimitDrift is how far the limits before and after the phase may differ
+// before the text report warns: they differ by a few per cent on a quiet
+// machine.
+const maxLimitDrift = 0.10
+
+// limitDrift is the change of the crypto limit across the timed phase, as a
+// fraction of the limit before it.
+func (r *report) limitDrift() float64 {
+	return r.LimitAfter.CoinsPerSec/r.Limit.CoinsPerSec - 1
+}
+
+// meanLimit is the mean of the limits before and after the timed phase.
+func (r *report) meanLimit() float64 {
+	return (r.Limit.CoinsPerSec + r.LimitAfter.CoinsPerSec) / 2
 }
