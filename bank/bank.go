@@ -737,7 +737,8 @@ func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 // span is the range [lo, hi) of a slice.
 type span struct{ lo, hi int }
 
-// parallel runs f(0..n-1) on all cores and returns the first error.
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns the
+// first error.
 func parallel(n int, f func(i int) error) error {
 	workers := min(n, runtime.GOMAXPROCS(0))
 	if workers <= 1 {

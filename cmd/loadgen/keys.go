@@ -90,7 +90,7 @@ type machineInfo struct {
 	CPU  string `json:"cpu,omitempty"`
 	CPUs int    `json:"cpus"`
 	// Cores is how many of the CPUs the process may use (procs.Cores);
-	// GOMAXPROCS is above it (procs.Raise).
+	// GOMAXPROCS is one above it unless the environment set it (procs.Raise).
 	Cores      int    `json:"cores"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	OS         string `json:"os"`

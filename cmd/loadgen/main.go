@@ -14,8 +14,8 @@
 // (split between bank, merchant and wallets by a CPU profile) and the bank's
 // bytes on disk per coin. "limits" measures what the cryptography alone
 // costs per coin, all parties' share, on all cores and with no I/O; "run"
-// measures the same limit before its timed phase and reports its rate as a
-// fraction of it.
+// measures the same limit before and after its timed phase and reports its
+// rate as a fraction of the mean of the two.
 //
 // Run "loadgen --help" for details; docs/PERFORMANCE.md holds results.
 package main
@@ -153,7 +153,7 @@ its own account key and its own TLS connections. It then measures the
 scenario's crypto limit (see "loadgen limits") with the bank's own keys,
 and again after the timed phase once the servers have stopped: the
 machine's speed drifts, and the fraction of the limit is taken against the
-mean of the two (the report warns when they differ by more than 10%).
+mean of the two (the text report warns when they differ by more than 10%).
 Like bankd and merchantd, loadgen sets GOMAXPROCS to the cores plus one,
 so that threads waiting in fsync do not idle a core (a GOMAXPROCS
 environment variable overrides it); the limit is measured on the cores alone.
@@ -258,8 +258,9 @@ on an idle system" is --concurrency 1 --rate 100, say. Reported:
   latency          p50, p95, p99 and max of one operation (with --rate, from
                    its scheduled start: an operation that waits for the
                    previous one to finish counts the wait)
-  limit, fraction  the crypto limit in coins/s, and coins/s as a fraction of
-                   it: the number to steer by
+  limit, fraction  the crypto limit in coins/s, before and after the phase,
+                   and coins/s as a fraction of their mean: the number to
+                   steer by
   CPU per coin     process CPU (getrusage, user+system) over the phase divided
                    by its coins; the wallets run in this process, so it
                    includes their work. A CPU profile of the phase splits it:

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/blindbank/blindbank/bank/pgstore"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/procs"
 )
 
 // loadgen runs the command in-process as a user would type it.
@@ -133,6 +135,10 @@ const payCoins = 256
 // TestRun runs each scenario briefly with both ciphers and checks that the
 // report holds together. No timing thresholds: only coherence.
 func TestRun(t *testing.T) {
+	// GOMAXPROCS above the cores, as main sets it (procs.Raise): the limit
+	// must still run one worker per core, and leave GOMAXPROCS as it was.
+	gomaxprocs := procs.Cores() + procs.Extra
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(gomaxprocs))
 	// One RSA key for all RSA runs: the others load what the first saved.
 	keys := map[string]string{"rsa": filepath.Join(t.TempDir(), "rsa-keys.json"), "cs": filepath.Join(t.TempDir(), "cs-keys.json")}
 	for _, cipher := range []string{"cs", "rsa"} {
@@ -166,6 +172,9 @@ func TestRun(t *testing.T) {
 					t.Fatalf("%v\n%s", err, out)
 				}
 				checkReport(t, &r, scenario, cipher)
+				if g := runtime.GOMAXPROCS(0); g != gomaxprocs || r.Machine.GOMAXPROCS != gomaxprocs {
+					t.Errorf("GOMAXPROCS %d after the run, %d in the report; want %d", g, r.Machine.GOMAXPROCS, gomaxprocs)
+				}
 			})
 		}
 	}
@@ -197,7 +206,7 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 		t.Errorf("latency percentiles out of order: %+v", l)
 	}
 	for _, lim := range []limitResult{r.Limit, r.LimitAfter} {
-		if lim.CoinsPerSec <= 0 || lim.Scenario != scenario || lim.Cipher != cipher || int64(lim.CoinsPerOp) != n || lim.Unit != unit || lim.EPOKind != epo {
+		if lim.Workers != procs.Cores() || lim.CoinsPerSec <= 0 || lim.Scenario != scenario || lim.Cipher != cipher || int64(lim.CoinsPerOp) != n || lim.Unit != unit || lim.EPOKind != epo {
 			t.Errorf("crypto limit: %+v", lim)
 		}
 	}

@@ -222,12 +222,12 @@ func (r *report) writeText(w io.Writer) {
 	}
 	l := r.Latency
 	fmt.Fprintf(w, "  latency       p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n", l.P50, l.P95, l.P99, l.Max)
-	fmt.Fprintf(w, "  crypto limit  %.0f %s/s on %d cores before the phase, %.0f after (%+.0f%%), all parties' share (the bank's alone: %.0f %s/s)\n",
-		r.Limit.CoinsPerSec, units, r.Limit.Workers, r.LimitAfter.CoinsPerSec, 100*r.limitDrift(), r.Limit.BankOnlyCoinsPerSec, units)
+	fmt.Fprintf(w, "  crypto limit  %.0f %s/s on %d cores before the phase, %.0f %s/s after (%+.0f%%), all parties' share (the bank's alone: %.0f %s/s)\n",
+		r.Limit.CoinsPerSec, units, r.Limit.Workers, r.LimitAfter.CoinsPerSec, units, 100*r.limitDrift(), r.Limit.BankOnlyCoinsPerSec, units)
 	fmt.Fprintf(w, "                per %s on one core: wallet %.0f µs, bank %.0f µs, merchant %.0f µs\n", unit, r.Limit.WalletUs, r.Limit.BankUs, r.Limit.MerchantUs)
 	fmt.Fprintf(w, "  fraction      %.3f of the crypto limit (the mean of the two)\n", r.Fraction)
 	if d := r.limitDrift(); d > maxLimitDrift || d < -maxLimitDrift {
-		fmt.Fprintf(w, "  note          the limit moved by %+.0f%% across the phase: the machine's speed changed, and the fraction is uncertain by as much\n", 100*d)
+		fmt.Fprintf(w, "  note          the limit moved by %+.0f%% across the phase: the machine's speed changed, and the fraction is uncertain by about half as much\n", 100*d)
 	}
 	c := r.CPU
 	fmt.Fprintf(w, "  CPU per %-5s %.0f µs for the whole process (%.2f cores busy", unit, c.ProcessUs, c.CoresBusy)
@@ -289,8 +289,8 @@ func (r *report) writeText(w io.Writer) {
 }
 
 // maxLimitDrift is how far the limits before and after the phase may differ
-// before the text report warns: they differ by a few per cent on a quiet
-// machine.
+// before the text report warns. Even on a quiet machine they drift by 10%
+// and more within a minute (docs/PERFORMANCE.md, "The limit drifts").
 const maxLimitDrift = 0.10
 
 // limitDrift is the change of the crypto limit across the timed phase, as a

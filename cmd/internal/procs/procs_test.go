@@ -13,9 +13,16 @@ func restore(t *testing.T) {
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
 }
 
+// Cores is never above the CPUs the process may use, whatever GOMAXPROCS
+// it started with.
 func TestCores(t *testing.T) {
-	if c := Cores(); c < 1 || c > runtime.NumCPU() {
-		t.Fatalf("Cores() = %d, want 1..NumCPU (%d)", c, runtime.NumCPU())
+	saved := cores
+	t.Cleanup(func() { cores = saved })
+	for _, start := range []int{1, runtime.NumCPU(), runtime.NumCPU() + 5} {
+		cores = start
+		if got, want := Cores(), min(start, runtime.NumCPU()); got != want {
+			t.Errorf("started with GOMAXPROCS %d on %d CPUs: Cores() = %d, want %d", start, runtime.NumCPU(), got, want)
+		}
 	}
 }
 
@@ -35,6 +42,14 @@ func TestRaise(t *testing.T) {
 	// started with, not what Raise set.
 	if got := Raise(); got != want {
 		t.Fatalf("second Raise() = %d, want %d", got, want)
+	}
+	// Values the runtime ignores do not stop Raise either.
+	for _, v := range []string{"0", "-2", "abc"} {
+		t.Setenv("GOMAXPROCS", v)
+		runtime.GOMAXPROCS(1)
+		if got := Raise(); got != want {
+			t.Errorf("Raise() with GOMAXPROCS=%q = %d, want %d", v, got, want)
+		}
 	}
 }
 
