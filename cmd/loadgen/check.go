@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/blindbank/blindbank/bank"
@@ -56,8 +57,8 @@ func parseEPOKind(s string) (echeck.Kind, bool) {
 }
 
 // writeCatalogue writes a till catalogue of one product, goodsProduct, of
-// goodsSize random bytes at one cent, into dir.
-func writeCatalogue(dir string) error {
+// goodsSize random bytes at price, into dir.
+func writeCatalogue(dir string, price ecash.Amount) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func writeCatalogue(dir string) error {
 		return err
 	}
 	cat, err := json.Marshal(map[string]any{"products": []map[string]string{{
-		"id": goodsProduct, "file": "goods.bin", "price": denomValue.String(), "description": "loadgen's product",
+		"id": goodsProduct, "file": "goods.bin", "price": price.String(), "description": "loadgen's product",
 	}}})
 	if err != nil {
 		return err
@@ -79,14 +80,19 @@ func writeCatalogue(dir string) error {
 
 // learnMerchant asks the till for its account and key (as wallet.WriteCheck
 // does before every check; a wallet may keep them, and loadgen does, once
-// per wallet before the timed phase). It also opens the connection.
-func (w *simWallet) learnMerchant(ctx context.Context) error {
+// per wallet before the timed phase). It also opens the connection. For
+// goods, the till must sell goodsProduct (a merchantd loadgen did not
+// start needs it in its catalogue).
+func (w *simWallet) learnMerchant(ctx context.Context, kind echeck.Kind) error {
 	info, err := w.merchant.ListProducts(ctx, &pb.ListProductsRequest{})
 	if err != nil {
 		return fmt.Errorf("listing products: %w", err)
 	}
 	if err := ecash.CheckEd25519Key(info.MerchantKey); err != nil || info.MerchantAccount == 0 {
 		return fmt.Errorf("the merchant names no usable account and key")
+	}
+	if kind == echeck.KindGoods && !slices.ContainsFunc(info.Products, func(p *pb.Product) bool { return p.Id == goodsProduct }) {
+		return fmt.Errorf("the merchant's till sells no product %q, which --epo goods buys", goodsProduct)
 	}
 	w.merchantAccount, w.merchantPub = info.MerchantAccount, ed25519.PublicKey(info.MerchantKey)
 	return nil

@@ -76,19 +76,20 @@ func newSimWallet(ctx context.Context, id int, env *environment) (*simWallet, er
 		return nil, fmt.Errorf("opening an account: %w", err)
 	}
 	w.account = acct.Account
-	if _, err := env.bankAdmin.Credit(ctx, &pb.CreditRequest{Account: w.account, Amount: walletFunds, Memo: "loadgen"}); err != nil {
+	funds := ecash.Amount{Currency: env.coins.Value.Currency, Value: walletFunds}.String()
+	if _, err := env.bankAdmin.Credit(ctx, &pb.CreditRequest{Account: w.account, Amount: funds, Memo: "loadgen"}); err != nil {
 		return nil, fmt.Errorf("funding the account: %w", err)
 	}
 	b := env.bankFor(id)
-	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Pin: b.Fingerprint}, fromAddress(id))
+	conn, err := transport.Dial(b.addr, b.tls, fromAddress(id))
 	if err != nil {
 		return nil, err
 	}
 	w.conns = append(w.conns, conn)
 	w.bank = pb.NewBankClient(conn)
-	if m, admin := env.merchantFor(id); m != nil {
+	if m, admin, ok := env.merchantFor(id); ok {
 		w.mAdmin = admin
-		mc, err := transport.Dial(m.Addr, transport.ClientConfig{Pin: m.Fingerprint}, fromAddress(id))
+		mc, err := transport.Dial(m.addr, m.tls, fromAddress(id))
 		if err != nil {
 			w.close()
 			return nil, err
@@ -106,7 +107,7 @@ func newSimWallet(ctx context.Context, id int, env *environment) (*simWallet, er
 		w.close()
 		return nil, err
 	}
-	if w.denom, err = w.ks.Denomination(env.denom.ID); err != nil {
+	if w.denom, err = w.ks.Denomination(env.coins.ID); err != nil {
 		w.close()
 		return nil, err
 	}
@@ -134,20 +135,20 @@ func fromAddress(id int) grpc.DialOption {
 	})
 }
 
-// rateLimitHint explains a refusal by the merchant's per-address rate
-// limit, which a merchant node keeps on (node.DefaultPerPeer calls a
-// second, and a payment is two calls): one wallet paying back to back can
-// exceed it.
+// rateLimitHint explains a refusal by a server's rate limits, which a
+// merchant node keeps on (node.DefaultPerPeer calls a second per address,
+// and a payment is two calls), and so does a bankd loadgen runs against
+// (--bank-data): one wallet paying back to back can exceed them.
 func rateLimitHint(err error) error {
 	if status.Code(err) == codes.ResourceExhausted {
-		return fmt.Errorf("%w (the merchant limits each address to %d calls a second, two per payment: spread the load over more wallets with --concurrency)", err, node.DefaultPerPeer)
+		return fmt.Errorf("%w (servers limit each address to %d calls a second and each account to %d withdrawals or payment orders: spread the load over more wallets with --concurrency)", err, node.DefaultPerPeer, node.DefaultPerAccount)
 	}
 	return err
 }
 
-// walletFunds is what each wallet's account is credited with: far more than
-// any run can withdraw.
-const walletFunds = "EUR:1000000000.00"
+// walletFunds is what each wallet's account is credited with, in the
+// currency's smallest unit: far more than any run can withdraw.
+const walletFunds = 100_000_000_000
 
 func (w *simWallet) close() {
 	if w == nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -21,16 +23,25 @@ var denomValue = ecash.Amount{Currency: "EUR", Value: 1}
 // keyInfo says where the bank's keys came from.
 type keyInfo struct {
 	Cipher       string  `json:"cipher"`
+	RSABits      int     `json:"rsa_bits,omitempty"`
 	Denomination string  `json:"denomination"`
 	Generated    bool    `json:"generated"`
 	Seconds      float64 `json:"keygen_s,omitempty"` // time to generate them
 	File         string  `json:"file,omitempty"`
+	// StandIn says the keys are not the bank's: loadgen runs against a
+	// bank it did not start (--bank-data), whose private keys stay with it,
+	// and measures the crypto limit with keys of the same cipher and size.
+	// Denomination is then the running bank's.
+	StandIn bool `json:"stand_in,omitempty"`
 }
 
 func (k keyInfo) describe() string {
 	what := fmt.Sprintf("one denomination %s, %s", k.Denomination, k.Cipher)
-	if k.Cipher == ecash.CipherRSA.String() {
-		what = fmt.Sprintf("one denomination %s, RSA-2048", k.Denomination)
+	if k.RSABits > 0 {
+		what = fmt.Sprintf("one denomination %s, RSA-%d", k.Denomination, k.RSABits)
+	}
+	if k.StandIn {
+		what += "; the crypto limit's keys are stand-ins of the same cipher and size"
 	}
 	switch {
 	case k.Generated && k.File != "":
@@ -42,9 +53,9 @@ func (k keyInfo) describe() string {
 }
 
 // loadOrGenerateKeys returns bank keys holding a denomination of cipher and
-// that denomination: loaded from file if it exists, else generated (RSA-2048
-// for rsa) and, if file is set, saved there.
-func loadOrGenerateKeys(file string, cipher ecash.Cipher) (*bank.Keys, bank.DenomKey, keyInfo, error) {
+// that denomination: loaded from file if it exists, else generated (for rsa
+// of rsaBits) and, if file is set, saved there.
+func loadOrGenerateKeys(file string, cipher ecash.Cipher, rsaBits int) (*bank.Keys, bank.DenomKey, keyInfo, error) {
 	info := keyInfo{Cipher: cipher.String(), File: file}
 	var keys *bank.Keys
 	if file != "" {
@@ -61,7 +72,7 @@ func loadOrGenerateKeys(file string, cipher ecash.Cipher) (*bank.Keys, bank.Deno
 		// denomination not yet valid.
 		start := time.Now()
 		k, err := bank.GenerateKeys(bank.KeyConfig{
-			Currency: denomValue.Currency, RSABits: 2048,
+			Currency: denomValue.Currency, RSABits: rsaBits,
 			Denoms: []bank.DenomSpec{{Value: denomValue, Cipher: cipher}},
 		}, time.Now().Add(-time.Minute), rand.Reader)
 		if err != nil {
@@ -79,10 +90,23 @@ func loadOrGenerateKeys(file string, cipher ecash.Cipher) (*bank.Keys, bank.Deno
 	for _, d := range keys.Denoms {
 		if d.Key.Cipher() == cipher && d.CanWithdraw(now) == nil {
 			info.Denomination = d.Value.String()
+			info.RSABits = rsaModulusBits(d.Key)
 			return keys, d, info, nil
 		}
 	}
 	return nil, bank.DenomKey{}, info, fmt.Errorf("--keys %s holds no %s denomination valid now", file, cipher)
+}
+
+// rsaModulusBits is the size of an RSA denomination key; 0 for CS.
+func rsaModulusBits(k ecash.DenomPublicKey) int {
+	if k.Cipher() != ecash.CipherRSA {
+		return 0
+	}
+	pub, err := x509.ParsePKIXPublicKey(k.Bytes())
+	if r, ok := pub.(*rsa.PublicKey); ok && err == nil {
+		return r.N.BitLen()
+	}
+	return 0
 }
 
 // machineInfo describes where a measurement ran.

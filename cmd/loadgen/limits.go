@@ -589,7 +589,7 @@ type limitsReport struct {
 // --coins-per-op (0: each scenario's default; check always has 1).
 func limits(ctx context.Context, cipher ecash.Cipher, n int, epo echeck.Kind, d time.Duration, keysFile string, which []scenarioKind, prog *progress) (*limitsReport, error) {
 	prog.Status("generating or loading the bank's keys (%s) ...", cipher)
-	keys, denom, info, err := loadOrGenerateKeys(keysFile, cipher)
+	keys, denom, info, err := loadOrGenerateKeys(keysFile, cipher, 2048)
 	prog.Clear()
 	if err != nil {
 		return nil, err

@@ -136,10 +136,12 @@ func runCommand() *cli.Command {
 		replicas    int
 		pool        int
 		prefillN    int64
+		bankData    string
+		merchData   string
 	)
 	return &cli.Command{
 		Name:  "run",
-		Short: "run a scenario against an in-process bank and merchant and report rates",
+		Short: "run a scenario against an in-process (or running) bank and merchant and report rates",
 		Long: `run measures one scenario end to end.
 
 Setup (not timed): loadgen creates a temporary directory (or --dir), generates
@@ -276,12 +278,37 @@ on an idle system" is --concurrency 1 --rate 100, say. Reported:
                    coins it issued. Over PostgreSQL: the WAL written over
                    the phase per coin, and the database's size
 
+Against running daemons: --bank-data DIR runs the scenario against the
+"bankd serve" serving from DIR instead of starting a bank, so that the bank
+can run in its own process, under its own CPU limits or on cores of its own
+(taskset), or on a store loadgen did not make. loadgen reads
+DIR/addresses.json (written by bankd once it listens) for the public
+address and the certificate's fingerprint, and the admin address and token
+file, through which it opens and funds the wallets' accounts (and, for pay
+and check, the merchant's): the admin listener must be the loopback one,
+with the token only. The wallets use the bank's smallest denomination of
+--cipher that is issued now and free of fees (start the bank with, say,
+--denominations EUR:0.01/cs,EUR:0.01/rsa). For pay and check, loadgen
+starts a merchant over that bank as above, or with --merchant-data DIR runs
+against the "merchantd serve" serving from DIR, which must deposit at the
+same bank (and, for --epo goods, sell a product "loadgen-goods"). The
+report then adds each daemon's CPU per coin, every thread of the process
+read from /proc (Linux), and the bytes the bank's Pebble store in DIR/ledger
+grew by (it is not compacted); the process figures are the wallets' (and a
+merchant loadgen started). The crypto limit is measured with stand-in keys
+of the same cipher and size (the bank's private keys stay with it). A bank
+limits the calls of each peer address and account (500 and 100 a second):
+the merchant deposits from one address, so a fast pay scenario can be
+refused, with ResourceExhausted. --store, --replicas and --prefill-spent
+do not apply to a running bank.
+
 A progress line is shown on stderr about once a second.`,
 		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4
 loadgen run --scenario pay --cipher cs --coins-per-op 8 --concurrency 16 --cpuprofile pay.prof
 loadgen run --scenario pay --concurrency 1 --rate 100 --duration 30s
 loadgen run --scenario withdraw --coins-per-op 64 --concurrency 16 --store postgres --replicas 2
 loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
+loadgen run --scenario swap --concurrency 16 --bank-data ./bank
 go tool pprof -top -tagfocus role=bank pay.prof`,
 		Flags: func(fs *flag.FlagSet) {
 			c.register(fs, "limit-time")
@@ -298,6 +325,8 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.IntVar(&replicas, "replicas", 1, "bank replicas over the one PostgreSQL database, wallets spread over them round robin (1 to 16; needs --store postgres)")
 			fs.IntVar(&pool, "pool", 0, "PostgreSQL connections per replica (0: pgxpool's default, the greater of 4 and the CPUs, as bankd uses; 1 to 64)")
 			fs.Int64Var(&prefillN, "prefill-spent", 0, "before the timed phase, write the history of `N` withdrawn and spent coins into the bank's store (0 to 100000000; see above)")
+			fs.StringVar(&bankData, "bank-data", "", "run against the bankd serving from data `DIR` (its addresses.json) instead of starting a bank (see above)")
+			fs.StringVar(&merchData, "merchant-data", "", "pay and check, with --bank-data: run against the merchantd serving from data `DIR` instead of starting a merchant")
 		},
 		NArgs: 0,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -340,6 +369,9 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 				return cli.Usagef("bad --prefill-spent %d: want 0 to %d", prefillN, maxPrefill)
 			}
 			cfg.PrefillSpent = prefillN
+			if err := checkExternal(inv, &cfg, bankData, merchData); err != nil {
+				return err
+			}
 			rep, err := run(ctx, cfg)
 			if err != nil {
 				return err
@@ -347,6 +379,26 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			return inv.Print(rep, rep.writeText)
 		},
 	}
+}
+
+// checkExternal checks --bank-data and --merchant-data against the rest
+// of cfg and sets them.
+func checkExternal(inv *cli.Invocation, cfg *runConfig, bankData, merchData string) error {
+	switch {
+	case bankData == "" && merchData != "":
+		return cli.Usagef("--merchant-data needs --bank-data: the merchant must deposit at the bank loadgen measures")
+	case bankData == "":
+		return nil
+	case merchData != "" && cfg.Scenario != scenarioPay && cfg.Scenario != scenarioCheck:
+		return cli.Usagef("--merchant-data applies to pay and check only")
+	}
+	for _, f := range []string{"store", "replicas", "pool", "prefill-spent"} {
+		if inv.IsSet(f) {
+			return cli.Usagef("--%s does not apply with --bank-data: the running bank has its own store", f)
+		}
+	}
+	cfg.BankData, cfg.MerchantData = bankData, merchData
+	return nil
 }
 
 func limitsCommand() *cli.Command {

@@ -16,9 +16,24 @@ import (
 
 	"github.com/blindbank/blindbank/bank/pgstore"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
+	"github.com/rogpeppe/go-internal/testscript"
+
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/cli/clitest"
 	"github.com/blindbank/blindbank/cmd/internal/procs"
 )
+
+// TestMain lets the test binary run as loadgen, bankd, merchantd or wallet
+// inside the scripts.
+func TestMain(m *testing.M) {
+	cmds := clitest.Commands()
+	cmds["loadgen"] = func() { os.Exit(cli.Main(command())) }
+	testscript.Main(m, cmds)
+}
+
+// TestScript runs testdata/script/*.txtar: loadgen against bankd and
+// merchantd processes, as an operator runs them.
+func TestScript(t *testing.T) { testscript.Run(t, clitest.Params("testdata/script")) }
 
 // loadgen runs the command in-process as a user would type it.
 func loadgen(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -73,6 +88,10 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--prefill-spent", "-1"},
 		{"run", "--scenario", "pay", "--pool", "8"}, // PostgreSQL only
 		{"run", "--scenario", "pay", "--store", "postgres", "--pool", "65"},
+		{"run", "--scenario", "pay", "--merchant-data", "shop"}, // needs --bank-data
+		{"run", "--scenario", "swap", "--bank-data", "bank", "--merchant-data", "shop"},
+		{"run", "--scenario", "pay", "--bank-data", "bank", "--store", "postgres"},
+		{"run", "--scenario", "pay", "--bank-data", "bank", "--prefill-spent", "10"},
 		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
 	} {

@@ -62,7 +62,7 @@ type prefillReport struct {
 // bank (every replica shares it), then waits for the store to settle.
 func prefill(ctx context.Context, env *environment, n int64, prog *progress) (prefillReport, error) {
 	rep := prefillReport{SpentCoins: n}
-	store := env.banks[0].Bank.Store()
+	store := env.bankNodes[0].Bank.Store()
 	start := time.Now()
 
 	// One coin issued for real gives the sizes of the records' fields.
@@ -222,7 +222,7 @@ func prefill(ctx context.Context, env *environment, n int64, prog *progress) (pr
 			return rep, err
 		}
 		rep.StoreBytes = s.dbBytes
-	} else if rep.StoreBytes, err = dirSize(env.ledgerDir()); err != nil {
+	} else if rep.StoreBytes, err = dirSize(env.ledger); err != nil {
 		return rep, err
 	}
 	prog.Note("prefill: store settled in %.0fs, %.2f GiB", rep.SettleSeconds, float64(rep.StoreBytes)/(1<<30))

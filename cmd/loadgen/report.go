@@ -49,8 +49,28 @@ type report struct {
 	// phase (--prefill-spent); nil without.
 	Prefill *prefillReport `json:"prefill,omitempty"`
 
+	// External names the running daemons measured (--bank-data,
+	// --merchant-data); nil when loadgen started the servers itself.
+	External *externalReport `json:"external,omitempty"`
+
 	Keys    keyInfo     `json:"keys"`
 	Machine machineInfo `json:"machine"`
+}
+
+// externalReport is the bankd (and merchantd) loadgen ran against.
+type externalReport struct {
+	BankData     string `json:"bank_data"`
+	BankAddr     string `json:"bank_addr"`
+	MerchantData string `json:"merchant_data,omitempty"` // "": pay and check started a merchant in loadgen
+	MerchantAddr string `json:"merchant_addr,omitempty"`
+}
+
+func (e *externalReport) describe() string {
+	s := fmt.Sprintf("the running bankd at %s (data %s)", e.BankAddr, e.BankData)
+	if e.MerchantData != "" {
+		s += fmt.Sprintf(", merchantd at %s (data %s)", e.MerchantAddr, e.MerchantData)
+	}
+	return s
 }
 
 type latencyReport struct {
@@ -83,6 +103,41 @@ type cpuReport struct {
 	RuntimeUs *float64 `json:"runtime_us_per_coin,omitempty"` // unlabelled: GC workers, scheduler, ...
 	Samples   int64    `json:"profile_ms,omitempty"`          // CPU the profile saw, for its resolution
 	Note      string   `json:"note,omitempty"`
+
+	// BankdUs and MerchantdUs are the CPU per coin of the running bankd
+	// and merchantd loadgen was pointed at (--bank-data, --merchant-data),
+	// every thread of the process, read from /proc; DaemonCores is how
+	// many cores they kept busy together. The process figures above are
+	// then the wallets' (and a merchant loadgen started).
+	BankdUs     *float64 `json:"bankd_us_per_coin,omitempty"`
+	MerchantdUs *float64 `json:"merchantd_us_per_coin,omitempty"`
+	DaemonCores float64  `json:"daemon_cores_busy,omitempty"`
+}
+
+// setDaemons records the daemons' CPU over the phase (t0 and t1 are their
+// times before and after, nil if unreadable) and returns its total, and
+// whether it is known.
+func (c *cpuReport) setDaemons(ds []daemon, t0, t1 []time.Duration, elapsed float64, coins int64) (time.Duration, bool) {
+	if len(ds) == 0 {
+		return 0, true
+	}
+	if t0 == nil || t1 == nil {
+		c.Note = "the CPU of the bankd and merchantd processes could not be read from /proc"
+		return 0, false
+	}
+	var total time.Duration
+	for i, d := range ds {
+		used := t1[i] - t0[i]
+		total += used
+		v := perCoinUs(used, coins)
+		if d.role == roleBank {
+			c.BankdUs = &v
+		} else {
+			c.MerchantdUs = &v
+		}
+	}
+	c.DaemonCores = total.Seconds() / elapsed
+	return total, true
 }
 
 // setSplit divides total (the measured process CPU) by the profile's shares.
@@ -187,7 +242,11 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "loadgen run: %s, %d wallets, %.0fs\n", scenario, r.Concurrency, r.Duration)
 	fmt.Fprintf(w, "  machine       %s, %d cores, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "  keys          %s\n", r.Keys.describe())
-	fmt.Fprintf(w, "  store         %s\n", r.Store.describe())
+	if r.External != nil {
+		fmt.Fprintf(w, "  servers       %s\n", r.External.describe())
+	} else {
+		fmt.Fprintf(w, "  store         %s\n", r.Store.describe())
+	}
 	if p := r.Prefill; p != nil {
 		fmt.Fprintf(w, "  prefill       %d spent coins in %.0fs (%.0f coins/s), settled in %.0fs: store %.2f GiB\n",
 			p.SpentCoins, p.Seconds, p.CoinsPerSec, p.SettleSeconds, float64(p.StoreBytes)/(1<<30))
@@ -235,11 +294,23 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "; other processes: %.2f cores", c.OtherCores)
 	}
 	fmt.Fprint(w, ")")
-	if c.BankUs != nil {
+	switch {
+	case c.BankUs != nil && r.External != nil:
+		// No bank in this process.
+		fmt.Fprintf(w, ":\n                merchant %.0f, wallets %.0f, Pebble background %.0f, runtime %.0f",
+			*c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
+	case c.BankUs != nil:
 		fmt.Fprintf(w, ":\n                bank %.0f, merchant %.0f, wallets %.0f, Pebble background %.0f, runtime %.0f",
 			*c.BankUs, *c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
 	}
 	fmt.Fprintln(w)
+	if c.BankdUs != nil {
+		fmt.Fprintf(w, "                bankd %.0f µs", *c.BankdUs)
+		if c.MerchantdUs != nil {
+			fmt.Fprintf(w, ", merchantd %.0f µs", *c.MerchantdUs)
+		}
+		fmt.Fprintf(w, " (%.2f cores busy), from /proc\n", c.DaemonCores)
+	}
 	if c.Note != "" {
 		fmt.Fprintf(w, "                %s\n", c.Note)
 	}
@@ -268,6 +339,10 @@ func (r *report) writeText(w io.Writer) {
 	d := r.Disk
 	if r.Store.Postgres != nil {
 		fmt.Fprintf(w, "  disk          %.0f WAL bytes per %s; database %.1f MiB at the end\n", d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20))
+		return
+	}
+	if r.External != nil && d.StoreBytes == 0 {
+		fmt.Fprintf(w, "  disk          %s\n", d.Note)
 		return
 	}
 	fmt.Fprintf(w, "  disk          bank store grew %.0f bytes per %s (%.1f MiB at the end)", d.BytesPerCoin, unit, float64(d.StoreBytes)/(1<<20))

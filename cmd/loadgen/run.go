@@ -37,15 +37,19 @@ type runConfig struct {
 	Duration    time.Duration
 	// Rate paces the timed phase at this many operations per second in all
 	// (each wallet at Rate/Concurrency); 0 runs operations back to back.
-	Rate       float64
-	LimitTime  time.Duration
-	Coins      int // pay: coins to pre-withdraw in all; 0 sizes them from a warm-up
-	MaxCoins   int // pay: cap on the pre-withdrawal
-	Dir        string
-	KeysFile   string
-	CPUProfile string
-	Trace      string // execution trace of the timed phase; "" for none
-	Store      storeConfig
+	Rate      float64
+	LimitTime time.Duration
+	Coins     int // pay: coins to pre-withdraw in all; 0 sizes them from a warm-up
+	MaxCoins  int // pay: cap on the pre-withdrawal
+	Dir       string
+	KeysFile  string
+	// BankData and MerchantData are the data directories of a running
+	// bankd and merchantd to measure instead of starting them ("" to
+	// start them in this process).
+	BankData, MerchantData string
+	CPUProfile             string
+	Trace                  string // execution trace of the timed phase; "" for none
+	Store                  storeConfig
 	// PrefillSpent is the spent coins written into the store before the
 	// timed phase (prefill.go).
 	PrefillSpent int64
@@ -65,38 +69,49 @@ const (
 )
 
 // environment is a bank (or several replicas over PostgreSQL), perhaps a
-// merchant per bank, and the simulated wallets.
+// merchant per bank, and the simulated wallets: started in this process,
+// or (--bank-data, --merchant-data) running already.
 type environment struct {
 	dir   string
-	keys  *bank.Keys
-	denom bank.DenomKey
+	keys  *bank.Keys    // the crypto limit's keys: the bank's own when loadgen starts it
+	denom bank.DenomKey // the limit's denomination
+	coins ecash.Denomination
 	store storeConfig
 	pg    *pgDatabase // nil over Pebble
 
-	banks     []*node.Bank // the replicas; one over Pebble
+	banks     []endpoint // the replicas; one over Pebble
 	bankAdmin pb.BankAdminClient
-	merchants []*node.Merchant // pay and check: merchant i deposits at bank i
+	merchants []endpoint // pay and check: merchant i deposits at bank i
 	mAdmins   []pb.MerchantAdminClient
-	conns     []*grpc.ClientConn
-	wallets   []*simWallet
-	closed    bool
+	// The nodes this process runs, stopped by close.
+	bankNodes     []*node.Bank
+	merchantNodes []*node.Merchant
+	// daemons are the processes it runs against instead.
+	daemons []daemon
+	// ledger is the bank's Pebble directory; "" if there is none to
+	// measure (PostgreSQL, or a running bank's store kept elsewhere).
+	ledger  string
+	conns   []*grpc.ClientConn
+	wallets []*simWallet
+	closed  bool
 }
 
 // bankFor is the replica wallet id uses: wallets are spread over the
 // replicas round robin, as a load balancer would spread them.
-func (e *environment) bankFor(id int) *node.Bank { return e.banks[id%len(e.banks)] }
+func (e *environment) bankFor(id int) endpoint { return e.banks[id%len(e.banks)] }
 
 // merchantFor is the merchant wallet id pays at, and its admin client:
-// one per replica, round robin like the banks; nil if the scenario has
+// one per replica, round robin like the banks; false if the scenario has
 // none.
-func (e *environment) merchantFor(id int) (*node.Merchant, pb.MerchantAdminClient) {
+func (e *environment) merchantFor(id int) (endpoint, pb.MerchantAdminClient, bool) {
 	if len(e.merchants) == 0 {
-		return nil, nil
+		return endpoint{}, nil, false
 	}
-	return e.merchants[id%len(e.merchants)], e.mAdmins[id%len(e.mAdmins)]
+	return e.merchants[id%len(e.merchants)], e.mAdmins[id%len(e.mAdmins)], true
 }
 
-// close stops everything but the database; closing twice is harmless.
+// close stops everything this process started but the database, and
+// closes its connections; closing twice is harmless.
 func (e *environment) close() {
 	if e.closed {
 		return
@@ -108,16 +123,13 @@ func (e *environment) close() {
 	for _, c := range e.conns {
 		c.Close()
 	}
-	for _, m := range e.merchants {
+	for _, m := range e.merchantNodes {
 		m.Close()
 	}
-	for _, b := range e.banks {
+	for _, b := range e.bankNodes {
 		b.Close()
 	}
 }
-
-// ledgerDir is the bank's Pebble directory.
-func (e *environment) ledgerDir() string { return filepath.Join(e.dir, "bank", "ledger") }
 
 // labeled runs f with the profiler label role, which every goroutine f
 // starts inherits.
@@ -160,14 +172,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	}
 	defer env.close()
 
-	prog.Status("generating or loading the bank's keys (%s) ...", cfg.Cipher)
-	env.keys, env.denom, rep.Keys, err = loadOrGenerateKeys(cfg.KeysFile, cfg.Cipher)
-	prog.Clear()
-	if err != nil {
-		return nil, err
-	}
-	prog.Note("keys: %s", rep.Keys.describe())
-	if err := startServers(ctx, env, cfg.Scenario); err != nil {
+	if err := setUp(ctx, env, cfg, rep); err != nil {
 		return nil, err
 	}
 	if cfg.PrefillSpent > 0 {
@@ -249,7 +254,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 
 	// The timed phase.
 	runtime.GC() // start without the setup's garbage
-	before, err := dirSize(env.ledgerDir())
+	before, err := dirSize(env.ledger)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +262,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
+	daemons0 := daemonTimes(env.daemons)
 	sys0, sysOK := systemBusy()
 	var pgph *pgPhase
 	if env.pg != nil {
@@ -284,6 +290,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	cpu1, cerr := processCPU()
+	daemons1 := daemonTimes(env.daemons)
 	sys1, sysOK1 := systemBusy()
 	prog.Clear()
 	if err != nil {
@@ -292,7 +299,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if cerr != nil {
 		return nil, cerr
 	}
-	after, err := dirSize(env.ledgerDir())
+	after, err := dirSize(env.ledger)
 	if err != nil {
 		return nil, err
 	}
@@ -320,9 +327,11 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		CoresBusy:  cpu.Seconds() / rep.Elapsed,
 		OtherCores: -1,
 	}
-	if sysOK && sysOK1 {
-		// Not this process, and not the throwaway PostgreSQL server.
-		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu-rep.Store.Postgres.serverCPU(rep.Elapsed)).Seconds()/rep.Elapsed)
+	daemonsCPU, daemonsOK := rep.CPU.setDaemons(env.daemons, daemons0, daemons1, rep.Elapsed, res.coins)
+	if sysOK && sysOK1 && daemonsOK {
+		// Not this process, the daemons it runs against, or the throwaway
+		// PostgreSQL server.
+		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu-daemonsCPU-rep.Store.Postgres.serverCPU(rep.Elapsed)).Seconds()/rep.Elapsed)
 	}
 	if profErr != nil {
 		rep.CPU.Note = "no CPU profile (" + profErr.Error() + "): no split by role"
@@ -379,9 +388,16 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		// nothing per coin: the prefill reports the store's size.
 		rep.Disk.Note = "not compacted after a prefill: see the prefill's store size"
 		return rep, nil
+	case len(env.bankNodes) == 0:
+		// Another process's store: its directory's growth is all there is.
+		rep.Disk.Note = "the bank runs on: its store is not compacted"
+		if env.ledger == "" {
+			rep.Disk.Note = "the bank's store is not a Pebble store in its data directory: no bytes on disk measured"
+		}
+		return rep, nil
 	default:
 		prog.Status("compacting the bank's store ...")
-		rest, err = compactedSize(env.ledgerDir())
+		rest, err = compactedSize(env.ledger)
 		prog.Clear()
 		if err != nil {
 			return nil, err
@@ -416,11 +432,60 @@ func workDir(dir string) (string, func(), error) {
 	return dir, func() {}, nil
 }
 
-// startServers starts the bank (--replicas of them over PostgreSQL), and
-// for pay and check a merchant per bank (for check with a catalogue of one
-// product), as bankd and merchantd do, on loopback with TLS, each under
-// its profiler label.
-func startServers(ctx context.Context, env *environment, s scenarioKind) error {
+// setUp readies the bank and, for pay and check, the merchant: started in
+// this process, or attached to the running daemons cfg names. It also
+// loads or generates the crypto limit's keys.
+func setUp(ctx context.Context, env *environment, cfg runConfig, rep *report) error {
+	prog := cfg.Progress
+	rsaBits := 2048
+	if cfg.BankData != "" {
+		ks, err := attachBank(ctx, env, cfg.BankData)
+		if err != nil {
+			return err
+		}
+		if env.coins, err = coinDenomination(ks, cfg.Cipher, time.Now()); err != nil {
+			return err
+		}
+		if b := rsaModulusBits(env.coins.Key); b > 0 {
+			rsaBits = b
+		}
+	}
+	prog.Status("generating or loading the bank's keys (%s) ...", cfg.Cipher)
+	keys, denom, info, err := loadOrGenerateKeys(cfg.KeysFile, cfg.Cipher, rsaBits)
+	prog.Clear()
+	if err != nil {
+		return err
+	}
+	env.keys, env.denom, rep.Keys = keys, denom, info
+	if cfg.BankData == "" {
+		env.coins = denom.Denomination
+		if err := startBanks(ctx, env); err != nil {
+			return err
+		}
+	} else {
+		// The running bank's private keys stay with it: the limit is
+		// measured with keys of the same cipher and size.
+		rep.Keys.StandIn, rep.Keys.Denomination = true, env.coins.Value.String()
+		rep.Store = storeReport{Kind: "bankd", Replicas: 1}
+		rep.External = &externalReport{BankData: cfg.BankData, BankAddr: env.banks[0].addr, MerchantData: cfg.MerchantData}
+	}
+	prog.Note("keys: %s", rep.Keys.describe())
+	if cfg.Scenario != scenarioPay && cfg.Scenario != scenarioCheck {
+		return nil
+	}
+	if cfg.MerchantData != "" {
+		if err := attachMerchant(env, cfg.MerchantData); err != nil {
+			return err
+		}
+		rep.External.MerchantAddr = env.merchants[0].addr
+		return nil
+	}
+	return startMerchants(ctx, env, cfg.Scenario)
+}
+
+// startBanks starts the bank (--replicas of them over PostgreSQL) as
+// bankd does, on loopback with TLS, under its profiler label.
+func startBanks(ctx context.Context, env *environment) error {
 	for i := range env.store.Replicas {
 		bankDir := filepath.Join(env.dir, "bank")
 		if i > 0 {
@@ -450,21 +515,28 @@ func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 		if err != nil {
 			return fmt.Errorf("starting bank replica %d: %w", i+1, err)
 		}
-		env.banks = append(env.banks, b)
+		env.bankNodes = append(env.bankNodes, b)
+		env.banks = append(env.banks, endpoint{addr: b.Addr, tls: transport.ClientConfig{Pin: b.Fingerprint}})
 	}
-	conn, err := transport.DialAdmin(env.banks[0].AdminAddr, env.banks[0].Token)
+	if env.pg == nil {
+		env.ledger = filepath.Join(env.dir, "bank", "ledger")
+	}
+	conn, err := transport.DialAdmin(env.bankNodes[0].AdminAddr, env.bankNodes[0].Token)
 	if err != nil {
 		return err
 	}
 	env.conns = append(env.conns, conn)
 	env.bankAdmin = pb.NewBankAdminClient(conn)
-	if s != scenarioPay && s != scenarioCheck {
-		return nil
-	}
+	return nil
+}
+
+// startMerchants starts a merchant per bank as merchantd does (for check
+// with a catalogue of one product).
+func startMerchants(ctx context.Context, env *environment, s scenarioKind) error {
 	catalogue := ""
 	if s == scenarioCheck {
 		catalogue = filepath.Join(env.dir, "catalogue")
-		if err := writeCatalogue(catalogue); err != nil {
+		if err := writeCatalogue(catalogue, env.coins.Value); err != nil {
 			return err
 		}
 	}
@@ -478,7 +550,7 @@ func startServers(ctx context.Context, env *environment, s scenarioKind) error {
 
 // startMerchant starts merchant i, with its own account and store, over
 // bank b.
-func startMerchant(ctx context.Context, env *environment, i int, b *node.Bank, catalogue string) error {
+func startMerchant(ctx context.Context, env *environment, i int, b endpoint, catalogue string) error {
 	mDir := filepath.Join(env.dir, "merchant")
 	name := "loadgen merchant"
 	if i > 0 {
@@ -498,14 +570,15 @@ func startMerchant(ctx context.Context, env *environment, i int, b *node.Bank, c
 	var m *node.Merchant
 	labeled(cctx, roleMerchant, func(ctx context.Context) {
 		m, err = node.StartMerchant(ctx, node.MerchantConfig{
-			Dir: mDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Pin: b.Fingerprint},
+			Dir: mDir, BankAddr: b.addr, BankTLS: b.tls,
 			Account: acct.Account, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Catalogue: catalogue,
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("starting the merchant: %w", err)
 	}
-	env.merchants = append(env.merchants, m)
+	env.merchantNodes = append(env.merchantNodes, m)
+	env.merchants = append(env.merchants, endpoint{addr: m.Addr, tls: transport.ClientConfig{Pin: m.Fingerprint}})
 	mconn, err := transport.DialAdmin(m.AdminAddr, m.Token)
 	if err != nil {
 		return err
@@ -548,7 +621,7 @@ const maxPrewithdraw = 10 * time.Minute
 // maxPrewithdraw.
 func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
 	prog, n, conc := cfg.Progress, cfg.CoinsPerOp, cfg.Concurrency
-	amount := ecash.Amount{Currency: env.denom.Value.Currency, Value: env.denom.Value.Value * uint64(n)}.String()
+	amount := ecash.Amount{Currency: env.coins.Value.Currency, Value: env.coins.Value.Value * uint64(n)}.String()
 	start := time.Now()
 	var withdrawn atomic.Int64
 	// stock brings every wallet to opsEach payments' worth of coins and
@@ -660,10 +733,20 @@ func prepareSwap(ctx context.Context, env *environment, cfg runConfig, rep *repo
 // its connection to the merchant) and warms up with warmupOps untimed
 // payment orders per wallet.
 func prepareCheck(ctx context.Context, env *environment, cfg runConfig, rep *report, op func(context.Context, *simWallet) error) error {
-	err := eachWallet(ctx, cfg.Concurrency, func(ctx context.Context, i int) error {
+	// One wallet first: a till that cannot serve the scenario says so once.
+	learn := func(ctx context.Context, i int) error {
 		ctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
-		return env.wallets[i].learnMerchant(ctx)
+		return env.wallets[i].learnMerchant(ctx, cfg.EPOKind)
+	}
+	if err := learn(ctx, 0); err != nil {
+		return err
+	}
+	err := eachWallet(ctx, cfg.Concurrency, func(ctx context.Context, i int) error {
+		if i == 0 {
+			return nil
+		}
+		return learn(ctx, i)
 	})
 	if err != nil {
 		return err
