@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -138,10 +137,11 @@ func fromAddress(id int) grpc.DialOption {
 // rateLimitHint explains a refusal by a server's rate limits, which a
 // merchant node keeps on (node.DefaultPerPeer calls a second per address,
 // and a payment is two calls), and so does a bankd loadgen runs against
-// (--bank-data): one wallet paying back to back can exceed them.
+// (--bank-data) unless started without them: one wallet paying back to
+// back can exceed them.
 func rateLimitHint(err error) error {
 	if status.Code(err) == codes.ResourceExhausted {
-		return fmt.Errorf("%w (servers limit each address to %d calls a second and each account to %d withdrawals or payment orders: spread the load over more wallets with --concurrency)", err, node.DefaultPerPeer, node.DefaultPerAccount)
+		return fmt.Errorf("%w (a server's rate limits refused it: spread the load over more wallets with --concurrency, or start the bankd it runs against with --rate-limit-per-peer off --rate-limit-per-account off)", err)
 	}
 	return err
 }
@@ -187,7 +187,7 @@ func (w *simWallet) newPlanchets(ctx context.Context, n int) (*fresh, error) {
 		}
 		resp, err := w.bank.PrepareWithdraw(ctx, req)
 		if err != nil {
-			return nil, fmt.Errorf("first round: %w", err)
+			return nil, fmt.Errorf("first round: %w", rateLimitHint(err))
 		}
 		if len(resp.Answers) != n {
 			return nil, fmt.Errorf("first round: %d answers for %d planchets", len(resp.Answers), n)
@@ -237,7 +237,7 @@ func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
 	}
 	resp, err := w.bank.Withdraw(ctx, &pb.WithdrawRequest{Body: req.Body(), AccountSig: ecash.SignWithdraw(w.acctKey, req, amount)})
 	if err != nil {
-		return nil, fmt.Errorf("withdraw: %w", err)
+		return nil, fmt.Errorf("withdraw: %w", rateLimitHint(err))
 	}
 	coins, err := w.finish(f, resp.BlindSignatures)
 	if err != nil {

@@ -296,11 +296,12 @@ report then adds each daemon's CPU per coin, every thread of the process
 read from /proc (Linux), and the bytes the bank's Pebble store in DIR/ledger
 grew by (it is not compacted); the process figures are the wallets' (and a
 merchant loadgen started). The crypto limit is measured with stand-in keys
-of the same cipher and size (the bank's private keys stay with it). A bank
-limits the calls of each peer address and account (500 and 100 a second):
-the merchant deposits from one address, so a fast pay scenario can be
-refused, with ResourceExhausted. --store, --replicas and --prefill-spent
-do not apply to a running bank.
+of the same cipher and size (the bank's private keys stay with it). bankd limits
+the calls of each peer address and account (by default 500 and 100 a
+second), and the merchant deposits from one address: start the bank for a
+load test with --rate-limit-per-peer off --rate-limit-per-account off, as
+loadgen's own bank runs. --store, --replicas and --prefill-spent do not
+apply to a running bank.
 
 A progress line is shown on stderr about once a second.`,
 		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/blindbank/blindbank/bank"
@@ -114,6 +115,14 @@ type File struct {
 	// with the keys in keys.json). bankd refuses to start if the signer's
 	// denominations differ from its own.
 	Signer string `json:"signer"`
+	// RateLimitPerPeer is how many calls a second one peer address may
+	// make on the public listener (bursts of twice that), and
+	// RateLimitPerAccount how many withdrawals, payment orders and
+	// statements one account may ask for a second: a number, or "off"
+	// (default 500 and 100). Behind a proxy every call comes from its
+	// address; a load test from one host needs them raised or off.
+	RateLimitPerPeer    string `json:"rate_limit_per_peer"`
+	RateLimitPerAccount string `json:"rate_limit_per_account"`
 }
 
 // Field names, as in the file.
@@ -121,6 +130,7 @@ var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
 	"cache_size", "tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
+	"rate_limit_per_peer", "rate_limit_per_account",
 }
 
 // Environment variables.
@@ -279,6 +289,7 @@ type Bank struct {
 	ClientAuth        string // none, merchants or all (resolved: never "")
 	AdminClientCAFile string // absolute; "" for none
 	Signer            string // "unix:///PATH" of the signer process; "" for none
+	RateLimits        node.RateLimits
 
 	sources map[string]Source
 }
@@ -321,6 +332,8 @@ func (b *Bank) Effective() File {
 		Store: b.Store, Denominations: []string{},
 		TLSCertFile: b.TLSCertFile, TLSKeyFile: b.TLSKeyFile, ClientCAFile: b.ClientCAFile,
 		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile, Signer: b.Signer,
+		RateLimitPerPeer:    formatRate(b.RateLimits.PerPeer, node.DefaultPerPeer),
+		RateLimitPerAccount: formatRate(b.RateLimits.PerAccount, node.DefaultPerAccount),
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -350,27 +363,29 @@ func Fields() []string { return slices.Clone(fieldNames) }
 // Flags are the command-line flags of the settings. Register them on a
 // command's flag set, then pass them to Resolve with the command's IsSet.
 type Flags struct {
-	Config            string
-	Data              string
-	Listen            string
-	AdminListen       string
-	Plaintext         bool
-	Currency          string
-	RSABits           int
-	Cipher            string
-	Denominations     string
-	MasterPublicKey   string
-	KeyPassphraseFile string
-	LogFormat         string
-	LogLevel          string
-	Store             string
-	CacheSize         string
-	TLSCertFile       string
-	TLSKeyFile        string
-	ClientCAFile      string
-	ClientAuth        string
-	AdminClientCAFile string
-	Signer            string
+	Config              string
+	Data                string
+	Listen              string
+	AdminListen         string
+	Plaintext           bool
+	Currency            string
+	RSABits             int
+	Cipher              string
+	Denominations       string
+	MasterPublicKey     string
+	KeyPassphraseFile   string
+	LogFormat           string
+	LogLevel            string
+	Store               string
+	CacheSize           string
+	TLSCertFile         string
+	TLSKeyFile          string
+	ClientCAFile        string
+	ClientAuth          string
+	AdminClientCAFile   string
+	Signer              string
+	RateLimitPerPeer    string
+	RateLimitPerAccount string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -408,6 +423,8 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.CacheSize, "cache-size", "", "block cache of the embedded Pebble store, `SIZE` in bytes or with a unit, e.g. 512MiB or 2GiB (default 192MiB, of which the memtables take up to 64MiB; each spent coin needs about 12 bytes to keep its filters and indexes cached)")
 	f.RegisterTLS(fs)
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
+	fs.StringVar(&f.RateLimitPerPeer, "rate-limit-per-peer", "", "calls a second one peer address may make on the public listener, `N` or off (default 500; bursts of twice that): raise it behind a proxy, whose address every call carries")
+	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders and statements one account may ask for a second, `N` or off (default 100)")
 }
 
 // RegisterTLS adds the listeners' certificate and client-certificate flags.
@@ -452,26 +469,28 @@ type setting struct {
 }
 
 var settings = map[string]setting{
-	"data":                 {flag: "data", env: EnvData, path: true},
-	"listen":               {flag: "listen", env: EnvListen},
-	"admin_listen":         {flag: "admin-listen", env: EnvAdminListen},
-	"plaintext":            {flag: "plaintext"},
-	"currency":             {flag: "currency"},
-	"rsa_bits":             {flag: "rsa-bits"},
-	"cipher":               {flag: "cipher"},
-	"denominations":        {flag: "denominations"},
-	"master_public_key":    {flag: "master-public"},
-	"store":                {flag: "store", env: EnvStore},
-	"cache_size":           {flag: "cache-size"},
-	"key_passphrase_file":  {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
-	"log_format":           {flag: "log-format"},
-	"log_level":            {flag: "log-level"},
-	"tls_cert_file":        {flag: "tls-cert", path: true},
-	"tls_key_file":         {flag: "tls-key", path: true},
-	"client_ca_file":       {flag: "client-ca", path: true},
-	"client_auth":          {flag: "client-auth"},
-	"admin_client_ca_file": {flag: "admin-client-ca", path: true},
-	"signer":               {flag: "signer"},
+	"data":                   {flag: "data", env: EnvData, path: true},
+	"listen":                 {flag: "listen", env: EnvListen},
+	"admin_listen":           {flag: "admin-listen", env: EnvAdminListen},
+	"plaintext":              {flag: "plaintext"},
+	"currency":               {flag: "currency"},
+	"rsa_bits":               {flag: "rsa-bits"},
+	"cipher":                 {flag: "cipher"},
+	"denominations":          {flag: "denominations"},
+	"master_public_key":      {flag: "master-public"},
+	"store":                  {flag: "store", env: EnvStore},
+	"cache_size":             {flag: "cache-size"},
+	"key_passphrase_file":    {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
+	"log_format":             {flag: "log-format"},
+	"log_level":              {flag: "log-level"},
+	"tls_cert_file":          {flag: "tls-cert", path: true},
+	"tls_key_file":           {flag: "tls-key", path: true},
+	"client_ca_file":         {flag: "client-ca", path: true},
+	"client_auth":            {flag: "client-auth"},
+	"admin_client_ca_file":   {flag: "admin-client-ca", path: true},
+	"signer":                 {flag: "signer"},
+	"rate_limit_per_peer":    {flag: "rate-limit-per-peer"},
+	"rate_limit_per_account": {flag: "rate-limit-per-account"},
 }
 
 type resolver struct {
@@ -553,6 +572,8 @@ func Resolve(in Input) (*Bank, error) {
 	b.AdminClientCAFile = r.str("admin_client_ca_file", f.AdminClientCAFile, fl.AdminClientCAFile, "")
 	b.ClientAuth = r.str("client_auth", f.ClientAuth, fl.ClientAuth, "")
 	b.Signer = r.str("signer", f.Signer, fl.Signer, "")
+	perPeer := r.str("rate_limit_per_peer", f.RateLimitPerPeer, fl.RateLimitPerPeer, "")
+	perAccount := r.str("rate_limit_per_account", f.RateLimitPerAccount, fl.RateLimitPerAccount, "")
 	if p, ok := strings.CutPrefix(b.Signer, "unix://"); b.Signer != "" && (!ok || !filepath.IsAbs(p)) {
 		return nil, r.fail("signer", "bad %s %q: want unix:///PATH, the absolute path of the signer's socket", r.name("signer"), b.Signer)
 	}
@@ -626,6 +647,13 @@ func Resolve(in Input) (*Bank, error) {
 		}
 		b.CacheSize = n
 	}
+	var err error
+	if b.RateLimits.PerPeer, err = r.rate("rate_limit_per_peer", perPeer); err != nil {
+		return nil, err
+	}
+	if b.RateLimits.PerAccount, err = r.rate("rate_limit_per_account", perAccount); err != nil {
+		return nil, err
+	}
 	if !ecash.ValidCurrency(b.Currency) {
 		return nil, r.fail("currency", "bad %s %q: want 1 to 11 upper-case letters, e.g. EUR", r.name("currency"), b.Currency)
 	}
@@ -655,6 +683,36 @@ func Resolve(in Input) (*Bank, error) {
 		return nil, r.fail("log_level", "bad %s %q: want debug, info, warn or error", r.name("log_level"), b.LogLevel)
 	}
 	return b, nil
+}
+
+// maxRate bounds a rate limit: beyond it, say "off".
+const maxRate = 1_000_000
+
+// rate parses a rate limit: "" for the default (0 in node.RateLimits), "off"
+// (-1), or calls a second, 1 to maxRate.
+func (r *resolver) rate(field, v string) (float64, error) {
+	switch v {
+	case "":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(n >= 1 && n <= maxRate) {
+		return 0, r.fail(field, "bad %s %q: want calls a second, 1 to %d, or off", r.name(field), v, maxRate)
+	}
+	return n, nil
+}
+
+// formatRate is a rate limit as the file spells it.
+func formatRate(v, def float64) string {
+	switch {
+	case v < 0:
+		return "off"
+	case v == 0:
+		v = def
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // tls checks the TLS settings and resolves client_auth.

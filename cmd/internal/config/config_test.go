@@ -254,6 +254,9 @@ func TestValidation(t *testing.T) {
 		{"client CA in plaintext", `{"client_ca_file": "ca.pem", "plaintext": true}`, nil, nil, `FILE: client_ca_file needs TLS on the public listener, and plaintext turns it off`, "client_ca_file"},
 		{"signer scheme", `{"signer": "/run/bankd-signer.sock"}`, nil, nil, `FILE: bad signer "/run/bankd-signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
 		{"signer relative", ``, nil, []string{"--signer", "unix:signer.sock"}, `bad --signer "unix:signer.sock": want unix:///PATH, the absolute path of the signer's socket`, "signer"},
+		{"rate limit zero", `{"rate_limit_per_peer": "0"}`, nil, nil, `FILE: bad rate_limit_per_peer "0": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
+		{"rate limit word", ``, nil, []string{"--rate-limit-per-account", "none"}, `bad --rate-limit-per-account "none": want calls a second, 1 to 1000000, or off`, "rate_limit_per_account"},
+		{"rate limit NaN", `{"rate_limit_per_account": "NaN"}`, nil, nil, `FILE: bad rate_limit_per_account "NaN": want calls a second, 1 to 1000000, or off`, "rate_limit_per_account"},
 		{"cache size unit", `{"cache_size": "2GB/s"}`, nil, nil, `FILE: bad cache_size "2GB/s": unknown unit "GB/s": want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB`, "cache_size"},
 		{"cache size number", ``, nil, []string{"--cache-size", "-1"}, `bad --cache-size "-1": want a whole number of bytes with an optional unit, e.g. 512MiB or 2GiB`, "cache_size"},
 		{"cache size small", `{"cache_size": "1MiB"}`, nil, nil, `FILE: bad cache_size "1MiB": want 96MiB to 1TiB`, "cache_size"},
@@ -416,5 +419,30 @@ func TestCacheSize(t *testing.T) {
 	b, err = resolve(t, `{"store": "postgres://db/bank"}`, nil)
 	if err != nil || b.Effective().CacheSize != "" {
 		t.Fatalf("postgres: effective cache size %q, %v", b.Effective().CacheSize, err)
+	}
+}
+
+// TestRateLimits: the limits come from the file or the flags, "off" turns
+// one off (a negative limit for the node), unset leaves the node's default
+// (zero), and the effective configuration states the numbers in force.
+func TestRateLimits(t *testing.T) {
+	b, err := resolve(t, `{}`, nil)
+	if err != nil || b.RateLimits != (node.RateLimits{}) {
+		t.Fatalf("default: %+v, %v", b.RateLimits, err)
+	}
+	if e := b.Effective(); e.RateLimitPerPeer != "500" || e.RateLimitPerAccount != "100" {
+		t.Fatalf("effective defaults %q %q", e.RateLimitPerPeer, e.RateLimitPerAccount)
+	}
+	b, err = resolve(t, `{"rate_limit_per_peer": "2000", "rate_limit_per_account": "50"}`, nil, "--rate-limit-per-peer", "off")
+	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
+		t.Fatalf("%+v from %v, %v", b.RateLimits, b.Source("rate_limit_per_peer"), err)
+	}
+	raw, _ := json.Marshal(b.Effective())
+	f, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.RateLimits != b.RateLimits {
+		t.Fatalf("effective %s resolved to %+v, %v", raw, b2.RateLimits, err)
 	}
 }

@@ -143,7 +143,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			n, err := node.StartBank(node.BankConfig{
 				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store, CacheSize: cfg.CacheSize,
-				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer,
+				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer, Limits: cfg.RateLimits,
 			})
 			if err != nil {
 				return cli.LockHint(keyFileError(err), "is another bankd serving "+data+"?")

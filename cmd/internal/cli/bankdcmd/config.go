@@ -103,6 +103,11 @@ its zero value means the default shown. Unknown fields are errors.
                                        one besides the token
     "signer": "",                      none: bankd signs with its own keys; or
                                        unix:///PATH of a "bankd signer"
+    "rate_limit_per_peer": "500",      calls a second from one peer address
+                                       (bursts of twice that), or "off";
+                                       behind a proxy all share its address
+    "rate_limit_per_account": "100",   withdrawals, payment orders and
+                                       statements a second per account, or "off"
 
     "currency": "EUR",                 these five shape a new bank's keys (first
     "rsa_bits": 2048,                  start, or 'bankd keys generate'); once the
