@@ -268,6 +268,11 @@ type Store struct {
 
 	failed  error // set by the committer after a failed commit; committer-only
 	logSize int64 // committed audit-log entries; committer-only after Open
+
+	// Committer-only: shortenRamp's bytes still to watch and groups since
+	// it last looked.
+	rampLeft   int64
+	sinceCheck int
 }
 
 var _ bank.Store = (*Store)(nil)
@@ -318,6 +323,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		observe:  opts.ObserveCommit,
 		ops:      make(chan *request),
 		done:     make(chan struct{}),
+		rampLeft: rampWindow,
 	}
 	if s.maxBatch == 0 {
 		s.maxBatch = defaultBatch
@@ -509,6 +515,7 @@ fill:
 			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
 		} else {
 			s.logSize = t.log.Size()
+			s.shortenRamp(b.Len())
 		}
 		if s.observe != nil {
 			s.observe(len(group), time.Since(start))
@@ -524,6 +531,44 @@ fill:
 		close(r.done)
 	}
 }
+
+// shortenRamp keeps Pebble from holding memtables back from flushing while
+// it ramps their size up after an open. Pebble starts with a 256 KiB
+// memtable, doubles each next one up to MemTableSize, and flushes none
+// until half of MemTableSize is queued (DB.passedFlushThreshold): for the
+// first 16–48 MiB written, every lookup of an absent key, most of a bank's,
+// seeks up to seven skiplists, and the commit loop, where lookups are
+// serialised, spent 10–15% of the bank's CPU in them
+// (docs/PERFORMANCE.md, "Pebble's memtable ramp, shortened"). A forced
+// flush counts as a full memtable, so when memtables wait behind the
+// mutable one and no flush runs, AsyncFlush sends them all to L0. It looks
+// every rampCheckEvery groups during the first rampWindow bytes, then
+// never again: Pebble's own rule serves once its memtables are full-sized.
+func (s *Store) shortenRamp(written int) {
+	if s.rampLeft <= 0 {
+		return
+	}
+	s.rampLeft -= int64(written)
+	if s.sinceCheck++; s.sinceCheck < rampCheckEvery {
+		return
+	}
+	s.sinceCheck = 0
+	if m := s.db.Metrics(); m.MemTable.Count > 2 && m.Flush.NumInProgress == 0 {
+		// Only an optimisation: a failure here (the WAL could not be
+		// rotated) fails the next commit too, which reports it.
+		_, _ = s.db.AsyncFlush()
+	}
+}
+
+// The window and pace of shortenRamp. The ramp ends within the first
+// 2*MemTableSize bytes written, or a few steps later when a forced flush
+// finds the mutable memtable under half full (Pebble then keeps its size
+// for one more memtable); Metrics costs microseconds, so it looks only
+// every few groups.
+const (
+	rampWindow     = 4 * MemTableSize
+	rampCheckEvery = 8
+)
 
 type kv struct{ key, value []byte }
 

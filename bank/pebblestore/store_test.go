@@ -877,3 +877,42 @@ func TestGetUsesL6Filters(t *testing.T) {
 		}
 	}
 }
+
+// TestShortenRamp writes 12 MiB through the commit loop of a fresh store.
+// Pebble alone would hold every memtable of its ramp unflushed (256 KiB
+// to 4 MiB, 7.75 MiB in all, under its 16 MiB threshold): six memtables
+// for each lookup to seek, and no flush. shortenRamp must have flushed them
+// as they queued, leaving the mutable memtable and at most the one that
+// filled since it last looked.
+func TestShortenRamp(t *testing.T) {
+	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v := make([]byte, 64<<10)
+	r := rand.NewChaCha8([32]byte{})
+	for i := range 192 {
+		r.Read(v) // incompressible
+		err := s.submit(context.Background(), func(t *txn) error {
+			t.set(fmt.Appendf(nil, "\xfftest-ramp-%06d", i), bytes.Clone(v))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var m *pebble.Metrics
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m = s.db.Metrics(); m.Flush.NumInProgress == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if m.Flush.Count < 2 || m.MemTable.Count > 3 {
+		t.Fatalf("after 12 MiB: %d flushes, %d memtables; want flushes as the ramp queued memtables, and at most 3 left", m.Flush.Count, m.MemTable.Count)
+	}
+	// A lookup still finds what the flushes moved to L0.
+	if _, ok, err := Get(s.db, []byte("\xfftest-ramp-000000")); err != nil || !ok {
+		t.Fatalf("first key: %v, %v", ok, err)
+	}
+}
