@@ -126,7 +126,7 @@ func (w *simWallet) writeCheck(ctx context.Context) error {
 	}
 	resp, err := w.merchant.WriteCheck(ctx, &pb.SubmitEPORequest{SignedEpo: signed.Encode()})
 	if err != nil {
-		return fmt.Errorf("write check: %w", rateLimitHint(err))
+		return fmt.Errorf("write check: %w", rateLimitHint(err, roleMerchant))
 	}
 	return w.acceptEPO(signed, reply, nil, resp)
 }
@@ -140,7 +140,7 @@ func (w *simWallet) buy(ctx context.Context) error {
 	}
 	qresp, err := w.merchant.Quote(ctx, &pb.QuoteRequest{PriceRequest: req.Encode()})
 	if err != nil {
-		return fmt.Errorf("quote: %w", rateLimitHint(err))
+		return fmt.Errorf("quote: %w", rateLimitHint(err, roleMerchant))
 	}
 	q, err := echeck.DecodeQuote(qresp.Quote)
 	if err == nil {
@@ -154,7 +154,7 @@ func (w *simWallet) buy(ctx context.Context) error {
 	}
 	gresp, err := w.merchant.GetGoods(ctx, &pb.GetGoodsRequest{Quote: qresp.Quote})
 	if err != nil {
-		return fmt.Errorf("goods: %w", rateLimitHint(err))
+		return fmt.Errorf("goods: %w", rateLimitHint(err, roleMerchant))
 	}
 	d, err := echeck.DecodeDelivery(gresp.Delivery)
 	if err == nil {
@@ -181,7 +181,7 @@ func (w *simWallet) buy(ctx context.Context) error {
 	}
 	resp, err := w.merchant.SubmitEPO(ctx, &pb.SubmitEPORequest{SignedEpo: signed.Encode()})
 	if err != nil {
-		return fmt.Errorf("submit EPO: %w", rateLimitHint(err))
+		return fmt.Errorf("submit EPO: %w", rateLimitHint(err, roleMerchant))
 	}
 	return w.acceptEPO(signed, reply, d.Ciphertext, resp)
 }

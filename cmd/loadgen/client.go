@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -134,16 +135,19 @@ func fromAddress(id int) grpc.DialOption {
 	})
 }
 
-// rateLimitHint explains a refusal by a server's rate limits, which a
-// merchant node keeps on (node.DefaultPerPeer calls a second per address,
-// and a payment is two calls), and so does a bankd loadgen runs against
-// (--bank-data) unless started without them: one wallet paying back to
-// back can exceed them.
-func rateLimitHint(err error) error {
-	if status.Code(err) == codes.ResourceExhausted {
-		return fmt.Errorf("%w (a server's rate limits refused it: spread the load over more wallets with --concurrency, or start the bankd it runs against with --rate-limit-per-peer off --rate-limit-per-account off)", err)
+// rateLimitHint explains a refusal by a server's rate limits. A merchant
+// node keeps its limit on (node.DefaultPerPeer calls a second per address,
+// and a payment is two calls): one wallet paying back to back can exceed
+// it. The bank loadgen starts has none; a bankd it runs against
+// (--bank-data) has them unless started without.
+func rateLimitHint(err error, role string) error {
+	if status.Code(err) != codes.ResourceExhausted {
+		return err
 	}
-	return err
+	if role == roleBank {
+		return fmt.Errorf("%w (the bank's rate limits refused it: start the bankd for the test with --rate-limit-per-peer off --rate-limit-per-account off)", err)
+	}
+	return fmt.Errorf("%w (the merchant limits each address to %d calls a second, two per payment: spread the load over more wallets with --concurrency)", err, node.DefaultPerPeer)
 }
 
 // walletFunds is what each wallet's account is credited with, in the
@@ -187,7 +191,7 @@ func (w *simWallet) newPlanchets(ctx context.Context, n int) (*fresh, error) {
 		}
 		resp, err := w.bank.PrepareWithdraw(ctx, req)
 		if err != nil {
-			return nil, fmt.Errorf("first round: %w", rateLimitHint(err))
+			return nil, fmt.Errorf("first round: %w", rateLimitHint(err, roleBank))
 		}
 		if len(resp.Answers) != n {
 			return nil, fmt.Errorf("first round: %d answers for %d planchets", len(resp.Answers), n)
@@ -237,7 +241,7 @@ func (w *simWallet) withdraw(ctx context.Context, n int) ([]heldCoin, error) {
 	}
 	resp, err := w.bank.Withdraw(ctx, &pb.WithdrawRequest{Body: req.Body(), AccountSig: ecash.SignWithdraw(w.acctKey, req, amount)})
 	if err != nil {
-		return nil, fmt.Errorf("withdraw: %w", rateLimitHint(err))
+		return nil, fmt.Errorf("withdraw: %w", rateLimitHint(err, roleBank))
 	}
 	coins, err := w.finish(f, resp.BlindSignatures)
 	if err != nil {
@@ -284,7 +288,7 @@ func (w *simWallet) payNext(ctx context.Context, n int) error {
 func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) error {
 	resp, err := w.merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
 	if err != nil {
-		return fmt.Errorf("payment request: %w", rateLimitHint(err))
+		return fmt.Errorf("payment request: %w", rateLimitHint(err, roleMerchant))
 	}
 	now := time.Now()
 	offer, err := wallet.VerifyOffer(w.ks, resp, orderID, now)
@@ -307,7 +311,7 @@ func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) e
 	}
 	paid, err := w.merchant.Pay(ctx, &pb.PayRequest{OrderId: orderID, SealedPayment: sealed})
 	if err != nil {
-		return fmt.Errorf("pay: %w", rateLimitHint(err))
+		return fmt.Errorf("pay: %w", rateLimitHint(err, roleMerchant))
 	}
 	rcpt, err := ecash.DecodeDepositReceipt(paid.Receipt)
 	if err != nil {

@@ -5,13 +5,18 @@ package main
 // writes into its data directory (--bank-data, --merchant-data).
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -57,9 +62,10 @@ func daemonTimes(ds []daemon) []time.Duration {
 }
 
 // attach reads the addresses.json of the daemon (what: "bank" or
-// "merchant") serving from dir and dials its admin listener with its
-// token. The admin listener must be the plaintext loopback one: loadgen
-// does not present client certificates.
+// "merchant") serving from dir, refuses what loadgen cannot drive, and
+// dials its admin listener with its token. The admin listener must be the
+// plaintext loopback one, and no public call may need a client
+// certificate: loadgen presents none.
 func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, error) {
 	info, err := cli.ReadAddresses(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -70,6 +76,9 @@ func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, error
 	}
 	if info.AdminTLS {
 		return nil, endpoint{}, nil, fmt.Errorf("the %s serving from %s requires client certificates on its admin listener; loadgen needs it on loopback with the token only", what, dir)
+	}
+	if info.ClientAuth != "" {
+		return nil, endpoint{}, nil, fmt.Errorf("the %s serving from %s requires client certificates (client_auth %s); loadgen presents none", what, dir, info.ClientAuth)
 	}
 	ep := endpoint{addr: info.Addr, tls: transport.ClientConfig{Pin: info.Fingerprint}}
 	if !info.TLS {
@@ -86,12 +95,74 @@ func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, error
 	return info, ep, conn, nil
 }
 
+// addDaemon counts the CPU of the daemon described by info, if its PID is
+// the process listening on its address (a stale addresses.json, left by a
+// daemon killed without cleanup, may name a PID since reused; a daemon in
+// a container writes a PID of its own namespace); otherwise it says why
+// the report lacks it.
+func (e *environment) addDaemon(role string, info *cli.ServeInfo, rep *report) {
+	if !listens(info.PID, info.Addr) {
+		rep.CPU.addNote(fmt.Sprintf("no CPU figure for the %s: PID %d, from its %s, is not a process of this machine listening on %s", roleName(role), info.PID, cli.AddressesFile, info.Addr))
+		return
+	}
+	e.daemons = append(e.daemons, daemon{role: role, pid: info.PID})
+}
+
+func roleName(role string) string {
+	if role == roleBank {
+		return "bankd"
+	}
+	return "merchantd"
+}
+
+// listens reports whether process pid holds a TCP socket listening on
+// addr's port (Linux: /proc/net/tcp and tcp6 map the listening sockets to
+// inodes, /proc/PID/fd names the sockets the process holds).
+func listens(pid int, addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return false
+	}
+	sockets := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			// sl local_address rem_address st ... inode: state 0A is LISTEN.
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if v, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && v == port {
+				sockets["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil || len(sockets) == 0 {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name()); err == nil && sockets[l] {
+			return true
+		}
+	}
+	return false
+}
+
 // attachBank points env at the bankd serving from dir: its public
 // endpoint, its admin service (to open and fund the wallets' accounts),
 // its process (for its CPU) and, if it keeps a Pebble ledger in dir, that
 // directory (for the bytes written per coin). It returns the bank's key
 // set.
-func attachBank(ctx context.Context, env *environment, dir string) (*ecash.KeySet, error) {
+func attachBank(ctx context.Context, env *environment, dir string, rep *report) (*ecash.KeySet, error) {
 	info, ep, admin, err := attach(dir, "bank")
 	if err != nil {
 		return nil, err
@@ -99,9 +170,14 @@ func attachBank(ctx context.Context, env *environment, dir string) (*ecash.KeySe
 	env.conns = append(env.conns, admin)
 	env.bankAdmin = pb.NewBankAdminClient(admin)
 	env.banks = []endpoint{ep}
-	env.daemons = append(env.daemons, daemon{role: roleBank, pid: info.PID})
+	env.addDaemon(roleBank, info, rep)
+	if info.Signer != "" {
+		rep.CPU.addNote("the bank signs denominations in its signer process (" + info.Signer + "), whose CPU is not counted")
+	}
+	rep.Store.Kind = "other (PostgreSQL?)"
 	if st, err := os.Stat(filepath.Join(dir, "ledger")); err == nil && st.IsDir() {
 		env.ledger = filepath.Join(dir, "ledger")
+		rep.Store.Kind = "pebble"
 	}
 	conn, err := transport.Dial(ep.addr, ep.tls)
 	if err != nil {
@@ -117,9 +193,10 @@ func attachBank(ctx context.Context, env *environment, dir string) (*ecash.KeySe
 	return ecash.DecodeKeySet(resp.SignedKeyset, nil)
 }
 
-// attachMerchant points env at the merchantd serving from dir, which must
-// deposit at the bank env is attached to.
-func attachMerchant(env *environment, dir string) error {
+// attachMerchant points env at the merchantd serving from dir, and checks
+// that it deposits at the bank env is attached to: the account it names
+// must be a merchant account of that bank, under the key it signs with.
+func attachMerchant(ctx context.Context, env *environment, dir, bankDir string, rep *report) error {
 	info, ep, admin, err := attach(dir, "merchant")
 	if err != nil {
 		return err
@@ -127,7 +204,23 @@ func attachMerchant(env *environment, dir string) error {
 	env.conns = append(env.conns, admin)
 	env.merchants = []endpoint{ep}
 	env.mAdmins = []pb.MerchantAdminClient{pb.NewMerchantAdminClient(admin)}
-	env.daemons = append(env.daemons, daemon{role: roleMerchant, pid: info.PID})
+	env.addDaemon(roleMerchant, info, rep)
+
+	conn, err := transport.Dial(ep.addr, ep.tls)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	m, err := pb.NewMerchantClient(conn).ListProducts(cctx, &pb.ListProductsRequest{})
+	if err != nil {
+		return fmt.Errorf("asking the merchant at %s for its account: %w", ep.addr, err)
+	}
+	a, err := env.bankAdmin.GetAccount(cctx, &pb.GetAccountRequest{Account: m.MerchantAccount})
+	if err != nil || !a.Merchant || !bytes.Equal(a.PublicKey, m.MerchantKey) || len(m.MerchantKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("the merchant serving from %s does not deposit at the bank serving from %s (its account %d is not a merchant account there under its key)", dir, bankDir, m.MerchantAccount)
+	}
 	return nil
 }
 
@@ -143,7 +236,28 @@ func coinDenomination(ks *ecash.KeySet, cipher ecash.Cipher, now time.Time) (eca
 		}
 	}
 	if len(ok) == 0 {
-		return ecash.Denomination{}, fmt.Errorf("the bank issues no %s denomination free of fees now (loadgen needs one: e.g. bankd serve --denominations %s:0.01/%s)", cipher, ks.Currency, cipher)
+		return ecash.Denomination{}, fmt.Errorf("the bank issues no %s denomination free of fees now (loadgen needs one: make a bank for the test with, e.g., bankd serve --denominations %s:0.01/%s)", cipher, ks.Currency, cipher)
 	}
 	return slices.MinFunc(ok, func(a, b ecash.Denomination) int { return cmp.Compare(a.Value.Value, b.Value.Value) }), nil
+}
+
+// waitDaemonsIdle waits, at most limit, until the daemons have used under
+// settleCores of CPU for idle, so that the limit measured after the phase
+// does not share the cores with a bank still compacting. A daemon that
+// stays busy or cannot be read is waited for no longer.
+func waitDaemonsIdle(ctx context.Context, ds []daemon, idle, limit time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	_ = waitIdle(ctx, func() (time.Duration, error) {
+		ts := daemonTimes(ds)
+		if ts == nil {
+			return 0, errors.New("a daemon's CPU is unreadable")
+		}
+		var sum time.Duration
+		for _, t := range ts {
+			sum += t
+		}
+		return sum, nil
+	}, idle, 250*time.Millisecond, limit)
 }

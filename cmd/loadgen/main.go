@@ -138,6 +138,7 @@ func runCommand() *cli.Command {
 		prefillN    int64
 		bankData    string
 		merchData   string
+		testBank    bool
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -278,30 +279,37 @@ on an idle system" is --concurrency 1 --rate 100, say. Reported:
                    coins it issued. Over PostgreSQL: the WAL written over
                    the phase per coin, and the database's size
 
-Against running daemons: --bank-data DIR runs the scenario against the
-"bankd serve" serving from DIR instead of starting a bank, so that the bank
-can run in its own process, under its own CPU limits or on cores of its own
-(taskset), or on a store loadgen did not make. loadgen reads
-DIR/addresses.json (written by bankd once it listens) for the public
-address and the certificate's fingerprint, and the admin address and token
-file, through which it opens and funds the wallets' accounts (and, for pay
-and check, the merchant's): the admin listener must be the loopback one,
-with the token only. The wallets use the bank's smallest denomination of
---cipher that is issued now and free of fees (start the bank with, say,
---denominations EUR:0.01/cs,EUR:0.01/rsa). For pay and check, loadgen
-starts a merchant over that bank as above, or with --merchant-data DIR runs
-against the "merchantd serve" serving from DIR, which must deposit at the
-same bank (and, for --epo goods, sell a product "loadgen-goods"). The
-report then adds each daemon's CPU per coin, every thread of the process
-read from /proc (Linux), and the bytes the bank's Pebble store in DIR/ledger
-grew by (it is not compacted); the process figures are the wallets' (and a
-merchant loadgen started). The crypto limit is measured with stand-in keys
-of the same cipher and size (the bank's private keys stay with it). bankd limits
-the calls of each peer address and account (by default 500 and 100 a
-second), and the merchant deposits from one address: start the bank for a
-load test with --rate-limit-per-peer off --rate-limit-per-account off, as
-loadgen's own bank runs. --store, --replicas and --prefill-spent do not
-apply to a running bank.
+Against running daemons: --bank-data DIR --test-bank runs the scenario
+against the "bankd serve" serving from DIR on this machine instead of
+starting a bank, so that the bank runs in its own process, under its own
+CPU limits or on cores of its own (taskset), or on a store loadgen did not
+make. loadgen opens accounts in that bank and credits each wallet's with
+1,000,000,000 units of its currency, for good: use a bank made for the
+test, and confirm it with --test-bank. loadgen reads DIR/addresses.json
+(written by bankd once it listens) for the public address and the
+certificate's fingerprint, and the admin address and token file, through
+which it opens and funds the accounts (and, for pay and check, the
+merchant's): the admin listener must be the loopback one with the token
+only, and no public call may need a client certificate. The wallets use
+the bank's smallest denomination of --cipher that is issued now and free
+of fees (make the bank with, say, --denominations
+EUR:0.01/cs,EUR:0.02/rsa). For pay and check, loadgen starts a merchant
+over that bank as above, or with --merchant-data DIR runs against the
+"merchantd serve" serving from DIR, which must deposit at the same bank
+(and, for --epo goods, sell a product "loadgen-goods"). The report then
+adds each daemon's CPU per coin, every thread of the process read from
+/proc (Linux; only if the PID in addresses.json is the process listening
+on the address: not for a daemon in another PID namespace; a bank's signer
+process is not counted), and the bytes the bank's Pebble store in
+DIR/ledger grew by (it is not compacted); the process figures are the
+wallets' (and a merchant loadgen started). The crypto limit is measured
+with stand-in keys of the same cipher and size (the bank's private keys
+stay with it), the second time once the bank has stopped compacting (up to
+30 s). bankd limits the calls of each peer address and account (by default
+500 and 100 a second), and the merchant deposits from one address: start
+the bank for a load test with --rate-limit-per-peer off
+--rate-limit-per-account off, as loadgen's own bank runs. --store,
+--replicas, --pool and --prefill-spent do not apply to a running bank.
 
 A progress line is shown on stderr about once a second.`,
 		Example: `loadgen run --scenario withdraw --cipher rsa --coins-per-op 64 --concurrency 4
@@ -309,7 +317,7 @@ loadgen run --scenario pay --cipher cs --coins-per-op 8 --concurrency 16 --cpupr
 loadgen run --scenario pay --concurrency 1 --rate 100 --duration 30s
 loadgen run --scenario withdraw --coins-per-op 64 --concurrency 16 --store postgres --replicas 2
 loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
-loadgen run --scenario swap --concurrency 16 --bank-data ./bank
+loadgen run --scenario swap --concurrency 16 --bank-data ./testbank --test-bank
 go tool pprof -top -tagfocus role=bank pay.prof`,
 		Flags: func(fs *flag.FlagSet) {
 			c.register(fs, "limit-time")
@@ -328,6 +336,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.Int64Var(&prefillN, "prefill-spent", 0, "before the timed phase, write the history of `N` withdrawn and spent coins into the bank's store (0 to 100000000; see above)")
 			fs.StringVar(&bankData, "bank-data", "", "run against the bankd serving from data `DIR` (its addresses.json) instead of starting a bank (see above)")
 			fs.StringVar(&merchData, "merchant-data", "", "pay and check, with --bank-data: run against the merchantd serving from data `DIR` instead of starting a merchant")
+			fs.BoolVar(&testBank, "test-bank", false, "with --bank-data, required: confirm that the bank is one made for testing (loadgen opens accounts in it and credits them, for good)")
 		},
 		NArgs: 0,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -370,7 +379,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 				return cli.Usagef("bad --prefill-spent %d: want 0 to %d", prefillN, maxPrefill)
 			}
 			cfg.PrefillSpent = prefillN
-			if err := checkExternal(inv, &cfg, bankData, merchData); err != nil {
+			if err := checkExternal(inv, &cfg, bankData, merchData, testBank); err != nil {
 				return err
 			}
 			rep, err := run(ctx, cfg)
@@ -384,12 +393,14 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 
 // checkExternal checks --bank-data and --merchant-data against the rest
 // of cfg and sets them.
-func checkExternal(inv *cli.Invocation, cfg *runConfig, bankData, merchData string) error {
+func checkExternal(inv *cli.Invocation, cfg *runConfig, bankData, merchData string, testBank bool) error {
 	switch {
-	case bankData == "" && merchData != "":
-		return cli.Usagef("--merchant-data needs --bank-data: the merchant must deposit at the bank loadgen measures")
+	case bankData == "" && (merchData != "" || testBank):
+		return cli.Usagef("--merchant-data and --test-bank go with --bank-data")
 	case bankData == "":
 		return nil
+	case !testBank:
+		return cli.Usagef("--bank-data needs --test-bank: loadgen opens accounts in the bank and credits each wallet's with 1,000,000,000 units of its currency, for good; run it only against a bank made for the test, and say so")
 	case merchData != "" && cfg.Scenario != scenarioPay && cfg.Scenario != scenarioCheck:
 		return cli.Usagef("--merchant-data applies to pay and check only")
 	}

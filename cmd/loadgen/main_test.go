@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,10 +15,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindbank/blindbank/bank/pgstore"
-	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/blindbank/blindbank/bank/pgstore"
+	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/cli/clitest"
 	"github.com/blindbank/blindbank/cmd/internal/procs"
@@ -89,9 +90,11 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--pool", "8"}, // PostgreSQL only
 		{"run", "--scenario", "pay", "--store", "postgres", "--pool", "65"},
 		{"run", "--scenario", "pay", "--merchant-data", "shop"}, // needs --bank-data
-		{"run", "--scenario", "swap", "--bank-data", "bank", "--merchant-data", "shop"},
-		{"run", "--scenario", "pay", "--bank-data", "bank", "--store", "postgres"},
-		{"run", "--scenario", "pay", "--bank-data", "bank", "--prefill-spent", "10"},
+		{"run", "--scenario", "pay", "--test-bank"},
+		{"run", "--scenario", "pay", "--bank-data", "bank"}, // needs --test-bank
+		{"run", "--scenario", "swap", "--bank-data", "bank", "--test-bank", "--merchant-data", "shop"},
+		{"run", "--scenario", "pay", "--bank-data", "bank", "--test-bank", "--store", "postgres"},
+		{"run", "--scenario", "pay", "--bank-data", "bank", "--test-bank", "--prefill-spent", "10"},
 		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
 	} {
@@ -452,4 +455,35 @@ func pgURL(t *testing.T, dsn string) string {
 		}
 	}
 	return (&url.URL{Scheme: "postgres", User: url.User(user), Path: "/" + db, RawQuery: q.Encode()}).String()
+}
+
+// TestListens: a daemon's CPU is read only from the process that holds its
+// listener.
+func TestListens(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("no /proc/net/tcp")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	if !listens(os.Getpid(), addr) {
+		t.Errorf("this process listens on %s, and listens says no", addr)
+	}
+	if listens(os.Getppid(), addr) {
+		t.Errorf("the parent process does not listen on %s, and listens says it does", addr)
+	}
+	c, err := net.Dial("tcp", addr) // a connected socket on another port is no listener
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if listens(os.Getpid(), c.LocalAddr().String()) {
+		t.Errorf("%s is a client socket, not a listener", c.LocalAddr())
+	}
+	if listens(0, addr) || listens(os.Getpid(), "no-port") {
+		t.Error("listens accepted a bad PID or address")
+	}
 }

@@ -235,7 +235,10 @@ func settle(ctx context.Context, env *environment) error {
 	if env.pg != nil {
 		return env.pg.settle(ctx)
 	}
-	return waitIdle(ctx, settleIdle, maxSettle)
+	if err := waitIdle(ctx, processCPU, settleIdle, time.Second, maxSettle); err != nil {
+		return fmt.Errorf("the store did not settle: %w (Pebble still compacting?)", err)
+	}
+	return nil
 }
 
 // Settling: the process counts as idle (its Pebble compactions done) once
@@ -246,34 +249,35 @@ const (
 	maxSettle   = 20 * time.Minute
 )
 
-// waitIdle waits until this process has been idle for idle, or fails
+// waitIdle waits until cpu, a reading of CPU time, has grown by under
+// settleCores of a core for idle in a row, looking every step, or fails
 // after limit.
-func waitIdle(ctx context.Context, idle, limit time.Duration) error {
+func waitIdle(ctx context.Context, cpu func() (time.Duration, error), idle, step, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	quiet := time.Duration(0)
-	prev, err := processCPU()
+	prev, err := cpu()
 	if err != nil {
 		return err
 	}
 	for quiet < idle {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the store did not settle within %s (Pebble still compacting?)", limit)
+			return fmt.Errorf("still busy after %s", limit)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(step):
 		}
-		cpu, err := processCPU()
+		now, err := cpu()
 		if err != nil {
 			return err
 		}
-		if (cpu - prev).Seconds() < settleCores {
-			quiet += time.Second
+		if (now - prev).Seconds() < settleCores*step.Seconds() {
+			quiet += step
 		} else {
 			quiet = 0
 		}
-		prev = cpu
+		prev = now
 	}
 	return nil
 }

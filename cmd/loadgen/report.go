@@ -114,6 +114,14 @@ type cpuReport struct {
 	DaemonCores float64  `json:"daemon_cores_busy,omitempty"`
 }
 
+// addNote adds a sentence to the note.
+func (c *cpuReport) addNote(s string) {
+	if c.Note != "" {
+		c.Note += "; "
+	}
+	c.Note += s
+}
+
 // setDaemons records the daemons' CPU over the phase (t0 and t1 are their
 // times before and after, nil if unreadable) and returns its total, and
 // whether it is known.
@@ -122,7 +130,7 @@ func (c *cpuReport) setDaemons(ds []daemon, t0, t1 []time.Duration, elapsed floa
 		return 0, true
 	}
 	if t0 == nil || t1 == nil {
-		c.Note = "the CPU of the bankd and merchantd processes could not be read from /proc"
+		c.addNote("the CPU of the bankd and merchantd processes could not be read from /proc")
 		return 0, false
 	}
 	var total time.Duration
@@ -148,7 +156,7 @@ func (c *cpuReport) setSplit(byRole map[string]time.Duration, total time.Duratio
 	}
 	c.Samples = sum.Milliseconds()
 	if sum == 0 || coins == 0 {
-		c.Note = "the CPU profile saw no samples: no split by role"
+		c.addNote("the CPU profile saw no samples: no split by role")
 		return
 	}
 	share := func(role string) *float64 {
@@ -295,10 +303,13 @@ func (r *report) writeText(w io.Writer) {
 	}
 	fmt.Fprint(w, ")")
 	switch {
-	case c.BankUs != nil && r.External != nil:
-		// No bank in this process.
-		fmt.Fprintf(w, ":\n                merchant %.0f, wallets %.0f, Pebble background %.0f, runtime %.0f",
-			*c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
+	case c.WalletUs != nil && r.External != nil:
+		// No bank in this process, and perhaps no merchant.
+		fmt.Fprint(w, ":\n                ")
+		if c.MerchantUs != nil {
+			fmt.Fprintf(w, "merchant %.0f, ", *c.MerchantUs)
+		}
+		fmt.Fprintf(w, "wallets %.0f, Pebble background %.0f, runtime %.0f", *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
 	case c.BankUs != nil:
 		fmt.Fprintf(w, ":\n                bank %.0f, merchant %.0f, wallets %.0f, Pebble background %.0f, runtime %.0f",
 			*c.BankUs, *c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs)

@@ -183,7 +183,8 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		rep.Prefill = &p
 	}
 
-	// The crypto limit, with the bank's own key, while the servers idle.
+	// The crypto limit, with the bank's keys (stand-ins for a running bank),
+	// while the servers idle.
 	prog.Status("measuring the crypto limit of %s (%s) ...", cfg.Scenario, cfg.LimitTime)
 	kit, err := newCryptoKit(env.keys, env.denom)
 	if err != nil {
@@ -326,6 +327,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		ProcessUs:  perCoinUs(cpu, res.coins),
 		CoresBusy:  cpu.Seconds() / rep.Elapsed,
 		OtherCores: -1,
+		Note:       rep.CPU.Note, // the setup's
 	}
 	daemonsCPU, daemonsOK := rep.CPU.setDaemons(env.daemons, daemons0, daemons1, rep.Elapsed, res.coins)
 	if sysOK && sysOK1 && daemonsOK {
@@ -334,7 +336,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		rep.CPU.OtherCores = max(0, (sys1-sys0-cpu-daemonsCPU-rep.Store.Postgres.serverCPU(rep.Elapsed)).Seconds()/rep.Elapsed)
 	}
 	if profErr != nil {
-		rep.CPU.Note = "no CPU profile (" + profErr.Error() + "): no split by role"
+		rep.CPU.addNote("no CPU profile (" + profErr.Error() + "): no split by role")
 	} else {
 		if cfg.CPUProfile != "" {
 			if err := os.WriteFile(cfg.CPUProfile, prof.Bytes(), 0o644); err != nil {
@@ -346,10 +348,20 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 			return nil, err
 		}
 		rep.CPU.setSplit(split, cpu, res.coins)
+		if rep.External != nil && rep.CPU.BankUs != nil {
+			// No bank in this process, and perhaps no merchant.
+			rep.CPU.BankUs = nil
+			if cfg.MerchantData != "" {
+				rep.CPU.MerchantUs = nil
+			}
+		}
 	}
 
 	// The store at rest: stop the servers, then flush and compact it.
 	env.close()
+	// A bank running on may still be compacting: let it finish (up to
+	// a while) rather than share the cores with the limit.
+	waitDaemonsIdle(ctx, env.daemons, time.Second, 30*time.Second)
 
 	// The limit again, now that nothing else runs in the process.
 	prog.Status("measuring the crypto limit of %s again (%s) ...", cfg.Scenario, cfg.LimitTime)
@@ -438,11 +450,13 @@ func workDir(dir string) (string, func(), error) {
 func setUp(ctx context.Context, env *environment, cfg runConfig, rep *report) error {
 	prog := cfg.Progress
 	rsaBits := 2048
+	what := "the bank's keys"
 	if cfg.BankData != "" {
-		ks, err := attachBank(ctx, env, cfg.BankData)
+		ks, err := attachBank(ctx, env, cfg.BankData, rep)
 		if err != nil {
 			return err
 		}
+		what = "stand-in keys for the crypto limit"
 		if env.coins, err = coinDenomination(ks, cfg.Cipher, time.Now()); err != nil {
 			return err
 		}
@@ -450,11 +464,14 @@ func setUp(ctx context.Context, env *environment, cfg runConfig, rep *report) er
 			rsaBits = b
 		}
 	}
-	prog.Status("generating or loading the bank's keys (%s) ...", cfg.Cipher)
+	prog.Status("generating or loading %s (%s) ...", what, cfg.Cipher)
 	keys, denom, info, err := loadOrGenerateKeys(cfg.KeysFile, cfg.Cipher, rsaBits)
 	prog.Clear()
 	if err != nil {
 		return err
+	}
+	if cfg.BankData != "" && info.RSABits != rsaModulusBits(env.coins.Key) {
+		return fmt.Errorf("--keys %s holds an RSA-%d denomination, and the bank's is RSA-%d: the limit would measure the wrong key size", cfg.KeysFile, info.RSABits, rsaModulusBits(env.coins.Key))
 	}
 	env.keys, env.denom, rep.Keys = keys, denom, info
 	if cfg.BankData == "" {
@@ -466,7 +483,6 @@ func setUp(ctx context.Context, env *environment, cfg runConfig, rep *report) er
 		// The running bank's private keys stay with it: the limit is
 		// measured with keys of the same cipher and size.
 		rep.Keys.StandIn, rep.Keys.Denomination = true, env.coins.Value.String()
-		rep.Store = storeReport{Kind: "bankd", Replicas: 1}
 		rep.External = &externalReport{BankData: cfg.BankData, BankAddr: env.banks[0].addr, MerchantData: cfg.MerchantData}
 	}
 	prog.Note("keys: %s", rep.Keys.describe())
@@ -474,7 +490,7 @@ func setUp(ctx context.Context, env *environment, cfg runConfig, rep *report) er
 		return nil
 	}
 	if cfg.MerchantData != "" {
-		if err := attachMerchant(env, cfg.MerchantData); err != nil {
+		if err := attachMerchant(ctx, env, cfg.MerchantData, cfg.BankData, rep); err != nil {
 			return err
 		}
 		rep.External.MerchantAddr = env.merchants[0].addr

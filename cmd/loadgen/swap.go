@@ -57,7 +57,7 @@ func (w *simWallet) swap(ctx context.Context, inputs []heldCoin) ([]heldCoin, er
 	}
 	resp, err := w.bank.Swap(ctx, &pb.SwapRequest{Body: req.Body()})
 	if err != nil {
-		return nil, fmt.Errorf("swap: %w", rateLimitHint(err))
+		return nil, fmt.Errorf("swap: %w", rateLimitHint(err, roleBank))
 	}
 	out, err := w.finish(f, resp.BlindSignatures)
 	if err != nil {

@@ -118,6 +118,7 @@ type ServeInfo struct {
 	PID         int    `json:"pid"`
 	ClientAuth  string `json:"client_auth,omitempty"` // which public calls need a client certificate
 	AdminTLS    bool   `json:"admin_tls,omitempty"`   // the admin listener serves TLS and requires client certificates
+	Signer      string `json:"signer,omitempty"`      // bankd: the signer process that signs its denominations, unix:///PATH
 }
 
 // ReadAddresses reads DIR/addresses.json.

@@ -154,7 +154,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				ServeInfo: cli.ServeInfo{
 					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !cfg.Plaintext, CertFile: n.CertFile,
 					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
-					AdminTLS: n.AdminTLS,
+					AdminTLS: n.AdminTLS, Signer: cfg.Signer,
 				},
 				KeysFile: keysPath, Keys: "loaded", KeysEncrypted: kinfo.Encrypted, Currency: ks.Currency,
 				MasterKey: hex.EncodeToString(ks.MasterPub), BankID: ks.BankID().String(),
