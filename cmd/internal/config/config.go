@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -688,8 +689,11 @@ func Resolve(in Input) (*Bank, error) {
 // maxRate bounds a rate limit: beyond it, say "off".
 const maxRate = 1_000_000
 
+var decimal = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+
 // rate parses a rate limit: "" for the default (0 in node.RateLimits), "off"
-// (-1), or calls a second, 1 to maxRate.
+// (-1), or calls a second, 1 to maxRate, in plain decimal (ParseFloat
+// alone would take "0x1p4", "1_000" or "Inf").
 func (r *resolver) rate(field, v string) (float64, error) {
 	switch v {
 	case "":
@@ -698,7 +702,7 @@ func (r *resolver) rate(field, v string) (float64, error) {
 		return -1, nil
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil || !(n >= 1 && n <= maxRate) {
+	if err != nil || !decimal.MatchString(v) || !(n >= 1 && n <= maxRate) {
 		return 0, r.fail(field, "bad %s %q: want calls a second, 1 to %d, or off", r.name(field), v, maxRate)
 	}
 	return n, nil

@@ -204,6 +204,8 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("client_auth", eff.ClientAuth)
 				row("admin_client_ca_file", eff.AdminClientCAFile)
 				row("signer", eff.Signer)
+				row("rate_limit_per_peer", eff.RateLimitPerPeer)
+				row("rate_limit_per_account", eff.RateLimitPerAccount)
 				t.Flush()
 			})
 		},
