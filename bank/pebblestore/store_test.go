@@ -882,8 +882,8 @@ func TestGetUsesL6Filters(t *testing.T) {
 // Pebble alone would hold every memtable of its ramp unflushed (256 KiB
 // to 4 MiB, 7.75 MiB in all, under its 16 MiB threshold): six memtables
 // for each lookup to seek, and no flush. shortenRamp must have flushed them
-// as they queued, leaving the mutable memtable and at most the one that
-// filled since it last looked.
+// as they queued, leaving the mutable memtable and at most two that filled
+// since it last looked.
 func TestShortenRamp(t *testing.T) {
 	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
 	if err != nil {
