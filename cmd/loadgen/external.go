@@ -11,7 +11,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -39,6 +43,78 @@ type daemon struct {
 	role string // roleBank or roleMerchant
 	pid  int
 }
+
+// profiler is a daemon's admin listener, from which loadgen fetches a CPU
+// profile of the timed phase (with --cpuprofile).
+type profiler struct {
+	role, addr, token string
+}
+
+// profileDaemons asks every profiler for a CPU profile of the next d (whole
+// seconds, at most node.MaxProfileSeconds) and returns a function that
+// waits for them and writes each to base.bankd or base.merchantd, returning
+// the files written and a note on any that failed.
+func profileDaemons(ctx context.Context, ps []profiler, d time.Duration, base string) func() ([]string, string) {
+	secs := min(int(math.Ceil(d.Seconds())), node.MaxProfileSeconds)
+	type result struct {
+		body []byte
+		err  error
+	}
+	results := make([]chan result, len(ps))
+	for i, p := range ps {
+		results[i] = make(chan result, 1)
+		go func() {
+			body, err := fetchProfile(ctx, p, secs)
+			results[i] <- result{body, err}
+		}()
+	}
+	return func() ([]string, string) {
+		var files, failed []string
+		for i, p := range ps {
+			r := <-results[i]
+			name := base + "." + roleName(p.role)
+			if r.err == nil {
+				r.err = os.WriteFile(name, r.body, 0o644)
+			}
+			if r.err != nil {
+				failed = append(failed, fmt.Sprintf("no CPU profile of the %s: %v", roleName(p.role), r.err))
+				continue
+			}
+			files = append(files, name)
+		}
+		return files, strings.Join(failed, "; ")
+	}
+}
+
+// fetchProfile takes a CPU profile of secs seconds from the daemon's admin
+// listener.
+func fetchProfile(ctx context.Context, p profiler, secs int) ([]byte, error) {
+	client, base, err := transport.AdminHTTP(p.addr, transport.ClientConfig{})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", base+node.ProfilePath+"?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		return nil, err
+	}
+	transport.SetToken(req, p.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProfileBytes))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// maxProfileBytes bounds a profile read from a daemon.
+const maxProfileBytes = 64 << 20
 
 // cpu is the daemon's user and system CPU time so far, or false if it
 // cannot be read (not Linux, or the process is gone).
@@ -66,19 +142,19 @@ func daemonTimes(ds []daemon) []time.Duration {
 // dials its admin listener with its token. The admin listener must be the
 // plaintext loopback one, and no public call may need a client
 // certificate: loadgen presents none.
-func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, error) {
+func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, string, error) {
 	info, err := cli.ReadAddresses(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, endpoint{}, nil, fmt.Errorf("no %s is serving from %s (no %s there): start it first", what, dir, cli.AddressesFile)
+		return nil, endpoint{}, nil, "", fmt.Errorf("no %s is serving from %s (no %s there): start it first", what, dir, cli.AddressesFile)
 	}
 	if err != nil {
-		return nil, endpoint{}, nil, err
+		return nil, endpoint{}, nil, "", err
 	}
 	if info.AdminTLS {
-		return nil, endpoint{}, nil, fmt.Errorf("the %s serving from %s requires client certificates on its admin listener; loadgen needs it on loopback with the token only", what, dir)
+		return nil, endpoint{}, nil, "", fmt.Errorf("the %s serving from %s requires client certificates on its admin listener; loadgen needs it on loopback with the token only", what, dir)
 	}
 	if info.ClientAuth != "" {
-		return nil, endpoint{}, nil, fmt.Errorf("the %s serving from %s requires client certificates (client_auth %s); loadgen presents none", what, dir, info.ClientAuth)
+		return nil, endpoint{}, nil, "", fmt.Errorf("the %s serving from %s requires client certificates (client_auth %s); loadgen presents none", what, dir, info.ClientAuth)
 	}
 	ep := endpoint{addr: info.Addr, tls: transport.ClientConfig{Pin: info.Fingerprint}}
 	if !info.TLS {
@@ -86,13 +162,13 @@ func attach(dir, what string) (*cli.ServeInfo, endpoint, *grpc.ClientConn, error
 	}
 	tok, err := transport.ReadToken(info.TokenFile)
 	if err != nil {
-		return nil, endpoint{}, nil, fmt.Errorf("the %s's admin token: %w", what, err)
+		return nil, endpoint{}, nil, "", fmt.Errorf("the %s's admin token: %w", what, err)
 	}
 	conn, err := transport.DialAdmin(info.AdminAddr, tok)
 	if err != nil {
-		return nil, endpoint{}, nil, err
+		return nil, endpoint{}, nil, "", err
 	}
-	return info, ep, conn, nil
+	return info, ep, conn, tok, nil
 }
 
 // addDaemon counts the CPU of the daemon described by info, if its PID is
@@ -163,11 +239,12 @@ func listens(pid int, addr string) bool {
 // directory (for the bytes written per coin). It returns the bank's key
 // set.
 func attachBank(ctx context.Context, env *environment, dir string, rep *report) (*ecash.KeySet, error) {
-	info, ep, admin, err := attach(dir, "bank")
+	info, ep, admin, tok, err := attach(dir, "bank")
 	if err != nil {
 		return nil, err
 	}
 	env.conns = append(env.conns, admin)
+	env.profilers = append(env.profilers, profiler{roleBank, info.AdminAddr, tok})
 	env.bankAdmin = pb.NewBankAdminClient(admin)
 	env.banks = []endpoint{ep}
 	env.addDaemon(roleBank, info, rep)
@@ -197,11 +274,12 @@ func attachBank(ctx context.Context, env *environment, dir string, rep *report) 
 // that it deposits at the bank env is attached to: the account it names
 // must be a merchant account of that bank, under the key it signs with.
 func attachMerchant(ctx context.Context, env *environment, dir, bankDir string, rep *report) error {
-	info, ep, admin, err := attach(dir, "merchant")
+	info, ep, admin, tok, err := attach(dir, "merchant")
 	if err != nil {
 		return err
 	}
 	env.conns = append(env.conns, admin)
+	env.profilers = append(env.profilers, profiler{roleMerchant, info.AdminAddr, tok})
 	env.merchants = []endpoint{ep}
 	env.mAdmins = []pb.MerchantAdminClient{pb.NewMerchantAdminClient(admin)}
 	env.addDaemon(roleMerchant, info, rep)

@@ -112,6 +112,9 @@ type cpuReport struct {
 	BankdUs     *float64 `json:"bankd_us_per_coin,omitempty"`
 	MerchantdUs *float64 `json:"merchantd_us_per_coin,omitempty"`
 	DaemonCores float64  `json:"daemon_cores_busy,omitempty"`
+	// Profiles are the CPU profiles of those daemons over the phase
+	// (--cpuprofile FILE: FILE.bankd, FILE.merchantd).
+	Profiles []string `json:"daemon_profiles,omitempty"`
 }
 
 // addNote adds a sentence to the note.
@@ -321,6 +324,9 @@ func (r *report) writeText(w io.Writer) {
 			fmt.Fprintf(w, ", merchantd %.0f µs", *c.MerchantdUs)
 		}
 		fmt.Fprintf(w, " (%.2f cores busy), from /proc\n", c.DaemonCores)
+	}
+	for _, f := range c.Profiles {
+		fmt.Fprintf(w, "                CPU profile over the phase: %s\n", f)
 	}
 	if c.Note != "" {
 		fmt.Fprintf(w, "                %s\n", c.Note)

@@ -86,8 +86,10 @@ type environment struct {
 	// The nodes this process runs, stopped by close.
 	bankNodes     []*node.Bank
 	merchantNodes []*node.Merchant
-	// daemons are the processes it runs against instead.
-	daemons []daemon
+	// daemons are the processes it runs against instead, and profilers
+	// their admin listeners.
+	daemons   []daemon
+	profilers []profiler
 	// ledger is the bank's Pebble directory; "" if there is none to
 	// measure (PostgreSQL, or a running bank's store kept elsewhere).
 	ledger  string
@@ -280,6 +282,10 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		}
 		return nil, err
 	}
+	var daemonProfiles func() ([]string, string)
+	if cfg.CPUProfile != "" && len(env.profilers) > 0 {
+		daemonProfiles = profileDaemons(ctx, env.profilers, cfg.Duration, cfg.CPUProfile)
+	}
 	label := fmt.Sprintf("%s %s ×%d, %d wallets", cfg.Scenario, cfg.Cipher, n, cfg.Concurrency)
 	res, err := runPhase(ctx, env.wallets, cfg.Duration, cfg.Rate, n, op, func(s phaseStatus) {
 		prog.Status("%s: %4.1fs/%s  %d ops  %d coins  %.0f coins/s", label, s.elapsed.Seconds(), cfg.Duration, s.ops, s.coins, s.rate)
@@ -294,6 +300,14 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	daemons1 := daemonTimes(env.daemons)
 	sys1, sysOK1 := systemBusy()
 	prog.Clear()
+	var profiles []string
+	var profileNote string
+	if daemonProfiles != nil {
+		// They cover --duration, even if the phase ended early.
+		prog.Status("waiting for the daemons' CPU profiles ...")
+		profiles, profileNote = daemonProfiles()
+		prog.Clear()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -328,6 +342,10 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		CoresBusy:  cpu.Seconds() / rep.Elapsed,
 		OtherCores: -1,
 		Note:       rep.CPU.Note, // the setup's
+		Profiles:   profiles,
+	}
+	if profileNote != "" {
+		rep.CPU.addNote(profileNote)
 	}
 	daemonsCPU, daemonsOK := rep.CPU.setDaemons(env.daemons, daemons0, daemons1, rep.Elapsed, res.coins)
 	if sysOK && sysOK1 && daemonsOK {

@@ -397,6 +397,8 @@ func (d *Daemon) start(sp daemonSpec) error {
 	auth := func(h http.Handler) http.Handler { return transport.RequireTokenHTTP(d.Token, h) }
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", auth(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	mux.Handle("GET "+ProfilePath, auth(http.HandlerFunc(profileHandler)))
+	mux.Handle("GET "+HeapPath, auth(http.HandlerFunc(heapHandler)))
 	if sp.routes != nil {
 		sp.routes(mux, auth)
 	}

@@ -156,3 +156,57 @@ func TestIssuableUntil(t *testing.T) {
 		t.Fatal("no denominations")
 	}
 }
+
+// TestProfiles: CPU and heap profiles on the admin listener, behind the
+// token, with the duration bounded and one CPU profile at a time.
+func TestProfiles(t *testing.T) {
+	e := startEnv(t)
+	get := func(path, token string) (int, []byte) {
+		req, _ := http.NewRequest("GET", "http://"+e.bank.AdminAddr+path, nil)
+		if token != "" {
+			transport.SetToken(req, token)
+		}
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, nil
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode, b
+	}
+	isProfile := func(b []byte) bool { return len(b) > 2 && b[0] == 0x1f && b[1] == 0x8b } // gzipped protobuf
+	for _, path := range []string{ProfilePath + "?seconds=1", HeapPath} {
+		if code, _ := get(path, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without the token: %d", path, code)
+		}
+	}
+	for _, secs := range []string{"0", "301", "1.5", "x"} {
+		if code, _ := get(ProfilePath+"?seconds="+secs, e.bank.Token); code != http.StatusBadRequest {
+			t.Errorf("seconds=%s: %d, want 400", secs, code)
+		}
+	}
+	if code, b := get(HeapPath, e.bank.Token); code != http.StatusOK || !isProfile(b) {
+		t.Errorf("heap profile: %d, %d bytes", code, len(b))
+	}
+
+	first := make(chan int, 1)
+	var firstBody []byte
+	go func() {
+		code, b := get(ProfilePath+"?seconds=2", e.bank.Token)
+		firstBody = b
+		first <- code
+	}()
+	time.Sleep(500 * time.Millisecond)
+	second, _ := get(ProfilePath+"?seconds=1", e.bank.Token)
+	code := <-first
+	if code == http.StatusConflict && second == http.StatusConflict {
+		t.Skip("the CPU profiler is in use by the test run itself")
+	}
+	if code != http.StatusOK || !isProfile(firstBody) {
+		t.Fatalf("CPU profile: %d, %d bytes", code, len(firstBody))
+	}
+	if second != http.StatusConflict {
+		t.Fatalf("a second CPU profile while the first runs: %d, want 409", second)
+	}
+}
