@@ -15,7 +15,9 @@
 // bytes on disk per coin. "limits" measures what the cryptography alone
 // costs per coin, all parties' share, on all cores and with no I/O; "run"
 // measures the same limit before and after its timed phase and reports its
-// rate as a fraction of the mean of the two.
+// rate as a fraction of the mean of the two. With --bank-data it runs
+// against a bankd process instead (external.go), reading that process's
+// CPU from /proc.
 //
 // Run "loadgen --help" for details; docs/PERFORMANCE.md holds results.
 package main
