@@ -1,12 +1,15 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -149,11 +152,16 @@ func fakeService(h func(ctx context.Context) error) *grpc.ServiceDesc {
 
 func serveFake(t *testing.T, h func(ctx context.Context) error) string {
 	t.Helper()
+	return serveFakeWith(t, Server{}, h)
+}
+
+func serveFakeWith(t *testing.T, c Server, h func(ctx context.Context) error) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(Server{}.Options()...)
+	s := grpc.NewServer(c.Options()...)
 	s.RegisterService(fakeService(h), struct{}{})
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
@@ -297,4 +305,41 @@ func TestClientCertConfig(t *testing.T) {
 	if _, base, err := AdminHTTP("192.0.2.1:7444", ClientConfig{CAFile: cert, CertFile: cert, KeyFile: key}); err != nil || base != "https://192.0.2.1:7444" {
 		t.Errorf("admin HTTP over TLS: %s %v", base, err)
 	}
+}
+
+// TestCallLog: at level debug every call is logged with its method, request
+// id and code; above it, nothing.
+func TestCallLog(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var buf syncBuffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
+		addr := serveFakeWith(t, Server{Log: log}, func(context.Context) error { return status.Error(codes.NotFound, "no") })
+		ctx := metadata.AppendToOutgoingContext(context.Background(), RequestIDKey, "req-7")
+		if err := callFake(t, addr, ctx); status.Code(err) != codes.NotFound {
+			t.Fatalf("call: %v", err)
+		}
+		got := buf.String()
+		logged := strings.Contains(got, "msg=call method=/test.Fake/Call request_id=req-7 code=NotFound duration=")
+		if logged != (level == slog.LevelDebug) {
+			t.Errorf("level %s: logged %v: %q", level, logged, got)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
