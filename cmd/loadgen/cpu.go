@@ -31,6 +31,10 @@ func processCPU() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
+// clockTicks converts the CPU times of /proc (clock ticks) to a duration:
+// USER_HZ is 100 on every Linux platform Go supports.
+func clockTicks(n int64) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
+
 // systemBusy is the CPU time all processes have used on all CPUs since
 // boot (Linux /proc/stat: user, nice, system, irq, softirq and steal;
 // guest time is inside user), or false where that cannot be read.
@@ -52,8 +56,7 @@ func systemBusy() (time.Duration, bool) {
 		}
 		ticks += v
 	}
-	// USER_HZ is 100 on every Linux platform Go supports.
-	return time.Duration(ticks) * 10 * time.Millisecond, true
+	return clockTicks(ticks), true
 }
 
 // roleLabel is the profiler label that says whose work a goroutine does.

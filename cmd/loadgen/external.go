@@ -120,8 +120,7 @@ const maxProfileBytes = 64 << 20
 // cannot be read (not Linux, or the process is gone).
 func (d daemon) cpu() (time.Duration, bool) {
 	_, ticks, ok := procStat(d.pid)
-	// USER_HZ is 100 on every Linux platform Go supports.
-	return time.Duration(ticks) * 10 * time.Millisecond, ok
+	return clockTicks(ticks), ok
 }
 
 // daemonTimes reads every daemon's CPU time; nil if any cannot be read.

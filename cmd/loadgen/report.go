@@ -305,17 +305,17 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "; other processes: %.2f cores", c.OtherCores)
 	}
 	fmt.Fprint(w, ")")
-	switch {
-	case c.WalletUs != nil && r.External != nil:
-		// No bank in this process, and perhaps no merchant.
+	if c.WalletUs != nil {
+		// The split by role; against a bankd (and merchantd) the roles
+		// not in this process are nil.
 		fmt.Fprint(w, ":\n                ")
+		if c.BankUs != nil {
+			fmt.Fprintf(w, "bank %.0f, ", *c.BankUs)
+		}
 		if c.MerchantUs != nil {
 			fmt.Fprintf(w, "merchant %.0f, ", *c.MerchantUs)
 		}
 		fmt.Fprintf(w, "wallets %.0f, Pebble background %.0f, runtime %.0f", *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
-	case c.BankUs != nil:
-		fmt.Fprintf(w, ":\n                bank %.0f, merchant %.0f, wallets %.0f, Pebble background %.0f, runtime %.0f",
-			*c.BankUs, *c.MerchantUs, *c.WalletUs, *c.StorageUs, *c.RuntimeUs)
 	}
 	fmt.Fprintln(w)
 	if c.BankdUs != nil {

@@ -281,8 +281,7 @@ func (p *pgDatabase) serverCPU() (time.Duration, bool) {
 			found = found || pid == pm
 		}
 	}
-	// USER_HZ is 100 on every Linux platform Go supports.
-	return time.Duration(ticks) * 10 * time.Millisecond, found
+	return clockTicks(ticks), found
 }
 
 // procStat reads a process's parent and its user+system CPU ticks from
