@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -62,7 +64,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := loadgen(t, "run", "--help")
-	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--memprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
@@ -296,11 +298,12 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 // before the timed phase.
 // TestRate runs a paced phase: 20 operations a second over two wallets for
 // a second schedules exactly 20, and none beyond the schedule may run. It
-// also takes an execution trace of the phase.
+// also takes an execution trace and the allocation profiles of the phase.
 func TestRate(t *testing.T) {
-	traceFile := filepath.Join(t.TempDir(), "swap.trace")
+	dir := t.TempDir()
+	traceFile, memFile := filepath.Join(dir, "swap.trace"), filepath.Join(dir, "swap.mem")
 	out, stderr, code := loadgen(t, "run", "--scenario", "swap", "--coins-per-op", "2", "--concurrency", "2",
-		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--trace", traceFile, "--json")
+		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--trace", traceFile, "--memprofile", memFile, "--json")
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -321,6 +324,21 @@ func TestRate(t *testing.T) {
 	}
 	if !bytes.HasPrefix(tr, []byte("go 1.")) || len(tr) < 1000 {
 		t.Errorf("not an execution trace: %d bytes starting %q", len(tr), tr[:min(len(tr), 16)])
+	}
+	for _, f := range []string{memFile + ".base", memFile} {
+		p, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pprof's format: gzipped protobuf, naming its sample types.
+		zr, err := gzip.NewReader(bytes.NewReader(p))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil || !bytes.Contains(raw, []byte("alloc_space")) {
+			t.Errorf("%s: not an allocation profile (%v)", f, err)
+		}
 	}
 }
 

@@ -48,8 +48,11 @@ type runConfig struct {
 	// start them in this process).
 	BankData, MerchantData string
 	CPUProfile             string
-	Trace                  string // execution trace of the timed phase; "" for none
-	Store                  storeConfig
+	// MemProfile is the file of the allocations up to the end of the
+	// timed phase; MemProfile+".base" holds those up to its start.
+	MemProfile string
+	Trace      string // execution trace of the timed phase; "" for none
+	Store      storeConfig
 	// PrefillSpent is the spent coins written into the store before the
 	// timed phase (prefill.go).
 	PrefillSpent int64
@@ -273,6 +276,9 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 			return nil, err
 		}
 	}
+	if err := writeAllocs(cfg.MemProfile, ".base"); err != nil {
+		return nil, err
+	}
 	var prof bytes.Buffer
 	profErr := pprof.StartCPUProfile(&prof)
 	stopTrace, err := startTrace(cfg.Trace)
@@ -300,6 +306,9 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	daemons1 := daemonTimes(env.daemons)
 	sys1, sysOK1 := systemBusy()
 	prog.Clear()
+	if err := writeAllocs(cfg.MemProfile, ""); err != nil {
+		return nil, err
+	}
 	var profiles []string
 	var profileNote string
 	if daemonProfiles != nil {
@@ -956,6 +965,25 @@ func startTrace(path string) (stop func() error, err error) {
 		trace.Stop()
 		return f.Close()
 	}, nil
+}
+
+// writeAllocs writes the allocations profile so far to path+suffix, if path
+// is not "". The GC first publishes the allocations since the last cycle;
+// the two calls are outside the timed phase.
+func writeAllocs(path, suffix string) error {
+	if path == "" {
+		return nil
+	}
+	runtime.GC()
+	f, err := os.Create(path + suffix)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("allocation profile: %w", err)
+	}
+	return f.Close()
 }
 
 // sleepUntil waits until t, or returns false if ctx ends first.
