@@ -121,6 +121,7 @@ type Merchant struct {
 	log     *slog.Logger
 	tr      *ecash.Transcript
 	cat     *Catalogue // nil: no goods for sale
+	orders  *orderCache
 
 	serialMu    sync.Mutex // guards nextSerial, serialLimit
 	nextSerial  uint64
@@ -164,7 +165,7 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat}
+	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat, orders: newOrderCache()}
 	if err := m.loadSerials(); err != nil {
 		db.Close()
 		return nil, err
@@ -268,6 +269,7 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
+	m.orders.put(o)
 	m.tr.RecordEntry(now, ecash.TranscriptEntry{Step: "payment-request", Data: body, Sig: o.Sig, Signer: m.PublicKey(), Note: summary})
 	m.log.Info("order created", "order", o.ID, "amount", amount.String())
 	return o, nil
@@ -280,6 +282,9 @@ func (m *Merchant) Order(id string) (*Order, error) {
 	if len(id) == 0 || len(id) > ecash.MaxOrderIDLen {
 		return nil, ErrNoOrder
 	}
+	if o, ok := m.orders.get(id); ok {
+		return o, nil
+	}
 	v, closer, err := m.db.Get(orderKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNoOrder
@@ -288,7 +293,12 @@ func (m *Merchant) Order(id string) (*Order, error) {
 		return nil, err
 	}
 	defer closer.Close()
-	return decodeOrder(v)
+	o, err := decodeOrder(v)
+	if err != nil {
+		return nil, err
+	}
+	m.orders.put(o)
+	return o, nil
 }
 
 // Pay deposits a wallet's sealed payment for an order at the bank, verifies
@@ -326,6 +336,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
 			return nil, err
 		}
+		m.orders.put(o)
 		m.log.Info("order paid", "order", o.ID, "amount", o.Amount.String())
 	}
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
