@@ -268,6 +268,7 @@ type Store struct {
 
 	failed  error // set by the committer after a failed commit; committer-only
 	logSize int64 // committed audit-log entries; committer-only after Open
+	refs    bank.RecentLogRefs
 
 	// Committer-only: shortenRamp's bytes still to watch and groups since
 	// it last looked.
@@ -477,11 +478,12 @@ func (s *Store) commitGroup(first *request) {
 			return
 		}
 		t.writes = t.writes[:0]
-		mark := t.log.Size()
+		mark, refs := t.log.Size(), len(t.refs)
 		if r.err = r.fn(t); r.err != nil {
 			if err := t.log.Rewind(mark); err != nil && groupErr == nil {
 				groupErr = err
 			}
+			t.refs = t.refs[:refs]
 			return
 		}
 		for _, w := range t.writes {
@@ -515,6 +517,9 @@ fill:
 			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
 		} else {
 			s.logSize = t.log.Size()
+			for _, r := range t.refs {
+				s.refs.Add(r.ref, r.index)
+			}
 		}
 		if s.observe != nil {
 			s.observe(len(group), time.Since(start))
@@ -583,6 +588,13 @@ type txn struct {
 	b      *pebble.Batch
 	writes []kv
 	log    *auditlog.Appender // the group's audit log
+	refs   []loggedRef        // the group's entries recorded under a ref
+}
+
+// loggedRef is an entry's index recorded under ref in the group.
+type loggedRef struct {
+	ref   ecash.Hash
+	index int64
 }
 
 // get returns a copy of the value at key, or nil, false if there is none.

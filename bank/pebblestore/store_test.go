@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/storetest"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -914,5 +915,66 @@ func TestShortenRamp(t *testing.T) {
 	// A lookup still finds what the flushes moved to L0.
 	if _, ok, err := Get(s.db, []byte("\xfftest-ramp-000000")); err != nil || !ok {
 		t.Fatalf("first key: %v, %v", ok, err)
+	}
+}
+
+// TestLogIndexRemembered checks that the index LogIndex answers from
+// memory after a commit is the one the store holds, and that a refused
+// op's ref is neither remembered nor stored.
+func TestLogIndexRemembered(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, fs)
+	c := openAccount(t, s, "alice", false)
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1000, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	withdraw := func(tag string, amount int64) (ecash.Hash, error) {
+		h := ecash.HashOf([]byte(tag))
+		_, err := s.Withdraw(bg, bank.WithdrawOp{
+			RequestHash: h, Account: c, Amount: amount, BlindSigs: [][]byte{[]byte("sig " + tag)}, Time: epoch,
+			Log: auditlog.Withdraw{Account: c, Amount: ecash.Amount{Currency: "EUR", Value: uint64(amount)}, RequestHash: h,
+				AccountSig: make([]byte, 64), Issued: []auditlog.DenomCount{{Denom: ecash.HashOf([]byte("d")), Value: ecash.Amount{Currency: "EUR", Value: uint64(amount)}, Count: 1}}},
+		})
+		return h, err
+	}
+	var refs []ecash.Hash
+	for i := range 3 {
+		h, err := withdraw(fmt.Sprint("w", i), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, h)
+	}
+	poor, err := withdraw("poor", 5000)
+	if !errors.Is(err, bank.ErrInsufficientFunds) {
+		t.Fatalf("withdraw beyond the balance: %v", err)
+	}
+	remembered := map[ecash.Hash]int64{}
+	for _, h := range refs {
+		i, ok := s.refs.Get(h)
+		if !ok {
+			t.Fatalf("ref %x not remembered after its commit", h[:4])
+		}
+		remembered[h] = i
+	}
+	if _, ok := s.refs.Get(poor); ok {
+		t.Fatal("a refused withdrawal's ref is remembered")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LogIndex(bg, refs[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("LogIndex after Close = %v, want ErrClosed", err)
+	}
+	s = mustOpen(t, fs)
+	defer s.Close()
+	for h, want := range remembered {
+		got, found, err := s.LogIndex(bg, h)
+		if err != nil || !found || got != want {
+			t.Errorf("stored index of %x = %d, %v, %v; remembered %d", h[:4], got, found, err, want)
+		}
+	}
+	if _, found, err := s.LogIndex(bg, poor); found || err != nil {
+		t.Errorf("refused withdrawal: found %v, %v", found, err)
 	}
 }

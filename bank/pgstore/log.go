@@ -219,6 +219,7 @@ func (t *txn) appendLog(l *logLock, op auditlog.Op, at time.Time, ref *ecash.Has
 		// newer entry, as in the Pebble store.
 		b.Queue(`INSERT INTO log_refs (ref, idx) VALUES ($1, $2)
 			ON CONFLICT (ref) DO UPDATE SET idx = excluded.idx`, ref[:], e.Index)
+		t.ref, t.refIndex = ref, e.Index
 	}
 	return b, nil
 }
@@ -285,8 +286,16 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 	})
 }
 
-// LogIndex implements bank.Store.
+// LogIndex implements bank.Store. The entry of this replica's recent
+// commit is remembered (bank.RecentLogRefs), the others read.
 func (s *Store) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
+	if i, ok := s.refs.Get(ref); ok {
+		// As a read would: closed or cancelled fails.
+		if err := s.read(ctx, func(context.Context) error { return nil }); err != nil {
+			return 0, false, err
+		}
+		return i, true, nil
+	}
 	var (
 		idx   int64
 		found bool

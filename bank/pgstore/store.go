@@ -169,6 +169,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
 )
 
 // Errors of this package, besides the bank.Store sentinels.
@@ -233,6 +234,8 @@ type Store struct {
 	mu     sync.RWMutex // guards closed; held shared while registering a call
 	closed bool
 	calls  sync.WaitGroup
+
+	refs bank.RecentLogRefs // this replica's commits
 }
 
 var _ bank.Store = (*Store)(nil)
@@ -322,6 +325,10 @@ type txn struct {
 	// committing is set once a COMMIT has been sent: a connection
 	// failure after it leaves the outcome unknown.
 	committing bool
+	// ref and refIndex: the entry appendLog recorded under a ref, for
+	// the store to remember once the transaction has committed.
+	ref      *ecash.Hash
+	refIndex int64
 }
 
 // send sends b and runs the callbacks queued on it, returning the first error.
@@ -392,6 +399,9 @@ func (s *Store) mutate(ctx context.Context, op string, fn func(t *txn) error) er
 		var refused errRefused
 		switch {
 		case err == nil:
+			if t.ref != nil {
+				s.refs.Add(*t.ref, t.refIndex)
+			}
 			return nil
 		case errors.As(err, &refused):
 			return refused.err
