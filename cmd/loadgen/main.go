@@ -332,7 +332,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.IntVar(&maxPre, "max-coins", defaultMaxPre, "pay: never withdraw more than this many coins before the timed phase")
 			fs.StringVar(&dir, "dir", "", "keep the bank's and merchant's data in `DIR` (must be empty or absent; default: a temporary directory, removed at exit)")
 			fs.StringVar(&cpuProfile, "cpuprofile", "", "write the CPU profile of the timed phase to `FILE` (samples carry the label role=bank|merchant|client, or Pebble's own); with --bank-data also FILE.bankd (and with --merchant-data FILE.merchantd), the daemons' own, from their admin listeners")
-			fs.StringVar(&memProfile, "memprofile", "", "write the allocations of the timed phase to `FILE`, with those before it to FILE.base (go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
+			fs.StringVar(&memProfile, "memprofile", "", "write this process's allocation profile at the end of the timed phase to `FILE` and at its start to FILE.base: the phase's allocations are the difference (go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
 			fs.StringVar(&traceFile, "trace", "", "write an execution trace of the timed phase to `FILE`, to see what operations wait for (go tool trace; go tool trace -pprof=sync FILE for blocking on locks and channels)")
 			fs.StringVar(&store, "store", "pebble", "the bank's `STORE`: pebble (in --dir), postgres (a throwaway PostgreSQL server, started and removed by loadgen), or a postgres:// URL of an empty database")
 			fs.IntVar(&replicas, "replicas", 1, "bank replicas over the one PostgreSQL database, wallets spread over them round robin (1 to 16; needs --store postgres)")

@@ -260,6 +260,9 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 
 	// The timed phase.
 	runtime.GC() // start without the setup's garbage
+	if err := writeAllocs(cfg.MemProfile, ".base"); err != nil {
+		return nil, err
+	}
 	before, err := dirSize(env.ledger)
 	if err != nil {
 		return nil, err
@@ -275,9 +278,6 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		if pgph, err = env.pg.startPhase(ctx); err != nil {
 			return nil, err
 		}
-	}
-	if err := writeAllocs(cfg.MemProfile, ".base"); err != nil {
-		return nil, err
 	}
 	var prof bytes.Buffer
 	profErr := pprof.StartCPUProfile(&prof)
@@ -967,9 +967,10 @@ func startTrace(path string) (stop func() error, err error) {
 	}, nil
 }
 
-// writeAllocs writes the allocations profile so far to path+suffix, if path
-// is not "". The GC first publishes the allocations since the last cycle;
-// the two calls are outside the timed phase.
+// writeAllocs writes the allocation profile so far to path+suffix, if path
+// is not "". The GC first publishes the allocations since the last cycle.
+// It runs before the phase's CPU is first read and after it is last read,
+// so neither call is charged to the phase.
 func writeAllocs(path, suffix string) error {
 	if path == "" {
 		return nil
