@@ -277,7 +277,8 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 
 func orderKey(id string) []byte { return append([]byte("o/"), id...) }
 
-// Order loads an order.
+// Order loads an order. The caller may change the Order's fields, but not
+// the bytes they hold: those may be shared with the merchant's cache.
 func (m *Merchant) Order(id string) (*Order, error) {
 	if len(id) == 0 || len(id) > ecash.MaxOrderIDLen {
 		return nil, ErrNoOrder
@@ -285,6 +286,7 @@ func (m *Merchant) Order(id string) (*Order, error) {
 	if o, ok := m.orders.get(id); ok {
 		return o, nil
 	}
+	seen := m.orders.mark()
 	v, closer, err := m.db.Get(orderKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNoOrder
@@ -297,7 +299,7 @@ func (m *Merchant) Order(id string) (*Order, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.orders.put(o)
+	m.orders.putRead(o, seen)
 	return o, nil
 }
 

@@ -57,3 +57,33 @@ func TestOrderCacheEvictsOldest(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderCacheLateRead: a read of the store that a payment overtook must
+// not cache the unpaid order it read, even once the paid one was evicted.
+func TestOrderCacheLateRead(t *testing.T) {
+	c := newOrderCache()
+	unpaid := &Order{ID: "ord-x"}
+	seen := c.mark()                                 // Order misses the cache, then reads the store ...
+	c.put(&Order{ID: "ord-x", Receipt: []byte("r")}) // ... while Pay stores the payment,
+	for i := range orderCacheSize {                  // which other orders evict.
+		c.put(&Order{ID: fmt.Sprint("other-", i)})
+	}
+	if _, ok := c.get("ord-x"); ok {
+		t.Fatal("paid order not evicted: the test proves nothing")
+	}
+	c.putRead(unpaid, seen)
+	if o, ok := c.get("ord-x"); ok {
+		t.Fatalf("the late read cached %+v", o)
+	}
+	// With no payment stored since the mark, a read is cached; a paid one
+	// always is.
+	seen = c.mark()
+	c.putRead(&Order{ID: "ord-y"}, seen)
+	c.put(&Order{ID: "ord-z", Receipt: []byte("r")})
+	c.putRead(&Order{ID: "ord-w", Receipt: []byte("r")}, seen)
+	for _, id := range []string{"ord-y", "ord-w"} {
+		if _, ok := c.get(id); !ok {
+			t.Errorf("%s not cached", id)
+		}
+	}
+}
