@@ -978,3 +978,94 @@ func TestLogIndexRemembered(t *testing.T) {
 		t.Errorf("refused withdrawal: found %v, %v", found, err)
 	}
 }
+
+// TestLogIndexGroupRollback: an op that logs under a ref and then fails,
+// in a group with one that succeeds, leaves its ref neither remembered
+// nor stored, and the other's ref at the right index.
+func TestLogIndexGroupRollback(t *testing.T) {
+	groups := make(chan int, 64)
+	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), ObserveCommit: func(ops int, _ time.Duration) { groups <- ops }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	credit := func(tag string) auditlog.Op {
+		return auditlog.Credit{Account: FirstUserAccount, Amount: ecash.Amount{Currency: "EUR", Value: 1}, Reference: auditlog.OptionalHash(tag)}
+	}
+	refused := errors.New("refused after logging")
+	// The committer takes up the first op, which waits; the second is
+	// then handed over while the group fills. Nothing says when the second
+	// goroutine reaches its send, so wait longer each attempt until the
+	// two share a group.
+	for attempt := range 5 {
+		ok, bad := hashOf("ok %d", attempt), hashOf("bad %d", attempt)
+		started, release := make(chan struct{}), make(chan struct{})
+		var errOK, errBad error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			errOK = s.submit(bg, func(t *txn) error {
+				close(started)
+				<-release
+				return t.appendLog(credit(fmt.Sprint("ok", attempt)), epoch, &ok)
+			})
+		})
+		<-started
+		wg.Go(func() {
+			errBad = s.submit(bg, func(t *txn) error {
+				if err := t.appendLog(credit(fmt.Sprint("bad", attempt)), epoch, &bad); err != nil {
+					return err
+				}
+				return refused
+			})
+		})
+		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+		close(release)
+		wg.Wait()
+		if errOK != nil || !errors.Is(errBad, refused) {
+			t.Fatalf("ops returned %v and %v", errOK, errBad)
+		}
+		if n := <-groups; n != 2 {
+			for len(groups) > 0 {
+				<-groups
+			}
+			continue // not one group: the rollback was not exercised
+		}
+		if _, found := s.refs.Get(bad); found {
+			t.Fatal("the failed op's ref is remembered")
+		}
+		if _, found, err := s.LogIndex(bg, bad); found || err != nil {
+			t.Fatalf("the failed op's ref is stored: %v, %v", found, err)
+		}
+		size, err := s.LogSize(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, found := s.refs.Get(ok)
+		if !found || got != size-1 {
+			t.Fatalf("the logged op's index: %d, %v; want %d, the last entry", got, found, size-1)
+		}
+		return
+	}
+	t.Fatal("the two ops never shared a commit group")
+}
+
+// TestLogIndexCancelled: the remembered path of LogIndex fails a done
+// context as the read does.
+func TestLogIndexCancelled(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	ref := hashOf("ref")
+	if err := s.submit(bg, func(t *txn) error {
+		return t.appendLog(auditlog.Credit{Account: FirstUserAccount, Amount: ecash.Amount{Currency: "EUR", Value: 1}}, epoch, &ref)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found := s.refs.Get(ref); !found {
+		t.Fatal("ref not remembered")
+	}
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if _, _, err := s.LogIndex(ctx, ref); !errors.Is(err, context.Canceled) {
+		t.Fatalf("LogIndex with a cancelled context = %v", err)
+	}
+}
