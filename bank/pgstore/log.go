@@ -289,18 +289,14 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 // LogIndex implements bank.Store. The entry of this replica's recent
 // commit is remembered (bank.RecentLogRefs), the others read.
 func (s *Store) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
-	if i, ok := s.refs.Get(ref); ok {
-		// As a read would: closed or cancelled fails.
-		if err := s.read(ctx, func(context.Context) error { return nil }); err != nil {
-			return 0, false, err
-		}
-		return i, true, nil
-	}
 	var (
 		idx   int64
 		found bool
 	)
 	err := s.read(ctx, func(ctx context.Context) error {
+		if idx, found = s.refs.Get(ref); found {
+			return nil
+		}
 		err := s.pool.QueryRow(ctx, `SELECT idx FROM log_refs WHERE ref = $1`, ref[:]).Scan(&idx)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
