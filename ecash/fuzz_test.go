@@ -276,6 +276,52 @@ func FuzzDecodePaymentRequest(f *testing.F) {
 	})
 }
 
+func FuzzDecodePaymentOffer(f *testing.F) {
+	fuzzFixture(f)
+	addSeeds(f, "payment-offer")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := ecash.DecodePaymentOffer(b)
+		checkDecode(t, b, o, err, (*ecash.PaymentOffer).Encode)
+		if err == nil {
+			if ecash.CheckMerchantAddr(o.Merchant) != nil {
+				t.Fatalf("address %q accepted", o.Merchant)
+			}
+			if pr, err := o.Verify(); (pr == nil) == (err == nil) {
+				t.Fatalf("Verify returned %v and %v", pr, err)
+			}
+		}
+	})
+}
+
+// FuzzParsePaymentURI: a URI that parses is the prefix and the base64url
+// of an offer that decodes, and prints back in the canonical case.
+func FuzzParsePaymentURI(f *testing.F) {
+	fuzzFixture(f)
+	for _, v := range fuzzVecs {
+		if u, ok := v.Fields["uri"]; ok {
+			f.Add(u)
+			f.Add(strings.ToUpper(u[:len(ecash.PaymentURIPrefix)]) + u[len(ecash.PaymentURIPrefix):])
+		}
+	}
+	f.Add("blindbank:pay/")
+	f.Add("blindbank:pay/AAAA=")
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ecash.ParsePaymentURI(s)
+		if err != nil {
+			if o != nil || !errors.Is(err, ecash.ErrMalformed) {
+				t.Fatalf("%v with error %v", o, err)
+			}
+			return
+		}
+		if got := o.URI(); !strings.EqualFold(got[:len(ecash.PaymentURIPrefix)], s[:len(ecash.PaymentURIPrefix)]) || got[len(ecash.PaymentURIPrefix):] != s[len(ecash.PaymentURIPrefix):] {
+			t.Fatalf("parsed %q, prints %q", s, got)
+		}
+		if len(s) > ecash.MaxPaymentURILen {
+			t.Fatalf("URI of %d bytes accepted", len(s))
+		}
+	})
+}
+
 func FuzzDecodePayment(f *testing.F) {
 	fx := fuzzFixture(f)
 	addSeeds(f, "payment")

@@ -154,6 +154,12 @@ func newVectorKeys(tb testing.TB) *vectorFixture {
 	return fx
 }
 
+// offer is the payment request of the fixture as a payment URI carries it.
+func (fx *vectorFixture) offer() *ecash.PaymentOffer {
+	body := fx.req.Body()
+	return &ecash.PaymentOffer{Merchant: "shop.example:7543", Request: body, MerchantSig: ecash.SignBody(fx.merchant, body), Summary: "2 x coffee"}
+}
+
 // denomValue is the value of a denomination of the key set.
 func (fx *vectorFixture) denomValue(id ecash.Hash) (ecash.Amount, bool) {
 	d, err := fx.ks.Denomination(id)
@@ -334,6 +340,13 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 		"merchant_sig": hexOf(ecash.SignBody(fx.merchant, prBody)),
 	}})
 
+	// The payment offer a payment URI carries.
+	offer := fx.offer()
+	add(vector{Name: "payment offer", Kind: "payment-offer", Fields: map[string]string{
+		"encoding": hexOf(offer.Encode()),
+		"uri":      offer.URI(),
+	}})
+
 	// Deposit permissions and the clear payment.
 	for i, dp := range fx.pay.Permissions {
 		add(vector{Name: fmt.Sprintf("deposit permission %d", i), Kind: "deposit-permission", Fields: map[string]string{
@@ -416,6 +429,24 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 	noOrder := cloneRequest(fx.req)
 	noOrder.OrderID = ""
 	neg("payment request without order id", "payment-request", "malformed", noOrder.Body())
+
+	o := fx.offer()
+	o.Summary = "3 x coffee"
+	neg("payment offer whose summary is not the one hashed", "payment-offer", "bad-signature", o.Encode())
+	o = fx.offer()
+	other := cloneRequest(fx.req)
+	other.MerchantAccount = 8
+	o.Request = other.Body()
+	neg("payment offer whose request changed after signing", "payment-offer", "bad-signature", o.Encode())
+	o = fx.offer()
+	o.Request = over.Body()
+	neg("payment offer whose request is malformed", "payment-offer", "malformed", o.Encode())
+	o = fx.offer()
+	o.MerchantSig = flip(o.MerchantSig, 0)
+	neg("payment offer with a bad merchant signature", "payment-offer", "bad-signature", o.Encode())
+	o = fx.offer()
+	o.Merchant = "shop.example"
+	neg("payment offer naming an address without a port", "payment-offer", "malformed", o.Encode())
 
 	dp := clonePermission(fx.pay.Permissions[0])
 	dp.MerchantAccount = 8
@@ -522,6 +553,15 @@ func checkEncoding(fx *vectorFixture, kind string, b []byte) ([]byte, error) {
 			return nil, err
 		}
 		return r.Body(), nil
+	case "payment-offer":
+		o, err := ecash.DecodePaymentOffer(b)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := o.Verify(); err != nil {
+			return nil, err
+		}
+		return o.Encode(), nil
 	case "deposit-permission":
 		dp, err := ecash.DecodeDepositPermission(b)
 		if err != nil {
@@ -719,6 +759,12 @@ func runVector(t *testing.T, fx *vectorFixture, v vector) {
 		}
 		if !bytes.Equal(got, enc) {
 			t.Fatal("re-encoding differs")
+		}
+		if uri, ok := v.Fields["uri"]; ok {
+			o, err := ecash.ParsePaymentURI(uri)
+			if err != nil || !bytes.Equal(o.Encode(), enc) {
+				t.Fatalf("the URI parses to %v, %v", o, err)
+			}
 		}
 		for field, key := range map[string]ed25519.PrivateKey{"merchant_sig": fx.merchant, "account_sig": fx.account} {
 			if sig, ok := v.Fields[field]; ok {
