@@ -124,7 +124,7 @@ func (s *adminServer) CreateOrder(ctx context.Context, req *pb.CreateOrderReques
 	if err != nil {
 		return nil, s.m.toStatus(err)
 	}
-	return &pb.CreateOrderResponse{OrderId: o.ID}, nil
+	return &pb.CreateOrderResponse{OrderId: o.ID, PaymentUri: s.m.PaymentURI(o)}, nil
 }
 
 func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusRequest) (*pb.OrderStatusResponse, error) {
@@ -134,7 +134,7 @@ func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusReques
 	}
 	return &pb.OrderStatusResponse{
 		OrderId: o.ID, Amount: o.Amount.String(), Summary: o.Summary, Status: o.Status(s.m.now()),
-		Receipt: o.Receipt, ExpiresUnixMs: o.ExpiresAt.UnixMilli(),
+		Receipt: o.Receipt, ExpiresUnixMs: o.ExpiresAt.UnixMilli(), PaymentUri: s.m.PaymentURI(o),
 	}, nil
 }
 

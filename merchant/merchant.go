@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -122,6 +123,7 @@ type Merchant struct {
 	tr      *ecash.Transcript
 	cat     *Catalogue // nil: no goods for sale
 	orders  *orderCache
+	public  atomic.Pointer[string] // the address payment URIs name; nil: none
 
 	serialMu    sync.Mutex // guards nextSerial, serialLimit
 	nextSerial  uint64
@@ -199,6 +201,26 @@ type Order struct {
 	Receipt   []byte // the bank's signed receipt once paid
 }
 
+// SetPublicAddr sets the host:port wallets reach the merchant's public
+// service at, which payment URIs name. Without one, orders have no URI.
+func (m *Merchant) SetPublicAddr(addr string) error {
+	if err := ecash.CheckMerchantAddr(addr); err != nil {
+		return fmt.Errorf("merchant: public address: %w", err)
+	}
+	m.public.Store(&addr)
+	return nil
+}
+
+// PaymentURI is the order as a payment URI, or "" if the merchant has no
+// public address (SetPublicAddr).
+func (m *Merchant) PaymentURI(o *Order) string {
+	addr := m.public.Load()
+	if addr == nil {
+		return ""
+	}
+	return (&ecash.PaymentOffer{Merchant: *addr, Request: o.Request, MerchantSig: o.Sig, Summary: o.Summary}).URI()
+}
+
 // Status is "paid", "expired" or "unpaid".
 func (o *Order) Status(now time.Time) string {
 	switch {
@@ -237,8 +259,9 @@ func decodeOrder(b []byte) (*Order, error) {
 	return o, nil
 }
 
-// MaxSummaryLen bounds an order summary.
-const MaxSummaryLen = 4096
+// MaxSummaryLen bounds an order summary, so that any order fits in a
+// payment URI.
+const MaxSummaryLen = ecash.MaxSummaryLen
 
 // CreateOrder creates and signs a payment request for amount.
 func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Duration) (*Order, error) {

@@ -1235,8 +1235,12 @@ func (x *CreateOrderRequest) GetTtlSeconds() int64 {
 }
 
 type CreateOrderResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The order as a payment URI (docs/PROTOCOL.md, "Payment offer"), which a
+	// wallet pays without fetching the request; empty when the merchant has
+	// no public address to put in it (merchantd serve --public-addr).
+	PaymentUri    string `protobuf:"bytes,2,opt,name=payment_uri,json=paymentUri,proto3" json:"payment_uri,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1274,6 +1278,13 @@ func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
 func (x *CreateOrderResponse) GetOrderId() string {
 	if x != nil {
 		return x.OrderId
+	}
+	return ""
+}
+
+func (x *CreateOrderResponse) GetPaymentUri() string {
+	if x != nil {
+		return x.PaymentUri
 	}
 	return ""
 }
@@ -1330,6 +1341,7 @@ type OrderStatusResponse struct {
 	Status        string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"` // unpaid, paid, expired
 	Receipt       []byte                 `protobuf:"bytes,5,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	ExpiresUnixMs int64                  `protobuf:"varint,6,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	PaymentUri    string                 `protobuf:"bytes,7,opt,name=payment_uri,json=paymentUri,proto3" json:"payment_uri,omitempty"` // as in CreateOrderResponse
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1404,6 +1416,13 @@ func (x *OrderStatusResponse) GetExpiresUnixMs() int64 {
 		return x.ExpiresUnixMs
 	}
 	return 0
+}
+
+func (x *OrderStatusResponse) GetPaymentUri() string {
+	if x != nil {
+		return x.PaymentUri
+	}
+	return ""
 }
 
 var File_merchant_proto protoreflect.FileDescriptor
@@ -1490,18 +1509,22 @@ const file_merchant_proto_rawDesc = "" +
 	"\x06amount\x18\x01 \x01(\tR\x06amount\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\"0\n" +
+	"ttlSeconds\"Q\n" +
 	"\x13CreateOrderResponse\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"/\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
+	"\vpayment_uri\x18\x02 \x01(\tR\n" +
+	"paymentUri\"/\n" +
 	"\x12OrderStatusRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"\xbc\x01\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"\xdd\x01\n" +
 	"\x13OrderStatusResponse\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\tR\x06amount\x12\x18\n" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x18\n" +
 	"\areceipt\x18\x05 \x01(\fR\areceipt\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs2\xad\x04\n" +
+	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\x12\x1f\n" +
+	"\vpayment_uri\x18\a \x01(\tR\n" +
+	"paymentUri2\xad\x04\n" +
 	"\bMerchant\x12d\n" +
 	"\x11GetPaymentRequest\x12&.blindbank.v1.GetPaymentRequestRequest\x1a'.blindbank.v1.GetPaymentRequestResponse\x12:\n" +
 	"\x03Pay\x12\x18.blindbank.v1.PayRequest\x1a\x19.blindbank.v1.PayResponse\x12U\n" +

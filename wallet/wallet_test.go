@@ -1,6 +1,7 @@
 package wallet_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -401,6 +402,76 @@ func TestPayRefusals(t *testing.T) {
 	if bal.Fresh.String() != "EUR:1.00" || !bal.Pending.IsZero() {
 		t.Fatalf("coins moved on refusals: fresh %s pending %s", bal.Fresh, bal.Pending)
 	}
+}
+
+// TestPayOffer: a wallet pays from a payment URI without fetching the
+// request, refuses a URI whose summary was changed, and a second call
+// answers with the first receipt.
+func TestPayOffer(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.50"), "gum", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.merchant.PaymentURI(o) != "" {
+		t.Fatal("a URI without a public address")
+	}
+	if err := f.merchant.SetPublicAddr("shop.example:7543"); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := ecash.ParsePaymentURI(f.merchant.PaymentURI(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offer.Merchant != "shop.example:7543" {
+		t.Fatalf("URI names %q", offer.Merchant)
+	}
+	shop := noFetchMerchant{f.shop}
+
+	forged := *offer
+	forged.Summary = "gum, and a surcharge"
+	if _, err := w.PayOffer(ctx, f.bankc, shop, &forged, nil); !errors.Is(err, wallet.ErrBadRequest) {
+		t.Fatalf("forged summary: %v", err)
+	}
+	var shown *wallet.Offer
+	rcpt, err := w.PayOffer(ctx, f.bankc, shop, offer, func(o *wallet.Offer) error { shown = o; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shown == nil || shown.Summary != "gum" || shown.Request.OrderID != o.ID {
+		t.Fatalf("confirm saw %+v", shown)
+	}
+	if rcpt.Total.String() != "EUR:0.50" {
+		t.Fatalf("paid %s", rcpt.Total)
+	}
+	if got, err := f.merchant.Order(o.ID); err != nil || got.Status(time.Now()) != "paid" {
+		t.Fatalf("order: %v, %v", got, err)
+	}
+	again, err := w.PayOffer(ctx, f.bankc, shop, offer, func(*wallet.Offer) error { return errors.New("asked twice") })
+	if err != nil || !bytes.Equal(again.Encode(), rcpt.Encode()) {
+		t.Fatalf("second call: %v", err)
+	}
+	bal, _ := w.Balance()
+	if bal.Fresh.String() != "EUR:1.50" || !bal.Pending.IsZero() {
+		t.Fatalf("fresh %s pending %s", bal.Fresh, bal.Pending)
+	}
+}
+
+// noFetchMerchant fails the test's payment if the wallet fetches the request.
+type noFetchMerchant struct{ pb.MerchantClient }
+
+func (noFetchMerchant) GetPaymentRequest(context.Context, *pb.GetPaymentRequestRequest, ...grpc.CallOption) (*pb.GetPaymentRequestResponse, error) {
+	return nil, errors.New("fetched a request the URI carries")
 }
 
 type tamperingMerchant struct{ pb.MerchantClient }

@@ -184,15 +184,28 @@ func run(ctx context.Context, dir string, verbose bool, out io.Writer) error {
 	defer alice.w.Close()
 	say("-- alice copies her wallet directory (same coins in two places)")
 
-	pay := func(p *person, w *wallet.Wallet, amount, summary string) error {
+	// pay has p pay a new order: fetching its request from the merchant, or
+	// from the order's payment URI (as a QR code at the till gives it).
+	pay := func(p *person, w *wallet.Wallet, amount, summary string, fromURI bool) error {
 		oresp, err := orders.CreateOrder(ctx, &pb.CreateOrderRequest{Amount: amount, Summary: summary})
 		if err != nil {
 			return err
 		}
-		rcpt, err := w.Pay(ctx, bankc, shop, mn.Addr, oresp.OrderId, func(o *wallet.Offer) error {
+		confirm := func(o *wallet.Offer) error {
 			say("   %s's wallet shows: pay %s to merchant account %d for %q? yes", p.name, o.Request.Amount, o.Request.MerchantAccount, o.Summary)
 			return nil
-		})
+		}
+		var rcpt *ecash.DepositReceipt
+		if fromURI {
+			offer, perr := ecash.ParsePaymentURI(oresp.PaymentUri)
+			if perr != nil {
+				return perr
+			}
+			say("   %s scans the order's payment URI (%d characters): %.40s…", p.name, len(oresp.PaymentUri), oresp.PaymentUri)
+			rcpt, err = w.PayOffer(ctx, bankc, shop, offer, confirm)
+		} else {
+			rcpt, err = w.Pay(ctx, bankc, shop, mn.Addr, oresp.OrderId, confirm)
+		}
 		if err != nil {
 			return err
 		}
@@ -200,11 +213,11 @@ func run(ctx context.Context, dir string, verbose bool, out io.Writer) error {
 		return nil
 	}
 	say("-- alice orders \"The Art of Computer Programming, vol. 1\" for EUR:3.50")
-	if err := pay(alice, alice.w, "EUR:3.50", "The Art of Computer Programming, vol. 1"); err != nil {
+	if err := pay(alice, alice.w, "EUR:3.50", "The Art of Computer Programming, vol. 1", false); err != nil {
 		return err
 	}
-	say("-- bob orders \"Applied Cryptography\" for EUR:1.28")
-	if err := pay(bob, bob.w, "EUR:1.28", "Applied Cryptography"); err != nil {
+	say("-- bob orders \"Applied Cryptography\" for EUR:1.28, paying from the payment URI: one round trip fewer")
+	if err := pay(bob, bob.w, "EUR:1.28", "Applied Cryptography", true); err != nil {
 		return err
 	}
 
@@ -214,7 +227,7 @@ func run(ctx context.Context, dir string, verbose bool, out io.Writer) error {
 		return err
 	}
 	defer clone.Close()
-	err = pay(alice, clone, "EUR:3.50", "The Art of Computer Programming, vol. 1 (again)")
+	err = pay(alice, clone, "EUR:3.50", "The Art of Computer Programming, vol. 1 (again)", false)
 	ds := wallet.DoubleSpendFromError(err)
 	if ds == nil {
 		return fmt.Errorf("the double spend was not refused with a proof: %v", err)

@@ -51,8 +51,12 @@ type simWallet struct {
 	merchantPub     ed25519.PublicKey
 
 	coins  []heldCoin
-	orders []string
+	orders []simOrder
 }
+
+// simOrder is an order to pay: its id, and its payment URI when the
+// wallet pays from the URI (--pay-request uri).
+type simOrder struct{ id, uri string }
 
 // errExhausted says a wallet has no coins or orders left for an operation.
 var errExhausted = errors.New("out of pre-withdrawn coins or orders")
@@ -282,18 +286,31 @@ func (w *simWallet) payNext(ctx context.Context, n int) error {
 }
 
 // pay pays an order as a wallet does: fetch the payment request from the
-// merchant and verify it, sign a deposit permission per coin, seal the
-// payment to the bank, hand it to the merchant (which deposits it at the
-// bank and records the order paid) and verify the bank's receipt.
-func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) error {
-	resp, err := w.merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
-	if err != nil {
-		return fmt.Errorf("payment request: %w", rateLimitHint(err, roleMerchant))
+// merchant (or parse it from the order's payment URI) and verify it, sign a
+// deposit permission per coin, seal the payment to the bank, hand it to the
+// merchant (which deposits it at the bank and records the order paid) and
+// verify the bank's receipt.
+func (w *simWallet) pay(ctx context.Context, order simOrder, coins []heldCoin) error {
+	var o *ecash.PaymentOffer
+	if order.uri != "" {
+		var err error
+		if o, err = ecash.ParsePaymentURI(order.uri); err != nil {
+			return err
+		}
+	} else {
+		resp, err := w.merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: order.id})
+		if err != nil {
+			return fmt.Errorf("payment request: %w", rateLimitHint(err, roleMerchant))
+		}
+		o = &ecash.PaymentOffer{Request: resp.PaymentRequest, MerchantSig: resp.MerchantSig, Summary: resp.Summary}
 	}
 	now := time.Now()
-	offer, err := wallet.VerifyOffer(w.ks, resp, orderID, now)
+	offer, err := wallet.VerifyOffer(w.ks, o, now)
 	if err != nil {
 		return err
+	}
+	if offer.Request.OrderID != order.id {
+		return fmt.Errorf("payment request for order %q, want %q", offer.Request.OrderID, order.id)
 	}
 	cs := make([]ecash.Coin, len(coins))
 	keys := make([]ed25519.PrivateKey, len(coins))
@@ -309,7 +326,7 @@ func (w *simWallet) pay(ctx context.Context, orderID string, coins []heldCoin) e
 	if err != nil {
 		return err
 	}
-	paid, err := w.merchant.Pay(ctx, &pb.PayRequest{OrderId: orderID, SealedPayment: sealed})
+	paid, err := w.merchant.Pay(ctx, &pb.PayRequest{OrderId: order.id, SealedPayment: sealed})
 	if err != nil {
 		return fmt.Errorf("pay: %w", rateLimitHint(err, roleMerchant))
 	}

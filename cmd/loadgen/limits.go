@@ -17,7 +17,6 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
-	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
@@ -470,10 +469,10 @@ func mintOne(denom bank.DenomKey, seed []byte, i uint64) (minted, error) {
 
 // signedOrder makes a payment request for amount as the merchant signs it
 // when an order is created.
-func (kit *cryptoKit) signedOrder(amount ecash.Amount, now time.Time) (*pb.GetPaymentRequestResponse, string, error) {
+func (kit *cryptoKit) signedOrder(amount ecash.Amount, now time.Time) (*ecash.PaymentOffer, error) {
 	var rnd [10]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	summary := "loadgen order"
 	pr := &ecash.PaymentRequest{
@@ -482,7 +481,7 @@ func (kit *cryptoKit) signedOrder(amount ecash.Amount, now time.Time) (*pb.GetPa
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 	}
 	body := pr.Body()
-	return &pb.GetPaymentRequestResponse{PaymentRequest: body, MerchantSig: ecash.SignBody(kit.merchantKey, body), Summary: summary}, pr.OrderID, nil
+	return &ecash.PaymentOffer{Request: body, MerchantSig: ecash.SignBody(kit.merchantKey, body), Summary: summary}, nil
 }
 
 // newPayLimitOp returns the cryptography of one payment of n coins: the
@@ -495,13 +494,9 @@ func newPayLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		return nil, err
 	}
 	amount := ecash.Amount{Currency: kit.ks.Currency, Value: kit.denom.Value.Value * uint64(n)}
-	type order struct {
-		resp *pb.GetPaymentRequestResponse
-		id   string
-	}
-	orders := make([]order, 16)
+	orders := make([]*ecash.PaymentOffer, 16)
 	for i := range orders {
-		if orders[i].resp, orders[i].id, err = kit.signedOrder(amount, time.Now()); err != nil {
+		if orders[i], err = kit.signedOrder(amount, time.Now()); err != nil {
 			return nil, err
 		}
 	}
@@ -519,7 +514,7 @@ func newPayLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		sw := startStopwatch()
 		// Wallet: verify the offer, sign the permissions, seal.
 		now := time.Now()
-		offer, err := wallet.VerifyOffer(kit.ks, o.resp, o.id, now)
+		offer, err := wallet.VerifyOffer(kit.ks, o, now)
 		if err != nil {
 			return err
 		}
@@ -534,11 +529,11 @@ func newPayLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		sw.lap(&pt.wallet)
 		// Bank: authenticate the merchant, open, verify every coin and
 		// permission, sign the receipt.
-		pr, err := ecash.DecodePaymentRequest(o.resp.PaymentRequest)
+		pr, err := ecash.DecodePaymentRequest(o.Request)
 		if err != nil {
 			return err
 		}
-		if err := ecash.VerifyBody(merchantPub, o.resp.PaymentRequest, o.resp.MerchantSig, "payment request"); err != nil {
+		if err := ecash.VerifyBody(merchantPub, o.Request, o.MerchantSig, "payment request"); err != nil {
 			return err
 		}
 		opened, err := ecash.OpenPayment(kit.keys.HPKE, pr, sealed)

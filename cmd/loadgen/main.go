@@ -142,6 +142,7 @@ func runCommand() *cli.Command {
 		bankData    string
 		merchData   string
 		testBank    bool
+		payRequest  string
 	)
 	return &cli.Command{
 		Name:  "run",
@@ -176,7 +177,10 @@ Scenarios (one operation each):
             receipt and records the order paid; the wallet verifies the
             receipt. Only that is timed: the coins were withdrawn and the orders
             created before the timed phase, and a warm-up of 10 untimed
-            payments per wallet ran. Unless --coins is given, loadgen withdraws
+            payments per wallet ran. With --pay-request uri the wallet
+            takes the signed request from the order's payment URI instead of
+            fetching it (as from a QR code): one RPC fewer per payment.
+            Unless --coins is given, loadgen withdraws
             enough coins to pay at the crypto limit for all of --duration
             (+10%), which the phase cannot outrun (RSA coins cost the bank
             milliseconds each to issue: this takes a while); if the coins run
@@ -340,6 +344,7 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			fs.Int64Var(&prefillN, "prefill-spent", 0, "before the timed phase, write the history of `N` withdrawn and spent coins into the bank's store (0 to 100000000; see above)")
 			fs.StringVar(&bankData, "bank-data", "", "run against the bankd serving from data `DIR` (its addresses.json) instead of starting a bank (see above)")
 			fs.StringVar(&merchData, "merchant-data", "", "pay and check, with --bank-data: run against the merchantd serving from data `DIR` instead of starting a merchant")
+			fs.StringVar(&payRequest, "pay-request", "fetch", "pay: how wallets get each payment request, `HOW`: fetch (from the merchant, GetPaymentRequest) or uri (from the order's payment URI, made with the order: one RPC fewer)")
 			fs.BoolVar(&testBank, "test-bank", false, "with --bank-data, required: confirm that the bank is one made for testing (loadgen opens accounts in it and credits them, for good)")
 		},
 		NArgs: 0,
@@ -355,11 +360,17 @@ go tool pprof -top -tagfocus role=bank pay.prof`,
 			if !ok {
 				return cli.Usagef("bad --scenario %q: want %s", scenario, scenarioNames)
 			}
+			switch {
+			case payRequest != "fetch" && payRequest != "uri":
+				return cli.Usagef("bad --pay-request %q: want fetch or uri", payRequest)
+			case s != scenarioPay && inv.IsSet("pay-request"):
+				return cli.Usagef("--pay-request applies to the pay scenario only")
+			}
 			if s == scenarioCheck && c.coinsPerOp > 1 {
 				return cli.Usagef("--coins-per-op does not apply to check: one payment order per operation, no coins")
 			}
 			cfg := runConfig{
-				Scenario: s, Cipher: cipher, CoinsPerOp: s.coinsPerOp(c.coinsPerOp), EPOKind: epo,
+				Scenario: s, Cipher: cipher, CoinsPerOp: s.coinsPerOp(c.coinsPerOp), EPOKind: epo, PayFromURI: payRequest == "uri",
 				Concurrency: concurrency, Duration: duration, Rate: rate,
 				LimitTime: c.limitTime, Coins: coins, MaxCoins: maxPre, Dir: dir, KeysFile: c.keys,
 				CPUProfile: cpuProfile, MemProfile: memProfile, Trace: traceFile, Progress: newProgress(inv),

@@ -64,7 +64,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := loadgen(t, "run", "--help")
-	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--memprofile", "--epo", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
+	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--memprofile", "--epo", "--pay-request", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)
 		}
@@ -93,6 +93,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--store", "postgres", "--pool", "65"},
 		{"run", "--scenario", "pay", "--merchant-data", "shop"}, // needs --bank-data
 		{"run", "--scenario", "pay", "--test-bank"},
+		{"run", "--scenario", "pay", "--pay-request", "qr"},
+		{"run", "--scenario", "withdraw", "--pay-request", "uri"},
 		{"run", "--scenario", "pay", "--bank-data", "bank"}, // needs --test-bank
 		{"run", "--scenario", "swap", "--bank-data", "bank", "--test-bank", "--merchant-data", "shop"},
 		{"run", "--scenario", "pay", "--bank-data", "bank", "--test-bank", "--store", "postgres"},
@@ -166,10 +168,17 @@ func TestRun(t *testing.T) {
 	// One RSA key for all RSA runs: the others load what the first saved.
 	keys := map[string]string{"rsa": filepath.Join(t.TempDir(), "rsa-keys.json"), "cs": filepath.Join(t.TempDir(), "cs-keys.json")}
 	for _, cipher := range []string{"cs", "rsa"} {
-		for _, scenario := range []string{"withdraw", "pay", "swap", "check"} {
-			t.Run(scenario+"-"+cipher, func(t *testing.T) {
+		for _, variant := range []string{"withdraw", "pay", "pay-uri", "swap", "check"} {
+			if variant == "pay-uri" && cipher == "rsa" {
+				continue // how the request travels does not depend on the cipher
+			}
+			scenario, _, uri := strings.Cut(variant, "-")
+			t.Run(variant+"-"+cipher, func(t *testing.T) {
 				args := []string{"run", "--scenario", scenario, "--cipher", cipher, "--concurrency", "2",
 					"--duration", "1s", "--limit-time", "200ms", "--keys", keys[cipher], "--json"}
+				if uri {
+					args = append(args, "--pay-request", "uri")
+				}
 				switch {
 				case scenario == "check" && cipher == "rsa":
 					// The cipher does not matter to a check: try the
@@ -196,6 +205,30 @@ func TestRun(t *testing.T) {
 					t.Fatalf("%v\n%s", err, out)
 				}
 				checkReport(t, &r, scenario, cipher)
+				// The calls each operation costs: withdraw 1 (RSA) or 2 (CS: the
+				// first round), pay 3 (fetch the request, pay, and the merchant's
+				// deposit) or 2 from a payment URI, swap 1 or 2, check 2 (the
+				// written check and its forwarding to the bank) or 4 with goods
+				// (a quote and the goods first).
+				wantRPCs := map[string]float64{"withdraw": 1, "pay": 3, "swap": 1, "check": 2}[scenario]
+				switch {
+				case uri:
+					wantRPCs = 2
+				case scenario == "check" && cipher == "rsa": // --epo goods
+					wantRPCs = 4
+				case cipher == "cs" && (scenario == "withdraw" || scenario == "swap"):
+					wantRPCs++
+				}
+				if r.RPCsPerOp != wantRPCs {
+					t.Errorf("%v RPCs served per operation, want %v", r.RPCsPerOp, wantRPCs)
+				}
+				wantRequest := map[bool]string{false: "fetch", true: "uri"}[uri]
+				if scenario != "pay" {
+					wantRequest = ""
+				}
+				if r.PayRequest != wantRequest {
+					t.Errorf("pay request %q, want %q", r.PayRequest, wantRequest)
+				}
 				if g := runtime.GOMAXPROCS(0); g != gomaxprocs || r.Machine.GOMAXPROCS != gomaxprocs {
 					t.Errorf("GOMAXPROCS %d after the run, %d in the report; want %d", g, r.Machine.GOMAXPROCS, gomaxprocs)
 				}

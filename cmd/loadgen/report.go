@@ -17,7 +17,11 @@ type report struct {
 	Unit string `json:"unit"`
 	// EPOKind is the check scenario's kind of payment order: "check" or
 	// "goods".
-	EPOKind     string  `json:"epo_kind,omitempty"`
+	EPOKind string `json:"epo_kind,omitempty"`
+	// PayRequest is how the pay scenario's wallets get each payment
+	// request: "fetch" (GetPaymentRequest) or "uri" (from the order's
+	// payment URI, one RPC fewer).
+	PayRequest  string  `json:"pay_request,omitempty"`
 	Concurrency int     `json:"concurrency"`
 	Duration    float64 `json:"duration_s"` // asked for
 	// Rate is the paced rate asked for (--rate), in operations per second;
@@ -31,6 +35,10 @@ type report struct {
 	OpsPerSec   float64       `json:"ops_per_s"`
 	CoinsPerSec float64       `json:"coins_per_s"`
 	Latency     latencyReport `json:"latency_ms"`
+	// RPCsPerOp is the calls the bank and merchant served per operation
+	// in the timed phase (a merchant's deposit counts at the bank); 0
+	// when loadgen runs against daemons it did not start.
+	RPCsPerOp float64 `json:"rpcs_per_op,omitempty"`
 
 	// Limit is the crypto limit measured before the timed phase (the pay
 	// scenario sizes its coins by it), LimitAfter the same once the
@@ -242,6 +250,8 @@ func (r *report) writeText(w io.Writer) {
 	switch {
 	case r.EPOKind != "":
 		scenario = fmt.Sprintf("%s (%s)", r.Scenario, r.EPOKind)
+	case r.PayRequest == "uri":
+		scenario = fmt.Sprintf("pay from payment URIs, %s coins, %d coins per op", r.Cipher, r.CoinsPerOp)
 	case r.CoinsPerOp > 1:
 		scenario = fmt.Sprintf("%s, %s coins, %d coins per op", r.Scenario, r.Cipher, r.CoinsPerOp)
 	default:
@@ -285,6 +295,9 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  operations    %d: %.1f ops/s", r.Ops, r.OpsPerSec)
 	if r.Rate > 0 {
 		fmt.Fprintf(w, " (paced at %g ops/s)", r.Rate)
+	}
+	if r.RPCsPerOp > 0 {
+		fmt.Fprintf(w, ", %.2f RPCs served per op", r.RPCsPerOp)
 	}
 	fmt.Fprintln(w)
 	if unit != "check" {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/blindbank/blindbank/bank"
@@ -29,9 +30,12 @@ import (
 
 // runConfig is what "loadgen run" was asked to do.
 type runConfig struct {
-	Scenario    scenarioKind
-	Cipher      ecash.Cipher
-	CoinsPerOp  int         // 1 for check
+	Scenario   scenarioKind
+	Cipher     ecash.Cipher
+	CoinsPerOp int // 1 for check
+	// PayFromURI has the pay scenario's wallets take each payment request
+	// from its order's payment URI instead of fetching it.
+	PayFromURI  bool
 	EPOKind     echeck.Kind // check: the kind of payment order
 	Concurrency int
 	Duration    time.Duration
@@ -101,6 +105,36 @@ type environment struct {
 	closed  bool
 }
 
+// rpcsServed is the calls the banks and merchants have served so far,
+// counted by their RPC metrics; false unless this process runs them all.
+func (e *environment) rpcsServed() (float64, bool) {
+	if len(e.daemons) > 0 || len(e.bankNodes) == 0 {
+		return 0, false
+	}
+	var regs []*prometheus.Registry
+	for _, b := range e.bankNodes {
+		regs = append(regs, b.Registry)
+	}
+	for _, m := range e.merchantNodes {
+		regs = append(regs, m.Registry)
+	}
+	total := 0.0
+	for _, r := range regs {
+		fams, err := r.Gather()
+		if err != nil {
+			return 0, false
+		}
+		for _, f := range fams {
+			if f.GetName() == transport.RPCCallsMetric {
+				for _, m := range f.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total, true
+}
+
 // bankFor is the replica wallet id uses: wallets are spread over the
 // replicas round robin, as a load balancer would spread them.
 func (e *environment) bankFor(id int) endpoint { return e.banks[id%len(e.banks)] }
@@ -152,6 +186,12 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	}
 	if cfg.Scenario == scenarioCheck {
 		rep.EPOKind = cfg.EPOKind.String()
+	}
+	if cfg.Scenario == scenarioPay {
+		rep.PayRequest = "fetch"
+		if cfg.PayFromURI {
+			rep.PayRequest = "uri"
+		}
 	}
 	dir, cleanup, err := workDir(cfg.Dir)
 	if err != nil {
@@ -272,6 +312,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	daemons0 := daemonTimes(env.daemons)
+	rpcs0, rpcsOK := env.rpcsServed()
 	sys0, sysOK := systemBusy()
 	var pgph *pgPhase
 	if env.pg != nil {
@@ -304,6 +345,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	}
 	cpu1, cerr := processCPU()
 	daemons1 := daemonTimes(env.daemons)
+	rpcs1, rpcsOK1 := env.rpcsServed()
 	sys1, sysOK1 := systemBusy()
 	prog.Clear()
 	if err := writeAllocs(cfg.MemProfile, ""); err != nil {
@@ -344,6 +386,9 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	rep.OpsPerSec = float64(res.ops) / rep.Elapsed
 	rep.CoinsPerSec = float64(res.coins) / rep.Elapsed
 	rep.Latency = latencies(res.latencies)
+	if rpcsOK && rpcsOK1 {
+		rep.RPCsPerOp = (rpcs1 - rpcs0) / float64(res.ops)
+	}
 	rep.Disk = diskReport{StoreBytes: after, GrowthBytes: after - before, BytesPerCoin: float64(after-before) / float64(res.coins)}
 	cpu := cpu1 - cpu0
 	rep.CPU = cpuReport{
@@ -691,12 +736,19 @@ func preparePay(ctx context.Context, env *environment, cfg runConfig, rep *repor
 				if err != nil {
 					return fmt.Errorf("creating an order: %w", err)
 				}
-				w.orders = append(w.orders, o.OrderId)
+				so := simOrder{id: o.OrderId}
+				if cfg.PayFromURI {
+					if o.PaymentUri == "" {
+						return fmt.Errorf("order %s has no payment URI: the merchant has no public address (merchantd serve --public-addr)", o.OrderId)
+					}
+					so.uri = o.PaymentUri
+				}
+				w.orders = append(w.orders, so)
 			}
 			// Open the connection to the merchant before anything is timed.
 			cctx, cancel := context.WithTimeout(ctx, opTimeout)
 			defer cancel()
-			_, err := w.merchant.GetPaymentRequest(cctx, &pb.GetPaymentRequestRequest{OrderId: w.orders[0]})
+			_, err := w.merchant.GetPaymentRequest(cctx, &pb.GetPaymentRequestRequest{OrderId: w.orders[0].id})
 			return err
 		})
 		close(stop)

@@ -137,6 +137,9 @@ type daemonSpec struct {
 	certMethods              map[string]bool // the calls ClientCertMethods protects; nil: not applicable
 	log                      *slog.Logger
 	public, admin            func(*grpc.Server)
+	// listening, if set, learns the public listener's address before
+	// anything is served.
+	listening func(publicAddr string) error
 	// routes adds HTTP endpoints to the admin listener, behind the token.
 	routes func(mux *http.ServeMux, auth func(http.Handler) http.Handler)
 }
@@ -424,6 +427,13 @@ func (d *Daemon) start(sp daemonSpec) error {
 		d.adminHTTP.Protocols.SetUnencryptedHTTP2(true)
 	}
 	d.Addr, d.AdminAddr = pubLis.Addr().String(), adminLis.Addr().String()
+	if sp.listening != nil {
+		if err := sp.listening(d.Addr); err != nil {
+			pubLis.Close()
+			adminLis.Close()
+			return err
+		}
+	}
 	d.done = make(chan error, 2)
 	go func() { d.done <- d.public.Serve(pubLis) }()
 	go func() {
@@ -493,9 +503,12 @@ type MerchantConfig struct {
 	Plaintext   bool
 	TLS         TLSOptions // ClientCertMethods does not apply to a merchant
 	Catalogue   string     // the till's catalogue directory (merchant.LoadCatalogue); "" for none
-	Now         func() time.Time
-	Log         *slog.Logger
-	Transcript  io.Writer // the merchant's protocol messages as JSON lines (docs/TRANSCRIPTS.md); nil: none
+	// PublicAddr is the host:port payment URIs name; "": the public
+	// listener's address, unless it is a wildcard (then orders have none).
+	PublicAddr string
+	Now        func() time.Time
+	Log        *slog.Logger
+	Transcript io.Writer // the merchant's protocol messages as JSON lines (docs/TRANSCRIPTS.md); nil: none
 }
 
 // Merchant is a running merchant node.
@@ -511,6 +524,11 @@ type Merchant struct {
 func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	if cfg.Account == 0 {
 		return nil, errors.New("merchant account id is required")
+	}
+	if cfg.PublicAddr != "" {
+		if err := ecash.CheckMerchantAddr(cfg.PublicAddr); err != nil {
+			return nil, fmt.Errorf("merchant public address: %w", err)
+		}
 	}
 	conn, err := transport.Dial(cfg.BankAddr, cfg.BankTLS)
 	if err != nil {
@@ -531,6 +549,17 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		tls: cfg.TLS, log: cfg.Log,
 		public: func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) },
 		admin:  func(s *grpc.Server) { pb.RegisterMerchantAdminServer(s, m.AdminServer()) },
+		listening: func(addr string) error {
+			if cfg.PublicAddr != "" {
+				return m.SetPublicAddr(cfg.PublicAddr)
+			}
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+					return nil // wallets cannot dial 0.0.0.0 or [::]
+				}
+			}
+			return m.SetPublicAddr(addr)
+		},
 	})
 	if err != nil {
 		n.Close()

@@ -9,6 +9,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// RPCCallsMetric is the counter of calls served, labelled by method and code.
+const RPCCallsMetric = "blindbank_rpc_requests_total"
+
 // RPCMetrics count calls by method and gRPC code and time them by method.
 type RPCMetrics struct {
 	calls   *prometheus.CounterVec
@@ -19,7 +22,7 @@ type RPCMetrics struct {
 func NewRPCMetrics(reg prometheus.Registerer) (*RPCMetrics, error) {
 	m := &RPCMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "blindbank_rpc_requests_total", Help: "gRPC calls served, by method and code.",
+			Name: RPCCallsMetric, Help: "gRPC calls served, by method and code.",
 		}, []string{"method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "blindbank_rpc_duration_seconds", Help: "gRPC call latency, by method.",

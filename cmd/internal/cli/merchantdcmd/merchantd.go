@@ -97,9 +97,9 @@ init refuses to replace an existing key.`,
 
 func serveCommand() *cli.Command {
 	var (
-		data, bankAddr, account, listen, adminListen, catalogue string
-		plaintext                                               bool
-		logf                                                    cli.LogFlags
+		data, bankAddr, account, listen, adminListen, catalogue, publicAddr string
+		plaintext                                                           bool
+		logf                                                                cli.LogFlags
 	)
 	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank", WithClientCert: true}
 	return &cli.Command{
@@ -118,6 +118,11 @@ SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
 and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
 SIGINT or SIGTERM stops it gracefully.
 
+Orders carry a payment URI that a wallet pays without fetching the order
+first ("merchantd order create --uri"). It names the address wallets dial:
+--public-addr, or --listen's address unless that is a wildcard such as
+0.0.0.0:7543 (then, without --public-addr, orders have no URI).
+
 With --catalogue DIR it is also a till that sells the files listed in
 DIR/catalogue.json for electronic checks (see "merchantd products --help"
 for the format): it quotes prices, delivers the goods encrypted under a
@@ -127,13 +132,14 @@ changed afterwards is not sold until a restart. Plain checks
 ("wallet write-check") are deposited with or without a catalogue.`,
 		Example: `merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001 --catalogue ./shop-files
-merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --account 1001 --listen 0.0.0.0:7543`,
+merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --account 1001 --listen 0.0.0.0:7543 --public-addr shop.example:7543`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&data, "data", "", "data `DIR` made by merchantd init (required)")
 			fs.StringVar(&bankAddr, "bank", "", "the bank's public `ADDR` (required)")
 			fs.StringVar(&account, "account", "", "the merchant's account `ID` at the bank (required)")
 			fs.StringVar(&listen, "listen", "127.0.0.1:7543", "public gRPC `ADDR` for wallets (port 0 picks a free port)")
 			fs.StringVar(&adminListen, "admin-listen", "127.0.0.1:7544", "admin gRPC `ADDR`; must be loopback")
+			fs.StringVar(&publicAddr, "public-addr", "", "the `HOST:PORT` wallets dial, named in payment URIs (default: --listen's, unless a wildcard)")
 			fs.BoolVar(&plaintext, "plaintext", false, "serve wallets without TLS (loopback only; for tests)")
 			fs.StringVar(&catalogue, "catalogue", "", "sell the products of `DIR`/catalogue.json by electronic check")
 			bankTLS.Register(fs)
@@ -157,6 +163,11 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			}
 			if err := cli.CheckListen(listen, adminListen, plaintext); err != nil {
 				return err
+			}
+			if publicAddr != "" {
+				if err := ecash.CheckMerchantAddr(publicAddr); err != nil {
+					return cli.Usagef("bad --public-addr: %v", err)
+				}
 			}
 			id, err := cli.ParseID("--account", account)
 			if err != nil {
@@ -193,6 +204,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
 				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
 				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log, Catalogue: catalogue,
+				PublicAddr: publicAddr,
 			})
 			cancel()
 			if err != nil {
@@ -284,19 +296,30 @@ func createCommand(a *cli.AdminFlags) *cli.Command {
 	var (
 		amount, summary string
 		ttl             time.Duration
+		uri             bool
 	)
 	return &cli.Command{
 		Name:  "create",
-		Short: "create an order and print its id",
+		Short: "create an order and print its id or payment URI",
 		Long: `create makes an order: a payment request for --amount, signed by the
 merchant, with the --summary the customer's wallet shows, payable for --ttl.
-It prints the order id (just the id; with --json an object). The customer
-pays it with: wallet pay --merchant ADDR --order ID.`,
-		Example: `merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --ttl 30m`,
+It prints the order id (just the id; with --json an object with the id and
+the payment URI). The customer pays it with: wallet pay --merchant ADDR
+--order ID.
+
+With --uri it prints the order's payment URI instead: the signed request,
+its summary and the merchant's address (see "merchantd serve --help"), to
+hand to the customer as a link or a QR code. The customer's wallet pays it
+with: wallet pay --uri URI, one round trip fewer, as it need not fetch the
+request. A QR code holds about 2,900 bytes; a URI grows by 4 bytes for
+every 3 of the summary.`,
+		Example: `merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --ttl 30m
+merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --uri | qrencode -t ansiutf8`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&amount, "amount", "", "`AMOUNT` to charge, e.g. EUR:3.50 (required)")
 			fs.StringVar(&summary, "summary", "", "`TEXT` describing the order, shown by the wallet (required)")
 			fs.DurationVar(&ttl, "ttl", merchant.DefaultOrderTTL, "how long the order can be paid, e.g. 15m or 2h (at most 720h)")
+			fs.BoolVar(&uri, "uri", false, "print the order's payment URI instead of its id")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			if amount == "" {
@@ -320,8 +343,15 @@ pays it with: wallet pay --merchant ADDR --order ID.`,
 				if err != nil {
 					return fmt.Errorf("creating the order: %w", err)
 				}
+				if uri && resp.PaymentUri == "" {
+					return fmt.Errorf("order %s was created, but the merchant has no public address to put in a payment URI: restart it with --public-addr", resp.OrderId)
+				}
 				if !inv.JSON {
-					fmt.Fprintln(inv.Stdout, resp.OrderId)
+					if uri {
+						fmt.Fprintln(inv.Stdout, resp.PaymentUri)
+					} else {
+						fmt.Fprintln(inv.Stdout, resp.OrderId)
+					}
 					return nil
 				}
 				st, err := c.OrderStatus(ctx, &pb.OrderStatusRequest{OrderId: resp.OrderId})
@@ -362,6 +392,8 @@ merchantd order --data ./shop status --json ord-3f9a...`,
 					t.Row("expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(expires), cli.Until(expires, time.Now())))
 					if len(resp.Receipt) > 0 {
 						t.Row("receipt:", fmt.Sprintf("signed by the bank, %d bytes (--json shows it)", len(resp.Receipt)))
+					} else if resp.PaymentUri != "" {
+						t.Row("payment URI:", resp.PaymentUri)
 					}
 					t.Flush()
 				})
@@ -377,12 +409,14 @@ type orderOut struct {
 	Summary string `json:"summary"`
 	Expires string `json:"expires"`
 	Receipt string `json:"receipt,omitempty"` // hex of the bank's signed deposit receipt
+	URI     string `json:"payment_uri,omitempty"`
 }
 
 func orderJSON(r *pb.OrderStatusResponse) orderOut {
 	return orderOut{
 		OrderID: r.OrderId, Status: r.Status, Amount: r.Amount, Summary: r.Summary,
 		Expires: time.UnixMilli(r.ExpiresUnixMs).UTC().Format(time.RFC3339), Receipt: hex.EncodeToString(r.Receipt),
+		URI: r.PaymentUri,
 	}
 }
 

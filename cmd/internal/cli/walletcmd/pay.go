@@ -20,13 +20,13 @@ import (
 
 func payCommand(g *globals) *cli.Command {
 	var (
-		merchantAddr, order, transcript string
-		yes                             bool
+		merchantAddr, order, uri, transcript string
+		yes                                  bool
 	)
 	mtls := &cli.TLSFlags{Prefix: "merchant-", What: "merchant"}
 	return &cli.Command{
 		Name:  "pay",
-		Short: "pay a merchant's order with coins",
+		Short: "pay a merchant's order, or a payment URI, with coins",
 		Long: `pay fetches the payment request of order --order from the merchant at
 --merchant, checks it (the merchant's signature, the summary, that it names
 your bank and has not expired), shows it with the fees paying it will cost
@@ -43,22 +43,47 @@ connection fails after the coins were sent, run the same command again: the
 same sealed payment is re-sent and paid at most once. If a coin had already
 been spent (say, by a copy of this wallet), the bank refuses the payment with
 a proof signed by that coin; pay checks the proof, marks the coin spent and
-returns the other coins to the wallet.`,
+returns the other coins to the wallet.
+
+With --uri, pay takes the payment request, its summary and the merchant's
+address from a payment URI ("blindbank:pay/...", from "merchantd order
+create --uri", a link or a QR code) instead of fetching it: one round trip
+fewer. It is checked, shown and confirmed just the same. A URI is not
+authenticated as a fetch over TLS is, so check the merchant account and
+summary shown before you say yes: a forged URI can ask you to pay someone
+else. --merchant-ca or --merchant-pin still say how to trust the address.`,
 		Example: `wallet pay --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --order ord-3f9a...
-wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9a... --yes --json`,
+wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9a... --yes --json
+wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&merchantAddr, "merchant", "", "the merchant's public `ADDR` (required)")
-			fs.StringVar(&order, "order", "", "`ORDER_ID` to pay (required)")
+			fs.StringVar(&merchantAddr, "merchant", "", "the merchant's public `ADDR` (required without --uri)")
+			fs.StringVar(&order, "order", "", "`ORDER_ID` to pay (required without --uri)")
+			fs.StringVar(&uri, "uri", "", "pay the payment `URI` blindbank:pay/... (instead of --merchant and --order)")
 			fs.BoolVar(&yes, "yes", false, "pay without asking")
 			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
 			mtls.Register(fs)
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			var offer *ecash.PaymentOffer
+			if uri != "" {
+				if merchantAddr != "" || order != "" {
+					return cli.Usagef("--uri names the merchant and the order: give it without --merchant and --order")
+				}
+				var err error
+				if offer, err = ecash.ParsePaymentURI(strings.TrimSpace(uri)); err != nil {
+					return fmt.Errorf("bad --uri: %w", err)
+				}
+				pr, err := offer.Verify()
+				if err != nil {
+					return fmt.Errorf("bad --uri: %w", err)
+				}
+				merchantAddr, order = offer.Merchant, pr.OrderID
+			}
 			if err := cli.CheckAddr("merchant", merchantAddr); err != nil {
 				return err
 			}
 			if order == "" {
-				return cli.Usagef("--order ORDER_ID is required")
+				return cli.Usagef("--order ORDER_ID is required (or --uri URI)")
 			}
 			mcfg, err := mtls.Config(merchantAddr)
 			if err != nil {
@@ -93,10 +118,10 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 			if inv.JSON {
 				show = inv.Stderr
 			}
-			var offer *wallet.Offer
+			var shown *wallet.Offer
 			confirm := func(o *wallet.Offer) error {
-				offer = o
-				printOffer(show, o)
+				shown = o
+				printOffer(show, merchantAddr, o)
 				if yes {
 					return nil
 				}
@@ -108,7 +133,12 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 				}
 				return wallet.ErrDeclined
 			}
-			rcpt, err := w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
+			var rcpt *ecash.DepositReceipt
+			if offer != nil {
+				rcpt, err = w.PayOffer(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), offer, confirm)
+			} else {
+				rcpt, err = w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
+			}
 			if err != nil {
 				return payError(inv, order, err)
 			}
@@ -136,8 +166,8 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 				DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
 				Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
 			}
-			if offer != nil {
-				out.Summary = offer.Summary
+			if shown != nil {
+				out.Summary = shown.Summary
 			}
 			return inv.Print(out, func(wr io.Writer) {
 				fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
@@ -151,7 +181,7 @@ wallet pay --merchant shop.example:7543 --merchant-pin 9a0b...77 --order ord-3f9
 	}
 }
 
-func printOffer(w io.Writer, o *wallet.Offer) {
+func printOffer(w io.Writer, merchantAddr string, o *wallet.Offer) {
 	r := o.Request
 	fmt.Fprintf(w, "Payment request (signature verified):\n")
 	t := cli.NewTable(w)
@@ -165,6 +195,7 @@ func printOffer(w io.Writer, o *wallet.Offer) {
 	}
 	t.Row("  summary:", o.Summary)
 	t.Row("  order:", r.OrderID)
+	t.Row("  merchant address:", merchantAddr)
 	t.Row("  merchant account:", r.MerchantAccount)
 	t.Row("  merchant key:", hex.EncodeToString(r.MerchantPub))
 	t.Row("  expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(r.ExpiresAt), cli.Until(r.ExpiresAt, time.Now())))
