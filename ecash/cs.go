@@ -47,7 +47,6 @@ package ecash
 //     signature b (1 byte)||s (Taler: a 4-byte unsigned int then s).
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -610,26 +609,86 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 // csKDF is GNUnet's HKDF (spec §2): HMAC-SHA512 extract with salt, then
 // HMAC-SHA256 expand of the concatenated info chunks, n bytes (n <= 255·32).
 func csKDF(n int, salt, ikm []byte, info ...[]byte) []byte {
-	ext := hmac.New(sha512.New, salt)
-	ext.Write(ikm)
-	prk := ext.Sum(nil)
-	exp := hmac.New(sha256.New, prk)
+	prk := hmacSHA512(salt, ikm) // extract
+	out := csExpand(n, &prk, info...)
+	clear(prk[:])
+	return out
+}
+
+// csExpand is the KDF's expand step: T(i) = HMAC-SHA256(prk, T(i-1) ||
+// info || i), n bytes of T(1) || T(2) || ...
+func csExpand(n int, prk *[sha512.Size]byte, info ...[]byte) []byte {
 	out := make([]byte, 0, n+sha256.Size)
-	var t []byte
+	var t [sha256.Size]byte
 	for i := 1; len(out) < n; i++ {
-		exp.Reset()
-		exp.Write(t)
-		for _, c := range info {
-			exp.Write(c)
+		prev := t[:]
+		if i == 1 {
+			prev = nil
 		}
-		exp.Write([]byte{byte(i)})
-		t = exp.Sum(t[:0])
-		out = append(out, t...)
+		t = hmacSHA256(prk[:], prev, info, byte(i))
+		out = append(out, t[:]...)
 	}
-	clear(prk)
-	clear(t)
+	clear(t[:])
 	clear(out[n:cap(out)])
 	return out[:n]
+}
+
+// hmacSHA512 and hmacSHA256 are HMAC (RFC 2104) computed with the one-shot
+// hash functions over buffers on the stack. The KDF runs once or twice per
+// CS verification and several times per signature, and crypto/hmac
+// allocates two hash states and serialises them on every New: most of a
+// verification's garbage. Tested against RFC 4231 and GNUnet's KDF vector.
+func hmacSHA512(key, msg []byte) [sha512.Size]byte {
+	const bs = sha512.BlockSize
+	var long [sha512.Size]byte
+	if len(key) > bs {
+		long = sha512.Sum512(key)
+		key = long[:]
+	}
+	var buf [bs + 2*sha512.Size]byte
+	in := append(hmacPad(buf[:0], bs, key, 0x36), msg...)
+	inner := sha512.Sum512(in)
+	outer := append(hmacPad(buf[:0], bs, key, 0x5c), inner[:]...)
+	sum := sha512.Sum512(outer)
+	clear(buf[:])
+	clear(in)
+	clear(long[:])
+	return sum
+}
+
+func hmacSHA256(key, prev []byte, info [][]byte, ctr byte) [sha256.Size]byte {
+	const bs = sha256.BlockSize
+	var long [sha256.Size]byte
+	if len(key) > bs {
+		long = sha256.Sum256(key)
+		key = long[:]
+	}
+	var buf [bs + 4*sha256.Size]byte
+	in := append(hmacPad(buf[:0], bs, key, 0x36), prev...)
+	for _, c := range info {
+		in = append(in, c...)
+	}
+	in = append(in, ctr)
+	inner := sha256.Sum256(in)
+	outer := append(hmacPad(buf[:0], bs, key, 0x5c), inner[:]...)
+	sum := sha256.Sum256(outer)
+	clear(buf[:])
+	clear(in)
+	clear(long[:])
+	return sum
+}
+
+// hmacPad appends the HMAC key block XORed with pad: key (at most bs
+// bytes) zero-padded to bs bytes.
+func hmacPad(dst []byte, bs int, key []byte, pad byte) []byte {
+	for i := range bs {
+		b := pad
+		if i < len(key) {
+			b ^= key[i]
+		}
+		dst = append(dst, b)
+	}
+	return dst
 }
 
 // csClampScalar sets s to the RFC 7748-clamped 32 bytes b, reduced mod L
@@ -666,9 +725,10 @@ func csPrehash(rBlind *[32]byte, msg []byte) [sha512.Size]byte {
 func csFDH(prehash *[sha512.Size]byte, k *CSPublicKey) *edwards25519.Scalar {
 	var info [len(csFDHLabel) + 2]byte
 	copy(info[:], csFDHLabel)
+	prk := hmacSHA512(k.enc[:], prehash[:]) // the KDF's extract: the same for every counter
 	for ctr := 0; ctr <= 0xffff; ctr++ {
 		binary.BigEndian.PutUint16(info[len(csFDHLabel):], uint16(ctr))
-		buf := csKDF(32, k.enc[:], prehash[:], info[:])
+		buf := csExpand(32, &prk, info[:])
 		buf[0] &= 0x1f // L has 253 bits
 		slices.Reverse(buf)
 		if c, err := new(edwards25519.Scalar).SetCanonicalBytes(buf); err == nil {
