@@ -7,12 +7,17 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
 
 // Errors of a live revocation.
 var (
 	ErrNoKeyFile = errors.New("bank: this bank has no key file to record the change in")
+	// ErrUnrevoked refuses to publish a key set that lists as valid a
+	// denomination a logged key set revoked: a replica started with a key
+	// file from before the revocation must adopt it first.
+	ErrUnrevoked = errors.New("bank: the key set lists as valid a denomination the audit log's key sets revoke")
 )
 
 // KeyFileEditor applies change to the bank's key file and saves it,
@@ -75,4 +80,71 @@ func (b *Bank) RevokeDenomination(ctx context.Context, id string) (ecash.Denomin
 	d.Revoked = true
 	b.log.Warn("denomination revoked", "denomination", d.ID.String(), "value", d.Value.String())
 	return d, nil
+}
+
+// LogDenoms lists the denominations whose coins op issues or takes in
+// payment: what a revocation forbids. (A recoup's coin is of a revoked
+// denomination by design; its outputs are not.)
+func LogDenoms(op auditlog.Op) []ecash.Hash {
+	var out []ecash.Hash
+	add := func(id ecash.Hash) {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	issued := func(ds []auditlog.DenomCount) {
+		for _, d := range ds {
+			add(d.Denom)
+		}
+	}
+	switch o := op.(type) {
+	case auditlog.Withdraw:
+		issued(o.Issued)
+	case auditlog.Deposit:
+		for _, c := range o.Coins {
+			add(c.Denom)
+		}
+	case auditlog.Swap:
+		for _, c := range o.Spent {
+			add(c.Denom)
+		}
+		for _, c := range o.Credits {
+			add(c.Denom)
+		}
+		issued(o.Issued)
+	case auditlog.Recoup:
+		issued(o.Issued)
+	}
+	return out
+}
+
+// RevokedInLog is a store's refusal of an op that uses denomination id,
+// which a logged key set revoked.
+func RevokedInLog(id ecash.Hash) error {
+	return fmt.Errorf("%w: denomination %x…, by the audit log's key set", ecash.ErrDenominationRevoked, id[:8])
+}
+
+// KeySetRevocations is what a store does with a key set it publishes: it
+// returns the denominations signed revokes, or ErrUnrevoked if signed
+// lists as valid a denomination revoked reports revoked by a logged key
+// set. Bytes that do not decode as a key set (the log checks only their
+// tag) revoke nothing.
+func KeySetRevocations(signed []byte, revoked func(ecash.Hash) (bool, error)) ([]ecash.Hash, error) {
+	ks, err := ecash.DecodeKeySet(signed, nil)
+	if err != nil {
+		return nil, nil
+	}
+	for _, d := range ks.Denominations {
+		if d.Revoked {
+			continue
+		}
+		r, err := revoked(d.ID)
+		if err != nil {
+			return nil, err
+		}
+		if r {
+			return nil, fmt.Errorf("%w: %s (%x…)", ErrUnrevoked, d.Value, d.ID[:8])
+		}
+	}
+	return ks.Revoked(), nil
 }

@@ -45,6 +45,13 @@ var migrations = []migration{
 	{7, "fees: the system account fees are booked to", []string{
 		fmt.Sprintf(`INSERT INTO accounts (id, name, created) VALUES (%d, 'fees'::bytea, now()) ON CONFLICT (id) DO NOTHING`, bank.AccountFees),
 	}},
+	{8, "revocations: the denominations logged key sets revoke, checked by every logged change", []string{
+		`CREATE TABLE revocations (
+			denom      bytea  NOT NULL CHECK (length(denom) = 32),
+			keyset_idx bigint NOT NULL CHECK (keyset_idx >= 0),
+			PRIMARY KEY (denom)
+		)`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

@@ -165,6 +165,9 @@ func (r *replicas) Totals(ctx context.Context) (map[uint64]int64, error) { retur
 func (r *replicas) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
 	return r.next().PublishKeySet(ctx, signed, at)
 }
+func (r *replicas) Revocations(ctx context.Context) ([]bank.Revocation, error) {
+	return r.next().Revocations(ctx)
+}
 func (r *replicas) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
 	return r.next().LogIndex(ctx, ref)
 }
