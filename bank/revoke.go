@@ -342,3 +342,40 @@ func KeySetRevocations(signed []byte, revoked func(ecash.Hash) (bool, error)) ([
 	}
 	return ks.Revoked(), nil
 }
+
+// ScanRevocations replays the log's entries from 0 to size, read n at a
+// time by read, and returns the revocations their key sets make, each
+// under the first key set that made it: for a store to fill its record of
+// revocations from a log written before it kept one.
+func ScanRevocations(size int64, read func(from int64, n int) ([][]byte, error)) ([]Revocation, error) {
+	var out []Revocation
+	seen := map[ecash.Hash]bool{}
+	for from := int64(0); from < size; {
+		raw, err := read(from, int(min(size-from, MaxLogRead)))
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) == 0 {
+			return nil, fmt.Errorf("bank: log entry %d missing below size %d", from, size)
+		}
+		for i, b := range raw {
+			e, err := auditlog.DecodeEntry(b)
+			if err != nil {
+				return nil, fmt.Errorf("bank: log entry %d: %w", from+int64(i), err)
+			}
+			ks, ok := e.Op.(auditlog.KeySet)
+			if !ok {
+				continue
+			}
+			revoked, _ := KeySetRevocations(ks.Signed, func(ecash.Hash) (bool, error) { return false, nil })
+			for _, id := range revoked {
+				if !seen[id] {
+					seen[id] = true
+					out = append(out, Revocation{Denom: id, KeySet: from + int64(i)})
+				}
+			}
+		}
+		from += int64(len(raw))
+	}
+	return out, nil
+}

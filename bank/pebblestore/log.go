@@ -35,6 +35,9 @@ import (
 var (
 	keyLogSize    = []byte("m/log-size")
 	keyKeySetHash = []byte("m/keyset-hash")
+	// keyRevocations marks a store whose y/ keys hold every revocation
+	// of its log (scanRevocations).
+	keyRevocations = []byte("m/revocations")
 )
 
 const (
@@ -210,6 +213,39 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 		return nil, err
 	}
 	return loadRevocations(s.db)
+}
+
+// scanRevocations records, once, the revocations of a log written before
+// the store kept them, before the committer starts.
+func scanRevocations(db *pebble.DB, size int64) error {
+	if _, found, err := Get(db, keyRevocations); err != nil || found {
+		return err
+	}
+	revs, err := bank.ScanRevocations(size, func(from int64, n int) ([][]byte, error) {
+		out := make([][]byte, 0, n)
+		for i := from; i < from+int64(n); i++ {
+			v, found, err := Get(db, u64Key(prefixLogEntry, uint64(i)))
+			if err != nil || !found {
+				return nil, fmt.Errorf("pebblestore: log entry %d: %w (found %t)", i, err, found)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	var errs []error
+	for _, r := range revs {
+		errs = append(errs, b.Set(hashKey(prefixRevoked, r.Denom), binary.BigEndian.AppendUint64(nil, uint64(r.KeySet)), nil))
+	}
+	errs = append(errs, b.Set(keyRevocations, nil, nil), b.Commit(pebble.Sync))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pebblestore: recording the log's revocations: %w", err)
+	}
+	return nil
 }
 
 // loadRevocations reads every recorded revocation.

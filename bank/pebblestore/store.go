@@ -320,6 +320,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := scanRevocations(db, logSize); err != nil {
+		db.Close()
+		return nil, err
+	}
 	revs, err := loadRevocations(db)
 	if err != nil {
 		db.Close()

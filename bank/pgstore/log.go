@@ -20,8 +20,10 @@ import (
 //
 //	log_entries (idx, entry)           encoded entries by index
 //	log_hashes  (idx, hash)            tlog stored hashes (tlog.StoredHashIndex numbering)
-//	log_state   (size, keyset_hash)    one row: the committed size, and the
-//	                                   SHA-256 of the newest published key set
+//	log_state   (size, keyset_hash,    one row: the committed size, the
+//	             unscanned)            SHA-256 of the newest published key
+//	                                   set, and the entries below unscanned
+//	                                   whose revocations are not yet recorded
 //	log_refs    (ref, idx)             the index of the entry of a deposit,
 //	                                   withdrawal, swap or check, by its
 //	                                   payment, request or EPO hash
@@ -283,6 +285,32 @@ func queueRevoked(b *pgx.Batch, op auditlog.Op) {
 	})
 }
 
+// scanRevocations records the revocations of the entries logged before
+// the revocations table (migration 8), once: until it has, on the first
+// Open after the upgrade, their key sets' revocations are not checked.
+func (s *Store) scanRevocations(ctx context.Context) error {
+	var unscanned int64
+	if err := s.pool.QueryRow(ctx, `SELECT unscanned FROM log_state`).Scan(&unscanned); err != nil || unscanned == 0 {
+		return err
+	}
+	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) { return s.LogEntries(ctx, from, n) })
+	if err != nil {
+		return fmt.Errorf("pgstore: recording the log's revocations: %w", err)
+	}
+	denoms, idxs := make([][]byte, len(revs)), make([]int64, len(revs))
+	for i, r := range revs {
+		denoms[i], idxs[i] = r.Denom[:], r.KeySet
+	}
+	return s.mutate(ctx, "record the log's revocations", func(t *txn) error {
+		b := begin()
+		b.Queue(sqlLockLog) // as every writer of revocations does, first
+		b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+			ON CONFLICT (denom) DO UPDATE SET keyset_idx = least(revocations.keyset_idx, excluded.keyset_idx)`, denoms, idxs)
+		b.Queue(`UPDATE log_state SET unscanned = 0`)
+		return t.commit(b)
+	})
+}
+
 // Revocations implements bank.Store.
 func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 	var out []bank.Revocation
@@ -368,7 +396,7 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 			}
 		}
 		if len(added) > 0 {
-			b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT unnest($1::bytea[]), $2`, added, l.size)
+			b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT unnest($1::bytea[]), $2 ON CONFLICT (denom) DO NOTHING`, added, l.size)
 		}
 		return t.commit(b)
 	})

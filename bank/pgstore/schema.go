@@ -51,6 +51,10 @@ var migrations = []migration{
 			keyset_idx bigint NOT NULL CHECK (keyset_idx >= 0),
 			PRIMARY KEY (denom)
 		)`,
+		// The entries below unscanned were logged before the table:
+		// Open records their revocations (scanRevocations).
+		`ALTER TABLE log_state ADD COLUMN unscanned bigint NOT NULL DEFAULT 0`,
+		`UPDATE log_state SET unscanned = size`,
 	}},
 }
 

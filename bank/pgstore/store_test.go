@@ -840,3 +840,31 @@ func TestServerDown(t *testing.T) {
 		t.Errorf("balance %d after two credits of 10 acknowledged, want 20", acct.Balance)
 	}
 }
+
+// TestScanRevocations: on the first Open after migration 8, the
+// revocations of key sets logged before it are recorded.
+func TestScanRevocations(t *testing.T) {
+	dsn := freshDSN(t)
+	s := mustOpen(t, dsn)
+	ks0, ids := storetest.RevocationKeySet(t, epoch)
+	ks1, _ := storetest.RevocationKeySet(t, epoch.Add(time.Second), 1)
+	for _, ks := range [][]byte{ks0, ks1} {
+		if err := s.PublishKeySet(bg, ks, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back to the state migration 8 leaves a database in.
+	if _, err := s.pool.Exec(bg, `DELETE FROM revocations; UPDATE log_state SET unscanned = size`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = mustOpen(t, dsn)
+	defer s.Close()
+	revs, err := s.Revocations(bg)
+	if want := []bank.Revocation{{Denom: ids[1], KeySet: 1}}; err != nil || !slices.Equal(revs, want) {
+		t.Fatalf("revocations after the scan: %+v, %v; want %+v", revs, err, want)
+	}
+	if err := s.PublishKeySet(bg, ks0, epoch); !errors.Is(err, bank.ErrUnrevoked) {
+		t.Fatalf("a key set un-revoking a scanned revocation: %v, want ErrUnrevoked", err)
+	}
+}

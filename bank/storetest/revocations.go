@@ -15,10 +15,10 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// revocationKeySet is a master-signed key set of two CS denominations of
+// RevocationKeySet is a master-signed key set of two CS denominations of
 // EUR:1.00, signed at issued, with the denominations of revoke revoked,
 // and the denomination ids.
-func revocationKeySet(t *testing.T, issued time.Time, revoke ...int) ([]byte, [2]ecash.Hash) {
+func RevocationKeySet(t *testing.T, issued time.Time, revoke ...int) ([]byte, [2]ecash.Hash) {
 	t.Helper()
 	master := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 	ks := &ecash.KeySet{Currency: "EUR", MasterPub: master.Public().(ed25519.PublicKey), SigningPub: fakeKey("signing"),
@@ -46,9 +46,9 @@ func testRevocations(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	c, m := f.customer(), f.merchant()
 	f.credit(c, 1000)
-	ks0, ids := revocationKeySet(t, epoch)
-	ks1, _ := revocationKeySet(t, epoch.Add(time.Second), 0)
-	ks2, _ := revocationKeySet(t, epoch.Add(2*time.Second), 0, 1)
+	ks0, ids := RevocationKeySet(t, epoch)
+	ks1, _ := RevocationKeySet(t, epoch.Add(time.Second), 0)
+	ks2, _ := RevocationKeySet(t, epoch.Add(2*time.Second), 0, 1)
 	if revs, err := s.Revocations(f.ctx); err != nil || len(revs) != 0 {
 		t.Fatalf("a new store's revocations: %v, %v", revs, err)
 	}
