@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/bank/storetest"
 	"github.com/blindbank/blindbank/ecash"
@@ -867,4 +868,56 @@ func TestScanRevocations(t *testing.T) {
 	if err := s.PublishKeySet(bg, ks0, epoch); !errors.Is(err, bank.ErrUnrevoked) {
 		t.Fatalf("a key set un-revoking a scanned revocation: %v, want ErrUnrevoked", err)
 	}
+}
+
+// BenchmarkDepositLogged is BenchmarkDeposit with each deposit's
+// audit-log entry, so each also takes the log's lock and is checked
+// against the revocations: with none recorded, and with another
+// denomination revoked.
+func BenchmarkDepositLogged(b *testing.B) {
+	for _, revoked := range []bool{false, true} {
+		b.Run(fmt.Sprintf("revoked=%t", revoked), func(b *testing.B) {
+			s := mustOpen(b, freshDSN(b))
+			defer s.Close()
+			benchLoggedDeposits(b, s, revoked)
+		})
+	}
+}
+
+// benchLoggedDeposits runs parallel logged deposits of four coins of one
+// denomination into one merchant account.
+func benchLoggedDeposits(b *testing.B, s bank.Store, revoked bool) {
+	ks, ids := storetest.RevocationKeySet(b, epoch)
+	if revoked {
+		ks, _ = storetest.RevocationKeySet(b, epoch.Add(time.Second), 1)
+	}
+	if err := s.PublishKeySet(bg, ks, epoch); err != nil {
+		b.Fatal(err)
+	}
+	m, err := s.OpenAccount(bg, "shop", storetest.Key("shop"), true, epoch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Uint64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := seq.Add(1)
+			op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
+			lg := auditlog.Deposit{Merchant: m, Amount: ecash.Amount{Currency: "EUR", Value: 4}, PaymentHash: op.PaymentHash}
+			for i := range 4 {
+				c := bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)}
+				op.Coins = append(op.Coins, c)
+				lg.Coins = append(lg.Coins, auditlog.SpentCoin{ID: c.ID, Denom: ids[0], Value: ecash.Amount{Currency: "EUR", Value: 1}, PermissionHash: ecash.HashOf(c.Permission)})
+			}
+			op.Log = lg
+			if _, err := s.Deposit(bg, op); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }

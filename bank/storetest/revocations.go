@@ -18,7 +18,7 @@ import (
 // RevocationKeySet is a master-signed key set of two CS denominations of
 // EUR:1.00, signed at issued, with the denominations of revoke revoked,
 // and the denomination ids.
-func RevocationKeySet(t *testing.T, issued time.Time, revoke ...int) ([]byte, [2]ecash.Hash) {
+func RevocationKeySet(t testing.TB, issued time.Time, revoke ...int) ([]byte, [2]ecash.Hash) {
 	t.Helper()
 	master := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 	ks := &ecash.KeySet{Currency: "EUR", MasterPub: master.Public().(ed25519.PublicKey), SigningPub: fakeKey("signing"),
