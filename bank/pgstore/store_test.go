@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
-	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/bank/storetest"
 	"github.com/blindbank/blindbank/ecash"
@@ -777,12 +776,7 @@ func BenchmarkDeposit(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			n := seq.Add(1)
-			op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
-			for i := range 4 {
-				op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)})
-			}
-			if _, err := s.Deposit(bg, op); err != nil {
+			if _, err := s.Deposit(bg, storetest.BenchDeposit(m, seq.Add(1), nil)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -847,27 +841,12 @@ func TestServerDown(t *testing.T) {
 func TestScanRevocations(t *testing.T) {
 	dsn := freshDSN(t)
 	s := mustOpen(t, dsn)
-	ks0, ids := storetest.RevocationKeySet(t, epoch)
-	ks1, _ := storetest.RevocationKeySet(t, epoch.Add(time.Second), 1)
-	for _, ks := range [][]byte{ks0, ks1} {
-		if err := s.PublishKeySet(bg, ks, epoch); err != nil {
+	storetest.CheckScanRevocations(t, s, func(ecash.Hash) {
+		// The state migration 8 leaves a database in.
+		if _, err := s.pool.Exec(bg, `DELETE FROM revocations; UPDATE log_state SET unscanned = size`); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// Back to the state migration 8 leaves a database in.
-	if _, err := s.pool.Exec(bg, `DELETE FROM revocations; UPDATE log_state SET unscanned = size`); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = mustOpen(t, dsn)
-	defer s.Close()
-	revs, err := s.Revocations(bg)
-	if want := []bank.Revocation{{Denom: ids[1], KeySet: 1}}; err != nil || !slices.Equal(revs, want) {
-		t.Fatalf("revocations after the scan: %+v, %v; want %+v", revs, err, want)
-	}
-	if err := s.PublishKeySet(bg, ks0, epoch); !errors.Is(err, bank.ErrUnrevoked) {
-		t.Fatalf("a key set un-revoking a scanned revocation: %v, want ErrUnrevoked", err)
-	}
+	}, func() bank.Store { return mustOpen(t, dsn) })
 }
 
 // BenchmarkDepositLogged is BenchmarkDeposit with each deposit's
@@ -879,45 +858,7 @@ func BenchmarkDepositLogged(b *testing.B) {
 		b.Run(fmt.Sprintf("revoked=%t", revoked), func(b *testing.B) {
 			s := mustOpen(b, freshDSN(b))
 			defer s.Close()
-			benchLoggedDeposits(b, s, revoked)
+			storetest.BenchLoggedDeposits(b, s, revoked, 8)
 		})
 	}
-}
-
-// benchLoggedDeposits runs parallel logged deposits of four coins of one
-// denomination into one merchant account.
-func benchLoggedDeposits(b *testing.B, s bank.Store, revoked bool) {
-	ks, ids := storetest.RevocationKeySet(b, epoch)
-	if revoked {
-		ks, _ = storetest.RevocationKeySet(b, epoch.Add(time.Second), 1)
-	}
-	if err := s.PublishKeySet(bg, ks, epoch); err != nil {
-		b.Fatal(err)
-	}
-	m, err := s.OpenAccount(bg, "shop", storetest.Key("shop"), true, epoch)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var seq atomic.Uint64
-	b.SetParallelism(8)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			n := seq.Add(1)
-			op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
-			lg := auditlog.Deposit{Merchant: m, Amount: ecash.Amount{Currency: "EUR", Value: 4}, PaymentHash: op.PaymentHash}
-			for i := range 4 {
-				c := bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)}
-				op.Coins = append(op.Coins, c)
-				lg.Coins = append(lg.Coins, auditlog.SpentCoin{ID: c.ID, Denom: ids[0], Value: ecash.Amount{Currency: "EUR", Value: 1}, PermissionHash: ecash.HashOf(c.Permission)})
-			}
-			op.Log = lg
-			if _, err := s.Deposit(bg, op); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }

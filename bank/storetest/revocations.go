@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,4 +143,83 @@ func testRevocations(t *testing.T, s bank.Store) {
 		t.Fatalf("revocations: %+v, %v; want %+v", revs, err, want)
 	}
 	f.checkLedger()
+}
+
+// CheckScanRevocations checks that a store whose log holds revoking key
+// sets but no record of them (written before it kept one) records them
+// when reopened: it publishes two key sets into s, calls forget to drop
+// the record behind the store's back, closes s and checks the store
+// reopen returns.
+func CheckScanRevocations(t *testing.T, s bank.Store, forget func(revoked ecash.Hash), reopen func() bank.Store) {
+	t.Helper()
+	ks0, ids := RevocationKeySet(t, epoch)
+	ks1, _ := RevocationKeySet(t, epoch.Add(time.Second), 1)
+	for _, ks := range [][]byte{ks0, ks1} {
+		if err := s.PublishKeySet(t.Context(), ks, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget(ids[1])
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	defer s.Close()
+	revs, err := s.Revocations(t.Context())
+	if want := []bank.Revocation{{Denom: ids[1], KeySet: 1}}; err != nil || !slices.Equal(revs, want) {
+		t.Fatalf("revocations after the scan: %+v, %v; want %+v", revs, err, want)
+	}
+	if err := s.PublishKeySet(t.Context(), ks0, epoch); !errors.Is(err, bank.ErrUnrevoked) {
+		t.Fatalf("a key set un-revoking a scanned revocation: %v, want ErrUnrevoked", err)
+	}
+}
+
+// BenchLoggedDeposits runs parallel deposits, each of four coins of one
+// denomination into one merchant account with its audit-log entry, so
+// that each is checked against the revocations: with none recorded, or
+// with another denomination revoked.
+func BenchLoggedDeposits(b *testing.B, s bank.Store, revoked bool, parallelism int) {
+	ks, ids := RevocationKeySet(b, epoch)
+	if revoked {
+		ks, _ = RevocationKeySet(b, epoch.Add(time.Second), 1)
+	}
+	ctx := b.Context()
+	if err := s.PublishKeySet(ctx, ks, epoch); err != nil {
+		b.Fatal(err)
+	}
+	m, err := s.OpenAccount(ctx, "shop", fakeKey("shop"), true, epoch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Uint64
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Deposit(ctx, BenchDeposit(m, seq.Add(1), &ids[0])); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}
+
+// BenchDeposit is the deposit store benchmarks make: the n-th payment of
+// four fresh coins of EUR:0.01 to merchant m. With denom, it carries its
+// audit-log entry, the coins of that denomination.
+func BenchDeposit(m, n uint64, denom *ecash.Hash) bank.DepositOp {
+	op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
+	for i := range 4 {
+		op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)})
+	}
+	if denom != nil {
+		lg := auditlog.Deposit{Merchant: m, Amount: eur(4), PaymentHash: op.PaymentHash}
+		for _, c := range op.Coins {
+			lg.Coins = append(lg.Coins, auditlog.SpentCoin{ID: c.ID, Denom: *denom, Value: eur(1), PermissionHash: ecash.HashOf(c.Permission)})
+		}
+		op.Log = lg
+	}
+	return op
 }

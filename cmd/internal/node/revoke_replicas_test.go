@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,21 +59,12 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A withdrawal of the denomination, signed before the revocation.
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	acctKey, _ := ecash.DeriveAccountKey(seed)
-	spender := e.openAccount("spender", acctKey.Public().(ed25519.PublicKey), false)
-	e.credit(spender, value)
-	ps, err := ecash.DerivePlanchet(seed, 0)
+	withdraw, _, _ := e.rawWithdrawal(t, bankA, d)
+	wreq, err := ecash.DecodeWithdrawRequest(withdraw.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := ps.Blind(d, e.prepare(t, bankA, d, ps))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wreq := &ecash.WithdrawRequest{Account: spender, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
-	withdraw := &pb.WithdrawRequest{Body: wreq.Body(), AccountSig: ecash.SignWithdraw(acctKey, wreq, d.Value)}
+	spender := wreq.Account
 	logSize := func() int64 {
 		n, err := e.bank.Bank.Store().LogSize(ctx)
 		if err != nil {
