@@ -48,6 +48,7 @@ type Bank struct {
 	editKeys KeyFileEditor // nil: no live key-set changes
 	revoking sync.Mutex    // serialises live key-set changes
 	limit    *RateLimiter  // per account: withdrawals, checks, statements
+	revoked  chan struct{} // a store refused a revoked denomination: wakes WatchRevocations
 }
 
 // LimitAccounts caps the operations each account may start per second
@@ -68,7 +69,7 @@ func New(store Store, keys *Keys, now func() time.Time, log *slog.Logger) *Bank 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bank{store: store, keys: keys, now: now, log: log}
+	b := &Bank{store: store, keys: keys, now: now, log: log, revoked: make(chan struct{}, 1)}
 	b.view.Store(newKeyView(keys))
 	return b
 }
@@ -168,7 +169,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 		Log: auditlog.Withdraw{Account: req.Account, Amount: total, Fee: fee, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
 	})
 	if err != nil {
-		return nil, err
+		return nil, b.refused(err)
 	}
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
@@ -413,7 +414,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		return nil, nil, b.doubleSpend(spent, now)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, b.refused(err)
 	}
 	out, err := ecash.DecodeDepositReceipt(stored)
 	if err != nil {
@@ -499,7 +500,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 		return nil, b.doubleSpend(spent, now)
 	}
 	if err != nil {
-		return nil, err
+		return nil, b.refused(err)
 	}
 	b.log.Info("swap", "value", in.String(), "in", len(coins), "out", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)

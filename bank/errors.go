@@ -29,6 +29,7 @@ var errorCodes = []struct {
 	{ErrNotDeposited, codes.FailedPrecondition},
 	{ErrMasterOffline, codes.FailedPrecondition},
 	{ErrNoKeyFile, codes.FailedPrecondition},
+	{ErrUnrevoked, codes.FailedPrecondition},
 	{ErrRefundExceeds, codes.FailedPrecondition},
 	{ErrNoCredit, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},

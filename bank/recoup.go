@@ -163,7 +163,7 @@ func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ec
 		return nil, b.doubleSpend(se, now)
 	}
 	if err != nil {
-		return nil, err
+		return nil, b.refused(err)
 	}
 	b.log.Info("recoup by re-issue", "amount", d.Value.String(), "outputs", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, []*DenomKey{d})

@@ -210,6 +210,12 @@ type Issued struct {
 	Account uint64     // for withdrawals: the account debited
 }
 
+// Revocation is a denomination a logged key set revokes.
+type Revocation struct {
+	Denom  ecash.Hash
+	KeySet int64 // index of the first KeySet log entry that revokes it
+}
+
 // MaxLogRead bounds the entries one LogEntries call returns.
 const MaxLogRead = 1024
 
@@ -319,6 +325,12 @@ func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpe
 //     Log the log refuses (auditlog.ErrInvalidEntry) refuses the op,
 //     ErrInvalidOp, changing nothing. Entries and the stored Merkle hashes
 //     never change once committed.
+//   - Revocations: a denomination a logged key set revokes stays revoked
+//     (PublishKeySet). A mutation whose Log issues or spends coins of one
+//     (LogDenoms) is refused with ecash.ErrDenominationRevoked and changes
+//     nothing. The check is ordered with PublishKeySet as the log's
+//     appends are: a mutation that commits after PublishKeySet returned
+//     was checked against its revocations, whichever replica runs it.
 type Store interface {
 	// OpenAccount creates an account for key. ErrKeyInUse if key has one.
 	OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error)
@@ -414,8 +426,14 @@ type Store interface {
 	// Unlock clears an account's failed authentications.
 	Unlock(ctx context.Context, id uint64) error
 	// PublishKeySet appends a KeySet entry with signed, unless the newest
-	// KeySet entry holds the same bytes (a restart publishes nothing new).
+	// KeySet entry holds the same bytes (a restart publishes nothing new),
+	// and records the denominations it revokes (KeySetRevocations). A key
+	// set that lists as valid a denomination a logged key set revoked is
+	// refused with ErrUnrevoked: the log never un-revokes.
 	PublishKeySet(ctx context.Context, signed []byte, at time.Time) error
+	// Revocations lists the denominations logged key sets revoke, each with
+	// the index of the first KeySet entry that revoked it.
+	Revocations(ctx context.Context) ([]Revocation, error)
 	// LogIndex returns the index of the entry logged for a deposit (by
 	// payment hash), a withdrawal or swap (by request hash) or a check (by
 	// EPO hash); found is false if there is none.

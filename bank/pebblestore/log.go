@@ -25,6 +25,7 @@ import (
 //	h/<u64 index>     tlog stored hash (tlog.StoredHashIndex numbering)
 //	x/<ref>           u64 index of the entry of a deposit, withdrawal, swap
 //	                  or check, by its payment, request or EPO hash
+//	y/<denomination>  u64 index of the first key set entry that revoked it
 //
 // The committer owns the log: each group commit starts an Appender on top
 // of the committed size, every operation of the group appends its entry in
@@ -34,12 +35,16 @@ import (
 var (
 	keyLogSize    = []byte("m/log-size")
 	keyKeySetHash = []byte("m/keyset-hash")
+	// keyRevocations marks a store whose y/ keys hold every revocation
+	// of its log (scanRevocations).
+	keyRevocations = []byte("m/revocations")
 )
 
 const (
 	prefixLogEntry = "l/"
 	prefixLogHash  = "h/"
 	prefixLogRef   = "x/"
+	prefixRevoked  = "y/"
 )
 
 // loadLogSize reads the committed log size (0 for a store without a log).
@@ -84,6 +89,9 @@ func (c committedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 func (t *txn) appendLog(op auditlog.Op, at time.Time, ref *ecash.Hash) error {
 	if op == nil {
 		return nil
+	}
+	if err := t.checkRevoked(op); err != nil {
+		return err
 	}
 	e, _, err := t.log.Append(op, at)
 	if err != nil {
@@ -139,6 +147,26 @@ func writeLog(b *pebble.Batch, a *auditlog.Appender) error {
 	return errors.Join(errs...)
 }
 
+// checkRevoked refuses an op whose entry issues or spends coins of a
+// denomination a logged key set revoked. It reads only once the store
+// holds a revocation: in the committer, so in commit order with
+// PublishKeySet.
+func (t *txn) checkRevoked(op auditlog.Op) error {
+	if !*t.anyRevoked {
+		return nil
+	}
+	for _, id := range bank.LogDenoms(op) {
+		_, revoked, err := t.get(hashKey(prefixRevoked, id))
+		if err != nil {
+			return err
+		}
+		if revoked {
+			return bank.RevokedInLog(id)
+		}
+	}
+	return nil
+}
+
 // PublishKeySet implements bank.Store.
 func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
 	h := sha256.Sum256(signed)
@@ -148,12 +176,98 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		if err != nil || (ok && bytes.Equal(v, h[:])) {
 			return err
 		}
+		revoked, err := bank.KeySetRevocations(signed, func(id ecash.Hash) (bool, error) {
+			_, found, err := t.get(hashKey(prefixRevoked, id))
+			return found, err
+		})
+		if err != nil {
+			return err
+		}
+		index := t.log.Size()
 		if err := t.appendLog(auditlog.KeySet{Signed: signed}, at, nil); err != nil {
 			return err
 		}
 		t.set(keyKeySetHash, h[:])
+		for _, id := range revoked {
+			key := hashKey(prefixRevoked, id)
+			if _, found, err := t.get(key); err != nil || found {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			t.set(key, binary.BigEndian.AppendUint64(nil, uint64(index)))
+			*t.anyRevoked = true // committer-only; at worst a few reads too many if this op fails
+		}
 		return nil
 	})
+}
+
+// Revocations implements bank.Store.
+func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return loadRevocations(s.db)
+}
+
+// scanRevocations records, once, the revocations of a log written before
+// the store kept them, before the committer starts.
+func scanRevocations(db *pebble.DB, size int64) error {
+	if _, found, err := Get(db, keyRevocations); err != nil || found {
+		return err
+	}
+	revs, err := bank.ScanRevocations(size, func(from int64, n int) ([][]byte, error) {
+		out := make([][]byte, 0, n)
+		for i := from; i < from+int64(n); i++ {
+			v, found, err := Get(db, u64Key(prefixLogEntry, uint64(i)))
+			if err != nil || !found {
+				return nil, fmt.Errorf("pebblestore: log entry %d: %w (found %t)", i, err, found)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	var errs []error
+	for _, r := range revs {
+		errs = append(errs, b.Set(hashKey(prefixRevoked, r.Denom), binary.BigEndian.AppendUint64(nil, uint64(r.KeySet)), nil))
+	}
+	errs = append(errs, b.Set(keyRevocations, nil, nil), b.Commit(pebble.Sync))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pebblestore: recording the log's revocations: %w", err)
+	}
+	return nil
+}
+
+// loadRevocations reads every recorded revocation.
+func loadRevocations(r pebble.Reader) ([]bank.Revocation, error) {
+	p := []byte(prefixRevoked)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	defer it.Close()
+	var out []bank.Revocation
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key()[len(p):], it.Value()
+		var r bank.Revocation
+		if len(k) != len(r.Denom) || len(v) != 8 {
+			return nil, fmt.Errorf("%w: revocation", errCorrupt)
+		}
+		copy(r.Denom[:], k)
+		r.KeySet = int64(binary.BigEndian.Uint64(v))
+		out = append(out, r)
+	}
+	return out, it.Error()
 }
 
 // LogSize implements bank.Store.

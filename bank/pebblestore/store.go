@@ -268,7 +268,10 @@ type Store struct {
 
 	failed  error // set by the committer after a failed commit; committer-only
 	logSize int64 // committed audit-log entries; committer-only after Open
-	refs    bank.RecentLogRefs
+	// anyRevoked: a key set revoked a denomination, so logged ops are
+	// checked (checkRevoked); committer-only after Open.
+	anyRevoked bool
+	refs       bank.RecentLogRefs
 
 	// Committer-only: shortenRamp's bytes still to watch and groups since
 	// it last looked.
@@ -317,14 +320,24 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := scanRevocations(db, logSize); err != nil {
+		db.Close()
+		return nil, err
+	}
+	revs, err := loadRevocations(db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Store{
-		db:       db,
-		maxBatch: opts.MaxBatch,
-		logSize:  logSize,
-		observe:  opts.ObserveCommit,
-		ops:      make(chan *request),
-		done:     make(chan struct{}),
-		rampLeft: rampWindow,
+		db:         db,
+		maxBatch:   opts.MaxBatch,
+		logSize:    logSize,
+		anyRevoked: len(revs) > 0,
+		observe:    opts.ObserveCommit,
+		ops:        make(chan *request),
+		done:       make(chan struct{}),
+		rampLeft:   rampWindow,
 	}
 	if s.maxBatch == 0 {
 		s.maxBatch = defaultBatch
@@ -470,7 +483,7 @@ func (s *Store) commitGroup(first *request) {
 	}
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db})}
+	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db}), anyRevoked: &s.anyRevoked}
 	var groupErr error // set if the batch itself broke
 	apply := func(r *request) {
 		if err := r.ctx.Err(); err != nil {
@@ -589,6 +602,8 @@ type txn struct {
 	writes []kv
 	log    *auditlog.Appender // the group's audit log
 	refs   []loggedRef        // the group's entries recorded under a ref
+	// anyRevoked is the store's: whether any denomination is revoked.
+	anyRevoked *bool
 }
 
 // loggedRef is an entry's index recorded under ref in the group.

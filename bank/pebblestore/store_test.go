@@ -648,12 +648,7 @@ func BenchmarkDeposit(b *testing.B) {
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					n := seq.Add(1)
-					op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
-					for i := range 4 {
-						op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)})
-					}
-					if _, err := s.Deposit(bg, op); err != nil {
+					if _, err := s.Deposit(bg, storetest.BenchDeposit(m, seq.Add(1), nil)); err != nil {
 						b.Error(err)
 						return
 					}

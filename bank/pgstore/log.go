@@ -20,11 +20,15 @@ import (
 //
 //	log_entries (idx, entry)           encoded entries by index
 //	log_hashes  (idx, hash)            tlog stored hashes (tlog.StoredHashIndex numbering)
-//	log_state   (size, keyset_hash)    one row: the committed size, and the
-//	                                   SHA-256 of the newest published key set
+//	log_state   (size, keyset_hash,    one row: the committed size, the
+//	             unscanned)            SHA-256 of the newest published key
+//	                                   set, and the entries below unscanned
+//	                                   whose revocations are not yet recorded
 //	log_refs    (ref, idx)             the index of the entry of a deposit,
 //	                                   withdrawal, swap or check, by its
 //	                                   payment, request or EPO hash
+//	revocations (denom, keyset_idx)    each denomination a logged key set
+//	                                   revoked, and that key set's index
 //
 // Every transaction that appends locks the log_state row as its last lock
 // (after its account rows and records), reads the size under the lock,
@@ -240,6 +244,7 @@ func (t *txn) commitLogged(b *pgx.Batch, op auditlog.Op, at time.Time, ref *ecas
 	}
 	var l logLock
 	l.queue(b)
+	queueRevoked(b, op)
 	if err := t.send(b); err != nil {
 		return err
 	}
@@ -250,9 +255,96 @@ func (t *txn) commitLogged(b *pgx.Batch, op auditlog.Op, at time.Time, ref *ecas
 	return t.commit(b)
 }
 
+// queueRevoked queues, behind the log's lock, the refusal of an op whose
+// entry issues or spends coins of a denomination a logged key set revoked
+// (the revocations table, written with the key set's entry under the same
+// lock). At READ COMMITTED the check sees every key set committed before
+// the lock was granted, and a key set published later waits for this
+// commit: each change is ordered with each revocation, in the round trip
+// the change already takes.
+func queueRevoked(b *pgx.Batch, op auditlog.Op) {
+	ids := bank.LogDenoms(op)
+	if len(ids) == 0 {
+		return
+	}
+	denoms := make([][]byte, len(ids))
+	for i := range ids {
+		denoms[i] = ids[i][:]
+	}
+	b.Queue(`SELECT (SELECT denom FROM revocations WHERE denom = ANY($1) LIMIT 1)`, denoms).QueryRow(func(row pgx.Row) error {
+		var d []byte
+		if err := row.Scan(&d); err != nil {
+			return err
+		}
+		if d == nil {
+			return nil
+		}
+		var id ecash.Hash
+		copy(id[:], d)
+		return refuse(bank.RevokedInLog(id))
+	})
+}
+
+// scanRevocations records the revocations of the entries logged before
+// the revocations table (migration 8), once: until it has, on the first
+// Open after the upgrade, their key sets' revocations are not checked.
+func (s *Store) scanRevocations(ctx context.Context) error {
+	var unscanned int64
+	if err := s.pool.QueryRow(ctx, `SELECT unscanned FROM log_state`).Scan(&unscanned); err != nil || unscanned == 0 {
+		return err
+	}
+	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) { return s.LogEntries(ctx, from, n) })
+	if err != nil {
+		return fmt.Errorf("pgstore: recording the log's revocations: %w", err)
+	}
+	denoms, idxs := make([][]byte, len(revs)), make([]int64, len(revs))
+	for i, r := range revs {
+		denoms[i], idxs[i] = r.Denom[:], r.KeySet
+	}
+	return s.mutate(ctx, "record the log's revocations", func(t *txn) error {
+		b := begin()
+		b.Queue(sqlLockLog) // as every writer of revocations does, first
+		b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+			ON CONFLICT (denom) DO UPDATE SET keyset_idx = least(revocations.keyset_idx, excluded.keyset_idx)`, denoms, idxs)
+		b.Queue(`UPDATE log_state SET unscanned = 0`)
+		return t.commit(b)
+	})
+}
+
+// Revocations implements bank.Store.
+func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
+	var out []bank.Revocation
+	err := s.read(ctx, func(ctx context.Context) error {
+		out = nil
+		rows, err := s.pool.Query(ctx, `SELECT denom, keyset_idx FROM revocations ORDER BY keyset_idx, denom`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				d []byte
+				r bank.Revocation
+			)
+			if err := rows.Scan(&d, &r.KeySet); err != nil {
+				return err
+			}
+			copy(r.Denom[:], d)
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PublishKeySet implements bank.Store. The key set already newest (a
 // restart) is found without the log's lock; a new one is compared again
-// under it, so two replicas publishing one key set append it once.
+// under it, so two replicas publishing one key set append it once. Under
+// the lock it reads the recorded revocations, refuses a key set that
+// un-revokes one, and records its own with its entry.
 func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
 	op := auditlog.KeySet{Signed: bytes.Clone(signed)}
 	if err := checkEntry(op, at); err != nil {
@@ -272,15 +364,39 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		b := begin()
 		var l logLock
 		l.queue(b)
+		logged := map[ecash.Hash]bool{}
+		b.Queue(`SELECT denom FROM revocations`).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var d []byte
+				if err := rows.Scan(&d); err != nil {
+					return err
+				}
+				logged[ecash.Hash(d)] = true
+			}
+			return rows.Err()
+		})
 		if err := t.send(b); err != nil {
 			return err
 		}
 		if bytes.Equal(l.keyset, h[:]) {
 			return nil // published already: the runner rolls back
 		}
-		b, err := t.appendLog(&l, op, at, nil, h[:])
+		revoked, err := bank.KeySetRevocations(signed, func(id ecash.Hash) (bool, error) { return logged[id], nil })
+		if err != nil {
+			return refuse(err)
+		}
+		b, err = t.appendLog(&l, op, at, nil, h[:])
 		if err != nil {
 			return err
+		}
+		var added [][]byte
+		for _, id := range revoked {
+			if !logged[id] {
+				added = append(added, id[:])
+			}
+		}
+		if len(added) > 0 {
+			b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT unnest($1::bytea[]), $2 ON CONFLICT (denom) DO NOTHING`, added, l.size)
 		}
 		return t.commit(b)
 	})

@@ -45,6 +45,17 @@ var migrations = []migration{
 	{7, "fees: the system account fees are booked to", []string{
 		fmt.Sprintf(`INSERT INTO accounts (id, name, created) VALUES (%d, 'fees'::bytea, now()) ON CONFLICT (id) DO NOTHING`, bank.AccountFees),
 	}},
+	{8, "revocations: the denominations logged key sets revoke, checked by every logged change", []string{
+		`CREATE TABLE revocations (
+			denom      bytea  NOT NULL CHECK (length(denom) = 32),
+			keyset_idx bigint NOT NULL CHECK (keyset_idx >= 0),
+			PRIMARY KEY (denom)
+		)`,
+		// The entries below unscanned were logged before the table:
+		// Open records their revocations (scanRevocations).
+		`ALTER TABLE log_state ADD COLUMN unscanned bigint NOT NULL DEFAULT 0`,
+		`UPDATE log_state SET unscanned = size`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

@@ -165,6 +165,9 @@ func (r *replicas) Totals(ctx context.Context) (map[uint64]int64, error) { retur
 func (r *replicas) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
 	return r.next().PublishKeySet(ctx, signed, at)
 }
+func (r *replicas) Revocations(ctx context.Context) ([]bank.Revocation, error) {
+	return r.next().Revocations(ctx)
+}
 func (r *replicas) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, error) {
 	return r.next().LogIndex(ctx, ref)
 }
@@ -773,12 +776,7 @@ func BenchmarkDeposit(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			n := seq.Add(1)
-			op := bank.DepositOp{PaymentHash: hashOf("p %d", n), Merchant: m, Amount: 4, Receipt: make([]byte, 200), Time: epoch}
-			for i := range 4 {
-				op.Coins = append(op.Coins, bank.SpentCoin{ID: hashOf("c %d %d", n, i), Permission: make([]byte, 180)})
-			}
-			if _, err := s.Deposit(bg, op); err != nil {
+			if _, err := s.Deposit(bg, storetest.BenchDeposit(m, seq.Add(1), nil)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -835,5 +833,32 @@ func TestServerDown(t *testing.T) {
 	}
 	if acct.Balance != 20 {
 		t.Errorf("balance %d after two credits of 10 acknowledged, want 20", acct.Balance)
+	}
+}
+
+// TestScanRevocations: on the first Open after migration 8, the
+// revocations of key sets logged before it are recorded.
+func TestScanRevocations(t *testing.T) {
+	dsn := freshDSN(t)
+	s := mustOpen(t, dsn)
+	storetest.CheckScanRevocations(t, s, func(ecash.Hash) {
+		// The state migration 8 leaves a database in.
+		if _, err := s.pool.Exec(bg, `DELETE FROM revocations; UPDATE log_state SET unscanned = size`); err != nil {
+			t.Fatal(err)
+		}
+	}, func() bank.Store { return mustOpen(t, dsn) })
+}
+
+// BenchmarkDepositLogged is BenchmarkDeposit with each deposit's
+// audit-log entry, so each also takes the log's lock and is checked
+// against the revocations: with none recorded, and with another
+// denomination revoked.
+func BenchmarkDepositLogged(b *testing.B) {
+	for _, revoked := range []bool{false, true} {
+		b.Run(fmt.Sprintf("revoked=%t", revoked), func(b *testing.B) {
+			s := mustOpen(b, freshDSN(b))
+			defer s.Close()
+			storetest.BenchLoggedDeposits(b, s, revoked, 8)
+		})
 	}
 }

@@ -320,17 +320,34 @@ func mustAmount(t *testing.T, s string) ecash.Amount {
 // wallet), so the test holds the coin key and can sign what it likes.
 func (e *env) rawCoin(t *testing.T, bankc pb.BankClient, value string) (ecash.Coin, ed25519.PrivateKey) {
 	t.Helper()
-	seed := make([]byte, 32)
-	rand.Read(seed)
-	acctKey, _ := ecash.DeriveAccountKey(seed)
-	acct := e.openAccount("raw", acctKey.Public().(ed25519.PublicKey), false)
-	e.credit(acct, value)
 	var d ecash.Denomination
 	for _, x := range e.ks.Denominations {
 		if x.Value.String() == value {
 			d = x
 		}
 	}
+	req, ps, st := e.rawWithdrawal(t, bankc, d)
+	resp, err := bankc.Withdraw(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := st.Unblind(resp.BlindSignatures[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, ps.CoinKey
+}
+
+// rawWithdrawal opens an account holding the value of one coin of d and
+// signs a request withdrawing it, with the planchet's secret and blinding
+// state.
+func (e *env) rawWithdrawal(t *testing.T, bankc pb.BankClient, d ecash.Denomination) (*pb.WithdrawRequest, ecash.PlanchetSecret, ecash.BlindState) {
+	t.Helper()
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	acctKey, _ := ecash.DeriveAccountKey(seed)
+	acct := e.openAccount("raw", acctKey.Public().(ed25519.PublicKey), false)
+	e.credit(acct, d.Value.String())
 	ps, err := ecash.DerivePlanchet(seed, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -340,16 +357,7 @@ func (e *env) rawCoin(t *testing.T, bankc pb.BankClient, value string) (ecash.Co
 		t.Fatal(err)
 	}
 	req := &ecash.WithdrawRequest{Account: acct, CreatedAt: e.clock.Now(), Planchets: []ecash.Planchet{p}}
-	body := req.Body()
-	resp, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: ecash.SignWithdraw(acctKey, req, d.Value)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := st.Unblind(resp.BlindSignatures[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}, ps.CoinKey
+	return &pb.WithdrawRequest{Body: req.Body(), AccountSig: ecash.SignWithdraw(acctKey, req, d.Value)}, ps, st
 }
 
 // seal builds a sealed payment of the given coins for a payment request body.

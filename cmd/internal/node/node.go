@@ -62,7 +62,17 @@ type BankConfig struct {
 	// the denomination private keys: every denomination is signed there,
 	// and the bank refuses to start if the signer's keys differ from its own.
 	Signer string
+
+	// RevocationPoll is how often the bank looks for denominations another
+	// replica revoked, to serve the revoked key set (bank.WatchRevocations);
+	// 0 means DefaultRevocationPoll. The store refuses their coins at once
+	// whatever it is.
+	RevocationPoll time.Duration
 }
+
+// DefaultRevocationPoll bounds how long a replica serves a key set without
+// a revocation another replica made: one small read per interval.
+const DefaultRevocationPoll = 2 * time.Second
 
 // RateLimits bound what one peer address and one account may ask per second;
 // zero fields take the defaults, negative ones turn the limit off (load
@@ -154,7 +164,9 @@ type Bank struct {
 	signer  *bank.SignerClient // nil without a signer process
 	commits *commitMetrics
 	backups *backupMetrics
-	backup  sync.Mutex // one backup at a time
+	backup  sync.Mutex         // one backup at a time
+	unwatch context.CancelFunc // stops WatchRevocations; nil until it runs
+	watched chan struct{}      // closed once WatchRevocations returned
 }
 
 // openStore opens the ledger: Pebble in DIR/ledger, or the PostgreSQL
@@ -292,7 +304,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		}
 		return nil, err
 	}
-	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits}
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits, watched: make(chan struct{})}
 	// Live key-set changes (bankd admin revoke-denomination) are saved in
 	// the key file, with its passphrase, before the bank serves them.
 	keyPath, keyOpts := filepath.Join(cfg.Dir, bank.KeysFile), bank.KeyFileOptions{Passphrase: cfg.KeyPassphrase}
@@ -310,6 +322,15 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		}
 		return k.SaveWith(keyPath, opts)
 	})
+	// Revocations another replica logged first are adopted, never undone:
+	// the store would refuse to log a key set without them.
+	if err := n.Bank.SyncRevocations(context.Background()); err != nil {
+		store.Close()
+		if signer != nil {
+			signer.Close()
+		}
+		return nil, fmt.Errorf("adopting the audit log's revocations: %w", err)
+	}
 	// The audit log records each key set the bank serves.
 	if err := n.Bank.PublishKeySet(context.Background()); err != nil {
 		store.Close()
@@ -337,6 +358,16 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		n.Close()
 		return nil, err
 	}
+	poll := cfg.RevocationPoll
+	if poll <= 0 {
+		poll = DefaultRevocationPoll
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.unwatch = cancel
+	go func() {
+		defer close(n.watched)
+		n.Bank.WatchRevocations(ctx, poll)
+	}()
 	return n, nil
 }
 
@@ -483,6 +514,10 @@ func (d *Daemon) stop() {
 // Close stops serving, then closes the store.
 func (n *Bank) Close() error {
 	n.stop()
+	if n.unwatch != nil {
+		n.unwatch()
+		<-n.watched
+	}
 	if n.signer != nil {
 		n.signer.Close()
 	}

@@ -145,8 +145,9 @@ denomination id (hex, from "bankd keys show --json") or a unique prefix.
 
 The master key must be online in the bank's key file (the changed key set is
 signed by it). With the master key offline, use "bankd keys revoke", sign the
-key set offline and restart. Other replicas over the same database serve the
-revocation when restarted with the changed key file.`,
+key set offline and restart. Other replicas over the same database refuse
+the denomination's coins as soon as this returns, and serve the revoked key
+set, saved in their own key files, within seconds.`,
 		Example: `bankd admin --data ./bank revoke-denomination --denomination 3f9a0c12`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&denom, "denomination", "", "the denomination `ID` (hex, or a unique prefix; required)")
