@@ -637,7 +637,9 @@ func csExpand(n int, prk *[sha512.Size]byte, info ...[]byte) []byte {
 // hash functions over buffers on the stack. The KDF runs once or twice per
 // CS verification and several times per signature, and crypto/hmac
 // allocates two hash states and serialises them on every New: most of a
-// verification's garbage. Tested against RFC 4231 and GNUnet's KDF vector.
+// verification's garbage. Two functions, not one over a hash function
+// value: a call through a func value would move the buffers to the heap.
+// Tested against RFC 4231 and GNUnet's KDF vector.
 func hmacSHA512(key, msg []byte) [sha512.Size]byte {
 	const bs = sha512.BlockSize
 	var long [sha512.Size]byte

@@ -67,9 +67,9 @@ func (w *Wallet) PayOffer(ctx context.Context, bank pb.BankClient, merchant pb.M
 	return w.pay(ctx, bank, merchant, o.Merchant, pr.OrderID, given, confirm)
 }
 
-// pay is Pay and PayOffer, once the offer's source is known: offer is asked
-// only if no payment of the order is pending or done.
-func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, offer func(context.Context) (*ecash.PaymentOffer, error), confirm Confirm) (*ecash.DepositReceipt, error) {
+// pay is Pay and PayOffer, once the offer's source is known: fetch is
+// called only if no payment of the order is pending or done.
+func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, fetch func(context.Context) (*ecash.PaymentOffer, error), confirm Confirm) (*ecash.DepositReceipt, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 		return nil, err
 	}
 	if pp == nil {
-		if pp, err = w.preparePayment(ctx, bank, ks, offer, merchantAddr, orderID, confirm); err != nil {
+		if pp, err = w.preparePayment(ctx, bank, ks, fetch, merchantAddr, orderID, confirm); err != nil {
 			return nil, err
 		}
 	}

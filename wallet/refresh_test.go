@@ -165,15 +165,7 @@ func TestRefreshCoinsTooLate(t *testing.T) {
 	clk := newClock()
 	k := scheduleKeys(t, clk.now(), 40*time.Hour)
 	f := newFixtureWith(t, k, clk.now)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:1.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:1.00", "EUR:0.03")
 	clk.add(31 * time.Hour)
 	res, err := w.RefreshCoins(ctx, f.bankc, 24*time.Hour)
 	if err != nil || res.Stranded.String() != "EUR:0.03" || !res.Renewed.IsZero() {

@@ -75,15 +75,7 @@ func TestExpiredOrderPaidBeforeExpiry(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	f := newFixtureWith(t, keys(t), clk.now)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:5.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:2.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -113,15 +105,7 @@ func TestPendingReleasedAfterExpiry(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	f := newFixtureWith(t, keys(t), clk.now)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:5.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:2.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -151,15 +135,7 @@ func TestBankRefusesExpiredDeposit(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	f := newFixtureWith(t, keys(t), clk.now)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:5.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:1.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -124,6 +124,22 @@ func (f *fixture) fund(t *testing.T, w *wallet.Wallet, amount string) uint64 {
 	return id
 }
 
+// walletWithCoins creates a wallet with opts, funds its account with funds
+// and withdraws withdraw of it as coins. It is closed when the test ends.
+func (f *fixture) walletWithCoins(t *testing.T, opts wallet.Options, funds, withdraw string) *wallet.Wallet {
+	t.Helper()
+	w, err := wallet.Create(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	f.fund(t, w, funds)
+	if _, err := w.Withdraw(context.Background(), f.bankc, ecash.MustParseAmount(withdraw), nil); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func (f *fixture) balance(t *testing.T, id uint64) int64 {
 	t.Helper()
 	a, err := f.bank.Store().Account(context.Background(), id)
@@ -291,15 +307,7 @@ func TestCrashMidWithdraw(t *testing.T) {
 func TestPayResponseLost(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:5.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:5.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -324,15 +332,7 @@ func TestPayResponseLost(t *testing.T) {
 func TestPayMerchantDown(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:5.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:5.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -366,15 +366,7 @@ func TestPayRefusals(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{Now: clock}, "EUR:10.00", "EUR:1.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.50"), "gum", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -410,15 +402,7 @@ func TestPayRefusals(t *testing.T) {
 func TestPayOffer(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
-		t.Fatal(err)
-	}
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:2.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.50"), "gum", time.Minute)
 	if err != nil {
 		t.Fatal(err)
