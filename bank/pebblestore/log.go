@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -217,9 +218,15 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 
 // scanRevocations records, once, the revocations of a log written before
 // the store kept them, before the committer starts.
-func scanRevocations(db *pebble.DB, size int64) error {
+func scanRevocations(db *pebble.DB, size int64, log *slog.Logger) error {
 	if _, found, err := Get(db, keyRevocations); err != nil || found {
 		return err
+	}
+	// Once, on the first open after the upgrade: a large log takes a while,
+	// and the operator should know why the bank is not up yet.
+	start := time.Now()
+	if size > 0 {
+		log.Info("recording the revocations in the audit log written before this version (once)", "entries", size)
 	}
 	revs, err := bank.ScanRevocations(size, func(from int64, n int) ([][]byte, error) {
 		out := make([][]byte, 0, n)
@@ -244,6 +251,9 @@ func scanRevocations(db *pebble.DB, size int64) error {
 	errs = append(errs, b.Set(keyRevocations, nil, nil), b.Commit(pebble.Sync))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("pebblestore: recording the log's revocations: %w", err)
+	}
+	if size > 0 {
+		log.Info("revocations recorded", "entries", size, "revoked", len(revs), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -320,7 +320,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := scanRevocations(db, logSize); err != nil {
+	if err := scanRevocations(db, logSize, logger); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -293,6 +293,10 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 	if err := s.pool.QueryRow(ctx, `SELECT unscanned FROM log_state`).Scan(&unscanned); err != nil || unscanned == 0 {
 		return err
 	}
+	// Once, on the first open after the upgrade: a large log takes a while,
+	// and the operator should know why the bank is not up yet.
+	start := time.Now()
+	s.log.Info("recording the revocations in the audit log written before this version (once)", "entries", unscanned)
 	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) { return s.LogEntries(ctx, from, n) })
 	if err != nil {
 		return fmt.Errorf("pgstore: recording the log's revocations: %w", err)
@@ -301,7 +305,7 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 	for i, r := range revs {
 		denoms[i], idxs[i] = r.Denom[:], r.KeySet
 	}
-	return s.mutate(ctx, "record the log's revocations", func(t *txn) error {
+	err = s.mutate(ctx, "record the log's revocations", func(t *txn) error {
 		b := begin()
 		b.Queue(sqlLockLog) // as every writer of revocations does, first
 		b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
@@ -309,6 +313,11 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 		b.Queue(`UPDATE log_state SET unscanned = 0`)
 		return t.commit(b)
 	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("revocations recorded", "entries", unscanned, "revoked", len(revs), "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // Revocations implements bank.Store.
