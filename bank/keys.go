@@ -340,6 +340,13 @@ func newDenomKey(v ecash.Amount, cipher ecash.Cipher, fees ecash.Fees, rsaBits i
 	}, nil
 }
 
+// clone copies k so that its denominations can change while others use k.
+func (k *Keys) clone() *Keys {
+	next := *k
+	next.Denoms = slices.Clone(k.Denoms)
+	return &next
+}
+
 // KeySet is the public, master-signed key set. With an offline master key
 // it carries the installed signature (none before one is installed: see
 // Signed).

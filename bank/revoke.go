@@ -114,13 +114,6 @@ func (b *Bank) revoke(ctx context.Context, ids []ecash.Hash) error {
 	return nil
 }
 
-// clone copies k so that its denominations can change while readers use k.
-func (k *Keys) clone() *Keys {
-	next := *k
-	next.Denoms = slices.Clone(k.Denoms)
-	return &next
-}
-
 // SyncRevocations makes the bank serve what the audit log's key sets
 // revoke and its own key set does not (another replica revoked it live).
 // It adopts the logged key set that revoked last if that set is the

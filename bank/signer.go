@@ -434,13 +434,12 @@ func (c *SignerClient) RemoteKeys(k *Keys) (*Keys, error) {
 	if err := c.Check(k); err != nil {
 		return nil, err
 	}
-	out := *k
-	out.Denoms = slices.Clone(k.Denoms)
+	out := k.clone()
 	for i := range out.Denoms {
 		d := &out.Denoms[i]
 		d.Private = &RemoteDenomKey{c: c, id: d.ID, pub: d.Key}
 	}
-	return &out, nil
+	return out, nil
 }
 
 // RemoteDenomKey is an ecash.DenomPrivateKey whose private half is in the

@@ -191,10 +191,11 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		t.set(keyKeySetHash, h[:])
 		for _, id := range revoked {
 			key := hashKey(prefixRevoked, id)
-			if _, found, err := t.get(key); err != nil || found {
-				if err != nil {
-					return err
-				}
+			_, found, err := t.get(key)
+			if err != nil {
+				return err
+			}
+			if found {
 				continue
 			}
 			t.set(key, binary.BigEndian.AppendUint64(nil, uint64(index)))

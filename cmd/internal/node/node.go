@@ -322,22 +322,20 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		}
 		return k.SaveWith(keyPath, opts)
 	})
-	// Revocations another replica logged first are adopted, never undone:
-	// the store would refuse to log a key set without them.
-	if err := n.Bank.SyncRevocations(context.Background()); err != nil {
-		store.Close()
-		if signer != nil {
-			signer.Close()
-		}
-		return nil, fmt.Errorf("adopting the audit log's revocations: %w", err)
+	// Revocations another replica logged first are adopted, never undone
+	// (the store would refuse to log a key set without them); then the
+	// audit log records the key set the bank serves.
+	if err = n.Bank.SyncRevocations(context.Background()); err != nil {
+		err = fmt.Errorf("adopting the audit log's revocations: %w", err)
+	} else if err = n.Bank.PublishKeySet(context.Background()); err != nil {
+		err = fmt.Errorf("publishing the key set in the audit log: %w", err)
 	}
-	// The audit log records each key set the bank serves.
-	if err := n.Bank.PublishKeySet(context.Background()); err != nil {
+	if err != nil {
 		store.Close()
 		if signer != nil {
 			signer.Close()
 		}
-		return nil, fmt.Errorf("publishing the key set in the audit log: %w", err)
+		return nil, err
 	}
 	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
 	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
