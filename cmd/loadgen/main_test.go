@@ -51,6 +51,7 @@ func TestHelp(t *testing.T) {
 		{"--help"},
 		{"run", "--help"},
 		{"limits", "--help"},
+		{"targets", "--help"},
 		{"help", "run"},
 	} {
 		out, _, code := loadgen(t, args...)
@@ -101,6 +102,12 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--scenario", "pay", "--bank-data", "bank", "--test-bank", "--prefill-spent", "10"},
 		{"limits", "--scenario", "refund"},
 		{"limits", "extra"},
+		{"targets", "--runs", "0"},
+		{"targets", "--runs", "51"},
+		{"targets", "--duration", "500ms"},
+		{"targets", "--limit-time", "1ms"},
+		{"targets", "--only", "pay-cs,refund"},
+		{"targets", "extra"},
 	} {
 		_, stderr, code := loadgen(t, args...)
 		if code != cli.ExitUsage {

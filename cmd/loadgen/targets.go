@@ -1,0 +1,388 @@
+package main
+
+// "loadgen targets": the throughput and latency targets of issue 7 (see
+// docs/PERFORMANCE.md), each measured by "loadgen run" in a child process
+// of its own, several times, interleaved, with a verdict per target.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+)
+
+// target is one of issue 7's targets and the run that measures it.
+type target struct {
+	Name string // for --only
+	What string
+	Args []string // "loadgen run" flags, without --duration and --json
+	// Base, if set, is a run measured before Args in every round; the
+	// value compares the two (the store-size target).
+	Base     []string
+	Goal     string
+	Optional bool // measured only when --only names it: it takes long
+	value    func(r, base *report) float64
+	met      func(v float64) bool
+	show     func(v float64) string
+}
+
+// targets are issue 7's targets, in its order. Pay and withdraw are
+// measured at one coin per request and at many (the issue allows many
+// coins per RPC), pay with the request fetched and from a payment URI.
+var targets = []target{
+	fractionTarget("pay-cs", "pay, CS, 8 coins a payment, 16 wallets", 0.5, runArgs("pay", "cs", 8, 16)),
+	fractionTarget("pay-cs-uri", "the same, paying from payment URIs", 0.5, runArgs("pay", "cs", 8, 16, "--pay-request", "uri")),
+	fractionTarget("withdraw-cs", "withdraw, CS, 1 coin a request, 16 wallets", 0.5, runArgs("withdraw", "cs", 1, 16)),
+	fractionTarget("withdraw-cs-64", "withdraw, CS, 64 coins a request, 16 wallets", 0.5, runArgs("withdraw", "cs", 64, 16)),
+	fractionTarget("pay-rsa", "pay, RSA-2048, 8 coins a payment, 16 wallets", 0.5, runArgs("pay", "rsa", 8, 16)),
+	fractionTarget("withdraw-rsa", "withdraw, RSA-2048, 1 coin a request, 16 wallets", 0.7, runArgs("withdraw", "rsa", 1, 16)),
+	fractionTarget("withdraw-rsa-64", "withdraw, RSA-2048, 64 coins a request, 16 wallets", 0.7, runArgs("withdraw", "rsa", 64, 16)),
+	{Name: "swap-cs", What: "swap, CS, 4 coins in and 4 out, 16 wallets", Args: runArgs("swap", "cs", 4, 16),
+		Goal:  "at least 2,500 swaps a second (15 times gonuts' mint)",
+		value: func(r, _ *report) float64 { return r.OpsPerSec },
+		met:   func(v float64) bool { return v >= 2500 },
+		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }},
+	latencyTarget("latency", "one-coin pay, CS, one wallet, 100 a second", runArgs("pay", "cs", 1, 1, "--rate", "100")),
+	latencyTarget("latency-uri", "the same, paying from payment URIs", runArgs("pay", "cs", 1, 1, "--rate", "100", "--pay-request", "uri")),
+	{Name: "size", What: "pay, CS, 8 coins, 16 wallets: CPU per coin, 10M spent coins against 1M", Optional: true,
+		Base: runArgs("pay", "cs", 8, 16, "--prefill-spent", "1000000"),
+		Args: runArgs("pay", "cs", 8, 16, "--prefill-spent", "10000000"),
+		Goal: "grows by at most 20%",
+		value: func(r, base *report) float64 {
+			if base.CPU.ProcessUs <= 0 {
+				return 0
+			}
+			return r.CPU.ProcessUs/base.CPU.ProcessUs - 1
+		},
+		met:  func(v float64) bool { return v <= 0.2 },
+		show: func(v float64) string { return fmt.Sprintf("%+.0f%%", 100*v) }},
+}
+
+func runArgs(scenario, cipher string, coins, wallets int, extra ...string) []string {
+	return append([]string{"run", "--scenario", scenario, "--cipher", cipher,
+		"--coins-per-op", strconv.Itoa(coins), "--concurrency", strconv.Itoa(wallets)}, extra...)
+}
+
+// fractionTarget is a target on the fraction of the crypto limit.
+func fractionTarget(name, what string, atLeast float64, args []string) target {
+	return target{Name: name, What: what, Args: args,
+		Goal:  fmt.Sprintf("at least %.2f of the crypto limit", atLeast),
+		value: func(r, _ *report) float64 { return r.Fraction },
+		met:   func(v float64) bool { return v >= atLeast },
+		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }}
+}
+
+// latencyTarget is a target on one operation's 99th percentile latency.
+func latencyTarget(name, what string, args []string) target {
+	return target{Name: name, What: what, Args: args,
+		Goal:  "p99 under 5 ms",
+		value: func(r, _ *report) float64 { return r.Latency.P99 },
+		met:   func(v float64) bool { return v < 5 },
+		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }}
+}
+
+// targetsReport is the result of "loadgen targets".
+type targetsReport struct {
+	Runs     int            `json:"runs"`
+	Duration float64        `json:"duration_s"`
+	Machine  machineInfo    `json:"machine"`
+	Targets  []targetResult `json:"targets"`
+}
+
+type targetResult struct {
+	Name    string `json:"name"`
+	What    string `json:"what"`
+	Goal    string `json:"goal"`
+	Command string `json:"command"`
+	// Values are the runs' measured values, in the target's unit (fraction,
+	// swaps a second, milliseconds, relative growth), in the order run.
+	Values      []float64 `json:"values"`
+	Shown       []string  `json:"shown"`
+	Median      float64   `json:"median"`
+	MedianShown string    `json:"median_shown,omitempty"`
+	Met         int       `json:"runs_met"`
+	Failed      int       `json:"runs_failed,omitempty"`
+	// Verdict is "met" if the median meets the goal, "missed" if not,
+	// "failed" if no run completed.
+	Verdict string `json:"verdict"`
+	// Reports are the runs' full "loadgen run --json" reports (for size,
+	// the 10M run's; BaseReports the 1M run's).
+	Reports     []json.RawMessage `json:"reports,omitempty"`
+	BaseReports []json.RawMessage `json:"base_reports,omitempty"`
+	Errors      []string          `json:"errors,omitempty"`
+}
+
+func targetsCommand() *cli.Command {
+	var (
+		runs      int
+		duration  time.Duration
+		limitTime time.Duration
+		only      string
+	)
+	return &cli.Command{
+		Name:  "targets",
+		Short: "measure issue 7's targets on this machine, several runs each, with a verdict",
+		Long: `targets measures the throughput and latency targets of issue 7 on this
+machine and says which it meets:
+
+` + describeTargets() + `
+Each measurement is a "loadgen run" in a child process of its own (this same
+binary; a fresh bank and merchant in a temporary directory, removed at exit),
+--runs times, interleaved: every round runs each target once, so that the
+machine's drift touches all alike. A target's verdict is its median over the
+runs ("met" or "missed"), with how many runs met it. The fractions are of the
+crypto limit each run measures for itself, before and after its timed phase.
+
+The targets assume a quiet machine: anything else running disturbs them
+(each run reports the cores other processes kept busy). A round takes some
+8 minutes on the reference machine (2 cores), most of it the pay runs'
+setup, which withdraws the coins to pay with; the size target (only with
+--only size) prefills stores of 1M and 10M spent coins first, some 30
+minutes a round. With --json the report carries every run's full report.
+A run that fails is reported and the others go on; the exit status is then
+non-zero.`,
+		Example: `loadgen targets
+loadgen targets --runs 5 --duration 30s --json > targets.json
+loadgen targets --only pay-cs,pay-cs-uri --runs 11
+loadgen targets --only size --runs 1 --duration 60s`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&runs, "runs", 3, "runs of each target (1 to 50)")
+			fs.DurationVar(&duration, "duration", 15*time.Second, "timed phase of each run (1s to 10m)")
+			fs.DurationVar(&limitTime, "limit-time", 2*time.Second, "how long each run measures the crypto limit, before and after its timed phase (10ms to 1m)")
+			fs.StringVar(&only, "only", "", "comma-separated `TARGETS` to measure, of "+strings.Join(targetNames(), ", ")+" (default: all but size)")
+		},
+		NArgs: 0,
+		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if runs < 1 || runs > 50 {
+				return cli.Usagef("bad --runs %d: want 1 to 50", runs)
+			}
+			if duration < time.Second || duration > maxDuration {
+				return cli.Usagef("bad --duration %s: want 1s to %s", duration, maxDuration)
+			}
+			if limitTime < 10*time.Millisecond || limitTime > maxLimitTime {
+				return cli.Usagef("bad --limit-time %s: want 10ms to %s", limitTime, maxLimitTime)
+			}
+			chosen, err := chooseTargets(only)
+			if err != nil {
+				return err
+			}
+			self, err := selfBinary()
+			if err != nil {
+				return err
+			}
+			rep := measureTargets(ctx, chosen, runs, duration, limitTime, childRunner(self), newProgress(inv))
+			if err := inv.Print(rep, rep.writeText); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failed := 0
+			for _, t := range rep.Targets {
+				failed += t.Failed
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d runs failed (their errors are in the report)", failed)
+			}
+			return nil
+		},
+	}
+}
+
+func describeTargets() string {
+	var b strings.Builder
+	for _, t := range targets {
+		fmt.Fprintf(&b, "  %-16s %s: %s\n", t.Name, t.What, t.Goal)
+	}
+	return b.String()
+}
+
+// chooseTargets picks the targets --only names, in the table's order;
+// all but the optional ones if it is empty.
+func chooseTargets(only string) ([]target, error) {
+	if only == "" {
+		var out []target
+		for _, t := range targets {
+			if !t.Optional {
+				out = append(out, t)
+			}
+		}
+		return out, nil
+	}
+	want := map[string]bool{}
+	for n := range strings.SplitSeq(only, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.ContainsFunc(targets, func(t target) bool { return t.Name == n }) {
+			return nil, cli.Usagef("bad --only: no target %q (want %s)", n, strings.Join(targetNames(), ", "))
+		}
+		want[n] = true
+	}
+	var out []target
+	for _, t := range targets {
+		if want[t.Name] {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func targetNames() []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.Name
+	}
+	return out
+}
+
+// selfBinary is this executable, which the targets run as "loadgen run".
+// A test binary would run its tests instead: it is refused.
+func selfBinary() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding this executable to run the measurements: %w", err)
+	}
+	if strings.HasSuffix(filepath.Base(self), ".test") {
+		return "", errors.New("targets runs this executable as \"loadgen run\", and a test binary cannot be")
+	}
+	return self, nil
+}
+
+// runner runs "loadgen ARGS --json" and returns its report and the JSON.
+type runner func(ctx context.Context, args []string) (*report, []byte, error)
+
+// childRunner runs each measurement in a child process of self. An
+// interrupt reaches the child as an interrupt, so that it removes its
+// directory before it exits.
+func childRunner(self string) runner {
+	return func(ctx context.Context, args []string) (*report, []byte, error) {
+		cmd := exec.CommandContext(ctx, self, append(slices.Clone(args), "--json")...)
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = time.Minute
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, nil, fmt.Errorf("loadgen %s: %v: %s", strings.Join(args, " "), err, lastLines(stderr.Bytes(), 3))
+		}
+		var r report
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			return nil, nil, fmt.Errorf("loadgen %s: unreadable report: %v", strings.Join(args, " "), err)
+		}
+		return &r, stdout.Bytes(), nil
+	}
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " / ")
+}
+
+// measureTargets runs every target runs times, round by round, and
+// computes the verdicts. A failed run is recorded and the rest go on; an
+// interrupt stops after the run in flight.
+func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime time.Duration, run runner, p *progress) *targetsReport {
+	rep := &targetsReport{Runs: runs, Duration: d.Seconds(), Machine: machine()}
+	rep.Targets = make([]targetResult, len(ts))
+	dur := []string{"--duration", d.String(), "--limit-time", limitTime.String()}
+	command := func(args []string) string { return "loadgen " + strings.Join(append(slices.Clone(args), dur...), " ") }
+	for i, t := range ts {
+		rep.Targets[i] = targetResult{Name: t.Name, What: t.What, Goal: t.Goal, Command: command(t.Args)}
+		if t.Base != nil {
+			rep.Targets[i].Command = command(t.Base) + ", then " + command(t.Args)
+		}
+	}
+	total, done := runs*len(ts), 0
+	for round := 1; round <= runs && ctx.Err() == nil; round++ {
+		for i, t := range ts {
+			if ctx.Err() != nil {
+				break
+			}
+			done++
+			p.Status("targets: round %d of %d, %s (run %d of %d) ...", round, runs, t.Name, done, total)
+			res := &rep.Targets[i]
+			var base *report
+			if t.Base != nil {
+				b, raw, err := run(ctx, append(slices.Clone(t.Base), dur...))
+				if err != nil {
+					res.fail(err, p)
+					continue
+				}
+				base = b
+				res.BaseReports = append(res.BaseReports, raw)
+			}
+			r, raw, err := run(ctx, append(slices.Clone(t.Args), dur...))
+			if err != nil {
+				res.fail(err, p)
+				continue
+			}
+			v := t.value(r, base)
+			res.Values = append(res.Values, v)
+			res.Shown = append(res.Shown, t.show(v))
+			res.Reports = append(res.Reports, raw)
+			if t.met(v) {
+				res.Met++
+			}
+			p.Note("%s, round %d: %s (target %s)", t.Name, round, t.show(v), t.Goal)
+		}
+	}
+	p.Clear()
+	for i, t := range ts {
+		res := &rep.Targets[i]
+		switch {
+		case len(res.Values) == 0:
+			res.Verdict = "failed"
+		default:
+			res.Median = median(res.Values)
+			res.MedianShown = t.show(res.Median)
+			res.Verdict = "missed"
+			if t.met(res.Median) {
+				res.Verdict = "met"
+			}
+		}
+	}
+	return rep
+}
+
+func (res *targetResult) fail(err error, p *progress) {
+	res.Failed++
+	res.Errors = append(res.Errors, err.Error())
+	p.Note("%s: %v", res.Name, err)
+}
+
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func (r *targetsReport) writeText(w io.Writer) {
+	fmt.Fprintf(w, "loadgen targets: issue 7's targets, %d runs each, %.0fs each, on %s, %d cores, GOMAXPROCS %d\n",
+		r.Runs, r.Duration, r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
+	for _, t := range r.Targets {
+		fmt.Fprintf(w, "\n  %-16s %s\n", t.Name, t.What)
+		fmt.Fprintf(w, "    target       %s\n", t.Goal)
+		if len(t.Values) > 0 {
+			fmt.Fprintf(w, "    runs         %s (median %s; %d of %d met it)\n", strings.Join(t.Shown, ", "),
+				t.MedianShown, t.Met, len(t.Values))
+		}
+		if t.Failed > 0 {
+			fmt.Fprintf(w, "    failed       %d runs: %s\n", t.Failed, t.Errors[0])
+		}
+		fmt.Fprintf(w, "    verdict      %s\n", t.Verdict)
+		fmt.Fprintf(w, "    command      %s\n", t.Command)
+	}
+}
