@@ -81,7 +81,7 @@ func fractionTarget(name, what string, atLeast float64, args []string) target {
 		Goal:  fmt.Sprintf("at least %.2f of the crypto limit", atLeast),
 		value: func(r, _ *report) float64 { return r.Fraction },
 		met:   func(v float64) bool { return v >= atLeast },
-		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }}
+		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }}
 }
 
 // latencyTarget is a target on one operation's 99th percentile latency.

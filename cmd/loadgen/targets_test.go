@@ -82,7 +82,7 @@ func TestTargetVerdicts(t *testing.T) {
 		shown   string
 	}
 	for i, w := range []want{
-		{0.52, 2, 0, "met", "0.52, 0.48, 0.55"},
+		{0.52, 2, 0, "met", "0.520, 0.480, 0.550"},
 		{410, 0, 1, "missed", "400, 420"},
 		{4.9, 2, 0, "met", "4.9, 12.0, 4.0"},
 		{0.2, 2, 0, "met", "+10%, +25%, +20%"},
@@ -108,7 +108,7 @@ func TestTargetVerdicts(t *testing.T) {
 
 	var text strings.Builder
 	rep.writeText(&text)
-	for _, s := range []string{"pay-cs", "0.52, 0.48, 0.55 (median 0.52; 2 of 3 met it)", "failed       1 runs: bank fell over",
+	for _, s := range []string{"pay-cs", "0.520, 0.480, 0.550 (median 0.520; 2 of 3 met it)", "failed       1 runs: bank fell over",
 		"verdict      missed", "p99 under 5 ms", "loadgen run --scenario swap --cipher cs --coins-per-op 4 --concurrency 16 --duration 15s"} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text report lacks %q:\n%s", s, text.String())
