@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -244,6 +245,7 @@ func adoptRevocations(k *Keys, ls *ecash.KeySet, signed []byte) bool {
 func (b *Bank) WatchRevocations(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var failing watchFailure
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,9 +253,39 @@ func (b *Bank) WatchRevocations(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		case <-b.revoked:
 		}
-		if err := b.SyncRevocations(ctx); err != nil && ctx.Err() == nil {
-			b.log.Error("adopting the audit log's revocations", "err", err)
+		err := b.SyncRevocations(ctx)
+		if ctx.Err() != nil {
+			return
 		}
+		failing.report(b.log, b.now(), err)
+	}
+}
+
+// watchLogEvery is how often the watcher repeats an error that persists.
+const watchLogEvery = 10 * time.Minute
+
+// watchFailure keeps the watcher's log readable: an error that persists
+// (a replica whose key file differs from the log's beyond the revocations
+// while the master key is offline fails every poll, every 2 s) is logged
+// when it first appears or changes, then once every watchLogEvery with
+// the polls it failed in between, and its end is logged once.
+type watchFailure struct {
+	msg    string    // the error last logged; "" while syncing works
+	logged time.Time // when
+	quiet  int       // failed polls since, not logged
+}
+
+func (f *watchFailure) report(log *slog.Logger, now time.Time, err error) {
+	switch {
+	case err == nil && f.msg != "":
+		log.Info("adopting the audit log's revocations works again")
+		*f = watchFailure{}
+	case err == nil:
+	case err.Error() != f.msg || now.Sub(f.logged) >= watchLogEvery:
+		log.Error("adopting the audit log's revocations", "err", err, "failed_polls_not_logged", f.quiet)
+		*f = watchFailure{msg: err.Error(), logged: now}
+	default:
+		f.quiet++
 	}
 }
 
