@@ -32,6 +32,7 @@ import (
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/cli/auditcmd"
+	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -68,6 +69,10 @@ const replicaDenoms = "EUR:0.01/cs,EUR:0.02/cs,EUR:0.04/cs,EUR:0.08/rsa,EUR:0.16
 //   - Audit: "audit log" replays the whole log through each replica in turn
 //     (one state file: each run checks that the replica's checkpoint extends
 //     the previous replica's) and passes: one gap-free sequence.
+//   - Revoke: a denomination revoked through one replica is refused at once
+//     through another that still serves the old key set; the replicas
+//     serve the revoked key set after their --revocation-poll, or at once
+//     after such a refusal.
 func TestReplicasOverPostgres(t *testing.T) {
 	start := time.Now()
 	pg := pgtest.New(t)
@@ -81,6 +86,7 @@ func TestReplicasOverPostgres(t *testing.T) {
 		{"SameCoins", testSameCoins},
 		{"KillMidLoad", testKillMidLoad},
 		{"Audit", testReplicaAudit},
+		{"Revoke", testReplicaRevoke},
 	}
 	for _, s := range steps {
 		t0 := time.Now()
@@ -131,7 +137,8 @@ type merchantAcct struct {
 type replica struct {
 	n      int
 	dir    string
-	listen string // fixed after the first start: a restart binds the same address
+	listen string   // fixed after the first start: a restart binds the same address
+	flags  []string // more bankd serve flags
 
 	mu     sync.RWMutex
 	cmd    *exec.Cmd
@@ -215,6 +222,11 @@ func startCluster(t *testing.T, pg *pgtest.Server, n int) *cluster {
 	base := t.TempDir()
 	for i := range n {
 		c.reps = append(c.reps, &replica{n: i, dir: filepath.Join(base, fmt.Sprintf("replica%d", i)), listen: "127.0.0.1:0", inflight: map[*loadOp]bool{}})
+	}
+	// Revoke's polls: replica 0 the default, 1 quick, 2 never in the test.
+	if n >= 3 {
+		c.reps[1].flags = []string{"--revocation-poll", "200ms"}
+		c.reps[2].flags = []string{"--revocation-poll", "1h"}
 	}
 	// Whatever happens, no bankd outlives the test (nor the database,
 	// whose cleanup runs after this one).
@@ -311,8 +323,8 @@ func (c *cluster) start(r *replica) error {
 	}
 	defer logf.Close() // the child holds its own descriptor
 	fmt.Fprintf(logf, "=== start %d at %s\n", r.starts+1, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(c.bin, "serve", "--data", r.dir, "--store", c.url,
-		"--listen", r.listen, "--admin-listen", "127.0.0.1:0", "--key-passphrase-file", c.pass)
+	cmd := exec.Command(c.bin, append([]string{"serve", "--data", r.dir, "--store", c.url,
+		"--listen", r.listen, "--admin-listen", "127.0.0.1:0", "--key-passphrase-file", c.pass}, r.flags...)...)
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -1536,4 +1548,68 @@ func testReplicaAudit(t *testing.T, c *cluster) {
 			}
 		}
 	}
+}
+
+// testReplicaRevoke revokes the cent through replica 0. Replica 2, whose
+// poll is an hour, still serves the old key set; a withdrawal of a cent
+// through it is refused all the same, since the database holds the
+// revocation, and the refusal makes replica 2 adopt the revoked key set.
+// Replica 1 adopts it within a few of its 200 ms polls.
+func testReplicaRevoke(t *testing.T, c *cluster) {
+	ctx := t.Context()
+	var cent ecash.Hash
+	for _, d := range c.ks.Denominations {
+		if d.Value.Value == 1 {
+			cent = d.ID
+		}
+	}
+	serves := func(r *replica) bool {
+		t.Helper()
+		resp, err := r.client().GetKeys(ctx, &pb.GetKeysRequest{})
+		if err != nil {
+			t.Fatalf("replica %d: GetKeys: %v", r.n, err)
+		}
+		ks, err := ecash.DecodeKeySet(resp.SignedKeyset, c.ks.MasterPub)
+		if err != nil {
+			t.Fatalf("replica %d serves a key set that does not verify: %v", r.n, err)
+		}
+		return slices.Contains(ks.Revoked(), cent)
+	}
+	within := func(r *replica, d time.Duration) {
+		t.Helper()
+		for end := time.Now().Add(d); !serves(r); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("replica %d still serves the cent unrevoked after %s%s", r.n, d, c.logTail(r))
+			}
+		}
+	}
+
+	revoked := time.Now()
+	if _, err := c.reps[0].adminClient().RevokeDenomination(ctx, &pb.RevokeDenominationRequest{Denomination: hex.EncodeToString(cent[:])}); err != nil {
+		t.Fatalf("revoking the cent through replica 0: %v", err)
+	}
+	if !serves(c.reps[0]) {
+		t.Fatal("replica 0 does not serve its own revocation")
+	}
+	within(c.reps[1], 10*time.Second)
+	// Past the default poll: a replica 2 that ignored its flag would have
+	// looked by now.
+	time.Sleep(time.Until(revoked.Add(node.DefaultRevocationPoll + 500*time.Millisecond)))
+	if serves(c.reps[2]) {
+		t.Fatal("replica 2, polling hourly, serves the revocation before anything woke it: --revocation-poll is not applied")
+	}
+
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.SetAccount(c.openAccount(t, 2, "revoke wallet", w.AccountKey(), false, c.amount(1))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Withdraw(ctx, c.reps[2].client(), ecash.Amount{Currency: c.ks.Currency, Value: 1}, nil)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "revoked") {
+		t.Fatalf("withdrawing a revoked cent through replica 2: %v, want FAILED_PRECONDITION, denomination revoked", err)
+	}
+	within(c.reps[2], 10*time.Second)
 }

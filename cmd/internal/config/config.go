@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
@@ -124,6 +125,12 @@ type File struct {
 	// address; a load test from one host needs them raised or off.
 	RateLimitPerPeer    string `json:"rate_limit_per_peer"`
 	RateLimitPerAccount string `json:"rate_limit_per_account"`
+	// RevocationPoll is how often a replica looks in the audit log for
+	// denominations another replica revoked, to serve the revoked key set:
+	// a duration such as "2s" (default 2s; 100ms to 1h). The store refuses
+	// a revoked denomination's coins at once whatever it is; the poll only
+	// bounds how long wallets may be told the old key set.
+	RevocationPoll string `json:"revocation_poll"`
 }
 
 // Field names, as in the file.
@@ -131,7 +138,7 @@ var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
 	"cache_size", "tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
-	"rate_limit_per_peer", "rate_limit_per_account",
+	"rate_limit_per_peer", "rate_limit_per_account", "revocation_poll",
 }
 
 // Environment variables.
@@ -291,6 +298,7 @@ type Bank struct {
 	AdminClientCAFile string // absolute; "" for none
 	Signer            string // "unix:///PATH" of the signer process; "" for none
 	RateLimits        node.RateLimits
+	RevocationPoll    time.Duration // 0 for node.DefaultRevocationPoll
 
 	sources map[string]Source
 }
@@ -335,6 +343,7 @@ func (b *Bank) Effective() File {
 		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile, Signer: b.Signer,
 		RateLimitPerPeer:    formatRate(b.RateLimits.PerPeer, node.DefaultPerPeer),
 		RateLimitPerAccount: formatRate(b.RateLimits.PerAccount, node.DefaultPerAccount),
+		RevocationPoll:      cmp.Or(b.RevocationPoll, node.DefaultRevocationPoll).String(),
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -387,6 +396,7 @@ type Flags struct {
 	Signer              string
 	RateLimitPerPeer    string
 	RateLimitPerAccount string
+	RevocationPoll      string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -426,6 +436,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 	fs.StringVar(&f.RateLimitPerPeer, "rate-limit-per-peer", "", "calls a second one peer address may make on the public listener, `N` or off (default 500; bursts of twice that): raise it behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders and statements one account may ask for a second, `N` or off (default 100)")
+	fs.StringVar(&f.RevocationPoll, "revocation-poll", "", "how often to look in the audit log for denominations another replica revoked, a `DURATION` from 100ms to 1h (default 2s); their coins are refused at once regardless, this bounds how long wallets see the old key set")
 }
 
 // RegisterTLS adds the listeners' certificate and client-certificate flags.
@@ -492,6 +503,7 @@ var settings = map[string]setting{
 	"signer":                 {flag: "signer"},
 	"rate_limit_per_peer":    {flag: "rate-limit-per-peer"},
 	"rate_limit_per_account": {flag: "rate-limit-per-account"},
+	"revocation_poll":        {flag: "revocation-poll"},
 }
 
 type resolver struct {
@@ -575,6 +587,7 @@ func Resolve(in Input) (*Bank, error) {
 	b.Signer = r.str("signer", f.Signer, fl.Signer, "")
 	perPeer := r.str("rate_limit_per_peer", f.RateLimitPerPeer, fl.RateLimitPerPeer, "")
 	perAccount := r.str("rate_limit_per_account", f.RateLimitPerAccount, fl.RateLimitPerAccount, "")
+	poll := r.str("revocation_poll", f.RevocationPoll, fl.RevocationPoll, "")
 	if p, ok := strings.CutPrefix(b.Signer, "unix://"); b.Signer != "" && (!ok || !filepath.IsAbs(p)) {
 		return nil, r.fail("signer", "bad %s %q: want unix:///PATH, the absolute path of the signer's socket", r.name("signer"), b.Signer)
 	}
@@ -655,6 +668,13 @@ func Resolve(in Input) (*Bank, error) {
 	if b.RateLimits.PerAccount, err = r.rate("rate_limit_per_account", perAccount); err != nil {
 		return nil, err
 	}
+	if poll != "" {
+		d, err := time.ParseDuration(poll)
+		if err != nil || d < MinRevocationPoll || d > MaxRevocationPoll {
+			return nil, r.fail("revocation_poll", "bad %s %q: want a duration from %s to %s, e.g. 2s", r.name("revocation_poll"), poll, MinRevocationPoll, MaxRevocationPoll)
+		}
+		b.RevocationPoll = d
+	}
 	if !ecash.ValidCurrency(b.Currency) {
 		return nil, r.fail("currency", "bad %s %q: want 1 to 11 upper-case letters, e.g. EUR", r.name("currency"), b.Currency)
 	}
@@ -685,6 +705,12 @@ func Resolve(in Input) (*Bank, error) {
 	}
 	return b, nil
 }
+
+// Bounds of revocation_poll: each poll is one small read of the store.
+const (
+	MinRevocationPoll = 100 * time.Millisecond
+	MaxRevocationPoll = time.Hour
+)
 
 // maxRate bounds a rate limit: beyond it, say "off".
 const maxRate = 1_000_000

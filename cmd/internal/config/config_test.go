@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
@@ -260,6 +261,9 @@ func TestValidation(t *testing.T) {
 		{"rate limit hex", `{"rate_limit_per_peer": "0x1p4"}`, nil, nil, `FILE: bad rate_limit_per_peer "0x1p4": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
 		{"rate limit underscores", ``, nil, []string{"--rate-limit-per-peer", "1_000"}, `bad --rate-limit-per-peer "1_000": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
 		{"rate limit huge", `{"rate_limit_per_peer": "1000001"}`, nil, nil, `FILE: bad rate_limit_per_peer "1000001": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
+		{"revocation poll short", `{"revocation_poll": "10ms"}`, nil, nil, `FILE: bad revocation_poll "10ms": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
+		{"revocation poll unit", ``, nil, []string{"--revocation-poll", "2"}, `bad --revocation-poll "2": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
+		{"revocation poll long", `{"revocation_poll": "2h"}`, nil, nil, `FILE: bad revocation_poll "2h": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
 		{"cache size unit", `{"cache_size": "2GB/s"}`, nil, nil, `FILE: bad cache_size "2GB/s": unknown unit "GB/s": want B, KiB, MiB, GiB, TiB, KB, MB, GB or TB`, "cache_size"},
 		{"cache size number", ``, nil, []string{"--cache-size", "-1"}, `bad --cache-size "-1": want a whole number of bytes with an optional unit, e.g. 512MiB or 2GiB`, "cache_size"},
 		{"cache size small", `{"cache_size": "1MiB"}`, nil, nil, `FILE: bad cache_size "1MiB": want 96MiB to 1TiB`, "cache_size"},
@@ -447,5 +451,31 @@ func TestRateLimits(t *testing.T) {
 	}
 	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.RateLimits != b.RateLimits {
 		t.Fatalf("effective %s resolved to %+v, %v", raw, b2.RateLimits, err)
+	}
+}
+
+// TestRevocationPoll: the poll comes from the file or the flag, unset
+// leaves the node's default (zero), and the effective configuration states
+// the interval in force, which resolves back to itself.
+func TestRevocationPoll(t *testing.T) {
+	b, err := resolve(t, `{}`, nil)
+	if err != nil || b.RevocationPoll != 0 || b.Effective().RevocationPoll != node.DefaultRevocationPoll.String() {
+		t.Fatalf("default: %v (effective %q), %v", b.RevocationPoll, b.Effective().RevocationPoll, err)
+	}
+	b, err = resolve(t, `{"revocation_poll": "30s"}`, nil)
+	if err != nil || b.RevocationPoll != 30*time.Second || b.Source("revocation_poll").Kind != FromFile {
+		t.Fatalf("file: %v from %v, %v", b.RevocationPoll, b.Source("revocation_poll"), err)
+	}
+	b, err = resolve(t, `{"revocation_poll": "30s"}`, nil, "--revocation-poll", "500ms")
+	if err != nil || b.RevocationPoll != 500*time.Millisecond || b.Source("revocation_poll").Name != "--revocation-poll" {
+		t.Fatalf("flag: %v from %v, %v", b.RevocationPoll, b.Source("revocation_poll"), err)
+	}
+	raw, _ := json.Marshal(b.Effective())
+	f, err := Parse("eff.json", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.RevocationPoll != b.RevocationPoll {
+		t.Fatalf("effective %s resolved to %v, %v", raw, b2.RevocationPoll, err)
 	}
 }

@@ -142,7 +142,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			}
 			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			n, err := node.StartBank(node.BankConfig{
-				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store, CacheSize: cfg.CacheSize,
+				Dir: data, Listen: cfg.Listen, AdminListen: cfg.AdminListen, Keys: kc, Plaintext: cfg.Plaintext, Log: log, Store: cfg.Store, CacheSize: cfg.CacheSize, RevocationPoll: cfg.RevocationPoll,
 				KeyPassphrase: keyOpts.Passphrase, TLS: cfg.TLS(), Signer: cfg.Signer, Limits: cfg.RateLimits,
 			})
 			if err != nil {

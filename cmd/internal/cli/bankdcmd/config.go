@@ -108,6 +108,9 @@ its zero value means the default shown. Unknown fields are errors.
                                        behind a proxy all share its address
     "rate_limit_per_account": "100",   withdrawals, payment orders and
                                        statements a second per account, or "off"
+    "revocation_poll": "2s",           how often a replica looks for
+                                       denominations another revoked (100ms
+                                       to 1h); their coins are refused at once
 
     "currency": "EUR",                 these five shape a new bank's keys (first
     "rsa_bits": 2048,                  start, or 'bankd keys generate'); once the
@@ -206,6 +209,7 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("signer", eff.Signer)
 				row("rate_limit_per_peer", eff.RateLimitPerPeer)
 				row("rate_limit_per_account", eff.RateLimitPerAccount)
+				row("revocation_poll", eff.RevocationPoll)
 				t.Flush()
 			})
 		},
