@@ -141,7 +141,8 @@ machine and says which it meets:
 Each measurement is a "loadgen run" in a child process of its own (this same
 binary; a fresh bank and merchant in a temporary directory, removed at exit),
 --runs times, interleaved: every round runs each target once, so that the
-machine's drift touches all alike. A target's verdict is its median over the
+machine's drift touches all alike, and starts one target further along the
+list than the one before, so that no target always runs after the same one. A target's verdict is its median over the
 runs ("met" or "missed"), with how many runs met it. The fractions are of the
 crypto limit each run measures for itself, before and after its timed phase.
 
@@ -288,8 +289,8 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
-// measureTargets runs every target runs times, round by round, and
-// computes the verdicts. A failed run is recorded and the rest go on; an
+// measureTargets runs every target runs times, round by round (each round
+// rotated by one), and computes the verdicts. A failed run is recorded and the rest go on; an
 // interrupt stops after the run in flight.
 func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime time.Duration, run runner, p *progress) *targetsReport {
 	rep := &targetsReport{Runs: runs, Duration: d.Seconds(), Machine: machine()}
@@ -304,10 +305,14 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 	}
 	total, done := runs*len(ts), 0
 	for round := 1; round <= runs && ctx.Err() == nil; round++ {
-		for i, t := range ts {
+		// Each round starts one target further along, so that no target
+		// always follows the same one (a long setup, an idle latency run).
+		for k := range ts {
 			if ctx.Err() != nil {
 				break
 			}
+			i := (k + round - 1) % len(ts)
+			t := ts[i]
 			done++
 			p.Status("targets: round %d of %d, %s (run %d of %d) ...", round, runs, t.Name, done, total)
 			res := &rep.Targets[i]

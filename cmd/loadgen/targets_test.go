@@ -60,8 +60,9 @@ func TestTargetVerdicts(t *testing.T) {
 	}}
 	rep := measureTargets(context.Background(), ts, 3, 15*time.Second, 2*time.Second, f.run, nil)
 
-	// Interleaved: round by round, every target once a round, size's 1M
-	// run before its 10M run; every run with the duration and limit time.
+	// Interleaved: round by round, every target once a round, each round
+	// starting one target further along; size's 1M run before its 10M
+	// run; every run with the duration and limit time.
 	var order []string
 	for _, c := range f.calls {
 		if !slices.Equal(c[len(c)-4:], []string{"--duration", "15s", "--limit-time", "2s"}) {
@@ -69,8 +70,8 @@ func TestTargetVerdicts(t *testing.T) {
 		}
 		order = append(order, strings.Join(c[:len(c)-4], " "))
 	}
-	round := []string{key(pay), key(swap), key(lat), strings.Join(size.Base, " "), key(size)}
-	if want := slices.Concat(round, round, round); !slices.Equal(order, want) {
+	p, sw, l, sz := []string{key(pay)}, []string{key(swap)}, []string{key(lat)}, []string{strings.Join(size.Base, " "), key(size)}
+	if want := slices.Concat(p, sw, l, sz, sw, l, sz, p, l, sz, p, sw); !slices.Equal(order, want) {
 		t.Errorf("runs in order\n%q\nwant\n%q", order, want)
 	}
 
