@@ -303,7 +303,7 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 			rep.Targets[i].Command = command(t.Base) + ", then " + command(t.Args)
 		}
 	}
-	total, done := runs*len(ts), 0
+	total, done, started := runs*len(ts), 0, time.Now()
 	for round := 1; round <= runs && ctx.Err() == nil; round++ {
 		// Each round starts one target further along, so that no target
 		// always follows the same one (a long setup, an idle latency run).
@@ -314,7 +314,7 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 			i := (k + round - 1) % len(ts)
 			t := ts[i]
 			done++
-			p.Status("targets: round %d of %d, %s (run %d of %d) ...", round, runs, t.Name, done, total)
+			p.Status("targets: round %d of %d, %s (run %d of %d%s) ...", round, runs, t.Name, done, total, eta(started, done-1, total, len(ts)))
 			res := &rep.Targets[i]
 			var base *report
 			if t.Base != nil {
@@ -357,6 +357,17 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 		}
 	}
 	return rep
+}
+
+// eta estimates the time left from the runs done so far: "" until a
+// whole round is done, since the targets' runs differ in length by
+// minutes.
+func eta(started time.Time, done, total, perRound int) string {
+	if done < perRound || done == 0 {
+		return ""
+	}
+	left := time.Since(started) / time.Duration(done) * time.Duration(total-done)
+	return fmt.Sprintf(", about %s left", left.Round(time.Minute))
 }
 
 func (res *targetResult) fail(err error, p *progress) {

@@ -154,3 +154,14 @@ func TestTargetsNeedTheBinary(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want a refusal", code, stderr)
 	}
 }
+
+func TestTargetsETA(t *testing.T) {
+	started := time.Now().Add(-10 * time.Minute)
+	if got := eta(started, 3, 9, 4); got != "" {
+		t.Errorf("before a whole round: %q, want none", got)
+	}
+	// 4 runs in 10 minutes, 8 to go: about 20 minutes.
+	if got := eta(started, 4, 12, 4); got != ", about 20m0s left" {
+		t.Errorf("after a round: %q", got)
+	}
+}
