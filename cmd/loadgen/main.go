@@ -50,6 +50,7 @@ const (
 	maxConcurrency = 256
 	maxRate        = 1_000_000
 	maxCoinsPerOp  = ecash.MaxCoinsPerRequest
+	minLimitTime   = 10 * time.Millisecond
 	maxLimitTime   = time.Minute
 	defaultMaxPre  = 1_000_000 // coins pre-withdrawn for pay, at most
 )
@@ -116,10 +117,18 @@ func (c *commonFlags) check(limitFlag string) (ecash.Cipher, echeck.Kind, error)
 	if !ok {
 		return 0, 0, cli.Usagef("bad --epo %q: want check or goods", c.epo)
 	}
-	if c.limitTime < 10*time.Millisecond || c.limitTime > maxLimitTime {
-		return 0, 0, cli.Usagef("bad --%s %s: want 10ms to %s", limitFlag, c.limitTime, maxLimitTime)
+	if err := checkLimitTime(limitFlag, c.limitTime); err != nil {
+		return 0, 0, err
 	}
 	return cipher, epo, nil
+}
+
+// checkLimitTime bounds how long a crypto limit is measured.
+func checkLimitTime(flag string, d time.Duration) error {
+	if d < minLimitTime || d > maxLimitTime {
+		return cli.Usagef("bad --%s %s: want %s to %s", flag, d, minLimitTime, maxLimitTime)
+	}
+	return nil
 }
 
 func runCommand() *cli.Command {

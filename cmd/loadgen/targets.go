@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +55,7 @@ var targets = []target{
 		Goal:  "at least 2,500 swaps a second (15 times gonuts' mint)",
 		value: func(r, _ *report) float64 { return r.OpsPerSec },
 		met:   func(v float64) bool { return v >= 2500 },
-		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }},
+		show:  func(v float64) string { return cut(v, 0) }},
 	latencyTarget("latency", "one-coin pay, CS, one wallet, 100 a second", runArgs("pay", "cs", 1, 1, "--rate", "100")),
 	latencyTarget("latency-uri", "the same, paying from payment URIs", runArgs("pay", "cs", 1, 1, "--rate", "100", "--pay-request", "uri")),
 	{Name: "size", What: "pay, CS, 8 coins, 16 wallets: CPU per coin, 10M spent coins against 1M", Optional: true,
@@ -62,7 +64,7 @@ var targets = []target{
 		Goal: "grows by at most 20%",
 		value: func(r, base *report) float64 {
 			if base.CPU.ProcessUs <= 0 {
-				return 0
+				return math.NaN()
 			}
 			return r.CPU.ProcessUs/base.CPU.ProcessUs - 1
 		},
@@ -81,7 +83,7 @@ func fractionTarget(name, what string, atLeast float64, args []string) target {
 		Goal:  fmt.Sprintf("at least %.2f of the crypto limit", atLeast),
 		value: func(r, _ *report) float64 { return r.Fraction },
 		met:   func(v float64) bool { return v >= atLeast },
-		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }}
+		show:  func(v float64) string { return cut(v, 3) }}
 }
 
 // latencyTarget is a target on one operation's 99th percentile latency.
@@ -90,12 +92,20 @@ func latencyTarget(name, what string, args []string) target {
 		Goal:  "p99 under 5 ms",
 		value: func(r, _ *report) float64 { return r.Latency.P99 },
 		met:   func(v float64) bool { return v < 5 },
-		show:  func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }}
+		show:  func(v float64) string { return cut(v, 1) + " ms" }}
+}
+
+// cut shows v with digits decimals, cut rather than rounded: 0.4999 shows
+// as 0.499, not as 0.500, which would meet a goal of 0.50 it misses.
+func cut(v float64, digits int) string {
+	scale := math.Pow10(digits)
+	return strconv.FormatFloat(math.Floor(v*scale)/scale, 'f', digits, 64)
 }
 
 // targetsReport is the result of "loadgen targets".
 type targetsReport struct {
 	Runs     int            `json:"runs"`
+	Seed     uint64         `json:"seed"` // of the rounds' orders (--seed)
 	Duration float64        `json:"duration_s"`
 	Machine  machineInfo    `json:"machine"`
 	Targets  []targetResult `json:"targets"`
@@ -110,12 +120,17 @@ type targetResult struct {
 	// swaps a second, milliseconds, relative growth), in the order run.
 	Values      []float64 `json:"values"`
 	Shown       []string  `json:"shown"`
-	Median      float64   `json:"median"`
+	Median      *float64  `json:"median,omitempty"` // nil when no run completed
 	MedianShown string    `json:"median_shown,omitempty"`
 	Met         int       `json:"runs_met"`
 	Failed      int       `json:"runs_failed,omitempty"`
+	// MaxOtherCores is the most cores other processes kept busy in any of
+	// the runs (their timed phases and limit measurements); EndedEarly
+	// counts runs that ran out of coins before their time.
+	MaxOtherCores float64 `json:"max_other_processes_cores"`
+	EndedEarly    int     `json:"runs_ended_early,omitempty"`
 	// Verdict is "met" if the median meets the goal, "missed" if not,
-	// "failed" if no run completed.
+	// "failed" if every run failed, "not run" if none ran (an interrupt).
 	Verdict string `json:"verdict"`
 	// Reports are the runs' full "loadgen run --json" reports (for size,
 	// the 10M run's; BaseReports the 1M run's).
@@ -130,6 +145,7 @@ func targetsCommand() *cli.Command {
 		duration  time.Duration
 		limitTime time.Duration
 		only      string
+		seed      uint64
 	)
 	return &cli.Command{
 		Name:  "targets",
@@ -141,19 +157,24 @@ machine and says which it meets:
 Each measurement is a "loadgen run" in a child process of its own (this same
 binary; a fresh bank and merchant in a temporary directory, removed at exit),
 --runs times, interleaved: every round runs each target once, so that the
-machine's drift touches all alike, and starts one target further along the
-list than the one before, so that no target always runs after the same one. A target's verdict is its median over the
-runs ("met" or "missed"), with how many runs met it. The fractions are of the
-crypto limit each run measures for itself, before and after its timed phase.
+machine's drift touches all alike, in an order shuffled afresh each round
+(from --seed; the report gives it), so that no target keeps its place or
+its neighbours. A target's verdict is its median over the runs ("met" or
+"missed"), with how many runs met it; values are shown cut, not rounded,
+so that a value shown at the goal meets it. The fractions are of the
+crypto limit each run measures for itself, before and after its timed
+phase.
 
-The targets assume a quiet machine: anything else running disturbs them
-(each run reports the cores other processes kept busy). A round takes some
+The targets assume a quiet machine: anything else running disturbs them.
+The report gives, per target, the most cores other processes kept busy
+in any of its runs, and flags a target above 0.15 as disturbed. A round takes some
 8 minutes on the reference machine (2 cores), most of it the pay runs'
 setup, which withdraws the coins to pay with; the size target (only with
 --only size) prefills stores of 1M and 10M spent coins first, some 30
 minutes a round. With --json the report carries every run's full report.
 A run that fails is reported and the others go on; the exit status is then
-non-zero.`,
+non-zero. An interrupt stops after the run in flight; targets not reached
+are reported as not run.`,
 		Example: `loadgen targets
 loadgen targets --runs 5 --duration 30s --json > targets.json
 loadgen targets --only pay-cs,pay-cs-uri --runs 11
@@ -161,6 +182,7 @@ loadgen targets --only size --runs 1 --duration 60s`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&runs, "runs", 3, "runs of each target (1 to 50)")
 			fs.DurationVar(&duration, "duration", 15*time.Second, "timed phase of each run (1s to 10m)")
+			fs.Uint64Var(&seed, "seed", 0, "`SEED` of the rounds' shuffled orders, to repeat an invocation's (default: a fresh one, given in the report)")
 			fs.DurationVar(&limitTime, "limit-time", 2*time.Second, "how long each run measures the crypto limit, before and after its timed phase (10ms to 1m)")
 			fs.StringVar(&only, "only", "", "comma-separated `TARGETS` to measure, of "+strings.Join(targetNames(), ", ")+" (default: all but size)")
 		},
@@ -172,8 +194,8 @@ loadgen targets --only size --runs 1 --duration 60s`,
 			if duration < time.Second || duration > maxDuration {
 				return cli.Usagef("bad --duration %s: want 1s to %s", duration, maxDuration)
 			}
-			if limitTime < 10*time.Millisecond || limitTime > maxLimitTime {
-				return cli.Usagef("bad --limit-time %s: want 10ms to %s", limitTime, maxLimitTime)
+			if err := checkLimitTime("limit-time", limitTime); err != nil {
+				return err
 			}
 			chosen, err := chooseTargets(only)
 			if err != nil {
@@ -183,7 +205,11 @@ loadgen targets --only size --runs 1 --duration 60s`,
 			if err != nil {
 				return err
 			}
-			rep := measureTargets(ctx, chosen, runs, duration, limitTime, childRunner(self), newProgress(inv))
+			if !inv.IsSet("seed") {
+				seed = rand.Uint64()
+			}
+			rep := measureTargets(ctx, chosen, runs, duration, limitTime, shuffled(seed, len(chosen)), childRunner(self), newProgress(inv))
+			rep.Seed = seed
 			if err := inv.Print(rep, rep.writeText); err != nil {
 				return err
 			}
@@ -271,6 +297,7 @@ func childRunner(self string) runner {
 		cmd := exec.CommandContext(ctx, self, append(slices.Clone(args), "--json")...)
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = time.Minute
+		interruptWithParent(cmd)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
@@ -289,10 +316,23 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
-// measureTargets runs every target runs times, round by round (each round
-// rotated by one), and computes the verdicts. A failed run is recorded and the rest go on; an
-// interrupt stops after the run in flight.
-func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime time.Duration, run runner, p *progress) *targetsReport {
+// shuffled returns each round's order of n targets: a permutation drawn
+// afresh each round from seed, so that no target keeps its place in a
+// round or the target before it.
+func shuffled(seed uint64, n int) func(round int) []int {
+	return func(round int) []int {
+		return rand.New(rand.NewPCG(seed, uint64(round))).Perm(n)
+	}
+}
+
+// disturbedCores is how many cores other processes may keep busy before a
+// run counts as disturbed (PERFORMANCE.md's method).
+const disturbedCores = 0.15
+
+// measureTargets runs every target runs times, round by round in the
+// order order gives each round, and computes the verdicts. A failed run is
+// recorded and the rest go on; an interrupt stops after the run in flight.
+func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime time.Duration, order func(round int) []int, run runner, p *progress) *targetsReport {
 	rep := &targetsReport{Runs: runs, Duration: d.Seconds(), Machine: machine()}
 	rep.Targets = make([]targetResult, len(ts))
 	dur := []string{"--duration", d.String(), "--limit-time", limitTime.String()}
@@ -305,36 +345,22 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 	}
 	total, done, started := runs*len(ts), 0, time.Now()
 	for round := 1; round <= runs && ctx.Err() == nil; round++ {
-		// Each round starts one target further along, so that no target
-		// always follows the same one (a long setup, an idle latency run).
-		for k := range ts {
+		for _, i := range order(round) {
 			if ctx.Err() != nil {
 				break
 			}
-			i := (k + round - 1) % len(ts)
-			t := ts[i]
+			t, res := ts[i], &rep.Targets[i]
+			p.Status("targets: round %d of %d, %s (run %d of %d%s) ...", round, runs, t.Name, done+1, total, eta(started, done, total, len(ts)))
 			done++
-			p.Status("targets: round %d of %d, %s (run %d of %d%s) ...", round, runs, t.Name, done, total, eta(started, done-1, total, len(ts)))
-			res := &rep.Targets[i]
-			var base *report
-			if t.Base != nil {
-				b, raw, err := run(ctx, append(slices.Clone(t.Base), dur...))
-				if err != nil {
-					res.fail(err, p)
-					continue
-				}
-				base = b
-				res.BaseReports = append(res.BaseReports, raw)
-			}
-			r, raw, err := run(ctx, append(slices.Clone(t.Args), dur...))
+			v, err := measureOnce(ctx, t, res, dur, run)
 			if err != nil {
-				res.fail(err, p)
+				res.Failed++
+				res.Errors = append(res.Errors, err.Error())
+				p.Note("%s: %v", t.Name, err)
 				continue
 			}
-			v := t.value(r, base)
 			res.Values = append(res.Values, v)
 			res.Shown = append(res.Shown, t.show(v))
-			res.Reports = append(res.Reports, raw)
 			if t.met(v) {
 				res.Met++
 			}
@@ -345,35 +371,68 @@ func measureTargets(ctx context.Context, ts []target, runs int, d, limitTime tim
 	for i, t := range ts {
 		res := &rep.Targets[i]
 		switch {
-		case len(res.Values) == 0:
-			res.Verdict = "failed"
-		default:
-			res.Median = median(res.Values)
-			res.MedianShown = t.show(res.Median)
+		case len(res.Values) > 0:
+			m := median(res.Values)
+			res.Median, res.MedianShown = &m, t.show(m)
 			res.Verdict = "missed"
-			if t.met(res.Median) {
+			if t.met(m) {
 				res.Verdict = "met"
 			}
+		case res.Failed > 0:
+			res.Verdict = "failed"
+		default:
+			res.Verdict = "not run"
 		}
 	}
 	return rep
+}
+
+// measureOnce runs t once (its base run first, if any) and records the
+// reports in res only if every run of the measurement succeeded.
+func measureOnce(ctx context.Context, t target, res *targetResult, dur []string, run runner) (float64, error) {
+	var base *report
+	var baseRaw []byte
+	if t.Base != nil {
+		var err error
+		if base, baseRaw, err = run(ctx, append(slices.Clone(t.Base), dur...)); err != nil {
+			return 0, err
+		}
+	}
+	r, raw, err := run(ctx, append(slices.Clone(t.Args), dur...))
+	if err != nil {
+		return 0, err
+	}
+	v := t.value(r, base)
+	if math.IsNaN(v) {
+		return 0, errors.New("the run measured nothing to compare (no CPU time)")
+	}
+	for _, rr := range []*report{base, r} {
+		if rr != nil {
+			res.MaxOtherCores = max(res.MaxOtherCores, rr.CPU.OtherCores, rr.Limit.OtherCores, rr.LimitAfter.OtherCores)
+			if rr.EndedEarly != "" {
+				res.EndedEarly++
+			}
+		}
+	}
+	res.Reports = append(res.Reports, raw)
+	if baseRaw != nil {
+		res.BaseReports = append(res.BaseReports, baseRaw)
+	}
+	return v, nil
 }
 
 // eta estimates the time left from the runs done so far: "" until a
 // whole round is done, since the targets' runs differ in length by
 // minutes.
 func eta(started time.Time, done, total, perRound int) string {
-	if done < perRound || done == 0 {
+	if done < perRound {
 		return ""
 	}
 	left := time.Since(started) / time.Duration(done) * time.Duration(total-done)
-	return fmt.Sprintf(", about %s left", left.Round(time.Minute))
-}
-
-func (res *targetResult) fail(err error, p *progress) {
-	res.Failed++
-	res.Errors = append(res.Errors, err.Error())
-	p.Note("%s: %v", res.Name, err)
+	if left < time.Minute {
+		return ", under a minute left"
+	}
+	return fmt.Sprintf(", about %d min left", int(left.Round(time.Minute).Minutes()))
 }
 
 func median(vs []float64) float64 {
@@ -386,17 +445,29 @@ func median(vs []float64) float64 {
 }
 
 func (r *targetsReport) writeText(w io.Writer) {
-	fmt.Fprintf(w, "loadgen targets: issue 7's targets, %d runs each, %.0fs each, on %s, %d cores, GOMAXPROCS %d\n",
-		r.Runs, r.Duration, r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
+	runs := "runs"
+	if r.Runs == 1 {
+		runs = "run"
+	}
+	fmt.Fprintf(w, "loadgen targets: issue 7's targets, %d %s each of %.0fs (seed %d), on %s, %d cores, GOMAXPROCS %d\n",
+		r.Runs, runs, r.Duration, r.Seed, r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
 	for _, t := range r.Targets {
 		fmt.Fprintf(w, "\n  %-16s %s\n", t.Name, t.What)
 		fmt.Fprintf(w, "    target       %s\n", t.Goal)
 		if len(t.Values) > 0 {
 			fmt.Fprintf(w, "    runs         %s (median %s; %d of %d met it)\n", strings.Join(t.Shown, ", "),
 				t.MedianShown, t.Met, len(t.Values))
+			disturbed := ""
+			if t.MaxOtherCores > disturbedCores {
+				disturbed = ": disturbed, measure again on a quiet machine"
+			}
+			fmt.Fprintf(w, "    quiet        other processes kept up to %.2f of a core busy%s\n", t.MaxOtherCores, disturbed)
+		}
+		if t.EndedEarly > 0 {
+			fmt.Fprintf(w, "    ended early  %d runs ran out of coins before their time (see --json)\n", t.EndedEarly)
 		}
 		if t.Failed > 0 {
-			fmt.Fprintf(w, "    failed       %d runs: %s\n", t.Failed, t.Errors[0])
+			fmt.Fprintf(w, "    failed       %d of its runs: %s\n", t.Failed, t.Errors[0])
 		}
 		fmt.Fprintf(w, "    verdict      %s\n", t.Verdict)
 		fmt.Fprintf(w, "    command      %s\n", t.Command)
