@@ -266,26 +266,30 @@ const watchLogEvery = 10 * time.Minute
 
 // watchFailure keeps the watcher's log readable: an error that persists
 // (a replica whose key file differs from the log's beyond the revocations
-// while the master key is offline fails every poll, every 2 s) is logged
-// when it first appears or changes, then once every watchLogEvery with
-// the polls it failed in between, and its end is logged once.
+// while the master key is offline fails every poll) is logged when it
+// first appears or changes, then once every watchLogEvery with the polls
+// it failed in between, and its end is logged once, with the polls that
+// failed since the last line.
 type watchFailure struct {
 	msg    string    // the error last logged; "" while syncing works
 	logged time.Time // when
-	quiet  int       // failed polls since, not logged
+	quiet  int       // polls failing with msg since, not logged
 }
 
 func (f *watchFailure) report(log *slog.Logger, now time.Time, err error) {
 	switch {
 	case err == nil && f.msg != "":
-		log.Info("adopting the audit log's revocations works again")
+		log.Info("adopting the audit log's revocations works again", "failed_polls_not_logged", f.quiet)
 		*f = watchFailure{}
 	case err == nil:
-	case err.Error() != f.msg || now.Sub(f.logged) >= watchLogEvery:
-		log.Error("adopting the audit log's revocations", "err", err, "failed_polls_not_logged", f.quiet)
-		*f = watchFailure{msg: err.Error(), logged: now}
-	default:
+	case err.Error() == f.msg && now.Sub(f.logged) < watchLogEvery:
 		f.quiet++
+	case err.Error() == f.msg:
+		log.Error("adopting the audit log's revocations", "err", err, "failed_polls_not_logged", f.quiet)
+		f.logged, f.quiet = now, 0
+	default: // a new error: the count was the old one's
+		log.Error("adopting the audit log's revocations", "err", err)
+		*f = watchFailure{msg: err.Error(), logged: now}
 	}
 }
 

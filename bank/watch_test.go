@@ -31,14 +31,15 @@ func TestWatchFailureLog(t *testing.T) {
 		want string // the line logged, "" for none
 	}{
 		{0, nil, ""},
-		{2 * time.Second, offline, `level=ERROR msg="adopting the audit log's revocations" err="the master key is offline" failed_polls_not_logged=0`},
+		{2 * time.Second, offline, `level=ERROR msg="adopting the audit log's revocations" err="the master key is offline"`},
 		{4 * time.Second, offline, ""},
 		{6 * time.Second, offline, ""},
 		{watchLogEvery + 2*time.Second, offline, `level=ERROR msg="adopting the audit log's revocations" err="the master key is offline" failed_polls_not_logged=2`},
-		{watchLogEvery + 4*time.Second, errors.New("disk full"), `level=ERROR msg="adopting the audit log's revocations" err="disk full" failed_polls_not_logged=0`},
-		{watchLogEvery + 6*time.Second, nil, `level=INFO msg="adopting the audit log's revocations works again"`},
-		{watchLogEvery + 8*time.Second, nil, ""},
-		{watchLogEvery + 10*time.Second, offline, `level=ERROR msg="adopting the audit log's revocations" err="the master key is offline" failed_polls_not_logged=0`},
+		{watchLogEvery + 4*time.Second, errors.New("disk full"), `level=ERROR msg="adopting the audit log's revocations" err="disk full"`},
+		{watchLogEvery + 6*time.Second, errors.New("disk full"), ""},
+		{watchLogEvery + 8*time.Second, nil, `level=INFO msg="adopting the audit log's revocations works again" failed_polls_not_logged=1`},
+		{watchLogEvery + 10*time.Second, nil, ""},
+		{watchLogEvery + 12*time.Second, offline, `level=ERROR msg="adopting the audit log's revocations" err="the master key is offline"`},
 	}
 	for i, s := range steps {
 		buf.Reset()
