@@ -1551,17 +1551,24 @@ func testReplicaAudit(t *testing.T, c *cluster) {
 }
 
 // testReplicaRevoke revokes the cent through replica 0. Replica 2, whose
-// poll is an hour, still serves the old key set; a withdrawal of a cent
-// through it is refused all the same, since the database holds the
-// revocation, and the refusal makes replica 2 adopt the revoked key set.
-// Replica 1 adopts it within a few of its 200 ms polls.
+// poll is an hour (startCluster), still serves the old key set; a
+// withdrawal of a cent through it is refused all the same, since the
+// database holds the revocation, and the refusal makes replica 2 adopt the
+// revoked key set. Replica 1 (200 ms) adopts it by polling.
 func testReplicaRevoke(t *testing.T, c *cluster) {
 	ctx := t.Context()
+	if len(c.reps) < 3 {
+		t.Fatalf("%d replicas: the step needs three, with the polls startCluster gives them", len(c.reps))
+	}
 	var cent ecash.Hash
+	found := false
 	for _, d := range c.ks.Denominations {
 		if d.Value.Value == 1 {
-			cent = d.ID
+			cent, found = d.ID, true
 		}
+	}
+	if !found {
+		t.Fatalf("no one-cent denomination in %s", replicaDenoms)
 	}
 	serves := func(r *replica) bool {
 		t.Helper()
