@@ -209,14 +209,8 @@ func TestTLSSettings(t *testing.T) {
 		t.Fatalf("flags over the file: %+v", b.TLS())
 	}
 	// The effective configuration round-trips with the TLS fields.
-	raw, _ := json.Marshal(b.Effective())
-	f, err := Parse("eff.json", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, err := Resolve(Input{File: f, FilePath: "eff.json"})
-	if err != nil || b2.TLS() != b.TLS() {
-		t.Fatalf("effective %s resolved to %+v, %v", raw, b2.TLS(), err)
+	if b2 := reresolve(t, b); b2.TLS() != b.TLS() {
+		t.Fatalf("the effective configuration resolved to %+v, want the same", b2.TLS())
 	}
 }
 
@@ -305,14 +299,8 @@ func TestSigner(t *testing.T) {
 	if err != nil || b.Signer != "unix:///run/b.sock" || b.Source("signer").Name != "--signer" {
 		t.Fatalf("signer %q from %v, %v", b.Signer, b.Source("signer"), err)
 	}
-	raw, _ := json.Marshal(b.Effective())
-	f, err := Parse("eff.json", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, err := Resolve(Input{File: f, FilePath: "eff.json"})
-	if err != nil || b2.Signer != b.Signer {
-		t.Fatalf("effective %s resolved to %q, %v", raw, b2.Signer, err)
+	if b2 := reresolve(t, b); b2.Signer != b.Signer {
+		t.Fatalf("the effective configuration resolved to %q, want the same", b2.Signer)
 	}
 }
 
@@ -415,13 +403,8 @@ func TestCacheSize(t *testing.T) {
 	if err != nil || b.CacheSize != 2<<30 || b.Source("cache_size").Name != "--cache-size" {
 		t.Fatalf("cache size %d from %v, %v", b.CacheSize, b.Source("cache_size"), err)
 	}
-	raw, _ := json.Marshal(b.Effective())
-	f, err := Parse("eff.json", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.CacheSize != b.CacheSize {
-		t.Fatalf("effective %s resolved to %d, %v", raw, b2.CacheSize, err)
+	if b2 := reresolve(t, b); b2.CacheSize != b.CacheSize {
+		t.Fatalf("the effective configuration resolved to %d, want the same", b2.CacheSize)
 	}
 	b, err = resolve(t, `{"store": "postgres://db/bank"}`, nil)
 	if err != nil || b.Effective().CacheSize != "" {
@@ -444,13 +427,8 @@ func TestRateLimits(t *testing.T) {
 	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
 		t.Fatalf("%+v from %v, %v", b.RateLimits, b.Source("rate_limit_per_peer"), err)
 	}
-	raw, _ := json.Marshal(b.Effective())
-	f, err := Parse("eff.json", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.RateLimits != b.RateLimits {
-		t.Fatalf("effective %s resolved to %+v, %v", raw, b2.RateLimits, err)
+	if b2 := reresolve(t, b); b2.RateLimits != b.RateLimits {
+		t.Fatalf("the effective configuration resolved to %+v, want the same", b2.RateLimits)
 	}
 }
 
@@ -470,12 +448,23 @@ func TestRevocationPoll(t *testing.T) {
 	if err != nil || b.RevocationPoll != 500*time.Millisecond || b.Source("revocation_poll").Name != "--revocation-poll" {
 		t.Fatalf("flag: %v from %v, %v", b.RevocationPoll, b.Source("revocation_poll"), err)
 	}
+	if b2 := reresolve(t, b); b2.RevocationPoll != b.RevocationPoll {
+		t.Fatalf("the effective configuration resolved to %v, want the same", b2.RevocationPoll)
+	}
+}
+
+// reresolve resolves b's effective configuration as a file: it must give
+// b back.
+func reresolve(t *testing.T, b *Bank) *Bank {
+	t.Helper()
 	raw, _ := json.Marshal(b.Effective())
 	f, err := Parse("eff.json", raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b2, err := Resolve(Input{File: f, FilePath: "eff.json"}); err != nil || b2.RevocationPoll != b.RevocationPoll {
-		t.Fatalf("effective %s resolved to %v, %v", raw, b2.RevocationPoll, err)
+	b2, err := Resolve(Input{File: f, FilePath: "eff.json"})
+	if err != nil {
+		t.Fatalf("effective %s: %v", raw, err)
 	}
+	return b2
 }
