@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -342,4 +343,116 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// frameCounter counts the HTTP/2 PING frames in one direction of a
+// connection, given its bytes in order (after the client's preface, if
+// skip says so).
+type frameCounter struct {
+	mu    sync.Mutex
+	skip  int // bytes of preface still to skip
+	buf   []byte
+	pings int
+}
+
+func (f *frameCounter) add(p []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.buf = append(f.buf, p...)
+	if f.skip > 0 {
+		n := min(f.skip, len(f.buf))
+		f.buf, f.skip = f.buf[n:], f.skip-n
+	}
+	for len(f.buf) >= 9 {
+		size := 9 + (int(f.buf[0])<<16 | int(f.buf[1])<<8 | int(f.buf[2]))
+		if len(f.buf) < size {
+			return
+		}
+		if f.buf[3] == 0x6 { // PING
+			f.pings++
+		}
+		f.buf = f.buf[size:]
+	}
+}
+
+func (f *frameCounter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pings
+}
+
+// countingConn feeds a server connection's plaintext HTTP/2 to counters.
+type countingConn struct {
+	net.Conn
+	in, out *frameCounter
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.add(p[:n])
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.out.add(p)
+	return c.Conn.Write(p)
+}
+
+type countingListener struct {
+	net.Listener
+	in, out *frameCounter
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.in, l.out}, nil
+}
+
+// Calls exchange no PINGs: the fixed flow-control window of both sides
+// turns off gRPC's bandwidth-delay estimation, which would answer every
+// burst of data with a PING (and the peer with its ack). A client with
+// gRPC's default window shows that the counting sees them.
+func TestNoFlowControlPings(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		dial  func(addr string) (*grpc.ClientConn, error)
+		pings bool
+	}{
+		{"Dial", func(addr string) (*grpc.ClientConn, error) { return Dial(addr, ClientConfig{Plaintext: true}) }, false},
+		{"gRPC's default window", func(addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := &frameCounter{skip: len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")}
+			out := &frameCounter{}
+			s := grpc.NewServer(Server{}.Options()...)
+			healthpb.RegisterHealthServer(s, health.NewServer())
+			go s.Serve(countingListener{lis, in, out})
+			t.Cleanup(s.Stop)
+			conn, err := tc.dial(lis.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for range 20 {
+				if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conn.Close()
+			s.Stop()
+			sent, received := in.count(), out.count()
+			if got := sent+received > 0; got != tc.pings {
+				t.Fatalf("PINGs from the client %d, from the server %d; want any: %v", sent, received, tc.pings)
+			}
+		})
+	}
 }
