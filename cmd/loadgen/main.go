@@ -289,6 +289,12 @@ on an idle system" is --concurrency 1 --rate 100, say. Reported:
                    writes and syncs, flushes, compactions) carries Pebble's own
                    label and is reported apart, for all stores together;
                    "runtime" is the rest (garbage collector, scheduler)
+  commits          the bank's synced group commits over the phase (Pebble,
+                   this process's banks): operations per commit, p50, p99
+                   and slowest (the bounds of the blindbank_commit_seconds
+                   buckets holding them), and how many took over 6.4 ms,
+                   alone more than a lone payment's 5 ms goal: each is an
+                   fsync, so a disk that stalls shows here
   disk per coin    growth of the bank's Pebble directory (WAL included) over
                    the phase divided by its coins, and its size at the end;
                    then, without a prefill, the store compacted, over the

@@ -295,6 +295,17 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 			t.Errorf("the bank has no CPU in %d ms of samples", c.Samples)
 		}
 	}
+	switch c := r.Commits; {
+	case r.Store.Postgres != nil:
+		if c != nil {
+			t.Errorf("commits over PostgreSQL, which does not observe them: %+v", c)
+		}
+	case c == nil:
+		t.Error("no report of the bank's commits")
+	case c.Commits == 0 || c.OpsPerCommit < 1 || c.Slow > c.Commits || c.SlowOverMs < 1000*slowCommitFrom ||
+		!(0 < c.P50Ms && c.P50Ms <= c.P99Ms && (c.P99Ms <= c.MaxMs || c.MaxMs == -1)):
+		t.Errorf("commits: %+v", c)
+	}
 	d := r.Disk
 	if r.Prefill != nil && r.Store.Postgres == nil {
 		// Pebble is not compacted after a prefill: no figures at rest.

@@ -49,10 +49,13 @@ type report struct {
 	// Fraction is coins/s over the mean of the two limits' coins/s.
 	Fraction float64 `json:"fraction_of_limit"`
 
-	CPU   cpuReport   `json:"cpu"`
-	Disk  diskReport  `json:"disk"`
-	Setup setupReport `json:"setup"`
-	Store storeReport `json:"store"`
+	CPU  cpuReport  `json:"cpu"`
+	Disk diskReport `json:"disk"`
+	// Commits are the bank's synced group commits in the phase (nil but
+	// for Pebble banks loadgen runs itself).
+	Commits *commitReport `json:"commits,omitempty"`
+	Setup   setupReport   `json:"setup"`
+	Store   storeReport   `json:"store"`
 	// Prefill is the spent coins written into the store before the
 	// phase (--prefill-spent); nil without.
 	Prefill *prefillReport `json:"prefill,omitempty"`
@@ -365,6 +368,9 @@ func (r *report) writeText(w io.Writer) {
 			fmt.Fprintf(w, " %s %.2f", ws.State, ws.Backends)
 		}
 		fmt.Fprintln(w)
+	}
+	if r.Commits != nil {
+		fmt.Fprintf(w, "  commits       %s\n", r.Commits.describe())
 	}
 	d := r.Disk
 	if r.Store.Postgres != nil {

@@ -313,6 +313,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	}
 	daemons0 := daemonTimes(env.daemons)
 	rpcs0, rpcsOK := env.rpcsServed()
+	commits0, commitsOK := env.commitsSoFar()
 	sys0, sysOK := systemBusy()
 	var pgph *pgPhase
 	if env.pg != nil {
@@ -346,6 +347,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	cpu1, cerr := processCPU()
 	daemons1 := daemonTimes(env.daemons)
 	rpcs1, rpcsOK1 := env.rpcsServed()
+	commits1, commitsOK1 := env.commitsSoFar()
 	sys1, sysOK1 := systemBusy()
 	prog.Clear()
 	if err := writeAllocs(cfg.MemProfile, ""); err != nil {
@@ -388,6 +390,9 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	rep.Latency = latencies(res.latencies)
 	if rpcsOK && rpcsOK1 {
 		rep.RPCsPerOp = (rpcs1 - rpcs0) / float64(res.ops)
+	}
+	if commitsOK && commitsOK1 {
+		rep.Commits = commits1.since(commits0)
 	}
 	rep.Disk = diskReport{StoreBytes: after, GrowthBytes: after - before, BytesPerCoin: float64(after-before) / float64(res.coins)}
 	cpu := cpu1 - cpu0

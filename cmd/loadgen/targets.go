@@ -132,6 +132,10 @@ type targetResult struct {
 	// counts runs that ran out of coins before their time.
 	MaxOtherCores float64 `json:"max_other_processes_cores"`
 	EndedEarly    int     `json:"runs_ended_early,omitempty"`
+	// SlowCommits are the runs' commit reports (nil where there is none),
+	// for their slow syncs: a latency target's run that met the disk's
+	// stalls shows it.
+	SlowCommits []*commitReport `json:"-"`
 	// Verdict is "met" if the median meets the goal, "missed" if not,
 	// "failed" if every run failed, "not run" if none ran (an interrupt).
 	Verdict string `json:"verdict"`
@@ -171,7 +175,9 @@ phase.
 
 The targets assume a quiet machine: anything else running disturbs them.
 The report gives, per target, the most cores other processes kept busy
-in any of its runs, and flags a target above 0.15 as disturbed. A round
+in any of its runs, and flags a target above 0.15 as disturbed, and the
+bank's synced commits that took over 6.4 ms in each run: one fsync that
+stalls sets the 99th percentile of a lone payment's latency. A round
 takes some 8 minutes on the reference machine (2 cores), most of it the
 pay runs' setup, which withdraws the coins to pay with; the size target (only with
 --only size) prefills stores of 1M and 10M spent coins first, some 30
@@ -418,6 +424,7 @@ func measureOnce(ctx context.Context, t target, res *targetResult, dur []string,
 			}
 		}
 	}
+	res.SlowCommits = append(res.SlowCommits, r.Commits)
 	res.Reports = append(res.Reports, raw)
 	if baseRaw != nil {
 		res.BaseReports = append(res.BaseReports, baseRaw)
@@ -467,6 +474,9 @@ func (r *targetsReport) writeText(w io.Writer) {
 			}
 			fmt.Fprintf(w, "    quiet        other processes kept up to %.2f of a core busy%s\n", t.MaxOtherCores, disturbed)
 		}
+		if line := slowSyncs(t.SlowCommits); line != "" {
+			fmt.Fprintf(w, "    slow syncs   %s\n", line)
+		}
 		if t.EndedEarly > 0 {
 			fmt.Fprintf(w, "    ended early  %d runs ran out of coins before their time (see --json)\n", t.EndedEarly)
 		}
@@ -476,4 +486,30 @@ func (r *targetsReport) writeText(w io.Writer) {
 		fmt.Fprintf(w, "    verdict      %s\n", t.Verdict)
 		fmt.Fprintf(w, "    command      %s\n", t.Command)
 	}
+}
+
+// slowSyncs is the line of a target's slow commits: how many each run had,
+// and the slowest of all; "" if no run reported its commits.
+func slowSyncs(cs []*commitReport) string {
+	var counts []string
+	var over, slowest, last float64
+	beyond := false
+	for _, c := range cs {
+		if c == nil {
+			counts = append(counts, "?")
+			continue
+		}
+		counts = append(counts, strconv.FormatUint(c.Slow, 10))
+		over, last = c.SlowOverMs, c.LastMs
+		beyond = beyond || c.MaxMs < 0
+		slowest = max(slowest, c.MaxMs)
+	}
+	if over == 0 {
+		return ""
+	}
+	worst := fmt.Sprintf("≤ %g ms", slowest)
+	if beyond {
+		worst = fmt.Sprintf("> %g ms", last)
+	}
+	return fmt.Sprintf("the bank's synced commits over %g ms, per run: %s (the slowest %s)", over, strings.Join(counts, ", "), worst)
 }

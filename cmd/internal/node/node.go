@@ -180,6 +180,13 @@ func openStore(cfg BankConfig, commits *commitMetrics) (bank.Store, error) {
 	return pgstore.Open(ctx, cfg.Store, pgstore.Options{Logger: cfg.Log})
 }
 
+// The histograms of a Pebble store's group commits: operations per commit,
+// and the time of each (its fsync, mostly).
+const (
+	CommitOpsMetric     = "blindbank_commit_batch_ops"
+	CommitSecondsMetric = "blindbank_commit_seconds"
+)
+
 // commitMetrics observe the store's group commits.
 type commitMetrics struct {
 	size    prometheus.Histogram
@@ -189,11 +196,11 @@ type commitMetrics struct {
 func newCommitMetrics() *commitMetrics {
 	return &commitMetrics{
 		size: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "blindbank_commit_batch_ops", Help: "Operations per group commit.",
+			Name: CommitOpsMetric, Help: "Operations per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "blindbank_commit_seconds", Help: "Time of each synced group commit.",
+			Name: CommitSecondsMetric, Help: "Time of each synced group commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
