@@ -53,7 +53,7 @@ func TestTargetVerdicts(t *testing.T) {
 	ts := byName(t, "pay-cs", "swap-cs", "latency", "size")
 	pay, swap, lat, size := ts[0], ts[1], ts[2], ts[3]
 	f := &fakeRuns{answers: map[string][]any{
-		key(pay):  {&report{Fraction: 0.52}, &report{Fraction: 0.4999}, &report{Fraction: 0.55, CPU: cpuReport{OtherCores: 0.2}}},
+		key(pay):  {&report{Fraction: 0.52, Commits: &commitReport{SlowOverMs: 6.4, Slow: 40, LastMs: 3276.8, MaxMs: 12.8}}, &report{Fraction: 0.4999}, &report{Fraction: 0.55, CPU: cpuReport{OtherCores: 0.2}}},
 		key(swap): {&report{OpsPerSec: 400}, errors.New("bank fell over"), &report{OpsPerSec: 420}},
 		key(lat): {&report{Latency: latencyReport{P99: 4.9}, Commits: &commitReport{SlowOverMs: 6.4, LastMs: 3276.8, MaxMs: 3.2}},
 			&report{Latency: latencyReport{P99: 12}, Commits: &commitReport{SlowOverMs: 6.4, Slow: 3, LastMs: 3276.8, MaxMs: 102.4}},
@@ -123,6 +123,9 @@ func TestTargetVerdicts(t *testing.T) {
 
 	var text strings.Builder
 	rep.writeText(&text)
+	if n := strings.Count(text.String(), "slow syncs"); n != 1 {
+		t.Errorf("slow syncs shown for %d targets, want the latency target's only:\n%s", n, text.String())
+	}
 	for _, s := range []string{"pay-cs", "0.520, 0.499, 0.550 (median 0.520; 2 of 3 met it)", "up to 0.20 of a core busy: disturbed", "failed       1 of its runs: bank fell over",
 		"verdict      missed", "p99 under 5 ms",
 		"slow syncs   the bank's synced commits over 6.4 ms, per run: 0, 3, ? (the slowest ≤ 102.4 ms)", "loadgen run --scenario swap --cipher cs --coins-per-op 4 --concurrency 16 --duration 15s"} {
