@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/blindbank/blindbank/cmd/internal/node"
 )
@@ -27,7 +28,8 @@ type commitReport struct {
 	P99Ms        float64 `json:"p99_ms_at_most"`
 	MaxMs        float64 `json:"max_ms_at_most"`
 	// SlowOverMs is the bucket bound from which commits count as Slow
-	// (see slowCommitFrom). A time of -1 is beyond the last bound, LastMs.
+	// (see slowCommitFrom; 0 if no bound reaches it). A time of -1 is
+	// beyond the last bound, LastMs.
 	SlowOverMs float64 `json:"slow_over_ms"`
 	Slow       uint64  `json:"slow"`
 	LastMs     float64 `json:"last_bucket_ms"`
@@ -51,8 +53,8 @@ func (e *environment) commitsSoFar() (commitCounts, bool) {
 	if len(e.daemons) > 0 || len(e.bankNodes) == 0 || e.pg != nil {
 		return c, false
 	}
-	for _, b := range e.bankNodes {
-		fams, err := b.Registry.Gather()
+	for _, bank := range e.bankNodes {
+		fams, err := bank.Registry.Gather()
 		if err != nil {
 			return c, false
 		}
@@ -69,10 +71,14 @@ func (e *environment) commitsSoFar() (commitCounts, bool) {
 						}
 						c.under = make([]uint64, len(c.bounds))
 					}
-					if len(h.GetBucket()) != len(c.bounds) {
+					bs := h.GetBucket()
+					if len(bs) != len(c.bounds) {
 						return c, false
 					}
-					for i, b := range h.GetBucket() {
+					for i, b := range bs {
+						if b.GetUpperBound() != c.bounds[i] {
+							return c, false
+						}
 						c.under[i] += b.GetCumulativeCount()
 					}
 					c.total += h.GetSampleCount()
@@ -83,12 +89,19 @@ func (e *environment) commitsSoFar() (commitCounts, bool) {
 	return c, len(c.bounds) > 0
 }
 
-// since is the report of the commits between before and c; nil if none.
+// since is the report of the commits between before and c; nil if none,
+// or if the two readings do not compare (other buckets, or counts that
+// went back: a bank restarted).
 func (c commitCounts) since(before commitCounts) *commitReport {
-	n := c.total - before.total
-	if n == 0 || len(c.bounds) != len(before.bounds) {
+	if !slices.Equal(c.bounds, before.bounds) || c.total <= before.total {
 		return nil
 	}
+	for i := range c.under {
+		if c.under[i] < before.under[i] {
+			return nil
+		}
+	}
+	n := c.total - before.total
 	last := len(c.bounds) - 1
 	under := func(i int) uint64 { return c.under[i] - before.under[i] }
 	// at is the bound of the bucket holding the k-th fastest commit, -1
@@ -127,6 +140,10 @@ func (r *commitReport) describe() string {
 		}
 		return fmt.Sprintf("≤ %g ms", ms)
 	}
-	return fmt.Sprintf("%d synced group commits (%.1f ops each): p50 %s, p99 %s, slowest %s; %d over %g ms",
-		r.Commits, r.OpsPerCommit, le(r.P50Ms), le(r.P99Ms), le(r.MaxMs), r.Slow, r.SlowOverMs)
+	s := fmt.Sprintf("%d synced group commits (%.1f ops each): p50 %s, p99 %s, slowest %s",
+		r.Commits, r.OpsPerCommit, le(r.P50Ms), le(r.P99Ms), le(r.MaxMs))
+	if r.SlowOverMs > 0 {
+		s += fmt.Sprintf("; %d over %g ms", r.Slow, r.SlowOverMs)
+	}
+	return s
 }

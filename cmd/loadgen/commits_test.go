@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"math"
+	"testing"
+
+	"github.com/blindbank/blindbank/cmd/internal/node"
+)
 
 // The commits of a phase are the difference of two readings of the
 // histogram, their times the bounds of the buckets holding them.
@@ -19,4 +24,34 @@ func TestCommitsSince(t *testing.T) {
 	if r := before.since(before); r != nil {
 		t.Errorf("no commits, got %+v", r)
 	}
+}
+
+// Readings that do not compare give no report: another set of buckets,
+// or counts that went back (a bank restarted between them).
+func TestCommitsSinceIncomparable(t *testing.T) {
+	bounds := []float64{0.001, 0.002}
+	before := commitCounts{bounds: bounds, under: []uint64{5, 6}, total: 7}
+	for name, after := range map[string]commitCounts{
+		"other buckets": {bounds: []float64{0.001, 0.004}, under: []uint64{9, 10}, total: 11},
+		"total back":    {bounds: bounds, under: []uint64{1, 2}, total: 3},
+		"bucket back":   {bounds: bounds, under: []uint64{4, 9}, total: 10},
+	} {
+		if r := after.since(before); r != nil {
+			t.Errorf("%s: got %+v, want none", name, r)
+		}
+	}
+}
+
+// The help texts name the bound from which a commit counts as slow: 6.4 ms
+// with bankd's buckets.
+func TestSlowCommitBound(t *testing.T) {
+	for _, b := range node.CommitSecondsBuckets {
+		if b >= slowCommitFrom {
+			if math.Abs(b-0.0064) > 1e-12 {
+				t.Fatalf("the first bucket bound from %g s is %g s; the help texts say 6.4 ms", slowCommitFrom, b)
+			}
+			return
+		}
+	}
+	t.Fatalf("no bucket bound reaches %g s", slowCommitFrom)
 }

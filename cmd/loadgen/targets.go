@@ -136,10 +136,10 @@ type targetResult struct {
 	// counts runs that ran out of coins before their time.
 	MaxOtherCores float64 `json:"max_other_processes_cores"`
 	EndedEarly    int     `json:"runs_ended_early,omitempty"`
-	// SlowCommits are the runs' commit reports (nil where there is none),
-	// for their slow syncs: a latency target's run that met the disk's
-	// stalls shows it.
-	SlowCommits []*commitReport `json:"-"`
+	// Commits are the runs' reports of the bank's commits (nil where there
+	// is none), for their slow syncs: a latency target's run that met the
+	// disk's stalls shows it.
+	Commits []*commitReport `json:"-"`
 	// Verdict is "met" if the median meets the goal, "missed" if not,
 	// "failed" if every run failed, "not run" if none ran (an interrupt).
 	Verdict string `json:"verdict"`
@@ -181,8 +181,8 @@ The targets assume a quiet machine: anything else running disturbs them.
 The report gives, per target, the most cores other processes kept busy
 in any of its runs, and flags a target above 0.15 as disturbed; for the
 latency targets also the bank's synced commits that took over 6.4 ms in
-each run: one fsync that stalls sets the 99th percentile of a lone
-payment's latency. A round
+each run: one fsync that stalls for 100 ms or more sets the 99th
+percentile of a lone payment's latency. A round
 takes some 8 minutes on the reference machine (2 cores), most of it the
 pay runs' setup, which withdraws the coins to pay with; the size target (only with
 --only size) prefills stores of 1M and 10M spent coins first, some 30
@@ -430,7 +430,7 @@ func measureOnce(ctx context.Context, t target, res *targetResult, dur []string,
 		}
 	}
 	if t.Syncs {
-		res.SlowCommits = append(res.SlowCommits, r.Commits)
+		res.Commits = append(res.Commits, r.Commits)
 	}
 	res.Reports = append(res.Reports, raw)
 	if baseRaw != nil {
@@ -481,7 +481,7 @@ func (r *targetsReport) writeText(w io.Writer) {
 			}
 			fmt.Fprintf(w, "    quiet        other processes kept up to %.2f of a core busy%s\n", t.MaxOtherCores, disturbed)
 		}
-		if line := slowSyncs(t.SlowCommits); line != "" {
+		if line := slowSyncs(t.Commits); line != "" {
 			fmt.Fprintf(w, "    slow syncs   %s\n", line)
 		}
 		if t.EndedEarly > 0 {

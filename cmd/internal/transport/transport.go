@@ -54,9 +54,9 @@ const MaxMessageSize = 4 << 20
 // estimation, which answers data with a WINDOW_UPDATE and a PING and the peer
 // with a PING ack: eight of the fourteen socket writes of a one-coin payment,
 // each waking a reader on the other end (PERFORMANCE, "Flow control without
-// pings"). A message of the largest size fits in it, so no call waits for a
-// window update at any round-trip time; it is also what one connection may
-// have buffered unread, a quarter of gRPC's own dynamic ceiling.
+// pings"). At the largest message's size, a call is seldom held up by flow
+// control (the window is topped up after each quarter of it); the
+// estimation would grow it to 16 MiB at most.
 const flowWindow = MaxMessageSize
 
 // Fingerprint is the hex SHA-256 of a DER certificate.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"os"
@@ -345,14 +346,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// frameCounter counts the HTTP/2 PING frames in one direction of a
-// connection, given its bytes in order (after the client's preface, if
-// skip says so).
+// frameCounter reads the HTTP/2 frames of one direction of a connection,
+// given its bytes in order (after the client's preface, if skip says so):
+// it counts the PINGs and keeps the flow-control window announced, the
+// stream window in SETTINGS and the connection window's first increment.
 type frameCounter struct {
-	mu    sync.Mutex
-	skip  int // bytes of preface still to skip
-	buf   []byte
-	pings int
+	mu         sync.Mutex
+	skip       int // bytes of preface still to skip
+	buf        []byte
+	pings      int
+	streamWin  int64 // SETTINGS_INITIAL_WINDOW_SIZE; -1: not announced
+	connUpdate int64 // the first WINDOW_UPDATE of stream 0; -1: none
+}
+
+func newFrameCounter(skip int) *frameCounter {
+	return &frameCounter{skip: skip, streamWin: -1, connUpdate: -1}
 }
 
 func (f *frameCounter) add(p []byte) {
@@ -368,8 +376,21 @@ func (f *frameCounter) add(p []byte) {
 		if len(f.buf) < size {
 			return
 		}
-		if f.buf[3] == 0x6 { // PING
+		payload := f.buf[9:size]
+		stream := binary.BigEndian.Uint32(f.buf[5:9]) &^ (1 << 31)
+		switch f.buf[3] {
+		case 0x6: // PING
 			f.pings++
+		case 0x4: // SETTINGS: entries of an id and a value
+			for e := payload; len(e) >= 6; e = e[6:] {
+				if binary.BigEndian.Uint16(e) == 0x4 { // INITIAL_WINDOW_SIZE
+					f.streamWin = int64(binary.BigEndian.Uint32(e[2:]))
+				}
+			}
+		case 0x8: // WINDOW_UPDATE
+			if stream == 0 && f.connUpdate < 0 && len(payload) == 4 {
+				f.connUpdate = int64(binary.BigEndian.Uint32(payload) &^ (1 << 31))
+			}
 		}
 		f.buf = f.buf[size:]
 	}
@@ -379,6 +400,18 @@ func (f *frameCounter) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.pings
+}
+
+// windows are the stream window and the connection window announced (the
+// connection's starts at HTTP/2's 65,535 bytes).
+func (f *frameCounter) windows() (stream, conn int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	conn = -1
+	if f.connUpdate >= 0 {
+		conn = 65535 + f.connUpdate
+	}
+	return f.streamWin, conn
 }
 
 // countingConn feeds a server connection's plaintext HTTP/2 to counters.
@@ -413,8 +446,9 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // Calls exchange no PINGs: the fixed flow-control window of both sides
 // turns off gRPC's bandwidth-delay estimation, which would answer every
-// burst of data with a PING (and the peer with its ack). A client with
-// gRPC's default window shows that the counting sees them.
+// burst of data with a PING (and the peer with its ack), and both sides
+// announce that window for streams and the connection. A client with
+// gRPC's default window shows that the counting sees PINGs.
 func TestNoFlowControlPings(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -431,8 +465,8 @@ func TestNoFlowControlPings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := &frameCounter{skip: len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")}
-			out := &frameCounter{}
+			in := newFrameCounter(len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+			out := newFrameCounter(0)
 			s := grpc.NewServer(Server{}.Options()...)
 			healthpb.RegisterHealthServer(s, health.NewServer())
 			go s.Serve(countingListener{lis, in, out})
@@ -452,6 +486,18 @@ func TestNoFlowControlPings(t *testing.T) {
 			sent, received := in.count(), out.count()
 			if got := sent+received > 0; got != tc.pings {
 				t.Fatalf("PINGs from the client %d, from the server %d; want any: %v", sent, received, tc.pings)
+			}
+			sides := []struct {
+				name string
+				f    *frameCounter
+			}{{"server", out}, {"client", in}}
+			for _, side := range sides {
+				if tc.pings && side.name == "client" {
+					continue // gRPC's defaults
+				}
+				if stream, conn := side.f.windows(); stream != flowWindow || conn != flowWindow {
+					t.Errorf("the %s announced windows of %d bytes a stream and %d the connection, want %d", side.name, stream, conn, flowWindow)
+				}
 			}
 		})
 	}
