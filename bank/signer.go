@@ -333,13 +333,14 @@ type SignerClient struct {
 }
 
 // DialSigner connects to the signer at target, "unix:///abs/path" (or
-// "unix:relative/path"). It does not wait for the signer: calls fail with
-// ErrSignerUnavailable while it is down and succeed once it is back.
-func DialSigner(target string) (*SignerClient, error) {
+// "unix:relative/path"), with extra dial options. It does not wait for the
+// signer: calls fail with ErrSignerUnavailable while it is down and
+// succeed once it is back.
+func DialSigner(target string, extra ...grpc.DialOption) (*SignerClient, error) {
 	if !strings.HasPrefix(target, "unix:") {
 		return nil, fmt.Errorf("bank: signer address %q: want unix:///PATH", target)
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("bank: signer address %q: %w", target, err)
 	}

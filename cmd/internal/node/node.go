@@ -295,7 +295,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	}
 	var signer *bank.SignerClient
 	if cfg.Signer != "" {
-		if signer, err = bank.DialSigner(cfg.Signer); err != nil {
+		if signer, err = bank.DialSigner(cfg.Signer, transport.DialFlowControl()...); err != nil {
 			return nil, err
 		}
 		signer.Log = cfg.Log

@@ -59,6 +59,18 @@ const MaxMessageSize = 4 << 20
 // estimation would grow it to 16 MiB at most.
 const flowWindow = MaxMessageSize
 
+// FlowControl are the server options of the fixed flow-control window,
+// for a gRPC server not built from Server.Options (the signer's).
+func FlowControl() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow)}
+}
+
+// DialFlowControl are the dial options of the fixed flow-control window,
+// for a client not made by Dial (the bank's client of its signer).
+func DialFlowControl() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(flowWindow), grpc.WithStaticConnWindowSize(flowWindow)}
+}
+
 // Fingerprint is the hex SHA-256 of a DER certificate.
 func Fingerprint(der []byte) string {
 	h := sha256.Sum256(der)
@@ -156,9 +168,8 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil {
 		chain = append(chain, limitPeers(c.PeerLimit))
 	}
-	opts := []grpc.ServerOption{
+	opts := append(FlowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown
 		// to what a handler's cryptography needs, instead of a fresh
@@ -166,7 +177,7 @@ func (c Server) Options() []grpc.ServerOption {
 		// of a one-coin payment). Beyond the pool's size gRPC starts a
 		// goroutine per call as before, so a slow call never queues others.
 		grpc.NumStreamWorkers(streamWorkers()),
-	}
+	)
 	switch {
 	case c.TLS != nil:
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c.TLS)))
@@ -291,12 +302,12 @@ func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientCo
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]grpc.DialOption{
+	opts := append(DialFlowControl(),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
-		grpc.WithStaticStreamWindowSize(flowWindow), grpc.WithStaticConnWindowSize(flowWindow),
 		grpc.WithChainUnaryInterceptor(clientInterceptor),
-	}, extra...)
+	)
+	opts = append(opts, extra...)
 	return grpc.NewClient(addr, opts...)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/config"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
 )
 
 // SignerInfoFile is written to the signer's data directory once it listens
@@ -112,7 +113,7 @@ bankd serve --data /var/lib/blindbank --signer unix:///run/blindbank/signer.sock
 					return err
 				}
 			}
-			g := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
+			g := grpc.NewServer(append(transport.FlowControl(), grpc.MaxRecvMsgSize(16<<20))...)
 			srv.Register(g)
 			done := make(chan error, 1)
 			go func() { done <- g.Serve(ln) }()
