@@ -84,7 +84,7 @@ loadgen run --scenario check --epo goods --concurrency 16
 loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --store postgres --replicas 3
 loadgen run --scenario pay --coins-per-op 8 --concurrency 16 --prefill-spent 1000000
 loadgen limits --cipher cs --coins-per-op 8`,
-		Sub: []*cli.Command{runCommand(), limitsCommand(), targetsCommand()},
+		Sub: []*cli.Command{runCommand(), limitsCommand(), targetsCommand(), fsyncCommand()},
 	}
 }
 

@@ -52,6 +52,7 @@ func TestHelp(t *testing.T) {
 		{"run", "--help"},
 		{"limits", "--help"},
 		{"targets", "--help"},
+		{"fsync", "--help"},
 		{"help", "run"},
 	} {
 		out, _, code := loadgen(t, args...)
@@ -108,6 +109,12 @@ func TestUsageErrors(t *testing.T) {
 		{"targets", "--limit-time", "1ms"},
 		{"targets", "--only", "pay-cs,refund"},
 		{"targets", "extra"},
+		{"fsync", "--duration", "500ms"},
+		{"fsync", "--rate", "0"},
+		{"fsync", "--rate", "NaN"},
+		{"fsync", "--size", "0"},
+		{"fsync", "--size", "1048577"},
+		{"fsync", "extra"},
 	} {
 		_, stderr, code := loadgen(t, args...)
 		if code != cli.ExitUsage {
