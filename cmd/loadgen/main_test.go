@@ -114,6 +114,7 @@ func TestUsageErrors(t *testing.T) {
 		{"fsync", "--rate", "NaN"},
 		{"fsync", "--size", "0"},
 		{"fsync", "--size", "1048577"},
+		{"fsync", "--rate", "1000", "--duration", "1h"}, // 3.6M syncs
 		{"fsync", "extra"},
 	} {
 		_, stderr, code := loadgen(t, args...)
