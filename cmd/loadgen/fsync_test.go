@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"strings"
 	"sync"
@@ -153,14 +152,8 @@ func TestFsync(t *testing.T) {
 		if reuse {
 			args = append(args, "--reuse")
 		}
-		out, stderr, code := loadgen(t, args...)
-		if code != cli.ExitOK {
-			t.Fatalf("exit %d: %s", code, stderr)
-		}
 		var r fsyncReport
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+		loadgenJSON(t, &r, args...)
 		if r.Dir != dir || r.Reuse != reuse || r.Syncs+r.Missed != 40 || r.Syncs == 0 || r.Size != 100 || r.Elapsed < 0.97 ||
 			!(0 < r.P50 && r.P50 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max) || r.Slow < len(r.Slowest) {
 			t.Errorf("report: %+v", r)

@@ -46,6 +46,20 @@ func loadgen(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
+// loadgenJSON runs the command, which must succeed, and decodes its --json
+// output into v; it returns what the command wrote to stderr.
+func loadgenJSON(t *testing.T, v any, args ...string) (stderr string) {
+	t.Helper()
+	out, stderr, code := loadgen(t, args...)
+	if code != cli.ExitOK {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return stderr
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"},
@@ -125,14 +139,8 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	out, stderr, code := loadgen(t, "limits", "--cipher", "cs", "--coins-per-op", "2", "--duration", "100ms", "--json")
-	if code != cli.ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	var rep limitsReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	loadgenJSON(t, &rep, "limits", "--cipher", "cs", "--coins-per-op", "2", "--duration", "100ms", "--json")
 	want := []string{"withdraw", "pay", "swap", "check"}
 	if len(rep.Limits) != len(want) {
 		t.Fatalf("limits: %+v", rep.Limits)
@@ -151,21 +159,15 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	// The goods variant of check, and swap's default of 4 coins.
-	out, stderr, code = loadgen(t, "limits", "--scenario", "check", "--epo", "goods", "--duration", "50ms", "--json")
-	if code != cli.ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
+	rep = limitsReport{}
+	loadgenJSON(t, &rep, "limits", "--scenario", "check", "--epo", "goods", "--duration", "50ms", "--json")
+	if len(rep.Limits) != 1 || rep.Limits[0].EPOKind != "goods" || rep.Limits[0].Coins <= 0 {
+		t.Errorf("check, goods: %+v", rep.Limits)
 	}
 	rep = limitsReport{}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Limits) != 1 || rep.Limits[0].EPOKind != "goods" || rep.Limits[0].Coins <= 0 {
-		t.Errorf("check, goods: %v %+v", err, rep.Limits)
-	}
-	out, stderr, code = loadgen(t, "limits", "--scenario", "swap", "--duration", "50ms", "--json")
-	if code != cli.ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	rep = limitsReport{}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Limits) != 1 || rep.Limits[0].CoinsPerOp != 4 {
-		t.Errorf("swap by default: %v %+v", err, rep.Limits)
+	loadgenJSON(t, &rep, "limits", "--scenario", "swap", "--duration", "50ms", "--json")
+	if len(rep.Limits) != 1 || rep.Limits[0].CoinsPerOp != 4 {
+		t.Errorf("swap by default: %+v", rep.Limits)
 	}
 }
 
@@ -361,15 +363,9 @@ func checkReport(t *testing.T, r *report, scenario, cipher string) {
 func TestRate(t *testing.T) {
 	dir := t.TempDir()
 	traceFile, memFile := filepath.Join(dir, "swap.trace"), filepath.Join(dir, "swap.mem")
-	out, stderr, code := loadgen(t, "run", "--scenario", "swap", "--coins-per-op", "2", "--concurrency", "2",
-		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--trace", traceFile, "--memprofile", memFile, "--json")
-	if code != cli.ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	var r report
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	loadgenJSON(t, &r, "run", "--scenario", "swap", "--coins-per-op", "2", "--concurrency", "2",
+		"--duration", "1s", "--limit-time", "100ms", "--rate", "20", "--trace", traceFile, "--memprofile", memFile, "--json")
 	checkReport(t, &r, "swap", "cs")
 	if r.Rate != 20 {
 		t.Errorf("report says rate %v, want 20", r.Rate)
@@ -403,15 +399,9 @@ func TestRate(t *testing.T) {
 
 func TestPrefill(t *testing.T) {
 	const n = 1000
-	out, stderr, code := loadgen(t, "run", "--scenario", "pay", "--coins-per-op", "2", "--concurrency", "2",
-		"--duration", "500ms", "--limit-time", "100ms", "--prefill-spent", strconv.Itoa(n), "--json")
-	if code != cli.ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
 	var r report
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	stderr := loadgenJSON(t, &r, "run", "--scenario", "pay", "--coins-per-op", "2", "--concurrency", "2",
+		"--duration", "500ms", "--limit-time", "100ms", "--prefill-spent", strconv.Itoa(n), "--json")
 	checkReport(t, &r, "pay", "cs")
 	p := r.Prefill
 	if p == nil || p.SpentCoins != n || p.Seconds <= 0 || p.CoinsPerSec <= 0 || p.StoreBytes <= 0 {
@@ -452,14 +442,8 @@ func TestPostgres(t *testing.T) {
 			if tc.pool > 0 {
 				args = append(args, "--pool", strconv.Itoa(tc.pool))
 			}
-			out, stderr, code := loadgen(t, args...)
-			if code != cli.ExitOK {
-				t.Fatalf("exit %d: %s", code, stderr)
-			}
 			var r report
-			if err := json.Unmarshal([]byte(out), &r); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
+			loadgenJSON(t, &r, args...)
 			checkReport(t, &r, tc.scenario, "cs")
 			p := r.Store.Postgres
 			if r.Store.Kind != "postgres" || r.Store.Replicas != tc.replicas || p == nil {
@@ -499,15 +483,9 @@ func TestPostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, stderr, code := loadgen(t, "run", "--scenario", "withdraw", "--coins-per-op", "2", "--concurrency", "2", "--duration", "500ms",
-			"--limit-time", "50ms", "--store", pgURL(t, empty), "--json")
-		if code != cli.ExitOK {
-			t.Fatalf("exit %d: %s", code, stderr)
-		}
 		var r report
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+		loadgenJSON(t, &r, "run", "--scenario", "withdraw", "--coins-per-op", "2", "--concurrency", "2", "--duration", "500ms",
+			"--limit-time", "50ms", "--store", pgURL(t, empty), "--json")
 		if p := r.Store.Postgres; p == nil || p.Server != "given" || p.CPUUs != -1 || r.Ops <= 0 {
 			t.Errorf("given database: %+v %+v", r.Store, p)
 		}
