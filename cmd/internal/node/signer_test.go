@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/h2frames"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -29,6 +30,7 @@ type testSigner struct {
 	socket string
 	srv    *bank.SignerServer
 	g      *grpc.Server
+	frames *h2frames.Listener // what crosses its socket
 }
 
 // startSigner serves the key file in dir on socket.
@@ -47,9 +49,9 @@ func startSigner(t *testing.T, dir, socket string) *testSigner {
 		srv.Close()
 		t.Fatal(err)
 	}
-	s := &testSigner{t: t, dir: dir, socket: socket, srv: srv, g: grpc.NewServer()}
+	s := &testSigner{t: t, dir: dir, socket: socket, srv: srv, g: transport.NewSignerServer(), frames: h2frames.Listen(ln)}
 	srv.Register(s.g)
-	go s.g.Serve(ln)
+	go s.g.Serve(s.frames)
 	t.Cleanup(s.kill)
 	return s
 }
@@ -151,6 +153,17 @@ func TestSignerProcess(t *testing.T) {
 	}
 	if st := shop.status(t, order); st.Status != "paid" {
 		t.Fatalf("order %s", st.Status)
+	}
+
+	// The link carried no flow-control PINGs: both ends use the fixed
+	// window (bankd's client of the signer, and the signer's server).
+	if from, to := s.frames.FromClients.Pings(), s.frames.FromServer.Pings(); from+to > 0 {
+		t.Errorf("PINGs on the signer's link: %d from the bank, %d from the signer", from, to)
+	}
+	for side, c := range map[string]*h2frames.Counter{"bank": s.frames.FromClients, "signer": s.frames.FromServer} {
+		if stream, conn := c.Windows(); stream != transport.FlowWindow || conn != transport.FlowWindow {
+			t.Errorf("the %s announced windows of %d bytes a stream and %d the connection, want %d", side, stream, conn, transport.FlowWindow)
+		}
 	}
 
 	// The signer dies: withdrawals fail cleanly, nothing is debited.

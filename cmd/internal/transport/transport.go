@@ -49,7 +49,7 @@ const (
 // MaxMessageSize bounds every gRPC message both ways (1024 RSA-4096 coins fit).
 const MaxMessageSize = 4 << 20
 
-// flowWindow is the HTTP/2 flow-control window of every stream and
+// FlowWindow is the HTTP/2 flow-control window of every stream and
 // connection, on both sides. A fixed window turns off gRPC's bandwidth-delay
 // estimation, which answers data with a WINDOW_UPDATE and a PING and the peer
 // with a PING ack: eight of the fourteen socket writes of a one-coin payment,
@@ -57,18 +57,23 @@ const MaxMessageSize = 4 << 20
 // pings"). At the largest message's size, a call is seldom held up by flow
 // control (the window is topped up after each quarter of it); the
 // estimation would grow it to 16 MiB at most.
-const flowWindow = MaxMessageSize
+const FlowWindow = MaxMessageSize
 
-// FlowControl are the server options of the fixed flow-control window,
-// for a gRPC server not built from Server.Options (the signer's).
-func FlowControl() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow)}
+// flowControl are the server options of the fixed flow-control window.
+func flowControl() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.StaticStreamWindowSize(FlowWindow), grpc.StaticConnWindowSize(FlowWindow)}
+}
+
+// NewSignerServer is the gRPC server of an external signer's unix socket:
+// the fixed flow-control window, and requests of up to 16 MiB.
+func NewSignerServer() *grpc.Server {
+	return grpc.NewServer(append(flowControl(), grpc.MaxRecvMsgSize(16<<20))...)
 }
 
 // DialFlowControl are the dial options of the fixed flow-control window,
 // for a client not made by Dial (the bank's client of its signer).
 func DialFlowControl() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(flowWindow), grpc.WithStaticConnWindowSize(flowWindow)}
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(FlowWindow), grpc.WithStaticConnWindowSize(FlowWindow)}
 }
 
 // Fingerprint is the hex SHA-256 of a DER certificate.
@@ -168,7 +173,7 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil {
 		chain = append(chain, limitPeers(c.PeerLimit))
 	}
-	opts := append(FlowControl(),
+	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/binary"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +19,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/cmd/internal/h2frames"
 )
 
 // serveHealth serves the standard health service with the given options.
@@ -346,104 +347,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// frameCounter reads the HTTP/2 frames of one direction of a connection,
-// given its bytes in order (after the client's preface, if skip says so):
-// it counts the PINGs and keeps the flow-control window announced, the
-// stream window in SETTINGS and the connection window's first increment.
-type frameCounter struct {
-	mu         sync.Mutex
-	skip       int // bytes of preface still to skip
-	buf        []byte
-	pings      int
-	streamWin  int64 // SETTINGS_INITIAL_WINDOW_SIZE; -1: not announced
-	connUpdate int64 // the first WINDOW_UPDATE of stream 0; -1: none
-}
-
-func newFrameCounter(skip int) *frameCounter {
-	return &frameCounter{skip: skip, streamWin: -1, connUpdate: -1}
-}
-
-func (f *frameCounter) add(p []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.buf = append(f.buf, p...)
-	if f.skip > 0 {
-		n := min(f.skip, len(f.buf))
-		f.buf, f.skip = f.buf[n:], f.skip-n
-	}
-	for len(f.buf) >= 9 {
-		size := 9 + (int(f.buf[0])<<16 | int(f.buf[1])<<8 | int(f.buf[2]))
-		if len(f.buf) < size {
-			return
-		}
-		payload := f.buf[9:size]
-		stream := binary.BigEndian.Uint32(f.buf[5:9]) &^ (1 << 31)
-		switch f.buf[3] {
-		case 0x6: // PING
-			f.pings++
-		case 0x4: // SETTINGS: entries of an id and a value
-			for e := payload; len(e) >= 6; e = e[6:] {
-				if binary.BigEndian.Uint16(e) == 0x4 { // INITIAL_WINDOW_SIZE
-					f.streamWin = int64(binary.BigEndian.Uint32(e[2:]))
-				}
-			}
-		case 0x8: // WINDOW_UPDATE
-			if stream == 0 && f.connUpdate < 0 && len(payload) == 4 {
-				f.connUpdate = int64(binary.BigEndian.Uint32(payload) &^ (1 << 31))
-			}
-		}
-		f.buf = f.buf[size:]
-	}
-}
-
-func (f *frameCounter) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.pings
-}
-
-// windows are the stream window and the connection window announced (the
-// connection's starts at HTTP/2's 65,535 bytes).
-func (f *frameCounter) windows() (stream, conn int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	conn = -1
-	if f.connUpdate >= 0 {
-		conn = 65535 + f.connUpdate
-	}
-	return f.streamWin, conn
-}
-
-// countingConn feeds a server connection's plaintext HTTP/2 to counters.
-type countingConn struct {
-	net.Conn
-	in, out *frameCounter
-}
-
-func (c countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.in.add(p[:n])
-	return n, err
-}
-
-func (c countingConn) Write(p []byte) (int, error) {
-	c.out.add(p)
-	return c.Conn.Write(p)
-}
-
-type countingListener struct {
-	net.Listener
-	in, out *frameCounter
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{c, l.in, l.out}, nil
-}
-
 // Calls exchange no PINGs: the fixed flow-control window of both sides
 // turns off gRPC's bandwidth-delay estimation, which would answer every
 // burst of data with a PING (and the peer with its ack), and both sides
@@ -465,11 +368,10 @@ func TestNoFlowControlPings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := newFrameCounter(len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
-			out := newFrameCounter(0)
+			frames := h2frames.Listen(lis)
 			s := grpc.NewServer(Server{}.Options()...)
 			healthpb.RegisterHealthServer(s, health.NewServer())
-			go s.Serve(countingListener{lis, in, out})
+			go s.Serve(frames)
 			t.Cleanup(s.Stop)
 			conn, err := tc.dial(lis.Addr().String())
 			if err != nil {
@@ -483,20 +385,20 @@ func TestNoFlowControlPings(t *testing.T) {
 			}
 			conn.Close()
 			s.Stop()
-			sent, received := in.count(), out.count()
+			sent, received := frames.FromClients.Pings(), frames.FromServer.Pings()
 			if got := sent+received > 0; got != tc.pings {
 				t.Fatalf("PINGs from the client %d, from the server %d; want any: %v", sent, received, tc.pings)
 			}
 			sides := []struct {
 				name string
-				f    *frameCounter
-			}{{"server", out}, {"client", in}}
+				f    *h2frames.Counter
+			}{{"server", frames.FromServer}, {"client", frames.FromClients}}
 			for _, side := range sides {
 				if tc.pings && side.name == "client" {
 					continue // gRPC's defaults
 				}
-				if stream, conn := side.f.windows(); stream != flowWindow || conn != flowWindow {
-					t.Errorf("the %s announced windows of %d bytes a stream and %d the connection, want %d", side.name, stream, conn, flowWindow)
+				if stream, conn := side.f.Windows(); stream != FlowWindow || conn != FlowWindow {
+					t.Errorf("the %s announced windows of %d bytes a stream and %d the connection, want %d", side.name, stream, conn, FlowWindow)
 				}
 			}
 		})

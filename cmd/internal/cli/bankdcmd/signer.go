@@ -113,7 +113,7 @@ bankd serve --data /var/lib/blindbank --signer unix:///run/blindbank/signer.sock
 					return err
 				}
 			}
-			g := grpc.NewServer(append(transport.FlowControl(), grpc.MaxRecvMsgSize(16<<20))...)
+			g := transport.NewSignerServer()
 			srv.Register(g)
 			done := make(chan error, 1)
 			go func() { done <- g.Serve(ln) }()
