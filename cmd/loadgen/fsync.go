@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -251,18 +252,10 @@ func fsyncSummary(times []time.Duration, slow []fsyncSync) *fsyncReport {
 		return rep
 	}
 	s := slices.Sorted(slices.Values(times))
-	pct := func(p float64) float64 { return ms(s[min(max(int(math.Ceil(p*float64(len(s))))-1, 0), len(s)-1)]) }
+	pct := func(p float64) float64 { return ms(nearestRank(s, p)) }
 	rep.P50, rep.P99, rep.P999, rep.Max = pct(0.50), pct(0.99), pct(0.999), ms(s[len(s)-1])
 	slowest := slices.Clone(slow)
-	slices.SortStableFunc(slowest, func(a, b fsyncSync) int {
-		switch {
-		case a.Ms > b.Ms:
-			return -1
-		case a.Ms < b.Ms:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(slowest, func(a, b fsyncSync) int { return cmp.Compare(b.Ms, a.Ms) })
 	rep.Slowest = slowest[:min(len(slowest), maxSlowest)]
 	return rep
 }

@@ -1075,10 +1075,7 @@ func latencies(ls []time.Duration) latencyReport {
 	}
 	s := slices.Clone(ls)
 	slices.Sort(s)
-	pct := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(s)))) - 1
-		return ms(s[min(max(i, 0), len(s)-1)])
-	}
+	pct := func(p float64) float64 { return ms(nearestRank(s, p)) }
 	var sum time.Duration
 	for _, l := range s {
 		sum += l
@@ -1087,6 +1084,13 @@ func latencies(ls []time.Duration) latencyReport {
 		P50: pct(0.50), P95: pct(0.95), P99: pct(0.99), Max: ms(s[len(s)-1]),
 		Mean: ms(sum / time.Duration(len(s))),
 	}
+}
+
+// nearestRank is the p-th quantile of sorted (not empty): the smallest
+// value at least a fraction p of the values are at or under.
+func nearestRank(sorted []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
