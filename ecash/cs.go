@@ -95,25 +95,36 @@ type CSRValues [2][32]byte
 func (r CSRValues) Bytes() []byte { return slices.Concat(r[0][:], r[1][:]) }
 
 // ParseCSRValues decodes R0 || R1 as received from the bank. Each point must be
-// canonically encoded, not the identity and in the prime-order subgroup; the
-// error wraps ErrMalformed.
+// canonically encoded and not of small order (so not the identity); the error
+// wraps ErrMalformed. A point with a component of small order passes, as in
+// GNU Taler's wallet: Finalize refuses any coin whose R'_b would carry it
+// (see there), which costs nothing where a check of [L]R_i costs a scalar
+// multiplication per point.
 func ParseCSRValues(b []byte) (CSRValues, error) {
-	if len(b) != CSRValuesSize {
-		return CSRValues{}, fmt.Errorf("%w: CS R values of %d bytes, want %d", ErrMalformed, len(b), CSRValuesSize)
+	r, err := csRValues(b)
+	if err != nil {
+		return CSRValues{}, err
 	}
-	r := CSRValues{[32]byte(b[:32]), [32]byte(b[32:])}
 	if _, err := r.points(); err != nil {
 		return CSRValues{}, err
 	}
 	return r, nil
 }
 
-// points decodes and checks R0 and R1.
+// csRValues splits R0 || R1 without decoding the points.
+func csRValues(b []byte) (CSRValues, error) {
+	if len(b) != CSRValuesSize {
+		return CSRValues{}, fmt.Errorf("%w: CS R values of %d bytes, want %d", ErrMalformed, len(b), CSRValuesSize)
+	}
+	return CSRValues{[32]byte(b[:32]), [32]byte(b[32:])}, nil
+}
+
+// points decodes and checks R0 and R1 (ParseCSRValues' rules).
 func (r *CSRValues) points() ([2]*edwards25519.Point, error) {
 	var p [2]*edwards25519.Point
 	for i := range r {
 		var err error
-		if p[i], err = csPrimeOrderPoint(r[i][:]); err != nil {
+		if p[i], err = largeOrderPoint(r[i][:]); err != nil {
 			return p, fmt.Errorf("%w: CS R%d: %v", ErrMalformed, i, err)
 		}
 	}
@@ -408,7 +419,7 @@ func (k *CSPublicKey) PrepareRequest(blindSeed [32]byte) []byte {
 
 // Blind blinds msg given the bank's R0 || R1 for the planchet's nonce.
 func (k *CSPublicKey) Blind(blindSeed [32]byte, prepared, msg []byte) ([]byte, BlindState, error) {
-	r, err := ParseCSRValues(prepared)
+	r, err := csRValues(prepared) // BlindWithR decodes and checks the points
 	if err != nil {
 		return nil, nil, err
 	}
@@ -492,8 +503,8 @@ type CSBlindState struct {
 //	c_i              = c'_i + beta_i mod L
 //
 // It returns the blinded message (c0, c1, nonce) to send and the state that
-// turns the bank's answer into a signature. The R values are checked (prime
-// order, canonical, not the identity).
+// turns the bank's answer into a signature. The R values are checked as
+// ParseCSRValues does (canonical, not of small order).
 func (k *CSPublicKey) BlindWithR(blindSeed [32]byte, r CSRValues, msg []byte) (CSBlindedMessage, *CSBlindState, error) {
 	R, err := r.points()
 	if err != nil {
@@ -529,8 +540,13 @@ func (k *CSPublicKey) blind(bseed *[32]byte, nonce CSNonce, R [2]*edwards25519.P
 }
 
 // Finalize unblinds the bank's answer (spec §10.4): s' = s + alpha_b mod L,
-// signature (R'_b, s'). It verifies the result, so a wrong answer from the
-// bank is caught here; the error wraps ErrBadSignature.
+// signature (R'_b, s'). It checks the result with GNUnet's exact equation,
+// s'·G − c'·X = R'_b, so a wrong answer from the bank is caught here; the
+// error wraps ErrBadSignature. Exactness is what keeps a coin's R' in the
+// prime-order subgroup (s'·G − c'·X always is): a bank that put a component
+// of small order into R_b, to recognise the coin by it at deposit (Verify's
+// cofactored rule would let it through), gets its answer refused. R'_{1−b}
+// never leaves the wallet but hashed and masked by beta_{1−b} in c_{1−b}.
 func (st *CSBlindState) Finalize(bs CSBlindSignature) (CSSignature, error) {
 	if bs.B > 1 {
 		return CSSignature{}, fmt.Errorf("%w: CS blind signature chooses clause %d", ErrBadSignature, bs.B)
@@ -541,8 +557,12 @@ func (st *CSBlindState) Finalize(bs CSBlindSignature) (CSSignature, error) {
 	}
 	sig := CSSignature{R: st.rBlind[bs.B]}
 	copy(sig.S[:], new(edwards25519.Scalar).Add(s, &st.alpha[bs.B]).Bytes())
-	if err := st.pub.verify(st.msg, &sig); err != nil {
+	want, err := st.pub.impliedR(st.msg, &sig)
+	if err != nil {
 		return CSSignature{}, err
+	}
+	if subtle.ConstantTimeCompare(want.Bytes(), sig.R[:]) != 1 {
+		return CSSignature{}, fmt.Errorf("%w: the bank's CS blind signature does not verify", ErrBadSignature)
 	}
 	return sig, nil
 }
@@ -576,23 +596,14 @@ func (k *CSPublicKey) Verify(msg, sig []byte) error {
 }
 
 func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
-	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
+	lhs, err := k.impliedR(msg, sig)
 	if err != nil {
-		return fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrBadSignature)
+		return err
 	}
-	if subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
-		return fmt.Errorf("%w: CS signature R' is the identity", ErrBadSignature)
-	}
-	ph := csPrehash(&sig.R, msg)
-	c := csFDH(&ph, k)
-	// s'·G = R' + c'·X  <=>  s'·G - c'·X = R'. A signature an honest wallet
-	// unblinded meets it exactly: the left side encodes to the received R'
-	// (which is then canonical, and not of small order as it is not the
-	// identity). Otherwise R' may still differ from it by a point of small
-	// order, which the cofactored rule accepts. All values are public, so
-	// variable time is fine.
-	c.Negate(c)
-	lhs := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, &k.p, sp)
+	// A signature an honest wallet unblinded has R' = s'·G − c'·X exactly
+	// (then canonical, and not of small order as it is not the identity).
+	// Otherwise R' may still differ from it by a point of small order, which
+	// the cofactored rule accepts.
 	if subtle.ConstantTimeCompare(lhs.Bytes(), sig.R[:]) == 1 {
 		return nil
 	}
@@ -604,6 +615,23 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 		return fmt.Errorf("%w: CS signature does not verify", ErrBadSignature)
 	}
 	return nil
+}
+
+// impliedR is s'·G − c'·X with c' = FDH(R', msg, X): the R' that the
+// equation s'·G = R' + c'·X asks of sig. It refuses a non-canonical s' and
+// the identity as R'. All values are public, so variable time is fine.
+func (k *CSPublicKey) impliedR(msg []byte, sig *CSSignature) (*edwards25519.Point, error) {
+	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrBadSignature)
+	}
+	if subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
+		return nil, fmt.Errorf("%w: CS signature R' is the identity", ErrBadSignature)
+	}
+	ph := csPrehash(&sig.R, msg)
+	c := csFDH(&ph, k)
+	c.Negate(c)
+	return new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, &k.p, sp), nil
 }
 
 // csKDF is GNUnet's HKDF (spec §2): HMAC-SHA512 extract with salt, then
