@@ -3,11 +3,12 @@ package ecash
 // Clause Blind Schnorr (CS) signatures over edwards25519, byte for byte as GNU
 // Taler / GNUnet implement them (GNUnet src/lib/util/crypto_cs.c), following
 // ../shared/reference/cs-blind-schnorr.md (referred to below as "the spec", with
-// its section numbers). The core (key generation, r derivation, blinding
-// secrets, R', the full-domain hash, blinded challenges, the choice bit b, the
-// blind signature, unblinding and verification) reproduces GNU Taler's
-// published CS vector value for value (testdata/ecash/taler-cs.json,
-// cs_vectors_test.go).
+// its section numbers). The core (key generation, r derivation, R', the
+// full-domain hash, blinded challenges, the choice bit b, the blind
+// signature, unblinding and verification) reproduces GNU Taler's published
+// CS vector value for value (testdata/ecash/taler-cs.json,
+// cs_vectors_test.go), given the vector's blinding secrets; blindbank
+// derives its own uniformly (csBlindingSecrets).
 //
 // The protocol has two rounds:
 //
@@ -33,8 +34,12 @@ package ecash
 // through edwards25519's constant-time Scalar arithmetic, ScalarBaseMult and
 // ScalarMult. The choice bit b is public (the bank sends it), so selecting r_b
 // or alpha_b by b is not a secret-dependent branch. Variable-time operations
-// (the FDH rejection loop, VarTimeDoubleScalarBaseMult) only ever see public
-// values: public keys, R values, challenges and signatures.
+// (the FDH rejection loop, VarTimeDoubleScalarBaseMult) see no key: public
+// keys, R values, challenges and signatures. In the wallet some of those
+// (R'_i, c'_i, s') are the coin's, public once it is spent but until then
+// what would link it to its withdrawal: someone timing the wallet's blinding
+// and unblinding could learn a little of them (the FDH loop's count, GNUnet's
+// too; the verification's).
 //
 // Deviations from Taler, all outside the vector-tested core (see
 // docs/PROTOCOL.md §8):
@@ -44,7 +49,9 @@ package ecash
 //   - the signed message is whatever the caller passes; for coins it is the
 //     32-byte coin public key (Taler signs c_hash = SHA-512(coin_pub));
 //   - encodings: signature R'||s' (Taler's C struct is s'||R'), blind
-//     signature b (1 byte)||s (Taler: a 4-byte unsigned int then s).
+//     signature b (1 byte)||s (Taler: a 4-byte unsigned int then s);
+//   - the blinding scalars alpha, beta are uniform mod L, not clamped
+//     (csBlindingSecrets says why); the core is vector-tested with Taler's.
 
 import (
 	"crypto/sha256"
@@ -75,12 +82,12 @@ const (
 
 // HKDF salts and labels of the spec (ASCII, no NUL terminator).
 const (
-	csSaltWithdrawR = "rw"            // §6: r derivation for withdrawals (Taler's exchange)
-	csSaltNonce     = "n"             // §5: withdraw nonce from the planchet secret
-	csSaltBSeed     = "bseed"         // §7.1: blinding seed (Taler C)
-	csSaltAlphaBeta = "alphabeta"     // §7.2
-	csSaltB         = "b"             // §10.2: the choice bit
-	csFDHLabel      = "Curve25519FDH" // §9
+	csSaltWithdrawR = "rw"                // §6: r derivation for withdrawals (Taler's exchange)
+	csSaltNonce     = "n"                 // §5: withdraw nonce from the planchet secret
+	csSaltBSeed     = "bseed"             // §7.1: blinding seed (Taler C)
+	csSaltAlphaBeta = "alphabeta-uniform" // not §7.2's "alphabeta": see csBlindingSecrets
+	csSaltB         = "b"                 // §10.2: the choice bit
+	csFDHLabel      = "Curve25519FDH"     // §9
 )
 
 // CSNonce is the per-planchet withdraw nonce: the wallet sends it in the first
@@ -97,9 +104,9 @@ func (r CSRValues) Bytes() []byte { return slices.Concat(r[0][:], r[1][:]) }
 // ParseCSRValues decodes R0 || R1 as received from the bank. Each point must be
 // canonically encoded and not of small order (so not the identity); the error
 // wraps ErrMalformed. A point with a component of small order passes, as in
-// GNU Taler's wallet: Finalize refuses any coin whose R'_b would carry it
-// (see there), which costs nothing where a check of [L]R_i costs a scalar
-// multiplication per point.
+// GNUnet's blinding (calc_r_dash): Finalize refuses any coin whose R'_b would
+// carry it (see there), which costs nothing where a check of [L]R_i costs a
+// scalar multiplication per point.
 func ParseCSRValues(b []byte) (CSRValues, error) {
 	r, err := csRValues(b)
 	if err != nil {
@@ -516,11 +523,20 @@ func (k *CSPublicKey) BlindWithR(blindSeed [32]byte, r CSRValues, msg []byte) (C
 	return st.blinded, st, nil
 }
 
-// blind is the vector-tested core of BlindWithR: the blinding secrets come
-// from bseed, and R holds the checked points R0, R1.
+// blind is BlindWithR's work: the blinding secrets come from bseed, and R
+// holds the checked points R0, R1.
 func (k *CSPublicKey) blind(bseed *[32]byte, nonce CSNonce, R [2]*edwards25519.Point, msg []byte) *CSBlindState {
 	alpha, beta := csBlindingSecrets(bseed)
-	st := &CSBlindState{pub: k, msg: slices.Clone(msg), alpha: alpha}
+	st := k.blindWith(&alpha, &beta, nonce, R, msg)
+	clear(alpha[:]) // best effort: the Scalar values are overwritten with zero
+	clear(beta[:])
+	return st
+}
+
+// blindWith is the vector-tested core of blinding, given the blinding
+// scalars (GNU Taler's vector has its own, derived by clamping).
+func (k *CSPublicKey) blindWith(alpha, beta *[2]edwards25519.Scalar, nonce CSNonce, R [2]*edwards25519.Point, msg []byte) *CSBlindState {
+	st := &CSBlindState{pub: k, msg: slices.Clone(msg), alpha: *alpha}
 	st.blinded.Nonce = nonce
 	for i := range 2 {
 		// R'_i = R_i + alpha_i·G + beta_i·X; alpha and beta are secret, so
@@ -535,7 +551,6 @@ func (k *CSPublicKey) blind(bseed *[32]byte, nonce CSNonce, R [2]*edwards25519.P
 		c := new(edwards25519.Scalar).Add(&st.cPrime[i], &beta[i])
 		copy(st.blinded.C[i][:], c.Bytes())
 	}
-	clear(beta[:]) // best effort: the Scalar values are overwritten with zero
 	return st
 }
 
@@ -619,7 +634,8 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 
 // impliedR is s'·G − c'·X with c' = FDH(R', msg, X): the R' that the
 // equation s'·G = R' + c'·X asks of sig. It refuses a non-canonical s' and
-// the identity as R'. All values are public, so variable time is fine.
+// the identity as R'. It runs in variable time: its inputs are public (or,
+// in the wallet, the coin's; see the header).
 func (k *CSPublicKey) impliedR(msg []byte, sig *CSSignature) (*edwards25519.Point, error) {
 	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
 	if err != nil {
@@ -730,15 +746,30 @@ func csClampScalar(s *edwards25519.Scalar, b []byte) {
 	}
 }
 
-// csBlindingSecrets is GNUNET_CRYPTO_cs_blinding_secrets_derive (spec §7.2).
+// csBlindingSecrets derives the blinding scalars alpha_0, beta_0, alpha_1,
+// beta_1 from bseed: each 64 bytes of HKDF(256, salt "alphabeta-uniform",
+// bseed) reduced mod L, uniform on [0, L). GNUnet's derivation (spec §7.2)
+// clamps 32 bytes instead, and a clamped value reduced mod L lies in a set
+// S = {2^254 + 8k mod L : k < 2^251} of half the scalars, where membership
+// is cheap to test. The bank sees s and c_b at withdrawal and s', R' at
+// deposit; alpha_b = s' − s and beta_b = c_b − FDH(R', msg, X) are both in
+// S for the true pair and for a quarter of the others, so clamping would
+// cut a coin's anonymity set by four (TestCSBlindingScalarsUniform).
 func csBlindingSecrets(bseed *[32]byte) (alpha, beta [2]edwards25519.Scalar) {
-	out := csKDF(128, []byte(csSaltAlphaBeta), bseed[:])
+	out := csKDF(256, []byte(csSaltAlphaBeta), bseed[:])
 	for i := range 2 {
-		csClampScalar(&alpha[i], out[64*i:64*i+32])
-		csClampScalar(&beta[i], out[64*i+32:64*i+64])
+		csUniformScalar(&alpha[i], out[128*i:128*i+64])
+		csUniformScalar(&beta[i], out[128*i+64:128*i+128])
 	}
 	clear(out)
 	return alpha, beta
+}
+
+// csUniformScalar sets s to the 64 bytes b, little-endian, mod L.
+func csUniformScalar(s *edwards25519.Scalar, b []byte) {
+	if _, err := s.SetUniformBytes(b); err != nil {
+		panic("ecash: CS uniform scalar of " + fmt.Sprint(len(b)) + " bytes") // callers pass 64
+	}
 }
 
 // csPrehash is SHA-512(R' || msg) (spec §9).

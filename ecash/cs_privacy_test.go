@@ -1,8 +1,12 @@
 package ecash
 
+// Tests of what a bank can learn from a CS withdrawal: nothing that links
+// the coin to it (unlinkability), whatever R values it sends.
+
 import (
 	"bytes"
 	"errors"
+	"math/big"
 	"testing"
 
 	"filippo.io/edwards25519"
@@ -72,5 +76,51 @@ func TestCSTaggedR(t *testing.T) {
 				t.Errorf("T%d in R%d: the coin's R' carries no tag", i+1, b)
 			}
 		}
+	}
+}
+
+// TestCSBlindingScalarsUniform: a clamped 32-byte value reduced mod L lies in
+// S = {2^254 + 8k mod L : k < 2^251}, half of the scalars, and a bank can
+// test alpha_b = s' − s and beta_b = c_b − c' for membership in it, for
+// every pair of a withdrawal it answered and a coin deposited: with clamped
+// secrets the true pair always passes and a quarter of the others do.
+// blindbank's secrets must fall in S about half the time, as any uniform
+// scalar does; the inputs are fixed, so the count is too.
+func TestCSBlindingScalarsUniform(t *testing.T) {
+	L, _ := new(big.Int).SetString("7237005577332262213973186563042994240857116359379907606001950938285454250989", 10)
+	two254, two251 := new(big.Int).Lsh(big.NewInt(1), 254), new(big.Int).Lsh(big.NewInt(1), 251)
+	inv8 := new(big.Int).ModInverse(big.NewInt(8), L)
+	inS := func(s *edwards25519.Scalar) bool {
+		le := s.Bytes()
+		for i, j := 0, len(le)-1; i < j; i, j = i+1, j-1 {
+			le[i], le[j] = le[j], le[i]
+		}
+		k := new(big.Int).Sub(new(big.Int).SetBytes(le), two254)
+		k.Mul(k, inv8).Mod(k, L)
+		return k.Cmp(two251) < 0
+	}
+	// The membership test itself: every clamped value is in S.
+	for i := range 64 {
+		var c edwards25519.Scalar
+		csClampScalar(&c, bytes.Repeat([]byte{byte(i*37 + 1)}, 32))
+		if !inS(&c) {
+			t.Fatalf("clamped value %d not in S: the test is wrong", i)
+		}
+	}
+	const n = 1024
+	in := 0
+	for i := range n {
+		bseed := [32]byte{byte(i), byte(i >> 8)}
+		alpha, beta := csBlindingSecrets(&bseed)
+		for j := range 2 {
+			for _, s := range []*edwards25519.Scalar{&alpha[j], &beta[j]} {
+				if inS(s) {
+					in++
+				}
+			}
+		}
+	}
+	if frac := float64(in) / (4 * n); frac < 0.45 || frac > 0.55 {
+		t.Errorf("%.3f of the blinding scalars in the clamped set S, want about 0.5 (clamped: 1)", frac)
 	}
 }
