@@ -95,7 +95,7 @@ func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within ti
 				if res.Renewed, err = res.Renewed.Add(batch.total); err != nil {
 					return res, err
 				}
-			case errors.Is(err, ErrPending) || !(definitive(err) || errors.Is(err, ecash.ErrDoubleSpend)):
+			case errors.Is(err, ErrPending) || !(definitive(err) || errors.Is(err, ecash.ErrDoubleSpend) || errors.Is(err, ErrBadAnswer)):
 				return res, err
 			default:
 				res.Errors = append(res.Errors, err)

@@ -167,12 +167,7 @@ func (c *capturingMerchant) Pay(ctx context.Context, in *pb.PayRequest, opts ...
 func TestPendingPaymentNotOverwritten(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	f.fund(t, w, "EUR:10.00")
+	w, _ := fundedWallet(t, f, "EUR:10.00")
 	for range 2 {
 		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
 			t.Fatal(err)

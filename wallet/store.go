@@ -27,6 +27,9 @@ import (
 //	e/<EPOID key>     a signed payment order (checkbook.go): the signed EPO,
 //	                  the reply key, the bank's receipt once known
 //	g/<EPOID key>     the encrypted goods of a purchase, as delivered
+//	x/<kind>/<id>     a bank answer that did not verify, with its request
+//	                  (dispute.go): a withdrawal by nonce, a swap or recoup
+//	                  by request hash
 var (
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")

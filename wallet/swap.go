@@ -363,6 +363,18 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}
 	recs, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
+	if errors.Is(err, ErrBadAnswer) {
+		// The bank spent the inputs; its answer will not change. Keep it,
+		// and settle the swap with the inputs spent and no outputs.
+		kind := "swap"
+		if ps.Recoup {
+			kind = "recoup"
+		}
+		d := &Dispute{Kind: kind, Request: ps.Body, Answer: resp.BlindSignatures, Reason: err.Error(), At: w.now()}
+		return nil, errors.Join(err, w.dispute(disputeKey(kind, h[:]), d, func() error {
+			return w.endSwap(h, ps, nil, nil, resp.LogIndex)
+		}))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -64,16 +64,23 @@ func (f *fixture) checkConservation(t *testing.T, ws ...*wallet.Wallet) {
 
 func newWallet(t *testing.T, f *fixture, funds, withdraw string) (*wallet.Wallet, uint64) {
 	t.Helper()
+	w, acct := fundedWallet(t, f, funds)
+	if _, err := w.Withdraw(context.Background(), f.bankc, ecash.MustParseAmount(withdraw), nil); err != nil {
+		t.Fatal(err)
+	}
+	return w, acct
+}
+
+// fundedWallet creates a wallet, closed when the test ends, with an account
+// credited funds.
+func fundedWallet(t *testing.T, f *fixture, funds string) (*wallet.Wallet, uint64) {
+	t.Helper()
 	w, err := wallet.Create(t.TempDir(), wallet.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	acct := f.fund(t, w, funds)
-	if _, err := w.Withdraw(context.Background(), f.bankc, ecash.MustParseAmount(withdraw), nil); err != nil {
-		t.Fatal(err)
-	}
-	return w, acct
+	return w, f.fund(t, w, funds)
 }
 
 func fresh(t *testing.T, w *wallet.Wallet) string {

@@ -13,7 +13,10 @@
 // are persisted sealed before they are sent, so a retry sends the same bytes
 // and gets the same receipt. A signed payment order is persisted with the
 // encrypted goods and its reply key before it is sent, so the wallet can
-// always ask the bank for the outcome and the key (CheckStatus).
+// always ask the bank for the outcome and the key (CheckStatus). A bank
+// that commits a withdrawal or swap and answers with signatures that do not
+// verify would answer every retry the same: the wallet keeps the request and
+// the answer (Disputes), closes the operation and goes on (ErrBadAnswer).
 package wallet
 
 import (

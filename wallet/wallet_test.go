@@ -208,12 +208,7 @@ func (l *lossyMerchant) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc
 func TestWithdrawResponseLost(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	w, err := wallet.Create(t.TempDir(), wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	acct := f.fund(t, w, "EUR:10.00")
+	w, acct := fundedWallet(t, f, "EUR:10.00")
 	lossy := &lossyBank{BankClient: f.bankc}
 	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
 		t.Fatal(err)

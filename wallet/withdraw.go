@@ -164,7 +164,7 @@ func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []
 // signature.
 func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, error) {
 	if len(blindSigs) != len(p.Planchets) {
-		return nil, fmt.Errorf("wallet: bank returned %d signatures for %d planchets", len(blindSigs), len(p.Planchets))
+		return nil, fmt.Errorf("%w: %d signatures for %d planchets", ErrBadAnswer, len(blindSigs), len(p.Planchets))
 	}
 	recs := make([]coinRecord, len(p.Planchets))
 	for i, pl := range p.Planchets {
@@ -185,7 +185,7 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 		}
 		sig, err := st.Unblind(blindSigs[i])
 		if err != nil {
-			return nil, fmt.Errorf("wallet: bank's signature on planchet %d: %w", i, err)
+			return nil, fmt.Errorf("%w: planchet %d: %w", ErrBadAnswer, i, err)
 		}
 		coin := ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
 		recs[i] = coinRecord{Index: p.Indices[i], Coin: coin, Value: d.Value, State: CoinFresh}
@@ -234,6 +234,14 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
 	}
 	recs, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared}, resp.BlindSignatures)
+	if errors.Is(err, ErrBadAnswer) {
+		// The bank debited the account; its answer will not change. Keep
+		// it, and stop retrying (the planchet indices stay used).
+		d := &Dispute{Kind: "withdraw", Request: pw.Body, Answer: resp.BlindSignatures, Reason: err.Error(), At: w.now()}
+		return nil, errors.Join(err, w.dispute(disputeKey("withdraw", req.Nonce[:]), d, func() error {
+			return w.db.Delete(withdrawKey(req.Nonce), pebble.Sync)
+		}))
+	}
 	if err != nil {
 		return nil, err
 	}

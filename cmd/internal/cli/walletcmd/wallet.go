@@ -330,7 +330,10 @@ func balanceCommand(g *globals) *cli.Command {
 		Short: "show the coins the wallet holds",
 		Long: `balance shows the wallet's spendable (fresh) total, the total held in
 payments not yet settled (pending), and how many coins of each value it
-holds. It works offline.`,
+holds. It works offline. It also lists any answer of the bank to a
+withdrawal or swap that did not verify: the bank committed the operation
+but its signatures are wrong, which a retry cannot change; the wallet
+keeps the request and the answer as evidence and goes on.`,
 		Example: `wallet balance
 wallet balance --json`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -344,6 +347,13 @@ wallet balance --json`,
 	}
 }
 
+// dispute is a bank answer that did not verify (wallet.Dispute), as shown.
+type dispute struct {
+	Kind   string    `json:"kind"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
 type coinCount struct {
 	Value string `json:"value"`
 	Count int    `json:"count"`
@@ -355,6 +365,10 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 		return err
 	}
 	pendingW, err := w.PendingWithdrawals()
+	if err != nil {
+		return err
+	}
+	disputes, err := w.Disputes()
 	if err != nil {
 		return err
 	}
@@ -379,7 +393,11 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 		FreshCoins         int         `json:"fresh_coins"`
 		Coins              []coinCount `json:"coins"`
 		PendingWithdrawals int         `json:"pending_withdrawals"`
-	}{bal.Fresh.String(), bal.Pending.String(), total, []coinCount{}, pendingW}
+		Disputes           []dispute   `json:"disputes"`
+	}{bal.Fresh.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}}
+	for _, d := range disputes {
+		out.Disputes = append(out.Disputes, dispute{d.Kind, d.At, d.Reason})
+	}
 	for _, v := range vs {
 		out.Coins = append(out.Coins, coinCount{v.a.String(), v.n})
 	}
@@ -397,6 +415,10 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 		}
 		if pendingW > 0 {
 			fmt.Fprintf(wr, "%d interrupted withdrawal(s): run 'wallet recover' to finish them\n", pendingW)
+		}
+		for _, d := range out.Disputes {
+			fmt.Fprintf(wr, "the bank's answer to a %s of %s did not verify; its coins are lost unless the bank makes them good (%s)\n",
+				d.Kind, d.At.Format(time.RFC3339), d.Reason)
 		}
 	})
 }
