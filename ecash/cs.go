@@ -35,11 +35,11 @@ package ecash
 // ScalarMult. The choice bit b is public (the bank sends it), so selecting r_b
 // or alpha_b by b is not a secret-dependent branch. Variable-time operations
 // (the FDH rejection loop, VarTimeDoubleScalarBaseMult) see no key: public
-// keys, R values, challenges and signatures. In the wallet some of those
-// (R'_i, c'_i, s') are the coin's, public once it is spent but until then
-// what would link it to its withdrawal: someone timing the wallet's blinding
-// and unblinding could learn a little of them (the FDH loop's count, GNUnet's
-// too; the verification's).
+// keys, R values, challenges and signatures. The wallet's unblinding checks
+// its result in constant time, as s' and c' are the coin's, public once it
+// is spent but until then what would link it to its withdrawal; the FDH
+// loop's count while blinding (GNUnet's too) is the one timing left that
+// depends on them.
 //
 // Deviations from Taler, all outside the vector-tested core (see
 // docs/PROTOCOL.md §8):
@@ -570,13 +570,14 @@ func (st *CSBlindState) Finalize(bs CSBlindSignature) (CSSignature, error) {
 	if err != nil {
 		return CSSignature{}, fmt.Errorf("%w: CS blind signature s is not a canonical scalar", ErrBadSignature)
 	}
+	sp := new(edwards25519.Scalar).Add(s, &st.alpha[bs.B])
 	sig := CSSignature{R: st.rBlind[bs.B]}
-	copy(sig.S[:], new(edwards25519.Scalar).Add(s, &st.alpha[bs.B]).Bytes())
-	want, err := st.pub.impliedR(st.msg, &sig)
-	if err != nil {
-		return CSSignature{}, err
-	}
-	if subtle.ConstantTimeCompare(want.Bytes(), sig.R[:]) != 1 {
+	copy(sig.S[:], sp.Bytes())
+	// s'·G − c'·X, with c' kept from blinding, in constant time: until the
+	// coin is spent, s' and c' are what would link it to this withdrawal.
+	want := new(edwards25519.Point).ScalarBaseMult(sp)
+	want.Subtract(want, new(edwards25519.Point).ScalarMult(&st.cPrime[bs.B], &st.pub.p))
+	if subtle.ConstantTimeCompare(want.Bytes(), sig.R[:]) != 1 || subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
 		return CSSignature{}, fmt.Errorf("%w: the bank's CS blind signature does not verify", ErrBadSignature)
 	}
 	return sig, nil
@@ -634,8 +635,7 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 
 // impliedR is s'·G − c'·X with c' = FDH(R', msg, X): the R' that the
 // equation s'·G = R' + c'·X asks of sig. It refuses a non-canonical s' and
-// the identity as R'. It runs in variable time: its inputs are public (or,
-// in the wallet, the coin's; see the header).
+// the identity as R'. It runs in variable time: its inputs are public.
 func (k *CSPublicKey) impliedR(msg []byte, sig *CSSignature) (*edwards25519.Point, error) {
 	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
 	if err != nil {
