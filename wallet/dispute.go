@@ -11,35 +11,73 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// ErrBadAnswer is the bank committing a withdrawal or swap and answering
-// with signatures that do not verify. The bank answers a repeated request
-// with the same signatures, so retrying cannot help: the wallet keeps the
-// request and the answer as a Dispute and goes on (the money they carried
-// is lost to the wallet unless the bank makes it good).
+// ErrBadAnswer is the bank committing a withdrawal, swap or recoup and
+// answering with signatures that do not verify. The bank answers a repeated
+// request with the same signatures, so retrying cannot help: the wallet
+// keeps the coins whose signatures verify, records the others as a Dispute
+// with the evidence, and goes on. Their value is lost to the wallet unless
+// the bank makes it good.
 var ErrBadAnswer = errors.New("wallet: the bank's signatures do not verify")
 
 // Dispute is a bank answer that did not verify, kept with its request.
 type Dispute struct {
-	Kind    string   // "withdraw", "swap" or "recoup"
-	Request []byte   // the request sent: a withdraw request body, or a swap or recoup request
-	Answer  [][]byte // the bank's blind signatures, as received
-	Reason  string   // why they do not verify
-	At      time.Time
+	Kind     string       // "withdraw", "swap", "recoup" or "restore"
+	Request  []byte       // what was sent: a withdraw request body, a swap or recoup request, or (restore) the blinded message's hash
+	Indices  []uint64     // the planchet indices whose signatures fail
+	Prepared [][]byte     // their first-round answers (CS R values; nil for RSA): with Answer, what a third party needs to check them
+	Answer   [][]byte     // the bank's signatures on them, as received (all of them if their count was wrong), each cut to maxAnswerLen
+	Lost     ecash.Amount // the value of those planchets
+	Reason   string
+	At       time.Time
+}
+
+// maxAnswerLen is longer than any blind signature (RSA-4096: 512 bytes).
+const maxAnswerLen = 4096
+
+// fail adds planchet index idx, with its first-round answer and the bank's
+// signature (nil if none matches it), to d.
+func (d *Dispute) fail(idx uint64, prepared, sig []byte, value ecash.Amount) {
+	d.Indices = append(d.Indices, idx)
+	d.Prepared = append(d.Prepared, prepared)
+	if sig != nil {
+		d.Answer = append(d.Answer, sig)
+	}
+	if d.Lost.Currency == "" {
+		d.Lost.Currency = value.Currency
+	}
+	if sum, err := d.Lost.Add(value); err == nil {
+		d.Lost = sum
+	}
+}
+
+// err is the error a caller returns for d.
+func (d *Dispute) err() error {
+	return fmt.Errorf("%w: %s of a %s lost, kept as a dispute: %s", ErrBadAnswer, d.Lost, d.Kind, d.Reason)
 }
 
 func disputeKey(kind string, id []byte) []byte {
 	return append([]byte("x/"+kind+"/"), id...)
 }
 
+// encode writes d within decodeDispute's bounds, whatever the bank sent: a
+// record that did not decode would break Disputes for good.
 func (d *Dispute) encode() []byte {
 	e := ecash.NewEncoder("wallet/dispute")
 	e.String(d.Kind)
 	e.VarBytes(d.Request)
-	e.U32(uint32(len(d.Answer)))
-	for _, a := range d.Answer {
-		e.VarBytes(a)
+	n := min(len(d.Indices), ecash.MaxCoinsPerRequest)
+	e.U32(uint32(n))
+	for i := range n {
+		e.U64(d.Indices[i])
+		e.VarBytes(d.Prepared[i])
 	}
-	e.String(d.Reason)
+	m := min(len(d.Answer), ecash.MaxCoinsPerRequest)
+	e.U32(uint32(m))
+	for _, a := range d.Answer[:m] {
+		e.VarBytes(a[:min(len(a), maxAnswerLen)])
+	}
+	e.Amount(d.Lost)
+	e.String(d.Reason[:min(len(d.Reason), 1024)])
 	e.I64(d.At.UnixMilli())
 	return e.Bytes()
 }
@@ -48,36 +86,20 @@ func decodeDispute(b []byte) (*Dispute, error) {
 	dec := ecash.NewDecoder("wallet/dispute", b)
 	d := &Dispute{Kind: dec.String(), Request: dec.VarBytes(ecash.MaxFieldLen)}
 	for range dec.Count(ecash.MaxCoinsPerRequest) {
-		d.Answer = append(d.Answer, dec.VarBytes(ecash.MaxFieldLen))
+		d.Indices = append(d.Indices, dec.U64())
+		prep := dec.VarBytes(1024)
+		if len(prep) == 0 {
+			prep = nil
+		}
+		d.Prepared = append(d.Prepared, prep)
 	}
+	for range dec.Count(ecash.MaxCoinsPerRequest) {
+		d.Answer = append(d.Answer, dec.VarBytes(maxAnswerLen))
+	}
+	d.Lost = dec.Amount()
 	d.Reason = dec.String()
 	d.At = time.UnixMilli(dec.I64())
 	return d, dec.Finish()
-}
-
-// dispute records d, then closes the pending operation with closeOp; each
-// step is synced. A crash between them leaves the operation pending: its
-// retry gets the same answer and comes here again, which rewrites the same
-// record.
-func (w *Wallet) dispute(key []byte, d *Dispute, closeOp func() error) error {
-	// Within the decoder's bounds, whatever the bank sent: a record that
-	// does not decode would break Disputes for good.
-	if len(d.Answer) > ecash.MaxCoinsPerRequest {
-		d.Reason = fmt.Sprintf("%s (%d signatures, the first %d kept)", d.Reason, len(d.Answer), ecash.MaxCoinsPerRequest)
-		d.Answer = d.Answer[:ecash.MaxCoinsPerRequest]
-	}
-	for i, a := range d.Answer {
-		if len(a) > ecash.MaxFieldLen {
-			d.Answer[i] = a[:ecash.MaxFieldLen]
-		}
-	}
-	if len(d.Reason) > 1024 {
-		d.Reason = d.Reason[:1024] // the encoding's bound on a string
-	}
-	if err := w.db.Set(key, d.encode(), pebble.Sync); err != nil {
-		return err
-	}
-	return closeOp()
 }
 
 // Disputes lists the bank answers that did not verify, oldest first.

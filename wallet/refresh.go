@@ -45,7 +45,8 @@ type RefreshResult struct {
 //
 // A batch the bank refuses outright leaves its coins fresh and is reported
 // in the result; one whose answer is lost stays pending (ErrPending, like
-// Swap) until Recover or the next call settles it.
+// Swap) until Recover or the next call settles it. An answer the bank got
+// wrong (ErrBadAnswer, see Disputes) stops it, with the result so far.
 func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within time.Duration) (*RefreshResult, error) {
 	ks, err := w.RefreshKeys(ctx, bank)
 	if err != nil {
@@ -95,7 +96,12 @@ func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within ti
 				if res.Renewed, err = res.Renewed.Add(batch.total); err != nil {
 					return res, err
 				}
-			case errors.Is(err, ErrPending) || !(definitive(err) || errors.Is(err, ecash.ErrDoubleSpend) || errors.Is(err, ErrBadAnswer)):
+			case errors.Is(err, ErrBadAnswer):
+				// Recorded as a dispute; a bank that answers wrong gets no
+				// more batches.
+				res.Coins = append(res.Coins, coins...)
+				return res, err
+			case errors.Is(err, ErrPending) || !(definitive(err) || errors.Is(err, ecash.ErrDoubleSpend)):
 				return res, err
 			default:
 				res.Errors = append(res.Errors, err)

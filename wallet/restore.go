@@ -32,11 +32,12 @@ type RestoreProgress func(scanned uint64, found int)
 
 // RestoreReport is what a restore found.
 type RestoreReport struct {
-	Scanned uint64       // planchet indices scanned
-	Found   int          // coins the bank signed for this seed (new to this wallet or not)
-	Added   int          // of which were not in the wallet yet
-	Spent   int          // coins the bank holds spent
-	Fresh   ecash.Amount // the wallet's fresh value afterwards
+	Scanned  uint64       // planchet indices scanned
+	Found    int          // coins the bank signed for this seed (new to this wallet or not)
+	Added    int          // of which were not in the wallet yet
+	Spent    int          // coins the bank holds spent
+	Disputed int          // signatures of the bank that did not verify (see Disputes)
+	Fresh    ecash.Amount // the wallet's fresh value afterwards
 }
 
 // Restore rebuilds a wallet in dir from its seed alone. Every coin and the
@@ -86,11 +87,12 @@ func openForRestore(dir string, seed []byte, opts Options) (*Wallet, error) {
 
 // candidate is one planchet index tried under one denomination.
 type candidate struct {
-	index uint64
-	denom ecash.Denomination
-	ps    ecash.PlanchetSecret
-	st    ecash.BlindState
-	hash  ecash.Hash
+	index    uint64
+	denom    ecash.Denomination
+	ps       ecash.PlanchetSecret
+	prepared []byte // the first-round answer (CS), nil for RSA
+	st       ecash.BlindState
+	hash     ecash.Hash
 }
 
 func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress RestoreProgress) (*RestoreReport, error) {
@@ -110,14 +112,18 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 		if err != nil {
 			return nil, err
 		}
-		recs, err := w.signed(ctx, bank, cands)
+		recs, bad, err := w.signed(ctx, bank, cands)
 		if err != nil {
 			return nil, err
 		}
-		added, err := w.addCoins(recs)
+		added, err := w.addCoins(recs, bad)
 		if err != nil {
 			return nil, err
 		}
+		for _, d := range bad {
+			lastFound = max(lastFound, int64(d.Indices[0])) // used, if not by a coin we can keep
+		}
+		rep.Disputed += len(bad)
 		for _, r := range recs {
 			found = append(found, r.Coin.ID())
 			lastFound = max(lastFound, int64(r.Index))
@@ -188,7 +194,7 @@ func (w *Wallet) candidates(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		if err != nil {
 			return err
 		}
-		c.st, c.hash = st, ecash.HashOf(pl.Blinded)
+		c.st, c.hash, c.prepared = st, ecash.HashOf(pl.Blinded), prepared[i]
 		return nil
 	})
 	return cands, err
@@ -214,20 +220,22 @@ func parallel(n int, f func(i int) error) error {
 }
 
 // signed asks the bank for the signatures on the candidates and turns each
-// into a verified fresh coin record.
-func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candidate) ([]coinRecord, error) {
+// into a verified fresh coin record; a signature that does not verify is a
+// dispute, and the restore goes on.
+func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candidate) ([]coinRecord, []*Dispute, error) {
 	req := &pb.IssuedSignaturesRequest{}
 	for _, c := range cands {
 		req.BlindedHashes = append(req.BlindedHashes, c.hash[:])
 	}
 	resp, err := bank.IssuedSignatures(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("wallet: restore: %w", err)
+		return nil, nil, fmt.Errorf("wallet: restore: %w", err)
 	}
 	if len(resp.BlindSignatures) != len(cands) {
-		return nil, fmt.Errorf("wallet: bank answered %d of %d blinded messages", len(resp.BlindSignatures), len(cands))
+		return nil, nil, fmt.Errorf("wallet: bank answered %d of %d blinded messages", len(resp.BlindSignatures), len(cands))
 	}
 	var recs []coinRecord
+	var bad []*Dispute
 	for i, bs := range resp.BlindSignatures {
 		if len(bs) == 0 {
 			continue
@@ -235,16 +243,20 @@ func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candida
 		c := cands[i]
 		sig, err := c.st.Unblind(bs)
 		if err != nil {
-			return nil, fmt.Errorf("wallet: bank's signature for planchet %d: %w", c.index, err)
+			d := &Dispute{Kind: "restore", Request: c.hash[:], Reason: fmt.Sprintf("planchet %d: %v", c.index, err), At: w.now()}
+			d.fail(c.index, c.prepared, bs, c.denom.Value)
+			bad = append(bad, d)
+			continue
 		}
 		coin := ecash.Coin{Denom: c.denom.ID, Pub: c.ps.CoinPub(), Sig: sig}
 		recs = append(recs, coinRecord{Index: c.index, Coin: coin, Value: c.denom.Value, State: CoinFresh})
 	}
-	return recs, nil
+	return recs, bad, nil
 }
 
-// addCoins stores coin records not yet held, atomically, and counts them.
-func (w *Wallet) addCoins(recs []coinRecord) (int, error) {
+// addCoins stores coin records not yet held, and the disputes over
+// signatures that failed, atomically, and counts the coins added.
+func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := w.db.NewBatch()
@@ -261,6 +273,11 @@ func (w *Wallet) addCoins(recs []coinRecord) (int, error) {
 			return 0, err
 		}
 		added++
+	}
+	for _, d := range bad {
+		if err := b.Set(disputeKey(d.Kind, d.Request), d.encode(), nil); err != nil {
+			return 0, err
+		}
 	}
 	return added, b.Commit(pebble.Sync)
 }

@@ -22,14 +22,16 @@ import (
 //	m/next            u64 next planchet index
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
 //	c/<coin id>       coin record
+//	s/<request hash>  pending swap or recoup (swap.go): kept until settled
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
 //	e/<EPOID key>     a signed payment order (checkbook.go): the signed EPO,
 //	                  the reply key, the bank's receipt once known
 //	g/<EPOID key>     the encrypted goods of a purchase, as delivered
+//	v/<reference>     an audit-log entry due for checking (logcheck.go)
 //	x/<kind>/<id>     a bank answer that did not verify, with its request
 //	                  (dispute.go): a withdrawal by nonce, a swap or recoup
-//	                  by request hash
+//	                  by request hash, a restored signature by blinded hash
 var (
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")

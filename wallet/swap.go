@@ -349,10 +349,10 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0))
+			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil))
 		}
 		if definitive(err) {
-			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0); err != nil {
+			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil); err != nil {
 				return nil, err
 			}
 			if status.Code(err) == codes.AlreadyExists {
@@ -362,29 +362,28 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}
-	recs, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
-	if errors.Is(err, ErrBadAnswer) {
-		// The bank spent the inputs; its answer will not change. Keep it,
-		// and settle the swap with the inputs spent and no outputs.
-		kind := "swap"
-		if ps.Recoup {
-			kind = "recoup"
-		}
-		d := &Dispute{Kind: kind, Request: ps.Body, Answer: resp.BlindSignatures, Reason: err.Error(), At: w.now()}
-		return nil, errors.Join(err, w.dispute(disputeKey(kind, h[:]), d, func() error {
-			return w.endSwap(h, ps, nil, nil, resp.LogIndex)
-		}))
-	}
+	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.endSwap(h, ps, recs, nil, resp.LogIndex); err != nil {
+	if bad != nil {
+		// The bank spent the inputs; its answer will not change. Keep the
+		// outputs that verify and the evidence; stop retrying.
+		bad.Kind, bad.Request, bad.At = "swap", ps.Body, w.now()
+		if ps.Recoup {
+			bad.Kind = "recoup"
+		}
+	}
+	if err := w.endSwap(h, ps, recs, nil, resp.LogIndex, bad); err != nil {
 		return nil, err
 	}
 	coins := make([]ecash.Coin, len(recs))
 	for i := range recs {
 		coins[i] = recs[i].Coin
 		w.tr.Record(w.now(), "coin", recs[i].Coin.Encode(), recs[i].Value.String())
+	}
+	if bad != nil {
+		return coins, bad.err()
 	}
 	return coins, nil
 }
@@ -405,9 +404,11 @@ func ownSpend(p ecash.DepositPermission, h ecash.Hash, outputs []ecash.Planchet)
 // endSwap settles a pending swap atomically. spentOnly nil: the swap went
 // through, every input is spent, recs are stored and the swap's audit-log
 // entry (at logIndex) is due for checking. Otherwise it was refused: the
-// input spentOnly (if one of ours) is spent, the others fresh. A swap
-// already settled (by a concurrent recovery) is left alone.
-func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64) error {
+// input spentOnly (if one of ours) is spent, the others fresh. bad, if
+// not nil, is the dispute over outputs whose signatures failed, recorded in
+// the same batch. A swap already settled (by a concurrent recovery) is left
+// alone.
+func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64, bad *Dispute) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if raw, err := get(w.db, swapKey(h)); err != nil || raw == nil {
@@ -433,6 +434,11 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 	}
 	for _, rec := range recs {
 		if err := b.Set(coinKey(rec.Coin.ID()), rec.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if bad != nil {
+		if err := b.Set(disputeKey(bad.Kind, h[:]), bad.encode(), nil); err != nil {
 			return err
 		}
 	}
@@ -478,7 +484,7 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		return err
 	}
 	for _, ps := range pending {
-		if _, err := w.sendSwap(ctx, bank, ks, ps); err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) {
+		if _, err := w.sendSwap(ctx, bank, ks, ps); err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) {
 			return fmt.Errorf("wallet: recovering a swap: %w", err)
 		}
 	}

@@ -20,7 +20,8 @@ type Progress func(done, total int)
 // Withdraw debits amount from the wallet's bank account as fresh coins.
 // Pending withdrawals from an earlier crash are finished first. Coins are
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
-// it is sent.
+// it is sent. On an error it returns the coins stored so far; an answer the
+// bank got wrong stops it with ErrBadAnswer (see Disputes).
 func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
@@ -41,10 +42,10 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 			return coins, err
 		}
 		got, err := w.sendWithdraw(ctx, bank, ks, pw)
-		if err != nil {
-			return coins, err
-		}
 		coins = append(coins, got...)
+		if err != nil {
+			return coins, err // with ErrBadAnswer, got holds the batch's good coins
+		}
 		if progress != nil {
 			progress(len(coins), len(denoms))
 		}
@@ -161,36 +162,63 @@ func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []
 
 // finish unblinds the bank's signatures on planchets into fresh coin
 // records, re-deriving each planchet from the seed and checking every
-// signature.
-func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, error) {
-	if len(blindSigs) != len(p.Planchets) {
-		return nil, fmt.Errorf("%w: %d signatures for %d planchets", ErrBadAnswer, len(blindSigs), len(p.Planchets))
+// signature. Signatures that do not verify (or an answer with the wrong
+// number of them) come back as a Dispute, its Kind, Request and At for the
+// caller to fill, beside the coins that do verify; an error is the
+// wallet's own trouble (a planchet that does not re-derive, a denomination
+// the key set lacks), after which the operation stays pending.
+func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, *Dispute, error) {
+	type redone struct {
+		d  ecash.Denomination
+		ps ecash.PlanchetSecret
+		st ecash.BlindState
 	}
-	recs := make([]coinRecord, len(p.Planchets))
+	redo := make([]redone, len(p.Planchets))
 	for i, pl := range p.Planchets {
 		d, err := ks.Denomination(pl.Denom)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ps, err := ecash.DerivePlanchet(w.seed, p.Indices[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		again, st, err := ps.Blind(d, p.Prepared[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if string(again.Blinded) != string(pl.Blinded) {
-			return nil, fmt.Errorf("wallet: planchet %d does not re-derive", p.Indices[i])
+			return nil, nil, fmt.Errorf("wallet: planchet %d does not re-derive", p.Indices[i])
 		}
-		sig, err := st.Unblind(blindSigs[i])
-		if err != nil {
-			return nil, fmt.Errorf("%w: planchet %d: %w", ErrBadAnswer, i, err)
-		}
-		coin := ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
-		recs[i] = coinRecord{Index: p.Indices[i], Coin: coin, Value: d.Value, State: CoinFresh}
+		redo[i] = redone{d, ps, st}
 	}
-	return recs, nil
+	bad := &Dispute{}
+	if len(blindSigs) != len(p.Planchets) {
+		for i, r := range redo {
+			bad.fail(p.Indices[i], p.Prepared[i], nil, r.d.Value)
+		}
+		bad.Answer = blindSigs
+		bad.Reason = fmt.Sprintf("%d signatures for %d planchets", len(blindSigs), len(p.Planchets))
+		return nil, bad, nil
+	}
+	var recs []coinRecord
+	for i, r := range redo {
+		sig, err := r.st.Unblind(blindSigs[i])
+		if err != nil {
+			if bad.Reason == "" {
+				bad.Reason = fmt.Sprintf("planchet %d: %v", p.Indices[i], err)
+			}
+			bad.fail(p.Indices[i], p.Prepared[i], blindSigs[i], r.d.Value)
+			continue
+		}
+		coin := ecash.Coin{Denom: r.d.ID, Pub: r.ps.CoinPub(), Sig: sig}
+		recs = append(recs, coinRecord{Index: p.Indices[i], Coin: coin, Value: r.d.Value, State: CoinFresh})
+	}
+	if len(bad.Indices) == 0 {
+		return recs, nil, nil
+	}
+	bad.Reason = fmt.Sprintf("%d of %d signatures do not verify (the first, %s)", len(bad.Indices), len(p.Planchets), bad.Reason)
+	return recs, bad, nil
 }
 
 // reserveIndices advances the planchet counter by n, durably, and returns
@@ -233,30 +261,33 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		}
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
 	}
-	recs, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared}, resp.BlindSignatures)
-	if errors.Is(err, ErrBadAnswer) {
-		// The bank debited the account; its answer will not change. Keep
-		// it, and stop retrying (the planchet indices stay used).
-		d := &Dispute{Kind: "withdraw", Request: pw.Body, Answer: resp.BlindSignatures, Reason: err.Error(), At: w.now()}
-		return nil, errors.Join(err, w.dispute(disputeKey("withdraw", req.Nonce[:]), d, func() error {
-			return w.db.Delete(withdrawKey(req.Nonce), pebble.Sync)
-		}))
-	}
+	recs, bad, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared}, resp.BlindSignatures)
 	if err != nil {
+		return nil, err
+	}
+	if bad != nil {
+		// The bank debited the account; its answer will not change. Keep
+		// the coins that verify and the evidence; stop retrying.
+		bad.Kind, bad.Request, bad.At = "withdraw", pw.Body, w.now()
+	}
+	if err := w.storeCoins(req.Nonce, recs, bad); err != nil {
 		return nil, err
 	}
 	coins := make([]ecash.Coin, len(recs))
 	for i := range recs {
 		coins[i] = recs[i].Coin
 	}
-	return coins, w.storeCoins(req.Nonce, recs)
+	if bad != nil {
+		return coins, bad.err()
+	}
+	return coins, nil
 }
 
-// storeCoins records a finished withdrawal's coins and drops its pending
-// record, atomically. If a concurrent Recover already did, it changes
-// nothing: an existing coin record (perhaps pending or spent by now) is
-// never reset.
-func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord) error {
+// storeCoins records a finished withdrawal's coins, and bad if its answer
+// was partly bad, and drops its pending record, atomically. If a concurrent
+// Recover already did, it changes nothing: an existing coin record (perhaps
+// pending or spent by now) is never reset.
+func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if raw, err := get(w.db, withdrawKey(nonce)); err != nil || raw == nil {
@@ -275,6 +306,11 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord) error {
 			return err
 		}
 		w.tr.Record(w.now(), "coin", rec.Coin.Encode(), rec.Value.String())
+	}
+	if bad != nil {
+		if err := b.Set(disputeKey(bad.Kind, nonce[:]), bad.encode(), nil); err != nil {
+			return err
+		}
 	}
 	if err := b.Delete(withdrawKey(nonce), nil); err != nil {
 		return err
@@ -327,7 +363,9 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 		return err
 	}
 	for _, pw := range pending {
-		if _, err := w.sendWithdraw(ctx, bank, ks, pw); err != nil {
+		// A bad answer is recorded by now (ErrBadAnswer comes only after
+		// the record is written): go on to the others.
+		if _, err := w.sendWithdraw(ctx, bank, ks, pw); err != nil && !errors.Is(err, ErrBadAnswer) {
 			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}

@@ -157,15 +157,19 @@ payments to your account. It is for a lost device, not routine use.`,
 				}
 			}
 			out := struct {
-				Scanned uint64 `json:"indices_scanned"`
-				Found   int    `json:"coins_found"`
-				Added   int    `json:"coins_added"`
-				Spent   int    `json:"coins_spent"`
-				Balance string `json:"balance"`
-			}{rep.Scanned, rep.Found, rep.Added, rep.Spent, rep.Fresh.String()}
+				Scanned  uint64 `json:"indices_scanned"`
+				Found    int    `json:"coins_found"`
+				Added    int    `json:"coins_added"`
+				Spent    int    `json:"coins_spent"`
+				Disputed int    `json:"signatures_disputed"`
+				Balance  string `json:"balance"`
+			}{rep.Scanned, rep.Found, rep.Added, rep.Spent, rep.Disputed, rep.Fresh.String()}
 			return inv.Print(out, func(w io.Writer) {
 				fmt.Fprintf(w, "restored %d coins (%d spent, %d new here) from %d planchet indices; balance %s\n",
 					rep.Found, rep.Spent, rep.Added, rep.Scanned, rep.Fresh)
+				if rep.Disputed > 0 {
+					fmt.Fprintf(w, "%d of the bank's signatures did not verify: see 'wallet balance'\n", rep.Disputed)
+				}
 				if account == 0 {
 					fmt.Fprintln(w, "set the account with 'wallet set-account ID' before withdrawing")
 				}

@@ -351,6 +351,8 @@ wallet balance --json`,
 type dispute struct {
 	Kind   string    `json:"kind"`
 	At     time.Time `json:"at"`
+	Lost   string    `json:"lost"`
+	Coins  int       `json:"coins"`
 	Reason string    `json:"reason"`
 }
 
@@ -396,7 +398,7 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 		Disputes           []dispute   `json:"disputes"`
 	}{bal.Fresh.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}}
 	for _, d := range disputes {
-		out.Disputes = append(out.Disputes, dispute{d.Kind, d.At, d.Reason})
+		out.Disputes = append(out.Disputes, dispute{d.Kind, d.At, d.Lost.String(), len(d.Indices), d.Reason})
 	}
 	for _, v := range vs {
 		out.Coins = append(out.Coins, coinCount{v.a.String(), v.n})
@@ -417,8 +419,8 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 			fmt.Fprintf(wr, "%d interrupted withdrawal(s): run 'wallet recover' to finish them\n", pendingW)
 		}
 		for _, d := range out.Disputes {
-			fmt.Fprintf(wr, "the bank's answer to a %s of %s did not verify; its coins are lost unless the bank makes them good (%s)\n",
-				d.Kind, d.At.Format(time.RFC3339), d.Reason)
+			fmt.Fprintf(wr, "%s lost: the bank's signatures on %d coin(s) of a %s at %s do not verify, kept as evidence (%s)\n",
+				d.Lost, d.Coins, d.Kind, d.At.Format(time.RFC3339), d.Reason)
 		}
 	})
 }
