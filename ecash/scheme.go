@@ -174,12 +174,13 @@ func (p *rsaPublic) Bytes() []byte  { return p.der }
 func (p *rsaPublic) PrepareRequest([32]byte) []byte { return nil }
 
 // Blind draws the RFC 9474 randomness (message randomizer, PSS salt,
-// blinding factor) from the ChaCha20 keystream under blindSeed.
+// blinding factor) from the ChaCha20 keystream under the blind seed and
+// this key (rsaStreamKey).
 func (p *rsaPublic) Blind(blindSeed [32]byte, prepared, msg []byte) ([]byte, BlindState, error) {
 	if prepared != nil {
 		return nil, nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
 	}
-	return p.BlindReader(chachaStream(blindSeed), msg)
+	return p.BlindReader(chachaStream(rsaStreamKey(blindSeed, p.der)), msg)
 }
 
 // BlindReader blinds with randomness from rnd (known-answer tests feed the

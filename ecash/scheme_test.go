@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
+	"math/big"
 	"testing"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -269,7 +270,8 @@ func TestDerivePlanchet(t *testing.T) {
 	}
 	// The blinding stream is the ChaCha20 keystream: two readers agree and
 	// reads of any size continue the same stream.
-	r1, r2 := a.BlindingReader(), a.BlindingReader()
+	key := []byte("a denomination key")
+	r1, r2 := a.BlindingReader(key), a.BlindingReader(key)
 	x := make([]byte, 100)
 	y := make([]byte, 100)
 	r1.Read(x)
@@ -277,5 +279,66 @@ func TestDerivePlanchet(t *testing.T) {
 	r2.Read(y[7:])
 	if !bytes.Equal(x, y) || bytes.Equal(x[:50], x[50:]) {
 		t.Fatal("blinding stream")
+	}
+}
+
+// TestRSACrossKeyUnlinkable: a planchet blinded under two RSA keys (a
+// request refused, then sent again for another value; or a restore, which
+// blinds each index under every key) must not let the bank, holding both
+// private keys, link the spent coin to its withdrawal. With one blinding
+// stream for every key it could: B1 = m·r^e1 never signed, B2 = m·r^e2
+// signed; from the coin, m = σ^e2, then r = (B1/m)^d1 mod N1, and B2 =
+// m·r^e2 mod N2 names the withdrawal. Each key now has its own stream.
+func TestRSACrossKeyUnlinkable(t *testing.T) {
+	sk1, sk2 := testRSAKey(t, 0), testRSAKey(t, 1)
+	priv := func(sk ecash.DenomPrivateKey) *rsa.PrivateKey {
+		k, err := x509.ParsePKCS8PrivateKey(sk.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.(*rsa.PrivateKey)
+	}
+	k1, k2 := priv(sk1), priv(sk2)
+	linked := 0
+	for i := range uint64(8) {
+		ps, err := ecash.DerivePlanchet(seed(3), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d1 := ecash.Denomination{ID: ecash.DenominationID(eur5, sk1.Public()), Value: eur5, Key: sk1.Public()}
+		d2 := ecash.Denomination{ID: ecash.DenominationID(eur5, sk2.Public()), Value: eur5, Key: sk2.Public()}
+		p1, _, err := ps.Blind(d1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, st2, err := ps.Blind(d2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := sk2.BlindSign(p2.Blinded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		coinSig, err := st2.Unblind(bs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The bank's attempt, from the coin (randomizer || σ) and B1.
+		sigma := new(big.Int).SetBytes(coinSig[32:])
+		m := new(big.Int).Exp(sigma, big.NewInt(int64(k2.E)), k2.N)
+		mInv := new(big.Int).ModInverse(new(big.Int).Mod(m, k1.N), k1.N)
+		if mInv == nil {
+			continue
+		}
+		b1 := new(big.Int).SetBytes(p1.Blinded)
+		r := new(big.Int).Exp(new(big.Int).Mod(new(big.Int).Mul(b1, mInv), k1.N), k1.D, k1.N)
+		guess := new(big.Int).Exp(r, big.NewInt(int64(k2.E)), k2.N)
+		guess.Mul(guess, m).Mod(guess, k2.N)
+		if guess.Cmp(new(big.Int).SetBytes(p2.Blinded)) == 0 {
+			linked++
+		}
+	}
+	if linked > 0 {
+		t.Fatalf("the bank links %d of 8 coins blinded under two keys to their withdrawals", linked)
 	}
 }

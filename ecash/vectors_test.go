@@ -299,9 +299,9 @@ func generateVectors(tb testing.TB, fx *vectorFixture) []vector {
 		idx := uint64(i)
 		info := binary.BigEndian.AppendUint64([]byte(ecash.TagPrefix+"planchet"), idx)
 		stream := make([]byte, 64)
-		ps.BlindingReader().Read(stream)
+		ps.BlindingReader(fx.denom.Key.Bytes()).Read(stream)
 		add(vector{Name: fmt.Sprintf("planchet %d", i), Kind: "planchet", Index: &idx,
-			Comment: "HKDF-SHA256(ikm=wallet_seed, salt=empty, info), 64 bytes = coin_seed || blind_seed; blinded is RSA blinding of coin_pub under the denomination key with the ChaCha20 stream",
+			Comment: "HKDF-SHA256(ikm=wallet_seed, salt=empty, info), 64 bytes = coin_seed || blind_seed; blinded is RSA blinding of coin_pub under the denomination key with the ChaCha20 stream keyed by HMAC-SHA256(blind_seed, \"blindbank/v1/rsa-blinding\" || SHA-256(denomination key))",
 			Fields: map[string]string{
 				"hkdf_info":       hexOf(info),
 				"coin_seed":       hexOf(ps.CoinKey.Seed()),
