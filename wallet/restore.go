@@ -16,10 +16,12 @@ import (
 
 // RestoreGap is how many planchet indices in a row restore scans without
 // finding a coin before it stops. Indices are reserved per request (at
-// most MaxPlanchetsPerRequest for a withdrawal, a few dozen for a swap); a
-// request the bank refused gives its indices back unless another was
-// reserved meanwhile (releaseIndices), so holes stay rare and small: one
-// that outlived a crash between reserving and sending, or a few in a row.
+// most MaxPlanchetsPerRequest for a withdrawal, a few dozen for a swap) and
+// never given back once sent, even when the bank refuses the request:
+// sending the same planchets again in another request would link the two.
+// So a hole is a request that was refused, or outlived a crash between
+// reserving and sending; more than three refused withdrawals in a row, with
+// no coin between them, make one longer than RestoreGap.
 const RestoreGap = 4 * MaxPlanchetsPerRequest
 
 // Seed returns the wallet's seed: with it alone, Restore rebuilds the
@@ -280,25 +282,6 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 		}
 	}
 	return added, b.Commit(pebble.Sync)
-}
-
-// releaseIndices gives back the n indices from first, reserved for a
-// request the bank refused without recording anything, if no other
-// reservation followed; otherwise they stay skipped. Never after a
-// refusal for a CS nonce already answered (AlreadyExists): that nonce
-// must not be offered again.
-func (w *Wallet) releaseIndices(indices []uint64) error {
-	if len(indices) == 0 {
-		return nil
-	}
-	first, n := indices[0], uint64(len(indices))
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	nb, err := get(w.db, keyNext)
-	if err != nil || beU64(nb) != first+n {
-		return err
-	}
-	return w.db.Set(keyNext, u64(first), pebble.Sync)
 }
 
 // advanceIndex moves the planchet counter to at least next, so that no

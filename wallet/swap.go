@@ -9,8 +9,6 @@ import (
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -355,10 +353,8 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil); err != nil {
 				return nil, err
 			}
-			if status.Code(err) == codes.AlreadyExists {
-				return nil, err
-			}
-			return nil, errors.Join(err, w.releaseIndices(ps.Indices))
+			// The planchet indices stay used (see sendWithdraw).
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}

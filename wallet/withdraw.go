@@ -7,8 +7,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -254,9 +252,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
 				return nil, derr
 			}
-			if status.Code(err) != codes.AlreadyExists {
-				return nil, errors.Join(err, w.releaseIndices(pw.Indices))
-			}
+			// The planchet indices stay used: their blinded messages and
+			// nonces were seen with this account's signature, and a later
+			// swap sending them again would be linked to it.
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
