@@ -235,7 +235,10 @@ func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody
 		}
 		coins[i], keys[i], values[i], ids[i] = c.Coin, ps.CoinKey, c.Value, c.Coin.ID()
 	}
-	payment, err := ecash.NewPayment(pr, coins, keys, values, w.now())
+	// The request's time, not the wallet's clock: a clock offset to the
+	// millisecond would let the bank match this payment to the account's
+	// signed withdrawals.
+	payment, err := ecash.NewPayment(pr, coins, keys, values, pr.CreatedAt)
 	if err != nil {
 		return nil, err
 	}

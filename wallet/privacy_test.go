@@ -84,3 +84,60 @@ func TestRefusedPlanchetsNotReused(t *testing.T) {
 		}
 	}
 }
+
+// TestNoClockInAnonymousRequests: a payment's permissions carry the
+// payment request's time and a swap carries time 0, not the wallet's clock,
+// whose offset (to the millisecond, in every signed withdrawal) would let
+// the bank match anonymous requests to the account.
+func TestNoClockInAnonymousRequests(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := newWallet(t, f, "EUR:10.00", "EUR:5.12")
+	var swaps []*ecash.SwapRequest
+	spy := &swapSpy{BankClient: f.bankc, got: &swaps}
+	if _, err := w.Swap(ctx, spy, ecash.MustParseAmount("EUR:0.50")); err != nil {
+		t.Fatal(err)
+	}
+	if len(swaps) == 0 {
+		t.Fatal("no swap sent")
+	}
+	for _, r := range swaps {
+		if r.CreatedAt.UnixMilli() != 0 {
+			t.Errorf("a swap sent with the wallet's clock %v", r.CreatedAt)
+		}
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "clock", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := &capturingMerchant{MerchantClient: f.shop}
+	if _, err := w.Pay(ctx, spy, capture, "shop", o.ID, nil); err == nil {
+		t.Fatal("the capturing merchant answered")
+	}
+	pr, err := ecash.DecodePaymentRequest(o.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ecash.OpenPayment(keys(t).HPKE, pr, capture.got.SealedPayment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dp := range p.Permissions {
+		if !dp.Timestamp.Equal(pr.CreatedAt) {
+			t.Errorf("a permission timestamped %v, want the request's %v", dp.Timestamp, pr.CreatedAt)
+		}
+	}
+}
+
+// swapSpy forwards swaps and keeps their requests.
+type swapSpy struct {
+	pb.BankClient
+	got *[]*ecash.SwapRequest
+}
+
+func (s *swapSpy) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.CallOption) (*pb.SwapResponse, error) {
+	if r, err := ecash.DecodeSwapRequest(in.Body); err == nil {
+		*s.got = append(*s.got, r)
+	}
+	return s.BankClient.Swap(ctx, in, opts...)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -270,7 +271,8 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		}
 		coins[i], keys[i], values[i], ids[i] = c.Coin, ps.CoinKey, c.Value, c.Coin.ID()
 	}
-	req, err := ecash.NewSwapRequest(coins, keys, values, fresh.Planchets, w.now())
+	// Time 0, not the wallet's clock (see pay.go): the bank does not need it.
+	req, err := ecash.NewSwapRequest(coins, keys, values, fresh.Planchets, time.UnixMilli(0))
 	if err != nil {
 		return nil, err
 	}
