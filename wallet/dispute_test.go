@@ -25,6 +25,7 @@ import (
 type corruptingBank struct {
 	pb.BankClient
 	withdraws, swaps, issued atomic.Bool
+	garbage                  atomic.Bool // restore: a signature for every blinded message asked about
 	flood                    atomic.Bool // withdrawals: more signatures than planchets, one over-long
 	tagR                     atomic.Bool // first round: R0 and R1 plus a point of order 2
 }
@@ -66,6 +67,13 @@ func (c *corruptingBank) IssuedSignatures(ctx context.Context, in *pb.IssuedSign
 	resp, err := c.BankClient.IssuedSignatures(ctx, in, opts...)
 	if err == nil && c.issued.Load() {
 		corruptLast(resp.BlindSignatures)
+	}
+	if err == nil && c.garbage.Load() {
+		for i, sig := range resp.BlindSignatures {
+			if len(sig) == 0 {
+				resp.BlindSignatures[i] = []byte{0, 1, 2}
+			}
+		}
 	}
 	return resp, err
 }
@@ -268,5 +276,13 @@ func TestRestoreBadSignature(t *testing.T) {
 	}
 	if ds := disputes(t, r)["restore"]; len(ds) != 1 {
 		t.Fatalf("restore disputes %+v, want one", ds)
+	}
+
+	// A bank that claims a (bad) signature for everything asked about: the
+	// restore ends, with an error, instead of scanning on for ever.
+	bad.issued.Store(false)
+	bad.garbage.Store(true)
+	if _, _, err := wallet.Restore(ctx, t.TempDir(), seed, bad, wallet.Options{}, nil); !errors.Is(err, wallet.ErrBadAnswer) {
+		t.Fatalf("restore through a bank answering garbage: %v, want ErrBadAnswer", err)
 	}
 }

@@ -2,7 +2,6 @@ package wallet_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 
@@ -10,31 +9,33 @@ import (
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
 )
 
-// seenBank records every blinded message and CS nonce the wallet sends.
+// seenBank records every blinded message and CS nonce the wallet sends,
+// with the phase of the test that sent it.
 type seenBank struct {
 	pb.BankClient
-	mu   sync.Mutex
-	sent map[string]string // blinded message or nonce -> the request kind that sent it
+	mu    sync.Mutex
+	phase string
+	sent  map[string]map[string]bool // blinded message or nonce -> phases
 }
 
-func (s *seenBank) saw(kind string, b []byte) {
+func (s *seenBank) saw(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sent == nil {
-		s.sent = map[string]string{}
+		s.sent = map[string]map[string]bool{}
 	}
-	if prev, ok := s.sent[string(b)]; ok && prev != kind+"#" {
-		s.sent[string(b)] = prev + "+" + kind
-		return
+	if s.sent[string(b)] == nil {
+		s.sent[string(b)] = map[string]bool{}
 	}
-	s.sent[string(b)] = kind
+	s.sent[string(b)][s.phase] = true
 }
 
 func (s *seenBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRequest, opts ...grpc.CallOption) (*pb.PrepareWithdrawResponse, error) {
 	for _, it := range in.Items {
-		s.saw("nonce", it.Request)
+		s.saw(it.Request)
 	}
 	return s.BankClient.PrepareWithdraw(ctx, in, opts...)
 }
@@ -42,7 +43,7 @@ func (s *seenBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRe
 func (s *seenBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
 	if r, err := ecash.DecodeWithdrawRequest(in.Body); err == nil {
 		for _, p := range r.Planchets {
-			s.saw("withdraw", p.Blinded)
+			s.saw(p.Blinded)
 		}
 	}
 	return s.BankClient.Withdraw(ctx, in, opts...)
@@ -51,37 +52,53 @@ func (s *seenBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ..
 func (s *seenBank) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.CallOption) (*pb.SwapResponse, error) {
 	if r, err := ecash.DecodeSwapRequest(in.Body); err == nil {
 		for _, p := range r.Outputs {
-			s.saw("swap", p.Blinded)
+			s.saw(p.Blinded)
 		}
 	}
 	return s.BankClient.Swap(ctx, in, opts...)
 }
 
-// TestRefusedPlanchetsNotReused: the planchets of a withdrawal the bank
-// refused (the account lacks the funds) are never sent again, so a later
-// swap cannot be linked to the account by them.
+// TestRefusedPlanchetsNotReused: the planchets of withdrawals the bank
+// refused (the account lacks the funds) go only to the account's next
+// withdrawal, never to a swap, which they would link to the account; and
+// refusals leave no hole a restore cannot cross.
 func TestRefusedPlanchetsNotReused(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	w, _ := fundedWallet(t, f, "EUR:3.00")
-	seen := &seenBank{BankClient: f.bankc}
-	if _, err := w.Withdraw(ctx, seen, ecash.MustParseAmount("EUR:5.00"), nil); err == nil {
-		t.Fatal("withdrawing more than the account holds succeeded")
-	}
-	refused := len(seen.sent)
-	if refused == 0 {
-		t.Fatal("the refused withdrawal sent nothing")
-	}
-	if _, err := w.Withdraw(ctx, seen, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+	seen := &seenBank{BankClient: f.bankc, phase: "withdrawals"}
+	if _, err := w.Withdraw(ctx, seen, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
 		t.Fatal(err)
 	}
+	for range 6 { // 6 × 64 indices: more than RestoreGap, were they skipped
+		if _, err := w.Withdraw(ctx, seen, ecash.MustParseAmount("EUR:500.00"), nil); err == nil {
+			t.Fatal("withdrawing more than the account holds succeeded")
+		}
+	}
+	seen.phase = "swap"
 	if _, err := w.Swap(ctx, seen, ecash.MustParseAmount("EUR:0.50")); err != nil {
 		t.Fatal(err)
 	}
-	for b, kinds := range seen.sent {
-		if strings.Contains(kinds, "+") {
-			t.Errorf("sent twice (%s): %x…", kinds, b[:8])
+	seen.phase = "withdrawals"
+	if _, err := w.Withdraw(ctx, seen, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for b, phases := range seen.sent {
+		if len(phases) > 1 {
+			t.Errorf("sent in a withdrawal and in a swap: %x…", b[:8])
 		}
+	}
+	want, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, rep, err := wallet.Restore(ctx, t.TempDir(), w.Seed(), f.bankc, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if rep.Fresh != want.Fresh {
+		t.Errorf("restore found %s, the wallet holds %s: refusals left a hole", rep.Fresh, want.Fresh)
 	}
 }
 

@@ -25,9 +25,10 @@ type RecoupReport struct {
 	Errors   []error      // coins the bank refused for another reason
 }
 
-// recoupTime is the time a recoup request without outputs names: fixed, so
-// the request for a coin is always the same bytes and a retry after a lost
-// answer or a crash is a replay the bank answers with the same receipt.
+// recoupTime is the time every recoup request names: fixed, so the request
+// for a coin without outputs is always the same bytes (a retry after a lost
+// answer or a crash is a replay the bank answers with the same receipt), and
+// no request carries the wallet's clock.
 var recoupTime = time.UnixMilli(0)
 
 // Recoup recovers the value of every fresh coin of a denomination the bank
@@ -106,10 +107,10 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		return w.markSpentCoin(c.Coin.ID())
 	case status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), "came from a swap"):
 		coins, err := w.reissue(ctx, bank, ks, c, ps.BlindSeed, ps)
+		rep.Coins = append(rep.Coins, coins...) // with ErrBadAnswer, the ones that verify
 		if err != nil {
 			return err
 		}
-		rep.Coins = append(rep.Coins, coins...)
 		rep.Reissued, err = rep.Reissued.Add(c.Value)
 		return err
 	case definitive(err):
@@ -124,11 +125,13 @@ func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if err != nil {
 		return nil, err
 	}
-	fresh, err := w.newPlanchets(ctx, bank, outputs)
+	fresh, err := w.newPlanchets(ctx, bank, outputs, false)
 	if err != nil {
 		return nil, err
 	}
-	req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, w.now())
+	// recoupTime too, not the wallet's clock (see pay.go): its outputs make
+	// the request unique.
+	req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)
 	pend := &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true}
 	if err := w.reserveForSwap(pend); err != nil {
 		return nil, err

@@ -16,13 +16,18 @@ import (
 
 // RestoreGap is how many planchet indices in a row restore scans without
 // finding a coin before it stops. Indices are reserved per request (at
-// most MaxPlanchetsPerRequest for a withdrawal, a few dozen for a swap) and
-// never given back once sent, even when the bank refuses the request:
-// sending the same planchets again in another request would link the two.
-// So a hole is a request that was refused, or outlived a crash between
-// reserving and sending; more than three refused withdrawals in a row, with
-// no coin between them, make one longer than RestoreGap.
+// most MaxPlanchetsPerRequest for a withdrawal; a swap's outputs). Those of
+// a withdrawal the bank refused go to the next withdrawal (parkIndices);
+// those of a refused swap or recoup are skipped, as sending its planchets
+// in another request would link the two; so are those of a request that
+// outlived a crash between reserving and sending. Holes stay rare: only
+// refused swaps with more than RestoreGap outputs in all, with no coin
+// between them, hide the coins after them from a restore.
 const RestoreGap = 4 * MaxPlanchetsPerRequest
+
+// maxRestoreDisputes stops a restore whose bank keeps answering signatures
+// that do not verify.
+const maxRestoreDisputes = 64
 
 // Seed returns the wallet's seed: with it alone, Restore rebuilds the
 // wallet. Keep it as secret as the coins.
@@ -107,7 +112,7 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 	}
 	rep := &RestoreReport{}
 	perBatch := uint64(max(1, ecash.MaxCoinsPerRequest/len(ks.Denominations)))
-	next, lastFound := uint64(0), int64(-1)
+	next, lastFound, lastUsed := uint64(0), int64(-1), int64(-1)
 	var found []ecash.Hash
 	for next < uint64(lastFound+1)+RestoreGap {
 		cands, err := w.candidates(ctx, bank, ks, next, perBatch)
@@ -123,9 +128,13 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 			return nil, err
 		}
 		for _, d := range bad {
-			lastFound = max(lastFound, int64(d.Indices[0])) // used, if not by a coin we can keep
+			// Used, but not by a coin: it does not stretch the scan (a
+			// bank answering garbage everywhere would stretch it forever).
+			lastUsed = max(lastUsed, int64(d.Indices[0]))
 		}
-		rep.Disputed += len(bad)
+		if rep.Disputed += len(bad); rep.Disputed > maxRestoreDisputes {
+			return nil, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored)", ErrBadAnswer, rep.Disputed)
+		}
 		for _, r := range recs {
 			found = append(found, r.Coin.ID())
 			lastFound = max(lastFound, int64(r.Index))
@@ -138,7 +147,7 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 			progress(next, rep.Found)
 		}
 	}
-	if err := w.advanceIndex(uint64(lastFound + 1)); err != nil {
+	if err := w.advanceIndex(uint64(max(lastFound, lastUsed) + 1)); err != nil {
 		return nil, err
 	}
 	spent, err := w.markSpent(ctx, bank, found)

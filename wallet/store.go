@@ -20,6 +20,8 @@ import (
 //	m/account         u64 bank account id
 //	m/keyset          the bank's signed key set (master key pinned on first fetch)
 //	m/next            u64 next planchet index
+//	m/parked          u64 end of the indices from m/next that only a withdrawal
+//	                  may take (a refused withdrawal's, withdraw.go parkIndices)
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
 //	c/<coin id>       coin record
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
@@ -37,6 +39,7 @@ var (
 	keyAccount = []byte("m/account")
 	keyKeySet  = []byte("m/keyset")
 	keyNext    = []byte("m/next")
+	keyParked  = []byte("m/parked")
 )
 
 func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }

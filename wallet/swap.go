@@ -256,7 +256,7 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	if len(outputs) > ecash.MaxCoinsPerRequest {
 		return nil, fmt.Errorf("wallet: a swap into %d coins; at most %d", len(outputs), ecash.MaxCoinsPerRequest)
 	}
-	fresh, err := w.newPlanchets(ctx, bank, outputs)
+	fresh, err := w.newPlanchets(ctx, bank, outputs, false)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -75,7 +77,7 @@ func (w *Wallet) accountFor(ctx context.Context, bank pb.BankClient, amount ecas
 // prepareWithdraw builds fresh planchets, signs the request and persists it
 // in one synced write before anything is sent to be signed.
 func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
-	fresh, err := w.newPlanchets(ctx, bank, denoms)
+	fresh, err := w.newPlanchets(ctx, bank, denoms, true)
 	if err != nil {
 		return nil, err
 	}
@@ -115,10 +117,11 @@ type planchets struct {
 	Prepared  [][]byte // CS R values, nil for RSA
 }
 
-// newPlanchets reserves planchet indices, runs the first round for
-// denominations whose cipher has one (CS), and blinds.
-func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []ecash.Denomination) (*planchets, error) {
-	first, err := w.reserveIndices(len(denoms))
+// newPlanchets reserves planchet indices (for an account-signed withdrawal,
+// or not), runs the first round for denominations whose cipher has one
+// (CS), and blinds.
+func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []ecash.Denomination, withdrawal bool) (*planchets, error) {
+	first, err := w.reserveIndices(len(denoms), withdrawal)
 	if err != nil {
 		return nil, err
 	}
@@ -220,10 +223,12 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 }
 
 // reserveIndices advances the planchet counter by n, durably, and returns
-// the first reserved index. Indices reserved by a withdrawal that never gets
+// the first reserved index. Indices reserved by a request that never gets
 // sent are skipped, never reused: a reused index would mint a coin key that
-// may already be spent.
-func (w *Wallet) reserveIndices(n int) (uint64, error) {
+// may already be spent. The indices of a withdrawal the bank refused are
+// parked for the next withdrawal (parkIndices): a request that is not one
+// (a swap, a recoup) skips them.
+func (w *Wallet) reserveIndices(n int, withdrawal bool) (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	nb, err := get(w.db, keyNext)
@@ -231,10 +236,56 @@ func (w *Wallet) reserveIndices(n int) (uint64, error) {
 		return 0, err
 	}
 	next := beU64(nb)
-	if err := w.db.Set(keyNext, u64(next+uint64(n)), pebble.Sync); err != nil {
+	parked, err := get(w.db, keyParked)
+	if err != nil {
 		return 0, err
 	}
-	return next, nil
+	b := w.db.NewBatch()
+	defer b.Close()
+	if parked != nil {
+		end := beU64(parked)
+		if !withdrawal {
+			next = max(next, end)
+		}
+		if !withdrawal || next+uint64(n) >= end {
+			if err := b.Delete(keyParked, nil); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := b.Set(keyNext, u64(next+uint64(n)), nil); err != nil {
+		return 0, err
+	}
+	return next, b.Commit(pebble.Sync)
+}
+
+// parkIndices gives the indices of a withdrawal the bank refused outright
+// back to the next withdrawal, if none was reserved since. Only to a
+// withdrawal: the refused request showed their blinded messages and CS
+// nonces with the account's signature, which is no news in another of the
+// account's withdrawals (under another key the blinding differs, §3.1 of
+// PROTOCOL), but would link a swap to the account. Otherwise they stay
+// skipped: a hole, which restore's gap spans unless many come in a row.
+func (w *Wallet) parkIndices(indices []uint64) error {
+	if len(indices) == 0 {
+		return nil
+	}
+	first, end := indices[0], indices[len(indices)-1]+1
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil || beU64(nb) != end {
+		return err
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyNext, u64(first), nil); err != nil {
+		return err
+	}
+	if err := b.Set(keyParked, u64(end), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // sendWithdraw sends a persisted request and stores the resulting coins. A
@@ -252,9 +303,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
 				return nil, derr
 			}
-			// The planchet indices stay used: their blinded messages and
-			// nonces were seen with this account's signature, and a later
-			// swap sending them again would be linked to it.
+			if status.Code(err) != codes.AlreadyExists { // an answered CS nonce is never offered again
+				return nil, errors.Join(err, w.parkIndices(pw.Indices))
+			}
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
