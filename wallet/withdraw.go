@@ -277,6 +277,15 @@ func (w *Wallet) parkIndices(indices []uint64) error {
 	if err != nil || beU64(nb) != end {
 		return err
 	}
+	// An earlier refusal's parked indices may reach past these (this one
+	// took fewer): they stay parked.
+	parked, err := get(w.db, keyParked)
+	if err != nil {
+		return err
+	}
+	if parked != nil {
+		end = max(end, beU64(parked))
+	}
 	b := w.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(keyNext, u64(first), nil); err != nil {
