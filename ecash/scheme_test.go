@@ -311,20 +311,13 @@ func TestRSACrossKeyUnlinkable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p2, st2, err := ps.Blind(d2, nil)
+		p2, _, err := ps.Blind(d2, nil) // what withdrawCoin sends: blinding is deterministic
 		if err != nil {
 			t.Fatal(err)
 		}
-		bs, err := sk2.BlindSign(p2.Blinded)
-		if err != nil {
-			t.Fatal(err)
-		}
-		coinSig, err := st2.Unblind(bs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		coin := withdrawCoin(t, ps, d2, sk2)
 		// The bank's attempt, from the coin (randomizer || σ) and B1.
-		sigma := new(big.Int).SetBytes(coinSig[32:])
+		sigma := new(big.Int).SetBytes(coin.Sig[32:])
 		m := new(big.Int).Exp(sigma, big.NewInt(int64(k2.E)), k2.N)
 		mInv := new(big.Int).ModInverse(new(big.Int).Mod(m, k1.N), k1.N)
 		if mInv == nil {
