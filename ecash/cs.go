@@ -612,14 +612,23 @@ func (k *CSPublicKey) Verify(msg, sig []byte) error {
 }
 
 func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
-	lhs, err := k.impliedR(msg, sig)
+	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrBadSignature)
 	}
-	// A signature an honest wallet unblinded has R' = s'·G − c'·X exactly
-	// (then canonical, and not of small order as it is not the identity).
-	// Otherwise R' may still differ from it by a point of small order, which
-	// the cofactored rule accepts.
+	if subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
+		return fmt.Errorf("%w: CS signature R' is the identity", ErrBadSignature)
+	}
+	ph := csPrehash(&sig.R, msg)
+	c := csFDH(&ph, k)
+	// s'·G = R' + c'·X  <=>  s'·G - c'·X = R'. A signature an honest wallet
+	// unblinded meets it exactly: the left side encodes to the received R'
+	// (which is then canonical, and not of small order as it is not the
+	// identity). Otherwise R' may still differ from it by a point of small
+	// order, which the cofactored rule accepts. All values are public, so
+	// variable time is fine.
+	c.Negate(c)
+	lhs := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, &k.p, sp)
 	if subtle.ConstantTimeCompare(lhs.Bytes(), sig.R[:]) == 1 {
 		return nil
 	}
@@ -631,23 +640,6 @@ func (k *CSPublicKey) verify(msg []byte, sig *CSSignature) error {
 		return fmt.Errorf("%w: CS signature does not verify", ErrBadSignature)
 	}
 	return nil
-}
-
-// impliedR is s'·G − c'·X with c' = FDH(R', msg, X): the R' that the
-// equation s'·G = R' + c'·X asks of sig. It refuses a non-canonical s' and
-// the identity as R'. It runs in variable time: its inputs are public.
-func (k *CSPublicKey) impliedR(msg []byte, sig *CSSignature) (*edwards25519.Point, error) {
-	sp, err := new(edwards25519.Scalar).SetCanonicalBytes(sig.S[:])
-	if err != nil {
-		return nil, fmt.Errorf("%w: CS signature s' is not a canonical scalar", ErrBadSignature)
-	}
-	if subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
-		return nil, fmt.Errorf("%w: CS signature R' is the identity", ErrBadSignature)
-	}
-	ph := csPrehash(&sig.R, msg)
-	c := csFDH(&ph, k)
-	c.Negate(c)
-	return new(edwards25519.Point).VarTimeDoubleScalarBaseMult(c, &k.p, sp), nil
 }
 
 // csKDF is GNUnet's HKDF (spec §2): HMAC-SHA512 extract with salt, then
