@@ -50,8 +50,11 @@ func (d *Dispute) fail(idx uint64, prepared, sig []byte, value ecash.Amount) {
 	}
 }
 
-// err is the error a caller returns for d.
+// err is the error a caller returns for d: nil if there is no dispute.
 func (d *Dispute) err() error {
+	if d == nil {
+		return nil
+	}
 	return fmt.Errorf("%w: %s of a %s lost, kept as a dispute: %s", ErrBadAnswer, d.Lost, d.Kind, d.Reason)
 }
 

@@ -355,7 +355,8 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil); err != nil {
 				return nil, err
 			}
-			// The planchet indices stay used (see sendWithdraw).
+			// The planchet indices stay used: sent again, they would link
+			// this swap to the request that took them (see parkIndices).
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
@@ -380,10 +381,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		coins[i] = recs[i].Coin
 		w.tr.Record(w.now(), "coin", recs[i].Coin.Encode(), recs[i].Value.String())
 	}
-	if bad != nil {
-		return coins, bad.err()
-	}
-	return coins, nil
+	return coins, bad.err()
 }
 
 // ownSpend reports whether a spend the bank holds is this very request's

@@ -335,10 +335,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	for i := range recs {
 		coins[i] = recs[i].Coin
 	}
-	if bad != nil {
-		return coins, bad.err()
-	}
-	return coins, nil
+	return coins, bad.err()
 }
 
 // storeCoins records a finished withdrawal's coins, and bad if its answer
