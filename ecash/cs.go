@@ -31,8 +31,9 @@ package ecash
 // table is what enforces "one challenge pair per nonce".
 //
 // Constant-time discipline: secret scalars (x, r_i, alpha_i, beta_i) only go
-// through edwards25519's constant-time Scalar arithmetic, ScalarBaseMult and
-// ScalarMult. The choice bit b is public (the bank sends it), so selecting r_b
+// through edwards25519's constant-time Scalar arithmetic, ScalarBaseMult,
+// ScalarMult and multiplication by X from a table of its multiples (mulX,
+// fixedbase.go), constant time in the same way. The choice bit b is public (the bank sends it), so selecting r_b
 // or alpha_b by b is not a secret-dependent branch. Variable-time operations
 // (the FDH rejection loop, VarTimeDoubleScalarBaseMult) see no key: public
 // keys, R values, challenges and signatures. The wallet's unblinding checks
@@ -542,7 +543,7 @@ func (k *CSPublicKey) blindWith(alpha, beta *[2]edwards25519.Scalar, nonce CSNon
 		// R'_i = R_i + alpha_i·G + beta_i·X; alpha and beta are secret, so
 		// only constant-time multiplications.
 		aG := new(edwards25519.Point).ScalarBaseMult(&alpha[i])
-		bX := new(edwards25519.Point).ScalarMult(&beta[i], &k.p)
+		bX := k.mulX(new(edwards25519.Point), &beta[i])
 		rb := aG.Add(aG, bX)
 		rb.Add(R[i], rb)
 		copy(st.rBlind[i][:], rb.Bytes())
@@ -576,7 +577,7 @@ func (st *CSBlindState) Finalize(bs CSBlindSignature) (CSSignature, error) {
 	// s'·G − c'·X, with c' kept from blinding, in constant time: until the
 	// coin is spent, s' and c' are what would link it to this withdrawal.
 	want := new(edwards25519.Point).ScalarBaseMult(sp)
-	want.Subtract(want, new(edwards25519.Point).ScalarMult(&st.cPrime[bs.B], &st.pub.p))
+	want.Subtract(want, st.pub.mulX(new(edwards25519.Point), &st.cPrime[bs.B]))
 	if subtle.ConstantTimeCompare(want.Bytes(), sig.R[:]) != 1 || subtle.ConstantTimeCompare(sig.R[:], csIdentity) == 1 {
 		return CSSignature{}, fmt.Errorf("%w: the bank's CS blind signature does not verify", ErrBadSignature)
 	}
