@@ -340,11 +340,11 @@ func (k *CSPrivateKey) deriveR(salt string, nonce *CSNonce) *csR {
 
 // public returns R_i = r_i·G (constant time: r_i is secret).
 func (v *csR) public() CSRValues {
-	var R CSRValues
+	var R [2]edwards25519.Point
 	for i := range v.r {
-		copy(R[i][:], new(edwards25519.Point).ScalarBaseMult(&v.r[i]).Bytes())
+		R[i].ScalarBaseMult(&v.r[i])
 	}
-	return R
+	return encodePair(&R[0], &R[1])
 }
 
 // SignBlinded answers a blinded message (spec §10.2-3): the clause
@@ -539,14 +539,16 @@ func (k *CSPublicKey) blind(bseed *[32]byte, nonce CSNonce, R [2]*edwards25519.P
 func (k *CSPublicKey) blindWith(alpha, beta *[2]edwards25519.Scalar, nonce CSNonce, R [2]*edwards25519.Point, msg []byte) *CSBlindState {
 	st := &CSBlindState{pub: k, msg: slices.Clone(msg), alpha: *alpha}
 	st.blinded.Nonce = nonce
-	for i := range 2 {
+	var rb [2]edwards25519.Point
+	for i := range rb {
 		// R'_i = R_i + alpha_i·G + beta_i·X; alpha and beta are secret, so
 		// only constant-time multiplications.
-		aG := new(edwards25519.Point).ScalarBaseMult(&alpha[i])
-		bX := k.mulX(new(edwards25519.Point), &beta[i])
-		rb := aG.Add(aG, bX)
-		rb.Add(R[i], rb)
-		copy(st.rBlind[i][:], rb.Bytes())
+		rb[i].ScalarBaseMult(&alpha[i])
+		rb[i].Add(&rb[i], k.mulX(new(edwards25519.Point), &beta[i]))
+		rb[i].Add(R[i], &rb[i])
+	}
+	st.rBlind = encodePair(&rb[0], &rb[1])
+	for i := range rb {
 		st.prehash[i] = csPrehash(&st.rBlind[i], msg)
 		st.cPrime[i].Set(csFDH(&st.prehash[i], k))
 		c := new(edwards25519.Scalar).Add(&st.cPrime[i], &beta[i])

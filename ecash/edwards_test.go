@@ -59,11 +59,7 @@ func TestFixedBaseMatchesScalarMult(t *testing.T) {
 	rand.Read(seed[:])
 	random := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, seed[:]))
 	// (0, −1) has order 2.
-	minusOne := new(field.Element).Negate(new(field.Element).One())
-	order2, err := new(edwards25519.Point).SetExtendedCoordinates(new(field.Element), minusOne, new(field.Element).One(), new(field.Element))
-	if err != nil {
-		t.Fatal(err)
-	}
+	order2 := pointOfOrder2(t)
 	mixed := new(edwards25519.Point).Add(random, order2)
 	bases := map[string]*edwards25519.Point{
 		"basepoint": edwards25519.NewGeneratorPoint(),
@@ -182,6 +178,57 @@ func BenchmarkFixedBase(b *testing.B) {
 	b.Run("build", func(b *testing.B) {
 		for b.Loop() {
 			newFixedBase(p)
+		}
+	})
+}
+
+// TestEncodePair checks encodePair against Bytes, on random points, the
+// identity, and a point of order 2, in both places of the pair.
+func TestEncodePair(t *testing.T) {
+	order2 := pointOfOrder2(t)
+	pts := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint(), order2}
+	for range 16 {
+		var b [64]byte
+		rand.Read(b[:])
+		p := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, b[:]))
+		// Z ≠ 1: a sum, not a point fresh from a table.
+		pts = append(pts, p.Add(p, order2))
+	}
+	for i, a := range pts {
+		for j, b := range pts {
+			got := encodePair(a, b)
+			if !bytes.Equal(got[0][:], a.Bytes()) || !bytes.Equal(got[1][:], b.Bytes()) {
+				t.Fatalf("points %d and %d: encodePair %x, %x; Bytes %x, %x", i, j, got[0], got[1], a.Bytes(), b.Bytes())
+			}
+		}
+	}
+}
+
+// pointOfOrder2 is (0, −1).
+func pointOfOrder2(t testing.TB) *edwards25519.Point {
+	t.Helper()
+	minusOne := new(field.Element).Negate(new(field.Element).One())
+	p, err := new(edwards25519.Point).SetExtendedCoordinates(new(field.Element), minusOne, new(field.Element).One(), new(field.Element))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func BenchmarkEncodePair(b *testing.B) {
+	var seed [64]byte
+	rand.Read(seed[:])
+	p := new(edwards25519.Point).ScalarBaseMult(scalarFrom(b, seed[:]))
+	q := new(edwards25519.Point).Add(p, p)
+	b.Run("Bytes", func(b *testing.B) {
+		for b.Loop() {
+			p.Bytes()
+			q.Bytes()
+		}
+	})
+	b.Run("encodePair", func(b *testing.B) {
+		for b.Loop() {
+			encodePair(p, q)
 		}
 	})
 }
