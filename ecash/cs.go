@@ -32,9 +32,9 @@ package ecash
 //
 // Constant-time discipline: secret scalars (x, r_i, alpha_i, beta_i) only go
 // through edwards25519's constant-time Scalar arithmetic, ScalarBaseMult,
-// ScalarMult and multiplication by X from a table of its multiples (mulX,
-// fixedbase.go), constant time in the same way. The choice bit b is public (the bank sends it), so selecting r_b
-// or alpha_b by b is not a secret-dependent branch. Variable-time operations
+// and multiplication by X from a table of its multiples (mulX, edwards.go),
+// constant time in the same way. The choice bit b is public (the bank sends
+// it), so selecting r_b or alpha_b by b is not a secret-dependent branch. Variable-time operations
 // (the FDH rejection loop, VarTimeDoubleScalarBaseMult) see no key: public
 // keys, R values, challenges and signatures. The wallet's unblinding checks
 // its result in constant time, as s' and c' are the coin's, public once it

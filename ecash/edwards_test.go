@@ -3,7 +3,11 @@ package ecash
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"math/big"
+	"slices"
+	"sync"
 	"testing"
 
 	"filippo.io/edwards25519"
@@ -20,52 +24,72 @@ func scalarFrom(t testing.TB, b []byte) *edwards25519.Scalar {
 	return s
 }
 
-// edgeScalars are scalars whose signed digits reach the ends of their range
-// and carry through every position: 0, 1, 8 (the first digit that carries),
-// 0x88…8 (every digit carries), L−1, and 2^252 − 1.
+// edgeScalars are scalars whose signed digits reach the ends of their
+// range and carry through every position: small values, 0x88…8 (every
+// digit carries), 0x77…78 (every digit but the last is −8), a single 8 at
+// each nibble, values just below L and around 2^252.
 func edgeScalars(t testing.TB) []*edwards25519.Scalar {
 	t.Helper()
-	small := func(v byte) *edwards25519.Scalar {
-		var b [32]byte
-		b[0] = v
-		s, err := new(edwards25519.Scalar).SetCanonicalBytes(b[:])
+	fromLE := func(b []byte) *edwards25519.Scalar {
+		s, err := new(edwards25519.Scalar).SetCanonicalBytes(b)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%x: %v", b, err)
 		}
 		return s
 	}
-	eights := bytes.Repeat([]byte{0x88}, 31)
-	eights = append(eights, 0x08)
-	s88, err := new(edwards25519.Scalar).SetCanonicalBytes(eights)
-	if err != nil {
-		t.Fatal(err)
+	fromInt := func(v *big.Int) *edwards25519.Scalar {
+		b := v.FillBytes(make([]byte, 32))
+		slices.Reverse(b)
+		return fromLE(b)
 	}
-	lMinus1 := new(edwards25519.Scalar).Subtract(small(0), small(1))
-	ones := bytes.Repeat([]byte{0xff}, 31)
-	ones = append(ones, 0x0f)
-	top, err := new(edwards25519.Scalar).SetCanonicalBytes(ones)
-	if err != nil {
-		t.Fatal(err)
+	var out []*edwards25519.Scalar
+	for _, v := range []int64{0, 1, 2, 7, 8, 9, 15, 16, 17} {
+		out = append(out, fromInt(big.NewInt(v)))
 	}
-	return []*edwards25519.Scalar{small(0), small(1), small(8), small(15), small(16), s88, lMinus1, top}
+	L, _ := new(big.Int).SetString("7237005577332262213973186563042994240857116359379907606001950938285454250989", 10)
+	two252 := new(big.Int).Lsh(big.NewInt(1), 252)
+	for _, d := range []int64{1, 2, 3, 8, 9, 16, 17, 1000} {
+		out = append(out, fromInt(new(big.Int).Sub(L, big.NewInt(d))))
+	}
+	for _, d := range []int64{0, 1, 7, 8, 9} {
+		out = append(out, fromInt(new(big.Int).Add(two252, big.NewInt(d))), fromInt(new(big.Int).Sub(two252, big.NewInt(d+1))))
+	}
+	for _, pat := range []byte{0x88, 0x77, 0x78, 0x87, 0x7f, 0xf7, 0x80, 0x08, 0xff} {
+		b := bytes.Repeat([]byte{pat}, 32)
+		b[31] &= 0x0f
+		out = append(out, fromLE(b))
+	}
+	minus8 := bytes.Repeat([]byte{0x77}, 32)
+	minus8[0], minus8[31] = 0x78, 0x07
+	out = append(out, fromLE(minus8))
+	for i := range 63 {
+		var b [32]byte
+		b[i/2] = 8 << (4 * (i % 2))
+		out = append(out, fromLE(b[:]))
+	}
+	return out
 }
 
 // TestFixedBaseMatchesScalarMult checks the table's multiplication against
-// the library's ScalarMult on the basepoint, a random point, a point with
-// a component of small order (the addition formulas are complete, so the
-// table does not need a prime-order base), for edge and random scalars.
+// the library's ScalarMult on the basepoint, random points, points of small
+// order and with a component of small order (the addition formulas are
+// complete, so the table does not need a prime-order base), for edge and
+// random scalars.
 func TestFixedBaseMatchesScalarMult(t *testing.T) {
 	var seed [64]byte
 	rand.Read(seed[:])
 	random := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, seed[:]))
-	// (0, −1) has order 2.
 	order2 := pointOfOrder2(t)
-	mixed := new(edwards25519.Point).Add(random, order2)
+	order8 := point(t, "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
 	bases := map[string]*edwards25519.Point{
+		"identity":  edwards25519.NewIdentityPoint(),
 		"basepoint": edwards25519.NewGeneratorPoint(),
 		"random":    random,
-		"mixed":     mixed,
+		"negated":   new(edwards25519.Point).Negate(random),
+		"mixed":     new(edwards25519.Point).Add(random, order8),
 		"order 2":   order2,
+		"order 4":   point(t, "0000000000000000000000000000000000000000000000000000000000000000"),
+		"order 8":   order8,
 	}
 	scalars := edgeScalars(t)
 	for range 64 {
@@ -78,7 +102,7 @@ func TestFixedBaseMatchesScalarMult(t *testing.T) {
 		for i, s := range scalars {
 			want := new(edwards25519.Point).ScalarMult(s, p)
 			got := table.mul(new(edwards25519.Point), s)
-			if got.Equal(want) != 1 {
+			if got.Equal(want) != 1 || !bytes.Equal(got.Bytes(), want.Bytes()) {
 				t.Fatalf("%s, scalar %d (%x): table gives %x, ScalarMult %x", name, i, s.Bytes(), got.Bytes(), want.Bytes())
 			}
 		}
@@ -119,29 +143,66 @@ func TestSignedRadix16(t *testing.T) {
 }
 
 // TestCSTablesBounded: the cache of tables never holds more than
-// maxCSTables keys, and a key's multiplication is right whether its table
-// was cached or built afresh after the cache started over.
+// maxCSTables keys; a wallet using one key more than that in turn finds
+// most of them (a cache that started over when full found none); and a
+// key's product is right whether its table was cached or built afresh.
 func TestCSTablesBounded(t *testing.T) {
 	var b [64]byte
 	rand.Read(b[:])
 	s := scalarFrom(t, b[:])
-	first := testCSKey(t, 0).PublicKey()
-	for i := range maxCSTables + 3 {
-		k := testCSKey(t, i).PublicKey()
-		got := k.mulX(new(edwards25519.Point), s)
-		if got.Equal(new(edwards25519.Point).ScalarMult(s, &k.p)) != 1 {
-			t.Fatalf("key %d: wrong product", i)
+	keys := make([]*CSPublicKey, maxCSTables+1)
+	for i := range keys {
+		keys[i] = testCSKey(t, i).PublicKey()
+	}
+	for pass := range 3 {
+		misses := 0
+		for i, k := range keys {
+			csTables.RLock()
+			_, cached := csTables.m[k.enc]
+			csTables.RUnlock()
+			if !cached {
+				misses++
+			}
+			got := k.mulX(new(edwards25519.Point), s)
+			if got.Equal(new(edwards25519.Point).ScalarMult(s, &k.p)) != 1 {
+				t.Fatalf("pass %d, key %d: wrong product", pass, i)
+			}
+			csTables.RLock()
+			n := len(csTables.m)
+			csTables.RUnlock()
+			if n > maxCSTables {
+				t.Fatalf("pass %d, after key %d the cache holds %d tables, at most %d", pass, i, n, maxCSTables)
+			}
 		}
-		csTables.RLock()
-		n := len(csTables.m)
-		csTables.RUnlock()
-		if n > maxCSTables {
-			t.Fatalf("after key %d the cache holds %d tables, at most %d", i, n, maxCSTables)
+		t.Logf("pass %d: %d of %d keys missed", pass, misses, len(keys))
+		if pass > 0 && misses > maxCSTables/2 {
+			t.Errorf("pass %d: %d of %d keys missed the cache", pass, misses, len(keys))
 		}
 	}
-	if got := first.mulX(new(edwards25519.Point), s); got.Equal(new(edwards25519.Point).ScalarMult(s, &first.p)) != 1 {
-		t.Fatal("first key, after the cache started over: wrong product")
+}
+
+// TestCSTablesConcurrent: wallets on many goroutines share the cache, with
+// more keys than it holds (for the race detector).
+func TestCSTablesConcurrent(t *testing.T) {
+	var b [64]byte
+	rand.Read(b[:])
+	s := scalarFrom(t, b[:])
+	keys := make([]*CSPublicKey, maxCSTables+16)
+	for i := range keys {
+		keys[i] = testCSKey(t, 1000+i).PublicKey()
 	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 40 {
+				k := keys[(g*37+i)%len(keys)]
+				if k.mulX(new(edwards25519.Point), s).Equal(new(edwards25519.Point).ScalarMult(s, &k.p)) != 1 {
+					t.Errorf("goroutine %d, key %d: wrong product", g, i)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // testCSKey is a CS key derived from i.
@@ -183,16 +244,18 @@ func BenchmarkFixedBase(b *testing.B) {
 }
 
 // TestEncodePair checks encodePair against Bytes, on random points, the
-// identity, and a point of order 2, in both places of the pair.
+// identity, and points of order 2, 4 and 8, in both places of the pair.
 func TestEncodePair(t *testing.T) {
 	order2 := pointOfOrder2(t)
-	pts := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint(), order2}
+	order8 := point(t, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+	pts := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint(), order2, order8,
+		point(t, "0000000000000000000000000000000000000000000000000000000000000080")} // order 4
 	for range 16 {
 		var b [64]byte
 		rand.Read(b[:])
 		p := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, b[:]))
 		// Z ≠ 1: a sum, not a point fresh from a table.
-		pts = append(pts, p.Add(p, order2))
+		pts = append(pts, p.Add(p, order8))
 	}
 	for i, a := range pts {
 		for j, b := range pts {
@@ -231,4 +294,17 @@ func BenchmarkEncodePair(b *testing.B) {
 			encodePair(p, q)
 		}
 	})
+}
+
+func point(t testing.TB, h string) *edwards25519.Point {
+	t.Helper()
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := new(edwards25519.Point).SetBytes(b)
+	if err != nil {
+		t.Fatalf("%s: %v", h, err)
+	}
+	return p
 }
