@@ -978,51 +978,25 @@ func TestLogIndexRemembered(t *testing.T) {
 // in a group with one that succeeds, leaves its ref neither remembered
 // nor stored, and the other's ref at the right index.
 func TestLogIndexGroupRollback(t *testing.T) {
-	groups := make(chan int, 64)
-	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), ObserveCommit: func(ops int, _ time.Duration) { groups <- ops }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, groups := openObserved(t)
 	credit := func(tag string) auditlog.Op {
 		return auditlog.Credit{Account: FirstUserAccount, Amount: ecash.Amount{Currency: "EUR", Value: 1}, Reference: auditlog.OptionalHash(tag)}
 	}
 	refused := errors.New("refused after logging")
-	// The committer takes up the first op, which waits; the second is
-	// then handed over while the group fills. Nothing says when the second
-	// goroutine reaches its send, so wait longer each attempt until the
-	// two share a group.
 	for attempt := range 5 {
 		ok, bad := hashOf("ok %d", attempt), hashOf("bad %d", attempt)
-		started, release := make(chan struct{}), make(chan struct{})
-		var errOK, errBad error
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			errOK = s.submit(bg, func(t *txn) error {
-				close(started)
-				<-release
-				return t.appendLog(credit(fmt.Sprint("ok", attempt)), epoch, &ok)
-			})
+		errOK, errBad, shared := twoInOneGroup(s, groups, attempt, func(t *txn) error {
+			return t.appendLog(credit(fmt.Sprint("ok", attempt)), epoch, &ok)
+		}, func(t *txn) error {
+			if err := t.appendLog(credit(fmt.Sprint("bad", attempt)), epoch, &bad); err != nil {
+				return err
+			}
+			return refused
 		})
-		<-started
-		wg.Go(func() {
-			errBad = s.submit(bg, func(t *txn) error {
-				if err := t.appendLog(credit(fmt.Sprint("bad", attempt)), epoch, &bad); err != nil {
-					return err
-				}
-				return refused
-			})
-		})
-		time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
-		close(release)
-		wg.Wait()
 		if errOK != nil || !errors.Is(errBad, refused) {
 			t.Fatalf("ops returned %v and %v", errOK, errBad)
 		}
-		if n := <-groups; n != 2 {
-			for len(groups) > 0 {
-				<-groups
-			}
+		if !shared {
 			continue // not one group: the rollback was not exercised
 		}
 		if _, found := s.refs.Get(bad); found {
@@ -1042,6 +1016,81 @@ func TestLogIndexGroupRollback(t *testing.T) {
 		return
 	}
 	t.Fatal("the two ops never shared a commit group")
+}
+
+// TestGroupReadsEarlierWrites: an op reads what an earlier op of its
+// commit group wrote (a coin the first spent is spent for the second),
+// though the first op's lookups went through an iterator of their own.
+func TestGroupReadsEarlierWrites(t *testing.T) {
+	s, groups := openObserved(t)
+	for attempt := range 5 {
+		key := []byte(fmt.Sprintf("test/written %d", attempt))
+		var seen []byte
+		var found bool
+		errFirst, errSecond, shared := twoInOneGroup(s, groups, attempt, func(t *txn) error {
+			if _, ok, err := t.get(key); err != nil || ok {
+				return fmt.Errorf("before the write: found %v, %v", ok, err)
+			}
+			t.set(key, []byte("first"))
+			return nil
+		}, func(t *txn) (err error) {
+			seen, found, err = t.get(key)
+			return err
+		})
+		if errFirst != nil || errSecond != nil {
+			t.Fatalf("ops returned %v and %v", errFirst, errSecond)
+		}
+		if !shared {
+			continue
+		}
+		if !found || string(seen) != "first" {
+			t.Fatalf("the second op of the group read %q, %v; want the first's write", seen, found)
+		}
+		return
+	}
+	t.Fatal("the two ops never shared a commit group")
+}
+
+// openObserved opens a store in memory that reports each commit group's
+// size on the channel it returns.
+func openObserved(t *testing.T) (*Store, chan int) {
+	t.Helper()
+	groups := make(chan int, 64)
+	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem(), ObserveCommit: func(ops int, _ time.Duration) { groups <- ops }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, groups
+}
+
+// twoInOneGroup submits first and then second, trying to put both in one
+// commit group: the committer takes first up, which waits while second
+// is sent and the group fills. Nothing says when the second goroutine
+// reaches its send, so each attempt waits longer; shared says whether the
+// two did share a group.
+func twoInOneGroup(s *Store, groups <-chan int, attempt int, first, second func(*txn) error) (err1, err2 error, shared bool) {
+	started, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err1 = s.submit(bg, func(t *txn) error {
+			close(started)
+			<-release
+			return first(t)
+		})
+	})
+	<-started
+	wg.Go(func() { err2 = s.submit(bg, second) })
+	time.Sleep(time.Duration(20<<attempt) * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := <-groups; n != 2 {
+		for len(groups) > 0 {
+			<-groups
+		}
+		return err1, err2, false
+	}
+	return err1, err2, true
 }
 
 // TestLogIndexCancelled: the remembered path of LogIndex fails a done
