@@ -507,11 +507,7 @@ func (s *Store) commitGroup(first *request) {
 		}
 		t.writes = t.writes[:0]
 		mark, refs := t.log.Size(), len(t.refs)
-		r.err = r.fn(t)
-		if err := t.endRequest(); err != nil && r.err == nil {
-			r.err = err
-		}
-		if r.err != nil {
+		if r.err = t.run(r.fn); r.err != nil {
 			if err := t.log.Rewind(mark); err != nil && groupErr == nil {
 				groupErr = err
 			}
@@ -656,17 +652,21 @@ func (t *txn) get(key []byte) ([]byte, bool, error) {
 	return v, ok, nil
 }
 
-// endRequest closes the request's iterator: the batch is about to change.
-func (t *txn) endRequest() error {
-	if t.it == nil {
-		return nil
-	}
-	err := t.it.Close()
-	t.it = nil
-	if err != nil {
-		return fmt.Errorf("pebblestore: read: %w", err)
-	}
-	return nil
+// run applies one request's fn, and closes the iterator of its lookups
+// however fn ends: the batch is about to change, and the next request
+// must not read through a view of it from before.
+func (t *txn) run(fn func(*txn) error) (err error) {
+	defer func() {
+		if t.it == nil {
+			return
+		}
+		cerr := t.it.Close()
+		t.it = nil
+		if cerr != nil && err == nil {
+			err = fmt.Errorf("pebblestore: read: %w", cerr)
+		}
+	}()
+	return fn(t)
 }
 
 func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key, value}) }
