@@ -132,7 +132,7 @@ func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	// recoupTime too, not the wallet's clock (see pay.go): its outputs make
 	// the request unique.
 	req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)
-	pend := &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true}
+	pend := &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true, blinded: fresh.blinded}
 	if err := w.reserveForSwap(pend); err != nil {
 		return nil, err
 	}

@@ -99,7 +99,8 @@ type pendingWithdraw struct {
 	Body     []byte
 	Sig      []byte
 	Indices  []uint64
-	Prepared [][]byte // the bank's first-round answers (CS R values), nil for RSA
+	Prepared [][]byte          // the bank's first-round answers (CS R values), nil for RSA
+	blinded  []blindedPlanchet // not stored: see planchets
 }
 
 func (p *pendingWithdraw) encode() []byte {

@@ -35,7 +35,8 @@ type pendingSwap struct {
 	Prepared [][]byte // the outputs' first-round answers
 	Inputs   []ecash.Hash
 	Recoup   bool
-	Credits  []ecash.Hash // inputs spending a refund credit: coins already spent, which stay spent
+	Credits  []ecash.Hash      // inputs spending a refund credit: coins already spent, which stay spent
+	blinded  []blindedPlanchet // not stored: see planchets
 }
 
 // request decodes the pending request: its hash (the bank's idempotency
@@ -279,7 +280,7 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	for i := range credits {
 		req.SignCredit(i, keys[i], credits[i])
 	}
-	ps := &pendingSwap{Body: req.Body(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: ids}
+	ps := &pendingSwap{Body: req.Body(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: ids, blinded: fresh.blinded}
 	if credits != nil {
 		ps.Credits = ids
 	}
@@ -361,7 +362,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		}
 		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
 	}
-	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared}, resp.BlindSignatures)
+	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared, blinded: ps.blinded}, resp.BlindSignatures)
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return nil, err
 	}
-	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared}
+	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared, blinded: fresh.blinded}
 	pw.Body = req.Body()
 	debits := make(map[ecash.Hash]ecash.Denomination, len(denoms))
 	for _, d := range denoms {
@@ -115,6 +115,16 @@ type planchets struct {
 	Planchets []ecash.Planchet
 	Indices   []uint64
 	Prepared  [][]byte // CS R values, nil for RSA
+	// blinded holds each planchet's secret and blinding state when this
+	// process made it, so that finish need not derive and blind it again;
+	// nil for planchets read back from a pending record (after a crash),
+	// which finish re-derives from the seed.
+	blinded []blindedPlanchet
+}
+
+type blindedPlanchet struct {
+	ps ecash.PlanchetSecret
+	st ecash.BlindState
 }
 
 // newPlanchets reserves planchet indices (for an account-signed withdrawal,
@@ -152,18 +162,19 @@ func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []
 		}
 	}
 	for i, d := range denoms {
-		p, _, err := secrets[i].Blind(d, out.Prepared[i])
+		p, st, err := secrets[i].Blind(d, out.Prepared[i])
 		if err != nil {
 			return nil, err
 		}
 		out.Planchets = append(out.Planchets, p)
+		out.blinded = append(out.blinded, blindedPlanchet{secrets[i], st})
 	}
 	return out, nil
 }
 
 // finish unblinds the bank's signatures on planchets into fresh coin
-// records, re-deriving each planchet from the seed and checking every
-// signature. Signatures that do not verify (or an answer with the wrong
+// records, re-deriving each planchet from the seed unless this process
+// made it (p.blinded), and checking every signature. Signatures that do not verify (or an answer with the wrong
 // number of them) come back as a Dispute, its Kind, Request and At for the
 // caller to fill, beside the coins that do verify; an error is the
 // wallet's own trouble (a planchet that does not re-derive, a denomination
@@ -179,6 +190,10 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 		d, err := ks.Denomination(pl.Denom)
 		if err != nil {
 			return nil, nil, err
+		}
+		if p.blinded != nil {
+			redo[i] = redone{d, p.blinded[i].ps, p.blinded[i].st}
+			continue
 		}
 		ps, err := ecash.DerivePlanchet(w.seed, p.Indices[i])
 		if err != nil {
@@ -319,7 +334,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		}
 		return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
 	}
-	recs, bad, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared}, resp.BlindSignatures)
+	recs, bad, err := w.finish(ks, &planchets{Planchets: req.Planchets, Indices: pw.Indices, Prepared: pw.Prepared, blinded: pw.blinded}, resp.BlindSignatures)
 	if err != nil {
 		return nil, err
 	}
