@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -69,7 +70,9 @@ func (w *Wallet) pinnedMaster() (ed25519.PublicKey, error) {
 	return master, nil
 }
 
-// KeySet returns the stored key set, or ErrNoKeys.
+// KeySet returns the stored key set, or ErrNoKeys. The set is shared
+// between calls while the stored one does not change: callers must not
+// modify it.
 func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 	b, err := get(w.db, keyKeySet)
 	if err != nil {
@@ -82,7 +85,18 @@ func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ecash.DecodeKeySet(b, pin)
+	c := &w.keySet
+	c.Lock()
+	defer c.Unlock()
+	if c.ks != nil && bytes.Equal(c.raw, b) && bytes.Equal(c.pin, pin) {
+		return c.ks, nil
+	}
+	ks, err := ecash.DecodeKeySet(b, pin)
+	if err != nil {
+		return nil, err
+	}
+	c.raw, c.pin, c.ks = b, pin, ks
+	return ks, nil
 }
 
 // acceptKeySet verifies a signed key set fetched from the bank against the

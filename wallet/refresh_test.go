@@ -331,6 +331,15 @@ func TestKeySetRefresh(t *testing.T) {
 	if ks, err := w.RefreshKeys(ctx, bc); err != nil || !ks.IssuedAt.Equal(ext.IssuedAt) || len(ks.Denominations) != len(ext.Denoms) {
 		t.Fatalf("an older key set replaced the newer: %v", err)
 	}
+	// KeySet decodes the stored set once (it held the first set, decoded
+	// above), and again only when the stored set changes.
+	stored, err := w.KeySet()
+	if err != nil || !stored.IssuedAt.Equal(ext.IssuedAt) || len(stored.Denominations) != len(ext.Denoms) {
+		t.Fatalf("KeySet after the newer set was stored: %v", err)
+	}
+	if again, err := w.KeySet(); err != nil || again != stored {
+		t.Fatalf("KeySet decoded the unchanged set again: %v", err)
+	}
 
 	// Fresh: operations do not ask for the key set; stale: they do once.
 	bc.signed = nil

@@ -70,6 +70,17 @@ type Wallet struct {
 	now     func() time.Time
 	tr      *ecash.Transcript
 
+	// keySet is the stored key set decoded, with the bytes and the pin it
+	// was decoded and checked against: every operation reads the key set,
+	// and decoding it (the master signature, every key) costs some 50 µs a
+	// denomination.
+	keySet struct {
+		sync.Mutex
+		raw []byte
+		pin ed25519.PublicKey
+		ks  *ecash.KeySet
+	}
+
 	closeOnce sync.Once
 	closeErr  error
 }
