@@ -185,6 +185,9 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 		ps ecash.PlanchetSecret
 		st ecash.BlindState
 	}
+	if p.blinded != nil && len(p.blinded) != len(p.Planchets) {
+		return nil, nil, fmt.Errorf("wallet: %d blinding states for %d planchets", len(p.blinded), len(p.Planchets))
+	}
 	redo := make([]redone, len(p.Planchets))
 	for i, pl := range p.Planchets {
 		d, err := ks.Denomination(pl.Denom)
