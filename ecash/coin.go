@@ -106,29 +106,26 @@ func DerivePlanchet(seed []byte, index uint64) (PlanchetSecret, error) {
 
 // BlindingReader returns the deterministic randomness stream RSA blinding
 // uses for this planchet under the denomination key with encoding key (its
-// Bytes): the ChaCha20 keystream, zero nonce, under rsaStreamKey.
+// Bytes) (rsaBlindingStream).
 func (ps PlanchetSecret) BlindingReader(key []byte) io.Reader {
-	return chachaStream(rsaStreamKey(ps.BlindSeed, key))
+	return rsaBlindingStream(ps.BlindSeed, key)
 }
 
-// rsaStreamKey is HMAC-SHA256(key = blind seed, "blindbank/v1/rsa-blinding"
-// || SHA-256(denomination key)): the blinding stream differs per key. With
+// rsaBlindingStream is the ChaCha20 keystream, zero nonce, under the key
+// HMAC-SHA256(key = blind seed, "blindbank/v1/rsa-blinding" ||
+// SHA-256(denomination key)): the blinding stream differs per key. With
 // one stream for every key, a planchet blinded under two keys (a request
 // refused, then sent again for another value; or a restore, which blinds
 // every index under every key) has the same factor r under both, and the
 // bank, holding both private keys, recovers r = (B1/m)^d1 from the blinded
 // message it never signed and matches the spent coin m to B2 = m·r^e2: the
 // coin's withdrawal, and so its account.
-func rsaStreamKey(blindSeed [32]byte, key []byte) [32]byte {
+func rsaBlindingStream(blindSeed [32]byte, key []byte) io.Reader {
 	kh := sha256.Sum256(key)
 	mac := hmac.New(sha256.New, blindSeed[:])
 	mac.Write([]byte(TagPrefix + "rsa-blinding"))
 	mac.Write(kh[:])
-	return [32]byte(mac.Sum(nil))
-}
-
-func chachaStream(seed [32]byte) io.Reader {
-	c, err := chacha20.NewUnauthenticatedCipher(seed[:], make([]byte, chacha20.NonceSize))
+	c, err := chacha20.NewUnauthenticatedCipher(mac.Sum(nil), make([]byte, chacha20.NonceSize))
 	if err != nil {
 		panic(err) // key and nonce sizes are fixed above
 	}

@@ -34,9 +34,10 @@ package ecash
 // through edwards25519's constant-time Scalar arithmetic, ScalarBaseMult,
 // and multiplication by X from a table of its multiples (mulX, edwards.go),
 // constant time in the same way. The choice bit b is public (the bank sends
-// it), so selecting r_b or alpha_b by b is not a secret-dependent branch. Variable-time operations
-// (the FDH rejection loop, VarTimeDoubleScalarBaseMult) see no key: public
-// keys, R values, challenges and signatures. The wallet's unblinding checks
+// it), so selecting r_b or alpha_b by b is not a secret-dependent branch.
+// Variable-time operations (the FDH rejection loop,
+// VarTimeDoubleScalarBaseMult) see no key: public keys, R values,
+// challenges and signatures. The wallet's unblinding checks
 // its result in constant time, as s' and c' are the coin's, public once it
 // is spent but until then what would link it to its withdrawal; the FDH
 // loop's count while blinding (GNUnet's too) is the one timing left that

@@ -175,12 +175,12 @@ func (p *rsaPublic) PrepareRequest([32]byte) []byte { return nil }
 
 // Blind draws the RFC 9474 randomness (message randomizer, PSS salt,
 // blinding factor) from the ChaCha20 keystream under the blind seed and
-// this key (rsaStreamKey).
+// this key (rsaBlindingStream).
 func (p *rsaPublic) Blind(blindSeed [32]byte, prepared, msg []byte) ([]byte, BlindState, error) {
 	if prepared != nil {
 		return nil, nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
 	}
-	return p.BlindReader(chachaStream(rsaStreamKey(blindSeed, p.der)), msg)
+	return p.BlindReader(rsaBlindingStream(blindSeed, p.der), msg)
 }
 
 // BlindReader blinds with randomness from rnd (known-answer tests feed the
