@@ -174,16 +174,16 @@ func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []
 
 // finish unblinds the bank's signatures on planchets into fresh coin
 // records, re-deriving each planchet from the seed unless this process
-// made it (p.blinded), and checking every signature. Signatures that do not verify (or an answer with the wrong
-// number of them) come back as a Dispute, its Kind, Request and At for the
-// caller to fill, beside the coins that do verify; an error is the
-// wallet's own trouble (a planchet that does not re-derive, a denomination
-// the key set lacks), after which the operation stays pending.
+// made it (p.blinded), and checking every signature. Signatures that do
+// not verify (or an answer with the wrong number of them) come back as a
+// Dispute, its Kind, Request and At for the caller to fill, beside the
+// coins that do verify; an error is the wallet's own trouble (a planchet
+// that does not re-derive, a denomination the key set lacks), after which
+// the operation stays pending.
 func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, *Dispute, error) {
 	type redone struct {
-		d  ecash.Denomination
-		ps ecash.PlanchetSecret
-		st ecash.BlindState
+		d ecash.Denomination
+		blindedPlanchet
 	}
 	if p.blinded != nil && len(p.blinded) != len(p.Planchets) {
 		return nil, nil, fmt.Errorf("wallet: %d blinding states for %d planchets", len(p.blinded), len(p.Planchets))
@@ -195,7 +195,7 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 			return nil, nil, err
 		}
 		if p.blinded != nil {
-			redo[i] = redone{d, p.blinded[i].ps, p.blinded[i].st}
+			redo[i] = redone{d, p.blinded[i]}
 			continue
 		}
 		ps, err := ecash.DerivePlanchet(w.seed, p.Indices[i])
@@ -209,7 +209,7 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 		if string(again.Blinded) != string(pl.Blinded) {
 			return nil, nil, fmt.Errorf("wallet: planchet %d does not re-derive", p.Indices[i])
 		}
-		redo[i] = redone{d, ps, st}
+		redo[i] = redone{d, blindedPlanchet{ps, st}}
 	}
 	bad := &Dispute{}
 	if len(blindSigs) != len(p.Planchets) {
