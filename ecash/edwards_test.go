@@ -7,12 +7,20 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"filippo.io/edwards25519"
-	"filippo.io/edwards25519/field"
 )
+
+// randomScalar is a uniformly random scalar.
+func randomScalar(t testing.TB) *edwards25519.Scalar {
+	t.Helper()
+	var b [64]byte
+	rand.Read(b[:])
+	return scalarFrom(t, b[:])
+}
 
 // scalarFrom reduces 64 bytes to a scalar.
 func scalarFrom(t testing.TB, b []byte) *edwards25519.Scalar {
@@ -76,10 +84,8 @@ func edgeScalars(t testing.TB) []*edwards25519.Scalar {
 // complete, so the table does not need a prime-order base), for edge and
 // random scalars.
 func TestFixedBaseMatchesScalarMult(t *testing.T) {
-	var seed [64]byte
-	rand.Read(seed[:])
-	random := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, seed[:]))
-	order2 := pointOfOrder2(t)
+	random := new(edwards25519.Point).ScalarBaseMult(randomScalar(t))
+	order2 := point(t, "ec"+strings.Repeat("ff", 30)+"7f") // (0, −1)
 	order8 := point(t, "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
 	bases := map[string]*edwards25519.Point{
 		"identity":  edwards25519.NewIdentityPoint(),
@@ -93,9 +99,7 @@ func TestFixedBaseMatchesScalarMult(t *testing.T) {
 	}
 	scalars := edgeScalars(t)
 	for range 64 {
-		var b [64]byte
-		rand.Read(b[:])
-		scalars = append(scalars, scalarFrom(t, b[:]))
+		scalars = append(scalars, randomScalar(t))
 	}
 	for name, p := range bases {
 		table := newFixedBase(p)
@@ -114,9 +118,7 @@ func TestFixedBaseMatchesScalarMult(t *testing.T) {
 func TestSignedRadix16(t *testing.T) {
 	scalars := edgeScalars(t)
 	for range 256 {
-		var b [64]byte
-		rand.Read(b[:])
-		scalars = append(scalars, scalarFrom(t, b[:]))
+		scalars = append(scalars, randomScalar(t))
 	}
 	sixteen := scalarFrom(t, append([]byte{16}, make([]byte, 63)...))
 	for _, s := range scalars {
@@ -147,13 +149,8 @@ func TestSignedRadix16(t *testing.T) {
 // most of them (a cache that started over when full found none); and a
 // key's product is right whether its table was cached or built afresh.
 func TestCSTablesBounded(t *testing.T) {
-	var b [64]byte
-	rand.Read(b[:])
-	s := scalarFrom(t, b[:])
-	keys := make([]*CSPublicKey, maxCSTables+1)
-	for i := range keys {
-		keys[i] = testCSKey(t, i).PublicKey()
-	}
+	s := randomScalar(t)
+	keys := testCSKeys(t, 0, maxCSTables+1)
 	for pass := range 3 {
 		misses := 0
 		for i, k := range keys {
@@ -184,13 +181,8 @@ func TestCSTablesBounded(t *testing.T) {
 // TestCSTablesConcurrent: wallets on many goroutines share the cache, with
 // more keys than it holds (for the race detector).
 func TestCSTablesConcurrent(t *testing.T) {
-	var b [64]byte
-	rand.Read(b[:])
-	s := scalarFrom(t, b[:])
-	keys := make([]*CSPublicKey, maxCSTables+16)
-	for i := range keys {
-		keys[i] = testCSKey(t, 1000+i).PublicKey()
-	}
+	s := randomScalar(t)
+	keys := testCSKeys(t, 1000, maxCSTables+16)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -205,23 +197,24 @@ func TestCSTablesConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// testCSKey is a CS key derived from i.
-func testCSKey(t testing.TB, i int) *CSPrivateKey {
+// testCSKeys are n CS public keys derived from from, from+1, ….
+func testCSKeys(t testing.TB, from, n int) []*CSPublicKey {
 	t.Helper()
-	var b [64]byte
-	copy(b[:], fmt.Sprintf("fixed-base test key %d", i))
-	x := scalarFrom(t, b[:])
-	k, err := ParseCSPrivateKey(x.Bytes())
-	if err != nil {
-		t.Fatal(err)
+	keys := make([]*CSPublicKey, n)
+	for i := range keys {
+		var b [64]byte
+		copy(b[:], fmt.Sprintf("fixed-base test key %d", from+i))
+		k, err := ParseCSPrivateKey(scalarFrom(t, b[:]).Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k.PublicKey()
 	}
-	return k
+	return keys
 }
 
 func BenchmarkFixedBase(b *testing.B) {
-	var seed [64]byte
-	rand.Read(seed[:])
-	s := scalarFrom(b, seed[:])
+	s := randomScalar(b)
 	p := new(edwards25519.Point).ScalarBaseMult(s)
 	b.Run("ScalarMult", func(b *testing.B) {
 		var v edwards25519.Point
@@ -246,14 +239,12 @@ func BenchmarkFixedBase(b *testing.B) {
 // TestEncodePair checks encodePair against Bytes, on random points, the
 // identity, and points of order 2, 4 and 8, in both places of the pair.
 func TestEncodePair(t *testing.T) {
-	order2 := pointOfOrder2(t)
+	order2 := point(t, "ec"+strings.Repeat("ff", 30)+"7f") // (0, −1)
 	order8 := point(t, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
 	pts := []*edwards25519.Point{edwards25519.NewIdentityPoint(), edwards25519.NewGeneratorPoint(), order2, order8,
 		point(t, "0000000000000000000000000000000000000000000000000000000000000080")} // order 4
 	for range 16 {
-		var b [64]byte
-		rand.Read(b[:])
-		p := new(edwards25519.Point).ScalarBaseMult(scalarFrom(t, b[:]))
+		p := new(edwards25519.Point).ScalarBaseMult(randomScalar(t))
 		// Z ≠ 1: a sum, not a point fresh from a table.
 		pts = append(pts, p.Add(p, order8))
 	}
@@ -267,21 +258,8 @@ func TestEncodePair(t *testing.T) {
 	}
 }
 
-// pointOfOrder2 is (0, −1).
-func pointOfOrder2(t testing.TB) *edwards25519.Point {
-	t.Helper()
-	minusOne := new(field.Element).Negate(new(field.Element).One())
-	p, err := new(edwards25519.Point).SetExtendedCoordinates(new(field.Element), minusOne, new(field.Element).One(), new(field.Element))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func BenchmarkEncodePair(b *testing.B) {
-	var seed [64]byte
-	rand.Read(seed[:])
-	p := new(edwards25519.Point).ScalarBaseMult(scalarFrom(b, seed[:]))
+	p := new(edwards25519.Point).ScalarBaseMult(randomScalar(b))
 	q := new(edwards25519.Point).Add(p, p)
 	b.Run("Bytes", func(b *testing.B) {
 		for b.Loop() {
