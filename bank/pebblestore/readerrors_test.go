@@ -8,9 +8,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/blindbank/blindbank/bank"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/blindbank/blindbank/bank"
 )
 
 // TestSpentCoinUnderReadErrors: with reads of sstables failing at random,
