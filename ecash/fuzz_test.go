@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -375,6 +376,69 @@ func FuzzDecodeDoubleSpendProof(f *testing.F) {
 		if err == nil {
 			_ = p.Verify(fx.ks)
 			_ = (&ecash.DoubleSpendError{Proof: p}).Error()
+		}
+	})
+}
+
+// FuzzDecodeTranscriptData renders hostile bytes as each step of a
+// transcript (what "audit transcript" does with a file from anyone): no
+// panic, valid JSON on success, a sentinel on failure, and the same answer
+// twice. Seeded with every record of the transcripts in testdata/.
+func FuzzDecodeTranscriptData(f *testing.F) {
+	steps := ecash.TranscriptSteps()
+	if len(steps) == 0 {
+		f.Fatal("no transcript steps registered")
+	}
+	index := make(map[string]uint8, len(steps))
+	for i, s := range steps {
+		index[s] = uint8(i)
+	}
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "transcripts", "*.jsonl"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no transcripts to seed from (%v)", err)
+	}
+	seeded := 0
+	for _, name := range files {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for line := range strings.SplitSeq(strings.TrimSpace(string(raw)), "\n") {
+			var r ecash.TranscriptRecord
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				f.Fatalf("%s: %v", name, err)
+			}
+			i, ok := index[r.Step]
+			if !ok {
+				continue // a NetBill step: the audit command renders those itself
+			}
+			f.Add(i, mustHex(f, r.Data))
+			seeded++
+		}
+	}
+	if seeded == 0 {
+		f.Fatal("no transcript record has a step of this package")
+	}
+	f.Fuzz(func(t *testing.T, sel uint8, b []byte) {
+		step := steps[int(sel)%len(steps)]
+		out, err := ecash.DecodeTranscriptData(step, b)
+		if err != nil {
+			if out != nil {
+				t.Fatalf("%s: output %s with error %v", step, out, err)
+			}
+			for _, s := range sentinels {
+				if errors.Is(err, s) {
+					return
+				}
+			}
+			t.Fatalf("%s: error %v wraps no ecash sentinel", step, err)
+		}
+		if !json.Valid(out) {
+			t.Fatalf("%s: invalid JSON %s", step, out)
+		}
+		again, err := ecash.DecodeTranscriptData(step, b)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("%s: decoded twice differently (%v)", step, err)
 		}
 	})
 }
