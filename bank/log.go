@@ -30,8 +30,9 @@ func (b *Bank) PublishKeySet(ctx context.Context) error {
 }
 
 // LogIndex returns the index of the audit-log entry of a deposit (by
-// payment hash), withdrawal or swap (by request hash) or check (by EPO
-// hash), or 0 if there is none (entry 0 is always the first key set).
+// payment hash), withdrawal or swap (by request hash), recoup (by request
+// hash), check (by EPO hash) or key set (by the SHA-256 of its signed
+// bytes), or 0 if there is none (entry 0 is always the first key set).
 func (b *Bank) LogIndex(ctx context.Context, ref ecash.Hash) (int64, error) {
 	i, _, err := b.store.LogIndex(ctx, ref)
 	return i, err

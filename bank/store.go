@@ -429,14 +429,16 @@ type Store interface {
 	// KeySet entry holds the same bytes (a restart publishes nothing new),
 	// and records the denominations it revokes (KeySetRevocations). A key
 	// set that lists as valid a denomination a logged key set revoked is
-	// refused with ErrUnrevoked: the log never un-revokes.
+	// refused with ErrUnrevoked: the log never un-revokes. LogIndex finds
+	// the entry by the SHA-256 of signed.
 	PublishKeySet(ctx context.Context, signed []byte, at time.Time) error
 	// Revocations lists the denominations logged key sets revoke, each with
 	// the index of the first KeySet entry that revoked it.
 	Revocations(ctx context.Context) ([]Revocation, error)
 	// LogIndex returns the index of the entry logged for a deposit (by
-	// payment hash), a withdrawal or swap (by request hash) or a check (by
-	// EPO hash); found is false if there is none.
+	// payment hash), a withdrawal or swap (by request hash), a recoup (by
+	// request hash), a check (by EPO hash) or a key set (by the SHA-256 of
+	// its signed bytes); found is false if there is none.
 	LogIndex(ctx context.Context, ref ecash.Hash) (index int64, found bool, err error)
 	// LogSize returns the number of committed log entries.
 	LogSize(ctx context.Context) (int64, error)

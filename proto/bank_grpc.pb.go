@@ -739,8 +739,9 @@ type AuditLogClient interface {
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*LogProof, error)
 	// FindEntry returns the index of the entry of a deposit (by payment
 	// hash), a withdrawal or swap (by request hash), a recoup (by request
-	// hash) or a check (by EPO hash); NOT_FOUND if none. Only who knows the
-	// hash can ask.
+	// hash), a check (by EPO hash) or a key set (by the SHA-256 of its signed
+	// bytes: how a wallet checks that the key set it was served is the
+	// public one); NOT_FOUND if none. Only who knows the hash can ask.
 	FindEntry(ctx context.Context, in *FindEntryRequest, opts ...grpc.CallOption) (*FindEntryResponse, error)
 }
 
@@ -823,8 +824,9 @@ type AuditLogServer interface {
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*LogProof, error)
 	// FindEntry returns the index of the entry of a deposit (by payment
 	// hash), a withdrawal or swap (by request hash), a recoup (by request
-	// hash) or a check (by EPO hash); NOT_FOUND if none. Only who knows the
-	// hash can ask.
+	// hash), a check (by EPO hash) or a key set (by the SHA-256 of its signed
+	// bytes: how a wallet checks that the key set it was served is the
+	// public one); NOT_FOUND if none. Only who knows the hash can ask.
 	FindEntry(context.Context, *FindEntryRequest) (*FindEntryResponse, error)
 	mustEmbedUnimplementedAuditLogServer()
 }

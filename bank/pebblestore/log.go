@@ -185,7 +185,7 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 			return err
 		}
 		index := t.log.Size()
-		if err := t.appendLog(auditlog.KeySet{Signed: signed}, at, nil); err != nil {
+		if err := t.appendLog(auditlog.KeySet{Signed: signed}, at, (*ecash.Hash)(&h)); err != nil {
 			return err
 		}
 		t.set(keyKeySetHash, h[:])

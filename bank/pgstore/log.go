@@ -394,7 +394,7 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		if err != nil {
 			return refuse(err)
 		}
-		b, err = t.appendLog(&l, op, at, nil, h[:])
+		b, err = t.appendLog(&l, op, at, (*ecash.Hash)(&h), h[:])
 		if err != nil {
 			return err
 		}

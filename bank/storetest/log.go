@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -187,7 +188,9 @@ func testLog(t *testing.T, s bank.Store) {
 	for name, c := range map[string]struct {
 		ref  ecash.Hash
 		want int64
-	}{"withdraw": {w.RequestHash, 3}, "deposit": {dep.PaymentHash, 4}, "swap": {sw.RequestHash, 5}, "check": {chk.EPOHash, 6}} {
+	}{"withdraw": {w.RequestHash, 3}, "deposit": {dep.PaymentHash, 4}, "swap": {sw.RequestHash, 5}, "check": {chk.EPOHash, 6},
+		// Published twice, logged once: found by the hash of its bytes.
+		"first key set": {sha256.Sum256(ks1), 8}, "second key set": {sha256.Sum256(ks2), 9}} {
 		got, found, err := s.LogIndex(f.ctx, c.ref)
 		if err != nil || !found || got != c.want {
 			t.Errorf("LogIndex(%s) = %d, %v, %v; want %d", name, got, found, err, c.want)
