@@ -41,9 +41,17 @@ func (r *SwapRequest) OutputsHash() Hash {
 }
 
 // Permission is the deposit permission input i signs, for a coin of value.
+// It hashes every output: whoever builds the permissions of many inputs
+// hashes the outputs once (OutputsHash) and calls PermissionOver, or a
+// request of n inputs and outputs costs n² (a bank's denial of service).
 func (r *SwapRequest) Permission(i int, value Amount) DepositPermission {
+	return r.PermissionOver(r.OutputsHash(), i, value)
+}
+
+// PermissionOver is Permission given the request's OutputsHash.
+func (r *SwapRequest) PermissionOver(outputs Hash, i int, value Amount) DepositPermission {
 	return DepositPermission{
-		Coin: r.Inputs[i].Coin, PaymentHash: r.OutputsHash(), MerchantAccount: SwapAccount,
+		Coin: r.Inputs[i].Coin, PaymentHash: outputs, MerchantAccount: SwapAccount,
 		Value: value, Timestamp: r.CreatedAt, CoinSig: r.Inputs[i].CoinSig,
 	}
 }
@@ -58,8 +66,13 @@ const CreditAccount uint64 = 2
 // CreditPermission is the permission input i signs to spend credit, its
 // coin's refund credit.
 func (r *SwapRequest) CreditPermission(i int, credit Amount) DepositPermission {
-	dp := r.Permission(i, credit)
-	dp.MerchantAccount = CreditAccount
+	return r.Permission(i, credit).ForCredit(credit)
+}
+
+// ForCredit turns a swap permission (SwapRequest.Permission) into the one
+// its coin signs to spend credit, its refund credit, instead.
+func (dp DepositPermission) ForCredit(credit Amount) DepositPermission {
+	dp.MerchantAccount, dp.Value = CreditAccount, credit
 	return dp
 }
 
@@ -80,8 +93,9 @@ func NewSwapRequest(coins []Coin, keys []ed25519.PrivateKey, values []Amount, ou
 	for _, c := range coins {
 		r.Inputs = append(r.Inputs, SwapInput{Coin: c})
 	}
+	oh := r.OutputsHash()
 	for i := range r.Inputs {
-		dp := r.Permission(i, values[i])
+		dp := r.PermissionOver(oh, i, values[i])
 		r.Inputs[i].CoinSig = ed25519.Sign(keys[i], dp.Body())
 	}
 	return r, nil

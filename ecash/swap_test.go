@@ -36,6 +36,14 @@ func TestSwapPermissionBinding(t *testing.T) {
 	if err := dp.Verify(); err != nil {
 		t.Fatalf("swap permission: %v", err)
 	}
+	// The forms that take the outputs hash once give the same permissions.
+	if got := r.PermissionOver(r.OutputsHash(), 0, fx.denom.Value); !bytes.Equal(got.Encode(), dp.Encode()) {
+		t.Error("PermissionOver differs from Permission")
+	}
+	credit := ecash.MustParseAmount("EUR:0.01")
+	if a, b := r.CreditPermission(0, credit), dp.ForCredit(credit); !bytes.Equal(a.Encode(), b.Encode()) || a.MerchantAccount != ecash.CreditAccount {
+		t.Error("ForCredit differs from CreditPermission")
+	}
 	tamper := map[string]func(p *ecash.DepositPermission){
 		"as a payment to a merchant": func(p *ecash.DepositPermission) { p.MerchantAccount = fx.req.MerchantAccount },
 		"for a payment request":      func(p *ecash.DepositPermission) { p.PaymentHash = fx.req.Hash() },

@@ -140,8 +140,9 @@ func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		}
 		_ = ecash.HashOf(body)
 		perms := make([]ecash.DepositPermission, len(got.Inputs))
+		gotOutputs := got.OutputsHash()
 		for i := range perms {
-			perms[i] = got.Permission(i, value)
+			perms[i] = got.PermissionOver(gotOutputs, i, value)
 			_ = perms[i].Coin.ID()
 		}
 		if err := kit.verifyBatch(perms); err != nil {

@@ -101,15 +101,16 @@ func (s *partyState) refundReceipt(c *lineCtx) error {
 	return nil
 }
 
-// creditInput checks swap input i of r (body hash h), whose swap
-// permission did not verify, as a spend of its coin's refund credit: the
-// credit the receipts restored and other swaps left, signed for exactly.
-// It returns that credit, or 0 if the input is no credit spend either.
-func (s *partyState) creditInput(r *ecash.SwapRequest, i int, h ecash.Hash, cur string) uint64 {
+// creditInput checks a swap input whose swap permission perm did not
+// verify (in the request of body hash h) as a spend of its coin's refund
+// credit: the credit the receipts restored and other swaps left, signed
+// for exactly. It returns that credit, or 0 if the input is no credit
+// spend either.
+func (s *partyState) creditInput(perm ecash.DepositPermission, h ecash.Hash, cur string) uint64 {
 	if s.refund == nil {
 		return 0
 	}
-	id := r.Inputs[i].Coin.ID()
+	id := perm.Coin.ID()
 	left := s.refund.restored[id]
 	for body, v := range s.refund.used[id] {
 		if body != h {
@@ -119,7 +120,7 @@ func (s *partyState) creditInput(r *ecash.SwapRequest, i int, h ecash.Hash, cur 
 	if left == 0 {
 		return 0
 	}
-	if perm := r.CreditPermission(i, ecash.Amount{Currency: cur, Value: left}); perm.Verify() != nil {
+	if cp := perm.ForCredit(ecash.Amount{Currency: cur, Value: left}); cp.Verify() != nil {
 		return 0
 	}
 	if s.refund.used[id] == nil {

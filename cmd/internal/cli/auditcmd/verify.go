@@ -922,7 +922,7 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 	if !s.isWallet() {
 		return failf("a swap request in a %s's transcript: only wallets swap", s.party)
 	}
-	outputs := r.OutputsHash()
+	outputs, body := r.OutputsHash(), ecash.HashOf(c.rec.data)
 	cur := c.v.keys.Currency()
 	in, out := ecash.Amount{Currency: cur}, ecash.Amount{Currency: cur}
 	seen, credits := map[ecash.Hash]bool{}, map[ecash.Hash]bool{}
@@ -947,9 +947,9 @@ func (s *partyState) swapRequest(c *lineCtx) error {
 		seen[id] = true
 		ids = append(ids, id)
 		value := d.Value
-		perm := r.Permission(i, d.Value)
+		perm := r.PermissionOver(outputs, i, d.Value)
 		if err := perm.Verify(); err != nil {
-			credit := s.creditInput(r, i, ecash.HashOf(c.rec.data), cur)
+			credit := s.creditInput(perm, body, cur)
 			if credit == 0 {
 				return failf("input %d: the coin's signature on its swap permission does not verify, nor on a permission to spend refund credit this transcript shows (%v)", i+1, err)
 			}
