@@ -9,6 +9,7 @@
 package bank
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -462,6 +465,18 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No input is worth more than its coin's value (refund credit is at
+	// most that): outputs worth more are refused before any signature is
+	// checked.
+	most := ecash.Amount{Currency: b.keys.Currency}
+	for _, d := range inKeys {
+		if most, err = most.Add(d.Value); err != nil {
+			return nil, err
+		}
+	}
+	if out.Value > most.Value {
+		return nil, fmt.Errorf("%w: outputs worth %s, inputs at most %s", ErrAmountMatch, out, most)
+	}
 	coins, err := b.swapInputs(ctx, req, inKeys)
 	if err != nil {
 		return nil, err
@@ -487,6 +502,16 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	if net, err := in.Sub(fee); err != nil || net != out {
 		return nil, fmt.Errorf("%w: inputs worth %s less %s of swap fees, outputs %s", ErrAmountMatch, in, fee, out)
 	}
+	// A spent input fails the swap at its commit, after the outputs are
+	// signed: where signing them costs more than the inputs' verification
+	// did (more outputs than inputs, or RSA ones), a spent coin replayed
+	// with fresh outputs would make the bank sign for nothing, again and
+	// again. Then the inputs are looked up first.
+	if len(req.Outputs) > len(req.Inputs) || slices.ContainsFunc(outKeys, func(d *DenomKey) bool { return d.Key.Cipher() == ecash.CipherRSA }) {
+		if err := b.unspent(ctx, coins, now); err != nil {
+			return nil, err
+		}
+	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
 		return nil, err
@@ -508,6 +533,38 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	return sigs, nil
 }
 
+// unspent refuses, with the double-spend proof the commit would give, a
+// swap whose coin inputs (not those spending refund credit) are spent by
+// another request. One spent by this request's own permission is a
+// concurrent retry's: the commit answers it from the record.
+func (b *Bank) unspent(ctx context.Context, coins []SpentCoin, now time.Time) error {
+	var (
+		ids []ecash.Hash
+		at  []int
+	)
+	for i, c := range coins {
+		if c.Credit == 0 {
+			ids, at = append(ids, c.ID), append(at, i)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	states, err := b.store.CoinStates(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if len(states) != len(ids) {
+		return fmt.Errorf("bank: the store reported %d coin states for %d coins", len(states), len(ids))
+	}
+	for j, st := range states {
+		if st.Permission != nil && !bytes.Equal(st.Permission, coins[at[j]].Permission) {
+			return b.doubleSpend(&SpentError{Coin: ids[j], Permission: st.Permission}, now)
+		}
+	}
+	return nil
+}
+
 // swapInputs verifies every input of a swap: the coin's signature and its
 // permission over the outputs. An input whose swap permission does not
 // verify may be spending a refund credit (a coin already spent whose
@@ -516,8 +573,9 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 func (b *Bank) swapInputs(ctx context.Context, req *ecash.SwapRequest, keys []*DenomKey) ([]SpentCoin, error) {
 	coins := make([]SpentCoin, len(req.Inputs))
 	perms := make([]ecash.DepositPermission, len(req.Inputs))
+	outputs := req.OutputsHash()
 	for i := range perms {
-		perms[i] = req.Permission(i, keys[i].Value)
+		perms[i] = req.PermissionOver(outputs, i, keys[i].Value)
 		coins[i] = SpentCoin{ID: perms[i].Coin.ID(), Permission: perms[i].Encode()}
 	}
 	// An input whose swap permission fails may be spending a refund
@@ -549,7 +607,7 @@ func (b *Bank) swapInputs(ctx context.Context, req *ecash.SwapRequest, keys []*D
 		if credit <= 0 {
 			return nil, permErr[i]
 		}
-		dp := req.CreditPermission(i, b.Money(credit))
+		dp := perms[i].ForCredit(b.Money(credit))
 		if dp.Verify() != nil {
 			return nil, permErr[i]
 		}
@@ -721,11 +779,14 @@ func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 	n := len(perms)
 	chunks := (n + BatchSize - 1) / BatchSize
 	failed := make([]bool, chunks)
-	parallel(chunks, func(c int) error {
+	err := parallel(chunks, func(c int) error {
 		lo, hi := c*n/chunks, (c+1)*n/chunks
 		failed[c] = !ecash.VerifyPermissions(rand.Reader, perms[lo:hi], pks[lo:hi])
 		return nil
 	})
+	if err != nil { // a panic: nothing passed
+		return []span{{0, n}}
+	}
 	var out []span
 	for c, f := range failed {
 		if f {
@@ -739,40 +800,52 @@ func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 type span struct{ lo, hi int }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns the
-// first error.
+// first error. After an error no further f starts, so a request whose last
+// item is bad costs little more than one whose first is. A panic in f comes
+// back as an error: on a goroutine of its own it would end the process,
+// where a handler's is recovered by the RPC interceptor.
 func parallel(n int, f func(i int) error) error {
-	workers := min(n, runtime.GOMAXPROCS(0))
-	if workers <= 1 {
-		for i := range n {
-			if err := f(i); err != nil {
-				return err
+	var (
+		next   atomic.Int64
+		failed atomic.Bool
+		mu     sync.Mutex
+		first  error
+	)
+	run := func() {
+		for !failed.Load() {
+			i := next.Add(1) - 1
+			if i >= int64(n) {
+				return
+			}
+			if err := recovered(f, int(i)); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+				failed.Store(true)
 			}
 		}
-		return nil
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan int)
-	)
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		run()
+		return first
+	}
+	var wg sync.WaitGroup
 	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				if err := f(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		})
+		wg.Go(run)
 	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
 	wg.Wait()
 	return first
+}
+
+// recovered is f(i), a panic turned into an error.
+func recovered(f func(int) error, i int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bank: panic in a parallel task: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return f(i)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 
 	"github.com/cloudflare/circl/blindsign/blindrsa"
 )
@@ -77,9 +78,12 @@ type DenomPrivateKey interface {
 	// Prepare answers a first-round request, statelessly (CS: R0 || R1 for
 	// a nonce). Ciphers without a first round refuse it.
 	Prepare(req []byte) ([]byte, error)
-	// LockKey is what the bank must lock to one blinded message before it
-	// answers: for CS the nonce, since answering two challenges for one
-	// nonce reveals the private key. Nil for ciphers without that danger.
+	// LockKey checks the form of a blinded message as BlindSign would,
+	// without signing (so that a request with a bad one is refused before
+	// any of its others is signed), and returns what the bank must lock to
+	// it before it answers: for CS the nonce, since answering two
+	// challenges for one nonce reveals the private key. Nil for ciphers
+	// without that danger.
 	LockKey(blinded []byte) ([]byte, error)
 	// BlindSign signs a blinded message. It validates the input size first.
 	BlindSign(blinded []byte) ([]byte, error)
@@ -265,7 +269,17 @@ func (k *rsaPrivate) Prepare([]byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
 }
 
-func (k *rsaPrivate) LockKey([]byte) ([]byte, error) { return nil, nil }
+// LockKey locks nothing, and refuses what BlindSign would: a blinded message
+// that is not exactly k bytes or not below N (ErrMalformed).
+func (k *rsaPrivate) LockKey(blinded []byte) ([]byte, error) {
+	if len(blinded) != k.sk.Size() {
+		return nil, fmt.Errorf("%w: blinded message of %d bytes, want %d", ErrMalformed, len(blinded), k.sk.Size())
+	}
+	if new(big.Int).SetBytes(blinded).Cmp(k.sk.N) >= 0 {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, errRSATooLarge)
+	}
+	return nil, nil
+}
 
 // BlindSign is RFC 9474 BlindSign: blinded^d mod N, refusing a blinded
 // message that is not exactly k bytes or not below N (ErrMalformed). The
