@@ -31,7 +31,8 @@ func (k countingKey) BlindSign(blinded []byte) ([]byte, error) {
 // TestRefusedBeforeSigning: requests the commit would refuse are refused
 // before the bank blind-signs anything, where signing costs more than
 // the checks (a denial of service otherwise): a withdrawal whose last RSA
-// planchet is malformed, a swap replaying a spent coin for more outputs,
+// planchet is malformed, one beyond the account's balance, a swap
+// replaying a spent coin for more outputs,
 // a swap whose outputs are worth more than its inputs could be (refused
 // before its signatures are checked). A swap retried concurrently is still
 // answered, every time, with the same signatures.
@@ -153,6 +154,25 @@ func TestRefusedBeforeSigning(t *testing.T) {
 		t.Fatalf("a planchet not below N: %v, want ErrMalformed", err)
 	}
 	expect("a withdrawal with a bad last planchet", 0)
+
+	// An account without the money.
+	poorKey, err := ecash.DeriveAccountKey(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poor, err := b.OpenAccount(ctx, "poor", poorKey.Public().(ed25519.PublicKey), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broke := &ecash.WithdrawRequest{Account: poor, CreatedAt: now, Planchets: rsaOutputs(8)}
+	amount, err := ks.WithdrawAmount(broke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Withdraw(ctx, broke.Body(), ecash.SignWithdraw(poorKey, broke, amount)); !errors.Is(err, bank.ErrInsufficientFunds) {
+		t.Fatalf("a withdrawal beyond the balance: %v, want ErrInsufficientFunds", err)
+	}
+	expect("a withdrawal beyond the balance", 0)
 
 	// A coin swapped, then replayed with fresh outputs.
 	coin, key := csCoin()

@@ -203,8 +203,9 @@ func TestWalletDirectoryIsPrivate(t *testing.T) {
 	}
 }
 
-// An account with too little money is refused before the bank does any RSA
-// work (the refusal is the cheap balance check, not the commit's).
+// An account with too little money is refused for its balance, as the bank
+// checks before it signs (bank's TestRefusedBeforeSigning counts that it
+// signs nothing).
 func TestWithdrawRefusedBeforeSigning(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -218,10 +219,10 @@ func TestWithdrawRefusedBeforeSigning(t *testing.T) {
 	ks, _ := f.bank.KeySet()
 	rsa := ks.Denominations[len(ks.Denominations)-1]
 	req := &ecash.WithdrawRequest{Account: id, CreatedAt: time.Now()}
+	wellFormed := make([]byte, 2048/8) // below any 2048-bit modulus
+	wellFormed[len(wellFormed)-1] = 1
 	for range ecash.MaxCoinsPerRequest {
-		// Garbage RSA planchets: signing them would fail, so a refusal for
-		// funds proves the balance was checked first.
-		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: rsa.ID, Blinded: make([]byte, 3)})
+		req.Planchets = append(req.Planchets, ecash.Planchet{Denom: rsa.ID, Blinded: wellFormed})
 	}
 	body := req.Body()
 	amount, err := ks.WithdrawAmount(req)
