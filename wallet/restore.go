@@ -80,7 +80,7 @@ func Restore(ctx context.Context, dir string, seed []byte, bank pb.BankClient, o
 func openForRestore(dir string, seed []byte, opts Options) (*Wallet, error) {
 	w, err := Open(dir, opts)
 	if errors.Is(err, ErrNotFound) {
-		return createFromSeed(dir, seed, opts)
+		return createFromSeed(dir, seed, true, opts)
 	}
 	if err != nil {
 		return nil, err
@@ -103,6 +103,12 @@ type candidate struct {
 }
 
 func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress RestoreProgress) (*RestoreReport, error) {
+	// Until the scan ends, indices another copy of this seed used may lie
+	// past m/next: no index is reserved meanwhile, even after a crash
+	// (reserveIndices refuses while the marker is set).
+	if err := w.db.Set(keyRestore, []byte{1}, pebble.Sync); err != nil {
+		return nil, err
+	}
 	ks, err := w.RefreshKeys(ctx, bank)
 	if err != nil {
 		return nil, err
@@ -302,10 +308,17 @@ func (w *Wallet) advanceIndex(next uint64) error {
 	if err != nil {
 		return err
 	}
-	if beU64(nb) >= next {
-		return nil
+	b := w.db.NewBatch()
+	defer b.Close()
+	if beU64(nb) < next {
+		if err := b.Set(keyNext, u64(next), nil); err != nil {
+			return err
+		}
 	}
-	return w.db.Set(keyNext, u64(next), pebble.Sync)
+	if err := b.Delete(keyRestore, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // markSpent asks the bank which coins are spent and marks fresh ones among

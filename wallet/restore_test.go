@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
@@ -102,4 +108,80 @@ func TestRestore(t *testing.T) {
 	if _, _, err := wallet.Restore(ctx, restored, other, f.bankc, wallet.Options{}, nil); !errors.Is(err, wallet.ErrExists) {
 		t.Errorf("restore with another seed into the wallet: %v, want ErrExists", err)
 	}
+}
+
+// failingIssuedBank fails the failAt-th IssuedSignatures call, as a
+// connection lost in the middle of a restore.
+type failingIssuedBank struct {
+	pb.BankClient
+	calls, failAt atomic.Int32
+}
+
+func (b *failingIssuedBank) IssuedSignatures(ctx context.Context, in *pb.IssuedSignaturesRequest, opts ...grpc.CallOption) (*pb.IssuedSignaturesResponse, error) {
+	if b.calls.Add(1) == b.failAt.Load() {
+		return nil, status.Error(codes.Unavailable, "connection lost (simulated)")
+	}
+	return b.BankClient.IssuedSignatures(ctx, in, opts...)
+}
+
+// TestInterruptedRestore: a restore cut short leaves a wallet that opens
+// but reserves no planchet index (its seed's used indices are not all
+// known: a reused one mints a coin again, debited twice) until a restore
+// finishes; then it withdraws, and money is conserved.
+func TestInterruptedRestore(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := f.fund(t, w, "EUR:20.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	seed := w.Seed()
+	w.Close()
+	os.RemoveAll(dir)
+
+	restored := t.TempDir()
+	cut := &failingIssuedBank{BankClient: f.bankc}
+	cut.failAt.Store(3)
+	if _, _, err := wallet.Restore(ctx, restored, seed, cut, wallet.Options{}, nil); status.Code(err) != codes.Unavailable {
+		t.Fatalf("restore over a lost connection: %v", err)
+	}
+	r, err := wallet.Open(restored, wallet.Options{})
+	if err != nil {
+		t.Fatalf("open after an interrupted restore: %v", err)
+	}
+	if err := r.SetAccount(acct); err != nil {
+		t.Fatal(err)
+	}
+	before := f.balance(t, acct)
+	if _, err := r.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); !errors.Is(err, wallet.ErrRestoring) {
+		t.Fatalf("withdrawal after an interrupted restore: %v, want ErrRestoring", err)
+	}
+	if after := f.balance(t, acct); after != before {
+		t.Fatalf("the refused withdrawal moved %d", before-after)
+	}
+	r.Close()
+
+	r, rep, err := wallet.Restore(ctx, restored, seed, f.bankc, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatalf("restore again: %v", err)
+	}
+	defer r.Close()
+	if rep.Fresh != ecash.MustParseAmount("EUR:2.00") {
+		t.Fatalf("restored %s, want EUR:2.00", rep.Fresh)
+	}
+	if err := r.SetAccount(acct); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatalf("withdrawal after the restore finished: %v", err)
+	}
+	if b, err := r.Balance(); err != nil || b.Fresh != ecash.MustParseAmount("EUR:4.00") {
+		t.Fatalf("balance %+v, %v; want EUR:4.00 fresh", b, err)
+	}
+	f.checkConservation(t, r)
 }

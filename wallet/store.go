@@ -22,6 +22,8 @@ import (
 //	m/next            u64 next planchet index
 //	m/parked          u64 end of the indices from m/next that only a withdrawal
 //	                  may take (a refused withdrawal's, withdraw.go parkIndices)
+//	m/restoring       present while a restore has not finished: m/next is not
+//	                  yet past the indices the seed used, so none is reserved
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
 //	c/<coin id>       coin record
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
@@ -40,6 +42,7 @@ var (
 	keyKeySet  = []byte("m/keyset")
 	keyNext    = []byte("m/next")
 	keyParked  = []byte("m/parked")
+	keyRestore = []byte("m/restoring")
 )
 
 func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }

@@ -40,8 +40,12 @@ import (
 
 // Errors of the wallet.
 var (
-	ErrNoAccount     = errors.New("wallet: no bank account set (wallet set-account ID)")
-	ErrNoKeys        = errors.New("wallet: no key set yet; connect to the bank first")
+	ErrNoAccount = errors.New("wallet: no bank account set (wallet set-account ID)")
+	ErrNoKeys    = errors.New("wallet: no key set yet; connect to the bank first")
+	// ErrRestoring: a restore of this wallet did not finish, so the
+	// planchet indices its seed used are not all known yet and none may be
+	// reserved (it could mint a coin already spent). Run the restore again.
+	ErrRestoring     = errors.New("wallet: a restore of this wallet has not finished; run it again before withdrawing, swapping or recouping")
 	ErrExists        = errors.New("wallet: a wallet already exists here")
 	ErrNotFound      = errors.New("wallet: no wallet here (wallet init)")
 	ErrNoExactChange = errors.New("wallet: no combination of coins pays this amount exactly")
@@ -91,14 +95,15 @@ func Create(dir string, opts Options) (*Wallet, error) {
 	if _, err := rand.Read(seed); err != nil {
 		return nil, err
 	}
-	return createFromSeed(dir, seed, opts)
+	return createFromSeed(dir, seed, false, opts)
 }
 
 // createFromSeed makes a new wallet from a seed. It is not exported: a wallet
-// made from an old seed must first learn which planchet indices its earlier
-// life used, or it would mint coins whose keys are already spent: Restore
-// (restore.go) does that discovery.
-func createFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
+// made from an old seed (restoring) must first learn which planchet indices
+// its earlier life used, or it would mint coins whose keys are already
+// spent: Restore (restore.go) does that discovery, and the wallet reserves
+// no index until it has finished (m/restoring, written with the seed).
+func createFromSeed(dir string, seed []byte, restoring bool, opts Options) (*Wallet, error) {
 	if len(seed) != 32 {
 		return nil, fmt.Errorf("%w: wallet seed must be 32 bytes", ecash.ErrBadKey)
 	}
@@ -113,7 +118,14 @@ func createFromSeed(dir string, seed []byte, opts Options) (*Wallet, error) {
 		}
 		return nil, err
 	}
-	if err := db.Set(keySeed, seed, pebble.Sync); err != nil {
+	b := db.NewBatch()
+	err = b.Set(keySeed, seed, nil)
+	if restoring {
+		err = errors.Join(err, b.Set(keyRestore, []byte{1}, nil))
+	}
+	err = errors.Join(err, b.Commit(pebble.Sync))
+	b.Close()
+	if err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -249,6 +249,11 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 func (w *Wallet) reserveIndices(n int, withdrawal bool) (uint64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if restoring, err := get(w.db, keyRestore); err != nil {
+		return 0, err
+	} else if restoring != nil {
+		return 0, ErrRestoring
+	}
 	nb, err := get(w.db, keyNext)
 	if err != nil {
 		return 0, err
