@@ -450,9 +450,21 @@ func (w *Wallet) reconcilePayments(ctx context.Context, bank pb.BankClient, ks *
 // every coin is spent. Otherwise the payment failed: the coin spentOnly (if
 // any of ours) is marked spent, the others return to fresh. also, if set,
 // adds its writes to the same atomic batch.
+//
+// A failure settles only a payment still pending, and only its coins still
+// pending for it: a retry or Recover may have settled it meanwhile (each
+// asks the bank without the lock), and its coins may since be another
+// payment's. A payment that went through spends its coins whatever the
+// wallet thought before: the bank's receipt says so.
 func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash, also func(*pebble.Batch) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	failed := spentOnly != nil
+	if failed {
+		if pending, err := get(w.db, paymentKey(h)); err != nil || pending == nil {
+			return err
+		}
+	}
 	b := w.db.NewBatch()
 	defer b.Close()
 	for _, id := range ids {
@@ -464,7 +476,10 @@ func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash, a
 		if err != nil {
 			return err
 		}
-		if spentOnly == nil || *spentOnly == id {
+		if failed && (c.State != CoinPending || c.Payment != h) {
+			continue
+		}
+		if !failed || *spentOnly == id {
 			c.State = CoinSpent
 		} else {
 			c.State = CoinFresh
