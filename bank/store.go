@@ -301,7 +301,11 @@ func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpe
 //     a crash after return loses nothing, a crash before leaves no trace.
 //   - Mutating calls are linearizable: concurrent calls behave as if run one
 //     at a time in some order, so two deposits of one coin never both succeed.
-//   - Read calls see every mutation that returned before they started.
+//   - Read calls see every mutation that returned before they started, and
+//     answer only from durable state: a mutation still syncing may be
+//     visible (Pebble shows a batch before its sync ends), but a read that
+//     found it returns once it is synced, or fails (Account, a pre-check
+//     the commit repeats, is exempt).
 //
 // Implementations serialise state changes; callers do cryptography before
 // calling, outside any lock. Further rules every implementation follows (and

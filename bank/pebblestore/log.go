@@ -290,7 +290,13 @@ func (s *Store) LogSize(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return loadLogSize(s.db)
+	size, err := loadLogSize(s.db)
+	if err != nil {
+		return 0, err
+	}
+	// A checkpoint signed over entries a crash takes back would later
+	// look like a fork of the log.
+	return size, s.durable()
 }
 
 // LogEntries implements bank.Store.
@@ -318,6 +324,11 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, er
 		out = append(out, bytes.Clone(v))
 		closer.Close()
 	}
+	if len(out) > 0 {
+		if err := s.durable(); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -330,5 +341,9 @@ func (s *Store) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return committedHashes{s.db}.ReadHashes(indexes)
+	hs, err := committedHashes{s.db}.ReadHashes(indexes)
+	if err != nil {
+		return nil, err
+	}
+	return hs, s.durable()
 }

@@ -77,6 +77,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -292,6 +293,18 @@ type Store struct {
 	// it last looked.
 	rampLeft   int64
 	sinceCheck int
+
+	// Pebble makes a batch visible to reads before its WAL sync ends (its
+	// commit pipeline publishes, then waits for the sync), so a read may
+	// see a group a crash would take back. Reads that answer from what
+	// they found wait (durable) until every group begun by then is synced:
+	// started counts the groups handed to Pebble, synced those whose
+	// commit returned; syncErr is the commit error that ends the wait.
+	started, synced atomic.Uint64
+	syncMu          sync.Mutex
+	syncCond        *sync.Cond // on syncMu: synced moved or syncErr was set
+	syncErr         error      // guarded by syncMu
+	waitHook        func()     // tests: called when a read starts to wait
 }
 
 var _ bank.Store = (*Store)(nil)
@@ -354,6 +367,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		done:       make(chan struct{}),
 		rampLeft:   rampWindow,
 	}
+	s.syncCond = sync.NewCond(&s.syncMu)
 	if s.maxBatch == 0 {
 		s.maxBatch = defaultBatch
 	}
@@ -541,9 +555,12 @@ fill:
 	}
 	if groupErr == nil && !b.Empty() {
 		start := time.Now()
+		n := s.started.Add(1)
 		if err := b.Commit(pebble.Sync); err != nil {
 			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
+			s.settleSync(n, groupErr)
 		} else {
+			s.settleSync(n, nil)
 			s.logSize = t.log.Size()
 			for _, r := range t.refs {
 				s.refs.Add(r.ref, r.index)
@@ -1425,7 +1442,45 @@ func (s *Store) DepositRecord(ctx context.Context, h ecash.Hash) ([]byte, []ecas
 	return d.Receipt, d.Coins, true, nil
 }
 
-// lookup reads one committed value, copied.
+// settleSync records that group n's commit returned, synced (err nil) or
+// not, and wakes the reads waiting for it.
+func (s *Store) settleSync(n uint64, err error) {
+	s.syncMu.Lock()
+	if err != nil {
+		if s.syncErr == nil {
+			s.syncErr = err
+		}
+	} else {
+		s.synced.Store(n)
+	}
+	s.syncCond.Broadcast()
+	s.syncMu.Unlock()
+}
+
+// durable waits until every group begun before it was called is synced:
+// called after a read, it makes what the read saw durable before anyone is
+// answered from it. A group that then fails its commit fails the read.
+func (s *Store) durable() error {
+	n := s.started.Load()
+	if s.synced.Load() >= n {
+		return nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.waitHook != nil {
+		s.waitHook()
+	}
+	for s.synced.Load() < n && s.syncErr == nil {
+		s.syncCond.Wait()
+	}
+	if s.synced.Load() < n {
+		return fmt.Errorf("pebblestore: read of an unsynced commit: %w", s.syncErr)
+	}
+	return nil
+}
+
+// lookup reads one committed value, copied: a value found is durable
+// before it is returned.
 func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err := s.enter(); err != nil {
 		return nil, false, err
@@ -1437,6 +1492,11 @@ func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 	v, ok, err := Get(s.db, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("pebblestore: read: %w", err)
+	}
+	if ok {
+		if err := s.durable(); err != nil {
+			return nil, false, err
+		}
 	}
 	return v, ok, nil
 }
@@ -1575,6 +1635,9 @@ func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posti
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
+	if err := s.durable(); err != nil { // the statement is signed
+		return nil, err
+	}
 	a, err := s.readAccount(snap, id)
 	if err != nil {
 		return nil, err
