@@ -60,7 +60,7 @@ func (b *Bank) LogEntries(ctx context.Context, from int64, n int) ([][]byte, err
 	if from < 0 || n <= 0 {
 		return nil, fmt.Errorf("%w: %d entries from %d", ErrLogRange, n, from)
 	}
-	return b.store.LogEntries(ctx, from, min(n, MaxLogRead))
+	return b.store.LogEntries(ctx, from, min(n, MaxLogRead), MaxLogReadBytes)
 }
 
 // InclusionProof proves that the tree of size entries holds entry index.

@@ -199,7 +199,7 @@ func (b *Bank) syncRevocations(ctx context.Context) error {
 // loggedKeySet reads the key set of log entry index and verifies it under
 // the bank's master key.
 func (b *Bank) loggedKeySet(ctx context.Context, index int64) ([]byte, *ecash.KeySet, error) {
-	raw, err := b.store.LogEntries(ctx, index, 1)
+	raw, err := b.store.LogEntries(ctx, index, 1, MaxLogReadBytes)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -216,8 +216,15 @@ type Revocation struct {
 	KeySet int64 // index of the first KeySet log entry that revokes it
 }
 
-// MaxLogRead bounds the entries one LogEntries call returns.
-const MaxLogRead = 1024
+// MaxLogRead bounds the entries one LogEntries call returns, and
+// MaxLogReadBytes their size: the bank's answer to GetLogEntries stays
+// under gRPC's 4 MiB message limit however large the entries (a swap of
+// 1024 coins logs some 110 KiB), and one short request cannot make the
+// bank read and marshal a hundred megabytes.
+const (
+	MaxLogRead      = 1024
+	MaxLogReadBytes = 2 << 20
+)
 
 // KindSwap names swaps in Issued (swaps post nothing to the ledger).
 const KindSwap = "swap"
@@ -447,8 +454,10 @@ type Store interface {
 	// LogSize returns the number of committed log entries.
 	LogSize(ctx context.Context) (int64, error)
 	// LogEntries returns up to n encoded entries from index from on (fewer
-	// at the end of the log; n at most MaxLogRead).
-	LogEntries(ctx context.Context, from int64, n int) ([][]byte, error)
+	// at the end of the log; n at most MaxLogRead), stopping after the
+	// entry that brings their total size to maxBytes or more (so at least
+	// one, if the log holds entry from).
+	LogEntries(ctx context.Context, from int64, n, maxBytes int) ([][]byte, error)
 	// LogHashes returns the committed stored hashes at the given tlog
 	// stored-hash indexes (for tree hashes and proofs).
 	LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)

@@ -729,7 +729,8 @@ type AuditLogClient interface {
 	// (origin, size, root) signed by the bank's signing key.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
 	// GetLogEntries returns up to count (at most 1024) encoded entries from
-	// index from; fewer at the end of the log.
+	// index from; fewer at the end of the log, and fewer once they pass 2 MiB
+	// (at least one): ask again from where the answer ends.
 	GetLogEntries(ctx context.Context, in *GetLogEntriesRequest, opts ...grpc.CallOption) (*GetLogEntriesResponse, error)
 	// GetInclusionProof proves that the tree of tree_size entries holds the
 	// entry at index (RFC 6962 audit path).
@@ -814,7 +815,8 @@ type AuditLogServer interface {
 	// (origin, size, root) signed by the bank's signing key.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
 	// GetLogEntries returns up to count (at most 1024) encoded entries from
-	// index from; fewer at the end of the log.
+	// index from; fewer at the end of the log, and fewer once they pass 2 MiB
+	// (at least one): ask again from where the answer ends.
 	GetLogEntries(context.Context, *GetLogEntriesRequest) (*GetLogEntriesResponse, error)
 	// GetInclusionProof proves that the tree of tree_size entries holds the
 	// entry at index (RFC 6962 audit path).

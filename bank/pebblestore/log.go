@@ -300,7 +300,7 @@ func (s *Store) LogSize(ctx context.Context) (int64, error) {
 }
 
 // LogEntries implements bank.Store.
-func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+func (s *Store) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([][]byte, error) {
 	if from < 0 || n < 0 || n > bank.MaxLogRead {
 		return nil, invalid("log read of %d entries from %d", n, from)
 	}
@@ -316,12 +316,13 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, er
 		return nil, err
 	}
 	var out [][]byte
-	for i := from; i < size && len(out) < n; i++ {
+	for i, total := from, 0; i < size && len(out) < n && total < maxBytes; i++ {
 		v, closer, err := s.db.Get(u64Key(prefixLogEntry, uint64(i)))
 		if err != nil {
 			return nil, fmt.Errorf("pebblestore: log entry %d: %w", i, err)
 		}
 		out = append(out, bytes.Clone(v))
+		total += len(v)
 		closer.Close()
 	}
 	if len(out) > 0 {

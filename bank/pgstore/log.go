@@ -297,7 +297,9 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 	// and the operator should know why the bank is not up yet.
 	start := time.Now()
 	s.log.Info("recording the revocations in the audit log written before this version (once)", "entries", unscanned)
-	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) { return s.LogEntries(ctx, from, n) })
+	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) {
+		return s.LogEntries(ctx, from, n, bank.MaxLogReadBytes)
+	})
 	if err != nil {
 		return fmt.Errorf("pgstore: recording the log's revocations: %w", err)
 	}
@@ -449,7 +451,7 @@ func (s *Store) LogSize(ctx context.Context) (int64, error) {
 
 // LogEntries implements bank.Store. Entries are committed with the size
 // that counts them, so the rows from index from on are the log's.
-func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
+func (s *Store) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([][]byte, error) {
 	if from < 0 || n < 0 || n > bank.MaxLogRead {
 		return nil, invalid("log read of %d entries from %d", n, from)
 	}
@@ -458,7 +460,13 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n int) ([][]byte, er
 		if n == 0 {
 			return nil
 		}
-		rows, err := s.pool.Query(ctx, `SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2`, from, int64(n))
+		// The sizes come from the values' headers (octet_length does not
+		// detoast), so entries past the budget are never read.
+		rows, err := s.pool.Query(ctx, `WITH page AS (
+			SELECT idx, sum(octet_length(entry)) OVER (ORDER BY idx) - octet_length(entry) AS before
+			FROM (SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2) AS p)
+			SELECT l.idx, l.entry FROM log_entries l JOIN page USING (idx) WHERE page.before < $3 ORDER BY l.idx`,
+			from, int64(n), int64(maxBytes))
 		if err != nil {
 			return err
 		}

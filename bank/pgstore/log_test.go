@@ -91,7 +91,7 @@ func checkLog(t *testing.T, s bank.Store) []*auditlog.Entry {
 	}
 	var raw [][]byte
 	for int64(len(raw)) < size {
-		page, err := s.LogEntries(bg, int64(len(raw)), bank.MaxLogRead)
+		page, err := s.LogEntries(bg, int64(len(raw)), bank.MaxLogRead, bank.MaxLogReadBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func checkLog(t *testing.T, s bank.Store) []*auditlog.Entry {
 	if int64(len(raw)) != size {
 		t.Fatalf("%d entries in a log of %d", len(raw), size)
 	}
-	if rest, err := s.LogEntries(bg, size, bank.MaxLogRead); err != nil || len(rest) != 0 {
+	if rest, err := s.LogEntries(bg, size, bank.MaxLogRead, bank.MaxLogReadBytes); err != nil || len(rest) != 0 {
 		t.Fatalf("LogEntries past the end = %d entries, %v", len(rest), err)
 	}
 	mem := auditlog.NewMemLog()

@@ -172,8 +172,8 @@ func (r *replicas) LogIndex(ctx context.Context, ref ecash.Hash) (int64, bool, e
 	return r.next().LogIndex(ctx, ref)
 }
 func (r *replicas) LogSize(ctx context.Context) (int64, error) { return r.next().LogSize(ctx) }
-func (r *replicas) LogEntries(ctx context.Context, from int64, n int) ([][]byte, error) {
-	return r.next().LogEntries(ctx, from, n)
+func (r *replicas) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([][]byte, error) {
+	return r.next().LogEntries(ctx, from, n, maxBytes)
 }
 func (r *replicas) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	return r.next().LogHashes(ctx, indexes)

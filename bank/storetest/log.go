@@ -32,7 +32,7 @@ func (f *fixture) entries() []*auditlog.Entry {
 	}
 	var out []*auditlog.Entry
 	for from := int64(0); from < size; {
-		raw, err := f.s.LogEntries(f.ctx, from, bank.MaxLogRead)
+		raw, err := f.s.LogEntries(f.ctx, from, bank.MaxLogRead, bank.MaxLogReadBytes)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func (f *fixture) checkLogTree() {
 	}
 	var raw [][]byte
 	for from := int64(0); from < size; {
-		b, err := f.s.LogEntries(f.ctx, from, bank.MaxLogRead)
+		b, err := f.s.LogEntries(f.ctx, from, bank.MaxLogRead, bank.MaxLogReadBytes)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -254,4 +254,43 @@ func testConcurrentLog(t *testing.T, s bank.Store) {
 		credited[c.Account] = true
 	}
 	f.checkLogTree()
+}
+
+// testLogReadBudget: a log read stops after the entry that brings its size
+// to the budget, returns at least one entry whatever the budget, and
+// returns the same bytes as an unbounded read.
+func testLogReadBudget(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	for i := range 6 {
+		name := fmt.Sprintf("budget-%d", i)
+		if _, err := s.OpenAccount(f.ctx, name, fakeKey(name), false, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.LogEntries(f.ctx, 0, bank.MaxLogRead, bank.MaxLogReadBytes)
+	if err != nil || len(all) < 6 {
+		t.Fatalf("the whole log: %d entries, %v", len(all), err)
+	}
+	for _, tc := range []struct {
+		budget, want int
+	}{
+		{1, 1},
+		{len(all[0]), 1},
+		{len(all[0]) + 1, 2},
+		{len(all[0]) + len(all[1]), 2},
+		{len(all[0]) + len(all[1]) + 1, 3},
+	} {
+		got, err := s.LogEntries(f.ctx, 0, bank.MaxLogRead, tc.budget)
+		if err != nil || len(got) != tc.want {
+			t.Fatalf("a budget of %d bytes: %d entries, %v; want %d", tc.budget, len(got), err, tc.want)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], all[i]) {
+				t.Fatalf("a budget of %d bytes: entry %d differs", tc.budget, i)
+			}
+		}
+	}
+	if got, err := s.LogEntries(f.ctx, 2, bank.MaxLogRead, 1); err != nil || len(got) != 1 || !bytes.Equal(got[0], all[2]) {
+		t.Fatalf("one byte from entry 2: %d entries, %v", len(got), err)
+	}
 }

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"Spent", testSpent},
 		{"Log", testLog},
 		{"ConcurrentLog", testConcurrentLog},
+		{"LogReadBudget", testLogReadBudget},
 		{"Revocations", testRevocations},
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},

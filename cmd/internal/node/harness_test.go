@@ -134,7 +134,7 @@ func (e *env) audit() {
 	size, err := s.LogSize(ctx)
 	for from := int64(0); err == nil && from < size; {
 		var es [][]byte
-		if es, err = s.LogEntries(ctx, from, bank.MaxLogRead); err == nil {
+		if es, err = s.LogEntries(ctx, from, bank.MaxLogRead, bank.MaxLogReadBytes); err == nil {
 			for _, b := range es {
 				if _, err = a.Apply(b); err != nil {
 					break

@@ -208,7 +208,7 @@ func countKeySets(t *testing.T, s bank.Store) int {
 	}
 	n := 0
 	for from := int64(0); from < size; {
-		es, err := s.LogEntries(ctx, from, bank.MaxLogRead)
+		es, err := s.LogEntries(ctx, from, bank.MaxLogRead, bank.MaxLogReadBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
