@@ -36,8 +36,20 @@ func NewRateLimiter(perSecond float64, burst, maxKeys int) *RateLimiter {
 	return &RateLimiter{rate: rate.Limit(perSecond), burst: burst, max: maxKeys, keys: map[string]*limiterEntry{}}
 }
 
+// Burst is how many events a key may have at once (0: unlimited).
+func (r *RateLimiter) Burst() int {
+	if r == nil || r.rate <= 0 {
+		return 0
+	}
+	return r.burst
+}
+
 // Allow reports whether one more event for key is within its rate.
-func (r *RateLimiter) Allow(key string, now time.Time) bool {
+func (r *RateLimiter) Allow(key string, now time.Time) bool { return r.AllowN(key, now, 1) }
+
+// AllowN reports whether n more events for key are within its rate, and
+// takes them if so. n above the burst never passes.
+func (r *RateLimiter) AllowN(key string, now time.Time, n int) bool {
 	if r == nil || r.rate <= 0 {
 		return true
 	}
@@ -52,7 +64,7 @@ func (r *RateLimiter) Allow(key string, now time.Time) bool {
 		r.keys[key] = e
 	}
 	e.seen = now
-	return e.l.AllowN(now, 1)
+	return e.l.AllowN(now, n)
 }
 
 // evict forgets the half of the keys idle the longest; it runs once per

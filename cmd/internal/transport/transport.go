@@ -33,10 +33,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	protoCodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 // File names inside a daemon's data directory.
@@ -48,6 +52,37 @@ const (
 
 // MaxMessageSize bounds every gRPC message both ways (1024 RSA-4096 coins fit).
 const MaxMessageSize = 4 << 20
+
+// MaxStreamsPerConn bounds the calls in progress on one connection (gRPC's
+// default is unbounded): a merchant's many concurrent deposits fit.
+const MaxStreamsPerConn = 1024
+
+// boundedCodec is gRPC's protobuf codec, refusing before decoding a request
+// larger than its kind can be (maxDecoded). The requests that carry lists
+// are small when honest (1024 hashes: 35 KB), but a 4 MiB message of empty
+// list items decodes into a quarter of a gigabyte of allocations.
+type boundedCodec struct{ encoding.CodecV2 }
+
+func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if limit := maxDecoded(v); limit > 0 && data.Len() > limit {
+		return status.Errorf(codes.ResourceExhausted, "a %T of %d bytes; at most %d", v, data.Len(), limit)
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
+
+// maxDecoded is the largest message of v's kind worth decoding; 0: only
+// MaxMessageSize applies. Each list holds at most 1024 items
+// (ecash.MaxCoinsPerRequest), of some 70 bytes for a first-round item and
+// 34 for a hash.
+func maxDecoded(v any) int {
+	switch v.(type) {
+	case *pb.PrepareWithdrawRequest:
+		return 128 << 10
+	case *pb.IssuedSignaturesRequest, *pb.CoinsSpentRequest:
+		return 64 << 10
+	}
+	return 0
+}
 
 // FlowWindow is the HTTP/2 flow-control window of every stream and
 // connection, on both sides. A fixed window turns off gRPC's bandwidth-delay
@@ -171,10 +206,12 @@ func (c Server) Options() []grpc.ServerOption {
 		chain = append(chain, RequireToken(c.Token))
 	}
 	if c.PeerLimit != nil {
-		chain = append(chain, limitPeers(c.PeerLimit))
+		chain = append(chain, chargePeers(c.PeerLimit))
 	}
 	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name)}),
+		grpc.MaxConcurrentStreams(MaxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown
 		// to what a handler's cryptography needs, instead of a fresh
@@ -183,6 +220,9 @@ func (c Server) Options() []grpc.ServerOption {
 		// goroutine per call as before, so a slow call never queues others.
 		grpc.NumStreamWorkers(streamWorkers()),
 	)
+	if c.PeerLimit != nil {
+		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit)))
+	}
 	switch {
 	case c.TLS != nil:
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c.TLS)))

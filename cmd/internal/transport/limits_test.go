@@ -1,0 +1,98 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// countingBank answers PrepareWithdraw with nothing, counting the calls
+// that reach it.
+type countingBank struct {
+	pb.UnimplementedBankServer
+	calls atomic.Int64
+}
+
+func (b *countingBank) PrepareWithdraw(context.Context, *pb.PrepareWithdrawRequest) (*pb.PrepareWithdrawResponse, error) {
+	b.calls.Add(1)
+	return &pb.PrepareWithdrawResponse{}, nil
+}
+
+func serveCountingBank(t *testing.T, c Server) (pb.BankClient, *countingBank) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(c.Options()...)
+	b := &countingBank{}
+	pb.RegisterBankServer(s, b)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	conn, err := Dial(lis.Addr().String(), ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewBankClient(conn), b
+}
+
+func items(n int) *pb.PrepareWithdrawRequest {
+	req := &pb.PrepareWithdrawRequest{Items: make([]*pb.PrepareWithdrawRequest_Item, n)}
+	for i := range req.Items {
+		req.Items[i] = &pb.PrepareWithdrawRequest_Item{Denomination: make([]byte, 32), Request: make([]byte, 32)}
+	}
+	return req
+}
+
+// TestListRequestsBounded: a request carrying a list is refused before it
+// is decoded when it is larger than its kind can honestly be, and one of
+// the largest honest size (1024 items) is served.
+func TestListRequestsBounded(t *testing.T) {
+	bankc, b := serveCountingBank(t, Server{})
+	ctx := context.Background()
+	if _, err := bankc.PrepareWithdraw(ctx, items(1024)); err != nil {
+		t.Fatalf("1024 first-round items: %v", err)
+	}
+	// 100,000 empty items: 200 KB on the wire.
+	flood := &pb.PrepareWithdrawRequest{Items: make([]*pb.PrepareWithdrawRequest_Item, 100_000)}
+	for i := range flood.Items {
+		flood.Items[i] = &pb.PrepareWithdrawRequest_Item{}
+	}
+	if _, err := bankc.PrepareWithdraw(ctx, flood); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("a flood of empty items: %v, want refused before decoding", err)
+	}
+	hashes := &pb.CoinsSpentRequest{CoinIds: make([][]byte, 100_000)}
+	if _, err := bankc.CoinsSpent(ctx, hashes); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("a flood of empty coin ids: %v, want refused before decoding", err)
+	}
+	if n := b.calls.Load(); n != 1 {
+		t.Fatalf("%d calls reached the handler, want 1", n)
+	}
+}
+
+// TestPeerLimit: the per-peer rate refuses calls before their messages are
+// read, and charges a first-round call by its items: at 10 a second (a
+// burst of 20), a call of 1024 items empties the bucket.
+func TestPeerLimit(t *testing.T) {
+	bankc, b := serveCountingBank(t, Server{PeerLimit: bank.NewRateLimiter(10, 20, 100)})
+	ctx := context.Background()
+	if _, err := bankc.PrepareWithdraw(ctx, items(1024)); err != nil {
+		t.Fatalf("a large call on a full bucket: %v", err)
+	}
+	if _, err := bankc.PrepareWithdraw(ctx, items(1)); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a call after the bucket was emptied: %v, want ResourceExhausted", err)
+	}
+	if n := b.calls.Load(); n != 1 {
+		t.Fatalf("%d calls reached the handler, want 1", n)
+	}
+}
