@@ -256,6 +256,7 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 		return nil, err
 	}
 	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: from, To: to, Opening: acct.Balance}
+	reached := len(hist) < maxStatementScan // the account's first posting, or the period's start below
 	for _, p := range hist {
 		if !p.Time.Before(to) {
 			st.Opening = p.Balance - p.Amount
@@ -263,6 +264,7 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 		}
 		if p.Time.Before(from) {
 			st.Opening = p.Balance
+			reached = true
 			break
 		}
 		st.Opening = p.Balance - p.Amount
@@ -279,10 +281,16 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 			return nil, fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
 		}
 	}
+	if !reached {
+		// Postings older than the scan would be missing, and the opening
+		// balance wrong: signed, that would be a false statement.
+		return nil, fmt.Errorf("%w: the period reaches back past the account's last %d postings; ask for a later start", ecash.ErrMalformed, maxStatementScan)
+	}
 	slices.Reverse(st.Lines)
 	st.Sign(b.keys.Signing)
 	return st, nil
 }
 
-// maxStatementScan bounds how far back a statement reads an account's history.
-const maxStatementScan = 100_000
+// maxStatementScan bounds how far back a statement reads an account's
+// history; a variable so that tests can reach it.
+var maxStatementScan = 100_000

@@ -1,0 +1,48 @@
+package bank
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// historyStore answers History from a list, newest first; nothing else.
+type historyStore struct {
+	Store
+	hist []Posting
+}
+
+func (s historyStore) History(_ context.Context, _ uint64, limit int) ([]Posting, error) {
+	return s.hist[:min(limit, len(s.hist))], nil
+}
+
+// TestStatementBeyondTheScan: a statement whose period reaches back past
+// the postings the bank reads is refused, not signed with lines missing
+// and a wrong opening balance; within them it is exact.
+func TestStatementBeyondTheScan(t *testing.T) {
+	old := maxStatementScan
+	maxStatementScan = 3
+	defer func() { maxStatementScan = old }()
+	t0 := time.Unix(1_800_000_000, 0)
+	var hist []Posting // five credits of 10, one a day, newest first
+	for i := 5; i >= 1; i-- {
+		hist = append(hist, Posting{Seq: uint64(i), Time: t0.Add(time.Duration(i) * 24 * time.Hour), Kind: KindCredit, Amount: 10, Balance: int64(10 * i)})
+	}
+	_, signing, _ := ed25519.GenerateKey(nil)
+	b := &Bank{store: historyStore{hist: hist}, keys: &Keys{Currency: "EUR", Signing: signing}}
+	acct := Account{ID: FirstUserAccount, Balance: 50}
+	if _, err := b.statement(context.Background(), acct, t0, t0.Add(10*24*time.Hour)); !errors.Is(err, ecash.ErrMalformed) {
+		t.Fatalf("a period past the scan: %v, want refused", err)
+	}
+	st, err := b.statement(context.Background(), acct, t0.Add(3*24*time.Hour+time.Hour), t0.Add(10*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Opening != 30 || len(st.Lines) != 2 {
+		t.Fatalf("opening %d with %d lines, want 30 and 2", st.Opening, len(st.Lines))
+	}
+}
