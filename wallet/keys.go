@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -119,10 +120,19 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	}
 	b := w.db.NewBatch()
 	defer b.Close()
+	stored, err := get(w.db, keyKeySet)
+	if err != nil {
+		return nil, err
+	}
 	if old, err := w.KeySet(); err == nil && ks.IssuedAt.Before(old.IssuedAt) {
 		ks = old // keep the newer; but the bank was reached: fresh
-	} else if err := b.Set(keyKeySet, signed, nil); err != nil {
-		return nil, err
+	} else if !bytes.Equal(stored, signed) {
+		// A key set new to the wallet: VerifyLog checks the bank's audit
+		// log holds it.
+		check := (&logCheck{Kind: logKeySet}).encode()
+		if err := errors.Join(b.Set(keyKeySet, signed, nil), b.Set(logCheckKey(sha256.Sum256(signed)), check, nil)); err != nil {
+			return nil, err
+		}
 	}
 	if stored, err := get(w.db, keyMasterPin); err != nil {
 		return nil, err

@@ -20,7 +20,10 @@ import (
 // bank's audit log, verifies its inclusion proof against a checkpoint the
 // wallet's witness accepted (m/witness, the newest checkpoint seen, so a
 // bank that shows two inconsistent logs is caught), and that the entry
-// names the payment or swap and exactly the wallet's coins.
+// names the payment or swap and exactly the wallet's coins. Each key set
+// the wallet accepts leaves one too (v/<SHA-256 of its signed bytes>): a
+// bank logs its key set before it serves it, so one the log lacks was made
+// for this wallet (keys to recognise its coins by), and VerifyLog says so.
 
 var keyWitness = []byte("m/witness")
 
@@ -31,6 +34,7 @@ const (
 	logSwap        = 2
 	logEPOApproved = 3 // a check or purchase the bank approved
 	logEPODeclined = 4
+	logKeySet      = 5
 )
 
 // logCheck is a log entry the wallet expects.
@@ -100,12 +104,17 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		return nil, err
 	}
 	for ref, c := range due {
-		if c.Index == 0 {
-			if c.Index, _, err = logclient.Find(ctx, logc, ref); err != nil {
+		found := c.Index > 0 // known from the bank's answer
+		if !found {
+			if c.Index, found, err = logclient.Find(ctx, logc, ref); err != nil {
 				return nil, err
 			}
+			if !found && c.Kind == logKeySet {
+				return nil, fmt.Errorf("%w: the key set %x… the bank served this wallet is not in its audit log: keys made for this wallet alone would let the bank recognise its coins", ErrLogMismatch, ref[:8])
+			}
 		}
-		if c.Index <= 0 || c.Index >= cp.Size {
+		// Entry 0 is the bank's first key set: found there, it is logged.
+		if !found || c.Index < 0 || c.Index >= cp.Size {
 			rep.Waiting++
 			continue
 		}
@@ -119,6 +128,8 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 			x.Kind = auditlog.KindSwap
 		case logEPOApproved, logEPODeclined:
 			x.Kind, x.Approved = auditlog.KindCheck, c.Kind == logEPOApproved
+		case logKeySet:
+			x.Kind = auditlog.KindKeySet
 		}
 		if err := x.Match(e); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrLogMismatch, err)

@@ -7,6 +7,7 @@ package logclient
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -166,10 +167,11 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash) or a swap (Ref: the swap request hash), spending exactly
-// Coins; or a check (Ref: the EPO hash) decided as Approved says, and, where
-// set, for EPOID, crediting Merchant with Amount.
+// Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
+// set, for EPOID, crediting Merchant with Amount; or a key set (Ref: the
+// SHA-256 of its signed bytes).
 type Expect struct {
-	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap or KindCheck
+	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindCheck or KindKeySet
 	Ref      ecash.Hash
 	Coins    []ecash.Hash
 	Approved bool // for a check
@@ -199,6 +201,8 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		if err := x.matchCheck(e.Index, op); err != nil {
 			return err
 		}
+	case auditlog.KeySet:
+		ref = sha256.Sum256(op.Signed)
 	}
 	if e.Kind() != x.Kind {
 		return fmt.Errorf("%w: entry %d is a %s, not a %s", ErrMismatch, e.Index, e.Kind(), x.Kind)

@@ -4,15 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
 )
 
 func (e *env) dialLog() pb.AuditLogClient {
@@ -255,5 +259,49 @@ func TestAuditLogSigningKeyRotation(t *testing.T) {
 	// it signed.
 	if _, _, err := logclient.Refresh(ctx, logc, &bare, saved); !errors.Is(err, auditlog.ErrCheckpointSignature) {
 		t.Errorf("a checkpoint by a key the key set does not list: %v", err)
+	}
+}
+
+// keySetBank serves one wallet a key set of its own.
+type keySetBank struct {
+	pb.BankClient
+	signed []byte
+}
+
+func (b keySetBank) GetKeys(context.Context, *pb.GetKeysRequest, ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	return &pb.GetKeysResponse{SignedKeyset: b.signed}, nil
+}
+
+// TestKeySetNotLogged: the key set a wallet accepts is checked against the
+// bank's audit log. The one the bank serves everyone is there (entry 0); a
+// key set signed by the same master key but served to one wallet alone,
+// which would let the bank recognise that wallet's coins, is not: the
+// wallet's log check says so.
+func TestKeySetNotLogged(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	bankc, logc := e.dialBank(), e.dialLog()
+	w := e.newWallet(t.TempDir(), "EUR:1.00")
+	defer w.Close()
+	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil || rep.Verified != 1 {
+		t.Fatalf("the served key set: %+v, %v; want it verified", rep, err)
+	}
+	path := filepath.Join(t.TempDir(), bank.KeysFile)
+	if err := os.WriteFile(path, testKeys(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := k.KeySet()
+	own.IssuedAt = own.IssuedAt.Add(time.Second)
+	own.Sign(k.Master)
+	tagging := keySetBank{BankClient: bankc, signed: own.Encode()}
+	if _, err := w.RefreshKeys(ctx, tagging); err != nil {
+		t.Fatalf("the wallet refused a key set its master key signed: %v", err)
+	}
+	if _, err := w.VerifyLog(ctx, tagging, logc); !errors.Is(err, wallet.ErrLogMismatch) {
+		t.Fatalf("a key set the log lacks: %v, want ErrLogMismatch", err)
 	}
 }

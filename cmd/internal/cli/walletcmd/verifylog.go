@@ -23,7 +23,10 @@ func verifyLogCommand(g *globals) *cli.Command {
 consistent with the newest one this wallet has seen (a bank that shows
 different histories to different people is caught), and for every payment,
 return and swap settled since the last check, verifies the log entry's
-inclusion proof and that it names exactly your coins.
+inclusion proof and that it names exactly your coins. It also checks that
+the log holds every key set the bank served this wallet: a bank logs its
+key set before serving it, so one the log lacks was made for few wallets,
+whose coins the bank could then recognise.
 
 A fork is printed with both signed checkpoints: publish them, they prove
 the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
