@@ -754,6 +754,7 @@ func (c *change) gather() error {
 		}
 		c.currency = ks.Currency
 		c.keySet = ks
+		c.warnParallelKeys(ks)
 
 	case Revocation:
 		for _, id := range o.Denoms {
@@ -1009,6 +1010,46 @@ func (c *change) commit() error {
 		}
 	}
 	return nil
+}
+
+// warnParallelKeys warns of a denomination a key set adds that is
+// withdrawable beside another of the same value other than as its
+// predecessor or successor: two live keys for one value let a bank serve
+// some wallets one of them and recognise their coins. A successor starts
+// in the second half of its predecessor's withdraw window and ends after
+// it (a bank's schedule overlaps keys by a twelfth of a period by default,
+// KeyConfig.Overlap; an overlap of half a period or more is warned of).
+func (c *change) warnParallelKeys(ks *ecash.KeySet) {
+	type window struct {
+		id     ecash.Hash
+		value  ecash.Amount
+		ws, we int64
+	}
+	var live []window // the denominations known and not revoked, then those added
+	for _, id := range sortedHashKeys(c.a.denoms) {
+		if d := c.a.denoms[id]; !d.revoked {
+			live = append(live, window{id, d.value, d.withdrawStart, d.withdrawEnd})
+		}
+	}
+	known := len(live)
+	for _, d := range ks.Denominations {
+		if _, ok := c.a.denoms[d.ID]; !ok {
+			live = append(live, window{d.ID, d.Value, d.WithdrawStart.Unix(), d.WithdrawEnd.Unix()})
+		}
+	}
+	succeeds := func(next, prev window) bool {
+		return next.ws >= prev.ws+(prev.we-prev.ws)/2 && next.we > prev.we
+	}
+	for i := known; i < len(live); i++ {
+		n := live[i]
+		for _, o := range live[:i] {
+			if o.value != n.value || o.we <= n.ws || n.we <= o.ws || succeeds(n, o) || succeeds(o, n) {
+				continue
+			}
+			c.warn("denomination %s… of %s is withdrawable beside %s… of the same value, not as its successor: two live keys for one value let a bank recognise the coins of wallets it served one of them",
+				short(n.id), n.value, short(o.id))
+		}
+	}
 }
 
 func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {

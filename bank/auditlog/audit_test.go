@@ -3,11 +3,13 @@ package auditlog_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -426,5 +428,76 @@ func TestAuditWarnings(t *testing.T) {
 		if !strings.Contains(r.Warnings[i].String(), want) {
 			t.Errorf("warning %d: %s, want %q", i, r.Warnings[i], want)
 		}
+	}
+}
+
+// TestAuditParallelKeys: a key set adding a successor of a key (starting in
+// the second half of its withdraw window) is quiet; one adding a second
+// key of a value withdrawable beside the first, which lets a bank serve
+// some wallets one and recognise their coins, is warned of.
+func TestAuditParallelKeys(t *testing.T) {
+	f := newFixture(t)
+	ks := *f.ks
+	ks.Denominations = append([]ecash.Denomination(nil), f.ks.Denominations...)
+	add := func(seed byte, value uint64, start time.Time) ecash.Hash {
+		sk, err := ecash.GenerateCSKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 64)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := ecash.Denomination{ID: ecash.DenominationID(eur(value), sk.Public()), Value: eur(value), Key: sk.Public(),
+			WithdrawStart: start, WithdrawEnd: start.AddDate(1, 0, 0), DepositEnd: start.AddDate(3, 0, 0)}
+		ks.Denominations = append(ks.Denominations, d)
+		return d.ID
+	}
+	add(0x40, 100, fixtureBase.AddDate(0, 11, 0)) // EUR:1.00's successor
+	parallel := add(0x41, 200, fixtureBase.AddDate(0, 1, 0))
+	ks.IssuedAt = fixtureBase.Add(time.Hour)
+	ks.Sign(f.master)
+	m := auditlog.NewMemLog()
+	for i, op := range append(baseOps(f), auditlog.KeySet{Signed: ks.Encode()}) {
+		if _, err := m.Append(f.authorise(op), fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := replay(t, nil, memEntries(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.Report()
+	if r.WarningsTotal != 1 || !strings.Contains(r.Warnings[0].String(), shortHex(parallel)) || !strings.Contains(r.Warnings[0].String(), "beside") {
+		t.Fatalf("warnings %v; want one, of the parallel EUR:2.00 key", r.Warnings)
+	}
+}
+
+// TestAuditBankScheduleQuiet: the keys a bank makes ahead of time on its
+// schedule (successive keys of every value, each overlapping the next by a
+// twelfth of a period), logged as one key set and then extended in
+// another, draw no warning of parallel keys.
+func TestAuditBankScheduleQuiet(t *testing.T) {
+	now := fixtureBase
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{eur(1), eur(2)}, Cipher: ecash.CipherCS,
+		WithdrawPeriod: 30 * 24 * time.Hour, DepositPeriod: 90 * 24 * time.Hour, Until: now.AddDate(0, 4, 0)}, now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := k.KeySet().Encode()
+	if _, err := k.Extend(bank.Schedule{}, now.AddDate(0, 8, 0), now, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(k.KeySet().Denominations); n < 12 {
+		t.Fatalf("%d keys for two values over eight months of 30-day keys", n)
+	}
+	m := auditlog.NewMemLog()
+	for i, signed := range [][]byte{first, k.KeySet().Encode()} {
+		if _, err := m.Append(auditlog.KeySet{Signed: signed}, now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := replay(t, nil, memEntries(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Report(); r.WarningsTotal != 0 {
+		t.Fatalf("warnings %v", r.Warnings)
 	}
 }
