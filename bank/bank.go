@@ -9,7 +9,6 @@
 package bank
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -508,7 +507,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	// with fresh outputs would make the bank sign for nothing, again and
 	// again. Then the inputs are looked up first.
 	if len(req.Outputs) > len(req.Inputs) || slices.ContainsFunc(outKeys, func(d *DenomKey) bool { return d.Key.Cipher() == ecash.CipherRSA }) {
-		if err := b.unspent(ctx, coins, now); err != nil {
+		if err := b.unspent(ctx, reqHash, coins, now); err != nil {
 			return nil, err
 		}
 	}
@@ -535,9 +534,11 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 
 // unspent refuses, with the double-spend proof the commit would give, a
 // swap whose coin inputs (not those spending refund credit) are spent by
-// another request. One spent by this request's own permission is a
-// concurrent retry's: the commit answers it from the record.
-func (b *Bank) unspent(ctx context.Context, coins []SpentCoin, now time.Time) error {
+// another request. One spent by this very request (reqHash) is a
+// concurrent retry's: the commit answers it from the record. (Not by the
+// permission: the same inputs in another order sign the same ones, in a
+// request of another hash that would be refused only after signing.)
+func (b *Bank) unspent(ctx context.Context, reqHash ecash.Hash, coins []SpentCoin, now time.Time) error {
 	var (
 		ids []ecash.Hash
 		at  []int
@@ -558,7 +559,7 @@ func (b *Bank) unspent(ctx context.Context, coins []SpentCoin, now time.Time) er
 		return fmt.Errorf("bank: the store reported %d coin states for %d coins", len(states), len(ids))
 	}
 	for j, st := range states {
-		if st.Permission != nil && !bytes.Equal(st.Permission, coins[at[j]].Permission) {
+		if st.Permission != nil && st.SpentBy != reqHash {
 			return b.doubleSpend(&SpentError{Coin: ids[j], Permission: st.Permission}, now)
 		}
 	}

@@ -32,7 +32,7 @@ func (k countingKey) BlindSign(blinded []byte) ([]byte, error) {
 // before the bank blind-signs anything, where signing costs more than
 // the checks (a denial of service otherwise): a withdrawal whose last RSA
 // planchet is malformed, one beyond the account's balance, a swap
-// replaying a spent coin for more outputs,
+// replaying a spent coin for more outputs (or its inputs reordered),
 // a swap whose outputs are worth more than its inputs could be (refused
 // before its signatures are checked). A swap retried concurrently is still
 // answered, every time, with the same signatures.
@@ -189,6 +189,25 @@ func TestRefusedBeforeSigning(t *testing.T) {
 	}
 	expect("a spent coin replayed", 5)
 
+	// Two coins swapped, then the same request with its inputs in the other
+	// order: the same permissions, another request hash.
+	c1, k1 := csCoin()
+	c2, k2 := csCoin()
+	pair, err := ecash.NewSwapRequest([]ecash.Coin{c1, c2}, []ed25519.PrivateKey{k1, k2}, []ecash.Amount{cs.Value, cs.Value}, rsaOutputs(8), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Swap(ctx, pair.Body()); err != nil {
+		t.Fatal(err)
+	}
+	expect("two withdrawals and their swap for eight", 15)
+	reordered := *pair
+	reordered.Inputs = []ecash.SwapInput{pair.Inputs[1], pair.Inputs[0]}
+	if _, err := b.Swap(ctx, reordered.Body()); !errors.As(err, &ds) {
+		t.Fatalf("the swap replayed with its inputs reordered: %v, want a double-spend proof", err)
+	}
+	expect("a swap replayed with its inputs reordered", 15)
+
 	// Outputs worth more than the input: refused before the input's
 	// signatures are checked (they are bad here).
 	coin2, key2 := csCoin()
@@ -197,7 +216,7 @@ func TestRefusedBeforeSigning(t *testing.T) {
 	if _, err := b.Swap(ctx, greedy.Body()); !errors.Is(err, bank.ErrAmountMatch) {
 		t.Fatalf("outputs worth more than the input could be: %v, want ErrAmountMatch", err)
 	}
-	expect("a greedy swap", 6)
+	expect("a greedy swap", 16)
 
 	// Concurrent retries of one swap: its own spend is no double spend.
 	body := swap(coin2, key2, rsaOutputs(4)).Body()

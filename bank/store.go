@@ -168,9 +168,10 @@ type CoinRefund struct {
 
 // CoinState is what the store knows of a coin.
 type CoinState struct {
-	Permission []byte // the permission that spent it; nil: unspent
-	Refunded   int64  // value restored to it by refunds, in all
-	Credit     int64  // of which not yet spent again
+	Permission []byte     // the permission that spent it; nil: unspent
+	SpentBy    ecash.Hash // what spent it: a deposit's payment hash, a swap's or recoup's request hash
+	Refunded   int64      // value restored to it by refunds, in all
+	Credit     int64      // of which not yet spent again
 }
 
 // DepositOp credits a merchant for coins the service already verified.

@@ -1252,7 +1252,7 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 		if err != nil {
 			return nil, err
 		}
-		out[i].Permission = c.Permission
+		out[i].Permission, out[i].SpentBy = c.Permission, c.Payment
 		if v, found, err = s.lookup(ctx, hashKey(prefixCredit, id)); err != nil {
 			return nil, err
 		}

@@ -934,7 +934,7 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 	}
 	states := map[ecash.Hash]bank.CoinState{}
 	err := s.read(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `SELECT s.coin_id, s.permission, coalesce(f.refunded, 0), coalesce(f.credit, 0)
+		rows, err := s.pool.Query(ctx, `SELECT s.coin_id, s.permission, s.payment_hash, coalesce(f.refunded, 0), coalesce(f.credit, 0)
 			FROM spent_coins s LEFT JOIN coin_credits f ON f.coin_id = s.coin_id WHERE s.coin_id = ANY($1)`, ids)
 		if err != nil {
 			return err
@@ -942,12 +942,13 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				id []byte
-				st bank.CoinState
+				id, by []byte
+				st     bank.CoinState
 			)
-			if err := rows.Scan(&id, &st.Permission, &st.Refunded, &st.Credit); err != nil {
+			if err := rows.Scan(&id, &st.Permission, &by, &st.Refunded, &st.Credit); err != nil {
 				return err
 			}
+			copy(st.SpentBy[:], by)
 			var h ecash.Hash
 			copy(h[:], id)
 			states[h] = st

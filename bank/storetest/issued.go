@@ -65,11 +65,23 @@ func testSpent(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	f.fundOutstanding(1000)
 	m := f.merchant()
-	if _, err := s.Deposit(f.ctx, depositOp(m, 100, "p1", coin("paid"))); err != nil {
+	dep, sw := depositOp(m, 100, "p1", coin("paid")), swapOp(100, "s1", coin("swapped"))
+	if _, err := s.Deposit(f.ctx, dep); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Swap(f.ctx, swapOp(100, "s1", coin("swapped"))); err != nil {
+	if _, err := s.Swap(f.ctx, sw); err != nil {
 		t.Fatal(err)
+	}
+	// CoinStates names what spent each coin: a swap's pre-check tells a
+	// retry of itself from a replay by it.
+	if st := f.coinState(coin("paid")); st.Permission == nil || st.SpentBy != dep.PaymentHash {
+		t.Errorf("the paid coin: spent by %x, want the payment %x", st.SpentBy[:8], dep.PaymentHash[:8])
+	}
+	if st := f.coinState(coin("swapped")); st.Permission == nil || st.SpentBy != sw.RequestHash {
+		t.Errorf("the swapped coin: spent by %x, want the swap %x", st.SpentBy[:8], sw.RequestHash[:8])
+	}
+	if st := f.coinState(coin("fresh")); st.Permission != nil || st.SpentBy != (ecash.Hash{}) {
+		t.Errorf("a fresh coin: %+v", st)
 	}
 	got, err := s.Spent(f.ctx, []ecash.Hash{coin("fresh"), coin("paid"), coin("swapped"), coin("paid")})
 	if err != nil {
