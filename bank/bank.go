@@ -539,13 +539,10 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 // permission: the same inputs in another order sign the same ones, in a
 // request of another hash that would be refused only after signing.)
 func (b *Bank) unspent(ctx context.Context, reqHash ecash.Hash, coins []SpentCoin, now time.Time) error {
-	var (
-		ids []ecash.Hash
-		at  []int
-	)
-	for i, c := range coins {
+	var ids []ecash.Hash
+	for _, c := range coins {
 		if c.Credit == 0 {
-			ids, at = append(ids, c.ID), append(at, i)
+			ids = append(ids, c.ID)
 		}
 	}
 	if len(ids) == 0 {

@@ -457,16 +457,10 @@ func (k *RemoteDenomKey) Public() ecash.DenomPublicKey { return k.pub }
 // Bytes is nil: the private key is not here.
 func (k *RemoteDenomKey) Bytes() []byte { return nil }
 
-// LockKey is computed here: it needs no private key (CS: the nonce).
+// LockKey is computed here, as by a key held here: it needs no private key
+// (ecash.LockKeyOf).
 func (k *RemoteDenomKey) LockKey(blinded []byte) ([]byte, error) {
-	if k.pub.Cipher() != ecash.CipherCS {
-		return nil, nil
-	}
-	m, err := ecash.ParseCSBlindedMessage(blinded)
-	if err != nil {
-		return nil, err
-	}
-	return m.Nonce[:], nil
+	return ecash.LockKeyOf(k.pub, blinded)
 }
 
 // Prepare asks the signer.

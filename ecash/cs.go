@@ -390,15 +390,9 @@ func (k *CSPrivateKey) Prepare(req []byte) ([]byte, error) {
 	return k.DeriveR(CSNonce(req)).Bytes(), nil
 }
 
-// LockKey is the nonce of a blinded message: the bank must never answer two
-// different challenges for one nonce.
-func (k *CSPrivateKey) LockKey(blinded []byte) ([]byte, error) {
-	m, err := ParseCSBlindedMessage(blinded)
-	if err != nil {
-		return nil, err
-	}
-	return m.Nonce[:], nil
-}
+// LockKey is the nonce of a blinded message (LockKeyOf): the bank must
+// never answer two different challenges for one nonce.
+func (k *CSPrivateKey) LockKey(blinded []byte) ([]byte, error) { return LockKeyOf(&k.pub, blinded) }
 
 // Public returns the public half as a DenomPublicKey.
 func (k *CSPrivateKey) Public() DenomPublicKey { return &k.pub }

@@ -269,16 +269,32 @@ func (k *rsaPrivate) Prepare([]byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: RSA has no first round", ErrMalformed)
 }
 
-// LockKey locks nothing, and refuses what BlindSign would: a blinded message
-// that is not exactly k bytes or not below N (ErrMalformed).
-func (k *rsaPrivate) LockKey(blinded []byte) ([]byte, error) {
-	if len(blinded) != k.sk.Size() {
-		return nil, fmt.Errorf("%w: blinded message of %d bytes, want %d", ErrMalformed, len(blinded), k.sk.Size())
+// LockKey is LockKeyOf the public key.
+func (k *rsaPrivate) LockKey(blinded []byte) ([]byte, error) { return LockKeyOf(k.pub, blinded) }
+
+// LockKeyOf is DenomPrivateKey.LockKey, which needs only the public key: a
+// bank whose keys are in a signer process checks planchets as one holding
+// them does. RSA locks nothing, and refuses what BlindSign would: a
+// blinded message not exactly k bytes or not below N (ErrMalformed); CS
+// locks the nonce of a well-formed blinded message.
+func LockKeyOf(pub DenomPublicKey, blinded []byte) ([]byte, error) {
+	switch k := pub.(type) {
+	case *rsaPublic:
+		if size := k.pk.Size(); len(blinded) != size {
+			return nil, fmt.Errorf("%w: blinded message of %d bytes, want %d", ErrMalformed, len(blinded), size)
+		}
+		if new(big.Int).SetBytes(blinded).Cmp(k.pk.N) >= 0 {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, errRSATooLarge)
+		}
+		return nil, nil
+	case *CSPublicKey:
+		m, err := ParseCSBlindedMessage(blinded)
+		if err != nil {
+			return nil, err
+		}
+		return m.Nonce[:], nil
 	}
-	if new(big.Int).SetBytes(blinded).Cmp(k.sk.N) >= 0 {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, errRSATooLarge)
-	}
-	return nil, nil
+	return nil, fmt.Errorf("%w: a key of cipher %s", ErrUnknownCipher, pub.Cipher())
 }
 
 // BlindSign is RFC 9474 BlindSign: blinded^d mod N, refusing a blinded

@@ -164,6 +164,20 @@ func TestRSARefusals(t *testing.T) {
 	if _, err := sk.BlindSign(bytes.Repeat([]byte{0xff}, 256)); !errors.Is(err, ecash.ErrMalformed) {
 		t.Errorf("BlindSign of 0xff..ff: %v", err)
 	}
+	// LockKey (and LockKeyOf the public key, as a bank with a separate
+	// signer checks) refuses the same, before anything is signed, and
+	// locks nothing for RSA.
+	for name, b := range map[string][]byte{"short": make([]byte, 255), "long": make([]byte, 257), "not below N": bytes.Repeat([]byte{0xff}, 256)} {
+		if _, err := sk.LockKey(b); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("LockKey of a %s message: %v", name, err)
+		}
+		if _, err := ecash.LockKeyOf(pk, b); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("LockKeyOf of a %s message: %v", name, err)
+		}
+	}
+	if lk, err := ecash.LockKeyOf(pk, append(make([]byte, 255), 1)); err != nil || lk != nil {
+		t.Errorf("LockKeyOf a well-formed message: %x, %v", lk, err)
+	}
 
 	// Unblinding a wrong or malformed blind signature fails.
 	ps, _ := ecash.DerivePlanchet(seed(9), 7)
