@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -192,7 +195,7 @@ func (w *Wallet) candidates(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	}
 	prepared := make([][]byte, len(cands))
 	if len(asked) > 0 {
-		resp, err := bank.PrepareWithdraw(ctx, prep)
+		resp, err := paced(ctx, func() (*pb.PrepareWithdrawResponse, error) { return bank.PrepareWithdraw(ctx, prep) })
 		if err != nil {
 			return nil, fmt.Errorf("wallet: restore: first round: %w", err)
 		}
@@ -244,7 +247,7 @@ func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candida
 	for _, c := range cands {
 		req.BlindedHashes = append(req.BlindedHashes, c.hash[:])
 	}
-	resp, err := bank.IssuedSignatures(ctx, req)
+	resp, err := paced(ctx, func() (*pb.IssuedSignaturesResponse, error) { return bank.IssuedSignatures(ctx, req) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("wallet: restore: %w", err)
 	}
@@ -331,7 +334,7 @@ func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.
 		for _, id := range batch {
 			req.CoinIds = append(req.CoinIds, id[:])
 		}
-		resp, err := bank.CoinsSpent(ctx, req)
+		resp, err := paced(ctx, func() (*pb.CoinsSpentResponse, error) { return bank.CoinsSpent(ctx, req) })
 		if err != nil {
 			return 0, fmt.Errorf("wallet: restore: %w", err)
 		}
@@ -365,3 +368,30 @@ func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.
 	}
 	return spent, nil
 }
+
+// paced makes a restore's call, and when the bank refuses it for going too
+// fast (RESOURCE_EXHAUSTED: a restore's calls are large, and a bank charges
+// its per-address rate by their items) waits and makes it again: at first
+// pacedWait, doubling, up to pacedTries calls in all.
+func paced[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	wait := pacedWait
+	for try := 1; ; try++ {
+		resp, err := call()
+		if status.Code(err) != codes.ResourceExhausted || try == pacedTries {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// The pace of a restore refused for its rate: waits of 250 ms, 500 ms, ...,
+// 16 s, half a minute in all, enough for any bucket to fill again.
+var (
+	pacedWait  = 250 * time.Millisecond
+	pacedTries = 8
+)

@@ -185,3 +185,44 @@ func TestInterruptedRestore(t *testing.T) {
 	}
 	f.checkConservation(t, r)
 }
+
+// busyBank refuses its first refusals first-round calls for going too fast.
+type busyBank struct {
+	pb.BankClient
+	refusals atomic.Int32
+}
+
+func (b *busyBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRequest, opts ...grpc.CallOption) (*pb.PrepareWithdrawResponse, error) {
+	if b.refusals.Add(-1) >= 0 {
+		return nil, status.Error(codes.ResourceExhausted, "too many requests from this address; slow down")
+	}
+	return b.BankClient.PrepareWithdraw(ctx, in, opts...)
+}
+
+// TestRestorePaced: a bank refusing a restore's calls for its rate (they
+// are large, and charged by their items) slows the restore down; it still
+// finds every coin.
+func TestRestorePaced(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fund(t, w, "EUR:5.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.23"), nil); err != nil {
+		t.Fatal(err)
+	}
+	seed := w.Seed()
+	w.Close()
+	busy := &busyBank{BankClient: f.bankc}
+	busy.refusals.Store(2)
+	r, rep, err := wallet.Restore(ctx, t.TempDir(), seed, busy, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatalf("restore from a busy bank: %v", err)
+	}
+	defer r.Close()
+	if rep.Fresh != ecash.MustParseAmount("EUR:1.23") || busy.refusals.Load() >= 0 {
+		t.Fatalf("restored %s after %d refusals left; want EUR:1.23, none left", rep.Fresh, busy.refusals.Load())
+	}
+}
