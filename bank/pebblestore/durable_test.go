@@ -1,6 +1,8 @@
 package pebblestore
 
 import (
+	"context"
+	"errors"
 	"runtime"
 	"strings"
 	"sync"
@@ -62,8 +64,13 @@ func TestReadWaitsForTheSync(t *testing.T) {
 	release := sync.OnceFunc(func() { close(fs.release) })
 	defer release() // before Close, which waits for the held commit
 	key, value := []byte("test/durable"), []byte("v")
-	waiting := make(chan struct{})
-	s.waitHook = func() { close(waiting) }
+	waits := make(chan struct{}, 16) // a read starts to wait
+	s.waitHook = func() {
+		select {
+		case waits <- struct{}{}:
+		default:
+		}
+	}
 
 	fs.armed.Store(true)
 	committed := make(chan error, 1)
@@ -87,9 +94,25 @@ func TestReadWaitsForTheSync(t *testing.T) {
 		read <- answer{found, err}
 	}()
 	select {
-	case <-waiting:
+	case <-waits:
 	case a := <-read:
 		t.Fatalf("answered (found %t, %v) while the commit's sync was held", a.found, a.err)
+	}
+	// A read given up while it waits ends with its context.
+	ctx, cancel := context.WithCancel(bg)
+	given := make(chan error, 1)
+	go func() {
+		_, _, err := s.lookup(ctx, key)
+		given <- err
+	}()
+	select {
+	case <-waits:
+	case err := <-given:
+		t.Fatalf("a second read answered (%v) while the sync was held", err)
+	}
+	cancel()
+	if err := <-given; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a read cancelled while it waits: %v", err)
 	}
 	release()
 	if a := <-read; !a.found || a.err != nil {

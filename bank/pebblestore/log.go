@@ -296,7 +296,7 @@ func (s *Store) LogSize(ctx context.Context) (int64, error) {
 	}
 	// A checkpoint signed over entries a crash takes back would later
 	// look like a fork of the log.
-	return size, s.durable()
+	return size, s.durable(ctx)
 }
 
 // LogEntries implements bank.Store.
@@ -326,7 +326,7 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([]
 		closer.Close()
 	}
 	if len(out) > 0 {
-		if err := s.durable(); err != nil {
+		if err := s.durable(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -346,5 +346,5 @@ func (s *Store) LogHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, er
 	if err != nil {
 		return nil, err
 	}
-	return hs, s.durable()
+	return hs, s.durable(ctx)
 }

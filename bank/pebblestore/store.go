@@ -302,9 +302,9 @@ type Store struct {
 	// commit returned; syncErr is the commit error that ends the wait.
 	started, synced atomic.Uint64
 	syncMu          sync.Mutex
-	syncCond        *sync.Cond // on syncMu: synced moved or syncErr was set
-	syncErr         error      // guarded by syncMu
-	waitHook        func()     // tests: called when a read starts to wait
+	syncMoved       chan struct{} // guarded by syncMu: closed when synced moves or syncErr is set
+	syncErr         error         // guarded by syncMu
+	waitHook        func()        // tests: called when a read starts to wait
 }
 
 var _ bank.Store = (*Store)(nil)
@@ -367,7 +367,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		done:       make(chan struct{}),
 		rampLeft:   rampWindow,
 	}
-	s.syncCond = sync.NewCond(&s.syncMu)
+	s.syncMoved = make(chan struct{})
 	if s.maxBatch == 0 {
 		s.maxBatch = defaultBatch
 	}
@@ -1200,7 +1200,7 @@ func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byt
 	var out [][]byte
 	prefix := hashKey(prefixRefunds, payment)
 	for n := uint64(0); n < ecash.MaxCoinsPerRequest; n++ {
-		h, found, err := s.lookup(ctx, binary.BigEndian.AppendUint64(bytes.Clone(prefix), n))
+		h, found, err := s.peek(ctx, binary.BigEndian.AppendUint64(bytes.Clone(prefix), n))
 		if err != nil {
 			return nil, err
 		}
@@ -1209,16 +1209,20 @@ func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byt
 		}
 		var rh ecash.Hash
 		copy(rh[:], h)
-		r, found, err := s.RefundRecord(ctx, rh)
+		v, found, err := s.peek(ctx, hashKey(prefixRefund, rh))
 		if err != nil {
 			return nil, err
 		}
 		if !found {
 			return nil, fmt.Errorf("pebblestore: refund %x of payment %x is indexed but not recorded", rh[:8], payment[:8])
 		}
-		out = append(out, r)
+		r, err := decodeRefund(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Receipt)
 	}
-	return out, nil
+	return out, s.durableIf(ctx, len(out) > 0)
 }
 
 // RefundRecord implements bank.Store.
@@ -1240,20 +1244,22 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 		return nil, invalid("%d coins", len(coins))
 	}
 	out := make([]bank.CoinState, len(coins))
+	anyFound := false
 	for i, id := range coins {
-		v, found, err := s.lookup(ctx, hashKey(prefixCoin, id))
+		v, found, err := s.peek(ctx, hashKey(prefixCoin, id))
 		if err != nil {
 			return nil, err
 		}
 		if !found {
 			continue
 		}
+		anyFound = true
 		c, err := decodeCoin(v)
 		if err != nil {
 			return nil, err
 		}
 		out[i].Permission, out[i].SpentBy = c.Permission, c.Payment
-		if v, found, err = s.lookup(ctx, hashKey(prefixCredit, id)); err != nil {
+		if v, found, err = s.peek(ctx, hashKey(prefixCredit, id)); err != nil {
 			return nil, err
 		}
 		if found {
@@ -1264,7 +1270,7 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 			out[i].Refunded, out[i].Credit = r.Refunded, r.Credit
 		}
 	}
-	return out, nil
+	return out, s.durableIf(ctx, anyFound)
 }
 
 // checkUnspent returns a *bank.SpentError for the first spent coin.
@@ -1333,8 +1339,9 @@ func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issue
 		return nil, invalid("%d blinded messages", len(blinded))
 	}
 	out := make([]*bank.Issued, len(blinded))
+	anyFound := false
 	for i, h := range blinded {
-		v, found, err := s.lookup(ctx, hashKey(prefixIssued, h))
+		v, found, err := s.peek(ctx, hashKey(prefixIssued, h))
 		if err != nil {
 			return nil, err
 		}
@@ -1349,9 +1356,15 @@ func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issue
 		var sigs [][]byte
 		if r.Swap {
 			is.Kind = bank.KindSwap
-			sigs, found, err = s.SwapRecord(ctx, r.Request)
+			v, found, err = s.peek(ctx, hashKey(prefixSwap, r.Request))
+			if err == nil && found {
+				var sw *swapRecord
+				if sw, err = decodeSwap(v); err == nil {
+					sigs = sw.Sigs
+				}
+			}
 		} else {
-			v, found, err = s.lookup(ctx, hashKey(prefixWithdraw, r.Request))
+			v, found, err = s.peek(ctx, hashKey(prefixWithdraw, r.Request))
 			if err == nil && found {
 				var w *withdrawRecord
 				if w, err = decodeWithdraw(v); err == nil {
@@ -1365,10 +1378,11 @@ func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issue
 		if !found || int(r.Pos) >= len(sigs) {
 			return nil, fmt.Errorf("%w: issued record without its signature", errCorrupt)
 		}
-		is.Sig = sigs[r.Pos]
+		is.Sig = bytes.Clone(sigs[r.Pos])
 		out[i] = is
+		anyFound = true
 	}
-	return out, nil
+	return out, s.durableIf(ctx, anyFound)
 }
 
 // Spent implements bank.Store.
@@ -1377,14 +1391,15 @@ func (s *Store) Spent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
 		return nil, invalid("%d coins", len(coins))
 	}
 	out := make([]bool, len(coins))
+	anyFound := false
 	for i, id := range coins {
-		_, found, err := s.lookup(ctx, hashKey(prefixCoin, id))
+		_, found, err := s.peek(ctx, hashKey(prefixCoin, id))
 		if err != nil {
 			return nil, err
 		}
-		out[i] = found
+		out[i], anyFound = found, anyFound || found
 	}
-	return out, nil
+	return out, s.durableIf(ctx, anyFound)
 }
 
 // SwapRecord implements bank.Store.
@@ -1453,35 +1468,61 @@ func (s *Store) settleSync(n uint64, err error) {
 	} else {
 		s.synced.Store(n)
 	}
-	s.syncCond.Broadcast()
+	close(s.syncMoved)
+	s.syncMoved = make(chan struct{})
 	s.syncMu.Unlock()
 }
 
 // durable waits until every group begun before it was called is synced:
 // called after a read, it makes what the read saw durable before anyone is
-// answered from it. A group that then fails its commit fails the read.
-func (s *Store) durable() error {
+// answered from it. A group that then fails its commit fails the read, as
+// does ctx ending first.
+func (s *Store) durable(ctx context.Context) error {
 	n := s.started.Load()
-	if s.synced.Load() >= n {
-		return nil
-	}
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
-	if s.waitHook != nil {
-		s.waitHook()
-	}
-	for s.synced.Load() < n && s.syncErr == nil {
-		s.syncCond.Wait()
-	}
-	if s.synced.Load() < n {
-		return fmt.Errorf("pebblestore: read of an unsynced commit: %w", s.syncErr)
+	for s.synced.Load() < n {
+		s.syncMu.Lock()
+		moved, err := s.syncMoved, s.syncErr
+		if err == nil && s.synced.Load() < n && s.waitHook != nil {
+			s.waitHook()
+		}
+		s.syncMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("pebblestore: read of an unsynced commit: %w", err)
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
+}
+
+// durableIf is durable when a read found something: what it did not find
+// answers nothing a crash could take back.
+func (s *Store) durableIf(ctx context.Context, found bool) error {
+	if !found {
+		return nil
+	}
+	return s.durable(ctx)
 }
 
 // lookup reads one committed value, copied: a value found is durable
 // before it is returned.
 func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
+	v, ok, err := s.peek(ctx, key)
+	if err == nil && ok {
+		err = s.durable(ctx)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v, ok, nil
+}
+
+// peek is lookup without the wait: a call reading many values peeks at
+// each and waits once (durable) before it answers from any.
+func (s *Store) peek(ctx context.Context, key []byte) ([]byte, bool, error) {
 	if err := s.enter(); err != nil {
 		return nil, false, err
 	}
@@ -1492,11 +1533,6 @@ func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 	v, ok, err := Get(s.db, key)
 	if err != nil {
 		return nil, false, fmt.Errorf("pebblestore: read: %w", err)
-	}
-	if ok {
-		if err := s.durable(); err != nil {
-			return nil, false, err
-		}
 	}
 	return v, ok, nil
 }
@@ -1635,7 +1671,7 @@ func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posti
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	if err := s.durable(); err != nil { // the statement is signed
+	if err := s.durable(ctx); err != nil { // the statement is signed
 		return nil, err
 	}
 	a, err := s.readAccount(snap, id)

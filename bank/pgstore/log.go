@@ -461,11 +461,12 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([]
 			return nil
 		}
 		// The sizes come from the values' headers (octet_length does not
-		// detoast), so entries past the budget are never read.
-		rows, err := s.pool.Query(ctx, `WITH page AS (
-			SELECT idx, sum(octet_length(entry)) OVER (ORDER BY idx) - octet_length(entry) AS before
-			FROM (SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2) AS p)
-			SELECT l.idx, l.entry FROM log_entries l JOIN page USING (idx) WHERE page.before < $3 ORDER BY l.idx`,
+		// detoast), and only the entries sent are, so those past the
+		// budget are never read.
+		rows, err := s.pool.Query(ctx, `SELECT idx, entry FROM (
+			SELECT idx, entry, sum(octet_length(entry)) OVER (ORDER BY idx) - octet_length(entry) AS before
+			FROM (SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx LIMIT $2) AS p) AS page
+			WHERE before < $3 ORDER BY idx`,
 			from, int64(n), int64(maxBytes))
 		if err != nil {
 			return err
