@@ -82,10 +82,12 @@ func clientInterceptor(ctx context.Context, method string, req, reply any, cc *g
 
 // tapPeers refuses calls beyond a peer address's rate with
 // ResourceExhausted as their streams open, before gRPC reads and decodes
-// their messages: a refused call costs the server next to nothing.
-func tapPeers(l *bank.RateLimiter) tap.ServerInHandle {
+// their messages: a refused call costs the server next to nothing. The
+// metrics count it under the method "(peer rate)".
+func tapPeers(l *bank.RateLimiter, m *RPCMetrics) tap.ServerInHandle {
 	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
 		if !l.Allow(peerKey(ctx), time.Now()) {
+			m.refused("(peer rate)")
 			return nil, errTooFast
 		}
 		return ctx, nil

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,7 +59,12 @@ func items(n int) *pb.PrepareWithdrawRequest {
 // is decoded when it is larger than its kind can honestly be, and one of
 // the largest honest size (1024 items) is served.
 func TestListRequestsBounded(t *testing.T) {
-	bankc, b := serveCountingBank(t, Server{})
+	reg := prometheus.NewRegistry()
+	m, err := NewRPCMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankc, b := serveCountingBank(t, Server{Metrics: m})
 	ctx := context.Background()
 	if _, err := bankc.PrepareWithdraw(ctx, items(1024)); err != nil {
 		t.Fatalf("1024 first-round items: %v", err)
@@ -78,13 +84,47 @@ func TestListRequestsBounded(t *testing.T) {
 	if n := b.calls.Load(); n != 1 {
 		t.Fatalf("%d calls reached the handler, want 1", n)
 	}
+	for _, what := range []string{"*pb.PrepareWithdrawRequest", "*pb.CoinsSpentRequest"} {
+		if n := refusals(t, reg, what); n != 1 {
+			t.Errorf("%g refusals of %s counted, want 1", n, what)
+		}
+	}
+}
+
+// refusals is the count of ResourceExhausted calls of method in reg.
+func refusals(t *testing.T, reg *prometheus.Registry, method string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != RPCCallsMetric {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["method"] == method && labels["code"] == "ResourceExhausted" {
+				return mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // TestPeerLimit: the per-peer rate refuses calls before their messages are
 // read, and charges a first-round call by its items: at 10 a second (a
 // burst of 20), a call of 1024 items empties the bucket.
 func TestPeerLimit(t *testing.T) {
-	bankc, b := serveCountingBank(t, Server{PeerLimit: bank.NewRateLimiter(10, 20, 100)})
+	reg := prometheus.NewRegistry()
+	m, err := NewRPCMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankc, b := serveCountingBank(t, Server{PeerLimit: bank.NewRateLimiter(10, 20, 100), Metrics: m})
 	ctx := context.Background()
 	if _, err := bankc.PrepareWithdraw(ctx, items(1024)); err != nil {
 		t.Fatalf("a large call on a full bucket: %v", err)
@@ -94,5 +134,9 @@ func TestPeerLimit(t *testing.T) {
 	}
 	if n := b.calls.Load(); n != 1 {
 		t.Fatalf("%d calls reached the handler, want 1", n)
+	}
+	// The bucket empty, the call was refused as its stream opened.
+	if n := refusals(t, reg, "(peer rate)"); n != 1 {
+		t.Errorf("%g refusals at the stream's opening counted, want 1", n)
 	}
 }

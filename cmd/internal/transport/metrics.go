@@ -37,6 +37,15 @@ func NewRPCMetrics(reg prometheus.Registerer) (*RPCMetrics, error) {
 	return m, nil
 }
 
+// refused counts a call refused before it reached the interceptors (a nil
+// m counts nothing). what stands in for the method, which gRPC has not
+// looked up yet (a peer may name any): a fixed few strings.
+func (m *RPCMetrics) refused(what string) {
+	if m != nil {
+		m.calls.WithLabelValues(what, "ResourceExhausted").Inc()
+	}
+}
+
 func (m *RPCMetrics) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)

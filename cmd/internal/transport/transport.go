@@ -60,11 +60,18 @@ const MaxStreamsPerConn = 1024
 // boundedCodec is gRPC's protobuf codec, refusing before decoding a request
 // larger than its kind can be (maxDecoded). The requests that carry lists
 // are small when honest (1024 hashes: 35 KB), but a 4 MiB message of empty
-// list items decodes into a quarter of a gigabyte of allocations.
-type boundedCodec struct{ encoding.CodecV2 }
+// list items decodes into a quarter of a gigabyte of allocations. gRPC
+// answers a codec's refusal as INTERNAL ("grpc: error unmarshalling
+// request"), whatever the codec says; the metrics count it as
+// ResourceExhausted under the request's type ("*pb.CoinsSpentRequest").
+type boundedCodec struct {
+	encoding.CodecV2
+	metrics *RPCMetrics
+}
 
 func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if limit := maxDecoded(v); limit > 0 && data.Len() > limit {
+		c.metrics.refused(fmt.Sprintf("%T", v))
 		return status.Errorf(codes.ResourceExhausted, "a %T of %d bytes; at most %d", v, data.Len(), limit)
 	}
 	return c.CodecV2.Unmarshal(data, v)
@@ -210,7 +217,7 @@ func (c Server) Options() []grpc.ServerOption {
 	}
 	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name)}),
+		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), c.Metrics}),
 		grpc.MaxConcurrentStreams(MaxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown
@@ -221,7 +228,7 @@ func (c Server) Options() []grpc.ServerOption {
 		grpc.NumStreamWorkers(streamWorkers()),
 	)
 	if c.PeerLimit != nil {
-		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit)))
+		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit, c.Metrics)))
 	}
 	switch {
 	case c.TLS != nil:
