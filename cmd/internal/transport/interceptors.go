@@ -123,7 +123,9 @@ func callCost(req any) int {
 	return 0
 }
 
-// peerKey is the address a call comes from, without its port.
+// peerKey is the address a call comes from, without its port; for IPv6
+// its /64 network, which one host is commonly given whole (limited per
+// address, it would have 2^64 fresh buckets).
 func peerKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
@@ -132,6 +134,9 @@ func peerKey(ctx context.Context) string {
 	key := p.Addr.String()
 	if host, _, err := net.SplitHostPort(key); err == nil {
 		key = host
+	}
+	if ip := net.ParseIP(key); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 	}
 	return key
 }

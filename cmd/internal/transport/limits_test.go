@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
@@ -138,5 +139,32 @@ func TestPeerLimit(t *testing.T) {
 	// The bucket empty, the call was refused as its stream opened.
 	if n := refusals(t, reg, "(peer rate)"); n != 1 {
 		t.Errorf("%g refusals at the stream's opening counted, want 1", n)
+	}
+}
+
+// TestPeerKey: a peer is its address without the port; an IPv6 peer is its
+// /64 network, which one host may hold whole.
+func TestPeerKey(t *testing.T) {
+	at := func(addr string) string {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return peerKey(peer.NewContext(context.Background(), &peer.Peer{Addr: a}))
+	}
+	if a, b := at("192.0.2.1:443"), at("192.0.2.1:9"); a != "192.0.2.1" || b != a {
+		t.Errorf("IPv4: %q and %q", a, b)
+	}
+	if at("192.0.2.2:443") == at("192.0.2.1:443") {
+		t.Error("two IPv4 addresses share a key")
+	}
+	if a, b := at("[2001:db8:1:2::1]:443"), at("[2001:db8:1:2:ffff::7]:5"); a != "2001:db8:1:2::/64" || b != a {
+		t.Errorf("one IPv6 /64: %q and %q", a, b)
+	}
+	if at("[2001:db8:1:3::1]:443") == at("[2001:db8:1:2::1]:443") {
+		t.Error("two IPv6 /64s share a key")
+	}
+	if got := peerKey(context.Background()); got != "unknown" {
+		t.Errorf("no peer: %q", got)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	protoCodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -56,6 +57,13 @@ const MaxMessageSize = 4 << 20
 // MaxStreamsPerConn bounds the calls in progress on one connection (gRPC's
 // default is unbounded): a merchant's many concurrent deposits fit.
 const MaxStreamsPerConn = 1024
+
+// HandshakeTimeout and IdleTimeout bound a connection's handshake and its
+// time without a call (gRPC's defaults: two minutes, and forever).
+const (
+	HandshakeTimeout = 20 * time.Second
+	IdleTimeout      = 10 * time.Minute
+)
 
 // boundedCodec is gRPC's protobuf codec, refusing before decoding a request
 // larger than its kind can be (maxDecoded). The requests that carry lists
@@ -219,6 +227,12 @@ func (c Server) Options() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), c.Metrics}),
 		grpc.MaxConcurrentStreams(MaxStreamsPerConn),
+		// A connection must finish its handshake within HandshakeTimeout
+		// and is closed after IdleTimeout without a call (a client reconnects
+		// on its next): neither a slow handshake nor an idle connection
+		// holds a server's memory for long.
+		grpc.ConnectionTimeout(HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: IdleTimeout}),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown
 		// to what a handler's cryptography needs, instead of a fresh
