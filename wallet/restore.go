@@ -142,7 +142,7 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 			lastUsed = max(lastUsed, int64(d.Indices[0]))
 		}
 		if rep.Disputed += len(bad); rep.Disputed > maxRestoreDisputes {
-			return nil, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored)", ErrBadAnswer, rep.Disputed)
+			return nil, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored; until a restore finishes, the wallet withdraws and swaps nothing, see Disputes)", ErrBadAnswer, rep.Disputed)
 		}
 		for _, r := range recs {
 			found = append(found, r.Coin.ID())
