@@ -251,12 +251,15 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 // opening balance and every posting in the period, in time order.
 func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) (*echeck.Statement, error) {
 	// History is newest first; walk back to From.
-	hist, err := b.store.History(ctx, acct.ID, maxStatementScan)
+	// One more than the scan: fewer means the account's first posting was
+	// read.
+	hist, err := b.store.History(ctx, acct.ID, maxStatementScan+1)
 	if err != nil {
 		return nil, err
 	}
+	reached := len(hist) <= maxStatementScan // the account's first posting, or the period's start below
+	hist = hist[:min(len(hist), maxStatementScan)]
 	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: from, To: to, Opening: acct.Balance}
-	reached := len(hist) < maxStatementScan // the account's first posting, or the period's start below
 	for _, p := range hist {
 		if !p.Time.Before(to) {
 			st.Opening = p.Balance - p.Amount

@@ -10,10 +10,19 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// historyStore answers History from a list, newest first; nothing else.
+// historyStore answers History from a list, newest first, for one
+// merchant account; nothing else.
 type historyStore struct {
 	Store
 	hist []Posting
+}
+
+func (s historyStore) Totals(context.Context) (map[uint64]int64, error) {
+	return map[uint64]int64{FirstUserAccount: 50}, nil
+}
+
+func (s historyStore) Account(_ context.Context, id uint64) (Account, error) {
+	return Account{ID: id, Merchant: true, Balance: 50}, nil
 }
 
 func (s historyStore) History(_ context.Context, _ uint64, limit int) ([]Posting, error) {
@@ -44,5 +53,33 @@ func TestStatementBeyondTheScan(t *testing.T) {
 	}
 	if st.Opening != 30 || len(st.Lines) != 2 {
 		t.Fatalf("opening %d with %d lines, want 30 and 2", st.Opening, len(st.Lines))
+	}
+	// An account of exactly as many postings as are scanned: the whole
+	// history is read, and a period before its first posting is exact.
+	b.store = historyStore{hist: hist[2:]}
+	st, err = b.statement(context.Background(), Account{ID: FirstUserAccount, Balance: 30}, t0, t0.Add(10*24*time.Hour))
+	if err != nil || st.Opening != 0 || len(st.Lines) != 3 {
+		t.Fatalf("a history of exactly the scan: %+v, %v; want opening 0 and 3 lines", st, err)
+	}
+}
+
+// TestOwedBeyondTheScan: the settlement report refuses a period reaching
+// back past the postings it reads, as a statement does.
+func TestOwedBeyondTheScan(t *testing.T) {
+	old := maxStatementScan
+	maxStatementScan = 3
+	defer func() { maxStatementScan = old }()
+	t0 := time.Unix(1_800_000_000, 0)
+	var hist []Posting
+	for i := 5; i >= 1; i-- {
+		hist = append(hist, Posting{Seq: uint64(i), Time: t0.Add(time.Duration(i) * 24 * time.Hour), Kind: KindDeposit, Amount: 10, Balance: int64(10 * i)})
+	}
+	b := &Bank{store: historyStore{hist: hist}, keys: &Keys{Currency: "EUR"}}
+	if _, err := b.Owed(context.Background(), t0, t0.Add(10*24*time.Hour)); !errors.Is(err, ecash.ErrMalformed) {
+		t.Fatalf("a period past the scan: %v, want refused", err)
+	}
+	owed, err := b.Owed(context.Background(), t0.Add(3*24*time.Hour+time.Hour), t0.Add(10*24*time.Hour))
+	if err != nil || len(owed) != 1 || owed[0].Credited != 20 {
+		t.Fatalf("within the scan: %+v, %v; want 20 credited", owed, err)
 	}
 }

@@ -1481,8 +1481,12 @@ func (s *Store) durable(ctx context.Context) error {
 	n := s.started.Load()
 	for s.synced.Load() < n {
 		s.syncMu.Lock()
+		if s.synced.Load() >= n { // settled since the check above
+			s.syncMu.Unlock()
+			return nil
+		}
 		moved, err := s.syncMoved, s.syncErr
-		if err == nil && s.synced.Load() < n && s.waitHook != nil {
+		if err == nil && s.waitHook != nil {
 			s.waitHook()
 		}
 		s.syncMu.Unlock()
