@@ -3,6 +3,7 @@ package bank
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -379,32 +380,57 @@ func KeySetRevocations(signed []byte, revoked func(ecash.Hash) (bool, error)) ([
 func ScanRevocations(size int64, read func(from int64, n int) ([][]byte, error)) ([]Revocation, error) {
 	var out []Revocation
 	seen := map[ecash.Hash]bool{}
+	err := scanKeySets(size, read, func(index int64, ks auditlog.KeySet) {
+		revoked, _ := KeySetRevocations(ks.Signed, func(ecash.Hash) (bool, error) { return false, nil })
+		for _, id := range revoked {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, Revocation{Denom: id, KeySet: index})
+			}
+		}
+	})
+	return out, err
+}
+
+// KeySetRef is a logged key set's reference (LogIndex finds it by the
+// SHA-256 of its signed bytes) and its entry's index.
+type KeySetRef struct {
+	Ref   ecash.Hash
+	Index int64
+}
+
+// ScanKeySets replays the log's entries from 0 to size, as ScanRevocations
+// does, and returns the reference of every key set logged, in log order:
+// for a store to index the key sets of a log written before it did.
+func ScanKeySets(size int64, read func(from int64, n int) ([][]byte, error)) ([]KeySetRef, error) {
+	var out []KeySetRef
+	err := scanKeySets(size, read, func(index int64, ks auditlog.KeySet) {
+		out = append(out, KeySetRef{sha256.Sum256(ks.Signed), index})
+	})
+	return out, err
+}
+
+// scanKeySets reads entries [0, size) n at a time and calls fn with each
+// key set entry.
+func scanKeySets(size int64, read func(from int64, n int) ([][]byte, error), fn func(index int64, ks auditlog.KeySet)) error {
 	for from := int64(0); from < size; {
 		raw, err := read(from, int(min(size-from, MaxLogRead)))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(raw) == 0 {
-			return nil, fmt.Errorf("bank: log entry %d missing below size %d", from, size)
+			return fmt.Errorf("bank: log entry %d missing below size %d", from, size)
 		}
 		for i, b := range raw {
 			e, err := auditlog.DecodeEntry(b)
 			if err != nil {
-				return nil, fmt.Errorf("bank: log entry %d: %w", from+int64(i), err)
+				return fmt.Errorf("bank: log entry %d: %w", from+int64(i), err)
 			}
-			ks, ok := e.Op.(auditlog.KeySet)
-			if !ok {
-				continue
-			}
-			revoked, _ := KeySetRevocations(ks.Signed, func(ecash.Hash) (bool, error) { return false, nil })
-			for _, id := range revoked {
-				if !seen[id] {
-					seen[id] = true
-					out = append(out, Revocation{Denom: id, KeySet: from + int64(i)})
-				}
+			if ks, ok := e.Op.(auditlog.KeySet); ok {
+				fn(from+int64(i), ks)
 			}
 		}
 		from += int64(len(raw))
 	}
-	return out, nil
+	return nil
 }

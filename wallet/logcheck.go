@@ -81,7 +81,8 @@ type LogReport struct {
 // the newest checkpoint. A fork (a checkpoint inconsistent with one seen
 // before) is an *auditlog.ForkError carrying both signed checkpoints: the
 // evidence to publish. A logged entry that does not match is
-// ErrLogMismatch.
+// ErrLogMismatch; so is a key set the log lacks, reported (with the
+// report) once every other check was made.
 func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.AuditLogClient) (*LogReport, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
@@ -103,6 +104,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	if err != nil {
 		return nil, err
 	}
+	var unlogged error // a key set the log lacks: reported after the other checks
 	for ref, c := range due {
 		found := c.Index > 0 // known from the bank's answer
 		if !found {
@@ -110,7 +112,8 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 				return nil, err
 			}
 			if !found && c.Kind == logKeySet {
-				return nil, fmt.Errorf("%w: the key set %x… the bank served this wallet is not in its audit log: keys made for this wallet alone would let the bank recognise its coins", ErrLogMismatch, ref[:8])
+				unlogged = errors.Join(unlogged, fmt.Errorf("%w: the key set %x… the bank served this wallet is not in its audit log: keys made for this wallet alone would let the bank recognise its coins", ErrLogMismatch, ref[:8]))
+				continue
 			}
 		}
 		// Entry 0 is the bank's first key set: found there, it is logged.
@@ -138,6 +141,9 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 			return nil, err
 		}
 		rep.Verified++
+	}
+	if unlogged != nil {
+		return rep, unlogged
 	}
 	return rep, nil
 }

@@ -24,8 +24,9 @@ import (
 //	m/keyset-hash     SHA-256 of the newest published key set
 //	l/<u64 index>     encoded entry
 //	h/<u64 index>     tlog stored hash (tlog.StoredHashIndex numbering)
-//	x/<ref>           u64 index of the entry of a deposit, withdrawal, swap
-//	                  or check, by its payment, request or EPO hash
+//	x/<ref>           u64 index of the entry of a deposit, withdrawal, swap,
+//	                  recoup, check or key set, by its payment, request or
+//	                  EPO hash or the SHA-256 of the signed key set
 //	y/<denomination>  u64 index of the first key set entry that revoked it
 //
 // The committer owns the log: each group commit starts an Appender on top
@@ -39,6 +40,9 @@ var (
 	// keyRevocations marks a store whose y/ keys hold every revocation
 	// of its log (scanRevocations).
 	keyRevocations = []byte("m/revocations")
+	// keyKeySetRefs marks a store whose x/ keys find every key set of its
+	// log (indexKeySets).
+	keyKeySetRefs = []byte("m/keyset-refs")
 )
 
 const (
@@ -229,17 +233,7 @@ func scanRevocations(db *pebble.DB, size int64, log *slog.Logger) error {
 	if size > 0 {
 		log.Info("recording the revocations in the audit log written before this version (once)", "entries", size)
 	}
-	revs, err := bank.ScanRevocations(size, func(from int64, n int) ([][]byte, error) {
-		out := make([][]byte, 0, n)
-		for i := from; i < from+int64(n); i++ {
-			v, found, err := Get(db, u64Key(prefixLogEntry, uint64(i)))
-			if err != nil || !found {
-				return nil, fmt.Errorf("pebblestore: log entry %d: %w (found %t)", i, err, found)
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	})
+	revs, err := bank.ScanRevocations(size, entryReader(db))
 	if err != nil {
 		return err
 	}
@@ -255,6 +249,50 @@ func scanRevocations(db *pebble.DB, size int64, log *slog.Logger) error {
 	}
 	if size > 0 {
 		log.Info("revocations recorded", "entries", size, "revoked", len(revs), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// entryReader reads n log entries from index from, for a scan at Open.
+func entryReader(db *pebble.DB) func(from int64, n int) ([][]byte, error) {
+	return func(from int64, n int) ([][]byte, error) {
+		out := make([][]byte, 0, n)
+		for i := from; i < from+int64(n); i++ {
+			v, found, err := Get(db, u64Key(prefixLogEntry, uint64(i)))
+			if err != nil || !found {
+				return nil, fmt.Errorf("pebblestore: log entry %d: %w (found %t)", i, err, found)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+}
+
+// indexKeySets makes LogIndex find, once, the key sets of a log written
+// before the store indexed them by hash, before the committer starts: a
+// wallet checks that the key set it was served is logged (and would take
+// an unindexed one for keys made for it alone).
+func indexKeySets(db *pebble.DB, size int64, log *slog.Logger) error {
+	if _, found, err := Get(db, keyKeySetRefs); err != nil || found {
+		return err
+	}
+	start := time.Now()
+	refs, err := bank.ScanKeySets(size, entryReader(db))
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	var errs []error
+	for _, r := range refs { // in log order: a key set logged twice names its newer entry
+		errs = append(errs, b.Set(hashKey(prefixLogRef, r.Ref), binary.BigEndian.AppendUint64(nil, uint64(r.Index)), nil))
+	}
+	errs = append(errs, b.Set(keyKeySetRefs, nil, nil), b.Commit(pebble.Sync))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pebblestore: indexing the log's key sets: %w", err)
+	}
+	if len(refs) > 0 {
+		log.Info("key sets of the audit log indexed (once)", "entries", size, "key_sets", len(refs), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -25,6 +25,21 @@ func TestScanRevocations(t *testing.T) {
 	}, func() bank.Store { return mustOpen(t, fs) })
 }
 
+// TestIndexKeySets: a store whose log holds key sets it cannot find by
+// hash (written before it indexed them) indexes them when opened.
+func TestIndexKeySets(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, fs)
+	storetest.CheckIndexKeySets(t, s, func(refs []ecash.Hash) {
+		s.refs = bank.RecentLogRefs{} // what a restart forgets
+		for _, k := range append([][]byte{keyKeySetRefs}, hashKey(prefixLogRef, refs[0]), hashKey(prefixLogRef, refs[1])) {
+			if err := s.db.Delete(k, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}, func() bank.Store { return mustOpen(t, fs) })
+}
+
 // BenchmarkDepositLogged measures logged deposits on an in-memory file
 // system: with no revocation (the check reads nothing) and with another
 // denomination revoked (each deposit looks its denomination up).

@@ -352,6 +352,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := indexKeySets(db, logSize, logger); err != nil {
+		db.Close()
+		return nil, err
+	}
 	revs, err := loadRevocations(db)
 	if err != nil {
 		db.Close()

@@ -322,6 +322,41 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 	return nil
 }
 
+// indexKeySets makes LogIndex find the key sets of the entries logged
+// before key sets were indexed (migration 9), once: a wallet checks that
+// the key set it was served is logged, and would take an unindexed one for
+// keys made for it alone.
+func (s *Store) indexKeySets(ctx context.Context) error {
+	var unindexed int64
+	if err := s.pool.QueryRow(ctx, `SELECT unindexed FROM log_state`).Scan(&unindexed); err != nil || unindexed == 0 {
+		return err
+	}
+	start := time.Now()
+	refs, err := bank.ScanKeySets(unindexed, func(from int64, n int) ([][]byte, error) {
+		return s.LogEntries(ctx, from, n, bank.MaxLogReadBytes)
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: indexing the log's key sets: %w", err)
+	}
+	hashes, idxs := make([][]byte, len(refs)), make([]int64, len(refs))
+	for i, r := range refs {
+		hashes[i], idxs[i] = r.Ref[:], r.Index
+	}
+	err = s.mutate(ctx, "index the log's key sets", func(t *txn) error {
+		b := begin()
+		// A key set logged twice names its newer entry, as when logged.
+		b.Queue(`INSERT INTO log_refs (ref, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+			ON CONFLICT (ref) DO UPDATE SET idx = greatest(log_refs.idx, excluded.idx)`, hashes, idxs)
+		b.Queue(`UPDATE log_state SET unindexed = 0`)
+		return t.commit(b)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("key sets of the audit log indexed (once)", "entries", unindexed, "key_sets", len(refs), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
 // Revocations implements bank.Store.
 func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 	var out []bank.Revocation

@@ -56,6 +56,12 @@ var migrations = []migration{
 		`ALTER TABLE log_state ADD COLUMN unscanned bigint NOT NULL DEFAULT 0`,
 		`UPDATE log_state SET unscanned = size`,
 	}},
+	{9, "key set references: FindEntry finds a logged key set by the SHA-256 of its bytes", []string{
+		// The entries below unindexed were logged before key sets were
+		// indexed: Open indexes theirs (indexKeySets).
+		`ALTER TABLE log_state ADD COLUMN unindexed bigint NOT NULL DEFAULT 0`,
+		`UPDATE log_state SET unindexed = size`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

@@ -849,6 +849,23 @@ func TestScanRevocations(t *testing.T) {
 	}, func() bank.Store { return mustOpen(t, dsn) })
 }
 
+// TestIndexKeySets: on the first Open after migration 9, the key sets
+// logged before it are indexed by hash.
+func TestIndexKeySets(t *testing.T) {
+	dsn := freshDSN(t)
+	s := mustOpen(t, dsn)
+	storetest.CheckIndexKeySets(t, s, func(refs []ecash.Hash) {
+		// The state migration 9 leaves a database in.
+		s.refs = bank.RecentLogRefs{}
+		if _, err := s.pool.Exec(bg, `DELETE FROM log_refs WHERE ref = ANY($1)`, [][]byte{refs[0][:], refs[1][:]}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.pool.Exec(bg, `UPDATE log_state SET unindexed = size`); err != nil {
+			t.Fatal(err)
+		}
+	}, func() bank.Store { return mustOpen(t, dsn) })
+}
+
 // BenchmarkDepositLogged is BenchmarkDeposit with each deposit's
 // audit-log entry, so each also takes the log's lock and is checked
 // against the revocations: with none recorded, and with another

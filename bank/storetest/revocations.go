@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"maps"
 	"math/rand/v2"
@@ -171,6 +172,35 @@ func CheckScanRevocations(t *testing.T, s bank.Store, forget func(revoked ecash.
 	}
 	if err := s.PublishKeySet(t.Context(), ks0, epoch); !errors.Is(err, bank.ErrUnrevoked) {
 		t.Fatalf("a key set un-revoking a scanned revocation: %v, want ErrUnrevoked", err)
+	}
+}
+
+// CheckIndexKeySets: a store whose log holds key sets it cannot find by
+// hash (written before it indexed them; forget makes it so) indexes them
+// when opened, each at its entry.
+func CheckIndexKeySets(t *testing.T, s bank.Store, forget func(refs []ecash.Hash), reopen func() bank.Store) {
+	t.Helper()
+	ks0, _ := RevocationKeySet(t, epoch)
+	ks1, _ := RevocationKeySet(t, epoch.Add(time.Second), 1)
+	refs := []ecash.Hash{sha256.Sum256(ks0), sha256.Sum256(ks1)}
+	for _, ks := range [][]byte{ks0, ks1} {
+		if err := s.PublishKeySet(t.Context(), ks, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget(refs)
+	if _, found, err := s.LogIndex(t.Context(), refs[0]); err != nil || found {
+		t.Fatalf("a forgotten key set is found (%v): the test forgets nothing", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	defer s.Close()
+	for want, ref := range refs {
+		if got, found, err := s.LogIndex(t.Context(), ref); err != nil || !found || got != int64(want) {
+			t.Fatalf("key set %d after the open: entry %d, found %t, %v", want, got, found, err)
+		}
 	}
 }
 
