@@ -204,8 +204,11 @@ func (s Schedule) Check() error {
 	switch {
 	case s.WithdrawPeriod < time.Second:
 		return fmt.Errorf("bank: key schedule: withdraw period %s is shorter than a second", s.WithdrawPeriod)
-	case s.Overlap < 0 || s.Overlap >= s.WithdrawPeriod:
-		return fmt.Errorf("bank: key schedule: overlap %s must be at least 0 and shorter than the withdraw period %s", s.Overlap, s.WithdrawPeriod)
+	case s.Overlap < 0 || 2*s.Overlap >= s.WithdrawPeriod:
+		// Longer, two keys of a value would be live most of the time,
+		// which the auditor warns of: a bank could tell wallets apart by
+		// the key each was given.
+		return fmt.Errorf("bank: key schedule: overlap %s must be at least 0 and under half the withdraw period %s", s.Overlap, s.WithdrawPeriod)
 	case s.DepositLifetime < 0:
 		return fmt.Errorf("bank: key schedule: negative deposit lifetime %s", s.DepositLifetime)
 	}
@@ -567,7 +570,14 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 		tail := k.newest(v).Denomination
 		bits := rsaBits(tail)
 		for tail.WithdrawEnd.Before(until) {
+			// A successor starts Overlap before its predecessor's end, but
+			// not before the middle of its window (the auditor's rule for a
+			// successor), which a schedule changed to a longer overlap
+			// than the old keys' period allows would do.
 			start := tail.WithdrawEnd.Add(-s.Overlap)
+			if mid := tail.WithdrawStart.Add((tail.WithdrawEnd.Sub(tail.WithdrawStart)/time.Second + 1) / 2 * time.Second); start.Before(mid) {
+				start = mid
+			}
 			if start.Before(now) {
 				start = now
 			}

@@ -471,8 +471,8 @@ func TestAuditParallelKeys(t *testing.T) {
 
 // TestAuditBankScheduleQuiet: the keys a bank makes ahead of time on its
 // schedule (successive keys of every value, each overlapping the next by a
-// twelfth of a period), logged as one key set and then extended in
-// another, draw no warning of parallel keys.
+// twelfth of a period), logged as one key set, extended in another, and
+// extended again on a changed schedule, draw no warning of parallel keys.
 func TestAuditBankScheduleQuiet(t *testing.T) {
 	now := fixtureBase
 	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{eur(1), eur(2)}, Cipher: ecash.CipherCS,
@@ -487,8 +487,16 @@ func TestAuditBankScheduleQuiet(t *testing.T) {
 	if n := len(k.KeySet().Denominations); n < 12 {
 		t.Fatalf("%d keys for two values over eight months of 30-day keys", n)
 	}
+	second := k.KeySet().Encode()
+	// The schedule changed to yearly keys overlapping by a month, longer
+	// than half the old keys' period: the first new key still starts in
+	// the second half of the last old one's window.
+	year := 365 * 24 * time.Hour
+	if _, err := k.Extend(bank.Schedule{WithdrawPeriod: year, Overlap: 30 * 24 * time.Hour, DepositLifetime: year}, now.AddDate(3, 0, 0), now, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
 	m := auditlog.NewMemLog()
-	for i, signed := range [][]byte{first, k.KeySet().Encode()} {
+	for i, signed := range [][]byte{first, second, k.KeySet().Encode()} {
 		if _, err := m.Append(auditlog.KeySet{Signed: signed}, now.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
