@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"google.golang.org/grpc"
+
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
@@ -55,6 +59,53 @@ func TestConcurrentWalletUse(t *testing.T) {
 	bal, err := w.Balance()
 	if err != nil || bal.Fresh.String() != "EUR:24.76" {
 		t.Fatalf("balance %v, %v", bal.Fresh, err)
+	}
+	f.checkConservation(t, w)
+}
+
+// heldWithdrawBank holds its first Withdraw call until released, and
+// counts the calls.
+type heldWithdrawBank struct {
+	pb.BankClient
+	calls            atomic.Int32
+	entered, release chan struct{}
+}
+
+func (b *heldWithdrawBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	if b.calls.Add(1) == 1 {
+		close(b.entered)
+		<-b.release
+	}
+	return b.BankClient.Withdraw(ctx, in, opts...)
+}
+
+// TestRecoverLeavesARequestInFlight: Recover does not send a withdrawal
+// another call of the wallet is sending (two copies in flight: a
+// definitive refusal of one would drop the pending record of the other,
+// with its coins); the call that sends it finishes it.
+func TestRecoverLeavesARequestInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:1.00")
+	held := &heldWithdrawBank{BankClient: f.bankc, entered: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Withdraw(ctx, held, ecash.MustParseAmount("EUR:0.50"), nil)
+		done <- err
+	}()
+	<-held.entered
+	if err := w.Recover(ctx, held); err != nil {
+		t.Fatalf("recover beside a withdrawal in flight: %v", err)
+	}
+	if n := held.calls.Load(); n != 1 {
+		t.Fatalf("the request was sent %d times while in flight, want once", n)
+	}
+	close(held.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b, err := w.Balance(); err != nil || b.Fresh != ecash.MustParseAmount("EUR:1.50") {
+		t.Fatalf("balance %+v, %v; want EUR:1.50", b, err)
 	}
 	f.checkConservation(t, w)
 }

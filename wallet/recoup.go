@@ -133,10 +133,7 @@ func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	// the request unique.
 	req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)
 	pend := &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true, blinded: fresh.blinded}
-	if err := w.reserveForSwap(pend); err != nil {
-		return nil, err
-	}
-	return w.sendSwap(ctx, bank, ks, pend)
+	return w.reserveAndSend(ctx, bank, ks, pend)
 }
 
 // markSpentCoin marks a fresh coin spent.

@@ -284,6 +284,22 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	if credits != nil {
 		ps.Credits = ids
 	}
+	return w.reserveAndSend(ctx, bank, ks, ps)
+}
+
+// reserveAndSend persists a new swap or recoup (reserveForSwap) and sends
+// it, claimed from before it is persisted: a Recover running meanwhile
+// leaves it to this call (see Wallet.sending).
+func (w *Wallet) reserveAndSend(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, ps *pendingSwap) ([]ecash.Coin, error) {
+	h, _, err := ps.request()
+	if err != nil {
+		return nil, err
+	}
+	key := string(swapKey(h))
+	if !w.claim(key) {
+		return nil, errInFlight
+	}
+	defer w.release(key)
 	if err := w.reserveForSwap(ps); err != nil {
 		return nil, err
 	}
@@ -464,7 +480,10 @@ func (w *Wallet) coin(id ecash.Hash) (*coinRecord, error) {
 
 // recoverSwaps re-sends every persisted swap until the bank settles it.
 func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet) error {
-	var pending []*pendingSwap
+	var (
+		pending []*pendingSwap
+		keys    []string
+	)
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: prefixEnd([]byte("s/"))})
 	if err != nil {
 		return err
@@ -475,13 +494,18 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 			it.Close()
 			return fmt.Errorf("wallet: corrupt pending swap: %w", err)
 		}
-		pending = append(pending, ps)
+		pending, keys = append(pending, ps), append(keys, string(it.Key()))
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	for _, ps := range pending {
-		if _, err := w.sendSwap(ctx, bank, ks, ps); err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) {
+	for i, ps := range pending {
+		if !w.claim(keys[i]) {
+			continue // another call is sending it
+		}
+		_, err := w.sendSwap(ctx, bank, ks, ps)
+		w.release(keys[i])
+		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) {
 			return fmt.Errorf("wallet: recovering a swap: %w", err)
 		}
 	}

@@ -85,8 +85,40 @@ type Wallet struct {
 		ks  *ecash.KeySet
 	}
 
+	// sending holds the persisted requests being sent (withdrawals by
+	// nonce, swaps and recoups by request hash), guarded by mu: one call
+	// sends a request at a time, or a definitive refusal of one copy
+	// (funds that arrive between two copies) could drop the pending record,
+	// and with it the coins, of a copy the bank accepted.
+	sending map[string]bool
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// errInFlight: another call of this wallet is sending the request; it
+// stays pending until that call settles it.
+var errInFlight = fmt.Errorf("%w: being sent by another call", ErrPending)
+
+// claim marks a request as being sent, false if it already is; release
+// unmarks it.
+func (w *Wallet) claim(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sending[key] {
+		return false
+	}
+	if w.sending == nil {
+		w.sending = map[string]bool{}
+	}
+	w.sending[key] = true
+	return true
+}
+
+func (w *Wallet) release(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.sending, key)
 }
 
 // Create makes a new wallet with a fresh seed in dir.

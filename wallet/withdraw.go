@@ -37,11 +37,12 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	var coins []ecash.Coin
 	for start := 0; start < len(denoms); start += MaxPlanchetsPerRequest {
 		batch := denoms[start:min(start+MaxPlanchetsPerRequest, len(denoms))]
-		pw, err := w.prepareWithdraw(ctx, bank, account, batch)
+		pw, key, err := w.prepareWithdraw(ctx, bank, account, batch)
 		if err != nil {
 			return coins, err
 		}
 		got, err := w.sendWithdraw(ctx, bank, ks, pw)
+		w.release(key)
 		coins = append(coins, got...)
 		if err != nil {
 			return coins, err // with ErrBadAnswer, got holds the batch's good coins
@@ -75,16 +76,26 @@ func (w *Wallet) accountFor(ctx context.Context, bank pb.BankClient, amount ecas
 }
 
 // prepareWithdraw builds fresh planchets, signs the request and persists it
-// in one synced write before anything is sent to be signed.
-func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, account uint64, denoms []ecash.Denomination) (*pendingWithdraw, error) {
+// in one synced write before anything is sent to be signed. It returns the
+// request claimed (key): the caller sends it, then releases it.
+func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, account uint64, denoms []ecash.Denomination) (_ *pendingWithdraw, key string, err error) {
 	fresh, err := w.newPlanchets(ctx, bank, denoms, true)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now(), Planchets: fresh.Planchets}
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	// Claimed before it is persisted: a Recover running meanwhile leaves
+	// it to this call.
+	key = string(withdrawKey(req.Nonce))
+	w.claim(key)
+	defer func() {
+		if err != nil {
+			w.release(key)
+		}
+	}()
 	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared, blinded: fresh.blinded}
 	pw.Body = req.Body()
 	debits := make(map[ecash.Hash]ecash.Denomination, len(denoms))
@@ -100,13 +111,13 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 		return v, err == nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	pw.Sig = ecash.SignWithdraw(w.acctKey, req, amount)
 	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return pw, nil
+	return pw, key, nil
 }
 
 // planchets are blinded planchets with what the wallet needs to finish
@@ -417,7 +428,10 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 }
 
 func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
-	var pending []*pendingWithdraw
+	var (
+		pending []*pendingWithdraw
+		keys    []string
+	)
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
 	if err != nil {
 		return err
@@ -428,7 +442,7 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 			it.Close()
 			return fmt.Errorf("wallet: corrupt pending withdrawal: %w", err)
 		}
-		pending = append(pending, pw)
+		pending, keys = append(pending, pw), append(keys, string(it.Key()))
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -440,10 +454,15 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 	if err != nil {
 		return err
 	}
-	for _, pw := range pending {
+	for i, pw := range pending {
+		if !w.claim(keys[i]) {
+			continue // another call is sending it
+		}
+		_, err := w.sendWithdraw(ctx, bank, ks, pw)
+		w.release(keys[i])
 		// A bad answer is recorded by now (ErrBadAnswer comes only after
 		// the record is written): go on to the others.
-		if _, err := w.sendWithdraw(ctx, bank, ks, pw); err != nil && !errors.Is(err, ErrBadAnswer) {
+		if err != nil && !errors.Is(err, ErrBadAnswer) {
 			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}
