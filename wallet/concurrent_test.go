@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -63,19 +62,14 @@ func TestConcurrentWalletUse(t *testing.T) {
 	f.checkConservation(t, w)
 }
 
-// heldWithdrawBank holds its first Withdraw call until released, and
-// counts the calls.
+// heldWithdrawBank holds its first Withdraw call until released.
 type heldWithdrawBank struct {
 	pb.BankClient
-	calls            atomic.Int32
-	entered, release chan struct{}
+	holdFirst
 }
 
 func (b *heldWithdrawBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
-	if b.calls.Add(1) == 1 {
-		close(b.entered)
-		<-b.release
-	}
+	b.hold()
 	return b.BankClient.Withdraw(ctx, in, opts...)
 }
 
@@ -87,7 +81,7 @@ func TestRecoverLeavesARequestInFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:1.00")
-	held := &heldWithdrawBank{BankClient: f.bankc, entered: make(chan struct{}), release: make(chan struct{})}
+	held := &heldWithdrawBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
 	done := make(chan error, 1)
 	go func() {
 		_, err := w.Withdraw(ctx, held, ecash.MustParseAmount("EUR:0.50"), nil)

@@ -13,18 +13,31 @@ import (
 	"github.com/blindbank/blindbank/wallet"
 )
 
-// heldStatusBank holds its first DepositStatus call until released.
-type heldStatusBank struct {
-	pb.BankClient
-	n                atomic.Int32
+// holdFirst holds the first call it sees until released, and counts them.
+type holdFirst struct {
+	calls            atomic.Int32
 	entered, release chan struct{}
 }
 
-func (b *heldStatusBank) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
-	if b.n.Add(1) == 1 {
-		close(b.entered)
-		<-b.release
+func newHoldFirst() holdFirst {
+	return holdFirst{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *holdFirst) hold() {
+	if h.calls.Add(1) == 1 {
+		close(h.entered)
+		<-h.release
 	}
+}
+
+// heldStatusBank holds its first DepositStatus call until released.
+type heldStatusBank struct {
+	pb.BankClient
+	holdFirst
+}
+
+func (b *heldStatusBank) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	b.hold()
 	return b.BankClient.DepositStatus(ctx, in, opts...)
 }
 
@@ -50,7 +63,7 @@ func TestLateSettleChangesNothing(t *testing.T) {
 		t.Fatal("paid through a merchant that is down")
 	}
 	clk.add(time.Hour) // the first payment's request expires
-	held := &heldStatusBank{BankClient: f.bankc, entered: make(chan struct{}), release: make(chan struct{})}
+	held := &heldStatusBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
 	recovered := make(chan error)
 	go func() { recovered <- w.Recover(ctx, held) }()
 	<-held.entered
