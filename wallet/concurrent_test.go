@@ -103,3 +103,57 @@ func TestRecoverLeavesARequestInFlight(t *testing.T) {
 	}
 	f.checkConservation(t, w)
 }
+
+// heldKeysBank holds its first GetKeys call until released.
+type heldKeysBank struct {
+	pb.BankClient
+	holdFirst
+}
+
+func (b *heldKeysBank) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	b.hold()
+	return b.BankClient.GetKeys(ctx, in, opts...)
+}
+
+// TestRecoverSendsNoSettledRequest: Recover lists the pending withdrawals,
+// then fetches the key set; meanwhile the call sending one of them has it
+// refused for funds, which drops it, and the funds arrive. Recover must not
+// send its stale copy (the bank would now take it, and its coins, with the
+// record gone, would be stored nowhere).
+func TestRecoverSendsNoSettledRequest(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:1.00", "EUR:1.00") // the account is empty
+	acct, err := w.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sending := &heldWithdrawBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
+	withdrawn := make(chan error, 1)
+	go func() {
+		_, err := w.Withdraw(ctx, sending, ecash.MustParseAmount("EUR:0.50"), nil)
+		withdrawn <- err
+	}()
+	<-sending.entered
+	clk.add(2 * wallet.KeySetMaxAge) // Recover fetches the key set after listing
+	listing := &heldKeysBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
+	recovered := make(chan error, 1)
+	go func() { recovered <- w.Recover(ctx, listing) }()
+	<-listing.entered
+	close(sending.release)
+	if err := <-withdrawn; err == nil {
+		t.Fatal("a withdrawal from an empty account went through")
+	}
+	if _, err := f.bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:5.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	close(listing.release)
+	if err := <-recovered; err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if got := f.balance(t, acct); got != 500 {
+		t.Fatalf("account holds %d after recover, want 500: a settled request was sent again", got)
+	}
+	f.checkConservation(t, w)
+}

@@ -480,31 +480,15 @@ func (w *Wallet) coin(id ecash.Hash) (*coinRecord, error) {
 
 // recoverSwaps re-sends every persisted swap until the bank settles it.
 func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet) error {
-	var (
-		pending []*pendingSwap
-		keys    []string
-	)
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: prefixEnd([]byte("s/"))})
+	keys, err := w.pendingKeys("s/")
 	if err != nil {
 		return err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		ps, err := decodePendingSwap(it.Value())
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("wallet: corrupt pending swap: %w", err)
-		}
-		pending, keys = append(pending, ps), append(keys, string(it.Key()))
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	for i, ps := range pending {
-		if !w.claim(keys[i]) {
-			continue // another call is sending it
-		}
-		_, err := w.sendSwap(ctx, bank, ks, ps)
-		w.release(keys[i])
+	for _, key := range keys {
+		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
+			_, err := w.sendSwap(ctx, bank, ks, ps)
+			return err
+		})
 		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) {
 			return fmt.Errorf("wallet: recovering a swap: %w", err)
 		}

@@ -121,6 +121,40 @@ func (w *Wallet) release(key string) {
 	delete(w.sending, key)
 }
 
+// pendingKeys lists the store's keys under prefix: the pending requests of
+// one kind.
+func (w *Wallet) pendingKeys(prefix string) ([]string, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for it.First(); it.Valid(); it.Next() {
+		keys = append(keys, string(it.Key()))
+	}
+	return keys, it.Close()
+}
+
+// sendClaimed sends the pending request stored under key, as Recover does:
+// it claims it, reads it again (the call that held it may have settled it
+// since it was listed: it is then gone, and sent again it would be answered
+// to nobody) and sends it, unless another call is sending it.
+func sendClaimed[T any](w *Wallet, key string, decode func([]byte) (T, error), send func(T) error) error {
+	if !w.claim(key) {
+		return nil // another call is sending it
+	}
+	defer w.release(key)
+	raw, err := get(w.db, []byte(key))
+	if err != nil || raw == nil {
+		return err
+	}
+	p, err := decode(raw)
+	if err != nil {
+		return fmt.Errorf("wallet: corrupt pending request %q: %w", key[:2], err)
+	}
+	return send(p)
+}
+
 // Create makes a new wallet with a fresh seed in dir.
 func Create(dir string, opts Options) (*Wallet, error) {
 	seed := make([]byte, 32)

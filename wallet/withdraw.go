@@ -41,8 +41,10 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 		if err != nil {
 			return coins, err
 		}
-		got, err := w.sendWithdraw(ctx, bank, ks, pw)
-		w.release(key)
+		got, err := func() ([]ecash.Coin, error) {
+			defer w.release(key)
+			return w.sendWithdraw(ctx, bank, ks, pw)
+		}()
 		coins = append(coins, got...)
 		if err != nil {
 			return coins, err // with ErrBadAnswer, got holds the batch's good coins
@@ -428,38 +430,19 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 }
 
 func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
-	var (
-		pending []*pendingWithdraw
-		keys    []string
-	)
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
-	if err != nil {
+	keys, err := w.pendingKeys("w/")
+	if err != nil || len(keys) == 0 {
 		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		pw, err := decodePendingWithdraw(it.Value())
-		if err != nil {
-			it.Close()
-			return fmt.Errorf("wallet: corrupt pending withdrawal: %w", err)
-		}
-		pending, keys = append(pending, pw), append(keys, string(it.Key()))
-	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	if len(pending) == 0 {
-		return nil
 	}
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
 		return err
 	}
-	for i, pw := range pending {
-		if !w.claim(keys[i]) {
-			continue // another call is sending it
-		}
-		_, err := w.sendWithdraw(ctx, bank, ks, pw)
-		w.release(keys[i])
+	for _, key := range keys {
+		err := sendClaimed(w, key, decodePendingWithdraw, func(pw *pendingWithdraw) error {
+			_, err := w.sendWithdraw(ctx, bank, ks, pw)
+			return err
+		})
 		// A bad answer is recorded by now (ErrBadAnswer comes only after
 		// the record is written): go on to the others.
 		if err != nil && !errors.Is(err, ErrBadAnswer) {
