@@ -277,6 +277,9 @@ func indexKeySets(db *pebble.DB, size int64, log *slog.Logger) error {
 		return err
 	}
 	start := time.Now()
+	if size > 0 {
+		log.Info("indexing the key sets of the audit log written before this version (once)", "entries", size)
+	}
 	refs, err := bank.ScanKeySets(size, entryReader(db))
 	if err != nil {
 		return err

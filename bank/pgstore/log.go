@@ -332,15 +332,25 @@ func (s *Store) indexKeySets(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
+	s.log.Info("indexing the key sets of the audit log written before this version (once)", "entries", unindexed)
 	refs, err := bank.ScanKeySets(unindexed, func(from int64, n int) ([][]byte, error) {
 		return s.LogEntries(ctx, from, n, bank.MaxLogReadBytes)
 	})
 	if err != nil {
 		return fmt.Errorf("pgstore: indexing the log's key sets: %w", err)
 	}
-	hashes, idxs := make([][]byte, len(refs)), make([]int64, len(refs))
-	for i, r := range refs {
-		hashes[i], idxs[i] = r.Ref[:], r.Index
+	// A key set logged twice is one reference, at its newer entry: one
+	// INSERT may not update a row twice.
+	newest := map[ecash.Hash]int64{}
+	for _, r := range refs {
+		newest[r.Ref] = r.Index // in log order
+	}
+	var (
+		hashes [][]byte
+		idxs   []int64
+	)
+	for ref, idx := range newest {
+		hashes, idxs = append(hashes, bytes.Clone(ref[:])), append(idxs, idx)
 	}
 	err = s.mutate(ctx, "index the log's key sets", func(t *txn) error {
 		b := begin()
