@@ -378,7 +378,7 @@ func parseKeys(b []byte) (*Keys, error) {
 				return nil, fmt.Errorf("schedule: %w", err)
 			}
 		}
-		if err := s.Check(); err != nil {
+		if err := s.checkStored(); err != nil {
 			return nil, err
 		}
 		k.Schedule = s

@@ -456,3 +456,27 @@ func TestOpenKeys(t *testing.T) {
 		t.Fatalf("keys beside a ledger: %v", err)
 	}
 }
+
+// TestKeyFileOldScheduleLoads: a key file saved when an overlap had only to
+// be shorter than the period (now: under half of it) still loads, so that
+// the bank starts and `keys extend --overlap` can correct it; keys are not
+// made on it.
+func TestKeyFileOldScheduleLoads(t *testing.T) {
+	k := testKeys(t, nil)
+	day := 24 * time.Hour
+	k.Schedule = Schedule{WithdrawPeriod: 60 * day, Overlap: 40 * day, DepositLifetime: 60 * day}
+	path := filepath.Join(t.TempDir(), KeysFile)
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadKeys(path)
+	if err != nil {
+		t.Fatalf("a key file with an old rule's schedule: %v", err)
+	}
+	if got.Schedule != k.Schedule {
+		t.Fatalf("schedule %+v, want %+v", got.Schedule, k.Schedule)
+	}
+	if _, err := got.Extend(Schedule{}, time.Now().Add(400*day), time.Now(), rand.Reader); err == nil || !strings.Contains(err.Error(), "half") {
+		t.Fatalf("extending on it: %v, want refused", err)
+	}
+}

@@ -199,16 +199,30 @@ type Schedule struct {
 	DepositLifetime time.Duration
 }
 
-// Check refuses a schedule that leaves gaps or makes no sense.
+// Check refuses a schedule that leaves gaps or makes no sense, for keys
+// made from now on.
 func (s Schedule) Check() error {
-	switch {
-	case s.WithdrawPeriod < time.Second:
-		return fmt.Errorf("bank: key schedule: withdraw period %s is shorter than a second", s.WithdrawPeriod)
-	case s.Overlap < 0 || 2*s.Overlap >= s.WithdrawPeriod:
+	if err := s.checkStored(); err != nil {
+		return err
+	}
+	if 2*s.Overlap >= s.WithdrawPeriod {
 		// Longer, two keys of a value would be live most of the time,
 		// which the auditor warns of: a bank could tell wallets apart by
 		// the key each was given.
-		return fmt.Errorf("bank: key schedule: overlap %s must be at least 0 and under half the withdraw period %s", s.Overlap, s.WithdrawPeriod)
+		return fmt.Errorf("bank: key schedule: overlap %s must be under half the withdraw period %s", s.Overlap, s.WithdrawPeriod)
+	}
+	return nil
+}
+
+// checkStored is Check's rule before overlaps had to be under half the
+// period: a key file saved then still loads, and `keys extend --overlap`
+// can then correct its schedule.
+func (s Schedule) checkStored() error {
+	switch {
+	case s.WithdrawPeriod < time.Second:
+		return fmt.Errorf("bank: key schedule: withdraw period %s is shorter than a second", s.WithdrawPeriod)
+	case s.Overlap < 0 || s.Overlap >= s.WithdrawPeriod:
+		return fmt.Errorf("bank: key schedule: overlap %s must be at least 0 and shorter than the withdraw period %s", s.Overlap, s.WithdrawPeriod)
 	case s.DepositLifetime < 0:
 		return fmt.Errorf("bank: key schedule: negative deposit lifetime %s", s.DepositLifetime)
 	}

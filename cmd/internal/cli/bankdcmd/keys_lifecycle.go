@@ -147,7 +147,9 @@ no restart is needed when a key takes over, only after extend.
 The schedule is kept in keys.json (a bank made before schedules infers it
 from its newest keys, with an overlap of a twelfth of the withdraw period);
 --withdraw-period, --overlap and --deposit-lifetime change it for the keys
-made now and later. Values keep their cipher and RSA key size.
+made now and later (the overlap must be under half the period; given a
+period alone, for which the schedule's overlap is too long, the overlap
+becomes a twelfth of it). Values keep their cipher and RSA key size.
 
 The key set changes: restart bankd to serve it, and with an offline master
 key sign it first ('keys export --unsigned', 'keys sign', 'keys import').
@@ -199,6 +201,11 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 				if o.f.set {
 					*o.to = o.f.d
 				}
+			}
+			if period.set && !overlap.set && 2*s.Overlap >= s.WithdrawPeriod {
+				// The schedule's overlap is too long for the new period:
+				// the default's share of it instead.
+				s.Overlap = s.WithdrawPeriod / 12
 			}
 			if err := s.Check(); err != nil {
 				return err

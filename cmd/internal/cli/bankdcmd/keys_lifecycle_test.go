@@ -117,6 +117,12 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	if out, _ := mustBankd(t, "keys", "extend", "--data", dir, "--ahead", "100d"); !strings.Contains(out, "no keys made") {
 		t.Errorf("extending within the schedule: %s", out)
 	}
+	// A period alone, for which the schedule's overlap (10d) is too long:
+	// a twelfth of it instead.
+	mustBankd(t, "keys", "extend", "--data", dir, "--ahead", "900d", "--withdraw-period", "12d")
+	if s = show(t, dir); s.Schedule.WithdrawPeriod != "288h0m0s" || s.Schedule.Overlap != "24h0m0s" {
+		t.Fatalf("after a period alone: schedule %+v, want 12d with a 1d overlap", s.Schedule)
+	}
 
 	// Rotate the signing key (made a minute ago, as far as the file says).
 	path := filepath.Join(dir, bank.KeysFile)
