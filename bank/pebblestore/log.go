@@ -224,37 +224,69 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 // scanRevocations records, once, the revocations of a log written before
 // the store kept them, before the committer starts.
 func scanRevocations(db *pebble.DB, size int64, log *slog.Logger) error {
-	if _, found, err := Get(db, keyRevocations); err != nil || found {
+	return onceOverLog(db, keyRevocations, size, log, "recording the revocations", func(read logReader) ([]kv, error) {
+		revs, err := bank.ScanRevocations(size, read)
+		out := make([]kv, len(revs))
+		for i, r := range revs {
+			out[i] = kv{hashKey(prefixRevoked, r.Denom), binary.BigEndian.AppendUint64(nil, uint64(r.KeySet))}
+		}
+		return out, err
+	})
+}
+
+// indexKeySets makes LogIndex find, once, the key sets of a log written
+// before the store indexed them by hash, before the committer starts: a
+// wallet checks that the key set it was served is logged (and would take
+// an unindexed one for keys made for it alone).
+func indexKeySets(db *pebble.DB, size int64, log *slog.Logger) error {
+	return onceOverLog(db, keyKeySetRefs, size, log, "indexing the key sets", func(read logReader) ([]kv, error) {
+		refs, err := bank.ScanKeySets(size, read)
+		out := make([]kv, len(refs))
+		for i, r := range refs { // in log order: a key set logged twice names its newer entry
+			out[i] = kv{hashKey(prefixLogRef, r.Ref), binary.BigEndian.AppendUint64(nil, uint64(r.Index))}
+		}
+		return out, err
+	})
+}
+
+// onceOverLog fills in, once (until mark is set), what a log written
+// before this version of the store lacks: scan reads the log and returns
+// the keys to write, which go with mark in one synced batch. On the first
+// open after an upgrade a large log takes a while, and the operator should
+// know why the bank is not up yet.
+func onceOverLog(db *pebble.DB, mark []byte, size int64, log *slog.Logger, what string, scan func(logReader) ([]kv, error)) error {
+	if _, found, err := Get(db, mark); err != nil || found {
 		return err
 	}
-	// Once, on the first open after the upgrade: a large log takes a while,
-	// and the operator should know why the bank is not up yet.
 	start := time.Now()
 	if size > 0 {
-		log.Info("recording the revocations in the audit log written before this version (once)", "entries", size)
+		log.Info(what+" of the audit log written before this version (once)", "entries", size)
 	}
-	revs, err := bank.ScanRevocations(size, entryReader(db))
+	writes, err := scan(entryReader(db))
 	if err != nil {
 		return err
 	}
 	b := db.NewBatch()
 	defer b.Close()
 	var errs []error
-	for _, r := range revs {
-		errs = append(errs, b.Set(hashKey(prefixRevoked, r.Denom), binary.BigEndian.AppendUint64(nil, uint64(r.KeySet)), nil))
+	for _, w := range writes {
+		errs = append(errs, b.Set(w.key, w.value, nil))
 	}
-	errs = append(errs, b.Set(keyRevocations, nil, nil), b.Commit(pebble.Sync))
+	errs = append(errs, b.Set(mark, nil, nil), b.Commit(pebble.Sync))
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("pebblestore: recording the log's revocations: %w", err)
+		return fmt.Errorf("pebblestore: %s of the log: %w", what, err)
 	}
 	if size > 0 {
-		log.Info("revocations recorded", "entries", size, "revoked", len(revs), "took", time.Since(start).Round(time.Millisecond))
+		log.Info(what+": done", "entries", size, "keys", len(writes), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
 
+// logReader reads n log entries from index from.
+type logReader = func(from int64, n int) ([][]byte, error)
+
 // entryReader reads n log entries from index from, for a scan at Open.
-func entryReader(db *pebble.DB) func(from int64, n int) ([][]byte, error) {
+func entryReader(db *pebble.DB) logReader {
 	return func(from int64, n int) ([][]byte, error) {
 		out := make([][]byte, 0, n)
 		for i := from; i < from+int64(n); i++ {
@@ -266,38 +298,6 @@ func entryReader(db *pebble.DB) func(from int64, n int) ([][]byte, error) {
 		}
 		return out, nil
 	}
-}
-
-// indexKeySets makes LogIndex find, once, the key sets of a log written
-// before the store indexed them by hash, before the committer starts: a
-// wallet checks that the key set it was served is logged (and would take
-// an unindexed one for keys made for it alone).
-func indexKeySets(db *pebble.DB, size int64, log *slog.Logger) error {
-	if _, found, err := Get(db, keyKeySetRefs); err != nil || found {
-		return err
-	}
-	start := time.Now()
-	if size > 0 {
-		log.Info("indexing the key sets of the audit log written before this version (once)", "entries", size)
-	}
-	refs, err := bank.ScanKeySets(size, entryReader(db))
-	if err != nil {
-		return err
-	}
-	b := db.NewBatch()
-	defer b.Close()
-	var errs []error
-	for _, r := range refs { // in log order: a key set logged twice names its newer entry
-		errs = append(errs, b.Set(hashKey(prefixLogRef, r.Ref), binary.BigEndian.AppendUint64(nil, uint64(r.Index)), nil))
-	}
-	errs = append(errs, b.Set(keyKeySetRefs, nil, nil), b.Commit(pebble.Sync))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("pebblestore: indexing the log's key sets: %w", err)
-	}
-	if len(refs) > 0 {
-		log.Info("key sets of the audit log indexed (once)", "entries", size, "key_sets", len(refs), "took", time.Since(start).Round(time.Millisecond))
-	}
-	return nil
 }
 
 // loadRevocations reads every recorded revocation.

@@ -289,37 +289,18 @@ func queueRevoked(b *pgx.Batch, op auditlog.Op) {
 // the revocations table (migration 8), once: until it has, on the first
 // Open after the upgrade, their key sets' revocations are not checked.
 func (s *Store) scanRevocations(ctx context.Context) error {
-	var unscanned int64
-	if err := s.pool.QueryRow(ctx, `SELECT unscanned FROM log_state`).Scan(&unscanned); err != nil || unscanned == 0 {
-		return err
-	}
-	// Once, on the first open after the upgrade: a large log takes a while,
-	// and the operator should know why the bank is not up yet.
-	start := time.Now()
-	s.log.Info("recording the revocations in the audit log written before this version (once)", "entries", unscanned)
-	revs, err := bank.ScanRevocations(unscanned, func(from int64, n int) ([][]byte, error) {
-		return s.LogEntries(ctx, from, n, bank.MaxLogReadBytes)
+	return s.onceOverLog(ctx, "unscanned", "recording the revocations", func(size int64, read logReader) (func(*pgx.Batch), int, error) {
+		revs, err := bank.ScanRevocations(size, read)
+		denoms, idxs := make([][]byte, len(revs)), make([]int64, len(revs))
+		for i, r := range revs {
+			denoms[i], idxs[i] = r.Denom[:], r.KeySet
+		}
+		return func(b *pgx.Batch) {
+			b.Queue(sqlLockLog) // as every writer of revocations does, first
+			b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+				ON CONFLICT (denom) DO UPDATE SET keyset_idx = least(revocations.keyset_idx, excluded.keyset_idx)`, denoms, idxs)
+		}, len(revs), err
 	})
-	if err != nil {
-		return fmt.Errorf("pgstore: recording the log's revocations: %w", err)
-	}
-	denoms, idxs := make([][]byte, len(revs)), make([]int64, len(revs))
-	for i, r := range revs {
-		denoms[i], idxs[i] = r.Denom[:], r.KeySet
-	}
-	err = s.mutate(ctx, "record the log's revocations", func(t *txn) error {
-		b := begin()
-		b.Queue(sqlLockLog) // as every writer of revocations does, first
-		b.Queue(`INSERT INTO revocations (denom, keyset_idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
-			ON CONFLICT (denom) DO UPDATE SET keyset_idx = least(revocations.keyset_idx, excluded.keyset_idx)`, denoms, idxs)
-		b.Queue(`UPDATE log_state SET unscanned = 0`)
-		return t.commit(b)
-	})
-	if err != nil {
-		return err
-	}
-	s.log.Info("revocations recorded", "entries", unscanned, "revoked", len(revs), "took", time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // indexKeySets makes LogIndex find the key sets of the entries logged
@@ -327,43 +308,60 @@ func (s *Store) scanRevocations(ctx context.Context) error {
 // the key set it was served is logged, and would take an unindexed one for
 // keys made for it alone.
 func (s *Store) indexKeySets(ctx context.Context) error {
-	var unindexed int64
-	if err := s.pool.QueryRow(ctx, `SELECT unindexed FROM log_state`).Scan(&unindexed); err != nil || unindexed == 0 {
+	return s.onceOverLog(ctx, "unindexed", "indexing the key sets", func(size int64, read logReader) (func(*pgx.Batch), int, error) {
+		refs, err := bank.ScanKeySets(size, read)
+		// A key set logged twice is one reference, at its newer entry (as
+		// when logged): one INSERT may not update a row twice.
+		newest := map[ecash.Hash]int64{}
+		for _, r := range refs {
+			newest[r.Ref] = r.Index // in log order
+		}
+		var (
+			hashes [][]byte
+			idxs   []int64
+		)
+		for ref, idx := range newest {
+			hashes, idxs = append(hashes, bytes.Clone(ref[:])), append(idxs, idx)
+		}
+		return func(b *pgx.Batch) {
+			b.Queue(`INSERT INTO log_refs (ref, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+				ON CONFLICT (ref) DO UPDATE SET idx = greatest(log_refs.idx, excluded.idx)`, hashes, idxs)
+		}, len(refs), err
+	})
+}
+
+// logReader reads n log entries from index from.
+type logReader = func(from int64, n int) ([][]byte, error)
+
+// onceOverLog fills in, once, what the entries logged before a migration
+// lack: log_state's column counts them (0: nothing to do). scan reads them
+// and returns how to queue its writes, which commit with the column set to
+// 0, and how many things it found. On the first open after an upgrade a
+// large log takes a while, and the operator should know why the bank is
+// not up yet.
+func (s *Store) onceOverLog(ctx context.Context, column, what string, scan func(size int64, read logReader) (func(*pgx.Batch), int, error)) error {
+	var size int64
+	if err := s.pool.QueryRow(ctx, `SELECT `+column+` FROM log_state`).Scan(&size); err != nil || size == 0 {
 		return err
 	}
 	start := time.Now()
-	s.log.Info("indexing the key sets of the audit log written before this version (once)", "entries", unindexed)
-	refs, err := bank.ScanKeySets(unindexed, func(from int64, n int) ([][]byte, error) {
+	s.log.Info(what+" of the audit log written before this version (once)", "entries", size)
+	queue, n, err := scan(size, func(from int64, n int) ([][]byte, error) {
 		return s.LogEntries(ctx, from, n, bank.MaxLogReadBytes)
 	})
 	if err != nil {
-		return fmt.Errorf("pgstore: indexing the log's key sets: %w", err)
+		return fmt.Errorf("pgstore: %s of the log: %w", what, err)
 	}
-	// A key set logged twice is one reference, at its newer entry: one
-	// INSERT may not update a row twice.
-	newest := map[ecash.Hash]int64{}
-	for _, r := range refs {
-		newest[r.Ref] = r.Index // in log order
-	}
-	var (
-		hashes [][]byte
-		idxs   []int64
-	)
-	for ref, idx := range newest {
-		hashes, idxs = append(hashes, bytes.Clone(ref[:])), append(idxs, idx)
-	}
-	err = s.mutate(ctx, "index the log's key sets", func(t *txn) error {
+	err = s.mutate(ctx, what+" of the log", func(t *txn) error {
 		b := begin()
-		// A key set logged twice names its newer entry, as when logged.
-		b.Queue(`INSERT INTO log_refs (ref, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])
-			ON CONFLICT (ref) DO UPDATE SET idx = greatest(log_refs.idx, excluded.idx)`, hashes, idxs)
-		b.Queue(`UPDATE log_state SET unindexed = 0`)
+		queue(b)
+		b.Queue(`UPDATE log_state SET ` + column + ` = 0`)
 		return t.commit(b)
 	})
 	if err != nil {
 		return err
 	}
-	s.log.Info("key sets of the audit log indexed (once)", "entries", unindexed, "key_sets", len(refs), "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info(what+": done", "entries", size, "found", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
