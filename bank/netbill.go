@@ -250,15 +250,10 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 // statement builds and signs an account's statement over [from, to): its
 // opening balance and every posting in the period, in time order.
 func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) (*echeck.Statement, error) {
-	// History is newest first; walk back to From.
-	// One more than the scan: fewer means the account's first posting was
-	// read.
-	hist, err := b.store.History(ctx, acct.ID, maxStatementScan+1)
+	hist, err := b.historySince(ctx, acct.ID, from)
 	if err != nil {
 		return nil, err
 	}
-	reached := len(hist) <= maxStatementScan // the account's first posting, or the period's start below
-	hist = hist[:min(len(hist), maxStatementScan)]
 	st := &echeck.Statement{Account: acct.ID, Currency: b.keys.Currency, From: from, To: to, Opening: acct.Balance}
 	for _, p := range hist {
 		if !p.Time.Before(to) {
@@ -267,7 +262,6 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 		}
 		if p.Time.Before(from) {
 			st.Opening = p.Balance
-			reached = true
 			break
 		}
 		st.Opening = p.Balance - p.Amount
@@ -284,16 +278,33 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 			return nil, fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
 		}
 	}
-	if !reached {
-		// Postings older than the scan would be missing, and the opening
-		// balance wrong: signed, that would be a false statement.
-		return nil, fmt.Errorf("%w: the period reaches back past the account's last %d postings; ask for a later start", ecash.ErrMalformed, maxStatementScan)
-	}
 	slices.Reverse(st.Lines)
 	st.Sign(b.keys.Signing)
 	return st, nil
 }
 
-// maxStatementScan bounds how far back a statement reads an account's
-// history; a variable so that tests can reach it.
+// historySince is an account's postings, newest first, back to the last
+// one before from (whose balance opens the period) or the account's first.
+// It reads at most maxStatementScan: a period reaching back further is
+// refused, since postings would be missing and the opening balance wrong
+// (signed in a statement, a false one).
+func (b *Bank) historySince(ctx context.Context, id uint64, from time.Time) ([]Posting, error) {
+	// One more than the scan: fewer means the account's first posting was read.
+	hist, err := b.store.History(ctx, id, maxStatementScan+1)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range hist[:min(len(hist), maxStatementScan)] {
+		if p.Time.Before(from) {
+			return hist[:i+1], nil
+		}
+	}
+	if len(hist) > maxStatementScan {
+		return nil, fmt.Errorf("%w: the period reaches back past account %d's last %d postings; ask for a later start", ecash.ErrMalformed, id, maxStatementScan)
+	}
+	return hist, nil
+}
+
+// maxStatementScan bounds how far back a statement or settlement report
+// reads an account's history; a variable so that tests can reach it.
 var maxStatementScan = 100_000
