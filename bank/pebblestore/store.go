@@ -1519,8 +1519,8 @@ func (s *Store) durableIf(ctx context.Context, found bool) error {
 // before it is returned.
 func (s *Store) lookup(ctx context.Context, key []byte) ([]byte, bool, error) {
 	v, ok, err := s.peek(ctx, key)
-	if err == nil && ok {
-		err = s.durable(ctx)
+	if err == nil {
+		err = s.durableIf(ctx, ok)
 	}
 	if err != nil {
 		return nil, false, err
