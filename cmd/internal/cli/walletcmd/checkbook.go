@@ -225,36 +225,23 @@ wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film 
 				return err
 			}
 			defer mconn.Close()
-			opts, closeTr, err := transcriptOptions(transcript)
-			if err != nil {
-				return err
-			}
-			defer closeTr()
-			w, cfg, err := open(g, opts)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			if _, err := w.Account(); err != nil {
-				return err
-			}
-			if ks, err := w.KeySet(); err == nil && max != nil && max.Currency != ks.Currency {
-				return fmt.Errorf("bad --max-price: the bank holds %s, not %s", ks.Currency, max.Currency)
-			}
-			bconn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer bconn.Close()
-			p, err := w.Buy(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), product, max, memo)
-			if err != nil {
-				return checkbookError(inv, p, err)
-			}
-			o := purchaseJSON(p)
-			if err := writeGoods(out, p, &o); err != nil {
-				return err
-			}
-			return printPurchase(inv, p, o)
+			return withConn(g, transcript, func(w *wallet.Wallet, bconn *grpc.ClientConn) error {
+				if _, err := w.Account(); err != nil {
+					return err
+				}
+				if ks, err := w.KeySet(); err == nil && max != nil && max.Currency != ks.Currency {
+					return fmt.Errorf("bad --max-price: the bank holds %s, not %s", ks.Currency, max.Currency)
+				}
+				p, err := w.Buy(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), product, max, memo)
+				if err != nil {
+					return checkbookError(inv, p, err)
+				}
+				o := purchaseJSON(p)
+				if err := writeGoods(out, p, &o); err != nil {
+					return err
+				}
+				return printPurchase(inv, p, o)
+			})
 		},
 	}
 }
@@ -291,39 +278,31 @@ wallet check-status --json 1001-1767225600000-42`,
 					return err
 				}
 			}
-			w, cfg, err := open(g, wallet.Options{})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			bconn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer bconn.Close()
-			p, err := w.CheckStatus(ctx, pb.NewBankClient(bconn), id)
-			var de *wallet.DeclinedError
-			switch {
-			case errors.Is(err, wallet.ErrNoPurchase):
-				return fmt.Errorf("payment order %s is not in this wallet (see 'wallet purchases')", id)
-			case errors.Is(err, wallet.ErrPending) && p != nil:
-				inv.Notef("the bank has no decision on %s yet; it can be charged until %s", id, cli.FormatTime(p.ExpiresAt))
-			case errors.As(err, &de) && p != nil:
-			case err != nil:
-				return checkbookError(inv, p, err)
-			}
-			o := purchaseJSON(p)
-			switch {
-			case out != "" && p.Goods != nil:
-				if err := writeGoods(out, p, &o); err != nil {
-					return err
+			return withConn(g, "", func(w *wallet.Wallet, bconn *grpc.ClientConn) error {
+				p, err := w.CheckStatus(ctx, pb.NewBankClient(bconn), id)
+				var de *wallet.DeclinedError
+				switch {
+				case errors.Is(err, wallet.ErrNoPurchase):
+					return fmt.Errorf("payment order %s is not in this wallet (see 'wallet purchases')", id)
+				case errors.Is(err, wallet.ErrPending) && p != nil:
+					inv.Notef("the bank has no decision on %s yet; it can be charged until %s", id, cli.FormatTime(p.ExpiresAt))
+				case errors.As(err, &de) && p != nil:
+				case err != nil:
+					return checkbookError(inv, p, err)
 				}
-			case out != "":
-				inv.Notef("no goods to write: the order is %s", p.State)
-			case p.Goods != nil:
-				inv.Notef("the key was released and the goods decrypt: give --out FILE to write them")
-			}
-			return printPurchase(inv, p, o)
+				o := purchaseJSON(p)
+				switch {
+				case out != "" && p.Goods != nil:
+					if err := writeGoods(out, p, &o); err != nil {
+						return err
+					}
+				case out != "":
+					inv.Notef("no goods to write: the order is %s", p.State)
+				case p.Goods != nil:
+					inv.Notef("the key was released and the goods decrypt: give --out FILE to write them")
+				}
+				return printPurchase(inv, p, o)
+			})
 		},
 	}
 }
@@ -364,32 +343,16 @@ asks the bank.`,
 				return err
 			}
 			defer mconn.Close()
-			opts, closeTr, err := transcriptOptions(transcript)
-			if err != nil {
-				return err
-			}
-			defer closeTr()
-			w, cfg, err := open(g, opts)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			if _, err := w.Account(); err != nil {
-				return err
-			}
-			if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
-				return fmt.Errorf("the bank holds %s, not %s", ks.Currency, amt.Currency)
-			}
-			bconn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer bconn.Close()
-			p, err := w.WriteCheck(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), amt, memo)
-			if err != nil {
-				return checkbookError(inv, p, err)
-			}
-			return printPurchase(inv, p, purchaseJSON(p))
+			return withBank(g, transcript, amt, func(w *wallet.Wallet, bank pb.BankClient) error {
+				if _, err := w.Account(); err != nil {
+					return err
+				}
+				p, err := w.WriteCheck(ctx, bank, pb.NewMerchantClient(mconn), amt, memo)
+				if err != nil {
+					return checkbookError(inv, p, err)
+				}
+				return printPurchase(inv, p, purchaseJSON(p))
+			})
 		},
 	}
 }
@@ -511,21 +474,13 @@ wallet statement --from 2026-03-01 --to 2026-04-01 --json`,
 			if err != nil {
 				return err
 			}
-			w, cfg, err := open(g, wallet.Options{})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			bconn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer bconn.Close()
-			st, err := w.Statement(ctx, pb.NewBankClient(bconn), start, end)
-			if err != nil {
-				return err
-			}
-			return printStatement(inv, st)
+			return withConn(g, "", func(w *wallet.Wallet, bconn *grpc.ClientConn) error {
+				st, err := w.Statement(ctx, pb.NewBankClient(bconn), start, end)
+				if err != nil {
+					return err
+				}
+				return printStatement(inv, st)
+			})
 		},
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
@@ -92,90 +94,77 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 			if !yes && !inv.StdinTerminal {
 				return errors.New("stdin is not a terminal, so the payment cannot be confirmed: pass --yes to pay without asking")
 			}
-			opts, closeTr, err := transcriptOptions(transcript)
-			if err != nil {
-				return err
-			}
-			defer closeTr()
-			w, cfg, err := open(g, opts)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			bconn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer bconn.Close()
 			mconn, err := transport.Dial(merchantAddr, mcfg)
 			if err != nil {
 				return err
 			}
 			defer mconn.Close()
+			return withConn(g, transcript, func(w *wallet.Wallet, bconn *grpc.ClientConn) error {
 
-			// The offer and the prompt go to stdout, unless stdout carries JSON.
-			show := inv.Stdout
-			if inv.JSON {
-				show = inv.Stderr
-			}
-			var shown *wallet.Offer
-			confirm := func(o *wallet.Offer) error {
-				shown = o
-				printOffer(show, merchantAddr, o)
-				if yes {
-					return nil
+				// The offer and the prompt go to stdout, unless stdout carries JSON.
+				show := inv.Stdout
+				if inv.JSON {
+					show = inv.Stderr
 				}
-				fmt.Fprint(show, "Pay? [y/N] ")
-				line, _ := bufio.NewReader(inv.Stdin).ReadString('\n')
-				switch strings.ToLower(strings.TrimSpace(line)) {
-				case "y", "yes":
-					return nil
+				var shown *wallet.Offer
+				confirm := func(o *wallet.Offer) error {
+					shown = o
+					printOffer(show, merchantAddr, o)
+					if yes {
+						return nil
+					}
+					fmt.Fprint(show, "Pay? [y/N] ")
+					line, _ := bufio.NewReader(inv.Stdin).ReadString('\n')
+					switch strings.ToLower(strings.TrimSpace(line)) {
+					case "y", "yes":
+						return nil
+					}
+					return wallet.ErrDeclined
 				}
-				return wallet.ErrDeclined
-			}
-			var rcpt *ecash.DepositReceipt
-			if offer != nil {
-				rcpt, err = w.PayOffer(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), offer, confirm)
-			} else {
-				rcpt, err = w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
-			}
-			if err != nil {
-				return payError(inv, order, err)
-			}
-			bal, err := w.Balance()
-			if err != nil {
-				return err
-			}
-			_, fee, err := w.CoinFees(rcpt.Coins, func(f ecash.Fees) ecash.Amount { return f.Deposit })
-			if err != nil {
-				return err
-			}
-			out := struct {
-				Order           string `json:"order_id"`
-				Paid            string `json:"paid"`
-				Fees            string `json:"deposit_fees"`
-				Summary         string `json:"summary,omitempty"`
-				MerchantAccount uint64 `json:"merchant_account"`
-				Coins           int    `json:"coins"`
-				DepositedAt     string `json:"deposited_at"`
-				PaymentHash     string `json:"payment_hash"`
-				Receipt         string `json:"receipt"`
-				Balance         string `json:"balance"`
-			}{
-				Order: order, Paid: rcpt.Total.String(), Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
-				DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
-				Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
-			}
-			if shown != nil {
-				out.Summary = shown.Summary
-			}
-			return inv.Print(out, func(wr io.Writer) {
-				fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
-					rcpt.Total, order, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
-				if !fee.IsZero() {
-					fmt.Fprintf(wr, "deposit fees %s\n", fee)
+				var rcpt *ecash.DepositReceipt
+				if offer != nil {
+					rcpt, err = w.PayOffer(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), offer, confirm)
+				} else {
+					rcpt, err = w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
 				}
-				fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+				if err != nil {
+					return payError(inv, order, err)
+				}
+				bal, err := w.Balance()
+				if err != nil {
+					return err
+				}
+				_, fee, err := w.CoinFees(rcpt.Coins, func(f ecash.Fees) ecash.Amount { return f.Deposit })
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Order           string `json:"order_id"`
+					Paid            string `json:"paid"`
+					Fees            string `json:"deposit_fees"`
+					Summary         string `json:"summary,omitempty"`
+					MerchantAccount uint64 `json:"merchant_account"`
+					Coins           int    `json:"coins"`
+					DepositedAt     string `json:"deposited_at"`
+					PaymentHash     string `json:"payment_hash"`
+					Receipt         string `json:"receipt"`
+					Balance         string `json:"balance"`
+				}{
+					Order: order, Paid: rcpt.Total.String(), Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
+					DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
+					Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
+				}
+				if shown != nil {
+					out.Summary = shown.Summary
+				}
+				return inv.Print(out, func(wr io.Writer) {
+					fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
+						rcpt.Total, order, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+					if !fee.IsZero() {
+						fmt.Fprintf(wr, "deposit fees %s\n", fee)
+					}
+					fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+				})
 			})
 		},
 	}

@@ -249,55 +249,39 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 			if err != nil {
 				return err
 			}
-			opts, closeTr, err := transcriptOptions(transcript)
-			if err != nil {
-				return err
-			}
-			defer closeTr()
-			w, cfg, err := open(g, opts)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			if _, err := w.Account(); err != nil {
-				return err
-			}
-			if ks, err := w.KeySet(); err == nil && amt.Currency != ks.Currency {
-				return fmt.Errorf("the bank issues %s, not %s", ks.Currency, amt.Currency)
-			}
-			conn, err := dialBank(cfg)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			bar := inv.NewProgress("withdrawing")
-			coins, err := w.Withdraw(ctx, pb.NewBankClient(conn), amt, func(done, total int) { bar.Set(done, total) })
-			bar.Finish()
-			got, fee, werr := coinTotal(w, amt.Currency, coins)
-			if werr != nil {
-				return werr
-			}
-			if err != nil {
-				if len(coins) > 0 {
-					inv.Notef("withdrew %s in %d coins before the error", got, len(coins))
+			return withBank(g, transcript, amt, func(w *wallet.Wallet, bank pb.BankClient) error {
+				if _, err := w.Account(); err != nil {
+					return err
 				}
-				return withdrawError(err)
-			}
-			bal, err := w.Balance()
-			if err != nil {
-				return err
-			}
-			out := struct {
-				Withdrawn string `json:"withdrawn"`
-				Fees      string `json:"fees"`
-				Coins     int    `json:"coins"`
-				Balance   string `json:"balance"`
-			}{got.String(), fee.String(), len(coins), bal.Fresh.String()}
-			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "withdrew %s in %d coins; balance %s\n", got, len(coins), bal.Fresh)
-				if !fee.IsZero() {
-					fmt.Fprintf(w, "the bank charged %s of withdraw fees on top\n", fee)
+				bar := inv.NewProgress("withdrawing")
+				coins, err := w.Withdraw(ctx, bank, amt, func(done, total int) { bar.Set(done, total) })
+				bar.Finish()
+				got, fee, werr := coinTotal(w, amt.Currency, coins)
+				if werr != nil {
+					return werr
 				}
+				if err != nil {
+					if len(coins) > 0 {
+						inv.Notef("withdrew %s in %d coins before the error", got, len(coins))
+					}
+					return withdrawError(err)
+				}
+				bal, err := w.Balance()
+				if err != nil {
+					return err
+				}
+				out := struct {
+					Withdrawn string `json:"withdrawn"`
+					Fees      string `json:"fees"`
+					Coins     int    `json:"coins"`
+					Balance   string `json:"balance"`
+				}{got.String(), fee.String(), len(coins), bal.Fresh.String()}
+				return inv.Print(out, func(w io.Writer) {
+					fmt.Fprintf(w, "withdrew %s in %d coins; balance %s\n", got, len(coins), bal.Fresh)
+					if !fee.IsZero() {
+						fmt.Fprintf(w, "the bank charged %s of withdraw fees on top\n", fee)
+					}
+				})
 			})
 		},
 	}
