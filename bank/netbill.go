@@ -120,7 +120,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	}
 	out, err := b.store.Check(ctx, CheckOp{
 		EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount,
-		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo,
+		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo, MerchantMemo: end.Memo,
 		Approved: receipts[CheckApproved], DeclinedFunds: receipts[CheckDeclinedFunds],
 		DeclinedLimit: receipts[CheckDeclinedLimit], DeclinedLocked: receipts[CheckDeclinedLocked],
 		Record: raw, Time: now,
@@ -273,10 +273,10 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 		} else {
 			line.ProductID = p.Kind
 		}
-		st.Lines = append(st.Lines, line)
 		if len(st.Lines) == echeck.MaxStatementLines {
 			return nil, fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
 		}
+		st.Lines = append(st.Lines, line)
 	}
 	slices.Reverse(st.Lines)
 	st.Sign(b.keys.Signing)

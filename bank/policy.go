@@ -43,9 +43,24 @@ func (a *Account) SpentOn(now time.Time) int64 {
 	return a.SpentToday
 }
 
+// PostingTime is the time an operation that read the clock at t posts
+// to the account at: t, or the account's last posting time if that is
+// later. Operations read the clock before their cryptography, outside the
+// serial commit, so two on one account can commit in the other order than
+// their clock readings; stamped this way, an account's postings and its
+// spending days follow commit order all the same, which its statements
+// (walked in commit order, bounded by time) rely on.
+func (a *Account) PostingTime(t time.Time) time.Time {
+	if t.Before(a.LastPosted) {
+		return a.LastPosted
+	}
+	return t
+}
+
 // CanSpend checks lock and limits for spending amount at now (not the
 // balance, which the caller checks).
 func (a *Account) CanSpend(amount int64, now time.Time) error {
+	now = a.PostingTime(now)
 	if a.Locked(now) {
 		return ErrAccountLocked
 	}
@@ -60,6 +75,7 @@ func (a *Account) CanSpend(amount int64, now time.Time) error {
 
 // RecordSpend adds amount to today's spending; CanSpend must have passed.
 func (a *Account) RecordSpend(amount int64, now time.Time) {
+	now = a.PostingTime(now)
 	a.SpentToday = a.SpentOn(now) + amount
 	a.SpentDay = Day(now)
 }

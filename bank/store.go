@@ -71,6 +71,10 @@ type Account struct {
 	SpentToday int64
 	FailDay    int64
 	Failures   int64
+
+	// LastPosted is the time of the account's latest posting (zero if
+	// none, or if it predates this field): see PostingTime.
+	LastPosted time.Time
 }
 
 // Posting kinds.
@@ -241,7 +245,11 @@ type CheckOp struct {
 	Merchant uint64
 	Amount   int64  // > 0
 	Product  string // product id (empty for a plain check)
-	Memo     string // the customer's memo
+	Memo     string // the customer's memo, on the customer's posting
+	// MerchantMemo is the merchant's endorsement memo, on the merchant's
+	// posting, which names no counterparty: the merchant never learns the
+	// customer's account or memo (PROTOCOL §9.9).
+	MerchantMemo string
 	// Receipts: approved, and declined for each reason decided at commit.
 	Approved       []byte
 	DeclinedFunds  []byte // insufficient funds

@@ -231,6 +231,7 @@ func encodeAccount(a *account) []byte {
 	e.i64(a.SpentToday)
 	e.i64(a.FailDay)
 	e.i64(a.Failures)
+	e.time(a.LastPosted)
 	return e.b
 }
 
@@ -260,6 +261,9 @@ func decodeAccount(id uint64, b []byte) (*account, error) {
 	a.SpentToday = d.i64()
 	a.FailDay = d.i64()
 	a.Failures = d.i64()
+	if len(d.b) > 0 { // absent from records written before it was kept
+		a.LastPosted = d.time()
+	}
 	if err := d.finish(fmt.Sprintf("account %d", id)); err != nil {
 		return nil, err
 	}

@@ -713,6 +713,8 @@ func (t *txn) post(a *account, kind string, amount int64, memo string, at time.T
 		return fmt.Errorf("%w: account %d", err, a.ID)
 	}
 	a.Balance = bal
+	at = a.PostingTime(at)
+	a.LastPosted = at
 	seq := a.NextSeq
 	a.NextSeq++
 	p := bank.Posting{Seq: seq, Time: at, Kind: kind, Amount: amount, Balance: bal, Memo: memo, Counterparty: counterparty, Ref: ref, Product: product}
@@ -725,16 +727,37 @@ func (t *txn) post(a *account, kind string, amount int64, memo string, at time.T
 func (t *txn) transfer(from, to *account, kind string, amount int64, memo string, at time.Time, ref, product string) error {
 	// Check both sides before writing either; post itself writes only
 	// through t.set, so an error here still leaves nothing behind.
+	if err := canMove(from, to, amount); err != nil {
+		return err
+	}
+	if err := t.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
+		return err
+	}
+	return t.post(to, kind, amount, memo, at, from.ID, ref, product)
+}
+
+// canMove checks that amount can leave one account and reach another
+// without overflowing either balance.
+func canMove(from, to *account, amount int64) error {
 	if _, err := addBalance(from.Balance, -amount); err != nil {
 		return fmt.Errorf("%w: account %d", err, from.ID)
 	}
 	if _, err := addBalance(to.Balance, amount); err != nil {
 		return fmt.Errorf("%w: account %d", err, to.ID)
 	}
-	if err := t.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
+	return nil
+}
+
+// check posts an approved check's two postings, each side with its own
+// memo; the merchant's names no customer.
+func (t *txn) check(cust, merch *account, op bank.CheckOp) error {
+	if err := canMove(cust, merch, op.Amount); err != nil {
 		return err
 	}
-	return t.post(to, kind, amount, memo, at, from.ID, ref, product)
+	if err := t.post(cust, bank.KindCheck, -op.Amount, op.Memo, op.Time, merch.ID, op.EPOID, op.Product); err != nil {
+		return err
+	}
+	return t.post(merch, bank.KindCheck, op.Amount, op.MerchantMemo, op.Time, 0, op.EPOID, op.Product)
 }
 
 // chargeFee moves fee (≥ 0; nothing if 0) from an account to the fee
@@ -1590,7 +1613,7 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		default:
 			out.Outcome, out.Receipt = bank.CheckApproved, op.Approved
 			cust.RecordSpend(op.Amount, op.Time)
-			if err := t.transfer(cust, merch, bank.KindCheck, op.Amount, op.Memo, op.Time, op.EPOID, op.Product); err != nil {
+			if err := t.check(cust, merch, op); err != nil {
 				return err
 			}
 		}

@@ -26,19 +26,26 @@ type account struct {
 	NextSeq int64
 }
 
+// accountCols ends with the time of the account's latest posting, read
+// from the posting itself (a primary-key lookup) rather than kept twice.
 const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
-	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures`
+	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures,
+	(SELECT posted_at FROM postings p WHERE p.account = accounts.id AND p.seq = accounts.next_seq - 1)`
 
 func scanAccount(row pgx.Row) (*account, error) {
 	a := &account{}
 	var id int64
 	var name []byte
 	var created time.Time
+	var lastPosted *time.Time
 	if err := row.Scan(&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
-		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures); err != nil {
+		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures, &lastPosted); err != nil {
 		return nil, err
 	}
 	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
+	if lastPosted != nil {
+		a.LastPosted = lastPosted.UTC()
+	}
 	if len(a.Key) == 0 {
 		a.Key = nil
 	}
@@ -95,6 +102,8 @@ func (w writer) post(a *account, kind string, amount int64, memo string, at time
 		return fmt.Errorf("%w: account %d", err, a.ID)
 	}
 	a.Balance = bal
+	at = a.PostingTime(at)
+	a.LastPosted = at
 	seq := a.NextSeq
 	a.NextSeq++
 	w.b.Queue(`INSERT INTO postings (account, seq, posted_at, kind, amount, balance, memo, counterparty, ref, product)
@@ -107,16 +116,37 @@ func (w writer) post(a *account, kind string, amount int64, memo string, at time
 // transfer moves amount (> 0) from one account to another, two postings.
 // Both sides are checked before either is queued.
 func (w writer) transfer(from, to *account, kind string, amount int64, memo string, at time.Time, ref, product string) error {
+	if err := canMove(from, to, amount); err != nil {
+		return err
+	}
+	if err := w.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
+		return err
+	}
+	return w.post(to, kind, amount, memo, at, from.ID, ref, product)
+}
+
+// canMove checks that amount can leave one account and reach another
+// without overflowing either balance.
+func canMove(from, to *account, amount int64) error {
 	if _, err := addBalance(from.Balance, -amount); err != nil {
 		return fmt.Errorf("%w: account %d", err, from.ID)
 	}
 	if _, err := addBalance(to.Balance, amount); err != nil {
 		return fmt.Errorf("%w: account %d", err, to.ID)
 	}
-	if err := w.post(from, kind, -amount, memo, at, to.ID, ref, product); err != nil {
+	return nil
+}
+
+// check queues an approved check's two postings, each side with its own
+// memo; the merchant's names no customer.
+func (w writer) check(cust, merch *account, op bank.CheckOp, at time.Time) error {
+	if err := canMove(cust, merch, op.Amount); err != nil {
 		return err
 	}
-	return w.post(to, kind, amount, memo, at, from.ID, ref, product)
+	if err := w.post(cust, bank.KindCheck, -op.Amount, op.Memo, at, merch.ID, op.EPOID, op.Product); err != nil {
+		return err
+	}
+	return w.post(merch, bank.KindCheck, op.Amount, op.MerchantMemo, at, 0, op.EPOID, op.Product)
 }
 
 // chargeFee queues a transfer of fee (≥ 0; nothing if 0) from an account to
@@ -1042,7 +1072,7 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		default:
 			o.Outcome, o.Receipt = bank.CheckApproved, op.Approved
 			cust.RecordSpend(op.Amount, op.Time)
-			if err := (writer{b}).transfer(cust, merch, bank.KindCheck, op.Amount, op.Memo, at, op.EPOID, op.Product); err != nil {
+			if err := (writer{b}).check(cust, merch, op, at); err != nil {
 				return refuse(err)
 			}
 		}

@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
+		{"PostingTimes", testPostingTimes},
 		{"Lookups", testLookups},
 		{"NonceLocks", testNonceLocks},
 		{"Checks", testChecks},
@@ -704,6 +705,50 @@ func testInvalidOps(t *testing.T, s bank.Store) {
 	}
 	f.expectBalances(before)
 	f.checkLedger()
+}
+
+// testPostingTimes: operations read the clock before they commit, so one
+// can commit after another that read a later time. Its postings are then
+// stamped with the later time, and its spending counts on the later day:
+// an account's postings stay in time order along its history.
+func testPostingTimes(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	if err := s.SetLimits(f.ctx, c, bank.Limits{PerDay: 300}); err != nil {
+		t.Fatal(err)
+	}
+	day2 := epoch.Truncate(24 * time.Hour).Add(48 * time.Hour)
+	if _, err := s.Credit(f.ctx, bank.CreditOp{Account: c, Amount: 1000, Time: day2.Add(-2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	late := withdrawOp(c, 200, "after midnight")
+	late.Time = day2.Add(time.Second)
+	if _, err := s.Withdraw(f.ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	early := withdrawOp(c, 200, "before midnight, committed second")
+	early.Time = day2.Add(-time.Second)
+	if _, err := s.Withdraw(f.ctx, early); !errors.Is(err, bank.ErrOverLimit) {
+		t.Errorf("a second 200 committed on the day that already spent 200 of 300: %v, want ErrOverLimit", err)
+	}
+	early.Amount = 100
+	if _, err := s.Withdraw(f.ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(f.ctx, c, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 3 || !h[0].Time.Equal(late.Time) || !h[1].Time.Equal(late.Time) {
+		t.Fatalf("history (newest first) = %+v; want the late-read withdrawal stamped %s like the one before it", h, late.Time)
+	}
+	a, err := s.Account(f.ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SpentToday != 300 || a.SpentDay != bank.Day(late.Time) {
+		t.Errorf("spent %d on day %d, want 300 on day %d", a.SpentToday, a.SpentDay, bank.Day(late.Time))
+	}
 }
 
 func testHistory(t *testing.T, s bank.Store) {
