@@ -37,8 +37,11 @@ var (
 	ErrNoCredit = errors.New("bank: the coin has no such refund credit")
 	// ErrOutcomeUnknown: a networked store lost its connection during a
 	// commit and cannot tell whether it happened. Retrying the same request
-	// is safe: every mutation is idempotent under its key.
-	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry it")
+	// is safe for every mutation with a key (a request hash, an EPOID, a
+	// credit's reference), which a retry finds; not for the few without
+	// one (a credit without a reference, opening an account, counting a
+	// failed authentication), which a retry may apply twice.
+	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry the same request (a credit only with its reference; check an account opening by its key)")
 	// ErrStoreUnavailable: a networked store could not be reached, or lost
 	// its connection before anything was committed: nothing was done, and
 	// the same request may be retried later.

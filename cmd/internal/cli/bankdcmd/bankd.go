@@ -5,6 +5,7 @@ package bankdcmd
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -14,6 +15,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
@@ -344,7 +348,9 @@ func creditCommand(a *cli.AdminFlags) *cli.Command {
 		Long: `credit funds an account from outside the bank (a transfer in, cash paid in)
 and prints the account's new balance. Give --reference with a key of your
 choosing (e.g. the incoming transfer's id) to make a retry safe: a credit
-with a reference already used credits nothing more.`,
+with a reference already used credits nothing more. Without one, the
+command makes one up and, should the bank's answer be lost, prints it so
+that the retry credits once.`,
 		Example: `bankd admin --data ./bank credit --account 1000 --amount EUR:100.00 --memo "cash in" --reference slip-0042`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&account, "account", "", "account `ID` (required)")
@@ -367,8 +373,19 @@ with a reference already used credits nothing more.`,
 			if err != nil {
 				return err
 			}
+			given := reference != ""
+			if !given {
+				var r [12]byte
+				if _, err := rand.Read(r[:]); err != nil {
+					return err
+				}
+				reference = "credit-" + hex.EncodeToString(r[:])
+			}
 			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.BankAdminClient) error {
 				resp, err := c.Credit(ctx, &pb.CreditRequest{Account: id, Amount: amt.String(), Memo: memo, Reference: reference})
+				if code := status.Code(err); !given && (code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled) {
+					return fmt.Errorf("crediting account %d: %w\nthe credit may have been made: retry with --reference %s, which credits once", id, err, reference)
+				}
 				if err != nil {
 					return fmt.Errorf("crediting account %d: %w", id, err)
 				}
