@@ -66,9 +66,14 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		return nil, err
 	}
 	// Each coin gets back at most what it paid the merchant: its value
-	// less its deposit fee.
+	// less its deposit fee. A refund is credit that only a swap spends,
+	// and a swap takes only coins of a denomination still accepted: a coin
+	// revoked or past its deposit window gets none, or the money would
+	// leave the merchant and be spendable by nobody.
+	now := b.now()
 	caps := make([]int64, len(coins))
 	keys := make([]*DenomKey, len(coins))
+	dead := false
 	for i, st := range states {
 		dp, err := ecash.DecodeDepositPermission(st.Permission)
 		if err != nil {
@@ -79,13 +84,19 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 			return nil, fmt.Errorf("%w: the coin %x a refund would restore", ecash.ErrUnknownDenomination, coins[i][:8])
 		}
 		keys[i] = d
-		caps[i] = int64(d.Net().Value)
+		if d.CanDeposit(now) == nil {
+			caps[i] = int64(d.Net().Value)
+		} else {
+			dead = true
+		}
 	}
 	alloc, err := allocateRefund(int64(req.Amount.Value), caps, states)
+	if errors.Is(err, ErrRefundExceeds) && dead {
+		return nil, fmt.Errorf("%w: the payment's coins of a revoked or expired denomination take no refund, since their credit could not be spent", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	now := b.now()
 	rcpt := &ecash.RefundReceipt{
 		RefundHash: reqHash, PaymentHash: req.PaymentHash, MerchantAccount: req.MerchantAccount,
 		Total: req.Amount, RefundedAt: now, SignerPub: b.keySet().SigningPub,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -124,6 +125,38 @@ func TestRefundThenSwapThenSpend(t *testing.T) {
 		if !bytes.Contains(tr.Bytes(), []byte(`"refund-receipt"`)) {
 			t.Errorf("the %s's transcript records no refund receipt", party)
 		}
+	}
+}
+
+// TestRefundOfRevokedCoinsRefused: a refund is credit only a swap can
+// spend, and a swap takes coins of a denomination still accepted. Once
+// the payment's denominations are revoked, the bank refuses to refund and
+// the merchant keeps the money (it used to be taken from the merchant and
+// be spendable by nobody).
+func TestRefundOfRevokedCoinsRefused(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	bankc := e.dialBank()
+	shop := e.startMerchant("shop")
+	w := e.newWallet(filepath.Join(t.TempDir(), "w"), "EUR:10.00")
+	if _, err := w.Withdraw(ctx, bankc, mustAmount(t, "EUR:10.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	order := shop.order(t, "EUR:3.50")
+	if _, err := w.Pay(ctx, bankc, shop.client, shop.node.Addr, order, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range e.ks.Denominations {
+		if _, err := e.admin.RevokeDenomination(ctx, &pb.RevokeDenominationRequest{Denomination: d.ID.String()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := shop.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: "EUR:1.00"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "revoked or expired denomination") {
+		t.Errorf("refund of revoked coins: %v, want FailedPrecondition naming the revoked coins", err)
+	}
+	if got := e.balance(shop.account); got != "EUR:3.50" {
+		t.Errorf("merchant balance %s after the refused refund, want EUR:3.50", got)
 	}
 }
 
