@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -577,6 +578,14 @@ func readProtected(path, content string, opts KeyFileOptions) ([]byte, KeyFileIn
 		return nil, info, err
 	}
 	defer f.Close()
+	// Keys readable by others are as good as leaked, encrypted or not (a
+	// signer's key file kept from the bankd user, a file restored from a
+	// backup with the default mode): refused, as ssh refuses such keys.
+	if fi, err := f.Stat(); err != nil {
+		return nil, info, err
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, info, fmt.Errorf("bank: %s is open to other users (mode %04o): run chmod 600 on it", path, perm)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, info, err

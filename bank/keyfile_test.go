@@ -480,3 +480,27 @@ func TestKeyFileOldScheduleLoads(t *testing.T) {
 		t.Fatalf("extending on it: %v, want refused", err)
 	}
 }
+
+// A key file other users can read is refused, encrypted or not, with the
+// remedy; private again, it loads.
+func TestKeyFileOpenToOthers(t *testing.T) {
+	k := testKeys(t, nil)
+	path := filepath.Join(t.TempDir(), KeysFile)
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o602} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadKeys(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("mode %04o: LoadKeys = %v, want a refusal", mode, err)
+		}
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeys(path); err != nil {
+		t.Fatalf("mode 0600: %v", err)
+	}
+}
