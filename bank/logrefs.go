@@ -13,8 +13,10 @@ const recentLogRefs = 1 << 14
 // RecentLogRefs remembers the audit-log index of the refs a store
 // committed lately, for its LogIndex: a deposit, swap, recoup, refund or
 // check answers with the index of the entry its commit just wrote, and a
-// read of the store for it cost a swap 2% of a bankd's CPU. An index never
-// changes once committed, so a remembered one is never stale. A store adds
+// read of the store for it cost a swap 2% of a bankd's CPU. An operation's
+// index never changes once committed, so a remembered one is never stale
+// (a key set's can: logged again, it names the newer entry, so stores
+// shared by replicas do not remember those). A store adds
 // refs only after their commit is durable. Safe for concurrent use; the
 // zero value is ready.
 type RecentLogRefs struct {

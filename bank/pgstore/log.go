@@ -223,7 +223,11 @@ func (t *txn) appendLog(l *logLock, op auditlog.Op, at time.Time, ref *ecash.Has
 		// newer entry, as in the Pebble store.
 		b.Queue(`INSERT INTO log_refs (ref, idx) VALUES ($1, $2)
 			ON CONFLICT (ref) DO UPDATE SET idx = excluded.idx`, ref[:], e.Index)
-		t.ref, t.refIndex = ref, e.Index
+		// A key set's ref moves when another replica logs it again, so
+		// only the refs of operations, which never move, are remembered.
+		if keyset == nil {
+			t.ref, t.refIndex = ref, e.Index
+		}
 	}
 	return b, nil
 }

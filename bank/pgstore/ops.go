@@ -917,7 +917,11 @@ func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byt
 	var out [][]byte
 	err := s.read(ctx, func(ctx context.Context) error {
 		out = nil // a retried read starts over
-		rows, err := s.pool.Query(ctx, `SELECT receipt FROM refunds WHERE payment_hash = $1 ORDER BY created, request_hash LIMIT $2`,
+		// In the order applied: that of their audit-log entries, which
+		// every replica appends in turn (not their times, which are the
+		// replicas' clocks; those order only refunds logged nowhere).
+		rows, err := s.pool.Query(ctx, `SELECT receipt FROM refunds r WHERE payment_hash = $1
+			ORDER BY (SELECT idx FROM log_refs l WHERE l.ref = r.request_hash), created, request_hash LIMIT $2`,
 			payment[:], ecash.MaxCoinsPerRequest)
 		if err != nil {
 			return err

@@ -290,18 +290,35 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	applied_at timestamptz NOT NULL DEFAULT now()
 )`
 
+// migrateLock is the session advisory lock that makes one opener at a
+// time look at and migrate the schema ("blindban").
+const migrateLock = 0x626c696e6462616e
+
 // migrate brings the schema up to date: it applies, in order, every
 // migration whose version is not in schema_migrations, each in its own
-// transaction that first inserts its version. A store opening concurrently
-// blocks on that uncommitted row and, once the first commits, finds the
-// version applied and skips it. A database with a version newer than ms
-// knows is refused: the schema is forward-only.
+// transaction that first inserts its version. Openers take turns under
+// migrateLock, so one that knows fewer migrations reads the version only
+// after a newer opener's migrations are committed, and is refused: a
+// database with a version newer than ms knows is, since the schema is
+// forward-only. (Each migration also stands alone: a concurrent opener
+// without the lock, a binary from before it, blocks on the uncommitted
+// version row and then skips it.)
 func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) (applied []int, err error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: migrate: %w", err)
 	}
 	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrateLock)); err != nil {
+		return nil, fmt.Errorf("pgstore: migrate: %w", err)
+	}
+	defer func() {
+		// A session lock outlives a released connection: if it cannot
+		// be unlocked, the connection is closed, which releases it.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrateLock)); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	// Two servers creating the table at once can collide in the catalog
 	// even with IF NOT EXISTS; the retry then finds it.
 	if err := retryDDL(ctx, func() error {

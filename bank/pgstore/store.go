@@ -272,6 +272,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "blindbank"
 	}
+	// Every connection, not only the first: a role or database setting,
+	// or a server-wide one since reloaded, can turn durability off after
+	// Open (a change while connections stay open is seen as the pool
+	// renews them, within its MaxConnLifetime, an hour by default).
+	cfg.AfterConnect = checkDurable
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
@@ -283,9 +288,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	if err := s.checkDurable(ctx); err != nil {
+	if err := pool.Ping(ctx); err != nil { // a first connection, checked
 		pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if _, err := migrate(ctx, pool, migrations); err != nil {
 		pool.Close()
@@ -304,9 +309,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 
 // checkDurable refuses a session whose commits return before they are
 // flushed. An engine without the setting (NULL) manages durability itself.
-func (s *Store) checkDurable(ctx context.Context) error {
+func checkDurable(ctx context.Context, conn *pgx.Conn) error {
 	var sc *string
-	if err := s.pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true)`).Scan(&sc); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true)`).Scan(&sc); err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
 	if sc != nil && *sc == "off" {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/pgstore/pgtest"
 	"github.com/blindbank/blindbank/bank/storetest"
 	"github.com/blindbank/blindbank/ecash"
@@ -336,11 +339,141 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
+// An opener that knows fewer migrations than one migrating at the same
+// moment waits for it, then is refused: it never serves on a schema newer
+// than it knows (it used to read the version before the other's
+// migration committed, and open).
+func TestMigrationsTakeTurns(t *testing.T) {
+	dsn := freshDSN(t)
+	s := mustOpen(t, dsn)
+	defer s.Close()
+	newer, err := s.pool.Acquire(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newer.Release()
+	// A newer binary: holds the lock, mid-way through its next migration.
+	if _, err := newer.Exec(bg, `SELECT pg_advisory_lock($1)`, int64(migrateLock)); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := newer.Begin(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(bg, `INSERT INTO schema_migrations (version, name) VALUES ($1, 'test: newer')`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	older := make(chan error, 1)
+	go func() { _, err := migrate(bg, s.pool, migrations); older <- err }()
+	for waiting := false; !waiting; {
+		select {
+		case err := <-older:
+			t.Fatalf("an older binary's migrate returned (%v) while a newer one was migrating", err)
+		default:
+		}
+		if err := s.pool.QueryRow(bg, `SELECT count(*) > 0 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+			WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(bg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newer.Exec(bg, `SELECT pg_advisory_unlock($1)`, int64(migrateLock)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-older; err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("the older binary's migrate after the newer one's = %v, want a refusal", err)
+	}
+}
+
+// A key set logged again by another replica moves its reference to the
+// newer entry; every replica answers LogIndex with that one (a replica
+// that logged it first used to answer its own, older index).
+func TestLogIndexOfKeySetLoggedAgain(t *testing.T) {
+	dsn := freshDSN(t)
+	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
+	defer a.Close()
+	defer b.Close()
+	k1, k2 := testKeySet(1), testKeySet(2)
+	for _, step := range []struct {
+		s  *Store
+		ks []byte
+	}{{a, k1}, {a, k2}, {b, k1}} {
+		if err := step.s.PublishKeySet(bg, step.ks, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := ecash.Hash(sha256.Sum256(k1))
+	for name, s := range map[string]*Store{"a": a, "b": b} {
+		if idx, found, err := s.LogIndex(bg, ref); err != nil || !found || idx != 2 {
+			t.Errorf("replica %s: LogIndex(K1) = %d, %v, %v; want 2, the newer entry", name, idx, found, err)
+		}
+	}
+}
+
 func TestSynchronousCommitOff(t *testing.T) {
 	dsn := freshDSN(t) + " synchronous_commit=off"
 	if s, err := Open(bg, dsn, Options{Logger: quiet}); err == nil {
 		s.Close()
 		t.Fatal("Open accepted a session with synchronous_commit=off")
+	}
+}
+
+// Durability is checked on every connection the pool makes, not only the
+// first: a database setting made after Open refuses the next one.
+func TestSynchronousCommitTurnedOffLater(t *testing.T) {
+	s := mustOpen(t, pgtest.Shared(t).NewDatabase(t)) // a database of its own: the setting is the database's
+	defer s.Close()
+	c := openAccount(t, s, "c", false)
+	if _, err := s.pool.Exec(bg, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	s.pool.Reset() // the pool's next connections see the new setting
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); err == nil || !strings.Contains(err.Error(), "synchronous_commit") {
+		t.Errorf("a credit on a connection with synchronous_commit off = %v, want a refusal naming it", err)
+	}
+}
+
+// RefundReceipts lists a payment's refunds in the order they were
+// applied, whatever the clocks of the replicas that applied them said
+// (it used to sort by their times).
+func TestRefundReceiptsInOrderApplied(t *testing.T) {
+	s := mustOpen(t, freshDSN(t))
+	defer s.Close()
+	c := openAccount(t, s, "c", false)
+	m := openAccount(t, s, "m", true)
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1000, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Withdraw(bg, bank.WithdrawOp{RequestHash: hashOf("w"), Account: c, Amount: 500, BlindSigs: [][]byte{[]byte("s")}, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	coin := hashOf("coin")
+	if _, err := s.Deposit(bg, bank.DepositOp{PaymentHash: hashOf("p"), Merchant: m, Amount: 100,
+		Coins: []bank.SpentCoin{{ID: coin, Permission: []byte("perm")}}, Receipt: []byte("rcpt"), Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	refund := func(tag string, at time.Time) {
+		n++
+		ten := ecash.Amount{Currency: "EUR", Value: 10}
+		entry := auditlog.Refund{Merchant: m, Amount: ten, PaymentHash: hashOf("p"), RefundID: n,
+			CreatedAt: at, MerchantSig: make([]byte, ed25519.SignatureSize), Coins: []auditlog.RefundedCoin{{ID: coin, Value: ten}}}
+		entry.RefundHash = entry.Request().Hash()
+		if _, err := s.Refund(bg, bank.RefundOp{RequestHash: entry.RefundHash, PaymentHash: hashOf("p"), Merchant: m, Amount: 10,
+			Coins: []bank.CoinRefund{{ID: coin, Value: 10, Cap: 100}}, Receipt: []byte(tag), Time: at, Log: entry}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refund("first", epoch.Add(time.Second)) // replica A, clock ahead
+	refund("second", epoch)                 // replica B, applied later
+	rs, err := s.RefundReceipts(bg, hashOf("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || string(rs[0]) != "first" {
+		t.Errorf("RefundReceipts = %q, want [first second] (the order applied)", rs)
 	}
 }
 
