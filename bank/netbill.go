@@ -87,27 +87,39 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		b.authFailure(ctx, customer.ID)
 		return nil, fmt.Errorf("%w: EPO not signed by the account's key", ErrUnauthorized)
 	}
-	now := b.now()
-	if err := epo.Validate(now); err != nil {
-		return nil, err
-	}
 	if epo.Price.Currency != b.keys.Currency {
 		return nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, epo.Price.Currency, b.keys.Currency)
 	}
 	if epo.EPOID.Merchant != end.MerchantAccount {
 		return nil, fmt.Errorf("%w: EPOID of merchant %d endorsed by %d", echeck.ErrMismatch, epo.EPOID.Merchant, end.MerchantAccount)
 	}
+	// Both signatures verified, the order is this bank's and names the
+	// account that signed it: from here on every decline is a signed,
+	// recorded receipt (NetBill's rule), the late and the wrong goods key
+	// as well as those the commit decides.
+	now := b.now()
+	op := CheckOp{
+		EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount,
+		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo, MerchantMemo: end.Memo,
+		Record: raw, Time: now,
+		Log: auditlog.Check{EPOID: id, EPOHash: epo.Hash(), PartsHash: epo.PartsHash(), CustomerSig: epo.CustomerSig,
+			Customer: customer.ID, Merchant: end.MerchantAccount, Amount: epo.Price},
+	}
 	var key [32]byte
-	if epo.Kind == echeck.KindGoods {
-		if key, err = end.OpenKey(b.keys.HPKE); err != nil {
+	reason := ""
+	if err := epo.Validate(now); errors.Is(err, echeck.ErrExpired) {
+		op.Declined, reason = CheckDeclinedExpired, echeck.ReasonExpired
+	} else if err != nil {
+		return nil, err
+	}
+	if epo.Kind == echeck.KindGoods && op.Declined == "" {
+		if key, err = end.OpenKey(b.keys.HPKE); errors.Is(err, echeck.ErrKeyMismatch) {
+			op.Declined, reason = CheckDeclinedBadKey, echeck.ReasonBadKey
+		} else if err != nil {
 			return nil, err
 		}
 	}
-	receipts := make(map[string][]byte, 4)
-	for outcome, reason := range map[string]string{
-		CheckApproved: "", CheckDeclinedFunds: echeck.ReasonInsufficientFunds,
-		CheckDeclinedLimit: echeck.ReasonLimitExceeded, CheckDeclinedLocked: echeck.ReasonAccountLocked,
-	} {
+	receipt := func(outcome, reason string) ([]byte, error) {
 		d, k := echeck.Declined, [32]byte{}
 		if outcome == CheckApproved {
 			d, k = echeck.Approved, key
@@ -116,17 +128,23 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		if err != nil {
 			return nil, err
 		}
-		receipts[outcome] = r.Encode()
+		return r.Encode(), nil
 	}
-	out, err := b.store.Check(ctx, CheckOp{
-		EPOID: id, EPOHash: epo.Hash(), Customer: customer.ID, Merchant: end.MerchantAccount,
-		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo, MerchantMemo: end.Memo,
-		Approved: receipts[CheckApproved], DeclinedFunds: receipts[CheckDeclinedFunds],
-		DeclinedLimit: receipts[CheckDeclinedLimit], DeclinedLocked: receipts[CheckDeclinedLocked],
-		Record: raw, Time: now,
-		Log: auditlog.Check{EPOID: id, EPOHash: epo.Hash(), PartsHash: epo.PartsHash(), CustomerSig: epo.CustomerSig,
-			Customer: customer.ID, Merchant: end.MerchantAccount, Amount: epo.Price},
-	})
+	if op.Declined != "" {
+		if op.DeclinedReceipt, err = receipt(op.Declined, reason); err != nil {
+			return nil, err
+		}
+	} else {
+		for outcome, r := range map[string]*[]byte{
+			CheckApproved: &op.Approved, CheckDeclinedFunds: &op.DeclinedFunds,
+			CheckDeclinedLimit: &op.DeclinedLimit, CheckDeclinedLocked: &op.DeclinedLocked,
+		} {
+			if *r, err = receipt(outcome, declineReasons[outcome]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out, err := b.store.Check(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +153,14 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	}
 	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
 	return b.checkResult(ctx, out, priv)
+}
+
+// declineReasons are the receipts' reasons for the declines the commit
+// decides.
+var declineReasons = map[string]string{
+	CheckDeclinedFunds:  echeck.ReasonInsufficientFunds,
+	CheckDeclinedLimit:  echeck.ReasonLimitExceeded,
+	CheckDeclinedLocked: echeck.ReasonAccountLocked,
 }
 
 // checkResult seals the customer-only block for a recorded outcome.

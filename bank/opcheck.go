@@ -149,7 +149,18 @@ func (op *CheckOp) Validate() error {
 	case len(op.Record) > MaxReceiptLen:
 		return invalidOp("record of %d bytes", len(op.Record))
 	}
-	for _, r := range [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked} {
+	receipts := [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked}
+	switch op.Declined {
+	case "":
+	case CheckDeclinedExpired, CheckDeclinedBadKey:
+		if slices.ContainsFunc(receipts, func(r []byte) bool { return r != nil }) {
+			return invalidOp("a check declined before the commit, with receipts for the commit to choose from")
+		}
+		receipts = [][]byte{op.DeclinedReceipt}
+	default:
+		return invalidOp("check declined as %q", op.Declined)
+	}
+	for _, r := range receipts {
 		if len(r) == 0 || len(r) > MaxReceiptLen {
 			return invalidOp("receipt of %d bytes", len(r))
 		}

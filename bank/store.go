@@ -258,9 +258,15 @@ type CheckOp struct {
 	DeclinedFunds  []byte // insufficient funds
 	DeclinedLimit  []byte // over a spending limit
 	DeclinedLocked []byte // account locked
-	Record         []byte // the endorsement (with the signed EPO): the evidence
-	Time           time.Time
-	Log            auditlog.Op // the change's audit-log entry (see Store); nil: none
+	// Declined, if set, is a decline the bank decided before the commit
+	// (CheckDeclinedExpired, CheckDeclinedBadKey), with its receipt in
+	// DeclinedReceipt and none of the four above: the store records it
+	// like a decision of its own, once per EPOID, and moves no money.
+	Declined        string
+	DeclinedReceipt []byte
+	Record          []byte // the endorsement (with the signed EPO): the evidence
+	Time            time.Time
+	Log             auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // Check outcomes.
@@ -269,6 +275,9 @@ const (
 	CheckDeclinedFunds  = "insufficient-funds"
 	CheckDeclinedLimit  = "over-limit"
 	CheckDeclinedLocked = "account-locked"
+	// Declined before the commit, after both signatures verified.
+	CheckDeclinedExpired = "expired" // the EPO expired before the bank decided
+	CheckDeclinedBadKey  = "bad-key" // the merchant's goods key does not match its commitment
 )
 
 // CheckOutcome is what the store recorded for an EPOID.

@@ -916,6 +916,8 @@ const (
 	OutcomeInsufficientFunds Outcome = 2
 	OutcomeOverLimit         Outcome = 3
 	OutcomeAccountLocked     Outcome = 4
+	OutcomeExpired           Outcome = 5 // declined: the EPO expired before the bank decided
+	OutcomeBadKey            Outcome = 6 // declined: the goods key does not match its commitment
 )
 
 var outcomeNames = [...]string{
@@ -923,12 +925,14 @@ var outcomeNames = [...]string{
 	OutcomeInsufficientFunds: "insufficient-funds",
 	OutcomeOverLimit:         "over-limit",
 	OutcomeAccountLocked:     "account-locked",
+	OutcomeExpired:           "expired",
+	OutcomeBadKey:            "bad-key",
 }
 
 func (o Outcome) valid() bool { return o >= OutcomeApproved && int(o) < len(outcomeNames) }
 
 // String is the outcome's name: "approved", "insufficient-funds",
-// "over-limit" or "account-locked".
+// "over-limit", "account-locked", "expired" or "bad-key".
 func (o Outcome) String() string {
 	if !o.valid() {
 		return fmt.Sprintf("outcome(%d)", uint8(o))

@@ -232,7 +232,7 @@ func negativeVectors(f *fixture, enc [][]byte) []negativeVector {
 		r.e.U8(outcome)
 		return r.bytes()
 	}
-	add("check outcome 5", "invalid", check("1001-1-1", 5))
+	add("check outcome 7", "invalid", check("1001-1-1", 7))
 	add("check outcome 0", "invalid", check("1001-1-1", 0))
 	add("EPOID with a space", "invalid", check("1001 1-1", 1))
 	add("EPOID empty", "invalid", check("", 1))

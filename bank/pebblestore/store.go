@@ -1604,6 +1604,8 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		}
 		out = bank.CheckOutcome{EPOHash: op.EPOHash, Customer: op.Customer, Merchant: op.Merchant, Amount: op.Amount, Record: op.Record, Time: op.Time}
 		switch err := cust.CanSpend(op.Amount, op.Time); {
+		case op.Declined != "":
+			out.Outcome, out.Receipt = op.Declined, op.DeclinedReceipt
 		case errors.Is(err, bank.ErrAccountLocked):
 			out.Outcome, out.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
 		case err != nil:

@@ -1067,6 +1067,8 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		o := bank.CheckOutcome{EPOHash: op.EPOHash, Customer: op.Customer, Merchant: op.Merchant, Amount: op.Amount, Record: op.Record, Time: at}
 		b = &pgx.Batch{}
 		switch err := cust.CanSpend(op.Amount, op.Time); {
+		case op.Declined != "":
+			o.Outcome, o.Receipt = op.Declined, op.DeclinedReceipt
 		case errors.Is(err, bank.ErrAccountLocked):
 			o.Outcome, o.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
 		case err != nil:

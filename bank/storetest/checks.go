@@ -98,6 +98,29 @@ func testChecks(t *testing.T, s bank.Store) {
 	if out := f.check(next); out.Outcome != bank.CheckApproved {
 		t.Fatalf("next day: %+v", out)
 	}
+	// A decline decided before the commit (a late EPO) is recorded like
+	// the commit's own: once, moving nothing, and with none of the
+	// commit's receipts besides its own.
+	late := checkOp("m-1-9", c, m, 1)
+	late.Approved, late.DeclinedFunds, late.DeclinedLimit, late.DeclinedLocked = nil, nil, nil, nil
+	late.Declined, late.DeclinedReceipt = bank.CheckDeclinedExpired, []byte("expired m-1-9")
+	before := f.balances()
+	for range 2 {
+		if out := f.check(late); out.Outcome != bank.CheckDeclinedExpired || !bytes.Equal(out.Receipt, late.DeclinedReceipt) {
+			t.Fatalf("declined before the commit: %+v", out)
+		}
+	}
+	f.expectBalances(before)
+	bad := late
+	bad.EPOID, bad.Declined = "m-1-10", "made-up"
+	if _, err := s.Check(f.ctx, bad); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Errorf("a decline of an unknown kind: %v, want ErrInvalidOp", err)
+	}
+	mixed := checkOp("m-1-11", c, m, 1)
+	mixed.Declined, mixed.DeclinedReceipt = bank.CheckDeclinedBadKey, []byte("bad key")
+	if _, err := s.Check(f.ctx, mixed); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Errorf("a decline with the commit's receipts beside it: %v, want ErrInvalidOp", err)
+	}
 	// Not a merchant, unknown accounts.
 	if _, err := s.Check(f.ctx, checkOp("m-1-7", m, c, 1)); !errors.Is(err, bank.ErrNotMerchant) {
 		t.Fatalf("check to a customer account: %v", err)
