@@ -38,10 +38,10 @@ var (
 	// ErrOutcomeUnknown: a networked store lost its connection during a
 	// commit and cannot tell whether it happened. Retrying the same request
 	// is safe for every mutation with a key (a request hash, an EPOID, a
-	// credit's reference), which a retry finds; not for the few without
-	// one (a credit without a reference, opening an account, counting a
-	// failed authentication), which a retry may apply twice.
-	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry the same request (a credit only with its reference; check an account opening by its key)")
+	// credit's reference, an account's public key), which a retry finds;
+	// not for the two without one (a credit without a reference, counting
+	// a failed authentication), which a retry may apply twice.
+	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry the same request (a credit only with its reference)")
 	// ErrStoreUnavailable: a networked store could not be reached, or lost
 	// its connection before anything was committed: nothing was done, and
 	// the same request may be retried later.
@@ -364,7 +364,10 @@ func (e *SpentError) Is(target error) bool { return target == ecash.ErrDoubleSpe
 //     appends are: a mutation that commits after PublishKeySet returned
 //     was checked against its revocations, whichever replica runs it.
 type Store interface {
-	// OpenAccount creates an account for key. ErrKeyInUse if key has one.
+	// OpenAccount creates an account for key. The same account asked for
+	// again (name, key and kind) gets the id it was given, so a retry
+	// whose answer was lost opens nothing more; another account for the
+	// key is refused with ErrKeyInUse.
 	OpenAccount(ctx context.Context, name string, key ed25519.PublicKey, merchant bool, now time.Time) (uint64, error)
 	// Account returns an account, ErrNoAccount if absent.
 	Account(ctx context.Context, id uint64) (Account, error)

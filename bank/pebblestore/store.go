@@ -815,10 +815,10 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 	var id uint64
 	err := s.submit(ctx, func(t *txn) error {
 		kk := bytesKey(prefixKey, key)
-		if _, ok, err := t.get(kk); err != nil {
+		if v, ok, err := t.get(kk); err != nil {
 			return err
 		} else if ok {
-			return bank.ErrKeyInUse
+			return t.openedBefore(&id, v, name, merchant)
 		}
 		v, ok, err := t.get(keyNextAccount)
 		if err != nil {
@@ -841,6 +841,24 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 		return 0, err
 	}
 	return id, nil
+}
+
+// openedBefore answers OpenAccount for a key that has an account, whose
+// id v holds: the same account asked for again (a retry whose answer was
+// lost) gets its id in *id, another is refused.
+func (t *txn) openedBefore(id *uint64, v []byte, name string, merchant bool) error {
+	if len(v) != 8 {
+		return fmt.Errorf("%w: key index", errCorrupt)
+	}
+	a, err := t.account(binary.BigEndian.Uint64(v))
+	if err != nil {
+		return err
+	}
+	if a.Name != name || a.Merchant != merchant {
+		return bank.ErrKeyInUse
+	}
+	*id = a.ID
+	return nil
 }
 
 // Credit implements bank.Store.

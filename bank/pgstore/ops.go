@@ -259,8 +259,32 @@ func (s *Store) OpenAccount(ctx context.Context, name string, key ed25519.Public
 		}
 		return t.commit(b)
 	})
+	if errors.Is(err, bank.ErrKeyInUse) {
+		return s.openedBefore(ctx, key, name, merchant)
+	}
 	if err != nil {
 		return 0, err
+	}
+	return uint64(id), nil
+}
+
+// openedBefore answers OpenAccount for a key that has an account: the
+// same account asked for again (a retry whose answer was lost) gets its
+// id, another is refused.
+func (s *Store) openedBefore(ctx context.Context, key ed25519.PublicKey, name string, merchant bool) (uint64, error) {
+	var (
+		id    int64
+		named []byte
+		merch bool
+	)
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT id, name, merchant FROM accounts WHERE pubkey = $1`, []byte(key)).Scan(&id, &named, &merch)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if string(named) != name || merch != merchant {
+		return 0, bank.ErrKeyInUse
 	}
 	return uint64(id), nil
 }

@@ -297,9 +297,25 @@ func testOpenAccount(t *testing.T, s bank.Store) {
 	if m, err := s.Account(f.ctx, mid); err != nil || !m.Merchant {
 		t.Errorf("merchant Account = %+v, %v", m, err)
 	}
-	for _, merchant := range []bool{false, true} {
-		if _, err := s.OpenAccount(f.ctx, "alice again", key, merchant, epoch); !errors.Is(err, bank.ErrKeyInUse) {
-			t.Errorf("OpenAccount(same key, merchant=%v) = %v, want ErrKeyInUse", merchant, err)
+	// The same account asked for again (a retry whose answer was lost)
+	// gets its id, and nothing more is opened or logged.
+	size, err := s.LogSize(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.OpenAccount(f.ctx, "alice", key, false, epoch.Add(time.Minute)); err != nil || again != id {
+		t.Errorf("OpenAccount(the same again) = %d, %v; want %d", again, err, id)
+	}
+	if after, err := s.LogSize(f.ctx); err != nil || after != size {
+		t.Errorf("log size %d after opening the same account again, want %d (%v)", after, size, err)
+	}
+	// Another account for the key is refused.
+	for _, c := range []struct {
+		name     string
+		merchant bool
+	}{{"alice again", false}, {"alice again", true}, {"alice", true}} {
+		if _, err := s.OpenAccount(f.ctx, c.name, key, c.merchant, epoch); !errors.Is(err, bank.ErrKeyInUse) {
+			t.Errorf("OpenAccount(same key, %q, merchant=%v) = %v, want ErrKeyInUse", c.name, c.merchant, err)
 		}
 	}
 	if _, err := s.OpenAccount(f.ctx, "short key", ed25519.PublicKey{1, 2, 3}, false, epoch); err == nil {

@@ -302,7 +302,9 @@ func openAccountCommand(a *cli.AdminFlags) *cli.Command {
 		Long: `open-account opens an account for the holder of an Ed25519 public key: a
 customer's wallet key (printed by "wallet init") or, with --merchant, a
 merchant's key (printed by "merchantd init"). It prints the new account's id
-(just the number; with --json an object).`,
+(just the number; with --json an object). Run again with the same name, key
+and kind (say, after a lost answer), it prints the same id and opens nothing
+more; a key that has another account is refused.`,
 		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
 bankd admin --data ./bank open-account --merchant --name "Coffee Shop" --key 9f1e...`,
 		Flags: func(fs *flag.FlagSet) {
