@@ -32,7 +32,8 @@ type RecoupResult struct {
 
 // Recoup pays back a coin of a revoked denomination. The request reveals
 // the coin's blind seed; the bank recomputes the blinded message its key
-// signed and finds its origin in the issued index. A withdrawn coin's value
+// signed and finds its origin in the issued index, whose recorded signature
+// must verify under the coin's denomination key. A withdrawn coin's value
 // is credited to the account that withdrew it (as a deposit into that
 // account, so the coin is spent in the same record as any other spend);
 // a coin from a swap is re-issued as signatures on the request's outputs
@@ -83,7 +84,7 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 			return nil, err
 		}
 	}
-	blinded, _, err := d.Key.Blind(req.BlindSeed, prepared, req.Coin.Pub)
+	blinded, st, err := d.Key.Blind(req.BlindSeed, prepared, req.Coin.Pub)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,16 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 		return nil, err
 	}
 	origin := found[0]
+	// The index is keyed by the blinded message alone. Whoever holds the
+	// revoked (leaked) key can forge a coin of it from a planchet whose
+	// blinded message they withdrew under a cheaper denomination: the
+	// signature recorded must be this denomination's, or the coin was
+	// never issued as one of its coins.
 	if origin == nil {
+		return nil, ErrRecoupUnknown
+	}
+	if _, err := st.Unblind(origin.Sig); err != nil {
+		b.log.Warn("recoup refused: the coin's blinded message was signed by another denomination's key", "denomination", d.ID.String()[:16])
 		return nil, ErrRecoupUnknown
 	}
 	now := b.now()
