@@ -239,3 +239,70 @@ func TestRefusedBeforeSigning(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoupReissueRefusedBeforeSigning: a coin from a swap, of a revoked
+// denomination, is recouped by re-issue; replayed with fresh outputs (more
+// than one, RSA: Swap's rule for looking its inputs up first), each replay
+// is refused with a double-spend proof before the bank blind-signs any
+// output. Concurrent retries of the recoup itself are still answered, every
+// time, with the same signatures.
+func TestRecoupReissueRefusedBeforeSigning(t *testing.T) {
+	signed := new(atomic.Int64)
+	const dearValue = 4
+	e := newRecoupEnv(t, ecash.CipherRSA, dearValue, dearValue, func(k ecash.DenomPrivateKey) ecash.DenomPrivateKey {
+		return countingKey{k, signed}
+	})
+	ctx := t.Context()
+	// A dear coin, swapped for another: that one comes from a swap.
+	c0, ps0 := e.coin(0, e.dear)
+	p, ps, st := e.planchet(1, e.dear.Denomination, e.dear.Private)
+	sigs, err := e.swap([]ecash.Coin{c0}, []ed25519.PrivateKey{ps0.CoinKey}, []ecash.Amount{e.dear.Value}, []ecash.Planchet{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := st.Unblind(sigs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	coin := ecash.Coin{Denom: e.dear.ID, Pub: ps.CoinPub(), Sig: sig}
+	dear := e.revokeDear()
+	recoup := func(outs []ecash.Planchet, at time.Time) []byte {
+		return ecash.NewRecoupRequest(coin, ps.CoinKey, dear.Value, ps.BlindSeed, outs, at).Encode()
+	}
+
+	body := recoup(e.outputs(10, dearValue), e.now)
+	const n = 8
+	answers := make([]*bank.RecoupResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { answers[i], errs[i] = e.b.Recoup(ctx, body) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("recoup, call %d: %v", i, errs[i])
+		}
+		for j := range answers[i].BlindSigs {
+			if !bytes.Equal(answers[i].BlindSigs[j], answers[0].BlindSigs[j]) {
+				t.Fatalf("call %d answered other signatures", i)
+			}
+		}
+	}
+
+	before := signed.Load()
+	ks, _ := e.b.KeySet()
+	for i := range 3 {
+		_, err := e.b.Recoup(ctx, recoup(e.outputs(uint64(100+10*i), dearValue), e.now.Add(time.Duration(i+1)*time.Millisecond)))
+		var ds *ecash.DoubleSpendError
+		if !errors.As(err, &ds) {
+			t.Fatalf("replay %d of a recouped coin with fresh outputs: %v, want a double-spend proof", i, err)
+		}
+		if err := ds.Proof.Verify(ks); err != nil {
+			t.Fatalf("the proof: %v", err)
+		}
+	}
+	if got := signed.Load() - before; got != 0 {
+		t.Errorf("3 replays of a recouped coin, all refused, made the bank compute %d blind signatures", got)
+	}
+}
