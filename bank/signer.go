@@ -170,13 +170,21 @@ func (s *SignerServer) BlindSign(_ context.Context, req *pb.SignerBlindSignReque
 // nonceRec is denomination id || nonce || SHA-256 of the blinded message.
 type nonceRec [96]byte
 
+// nonceLock is what the record of a (denomination, nonce) holds: the hash
+// of the blinded message it is locked to, and the batch that writes it (0:
+// read from the file).
+type nonceLock struct {
+	blinded [32]byte
+	batch   uint64
+}
+
 // nonceLog is an append-only file of nonceRec, synced before the signer
 // answers, with concurrent appends grouped into one sync.
 type nonceLog struct {
 	f     *os.File
 	mu    sync.Mutex
 	cond  *sync.Cond
-	locks map[[64]byte][32]byte
+	locks map[[64]byte]nonceLock
 	buf   []byte // records of batch next, not yet written
 	next  uint64 // the batch being filled
 	done  uint64 // the last batch written and synced
@@ -198,13 +206,13 @@ func openNonceLog(path string) (*nonceLog, error) {
 		f.Close()
 		return nil, err
 	}
-	l := &nonceLog{f: f, locks: map[[64]byte][32]byte{}, next: 1}
+	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, next: 1}
 	l.cond = sync.NewCond(&l.mu)
 	n := len(b) / len(nonceRec{})
 	for i := range n {
 		var r nonceRec
 		copy(r[:], b[i*len(r):])
-		l.locks[[64]byte(r[:64])] = [32]byte(r[64:])
+		l.locks[[64]byte(r[:64])] = nonceLock{blinded: [32]byte(r[64:])}
 	}
 	// A partial record is from a crash mid-write: it was never answered.
 	if err := f.Truncate(int64(n * len(nonceRec{}))); err != nil {
@@ -219,7 +227,10 @@ func openNonceLog(path string) (*nonceLog, error) {
 }
 
 // take records the locks, refusing one whose nonce is locked to another
-// blinded message (ErrNonceReused), and returns once they are on disk.
+// blinded message (ErrNonceReused), and returns once they are on disk. A
+// lock already taken for the same blinded message (a retry) is not written
+// again, but it may still wait for another call's write: take returns
+// once that batch is synced too, as it does for that call.
 func (l *nonceLog) take(recs []nonceRec) error {
 	if len(recs) == 0 {
 		return nil
@@ -231,12 +242,14 @@ func (l *nonceLog) take(recs []nonceRec) error {
 	}
 	fresh := recs[:0:0]
 	seen := map[[64]byte][32]byte{}
+	var mine uint64 // the last batch these locks are written by
 	for _, r := range recs {
 		k, h := [64]byte(r[:64]), [32]byte(r[64:])
 		if old, ok := l.locks[k]; ok {
-			if old != h {
+			if old.blinded != h {
 				return fmt.Errorf("%w: the signer answered another challenge for this CS nonce", ErrNonceReused)
 			}
+			mine = max(mine, old.batch)
 			continue
 		}
 		if old, ok := seen[k]; ok {
@@ -248,14 +261,11 @@ func (l *nonceLog) take(recs []nonceRec) error {
 		seen[k] = h
 		fresh = append(fresh, r)
 	}
-	if len(fresh) == 0 {
-		return nil
-	}
 	for _, r := range fresh {
-		l.locks[[64]byte(r[:64])] = [32]byte(r[64:])
+		l.locks[[64]byte(r[:64])] = nonceLock{blinded: [32]byte(r[64:]), batch: l.next}
 		l.buf = append(l.buf, r[:]...)
+		mine = l.next
 	}
-	mine := l.next
 	for l.done < mine && l.err == nil {
 		if l.busy {
 			l.cond.Wait()
