@@ -32,9 +32,10 @@ import (
 // DenomKey.Private call that service, so the rest of the bank is unchanged.
 // bankd checks every request before it asks the signer; the signer is a
 // signing oracle for whoever can connect to its socket (mode 0600: the
-// user bankd runs as). What the separation buys: a compromise of the
-// network process does not reveal the denomination private keys (it can
-// still have coins signed while it lasts). For that to hold for CS keys, the
+// user bankd runs as), but only for denominations withdrawable now by its
+// own clock and key file (not revoked). What the separation buys: a
+// compromise of the network process does not reveal the denomination
+// private keys (it can still have coins signed while it lasts). For that to hold for CS keys, the
 // signer keeps its own record of the nonces it answered (SignerNoncesFile)
 // and never answers two different challenges for one nonce, which would
 // reveal the key: bankd's ledger holds the same locks, but a compromised
@@ -63,6 +64,7 @@ type SignerServer struct {
 	denoms map[ecash.Hash]*DenomKey
 	nonces *nonceLog
 	log    *slog.Logger
+	now    func() time.Time // the signer's clock, for the withdraw windows
 }
 
 // NewSignerServer serves k's denomination keys. noncesPath is the file of
@@ -75,7 +77,7 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 	if err != nil {
 		return nil, err
 	}
-	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, nonces: nl, log: log}
+	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, nonces: nl, log: log, now: time.Now}
 	for i := range k.Denoms {
 		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
 	}
@@ -109,6 +111,26 @@ func (s *SignerServer) denom(id []byte) (*DenomKey, error) {
 	return d, nil
 }
 
+// withdrawable refuses, as a status for bankd, to sign for a denomination
+// bankd could not be issuing coins of now: one revoked in the signer's key
+// file (FailedPrecondition), or one outside its withdraw window by more than
+// ecash.MaxClockSkew, the two processes' clocks being allowed to differ
+// that much (OutOfRange). Withdrawals, swaps and recoups by re-issue sign
+// only denominations withdrawable now. Prepare is not restricted: a recoup
+// and a wallet restoring from its seed need the first round of keys no
+// longer withdrawable, and it reveals nothing.
+func (s *SignerServer) withdrawable(i int, d *DenomKey) error {
+	if d.Revoked {
+		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is revoked", i, d.ID[:8], d.Value)
+	}
+	now := s.now()
+	if now.Add(ecash.MaxClockSkew).Before(d.WithdrawStart) || !now.Add(-ecash.MaxClockSkew).Before(d.WithdrawEnd) {
+		return status.Errorf(codes.OutOfRange, "item %d: denomination %x… of %s is withdrawable %s to %s, not at %s by the signer's clock", i, d.ID[:8], d.Value,
+			d.WithdrawStart.UTC().Format(time.RFC3339), d.WithdrawEnd.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // Prepare implements pb.SignerServer.
 func (s *SignerServer) Prepare(_ context.Context, req *pb.SignerPrepareRequest) (*pb.SignerPrepareResponse, error) {
 	d, err := s.denom(req.Denomination)
@@ -122,8 +144,9 @@ func (s *SignerServer) Prepare(_ context.Context, req *pb.SignerPrepareRequest) 
 	return &pb.SignerPrepareResponse{Answer: a}, nil
 }
 
-// BlindSign implements pb.SignerServer: every item is checked, the CS
-// nonces are recorded durably, then all are signed; all or none.
+// BlindSign implements pb.SignerServer: every item is checked (its
+// denomination withdrawable now, see withdrawable), the CS nonces are
+// recorded durably, then all are signed; all or none.
 func (s *SignerServer) BlindSign(_ context.Context, req *pb.SignerBlindSignRequest) (*pb.SignerBlindSignResponse, error) {
 	if n := len(req.Items); n == 0 || n > 2*ecash.MaxCoinsPerRequest {
 		return nil, status.Errorf(codes.InvalidArgument, "%d items, want 1 to %d", n, 2*ecash.MaxCoinsPerRequest)
@@ -133,6 +156,10 @@ func (s *SignerServer) BlindSign(_ context.Context, req *pb.SignerBlindSignReque
 	for i, it := range req.Items {
 		d, err := s.denom(it.Denomination)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.withdrawable(i, d); err != nil {
+			s.log.Warn("signer: refused to sign for a denomination not withdrawable now", "err", status.Convert(err).Message())
 			return nil, err
 		}
 		keys[i] = d
@@ -390,6 +417,16 @@ func (c *SignerClient) mapErr(what string, err error) error {
 		return fmt.Errorf("%w: %s", ErrNonceReused, st.Message())
 	case codes.NotFound:
 		return fmt.Errorf("%w: %s", ErrSignerMismatch, st.Message())
+	case codes.FailedPrecondition, codes.OutOfRange:
+		// bankd found the denomination withdrawable: the two key files
+		// (a revocation) or clocks differ.
+		if c.Log != nil {
+			c.Log.Error("denomination signer refused a denomination this bank issues: compare their key files and clocks", "call", what, "err", st.Message())
+		}
+		if st.Code() == codes.FailedPrecondition {
+			return fmt.Errorf("%w: by the signer: %s", ecash.ErrDenominationRevoked, st.Message())
+		}
+		return fmt.Errorf("%w: by the signer: %s", ecash.ErrDenominationExpired, st.Message())
 	}
 	if c.Log != nil {
 		c.Log.Error("denomination signer failed", "call", what, "code", st.Code().String(), "err", st.Message())
