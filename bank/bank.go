@@ -501,15 +501,8 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	if net, err := in.Sub(fee); err != nil || net != out {
 		return nil, fmt.Errorf("%w: inputs worth %s less %s of swap fees, outputs %s", ErrAmountMatch, in, fee, out)
 	}
-	// A spent input fails the swap at its commit, after the outputs are
-	// signed: where signing them costs more than the inputs' verification
-	// did (more outputs than inputs, or RSA ones), a spent coin replayed
-	// with fresh outputs would make the bank sign for nothing, again and
-	// again. Then the inputs are looked up first.
-	if len(req.Outputs) > len(req.Inputs) || slices.ContainsFunc(outKeys, func(d *DenomKey) bool { return d.Key.Cipher() == ecash.CipherRSA }) {
-		if err := b.unspent(ctx, reqHash, coins, now); err != nil {
-			return nil, err
-		}
+	if err := b.unspentBeforeSigning(ctx, reqHash, coins, outKeys, now); err != nil {
+		return nil, err
 	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
@@ -530,6 +523,18 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return sigs, nil
+}
+
+// unspentBeforeSigning looks a swap's (or recoup's) inputs up before its
+// outputs are signed, where signing them costs more than the inputs'
+// verification did (more outputs than inputs, or RSA ones). A spent input
+// fails the swap at its commit, after the signing: a spent coin replayed
+// with fresh outputs would make the bank sign for nothing, again and again.
+func (b *Bank) unspentBeforeSigning(ctx context.Context, reqHash ecash.Hash, coins []SpentCoin, outKeys []*DenomKey, now time.Time) error {
+	if len(outKeys) <= len(coins) && !slices.ContainsFunc(outKeys, func(d *DenomKey) bool { return d.Key.Cipher() == ecash.CipherRSA }) {
+		return nil
+	}
+	return b.unspent(ctx, reqHash, coins, now)
 }
 
 // unspent refuses, with the double-spend proof the commit would give, a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -161,14 +160,10 @@ func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ec
 	if out != d.Value {
 		return nil, fmt.Errorf("%w: the coin is worth %s, the outputs %s", ErrAmountMatch, d.Value, out)
 	}
-	// As Swap does, by its rule: where signing the outputs costs more than
-	// the checks so far (more than one output, or RSA ones), a recouped or
-	// spent coin replayed with fresh outputs would make the bank sign for
-	// nothing, again and again; the coin is looked up first.
-	if len(req.Outputs) > 1 || slices.ContainsFunc(outKeys, func(d *DenomKey) bool { return d.Key.Cipher() == ecash.CipherRSA }) {
-		if err := b.unspent(ctx, reqHash, []SpentCoin{spent}, now); err != nil {
-			return nil, err
-		}
+	// A recouped or spent coin replayed with fresh outputs is refused
+	// before they are signed, as in a swap.
+	if err := b.unspentBeforeSigning(ctx, reqHash, []SpentCoin{spent}, outKeys, now); err != nil {
+		return nil, err
 	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
