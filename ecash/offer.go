@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // PaymentOffer is what a wallet needs to pay an order without asking the
@@ -79,7 +80,39 @@ func (o *PaymentOffer) Verify() (*PaymentRequest, error) {
 	if sha256.Sum256([]byte(o.Summary)) != pr.SummaryHash {
 		return nil, fmt.Errorf("%w: summary does not match its hash in the payment request", ErrBadSignature)
 	}
+	if err := CheckSummary(o.Summary); err != nil {
+		return nil, err
+	}
 	return pr, nil
+}
+
+// CheckSummary accepts an order summary: 1 to MaxSummaryLen bytes of valid
+// UTF-8 without C0 or C1 control characters and without Unicode
+// bidirectional controls. The wallet shows the summary beside the amount
+// when it asks to confirm a payment: a carriage return or an escape
+// sequence could rewrite the amount on a terminal, and a bidi override
+// could reorder it on any display, so the merchant refuses such a summary
+// and the wallet refuses to pay one.
+func CheckSummary(s string) error {
+	if s == "" || len(s) > MaxSummaryLen {
+		return fmt.Errorf("%w: summary must be 1 to %d bytes", ErrMalformed, MaxSummaryLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: summary is not valid UTF-8", ErrMalformed)
+	}
+	for i, r := range s {
+		if r < 0x20 || (0x7f <= r && r < 0xa0) || isBidiControl(r) {
+			return fmt.Errorf("%w: summary has control character %U at byte %d", ErrMalformed, r, i)
+		}
+	}
+	return nil
+}
+
+// isBidiControl reports the Unicode bidirectional formatting characters:
+// the marks LRM, RLM and ALM, the embeddings and overrides U+202A–U+202E
+// and the isolates U+2066–U+2069.
+func isBidiControl(r rune) bool {
+	return r == 0x200e || r == 0x200f || r == 0x061c || (0x202a <= r && r <= 0x202e) || (0x2066 <= r && r <= 0x2069)
 }
 
 // URI is the offer as a payment URI: "blindbank:pay/" and the unpadded

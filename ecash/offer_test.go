@@ -85,6 +85,38 @@ func TestPaymentOfferVerify(t *testing.T) {
 	}
 }
 
+// TestCheckSummary: a summary that could make the wallet's confirmation
+// show something else than the merchant signed (a carriage return and
+// escape sequences rewriting the amount line, a bidi override reversing
+// it) is refused, by Verify too, since the wallet pays through it.
+func TestCheckSummary(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"2 x coffee", "Café crème, 2 × 1,50 €", "קפה", "茶 🍵", strings.Repeat("x", ecash.MaxSummaryLen)} {
+		if err := ecash.CheckSummary(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+		if _, err := testOffer(t, ok).Verify(); err != nil {
+			t.Errorf("offer with %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"", strings.Repeat("x", ecash.MaxSummaryLen+1),
+		"coffee\r\x1b[1A\x1b[2K  amount:\tEUR:0.01\n", "a\tb", "two\nlines", "nul\x00", "del\x7f", "csi\u009b2K", "nel\u0085",
+		"bad utf-8 \xff", "surrogate \xed\xa0\x80",
+		"EUR:\u202e00.005", "\u202a", "\u202d", "\u2066x\u2069", "\u2067", "\u2068", "lrm\u200e", "rlm\u200f", "alm\u061c",
+	} {
+		if err := ecash.CheckSummary(bad); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("%q accepted (%v)", bad, err)
+		}
+		if bad == "" || len(bad) > ecash.MaxSummaryLen {
+			continue
+		}
+		if _, err := testOffer(t, bad).Verify(); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("offer with %q verified (%v)", bad, err)
+		}
+	}
+}
+
 func TestCheckMerchantAddr(t *testing.T) {
 	t.Parallel()
 	for _, ok := range []string{"shop.example:7543", "127.0.0.1:1", "[::1]:65535", "localhost:7543"} {

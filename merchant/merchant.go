@@ -271,8 +271,8 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	if amount.IsZero() || amount.Validate() != nil {
 		return nil, fmt.Errorf("%w: %s", ecash.ErrBadAmount, amount)
 	}
-	if summary == "" || len(summary) > MaxSummaryLen {
-		return nil, fmt.Errorf("%w: summary must be 1 to %d bytes", ecash.ErrMalformed, MaxSummaryLen)
+	if err := ecash.CheckSummary(summary); err != nil {
+		return nil, err
 	}
 	if ttl <= 0 {
 		ttl = DefaultOrderTTL

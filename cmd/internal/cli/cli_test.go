@@ -270,3 +270,23 @@ func TestAddresses(t *testing.T) {
 		t.Fatalf("after remove: %v", err)
 	}
 }
+
+// TestShown: a peer's text reaches the terminal as it is only if every
+// character is printable; otherwise quoted, control characters, escape
+// sequences, bidi overrides and bad UTF-8 escaped.
+func TestShown(t *testing.T) {
+	for in, want := range map[string]string{
+		"2 x coffee":         "2 x coffee",
+		"Café crème 1,50 €":  "Café crème 1,50 €",
+		"a\rb\x1b[2K":        `"a\rb\x1b[2K"`,
+		"EUR:\u202e00.005":   `"EUR:\u202e00.005"`,
+		"tab\there":          `"tab\there"`,
+		"bad \xff":           `"bad \xff"`,
+		"c1 \u009b":          `"c1 \u009b"`,
+		"zero\u200bwidth sp": `"zero\u200bwidth sp"`,
+	} {
+		if got := Shown(in); got != want {
+			t.Errorf("Shown(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
@@ -51,6 +52,18 @@ func (t *Table) Row(cells ...any) {
 
 // Flush writes the table out.
 func (t *Table) Flush() { t.tw.Flush() }
+
+// Shown is text from a peer (an order summary, a product description) as
+// it is safe to print on a terminal: unchanged if it is valid UTF-8 of
+// printable characters and spaces, else Go-quoted, so that no control
+// character, escape sequence or bidi override reaches the terminal, and
+// the quotes show the text is unusual.
+func Shown(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
 
 // ParseAmount parses "CUR:12.50" with a message a user can act on.
 func ParseAmount(s string) (ecash.Amount, error) {

@@ -303,6 +303,9 @@ func createCommand(a *cli.AdminFlags) *cli.Command {
 		Short: "create an order and print its id or payment URI",
 		Long: `create makes an order: a payment request for --amount, signed by the
 merchant, with the --summary the customer's wallet shows, payable for --ttl.
+The summary is one line of UTF-8 text, at most 4096 bytes: no tab, newline
+or other control character and no bidi control, which could change what
+the wallet's confirmation shows (wallets refuse to pay such an order).
 It prints the order id (just the id; with --json an object with the id and
 the payment URI). The customer pays it with: wallet pay --merchant ADDR
 --order ID.
@@ -332,8 +335,8 @@ merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --
 			if err != nil {
 				return err
 			}
-			if len(summary) > merchant.MaxSummaryLen {
-				return fmt.Errorf("bad --summary: at most %d bytes", merchant.MaxSummaryLen)
+			if err := ecash.CheckSummary(summary); err != nil {
+				return fmt.Errorf("bad --summary: %w", err)
 			}
 			if ttl < time.Second || ttl > maxTTL {
 				return fmt.Errorf("bad --ttl %s: want 1s to 720h", ttl)
@@ -388,7 +391,7 @@ merchantd order --data ./shop status --json ord-3f9a...`,
 					t.Row("order:", resp.OrderId)
 					t.Row("status:", resp.Status)
 					t.Row("amount:", resp.Amount)
-					t.Row("summary:", resp.Summary)
+					t.Row("summary:", cli.Shown(resp.Summary))
 					t.Row("expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(expires), cli.Until(expires, time.Now())))
 					if len(resp.Receipt) > 0 {
 						t.Row("receipt:", fmt.Sprintf("signed by the bank, %d bytes (--json shows it)", len(resp.Receipt)))

@@ -409,7 +409,7 @@ func printProducts(inv *cli.Invocation, resp *pb.ListProductsResponse) error {
 		t := cli.NewTable(w)
 		t.Row("ID", "PRICE", "SIZE", "DESCRIPTION")
 		for _, p := range out.Products {
-			t.Row(p.ID, p.Price, p.Size, p.Description)
+			t.Row(cli.Shown(p.ID), cli.Shown(p.Price), p.Size, cli.Shown(p.Description))
 		}
 		t.Flush()
 	})

@@ -182,7 +182,7 @@ func printOffer(w io.Writer, merchantAddr string, o *wallet.Offer) {
 		}
 		t.Row("  fees:", fmt.Sprintf("%s on top (%s)", o.Fee, how))
 	}
-	t.Row("  summary:", o.Summary)
+	t.Row("  summary:", cli.Shown(o.Summary))
 	t.Row("  order:", r.OrderID)
 	t.Row("  merchant address:", merchantAddr)
 	t.Row("  merchant account:", r.MerchantAccount)

@@ -23,6 +23,7 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
 )
 
 // flakyMerchant relays to a real merchant but drops the first Pay after
@@ -169,5 +170,25 @@ func TestInteractivePay(t *testing.T) {
 	}
 	if a, err := b.Bank.Store().Account(ctx, shopAcct); err != nil || b.Bank.Money(a.Balance).String() != "EUR:3.50" {
 		t.Fatalf("merchant balance %v %v", a, err)
+	}
+}
+
+// TestPrintOfferEscapesSummary: the confirmation prompt prints a summary
+// that could rewrite the amount line (a carriage return and escape
+// sequences, as the merchant review showed) quoted, on the summary's own
+// line, so the amount shown is the one signed.
+func TestPrintOfferEscapesSummary(t *testing.T) {
+	evil := "coffee\r\x1b[1A\x1b[2K  amount:\tEUR:0.01\n"
+	o := &wallet.Offer{Summary: evil, Fee: ecash.Amount{Currency: "EUR"}, Request: &ecash.PaymentRequest{
+		Amount: ecash.MustParseAmount("EUR:500.00"), OrderID: "ord-1", MerchantPub: make([]byte, 32), ExpiresAt: time.Now().Add(time.Minute),
+	}}
+	var b bytes.Buffer
+	printOffer(&b, "shop.example:7543", o)
+	out := b.String()
+	if strings.ContainsAny(out, "\r\x1b\t") || strings.Count(out, "\n") != 8 {
+		t.Fatalf("control characters reach the terminal:\n%q", out)
+	}
+	if !strings.Contains(out, "amount:") || !strings.Contains(out, "EUR:500.00") || !strings.Contains(out, strconv.Quote(evil)) {
+		t.Fatalf("prompt:\n%s", out)
 	}
 }
