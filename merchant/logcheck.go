@@ -81,7 +81,7 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return nil, err
 	}
-	cp, saved, err := logclient.Refresh(ctx, m.logc, m.keyset, saved)
+	cp, saved, err := logclient.Refresh(ctx, m.logc, m.keySet(), saved)
 	if err != nil {
 		return nil, err
 	}

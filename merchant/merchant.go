@@ -10,6 +10,7 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -104,6 +105,12 @@ type Config struct {
 	Log        *slog.Logger
 	Transcript io.Writer
 	FS         vfs.FS // for tests
+	// BankMaster is the bank's master public key, if the operator has it
+	// from the bank: the merchant then refuses a bank that presents
+	// another. Without it, the merchant pins the key the bank presents at
+	// the first Open. Either way a later Open refuses a bank whose key set
+	// another master key signs.
+	BankMaster ed25519.PublicKey
 	// Catalogue is the directory holding catalogue.json and the product
 	// files the till sells (LoadCatalogue); empty: the till sells no goods
 	// (it still deposits checks).
@@ -117,13 +124,16 @@ type Merchant struct {
 	account uint64
 	bank    pb.BankClient
 	logc    pb.AuditLogClient
-	keyset  *ecash.KeySet
 	now     func() time.Time
 	log     *slog.Logger
 	tr      *ecash.Transcript
 	cat     *Catalogue // nil: no goods for sale
 	orders  *orderCache
 	public  atomic.Pointer[string] // the address payment URIs name; nil: none
+
+	master   ed25519.PublicKey            // the bank's master key (keys.go)
+	currency string                       // the bank's, as at Open
+	keys     atomic.Pointer[ecash.KeySet] // the bank's key set
 
 	serialMu    sync.Mutex // guards nextSerial, serialLimit
 	nextSerial  uint64
@@ -135,29 +145,21 @@ type Merchant struct {
 }
 
 // Open loads the key and the order store, and fetches and verifies the bank's
-// key set.
+// key set (keys.go).
 func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	key, err := LoadKey(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := cfg.Bank.GetKeys(ctx, &pb.GetKeysRequest{})
-	if err != nil {
-		return nil, fmt.Errorf("merchant: fetching the bank's keys: %w", err)
-	}
-	ks, err := ecash.DecodeKeySet(resp.SignedKeyset, nil)
-	if err != nil {
-		return nil, err
+	if cfg.BankMaster != nil {
+		if err := ecash.CheckEd25519Key(cfg.BankMaster); err != nil {
+			return nil, fmt.Errorf("merchant: the configured bank master key: %w", err)
+		}
 	}
 	var cat *Catalogue
 	if cfg.Catalogue != "" {
 		if cat, err = LoadCatalogue(cfg.Catalogue); err != nil {
 			return nil, err
-		}
-		for _, p := range cat.Products() {
-			if p.Price.Currency != ks.Currency {
-				return nil, fmt.Errorf("%w: product %q is priced in %s, the bank holds %s", ErrCatalogue, p.ID, p.Price.Currency, ks.Currency)
-			}
 		}
 	}
 	if cfg.Log == nil {
@@ -167,10 +169,20 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, keyset: ks, now: cfg.Now, log: cfg.Log, cat: cat, orders: newOrderCache()}
+	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, now: cfg.Now, log: cfg.Log, cat: cat, orders: newOrderCache()}
 	if err := m.loadSerials(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := m.openKeys(ctx, cfg.BankMaster); err != nil {
+		db.Close()
+		return nil, err
+	}
+	for _, p := range cat.Products() {
+		if p.Price.Currency != m.currency {
+			db.Close()
+			return nil, fmt.Errorf("%w: product %q is priced in %s, the bank holds %s", ErrCatalogue, p.ID, p.Price.Currency, m.currency)
+		}
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -265,8 +277,8 @@ const MaxSummaryLen = ecash.MaxSummaryLen
 
 // CreateOrder creates and signs a payment request for amount.
 func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Duration) (*Order, error) {
-	if amount.Currency != m.keyset.Currency {
-		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, m.keyset.Currency)
+	if amount.Currency != m.currency {
+		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, m.currency)
 	}
 	if amount.IsZero() || amount.Validate() != nil {
 		return nil, fmt.Errorf("%w: %s", ecash.ErrBadAmount, amount)
@@ -283,7 +295,7 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	}
 	now := m.now()
 	pr := &ecash.PaymentRequest{
-		BankID: m.keyset.BankID(), MerchantAccount: m.account, MerchantPub: m.PublicKey(),
+		BankID: ecash.HashOf(m.master), MerchantAccount: m.account, MerchantPub: m.PublicKey(),
 		OrderID: "ord-" + hex.EncodeToString(rnd[:]), Amount: amount, SummaryHash: sha256.Sum256([]byte(summary)),
 		CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
@@ -299,6 +311,19 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 }
 
 func orderKey(id string) []byte { return append([]byte("o/"), id...) }
+
+// get returns a copy of the value stored at key, nil if there is none.
+func (m *Merchant) get(key []byte) ([]byte, error) {
+	v, closer, err := m.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
 
 // Order loads an order. The caller may change the Order's fields, but not
 // the bytes they hold: those may be shared with the merchant's cache.
@@ -353,7 +378,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if err := rcpt.Verify(m.keyset, pr); err != nil {
+	if err := rcpt.Verify(m.keySet(), pr); err != nil {
 		return nil, fmt.Errorf("merchant: bank receipt does not verify: %w", err)
 	}
 	if o.Receipt == nil {

@@ -55,7 +55,7 @@ func decodeRefundRecord(b []byte) (*refundRecord, error) {
 func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amount) (*ecash.RefundReceipt, ecash.Amount, error) {
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
-	total := ecash.Amount{Currency: m.keyset.Currency}
+	total := ecash.Amount{Currency: m.currency}
 	o, err := m.Order(orderID)
 	if err != nil {
 		return nil, total, err
@@ -63,8 +63,8 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amou
 	if o.Receipt == nil {
 		return nil, total, fmt.Errorf("%w: %s", ErrNotPaid, orderID)
 	}
-	if amount.Currency != m.keyset.Currency {
-		return nil, total, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.keyset.Currency)
+	if amount.Currency != m.currency {
+		return nil, total, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.currency)
 	}
 	pr, err := ecash.DecodePaymentRequest(o.Request)
 	if err != nil {
@@ -128,7 +128,7 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, id uint64, re
 	if err != nil {
 		return nil, fmt.Errorf("merchant: bank returned a bad refund receipt: %w", err)
 	}
-	if err := rc.Verify(m.keyset, req); err != nil {
+	if err := rc.Verify(m.keySet(), req); err != nil {
 		return nil, fmt.Errorf("merchant: refund receipt does not verify: %w", err)
 	}
 	rec.Receipt = resp.Receipt

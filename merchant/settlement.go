@@ -36,14 +36,14 @@ func (m *Merchant) VerifySettlement(raw []byte) (*SettlementReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.keyset.CheckSigner(st.SignerPub, st.To); err != nil {
+	if err := m.keySet().CheckSigner(st.SignerPub, st.To); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSettlement, err)
 	}
 	if err := st.Verify(st.SignerPub); err != nil {
 		return nil, err
 	}
-	if st.Account != m.account || st.Currency != m.keyset.Currency {
-		return nil, fmt.Errorf("%w: a statement of account %d in %s, this merchant is %d in %s", ErrSettlement, st.Account, st.Currency, m.account, m.keyset.Currency)
+	if st.Account != m.account || st.Currency != m.currency {
+		return nil, fmt.Errorf("%w: a statement of account %d in %s, this merchant is %d in %s", ErrSettlement, st.Account, st.Currency, m.account, m.currency)
 	}
 	rep := &SettlementReport{Statement: st, Deposited: ecash.Amount{Currency: st.Currency}, PaidOut: ecash.Amount{Currency: st.Currency}}
 	lines := map[string]int64{} // payment hash (hex) → amount credited

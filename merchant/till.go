@@ -363,8 +363,8 @@ func (m *Merchant) decodeEPO(raw []byte, kind echeck.Kind) (*echeck.SignedEPO, e
 	if epo.MerchantAccount != m.account || !epo.MerchantPub.Equal(m.PublicKey()) || epo.EPOID.Merchant != m.account {
 		return nil, fmt.Errorf("%w: the EPO pays another merchant", echeck.ErrMismatch)
 	}
-	if epo.Price.Currency != m.keyset.Currency {
-		return nil, fmt.Errorf("%w: %s, the bank holds %s", ecash.ErrCurrencyMismatch, epo.Price.Currency, m.keyset.Currency)
+	if epo.Price.Currency != m.currency {
+		return nil, fmt.Errorf("%w: %s, the bank holds %s", ecash.ErrCurrencyMismatch, epo.Price.Currency, m.currency)
 	}
 	return epo, nil
 }
@@ -405,7 +405,7 @@ func (m *Merchant) endorse(epo *echeck.SignedEPO, check func(*sale) error, fresh
 	if epo.Kind == echeck.KindGoods {
 		key, memo = &s.Key, "sale of "+s.ProductID
 	}
-	end, err := echeck.NewEndorsement(epo, m.account, memo, key, m.keyset.HPKEPub, m.key)
+	end, err := echeck.NewEndorsement(epo, m.account, memo, key, m.keySet().HPKEPub, m.key)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func (m *Merchant) verifyReceipt(raw []byte, epo *echeck.SignedEPO) (*echeck.Rec
 	r, err := echeck.DecodeReceipt(raw)
 	if err == nil {
 		// Receipts of a retired signing key stay valid for their time.
-		if err = m.keyset.CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
+		if err = m.keySet().CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
 			err = r.Verify(r.SignerPub)
 		}
 	}

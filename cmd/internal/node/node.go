@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -550,6 +551,9 @@ type MerchantConfig struct {
 	// PublicAddr is the host:port payment URIs name; "": the public
 	// listener's address, unless it is a wildcard (then orders have none).
 	PublicAddr string
+	// BankMaster is the bank's master public key (merchant.Config); nil:
+	// the one the merchant pinned at its first start.
+	BankMaster ed25519.PublicKey
 	Now        func() time.Time
 	Log        *slog.Logger
 	Transcript io.Writer // the merchant's protocol messages as JSON lines (docs/TRANSCRIPTS.md); nil: none
@@ -580,7 +584,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	}
 	m, err := merchant.Open(ctx, merchant.Config{
 		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), AuditLog: pb.NewAuditLogClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
-		Transcript: cfg.Transcript,
+		Transcript: cfg.Transcript, BankMaster: cfg.BankMaster,
 	})
 	if err != nil {
 		conn.Close()

@@ -5,6 +5,7 @@ package merchantdcmd
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -97,9 +98,9 @@ init refuses to replace an existing key.`,
 
 func serveCommand() *cli.Command {
 	var (
-		data, bankAddr, account, listen, adminListen, catalogue, publicAddr string
-		plaintext                                                           bool
-		logf                                                                cli.LogFlags
+		data, bankAddr, account, listen, adminListen, catalogue, publicAddr, bankMaster string
+		plaintext                                                                       bool
+		logf                                                                            cli.LogFlags
 	)
 	bankTLS := &cli.TLSFlags{Prefix: "bank-", What: "bank", WithClientCert: true}
 	return &cli.Command{
@@ -113,7 +114,11 @@ start, like the self-signed TLS certificate DIR/tls.crt).
 It connects to the bank at --bank, trusting it by one of --bank-ca,
 --bank-pin or --bank-plaintext (and presenting --bank-client-cert and
 --bank-client-key to a bank that requires a client certificate), and
-deposits payments into merchant account --account. Once listening it prints the addresses, the certificate and its
+deposits payments into merchant account --account. The first start pins
+the master key that signs the bank's key set in DIR (trust on first use),
+or --bank-master, the key "bankd keys show" prints as "master key:", if
+given; every later start, and every key set fetched while serving, must be
+signed by it, or serve refuses the bank. Once listening it prints the addresses, the certificate and its
 SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
 and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
 SIGINT or SIGTERM stops it gracefully.
@@ -142,6 +147,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			fs.StringVar(&publicAddr, "public-addr", "", "the `HOST:PORT` wallets dial, named in payment URIs (default: --listen's, unless a wildcard)")
 			fs.BoolVar(&plaintext, "plaintext", false, "serve wallets without TLS (loopback only; for tests)")
 			fs.StringVar(&catalogue, "catalogue", "", "sell the products of `DIR`/catalogue.json by electronic check")
+			fs.StringVar(&bankMaster, "bank-master", "", "the bank's master public key, `HEX` (as \"bankd keys show\" prints it): refuse a bank that presents another")
 			bankTLS.Register(fs)
 			logf.Register(fs)
 		},
@@ -172,6 +178,12 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			id, err := cli.ParseID("--account", account)
 			if err != nil {
 				return err
+			}
+			var master ed25519.PublicKey
+			if bankMaster != "" {
+				if master, err = hex.DecodeString(bankMaster); err != nil || len(master) != ed25519.PublicKeySize {
+					return cli.Usagef("bad --bank-master: want the %d-byte master public key in hex", ed25519.PublicKeySize)
+				}
 			}
 			tlsCfg, err := bankTLS.Config(bankAddr)
 			if err != nil {
@@ -204,7 +216,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
 				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
 				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log, Catalogue: catalogue,
-				PublicAddr: publicAddr,
+				PublicAddr: publicAddr, BankMaster: master,
 			})
 			cancel()
 			if err != nil {
@@ -215,7 +227,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 					Addr: n.Addr, AdminAddr: n.AdminAddr, TLS: !plaintext, CertFile: n.CertFile,
 					Fingerprint: n.Fingerprint, TokenFile: n.TokenFile, PID: os.Getpid(),
 				},
-				Bank: bankAddr, Account: id, PublicKey: hex.EncodeToString(n.Merchant.PublicKey()),
+				Bank: bankAddr, Account: id, PublicKey: hex.EncodeToString(n.Merchant.PublicKey()), BankMaster: hex.EncodeToString(n.Merchant.BankMaster()),
 				Catalogue: catalogue, Products: len(n.Merchant.Catalogue().Products()),
 			}
 			if err := cli.WriteAddresses(data, info); err != nil {
@@ -228,6 +240,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				cli.ServeRows(t, "merchant", &info.ServeInfo)
 				t.Row("bank:", fmt.Sprintf("%s, merchant account %d", bankAddr, id))
 				t.Row("merchant key:", info.PublicKey)
+				t.Row("bank master key:", info.BankMaster+" (pinned)")
 				if catalogue != "" {
 					t.Row("catalogue:", fmt.Sprintf("%s (%d products)", catalogue, info.Products))
 				}
@@ -258,8 +271,10 @@ type serveInfo struct {
 	Bank      string `json:"bank"`
 	Account   uint64 `json:"account"`
 	PublicKey string `json:"public_key"`
-	Catalogue string `json:"catalogue,omitempty"`
-	Products  int    `json:"products"`
+	// BankMaster is the bank's master key the merchant pinned (hex).
+	BankMaster string `json:"bank_master_key"`
+	Catalogue  string `json:"catalogue,omitempty"`
+	Products   int    `json:"products"`
 }
 
 func orderCommand() *cli.Command {

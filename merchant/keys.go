@@ -1,0 +1,96 @@
+package merchant
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// The bank's key set in the merchant.
+//
+// The merchant pins the bank's master key (m/master, 32 bytes): the one
+// configured (Config.BankMaster), else the one of the key set the bank
+// presents at the first Open (trust on first use). It accepts only key sets
+// that key signs, in the currency it started with. It fetches the key set
+// at Open, and again when something the bank signed (a receipt, a
+// statement, a log checkpoint) names a signing key the set it holds does
+// not list: the bank rotated its signing key and restarted since.
+
+var keyMasterPin = []byte("m/master")
+
+// ErrMasterKey means the bank presented a key set signed by another master
+// key than the one the merchant pinned or was configured with: another
+// bank, or an attacker.
+var ErrMasterKey = errors.New("merchant: the bank's key set is signed by another master key than the one this merchant trusts")
+
+// BankMaster is the bank's master public key the merchant trusts.
+func (m *Merchant) BankMaster() ed25519.PublicKey { return m.master }
+
+// keySet is the bank's key set the merchant holds. Callers must not modify
+// it.
+func (m *Merchant) keySet() *ecash.KeySet { return m.keys.Load() }
+
+// openKeys settles the master key to trust (configured, pinned, or pinned
+// now) and fetches the bank's key set.
+func (m *Merchant) openKeys(ctx context.Context, configured ed25519.PublicKey) error {
+	raw, err := m.get(keyMasterPin)
+	if err != nil {
+		return err
+	}
+	pinned := ed25519.PublicKey(raw)
+	if pinned != nil && len(pinned) != ed25519.PublicKeySize {
+		return fmt.Errorf("merchant: corrupt master key pin (%d bytes)", len(pinned))
+	}
+	if configured != nil && pinned != nil && !configured.Equal(pinned) {
+		return fmt.Errorf("%w: configured %x, but this merchant pinned %x (bank id %s) at its first start; if the bank really changed its master key, start this shop afresh (a new data directory and account)",
+			ErrMasterKey, []byte(configured), raw, ecash.HashOf(pinned))
+	}
+	switch {
+	case pinned != nil:
+		m.master = pinned
+	case configured != nil:
+		m.master = configured
+	}
+	resp, err := m.bank.GetKeys(ctx, &pb.GetKeysRequest{})
+	if err != nil {
+		return fmt.Errorf("merchant: fetching the bank's keys: %w", err)
+	}
+	ks, err := m.acceptKeySet(resp.SignedKeyset)
+	if err != nil {
+		return err
+	}
+	if pinned == nil {
+		if err := m.db.Set(keyMasterPin, ks.MasterPub, pebble.Sync); err != nil {
+			return err
+		}
+		m.master = ks.MasterPub
+		m.log.Info("bank master key pinned", "master_key", fmt.Sprintf("%x", []byte(ks.MasterPub)), "bank_id", ks.BankID().String())
+	}
+	m.currency = ks.Currency
+	m.keys.Store(ks)
+	return nil
+}
+
+// acceptKeySet decodes and verifies a signed key set from the bank: signed
+// by the trusted master key (any, before the first is pinned), in the
+// merchant's currency (any, at Open).
+func (m *Merchant) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
+	ks, err := ecash.DecodeKeySet(signed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("merchant: the bank's key set: %w", err)
+	}
+	if m.master != nil && !m.master.Equal(ks.MasterPub) {
+		return nil, fmt.Errorf("%w: trusted %x (bank id %s), the bank presents %x (bank id %s); refusing it",
+			ErrMasterKey, []byte(m.master), ecash.HashOf(m.master), []byte(ks.MasterPub), ks.BankID())
+	}
+	if m.currency != "" && ks.Currency != m.currency {
+		return nil, fmt.Errorf("%w: the bank's key set is now in %s, this merchant's in %s", ecash.ErrCurrencyMismatch, ks.Currency, m.currency)
+	}
+	return ks, nil
+}
