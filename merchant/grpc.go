@@ -29,7 +29,8 @@ func (m *Merchant) toStatus(err error) error {
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrBadBankAnswer):
-		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; ask the bank for the EPOID's status")
+		// Unavailable, not a refusal: the bank may have decided all the same.
+		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; the bank may have recorded it all the same: ask the bank for the payment's or EPOID's status")
 	case errors.Is(err, ErrGoodsChanged):
 		m.log.Error("cannot deliver", "err", err)
 		return status.Error(codes.Unavailable, "merchant: this product cannot be delivered right now")
@@ -139,7 +140,7 @@ func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusReques
 }
 
 func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettlementRequest) (*pb.VerifySettlementResponse, error) {
-	rep, err := s.m.VerifySettlement(req.Statement)
+	rep, err := s.m.VerifySettlement(ctx, req.Statement)
 	if err != nil {
 		return nil, s.m.toStatus(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -23,6 +24,11 @@ import (
 // not list: the bank rotated its signing key and restarted since.
 
 var keyMasterPin = []byte("m/master")
+
+// keyRefreshInterval bounds how often signatures by an unknown key make
+// the merchant fetch the bank's key set: a peer relaying garbage must not
+// turn each of its calls into one to the bank.
+const keyRefreshInterval = 5 * time.Second
 
 // ErrMasterKey means the bank presented a key set signed by another master
 // key than the one the merchant pinned or was configured with: another
@@ -92,5 +98,58 @@ func (m *Merchant) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	if m.currency != "" && ks.Currency != m.currency {
 		return nil, fmt.Errorf("%w: the bank's key set is now in %s, this merchant's in %s", ecash.ErrCurrencyMismatch, ks.Currency, m.currency)
 	}
+	return ks, nil
+}
+
+// verifyBank runs verify, a check of something the bank signed, against
+// the key set the merchant holds; if the signer is not in it
+// (ecash.ErrUnknownSigner), it fetches the bank's current key set and runs
+// verify once more: the bank may have rotated its signing key since. Every
+// check of the bank's signatures goes through here.
+func (m *Merchant) verifyBank(ctx context.Context, verify func(*ecash.KeySet) error) error {
+	ks := m.keySet()
+	err := verify(ks)
+	if !errors.Is(err, ecash.ErrUnknownSigner) {
+		return err
+	}
+	fresh, ferr := m.refreshKeys(ctx, ks)
+	if ferr != nil {
+		m.log.Warn("cannot fetch the bank's key set", "err", ferr)
+		return err
+	}
+	if fresh == ks {
+		return err
+	}
+	return verify(fresh)
+}
+
+// refreshKeys fetches and accepts the bank's key set, one caller at a time
+// and at most once per keyRefreshInterval, unless another caller replaced
+// seen meanwhile. It returns the key set the merchant now holds. A set
+// issued before seen (a bank replica not yet restarted) does not replace
+// it.
+func (m *Merchant) refreshKeys(ctx context.Context, seen *ecash.KeySet) (*ecash.KeySet, error) {
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
+	if cur := m.keySet(); cur != seen {
+		return cur, nil
+	}
+	if !m.refreshed.IsZero() && time.Since(m.refreshed) < keyRefreshInterval {
+		return seen, nil
+	}
+	m.refreshed = time.Now()
+	resp, err := m.bank.GetKeys(ctx, &pb.GetKeysRequest{})
+	if err != nil {
+		return seen, err
+	}
+	ks, err := m.acceptKeySet(resp.SignedKeyset)
+	if err != nil {
+		return seen, err
+	}
+	if ks.IssuedAt.Before(seen.IssuedAt) {
+		return seen, nil
+	}
+	m.keys.Store(ks)
+	m.log.Info("bank key set refreshed", "signing_key", fmt.Sprintf("%x", []byte(ks.SigningPub[:8])), "issued", ks.IssuedAt.UTC())
 	return ks, nil
 }

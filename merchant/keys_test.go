@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,4 +93,82 @@ func mustKeys(t *testing.T, b *directBank) []byte {
 		t.Fatal(err)
 	}
 	return resp.SignedKeyset
+}
+
+// rotateSigning is "bankd keys rotate-signing" on the shop's bank keys k
+// and a restart of the bank on the same ledger, under the running till.
+func (s *shop) rotateSigning(k *bank.Keys) {
+	s.t.Helper()
+	if _, err := k.RotateSigning(s.clock.now(), time.Minute, rand.Reader); err != nil {
+		s.t.Fatal(err)
+	}
+	s.bank = bank.New(s.bank.Store(), k, s.clock.now, nil)
+	if err := s.bank.PublishKeySet(context.Background()); err != nil {
+		s.t.Fatal(err)
+	}
+	s.bankc.srv = s.bank.PublicServer()
+	s.logc.AuditLogClient = serveLog(s.t, s.bank)
+}
+
+// The bank rotates its signing key and restarts under a running till
+// (merchant review R2): the receipts of payment orders, and the audit
+// log's checkpoints, that the new key signs are accepted once the till has
+// fetched the bank's new key set, which it does when it first meets the
+// new key; the old key's earlier checkpoint and receipts stay valid.
+func TestTillFollowsSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*shop, *bank.Keys) {
+		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
+			{Value: ecash.MustParseAmount("EUR:1.00"), Cipher: ecash.CipherCS},
+		}}, time.Now().Add(-time.Hour), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newShopOn(t, k, nil)
+		s.writeCheck("EUR:1.00")
+		if _, err := s.m.VerifyLog(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.rotateSigning(k)
+		return s, k
+	}
+	t.Run("receipt", func(t *testing.T) {
+		s, _ := setup(t)
+		a := s.writeCheck("EUR:2.00") // fails the test if the receipt is refused
+		st, err := s.m.SaleStatus(ctx, a.Receipt.EPOID)
+		if err != nil || st.State != StateApproved {
+			t.Fatalf("status after the rotation: %+v, %v", st, err)
+		}
+	})
+	t.Run("checkpoint", func(t *testing.T) {
+		s, _ := setup(t)
+		if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Verified != 0 {
+			t.Fatalf("log after the rotation: %+v, %v", rep, err)
+		}
+		s.writeCheck("EUR:2.00")
+		if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Verified != 1 {
+			t.Fatalf("log after the rotation: %+v, %v", rep, err)
+		}
+	})
+}
+
+// A signature by a key the bank does not list either (a forgery, or a
+// peer relaying garbage) makes the merchant fetch the bank's key set once,
+// however many calls meet it at once, and not again for a while.
+func TestKeyRefreshBounded(t *testing.T) {
+	s := newShop(t)
+	before := s.bankc.getKeys.Load()
+	unknown := func(*ecash.KeySet) error { return ecash.ErrUnknownSigner }
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if err := s.m.verifyBank(context.Background(), unknown); !errors.Is(err, ecash.ErrUnknownSigner) {
+				t.Errorf("got %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.bankc.getKeys.Load() - before; got != 1 {
+		t.Fatalf("%d fetches of the key set, want 1", got)
+	}
 }

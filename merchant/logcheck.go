@@ -74,18 +74,25 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if m.logc == nil {
 		return nil, ErrNoAuditLog
 	}
-	var saved []byte
-	if raw, closer, err := m.db.Get(keyWitness); err == nil {
-		saved = append([]byte(nil), raw...)
-		closer.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return nil, err
-	}
-	cp, saved, err := logclient.Refresh(ctx, m.logc, m.keySet(), saved)
+	saved, err := m.get(keyWitness)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.db.Set(keyWitness, saved, pebble.Sync); err != nil {
+	var cp auditlog.Checkpoint
+	var next []byte
+	err = m.verifyBank(ctx, func(ks *ecash.KeySet) error {
+		var err error
+		cp, next, err = logclient.Refresh(ctx, m.logc, ks, saved)
+		if errors.Is(err, auditlog.ErrCheckpointSignature) {
+			// No key of ks signed the checkpoint: perhaps a newer one.
+			err = fmt.Errorf("%w: %w", ecash.ErrUnknownSigner, err)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.db.Set(keyWitness, next, pebble.Sync); err != nil {
 		return nil, err
 	}
 	rep := &LogReport{Checkpoint: cp}

@@ -131,9 +131,11 @@ type Merchant struct {
 	orders  *orderCache
 	public  atomic.Pointer[string] // the address payment URIs name; nil: none
 
-	master   ed25519.PublicKey            // the bank's master key (keys.go)
-	currency string                       // the bank's, as at Open
-	keys     atomic.Pointer[ecash.KeySet] // the bank's key set
+	master    ed25519.PublicKey            // the bank's master key (keys.go)
+	currency  string                       // the bank's, as at Open
+	keys      atomic.Pointer[ecash.KeySet] // the bank's key set
+	refreshMu sync.Mutex                   // one key set fetch at a time (refreshKeys)
+	refreshed time.Time                    // the last fetch; guarded by refreshMu
 
 	serialMu    sync.Mutex // guards nextSerial, serialLimit
 	nextSerial  uint64
@@ -372,14 +374,16 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	}
 	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
 	if err != nil {
-		return nil, fmt.Errorf("merchant: bank returned a bad receipt: %w", err)
+		return nil, fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
 	}
 	pr, err := ecash.DecodePaymentRequest(o.Request)
 	if err != nil {
 		return nil, err
 	}
-	if err := rcpt.Verify(m.keySet(), pr); err != nil {
-		return nil, fmt.Errorf("merchant: bank receipt does not verify: %w", err)
+	// The bank has committed: a receipt that does not verify is no refusal.
+	if err := m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) }); err != nil {
+		m.log.Error("bank receipt does not verify", "order", orderID, "err", err)
+		return nil, fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
 	}
 	if o.Receipt == nil {
 		o.Receipt = resp.Receipt

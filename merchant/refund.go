@@ -124,12 +124,15 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, id uint64, re
 		}
 		return nil, err
 	}
+	// The bank has applied the refund: a receipt that does not verify is
+	// no refusal, and the request stays pending.
 	rc, err := ecash.DecodeRefundReceipt(resp.Receipt)
-	if err != nil {
-		return nil, fmt.Errorf("merchant: bank returned a bad refund receipt: %w", err)
+	if err == nil {
+		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rc.Verify(ks, req) })
 	}
-	if err := rc.Verify(m.keySet(), req); err != nil {
-		return nil, fmt.Errorf("merchant: refund receipt does not verify: %w", err)
+	if err != nil {
+		m.log.Error("bank refund receipt does not verify", "order", orderID, "err", err)
+		return nil, fmt.Errorf("%w: refund receipt: %v", ErrBadBankAnswer, err)
 	}
 	rec.Receipt = resp.Receipt
 	if err := m.db.Set(refundKey(orderID, id), rec.encode(), pebble.Sync); err != nil {

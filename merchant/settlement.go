@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -31,15 +32,18 @@ type SettlementReport struct {
 // statement names each deposit by its payment hash). Deposit lines the
 // merchant has no receipt for are reported, not refused: another
 // installation may share the account.
-func (m *Merchant) VerifySettlement(raw []byte) (*SettlementReport, error) {
+func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*SettlementReport, error) {
 	st, err := echeck.DecodeStatement(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.keySet().CheckSigner(st.SignerPub, st.To); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSettlement, err)
-	}
-	if err := st.Verify(st.SignerPub); err != nil {
+	err = m.verifyBank(ctx, func(ks *ecash.KeySet) error {
+		if err := ks.CheckSigner(st.SignerPub, st.To); err != nil {
+			return fmt.Errorf("%w: %w", ErrSettlement, err)
+		}
+		return st.Verify(st.SignerPub)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if st.Account != m.account || st.Currency != m.currency {

@@ -449,7 +449,7 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 		m.log.Warn("payment order refused or unanswered", "epoid", epo.EPOID.String(), "err", err)
 		return nil, err
 	}
-	r, err := m.verifyReceipt(resp.Receipt, epo)
+	r, err := m.verifyReceipt(ctx, resp.Receipt, epo)
 	if err != nil {
 		return nil, err
 	}
@@ -465,13 +465,16 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 // verifyReceipt checks a receipt from the bank: signed by the key set's
 // signing key, deciding exactly epo (if given), and on approval of goods
 // releasing a K that matches the commitment.
-func (m *Merchant) verifyReceipt(raw []byte, epo *echeck.SignedEPO) (*echeck.Receipt, error) {
+func (m *Merchant) verifyReceipt(ctx context.Context, raw []byte, epo *echeck.SignedEPO) (*echeck.Receipt, error) {
 	r, err := echeck.DecodeReceipt(raw)
 	if err == nil {
-		// Receipts of a retired signing key stay valid for their time.
-		if err = m.keySet().CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
-			err = r.Verify(r.SignerPub)
-		}
+		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error {
+			// Receipts of a retired signing key stay valid for their time.
+			if err := ks.CheckSigner(r.SignerPub, r.DecidedAt); err != nil {
+				return err
+			}
+			return r.Verify(r.SignerPub)
+		})
 	}
 	if err == nil && epo != nil {
 		err = r.CheckEPO(epo)
@@ -580,7 +583,7 @@ func (m *Merchant) SaleStatus(ctx context.Context, id echeck.EPOID) (*SaleStatus
 		return nil, err
 	}
 	st.FromBank = true
-	r, err := m.verifyReceipt(resp.Receipt, epo)
+	r, err := m.verifyReceipt(ctx, resp.Receipt, epo)
 	if err != nil {
 		return nil, err
 	}

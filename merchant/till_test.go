@@ -132,11 +132,13 @@ type directBank struct {
 	pb.BankClient // unused methods panic
 	srv           pb.BankServer
 	submits       atomic.Int32
+	getKeys       atomic.Int32
 	loseAnswers   atomic.Bool
 	tamper        func(*pb.CheckResult)
 }
 
 func (d *directBank) GetKeys(ctx context.Context, in *pb.GetKeysRequest, _ ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	d.getKeys.Add(1)
 	return d.srv.GetKeys(ctx, in)
 }
 
@@ -187,7 +189,7 @@ type shop struct {
 	clock    *testClock
 	bank     *bank.Bank
 	bankc    *directBank
-	logc     pb.AuditLogClient
+	logc     *logLink
 	m        *Merchant
 	dir      string
 	fs       vfs.FS
@@ -202,6 +204,16 @@ func newShop(t *testing.T) *shop { return newShopWith(t, nil) }
 // newShopWith is newShop on a bank whose store wrap (if not nil) wraps.
 func newShopWith(t *testing.T, wrap func(bank.Store) bank.Store) *shop {
 	t.Helper()
+	return newShopOn(t, bankKeys(t), wrap)
+}
+
+// logLink is the till's link to the bank's audit log, which a test can
+// point at a restarted bank.
+type logLink struct{ pb.AuditLogClient }
+
+// newShopOn is newShopWith on a bank with keys k.
+func newShopOn(t *testing.T, k *bank.Keys, wrap func(bank.Store) bank.Store) *shop {
+	t.Helper()
 	s := &shop{t: t, clock: &testClock{}, fs: vfs.NewMem()}
 	s.clock.ns.Store(time.Now().UnixNano())
 	ps, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
@@ -213,12 +225,12 @@ func newShopWith(t *testing.T, wrap func(bank.Store) bank.Store) *shop {
 	if wrap != nil {
 		store = wrap(store)
 	}
-	s.bank = bank.New(store, bankKeys(t), s.clock.now, nil)
+	s.bank = bank.New(store, k, s.clock.now, nil)
 	if err := s.bank.PublishKeySet(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	s.bankc = &directBank{srv: s.bank.PublicServer()}
-	s.logc = serveLog(t, s.bank)
+	s.logc = &logLink{serveLog(t, s.bank)}
 	s.dir = t.TempDir()
 	pub, err := Init(s.dir)
 	if err != nil {

@@ -4,6 +4,7 @@ package wallet_test
 // failed before its fix.
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,9 +12,46 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
+	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
+
+// rotatableKeys are keys of the fixture's bank of its own, for a test
+// that rotates them (cheap Clause Schnorr keys only).
+func rotatableKeys(t *testing.T) *bank.Keys {
+	t.Helper()
+	var specs []bank.DenomSpec
+	for v := uint64(1); v <= 512; v *= 2 {
+		specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: ecash.CipherCS})
+	}
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, time.Now().Add(-time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// rotateSigning is "bankd keys rotate-signing" and a restart of the bank
+// on the same ledger: the wallet and, through its link, the running
+// merchant now talk to a bank that signs with a key their key sets do not
+// list.
+func (f *fixture) rotateSigning(t *testing.T, k *bank.Keys) {
+	t.Helper()
+	if _, err := k.RotateSigning(time.Now(), time.Minute, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	f.bank = bank.New(f.bank.Store(), k, time.Now, nil)
+	b := f.bank
+	f.bankc = pb.NewBankClient(serve(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.PublicServer()) }))
+	f.toBank.BankClient = f.bankc
+}
 
 // A summary with a carriage return and escape sequences (which rewrite the
 // amount line of the wallet's confirmation on a terminal) or a bidi
@@ -37,5 +75,108 @@ func TestVerifyOfferRefusesControlSummary(t *testing.T) {
 		if _, err := wallet.VerifyOffer(ks, offer(evil), time.Now()); !errors.Is(err, wallet.ErrBadRequest) || !errors.Is(err, ecash.ErrMalformed) {
 			t.Errorf("summary %q: %v, want ErrBadRequest and ErrMalformed", evil, err)
 		}
+	}
+}
+
+// The bank rotates its signing key and restarts under a running merchant
+// (merchant review R2). The merchant held the key set it fetched at Open
+// and refused every receipt the new key signed, after the money moved; it
+// now fetches the bank's key set again when a signature names a key it
+// does not know, for deposit receipts, refund receipts and statements.
+func TestMerchantFollowsSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T, pay bool) (*fixture, *bank.Keys, *wallet.Wallet, *merchant.Order) {
+		k := rotatableKeys(t)
+		f := newFixtureWith(t, k, time.Now)
+		w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:5.00")
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pay {
+			if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return f, k, w, o
+	}
+	t.Run("deposit receipt", func(t *testing.T) {
+		f, k, w, o := setup(t, false)
+		f.rotateSigning(t, k)
+		if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+			t.Fatal(err)
+		}
+		shop := &payCapture{MerchantClient: f.shop}
+		if _, err := w.Pay(ctx, f.bankc, shop, "shop", o.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		if shop.err != nil {
+			t.Errorf("the merchant answered the payment with %v", shop.err)
+		}
+		if got, _ := f.merchant.Order(o.ID); got.Status(time.Now()) != "paid" || f.balance(t, f.shopAcct) != 100 {
+			t.Errorf("merchant credited %d, its order is %q", f.balance(t, f.shopAcct), got.Status(time.Now()))
+		}
+	})
+	t.Run("refund receipt", func(t *testing.T) {
+		f, k, _, o := setup(t, true)
+		f.rotateSigning(t, k)
+		if _, _, err := f.merchant.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:0.50")); err != nil {
+			t.Errorf("refund after the rotation: %v", err)
+		}
+	})
+	t.Run("statement", func(t *testing.T) {
+		f, k, _, _ := setup(t, true)
+		f.rotateSigning(t, k)
+		st, err := f.bank.Settlement(ctx, f.shopAcct, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := f.merchant.VerifySettlement(ctx, st.Encode()); err != nil || rep.Deposits != 1 {
+			t.Errorf("statement after the rotation: %+v, %v", rep, err)
+		}
+	})
+}
+
+// payCapture records the merchant's answer to Pay.
+type payCapture struct {
+	pb.MerchantClient
+	err error
+}
+
+func (c *payCapture) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	r, err := c.MerchantClient.Pay(ctx, in, opts...)
+	c.err = err
+	return r, err
+}
+
+// tamperedReceipts changes a byte of the bank's deposit receipts' signature.
+type tamperedReceipts struct{ pb.BankClient }
+
+func (b tamperedReceipts) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	resp, err := b.BankClient.Deposit(ctx, in, opts...)
+	if err == nil {
+		resp.Receipt[len(resp.Receipt)-1] ^= 1
+	}
+	return resp, err
+}
+
+// A deposit receipt that does not verify comes after the bank committed:
+// the merchant answers Unavailable (the outcome is unknown to it), never a
+// refusal that would tell the wallet nothing was recorded.
+func TestMerchantBadDepositReceiptNotDefinitive(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.toBank.BankClient = tamperedReceipts{f.bankc}
+	shop := &payCapture{MerchantClient: f.shop}
+	if _, err := w.Pay(ctx, f.bankc, shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("the wallet settles from the bank: %v", err)
+	}
+	if status.Code(shop.err) != codes.Unavailable {
+		t.Fatalf("merchant answered %v, want Unavailable", shop.err)
 	}
 }

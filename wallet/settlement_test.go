@@ -36,7 +36,7 @@ func TestSettlement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := f.merchant.VerifySettlement(st.Encode())
+	rep, err := f.merchant.VerifySettlement(ctx, st.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +52,13 @@ func TestSettlement(t *testing.T) {
 	}
 	early.To = end // claims the whole period; re-signed by the bank's key
 	early.Sign(f.bank.Keys().Signing)
-	if _, err := f.merchant.VerifySettlement(early.Encode()); !errors.Is(err, merchant.ErrSettlement) {
+	if _, err := f.merchant.VerifySettlement(ctx, early.Encode()); !errors.Is(err, merchant.ErrSettlement) {
 		t.Errorf("statement missing the deposits: %v, want ErrSettlement", err)
 	}
 	// Another account's statement.
 	other, err := f.bank.Settlement(ctx, f.shopAcct+1, start, end)
 	if err == nil {
-		if _, err := f.merchant.VerifySettlement(other.Encode()); !errors.Is(err, merchant.ErrSettlement) {
+		if _, err := f.merchant.VerifySettlement(ctx, other.Encode()); !errors.Is(err, merchant.ErrSettlement) {
 			t.Errorf("another account's statement: %v, want ErrSettlement", err)
 		}
 	}
