@@ -129,7 +129,7 @@ func (s *adminServer) CreateOrder(ctx context.Context, req *pb.CreateOrderReques
 }
 
 func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusRequest) (*pb.OrderStatusResponse, error) {
-	o, err := s.m.Order(req.OrderId)
+	o, err := s.m.CheckOrder(ctx, req.OrderId)
 	if err != nil {
 		return nil, s.m.toStatus(err)
 	}

@@ -47,6 +47,10 @@ const KeyFile = "merchant.key"
 // DefaultOrderTTL is how long a payment request stays payable.
 const DefaultOrderTTL = 15 * time.Minute
 
+// payTimeout bounds a payment's bank calls and store writes, which do not
+// end with the wallet's call (Pay).
+const payTimeout = 30 * time.Second
+
 // cacheSize is the order store's block cache: every payment looks its order
 // up twice, and Pebble's default 8 MB no longer holds the index and filter
 // blocks of a store of some million orders.
@@ -314,6 +318,18 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 
 func orderKey(id string) []byte { return append([]byte("o/"), id...) }
 
+// has reports whether the store holds key.
+func (m *Merchant) has(key []byte) (bool, error) {
+	_, closer, err := m.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
+}
+
 // get returns a copy of the value stored at key, nil if there is none.
 func (m *Merchant) get(key []byte) ([]byte, error) {
 	v, closer, err := m.db.Get(key)
@@ -357,42 +373,84 @@ func (m *Merchant) Order(id string) (*Order, error) {
 // the receipt, and records the order paid before answering. It always asks
 // the bank, even for an expired order: the bank answers a retry of an
 // accepted payment with its receipt and alone decides whether a new one is
-// too late, so the merchant's refusal can never strand a paid-for order. No lock is
-// needed: the bank makes this idempotent (the same sealed payment gets the
-// same receipt, other coins for a paid request are refused), so concurrent
-// calls for one order store the same receipt.
+// too late, so the merchant's refusal can never strand a paid-for order. No
+// lock is needed: the bank makes this idempotent (the same sealed payment
+// gets the same receipt, other coins for a paid request are refused), so
+// concurrent calls for one order store the same receipt.
+//
+// The wallet learns of a payment from the bank if the merchant does not
+// answer, and does not come back; so once the deposit is sent, the
+// merchant makes sure it learns the outcome itself. The bank call and the
+// store write run detached from the caller's cancellation; a failure that
+// leaves the outcome open is followed by a DepositStatus query; and a
+// marker of the deposit in flight, left until the order is recorded paid,
+// has Reconcile settle it after a crash or a lost answer (reconcile.go).
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	o, err := m.Order(orderID)
 	if err != nil {
 		return nil, err
 	}
-	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
-	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
-	if err != nil {
-		m.log.Warn("deposit refused", "order", orderID, "err", err)
-		return nil, err
-	}
-	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
-	if err != nil {
-		return nil, fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
-	}
 	pr, err := ecash.DecodePaymentRequest(o.Request)
 	if err != nil {
 		return nil, err
 	}
-	// The bank has committed: a receipt that does not verify is no refusal.
-	if err := m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) }); err != nil {
-		m.log.Error("bank receipt does not verify", "order", orderID, "err", err)
-		return nil, fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
-	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payTimeout)
+	defer cancel()
+	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
 	if o.Receipt == nil {
-		o.Receipt = resp.Receipt
-		if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
+		// Not synced: a process crash keeps it, and the synced write that
+		// records the order paid deletes it (payments are measured by
+		// their syncs).
+		if err := m.db.Set(depositKey(orderID), nil, pebble.NoSync); err != nil {
 			return nil, err
 		}
-		m.orders.put(o)
-		m.log.Info("order paid", "order", o.ID, "amount", o.Amount.String())
+	}
+	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
+	if err != nil && !bank.Definitive(err) {
+		// The bank may have committed before the answer was lost.
+		h := pr.Hash()
+		if st, serr := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]}); serr == nil {
+			resp, err = st, nil
+		}
+	}
+	if err != nil {
+		m.log.Warn("deposit refused or unanswered", "order", orderID, "err", err)
+		return nil, err
+	}
+	if err := m.recordPaid(ctx, o, pr, resp.Receipt); err != nil {
+		return nil, err
 	}
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
 	return resp.Receipt, nil
+}
+
+// recordPaid verifies the bank's deposit receipt for order o and, unless
+// o is paid already, records it paid and deletes its deposit marker, in
+// one synced batch. Every payment the merchant records goes through here.
+func (m *Merchant) recordPaid(ctx context.Context, o *Order, pr *ecash.PaymentRequest, raw []byte) error {
+	rcpt, err := ecash.DecodeDepositReceipt(raw)
+	if err == nil {
+		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) })
+	}
+	if err != nil {
+		// The bank has committed: a receipt that does not verify is no
+		// refusal, and the marker stays for Reconcile to ask again.
+		m.log.Error("bank deposit receipt does not verify", "order", o.ID, "err", err)
+		return fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
+	}
+	if o.Receipt != nil {
+		return nil
+	}
+	o.Receipt = raw
+	b := m.db.NewBatch()
+	defer b.Close()
+	if err := errors.Join(b.Set(orderKey(o.ID), o.encode(), nil), b.Delete(depositKey(o.ID), nil)); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	m.orders.put(o)
+	m.log.Info("order paid", "order", o.ID, "amount", o.Amount.String())
+	return nil
 }

@@ -56,7 +56,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amou
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
 	total := ecash.Amount{Currency: m.currency}
-	o, err := m.Order(orderID)
+	o, err := m.CheckOrder(ctx, orderID)
 	if err != nil {
 		return nil, total, err
 	}

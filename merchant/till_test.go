@@ -133,6 +133,7 @@ type directBank struct {
 	srv           pb.BankServer
 	submits       atomic.Int32
 	getKeys       atomic.Int32
+	depositStatus atomic.Int32
 	loseAnswers   atomic.Bool
 	tamper        func(*pb.CheckResult)
 }
@@ -152,6 +153,15 @@ func (d *directBank) SubmitCheck(ctx context.Context, in *pb.SubmitCheckRequest,
 		d.tamper(r)
 	}
 	return r, err
+}
+
+func (d *directBank) Deposit(ctx context.Context, in *pb.DepositRequest, _ ...grpc.CallOption) (*pb.DepositResponse, error) {
+	return d.srv.Deposit(ctx, in)
+}
+
+func (d *directBank) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, _ ...grpc.CallOption) (*pb.DepositResponse, error) {
+	d.depositStatus.Add(1)
+	return d.srv.DepositStatus(ctx, in)
 }
 
 func (d *directBank) CheckStatus(ctx context.Context, in *pb.CheckStatusRequest, _ ...grpc.CallOption) (*pb.CheckResult, error) {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +179,192 @@ func TestMerchantBadDepositReceiptNotDefinitive(t *testing.T) {
 	}
 	if status.Code(shop.err) != codes.Unavailable {
 		t.Fatalf("merchant answered %v, want Unavailable", shop.err)
+	}
+	// The deposit stays in flight: once the bank's answer verifies, the
+	// merchant records the order paid.
+	f.toBank.BankClient = f.bankc
+	if paid, err := f.merchant.Reconcile(ctx); paid != 1 || err != nil {
+		t.Fatalf("reconcile: %d paid, %v", paid, err)
+	}
+}
+
+// statusLink is the merchant's link to the bank's DepositStatus: it counts
+// the merchant's questions, and fails them while down is set.
+type statusLink struct {
+	pb.BankClient
+	down  atomic.Bool
+	asked atomic.Int32
+}
+
+func (l *statusLink) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	l.asked.Add(1)
+	if l.down.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")
+	}
+	return l.BankClient.DepositStatus(ctx, in, opts...)
+}
+
+// orderStatus is the shop's admin query of an order's status.
+func (f *fixture) orderStatus(t *testing.T, id string) string {
+	t.Helper()
+	st, err := f.merchant.AdminServer().OrderStatus(context.Background(), &pb.OrderStatusRequest{OrderId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+// The bank commits a deposit and its answer to the merchant is lost
+// (merchant review R1). The wallet would settle from the bank and never
+// tell the merchant again; the merchant asks the bank itself and answers
+// the wallet with the receipt, so the order is paid, stays paid, and can be
+// refunded.
+func TestMerchantRecordsDepositWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:2.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.toBank.lose.Store(1)
+	shop := &payCapture{MerchantClient: f.shop}
+	if _, err := w.Pay(ctx, f.bankc, shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.balance(t, f.shopAcct); got != 100 {
+		t.Fatalf("merchant credited %d", got)
+	}
+	if got, _ := f.merchant.Order(o.ID); shop.err != nil || got.Status(clk.now()) != "paid" {
+		t.Errorf("the bank credited the merchant, which answered %v and holds the order %q", shop.err, got.Status(clk.now()))
+	}
+	clk.add(time.Hour)
+	if st := f.orderStatus(t, o.ID); st != "paid" {
+		t.Errorf("an hour later the order is %q", st)
+	}
+	if _, _, err := f.merchant.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:1.00")); err != nil {
+		t.Errorf("refund of the paid order: %v", err)
+	}
+}
+
+// heldDeposits holds the merchant's deposits until release is closed,
+// having said so on held, then forwards them with the merchant's context.
+type heldDeposits struct {
+	pb.BankClient
+	held, release chan struct{}
+}
+
+func (h *heldDeposits) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	close(h.held)
+	<-h.release
+	return h.BankClient.Deposit(ctx, in, opts...)
+}
+
+// A wallet that gives up on its Pay call (merchant review R1) cancelled
+// the merchant's deposit with it: the merchant now finishes the deposit
+// and records the order paid all the same.
+func TestMerchantPaymentOutlivesWalletCancel(t *testing.T) {
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldDeposits{BankClient: f.bankc, held: make(chan struct{}), release: make(chan struct{})}
+	f.toBank.BankClient = held
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-held.held
+		cancel() // the customer closes the wallet mid-payment
+		time.Sleep(50 * time.Millisecond)
+		close(held.release)
+	}()
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err == nil {
+		t.Fatal("a cancelled payment succeeded")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got, _ := f.merchant.Order(o.ID); got.Status(time.Now()) == "paid" && f.balance(t, f.shopAcct) == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			got, _ := f.merchant.Order(o.ID)
+			t.Fatalf("the merchant's order is %q, its account credited %d", got.Status(time.Now()), f.balance(t, f.shopAcct))
+		}
+	}
+}
+
+// The merchant cannot learn the outcome of a deposit (the answer lost, the
+// bank then unreachable) and restarts (merchant review R1): Reconcile, as
+// merchantd runs it, asks the bank and records the order paid; the order's
+// mark is gone after, and the merchant asks no more.
+func TestMerchantReconcilesDepositInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	var orders []string
+	for range 2 {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders = append(orders, o.ID)
+	}
+	link.down.Store(true)
+	f.toBank.lose.Store(1)
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", orders[0], nil); err != nil {
+		t.Fatalf("the wallet settles from the bank: %v", err)
+	}
+	if got, _ := f.merchant.Order(orders[0]); got.Status(time.Now()) != "unpaid" || f.balance(t, f.shopAcct) != 100 {
+		t.Fatalf("setup: order %q, merchant credited %d", got.Status(time.Now()), f.balance(t, f.shopAcct))
+	}
+	link.down.Store(false)
+	f.reopenMerchant(t)
+	if paid, err := f.merchant.Reconcile(ctx); paid != 1 || err != nil {
+		t.Fatalf("reconcile: %d paid, %v", paid, err)
+	}
+	if st := f.orderStatus(t, orders[0]); st != "paid" {
+		t.Fatalf("after reconciling, the order is %q", st)
+	}
+	asked := link.asked.Load()
+	if paid, err := f.merchant.Reconcile(ctx); paid != 0 || err != nil {
+		t.Fatalf("reconcile again: %d paid, %v", paid, err)
+	}
+	f.orderStatus(t, orders[1]) // nobody tried to pay it
+	if n := link.asked.Load() - asked; n != 0 {
+		t.Fatalf("the merchant asked the bank %d more times with nothing in flight", n)
+	}
+}
+
+// A shop polling an order whose deposit's outcome the merchant missed
+// sees it paid (the admin OrderStatus asks the bank), and a refund of it is
+// not refused as unpaid (merchant review R1).
+func TestMerchantOrderStatusSettlesDepositInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	var orders []string
+	for range 2 {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link.down.Store(true)
+		f.toBank.lose.Store(1)
+		if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		link.down.Store(false)
+		orders = append(orders, o.ID)
+	}
+	if st := f.orderStatus(t, orders[0]); st != "paid" {
+		t.Errorf("status of the paid order: %q", st)
+	}
+	if _, total, err := f.merchant.Refund(ctx, orders[1], ecash.MustParseAmount("EUR:0.50")); err != nil || total.String() != "EUR:0.50" {
+		t.Errorf("refund of the other paid order: %s, %v", total, err)
 	}
 }

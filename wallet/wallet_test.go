@@ -73,6 +73,7 @@ type fixture struct {
 	merchant *merchant.Merchant
 	shop     pb.MerchantClient
 	shopAcct uint64
+	shopCfg  merchant.Config // reopenMerchant opens it again
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureWith(t, keys(t), time.Now) }
@@ -98,14 +99,30 @@ func newFixtureWith(t *testing.T, k *bank.Keys, now func() time.Time) *fixture {
 	if f.shopAcct, err = b.OpenAccount(context.Background(), "shop", pub, true); err != nil {
 		t.Fatal(err)
 	}
-	m, err := merchant.Open(context.Background(), merchant.Config{Dir: dir, Account: f.shopAcct, Bank: f.merchantBank(), FS: vfs.NewMem(), Now: now})
+	f.shopCfg = merchant.Config{Dir: dir, Account: f.shopAcct, Bank: f.merchantBank(), FS: vfs.NewMem(), Now: now}
+	f.openMerchant(t)
+	return f
+}
+
+// openMerchant opens the merchant and serves it.
+func (f *fixture) openMerchant(t *testing.T) {
+	t.Helper()
+	m, err := merchant.Open(context.Background(), f.shopCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
 	f.merchant = m
 	f.shop = pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
-	return f
+}
+
+// reopenMerchant restarts the merchant on its store.
+func (f *fixture) reopenMerchant(t *testing.T) {
+	t.Helper()
+	if err := f.merchant.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.openMerchant(t)
 }
 
 // fund opens an account for w and credits it.

@@ -114,7 +114,10 @@ start, like the self-signed TLS certificate DIR/tls.crt).
 It connects to the bank at --bank, trusting it by one of --bank-ca,
 --bank-pin or --bank-plaintext (and presenting --bank-client-cert and
 --bank-client-key to a bank that requires a client certificate), and
-deposits payments into merchant account --account. The first start pins
+deposits payments into merchant account --account. A deposit whose
+outcome the merchant missed (the bank's answer lost, a crash, the wallet
+gone) is settled with the bank at start and every 30 seconds, and when the
+order's status is asked. The first start pins
 the master key that signs the bank's key set in DIR (trust on first use),
 or --bank-master, the key "bankd keys show" prints as "master key:", if
 given; every later start, and every key set fetched while serving, must be
@@ -247,7 +250,15 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				t.Flush()
 			})
 			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id, "gomaxprocs", gomaxprocs)
+			rctx, stopReconcile := context.WithCancel(ctx)
+			reconciled := make(chan struct{})
+			go func() {
+				defer close(reconciled)
+				reconcile(rctx, n.Merchant, log)
+			}()
 			werr := n.Wait(ctx)
+			stopReconcile()
+			<-reconciled
 			if werr != nil {
 				log.Error("listener failed", "err", werr)
 			} else {
@@ -263,6 +274,31 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			log.Info("stopped")
 			return nil
 		},
+	}
+}
+
+// reconcileEvery is how often serve settles deposits in flight.
+const reconcileEvery = 30 * time.Second
+
+// reconcile settles the deposits whose outcome the merchant missed
+// (merchant.Reconcile), at once and then every reconcileEvery, until ctx
+// ends.
+func reconcile(ctx context.Context, m *merchant.Merchant, log *slog.Logger) {
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		paid, err := m.Reconcile(ctx)
+		if paid > 0 {
+			log.Info("deposits in flight settled", "paid", paid)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("deposits in flight not settled; retrying later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
