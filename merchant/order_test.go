@@ -1,9 +1,14 @@
 package merchant
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -21,5 +26,45 @@ func TestCreateOrderRefusesControlSummary(t *testing.T) {
 	}
 	if _, err := s.m.CreateOrder(price, "Café crème × 2", time.Minute); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A zero refund is refused before anything is saved, and a pending refund
+// request that can never be sent (a zero refund an older version saved)
+// is dropped instead of being sent first, and failing, by every later
+// refund of the order (merchant review R5).
+func TestRefundZeroDoesNotWedge(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Recorded paid without a deposit: the bank will refuse its refunds
+	// as not deposited, which shows they reached it.
+	o.Receipt = []byte("receipt")
+	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.m.orders.put(o)
+	for _, bad := range []ecash.Amount{{Currency: "EUR"}, {Currency: "EUR", Value: ecash.MaxValue + 1}} {
+		if _, _, err := s.m.Refund(ctx, o.ID, bad); !errors.Is(err, ecash.ErrBadAmount) {
+			t.Fatalf("refund of %s: %v", bad, err)
+		}
+	}
+	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("refunds saved: %d, %v", len(recs), err)
+	}
+	pr, _ := ecash.DecodePaymentRequest(o.Request)
+	zero := &ecash.RefundRequest{PaymentHash: pr.Hash(), MerchantAccount: s.account, RefundID: 1, Amount: ecash.Amount{Currency: "EUR"}, CreatedAt: s.clock.now()}
+	zero.Sign(s.m.key)
+	if err := s.m.db.Set(refundKey(o.ID, 1), (&refundRecord{Request: zero.Encode()}).encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.m.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:0.50")); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such payment was deposited") {
+		t.Fatalf("a refund after the wedged one: %v, want the bank's refusal", err)
+	}
+	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("refunds left: %d, %v", len(recs), err)
 	}
 }

@@ -27,6 +27,7 @@ func refundKey(orderID string, id uint64) []byte {
 }
 
 type refundRecord struct {
+	ID      uint64 // the refund's number among the order's, from 1 (in the key)
 	Request []byte // "signed-refund-request"
 	Receipt []byte // "signed-refund-receipt"; nil while pending
 }
@@ -53,18 +54,23 @@ func decodeRefundRecord(b []byte) (*refundRecord, error) {
 // of the order left pending by a crash. It returns the bank's verified
 // receipt and the order's refunds in all.
 func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amount) (*ecash.RefundReceipt, ecash.Amount, error) {
+	total := ecash.Amount{Currency: m.currency}
+	// Before anything is saved: a request the bank cannot take would stay
+	// pending and be sent first by every later refund of the order.
+	if amount.Currency != m.currency {
+		return nil, total, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.currency)
+	}
+	if amount.IsZero() || amount.Validate() != nil {
+		return nil, total, fmt.Errorf("%w: refund of %s", ecash.ErrBadAmount, amount)
+	}
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
-	total := ecash.Amount{Currency: m.currency}
 	o, err := m.CheckOrder(ctx, orderID)
 	if err != nil {
 		return nil, total, err
 	}
 	if o.Receipt == nil {
 		return nil, total, fmt.Errorf("%w: %s", ErrNotPaid, orderID)
-	}
-	if amount.Currency != m.currency {
-		return nil, total, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.currency)
 	}
 	pr, err := ecash.DecodePaymentRequest(o.Request)
 	if err != nil {
@@ -74,9 +80,11 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amou
 	if err != nil {
 		return nil, total, err
 	}
-	for i, r := range recs {
+	next := uint64(1)
+	for _, r := range recs {
+		next = r.ID + 1
 		if r.Receipt == nil {
-			if _, err := m.sendRefund(ctx, orderID, uint64(i+1), r); err != nil {
+			if _, err := m.sendRefund(ctx, orderID, r); err != nil {
 				return nil, total, fmt.Errorf("merchant: re-sending a pending refund: %w", err)
 			}
 		}
@@ -89,15 +97,15 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amou
 		}
 	}
 	req := &ecash.RefundRequest{
-		PaymentHash: pr.Hash(), MerchantAccount: m.account, RefundID: uint64(len(recs) + 1),
+		PaymentHash: pr.Hash(), MerchantAccount: m.account, RefundID: next,
 		Amount: amount, CreatedAt: m.now(),
 	}
 	req.Sign(m.key)
-	rec := &refundRecord{Request: req.Encode()}
-	if err := m.db.Set(refundKey(orderID, req.RefundID), rec.encode(), pebble.Sync); err != nil {
+	rec := &refundRecord{ID: req.RefundID, Request: req.Encode()}
+	if err := m.db.Set(refundKey(orderID, rec.ID), rec.encode(), pebble.Sync); err != nil {
 		return nil, total, err
 	}
-	rc, err := m.sendRefund(ctx, orderID, req.RefundID, rec)
+	rc, err := m.sendRefund(ctx, orderID, rec)
 	if err != nil {
 		return nil, total, err
 	}
@@ -109,7 +117,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amou
 // sendRefund sends a persisted refund request and stores the bank's
 // verified receipt in rec. A definitive refusal deletes the request, so
 // that the order's next refund does not send it again.
-func (m *Merchant) sendRefund(ctx context.Context, orderID string, id uint64, rec *refundRecord) (*ecash.RefundReceipt, error) {
+func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord) (*ecash.RefundReceipt, error) {
 	req, err := ecash.DecodeRefundRequest(rec.Request)
 	if err != nil {
 		return nil, err
@@ -118,7 +126,7 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, id uint64, re
 	resp, err := m.bank.Refund(ctx, &pb.RefundRequest{Request: rec.Request})
 	if err != nil {
 		if bank.Definitive(err) {
-			if derr := m.db.Delete(refundKey(orderID, id), pebble.Sync); derr != nil {
+			if derr := m.db.Delete(refundKey(orderID, rec.ID), pebble.Sync); derr != nil {
 				return nil, errors.Join(err, derr)
 			}
 		}
@@ -135,28 +143,45 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, id uint64, re
 		return nil, fmt.Errorf("%w: refund receipt: %v", ErrBadBankAnswer, err)
 	}
 	rec.Receipt = resp.Receipt
-	if err := m.db.Set(refundKey(orderID, id), rec.encode(), pebble.Sync); err != nil {
+	if err := m.db.Set(refundKey(orderID, rec.ID), rec.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
 	m.tr.Record(m.now(), "refund-receipt", resp.Receipt, orderID)
 	return rc, nil
 }
 
-// refunds returns the order's refunds, by refund id from 1.
+// refunds returns the order's refunds, by refund id from 1. It deletes a
+// pending request that does not decode (a zero refund an older version
+// saved): the bank would refuse it as well, and kept, it would be sent
+// first by every later refund of the order and fail each.
 func (m *Merchant) refunds(orderID string) ([]*refundRecord, error) {
 	prefix := append(append([]byte("f/"), orderID...), 0)
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix[:len(prefix)-1]), 1)})
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
-	var out []*refundRecord
+	var out, unsendable []*refundRecord
 	for it.First(); it.Valid(); it.Next() {
 		r, err := decodeRefundRecord(it.Value())
-		if err != nil {
-			return nil, fmt.Errorf("merchant: corrupt refund record: %w", err)
+		if err != nil || len(it.Key()) != len(prefix)+8 {
+			it.Close()
+			return nil, fmt.Errorf("merchant: corrupt refund record %q: %v", it.Key(), err)
+		}
+		r.ID = binary.BigEndian.Uint64(it.Key()[len(prefix):])
+		if _, err := ecash.DecodeRefundRequest(r.Request); r.Receipt == nil && err != nil {
+			m.log.Warn("dropping a pending refund that can never be sent", "order", orderID, "refund", r.ID, "err", err)
+			unsendable = append(unsendable, r)
+			continue
 		}
 		out = append(out, r)
 	}
-	return out, it.Error()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	for _, r := range unsendable {
+		if err := m.db.Delete(refundKey(orderID, r.ID), pebble.Sync); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -164,6 +164,10 @@ func (d *directBank) DepositStatus(ctx context.Context, in *pb.DepositStatusRequ
 	return d.srv.DepositStatus(ctx, in)
 }
 
+func (d *directBank) Refund(ctx context.Context, in *pb.RefundRequest, _ ...grpc.CallOption) (*pb.RefundResponse, error) {
+	return d.srv.Refund(ctx, in)
+}
+
 func (d *directBank) CheckStatus(ctx context.Context, in *pb.CheckStatusRequest, _ ...grpc.CallOption) (*pb.CheckResult, error) {
 	return d.srv.CheckStatus(ctx, in)
 }
