@@ -24,7 +24,8 @@ func (m *Merchant) toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked), errors.Is(err, ErrNotPaid):
+	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
+		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
@@ -158,11 +159,11 @@ func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderReques
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	rc, total, err := s.m.Refund(ctx, req.OrderId, amount)
+	r, err := s.m.Refund(ctx, req.OrderId, req.RefundId, amount)
 	if err != nil {
 		return nil, s.m.toStatus(err)
 	}
-	return &pb.RefundOrderResponse{Receipt: rc.Encode(), TotalRefunded: total.String()}, nil
+	return &pb.RefundOrderResponse{Receipt: r.Receipt.Encode(), TotalRefunded: r.Total.String(), RefundId: r.ID}, nil
 }
 
 func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {

@@ -48,7 +48,7 @@ func TestRefundZeroDoesNotWedge(t *testing.T) {
 	}
 	s.m.orders.put(o)
 	for _, bad := range []ecash.Amount{{Currency: "EUR"}, {Currency: "EUR", Value: ecash.MaxValue + 1}} {
-		if _, _, err := s.m.Refund(ctx, o.ID, bad); !errors.Is(err, ecash.ErrBadAmount) {
+		if _, err := s.m.Refund(ctx, o.ID, 0, bad); !errors.Is(err, ecash.ErrBadAmount) {
 			t.Fatalf("refund of %s: %v", bad, err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestRefundZeroDoesNotWedge(t *testing.T) {
 	if err := s.m.db.Set(refundKey(o.ID, 1), (&refundRecord{Request: zero.Encode()}).encode(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.m.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:0.50")); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such payment was deposited") {
+	if _, err := s.m.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:0.50")); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such payment was deposited") {
 		t.Fatalf("a refund after the wedged one: %v, want the bank's refusal", err)
 	}
 	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {

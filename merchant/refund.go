@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -14,8 +15,17 @@ import (
 	pb "github.com/blindbank/blindbank/proto"
 )
 
-// ErrNotPaid: a refund of an order that was never paid.
-var ErrNotPaid = errors.New("merchant: the order is not paid")
+// Errors of refunds.
+var (
+	// ErrNotPaid: a refund of an order that was never paid.
+	ErrNotPaid = errors.New("merchant: the order is not paid")
+	// ErrPendingRefund: a refund of the order left pending by a lost
+	// answer was completed instead of the one asked (Refund).
+	ErrPendingRefund = errors.New("merchant: a pending refund of the order was completed first")
+	// ErrRefundID: a refund id that is neither one of the order's refunds,
+	// of the amount asked, nor the next.
+	ErrRefundID = errors.New("merchant: no such refund of the order")
+)
 
 // Refunds are stored under f/<order id> 0x00 <u64 refund id>: the signed
 // request, persisted before it is sent, and the bank's receipt once it
@@ -30,6 +40,7 @@ type refundRecord struct {
 	ID      uint64 // the refund's number among the order's, from 1 (in the key)
 	Request []byte // "signed-refund-request"
 	Receipt []byte // "signed-refund-receipt"; nil while pending
+	req     *ecash.RefundRequest
 }
 
 func (r *refundRecord) encode() []byte {
@@ -48,106 +59,155 @@ func decodeRefundRecord(b []byte) (*refundRecord, error) {
 	return r, d.Finish()
 }
 
+// Refunded is a refund of an order that the bank applied.
+type Refunded struct {
+	ID      uint64               // its number among the order's refunds, from 1
+	Receipt *ecash.RefundReceipt // the bank's, verified
+	Total   ecash.Amount         // the order's refunds in all, this one included
+}
+
 // Refund gives amount of a paid order back to the customer's coins: it
 // signs a refund request, persists it, and has the bank apply it (the
-// bank refuses once the money was paid out). It first re-sends any refund
-// of the order left pending by a crash. It returns the bank's verified
-// receipt and the order's refunds in all.
-func (m *Merchant) Refund(ctx context.Context, orderID string, amount ecash.Amount) (*ecash.RefundReceipt, ecash.Amount, error) {
-	total := ecash.Amount{Currency: m.currency}
+// bank refuses once the money was paid out).
+//
+// Asking again is safe. A refund whose answer was lost stays pending, and
+// is completed (sent again, byte for byte: the bank applies it once)
+// before the order's next refund; with id 0, that next Refund returns it
+// if it is of amount (the retry it then is), and ErrPendingRefund
+// otherwise, to be asked again for a further refund. A non-zero id means
+// "refund number id of the order": an existing one of amount is returned
+// (completed first if pending), one past the order's refunds makes it,
+// anything else is ErrRefundID.
+func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount ecash.Amount) (*Refunded, error) {
 	// Before anything is saved: a request the bank cannot take would stay
 	// pending and be sent first by every later refund of the order.
 	if amount.Currency != m.currency {
-		return nil, total, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.currency)
+		return nil, fmt.Errorf("%w: a refund in %s of an order in %s", ecash.ErrCurrencyMismatch, amount.Currency, m.currency)
 	}
 	if amount.IsZero() || amount.Validate() != nil {
-		return nil, total, fmt.Errorf("%w: refund of %s", ecash.ErrBadAmount, amount)
+		return nil, fmt.Errorf("%w: refund of %s", ecash.ErrBadAmount, amount)
 	}
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
 	o, err := m.CheckOrder(ctx, orderID)
 	if err != nil {
-		return nil, total, err
+		return nil, err
 	}
 	if o.Receipt == nil {
-		return nil, total, fmt.Errorf("%w: %s", ErrNotPaid, orderID)
-	}
-	pr, err := ecash.DecodePaymentRequest(o.Request)
-	if err != nil {
-		return nil, total, err
+		return nil, fmt.Errorf("%w: %s", ErrNotPaid, orderID)
 	}
 	recs, err := m.refunds(orderID)
 	if err != nil {
-		return nil, total, err
+		return nil, err
 	}
 	next := uint64(1)
-	for _, r := range recs {
-		next = r.ID + 1
-		if r.Receipt == nil {
-			if _, err := m.sendRefund(ctx, orderID, r); err != nil {
-				return nil, total, fmt.Errorf("merchant: re-sending a pending refund: %w", err)
+	if len(recs) > 0 {
+		next = recs[len(recs)-1].ID + 1
+	}
+	var rec *refundRecord // the refund to return
+	switch {
+	case id != 0 && id < next:
+		i := slices.IndexFunc(recs, func(r *refundRecord) bool { return r.ID == id })
+		if i < 0 || recs[i].req.Amount != amount {
+			return nil, fmt.Errorf("%w: order %s has no refund %d of %s", ErrRefundID, orderID, id, amount)
+		}
+		if rec = recs[i]; rec.Receipt == nil {
+			if err := m.sendRefund(ctx, orderID, rec); err != nil {
+				return nil, err
 			}
+		}
+	case id != 0 && id != next:
+		return nil, fmt.Errorf("%w: order %s has %d refunds; refund %d is none of them, nor the next (%d)", ErrRefundID, orderID, next-1, id, next)
+	default:
+		for _, r := range recs {
+			if r.Receipt != nil {
+				continue
+			}
+			if err := m.sendRefund(ctx, orderID, r); err != nil {
+				return nil, fmt.Errorf("merchant: completing pending refund %d of order %s (%s): %w", r.ID, orderID, r.req.Amount, err)
+			}
+			if id == 0 && r.req.Amount == amount {
+				rec = r // a retry of the refund whose answer was lost
+			} else if id == 0 {
+				return nil, fmt.Errorf("%w: refund %d of %s, pending since its answer was lost, was completed instead of this one of %s; ask again for a further refund",
+					ErrPendingRefund, r.ID, r.req.Amount, amount)
+			}
+		}
+		if rec == nil {
+			if rec, err = m.newRefund(ctx, o, next, amount); err != nil {
+				return nil, err
+			}
+			recs = append(recs, rec)
+		}
+	}
+	out := &Refunded{ID: rec.ID, Total: ecash.Amount{Currency: m.currency}}
+	for _, r := range recs {
+		if r.Receipt == nil {
+			continue
 		}
 		rc, err := ecash.DecodeRefundReceipt(r.Receipt)
 		if err != nil {
-			return nil, total, err
+			return nil, fmt.Errorf("merchant: corrupt refund record: %w", err)
 		}
-		if total, err = total.Add(rc.Total); err != nil {
-			return nil, total, err
+		if out.Total, err = out.Total.Add(rc.Total); err != nil {
+			return nil, err
+		}
+		if r == rec {
+			out.Receipt = rc
 		}
 	}
-	req := &ecash.RefundRequest{
-		PaymentHash: pr.Hash(), MerchantAccount: m.account, RefundID: next,
-		Amount: amount, CreatedAt: m.now(),
-	}
-	req.Sign(m.key)
-	rec := &refundRecord{ID: req.RefundID, Request: req.Encode()}
-	if err := m.db.Set(refundKey(orderID, rec.ID), rec.encode(), pebble.Sync); err != nil {
-		return nil, total, err
-	}
-	rc, err := m.sendRefund(ctx, orderID, rec)
+	return out, nil
+}
+
+// newRefund makes, persists and sends refund number id of order o.
+func (m *Merchant) newRefund(ctx context.Context, o *Order, id uint64, amount ecash.Amount) (*refundRecord, error) {
+	pr, err := ecash.DecodePaymentRequest(o.Request)
 	if err != nil {
-		return nil, total, err
+		return nil, err
 	}
-	total, err = total.Add(rc.Total)
-	m.log.Info("order refunded", "order", orderID, "amount", amount.String(), "refunded", total.String())
-	return rc, total, err
+	req := &ecash.RefundRequest{PaymentHash: pr.Hash(), MerchantAccount: m.account, RefundID: id, Amount: amount, CreatedAt: m.now()}
+	req.Sign(m.key)
+	rec := &refundRecord{ID: id, Request: req.Encode(), req: req}
+	if err := m.db.Set(refundKey(o.ID, id), rec.encode(), pebble.Sync); err != nil {
+		return nil, err
+	}
+	if err := m.sendRefund(ctx, o.ID, rec); err != nil {
+		return nil, err
+	}
+	m.log.Info("order refunded", "order", o.ID, "refund", id, "amount", amount.String())
+	return rec, nil
 }
 
 // sendRefund sends a persisted refund request and stores the bank's
 // verified receipt in rec. A definitive refusal deletes the request, so
 // that the order's next refund does not send it again.
-func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord) (*ecash.RefundReceipt, error) {
-	req, err := ecash.DecodeRefundRequest(rec.Request)
-	if err != nil {
-		return nil, err
-	}
+func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord) error {
 	m.tr.Record(m.now(), "refund-request", rec.Request, orderID)
 	resp, err := m.bank.Refund(ctx, &pb.RefundRequest{Request: rec.Request})
 	if err != nil {
 		if bank.Definitive(err) {
 			if derr := m.db.Delete(refundKey(orderID, rec.ID), pebble.Sync); derr != nil {
-				return nil, errors.Join(err, derr)
+				return errors.Join(err, derr)
 			}
 		}
-		return nil, err
+		return err
 	}
 	// The bank has applied the refund: a receipt that does not verify is
 	// no refusal, and the request stays pending.
 	rc, err := ecash.DecodeRefundReceipt(resp.Receipt)
 	if err == nil {
-		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rc.Verify(ks, req) })
+		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rc.Verify(ks, rec.req) })
 	}
 	if err != nil {
 		m.log.Error("bank refund receipt does not verify", "order", orderID, "err", err)
-		return nil, fmt.Errorf("%w: refund receipt: %v", ErrBadBankAnswer, err)
+		return fmt.Errorf("%w: refund receipt: %v", ErrBadBankAnswer, err)
 	}
 	rec.Receipt = resp.Receipt
 	if err := m.db.Set(refundKey(orderID, rec.ID), rec.encode(), pebble.Sync); err != nil {
-		return nil, err
+		return err
 	}
 	m.tr.Record(m.now(), "refund-receipt", resp.Receipt, orderID)
-	return rc, nil
+	return nil
 }
 
 // refunds returns the order's refunds, by refund id from 1. It deletes a
@@ -160,28 +220,25 @@ func (m *Merchant) refunds(orderID string) ([]*refundRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out, unsendable []*refundRecord
+	defer it.Close()
+	var out []*refundRecord
 	for it.First(); it.Valid(); it.Next() {
 		r, err := decodeRefundRecord(it.Value())
 		if err != nil || len(it.Key()) != len(prefix)+8 {
-			it.Close()
 			return nil, fmt.Errorf("merchant: corrupt refund record %q: %v", it.Key(), err)
 		}
 		r.ID = binary.BigEndian.Uint64(it.Key()[len(prefix):])
-		if _, err := ecash.DecodeRefundRequest(r.Request); r.Receipt == nil && err != nil {
+		if r.req, err = ecash.DecodeRefundRequest(r.Request); err != nil {
+			if r.Receipt != nil {
+				return nil, fmt.Errorf("merchant: corrupt refund record %q: %v", it.Key(), err)
+			}
 			m.log.Warn("dropping a pending refund that can never be sent", "order", orderID, "refund", r.ID, "err", err)
-			unsendable = append(unsendable, r)
+			if err := m.db.Delete(refundKey(orderID, r.ID), pebble.Sync); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		out = append(out, r)
 	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, err
-	}
-	for _, r := range unsendable {
-		if err := m.db.Delete(refundKey(orderID, r.ID), pebble.Sync); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out, it.Error()
 }

@@ -660,9 +660,17 @@ func (x *PayResponse) GetReceipt() []byte {
 }
 
 type RefundOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	Amount        string                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"` // e.g. "EUR:1.50"
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Amount  string                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"` // e.g. "EUR:1.50"
+	// Optional: "this is refund number refund_id of the order" (1, 2, ...),
+	// which makes the call safe to repeat when its answer is lost: an
+	// existing refund of that number and amount is returned, the number one
+	// past the order's refunds makes a new one, anything else is refused
+	// (FailedPrecondition). 0: the next refund, except that a refund left
+	// pending by a lost answer is completed first and returned if it is of
+	// this amount (else FailedPrecondition: ask again for a further one).
+	RefundId      uint64 `protobuf:"varint,3,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,10 +719,18 @@ func (x *RefundOrderRequest) GetAmount() string {
 	return ""
 }
 
+func (x *RefundOrderRequest) GetRefundId() uint64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
+}
+
 type RefundOrderResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Receipt       []byte                 `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`                                  // the bank's "signed-refund-receipt"
 	TotalRefunded string                 `protobuf:"bytes,2,opt,name=total_refunded,json=totalRefunded,proto3" json:"total_refunded,omitempty"` // of the order, this refund included
+	RefundId      uint64                 `protobuf:"varint,3,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`               // the refund's number among the order's, from 1
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -761,6 +777,13 @@ func (x *RefundOrderResponse) GetTotalRefunded() string {
 		return x.TotalRefunded
 	}
 	return ""
+}
+
+func (x *RefundOrderResponse) GetRefundId() uint64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
 }
 
 type VerifyLogRequest struct {
@@ -1465,13 +1488,15 @@ const file_merchant_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12%\n" +
 	"\x0esealed_payment\x18\x02 \x01(\fR\rsealedPayment\"'\n" +
 	"\vPayResponse\x12\x18\n" +
-	"\areceipt\x18\x01 \x01(\fR\areceipt\"G\n" +
+	"\areceipt\x18\x01 \x01(\fR\areceipt\"d\n" +
 	"\x12RefundOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\tR\x06amount\"V\n" +
+	"\x06amount\x18\x02 \x01(\tR\x06amount\x12\x1b\n" +
+	"\trefund_id\x18\x03 \x01(\x04R\brefundId\"s\n" +
 	"\x13RefundOrderResponse\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
-	"\x0etotal_refunded\x18\x02 \x01(\tR\rtotalRefunded\"\x12\n" +
+	"\x0etotal_refunded\x18\x02 \x01(\tR\rtotalRefunded\x12\x1b\n" +
+	"\trefund_id\x18\x03 \x01(\x04R\brefundId\"\x12\n" +
 	"\x10VerifyLogRequest\"x\n" +
 	"\x11VerifyLogResponse\x12\x19\n" +
 	"\blog_size\x18\x01 \x01(\x03R\alogSize\x12\x12\n" +

@@ -4,11 +4,13 @@ package wallet_test
 // failed before its fix.
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,7 +123,7 @@ func TestMerchantFollowsSigningKeyRotation(t *testing.T) {
 	t.Run("refund receipt", func(t *testing.T) {
 		f, k, _, o := setup(t, true)
 		f.rotateSigning(t, k)
-		if _, _, err := f.merchant.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:0.50")); err != nil {
+		if _, err := f.merchant.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:0.50")); err != nil {
 			t.Errorf("refund after the rotation: %v", err)
 		}
 	})
@@ -243,7 +245,7 @@ func TestMerchantRecordsDepositWhoseAnswerWasLost(t *testing.T) {
 	if st := f.orderStatus(t, o.ID); st != "paid" {
 		t.Errorf("an hour later the order is %q", st)
 	}
-	if _, _, err := f.merchant.Refund(ctx, o.ID, ecash.MustParseAmount("EUR:1.00")); err != nil {
+	if _, err := f.merchant.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:1.00")); err != nil {
 		t.Errorf("refund of the paid order: %v", err)
 	}
 }
@@ -364,7 +366,116 @@ func TestMerchantOrderStatusSettlesDepositInFlight(t *testing.T) {
 	if st := f.orderStatus(t, orders[0]); st != "paid" {
 		t.Errorf("status of the paid order: %q", st)
 	}
-	if _, total, err := f.merchant.Refund(ctx, orders[1], ecash.MustParseAmount("EUR:0.50")); err != nil || total.String() != "EUR:0.50" {
-		t.Errorf("refund of the other paid order: %s, %v", total, err)
+	if r, err := f.merchant.Refund(ctx, orders[1], 0, ecash.MustParseAmount("EUR:0.50")); err != nil || r.Total.String() != "EUR:0.50" {
+		t.Errorf("refund of the other paid order: %+v, %v", r, err)
+	}
+}
+
+// lossyRefunds loses the bank's answers to refunds: the bank applied the
+// refund, the merchant never learns it.
+type lossyRefunds struct {
+	pb.BankClient
+	lose atomic.Int32
+}
+
+func (l *lossyRefunds) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
+	resp, err := l.BankClient.Refund(ctx, in, opts...)
+	if err == nil && l.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+// paidOrder has a wallet pay an order of amount.
+func (f *fixture) paidOrder(t *testing.T, amount string) string {
+	t.Helper()
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:5.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount(amount), "a lamp", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(context.Background(), f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	return o.ID
+}
+
+// An operator retries a refund whose answer was lost (merchant review R3):
+// the merchant completes the pending refund and reports it, instead of
+// re-sending it and then making a second one. Asked for another amount
+// meanwhile, it completes the pending one, says so, and refunds nothing
+// more until asked again.
+func TestMerchantRefundRetryRefundsOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	order := f.paidOrder(t, "EUR:2.00")
+	link := &lossyRefunds{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	refund := func(amount string) (*merchant.Refunded, error) {
+		return f.merchant.Refund(ctx, order, 0, ecash.MustParseAmount(amount))
+	}
+	link.lose.Store(1)
+	if _, err := refund("EUR:1.00"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost answer: %v", err)
+	}
+	r, err := refund("EUR:1.00") // the operator's retry
+	if err != nil || r.ID != 1 || r.Total.String() != "EUR:1.00" || r.Receipt.Total.String() != "EUR:1.00" {
+		t.Fatalf("retry: %+v, %v; want refund 1, EUR:1.00 in all", r, err)
+	}
+	if got := f.balance(t, f.shopAcct); got != 100 {
+		t.Fatalf("merchant balance %d after refunding EUR:1.00 of EUR:2.00", got)
+	}
+	link.lose.Store(1)
+	if _, err := refund("EUR:0.50"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost answer: %v", err)
+	}
+	if r, err := refund("EUR:0.30"); !errors.Is(err, merchant.ErrPendingRefund) {
+		t.Fatalf("another amount with one pending: %+v, %v; want ErrPendingRefund", r, err)
+	}
+	if got := f.balance(t, f.shopAcct); got != 50 {
+		t.Fatalf("merchant balance %d, want the pending EUR:0.50 refunded and nothing more", got)
+	}
+	if r, err := refund("EUR:0.30"); err != nil || r.ID != 3 || r.Total.String() != "EUR:1.80" {
+		t.Fatalf("asked again: %+v, %v; want refund 3, EUR:1.80 in all", r, err)
+	}
+}
+
+// The admin RefundOrder with a refund id is safe to repeat (merchant
+// review R3): "refund N of the order" is made once, reported again to a
+// retry whose answer was lost, and any other number or amount is refused.
+func TestMerchantRefundOrderByID(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	order := f.paidOrder(t, "EUR:2.00")
+	link := &lossyRefunds{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	admin := f.merchant.AdminServer()
+	refund := func(id uint64, amount string) (*pb.RefundOrderResponse, error) {
+		return admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amount, RefundId: id})
+	}
+	link.lose.Store(1)
+	if _, err := refund(1, "EUR:1.00"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("lost answer: %v", err)
+	}
+	first, err := refund(1, "EUR:1.00")
+	if err != nil || first.RefundId != 1 || first.TotalRefunded != "EUR:1.00" {
+		t.Fatalf("retry of refund 1: refund %d, %s in all, %v", first.GetRefundId(), first.GetTotalRefunded(), err)
+	}
+	if again, err := refund(1, "EUR:1.00"); err != nil || !bytes.Equal(again.Receipt, first.Receipt) || again.TotalRefunded != "EUR:1.00" {
+		t.Fatalf("refund 1 again: refund %d, %s in all, %v; want the same receipt", again.GetRefundId(), again.GetTotalRefunded(), err)
+	}
+	for _, bad := range []struct {
+		id     uint64
+		amount string
+	}{{1, "EUR:0.50"}, {3, "EUR:0.50"}} {
+		if _, err := refund(bad.id, bad.amount); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such refund") {
+			t.Errorf("refund %d of %s: %v, want FailedPrecondition", bad.id, bad.amount, err)
+		}
+	}
+	if r, err := refund(2, "EUR:0.50"); err != nil || r.RefundId != 2 || r.TotalRefunded != "EUR:1.50" {
+		t.Fatalf("refund 2: refund %d, %s in all, %v", r.GetRefundId(), r.GetTotalRefunded(), err)
+	}
+	if got := f.balance(t, f.shopAcct); got != 50 {
+		t.Fatalf("merchant balance %d after refunding EUR:1.50 of EUR:2.00", got)
 	}
 }

@@ -526,7 +526,10 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 
 func refundCommand() *cli.Command {
 	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
-	var order, amount string
+	var (
+		order, amount string
+		refundID      uint64
+	)
 	return &cli.Command{
 		Name:  "refund",
 		Short: "give back part or all of a paid order",
@@ -534,15 +537,25 @@ func refundCommand() *cli.Command {
 order --order and send it to the bank. The bank debits your account and
 gives the value back to the coins the customer paid with; their wallet
 collects it with "wallet refunds". Several partial refunds of one order are
-fine, up to what it paid. The bank refuses a refund of money already paid
-out to you ("bankd admin payout"). The refund is persisted before it is
-sent: if the answer is lost, the next refund of the order sends it again
-first, and the bank applies it once.`,
-		Example: `merchantd refund --data ./shop --order order-17 --amount EUR:1.50`,
+fine, up to what it paid; each has a number (1, 2, ...), which refund
+prints. The bank refuses a refund of money already paid out to you
+("bankd admin payout").
+
+Running the same command again is safe. The refund is persisted before it
+is sent; if the bank's answer is lost, the next refund of the order
+completes it first (the bank applies it once) and, if it is of the same
+amount, reports it as this one; if not, it says so and refunds nothing more:
+run the command again for the further refund. To say exactly which refund
+you mean, give --refund-id N, the refund's number: an existing refund N of
+the same amount is reported again, N one past the order's refunds makes it,
+and anything else is refused.`,
+		Example: `merchantd refund --data ./shop --order order-17 --amount EUR:1.50
+merchantd refund --data ./shop --order order-17 --amount EUR:0.50 --refund-id 2`,
 		Flags: func(fs *flag.FlagSet) {
 			admin.Register(fs)
 			fs.StringVar(&order, "order", "", "the paid order's `ID` (required)")
 			fs.StringVar(&amount, "amount", "", "the `AMOUNT` to give back, e.g. EUR:1.50 (required)")
+			fs.Uint64Var(&refundID, "refund-id", 0, "the refund's number `N` among the order's (1 for the first): safe to repeat (default: the next, or the one pending)")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			if order == "" || amount == "" {
@@ -553,7 +566,7 @@ first, and the bank applies it once.`,
 				return err
 			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
-				r, err := c.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amt.String()})
+				r, err := c.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amt.String(), RefundId: refundID})
 				if err != nil {
 					return fmt.Errorf("refund refused: %w", err)
 				}
@@ -563,13 +576,14 @@ first, and the bank applies it once.`,
 				}
 				out := struct {
 					Order    string `json:"order"`
+					ID       uint64 `json:"refund_id"`
 					Refunded string `json:"refunded"`
 					Coins    int    `json:"coins"`
 					Total    string `json:"total_refunded"`
 					Refund   string `json:"refund_hash"`
-				}{order, rc.Total.String(), len(rc.Coins), r.TotalRefunded, rc.RefundHash.String()}
+				}{order, r.RefundId, rc.Total.String(), len(rc.Coins), r.TotalRefunded, rc.RefundHash.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "refunded %s of order %s to %d coins (%s refunded in all)\n", out.Refunded, order, out.Coins, out.Total)
+					fmt.Fprintf(w, "refund %d: refunded %s of order %s to %d coins (%s refunded in all)\n", out.ID, out.Refunded, order, out.Coins, out.Total)
 				})
 			})
 		},
