@@ -206,6 +206,28 @@ func (l *statusLink) DepositStatus(ctx context.Context, in *pb.DepositStatusRequ
 	return l.BankClient.DepositStatus(ctx, in, opts...)
 }
 
+// missedPayment has w pay a new order of EUR:1.00 while the merchant's
+// link loses the bank's answer to the deposit and cannot ask its status:
+// the bank has the payment and the wallet its receipt, the merchant's
+// order stays unpaid.
+func (f *fixture) missedPayment(t *testing.T, w *wallet.Wallet, link *statusLink) string {
+	t.Helper()
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link.down.Store(true)
+	defer link.down.Store(false)
+	f.toBank.lose.Store(1)
+	if _, err := w.Pay(context.Background(), f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("the wallet settles from the bank: %v", err)
+	}
+	if got, _ := f.merchant.Order(o.ID); got.Status(time.Now()) != "unpaid" {
+		t.Fatalf("setup: the merchant saw the payment of order %s", o.ID)
+	}
+	return o.ID
+}
+
 // orderStatus is the shop's admin query of an order's status.
 func (f *fixture) orderStatus(t *testing.T, id string) string {
 	t.Helper()
@@ -306,35 +328,23 @@ func TestMerchantReconcilesDepositInFlight(t *testing.T) {
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
 	link := &statusLink{BankClient: f.bankc}
 	f.toBank.BankClient = link
-	var orders []string
-	for range 2 {
-		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		orders = append(orders, o.ID)
+	paid := f.missedPayment(t, w, link)
+	unpaid, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	link.down.Store(true)
-	f.toBank.lose.Store(1)
-	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", orders[0], nil); err != nil {
-		t.Fatalf("the wallet settles from the bank: %v", err)
-	}
-	if got, _ := f.merchant.Order(orders[0]); got.Status(time.Now()) != "unpaid" || f.balance(t, f.shopAcct) != 100 {
-		t.Fatalf("setup: order %q, merchant credited %d", got.Status(time.Now()), f.balance(t, f.shopAcct))
-	}
-	link.down.Store(false)
 	f.reopenMerchant(t)
-	if paid, err := f.merchant.Reconcile(ctx); paid != 1 || err != nil {
-		t.Fatalf("reconcile: %d paid, %v", paid, err)
+	if n, err := f.merchant.Reconcile(ctx); n != 1 || err != nil {
+		t.Fatalf("reconcile: %d paid, %v", n, err)
 	}
-	if st := f.orderStatus(t, orders[0]); st != "paid" {
+	if st := f.orderStatus(t, paid); st != "paid" {
 		t.Fatalf("after reconciling, the order is %q", st)
 	}
 	asked := link.asked.Load()
-	if paid, err := f.merchant.Reconcile(ctx); paid != 0 || err != nil {
-		t.Fatalf("reconcile again: %d paid, %v", paid, err)
+	if n, err := f.merchant.Reconcile(ctx); n != 0 || err != nil {
+		t.Fatalf("reconcile again: %d paid, %v", n, err)
 	}
-	f.orderStatus(t, orders[1]) // nobody tried to pay it
+	f.orderStatus(t, unpaid.ID) // nobody tried to pay it
 	if n := link.asked.Load() - asked; n != 0 {
 		t.Fatalf("the merchant asked the bank %d more times with nothing in flight", n)
 	}
@@ -349,41 +359,13 @@ func TestMerchantOrderStatusSettlesDepositInFlight(t *testing.T) {
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
 	link := &statusLink{BankClient: f.bankc}
 	f.toBank.BankClient = link
-	var orders []string
-	for range 2 {
-		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link.down.Store(true)
-		f.toBank.lose.Store(1)
-		if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
-			t.Fatal(err)
-		}
-		link.down.Store(false)
-		orders = append(orders, o.ID)
-	}
-	if st := f.orderStatus(t, orders[0]); st != "paid" {
+	first, second := f.missedPayment(t, w, link), f.missedPayment(t, w, link)
+	if st := f.orderStatus(t, first); st != "paid" {
 		t.Errorf("status of the paid order: %q", st)
 	}
-	if r, err := f.merchant.Refund(ctx, orders[1], 0, ecash.MustParseAmount("EUR:0.50")); err != nil || r.Total.String() != "EUR:0.50" {
+	if r, err := f.merchant.Refund(ctx, second, 0, ecash.MustParseAmount("EUR:0.50")); err != nil || r.Total.String() != "EUR:0.50" {
 		t.Errorf("refund of the other paid order: %+v, %v", r, err)
 	}
-}
-
-// lossyRefunds loses the bank's answers to refunds: the bank applied the
-// refund, the merchant never learns it.
-type lossyRefunds struct {
-	pb.BankClient
-	lose atomic.Int32
-}
-
-func (l *lossyRefunds) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
-	resp, err := l.BankClient.Refund(ctx, in, opts...)
-	if err == nil && l.lose.Add(-1) >= 0 {
-		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
-	}
-	return resp, err
 }
 
 // paidOrder has a wallet pay an order of amount.
@@ -409,12 +391,10 @@ func TestMerchantRefundRetryRefundsOnce(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	order := f.paidOrder(t, "EUR:2.00")
-	link := &lossyRefunds{BankClient: f.bankc}
-	f.toBank.BankClient = link
 	refund := func(amount string) (*merchant.Refunded, error) {
 		return f.merchant.Refund(ctx, order, 0, ecash.MustParseAmount(amount))
 	}
-	link.lose.Store(1)
+	f.toBank.loseRefunds.Store(1)
 	if _, err := refund("EUR:1.00"); status.Code(err) != codes.Unavailable {
 		t.Fatalf("lost answer: %v", err)
 	}
@@ -425,7 +405,7 @@ func TestMerchantRefundRetryRefundsOnce(t *testing.T) {
 	if got := f.balance(t, f.shopAcct); got != 100 {
 		t.Fatalf("merchant balance %d after refunding EUR:1.00 of EUR:2.00", got)
 	}
-	link.lose.Store(1)
+	f.toBank.loseRefunds.Store(1)
 	if _, err := refund("EUR:0.50"); status.Code(err) != codes.Unavailable {
 		t.Fatalf("lost answer: %v", err)
 	}
@@ -447,13 +427,11 @@ func TestMerchantRefundOrderByID(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	order := f.paidOrder(t, "EUR:2.00")
-	link := &lossyRefunds{BankClient: f.bankc}
-	f.toBank.BankClient = link
 	admin := f.merchant.AdminServer()
 	refund := func(id uint64, amount string) (*pb.RefundOrderResponse, error) {
 		return admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amount, RefundId: id})
 	}
-	link.lose.Store(1)
+	f.toBank.loseRefunds.Store(1)
 	if _, err := refund(1, "EUR:1.00"); status.Code(err) != codes.Unavailable {
 		t.Fatalf("lost answer: %v", err)
 	}

@@ -69,7 +69,7 @@ func serve(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 type fixture struct {
 	bank     *bank.Bank
 	bankc    pb.BankClient
-	toBank   *lossyDeposits // the merchant's link to the bank
+	toBank   *lossyLink // the merchant's link to the bank
 	merchant *merchant.Merchant
 	shop     pb.MerchantClient
 	shopAcct uint64
@@ -167,25 +167,42 @@ func (f *fixture) balance(t *testing.T, id uint64) int64 {
 }
 
 // merchantBank is the merchant's link to the bank, which tests can make
-// lose the bank's answers to deposits.
+// lose the bank's answers to deposits and refunds.
 func (f *fixture) merchantBank() pb.BankClient {
-	f.toBank = &lossyDeposits{BankClient: f.bankc}
+	f.toBank = &lossyLink{BankClient: f.bankc}
 	return f.toBank
 }
 
-// lossyDeposits loses the answers to deposits: the bank committed, the
-// merchant never learns it.
-type lossyDeposits struct {
+// lossyLink loses the answers to the next lose deposits and loseRefunds
+// refunds: the bank committed, the merchant never learns it.
+type lossyLink struct {
 	pb.BankClient
-	lose atomic.Int32
+	lose, loseRefunds atomic.Int32
 }
 
-func (l *lossyDeposits) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+func (l *lossyLink) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
 	resp, err := l.BankClient.Deposit(ctx, in, opts...)
-	if err == nil && l.lose.Add(-1) >= 0 {
-		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	if err = lost(&l.lose, err); err != nil {
+		return nil, err
 	}
-	return resp, err
+	return resp, nil
+}
+
+func (l *lossyLink) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
+	resp, err := l.BankClient.Refund(ctx, in, opts...)
+	if err = lost(&l.loseRefunds, err); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// lost is a call's error, or, for an answer the counter n says to lose, the
+// error of a connection lost after the bank committed.
+func lost(n *atomic.Int32, err error) error {
+	if err == nil && n.Add(-1) >= 0 {
+		return status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return err
 }
 
 // lossyBank forwards to the real bank but can lose responses, as a network
