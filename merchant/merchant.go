@@ -407,7 +407,9 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	}
 	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
 	if err != nil && !bank.Definitive(err) {
-		// The bank may have committed before the answer was lost.
+		// The bank may have committed before the answer was lost. (The
+		// receipt it has may be another wallet's for the same order; the
+		// wallet checks the coins.)
 		h := pr.Hash()
 		if st, serr := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]}); serr == nil {
 			resp, err = st, nil

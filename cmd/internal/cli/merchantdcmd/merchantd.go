@@ -114,17 +114,22 @@ start, like the self-signed TLS certificate DIR/tls.crt).
 It connects to the bank at --bank, trusting it by one of --bank-ca,
 --bank-pin or --bank-plaintext (and presenting --bank-client-cert and
 --bank-client-key to a bank that requires a client certificate), and
-deposits payments into merchant account --account. A deposit whose
-outcome the merchant missed (the bank's answer lost, a crash, the wallet
-gone) is settled with the bank at start and every 30 seconds, and when the
-order's status is asked. The first start pins
-the master key that signs the bank's key set in DIR (trust on first use),
-or --bank-master, the key "bankd keys show" prints as "master key:", if
-given; every later start, and every key set fetched while serving, must be
-signed by it, or serve refuses the bank. Once listening it prints the addresses, the certificate and its
-SHA-256 fingerprint (wallets pin it or trust the file) and the token file,
-and writes them to DIR/addresses.json (removed on exit). Logs go to stderr.
-SIGINT or SIGTERM stops it gracefully.
+deposits payments into merchant account --account. Once listening it
+prints the addresses, the certificate and its SHA-256 fingerprint (wallets
+pin it or trust the file) and the token file, and writes them to
+DIR/addresses.json (removed on exit). Logs go to stderr. SIGINT or SIGTERM
+stops it gracefully.
+
+The first start pins the bank's master key, the one that signs its key
+set, in DIR (trust on first use), or takes --bank-master, the key "bankd
+keys show" prints as "master key:"; from then on serve refuses a bank
+whose key set another master key signs. When the bank rotates its signing
+key, serve fetches the new key set by itself.
+
+A deposit whose outcome the merchant missed (the bank's answer lost, a
+crash, the wallet gone) is settled with the bank at start, every 30
+seconds, and when the order's status is asked ("deposits in flight" in
+the log).
 
 Orders carry a payment URI that a wallet pays without fetching the order
 first ("merchantd order create --uri"). It names the address wallets dial:
@@ -426,7 +431,9 @@ func statusCommand(a *cli.AdminFlags) *cli.Command {
 		Short: "show an order: paid, unpaid or expired",
 		Long: `status shows an order's state (unpaid, paid or expired), amount, summary and
 expiry. With --json it also gives the bank's signed deposit receipt in hex
-once the order is paid.`,
+once the order is paid. For an unpaid order that a wallet tried to pay, the
+merchant first asks the bank whether the payment went through (it may have
+missed the answer); it fails if the bank cannot be asked.`,
 		Example: `merchantd order --data ./shop status ord-3f9a...
 merchantd order --data ./shop status --json ord-3f9a...`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
