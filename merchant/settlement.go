@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -23,7 +24,20 @@ type SettlementReport struct {
 	Deposited ecash.Amount // their total
 	PaidOut   ecash.Amount // payouts on the statement
 	Unmatched []string     // deposit lines for payments this merchant holds no receipt for
+	// Late are the orders deposited (by their receipts) within postingLag
+	// of the period's end whose deposits the bank posted after it: on the
+	// next statement.
+	Late []string
 }
+
+// postingLag bounds how much later than its receipt's time the bank can
+// post a deposit: a posting follows the account's commit order, so one
+// that waited in the commit queue behind a later-stamped one takes that
+// one's time (bank.Account.PostingTime; PROTOCOL §9.15): milliseconds,
+// up to a stalled disk's sync. A deposit this close to a period's
+// boundary may sit in the neighbouring period's statement; one further
+// off and missing is an error, as before.
+const postingLag = 10 * time.Second
 
 // VerifySettlement checks the bank's signed statement of the merchant's
 // account (what "bankd admin payout --statement" writes): signed by the
@@ -31,7 +45,9 @@ type SettlementReport struct {
 // for the period appears on it as a deposit of exactly its total (the
 // statement names each deposit by its payment hash). Deposit lines the
 // merchant has no receipt for are reported, not refused: another
-// installation may share the account.
+// installation may share the account. A deposit made just before the
+// period's end may be posted just after it (Late), and one made just
+// before its start inside it.
 func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*SettlementReport, error) {
 	st, err := echeck.DecodeStatement(raw)
 	if err != nil {
@@ -78,12 +94,18 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		if err != nil {
 			return nil, err
 		}
-		if r.DepositedAt.Before(st.From) || !r.DepositedAt.Before(st.To) {
+		if r.DepositedAt.Before(st.From.Add(-postingLag)) || !r.DepositedAt.Before(st.To) {
 			continue
 		}
 		key := r.PaymentHash.String()
 		got, ok := lines[key]
-		if !ok {
+		switch {
+		case !ok && r.DepositedAt.Before(st.From):
+			continue // posted before the period, as it was deposited
+		case !ok && !r.DepositedAt.Before(st.To.Add(-postingLag)):
+			rep.Late = append(rep.Late, o.ID)
+			continue
+		case !ok:
 			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
 		}
 		if got != int64(r.Total.Value) {

@@ -945,6 +945,7 @@ type VerifySettlementResponse struct {
 	Opening           string                 `protobuf:"bytes,7,opt,name=opening,proto3" json:"opening,omitempty"`                // the statement's opening and closing balances
 	Closing           string                 `protobuf:"bytes,8,opt,name=closing,proto3" json:"closing,omitempty"`
 	UnmatchedPayments []string               `protobuf:"bytes,9,rep,name=unmatched_payments,json=unmatchedPayments,proto3" json:"unmatched_payments,omitempty"` // deposit lines without a receipt here (payment hashes)
+	LateOrders        []string               `protobuf:"bytes,10,rep,name=late_orders,json=lateOrders,proto3" json:"late_orders,omitempty"`                     // orders deposited just before the period's end, posted after it (next statement)
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1038,6 +1039,13 @@ func (x *VerifySettlementResponse) GetClosing() string {
 func (x *VerifySettlementResponse) GetUnmatchedPayments() []string {
 	if x != nil {
 		return x.UnmatchedPayments
+	}
+	return nil
+}
+
+func (x *VerifySettlementResponse) GetLateOrders() []string {
+	if x != nil {
+		return x.LateOrders
 	}
 	return nil
 }
@@ -1504,7 +1512,7 @@ const file_merchant_proto_rawDesc = "" +
 	"\bverified\x18\x03 \x01(\x05R\bverified\x12\x18\n" +
 	"\awaiting\x18\x04 \x01(\x05R\awaiting\"7\n" +
 	"\x17VerifySettlementRequest\x12\x1c\n" +
-	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xac\x02\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xcd\x02\n" +
 	"\x18VerifySettlementResponse\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12 \n" +
 	"\ffrom_unix_ms\x18\x02 \x01(\x03R\n" +
@@ -1516,7 +1524,10 @@ const file_merchant_proto_rawDesc = "" +
 	"\bpaid_out\x18\x06 \x01(\tR\apaidOut\x12\x18\n" +
 	"\aopening\x18\a \x01(\tR\aopening\x12\x18\n" +
 	"\aclosing\x18\b \x01(\tR\aclosing\x12-\n" +
-	"\x12unmatched_payments\x18\t \x03(\tR\x11unmatchedPayments\")\n" +
+	"\x12unmatched_payments\x18\t \x03(\tR\x11unmatchedPayments\x12\x1f\n" +
+	"\vlate_orders\x18\n" +
+	" \x03(\tR\n" +
+	"lateOrders\")\n" +
 	"\x11SaleStatusRequest\x12\x14\n" +
 	"\x05epoid\x18\x01 \x01(\tR\x05epoid\"\x84\x02\n" +
 	"\x12SaleStatusResponse\x12\x14\n" +

@@ -18,11 +18,13 @@ func TestSettlement(t *testing.T) {
 	f := newFixture(t)
 	w, _ := newWallet(t, f, "EUR:10.00", "EUR:5.12")
 	start := time.Now().Add(-time.Minute)
+	var orders []string
 	for _, amount := range []string{"EUR:1.00", "EUR:0.25"} {
 		o, err := f.merchant.CreateOrder(ecash.MustParseAmount(amount), "settled", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		orders = append(orders, o.ID)
 		if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +46,39 @@ func TestSettlement(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	f.checkConservation(t, w)
+
+	// A deposit made just before the period's end can be posted just
+	// after it (its commit waited behind a later-stamped one): the period
+	// up to just after the second receipt, without its line, is what the
+	// bank signs then. It is reported late, not missing.
+	var second *ecash.DepositReceipt
+	for _, o := range orders {
+		rec, err := f.merchant.Order(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := ecash.DecodeDepositReceipt(rec.Receipt); err != nil {
+			t.Fatal(err)
+		} else if second == nil || r.DepositedAt.After(second.DepositedAt) {
+			second = r
+		}
+	}
+	cut := *st
+	cut.To = second.DepositedAt.Add(time.Millisecond)
+	cut.Lines = nil
+	for _, l := range st.Lines {
+		if l.PostedAt.Before(second.DepositedAt) {
+			cut.Lines = append(cut.Lines, l)
+		}
+	}
+	cut.Sign(f.bank.Keys().Signing)
+	late, err := f.merchant.VerifySettlement(ctx, cut.Encode())
+	if err != nil {
+		t.Fatalf("a deposit posted just after the period: %v", err)
+	}
+	if late.Deposits != 1 || len(late.Late) != 1 || late.Late[0] != orders[1] {
+		t.Errorf("report %+v, want one deposit matched and order %s late", late, orders[1])
+	}
 
 	// A period that ends before the payments: the receipts are missing.
 	early, err := f.bank.Settlement(ctx, f.shopAcct, start.Add(-time.Hour), start)

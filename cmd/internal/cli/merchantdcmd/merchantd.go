@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
@@ -516,14 +517,18 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					Opening   string   `json:"opening"`
 					Closing   string   `json:"closing"`
 					Unmatched []string `json:"unmatched_payments"`
+					Late      []string `json:"late_orders"`
 				}{r.Account, time.UnixMilli(r.FromUnixMs).UTC().Format(time.RFC3339), time.UnixMilli(r.ToUnixMs).UTC().Format(time.RFC3339),
-					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...)}
+					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...), append([]string{}, r.LateOrders...)}
 				return inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "statement of account %d, %s to %s: verified\n", out.Account, out.From, out.To)
 					fmt.Fprintf(w, "  %d deposits matched to receipts, %s; paid out %s\n", out.Deposits, out.Deposited, out.PaidOut)
 					fmt.Fprintf(w, "  opening %s, closing %s\n", out.Opening, out.Closing)
 					if len(out.Unmatched) > 0 {
 						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
+					}
+					if len(out.Late) > 0 {
+						fmt.Fprintf(w, "  %d deposits made just before the end, posted after it (on the next statement): %s\n", len(out.Late), strings.Join(out.Late, ", "))
 					}
 				})
 			})
