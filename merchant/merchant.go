@@ -145,6 +145,9 @@ type Merchant struct {
 	nextSerial  uint64
 	serialLimit uint64
 	saleMu      sync.Mutex // serialises changes to sale records
+	// refundMu serialises refunds, numbered per order; apart from saleMu,
+	// since a refund waits for the bank, which endorsements must not.
+	refundMu sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error

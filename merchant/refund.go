@@ -87,8 +87,8 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount
 	if amount.IsZero() || amount.Validate() != nil {
 		return nil, fmt.Errorf("%w: refund of %s", ecash.ErrBadAmount, amount)
 	}
-	m.saleMu.Lock()
-	defer m.saleMu.Unlock()
+	m.refundMu.Lock()
+	defer m.refundMu.Unlock()
 	o, err := m.CheckOrder(ctx, orderID)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -455,5 +456,55 @@ func TestMerchantRefundOrderByID(t *testing.T) {
 	}
 	if got := f.balance(t, f.shopAcct); got != 50 {
 		t.Fatalf("merchant balance %d after refunding EUR:1.50 of EUR:2.00", got)
+	}
+}
+
+// heldRefunds holds the merchant's refunds until release is closed,
+// having said so on held.
+type heldRefunds struct {
+	pb.BankClient
+	held, release chan struct{}
+}
+
+func (h *heldRefunds) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
+	close(h.held)
+	<-h.release
+	return h.BankClient.Refund(ctx, in, opts...)
+}
+
+// A refund waiting for the bank holds up no payment order (merchant
+// review): refunds are serialised on a lock of their own, apart from the
+// till's sale records, whose lock they used to hold throughout.
+func TestRefundWaitingForTheBankBlocksNoCheck(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	order := f.paidOrder(t, "EUR:2.00")
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	held := &heldRefunds{BankClient: f.toBank.BankClient, held: make(chan struct{}), release: make(chan struct{})}
+	f.toBank.BankClient = held
+	refunded := make(chan error, 1)
+	go func() {
+		_, err := f.merchant.Refund(ctx, order, 0, ecash.MustParseAmount("EUR:1.00"))
+		refunded <- err
+	}()
+	<-held.held
+	var release sync.Once
+	defer release.Do(func() { close(held.release) })
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := w.WriteCheck(ctx, f.bankc, f.shop, ecash.MustParseAmount("EUR:3.00"), "rent")
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Errorf("a check written while a refund waits for the bank: %v", err)
+		}
+	case <-time.After(time.Minute): // only so that the old lock fails the test instead of hanging it
+		t.Error("the check is held up by the refund waiting for the bank")
+	}
+	release.Do(func() { close(held.release) })
+	if err := <-refunded; err != nil {
+		t.Fatal(err)
 	}
 }
