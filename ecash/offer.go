@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -101,18 +102,23 @@ func CheckSummary(s string) error {
 		return fmt.Errorf("%w: summary is not valid UTF-8", ErrMalformed)
 	}
 	for i, r := range s {
-		if r < 0x20 || (0x7f <= r && r < 0xa0) || isBidiControl(r) {
+		if hidden(r) {
 			return fmt.Errorf("%w: summary has control character %U at byte %d", ErrMalformed, r, i)
 		}
 	}
 	return nil
 }
 
-// isBidiControl reports the Unicode bidirectional formatting characters:
-// the marks LRM, RLM and ALM, the embeddings and overrides U+202A–U+202E
-// and the isolates U+2066–U+2069.
-func isBidiControl(r rune) bool {
-	return r == 0x200e || r == 0x200f || r == 0x061c || (0x202a <= r && r <= 0x202e) || (0x2066 <= r && r <= 0x2069)
+// hidden reports the characters a display does not show as themselves:
+// controls (C0, C1), line and paragraph separators, and format characters
+// (the bidirectional marks, embeddings, overrides and isolates among them,
+// zero-width spaces, the byte-order mark), but for the zero-width joiner
+// and non-joiner that emoji and some scripts need.
+func hidden(r rune) bool {
+	if r == 0x200c || r == 0x200d {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Cf)
 }
 
 // URI is the offer as a payment URI: "blindbank:pay/" and the unpadded

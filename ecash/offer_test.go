@@ -91,7 +91,7 @@ func TestPaymentOfferVerify(t *testing.T) {
 // it) is refused, by Verify too, since the wallet pays through it.
 func TestCheckSummary(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"2 x coffee", "Café crème, 2 × 1,50 €", "קפה", "茶 🍵", strings.Repeat("x", ecash.MaxSummaryLen)} {
+	for _, ok := range []string{"2 x coffee", "Café crème, 2 × 1,50 €", "קפה", "茶 🍵", "family 👨\u200d👩\u200d👧", "می\u200cخواهم", strings.Repeat("x", ecash.MaxSummaryLen)} {
 		if err := ecash.CheckSummary(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
@@ -104,6 +104,7 @@ func TestCheckSummary(t *testing.T) {
 		"coffee\r\x1b[1A\x1b[2K  amount:\tEUR:0.01\n", "a\tb", "two\nlines", "nul\x00", "del\x7f", "csi\u009b2K", "nel\u0085",
 		"bad utf-8 \xff", "surrogate \xed\xa0\x80",
 		"EUR:\u202e00.005", "\u202a", "\u202d", "\u2066x\u2069", "\u2067", "\u2068", "lrm\u200e", "rlm\u200f", "alm\u061c",
+		"line\u2028separator", "para\u2029graph", "zero\u200bwidth", "bom\ufeff", "word\u2060joiner", "anchor\ufff9", "soft\u00adhyphen",
 	} {
 		if err := ecash.CheckSummary(bad); !errors.Is(err, ecash.ErrMalformed) {
 			t.Errorf("%q accepted (%v)", bad, err)

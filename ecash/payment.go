@@ -68,6 +68,13 @@ func DecodePaymentRequest(b []byte) (*PaymentRequest, error) {
 	if len(p.OrderID) == 0 || len(p.OrderID) > MaxOrderIDLen {
 		return nil, fmt.Errorf("%w: order id length %d", ErrMalformed, len(p.OrderID))
 	}
+	// Printable ASCII only: the wallet shows the order id beside the
+	// amount it asks the payer to confirm, like the summary.
+	for i := range len(p.OrderID) {
+		if c := p.OrderID[i]; c < 0x21 || c > 0x7e {
+			return nil, fmt.Errorf("%w: order id byte %#x at %d: want printable ASCII", ErrMalformed, c, i)
+		}
+	}
 	if p.Amount.IsZero() {
 		return nil, fmt.Errorf("%w: zero payment", ErrBadAmount)
 	}

@@ -27,6 +27,15 @@ func TestPaymentRequest(t *testing.T) {
 		t.Fatalf("decoded %+v", got)
 	}
 
+	// Order ids are printable ASCII: the wallet shows them for confirmation.
+	for _, bad := range []string{"ord-1\x1b[6A\r", "ord 1", "ord-\x7f", "ord-\u00e9", "ord-1\n"} {
+		r := cloneRequest(w.req)
+		r.OrderID = bad
+		if _, err := ecash.DecodePaymentRequest(r.Body()); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("order id %q: %v, want ErrMalformed", bad, err)
+		}
+	}
+
 	// The merchant signs the body.
 	sig := ecash.SignBody(w.merchant, body)
 	if err := ecash.VerifyBody(w.req.MerchantPub, body, sig, "payment request"); err != nil {

@@ -486,5 +486,5 @@ func LockHint(err error, hint string) error {
 }
 
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+	return escapeHidden(strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " "))
 }

@@ -230,6 +230,14 @@ func TestMessage(t *testing.T) {
 	if got := Message(status.Error(codes.NotFound, "merchant: no such order")); got != "merchant: no such order" {
 		t.Errorf("got %q", got)
 	}
+	// A peer's words are shown, not acted on: escape sequences, other
+	// controls, bidi overrides and stray bytes come out as Go escapes;
+	// quotes and ordinary text as they are.
+	hostile := status.Error(codes.FailedPrecondition, "merchant: \x1b[2K\rpayment cancelled\a; nothing \u202e\"paid\" \x1b]52;c;ZXZpbA==\a é\xff")
+	want := `merchant: \x1b[2K payment cancelled\a; nothing \u202e"paid" \x1b]52;c;ZXZpbA==\a é\xff`
+	if got := Message(hostile); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
 }
 
 func TestProgress(t *testing.T) {

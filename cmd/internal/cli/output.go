@@ -59,10 +59,40 @@ func (t *Table) Flush() { t.tw.Flush() }
 // character, escape sequence or bidi override reaches the terminal, and
 // the quotes show the text is unusual.
 func Shown(s string) string {
-	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0 {
+	if plain(s) {
 		return s
 	}
 	return strconv.Quote(s)
+}
+
+// plain reports whether s is UTF-8 and all printable (spaces included).
+func plain(s string) bool {
+	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0
+}
+
+// escapeHidden writes what a terminal would act on rather than show
+// (escape sequences and other controls, format characters, bytes that are
+// not UTF-8) as Go escapes: an error's text can carry a peer's words, a
+// merchant's or a bank's.
+func escapeHidden(s string) string {
+	if plain(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case strconv.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // ParseAmount parses "CUR:12.50" with a message a user can act on.

@@ -159,7 +159,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 				}
 				return inv.Print(out, func(wr io.Writer) {
 					fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
-						rcpt.Total, order, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+						rcpt.Total, cli.Shown(order), len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
 					if !fee.IsZero() {
 						fmt.Fprintf(wr, "deposit fees %s\n", fee)
 					}
@@ -183,7 +183,7 @@ func printOffer(w io.Writer, merchantAddr string, o *wallet.Offer) {
 		t.Row("  fees:", fmt.Sprintf("%s on top (%s)", o.Fee, how))
 	}
 	t.Row("  summary:", cli.Shown(o.Summary))
-	t.Row("  order:", r.OrderID)
+	t.Row("  order:", cli.Shown(r.OrderID))
 	t.Row("  merchant address:", merchantAddr)
 	t.Row("  merchant account:", r.MerchantAccount)
 	t.Row("  merchant key:", hex.EncodeToString(r.MerchantPub))
@@ -210,7 +210,7 @@ func payError(inv *cli.Invocation, order string, err error) error {
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending):
-		return fmt.Errorf("the payment of order %s was sent but not confirmed (%v); it is saved in the wallet: re-run the same command to finish it (it is never paid twice)", order, err)
+		return fmt.Errorf("the payment of order %s was sent but not confirmed (%v); it is saved in the wallet: re-run the same command to finish it (it is never paid twice)", cli.Shown(order), err)
 	case errors.Is(err, wallet.ErrNoExactChange):
 		return fmt.Errorf("%w (see 'wallet balance'; a withdrawal brings coins that fit)", err)
 	}
