@@ -144,8 +144,8 @@ func (op *CheckOp) Validate() error {
 		return invalidOp("EPOID of %d bytes", len(op.EPOID))
 	case IsSystem(op.Customer) || IsSystem(op.Merchant) || op.Customer == op.Merchant:
 		return invalidOp("check from %d to %d", op.Customer, op.Merchant)
-	case len(op.Memo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
-		return invalidOp("memo or product of %d/%d bytes", len(op.Memo), len(op.Product))
+	case len(op.Memo) > MaxMemoLen || len(op.MerchantMemo) > MaxMemoLen || len(op.Product) > MaxMemoLen:
+		return invalidOp("memo, merchant memo or product of %d/%d/%d bytes", len(op.Memo), len(op.MerchantMemo), len(op.Product))
 	case len(op.Record) > MaxReceiptLen:
 		return invalidOp("record of %d bytes", len(op.Record))
 	}

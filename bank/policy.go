@@ -60,10 +60,12 @@ func (a *Account) PostingTime(t time.Time) time.Time {
 // CanSpend checks lock and limits for spending amount at now (not the
 // balance, which the caller checks).
 func (a *Account) CanSpend(amount int64, now time.Time) error {
-	now = a.PostingTime(now)
+	// The lock on the clock's day, as failures are counted (RecordFailure);
+	// spending on the day of the posting it makes.
 	if a.Locked(now) {
 		return ErrAccountLocked
 	}
+	now = a.PostingTime(now)
 	if l := a.Limits.PerTransaction; l > 0 && amount > l {
 		return fmt.Errorf("%w: %d exceeds the per-transaction limit of %d", ErrOverLimit, amount, l)
 	}

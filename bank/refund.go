@@ -79,13 +79,11 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		if err != nil {
 			return nil, fmt.Errorf("bank: stored permission of coin %x unreadable: %w", coins[i][:8], err)
 		}
+		// A denomination pruned from the key set is past its deposit
+		// window too: its coin takes nothing (nor a refund fee).
 		d, ok := b.denom(dp.Coin.Denom)
-		if !ok {
-			return nil, fmt.Errorf("%w: the coin %x a refund would restore", ecash.ErrUnknownDenomination, coins[i][:8])
-		}
-		keys[i] = d
-		if d.CanDeposit(now) == nil {
-			caps[i] = int64(d.Net().Value)
+		if ok && d.CanDeposit(now) == nil {
+			keys[i], caps[i] = d, int64(d.Net().Value)
 		} else {
 			dead = true
 		}

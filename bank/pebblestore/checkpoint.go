@@ -138,7 +138,7 @@ func VerifyCheckpoint(dir string) (CheckpointInfo, error) {
 	if err != nil {
 		return info, fmt.Errorf("pebblestore: verify %s: format record: %w", dir, err)
 	}
-	ok := len(v) == 4 && binary.BigEndian.Uint32(v) == formatVersion
+	ok := knownFormat(v)
 	closer.Close()
 	if !ok {
 		return info, fmt.Errorf("pebblestore: verify %s: unsupported format %x", dir, v)

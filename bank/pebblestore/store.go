@@ -116,8 +116,12 @@ const (
 // FirstUserAccount is the id of the first customer or merchant account.
 const FirstUserAccount = bank.FirstUserAccount
 
+// formatVersion 2: account records end with the time of the account's
+// latest posting, which an older binary cannot read (it refuses the store
+// by the version, not by a record). A version-1 store is upgraded at open:
+// the field is simply absent from its records until they are rewritten.
 const (
-	formatVersion = 1
+	formatVersion = 2
 	defaultBatch  = 256
 	maxGroupBytes = 32 << 20 // stop filling a group past this batch size
 )
@@ -379,6 +383,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// knownFormat reports whether v is a format record this version opens.
+func knownFormat(v []byte) bool {
+	return len(v) == 4 && (binary.BigEndian.Uint32(v) == formatVersion || binary.BigEndian.Uint32(v) == 1)
+}
+
 // initialize creates the system accounts in a new database, or checks the
 // format version of an existing one.
 func initialize(db *pebble.DB) error {
@@ -386,8 +395,13 @@ func initialize(db *pebble.DB) error {
 	switch {
 	case err == nil:
 		defer closer.Close()
-		if len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
-			return fmt.Errorf("pebblestore: unsupported format %x", v)
+		if !knownFormat(v) {
+			return fmt.Errorf("pebblestore: unsupported format %x (a newer blindbank's store?)", v)
+		}
+		if binary.BigEndian.Uint32(v) != formatVersion {
+			if err := db.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
+				return fmt.Errorf("pebblestore: upgrading the format: %w", err)
+			}
 		}
 		return ensureFeeAccount(db)
 	case !errors.Is(err, pebble.ErrNotFound):

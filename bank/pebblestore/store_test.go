@@ -3,12 +3,14 @@ package pebblestore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -78,6 +80,53 @@ func openAccount(t testing.TB, s *Store, name string, merchant bool) uint64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A store of format 1, whose account records lack the last posting's
+// time, opens and is marked format 2 (which older binaries refuse); its
+// records decode without the field. An unknown format is refused.
+func TestFormatUpgrade(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, fs)
+	c := openAccount(t, s, "alice", false)
+	a, err := s.Account(bg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := encodeAccount(&account{Account: a, NextSeq: 1})
+	old = old[:len(old)-1] // a zero time is one byte: the record as format 1 wrote it
+	for _, kv := range [][2][]byte{{keyFormat, binary.BigEndian.AppendUint32(nil, 1)}, {accountKey(c), old}} {
+		if err := s.db.Set(kv[0], kv[1], pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, fs)
+	if a, err := s.Account(bg, c); err != nil || a.Name != "alice" || !a.LastPosted.IsZero() {
+		t.Errorf("a format-1 account record: %+v, %v", a, err)
+	}
+	v, closer, err := s.db.Get(keyFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if binary.BigEndian.Uint32(v) != formatVersion {
+		t.Errorf("format %x after opening, want %d", v, formatVersion)
+	}
+	closer.Close()
+	if err := s.db.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion+1), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open("bank", Options{Logger: quiet, FS: fs}); err == nil || !strings.Contains(err.Error(), "unsupported format") {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open on a newer format = %v, want a refusal", err)
+	}
 }
 
 func TestReopen(t *testing.T) {

@@ -26,26 +26,19 @@ type account struct {
 	NextSeq int64
 }
 
-// accountCols ends with the time of the account's latest posting, read
-// from the posting itself (a primary-key lookup) rather than kept twice.
 const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
-	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures,
-	(SELECT posted_at FROM postings p WHERE p.account = accounts.id AND p.seq = accounts.next_seq - 1)`
+	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures`
 
 func scanAccount(row pgx.Row) (*account, error) {
 	a := &account{}
 	var id int64
 	var name []byte
 	var created time.Time
-	var lastPosted *time.Time
 	if err := row.Scan(&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
-		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures, &lastPosted); err != nil {
+		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures); err != nil {
 		return nil, err
 	}
 	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
-	if lastPosted != nil {
-		a.LastPosted = lastPosted.UTC()
-	}
 	if len(a.Key) == 0 {
 		a.Key = nil
 	}
@@ -79,6 +72,24 @@ func lockAccounts(b *pgx.Batch, out map[uint64]*account, ids ...uint64) {
 				return err
 			}
 			out[a.ID] = a
+		}
+		return rows.Err()
+	})
+	// The time of each account's latest posting (Account.PostingTime), in
+	// a statement of its own: a row re-read after a lock wait is the lock
+	// holder's version, but a subquery of the locking statement would
+	// read the postings as they were before the wait, without the holder's.
+	b.Queue(`SELECT a.id, p.posted_at FROM accounts a JOIN postings p ON p.account = a.id AND p.seq = a.next_seq - 1
+		WHERE a.id = ANY($1)`, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id int64
+			var at time.Time
+			if err := rows.Scan(&id, &at); err != nil {
+				return err
+			}
+			if a := out[uint64(id)]; a != nil {
+				a.LastPosted = at.UTC()
+			}
 		}
 		return rows.Err()
 	})

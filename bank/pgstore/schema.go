@@ -29,9 +29,9 @@ type migration struct {
 }
 
 // migrations is the schema, oldest first. Never edit a released migration:
-// append a new one. The SQL is plain DDL and DML (no PL/pgSQL, no advisory
-// locks) so that it also runs on Postgres-compatible distributed SQL
-// engines; see the package documentation for the exceptions.
+// append a new one. The SQL is plain DDL and DML (no PL/pgSQL) so that it
+// also runs on Postgres-compatible distributed SQL engines; see the
+// package documentation for the exceptions.
 var migrations = []migration{
 	{1, "ledger, records and hash-partitioned coin, withdrawal and check tables", initialSchema()},
 	{2, "swaps: coins exchanged for new blind signatures", swapSchema()},

@@ -106,8 +106,12 @@
 //
 // # Postgres-compatible engines
 //
-// The SQL is plain PostgreSQL DDL and DML: no PL/pgSQL, no advisory locks,
-// no sequences, no triggers. It relies on arrays (bytea[], unnest,
+// The SQL is plain PostgreSQL DDL and DML: no PL/pgSQL, no sequences, no
+// triggers, and one advisory lock, held while the schema is migrated at
+// Open (pg_advisory_lock; an engine without it would need openers started
+// one at a time, and a transaction-mode pooler such as PgBouncer's must not
+// stand between the bank and the database, since the lock is a session's).
+// It relies on arrays (bytea[], unnest,
 // ARRAY(subquery)), INSERT … ON CONFLICT DO NOTHING and DO UPDATE, SELECT
 // … FOR UPDATE, LEFT JOIN LATERAL, a data-modifying WITH, generate_series
 // and bigint shifts, which CockroachDB and YugabyteDB document as

@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
 		{"PostingTimes", testPostingTimes},
+		{"ConcurrentPostingTimes", testConcurrentPostingTimes},
 		{"Lookups", testLookups},
 		{"NonceLocks", testNonceLocks},
 		{"Checks", testChecks},
@@ -764,6 +765,41 @@ func testPostingTimes(t *testing.T, s bank.Store) {
 	}
 	if a.SpentToday != 300 || a.SpentDay != bank.Day(late.Time) {
 		t.Errorf("spent %d on day %d, want 300 on day %d", a.SpentToday, a.SpentDay, bank.Day(late.Time))
+	}
+}
+
+// testConcurrentPostingTimes: the same under concurrent operations on one
+// account, whose commits wait for each other (in pgstore, for the
+// account's row lock: the latest posting's time must be read after it).
+func testConcurrentPostingTimes(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				at := epoch.Add(time.Duration((g*25+i)*7919%200) * time.Millisecond) // in no order
+				if _, err := s.Credit(f.ctx, bank.CreditOp{Account: c, Amount: 1, Time: at}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h, err := s.History(f.ctx, c, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inversions := 0
+	for i := 1; i < len(h); i++ { // newest first
+		if h[i].Time.After(h[i-1].Time) {
+			if inversions++; inversions == 1 {
+				t.Errorf("posting %d at %s, after posting %d at %s", h[i].Seq, h[i].Time, h[i-1].Seq, h[i-1].Time)
+			}
+		}
+	}
+	if len(h) != 200 || inversions > 0 {
+		t.Errorf("%d postings, %d stamped before the one committed ahead of them", len(h), inversions)
 	}
 }
 
