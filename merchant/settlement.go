@@ -30,6 +30,25 @@ type SettlementReport struct {
 	Late []string
 }
 
+// lateKey marks an order whose deposit a statement reported late: the
+// next statement that covers its time must hold it.
+func lateKey(orderID string) []byte { return append([]byte("lt/"), orderID...) }
+
+// lateOrders reads the orders marked late (few: each waits for one
+// statement).
+func (m *Merchant) lateOrders() (map[string]bool, error) {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("lt/"), UpperBound: []byte("lt0")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := map[string]bool{}
+	for it.First(); it.Valid(); it.Next() {
+		out[string(it.Key()[len("lt/"):])] = true
+	}
+	return out, it.Error()
+}
+
 // postingLag bounds how much later than its receipt's time the bank can
 // post a deposit: a posting follows the account's commit order, so one
 // that waited in the commit queue behind a later-stamped one takes that
@@ -82,6 +101,12 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		return nil, err
 	}
 	defer it.Close()
+	wasLate, err := m.lateOrders()
+	if err != nil {
+		return nil, err
+	}
+	late := m.db.NewBatch() // the late marks this statement sets and clears
+	defer late.Close()
 	for it.First(); it.Valid(); it.Next() {
 		o, err := decodeOrder(it.Value())
 		if err != nil {
@@ -94,22 +119,34 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		if err != nil {
 			return nil, err
 		}
-		if r.DepositedAt.Before(st.From.Add(-postingLag)) || !r.DepositedAt.Before(st.To) {
+		if !r.DepositedAt.Before(st.To) {
 			continue
 		}
 		key := r.PaymentHash.String()
-		got, ok := lines[key]
+		got, on := lines[key]
 		switch {
-		case !ok && r.DepositedAt.Before(st.From):
-			continue // posted before the period, as it was deposited
-		case !ok && !r.DepositedAt.Before(st.To.Add(-postingLag)):
+		case !on && r.DepositedAt.Before(st.From) && !wasLate[o.ID]:
+			continue // an earlier period's
+		case !on && r.DepositedAt.Before(st.From):
+			// Marked late by an earlier statement, so due on a later one:
+			// a bank cannot drop it by starting this one after it.
+			return nil, fmt.Errorf("%w: the deposit of order %s (%s, %s) was posted after the end of an earlier statement, and is missing from this later one", ErrSettlement, o.ID, r.Total, r.DepositedAt.UTC().Format(time.RFC3339Nano))
+		case !on && !r.DepositedAt.Before(st.To.Add(-postingLag)):
 			rep.Late = append(rep.Late, o.ID)
+			if err := late.Set(lateKey(o.ID), nil, nil); err != nil {
+				return nil, err
+			}
 			continue
-		case !ok:
+		case !on:
 			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
 		}
 		if got != int64(r.Total.Value) {
 			return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
+		}
+		if wasLate[o.ID] {
+			if err := late.Delete(lateKey(o.ID), nil); err != nil {
+				return nil, err
+			}
 		}
 		delete(lines, key)
 		rep.Deposits++
@@ -118,6 +155,9 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		}
 	}
 	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if err := late.Commit(pebble.Sync); err != nil {
 		return nil, err
 	}
 	for k := range lines {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	"github.com/blindbank/blindbank/merchant"
 )
 
@@ -78,6 +79,41 @@ func TestSettlement(t *testing.T) {
 	}
 	if late.Deposits != 1 || len(late.Late) != 1 || late.Late[0] != orders[1] {
 		t.Errorf("report %+v, want one deposit matched and order %s late", late, orders[1])
+	}
+	// The next statement must hold it: a bank cannot drop it by starting
+	// that one after it. With it, the mark is cleared, and a later
+	// statement without it (rightly) passes.
+	next := func(from time.Time, keep func(echeck.StatementLine) bool) []byte {
+		n := *st
+		n.From, n.Lines = from, nil
+		for _, l := range st.Lines {
+			if !l.PostedAt.Before(from) && keep(l) {
+				n.Lines = append(n.Lines, l)
+			}
+		}
+		if len(n.Lines) > 0 {
+			n.Opening = n.Lines[0].Balance - n.Lines[0].Amount
+		}
+		for i, bal := range n.Lines {
+			if i > 0 {
+				n.Lines[i].Balance = n.Lines[i-1].Balance + bal.Amount
+			}
+		}
+		n.Sign(f.bank.Keys().Signing)
+		return n.Encode()
+	}
+	hidden := func(l echeck.StatementLine) bool { return l.Memo != "payment "+second.PaymentHash.String() }
+	if _, err := f.merchant.VerifySettlement(ctx, next(cut.To, hidden)); !errors.Is(err, merchant.ErrSettlement) {
+		t.Errorf("the next statement without the late deposit: %v, want ErrSettlement", err)
+	}
+	if _, err := f.merchant.VerifySettlement(ctx, next(cut.To.Add(time.Second), hidden)); !errors.Is(err, merchant.ErrSettlement) {
+		t.Errorf("a later statement without the late deposit: %v, want ErrSettlement", err)
+	}
+	if rep, err := f.merchant.VerifySettlement(ctx, next(second.DepositedAt.Add(-time.Second), func(echeck.StatementLine) bool { return true })); err != nil || rep.Deposits == 0 {
+		t.Errorf("the next statement with the late deposit: %+v, %v", rep, err)
+	}
+	if _, err := f.merchant.VerifySettlement(ctx, next(end, hidden)); err != nil {
+		t.Errorf("a statement after the late deposit was settled: %v", err)
 	}
 
 	// A period that ends before the payments: the receipts are missing.
