@@ -553,14 +553,15 @@ fine, up to what it paid; each has a number (1, 2, ...), which refund
 prints. The bank refuses a refund of money already paid out to you
 ("bankd admin payout").
 
-Running the same command again is safe. The refund is persisted before it
-is sent; if the bank's answer is lost, the next refund of the order
-completes it first (the bank applies it once) and, if it is of the same
-amount, reports it as this one; if not, it says so and refunds nothing more:
-run the command again for the further refund. To say exactly which refund
-you mean, give --refund-id N, the refund's number: an existing refund N of
-the same amount is reported again, N one past the order's refunds makes it,
-and anything else is refused.`,
+The refund is persisted before it is sent; if the bank's answer is lost,
+the next refund of the order completes it first (the bank applies it once)
+and, if it is of the same amount, reports it as this one; if not, it says
+so and refunds nothing more: run the command again for the further refund.
+But if this command's own answer from merchantd is lost, the refund may
+have been made and recorded, and the same command without --refund-id
+makes another. Give --refund-id N, the refund's number, to make repeating
+always safe: an existing refund N of the same amount is reported again, N
+one past the order's refunds makes it, and anything else is refused.`,
 		Example: `merchantd refund --data ./shop --order order-17 --amount EUR:1.50
 merchantd refund --data ./shop --order order-17 --amount EUR:0.50 --refund-id 2`,
 		Flags: func(fs *flag.FlagSet) {
