@@ -28,6 +28,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
@@ -321,18 +323,6 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 
 func orderKey(id string) []byte { return append([]byte("o/"), id...) }
 
-// has reports whether the store holds key.
-func (m *Merchant) has(key []byte) (bool, error) {
-	_, closer, err := m.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return true, closer.Close()
-}
-
 // get returns a copy of the value stored at key, nil if there is none.
 func (m *Merchant) get(key []byte) ([]byte, error) {
 	v, closer, err := m.db.Get(key)
@@ -386,8 +376,9 @@ func (m *Merchant) Order(id string) (*Order, error) {
 // merchant makes sure it learns the outcome itself. The bank call and the
 // store write run detached from the caller's cancellation; a failure that
 // leaves the outcome open is followed by a DepositStatus query; and a
-// marker of the deposit in flight, left until the order is recorded paid,
-// has Reconcile settle it after a crash or a lost answer (reconcile.go).
+// mark of the deposit in flight, left until the order is recorded paid or
+// the bank refuses the deposit, has Reconcile settle it after a crash or a
+// lost answer (reconcile.go).
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	o, err := m.Order(orderID)
 	if err != nil {
@@ -400,16 +391,27 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payTimeout)
 	defer cancel()
 	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
+	var mark []byte // nil: the order is paid already, nothing can be in flight
 	if o.Receipt == nil {
 		// Not synced: a process crash keeps it, and the synced write that
 		// records the order paid deletes it (payments are measured by
 		// their syncs).
-		if err := m.db.Set(depositKey(orderID), nil, pebble.NoSync); err != nil {
+		mark = attemptKey(orderID, sealed)
+		if err := m.db.Set(mark, nil, pebble.NoSync); err != nil {
 			return nil, err
 		}
 	}
 	resp, err := m.bank.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
-	if err != nil && !bank.Definitive(err) {
+	refused := bank.Definitive(err) // these coins moved nothing
+	switch {
+	case status.Code(err) == codes.AlreadyExists:
+		// bank.ErrPaymentConflict: the order is paid, with other coins.
+		// Record that payment now; the wallet gets the refusal of its own.
+		if _, serr := m.settleDeposit(ctx, orderID); serr != nil {
+			m.log.Warn("order paid with other coins; asking the bank for the receipt failed", "order", orderID, "err", serr)
+			refused = false // the mark stays for Reconcile
+		}
+	case err != nil && !refused:
 		// The bank may have committed before the answer was lost. (The
 		// receipt it has may be another wallet's for the same order; the
 		// wallet checks the coins.)
@@ -418,19 +420,34 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 			resp, err = st, nil
 		}
 	}
+	if err == nil {
+		err = m.recordPaid(ctx, o, pr, resp.Receipt) // deletes the marks
+	}
 	if err != nil {
 		m.log.Warn("deposit refused or unanswered", "order", orderID, "err", err)
-		return nil, err
-	}
-	if err := m.recordPaid(ctx, o, pr, resp.Receipt); err != nil {
+		if mark != nil {
+			m.endAttempt(mark, refused)
+		}
 		return nil, err
 	}
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
 	return resp.Receipt, nil
 }
 
+// endAttempt settles the mark of a deposit not recorded paid. A refusal
+// ends the attempt: its mark goes (other attempts' stay). An unknown
+// outcome keeps it.
+func (m *Merchant) endAttempt(mark []byte, refused bool) {
+	if !refused {
+		return
+	}
+	if err := m.db.Delete(mark, pebble.NoSync); err != nil {
+		m.log.Error("deposit in flight: writing its mark", "err", err)
+	}
+}
+
 // recordPaid verifies the bank's deposit receipt for order o and, unless
-// o is paid already, records it paid and deletes its deposit marker, in
+// o is paid already, records it paid and deletes its deposit marks, in
 // one synced batch. Every payment the merchant records goes through here.
 func (m *Merchant) recordPaid(ctx context.Context, o *Order, pr *ecash.PaymentRequest, raw []byte) error {
 	rcpt, err := ecash.DecodeDepositReceipt(raw)
@@ -439,7 +456,7 @@ func (m *Merchant) recordPaid(ctx context.Context, o *Order, pr *ecash.PaymentRe
 	}
 	if err != nil {
 		// The bank has committed: a receipt that does not verify is no
-		// refusal, and the marker stays for Reconcile to ask again.
+		// refusal, and the mark stays for Reconcile to ask again.
 		m.log.Error("bank deposit receipt does not verify", "order", o.ID, "err", err)
 		return fmt.Errorf("%w: deposit receipt: %v", ErrBadBankAnswer, err)
 	}
@@ -449,7 +466,7 @@ func (m *Merchant) recordPaid(ctx context.Context, o *Order, pr *ecash.PaymentRe
 	o.Receipt = raw
 	b := m.db.NewBatch()
 	defer b.Close()
-	if err := errors.Join(b.Set(orderKey(o.ID), o.encode(), nil), b.Delete(depositKey(o.ID), nil)); err != nil {
+	if err := errors.Join(b.Set(orderKey(o.ID), o.encode(), nil), m.dropMarks(b, o.ID)); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {

@@ -1,7 +1,9 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -13,21 +15,76 @@ import (
 	pb "github.com/blindbank/blindbank/proto"
 )
 
-// Deposits in flight. Pay marks an order d/<order id> (empty value) before
-// it sends a deposit, and the synced batch that records the order paid
-// deletes the mark. A mark left over is a deposit whose outcome the
-// merchant did not learn: an answer lost, the process dead before it
-// recorded the payment, a receipt that did not verify. The bank's word
-// settles it: Reconcile (merchantd runs it at start and every 30 s) and a
-// look at the order (CheckOrder: the admin OrderStatus, Refund) ask the
-// bank, record the receipt if it has one, and drop the mark once the bank
-// can no longer accept a payment of the order.
+// Deposits in flight. Pay marks each deposit it sends, d/<order id> 0x00
+// <SHA-256 of the sealed payment> (empty value), so that the bank refusing
+// one attempt (anyone who knows an order id can send junk) drops that
+// attempt's mark and never another's. The synced batch that records the
+// order paid deletes all the order's marks. A mark left over is a deposit
+// whose outcome the merchant did not learn: an answer lost, the process
+// dead before it recorded the payment, a receipt that did not verify. The
+// bank's word settles it: Reconcile (merchantd runs it at start and every
+// 30 s) and a look at the order (CheckOrder: the admin OrderStatus,
+// Refund) ask the bank about an order with any mark, record the receipt if
+// it has one, and drop the marks once the bank can no longer accept a
+// payment of the order.
+//
+// A mark d/<order id> alone, with no attempt, is from a store written
+// before attempts had keys of their own.
 
-func depositKey(orderID string) []byte { return append([]byte("d/"), orderID...) }
+func attemptKey(orderID string, sealed []byte) []byte {
+	h := sha256.Sum256(sealed)
+	return append(append(orderMarkKey(orderID), 0), h[:]...)
+}
+
+func orderMarkKey(orderID string) []byte { return append([]byte("d/"), orderID...) }
+
+// markedOrder is the order id of a mark's key.
+func markedOrder(key []byte) string {
+	id := key[len("d/"):]
+	if i := bytes.IndexByte(id, 0); i >= 0 {
+		id = id[:i]
+	}
+	return string(id)
+}
+
+// marks returns the keys of order id's marks.
+func (m *Merchant) marks(id string) ([][]byte, error) {
+	lo := orderMarkKey(id)
+	hi := append(orderMarkKey(id), 1) // past d/<id> 0x00 ..., short of any other order's
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]byte
+	for it.First(); it.Valid(); it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
+	}
+	return keys, errors.Join(it.Error(), it.Close())
+}
+
+// dropMarks deletes order id's marks in b.
+func (m *Merchant) dropMarks(b *pebble.Batch, id string) error {
+	keys, err := m.marks(id)
+	for _, k := range keys {
+		err = errors.Join(err, b.Delete(k, nil))
+	}
+	return err
+}
+
+// clearMarks deletes order id's marks now, unsynced: a mark that survives
+// a crash is only asked about again.
+func (m *Merchant) clearMarks(id string) error {
+	b := m.db.NewBatch()
+	defer b.Close()
+	if err := m.dropMarks(b, id); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
 
 // Reconcile settles every deposit in flight, and returns how many orders
 // it recorded paid. It goes on past an order it cannot settle, and returns
-// the first such error; the mark stays for the next run.
+// the first such error; the marks stay for the next run.
 func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 	var ids []string
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("d/"), UpperBound: []byte("d0")})
@@ -35,7 +92,10 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 		return 0, err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		ids = append(ids, string(it.Key()[len("d/"):]))
+		// An order's marks are adjacent: one question per order.
+		if id := markedOrder(it.Key()); len(ids) == 0 || ids[len(ids)-1] != id {
+			ids = append(ids, id)
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return 0, err
@@ -64,7 +124,7 @@ func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
 	if err != nil || o.Receipt != nil {
 		return o, err
 	}
-	if inFlight, err := m.has(depositKey(id)); err != nil || !inFlight {
+	if keys, err := m.marks(id); err != nil || len(keys) == 0 {
 		return o, err
 	}
 	if _, err := m.settleDeposit(ctx, id); err != nil {
@@ -73,15 +133,15 @@ func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
 	return m.Order(id)
 }
 
-// settleDeposit asks the bank about the deposit in flight for order id:
+// settleDeposit asks the bank about the deposits in flight for order id:
 // paid, the receipt is verified and the order recorded paid (paid true);
 // not paid and too late to be (past ExpiresAt + 2*MaxClockSkew: the bank's
-// grace, and the clocks' difference), the mark is dropped; otherwise the
-// mark stays.
+// grace, and the clocks' difference), the marks are dropped; otherwise the
+// marks stay.
 func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err error) {
 	o, err := m.Order(id)
 	if errors.Is(err, ErrNoOrder) || (err == nil && o.Receipt != nil) {
-		return false, m.db.Delete(depositKey(id), pebble.NoSync) // settled meanwhile
+		return false, m.clearMarks(id) // settled meanwhile
 	}
 	if err != nil {
 		return false, err
@@ -97,7 +157,7 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 			return false, nil
 		}
 		m.log.Info("deposit in flight dropped: the bank has no payment of the order and can take none now", "order", id)
-		return false, m.db.Delete(depositKey(id), pebble.NoSync)
+		return false, m.clearMarks(id)
 	}
 	if err != nil {
 		return false, err

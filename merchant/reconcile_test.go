@@ -12,11 +12,31 @@ import (
 	pb "github.com/blindbank/blindbank/proto"
 )
 
-// A deposit the bank refused leaves its order marked in flight (the
-// merchant cannot tell a refusal of these coins from the order being paid
-// with others): Reconcile and the order's status keep asking the bank
-// while it could still take a payment of the order, drop the mark once it
-// cannot (ExpiresAt + 2*MaxClockSkew), and ask no more after.
+// marked reports whether order id has a deposit in flight.
+func (s *shop) marked(id string) bool {
+	s.t.Helper()
+	keys, err := s.m.marks(id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return len(keys) > 0
+}
+
+// orderStatus is the shop's admin query of an order's status.
+func (s *shop) orderStatus(id string) string {
+	s.t.Helper()
+	st, err := s.m.AdminServer().OrderStatus(context.Background(), &pb.OrderStatusRequest{OrderId: id})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return st.Status
+}
+
+// A deposit whose outcome the merchant could not learn (the bank
+// unreachable) leaves its order marked in flight: Reconcile and the
+// order's status keep asking the bank while it could still take a payment
+// of the order, drop the mark once it cannot (ExpiresAt + 2*MaxClockSkew),
+// and ask no more after.
 func TestReconcileDropsDepositBankNeverTook(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
@@ -24,39 +44,58 @@ func TestReconcileDropsDepositBankNeverTook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.m.Pay(ctx, o.ID, []byte("not a sealed payment")); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("junk payment: %v", err)
+	sealed := []byte("a sealed payment the bank never got")
+	s.bankc.depositsDown.Store(true)
+	if _, err := s.m.Pay(ctx, o.ID, sealed); status.Code(err) != codes.Unavailable {
+		t.Fatalf("payment with the bank down: %v", err)
 	}
-	marked := func() bool {
-		t.Helper()
-		ok, err := s.m.has(depositKey(o.ID))
-		if err != nil {
-			t.Fatal(err)
+	s.bankc.depositsDown.Store(false)
+	s.clock.add(time.Minute + 2*ecash.MaxClockSkew - time.Second) // the bank could still take it
+	for range 2 {
+		if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil || !s.marked(o.ID) {
+			t.Fatalf("within the bank's grace: %d paid, %v, marked %v", paid, err, s.marked(o.ID))
 		}
-		return ok
-	}
-	orderStatus := func() string {
-		t.Helper()
-		st, err := s.m.AdminServer().OrderStatus(ctx, &pb.OrderStatusRequest{OrderId: o.ID})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Status
-	}
-	s.clock.add(time.Minute + 2*ecash.MaxClockSkew) // the bank could still take it
-	if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil || !marked() {
-		t.Fatalf("within the bank's grace: %d paid, %v, marked %v", paid, err, marked())
 	}
 	asked := s.bankc.depositStatus.Load()
-	if st := orderStatus(); st != "expired" || s.bankc.depositStatus.Load() != asked+1 {
+	if st := s.orderStatus(o.ID); st != "expired" || s.bankc.depositStatus.Load() != asked+1 {
 		t.Fatalf("status %q; the bank asked %d times", st, s.bankc.depositStatus.Load()-asked)
 	}
-	s.clock.add(time.Second)
-	if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil || marked() {
-		t.Fatalf("past the bank's grace: %d paid, %v, marked %v", paid, err, marked())
+	s.clock.add(2 * time.Second)
+	if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil || s.marked(o.ID) {
+		t.Fatalf("past the bank's grace: %d paid, %v, marked %v", paid, err, s.marked(o.ID))
 	}
 	asked = s.bankc.depositStatus.Load()
-	if st := orderStatus(); st != "expired" || s.bankc.depositStatus.Load() != asked {
+	if st := s.orderStatus(o.ID); st != "expired" || s.bankc.depositStatus.Load() != asked {
 		t.Fatalf("status %q; the bank asked %d times", st, s.bankc.depositStatus.Load()-asked)
+	}
+}
+
+// Anyone who knows an order id can send the merchant junk for it (merchant
+// review F4). The bank refuses it, and the refusal ends that attempt: the
+// order is not in flight, so neither Reconcile (every 30 s) nor a shop
+// polling the order's status asks the bank about it for the rest of its
+// life (a month here), and the status works with the bank unreachable.
+func TestRefusedPaymentLeavesNothingInFlight(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.m.Pay(ctx, o.ID, []byte("junk")); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("junk payment: %v", err)
+	}
+	if s.marked(o.ID) {
+		t.Fatal("a refused payment left its order in flight")
+	}
+	asked := s.bankc.depositStatus.Load()
+	if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil {
+		t.Fatalf("reconcile: %d paid, %v", paid, err)
+	}
+	if st := s.orderStatus(o.ID); st != "unpaid" {
+		t.Fatalf("status %q", st)
+	}
+	if n := s.bankc.depositStatus.Load() - asked; n != 0 {
+		t.Fatalf("the merchant asked the bank %d times about an order nothing is in flight for", n)
 	}
 }

@@ -127,7 +127,8 @@ func TestLoadCatalogueRefuses(t *testing.T) {
 }
 
 // directBank is the bank's real public service called in-process, counting
-// the endorsements it receives; tamper, if set, alters its receipts.
+// the endorsements it receives; tamper, if set, alters its receipts;
+// depositsDown fails deposits before they reach the bank.
 type directBank struct {
 	pb.BankClient // unused methods panic
 	srv           pb.BankServer
@@ -135,6 +136,7 @@ type directBank struct {
 	getKeys       atomic.Int32
 	depositStatus atomic.Int32
 	loseAnswers   atomic.Bool
+	depositsDown  atomic.Bool
 	tamper        func(*pb.CheckResult)
 }
 
@@ -156,6 +158,9 @@ func (d *directBank) SubmitCheck(ctx context.Context, in *pb.SubmitCheckRequest,
 }
 
 func (d *directBank) Deposit(ctx context.Context, in *pb.DepositRequest, _ ...grpc.CallOption) (*pb.DepositResponse, error) {
+	if d.depositsDown.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")
+	}
 	return d.srv.Deposit(ctx, in)
 }
 

@@ -508,3 +508,49 @@ func TestRefundWaitingForTheBankBlocksNoCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Junk sent for an order while a wallet's deposit for it is in flight
+// (merchant review F4): the bank's refusal of the junk drops the junk's
+// mark only, and the merchant still learns of the wallet's payment.
+func TestMerchantRefusalKeepsOtherDepositInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	paid := f.missedPayment(t, w, link)
+	if _, err := f.shop.Pay(ctx, &pb.PayRequest{OrderId: paid, SealedPayment: []byte("junk")}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("junk payment: %v", err)
+	}
+	if n, err := f.merchant.Reconcile(ctx); n != 1 || err != nil {
+		t.Fatalf("reconcile: %d paid, %v", n, err)
+	}
+}
+
+// A second wallet pays an order the bank holds paid by a first, whose
+// payment the merchant missed (merchant review F4): the bank refuses the
+// second wallet's coins as a payment conflict, and the merchant, told so,
+// asks the bank for the payment and records the order paid at once.
+func TestMerchantRecordsPaymentOnConflict(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	paid := f.missedPayment(t, f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00"), link)
+	second := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	shop := &payCapture{MerchantClient: f.shop}
+	asked := link.asked.Load()
+	if _, err := second.Pay(ctx, f.bankc, shop, "shop", paid, nil); err == nil {
+		t.Fatal("a second payment of a paid order succeeded")
+	}
+	if status.Code(shop.err) != codes.AlreadyExists {
+		t.Fatalf("the merchant answered the second payment with %v, want AlreadyExists", shop.err)
+	}
+	o, err := f.merchant.Order(paid) // no look at the bank
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status(time.Now()) != "paid" || link.asked.Load() != asked+1 {
+		t.Fatalf("order %q; the merchant asked the bank %d times", o.Status(time.Now()), link.asked.Load()-asked)
+	}
+}
