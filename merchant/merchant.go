@@ -201,12 +201,17 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if cfg.Transcript != nil {
 		m.tr = ecash.NewTranscript(cfg.Transcript, "merchant")
 	}
+	if err := m.reopen(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return m, nil
 }
 
-// Close closes the order store. Closing twice is harmless.
+// Close closes the order store, marking it closed cleanly (reconcile.go).
+// Closing twice is harmless.
 func (m *Merchant) Close() error {
-	m.closeOnce.Do(func() { m.closeErr = m.db.Close() })
+	m.closeOnce.Do(func() { m.closeErr = errors.Join(m.db.Set(keyClosed, nil, pebble.Sync), m.db.Close()) })
 	return m.closeErr
 }
 
@@ -323,6 +328,18 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 
 func orderKey(id string) []byte { return append([]byte("o/"), id...) }
 
+// has reports whether the store holds key.
+func (m *Merchant) has(key []byte) (bool, error) {
+	_, closer, err := m.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
+}
+
 // get returns a copy of the value stored at key, nil if there is none.
 func (m *Merchant) get(key []byte) ([]byte, error) {
 	v, closer, err := m.db.Get(key)
@@ -395,7 +412,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	if o.Receipt == nil {
 		// Not synced: a process crash keeps it, and the synced write that
 		// records the order paid deletes it (payments are measured by
-		// their syncs).
+		// their syncs). Open marks the orders again after a power loss.
 		mark = attemptKey(orderID, sealed)
 		if err := m.db.Set(mark, nil, pebble.NoSync); err != nil {
 			return nil, err
@@ -436,12 +453,16 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 
 // endAttempt settles the mark of a deposit not recorded paid. A refusal
 // ends the attempt: its mark goes (other attempts' stay). An unknown
-// outcome keeps it.
+// outcome keeps it, synced now so that it survives a power loss too: off
+// the hot path, and the wallet may never come back.
 func (m *Merchant) endAttempt(mark []byte, refused bool) {
-	if !refused {
-		return
+	var err error
+	if refused {
+		err = m.db.Delete(mark, pebble.NoSync)
+	} else {
+		err = m.db.Set(mark, nil, pebble.Sync)
 	}
-	if err := m.db.Delete(mark, pebble.NoSync); err != nil {
+	if err != nil {
 		m.log.Error("deposit in flight: writing its mark", "err", err)
 	}
 }

@@ -28,8 +28,10 @@ import (
 // it has one, and drop the marks once the bank can no longer accept a
 // payment of the order.
 //
-// A mark d/<order id> alone, with no attempt, is from a store written
-// before attempts had keys of their own.
+// A mark d/<order id> alone, with no attempt, is Open's after a run that
+// did not close cleanly: a power loss may have taken marks written without
+// a sync, so every order that could still be paid is asked about once
+// (stores from before attempts had keys of their own hold such marks too).
 
 func attemptKey(orderID string, sealed []byte) []byte {
 	h := sha256.Sum256(sealed)
@@ -136,8 +138,8 @@ func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
 // settleDeposit asks the bank about the deposits in flight for order id:
 // paid, the receipt is verified and the order recorded paid (paid true);
 // not paid and too late to be (past ExpiresAt + 2*MaxClockSkew: the bank's
-// grace, and the clocks' difference), the marks are dropped; otherwise the
-// marks stay.
+// grace, and the clocks' difference), the marks are dropped; not paid yet,
+// the attempts' marks stay, and Open's is dropped (asked once).
 func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err error) {
 	o, err := m.Order(id)
 	if errors.Is(err, ErrNoOrder) || (err == nil && o.Receipt != nil) {
@@ -154,7 +156,8 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 	resp, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
 	if status.Code(err) == codes.NotFound {
 		if !m.now().After(o.ExpiresAt.Add(2 * ecash.MaxClockSkew)) {
-			return false, nil
+			// A deposit the last run sent, if any, ended with that run.
+			return false, m.db.Delete(orderMarkKey(id), pebble.NoSync)
 		}
 		m.log.Info("deposit in flight dropped: the bank has no payment of the order and can take none now", "order", id)
 		return false, m.clearMarks(id)
@@ -168,4 +171,59 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, id)
 	m.log.Info("deposit in flight settled: the bank has the payment", "order", id)
 	return true, nil
+}
+
+// keyClosed is Close's last write. A synced write puts every write before
+// it on disk, so with it there every mark is there too.
+var keyClosed = []byte("m/closed")
+
+// reopen, last in Open, deletes Close's marker. Without one (the last run
+// did not close cleanly, or the store is older than the marker) marks may
+// have been lost: it marks every unpaid order that could still be paid,
+// for Reconcile to ask the bank about once. One synced batch.
+func (m *Merchant) reopen() error {
+	closed, err := m.has(keyClosed)
+	if err != nil {
+		return err
+	}
+	b := m.db.NewBatch()
+	defer b.Close()
+	if !closed {
+		n, err := m.markOpenOrders(b)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			m.log.Warn("the last run did not close cleanly: asking the bank about the orders that could have been paid meanwhile", "orders", n)
+		}
+	}
+	if err := b.Delete(keyClosed, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// markOpenOrders marks in b every unpaid order not past ExpiresAt +
+// 2*MaxClockSkew, and returns how many it marked.
+func (m *Merchant) markOpenOrders(b *pebble.Batch) (n int, err error) {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	now := m.now()
+	for it.First(); it.Valid(); it.Next() {
+		o, err := decodeOrder(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		if o.Receipt != nil || now.After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
+			continue
+		}
+		if err := b.Set(orderMarkKey(o.ID), nil, nil); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, it.Error()
 }

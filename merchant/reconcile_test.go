@@ -36,7 +36,8 @@ func (s *shop) orderStatus(id string) string {
 // unreachable) leaves its order marked in flight: Reconcile and the
 // order's status keep asking the bank while it could still take a payment
 // of the order, drop the mark once it cannot (ExpiresAt + 2*MaxClockSkew),
-// and ask no more after.
+// and ask no more after. The mark is synced, so a power loss keeps it
+// (merchant review F5).
 func TestReconcileDropsDepositBankNeverTook(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
@@ -50,6 +51,10 @@ func TestReconcileDropsDepositBankNeverTook(t *testing.T) {
 		t.Fatalf("payment with the bank down: %v", err)
 	}
 	s.bankc.depositsDown.Store(false)
+	s.powerLoss()
+	if ok, err := s.m.has(attemptKey(o.ID, sealed)); !ok || err != nil {
+		t.Fatalf("after a power loss the deposit's mark is gone (%v)", err)
+	}
 	s.clock.add(time.Minute + 2*ecash.MaxClockSkew - time.Second) // the bank could still take it
 	for range 2 {
 		if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil || !s.marked(o.ID) {
@@ -98,4 +103,41 @@ func TestRefusedPaymentLeavesNothingInFlight(t *testing.T) {
 	if n := s.bankc.depositStatus.Load() - asked; n != 0 {
 		t.Fatalf("the merchant asked the bank %d times about an order nothing is in flight for", n)
 	}
+}
+
+// After a run that did not close cleanly (a power loss: a mark written
+// without a sync may be gone) the merchant asks the bank once about every
+// unpaid order that could still have been paid, and about none other;
+// after a clean close it asks about none (merchant review F5).
+func TestUncleanShutdownAsksBankOnceAboutOpenOrders(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	old, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "old", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.clock.add(time.Minute + 2*ecash.MaxClockSkew + time.Second) // old can be paid no more
+	open, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "open", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconcile := func(what string, wantAsked int32) {
+		t.Helper()
+		asked := s.bankc.depositStatus.Load()
+		if paid, err := s.m.Reconcile(ctx); paid != 0 || err != nil {
+			t.Fatalf("%s: reconcile: %d paid, %v", what, paid, err)
+		}
+		if n := s.bankc.depositStatus.Load() - asked; n != wantAsked {
+			t.Fatalf("%s: the bank asked %d times, want %d", what, n, wantAsked)
+		}
+	}
+	s.m.Close()
+	s.open()
+	reconcile("after a clean close", 0)
+	s.powerLoss()
+	if !s.marked(open.ID) || s.marked(old.ID) {
+		t.Fatalf("after a power loss: open order marked %v, old one %v", s.marked(open.ID), s.marked(old.ID))
+	}
+	reconcile("after a power loss", 1)
+	reconcile("again", 0)
 }

@@ -233,7 +233,7 @@ type logLink struct{ pb.AuditLogClient }
 // newShopOn is newShopWith on a bank with keys k.
 func newShopOn(t *testing.T, k *bank.Keys, wrap func(bank.Store) bank.Store) *shop {
 	t.Helper()
-	s := &shop{t: t, clock: &testClock{}, fs: vfs.NewMem()}
+	s := &shop{t: t, clock: &testClock{}, fs: vfs.NewCrashableMem()}
 	s.clock.ns.Store(time.Now().UnixNano())
 	ps, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
 	if err != nil {
@@ -282,6 +282,15 @@ func (s *shop) open() {
 	}
 	s.m = m
 	s.t.Cleanup(func() { m.Close() })
+}
+
+// powerLoss is a power loss and a restart of the merchant, which finds
+// on its store what it had written with a sync.
+func (s *shop) powerLoss() {
+	crashed := s.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+	s.m.Close()
+	s.fs = crashed
+	s.open()
 }
 
 func (s *shop) customerPub() ed25519.PublicKey { return s.custKey.Public().(ed25519.PublicKey) }

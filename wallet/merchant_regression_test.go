@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -506,6 +507,91 @@ func TestRefundWaitingForTheBankBlocksNoCheck(t *testing.T) {
 	release.Do(func() { close(held.release) })
 	if err := <-refunded; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// crashableMerchant restarts the fixture's merchant on a new, empty store
+// on a file system that can lose power (restartOn a CrashClone of it).
+func (f *fixture) crashableMerchant(t *testing.T) *vfs.MemFS {
+	t.Helper()
+	mem := vfs.NewCrashableMem()
+	f.restartOn(t, mem)
+	return mem
+}
+
+// restartOn restarts the merchant on the store in fs.
+func (f *fixture) restartOn(t *testing.T, fs vfs.FS) {
+	t.Helper()
+	f.merchant.Close()
+	f.shopCfg.FS = fs
+	f.openMerchant(t)
+}
+
+// The merchant cannot learn the outcome of a deposit the bank committed,
+// and the machine loses power (merchant review F5); it comes back after
+// the order could have been paid, so nothing but that deposit's own mark
+// says it was in flight: the mark is synced once the outcome is unknown,
+// and Reconcile records the order paid.
+func TestMerchantDepositMarkSurvivesPowerLoss(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	mem := f.crashableMerchant(t)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:2.00")
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	paid := f.missedPayment(t, w, link)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // power loss now
+	clk.add(merchant.DefaultOrderTTL + 2*ecash.MaxClockSkew + time.Second)
+	f.restartOn(t, crashed)
+	if n, err := f.merchant.Reconcile(ctx); n != 1 || err != nil {
+		t.Fatalf("reconcile after the power loss: %d paid, %v", n, err)
+	}
+	if st := f.orderStatus(t, paid); st != "paid" {
+		t.Errorf("the bank holds the payment of order %s, the merchant says %q", paid, st)
+	}
+}
+
+// crashingLink has the machine lose power (crash) once the bank has
+// committed a deposit, before the merchant hears back.
+type crashingLink struct {
+	pb.BankClient
+	crash func()
+}
+
+func (l *crashingLink) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	resp, err := l.BankClient.Deposit(ctx, in, opts...)
+	l.crash()
+	return resp, err
+}
+
+// The machine loses power in the middle of a payment, after the bank
+// committed it and before the merchant recorded it (merchant review F5):
+// the deposit's mark, not synced, is gone, and the wallet, which has its
+// receipt, does not come back. The merchant, finding it did not close
+// cleanly, asks the bank about the orders that could have been paid, and
+// records this one paid.
+func TestMerchantRecordsPaymentInterruptedByPowerLoss(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	mem := f.crashableMerchant(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crashed *vfs.MemFS
+	f.toBank.BankClient = &crashingLink{BankClient: f.bankc, crash: func() { crashed = mem.CrashClone(vfs.CrashCloneCfg{}) }}
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.toBank.BankClient = f.bankc
+	f.restartOn(t, crashed)
+	if n, err := f.merchant.Reconcile(ctx); n != 1 || err != nil {
+		t.Fatalf("reconcile after the power loss: %d paid, %v", n, err)
+	}
+	if st := f.orderStatus(t, o.ID); st != "paid" {
+		t.Errorf("the bank holds the payment of order %s, the merchant says %q", o.ID, st)
 	}
 }
 
