@@ -274,17 +274,32 @@ func TestMerchantRecordsDepositWhoseAnswerWasLost(t *testing.T) {
 	}
 }
 
-// heldDeposits holds the merchant's deposits until release is closed,
-// having said so on held, then forwards them with the merchant's context.
-type heldDeposits struct {
+// heldLink holds the merchant's deposits (its refunds, if refunds is set)
+// until release is closed, having said so on held, then forwards them
+// with the merchant's context.
+type heldLink struct {
 	pb.BankClient
+	refunds       bool
 	held, release chan struct{}
 }
 
-func (h *heldDeposits) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+func (h *heldLink) hold() {
 	close(h.held)
 	<-h.release
+}
+
+func (h *heldLink) Deposit(ctx context.Context, in *pb.DepositRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
+	if !h.refunds {
+		h.hold()
+	}
 	return h.BankClient.Deposit(ctx, in, opts...)
+}
+
+func (h *heldLink) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
+	if h.refunds {
+		h.hold()
+	}
+	return h.BankClient.Refund(ctx, in, opts...)
 }
 
 // A wallet that gives up on its Pay call (merchant review R1) cancelled
@@ -297,7 +312,7 @@ func TestMerchantPaymentOutlivesWalletCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := &heldDeposits{BankClient: f.bankc, held: make(chan struct{}), release: make(chan struct{})}
+	held := &heldLink{BankClient: f.bankc, held: make(chan struct{}), release: make(chan struct{})}
 	f.toBank.BankClient = held
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -460,19 +475,6 @@ func TestMerchantRefundOrderByID(t *testing.T) {
 	}
 }
 
-// heldRefunds holds the merchant's refunds until release is closed,
-// having said so on held.
-type heldRefunds struct {
-	pb.BankClient
-	held, release chan struct{}
-}
-
-func (h *heldRefunds) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
-	close(h.held)
-	<-h.release
-	return h.BankClient.Refund(ctx, in, opts...)
-}
-
 // A refund waiting for the bank holds up no payment order (merchant
 // review): refunds are serialised on a lock of their own, apart from the
 // till's sale records, whose lock they used to hold throughout.
@@ -481,7 +483,7 @@ func TestRefundWaitingForTheBankBlocksNoCheck(t *testing.T) {
 	f := newFixture(t)
 	order := f.paidOrder(t, "EUR:2.00")
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
-	held := &heldRefunds{BankClient: f.toBank.BankClient, held: make(chan struct{}), release: make(chan struct{})}
+	held := &heldLink{BankClient: f.toBank.BankClient, refunds: true, held: make(chan struct{}), release: make(chan struct{})}
 	f.toBank.BankClient = held
 	refunded := make(chan error, 1)
 	go func() {
