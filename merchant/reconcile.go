@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc/codes"
@@ -174,13 +176,19 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 }
 
 // keyClosed is Close's last write. A synced write puts every write before
-// it on disk, so with it there every mark is there too.
-var keyClosed = []byte("m/closed")
+// it on disk, so with it there every mark is there too. keyOpened holds
+// when the current run opened the store (Unix milliseconds).
+var (
+	keyClosed = []byte("m/closed")
+	keyOpened = []byte("m/opened")
+)
 
-// reopen, last in Open, deletes Close's marker. Without one (the last run
-// did not close cleanly, or the store is older than the marker) marks may
-// have been lost: it marks every unpaid order that could still be paid,
-// for Reconcile to ask the bank about once. One synced batch.
+// reopen, last in Open, deletes Close's marker and records when this run
+// opened. Without the marker (the last run did not close cleanly, or the
+// store is older than it) marks may have been lost: it marks every unpaid
+// order that could have been paid since the last run opened (however long
+// the machine was down since), for Reconcile to ask the bank about once.
+// One synced batch.
 func (m *Merchant) reopen() error {
 	closed, err := m.has(keyClosed)
 	if err != nil {
@@ -189,7 +197,16 @@ func (m *Merchant) reopen() error {
 	b := m.db.NewBatch()
 	defer b.Close()
 	if !closed {
-		n, err := m.markOpenOrders(b)
+		var since time.Time // zero: every unpaid order, the run's start unknown
+		if v, closer, err := m.db.Get(keyOpened); err == nil {
+			if len(v) == 8 {
+				since = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+			}
+			closer.Close()
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return err
+		}
+		n, err := m.markOpenOrders(b, since)
 		if err != nil {
 			return err
 		}
@@ -200,24 +217,26 @@ func (m *Merchant) reopen() error {
 	if err := b.Delete(keyClosed, nil); err != nil {
 		return err
 	}
+	if err := b.Set(keyOpened, binary.BigEndian.AppendUint64(nil, uint64(m.now().UnixMilli())), nil); err != nil {
+		return err
+	}
 	return b.Commit(pebble.Sync)
 }
 
-// markOpenOrders marks in b every unpaid order not past ExpiresAt +
-// 2*MaxClockSkew, and returns how many it marked.
-func (m *Merchant) markOpenOrders(b *pebble.Batch) (n int, err error) {
+// markOpenOrders marks in b every unpaid order that could still be paid at
+// since (not past ExpiresAt + 2*MaxClockSkew then), and returns how many.
+func (m *Merchant) markOpenOrders(b *pebble.Batch, since time.Time) (n int, err error) {
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
 	if err != nil {
 		return 0, err
 	}
 	defer it.Close()
-	now := m.now()
 	for it.First(); it.Valid(); it.Next() {
 		o, err := decodeOrder(it.Value())
 		if err != nil {
 			return 0, err
 		}
-		if o.Receipt != nil || now.After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
+		if o.Receipt != nil || since.After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
 			continue
 		}
 		if err := b.Set(orderMarkKey(o.ID), nil, nil); err != nil {
