@@ -150,7 +150,7 @@ func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettle
 	return &pb.VerifySettlementResponse{
 		Account: st.Account, FromUnixMs: st.From.UnixMilli(), ToUnixMs: st.To.UnixMilli(),
 		Deposits: int32(rep.Deposits), Deposited: rep.Deposited.String(), PaidOut: rep.PaidOut.String(),
-		Opening: money(st.Opening), Closing: money(st.Closing()), UnmatchedPayments: rep.Unmatched, LateOrders: rep.Late,
+		Opening: money(st.Opening), Closing: money(st.Closing()), UnmatchedPayments: rep.Unmatched, LateOrders: rep.Late, UnsettledOrders: rep.Unsettled,
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package merchant
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,42 +21,35 @@ var ErrSettlement = errors.New("merchant: settlement statement does not match th
 // SettlementReport is what VerifySettlement checked.
 type SettlementReport struct {
 	Statement *echeck.Statement
-	Deposits  int          // receipts of the period found on the statement
+	Deposits  int          // receipts found on the statement
 	Deposited ecash.Amount // their total
 	PaidOut   ecash.Amount // payouts on the statement
 	Unmatched []string     // deposit lines for payments this merchant holds no receipt for
 	// Late are the orders deposited (by their receipts) within postingLag
-	// of the period's end whose deposits the bank posted after it: on the
-	// next statement.
+	// of the period's end whose deposits the bank posted after it: due on
+	// a later statement.
 	Late []string
+	// Unsettled are the orders deposited before this period, since the
+	// earliest period this merchant has checked, that no statement it
+	// checked holds: a period not checked yet, or a deposit a bank left
+	// off every statement (say, between two whose periods leave a gap).
+	Unsettled []string
 }
 
-// lateKey marks an order whose deposit a statement reported late: the
-// next statement that covers its time must hold it.
-func lateKey(orderID string) []byte { return append([]byte("lt/"), orderID...) }
+// Coverage: settledKey marks an order whose deposit a checked statement
+// held; keySettleFrom is the earliest start of a checked statement (Unix
+// milliseconds), before which nothing is expected.
+var keySettleFrom = []byte("m/settle-from")
 
-// lateOrders reads the orders marked late (few: each waits for one
-// statement).
-func (m *Merchant) lateOrders() (map[string]bool, error) {
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("lt/"), UpperBound: []byte("lt0")})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	out := map[string]bool{}
-	for it.First(); it.Valid(); it.Next() {
-		out[string(it.Key()[len("lt/"):])] = true
-	}
-	return out, it.Error()
-}
+func settledKey(orderID string) []byte { return append([]byte("ss/"), orderID...) }
 
 // postingLag bounds how much later than its receipt's time the bank can
 // post a deposit: a posting follows the account's commit order, so one
 // that waited in the commit queue behind a later-stamped one takes that
 // one's time (bank.Account.PostingTime; PROTOCOL §9.15): milliseconds,
-// up to a stalled disk's sync. A deposit this close to a period's
-// boundary may sit in the neighbouring period's statement; one further
-// off and missing is an error, as before.
+// up to a stalled disk's sync. A deposit this close to a period's end may
+// sit in the next period's statement; one further off and missing is an
+// error, as before.
 const postingLag = 10 * time.Second
 
 // VerifySettlement checks the bank's signed statement of the merchant's
@@ -65,8 +59,10 @@ const postingLag = 10 * time.Second
 // statement names each deposit by its payment hash). Deposit lines the
 // merchant has no receipt for are reported, not refused: another
 // installation may share the account. A deposit made just before the
-// period's end may be posted just after it (Late), and one made just
-// before its start inside it.
+// period's end may be posted just after it (Late). The merchant remembers
+// which deposits checked statements held, and reports those before the
+// period that none did (Unsettled), so that a deposit cannot fall between
+// statements unseen.
 func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*SettlementReport, error) {
 	st, err := echeck.DecodeStatement(raw)
 	if err != nil {
@@ -101,12 +97,19 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		return nil, err
 	}
 	defer it.Close()
-	wasLate, err := m.lateOrders()
-	if err != nil {
+	settleFrom := st.From
+	if v, closer, err := m.db.Get(keySettleFrom); err == nil {
+		if len(v) == 8 {
+			if t := time.UnixMilli(int64(binary.BigEndian.Uint64(v))); t.Before(settleFrom) {
+				settleFrom = t
+			}
+		}
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return nil, err
 	}
-	late := m.db.NewBatch() // the late marks this statement sets and clears
-	defer late.Close()
+	settled := m.db.NewBatch()
+	defer settled.Close()
 	for it.First(); it.Valid(); it.Next() {
 		o, err := decodeOrder(it.Value())
 		if err != nil {
@@ -125,17 +128,17 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		key := r.PaymentHash.String()
 		got, on := lines[key]
 		switch {
-		case !on && r.DepositedAt.Before(st.From) && !wasLate[o.ID]:
-			continue // an earlier period's
+		case !on && r.DepositedAt.Before(settleFrom):
+			continue // before any period checked
 		case !on && r.DepositedAt.Before(st.From):
-			// Marked late by an earlier statement, so due on a later one:
-			// a bank cannot drop it by starting this one after it.
-			return nil, fmt.Errorf("%w: the deposit of order %s (%s, %s) was posted after the end of an earlier statement, and is missing from this later one", ErrSettlement, o.ID, r.Total, r.DepositedAt.UTC().Format(time.RFC3339Nano))
+			if done, err := m.has(settledKey(o.ID)); err != nil {
+				return nil, err
+			} else if !done {
+				rep.Unsettled = append(rep.Unsettled, o.ID)
+			}
+			continue
 		case !on && !r.DepositedAt.Before(st.To.Add(-postingLag)):
 			rep.Late = append(rep.Late, o.ID)
-			if err := late.Set(lateKey(o.ID), nil, nil); err != nil {
-				return nil, err
-			}
 			continue
 		case !on:
 			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
@@ -143,10 +146,8 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		if got != int64(r.Total.Value) {
 			return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
 		}
-		if wasLate[o.ID] {
-			if err := late.Delete(lateKey(o.ID), nil); err != nil {
-				return nil, err
-			}
+		if err := settled.Set(settledKey(o.ID), nil, nil); err != nil {
+			return nil, err
 		}
 		delete(lines, key)
 		rep.Deposits++
@@ -157,7 +158,10 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	if err := late.Commit(pebble.Sync); err != nil {
+	if err := settled.Set(keySettleFrom, binary.BigEndian.AppendUint64(nil, uint64(settleFrom.UnixMilli())), nil); err != nil {
+		return nil, err
+	}
+	if err := settled.Commit(pebble.Sync); err != nil {
 		return nil, err
 	}
 	for k := range lines {

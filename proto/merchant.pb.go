@@ -946,6 +946,7 @@ type VerifySettlementResponse struct {
 	Closing           string                 `protobuf:"bytes,8,opt,name=closing,proto3" json:"closing,omitempty"`
 	UnmatchedPayments []string               `protobuf:"bytes,9,rep,name=unmatched_payments,json=unmatchedPayments,proto3" json:"unmatched_payments,omitempty"` // deposit lines without a receipt here (payment hashes)
 	LateOrders        []string               `protobuf:"bytes,10,rep,name=late_orders,json=lateOrders,proto3" json:"late_orders,omitempty"`                     // orders deposited just before the period's end, posted after it (next statement)
+	UnsettledOrders   []string               `protobuf:"bytes,11,rep,name=unsettled_orders,json=unsettledOrders,proto3" json:"unsettled_orders,omitempty"`      // orders deposited before the period that no statement checked holds
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1046,6 +1047,13 @@ func (x *VerifySettlementResponse) GetUnmatchedPayments() []string {
 func (x *VerifySettlementResponse) GetLateOrders() []string {
 	if x != nil {
 		return x.LateOrders
+	}
+	return nil
+}
+
+func (x *VerifySettlementResponse) GetUnsettledOrders() []string {
+	if x != nil {
+		return x.UnsettledOrders
 	}
 	return nil
 }
@@ -1512,7 +1520,7 @@ const file_merchant_proto_rawDesc = "" +
 	"\bverified\x18\x03 \x01(\x05R\bverified\x12\x18\n" +
 	"\awaiting\x18\x04 \x01(\x05R\awaiting\"7\n" +
 	"\x17VerifySettlementRequest\x12\x1c\n" +
-	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xcd\x02\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xf8\x02\n" +
 	"\x18VerifySettlementResponse\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12 \n" +
 	"\ffrom_unix_ms\x18\x02 \x01(\x03R\n" +
@@ -1527,7 +1535,8 @@ const file_merchant_proto_rawDesc = "" +
 	"\x12unmatched_payments\x18\t \x03(\tR\x11unmatchedPayments\x12\x1f\n" +
 	"\vlate_orders\x18\n" +
 	" \x03(\tR\n" +
-	"lateOrders\")\n" +
+	"lateOrders\x12)\n" +
+	"\x10unsettled_orders\x18\v \x03(\tR\x0funsettledOrders\")\n" +
 	"\x11SaleStatusRequest\x12\x14\n" +
 	"\x05epoid\x18\x01 \x01(\tR\x05epoid\"\x84\x02\n" +
 	"\x12SaleStatusResponse\x12\x14\n" +

@@ -518,9 +518,11 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					Closing   string   `json:"closing"`
 					Unmatched []string `json:"unmatched_payments"`
 					Late      []string `json:"late_orders"`
+					Unsettled []string `json:"unsettled_orders"`
 				}{r.Account, time.UnixMilli(r.FromUnixMs).UTC().Format(time.RFC3339), time.UnixMilli(r.ToUnixMs).UTC().Format(time.RFC3339),
-					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...), append([]string{}, r.LateOrders...)}
-				return inv.Print(out, func(w io.Writer) {
+					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...), append([]string{}, r.LateOrders...),
+					append([]string{}, r.UnsettledOrders...)}
+				if err := inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "statement of account %d, %s to %s: verified\n", out.Account, out.From, out.To)
 					fmt.Fprintf(w, "  %d deposits matched to receipts, %s; paid out %s\n", out.Deposits, out.Deposited, out.PaidOut)
 					fmt.Fprintf(w, "  opening %s, closing %s\n", out.Opening, out.Closing)
@@ -530,7 +532,13 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					if len(out.Late) > 0 {
 						fmt.Fprintf(w, "  %d deposits made just before the end, posted after it (on the next statement): %s\n", len(out.Late), strings.Join(out.Late, ", "))
 					}
-				})
+				}); err != nil {
+					return err
+				}
+				if len(out.Unsettled) > 0 {
+					return fmt.Errorf("%d deposits before this period are on no statement checked so far (%s): check the statement of the period that holds them; if none does, the bank left them out", len(out.Unsettled), strings.Join(out.Unsettled, ", "))
+				}
+				return nil
 			})
 		},
 	}
