@@ -298,3 +298,18 @@ func TestShown(t *testing.T) {
 		}
 	}
 }
+
+// A table cell a peer wrote (a check's reference, a memo, a reason) is
+// shown, not acted on: no control byte reaches the terminal, and a tab or
+// newline in it does not break the table.
+func TestTableEscapesCells(t *testing.T) {
+	var b bytes.Buffer
+	tb := NewTable(&b)
+	tb.Row("product:", "inv\x1b]52;c;ZXZpbA==\a\x1b[2K\rpaid\tin\nfull")
+	tb.Row("memo:", "Café crème")
+	tb.Flush()
+	want := "product:  inv\\x1b]52;c;ZXZpbA==\\a\\x1b[2K\\rpaid\\tin\\nfull\nmemo:     Café crème\n"
+	if b.String() != want {
+		t.Errorf("got  %q\nwant %q", b.String(), want)
+	}
+}

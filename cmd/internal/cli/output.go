@@ -39,13 +39,15 @@ func NewTable(w io.Writer) *Table {
 	return &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
 }
 
-// Row adds a row.
+// Row adds a row. A cell's control bytes are escaped (escapeHidden):
+// tables show memos, references and reasons that peers wrote, and a tab or
+// newline in one would break the table as well.
 func (t *Table) Row(cells ...any) {
 	for i, c := range cells {
 		if i > 0 {
 			fmt.Fprint(t.tw, "\t")
 		}
-		fmt.Fprint(t.tw, c)
+		fmt.Fprint(t.tw, escapeHidden(fmt.Sprint(c)))
 	}
 	fmt.Fprint(t.tw, "\n")
 }

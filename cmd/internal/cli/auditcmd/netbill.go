@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 )
@@ -305,7 +306,7 @@ func (s *partyState) epoReceipt(c *lineCtx) error {
 
 	what := fmt.Sprintf("bank signature verified: EPOID %s %s", r.EPOID, r.Decision)
 	if r.Decision == echeck.Declined {
-		what += fmt.Sprintf(" (%s); no key, no money moved", r.Reason)
+		what += fmt.Sprintf(" (%s); no key, no money moved", cli.Shown(r.Reason))
 	} else {
 		what += fmt.Sprintf(": %s from the customer to account %d", r.Price, r.MerchantAccount)
 	}
