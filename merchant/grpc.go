@@ -22,6 +22,8 @@ import (
 // a wallet sees the bank's double-spend proof).
 func (m *Merchant) toStatus(err error) error {
 	switch {
+	case errors.Is(err, ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),

@@ -151,8 +151,30 @@ type Merchant struct {
 	// since a refund waits for the bank, which endorsements must not.
 	refundMu sync.Mutex
 
+	// Close waits for the calls that outlive their caller (Pay's detached
+	// deposit, Reconcile) before it closes the store; lifeMu guards
+	// closing, after which they are refused.
+	lifeMu   sync.Mutex
+	closing  bool
+	inflight sync.WaitGroup
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// ErrClosed: the merchant is closed (or closing).
+var ErrClosed = errors.New("merchant: closed")
+
+// begin counts a call Close must wait for; the caller calls
+// m.inflight.Done when it ends. ErrClosed once Close has begun.
+func (m *Merchant) begin() error {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.closing {
+		return ErrClosed
+	}
+	m.inflight.Add(1)
+	return nil
 }
 
 // Open loads the key and the order store, and fetches and verifies the bank's
@@ -208,10 +230,18 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	return m, nil
 }
 
-// Close closes the order store, marking it closed cleanly (reconcile.go).
+// Close waits for deposits in progress (a Pay keeps going up to
+// payTimeout after its caller gave up) and Reconcile, refuses new ones,
+// and closes the order store, marking it closed cleanly (reconcile.go).
 // Closing twice is harmless.
 func (m *Merchant) Close() error {
-	m.closeOnce.Do(func() { m.closeErr = errors.Join(m.db.Set(keyClosed, nil, pebble.Sync), m.db.Close()) })
+	m.closeOnce.Do(func() {
+		m.lifeMu.Lock()
+		m.closing = true
+		m.lifeMu.Unlock()
+		m.inflight.Wait()
+		m.closeErr = errors.Join(m.db.Set(keyClosed, nil, pebble.Sync), m.db.Close())
+	})
 	return m.closeErr
 }
 
@@ -397,6 +427,10 @@ func (m *Merchant) Order(id string) (*Order, error) {
 // the bank refuses the deposit, has Reconcile settle it after a crash or a
 // lost answer (reconcile.go).
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	o, err := m.Order(orderID)
 	if err != nil {
 		return nil, err

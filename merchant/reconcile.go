@@ -90,6 +90,10 @@ func (m *Merchant) clearMarks(id string) error {
 // it recorded paid. It goes on past an order it cannot settle, and returns
 // the first such error; the marks stay for the next run.
 func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
+	if err := m.begin(); err != nil {
+		return 0, err
+	}
+	defer m.inflight.Done()
 	var ids []string
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("d/"), UpperBound: []byte("d0")})
 	if err != nil {
