@@ -29,19 +29,22 @@ type SettlementReport struct {
 	// of the period's end whose deposits the bank posted after it: due on
 	// a later statement.
 	Late []string
-	// Unsettled are the orders deposited before this period, since the
-	// earliest period this merchant has checked, that no statement it
-	// checked holds: a period not checked yet, or a deposit a bank left
-	// off every statement (say, between two whose periods leave a gap).
+	// Unsettled are the orders deposited outside this period but within
+	// the span of the periods this merchant has checked (earliest start to
+	// latest end) that no statement it checked holds: a period not checked
+	// yet, or a deposit a bank left off every statement (say, between two
+	// whose periods leave a gap), whatever the order they were checked in.
 	Unsettled []string
 }
 
-// Coverage: settledKey marks an order whose deposit a checked statement
-// held; keySettleFrom is the earliest start of a checked statement (Unix
-// milliseconds), before which nothing is expected.
-var keySettleFrom = []byte("m/settle-from")
+// Coverage: settledKey marks a payment (by its hash) a checked statement
+// held, whether or not this merchant had its receipt then; the span of
+// the periods checked runs from the earliest start to the latest end
+// (Unix milliseconds). Within it, every receipt is expected on some
+// checked statement.
+var keySettleSpan = []byte("m/settle-span")
 
-func settledKey(orderID string) []byte { return append([]byte("ss/"), orderID...) }
+func settledKey(payment string) []byte { return append([]byte("sp/"), payment...) } // the hash in hex, as statements name it
 
 // postingLag bounds how much later than its receipt's time the bank can
 // post a deposit: a posting follows the account's commit order, so one
@@ -60,9 +63,9 @@ const postingLag = 10 * time.Second
 // merchant has no receipt for are reported, not refused: another
 // installation may share the account. A deposit made just before the
 // period's end may be posted just after it (Late). The merchant remembers
-// which deposits checked statements held, and reports those before the
-// period that none did (Unsettled), so that a deposit cannot fall between
-// statements unseen.
+// which payments checked statements held (by hash, receipt or not), and
+// reports those in the span of the periods checked that none did
+// (Unsettled), so that a deposit cannot fall between statements unseen.
 func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*SettlementReport, error) {
 	st, err := echeck.DecodeStatement(raw)
 	if err != nil {
@@ -97,12 +100,13 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		return nil, err
 	}
 	defer it.Close()
-	settleFrom := st.From
-	if v, closer, err := m.db.Get(keySettleFrom); err == nil {
-		if len(v) == 8 {
-			if t := time.UnixMilli(int64(binary.BigEndian.Uint64(v))); t.Before(settleFrom) {
-				settleFrom = t
-			}
+	from, to := st.From, st.To // the span of the periods checked, this one included
+	before := st.To            // the span's end before this check
+	if v, closer, err := m.db.Get(keySettleSpan); err == nil {
+		if len(v) == 16 {
+			f, t := time.UnixMilli(int64(binary.BigEndian.Uint64(v))), time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:])))
+			from, before = minTime(from, f), t
+			to = maxTime(to, t)
 		}
 		closer.Close()
 	} else if !errors.Is(err, pebble.ErrNotFound) {
@@ -122,32 +126,36 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		if err != nil {
 			return nil, err
 		}
-		if !r.DepositedAt.Before(st.To) {
-			continue
-		}
 		key := r.PaymentHash.String()
 		got, on := lines[key]
-		switch {
-		case !on && r.DepositedAt.Before(settleFrom):
-			continue // before any period checked
-		case !on && r.DepositedAt.Before(st.From):
-			if done, err := m.has(settledKey(o.ID)); err != nil {
+		t := r.DepositedAt
+		if !on && (t.Before(from) || !t.Before(to)) {
+			continue // outside every period checked
+		}
+		if !on && !t.Before(st.From) && t.Before(st.To.Add(-postingLag)) {
+			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
+		}
+		if !on {
+			if done, err := m.has(settledKey(key)); err != nil {
 				return nil, err
-			} else if !done {
-				rep.Unsettled = append(rep.Unsettled, o.ID)
+			} else if done {
+				continue // held by another statement checked
 			}
+		}
+		switch {
+		case !on && !t.Before(st.From) && t.Before(st.To) && !before.After(st.To):
+			rep.Late = append(rep.Late, o.ID) // due on the next statement
 			continue
-		case !on && !r.DepositedAt.Before(st.To.Add(-postingLag)):
-			rep.Late = append(rep.Late, o.ID)
+		case !on && t.Before(to.Add(-postingLag)):
+			// Outside this period (or late for it, with a later period
+			// already checked), inside the span, on no statement checked.
+			rep.Unsettled = append(rep.Unsettled, o.ID)
 			continue
 		case !on:
-			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
+			continue // due on a statement not checked yet
 		}
 		if got != int64(r.Total.Value) {
 			return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
-		}
-		if err := settled.Set(settledKey(o.ID), nil, nil); err != nil {
-			return nil, err
 		}
 		delete(lines, key)
 		rep.Deposits++
@@ -158,7 +166,15 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	if err := settled.Set(keySettleFrom, binary.BigEndian.AppendUint64(nil, uint64(settleFrom.UnixMilli())), nil); err != nil {
+	for _, l := range st.Lines {
+		if h, ok := strings.CutPrefix(l.Memo, "payment "); ok && l.ProductID == "deposit" {
+			if err := settled.Set(settledKey(h), nil, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	span := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(from.UnixMilli())), uint64(to.UnixMilli()))
+	if err := settled.Set(keySettleSpan, span, nil); err != nil {
 		return nil, err
 	}
 	if err := settled.Commit(pebble.Sync); err != nil {
@@ -168,4 +184,18 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 		rep.Unmatched = append(rep.Unmatched, k)
 	}
 	return rep, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -536,7 +536,7 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					return err
 				}
 				if len(out.Unsettled) > 0 {
-					return fmt.Errorf("%d deposits before this period are on no statement checked so far (%s): check the statement of the period that holds them; if none does, the bank left them out", len(out.Unsettled), strings.Join(out.Unsettled, ", "))
+					return fmt.Errorf("%d deposits in the periods checked so far are on no statement checked (%s): check the statement of the period that holds them; if none does, the bank left them out", len(out.Unsettled), strings.Join(out.Unsettled, ", "))
 				}
 				return nil
 			})
