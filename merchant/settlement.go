@@ -112,8 +112,14 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return nil, err
 	}
+	// Every payment this statement holds is settled, receipt here or not.
 	settled := m.db.NewBatch()
 	defer settled.Close()
+	for k := range lines {
+		if err := settled.Set(settledKey(k), nil, nil); err != nil {
+			return nil, err
+		}
+	}
 	for it.First(); it.Valid(); it.Next() {
 		o, err := decodeOrder(it.Value())
 		if err != nil {
@@ -127,51 +133,41 @@ func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*Settlemen
 			return nil, err
 		}
 		key := r.PaymentHash.String()
-		got, on := lines[key]
-		t := r.DepositedAt
-		if !on && (t.Before(from) || !t.Before(to)) {
-			continue // outside every period checked
-		}
-		if !on && !t.Before(st.From) && t.Before(st.To.Add(-postingLag)) {
-			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
-		}
-		if !on {
-			if done, err := m.has(settledKey(key)); err != nil {
-				return nil, err
-			} else if done {
-				continue // held by another statement checked
+		if got, on := lines[key]; on {
+			if got != int64(r.Total.Value) {
+				return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
 			}
-		}
-		switch {
-		case !on && !t.Before(st.From) && t.Before(st.To) && !before.After(st.To):
-			rep.Late = append(rep.Late, o.ID) // due on the next statement
+			delete(lines, key)
+			rep.Deposits++
+			if rep.Deposited, err = rep.Deposited.Add(r.Total); err != nil {
+				return nil, err
+			}
 			continue
-		case !on && t.Before(to.Add(-postingLag)):
-			// Outside this period (or late for it, with a later period
-			// already checked), inside the span, on no statement checked.
-			rep.Unsettled = append(rep.Unsettled, o.ID)
-			continue
-		case !on:
-			continue // due on a statement not checked yet
 		}
-		if got != int64(r.Total.Value) {
-			return nil, fmt.Errorf("%w: order %s was deposited for %s, the statement says %d", ErrSettlement, o.ID, r.Total, got)
-		}
-		delete(lines, key)
-		rep.Deposits++
-		if rep.Deposited, err = rep.Deposited.Add(r.Total); err != nil {
-			return nil, err
+		switch t := r.DepositedAt; {
+		case t.Before(from) || !t.Before(to):
+			// Outside every period checked.
+		case !t.Before(st.From) && t.Before(st.To.Add(-postingLag)):
+			return nil, fmt.Errorf("%w: the deposit of order %s (%s) is missing", ErrSettlement, o.ID, r.Total)
+		default:
+			done, err := m.has(settledKey(key))
+			switch {
+			case err != nil:
+				return nil, err
+			case done:
+				// Held by another statement checked.
+			case !t.Before(st.From) && t.Before(st.To) && !before.After(st.To):
+				rep.Late = append(rep.Late, o.ID) // due on the next statement
+			case t.Before(to.Add(-postingLag)):
+				// Outside this period (or late for it, with a later period
+				// already checked), inside the span, on no statement checked.
+				rep.Unsettled = append(rep.Unsettled, o.ID)
+			}
+			// Otherwise due on a statement not checked yet.
 		}
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
-	}
-	for _, l := range st.Lines {
-		if h, ok := strings.CutPrefix(l.Memo, "payment "); ok && l.ProductID == "deposit" {
-			if err := settled.Set(settledKey(h), nil, nil); err != nil {
-				return nil, err
-			}
-		}
 	}
 	span := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(from.UnixMilli())), uint64(to.UnixMilli()))
 	if err := settled.Set(keySettleSpan, span, nil); err != nil {
