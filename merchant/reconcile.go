@@ -32,8 +32,9 @@ import (
 //
 // A mark d/<order id> alone, with no attempt, is Open's after a run that
 // did not close cleanly: a power loss may have taken marks written without
-// a sync, so every order that could still be paid is asked about once
-// (stores from before attempts had keys of their own hold such marks too).
+// a sync, so every order that could have been paid since that run opened
+// is asked about once (stores from before attempts had keys of their own
+// hold such marks too).
 
 func attemptKey(orderID string, sealed []byte) []byte {
 	h := sha256.Sum256(sealed)
