@@ -27,6 +27,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 )
 
 // Errors of the bank service (besides the store's and ecash's).
@@ -711,16 +712,31 @@ func (b *Bank) OpenAccount(ctx context.Context, name string, key []byte, merchan
 	return id, err
 }
 
-// Credit funds an account from outside (an admin operation).
-func (b *Bank) Credit(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
+// checkCredit checks an admin credit or payout before the store sees it.
+// The memo is shown in the account's signed statement, where a customer's
+// wallet refuses what echeck refuses (ecash.CheckText); the reference is
+// printed by the admin tools.
+func (b *Bank) checkCredit(amount ecash.Amount, memo, reference, what string) error {
 	if amount.Currency != b.keys.Currency {
-		return ecash.Amount{}, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, amount.Currency, b.keys.Currency)
+		return fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, amount.Currency, b.keys.Currency)
 	}
 	if amount.IsZero() {
-		return ecash.Amount{}, fmt.Errorf("%w: credit of zero", ecash.ErrBadAmount)
+		return fmt.Errorf("%w: %s of zero", ecash.ErrBadAmount, what)
 	}
-	if len(memo) > 256 || len(reference) > 128 {
-		return ecash.Amount{}, fmt.Errorf("%w: memo or reference too long", ecash.ErrMalformed)
+	if err := ecash.CheckText(memo, echeck.MaxMemoLen, "memo"); err != nil {
+		return err
+	}
+	return ecash.CheckText(reference, maxAdminReference, "reference")
+}
+
+// maxAdminReference bounds a credit's or payout's reference, in bytes: an
+// operator's transfer id, well within what the store allows.
+const maxAdminReference = 128
+
+// Credit funds an account from outside (an admin operation).
+func (b *Bank) Credit(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
+	if err := b.checkCredit(amount, memo, reference, "credit"); err != nil {
+		return ecash.Amount{}, err
 	}
 	bal, err := b.store.Credit(ctx, CreditOp{Account: account, Amount: int64(amount.Value), Memo: memo, Reference: reference, Time: b.now(),
 		Log: auditlog.Credit{Account: account, Amount: amount, Reference: auditlog.OptionalHash(reference)}})

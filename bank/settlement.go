@@ -82,14 +82,8 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 // settlement), never beyond its balance, and returns the new balance. A
 // retry with the same reference pays once.
 func (b *Bank) Payout(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
-	if amount.Currency != b.keys.Currency {
-		return ecash.Amount{}, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, amount.Currency, b.keys.Currency)
-	}
-	if amount.IsZero() {
-		return ecash.Amount{}, fmt.Errorf("%w: payout of zero", ecash.ErrBadAmount)
-	}
-	if len(memo) > 256 || len(reference) > 128 {
-		return ecash.Amount{}, fmt.Errorf("%w: memo or reference too long", ecash.ErrMalformed)
+	if err := b.checkCredit(amount, memo, reference, "payout"); err != nil {
+		return ecash.Amount{}, err
 	}
 	bal, err := b.store.Credit(ctx, CreditOp{
 		Account: account, Amount: int64(amount.Value), Payout: true, Memo: memo, Reference: reference, Time: b.now(),

@@ -87,23 +87,35 @@ func (o *PaymentOffer) Verify() (*PaymentRequest, error) {
 	return pr, nil
 }
 
-// CheckSummary accepts an order summary: 1 to MaxSummaryLen bytes of valid
-// UTF-8 without C0 or C1 control characters and without Unicode
-// bidirectional controls. The wallet shows the summary beside the amount
-// when it asks to confirm a payment: a carriage return or an escape
-// sequence could rewrite the amount on a terminal, and a bidi override
-// could reorder it on any display, so the merchant refuses such a summary
-// and the wallet refuses to pay one.
+// CheckSummary accepts an order summary: 1 to MaxSummaryLen bytes of
+// displayable text (CheckText). The wallet shows the summary beside the
+// amount when it asks to confirm a payment, so the merchant refuses a
+// summary that could hide or rewrite what is shown, and the wallet refuses
+// to pay one.
 func CheckSummary(s string) error {
-	if s == "" || len(s) > MaxSummaryLen {
+	if s == "" {
 		return fmt.Errorf("%w: summary must be 1 to %d bytes", ErrMalformed, MaxSummaryLen)
 	}
+	return CheckText(s, MaxSummaryLen, "summary")
+}
+
+// CheckText accepts text a peer or an operator gives for people to read
+// (summaries, memos, product ids, references, decline reasons): at most max
+// bytes of valid UTF-8 without C0 or C1 control characters, line or
+// paragraph separators, or format characters but ZWJ and ZWNJ (hidden). A
+// carriage return or an escape sequence could rewrite what a terminal
+// shows beside it, an amount say, and a bidi override could reorder it on
+// any display; refused where it is decoded, such text never reaches one.
+func CheckText(s string, max int, what string) error {
+	if len(s) > max {
+		return fmt.Errorf("%w: %s of %d bytes exceeds %d", ErrMalformed, what, len(s), max)
+	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: summary is not valid UTF-8", ErrMalformed)
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, what)
 	}
 	for i, r := range s {
 		if hidden(r) {
-			return fmt.Errorf("%w: summary has control character %U at byte %d", ErrMalformed, r, i)
+			return fmt.Errorf("%w: %s has control character %U at byte %d", ErrMalformed, what, r, i)
 		}
 	}
 	return nil

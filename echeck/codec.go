@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -57,11 +56,11 @@ func (r *reader) pub() ed25519.PublicKey {
 
 func (r *reader) amount() ecash.Amount { return r.d.Amount() }
 
-// str reads a string of at most max bytes of valid UTF-8.
+// str reads a string of at most max bytes of displayable text (ecash.CheckText).
 func (r *reader) str(max int, what string) string {
 	s := r.d.String()
 	if r.ok() {
-		if err := checkString(s, max, what); err != nil {
+		if err := ecash.CheckText(s, max, what); err != nil {
 			r.fail(err)
 		}
 	}
@@ -105,16 +104,6 @@ func (r *reader) finish() error {
 		return r.err
 	}
 	return r.d.Finish()
-}
-
-func checkString(s string, max int, what string) error {
-	if len(s) > max {
-		return malformed("%s of %d bytes exceeds %d", what, len(s), max)
-	}
-	if !utf8.ValidString(s) {
-		return malformed("%s is not UTF-8", what)
-	}
-	return nil
 }
 
 // putEPOID appends an inline EPOID.

@@ -144,6 +144,9 @@ func TestDecodeOversize(t *testing.T) {
 	req3 := *g.req
 	req3.ProductID = "\xff"
 	add("price request product id not UTF-8", func() error { _, err := echeck.DecodePriceRequest(req3.Encode()); return err })
+	req4 := *g.req
+	req4.ProductID = "song\x1b[2K"
+	add("price request product id with an escape", func() error { _, err := echeck.DecodePriceRequest(req4.Encode()); return err })
 
 	q := *g.quote
 	q.ProductID = long(echeck.MaxProductIDLen + 1)
@@ -166,6 +169,12 @@ func TestDecodeOversize(t *testing.T) {
 	priv := g.priv
 	priv.Memo = long(echeck.MaxMemoLen + 1)
 	add("epo private memo", func() error { _, err := echeck.DecodeEPOPrivate(priv.Encode()); return err })
+	privCtl := g.priv
+	privCtl.Memo = "rent\rEUR:0.01"
+	add("epo private memo with a carriage return", func() error { _, err := echeck.DecodeEPOPrivate(privCtl.Encode()); return err })
+	privBidi := g.priv
+	privBidi.Memo = "gift \u202e10.0"
+	add("epo private memo with a bidi override", func() error { _, err := echeck.DecodeEPOPrivate(privBidi.Encode()); return err })
 	priv2 := g.priv
 	priv2.Authorization = make([]byte, echeck.MaxAuthorizationLen+1)
 	add("epo private authorization", func() error { _, err := echeck.DecodeEPOPrivate(priv2.Encode()); return err })
@@ -181,6 +190,10 @@ func TestDecodeOversize(t *testing.T) {
 	e.Memo = long(echeck.MaxMemoLen + 1)
 	e.MerchantSig = ecash.SignBody(g.merchant, e.Body())
 	add("endorsement memo", func() error { _, err := echeck.DecodeEndorsement(e.Encode()); return err })
+	eCtl := cloneEndorsement(t, g.end)
+	eCtl.Memo = "till 3\u009b2K"
+	eCtl.MerchantSig = ecash.SignBody(g.merchant, eCtl.Body())
+	add("endorsement memo with a C1 control", func() error { _, err := echeck.DecodeEndorsement(eCtl.Encode()); return err })
 	e2 := cloneEndorsement(t, g.end)
 	e2.SealedKey = append(e2.SealedKey, 0)
 	add("endorsement sealed key", func() error { _, err := echeck.DecodeEndorsement(e2.Encode()); return err })
@@ -200,6 +213,12 @@ func TestDecodeOversize(t *testing.T) {
 	r.Key = [32]byte{}
 	r.Sign(g.signing)
 	add("receipt reason", func() error { _, err := echeck.DecodeReceipt(r.Encode()); return err })
+	rCtl := cloneReceipt(t, g.receipt)
+	rCtl.Decision = echeck.Declined
+	rCtl.Reason = "insufficient funds\u2028approved"
+	rCtl.Key = [32]byte{}
+	rCtl.Sign(g.signing)
+	add("receipt reason with a line separator", func() error { _, err := echeck.DecodeReceipt(rCtl.Encode()); return err })
 
 	st := statementFixture(g.keys)
 	st.Lines[0].Memo = long(echeck.MaxMemoLen + 1)

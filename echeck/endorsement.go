@@ -32,7 +32,7 @@ func NewEndorsement(epo *SignedEPO, account uint64, memo string, key *[32]byte, 
 	if !sameKey(merchant.Public().(ed25519.PublicKey), epo.MerchantPub) || account != epo.MerchantAccount {
 		return nil, fmt.Errorf("%w: EPO names another merchant key or account", ErrMismatch)
 	}
-	if err := checkString(memo, MaxMemoLen, "memo"); err != nil {
+	if err := ecash.CheckText(memo, MaxMemoLen, "memo"); err != nil {
 		return nil, err
 	}
 	enc := epo.Encode()
@@ -100,7 +100,7 @@ func DecodeEndorsement(b []byte) (*Endorsement, error) {
 // signedEPO decodes the endorsed EPO and checks the structural rules that
 // tie the endorsement to it.
 func (e *Endorsement) signedEPO() (*SignedEPO, error) {
-	if err := checkString(e.Memo, MaxMemoLen, "memo"); err != nil {
+	if err := ecash.CheckText(e.Memo, MaxMemoLen, "memo"); err != nil {
 		return nil, err
 	}
 	epo, err := DecodeSignedEPO(e.EPO)

@@ -47,7 +47,7 @@ func checkKindFields(k Kind, productID string) error {
 	default:
 		return malformed("unknown EPO kind %d", uint8(k))
 	}
-	return checkString(productID, MaxProductIDLen, "product id")
+	return ecash.CheckText(productID, MaxProductIDLen, "product id")
 }
 
 // EPO is the clear part of an electronic payment order (NetBill step 5):
@@ -268,7 +268,7 @@ func checkX25519(pub [32]byte) error {
 }
 
 func (p *EPOPrivate) check() error {
-	if err := checkString(p.Memo, MaxMemoLen, "memo"); err != nil {
+	if err := ecash.CheckText(p.Memo, MaxMemoLen, "memo"); err != nil {
 		return err
 	}
 	if len(p.Authorization) > MaxAuthorizationLen {

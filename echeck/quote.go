@@ -132,7 +132,7 @@ func (q *Quote) check() error {
 	if q.ProductID == "" {
 		return malformed("empty product id")
 	}
-	if err := checkString(q.ProductID, MaxProductIDLen, "product id"); err != nil {
+	if err := ecash.CheckText(q.ProductID, MaxProductIDLen, "product id"); err != nil {
 		return err
 	}
 	if err := q.Price.Validate(); err != nil {

@@ -156,7 +156,7 @@ func (r *Receipt) check() error {
 	if err := checkKindFields(r.Kind, r.ProductID); err != nil {
 		return err
 	}
-	if err := checkString(r.Reason, MaxReasonLen, "reason"); err != nil {
+	if err := ecash.CheckText(r.Reason, MaxReasonLen, "reason"); err != nil {
 		return err
 	}
 	if len(r.Customer) != ed25519.PublicKeySize || len(r.SignerPub) != ed25519.PublicKeySize {

@@ -206,10 +206,10 @@ func (s *Statement) check() error {
 			return malformed("line %d posted outside the period or out of order", i)
 		}
 		prev = t
-		if err := checkString(l.ProductID, MaxProductIDLen, "product id"); err != nil {
+		if err := ecash.CheckText(l.ProductID, MaxProductIDLen, "product id"); err != nil {
 			return err
 		}
-		if err := checkString(l.Memo, MaxMemoLen, "memo"); err != nil {
+		if err := ecash.CheckText(l.Memo, MaxMemoLen, "memo"); err != nil {
 			return err
 		}
 		if !l.EPOID.IsZero() && l.EPOID.Timestamp.UnixMilli() < 0 {

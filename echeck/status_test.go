@@ -88,6 +88,8 @@ func TestStatement(t *testing.T) {
 		"period ends before":      {func(s *echeck.Statement) { s.To = s.From.Add(-time.Millisecond) }, ecash.ErrMalformed},
 		"bad currency":            {func(s *echeck.Statement) { s.Currency = "euro" }, ecash.ErrBadAmount},
 		"memo not UTF-8":          {func(s *echeck.Statement) { s.Lines[0].Memo = "\xff" }, ecash.ErrMalformed},
+		"memo with an escape":     {func(s *echeck.Statement) { s.Lines[0].Memo = "\x1b]0;paid\a" }, ecash.ErrMalformed},
+		"product id with a bidi":  {func(s *echeck.Statement) { s.Lines[1].ProductID = "song\u2067" }, ecash.ErrMalformed},
 		"EPOID before 1970":       {func(s *echeck.Statement) { s.Lines[1].EPOID.Timestamp = time.UnixMilli(-1) }, ecash.ErrMalformed},
 		"product id over the max": {func(s *echeck.Statement) { s.Lines[1].ProductID = string(make([]byte, echeck.MaxProductIDLen+1)) }, ecash.ErrMalformed},
 	}

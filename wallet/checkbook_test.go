@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -372,6 +373,42 @@ func TestStatement(t *testing.T) {
 	}
 	if _, err := w.Statement(ctx, tl.bankc, tl.clock.now(), from); !errors.Is(err, ecash.ErrMalformed) {
 		t.Fatalf("reversed period: %v", err)
+	}
+}
+
+// TestStatementAdminMemos: the memo of an admin credit or payout reaches
+// the customer in a signed statement, which the wallet decodes with
+// echeck's rules; the bank refuses at once a memo or reference the
+// statement could not carry (a control character, invalid UTF-8, too long),
+// rather than record it and leave the account's statements undecodable.
+func TestStatementAdminMemos(t *testing.T) {
+	ctx := context.Background()
+	tl := newTill(t)
+	from := tl.clock.now().Add(-time.Minute)
+	w, acct := tl.customer(t, "")
+	eur := ecash.MustParseAmount("EUR:1.00")
+	for _, bad := range []struct{ memo, ref string }{
+		{"salary\x1b[2J", ""}, {"bonus\rEUR:900.00", ""}, {"\u202e00.01", ""}, {"\xff", ""},
+		{strings.Repeat("m", echeck.MaxMemoLen+1), ""}, {"", "wire\n42"}, {"", strings.Repeat("r", 129)},
+	} {
+		if _, err := tl.bank.Credit(ctx, acct, eur, bad.memo, bad.ref); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("credit with memo %q, reference %q: %v, want refused", bad.memo, bad.ref, err)
+		}
+		if _, err := tl.bank.Payout(ctx, tl.shopAcct, eur, bad.memo, bad.ref); !errors.Is(err, ecash.ErrMalformed) {
+			t.Errorf("payout with memo %q, reference %q: %v, want refused", bad.memo, bad.ref, err)
+		}
+	}
+	memo := "Gehalt März 👨\u200d👩\u200d👧"
+	if _, err := tl.bank.Credit(ctx, acct, eur, memo, "wire 42"); err != nil {
+		t.Fatal(err)
+	}
+	tl.clock.add(time.Second)
+	st, err := w.Statement(ctx, tl.bankc, from, tl.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Lines) != 1 || st.Lines[0].Memo != memo || st.Closing() != 100 {
+		t.Fatalf("statement %+v, want the one credit with its memo", st)
 	}
 }
 
