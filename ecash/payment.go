@@ -29,6 +29,14 @@ type PaymentRequest struct {
 // request stays unpaid).
 const MaxClockSkew = 5 * time.Minute
 
+// WithinSkew reports whether a peer's timestamp t is within MaxClockSkew of
+// now. It compares instants rather than taking their difference: a decoded
+// timestamp may be centuries away, where a time.Duration saturates and its
+// negation overflows, and a far-off request would pass as fresh.
+func WithinSkew(t, now time.Time) bool {
+	return !t.Before(now.Add(-MaxClockSkew)) && !t.After(now.Add(MaxClockSkew))
+}
+
 // MaxOrderIDLen bounds order ids.
 const MaxOrderIDLen = 128
 

@@ -68,7 +68,7 @@ func (r *StatementRequest) Verify(accountKey ed25519.PublicKey, now time.Time) e
 	if err := ecash.VerifyBody(accountKey, r.Body(), r.Sig, "statement request"); err != nil {
 		return err
 	}
-	if d := now.Sub(r.Time); d > ecash.MaxClockSkew || -d > ecash.MaxClockSkew {
+	if !ecash.WithinSkew(r.Time, now) {
 		return fmt.Errorf("%w: statement request made at %s", ErrStale, r.Time.UTC().Format(time.RFC3339))
 	}
 	return nil

@@ -69,8 +69,7 @@ func (q *StatusQuery) Verify(now time.Time) error {
 	if err := ecash.VerifyBody(q.Requester, q.Body(), q.Sig, "status query"); err != nil {
 		return err
 	}
-	d := now.UnixMilli() - q.Time.UnixMilli()
-	if d > ecash.MaxClockSkew.Milliseconds() || -d > ecash.MaxClockSkew.Milliseconds() {
+	if !ecash.WithinSkew(q.Time, now) {
 		return fmt.Errorf("%w: status query made at %s", ErrStale, q.Time.UTC().Format(time.RFC3339Nano))
 	}
 	return nil

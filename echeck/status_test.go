@@ -1,6 +1,7 @@
 package echeck_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -30,6 +31,14 @@ func TestStatusQuery(t *testing.T) {
 	}
 	wantErr(t, q.Verify(now.Add(ecash.MaxClockSkew+time.Millisecond)), echeck.ErrStale)
 	wantErr(t, q.Verify(now.Add(-ecash.MaxClockSkew-time.Millisecond)), echeck.ErrStale)
+	// A query dated 2^63 ms before now, where now − t in milliseconds wraps
+	// to MinInt64 and its negation with it: stale, not fresh forever.
+	far := echeck.NewStatusQuery(testEPOID(), time.UnixMilli(math.MinInt64+now.UnixMilli()), k.customer)
+	dec, err := echeck.DecodeStatusQuery(far.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, dec.Verify(now), echeck.ErrStale)
 
 	// Asking about another EPOID with the same signature fails.
 	bad, err := echeck.DecodeStatusQuery(q.Encode())
@@ -42,6 +51,36 @@ func TestStatusQuery(t *testing.T) {
 	bad, _ = echeck.DecodeStatusQuery(q.Encode())
 	bad.Requester = make([]byte, 32)
 	wantErr(t, bad.Verify(now), ecash.ErrBadKey)
+}
+
+// TestStatementRequestFreshness: a statement request is fresh within
+// MaxClockSkew of the bank's clock either way, and stale beyond, however
+// far: one dated centuries ahead (where time.Time.Sub saturates) would
+// otherwise be replayable forever.
+func TestStatementRequestFreshness(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	now := t0.Add(time.Hour)
+	for _, c := range []struct {
+		at    time.Time
+		fresh bool
+	}{
+		{now, true}, {now.Add(ecash.MaxClockSkew), true}, {now.Add(-ecash.MaxClockSkew), true},
+		{now.Add(ecash.MaxClockSkew + time.Millisecond), false}, {now.Add(-ecash.MaxClockSkew - time.Millisecond), false},
+		{time.UnixMilli(math.MaxInt64), false}, {time.UnixMilli(math.MinInt64), false},
+	} {
+		r := echeck.NewStatementRequest(customerAccount, now.Add(-time.Hour), now, c.at, k.customer)
+		dec, err := echeck.DecodeStatementRequest(r.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = dec.Verify(edPub(k.customer), now)
+		if c.fresh && err != nil {
+			t.Errorf("made at %d ms, verified at %d: %v", c.at.UnixMilli(), now.UnixMilli(), err)
+		} else if !c.fresh {
+			wantErr(t, err, echeck.ErrStale)
+		}
+	}
 }
 
 func TestStatement(t *testing.T) {
