@@ -363,6 +363,11 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if now.After(pr.ExpiresAt.Add(ecash.MaxClockSkew)) {
 		return nil, nil, ErrPaymentExpired
 	}
+	// Nor before it is made: dated ahead, a request's coins could be held
+	// pending at the wallet for as long as its merchant chose.
+	if pr.CreatedAt.After(now.Add(ecash.MaxClockSkew)) {
+		return nil, nil, fmt.Errorf("%w: payment request created at %s, ahead of the bank's clock", ErrBadTimestamp, pr.CreatedAt.UTC().Format(time.RFC3339))
+	}
 	total := ecash.Amount{Currency: b.keys.Currency}
 	keys := make([]*DenomKey, len(pay.Permissions))
 	for i := range pay.Permissions {

@@ -29,6 +29,13 @@ type PaymentRequest struct {
 // request stays unpaid).
 const MaxClockSkew = 5 * time.Minute
 
+// MaxPaymentLifetime bounds a payment request's life, from CreatedAt to
+// ExpiresAt. A wallet's coins stay pending from the moment it sends a
+// payment until the bank could no longer accept it (ExpiresAt, plus the
+// skews); a merchant that took a sealed payment and never deposited it
+// could otherwise freeze them for as long as it liked.
+const MaxPaymentLifetime = 30 * 24 * time.Hour
+
 // WithinSkew reports whether a peer's timestamp t is within MaxClockSkew of
 // now. It compares instants rather than taking their difference: a decoded
 // timestamp may be centuries away, where a time.Duration saturates and its
@@ -88,6 +95,9 @@ func DecodePaymentRequest(b []byte) (*PaymentRequest, error) {
 	}
 	if !p.CreatedAt.Before(p.ExpiresAt) {
 		return nil, fmt.Errorf("%w: payment request expires before it is created", ErrMalformed)
+	}
+	if p.ExpiresAt.After(p.CreatedAt.Add(MaxPaymentLifetime)) {
+		return nil, fmt.Errorf("%w: payment request lives %s, more than %s", ErrMalformed, p.ExpiresAt.Sub(p.CreatedAt), MaxPaymentLifetime)
 	}
 	return p, nil
 }

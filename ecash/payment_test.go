@@ -36,6 +36,18 @@ func TestPaymentRequest(t *testing.T) {
 		}
 	}
 
+	// A request lives at most MaxPaymentLifetime: the coins a wallet sends
+	// stay pending until it expires.
+	r := cloneRequest(w.req)
+	r.ExpiresAt = r.CreatedAt.Add(ecash.MaxPaymentLifetime)
+	if _, err := ecash.DecodePaymentRequest(r.Body()); err != nil {
+		t.Errorf("a request of the longest life: %v", err)
+	}
+	r.ExpiresAt = r.ExpiresAt.Add(time.Millisecond)
+	if _, err := ecash.DecodePaymentRequest(r.Body()); !errors.Is(err, ecash.ErrMalformed) {
+		t.Errorf("a request living %s: %v, want ErrMalformed", r.ExpiresAt.Sub(r.CreatedAt), err)
+	}
+
 	// The merchant signs the body.
 	sig := ecash.SignBody(w.merchant, body)
 	if err := ecash.VerifyBody(w.req.MerchantPub, body, sig, "payment request"); err != nil {

@@ -121,8 +121,8 @@ func (s *adminServer) CreateOrder(ctx context.Context, req *pb.CreateOrderReques
 	if err != nil {
 		return nil, s.m.toStatus(err)
 	}
-	if req.TtlSeconds < 0 || req.TtlSeconds > 30*24*3600 {
-		return nil, status.Error(codes.InvalidArgument, "merchant: ttl must be 0 to 30 days")
+	if req.TtlSeconds < 0 || req.TtlSeconds > int64(ecash.MaxPaymentLifetime/time.Second) {
+		return nil, status.Error(codes.InvalidArgument, "merchant: ttl must be 0 to 30 days (ecash.MaxPaymentLifetime)")
 	}
 	o, err := s.m.CreateOrder(amt, req.Summary, time.Duration(req.TtlSeconds)*time.Second)
 	if err != nil {

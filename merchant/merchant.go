@@ -335,6 +335,9 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	if ttl <= 0 {
 		ttl = DefaultOrderTTL
 	}
+	if ttl > ecash.MaxPaymentLifetime {
+		return nil, fmt.Errorf("%w: an order lives at most %s", ecash.ErrMalformed, ecash.MaxPaymentLifetime)
+	}
 	var rnd [10]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err

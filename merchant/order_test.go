@@ -29,6 +29,23 @@ func TestCreateOrderRefusesControlSummary(t *testing.T) {
 	}
 }
 
+// CreateOrder makes no request a wallet would refuse for its lifetime (the
+// time its coins could stay pending): up to MaxPaymentLifetime, no more.
+func TestCreateOrderLifetime(t *testing.T) {
+	s := newShop(t)
+	price := ecash.MustParseAmount("EUR:1.00")
+	o, err := s.m.CreateOrder(price, "thing", ecash.MaxPaymentLifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ecash.DecodePaymentRequest(o.Request); err != nil {
+		t.Fatalf("the longest-lived order's request: %v", err)
+	}
+	if _, err := s.m.CreateOrder(price, "thing", ecash.MaxPaymentLifetime+time.Millisecond); !errors.Is(err, ecash.ErrMalformed) {
+		t.Fatalf("an order living past MaxPaymentLifetime: %v, want ErrMalformed", err)
+	}
+}
+
 // A zero refund is refused before anything is saved, and a pending refund
 // request that can never be sent (a zero refund an older version saved)
 // is dropped instead of being sent first, and failing, by every later

@@ -83,6 +83,44 @@ func TestVerifyOfferRefusesControlSummary(t *testing.T) {
 	}
 }
 
+// A merchant that took a sealed payment and never deposited it kept the
+// wallet's coins pending until the request expired (plus the skews),
+// however far off: ten years, or a month-long request created ten years
+// ahead, which the bank accepted too (the permissions are dated at the
+// request's creation). The wallet now refuses a request that lives longer
+// than MaxPaymentLifetime or is created ahead of its clock, and the bank a
+// deposit for one created ahead of its own.
+func TestVerifyOfferBoundsThePendingTime(t *testing.T) {
+	f := newFixture(t)
+	ks, _ := f.bank.KeySet()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	offer := func(created, expires time.Time) *ecash.PaymentOffer {
+		pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: f.shopAcct, MerchantPub: pub, OrderID: "ord-1",
+			Amount: ecash.MustParseAmount("EUR:2.00"), SummaryHash: sha256.Sum256([]byte("thing")), CreatedAt: created, ExpiresAt: expires}
+		body := pr.Body()
+		return &ecash.PaymentOffer{Merchant: "shop:1", Request: body, MerchantSig: ecash.SignBody(priv, body), Summary: "thing"}
+	}
+	for _, ok := range []*ecash.PaymentOffer{
+		offer(now, now.Add(ecash.MaxPaymentLifetime)),
+		offer(now.Add(ecash.MaxClockSkew), now.Add(time.Hour)), // a merchant's clock a little ahead
+	} {
+		if _, err := wallet.VerifyOffer(ks, ok, now); err != nil {
+			t.Errorf("an honest request: %v", err)
+		}
+	}
+	for name, bad := range map[string]*ecash.PaymentOffer{
+		"ten years":                   offer(now, now.AddDate(10, 0, 0)),
+		"a day over the longest life": offer(now, now.Add(ecash.MaxPaymentLifetime+24*time.Hour)),
+		"created ten years ahead":     offer(now.AddDate(10, 0, 0), now.AddDate(10, 0, 30)),
+		"created beyond the skew":     offer(now.Add(ecash.MaxClockSkew+time.Second), now.Add(time.Hour)),
+	} {
+		if _, err := wallet.VerifyOffer(ks, bad, now); !errors.Is(err, wallet.ErrBadRequest) {
+			t.Errorf("%s: %v, want ErrBadRequest", name, err)
+		}
+	}
+}
+
 // The bank rotates its signing key and restarts under a running merchant
 // (merchant review R2). The merchant held the key set it fetched at Open
 // and refused every receipt the new key signed, after the money moved; it

@@ -161,6 +161,11 @@ func VerifyOffer(ks *ecash.KeySet, o *ecash.PaymentOffer, now time.Time) (*Offer
 	if !now.Before(pr.ExpiresAt) {
 		return nil, ErrExpired
 	}
+	// Created ahead of this clock, a request could stay payable, and the
+	// coins sent for it pending, for years past MaxPaymentLifetime.
+	if pr.CreatedAt.After(now.Add(ecash.MaxClockSkew)) {
+		return nil, fmt.Errorf("%w: created at %s, ahead of this wallet's clock", ErrBadRequest, pr.CreatedAt.UTC().Format(time.RFC3339))
+	}
 	return &Offer{Request: pr, Summary: o.Summary}, nil
 }
 

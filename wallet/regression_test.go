@@ -152,6 +152,36 @@ func TestBankRefusesExpiredDeposit(t *testing.T) {
 	}
 }
 
+// Nor a deposit for a request created ahead of the bank's clock: the
+// wallet dates its deposit permissions at the request's creation, so such
+// a request could otherwise stay payable, and a wallet's coins sent for it
+// pending, for as long as the merchant chose.
+func TestBankRefusesDepositCreatedAhead(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:1.00")
+	clk.add(time.Hour) // the merchant's clock, and the wallet's, an hour ahead
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := &capturingMerchant{MerchantClient: f.shop}
+	w.Pay(ctx, f.bankc, capture, "shop", o.ID, nil)
+	if capture.got == nil {
+		t.Fatal("no payment captured")
+	}
+	clk.add(-time.Hour) // the bank's
+	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("deposit of a request created an hour ahead: %v, want InvalidArgument", err)
+	}
+	clk.add(time.Hour)
+	if _, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment}); err != nil {
+		t.Fatalf("the same deposit once the bank's clock reaches it: %v", err)
+	}
+}
+
 type capturingMerchant struct {
 	pb.MerchantClient
 	got *pb.PayRequest
