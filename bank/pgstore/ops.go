@@ -29,13 +29,14 @@ type account struct {
 const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
 	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures`
 
-func scanAccount(row pgx.Row) (*account, error) {
+// scanAccount scans accountCols, then any extra columns into extra.
+func scanAccount(row pgx.Row, extra ...any) (*account, error) {
 	a := &account{}
 	var id int64
 	var name []byte
 	var created time.Time
-	if err := row.Scan(&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
-		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures); err != nil {
+	if err := row.Scan(append([]any{&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
+		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures}, extra...)...); err != nil {
 		return nil, err
 	}
 	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
@@ -1245,9 +1246,16 @@ func (s *Store) Account(ctx context.Context, id uint64) (bank.Account, error) {
 	var a *account
 	err := s.read(ctx, func(ctx context.Context) error {
 		var err error
-		a, err = scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = $1`, k))
+		// With the latest posting's time, as lockAccounts reads it for a
+		// commit: the bank's pre-checks judge the daily limit by it.
+		var last *time.Time
+		a, err = scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountCols+`, (SELECT p.posted_at FROM postings p
+			WHERE p.account = accounts.id AND p.seq = accounts.next_seq - 1) FROM accounts WHERE id = $1`, k), &last)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return refuse(bank.ErrNoAccount)
+		}
+		if err == nil && last != nil {
+			a.LastPosted = last.UTC()
 		}
 		return err
 	})

@@ -766,6 +766,11 @@ func testPostingTimes(t *testing.T, s bank.Store) {
 	if a.SpentToday != 300 || a.SpentDay != bank.Day(late.Time) {
 		t.Errorf("spent %d on day %d, want 300 on day %d", a.SpentToday, a.SpentDay, bank.Day(late.Time))
 	}
+	// Account reads the latest posting's time too: the bank's pre-check of
+	// the daily limit judges the day by it, as the commit does.
+	if !a.LastPosted.Equal(late.Time) {
+		t.Errorf("Account's LastPosted = %s, want the latest posting's %s", a.LastPosted, late.Time)
+	}
 }
 
 // testConcurrentPostingTimes: the same under concurrent operations on one
