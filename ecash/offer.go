@@ -102,7 +102,7 @@ func CheckSummary(s string) error {
 // CheckText accepts text a peer or an operator gives for people to read
 // (summaries, memos, product ids, references, decline reasons): at most max
 // bytes of valid UTF-8 without C0 or C1 control characters, line or
-// paragraph separators, or format characters but ZWJ and ZWNJ (hidden). A
+// paragraph separators, or format characters but ZWJ and ZWNJ (Hidden). A
 // carriage return or an escape sequence could rewrite what a terminal
 // shows beside it, an amount say, and a bidi override could reorder it on
 // any display; refused where it is decoded, such text never reaches one.
@@ -114,19 +114,19 @@ func CheckText(s string, max int, what string) error {
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, what)
 	}
 	for i, r := range s {
-		if hidden(r) {
+		if Hidden(r) {
 			return fmt.Errorf("%w: %s has control character %U at byte %d", ErrMalformed, what, r, i)
 		}
 	}
 	return nil
 }
 
-// hidden reports the characters a display does not show as themselves:
+// Hidden reports the characters a display does not show as themselves:
 // controls (C0, C1), line and paragraph separators, and format characters
 // (the bidirectional marks, embeddings, overrides and isolates among them,
 // zero-width spaces, the byte-order mark), but for the zero-width joiner
 // and non-joiner that emoji and some scripts need.
-func hidden(r rune) bool {
+func Hidden(r rune) bool {
 	if r == 0x200c || r == 0x200d {
 		return false
 	}

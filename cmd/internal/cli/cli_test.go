@@ -284,14 +284,17 @@ func TestAddresses(t *testing.T) {
 // sequences, bidi overrides and bad UTF-8 escaped.
 func TestShown(t *testing.T) {
 	for in, want := range map[string]string{
-		"2 x coffee":         "2 x coffee",
-		"Café crème 1,50 €":  "Café crème 1,50 €",
-		"a\rb\x1b[2K":        `"a\rb\x1b[2K"`,
-		"EUR:\u202e00.005":   `"EUR:\u202e00.005"`,
-		"tab\there":          `"tab\there"`,
-		"bad \xff":           `"bad \xff"`,
-		"c1 \u009b":          `"c1 \u009b"`,
-		"zero\u200bwidth sp": `"zero\u200bwidth sp"`,
+		"2 x coffee":             "2 x coffee",
+		"Café crème 1,50 €":      "Café crème 1,50 €",
+		"a\rb\x1b[2K":            `"a\rb\x1b[2K"`,
+		"EUR:\u202e00.005":       `"EUR:\u202e00.005"`,
+		"tab\there":              `"tab\there"`,
+		"bad \xff":               `"bad \xff"`,
+		"c1 \u009b":              `"c1 \u009b"`,
+		"zero\u200bwidth sp":     `"zero\u200bwidth sp"`,
+		"family 👨\u200d👩\u200d👧": "family 👨\u200d👩\u200d👧",
+		"1\u00a0000 EUR":         "1\u00a0000 EUR",
+		"line\u2028sep":          `"line\u2028sep"`,
 	} {
 		if got := Shown(in); got != want {
 			t.Errorf("Shown(%q) = %s, want %s", in, got, want)
@@ -306,9 +309,9 @@ func TestTableEscapesCells(t *testing.T) {
 	var b bytes.Buffer
 	tb := NewTable(&b)
 	tb.Row("product:", "inv\x1b]52;c;ZXZpbA==\a\x1b[2K\rpaid\tin\nfull")
-	tb.Row("memo:", "Café crème")
+	tb.Row("memo:", "Café crème 👨\u200d👩\u200d👧")
 	tb.Flush()
-	want := "product:  inv\\x1b]52;c;ZXZpbA==\\a\\x1b[2K\\rpaid\\tin\\nfull\nmemo:     Café crème\n"
+	want := "product:  inv\\x1b]52;c;ZXZpbA==\\a\\x1b[2K\\rpaid\\tin\\nfull\nmemo:     Café crème 👨\u200d👩\u200d👧\n"
 	if b.String() != want {
 		t.Errorf("got  %q\nwant %q", b.String(), want)
 	}

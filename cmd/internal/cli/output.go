@@ -67,9 +67,11 @@ func Shown(s string) string {
 	return strconv.Quote(s)
 }
 
-// plain reports whether s is UTF-8 and all printable (spaces included).
+// plain reports whether s is UTF-8 that shows as itself: the rule by which
+// the protocol refuses a peer's text (ecash.Hidden), so that what passes it
+// (an emoji's zero-width joiner, a no-break space) is shown as it is.
 func plain(s string) bool {
-	return utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) < 0
+	return utf8.ValidString(s) && strings.IndexFunc(s, ecash.Hidden) < 0
 }
 
 // escapeHidden writes what a terminal would act on rather than show
@@ -86,7 +88,7 @@ func escapeHidden(s string) string {
 		switch {
 		case r == utf8.RuneError && n == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case strconv.IsPrint(r):
+		case !ecash.Hidden(r):
 			b.WriteString(s[i : i+n])
 		default:
 			q := strconv.QuoteRuneToASCII(r)
