@@ -223,6 +223,10 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if cfg.Transcript != nil {
 		m.tr = ecash.NewTranscript(cfg.Transcript, "merchant")
 	}
+	if err := m.markEndorsed(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := m.reopen(); err != nil {
 		db.Close()
 		return nil, err

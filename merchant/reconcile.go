@@ -89,7 +89,9 @@ func (m *Merchant) clearMarks(id string) error {
 
 // Reconcile settles every deposit in flight, and returns how many orders
 // it recorded paid. It goes on past an order it cannot settle, and returns
-// the first such error; the marks stay for the next run.
+// the first such error; the marks stay for the next run. It also settles
+// the till's endorsed sales the bank's answer to which it lacks, and
+// deletes deliveries that can no longer be paid for (tillreconcile.go).
 func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 	if err := m.begin(); err != nil {
 		return 0, err
@@ -119,10 +121,16 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 			paid++
 		}
 	}
+	var derr error
 	if len(errs) > 0 {
-		return paid, fmt.Errorf("merchant: %d deposits in flight not settled; first: %w", len(errs), errs[0])
+		derr = fmt.Errorf("merchant: %d deposits in flight not settled; first: %w", len(errs), errs[0])
 	}
-	return paid, nil
+	_, serr := m.reconcileSales(ctx)
+	pruned, perr := m.pruneDeliveries()
+	if pruned > 0 {
+		m.log.Info("deliveries never paid for deleted", "count", pruned)
+	}
+	return paid, errors.Join(derr, serr, perr)
 }
 
 // CheckOrder is Order, after asking the bank about a deposit in flight for

@@ -38,6 +38,9 @@ import (
 //
 //	t/serial-limit    u64: serials below it may have been handed out
 //	s/<EPOID key>     sale or check record (echeck.EPOID.Key: 24 bytes)
+//	e/<EPOID key>     an endorsed sale the bank's answer to which is not stored
+//	m/endorsed-marks  the store keeps e/ marks
+//	m/pruned-to       ms: deliveries before it never endorsed are deleted
 
 // QuoteTTL is how long a quote can be accepted (GetGoods).
 const QuoteTTL = 5 * time.Minute
@@ -175,8 +178,11 @@ func (m *Merchant) reserveSerial() (uint64, error) {
 	return s, nil
 }
 
-func (m *Merchant) loadSale(id echeck.EPOID) (*sale, error) {
-	v, closer, err := m.db.Get(saleKey(id))
+func (m *Merchant) loadSale(id echeck.EPOID) (*sale, error) { return m.loadSaleAt(saleKey(id)) }
+
+// loadSaleAt reads the sale record at key.
+func (m *Merchant) loadSaleAt(key []byte) (*sale, error) {
+	v, closer, err := m.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNoSale
 	}
@@ -411,7 +417,13 @@ func (m *Merchant) endorse(epo *echeck.SignedEPO, check func(*sale) error, fresh
 	}
 	s.EPO, s.Endorsement = enc, end.Encode()
 	// The merchant's point of no return: from here the bank may release K.
-	if err := m.storeSale(s); err != nil {
+	// The sale is marked until the bank's answer is stored (tillreconcile.go).
+	b := m.db.NewBatch()
+	defer b.Close()
+	if err := errors.Join(b.Set(saleKey(s.EPOID), s.encode(), nil), b.Set(endorsedKey(s.EPOID), nil, nil)); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, err
 	}
 	m.tr.Record(now, "signed-epo", enc, epo.EPOID.String())
@@ -506,7 +518,7 @@ func (m *Merchant) recordReceipt(id echeck.EPOID, raw []byte, logIndex int64) er
 	defer b.Close()
 	if s.Receipt == nil {
 		s.Receipt = raw
-		if err := b.Set(saleKey(s.EPOID), s.encode(), nil); err != nil {
+		if err := errors.Join(b.Set(saleKey(s.EPOID), s.encode(), nil), b.Delete(endorsedKey(s.EPOID), nil)); err != nil {
 			return err
 		}
 	}

@@ -136,6 +136,7 @@ type directBank struct {
 	getKeys       atomic.Int32
 	depositStatus atomic.Int32
 	loseAnswers   atomic.Bool
+	checksDown    atomic.Bool // SubmitCheck fails before reaching the bank
 	depositsDown  atomic.Bool
 	tamper        func(*pb.CheckResult)
 }
@@ -147,6 +148,9 @@ func (d *directBank) GetKeys(ctx context.Context, in *pb.GetKeysRequest, _ ...gr
 
 func (d *directBank) SubmitCheck(ctx context.Context, in *pb.SubmitCheckRequest, _ ...grpc.CallOption) (*pb.CheckResult, error) {
 	d.submits.Add(1)
+	if d.checksDown.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")
+	}
 	r, err := d.srv.SubmitCheck(ctx, in)
 	if err == nil && d.loseAnswers.Load() {
 		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")

@@ -1,0 +1,177 @@
+package merchant
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// Endorsed sales the bank has not answered, to the till's knowledge:
+// e/<EPOID key>, written in the synced batch that stores the endorsement and
+// deleted in the one that stores the bank's receipt. An answer lost, a till
+// that died after endorsing, a customer who never came back: Reconcile
+// forwards each marked sale's stored endorsement again, and the bank
+// answers a decided EPOID from its record or decides it now (a signed
+// decline if the EPO has expired). So every sale the merchant endorsed ends
+// with the bank's signed word in the till's store, as NetBill's atomicity
+// asks, whether or not anyone asks about it.
+//
+// Deliveries that were never endorsed (a quote accepted, goods sent, no
+// payment order) can no longer be paid once the longest EPO lifetime has
+// passed since their EPOID's time; Reconcile deletes them, from a
+// watermark on, so a client accepting quotes it never pays for cannot grow
+// the store without bound.
+var (
+	prefixEndorsed = []byte("e/")
+	// keyEndorsedMarks: the store keeps e/ marks. Set by the first Open
+	// that marks the endorsed, unanswered sales an older version left.
+	keyEndorsedMarks = []byte("m/endorsed-marks")
+	// keyPrunedTo: deliveries before this EPOID time (Unix milliseconds)
+	// that were never endorsed are deleted.
+	keyPrunedTo = []byte("m/pruned-to")
+)
+
+func endorsedKey(id echeck.EPOID) []byte {
+	k := id.Key()
+	return append(bytes.Clone(prefixEndorsed), k[:]...)
+}
+
+// markEndorsed, at Open, marks every endorsed sale without a receipt once,
+// for a store written before the marks were kept.
+func (m *Merchant) markEndorsed() error {
+	if done, err := m.has(keyEndorsedMarks); err != nil || done {
+		return err
+	}
+	b := m.db.NewBatch()
+	defer b.Close()
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefixSale, UpperBound: []byte("s0")})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		s, err := decodeSale(it.Value())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if s.Endorsement != nil && s.Receipt == nil {
+			if err := b.Set(endorsedKey(s.EPOID), nil, nil); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	if err := b.Set(keyEndorsedMarks, nil, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// reconcileSales forwards the stored endorsement of every marked sale, and
+// returns how many it settled. It goes on past a sale it cannot settle and
+// returns the first such error; that sale's mark stays for the next run.
+func (m *Merchant) reconcileSales(ctx context.Context) (settled int, err error) {
+	var keys [][]byte
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefixEndorsed, UpperBound: []byte("e0")})
+	if err != nil {
+		return 0, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := m.settleSale(ctx, k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		settled++
+	}
+	if len(errs) > 0 {
+		return settled, fmt.Errorf("merchant: %d endorsed sales not settled; first: %w", len(errs), errs[0])
+	}
+	return settled, nil
+}
+
+// settleSale forwards again the endorsement of the sale marked by mark.
+func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
+	s, err := m.loadSaleAt(append(bytes.Clone(prefixSale), mark[len(prefixEndorsed):]...))
+	if errors.Is(err, ErrNoSale) || (err == nil && (s.Receipt != nil || s.Endorsement == nil)) {
+		return m.db.Delete(mark, pebble.NoSync) // settled meanwhile: only asked again if it survives a crash
+	}
+	if err != nil {
+		return err
+	}
+	epo, err := echeck.DecodeSignedEPO(s.EPO)
+	if err != nil {
+		return fmt.Errorf("merchant: corrupt sale record %s: %w", s.EPOID, err)
+	}
+	if _, err := m.forward(ctx, epo, s.Endorsement); err != nil {
+		return fmt.Errorf("sale %s: %w", s.EPOID, err)
+	}
+	m.log.Info("endorsed sale settled with the bank", "epoid", s.EPOID.String())
+	return nil
+}
+
+// pruneDeliveries deletes the deliveries never endorsed whose EPOID time
+// is before now less the longest EPO lifetime and the skew (no payment
+// order for them can be valid any more), from the watermark on, and moves
+// the watermark. Returns how many it deleted.
+func (m *Merchant) pruneDeliveries() (int, error) {
+	cutoff := m.now().Add(-echeck.MaxEPOLifetime - ecash.MaxClockSkew).UnixMilli()
+	var from int64
+	if v, err := m.get(keyPrunedTo); err != nil {
+		return 0, err
+	} else if len(v) == 8 {
+		from = int64(binary.BigEndian.Uint64(v))
+	}
+	if cutoff <= from {
+		return 0, nil
+	}
+	bound := func(ms int64) []byte {
+		k := binary.BigEndian.AppendUint64(bytes.Clone(prefixSale), m.account)
+		return binary.BigEndian.AppendUint64(k, uint64(ms))
+	}
+	b := m.db.NewBatch()
+	defer b.Close()
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: bound(max(from, 0)), UpperBound: bound(cutoff)})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		s, err := decodeSale(it.Value())
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		if s.EPO == nil {
+			if err := b.Delete(it.Key(), nil); err != nil {
+				it.Close()
+				return 0, err
+			}
+			n++
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, err
+	}
+	if err := b.Set(keyPrunedTo, binary.BigEndian.AppendUint64(nil, uint64(cutoff)), nil); err != nil {
+		return 0, err
+	}
+	// Unsynced: a crash only leaves deliveries to delete again.
+	return n, b.Commit(pebble.NoSync)
+}
