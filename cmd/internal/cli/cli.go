@@ -16,6 +16,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -104,6 +105,27 @@ func (inv *Invocation) IsSet(name string) bool {
 // results).
 func (inv *Invocation) Notef(format string, args ...any) {
 	fmt.Fprintf(inv.Stderr, format+"\n", args...)
+}
+
+// PromptOut is where a command shows what it asks the user to agree to, and
+// asks: stdout, unless stdout carries JSON.
+func (inv *Invocation) PromptOut() io.Writer {
+	if inv.JSON {
+		return inv.Stderr
+	}
+	return inv.Stdout
+}
+
+// Agree asks "QUESTION [y/N] " on PromptOut and reads one line of stdin:
+// only y or yes (in any case) agrees, so an empty line or no input refuses.
+func (inv *Invocation) Agree(question string) bool {
+	fmt.Fprint(inv.PromptOut(), question+" [y/N] ")
+	line, _ := bufio.NewReader(inv.Stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }
 
 // UsageError is a command-line mistake: the command exits 2.

@@ -1,7 +1,6 @@
 package walletcmd
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -100,23 +99,11 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 			}
 			defer mconn.Close()
 			return withConn(g, transcript, func(w *wallet.Wallet, bconn *grpc.ClientConn) error {
-
-				// The offer and the prompt go to stdout, unless stdout carries JSON.
-				show := inv.Stdout
-				if inv.JSON {
-					show = inv.Stderr
-				}
 				var shown *wallet.Offer
 				confirm := func(o *wallet.Offer) error {
 					shown = o
-					printOffer(show, merchantAddr, o)
-					if yes {
-						return nil
-					}
-					fmt.Fprint(show, "Pay? [y/N] ")
-					line, _ := bufio.NewReader(inv.Stdin).ReadString('\n')
-					switch strings.ToLower(strings.TrimSpace(line)) {
-					case "y", "yes":
+					printOffer(inv.PromptOut(), merchantAddr, o)
+					if yes || inv.Agree("Pay?") {
 						return nil
 					}
 					return wallet.ErrDeclined
