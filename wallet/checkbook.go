@@ -48,6 +48,9 @@ var (
 	ErrPriceTooHigh = errors.New("wallet: the merchant's price is above the most you agreed to pay")
 	ErrBadOffer     = errors.New("wallet: the merchant's quote or delivery does not verify")
 	ErrNoPurchase   = errors.New("wallet: no purchase or check under this EPOID in the wallet")
+	// ErrNoConfirm: Buy was given neither a confirm callback nor a most
+	// price, so nothing would check the price the merchant's quote names.
+	ErrNoConfirm = errors.New("wallet: a purchase needs a confirm callback or a most price to check the merchant's quote")
 )
 
 // DeclinedError is the bank's signed refusal of a payment order: nothing was
@@ -148,13 +151,21 @@ func goodsKey(id echeck.EPOID) []byte {
 	return append([]byte("g/"), k[:]...)
 }
 
+// ConfirmQuote decides whether to buy at a merchant's quote, once its
+// signature, its answer to the price request and its currency are verified;
+// return nil to buy. The product list the merchant serves is not signed:
+// the quote's price is the one that is charged.
+type ConfirmQuote func(*echeck.Quote) error
+
 // Buy buys product productID from a merchant's till by electronic check,
 // running NetBill's eight steps as the customer:
 //
 //  1. a price request with the wallet's account key as identity and a
 //     fresh TID;
 //  2. the merchant's quote: its signature, that it answers this request,
-//     its expiry, the bank's currency, and maxPrice if given;
+//     its expiry, the bank's currency, maxPrice if given, then confirm if
+//     given (it sees the verified quote; an error from it ends the purchase
+//     before anything is signed, stored or sent past the price request);
 //  3. 4. the goods request and the delivery: the ciphertext's hash, the TID
 //     and the merchant's EPOID;
 //  5. the EPO (echeck.NewGoodsEPO) with its private part (account, memo, a
@@ -171,7 +182,13 @@ func goodsKey(id echeck.EPOID) []byte {
 // purchase and a *DeclinedError with the bank's signed reason; an order sent
 // but not yet decided returns the purchase and an error wrapping ErrPending:
 // run CheckStatus with its EPOID later.
-func (w *Wallet) Buy(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, productID string, maxPrice *ecash.Amount, memo string) (*Purchase, error) {
+//
+// At least one of maxPrice and confirm must be given, or Buy returns
+// ErrNoConfirm before contacting anyone: the merchant's quote names the price.
+func (w *Wallet) Buy(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, productID string, maxPrice *ecash.Amount, memo string, confirm ConfirmQuote) (*Purchase, error) {
+	if maxPrice == nil && confirm == nil {
+		return nil, ErrNoConfirm
+	}
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
 		return nil, err
@@ -216,6 +233,11 @@ func (w *Wallet) Buy(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if maxPrice != nil {
 		if c, err := q.Price.Cmp(*maxPrice); err != nil || c > 0 {
 			return nil, fmt.Errorf("%w: %s costs %s, at most %s agreed", ErrPriceTooHigh, productID, q.Price, maxPrice)
+		}
+	}
+	if confirm != nil {
+		if err := confirm(q); err != nil {
+			return nil, err
 		}
 	}
 

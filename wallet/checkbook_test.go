@@ -151,6 +151,10 @@ func (f *flakyTill) WriteCheck(ctx context.Context, in *pb.SubmitEPORequest, opt
 	return resp, err
 }
 
+// agree buys at the price quoted: the tests' own merchant quotes its
+// catalogue, and Buy needs a confirm callback or a most price.
+func agree(*echeck.Quote) error { return nil }
+
 // deafBank fails every status query, as an unreachable bank would.
 type deafBank struct{ pb.BankClient }
 
@@ -166,7 +170,7 @@ func TestBuy(t *testing.T) {
 	tl := newTill(t)
 	w, acct := tl.customer(t, "EUR:10.00")
 	max := ecash.MustParseAmount("EUR:2.00")
-	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", &max, "for the road")
+	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", &max, "for the road", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,12 +213,82 @@ func TestBuy(t *testing.T) {
 	}
 }
 
+// tillCalls relays to the merchant and records which NetBill steps the
+// wallet sent: the price request, the goods request, the payment order.
+type tillCalls struct {
+	pb.MerchantClient
+	sent []string
+}
+
+func (c *tillCalls) Quote(ctx context.Context, in *pb.QuoteRequest, opts ...grpc.CallOption) (*pb.QuoteResponse, error) {
+	c.sent = append(c.sent, "quote")
+	return c.MerchantClient.Quote(ctx, in, opts...)
+}
+
+func (c *tillCalls) GetGoods(ctx context.Context, in *pb.GetGoodsRequest, opts ...grpc.CallOption) (*pb.GetGoodsResponse, error) {
+	c.sent = append(c.sent, "goods")
+	return c.MerchantClient.GetGoods(ctx, in, opts...)
+}
+
+func (c *tillCalls) SubmitEPO(ctx context.Context, in *pb.SubmitEPORequest, opts ...grpc.CallOption) (*pb.SubmitEPOResponse, error) {
+	c.sent = append(c.sent, "epo")
+	return c.MerchantClient.SubmitEPO(ctx, in, opts...)
+}
+
+// TestBuyConfirmsQuote: the merchant's quote, not its unsigned product
+// list, names the price charged, so Buy shows the verified quote to a
+// confirm callback before the goods request and the EPO. A refusal leaves
+// nothing signed, stored, sent or debited; with neither a callback nor a
+// most price Buy refuses before the price request (the old silent
+// behaviour); a most price is still checked first, as an extra bound.
+func TestBuyConfirmsQuote(t *testing.T) {
+	ctx := context.Background()
+	tl := newTill(t)
+	w, acct := tl.customer(t, "EUR:10.00")
+
+	shop := &tillCalls{MerchantClient: tl.shop}
+	if _, err := w.Buy(ctx, tl.bankc, shop, "book", nil, "", nil); !errors.Is(err, wallet.ErrNoConfirm) || len(shop.sent) != 0 {
+		t.Fatalf("neither confirm nor a most price: %v, sent %v", err, shop.sent)
+	}
+
+	var seen *echeck.Quote
+	no := func(q *echeck.Quote) error { seen = q; return wallet.ErrDeclined }
+	if _, err := w.Buy(ctx, tl.bankc, shop, "book", nil, "", no); !errors.Is(err, wallet.ErrDeclined) {
+		t.Fatalf("refused: got %v, want ErrDeclined", err)
+	}
+	if seen == nil || seen.Verify() != nil || seen.ProductID != "book" || seen.Price != ecash.MustParseAmount("EUR:4.00") || seen.MerchantAccount != tl.shopAcct {
+		t.Fatalf("confirm saw %+v", seen)
+	}
+	if strings.Join(shop.sent, ",") != "quote" {
+		t.Fatalf("refused, yet the wallet sent %v", shop.sent)
+	}
+	if list, _ := w.Purchases(); len(list) != 0 || tl.balance(t, acct) != 1000 || tl.balance(t, tl.shopAcct) != 0 {
+		t.Fatalf("refused, yet %d purchases stored, balances %d and %d", len(list), tl.balance(t, acct), tl.balance(t, tl.shopAcct))
+	}
+
+	max := ecash.MustParseAmount("EUR:3.99")
+	asked := false
+	yes := func(*echeck.Quote) error { asked = true; return nil }
+	if _, err := w.Buy(ctx, tl.bankc, shop, "book", &max, "", yes); !errors.Is(err, wallet.ErrPriceTooHigh) || asked {
+		t.Fatalf("above the most price: %v, confirm asked %v", err, asked)
+	}
+
+	shop.sent = nil
+	p, err := w.Buy(ctx, tl.bankc, shop, "book", nil, "", yes)
+	if err != nil || !asked || p.Price != ecash.MustParseAmount("EUR:4.00") || tl.balance(t, acct) != 600 {
+		t.Fatalf("confirmed: %v, asked %v, purchase %+v", err, asked, p)
+	}
+	if strings.Join(shop.sent, ",") != "quote,goods,epo" {
+		t.Fatalf("confirmed, the wallet sent %v", shop.sent)
+	}
+}
+
 // TestBuyAbovePrice refuses before signing anything.
 func TestBuyAbovePrice(t *testing.T) {
 	tl := newTill(t)
 	w, acct := tl.customer(t, "EUR:10.00")
 	max := ecash.MustParseAmount("EUR:3.99")
-	if _, err := w.Buy(context.Background(), tl.bankc, tl.shop, "book", &max, ""); !errors.Is(err, wallet.ErrPriceTooHigh) {
+	if _, err := w.Buy(context.Background(), tl.bankc, tl.shop, "book", &max, "", nil); !errors.Is(err, wallet.ErrPriceTooHigh) {
 		t.Fatalf("got %v, want ErrPriceTooHigh", err)
 	}
 	if got := tl.balance(t, acct); got != 1000 {
@@ -223,7 +297,7 @@ func TestBuyAbovePrice(t *testing.T) {
 	if list, _ := w.Purchases(); len(list) != 0 {
 		t.Fatalf("%d purchases recorded", len(list))
 	}
-	if _, err := w.Buy(context.Background(), tl.bankc, tl.shop, "no-such-thing", nil, ""); status.Code(err) != codes.NotFound {
+	if _, err := w.Buy(context.Background(), tl.bankc, tl.shop, "no-such-thing", nil, "", agree); status.Code(err) != codes.NotFound {
 		t.Fatalf("unknown product: %v", err)
 	}
 }
@@ -233,7 +307,7 @@ func TestBuyAbovePrice(t *testing.T) {
 func TestBuyDeclined(t *testing.T) {
 	tl := newTill(t)
 	w, acct := tl.customer(t, "EUR:1.00")
-	p, err := w.Buy(context.Background(), tl.bankc, tl.shop, "song", nil, "")
+	p, err := w.Buy(context.Background(), tl.bankc, tl.shop, "song", nil, "", agree)
 	var de *wallet.DeclinedError
 	if !errors.As(err, &de) || de.Reason != echeck.ReasonInsufficientFunds {
 		t.Fatalf("got %v, want a decline for insufficient funds", err)
@@ -253,7 +327,7 @@ func TestBuyMerchantKeepsKey(t *testing.T) {
 	tl := newTill(t)
 	w, acct := tl.customer(t, "EUR:10.00")
 	tl.toShop.dropAnswer.Store(true)
-	p, err := w.Buy(ctx, tl.bankc, tl.shop, "book", nil, "")
+	p, err := w.Buy(ctx, tl.bankc, tl.shop, "book", nil, "", agree)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +337,7 @@ func TestBuyMerchantKeepsKey(t *testing.T) {
 
 	// Now the bank is unreachable too: the order stays pending, and a later
 	// status query recovers the key.
-	p2, err := w.Buy(ctx, deafBank{tl.bankc}, tl.shop, "song", nil, "")
+	p2, err := w.Buy(ctx, deafBank{tl.bankc}, tl.shop, "song", nil, "", agree)
 	if !errors.Is(err, wallet.ErrPending) || p2 == nil || p2.State != wallet.PurchasePending {
 		t.Fatalf("got %v, want ErrPending", err)
 	}
@@ -284,7 +358,7 @@ func TestBuyNeverSent(t *testing.T) {
 	tl := newTill(t)
 	w, acct := tl.customer(t, "EUR:10.00")
 	tl.toShop.neverSend.Store(true)
-	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "")
+	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "", agree)
 	if !errors.Is(err, wallet.ErrPending) || p == nil {
 		t.Fatalf("got %v, want ErrPending", err)
 	}
@@ -349,7 +423,7 @@ func TestStatement(t *testing.T) {
 	tl := newTill(t)
 	from := tl.clock.now().Add(-time.Minute)
 	w, acct := tl.customer(t, "EUR:10.00")
-	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "")
+	p, err := w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "", agree)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +507,7 @@ func TestBuyCrashAfterSending(t *testing.T) {
 	var crashed *vfs.MemFS
 	tl.toShop.beforeSend = func() { crashed = fs.CrashClone(vfs.CrashCloneCfg{}) }
 	tl.toShop.dropAnswer.Store(true)
-	p, err := w.Buy(ctx, deafBank{tl.bankc}, tl.shop, "song", nil, "")
+	p, err := w.Buy(ctx, deafBank{tl.bankc}, tl.shop, "song", nil, "", agree)
 	if !errors.Is(err, wallet.ErrPending) || crashed == nil {
 		t.Fatalf("buy: %v", err)
 	}

@@ -405,7 +405,6 @@ func FuzzVerify(f *testing.F) {
 // key set lists the old key with the window it signed in, and the
 // transcripts signed with it still verify against the new key set alone.
 func TestRotatedSigningKey(t *testing.T) {
-	ctx := context.Background()
 	f := newFlowBank(t)
 	var tr bytes.Buffer
 	w := f.customer(t, t.TempDir(), &tr, "EUR:5.00")
@@ -414,7 +413,7 @@ func TestRotatedSigningKey(t *testing.T) {
 	if _, err := f.pay(t, w, f.order(t, "EUR:0.04", "a sweet")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Buy(ctx, f.bankc, f.shop, "song", nil, ""); err != nil {
+	if _, err := f.buy(w, "song", ""); err != nil {
 		t.Fatal(err)
 	}
 	old := f.keys.KeySet()

@@ -159,6 +159,8 @@ func checkbookError(inv *cli.Invocation, p *wallet.Purchase, err error) error {
 			inv.Print(purchaseJSON(p), nil)
 		}
 		return fmt.Errorf("payment order %s was charged, but the key the merchant gave does not open the goods: %s. The wallet keeps the signed EPO, the bank's receipt and the ciphertext: evidence for a refund", mf.EPOID, mf.Verdict)
+	case errors.Is(err, wallet.ErrDeclined):
+		return errors.New("purchase cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending) && p != nil:
 		return fmt.Errorf("payment order %s was sent but its outcome is not known yet (%v). It is saved in the wallet: run 'wallet check-status %s' (with --out FILE for goods) to ask the bank, which also releases the key if you were charged", p.EPOID, err, p.EPOID)
 	}
@@ -168,6 +170,7 @@ func checkbookError(inv *cli.Invocation, p *wallet.Purchase, err error) error {
 func buyCommand(g *globals) *cli.Command {
 	var (
 		product, maxPrice, memo, out, transcript string
+		yes                                      bool
 	)
 	mf := newMerchantFlags()
 	return &cli.Command{
@@ -176,25 +179,33 @@ func buyCommand(g *globals) *cli.Command {
 		Long: `buy buys product --product from the merchant at --merchant by electronic
 check (NetBill), paid from your bank account, not with coins. It runs all
 eight steps: it asks for a price (your account key is your identity), checks
-the merchant's signed quote (and that it is at most --max-price), receives
-the goods encrypted under a one-time key and checks their hash, signs a
-payment order whose payment instructions only the bank can read, and saves
-it with the encrypted goods before sending it. The merchant endorses it and
-the bank decides; the wallet checks the bank's signed receipt and the key
-against the merchant's commitment, decrypts the goods and writes them to
---out. It prints the order's EPOID, the price, the bank's decision and your
-new balance, as the bank reports it to you alone.
+the merchant's signed quote (and that it is at most --max-price), shows it
+(product, price, the merchant's account and key) and asks "Buy? [y/N]",
+receives the goods encrypted under a one-time key and checks their hash,
+signs a payment order whose payment instructions only the bank can read, and
+saves it with the encrypted goods before sending it. The merchant endorses
+it and the bank decides; the wallet checks the bank's signed receipt and
+the key against the merchant's commitment, decrypts the goods and writes
+them to --out. It prints the order's EPOID, the price, the bank's decision
+and your new balance, as the bank reports it to you alone.
 
 If the merchant never answers, the wallet asks the bank itself. If the
 outcome is still unknown, the order is saved: "wallet check-status EPOID
 --out FILE" gets the key from the bank later, even if the merchant is gone.
-A decline is signed by the bank and shows its reason; nothing is paid.`,
+A decline is signed by the bank and shows its reason; nothing is paid.
+
+The price charged is the quote's, which the merchant signs; the list "wallet
+products" prints is not signed and can differ. Without a terminal on stdin,
+buy refuses unless --yes (buy at the quoted price) or --max-price AMOUNT (pay
+at most AMOUNT) is given; on a terminal it asks even with --max-price.`,
 		Example: `wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song-1 --out song.ogg
-wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film --max-price EUR:5.00 --out film.mkv --json`,
+wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film --max-price EUR:5.00 --out film.mkv --json
+wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film --yes --out film.mkv`,
 		Flags: func(fs *flag.FlagSet) {
 			mf.register(fs)
 			fs.StringVar(&product, "product", "", "`ID` of the product to buy (required; see 'wallet products')")
 			fs.StringVar(&maxPrice, "max-price", "", "the most you pay, an `AMOUNT` such as EUR:1.00; a dearer quote is refused before anything is signed")
+			fs.BoolVar(&yes, "yes", false, "buy at the quoted price without asking")
 			fs.StringVar(&memo, "memo", "", "`TEXT` for your statement; only the bank reads it")
 			fs.StringVar(&out, "out", "", "`FILE` to write the decrypted goods to (required)")
 			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
@@ -220,6 +231,9 @@ wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film 
 			if err := checkOut(out); err != nil {
 				return err
 			}
+			if !yes && max == nil && !inv.StdinTerminal {
+				return errors.New("stdin is not a terminal, so the price cannot be confirmed: pass --yes to buy at the merchant's quoted price, or --max-price AMOUNT to pay at most AMOUNT")
+			}
 			mconn, err := mf.dial()
 			if err != nil {
 				return err
@@ -232,7 +246,16 @@ wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film 
 				if ks, err := w.KeySet(); err == nil && max != nil && max.Currency != ks.Currency {
 					return fmt.Errorf("bad --max-price: the bank holds %s, not %s", ks.Currency, max.Currency)
 				}
-				p, err := w.Buy(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), product, max, memo)
+				confirm := func(q *echeck.Quote) error {
+					printQuote(inv.PromptOut(), mf.addr, q)
+					// Without a terminal, only --yes or --max-price gets
+					// here, and the wallet has held the price to the latter.
+					if yes || !inv.StdinTerminal || inv.Agree("Buy?") {
+						return nil
+					}
+					return wallet.ErrDeclined
+				}
+				p, err := w.Buy(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), product, max, memo, confirm)
 				if err != nil {
 					return checkbookError(inv, p, err)
 				}
@@ -244,6 +267,20 @@ wallet buy --merchant shop.example:7543 --merchant-pin 9a0b...77 --product film 
 			})
 		},
 	}
+}
+
+// printQuote shows the merchant's verified quote before buying: its price is
+// the one charged. The product id is the merchant's text, so it is escaped.
+func printQuote(w io.Writer, merchantAddr string, q *echeck.Quote) {
+	fmt.Fprintf(w, "Quote (signature verified):\n")
+	t := cli.NewTable(w)
+	t.Row("  product:", cli.Shown(q.ProductID))
+	t.Row("  price:", q.Price.String())
+	t.Row("  merchant address:", merchantAddr)
+	t.Row("  merchant account:", q.MerchantAccount)
+	t.Row("  merchant key:", hex.EncodeToString(q.MerchantPub))
+	t.Row("  expires:", fmt.Sprintf("%s (%s)", cli.FormatTime(q.ExpiresAt), cli.Until(q.ExpiresAt, time.Now())))
+	t.Flush()
 }
 
 func checkStatusCommand(g *globals) *cli.Command {
