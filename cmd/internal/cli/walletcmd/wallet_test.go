@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/hex"
 	"net"
+	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,5 +193,174 @@ func TestPrintOfferEscapesSummary(t *testing.T) {
 	}
 	if !strings.Contains(out, "amount:") || !strings.Contains(out, "EUR:500.00") || !strings.Contains(out, strconv.Quote(evil)) {
 		t.Fatalf("prompt:\n%s", out)
+	}
+}
+
+// recorder serves a real bank's or merchant's public API on its own
+// listener and records the methods called, to show what a refused command
+// sent.
+type recorder struct {
+	Addr  string
+	mu    sync.Mutex
+	calls []string
+}
+
+func record(t *testing.T, register func(*grpc.Server)) *recorder {
+	t.Helper()
+	r := &recorder{}
+	note := func(method string) {
+		r.mu.Lock()
+		r.calls = append(r.calls, path.Base(method))
+		r.mu.Unlock()
+	}
+	s := grpc.NewServer(
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			note(info.FullMethod)
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			note(info.FullMethod)
+			return h(srv, ss)
+		}))
+	register(s)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	r.Addr = lis.Addr().String()
+	return r
+}
+
+// take returns the methods called since the last take.
+func (r *recorder) take() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := strings.Join(r.calls, ",")
+	r.calls = nil
+	return s
+}
+
+// TestBuyConfirmsQuotedPrice: "wallet buy" charges the price the merchant's
+// signed quote names, which the unsigned "wallet products" list need not
+// match (the review's case: listed EUR:1.50, quoted EUR:50.00). So, as
+// "wallet pay" does, it shows the quote and asks "Buy? [y/N]"; a script
+// (no terminal) is refused before anything is sent unless --yes or
+// --max-price is given; on a terminal "n" stops after the price request
+// with nothing signed or debited, and "y" buys.
+func TestBuyConfirmsQuotedPrice(t *testing.T) {
+	ctx := context.Background()
+	b, err := node.StartBank(node.BankConfig{
+		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cat := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cat, "song.bin"), []byte("la la la"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cat, merchant.CatalogueFile), []byte(`{"products": [
+		{"id": "song", "file": "song.bin", "price": "EUR:50.00", "description": "a song"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shopDir := t.TempDir()
+	shopKey, err := merchant.Init(shopDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shopAcct, err := b.Bank.OpenAccount(ctx, "shop", shopKey, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.StartMerchant(ctx, node.MerchantConfig{
+		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true, Catalogue: cat,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	toBank := record(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.Bank.PublicServer()) })
+	toShop := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.Merchant.PublicServer()) })
+
+	dir := filepath.Join(t.TempDir(), "w")
+	batch := cli.Env{} // a script: stdin is not a terminal
+	r := runWallet(t, batch, "--wallet", dir, "init", "--bank", toBank.Addr, "--plaintext")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, _ := hex.DecodeString(strings.TrimSpace(r.stdout))
+	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:150.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := runWallet(t, batch, "--wallet", dir, "set-account", strconv.FormatUint(acct, 10)); r.code != 0 {
+		t.Fatalf("set-account: %+v", r)
+	}
+	balance := func() string {
+		t.Helper()
+		a, err := b.Bank.Store().Account(ctx, acct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Bank.Money(a.Balance).String()
+	}
+	unsigned := func(when string) {
+		t.Helper()
+		if r := runWallet(t, batch, "--wallet", dir, "purchases"); r.stdout != "no payment orders\n" {
+			t.Fatalf("%s: the wallet holds a payment order: %+v", when, r)
+		}
+	}
+	toBank.take()
+	buy := []string{"--wallet", dir, "buy", "--merchant", toShop.Addr, "--merchant-plaintext", "--product", "song", "--out", filepath.Join(t.TempDir(), "song.bin")}
+
+	r = runWallet(t, batch, buy...)
+	if r.code != 1 || !strings.Contains(r.stderr, "stdin is not a terminal, so the price cannot be confirmed: pass --yes") {
+		t.Fatalf("a script without --yes or --max-price: %+v", r)
+	}
+	if left, sent := balance(), toBank.take()+toShop.take(); left != "EUR:150.00" || sent != "" {
+		t.Fatalf("refused, yet the account holds %s and the wallet sent %q", left, sent)
+	}
+	unsigned("refused in a script")
+
+	tty := cli.Env{StdinTerminal: true, Stdin: strings.NewReader("n\n")}
+	r = runWallet(t, tty, buy...)
+	if r.code != 1 || r.stderr != "wallet: purchase cancelled; nothing was paid\n" || !strings.Contains(r.stdout, "Buy? [y/N] ") {
+		t.Fatalf("answered no: %+v", r)
+	}
+	for _, want := range []string{"product:           song", "price:             EUR:50.00",
+		"merchant account:  " + strconv.FormatUint(shopAcct, 10), "merchant key:      " + hex.EncodeToString(shopKey)} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("the quote shown lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if left, sent := balance(), toShop.take(); left != "EUR:150.00" || sent != "Quote" {
+		t.Fatalf("answered no, yet the account holds %s and the merchant was sent %q", left, sent)
+	}
+	unsigned("answered no")
+
+	tty.Stdin = strings.NewReader("y\n")
+	r = runWallet(t, tty, buy...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Buy? [y/N] ") || balance() != "EUR:100.00" {
+		t.Fatalf("answered yes: %+v, account %s", r, balance())
+	}
+	r = runWallet(t, batch, append(buy, "--yes")...)
+	if r.code != 0 || strings.Contains(r.stdout, "Buy?") || !strings.Contains(r.stdout, "price:             EUR:50.00") || balance() != "EUR:50.00" {
+		t.Fatalf("a script with --yes: %+v, account %s", r, balance())
+	}
+	// In a script --max-price is the agreement: the wallet holds the quote to it.
+	if r := runWallet(t, batch, append(buy, "--max-price", "EUR:49.99")...); r.code != 1 || !strings.Contains(r.stderr, "above the most you agreed to pay") || balance() != "EUR:50.00" {
+		t.Fatalf("a script with a lower --max-price: %+v, account %s", r, balance())
+	}
+	r = runWallet(t, batch, append(buy, "--max-price", "EUR:50.00")...)
+	if r.code != 0 || strings.Contains(r.stdout, "Buy?") || balance() != "EUR:0.00" {
+		t.Fatalf("a script with --max-price: %+v, account %s", r, balance())
 	}
 }
