@@ -3,6 +3,7 @@ package walletcmd
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"net"
 	"os"
@@ -71,44 +72,8 @@ func runWallet(t *testing.T, env cli.Env, args ...string) result {
 // same command.
 func TestInteractivePay(t *testing.T) {
 	ctx := context.Background()
-	var values []ecash.Amount
-	for _, v := range []string{"EUR:0.50", "EUR:1.00", "EUR:2.00", "EUR:4.00"} {
-		values = append(values, ecash.MustParseAmount(v))
-	}
-	b, err := node.StartBank(node.BankConfig{
-		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
-		Keys: bank.KeyConfig{Currency: "EUR", Values: values},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-
-	shopDir := t.TempDir()
-	shopKey, err := merchant.Init(shopDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shopAcct, err := b.Bank.OpenAccount(ctx, "shop", shopKey, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := node.StartMerchant(ctx, node.MerchantConfig{
-		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
-		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	flaky := grpc.NewServer()
-	pb.RegisterMerchantServer(flaky, &flakyMerchant{inner: m.Merchant.PublicServer()})
-	go flaky.Serve(lis)
-	defer flaky.Stop()
+	b, m, _, shopAcct := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00", "EUR:4.00")
+	flaky := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, &flakyMerchant{inner: m.Merchant.PublicServer()}) })
 
 	dir := filepath.Join(t.TempDir(), "w")
 	tty := cli.Env{StdinTerminal: true, StderrTerminal: true}
@@ -142,7 +107,7 @@ func TestInteractivePay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pay := []string{"--wallet", dir, "pay", "--merchant", lis.Addr().String(), "--merchant-plaintext", "--order", o.ID}
+	pay := []string{"--wallet", dir, "pay", "--merchant", flaky.Addr, "--merchant-plaintext", "--order", o.ID}
 
 	no := tty
 	no.Stdin = strings.NewReader("n\n")
@@ -194,6 +159,44 @@ func TestPrintOfferEscapesSummary(t *testing.T) {
 	if !strings.Contains(out, "amount:") || !strings.Contains(out, "EUR:500.00") || !strings.Contains(out, strconv.Quote(evil)) {
 		t.Fatalf("prompt:\n%s", out)
 	}
+}
+
+// startShop starts a bank issuing coins of values and a merchant with an
+// account there, selling the products of the catalogue directory cat ("":
+// none); both stop with the test.
+func startShop(t *testing.T, cat string, values ...string) (*node.Bank, *node.Merchant, ed25519.PublicKey, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	var amounts []ecash.Amount
+	for _, v := range values {
+		amounts = append(amounts, ecash.MustParseAmount(v))
+	}
+	b, err := node.StartBank(node.BankConfig{
+		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+		Keys: bank.KeyConfig{Currency: "EUR", Values: amounts},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	shopDir := t.TempDir()
+	shopKey, err := merchant.Init(shopDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shopAcct, err := b.Bank.OpenAccount(ctx, "shop", shopKey, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.StartMerchant(ctx, node.MerchantConfig{
+		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true, Catalogue: cat,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return b, m, shopKey, shopAcct
 }
 
 // recorder serves a real bank's or merchant's public API on its own
@@ -251,14 +254,6 @@ func (r *recorder) take() string {
 // with nothing signed or debited, and "y" buys.
 func TestBuyConfirmsQuotedPrice(t *testing.T) {
 	ctx := context.Background()
-	b, err := node.StartBank(node.BankConfig{
-		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
-		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	cat := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cat, "song.bin"), []byte("la la la"), 0o644); err != nil {
 		t.Fatal(err)
@@ -267,23 +262,7 @@ func TestBuyConfirmsQuotedPrice(t *testing.T) {
 		{"id": "song", "file": "song.bin", "price": "EUR:50.00", "description": "a song"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	shopDir := t.TempDir()
-	shopKey, err := merchant.Init(shopDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shopAcct, err := b.Bank.OpenAccount(ctx, "shop", shopKey, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := node.StartMerchant(ctx, node.MerchantConfig{
-		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
-		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true, Catalogue: cat,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	b, m, shopKey, shopAcct := startShop(t, cat, "EUR:1.00")
 	toBank := record(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.Bank.PublicServer()) })
 	toShop := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.Merchant.PublicServer()) })
 
