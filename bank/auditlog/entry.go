@@ -743,7 +743,11 @@ func (o Swap) validate() error {
 		return invalid("swap issues %s for %s", o.AmountOut, o.AmountIn)
 	}
 	spentIn := o.AmountIn
-	if len(o.Credits) > 0 {
+	// nil is no credits. A decoded list is never nil, and Encode drops an
+	// empty one (canonical), so checkRefundedCoins refusing an empty list
+	// refuses its only source: a present list of count 0, which the encoder
+	// never writes (a second encoding of the swap).
+	if o.Credits != nil {
 		credits, err := checkRefundedCoins("credits", o.Credits, cur)
 		if err != nil {
 			return err
@@ -779,7 +783,7 @@ func (o Swap) encodeTo(e *ecash.Encoder) {
 func decodeSwap(d *ecash.Decoder) Op {
 	o := Swap{RequestHash: fixedHash(d), AmountIn: d.Amount(), AmountOut: d.Amount(),
 		Spent: decodeSpentCoins(d), Issued: decodeDenomCounts(d)}
-	if d.More() {
+	if d.More() { // present: non-nil even if empty, which validate refuses
 		o.Credits = decodeRefundedCoins(d)
 	}
 	return o

@@ -219,3 +219,26 @@ func TestSwapCredits(t *testing.T) {
 		}
 	}
 }
+
+// A swap's credits list is written only when not empty, so a swap entry
+// followed by an empty list (count 0) is a second encoding of the same swap:
+// it must not decode, or one history would have two leaf hashes and two
+// logs with different roots would both pass the audit.
+func TestSwapEmptyCreditsRefused(t *testing.T) {
+	f := newFixture(t)
+	enc := f.encodings(t)
+	const swap = 6
+	if f.entries[swap].Kind() != auditlog.KindSwap || len(f.entries[swap].Op.(auditlog.Swap).Credits) != 0 {
+		t.Fatalf("fixture entry %d is not a swap without credits", swap)
+	}
+	alt := slices.Clone(enc)
+	alt[swap] = append(bytes.Clone(enc[swap]), 0, 0, 0, 0) // credits: count 0
+	if e, err := auditlog.DecodeEntry(alt[swap]); e != nil || !errors.Is(err, auditlog.ErrInvalidEntry) {
+		t.Fatalf("a swap with an empty credits list decodes: %+v, %v", e, err)
+	}
+	_, err := replay(t, f.ks.MasterPub, alt)
+	var ae *auditlog.AuditError
+	if !errors.As(err, &ae) || ae.Index != swap || ae.Check != auditlog.CheckDecode {
+		t.Fatalf("the audit of the log with that entry: %v, want a decode failure at entry %d", err, swap)
+	}
+}

@@ -219,6 +219,7 @@ func negativeVectors(f *fixture, enc [][]byte) []negativeVector {
 	r.e.Amount(f.d1.Value)
 	r.e.U32(3)
 	add("swap issues more than it spends", "invalid", r.bytes())
+	add("swap with an empty credits list", "invalid", append(bytes.Clone(enc[6]), 0, 0, 0, 0))
 
 	check := func(epoid string, outcome uint8) []byte {
 		r := newRaw("check", 8, ms)
