@@ -61,7 +61,7 @@ const (
 	CheckEPOID        = "epoid"         // a second outcome for one EPOID
 	CheckReplay       = "replay"        // a request, payment or reference hash used twice: one authorisation, two effects
 	CheckAuthorised   = "authorised"    // a debit without the account holder's valid signature
-	CheckRefund       = "refund"        // a refund of something never deposited, or of more than it was worth
+	CheckRefund       = "refund"        // a refund of something never deposited, of more than it was worth, or not by or to the payment's merchant and coins
 	CheckFees         = "fees"          // a fee other than the key set's fees of the coins concerned
 	CheckOverflow     = "overflow"      // a total beyond 64 bits
 	CheckConservation = "conservation"  // the ledger does not add up (a fault in the auditor itself)
@@ -134,10 +134,10 @@ type seenNS uint8
 
 // What Apply remembers having seen, by namespace.
 const (
-	seenCoin     seenNS = iota + 1 // coin id: spent or recouped (value: the coin's value)
+	seenCoin     seenNS = iota + 1 // coin id: spent or recouped (value: the coin's value; ref: its denomination's ordinal)
 	seenWithdraw                   // withdraw request hash
 	seenSwap                       // swap request hash
-	seenPayment                    // payment hash (value: what the deposit credited)
+	seenPayment                    // payment hash (value: what the deposit credited; ref: the merchant it paid)
 	seenCredit                     // credit reference hash (non-zero)
 	seenPayout                     // payout reference hash (non-zero)
 	seenRefund                     // refund hash
@@ -158,7 +158,18 @@ type seenKey struct {
 type seenVal struct {
 	index int64  // the entry that used it
 	value uint64 // the coin's value, the deposit's amount; 0 otherwise
+	// ref is what a refund must match: a payment's merchant, a coin's
+	// denomination (denomState.ordinal); 0 otherwise. A coin's payment is
+	// the one its index names (a deposit entry records one payment and its
+	// coins). The auditor keeps one seenVal for every coin ever spent, so
+	// these stand in for a 32-byte payment hash and denomination id per
+	// coin: 8 bytes instead of 64, in memory and in the saved state.
+	ref uint64
 }
+
+// hasRef reports whether seenVals of namespace ns carry a ref (saved only
+// for those).
+func (ns seenNS) hasRef() bool { return ns == seenCoin || ns == seenPayment }
 
 type accountState struct {
 	merchant bool
@@ -173,7 +184,8 @@ type denomState struct {
 	withdrawEnd   int64 // of every key set that listed it
 	depositEnd    int64
 	revoked       bool
-	listed        int64 // index of the first key set that listed it
+	listed        int64  // index of the first key set that listed it
+	ordinal       uint64 // 1, 2, …: the order key sets first listed the denominations in (seenVal.ref of its coins)
 	issuedCount   uint64
 	issuedValue   uint64
 	redeemedCount uint64
@@ -428,8 +440,8 @@ func (c *change) opened(id uint64, role string) (*accountState, error) {
 }
 
 // fresh checks that a hash of namespace ns was not used before, by an
-// earlier entry or this one, and records it.
-func (c *change) fresh(ns seenNS, h ecash.Hash, value uint64, what string) error {
+// earlier entry or this one, and records it with v (at this entry's index).
+func (c *change) fresh(ns seenNS, h ecash.Hash, v seenVal, what string) error {
 	k := seenKey{ns, h}
 	if prev, ok := c.a.seen[k]; ok {
 		return c.fail(CheckReplay, "%s %s… was already used by entry %d", what, short(h), prev.index)
@@ -439,7 +451,8 @@ func (c *change) fresh(ns seenNS, h ecash.Hash, value uint64, what string) error
 			return c.fail(CheckReplay, "%s %s… appears twice", what, short(h))
 		}
 	}
-	c.seen = append(c.seen, seenAddition{k, seenVal{c.e.Index, value}})
+	v.index = c.e.Index
+	c.seen = append(c.seen, seenAddition{k, v})
 	return nil
 }
 
@@ -545,7 +558,7 @@ func (c *change) spendCoins(cs []SpentCoin) error {
 			c.warn("coin %s… of %s accepted after its denomination's deposit window closed", short(sc.ID), d.value)
 		}
 		addTo(c.redeem, sc.Denom, 1, sc.Value.Value)
-		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, sc.ID}, seenVal{c.e.Index, sc.Value.Value}})
+		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, sc.ID}, seenVal{c.e.Index, sc.Value.Value, d.ordinal}})
 	}
 	return nil
 }
@@ -630,7 +643,7 @@ func (c *change) gather() error {
 			return err
 		}
 		if o.Reference != (ecash.Hash{}) {
-			if err := c.fresh(seenCredit, o.Reference, 0, "credit reference"); err != nil {
+			if err := c.fresh(seenCredit, o.Reference, seenVal{}, "credit reference"); err != nil {
 				return err
 			}
 		}
@@ -648,7 +661,7 @@ func (c *change) gather() error {
 		if err := c.authorised(acc, o.Account, ecash.WithdrawSignatureInput(o.Account, o.Debit(), o.RequestHash), o.AccountSig, "withdrawal"); err != nil {
 			return err
 		}
-		if err := c.fresh(seenWithdraw, o.RequestHash, 0, "withdraw request"); err != nil {
+		if err := c.fresh(seenWithdraw, o.RequestHash, seenVal{}, "withdraw request"); err != nil {
 			return err
 		}
 		if err := c.issueCoins(o.Issued); err != nil {
@@ -669,8 +682,9 @@ func (c *change) gather() error {
 		if _, err := c.opened(o.Merchant, "credited"); err != nil {
 			return err
 		}
-		// A payment's refunds are bounded by what the merchant got.
-		if err := c.fresh(seenPayment, o.PaymentHash, o.Credited().Value, "payment"); err != nil {
+		// A payment's refunds are bounded by what the merchant got, and
+		// only that merchant refunds it.
+		if err := c.fresh(seenPayment, o.PaymentHash, seenVal{value: o.Credited().Value, ref: o.Merchant}, "payment"); err != nil {
 			return err
 		}
 		if err := c.spendCoins(o.Coins); err != nil {
@@ -688,7 +702,7 @@ func (c *change) gather() error {
 		if err := c.money(o.AmountIn); err != nil {
 			return err
 		}
-		if err := c.fresh(seenSwap, o.RequestHash, 0, "swap request"); err != nil {
+		if err := c.fresh(seenSwap, o.RequestHash, seenVal{}, "swap request"); err != nil {
 			return err
 		}
 		if o.AmountOut.Value > o.AmountIn.Value { // DecodeEntry refuses it too
@@ -731,7 +745,7 @@ func (c *change) gather() error {
 		if prev, ok := a.seen[seenKey{seenEPOID, id}]; ok {
 			return c.fail(CheckEPOID, "EPOID %s was already decided in entry %d", o.EPOID, prev.index)
 		}
-		c.seen = append(c.seen, seenAddition{seenKey{seenEPOID, id}, seenVal{c.e.Index, 0}})
+		c.seen = append(c.seen, seenAddition{seenKey{seenEPOID, id}, seenVal{index: c.e.Index}})
 		if o.Outcome == OutcomeApproved {
 			c.debit[o.Customer] += o.Amount.Value
 			c.credit[o.Merchant] += o.Amount.Value
@@ -776,7 +790,7 @@ func (c *change) gather() error {
 			return err
 		}
 		if o.Reference != (ecash.Hash{}) {
-			if err := c.fresh(seenPayout, o.Reference, 0, "payout reference"); err != nil {
+			if err := c.fresh(seenPayout, o.Reference, seenVal{}, "payout reference"); err != nil {
 				return err
 			}
 		}
@@ -794,13 +808,16 @@ func (c *change) gather() error {
 		if err := c.authorised(m, o.Merchant, o.Request().Body(), o.MerchantSig, "refund"); err != nil {
 			return err
 		}
-		if err := c.fresh(seenRefund, o.RefundHash, 0, "refund"); err != nil {
+		if err := c.fresh(seenRefund, o.RefundHash, seenVal{}, "refund"); err != nil {
 			return err
 		}
 		pk := seenKey{seenPayment, o.PaymentHash}
 		paid, ok := a.seen[pk]
 		if !ok {
 			return c.fail(CheckRefund, "refund of payment %s…, which was never deposited", short(o.PaymentHash))
+		}
+		if paid.ref != o.Merchant {
+			return c.fail(CheckRefund, "refund by account %d of payment %s…, which paid account %d", o.Merchant, short(o.PaymentHash), paid.ref)
 		}
 		if a.refunded[pk]+o.Amount.Value > paid.value {
 			return c.fail(CheckRefund, "refunds of payment %s… exceed the %s deposited in entry %d", short(o.PaymentHash), c.amount(paid.value), paid.index)
@@ -812,12 +829,21 @@ func (c *change) gather() error {
 			if !ok {
 				return c.fail(CheckRefund, "refund to coin %s…, which was never spent", short(rc.ID))
 			}
-			paid := spent.value // what the coin paid: its value less its deposit fee
-			if d := a.denoms[rc.Denom]; d != nil && d.fees[feeDeposit] < paid {
-				paid -= d.fees[feeDeposit]
+			// Only the payment's coins, each as the denomination it was
+			// deposited as: its fees bound the credit and price the refund.
+			if spent.index != paid.index {
+				return c.fail(CheckRefund, "refund to coin %s…, which payment %s… did not spend (entry %d spent it)", short(rc.ID), short(o.PaymentHash), spent.index)
 			}
-			if a.refunded[ck]+rc.Value.Value > paid {
-				return c.fail(CheckRefund, "refunds to coin %s… exceed what it paid, %s", short(rc.ID), c.amount(paid))
+			d := a.denoms[rc.Denom]
+			if d == nil || d.ordinal != spent.ref {
+				return c.fail(CheckRefund, "refund to coin %s… as a coin of denomination %s…, not the one it was deposited as", short(rc.ID), short(rc.Denom))
+			}
+			worth := spent.value // what the coin paid: its value less its deposit fee
+			if d.fees[feeDeposit] < worth {
+				worth -= d.fees[feeDeposit]
+			}
+			if a.refunded[ck]+rc.Value.Value > worth {
+				return c.fail(CheckRefund, "refunds to coin %s… exceed what it paid, %s", short(rc.ID), c.amount(worth))
 			}
 			c.refunded[ck] = a.refunded[ck] + rc.Value.Value
 		}
@@ -838,7 +864,7 @@ func (c *change) gather() error {
 				return err
 			}
 		}
-		if err := c.fresh(seenRecoup, o.RequestHash, 0, "recoup request"); err != nil {
+		if err := c.fresh(seenRecoup, o.RequestHash, seenVal{}, "recoup request"); err != nil {
 			return err
 		}
 		d, ok := a.denoms[o.Denom]
@@ -854,7 +880,7 @@ func (c *change) gather() error {
 		if prev, ok := a.seen[seenKey{seenCoin, o.Coin}]; ok {
 			return c.fail(CheckDoubleSpend, "coin %s… recouped, but it was already spent in entry %d", short(o.Coin), prev.index)
 		}
-		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, o.Coin}, seenVal{c.e.Index, d.value.Value}})
+		c.seen = append(c.seen, seenAddition{seenKey{seenCoin, o.Coin}, seenVal{c.e.Index, d.value.Value, d.ordinal}})
 		addTo(c.redeem, o.Denom, 1, o.Amount.Value)
 		c.outOut += o.Amount.Value
 		c.totals[totRecouped] += o.Amount.Value
@@ -1061,7 +1087,8 @@ func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {
 		ws, we, de := den.WithdrawStart.Unix(), den.WithdrawEnd.Unix(), den.DepositEnd.Unix()
 		d, ok := a.denoms[den.ID]
 		if !ok {
-			a.denoms[den.ID] = &denomState{value: den.Value, withdrawStart: ws, withdrawEnd: we, depositEnd: de, listed: index, fees: feesOf(den.Fees)}
+			a.denoms[den.ID] = &denomState{value: den.Value, withdrawStart: ws, withdrawEnd: we, depositEnd: de, listed: index,
+				ordinal: uint64(len(a.denoms)) + 1, fees: feesOf(den.Fees)}
 			continue
 		}
 		d.withdrawStart = min(d.withdrawStart, ws)
@@ -1186,13 +1213,23 @@ func (r *AuditReport) Amount(v uint64) ecash.Amount {
 
 // ---- saving and resuming ----
 
-// auditorPurpose is the tag of a saved auditor.
-const auditorPurpose = "auditlog/auditor"
+// auditorPurpose is the tag of a saved auditor. The version is in the tag:
+// a state of another layout never decodes as this one.
+const auditorPurpose = "auditlog/auditor/v2"
 
-// MarshalBinary is the auditor's saved form (tag "auditlog/auditor"): the
-// size and the tree's right edge, the pinned master key, and the replayed
-// ledger (docs/AUDIT.md). Maps are written sorted, so equal states save
-// equal bytes.
+// auditorPurposeV1 tagged states saved before each payment's merchant and
+// each coin's denomination were recorded. They cannot be upgraded: the
+// refund checks need what only the entries say.
+const auditorPurposeV1 = "auditlog/auditor"
+
+// ErrAuditorStateVersion is returned (wrapped) by UnmarshalBinary for a
+// state an earlier auditor saved: audit the log again from its start.
+var ErrAuditorStateVersion = errors.New("auditlog: the saved auditor is of an earlier version")
+
+// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v2"):
+// the size and the tree's right edge, the pinned master key, and the
+// replayed ledger (docs/AUDIT.md). Maps are written sorted, so equal states
+// save equal bytes.
 func (a *Auditor) MarshalBinary() ([]byte, error) {
 	e := ecash.NewEncoder(auditorPurpose)
 	e.U64(uint64(a.size))
@@ -1239,6 +1276,7 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 		e.I64(d.depositEnd)
 		e.U8(boolByte(d.revoked))
 		e.U64(uint64(d.listed))
+		e.U64(d.ordinal)
 		e.U64(d.issuedCount)
 		e.U64(d.issuedValue)
 		e.U64(d.redeemedCount)
@@ -1255,6 +1293,9 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 		e.Fixed(k.h[:])
 		e.U64(uint64(v.index))
 		e.U64(v.value)
+		if k.ns.hasRef() {
+			e.U64(v.ref)
+		}
 	}
 	ref := sortedSeen(a.refunded)
 	e.U32(uint32(len(ref)))
@@ -1320,6 +1361,9 @@ func (a *Auditor) UnmarshalBinary(b []byte) error {
 const maxSaved = math.MaxInt32
 
 func decodeAuditor(b []byte) (*Auditor, error) {
+	if bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV1).Bytes()) {
+		return nil, fmt.Errorf("%w, which did not record each payment's merchant and coins that refunds are checked against; audit the log again from its start, without this saved state", ErrAuditorStateVersion)
+	}
 	d := ecash.NewDecoder(auditorPurpose, b)
 	a := NewAuditor(nil)
 	size := d.U64()
@@ -1380,12 +1424,14 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 	}
 	nd := d.Count(maxSaved)
 	var lastID ecash.Hash
+	ordinals := map[uint64]bool{}
 	for i := 0; i < nd && d.Err() == nil; i++ {
 		id := fixedHash(d)
 		den := &denomState{value: d.Amount(), withdrawStart: d.I64(), withdrawEnd: d.I64(), depositEnd: d.I64()}
 		r := d.U8()
 		den.revoked = r == 1
 		den.listed = int64(d.U64())
+		den.ordinal = d.U64()
 		den.issuedCount, den.issuedValue, den.redeemedCount, den.redeemedValue = d.U64(), d.U64(), d.U64(), d.U64()
 		for j := range den.fees {
 			den.fees[j] = d.U64()
@@ -1393,9 +1439,10 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		if d.Err() != nil {
 			break
 		}
-		if r > 1 || (i > 0 && hashLess(lastID, id) >= 0) {
+		if r > 1 || (i > 0 && hashLess(lastID, id) >= 0) || den.ordinal == 0 || den.ordinal > uint64(nd) || ordinals[den.ordinal] {
 			return nil, malformed("denomination %s… out of order or malformed", short(id))
 		}
+		ordinals[den.ordinal] = true
 		if den.redeemedCount > den.issuedCount || den.redeemedValue > den.issuedValue {
 			return nil, malformed("denomination %s… redeemed more than issued", short(id))
 		}
@@ -1407,11 +1454,20 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 	for i := 0; i < nseen && d.Err() == nil; i++ {
 		k := seenKey{ns: seenNS(d.U8()), h: fixedHash(d)}
 		v := seenVal{index: int64(d.U64()), value: d.U64()}
+		if k.ns.hasRef() {
+			v.ref = d.U64()
+		}
 		if d.Err() != nil {
 			break
 		}
 		if k.ns < seenCoin || k.ns > seenLast || (i > 0 && seenLess(lastSeen, k) >= 0) {
 			return nil, malformed("used hashes out of order or malformed")
+		}
+		switch {
+		case k.ns == seenPayment && a.accounts[v.ref] == nil:
+			return nil, malformed("payment %s… to account %d, which is not", short(k.h), v.ref)
+		case k.ns == seenCoin && (v.ref == 0 || v.ref > uint64(len(a.denoms))):
+			return nil, malformed("coin %s… of denomination ordinal %d, which is not", short(k.h), v.ref)
 		}
 		lastSeen = k
 		a.seen[k] = v

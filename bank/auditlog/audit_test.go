@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,17 @@ func TestAuditResume(t *testing.T) {
 	if err := auditlog.NewAuditor(other).UnmarshalBinary(want); err == nil {
 		t.Error("a state pinned to another master key was restored")
 	}
+	// A state saved before refunds were checked against their payment's
+	// merchant and coins (tag auditlog/auditor) lacks them and cannot be
+	// upgraded: it is refused, saying to audit again from the start.
+	v2 := ecash.NewEncoder("auditlog/auditor/v2").Bytes()
+	if !bytes.HasPrefix(want, v2) {
+		t.Fatal("the saved state is not tagged auditlog/auditor/v2")
+	}
+	v1 := append(ecash.NewEncoder("auditlog/auditor").Bytes(), want[len(v2):]...)
+	if err := auditlog.NewAuditor(nil).UnmarshalBinary(v1); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "again from its start") {
+		t.Errorf("a state of the earlier version: %v", err)
+	}
 	for _, bad := range [][]byte{want[:len(want)-1], append(bytes.Clone(want), 0), nil} {
 		a := auditlog.NewAuditor(nil)
 		if err := a.UnmarshalBinary(bad); err == nil {
@@ -166,8 +178,14 @@ func TestAuditResume(t *testing.T) {
 // 5.00), then ops.
 func history(t *testing.T, f *fixture, ops ...auditlog.Op) [][]byte {
 	t.Helper()
+	return logOf(t, f, append(baseOps(f), ops...))
+}
+
+// logOf logs ops, a second apart, signing debits as the fixture does.
+func logOf(t *testing.T, f *fixture, ops []auditlog.Op) [][]byte {
+	t.Helper()
 	m := auditlog.NewMemLog()
-	for i, op := range append(baseOps(f), ops...) {
+	for i, op := range ops {
 		if _, err := m.Append(f.authorise(op), fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}
@@ -385,13 +403,7 @@ func TestAuditInvariants(t *testing.T) {
 		}
 	}
 	// Coins before any key set.
-	m := auditlog.NewMemLog()
-	for i, op := range baseOps(f)[1:] {
-		if _, err := m.Append(f.authorise(op), fixtureBase.Add(time.Duration(i)*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err = replay(t, nil, memEntries(t, m))
+	_, err = replay(t, nil, logOf(t, f, baseOps(f)[1:]))
 	var ae *auditlog.AuditError
 	if !errors.As(err, &ae) || ae.Index != 3 || ae.Check != auditlog.CheckDenomination {
 		t.Errorf("a withdrawal before any key set: %v", err)
@@ -399,6 +411,92 @@ func TestAuditInvariants(t *testing.T) {
 }
 
 func shortHex(h ecash.Hash) string { return h.String()[:16] }
+
+// TestAuditRefundBoundToPayment: a refund restores value only to coins the
+// refunded payment deposited, at the denomination each was deposited as
+// (whose deposit fee caps what the coin can get back and whose refund fee
+// the merchant pays), and only the merchant that payment paid may refund it.
+// Each case breaks one of these with every other check satisfied: the
+// refund is signed by the merchant named and within the payment's and the
+// coin's budgets.
+func TestAuditRefundBoundToPayment(t *testing.T) {
+	f := newFixture(t)
+	// The fixture's key set with fees (a 2.00 coin costs 0.10 to deposit
+	// and 0.05 to refund, a 5.00 coin 0.50 to refund), and a second 2.00
+	// denomination that costs nothing to deposit and 0.01 to refund.
+	ks := *f.ks
+	ks.Denominations = slices.Clone(f.ks.Denominations)
+	for i := range ks.Denominations {
+		switch ks.Denominations[i].ID {
+		case f.d2.ID:
+			ks.Denominations[i].Fees = ecash.Fees{Deposit: eur(10), Refund: eur(5)}
+		case f.d5.ID:
+			ks.Denominations[i].Fees = ecash.Fees{Refund: eur(50)}
+		}
+	}
+	sk, err := ecash.GenerateCSKey(bytes.NewReader(bytes.Repeat([]byte{0x30}, 64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := f.d2
+	twin.Key = sk.Public()
+	twin.ID = ecash.DenominationID(twin.Value, twin.Key)
+	twin.Fees = ecash.Fees{Refund: eur(1)}
+	ks.Denominations = append(ks.Denominations, twin)
+	ks.Sign(f.master)
+	const other = 1002 // a second merchant
+	otherKey := seedKey(0x13)
+	base := append([]auditlog.Op{auditlog.KeySet{Signed: ks.Encode()}}, baseOps(f)[1:]...)
+	base = append(base, auditlog.AccountOpened{Account: other, Merchant: true, Key: otherKey.Public().(ed25519.PublicKey)},
+		auditlog.Credit{Account: merchant, Amount: eur(1000)}, auditlog.Credit{Account: other, Amount: eur(1000)})
+	// Payment 1 pays the merchant coin a, payment 2 pays the customer coin
+	// b; each coin pays 1.90 after its deposit fee.
+	a, b := coinOf("a", f.d2), coinOf("b", f.d2)
+	base = append(base,
+		auditlog.Deposit{Merchant: merchant, Amount: eur(200), Fee: eur(10), PaymentHash: tag("payment 1"), Coins: []auditlog.SpentCoin{a}},
+		auditlog.Deposit{Merchant: customer, Amount: eur(200), Fee: eur(10), PaymentHash: tag("payment 2"), Coins: []auditlog.SpentCoin{b}})
+	// refund gives payment 1's 1.90 back to coin id as a coin of d, for a
+	// fee of fee cents.
+	refund := func(id ecash.Hash, d ecash.Denomination, fee uint64) auditlog.Refund {
+		return auditlog.Refund{Merchant: merchant, Amount: eur(190), PaymentHash: tag("payment 1"), RefundID: 1,
+			Coins: []auditlog.RefundedCoin{{ID: id, Denom: d.ID, Value: eur(190)}}, Fee: eur(fee)}
+	}
+	if _, err := replay(t, f.ks.MasterPub, logOf(t, f, append(slices.Clone(base), refund(a.ID, f.d2, 5)))); err != nil {
+		t.Fatalf("the honest refund: %v", err)
+	}
+	byOther := refund(a.ID, f.d2, 5)
+	byOther.Merchant, byOther.CreatedAt = other, fixtureBase
+	req := byOther.Request()
+	req.Sign(otherKey)
+	byOther.MerchantSig, byOther.RefundHash = req.MerchantSig, req.Hash()
+	cases := []struct {
+		name string
+		op   auditlog.Refund
+		msg  string
+	}{
+		// Coin b is payment 2's: the credit would go to someone else's coin.
+		{"credit to a coin of another payment", refund(b.ID, f.d2, 5), "which payment " + shortHex(tag("payment 1")) + "… did not spend"},
+		// As a 5.00 coin, coin a would cost the merchant 0.50 and lose its
+		// deposit fee's bound.
+		{"coin at a denomination of another value", refund(a.ID, f.d5, 50), "not the one it was deposited as"},
+		// As a coin of the twin 2.00 denomination coin a would cost the
+		// merchant 0.01, not 0.05: its value alone does not name it.
+		{"coin at another denomination of its value", refund(a.ID, twin, 1), "not the one it was deposited as"},
+		// Merchant 1002 signs a refund of merchant 1001's payment: its own
+		// money, but it uses up payment 1's refunds and credits its coin.
+		{"a refund by a merchant the payment did not pay", byOther, "refund by account 1002 of payment " + shortHex(tag("payment 1")) + "…, which paid account 1001"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			entries := logOf(t, f, append(slices.Clone(base), c.op))
+			_, err := replay(t, f.ks.MasterPub, entries)
+			var ae *auditlog.AuditError
+			if !errors.As(err, &ae) || ae.Index != int64(len(entries)-1) || ae.Check != auditlog.CheckRefund || !strings.Contains(ae.Msg, c.msg) {
+				t.Fatalf("got %v\nwant entry %d, %s, %q", err, len(entries)-1, auditlog.CheckRefund, c.msg)
+			}
+		})
+	}
+}
 
 // TestAuditWarnings: what is suspicious but moves no money wrongly is a
 // warning, not a failure.
