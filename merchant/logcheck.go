@@ -113,7 +113,10 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := (logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins}).Match(e); err != nil {
+		// The receipt's total is what the entry credits: its amount (the
+		// coins' value) less its deposit fees.
+		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins, Merchant: m.account, Amount: r.Total}
+		if err := x.Match(e); err != nil {
 			return nil, fmt.Errorf("merchant: order %s: %w", id, err)
 		}
 		if err := m.db.Set(verifiedKey(id), nil, pebble.Sync); err != nil {

@@ -168,16 +168,18 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash) or a swap (Ref: the swap request hash), spending exactly
 // Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
-// set, for EPOID, crediting Merchant with Amount; or a key set (Ref: the
-// SHA-256 of its signed bytes).
+// set, for EPOID; a deposit or a check crediting, where set, Merchant with
+// Amount; or a key set (Ref: the SHA-256 of its signed bytes).
 type Expect struct {
 	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindCheck or KindKeySet
 	Ref      ecash.Hash
 	Coins    []ecash.Hash
-	Approved bool // for a check
+	Approved bool   // for a check
+	EPOID    string // for a check, checked when not empty
 
-	// For a check, each checked when not zero.
-	EPOID    string
+	// For a deposit or a check, each checked when not zero: the account
+	// credited and the amount: a check's, or what a deposit credits (the
+	// entry's Amount less its Fee: a deposit receipt's Total).
 	Merchant uint64
 	Amount   ecash.Amount
 }
@@ -191,6 +193,9 @@ func (x Expect) Match(e *auditlog.Entry) error {
 	switch op := e.Op.(type) {
 	case auditlog.Deposit:
 		ref, spent = op.PaymentHash, op.Coins
+		if err := x.matchCredit(e.Index, op.Merchant, op.Credited()); err != nil {
+			return err
+		}
 	case auditlog.Swap:
 		ref, spent = op.RequestHash, op.Spent
 		for _, c := range op.Credits { // refund credit the swap spent
@@ -227,10 +232,18 @@ func (x Expect) matchCheck(index int64, op auditlog.Check) error {
 		return fmt.Errorf("%w: entry %d records the check %s", ErrMismatch, index, op.Outcome)
 	case x.EPOID != "" && op.EPOID != x.EPOID:
 		return fmt.Errorf("%w: entry %d records EPOID %q, not %q", ErrMismatch, index, op.EPOID, x.EPOID)
-	case x.Merchant != 0 && op.Merchant != x.Merchant:
-		return fmt.Errorf("%w: entry %d credits account %d, not %d", ErrMismatch, index, op.Merchant, x.Merchant)
-	case x.Amount != (ecash.Amount{}) && op.Amount != x.Amount:
-		return fmt.Errorf("%w: entry %d records %s, not %s", ErrMismatch, index, op.Amount, x.Amount)
+	}
+	return x.matchCredit(index, op.Merchant, op.Amount)
+}
+
+// matchCredit compares the account an entry credits and the amount it
+// records with those expected, each when set.
+func (x Expect) matchCredit(index int64, merchant uint64, amount ecash.Amount) error {
+	switch {
+	case x.Merchant != 0 && merchant != x.Merchant:
+		return fmt.Errorf("%w: entry %d credits account %d, not %d", ErrMismatch, index, merchant, x.Merchant)
+	case x.Amount != (ecash.Amount{}) && amount != x.Amount:
+		return fmt.Errorf("%w: entry %d records %s, not %s", ErrMismatch, index, amount, x.Amount)
 	}
 	return nil
 }

@@ -133,6 +133,11 @@ func TestFeesCharged(t *testing.T) {
 	if !changed {
 		t.Error("no payment needed change: the change path with fees went untested")
 	}
+	// The merchant finds each deposit in the log crediting its account its
+	// receipt's total: the entry's coins' value less their deposit fees.
+	if mrep, err := shop.admin.VerifyLog(ctx, &pb.VerifyLogRequest{}); err != nil || mrep.Verified != 5 || mrep.Waiting != 0 {
+		t.Fatalf("the merchant's check of its deposits: %+v, %v; want all 5 verified", mrep, err)
+	}
 
 	// A refund of EUR:1.00 costs the merchant the refund fees of the coins
 	// it touches; the wallet collects the full EUR:1.00 (credit pays no

@@ -1,0 +1,45 @@
+package logclient_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// A merchant checks each deposit receipt against the log with its payment
+// hash, coins, account and total (merchant/logcheck.go). The entry of an
+// honest bank matches: its Amount is the coins' value, its Fee their deposit
+// fees, and the receipt's total what the merchant is credited, the
+// difference. An entry for the same payment and coins that credits another
+// account, or another amount, records another operation and must not match.
+func TestMatchDeposit(t *testing.T) {
+	eur := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	pay := ecash.HashOf([]byte("payment"))
+	coin := auditlog.SpentCoin{ID: ecash.HashOf([]byte("coin")), Denom: ecash.HashOf([]byte("d")), Value: eur(500),
+		PermissionHash: ecash.HashOf([]byte("perm"))}
+	const ours = 1001
+	x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: pay, Coins: []ecash.Hash{coin.ID}, Merchant: ours, Amount: eur(490)}
+	entry := func(merchant uint64, fee uint64) *auditlog.Entry {
+		return &auditlog.Entry{Index: 7, Op: auditlog.Deposit{Merchant: merchant, Amount: coin.Value, Fee: eur(fee), PaymentHash: pay,
+			Coins: []auditlog.SpentCoin{coin}}}
+	}
+	if err := x.Match(entry(ours, 10)); err != nil {
+		t.Fatalf("the honest entry: %v", err)
+	}
+	for name, e := range map[string]*auditlog.Entry{
+		"credits another account": entry(4242, 10),
+		"credits another amount":  entry(ours, 20),
+	} {
+		if err := x.Match(e); !errors.Is(err, logclient.ErrMismatch) {
+			t.Errorf("an entry that %s: %v, want ErrMismatch", name, err)
+		}
+	}
+	// Unset, the account and amount are not compared.
+	x.Merchant, x.Amount = 0, ecash.Amount{}
+	if err := x.Match(entry(4242, 20)); err != nil {
+		t.Errorf("without an account or amount expected: %v", err)
+	}
+}
