@@ -177,13 +177,31 @@ func TestSwapAnswerLost(t *testing.T) {
 func TestCopiedWalletSwap(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
+	a, b := copiedWallet(t, f, "EUR:0.03")
+	if _, err := b.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.02")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03"))
+	if !errors.Is(err, ecash.ErrDoubleSpend) {
+		t.Fatalf("swapping coins a copy swapped: %v, want a double spend", err)
+	}
+	if got := fresh(t, a); got != "EUR:0.01" {
+		t.Errorf("original after the refusal: fresh %s, want EUR:0.01 (the coin the copy kept)", got)
+	}
+}
+
+// copiedWallet makes a wallet holding coins worth withdraw (funded with
+// EUR:10.00) and a copy of it, b, as a backup restored beside it would be:
+// both hold the same coins. Both are closed when the test ends.
+func copiedWallet(t *testing.T, f *fixture, withdraw string) (a, b *wallet.Wallet) {
+	t.Helper()
 	dirA := t.TempDir()
 	a, err := wallet.Create(dirA, wallet.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.fund(t, a, "EUR:10.00")
-	if _, err := a.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03"), nil); err != nil {
+	if _, err := a.Withdraw(context.Background(), f.bankc, ecash.MustParseAmount(withdraw), nil); err != nil {
 		t.Fatal(err)
 	}
 	a.Close()
@@ -191,26 +209,15 @@ func TestCopiedWalletSwap(t *testing.T) {
 	if err := os.CopyFS(dirB, os.DirFS(dirA)); err != nil {
 		t.Fatal(err)
 	}
-	a, err = wallet.Open(dirA, wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
+	open := func(dir string) *wallet.Wallet {
+		w, err := wallet.Open(dir, wallet.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return w
 	}
-	defer a.Close()
-	b, err := wallet.Open(dirB, wallet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if _, err := b.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.02")); err != nil {
-		t.Fatal(err)
-	}
-	_, err = a.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03"))
-	if !errors.Is(err, ecash.ErrDoubleSpend) {
-		t.Fatalf("swapping coins a copy swapped: %v, want a double spend", err)
-	}
-	if got := fresh(t, a); got != "EUR:0.01" {
-		t.Errorf("original after the refusal: fresh %s, want EUR:0.01 (the coin the copy kept)", got)
-	}
+	return open(dirA), open(dirB)
 }
 
 // TestReturn: coins go back to the wallet's own account, with change made
