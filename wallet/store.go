@@ -56,7 +56,7 @@ func receiptKey(merchant, order string) []byte {
 	return append([]byte("r/"), e.Bytes()...)
 }
 
-// Coin states.
+// Coin states. A fresh coin may also be revealed (coinRecord.Revealed).
 const (
 	CoinFresh   = 0 // spendable
 	CoinPending = 1 // offered in a payment not yet settled
@@ -70,6 +70,14 @@ type coinRecord struct {
 	Value   ecash.Amount
 	State   uint8
 	Payment ecash.Hash // set while pending
+	// Revealed: the bank may have opened a payment of this coin that it
+	// did not take, and so seen it bound to that merchant and order. The
+	// coin is still the wallet's, but pays only once swapped for new coins
+	// (renewRevealed), or the bank would link that payment to the next. A
+	// flag, not a state, so that it outlives a swap of the coin that the
+	// bank refuses. Stored as a trailing byte only when set: records
+	// written before it decode as they were.
+	Revealed bool
 }
 
 func (c *coinRecord) encode() []byte {
@@ -79,6 +87,9 @@ func (c *coinRecord) encode() []byte {
 	e.Amount(c.Value)
 	e.U8(c.State)
 	e.Fixed(c.Payment[:])
+	if c.Revealed {
+		e.U8(1)
+	}
 	return e.Bytes()
 }
 
@@ -93,6 +104,12 @@ func decodeCoinRecord(b []byte) (*coinRecord, error) {
 	c.Value = d.Amount()
 	c.State = d.U8()
 	copy(c.Payment[:], d.Fixed(32))
+	if d.More() {
+		if d.U8() != 1 {
+			return nil, fmt.Errorf("%w: coin record with an unknown flag", ecash.ErrMalformed)
+		}
+		c.Revealed = true
+	}
 	return c, d.Finish()
 }
 

@@ -1,0 +1,38 @@
+package wallet
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestCoinRecordRevealed: the revealed flag round-trips, and a coin record
+// written before it existed (no trailing byte) decodes, as an unrevealed
+// coin, while an unrevealed record is still written as it was: wallets
+// keep their stores across the upgrade, both ways.
+func TestCoinRecordRevealed(t *testing.T) {
+	c := coinRecord{Index: 7, Coin: ecash.Coin{Pub: bytes.Repeat([]byte{1}, 32), Sig: []byte{2}}, Value: ecash.MustParseAmount("EUR:0.02"), State: CoinFresh}
+	// The encoding before the flag, field by field.
+	e := ecash.NewEncoder("wallet/coin")
+	e.U64(c.Index)
+	e.VarBytes(c.Coin.Encode())
+	e.Amount(c.Value)
+	e.U8(c.State)
+	e.Fixed(c.Payment[:])
+	old := e.Bytes()
+	if !bytes.Equal(c.encode(), old) {
+		t.Fatal("an unrevealed coin record is no longer written as before")
+	}
+	got, err := decodeCoinRecord(old)
+	if err != nil || got.Revealed || got.Index != c.Index || got.Value != c.Value || got.State != c.State {
+		t.Fatalf("an old record decodes as %+v, %v", got, err)
+	}
+	c.Revealed = true
+	if got, err = decodeCoinRecord(c.encode()); err != nil || !got.Revealed {
+		t.Fatalf("a revealed record decodes as %+v, %v", got, err)
+	}
+	if _, err := decodeCoinRecord(append(old, 2)); err == nil {
+		t.Error("a record with an unknown flag decoded")
+	}
+}
