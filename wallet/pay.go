@@ -270,7 +270,7 @@ func (w *Wallet) reserveCoins(ks *ecash.KeySet, pr *ecash.PaymentRequest, prBody
 }
 
 // stillFresh returns the current records of coins, or nil if one of them is
-// no longer fresh. Caller holds w.mu.
+// no longer fresh, or was revealed meanwhile. Caller holds w.mu.
 func (w *Wallet) stillFresh(coins []*coinRecord) ([]*coinRecord, error) {
 	out := make([]*coinRecord, 0, len(coins))
 	for _, c := range coins {
@@ -278,7 +278,7 @@ func (w *Wallet) stillFresh(coins []*coinRecord) ([]*coinRecord, error) {
 		if err != nil {
 			return nil, err
 		}
-		if rec.State != CoinFresh {
+		if rec.State != CoinFresh || rec.Revealed {
 			return nil, nil
 		}
 		out = append(out, rec)
@@ -375,7 +375,7 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 			return nil, serr
 		}
 		w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-		return nil, ds
+		return nil, w.renewAfter(ctx, bank, ks, ds)
 	}
 	rcpt, settled, serr := w.askBank(ctx, bank, ks, pr, pp)
 	switch {
@@ -384,9 +384,20 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 	case rcpt != nil:
 		return rcpt, nil
 	case settled:
-		return nil, err
+		return nil, w.renewAfter(ctx, bank, ks, err)
 	}
 	return nil, fmt.Errorf("%w: payment of order %s: %v", ErrPending, pp.OrderID, err)
+}
+
+// renewAfter swaps the coins a failed payment revealed while the bank is at
+// hand, and returns the payment's error, err. If they could not all be
+// swapped they stay revealed, for Recover or RefreshCoins: that is noted,
+// but does not make err pending (the payment is settled).
+func (w *Wallet) renewAfter(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, err error) error {
+	if rerr := w.renewRevealed(ctx, bank, ks); rerr != nil {
+		return fmt.Errorf("%w (and the coins the bank saw in it are not swapped yet: %v)", err, rerr)
+	}
+	return err
 }
 
 // askBank settles a pending payment from the bank's records: paid (returns
@@ -453,8 +464,11 @@ func (w *Wallet) reconcilePayments(ctx context.Context, bank pb.BankClient, ks *
 
 // settle ends a pending payment. spentOnly nil: the payment went through and
 // every coin is spent. Otherwise the payment failed: the coin spentOnly (if
-// any of ours) is marked spent, the others return to fresh. also, if set,
-// adds its writes to the same atomic batch.
+// any of ours) is marked spent, the others return to fresh but revealed.
+// The bank opens a sealed payment before it checks anything of its coins or
+// time, and keeps nothing of a deposit it refuses, so whatever the failure
+// it may have seen every coin bound to this merchant and order. also, if
+// set, adds its writes to the same atomic batch.
 //
 // A failure settles only a payment still pending, and only its coins still
 // pending for it: a retry or Recover may have settled it meanwhile (each
@@ -487,7 +501,7 @@ func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash, a
 		if !failed || *spentOnly == id {
 			c.State = CoinSpent
 		} else {
-			c.State = CoinFresh
+			c.State, c.Revealed = CoinFresh, true
 		}
 		c.Payment = ecash.Hash{}
 		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {

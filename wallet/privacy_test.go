@@ -2,12 +2,19 @@ package wallet_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -159,4 +166,271 @@ func (s *swapSpy) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.Cal
 		*s.got = append(*s.got, r)
 	}
 	return s.BankClient.Swap(ctx, in, opts...)
+}
+
+// sealedSpy keeps the sealed payments a merchant is handed, by order.
+type sealedSpy struct {
+	pb.MerchantClient
+	sealed map[string][]byte
+}
+
+func (s *sealedSpy) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	s.sealed[in.OrderId] = in.SealedPayment
+	return s.MerchantClient.Pay(ctx, in, opts...)
+}
+
+// shown opens, with the bank's key, the sealed payment of order o that the
+// spy kept: the coins the bank sees when the merchant deposits it.
+func (s *sealedSpy) shown(t *testing.T, o *merchant.Order) []ecash.Hash {
+	t.Helper()
+	pr, err := ecash.DecodePaymentRequest(o.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ecash.OpenPayment(keys(t).HPKE, pr, s.sealed[o.ID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ecash.Hash
+	for _, dp := range p.Permissions {
+		ids = append(ids, dp.Coin.ID())
+	}
+	return ids
+}
+
+// refusedDeposit has a copy of a wallet holding coins of EUR:0.01 and
+// EUR:0.02 spend the first, then the wallet pay EUR:0.03 with both, through
+// bank: the bank opens the deposit and refuses it with a double-spend
+// proof. It returns the wallet and the coins the bank saw.
+func refusedDeposit(t *testing.T, f *fixture, bank pb.BankClient) (*wallet.Wallet, []ecash.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	a, b := copiedWallet(t, f, "EUR:0.03") // 0.01 + 0.02
+	o1, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.01"), "one", 0)
+	if _, err := b.Pay(ctx, f.bankc, f.shop, "shop", o1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	spy := &sealedSpy{MerchantClient: f.shop, sealed: map[string][]byte{}}
+	o2, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "two", 0)
+	if _, err := a.Pay(ctx, bank, spy, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
+		t.Fatalf("paying with a coin the copy spent: %v", err)
+	}
+	return a, spy.shown(t, o2)
+}
+
+// TestRefusedDepositCoinsNotReused: a deposit refused for one double-spent
+// coin still showed the bank every other coin of it, bound to that
+// merchant and order. Were they paid again as they are, the bank would
+// link that payment to the next, to any merchant: the wallet swaps them
+// first, so the next payment pays with coins the bank has not seen.
+func TestRefusedDepositCoinsNotReused(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, shown := refusedDeposit(t, f, f.bankc)
+	o3, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.02"), "three", 0)
+	rcpt, err := a.Pay(ctx, f.bankc, f.shop, "shop", o3.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range rcpt.Coins {
+		if slices.Contains(shown, id) {
+			t.Fatalf("coin %x, shown to the bank in the refused deposit, pays the next order as is: the bank links the two payments", id[:8])
+		}
+	}
+	f.checkConservation(t, a)
+}
+
+// noSwaps is a bank that can no longer be reached for a swap (its first
+// round, for CS coins, included): the wallet cannot swap its revealed
+// coins right after the refusal.
+type noSwaps struct {
+	pb.BankClient
+	cut func() // called as each swap is attempted; may be nil
+}
+
+func (n noSwaps) PrepareWithdraw(context.Context, *pb.PrepareWithdrawRequest, ...grpc.CallOption) (*pb.PrepareWithdrawResponse, error) {
+	return nil, n.unreachable()
+}
+
+func (n noSwaps) Swap(context.Context, *pb.SwapRequest, ...grpc.CallOption) (*pb.SwapResponse, error) {
+	return nil, n.unreachable()
+}
+
+func (n noSwaps) unreachable() error {
+	if n.cut != nil {
+		n.cut()
+	}
+	return status.Error(codes.Unavailable, "bank unreachable (simulated)")
+}
+
+// TestRevealedCoinsInBalance: coins a refused deposit revealed, not swapped
+// yet (the bank out of reach), are still the wallet's money: the balance
+// counts them in Fresh and says how much of it is revealed, and the
+// e-cash the bank has out is what the wallet holds. They do not pay as
+// they are.
+func TestRevealedCoinsInBalance(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, _ := refusedDeposit(t, f, noSwaps{BankClient: f.bankc})
+	bal, err := a.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Fresh.String() != "EUR:0.02" || bal.Revealed.String() != "EUR:0.02" || !bal.Pending.IsZero() {
+		t.Fatalf("after the refusal: fresh %s, revealed %s, pending %s; want the EUR:0.02 coin fresh and revealed", bal.Fresh, bal.Revealed, bal.Pending)
+	}
+	f.checkConservation(t, a)
+	o3, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.02"), "three", 0)
+	if _, err := a.Pay(ctx, f.bankc, f.shop, "shop", o3.ID, nil); !errors.Is(err, wallet.ErrNoExactChange) {
+		t.Fatalf("paying with only a revealed coin: %v, want no exact change", err)
+	}
+}
+
+// TestRefreshSwapsRevealedCoins: a refresh swaps the revealed coins, new as
+// they are, for new ones: the swap spends exactly the coins the bank saw,
+// and the wallet then holds their value less their swap fees, none of it
+// revealed.
+func TestRefreshSwapsRevealedCoins(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, shown := refusedDeposit(t, f, noSwaps{BankClient: f.bankc})
+	before, err := a.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swaps []*ecash.SwapRequest
+	res, err := a.RefreshCoins(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, 0)
+	if err != nil || len(res.Errors) > 0 {
+		t.Fatalf("refresh: %v %v", err, res)
+	}
+	if len(swaps) != 1 {
+		t.Fatalf("%d swaps, want one", len(swaps))
+	}
+	var inputs []ecash.Hash
+	for _, in := range swaps[0].Inputs {
+		if !slices.Contains(shown, in.Coin.ID()) {
+			t.Errorf("the refresh swapped coin %x, which the bank had not seen", in.Coin.ID().String()[:16])
+		}
+		inputs = append(inputs, in.Coin.ID())
+	}
+	value, fees, err := a.CoinFees(inputs, func(f ecash.Fees) ecash.Amount { return f.Swap })
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := value.Sub(fees)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value != before.Revealed || res.Renewed != net {
+		t.Errorf("swapped %s of revealed %s, renewed %s, want %s", value, before.Revealed, res.Renewed, net)
+	}
+	after, err := a.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err := before.Fresh.Sub(fees); err != nil || after.Fresh != want || !after.Revealed.IsZero() || !after.Pending.IsZero() {
+		t.Fatalf("after the refresh: fresh %s, revealed %s, pending %s; want fresh %s, none revealed", after.Fresh, after.Revealed, after.Pending, want)
+	}
+	f.checkConservation(t, a)
+}
+
+// TestCrashBeforeRevealedSwapped: the machine loses power after a failed
+// payment released its coins as revealed, before their swap was persisted.
+// Reopened, the wallet holds them still revealed (neither lost nor fresh
+// to pay as they are), and Recover swaps them. The payment here expired
+// unanswered: the bank keeps nothing of a deposit it refuses, even one it
+// opened, so the wallet cannot know it never saw it, and reveals its coins
+// too.
+func TestCrashBeforeRevealedSwapped(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	fs := vfs.NewCrashableMem()
+	w, err := wallet.Create("w", wallet.Options{FS: fs, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:1.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "late", time.Minute)
+	if _, err := w.Pay(ctx, f.bankc, downMerchant{f.shop}, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("paying a merchant that is down: %v", err)
+	}
+	clk.add(time.Hour) // the request expires unpaid: the retry releases the coins
+	var crashed *vfs.MemFS
+	cut := noSwaps{BankClient: f.bankc, cut: func() {
+		if crashed == nil {
+			crashed = fs.CrashClone(vfs.CrashCloneCfg{})
+		}
+	}}
+	if _, err := w.Pay(ctx, cut, downMerchant{f.shop}, "shop", o.ID, nil); err == nil || errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("retrying an expired payment: %v", err)
+	}
+	if crashed == nil {
+		t.Fatal("no swap of the released coins was attempted")
+	}
+	w.Close()
+
+	w2, err := wallet.Open("w", wallet.Options{FS: crashed, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	bal, err := w2.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Fresh.String() != "EUR:0.03" || bal.Revealed.String() != "EUR:0.03" || !bal.Pending.IsZero() {
+		t.Fatalf("after the crash: fresh %s, revealed %s, pending %s; want EUR:0.03 fresh, all of it revealed", bal.Fresh, bal.Revealed, bal.Pending)
+	}
+	if err := w2.Recover(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if bal, err = w2.Balance(); err != nil || bal.Fresh.String() != "EUR:0.03" || !bal.Revealed.IsZero() || !bal.Pending.IsZero() {
+		t.Fatalf("after Recover: %+v, %v; want EUR:0.03 fresh, none revealed", bal, err)
+	}
+	f.checkConservation(t, w2)
+}
+
+// TestRevealedAfterRefusedSwap: the swap of revealed coins is refused, one
+// of them spent meanwhile by a copy of the wallet: the others stay
+// revealed (the bank saw them again, in the swap), not fresh to pay as
+// they are, and the next refresh swaps them.
+func TestRevealedAfterRefusedSwap(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := copiedWallet(t, f, "EUR:0.07") // 0.01 + 0.02 + 0.04
+	pay := func(w *wallet.Wallet, bank pb.BankClient, amount string) error {
+		o, _ := f.merchant.CreateOrder(ecash.MustParseAmount(amount), amount, 0)
+		_, err := w.Pay(ctx, bank, f.shop, "shop", o.ID, nil)
+		return err
+	}
+	if err := pay(b, f.bankc, "EUR:0.01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pay(a, noSwaps{BankClient: f.bankc}, "EUR:0.07"); !errors.Is(err, ecash.ErrDoubleSpend) {
+		t.Fatalf("paying with a coin the copy spent: %v", err)
+	}
+	if err := pay(b, f.bankc, "EUR:0.02"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.RefreshCoins(ctx, f.bankc, 0); err != nil || len(res.Errors) != 1 || !errors.Is(res.Errors[0], ecash.ErrDoubleSpend) {
+		t.Fatalf("swapping a revealed coin the copy spent: %v %v", res, err)
+	}
+	if bal, err := a.Balance(); err != nil || bal.Fresh.String() != "EUR:0.04" || bal.Revealed.String() != "EUR:0.04" {
+		t.Fatalf("after the refused swap: %+v, %v; want the EUR:0.04 coin fresh and revealed", bal, err)
+	}
+	if err := pay(a, f.bankc, "EUR:0.04"); !errors.Is(err, wallet.ErrNoExactChange) {
+		t.Fatalf("paying with only a revealed coin: %v, want no exact change", err)
+	}
+	if _, err := a.RefreshCoins(ctx, f.bankc, 0); err != nil {
+		t.Fatal(err)
+	}
+	if bal, err := a.Balance(); err != nil || bal.Fresh.String() != "EUR:0.04" || !bal.Revealed.IsZero() {
+		t.Fatalf("after the refresh: %+v, %v; want EUR:0.04 fresh, none revealed", bal, err)
+	}
+	f.checkConservation(t, a)
 }

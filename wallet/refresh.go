@@ -37,10 +37,11 @@ type RefreshResult struct {
 
 // RefreshCoins swaps every fresh coin whose denomination's deposit
 // deadline is within `within` of now, or whose denomination has left the
-// bank's key set, for coins of the current keys, in as few swaps as the
-// per-request bounds allow. It fetches the key set first. Coins of a key
-// that is itself current for its value are left alone (there is nothing
-// newer to move to). Value is kept exactly: a swap's outputs are worth its
+// bank's key set, and every revealed coin (Balance.Revealed) whatever its
+// age, for coins of the current keys, in as few swaps as the per-request
+// bounds allow. It fetches the key set first. Coins of a key that is itself
+// current for its value are left alone (there is nothing newer to move to)
+// unless revealed. Value is kept exactly: a swap's outputs are worth its
 // inputs.
 //
 // A batch the bank refuses outright leaves its coins fresh and is reported
@@ -55,12 +56,28 @@ func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within ti
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return nil, err
 	}
+	return w.refresh(ctx, bank, ks, within, false)
+}
+
+// renewRevealed swaps the revealed coins for new ones (see
+// coinRecord.Revealed), as RefreshCoins would. Refusals it meets settle
+// their coins (a coin a copy of the wallet spent is spent) and are not
+// errors; a swap whose answer is lost is (ErrPending), and leaves its coins
+// pending in it until Recover finishes it.
+func (w *Wallet) renewRevealed(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet) error {
+	_, err := w.refresh(ctx, bank, ks, 0, true)
+	return err
+}
+
+// refresh is RefreshCoins with the key set at hand; revealedOnly, it swaps
+// only the revealed coins.
+func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, within time.Duration, revealedOnly bool) (*RefreshResult, error) {
 	res := &RefreshResult{Renewed: ecash.Amount{Currency: ks.Currency}, Stranded: ecash.Amount{Currency: ks.Currency}}
 	now := w.now()
-	var ageing, unlisted []*coinRecord
+	var due, unlisted []*coinRecord
 	w.mu.Lock()
-	err = w.eachCoin(func(c *coinRecord) error {
-		if c.State != CoinFresh || c.Value.Currency != ks.Currency {
+	err := w.eachCoin(func(c *coinRecord) error {
+		if c.State != CoinFresh || c.Value.Currency != ks.Currency || (revealedOnly && !c.Revealed) {
 			return nil
 		}
 		d, err := ks.Denomination(c.Coin.Denom)
@@ -73,11 +90,13 @@ func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within ti
 			return err
 		case d.CanDeposit(now) != nil:
 			// Not depositable yet (a key from the future): leave it.
+		case c.Revealed:
+			due = append(due, c) // it may not pay until swapped
 		case d.DepositEnd.Sub(now) <= within:
 			if cur, err := ks.CurrentDenomination(d.Value, now); err == nil && cur.ID == d.ID {
 				return nil // nothing newer to move to
 			}
-			ageing = append(ageing, c)
+			due = append(due, c)
 		}
 		return nil
 	})
@@ -87,7 +106,7 @@ func (w *Wallet) RefreshCoins(ctx context.Context, bank pb.BankClient, within ti
 	}
 	// Coins the key set no longer lists go in batches of their own: the
 	// bank most likely refuses them, and must not take the others down.
-	for gi, group := range [][]*coinRecord{ageing, unlisted} {
+	for gi, group := range [][]*coinRecord{due, unlisted} {
 		for _, batch := range refreshBatches(group, ks, now) {
 			coins, err := w.swap(ctx, bank, ks, batch.inputs, batch.outputs)
 			switch {

@@ -417,7 +417,8 @@ func ownSpend(p ecash.DepositPermission, h ecash.Hash, outputs []ecash.Planchet)
 // endSwap settles a pending swap atomically. spentOnly nil: the swap went
 // through, every input is spent, recs are stored and the swap's audit-log
 // entry (at logIndex) is due for checking. Otherwise it was refused: the
-// input spentOnly (if one of ours) is spent, the others fresh. bad, if
+// input spentOnly (if one of ours) is spent, the others fresh (a revealed
+// one still revealed: the bank saw it once more, in the swap). bad, if
 // not nil, is the dispute over outputs whose signatures failed, recorded in
 // the same batch. A swap already settled (by a concurrent recovery) is left
 // alone.
@@ -497,12 +498,14 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 }
 
 // pick is selectCoins' search: the coins largest first, valued by value,
-// and what they leave unpaid, and every fresh coin it considered. Caller
-// holds w.mu.
+// and what they leave unpaid, and every fresh coin it considered. It never
+// considers a revealed coin: paid or swapped as change beside a payment, it
+// would link that payment to the one the bank saw it in (renewRevealed
+// swaps it on its own). Caller holds w.mu.
 func (w *Wallet) pick(amount ecash.Amount, ks *ecash.KeySet, value func(*coinRecord) uint64) (picked []*coinRecord, rest uint64, fresh []*coinRecord, err error) {
 	now := w.now()
 	err = w.eachCoin(func(c *coinRecord) error {
-		if c.State != CoinFresh || c.Value.Currency != amount.Currency {
+		if c.State != CoinFresh || c.Revealed || c.Value.Currency != amount.Currency {
 			return nil
 		}
 		if d, err := ks.Denomination(c.Coin.Denom); err != nil || d.CanDeposit(now) != nil {

@@ -288,9 +288,13 @@ func (w *Wallet) keys(ctx context.Context, bank pb.BankClient) (*ecash.KeySet, e
 
 // Balance is what the wallet holds.
 type Balance struct {
-	Fresh   ecash.Amount
-	Pending ecash.Amount
-	Coins   map[string]int // fresh coins by value ("EUR:0.01")
+	Fresh ecash.Amount
+	// Revealed is the part of Fresh the bank may have seen in a payment it
+	// did not take: still the wallet's, it pays only once swapped for new
+	// coins (Recover, RefreshCoins, or a payment's failure does that).
+	Revealed ecash.Amount
+	Pending  ecash.Amount
+	Coins    map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
 }
 
 // Balance sums the coins.
@@ -299,13 +303,17 @@ func (w *Wallet) Balance() (Balance, error) {
 	if err != nil {
 		return Balance{}, err
 	}
-	bal := Balance{Fresh: ecash.Amount{Currency: ks.Currency}, Pending: ecash.Amount{Currency: ks.Currency}, Coins: map[string]int{}}
+	zero := ecash.Amount{Currency: ks.Currency}
+	bal := Balance{Fresh: zero, Revealed: zero, Pending: zero, Coins: map[string]int{}}
 	err = w.eachCoin(func(c *coinRecord) error {
 		var err error
 		switch c.State {
 		case CoinFresh:
 			bal.Fresh, err = bal.Fresh.Add(c.Value)
 			bal.Coins[c.Value.String()]++
+			if c.Revealed && err == nil {
+				bal.Revealed, err = bal.Revealed.Add(c.Value)
+			}
 		case CoinPending:
 			bal.Pending, err = bal.Pending.Add(c.Value)
 		}

@@ -410,8 +410,8 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 }
 
 // Recover finishes withdrawals and swaps that were persisted but not
-// completed, and settles pending payments the bank can decide (paid, or unpaid and too
-// late to be paid).
+// completed, settles pending payments the bank can decide (paid, or unpaid and too
+// late to be paid), and swaps revealed coins (Balance.Revealed) for new ones.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return err
@@ -426,7 +426,12 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
 		return err
 	}
-	return w.reconcilePayments(ctx, bank, ks)
+	if err := w.reconcilePayments(ctx, bank, ks); err != nil {
+		return err
+	}
+	// Settling payments may reveal coins, and an earlier failure may have
+	// left some unswapped (the bank unreachable, or a crash).
+	return w.renewRevealed(ctx, bank, ks)
 }
 
 func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
