@@ -166,7 +166,9 @@ func refreshCommand(g *globals) *cli.Command {
 		Long: `refresh fetches the bank's key set and swaps every fresh coin whose
 denomination stops being accepted within --within (or whose denomination left
 the key set) for coins of the current keys, keeping the value. Run it now and
-then (say monthly): a coin past its deposit deadline is worth nothing.
+then (say monthly): a coin past its deposit deadline is worth nothing. It
+also swaps every revealed coin (see 'wallet balance'), which may not pay
+until it is swapped.
 
 Coins the bank will no longer swap are reported as stranded.`,
 		Example: `wallet refresh

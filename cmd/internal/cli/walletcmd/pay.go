@@ -192,14 +192,14 @@ func payError(inv *cli.Invocation, order string, err error) error {
 				ProofVerified  bool   `json:"proof_verified"`
 			}{"double-spend", hex.EncodeToString(coin[:]), hex.EncodeToString(ds.Proof.Earlier.PaymentHash[:]), true}, nil)
 		}
-		return fmt.Errorf("payment refused: coin %x was already spent (in payment %x); the bank's double-spend proof, signed by the coin itself, verified. That coin is now marked spent and the other coins are back in the wallet; run the same command again to pay with other coins",
+		return fmt.Errorf("payment refused: coin %x was already spent (in payment %x); the bank's double-spend proof, signed by the coin itself, verified. That coin is now marked spent and the other coins are back in the wallet, swapped for new ones as the bank saw them (if that swap could not be made now, 'wallet refresh' makes it); run the same command again to pay with other coins",
 			coin[:8], ds.Proof.Earlier.PaymentHash[:8])
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending):
 		return fmt.Errorf("the payment of order %s was sent but not confirmed (%v); it is saved in the wallet: re-run the same command to finish it (it is never paid twice)", cli.Shown(order), err)
 	case errors.Is(err, wallet.ErrNoExactChange):
-		return fmt.Errorf("%w (see 'wallet balance'; a withdrawal brings coins that fit)", err)
+		return fmt.Errorf("%w (see 'wallet balance'; a withdrawal brings coins that fit, and 'wallet refresh' frees revealed ones)", err)
 	}
 	return err
 }

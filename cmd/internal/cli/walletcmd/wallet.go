@@ -314,7 +314,10 @@ func balanceCommand(g *globals) *cli.Command {
 		Short: "show the coins the wallet holds",
 		Long: `balance shows the wallet's spendable (fresh) total, the total held in
 payments not yet settled (pending), and how many coins of each value it
-holds. It works offline. It also lists any answer of the bank to a
+holds. Part of the fresh total may be revealed: coins the bank saw in a
+payment it did not take, which pay only once swapped for new ones (else
+the bank could link that payment to the next); 'wallet refresh' swaps
+them. It works offline. It also lists any answer of the bank to a
 withdrawal or swap that did not verify: the bank committed the operation
 but its signatures are wrong, which a retry cannot change; the wallet
 keeps the request and the answer as evidence and goes on.`,
@@ -375,12 +378,13 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 	sort.Slice(vs, func(i, j int) bool { return vs[i].a.Value > vs[j].a.Value })
 	out := struct {
 		Fresh              string      `json:"fresh"`
+		Revealed           string      `json:"revealed"` // part of fresh
 		Pending            string      `json:"pending"`
 		FreshCoins         int         `json:"fresh_coins"`
 		Coins              []coinCount `json:"coins"`
 		PendingWithdrawals int         `json:"pending_withdrawals"`
 		Disputes           []dispute   `json:"disputes"`
-	}{bal.Fresh.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}}
+	}{bal.Fresh.String(), bal.Revealed.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}}
 	for _, d := range disputes {
 		out.Disputes = append(out.Disputes, dispute{d.Kind, d.At, d.Lost.String(), len(d.Indices), d.Reason})
 	}
@@ -390,6 +394,9 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 	return inv.Print(out, func(wr io.Writer) {
 		t := cli.NewTable(wr)
 		t.Row("fresh:", fmt.Sprintf("%s (%d coins)", bal.Fresh, total))
+		if !bal.Revealed.IsZero() {
+			t.Row("revealed:", fmt.Sprintf("%s of it, seen by the bank in a refused payment: 'wallet refresh' swaps it before it pays", bal.Revealed))
+		}
 		t.Row("pending:", bal.Pending.String())
 		t.Flush()
 		if len(vs) > 0 {
