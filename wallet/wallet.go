@@ -17,6 +17,11 @@
 // that commits a withdrawal or swap and answers with signatures that do not
 // verify would answer every retry the same: the wallet keeps the request and
 // the answer (Disputes), closes the operation and goes on (ErrBadAnswer).
+//
+// Coins are fresh, pending (in a payment or swap not yet settled) or spent.
+// A fresh coin may also be revealed: released by a payment the bank may
+// have opened and not taken, it pays only once swapped for new coins (see
+// Balance.Revealed and docs/PROTOCOL.md §4d).
 package wallet
 
 import (
