@@ -263,6 +263,20 @@ func (n noSwaps) unreachable() error {
 	return status.Error(codes.Unavailable, "bank unreachable (simulated)")
 }
 
+// wantBalance fails the test unless w holds fresh, revealed of it, and
+// nothing pending; it returns the balance.
+func wantBalance(t *testing.T, w *wallet.Wallet, when, fresh, revealed string) wallet.Balance {
+	t.Helper()
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Fresh.String() != fresh || bal.Revealed.String() != revealed || !bal.Pending.IsZero() {
+		t.Fatalf("%s: fresh %s, revealed %s, pending %s; want fresh %s, revealed %s, none pending", when, bal.Fresh, bal.Revealed, bal.Pending, fresh, revealed)
+	}
+	return bal
+}
+
 // TestRevealedCoinsInBalance: coins a refused deposit revealed, not swapped
 // yet (the bank out of reach), are still the wallet's money: the balance
 // counts them in Fresh and says how much of it is revealed, and the
@@ -272,13 +286,7 @@ func TestRevealedCoinsInBalance(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	a, _ := refusedDeposit(t, f, noSwaps{BankClient: f.bankc})
-	bal, err := a.Balance()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bal.Fresh.String() != "EUR:0.02" || bal.Revealed.String() != "EUR:0.02" || !bal.Pending.IsZero() {
-		t.Fatalf("after the refusal: fresh %s, revealed %s, pending %s; want the EUR:0.02 coin fresh and revealed", bal.Fresh, bal.Revealed, bal.Pending)
-	}
+	wantBalance(t, a, "after the refusal", "EUR:0.02", "EUR:0.02")
 	f.checkConservation(t, a)
 	o3, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.02"), "three", 0)
 	if _, err := a.Pay(ctx, f.bankc, f.shop, "shop", o3.ID, nil); !errors.Is(err, wallet.ErrNoExactChange) {
@@ -294,10 +302,7 @@ func TestRefreshSwapsRevealedCoins(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	a, shown := refusedDeposit(t, f, noSwaps{BankClient: f.bankc})
-	before, err := a.Balance()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := wantBalance(t, a, "after the refusal", "EUR:0.02", "EUR:0.02")
 	var swaps []*ecash.SwapRequest
 	res, err := a.RefreshCoins(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, 0)
 	if err != nil || len(res.Errors) > 0 {
@@ -324,13 +329,11 @@ func TestRefreshSwapsRevealedCoins(t *testing.T) {
 	if value != before.Revealed || res.Renewed != net {
 		t.Errorf("swapped %s of revealed %s, renewed %s, want %s", value, before.Revealed, res.Renewed, net)
 	}
-	after, err := a.Balance()
+	want, err := before.Fresh.Sub(fees)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want, err := before.Fresh.Sub(fees); err != nil || after.Fresh != want || !after.Revealed.IsZero() || !after.Pending.IsZero() {
-		t.Fatalf("after the refresh: fresh %s, revealed %s, pending %s; want fresh %s, none revealed", after.Fresh, after.Revealed, after.Pending, want)
-	}
+	wantBalance(t, a, "after the refresh", want.String(), "EUR:0.00")
 	f.checkConservation(t, a)
 }
 
@@ -379,19 +382,11 @@ func TestCrashBeforeRevealedSwapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w2.Close()
-	bal, err := w2.Balance()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bal.Fresh.String() != "EUR:0.03" || bal.Revealed.String() != "EUR:0.03" || !bal.Pending.IsZero() {
-		t.Fatalf("after the crash: fresh %s, revealed %s, pending %s; want EUR:0.03 fresh, all of it revealed", bal.Fresh, bal.Revealed, bal.Pending)
-	}
+	wantBalance(t, w2, "after the crash", "EUR:0.03", "EUR:0.03")
 	if err := w2.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
-	if bal, err = w2.Balance(); err != nil || bal.Fresh.String() != "EUR:0.03" || !bal.Revealed.IsZero() || !bal.Pending.IsZero() {
-		t.Fatalf("after Recover: %+v, %v; want EUR:0.03 fresh, none revealed", bal, err)
-	}
+	wantBalance(t, w2, "after Recover", "EUR:0.03", "EUR:0.00")
 	f.checkConservation(t, w2)
 }
 
@@ -420,17 +415,13 @@ func TestRevealedAfterRefusedSwap(t *testing.T) {
 	if res, err := a.RefreshCoins(ctx, f.bankc, 0); err != nil || len(res.Errors) != 1 || !errors.Is(res.Errors[0], ecash.ErrDoubleSpend) {
 		t.Fatalf("swapping a revealed coin the copy spent: %v %v", res, err)
 	}
-	if bal, err := a.Balance(); err != nil || bal.Fresh.String() != "EUR:0.04" || bal.Revealed.String() != "EUR:0.04" {
-		t.Fatalf("after the refused swap: %+v, %v; want the EUR:0.04 coin fresh and revealed", bal, err)
-	}
+	wantBalance(t, a, "after the refused swap", "EUR:0.04", "EUR:0.04")
 	if err := pay(a, f.bankc, "EUR:0.04"); !errors.Is(err, wallet.ErrNoExactChange) {
 		t.Fatalf("paying with only a revealed coin: %v, want no exact change", err)
 	}
 	if _, err := a.RefreshCoins(ctx, f.bankc, 0); err != nil {
 		t.Fatal(err)
 	}
-	if bal, err := a.Balance(); err != nil || bal.Fresh.String() != "EUR:0.04" || !bal.Revealed.IsZero() {
-		t.Fatalf("after the refresh: %+v, %v; want EUR:0.04 fresh, none revealed", bal, err)
-	}
+	wantBalance(t, a, "after the refresh", "EUR:0.04", "EUR:0.00")
 	f.checkConservation(t, a)
 }
