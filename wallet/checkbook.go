@@ -429,7 +429,9 @@ func (w *Wallet) CheckStatus(ctx context.Context, bank pb.BankClient, id echeck.
 			p.State = PurchaseExpired
 			return p, nil
 		}
-		if rec.State == PurchaseExpired {
+		if rec.State != PurchasePending {
+			// Decided (the bank's signed receipt is stored) or expired: the
+			// bank forgetting it changes neither.
 			return p, nil
 		}
 		return p, fmt.Errorf("%w: the bank has no decision on payment order %s yet (it stays chargeable until %s)", ErrPending, id, p.ExpiresAt.UTC().Format(time.RFC3339))

@@ -320,6 +320,43 @@ func TestBuyDeclined(t *testing.T) {
 	}
 }
 
+// forgetfulBank has no record of any payment order.
+type forgetfulBank struct{ pb.BankClient }
+
+func (forgetfulBank) CheckStatus(context.Context, *pb.CheckStatusRequest, ...grpc.CallOption) (*pb.CheckResult, error) {
+	return nil, status.Error(codes.NotFound, "bank: no payment order recorded under this EPOID")
+}
+
+// TestCheckStatusKeepsTheDecision: a purchase the wallet holds the bank's
+// signed receipt for stays decided when the bank later says it knows
+// nothing of it (a bank restored from an old backup, or lying): the wallet
+// does not call the purchase pending again, which would make it look
+// chargeable.
+func TestCheckStatusKeepsTheDecision(t *testing.T) {
+	ctx := context.Background()
+	tl := newTill(t)
+	w, _ := tl.customer(t, "EUR:2.00")
+	bought, err := w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "", agree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Buy(ctx, tl.bankc, tl.shop, "song", nil, "", agree)
+	var de *wallet.DeclinedError
+	if !errors.As(err, &de) {
+		t.Fatalf("second purchase: %v, want a decline", err)
+	}
+	for id, want := range map[echeck.EPOID]string{bought.EPOID: wallet.PurchaseApproved, de.Receipt.EPOID: wallet.PurchaseDeclined} {
+		p, err := w.CheckStatus(ctx, forgetfulBank{tl.bankc}, id)
+		if err != nil || p == nil || p.State != want {
+			state := ""
+			if p != nil {
+				state = p.State
+			}
+			t.Errorf("%s after the bank forgot it: %q, %v; want %s", id, state, err, want)
+		}
+	}
+}
+
 // TestBuyMerchantKeepsKey: the merchant forwards the EPO but never sends the
 // receipt with K. The wallet asks the bank itself and decrypts.
 func TestBuyMerchantKeepsKey(t *testing.T) {
