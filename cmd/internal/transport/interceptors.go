@@ -80,15 +80,27 @@ func clientInterceptor(ctx context.Context, method string, req, reply any, cc *g
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
-// tapPeers refuses calls beyond a peer address's rate with
-// ResourceExhausted as their streams open, before gRPC reads and decodes
-// their messages: a refused call costs the server next to nothing. The
-// metrics count it under the method "(peer rate)".
-func tapPeers(l *bank.RateLimiter, m *RPCMetrics) tap.ServerInHandle {
+// tapPeers refuses, with ResourceExhausted as their streams open and
+// before gRPC reads any of their messages, calls beyond a peer address's
+// rate (l; nil: none) and beyond the calls it may have in progress at once
+// (calls; nil: none): a refused call costs the server next to nothing.
+// A call holds its place until its stream's context ends, which gRPC does
+// however the stream ends (answered, reset, deadline, connection closed).
+// The metrics count refusals under the methods "(peer rate)" and "(peer
+// calls)".
+func tapPeers(l *bank.RateLimiter, calls *PeerCounter, m *RPCMetrics) tap.ServerInHandle {
 	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
-		if !l.Allow(peerKey(ctx), time.Now()) {
+		key := peerKey(ctx)
+		if l != nil && !l.Allow(key, time.Now()) {
 			m.refused("(peer rate)")
 			return nil, errTooFast
+		}
+		if calls != nil {
+			if !calls.acquire(key) {
+				m.refused("(peer calls)")
+				return nil, errTooMany
+			}
+			context.AfterFunc(ctx, func() { calls.release(key) })
 		}
 		return ctx, nil
 	}
@@ -107,7 +119,10 @@ func chargePeers(l *bank.RateLimiter) grpc.UnaryServerInterceptor {
 	}
 }
 
-var errTooFast = status.Error(codes.ResourceExhausted, "too many requests from this address; slow down")
+var (
+	errTooFast = status.Error(codes.ResourceExhausted, "too many requests from this address; slow down")
+	errTooMany = status.Error(codes.ResourceExhausted, "too many calls in progress from this address; wait for some to finish")
+)
 
 // callCost is what a call costs in the per-peer rate's tokens beyond the
 // first: a first-round (PrepareWithdraw) call one more per 16 items, so a
@@ -123,15 +138,20 @@ func callCost(req any) int {
 	return 0
 }
 
-// peerKey is the address a call comes from, without its port; for IPv6
-// its /64 network, which one host is commonly given whole (limited per
-// address, it would have 2^64 fresh buckets).
+// peerKey is the address a call comes from (addrKey).
 func peerKey(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return "unknown"
 	}
-	key := p.Addr.String()
+	return addrKey(p.Addr)
+}
+
+// addrKey is a peer's address without its port; for IPv6 its /64
+// network, which one host is commonly given whole (limited per address, it
+// would have 2^64 fresh buckets).
+func addrKey(a net.Addr) string {
+	key := a.String()
 	if host, _, err := net.SplitHostPort(key); err == nil {
 		key = host
 	}

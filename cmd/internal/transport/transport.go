@@ -55,7 +55,9 @@ const (
 const MaxMessageSize = 4 << 20
 
 // MaxStreamsPerConn bounds the calls in progress on one connection (gRPC's
-// default is unbounded): a merchant's many concurrent deposits fit.
+// default is unbounded): a merchant's many concurrent deposits fit. What
+// one peer address may hold is bounded across its connections by
+// Server.PeerCalls (and their number by LimitConns).
 const MaxStreamsPerConn = 1024
 
 // HandshakeTimeout and IdleTimeout bound a connection's handshake and its
@@ -108,6 +110,13 @@ func maxDecoded(v any) int {
 // control (the window is topped up after each quarter of it); the
 // estimation would grow it to 16 MiB at most.
 const FlowWindow = MaxMessageSize
+
+// MaxCallBytes bounds the request bytes a call in progress holds in the
+// server: gRPC buffers a message until it is whole (at most
+// MaxMessageSize; it widens the stream's window to let a message through,
+// so a smaller window would not bound it), and keeps what a peer sends
+// after it, a window's worth, unread until the call ends.
+const MaxCallBytes = MaxMessageSize + FlowWindow
 
 // flowControl are the server options of the fixed flow-control window.
 func flowControl() []grpc.ServerOption {
@@ -195,6 +204,7 @@ type Server struct {
 	Log       *slog.Logger      // nil: discard
 	Metrics   *RPCMetrics       // nil: none
 	PeerLimit *bank.RateLimiter // calls per second per peer address; nil: none
+	PeerCalls int               // calls in progress at once per peer address; 0: no bound
 	Token     string            // non-empty: every call must carry it (admin)
 	// CertMethods are the full method names ("/blindbank.v1.Bank/Deposit")
 	// refused, with Unauthenticated, to callers whose connection presented
@@ -203,8 +213,9 @@ type Server struct {
 }
 
 // Options are the gRPC options: TLS (unless plaintext), message size
-// bounds, request ids, panic recovery, per-peer rate limits, metrics, client
-// certificates for CertMethods and, for the admin listener, the token.
+// bounds, request ids, panic recovery, per-peer rate limits and calls in
+// progress, metrics, client certificates for CertMethods and, for the
+// admin listener, the token.
 func (c Server) Options() []grpc.ServerOption {
 	log := c.Log
 	if log == nil {
@@ -232,7 +243,7 @@ func (c Server) Options() []grpc.ServerOption {
 		// on its next): neither a slow handshake nor an idle connection
 		// holds a server's memory for long.
 		grpc.ConnectionTimeout(HandshakeTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: IdleTimeout}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: IdleTimeout, Timeout: KeepaliveTimeout}),
 		grpc.ChainUnaryInterceptor(chain...),
 		// Calls run on a pool of goroutines whose stacks have already grown
 		// to what a handler's cryptography needs, instead of a fresh
@@ -241,8 +252,12 @@ func (c Server) Options() []grpc.ServerOption {
 		// goroutine per call as before, so a slow call never queues others.
 		grpc.NumStreamWorkers(streamWorkers()),
 	)
-	if c.PeerLimit != nil {
-		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit, c.Metrics)))
+	var calls *PeerCounter
+	if c.PeerCalls > 0 {
+		calls = NewPeerCounter(c.PeerCalls)
+	}
+	if c.PeerLimit != nil || calls != nil {
+		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit, calls, c.Metrics)))
 	}
 	switch {
 	case c.TLS != nil:
