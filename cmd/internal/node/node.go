@@ -75,21 +75,44 @@ type BankConfig struct {
 // a revocation another replica made: one small read per interval.
 const DefaultRevocationPoll = 2 * time.Second
 
-// RateLimits bound what one peer address and one account may ask per second;
-// zero fields take the defaults, negative ones turn the limit off (load
-// tests from one address).
+// RateLimits bound what one peer address and one account may ask per
+// second, and what one peer address may hold open at once; zero fields take
+// the defaults, negative ones turn the limit off (load tests from one
+// address).
 type RateLimits struct {
 	PerPeer    float64 // calls per second per peer address (burst: twice that)
 	PerAccount float64 // withdrawals, payment orders and statements per account
+	// CallsPerPeer and ConnsPerPeer bound the calls in progress and the
+	// connections open at once per peer address on the public listener:
+	// each call holds up to transport.MaxCallBytes of its request until it
+	// ends, whether or not the peer ever finishes sending it.
+	CallsPerPeer int
+	ConnsPerPeer int
 }
 
 // Defaults: generous for honest wallets and merchants, tight enough that one
-// address or account cannot monopolise the signing cores.
+// address or account cannot monopolise the signing cores, nor one address
+// hold more than DefaultCallsPerPeer × transport.MaxCallBytes (2 GiB) of
+// requests in memory. A merchant deposits each payment in a call of its own
+// from one address, all at once: 256 is four times loadgen's usual 64.
 const (
-	DefaultPerPeer    = 500
-	DefaultPerAccount = 100
-	maxLimiterKeys    = 100_000
+	DefaultPerPeer      = 500
+	DefaultPerAccount   = 100
+	DefaultCallsPerPeer = 256
+	DefaultConnsPerPeer = 256
+	maxLimiterKeys      = 100_000
 )
+
+// peerCap is a per-peer bound as configured: 0 for none.
+func peerCap(n, def int) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return def
+	}
+	return n
+}
 
 func limiter(perSecond, def float64) *bank.RateLimiter {
 	switch {
@@ -116,6 +139,8 @@ type Daemon struct {
 
 	Registry  *prometheus.Registry // served at /metrics on the admin listener
 	PeerLimit *bank.RateLimiter    // calls per second per peer on the public listener
+	PeerCalls int                  // calls in progress per peer on the public listener; 0: no bound
+	PeerConns int                  // connections per peer on the public listener; 0: no bound
 
 	public    *grpc.Server
 	admin     *grpc.Server
@@ -350,6 +375,8 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		return nil, err
 	}
 	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
+	n.PeerCalls = peerCap(cfg.Limits.CallsPerPeer, DefaultCallsPerPeer)
+	n.PeerConns = peerCap(cfg.Limits.ConnsPerPeer, DefaultConnsPerPeer)
 	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
 	n.backups = newBackupMetrics()
 	err = n.start(daemonSpec{
@@ -421,7 +448,10 @@ func (d *Daemon) start(sp daemonSpec) error {
 		return err
 	}
 	d.health = health.NewServer()
-	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit}
+	if d.PeerConns > 0 {
+		pubLis = transport.LimitConns(pubLis, d.PeerConns, rpcMetrics)
+	}
+	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit, PeerCalls: d.PeerCalls}
 	if lt.public != nil {
 		pubOpts.TLS = lt.public.ServerConfig(lt.publicAuth)
 	}
@@ -592,6 +622,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 	}
 	n := &Merchant{Merchant: m, bankConn: conn}
 	n.PeerLimit = limiter(0, DefaultPerPeer)
+	n.PeerCalls, n.PeerConns = DefaultCallsPerPeer, DefaultConnsPerPeer
 	err = n.start(daemonSpec{
 		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
 		tls: cfg.TLS, log: cfg.Log,
