@@ -125,6 +125,12 @@ type File struct {
 	// address; a load test from one host needs them raised or off.
 	RateLimitPerPeer    string `json:"rate_limit_per_peer"`
 	RateLimitPerAccount string `json:"rate_limit_per_account"`
+	// CallsPerPeer and ConnectionsPerPeer are how many calls one peer
+	// address may have in progress, and connections open, at once on the
+	// public listener: a number, or "off" (default 256 each). Each call
+	// holds up to 8 MiB of its request until it ends, sent whole or not.
+	CallsPerPeer       string `json:"calls_per_peer"`
+	ConnectionsPerPeer string `json:"connections_per_peer"`
 	// RevocationPoll is how often a replica looks in the audit log for
 	// denominations another replica revoked, to serve the revoked key set:
 	// a duration such as "2s" (default 2s; 100ms to 1h). The store refuses
@@ -138,7 +144,7 @@ var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
 	"cache_size", "tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
-	"rate_limit_per_peer", "rate_limit_per_account", "revocation_poll",
+	"rate_limit_per_peer", "rate_limit_per_account", "calls_per_peer", "connections_per_peer", "revocation_poll",
 }
 
 // Environment variables.
@@ -343,6 +349,8 @@ func (b *Bank) Effective() File {
 		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile, Signer: b.Signer,
 		RateLimitPerPeer:    formatRate(b.RateLimits.PerPeer, node.DefaultPerPeer),
 		RateLimitPerAccount: formatRate(b.RateLimits.PerAccount, node.DefaultPerAccount),
+		CallsPerPeer:        formatRate(float64(b.RateLimits.CallsPerPeer), node.DefaultCallsPerPeer),
+		ConnectionsPerPeer:  formatRate(float64(b.RateLimits.ConnsPerPeer), node.DefaultConnsPerPeer),
 		RevocationPoll:      cmp.Or(b.RevocationPoll, node.DefaultRevocationPoll).String(),
 	}
 	specs := b.Denominations
@@ -396,6 +404,8 @@ type Flags struct {
 	Signer              string
 	RateLimitPerPeer    string
 	RateLimitPerAccount string
+	CallsPerPeer        string
+	ConnectionsPerPeer  string
 	RevocationPoll      string
 }
 
@@ -436,6 +446,8 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 	fs.StringVar(&f.RateLimitPerPeer, "rate-limit-per-peer", "", "calls a second one peer address may make on the public listener, `N` or off (default 500; bursts of twice that): raise it behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders and statements one account may ask for a second, `N` or off (default 100)")
+	fs.StringVar(&f.CallsPerPeer, "calls-per-peer", "", "calls one peer address may have in progress at once on the public listener, `N` or off (default 256); each holds up to 8 MiB of its request until it ends")
+	fs.StringVar(&f.ConnectionsPerPeer, "connections-per-peer", "", "connections one peer address may have open at once on the public listener, `N` or off (default 256); raise both behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RevocationPoll, "revocation-poll", "", "how often to look in the audit log for denominations another replica revoked, a `DURATION` from 100ms to 1h (default 2s); their coins are refused at once regardless, this bounds how long wallets see the old key set")
 }
 
@@ -503,6 +515,8 @@ var settings = map[string]setting{
 	"signer":                 {flag: "signer"},
 	"rate_limit_per_peer":    {flag: "rate-limit-per-peer"},
 	"rate_limit_per_account": {flag: "rate-limit-per-account"},
+	"calls_per_peer":         {flag: "calls-per-peer"},
+	"connections_per_peer":   {flag: "connections-per-peer"},
 	"revocation_poll":        {flag: "revocation-poll"},
 }
 
@@ -587,6 +601,8 @@ func Resolve(in Input) (*Bank, error) {
 	b.Signer = r.str("signer", f.Signer, fl.Signer, "")
 	perPeer := r.str("rate_limit_per_peer", f.RateLimitPerPeer, fl.RateLimitPerPeer, "")
 	perAccount := r.str("rate_limit_per_account", f.RateLimitPerAccount, fl.RateLimitPerAccount, "")
+	callsPerPeer := r.str("calls_per_peer", f.CallsPerPeer, fl.CallsPerPeer, "")
+	connsPerPeer := r.str("connections_per_peer", f.ConnectionsPerPeer, fl.ConnectionsPerPeer, "")
 	poll := r.str("revocation_poll", f.RevocationPoll, fl.RevocationPoll, "")
 	if p, ok := strings.CutPrefix(b.Signer, "unix://"); b.Signer != "" && (!ok || !filepath.IsAbs(p)) {
 		return nil, r.fail("signer", "bad %s %q: want unix:///PATH, the absolute path of the signer's socket", r.name("signer"), b.Signer)
@@ -668,6 +684,12 @@ func Resolve(in Input) (*Bank, error) {
 	if b.RateLimits.PerAccount, err = r.rate("rate_limit_per_account", perAccount); err != nil {
 		return nil, err
 	}
+	if b.RateLimits.CallsPerPeer, err = r.count("calls_per_peer", callsPerPeer); err != nil {
+		return nil, err
+	}
+	if b.RateLimits.ConnsPerPeer, err = r.count("connections_per_peer", connsPerPeer); err != nil {
+		return nil, err
+	}
 	if poll != "" {
 		d, err := time.ParseDuration(poll)
 		if err != nil || d < MinRevocationPoll || d > MaxRevocationPoll {
@@ -734,7 +756,22 @@ func (r *resolver) rate(field, v string) (float64, error) {
 	return n, nil
 }
 
-// formatRate is a rate limit as the file spells it.
+// count parses a per-peer bound: "" for the default (0 in node.RateLimits),
+// "off" (-1), or a whole number from 1 to maxRate.
+func (r *resolver) count(field, v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	switch {
+	case v == "":
+		return 0, nil
+	case v == "off":
+		return -1, nil
+	case err != nil || !decimal.MatchString(v) || n < 1 || n > maxRate:
+		return 0, r.fail(field, "bad %s %q: want a whole number, 1 to %d, or off", r.name(field), v, maxRate)
+	}
+	return n, nil
+}
+
+// formatRate is a rate limit (or a count) as the file spells it.
 func formatRate(v, def float64) string {
 	switch {
 	case v < 0:

@@ -255,6 +255,8 @@ func TestValidation(t *testing.T) {
 		{"rate limit hex", `{"rate_limit_per_peer": "0x1p4"}`, nil, nil, `FILE: bad rate_limit_per_peer "0x1p4": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
 		{"rate limit underscores", ``, nil, []string{"--rate-limit-per-peer", "1_000"}, `bad --rate-limit-per-peer "1_000": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
 		{"rate limit huge", `{"rate_limit_per_peer": "1000001"}`, nil, nil, `FILE: bad rate_limit_per_peer "1000001": want calls a second, 1 to 1000000, or off`, "rate_limit_per_peer"},
+		{"calls per peer fraction", `{"calls_per_peer": "1.5"}`, nil, nil, `FILE: bad calls_per_peer "1.5": want a whole number, 1 to 1000000, or off`, "calls_per_peer"},
+		{"connections per peer zero", ``, nil, []string{"--connections-per-peer", "0"}, `bad --connections-per-peer "0": want a whole number, 1 to 1000000, or off`, "connections_per_peer"},
 		{"revocation poll short", `{"revocation_poll": "10ms"}`, nil, nil, `FILE: bad revocation_poll "10ms": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
 		{"revocation poll unit", ``, nil, []string{"--revocation-poll", "2"}, `bad --revocation-poll "2": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
 		{"revocation poll long", `{"revocation_poll": "2h"}`, nil, nil, `FILE: bad revocation_poll "2h": want a duration from 100ms to 1h0m0s, e.g. 2s`, "revocation_poll"},
@@ -420,11 +422,11 @@ func TestRateLimits(t *testing.T) {
 	if err != nil || b.RateLimits != (node.RateLimits{}) {
 		t.Fatalf("default: %+v, %v", b.RateLimits, err)
 	}
-	if e := b.Effective(); e.RateLimitPerPeer != "500" || e.RateLimitPerAccount != "100" {
-		t.Fatalf("effective defaults %q %q", e.RateLimitPerPeer, e.RateLimitPerAccount)
+	if e := b.Effective(); e.RateLimitPerPeer != "500" || e.RateLimitPerAccount != "100" || e.CallsPerPeer != "256" || e.ConnectionsPerPeer != "256" {
+		t.Fatalf("effective defaults %q %q %q %q", e.RateLimitPerPeer, e.RateLimitPerAccount, e.CallsPerPeer, e.ConnectionsPerPeer)
 	}
-	b, err = resolve(t, `{"rate_limit_per_peer": "2000", "rate_limit_per_account": "50"}`, nil, "--rate-limit-per-peer", "off")
-	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
+	b, err = resolve(t, `{"rate_limit_per_peer": "2000", "rate_limit_per_account": "50", "calls_per_peer": "1024", "connections_per_peer": "off"}`, nil, "--rate-limit-per-peer", "off", "--calls-per-peer", "64")
+	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50, CallsPerPeer: 64, ConnsPerPeer: -1}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
 		t.Fatalf("%+v from %v, %v", b.RateLimits, b.Source("rate_limit_per_peer"), err)
 	}
 	if b2 := reresolve(t, b); b2.RateLimits != b.RateLimits {
