@@ -108,6 +108,11 @@ its zero value means the default shown. Unknown fields are errors.
                                        behind a proxy all share its address
     "rate_limit_per_account": "100",   withdrawals, payment orders and
                                        statements a second per account, or "off"
+    "calls_per_peer": "256",           calls one peer address may have in
+                                       progress at once (each holds up to 8 MiB
+                                       of its request), or "off"
+    "connections_per_peer": "256",     connections one peer address may hold
+                                       open, or "off"; raise both behind a proxy
     "revocation_poll": "2s",           how often a replica looks for
                                        denominations another revoked (100ms
                                        to 1h); their coins are refused at once
@@ -209,6 +214,8 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("signer", eff.Signer)
 				row("rate_limit_per_peer", eff.RateLimitPerPeer)
 				row("rate_limit_per_account", eff.RateLimitPerAccount)
+				row("calls_per_peer", eff.CallsPerPeer)
+				row("connections_per_peer", eff.ConnectionsPerPeer)
 				row("revocation_poll", eff.RevocationPoll)
 				t.Flush()
 			})
