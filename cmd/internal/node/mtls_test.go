@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
@@ -154,7 +155,8 @@ func getKeys(t *testing.T, addr string, c transport.ClientConfig) error {
 // TestMerchantMTLS: with a client CA, the bank's merchant calls need a
 // certificate from it (over real TLS on loopback) while wallets need none;
 // a certificate from another CA is refused in the handshake; and a merchant
-// node presenting a good certificate takes a payment end to end.
+// node presenting a good certificate takes a payment end to end and
+// refunds part of it.
 func TestMerchantMTLS(t *testing.T) {
 	ctx := context.Background()
 	good, other := newCA(t, "merchants"), newCA(t, "elsewhere")
@@ -203,11 +205,19 @@ func TestMerchantMTLS(t *testing.T) {
 	if _, err := w.Withdraw(ctx, bankc, mustAmount(t, "EUR:2.00"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Pay(ctx, bankc, paid.client, paid.node.Addr, paid.order(t, "EUR:0.50"), nil); err != nil {
+	order := paid.order(t, "EUR:0.50")
+	if _, err := w.Pay(ctx, bankc, paid.client, paid.node.Addr, order, nil); err != nil {
 		t.Fatalf("payment through a merchant with a client certificate: %v", err)
 	}
 	if got := e.balance(paid.account); got != "EUR:0.50" {
 		t.Fatalf("merchant balance %s", got)
+	}
+	// Refunds need the certificate too, and the merchant node presents it.
+	if _, err := paid.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: "EUR:0.20"}); err != nil {
+		t.Fatalf("refund through a merchant with a client certificate: %v", err)
+	}
+	if got := e.balance(paid.account); got != "EUR:0.30" {
+		t.Fatalf("merchant balance %s after the refund", got)
 	}
 	_, err = w.Pay(ctx, bankc, unpaid.client, unpaid.node.Addr, unpaid.order(t, "EUR:0.50"), nil)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -215,6 +225,33 @@ func TestMerchantMTLS(t *testing.T) {
 	}
 	if got := e.balance(unpaid.account); got != "EUR:0.00" {
 		t.Fatalf("merchant without a certificate was paid: %s", got)
+	}
+}
+
+// TestMerchantCallsNeedCertificate: with client_auth "merchants", every
+// public call that moves a merchant's money (Deposit, SubmitCheck and
+// Refund, which debits the merchant's account) is refused without a client
+// certificate before its request is looked at, and every other call of the
+// Bank service stays open to wallets. It walks the service's method list,
+// so a call added later is classified here too.
+func TestMerchantCallsNeedCertificate(t *testing.T) {
+	e := startTLSEnv(t, TLSOptions{ClientCAFile: newCA(t, "merchants").file})
+	conn, err := transport.Dial(e.bank.Addr, transport.ClientConfig{CAFile: e.bank.CertFile}) // no client certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	merchantOnly := map[string]bool{"Deposit": true, "SubmitCheck": true, "Refund": true}
+	for _, m := range pb.Bank_ServiceDesc.Methods {
+		method := "/" + pb.Bank_ServiceDesc.ServiceName + "/" + m.MethodName
+		// An empty request: past the certificate check it is refused as
+		// malformed or unknown, never as unauthenticated.
+		err := conn.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{})
+		if refused := status.Code(err) == codes.Unauthenticated; refused != merchantOnly[m.MethodName] {
+			t.Errorf("%s without a certificate: %v; want refused for want of one: %v", m.MethodName, err, merchantOnly[m.MethodName])
+		}
 	}
 }
 

@@ -32,7 +32,7 @@ type TLSOptions struct {
 	ClientCAFile string
 	// ClientAuth says which public calls need a client certificate from
 	// ClientCAFile. ClientCertMethods (the bank only): the merchant calls
-	// (Deposit, SubmitCheck) need one and every other call is open, so
+	// (MerchantMethods) need one and every other call is open, so
 	// wallets need none; ClientCertAll: every connection. ClientCertNone
 	// with a ClientCAFile means the daemon's default: ClientCertMethods for
 	// the bank, ClientCertAll for a merchant.
@@ -45,10 +45,17 @@ type TLSOptions struct {
 }
 
 // MerchantMethods are the bank's calls that only merchants make: with
-// ClientCertMethods, they need a client certificate.
+// ClientCertMethods, they need a client certificate. They are the calls that
+// move money into or out of a merchant's account: Deposit and SubmitCheck
+// credit it, Refund debits it. The other calls stay open because wallets
+// make them too: DepositStatus (a payer whose payment went unanswered),
+// RefundReceipts (a payer collecting refunds), CheckStatus (a customer
+// recovering a check's key) and GetStatement (any account holder; each
+// request is signed by the account's key).
 var MerchantMethods = map[string]bool{
 	"/blindbank.v1.Bank/Deposit":     true,
 	"/blindbank.v1.Bank/SubmitCheck": true,
+	"/blindbank.v1.Bank/Refund":      true,
 }
 
 // listenerTLS is what a daemon's listeners serve.
