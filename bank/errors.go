@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -89,9 +90,31 @@ func Definitive(err error) bool {
 	return false
 }
 
+// opaqueErrors are sent to the peer as the sentinel's own message only:
+// what wraps them is the server's business, not the caller's. A store
+// error's chain carries the driver's text (a PostgreSQL DSN's user,
+// database name, host or socket path); a context error's, the store
+// operation it interrupted. The full chain of a store error is logged.
+var opaqueErrors = []error{ErrStoreClosed, ErrOutcomeUnknown, ErrStoreUnavailable, context.Canceled, context.DeadlineExceeded}
+
+type requestIDCtx struct{}
+
+// WithRequestID returns ctx carrying a call's request id, which ToStatus
+// logs with the errors it hides.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDCtx{}, id)
+}
+
+// RequestID returns the request id WithRequestID put in ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDCtx{}).(string)
+	return id
+}
+
 // ToStatus maps an error to a gRPC status error. A double spend carries its
-// proof as a DoubleSpendDetail. Unknown errors are logged and hidden.
-func ToStatus(err error, log *slog.Logger) error {
+// proof as a DoubleSpendDetail. Unknown errors are logged and hidden, and
+// so is what wraps a store error (see opaqueErrors).
+func ToStatus(ctx context.Context, err error, log *slog.Logger) error {
 	if err == nil {
 		return nil
 	}
@@ -101,6 +124,12 @@ func ToStatus(err error, log *slog.Logger) error {
 	for _, e := range errorCodes {
 		if !errors.Is(err, e.err) {
 			continue
+		}
+		if slices.Contains(opaqueErrors, e.err) {
+			if log != nil && e.code == codes.Unavailable {
+				log.Error("store error", "request_id", RequestID(ctx), "err", err)
+			}
+			return status.Error(e.code, e.err.Error())
 		}
 		st := status.New(e.code, err.Error())
 		var ds *ecash.DoubleSpendError
@@ -112,7 +141,7 @@ func ToStatus(err error, log *slog.Logger) error {
 		return st.Err()
 	}
 	if log != nil {
-		log.Error("internal error", "err", err)
+		log.Error("internal error", "request_id", RequestID(ctx), "err", err)
 	}
 	return status.Error(codes.Internal, "internal error")
 }

@@ -39,7 +39,7 @@ type logServer struct {
 func (s *logServer) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointRequest) (*pb.GetCheckpointResponse, error) {
 	cp, err := s.b.Checkpoint(ctx)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.GetCheckpointResponse{Checkpoint: cp}, nil
 }
@@ -47,7 +47,7 @@ func (s *logServer) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointReques
 func (s *logServer) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesRequest) (*pb.GetLogEntriesResponse, error) {
 	es, err := s.b.LogEntries(ctx, req.From, int(min(req.Count, MaxLogRead)))
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.GetLogEntriesResponse{Entries: es}, nil
 }
@@ -55,7 +55,7 @@ func (s *logServer) GetLogEntries(ctx context.Context, req *pb.GetLogEntriesRequ
 func (s *logServer) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.LogProof, error) {
 	p, err := s.b.InclusionProof(ctx, req.Index, req.TreeSize)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return logProof(p), nil
 }
@@ -63,7 +63,7 @@ func (s *logServer) GetInclusionProof(ctx context.Context, req *pb.GetInclusionP
 func (s *logServer) GetConsistencyProof(ctx context.Context, req *pb.GetConsistencyProofRequest) (*pb.LogProof, error) {
 	p, err := s.b.ConsistencyProof(ctx, req.OldSize, req.NewSize)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return logProof(p), nil
 }
@@ -76,7 +76,7 @@ func (s *logServer) FindEntry(ctx context.Context, req *pb.FindEntryRequest) (*p
 	copy(ref[:], req.Ref)
 	index, found, err := s.b.store.LogIndex(ctx, ref)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	if !found {
 		return nil, status.Error(codes.NotFound, "bank: no log entry for this reference")
@@ -108,7 +108,7 @@ func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithd
 	}
 	answers, err := s.b.PrepareWithdraw(items)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.PrepareWithdrawResponse{Answers: answers}, nil
 }
@@ -116,7 +116,7 @@ func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithd
 func (s *publicServer) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
 	sigs, err := s.b.Withdraw(ctx, req.Body, req.AccountSig)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.WithdrawResponse{BlindSignatures: sigs}, nil
 }
@@ -124,7 +124,7 @@ func (s *publicServer) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*
 func (s *publicServer) Deposit(ctx context.Context, req *pb.DepositRequest) (*pb.DepositResponse, error) {
 	rcpt, raw, err := s.b.Deposit(ctx, req.PaymentRequest, req.MerchantSig, req.SealedPayment)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return s.depositResponse(ctx, raw, rcpt.PaymentHash)
 }
@@ -133,7 +133,7 @@ func (s *publicServer) Deposit(ctx context.Context, req *pb.DepositRequest) (*pb
 func (s *publicServer) depositResponse(ctx context.Context, receipt []byte, payment ecash.Hash) (*pb.DepositResponse, error) {
 	index, err := s.b.LogIndex(ctx, payment)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.DepositResponse{Receipt: receipt, LogIndex: index}, nil
 }
@@ -141,11 +141,11 @@ func (s *publicServer) depositResponse(ctx context.Context, receipt []byte, paym
 func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapResponse, error) {
 	sigs, err := s.b.Swap(ctx, req.Body)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	index, err := s.b.LogIndex(ctx, ecash.HashOf(req.Body))
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.SwapResponse{BlindSignatures: sigs, LogIndex: index}, nil
 }
@@ -153,11 +153,11 @@ func (s *publicServer) Swap(ctx context.Context, req *pb.SwapRequest) (*pb.SwapR
 func (s *publicServer) Recoup(ctx context.Context, req *pb.RecoupRequest) (*pb.RecoupResponse, error) {
 	r, err := s.b.Recoup(ctx, req.Request)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	index, err := s.b.LogIndex(ctx, r.Request)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.RecoupResponse{CreditedAccount: r.Account, Receipt: r.Receipt, BlindSignatures: r.BlindSigs, LogIndex: index}, nil
 }
@@ -169,7 +169,7 @@ func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSigna
 	}
 	sigs, err := s.b.IssuedSignatures(ctx, hs)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.IssuedSignaturesResponse{BlindSignatures: sigs}, nil
 }
@@ -181,7 +181,7 @@ func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest
 	}
 	spent, credit, err := s.b.CoinsSpent(ctx, ids)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.CoinsSpentResponse{Spent: spent, RefundCredit: credit}, nil
 }
@@ -193,7 +193,7 @@ func (s *publicServer) RefundReceipts(ctx context.Context, req *pb.RefundReceipt
 	}
 	rs, err := s.b.store.RefundReceipts(ctx, hs[0])
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.RefundReceiptsResponse{Receipts: rs}, nil
 }
@@ -201,11 +201,11 @@ func (s *publicServer) RefundReceipts(ctx context.Context, req *pb.RefundReceipt
 func (s *publicServer) Refund(ctx context.Context, req *pb.RefundRequest) (*pb.RefundResponse, error) {
 	r, raw, err := s.b.Refund(ctx, req.Request)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	index, err := s.b.LogIndex(ctx, r.RefundHash)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.RefundResponse{Receipt: raw, LogIndex: index}, nil
 }
@@ -234,7 +234,7 @@ func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusR
 	copy(h[:], req.PaymentHash)
 	receipt, found, err := s.b.DepositStatus(ctx, h)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	if !found {
 		return nil, status.Error(codes.NotFound, "bank: payment request not paid")
@@ -245,7 +245,7 @@ func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusR
 func (s *publicServer) SubmitCheck(ctx context.Context, req *pb.SubmitCheckRequest) (*pb.CheckResult, error) {
 	r, err := s.b.SubmitCheck(ctx, req.Endorsement)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock, LogIndex: r.LogIndex}, nil
 }
@@ -253,7 +253,7 @@ func (s *publicServer) SubmitCheck(ctx context.Context, req *pb.SubmitCheckReque
 func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusRequest) (*pb.CheckResult, error) {
 	r, err := s.b.CheckStatus(ctx, req.Query)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.CheckResult{Receipt: r.Receipt, CustomerBlock: r.CustomerBlock, LogIndex: r.LogIndex}, nil
 }
@@ -261,7 +261,7 @@ func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusReque
 func (s *publicServer) GetStatement(ctx context.Context, req *pb.GetStatementRequest) (*pb.GetStatementResponse, error) {
 	st, err := s.b.Statement(ctx, req.Request)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.GetStatementResponse{Statement: st.Encode()}, nil
 }
@@ -279,7 +279,7 @@ func (b *Bank) AdminServer() pb.BankAdminServer { return &adminServer{b: b} }
 func (s *adminServer) OpenAccount(ctx context.Context, req *pb.OpenAccountRequest) (*pb.OpenAccountResponse, error) {
 	id, err := s.b.OpenAccount(ctx, req.Name, req.PublicKey, req.Merchant)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.OpenAccountResponse{Account: id}, nil
 }
@@ -287,11 +287,11 @@ func (s *adminServer) OpenAccount(ctx context.Context, req *pb.OpenAccountReques
 func (s *adminServer) Credit(ctx context.Context, req *pb.CreditRequest) (*pb.CreditResponse, error) {
 	amt, err := ecash.ParseAmount(req.Amount)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	bal, err := s.b.Credit(ctx, req.Account, amt, req.Memo, req.Reference)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.CreditResponse{Balance: bal.String()}, nil
 }
@@ -299,7 +299,7 @@ func (s *adminServer) Credit(ctx context.Context, req *pb.CreditRequest) (*pb.Cr
 func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*pb.ListOwedResponse, error) {
 	owed, err := s.b.Owed(ctx, time.UnixMilli(req.FromUnixMs), time.UnixMilli(req.ToUnixMs))
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	out := &pb.ListOwedResponse{}
 	for _, o := range owed {
@@ -314,7 +314,7 @@ func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*p
 func (s *adminServer) RevokeDenomination(ctx context.Context, req *pb.RevokeDenominationRequest) (*pb.RevokeDenominationResponse, error) {
 	d, err := s.b.RevokeDenomination(ctx, req.Denomination)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	_, signed := s.b.KeySet()
 	return &pb.RevokeDenominationResponse{Denomination: d.ID[:], Value: d.Value.String(), SignedKeyset: signed}, nil
@@ -323,7 +323,7 @@ func (s *adminServer) RevokeDenomination(ctx context.Context, req *pb.RevokeDeno
 func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.PayoutResponse, error) {
 	amt, err := ecash.ParseAmount(req.Amount)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	from, to := time.UnixMilli(req.FromUnixMs), time.UnixMilli(req.ToUnixMs)
 	if req.ToUnixMs != 0 && !from.Before(to) {
@@ -331,14 +331,14 @@ func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.Pa
 	}
 	bal, err := s.b.Payout(ctx, req.Account, amt, req.Memo, req.Reference)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	if req.ToUnixMs == 0 { // up to now, the payout included
 		to = s.b.now().Add(time.Millisecond)
 	}
 	st, err := s.b.Settlement(ctx, req.Account, from, to)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.PayoutResponse{Balance: bal.String(), Statement: st.Encode()}, nil
 }
@@ -346,7 +346,7 @@ func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.Pa
 func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest) (*pb.GetAccountResponse, error) {
 	a, err := s.b.store.Account(ctx, req.Account)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	limit := int(min(req.HistoryLimit, 1000))
 	if limit == 0 {
@@ -354,7 +354,7 @@ func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest)
 	}
 	hist, err := s.b.store.History(ctx, req.Account, limit)
 	if err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	now := s.b.now()
 	out := &pb.GetAccountResponse{
@@ -385,19 +385,19 @@ func (s *adminServer) SetLimits(ctx context.Context, req *pb.SetLimitsRequest) (
 			err = fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, a.Currency, s.b.keys.Currency)
 		}
 		if err != nil {
-			return nil, ToStatus(err, s.b.log)
+			return nil, ToStatus(ctx, err, s.b.log)
 		}
 		*f.out = int64(a.Value)
 	}
 	if err := s.b.SetLimits(ctx, req.Account, l); err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.SetLimitsResponse{}, nil
 }
 
 func (s *adminServer) Unlock(ctx context.Context, req *pb.UnlockRequest) (*pb.UnlockResponse, error) {
 	if err := s.b.Unlock(ctx, req.Account); err != nil {
-		return nil, ToStatus(err, s.b.log)
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	return &pb.UnlockResponse{}, nil
 }

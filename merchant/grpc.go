@@ -20,7 +20,7 @@ import (
 // toStatus maps the merchant's own errors, then defers to the bank's table
 // (errors relayed from the bank are already statuses and pass unchanged, so
 // a wallet sees the bank's double-spend proof).
-func (m *Merchant) toStatus(err error) error {
+func (m *Merchant) toStatus(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
@@ -38,7 +38,7 @@ func (m *Merchant) toStatus(err error) error {
 		m.log.Error("cannot deliver", "err", err)
 		return status.Error(codes.Unavailable, "merchant: this product cannot be delivered right now")
 	}
-	return bank.ToStatus(err, m.log)
+	return bank.ToStatus(ctx, err, m.log)
 }
 
 type publicServer struct {
@@ -52,7 +52,7 @@ func (m *Merchant) PublicServer() pb.MerchantServer { return &publicServer{m: m}
 func (s *publicServer) GetPaymentRequest(ctx context.Context, req *pb.GetPaymentRequestRequest) (*pb.GetPaymentRequestResponse, error) {
 	o, err := s.m.Order(req.OrderId)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.GetPaymentRequestResponse{PaymentRequest: o.Request, MerchantSig: o.Sig, Summary: o.Summary}, nil
 }
@@ -63,7 +63,7 @@ func (s *publicServer) Pay(ctx context.Context, req *pb.PayRequest) (*pb.PayResp
 	}
 	rcpt, err := s.m.Pay(ctx, req.OrderId, req.SealedPayment)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.PayResponse{Receipt: rcpt}, nil
 }
@@ -79,7 +79,7 @@ func (s *publicServer) ListProducts(ctx context.Context, req *pb.ListProductsReq
 func (s *publicServer) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.QuoteResponse, error) {
 	q, err := s.m.Quote(req.PriceRequest)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.QuoteResponse{Quote: q}, nil
 }
@@ -87,7 +87,7 @@ func (s *publicServer) Quote(ctx context.Context, req *pb.QuoteRequest) (*pb.Quo
 func (s *publicServer) GetGoods(ctx context.Context, req *pb.GetGoodsRequest) (*pb.GetGoodsResponse, error) {
 	d, err := s.m.GetGoods(ctx, req.Quote)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.GetGoodsResponse{Delivery: d}, nil
 }
@@ -95,7 +95,7 @@ func (s *publicServer) GetGoods(ctx context.Context, req *pb.GetGoodsRequest) (*
 func (s *publicServer) SubmitEPO(ctx context.Context, req *pb.SubmitEPORequest) (*pb.SubmitEPOResponse, error) {
 	a, err := s.m.SubmitEPO(ctx, req.SignedEpo)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.SubmitEPOResponse{Receipt: a.RawReceipt, CustomerBlock: a.CustomerBlock}, nil
 }
@@ -103,7 +103,7 @@ func (s *publicServer) SubmitEPO(ctx context.Context, req *pb.SubmitEPORequest) 
 func (s *publicServer) WriteCheck(ctx context.Context, req *pb.SubmitEPORequest) (*pb.SubmitEPOResponse, error) {
 	a, err := s.m.WriteCheck(ctx, req.SignedEpo)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.SubmitEPOResponse{Receipt: a.RawReceipt, CustomerBlock: a.CustomerBlock}, nil
 }
@@ -119,14 +119,14 @@ func (m *Merchant) AdminServer() pb.MerchantAdminServer { return &adminServer{m:
 func (s *adminServer) CreateOrder(ctx context.Context, req *pb.CreateOrderRequest) (*pb.CreateOrderResponse, error) {
 	amt, err := ecash.ParseAmount(req.Amount)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	if req.TtlSeconds < 0 || req.TtlSeconds > int64(ecash.MaxPaymentLifetime/time.Second) {
 		return nil, status.Error(codes.InvalidArgument, "merchant: ttl must be 0 to 30 days (ecash.MaxPaymentLifetime)")
 	}
 	o, err := s.m.CreateOrder(amt, req.Summary, time.Duration(req.TtlSeconds)*time.Second)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.CreateOrderResponse{OrderId: o.ID, PaymentUri: s.m.PaymentURI(o)}, nil
 }
@@ -134,7 +134,7 @@ func (s *adminServer) CreateOrder(ctx context.Context, req *pb.CreateOrderReques
 func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusRequest) (*pb.OrderStatusResponse, error) {
 	o, err := s.m.CheckOrder(ctx, req.OrderId)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.OrderStatusResponse{
 		OrderId: o.ID, Amount: o.Amount.String(), Summary: o.Summary, Status: o.Status(s.m.now()),
@@ -145,7 +145,7 @@ func (s *adminServer) OrderStatus(ctx context.Context, req *pb.OrderStatusReques
 func (s *adminServer) VerifySettlement(ctx context.Context, req *pb.VerifySettlementRequest) (*pb.VerifySettlementResponse, error) {
 	rep, err := s.m.VerifySettlement(ctx, req.Statement)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	st := rep.Statement
 	money := func(v int64) string { return ecash.Amount{Currency: st.Currency, Value: uint64(max(v, 0))}.String() }
@@ -163,7 +163,7 @@ func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderReques
 	}
 	r, err := s.m.Refund(ctx, req.OrderId, req.RefundId, amount)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.RefundOrderResponse{Receipt: r.Receipt.Encode(), TotalRefunded: r.Total.String(), RefundId: r.ID}, nil
 }
@@ -171,7 +171,7 @@ func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderReques
 func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
 	rep, err := s.m.VerifyLog(ctx)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting)}, nil
 }
@@ -179,11 +179,11 @@ func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*p
 func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {
 	id, err := echeck.ParseEPOID(req.Epoid)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	st, err := s.m.SaleStatus(ctx, id)
 	if err != nil {
-		return nil, s.m.toStatus(err)
+		return nil, s.m.toStatus(ctx, err)
 	}
 	out := &pb.SaleStatusResponse{
 		Epoid: id.String(), ProductId: st.ProductID, State: st.State, Receipt: st.RawReceipt, FromBank: st.FromBank,

@@ -588,7 +588,7 @@ func TestSubmitEPOBadReceipt(t *testing.T) {
 	if !errors.Is(err, ErrBadBankAnswer) {
 		t.Fatalf("got %v", err)
 	}
-	if st := s.m.toStatus(err); status.Code(st) != codes.Unavailable {
+	if st := s.m.toStatus(context.Background(), err); status.Code(st) != codes.Unavailable {
 		t.Fatalf("code %v", status.Code(st))
 	}
 }

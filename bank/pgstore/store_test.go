@@ -947,7 +947,7 @@ func TestServerDown(t *testing.T) {
 		if !errors.Is(err, bank.ErrStoreUnavailable) {
 			t.Errorf("credit with the server down: %v, want ErrStoreUnavailable", err)
 		}
-		if code := status.Code(bank.ToStatus(err, nil)); code != codes.Unavailable {
+		if code := status.Code(bank.ToStatus(context.Background(), err, nil)); code != codes.Unavailable {
 			t.Errorf("credit with the server down: gRPC %v, want Unavailable", code)
 		}
 		if _, err := s.Account(bg, a); !errors.Is(err, bank.ErrStoreUnavailable) {

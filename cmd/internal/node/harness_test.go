@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,7 +83,8 @@ type env struct {
 	t     *testing.T
 	clock *clock
 	dir   string
-	store string // "" for Pebble, else a PostgreSQL DSN
+	store string       // "" for Pebble, else a PostgreSQL DSN
+	log   *slog.Logger // the bank's log; nil discards it
 	bank  *Bank
 	admin pb.BankAdminClient
 	ks    *ecash.KeySet
@@ -152,7 +154,7 @@ func (e *env) audit() {
 
 func (e *env) startBank() {
 	e.t.Helper()
-	b, err := StartBank(BankConfig{Dir: e.dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: e.clock.Now, Store: e.store})
+	b, err := StartBank(BankConfig{Dir: e.dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"}, Now: e.clock.Now, Store: e.store, Log: e.log})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -24,13 +24,8 @@ import (
 // merchant to bank, so one payment can be followed through every log.
 const RequestIDKey = "x-request-id"
 
-type requestIDCtx struct{}
-
 // RequestID returns the request id of an incoming call's context.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDCtx{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return bank.RequestID(ctx) }
 
 // DefaultCallTimeout bounds every outbound call that has no deadline of its
 // own, so a silent peer cannot hold a caller forever.
@@ -52,7 +47,7 @@ func serverInterceptors(log *slog.Logger) grpc.UnaryServerInterceptor {
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		ctx = context.WithValue(ctx, requestIDCtx{}, id)
+		ctx = bank.WithRequestID(ctx, id) // for the errors bank.ToStatus logs
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, id)
 		start := time.Now()
 		defer func() {
