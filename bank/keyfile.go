@@ -570,22 +570,35 @@ func writeProtected(path string, plain []byte, content string, opts KeyFileOptio
 	return WriteFileAtomic(path, append(b, '\n'), 0o600)
 }
 
+// OpenPrivate opens a file of secrets (a key file, a merchant key, an admin
+// token) for reading, refusing one open to group or others: its secrets are
+// as good as leaked, encrypted or not (a signer's key file kept from the
+// bankd user, a file restored from a backup with the default mode), as ssh
+// refuses such keys. A missing file's error is os.Open's.
+func OpenPrivate(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm()&0o077 != 0 && runtime.GOOS != "windows" {
+		err = fmt.Errorf("%s is open to other users (mode %04o): run chmod 600 on it", path, fi.Mode().Perm())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // readProtected reads a file of format content, in clear or encrypted.
 func readProtected(path, content string, opts KeyFileOptions) ([]byte, KeyFileInfo, error) {
 	var info KeyFileInfo
-	f, err := os.Open(path)
+	f, err := OpenPrivate(path)
 	if err != nil {
 		return nil, info, err
 	}
 	defer f.Close()
-	// Keys readable by others are as good as leaked, encrypted or not (a
-	// signer's key file kept from the bankd user, a file restored from a
-	// backup with the default mode): refused, as ssh refuses such keys.
-	if fi, err := f.Stat(); err != nil {
-		return nil, info, err
-	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, info, fmt.Errorf("bank: %s is open to other users (mode %04o): run chmod 600 on it", path, perm)
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, info, err

@@ -78,12 +78,18 @@ func Init(dir string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
-// LoadKey reads the merchant key from dir.
+// LoadKey reads the merchant key from dir, refusing a key file other users
+// may read (it signs payment requests and refunds).
 func LoadKey(dir string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	f, err := bank.OpenPrivate(filepath.Join(dir, KeyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotInit
 	}
+	if err != nil {
+		return nil, fmt.Errorf("merchant key: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1024)) // a hex seed and a newline
 	if err != nil {
 		return nil, err
 	}

@@ -616,6 +616,14 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		Dir: cfg.Dir, Account: cfg.Account, Bank: pb.NewBankClient(conn), AuditLog: pb.NewAuditLogClient(conn), Now: cfg.Now, Log: cfg.Log, Catalogue: cfg.Catalogue,
 		Transcript: cfg.Transcript, BankMaster: cfg.BankMaster,
 	})
+	if err == nil {
+		// The directory holds the merchant key, the admin token and the
+		// sales ledger: owner only, as the bank's (one made with mkdir is
+		// open to all).
+		if err = os.Chmod(cfg.Dir, 0o700); err != nil {
+			m.Close()
+		}
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err

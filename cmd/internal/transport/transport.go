@@ -19,6 +19,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -392,16 +393,23 @@ func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientCo
 	return grpc.NewClient(addr, opts...)
 }
 
-// LoadOrCreateToken reads the admin token at path or writes a fresh one.
+// LoadOrCreateToken reads the admin token at path or writes a fresh one. A
+// token file other users may read is refused: whoever reads it holds the
+// daemon's admin (credits and payouts, refunds).
 func LoadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	if f, err := bank.OpenPrivate(path); err == nil {
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 1024))
+		if err != nil {
+			return "", err
+		}
 		tok := strings.TrimSpace(string(b))
 		if len(tok) < 32 {
 			return "", fmt.Errorf("%s: token too short", path)
 		}
 		return tok, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
+		return "", fmt.Errorf("admin token: %w", err)
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
