@@ -325,22 +325,26 @@ func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.Pa
 	if err != nil {
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
-	from, to := time.UnixMilli(req.FromUnixMs), time.UnixMilli(req.ToUnixMs)
-	if req.ToUnixMs != 0 && !from.Before(to) {
-		return nil, status.Error(codes.InvalidArgument, "bank: the statement period must end after it starts")
+	from, to := time.UnixMilli(req.FromUnixMs), time.Time{}
+	if req.ToUnixMs != 0 {
+		to = time.UnixMilli(req.ToUnixMs)
+		if !from.Before(to) {
+			return nil, status.Error(codes.InvalidArgument, "bank: the statement period must end after it starts")
+		}
 	}
-	bal, err := s.b.Payout(ctx, req.Account, amt, req.Memo, req.Reference)
+	res, err := s.b.PayoutSettlement(ctx, req.Account, amt, req.Memo, req.Reference, from, to)
 	if err != nil {
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
-	if req.ToUnixMs == 0 { // up to now, the payout included
-		to = s.b.now().Add(time.Millisecond)
+	out := &pb.PayoutResponse{Balance: res.Balance.String()}
+	if res.Statement != nil {
+		out.Statement = res.Statement.Encode()
+	} else {
+		// The payout stands: never a refusal now, only why the statement
+		// is missing, in the words a refusal would have had.
+		out.StatementError = status.Convert(ToStatus(ctx, res.NoStatement, s.b.log)).Message()
 	}
-	st, err := s.b.Settlement(ctx, req.Account, from, to)
-	if err != nil {
-		return nil, ToStatus(ctx, err, s.b.log)
-	}
-	return &pb.PayoutResponse{Balance: bal.String(), Statement: st.Encode()}, nil
+	return out, nil
 }
 
 func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest) (*pb.GetAccountResponse, error) {

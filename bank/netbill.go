@@ -300,7 +300,7 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 			line.ProductID = p.Kind
 		}
 		if len(st.Lines) == echeck.MaxStatementLines {
-			return nil, fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
+			return nil, errTooManyLines
 		}
 		st.Lines = append(st.Lines, line)
 	}

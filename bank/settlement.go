@@ -96,6 +96,56 @@ func (b *Bank) Payout(ctx context.Context, account uint64, amount ecash.Amount, 
 	return b.Money(bal), nil
 }
 
+// PayoutResult is what PayoutSettlement did.
+type PayoutResult struct {
+	Balance ecash.Amount // the account's balance after the payout
+	// Statement is the signed statement of the period; nil if it could not
+	// be made once the payout had committed, for the reason in NoStatement.
+	Statement   *echeck.Statement
+	NoStatement error
+}
+
+// PayoutSettlement pays amount out of an account (as Payout) and makes the
+// signed statement of [from, to) for the merchant; a zero to means up to
+// now, the payout included. Whatever could refuse the statement (the
+// period, the account, more postings than a statement holds, the payout's
+// own included, the scan limit) refuses the payout before it commits: an
+// error is then a refusal with nothing recorded. Once the payout has
+// committed it stands, even if the statement still cannot be made (postings
+// arrived meanwhile, the store failed): the result then has no statement,
+// and a retry with the same reference, which pays nothing more, makes it.
+func (b *Bank) PayoutSettlement(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string, from, to time.Time) (PayoutResult, error) {
+	end := func() time.Time {
+		if to.IsZero() {
+			return b.now().Add(time.Millisecond) // the payout's instant included
+		}
+		return to
+	}
+	if to.IsZero() && b.now().Before(from) {
+		return PayoutResult{}, fmt.Errorf("%w: the statement period starts at %s, after the bank's clock (%s)", ecash.ErrMalformed, from.UTC(), b.now().UTC())
+	}
+	st, err := b.Settlement(ctx, account, from, end())
+	if err != nil {
+		return PayoutResult{}, err
+	}
+	if now := b.now(); !now.Before(from) && now.Before(end()) && len(st.Lines) >= echeck.MaxStatementLines {
+		return PayoutResult{}, errTooManyLines
+	}
+	bal, err := b.Payout(ctx, account, amount, memo, reference)
+	if err != nil {
+		return PayoutResult{}, err
+	}
+	res := PayoutResult{Balance: bal}
+	if res.Statement, res.NoStatement = b.Settlement(ctx, account, from, end()); res.NoStatement != nil {
+		b.log.Warn("payout recorded without its statement", "account", account, "reference", reference, "err", res.NoStatement)
+	}
+	return res, nil
+}
+
+// errTooManyLines refuses a statement that would not decode: a period with
+// more postings than a statement holds.
+var errTooManyLines = fmt.Errorf("%w: more than %d postings in the period; ask for a shorter one", ecash.ErrMalformed, echeck.MaxStatementLines)
+
 // Settlement returns the bank's signed statement of an account over
 // [from, to): what a merchant checks its receipts against.
 func (b *Bank) Settlement(ctx context.Context, account uint64, from, to time.Time) (*echeck.Statement, error) {

@@ -2001,11 +2001,15 @@ func (x *PayoutRequest) GetToUnixMs() int64 {
 }
 
 type PayoutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Balance       string                 `protobuf:"bytes,1,opt,name=balance,proto3" json:"balance,omitempty"`
-	Statement     []byte                 `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Balance   string                 `protobuf:"bytes,1,opt,name=balance,proto3" json:"balance,omitempty"`
+	Statement []byte                 `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"; empty if statement_error is set
+	// Set when the payout was recorded but its statement could not be made
+	// (the reason); a retry with the same reference pays nothing more and
+	// makes it.
+	StatementError string `protobuf:"bytes,3,opt,name=statement_error,json=statementError,proto3" json:"statement_error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PayoutResponse) Reset() {
@@ -2050,6 +2054,13 @@ func (x *PayoutResponse) GetStatement() []byte {
 		return x.Statement
 	}
 	return nil
+}
+
+func (x *PayoutResponse) GetStatementError() string {
+	if x != nil {
+		return x.StatementError
+	}
+	return ""
 }
 
 type SetLimitsRequest struct {
@@ -2950,10 +2961,11 @@ const file_bank_proto_rawDesc = "" +
 	"\ffrom_unix_ms\x18\x05 \x01(\x03R\n" +
 	"fromUnixMs\x12\x1c\n" +
 	"\n" +
-	"to_unix_ms\x18\x06 \x01(\x03R\btoUnixMs\"H\n" +
+	"to_unix_ms\x18\x06 \x01(\x03R\btoUnixMs\"q\n" +
 	"\x0ePayoutResponse\x12\x18\n" +
 	"\abalance\x18\x01 \x01(\tR\abalance\x12\x1c\n" +
-	"\tstatement\x18\x02 \x01(\fR\tstatement\"n\n" +
+	"\tstatement\x18\x02 \x01(\fR\tstatement\x12'\n" +
+	"\x0fstatement_error\x18\x03 \x01(\tR\x0estatementError\"n\n" +
 	"\x10SetLimitsRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12'\n" +
 	"\x0fper_transaction\x18\x02 \x01(\tR\x0eperTransaction\x12\x17\n" +

@@ -1030,6 +1030,9 @@ type BankAdminClient interface {
 	// Payout pays an amount out of an account (never beyond its balance),
 	// idempotent by reference, and returns the bank's signed statement of
 	// the account over [from, to) for the merchant ("signed-statement").
+	// A period the statement cannot be made for is refused before anything
+	// is paid; once paid, an answer is never a refusal: a statement that
+	// still fails is reported in statement_error.
 	Payout(ctx context.Context, in *PayoutRequest, opts ...grpc.CallOption) (*PayoutResponse, error)
 	// RevokeDenomination revokes a denomination while the bank runs (its key
 	// may have leaked): saved in the key file, logged, then served; its coins
@@ -1147,6 +1150,9 @@ type BankAdminServer interface {
 	// Payout pays an amount out of an account (never beyond its balance),
 	// idempotent by reference, and returns the bank's signed statement of
 	// the account over [from, to) for the merchant ("signed-statement").
+	// A period the statement cannot be made for is refused before anything
+	// is paid; once paid, an answer is never a refusal: a statement that
+	// still fails is reported in statement_error.
 	Payout(context.Context, *PayoutRequest) (*PayoutResponse, error)
 	// RevokeDenomination revokes a denomination while the bank runs (its key
 	// may have leaked): saved in the key file, logged, then served; its coins

@@ -80,7 +80,12 @@ safe: a payout with a reference already used pays nothing more.
 
 It writes the bank's signed statement of the account over [--from, --to) to
 --statement FILE, for the merchant: "merchantd settlement verify FILE"
-checks it against the merchant's own receipts.`,
+checks it against the merchant's own receipts. A period the bank cannot
+make a statement for (more than 1024 postings in it, say) is refused before
+anything is paid. If the statement still fails once the payout is recorded,
+the payout stands: the command says so, exits 0, writes no statement and
+prints the command that makes it (the same reference, which pays nothing
+more, with a later --from).`,
 		Example: `bankd admin --data ./bank payout --account 1001 --amount EUR:350.00 --reference wire-2026-11 --from 2026-11-01 --to 2026-12-01 --statement shop-2026-11.stmt`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&account, "account", "", "account `ID` (required)")
@@ -121,24 +126,49 @@ checks it against the merchant's own receipts.`,
 				if err != nil {
 					return fmt.Errorf("paying out of account %d: %w", id, err)
 				}
-				if statementOut != "" {
+				written := ""
+				if statementOut != "" && resp.StatementError == "" {
 					if err := bank.WriteFileAtomic(statementOut, resp.Statement, 0o644); err != nil {
 						return err
 					}
+					written = statementOut
 				}
 				out := struct {
-					Account   uint64 `json:"account"`
-					PaidOut   string `json:"paid_out"`
-					Balance   string `json:"balance"`
-					Statement string `json:"statement_file,omitempty"`
-				}{id, amt.String(), resp.Balance, statementOut}
+					Account        uint64 `json:"account"`
+					PaidOut        string `json:"paid_out"`
+					Balance        string `json:"balance"`
+					Statement      string `json:"statement_file,omitempty"`
+					StatementError string `json:"statement_error,omitempty"`
+				}{id, amt.String(), resp.Balance, written, resp.StatementError}
+				if resp.StatementError != "" {
+					// Not an error: the money moved, and a retry with a new
+					// reference would pay twice. Only the statement is missing.
+					file := statementOut
+					if file == "" {
+						file = "FILE"
+					}
+					inv.Notef("warning: the payout is recorded, but its statement could not be made: %s\n"+
+						"Make the statement by running the payout again with the same reference, which pays nothing more\n"+
+						"(with a shorter period if it had too many postings), and your admin flags:\n"+
+						"  bankd admin payout --account %d --amount %s --reference %q --from %s%s --statement %s",
+						resp.StatementError, id, amt, reference, from.UTC().Format(time.RFC3339), toFlag(period, to), file)
+				}
 				return inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "paid out %s from account %d; balance %s\n", amt, id, resp.Balance)
-					if statementOut != "" {
-						fmt.Fprintf(w, "signed statement written to %s\n", statementOut)
+					if written != "" {
+						fmt.Fprintf(w, "signed statement written to %s\n", written)
 					}
 				})
 			})
 		},
 	}
+}
+
+// toFlag is the --to of a command repeating a period: none if it was left
+// to default to the bank's now.
+func toFlag(p cli.Period, to time.Time) string {
+	if !p.EndGiven() {
+		return ""
+	}
+	return " --to " + to.UTC().Format(time.RFC3339)
 }
