@@ -498,12 +498,12 @@ func (w *Wallet) settle(h ecash.Hash, ids []ecash.Hash, spentOnly *ecash.Hash, a
 		if failed && (c.State != CoinPending || c.Payment != h) {
 			continue
 		}
-		if !failed || *spentOnly == id {
-			c.State = CoinSpent
-		} else {
-			c.State, c.Revealed = CoinFresh, true
+		c.State, c.Payment = CoinSpent, ecash.Hash{}
+		if failed && *spentOnly != id {
+			// Revealed by this payment, and swapped with its other coins
+			// only (refresh groups them by it).
+			c.State, c.Revealed, c.Payment = CoinFresh, true, h
 		}
-		c.Payment = ecash.Hash{}
 		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {
 			return err
 		}

@@ -425,3 +425,47 @@ func TestRevealedAfterRefusedSwap(t *testing.T) {
 	wantBalance(t, a, "after the refresh", "EUR:0.04", "EUR:0.00")
 	f.checkConservation(t, a)
 }
+
+// TestRevealedSwapsKeepPaymentsApart: two payments fail (each refused
+// for a coin a copy of the wallet spent), and the first one's revealed
+// coins could not be swapped at once (the bank out of the wallet's reach).
+// When the second fails, its revealed coins and the first's are swapped
+// in swaps of their own: one swap of coins the bank saw in both refused
+// deposits would tell it that the two orders were one payer's.
+func TestRevealedSwapsKeepPaymentsApart(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := copiedWallet(t, f, "EUR:0.15") // 0.01 + 0.02 + 0.04 + 0.08
+	pay := func(amount string) {
+		o, _ := f.merchant.CreateOrder(ecash.MustParseAmount(amount), amount, 0)
+		if _, err := b.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spy := &sealedSpy{MerchantClient: f.shop, sealed: map[string][]byte{}}
+	pay("EUR:0.01") // the copy spends the 0.01
+	o1, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "first", 0)
+	if _, err := a.Pay(ctx, noSwaps{BankClient: f.bankc}, spy, "shop", o1.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
+		t.Fatalf("first payment: %v", err)
+	}
+	pay("EUR:0.04") // the copy spends the 0.04
+	var swaps []*ecash.SwapRequest
+	o2, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.12"), "second", 0)
+	if _, err := a.Pay(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, spy, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
+		t.Fatalf("second payment: %v", err)
+	}
+	shown1, shown2 := spy.shown(t, o1), spy.shown(t, o2)
+	if bal, err := a.Balance(); err != nil || !bal.Revealed.IsZero() || len(swaps) < 2 {
+		t.Fatalf("after the second refusal: %d swaps, revealed %s (%v); want both payments' coins swapped", len(swaps), bal.Revealed, err)
+	}
+	for _, s := range swaps {
+		var from1, from2 bool
+		for _, in := range s.Inputs {
+			from1 = from1 || slices.Contains(shown1, in.Coin.ID())
+			from2 = from2 || slices.Contains(shown2, in.Coin.ID())
+		}
+		if from1 && from2 {
+			t.Fatalf("one swap of %d inputs spends coins the bank saw in both refused payments: it links order %s to order %s", len(s.Inputs), o1.ID, o2.ID)
+		}
+	}
+}

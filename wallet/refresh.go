@@ -74,7 +74,27 @@ func (w *Wallet) renewRevealed(ctx context.Context, bank pb.BankClient, ks *ecas
 func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, within time.Duration, revealedOnly bool) (*RefreshResult, error) {
 	res := &RefreshResult{Renewed: ecash.Amount{Currency: ks.Currency}, Stranded: ecash.Amount{Currency: ks.Currency}}
 	now := w.now()
-	var due, unlisted []*coinRecord
+	// Coins are swapped in groups: those the key set no longer lists apart
+	// (the bank most likely refuses them, and must not take the others
+	// down), and revealed ones by what revealed them (coinRecord.Payment):
+	// a swap of coins two refused payments showed the bank would tell it
+	// that one payer made both.
+	type groupKey struct {
+		revealed bool
+		by       ecash.Hash
+		unlisted bool
+	}
+	var order []groupKey
+	groups := map[groupKey][]*coinRecord{}
+	add := func(k groupKey, c *coinRecord) {
+		if c.Revealed {
+			k.revealed, k.by = true, c.Payment
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
 	w.mu.Lock()
 	err := w.eachCoin(func(c *coinRecord) error {
 		if c.State != CoinFresh || c.Value.Currency != ks.Currency || (revealedOnly && !c.Revealed) {
@@ -83,7 +103,7 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		d, err := ks.Denomination(c.Coin.Denom)
 		switch {
 		case err != nil:
-			unlisted = append(unlisted, c)
+			add(groupKey{unlisted: true}, c)
 		case !now.Before(d.DepositEnd):
 			var err error
 			res.Stranded, err = res.Stranded.Add(c.Value)
@@ -91,12 +111,12 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		case d.CanDeposit(now) != nil:
 			// Not depositable yet (a key from the future): leave it.
 		case c.Revealed:
-			due = append(due, c) // it may not pay until swapped
+			add(groupKey{}, c) // it may not pay until swapped
 		case d.DepositEnd.Sub(now) <= within:
 			if cur, err := ks.CurrentDenomination(d.Value, now); err == nil && cur.ID == d.ID {
 				return nil // nothing newer to move to
 			}
-			due = append(due, c)
+			add(groupKey{}, c)
 		}
 		return nil
 	})
@@ -104,10 +124,8 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if err != nil {
 		return nil, err
 	}
-	// Coins the key set no longer lists go in batches of their own: the
-	// bank most likely refuses them, and must not take the others down.
-	for gi, group := range [][]*coinRecord{due, unlisted} {
-		for _, batch := range refreshBatches(group, ks, now) {
+	for _, k := range order {
+		for _, batch := range refreshBatches(groups[k], ks, now) {
 			coins, err := w.swap(ctx, bank, ks, batch.inputs, batch.outputs)
 			switch {
 			case err == nil:
@@ -124,7 +142,7 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 				return res, err
 			default:
 				res.Errors = append(res.Errors, err)
-				if gi == 1 { // unlisted coins the bank refused
+				if k.unlisted { // coins the key set no longer lists, refused
 					if res.Stranded, err = res.Stranded.Add(batch.total); err != nil {
 						return res, err
 					}

@@ -65,11 +65,15 @@ const (
 
 // coinRecord is a coin with its planchet index (its key derives from the seed).
 type coinRecord struct {
-	Index   uint64
-	Coin    ecash.Coin
-	Value   ecash.Amount
-	State   uint8
-	Payment ecash.Hash // set while pending
+	Index uint64
+	Coin  ecash.Coin
+	Value ecash.Amount
+	State uint8
+	// Payment is the payment or swap the coin is pending in; for a
+	// revealed coin, the last one that showed it to the bank and did not
+	// spend it: revealed coins are swapped with those of the same one only,
+	// so that the swap links nothing the bank had not seen together.
+	Payment ecash.Hash
 	// Revealed: the bank may have opened a payment of this coin that it
 	// did not take, and so seen it bound to that merchant and order. The
 	// coin is still the wallet's, but pays only once swapped for new coins

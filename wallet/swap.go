@@ -439,8 +439,11 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 			return err
 		}
 		c.State, c.Payment = CoinFresh, ecash.Hash{}
-		if spentOnly == nil || *spentOnly == id {
+		switch {
+		case spentOnly == nil || *spentOnly == id:
 			c.State = CoinSpent
+		case c.Revealed:
+			c.Payment = h // revealed again, with this swap's other inputs
 		}
 		if err := b.Set(coinKey(id), c.encode(), nil); err != nil {
 			return err
