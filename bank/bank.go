@@ -363,10 +363,13 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if now.After(pr.ExpiresAt.Add(ecash.MaxClockSkew)) {
 		return nil, nil, ErrPaymentExpired
 	}
-	// Nor before it is made: dated ahead, a request's coins could be held
-	// pending at the wallet for as long as its merchant chose.
+	// Nor before it is made, nor one that lives too long: either could hold
+	// a wallet's coins pending for as long as its merchant chose.
 	if pr.CreatedAt.After(now.Add(ecash.MaxClockSkew)) {
 		return nil, nil, fmt.Errorf("%w: payment request created at %s, ahead of the bank's clock", ErrBadTimestamp, pr.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	if err := pr.CheckLifetime(); err != nil {
+		return nil, nil, err
 	}
 	total := ecash.Amount{Currency: b.keys.Currency}
 	keys := make([]*DenomKey, len(pay.Permissions))

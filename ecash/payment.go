@@ -96,10 +96,19 @@ func DecodePaymentRequest(b []byte) (*PaymentRequest, error) {
 	if !p.CreatedAt.Before(p.ExpiresAt) {
 		return nil, fmt.Errorf("%w: payment request expires before it is created", ErrMalformed)
 	}
-	if p.ExpiresAt.After(p.CreatedAt.Add(MaxPaymentLifetime)) {
-		return nil, fmt.Errorf("%w: payment request lives %s, more than %s", ErrMalformed, p.ExpiresAt.Sub(p.CreatedAt), MaxPaymentLifetime)
-	}
 	return p, nil
+}
+
+// CheckLifetime refuses a request that lives longer than
+// MaxPaymentLifetime (ErrMalformed). It is checked where a new request
+// comes in (the wallet's VerifyOffer, the bank's new deposits, the
+// merchant's CreateOrder), not by the decoder: a request stored before the
+// bound still decodes, so the payment made for it can still be settled.
+func (p *PaymentRequest) CheckLifetime() error {
+	if p.ExpiresAt.After(p.CreatedAt.Add(MaxPaymentLifetime)) {
+		return fmt.Errorf("%w: payment request lives %s, more than %s", ErrMalformed, p.ExpiresAt.Sub(p.CreatedAt), MaxPaymentLifetime)
+	}
+	return nil
 }
 
 // DepositPermission is a coin's signed consent to be deposited into one

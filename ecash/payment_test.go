@@ -36,15 +36,21 @@ func TestPaymentRequest(t *testing.T) {
 		}
 	}
 
-	// A request lives at most MaxPaymentLifetime: the coins a wallet sends
-	// stay pending until it expires.
+	// A new request lives at most MaxPaymentLifetime: the coins a wallet
+	// sends stay pending until it expires. One stored from before the bound
+	// still decodes.
 	r := cloneRequest(w.req)
 	r.ExpiresAt = r.CreatedAt.Add(ecash.MaxPaymentLifetime)
-	if _, err := ecash.DecodePaymentRequest(r.Body()); err != nil {
+	if got, err = ecash.DecodePaymentRequest(r.Body()); err == nil {
+		err = got.CheckLifetime()
+	}
+	if err != nil {
 		t.Errorf("a request of the longest life: %v", err)
 	}
 	r.ExpiresAt = r.ExpiresAt.Add(time.Millisecond)
-	if _, err := ecash.DecodePaymentRequest(r.Body()); !errors.Is(err, ecash.ErrMalformed) {
+	if got, err = ecash.DecodePaymentRequest(r.Body()); err != nil {
+		t.Errorf("a request living %s does not decode: %v", r.ExpiresAt.Sub(r.CreatedAt), err)
+	} else if err := got.CheckLifetime(); !errors.Is(err, ecash.ErrMalformed) {
 		t.Errorf("a request living %s: %v, want ErrMalformed", r.ExpiresAt.Sub(r.CreatedAt), err)
 	}
 

@@ -161,6 +161,9 @@ func VerifyOffer(ks *ecash.KeySet, o *ecash.PaymentOffer, now time.Time) (*Offer
 	if !now.Before(pr.ExpiresAt) {
 		return nil, ErrExpired
 	}
+	if err := pr.CheckLifetime(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	// Created ahead of this clock, a request could stay payable, and the
 	// coins sent for it pending, for years past MaxPaymentLifetime.
 	if pr.CreatedAt.After(now.Add(ecash.MaxClockSkew)) {
