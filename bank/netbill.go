@@ -291,7 +291,10 @@ func (b *Bank) statement(ctx context.Context, acct Account, from, to time.Time) 
 			break
 		}
 		st.Opening = p.Balance - p.Amount
-		line := echeck.StatementLine{PostedAt: p.Time, ProductID: p.Product, Amount: p.Amount, Counterparty: p.Counterparty, Memo: p.Memo, Balance: p.Balance}
+		// Text stored before echeck's rules for it is shown, not refused:
+		// a statement that carries it must still decode.
+		line := echeck.StatementLine{PostedAt: p.Time, ProductID: ecash.ShownText(p.Product, echeck.MaxProductIDLen), Amount: p.Amount,
+			Counterparty: p.Counterparty, Memo: ecash.ShownText(p.Memo, echeck.MaxMemoLen), Balance: p.Balance}
 		if p.Kind == KindCheck {
 			if line.EPOID, err = echeck.ParseEPOID(p.Ref); err != nil {
 				return nil, fmt.Errorf("bank: posting %d: %w", p.Seq, err)

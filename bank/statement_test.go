@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 )
 
 // historyStore answers History from a list, newest first, for one
@@ -81,5 +83,38 @@ func TestOwedBeyondTheScan(t *testing.T) {
 	owed, err := b.Owed(context.Background(), t0.Add(3*24*time.Hour+time.Hour), t0.Add(10*24*time.Hour))
 	if err != nil || len(owed) != 1 || owed[0].Credited != 20 {
 		t.Fatalf("within the scan: %+v, %v; want 20 credited", owed, err)
+	}
+}
+
+// TestStatementShowsOldText: a posting stored before echeck's text rules
+// (an admin memo with a newline, a product id with an escape, a memo longer
+// than a statement line may carry) is shown in the statement with the
+// hidden characters replaced, not signed as is into a statement no wallet
+// can decode.
+func TestStatementShowsOldText(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	hist := []Posting{
+		{Seq: 3, Time: t0.Add(3 * time.Hour), Kind: KindCredit, Amount: 10, Balance: 30, Memo: strings.Repeat("é", echeck.MaxMemoLen)},
+		{Seq: 2, Time: t0.Add(2 * time.Hour), Kind: KindCheck, Ref: echeck.NewEPOID(1000, t0, 1).String(), Amount: 10, Balance: 20, Product: "inv\x1b[2K", Memo: "rent\tMay"},
+		{Seq: 1, Time: t0.Add(time.Hour), Kind: KindCredit, Amount: 10, Balance: 10, Memo: "wire transfer\nref 42"},
+	}
+	_, signing, _ := ed25519.GenerateKey(nil)
+	b := &Bank{store: historyStore{hist: hist}, keys: &Keys{Currency: "EUR", Signing: signing}}
+	st, err := b.statement(context.Background(), Account{ID: FirstUserAccount, Balance: 30}, t0, t0.Add(4*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := echeck.DecodeStatement(st.Encode())
+	if err != nil {
+		t.Fatalf("the bank signed a statement no wallet can decode: %v", err)
+	}
+	if got := dec.Lines[0].Memo; got != "wire transfer\uFFFDref 42" {
+		t.Errorf("memo %q", got)
+	}
+	if got := dec.Lines[1]; got.ProductID != "inv\uFFFD[2K" || got.Memo != "rent\uFFFDMay" {
+		t.Errorf("check line: product %q, memo %q", got.ProductID, got.Memo)
+	}
+	if got := dec.Lines[2].Memo; len(got) > echeck.MaxMemoLen || got != strings.Repeat("é", echeck.MaxMemoLen/2) {
+		t.Errorf("long memo cut to %d bytes", len(got))
 	}
 }

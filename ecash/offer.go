@@ -121,6 +121,28 @@ func CheckText(s string, max int, what string) error {
 	return nil
 }
 
+// ShownText returns s as text that CheckText(·, max) accepts: each byte
+// that is not UTF-8 and each hidden character becomes U+FFFD, and the text
+// is cut at max bytes on a character boundary. It is for text stored before
+// these rules: a statement carries memos the bank accepted then, and must
+// still decode.
+func ShownText(s string, max int) string {
+	if CheckText(s, max, "") == nil {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s { // a byte that is not UTF-8 comes as utf8.RuneError
+		if Hidden(r) {
+			r = utf8.RuneError
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // Hidden reports the characters a display does not show as themselves:
 // controls (C0, C1), line and paragraph separators, and format characters
 // (the bidirectional marks, embeddings, overrides and isolates among them,

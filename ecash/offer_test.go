@@ -118,6 +118,30 @@ func TestCheckSummary(t *testing.T) {
 	}
 }
 
+// TestShownText: text stored before the rules is made acceptable to
+// CheckText: hidden characters and bytes that are not UTF-8 replaced, cut
+// on a character boundary; acceptable text is returned as it is.
+func TestShownText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"Café 👨\u200d👩\u200d👧", 64, "Café 👨\u200d👩\u200d👧"},
+		{"a\rb\x1b[2K", 64, "a\uFFFDb\uFFFD[2K"},
+		{"bad \xff\xfe", 64, "bad \uFFFD\uFFFD"},
+		{"EUR:\u202e00.01", 64, "EUR:\uFFFD00.01"},
+		{"ééé", 5, "éé"},
+		{"ab\n", 4, "ab"}, // U+FFFD is 3 bytes: cut rather than exceed
+	} {
+		got := ecash.ShownText(c.in, c.max)
+		if got != c.want || ecash.CheckText(got, c.max, "text") != nil {
+			t.Errorf("ShownText(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
+		}
+	}
+}
+
 func TestCheckMerchantAddr(t *testing.T) {
 	t.Parallel()
 	for _, ok := range []string{"shop.example:7543", "127.0.0.1:1", "[::1]:65535", "localhost:7543"} {
