@@ -419,12 +419,17 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 func recoverCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:  "recover",
-		Short: "finish interrupted withdrawals",
+		Short: "finish interrupted withdrawals, payments and swaps",
 		Long: `recover re-sends withdrawals that were saved but never completed (the wallet
-or the connection died mid-way). The bank answers a repeated request with the
-same signatures and debits it once, so this is always safe to run.
+or the connection died mid-way): the bank answers a repeated request with the
+same signatures and debits it once. It also finishes interrupted swaps, asks
+the bank about payments whose answer was lost (paid: the receipt is kept; too
+late to be paid: the coins come back), and swaps coins the bank saw in a
+payment it did not take ("revealed" in 'wallet balance'). It is always safe
+to run; with nothing of this kind pending it does not contact the bank.
 
-An interrupted payment is finished by running the same "wallet pay" again.`,
+An interrupted payment can also be finished by running the same "wallet pay"
+again.`,
 		Example: `wallet recover`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			w, cfg, err := open(g, wallet.Options{})
@@ -436,7 +441,12 @@ An interrupted payment is finished by running the same "wallet pay" again.`,
 			if err != nil {
 				return err
 			}
-			if before > 0 {
+			start, err := w.Balance()
+			if err != nil && !errors.Is(err, wallet.ErrNoKeys) {
+				return err
+			}
+			work := before > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
+			if work {
 				conn, err := dialBank(cfg)
 				if err != nil {
 					return err
@@ -456,13 +466,25 @@ An interrupted payment is finished by running the same "wallet pay" again.`,
 			out := struct {
 				Recovered int    `json:"recovered"`
 				Balance   string `json:"balance"`
-			}{before, bal.Fresh.String()}
+				Pending   string `json:"pending"`
+				Revealed  string `json:"revealed"`
+			}{before, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String()}
 			return inv.Print(out, func(wr io.Writer) {
-				if before == 0 {
+				switch {
+				case !work:
 					fmt.Fprintf(wr, "nothing to recover; balance %s\n", bal.Fresh)
 					return
+				case before > 0:
+					fmt.Fprintf(wr, "finished %d interrupted withdrawal(s); balance %s\n", before, bal.Fresh)
+				default:
+					fmt.Fprintf(wr, "recovered; balance %s\n", bal.Fresh)
 				}
-				fmt.Fprintf(wr, "finished %d interrupted withdrawal(s); balance %s\n", before, bal.Fresh)
+				if !bal.Pending.IsZero() {
+					fmt.Fprintf(wr, "still pending: %s (the bank cannot decide it yet; run 'wallet recover' later)\n", bal.Pending)
+				}
+				if !bal.Revealed.IsZero() {
+					fmt.Fprintf(wr, "still revealed: %s (not swapped yet; run 'wallet refresh')\n", bal.Revealed)
+				}
 			})
 		},
 	}

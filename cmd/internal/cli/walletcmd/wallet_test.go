@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
 	"net"
 	"os"
 	"path"
@@ -138,6 +139,84 @@ func TestInteractivePay(t *testing.T) {
 	}
 	if a, err := b.Bank.Store().Account(ctx, shopAcct); err != nil || b.Bank.Money(a.Balance).String() != "EUR:3.50" {
 		t.Fatalf("merchant balance %v %v", a, err)
+	}
+}
+
+// answerLost relays Pay to a real merchant and loses its answer.
+type answerLost struct{ pb.MerchantClient }
+
+func (a answerLost) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	if _, err := a.MerchantClient.Pay(ctx, in, opts...); err != nil {
+		return nil, err
+	}
+	return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+}
+
+// bankAway answers no DepositStatus, as a bank out of reach would.
+type bankAway struct{ pb.BankClient }
+
+func (bankAway) DepositStatus(context.Context, *pb.DepositStatusRequest, ...grpc.CallOption) (*pb.DepositResponse, error) {
+	return nil, status.Error(codes.Unavailable, "bank unreachable (simulated)")
+}
+
+// TestRecoverSettlesPendingPayment: a payment whose answer was lost while
+// the bank was out of reach stays pending; 'wallet recover' asks the bank
+// and settles it (it finished only interrupted withdrawals, and left such
+// a payment pending until the same 'wallet pay' was run again).
+func TestRecoverSettlesPendingPayment(t *testing.T) {
+	ctx := context.Background()
+	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	dir := filepath.Join(t.TempDir(), "w")
+	env := cli.Env{}
+	r := runWallet(t, env, "--wallet", dir, "init", "--bank", b.Addr, "--plaintext")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, _ := hex.DecodeString(strings.TrimSpace(r.stdout))
+	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:10.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"set-account", strconv.FormatUint(acct, 10)}, {"withdraw", "EUR:3.50"}} {
+		if r := runWallet(t, env, append([]string{"--wallet", dir}, args...)...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:3.50\n" {
+		t.Fatalf("recover with nothing pending: %+v", r)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankConn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankConn.Close()
+	shopConn, err := transport.Dial(m.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shopConn.Close()
+	w, err := wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Pay(ctx, bankAway{pb.NewBankClient(bankConn)}, answerLost{pb.NewMerchantClient(shopConn)}, m.Addr, o.ID, nil)
+	w.Close()
+	if !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("pay with the answer lost and the bank away: %v, want pending", err)
+	}
+	r = runWallet(t, env, "--wallet", dir, "recover", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"balance": "EUR:2.50"`) {
+		t.Fatalf("recover of the pending payment: %+v", r)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) {
+		t.Fatalf("balance after recover: %+v", r)
 	}
 }
 
