@@ -142,6 +142,30 @@ func TestInteractivePay(t *testing.T) {
 	}
 }
 
+// accountWallet makes a wallet in a new directory on the bank at addr (b
+// itself, or a relay to it), opens its account at b with funds, and sets
+// it: what a user does before withdrawing.
+func accountWallet(t *testing.T, env cli.Env, b *node.Bank, addr, funds string) (dir string, acct uint64) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "w")
+	r := runWallet(t, env, "--wallet", dir, "init", "--bank", addr, "--plaintext")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, _ := hex.DecodeString(strings.TrimSpace(r.stdout))
+	acct, err := b.Bank.OpenAccount(context.Background(), "alice", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bank.Credit(context.Background(), acct, ecash.MustParseAmount(funds), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "set-account", strconv.FormatUint(acct, 10)); r.code != 0 {
+		t.Fatalf("set-account: %+v", r)
+	}
+	return dir, acct
+}
+
 // answerLost relays Pay to a real merchant and loses its answer.
 type answerLost struct{ pb.MerchantClient }
 
@@ -166,24 +190,10 @@ func (bankAway) DepositStatus(context.Context, *pb.DepositStatusRequest, ...grpc
 func TestRecoverSettlesPendingPayment(t *testing.T) {
 	ctx := context.Background()
 	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
-	dir := filepath.Join(t.TempDir(), "w")
 	env := cli.Env{}
-	r := runWallet(t, env, "--wallet", dir, "init", "--bank", b.Addr, "--plaintext")
-	if r.code != 0 {
-		t.Fatalf("init: %+v", r)
-	}
-	key, _ := hex.DecodeString(strings.TrimSpace(r.stdout))
-	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:10.00"), "", ""); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{{"set-account", strconv.FormatUint(acct, 10)}, {"withdraw", "EUR:3.50"}} {
-		if r := runWallet(t, env, append([]string{"--wallet", dir}, args...)...); r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
 	}
 	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:3.50\n" {
 		t.Fatalf("recover with nothing pending: %+v", r)
@@ -211,7 +221,7 @@ func TestRecoverSettlesPendingPayment(t *testing.T) {
 	if !errors.Is(err, wallet.ErrPending) {
 		t.Fatalf("pay with the answer lost and the bank away: %v, want pending", err)
 	}
-	r = runWallet(t, env, "--wallet", dir, "recover", "--json")
+	r := runWallet(t, env, "--wallet", dir, "recover", "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"balance": "EUR:2.50"`) {
 		t.Fatalf("recover of the pending payment: %+v", r)
 	}
@@ -345,23 +355,8 @@ func TestBuyConfirmsQuotedPrice(t *testing.T) {
 	toBank := record(t, func(s *grpc.Server) { pb.RegisterBankServer(s, b.Bank.PublicServer()) })
 	toShop := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.Merchant.PublicServer()) })
 
-	dir := filepath.Join(t.TempDir(), "w")
 	batch := cli.Env{} // a script: stdin is not a terminal
-	r := runWallet(t, batch, "--wallet", dir, "init", "--bank", toBank.Addr, "--plaintext")
-	if r.code != 0 {
-		t.Fatalf("init: %+v", r)
-	}
-	key, _ := hex.DecodeString(strings.TrimSpace(r.stdout))
-	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:150.00"), "", ""); err != nil {
-		t.Fatal(err)
-	}
-	if r := runWallet(t, batch, "--wallet", dir, "set-account", strconv.FormatUint(acct, 10)); r.code != 0 {
-		t.Fatalf("set-account: %+v", r)
-	}
+	dir, acct := accountWallet(t, batch, b, toBank.Addr, "EUR:150.00")
 	balance := func() string {
 		t.Helper()
 		a, err := b.Bank.Store().Account(ctx, acct)
@@ -379,7 +374,7 @@ func TestBuyConfirmsQuotedPrice(t *testing.T) {
 	toBank.take()
 	buy := []string{"--wallet", dir, "buy", "--merchant", toShop.Addr, "--merchant-plaintext", "--product", "song", "--out", filepath.Join(t.TempDir(), "song.bin")}
 
-	r = runWallet(t, batch, buy...)
+	r := runWallet(t, batch, buy...)
 	if r.code != 1 || !strings.Contains(r.stderr, "stdin is not a terminal, so the price cannot be confirmed: pass --yes") {
 		t.Fatalf("a script without --yes or --max-price: %+v", r)
 	}
