@@ -20,6 +20,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -140,13 +141,9 @@ func TestBankRefusesExpiredDeposit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capture := &capturingMerchant{MerchantClient: f.shop}
-	w.Pay(ctx, f.bankc, capture, "shop", o.ID, nil)
-	if capture.got == nil {
-		t.Fatal("no payment captured")
-	}
+	sealed := capturePayment(t, f, w, o)
 	clk.add(30 * 24 * time.Hour)
-	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment})
+	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("deposit 30 days after expiry: %v, want FailedPrecondition", err)
 	}
@@ -166,20 +163,28 @@ func TestBankRefusesDepositCreatedAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capture := &capturingMerchant{MerchantClient: f.shop}
-	w.Pay(ctx, f.bankc, capture, "shop", o.ID, nil)
-	if capture.got == nil {
-		t.Fatal("no payment captured")
-	}
+	sealed := capturePayment(t, f, w, o)
 	clk.add(-time.Hour) // the bank's
-	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment})
+	_, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("deposit of a request created an hour ahead: %v, want InvalidArgument", err)
 	}
 	clk.add(time.Hour)
-	if _, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: capture.got.SealedPayment}); err != nil {
+	if _, err = f.bankc.Deposit(ctx, &pb.DepositRequest{PaymentRequest: o.Request, MerchantSig: o.Sig, SealedPayment: sealed}); err != nil {
 		t.Fatalf("the same deposit once the bank's clock reaches it: %v", err)
 	}
+}
+
+// capturePayment has w pay order o to a merchant that keeps the sealed
+// payment and never deposits it, and returns it.
+func capturePayment(t *testing.T, f *fixture, w *wallet.Wallet, o *merchant.Order) []byte {
+	t.Helper()
+	capture := &capturingMerchant{MerchantClient: f.shop}
+	w.Pay(context.Background(), f.bankc, capture, "shop", o.ID, nil)
+	if capture.got == nil {
+		t.Fatal("no payment captured")
+	}
+	return capture.got.SealedPayment
 }
 
 type capturingMerchant struct {
