@@ -595,7 +595,10 @@ func startBanks(ctx context.Context, env *environment) error {
 			Dir: bankDir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: env.keys.Currency},
 			// Rate limits are policy, not capacity: off, as for any load
 			// test (the merchant deposits every payment from one address).
-			Limits: node.RateLimits{PerPeer: -1, PerAccount: -1},
+			// The caps on calls in progress stay, as in production, above
+			// what the merchant's one address can have open (a deposit per
+			// wallet, and its own calls beside them).
+			Limits: node.RateLimits{PerPeer: -1, PerAccount: -1, CallsPerPeer: 2 * maxConcurrency},
 		}
 		if env.pg != nil {
 			cfg.Store = env.pg.banks
