@@ -7,6 +7,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 )
 
 // TestPayoutStandsWithoutItsStatement: a payout whose statement can no
@@ -43,5 +44,44 @@ func TestPayoutStandsWithoutItsStatement(t *testing.T) {
 	}
 	if n := len(res.Statement.Lines); n != 2 { // the last credit and the payout
 		t.Errorf("the statement has %d lines, want 2", n)
+	}
+}
+
+// TestPayoutRetryNotRefused: a payout whose own posting is the 1,024th of
+// its statement's period commits, and its answer is lost; the retry with
+// the same reference (which pays nothing) must not be refused as a period
+// of too many postings, which bank.Definitive reads as "nothing recorded"
+// and an operator would pay again under a new reference.
+func TestPayoutRetryNotRefused(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherRSA, 2, 100_000, nil)
+	from := e.now.Add(time.Minute)
+	eur := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	e.now = from
+	for i := 0; i < echeck.MaxStatementLines-1; i++ {
+		e.now = e.now.Add(time.Second)
+		if _, err := e.b.Credit(t.Context(), e.acct, eur(1), "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.now = e.now.Add(time.Second)
+	res, err := e.b.PayoutSettlement(t.Context(), e.acct, eur(50), "", "wire-1", from, time.Time{})
+	if err != nil || res.Statement == nil {
+		t.Fatalf("first attempt: %+v, %v", res, err)
+	}
+	if n := len(res.Statement.Lines); n != echeck.MaxStatementLines {
+		t.Fatalf("first statement has %d lines, want %d", n, echeck.MaxStatementLines)
+	}
+	bal := res.Balance
+
+	// The answer was lost; the same request again.
+	e.now = e.now.Add(time.Second)
+	res, err = e.b.PayoutSettlement(t.Context(), e.acct, eur(50), "", "wire-1", from, time.Time{})
+	if err != nil {
+		st := bank.ToStatus(t.Context(), err, nil)
+		t.Fatalf("retry of a committed payout refused: %v (definitive=%v); the payout of %s stands (balance %s)",
+			st, bank.Definitive(st), eur(50), bal)
+	}
+	if res.Balance != bal {
+		t.Errorf("retry balance %s, want %s (nothing more paid)", res.Balance, bal)
 	}
 }

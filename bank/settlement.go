@@ -114,6 +114,7 @@ type PayoutResult struct {
 // committed it stands, even if the statement still cannot be made (postings
 // arrived meanwhile, the store failed): the result then has no statement,
 // and a retry with the same reference, which pays nothing more, makes it.
+// Such a retry is never refused for its statement: it reports it missing.
 func (b *Bank) PayoutSettlement(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string, from, to time.Time) (PayoutResult, error) {
 	end := func() time.Time {
 		if to.IsZero() {
@@ -124,12 +125,21 @@ func (b *Bank) PayoutSettlement(ctx context.Context, account uint64, amount ecas
 	if to.IsZero() && b.now().Before(from) {
 		return PayoutResult{}, fmt.Errorf("%w: the statement period starts at %s, after the bank's clock (%s)", ecash.ErrMalformed, from.UTC(), b.now().UTC())
 	}
-	st, err := b.Settlement(ctx, account, from, end())
+	// A retry of a payout already made (its answer lost) pays nothing and
+	// must not be refused: the statement checks below see its posting and
+	// could refuse a period that held it only just.
+	paid, err := b.paidOut(ctx, account, amount, reference)
 	if err != nil {
 		return PayoutResult{}, err
 	}
-	if now := b.now(); !now.Before(from) && now.Before(end()) && len(st.Lines) >= echeck.MaxStatementLines {
-		return PayoutResult{}, errTooManyLines
+	if !paid {
+		st, err := b.Settlement(ctx, account, from, end())
+		if err != nil {
+			return PayoutResult{}, err
+		}
+		if now := b.now(); !now.Before(from) && now.Before(end()) && len(st.Lines) >= echeck.MaxStatementLines {
+			return PayoutResult{}, errTooManyLines
+		}
 	}
 	bal, err := b.Payout(ctx, account, amount, memo, reference)
 	if err != nil {
@@ -140,6 +150,25 @@ func (b *Bank) PayoutSettlement(ctx context.Context, account uint64, amount ecas
 		b.log.Warn("payout recorded without its statement", "account", account, "reference", reference, "err", res.NoStatement)
 	}
 	return res, nil
+}
+
+// paidOut reports whether the account's recent postings hold a payout of
+// amount under reference: a retry. It reads as far back as a statement
+// does; a retry comes soon after the payout it repeats.
+func (b *Bank) paidOut(ctx context.Context, account uint64, amount ecash.Amount, reference string) (bool, error) {
+	if reference == "" {
+		return false, nil
+	}
+	hist, err := b.store.History(ctx, account, maxStatementScan)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range hist {
+		if p.Kind == KindPayout && p.Ref == reference && p.Amount == -int64(amount.Value) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // errTooManyLines refuses a statement that would not decode: a period with
