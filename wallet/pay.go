@@ -429,7 +429,11 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		return nil, false, err
 	}
 	// Twice the skew: once for the bank's own grace, once for our clock.
-	if w.now().After(pr.ExpiresAt.Add(2 * ecash.MaxClockSkew)) {
+	end := pr.ExpiresAt
+	if pr.CheckLifetime() != nil { // stored before the bound: the bank takes no new deposit of it
+		end = pr.CreatedAt.Add(ecash.MaxPaymentLifetime)
+	}
+	if w.now().After(end.Add(2 * ecash.MaxClockSkew)) {
 		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
 	}
 	return nil, false, nil

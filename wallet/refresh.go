@@ -89,6 +89,10 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	add := func(k groupKey, c *coinRecord) {
 		if c.Revealed {
 			k.revealed, k.by = true, c.Payment
+			if c.Payment == (ecash.Hash{}) {
+				// Revealed by a build that did not record by what: alone.
+				k.by = c.Coin.ID()
+			}
 		}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
@@ -125,7 +129,14 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		return nil, err
 	}
 	for _, k := range order {
-		for _, batch := range refreshBatches(groups[k], ks, now) {
+		batches := refreshBatches(groups[k], ks, now)
+		if k.revealed {
+			// A revealed coin no batch takes never pays: say so.
+			if res.Stranded, err = res.Stranded.Add(unbatched(groups[k], batches)); err != nil {
+				return res, err
+			}
+		}
+		for _, batch := range batches {
 			coins, err := w.swap(ctx, bank, ks, batch.inputs, batch.outputs)
 			switch {
 			case err == nil:
@@ -153,6 +164,20 @@ func (w *Wallet) refresh(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	return res, nil
 }
 
+// unbatched is the value of the coins of group that no batch takes.
+func unbatched(group []*coinRecord, batches []refreshBatch) ecash.Amount {
+	left := ecash.Amount{Currency: group[0].Value.Currency}
+	for _, c := range group {
+		left.Value += c.Value.Value
+	}
+	for _, b := range batches {
+		for _, c := range b.inputs {
+			left.Value -= c.Value.Value
+		}
+	}
+	return left
+}
+
 // refreshBatch is one swap of RefreshCoins.
 type refreshBatch struct {
 	inputs  []*coinRecord
@@ -168,6 +193,7 @@ func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refr
 	sort.Slice(coins, func(i, j int) bool { return coins[i].Value.Value > coins[j].Value.Value })
 	var out []refreshBatch
 	var cur refreshBatch
+	var left []*coinRecord
 	flush := func() {
 		if len(cur.inputs) > 0 {
 			out = append(out, cur)
@@ -191,11 +217,21 @@ func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refr
 		}
 		flush()
 		if outputs, err = split(buys, ks, now); err != nil || len(outputs) > ecash.MaxCoinsPerRequest {
-			continue // cannot be renewed on its own either
+			left = append(left, c) // cannot be renewed on its own: perhaps with the others left
+			continue
 		}
 		cur = refreshBatch{inputs: []*coinRecord{c}, total: buys, outputs: outputs}
 	}
 	flush()
+	if len(left) > 1 && len(left) <= ecash.MaxCoinsPerRequest {
+		t := ecash.Amount{Currency: left[0].Value.Currency}
+		for _, c := range left {
+			t.Value += swapValue(ks, c)
+		}
+		if outputs, err := split(t, ks, now); err == nil && len(outputs) <= ecash.MaxCoinsPerRequest {
+			out = append(out, refreshBatch{inputs: left, total: t, outputs: outputs})
+		}
+	}
 	return out
 }
 

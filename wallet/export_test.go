@@ -1,0 +1,60 @@
+package wallet
+
+import (
+	"context"
+	"crypto/sha256"
+	"time"
+
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// ForgetRevealedBy clears Payment on every fresh revealed coin: a store
+// written by the build of f2d10d2 (before 3303a69) holds them so.
+func ForgetRevealedBy(w *Wallet) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var recs []*coinRecord
+	if err := w.eachCoin(func(c *coinRecord) error {
+		if c.State == CoinFresh && c.Revealed {
+			recs = append(recs, c)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, c := range recs {
+		c.Payment = ecash.Hash{}
+		if err := w.db.Set(coinKey(c.Coin.ID()), c.encode(), pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StoreOldPayment stores a pending payment of amount to the wallet's own
+// account for a request living `life` (as a build before the lifetime bound
+// could store one), its coins marked pending; nothing is sent.
+func StoreOldPayment(ctx context.Context, w *Wallet, bank pb.BankClient, amount ecash.Amount, life time.Duration) error {
+	ks, err := w.keys(ctx, bank)
+	if err != nil {
+		return err
+	}
+	acct, err := w.Account()
+	if err != nil {
+		return err
+	}
+	now := time.UnixMilli(w.now().UnixMilli())
+	pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: acct, MerchantPub: w.AccountKey(), OrderID: "old-1",
+		Amount: amount, SummaryHash: sha256.Sum256([]byte("old")), CreatedAt: now, ExpiresAt: now.Add(life)}
+	w.mu.Lock()
+	picked, err := w.selectCoins(amount, ks)
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = w.reserveCoins(ks, pr, pr.Body(), "old-shop", pr.OrderID, picked)
+	return err
+}
