@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -149,6 +150,11 @@ func addrKey(a net.Addr) string {
 	key := a.String()
 	if host, _, err := net.SplitHostPort(key); err == nil {
 		key = host
+	}
+	// Without its zone: a link-local peer's fe80::1%eth0 would not parse,
+	// and each of its addresses would be a key of its own.
+	if i := strings.IndexByte(key, '%'); i >= 0 {
+		key = key[:i]
 	}
 	if ip := net.ParseIP(key); ip != nil && ip.To4() == nil {
 		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
