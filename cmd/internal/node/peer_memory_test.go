@@ -18,7 +18,10 @@ import (
 // TestPeerMemoryBounded: one peer address starts calls whose messages it
 // sends only in part and never finishes, trying for three times what the
 // caps let it hold. Calls beyond its calls-in-progress cap are refused as
-// their streams open, on any of its connections; connections beyond its
+// their streams open: on one connection by the streams it may have open,
+// which the bank tells the peer is no more than the cap (REFUSED_STREAM,
+// a stream gRPC never started), on any other by the cap itself
+// (ResourceExhausted); connections beyond its
 // connection cap are closed as they are accepted; and the bank's heap
 // grows by at most the caps' worth (calls × transport.MaxCallBytes). When
 // the peer goes, its places come back. Without the caps the bank held
@@ -65,6 +68,12 @@ func TestPeerMemoryBounded(t *testing.T) {
 	if len(held) != calls {
 		t.Errorf("%d of %d calls on one connection admitted; want %d", len(held), attempts, calls)
 	}
+	for _, id := range ids[len(held):] {
+		if !c1.refusedStream(id) {
+			t.Errorf("call on stream %d refused otherwise than as beyond the connection's streams", id)
+			break
+		}
+	}
 	if !c2.refused(c2.open(b.Addr)) {
 		t.Errorf("a call on the address's second connection admitted beyond its %d", calls)
 	}
@@ -80,7 +89,7 @@ func TestPeerMemoryBounded(t *testing.T) {
 	if grown > bound {
 		t.Errorf("one address holds %d MiB of the bank's memory; want at most %d calls × %d MiB", grown>>20, calls, transport.MaxCallBytes>>20)
 	}
-	refusals := map[string]float64{"(peer calls)": float64(attempts - calls + 1), "(peer connections)": 1}
+	refusals := map[string]float64{"(peer calls)": 1, "(peer connections)": 1} // the second connection's call
 	mfs, err := b.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -158,37 +167,44 @@ type h2conn struct {
 	c       net.Conn
 	settled bool // the server's SETTINGS arrived: the connection was accepted
 
-	mu      sync.Mutex // writes, and the fields below
-	cond    *sync.Cond
-	connWin int64
-	ended_  map[uint32]bool // streams the server ended (HEADERS with END_STREAM)
-	acks    map[uint64]bool
-	nextID  uint32
-	pings   uint64
-	done    bool
+	mu       sync.Mutex // writes, and the fields below
+	cond     *sync.Cond
+	connWin  int64
+	ended_   map[uint32]bool // streams the server ended (HEADERS with END_STREAM, or RST_STREAM)
+	answered map[uint32]bool // streams the server answered (HEADERS without END_STREAM)
+	reset    map[uint32]bool // streams the server refused with REFUSED_STREAM
+	acks     map[uint64]bool
+	nextID   uint32
+	pings    uint64
+	done     bool
 }
 
 // HTTP/2 frame types and flags (RFC 9113, section 6).
 const (
-	frData, frHeaders, frSettings, frPing, frWindowUpdate = 0x0, 0x1, 0x4, 0x6, 0x8
-	flagEndStream, flagAck, flagEndHeaders                = 0x1, 0x1, 0x4
+	frData, frHeaders, frRSTStream, frSettings, frPing, frWindowUpdate = 0x0, 0x1, 0x3, 0x4, 0x6, 0x8
+	flagEndStream, flagAck, flagEndHeaders                             = 0x1, 0x1, 0x4
+	errRefusedStream                                                   = 0x7
 )
 
 // dialH2 connects, sends the preface and waits for the server's SETTINGS,
 // or for the server to close the connection (settled false).
-func dialH2(t *testing.T, addr string) *h2conn {
+func dialH2(t *testing.T, addr string) *h2conn { t.Helper(); return dialH2Settings(t, addr, nil) }
+
+// dialH2Settings is dialH2 sending settings (6 bytes each: RFC 9113,
+// section 6.5.1) in its SETTINGS frame.
+func dialH2Settings(t *testing.T, addr string, settings []byte) *h2conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &h2conn{t: t, c: c, connWin: 65535, ended_: map[uint32]bool{}, acks: map[uint64]bool{}, nextID: 1}
+	h := &h2conn{t: t, c: c, connWin: 65535, ended_: map[uint32]bool{}, answered: map[uint32]bool{}, reset: map[uint32]bool{}, acks: map[uint64]bool{}, nextID: 1}
 	h.cond = sync.NewCond(&h.mu)
 	go h.read()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	c.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")) // a refused connection fails here or in read
-	h.write(frSettings, 0, 0, nil)
+	h.write(frSettings, 0, 0, settings)
 	for !h.settled && !h.done {
 		h.cond.Wait()
 	}
@@ -207,7 +223,8 @@ func (h *h2conn) write(typ, flags byte, stream uint32, payload []byte) {
 }
 
 // read keeps the server's SETTINGS (acknowledged), the connection's window,
-// the streams it ends and the PINGs it acknowledges.
+// the streams it answers and ends and the PINGs it acknowledges; it
+// acknowledges the server's PINGs, as a live client would.
 func (h *h2conn) read() {
 	defer func() {
 		h.mu.Lock()
@@ -239,8 +256,15 @@ func (h *h2conn) read() {
 			h.connWin += int64(binary.BigEndian.Uint32(p) & (1<<31 - 1))
 		case typ == frHeaders && flags&flagEndStream != 0:
 			h.ended_[stream] = true
+		case typ == frHeaders:
+			h.answered[stream] = true
+		case typ == frRSTStream:
+			h.ended_[stream] = true
+			h.reset[stream] = binary.BigEndian.Uint32(p) == errRefusedStream
 		case typ == frPing && flags&flagAck != 0:
 			h.acks[binary.BigEndian.Uint64(p)] = true
+		case typ == frPing:
+			h.write(frPing, flagAck, 0, p)
 		}
 		h.cond.Broadcast()
 		h.mu.Unlock()
@@ -252,10 +276,29 @@ func (h *h2conn) read() {
 func (h *h2conn) open(authority string) uint32 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.start(authority, "/blindbank.v1.Bank/Withdraw")
+}
+
+// getKeys makes a whole GetKeys call (its message is empty) and waits
+// for the server to answer it or end it.
+func (h *h2conn) getKeys(authority string) uint32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := h.start(authority, "/blindbank.v1.Bank/GetKeys")
+	h.write(frData, flagEndStream, id, make([]byte, 5))
+	for !h.answered[id] && !h.ended_[id] && !h.done {
+		h.cond.Wait()
+	}
+	return id
+}
+
+// start sends the HEADERS of a call of method on a new stream; the
+// caller holds mu.
+func (h *h2conn) start(authority, method string) uint32 {
 	id := h.nextID
 	h.nextID += 2
 	var block []byte
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/blindbank.v1.Bank/Withdraw"},
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method},
 		{":authority", authority}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
 		// A literal field without indexing, its name and value plain
 		// (RFC 7541, section 6.2.2); all are shorter than 127 bytes.
@@ -310,6 +353,14 @@ func (h *h2conn) ping() {
 func (h *h2conn) refused(id uint32) bool {
 	h.ping()
 	return h.ended(id)
+}
+
+// refusedStream reports whether the server refused stream id with
+// REFUSED_STREAM.
+func (h *h2conn) refusedStream(id uint32) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reset[id]
 }
 
 // ended reports whether the server ended stream id.

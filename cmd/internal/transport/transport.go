@@ -55,9 +55,10 @@ const (
 // MaxMessageSize bounds every gRPC message both ways (1024 RSA-4096 coins fit).
 const MaxMessageSize = 4 << 20
 
-// MaxStreamsPerConn bounds the calls in progress on one connection (gRPC's
-// default is unbounded): a merchant's many concurrent deposits fit. What
-// one peer address may hold is bounded across its connections by
+// MaxStreamsPerConn bounds the streams open on one connection (gRPC's
+// default is unbounded), and Server.PeerCalls bounds them further
+// (streamsPerConn): a merchant's many concurrent deposits fit. What one
+// peer address may hold is bounded across its connections by
 // Server.PeerCalls (and their number by LimitConns).
 const MaxStreamsPerConn = 1024
 
@@ -238,7 +239,7 @@ func (c Server) Options() []grpc.ServerOption {
 	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), c.Metrics}),
-		grpc.MaxConcurrentStreams(MaxStreamsPerConn),
+		grpc.MaxConcurrentStreams(c.streamsPerConn()),
 		// A connection must finish its handshake within HandshakeTimeout
 		// and is closed after IdleTimeout without a call (a client reconnects
 		// on its next): neither a slow handshake nor an idle connection
@@ -267,6 +268,22 @@ func (c Server) Options() []grpc.ServerOption {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})))
 	}
 	return opts
+}
+
+// streamsPerConn is the streams one connection may have open at once,
+// told to the peer: no more than PeerCalls. A call gives its place in
+// PeerCalls back when its handler has answered, but gRPC keeps its stream,
+// and the answer queued on it, until the peer's flow-control window lets
+// the answer out; a peer that never opens its windows would otherwise
+// hold answered streams without end while PeerCalls admits new ones. The
+// connection's limit counts a stream until it is gone. A gRPC client
+// waits for a place beyond it rather than failing the call, which
+// PeerCalls would refuse anyway.
+func (c Server) streamsPerConn() uint32 {
+	if c.PeerCalls > 0 {
+		return uint32(min(c.PeerCalls, MaxStreamsPerConn))
+	}
+	return MaxStreamsPerConn
 }
 
 // streamWorkers sizes the pool of call goroutines: handlers mostly wait for
