@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -80,10 +81,10 @@ func clientInterceptor(ctx context.Context, method string, req, reply any, cc *g
 // before gRPC reads any of their messages, calls beyond a peer address's
 // rate (l; nil: none) and beyond the calls it may have in progress at once
 // (calls; nil: none): a refused call costs the server next to nothing.
-// A call holds its place until its stream's context ends, which gRPC does
-// however the stream ends (answered, reset, deadline, connection closed).
-// The metrics count refusals under the methods "(peer rate)" and "(peer
-// calls)".
+// A call holds its place until its handler has returned (releasePeerCall),
+// or else until its stream's context ends, which gRPC does however the
+// stream ends (answered, reset, deadline, connection closed). The metrics
+// count refusals under the methods "(peer rate)" and "(peer calls)".
 func tapPeers(l *bank.RateLimiter, calls *PeerCounter, m *RPCMetrics) tap.ServerInHandle {
 	return func(ctx context.Context, _ *tap.Info) (context.Context, error) {
 		key := peerKey(ctx)
@@ -96,10 +97,26 @@ func tapPeers(l *bank.RateLimiter, calls *PeerCounter, m *RPCMetrics) tap.Server
 				m.refused("(peer calls)")
 				return nil, errTooMany
 			}
-			context.AfterFunc(ctx, func() { calls.release(key) })
+			release := sync.OnceFunc(func() { calls.release(key) })
+			context.AfterFunc(ctx, release)
+			ctx = context.WithValue(ctx, peerCallKey{}, release)
 		}
 		return ctx, nil
 	}
+}
+
+type peerCallKey struct{}
+
+// releasePeerCall gives a call's place (tapPeers) back as its handler
+// returns, before gRPC sends its answer: the context ends only after
+// the answer is queued, and the place would come back by a goroutine of
+// its own, sometimes after the peer, seeing the answer, has started its
+// next call, which a peer using all its places would have refused.
+func releasePeerCall(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if release, ok := ctx.Value(peerCallKey{}).(func()); ok {
+		defer release()
+	}
+	return handler(ctx, req)
 }
 
 // chargePeers takes from a peer's rate what a call costs beyond the one

@@ -223,7 +223,11 @@ func (c Server) Options() []grpc.ServerOption {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	chain := []grpc.UnaryServerInterceptor{serverInterceptors(log)}
+	var chain []grpc.UnaryServerInterceptor
+	if c.PeerCalls > 0 {
+		chain = append(chain, releasePeerCall)
+	}
+	chain = append(chain, serverInterceptors(log))
 	if c.Metrics != nil {
 		chain = append(chain, c.Metrics.interceptor)
 	}
