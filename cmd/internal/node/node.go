@@ -93,8 +93,11 @@ type RateLimits struct {
 // Defaults: generous for honest wallets and merchants, tight enough that one
 // address or account cannot monopolise the signing cores, nor one address
 // hold more than DefaultCallsPerPeer × transport.MaxCallBytes (2 GiB) of
-// requests in memory. A merchant deposits each payment in a call of its own
-// from one address, all at once: 256 is four times loadgen's usual 64.
+// unfinished requests in memory (answered calls a peer will not take add
+// more: OPERATIONS, "Memory held by peers"). A merchant deposits each
+// payment in a call of its own from one address, all at once: 256 is four
+// times loadgen's usual 64. Wallets behind one NAT share an address, each
+// with a connection of its own.
 const (
 	DefaultPerPeer      = 500
 	DefaultPerAccount   = 100
