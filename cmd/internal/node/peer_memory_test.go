@@ -200,11 +200,13 @@ func dialH2Settings(t *testing.T, addr string, settings []byte) *h2conn {
 	}
 	h := &h2conn{t: t, c: c, connWin: 65535, ended_: map[uint32]bool{}, answered: map[uint32]bool{}, reset: map[uint32]bool{}, acks: map[uint64]bool{}, nextID: 1}
 	h.cond = sync.NewCond(&h.mu)
-	go h.read()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	c.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")) // a refused connection fails here or in read
 	h.write(frSettings, 0, 0, settings)
+	// Only now: the server sends its SETTINGS as it accepts, and their
+	// acknowledgement must not go out before the preface.
+	go h.read()
 	for !h.settled && !h.done {
 		h.cond.Wait()
 	}
