@@ -168,13 +168,15 @@ func addrKey(a net.Addr) string {
 	if host, _, err := net.SplitHostPort(key); err == nil {
 		key = host
 	}
-	// Without its zone: a link-local peer's fe80::1%eth0 would not parse,
-	// and each of its addresses would be a key of its own.
+	// A link-local peer's fe80::1%eth0 does not parse with its zone, and
+	// each of its addresses would be a key of its own; without the zone
+	// every link's peers would share fe80::/64. So: the /64, then the zone.
+	zone := ""
 	if i := strings.IndexByte(key, '%'); i >= 0 {
-		key = key[:i]
+		key, zone = key[:i], key[i:]
 	}
 	if ip := net.ParseIP(key); ip != nil && ip.To4() == nil {
-		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64" + zone
 	}
-	return key
+	return key + zone
 }

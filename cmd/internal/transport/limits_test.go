@@ -164,9 +164,14 @@ func TestPeerKey(t *testing.T) {
 	if at("[2001:db8:1:3::1]:443") == at("[2001:db8:1:2::1]:443") {
 		t.Error("two IPv6 /64s share a key")
 	}
-	// A link-local peer, whose address carries its zone, is its /64 too.
-	if a, b := at("[fe80::1%lo]:443"), at("[fe80::2%lo]:5"); a != "fe80::/64" || b != a {
+	// A link-local peer, whose address carries its zone, is its /64 on its
+	// link; the same /64 on another link is another network.
+	if a, b := at("[fe80::1%lo]:443"), at("[fe80::2%lo]:5"); a != "fe80::/64%lo" || b != a {
 		t.Errorf("one link-local /64: %q and %q", a, b)
+	}
+	other := addrKey(&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 443, Zone: "eth1"})
+	if other == at("[fe80::1%lo]:443") {
+		t.Errorf("peers on two links share the key %q", other)
 	}
 	if got := peerKey(context.Background()); got != "unknown" {
 		t.Errorf("no peer: %q", got)
