@@ -223,10 +223,14 @@ func refreshBatches(coins []*coinRecord, ks *ecash.KeySet, now time.Time) []refr
 		cur = refreshBatch{inputs: []*coinRecord{c}, total: buys, outputs: outputs}
 	}
 	flush()
+	// Coins none of which a swap takes alone may together buy coins.
 	if len(left) > 1 && len(left) <= ecash.MaxCoinsPerRequest {
 		t := ecash.Amount{Currency: left[0].Value.Currency}
+		var err error
 		for _, c := range left {
-			t.Value += swapValue(ks, c)
+			if t, err = t.Add(ecash.Amount{Currency: t.Currency, Value: swapValue(ks, c)}); err != nil {
+				return out
+			}
 		}
 		if outputs, err := split(t, ks, now); err == nil && len(outputs) <= ecash.MaxCoinsPerRequest {
 			out = append(out, refreshBatch{inputs: left, total: t, outputs: outputs})
