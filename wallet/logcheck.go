@@ -42,6 +42,12 @@ type logCheck struct {
 	Kind  uint8
 	Index int64 // 0: ask the bank (FindEntry)
 	Coins []ecash.Hash
+	// For a deposit: the merchant account the receipt says was credited,
+	// and what with (its Total), so that a log entry crediting another
+	// account or amount does not match. Trailing, written only when set:
+	// records written before them decode as they were, and check less.
+	Merchant uint64
+	Credited ecash.Amount
 }
 
 func (c *logCheck) encode() []byte {
@@ -51,6 +57,10 @@ func (c *logCheck) encode() []byte {
 	e.U32(uint32(len(c.Coins)))
 	for _, h := range c.Coins {
 		e.Fixed(h[:])
+	}
+	if c.Merchant != 0 {
+		e.U64(c.Merchant)
+		e.Amount(c.Credited)
 	}
 	return e.Bytes()
 }
@@ -63,6 +73,9 @@ func decodeLogCheck(b []byte) (*logCheck, error) {
 		var h ecash.Hash
 		copy(h[:], d.Fixed(32))
 		c.Coins = append(c.Coins, h)
+	}
+	if d.More() {
+		c.Merchant, c.Credited = d.U64(), d.Amount()
 	}
 	return c, d.Finish()
 }
@@ -125,7 +138,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		if err != nil {
 			return nil, err
 		}
-		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: ref, Coins: c.Coins}
+		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: ref, Coins: c.Coins, Merchant: c.Merchant, Amount: c.Credited}
 		switch c.Kind {
 		case logSwap:
 			x.Kind = auditlog.KindSwap

@@ -123,7 +123,8 @@ func (w *Wallet) acceptReceipt(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *p
 		if err := b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil); err != nil {
 			return err
 		}
-		return b.Set(logCheckKey(pr.Hash()), (&logCheck{Kind: logDeposit, Coins: pp.Coins}).encode(), nil)
+		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total}
+		return b.Set(logCheckKey(pr.Hash()), check.encode(), nil)
 	})
 }
 

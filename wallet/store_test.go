@@ -36,3 +36,23 @@ func TestCoinRecordRevealed(t *testing.T) {
 		t.Error("a record with an unknown flag decoded")
 	}
 }
+
+// TestLogCheckRecordCredited: a deposit's log check keeps the merchant and
+// the amount its receipt says were credited, and a record written before
+// them decodes (checking the coins only), as it was written.
+func TestLogCheckRecordCredited(t *testing.T) {
+	coins := []ecash.Hash{ecash.HashOf([]byte("a")), ecash.HashOf([]byte("b"))}
+	old := (&logCheck{Kind: logDeposit, Index: 9, Coins: coins}).encode()
+	got, err := decodeLogCheck(old)
+	if err != nil || got.Merchant != 0 || got.Index != 9 || len(got.Coins) != 2 {
+		t.Fatalf("a record without the credit decodes as %+v, %v", got, err)
+	}
+	c := &logCheck{Kind: logDeposit, Coins: coins, Merchant: 1001, Credited: ecash.MustParseAmount("EUR:3.50")}
+	enc := c.encode()
+	if got, err = decodeLogCheck(enc); err != nil || got.Merchant != 1001 || got.Credited != c.Credited {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	if _, err := decodeLogCheck(append(enc, 0)); err == nil {
+		t.Fatal("a record with a trailing byte decodes")
+	}
+}

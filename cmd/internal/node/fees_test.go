@@ -138,6 +138,11 @@ func TestFeesCharged(t *testing.T) {
 	if mrep, err := shop.admin.VerifyLog(ctx, &pb.VerifyLogRequest{}); err != nil || mrep.Verified != 5 || mrep.Waiting != 0 {
 		t.Fatalf("the merchant's check of its deposits: %+v, %v; want all 5 verified", mrep, err)
 	}
+	// So does the wallet, for the deposits it paid, against the merchant
+	// and the total each receipt names.
+	if rep, err := w.VerifyLog(ctx, bankc, e.dialLog()); err != nil || rep.Verified < 5 || rep.Waiting != 0 {
+		t.Fatalf("the wallet's check of its payments: %+v, %v; want its 5 deposits (and more) verified", rep, err)
+	}
 
 	// A refund of EUR:1.00 costs the merchant the refund fees of the coins
 	// it touches; the wallet collects the full EUR:1.00 (credit pays no
