@@ -433,9 +433,31 @@ func TestRevealedAfterRefusedSwap(t *testing.T) {
 // in swaps of their own: one swap of coins the bank saw in both refused
 // deposits would tell it that the two orders were one payer's.
 func TestRevealedSwapsKeepPaymentsApart(t *testing.T) {
-	ctx := context.Background()
 	f := newFixture(t)
 	a, b := copiedWallet(t, f, "EUR:0.15") // 0.01 + 0.02 + 0.04 + 0.08
+	var swaps []*ecash.SwapRequest
+	r := refuseTwice(t, f, a, b, noSwaps{BankClient: f.bankc}, &swapSpy{BankClient: f.bankc, got: &swaps})
+	if bal, err := a.Balance(); err != nil || !bal.Revealed.IsZero() || len(swaps) < 2 {
+		t.Fatalf("after the second refusal: %d swaps, revealed %s (%v); want both payments' coins swapped", len(swaps), bal.Revealed, err)
+	}
+	r.noSwapLinks(t, swaps)
+}
+
+// twoRefusals are two orders whose deposits the bank opened and refused,
+// and the coins it saw in each.
+type twoRefusals struct {
+	o1, o2         *merchant.Order
+	shown1, shown2 []ecash.Hash
+}
+
+// refuseTwice has wallet a pay two orders (EUR:0.03, then EUR:0.12) with
+// coins its copy b spent just before each (the 0.01, then the 0.04), so
+// the bank refuses both with a double-spend proof: the first paid through
+// first, the second through second (bank links that may block or watch
+// the swaps a refusal starts). a holds 0.01 + 0.02 + 0.04 + 0.08.
+func refuseTwice(t *testing.T, f *fixture, a, b *wallet.Wallet, first, second pb.BankClient) *twoRefusals {
+	t.Helper()
+	ctx := context.Background()
 	pay := func(amount string) {
 		o, _ := f.merchant.CreateOrder(ecash.MustParseAmount(amount), amount, 0)
 		if _, err := b.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
@@ -443,29 +465,33 @@ func TestRevealedSwapsKeepPaymentsApart(t *testing.T) {
 		}
 	}
 	spy := &sealedSpy{MerchantClient: f.shop, sealed: map[string][]byte{}}
+	r := &twoRefusals{}
 	pay("EUR:0.01") // the copy spends the 0.01
-	o1, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "first", 0)
-	if _, err := a.Pay(ctx, noSwaps{BankClient: f.bankc}, spy, "shop", o1.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
+	r.o1, _ = f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "first", 0)
+	if _, err := a.Pay(ctx, first, spy, "shop", r.o1.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
 		t.Fatalf("first payment: %v", err)
 	}
 	pay("EUR:0.04") // the copy spends the 0.04
-	var swaps []*ecash.SwapRequest
-	o2, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.12"), "second", 0)
-	if _, err := a.Pay(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, spy, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
+	r.o2, _ = f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.12"), "second", 0)
+	if _, err := a.Pay(ctx, second, spy, "shop", r.o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
 		t.Fatalf("second payment: %v", err)
 	}
-	shown1, shown2 := spy.shown(t, o1), spy.shown(t, o2)
-	if bal, err := a.Balance(); err != nil || !bal.Revealed.IsZero() || len(swaps) < 2 {
-		t.Fatalf("after the second refusal: %d swaps, revealed %s (%v); want both payments' coins swapped", len(swaps), bal.Revealed, err)
-	}
+	r.shown1, r.shown2 = spy.shown(t, r.o1), spy.shown(t, r.o2)
+	return r
+}
+
+// noSwapLinks fails if one of swaps spends coins the bank saw in both
+// refused payments: it would link the two orders.
+func (r *twoRefusals) noSwapLinks(t *testing.T, swaps []*ecash.SwapRequest) {
+	t.Helper()
 	for _, s := range swaps {
 		var from1, from2 bool
 		for _, in := range s.Inputs {
-			from1 = from1 || slices.Contains(shown1, in.Coin.ID())
-			from2 = from2 || slices.Contains(shown2, in.Coin.ID())
+			from1 = from1 || slices.Contains(r.shown1, in.Coin.ID())
+			from2 = from2 || slices.Contains(r.shown2, in.Coin.ID())
 		}
 		if from1 && from2 {
-			t.Fatalf("one swap of %d inputs spends coins the bank saw in both refused payments: it links order %s to order %s", len(s.Inputs), o1.ID, o2.ID)
+			t.Fatalf("one swap of %d inputs spends coins the bank saw in both refused payments: it links order %s to order %s", len(s.Inputs), r.o1.ID, r.o2.ID)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
@@ -21,23 +20,7 @@ func TestRevealedByAnOlderBuildKeptApart(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	a, b := copiedWallet(t, f, "EUR:0.15") // 0.01 + 0.02 + 0.04 + 0.08
-	pay := func(amount string) {
-		o, _ := f.merchant.CreateOrder(ecash.MustParseAmount(amount), amount, 0)
-		if _, err := b.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	spy := &sealedSpy{MerchantClient: f.shop, sealed: map[string][]byte{}}
-	pay("EUR:0.01")
-	o1, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "first", 0)
-	if _, err := a.Pay(ctx, noSwaps{BankClient: f.bankc}, spy, "shop", o1.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
-		t.Fatalf("first payment: %v", err)
-	}
-	pay("EUR:0.04")
-	o2, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.12"), "second", 0)
-	if _, err := a.Pay(ctx, noSwaps{BankClient: f.bankc}, spy, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) {
-		t.Fatalf("second payment: %v", err)
-	}
+	r := refuseTwice(t, f, a, b, noSwaps{BankClient: f.bankc}, noSwaps{BankClient: f.bankc})
 	wantBalance(t, a, "after both refusals", "EUR:0.10", "EUR:0.10")
 	if err := wallet.ForgetRevealedBy(a); err != nil { // as the older build stored them
 		t.Fatal(err)
@@ -46,17 +29,7 @@ func TestRevealedByAnOlderBuildKeptApart(t *testing.T) {
 	if _, err := a.RefreshCoins(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, 0); err != nil {
 		t.Fatal(err)
 	}
-	shown1, shown2 := spy.shown(t, o1), spy.shown(t, o2)
-	for _, s := range swaps {
-		var from1, from2 bool
-		for _, in := range s.Inputs {
-			from1 = from1 || slices.Contains(shown1, in.Coin.ID())
-			from2 = from2 || slices.Contains(shown2, in.Coin.ID())
-		}
-		if from1 && from2 {
-			t.Fatalf("one swap of %d inputs spends coins the bank saw in both refused payments: it links order %s to order %s", len(s.Inputs), o1.ID, o2.ID)
-		}
-	}
+	r.noSwapLinks(t, swaps)
 }
 
 // TestRevealedCoinsSwappedTogetherWhenNotAlone: a bank whose smallest coin
