@@ -238,6 +238,13 @@ type statusLink struct {
 	asked atomic.Int32
 }
 
+// linkStatus puts a statusLink between the merchant and the bank.
+func (f *fixture) linkStatus() *statusLink {
+	link := &statusLink{BankClient: f.bankc}
+	f.toBank.BankClient = link
+	return link
+}
+
 func (l *statusLink) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, opts ...grpc.CallOption) (*pb.DepositResponse, error) {
 	l.asked.Add(1)
 	if l.down.Load() {
@@ -381,8 +388,7 @@ func TestMerchantReconcilesDepositInFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	paid := f.missedPayment(t, w, link)
 	unpaid, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
 	if err != nil {
@@ -412,8 +418,7 @@ func TestMerchantOrderStatusSettlesDepositInFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	first, second := f.missedPayment(t, w, link), f.missedPayment(t, w, link)
 	if st := f.orderStatus(t, first); st != "paid" {
 		t.Errorf("status of the paid order: %q", st)
@@ -578,8 +583,7 @@ func TestMerchantDepositMarkSurvivesPowerLoss(t *testing.T) {
 	f := newFixtureWith(t, keys(t), clk.now)
 	mem := f.crashableMerchant(t)
 	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:5.00", "EUR:2.00")
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	paid := f.missedPayment(t, w, link)
 	crashed := mem.CrashClone(vfs.CrashCloneCfg{}) // power loss now
 	clk.add(merchant.DefaultOrderTTL + 2*ecash.MaxClockSkew + time.Second)
@@ -653,8 +657,7 @@ func TestMerchantRefusalKeepsOtherDepositInFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	w := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	paid := f.missedPayment(t, w, link)
 	if _, err := f.shop.Pay(ctx, &pb.PayRequest{OrderId: paid, SealedPayment: []byte("junk")}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("junk payment: %v", err)
@@ -671,8 +674,7 @@ func TestMerchantRefusalKeepsOtherDepositInFlight(t *testing.T) {
 func TestMerchantRecordsPaymentOnConflict(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	paid := f.missedPayment(t, f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00"), link)
 	second := f.walletWithCoins(t, wallet.Options{}, "EUR:5.00", "EUR:2.00")
 	shop := &payCapture{MerchantClient: f.shop}

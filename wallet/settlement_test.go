@@ -212,8 +212,7 @@ func TestSettlementCoverageInAnyOrder(t *testing.T) {
 	// lost to it): the statement holding it is checked before the
 	// merchant has its receipt, then Reconcile records it. The next
 	// statement does not report it.
-	link := &statusLink{BankClient: f.bankc}
-	f.toBank.BankClient = link
+	link := f.linkStatus()
 	paidFrom := time.Now().Add(-time.Second)
 	missed := f.missedPayment(t, w, link)
 	f.toBank.BankClient = f.bankc
