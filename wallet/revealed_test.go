@@ -29,6 +29,10 @@ func TestRevealedByAnOlderBuildKeptApart(t *testing.T) {
 	if _, err := a.RefreshCoins(ctx, &swapSpy{BankClient: f.bankc, got: &swaps}, 0); err != nil {
 		t.Fatal(err)
 	}
+	// The check below means something only if the refresh swapped them.
+	if bal, err := a.Balance(); err != nil || !bal.Revealed.IsZero() || len(swaps) < 2 {
+		t.Fatalf("after the refresh: %d swaps, revealed %s (%v); want each coin swapped", len(swaps), bal.Revealed, err)
+	}
 	r.noSwapLinks(t, swaps)
 }
 
