@@ -174,33 +174,25 @@ func (m *Merchant) verifySales(ctx context.Context, cp auditlog.Checkpoint, rep 
 // unverifiedSales returns the receipts of payment orders decided and not
 // yet checked.
 func (m *Merchant) unverifiedSales() ([]*echeck.Receipt, error) {
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefixSale, UpperBound: []byte("s0")})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	var out []*echeck.Receipt
-	for it.First(); it.Valid(); it.Next() {
-		s, err := decodeSale(it.Value())
-		if err != nil {
-			return nil, err
-		}
+	err := m.eachSale(prefixSale, []byte("s0"), func(_ []byte, s *sale) error {
 		if s.Receipt == nil {
-			continue
+			return nil
 		}
-		if _, closer, err := m.db.Get(saleVerifiedKey(s.EPOID)); err == nil {
-			closer.Close()
-			continue
-		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return nil, err
+		if done, err := m.has(saleVerifiedKey(s.EPOID)); err != nil || done {
+			return err
 		}
 		r, err := echeck.DecodeReceipt(s.Receipt)
 		if err != nil {
-			return nil, fmt.Errorf("merchant: corrupt sale record: %w", err)
+			return fmt.Errorf("merchant: corrupt sale record: %w", err)
 		}
 		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, it.Error()
+	return out, nil
 }
 
 // unverifiedDeposits returns the receipts of paid orders not yet checked.

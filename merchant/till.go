@@ -193,6 +193,22 @@ func (m *Merchant) loadSaleAt(key []byte) (*sale, error) {
 	return decodeSale(v)
 }
 
+// eachSale calls f with each sale record whose key is in [lo, hi), and
+// its key (valid during the call only), in key order: by EPOID.
+func (m *Merchant) eachSale(lo, hi []byte, f func(key []byte, s *sale) error) error {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid() && err == nil; it.Next() {
+		var s *sale
+		if s, err = decodeSale(it.Value()); err == nil {
+			err = f(it.Key(), s)
+		}
+	}
+	return errors.Join(err, it.Error(), it.Close())
+}
+
 func (m *Merchant) storeSale(s *sale) error {
 	return m.db.Set(saleKey(s.EPOID), s.encode(), pebble.Sync)
 }

@@ -51,24 +51,13 @@ func (m *Merchant) markEndorsed() error {
 	}
 	b := m.db.NewBatch()
 	defer b.Close()
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: prefixSale, UpperBound: []byte("s0")})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		s, err := decodeSale(it.Value())
-		if err != nil {
-			it.Close()
-			return err
-		}
+	err := m.eachSale(prefixSale, []byte("s0"), func(_ []byte, s *sale) error {
 		if s.Endorsement != nil && s.Receipt == nil {
-			if err := b.Set(endorsedKey(s.EPOID), nil, nil); err != nil {
-				it.Close()
-				return err
-			}
+			return b.Set(endorsedKey(s.EPOID), nil, nil)
 		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if err := b.Set(keyEndorsedMarks, nil, nil); err != nil {
@@ -147,26 +136,15 @@ func (m *Merchant) pruneDeliveries() (int, error) {
 	}
 	b := m.db.NewBatch()
 	defer b.Close()
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: bound(max(from, 0)), UpperBound: bound(cutoff)})
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		s, err := decodeSale(it.Value())
-		if err != nil {
-			it.Close()
-			return 0, err
+	err := m.eachSale(bound(max(from, 0)), bound(cutoff), func(key []byte, s *sale) error {
+		if s.EPO != nil {
+			return nil
 		}
-		if s.EPO == nil {
-			if err := b.Delete(it.Key(), nil); err != nil {
-				it.Close()
-				return 0, err
-			}
-			n++
-		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		n++
+		return b.Delete(key, nil)
+	})
+	if err != nil {
 		return 0, err
 	}
 	if err := b.Set(keyPrunedTo, binary.BigEndian.AppendUint64(nil, uint64(cutoff)), nil); err != nil {
