@@ -75,20 +75,42 @@ func TestListRequestsBounded(t *testing.T) {
 	for i := range flood.Items {
 		flood.Items[i] = &pb.PrepareWithdrawRequest_Item{}
 	}
-	if _, err := bankc.PrepareWithdraw(ctx, flood); err == nil || !strings.Contains(err.Error(), "at most") {
+	// Refused ResourceExhausted, the peer's fault, not INTERNAL, which
+	// gRPC makes of any error a codec returns.
+	if _, err := bankc.PrepareWithdraw(ctx, flood); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("a flood of empty items: %v, want refused before decoding", err)
 	}
 	hashes := &pb.CoinsSpentRequest{CoinIds: make([][]byte, 100_000)}
-	if _, err := bankc.CoinsSpent(ctx, hashes); err == nil || !strings.Contains(err.Error(), "at most") {
+	if _, err := bankc.CoinsSpent(ctx, hashes); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("a flood of empty coin ids: %v, want refused before decoding", err)
 	}
 	if n := b.calls.Load(); n != 1 {
 		t.Fatalf("%d calls reached the handler, want 1", n)
 	}
-	for _, what := range []string{"*pb.PrepareWithdrawRequest", "*pb.CoinsSpentRequest"} {
-		if n := refusals(t, reg, what); n != 1 {
-			t.Errorf("%g refusals of %s counted, want 1", n, what)
+	for _, method := range []string{"/blindbank.v1.Bank/PrepareWithdraw", "/blindbank.v1.Bank/CoinsSpent"} {
+		if n := refusals(t, reg, method); n != 1 {
+			t.Errorf("%g refusals of %s counted, want 1", n, method)
 		}
+	}
+}
+
+// TestUndecodedGivesPlaceBack: a call refused undecoded gives its place
+// among the peer's calls in progress back before its answer, as any
+// other, so a client using its one place can call again at once.
+func TestUndecodedGivesPlaceBack(t *testing.T) {
+	bankc, b := serveCountingBank(t, Server{PeerCalls: 1})
+	ctx := context.Background()
+	flood := &pb.CoinsSpentRequest{CoinIds: make([][]byte, 100_000)}
+	for i := range 200 {
+		if _, err := bankc.CoinsSpent(ctx, flood); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") {
+			t.Fatalf("flood %d: %v, want refused before decoding", i, err)
+		}
+		if _, err := bankc.PrepareWithdraw(ctx, items(1)); err != nil {
+			t.Fatalf("the call after flood %d: %v", i, err)
+		}
+	}
+	if n := b.calls.Load(); n != 200 {
+		t.Fatalf("%d calls reached the handler, want 200", n)
 	}
 }
 

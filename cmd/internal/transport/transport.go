@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -69,24 +70,38 @@ const (
 	IdleTimeout      = 10 * time.Minute
 )
 
-// boundedCodec is gRPC's protobuf codec, refusing before decoding a request
+// boundedCodec is gRPC's protobuf codec, leaving undecoded a request
 // larger than its kind can be (maxDecoded). The requests that carry lists
 // are small when honest (1024 hashes: 35 KB), but a 4 MiB message of empty
 // list items decodes into a quarter of a gigabyte of allocations. gRPC
-// answers a codec's refusal as INTERNAL ("grpc: error unmarshalling
-// request"), whatever the codec says; the metrics count it as
-// ResourceExhausted under the request's type ("*pb.CoinsSpentRequest").
+// answers any error of a codec as INTERNAL, a server's fault, so the codec
+// records its refusal in undecoded instead, and refuseUndecoded answers it
+// ResourceExhausted, where the call is logged, counted under its method and
+// gives its place back as any other.
 type boundedCodec struct {
 	encoding.CodecV2
-	metrics *RPCMetrics
+	undecoded *sync.Map // request message -> its refusal
 }
 
 func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if limit := maxDecoded(v); limit > 0 && data.Len() > limit {
-		c.metrics.refused(fmt.Sprintf("%T", v))
-		return status.Errorf(codes.ResourceExhausted, "a %T of %d bytes; at most %d", v, data.Len(), limit)
+		c.undecoded.Store(v, status.Errorf(codes.ResourceExhausted, "a %T of %d bytes; at most %d", v, data.Len(), limit))
+		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
+}
+
+// refuseUndecoded answers a request boundedCodec left undecoded with its
+// refusal; it must run before anything reads the request.
+func refuseUndecoded(undecoded *sync.Map) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if maxDecoded(req) > 0 {
+			if err, ok := undecoded.LoadAndDelete(req); ok {
+				return nil, err.(error)
+			}
+		}
+		return handler(ctx, req)
+	}
 }
 
 // maxDecoded is the largest message of v's kind worth decoding; 0: only
@@ -231,6 +246,8 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.Metrics != nil {
 		chain = append(chain, c.Metrics.interceptor)
 	}
+	undecoded := new(sync.Map)
+	chain = append(chain, refuseUndecoded(undecoded))
 	if len(c.CertMethods) > 0 {
 		chain = append(chain, requireClientCert(c.CertMethods))
 	}
@@ -242,7 +259,7 @@ func (c Server) Options() []grpc.ServerOption {
 	}
 	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), c.Metrics}),
+		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), undecoded}),
 		grpc.MaxConcurrentStreams(c.streamsPerConn()),
 		// A connection must finish its handshake within HandshakeTimeout
 		// and is closed after IdleTimeout without a call (a client reconnects
