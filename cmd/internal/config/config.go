@@ -859,35 +859,34 @@ func (r *resolver) denominations(items []string) error {
 const maxPassphrase = 4096
 
 // ReadPassphrase reads a key passphrase file: its contents without one
-// trailing newline (\n or \r\n). It refuses an empty file. warning is set
-// if other users may read the file.
-func ReadPassphrase(path string) (pass []byte, warning string, err error) {
-	f, err := os.Open(path)
+// trailing newline (\n or \r\n). It refuses an empty file, and one other
+// users may read, as the key files it protects are refused
+// (bank.OpenPrivate): a passphrase anyone on the host can read protects
+// nothing.
+func ReadPassphrase(path string) ([]byte, error) {
+	f, err := bank.OpenPrivate(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+		return nil, fmt.Errorf("key passphrase file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+		return nil, fmt.Errorf("key passphrase file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, "", fmt.Errorf("key passphrase file %s is not a regular file", path)
+		return nil, fmt.Errorf("key passphrase file %s is not a regular file", path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
 	if err != nil {
-		return nil, "", fmt.Errorf("key passphrase file: %w", err)
+		return nil, fmt.Errorf("key passphrase file: %w", err)
 	}
 	if len(b) > maxPassphrase {
-		return nil, "", fmt.Errorf("key passphrase file %s is larger than %d bytes", path, maxPassphrase)
+		return nil, fmt.Errorf("key passphrase file %s is larger than %d bytes", path, maxPassphrase)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
 	if len(b) == 0 {
-		return nil, "", fmt.Errorf("key passphrase file %s is empty", path)
+		return nil, fmt.Errorf("key passphrase file %s is empty", path)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		warning = fmt.Sprintf("key passphrase file %s has mode %04o: other users may read it (chmod 600 it)", path, fi.Mode().Perm())
-	}
-	return b, warning, nil
+	return b, nil
 }

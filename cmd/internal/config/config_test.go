@@ -317,21 +317,24 @@ func TestReadPassphrase(t *testing.T) {
 		return p
 	}
 	for in, want := range map[string]string{"pw\n": "pw", "pw\r\n": "pw", "pw": "pw", "pw\n\n": "pw\n", " pw ": " pw "} {
-		got, warn, err := ReadPassphrase(write("p", in, 0o600))
-		if err != nil || string(got) != want || warn != "" {
-			t.Errorf("%q: got %q, %q, %v; want %q", in, got, warn, err, want)
+		got, err := ReadPassphrase(write("p", in, 0o600))
+		if err != nil || string(got) != want {
+			t.Errorf("%q: got %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, _, err := ReadPassphrase(write("empty", "\n", 0o600)); err == nil || !strings.Contains(err.Error(), "is empty") {
+	if _, err := ReadPassphrase(write("empty", "\n", 0o600)); err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Errorf("empty file: %v", err)
 	}
-	if _, warn, err := ReadPassphrase(write("open", "pw", 0o644)); err != nil || !strings.Contains(warn, "mode 0644") {
-		t.Errorf("world-readable file: %q, %v", warn, err)
+	// Readable by the group or by anyone: refused, as the key files are.
+	for _, mode := range []os.FileMode{0o640, 0o604} {
+		if pass, err := ReadPassphrase(write("open", "pw", mode)); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("a passphrase file of mode %04o: %q, %v; want refused", mode, pass, err)
+		}
 	}
-	if _, _, err := ReadPassphrase(dir); err == nil {
+	if _, err := ReadPassphrase(dir); err == nil {
 		t.Error("a directory was read as a passphrase")
 	}
-	if _, _, err := ReadPassphrase(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := ReadPassphrase(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 }

@@ -435,35 +435,36 @@ func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientCo
 // token file other users may read is refused: whoever reads it holds the
 // daemon's admin (credits and payouts, refunds).
 func LoadOrCreateToken(path string) (string, error) {
-	if f, err := bank.OpenPrivate(path); err == nil {
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, 1024))
-		if err != nil {
-			return "", err
-		}
-		tok := strings.TrimSpace(string(b))
-		if len(tok) < 32 {
-			return "", fmt.Errorf("%s: token too short", path)
-		}
-		return tok, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("admin token: %w", err)
+	tok, err := ReadToken(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return tok, err
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	tok := hex.EncodeToString(b[:])
+	tok = hex.EncodeToString(b[:])
 	return tok, bank.WriteFileAtomic(path, []byte(tok+"\n"), 0o600)
 }
 
-// ReadToken reads a token file written by LoadOrCreateToken.
+// ReadToken reads a token file written by LoadOrCreateToken. It refuses
+// one other users may read, as the daemon that wrote it does: the token
+// is all the admin listener asks for.
 func ReadToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := bank.OpenPrivate(path)
 	if err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1024))
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		return "", fmt.Errorf("admin token %s: too short", path)
+	}
+	return tok, nil
 }
 
 // RequireToken is a unary interceptor that admits only calls carrying

@@ -103,9 +103,34 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 }
 
 func TestAdminToken(t *testing.T) {
-	tok, err := LoadOrCreateToken(t.TempDir() + "/" + TokenFile)
+	path := t.TempDir() + "/" + TokenFile
+	tok, err := LoadOrCreateToken(path)
 	if err != nil || len(tok) != 64 {
 		t.Fatalf("token %q: %v", tok, err)
+	}
+	if again, err := LoadOrCreateToken(path); err != nil || again != tok {
+		t.Fatalf("the token loaded again: %q, %v; want %q", again, err, tok)
+	}
+	if read, err := ReadToken(path); err != nil || read != tok {
+		t.Fatalf("ReadToken: %q, %v; want %q", read, err, tok)
+	}
+	// A token file others may read is refused by the client as by the
+	// daemon; so is one too short to be a token.
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a token file of mode 0644 read: %v", err)
+	}
+	if _, err := LoadOrCreateToken(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a token file of mode 0644 loaded: %v", err)
+	}
+	short := t.TempDir() + "/short"
+	if err := os.WriteFile(short, []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadToken(short); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Errorf("a short token read: %v", err)
 	}
 	addr := serveHealth(t, Server{Token: tok}.Options()...)
 	conn, err := DialAdmin(addr, tok)

@@ -114,7 +114,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				return err
 			}
 			slog.SetDefault(log) // Pebble's messages go through the same handler
-			keyOpts, err := keyOptions(inv, cfg)
+			keyOpts, err := keyOptions(cfg)
 			if err != nil {
 				return err
 			}

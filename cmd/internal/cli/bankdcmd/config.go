@@ -44,16 +44,13 @@ func dataDir(cfg *config.Bank) (string, error) {
 }
 
 // keyOptions reads the configured key passphrase, if any.
-func keyOptions(inv *cli.Invocation, cfg *config.Bank) (bank.KeyFileOptions, error) {
+func keyOptions(cfg *config.Bank) (bank.KeyFileOptions, error) {
 	if cfg.KeyPassphraseFile == "" {
 		return bank.KeyFileOptions{}, nil
 	}
-	pass, warning, err := config.ReadPassphrase(cfg.KeyPassphraseFile)
+	pass, err := config.ReadPassphrase(cfg.KeyPassphraseFile)
 	if err != nil {
 		return bank.KeyFileOptions{}, err
-	}
-	if warning != "" {
-		inv.Notef("warning: %s", warning)
 	}
 	return bank.KeyFileOptions{Passphrase: pass}, nil
 }
@@ -163,10 +160,8 @@ bankd config check --json bankd.json > bankd.effective.json`,
 			}
 			if cfg.KeyPassphraseFile == "" {
 				inv.Notef("note: no key_passphrase_file: new keys are written in clear")
-			} else if _, warning, err := config.ReadPassphrase(cfg.KeyPassphraseFile); err != nil {
-				inv.Notef("note: %v", err)
-			} else if warning != "" {
-				inv.Notef("warning: %s", warning)
+			} else if _, err := config.ReadPassphrase(cfg.KeyPassphraseFile); err != nil {
+				inv.Notef("note: %v: bankd serve would refuse to start", err)
 			}
 			keySettings := false
 			for _, f := range []string{"currency", "rsa_bits", "cipher", "denominations", "master_public_key"} {

@@ -82,7 +82,7 @@ func loadKeys(inv *cli.Invocation, fl *config.Flags) (k *bank.Keys, path string,
 	if err != nil {
 		return nil, "", opts, info, err
 	}
-	if opts, err = keyOptions(inv, cfg); err != nil {
+	if opts, err = keyOptions(cfg); err != nil {
 		return nil, "", opts, info, err
 	}
 	path = filepath.Join(dir, bank.KeysFile)
@@ -401,7 +401,7 @@ bankd keys generate --config bankd.json --master-public 3b6a27bc...`,
 			if err != nil {
 				return err
 			}
-			opts, err := keyOptions(inv, cfg)
+			opts, err := keyOptions(cfg)
 			if err != nil {
 				return err
 			}
@@ -477,7 +477,7 @@ bankd keys encrypt --data ./bank --key-passphrase-file /root/bank.pass --new-key
 			if cfg.KeyPassphraseFile == "" {
 				return cli.Usagef("--key-passphrase-file FILE is required (or $%s, or key_passphrase_file in the --config file)", config.EnvKeyPassphraseFile)
 			}
-			opts, err := keyOptions(inv, cfg)
+			opts, err := keyOptions(cfg)
 			if err != nil {
 				return err
 			}
@@ -492,12 +492,9 @@ bankd keys encrypt --data ./bank --key-passphrase-file /root/bank.pass --new-key
 			case info.Encrypted && newPass == "":
 				return fmt.Errorf("%s is already encrypted (%s); to change its passphrase give the new one with --new-key-passphrase-file", path, info.KDF)
 			case info.Encrypted:
-				pass, warning, err := config.ReadPassphrase(newPass)
+				pass, err := config.ReadPassphrase(newPass)
 				if err != nil {
 					return fmt.Errorf("new %w", err)
-				}
-				if warning != "" {
-					inv.Notef("warning: %s", warning)
 				}
 				if k, _, err = bank.LoadKeysWith(path, opts); err != nil {
 					return err
@@ -611,16 +608,13 @@ func readSmall(file string, limit int64) ([]byte, error) {
 }
 
 // masterOptions reads the master key file's passphrase, if given.
-func masterOptions(inv *cli.Invocation, file string) (bank.KeyFileOptions, error) {
+func masterOptions(file string) (bank.KeyFileOptions, error) {
 	if file == "" {
 		return bank.KeyFileOptions{}, nil
 	}
-	pass, warning, err := config.ReadPassphrase(file)
+	pass, err := config.ReadPassphrase(file)
 	if err != nil {
 		return bank.KeyFileOptions{}, fmt.Errorf("master %w", err)
-	}
-	if warning != "" {
-		inv.Notef("warning: %s", warning)
 	}
 	return bank.KeyFileOptions{Passphrase: pass}, nil
 }
@@ -661,7 +655,7 @@ new-master' or 'bankd keys export-master'); encrypted, it needs
 					return cli.Usagef("--%s FILE is required", f.name)
 				}
 			}
-			opts, err := masterOptions(inv, masterPass)
+			opts, err := masterOptions(masterPass)
 			if err != nil {
 				return err
 			}
@@ -776,7 +770,7 @@ the key set can never be changed.`,
 			if out == "" {
 				return cli.Usagef("--out FILE is required")
 			}
-			opts, err := masterOptions(inv, masterPass)
+			opts, err := masterOptions(masterPass)
 			if err != nil {
 				return err
 			}
@@ -828,7 +822,7 @@ Backups of keys.json made before still hold the master key: replace them.`,
 			if out == "" {
 				return cli.Usagef("--out FILE is required")
 			}
-			mopts, err := masterOptions(inv, masterPass)
+			mopts, err := masterOptions(masterPass)
 			if err != nil {
 				return err
 			}
