@@ -117,13 +117,30 @@ func (b *Bank) Keys() *Keys { return b.view.Load().keys }
 // Store returns the underlying store (for admin tools and tests).
 func (b *Bank) Store() Store { return b.store }
 
+// fromRecord, deferred by a handler once it has looked its request's
+// record up and found none, answers a refusal from the record if there is
+// one by then. A retry sent while its original was committing finds no
+// record and may then be refused for what the original changed (the
+// payment's refund room, a coin's credit) or for the clock passing an
+// expiry meanwhile: its caller would take the refusal for "nothing
+// recorded" (Definitive) and drop what the bank did. lookup fills the
+// handler's results and reports whether it found the record.
+func fromRecord(err *error, lookup func() (bool, error)) {
+	if *err == nil {
+		return
+	}
+	if found, lerr := lookup(); lerr == nil && found {
+		*err = nil
+	}
+}
+
 // Withdraw handles a signed withdraw request: it verifies the account
 // signature and denominations, blind-signs every planchet in parallel, then
 // commits the debit, the signatures and the CS nonce locks atomically; an
 // answer for a nonce locked to another challenge is computed but never
 // released. A retry of the same
 // request returns the same signatures and debits nothing.
-func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte, error) {
+func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]byte, err error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
 	if err != nil {
 		return nil, err
@@ -144,9 +161,14 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	}
 	// A retry is answered from the record before anything that may have
 	// changed since (validity windows, balance): the debit already happened.
-	if sigs, found, err := b.store.Withdrawal(ctx, reqHash); err != nil || found {
+	recorded := func() (found bool, err error) {
+		sigs, found, err = b.store.Withdrawal(ctx, reqHash)
+		return found, err
+	}
+	if found, err := recorded(); err != nil || found {
 		return sigs, err
 	}
+	defer fromRecord(&err, recorded)
 	now := b.now()
 	total, keys, blinded, locks, err := b.outputs(req.Planchets, now)
 	if err != nil {
@@ -163,7 +185,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) ([][]byte,
 	if acct.Balance < int64(amount.Value) {
 		return nil, ErrInsufficientFunds
 	}
-	sigs, err := b.blindSign(ctx, req.Planchets, keys)
+	sigs, err = b.blindSign(ctx, req.Planchets, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +336,7 @@ func (b *Bank) authenticate(ctx context.Context, id uint64, body, sig []byte, wh
 // every coin and deposit permission, and commits all coins spent and the
 // merchant credited in one step — or nothing. A spent coin yields an
 // *ecash.DoubleSpendError carrying a proof signed by the bank.
-func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) (*ecash.DepositReceipt, []byte, error) {
+func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) (out *ecash.DepositReceipt, stored []byte, err error) {
 	pr, err := ecash.DecodePaymentRequest(prBody)
 	if err != nil {
 		return nil, nil, err
@@ -350,15 +372,24 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	}
 	// A replay is answered from the record before any check of time: the
 	// money moved when it was first accepted.
-	if receipt, coins, found, err := b.store.DepositRecord(ctx, prHash); err != nil {
-		return nil, nil, err
-	} else if found {
-		if !sameSet(coins, ids) {
-			return nil, nil, ErrPaymentConflict
+	recorded := func() (bool, error) {
+		receipt, coins, found, err := b.store.DepositRecord(ctx, prHash)
+		if err != nil || !found {
+			return false, err
 		}
-		out, err := ecash.DecodeDepositReceipt(receipt)
-		return out, receipt, err
+		if !sameSet(coins, ids) {
+			return false, ErrPaymentConflict
+		}
+		if out, err = ecash.DecodeDepositReceipt(receipt); err != nil {
+			return false, err
+		}
+		stored = receipt
+		return true, nil
 	}
+	if found, err := recorded(); err != nil || found {
+		return out, stored, err
+	}
+	defer fromRecord(&err, recorded)
 	now := b.now()
 	if now.After(pr.ExpiresAt.Add(ecash.MaxClockSkew)) {
 		return nil, nil, ErrPaymentExpired
@@ -415,7 +446,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 		DepositedAt: now, SignerPub: b.keySet().SigningPub,
 	}
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
-	stored, err := b.store.Deposit(ctx, DepositOp{
+	stored, err = b.store.Deposit(ctx, DepositOp{
 		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(pr.Amount.Value), Fee: int64(fee.Value),
 		Coins: coins, Receipt: rcpt.Encode(), Time: now,
 		Log: auditlog.Deposit{Merchant: pr.MerchantAccount, Amount: total, Fee: fee, PaymentHash: prHash, Coins: spentCoins(coins, keys)},
@@ -427,7 +458,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if err != nil {
 		return nil, nil, b.refused(err)
 	}
-	out, err := ecash.DecodeDepositReceipt(stored)
+	out, err = ecash.DecodeDepositReceipt(stored)
 	if err != nil {
 		return nil, nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
 	}
@@ -443,15 +474,20 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 // locks (the same locks withdrawals take) in one step. A retry of the same
 // request returns the same signatures; a spent input fails the whole swap
 // with a double-spend proof.
-func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
+func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error) {
 	req, err := ecash.DecodeSwapRequest(body)
 	if err != nil {
 		return nil, err
 	}
 	reqHash := ecash.HashOf(body)
-	if sigs, found, err := b.store.SwapRecord(ctx, reqHash); err != nil || found {
+	recorded := func() (found bool, err error) {
+		sigs, found, err = b.store.SwapRecord(ctx, reqHash)
+		return found, err
+	}
+	if found, err := recorded(); err != nil || found {
 		return sigs, err
 	}
+	defer fromRecord(&err, recorded)
 	now := b.now()
 	inKeys := make([]*DenomKey, len(req.Inputs))
 	seen := make(map[ecash.Hash]bool, len(req.Inputs))
@@ -513,7 +549,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) ([][]byte, error) {
 	if err := b.unspentBeforeSigning(ctx, reqHash, coins, outKeys, now); err != nil {
 		return nil, err
 	}
-	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)
+	sigs, err = b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
 		return nil, err
 	}

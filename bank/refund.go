@@ -20,7 +20,7 @@ const refundAttempts = 3
 // less earlier refunds, debits the merchant and returns its signed receipt;
 // the coins' owner spends the restored value in a swap. A retry of the same
 // request returns the same receipt.
-func (b *Bank) Refund(ctx context.Context, raw []byte) (*ecash.RefundReceipt, []byte, error) {
+func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt, stored []byte, err error) {
 	req, err := ecash.DecodeRefundRequest(raw)
 	if err != nil {
 		return nil, nil, err
@@ -29,12 +29,20 @@ func (b *Bank) Refund(ctx context.Context, raw []byte) (*ecash.RefundReceipt, []
 		return nil, nil, fmt.Errorf("%w: refund in %s at a %s bank", ecash.ErrCurrencyMismatch, req.Amount.Currency, b.keys.Currency)
 	}
 	reqHash := req.Hash()
-	if stored, found, err := b.store.RefundRecord(ctx, reqHash); err != nil || found {
-		if err != nil {
-			return nil, nil, err
+	recorded := func() (bool, error) {
+		rec, found, err := b.store.RefundRecord(ctx, reqHash)
+		if err != nil || !found {
+			return false, err
 		}
-		return decodeStoredRefund(stored)
+		if out, stored, err = decodeStoredRefund(rec); err != nil {
+			return false, err
+		}
+		return true, nil
 	}
+	if found, err := recorded(); err != nil || found {
+		return out, stored, err
+	}
+	defer fromRecord(&err, recorded)
 	if _, err := b.authenticate(ctx, req.MerchantAccount, req.Body(), req.MerchantSig, "refund request"); err != nil {
 		return nil, nil, err
 	}

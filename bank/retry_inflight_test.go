@@ -1,0 +1,249 @@
+package bank_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// raceStore is the env's store with one interleaving forced: the first
+// armed RefundRecord / SwapRecord lookup reads "not found", and then,
+// before it returns, the original request (its answer lost to the client)
+// commits. This is exactly what happens when a client retries a request
+// still in flight: the retry's record lookup runs before the original's
+// commit, the rest of the retry after it.
+type raceStore struct {
+	*pebblestore.Store
+	beforeRefundRecord func()
+	beforeSwapRecord   func()
+}
+
+func (s *raceStore) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, bool, error) {
+	r, found, err := s.Store.RefundRecord(ctx, h)
+	if f := s.beforeRefundRecord; f != nil {
+		s.beforeRefundRecord = nil
+		f() // the original commits now
+	}
+	return r, found, err
+}
+
+func (s *raceStore) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	r, found, err := s.Store.SwapRecord(ctx, h)
+	if f := s.beforeSwapRecord; f != nil {
+		s.beforeSwapRecord = nil
+		f()
+	}
+	return r, found, err
+}
+
+// paidShop deposits one dear coin into a new merchant account and returns
+// the merchant, its key, the payment hash and the coin (with its key).
+func paidShop(t *testing.T, e *recoupEnv) (uint64, ed25519.PrivateKey, ecash.Hash, ecash.Coin, ed25519.PrivateKey) {
+	t.Helper()
+	ctx := t.Context()
+	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
+	shop, err := e.b.OpenAccount(ctx, "shop", mpub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := e.b.KeySet()
+	coin, ps := e.coin(1, e.dear)
+	pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mpub, OrderID: "ord-1",
+		Amount: e.dear.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}
+	p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := pr.Body()
+	if _, _, err := e.b.Deposit(ctx, body, ecash.SignBody(mkey, body), sealed); err != nil {
+		t.Fatal(err)
+	}
+	return shop, mkey, pr.Hash(), coin, ps.CoinKey
+}
+
+func refundRequest(shop uint64, mkey ed25519.PrivateKey, payment ecash.Hash, amount ecash.Amount, now time.Time) []byte {
+	req := &ecash.RefundRequest{PaymentHash: payment, MerchantAccount: shop, RefundID: 1, Amount: amount, CreatedAt: now}
+	req.Sign(mkey)
+	return req.Encode()
+}
+
+// TestRefundRetryInFlight: a merchant's refund of a whole payment is
+// sent; its answer is lost (timeout) and the merchant retries the same
+// signed request while the original is still in flight. The original
+// commits between the retry's RefundRecord lookup and its allocation. The
+// retry gets the original's receipt, not ErrRefundExceeds (there is no
+// room left to refund), a FailedPrecondition that bank.Definitive calls
+// "nothing recorded", after which the merchant library would delete a
+// refund the bank applied.
+func TestRefundRetryInFlight(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	shop, mkey, payment, _, _ := paidShop(t, e)
+	raw := refundRequest(shop, mkey, payment, e.dear.Value, e.now)
+
+	rs := &raceStore{Store: e.s}
+	retrying := bank.New(rs, e.keys, func() time.Time { return e.now }, nil)
+	var original []byte
+	rs.beforeRefundRecord = func() {
+		_, rcpt, err := e.b.Refund(ctx, raw)
+		if err != nil {
+			t.Fatalf("original refund: %v", err)
+		}
+		original = rcpt
+	}
+	_, got, err := retrying.Refund(ctx, raw)
+	if err != nil {
+		st := bank.ToStatus(ctx, err, nil)
+		t.Fatalf("retry of a refund the bank applied: %v (gRPC %v, Definitive=%v); want the original receipt",
+			err, st, bank.Definitive(st))
+	}
+	if !bytes.Equal(got, original) {
+		t.Fatal("retry answered another receipt")
+	}
+}
+
+// TestCreditSwapRetryInFlight: a wallet spends a coin's refund
+// credit in a swap; the answer is lost and the wallet retries the same
+// bytes while the original is in flight. The original commits (the credit
+// becomes 0) between the retry's SwapRecord lookup and its input checks.
+// The retry gets the original's signatures, not "bad signature" (the
+// credit is spent), InvalidArgument, after which the wallet would end the
+// swap with no outputs and lose the refunded value.
+func TestCreditSwapRetryInFlight(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	shop, mkey, payment, coin, coinKey := paidShop(t, e)
+	if _, _, err := e.b.Refund(ctx, refundRequest(shop, mkey, payment, e.dear.Value, e.now)); err != nil {
+		t.Fatal(err)
+	}
+	// Spend the whole credit (2) for two cheap outputs.
+	req, err := ecash.NewSwapRequest([]ecash.Coin{coin}, []ed25519.PrivateKey{coinKey}, []ecash.Amount{e.dear.Value}, e.outputs(100, 2), e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SignCredit(0, coinKey, e.dear.Value)
+	body := req.Body()
+
+	rs := &raceStore{Store: e.s}
+	retrying := bank.New(rs, e.keys, func() time.Time { return e.now }, nil)
+	var original [][]byte
+	rs.beforeSwapRecord = func() {
+		if original, err = e.b.Swap(ctx, body); err != nil {
+			t.Fatalf("original swap: %v", err)
+		}
+	}
+	got, err := retrying.Swap(ctx, body)
+	if err != nil {
+		st := bank.ToStatus(ctx, err, nil)
+		t.Fatalf("retry of a credit swap the bank applied: %v (gRPC %v, Definitive=%v); want the original signatures",
+			err, st, bank.Definitive(st))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], original[i]) {
+			t.Fatal("retry answered other signatures")
+		}
+	}
+}
+
+type raceDepositStore struct {
+	*pebblestore.Store
+	beforeDepositRecord func()
+}
+
+func (s *raceDepositStore) DepositRecord(ctx context.Context, h ecash.Hash) ([]byte, []ecash.Hash, bool, error) {
+	r, c, found, err := s.Store.DepositRecord(ctx, h)
+	if f := s.beforeDepositRecord; f != nil {
+		s.beforeDepositRecord = nil
+		f()
+	}
+	return r, c, found, err
+}
+
+// TestDepositRetryAcrossExpiry: the same root cause at the deposit's
+// time checks. A merchant deposits a payment just before its request
+// expires and retries the same deposit while it is in flight; the retry's
+// record lookup runs before the original commits, its clock reading just
+// after the expiry (plus skew). The retry gets the original's receipt,
+// not ErrPaymentExpired, which would tell the merchant its coins moved
+// nothing.
+func TestDepositRetryAcrossExpiry(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
+	shop, err := e.b.OpenAccount(ctx, "shop", mpub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := e.b.KeySet()
+	coin, ps := e.coin(1, e.dear)
+	pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mpub, OrderID: "ord-1",
+		Amount: e.dear.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: e.now, ExpiresAt: e.now.Add(time.Minute)}
+	p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := pr.Body()
+	sig := ecash.SignBody(mkey, body)
+	e.now = pr.ExpiresAt.Add(ecash.MaxClockSkew) // the last instant a deposit is accepted
+
+	rs := &raceDepositStore{Store: e.s}
+	retrying := bank.New(rs, e.keys, func() time.Time { return e.now }, nil)
+	var original []byte
+	rs.beforeDepositRecord = func() {
+		if _, original, err = e.b.Deposit(ctx, body, sig, sealed); err != nil {
+			t.Fatalf("original deposit: %v", err)
+		}
+		e.now = e.now.Add(time.Millisecond) // the retry reads the clock a moment later
+	}
+	_, got, err := retrying.Deposit(ctx, body, sig, sealed)
+	if err != nil {
+		st := bank.ToStatus(ctx, err, nil)
+		t.Fatalf("retry of a deposit the bank applied: %v (gRPC %v, Definitive=%v); want the original receipt", err, st, bank.Definitive(st))
+	}
+	if !bytes.Equal(got, original) {
+		t.Fatal("retry answered another receipt")
+	}
+}
+
+// TestRefundRetriesConcurrent: the same signed full refund sent four
+// times at once (a client retrying a request in flight), with real
+// goroutines, no hooks: every answer is the receipt.
+func TestRefundRetriesConcurrent(t *testing.T) {
+	fails := 0
+	for round := 0; round < 30; round++ {
+		e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+		shop, mkey, payment, _, _ := paidShop(t, e)
+		raw := refundRequest(shop, mkey, payment, e.dear.Value, e.now)
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() { _, _, errs[i] = e.b.Refund(t.Context(), raw) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				fails++
+				t.Logf("round %d: %v (Definitive=%v)", round, err, bank.Definitive(bank.ToStatus(t.Context(), err, nil)))
+			}
+		}
+	}
+	if fails > 0 {
+		t.Fatalf("%d concurrent retries of an applied refund refused", fails)
+	}
+}
