@@ -490,6 +490,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	defer fromRecord(&err, recorded)
 	now := b.now()
 	inKeys := make([]*DenomKey, len(req.Inputs))
+	revoked := make([]error, len(req.Inputs)) // inputs that may only spend refund credit
 	seen := make(map[ecash.Hash]bool, len(req.Inputs))
 	for i, c := range req.Inputs {
 		d, ok := b.denom(c.Coin.Denom)
@@ -497,7 +498,10 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 			return nil, fmt.Errorf("%w: input %d", ecash.ErrUnknownDenomination, i)
 		}
 		if err := d.CanDeposit(now); err != nil {
-			return nil, err
+			if d.CanHoldCredit(now) != nil {
+				return nil, err
+			}
+			revoked[i] = err // it must turn out to spend credit (swapInputs)
 		}
 		if seen[c.Coin.ID()] {
 			return nil, ErrDuplicateCoin
@@ -524,6 +528,11 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	coins, err := b.swapInputs(ctx, req, inKeys)
 	if err != nil {
 		return nil, err
+	}
+	for i, err := range revoked {
+		if err != nil && coins[i].Credit == 0 {
+			return nil, err
+		}
 	}
 	in := ecash.Amount{Currency: b.keys.Currency}
 	var credits []auditlog.RefundedCoin

@@ -244,6 +244,16 @@ type DenomKey struct {
 	Private ecash.DenomPrivateKey
 }
 
+// CanHoldCredit reports whether d's coins may be given refund credit and
+// spend it at now: within the deposit window, revoked or not. Credit is
+// the bank's own record of money it owes a spent coin's holder, which a
+// revocation must not take away (a revoked coin's own value is recouped).
+func (d *DenomKey) CanHoldCredit(now time.Time) error {
+	live := d.Denomination
+	live.Revoked = false
+	return live.CanDeposit(now)
+}
+
 // Keys is the bank's private key material.
 //
 // The master key signs the key set and nothing else. It may live in the bank

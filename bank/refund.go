@@ -75,9 +75,9 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 	}
 	// Each coin gets back at most what it paid the merchant: its value
 	// less its deposit fee. A refund is credit that only a swap spends,
-	// and a swap takes only coins of a denomination still accepted: a coin
-	// revoked or past its deposit window gets none, or the money would
-	// leave the merchant and be spendable by nobody.
+	// and a swap takes credit only within its coin's deposit window
+	// (CanHoldCredit): a coin past it gets none, or the money would leave
+	// the merchant and be spendable by nobody.
 	now := b.now()
 	caps := make([]int64, len(coins))
 	keys := make([]*DenomKey, len(coins))
@@ -90,7 +90,7 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		// A denomination pruned from the key set is past its deposit
 		// window too: its coin takes nothing (nor a refund fee).
 		d, ok := b.denom(dp.Coin.Denom)
-		if ok && d.CanDeposit(now) == nil {
+		if ok && d.CanHoldCredit(now) == nil {
 			keys[i], caps[i] = d, int64(d.Net().Value)
 		} else {
 			dead = true
@@ -98,7 +98,7 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 	}
 	alloc, err := allocateRefund(int64(req.Amount.Value), caps, states)
 	if errors.Is(err, ErrRefundExceeds) && dead {
-		return nil, fmt.Errorf("%w: the payment's coins of a revoked or expired denomination take no refund, since their credit could not be spent", err)
+		return nil, fmt.Errorf("%w: the payment's coins past their deposit window take no refund, since their credit could not be spent", err)
 	}
 	if err != nil {
 		return nil, err

@@ -308,7 +308,8 @@ func (b *Bank) refused(err error) error {
 
 // LogDenoms lists the denominations whose coins op issues or takes in
 // payment: what a revocation forbids. (A recoup's coin is of a revoked
-// denomination by design; its outputs are not.)
+// denomination by design; its outputs are not. Refund credit a swap
+// spends is money the bank owes, spendable after a revocation too.)
 func LogDenoms(op auditlog.Op) []ecash.Hash {
 	var out []ecash.Hash
 	add := func(id ecash.Hash) {
@@ -330,9 +331,6 @@ func LogDenoms(op auditlog.Op) []ecash.Hash {
 		}
 	case auditlog.Swap:
 		for _, c := range o.Spent {
-			add(c.Denom)
-		}
-		for _, c := range o.Credits {
 			add(c.Denom)
 		}
 		issued(o.Issued)

@@ -1,0 +1,89 @@
+package bank_test
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"testing"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestRefundCreditOutlivesRevocation: refund credit on a coin is the
+// bank's record of money it owes, and a revocation of the coin's
+// denomination does not take it away. Credit given before the revocation,
+// and credit given after it, is spent in a swap for coins of a live
+// denomination; the coin's own value, spent, is not (a swap of a fresh
+// coin of the revoked denomination is still refused). Money is conserved
+// and the log passes an audit from the start.
+func TestRefundCreditOutlivesRevocation(t *testing.T) {
+	for _, when := range []string{"refunded before the revocation", "refunded after it"} {
+		t.Run(when, func(t *testing.T) {
+			e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+			ctx := t.Context()
+			shop, mkey, payment, coin, coinKey := paidShop(t, e)
+			refund := func() {
+				t.Helper()
+				if _, _, err := e.b.Refund(ctx, refundRequest(shop, mkey, payment, e.dear.Value, e.now)); err != nil {
+					t.Fatalf("refund: %v", err)
+				}
+			}
+			if when == "refunded before the revocation" {
+				refund()
+			}
+			fresh, ps := e.coin(7, e.dear) // withdrawn before the revocation, never spent
+			dear := e.revokeDear()
+			if when == "refunded after it" {
+				refund()
+			}
+			if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != dear.Value.Value {
+				t.Fatalf("the refunded coin's credit: %v, %v; want %d", credit, err, dear.Value.Value)
+			}
+
+			req, err := ecash.NewSwapRequest([]ecash.Coin{coin}, []ed25519.PrivateKey{coinKey}, []ecash.Amount{dear.Value}, e.outputs(100, 2), e.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.SignCredit(0, coinKey, dear.Value)
+			sigs, err := e.b.Swap(ctx, req.Body())
+			if err != nil || len(sigs) != 2 {
+				t.Fatalf("the credit of a coin of a revoked denomination swapped: %d signatures, %v", len(sigs), err)
+			}
+			if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
+				t.Fatalf("the credit after its swap: %v, %v; want 0", credit, err)
+			}
+
+			// A fresh coin of the revoked denomination, no credit: refused
+			// (it is recouped).
+			if _, err := e.swap([]ecash.Coin{fresh}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{dear.Value}, e.outputs(200, 2)); !errors.Is(err, ecash.ErrDenominationRevoked) {
+				t.Fatalf("a fresh coin of a revoked denomination swapped: %v", err)
+			}
+
+			totals, err := e.s.Totals(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			for _, v := range totals {
+				sum += v
+			}
+			if sum != 0 || totals[shop] != 0 {
+				t.Fatalf("totals %v: sum %d, merchant %d; want 0 and 0", totals, sum, totals[shop])
+			}
+			n, err := e.s.LogSize(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := e.s.LogEntries(ctx, 0, int(n), 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := auditlog.NewAuditor(e.keys.MasterPub)
+			for i, b := range entries {
+				if _, err := a.Apply(b); err != nil {
+					t.Fatalf("audit of entry %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
