@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/storetest"
 )
 
 // heldSyncFS holds every sync of a WAL file while armed, until released.
@@ -120,5 +123,78 @@ func TestReadWaitsForTheSync(t *testing.T) {
 	}
 	if err := <-committed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestScansWaitForTheSync: the reads that scan rather than look up wait
+// for the sync too: Totals, by which settlement pays merchants out, and
+// Revocations, on which a replica saves its key file.
+func TestScansWaitForTheSync(t *testing.T) {
+	signed, _ := storetest.RevocationKeySet(t, epoch, 0)
+	for _, tc := range []struct {
+		name    string
+		commit  func(s *Store, account uint64) error
+		visible func(s *Store, account uint64) bool          // the commit, read from Pebble directly
+		read    func(s *Store, account uint64) (bool, error) // the store's answer shows the commit
+	}{
+		{"Totals",
+			func(s *Store, c uint64) error {
+				_, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 500, Time: epoch})
+				return err
+			},
+			func(s *Store, c uint64) bool {
+				v, _, _ := Get(s.db, accountKey(c))
+				a, err := decodeAccount(c, v)
+				return err == nil && a.Balance == 500
+			},
+			func(s *Store, c uint64) (bool, error) { tot, err := s.Totals(bg); return tot[c] == 500, err }},
+		{"Revocations",
+			func(s *Store, _ uint64) error { return s.PublishKeySet(bg, signed, epoch) },
+			func(s *Store, _ uint64) bool { revs, _ := loadRevocations(s.db); return len(revs) > 0 },
+			func(s *Store, _ uint64) (bool, error) { revs, err := s.Revocations(bg); return len(revs) == 1, err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &heldSyncFS{FS: vfs.NewMem(), entered: make(chan struct{}), release: make(chan struct{})}
+			s := mustOpen(t, fs)
+			defer s.Close()
+			release := sync.OnceFunc(func() { close(fs.release) })
+			defer release()
+			c := openAccount(t, s, "alice", false)
+			waits := make(chan struct{}, 16)
+			s.waitHook = func() {
+				select {
+				case waits <- struct{}{}:
+				default:
+				}
+			}
+			fs.armed.Store(true)
+			committed := make(chan error, 1)
+			go func() { committed <- tc.commit(s, c) }()
+			<-fs.entered
+			for !tc.visible(s, c) {
+				runtime.Gosched()
+			}
+			type answer struct {
+				shown bool
+				err   error
+			}
+			read := make(chan answer, 1)
+			go func() {
+				shown, err := tc.read(s, c)
+				read <- answer{shown, err}
+			}()
+			select {
+			case <-waits:
+			case a := <-read:
+				t.Fatalf("answered (shows the commit: %t, %v) while the commit's sync was held", a.shown, a.err)
+			}
+			release()
+			if a := <-read; !a.shown || a.err != nil {
+				t.Fatalf("after the sync: shows the commit %t, %v", a.shown, a.err)
+			}
+			if err := <-committed; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -218,7 +218,16 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return loadRevocations(s.db)
+	revs, err := loadRevocations(s.db)
+	if err == nil {
+		// A revocation is acted on (the key file saved): never one a crash
+		// could undo.
+		err = s.durableIf(ctx, len(revs) > 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return revs, nil
 }
 
 // scanRevocations records, once, the revocations of a log written before

@@ -1812,6 +1812,10 @@ func (s *Store) Totals(ctx context.Context) (map[uint64]int64, error) {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
+	// Balances a commit not yet synced moved: settlement pays out by them.
+	if err := s.durable(ctx); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
