@@ -32,6 +32,7 @@ var errorCodes = []struct {
 	{ErrNoKeyFile, codes.FailedPrecondition},
 	{ErrUnrevoked, codes.FailedPrecondition},
 	{ErrRefundExceeds, codes.FailedPrecondition},
+	{ErrTooManyRefunds, codes.FailedPrecondition},
 	{ErrNoCredit, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
 	{ErrPaymentExpired, codes.FailedPrecondition},

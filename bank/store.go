@@ -32,6 +32,10 @@ var (
 	// ErrRefundExceeds: a refund would give a coin back more than it paid,
 	// counting earlier refunds.
 	ErrRefundExceeds = errors.New("bank: refund exceeds what the payment's coins paid")
+	// ErrTooManyRefunds: a payment has been refunded MaxRefunds times, as
+	// many receipts as RefundReceipts lists: credit beyond them would have
+	// no receipt a wallet could check.
+	ErrTooManyRefunds = fmt.Errorf("bank: a payment may be refunded at most %d times; refund the rest in one", MaxRefunds)
 	// ErrNoCredit: a swap input claims refund credit the coin does not have
 	// (never refunded, or its credit already spent).
 	ErrNoCredit = errors.New("bank: the coin has no such refund credit")
@@ -47,6 +51,10 @@ var (
 	// the same request may be retried later.
 	ErrStoreUnavailable = errors.New("bank: the store is unreachable; nothing was done, retry later")
 )
+
+// MaxRefunds is the most refunds one payment may have: the receipts a
+// wallet checks its coins' credit against are fetched in one answer.
+const MaxRefunds = ecash.MaxCoinsPerRequest
 
 // System ledger accounts. Every posting moves money between two accounts,
 // so the sum of all balances is always zero.
@@ -421,7 +429,8 @@ type Store interface {
 	// found is false if there is none.
 	RefundRecord(ctx context.Context, requestHash ecash.Hash) (receipt []byte, found bool, err error)
 	// RefundReceipts returns the receipts of every refund of a payment, in
-	// the order they were applied (at most ecash.MaxCoinsPerRequest).
+	// the order they were applied (at most MaxRefunds: Refund refuses one
+	// more with ErrTooManyRefunds).
 	RefundReceipts(ctx context.Context, paymentHash ecash.Hash) ([][]byte, error)
 	// CoinStates reports the state of each coin (at most
 	// ecash.MaxCoinsPerRequest).

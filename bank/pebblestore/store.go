@@ -1192,6 +1192,13 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		if dep.Merchant != op.Merchant {
 			return bank.ErrNotDeposited
 		}
+		seq, err := t.refundCount(op.PaymentHash)
+		if err != nil {
+			return err
+		}
+		if seq >= bank.MaxRefunds {
+			return bank.ErrTooManyRefunds
+		}
 		for _, c := range op.Coins {
 			if !slices.Contains(dep.Coins, c.ID) {
 				return invalid("coin %x is not in the payment", c.ID[:8])
@@ -1226,10 +1233,6 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			return err
 		}
 		t.set(uk, encodeRefund(&refundRecord{Payment: op.PaymentHash, Merchant: op.Merchant, Amount: op.Amount, Receipt: op.Receipt}))
-		seq, err := t.refundCount(op.PaymentHash)
-		if err != nil {
-			return err
-		}
 		t.set(binary.BigEndian.AppendUint64(hashKey(prefixRefunds, op.PaymentHash), seq), bytes.Clone(op.RequestHash[:]))
 		receipt = bytes.Clone(op.Receipt)
 		return t.appendLog(op.Log, op.Time, &op.RequestHash)
@@ -1258,7 +1261,7 @@ func (t *txn) refundCount(payment ecash.Hash) (uint64, error) {
 func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byte, error) {
 	var out [][]byte
 	prefix := hashKey(prefixRefunds, payment)
-	for n := uint64(0); n < ecash.MaxCoinsPerRequest; n++ {
+	for n := uint64(0); n < bank.MaxRefunds; n++ {
 		h, found, err := s.peek(ctx, binary.BigEndian.AppendUint64(bytes.Clone(prefix), n))
 		if err != nil {
 			return nil, err

@@ -899,6 +899,11 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		})
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, feeAccount(op.Fee, op.Merchant, bank.AccountOutstanding)...)
+		// Counted under the merchant's lock, which every refund of its
+		// payments takes: this one's row included.
+		var refunds int64
+		b.Queue(`SELECT count(*) FROM refunds WHERE payment_hash = $1`, op.PaymentHash[:]).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&refunds) })
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -911,6 +916,9 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		}
 		if !depFound || depMerch != merchant {
 			return refuse(bank.ErrNotDeposited)
+		}
+		if refunds > bank.MaxRefunds {
+			return refuse(bank.ErrTooManyRefunds)
 		}
 		paid, err := hashes(depCoins)
 		if err != nil {
@@ -958,7 +966,7 @@ func (s *Store) RefundReceipts(ctx context.Context, payment ecash.Hash) ([][]byt
 		// replicas' clocks; those order only refunds logged nowhere).
 		rows, err := s.pool.Query(ctx, `SELECT receipt FROM refunds r WHERE payment_hash = $1
 			ORDER BY (SELECT idx FROM log_refs l WHERE l.ref = r.request_hash), created, request_hash LIMIT $2`,
-			payment[:], ecash.MaxCoinsPerRequest)
+			payment[:], bank.MaxRefunds)
 		if err != nil {
 			return err
 		}

@@ -226,3 +226,40 @@ func testConcurrentRefunds(t *testing.T, s bank.Store) {
 	}
 	f.checkLedger()
 }
+
+// testRefundCount: a payment takes at most MaxRefunds refunds, as many as
+// RefundReceipts lists, so that every coin's credit is backed by receipts
+// a wallet can fetch.
+func testRefundCount(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	f.fundOutstanding(10 * bank.MaxRefunds)
+	m := f.merchant()
+	if _, err := s.Deposit(f.ctx, depositOp(m, 4*bank.MaxRefunds, "p1", coin("a"))); err != nil {
+		t.Fatal(err)
+	}
+	refund := func(i int) error {
+		_, err := s.Refund(f.ctx, refundOp(m, "p1", fmt.Sprintf("r%d", i), 4*bank.MaxRefunds, map[ecash.Hash]int64{coin("a"): 1}))
+		return err
+	}
+	for i := range bank.MaxRefunds {
+		if err := refund(i); err != nil {
+			t.Fatalf("refund %d: %v", i, err)
+		}
+	}
+	if err := refund(bank.MaxRefunds); !errors.Is(err, bank.ErrTooManyRefunds) {
+		t.Fatalf("refund %d of one payment: %v, want ErrTooManyRefunds", bank.MaxRefunds+1, err)
+	}
+	// A retry of one applied is still answered from its record.
+	if err := refund(7); err != nil {
+		t.Fatalf("a retry of refund 7: %v", err)
+	}
+	rs, err := s.RefundReceipts(f.ctx, hashOf("payment p1"))
+	if err != nil || len(rs) != bank.MaxRefunds {
+		t.Fatalf("RefundReceipts: %d, %v; want %d", len(rs), err, bank.MaxRefunds)
+	}
+	if st := f.coinState(coin("a")); st.Credit != bank.MaxRefunds {
+		t.Errorf("the coin's credit %d, want %d: one per receipt", st.Credit, bank.MaxRefunds)
+	}
+	f.expectBalances(map[uint64]int64{m: 3 * bank.MaxRefunds})
+	f.checkLedger()
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"Fees", testFees},
 		{"Refund", testRefund},
 		{"RefundLimits", testRefundLimits},
+		{"RefundCount", testRefundCount},
 		{"ConcurrentRefunds", testConcurrentRefunds},
 		{"Issued", testIssued},
 		{"Spent", testSpent},
