@@ -71,6 +71,10 @@ type LogReport struct {
 // not record, wraps logclient.ErrMismatch and names the order (and the
 // entry).
 func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	if m.logc == nil {
 		return nil, ErrNoAuditLog
 	}

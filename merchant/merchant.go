@@ -157,9 +157,10 @@ type Merchant struct {
 	// since a refund waits for the bank, which endorsements must not.
 	refundMu sync.Mutex
 
-	// Close waits for the calls that outlive their caller (Pay's detached
-	// deposit, Reconcile) before it closes the store; lifeMu guards
-	// closing, after which they are refused.
+	// Close waits for every call that uses the store (begin) before it
+	// closes it: a handler gRPC has not finished, or Pay's deposit that
+	// outlives its caller, must not write to a closed store (a panic).
+	// lifeMu guards closing, after which calls are refused.
 	lifeMu   sync.Mutex
 	closing  bool
 	inflight sync.WaitGroup
@@ -240,10 +241,10 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	return m, nil
 }
 
-// Close waits for deposits in progress (a Pay keeps going up to
-// payTimeout after its caller gave up) and Reconcile, refuses new ones,
-// and closes the order store, marking it closed cleanly (reconcile.go).
-// Closing twice is harmless.
+// Close waits for the calls in progress that use the store (a Pay keeps
+// going up to payTimeout after its caller gave up; a till call, for its
+// bank call), refuses new ones with ErrClosed, and closes the order store,
+// marking it closed cleanly (reconcile.go). Closing twice is harmless.
 func (m *Merchant) Close() error {
 	m.closeOnce.Do(func() {
 		m.lifeMu.Lock()
@@ -333,6 +334,10 @@ const MaxSummaryLen = ecash.MaxSummaryLen
 
 // CreateOrder creates and signs a payment request for amount.
 func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Duration) (*Order, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	if amount.Currency != m.currency {
 		return nil, fmt.Errorf("%w: the bank holds %s", ecash.ErrCurrencyMismatch, m.currency)
 	}
@@ -399,6 +404,15 @@ func (m *Merchant) get(key []byte) ([]byte, error) {
 // Order loads an order. The caller may change the Order's fields, but not
 // the bytes they hold: those may be shared with the merchant's cache.
 func (m *Merchant) Order(id string) (*Order, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
+	return m.order(id)
+}
+
+// order is Order, for a caller that has begun.
+func (m *Merchant) order(id string) (*Order, error) {
 	if len(id) == 0 || len(id) > ecash.MaxOrderIDLen {
 		return nil, ErrNoOrder
 	}
@@ -444,7 +458,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		return nil, err
 	}
 	defer m.inflight.Done()
-	o, err := m.Order(orderID)
+	o, err := m.order(orderID)
 	if err != nil {
 		return nil, err
 	}

@@ -137,7 +137,16 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 // it, if there is one: a shop polling an unpaid order learns of a payment
 // the merchant did not see through. It asks the bank for no other order.
 func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
-	o, err := m.Order(id)
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
+	return m.checkOrder(ctx, id)
+}
+
+// checkOrder is CheckOrder, for a caller that has begun.
+func (m *Merchant) checkOrder(ctx context.Context, id string) (*Order, error) {
+	o, err := m.order(id)
 	if err != nil || o.Receipt != nil {
 		return o, err
 	}
@@ -147,7 +156,7 @@ func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
 	if _, err := m.settleDeposit(ctx, id); err != nil {
 		return nil, fmt.Errorf("merchant: order %s has a deposit in flight, and asking the bank about it failed: %w", id, err)
 	}
-	return m.Order(id)
+	return m.order(id)
 }
 
 // settleDeposit asks the bank about the deposits in flight for order id:
@@ -156,7 +165,7 @@ func (m *Merchant) CheckOrder(ctx context.Context, id string) (*Order, error) {
 // grace, and the clocks' difference), the marks are dropped; not paid yet,
 // the attempts' marks stay, and Open's is dropped (asked once).
 func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err error) {
-	o, err := m.Order(id)
+	o, err := m.order(id)
 	if errors.Is(err, ErrNoOrder) || (err == nil && o.Receipt != nil) {
 		return false, m.clearMarks(id) // settled meanwhile
 	}

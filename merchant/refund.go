@@ -79,6 +79,10 @@ type Refunded struct {
 // (completed first if pending), one past the order's refunds makes it,
 // anything else is ErrRefundID.
 func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount ecash.Amount) (*Refunded, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	// Before anything is saved: a request the bank cannot take would stay
 	// pending and be sent first by every later refund of the order.
 	if amount.Currency != m.currency {
@@ -89,7 +93,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount
 	}
 	m.refundMu.Lock()
 	defer m.refundMu.Unlock()
-	o, err := m.CheckOrder(ctx, orderID)
+	o, err := m.checkOrder(ctx, orderID)
 	if err != nil {
 		return nil, err
 	}

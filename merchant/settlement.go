@@ -67,6 +67,10 @@ const postingLag = 10 * time.Second
 // reports those in the span of the periods checked that none did
 // (Unsettled), so that a deposit cannot fall between statements unseen.
 func (m *Merchant) VerifySettlement(ctx context.Context, raw []byte) (*SettlementReport, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	st, err := echeck.DecodeStatement(raw)
 	if err != nil {
 		return nil, err

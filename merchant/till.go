@@ -253,6 +253,10 @@ func (m *Merchant) Quote(raw []byte) ([]byte, error) {
 // counter), encrypts the product under a fresh key K, and stores K, the
 // quote and the goods hash durably before returning the encoded delivery.
 func (m *Merchant) GetGoods(ctx context.Context, rawQuote []byte) ([]byte, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	q, err := echeck.DecodeQuote(rawQuote)
 	if err != nil {
 		return nil, err
@@ -318,6 +322,10 @@ type CheckAnswer struct {
 // after it expired (the bank answers a decided EPOID from its record); a
 // different EPO under an endorsed EPOID is refused with ErrSaleConflict.
 func (m *Merchant) SubmitEPO(ctx context.Context, raw []byte) (*CheckAnswer, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	epo, err := m.decodeEPO(raw, echeck.KindGoods)
 	if err != nil {
 		return nil, err
@@ -341,6 +349,10 @@ func (m *Merchant) SubmitEPO(ctx context.Context, raw []byte) (*CheckAnswer, err
 // endorses it without a key, stores the endorsement, forwards it and
 // returns the bank's verified answer. Idempotent like SubmitEPO.
 func (m *Merchant) WriteCheck(ctx context.Context, raw []byte) (*CheckAnswer, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	epo, err := m.decodeEPO(raw, echeck.KindCheck)
 	if err != nil {
 		return nil, err
@@ -583,6 +595,10 @@ type SaleStatus struct {
 // that crashed after endorsing catches up. The bank having no record is not
 // an error (State then says what the till knows).
 func (m *Merchant) SaleStatus(ctx context.Context, id echeck.EPOID) (*SaleStatus, error) {
+	if err := m.begin(); err != nil {
+		return nil, err
+	}
+	defer m.inflight.Done()
 	st := &SaleStatus{EPOID: id, State: StateUnknown}
 	s, err := m.loadSale(id)
 	switch {
