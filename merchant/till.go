@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
@@ -30,9 +31,11 @@ import (
 //
 // Durability: a delivery's K, quote and goods hash are stored (synced)
 // before the goods leave; an endorsement is stored before it is sent (the
-// merchant's point of no return), and the bank's receipt once verified. The
-// merchant holds only its own Ed25519 key: nothing it stores opens the EPO's
-// private part, which is sealed to the bank.
+// merchant's point of no return), and the bank's receipt once verified. An
+// endorsement the bank refuses outright and holds no record of is dropped
+// (settleRefused): it is never sent again. The merchant holds only its own
+// Ed25519 key: nothing it stores opens the EPO's private part, which is
+// sealed to the bank.
 //
 // Store layout (beside the orders, in the same Pebble store):
 //
@@ -482,11 +485,15 @@ func (m *Merchant) checkOffer(epo *echeck.SignedEPO, s *sale) error {
 
 // forward sends an endorsement to the bank, verifies the receipt against
 // the EPO (signature with the key set's signing key, the EPO it decides, K
-// against the commitment) and stores it.
+// against the commitment) and stores it. A refusal settles the sale
+// (settleRefused) and is returned as the bank gave it.
 func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byte) (*CheckAnswer, error) {
 	resp, err := m.bank.SubmitCheck(ctx, &pb.SubmitCheckRequest{Endorsement: end})
 	if err != nil {
 		m.log.Warn("payment order refused or unanswered", "epoid", epo.EPOID.String(), "err", err)
+		if bank.Definitive(err) {
+			m.settleRefused(ctx, epo, end)
+		}
 		return nil, err
 	}
 	r, err := m.verifyReceipt(ctx, resp.Receipt, epo)
@@ -500,6 +507,73 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 	m.log.Info("payment order decided", "epoid", epo.EPOID.String(), "kind", epo.Kind.String(),
 		"decision", r.Decision.String(), "reason", r.Reason, "price", epo.Price.String())
 	return &CheckAnswer{Receipt: r, RawReceipt: resp.Receipt, CustomerBlock: resp.CustomerBlock}, nil
+}
+
+// settleRefused settles a sale whose endorsement end the bank refused
+// outright (bank.Definitive). Sending it again would be refused again, and
+// each refusal may count a failed authentication against the account the
+// EPO names (anyone can sign a junk check naming any account): so the mark
+// must not stay for Reconcile. The refusal recorded nothing, but the
+// EPOID may have been decided before (a concurrent or earlier submission),
+// so the bank is asked. Its receipt for this EPO is stored as forward
+// would; no record reverts the sale (revertSale); an unanswered query, or
+// a record of another EPO under this EPOID, keeps the mark.
+func (m *Merchant) settleRefused(ctx context.Context, epo *echeck.SignedEPO, end []byte) {
+	resp, err := m.askStatus(ctx, epo.EPOID)
+	switch {
+	case status.Code(err) == codes.NotFound:
+		if err = m.revertSale(epo.EPOID, end); err == nil {
+			m.log.Info("payment order refused by the bank, which has no record of it: endorsement dropped", "epoid", epo.EPOID.String())
+			return
+		}
+	case err == nil:
+		// A receipt of another EPO under this EPOID does not verify
+		// (verifyReceipt logs it as an error).
+		if _, err = m.verifyReceipt(ctx, resp.Receipt, epo); err == nil {
+			if err = m.recordReceipt(epo.EPOID, resp.Receipt, resp.LogIndex); err == nil {
+				return
+			}
+		}
+	}
+	m.log.Warn("payment order refused; the bank's record of it unknown: kept for Reconcile", "epoid", epo.EPOID.String(), "err", err)
+}
+
+// revertSale undoes the endorsement end of sale id, which the bank refused
+// and has no record of, in one synced batch: a check's record goes; a sale
+// of goods is delivered again, to be paid by a corrected EPO. Nothing is
+// done if the record no longer holds end (another EPO endorsed since).
+func (m *Merchant) revertSale(id echeck.EPOID, end []byte) error {
+	m.saleMu.Lock()
+	defer m.saleMu.Unlock()
+	s, err := m.loadSale(id)
+	if errors.Is(err, ErrNoSale) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if s.Receipt != nil || !bytes.Equal(s.Endorsement, end) {
+		return nil
+	}
+	b := m.db.NewBatch()
+	defer b.Close()
+	if s.Kind == echeck.KindGoods {
+		s.EPO, s.Endorsement = nil, nil
+		err = b.Set(saleKey(id), s.encode(), nil)
+	} else {
+		err = b.Delete(saleKey(id), nil)
+	}
+	if err := errors.Join(err, b.Delete(endorsedKey(id), nil)); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// askStatus asks the bank for its record of EPOID id, with a status query
+// signed by the merchant key.
+func (m *Merchant) askStatus(ctx context.Context, id echeck.EPOID) (*pb.CheckResult, error) {
+	q := echeck.NewStatusQuery(id, m.now(), m.key)
+	return m.bank.CheckStatus(ctx, &pb.CheckStatusRequest{Query: q.Encode()})
 }
 
 // verifyReceipt checks a receipt from the bank: signed by the key set's
@@ -618,8 +692,7 @@ func (m *Merchant) SaleStatus(ctx context.Context, id echeck.EPOID) (*SaleStatus
 		}
 		st.Customer = epo.Customer
 	}
-	q := echeck.NewStatusQuery(id, m.now(), m.key)
-	resp, err := m.bank.CheckStatus(ctx, &pb.CheckStatusRequest{Query: q.Encode()})
+	resp, err := m.askStatus(ctx, id)
 	if status.Code(err) == codes.NotFound {
 		return st, nil
 	}

@@ -137,6 +137,7 @@ type directBank struct {
 	depositStatus atomic.Int32
 	loseAnswers   atomic.Bool
 	checksDown    atomic.Bool // SubmitCheck fails before reaching the bank
+	statusDown    atomic.Bool // CheckStatus fails before reaching the bank
 	depositsDown  atomic.Bool
 	tamper        func(*pb.CheckResult)
 }
@@ -178,6 +179,9 @@ func (d *directBank) Refund(ctx context.Context, in *pb.RefundRequest, _ ...grpc
 }
 
 func (d *directBank) CheckStatus(ctx context.Context, in *pb.CheckStatusRequest, _ ...grpc.CallOption) (*pb.CheckResult, error) {
+	if d.statusDown.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")
+	}
 	return d.srv.CheckStatus(ctx, in)
 }
 

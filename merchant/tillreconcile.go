@@ -21,7 +21,10 @@ import (
 // answers a decided EPOID from its record or decides it now (a signed
 // decline if the EPO has expired). So every sale the merchant endorsed ends
 // with the bank's signed word in the till's store, as NetBill's atomicity
-// asks, whether or not anyone asks about it.
+// asks, whether or not anyone asks about it; or, if the bank refuses it
+// outright (an error, not a signed decline) and holds no record of it,
+// without the endorsement (settleRefused in till.go): sending a refused
+// order again only counts failed authentications against its account.
 //
 // Deliveries that were never endorsed (a quote accepted, goods sent, no
 // payment order) can no longer be paid once the longest EPO lifetime has
@@ -109,7 +112,11 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 		return fmt.Errorf("merchant: corrupt sale record %s: %w", s.EPOID, err)
 	}
 	if _, err := m.forward(ctx, epo, s.Endorsement); err != nil {
-		return fmt.Errorf("sale %s: %w", s.EPOID, err)
+		// A refusal that settled the sale (settleRefused) took the mark.
+		if marked, herr := m.has(mark); herr != nil || marked {
+			return fmt.Errorf("sale %s: %w", s.EPOID, err)
+		}
+		return nil
 	}
 	m.log.Info("endorsed sale settled with the bank", "epoid", s.EPOID.String())
 	return nil

@@ -1,0 +1,174 @@
+package merchant
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// signFor signs epo with key, its private part naming account.
+func (s *shop) signFor(epo echeck.EPO, key ed25519.PrivateKey, account uint64) []byte {
+	s.t.Helper()
+	reply, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	priv := echeck.EPOPrivate{Account: account}
+	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
+	ks, _ := s.bank.KeySet()
+	signed, err := echeck.NewSignedEPO(epo, priv, ks.HPKEPub, key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return signed.Encode()
+}
+
+// junkCheck is a check signed by a key of its own that names the
+// customer's account in its private part: the bank refuses it and counts
+// a failed authentication of that account.
+func (s *shop) junkCheck() (echeck.EPOID, []byte) {
+	s.t.Helper()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	now := s.clock.now()
+	id, _ := echeck.NewCheckEPOID(rand.Reader, s.account, now)
+	return id, s.signFor(echeck.EPO{
+		Kind: echeck.KindCheck, Customer: key.Public().(ed25519.PublicKey), ProductID: "x", Price: ecash.MustParseAmount("EUR:0.01"),
+		MerchantAccount: s.account, MerchantPub: s.m.PublicKey(), EPOID: id, ExpiresAt: now.Add(24 * time.Hour),
+	}, key, s.custAcct)
+}
+
+func (s *shop) failures(id uint64) int {
+	s.t.Helper()
+	a, err := s.bank.Store().Account(context.Background(), id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return int(a.Failures)
+}
+
+// TestRefusedCheckDropped: a check the bank refuses outright, and holds no
+// record of, is dropped at once (record and mark), so Reconcile does not
+// send it again. It used to be sent every 30 seconds for ever, each time
+// counting a failed authentication of the account it names: one junk
+// check from anyone locked that account every day.
+func TestRefusedCheckDropped(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	id, raw := s.junkCheck()
+	if _, err := s.m.WriteCheck(ctx, raw); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("WriteCheck: %v, want the bank's refusal", err)
+	}
+	if s.hasEndorsedMark(id) {
+		t.Error("refused check still marked")
+	}
+	if _, err := s.m.loadSale(id); !errors.Is(err, ErrNoSale) {
+		t.Errorf("refused check still recorded: %v", err)
+	}
+	before := s.bankc.submits.Load()
+	for range 10 {
+		s.clock.add(30 * time.Second)
+		if _, err := s.m.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.bankc.submits.Load() - before; n != 0 {
+		t.Errorf("Reconcile sent the refused check %d times", n)
+	}
+	if n := s.failures(s.custAcct); n != 1 {
+		t.Errorf("%d failed authentications of the account, want the 1 of the check itself", n)
+	}
+}
+
+// TestRefusedCheckKept: a refused check is kept, marked, while the bank
+// cannot say whether it holds a record of it; Reconcile then asks again
+// and drops it.
+func TestRefusedCheckKept(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	id, raw := s.junkCheck()
+	s.bankc.statusDown.Store(true)
+	if _, err := s.m.WriteCheck(ctx, raw); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("WriteCheck: %v, want the bank's refusal", err)
+	}
+	if !s.hasEndorsedMark(id) {
+		t.Fatal("refused check dropped with the bank's record of it unknown")
+	}
+	if _, err := s.m.Reconcile(ctx); err == nil {
+		t.Error("Reconcile settled the check with the bank unreachable")
+	}
+	s.bankc.statusDown.Store(false)
+	if _, err := s.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.hasEndorsedMark(id) {
+		t.Error("still marked")
+	}
+	if _, err := s.m.loadSale(id); !errors.Is(err, ErrNoSale) {
+		t.Errorf("still recorded: %v", err)
+	}
+}
+
+// TestRefusedCheckEPOIDConflict: a check refused because the bank decided
+// another EPO under its EPOID stays marked (an error to look into), and
+// the other EPO's receipt is not stored as its own.
+func TestRefusedCheckEPOIDConflict(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	now := s.clock.now()
+	id, _ := echeck.NewCheckEPOID(rand.Reader, s.account, now)
+	check := echeck.EPO{
+		Kind: echeck.KindCheck, Customer: s.customerPub(), ProductID: "x", Price: ecash.MustParseAmount("EUR:0.01"),
+		MerchantAccount: s.account, MerchantPub: s.m.PublicKey(), EPOID: id, ExpiresAt: now.Add(time.Hour),
+	}
+	// The bank decides one check under id, sent past this till.
+	first, err := echeck.DecodeSignedEPO(s.sign(check))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := s.bank.KeySet()
+	end, err := echeck.NewEndorsement(first, s.account, "check", nil, ks.HPKEPub, s.m.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.bank.SubmitCheck(ctx, end.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	check.Price = ecash.MustParseAmount("EUR:0.02")
+	if _, err := s.m.WriteCheck(ctx, s.sign(check)); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("WriteCheck: %v, want the bank's EPOID conflict", err)
+	}
+	if sl, err := s.m.loadSale(id); err != nil || sl.Receipt != nil || !s.hasEndorsedMark(id) {
+		t.Fatalf("sale (%v) with a receipt %v, marked %v: want it kept, marked, without the other check's receipt", err, sl != nil && sl.Receipt != nil, s.hasEndorsedMark(id))
+	}
+}
+
+// TestRefusedGoodsEPOCorrected: a goods EPO the bank refuses outright (its
+// private part names no customer account) leaves the sale delivered, not
+// endorsed, so the customer's corrected EPO is taken, not refused as
+// another under an endorsed EPOID.
+func TestRefusedGoodsEPOCorrected(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	_, q, d := s.offer("song")
+	epo := echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(time.Hour))
+	if _, err := s.m.SubmitEPO(ctx, s.signFor(epo, s.custKey, s.account)); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("SubmitEPO: %v, want the bank's refusal", err)
+	}
+	if sl, err := s.m.loadSale(d.EPOID); err != nil || sl.EPO != nil || sl.Endorsement != nil || s.hasEndorsedMark(d.EPOID) {
+		t.Fatalf("sale (%v) endorsed %v, marked %v: want it delivered again", err, sl != nil && sl.Endorsement != nil, s.hasEndorsedMark(d.EPOID))
+	}
+	a, err := s.m.SubmitEPO(ctx, s.sign(epo))
+	if err != nil || a.Receipt.Decision != echeck.Approved {
+		t.Fatalf("corrected EPO: %v", err)
+	}
+	if s.balance(s.custAcct) != 2000-150 {
+		t.Fatalf("balance %d", s.balance(s.custAcct))
+	}
+}
