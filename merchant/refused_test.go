@@ -172,3 +172,29 @@ func TestRefusedGoodsEPOCorrected(t *testing.T) {
 		t.Fatalf("balance %d", s.balance(s.custAcct))
 	}
 }
+
+// TestRefusedGoodsEPOPastDeliveryTTL: a goods EPO the bank refuses only
+// after DeliveryTTL (the bank was unreachable meanwhile) is deleted, not
+// delivered again: no EPO could pay it, and pruneDeliveries has passed its
+// time, so it would be kept for ever.
+func TestRefusedGoodsEPOPastDeliveryTTL(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	_, q, d := s.offer("song")
+	epo := echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(time.Hour))
+	s.bankc.checksDown.Store(true)
+	if _, err := s.m.SubmitEPO(ctx, s.signFor(epo, s.custKey, s.account)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("SubmitEPO: %v, want the bank unreachable", err)
+	}
+	s.clock.add(DeliveryTTL + ecash.MaxClockSkew + time.Minute)
+	if _, err := s.m.Reconcile(ctx); err == nil {
+		t.Fatal("Reconcile settled the sale with the bank unreachable")
+	}
+	s.bankc.checksDown.Store(false)
+	if _, err := s.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.m.loadSale(d.EPOID); !errors.Is(err, ErrNoSale) || s.hasEndorsedMark(d.EPOID) {
+		t.Fatalf("sale: %v, marked %v; want it deleted", err, s.hasEndorsedMark(d.EPOID))
+	}
+}

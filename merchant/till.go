@@ -48,6 +48,14 @@ import (
 // QuoteTTL is how long a quote can be accepted (GetGoods).
 const QuoteTTL = 5 * time.Minute
 
+// DeliveryTTL is how long after a delivery the till takes the payment order
+// for it (SubmitEPO); later ones are refused (echeck.ErrExpired), and a
+// delivery never endorsed is deleted soon after (pruneDeliveries). Quotes
+// are free and a quote can be accepted again and again: this bounds what
+// goods requests never paid for can store. A wallet sends its EPO right
+// after the delivery.
+const DeliveryTTL = time.Hour
+
 // serialBlock is how many EPOID serials one synced write reserves.
 const serialBlock = 1024
 
@@ -254,7 +262,8 @@ func (m *Merchant) Quote(raw []byte) ([]byte, error) {
 // the quote is the till's own and still valid, allocates a globally unique
 // EPOID (merchant account, delivery time, a serial from a persistent
 // counter), encrypts the product under a fresh key K, and stores K, the
-// quote and the goods hash durably before returning the encoded delivery.
+// quote and the goods hash durably before returning the encoded delivery,
+// which an EPO may pay within DeliveryTTL.
 func (m *Merchant) GetGoods(ctx context.Context, rawQuote []byte) ([]byte, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -321,7 +330,8 @@ type CheckAnswer struct {
 // the bank's signed receipt (step 7) and stores it, and returns it with the
 // customer's block (step 8).
 //
-// A re-submitted EPO is forwarded again with the stored endorsement, even
+// An EPO that comes more than DeliveryTTL after the delivery is refused. A
+// re-submitted EPO is forwarded again with the stored endorsement, even
 // after it expired (the bank answers a decided EPOID from its record); a
 // different EPO under an endorsed EPOID is refused with ErrSaleConflict.
 func (m *Merchant) SubmitEPO(ctx context.Context, raw []byte) (*CheckAnswer, error) {
@@ -336,6 +346,10 @@ func (m *Merchant) SubmitEPO(ctx context.Context, raw []byte) (*CheckAnswer, err
 	end, err := m.endorse(epo, func(s *sale) error {
 		if s == nil {
 			return fmt.Errorf("%w: %s was not delivered by this till", ErrNoSale, epo.EPOID)
+		}
+		if m.now().After(s.Delivered.Add(DeliveryTTL)) {
+			return fmt.Errorf("%w: %s was delivered at %s, and is paid for within %s of its delivery only; ask for a new quote",
+				echeck.ErrExpired, epo.EPOID, s.Delivered.Format(time.RFC3339), DeliveryTTL)
 		}
 		return m.checkOffer(epo, s)
 	}, nil)
@@ -540,8 +554,10 @@ func (m *Merchant) settleRefused(ctx context.Context, epo *echeck.SignedEPO, end
 
 // revertSale undoes the endorsement end of sale id, which the bank refused
 // and has no record of, in one synced batch: a check's record goes; a sale
-// of goods is delivered again, to be paid by a corrected EPO. Nothing is
-// done if the record no longer holds end (another EPO endorsed since).
+// of goods is delivered again, to be paid by a corrected EPO, or goes too
+// once past DeliveryTTL (no EPO can pay it, and pruneDeliveries may have
+// passed its time already). Nothing is done if the record no longer holds
+// end (another EPO endorsed since).
 func (m *Merchant) revertSale(id echeck.EPOID, end []byte) error {
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
@@ -557,7 +573,7 @@ func (m *Merchant) revertSale(id echeck.EPOID, end []byte) error {
 	}
 	b := m.db.NewBatch()
 	defer b.Close()
-	if s.Kind == echeck.KindGoods {
+	if s.Kind == echeck.KindGoods && !m.now().After(s.Delivered.Add(DeliveryTTL)) {
 		s.EPO, s.Endorsement = nil, nil
 		err = b.Set(saleKey(id), s.encode(), nil)
 	} else {

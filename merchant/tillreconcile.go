@@ -27,10 +27,12 @@ import (
 // order again only counts failed authentications against its account.
 //
 // Deliveries that were never endorsed (a quote accepted, goods sent, no
-// payment order) can no longer be paid once the longest EPO lifetime has
-// passed since their EPOID's time; Reconcile deletes them, from a
-// watermark on, so a client accepting quotes it never pays for cannot grow
-// the store without bound.
+// payment order) can no longer be paid once DeliveryTTL has passed since
+// their EPOID's time; Reconcile deletes them, from a watermark on, so a
+// client accepting quotes it never pays for stores at most DeliveryTTL's
+// worth of them. (The watermark of a version that kept them for the
+// longest EPO lifetime is behind this one's: the first run deletes what it
+// kept beyond DeliveryTTL, none of which can be paid any more.)
 var (
 	prefixEndorsed = []byte("e/")
 	// keyEndorsedMarks: the store keeps e/ marks. Set by the first Open
@@ -123,11 +125,15 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 }
 
 // pruneDeliveries deletes the deliveries never endorsed whose EPOID time
-// is before now less the longest EPO lifetime and the skew (no payment
-// order for them can be valid any more), from the watermark on, and moves
-// the watermark. Returns how many it deleted.
+// is before now less DeliveryTTL and the skew (SubmitEPO refuses a payment
+// order for them), from the watermark on, and moves the watermark. Returns
+// how many it deleted.
 func (m *Merchant) pruneDeliveries() (int, error) {
-	cutoff := m.now().Add(-echeck.MaxEPOLifetime - ecash.MaxClockSkew).UnixMilli()
+	// Under saleMu, so that no delivery is endorsed between being read
+	// unendorsed here and deleted.
+	m.saleMu.Lock()
+	defer m.saleMu.Unlock()
+	cutoff := m.now().Add(-DeliveryTTL - ecash.MaxClockSkew).UnixMilli()
 	var from int64
 	if v, err := m.get(keyPrunedTo); err != nil {
 		return 0, err

@@ -2,6 +2,8 @@ package merchant
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -112,32 +114,86 @@ func TestOpenMarksEndorsedSalesOfAnOlderStore(t *testing.T) {
 }
 
 // TestReconcilePrunesDeliveriesNeverPaid: a delivery no payment order
-// followed is deleted once no EPO for it can be valid (the longest EPO
-// lifetime and the skew after its EPOID's time), and not before; a sale
-// that was endorsed is kept.
+// followed is deleted once none can pay it (DeliveryTTL and the skew after
+// its EPOID's time), and not before; a sale that was endorsed is kept.
+// Deliveries used to be kept for the longest EPO lifetime (30 days), so
+// one free quote accepted again and again grew the store by a month of
+// calls; a store such a version left is pruned to the new window.
 func TestReconcilePrunesDeliveriesNeverPaid(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
-	_, _, unpaid := s.offer("song")
+	req := &echeck.PriceRequest{Customer: s.customerPub(), ProductID: "song", Bid: ecash.Amount{Currency: "EUR"}}
+	rawQ, err := s.m.Quote(req.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unpaid []echeck.EPOID
+	for range 50 {
+		raw, err := s.m.GetGoods(ctx, rawQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := echeck.DecodeDelivery(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unpaid = append(unpaid, d.EPOID)
+	}
 	_, q, paid := s.offer("film")
 	if _, err := s.m.SubmitEPO(ctx, s.sign(echeck.NewGoodsEPO(s.customerPub(), q, paid, s.clock.now().Add(10*time.Minute)))); err != nil {
 		t.Fatal(err)
 	}
-	s.clock.add(echeck.MaxEPOLifetime + ecash.MaxClockSkew - time.Second)
+	// The watermark such an older version left.
+	old := s.clock.now().Add(-echeck.MaxEPOLifetime - ecash.MaxClockSkew).UnixMilli()
+	if err := s.m.db.Set(keyPrunedTo, binary.BigEndian.AppendUint64(nil, uint64(old)), nil); err != nil {
+		t.Fatal(err)
+	}
+	kept := func() (n int) {
+		for _, id := range unpaid {
+			if _, err := s.m.loadSale(id); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	s.clock.add(DeliveryTTL + ecash.MaxClockSkew - time.Second)
 	if _, err := s.m.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.m.loadSale(unpaid.EPOID); err != nil {
-		t.Fatalf("a delivery that could still be paid for: %v", err)
+	if n := kept(); n != len(unpaid) {
+		t.Fatalf("%d of %d deliveries too young to prune kept", n, len(unpaid))
 	}
 	s.clock.add(2 * time.Second)
 	if _, err := s.m.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.m.loadSale(unpaid.EPOID); err != ErrNoSale {
-		t.Fatalf("a delivery that can no longer be paid for: %v, want deleted", err)
+	if n := kept(); n != 0 {
+		t.Fatalf("%d deliveries that can no longer be paid for kept, want none", n)
 	}
 	if sl, err := s.m.loadSale(paid.EPOID); err != nil || sl.Receipt == nil {
 		t.Fatalf("the paid sale: %v; want kept with its receipt", err)
+	}
+}
+
+// TestSubmitEPOAfterDeliveryTTL: a payment order that comes more than
+// DeliveryTTL after its delivery is refused by the till (pruneDeliveries
+// deletes such deliveries), and not sent to the bank; one within it is
+// taken.
+func TestSubmitEPOAfterDeliveryTTL(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	_, q, d := s.offer("song")
+	_, q2, d2 := s.offer("film")
+	s.clock.add(DeliveryTTL - time.Second)
+	if _, err := s.m.SubmitEPO(ctx, s.sign(echeck.NewGoodsEPO(s.customerPub(), q2, d2, s.clock.now().Add(time.Hour)))); err != nil {
+		t.Fatalf("an EPO within DeliveryTTL of its delivery: %v", err)
+	}
+	s.clock.add(2 * time.Second)
+	before := s.bankc.submits.Load()
+	if _, err := s.m.SubmitEPO(ctx, s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(time.Hour)))); !errors.Is(err, echeck.ErrExpired) {
+		t.Fatalf("an EPO past DeliveryTTL: %v, want echeck.ErrExpired", err)
+	}
+	if s.bankc.submits.Load() != before || s.hasEndorsedMark(d.EPOID) {
+		t.Fatal("an EPO past DeliveryTTL was endorsed")
 	}
 }
