@@ -59,13 +59,21 @@ func ParseAmount(s string) (Amount, error) {
 		return Amount{}, fmt.Errorf("%w: %q: want CUR:12.50", ErrBadAmount, s)
 	}
 	units, frac, hasFrac := strings.Cut(num, ".")
-	if units == "" || len(units) > 16 || (hasFrac && (frac == "" || len(frac) > FractionDigits)) {
+	if units == "" || (hasFrac && (frac == "" || len(frac) > FractionDigits)) {
 		return Amount{}, fmt.Errorf("%w: %q: want CUR:12.50", ErrBadAmount, s)
 	}
 	for len(frac) < FractionDigits {
 		frac += "0"
 	}
 	if !digits(units) || !digits(frac) {
+		return Amount{}, fmt.Errorf("%w: %q: want CUR:12.50", ErrBadAmount, s)
+	}
+	// At most 16 integer digits (MaxValue has 14). More significant digits
+	// than that is a well-formed amount too large, not a malformed one.
+	if len(units) > 16 {
+		if len(strings.TrimLeft(units, "0")) > 16 {
+			return Amount{}, fmt.Errorf("%w: %q", ErrOverflow, s)
+		}
 		return Amount{}, fmt.Errorf("%w: %q: want CUR:12.50", ErrBadAmount, s)
 	}
 	u, err := strconv.ParseUint(units, 10, 64)

@@ -72,8 +72,13 @@ func TestParseAmountRejects(t *testing.T) {
 		{"EUR:1:2", ecash.ErrBadAmount},
 		{"EUR:0x10", ecash.ErrBadAmount},
 		{"EUR:1.-1", ecash.ErrBadAmount},
-		{"EUR:١", ecash.ErrBadAmount}, // Arabic-Indic digit one
-		{"EUR:12345678901234567", ecash.ErrBadAmount},
+		{"EUR:١", ecash.ErrBadAmount},                // Arabic-Indic digit one
+		{"EUR:12345678901234567", ecash.ErrOverflow}, // well-formed, too many digits
+		{"EUR:99999999999999999999", ecash.ErrOverflow},
+		{"EUR:99999999999999999999.99", ecash.ErrOverflow},
+		{"EUR:0000000000000000001", ecash.ErrBadAmount}, // over 16 digits, but not large
+		{"EUR:99999999999999999999.999", ecash.ErrBadAmount},
+		{"EUR:99999999999999999999x", ecash.ErrBadAmount},
 		{"EUR:90071992547409.92", ecash.ErrOverflow},
 		{"EUR:90071992547410", ecash.ErrOverflow},
 		{"EUR:9999999999999999", ecash.ErrOverflow},

@@ -161,13 +161,14 @@ func TestParseAmount(t *testing.T) {
 		t.Errorf("EUR:3.5: %v %v", a, err)
 	}
 	for in, want := range map[string]string{
-		"EUR:1.234":            `bad amount "EUR:1.234": want CURRENCY:UNITS.CENTS`,
-		"3.50":                 `bad amount "3.50"`,
-		"eur:1":                `bad amount "eur:1"`,
-		"EUR:9999999999999999": "too large",
-		"EUR:-1":               `bad amount "EUR:-1"`,
-		"EUR:1.00 ":            `bad amount`,
-		"EUR:":                 `bad amount`,
+		"EUR:1.234":                `bad amount "EUR:1.234": want CURRENCY:UNITS.CENTS`,
+		"3.50":                     `bad amount "3.50"`,
+		"eur:1":                    `bad amount "eur:1"`,
+		"EUR:9999999999999999":     "too large",
+		"EUR:99999999999999999999": `amount "EUR:99999999999999999999" is too large`,
+		"EUR:-1":                   `bad amount "EUR:-1"`,
+		"EUR:1.00 ":                `bad amount`,
+		"EUR:":                     `bad amount`,
 	} {
 		_, err := ParseAmount(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
