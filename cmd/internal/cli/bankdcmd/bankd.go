@@ -70,8 +70,8 @@ func serveCommand() *cli.Command {
 deposit) over TLS on --listen, and the admin service on the loopback address
 --admin-listen, guarded by the token in DIR/admin.token.
 
-On first start it creates DIR, the bank's keys (one RSA key per denomination:
-this takes a few seconds), a self-signed TLS certificate and the admin token;
+On first start it creates DIR, the bank's keys (one key per denomination:
+with RSA this takes a few seconds), a self-signed TLS certificate and the admin token;
 later starts load them, and --currency, --rsa-bits, --cipher and
 --denominations are then ignored. With --key-passphrase-file the keys are
 encrypted at rest under the passphrase in that file, and an encrypted key

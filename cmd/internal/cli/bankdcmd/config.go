@@ -17,8 +17,9 @@ import (
 
 // precedence is the help text on where settings come from.
 const precedence = `Settings come from, in order of precedence: flags; the environment
-variables ` + config.EnvData + `, ` + config.EnvListen + `, ` + config.EnvAdminListen + ` and
-` + config.EnvKeyPassphraseFile + ` (when set and not empty); the JSON config file
+variables ` + config.EnvData + `, ` + config.EnvStore + `, ` + config.EnvListen + `,
+` + config.EnvAdminListen + ` and ` + config.EnvKeyPassphraseFile + ` (when set and not
+empty); the JSON config file
 given by --config (see 'bankd config --help'); the built-in defaults.`
 
 // settings resolves a command's configuration: its flags, the environment

@@ -79,7 +79,7 @@ its balance, and the payout is in the audit log. --reference makes a retry
 safe: a payout with a reference already used pays nothing more.
 
 It writes the bank's signed statement of the account over [--from, --to) to
---statement FILE, for the merchant: "merchantd settlement verify FILE"
+--statement FILE, for the merchant: "merchantd settlement --data DIR FILE"
 checks it against the merchant's own receipts. A period the bank cannot
 make a statement for (more than 1024 postings in it, say) is refused before
 anything is paid. If the statement still fails once the payout is recorded,
