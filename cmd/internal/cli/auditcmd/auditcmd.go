@@ -1,13 +1,15 @@
 // Package auditcmd is the audit command: it verifies what the bank and its
-// users recorded, offline, against the bank's signed key set. cmd/audit is
-// its main.
+// users recorded against the bank's signed keys. cmd/audit is its main.
 //
 // "audit transcript" checks a wallet's or merchant's transcript (the JSON
 // lines ecash.Transcript writes; docs/TRANSCRIPTS.md specifies them and
 // every check): each message decodes canonically, each signature verifies,
 // and the messages bind to one another (receipts to requests, coins to the
 // wallet, amounts, and NetBill's atomicity properties as far as a transcript
-// shows them). "audit keys" fetches and saves the key set to check against.
+// shows them), offline. "audit keys" fetches and saves the key set to check
+// against. "audit log" fetches the bank's audit log online, verifies it
+// against the bank's signed checkpoints and replays it (money conserved, each
+// coin spent once; docs/AUDIT.md).
 package auditcmd
 
 import (
@@ -33,16 +35,19 @@ func Main() int {
 func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "audit",
-		Short: "verify blindbank records offline against the bank's key set",
+		Short: "verify blindbank transcripts and the bank's audit log against the bank's keys",
 		Long: `audit checks what a blindbank bank and its users recorded, against the bank's
 signed key set and nothing else: no trust in the bank's word, the wallet's or
 the merchant's beyond their signatures.
 
-"audit transcript" verifies a wallet's or merchant's transcript (the JSON
-lines 'wallet --transcript FILE' appends to, or the wallet and merchant
-libraries write). "audit keys" saves the bank's key set to check against.`,
+"audit transcript" verifies a wallet's or merchant's transcript offline (the
+JSON lines that 'wallet pay|withdraw|swap|return|refunds|buy|write-check
+--transcript FILE' appends to, or the wallet and merchant libraries write).
+"audit keys" saves the bank's key set to check against. "audit log" fetches
+the bank's audit log, verifies it and replays the ledger's history.`,
 		Example: `audit keys --bank bank.example:7443 --ca bank.crt --out keyset.signed
-audit transcript --keys keyset.signed pay.jsonl`,
+audit transcript --keys keyset.signed pay.jsonl
+audit log --bank bank.example:7443 --ca bank.crt --state bank.audit`,
 		Sub: []*cli.Command{transcriptCommand(), keysCommand(), logCommand()},
 	}
 }
