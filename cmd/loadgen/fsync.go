@@ -96,8 +96,8 @@ loadgen fsync --dir /var/lib/blindbank --duration 5m --reuse --json`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dir, "dir", "", "`DIR` to write the file in, on the filesystem to measure (default: the system's temporary directory)")
 			fs.DurationVar(&duration, "duration", time.Minute, "how long to measure (1s to 1h)")
-			fs.Float64Var(&rate, "rate", 100, "syncs a second (1 to 10000; --rate × --duration at most 1,000,000)")
-			fs.IntVar(&size, "size", 2048, "bytes written before each sync (1 to 1048576: a commit's write-ahead log record)")
+			fs.Float64Var(&rate, "rate", 100, "`N` syncs a second (1 to 10000; --rate × --duration at most 1,000,000)")
+			fs.IntVar(&size, "size", 2048, "`BYTES` written before each sync (1 to 1048576: a commit's write-ahead log record)")
 			fs.BoolVar(&reuse, "reuse", false, "overwrite a region written first, as Pebble reuses its logs, instead of appending")
 		},
 		NArgs: 0,

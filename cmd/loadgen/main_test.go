@@ -79,7 +79,21 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
-	out, _, _ := loadgen(t, "run", "--help")
+	// Help speaks to a user: no private jargon, a placeholder for every value.
+	out, _, _ := loadgen(t, "targets", "--help")
+	for _, jargon := range []string{"issue 7", "gonuts' mint"} {
+		if strings.Contains(out, jargon) {
+			t.Errorf("targets --help says %q", jargon)
+		}
+	}
+	if !strings.Contains(out, "docs/PERFORMANCE.md") {
+		t.Errorf("targets --help does not point to docs/PERFORMANCE.md")
+	}
+	out, _, _ = loadgen(t, "fsync", "--help")
+	if !strings.Contains(out, "--rate N ") || strings.Contains(out, "float") {
+		t.Errorf("fsync --help shows --rate without a placeholder:\n%s", out)
+	}
+	out, _, _ = loadgen(t, "run", "--help")
 	for _, want := range []string{"--scenario", "--cipher", "--coins-per-op", "--concurrency", "--duration", "--cpuprofile", "--memprofile", "--epo", "--pay-request", "swap", "check", "fraction", "getrusage", "--store", "--replicas", "--prefill-spent", "--pool"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help lacks %q", want)

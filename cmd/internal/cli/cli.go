@@ -433,7 +433,7 @@ func writeFlags(w io.Writer, fs []*flag.Flag) {
 		switch arg {
 		case "string", "value":
 			arg = "VALUE"
-		case "int", "uint", "uint64", "int64":
+		case "int", "uint", "uint64", "int64", "float":
 			arg = "N"
 		case "duration":
 			arg = "DURATION"

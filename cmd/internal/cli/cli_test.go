@@ -317,3 +317,27 @@ func TestTableEscapesCells(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", b.String(), want)
 	}
 }
+
+// A flag with no `PLACEHOLDER` in its usage shows a placeholder for its
+// kind, never Go's type name.
+func TestFlagPlaceholders(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Float64("rate", 1, "a rate")
+	fs.Int("count", 0, "a count")
+	fs.Duration("wait", 0, "a wait")
+	fs.String("name", "", "a name")
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+	var b strings.Builder
+	writeFlags(&b, flags)
+	for _, want := range []string{"--rate N ", "--count N ", "--wait DURATION ", "--name VALUE "} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("flags lack %q:\n%s", want, b.String())
+		}
+	}
+	for _, typ := range []string{"float", "int", "duration", "string"} {
+		if strings.Contains(b.String(), " "+typ+" ") {
+			t.Errorf("flags show the type %q:\n%s", typ, b.String())
+		}
+	}
+}
