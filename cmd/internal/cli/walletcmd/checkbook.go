@@ -501,7 +501,10 @@ func statementCommand(g *globals) *cli.Command {
 with a request signed by your account key, and checks the bank's signature
 and the running balances. Each line shows the posting's time, its EPOID (for
 payment orders), product or kind, amount, the other account, your memo and
-the balance after it. Times are RFC 3339 (2026-03-01T12:00:00Z) or dates
+the balance after it. The other account is a customer's or merchant's
+number, or one of the bank's own: "funding" for money from or to outside
+the bank (credits, payouts), "e-cash" for coins withdrawn or returned,
+"fees" for fees (--json gives their numbers: 1, 2 and 3). Times are RFC 3339 (2026-03-01T12:00:00Z) or dates
 (2026-03-01, midnight UTC). By default the last 30 days.`,
 		Example: `wallet statement
 wallet statement --from 2026-03-01 --to 2026-04-01 --json`,
@@ -528,6 +531,24 @@ func money(cur string, v int64) string {
 		return "-" + ecash.Amount{Currency: cur, Value: uint64(-v)}.String()
 	}
 	return ecash.Amount{Currency: cur, Value: uint64(v)}.String()
+}
+
+// counterparty names the other account of a statement line: a customer's
+// or merchant's number, or the role of one of the bank's own accounts.
+func counterparty(id uint64) string {
+	switch {
+	case id == 0:
+		return "-"
+	case id == bank.AccountFunding:
+		return "funding"
+	case id == bank.AccountOutstanding:
+		return "e-cash"
+	case id == bank.AccountFees:
+		return "fees"
+	case bank.IsSystem(id):
+		return "-"
+	}
+	return fmt.Sprint(id)
 }
 
 type lineOut struct {
@@ -582,10 +603,7 @@ func printStatement(inv *cli.Invocation, st *echeck.Statement) error {
 			if epoid == "" {
 				epoid = "-"
 			}
-			cp := "-"
-			if l.Counterparty != 0 {
-				cp = fmt.Sprint(l.Counterparty)
-			}
+			cp := counterparty(l.Counterparty)
 			product := strings.TrimSpace(l.Product)
 			if product == "" {
 				product = "-"

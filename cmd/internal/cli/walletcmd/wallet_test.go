@@ -417,3 +417,21 @@ func TestBuyConfirmsQuotedPrice(t *testing.T) {
 		t.Fatalf("a script with --max-price: %+v, account %s", r, balance())
 	}
 }
+
+// The statement names the bank's own accounts rather than showing their
+// internal numbers.
+func TestStatementCounterparty(t *testing.T) {
+	for id, want := range map[uint64]string{
+		0:                         "-",
+		bank.AccountFunding:       "funding",
+		bank.AccountOutstanding:   "e-cash",
+		bank.AccountFees:          "fees",
+		bank.FirstUserAccount - 1: "-",
+		bank.FirstUserAccount:     strconv.FormatUint(bank.FirstUserAccount, 10),
+		4711:                      "4711",
+	} {
+		if got := counterparty(id); got != want {
+			t.Errorf("counterparty(%d) = %q, want %q", id, got, want)
+		}
+	}
+}
