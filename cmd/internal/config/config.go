@@ -653,6 +653,8 @@ func Resolve(in Input) (*Bank, error) {
 		}
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return nil, r.fail(field, "bad %s %q: want HOST:PORT, e.g. 127.0.0.1:7443", r.name(field), addr)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, r.fail(field, "bad %s %q: the port must be a number from 0 to 65535 (0 picks a free port)", r.name(field), addr)
 		}
 	}
 	if !transport.IsLoopback(b.AdminListen) && b.AdminClientCAFile == "" {

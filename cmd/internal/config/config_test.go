@@ -229,6 +229,8 @@ func TestValidation(t *testing.T) {
 		{"currency", `{"currency": "eur"}`, nil, nil, `FILE: bad currency "eur": want 1 to 11 upper-case letters, e.g. EUR`, "currency"},
 		{"cipher", `{"cipher": "ecdsa"}`, nil, nil, `FILE: bad cipher "ecdsa": want rsa or cs`, "cipher"},
 		{"listen from env", ``, map[string]string{EnvListen: "7443"}, nil, `bad $BLINDBANK_LISTEN "7443": want HOST:PORT, e.g. 127.0.0.1:7443`, "listen"},
+		{"listen port out of range", ``, nil, []string{"--listen", "127.0.0.1:99999"}, `bad --listen "127.0.0.1:99999": the port must be a number from 0 to 65535 (0 picks a free port)`, "listen"},
+		{"admin port not a number", `{"admin_listen": "127.0.0.1:x"}`, nil, nil, `FILE: bad admin_listen "127.0.0.1:x": the port must be a number from 0 to 65535 (0 picks a free port)`, "admin_listen"},
 		{"admin not loopback", `{"admin_listen": "0.0.0.0:7444"}`, nil, nil, `FILE: bad admin_listen 0.0.0.0:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost), unless it requires client certificates (admin_client_ca_file)`, "admin_listen"},
 		{"admin from env", ``, map[string]string{EnvAdminListen: "10.0.0.1:7444"}, nil, `bad $BLINDBANK_ADMIN_LISTEN 10.0.0.1:7444: the admin service listens on loopback only (127.0.0.1, ::1, localhost), unless it requires client certificates (admin_client_ca_file)`, "admin_listen"},
 		{"plaintext off loopback", `{"listen": "0.0.0.0:7443", "plaintext": true}`, nil, nil, `FILE: plaintext is allowed only on a loopback listen address, not 0.0.0.0:7443`, "plaintext"},

@@ -138,11 +138,13 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			if !exists && cfg.Signer != "" {
 				return fmt.Errorf("%s does not exist: with --signer, give bankd the key file the signer loaded", keysPath)
 			}
-			if !exists {
-				inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
-			}
+			// The directory first: a data directory that cannot be made
+			// fails before any note that promises keys.
 			if err := os.MkdirAll(data, 0o700); err != nil {
 				return err
+			}
+			if !exists {
+				inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
 			}
 			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			n, err := node.StartBank(node.BankConfig{
