@@ -20,6 +20,7 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/procs"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
@@ -115,7 +116,10 @@ start, like the self-signed TLS certificate DIR/tls.crt).
 It connects to the bank at --bank, trusting it by one of --bank-ca,
 --bank-pin or --bank-plaintext (and presenting --bank-client-cert and
 --bank-client-key to a bank that requires a client certificate), and
-deposits payments into merchant account --account. Once listening it
+deposits payments into merchant account --account. Before it listens it
+checks with the bank that --account belongs to the merchant key (a signed
+statement request) and refuses to start if the bank says it does not; if
+the bank cannot answer, it warns and starts. Once listening it
 prints the addresses, the certificate and its SHA-256 fingerprint (wallets
 pin it or trust the file) and the token file, and writes them to
 DIR/addresses.json (removed on exit). Logs go to stderr. SIGINT or SIGTERM
@@ -215,9 +219,20 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 					return err
 				}
 			}
-			if _, err := merchant.LoadKey(data); errors.Is(err, merchant.ErrNotInit) {
+			key, err := merchant.LoadKey(data)
+			if errors.Is(err, merchant.ErrNotInit) {
 				return fmt.Errorf("no merchant key in %s: run 'merchantd init --data %s' first", data, data)
 			} else if err != nil {
+				return err
+			}
+			// Before anything listens or is written: is --account ours?
+			conn, err := transport.Dial(bankAddr, tlsCfg)
+			if err != nil {
+				return err
+			}
+			err = checkAccount(ctx, pb.NewBankClient(conn), id, key, time.Now(), log)
+			conn.Close()
+			if err != nil {
 				return err
 			}
 			gomaxprocs := procs.Raise() // before the servers size their pools by it

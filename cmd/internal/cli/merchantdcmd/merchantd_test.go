@@ -3,7 +3,10 @@ package merchantdcmd
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,4 +110,90 @@ func TestReconcileLoopSettlesAtStart(t *testing.T) {
 	}
 	stop()
 	<-done
+}
+
+// serve checks that --account is the merchant key's before it starts: the
+// merchant's own account passes; a customer's account, or one that does not
+// exist, is refused with the account named; a bank that cannot answer only
+// gives a warning.
+func TestCheckAccount(t *testing.T) {
+	ctx := context.Background()
+	b, err := node.StartBank(node.BankConfig{
+		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}, Cipher: ecash.CipherCS},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	dir := t.TempDir()
+	if _, err := merchant.Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	key, err := merchant.LoadKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop, err := b.Bank.OpenAccount(ctx, "shop", key.Public().(ed25519.PublicKey), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customerPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customer, err := b.Bank.OpenAccount(ctx, "alice", customerPub, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bc := pb.NewBankClient(conn)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	if err := checkAccount(ctx, bc, shop, key, time.Now(), log); err != nil {
+		t.Errorf("the merchant's own account: %v", err)
+	}
+	for _, acct := range []uint64{customer, 987654} {
+		err := checkAccount(ctx, bc, acct, key, time.Now(), log)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("account %d is not this merchant's", acct)) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("account %d: %v, want a one-line refusal naming it", acct, err)
+		}
+	}
+	if logs.String() != "" {
+		t.Errorf("warnings where the bank answered:\n%s", logs.String())
+	}
+
+	// A clock far off: the bank refuses the request as stale, which says
+	// nothing of the account; a warning, and serve starts.
+	if err := checkAccount(ctx, bc, shop, key, time.Now().Add(time.Hour), log); err != nil {
+		t.Errorf("a stale request: %v", err)
+	}
+	if !strings.Contains(logs.String(), "could not check with the bank") {
+		t.Errorf("no warning for a stale request; log:\n%s", logs.String())
+	}
+
+	// No bank at the address: a warning, and serve starts.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := l.Addr().String()
+	l.Close()
+	down, err := transport.Dial(gone, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	var downLogs syncBuffer
+	if err := checkAccount(ctx, pb.NewBankClient(down), shop, key, time.Now(), slog.New(slog.NewTextHandler(&downLogs, nil))); err != nil {
+		t.Errorf("an unreachable bank: %v", err)
+	}
+	if !strings.Contains(downLogs.String(), "starting anyway") {
+		t.Errorf("no warning for an unreachable bank; log:\n%s", downLogs.String())
+	}
 }
