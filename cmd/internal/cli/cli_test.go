@@ -341,3 +341,11 @@ func TestFlagPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for n, want := range map[int]string{0: "0 coins", 1: "1 coin", 2: "2 coins"} {
+		if got := Plural(n, "coin"); got != want {
+			t.Errorf("Plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

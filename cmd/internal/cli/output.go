@@ -163,3 +163,11 @@ func Until(t, now time.Time) string {
 	}
 	return "in " + d.String()
 }
+
+// Plural is "1 coin", "2 coins": n and word, with an s unless n is 1.
+func Plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}

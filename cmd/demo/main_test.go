@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+)
+
+func runDemo(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+	code = cli.Run(context.Background(), command(), env, args)
+	return code, out.String(), errb.String()
+}
+
+// demo follows the other tools' conventions: a mistake is one line on
+// stderr and exit 2, not the whole usage.
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"--nope"}, {"-dirr", "x"}, {"extra"}} {
+		code, stdout, stderr := runDemo(args...)
+		if code != cli.ExitUsage || stdout != "" {
+			t.Errorf("%q: exit %d, stdout %q", args, code, stdout)
+		}
+		if !strings.HasPrefix(stderr, "demo: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "(see 'demo --help')") {
+			t.Errorf("%q: stderr is not one line: %q", args, stderr)
+		}
+	}
+	code, stdout, _ := runDemo("--help")
+	if code != cli.ExitOK || !strings.Contains(stdout, "Usage: demo [flags]") || !strings.Contains(stdout, "--json") {
+		t.Errorf("--help: exit %d\n%s", code, stdout)
+	}
+}
+
+// With --json the narration goes to stderr and stdout is the outcome.
+func TestJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates a bank's RSA keys")
+	}
+	code, stdout, stderr := runDemo("--json", "--dir", t.TempDir())
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res result
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if !res.DoubleSpendRefused || !res.ProofVerified || len(res.Accounts) != 3 || len(res.Wallets) != 2 || res.Outstanding == "" || res.Dir == "" {
+		t.Errorf("outcome %+v", res)
+	}
+	if !strings.Contains(stderr, "refused:") {
+		t.Errorf("no narration on stderr:\n%s", stderr)
+	}
+}
