@@ -65,7 +65,7 @@ func initCommand() *cli.Command {
 DIR/merchant.key, and prints the public key as hex on stdout. The bank
 operator opens the merchant account with it:
 
-    bankd admin open-account --merchant --name NAME --key HEX
+    bankd admin --data BANKDIR open-account --merchant --name NAME --key HEX
 
 init refuses to replace an existing key.`,
 		Example: `merchantd init --data ./shop`,
@@ -87,7 +87,7 @@ init refuses to replace an existing key.`,
 			key := hex.EncodeToString(pub)
 			if !inv.JSON {
 				inv.Notef("merchant key written to %s", path)
-				inv.Notef("ask the bank operator to open a merchant account for it:\n  bankd admin open-account --merchant --name NAME --key %s", key)
+				inv.Notef("ask the bank operator to open a merchant account for it:\n  bankd admin --data BANKDIR open-account --merchant --name NAME --key %s", key)
 			}
 			out := struct {
 				PublicKey string `json:"public_key"`
@@ -585,8 +585,8 @@ have been made and recorded, and the same command without --refund-id
 makes another. Give --refund-id N, the refund's number, to make repeating
 always safe: an existing refund N of the same amount is reported again, N
 one past the order's refunds makes it, and anything else is refused.`,
-		Example: `merchantd refund --data ./shop --order order-17 --amount EUR:1.50
-merchantd refund --data ./shop --order order-17 --amount EUR:0.50 --refund-id 2`,
+		Example: `merchantd refund --data ./shop --order ord-3f9a... --amount EUR:1.50
+merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id 2`,
 		Flags: func(fs *flag.FlagSet) {
 			admin.Register(fs)
 			fs.StringVar(&order, "order", "", "the paid order's `ID` (required)")

@@ -439,7 +439,7 @@ func printProducts(inv *cli.Invocation, resp *pb.ListProductsResponse) error {
 		out.Products = append(out.Products, productOut{p.Id, p.Price, p.Size, p.Description})
 	}
 	return inv.Print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "merchant account %d, %d products\n", out.MerchantAccount, len(out.Products))
+		fmt.Fprintf(w, "merchant account %d, %s\n", out.MerchantAccount, cli.Plural(len(out.Products), "product"))
 		if len(out.Products) == 0 {
 			return
 		}
