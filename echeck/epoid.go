@@ -20,8 +20,9 @@ import (
 // written by a customer (KindCheck) uses NewCheckEPOID, whose random serial
 // has the top bit set, so the two never collide.
 //
-// Encoded inline (without a tag) as u64 merchant, i64 Unix milliseconds,
-// u64 serial; decoders refuse timestamps before 1970. Timestamps carry
+// Inside other messages it is encoded inline, without a tag, as u64
+// merchant, i64 Unix milliseconds, u64 serial; on its own, Encode adds the
+// tag "epoid". Decoders refuse timestamps before 1970. Timestamps carry
 // millisecond precision: compare EPOIDs with Equal, not ==.
 type EPOID struct {
 	Merchant  uint64

@@ -2,7 +2,9 @@
 //
 //	merchantd init --data DIR
 //	merchantd serve --data DIR --bank ADDR --bank-ca FILE --account ID ...
-//	merchantd order --data DIR create|status ...
+//	merchantd order --data DIR create|status|check-status ...
+//	merchantd refund --data DIR --order ID --amount AMOUNT
+//	merchantd settlement --data DIR FILE
 //
 // Run "merchantd --help" for details.
 package main

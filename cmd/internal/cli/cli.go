@@ -1,5 +1,5 @@
-// Package cli holds what the blindbank commands (bankd, merchantd, wallet)
-// share: a small subcommand tree on the standard flag package, help text,
+// Package cli holds what the blindbank commands (bankd, merchantd, wallet,
+// audit, loadgen, demo) share: a small subcommand tree on the standard flag package, help text,
 // text-or-JSON output, exit codes, a signal-aware context, a progress bar, and
 // the TLS-trust and admin-endpoint flags.
 //

@@ -1,6 +1,9 @@
 // Package bankdcmd is the bankd command: it serves a bank node and talks to
-// a running node's admin service. cmd/bankd is its main; the command tests
-// run it in-process.
+// a running node's admin service; manages the bank's keys (generate, sign
+// offline, import, extend, prune, rotate, revoke: keys); shows and checks
+// its configuration (config); and runs the separate signer process that can
+// hold the denomination keys (signer). cmd/bankd is its main; the command
+// tests run it in-process.
 package bankdcmd
 
 import (

@@ -1,6 +1,10 @@
 // Package merchantdcmd is the merchantd command: it creates a merchant's
-// key, serves the merchant node, and creates and inspects orders through a
-// running node's admin service. cmd/merchantd is its main.
+// key, serves the merchant node (with a catalogue, a NetBill till), creates
+// and inspects orders and gives refunds through a running node's admin
+// service, verifies the bank's settlement statements against the merchant's
+// receipts, checks the bank's audit log for the merchant's entries
+// (verify-log) and checks a catalogue (products). cmd/merchantd is its
+// main.
 package merchantdcmd
 
 import (

@@ -1,6 +1,9 @@
 // Package walletcmd is the wallet command: a blindbank wallet on a
-// directory, which withdraws coins from a bank account, shows its balance and
-// pays merchants. cmd/wallet is its main.
+// directory, which withdraws coins from a bank account, shows its balance,
+// pays merchants, swaps, returns and recoups coins, and collects refunds;
+// and, as a checkbook on the same account, buys encrypted goods and writes
+// electronic checks (buy, write-check, check-status, purchases) and fetches
+// the bank's signed statement (statement). cmd/wallet is its main.
 package walletcmd
 
 import (
