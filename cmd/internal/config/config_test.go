@@ -475,3 +475,32 @@ func reresolve(t *testing.T, b *Bank) *Bank {
 	}
 	return b2
 }
+
+// docs/OPERATIONS.md's configuration table has a row for every field of
+// the file, and its environment column names every variable.
+func TestOperationsDocTable(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "OPERATIONS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 6 || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for _, f := range strings.Split(cells[1], ",") {
+			rows[strings.Trim(strings.TrimSpace(f), "`")] = line
+		}
+	}
+	for _, f := range fieldNames {
+		row, ok := rows[f]
+		if !ok {
+			t.Errorf("docs/OPERATIONS.md's config table has no row for %q", f)
+			continue
+		}
+		if s, ok := settings[f]; ok && s.env != "" && !strings.Contains(row, s.env) {
+			t.Errorf("the row for %q does not name %s", f, s.env)
+		}
+	}
+}
