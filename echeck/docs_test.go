@@ -1,6 +1,8 @@
 package echeck_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,8 +10,9 @@ import (
 )
 
 // TestProtocolDocVectors keeps the annotated hex in docs/PROTOCOL.md §9 in
-// step with testdata/echeck/vectors.json: each annotated block, read as the
-// first hex word of every line, must equal the named vector field.
+// step with testdata/echeck/vectors.json (which TestVectors ties to the
+// code): each block, read as the first hex word of every line, must equal
+// the named vector field, and each hash shown must be the vector's.
 func TestProtocolDocVectors(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("..", "docs", "PROTOCOL.md"))
@@ -31,6 +34,7 @@ func TestProtocolDocVectors(t *testing.T) {
 	for _, tc := range []struct{ heading, field string }{
 		{"EPOID `7-1741964966535-1`, tagged encoding", "epoid/encoding"},
 		{"Key commitment preimage and commitment:", "goods/key_commit_preimage"},
+		{"ciphertext (53 bytes) and hash:", "goods/ciphertext"},
 		{"EPO body (goods, 249 bytes)", "epo (goods)/encoding"},
 		{"Customer signature input", "signed epo (goods)/signature_input"},
 		{"Receipt body (approved goods, 230 bytes)", "receipt (approved goods)/body"},
@@ -48,6 +52,15 @@ func TestProtocolDocVectors(t *testing.T) {
 		if h == "" || !strings.Contains(strings.ReplaceAll(doc, "\n", ""), h) {
 			t.Errorf("docs do not show %s = %s", f, h)
 		}
+	}
+	// The parts hash the customer signs covers the sealed private part by
+	// its hash: the doc's must be that of the vector's sealed part.
+	sealed, err := hex.DecodeString(fields["signed epo (goods)/sealed_private"])
+	if err != nil || len(sealed) == 0 {
+		t.Fatalf("vector signed epo (goods)/sealed_private: %v", err)
+	}
+	if h := sha256.Sum256(sealed); !strings.Contains(doc, "SHA-256(sealed private part) = "+hex.EncodeToString(h[:])+"\n") {
+		t.Errorf("docs do not show SHA-256(sealed private part) = %x", h)
 	}
 	sig := fields["receipt (approved goods)/signature"]
 	if !strings.Contains(doc, sig[:64]+"\n"+sig[64:]) {
