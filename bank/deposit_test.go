@@ -1,8 +1,6 @@
 package bank_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -18,28 +16,11 @@ import (
 // longest life made now.
 func TestDepositRefusesRequestsOutOfTime(t *testing.T) {
 	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
-	ctx := t.Context()
-	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
-	shop, err := e.b.OpenAccount(ctx, "shop", mpub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, _ := e.b.KeySet()
+	shop, mkey := e.shop()
 	deposit := func(index uint64, created, expires time.Time) error {
 		t.Helper()
-		coin, ps := e.coin(index, e.cheap)
-		pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mpub, OrderID: "ord-1",
-			Amount: e.cheap.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: created, ExpiresAt: expires}
-		p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.cheap.Value}, created)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sealed, err := ecash.SealPayment(ks.HPKEPub, pr, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := pr.Body()
-		_, _, err = e.b.Deposit(ctx, body, ecash.SignBody(mkey, body), sealed)
+		_, body, sig, sealed, _, _ := e.sealedPayment(shop, mkey, index, e.cheap, created, expires)
+		_, _, err := e.b.Deposit(t.Context(), body, sig, sealed)
 		return err
 	}
 	if err := deposit(1, e.now, e.now.Add(ecash.MaxPaymentLifetime+time.Millisecond)); !errors.Is(err, ecash.ErrMalformed) {

@@ -44,33 +44,47 @@ func (s *raceStore) SwapRecord(ctx context.Context, h ecash.Hash) ([][]byte, boo
 	return r, found, err
 }
 
+// shop opens a merchant account and returns it with its key.
+func (e *recoupEnv) shop() (uint64, ed25519.PrivateKey) {
+	e.t.Helper()
+	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
+	shop, err := e.b.OpenAccount(e.t.Context(), "shop", mpub, true)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return shop, mkey
+}
+
+// sealedPayment is a payment to shop of one coin of d (withdrawn at
+// index), under a request created and expiring as given: the request, its
+// body signed by the merchant, and the payment sealed to the bank.
+func (e *recoupEnv) sealedPayment(shop uint64, mkey ed25519.PrivateKey, index uint64, d bank.DenomKey, created, expires time.Time) (pr *ecash.PaymentRequest, body, sig, sealed []byte, coin ecash.Coin, coinKey ed25519.PrivateKey) {
+	e.t.Helper()
+	ks, _ := e.b.KeySet()
+	coin, ps := e.coin(index, d)
+	pr = &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mkey.Public().(ed25519.PublicKey), OrderID: "ord-1",
+		Amount: d.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: created, ExpiresAt: expires}
+	p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{d.Value}, created)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if sealed, err = ecash.SealPayment(ks.HPKEPub, pr, p); err != nil {
+		e.t.Fatal(err)
+	}
+	body = pr.Body()
+	return pr, body, ecash.SignBody(mkey, body), sealed, coin, ps.CoinKey
+}
+
 // paidShop deposits one dear coin into a new merchant account and returns
 // the merchant, its key, the payment hash and the coin (with its key).
 func paidShop(t *testing.T, e *recoupEnv) (uint64, ed25519.PrivateKey, ecash.Hash, ecash.Coin, ed25519.PrivateKey) {
 	t.Helper()
-	ctx := t.Context()
-	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
-	shop, err := e.b.OpenAccount(ctx, "shop", mpub, true)
-	if err != nil {
+	shop, mkey := e.shop()
+	pr, body, sig, sealed, coin, coinKey := e.sealedPayment(shop, mkey, 1, e.dear, e.now, e.now.Add(time.Hour))
+	if _, _, err := e.b.Deposit(t.Context(), body, sig, sealed); err != nil {
 		t.Fatal(err)
 	}
-	ks, _ := e.b.KeySet()
-	coin, ps := e.coin(1, e.dear)
-	pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mpub, OrderID: "ord-1",
-		Amount: e.dear.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}
-	p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, e.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := pr.Body()
-	if _, _, err := e.b.Deposit(ctx, body, ecash.SignBody(mkey, body), sealed); err != nil {
-		t.Fatal(err)
-	}
-	return shop, mkey, pr.Hash(), coin, ps.CoinKey
+	return shop, mkey, pr.Hash(), coin, coinKey
 }
 
 func refundRequest(shop uint64, mkey ed25519.PrivateKey, payment ecash.Hash, amount ecash.Amount, now time.Time) []byte {
@@ -181,31 +195,15 @@ func (s *raceDepositStore) DepositRecord(ctx context.Context, h ecash.Hash) ([]b
 func TestDepositRetryAcrossExpiry(t *testing.T) {
 	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
 	ctx := t.Context()
-	mpub, mkey, _ := ed25519.GenerateKey(rand.Reader)
-	shop, err := e.b.OpenAccount(ctx, "shop", mpub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks, _ := e.b.KeySet()
-	coin, ps := e.coin(1, e.dear)
-	pr := &ecash.PaymentRequest{BankID: ks.BankID(), MerchantAccount: shop, MerchantPub: mpub, OrderID: "ord-1",
-		Amount: e.dear.Value, SummaryHash: ecash.HashOf([]byte("thing")), CreatedAt: e.now, ExpiresAt: e.now.Add(time.Minute)}
-	p, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, e.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := pr.Body()
-	sig := ecash.SignBody(mkey, body)
+	shop, mkey := e.shop()
+	pr, body, sig, sealed, _, _ := e.sealedPayment(shop, mkey, 1, e.dear, e.now, e.now.Add(time.Minute))
 	e.now = pr.ExpiresAt.Add(ecash.MaxClockSkew) // the last instant a deposit is accepted
 
 	rs := &raceDepositStore{Store: e.s}
 	retrying := bank.New(rs, e.keys, func() time.Time { return e.now }, nil)
 	var original []byte
 	rs.beforeDepositRecord = func() {
+		var err error
 		if _, original, err = e.b.Deposit(ctx, body, sig, sealed); err != nil {
 			t.Fatalf("original deposit: %v", err)
 		}
