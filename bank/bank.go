@@ -180,7 +180,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	}
 	// Refuse before the expensive signing; the store checks again at commit.
 	if err := acct.CanSpend(int64(amount.Value), now); err != nil {
-		return nil, err
+		return nil, b.inCurrency(err)
 	}
 	if acct.Balance < int64(amount.Value) {
 		return nil, ErrInsufficientFunds
@@ -194,7 +194,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 		Log: auditlog.Withdraw{Account: req.Account, Amount: total, Fee: fee, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
 	})
 	if err != nil {
-		return nil, b.refused(err)
+		return nil, b.inCurrency(b.refused(err))
 	}
 	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)

@@ -3,7 +3,10 @@ package bank
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/blindbank/blindbank/ecash"
 )
 
 // Account policy, after the source document's online-bank flow: a payment
@@ -67,12 +70,50 @@ func (a *Account) CanSpend(amount int64, now time.Time) error {
 	}
 	now = a.PostingTime(now)
 	if l := a.Limits.PerTransaction; l > 0 && amount > l {
-		return fmt.Errorf("%w: %d exceeds the per-transaction limit of %d", ErrOverLimit, amount, l)
+		return &LimitError{Amount: amount, Limit: l}
 	}
 	if l := a.Limits.PerDay; l > 0 && (amount > l || a.SpentOn(now) > l-amount) {
-		return fmt.Errorf("%w: %d more would exceed the daily limit of %d (spent %d today)", ErrOverLimit, amount, l, a.SpentOn(now))
+		return &LimitError{Amount: amount, Limit: l, Daily: true, Spent: a.SpentOn(now)}
 	}
 	return nil
+}
+
+// LimitError is a spending-limit refusal: errors.Is(err, ErrOverLimit).
+// Its amounts are minor units; the stores know no currency, so the bank
+// sets Currency (inCurrency) and they read as amounts, "EUR:20.00".
+type LimitError struct {
+	Amount   int64 // what the operation would spend
+	Limit    int64 // the limit it exceeds
+	Daily    bool  // the daily limit (else the per-transaction one)
+	Spent    int64 // spent today already (the daily limit)
+	Currency string
+}
+
+func (e *LimitError) Error() string {
+	if e.Daily {
+		return fmt.Sprintf("%v: %s more would exceed the daily limit of %s (spent %s today)",
+			ErrOverLimit, e.money(e.Amount), e.money(e.Limit), e.money(e.Spent))
+	}
+	return fmt.Sprintf("%v: %s exceeds the per-transaction limit of %s", ErrOverLimit, e.money(e.Amount), e.money(e.Limit))
+}
+
+func (e *LimitError) Is(target error) bool { return target == ErrOverLimit }
+
+// money shows v in the error's currency, or as minor units without one.
+func (e *LimitError) money(v int64) string {
+	if e.Currency == "" || v < 0 {
+		return strconv.FormatInt(v, 10)
+	}
+	return ecash.Amount{Currency: e.Currency, Value: uint64(v)}.String()
+}
+
+// inCurrency names the bank's currency in a spending-limit refusal err
+// carries, so that it reads as amounts; any other err is returned as is.
+func (b *Bank) inCurrency(err error) error {
+	if le, ok := errors.AsType[*LimitError](err); ok {
+		le.Currency = b.keys.Currency
+	}
+	return err
 }
 
 // RecordSpend adds amount to today's spending; CanSpend must have passed.

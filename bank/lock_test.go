@@ -1,0 +1,118 @@
+package bank_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// policyBank is a bank over an in-memory store with one customer account
+// holding EUR:100.00, and EUR:1.00 RSA coins to withdraw.
+type policyBank struct {
+	t    *testing.T
+	b    *bank.Bank
+	now  time.Time
+	ks   *ecash.KeySet
+	acct uint64
+	key  ed25519.PrivateKey
+	seed []byte
+	next uint64
+}
+
+func newPolicyBank(t *testing.T) *policyBank {
+	t.Helper()
+	p := &policyBank{t: t, now: time.Unix(1_800_000_000, 0)}
+	keys, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
+		{Value: ecash.Amount{Currency: "EUR", Value: 100}, Cipher: ecash.CipherRSA},
+	}}, p.now.Add(-time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	p.b = bank.New(s, keys, func() time.Time { return p.now }, nil)
+	if err := p.b.PublishKeySet(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p.ks, _ = p.b.KeySet()
+	p.seed = make([]byte, 32)
+	rand.Read(p.seed)
+	if p.key, err = ecash.DeriveAccountKey(p.seed); err != nil {
+		t.Fatal(err)
+	}
+	if p.acct, err = p.b.OpenAccount(t.Context(), "customer", p.key.Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.b.Credit(t.Context(), p.acct, ecash.Amount{Currency: "EUR", Value: 10000}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// withdraw asks for n coins of EUR:1.00 from ctx, signed with the account's
+// key, or with a stranger's if forged.
+func (p *policyBank) withdraw(ctx context.Context, n int, forged bool) error {
+	p.t.Helper()
+	d := p.ks.Denominations[0]
+	req := &ecash.WithdrawRequest{Account: p.acct, CreatedAt: p.now}
+	for range n {
+		ps, err := ecash.DerivePlanchet(p.seed, p.next)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		p.next++
+		pl, _, err := ps.Blind(d, nil)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		req.Planchets = append(req.Planchets, pl)
+	}
+	rand.Read(req.Nonce[:])
+	amount, err := p.ks.WithdrawAmount(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	key := p.key
+	if forged {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	_, err = p.b.Withdraw(ctx, req.Body(), ecash.SignWithdraw(key, req, amount))
+	return err
+}
+
+// TestLimitRefusalInCurrency: a spending-limit refusal names amounts in
+// the bank's currency, not minor units, and is still ErrOverLimit.
+func TestLimitRefusalInCurrency(t *testing.T) {
+	p := newPolicyBank(t)
+	ctx := t.Context()
+	if err := p.b.SetLimits(ctx, p.acct, bank.Limits{PerTransaction: 300, PerDay: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	err := p.withdraw(ctx, 4, false)
+	if !errors.Is(err, bank.ErrOverLimit) || !strings.Contains(err.Error(), "EUR:4.00 exceeds the per-transaction limit of EUR:3.00") {
+		t.Errorf("over the per-transaction limit: %v", err)
+	}
+	if err := p.b.SetLimits(ctx, p.acct, bank.Limits{PerDay: 250}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.withdraw(ctx, 2, false); err != nil {
+		t.Fatal(err)
+	}
+	err = p.withdraw(ctx, 1, false)
+	if !errors.Is(err, bank.ErrOverLimit) || !strings.Contains(err.Error(), "EUR:1.00 more would exceed the daily limit of EUR:2.50 (spent EUR:2.00 today)") {
+		t.Errorf("over the daily limit: %v", err)
+	}
+}
