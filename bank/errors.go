@@ -112,6 +112,23 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+type sourceCtx struct{}
+
+// WithSource returns ctx carrying where a call comes from: the server's
+// key for its peer's address (an IPv4 address, an IPv6 /64), set by the
+// transport. Failed authentications are counted per account and source,
+// and lock an account out for that source only (AuthFailure).
+func WithSource(ctx context.Context, source string) context.Context {
+	return context.WithValue(ctx, sourceCtx{}, source)
+}
+
+// Source returns the source WithSource put in ctx, or "": calls made in
+// process (tests, tools) share the one source "".
+func Source(ctx context.Context) string {
+	s, _ := ctx.Value(sourceCtx{}).(string)
+	return s
+}
+
 // ToStatus maps an error to a gRPC status error. A double spend carries its
 // proof as a DoubleSpendDetail. Unknown errors are logged and hidden, and
 // so is what wraps a store error (see opaqueErrors).

@@ -33,9 +33,12 @@ func RequestID(ctx context.Context) string { return bank.RequestID(ctx) }
 // own, so a silent peer cannot hold a caller forever.
 const DefaultCallTimeout = 30 * time.Second
 
-// serverInterceptors (1) take the caller's request id, or make one, (2) turn
-// a panic in a handler into Internal without detail for the peer, logging
-// the stack, and (3) log each call's method, code and duration at Debug.
+// serverInterceptors (1) take the caller's request id, or make one, and
+// give the handler its peer's address key as the call's source
+// (bank.WithSource: the bank counts failed authentications per source),
+// (2) turn a panic in a handler into Internal without detail for the
+// peer, logging the stack, and (3) log each call's method, code and
+// duration at Debug.
 func serverInterceptors(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		id := ""
@@ -50,6 +53,7 @@ func serverInterceptors(log *slog.Logger) grpc.UnaryServerInterceptor {
 			id = hex.EncodeToString(b[:])
 		}
 		ctx = bank.WithRequestID(ctx, id) // for the errors bank.ToStatus logs
+		ctx = bank.WithSource(ctx, peerKey(ctx))
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, id)
 		start := time.Now()
 		defer func() {

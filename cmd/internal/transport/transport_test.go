@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/h2frames"
 )
 
@@ -242,6 +243,22 @@ func TestRequestID(t *testing.T) {
 	}
 	if ids := <-got; len(ids[0]) != 16 || ids[0] != ids[1] {
 		t.Fatalf("made-up request id %q / %q", ids[0], ids[1])
+	}
+}
+
+// The handler sees its peer's address key as the call's source, what the
+// bank counts failed authentications by.
+func TestSource(t *testing.T) {
+	got := make(chan string, 1)
+	addr := serveFake(t, func(ctx context.Context) error {
+		got <- bank.Source(ctx)
+		return nil
+	})
+	if err := callFake(t, addr, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "127.0.0.1" {
+		t.Fatalf("source %q, want 127.0.0.1", s)
 	}
 }
 
