@@ -169,6 +169,11 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 		return sigs, err
 	}
 	defer fromRecord(&err, recorded)
+	// After the record: a retry of a withdrawal that committed is
+	// answered, whatever failed since.
+	if err := b.checkLock(ctx, req.Account, Source(ctx)); err != nil {
+		return nil, err
+	}
 	now := b.now()
 	total, keys, blinded, locks, err := b.outputs(req.Planchets, now)
 	if err != nil {
@@ -315,7 +320,11 @@ func (b *Bank) PrepareWithdraw(items []PrepareItem) ([][]byte, error) {
 
 // authenticate checks that body is signed by the key of a customer or
 // merchant account. An unknown account and a wrong signature look alike to
-// the caller, so the answer does not reveal which accounts exist.
+// the caller, so the answer does not reveal which accounts exist. A wrong
+// signature counts a failed authentication of the account from the call's
+// source (Source); operations the lock refuses check it themselves
+// (checkLock), once the signature verified, so that a forgery is answered
+// ErrUnauthorized whether or not its source is locked out.
 func (b *Bank) authenticate(ctx context.Context, id uint64, body, sig []byte, what string) (Account, error) {
 	acct, err := b.store.Account(ctx, id)
 	if errors.Is(err, ErrNoAccount) || (err == nil && acct.Key == nil) {
@@ -325,7 +334,7 @@ func (b *Bank) authenticate(ctx context.Context, id uint64, body, sig []byte, wh
 		return Account{}, err
 	}
 	if err := ecash.VerifyBody(acct.Key, body, sig, what); err != nil {
-		b.authFailure(ctx, id)
+		b.authFailure(ctx, id, Source(ctx))
 		return Account{}, fmt.Errorf("%w: %s", ErrUnauthorized, what)
 	}
 	return acct, nil

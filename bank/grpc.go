@@ -361,10 +361,14 @@ func (s *adminServer) GetAccount(ctx context.Context, req *pb.GetAccountRequest)
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	now := s.b.now()
+	locked, err := s.b.store.LockedSources(ctx, req.Account, now)
+	if err != nil {
+		return nil, ToStatus(ctx, err, s.b.log)
+	}
 	out := &pb.GetAccountResponse{
 		Account: a.ID, Name: a.Name, PublicKey: a.Key, Merchant: a.Merchant, Balance: s.b.Money(a.Balance).String(),
 		LimitPerTransaction: s.b.limitString(a.Limits.PerTransaction), LimitPerDay: s.b.limitString(a.Limits.PerDay),
-		SpentToday: s.b.Money(a.SpentOn(now)).String(), Locked: a.Locked(now),
+		SpentToday: s.b.Money(a.SpentOn(now)).String(), Locked: locked > 0, // for some source
 	}
 	for _, p := range hist {
 		out.History = append(out.History, &pb.Posting{

@@ -14,6 +14,7 @@ import (
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 )
 
 // policyBank is a bank over an in-memory store with one customer account
@@ -62,9 +63,9 @@ func newPolicyBank(t *testing.T) *policyBank {
 	return p
 }
 
-// withdraw asks for n coins of EUR:1.00 from ctx, signed with the account's
-// key, or with a stranger's if forged.
-func (p *policyBank) withdraw(ctx context.Context, n int, forged bool) error {
+// withdrawRequest is a request for n coins of EUR:1.00, signed with the
+// account's key, or with a stranger's if forged.
+func (p *policyBank) withdrawRequest(n int, forged bool) (body, sig []byte) {
 	p.t.Helper()
 	d := p.ks.Denominations[0]
 	req := &ecash.WithdrawRequest{Account: p.acct, CreatedAt: p.now}
@@ -89,7 +90,26 @@ func (p *policyBank) withdraw(ctx context.Context, n int, forged bool) error {
 	if forged {
 		_, key, _ = ed25519.GenerateKey(rand.Reader)
 	}
-	_, err = p.b.Withdraw(ctx, req.Body(), ecash.SignWithdraw(key, req, amount))
+	return req.Body(), ecash.SignWithdraw(key, req, amount)
+}
+
+// withdraw asks for n coins from ctx (withdrawRequest).
+func (p *policyBank) withdraw(ctx context.Context, n int, forged bool) error {
+	p.t.Helper()
+	body, sig := p.withdrawRequest(n, forged)
+	_, err := p.b.Withdraw(ctx, body, sig)
+	return err
+}
+
+// statement asks for the account's statement of the day from ctx, signed
+// with the account's key, or with a stranger's if forged.
+func (p *policyBank) statement(ctx context.Context, forged bool) error {
+	p.t.Helper()
+	key := p.key
+	if forged {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	_, err := p.b.Statement(ctx, echeck.NewStatementRequest(p.acct, p.now.Add(-24*time.Hour), p.now, p.now, key).Encode())
 	return err
 }
 
@@ -114,5 +134,66 @@ func TestLimitRefusalInCurrency(t *testing.T) {
 	err = p.withdraw(ctx, 1, false)
 	if !errors.Is(err, bank.ErrOverLimit) || !strings.Contains(err.Error(), "EUR:1.00 more would exceed the daily limit of EUR:2.50 (spent EUR:2.00 today)") {
 		t.Errorf("over the daily limit: %v", err)
+	}
+}
+
+// TestLockPerSource: a stranger's forged requests naming an account lock
+// it out for the stranger's source only: its holder, calling from
+// elsewhere, still withdraws and gets statements; from the stranger's
+// source the holder's own requests are refused, but a retry of a
+// withdrawal that committed is still answered from its record; forgeries
+// are refused as forgeries, locked or not. Unlock lifts the lock.
+func TestLockPerSource(t *testing.T) {
+	p := newPolicyBank(t)
+	stranger := bank.WithSource(t.Context(), "203.0.113.7")
+	holder := bank.WithSource(t.Context(), "198.51.100.1")
+	done, doneSig := p.withdrawRequest(1, false)
+	if _, err := p.b.Withdraw(stranger, done, doneSig); err != nil {
+		t.Fatal(err)
+	}
+	for i := range bank.MaxAuthFailures {
+		if err := p.withdraw(stranger, 1, true); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forgery %d: %v, want ErrUnauthorized", i+1, err)
+		}
+	}
+	if err := p.withdraw(holder, 1, false); err != nil {
+		t.Errorf("the holder's withdrawal from another source: %v", err)
+	}
+	if err := p.statement(holder, false); err != nil {
+		t.Errorf("the holder's statement from another source: %v", err)
+	}
+	if err := p.withdraw(t.Context(), 1, false); err != nil {
+		t.Errorf("a withdrawal with no source: %v", err)
+	}
+	if err := p.withdraw(stranger, 1, false); !errors.Is(err, bank.ErrAccountLocked) {
+		t.Errorf("a withdrawal from the locked source: %v, want ErrAccountLocked", err)
+	}
+	if err := p.statement(stranger, false); !errors.Is(err, bank.ErrAccountLocked) {
+		t.Errorf("a statement from the locked source: %v, want ErrAccountLocked", err)
+	}
+	if err := p.withdraw(stranger, 1, true); !errors.Is(err, bank.ErrUnauthorized) {
+		t.Errorf("a forgery from the locked source: %v, want ErrUnauthorized", err)
+	}
+	if _, err := p.b.Withdraw(stranger, done, doneSig); err != nil {
+		t.Errorf("a retry of a committed withdrawal from the locked source: %v", err)
+	}
+	// Forged statement requests count as well, from their own source.
+	other := bank.WithSource(t.Context(), "192.0.2.9")
+	for range bank.MaxAuthFailures {
+		if err := p.statement(other, true); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forged statement request: %v", err)
+		}
+	}
+	if err := p.statement(other, false); !errors.Is(err, bank.ErrAccountLocked) {
+		t.Errorf("a statement after five forged ones from its source: %v, want ErrAccountLocked", err)
+	}
+	if err := p.b.Unlock(t.Context(), p.acct); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.withdraw(stranger, 1, false); err != nil {
+		t.Errorf("a withdrawal after Unlock: %v", err)
+	}
+	if err := p.statement(other, false); err != nil {
+		t.Errorf("a statement after Unlock: %v", err)
 	}
 }

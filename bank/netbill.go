@@ -81,10 +81,14 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
+	// The merchant relaying the order, whose endorsement verified, is its
+	// source: a junk order naming the account locks it out at most for
+	// that merchant's orders.
+	source := MerchantSource(end.MerchantAccount)
 	if !customer.Key.Equal(epo.Customer) {
 		// The order was not signed by the account it would debit: a failed
 		// authentication of that account.
-		b.authFailure(ctx, customer.ID)
+		b.authFailure(ctx, customer.ID, source)
 		return nil, fmt.Errorf("%w: EPO not signed by the account's key", ErrUnauthorized)
 	}
 	if epo.Price.Currency != b.keys.Currency {
@@ -119,6 +123,13 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 			return nil, err
 		}
 	}
+	if op.Declined == "" {
+		if locked, err := b.store.AuthLocked(ctx, customer.ID, source, now); err != nil {
+			return nil, err
+		} else if locked {
+			op.Declined, reason = CheckDeclinedLocked, echeck.ReasonAccountLocked
+		}
+	}
 	receipt := func(outcome, reason string) ([]byte, error) {
 		d, k := echeck.Declined, [32]byte{}
 		if outcome == CheckApproved {
@@ -136,8 +147,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		}
 	} else {
 		for outcome, r := range map[string]*[]byte{
-			CheckApproved: &op.Approved, CheckDeclinedFunds: &op.DeclinedFunds,
-			CheckDeclinedLimit: &op.DeclinedLimit, CheckDeclinedLocked: &op.DeclinedLocked,
+			CheckApproved: &op.Approved, CheckDeclinedFunds: &op.DeclinedFunds, CheckDeclinedLimit: &op.DeclinedLimit,
 		} {
 			if *r, err = receipt(outcome, declineReasons[outcome]); err != nil {
 				return nil, err
@@ -158,9 +168,8 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 // declineReasons are the receipts' reasons for the declines the commit
 // decides.
 var declineReasons = map[string]string{
-	CheckDeclinedFunds:  echeck.ReasonInsufficientFunds,
-	CheckDeclinedLimit:  echeck.ReasonLimitExceeded,
-	CheckDeclinedLocked: echeck.ReasonAccountLocked,
+	CheckDeclinedFunds: echeck.ReasonInsufficientFunds,
+	CheckDeclinedLimit: echeck.ReasonLimitExceeded,
 }
 
 // checkResult seals the customer-only block for a recorded outcome.
@@ -223,15 +232,16 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 // ErrNoCheck: no decision is recorded for an EPOID.
 var ErrNoCheck = errors.New("bank: no payment order recorded under this EPOID")
 
-// authFailure counts a failed authentication; the lock takes effect in the
-// store, so an error here only loses one count and is logged.
-func (b *Bank) authFailure(ctx context.Context, id uint64) {
-	locked, err := b.store.AuthFailure(ctx, id, b.now())
+// authFailure counts a failed authentication of an account from source;
+// the count is the store's, so an error here only loses one count and is
+// logged.
+func (b *Bank) authFailure(ctx context.Context, id uint64, source string) {
+	locked, err := b.store.AuthFailure(ctx, id, source, b.now())
 	if err != nil {
-		b.log.Error("recording a failed authentication", "account", id, "err", err)
+		b.log.Error("recording a failed authentication", "account", id, "source", source, "err", err)
 		return
 	}
-	b.log.Warn("failed authentication", "account", id, "locked", locked)
+	b.log.Warn("failed authentication", "account", id, "source", source, "locked", locked)
 	if b.metrics != nil {
 		b.metrics.authFailures.Inc()
 	}
@@ -242,7 +252,22 @@ func (b *Bank) SetLimits(ctx context.Context, id uint64, l Limits) error {
 	return b.store.SetLimits(ctx, id, l)
 }
 
-// Unlock clears an account's failed authentications (an admin operation).
+// checkLock refuses an authenticated operation of an account from source
+// with ErrAccountLocked if failed authentications from that source lock
+// the account out today ("login refused" to that client only).
+func (b *Bank) checkLock(ctx context.Context, id uint64, source string) error {
+	locked, err := b.store.AuthLocked(ctx, id, source, b.now())
+	if err != nil {
+		return err
+	}
+	if locked {
+		return ErrAccountLocked
+	}
+	return nil
+}
+
+// Unlock clears an account's failed authentications from every source (an
+// admin operation).
 func (b *Bank) Unlock(ctx context.Context, id uint64) error { return b.store.Unlock(ctx, id) }
 
 // Statement returns an account's signed statement for a request signed by
@@ -265,9 +290,12 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 	}
 	if err := req.Verify(acct.Key, b.now()); err != nil {
 		if errors.Is(err, ecash.ErrBadSignature) {
-			b.authFailure(ctx, acct.ID)
+			b.authFailure(ctx, acct.ID, Source(ctx))
 			return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
 		}
+		return nil, err
+	}
+	if err := b.checkLock(ctx, acct.ID, Source(ctx)); err != nil {
 		return nil, err
 	}
 	return b.statement(ctx, acct, req.From, req.To)

@@ -24,6 +24,14 @@ const (
 	MaxEPOIDLen      = 128     // canonical EPOID, bytes
 )
 
+// ValidateSource checks a source of failed authentications (AuthFailure).
+func ValidateSource(source string) error {
+	if len(source) > MaxSourceLen {
+		return invalidOp("source of %d bytes", len(source))
+	}
+	return nil
+}
+
 // IsSystem reports whether id is a system ledger account.
 func IsSystem(id uint64) bool { return id < FirstUserAccount }
 
@@ -149,10 +157,10 @@ func (op *CheckOp) Validate() error {
 	case len(op.Record) > MaxReceiptLen:
 		return invalidOp("record of %d bytes", len(op.Record))
 	}
-	receipts := [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.DeclinedLocked}
+	receipts := [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit}
 	switch op.Declined {
 	case "":
-	case CheckDeclinedExpired, CheckDeclinedBadKey:
+	case CheckDeclinedExpired, CheckDeclinedBadKey, CheckDeclinedLocked:
 		if slices.ContainsFunc(receipts, func(r []byte) bool { return r != nil }) {
 			return invalidOp("a check declined before the commit, with receipts for the commit to choose from")
 		}

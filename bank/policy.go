@@ -11,17 +11,60 @@ import (
 
 // Account policy, after the source document's online-bank flow: a payment
 // account has per-transaction and per-day spending limits, and five failed
-// authentications in one day lock it until the next day or an admin unlock.
-// The rules live here, as methods on Account, so every Store applies them
-// identically inside its atomic step.
+// authentications in one day refuse the account's "login" until the next
+// day or an admin unlock. Login is per client here: failures are counted
+// per account and source (WithSource: the caller's address, or for a
+// payment order the merchant that relayed it), and lock the account out
+// for that source only. Account ids are public and Ed25519 signatures
+// cannot be guessed, so a lock shared by every source would protect
+// nothing and hand anyone a way to lock anyone out; per source, a stranger
+// forging requests locks out only themself (or, relaying junk orders as a
+// merchant, that merchant's orders for the account). The rules live here,
+// as methods, so every Store applies them identically.
 
 var (
-	ErrAccountLocked = errors.New("bank: account locked after repeated failed authentication")
+	ErrAccountLocked = errors.New("bank: account locked for this client after repeated failed authentication")
 	ErrOverLimit     = errors.New("bank: over the account's spending limit")
 )
 
-// MaxAuthFailures in one day lock an account for the rest of that day.
+// MaxAuthFailures failed authentications of an account from one source in
+// one day lock the account for that source for the rest of that day.
 const MaxAuthFailures = 5
+
+// MaxSourceLen bounds a source's length (a store refuses longer ones).
+const MaxSourceLen = 256
+
+// MerchantSource is the source of a payment order whose customer
+// signature failed: the merchant that relayed it (whose endorsement did
+// verify), and the source a payment order relayed by that merchant is
+// judged by.
+func MerchantSource(merchant uint64) string {
+	return "merchant:" + strconv.FormatUint(merchant, 10)
+}
+
+// AuthFailures are an account's failed authentications from one source
+// on one day: what a store keeps per (account, source).
+type AuthFailures struct {
+	Day   int64 // the Day they were counted on
+	Count int64
+}
+
+// Locked reports whether they lock the account out for their source at
+// now: on the day they were counted, the clock's (not the account's
+// posting day, PostingTime).
+func (f AuthFailures) Locked(now time.Time) bool {
+	return f.Day == Day(now) && f.Count >= MaxAuthFailures
+}
+
+// Record counts one more failure at now (the count starts again each day)
+// and reports whether the account is now locked for the source.
+func (f *AuthFailures) Record(now time.Time) bool {
+	if f.Day != Day(now) {
+		*f = AuthFailures{Day: Day(now)}
+	}
+	f.Count++
+	return f.Locked(now)
+}
 
 // Limits bound what an account may spend (withdrawals and checks alike), in
 // minor units; zero means no limit.
@@ -32,11 +75,6 @@ type Limits struct {
 
 // Day is the bank's day number of t: days since the Unix epoch, in UTC.
 func Day(t time.Time) int64 { return t.UTC().Unix() / 86400 }
-
-// Locked reports whether the account is locked at now.
-func (a *Account) Locked(now time.Time) bool {
-	return a.FailDay == Day(now) && a.Failures >= MaxAuthFailures
-}
 
 // SpentOn is what the account has spent on now's day.
 func (a *Account) SpentOn(now time.Time) int64 {
@@ -60,14 +98,10 @@ func (a *Account) PostingTime(t time.Time) time.Time {
 	return t
 }
 
-// CanSpend checks lock and limits for spending amount at now (not the
-// balance, which the caller checks).
+// CanSpend checks the limits for spending amount at now (not the balance,
+// which the caller checks, nor the lock, which the bank checks per source:
+// AuthLocked), on the day of the posting it makes.
 func (a *Account) CanSpend(amount int64, now time.Time) error {
-	// The lock on the clock's day, as failures are counted (RecordFailure);
-	// spending on the day of the posting it makes.
-	if a.Locked(now) {
-		return ErrAccountLocked
-	}
 	now = a.PostingTime(now)
 	if l := a.Limits.PerTransaction; l > 0 && amount > l {
 		return &LimitError{Amount: amount, Limit: l}
@@ -122,16 +156,3 @@ func (a *Account) RecordSpend(amount int64, now time.Time) {
 	a.SpentToday = a.SpentOn(now) + amount
 	a.SpentDay = Day(now)
 }
-
-// RecordFailure counts a failed authentication at now and reports whether
-// the account is now locked.
-func (a *Account) RecordFailure(now time.Time) bool {
-	if a.FailDay != Day(now) {
-		a.FailDay, a.Failures = Day(now), 0
-	}
-	a.Failures++
-	return a.Locked(now)
-}
-
-// Unlock clears today's failures (an admin action).
-func (a *Account) Unlock() { a.Failures = 0 }

@@ -1,23 +1,30 @@
 package bank_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/blindbank/blindbank/bank"
 )
 
-// An account whose last posting is stamped on a later day than the clock
-// (a replica's clock ahead, PostingTime) is still locked by failures
-// counted today: the lock is judged on the day the failures are counted.
-func TestLockedOnTheClocksDay(t *testing.T) {
+// Failed authentications lock on the day they were counted, and the
+// count starts again the next day.
+func TestAuthFailuresByDay(t *testing.T) {
 	now := time.Date(2030, 1, 1, 23, 0, 0, 0, time.UTC)
-	a := bank.Account{LastPosted: now.Add(26 * time.Hour)}
-	for range bank.MaxAuthFailures {
-		a.RecordFailure(now)
+	var f bank.AuthFailures
+	for i := 1; i <= bank.MaxAuthFailures; i++ {
+		if locked := f.Record(now); locked != (i == bank.MaxAuthFailures) {
+			t.Fatalf("failure %d: locked %v", i, locked)
+		}
 	}
-	if err := a.CanSpend(1, now); !errors.Is(err, bank.ErrAccountLocked) {
-		t.Errorf("CanSpend after %d failures today = %v, want ErrAccountLocked", bank.MaxAuthFailures, err)
+	if !f.Locked(now.Add(59 * time.Minute)) {
+		t.Error("not locked for the rest of the day")
+	}
+	tomorrow := now.Add(time.Hour)
+	if f.Locked(tomorrow) {
+		t.Error("still locked the next day")
+	}
+	if f.Record(tomorrow) || f.Count != 1 {
+		t.Errorf("the next day's first failure: count %d", f.Count)
 	}
 }

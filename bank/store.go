@@ -75,13 +75,11 @@ type Account struct {
 	Balance  int64 // minor units of the bank's currency
 	Created  time.Time
 
-	// Policy state (policy.go): limits, today's spending, today's failed
-	// authentications.
+	// Policy state (policy.go): limits and today's spending. Failed
+	// authentications are kept per source, apart (Store.AuthFailure).
 	Limits     Limits
 	SpentDay   int64
 	SpentToday int64
-	FailDay    int64
-	Failures   int64
 
 	// LastPosted is the time of the account's latest posting (zero if
 	// none, or if it predates this field): see PostingTime.
@@ -262,14 +260,14 @@ type CheckOp struct {
 	// customer's account or memo (PROTOCOL §9.9).
 	MerchantMemo string
 	// Receipts: approved, and declined for each reason decided at commit.
-	Approved       []byte
-	DeclinedFunds  []byte // insufficient funds
-	DeclinedLimit  []byte // over a spending limit
-	DeclinedLocked []byte // account locked
+	Approved      []byte
+	DeclinedFunds []byte // insufficient funds
+	DeclinedLimit []byte // over a spending limit
 	// Declined, if set, is a decline the bank decided before the commit
-	// (CheckDeclinedExpired, CheckDeclinedBadKey), with its receipt in
-	// DeclinedReceipt and none of the four above: the store records it
-	// like a decision of its own, once per EPOID, and moves no money.
+	// (CheckDeclinedExpired, CheckDeclinedBadKey, CheckDeclinedLocked),
+	// with its receipt in DeclinedReceipt and none of the three above: the
+	// store records it like a decision of its own, once per EPOID, and
+	// moves no money.
 	Declined        string
 	DeclinedReceipt []byte
 	Record          []byte // the endorsement (with the signed EPO): the evidence
@@ -279,13 +277,16 @@ type CheckOp struct {
 
 // Check outcomes.
 const (
-	CheckApproved       = "approved"
-	CheckDeclinedFunds  = "insufficient-funds"
-	CheckDeclinedLimit  = "over-limit"
-	CheckDeclinedLocked = "account-locked"
+	CheckApproved      = "approved"
+	CheckDeclinedFunds = "insufficient-funds"
+	CheckDeclinedLimit = "over-limit"
 	// Declined before the commit, after both signatures verified.
 	CheckDeclinedExpired = "expired" // the EPO expired before the bank decided
 	CheckDeclinedBadKey  = "bad-key" // the merchant's goods key does not match its commitment
+	// Failed authentications of the customer's account from the merchant
+	// relaying the order lock the account out for that merchant's orders
+	// (AuthLocked, MerchantSource).
+	CheckDeclinedLocked = "account-locked"
 )
 
 // CheckOutcome is what the store recorded for an EPOID.
@@ -388,8 +389,8 @@ type Store interface {
 	// balance; with different ones, ErrReferenceConflict. References are
 	// shared by credits and payouts.
 	Credit(ctx context.Context, op CreditOp) (int64, error)
-	// Withdraw applies the account policy (lock, limits: ErrAccountLocked,
-	// ErrOverLimit), then moves op.Amount from op.Account to AccountOutstanding and
+	// Withdraw applies the account's spending limits (ErrOverLimit), then
+	// moves op.Amount from op.Account to AccountOutstanding and
 	// records op.BlindSigs under op.RequestHash, and every nonce lock, in
 	// one step. If the request hash is already recorded it moves nothing and
 	// returns the recorded signatures. ErrNonceReused if a nonce is locked
@@ -455,7 +456,7 @@ type Store interface {
 	// Check decides and records a payment order in one step: if op.EPOID is
 	// recorded with op.EPOHash it returns the recorded outcome and moves
 	// nothing; with another hash, ErrEPOIDConflict. Otherwise it declines
-	// (locked account, limits, balance: in that order, recorded like an
+	// (op.Declined, limits, balance: in that order, recorded like an
 	// approval) or approves (customer debited, merchant credited, spending
 	// recorded). ErrNoAccount, ErrNotMerchant.
 	Check(ctx context.Context, op CheckOp) (CheckOutcome, error)
@@ -464,10 +465,22 @@ type Store interface {
 	CheckRecord(ctx context.Context, epoid string) (out CheckOutcome, found bool, err error)
 	// SetLimits sets an account's spending limits.
 	SetLimits(ctx context.Context, id uint64, l Limits) error
-	// AuthFailure counts a failed authentication of an account at now and
-	// reports whether the account is now locked.
-	AuthFailure(ctx context.Context, id uint64, now time.Time) (locked bool, err error)
-	// Unlock clears an account's failed authentications.
+	// AuthFailure counts a failed authentication of an account from
+	// source (Source: a caller's address, or MerchantSource) at now, and
+	// reports whether the account is now locked for that source
+	// (AuthFailures.Record). Counts are kept per (account, source) and
+	// shared by every replica; those of days before now's may be dropped.
+	// ErrNoAccount; ErrInvalidOp for a system account or a source longer
+	// than MaxSourceLen.
+	AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (locked bool, err error)
+	// AuthLocked reports whether failed authentications from source lock
+	// the account out for that source at now (AuthFailures.Locked); false
+	// for an account or source with none.
+	AuthLocked(ctx context.Context, id uint64, source string, now time.Time) (bool, error)
+	// LockedSources counts the sources an account is locked out for at now.
+	LockedSources(ctx context.Context, id uint64, now time.Time) (int, error)
+	// Unlock clears an account's failed authentications from every
+	// source. ErrNoAccount; ErrInvalidOp for a system account.
 	Unlock(ctx context.Context, id uint64) error
 	// PublishKeySet appends a KeySet entry with signed, unless the newest
 	// KeySet entry holds the same bytes (a restart publishes nothing new),

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ const (
 	prefixCredit   = "f/" // f/<coin id>                    → coin refund record
 	prefixRefund   = "u/" // u/<refund request hash>        → refund record
 	prefixRefunds  = "v/" // v/<payment hash><u64 log size> → refund request hash
+	prefixAuth     = "t/" // t/<u64 account><u64 day><SHA-256 of source> → u64 failed authentications
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -47,6 +49,14 @@ func postingKey(id, seq uint64) []byte {
 func hashKey(prefix string, h ecash.Hash) []byte { return append([]byte(prefix), h[:]...) }
 
 func bytesKey(prefix string, b []byte) []byte { return append([]byte(prefix), b...) }
+
+// authKey is the key of an account's failed authentications from source
+// on day; the day before the source, so that an account's earlier days
+// are one range to drop.
+func authKey(id uint64, day int64, source string) []byte {
+	h := sha256.Sum256([]byte(source))
+	return append(binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day)), h[:]...)
+}
 
 // prefixEnd returns the smallest key greater than every key starting with p.
 func prefixEnd(p []byte) []byte {
@@ -229,8 +239,10 @@ func encodeAccount(a *account) []byte {
 	e.i64(a.Limits.PerDay)
 	e.i64(a.SpentDay)
 	e.i64(a.SpentToday)
-	e.i64(a.FailDay)
-	e.i64(a.Failures)
+	// Where an account-wide count of failed authentications was, before
+	// they were counted per source (t/): its day and count, now zero.
+	e.i64(0)
+	e.i64(0)
 	e.time(a.LastPosted)
 	return e.b
 }
@@ -259,8 +271,8 @@ func decodeAccount(id uint64, b []byte) (*account, error) {
 	a.Limits.PerDay = d.i64()
 	a.SpentDay = d.i64()
 	a.SpentToday = d.i64()
-	a.FailDay = d.i64()
-	a.Failures = d.i64()
+	// The account-wide failures of before, unused (encodeAccount).
+	_, _ = d.i64(), d.i64()
 	if len(d.b) > 0 { // absent from records written before it was kept
 		a.LastPosted = d.time()
 	}

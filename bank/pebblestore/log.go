@@ -237,7 +237,7 @@ func scanRevocations(db *pebble.DB, size int64, log *slog.Logger) error {
 		revs, err := bank.ScanRevocations(size, read)
 		out := make([]kv, len(revs))
 		for i, r := range revs {
-			out[i] = kv{hashKey(prefixRevoked, r.Denom), binary.BigEndian.AppendUint64(nil, uint64(r.KeySet))}
+			out[i] = kv{key: hashKey(prefixRevoked, r.Denom), value: binary.BigEndian.AppendUint64(nil, uint64(r.KeySet))}
 		}
 		return out, err
 	})
@@ -252,7 +252,7 @@ func indexKeySets(db *pebble.DB, size int64, log *slog.Logger) error {
 		refs, err := bank.ScanKeySets(size, read)
 		out := make([]kv, len(refs))
 		for i, r := range refs { // in log order: a key set logged twice names its newer entry
-			out[i] = kv{hashKey(prefixLogRef, r.Ref), binary.BigEndian.AppendUint64(nil, uint64(r.Index))}
+			out[i] = kv{key: hashKey(prefixLogRef, r.Ref), value: binary.BigEndian.AppendUint64(nil, uint64(r.Index))}
 		}
 		return out, err
 	})

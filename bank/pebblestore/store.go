@@ -46,6 +46,7 @@
 //	f/<coin id>               refunds of a spent coin: value restored in all, credit not yet spent again
 //	u/<refund request hash>   refund: payment hash, merchant, amount, receipt bytes
 //	v/<payment hash><u64 seq> a payment's refunds in order: refund request hash
+//	t/<u64 id><u64 day><hash> failed authentications of an account from one source (SHA-256) on a day
 //
 // History reads an account's postings newest first by iterating p/<id> in
 // reverse. The system accounts [bank.AccountFunding] and
@@ -547,7 +548,13 @@ func (s *Store) commitGroup(first *request) {
 			return
 		}
 		for _, w := range t.writes {
-			if err := b.Set(w.key, w.value, nil); err != nil && groupErr == nil {
+			var err error
+			if w.del {
+				err = b.Delete(w.key, nil)
+			} else {
+				err = b.Set(w.key, w.value, nil)
+			}
+			if err != nil && groupErr == nil {
 				groupErr = fmt.Errorf("pebblestore: batch: %w", err)
 			}
 		}
@@ -641,7 +648,10 @@ const (
 	rampCheckEvery = 8
 )
 
-type kv struct{ key, value []byte }
+type kv struct {
+	key, value []byte
+	del        bool // a deletion of key (txn.del)
+}
 
 // txn is one operation's view: reads see committed state, the writes of
 // earlier operations in the group (through the indexed batch) and the
@@ -670,7 +680,7 @@ type loggedRef struct {
 func (t *txn) get(key []byte) ([]byte, bool, error) {
 	for i := len(t.writes) - 1; i >= 0; i-- {
 		if bytes.Equal(t.writes[i].key, key) {
-			return t.writes[i].value, true, nil
+			return t.writes[i].value, !t.writes[i].del, nil
 		}
 	}
 	if t.it == nil {
@@ -704,7 +714,27 @@ func (t *txn) run(fn func(*txn) error) (err error) {
 	return fn(t)
 }
 
-func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key, value}) }
+func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key: key, value: value}) }
+
+// del deletes key, as set writes it.
+func (t *txn) del(key []byte) { t.writes = append(t.writes, kv{key: key, del: true}) }
+
+// delRange deletes every key in [lower, upper) as the group's batch shows
+// it (committed state and the earlier operations of the group; not the
+// operation's own writes, so call it before any).
+func (t *txn) delRange(lower, upper []byte) error {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("pebblestore: read: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		t.del(append([]byte(nil), it.Key()...))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("pebblestore: read: %w", err)
+	}
+	return nil
+}
 
 // account loads an account, ErrNoAccount if absent.
 func (t *txn) account(id uint64) (*account, error) {
@@ -1641,8 +1671,6 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		switch err := cust.CanSpend(op.Amount, op.Time); {
 		case op.Declined != "":
 			out.Outcome, out.Receipt = op.Declined, op.DeclinedReceipt
-		case errors.Is(err, bank.ErrAccountLocked):
-			out.Outcome, out.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
 		case err != nil:
 			out.Outcome, out.Receipt = bank.CheckDeclinedLimit, op.DeclinedLimit
 		case cust.Balance < op.Amount:
@@ -1688,16 +1716,107 @@ func (s *Store) SetLimits(ctx context.Context, id uint64, l bank.Limits) error {
 	return s.updateAccount(ctx, id, func(a *account) { a.Limits = l })
 }
 
-// Unlock implements bank.Store.
+// Unlock implements bank.Store: it drops the account's failed
+// authentications, every source's and day's.
 func (s *Store) Unlock(ctx context.Context, id uint64) error {
-	return s.updateAccount(ctx, id, func(a *account) { a.Unlock() })
+	if isSystem(id) {
+		return invalid("policy on system account %d", id)
+	}
+	return s.submit(ctx, func(t *txn) error {
+		if _, err := t.account(id); err != nil {
+			return err
+		}
+		p := u64Key(prefixAuth, id)
+		return t.delRange(p, prefixEnd(p))
+	})
 }
 
-// AuthFailure implements bank.Store.
-func (s *Store) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
+// AuthFailure implements bank.Store. The account's counts of earlier days
+// are dropped as it counts one today: an account keeps only its sources
+// of its latest day of failures.
+func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	if isSystem(id) {
+		return false, invalid("policy on system account %d", id)
+	}
+	if err := bank.ValidateSource(source); err != nil {
+		return false, err
+	}
+	day := bank.Day(now)
 	var locked bool
-	err := s.updateAccount(ctx, id, func(a *account) { locked = a.RecordFailure(now) })
+	err := s.submit(ctx, func(t *txn) error {
+		if _, err := t.account(id); err != nil {
+			return err
+		}
+		if err := t.delRange(u64Key(prefixAuth, id), binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day))); err != nil {
+			return err
+		}
+		key := authKey(id, day, source)
+		f, err := authFailures(t.get(key))
+		if err != nil {
+			return err
+		}
+		f.Day = day
+		locked = f.Record(now)
+		t.set(key, binary.BigEndian.AppendUint64(nil, uint64(f.Count)))
+		return nil
+	})
 	return locked, err
+}
+
+// AuthLocked implements bank.Store.
+func (s *Store) AuthLocked(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	day := bank.Day(now)
+	f, err := authFailures(s.lookup(ctx, authKey(id, day, source)))
+	if err != nil {
+		return false, err
+	}
+	f.Day = day
+	return f.Locked(now), nil
+}
+
+// LockedSources implements bank.Store.
+func (s *Store) LockedSources(ctx context.Context, id uint64, now time.Time) (int, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	day := bank.Day(now)
+	p := binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		f, err := authFailures(it.Value(), true, nil)
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		f.Day = day
+		if f.Locked(now) {
+			n++
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, fmt.Errorf("pebblestore: %w", err)
+	}
+	return n, s.durableIf(ctx, n > 0)
+}
+
+// authFailures decodes a t/ record as a lookup returns it: the count, of
+// the day its key names (the caller sets Day).
+func authFailures(v []byte, found bool, err error) (bank.AuthFailures, error) {
+	if err != nil || !found {
+		return bank.AuthFailures{}, err
+	}
+	if len(v) != 8 {
+		return bank.AuthFailures{}, fmt.Errorf("%w: failed-authentication record of %d bytes", errCorrupt, len(v))
+	}
+	return bank.AuthFailures{Count: int64(binary.BigEndian.Uint64(v))}, nil
 }
 
 // updateAccount applies f to a user account's record in one commit.

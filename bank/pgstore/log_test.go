@@ -67,7 +67,7 @@ func logDeposit(op *bank.DepositOp) {
 func loggedCheck(epoid string, customer, merchant uint64, amount int64) bank.CheckOp {
 	h := hashOf("epo %s", epoid)
 	return bank.CheckOp{EPOID: epoid, EPOHash: h, Customer: customer, Merchant: merchant, Amount: amount,
-		Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), DeclinedLocked: []byte("locked"), Time: epoch,
+		Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), Time: epoch,
 		Log: auditlog.Check{EPOID: epoid, EPOHash: h, CustomerSig: make([]byte, 64), Customer: customer, Merchant: merchant, Amount: eur(amount)}}
 }
 

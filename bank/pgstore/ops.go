@@ -26,8 +26,11 @@ type account struct {
 	NextSeq int64
 }
 
+// accountCols leave out fail_day and failures, the account-wide count of
+// failed authentications of before they were counted per source
+// (auth_failures): unused, and left as they were.
 const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
-	limit_per_tx, limit_per_day, spent_day, spent_today, fail_day, failures`
+	limit_per_tx, limit_per_day, spent_day, spent_today`
 
 // scanAccount scans accountCols, then any extra columns into extra.
 func scanAccount(row pgx.Row, extra ...any) (*account, error) {
@@ -36,7 +39,7 @@ func scanAccount(row pgx.Row, extra ...any) (*account, error) {
 	var name []byte
 	var created time.Time
 	if err := row.Scan(append([]any{&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
-		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday, &a.FailDay, &a.Failures}, extra...)...); err != nil {
+		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday}, extra...)...); err != nil {
 		return nil, err
 	}
 	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
@@ -101,9 +104,9 @@ type writer struct{ b *pgx.Batch }
 
 func (w writer) account(a *account) {
 	w.b.Queue(`UPDATE accounts SET balance = $2, next_seq = $3, limit_per_tx = $4, limit_per_day = $5,
-		spent_day = $6, spent_today = $7, fail_day = $8, failures = $9 WHERE id = $1`,
+		spent_day = $6, spent_today = $7 WHERE id = $1`,
 		int64(a.ID), a.Balance, a.NextSeq, a.Limits.PerTransaction, a.Limits.PerDay,
-		a.SpentDay, a.SpentToday, a.FailDay, a.Failures)
+		a.SpentDay, a.SpentToday)
 }
 
 // post adds a posting of amount (signed) to a, with the running balance
@@ -1113,8 +1116,6 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 		switch err := cust.CanSpend(op.Amount, op.Time); {
 		case op.Declined != "":
 			o.Outcome, o.Receipt = op.Declined, op.DeclinedReceipt
-		case errors.Is(err, bank.ErrAccountLocked):
-			o.Outcome, o.Receipt = bank.CheckDeclinedLocked, op.DeclinedLocked
 		case err != nil:
 			o.Outcome, o.Receipt = bank.CheckDeclinedLimit, op.DeclinedLimit
 		case cust.Balance < op.Amount:
@@ -1206,16 +1207,122 @@ func (s *Store) SetLimits(ctx context.Context, id uint64, l bank.Limits) error {
 	return s.updateAccount(ctx, "set limits", id, func(a *account) { a.Limits = l })
 }
 
-// Unlock implements bank.Store.
+// Unlock implements bank.Store: it deletes the account's failed
+// authentications, every source's and day's.
 func (s *Store) Unlock(ctx context.Context, id uint64) error {
-	return s.updateAccount(ctx, "unlock", id, func(a *account) { a.Unlock() })
+	k, err := policyAccount(id)
+	if err != nil {
+		return err
+	}
+	return s.mutate(ctx, "unlock", func(t *txn) error {
+		b := begin()
+		found := false
+		b.Queue(`SELECT true FROM accounts WHERE id = $1`, k).QueryRow(func(row pgx.Row) error {
+			return ignoreNoRows(row.Scan(&found))
+		})
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !found {
+			return refuse(bank.ErrNoAccount)
+		}
+		b = &pgx.Batch{}
+		b.Queue(`DELETE FROM auth_failures WHERE account = $1`, k)
+		return t.commit(b)
+	})
 }
 
-// AuthFailure implements bank.Store.
-func (s *Store) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
+// AuthFailure implements bank.Store: one upsert counts the failure (of an
+// account that exists), in the transaction that deletes the account's
+// counts of earlier days.
+func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	k, err := policyAccount(id)
+	if err != nil {
+		return false, err
+	}
+	if err := bank.ValidateSource(source); err != nil {
+		return false, err
+	}
+	day := bank.Day(now)
 	var locked bool
-	err := s.updateAccount(ctx, "auth failure", id, func(a *account) { locked = a.RecordFailure(now) })
+	err = s.mutate(ctx, "auth failure", func(t *txn) error {
+		b := begin()
+		b.Queue(`DELETE FROM auth_failures WHERE account = $1 AND day < $2`, k, day)
+		f := bank.AuthFailures{Day: day}
+		found := false
+		b.Queue(`INSERT INTO auth_failures (account, day, source, failures)
+			SELECT $1, $2, $3, 1 FROM accounts WHERE id = $1
+			ON CONFLICT (account, day, source) DO UPDATE SET failures = auth_failures.failures + 1
+			RETURNING failures`, k, day, []byte(source)).QueryRow(func(row pgx.Row) error {
+			found = true
+			return ignoreNoRows(row.Scan(&f.Count), &found)
+		})
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !found {
+			return refuse(bank.ErrNoAccount)
+		}
+		locked = f.Locked(now)
+		return t.commit(&pgx.Batch{})
+	})
 	return locked, err
+}
+
+// AuthLocked implements bank.Store.
+func (s *Store) AuthLocked(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	k, ok := dbID(id)
+	if !ok {
+		return false, nil
+	}
+	f := bank.AuthFailures{Day: bank.Day(now)}
+	err := s.read(ctx, func(ctx context.Context) error {
+		return ignoreNoRows(s.pool.QueryRow(ctx, `SELECT failures FROM auth_failures WHERE account = $1 AND day = $2 AND source = $3`,
+			k, f.Day, []byte(source)).Scan(&f.Count))
+	})
+	if err != nil {
+		return false, err
+	}
+	return f.Locked(now), nil
+}
+
+// LockedSources implements bank.Store.
+func (s *Store) LockedSources(ctx context.Context, id uint64, now time.Time) (int, error) {
+	k, ok := dbID(id)
+	if !ok {
+		return 0, nil
+	}
+	var n int
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT count(*) FROM auth_failures WHERE account = $1 AND day = $2 AND failures >= $3`,
+			k, bank.Day(now), int64(bank.MaxAuthFailures)).Scan(&n)
+	})
+	return n, err
+}
+
+// policyAccount is the database id of a user account for a policy change;
+// ErrInvalidOp for a system account.
+func policyAccount(id uint64) (int64, error) {
+	if isSystem(id) {
+		return 0, invalid("policy on system account %d", id)
+	}
+	k, ok := dbID(id)
+	if !ok {
+		return 0, bank.ErrNoAccount
+	}
+	return k, nil
+}
+
+// ignoreNoRows is err, but nil for pgx.ErrNoRows, which then clears the
+// found flags.
+func ignoreNoRows(err error, found ...*bool) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		for _, f := range found {
+			*f = false
+		}
+		return nil
+	}
+	return err
 }
 
 // updateAccount applies f to a user account's policy state in one

@@ -62,6 +62,18 @@ var migrations = []migration{
 		`ALTER TABLE log_state ADD COLUMN unindexed bigint NOT NULL DEFAULT 0`,
 		`UPDATE log_state SET unindexed = size`,
 	}},
+	{10, "auth failures: failed authentications counted per account and source, by day", []string{
+		// The accounts columns fail_day and failures, one count per
+		// account, are left unused: a lock any source could set was a
+		// lock anyone could set.
+		`CREATE TABLE auth_failures (
+			account  bigint NOT NULL,
+			day      bigint NOT NULL,
+			source   bytea  NOT NULL,
+			failures bigint NOT NULL CHECK (failures > 0),
+			PRIMARY KEY (account, day, source)
+		)`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

@@ -160,8 +160,14 @@ func (r *replicas) CheckRecord(ctx context.Context, epoid string) (bank.CheckOut
 func (r *replicas) SetLimits(ctx context.Context, id uint64, l bank.Limits) error {
 	return r.next().SetLimits(ctx, id, l)
 }
-func (r *replicas) AuthFailure(ctx context.Context, id uint64, now time.Time) (bool, error) {
-	return r.next().AuthFailure(ctx, id, now)
+func (r *replicas) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	return r.next().AuthFailure(ctx, id, source, now)
+}
+func (r *replicas) AuthLocked(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
+	return r.next().AuthLocked(ctx, id, source, now)
+}
+func (r *replicas) LockedSources(ctx context.Context, id uint64, now time.Time) (int, error) {
+	return r.next().LockedSources(ctx, id, now)
 }
 func (r *replicas) Unlock(ctx context.Context, id uint64) error          { return r.next().Unlock(ctx, id) }
 func (r *replicas) Totals(ctx context.Context) (map[uint64]int64, error) { return r.next().Totals(ctx) }
@@ -559,7 +565,7 @@ func TestOddStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := bank.CheckOp{EPOID: odd, EPOHash: hashOf("epo"), Customer: c, Merchant: m, Amount: 1, Product: odd, Memo: odd,
-		Approved: []byte{1}, DeclinedFunds: []byte{2}, DeclinedLimit: []byte{3}, DeclinedLocked: []byte{4}, Time: epoch}
+		Approved: []byte{1}, DeclinedFunds: []byte{2}, DeclinedLimit: []byte{3}, Time: epoch}
 	if out, err := s.Check(bg, op); err != nil || out.Outcome != bank.CheckApproved {
 		t.Fatalf("Check = %+v, %v", out, err)
 	}
@@ -584,7 +590,7 @@ func TestTimes(t *testing.T) {
 	}
 	at := epoch.Add(1234567 * time.Nanosecond)
 	op := bank.CheckOp{EPOID: "t-1", EPOHash: hashOf("epo"), Customer: c, Merchant: m, Amount: 1,
-		Approved: []byte{1}, DeclinedFunds: []byte{2}, DeclinedLimit: []byte{3}, DeclinedLocked: []byte{4}, Time: at}
+		Approved: []byte{1}, DeclinedFunds: []byte{2}, DeclinedLimit: []byte{3}, Time: at}
 	first, err := s.Check(bg, op)
 	if err != nil {
 		t.Fatal(err)
@@ -750,7 +756,7 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 
 	// The same payment order through both replicas: decided once.
 	op := bank.CheckOp{EPOID: "both", EPOHash: hashOf("epo both"), Customer: c, Merchant: m, Amount: 50,
-		Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), DeclinedLocked: []byte("locked"), Time: epoch}
+		Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), Time: epoch}
 	var approved atomic.Int32
 	for i := range 20 {
 		wg.Go(func() {
@@ -846,7 +852,7 @@ func TestEPOIDRace(t *testing.T) {
 			t.Fatal(err)
 		}
 		ops[i] = bank.CheckOp{EPOID: "raced", EPOHash: hashOf("epo %d", i), Customer: c, Merchant: m, Amount: 10,
-			Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), DeclinedLocked: []byte("locked"), Time: epoch}
+			Approved: []byte("ok"), DeclinedFunds: []byte("funds"), DeclinedLimit: []byte("limit"), Time: epoch}
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup

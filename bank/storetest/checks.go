@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ func checkOp(id string, customer, merchant uint64, amount int64) bank.CheckOp {
 	return bank.CheckOp{
 		EPOID: id, EPOHash: hashOf("epo %s %d", id, amount), Customer: customer, Merchant: merchant, Amount: amount,
 		Memo: "product " + id, Approved: []byte("approved " + id), DeclinedFunds: []byte("funds " + id),
-		DeclinedLimit: []byte("limit " + id), DeclinedLocked: []byte("locked " + id), Record: []byte("record " + id),
+		DeclinedLimit: []byte("limit " + id), Record: []byte("record " + id),
 		Time: epoch,
 	}
 }
@@ -102,7 +104,7 @@ func testChecks(t *testing.T, s bank.Store) {
 	// the commit's own: once, moving nothing, and with none of the
 	// commit's receipts besides its own.
 	late := checkOp("m-1-9", c, m, 1)
-	late.Approved, late.DeclinedFunds, late.DeclinedLimit, late.DeclinedLocked = nil, nil, nil, nil
+	late.Approved, late.DeclinedFunds, late.DeclinedLimit = nil, nil, nil
 	late.Declined, late.DeclinedReceipt = bank.CheckDeclinedExpired, []byte("expired m-1-9")
 	before := f.balances()
 	for range 2 {
@@ -131,42 +133,148 @@ func testChecks(t *testing.T, s bank.Store) {
 	f.checkLedger()
 }
 
-// testLockout: five failed authentications in a day lock the account (for
-// checks and withdrawals) until the next day or an admin unlock.
+// testLockout: five failed authentications of an account from one source
+// in a day lock the account out for that source only, until the next day
+// or an admin unlock, which clears every source; counts are exact under
+// concurrent failures. The lock is the bank's to apply: a store's Check
+// and Withdraw do not look at it, and record a check the bank declined
+// for it like any decline decided before the commit.
 func testLockout(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	c, m := f.customer(), f.merchant()
 	f.credit(c, 1000)
-	for i := 1; i <= bank.MaxAuthFailures; i++ {
-		locked, err := s.AuthFailure(f.ctx, c, epoch)
+	locked := func(source string, at time.Time) bool {
+		t.Helper()
+		l, err := s.AuthLocked(f.ctx, c, source, at)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if locked != (i == bank.MaxAuthFailures) {
-			t.Fatalf("failure %d: locked %v", i, locked)
+		return l
+	}
+	lockedSources := func(at time.Time) int {
+		t.Helper()
+		n, err := s.LockedSources(f.ctx, c, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	fail := func(source string, at time.Time) bool {
+		t.Helper()
+		l, err := s.AuthFailure(f.ctx, c, source, at)
+		if err != nil {
+			t.Fatalf("AuthFailure(%q): %v", source, err)
+		}
+		return l
+	}
+	const stranger, holder = "203.0.113.7", "198.51.100.1"
+	for i := 1; i <= bank.MaxAuthFailures; i++ {
+		if l := fail(stranger, epoch); l != (i == bank.MaxAuthFailures) {
+			t.Fatalf("failure %d: locked %v", i, l)
 		}
 	}
-	if out := f.check(checkOp("m-2-1", c, m, 10)); out.Outcome != bank.CheckDeclinedLocked {
-		t.Fatalf("locked account's check: %+v", out)
+	if !locked(stranger, epoch) || locked(holder, epoch) || locked("", epoch) || locked(bank.MerchantSource(m), epoch) {
+		t.Fatalf("locked for the failing source %v, for others %v %v %v", locked(stranger, epoch),
+			locked(holder, epoch), locked("", epoch), locked(bank.MerchantSource(m), epoch))
 	}
-	if _, err := s.Withdraw(f.ctx, withdrawOp(c, 10, "locked")); !errors.Is(err, bank.ErrAccountLocked) {
-		t.Fatalf("locked account's withdrawal: %v", err)
+	if n := lockedSources(epoch); n != 1 {
+		t.Fatalf("LockedSources = %d, want 1", n)
 	}
-	tomorrow := checkOp("m-2-2", c, m, 10)
-	tomorrow.Time = epoch.Add(24 * time.Hour)
-	if out := f.check(tomorrow); out.Outcome != bank.CheckApproved {
-		t.Fatalf("the next day: %+v", out)
+	// Another source's failures are its own: four do not lock it.
+	for range bank.MaxAuthFailures - 1 {
+		if fail(holder, epoch) {
+			t.Fatal("locked for a source with fewer failures")
+		}
 	}
+	// Not the store's to apply: a check and a withdrawal go through.
+	if out := f.check(checkOp("m-2-1", c, m, 10)); out.Outcome != bank.CheckApproved {
+		t.Fatalf("check of an account locked for some source: %+v", out)
+	}
+	if _, err := s.Withdraw(f.ctx, withdrawOp(c, 10, "locked")); err != nil {
+		t.Fatalf("withdrawal of an account locked for some source: %v", err)
+	}
+	// A check the bank declined for the lock is recorded, once, moving nothing.
+	declined := checkOp("m-2-2", c, m, 10)
+	declined.Approved, declined.DeclinedFunds, declined.DeclinedLimit = nil, nil, nil
+	declined.Declined, declined.DeclinedReceipt = bank.CheckDeclinedLocked, []byte("locked m-2-2")
+	before := f.balances()
+	for range 2 {
+		if out := f.check(declined); out.Outcome != bank.CheckDeclinedLocked || !bytes.Equal(out.Receipt, declined.DeclinedReceipt) {
+			t.Fatalf("a check declined for the lock: %+v", out)
+		}
+	}
+	f.expectBalances(before)
+	// The next day every count starts again.
+	tomorrow := epoch.Add(24 * time.Hour)
+	if locked(stranger, tomorrow) || lockedSources(tomorrow) != 0 {
+		t.Fatal("still locked the next day")
+	}
+	if fail(stranger, tomorrow) || fail(holder, tomorrow) {
+		t.Fatal("locked by the next day's first failure")
+	}
+	// Unlock clears every source.
 	for range bank.MaxAuthFailures {
-		s.AuthFailure(f.ctx, c, epoch)
+		fail(stranger, tomorrow)
+		fail(bank.MerchantSource(m), tomorrow)
+	}
+	if n := lockedSources(tomorrow); n != 2 {
+		t.Fatalf("LockedSources = %d, want 2", n)
 	}
 	if err := s.Unlock(f.ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if out := f.check(checkOp("m-2-3", c, m, 10)); out.Outcome != bank.CheckApproved {
-		t.Fatalf("after unlock: %+v", out)
+	if locked(stranger, tomorrow) || locked(bank.MerchantSource(m), tomorrow) || lockedSources(tomorrow) != 0 {
+		t.Fatal("locked after Unlock")
 	}
-	f.expectBalances(map[uint64]int64{c: 980, m: 20})
+	for range bank.MaxAuthFailures - 1 {
+		if fail(holder, tomorrow) {
+			t.Fatal("Unlock left a source's earlier failures counted")
+		}
+	}
+	// Sources are told apart whole, however long.
+	long := strings.Repeat("s", bank.MaxSourceLen-1)
+	for range bank.MaxAuthFailures {
+		fail(long+"a", tomorrow)
+	}
+	if locked(long+"b", tomorrow) || !locked(long+"a", tomorrow) {
+		t.Fatal("sources differing in their last byte confused")
+	}
+	// Concurrent failures from one source are each counted once: of 2×Max,
+	// those from the Max-th on report the lock.
+	d := tomorrow.Add(24 * time.Hour)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 * bank.MaxAuthFailures {
+		wg.Go(func() {
+			l, err := s.AuthFailure(f.ctx, c, stranger, d)
+			if err != nil {
+				t.Error(err)
+			}
+			if l {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n.Load() != bank.MaxAuthFailures+1 {
+		t.Errorf("%d of %d concurrent failures reported the lock, want %d", n.Load(), 2*bank.MaxAuthFailures, bank.MaxAuthFailures+1)
+	}
+	// Refusals.
+	if _, err := s.AuthFailure(f.ctx, c+5000, stranger, epoch); !errors.Is(err, bank.ErrNoAccount) {
+		t.Errorf("AuthFailure of an unknown account: %v, want ErrNoAccount", err)
+	}
+	if _, err := s.AuthFailure(f.ctx, bank.AccountFunding, stranger, epoch); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Errorf("AuthFailure of a system account: %v, want ErrInvalidOp", err)
+	}
+	if _, err := s.AuthFailure(f.ctx, c, long+"xx", epoch); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Errorf("AuthFailure from a source of %d bytes: %v, want ErrInvalidOp", len(long)+2, err)
+	}
+	if err := s.Unlock(f.ctx, c+5000); !errors.Is(err, bank.ErrNoAccount) {
+		t.Errorf("Unlock of an unknown account: %v, want ErrNoAccount", err)
+	}
+	if l, err := s.AuthLocked(f.ctx, c+5000, stranger, epoch); err != nil || l {
+		t.Errorf("AuthLocked of an unknown account: %v %v", l, err)
+	}
 	f.checkLedger()
 }
 

@@ -410,8 +410,8 @@ func TestNetBillTampering(t *testing.T) {
 				t.Fatalf("forgery %d: %v", i+1, err)
 			}
 		}
-		// Now even carol's own, valid order is declined (signed), and so is
-		// a withdrawal, until tomorrow or an admin unlock.
+		// Now even carol's own, valid order relayed by the same merchant is
+		// declined (signed), until tomorrow or an admin unlock ...
 		s := e.newSale(t, c, m, "EUR:1.00")
 		before := snapshot()
 		res, err := submit(bankc, e.endorse(t, s, m, s.key))
@@ -425,6 +425,22 @@ func TestNetBillTampering(t *testing.T) {
 		acct, err := e.admin.GetAccount(context.Background(), &pb.GetAccountRequest{Account: c.acct})
 		if err != nil || !acct.Locked {
 			t.Fatalf("account not shown locked: %v", err)
+		}
+		// ... but the junk locked carol out for that merchant's orders
+		// only: another merchant's go through, and so do her own calls.
+		m2 := e.newParty(t, "grocer", true, "")
+		s = e.newSale(t, c, m2, "EUR:1.00")
+		res, err = submit(bankc, e.endorse(t, s, m2, s.key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := echeck.DecodeReceipt(res.Receipt); r.Decision != echeck.Approved {
+			t.Fatalf("another merchant's order for the account locked at the first: %+v", r)
+		}
+		now := e.clock.Now()
+		req := echeck.NewStatementRequest(c.acct, now.Add(-time.Hour), now.Add(time.Hour), now, c.key)
+		if _, err := bankc.GetStatement(context.Background(), &pb.GetStatementRequest{Request: req.Encode()}); err != nil {
+			t.Fatalf("carol's statement: %v", err)
 		}
 		if _, err := e.admin.Unlock(context.Background(), &pb.UnlockRequest{Account: c.acct}); err != nil {
 			t.Fatal(err)
