@@ -58,7 +58,9 @@ type Bank struct {
 // (withdrawals, payment orders, statements); nil or a rate of 0: no cap.
 func (b *Bank) LimitAccounts(l *RateLimiter) { b.limit = l }
 
-// allow applies the per-account rate.
+// allow applies the per-account rate, once the request's signature has
+// verified: a stranger's requests naming an account would otherwise use
+// up its holder's rate (the transport's per-peer rates bound those).
 func (b *Bank) allow(account uint64) error {
 	if !b.limit.Allow(strconv.FormatUint(account, 10), b.now()) {
 		return ErrRateLimited
@@ -145,9 +147,6 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err != nil {
 		return nil, err
 	}
-	if err := b.allow(req.Account); err != nil {
-		return nil, err
-	}
 	// The account signs the amount and the request's hash (what the audit
 	// log records), not the body.
 	reqHash := ecash.HashOf(body)
@@ -157,6 +156,9 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	}
 	acct, err := b.authenticate(ctx, req.Account, ecash.WithdrawSignatureInput(req.Account, amount, reqHash), accountSig, "withdraw request")
 	if err != nil {
+		return nil, err
+	}
+	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
 	// A retry is answered from the record before anything that may have

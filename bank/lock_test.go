@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,32 @@ func TestLockPerSource(t *testing.T) {
 	}
 	if err := p.statement(other, false); err != nil {
 		t.Errorf("a statement after Unlock: %v", err)
+	}
+}
+
+// TestRateAfterSignature: requests with a bad signature do not use up the
+// account's rate (its holder is not slowed down by a stranger's
+// forgeries); signed ones do.
+func TestRateAfterSignature(t *testing.T) {
+	p := newPolicyBank(t)
+	p.b.LimitAccounts(bank.NewRateLimiter(0.001, 2, 100))
+	// Each from a source of its own, so that none is locked out.
+	for i := range 10 {
+		ctx := bank.WithSource(t.Context(), fmt.Sprintf("forger-%d", i))
+		if err := p.withdraw(ctx, 1, true); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forged withdrawal %d: %v, want ErrUnauthorized", i+1, err)
+		}
+		if err := p.statement(ctx, true); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forged statement request %d: %v, want ErrUnauthorized", i+1, err)
+		}
+	}
+	if err := p.withdraw(t.Context(), 1, false); err != nil {
+		t.Fatalf("the holder's withdrawal after forgeries: %v", err)
+	}
+	if err := p.statement(t.Context(), false); err != nil {
+		t.Fatalf("the holder's statement after forgeries: %v", err)
+	}
+	if err := p.withdraw(t.Context(), 1, false); !errors.Is(err, bank.ErrRateLimited) {
+		t.Fatalf("a signed request beyond the rate: %v, want ErrRateLimited", err)
 	}
 }

@@ -60,9 +60,6 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
-	if err := b.allow(priv.Account); err != nil {
-		return nil, err
-	}
 	// The EPOID is decided once: a re-submission is answered from the record
 	// before anything that may have changed since (expiry, balance, keys).
 	id := epo.EPOID.String()
@@ -90,6 +87,9 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		// authentication of that account.
 		b.authFailure(ctx, customer.ID, source)
 		return nil, fmt.Errorf("%w: EPO not signed by the account's key", ErrUnauthorized)
+	}
+	if err := b.allow(customer.ID); err != nil {
+		return nil, err
 	}
 	if epo.Price.Currency != b.keys.Currency {
 		return nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, epo.Price.Currency, b.keys.Currency)
@@ -278,9 +278,6 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 	if err != nil {
 		return nil, err
 	}
-	if err := b.allow(req.Account); err != nil {
-		return nil, err
-	}
 	acct, err := b.store.Account(ctx, req.Account)
 	if errors.Is(err, ErrNoAccount) || (err == nil && acct.Key == nil) {
 		return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
@@ -293,6 +290,9 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, er
 			b.authFailure(ctx, acct.ID, Source(ctx))
 			return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
 		}
+		return nil, err
+	}
+	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
 	if err := b.checkLock(ctx, acct.ID, Source(ctx)); err != nil {
