@@ -492,7 +492,7 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 			t.Row("limits:", limitsText(out.Limits))
 		}
 		if a.Locked {
-			t.Row("locked:", "yes, after repeated failed authentication (bankd admin unlock)")
+			t.Row("locked:", "yes, for some clients, after repeated failed authentication from them (bankd admin unlock)")
 		}
 		t.Flush()
 		if len(a.History) == 0 {
@@ -620,9 +620,11 @@ func unlockCommand(a *cli.AdminFlags) *cli.Command {
 	return &cli.Command{
 		Name:  "unlock",
 		Short: "unlock an account locked after failed authentications",
-		Long: `unlock clears an account's failed authentications. Five in one day (bad
-signatures on withdrawals, checks or statement requests) lock the account
-until the next day (UTC); unlock lifts the lock now.`,
+		Long: `unlock clears an account's failed authentications, from every source.
+Five in one day from one source (bad signatures on withdrawals, checks or
+statement requests from one address, or on checks relayed by one merchant)
+lock the account out for that source until the next day (UTC); unlock
+lifts every such lock now.`,
 		Example: `bankd admin --data ./bank unlock --account 1000`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&account, "account", "", "account `ID` (required)")
