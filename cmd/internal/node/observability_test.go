@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -110,7 +112,9 @@ func TestObservability(t *testing.T) {
 }
 
 // TestRateLimits: an account that asks too fast is refused with
-// ResourceExhausted, before any signature check or signing.
+// ResourceExhausted, before any signing; requests whose signature does not
+// verify are refused as such and use none of the account's rate (anyone
+// can name an account).
 func TestRateLimits(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
@@ -127,17 +131,32 @@ func TestRateLimits(t *testing.T) {
 	}
 	defer conn.Close()
 	bankc := pb.NewBankClient(conn)
-	ks, _ := b.Bank.KeySet()
-	req := &ecash.WithdrawRequest{Account: 4242, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Denom: ks.Denominations[0].ID, Blinded: []byte{1}}}}
-	body := req.Body()
-	codesSeen := map[codes.Code]int{}
-	for range 5 {
-		_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: make([]byte, 64)})
-		codesSeen[status.Code(err)]++
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	acct, err := b.Bank.OpenAccount(context.Background(), "rushed", key.Public().(ed25519.PublicKey), false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Burst 2 at 1/s: two reach authentication (and fail it), the rest are refused.
-	if codesSeen[codes.Unauthenticated] != 2 || codesSeen[codes.ResourceExhausted] != 3 {
-		t.Fatalf("codes %v", codesSeen)
+	ks, _ := b.Bank.KeySet()
+	req := &ecash.WithdrawRequest{Account: acct, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Denom: ks.Denominations[0].ID, Blinded: []byte{1}}}}
+	amount, err := ks.WithdrawAmount(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withdraw := func(sig []byte) map[codes.Code]int {
+		seen := map[codes.Code]int{}
+		for range 5 {
+			_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: req.Body(), AccountSig: sig})
+			seen[status.Code(err)]++
+		}
+		return seen
+	}
+	if seen := withdraw(make([]byte, 64)); seen[codes.Unauthenticated] != 5 {
+		t.Fatalf("forged requests: codes %v", seen)
+	}
+	// Burst 2 at 1/s: two signed requests reach the account (empty:
+	// refused), the rest are refused for the rate.
+	if seen := withdraw(ecash.SignWithdraw(key, req, amount)); seen[codes.FailedPrecondition] != 2 || seen[codes.ResourceExhausted] != 3 {
+		t.Fatalf("signed requests: codes %v", seen)
 	}
 }
 
