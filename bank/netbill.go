@@ -35,11 +35,12 @@ type CheckResult struct {
 
 // SubmitCheck decides an endorsed EPO. It verifies the merchant's and the
 // customer's signatures, that the merchant endorsed exactly what the
-// customer signed, that the goods key matches its commitment and the EPO is
-// fresh; then in one atomic step the store applies the account policy and
-// the balance, debits the customer and credits the merchant (or declines,
-// with a signed receipt too), and records the EPO, the endorsement and the
-// decision. A re-submitted EPOID gets the stored receipt, byte for byte.
+// customer signed, that the goods key matches its commitment, the EPO is
+// fresh and the account is not locked out for the relaying merchant
+// (MerchantSource); then in one atomic step the store applies the spending
+// limits and the balance, debits the customer and credits the merchant (or
+// declines, with a signed receipt too), and records the EPO, the
+// endorsement and the decision. A re-submitted EPOID gets the stored receipt, byte for byte.
 func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error) {
 	end, err := echeck.DecodeEndorsement(raw)
 	if err != nil {
