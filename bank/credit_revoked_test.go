@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -70,20 +71,49 @@ func TestRefundCreditOutlivesRevocation(t *testing.T) {
 			if sum != 0 || totals[shop] != 0 {
 				t.Fatalf("totals %v: sum %d, merchant %d; want 0 and 0", totals, sum, totals[shop])
 			}
-			n, err := e.s.LogSize(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			entries, err := e.s.LogEntries(ctx, 0, int(n), 1<<30)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := auditlog.NewAuditor(e.keys.MasterPub)
-			for i, b := range entries {
-				if _, err := a.Apply(b); err != nil {
-					t.Fatalf("audit of entry %d: %v", i, err)
-				}
-			}
+			e.audit()
 		})
+	}
+}
+
+// TestRecoupIsNoPayment: a recoup of a withdrawn coin is kept as a deposit
+// into the coin's account under the recoup's hash, but it is no payment:
+// its account cannot refund it to give the recouped coin credit (which a
+// swap would then spend too), and the log stays one an auditor passes.
+func TestRecoupIsNoPayment(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	coin, ps := e.coin(0, e.dear)
+	dear := e.revokeDear()
+	r, err := e.b.Recoup(ctx, ecash.NewRecoupRequest(coin, ps.CoinKey, dear.Value, ps.BlindSeed, nil, e.now).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.b.Refund(ctx, refundRequest(e.acct, e.acctKey, r.Request, dear.Value, e.now)); !errors.Is(err, bank.ErrNotDeposited) {
+		t.Fatalf("a refund of a recoup: %v, want ErrNotDeposited", err)
+	}
+	if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
+		t.Fatalf("the recouped coin's credit: %v, %v; want none", credit, err)
+	}
+	e.audit()
+}
+
+// audit replays the bank's whole log through an auditor.
+func (e *recoupEnv) audit() {
+	e.t.Helper()
+	ctx := e.t.Context()
+	n, err := e.s.LogSize(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	entries, err := e.s.LogEntries(ctx, 0, int(n), 1<<30)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := auditlog.NewAuditor(e.keys.MasterPub)
+	for i, b := range entries {
+		if _, err := a.Apply(b); err != nil {
+			e.t.Fatalf("audit of entry %d: %v", i, err)
+		}
 	}
 }

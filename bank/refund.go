@@ -87,6 +87,12 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		if err != nil {
 			return nil, fmt.Errorf("bank: stored permission of coin %x unreadable: %w", coins[i][:8], err)
 		}
+		// Only coins their holders paid this merchant with are refunded: a
+		// recoup is kept as a deposit into the coin's account under the
+		// recoup's hash, and its coin's permission names no payment.
+		if dp.PaymentHash != req.PaymentHash || dp.MerchantAccount != req.MerchantAccount {
+			return nil, fmt.Errorf("%w: %x is no payment to merchant %d", ErrNotDeposited, req.PaymentHash[:8], req.MerchantAccount)
+		}
 		// A denomination pruned from the key set is past its deposit
 		// window too: its coin takes nothing (nor a refund fee).
 		d, ok := b.denom(dp.Coin.Denom)
