@@ -34,14 +34,6 @@ const MaxAuthFailures = 5
 // MaxSourceLen bounds a source's length (a store refuses longer ones).
 const MaxSourceLen = 256
 
-// MerchantSource is the source of a payment order whose customer
-// signature failed: the merchant that relayed it (whose endorsement did
-// verify), and the source a payment order relayed by that merchant is
-// judged by.
-func MerchantSource(merchant uint64) string {
-	return "merchant:" + strconv.FormatUint(merchant, 10)
-}
-
 // AuthFailures are an account's failed authentications from one source
 // on one day: what a store keeps per (account, source).
 type AuthFailures struct {

@@ -283,9 +283,9 @@ const (
 	// Declined before the commit, after both signatures verified.
 	CheckDeclinedExpired = "expired" // the EPO expired before the bank decided
 	CheckDeclinedBadKey  = "bad-key" // the merchant's goods key does not match its commitment
-	// Failed authentications of the customer's account from the merchant
-	// relaying the order lock the account out for that merchant's orders
-	// (AuthLocked, MerchantSource).
+	// Recorded by builds before 2026-11-27, which declined the orders of
+	// an account locked out; a payment order is no longer judged by the
+	// lock (SubmitCheck).
 	CheckDeclinedLocked = "account-locked"
 )
 
@@ -466,7 +466,7 @@ type Store interface {
 	// SetLimits sets an account's spending limits.
 	SetLimits(ctx context.Context, id uint64, l Limits) error
 	// AuthFailure counts a failed authentication of an account from
-	// source (Source: a caller's address, or MerchantSource) at now, and
+	// source (Source: the caller's address) at now, and
 	// reports whether the account is now locked for that source
 	// (AuthFailures.Record). Counts are kept per (account, source) and
 	// shared by every replica; those of days before now's may be dropped.

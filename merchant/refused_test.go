@@ -45,17 +45,6 @@ func (s *shop) junkCheck() (echeck.EPOID, []byte) {
 	}, key, s.custAcct)
 }
 
-// lockedAtShop reports whether the bank locks the customer's account out
-// for payment orders this shop relays (bank.MerchantSource).
-func (s *shop) lockedAtShop() bool {
-	s.t.Helper()
-	locked, err := s.bank.Store().AuthLocked(context.Background(), s.custAcct, bank.MerchantSource(s.account), s.clock.now())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return locked
-}
-
 // TestRefusedCheckDropped: a check the bank refuses outright, and holds no
 // record of, is dropped at once (record and mark), so Reconcile does not
 // send it again. It used to be sent every 30 seconds for ever, each time
@@ -84,10 +73,29 @@ func TestRefusedCheckDropped(t *testing.T) {
 	if n := s.bankc.submits.Load() - before; n != 0 {
 		t.Errorf("Reconcile sent the refused check %d times", n)
 	}
-	// The check itself counted one failed authentication; sent again ten
-	// times it would have locked the account out at this shop.
-	if s.lockedAtShop() {
-		t.Error("the customer's account is locked out at the shop after one junk check")
+}
+
+// TestJunkChecksLockNobodyOut: a stranger writes checks at the shop naming
+// the customer's account (which the shop cannot see: it is sealed to the
+// bank), signed with keys of their own. The bank refuses each, and none
+// counts against the customer: the customer's own check and order at the
+// shop go through.
+func TestJunkChecksLockNobodyOut(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	for i := range 2 * bank.MaxAuthFailures {
+		_, raw := s.junkCheck()
+		if _, err := s.m.WriteCheck(ctx, raw); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("junk check %d: %v, want the bank's refusal", i, err)
+		}
+	}
+	if a := s.writeCheck("EUR:1.00"); a.Receipt.Decision != echeck.Approved {
+		t.Fatalf("the customer's own check after a stranger's junk: %s (%q)", a.Receipt.Decision, a.Receipt.Reason)
+	}
+	_, q, d := s.offer("song")
+	a, err := s.m.SubmitEPO(ctx, s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(time.Hour))))
+	if err != nil || a.Receipt.Decision != echeck.Approved {
+		t.Fatalf("the customer's own order after a stranger's junk: %v, %v", a, err)
 	}
 }
 

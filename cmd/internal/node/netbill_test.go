@@ -397,10 +397,13 @@ func TestNetBillTampering(t *testing.T) {
 		}
 	})
 
-	t.Run("the sixth bad signature in a day", func(t *testing.T) {
-		for i := 0; i < bank.MaxAuthFailures; i++ {
+	t.Run("a stranger's orders in the account's name", func(t *testing.T) {
+		// A stranger has the merchant relay orders naming carol's account,
+		// signed with a key of their own (the account is sealed to the
+		// bank: the merchant cannot tell). Each is refused, and none counts
+		// against carol: her own next order is approved.
+		for i := 0; i < 2*bank.MaxAuthFailures; i++ {
 			s := e.newSale(t, c, m, "EUR:1.00")
-			// An EPO naming carol's account but signed by someone else.
 			_, mallory, _ := ed25519.GenerateKey(rand.Reader)
 			priv, _ := s.epo.OpenPrivate(e.bankHPKE())
 			forged := s.epo.EPO
@@ -410,48 +413,17 @@ func TestNetBillTampering(t *testing.T) {
 				t.Fatalf("forgery %d: %v", i+1, err)
 			}
 		}
-		// Now even carol's own, valid order relayed by the same merchant is
-		// declined (signed), until tomorrow or an admin unlock ...
 		s := e.newSale(t, c, m, "EUR:1.00")
-		before := snapshot()
 		res, err := submit(bankc, e.endorse(t, s, m, s.key))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, _ := echeck.DecodeReceipt(res.Receipt)
-		if r.Decision != echeck.Declined || r.Reason != echeck.ReasonAccountLocked || snapshot() != before {
-			t.Fatalf("locked account's EPO: %+v", r)
+		if r, _ := echeck.DecodeReceipt(res.Receipt); r.Decision != echeck.Approved {
+			t.Fatalf("carol's own order after a stranger's forgeries: %+v", r)
 		}
 		acct, err := e.admin.GetAccount(context.Background(), &pb.GetAccountRequest{Account: c.acct})
-		if err != nil || !acct.Locked {
-			t.Fatalf("account not shown locked: %v", err)
-		}
-		// ... but the junk locked carol out for that merchant's orders
-		// only: another merchant's go through, and so do her own calls.
-		m2 := e.newParty(t, "grocer", true, "")
-		s = e.newSale(t, c, m2, "EUR:1.00")
-		res, err = submit(bankc, e.endorse(t, s, m2, s.key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r, _ := echeck.DecodeReceipt(res.Receipt); r.Decision != echeck.Approved {
-			t.Fatalf("another merchant's order for the account locked at the first: %+v", r)
-		}
-		now := e.clock.Now()
-		req := echeck.NewStatementRequest(c.acct, now.Add(-time.Hour), now.Add(time.Hour), now, c.key)
-		if _, err := bankc.GetStatement(context.Background(), &pb.GetStatementRequest{Request: req.Encode()}); err != nil {
-			t.Fatalf("carol's statement: %v", err)
-		}
-		if _, err := e.admin.Unlock(context.Background(), &pb.UnlockRequest{Account: c.acct}); err != nil {
-			t.Fatal(err)
-		}
-		s = e.newSale(t, c, m, "EUR:1.00")
-		res, err = submit(bankc, e.endorse(t, s, m, s.key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r, _ := echeck.DecodeReceipt(res.Receipt); r.Decision != echeck.Approved {
-			t.Fatalf("after unlock: %+v", r)
+		if err != nil || acct.Locked {
+			t.Fatalf("account shown locked after a stranger's orders (%v)", err)
 		}
 	})
 }
