@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -856,6 +857,25 @@ func (r *resolver) denominations(items []string) error {
 	return nil
 }
 
+// credentialMode reports whether perm is that of a systemd credential
+// (LoadCredential) the service reads: a file in $CREDENTIALS_DIRECTORY,
+// which systemd keeps private to the service, that no other user may read
+// but whose group bits may show the mask of the ACL that lets the
+// service's user read it (0440).
+func credentialMode(path string, perm os.FileMode) bool {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" || perm&0o037 != 0 {
+		return false
+	}
+	abs, err1 := filepath.Abs(path)
+	base, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(base, abs)
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
+}
+
 // maxPassphrase bounds a passphrase file: a passphrase or a key file, not a
 // misplaced disk image.
 const maxPassphrase = 4096
@@ -864,9 +884,9 @@ const maxPassphrase = 4096
 // trailing newline (\n or \r\n). It refuses an empty file, and one other
 // users may read, as the key files it protects are refused
 // (bank.OpenPrivate): a passphrase anyone on the host can read protects
-// nothing.
+// nothing. A systemd credential is the exception (credentialMode).
 func ReadPassphrase(path string) ([]byte, error) {
-	f, err := bank.OpenPrivate(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("key passphrase file: %w", err)
 	}
@@ -877,6 +897,9 @@ func ReadPassphrase(path string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("key passphrase file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && !credentialMode(path, perm) && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("key passphrase file: %s is open to other users (mode %04o): run chmod 600 on it", path, perm)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPassphrase+1))
 	if err != nil {

@@ -333,6 +333,32 @@ func TestReadPassphrase(t *testing.T) {
 			t.Errorf("a passphrase file of mode %04o: %q, %v; want refused", mode, pass, err)
 		}
 	}
+	// A systemd credential the service reads through an ACL shows 0440: in
+	// $CREDENTIALS_DIRECTORY (private to the service) it is read, elsewhere
+	// refused, and one others may read is refused there too.
+	creds := filepath.Join(dir, "credentials")
+	if err := os.Mkdir(creds, 0o500|0o200); err != nil {
+		t.Fatal(err)
+	}
+	cred := filepath.Join(creds, "passphrase")
+	if err := os.WriteFile(cred, []byte("pw\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(cred, 0o440)
+	if _, err := ReadPassphrase(cred); err == nil {
+		t.Error("a 0440 passphrase file read with no credentials directory set")
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	if pass, err := ReadPassphrase(cred); err != nil || string(pass) != "pw" {
+		t.Errorf("a systemd credential of mode 0440: %q, %v", pass, err)
+	}
+	if _, err := ReadPassphrase(write("group", "pw", 0o440)); err == nil {
+		t.Error("a 0440 passphrase file outside the credentials directory read")
+	}
+	os.Chmod(cred, 0o444)
+	if _, err := ReadPassphrase(cred); err == nil {
+		t.Error("a credential others may read was read")
+	}
 	if _, err := ReadPassphrase(dir); err == nil {
 		t.Error("a directory was read as a passphrase")
 	}
