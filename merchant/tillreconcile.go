@@ -129,40 +129,71 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 // order for them), from the watermark on, and moves the watermark. Returns
 // how many it deleted.
 func (m *Merchant) pruneDeliveries() (int, error) {
-	// Under saleMu, so that no delivery is endorsed between being read
-	// unendorsed here and deleted.
-	m.saleMu.Lock()
-	defer m.saleMu.Unlock()
 	cutoff := m.now().Add(-DeliveryTTL - ecash.MaxClockSkew).UnixMilli()
-	var from int64
-	if v, err := m.get(keyPrunedTo); err != nil {
+	from, err := m.prunedTo()
+	if err != nil || cutoff <= from {
 		return 0, err
-	} else if len(v) == 8 {
-		from = int64(binary.BigEndian.Uint64(v))
-	}
-	if cutoff <= from {
-		return 0, nil
 	}
 	bound := func(ms int64) []byte {
 		k := binary.BigEndian.AppendUint64(bytes.Clone(prefixSale), m.account)
 		return binary.BigEndian.AppendUint64(k, uint64(ms))
 	}
+	total := 0
+	for next := bound(max(from, 0)); next != nil; {
+		n, err := m.pruneSome(&next, bound(cutoff))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	// Unsynced, as the deletions: a crash only leaves deliveries to delete
+	// again.
+	return total, m.db.Set(keyPrunedTo, binary.BigEndian.AppendUint64(nil, uint64(cutoff)), pebble.NoSync)
+}
+
+// pruneBatch is the most sales pruneSome reads under saleMu at once: the
+// first prune of a store written before DeliveryTTL may have a month of
+// deliveries to delete, and payment orders wait for saleMu meanwhile.
+var pruneBatch = 4096 // a variable for the tests
+
+var errBatchFull = errors.New("merchant: prune batch full")
+
+// pruneSome deletes the unendorsed deliveries among the next pruneBatch
+// sales from *next to hi, under saleMu (so that no delivery is endorsed
+// between being read here and deleted), and sets *next to where the next
+// batch starts, nil when none is left.
+func (m *Merchant) pruneSome(next *[]byte, hi []byte) (int, error) {
+	m.saleMu.Lock()
+	defer m.saleMu.Unlock()
 	b := m.db.NewBatch()
 	defer b.Close()
-	n := 0
-	err := m.eachSale(bound(max(from, 0)), bound(cutoff), func(key []byte, s *sale) error {
+	n, read := 0, 0
+	lo := *next
+	*next = nil
+	err := m.eachSale(lo, hi, func(key []byte, s *sale) error {
+		if read == pruneBatch {
+			*next = bytes.Clone(key)
+			return errBatchFull
+		}
+		read++
 		if s.EPO != nil {
 			return nil
 		}
 		n++
 		return b.Delete(key, nil)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errBatchFull) {
 		return 0, err
 	}
-	if err := b.Set(keyPrunedTo, binary.BigEndian.AppendUint64(nil, uint64(cutoff)), nil); err != nil {
-		return 0, err
-	}
-	// Unsynced: a crash only leaves deliveries to delete again.
 	return n, b.Commit(pebble.NoSync)
+}
+
+// prunedTo is the watermark: deliveries before this EPOID time (Unix
+// milliseconds) that were never endorsed are deleted.
+func (m *Merchant) prunedTo() (int64, error) {
+	v, err := m.get(keyPrunedTo)
+	if err != nil || len(v) != 8 {
+		return 0, err
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
 }

@@ -120,6 +120,9 @@ func TestOpenMarksEndorsedSalesOfAnOlderStore(t *testing.T) {
 // one free quote accepted again and again grew the store by a month of
 // calls; a store such a version left is pruned to the new window.
 func TestReconcilePrunesDeliveriesNeverPaid(t *testing.T) {
+	// In batches of 7 sales: the 51 span batches, the paid sale among them.
+	defer func(n int) { pruneBatch = n }(pruneBatch)
+	pruneBatch = 7
 	ctx := context.Background()
 	s := newShop(t)
 	req := &echeck.PriceRequest{Customer: s.customerPub(), ProductID: "song", Bid: ecash.Amount{Currency: "EUR"}}
