@@ -33,7 +33,7 @@ const (
 	prefixCredit   = "f/" // f/<coin id>                    → coin refund record
 	prefixRefund   = "u/" // u/<refund request hash>        → refund record
 	prefixRefunds  = "v/" // v/<payment hash><u64 log size> → refund request hash
-	prefixAuth     = "t/" // t/<u64 account><u64 day><SHA-256 of source> → u64 failed authentications
+	prefixAuth     = "t/" // t/<u64 day><u64 account><SHA-256 of source> → u64 failed authentications
 )
 
 func u64Key(prefix string, id uint64) []byte {
@@ -50,12 +50,20 @@ func hashKey(prefix string, h ecash.Hash) []byte { return append([]byte(prefix),
 
 func bytesKey(prefix string, b []byte) []byte { return append([]byte(prefix), b...) }
 
+// authDay is the prefix of the failed authentications of one day, and
+// authAccount of one account's on that day: the day first, so that the
+// days before today, which count for nothing, are one range.
+func authDay(day int64) []byte { return u64Key(prefixAuth, uint64(day)) }
+
+func authAccount(day int64, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(authDay(day), id)
+}
+
 // authKey is the key of an account's failed authentications from source
-// on day; the day before the source, so that an account's earlier days
-// are one range to drop.
+// on day.
 func authKey(id uint64, day int64, source string) []byte {
 	h := sha256.Sum256([]byte(source))
-	return append(binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day)), h[:]...)
+	return append(authAccount(day, id), h[:]...)
 }
 
 // prefixEnd returns the smallest key greater than every key starting with p.

@@ -723,12 +723,18 @@ func (t *txn) del(key []byte) { t.writes = append(t.writes, kv{key: key, del: tr
 // it (committed state and the earlier operations of the group; not the
 // operation's own writes, so call it before any).
 func (t *txn) delRange(lower, upper []byte) error {
+	return t.delSome(lower, upper, -1)
+}
+
+// delSome deletes the first n keys in [lower, upper) (all: n < 0).
+func (t *txn) delSome(lower, upper []byte, n int) error {
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("pebblestore: read: %w", err)
 	}
-	for ok := it.First(); ok; ok = it.Next() {
+	for ok := it.First(); ok && n != 0; ok = it.Next() {
 		t.del(append([]byte(nil), it.Key()...))
+		n--
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("pebblestore: read: %w", err)
@@ -1726,14 +1732,39 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 		if _, err := t.account(id); err != nil {
 			return err
 		}
-		p := u64Key(prefixAuth, id)
-		return t.delRange(p, prefixEnd(p))
+		// Every day's: the days the store holds (a few: AuthFailure
+		// drops earlier ones) one after the other.
+		for day := int64(0); ; day++ {
+			it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: authDay(day), UpperBound: prefixEnd([]byte(prefixAuth))})
+			if err != nil {
+				return fmt.Errorf("pebblestore: read: %w", err)
+			}
+			found := it.First()
+			if found {
+				day = int64(binary.BigEndian.Uint64(it.Key()[len(prefixAuth):]))
+			}
+			if err := errors.Join(it.Error(), it.Close()); err != nil {
+				return fmt.Errorf("pebblestore: read: %w", err)
+			}
+			if !found {
+				return nil
+			}
+			p := authAccount(day, id)
+			if err := t.delRange(p, prefixEnd(p)); err != nil {
+				return err
+			}
+		}
 	})
 }
 
-// AuthFailure implements bank.Store. The account's counts of earlier days
-// are dropped as it counts one today: an account keeps only its sources
-// of its latest day of failures.
+// authSweep is how many counts of earlier days AuthFailure drops with each
+// failure it counts: as many as anyone's failures add, and more, without
+// one long commit for a day's worth.
+const authSweep = 64
+
+// AuthFailure implements bank.Store. Counts of days before now's, any
+// account's, count for nothing; each failure counted drops a few of them
+// (authSweep), so that they do not pile up day after day.
 func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
 	if isSystem(id) {
 		return false, invalid("policy on system account %d", id)
@@ -1747,7 +1778,7 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		if _, err := t.account(id); err != nil {
 			return err
 		}
-		if err := t.delRange(u64Key(prefixAuth, id), binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day))); err != nil {
+		if err := t.delSome([]byte(prefixAuth), authDay(day), authSweep); err != nil {
 			return err
 		}
 		key := authKey(id, day, source)
@@ -1784,7 +1815,7 @@ func (s *Store) LockedSources(ctx context.Context, id uint64, now time.Time) (in
 		return 0, err
 	}
 	day := bank.Day(now)
-	p := binary.BigEndian.AppendUint64(u64Key(prefixAuth, id), uint64(day))
+	p := authAccount(day, id)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return 0, fmt.Errorf("pebblestore: %w", err)

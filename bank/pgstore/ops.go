@@ -1232,9 +1232,15 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 	})
 }
 
+// authSweep is how many counts of earlier days, any account's, AuthFailure
+// deletes with each failure it counts: as many as anyone's failures add,
+// and more, so that they do not pile up day after day, without one long
+// delete for a day's worth.
+const authSweep = 64
+
 // AuthFailure implements bank.Store: one upsert counts the failure (of an
-// account that exists), in the transaction that deletes the account's
-// counts of earlier days.
+// account that exists), in the transaction that deletes some counts of
+// earlier days (authSweep).
 func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
 	k, err := policyAccount(id)
 	if err != nil {
@@ -1247,7 +1253,8 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 	var locked bool
 	err = s.mutate(ctx, "auth failure", func(t *txn) error {
 		b := begin()
-		b.Queue(`DELETE FROM auth_failures WHERE account = $1 AND day < $2`, k, day)
+		b.Queue(`DELETE FROM auth_failures WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM auth_failures WHERE day < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, day, authSweep)
 		f := bank.AuthFailures{Day: day}
 		found := false
 		b.Queue(`INSERT INTO auth_failures (account, day, source, failures)

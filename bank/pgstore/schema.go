@@ -74,6 +74,9 @@ var migrations = []migration{
 			PRIMARY KEY (account, day, source)
 		)`,
 	}},
+	{11, "auth failures by day: the counts of days before today, which count for nothing, are dropped", []string{
+		`CREATE INDEX auth_failures_by_day ON auth_failures (day)`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

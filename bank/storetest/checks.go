@@ -239,6 +239,24 @@ func testLockout(t *testing.T, s bank.Store) {
 	if locked(long+"b", tomorrow) || !locked(long+"a", tomorrow) {
 		t.Fatal("sources differing in their last byte confused")
 	}
+	// Another account locked out for a source the same day.
+	c2 := f.customer()
+	for range bank.MaxAuthFailures {
+		if _, err := s.AuthFailure(f.ctx, c2, holder, tomorrow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lockedOf := func(id uint64, at time.Time) int {
+		t.Helper()
+		n, err := s.LockedSources(f.ctx, id, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if lockedOf(c, tomorrow) != 1 || lockedOf(c2, tomorrow) != 1 {
+		t.Fatalf("locked sources %d and %d, want 1 and 1", lockedOf(c, tomorrow), lockedOf(c2, tomorrow))
+	}
 	// Concurrent failures from one source are each counted once: of 2×Max,
 	// those from the Max-th on report the lock.
 	d := tomorrow.Add(24 * time.Hour)
@@ -258,6 +276,11 @@ func testLockout(t *testing.T, s bank.Store) {
 	wg.Wait()
 	if n.Load() != bank.MaxAuthFailures+1 {
 		t.Errorf("%d of %d concurrent failures reported the lock, want %d", n.Load(), 2*bank.MaxAuthFailures, bank.MaxAuthFailures+1)
+	}
+	// Counts of the days before are dropped as failures are counted, every
+	// account's (they count for nothing, and would pile up day after day).
+	if lockedOf(c, tomorrow) != 0 || lockedOf(c2, tomorrow) != 0 {
+		t.Errorf("the day before's counts kept: %d and %d locked sources", lockedOf(c, tomorrow), lockedOf(c2, tomorrow))
 	}
 	// Refusals.
 	if _, err := s.AuthFailure(f.ctx, c+5000, stranger, epoch); !errors.Is(err, bank.ErrNoAccount) {
