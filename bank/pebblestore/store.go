@@ -76,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -292,7 +293,10 @@ type Store struct {
 	// anyRevoked: a key set revoked a denomination, so logged ops are
 	// checked (checkRevoked); committer-only after Open.
 	anyRevoked bool
-	refs       bank.RecentLogRefs
+	// authSwept: AuthFailure dropped the counts of the days before it
+	// (committer-only).
+	authSwept int64
+	refs      bank.RecentLogRefs
 
 	// Committer-only: shortenRamp's bytes still to watch and groups since
 	// it last looked.
@@ -531,7 +535,7 @@ func (s *Store) commitGroup(first *request) {
 	}
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db}), anyRevoked: &s.anyRevoked}
+	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db}), anyRevoked: &s.anyRevoked, authSwept: &s.authSwept}
 	var groupErr error // set if the batch itself broke
 	apply := func(r *request) {
 		if err := r.ctx.Err(); err != nil {
@@ -549,7 +553,9 @@ func (s *Store) commitGroup(first *request) {
 		}
 		for _, w := range t.writes {
 			var err error
-			if w.del {
+			if w.end != nil {
+				err = b.DeleteRange(w.key, w.end, nil)
+			} else if w.del {
 				err = b.Delete(w.key, nil)
 			} else {
 				err = b.Set(w.key, w.value, nil)
@@ -650,7 +656,8 @@ const (
 
 type kv struct {
 	key, value []byte
-	del        bool // a deletion of key (txn.del)
+	del        bool   // a deletion of key (txn.del)
+	end        []byte // a deletion of [key, end) (txn.dropRange)
 }
 
 // txn is one operation's view: reads see committed state, the writes of
@@ -668,6 +675,9 @@ type txn struct {
 	refs   []loggedRef        // the group's entries recorded under a ref
 	// anyRevoked is the store's: whether any denomination is revoked.
 	anyRevoked *bool
+	// authSwept is the store's: the day before which AuthFailure has
+	// dropped the counts.
+	authSwept *int64
 }
 
 // loggedRef is an entry's index recorded under ref in the group.
@@ -679,6 +689,9 @@ type loggedRef struct {
 // get returns a copy of the value at key, or nil, false if there is none.
 func (t *txn) get(key []byte) ([]byte, bool, error) {
 	for i := len(t.writes) - 1; i >= 0; i-- {
+		if w := t.writes[i]; w.end != nil && bytes.Compare(key, w.key) >= 0 && bytes.Compare(key, w.end) < 0 {
+			return nil, false, nil
+		}
 		if bytes.Equal(t.writes[i].key, key) {
 			return t.writes[i].value, !t.writes[i].del, nil
 		}
@@ -719,22 +732,22 @@ func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key: key, 
 // del deletes key, as set writes it.
 func (t *txn) del(key []byte) { t.writes = append(t.writes, kv{key: key, del: true}) }
 
+// dropRange deletes [lower, upper) with one range deletion, whatever it
+// holds.
+func (t *txn) dropRange(lower, upper []byte) {
+	t.writes = append(t.writes, kv{key: lower, del: true, end: upper})
+}
+
 // delRange deletes every key in [lower, upper) as the group's batch shows
 // it (committed state and the earlier operations of the group; not the
 // operation's own writes, so call it before any).
 func (t *txn) delRange(lower, upper []byte) error {
-	return t.delSome(lower, upper, -1)
-}
-
-// delSome deletes the first n keys in [lower, upper) (all: n < 0).
-func (t *txn) delSome(lower, upper []byte, n int) error {
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("pebblestore: read: %w", err)
 	}
-	for ok := it.First(); ok && n != 0; ok = it.Next() {
+	for ok := it.First(); ok; ok = it.Next() {
 		t.del(append([]byte(nil), it.Key()...))
-		n--
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("pebblestore: read: %w", err)
@@ -1734,8 +1747,8 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 		}
 		// Every day's: the days the store holds (a few: AuthFailure
 		// drops earlier ones) one after the other.
-		for day := int64(0); ; day++ {
-			it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: authDay(day), UpperBound: prefixEnd([]byte(prefixAuth))})
+		for day := int64(0); day >= 0; day++ { // days before 1970 are never counted
+			it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: authDay(day), UpperBound: authDay(math.MaxInt64)})
 			if err != nil {
 				return fmt.Errorf("pebblestore: read: %w", err)
 			}
@@ -1754,17 +1767,14 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 				return err
 			}
 		}
+		return nil
 	})
 }
 
-// authSweep is how many counts of earlier days AuthFailure drops with each
-// failure it counts: as many as anyone's failures add, and more, without
-// one long commit for a day's worth.
-const authSweep = 64
-
 // AuthFailure implements bank.Store. Counts of days before now's, any
-// account's, count for nothing; each failure counted drops a few of them
-// (authSweep), so that they do not pile up day after day.
+// account's, count for nothing: the first failure counted on a day drops
+// them all with one range deletion (whose cost does not grow with them),
+// so that they do not pile up day after day.
 func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
 	if isSystem(id) {
 		return false, invalid("policy on system account %d", id)
@@ -1773,13 +1783,17 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		return false, err
 	}
 	day := bank.Day(now)
+	if day < 0 {
+		return false, invalid("failed authentication dated %s, before 1970", now.UTC().Format(time.RFC3339))
+	}
 	var locked bool
 	err := s.submit(ctx, func(t *txn) error {
 		if _, err := t.account(id); err != nil {
 			return err
 		}
-		if err := t.delSome([]byte(prefixAuth), authDay(day), authSweep); err != nil {
-			return err
+		if *t.authSwept < day {
+			t.dropRange([]byte(prefixAuth), authDay(day))
+			*t.authSwept = day
 		}
 		key := authKey(id, day, source)
 		f, err := authFailures(t.get(key))

@@ -1162,3 +1162,49 @@ func TestLogIndexCancelled(t *testing.T) {
 		t.Fatalf("LogIndex with a cancelled context = %v", err)
 	}
 }
+
+// TestAuthFailuresOfEarlierDaysDropped: the first failure counted on a day
+// drops every count of the days before, any account's, however many (one
+// range deletion); a count dated before 1970 is refused, and Unlock walks
+// the days the store holds and ends.
+func TestAuthFailuresOfEarlierDaysDropped(t *testing.T) {
+	s := mustOpen(t, vfs.NewMem())
+	defer s.Close()
+	a, b := openAccount(t, s, "a", false), openAccount(t, s, "b", false)
+	for i := range 1000 {
+		if _, err := s.AuthFailure(bg, a, fmt.Sprintf("192.0.2.%d/%d", i%256, i), epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (n int) {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixAuth), UpperBound: prefixEnd([]byte(prefixAuth))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			n++
+		}
+		return n
+	}
+	if n := count(); n != 1000 {
+		t.Fatalf("%d counts stored, want 1000", n)
+	}
+	if _, err := s.AuthFailure(bg, b, "198.51.100.1", epoch.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d counts after the next day's first failure, want its own 1", n)
+	}
+	if _, err := s.AuthFailure(bg, a, "198.51.100.1", time.Unix(-100_000, 0)); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Fatalf("a failure dated before 1970: %v, want ErrInvalidOp", err)
+	}
+	for _, id := range []uint64{a, b} {
+		if err := s.Unlock(bg, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d counts after Unlock, want none", n)
+	}
+}
