@@ -88,9 +88,6 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		b.log.Warn("payment order not signed by the key of the account it names", "account", customer.ID, "merchant", end.MerchantAccount)
 		return nil, fmt.Errorf("%w: EPO not signed by the account's key", ErrUnauthorized)
 	}
-	if err := b.allow(customer.ID); err != nil {
-		return nil, err
-	}
 	if epo.Price.Currency != b.keys.Currency {
 		return nil, fmt.Errorf("%w: %s, this bank holds %s", ErrWrongCurrency, epo.Price.Currency, b.keys.Currency)
 	}
@@ -122,6 +119,13 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		} else if err != nil {
 			return nil, err
 		}
+	}
+	// Charged to the account once nothing is left to refuse without a
+	// record: the merchant the customer gave a genuine order to could
+	// otherwise resubmit it with junk endorsements, each refused, to use
+	// up the customer's rate.
+	if err := b.allow(customer.ID); err != nil {
+		return nil, err
 	}
 	receipt := func(outcome, reason string) ([]byte, error) {
 		d, k := echeck.Declined, [32]byte{}

@@ -23,6 +23,7 @@ import (
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	pb "github.com/blindbank/blindbank/proto"
 )
 
@@ -227,5 +228,37 @@ func TestProfiles(t *testing.T) {
 	}
 	if second != http.StatusConflict {
 		t.Fatalf("a second CPU profile while the first runs: %d, want 409", second)
+	}
+}
+
+// TestMerchantJunkLeavesCustomerRate: the merchant a customer gave one
+// (not yet decided) goods EPO can resubmit it with an endorsement whose
+// sealed key does not open, as often as it likes: each is refused with an
+// error (nothing recorded), yet each is charged to the customer's
+// per-account rate, which the customer's own withdrawals, statements and
+// payment orders share.
+func TestMerchantJunkLeavesCustomerRate(t *testing.T) {
+	e := startEnv(t)
+	e.bank.Bank.LimitAccounts(bank.NewRateLimiter(0.001, 3, 1000))
+	bankc := e.dialBank()
+	c := e.newParty(t, "carol", false, "EUR:20.00")
+	m := e.newParty(t, "bookshop", true, "")
+	s := e.newSale(t, c, m, "EUR:1.00")
+	for i := range 3 {
+		end := &echeck.Endorsement{EPO: s.epo.Encode(), MerchantAccount: m.acct, Memo: "junk", SealedKey: make([]byte, 80)}
+		end.MerchantSig = ecash.SignBody(m.key, end.Body())
+		_, err := submit(bankc, end.Encode())
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("junk endorsement %d: %v, want refused", i, err)
+		}
+	}
+	// The customer's own, honest, operations now.
+	other := e.newSale(t, c, m, "EUR:1.00")
+	if _, err := submit(bankc, e.endorse(t, other, m, other.key)); err != nil {
+		t.Fatalf("the customer's own order after the merchant's junk: %v", err)
+	}
+	req := echeck.NewStatementRequest(c.acct, e.clock.Now().Add(-time.Hour), e.clock.Now(), e.clock.Now(), c.key)
+	if _, err := bankc.GetStatement(context.Background(), &pb.GetStatementRequest{Request: req.Encode()}); err != nil {
+		t.Fatalf("the customer's statement after the merchant's junk: %v", err)
 	}
 }
