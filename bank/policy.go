@@ -13,13 +13,12 @@ import (
 // account has per-transaction and per-day spending limits, and five failed
 // authentications in one day refuse the account's "login" until the next
 // day or an admin unlock. Login is per client here: failures are counted
-// per account and source (WithSource: the caller's address, or for a
-// payment order the merchant that relayed it), and lock the account out
-// for that source only. Account ids are public and Ed25519 signatures
-// cannot be guessed, so a lock shared by every source would protect
-// nothing and hand anyone a way to lock anyone out; per source, a stranger
-// forging requests locks out only themself (or, relaying junk orders as a
-// merchant, that merchant's orders for the account). The rules live here,
+// per account and source (WithSource: the caller's address), and lock the
+// account out for that source only. Account ids are public and Ed25519
+// signatures cannot be guessed, so a lock shared by every source would
+// protect nothing and hand anyone a way to lock anyone out; per source, a
+// stranger forging requests locks out only themself. (A payment order a
+// merchant relays is no login of the account: see SubmitCheck.) The rules live here,
 // as methods, so every Store applies them identically.
 
 var (

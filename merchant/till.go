@@ -524,10 +524,9 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 }
 
 // settleRefused settles a sale whose endorsement end the bank refused
-// outright (bank.Definitive). Sending it again would be refused again, and
-// each refusal may count a failed authentication against the account the
-// EPO names (anyone can sign a junk check naming any account): so the mark
-// must not stay for Reconcile. The refusal recorded nothing, but the
+// outright (bank.Definitive). Sending it again would be refused again, for
+// ever (anyone can sign a junk check naming any account): so the mark must
+// not stay for Reconcile. The refusal recorded nothing, but the
 // EPOID may have been decided before (a concurrent or earlier submission),
 // so the bank is asked. Its receipt for this EPO is stored as forward
 // would; no record reverts the sale (revertSale); an unanswered query, or

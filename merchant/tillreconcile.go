@@ -23,8 +23,8 @@ import (
 // with the bank's signed word in the till's store, as NetBill's atomicity
 // asks, whether or not anyone asks about it; or, if the bank refuses it
 // outright (an error, not a signed decline) and holds no record of it,
-// without the endorsement (settleRefused in till.go): sending a refused
-// order again only counts failed authentications against its account.
+// without the endorsement (settleRefused in till.go): a refused order sent
+// again would only be refused again, for ever.
 //
 // Deliveries that were never endorsed (a quote accepted, goods sent, no
 // payment order) can no longer be paid once DeliveryTTL has passed since

@@ -861,19 +861,22 @@ func (r *resolver) denominations(items []string) error {
 // (LoadCredential) the service reads: a file in $CREDENTIALS_DIRECTORY,
 // which systemd keeps private to the service, that no other user may read
 // but whose group bits may show the mask of the ACL that lets the
-// service's user read it (0440).
+// service's user read it (0440). Both are judged where their links lead,
+// and the directory must be an absolute path other than the root.
 func credentialMode(path string, perm os.FileMode) bool {
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")
-	if dir == "" || perm&0o037 != 0 {
+	if !filepath.IsAbs(dir) || perm&0o037 != 0 {
 		return false
 	}
-	abs, err1 := filepath.Abs(path)
-	base, err2 := filepath.Abs(dir)
-	if err1 != nil || err2 != nil {
+	file, err1 := filepath.EvalSymlinks(path)
+	base, err2 := filepath.EvalSymlinks(dir)
+	if err1 != nil || err2 != nil || base == filepath.Dir(base) {
 		return false
 	}
-	rel, err := filepath.Rel(base, abs)
-	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
+	if file, err1 = filepath.Abs(file); err1 != nil {
+		return false
+	}
+	return filepath.Dir(file) == base
 }
 
 // maxPassphrase bounds a passphrase file: a passphrase or a key file, not a

@@ -355,6 +355,23 @@ func TestReadPassphrase(t *testing.T) {
 	if _, err := ReadPassphrase(write("group", "pw", 0o440)); err == nil {
 		t.Error("a 0440 passphrase file outside the credentials directory read")
 	}
+	// A link in the directory to a 0440 file elsewhere, and a directory
+	// that is the root or relative, do not make a credential.
+	outside := write("outside", "pw", 0o440)
+	link := filepath.Join(creds, "link")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPassphrase(link); err == nil {
+		t.Error("a link in the credentials directory to a 0440 file outside it read")
+	}
+	for _, d := range []string{"/", "."} {
+		t.Setenv("CREDENTIALS_DIRECTORY", d)
+		if _, err := ReadPassphrase(outside); err == nil {
+			t.Errorf("CREDENTIALS_DIRECTORY=%s made a 0440 file a credential", d)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
 	os.Chmod(cred, 0o444)
 	if _, err := ReadPassphrase(cred); err == nil {
 		t.Error("a credential others may read was read")
