@@ -51,18 +51,8 @@ func section(t *testing.T, doc, title string) string {
 // line, up to a line that does not start with hex.
 func docHex(t *testing.T, doc, label string) []byte {
 	t.Helper()
-	i := strings.Index(doc, label)
-	if i < 0 {
-		t.Fatalf("%q not found", label)
-	}
-	rest := doc[i:]
-	j := strings.Index(rest, "```\n")
-	if j < 0 {
-		t.Fatalf("no block after %q", label)
-	}
-	rest = rest[j+4:]
 	var b strings.Builder
-	for _, line := range strings.Split(rest, "\n") {
+	for _, line := range strings.Split(fenced(t, doc, label), "\n") {
 		word, _, _ := strings.Cut(line, " ")
 		if word == "" || strings.Trim(word, "0123456789abcdef") != "" {
 			break
