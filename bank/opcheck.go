@@ -160,7 +160,7 @@ func (op *CheckOp) Validate() error {
 	receipts := [][]byte{op.Approved, op.DeclinedFunds, op.DeclinedLimit}
 	switch op.Declined {
 	case "":
-	case CheckDeclinedExpired, CheckDeclinedBadKey, CheckDeclinedLocked:
+	case CheckDeclinedExpired, CheckDeclinedBadKey:
 		if slices.ContainsFunc(receipts, func(r []byte) bool { return r != nil }) {
 			return invalidOp("a check declined before the commit, with receipts for the commit to choose from")
 		}

@@ -264,7 +264,7 @@ type CheckOp struct {
 	DeclinedFunds []byte // insufficient funds
 	DeclinedLimit []byte // over a spending limit
 	// Declined, if set, is a decline the bank decided before the commit
-	// (CheckDeclinedExpired, CheckDeclinedBadKey, CheckDeclinedLocked),
+	// (CheckDeclinedExpired, CheckDeclinedBadKey),
 	// with its receipt in DeclinedReceipt and none of the three above: the
 	// store records it like a decision of its own, once per EPOID, and
 	// moves no money.
