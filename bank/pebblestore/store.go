@@ -1791,9 +1791,11 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		if _, err := t.account(id); err != nil {
 			return err
 		}
-		if *t.authSwept < day {
+		// A day other than the last swept (a clock stepped back and
+		// forth sweeps again).
+		sweep := *t.authSwept != day
+		if sweep {
 			t.dropRange([]byte(prefixAuth), authDay(day))
-			*t.authSwept = day
 		}
 		key := authKey(id, day, source)
 		f, err := authFailures(t.get(key))
@@ -1803,6 +1805,9 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		f.Day = day
 		locked = f.Record(now)
 		t.set(key, binary.BigEndian.AppendUint64(nil, uint64(f.Count)))
+		if sweep {
+			*t.authSwept = day // only once nothing can fail and discard the sweep
+		}
 		return nil
 	})
 	return locked, err

@@ -1176,17 +1176,7 @@ func TestAuthFailuresOfEarlierDaysDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	count := func() (n int) {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixAuth), UpperBound: prefixEnd([]byte(prefixAuth))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			n++
-		}
-		return n
-	}
+	count := func() int { return authCounts(t, s, math.MaxInt64) }
 	if n := count(); n != 1000 {
 		t.Fatalf("%d counts stored, want 1000", n)
 	}
@@ -1206,5 +1196,60 @@ func TestAuthFailuresOfEarlierDaysDropped(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("%d counts after Unlock, want none", n)
+	}
+}
+
+// authCounts counts the failed-authentication records of days before
+// before.
+func authCounts(t *testing.T, s *Store, before int64) (n int) {
+	t.Helper()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixAuth), UpperBound: authDay(before)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n
+}
+
+// TestAuthSweepAfterClockStep: a failure dated a year ahead (a clock
+// stepped forward, then corrected) does not stop the sweeps of the days
+// after it; and a failure that fails does not count as its day's sweep.
+func TestAuthSweepAfterClockStep(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("a failure a year ahead first: %v", ahead), func(t *testing.T) {
+			s := mustOpen(t, vfs.NewMem())
+			defer s.Close()
+			a, b := openAccount(t, s, "a", false), openAccount(t, s, "b", false)
+			if ahead {
+				if _, err := s.AuthFailure(bg, b, "203.0.113.9", epoch.Add(365*24*time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 100 {
+				if _, err := s.AuthFailure(bg, a, fmt.Sprintf("192.0.2.%d", i), epoch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			next := epoch.Add(24 * time.Hour)
+			// A count that does not decode fails the day's first failure.
+			if err := s.db.Set(authKey(a, bank.Day(next), "x"), []byte("bad"), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.AuthFailure(bg, a, "x", next); err == nil {
+				t.Fatal("a corrupt count accepted")
+			}
+			if n := authCounts(t, s, bank.Day(next)); n != 100 {
+				t.Fatalf("%d counts of the day before after a failed failure, want its 100 (nothing applied)", n)
+			}
+			if _, err := s.AuthFailure(bg, b, "198.51.100.1", next); err != nil {
+				t.Fatal(err)
+			}
+			if n := authCounts(t, s, bank.Day(next)); n != 0 {
+				t.Fatalf("%d counts of the day before left after the day's first failure", n)
+			}
+		})
 	}
 }

@@ -873,6 +873,11 @@ func credentialMode(path string, perm os.FileMode) bool {
 	if err1 != nil || err2 != nil || base == filepath.Dir(base) {
 		return false
 	}
+	// systemd's is 0500 (0550 with an ACL): a directory others may enter
+	// is no credentials directory.
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() || fi.Mode().Perm()&0o007 != 0 {
+		return false
+	}
 	if file, err1 = filepath.Abs(file); err1 != nil {
 		return false
 	}

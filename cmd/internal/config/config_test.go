@@ -371,6 +371,21 @@ func TestReadPassphrase(t *testing.T) {
 			t.Errorf("CREDENTIALS_DIRECTORY=%s made a 0440 file a credential", d)
 		}
 	}
+	// Nor does a directory others may enter (/etc/bankd, say).
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(shared, 0o755)
+	inShared := filepath.Join(shared, "passphrase")
+	if err := os.WriteFile(inShared, []byte("pw"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(inShared, 0o440)
+	t.Setenv("CREDENTIALS_DIRECTORY", shared)
+	if _, err := ReadPassphrase(inShared); err == nil {
+		t.Error("a 0440 file in a directory others may enter, named CREDENTIALS_DIRECTORY, read")
+	}
 	t.Setenv("CREDENTIALS_DIRECTORY", creds)
 	os.Chmod(cred, 0o444)
 	if _, err := ReadPassphrase(cred); err == nil {
