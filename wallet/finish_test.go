@@ -130,3 +130,61 @@ func TestFinishBlindedMatchesRederived(t *testing.T) {
 		t.Fatalf("out of step: %d coins, dispute %+v, %v", len(recs), d, err)
 	}
 }
+
+// TestFinishDepartedDenomination: an answer to planchets of a denomination
+// the key set no longer lists (its deposit window closed while the answer
+// was lost) makes no coin of them, and no error that would keep the
+// operation pending for ever; the other planchets make their coins.
+func TestFinishDepartedDenomination(t *testing.T) {
+	now := time.Now()
+	var specs []bank.DenomSpec
+	for _, v := range []uint64{1, 2} {
+		specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: ecash.CipherCS})
+	}
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, now.Add(-time.Minute), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := prepOnly{k: k}
+	denoms := append(ks.Withdrawable(now), ks.Withdrawable(now)...)
+	p, err := w.newPlanchets(context.Background(), bc, denoms, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := make([][]byte, len(p.Planchets))
+	for i, pl := range p.Planchets {
+		if sigs[i], err = bc.priv(pl.Denom).BlindSign(pl.Blinded); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := denoms[0].ID
+	later := *ks
+	later.Denominations = nil
+	for _, d := range ks.Denominations {
+		if d.ID != gone {
+			later.Denominations = append(later.Denominations, d)
+		}
+	}
+	stored := &planchets{Planchets: p.Planchets, Indices: p.Indices, Prepared: p.Prepared}
+	recs, bad, err := w.finish(&later, stored, sigs)
+	if err != nil || bad != nil || len(recs) != 2 {
+		t.Fatalf("%d coins, dispute %+v, %v; want the 2 of the denomination still listed", len(recs), bad, err)
+	}
+	for _, r := range recs {
+		if r.Coin.Denom == gone {
+			t.Fatal("a coin of the departed denomination made")
+		}
+	}
+}
