@@ -190,9 +190,8 @@ func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []
 // made it (p.blinded), and checking every signature. Signatures that do
 // not verify (or an answer with the wrong number of them) come back as a
 // Dispute, its Kind, Request and At for the caller to fill, beside the
-// coins that do verify; a planchet of a denomination the key set no longer
-// lists makes no coin (it would be worth nothing); an error is the
-// wallet's own trouble (a planchet that does not re-derive), after which
+// coins that do verify; an error is the wallet's own trouble (a planchet
+// that does not re-derive, a denomination the key set lacks), after which
 // the operation stays pending.
 func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]coinRecord, *Dispute, error) {
 	type redone struct {
@@ -203,18 +202,8 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 		return nil, nil, fmt.Errorf("wallet: %d blinding states for %d planchets", len(p.blinded), len(p.Planchets))
 	}
 	redo := make([]redone, len(p.Planchets))
-	departed := make([]bool, len(p.Planchets))
 	for i, pl := range p.Planchets {
 		d, err := ks.Denomination(pl.Denom)
-		if errors.Is(err, ecash.ErrUnknownDenomination) {
-			// The key set lists every key whose coins are still accepted:
-			// this one's deposit window has closed, so its coin would be
-			// worth nothing. Without it an operation answered while the
-			// wallet was away that long stayed pending, and blocked every
-			// payment, for ever.
-			departed[i] = true
-			continue
-		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -238,9 +227,7 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 	bad := &Dispute{}
 	if len(blindSigs) != len(p.Planchets) {
 		for i, r := range redo {
-			if !departed[i] {
-				bad.fail(p.Indices[i], p.Prepared[i], nil, r.d.Value)
-			}
+			bad.fail(p.Indices[i], p.Prepared[i], nil, r.d.Value)
 		}
 		bad.Answer = blindSigs
 		bad.Reason = fmt.Sprintf("%d signatures for %d planchets", len(blindSigs), len(p.Planchets))
@@ -248,9 +235,6 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 	}
 	var recs []coinRecord
 	for i, r := range redo {
-		if departed[i] {
-			continue
-		}
 		sig, err := r.st.Unblind(blindSigs[i])
 		if err != nil {
 			if bad.Reason == "" {
