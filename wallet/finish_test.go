@@ -3,6 +3,10 @@ package wallet
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"reflect"
 	"testing"
 	"time"
@@ -129,4 +133,122 @@ func TestFinishBlindedMatchesRederived(t *testing.T) {
 	if err != nil || d == nil || len(d.Indices) != 2 || len(recs) != len(denoms)-2 {
 		t.Fatalf("out of step: %d coins, dispute %+v, %v", len(recs), d, err)
 	}
+}
+
+// signingBank: PrepareWithdraw from prepOnly; Swap fails once (transient),
+// then blind-signs every output.
+type signingBank struct {
+	prepOnly
+	calls int
+}
+
+func (s *signingBank) Swap(_ context.Context, in *pb.SwapRequest, _ ...grpc.CallOption) (*pb.SwapResponse, error) {
+	s.calls++
+	if s.calls == 1 {
+		return nil, status.Error(codes.Unavailable, "link down")
+	}
+	r, err := ecash.DecodeSwapRequest(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.SwapResponse{}
+	for _, p := range r.Outputs {
+		sig, err := s.priv(p.Denom).BlindSign(p.Blinded)
+		if err != nil {
+			return nil, err
+		}
+		out.BlindSignatures = append(out.BlindSignatures, sig)
+	}
+	return out, nil
+}
+
+func csSpec(v uint64) bank.DenomSpec {
+	return bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: ecash.CipherCS}
+}
+
+// TestRecoverWithOlderKeySet: Recover reads the key set once, before it
+// recovers the pending swaps; a swap made meanwhile by another call, with
+// a newer key set listing a new key, and left pending by a lost answer,
+// meets a key set that does not list its output's key. It stays pending,
+// and blocks nothing (Pay recovers swaps first), until a recovery with the
+// newer key set makes its coin: dropping the output as departed would lose
+// a coin the bank signed.
+func TestRecoverWithOlderKeySet(t *testing.T) {
+	now := time.Now()
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{csSpec(1), csSpec(2)}}, now.Add(-time.Minute), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := w.KeySet() // what a Recover started now holds in memory
+
+	// The bank adds a key (rotation / Extend); another call of the wallet fetches it.
+	k2, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", MasterPub: k.MasterPub, Denoms: []bank.DenomSpec{csSpec(4)}}, now.Add(-time.Second), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Denoms = append(k.Denoms, k2.Denoms...)
+	k.IssuedAt = now.Truncate(time.Second).Add(time.Second)
+	s2, err := w.acceptKeySet(k.KeySet().Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	newD := k2.Denoms[0].Denomination
+	if _, err := s2.Denomination(newD.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Denomination(newD.ID); !errors.Is(err, ecash.ErrUnknownDenomination) {
+		t.Fatal("s1 should lack the new key")
+	}
+
+	// A fresh input coin worth 4.
+	in := &coinRecord{Index: 1000, Coin: ecash.Coin{Denom: k.Denoms[0].ID}, Value: newD.Value, State: CoinFresh}
+	in.Coin.Pub = mustPub(t, w, 1000)
+	if err := w.db.Set(coinKey(in.Coin.ID()), in.encode(), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b := &signingBank{prepOnly: prepOnly{k: k}}
+	_, err = w.swap(context.Background(), b, s2, []*coinRecord{in}, []ecash.Denomination{newD})
+	if !errors.Is(err, ErrPending) {
+		t.Fatalf("first send: %v, want pending", err)
+	}
+	// Recover's recoverSwaps with the key set it read before the swap was
+	// made: no error, the swap still pending.
+	if err := w.recoverSwaps(context.Background(), b, s1); err != nil {
+		t.Fatalf("recovering with the older key set: %v", err)
+	}
+	if n, _ := w.pendingKeys("s/"); len(n) != 1 {
+		t.Fatalf("%d swaps pending after recovering with the older key set, want it still pending", len(n))
+	}
+	if c, _ := w.coin(in.Coin.ID()); c.State != CoinPending {
+		t.Fatalf("the input's state %d, want pending", c.State)
+	}
+	// With the newer one the coin is made.
+	if err := w.recoverSwaps(context.Background(), b, s2); err != nil {
+		t.Fatal(err)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.pendingKeys("s/"); len(n) != 0 || bal.Fresh.Value != 4 {
+		t.Fatalf("after recovering with the newer key set: %d pending, %s fresh; want none and the 4 the bank signed", len(n), bal.Fresh)
+	}
+}
+
+// mustPub is the coin key of the wallet's planchet idx.
+func mustPub(t *testing.T, w *Wallet, idx uint64) []byte {
+	t.Helper()
+	ps, err := ecash.DerivePlanchet(w.seed, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps.CoinPub()
 }

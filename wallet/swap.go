@@ -493,7 +493,7 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 			_, err := w.sendSwap(ctx, bank, ks, ps)
 			return err
 		})
-		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) {
+		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) {
 			return fmt.Errorf("wallet: recovering a swap: %w", err)
 		}
 	}

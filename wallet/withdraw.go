@@ -434,6 +434,17 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
 	return w.renewRevealed(ctx, bank, ks)
 }
 
+// unlisted reports whether a pending request's answer could not be turned
+// into coins because the key set does not list one of its denominations.
+// The request stays pending rather than stopping the wallet's other
+// operations, which recover pending requests first: the key set may be
+// older than the request (Recover read it before another call made the
+// request with a newer one; a later recovery finishes it), or the
+// denomination left it while the answer was lost (its deposit window
+// closed: its coin would be worth nothing, and the request's inputs stay
+// pending). Dropping its outputs instead would lose the coins of the first.
+func unlisted(err error) bool { return errors.Is(err, ecash.ErrUnknownDenomination) }
+
 func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
 	keys, err := w.pendingKeys("w/")
 	if err != nil || len(keys) == 0 {
@@ -450,7 +461,7 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 		})
 		// A bad answer is recorded by now (ErrBadAnswer comes only after
 		// the record is written): go on to the others.
-		if err != nil && !errors.Is(err, ErrBadAnswer) {
+		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) {
 			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}
