@@ -466,30 +466,47 @@ again.`,
 			if err != nil {
 				return err
 			}
+			after, err := w.PendingWithdrawals()
+			if err != nil {
+				return err
+			}
 			out := struct {
-				Recovered int    `json:"recovered"`
-				Balance   string `json:"balance"`
-				Pending   string `json:"pending"`
-				Revealed  string `json:"revealed"`
-			}{before, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String()}
-			return inv.Print(out, func(wr io.Writer) {
-				switch {
-				case !work:
-					fmt.Fprintf(wr, "nothing to recover; balance %s\n", bal.Fresh)
-					return
-				case before > 0:
-					fmt.Fprintf(wr, "finished %d interrupted withdrawal(s); balance %s\n", before, bal.Fresh)
-				default:
-					fmt.Fprintf(wr, "recovered; balance %s\n", bal.Fresh)
-				}
-				if !bal.Pending.IsZero() {
-					fmt.Fprintf(wr, "still pending: %s (the bank cannot decide it yet; run 'wallet recover' later)\n", bal.Pending)
-				}
-				if !bal.Revealed.IsZero() {
-					fmt.Fprintf(wr, "still revealed: %s (not swapped yet; run 'wallet refresh')\n", bal.Revealed)
-				}
-			})
+				Recovered  int    `json:"recovered"`
+				Unfinished int    `json:"unfinished"`
+				Balance    string `json:"balance"`
+				Pending    string `json:"pending"`
+				Revealed   string `json:"revealed"`
+			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String()}
+			return inv.Print(out, func(wr io.Writer) { recoverSummary(wr, work, before, after, bal) })
 		},
+	}
+}
+
+// recoverSummary says what 'wallet recover' did: the withdrawals it
+// finished of those pending before, and what is left. A withdrawal or a
+// swap is left pending when the bank has not answered it, or answered
+// with a key the wallet's key set does not list (one made since the key
+// set was fetched: a later recovery finishes it; or one whose deposit
+// window has closed, whose coins are worth nothing).
+func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balance) {
+	switch {
+	case !work:
+		fmt.Fprintf(wr, "nothing to recover; balance %s\n", bal.Fresh)
+		return
+	case before > 0:
+		fmt.Fprintf(wr, "finished %d of %d interrupted withdrawal(s); balance %s\n", before-after, before, bal.Fresh)
+	default:
+		fmt.Fprintf(wr, "recovered; balance %s\n", bal.Fresh)
+	}
+	left := "the bank has not decided it, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
+	if after > 0 {
+		fmt.Fprintf(wr, "still unfinished: %d withdrawal(s) (%s)\n", after, left)
+	}
+	if !bal.Pending.IsZero() {
+		fmt.Fprintf(wr, "still pending: %s (%s)\n", bal.Pending, left)
+	}
+	if !bal.Revealed.IsZero() {
+		fmt.Fprintf(wr, "still revealed: %s (not swapped yet; run 'wallet refresh')\n", bal.Revealed)
 	}
 }
 

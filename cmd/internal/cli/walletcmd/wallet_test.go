@@ -435,3 +435,37 @@ func TestStatementCounterparty(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverSummary: 'wallet recover' reports the withdrawals it finished
+// of those it found, and says what is left rather than calling every one
+// finished: a withdrawal whose answer names a key the key set does not
+// list stays pending (wallet.Recover returns without error).
+func TestRecoverSummary(t *testing.T) {
+	eur := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	for _, tc := range []struct {
+		name          string
+		before, after int
+		bal           wallet.Balance
+		want, not     []string
+	}{
+		{"all finished", 2, 0, wallet.Balance{Fresh: eur(500), Pending: eur(0), Revealed: eur(0)},
+			[]string{"finished 2 of 2 interrupted withdrawal(s); balance EUR:5.00"}, []string{"still"}},
+		{"one left", 2, 1, wallet.Balance{Fresh: eur(300), Pending: eur(0), Revealed: eur(0)},
+			[]string{"finished 1 of 2", "still unfinished: 1 withdrawal(s)", "does not list"}, nil},
+		{"a swap left", 0, 0, wallet.Balance{Fresh: eur(300), Pending: eur(4), Revealed: eur(0)},
+			[]string{"recovered; balance EUR:3.00", "still pending: EUR:0.04"}, []string{"unfinished"}},
+	} {
+		var b bytes.Buffer
+		recoverSummary(&b, true, tc.before, tc.after, tc.bal)
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: %q lacks %q", tc.name, b.String(), w)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(b.String(), n) {
+				t.Errorf("%s: %q says %q", tc.name, b.String(), n)
+			}
+		}
+	}
+}
