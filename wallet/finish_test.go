@@ -60,22 +60,7 @@ func TestFinishBlindedMatchesRederived(t *testing.T) {
 		}
 		specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: c})
 	}
-	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, now.Add(-time.Minute), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := Create(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
-		t.Fatal(err)
-	}
-	ks, err := w.KeySet()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, w, ks := keyedWallet(t, now, specs)
 	bc := prepOnly{k: k}
 	denoms := append(ks.Withdrawable(now), ks.Withdrawable(now)...)
 	fresh, err := w.newPlanchets(context.Background(), bc, denoms, true)
@@ -162,6 +147,29 @@ func (s *signingBank) Swap(_ context.Context, in *pb.SwapRequest, _ ...grpc.Call
 	return out, nil
 }
 
+// keyedWallet is a new wallet holding the key set of fresh keys of specs,
+// made a minute before now: the keys, the wallet and its key set.
+func keyedWallet(t *testing.T, now time.Time, specs []bank.DenomSpec) (*bank.Keys, *Wallet, *ecash.KeySet) {
+	t.Helper()
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, now.Add(-time.Minute), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, w, ks
+}
+
 func csSpec(v uint64) bank.DenomSpec {
 	return bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: ecash.CipherCS}
 }
@@ -175,19 +183,7 @@ func csSpec(v uint64) bank.DenomSpec {
 // a coin the bank signed.
 func TestRecoverWithOlderKeySet(t *testing.T) {
 	now := time.Now()
-	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{csSpec(1), csSpec(2)}}, now.Add(-time.Minute), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := Create(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
-		t.Fatal(err)
-	}
-	s1, _ := w.KeySet() // what a Recover started now holds in memory
+	k, w, s1 := keyedWallet(t, now, []bank.DenomSpec{csSpec(1), csSpec(2)}) // s1: what a Recover started now holds in memory
 
 	// The bank adds a key (rotation / Extend); another call of the wallet fetches it.
 	k2, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", MasterPub: k.MasterPub, Denoms: []bank.DenomSpec{csSpec(4)}}, now.Add(-time.Second), rand.Reader)
