@@ -558,6 +558,25 @@ func (m *Merchant) settleRefused(ctx context.Context, epo *echeck.SignedEPO, end
 // passed its time already). Nothing is done if the record no longer holds
 // end (another EPO endorsed since).
 func (m *Merchant) revertSale(id echeck.EPOID, end []byte) error {
+	return m.updateSale(id, func(s *sale, b *pebble.Batch) error {
+		if s.Receipt != nil || !bytes.Equal(s.Endorsement, end) {
+			return nil
+		}
+		var err error
+		if s.Kind == echeck.KindGoods && !m.now().After(s.Delivered.Add(DeliveryTTL)) {
+			s.EPO, s.Endorsement = nil, nil
+			err = b.Set(saleKey(id), s.encode(), nil)
+		} else {
+			err = b.Delete(saleKey(id), nil)
+		}
+		return errors.Join(err, b.Delete(endorsedKey(id), nil))
+	})
+}
+
+// updateSale runs f on the record of sale id under saleMu, with a batch it
+// then commits, synced, if f wrote anything; a sale no longer recorded is
+// left alone.
+func (m *Merchant) updateSale(id echeck.EPOID, f func(s *sale, b *pebble.Batch) error) error {
 	m.saleMu.Lock()
 	defer m.saleMu.Unlock()
 	s, err := m.loadSale(id)
@@ -567,18 +586,9 @@ func (m *Merchant) revertSale(id echeck.EPOID, end []byte) error {
 	if err != nil {
 		return err
 	}
-	if s.Receipt != nil || !bytes.Equal(s.Endorsement, end) {
-		return nil
-	}
 	b := m.db.NewBatch()
 	defer b.Close()
-	if s.Kind == echeck.KindGoods && !m.now().After(s.Delivered.Add(DeliveryTTL)) {
-		s.EPO, s.Endorsement = nil, nil
-		err = b.Set(saleKey(id), s.encode(), nil)
-	} else {
-		err = b.Delete(saleKey(id), nil)
-	}
-	if err := errors.Join(err, b.Delete(endorsedKey(id), nil)); err != nil {
+	if err := f(s, b); err != nil || b.Empty() {
 		return err
 	}
 	return b.Commit(pebble.Sync)
@@ -622,36 +632,21 @@ func (m *Merchant) verifyReceipt(ctx context.Context, raw []byte, epo *echeck.Si
 // index of its audit-log entry the bank gave with it (for VerifyLog), the
 // first time the bank gives one.
 func (m *Merchant) recordReceipt(id echeck.EPOID, raw []byte, logIndex int64) error {
-	m.saleMu.Lock()
-	defer m.saleMu.Unlock()
-	s, err := m.loadSale(id)
-	if errors.Is(err, ErrNoSale) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	b := m.db.NewBatch()
-	defer b.Close()
-	if s.Receipt == nil {
-		s.Receipt = raw
-		if err := errors.Join(b.Set(saleKey(s.EPOID), s.encode(), nil), b.Delete(endorsedKey(s.EPOID), nil)); err != nil {
-			return err
-		}
-	}
-	if logIndex > 0 {
-		if _, known, err := m.saleLogIndex(id); err != nil {
-			return err
-		} else if !known {
-			if err := b.Set(saleLogKey(id), binary.BigEndian.AppendUint64(nil, uint64(logIndex)), nil); err != nil {
+	return m.updateSale(id, func(s *sale, b *pebble.Batch) error {
+		if s.Receipt == nil {
+			s.Receipt = raw
+			if err := errors.Join(b.Set(saleKey(s.EPOID), s.encode(), nil), b.Delete(endorsedKey(s.EPOID), nil)); err != nil {
 				return err
 			}
 		}
-	}
-	if b.Empty() {
+		if logIndex > 0 {
+			if _, known, err := m.saleLogIndex(id); err != nil || known {
+				return err
+			}
+			return b.Set(saleLogKey(id), binary.BigEndian.AppendUint64(nil, uint64(logIndex)), nil)
+		}
 		return nil
-	}
-	return b.Commit(pebble.Sync)
+	})
 }
 
 // Sale states.
