@@ -46,7 +46,7 @@
 //	f/<coin id>               refunds of a spent coin: value restored in all, credit not yet spent again
 //	u/<refund request hash>   refund: payment hash, merchant, amount, receipt bytes
 //	v/<payment hash><u64 seq> a payment's refunds in order: refund request hash
-//	t/<u64 id><u64 day><hash> failed authentications of an account from one source (SHA-256) on a day
+//	t/<u64 day><u64 id><hash> failed authentications of an account from one source (SHA-256) on a day
 //
 // History reads an account's postings newest first by iterating p/<id> in
 // reverse. The system accounts [bank.AccountFunding] and
@@ -555,8 +555,6 @@ func (s *Store) commitGroup(first *request) {
 			var err error
 			if w.end != nil {
 				err = b.DeleteRange(w.key, w.end, nil)
-			} else if w.del {
-				err = b.Delete(w.key, nil)
 			} else {
 				err = b.Set(w.key, w.value, nil)
 			}
@@ -656,8 +654,7 @@ const (
 
 type kv struct {
 	key, value []byte
-	del        bool   // a deletion of key (txn.del)
-	end        []byte // a deletion of [key, end) (txn.dropRange)
+	end        []byte // if set, a deletion of [key, end) (txn.dropRange)
 }
 
 // txn is one operation's view: reads see committed state, the writes of
@@ -689,11 +686,13 @@ type loggedRef struct {
 // get returns a copy of the value at key, or nil, false if there is none.
 func (t *txn) get(key []byte) ([]byte, bool, error) {
 	for i := len(t.writes) - 1; i >= 0; i-- {
-		if w := t.writes[i]; w.end != nil && bytes.Compare(key, w.key) >= 0 && bytes.Compare(key, w.end) < 0 {
-			return nil, false, nil
-		}
-		if bytes.Equal(t.writes[i].key, key) {
-			return t.writes[i].value, !t.writes[i].del, nil
+		switch w := t.writes[i]; {
+		case w.end != nil:
+			if bytes.Compare(key, w.key) >= 0 && bytes.Compare(key, w.end) < 0 {
+				return nil, false, nil
+			}
+		case bytes.Equal(w.key, key):
+			return w.value, true, nil
 		}
 	}
 	if t.it == nil {
@@ -729,30 +728,10 @@ func (t *txn) run(fn func(*txn) error) (err error) {
 
 func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key: key, value: value}) }
 
-// del deletes key, as set writes it.
-func (t *txn) del(key []byte) { t.writes = append(t.writes, kv{key: key, del: true}) }
-
 // dropRange deletes [lower, upper) with one range deletion, whatever it
 // holds.
 func (t *txn) dropRange(lower, upper []byte) {
-	t.writes = append(t.writes, kv{key: lower, del: true, end: upper})
-}
-
-// delRange deletes every key in [lower, upper) as the group's batch shows
-// it (committed state and the earlier operations of the group; not the
-// operation's own writes, so call it before any).
-func (t *txn) delRange(lower, upper []byte) error {
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return fmt.Errorf("pebblestore: read: %w", err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		t.del(append([]byte(nil), it.Key()...))
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return fmt.Errorf("pebblestore: read: %w", err)
-	}
-	return nil
+	t.writes = append(t.writes, kv{key: lower, end: upper})
 }
 
 // account loads an account, ErrNoAccount if absent.
@@ -1763,9 +1742,7 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 				return nil
 			}
 			p := authAccount(day, id)
-			if err := t.delRange(p, prefixEnd(p)); err != nil {
-				return err
-			}
+			t.dropRange(p, prefixEnd(p))
 		}
 		return nil
 	})
