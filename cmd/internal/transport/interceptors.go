@@ -53,7 +53,9 @@ func serverInterceptors(log *slog.Logger) grpc.UnaryServerInterceptor {
 			id = hex.EncodeToString(b[:])
 		}
 		ctx = bank.WithRequestID(ctx, id) // for the errors bank.ToStatus logs
-		ctx = bank.WithSource(ctx, peerKey(ctx))
+		if bank.Source(ctx) == "" {       // tapPeers gives it, where it runs
+			ctx = bank.WithSource(ctx, peerKey(ctx))
+		}
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, id)
 		start := time.Now()
 		defer func() {
@@ -105,7 +107,7 @@ func tapPeers(l *bank.RateLimiter, calls *PeerCounter, m *RPCMetrics) tap.Server
 			context.AfterFunc(ctx, release)
 			ctx = context.WithValue(ctx, peerCallKey{}, release)
 		}
-		return ctx, nil
+		return bank.WithSource(ctx, key), nil // the call's source: serverInterceptors need not work it out again
 	}
 }
 

@@ -248,17 +248,21 @@ func TestRequestID(t *testing.T) {
 
 // The handler sees its peer's address key as the call's source, what the
 // bank counts failed authentications by.
+// With per-peer limits the tap works the key out, and the interceptors
+// take it from there.
 func TestSource(t *testing.T) {
-	got := make(chan string, 1)
-	addr := serveFake(t, func(ctx context.Context) error {
-		got <- bank.Source(ctx)
-		return nil
-	})
-	if err := callFake(t, addr, context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if s := <-got; s != "127.0.0.1" {
-		t.Fatalf("source %q, want 127.0.0.1", s)
+	for _, c := range []Server{{}, {PeerCalls: 4}} {
+		got := make(chan string, 1)
+		addr := serveFakeWith(t, c, func(ctx context.Context) error {
+			got <- bank.Source(ctx)
+			return nil
+		})
+		if err := callFake(t, addr, context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; s != "127.0.0.1" {
+			t.Fatalf("source %q, want 127.0.0.1 (PeerCalls %d)", s, c.PeerCalls)
+		}
 	}
 }
 
