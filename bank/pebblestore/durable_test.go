@@ -56,24 +56,32 @@ func (f *heldSyncFile) Sync() error                  { f.hold(); return f.File.S
 func (f *heldSyncFile) SyncData() error              { f.hold(); return f.File.SyncData() }
 func (f *heldSyncFile) SyncTo(n int64) (bool, error) { f.hold(); return f.File.SyncTo(n) }
 
-// TestReadWaitsForTheSync: Pebble shows a committed batch to reads before
-// its WAL sync ends; a read that finds it answers only once it is synced,
-// so nothing a crash could take back is ever returned (a retry's
-// signatures, a receipt, a checkpoint's size).
-func TestReadWaitsForTheSync(t *testing.T) {
-	fs := &heldSyncFS{FS: vfs.NewMem(), entered: make(chan struct{}), release: make(chan struct{})}
-	s := mustOpen(t, fs)
-	defer s.Close()
-	release := sync.OnceFunc(func() { close(fs.release) })
-	defer release() // before Close, which waits for the held commit
-	key, value := []byte("test/durable"), []byte("v")
-	waits := make(chan struct{}, 16) // a read starts to wait
+// heldStore opens a store on a heldSyncFS: release lets its held syncs
+// go, and waits receives as a read starts to wait for one. Cleanup
+// releases, then closes (Close waits for a held commit).
+func heldStore(t *testing.T) (s *Store, fs *heldSyncFS, release func(), waits chan struct{}) {
+	t.Helper()
+	fs = &heldSyncFS{FS: vfs.NewMem(), entered: make(chan struct{}), release: make(chan struct{})}
+	s = mustOpen(t, fs)
+	release = sync.OnceFunc(func() { close(fs.release) })
+	t.Cleanup(func() { release(); s.Close() })
+	waits = make(chan struct{}, 16)
 	s.waitHook = func() {
 		select {
 		case waits <- struct{}{}:
 		default:
 		}
 	}
+	return s, fs, release, waits
+}
+
+// TestReadWaitsForTheSync: Pebble shows a committed batch to reads before
+// its WAL sync ends; a read that finds it answers only once it is synced,
+// so nothing a crash could take back is ever returned (a retry's
+// signatures, a receipt, a checkpoint's size).
+func TestReadWaitsForTheSync(t *testing.T) {
+	s, fs, release, waits := heldStore(t)
+	key, value := []byte("test/durable"), []byte("v")
 
 	fs.armed.Store(true)
 	committed := make(chan error, 1)
@@ -154,19 +162,8 @@ func TestScansWaitForTheSync(t *testing.T) {
 			func(s *Store, _ uint64) (bool, error) { revs, err := s.Revocations(bg); return len(revs) == 1, err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := &heldSyncFS{FS: vfs.NewMem(), entered: make(chan struct{}), release: make(chan struct{})}
-			s := mustOpen(t, fs)
-			defer s.Close()
-			release := sync.OnceFunc(func() { close(fs.release) })
-			defer release()
+			s, fs, release, waits := heldStore(t)
 			c := openAccount(t, s, "alice", false)
-			waits := make(chan struct{}, 16)
-			s.waitHook = func() {
-				select {
-				case waits <- struct{}{}:
-				default:
-				}
-			}
 			fs.armed.Store(true)
 			committed := make(chan error, 1)
 			go func() { committed <- tc.commit(s, c) }()
