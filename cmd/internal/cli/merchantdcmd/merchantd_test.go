@@ -50,20 +50,33 @@ func (lostDeposits) Deposit(context.Context, *pb.DepositRequest, ...grpc.CallOpt
 	return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
 }
 
+// loopbackBank starts a bank on loopback, in plaintext, with one
+// denomination (EUR:1.00) of cipher (0: the default), and dials it.
+func loopbackBank(t *testing.T, cipher ecash.Cipher) (*node.Bank, *grpc.ClientConn) {
+	t.Helper()
+	b, err := node.StartBank(node.BankConfig{
+		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
+		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}, Cipher: cipher},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return b, conn
+}
+
 // serve's reconcile loop settles deposits in flight as soon as it starts,
 // and logs what it did: here it drops the mark of a deposit the bank never
 // got (the merchant cannot know that), once the order can no longer be
 // paid.
 func TestReconcileLoopSettlesAtStart(t *testing.T) {
 	ctx := context.Background()
-	b, err := node.StartBank(node.BankConfig{
-		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
-		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, conn := loopbackBank(t, 0)
 	dir := t.TempDir()
 	pub, err := merchant.Init(dir)
 	if err != nil {
@@ -73,11 +86,6 @@ func TestReconcileLoopSettlesAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	var skew atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	var logs syncBuffer
@@ -118,14 +126,7 @@ func TestReconcileLoopSettlesAtStart(t *testing.T) {
 // gives a warning.
 func TestCheckAccount(t *testing.T) {
 	ctx := context.Background()
-	b, err := node.StartBank(node.BankConfig{
-		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Plaintext: true,
-		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}, Cipher: ecash.CipherCS},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, conn := loopbackBank(t, ecash.CipherCS)
 	dir := t.TempDir()
 	if _, err := merchant.Init(dir); err != nil {
 		t.Fatal(err)
@@ -146,11 +147,6 @@ func TestCheckAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	bc := pb.NewBankClient(conn)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
