@@ -22,11 +22,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,11 +149,63 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
+	live.add(s)
 	if err := s.Restart(); err != nil {
+		live.remove(s)
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	return s, nil
+}
+
+// live holds the servers started and not yet stopped. A test binary killed
+// by SIGINT or SIGTERM (an interrupted go test, a CI job cancelled) runs no
+// cleanups: the first server started installs a handler that stops them
+// all before the binary exits, rather than leave them to the next run's
+// reapOrphans. A binary killed by SIGKILL or by a test timeout still
+// leaves its servers to that.
+var live liveSet
+
+type liveSet struct {
+	mu      sync.Mutex
+	servers map[*Server]bool
+	once    sync.Once
+}
+
+func (l *liveSet) add(s *Server) {
+	l.once.Do(func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			got := <-sig
+			l.stopAll()
+			fmt.Fprintf(os.Stderr, "pgtest: %v: stopped the test servers\n", got)
+			os.Exit(1)
+		}()
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.servers == nil {
+		l.servers = make(map[*Server]bool)
+	}
+	l.servers[s] = true
+}
+
+func (l *liveSet) remove(s *Server) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.servers, s)
+}
+
+// stopAll stops every live server at once, as Crash does, and removes its
+// directory. It holds the lock to the end, so that no server starts after.
+func (l *liveSet) stopAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for s := range l.servers {
+		s.Crash()
+		os.RemoveAll(s.Dir)
+	}
 }
 
 // ownerFile, in a server's directory, holds the process id of the test
@@ -221,6 +275,7 @@ func (s *Server) Stop() error {
 			return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
 		}
 	}
+	live.remove(s)
 	return os.RemoveAll(s.Dir)
 }
 

@@ -1,0 +1,100 @@
+package pgtest
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary, run again by TestSignalStopsServers,
+// start a server, print its directory and wait to be killed.
+const childEnv = "BLINDBANK_PGTEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		s, err := Start()
+		if err != nil {
+			os.Stdout.WriteString("error " + err.Error() + "\n")
+			os.Exit(2)
+		}
+		os.Stdout.WriteString(s.Dir + "\n")
+		time.Sleep(time.Hour)
+		os.Exit(3)
+	}
+	os.Exit(m.Run())
+}
+
+// A test binary interrupted or terminated (go test cancelled, a CI job
+// stopped) stops its servers and removes their directories on its way out,
+// though it runs no test cleanups.
+func TestSignalStopsServers(t *testing.T) {
+	if _, err := FindBin(); err != nil {
+		Unavailable(t, err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), childEnv+"=1")
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading the child's server directory: %v", err)
+			}
+			dir := strings.TrimSpace(line)
+			if strings.HasPrefix(dir, "error ") {
+				Unavailable(t, errors.New(strings.TrimPrefix(dir, "error ")))
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+			if err != nil {
+				t.Fatalf("the child's server is not running: %v", err)
+			}
+			pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+			if err != nil {
+				t.Fatalf("postmaster.pid: %v", err)
+			}
+
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err = cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("child after %v: %v, want exit status 1", sig, err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("server directory %s still there after %v (stat: %v)", dir, sig, err)
+			}
+			// pg_ctl stop -w waited for the postmaster to exit.
+			if running(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("postmaster %d still running after %v", pid, sig)
+			}
+		})
+	}
+}
+
+// running reports whether process pid exists and has not exited: an exited
+// postmaster stays a zombie until init, which may be slow to, reaps it.
+func running(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return processAlive(pid)
+	}
+	// The state follows the command name, which is in parentheses.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(fields) == 0 || fields[0] != "Z"
+}
