@@ -197,15 +197,31 @@ func (l *liveSet) remove(s *Server) {
 	delete(l.servers, s)
 }
 
-// stopAll stops every live server at once, as Crash does, and removes its
-// directory. It holds the lock to the end, so that no server starts after.
+// stopAll stops every live server and removes its directory. It removes
+// first and then sends the postmaster SIGQUIT (pg_ctl's immediate mode)
+// without waiting: once a server is gone, a test still running may bring
+// the binary down at any moment, and a server that is running is what must
+// not be left. It holds the lock to the end, so that no server starts after.
 func (l *liveSet) stopAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for s := range l.servers {
-		s.Crash()
+		pid := s.postmaster()
 		os.RemoveAll(s.Dir)
+		if pid > 0 {
+			quit(pid)
+		}
 	}
+}
+
+// postmaster returns the process id in the server's postmaster.pid, or 0.
+func (s *Server) postmaster() int {
+	b, err := os.ReadFile(filepath.Join(s.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid
 }
 
 // ownerFile, in a server's directory, holds the process id of the test

@@ -1,3 +1,5 @@
+//go:build unix
+
 package pgtest
 
 import (
@@ -59,13 +61,9 @@ func TestSignalStopsServers(t *testing.T) {
 			if strings.HasPrefix(dir, "error ") {
 				Unavailable(t, errors.New(strings.TrimPrefix(dir, "error ")))
 			}
-			b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-			if err != nil {
-				t.Fatalf("the child's server is not running: %v", err)
-			}
-			pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-			if err != nil {
-				t.Fatalf("postmaster.pid: %v", err)
+			pid := (&Server{Dir: dir}).postmaster()
+			if pid == 0 {
+				t.Fatal("the child's server is not running")
 			}
 
 			if err := cmd.Process.Signal(sig); err != nil {
@@ -78,7 +76,11 @@ func TestSignalStopsServers(t *testing.T) {
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
 				t.Errorf("server directory %s still there after %v (stat: %v)", dir, sig, err)
 			}
-			// pg_ctl stop -w waited for the postmaster to exit.
+			// The postmaster was sent SIGQUIT, not waited for.
+			deadline := time.Now().Add(10 * time.Second)
+			for running(pid) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
 			if running(pid) {
 				syscall.Kill(pid, syscall.SIGKILL)
 				t.Errorf("postmaster %d still running after %v", pid, sig)

@@ -63,3 +63,6 @@ func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || err == syscall.EPERM
 }
+
+// quit asks the postmaster pid for an immediate shutdown.
+func quit(pid int) { syscall.Kill(pid, syscall.SIGQUIT) }
