@@ -475,10 +475,17 @@ func CSWithdrawNonce(blindSeed [32]byte) CSNonce {
 	return CSNonce(csKDF(CSNonceSize, []byte(csSaltNonce), blindSeed[:]))
 }
 
-// csBlindingSeed is Taler's TALER_planchet_blinding_secret_create:
-// HKDF(32, salt "bseed", blindSeed, info R0 || R1).
-func csBlindingSeed(blindSeed [32]byte, r *CSRValues) [32]byte {
-	return [32]byte(csKDF(32, []byte(csSaltBSeed), blindSeed[:], r[0][:], r[1][:]))
+// csBlindingSeed is Taler's TALER_planchet_blinding_secret_create with the
+// denomination key added: HKDF(32, salt "bseed", blindSeed, info X || R0 ||
+// R1). The wallet blinds one planchet under several keys (a refused
+// withdrawal's indices reused for other values, restore's scan), and the
+// bank chooses R: were the blinding the same under every key, a bank that
+// answered the same R under each could carry a coin's unblinding back to
+// the withdrawal that showed its blinded message under another key, and
+// link them (TestCSBlindingBoundToKey). X makes it differ per key, as the
+// RSA blinding stream does (§3.1 of PROTOCOL).
+func csBlindingSeed(blindSeed [32]byte, x *CSPublicKey, r *CSRValues) [32]byte {
+	return [32]byte(csKDF(32, []byte(csSaltBSeed), blindSeed[:], x.enc[:], r[0][:], r[1][:]))
 }
 
 // CSBlindState is the wallet's secret between BlindWithR and Finalize. It
@@ -499,7 +506,7 @@ type CSBlindState struct {
 // BlindWithR blinds msg for the planchet with blind seed blindSeed, given the
 // bank's R values for the planchet's nonce (CSWithdrawNonce(blindSeed)):
 //
-//	bseed            = HKDF(32, "bseed", blindSeed, R0 || R1)
+//	bseed            = HKDF(32, "bseed", blindSeed, X || R0 || R1)
 //	alpha_i, beta_i  = HKDF(128, "alphabeta", bseed), clamped
 //	R'_i             = R_i + alpha_i·G + beta_i·X
 //	c'_i             = FDH(R'_i, msg, X)
@@ -513,7 +520,7 @@ func (k *CSPublicKey) BlindWithR(blindSeed [32]byte, r CSRValues, msg []byte) (C
 	if err != nil {
 		return CSBlindedMessage{}, nil, err
 	}
-	bseed := csBlindingSeed(blindSeed, &r)
+	bseed := csBlindingSeed(blindSeed, k, &r)
 	st := k.blind(&bseed, CSWithdrawNonce(blindSeed), R, msg)
 	clear(bseed[:])
 	return st.blinded, st, nil

@@ -646,7 +646,7 @@ func csProjectValues(t *testing.T, in map[string]string) []map[string]string {
 		nonce := CSWithdrawNonce(ps.BlindSeed)
 		R := sk.DeriveR(nonce)
 		rd := sk.deriveR(csSaltWithdrawR, &nonce)
-		bseed := csBlindingSeed(ps.BlindSeed, &R)
+		bseed := csBlindingSeed(ps.BlindSeed, sk.PublicKey(), &R)
 		alpha, beta := csBlindingSecrets(&bseed)
 		m, st, err := sk.PublicKey().BlindWithR(ps.BlindSeed, R, coinPub)
 		if err != nil {
@@ -716,7 +716,7 @@ func TestCSProjectVectors(t *testing.T) {
 				"blindbank Clause Blind Schnorr withdraw vectors (cipher 2); see docs/PROTOCOL.md section 8.",
 				"The denomination key is GenerateCSKey over the 64 bytes key_entropy (SetUniformBytes, i.e. little-endian mod L).",
 				"Planchets come from DerivePlanchet(wallet_seed, index); the signed message is the 32-byte coin public key.",
-				"nonce = HKDF(32, salt \"n\", blind_seed); r = HKDF(64, salt \"rw\", private_key, nonce) clamped; bseed = HKDF(32, salt \"bseed\", blind_seed, R0||R1);",
+				"nonce = HKDF(32, salt \"n\", blind_seed); r = HKDF(64, salt \"rw\", private_key, nonce) clamped; bseed = HKDF(32, salt \"bseed\", blind_seed, public_key||R0||R1);",
 				"alpha0||beta0||alpha1||beta1 = HKDF(256, salt \"alphabeta-uniform\", bseed), each 64 bytes read little-endian mod L (not GNUnet's clamped 32). HKDF is GNUnet's: HMAC-SHA512 extract, HMAC-SHA256 expand.",
 				"*_clamped values are clamped but NOT reduced mod L, as GNUnet stores them. All other scalars are canonical little-endian.",
 				"Encodings: r_values R0||R1, blinded_message c0||c1||nonce, blind_signature u8 b||s, signature R'||s'.",
