@@ -197,20 +197,23 @@ func (l *liveSet) remove(s *Server) {
 	delete(l.servers, s)
 }
 
-// stopAll stops every live server and removes its directory. It removes
-// first and then sends the postmaster SIGQUIT (pg_ctl's immediate mode)
-// without waiting: once a server is gone, a test still running may bring
-// the binary down at any moment, and a server that is running is what must
-// not be left. It holds the lock to the end, so that no server starts after.
+// stopAll stops every live server and removes its directory: it sends each
+// postmaster SIGQUIT (pg_ctl's immediate mode) first, without waiting, since
+// a server left running is the harm, and then removes the directories. It
+// ignores SIGPIPE first: go test, killed too, no longer reads the binary's
+// output, and a test's next write would otherwise end the binary here. It
+// holds the lock to the end, so that no server starts after.
 func (l *liveSet) stopAll() {
+	signal.Ignore(syscall.SIGPIPE)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for s := range l.servers {
-		pid := s.postmaster()
-		os.RemoveAll(s.Dir)
-		if pid > 0 {
+		if pid := s.postmaster(); pid > 0 {
 			quit(pid)
 		}
+	}
+	for s := range l.servers {
+		os.RemoveAll(s.Dir)
 	}
 }
 
