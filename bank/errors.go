@@ -40,7 +40,6 @@ var errorCodes = []struct {
 	{ErrOverLimit, codes.FailedPrecondition},
 	{echeck.ErrExpired, codes.FailedPrecondition},
 	{ErrEPOIDConflict, codes.AlreadyExists},
-	{ErrNotParty, codes.PermissionDenied},
 	{ErrNoCheck, codes.NotFound},
 	{echeck.ErrStale, codes.InvalidArgument},
 	{echeck.ErrMismatch, codes.InvalidArgument},

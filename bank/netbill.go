@@ -18,10 +18,6 @@ import (
 // always recover the key by a status query and a judge can decide disputes
 // from the records alone.
 
-// ErrNotParty refuses a status query from someone who is neither the
-// customer nor the merchant of the EPO.
-var ErrNotParty = errors.New("bank: not a party to this payment order")
-
 // LowBalance is the balance under which the customer-only block raises its
 // low-balance flag, in minor units.
 const LowBalance = 1000
@@ -201,8 +197,13 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
+	// Someone neither the customer nor the merchant gets the answer of an
+	// EPOID never decided, word for word: a till's EPOIDs are partly
+	// guessable, and a different refusal would tell a stranger which of a
+	// shop's deliveries were paid for.
+	noCheck := fmt.Errorf("%w: EPOID %s", ErrNoCheck, q.EPOID)
 	if !found {
-		return nil, fmt.Errorf("%w: EPOID %s", ErrNoCheck, q.EPOID)
+		return nil, noCheck
 	}
 	end, err := echeck.DecodeEndorsement(out.Record)
 	if err != nil {
@@ -217,7 +218,7 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 		return nil, err
 	}
 	if !epo.Customer.Equal(q.Requester) && !merchant.Key.Equal(q.Requester) {
-		return nil, ErrNotParty
+		return nil, noCheck
 	}
 	priv, err := epo.OpenPrivate(b.keys.HPKE)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -424,6 +425,36 @@ func TestNetBillTampering(t *testing.T) {
 		acct, err := e.admin.GetAccount(context.Background(), &pb.GetAccountRequest{Account: c.acct})
 		if err != nil || acct.Locked {
 			t.Fatalf("account shown locked after a stranger's orders (%v)", err)
+		}
+	})
+
+	t.Run("a stranger's status queries", func(t *testing.T) {
+		// A till's EPOIDs are partly guessable (its account, a serial
+		// counting up, the time of the delivery): a stranger's query must
+		// not tell one the bank decided from one it never saw.
+		decided := e.newSale(t, c, m, "EUR:1.00")
+		if _, err := submit(bankc, e.endorse(t, decided, m, decided.key)); err != nil {
+			t.Fatal(err)
+		}
+		unknown := e.newSale(t, c, m, "EUR:1.00")
+		stranger := &party{key: func() ed25519.PrivateKey { _, k, _ := ed25519.GenerateKey(rand.Reader); return k }()}
+		_, errDecided := e.status(bankc, decided, stranger)
+		_, errUnknown := e.status(bankc, unknown, stranger)
+		if status.Code(errDecided) != codes.NotFound || status.Code(errUnknown) != codes.NotFound {
+			t.Fatalf("stranger's queries: decided %v, unknown %v; want NotFound for both", errDecided, errUnknown)
+		}
+		// The same words, the EPOID aside.
+		strip := func(err error, s *sale) string {
+			return strings.ReplaceAll(status.Convert(err).Message(), s.epo.EPOID.String(), "")
+		}
+		if a, b := strip(errDecided, decided), strip(errUnknown, unknown); a != b {
+			t.Fatalf("stranger's queries answered differently: %q and %q", a, b)
+		}
+		// The parties still get the receipt.
+		for _, who := range []*party{c, m} {
+			if res, err := e.status(bankc, decided, who); err != nil || len(res.Receipt) == 0 {
+				t.Fatalf("a party's status query: %v", err)
+			}
 		}
 	})
 }
