@@ -529,10 +529,10 @@ func (k *Keys) values() []ecash.Amount {
 }
 
 // newest is the key of value v that starts last.
-func (k *Keys) newest(v ecash.Amount) *DenomKey {
+func (k *Keys) newest(v ecash.Amount, revoked bool) *DenomKey {
 	var n *DenomKey
 	for i := range k.Denoms {
-		if d := &k.Denoms[i]; d.Value == v && (n == nil || d.WithdrawStart.After(n.WithdrawStart)) {
+		if d := &k.Denoms[i]; d.Value == v && (revoked || !d.Revoked) && (n == nil || d.WithdrawStart.After(n.WithdrawStart)) {
 			n = d
 		}
 	}
@@ -555,9 +555,20 @@ func rsaBits(d ecash.Denomination) int {
 }
 
 // changed records a change of the key set: it is issued anew at now, and
-// with an offline master the old signature no longer applies.
+// with an offline master the old signature no longer applies. The issue
+// time only moves forward: wallets keep the later-issued of two key sets,
+// and a change made on a replica whose clock is behind the one that made
+// the set it changes (a revocation adopted, then another made), or after
+// the clock stepped back, would otherwise be issued before it, and be
+// ignored by every wallet holding that one. A set issued further ahead
+// than the protocol's clock skew is taken for a clock's mistake: the new
+// one is issued at now (wallets refuse a set issued that far ahead).
 func (k *Keys) changed(now time.Time) {
-	k.IssuedAt = now.Truncate(time.Second)
+	now = now.Truncate(time.Second)
+	if !k.IssuedAt.Before(now) && !k.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
+		now = k.IssuedAt.Add(time.Second)
+	}
+	k.IssuedAt = now
 	if k.Master == nil {
 		k.MasterSig = nil
 	}
@@ -591,8 +602,19 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 	now = now.Truncate(time.Second)
 	var added []DenomKey
 	for _, v := range k.values() {
-		tail := k.newest(v).Denomination
-		bits := rsaBits(tail)
+		// The value's newest key, revoked or not, gives its cipher, fees
+		// and RSA size; the schedule goes on from its newest key not
+		// revoked: a revoked key issues nothing, and its successor must
+		// not wait for the end of its window. With every key of the value
+		// revoked, the successor starts now.
+		last := k.newest(v, true).Denomination
+		bits := rsaBits(last)
+		tail := last
+		if live := k.newest(v, false); live != nil {
+			tail = live.Denomination
+		} else {
+			tail.WithdrawStart, tail.WithdrawEnd = now, now
+		}
 		for tail.WithdrawEnd.Before(until) {
 			// A successor starts Overlap before its predecessor's end, but
 			// not before the middle of its window (the auditor's rule for a
@@ -793,14 +815,15 @@ func KeySetStatus(ks *ecash.KeySet, now time.Time) []ValueStatus {
 	return out
 }
 
-// coveredUntil is the end of the unbroken run of withdraw windows from now.
+// coveredUntil is the end of the unbroken run of withdraw windows from now,
+// of keys not revoked.
 func coveredUntil(ds []ecash.Denomination, now time.Time) time.Time {
 	var end time.Time
 	t := now
 	for {
 		moved := false
 		for _, d := range ds {
-			if !t.Before(d.WithdrawStart) && t.Before(d.WithdrawEnd) && d.WithdrawEnd.After(end) {
+			if !d.Revoked && !t.Before(d.WithdrawStart) && t.Before(d.WithdrawEnd) && d.WithdrawEnd.After(end) {
 				end, moved = d.WithdrawEnd, true
 			}
 		}

@@ -371,3 +371,89 @@ func TestFees(t *testing.T) {
 		t.Errorf("%d EUR:1.00 keys after Extend, want the first and those made ahead", n)
 	}
 }
+
+// TestExtendReplacesRevokedKey: the runbook for a leaked key (KEYS.md §7)
+// revokes it and then extends. The replacement starts now, not Overlap
+// before the end of the revoked key's window, months away; until it is
+// made, the schedule's reach (WithdrawableUntil: "bankd keys show", the
+// issuable-until metric and its alert) says the value has no withdrawable
+// key, rather than counting the revoked one.
+func TestExtendReplacesRevokedKey(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	v := ecash.Amount{Currency: "EUR", Value: 2}
+	k, err := GenerateKeys(KeyConfig{Currency: "EUR", Values: []ecash.Amount{{Currency: "EUR", Value: 1}, v}, Cipher: ecash.CipherCS}, t0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(day)
+	cur, err := k.KeySet().CurrentDenomination(v, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Revoke(cur.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.WithdrawableUntil(now); !got.IsZero() {
+		t.Errorf("after revoking the only current %s key: WithdrawableUntil = %s, want zero", v, got.UTC())
+	}
+	until := now.Add(400 * day)
+	added, err := k.Extend(Schedule{}, until, now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first *DenomKey
+	for i := range added {
+		if d := &added[i]; d.Value == v && (first == nil || d.WithdrawStart.Before(first.WithdrawStart)) {
+			first = d
+		}
+	}
+	if first == nil || !first.WithdrawStart.Equal(now) {
+		t.Fatalf("the replacement of the revoked %s key: %+v, want one starting now (%s)", v, first, now.UTC())
+	}
+	if d, err := k.KeySet().CurrentDenomination(v, now); err != nil || d.ID != first.ID {
+		t.Errorf("current %s key after extending: %v, %v; want the replacement", v, d.ID, err)
+	}
+	if got := k.WithdrawableUntil(now); got.Before(until) {
+		t.Errorf("WithdrawableUntil = %s after extending to %s", got.UTC(), until.UTC())
+	}
+	// Its cipher and fees are the revoked key's.
+	if first.Key.Cipher() != cur.Key.Cipher() || first.Fees != cur.Fees {
+		t.Errorf("replacement: cipher %v fees %+v, revoked key: %v %+v", first.Key.Cipher(), first.Fees, cur.Key.Cipher(), cur.Fees)
+	}
+}
+
+// TestKeySetIssuedAtOnlyMovesForward: wallets keep the later-issued of two
+// key sets. A change made with a clock behind the set's issue time (a
+// replica a few seconds behind the one that issued it, or a clock stepped
+// back) is issued a second after it, not before, so wallets take it; a set
+// issued further ahead than the protocol's skew is a clock's mistake, and
+// the change is issued at now.
+func TestKeySetIssuedAtOnlyMovesForward(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	k, err := GenerateKeys(KeyConfig{Currency: "EUR", Values: []ecash.Amount{{Currency: "EUR", Value: 1}, {Currency: "EUR", Value: 2}}, Cipher: ecash.CipherCS}, t0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := t0.Add(time.Hour)
+	k.IssuedAt = issued
+	if err := k.Revoke(k.Denoms[0].ID, issued.Add(-30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if want := issued.Add(time.Second); !k.IssuedAt.Equal(want) {
+		t.Errorf("revoked with a clock 30 s behind the set: issued %s, want %s", k.IssuedAt.UTC(), want.UTC())
+	}
+	now := issued.Add(time.Minute)
+	if err := k.Revoke(k.Denoms[1].ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if !k.IssuedAt.Equal(now) {
+		t.Errorf("revoked with a clock ahead of the set: issued %s, want %s", k.IssuedAt.UTC(), now.UTC())
+	}
+	k.IssuedAt = now.AddDate(1, 0, 0)
+	if _, err := k.Extend(Schedule{}, now.AddDate(3, 0, 0), now, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	if !k.IssuedAt.Equal(now) {
+		t.Errorf("changed after a set issued a year ahead: issued %s, want now (%s)", k.IssuedAt.UTC(), now.UTC())
+	}
+}

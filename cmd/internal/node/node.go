@@ -273,18 +273,23 @@ func (n *Bank) instrument() error {
 }
 
 // issuableUntil is the earliest, over the denomination values, of the
-// latest end of a withdraw window of that value.
+// latest end of a withdraw window of that value's keys not revoked (a value
+// whose keys are all revoked counts from the zero time).
 func issuableUntil(denoms []ecash.Denomination) time.Time {
 	last := map[ecash.Amount]time.Time{}
 	for _, d := range denoms {
-		if d.WithdrawEnd.After(last[d.Value]) {
+		if _, ok := last[d.Value]; !ok {
+			last[d.Value] = time.Time{}
+		}
+		if !d.Revoked && d.WithdrawEnd.After(last[d.Value]) {
 			last[d.Value] = d.WithdrawEnd
 		}
 	}
 	var out time.Time
+	first := true
 	for _, t := range last {
-		if out.IsZero() || t.Before(out) {
-			out = t
+		if first || t.Before(out) {
+			out, first = t, false
 		}
 	}
 	return out

@@ -175,6 +175,17 @@ func TestIssuableUntil(t *testing.T) {
 	if !issuableUntil(nil).IsZero() {
 		t.Fatal("no denominations")
 	}
+	// A revoked key issues nothing: 2.00's only key revoked, 2.00 is not
+	// issuable at all, and 1.00's latest key revoked, 1.00 only until its
+	// first key's end.
+	denoms[2].Revoked = true
+	if got := issuableUntil(denoms); !got.IsZero() {
+		t.Fatalf("with the only 2.00 key revoked: issuable until %s, want the zero time", got)
+	}
+	denoms[2].Revoked, denoms[1].Revoked = false, true
+	if got := issuableUntil(denoms); !got.Equal(at(0)) {
+		t.Fatalf("with the later 1.00 key revoked: issuable until %s, want %s", got, at(0))
+	}
 }
 
 // TestProfiles: CPU and heap profiles on the admin listener, behind the
