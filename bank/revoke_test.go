@@ -93,3 +93,53 @@ func TestAdoptRevocationOfflineMaster(t *testing.T) {
 		t.Errorf("logging a key set that un-revokes: %v, want ErrUnrevoked", err)
 	}
 }
+
+// TestRevocationOnASlowerReplicaIssuedLater: two replicas over one store,
+// B's clock 30 s behind A's (within the protocol's skew). A revokes d1;
+// then B revokes d2, in a key set made from A's, which B adopted first.
+// That set must be issued after A's: wallets keep the later-issued of two
+// key sets, and one issued by B's clock would be ignored by every wallet
+// holding A's, d2's revocation with it.
+func TestRevocationOnASlowerReplicaIssuedLater(t *testing.T) {
+	nowA := time.Unix(1_800_000_000, 0)
+	nowB := nowA.Add(-30 * time.Second)
+	ka, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{{Currency: "EUR", Value: 1}, {Currency: "EUR", Value: 2}}, Cipher: ecash.CipherCS}, nowA.Add(-time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb := *ka
+	kb.Denoms = append([]bank.DenomKey(nil), ka.Denoms...)
+	s, err := pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := bank.New(s, ka, func() time.Time { return nowA }, nil)
+	b := bank.New(s, &kb, func() time.Time { return nowB }, nil)
+	a.SetKeyFileEditor((&keyFile{ka}).edit)
+	b.SetKeyFileEditor((&keyFile{&kb}).edit)
+	for _, x := range []*bank.Bank{a, b} {
+		if err := x.PublishKeySet(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.RevokeDenomination(t.Context(), ka.Denoms[0].ID.String()); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := a.KeySet()
+
+	nowA, nowB = nowA.Add(10*time.Second), nowB.Add(10*time.Second)
+	if _, err := b.RevokeDenomination(t.Context(), ka.Denoms[1].ID.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SyncRevocations(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := a.KeySet()
+	if len(second.Revoked()) != 2 {
+		t.Fatalf("replica A serves %d revocations, want 2", len(second.Revoked()))
+	}
+	if !second.IssuedAt.After(first.IssuedAt) {
+		t.Errorf("the key set revoking both keys is issued %s, not after the one revoking the first (%s): wallets holding that one keep it", second.IssuedAt.UTC(), first.IssuedAt.UTC())
+	}
+}
