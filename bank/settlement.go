@@ -78,12 +78,21 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 	return out, nil
 }
 
-// Payout pays amount out of an account to the outside (a merchant's
+// Payout pays amount out of a merchant account to the outside (its
 // settlement), never beyond its balance, and returns the new balance. A
-// retry with the same reference pays once.
+// retry with the same reference pays once. A customer account is refused
+// (ErrNotMerchant): a payout carries no signature of the account's holder,
+// and a customer's balance leaves only by the holder's own (a withdrawal,
+// a check), which the auditor checks as it checks this rule.
 func (b *Bank) Payout(ctx context.Context, account uint64, amount ecash.Amount, memo, reference string) (ecash.Amount, error) {
 	if err := b.checkCredit(amount, memo, reference, "payout"); err != nil {
 		return ecash.Amount{}, err
+	}
+	// An account's kind never changes, so the check holds at the commit.
+	if acct, err := b.store.Account(ctx, account); err != nil {
+		return ecash.Amount{}, err
+	} else if !acct.Merchant && !IsSystem(account) {
+		return ecash.Amount{}, fmt.Errorf("%w: account %d is a customer's; a payout settles a merchant", ErrNotMerchant, account)
 	}
 	bal, err := b.store.Credit(ctx, CreditOp{
 		Account: account, Amount: int64(amount.Value), Payout: true, Memo: memo, Reference: reference, Time: b.now(),

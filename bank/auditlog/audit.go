@@ -786,8 +786,15 @@ func (c *change) gather() error {
 		if err := c.money(o.Amount); err != nil {
 			return err
 		}
-		if _, err := c.opened(o.Account, "debited"); err != nil {
+		acc, err := c.opened(o.Account, "debited")
+		if err != nil {
 			return err
+		}
+		if !acc.merchant {
+			// A payout carries no signature of the holder: it settles a
+			// merchant, and a customer's balance leaves only by the
+			// holder's own (a withdrawal, a check).
+			return c.fail(CheckAuthorised, "payout of %s from account %d, a customer's: payouts settle merchant accounts", o.Amount, o.Account)
 		}
 		if o.Reference != (ecash.Hash{}) {
 			if err := c.fresh(seenPayout, o.Reference, seenVal{}, "payout reference"); err != nil {

@@ -296,6 +296,10 @@ func TestAuditInvariants(t *testing.T) {
 		{"check beyond balance", []auditlog.Op{epo("1001-1-1", 4101, auditlog.OutcomeApproved)}, auditlog.CheckBalance, "account 1000 would go below zero", 0},
 		{"payout beyond balance", []auditlog.Op{pay, auditlog.Payout{Account: merchant, Amount: eur(201)}}, auditlog.CheckBalance,
 			"account 1001 would go below zero: it holds EUR:2.00 and is debited EUR:2.01", 1},
+		// A payout carries no signature: the operator's settlement of a
+		// merchant, never a way to take a customer's balance out.
+		{"payout of a customer account", []auditlog.Op{auditlog.Payout{Account: customer, Amount: eur(4100), Reference: auditlog.OptionalHash("to the operator")}},
+			auditlog.CheckAuthorised, "payout of EUR:41.00 from account 1000, a customer's: payouts settle merchant accounts", 0},
 		{"coin spent twice", []auditlog.Op{pay, deposit(customer, "payment 2", a1)}, auditlog.CheckDoubleSpend,
 			"coin " + shortHex(a1.ID) + "… (EUR:2.00) was already spent in entry 5", 1},
 		{"coin spent again in a swap", []auditlog.Op{pay, auditlog.Swap{RequestHash: tag("s"), AmountIn: eur(200), AmountOut: eur(200),
