@@ -178,6 +178,12 @@ type accountState struct {
 	opened   int64 // index of the AccountOpened entry
 }
 
+// acctDenom is an account and a denomination.
+type acctDenom struct {
+	account uint64
+	denom   ecash.Hash
+}
+
 type denomState struct {
 	value         ecash.Amount
 	withdrawStart int64 // Unix seconds: the earliest start and latest ends
@@ -228,6 +234,10 @@ type Auditor struct {
 	signing  []ed25519.PublicKey // every signing key a logged key set named
 	seen     map[seenKey]seenVal
 	refunded map[seenKey]uint64 // coin or payment → value refunded; creditSpent coin → credit spent again
+	// withdrawn counts the coins of a denomination an account withdrew and
+	// was not yet paid back by a recoup: a credited recoup pays the
+	// account that withdrew the coin, so never more coins than this.
+	withdrawn map[acctDenom]uint64
 
 	warnings      []AuditWarning
 	warningsTotal int64
@@ -238,12 +248,13 @@ type Auditor struct {
 // set logged pins its master key for the rest.
 func NewAuditor(master ed25519.PublicKey) *Auditor {
 	a := &Auditor{
-		frontier: map[int64]tlog.Hash{},
-		accounts: map[uint64]*accountState{},
-		keys:     map[[32]byte]uint64{},
-		denoms:   map[ecash.Hash]*denomState{},
-		seen:     map[seenKey]seenVal{},
-		refunded: map[seenKey]uint64{},
+		frontier:  map[int64]tlog.Hash{},
+		accounts:  map[uint64]*accountState{},
+		keys:      map[[32]byte]uint64{},
+		denoms:    map[ecash.Hash]*denomState{},
+		seen:      map[seenKey]seenVal{},
+		refunded:  map[seenKey]uint64{},
+		withdrawn: map[acctDenom]uint64{},
 	}
 	if master != nil {
 		a.master = slices.Clone(master)
@@ -390,6 +401,8 @@ type change struct {
 	redeem   map[ecash.Hash][2]uint64 // denomination → count, value redeemed
 	seen     []seenAddition
 	refunded map[seenKey]uint64
+	withdraw map[acctDenom]uint64 // coins withdrawn by an account (Auditor.withdrawn)
+	recoup   *acctDenom           // a coin recouped to the account that withdrew it
 	open     *accountState
 	openID   uint64
 	keySet   *ecash.KeySet
@@ -598,6 +611,7 @@ func (a *Auditor) Apply(b []byte) (*Entry, error) {
 	c := &change{
 		a: a, e: e, debit: map[uint64]uint64{}, credit: map[uint64]uint64{},
 		issue: map[ecash.Hash][2]uint64{}, redeem: map[ecash.Hash][2]uint64{}, refunded: map[seenKey]uint64{},
+		withdraw: map[acctDenom]uint64{},
 	}
 	if err := c.gather(); err != nil {
 		return nil, err
@@ -669,6 +683,9 @@ func (c *change) gather() error {
 		}
 		if err := c.checkFee(o.Fee, feeWithdraw, issuedCoins(o.Issued)); err != nil {
 			return err
+		}
+		for _, dc := range o.Issued {
+			c.withdraw[acctDenom{o.Account, dc.Denom}] += uint64(dc.Count) // the decoder bounds the counts
 		}
 		c.debit[o.Account] += o.Debit().Value
 		c.outIn += o.Amount.Value
@@ -892,6 +909,15 @@ func (c *change) gather() error {
 		c.outOut += o.Amount.Value
 		c.totals[totRecouped] += o.Amount.Value
 		if len(o.Issued) == 0 {
+			// Paid back to the account that withdrew the coin (a coin
+			// that came from a swap is re-issued instead): one that never
+			// withdrew a coin of the denomination, or whose coins of it
+			// were all paid back, is not that account.
+			k := acctDenom{o.Account, o.Denom}
+			if a.withdrawn[k] == 0 {
+				return c.fail(CheckRevoked, "recoup of a coin of %s (%s…) credited to account %d, which withdrew no coin of that denomination not already recouped", d.value, short(o.Denom), o.Account)
+			}
+			c.recoup = &k
 			c.credit[o.Account] += o.Amount.Value
 		} else { // re-issued: the value stays outstanding, in new coins
 			if err := c.issueCoins(o.Issued); err != nil {
@@ -1012,6 +1038,14 @@ func (c *change) commit() error {
 	}
 	for k, v := range c.refunded {
 		a.refunded[k] = v
+	}
+	for k, n := range c.withdraw {
+		a.withdrawn[k] += n // at most the coins issued, which fit
+	}
+	if k := c.recoup; k != nil {
+		if a.withdrawn[*k]--; a.withdrawn[*k] == 0 {
+			delete(a.withdrawn, *k)
+		}
 	}
 	if c.open != nil {
 		a.accounts[c.openID] = c.open
@@ -1222,7 +1256,12 @@ func (r *AuditReport) Amount(v uint64) ecash.Amount {
 
 // auditorPurpose is the tag of a saved auditor. The version is in the tag:
 // a state of another layout never decodes as this one.
-const auditorPurpose = "auditlog/auditor/v2"
+const auditorPurpose = "auditlog/auditor/v3"
+
+// auditorPurposeV2 tagged states saved before the coins each account
+// withdrew of each denomination were counted (recoups are checked against
+// them); they cannot be upgraded either.
+const auditorPurposeV2 = "auditlog/auditor/v2"
 
 // auditorPurposeV1 tagged states saved before each payment's merchant and
 // each coin's denomination were recorded. They cannot be upgraded: the
@@ -1233,7 +1272,7 @@ const auditorPurposeV1 = "auditlog/auditor"
 // state an earlier auditor saved: audit the log again from its start.
 var ErrAuditorStateVersion = errors.New("auditlog: the saved auditor is of an earlier version")
 
-// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v2"):
+// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v3"):
 // the size and the tree's right edge, the pinned master key, and the
 // replayed ledger (docs/AUDIT.md). Maps are written sorted, so equal states
 // save equal bytes.
@@ -1311,6 +1350,13 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 		e.Fixed(k.h[:])
 		e.U64(a.refunded[k])
 	}
+	wd := sortedAcctDenoms(a.withdrawn)
+	e.U32(uint32(len(wd)))
+	for _, k := range wd {
+		e.U64(k.account)
+		e.Fixed(k.denom[:])
+		e.U64(a.withdrawn[k])
+	}
 	e.U64(uint64(a.warningsTotal))
 	e.U32(uint32(len(a.warnings)))
 	for _, w := range a.warnings {
@@ -1319,6 +1365,22 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 		e.String(w.Msg)
 	}
 	return e.Bytes(), nil
+}
+
+func acctDenomLess(x, y acctDenom) int {
+	if c := cmp.Compare(x.account, y.account); c != 0 {
+		return c
+	}
+	return hashLess(x.denom, y.denom)
+}
+
+func sortedAcctDenoms(m map[acctDenom]uint64) []acctDenom {
+	ks := make([]acctDenom, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, acctDenomLess)
+	return ks
 }
 
 func boolByte(b bool) uint8 {
@@ -1370,6 +1432,9 @@ const maxSaved = math.MaxInt32
 func decodeAuditor(b []byte) (*Auditor, error) {
 	if bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV1).Bytes()) {
 		return nil, fmt.Errorf("%w, which did not record each payment's merchant and coins that refunds are checked against; audit the log again from its start, without this saved state", ErrAuditorStateVersion)
+	}
+	if bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV2).Bytes()) {
+		return nil, fmt.Errorf("%w, which did not count the coins each account withdrew that recoups are checked against; audit the log again from its start, without this saved state", ErrAuditorStateVersion)
 	}
 	d := ecash.NewDecoder(auditorPurpose, b)
 	a := NewAuditor(nil)
@@ -1492,6 +1557,23 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		}
 		lastRef = k
 		a.refunded[k] = v
+	}
+	nwd := d.Count(maxSaved)
+	var lastWd acctDenom
+	for i := 0; i < nwd && d.Err() == nil; i++ {
+		k := acctDenom{account: d.U64(), denom: fixedHash(d)}
+		n := d.U64()
+		if d.Err() != nil {
+			break
+		}
+		if n == 0 || a.accounts[k.account] == nil || a.denoms[k.denom] == nil || (i > 0 && acctDenomLess(lastWd, k) >= 0) {
+			return nil, malformed("coins withdrawn out of order or malformed")
+		}
+		if n > a.denoms[k.denom].issuedCount {
+			return nil, malformed("account %d withdrew %d coins of denomination %s…, more than were issued", k.account, n, short(k.denom))
+		}
+		lastWd = k
+		a.withdrawn[k] = n
 	}
 	a.warningsTotal = int64(d.U64())
 	nw := d.Count(MaxAuditWarnings)

@@ -68,13 +68,13 @@ func TestAuditFixture(t *testing.T) {
 	}
 	r := a.Report()
 	want := auditlog.AuditTotals{
-		Credited: 5000, PaidOut: 500, Withdrawn: 900, Deposited: 700, SwappedIn: 200, SwappedOut: 200,
-		Checks: 350, Refunded: 200, Recouped: 100, Outstanding: 300, Balances: 4200,
+		Credited: 5000, PaidOut: 500, Withdrawn: 1000, Deposited: 700, SwappedIn: 200, SwappedOut: 200,
+		Checks: 350, Refunded: 200, Recouped: 100, Outstanding: 400, Balances: 4100,
 	}
 	if r.Totals != want {
 		t.Errorf("totals %+v\nwant   %+v", r.Totals, want)
 	}
-	if r.Entries != 13 || r.Currency != "EUR" || !r.Master.Equal(f.ks.MasterPub) || r.KeySets != 1 || r.Accounts != 2 || r.Merchants != 1 {
+	if r.Entries != 14 || r.Currency != "EUR" || !r.Master.Equal(f.ks.MasterPub) || r.KeySets != 1 || r.Accounts != 2 || r.Merchants != 1 {
 		t.Errorf("report %+v", r)
 	}
 	if r.CoinsSpent != 4 || r.Checks != [2]int64{1, 1} || len(r.ByKind) != len(auditlog.Kinds()) || r.WarningsTotal != 0 {
@@ -84,7 +84,7 @@ func TestAuditFixture(t *testing.T) {
 		t.Fatalf("denominations %+v", r.Denominations)
 	}
 	d1, d2, d5 := r.Denominations[0], r.Denominations[1], r.Denominations[2]
-	if d1.ID != f.d1.ID || !d1.Revoked || d1.IssuedCount != 2 || d1.RedeemedCount != 1 || d1.RedeemedValue != 100 ||
+	if d1.ID != f.d1.ID || !d1.Revoked || d1.IssuedCount != 3 || d1.RedeemedCount != 1 || d1.RedeemedValue != 100 ||
 		d2.IssuedCount != 2 || d2.RedeemedCount != 2 || d5.IssuedValue != 500 || d5.RedeemedValue != 500 {
 		t.Errorf("denominations %+v", r.Denominations)
 	}
@@ -153,15 +153,19 @@ func TestAuditResume(t *testing.T) {
 		t.Error("a state pinned to another master key was restored")
 	}
 	// A state saved before refunds were checked against their payment's
-	// merchant and coins (tag auditlog/auditor) lacks them and cannot be
-	// upgraded: it is refused, saying to audit again from the start.
-	v2 := ecash.NewEncoder("auditlog/auditor/v2").Bytes()
-	if !bytes.HasPrefix(want, v2) {
-		t.Fatal("the saved state is not tagged auditlog/auditor/v2")
+	// merchant and coins (tag auditlog/auditor), or before recoups were
+	// checked against the coins each account withdrew (v2), lacks them and
+	// cannot be upgraded: it is refused, saying to audit again from the
+	// start.
+	v3 := ecash.NewEncoder("auditlog/auditor/v3").Bytes()
+	if !bytes.HasPrefix(want, v3) {
+		t.Fatal("the saved state is not tagged auditlog/auditor/v3")
 	}
-	v1 := append(ecash.NewEncoder("auditlog/auditor").Bytes(), want[len(v2):]...)
-	if err := auditlog.NewAuditor(nil).UnmarshalBinary(v1); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "again from its start") {
-		t.Errorf("a state of the earlier version: %v", err)
+	for _, old := range []string{"auditlog/auditor", "auditlog/auditor/v2"} {
+		b := append(ecash.NewEncoder(old).Bytes(), want[len(v3):]...)
+		if err := auditlog.NewAuditor(nil).UnmarshalBinary(b); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "again from its start") {
+			t.Errorf("a state of the earlier version %s: %v", old, err)
+		}
 	}
 	for _, bad := range [][]byte{want[:len(want)-1], append(bytes.Clone(want), 0), nil} {
 		a := auditlog.NewAuditor(nil)
@@ -338,6 +342,26 @@ func TestAuditInvariants(t *testing.T) {
 		{"check signed by another key", []auditlog.Op{forgedC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed by the key of account 1000", 0},
 		{"check to another payee than signed", []auditlog.Op{otherMerchantC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed", 0},
 		{"revoked denomination spent", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}}, pay}, auditlog.CheckRevoked, "which was revoked", 1},
+		// A credited recoup pays the account that withdrew the coin: never
+		// one that withdrew none of the denomination.
+		{"recoup to an account that withdrew no coin of it", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d5.ID}},
+			auditlog.Recoup{Account: merchant, Amount: eur(500), Coin: tag("no such coin"), Denom: f.d5.ID, RequestHash: tag("r1")}},
+			auditlog.CheckRevoked, "credited to account 1001, which withdrew no coin of that denomination not already recouped", 1},
+		// Nor more coins than it withdrew, though other accounts' coins of
+		// the denomination leave the global count room.
+		{"recoup of more coins than the account withdrew", func() []auditlog.Op {
+			k2 := seedKey(0x13)
+			w := auditlog.Withdraw{Account: 1002, Amount: eur(500), RequestHash: tag("w 1002"),
+				Issued: []auditlog.DenomCount{{Denom: f.d5.ID, Value: f.d5.Value, Count: 1}}}
+			w.AccountSig = ed25519.Sign(k2, ecash.WithdrawSignatureInput(w.Account, w.Debit(), w.RequestHash))
+			return []auditlog.Op{
+				auditlog.AccountOpened{Account: 1002, Key: k2.Public().(ed25519.PublicKey)},
+				auditlog.Credit{Account: 1002, Amount: eur(500)}, w,
+				auditlog.Revocation{Denoms: []ecash.Hash{f.d5.ID}},
+				auditlog.Recoup{Account: customer, Amount: eur(500), Coin: tag("coin x"), Denom: f.d5.ID, RequestHash: tag("r1")},
+				auditlog.Recoup{Account: customer, Amount: eur(500), Coin: tag("coin y"), Denom: f.d5.ID, RequestHash: tag("r2")},
+			}
+		}(), auditlog.CheckRevoked, "credited to account 1000, which withdrew no coin of that denomination not already recouped", 5},
 		{"recoup of a denomination not revoked", []auditlog.Op{auditlog.Recoup{Account: customer, Amount: eur(200), Coin: tag("coin a"), Denom: f.d2.ID, RequestHash: tag("r")}},
 			auditlog.CheckRevoked, "which was not revoked", 0},
 		{"refund of a coin never spent", []auditlog.Op{pay, auditlog.Refund{Merchant: merchant, Amount: eur(100), PaymentHash: tag("payment 1"), RefundHash: tag("rf"),

@@ -103,6 +103,8 @@ func newFixture(t testing.TB) *fixture {
 		{"check declined", auditlog.Check{EPOID: "1001-" + strconv.FormatInt(fixtureBase.UnixMilli(), 10) + "-2", EPOHash: tag("epo 2"),
 			Customer: customer, Merchant: merchant, Amount: eur(100000), Outcome: auditlog.OutcomeInsufficientFunds}},
 		{"payout", auditlog.Payout{Account: merchant, Amount: eur(500), Reference: auditlog.OptionalHash("settlement 0001")}},
+		{"withdraw of the coin later recouped", auditlog.Withdraw{Account: customer, Amount: eur(100), RequestHash: tag("withdraw request 2"),
+			Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 1}}}},
 		{"revocation", auditlog.Revocation{Denoms: []ecash.Hash{f.d1.ID}}},
 		{"recoup", auditlog.Recoup{Account: customer, Amount: eur(100), Coin: tag("coin d"), Denom: f.d1.ID, RequestHash: tag("recoup request 1")}},
 	}
