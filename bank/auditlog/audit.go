@@ -411,6 +411,7 @@ type change struct {
 	approved bool
 	declined bool
 	warnings []string
+	unsaid   int64 // warnings counted but not kept: MaxAuditWarnings reached
 }
 
 type seenAddition struct {
@@ -422,7 +423,13 @@ func (c *change) fail(check, format string, args ...any) error {
 	return &AuditError{Index: c.e.Index, Kind: c.e.Kind(), Check: check, Msg: fmt.Sprintf(format, args...)}
 }
 
+// warn records a warning. Only the first MaxAuditWarnings of an audit are
+// kept, and those past it are counted, not written: a log can make many.
 func (c *change) warn(format string, args ...any) {
+	if len(c.a.warnings)+len(c.warnings) >= MaxAuditWarnings {
+		c.unsaid++
+		return
+	}
 	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
 }
 
@@ -1071,11 +1078,9 @@ func (c *change) commit() error {
 		a.declined++
 	}
 	for _, w := range c.warnings {
-		a.warningsTotal++
-		if len(a.warnings) < MaxAuditWarnings {
-			a.warnings = append(a.warnings, AuditWarning{Index: c.e.Index, Kind: c.e.Kind(), Msg: w})
-		}
+		a.warnings = append(a.warnings, AuditWarning{Index: c.e.Index, Kind: c.e.Kind(), Msg: w})
 	}
+	a.warningsTotal += int64(len(c.warnings)) + c.unsaid
 	return nil
 }
 
@@ -1107,14 +1112,28 @@ func (c *change) warnParallelKeys(ks *ecash.KeySet) {
 	succeeds := func(next, prev window) bool {
 		return next.ws >= prev.ws+(prev.we-prev.ws)/2 && next.we > prev.we
 	}
+	// One warning for each denomination added, naming the first it runs
+	// beside and how many: a warning per pair grows with the square of the
+	// keys a log lists.
 	for i := known; i < len(live); i++ {
 		n := live[i]
-		for _, o := range live[:i] {
+		var first *window
+		clashes := 0
+		for j, o := range live[:i] {
 			if o.value != n.value || o.we <= n.ws || n.we <= o.ws || succeeds(n, o) || succeeds(o, n) {
 				continue
 			}
+			if clashes++; first == nil {
+				first = &live[j]
+			}
+		}
+		switch {
+		case clashes == 1:
 			c.warn("denomination %s… of %s is withdrawable beside %s… of the same value, not as its successor: two live keys for one value let a bank recognise the coins of wallets it served one of them",
-				short(n.id), n.value, short(o.id))
+				short(n.id), n.value, short(first.id))
+		case clashes > 1:
+			c.warn("denomination %s… of %s is withdrawable beside %s… and %d more of the same value, not as their successor: two live keys for one value let a bank recognise the coins of wallets it served one of them",
+				short(n.id), n.value, short(first.id), clashes-1)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -633,5 +634,66 @@ func TestAuditBankScheduleQuiet(t *testing.T) {
 	}
 	if r := a.Report(); r.WarningsTotal != 0 {
 		t.Fatalf("warnings %v", r.Warnings)
+	}
+}
+
+// TestParallelKeyWarningsBounded: a key set may list 256 denominations of
+// one value, all live at once, and a log may hold many such sets. Each
+// denomination added draws one warning (naming the first key it runs
+// beside and how many more), not one per pair, and past MaxAuditWarnings
+// they are counted, not written: a warning per pair, each formatted and
+// held until its entry committed, let a log of a few hundred KiB take the
+// auditor's memory into the gigabytes.
+func TestParallelKeyWarningsBounded(t *testing.T) {
+	f := newFixture(t)
+	const perSet, sets = 256, 8
+	keySet := func(i int) []byte {
+		ks := *f.ks
+		ks.Denominations = nil
+		ks.IssuedAt = fixtureBase.Add(time.Duration(i) * time.Second)
+		for range perSet {
+			sk, err := ecash.GenerateCSKey(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ks.Denominations = append(ks.Denominations, ecash.Denomination{
+				ID: ecash.DenominationID(eur(100), sk.Public()), Value: eur(100), Key: sk.Public(),
+				WithdrawStart: fixtureBase, WithdrawEnd: fixtureBase.AddDate(10, 0, 0), DepositEnd: fixtureBase.AddDate(10, 0, 0),
+			})
+		}
+		ks.Sign(f.master)
+		return ks.Encode()
+	}
+	a := auditlog.NewAuditor(f.ks.MasterPub)
+	var alloc uint64
+	for i := range sets {
+		b, err := auditlog.Entry{Index: int64(i), Time: fixtureBase, Op: auditlog.KeySet{Signed: keySet(i)}}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		if _, err := a.Apply(b); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m1)
+		alloc = m1.TotalAlloc - m0.TotalAlloc
+	}
+	r := a.Report()
+	// The first set's first key runs beside none; every other key beside
+	// all those listed before it.
+	if want := int64(sets*perSet - 1); r.WarningsTotal != want {
+		t.Errorf("%d warnings counted, want one for each key added beside another: %d", r.WarningsTotal, want)
+	}
+	if len(r.Warnings) != auditlog.MaxAuditWarnings {
+		t.Errorf("%d warnings kept, want %d", len(r.Warnings), auditlog.MaxAuditWarnings)
+	}
+	if last := r.Warnings[len(r.Warnings)-1].Msg; !strings.Contains(last, "more of the same value") {
+		t.Errorf("a warning of a key beside many: %q", last)
+	}
+	// Per pair, the last set's entry allocated hundreds of MiB; its own
+	// bytes and a walk of the keys known are a few.
+	if alloc > 64<<20 {
+		t.Errorf("the %dth key set made the auditor allocate %d MiB", sets, alloc>>20)
 	}
 }
