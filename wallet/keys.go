@@ -26,7 +26,9 @@ import (
 // wallet fetches it again when it is older than KeySetMaxAge, or when some
 // value the bank still honours has no key withdrawable now (the bank must
 // have made newer ones). A fetched set older than the stored one (a bank
-// replica not yet restarted, a replay) does not replace it.
+// replica not yet restarted, a replay) does not replace it; one issued
+// ahead of the wallet's clock by more than ecash.MaxClockSkew is refused
+// (ErrKeySetRefused).
 
 var (
 	keyKeySetFetched = []byte("m/keyset-fetched")
@@ -41,6 +43,12 @@ const KeySetMaxAge = time.Hour
 // master key than the one the wallet pinned: another bank, or an attacker.
 // The wallet refuses it and keeps the pinned one.
 var ErrMasterKeyChanged = errors.New("wallet: the bank's key set is signed by another master key than the one this wallet pinned")
+
+// ErrKeySetRefused means the bank presented a key set, signed by its
+// master key, that no honest bank serves: issued in the future (beyond
+// ecash.MaxClockSkew of the wallet's clock). The wallet keeps the stored
+// set.
+var ErrKeySetRefused = errors.New("wallet: the bank's key set is refused")
 
 // pinnedMaster is the master key the wallet pinned: m/master, or for
 // wallets from before it the one named in the stored key set. nil if the
@@ -102,7 +110,9 @@ func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 
 // acceptKeySet verifies a signed key set fetched from the bank against the
 // pinned master key (pinning it on the first fetch) and stores it with the
-// time, unless the stored set is newer. It returns the set now stored.
+// time, unless the stored set is newer. It returns the set now stored. A
+// set issued more than ecash.MaxClockSkew ahead of the wallet's clock is
+// refused (ErrKeySetRefused), and the stored one kept.
 func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	ks, err := ecash.DecodeKeySet(signed, nil)
 	if err != nil {
@@ -118,13 +128,22 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 		return nil, fmt.Errorf("%w: pinned %x (bank id %s), offered %x (bank id %s); refusing it. If the bank really changed its master key, make a new wallet for it",
 			ErrMasterKeyChanged, []byte(pin), ecash.HashOf(pin), []byte(ks.MasterPub), ks.BankID())
 	}
+	now := w.now()
+	if ks.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
+		// Taken, it would make every correctly dated set after it look
+		// older until then: the wallet would miss revocations and new keys.
+		return nil, fmt.Errorf("%w: it is issued %s, ahead of this wallet's clock (%s) by more than %s: the bank's clock was wrong when it made it; keeping the stored key set",
+			ErrKeySetRefused, ks.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
+	}
 	b := w.db.NewBatch()
 	defer b.Close()
 	stored, err := get(w.db, keyKeySet)
 	if err != nil {
 		return nil, err
 	}
-	if old, err := w.KeySet(); err == nil && ks.IssuedAt.Before(old.IssuedAt) {
+	// A stored set issued in the future (accepted before the check above)
+	// orders nothing: the fetched one replaces it.
+	if old, err := w.KeySet(); err == nil && ks.IssuedAt.Before(old.IssuedAt) && !old.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
 		ks = old // keep the newer; but the bank was reached: fresh
 	} else if !bytes.Equal(stored, signed) {
 		// A key set new to the wallet: VerifyLog checks the bank's audit
@@ -141,7 +160,7 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 			return nil, err
 		}
 	}
-	if err := b.Set(keyKeySetFetched, u64(uint64(w.now().UnixNano())), nil); err != nil {
+	if err := b.Set(keyKeySetFetched, u64(uint64(now.UnixNano())), nil); err != nil {
 		return nil, err
 	}
 	return ks, b.Commit(pebble.Sync)
