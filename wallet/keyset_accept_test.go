@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"crypto/rand"
 	"errors"
 	"slices"
 	"testing"
@@ -60,5 +61,133 @@ func TestWalletRefusesFutureIssuedKeySet(t *testing.T) {
 	}
 	if d, _ := ks.Denomination(fixed.Denoms[0].ID); !d.Revoked {
 		t.Errorf("holding a key set issued %s (a year ahead of the wallet's clock), the wallet ignores the bank's revocation", wrong.IssuedAt.UTC())
+	}
+}
+
+// A later key set that drops denomination keys the stored one listed,
+// before their deposit windows close, is refused and the stored set kept:
+// an honest bank drops a key only once its coins are no longer accepted
+// (Keys.Prune). Such a set is how a bank would move a wallet into another
+// group of a split between key sets it serves different wallets.
+func TestWalletRefusesKeySetDroppingLiveKeys(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0.Add(24 * time.Hour)
+	k := csKeys(t, t0, bank.KeyConfig{})
+	kb := *k
+	kb.Denoms = slices.Clone(k.Denoms)
+	if _, err := kb.Extend(bank.Schedule{}, t0.AddDate(1, 6, 0), now, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(t.TempDir(), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.acceptKeySet(kb.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	ka2 := *k
+	ka2.IssuedAt = now.Add(time.Hour)
+	now = now.Add(2 * time.Hour)
+	if _, err := w.acceptKeySet(ka2.KeySet().Encode()); !errors.Is(err, ErrKeySetRefused) {
+		ks, _ := w.KeySet()
+		t.Fatalf("a key set dropping %d live denomination keys the stored one listed: %v, want ErrKeySetRefused (stored now lists %d)", len(kb.Denoms)-len(ka2.Denoms), err, len(ks.Denominations))
+	}
+	if ks, err := w.KeySet(); err != nil || len(ks.Denominations) != len(kb.Denoms) {
+		t.Fatalf("the stored key set after the refusal: %v", err)
+	}
+}
+
+// A later key set listing a known denomination key with other windows or
+// fees is refused: a denomination's id covers its value and key, not its
+// windows, so a bank could otherwise give one wallet next year's key
+// withdrawable months early and know every coin of it deposited before
+// the schedule's start to be that wallet's. The changes an honest bank
+// makes (extending, revoking, rotating the signing key, pruning keys
+// past their deposit end) are taken.
+func TestWalletRefusesKeySetChangingWindowsOrFees(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0.Add(time.Hour)
+	k := csKeys(t, t0, bank.KeyConfig{WithdrawPeriod: 10 * 24 * time.Hour, DepositPeriod: 30 * 24 * time.Hour, Until: t0.Add(15 * 24 * time.Hour)})
+	w, err := Create(t.TempDir(), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.acceptKeySet(k.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	next := k.Denoms[len(k.Denoms)-1].ID // a key starting later
+	for name, change := range map[string]func(d *ecash.Denomination){
+		"an earlier withdraw start": func(d *ecash.Denomination) { d.WithdrawStart = d.WithdrawStart.Add(-48 * time.Hour) },
+		"a later withdraw end":      func(d *ecash.Denomination) { d.WithdrawEnd = d.WithdrawEnd.Add(time.Hour) },
+		"an earlier deposit end":    func(d *ecash.Denomination) { d.DepositEnd = d.DepositEnd.Add(-time.Hour) },
+		"another deposit fee": func(d *ecash.Denomination) {
+			d.Fees.Deposit = ecash.Amount{Currency: "EUR", Value: 1}
+		},
+	} {
+		other := *k
+		other.Denoms = slices.Clone(k.Denoms)
+		for i := range other.Denoms {
+			if other.Denoms[i].ID == next {
+				change(&other.Denoms[i].Denomination)
+			}
+		}
+		other.IssuedAt = now
+		if _, err := w.acceptKeySet(other.KeySet().Encode()); !errors.Is(err, ErrKeySetRefused) {
+			t.Errorf("a key set listing a known key with %s: %v, want ErrKeySetRefused", name, err)
+		}
+		if ks, _ := w.KeySet(); !ks.IssuedAt.Equal(k.IssuedAt) {
+			t.Fatalf("the stored key set was replaced by one with %s", name)
+		}
+	}
+
+	// What an honest bank does.
+	for _, step := range []struct {
+		name   string
+		at     time.Duration
+		change func(k *bank.Keys, now time.Time) error
+	}{
+		{"extend", 2 * time.Hour, func(k *bank.Keys, now time.Time) error {
+			_, err := k.Extend(bank.Schedule{}, now.Add(40*24*time.Hour), now, rand.Reader)
+			return err
+		}},
+		{"revoke", 3 * time.Hour, func(k *bank.Keys, now time.Time) error { return k.Revoke(next, now) }},
+		{"rotate the signing key", 4 * time.Hour, func(k *bank.Keys, now time.Time) error {
+			_, err := k.RotateSigning(now, time.Hour, rand.Reader)
+			return err
+		}},
+		{"prune", 31 * 24 * time.Hour, func(k *bank.Keys, now time.Time) error {
+			if d, _ := k.Prune(now, time.Time{}); len(d) == 0 {
+				return errors.New("nothing pruned")
+			}
+			return nil
+		}},
+	} {
+		now = t0.Add(step.at)
+		if err := step.change(k, now); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		ks, err := w.acceptKeySet(k.KeySet().Encode())
+		if err != nil {
+			t.Fatalf("the key set after %s: %v", step.name, err)
+		}
+		if !ks.IssuedAt.Equal(k.IssuedAt) {
+			t.Fatalf("after %s the wallet kept a key set issued %s", step.name, ks.IssuedAt.UTC())
+		}
+	}
+	// Nor does an honest bank list a revoked key as valid again (the store
+	// refuses to log it: bank.ErrUnrevoked).
+	unrevoked := *k
+	unrevoked.Denoms = slices.Clone(k.Denoms)
+	for i := range unrevoked.Denoms {
+		if unrevoked.Denoms[i].ID == next {
+			unrevoked.Denoms[i].Revoked = false
+		}
+	}
+	unrevoked.IssuedAt = now.Add(time.Minute)
+	now = now.Add(time.Hour)
+	if _, err := w.acceptKeySet(unrevoked.KeySet().Encode()); !errors.Is(err, ErrKeySetRefused) {
+		t.Errorf("a key set listing a revoked key as valid: %v, want ErrKeySetRefused", err)
 	}
 }
