@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -227,6 +228,10 @@ type Auditor struct {
 	approved    int64  // checks approved
 	declined    int64  // checks declined
 	keySets     int64
+	// keySetIssued is the issue time (Unix seconds) of the key set logged
+	// last; keySetIssuedKnown is false before the first.
+	keySetIssued      int64
+	keySetIssuedKnown bool
 
 	accounts map[uint64]*accountState
 	keys     map[[32]byte]uint64 // account key → account
@@ -793,6 +798,7 @@ func (c *change) gather() error {
 		c.currency = ks.Currency
 		c.keySet = ks
 		c.warnParallelKeys(ks)
+		c.warnKeySetHistory(ks)
 
 	case Revocation:
 		for _, id := range o.Denoms {
@@ -1138,11 +1144,64 @@ func (c *change) warnParallelKeys(ks *ecash.KeySet) {
 	}
 }
 
+// warnKeySetHistory warns of a key set that no honest bank logs after the
+// ones before it: issued at or before the key set logged last, listing a
+// known denomination with other windows or fees than before (a
+// denomination's id covers its value and key, not its windows), listing a
+// revoked one as valid, or dropping one whose coins are still accepted at
+// its issue time. An honest bank issues each changed key set later than
+// the last, never changes a listed key's windows or fees, never
+// un-revokes (the store refuses it) and drops a key only at its deposit
+// end (Keys.Prune). Any of these lets a bank serve groups of wallets
+// different key sets, all logged, and tell their coins apart. They are
+// warnings: no money moves wrongly, and a bank's replica restarted on an
+// old key file logs such a set too.
+func (c *change) warnKeySetHistory(ks *ecash.KeySet) {
+	a := c.a
+	issued := ks.IssuedAt.Unix()
+	if a.keySets > 0 && a.keySetIssuedKnown && issued <= a.keySetIssued {
+		c.warn("the key set is issued %s, not after the key set logged before it (issued %s): an honest bank issues each changed key set later, and wallets holding the later-issued one keep it, so two key sets may be in use at once",
+			unixTime(issued), unixTime(a.keySetIssued))
+	}
+	listed := make(map[ecash.Hash]bool, len(ks.Denominations))
+	for _, den := range ks.Denominations {
+		listed[den.ID] = true
+		d, ok := a.denoms[den.ID]
+		if !ok {
+			continue
+		}
+		ws, we, de := den.WithdrawStart.Unix(), den.WithdrawEnd.Unix(), den.DepositEnd.Unix()
+		switch {
+		case ws != d.withdrawStart || we != d.withdrawEnd || de != d.depositEnd:
+			c.warn("denomination %s… of %s is listed withdrawable %s to %s and accepted until %s, other windows than earlier key sets gave it (%s to %s, until %s): a key served with other windows to some wallets tells their coins apart",
+				short(den.ID), d.value, unixTime(ws), unixTime(we), unixTime(de), unixTime(d.withdrawStart), unixTime(d.withdrawEnd), unixTime(d.depositEnd))
+		case feesOf(den.Fees) != d.fees:
+			c.warn("denomination %s… of %s is listed with other fees than the key set that first listed it", short(den.ID), d.value)
+		case d.revoked && !den.Revoked:
+			c.warn("denomination %s… of %s is listed as valid, though revoked before", short(den.ID), d.value)
+		}
+	}
+	var dropped []ecash.Hash
+	for _, id := range sortedHashKeys(a.denoms) {
+		if d := a.denoms[id]; !listed[id] && d.depositEnd > issued {
+			dropped = append(dropped, id)
+		}
+	}
+	if len(dropped) > 0 {
+		d := a.denoms[dropped[0]]
+		c.warn("the key set drops %d denominations still accepted when it was issued (%s), first %s… of %s, accepted until %s: an honest bank drops a key only at its deposit end, and wallets holding the earlier key set refuse this one",
+			len(dropped), unixTime(issued), short(dropped[0]), d.value, unixTime(d.depositEnd))
+	}
+}
+
+func unixTime(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3339) }
+
 func (a *Auditor) addKeySet(ks *ecash.KeySet, index int64) {
 	if a.master == nil {
 		a.master = slices.Clone(ks.MasterPub)
 	}
 	a.keySets++
+	a.keySetIssued, a.keySetIssuedKnown = ks.IssuedAt.Unix(), true
 	for _, den := range ks.Denominations {
 		ws, we, de := den.WithdrawStart.Unix(), den.WithdrawEnd.Unix(), den.DepositEnd.Unix()
 		d, ok := a.denoms[den.ID]
@@ -1318,6 +1377,8 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 	e.U64(uint64(a.approved))
 	e.U64(uint64(a.declined))
 	e.U64(uint64(a.keySets))
+	e.U8(boolByte(a.keySetIssuedKnown))
+	e.I64(a.keySetIssued)
 	e.U32(uint32(len(a.signing)))
 	for _, k := range a.signing {
 		e.Fixed(k)
@@ -1483,6 +1544,12 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 	a.approved = int64(d.U64())
 	a.declined = int64(d.U64())
 	a.keySets = int64(d.U64())
+	known := d.U8()
+	a.keySetIssued = d.I64()
+	if d.Err() == nil && (known > 1 || (known == 0 && (a.keySetIssued != 0 || a.keySets > 0)) || (known == 1 && a.keySets == 0)) {
+		return nil, malformed("the last key set's issue time")
+	}
+	a.keySetIssuedKnown = known == 1
 	ns := d.Count(maxSaved)
 	for i := 0; i < ns && d.Err() == nil; i++ {
 		a.signing = append(a.signing, ed25519.PublicKey(d.Fixed(ed25519.PublicKeySize)))

@@ -947,6 +947,7 @@ func TestLogAuditKeyRotation(t *testing.T) {
 	ks2 := *ks1
 	ks2.SigningPub = k2.Public().(ed25519.PublicKey)
 	ks2.PastSigning = []ecash.SigningKey{{Pub: k1.Public().(ed25519.PublicKey), ValidFrom: now.Add(-time.Hour), ValidUntil: now}}
+	ks2.IssuedAt = now.Add(time.Second) // a changed key set is issued later (the auditor warns otherwise)
 	ks2.Sign(master)
 
 	f := &fakeLogBank{log: auditlog.NewMemLog()}
