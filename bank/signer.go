@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -39,7 +40,9 @@ import (
 // signer keeps its own record of the nonces it answered (SignerNoncesFile)
 // and never answers two different challenges for one nonce, which would
 // reveal the key: bankd's ledger holds the same locks, but a compromised
-// bankd would not consult them.
+// bankd would not consult them. The record keeps only what still matters:
+// at each start the records of keys the signer will never sign for again
+// are dropped, and those keys retired (openNonceLog).
 
 // Errors of the remote signer, as its clients see them.
 var (
@@ -69,17 +72,37 @@ type SignerServer struct {
 
 // NewSignerServer serves k's denomination keys. noncesPath is the file of
 // answered CS nonces (created if missing; locked against a second signer).
+// On opening it, the records of denominations the signer will never sign
+// for again are dropped (see openNonceLog): those not in k, and those
+// past their withdraw window by more than ecash.MaxClockSkew by the
+// signer's clock. Each such denomination is retired: the signer refuses to
+// sign for it from then on, whatever a later key file or clock says.
 func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nl, err := openNonceLog(noncesPath)
+	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, log: log, now: time.Now}
+	for i := range k.Denoms {
+		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
+	}
+	now := s.now()
+	nl, err := openNonceLog(noncesPath, func(id ecash.Hash) bool {
+		d, ok := s.denoms[id]
+		return ok && now.Add(-ecash.MaxClockSkew).Before(d.WithdrawEnd)
+	})
 	if err != nil {
 		return nil, err
 	}
-	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, nonces: nl, log: log, now: time.Now}
-	for i := range k.Denoms {
-		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
+	s.nonces = nl
+	if nl.compacted > 0 {
+		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (not in its key file, or past their withdraw window); they are retired",
+			"records", nl.compacted, "retired", len(nl.retired))
+	}
+	for _, d := range k.Denoms {
+		if nl.retired[d.ID] && s.withdrawable(0, &d) == nil {
+			log.Error("signer: the key file lists a withdrawable denomination whose nonce records an earlier start dropped (it was not in that key file, or the clock was ahead): the signer refuses to sign for it; revoke it and make a replacement",
+				"denomination", d.ID.String(), "value", d.Value.String())
+		}
 	}
 	return s, nil
 }
@@ -122,6 +145,9 @@ func (s *SignerServer) denom(id []byte) (*DenomKey, error) {
 func (s *SignerServer) withdrawable(i int, d *DenomKey) error {
 	if d.Revoked {
 		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is revoked", i, d.ID[:8], d.Value)
+	}
+	if s.nonces != nil && s.nonces.retired[d.ID] {
+		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is retired: the signer dropped its nonce records at an earlier start (it was not in the key file, or past its withdraw window by the signer's clock)", i, d.ID[:8], d.Value)
 	}
 	now := s.now()
 	if now.Add(ecash.MaxClockSkew).Before(d.WithdrawStart) || !now.Add(-ecash.MaxClockSkew).Before(d.WithdrawEnd) {
@@ -195,7 +221,12 @@ func (s *SignerServer) BlindSign(_ context.Context, req *pb.SignerBlindSignReque
 }
 
 // nonceRec is denomination id || nonce || SHA-256 of the blinded message.
+// A record whose last 64 bytes are zero is a tombstone: the denomination
+// is retired (openNonceLog). No record of an answer has them so (a
+// SHA-256 of zero).
 type nonceRec [96]byte
+
+func (r *nonceRec) tombstone() bool { return [64]byte(r[32:]) == [64]byte{} }
 
 // nonceLock is what the record of a (denomination, nonce) holds: the hash
 // of the blinded message it is locked to, and the batch that writes it (0:
@@ -208,39 +239,97 @@ type nonceLock struct {
 // nonceLog is an append-only file of nonceRec, synced before the signer
 // answers, with concurrent appends grouped into one sync.
 type nonceLog struct {
-	f     *os.File
-	mu    sync.Mutex
-	cond  *sync.Cond
-	locks map[[64]byte]nonceLock
-	buf   []byte // records of batch next, not yet written
-	next  uint64 // the batch being filled
-	done  uint64 // the last batch written and synced
-	busy  bool   // a writer is syncing
-	err   error  // sticky: a failed write or sync
+	f         *os.File
+	mu        sync.Mutex
+	cond      *sync.Cond
+	locks     map[[64]byte]nonceLock
+	retired   map[ecash.Hash]bool // read-only after openNonceLog
+	compacted int                 // records openNonceLog dropped
+	buf       []byte              // records of batch next, not yet written
+	next      uint64              // the batch being filled
+	done      uint64              // the last batch written and synced
+	busy      bool                // a writer is syncing
+	err       error               // sticky: a failed write or sync
 }
 
-func openNonceLog(path string) (*nonceLog, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// nonceLogCrash, if set (by tests), is called at each step of the
+// rewrite; an error stops openNonceLog there, leaving the files as a crash
+// would.
+var nonceLogCrash func(step string) error
+
+func crashPoint(step string) error {
+	if nonceLogCrash != nil {
+		return nonceLogCrash(step)
+	}
+	return nil
+}
+
+// openNonceLog opens and locks the record at path and loads it. A partial
+// final record is from a crash mid-write (never answered) and is dropped.
+// Records of denominations keep refuses (the signer will never sign for
+// them again) are dropped too: the file is rewritten without them, with
+// one tombstone per such denomination instead, so that the signer refuses
+// to sign for it even if a later key file lists it again or its clock goes
+// back (the records that made that safe are gone). The rewrite is atomic:
+// a temporary file beside it is written, synced and locked, renamed over
+// it, and the directory synced; a crash leaves the old file or the new one
+// (and maybe a stale temporary file, removed at the next start), both of
+// which hold every record of a denomination kept.
+func openNonceLog(path string, keep func(id ecash.Hash) bool) (*nonceLog, error) {
+	f, err := lockNonceFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	tmpPath := path + ".rewrite"
+	if err := os.Remove(tmpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.Close()
-		return nil, fmt.Errorf("bank: %s is in use by another signer: %w", path, err)
+		return nil, err
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, next: 1}
+	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, retired: map[ecash.Hash]bool{}, next: 1}
 	l.cond = sync.NewCond(&l.mu)
-	n := len(b) / len(nonceRec{})
-	for i := range n {
-		var r nonceRec
-		copy(r[:], b[i*len(r):])
-		l.locks[[64]byte(r[:64])] = nonceLock{blinded: [32]byte(r[64:])}
+	recs := chunks(b)
+	for _, r := range recs {
+		if r.tombstone() {
+			l.retired[ecash.Hash(r[:32])] = true
+		}
 	}
+	kept := make(nonceRecs, 0, len(recs))
+	tombstoned := map[ecash.Hash]bool{}
+	for _, r := range recs {
+		id := ecash.Hash(r[:32])
+		if r.tombstone() || l.retired[id] || !keep(id) {
+			if !r.tombstone() {
+				l.compacted++
+			}
+			if !tombstoned[id] {
+				tombstoned[id] = true
+				var t nonceRec
+				copy(t[:32], id[:])
+				kept = append(kept, t)
+			}
+			continue
+		}
+		l.locks[[64]byte(r[:64])] = nonceLock{blinded: [32]byte(r[64:])}
+		kept = append(kept, r)
+	}
+	for id := range tombstoned {
+		l.retired[id] = true
+	}
+	if len(kept) != len(recs) {
+		nf, err := rewriteNonceFile(path, tmpPath, kept.bytes())
+		f.Close() // the new file is locked: a signer starting now waits on it
+		if err != nil {
+			return nil, fmt.Errorf("bank: rewriting the signer's nonce record %s: %w", path, err)
+		}
+		l.f = nf
+		return l, nil
+	}
+	n := len(recs)
 	// A partial record is from a crash mid-write: it was never answered.
 	if err := f.Truncate(int64(n * len(nonceRec{}))); err != nil {
 		f.Close()
@@ -251,6 +340,102 @@ func openNonceLog(path string) (*nonceLog, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+type nonceRecs []nonceRec
+
+func chunks(b []byte) nonceRecs {
+	out := make(nonceRecs, len(b)/len(nonceRec{}))
+	for i := range out {
+		copy(out[i][:], b[i*len(nonceRec{}):])
+	}
+	return out
+}
+
+func (rs nonceRecs) bytes() []byte {
+	out := make([]byte, 0, len(rs)*len(nonceRec{}))
+	for _, r := range rs {
+		out = append(out, r[:]...)
+	}
+	return out
+}
+
+// lockNonceFile opens path and takes its exclusive lock, refusing if
+// another signer holds it. The lock must be on the file path names: a
+// signer that opened the file another then replaced (openNonceLog's
+// rewrite) and locked it after would hold a lock on a file no longer
+// there, so it opens path again.
+func lockNonceFile(path string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("bank: %s is in use by another signer: %w", path, err)
+		}
+		held, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		named, err := os.Stat(path)
+		if err == nil && os.SameFile(held, named) {
+			return f, nil
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+}
+
+// rewriteNonceFile writes recs to tmpPath, syncs and locks it, renames it
+// over path and syncs the directory. It returns the new file, locked and
+// positioned at its end.
+func rewriteNonceFile(path, tmpPath string, recs []byte) (*os.File, error) {
+	t, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	step := func(name string, err error) error {
+		if err == nil {
+			err = crashPoint(name)
+		}
+		return err
+	}
+	if err := syscall.Flock(int(t.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Close()
+		return nil, err
+	}
+	_, err = t.Write(recs)
+	if err = step("written", err); err == nil {
+		err = step("synced", t.Sync())
+	}
+	if err == nil {
+		err = step("renamed", os.Rename(tmpPath, path))
+	}
+	if err == nil {
+		err = step("dir-synced", syncDir(filepath.Dir(path)))
+	}
+	if err == nil {
+		_, err = t.Seek(0, io.SeekEnd)
+	}
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // take records the locks, refusing one whose nonce is locked to another

@@ -1,0 +1,197 @@
+package bank
+
+import (
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+func oneCSKey(t *testing.T, now time.Time, period time.Duration) *Keys {
+	t.Helper()
+	k, err := GenerateKeys(KeyConfig{Currency: "EUR", Values: []ecash.Amount{{Currency: "EUR", Value: 1}}, Cipher: ecash.CipherCS,
+		WithdrawPeriod: period, DepositPeriod: 2 * period}, now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// signNonce asks s to sign a fresh challenge for nonce under d; the code
+// of its refusal, or codes.OK.
+func signNonce(t *testing.T, s *SignerServer, d *DenomKey, nonce [32]byte) codes.Code {
+	t.Helper()
+	_, err := s.BlindSign(t.Context(), &pb.SignerBlindSignRequest{Items: []*pb.SignerBlindSignItem{{Denomination: d.ID[:], Blinded: csChallenge(nonce)}}})
+	return status.Code(err)
+}
+
+func signMany(t *testing.T, s *SignerServer, d *DenomKey, n int) [][32]byte {
+	t.Helper()
+	var nonces [][32]byte
+	for range n {
+		var nonce [32]byte
+		rand.Read(nonce[:])
+		if c := signNonce(t, s, d, nonce); c != codes.OK {
+			t.Fatalf("signing: %s", c)
+		}
+		nonces = append(nonces, nonce)
+	}
+	return nonces
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestSignerNonceLogDropsRetiredKeys: every CS signature appends a record
+// to the signer's nonce log, read whole into memory at every start. At
+// start the log is rewritten without the records of keys the signer will
+// never sign for again: those no longer in its key file (pruned), and
+// those past their withdraw window by more than the clock allowance. One
+// tombstone stands for each such key, and the signer refuses to sign for
+// it from then on, even if a later key file lists it (its records, which
+// made answering safe, are gone). The records of keys still withdrawable
+// are kept: a second challenge for one of their nonces is still refused.
+func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
+	now := time.Now()
+	k := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	expired := oneCSKey(t, now.Add(-time.Hour), 30*time.Minute) // withdrawable until 30 min ago
+	both := *k
+	both.Denoms = append(append([]DenomKey(nil), k.Denoms...), expired.Denoms...)
+	path := filepath.Join(t.TempDir(), SignerNoncesFile)
+	s, err := NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return now.Add(-45 * time.Minute) } // both withdrawable
+	live := signMany(t, s, &both.Denoms[0], 100)
+	signMany(t, s, &both.Denoms[1], 100)
+	s.Close()
+	if got := fileSize(t, path); got != 200*int64(len(nonceRec{})) {
+		t.Fatalf("%d bytes of records, want 200 records", got)
+	}
+
+	// Restarted now: the expired key's records go, the live key's stay.
+	s, err = NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fileSize(t, path), 101*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 100 {
+		t.Errorf("after a restart: %d bytes, %d records loaded; want %d bytes (100 records and a tombstone), 100 loaded", got, len(s.nonces.locks), want)
+	}
+	if c := signNonce(t, s, &both.Denoms[0], live[0]); c != codes.AlreadyExists {
+		t.Errorf("a second challenge for a kept nonce: %s, want AlreadyExists", c)
+	}
+	s.Close()
+
+	// The key is pruned (or long expired): a later key file lacks it.
+	k2 := oneCSKey(t, now, 365*24*time.Hour)
+	s2, err := NewSignerServer(k2, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fileSize(t, path), 2*int64(len(nonceRec{})); len(s2.nonces.locks) != 0 || got != want {
+		t.Errorf("a signer holding none of the keys loads %d nonce records (%d bytes on disk, want %d: two tombstones) of keys it no longer has", len(s2.nonces.locks), got, want)
+	}
+	s2.Close()
+	// Started again with the key file that lists them, it refuses both.
+	s, err = NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.now = func() time.Time { return now.Add(-45 * time.Minute) }
+	for i := range both.Denoms {
+		var nonce [32]byte
+		rand.Read(nonce[:])
+		if c := signNonce(t, s, &both.Denoms[i], nonce); c != codes.FailedPrecondition {
+			t.Errorf("key %d, whose records were dropped: %s, want FailedPrecondition", i, c)
+		}
+	}
+	if got := fileSize(t, path); got != 2*int64(len(nonceRec{})) {
+		t.Errorf("%d bytes after a start with nothing to drop, want the two tombstones", got)
+	}
+}
+
+// TestSignerNonceLogRewriteCrash: the start's rewrite of the nonce log
+// stopped at each step (a crash: the temporary file written, synced,
+// renamed over the log, the directory synced) leaves a log from which the
+// next start loads every record of the live key: none of its nonces can
+// be answered for a second challenge. A torn final record is dropped as
+// before.
+func TestSignerNonceLogRewriteCrash(t *testing.T) {
+	now := time.Now()
+	k := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	gone := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	both := *k
+	both.Denoms = append(append([]DenomKey(nil), k.Denoms...), gone.Denoms...)
+	for _, step := range []string{"written", "synced", "renamed", "dir-synced"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, SignerNoncesFile)
+			s, err := NewSignerServer(&both, path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live := signMany(t, s, &both.Denoms[0], 20)
+			signMany(t, s, &both.Denoms[1], 20)
+			s.Close()
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Write(make([]byte, 50)) // a torn record
+			f.Close()
+
+			crashed := errors.New("crash")
+			nonceLogCrash = func(at string) error {
+				if at == step {
+					return crashed
+				}
+				return nil
+			}
+			_, err = NewSignerServer(k, path, nil)
+			nonceLogCrash = nil
+			if !errors.Is(err, crashed) {
+				t.Fatalf("the start crashed at %s: %v", step, err)
+			}
+
+			s, err = NewSignerServer(k, path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if len(s.nonces.locks) != len(live) {
+				t.Errorf("%d records loaded after the crash, want the live key's %d", len(s.nonces.locks), len(live))
+			}
+			for _, nonce := range live {
+				if c := signNonce(t, s, &both.Denoms[0], nonce); c != codes.AlreadyExists {
+					t.Fatalf("a second challenge for a nonce answered before the crash: %s, want AlreadyExists", c)
+				}
+			}
+			if got, want := fileSize(t, path), int64(len(live)+1)*int64(len(nonceRec{})); got != want {
+				t.Errorf("%d bytes after the crash and a start, want %d (the live records and a tombstone)", got, want)
+			}
+			if _, err := os.Stat(path + ".rewrite"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the temporary file of the crashed rewrite is still there: %v", err)
+			}
+			// A second signer is still kept out.
+			if _, err := NewSignerServer(k, path, nil); err == nil {
+				t.Error("a second signer opened the nonce log")
+			}
+		})
+	}
+}
