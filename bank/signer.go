@@ -73,10 +73,12 @@ type SignerServer struct {
 // NewSignerServer serves k's denomination keys. noncesPath is the file of
 // answered CS nonces (created if missing; locked against a second signer).
 // On opening it, the records of denominations the signer will never sign
-// for again are dropped (see openNonceLog): those not in k, and those
-// past their withdraw window by more than ecash.MaxClockSkew by the
-// signer's clock. Each such denomination is retired: the signer refuses to
-// sign for it from then on, whatever a later key file or clock says.
+// for again are dropped (see openNonceLog): those not in k (pruned from
+// the key file after their deposit window). Each such denomination is
+// retired: the signer refuses to sign for it from then on, whatever a later
+// key file says. Not by the clock: a signer started once with its clock
+// ahead would retire every current key, and a key past its window costs
+// only its records until it is pruned.
 func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -85,22 +87,21 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 	for i := range k.Denoms {
 		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
 	}
-	now := s.now()
 	nl, err := openNonceLog(noncesPath, func(id ecash.Hash) bool {
-		d, ok := s.denoms[id]
-		return ok && now.Add(-ecash.MaxClockSkew).Before(d.WithdrawEnd)
+		_, ok := s.denoms[id]
+		return ok
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.nonces = nl
 	if nl.compacted > 0 {
-		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (not in its key file, or past their withdraw window); they are retired",
+		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (not in its key file); they are retired",
 			"records", nl.compacted, "retired", len(nl.retired))
 	}
 	for _, d := range k.Denoms {
 		if nl.retired[d.ID] && s.withdrawable(0, &d) == nil {
-			log.Error("signer: the key file lists a withdrawable denomination whose nonce records an earlier start dropped (it was not in that key file, or the clock was ahead): the signer refuses to sign for it; revoke it and make a replacement",
+			log.Error("signer: the key file lists a withdrawable denomination whose nonce records an earlier start dropped (it was not in that key file): the signer refuses to sign for it; revoke it and make a replacement",
 				"denomination", d.ID.String(), "value", d.Value.String())
 		}
 	}
@@ -147,7 +148,7 @@ func (s *SignerServer) withdrawable(i int, d *DenomKey) error {
 		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is revoked", i, d.ID[:8], d.Value)
 	}
 	if s.nonces != nil && s.nonces.retired[d.ID] {
-		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is retired: the signer dropped its nonce records at an earlier start (it was not in the key file, or past its withdraw window by the signer's clock)", i, d.ID[:8], d.Value)
+		return status.Errorf(codes.FailedPrecondition, "item %d: denomination %x… of %s is retired: the signer dropped its nonce records at an earlier start (it was not in the key file)", i, d.ID[:8], d.Value)
 	}
 	now := s.now()
 	if now.Add(ecash.MaxClockSkew).Before(d.WithdrawStart) || !now.Add(-ecash.MaxClockSkew).Before(d.WithdrawEnd) {

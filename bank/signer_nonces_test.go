@@ -59,9 +59,10 @@ func fileSize(t *testing.T, path string) int64 {
 // TestSignerNonceLogDropsRetiredKeys: every CS signature appends a record
 // to the signer's nonce log, read whole into memory at every start. At
 // start the log is rewritten without the records of keys the signer will
-// never sign for again: those no longer in its key file (pruned), and
-// those past their withdraw window by more than the clock allowance. One
-// tombstone stands for each such key, and the signer refuses to sign for
+// never sign for again: those no longer in its key file (pruned). Not by
+// its clock: a key past its window keeps its records until pruned, since a
+// signer started once with its clock ahead would otherwise retire every
+// current key. One tombstone stands for each key dropped, and the signer refuses to sign for
 // it from then on, even if a later key file lists it (its records, which
 // made answering safe, are gone). The records of keys still withdrawable
 // are kept: a second challenge for one of their nonces is still refused.
@@ -84,8 +85,20 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 		t.Fatalf("%d bytes of records, want 200 records", got)
 	}
 
-	// Restarted now: the expired key's records go, the live key's stay.
+	// Restarted now, the expired key still in the key file: every record
+	// stays, and nothing is retired.
 	s, err = NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fileSize(t, path), 200*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 200 || len(s.nonces.retired) != 0 {
+		t.Errorf("restarted after a key's window: %d bytes, %d records loaded, %d retired; want %d bytes, 200, none", got, len(s.nonces.locks), len(s.nonces.retired), want)
+	}
+	s.Close()
+
+	// The expired key pruned from the key file: its records go, the live
+	// key's stay.
+	s, err = NewSignerServer(k, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
