@@ -18,6 +18,9 @@ var (
 	// have leaked); its coins are neither issued nor accepted, only
 	// recouped (RecoupRequest).
 	ErrDenominationRevoked = errors.New("ecash: denomination revoked; recoup its coins")
+	// ErrKeySetSuccession: a key set that cannot follow the one before it
+	// (KeySet.Follows).
+	ErrKeySetSuccession = errors.New("ecash: the key set cannot follow the one before it")
 )
 
 // Denomination is one coin value and its blind-signing key, with the windows in
@@ -529,4 +532,38 @@ func (k *KeySet) Denomination(id Hash) (Denomination, error) {
 		}
 	}
 	return Denomination{}, fmt.Errorf("%w: %x", ErrUnknownDenomination, id[:8])
+}
+
+// Follows reports whether ks may replace prev, the later-issued set of one
+// bank (PROTOCOL §2.2); ErrKeySetSuccession if not. An honest bank never
+// changes a denomination key's windows or fees once it listed them, never
+// lists a revoked key as valid again, and drops a key only once its coins
+// are no longer accepted (at or after its DepositEnd, so by the time ks is
+// issued). A denomination's id covers its value and key, not its windows:
+// a bank could otherwise give one wallet a key withdrawable months before
+// everyone else, or serve two groups of wallets key sets that differ, and
+// recognise each group's coins.
+func (ks *KeySet) Follows(prev *KeySet) error {
+	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	for _, d := range prev.Denominations {
+		n, err := ks.Denomination(d.ID)
+		if err != nil {
+			if ks.IssuedAt.Before(d.DepositEnd) {
+				return fmt.Errorf("%w: it drops denomination %s… of %s, whose coins the key set before it accepts until %s (it is issued %s)",
+					ErrKeySetSuccession, d.ID.String()[:16], d.Value, ts(d.DepositEnd), ts(ks.IssuedAt))
+			}
+			continue
+		}
+		switch {
+		case !n.WithdrawStart.Equal(d.WithdrawStart) || !n.WithdrawEnd.Equal(d.WithdrawEnd) || !n.DepositEnd.Equal(d.DepositEnd):
+			return fmt.Errorf("%w: it lists denomination %s… of %s withdrawable %s to %s and accepted until %s, the key set before it %s to %s and until %s",
+				ErrKeySetSuccession, d.ID.String()[:16], d.Value, ts(n.WithdrawStart), ts(n.WithdrawEnd), ts(n.DepositEnd), ts(d.WithdrawStart), ts(d.WithdrawEnd), ts(d.DepositEnd))
+		case n.Fees.Withdraw.Value != d.Fees.Withdraw.Value || n.Fees.Deposit.Value != d.Fees.Deposit.Value ||
+			n.Fees.Swap.Value != d.Fees.Swap.Value || n.Fees.Refund.Value != d.Fees.Refund.Value:
+			return fmt.Errorf("%w: it lists denomination %s… of %s with other fees than the key set before it", ErrKeySetSuccession, d.ID.String()[:16], d.Value)
+		case d.Revoked && !n.Revoked:
+			return fmt.Errorf("%w: it lists denomination %s… of %s as valid, which the key set before it revokes", ErrKeySetSuccession, d.ID.String()[:16], d.Value)
+		}
+	}
+	return nil
 }

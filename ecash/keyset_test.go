@@ -427,3 +427,49 @@ func TestKeySetFees(t *testing.T) {
 		}
 	}
 }
+
+// TestKeySetFollows: the succession rule of key sets (PROTOCOL §2.2). A
+// later set may add keys, revoke them, and drop those no longer accepted;
+// it may not move a known key's windows or fees, list a revoked key as
+// valid, or drop a key whose coins are still accepted.
+func TestKeySetFollows(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	prev := w.ks
+	next := func(change func(*ecash.KeySet)) *ecash.KeySet {
+		ks := *prev
+		ks.Denominations = slices.Clone(prev.Denominations)
+		ks.IssuedAt = prev.IssuedAt.Add(time.Hour)
+		change(&ks)
+		return &ks
+	}
+	revoked := next(func(ks *ecash.KeySet) { ks.Denominations[0].Revoked = true })
+	for _, tc := range []struct {
+		name string
+		prev *ecash.KeySet
+		ks   *ecash.KeySet
+		ok   bool
+	}{
+		{"the same keys, issued later", prev, next(func(*ecash.KeySet) {}), true},
+		{"a key revoked", prev, revoked, true},
+		{"a key dropped after its deposit end", prev, next(func(ks *ecash.KeySet) {
+			ks.IssuedAt = ks.Denominations[0].DepositEnd
+			ks.Denominations = ks.Denominations[1:]
+		}), true},
+		{"a key dropped while its coins are accepted", prev, next(func(ks *ecash.KeySet) { ks.Denominations = ks.Denominations[1:] }), false},
+		{"a key's withdraw window moved", prev, next(func(ks *ecash.KeySet) {
+			ks.Denominations[0].WithdrawStart = ks.Denominations[0].WithdrawStart.Add(-time.Hour)
+		}), false},
+		{"a key's deposit end moved", prev, next(func(ks *ecash.KeySet) { ks.Denominations[0].DepositEnd = ks.Denominations[0].DepositEnd.Add(time.Hour) }), false},
+		{"a key's fee changed", prev, next(func(ks *ecash.KeySet) { ks.Denominations[0].Fees.Deposit.Value++ }), false},
+		{"a revoked key valid again", revoked, next(func(*ecash.KeySet) {}), false},
+	} {
+		err := tc.ks.Follows(tc.prev)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, ecash.ErrKeySetSuccession) {
+			t.Errorf("%s: %v, want ErrKeySetSuccession", tc.name, err)
+		}
+	}
+}

@@ -146,8 +146,20 @@ func (m *Merchant) refreshKeys(ctx context.Context, seen *ecash.KeySet) (*ecash.
 	if err != nil {
 		return seen, err
 	}
-	if ks.IssuedAt.Before(seen.IssuedAt) {
+	// As a wallet does (wallet.ErrKeySetRefused): a set issued ahead of
+	// this clock would make every correctly dated one after it look older,
+	// a revocation included; one that cannot follow the set held is not an
+	// honest bank's. A set held that was issued ahead orders nothing.
+	now := m.now()
+	if ks.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
+		return seen, fmt.Errorf("merchant: the bank's key set is issued %s, ahead of this clock (%s) by more than %s; keeping the one held",
+			ks.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
+	}
+	if ks.IssuedAt.Before(seen.IssuedAt) && !seen.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
 		return seen, nil
+	}
+	if err := ks.Follows(seen); err != nil {
+		return seen, fmt.Errorf("merchant: %w; keeping the key set held", err)
 	}
 	m.keys.Store(ks)
 	m.log.Info("bank key set refreshed", "signing_key", fmt.Sprintf("%x", []byte(ks.SigningPub[:8])), "issued", ks.IssuedAt.UTC())

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,5 +171,43 @@ func TestKeyRefreshBounded(t *testing.T) {
 	wg.Wait()
 	if got := s.bankc.getKeys.Load() - before; got != 1 {
 		t.Fatalf("%d fetches of the key set, want 1", got)
+	}
+}
+
+// The merchant follows the bank's key set by the rules a wallet does
+// (ecash.KeySet.Follows): a set issued ahead of its clock, taken, would
+// make every correctly dated set after it look older until then, a
+// revocation included; a set changing a known key's windows is not an
+// honest bank's. Both are refused and the set held kept.
+func TestKeyRefreshRefusesWhatNoHonestBankServes(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func(k *bank.Keys, now time.Time)
+		why    string
+	}{
+		{"issued a year ahead", func(k *bank.Keys, now time.Time) { k.IssuedAt = now.AddDate(1, 0, 0).Truncate(time.Second) }, "ahead of this clock"},
+		{"a key's window moved", func(k *bank.Keys, now time.Time) {
+			k.IssuedAt = now.Truncate(time.Second)
+			k.Denoms[0].WithdrawEnd = k.Denoms[0].WithdrawEnd.Add(24 * time.Hour)
+		}, "withdrawable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
+				{Value: ecash.MustParseAmount("EUR:1.00"), Cipher: ecash.CipherCS},
+			}}, time.Now().Add(-time.Hour), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newShopOn(t, k, nil)
+			held := s.m.keySet()
+			bad := *k
+			bad.Denoms = append([]bank.DenomKey(nil), k.Denoms...)
+			tc.change(&bad, s.clock.now())
+			s.bankc.srv = bank.New(s.bank.Store(), &bad, s.clock.now, nil).PublicServer()
+			if got, err := s.m.refreshKeys(ctx, held); err == nil || !strings.Contains(err.Error(), tc.why) || got != held || s.m.keySet() != held {
+				t.Fatalf("refresh: %v, want a refusal saying %q (kept the set held: %v)", err, tc.why, s.m.keySet() == held)
+			}
+		})
 	}
 }

@@ -48,7 +48,7 @@ var ErrMasterKeyChanged = errors.New("wallet: the bank's key set is signed by an
 // ErrKeySetRefused means the bank presented a key set, signed by its
 // master key, that no honest bank serves: issued in the future (beyond
 // ecash.MaxClockSkew of the wallet's clock), or replacing the stored set
-// in a way no honest bank's does (consistentKeySet). The wallet keeps the
+// in a way no honest bank's does (ecash.KeySet.Follows). The wallet keeps the
 // stored set.
 var ErrKeySetRefused = errors.New("wallet: the bank's key set is refused")
 
@@ -115,7 +115,7 @@ func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 // time, unless the stored set is newer. It returns the set now stored. A
 // set issued more than ecash.MaxClockSkew ahead of the wallet's clock, or
 // one that changes a known denomination's windows or fees, lists a revoked
-// one as valid or drops one before its deposit end (consistentKeySet), is
+// one as valid or drops one before its deposit end (ecash.KeySet.Follows), is
 // refused (ErrKeySetRefused), and the stored one kept.
 func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	ks, err := ecash.DecodeKeySet(signed, nil)
@@ -151,8 +151,8 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 		ks = old // keep the newer; but the bank was reached: fresh
 	} else if !bytes.Equal(stored, signed) {
 		if err == nil {
-			if err := consistentKeySet(old, ks); err != nil {
-				return nil, err
+			if err := ks.Follows(old); err != nil {
+				return nil, fmt.Errorf("%w: %w; keeping the stored key set", ErrKeySetRefused, err)
 			}
 		}
 		// A key set new to the wallet: VerifyLog checks the bank's audit
@@ -174,41 +174,6 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	}
 	return ks, b.Commit(pebble.Sync)
 }
-
-// consistentKeySet refuses (ErrKeySetRefused) a key set ks that replaces
-// old in a way no honest bank's does: an honest bank never changes a
-// denomination key's windows or fees once it listed them, never lists a
-// revoked key as valid again, and drops a key only once its coins are no
-// longer accepted (Keys.Prune, at or after its DepositEnd, so by the time
-// ks is issued). A denomination's id covers its value and key, not its
-// windows: a bank could otherwise give one wallet a key withdrawable months
-// before everyone else, or serve two groups of wallets key sets that
-// differ, and recognise each group's coins.
-func consistentKeySet(old, ks *ecash.KeySet) error {
-	for _, d := range old.Denominations {
-		n, err := ks.Denomination(d.ID)
-		if err != nil {
-			if ks.IssuedAt.Before(d.DepositEnd) {
-				return fmt.Errorf("%w: it drops denomination %s… of %s, whose coins the stored key set says are accepted until %s (it is issued %s); keeping the stored key set",
-					ErrKeySetRefused, d.ID.String()[:16], d.Value, d.DepositEnd.UTC().Format(time.RFC3339), ks.IssuedAt.UTC().Format(time.RFC3339))
-			}
-			continue
-		}
-		switch {
-		case !n.WithdrawStart.Equal(d.WithdrawStart) || !n.WithdrawEnd.Equal(d.WithdrawEnd) || !n.DepositEnd.Equal(d.DepositEnd):
-			return fmt.Errorf("%w: it lists denomination %s… of %s withdrawable %s to %s and accepted until %s, the stored key set %s to %s and until %s; keeping the stored key set",
-				ErrKeySetRefused, d.ID.String()[:16], d.Value, ts(n.WithdrawStart), ts(n.WithdrawEnd), ts(n.DepositEnd), ts(d.WithdrawStart), ts(d.WithdrawEnd), ts(d.DepositEnd))
-		case n.Fees.Withdraw.Value != d.Fees.Withdraw.Value || n.Fees.Deposit.Value != d.Fees.Deposit.Value ||
-			n.Fees.Swap.Value != d.Fees.Swap.Value || n.Fees.Refund.Value != d.Fees.Refund.Value:
-			return fmt.Errorf("%w: it lists denomination %s… of %s with other fees than the stored key set; keeping the stored key set", ErrKeySetRefused, d.ID.String()[:16], d.Value)
-		case d.Revoked && !n.Revoked:
-			return fmt.Errorf("%w: it lists denomination %s… of %s as valid, which the stored key set revokes; keeping the stored key set", ErrKeySetRefused, d.ID.String()[:16], d.Value)
-		}
-	}
-	return nil
-}
-
-func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // KeySetFetched is when the stored key set was last fetched or confirmed
 // (zero if never, or before the wallet recorded it).
