@@ -119,12 +119,7 @@ func (s *shop) rotateSigning(k *bank.Keys) {
 func TestTillFollowsSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T) (*shop, *bank.Keys) {
-		k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
-			{Value: ecash.MustParseAmount("EUR:1.00"), Cipher: ecash.CipherCS},
-		}}, time.Now().Add(-time.Hour), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k := oneCSKey(t)
 		s := newShopOn(t, k, nil)
 		s.writeCheck("EUR:1.00")
 		if _, err := s.m.VerifyLog(ctx); err != nil {
@@ -193,12 +188,7 @@ func TestKeyRefreshRefusesWhatNoHonestBankServes(t *testing.T) {
 		}, "withdrawable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
-				{Value: ecash.MustParseAmount("EUR:1.00"), Cipher: ecash.CipherCS},
-			}}, time.Now().Add(-time.Hour), rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
+			k := oneCSKey(t)
 			s := newShopOn(t, k, nil)
 			held := s.m.keySet()
 			bad := *k
@@ -210,4 +200,17 @@ func TestKeyRefreshRefusesWhatNoHonestBankServes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneCSKey makes a bank's keys of one CS denomination, EUR:1.00, issued an
+// hour ago.
+func oneCSKey(t *testing.T) *bank.Keys {
+	t.Helper()
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
+		{Value: ecash.MustParseAmount("EUR:1.00"), Cipher: ecash.CipherCS},
+	}}, time.Now().Add(-time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
