@@ -56,6 +56,26 @@ const (
 // MaxMessageSize bounds every gRPC message both ways (1024 RSA-4096 coins fit).
 const MaxMessageSize = 4 << 20
 
+// MaxHeaderListSize bounds a call's header list (its metadata) on the
+// servers' listeners, as HTTP/2 counts it: each field's name and value
+// plus 32 bytes. gRPC's default is 16 MiB, and headers are not flow
+// controlled: a call's metadata stays in its context until it ends, and a
+// header block a peer never finishes (HEADERS, then CONTINUATIONs without
+// END_HEADERS) opens no stream the per-peer caps could count, yet the
+// server buffers it. An honest call's headers are a few hundred bytes
+// (the pseudo-headers, content-type, te, user-agent, grpc-timeout, an
+// x-request-id of at most 64 bytes, the admin token's authorization). A
+// larger header list is refused: its stream is reset, or, when a field or
+// a frame goes well beyond the bound, the connection is closed, and what
+// was sent beyond the bound is never kept.
+const MaxHeaderListSize = 16 << 10
+
+// MaxResponseHeaderListSize bounds the headers and trailers a client
+// (Dial) takes from a server: the status message and details of an
+// error (a double-spend proof, some 2 KiB in base64) ride in the trailers,
+// so it leaves them more room than MaxHeaderListSize.
+const MaxResponseHeaderListSize = 64 << 10
+
 // MaxStreamsPerConn bounds the streams open on one connection (gRPC's
 // default is unbounded), and Server.PeerCalls bounds them further
 // (streamsPerConn): a merchant's many concurrent deposits fit. What one
@@ -229,8 +249,8 @@ type Server struct {
 	CertMethods map[string]bool
 }
 
-// Options are the gRPC options: TLS (unless plaintext), message size
-// bounds, request ids, panic recovery, per-peer rate limits and calls in
+// Options are the gRPC options: TLS (unless plaintext), message and
+// header list size bounds, request ids, panic recovery, per-peer rate limits and calls in
 // progress, metrics, client certificates for CertMethods and, for the
 // admin listener, the token.
 func (c Server) Options() []grpc.ServerOption {
@@ -261,6 +281,7 @@ func (c Server) Options() []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), undecoded}),
 		grpc.MaxConcurrentStreams(c.streamsPerConn()),
+		grpc.MaxHeaderListSize(MaxHeaderListSize),
 		// A connection must finish its handshake within HandshakeTimeout
 		// and is closed after IdleTimeout without a call (a client reconnects
 		// on its next): neither a slow handshake nor an idle connection
@@ -425,6 +446,7 @@ func Dial(addr string, c ClientConfig, extra ...grpc.DialOption) (*grpc.ClientCo
 	opts := append(DialFlowControl(),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithMaxHeaderListSize(MaxResponseHeaderListSize),
 		grpc.WithChainUnaryInterceptor(clientInterceptor),
 	)
 	opts = append(opts, extra...)
