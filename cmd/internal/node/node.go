@@ -127,6 +127,16 @@ func limiter(perSecond, def float64) *bank.RateLimiter {
 	return bank.NewRateLimiter(perSecond, int(2*perSecond), maxLimiterKeys)
 }
 
+// AdminMaxStreams bounds the HTTP/2 streams (gRPC calls) one connection
+// to the admin listener may have open at once: an admin client makes few
+// calls at a time, and a gRPC client waits for a place beyond it.
+// AdminIdleTimeout closes an admin connection without a request in
+// progress (a client reconnects on its next).
+const (
+	AdminMaxStreams  = 64
+	AdminIdleTimeout = 2 * time.Minute
+)
+
 // Daemon is the serving half every node shares: a public listener (TLS
 // unless plaintext on loopback) and an admin listener behind a token
 // (plaintext on loopback, or TLS requiring client certificates).
@@ -484,16 +494,25 @@ func (d *Daemon) start(sp daemonSpec) error {
 	if sp.routes != nil {
 		sp.routes(mux, auth)
 	}
+	// gRPC calls are checked for the token before gRPC reads their
+	// messages (RequireTokenGRPC); the admin server's interceptor checks
+	// it again.
+	adminGRPC := transport.RequireTokenGRPC(d.Token, d.admin)
 	d.adminHTTP = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-				d.admin.ServeHTTP(w, r)
+				adminGRPC.ServeHTTP(w, r)
 				return
 			}
 			mux.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		Protocols:         new(http.Protocols),
+		// net/http's defaults: 1 MiB of headers, 250 streams a
+		// connection, idle connections kept for ever.
+		MaxHeaderBytes: transport.MaxHeaderListSize,
+		IdleTimeout:    AdminIdleTimeout,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: AdminMaxStreams},
+		Protocols:      new(http.Protocols),
 		// Refused handshakes (no or a wrong client certificate) and the
 		// like, as warnings in the daemon's log.
 		ErrorLog: slog.NewLogLogger(sp.log.With("listener", "admin").Handler(), slog.LevelWarn),

@@ -174,6 +174,7 @@ type h2conn struct {
 	answered map[uint32]bool // streams the server answered (HEADERS without END_STREAM)
 	reset    map[uint32]bool // streams the server refused with REFUSED_STREAM
 	acks     map[uint64]bool
+	settings map[uint16]uint32 // the server's SETTINGS
 	nextID   uint32
 	pings    uint64
 	done     bool
@@ -198,7 +199,7 @@ func dialH2Settings(t *testing.T, addr string, settings []byte) *h2conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &h2conn{t: t, c: c, connWin: 65535, ended_: map[uint32]bool{}, answered: map[uint32]bool{}, reset: map[uint32]bool{}, acks: map[uint64]bool{}, nextID: 1}
+	h := &h2conn{t: t, c: c, connWin: 65535, ended_: map[uint32]bool{}, answered: map[uint32]bool{}, reset: map[uint32]bool{}, acks: map[uint64]bool{}, settings: map[uint16]uint32{}, nextID: 1}
 	h.cond = sync.NewCond(&h.mu)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -252,6 +253,9 @@ func (h *h2conn) read() {
 		h.mu.Lock()
 		switch {
 		case typ == frSettings && flags&flagAck == 0:
+			for s := p; len(s) >= 6; s = s[6:] {
+				h.settings[binary.BigEndian.Uint16(s)] = binary.BigEndian.Uint32(s[2:])
+			}
 			h.write(frSettings, flagAck, 0, nil)
 			h.settled = true
 		case typ == frWindowUpdate && stream == 0:

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -567,10 +568,38 @@ func SetToken(r *http.Request, token string) { r.Header.Set("Authorization", "Be
 func RequireTokenHTTP(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if !hasToken(r, want) {
 			http.Error(w, "admin token missing or wrong", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// RequireTokenGRPC admits only gRPC calls served over net/http (the admin
+// listener's, by grpc.Server.ServeHTTP) carrying the bearer token in
+// exactly one authorization header, compared in constant time, before
+// gRPC reads any of the call's message: RequireToken, an interceptor,
+// runs only once the whole message (up to MaxMessageSize) has arrived and
+// been decoded, so a caller without the token could have the daemon hold
+// every message it started. A call without the token is answered
+// Unauthenticated at once (a trailers-only answer) and its stream reset,
+// its message unread.
+func RequireTokenGRPC(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) != 1 || !hasToken(r, want) {
+			h := w.Header()
+			h.Set("Content-Type", "application/grpc")
+			h.Set("Grpc-Status", strconv.Itoa(int(codes.Unauthenticated)))
+			h.Set("Grpc-Message", "admin token missing or wrong")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func hasToken(r *http.Request, want []byte) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1
 }
