@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"log/slog"
 	"net"
@@ -185,4 +186,92 @@ func addrKey(a net.Addr) string {
 		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64" + zone
 	}
 	return key + zone
+}
+
+// Streaming calls (the health service's Watch, gRPC reflection) pass
+// through interceptors of their own: the unary ones never see them.
+
+// contextStream is a server stream with another context.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+// serverStreamInterceptor is serverInterceptors for streams: the request
+// id and the call's source, a panic answered Internal and logged, and the
+// call logged at Debug as it ends.
+func serverStreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		ctx := ss.Context()
+		id := ""
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if v := md.Get(RequestIDKey); len(v) == 1 && len(v[0]) <= 64 {
+				id = v[0]
+			}
+		}
+		if id == "" {
+			var b [8]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		ctx = bank.WithRequestID(ctx, id)
+		if bank.Source(ctx) == "" {
+			ctx = bank.WithSource(ctx, peerKey(ctx))
+		}
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "request_id", id, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.Debug("call", "method", info.FullMethod, "request_id", id, "code", status.Code(err).String(), "duration", time.Since(start))
+			}
+		}()
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+// RequireTokenStream is RequireToken for streaming calls.
+func RequireTokenStream(token string) grpc.StreamServerInterceptor {
+	want := []byte("Bearer " + token)
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		vals := md.Get("authorization")
+		if len(vals) != 1 || subtle.ConstantTimeCompare([]byte(vals[0]), want) != 1 {
+			return status.Error(codes.Unauthenticated, "admin token missing or wrong")
+		}
+		return handler(srv, ss)
+	}
+}
+
+// chargeStreamMessages charges a peer's rate one call for every message
+// of a stream after its first (the stream's opening took a token, as a
+// unary call's does): a stream of requests (reflection's) is then bounded
+// as the same requests in calls of their own would be. A message beyond
+// the rate ends the stream with ResourceExhausted, unanswered.
+func chargeStreamMessages(l *bank.RateLimiter) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &chargedStream{ServerStream: ss, limit: l, key: peerKey(ss.Context())})
+	}
+}
+
+type chargedStream struct {
+	grpc.ServerStream
+	limit    *bank.RateLimiter
+	key      string
+	received bool
+}
+
+func (s *chargedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.received && !s.limit.Allow(s.key, time.Now()) {
+		return errTooFast
+	}
+	s.received = true
+	return nil
 }

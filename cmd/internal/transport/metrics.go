@@ -53,3 +53,12 @@ func (m *RPCMetrics) interceptor(ctx context.Context, req any, info *grpc.UnaryS
 	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
 	return resp, err
 }
+
+// streamInterceptor counts streaming calls by method and code as they
+// end; their duration (a health Watch lasts as long as its client likes)
+// is not a latency.
+func (m *RPCMetrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return err
+}

@@ -251,9 +251,11 @@ type Server struct {
 }
 
 // Options are the gRPC options: TLS (unless plaintext), message and
-// header list size bounds, request ids, panic recovery, per-peer rate limits and calls in
-// progress, metrics, client certificates for CertMethods and, for the
-// admin listener, the token.
+// header list size bounds, request ids, panic recovery, per-peer rate
+// limits and calls in progress, metrics, client certificates for
+// CertMethods and, for the admin listener, the token. Streaming calls
+// (health Watch, reflection) get the request ids, panic recovery,
+// metrics, the token and the per-peer rate, charged for each message.
 func (c Server) Options() []grpc.ServerOption {
 	log := c.Log
 	if log == nil {
@@ -278,6 +280,16 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil {
 		chain = append(chain, chargePeers(c.PeerLimit))
 	}
+	streams := []grpc.StreamServerInterceptor{serverStreamInterceptor(log)}
+	if c.Metrics != nil {
+		streams = append(streams, c.Metrics.streamInterceptor)
+	}
+	if c.Token != "" {
+		streams = append(streams, RequireTokenStream(c.Token))
+	}
+	if c.PeerLimit != nil {
+		streams = append(streams, chargeStreamMessages(c.PeerLimit))
+	}
 	opts := append(flowControl(),
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(protoCodec.Name), undecoded}),
@@ -290,6 +302,7 @@ func (c Server) Options() []grpc.ServerOption {
 		grpc.ConnectionTimeout(HandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: IdleTimeout, Timeout: KeepaliveTimeout}),
 		grpc.ChainUnaryInterceptor(chain...),
+		grpc.ChainStreamInterceptor(streams...),
 		// Calls run on a pool of goroutines whose stacks have already grown
 		// to what a handler's cryptography needs, instead of a fresh
 		// goroutine per call copying its stack as it grows (4% of the CPU
