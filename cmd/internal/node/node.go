@@ -161,6 +161,8 @@ type Daemon struct {
 	health    *health.Server
 	tls       *listenerTLS
 	done      chan error
+	stopping  chan struct{} // closed as stop begins: streaming calls end
+	stopOnce  sync.Once
 }
 
 // CurrentFingerprint is the SHA-256 fingerprint of the certificate the
@@ -469,7 +471,8 @@ func (d *Daemon) start(sp daemonSpec) error {
 	if d.PeerConns > 0 {
 		pubLis = transport.LimitConns(pubLis, d.PeerConns, rpcMetrics)
 	}
-	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit, PeerCalls: d.PeerCalls}
+	d.stopping = make(chan struct{})
+	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit, PeerCalls: d.PeerCalls, Stopping: d.stopping}
 	if lt.public != nil {
 		pubOpts.TLS = lt.public.ServerConfig(lt.publicAuth)
 	}
@@ -480,7 +483,7 @@ func (d *Daemon) start(sp daemonSpec) error {
 	sp.public(d.public)
 	healthpb.RegisterHealthServer(d.public, d.health)
 	reflection.Register(d.public)
-	d.admin = grpc.NewServer(transport.Server{Log: sp.log, Metrics: rpcMetrics, Token: d.Token}.Options()...)
+	d.admin = grpc.NewServer(transport.Server{Log: sp.log, Metrics: rpcMetrics, Token: d.Token, Stopping: d.stopping}.Options()...)
 	sp.admin(d.admin)
 	healthpb.RegisterHealthServer(d.admin, d.health)
 	// The admin listener speaks gRPC (HTTP/2: without TLS on loopback, or
@@ -554,12 +557,16 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	}
 }
 
-// stop reports NOT_SERVING to health checks, then drains both listeners
-// gracefully (in-flight calls finish, and with them their commits), forcing
-// them after 10 seconds.
+// stop reports NOT_SERVING to health checks, ends the streaming calls
+// (health Watch, reflection: they would last as long as their clients
+// like), then drains both listeners gracefully (in-flight calls finish,
+// and with them their commits), forcing them after 10 seconds.
 func (d *Daemon) stop() {
 	if d.health != nil {
 		d.health.Shutdown()
+	}
+	if d.stopping != nil {
+		d.stopOnce.Do(func() { close(d.stopping) })
 	}
 	if d.public != nil {
 		ok := make(chan struct{})

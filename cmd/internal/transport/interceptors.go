@@ -275,3 +275,90 @@ func (s *chargedStream) RecvMsg(m any) error {
 	s.received = true
 	return nil
 }
+
+// endStreams ends a streaming call, Unavailable, once stopping is closed
+// (a nil channel: never), however its handler waits: a health Watch
+// waits for its context, but a reflection stream waits in RecvMsg, which
+// nothing on the server's side interrupts but the end of the call. A
+// server's GracefulStop waits for every call, so one open stream held a
+// shutdown until it was forced. The handler runs in a goroutine of its
+// own; once the call is ended, its context is cancelled, and whatever it
+// still sends is dropped (SendMsg and the header calls fail without
+// touching the stream, which gRPC forbids once the call has returned);
+// its pending RecvMsg returns as gRPC ends the stream. It must be the
+// first of the stream interceptors, so that the others (panic recovery)
+// run in the handler's goroutine.
+func endStreams(stopping <-chan struct{}) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if stopping == nil {
+			return handler(srv, ss)
+		}
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		s := &endableStream{ServerStream: ss, ctx: ctx}
+		done := make(chan error, 1)
+		go func() { done <- handler(srv, s) }()
+		select {
+		case err := <-done:
+			return err
+		case <-stopping:
+		}
+		cancel()
+		s.mu.Lock() // waits for a SendMsg in progress
+		s.ended = true
+		s.mu.Unlock()
+		select {
+		case err := <-done:
+			return err
+		default:
+			return errStopping
+		}
+	}
+}
+
+var errStopping = status.Error(codes.Unavailable, "the server is shutting down")
+
+// endableStream is a stream whose sending stops once ended.
+type endableStream struct {
+	grpc.ServerStream
+	ctx   context.Context
+	mu    sync.Mutex
+	ended bool
+}
+
+func (s *endableStream) Context() context.Context { return s.ctx }
+
+func (s *endableStream) SendMsg(m any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errStopping
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func (s *endableStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errStopping
+	}
+	return s.ServerStream.SetHeader(md)
+}
+
+func (s *endableStream) SendHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errStopping
+	}
+	return s.ServerStream.SendHeader(md)
+}
+
+func (s *endableStream) SetTrailer(md metadata.MD) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.ServerStream.SetTrailer(md)
+	}
+}

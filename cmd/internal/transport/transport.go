@@ -248,6 +248,11 @@ type Server struct {
 	// refused, with Unauthenticated, to callers whose connection presented
 	// no verified client certificate (see ClientCertMethods).
 	CertMethods map[string]bool
+	// Stopping, closed as the server begins to stop, ends the streaming
+	// calls in progress (Unavailable), which GracefulStop would otherwise
+	// wait for: a health Watch lasts as long as its client likes. nil:
+	// they run until they end.
+	Stopping <-chan struct{}
 }
 
 // Options are the gRPC options: TLS (unless plaintext), message and
@@ -280,7 +285,7 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil {
 		chain = append(chain, chargePeers(c.PeerLimit))
 	}
-	streams := []grpc.StreamServerInterceptor{serverStreamInterceptor(log)}
+	streams := []grpc.StreamServerInterceptor{endStreams(c.Stopping), serverStreamInterceptor(log)}
 	if c.Metrics != nil {
 		streams = append(streams, c.Metrics.streamInterceptor)
 	}
