@@ -19,7 +19,8 @@ import (
 
 // toStatus maps the merchant's own errors, then defers to the bank's table
 // (errors relayed from the bank are already statuses and pass unchanged, so
-// a wallet sees the bank's double-spend proof).
+// a wallet sees the bank's double-spend proof), except the bank client's
+// failures (bankFailure).
 func (m *Merchant) toStatus(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, ErrClosed):
@@ -38,7 +39,33 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 		m.log.Error("cannot deliver", "err", err)
 		return status.Error(codes.Unavailable, "merchant: this product cannot be delivered right now")
 	}
+	if msg, ok := bankFailure(err); ok {
+		m.log.Warn("bank call failed", "request_id", bank.RequestID(ctx), "err", err)
+		return status.Error(status.Code(err), msg)
+	}
 	return bank.ToStatus(ctx, err, m.log)
+}
+
+// bankFailure reports whether err is a status the merchant's bank client
+// returned with a code the bank does not answer deliberately, or answers
+// without anything a wallet could use, and the fixed message a wallet is
+// told instead: a gRPC client makes Unavailable, DeadlineExceeded, Unknown
+// and Internal statuses of its own, whose messages name the bank's
+// address, the merchant's connection error or TLS failure, none of the
+// wallet's business. The code is kept: none of them is a refusal
+// (bank.Definitive), so the wallet, not knowing whether the bank acted,
+// retries the same request. The full error is logged.
+func bankFailure(err error) (string, bool) {
+	if _, ok := status.FromError(err); !ok {
+		return "", false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return "merchant: the bank is unreachable; retry", true
+	case codes.Unknown, codes.Internal:
+		return "merchant: the bank failed to answer; retry", true
+	}
+	return "", false
 }
 
 type publicServer struct {

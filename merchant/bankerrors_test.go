@@ -1,0 +1,58 @@
+package merchant
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// TestBankClientErrorsHidden: the merchant relayed any status its bank
+// client returned to the wallet unchanged, including the gRPC client's
+// own, which name the bank's (internal) address and the merchant's
+// connection or TLS failure. Those codes now reach the wallet with a
+// fixed message (the code kept: none is a refusal, and the wallet
+// retries), the detail in the merchant's log; the bank's deliberate
+// answers, a double spend's proof included, pass unchanged.
+func TestBankClientErrorsHidden(t *testing.T) {
+	var logged strings.Builder
+	m := &Merchant{log: slog.New(slog.NewTextHandler(&logged, nil))}
+	ctx := bank.WithRequestID(context.Background(), "req-1")
+	secret := `connection error: desc = "transport: Error while dialing: dial tcp 10.1.2.3:7443: connect: connection refused"`
+	for _, code := range []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal} {
+		for _, err := range []error{status.Error(code, secret), fmt.Errorf("deposit: %w", status.Error(code, secret))} {
+			got := m.toStatus(ctx, err)
+			if status.Code(got) != code {
+				t.Errorf("%v from the bank client: %v; want the code kept", code, got)
+			}
+			if msg := status.Convert(got).Message(); strings.Contains(msg, "10.1.2.3") || strings.Contains(msg, "dial") || !strings.Contains(msg, "retry") {
+				t.Errorf("%v from the bank client: the wallet is told %q", code, msg)
+			}
+			if bank.Definitive(got) {
+				t.Errorf("%v from the bank client made a refusal", code)
+			}
+		}
+	}
+	if !strings.Contains(logged.String(), "10.1.2.3") || !strings.Contains(logged.String(), "req-1") {
+		t.Errorf("the detail is not in the merchant's log: %s", logged.String())
+	}
+
+	st, err := status.New(codes.FailedPrecondition, ecash.ErrDoubleSpend.Error()).WithDetails(&pb.DoubleSpendDetail{Proof: []byte("proof")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, deliberate := range []error{st.Err(), status.Error(codes.ResourceExhausted, "too many requests from this address; slow down"), status.Error(codes.NotFound, "bank: no such account")} {
+		got := m.toStatus(ctx, deliberate)
+		if status.Code(got) != status.Code(deliberate) || status.Convert(got).Message() != status.Convert(deliberate).Message() || len(status.Convert(got).Details()) != len(status.Convert(deliberate).Details()) {
+			t.Errorf("the bank's answer %v reached the wallet as %v", deliberate, got)
+		}
+	}
+}
