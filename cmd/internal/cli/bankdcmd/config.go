@@ -227,13 +227,114 @@ func encryptedText(info bank.KeyFileInfo) string {
 	return "NOT encrypted"
 }
 
-// redactStore hides a password in a PostgreSQL connection string.
+// redactStore hides the passwords in a PostgreSQL connection string, in
+// each form libpq and pgx take one: a URL's user info, a URL's password
+// (or sslpassword) query parameter, and a keyword/value string's password
+// (or sslpassword) value, quoted or not. A string that parses as neither
+// is not shown at all: it may hold a password where the parse went wrong.
 func redactStore(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
+	if s == "" {
+		return s
+	}
+	const hidden = "xxxxx"
+	unparsed := "(not shown: not a connection string that parses)"
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return unparsed
+		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), hidden)
+			}
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return unparsed
+		}
+		changed := false
+		for k := range q {
+			if isPasswordKeyword(k) {
+				q[k], changed = []string{hidden}, true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	out, ok := redactKeywords(s, hidden)
+	if !ok {
+		return unparsed
+	}
+	return out
+}
+
+func isPasswordKeyword(k string) bool {
+	k = strings.ToLower(k)
+	return k == "password" || k == "sslpassword"
+}
+
+// redactKeywords replaces the password values of a keyword/value
+// connection string ("host=db user=bank password='s 3cret'": keyword,
+// optional spaces, '=', optional spaces, and a value either in single
+// quotes or up to the next space, backslash escaping a character in
+// either, as libpq parses it) with hidden; ok is false if s does not
+// parse.
+func redactKeywords(s, hidden string) (out string, ok bool) {
+	var b strings.Builder
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+	i := 0
+	for {
+		start := i
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			b.WriteString(s[start:])
+			return b.String(), true
+		}
+		k := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		keyword := s[k:i]
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if keyword == "" || i == len(s) || s[i] != '=' {
+			return "", false
+		}
+		i++
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		b.WriteString(s[start:i])
+		v := i
+		if i < len(s) && s[i] == '\'' {
+			for i++; ; i++ {
+				if i >= len(s) {
+					return "", false // unterminated quote
+				}
+				if s[i] == '\\' {
+					i++
+				} else if s[i] == '\'' {
+					i++
+					break
+				}
+			}
+		} else {
+			for ; i < len(s) && !isSpace(s[i]); i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+			i = min(i, len(s))
+		}
+		if isPasswordKeyword(keyword) {
+			b.WriteString(hidden)
+		} else {
+			b.WriteString(s[v:i])
 		}
 	}
-	return s
 }
