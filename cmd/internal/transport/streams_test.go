@@ -66,8 +66,8 @@ func TestStreamInterceptors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 5 calls a second, bursts of 10.
-	s := grpc.NewServer(Server{PeerLimit: bank.NewRateLimiter(5, 10, 100), Metrics: metrics}.Options()...)
+	// One call every 10 seconds, bursts of 10.
+	s := grpc.NewServer(Server{PeerLimit: bank.NewRateLimiter(0.1, 10, 100), Metrics: metrics}.Options()...)
 	s.RegisterService(echoStream(seen), struct{}{})
 	go s.Serve(lis)
 	defer s.Stop()
@@ -80,7 +80,7 @@ func TestStreamInterceptors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	// The rate: at 5 a second, 1000 requests would take 200 seconds.
+	// The rate: 1000 requests on one stream.
 	st, err := conn.NewStream(ctx, desc, "/test.Stream/Echo")
 	if err != nil {
 		t.Fatal(err)
@@ -99,9 +99,10 @@ func TestStreamInterceptors(t *testing.T) {
 		err = st.RecvMsg(new(healthpb.HealthCheckResponse))
 	}
 	if status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("one stream at a per-peer rate of 5 a second: %d requests answered, then %v; want ResourceExhausted", answered, err)
+		t.Errorf("one stream at a per-peer rate of one call every 10 seconds: %d requests answered, then %v; want ResourceExhausted", answered, err)
+	} else if answered > 10 {
+		t.Errorf("one stream at a per-peer rate of one call every 10 seconds, bursts of 10: %d requests answered", answered)
 	}
-	t.Logf("one stream at a per-peer rate of 5 a second, bursts of 10: %d requests answered", answered)
 	var m dto.Metric
 	if err := metrics.calls.WithLabelValues("/test.Stream/Echo", "ResourceExhausted").Write(&m); err != nil {
 		t.Fatal(err)
