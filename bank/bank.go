@@ -192,6 +192,9 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if acct.Balance < int64(amount.Value) {
 		return nil, ErrInsufficientFunds
 	}
+	if err := b.unissued(ctx, reqHash, blinded); err != nil {
+		return nil, err
+	}
 	sigs, err = b.blindSign(ctx, req.Planchets, keys)
 	if err != nil {
 		return nil, err
@@ -569,6 +572,9 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	if err := b.unspentBeforeSigning(ctx, reqHash, coins, outKeys, now); err != nil {
 		return nil, err
 	}
+	if err := b.unissued(ctx, reqHash, blinded); err != nil {
+		return nil, err
+	}
 	sigs, err = b.blindSign(ctx, req.Outputs, outKeys)
 	if err != nil {
 		return nil, err
@@ -588,6 +594,25 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return sigs, nil
+}
+
+// unissued refuses a request with a blinded message the bank signed in
+// another request (ErrAlreadyIssued, which the store's commit checks
+// again) before its planchets are signed: refused only at the commit, a
+// replay of signed planchets would make the bank sign for nothing, again
+// and again. One signed in this very request is a concurrent retry's: the
+// commit answers it from the record.
+func (b *Bank) unissued(ctx context.Context, reqHash ecash.Hash, blinded []ecash.Hash) error {
+	found, err := b.store.Issued(ctx, blinded)
+	if err != nil {
+		return err
+	}
+	for i, is := range found {
+		if is != nil && is.Request != reqHash {
+			return fmt.Errorf("%w: planchet %d", ErrAlreadyIssued, i)
+		}
+	}
+	return nil
 }
 
 // unspentBeforeSigning looks a swap's (or recoup's) inputs up before its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,6 +54,7 @@ var errorCodes = []struct {
 	{ErrReferenceConflict, codes.AlreadyExists},
 	{ErrRequestConflict, codes.AlreadyExists},
 	{ErrNonceReused, codes.AlreadyExists},
+	{ErrAlreadyIssued, codes.AlreadyExists},
 	{ErrInvalidOp, codes.InvalidArgument},
 	{ErrBalanceOverflow, codes.InvalidArgument},
 	{ErrStoreClosed, codes.Unavailable},
@@ -88,6 +90,17 @@ func Definitive(err error) bool {
 		return true
 	}
 	return false
+}
+
+// AlreadyIssued reports whether an error a client got over gRPC is the
+// bank's ErrAlreadyIssued: a refusal (Definitive) that tells the wallet its
+// planchet counter is behind the planchets the bank signed. The code alone
+// does not tell it from ErrNonceReused and the other conflicts, so the
+// message is matched, as ToStatus sends it (the sentinel's text, wrapped or
+// not).
+func AlreadyIssued(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.AlreadyExists && strings.Contains(st.Message(), ErrAlreadyIssued.Error())
 }
 
 // opaqueErrors are sent to the peer as the sentinel's own message only:

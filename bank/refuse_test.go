@@ -34,7 +34,8 @@ func (k countingKey) BlindSign(blinded []byte) ([]byte, error) {
 // planchet is malformed, one beyond the account's balance, a swap
 // replaying a spent coin for more outputs (or its inputs reordered),
 // a swap whose outputs are worth more than its inputs could be (refused
-// before its signatures are checked). A swap retried concurrently is still
+// before its signatures are checked), a withdrawal or swap of planchets the
+// bank signed in another request. A swap retried concurrently is still
 // answered, every time, with the same signatures.
 func TestRefusedBeforeSigning(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
@@ -219,8 +220,31 @@ func TestRefusedBeforeSigning(t *testing.T) {
 	expect("a greedy swap", 16)
 
 	// Concurrent retries of one swap: its own spend is no double spend.
-	body := swap(coin2, key2, rsaOutputs(4)).Body()
+	outs := rsaOutputs(4)
+	body := swap(coin2, key2, outs).Body()
 	concurrentRetries(t, func() ([][]byte, error) { return b.Swap(ctx, body) })
+	base := signed.Load() // retries racing the first commit sign too
+
+	// Planchets signed before, in a new request (a wallet whose planchet
+	// counter went back): refused, nothing signed, debited or spent.
+	bal, err := b.Store().Account(ctx, acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withdraw(append(rsaOutputs(1), outs[1])); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Fatalf("a withdrawal of a planchet a swap got signed: %v, want ErrAlreadyIssued", err)
+	}
+	coin3, key3 := csCoin()
+	if _, err := b.Swap(ctx, swap(coin3, key3, outs).Body()); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Fatalf("a swap of planchets a swap got signed: %v, want ErrAlreadyIssued", err)
+	}
+	expect("planchets signed before, sent again (and a withdrawal of one)", base+1)
+	if after, err := b.Store().Account(ctx, acct); err != nil || after.Balance != bal.Balance-int64(cs.Value.Value+cs.Fees.Withdraw.Value) {
+		t.Fatalf("balance %d after the refusals and one withdrawal of %s, was %d (%v)", after.Balance, cs.Value, bal.Balance, err)
+	}
+	if _, err := b.Swap(ctx, swap(coin3, key3, rsaOutputs(4)).Body()); err != nil {
+		t.Fatalf("the refused swap's input spent: %v", err)
+	}
 }
 
 // concurrentRetries calls one request from 8 goroutines at once: every

@@ -28,7 +28,14 @@ var (
 	ErrStoreClosed       = errors.New("bank: store is closed")
 	ErrDuplicateCoin     = errors.New("bank: coin appears twice in one request")
 	ErrNonceReused       = errors.New("bank: nonce already answered for another blinded message")
-	ErrNotDeposited      = errors.New("bank: no such payment was deposited to this merchant")
+	// ErrAlreadyIssued: a blinded message of a new request was signed in
+	// another request. A wallet sends one only when its planchet counter
+	// went back (a wallet directory put back from a backup): signing it
+	// again would debit or spend for a coin the wallet already had, and
+	// perhaps spent. The wallet's answer is to scan forward from its
+	// counter (see AlreadyIssued).
+	ErrAlreadyIssued = errors.New("bank: blinded message already signed in another request; the planchet counter is stale")
+	ErrNotDeposited  = errors.New("bank: no such payment was deposited to this merchant")
 	// ErrRefundExceeds: a refund would give a coin back more than it paid,
 	// counting earlier refunds.
 	ErrRefundExceeds = errors.New("bank: refund exceeds what the payment's coins paid")
@@ -395,7 +402,9 @@ type Store interface {
 	// one step. If the request hash is already recorded it moves nothing and
 	// returns the recorded signatures. ErrNonceReused if a nonce is locked
 	// to another blinded message (locking it again to the same one is
-	// fine); ErrInsufficientFunds if the balance is too low, ErrNoAccount.
+	// fine); ErrAlreadyIssued if a blinded message of op.Blinded is
+	// indexed (Issued) for another request; ErrInsufficientFunds if the
+	// balance is too low, ErrNoAccount.
 	Withdraw(ctx context.Context, op WithdrawOp) ([][]byte, error)
 	// Deposit marks every coin spent, moves op.Amount from
 	// AccountOutstanding to op.Merchant and records op.Receipt under
@@ -413,7 +422,8 @@ type Store interface {
 	// hash is recorded it changes nothing and returns the recorded
 	// signatures (ErrRequestConflict if it was recorded with other coins or
 	// value). A spent coin: *SpentError; a nonce locked to another blinded
-	// message, by a withdrawal or a swap: ErrNonceReused.
+	// message, by a withdrawal or a swap: ErrNonceReused; a blinded message
+	// of op.Blinded indexed for another request: ErrAlreadyIssued.
 	Swap(ctx context.Context, op SwapOp) ([][]byte, error)
 	// Refund applies a refund in one step: the payment must be deposited to
 	// op.Merchant (ErrNotDeposited) and every coin be one of its coins
@@ -438,8 +448,10 @@ type Store interface {
 	CoinStates(ctx context.Context, coins []ecash.Hash) ([]CoinState, error)
 	// Issued looks up blind signatures by the SHA-256 of their blinded
 	// messages (at most ecash.MaxCoinsPerRequest): out[i] is nil if none was
-	// issued for blinded[i]. A blinded message answered twice keeps its
-	// first origin.
+	// issued for blinded[i]. A blinded message is indexed for one request
+	// only: Withdraw and Swap refuse one indexed for another
+	// (ErrAlreadyIssued); the same one twice in a request keeps the first
+	// position.
 	Issued(ctx context.Context, blinded []ecash.Hash) ([]*Issued, error)
 	// Spent reports, for each coin id (at most ecash.MaxCoinsPerRequest),
 	// whether it is spent: deposited, swapped or recouped.

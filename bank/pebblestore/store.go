@@ -1408,14 +1408,23 @@ func (t *txn) setLocks(locks []bank.NonceLock) {
 	}
 }
 
-// index records where the signature on each blinded message is; a blinded
-// message already indexed keeps its first origin.
+// index records where the signature on each blinded message is. One
+// indexed for another request is refused (bank.ErrAlreadyIssued): signing
+// it again would charge for a coin already issued. The same one twice in
+// this request keeps its first position.
 func (t *txn) index(blinded []ecash.Hash, swap bool, request ecash.Hash) error {
 	for i, h := range blinded {
 		k := hashKey(prefixIssued, h)
-		if _, ok, err := t.get(k); err != nil {
+		if v, ok, err := t.get(k); err != nil {
 			return err
 		} else if ok {
+			r, err := decodeIssued(v)
+			if err != nil {
+				return err
+			}
+			if r.Request != request {
+				return bank.ErrAlreadyIssued
+			}
 			continue
 		}
 		t.set(k, encodeIssued(&issuedRecord{Swap: swap, Request: request, Pos: uint32(i)}))

@@ -395,6 +395,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			recAm    int64
 			recSigs  [][]byte
 			reusedNs int64
+			issued   int64
 		)
 		b.Queue(`INSERT INTO withdrawals (request_hash, account, amount, sigs, created) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (request_hash) DO NOTHING`, op.RequestHash[:], acct, op.Amount, op.BlindSigs, at).
@@ -402,6 +403,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		b.Queue(`SELECT account, amount, sigs FROM withdrawals WHERE request_hash = $1`, op.RequestHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recAcct, &recAm, &recSigs) })
 		locks.queue(b, &reusedNs)
+		queueIndex(b, op.Blinded, false, op.RequestHash, &issued)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, feeAccount(op.Fee, op.Account, bank.AccountOutstanding)...)
 		if err := t.send(b); err != nil {
@@ -428,6 +430,9 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if reusedNs > 0 {
 			return refuse(bank.ErrNonceReused)
 		}
+		if issued > 0 {
+			return refuse(bank.ErrAlreadyIssued)
+		}
 		if out == nil {
 			return errors.New("pgstore: no outstanding account")
 		}
@@ -437,7 +442,6 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		if err := w.move(a, out, accts[bank.AccountFees], bank.KindWithdraw, op.Amount, op.Fee, memo, at); err != nil {
 			return refuse(err)
 		}
-		queueIndex(b, op.Blinded, false, op.RequestHash)
 		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
 			return err
 		}
@@ -564,6 +568,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			recCoins [][]byte
 			recSigs  [][]byte
 			reusedNs int64
+			issued   int64
 			spent    = map[ecash.Hash][]byte{}
 		)
 		b.Queue(`INSERT INTO swaps (request_hash, value, coins, sigs, created) VALUES ($1, $2, $3, $4, $5)
@@ -575,6 +580,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		queueSpend(b, spends, op.RequestHash, spent)
 		credited := queueSpendCredits(b, credits)
 		locks.queue(b, &reusedNs)
+		queueIndex(b, op.Blinded, true, op.RequestHash, &issued)
 		accts := map[uint64]*account{}
 		if op.Fee > 0 {
 			lockAccounts(b, accts, bank.AccountOutstanding, bank.AccountFees)
@@ -602,6 +608,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		if reusedNs > 0 {
 			return refuse(bank.ErrNonceReused)
 		}
+		if issued > 0 {
+			return refuse(bank.ErrAlreadyIssued)
+		}
 		b = &pgx.Batch{}
 		if op.Fee > 0 {
 			out := accts[bank.AccountOutstanding]
@@ -612,7 +621,6 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 				return refuse(err)
 			}
 		}
-		queueIndex(b, op.Blinded, true, op.RequestHash)
 		if err := t.commitLogged(b, op.Log, op.Time, &op.RequestHash); err != nil {
 			return err
 		}
@@ -648,9 +656,14 @@ func (s *Store) sigsAt(ctx context.Context, query string, h ecash.Hash) ([][]byt
 	return sigs, true, nil
 }
 
-// queueIndex records where the signature on each blinded message is; a
-// blinded message already indexed keeps its first origin.
-func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Hash) {
+// queueIndex records where the signature on each blinded message is, and
+// counts into *elsewhere those indexed for another request, which the
+// caller refuses (bank.ErrAlreadyIssued: signing one again would charge
+// for a coin already issued). The same one twice in this request keeps its
+// first position. Queued before the decision: the insert waits for a
+// concurrent request indexing the same message, and the count, a
+// statement of its own at READ COMMITTED, then sees its commit.
+func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Hash, elsewhere *int64) {
 	if len(blinded) == 0 {
 		return
 	}
@@ -661,6 +674,8 @@ func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Has
 	b.Queue(`INSERT INTO issued (blinded_hash, swap, request_hash, pos)
 		SELECT h, $2, $3, p FROM unnest($1::bytea[], $4::int[]) AS i(h, p) ORDER BY 1
 		ON CONFLICT (blinded_hash) DO NOTHING`, hs, swap, request[:], pos)
+	b.Queue(`SELECT count(*) FROM issued WHERE blinded_hash = ANY($1) AND request_hash <> $2`, hs, request[:]).
+		QueryRow(func(row pgx.Row) error { return row.Scan(elsewhere) })
 }
 
 // Issued implements bank.Store: one statement joins the index to the

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/blindbank/blindbank/bank"
@@ -10,8 +11,7 @@ import (
 )
 
 // testIssued: withdrawals and swaps index their signatures by blinded
-// message; the first origin of a blinded message stays; refused and
-// replayed operations index nothing new.
+// message; refused and replayed operations index nothing new.
 func testIssued(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	c := f.customer()
@@ -22,7 +22,7 @@ func testIssued(t *testing.T, s bank.Store) {
 		t.Fatal(err)
 	}
 	sw := swapOp(100, "s1", coin("a"))
-	sw.Blinded = []ecash.Hash{hashOf("blinded 3"), hashOf("blinded 1")} // 1 answered before
+	sw.Blinded = []ecash.Hash{hashOf("blinded 3"), hashOf("blinded 6")}
 	if _, err := s.Swap(f.ctx, sw); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +57,92 @@ func testIssued(t *testing.T, s bank.Store) {
 	if _, err := s.Withdraw(f.ctx, bad); !errors.Is(err, bank.ErrInvalidOp) {
 		t.Errorf("one blinded hash for two signatures: %v, want ErrInvalidOp", err)
 	}
+	f.checkLedger()
+}
+
+// testIssuedOnce: a blinded message is signed in one request only. A new
+// request (withdrawal or swap) with one already signed in another is
+// refused with ErrAlreadyIssued, debiting and spending nothing: a wallet
+// whose planchet counter went back (a directory put back from a backup)
+// would otherwise pay again for coins it had, perhaps spent. The request
+// that signed it is still answered from its record when retried, and one
+// request may hold the same blinded message twice.
+func testIssuedOnce(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	f.credit(c, 1000)
+	w := withdrawOp(c, 200, "w1")
+	w.Blinded = []ecash.Hash{hashOf("blinded 1"), hashOf("blinded 2")}
+	if _, err := s.Withdraw(f.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	again := withdrawOp(c, 200, "w2")
+	again.Blinded = []ecash.Hash{hashOf("blinded 3"), hashOf("blinded 2")}
+	if _, err := s.Withdraw(f.ctx, again); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Fatalf("withdrawal of a blinded message a withdrawal signed: %v, want ErrAlreadyIssued", err)
+	}
+	f.fundOutstanding(300)
+	sw := swapOp(100, "s1", coin("a"))
+	sw.Blinded = []ecash.Hash{hashOf("blinded 4"), hashOf("blinded 1")}
+	if _, err := s.Swap(f.ctx, sw); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Fatalf("swap of a blinded message a withdrawal signed: %v, want ErrAlreadyIssued", err)
+	}
+	if st := f.coinState(coin("a")); st.Permission != nil {
+		t.Errorf("the refused swap spent its input: %+v", st)
+	}
+	sw2 := swapOp(100, "s2", coin("a"))
+	sw2.Blinded = []ecash.Hash{hashOf("blinded 5"), hashOf("blinded 6")}
+	sigs, err := s.Swap(f.ctx, sw2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w3 := withdrawOp(c, 100, "w3")
+	w3.Blinded = []ecash.Hash{hashOf("blinded 6"), hashOf("blinded 7")}
+	if _, err := s.Withdraw(f.ctx, w3); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Fatalf("withdrawal of a blinded message a swap signed: %v, want ErrAlreadyIssued", err)
+	}
+	// Retries of the requests that signed them are answered.
+	if got, err := s.Withdraw(f.ctx, w); err != nil || !equalSigs(got, w.BlindSigs) {
+		t.Fatalf("withdrawal retried: %q, %v", got, err)
+	}
+	if got, err := s.Swap(f.ctx, sw2); err != nil || !equalSigs(got, sigs) {
+		t.Fatalf("swap retried: %q, %v", got, err)
+	}
+	twice := withdrawOp(c, 100, "w4")
+	twice.Blinded = []ecash.Hash{hashOf("blinded 8"), hashOf("blinded 8")}
+	if _, err := s.Withdraw(f.ctx, twice); err != nil {
+		t.Fatalf("one request with a blinded message twice: %v", err)
+	}
+	got, err := s.Issued(f.ctx, []ecash.Hash{hashOf("blinded 2"), hashOf("blinded 3"), hashOf("blinded 4"), hashOf("blinded 7"), hashOf("blinded 8")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] == nil || got[0].Request != w.RequestHash || got[1] != nil || got[2] != nil || got[3] != nil || got[4] == nil || !bytes.Equal(got[4].Sig, twice.BlindSigs[0]) {
+		t.Errorf("Issued after the refusals = %+v", got)
+	}
+	f.expectBalances(map[uint64]int64{c: 700})
+
+	// Concurrent requests with one blinded message: one is signed.
+	const n = 8
+	errs := make([]error, n)
+	run(n, func(i int) {
+		op := withdrawOp(c, 10, fmt.Sprintf("race %d", i))
+		op.Blinded = []ecash.Hash{hashOf("raced"), hashOf("race %d", i)}
+		_, errs[i] = s.Withdraw(f.ctx, op)
+	})
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, bank.ErrAlreadyIssued):
+			t.Errorf("racing withdrawal %d: %v", i, err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d withdrawals of one blinded message were signed, want 1", won, n)
+	}
+	f.expectBalances(map[uint64]int64{c: 690})
 	f.checkLedger()
 }
 

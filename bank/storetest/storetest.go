@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"RefundCount", testRefundCount},
 		{"ConcurrentRefunds", testConcurrentRefunds},
 		{"Issued", testIssued},
+		{"IssuedOnce", testIssuedOnce},
 		{"Spent", testSpent},
 		{"Log", testLog},
 		{"ConcurrentLog", testConcurrentLog},
