@@ -192,7 +192,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if acct.Balance < int64(amount.Value) {
 		return nil, ErrInsufficientFunds
 	}
-	if err := b.unissued(ctx, reqHash, blinded); err != nil {
+	if err := b.unissued(ctx, reqHash, blinded, nil, now); err != nil {
 		return nil, err
 	}
 	sigs, err = b.blindSign(ctx, req.Planchets, keys)
@@ -572,7 +572,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	if err := b.unspentBeforeSigning(ctx, reqHash, coins, outKeys, now); err != nil {
 		return nil, err
 	}
-	if err := b.unissued(ctx, reqHash, blinded); err != nil {
+	if err := b.unissued(ctx, reqHash, blinded, coins, now); err != nil {
 		return nil, err
 	}
 	sigs, err = b.blindSign(ctx, req.Outputs, outKeys)
@@ -601,14 +601,19 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 // again) before its planchets are signed: refused only at the commit, a
 // replay of signed planchets would make the bank sign for nothing, again
 // and again. One signed in this very request is a concurrent retry's: the
-// commit answers it from the record.
-func (b *Bank) unissued(ctx context.Context, reqHash ecash.Hash, blinded []ecash.Hash) error {
+// commit answers it from the record. A swap's or recoup's input (coins)
+// spent by another request answers first, as at the commit: its proof
+// tells the wallet which coin it lost.
+func (b *Bank) unissued(ctx context.Context, reqHash ecash.Hash, blinded []ecash.Hash, coins []SpentCoin, now time.Time) error {
 	found, err := b.store.Issued(ctx, blinded)
 	if err != nil {
 		return err
 	}
 	for i, is := range found {
 		if is != nil && is.Request != reqHash {
+			if err := b.unspent(ctx, reqHash, coins, now); err != nil {
+				return err
+			}
 			return fmt.Errorf("%w: planchet %d", ErrAlreadyIssued, i)
 		}
 	}

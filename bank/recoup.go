@@ -165,7 +165,7 @@ func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ec
 	if err := b.unspentBeforeSigning(ctx, reqHash, []SpentCoin{spent}, outKeys, now); err != nil {
 		return nil, err
 	}
-	if err := b.unissued(ctx, reqHash, blinded); err != nil {
+	if err := b.unissued(ctx, reqHash, blinded, []SpentCoin{spent}, now); err != nil {
 		return nil, err
 	}
 	sigs, err := b.blindSign(ctx, req.Outputs, outKeys)

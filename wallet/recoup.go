@@ -125,15 +125,12 @@ func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if err != nil {
 		return nil, err
 	}
-	fresh, err := w.newPlanchets(ctx, bank, outputs, false)
-	if err != nil {
-		return nil, err
-	}
-	// recoupTime too, not the wallet's clock (see pay.go): its outputs make
-	// the request unique.
-	req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)
-	pend := &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true, blinded: fresh.blinded}
-	return w.reserveAndSend(ctx, bank, ks, pend)
+	return w.sendOutputs(ctx, bank, ks, outputs, func(fresh *planchets) (*pendingSwap, error) {
+		// recoupTime too, not the wallet's clock (see pay.go): its outputs
+		// make the request unique.
+		req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)
+		return &pendingSwap{Body: req.Encode(), Indices: fresh.Indices, Prepared: fresh.Prepared, Inputs: []ecash.Hash{c.Coin.ID()}, Recoup: true, blinded: fresh.blinded}, nil
+	})
 }
 
 // markSpentCoin marks a fresh coin spent.

@@ -116,47 +116,12 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 	if err != nil {
 		return nil, err
 	}
-	if len(ks.Denominations) == 0 {
-		return nil, fmt.Errorf("wallet: the bank's key set has no denominations")
-	}
 	rep := &RestoreReport{}
-	perBatch := uint64(max(1, ecash.MaxCoinsPerRequest/len(ks.Denominations)))
-	next, lastFound, lastUsed := uint64(0), int64(-1), int64(-1)
-	var found []ecash.Hash
-	for next < uint64(lastFound+1)+RestoreGap {
-		cands, err := w.candidates(ctx, bank, ks, next, perBatch)
-		if err != nil {
-			return nil, err
-		}
-		recs, bad, err := w.signed(ctx, bank, cands)
-		if err != nil {
-			return nil, err
-		}
-		added, err := w.addCoins(recs, bad)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range bad {
-			// Used, but not by a coin: it does not stretch the scan (a
-			// bank answering garbage everywhere would stretch it forever).
-			lastUsed = max(lastUsed, int64(d.Indices[0]))
-		}
-		if rep.Disputed += len(bad); rep.Disputed > maxRestoreDisputes {
-			return nil, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored; until a restore finishes, the wallet withdraws and swaps nothing, see Disputes)", ErrBadAnswer, rep.Disputed)
-		}
-		for _, r := range recs {
-			found = append(found, r.Coin.ID())
-			lastFound = max(lastFound, int64(r.Index))
-		}
-		rep.Found += len(recs)
-		rep.Added += added
-		next += perBatch
-		rep.Scanned = next
-		if progress != nil {
-			progress(next, rep.Found)
-		}
+	found, end, err := w.scan(ctx, bank, ks, 0, rep, progress)
+	if err != nil {
+		return nil, err
 	}
-	if err := w.advanceIndex(uint64(max(lastFound, lastUsed) + 1)); err != nil {
+	if err := w.advanceIndex(end); err != nil {
 		return nil, err
 	}
 	spent, err := w.markSpent(ctx, bank, found)
@@ -170,6 +135,78 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 	}
 	rep.Fresh = bal.Fresh
 	return rep, nil
+}
+
+// scan looks for the coins the bank signed for this seed from planchet
+// index from on, under every denomination of ks, until RestoreGap indices
+// in a row without one, and stores those not held yet (and the disputes
+// over signatures that do not verify). It returns the ids of the coins
+// found and the index after the last one used; rep counts what it did.
+func (w *Wallet) scan(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, from uint64, rep *RestoreReport, progress RestoreProgress) (found []ecash.Hash, end uint64, err error) {
+	if len(ks.Denominations) == 0 {
+		return nil, 0, fmt.Errorf("wallet: the bank's key set has no denominations")
+	}
+	perBatch := uint64(max(1, ecash.MaxCoinsPerRequest/len(ks.Denominations)))
+	next, lastFound, lastUsed := from, int64(from)-1, int64(from)-1
+	for next < uint64(lastFound+1)+RestoreGap {
+		cands, err := w.candidates(ctx, bank, ks, next, perBatch)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs, bad, err := w.signed(ctx, bank, cands)
+		if err != nil {
+			return nil, 0, err
+		}
+		added, err := w.addCoins(recs, bad)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, d := range bad {
+			// Used, but not by a coin: it does not stretch the scan (a
+			// bank answering garbage everywhere would stretch it forever).
+			lastUsed = max(lastUsed, int64(d.Indices[0]))
+		}
+		if rep.Disputed += len(bad); rep.Disputed > maxRestoreDisputes {
+			return nil, 0, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored; until a restore finishes, the wallet withdraws and swaps nothing, see Disputes)", ErrBadAnswer, rep.Disputed)
+		}
+		for _, r := range recs {
+			found = append(found, r.Coin.ID())
+			lastFound = max(lastFound, int64(r.Index))
+		}
+		rep.Found += len(recs)
+		rep.Added += added
+		next += perBatch
+		rep.Scanned = next
+		if progress != nil {
+			progress(next, rep.Found)
+		}
+	}
+	return found, uint64(max(lastFound, lastUsed) + 1), nil
+}
+
+// catchUp answers the bank's ErrAlreadyIssued: a new request of this
+// wallet held a blinded message the bank had signed in another, so the
+// planchet counter is behind the indices this seed used (the wallet
+// directory was put back from a copy, or another copy of the seed is in
+// use). It scans from the refused request's first index as Restore does,
+// takes in the coins found, marks spent those the bank holds spent, and
+// moves the counter past them, in that order: a crash before the counter
+// moves leaves it behind, and the next request catches up again. Like a
+// restore, it shows the bank which coins are this wallet's.
+//
+// A planchet index reused under another denomination is not caught: its
+// blinded message is new to the bank, and its coin, whose id is its key
+// (the same under every denomination), is as spent as the old one. Hence a
+// wallet is put back with Restore, never by copying its directory back.
+func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, from uint64) error {
+	found, end, err := w.scan(ctx, bank, ks, from, &RestoreReport{}, nil)
+	if err != nil {
+		return fmt.Errorf("wallet: catching up with the planchets this seed used: %w", err)
+	}
+	if _, err := w.markSpent(ctx, bank, found); err != nil {
+		return err
+	}
+	return w.raiseIndex(end)
 }
 
 // candidates derives the planchets of indices [first, first+n) under every
@@ -303,8 +340,13 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 }
 
 // advanceIndex moves the planchet counter to at least next, so that no
-// index a coin was found at is used again.
-func (w *Wallet) advanceIndex(next uint64) error {
+// index a coin was found at is used again, and ends the restore.
+func (w *Wallet) advanceIndex(next uint64) error { return w.moveIndex(next, true) }
+
+// raiseIndex moves the planchet counter to at least next (catchUp).
+func (w *Wallet) raiseIndex(next uint64) error { return w.moveIndex(next, false) }
+
+func (w *Wallet) moveIndex(next uint64, restored bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	nb, err := get(w.db, keyNext)
@@ -318,8 +360,10 @@ func (w *Wallet) advanceIndex(next uint64) error {
 			return err
 		}
 	}
-	if err := b.Delete(keyRestore, nil); err != nil {
-		return err
+	if restored {
+		if err := b.Delete(keyRestore, nil); err != nil {
+			return err
+		}
 	}
 	return b.Commit(pebble.Sync)
 }

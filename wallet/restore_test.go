@@ -2,8 +2,10 @@ package wallet_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
@@ -225,4 +228,134 @@ func TestRestorePaced(t *testing.T) {
 	if rep.Fresh != ecash.MustParseAmount("EUR:1.23") || busy.refusals.Load() >= 0 {
 		t.Fatalf("restored %s after %d refusals left; want EUR:1.23, none left", rep.Fresh, busy.refusals.Load())
 	}
+}
+
+// putBack copies a closed wallet's directory aside, as a backup of it.
+func putBack(t *testing.T, dir string) string {
+	t.Helper()
+	backup := filepath.Join(t.TempDir(), "backup")
+	if err := os.CopyFS(backup, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	return backup
+}
+
+// TestBackupPutBackWithdraws: a wallet directory is copied, the wallet
+// withdraws and pays, the device is lost and the copy is put back. Its
+// planchet counter is the copy's, so its next withdrawal derives the lost
+// wallet's planchets again (with RSA, the bank's default cipher, the same
+// blinded messages). The bank refuses them (it signed them before); the
+// wallet scans forward as a restore does, takes in the lost wallet's coins
+// (those it spent as spent), moves its counter past them and withdraws
+// with new planchets: the account is debited once, for coins that pay.
+func TestBackupPutBackWithdraws(t *testing.T) {
+	ctx := context.Background()
+	var specs []bank.DenomSpec
+	for v := uint64(1); v <= 64; v *= 2 {
+		specs = append(specs, bank.DenomSpec{Value: ecash.Amount{Currency: "EUR", Value: v}, Cipher: ecash.CipherRSA})
+	}
+	k, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: specs}, time.Now().Add(-time.Minute), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureWith(t, k, time.Now)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := f.fund(t, w, "EUR:10.00")
+	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	backup := putBack(t, dir)
+
+	// The wallet's life after the copy: it withdraws and spends some.
+	w, err = wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.balance(t, acct)
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	debit := before - f.balance(t, acct)
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.50"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "before the loss", 0)
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	lost, _ := w.Balance()
+	w.Close() // the device is lost
+
+	r, err := wallet.Open(backup, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	before = f.balance(t, acct)
+	if _, err := r.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatalf("withdrawal from the wallet put back: %v", err)
+	}
+	if debited := before - f.balance(t, acct); debited != debit {
+		t.Fatalf("the withdrawal from the wallet put back debited %d, want %d", debited, debit)
+	}
+	bal, _ := r.Balance()
+	if want := lost.Fresh.Value + 100; bal.Fresh.Value != want {
+		t.Fatalf("the wallet put back holds %s, want the lost wallet's %s and the new EUR:1.00", bal.Fresh, lost.Fresh)
+	}
+	f.checkConservation(t, r)
+	o2, _ := f.merchant.CreateOrder(bal.Fresh, "after the loss: all of it", 0)
+	if _, err := r.Pay(ctx, f.bankc, f.shop, "shop", o2.ID, nil); err != nil {
+		t.Fatalf("paying with what the wallet put back holds: %v", err)
+	}
+	f.checkConservation(t, r)
+}
+
+// TestBackupPutBackSwaps: as TestBackupPutBackWithdraws, the refused
+// request a swap (CS outputs, whose first round and blinding are
+// deterministic too): the wallet takes in the lost wallet's coins and
+// swaps with new planchets.
+func TestBackupPutBackSwaps(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	backup := putBack(t, dir)
+
+	w, err = wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.63"), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	r, err := wallet.Open(backup, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// Outputs of 0.01 to 0.32, at the indices the lost wallet's
+	// withdrawal of EUR:0.63 took.
+	if _, err := r.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.63")); err != nil {
+		t.Fatalf("swap from the wallet put back: %v", err)
+	}
+	bal, _ := r.Balance()
+	if bal.Fresh.String() != "EUR:2.63" {
+		t.Fatalf("the wallet put back holds %s, want EUR:2.63 (its own and the lost wallet's)", bal.Fresh)
+	}
+	f.checkConservation(t, r)
 }

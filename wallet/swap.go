@@ -257,10 +257,43 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	if len(outputs) > ecash.MaxCoinsPerRequest {
 		return nil, fmt.Errorf("wallet: a swap into %d coins; at most %d", len(outputs), ecash.MaxCoinsPerRequest)
 	}
-	fresh, err := w.newPlanchets(ctx, bank, outputs, false)
-	if err != nil {
-		return nil, err
+	return w.sendOutputs(ctx, bank, ks, outputs, func(fresh *planchets) (*pendingSwap, error) {
+		return w.swapRequest(inputs, credits, fresh)
+	})
+}
+
+// sendOutputs makes fresh planchets for outputs, builds a swap or recoup
+// of them (build) and sends it. Refused for a blinded message the bank
+// signed before (the counter is stale: catchUp), it takes in what this
+// seed got signed past the counter and tries once more with new
+// planchets; the refused request's indices stay skipped.
+func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) ([]ecash.Coin, error) {
+	send := func() ([]ecash.Coin, uint64, error) {
+		fresh, err := w.newPlanchets(ctx, bank, outputs, false)
+		if err != nil {
+			return nil, 0, err
+		}
+		ps, err := build(fresh)
+		if err != nil {
+			return nil, 0, err
+		}
+		coins, err := w.reserveAndSend(ctx, bank, ks, ps)
+		return coins, fresh.Indices[0], err
 	}
+	coins, first, err := send()
+	if !alreadyIssued(err) {
+		return coins, err
+	}
+	if cerr := w.catchUp(ctx, bank, ks, first); cerr != nil {
+		return nil, errors.Join(err, cerr)
+	}
+	coins, _, err = send()
+	return coins, err
+}
+
+// swapRequest builds the pending swap of inputs (spending credits, if not
+// nil) for the fresh planchets.
+func (w *Wallet) swapRequest(inputs []*coinRecord, credits []ecash.Amount, fresh *planchets) (*pendingSwap, error) {
 	coins := make([]ecash.Coin, len(inputs))
 	keys := make([]ed25519.PrivateKey, len(inputs))
 	values := make([]ecash.Amount, len(inputs))
@@ -284,7 +317,7 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	if credits != nil {
 		ps.Credits = ids
 	}
-	return w.reserveAndSend(ctx, bank, ks, ps)
+	return ps, nil
 }
 
 // reserveAndSend persists a new swap or recoup (reserveForSwap) and sends

@@ -348,6 +348,10 @@ func (w *Wallet) eachCoin(f func(*coinRecord) error) error {
 // definitive reports whether a gRPC error is a refusal (see bank.Definitive).
 func definitive(err error) bool { return bank.Definitive(err) }
 
+// alreadyIssued: the bank refused a request for a blinded message it had
+// signed in another (bank.AlreadyIssued): the planchet counter is stale.
+func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
+
 func beU64(b []byte) uint64 {
 	var v uint64
 	for _, x := range b {

@@ -35,16 +35,19 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 		return nil, err
 	}
 	var coins []ecash.Coin
+	caughtUp := false
 	for start := 0; start < len(denoms); start += MaxPlanchetsPerRequest {
 		batch := denoms[start:min(start+MaxPlanchetsPerRequest, len(denoms))]
-		pw, key, err := w.prepareWithdraw(ctx, bank, account, batch)
-		if err != nil {
-			return coins, err
+		got, first, err := w.withdrawBatch(ctx, bank, ks, account, batch)
+		if alreadyIssued(err) && !caughtUp {
+			// The counter is stale (catchUp): take in what this seed
+			// got signed past it, and try once more past that.
+			caughtUp = true
+			if cerr := w.catchUp(ctx, bank, ks, first); cerr != nil {
+				return coins, errors.Join(err, cerr)
+			}
+			got, _, err = w.withdrawBatch(ctx, bank, ks, account, batch)
 		}
-		got, err := func() ([]ecash.Coin, error) {
-			defer w.release(key)
-			return w.sendWithdraw(ctx, bank, ks, pw)
-		}()
 		coins = append(coins, got...)
 		if err != nil {
 			return coins, err // with ErrBadAnswer, got holds the batch's good coins
@@ -54,6 +57,18 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 		}
 	}
 	return coins, nil
+}
+
+// withdrawBatch prepares, persists and sends one withdraw request for
+// denoms; first is its first planchet index.
+func (w *Wallet) withdrawBatch(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, account uint64, denoms []ecash.Denomination) (coins []ecash.Coin, first uint64, err error) {
+	pw, key, err := w.prepareWithdraw(ctx, bank, account, denoms)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer w.release(key)
+	coins, err = w.sendWithdraw(ctx, bank, ks, pw)
+	return coins, pw.Indices[0], err
 }
 
 // accountFor returns the wallet's account and the bank's key set for an
