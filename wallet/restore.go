@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -76,6 +79,28 @@ func Restore(ctx context.Context, dir string, seed []byte, bank pb.BankClient, o
 		return nil, nil, err
 	}
 	return w, rep, nil
+}
+
+// ReadSeed reads the seed of the wallet in dir without changing anything
+// there: how a copy of a wallet directory (a backup) is put back, by
+// Restore from its seed into a new directory. Its planchet counter is the
+// copy's, behind the indices the wallet used after it; a restore scans
+// them, where a copy used in place would make their coins again under
+// other denominations, coins the bank holds spent (see catchUp).
+func ReadSeed(dir string) ([]byte, error) {
+	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{ReadOnly: true})
+	if err != nil {
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
+	}
+	defer db.Close()
+	seed, err := get(db, keySeed)
+	if err == nil && seed == nil {
+		err = ErrNotFound
+	}
+	return seed, err
 }
 
 // openForRestore opens the wallet in dir if it was made from seed, or

@@ -177,6 +177,9 @@ type DBOptions struct {
 	CacheSize    int64        // block cache in bytes; 0: Pebble's default (8 MB)
 	MemTableSize uint64       // 0: Pebble's default (4 MB)
 	Logger       *slog.Logger // nil: discard Pebble's messages
+	// ReadOnly opens an existing database without writing to it (a copy
+	// of a wallet directory whose seed a restore reads).
+	ReadOnly bool
 }
 
 // OpenDB opens (or creates) a Pebble database in dir as every store of the
@@ -185,7 +188,7 @@ type DBOptions struct {
 // for keys that are absent (fresh coins, new payment and request hashes,
 // unknown orders) and a filter answers those without reading blocks.
 func OpenDB(dir string, o DBOptions) (*pebble.DB, error) {
-	po := &pebble.Options{FS: o.FS, MemTableSize: o.MemTableSize}
+	po := &pebble.Options{FS: o.FS, MemTableSize: o.MemTableSize, ReadOnly: o.ReadOnly, ErrorIfNotExists: o.ReadOnly}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}

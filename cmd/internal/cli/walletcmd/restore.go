@@ -78,28 +78,39 @@ func readSeed(path string) ([]byte, error) {
 
 func restoreCommand(g *globals) *cli.Command {
 	var (
-		bankAddr, seedFile string
-		account            uint64
+		bankAddr, seedFile, fromWallet string
+		account                        uint64
 	)
 	tlsf := &cli.TLSFlags{What: "bank"}
 	return &cli.Command{
 		Name:  "restore",
 		Short: "rebuild a wallet from its seed alone",
 		Long: `restore rebuilds the wallet in --wallet DIR from a seed file (see "wallet
-export-seed"): it re-derives the wallet's planchets, asks the bank for the
-blind signatures it issued for them (in batches, with a progress bar),
-unblinds and checks every coin, then asks which coins are spent and keeps the
-others. The bank is given as for "wallet init". The account id cannot be
-derived from the seed: give --account, or run "wallet set-account" later.
+export-seed"), or from the seed of a copy of a wallet directory
+(--from-wallet COPY, only read): it re-derives the wallet's planchets, asks
+the bank for the blind signatures it issued for them (in batches, with a
+progress bar), unblinds and checks every coin, then asks which coins are
+spent and keeps the others. The bank is given as for "wallet init". The
+account id cannot be derived from the seed: give --account, or run "wallet
+set-account" later.
 
 Restoring into a wallet made from the same seed resumes or re-checks it:
 coins already held are kept, nothing is lost or counted twice.
 
+Put a backup of a wallet directory back this way, never by copying it back
+and using it: the copy's planchet counter is older than the wallet's last
+coins, and a planchet it made again under another denomination than before
+would be a coin the bank holds spent (the bank refuses those it can see, the
+same planchet under the same denomination, and the wallet then catches up
+by itself; it cannot see the others).
+
 Privacy: a restore shows the bank which coins are yours, linking your past
 payments to your account. It is for a lost device, not routine use.`,
-		Example: `wallet --wallet ./alice restore --seed-file alice.seed --bank 127.0.0.1:7443 --ca ./bank/tls.crt --account 1000`,
+		Example: `wallet --wallet ./alice restore --seed-file alice.seed --bank 127.0.0.1:7443 --ca ./bank/tls.crt --account 1000
+wallet --wallet ./alice restore --from-wallet /media/usb/alice-backup --bank 127.0.0.1:7443 --ca ./bank/tls.crt --account 1000`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&seedFile, "seed-file", "", "the wallet seed `FILE` (required)")
+			fs.StringVar(&seedFile, "seed-file", "", "the wallet seed `FILE` (this or --from-wallet)")
+			fs.StringVar(&fromWallet, "from-wallet", "", "read the seed from a copy of a wallet directory, `COPY` (only read)")
 			fs.StringVar(&bankAddr, "bank", "", "the bank's public `ADDR` (required)")
 			fs.Uint64Var(&account, "account", 0, "the bank account `ID` to set (optional)")
 			tlsf.Register(fs)
@@ -108,13 +119,21 @@ payments to your account. It is for a lost device, not routine use.`,
 			if err := checkDir(g); err != nil {
 				return err
 			}
-			if seedFile == "" {
-				return cli.Usagef("--seed-file FILE is required")
+			if (seedFile == "") == (fromWallet == "") {
+				return cli.Usagef("give --seed-file FILE or --from-wallet COPY")
 			}
 			if err := cli.CheckAddr("bank", bankAddr); err != nil {
 				return err
 			}
-			seed, err := readSeed(seedFile)
+			var seed []byte
+			var err error
+			if seedFile != "" {
+				seed, err = readSeed(seedFile)
+			} else if seed, err = wallet.ReadSeed(fromWallet); errors.Is(err, wallet.ErrNotFound) {
+				err = fmt.Errorf("%s: no wallet there", fromWallet)
+			} else if err != nil {
+				err = cli.LockHint(err, "another wallet command is using "+fromWallet)
+			}
 			if err != nil {
 				return err
 			}

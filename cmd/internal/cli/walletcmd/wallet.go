@@ -115,8 +115,12 @@ key: a key set signed by any other key is refused from then on.
 It prints the account public key (hex) on stdout. The bank operator opens
 your account with it; then run "wallet set-account ID".
 
-Back up the wallet directory, or its seed ("wallet export-seed"): the seed is
-your money, and "wallet restore" rebuilds the wallet from it alone.`,
+Back up its seed ("wallet export-seed"): the seed is your money, and "wallet
+restore" rebuilds the wallet from it alone, asking the bank which coins the
+seed made. A copy of the wallet directory backs it up too, but put it back
+with "wallet restore --from-wallet COPY", never by copying it back: its
+planchet counter is the copy's, and coins it made again would be coins
+already spent.`,
 		Example: `wallet --wallet ./alice init --bank 127.0.0.1:7443 --ca ./bank/tls.crt
 wallet init --bank bank.example:7443 --pin 5f2c...e1`,
 		Flags: func(fs *flag.FlagSet) {
