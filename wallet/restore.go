@@ -22,13 +22,18 @@ import (
 
 // RestoreGap is how many planchet indices in a row restore scans without
 // finding a coin before it stops. Indices are reserved per request (at
-// most MaxPlanchetsPerRequest for a withdrawal; a swap's outputs). Those of
-// a withdrawal the bank refused go to the next withdrawal (parkIndices);
-// those of a refused swap or recoup are skipped, as sending its planchets
-// in another request would link the two; so are those of a request that
-// outlived a crash between reserving and sending. Holes stay rare: only
-// refused swaps with more than RestoreGap outputs in all, with no coin
-// between them, hide the coins after them from a restore.
+// most MaxPlanchetsPerRequest for a withdrawal; a swap's outputs), durably,
+// before its first round. Those of a request that failed before anything
+// signed was sent (its first round refused or unanswered) are given back
+// (giveBack); those of a withdrawal the bank refused go to the next
+// withdrawal (parkIndices). Both only if nothing was reserved since. The
+// rest are skipped: a refused swap's or recoup's (sending its planchets in
+// another request would link the two), a withdrawal's refused with
+// ALREADY_EXISTS (a CS nonce or blinded message answered before), one
+// that failed after another request reserved indices, and one that
+// outlived a crash between reserving and persisting. Holes stay
+// rare: only such skips with more than RestoreGap indices in all, with no
+// coin between them, hide the coins after them from a restore.
 const RestoreGap = 4 * MaxPlanchetsPerRequest
 
 // maxRestoreDisputes stops a restore whose bank keeps answering signatures

@@ -359,3 +359,48 @@ func TestBackupPutBackSwaps(t *testing.T) {
 	}
 	f.checkConservation(t, r)
 }
+
+// TestRestoreAfterFailedFirstRounds: a withdrawal whose CS first round
+// (PrepareWithdraw) fails — the bank rate-limits it, or is unreachable —
+// has already reserved its planchet indices, and gives them back: a dozen
+// such failures in a row used to leave a hole wider than RestoreGap, which
+// hid every coin withdrawn after it from Restore (the account debited,
+// the restored wallet without the coins).
+func TestRestoreAfterFailedFirstRounds(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fund(t, w, "EUR:100.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	busy := &busyBank{BankClient: f.bankc}
+	busy.refusals.Store(14)
+	for i := 0; i < 14; i++ {
+		// EUR:60.00 is 24 coins, some of them CS: 14 tries reserve 336 indices.
+		if _, err := w.Withdraw(ctx, busy, ecash.MustParseAmount("EUR:60.00"), nil); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("try %d: %v, want the bank's rate limit", i, err)
+		}
+	}
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := w.Balance()
+	seed := w.Seed()
+	w.Close()
+	os.RemoveAll(dir)
+
+	r, rep, err := wallet.Restore(ctx, t.TempDir(), seed, f.bankc, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	t.Logf("report %+v, before %s", rep, before.Fresh)
+	if rep.Fresh != before.Fresh {
+		t.Fatalf("restored %s from the seed, the wallet held %s (the bank debited it all)", rep.Fresh, before.Fresh)
+	}
+}

@@ -275,7 +275,7 @@ func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.
 		}
 		ps, err := build(fresh)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, errors.Join(err, w.giveBack(fresh.res))
 		}
 		coins, err := w.reserveAndSend(ctx, bank, ks, ps)
 		return coins, fresh.Indices[0], err

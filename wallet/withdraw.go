@@ -100,6 +100,12 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	if err != nil {
 		return nil, "", err
 	}
+	persisted := false
+	defer func() {
+		if err != nil && !persisted {
+			err = errors.Join(err, w.giveBack(fresh.res))
+		}
+	}()
 	req := &ecash.WithdrawRequest{Account: account, CreatedAt: w.now(), Planchets: fresh.Planchets}
 	if _, err := rand.Read(req.Nonce[:]); err != nil {
 		return nil, "", err
@@ -134,6 +140,7 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	if err := w.db.Set(withdrawKey(req.Nonce), pw.encode(), pebble.Sync); err != nil {
 		return nil, "", err
 	}
+	persisted = true
 	return pw, key, nil
 }
 
@@ -148,6 +155,9 @@ type planchets struct {
 	// nil for planchets read back from a pending record (after a crash),
 	// which finish re-derives from the seed.
 	blinded []blindedPlanchet
+	// res is the reservation of the indices, for giveBack until the
+	// request is persisted.
+	res reservation
 }
 
 type blindedPlanchet struct {
@@ -158,13 +168,19 @@ type blindedPlanchet struct {
 // newPlanchets reserves planchet indices (for an account-signed withdrawal,
 // or not), runs the first round for denominations whose cipher has one
 // (CS), and blinds.
-func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []ecash.Denomination, withdrawal bool) (*planchets, error) {
-	first, err := w.reserveIndices(len(denoms), withdrawal)
+func (w *Wallet) newPlanchets(ctx context.Context, bank pb.BankClient, denoms []ecash.Denomination, withdrawal bool) (_ *planchets, err error) {
+	res, err := w.reserveIndices(len(denoms), withdrawal)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, w.giveBack(res))
+		}
+	}()
+	first := res.first
 	secrets := make([]ecash.PlanchetSecret, len(denoms))
-	out := &planchets{Prepared: make([][]byte, len(denoms))}
+	out := &planchets{Prepared: make([][]byte, len(denoms)), res: res}
 	prep := &pb.PrepareWithdrawRequest{}
 	var asked []int
 	for i, d := range denoms {
@@ -268,29 +284,40 @@ func (w *Wallet) finish(ks *ecash.KeySet, p *planchets, blindSigs [][]byte) ([]c
 	return recs, bad, nil
 }
 
+// reservation is a run of planchet indices reserved for one request, and
+// the counter's state before (giveBack restores it).
+type reservation struct {
+	first, end uint64
+	prevNext   uint64
+	prevParked []byte // m/parked before, nil if none
+}
+
 // reserveIndices advances the planchet counter by n, durably, and returns
-// the first reserved index. Indices reserved by a request that never gets
-// sent are skipped, never reused: a reused index would mint a coin key that
-// may already be spent. The indices of a withdrawal the bank refused are
-// parked for the next withdrawal (parkIndices): a request that is not one
-// (a swap, a recoup) skips them.
-func (w *Wallet) reserveIndices(n int, withdrawal bool) (uint64, error) {
+// the reservation (its first index, first). Indices of a request that
+// showed the bank something signed and was not answered are skipped, never
+// reused: a reused index would mint a coin key that may already be spent.
+// The indices of a withdrawal the bank refused are parked for the next
+// withdrawal (parkIndices): a request that is not one (a swap, a recoup)
+// skips them. Those of a request that failed before anything signed was
+// sent (its first round, say) are given back (giveBack).
+func (w *Wallet) reserveIndices(n int, withdrawal bool) (reservation, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if restoring, err := get(w.db, keyRestore); err != nil {
-		return 0, err
+		return reservation{}, err
 	} else if restoring != nil {
-		return 0, ErrRestoring
+		return reservation{}, ErrRestoring
 	}
 	nb, err := get(w.db, keyNext)
 	if err != nil {
-		return 0, err
+		return reservation{}, err
 	}
 	next := beU64(nb)
 	parked, err := get(w.db, keyParked)
 	if err != nil {
-		return 0, err
+		return reservation{}, err
 	}
+	r := reservation{prevNext: next, prevParked: parked}
 	b := w.db.NewBatch()
 	defer b.Close()
 	if parked != nil {
@@ -300,14 +327,49 @@ func (w *Wallet) reserveIndices(n int, withdrawal bool) (uint64, error) {
 		}
 		if !withdrawal || next+uint64(n) >= end {
 			if err := b.Delete(keyParked, nil); err != nil {
-				return 0, err
+				return reservation{}, err
 			}
 		}
 	}
-	if err := b.Set(keyNext, u64(next+uint64(n)), nil); err != nil {
-		return 0, err
+	r.first, r.end = next, next+uint64(n)
+	if err := b.Set(keyNext, u64(r.end), nil); err != nil {
+		return reservation{}, err
 	}
-	return next, b.Commit(pebble.Sync)
+	return r, b.Commit(pebble.Sync)
+}
+
+// giveBack undoes a reservation whose request failed before anything
+// signed was sent: at most its first round, whose nonces carry no account
+// and are answered alike every time. Otherwise each failure in a row
+// (the bank unreachable, or rate-limiting first rounds) would skip a
+// request's indices, and a dozen would leave a hole wider than RestoreGap,
+// hiding every later coin from a restore. It restores the counter (and the
+// parked range) as they were, if nothing was reserved since; otherwise the
+// indices stay skipped.
+func (w *Wallet) giveBack(r reservation) error {
+	if r.end == r.first {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	if err != nil || beU64(nb) != r.end {
+		return err
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyNext, u64(r.prevNext), nil); err != nil {
+		return err
+	}
+	if r.prevParked != nil {
+		err = b.Set(keyParked, r.prevParked, nil)
+	} else {
+		err = b.Delete(keyParked, nil)
+	}
+	if err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // parkIndices gives the indices of a withdrawal the bank refused outright
