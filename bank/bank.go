@@ -735,21 +735,28 @@ func (b *Bank) IssuedSignatures(ctx context.Context, blinded []ecash.Hash) ([][]
 	return out, nil
 }
 
-// CoinsSpent reports for each coin id whether the bank holds it spent, and
-// the refund credit (minor units) a swap may spend from it.
-func (b *Bank) CoinsSpent(ctx context.Context, coins []ecash.Hash) (spent []bool, credit []uint64, err error) {
+// CoinsSpent reports for each coin id whether the bank holds it spent, the
+// refund credit (minor units) a swap may spend from it and, for a coin
+// with credit, the payment that spent it (zero otherwise): a wallet
+// restored from its seed holds no receipt, and finds the payment's refund
+// receipts by it. No secret of the coin's: the public audit log's deposit
+// entry names the payment with the coin.
+func (b *Bank) CoinsSpent(ctx context.Context, coins []ecash.Hash) (spent []bool, credit []uint64, payment []ecash.Hash, err error) {
 	if len(coins) == 0 || len(coins) > ecash.MaxCoinsPerRequest {
-		return nil, nil, fmt.Errorf("%w: %d coins, want 1 to %d", ecash.ErrMalformed, len(coins), ecash.MaxCoinsPerRequest)
+		return nil, nil, nil, fmt.Errorf("%w: %d coins, want 1 to %d", ecash.ErrMalformed, len(coins), ecash.MaxCoinsPerRequest)
 	}
 	states, err := b.store.CoinStates(ctx, coins)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	spent, credit = make([]bool, len(coins)), make([]uint64, len(coins))
+	spent, credit, payment = make([]bool, len(coins)), make([]uint64, len(coins)), make([]ecash.Hash, len(coins))
 	for i, st := range states {
 		spent[i], credit[i] = st.Permission != nil, uint64(max(st.Credit, 0))
+		if credit[i] > 0 {
+			payment[i] = st.SpentBy
+		}
 	}
-	return spent, credit, nil
+	return spent, credit, payment, nil
 }
 
 // DepositStatus returns the signed receipt of a paid payment request, or

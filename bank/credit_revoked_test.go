@@ -37,7 +37,7 @@ func TestRefundCreditOutlivesRevocation(t *testing.T) {
 			if when == "refunded after it" {
 				refund()
 			}
-			if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != dear.Value.Value {
+			if _, credit, _, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != dear.Value.Value {
 				t.Fatalf("the refunded coin's credit: %v, %v; want %d", credit, err, dear.Value.Value)
 			}
 
@@ -50,7 +50,7 @@ func TestRefundCreditOutlivesRevocation(t *testing.T) {
 			if err != nil || len(sigs) != 2 {
 				t.Fatalf("the credit of a coin of a revoked denomination swapped: %d signatures, %v", len(sigs), err)
 			}
-			if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
+			if _, credit, _, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
 				t.Fatalf("the credit after its swap: %v, %v; want 0", credit, err)
 			}
 
@@ -92,7 +92,7 @@ func TestRecoupIsNoPayment(t *testing.T) {
 	if _, _, err := e.b.Refund(ctx, refundRequest(e.acct, e.acctKey, r.Request, dear.Value, e.now)); !errors.Is(err, bank.ErrNotDeposited) {
 		t.Fatalf("a refund of a recoup: %v, want ErrNotDeposited", err)
 	}
-	if _, credit, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
+	if _, credit, _, err := e.b.CoinsSpent(ctx, []ecash.Hash{coin.ID()}); err != nil || credit[0] != 0 {
 		t.Fatalf("the recouped coin's credit: %v, %v; want none", credit, err)
 	}
 	e.audit()

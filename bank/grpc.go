@@ -179,11 +179,17 @@ func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest
 	if err != nil {
 		return nil, err
 	}
-	spent, credit, err := s.b.CoinsSpent(ctx, ids)
+	spent, credit, payment, err := s.b.CoinsSpent(ctx, ids)
 	if err != nil {
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
-	return &pb.CoinsSpentResponse{Spent: spent, RefundCredit: credit}, nil
+	resp := &pb.CoinsSpentResponse{Spent: spent, RefundCredit: credit, RefundPayment: make([][]byte, len(payment))}
+	for i, h := range payment {
+		if credit[i] > 0 {
+			resp.RefundPayment[i] = h[:]
+		}
+	}
+	return resp, nil
 }
 
 func (s *publicServer) RefundReceipts(ctx context.Context, req *pb.RefundReceiptsRequest) (*pb.RefundReceiptsResponse, error) {

@@ -1392,9 +1392,14 @@ func (x *CoinsSpentRequest) GetCoinIds() [][]byte {
 }
 
 type CoinsSpentResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spent         []bool                 `protobuf:"varint,1,rep,packed,name=spent,proto3" json:"spent,omitempty"`                                   // in request order
-	RefundCredit  []uint64               `protobuf:"varint,2,rep,packed,name=refund_credit,json=refundCredit,proto3" json:"refund_credit,omitempty"` // in request order, minor units
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Spent        []bool                 `protobuf:"varint,1,rep,packed,name=spent,proto3" json:"spent,omitempty"`                                   // in request order
+	RefundCredit []uint64               `protobuf:"varint,2,rep,packed,name=refund_credit,json=refundCredit,proto3" json:"refund_credit,omitempty"` // in request order, minor units
+	// In request order: for a coin with refund credit, the hash of the
+	// payment that spent it (its refund receipts' key; the public audit log's
+	// deposit entry names it with the coin), empty otherwise. A wallet
+	// restored from its seed holds no receipt to find it by.
+	RefundPayment [][]byte `protobuf:"bytes,3,rep,name=refund_payment,json=refundPayment,proto3" json:"refund_payment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1439,6 +1444,13 @@ func (x *CoinsSpentResponse) GetSpent() []bool {
 func (x *CoinsSpentResponse) GetRefundCredit() []uint64 {
 	if x != nil {
 		return x.RefundCredit
+	}
+	return nil
+}
+
+func (x *CoinsSpentResponse) GetRefundPayment() [][]byte {
+	if x != nil {
+		return x.RefundPayment
 	}
 	return nil
 }
@@ -2917,10 +2929,11 @@ const file_bank_proto_rawDesc = "" +
 	"\x18IssuedSignaturesResponse\x12)\n" +
 	"\x10blind_signatures\x18\x01 \x03(\fR\x0fblindSignatures\".\n" +
 	"\x11CoinsSpentRequest\x12\x19\n" +
-	"\bcoin_ids\x18\x01 \x03(\fR\acoinIds\"O\n" +
+	"\bcoin_ids\x18\x01 \x03(\fR\acoinIds\"v\n" +
 	"\x12CoinsSpentResponse\x12\x14\n" +
 	"\x05spent\x18\x01 \x03(\bR\x05spent\x12#\n" +
-	"\rrefund_credit\x18\x02 \x03(\x04R\frefundCredit\")\n" +
+	"\rrefund_credit\x18\x02 \x03(\x04R\frefundCredit\x12%\n" +
+	"\x0erefund_payment\x18\x03 \x03(\fR\rrefundPayment\")\n" +
 	"\rRefundRequest\x12\x18\n" +
 	"\arequest\x18\x01 \x01(\fR\arequest\":\n" +
 	"\x15RefundReceiptsRequest\x12!\n" +

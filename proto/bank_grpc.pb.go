@@ -77,8 +77,9 @@ type BankClient interface {
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
 	IssuedSignatures(ctx context.Context, in *IssuedSignaturesRequest, opts ...grpc.CallOption) (*IssuedSignaturesResponse, error)
-	// CoinsSpent reports which coins (by id) the bank holds spent, and the
-	// refund credit each has that a swap may spend.
+	// CoinsSpent reports which coins (by id) the bank holds spent, the
+	// refund credit each has that a swap may spend, and the payment a coin
+	// with credit was spent in.
 	CoinsSpent(ctx context.Context, in *CoinsSpentRequest, opts ...grpc.CallOption) (*CoinsSpentResponse, error)
 	// Refund applies a merchant's "signed-refund-request": the merchant gives
 	// back (part of) a payment it has not been paid out; the value returns to
@@ -291,8 +292,9 @@ type BankServer interface {
 	// swaps) for blinded messages, by their SHA-256: how a wallet restored
 	// from its seed finds its coins. An empty answer: none issued.
 	IssuedSignatures(context.Context, *IssuedSignaturesRequest) (*IssuedSignaturesResponse, error)
-	// CoinsSpent reports which coins (by id) the bank holds spent, and the
-	// refund credit each has that a swap may spend.
+	// CoinsSpent reports which coins (by id) the bank holds spent, the
+	// refund credit each has that a swap may spend, and the payment a coin
+	// with credit was spent in.
 	CoinsSpent(context.Context, *CoinsSpentRequest) (*CoinsSpentResponse, error)
 	// Refund applies a merchant's "signed-refund-request": the merchant gives
 	// back (part of) a payment it has not been paid out; the value returns to

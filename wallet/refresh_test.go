@@ -126,7 +126,7 @@ func TestRotationAndRefreshCoins(t *testing.T) {
 	if sum != 255 {
 		t.Fatalf("new coins worth %d, want 255", sum)
 	}
-	spent, _, err := f.bank.CoinsSpent(ctx, coinIDs(old))
+	spent, _, _, err := f.bank.CoinsSpent(ctx, coinIDs(old))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestRotationAndRefreshCoins(t *testing.T) {
 			t.Fatalf("old coin %d not spent at the bank", i)
 		}
 	}
-	if spent, _, _ := f.bank.CoinsSpent(ctx, coinIDs(newer)); spent[0] {
+	if spent, _, _, _ := f.bank.CoinsSpent(ctx, coinIDs(newer)); spent[0] {
 		t.Fatal("a period-2 coin was swapped")
 	}
 	bal, err := w.Balance()

@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,7 +25,8 @@ type RefundsResult struct {
 }
 
 // CollectRefunds asks the bank about every payment the wallet has a
-// receipt for and swaps all refund credit it finds into fresh coins.
+// receipt for (a restore stores those of payments refunded since) and
+// swaps all refund credit it finds into fresh coins.
 func (w *Wallet) CollectRefunds(ctx context.Context, bank pb.BankClient) (*RefundsResult, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
@@ -143,20 +145,30 @@ func (w *Wallet) checkRefunds(ctx context.Context, bank pb.BankClient, ks *ecash
 	return nil
 }
 
-// receipts returns the deposit receipts of the wallet's settled payments.
+// receipts returns the deposit receipts of the wallet's settled payments,
+// and of the refunded payments a restore found (once each).
 func (w *Wallet) receipts() ([]*ecash.DepositReceipt, error) {
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	var out []*ecash.DepositReceipt
-	for it.First(); it.Valid(); it.Next() {
-		r, err := ecash.DecodeDepositReceipt(it.Value())
+	seen := map[ecash.Hash]bool{}
+	for _, prefix := range []string{"r/", "q/"} {
+		it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt stored receipt: %w", err)
+			return nil, err
 		}
-		out = append(out, r)
+		for it.First(); it.Valid(); it.Next() {
+			r, err := ecash.DecodeDepositReceipt(it.Value())
+			if err != nil {
+				it.Close()
+				return nil, fmt.Errorf("wallet: corrupt stored receipt: %w", err)
+			}
+			if !seen[r.PaymentHash] {
+				seen[r.PaymentHash] = true
+				out = append(out, r)
+			}
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return nil, err
+		}
 	}
-	return out, it.Error()
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -154,7 +155,7 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 	if err := w.advanceIndex(end); err != nil {
 		return nil, err
 	}
-	spent, err := w.markSpent(ctx, bank, found)
+	spent, err := w.markSpent(ctx, bank, ks, found)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +234,7 @@ func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if err != nil {
 		return fmt.Errorf("wallet: catching up with the planchets this seed used: %w", err)
 	}
-	if _, err := w.markSpent(ctx, bank, found); err != nil {
+	if _, err := w.markSpent(ctx, bank, ks, found); err != nil {
 		return err
 	}
 	return w.raiseIndex(end)
@@ -399,9 +400,12 @@ func (w *Wallet) moveIndex(next uint64, restored bool) error {
 }
 
 // markSpent asks the bank which coins are spent and marks fresh ones among
-// them spent; it returns how many the bank holds spent.
-func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.Hash) (int, error) {
+// them spent; it returns how many the bank holds spent. A spent coin with
+// refund credit (its payment refunded since) gets its payment's receipt
+// stored (refundPayments), so that CollectRefunds finds the credit.
+func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, ids []ecash.Hash) (int, error) {
 	spent := 0
+	refunded := map[ecash.Hash][]ecash.Hash{} // payment hash: its coins with credit
 	for start := 0; start < len(ids); start += ecash.MaxCoinsPerRequest {
 		batch := ids[start:min(start+ecash.MaxCoinsPerRequest, len(ids))]
 		req := &pb.CoinsSpentRequest{}
@@ -414,6 +418,14 @@ func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.
 		}
 		if len(resp.Spent) != len(batch) {
 			return 0, fmt.Errorf("wallet: bank answered %d of %d coins", len(resp.Spent), len(batch))
+		}
+		if len(resp.RefundCredit) == len(batch) && len(resp.RefundPayment) == len(batch) {
+			for i, credit := range resp.RefundCredit {
+				if credit > 0 && resp.Spent[i] && len(resp.RefundPayment[i]) == len(ecash.Hash{}) {
+					h := ecash.Hash(resp.RefundPayment[i])
+					refunded[h] = append(refunded[h], batch[i])
+				}
+			}
 		}
 		w.mu.Lock()
 		b := w.db.NewBatch()
@@ -440,7 +452,44 @@ func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ids []ecash.
 			return 0, err
 		}
 	}
-	return spent, nil
+	return spent, w.refundPayments(ctx, bank, ks, refunded)
+}
+
+// refundPayments fetches, checks and stores the bank's receipt of each
+// payment (by hash) that spent coins of this wallet since refunded: a
+// wallet restored from its seed has none of its receipts, which
+// CollectRefunds walks to find refund credit and checks it against (it
+// collects each payment's credit in a swap of its own, so that no swap
+// links two payments). Asking links nothing: a restore has shown the bank
+// these coins are this wallet's.
+func (w *Wallet) refundPayments(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, refunded map[ecash.Hash][]ecash.Hash) error {
+	for h, coins := range refunded {
+		resp, err := paced(ctx, func() (*pb.DepositResponse, error) {
+			return bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
+		})
+		if err != nil {
+			return fmt.Errorf("wallet: the receipt of refunded payment %x: %w", h[:8], err)
+		}
+		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+		if err == nil {
+			err = rcpt.Verify(ks, nil)
+		}
+		if err == nil && rcpt.PaymentHash != h {
+			err = fmt.Errorf("%w: the receipt is of another payment", ecash.ErrBadSignature)
+		}
+		for _, c := range coins {
+			if err == nil && !slices.Contains(rcpt.Coins, c) {
+				err = fmt.Errorf("%w: the receipt does not name coin %x", ecash.ErrBadSignature, c[:8])
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("wallet: the bank's receipt of refunded payment %x: %w", h[:8], err)
+		}
+		if err := w.db.Set(restoredReceiptKey(h), resp.Receipt, pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // paced makes a restore's call, and when the bank refuses it for going too

@@ -404,3 +404,59 @@ func TestRestoreAfterFailedFirstRounds(t *testing.T) {
 		t.Fatalf("restored %s from the seed, the wallet held %s (the bank debited it all)", rep.Fresh, before.Fresh)
 	}
 }
+
+// TestRestoreCollectsRefunds: a merchant refunds part of a payment; the
+// refund is credit on the payment's coins at the bank, which the wallet
+// collects by the receipts it keeps. A wallet restored from its seed has
+// the coins (spent) but no receipts: the restore fetches the receipt of
+// each payment whose coins have credit (CoinsSpent names the payment), and
+// CollectRefunds collects it, checked against the refund receipts, once.
+func TestRestoreCollectsRefunds(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fund(t, w, "EUR:10.00")
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:2.00"), "a lamp", 0)
+	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.merchant.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:1.00")); err != nil {
+		t.Fatal(err)
+	}
+	seed := w.Seed()
+	w.Close()
+	os.RemoveAll(dir)
+
+	r, _, err := wallet.Restore(ctx, t.TempDir(), seed, f.bankc, wallet.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.CollectRefunds(ctx, f.bankc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, _ := r.Balance()
+	req := &pb.CoinsSpentRequest{}
+	for _, id := range rcpt.Coins {
+		req.CoinIds = append(req.CoinIds, id[:])
+	}
+	if cs, err := f.bankc.CoinsSpent(ctx, req); err == nil {
+		t.Logf("the bank holds refund credit %v on the payment's coins", cs.RefundCredit)
+	}
+	if res.Value.String() != "EUR:1.00" || res.Payments != 1 || bal.Fresh.String() != "EUR:1.00" {
+		t.Fatalf("restored wallet collected %s of refunds (%d payments) and holds %s; the merchant refunded EUR:1.00 to its coins", res.Value, res.Payments, bal.Fresh)
+	}
+	f.checkConservation(t, r)
+	if again, err := r.CollectRefunds(ctx, f.bankc); err != nil || !again.Value.IsZero() {
+		t.Fatalf("collecting again: %+v, %v", again, err)
+	}
+}

@@ -29,6 +29,9 @@ import (
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
+//	q/<payment hash>  the bank's receipt of a payment a restore found
+//	                  refunded (its merchant and order unknown): for
+//	                  CollectRefunds, as r/
 //	e/<EPOID key>     a signed payment order (checkbook.go): the signed EPO,
 //	                  the reply key, the bank's receipt once known
 //	g/<EPOID key>     the encrypted goods of a purchase, as delivered
@@ -48,6 +51,8 @@ var (
 func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }
 func coinKey(id ecash.Hash) []byte      { return append([]byte("c/"), id[:]...) }
 func paymentKey(h ecash.Hash) []byte    { return append([]byte("p/"), h[:]...) }
+
+func restoredReceiptKey(h ecash.Hash) []byte { return append([]byte("q/"), h[:]...) }
 
 func receiptKey(merchant, order string) []byte {
 	e := ecash.Encoder{}
