@@ -107,7 +107,7 @@ func (f *fixture) outstandingGap(t *testing.T, w *wallet.Wallet) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return totals[bank.AccountOutstanding] - int64(bal.Fresh.Value+bal.Pending.Value)
+	return totals[bank.AccountOutstanding] - int64(bal.Fresh.Value+bal.Pending.Value+bal.Expired.Value)
 }
 
 // disputes returns w's disputes by kind, checking each carries its evidence.

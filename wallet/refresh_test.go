@@ -368,3 +368,29 @@ func TestKeySetRefresh(t *testing.T) {
 
 // KeySetMaxAgeForTest is wallet.KeySetMaxAge.
 const KeySetMaxAgeForTest = wallet.KeySetMaxAge
+
+// TestBalanceCountsExpiredApart: coins past their denomination's deposit
+// deadline are worth nothing (the bank takes them neither in a payment nor
+// in a swap, and RefreshCoins reports them stranded): Balance counts them
+// in Expired, not in Fresh, and the bank's outstanding e-cash, which still
+// counts them, is what the wallet holds fresh, pending or expired.
+func TestBalanceCountsExpiredApart(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	k := scheduleKeys(t, clk.now(), 40*time.Hour)
+	f := newFixtureWith(t, k, clk.now)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:1.00", "EUR:0.03")
+	clk.add(31 * time.Hour)
+	res, err := w.RefreshCoins(ctx, f.bankc, 24*time.Hour)
+	if err != nil || res.Stranded.String() != "EUR:0.03" {
+		t.Fatalf("refresh: %v, %v", res, err)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bal.Fresh.IsZero() || len(bal.Coins) != 0 || bal.Expired.String() != "EUR:0.03" || bal.ExpiredCoins != 2 {
+		t.Fatalf("balance: fresh %s (%v), expired %s (%d coins); want all EUR:0.03, past its deposit deadline and reported stranded, expired", bal.Fresh, bal.Coins, bal.Expired, bal.ExpiredCoins)
+	}
+	f.checkConservation(t, w)
+}

@@ -300,20 +300,35 @@ type Balance struct {
 	Revealed ecash.Amount
 	Pending  ecash.Amount
 	Coins    map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
+	// Expired is the value of unspent coins worth nothing, apart from
+	// Fresh: past their denomination's deposit deadline, or of a
+	// denomination the wallet's key set no longer lists (its deadline
+	// passed); the bank takes them neither in a payment nor in a swap
+	// (RefreshCoins reports them stranded). The bank still counts them
+	// outstanding. Coins of a revoked denomination stay in Fresh: Recoup
+	// pays them back.
+	Expired      ecash.Amount
+	ExpiredCoins int
 }
 
-// Balance sums the coins.
+// Balance sums the coins, as of the wallet's clock and key set.
 func (w *Wallet) Balance() (Balance, error) {
 	ks, err := w.KeySet()
 	if err != nil {
 		return Balance{}, err
 	}
 	zero := ecash.Amount{Currency: ks.Currency}
-	bal := Balance{Fresh: zero, Revealed: zero, Pending: zero, Coins: map[string]int{}}
+	bal := Balance{Fresh: zero, Revealed: zero, Pending: zero, Expired: zero, Coins: map[string]int{}}
+	now := w.now()
 	err = w.eachCoin(func(c *coinRecord) error {
 		var err error
 		switch c.State {
 		case CoinFresh:
+			if d, derr := ks.Denomination(c.Coin.Denom); derr != nil || !now.Before(d.DepositEnd) {
+				bal.ExpiredCoins++
+				bal.Expired, err = bal.Expired.Add(c.Value)
+				return err
+			}
 			bal.Fresh, err = bal.Fresh.Add(c.Value)
 			bal.Coins[c.Value.String()]++
 			if c.Revealed && err == nil {

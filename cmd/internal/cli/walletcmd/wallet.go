@@ -324,7 +324,9 @@ payments not yet settled (pending), and how many coins of each value it
 holds. Part of the fresh total may be revealed: coins the bank saw in a
 payment it did not take, which pay only once swapped for new ones (else
 the bank could link that payment to the next); 'wallet refresh' swaps
-them. It works offline. It also lists any answer of the bank to a
+them. Coins past their denomination's deposit deadline are worth nothing
+(the bank takes them in no payment or swap): they are shown apart, as
+expired, not in the fresh total. It works offline. It also lists any answer of the bank to a
 withdrawal or swap that did not verify: the bank committed the operation
 but its signatures are wrong, which a retry cannot change; the wallet
 keeps the request and the answer as evidence and goes on.`,
@@ -368,6 +370,11 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 	if err != nil {
 		return err
 	}
+	return showBalance(inv, bal, pendingW, disputes)
+}
+
+// showBalance prints what printBalance read from the wallet.
+func showBalance(inv *cli.Invocation, bal wallet.Balance, pendingW int, disputes []wallet.Dispute) error {
 	type valued struct {
 		a ecash.Amount
 		n int
@@ -391,7 +398,9 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 		Coins              []coinCount `json:"coins"`
 		PendingWithdrawals int         `json:"pending_withdrawals"`
 		Disputes           []dispute   `json:"disputes"`
-	}{bal.Fresh.String(), bal.Revealed.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}}
+		Expired            string      `json:"expired"` // not in fresh: worth nothing
+		ExpiredCoins       int         `json:"expired_coins"`
+	}{bal.Fresh.String(), bal.Revealed.String(), bal.Pending.String(), total, []coinCount{}, pendingW, []dispute{}, bal.Expired.String(), bal.ExpiredCoins}
 	for _, d := range disputes {
 		out.Disputes = append(out.Disputes, dispute{d.Kind, d.At, d.Lost.String(), len(d.Indices), d.Reason})
 	}
@@ -405,6 +414,9 @@ func printBalance(inv *cli.Invocation, w *wallet.Wallet) error {
 			t.Row("revealed:", fmt.Sprintf("%s of it, seen by the bank in a refused payment: 'wallet refresh' swaps it before it pays", bal.Revealed))
 		}
 		t.Row("pending:", bal.Pending.String())
+		if bal.ExpiredCoins > 0 {
+			t.Row("expired:", fmt.Sprintf("%s (%d coins) past their deposit deadline: worth nothing, not in fresh", bal.Expired, bal.ExpiredCoins))
+		}
 		t.Flush()
 		if len(vs) > 0 {
 			t = cli.NewTable(wr)

@@ -469,3 +469,32 @@ func TestRecoverSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestBalanceShowsExpiredApart: coins past their deposit deadline are shown
+// apart from the fresh total, in the text and in --json.
+func TestBalanceShowsExpiredApart(t *testing.T) {
+	eur := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	bal := wallet.Balance{Fresh: eur(100), Revealed: eur(0), Pending: eur(0), Coins: map[string]int{"EUR:1.00": 1}, Expired: eur(3), ExpiredCoins: 2}
+	var text, js bytes.Buffer
+	if err := showBalance(&cli.Invocation{Env: &cli.Env{Stdout: &text}}, bal, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"fresh:    EUR:1.00 (1 coins)", "expired:  EUR:0.03 (2 coins) past their deposit deadline"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("balance %q lacks %q", text.String(), want)
+		}
+	}
+	if err := showBalance(&cli.Invocation{Env: &cli.Env{Stdout: &js}, JSON: true}, bal, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"fresh": "EUR:1.00"`, `"expired": "EUR:0.03"`, `"expired_coins": 2`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("balance --json %q lacks %q", js.String(), want)
+		}
+	}
+	text.Reset()
+	bal.Expired, bal.ExpiredCoins = eur(0), 0
+	if err := showBalance(&cli.Invocation{Env: &cli.Env{Stdout: &text}}, bal, 0, nil); err != nil || strings.Contains(text.String(), "expired") {
+		t.Errorf("balance without expired coins: %q, %v", text.String(), err)
+	}
+}
