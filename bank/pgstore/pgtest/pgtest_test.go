@@ -16,7 +16,8 @@ import (
 )
 
 // childEnv makes the test binary, run again by TestSignalStopsServers,
-// start a server, print its directory and wait to be killed.
+// start a server and a standby of it, print their directories and wait to
+// be killed.
 const childEnv = "BLINDBANK_PGTEST_CHILD"
 
 func TestMain(m *testing.M) {
@@ -26,7 +27,12 @@ func TestMain(m *testing.M) {
 			os.Stdout.WriteString("error " + err.Error() + "\n")
 			os.Exit(2)
 		}
-		os.Stdout.WriteString(s.Dir + "\n")
+		sb, err := s.StartStandby("child")
+		if err != nil {
+			os.Stdout.WriteString("error " + err.Error() + "\n")
+			os.Exit(2)
+		}
+		os.Stdout.WriteString(s.Dir + " " + sb.Dir + "\n")
 		time.Sleep(time.Hour)
 		os.Exit(3)
 	}
@@ -57,13 +63,17 @@ func TestSignalStopsServers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reading the child's server directory: %v", err)
 			}
-			dir := strings.TrimSpace(line)
-			if strings.HasPrefix(dir, "error ") {
-				Unavailable(t, errors.New(strings.TrimPrefix(dir, "error ")))
+			if strings.HasPrefix(line, "error ") {
+				Unavailable(t, errors.New(strings.TrimSpace(strings.TrimPrefix(line, "error "))))
 			}
-			pid := (&Server{Dir: dir}).postmaster()
-			if pid == 0 {
-				t.Fatal("the child's server is not running")
+			dirs := strings.Fields(line)
+			var pids []int
+			for _, dir := range dirs {
+				pid := (&Server{Dir: dir}).postmaster()
+				if pid == 0 {
+					t.Fatalf("the child's server in %s is not running", dir)
+				}
+				pids = append(pids, pid)
 			}
 
 			if err := cmd.Process.Signal(sig); err != nil {
@@ -73,17 +83,20 @@ func TestSignalStopsServers(t *testing.T) {
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 				t.Fatalf("child after %v: %v, want exit status 1", sig, err)
 			}
-			if _, err := os.Stat(dir); !os.IsNotExist(err) {
-				t.Errorf("server directory %s still there after %v (stat: %v)", dir, sig, err)
-			}
-			// The postmaster was sent SIGQUIT, not waited for.
-			deadline := time.Now().Add(10 * time.Second)
-			for running(pid) && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if running(pid) {
-				syscall.Kill(pid, syscall.SIGKILL)
-				t.Errorf("postmaster %d still running after %v", pid, sig)
+			for i, dir := range dirs {
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Errorf("server directory %s still there after %v (stat: %v)", dir, sig, err)
+					os.RemoveAll(dir)
+				}
+				// The postmaster was sent SIGQUIT, not waited for.
+				deadline := time.Now().Add(10 * time.Second)
+				for running(pids[i]) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if running(pids[i]) {
+					syscall.Kill(pids[i], syscall.SIGKILL)
+					t.Errorf("postmaster %d (%s) still running after %v", pids[i], dir, sig)
+				}
 			}
 		})
 	}

@@ -136,7 +136,9 @@ func (s *Server) StartStandby(name string) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pgtest: pg_basebackup: %w\n%s", err, out)
 	}
+	live.add(sb) // stopped on a signal, as the servers Start makes
 	if err := sb.Restart(); err != nil {
+		live.remove(sb)
 		os.RemoveAll(dir)
 		return nil, err
 	}
