@@ -539,6 +539,29 @@ func (k *Keys) newest(v ecash.Amount, revoked bool) *DenomKey {
 	return n
 }
 
+// nextLive is the key of value v not revoked that starts first after now,
+// or nil.
+func (k *Keys) nextLive(v ecash.Amount, now time.Time) *DenomKey {
+	var n *DenomKey
+	for i := range k.Denoms {
+		if d := &k.Denoms[i]; d.Value == v && !d.Revoked && d.WithdrawStart.After(now) && (n == nil || d.WithdrawStart.Before(n.WithdrawStart)) {
+			n = d
+		}
+	}
+	return n
+}
+
+// valueDenoms are the denominations of value v.
+func (k *Keys) valueDenoms(v ecash.Amount) []ecash.Denomination {
+	var out []ecash.Denomination
+	for _, d := range k.Denoms {
+		if d.Value == v {
+			out = append(out, d.Denomination)
+		}
+	}
+	return out
+}
+
 // rsaBits is the size of an RSA denomination key (0 for other ciphers).
 func rsaBits(d ecash.Denomination) int {
 	if d.Key.Cipher() != ecash.CipherRSA {
@@ -614,6 +637,21 @@ func (k *Keys) Extend(s Schedule, until, now time.Time, rnd io.Reader) ([]DenomK
 			tail = live.Denomination
 		} else {
 			tail.WithdrawStart, tail.WithdrawEnd = now, now
+		}
+		// A gap now before a later key (the current one revoked after its
+		// successor was made): a bridge from now until that key has run
+		// for Overlap, or as long as it waits, whichever is shorter, so
+		// that the later key starts in the second half of the bridge's
+		// window (the auditor's rule for a successor).
+		if next := k.nextLive(v, now); next != nil && coveredUntil(k.valueDenoms(v), now).IsZero() {
+			d, err := newDenomKey(v, last.Key.Cipher(), last.Fees, bits, now, s, rnd)
+			if err != nil {
+				return nil, fmt.Errorf("bank: extending %s: %w", v, err)
+			}
+			wait := next.WithdrawStart.Sub(d.WithdrawStart)
+			d.WithdrawEnd = next.WithdrawStart.Add(min(s.Overlap, wait))
+			d.DepositEnd = d.WithdrawEnd.Add(s.DepositLifetime)
+			added = append(added, d)
 		}
 		for tail.WithdrawEnd.Before(until) {
 			// A successor starts Overlap before its predecessor's end, but
@@ -839,8 +877,15 @@ func coveredUntil(ds []ecash.Denomination, now time.Time) time.Time {
 // from now. Extend the keys well before it; zero means some value has no
 // withdrawable key now.
 func (k *Keys) WithdrawableUntil(now time.Time) time.Time {
+	return KeySetWithdrawableUntil(k.unsignedKeySet(), now)
+}
+
+// KeySetWithdrawableUntil is Keys.WithdrawableUntil from a public key set:
+// a revoked key covers nothing, and a value whose next key starts later
+// is uncovered until then.
+func KeySetWithdrawableUntil(ks *ecash.KeySet, now time.Time) time.Time {
 	var earliest time.Time
-	for i, st := range k.Status(now) {
+	for i, st := range KeySetStatus(ks, now) {
 		if st.CoveredUntil.IsZero() {
 			return time.Time{}
 		}

@@ -457,3 +457,46 @@ func TestKeySetIssuedAtOnlyMovesForward(t *testing.T) {
 		t.Errorf("changed after a set issued a year ahead: issued %s, want now (%s)", k.IssuedAt.UTC(), now.UTC())
 	}
 }
+
+// TestExtendBridgesToSuccessor: the value's current key revoked after its
+// successor was made (extend runs ahead), extend makes a bridge from now
+// to the successor, ending once the successor has run for the overlap;
+// until then the schedule's reach (KeySetWithdrawableUntil, the metric)
+// is zero, not the successor's end.
+func TestExtendBridgesToSuccessor(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	v := ecash.Amount{Currency: "EUR", Value: 2}
+	k, err := GenerateKeys(KeyConfig{Currency: "EUR", Values: []ecash.Amount{v}, Cipher: ecash.CipherCS, Until: t0.Add(400 * day)}, t0, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(30 * day)
+	cur, err := k.KeySet().CurrentDenomination(v, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := k.nextLive(v, now)
+	if next == nil {
+		t.Fatal("no successor made ahead")
+	}
+	if err := k.Revoke(cur.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := KeySetWithdrawableUntil(k.KeySet(), now); !got.IsZero() {
+		t.Errorf("with the current key revoked and the successor %s away: withdrawable until %s, want zero", next.WithdrawStart.Sub(now), got.UTC())
+	}
+	added, err := k.Extend(Schedule{}, now.Add(400*day), now, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := k.KeySet().CurrentDenomination(v, now)
+	if err != nil {
+		t.Fatalf("after extending (%d keys added): %v", len(added), err)
+	}
+	if !d.WithdrawStart.Equal(now) || !d.WithdrawEnd.Equal(next.WithdrawStart.Add(k.Schedule.Overlap)) {
+		t.Errorf("bridge withdrawable %s to %s, want now to the successor's start (%s) plus the overlap", d.WithdrawStart.UTC(), d.WithdrawEnd.UTC(), next.WithdrawStart.UTC())
+	}
+	if got := k.WithdrawableUntil(now); got.Before(next.WithdrawEnd) {
+		t.Errorf("after the bridge: withdrawable until %s, want at least the successor's end %s", got.UTC(), next.WithdrawEnd.UTC())
+	}
+}

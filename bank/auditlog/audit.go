@@ -1103,9 +1103,16 @@ func (c *change) warnParallelKeys(ks *ecash.KeySet) {
 		value  ecash.Amount
 		ws, we int64
 	}
-	var live []window // the denominations known and not revoked, then those added
+	// The denominations known and not revoked, by an earlier key set or
+	// this one (a key revoked and its replacement made in one change),
+	// then those added.
+	revokedNow := map[ecash.Hash]bool{}
+	for _, id := range ks.Revoked() {
+		revokedNow[id] = true
+	}
+	var live []window
 	for _, id := range sortedHashKeys(c.a.denoms) {
-		if d := c.a.denoms[id]; !d.revoked {
+		if d := c.a.denoms[id]; !d.revoked && !revokedNow[id] {
 			live = append(live, window{id, d.value, d.withdrawStart, d.withdrawEnd})
 		}
 	}

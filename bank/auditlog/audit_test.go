@@ -632,8 +632,23 @@ func TestAuditBankScheduleQuiet(t *testing.T) {
 	if _, err := k.Extend(bank.Schedule{WithdrawPeriod: year, Overlap: 30 * 24 * time.Hour, DepositLifetime: year}, now.AddDate(3, 0, 0), now.Add(2*time.Minute), rand.Reader); err != nil {
 		t.Fatal(err)
 	}
+	third := k.KeySet().Encode()
+	// A month in, the current 2.00 key is revoked (its successor made
+	// already) and the schedule extended: the bridge to the successor is
+	// no parallel key.
+	at := now.AddDate(0, 1, 10)
+	cur, err := k.KeySet().CurrentDenomination(eur(2), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Revoke(cur.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	if added, err := k.Extend(bank.Schedule{}, now.AddDate(3, 0, 0), at, rand.Reader); err != nil || len(added) != 1 {
+		t.Fatalf("extend after the revocation: %d keys, %v; want the bridge", len(added), err)
+	}
 	m := auditlog.NewMemLog()
-	for i, signed := range [][]byte{first, second, k.KeySet().Encode()} {
+	for i, signed := range [][]byte{first, second, third, k.KeySet().Encode()} {
 		if _, err := m.Append(auditlog.KeySet{Signed: signed}, now.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}

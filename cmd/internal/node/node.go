@@ -257,7 +257,7 @@ func (c *commitMetrics) observe(ops int, d time.Duration) {
 }
 
 // instrument registers the bank's and the store's metrics.
-func (n *Bank) instrument() error {
+func (n *Bank) instrument(now func() time.Time) error {
 	store := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "blindbank_store_bytes", Help: "Bytes the ledger store occupies on disk.",
 	}, func() float64 {
@@ -268,13 +268,17 @@ func (n *Bank) instrument() error {
 	})
 	issuable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "blindbank_keys_issuable_until_timestamp_seconds",
-		Help: "Until when every denomination value has a key to issue coins under (Unix time): the earliest, over the values, of the last withdraw window's end. Past it, wallets cannot withdraw that value.",
+		Help: "Until when every denomination value has a key to issue coins under (Unix time): the earliest, over the values, of the end of the unbroken run of withdraw windows of keys not revoked from now; 0 if some value has none now. Past it, wallets cannot withdraw that value.",
 	}, func() float64 {
 		ks, _ := n.Bank.KeySet()
 		if ks == nil {
 			return 0
 		}
-		return float64(issuableUntil(ks.Denominations).Unix())
+		until := bank.KeySetWithdrawableUntil(ks, now())
+		if until.IsZero() {
+			return 0
+		}
+		return float64(until.Unix())
 	})
 	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last, issuable} {
 		if err := n.Registry.Register(c); err != nil {
@@ -282,29 +286,6 @@ func (n *Bank) instrument() error {
 		}
 	}
 	return n.Bank.Instrument(n.Registry)
-}
-
-// issuableUntil is the earliest, over the denomination values, of the
-// latest end of a withdraw window of that value's keys not revoked (a value
-// whose keys are all revoked counts from the zero time).
-func issuableUntil(denoms []ecash.Denomination) time.Time {
-	last := map[ecash.Amount]time.Time{}
-	for _, d := range denoms {
-		if _, ok := last[d.Value]; !ok {
-			last[d.Value] = time.Time{}
-		}
-		if !d.Revoked && d.WithdrawEnd.After(last[d.Value]) {
-			last[d.Value] = d.WithdrawEnd
-		}
-	}
-	var out time.Time
-	first := true
-	for _, t := range last {
-		if first || t.Before(out) {
-			out, first = t, false
-		}
-	}
-	return out
 }
 
 // StartBank opens (or creates) a bank in cfg.Dir and serves it.
@@ -409,7 +390,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		},
 	})
 	if err == nil {
-		err = n.instrument()
+		err = n.instrument(cfg.Now)
 	}
 	if err != nil {
 		n.Close()

@@ -103,7 +103,7 @@ func TestObservability(t *testing.T) {
 		`blindbank_store_bytes`,
 		`blindbank_tls_cert_expiry_timestamp_seconds{listener="public"}`,
 		`blindbank_backup_last_success_timestamp_seconds 0`,
-		fmt.Sprintf("blindbank_keys_issuable_until_timestamp_seconds %s", strconv.FormatFloat(float64(issuableUntil(e.ks.Denominations).Unix()), 'g', -1, 64)),
+		fmt.Sprintf("blindbank_keys_issuable_until_timestamp_seconds %s", strconv.FormatFloat(float64(bank.KeySetWithdrawableUntil(e.ks, e.clock.Now()).Unix()), 'g', -1, 64)),
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {
@@ -158,33 +158,6 @@ func TestRateLimits(t *testing.T) {
 	// refused), the rest are refused for the rate.
 	if seen := withdraw(ecash.SignWithdraw(key, req, amount)); seen[codes.FailedPrecondition] != 2 || seen[codes.ResourceExhausted] != 3 {
 		t.Fatalf("signed requests: codes %v", seen)
-	}
-}
-
-func TestIssuableUntil(t *testing.T) {
-	at := func(days int) time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days) }
-	one, two := ecash.Amount{Currency: "EUR", Value: 100}, ecash.Amount{Currency: "EUR", Value: 200}
-	denoms := []ecash.Denomination{
-		{Value: one, WithdrawEnd: at(0)},
-		{Value: one, WithdrawEnd: at(300)}, // the next key of 1.00
-		{Value: two, WithdrawEnd: at(100)},
-	}
-	if got := issuableUntil(denoms); !got.Equal(at(100)) {
-		t.Fatalf("issuable until %s, want %s", got, at(100))
-	}
-	if !issuableUntil(nil).IsZero() {
-		t.Fatal("no denominations")
-	}
-	// A revoked key issues nothing: 2.00's only key revoked, 2.00 is not
-	// issuable at all, and 1.00's latest key revoked, 1.00 only until its
-	// first key's end.
-	denoms[2].Revoked = true
-	if got := issuableUntil(denoms); !got.IsZero() {
-		t.Fatalf("with the only 2.00 key revoked: issuable until %s, want the zero time", got)
-	}
-	denoms[2].Revoked, denoms[1].Revoked = false, true
-	if got := issuableUntil(denoms); !got.Equal(at(0)) {
-		t.Fatalf("with the later 1.00 key revoked: issuable until %s, want %s", got, at(0))
 	}
 }
 
