@@ -3,6 +3,7 @@ package bank
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +75,8 @@ type SignerServer struct {
 // answered CS nonces (created if missing; locked against a second signer).
 // On opening it, the records of denominations the signer will never sign
 // for again are dropped (see openNonceLog): those not in k (pruned from
-// the key file after their deposit window). Each such denomination is
+// the key file after their deposit window), unless k is older than a key
+// file the signer ran with (an old copy, which lacks keys made since). Each such denomination is
 // retired: the signer refuses to sign for it from then on, whatever a later
 // key file says. Not by the clock: a signer started once with its clock
 // ahead would retire every current key, and a key past its window costs
@@ -90,11 +92,15 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 	nl, err := openNonceLog(noncesPath, func(id ecash.Hash) bool {
 		_, ok := s.denoms[id]
 		return ok
-	})
+	}, k.IssuedAt)
 	if err != nil {
 		return nil, err
 	}
 	s.nonces = nl
+	if !nl.older.IsZero() {
+		log.Warn("signer: the key file is older than one this signer ran with; no nonce records dropped (a key it lacks may be newer, and in use)",
+			"key_file_issued", k.IssuedAt.UTC(), "newest_seen", nl.older.UTC())
+	}
 	if nl.compacted > 0 {
 		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (not in its key file); they are retired",
 			"records", nl.compacted, "retired", len(nl.retired))
@@ -229,6 +235,29 @@ type nonceRec [96]byte
 
 func (r *nonceRec) tombstone() bool { return [64]byte(r[32:]) == [64]byte{} }
 
+// A mark record holds the issue time of the newest key file the signer has
+// dropped records by: id all 0xff (no SHA-256 a denomination id is), the
+// time in Unix seconds big-endian, then zeros and a last byte of 1 (so
+// that it is no tombstone). A key file older than the mark is an old copy:
+// a key it lacks may be one made since, still in use, whose records must
+// stay.
+var markID = [32]byte(bytes.Repeat([]byte{0xff}, 32))
+
+func markRec(issued time.Time) nonceRec {
+	var r nonceRec
+	copy(r[:32], markID[:])
+	binary.BigEndian.PutUint64(r[32:40], uint64(issued.Unix()))
+	r[95] = 1
+	return r
+}
+
+func (r *nonceRec) mark() (time.Time, bool) {
+	if [32]byte(r[:32]) != markID {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint64(r[32:40])), 0), true
+}
+
 // nonceLock is what the record of a (denomination, nonce) holds: the hash
 // of the blinded message it is locked to, and the batch that writes it (0:
 // read from the file).
@@ -246,6 +275,7 @@ type nonceLog struct {
 	locks     map[[64]byte]nonceLock
 	retired   map[ecash.Hash]bool // read-only after openNonceLog
 	compacted int                 // records openNonceLog dropped
+	older     time.Time           // the mark, when the key file was older than it (nothing dropped)
 	buf       []byte              // records of batch next, not yet written
 	next      uint64              // the batch being filled
 	done      uint64              // the last batch written and synced
@@ -275,8 +305,11 @@ func crashPoint(step string) error {
 // a temporary file beside it is written, synced and locked, renamed over
 // it, and the directory synced; a crash leaves the old file or the new one
 // (and maybe a stale temporary file, removed at the next start), both of
-// which hold every record of a denomination kept.
-func openNonceLog(path string, keep func(id ecash.Hash) bool) (*nonceLog, error) {
+// which hold every record of a denomination kept. Nothing is dropped if
+// the key file, issued at issued, is older than one an earlier start
+// dropped records by (the mark, see markRec): the signer then keeps every
+// record and sets older.
+func openNonceLog(path string, keep func(id ecash.Hash) bool, issued time.Time) (*nonceLog, error) {
 	f, err := lockNonceFile(path)
 	if err != nil {
 		return nil, err
@@ -294,15 +327,28 @@ func openNonceLog(path string, keep func(id ecash.Hash) bool) (*nonceLog, error)
 	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, retired: map[ecash.Hash]bool{}, next: 1}
 	l.cond = sync.NewCond(&l.mu)
 	recs := chunks(b)
+	var mark time.Time
 	for _, r := range recs {
-		if r.tombstone() {
+		if t, ok := r.mark(); ok && t.After(mark) {
+			mark = t
+		} else if r.tombstone() {
 			l.retired[ecash.Hash(r[:32])] = true
 		}
 	}
-	kept := make(nonceRecs, 0, len(recs))
+	if issued.Before(mark) {
+		l.older = mark
+		keep = func(ecash.Hash) bool { return true }
+	} else {
+		mark = issued
+	}
+	kept := make(nonceRecs, 0, len(recs)+1)
+	kept = append(kept, markRec(mark))
 	tombstoned := map[ecash.Hash]bool{}
 	for _, r := range recs {
 		id := ecash.Hash(r[:32])
+		if _, ok := r.mark(); ok {
+			continue
+		}
 		if r.tombstone() || l.retired[id] || !keep(id) {
 			if !r.tombstone() {
 				l.compacted++
@@ -321,7 +367,7 @@ func openNonceLog(path string, keep func(id ecash.Hash) bool) (*nonceLog, error)
 	for id := range tombstoned {
 		l.retired[id] = true
 	}
-	if len(kept) != len(recs) {
+	if len(kept) != len(recs) || !slices.Equal(kept, recs) {
 		nf, err := rewriteNonceFile(path, tmpPath, kept.bytes())
 		f.Close() // the new file is locked: a signer starting now waits on it
 		if err != nil {

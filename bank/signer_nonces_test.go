@@ -81,8 +81,8 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 	live := signMany(t, s, &both.Denoms[0], 100)
 	signMany(t, s, &both.Denoms[1], 100)
 	s.Close()
-	if got := fileSize(t, path); got != 200*int64(len(nonceRec{})) {
-		t.Fatalf("%d bytes of records, want 200 records", got)
+	if got := fileSize(t, path); got != 201*int64(len(nonceRec{})) {
+		t.Fatalf("%d bytes of records, want the key file's mark and 200 records", got)
 	}
 
 	// Restarted now, the expired key still in the key file: every record
@@ -91,7 +91,7 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fileSize(t, path), 200*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 200 || len(s.nonces.retired) != 0 {
+	if got, want := fileSize(t, path), 201*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 200 || len(s.nonces.retired) != 0 {
 		t.Errorf("restarted after a key's window: %d bytes, %d records loaded, %d retired; want %d bytes, 200, none", got, len(s.nonces.locks), len(s.nonces.retired), want)
 	}
 	s.Close()
@@ -102,8 +102,8 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fileSize(t, path), 101*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 100 {
-		t.Errorf("after a restart: %d bytes, %d records loaded; want %d bytes (100 records and a tombstone), 100 loaded", got, len(s.nonces.locks), want)
+	if got, want := fileSize(t, path), 102*int64(len(nonceRec{})); got != want || len(s.nonces.locks) != 100 {
+		t.Errorf("after a restart: %d bytes, %d records loaded; want %d bytes (the mark, 100 records and a tombstone), 100 loaded", got, len(s.nonces.locks), want)
 	}
 	if c := signNonce(t, s, &both.Denoms[0], live[0]); c != codes.AlreadyExists {
 		t.Errorf("a second challenge for a kept nonce: %s, want AlreadyExists", c)
@@ -116,8 +116,8 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fileSize(t, path), 2*int64(len(nonceRec{})); len(s2.nonces.locks) != 0 || got != want {
-		t.Errorf("a signer holding none of the keys loads %d nonce records (%d bytes on disk, want %d: two tombstones) of keys it no longer has", len(s2.nonces.locks), got, want)
+	if got, want := fileSize(t, path), 3*int64(len(nonceRec{})); len(s2.nonces.locks) != 0 || got != want {
+		t.Errorf("a signer holding none of the keys loads %d nonce records (%d bytes on disk, want %d: the mark and two tombstones) of keys it no longer has", len(s2.nonces.locks), got, want)
 	}
 	s2.Close()
 	// Started again with the key file that lists them, it refuses both.
@@ -134,8 +134,8 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 			t.Errorf("key %d, whose records were dropped: %s, want FailedPrecondition", i, c)
 		}
 	}
-	if got := fileSize(t, path); got != 2*int64(len(nonceRec{})) {
-		t.Errorf("%d bytes after a start with nothing to drop, want the two tombstones", got)
+	if got := fileSize(t, path); got != 3*int64(len(nonceRec{})) {
+		t.Errorf("%d bytes after a start with nothing to drop, want the mark and the two tombstones", got)
 	}
 }
 
@@ -195,8 +195,8 @@ func TestSignerNonceLogRewriteCrash(t *testing.T) {
 					t.Fatalf("a second challenge for a nonce answered before the crash: %s, want AlreadyExists", c)
 				}
 			}
-			if got, want := fileSize(t, path), int64(len(live)+1)*int64(len(nonceRec{})); got != want {
-				t.Errorf("%d bytes after the crash and a start, want %d (the live records and a tombstone)", got, want)
+			if got, want := fileSize(t, path), int64(len(live)+2)*int64(len(nonceRec{})); got != want {
+				t.Errorf("%d bytes after the crash and a start, want %d (the mark, the live records and a tombstone)", got, want)
 			}
 			if _, err := os.Stat(path + ".rewrite"); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the temporary file of the crashed rewrite is still there: %v", err)
@@ -206,5 +206,47 @@ func TestSignerNonceLogRewriteCrash(t *testing.T) {
 				t.Error("a second signer opened the nonce log")
 			}
 		})
+	}
+}
+
+// TestSignerOlderKeyFileKeepsRecords: a key made since (extend) is missing
+// from an older copy of the key file; one start on that copy (a rollback,
+// a standby's stale copy) must not drop the new key's records and retire
+// it for good. The signer remembers the newest key file it dropped
+// records by, and drops nothing by an older one.
+func TestSignerOlderKeyFileKeepsRecords(t *testing.T) {
+	now := time.Now()
+	old := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	k2 := oneCSKey(t, now.Add(-time.Minute), 365*24*time.Hour)
+	extended := *old
+	extended.Denoms = append(append([]DenomKey(nil), old.Denoms...), k2.Denoms...)
+	extended.IssuedAt = old.IssuedAt.Add(time.Minute) // extend issues the set anew
+	path := filepath.Join(t.TempDir(), SignerNoncesFile)
+	s, err := NewSignerServer(&extended, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := signMany(t, s, &extended.Denoms[1], 3)
+	s.Close()
+	s, err = NewSignerServer(old, path, nil) // the older copy
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.nonces.retired) != 0 || s.nonces.older.IsZero() {
+		t.Errorf("started on the older key file: %d keys retired, older %v; want none retired, and the newer file noted", len(s.nonces.retired), s.nonces.older)
+	}
+	s.Close()
+	s, err = NewSignerServer(&extended, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var nonce [32]byte
+	rand.Read(nonce[:])
+	if c := signNonce(t, s, &extended.Denoms[1], nonce); c != codes.OK {
+		t.Fatalf("the new key after one start on the older key file: %s", c)
+	}
+	if c := signNonce(t, s, &extended.Denoms[1], answered[0]); c != codes.AlreadyExists {
+		t.Errorf("a second challenge for a nonce answered before: %s, want AlreadyExists (its record kept)", c)
 	}
 }

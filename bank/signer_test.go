@@ -99,8 +99,9 @@ func TestSignerRetryWaitsForDurableNonce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(onDisk) != len(nonceRec{}) || !bytes.Equal(onDisk[32:64], nonce[:]) {
-			t.Errorf("the nonce record file holds %x, want the one record of nonce %x", onDisk, nonce)
+		// The key file's mark, then the one record.
+		if len(onDisk) != 2*len(nonceRec{}) || !bytes.Equal(onDisk[len(nonceRec{})+32:len(nonceRec{})+64], nonce[:]) {
+			t.Errorf("the nonce record file holds %x, want the mark and the one record of nonce %x", onDisk, nonce)
 		}
 	})
 }
