@@ -241,7 +241,10 @@ type Auditor struct {
 	refunded map[seenKey]uint64 // coin or payment → value refunded; creditSpent coin → credit spent again
 	// withdrawn counts the coins of a denomination an account withdrew and
 	// was not yet paid back by a recoup: a credited recoup pays the
-	// account that withdrew the coin, so never more coins than this.
+	// account that withdrew the coin, so never more coins than this. A
+	// bound only: a coin the account spent since still counts (the log
+	// cannot tell which coins were spent), so a bank could pay such an
+	// account for made-up coins within the denomination's outstanding.
 	withdrawn map[acctDenom]uint64
 
 	warnings      []AuditWarning
