@@ -302,7 +302,11 @@ func redactKeywords(s, hidden string) (out string, ok bool) {
 		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
-		if keyword == "" || i == len(s) || s[i] != '=' {
+		// A keyword is lower-case letters and underscores (libpq's all
+		// are): a URL not quite at the start (a space before it, the
+		// scheme capitalised) is otherwise one "keyword" up to its first
+		// '=', user info and password included, which pgx takes too.
+		if keyword == "" || strings.Trim(keyword, "abcdefghijklmnopqrstuvwxyz_") != "" || i == len(s) || s[i] != '=' {
 			return "", false
 		}
 		i++

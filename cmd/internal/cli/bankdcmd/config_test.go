@@ -22,6 +22,10 @@ func TestRedactStorePasswords(t *testing.T) {
 		{"host=db.internal password='s3cret", "not shown"},
 		{"postgres://bank:s3cret@db.internal:port/x", "not shown"},
 		{"host=db.internal dbname=blindbank", "host=db.internal dbname=blindbank"},
+		// A URL not quite at the start is no keyword/value string either
+		// (pgx takes it as one keyword up to its first '=').
+		{" postgres://bank:s3cret@db.internal/blindbank?sslmode=verify-full", "not shown"},
+		{"Postgres://bank:s3cret@db.internal/blindbank?sslmode=verify-full", "not shown"},
 	} {
 		got := redactStore(c.in)
 		if strings.Contains(got, "s3cret") || strings.Contains(got, "more") {
