@@ -328,37 +328,29 @@ type endableStream struct {
 
 func (s *endableStream) Context() context.Context { return s.ctx }
 
-func (s *endableStream) SendMsg(m any) error {
+// live runs send unless the stream has ended, holding the lock so that
+// ending waits for a send in progress.
+func (s *endableStream) live(send func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return errStopping
 	}
-	return s.ServerStream.SendMsg(m)
+	return send()
+}
+
+func (s *endableStream) SendMsg(m any) error {
+	return s.live(func() error { return s.ServerStream.SendMsg(m) })
 }
 
 func (s *endableStream) SetHeader(md metadata.MD) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return errStopping
-	}
-	return s.ServerStream.SetHeader(md)
+	return s.live(func() error { return s.ServerStream.SetHeader(md) })
 }
 
 func (s *endableStream) SendHeader(md metadata.MD) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended {
-		return errStopping
-	}
-	return s.ServerStream.SendHeader(md)
+	return s.live(func() error { return s.ServerStream.SendHeader(md) })
 }
 
 func (s *endableStream) SetTrailer(md metadata.MD) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ended {
-		s.ServerStream.SetTrailer(md)
-	}
+	s.live(func() error { s.ServerStream.SetTrailer(md); return nil })
 }
