@@ -58,3 +58,22 @@ func StoreOldPayment(ctx context.Context, w *Wallet, bank pb.BankClient, amount 
 	_, err = w.reserveCoins(ks, pr, pr.Body(), "old-shop", pr.OrderID, picked)
 	return err
 }
+
+// NextIndex returns the planchet counter (m/next).
+func NextIndex(w *Wallet) (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	nb, err := get(w.db, keyNext)
+	return beU64(nb), err
+}
+
+// TopCoinIndex returns the highest planchet index of a coin the wallet
+// holds, and how many it holds.
+func TopCoinIndex(w *Wallet) (top uint64, n int, err error) {
+	err = w.eachCoin(func(c *coinRecord) error {
+		n++
+		top = max(top, c.Index)
+		return nil
+	})
+	return top, n, err
+}

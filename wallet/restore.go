@@ -220,10 +220,12 @@ func (w *Wallet) scan(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet,
 // planchet counter is behind the indices this seed used (the wallet
 // directory was put back from a copy, or another copy of the seed is in
 // use). It scans from the refused request's first index as Restore does,
-// takes in the coins found, marks spent those the bank holds spent, and
-// moves the counter past them, in that order: a crash before the counter
-// moves leaves it behind, and the next request catches up again. Like a
-// restore, it shows the bank which coins are this wallet's.
+// takes in the coins found, moving the counter past each in the batch that
+// stores it (addCoins), marks spent those the bank holds spent, and moves
+// the counter past the scan's last used index. Whatever fails on the way
+// (a later batch, markSpent, a crash), no coin it took in is at or above
+// the counter. Like a restore, it shows the bank which coins are this
+// wallet's.
 //
 // A planchet index reused under another denomination is not caught: its
 // blinded message is new to the bank, and its coin, whose id is its key
@@ -343,14 +345,20 @@ func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candida
 }
 
 // addCoins stores coin records not yet held, and the disputes over
-// signatures that failed, atomically, and counts the coins added.
+// signatures that failed, atomically, and counts the coins added. In the
+// same batch it moves the planchet counter past every index it stores
+// (holdIndices): a scan that fails half-way (a later batch, markSpent, a
+// crash) leaves no coin the wallet holds at or above the counter, whose
+// planchets the next request would derive again.
 func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := w.db.NewBatch()
 	defer b.Close()
 	added := 0
+	var used []uint64
 	for _, r := range recs {
+		used = append(used, r.Index)
 		key := coinKey(r.Coin.ID())
 		if old, err := get(w.db, key); err != nil {
 			return 0, err
@@ -363,11 +371,43 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 		added++
 	}
 	for _, d := range bad {
+		used = append(used, d.Indices...)
 		if err := b.Set(disputeKey(d.Kind, d.Request), d.encode(), nil); err != nil {
 			return 0, err
 		}
 	}
+	if err := w.holdIndices(b, used); err != nil {
+		return 0, err
+	}
 	return added, b.Commit(pebble.Sync)
+}
+
+// holdIndices adds to batch b a move of the planchet counter (m/next) to
+// max(m/next, i+1) for every index i in used. Every write of a coin record
+// (or dispute) with a planchet index goes through it, in the same batch,
+// so that the wallet keeps the invariant: no coin it holds is at or above
+// the counter. A counter left behind a held coin makes the next request
+// derive that coin's key again: refused if under the same denomination,
+// but under another (after a key rotation) signed and debited, and its
+// record dropped as a duplicate (storeCoins): paid for nothing. The caller
+// holds w.mu.
+func (w *Wallet) holdIndices(b *pebble.Batch, used []uint64) error {
+	if len(used) == 0 {
+		return nil
+	}
+	nb, err := get(w.db, keyNext)
+	if err != nil {
+		return err
+	}
+	next := beU64(nb)
+	top := next
+	for _, i := range used {
+		top = max(top, i+1)
+	}
+	if top == next {
+		return nil
+	}
+	return b.Set(keyNext, u64(top), nil)
 }
 
 // advanceIndex moves the planchet counter to at least next, so that no

@@ -482,15 +482,22 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 			return err
 		}
 	}
+	var used []uint64
 	for _, rec := range recs {
+		used = append(used, rec.Index)
 		if err := b.Set(coinKey(rec.Coin.ID()), rec.encode(), nil); err != nil {
 			return err
 		}
 	}
 	if bad != nil {
+		used = append(used, bad.Indices...)
 		if err := b.Set(disputeKey(bad.Kind, h[:]), bad.encode(), nil); err != nil {
 			return err
 		}
+	}
+	// Reserved indices, below the counter already: kept so (holdIndices).
+	if err := w.holdIndices(b, used); err != nil {
+		return err
 	}
 	if err := b.Delete(swapKey(h), nil); err != nil {
 		return err

@@ -463,7 +463,9 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 	}
 	b := w.db.NewBatch()
 	defer b.Close()
+	var used []uint64
 	for _, rec := range recs {
+		used = append(used, rec.Index)
 		key := coinKey(rec.Coin.ID())
 		if old, err := get(w.db, key); err != nil {
 			return err
@@ -476,9 +478,14 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 		w.tr.Record(w.now(), "coin", rec.Coin.Encode(), rec.Value.String())
 	}
 	if bad != nil {
+		used = append(used, bad.Indices...)
 		if err := b.Set(disputeKey(bad.Kind, nonce[:]), bad.encode(), nil); err != nil {
 			return err
 		}
+	}
+	// Reserved indices, below the counter already: kept so (holdIndices).
+	if err := w.holdIndices(b, used); err != nil {
+		return err
 	}
 	if err := b.Delete(withdrawKey(nonce), nil); err != nil {
 		return err
