@@ -2,6 +2,7 @@ package wallet_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,5 +97,134 @@ func TestCatchUpFailureKeepsCounterPastHeldCoins(t *testing.T) {
 	t.Logf("withdrew %d coins; account debited %d; wallet fresh %s -> %s", len(got), debited, before.Fresh, after.Fresh)
 	if after.Fresh.Value-before.Fresh.Value != 7 {
 		t.Fatalf("a withdrawal of EUR:0.07 (debited %d) added %d to the wallet: its coins' keys are those of coins the catch-up took in", debited, after.Fresh.Value-before.Fresh.Value)
+	}
+}
+
+// raceBank: on the first CoinsSpent (a catch-up's markSpent) it runs
+// onCoinsSpent; then the next PrepareWithdraw (X's) is held until release
+// and fails, and the one after (Y's retry) fails at once.
+type raceBank struct {
+	pb.BankClient
+	mu           sync.Mutex
+	onCoinsSpent func()
+	state        int
+	xEntered     chan struct{}
+	release      chan struct{}
+}
+
+func (b *raceBank) CoinsSpent(ctx context.Context, in *pb.CoinsSpentRequest, opts ...grpc.CallOption) (*pb.CoinsSpentResponse, error) {
+	b.mu.Lock()
+	f := b.onCoinsSpent
+	b.onCoinsSpent = nil
+	b.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return b.BankClient.CoinsSpent(ctx, in, opts...)
+}
+
+func (b *raceBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRequest, opts ...grpc.CallOption) (*pb.PrepareWithdrawResponse, error) {
+	b.mu.Lock()
+	st := b.state
+	if st == 1 || st == 2 {
+		b.state++
+	}
+	b.mu.Unlock()
+	switch st {
+	case 1:
+		close(b.xEntered)
+		<-b.release
+		return nil, status.Error(codes.Unavailable, "X: the bank is unreachable")
+	case 2:
+		return nil, status.Error(codes.Unavailable, "Y's retry: the bank is unreachable")
+	}
+	return b.BankClient.PrepareWithdraw(ctx, in, opts...)
+}
+
+// TestGiveBackAfterCatchUpKeepsCounter: a wallet put back from a copy (stale
+// counter N; the lost wallet used [N, N+9)). Withdrawal Y (indices
+// [N, N+6)) is refused ErrAlreadyIssued and catches up: it takes in the
+// lost wallet's coins at [N, N+9). Meanwhile withdrawal X reserved
+// [N+6, N+9), so catchUp's raiseIndex(N+9) changes nothing. Y's retry
+// and X both fail in their first round and give their indices back; X's
+// giveBack saw the counter at its end and put it back to N+6: below coins
+// the wallet now holds. It must see that coins were taken in since its
+// reservation (the counter's generation) and give nothing back. The next request derives those planchets
+// again (refused again if under the same denominations; under another
+// denomination, the same coin keys signed and paid for again).
+func TestGiveBackAfterCatchUpKeepsCounter(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, scheduleKeys(t, clk.now(), 40*time.Hour), clk.now)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := f.fund(t, w, "EUR:10.00")
+	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	backup := putBack(t, dir)
+	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"EUR:0.63", "EUR:0.07"} { // 6 and 3 CS coins
+		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+
+	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n0, _ := wallet.NextIndex(r)
+	rb := &raceBank{BankClient: f.bankc, xEntered: make(chan struct{}), release: make(chan struct{})}
+	var xErr error
+	xDone := make(chan struct{})
+	rb.onCoinsSpent = func() {
+		rb.mu.Lock()
+		rb.state = 1
+		rb.mu.Unlock()
+		go func() {
+			defer close(xDone)
+			_, xErr = r.Withdraw(ctx, rb, ecash.MustParseAmount("EUR:0.07"), nil)
+		}()
+		<-rb.xEntered
+	}
+	_, yErr := r.Withdraw(ctx, rb, ecash.MustParseAmount("EUR:0.63"), nil)
+	close(rb.release)
+	<-xDone
+	t.Logf("counter was %d; Y: %v; X: %v", n0, yErr, xErr)
+	next, err := wallet.NextIndex(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, n, err := wallet.TopCoinIndex(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("counter now %d; %d coins held, the highest at index %d", next, n, top)
+	if next <= top {
+		t.Errorf("the planchet counter is %d, at or below index %d of a coin the wallet holds (taken in by catchUp): the next request reuses it", next, top)
+	}
+	// The consequence, once the bank's keys have rotated.
+	clk.add(9 * time.Hour)
+	if _, err := r.RefreshKeys(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.Balance()
+	bal0 := f.balance(t, acct)
+	if _, err := r.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.07"), nil); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := r.Balance()
+	if gained := after.Fresh.Value - before.Fresh.Value; gained != 7 {
+		t.Fatalf("a withdrawal of EUR:0.07 (debited %d) added %d to the wallet: its coin keys are those of coins it holds", bal0-f.balance(t, acct), gained)
 	}
 }

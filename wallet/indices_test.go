@@ -11,55 +11,48 @@ func TestParkedIndices(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	span := func(first uint64, n int) []uint64 {
-		out := make([]uint64, n)
-		for i := range out {
-			out[i] = first + uint64(i)
-		}
-		return out
-	}
-	reserve := func(n int, withdrawal bool) uint64 {
+	reserve := func(n int, withdrawal bool) reservation {
 		t.Helper()
 		r, err := w.reserveIndices(n, withdrawal)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return r.first
+		return r
 	}
-	park := func(first uint64, n int) {
+	park := func(r reservation) {
 		t.Helper()
-		if err := w.parkIndices(span(first, n)); err != nil {
+		if err := w.parkIndices(r); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	a := reserve(64, true) // refused
-	park(a, 64)
+	park(a)
 	b := reserve(8, true) // refused too, taking fewer
-	if b != a {
-		t.Fatalf("the next withdrawal got %d, want the parked %d", b, a)
+	if b.first != a.first {
+		t.Fatalf("the next withdrawal got %d, want the parked %d", b.first, a.first)
 	}
-	park(b, 8)
-	if s := reserve(4, false); s < a+64 {
-		t.Fatalf("a swap got index %d, inside the refused withdrawals' %d–%d", s, a, a+63)
+	park(b)
+	if s := reserve(4, false); s.first < a.first+64 {
+		t.Fatalf("a swap got index %d, inside the refused withdrawals' %d–%d", s.first, a.first, a.first+63)
 	}
 	// Once a swap skipped them, nothing is parked: a refusal after a
 	// later reservation parks nothing either.
 	c := reserve(8, true)
 	d := reserve(4, false)
-	park(c, 8) // not the last reservation: stays skipped
-	if e := reserve(2, true); e != d+4 {
-		t.Fatalf("a withdrawal after an unparkable refusal got %d, want %d", e, d+4)
+	park(c) // not the last reservation: stays skipped
+	if e := reserve(2, true); e.first != d.end {
+		t.Fatalf("a withdrawal after an unparkable refusal got %d, want %d", e.first, d.end)
 	}
 	// A withdrawal that takes part of the parked range leaves the rest
 	// parked; a swap then skips it.
 	f := reserve(16, true)
-	park(f, 16)
-	if g := reserve(4, true); g != f {
-		t.Fatalf("withdrawal got %d, want the parked %d", g, f)
+	park(f)
+	if g := reserve(4, true); g.first != f.first {
+		t.Fatalf("withdrawal got %d, want the parked %d", g.first, f.first)
 	}
-	if h := reserve(1, false); h < f+16 {
-		t.Fatalf("a swap got index %d, inside the parked %d–%d", h, f, f+15)
+	if h := reserve(1, false); h.first < f.end {
+		t.Fatalf("a swap got index %d, inside the parked %d–%d", h.first, f.first, f.end-1)
 	}
 }
 
@@ -96,7 +89,7 @@ func TestIndicesGivenBack(t *testing.T) {
 	// A swap that skipped a parked range, given back: the range is
 	// parked again, for withdrawals only.
 	p := reserve(16, true)
-	if err := w.parkIndices([]uint64{p.first, p.first + 15}); err != nil {
+	if err := w.parkIndices(p); err != nil {
 		t.Fatal(err)
 	}
 	s := reserve(4, false)
@@ -118,5 +111,41 @@ func TestIndicesGivenBack(t *testing.T) {
 	giveBack(x)
 	if z := reserve(1, false); z.first != y.end {
 		t.Fatalf("after a give-back behind a later reservation, got %d, want %d", z.first, y.end)
+	}
+}
+
+// TestGiveBackKeepsLaterParking: withdrawal A reserves indices and its
+// first round is in flight; withdrawal B reserves the next ones, is
+// refused, and parks them (counter back to A's end, parked up to B's).
+// A's first round fails: its give-back must see that the counter changed
+// since its reservation (its generation), though m/next is at A's end
+// again. Restoring A's state dropped B's parking, and a swap then took B's
+// indices: planchets the bank saw in B's account-signed withdrawal.
+func TestGiveBackKeepsLaterParking(t *testing.T) {
+	w, err := Create(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a, err := w.reserveIndices(8, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.reserveIndices(4, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.parkIndices(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.giveBack(a); err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.reserveIndices(16, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.first < b.end && b.first < s.end {
+		t.Fatalf("a swap got indices %d–%d, over %d–%d, parked for withdrawals only (a refused withdrawal's)", s.first, s.end-1, b.first, b.end-1)
 	}
 }

@@ -27,7 +27,8 @@ import (
 // before its first round. Those of a request that failed before anything
 // signed was sent (its first round refused or unanswered) are given back
 // (giveBack); those of a withdrawal the bank refused go to the next
-// withdrawal (parkIndices). Both only if nothing was reserved since. The
+// withdrawal (parkIndices). Both only if nothing touched the counter since
+// (its generation, bumpGen). The
 // rest are skipped: a refused swap's or recoup's (sending its planchets in
 // another request would link the two), a withdrawal's refused with
 // ALREADY_EXISTS (a CS nonce or blinded message answered before), one
@@ -376,7 +377,7 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 			return 0, err
 		}
 	}
-	if err := w.holdIndices(b, used); err != nil {
+	if err := w.holdIndices(b, used, true); err != nil {
 		return 0, err
 	}
 	return added, b.Commit(pebble.Sync)
@@ -391,7 +392,13 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
 // but under another (after a key rotation) signed and debited, and its
 // record dropped as a duplicate (storeCoins): paid for nothing. The caller
 // holds w.mu.
-func (w *Wallet) holdIndices(b *pebble.Batch, used []uint64) error {
+//
+// taken is true for coins a scan took in (not reserved by a request of
+// this process): they bump the counter's generation (bumpGen) whatever the
+// counter, so that a reservation made before them is not given back or
+// parked below them. A request's own coins, at its reserved indices, bump
+// it only if the counter moves.
+func (w *Wallet) holdIndices(b *pebble.Batch, used []uint64, taken bool) error {
 	if len(used) == 0 {
 		return nil
 	}
@@ -404,10 +411,15 @@ func (w *Wallet) holdIndices(b *pebble.Batch, used []uint64) error {
 	for _, i := range used {
 		top = max(top, i+1)
 	}
-	if top == next {
-		return nil
+	if top != next {
+		if err := b.Set(keyNext, u64(top), nil); err != nil {
+			return err
+		}
 	}
-	return b.Set(keyNext, u64(top), nil)
+	if top != next || taken {
+		_, err = w.bumpGen(b)
+	}
+	return err
 }
 
 // advanceIndex moves the planchet counter to at least next, so that no
@@ -428,6 +440,9 @@ func (w *Wallet) moveIndex(next uint64, restored bool) error {
 	defer b.Close()
 	if beU64(nb) < next {
 		if err := b.Set(keyNext, u64(next), nil); err != nil {
+			return err
+		}
+		if _, err := w.bumpGen(b); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,8 @@ import (
 //	m/next            u64 next planchet index
 //	m/parked          u64 end of the indices from m/next that only a withdrawal
 //	                  may take (a refused withdrawal's, withdraw.go parkIndices)
+//	m/gen             u64 generation of m/next and m/parked, bumped by every
+//	                  change to them and every scan batch of coins (bumpGen)
 //	m/restoring       present while a restore has not finished: m/next is not
 //	                  yet past the indices the seed used, so none is reserved
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
@@ -45,6 +47,7 @@ var (
 	keyKeySet  = []byte("m/keyset")
 	keyNext    = []byte("m/next")
 	keyParked  = []byte("m/parked")
+	keyGen     = []byte("m/gen")
 	keyRestore = []byte("m/restoring")
 )
 
@@ -130,6 +133,7 @@ type pendingWithdraw struct {
 	Indices  []uint64
 	Prepared [][]byte          // the bank's first-round answers (CS R values), nil for RSA
 	blinded  []blindedPlanchet // not stored: see planchets
+	res      *reservation      // not stored: its indices' reservation, for parkIndices; nil once recovered
 }
 
 func (p *pendingWithdraw) encode() []byte {

@@ -496,7 +496,7 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 		}
 	}
 	// Reserved indices, below the counter already: kept so (holdIndices).
-	if err := w.holdIndices(b, used); err != nil {
+	if err := w.holdIndices(b, used, false); err != nil {
 		return err
 	}
 	if err := b.Delete(swapKey(h), nil); err != nil {

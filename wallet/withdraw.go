@@ -119,7 +119,7 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 			w.release(key)
 		}
 	}()
-	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared, blinded: fresh.blinded}
+	pw := &pendingWithdraw{Indices: fresh.Indices, Prepared: fresh.Prepared, blinded: fresh.blinded, res: &fresh.res}
 	pw.Body = req.Body()
 	debits := make(map[ecash.Hash]ecash.Denomination, len(denoms))
 	for _, d := range denoms {
@@ -290,6 +290,38 @@ type reservation struct {
 	first, end uint64
 	prevNext   uint64
 	prevParked []byte // m/parked before, nil if none
+	gen        uint64 // m/gen once reserved (see bumpGen)
+}
+
+// bumpGen adds to batch b the increment of the counter's generation
+// (m/gen), and returns the new one. Every change to the counter or the
+// parked range (a reservation, a park, a give-back, a raise) and every
+// batch of coins a scan takes in bumps it, so a reservation's gen equal
+// to m/gen means: nothing was reserved, parked, given back, raised or
+// taken in since. Comparing m/next with the reservation's end is not
+// enough: a catch-up's coins or another request's park or give-back in
+// between can put it back there. The caller holds w.mu.
+func (w *Wallet) bumpGen(b *pebble.Batch) (uint64, error) {
+	gb, err := get(w.db, keyGen)
+	if err != nil {
+		return 0, err
+	}
+	gen := beU64(gb) + 1
+	return gen, b.Set(keyGen, u64(gen), nil)
+}
+
+// unchanged reports whether nothing touched the counter since r was
+// reserved (see bumpGen). The caller holds w.mu.
+func (w *Wallet) unchanged(r reservation) (bool, error) {
+	gb, err := get(w.db, keyGen)
+	if err != nil {
+		return false, err
+	}
+	nb, err := get(w.db, keyNext)
+	if err != nil {
+		return false, err
+	}
+	return beU64(gb) == r.gen && beU64(nb) == r.end, nil
 }
 
 // reserveIndices advances the planchet counter by n, durably, and returns
@@ -335,6 +367,9 @@ func (w *Wallet) reserveIndices(n int, withdrawal bool) (reservation, error) {
 	if err := b.Set(keyNext, u64(r.end), nil); err != nil {
 		return reservation{}, err
 	}
+	if r.gen, err = w.bumpGen(b); err != nil {
+		return reservation{}, err
+	}
 	return r, b.Commit(pebble.Sync)
 }
 
@@ -344,16 +379,18 @@ func (w *Wallet) reserveIndices(n int, withdrawal bool) (reservation, error) {
 // (the bank unreachable, or rate-limiting first rounds) would skip a
 // request's indices, and a dozen would leave a hole wider than RestoreGap,
 // hiding every later coin from a restore. It restores the counter (and the
-// parked range) as they were, if nothing was reserved since; otherwise the
-// indices stay skipped.
+// parked range) as they were, only if nothing touched them since the
+// reservation (its generation, bumpGen: no reservation, park, give-back,
+// raise or coins taken in by a scan); otherwise the indices stay skipped.
+// So it never lowers the counter below a coin the wallet holds (a
+// catch-up's, taken in meanwhile) nor drops a later refusal's parking.
 func (w *Wallet) giveBack(r reservation) error {
 	if r.end == r.first {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	nb, err := get(w.db, keyNext)
-	if err != nil || beU64(nb) != r.end {
+	if ok, err := w.unchanged(r); err != nil || !ok {
 		return err
 	}
 	b := w.db.NewBatch()
@@ -361,6 +398,7 @@ func (w *Wallet) giveBack(r reservation) error {
 	if err := b.Set(keyNext, u64(r.prevNext), nil); err != nil {
 		return err
 	}
+	var err error
 	if r.prevParked != nil {
 		err = b.Set(keyParked, r.prevParked, nil)
 	} else {
@@ -369,25 +407,28 @@ func (w *Wallet) giveBack(r reservation) error {
 	if err != nil {
 		return err
 	}
+	if _, err := w.bumpGen(b); err != nil {
+		return err
+	}
 	return b.Commit(pebble.Sync)
 }
 
 // parkIndices gives the indices of a withdrawal the bank refused outright
-// back to the next withdrawal, if none was reserved since. Only to a
+// (reservation r) back to the next withdrawal, if nothing touched the
+// counter since r (its generation, as giveBack). Only to a
 // withdrawal: the refused request showed their blinded messages and CS
 // nonces with the account's signature, which is no news in another of the
 // account's withdrawals (under another key the blinding differs, §3.1 of
 // PROTOCOL), but would link a swap to the account. Otherwise they stay
 // skipped: a hole, which restore's gap spans unless many come in a row.
-func (w *Wallet) parkIndices(indices []uint64) error {
-	if len(indices) == 0 {
+func (w *Wallet) parkIndices(r reservation) error {
+	if r.end == r.first {
 		return nil
 	}
-	first, end := indices[0], indices[len(indices)-1]+1
+	first, end := r.first, r.end
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	nb, err := get(w.db, keyNext)
-	if err != nil || beU64(nb) != end {
+	if ok, err := w.unchanged(r); err != nil || !ok {
 		return err
 	}
 	// An earlier refusal's parked indices may reach past these (this one
@@ -405,6 +446,9 @@ func (w *Wallet) parkIndices(indices []uint64) error {
 		return err
 	}
 	if err := b.Set(keyParked, u64(end), nil); err != nil {
+		return err
+	}
+	if _, err := w.bumpGen(b); err != nil {
 		return err
 	}
 	return b.Commit(pebble.Sync)
@@ -425,8 +469,11 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
 				return nil, derr
 			}
-			if status.Code(err) != codes.AlreadyExists { // an answered CS nonce is never offered again
-				return nil, errors.Join(err, w.parkIndices(pw.Indices))
+			// An answered CS nonce is never offered again. A request
+			// recovered after a crash has no reservation (pw.res): its
+			// indices stay skipped.
+			if status.Code(err) != codes.AlreadyExists && pw.res != nil {
+				return nil, errors.Join(err, w.parkIndices(*pw.res))
 			}
 			return nil, err
 		}
@@ -484,7 +531,7 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 		}
 	}
 	// Reserved indices, below the counter already: kept so (holdIndices).
-	if err := w.holdIndices(b, used); err != nil {
+	if err := w.holdIndices(b, used, false); err != nil {
 		return err
 	}
 	if err := b.Delete(withdrawKey(nonce), nil); err != nil {
