@@ -305,8 +305,9 @@ type Balance struct {
 	// denomination the wallet's key set no longer lists (its deadline
 	// passed); the bank takes them neither in a payment nor in a swap
 	// (RefreshCoins reports them stranded). The bank still counts them
-	// outstanding. Coins of a revoked denomination stay in Fresh: Recoup
-	// pays them back.
+	// outstanding. Coins of a denomination the key set lists revoked stay
+	// in Fresh whatever their deadline: Recoup pays them back, and the
+	// bank's recoup has no deadline.
 	Expired      ecash.Amount
 	ExpiredCoins int
 }
@@ -324,7 +325,9 @@ func (w *Wallet) Balance() (Balance, error) {
 		var err error
 		switch c.State {
 		case CoinFresh:
-			if d, derr := ks.Denomination(c.Coin.Denom); derr != nil || !now.Before(d.DepositEnd) {
+			// A revoked coin is recouped, which has no deadline: never
+			// worth nothing while the key set lists it.
+			if d, derr := ks.Denomination(c.Coin.Denom); derr != nil || (!d.Revoked && !now.Before(d.DepositEnd)) {
 				bal.ExpiredCoins++
 				bal.Expired, err = bal.Expired.Add(c.Value)
 				return err
