@@ -228,3 +228,105 @@ func TestGiveBackAfterCatchUpKeepsCounter(t *testing.T) {
 		t.Fatalf("a withdrawal of EUR:0.07 (debited %d) added %d to the wallet: its coin keys are those of coins it holds", bal0-f.balance(t, acct), gained)
 	}
 }
+
+// lyingBank answers the first Withdraw with the bank's ErrAlreadyIssued
+// refusal, without sending it, and records the blinded hashes of the
+// refused request, those asked about in IssuedSignatures and those of
+// swap outputs.
+type lyingBank struct {
+	pb.BankClient
+	mu      sync.Mutex
+	lied    bool
+	refused map[ecash.Hash]bool
+	asked   map[ecash.Hash]bool
+	swapped []ecash.Hash
+}
+
+func (b *lyingBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	b.mu.Lock()
+	lie := !b.lied
+	b.lied = true
+	b.mu.Unlock()
+	if lie {
+		r, err := ecash.DecodeWithdrawRequest(in.Body)
+		if err != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		for _, p := range r.Planchets {
+			b.refused[ecash.HashOf(p.Blinded)] = true
+		}
+		b.mu.Unlock()
+		return nil, status.Error(codes.AlreadyExists, "bank: blinded message already signed in another request; the planchet counter is stale: planchet 0")
+	}
+	return b.BankClient.Withdraw(ctx, in, opts...)
+}
+
+func (b *lyingBank) IssuedSignatures(ctx context.Context, in *pb.IssuedSignaturesRequest, opts ...grpc.CallOption) (*pb.IssuedSignaturesResponse, error) {
+	b.mu.Lock()
+	for _, h := range in.BlindedHashes {
+		b.asked[ecash.Hash(h)] = true
+	}
+	b.mu.Unlock()
+	return b.BankClient.IssuedSignatures(ctx, in, opts...)
+}
+
+func (b *lyingBank) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.CallOption) (*pb.SwapResponse, error) {
+	if r, err := ecash.DecodeSwapRequest(in.Body); err == nil {
+		b.mu.Lock()
+		for _, o := range r.Outputs {
+			b.swapped = append(b.swapped, ecash.HashOf(o.Blinded))
+		}
+		b.mu.Unlock()
+	}
+	return b.BankClient.Swap(ctx, in, opts...)
+}
+
+// TestCatchUpUnverifiedClaimScansNothing: an ALREADY_EXISTS refusal with
+// ErrAlreadyIssued's text proves nothing. The wallet believed it and
+// scanned: in one IssuedSignatures call beginning with the refused
+// withdrawal's own blinded messages (seen under the account's signature),
+// the blinded messages of the next RestoreGap planchet indices under every
+// denomination, which its later swaps then used: the bank linked the swaps
+// to the account. Now it asks only about the refused request's own
+// messages (which the bank saw), finds no signature that unblinds to a
+// coin of its seed, scans nothing, and withdraws past the refused indices.
+// (An honest catch-up, or a bank that signs one of the refused messages to
+// pass the check, still scans ahead: see catchUp.)
+func TestCatchUpUnverifiedClaimScansNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:10.00")
+	lb := &lyingBank{BankClient: f.bankc, refused: map[ecash.Hash]bool{}, asked: map[ecash.Hash]bool{}}
+	if _, err := w.Withdraw(ctx, lb, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(lb.refused) == 0 {
+		t.Fatal("no refusal")
+	}
+	for h := range lb.asked {
+		if !lb.refused[h] {
+			t.Fatalf("the wallet asked the bank about %d blinded messages, not only the %d of the refused request: it scanned on an unverified claim", len(lb.asked), len(lb.refused))
+		}
+	}
+	for range 3 {
+		if _, err := w.Swap(ctx, lb, ecash.MustParseAmount("EUR:0.64")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	linked := 0
+	for _, h := range lb.swapped {
+		if lb.asked[h] {
+			linked++
+		}
+	}
+	t.Logf("scan asked about %d blinded messages; %d of %d swap outputs were among them", len(lb.asked), linked, len(lb.swapped))
+	if linked > 0 {
+		t.Fatalf("%d of %d later swap outputs were shown to the bank by the catch-up's scan, beside the account's withdrawal", linked, len(lb.swapped))
+	}
+}

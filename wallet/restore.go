@@ -149,7 +149,7 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 		return nil, err
 	}
 	rep := &RestoreReport{}
-	found, end, err := w.scan(ctx, bank, ks, 0, rep, progress)
+	found, _, end, err := w.scan(ctx, bank, ks, 0, rep, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -173,74 +173,154 @@ func (w *Wallet) restore(ctx context.Context, bank pb.BankClient, progress Resto
 // index from on, under every denomination of ks, until RestoreGap indices
 // in a row without one, and stores those not held yet (and the disputes
 // over signatures that do not verify). It returns the ids of the coins
-// found and the index after the last one used; rep counts what it did.
-func (w *Wallet) scan(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, from uint64, rep *RestoreReport, progress RestoreProgress) (found []ecash.Hash, end uint64, err error) {
+// found, of those the ones it added (not held before), and the index after
+// the last one used; rep counts what it did.
+func (w *Wallet) scan(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, from uint64, rep *RestoreReport, progress RestoreProgress) (found, added []ecash.Hash, end uint64, err error) {
 	if len(ks.Denominations) == 0 {
-		return nil, 0, fmt.Errorf("wallet: the bank's key set has no denominations")
+		return nil, nil, 0, fmt.Errorf("wallet: the bank's key set has no denominations")
 	}
 	perBatch := uint64(max(1, ecash.MaxCoinsPerRequest/len(ks.Denominations)))
 	next, lastFound, lastUsed := from, int64(from)-1, int64(from)-1
 	for next < uint64(lastFound+1)+RestoreGap {
 		cands, err := w.candidates(ctx, bank, ks, next, perBatch)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		recs, bad, err := w.signed(ctx, bank, cands)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
-		added, err := w.addCoins(recs, bad)
+		newIDs, err := w.addCoins(recs, bad)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
+		added = append(added, newIDs...)
 		for _, d := range bad {
 			// Used, but not by a coin: it does not stretch the scan (a
 			// bank answering garbage everywhere would stretch it forever).
 			lastUsed = max(lastUsed, int64(d.Indices[0]))
 		}
 		if rep.Disputed += len(bad); rep.Disputed > maxRestoreDisputes {
-			return nil, 0, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored; until a restore finishes, the wallet withdraws and swaps nothing, see Disputes)", ErrBadAnswer, rep.Disputed)
+			return nil, nil, 0, fmt.Errorf("%w: restore stopped after %d signatures that do not verify (the coins found so far are stored; until a restore finishes, the wallet withdraws and swaps nothing, see Disputes)", ErrBadAnswer, rep.Disputed)
 		}
 		for _, r := range recs {
 			found = append(found, r.Coin.ID())
 			lastFound = max(lastFound, int64(r.Index))
 		}
 		rep.Found += len(recs)
-		rep.Added += added
+		rep.Added += len(newIDs)
 		next += perBatch
 		rep.Scanned = next
 		if progress != nil {
 			progress(next, rep.Found)
 		}
 	}
-	return found, uint64(max(lastFound, lastUsed) + 1), nil
+	return found, added, uint64(max(lastFound, lastUsed) + 1), nil
 }
 
 // catchUp answers the bank's ErrAlreadyIssued: a new request of this
 // wallet held a blinded message the bank had signed in another, so the
 // planchet counter is behind the indices this seed used (the wallet
 // directory was put back from a copy, or another copy of the seed is in
-// use). It scans from the refused request's first index as Restore does,
-// takes in the coins found, moving the counter past each in the batch that
-// stores it (addCoins), marks spent those the bank holds spent, and moves
+// use). refused is the refused request's planchets. It first checks the
+// claim (issuedBefore): only if the bank shows a signature on one of
+// them that unblinds to a valid coin of this seed does it scan, from the
+// refused request's first index as Restore does, taking in the coins
+// found, moving the counter past each in the batch that stores it
+// (addCoins), marking spent those of them the bank holds spent, and moving
 // the counter past the scan's last used index. Whatever fails on the way
 // (a later batch, markSpent, a crash), no coin it took in is at or above
-// the counter. Like a restore, it shows the bank which coins are this
-// wallet's.
+// the counter. A claim that does not hold is not acted on: nothing is
+// scanned (the refused request's indices stay skipped, and the caller
+// tries once more past them). Like a restore, a scan shows the bank
+// which coins are this wallet's.
+//
+// What a malicious bank can still do: (1) trigger the scan at the price
+// of a coin: signing one of the refused request's blinded messages (a
+// coin it gives the wallet without a debit) passes the check, and the scan
+// then shows it the blinded messages of the RestoreGap indices after the
+// last coin found, under every denomination, beside the refused request
+// (an account-signed withdrawal's, or a swap's); the counter stops after
+// the last coin found, so the wallet's later requests use those indices
+// and the bank can link them to that request. The same holds after an
+// honest catch-up. (2) Say coins the catch-up took in are spent: markSpent
+// takes its word (only for coins new to the wallet, never for ones it
+// held before), so the wallet does not spend them; they were the lost
+// copy's, of which only the bank knows the state.
 //
 // A planchet index reused under another denomination is not caught: its
 // blinded message is new to the bank, and its coin, whose id is its key
 // (the same under every denomination), is as spent as the old one. Hence a
 // wallet is put back with Restore, never by copying its directory back.
-func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, from uint64) error {
-	found, end, err := w.scan(ctx, bank, ks, from, &RestoreReport{}, nil)
+func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, refused *planchets) error {
+	if ok, err := w.issuedBefore(ctx, bank, ks, refused); err != nil || !ok {
+		return err
+	}
+	_, added, end, err := w.scan(ctx, bank, ks, refused.Indices[0], &RestoreReport{}, nil)
 	if err != nil {
 		return fmt.Errorf("wallet: catching up with the planchets this seed used: %w", err)
 	}
-	if _, err := w.markSpent(ctx, bank, ks, found); err != nil {
+	if _, err := w.markSpent(ctx, bank, ks, added); err != nil {
 		return err
 	}
 	return w.raiseIndex(end)
+}
+
+// issuedBefore checks a refusal for a blinded message signed before
+// (ErrAlreadyIssued): it asks the bank for its signatures on the refused
+// request's own blinded messages only (the bank saw them in the request),
+// and reports whether one unblinds to a valid coin of this seed, which
+// the bank can show only if it signed that message. The refusal's text
+// alone proves nothing: a bank (or anyone relaying its errors) can send
+// it for any request.
+func (w *Wallet) issuedBefore(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, p *planchets) (bool, error) {
+	if p == nil || len(p.Planchets) == 0 {
+		return false, nil
+	}
+	req := &pb.IssuedSignaturesRequest{}
+	for _, pl := range p.Planchets {
+		h := ecash.HashOf(pl.Blinded)
+		req.BlindedHashes = append(req.BlindedHashes, h[:])
+	}
+	resp, err := bank.IssuedSignatures(ctx, req)
+	if err != nil {
+		return false, fmt.Errorf("wallet: checking the bank's claim of planchets signed before: %w", err)
+	}
+	if len(resp.BlindSignatures) != len(p.Planchets) {
+		return false, nil
+	}
+	for i, bs := range resp.BlindSignatures {
+		if len(bs) == 0 {
+			continue
+		}
+		d, err := ks.Denomination(p.Planchets[i].Denom)
+		if err != nil {
+			continue
+		}
+		var bp blindedPlanchet
+		if p.blinded != nil {
+			bp = p.blinded[i]
+		} else {
+			ps, err := ecash.DerivePlanchet(w.seed, p.Indices[i])
+			if err != nil {
+				return false, err
+			}
+			again, st, err := ps.Blind(d, p.Prepared[i])
+			if err != nil || string(again.Blinded) != string(p.Planchets[i].Blinded) {
+				continue
+			}
+			bp = blindedPlanchet{ps, st}
+		}
+		sig, err := bp.st.Unblind(bs)
+		if err != nil {
+			continue
+		}
+		coin := ecash.Coin{Denom: d.ID, Pub: bp.ps.CoinPub(), Sig: sig}
+		if coin.Verify(d.Key) == nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // candidates derives the planchets of indices [first, first+n) under every
@@ -346,39 +426,40 @@ func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candida
 }
 
 // addCoins stores coin records not yet held, and the disputes over
-// signatures that failed, atomically, and counts the coins added. In the
+// signatures that failed, atomically, and returns the ids of the coins
+// added. In the
 // same batch it moves the planchet counter past every index it stores
 // (holdIndices): a scan that fails half-way (a later batch, markSpent, a
 // crash) leaves no coin the wallet holds at or above the counter, whose
 // planchets the next request would derive again.
-func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) (int, error) {
+func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) ([]ecash.Hash, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := w.db.NewBatch()
 	defer b.Close()
-	added := 0
+	var added []ecash.Hash
 	var used []uint64
 	for _, r := range recs {
 		used = append(used, r.Index)
 		key := coinKey(r.Coin.ID())
 		if old, err := get(w.db, key); err != nil {
-			return 0, err
+			return nil, err
 		} else if old != nil {
 			continue
 		}
 		if err := b.Set(key, r.encode(), nil); err != nil {
-			return 0, err
+			return nil, err
 		}
-		added++
+		added = append(added, r.Coin.ID())
 	}
 	for _, d := range bad {
 		used = append(used, d.Indices...)
 		if err := b.Set(disputeKey(d.Kind, d.Request), d.encode(), nil); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	if err := w.holdIndices(b, used, true); err != nil {
-		return 0, err
+		return nil, err
 	}
 	return added, b.Commit(pebble.Sync)
 }

@@ -264,27 +264,28 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 
 // sendOutputs makes fresh planchets for outputs, builds a swap or recoup
 // of them (build) and sends it. Refused for a blinded message the bank
-// signed before (the counter is stale: catchUp), it takes in what this
-// seed got signed past the counter and tries once more with new
-// planchets; the refused request's indices stay skipped.
+// signed before (the counter may be stale: catchUp), it takes in what
+// this seed got signed past the counter if the bank shows it signed one of
+// the refused planchets, and tries once more with new planchets; the
+// refused request's indices stay skipped.
 func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) ([]ecash.Coin, error) {
-	send := func() ([]ecash.Coin, uint64, error) {
+	send := func() ([]ecash.Coin, *planchets, error) {
 		fresh, err := w.newPlanchets(ctx, bank, outputs, false)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		ps, err := build(fresh)
 		if err != nil {
-			return nil, 0, errors.Join(err, w.giveBack(fresh.res))
+			return nil, nil, errors.Join(err, w.giveBack(fresh.res))
 		}
 		coins, err := w.reserveAndSend(ctx, bank, ks, ps)
-		return coins, fresh.Indices[0], err
+		return coins, fresh, err
 	}
-	coins, first, err := send()
+	coins, refused, err := send()
 	if !alreadyIssued(err) {
 		return coins, err
 	}
-	if cerr := w.catchUp(ctx, bank, ks, first); cerr != nil {
+	if cerr := w.catchUp(ctx, bank, ks, refused); cerr != nil {
 		return nil, errors.Join(err, cerr)
 	}
 	coins, _, err = send()

@@ -38,12 +38,14 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 	caughtUp := false
 	for start := 0; start < len(denoms); start += MaxPlanchetsPerRequest {
 		batch := denoms[start:min(start+MaxPlanchetsPerRequest, len(denoms))]
-		got, first, err := w.withdrawBatch(ctx, bank, ks, account, batch)
+		got, refused, err := w.withdrawBatch(ctx, bank, ks, account, batch)
 		if alreadyIssued(err) && !caughtUp {
-			// The counter is stale (catchUp): take in what this seed
-			// got signed past it, and try once more past that.
+			// The counter may be stale (catchUp): if the bank shows it
+			// signed one of the refused planchets, take in what this
+			// seed got signed past it. Either way try once more, past
+			// the refused indices (skipped).
 			caughtUp = true
-			if cerr := w.catchUp(ctx, bank, ks, first); cerr != nil {
+			if cerr := w.catchUp(ctx, bank, ks, refused); cerr != nil {
 				return coins, errors.Join(err, cerr)
 			}
 			got, _, err = w.withdrawBatch(ctx, bank, ks, account, batch)
@@ -60,15 +62,19 @@ func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.
 }
 
 // withdrawBatch prepares, persists and sends one withdraw request for
-// denoms; first is its first planchet index.
-func (w *Wallet) withdrawBatch(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, account uint64, denoms []ecash.Denomination) (coins []ecash.Coin, first uint64, err error) {
+// denoms; sent is its planchets (nil if none was sent), for catchUp.
+func (w *Wallet) withdrawBatch(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, account uint64, denoms []ecash.Denomination) (coins []ecash.Coin, sent *planchets, err error) {
 	pw, key, err := w.prepareWithdraw(ctx, bank, account, denoms)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer w.release(key)
 	coins, err = w.sendWithdraw(ctx, bank, ks, pw)
-	return coins, pw.Indices[0], err
+	sent = &planchets{Indices: pw.Indices, Prepared: pw.Prepared, blinded: pw.blinded}
+	if req, derr := ecash.DecodeWithdrawRequest(pw.Body); derr == nil {
+		sent.Planchets = req.Planchets
+	}
+	return coins, sent, err
 }
 
 // accountFor returns the wallet's account and the bank's key set for an
