@@ -100,42 +100,46 @@ func TestCatchUpFailureKeepsCounterPastHeldCoins(t *testing.T) {
 	}
 }
 
-// raceBank: on the first CoinsSpent (a catch-up's markSpent) it runs
-// onCoinsSpent; then the next PrepareWithdraw (X's) is held until release
-// and fails, and the one after (Y's retry) fails at once.
+// raceBank: on the first PrepareWithdraw (Y's first round, its indices
+// reserved) it runs onPrepare, during which the next PrepareWithdraw (X's)
+// is held until release and then fails; after the first CoinsSpent (the
+// catch-up's markSpent, its scan done) the next PrepareWithdraw (Y's
+// retry) fails at once. The scan's own first rounds pass.
 type raceBank struct {
 	pb.BankClient
-	mu           sync.Mutex
-	onCoinsSpent func()
-	state        int
-	xEntered     chan struct{}
-	release      chan struct{}
+	mu        sync.Mutex
+	onPrepare func()
+	holdX     bool // the next PrepareWithdraw is X's
+	failNext  bool // the next PrepareWithdraw is Y's retry
+	spent     bool // CoinsSpent seen
+	xEntered  chan struct{}
+	release   chan struct{}
 }
 
 func (b *raceBank) CoinsSpent(ctx context.Context, in *pb.CoinsSpentRequest, opts ...grpc.CallOption) (*pb.CoinsSpentResponse, error) {
 	b.mu.Lock()
-	f := b.onCoinsSpent
-	b.onCoinsSpent = nil
-	b.mu.Unlock()
-	if f != nil {
-		f()
+	if !b.spent {
+		b.spent, b.failNext = true, true
 	}
+	b.mu.Unlock()
 	return b.BankClient.CoinsSpent(ctx, in, opts...)
 }
 
 func (b *raceBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRequest, opts ...grpc.CallOption) (*pb.PrepareWithdrawResponse, error) {
 	b.mu.Lock()
-	st := b.state
-	if st == 1 || st == 2 {
-		b.state++
-	}
+	f := b.onPrepare
+	b.onPrepare = nil
+	holdX, failNext := b.holdX, b.failNext
+	b.holdX, b.failNext = false, false
 	b.mu.Unlock()
-	switch st {
-	case 1:
+	switch {
+	case f != nil:
+		f()
+	case holdX:
 		close(b.xEntered)
 		<-b.release
 		return nil, status.Error(codes.Unavailable, "X: the bank is unreachable")
-	case 2:
+	case failNext:
 		return nil, status.Error(codes.Unavailable, "Y's retry: the bank is unreachable")
 	}
 	return b.BankClient.PrepareWithdraw(ctx, in, opts...)
@@ -144,8 +148,9 @@ func (b *raceBank) PrepareWithdraw(ctx context.Context, in *pb.PrepareWithdrawRe
 // TestGiveBackAfterCatchUpKeepsCounter: a wallet put back from a copy (stale
 // counter N; the lost wallet used [N, N+9)). Withdrawal Y (indices
 // [N, N+6)) is refused ErrAlreadyIssued and catches up: it takes in the
-// lost wallet's coins at [N, N+9). Meanwhile withdrawal X reserved
-// [N+6, N+9), so catchUp's raiseIndex(N+9) changes nothing. Y's retry
+// lost wallet's coins at [N, N+9). Withdrawal X reserved [N+6, N+9) during
+// Y's first round (none can during the catch-up), so catchUp's
+// raiseIndex(N+9) changes nothing. Y's retry
 // and X both fail in their first round and give their indices back; X's
 // giveBack saw the counter at its end and put it back to N+6: below coins
 // the wallet now holds. It must see that coins were taken in since its
@@ -187,9 +192,9 @@ func TestGiveBackAfterCatchUpKeepsCounter(t *testing.T) {
 	rb := &raceBank{BankClient: f.bankc, xEntered: make(chan struct{}), release: make(chan struct{})}
 	var xErr error
 	xDone := make(chan struct{})
-	rb.onCoinsSpent = func() {
+	rb.onPrepare = func() {
 		rb.mu.Lock()
-		rb.state = 1
+		rb.holdX = true
 		rb.mu.Unlock()
 		go func() {
 			defer close(xDone)

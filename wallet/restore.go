@@ -256,7 +256,24 @@ func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if ok, err := w.issuedBefore(ctx, bank, ks, refused); err != nil || !ok {
 		return err
 	}
-	_, added, end, err := w.scan(ctx, bank, ks, refused.Indices[0], &RestoreReport{}, nil)
+	// No reservation while the scan runs: its indices would be those whose
+	// coins the scan takes in.
+	w.mu.Lock()
+	w.catching++
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.catching--
+		w.caught.Broadcast()
+		w.mu.Unlock()
+	}()
+	// From the counter as the refused request found it: a swap skips a
+	// parked range, whose indices a copy's coins may hold too.
+	from := refused.Indices[0]
+	if r := refused.res; r.end != 0 && r.prevNext < from {
+		from = r.prevNext
+	}
+	_, added, end, err := w.scan(ctx, bank, ks, from, &RestoreReport{}, nil)
 	if err != nil {
 		return fmt.Errorf("wallet: catching up with the planchets this seed used: %w", err)
 	}

@@ -72,12 +72,17 @@ type Options struct {
 
 // Wallet is a wallet open on a directory. Safe for concurrent use.
 type Wallet struct {
-	db      *pebble.DB
-	mu      sync.Mutex // serialises state changes
-	seed    []byte
-	acctKey ed25519.PrivateKey
-	now     func() time.Time
-	tr      *ecash.Transcript
+	db *pebble.DB
+	mu sync.Mutex // serialises state changes
+	// catching counts the catch-ups scanning (catchUp), guarded by mu;
+	// reserveIndices waits on caught until none is: a reservation taken
+	// meanwhile would get indices whose coins the scan is about to take in.
+	catching int
+	caught   *sync.Cond
+	seed     []byte
+	acctKey  ed25519.PrivateKey
+	now      func() time.Time
+	tr       *ecash.Transcript
 
 	// keySet is the stored key set decoded, with the bytes and the pin it
 	// was decoded and checked against: every operation reads the key set,
@@ -227,6 +232,7 @@ func newWallet(db *pebble.DB, seed []byte, opts Options) (*Wallet, error) {
 		return nil, err
 	}
 	w := &Wallet{db: db, seed: seed, acctKey: k, now: opts.Now}
+	w.caught = sync.NewCond(&w.mu)
 	if w.now == nil {
 		w.now = time.Now
 	}

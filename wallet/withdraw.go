@@ -341,6 +341,9 @@ func (w *Wallet) unchanged(r reservation) (bool, error) {
 func (w *Wallet) reserveIndices(n int, withdrawal bool) (reservation, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.catching > 0 {
+		w.caught.Wait()
+	}
 	if restoring, err := get(w.db, keyRestore); err != nil {
 		return reservation{}, err
 	} else if restoring != nil {
