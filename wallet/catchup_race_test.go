@@ -44,33 +44,7 @@ func TestNoReservationDuringCatchUp(t *testing.T) {
 	clk := newClock()
 	k := scheduleKeys(t, clk.now(), 40*time.Hour)
 	f := newFixtureWith(t, k, clk.now)
-	dir := t.TempDir()
-	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	backup := putBack(t, dir)
-	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"EUR:0.63", "EUR:0.07"} {
-		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-
-	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := putBackWallet(t, f, clk, "", "EUR:0.63", "EUR:0.07")
 	var bErr error
 	bDone := make(chan struct{})
 	bank := &duringScan{BankClient: f.bankc}
@@ -213,34 +187,8 @@ func TestCatchUpCoversParkedRange(t *testing.T) {
 	clk := newClock()
 	k := scheduleKeys(t, clk.now(), 40*time.Hour)
 	f := newFixtureWith(t, k, clk.now)
-	dir := t.TempDir()
-	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.fund(t, w, "EUR:10.00")
-	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	backup := putBack(t, dir)
-	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"EUR:0.63", "EUR:0.63"} {
-		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-
-	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	_, err = r.Withdraw(ctx, &refuseFirstWithdraw{BankClient: f.bankc}, ecash.MustParseAmount("EUR:0.63"), nil)
+	r, _ := putBackWallet(t, f, clk, "EUR:1.00", "EUR:0.63", "EUR:0.63")
+	_, err := r.Withdraw(ctx, &refuseFirstWithdraw{BankClient: f.bankc}, ecash.MustParseAmount("EUR:0.63"), nil)
 	t.Logf("refused withdrawal: %v", err)
 	_, err = r.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.64"))
 	t.Logf("swap (caught up): %v", err)

@@ -44,36 +44,10 @@ func TestCatchUpFailureKeepsCounterPastHeldCoins(t *testing.T) {
 	clk := newClock()
 	k := scheduleKeys(t, clk.now(), 40*time.Hour)
 	f := newFixtureWith(t, k, clk.now)
-	dir := t.TempDir()
-	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct := f.fund(t, w, "EUR:10.00")
-	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	backup := putBack(t, dir)
-	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"EUR:0.63", "EUR:0.07"} {
-		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-
-	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, acct := putBackWallet(t, f, clk, "", "EUR:0.63", "EUR:0.07")
 	flaky := &flakyCoinsSpent{BankClient: f.bankc}
 	flaky.fail.Store(1)
-	_, err = r.Withdraw(ctx, flaky, ecash.MustParseAmount("EUR:0.63"), nil)
+	_, err := r.Withdraw(ctx, flaky, ecash.MustParseAmount("EUR:0.63"), nil)
 	t.Logf("withdrawal from the copy: %v", err)
 	next, _ := wallet.NextIndex(r)
 	top, n, _ := wallet.TopCoinIndex(r)
@@ -161,33 +135,7 @@ func TestGiveBackAfterCatchUpKeepsCounter(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	f := newFixtureWith(t, scheduleKeys(t, clk.now(), 40*time.Hour), clk.now)
-	dir := t.TempDir()
-	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct := f.fund(t, w, "EUR:10.00")
-	if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	backup := putBack(t, dir)
-	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"EUR:0.63", "EUR:0.07"} { // 6 and 3 CS coins
-		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-
-	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, acct := putBackWallet(t, f, clk, "", "EUR:0.63", "EUR:0.07")
 	n0, _ := wallet.NextIndex(r)
 	rb := &raceBank{BankClient: f.bankc, xEntered: make(chan struct{}), release: make(chan struct{})}
 	var xErr error
@@ -334,4 +282,45 @@ func TestCatchUpUnverifiedClaimScansNothing(t *testing.T) {
 	if linked > 0 {
 		t.Fatalf("%d of %d later swap outputs were shown to the bank by the catch-up's scan, beside the account's withdrawal", linked, len(lb.swapped))
 	}
+}
+
+// putBackWallet is a wallet put back from a copy, its planchet counter
+// stale: a wallet on f's bank (clock clk) funded with EUR:10.00 (and, if
+// first is not empty, holding a withdrawal of first) is copied; the
+// original, the lost wallet, then withdraws each of later; the copy is
+// opened. It returns the copy, closed when t ends, and the account.
+func putBackWallet(t *testing.T, f *fixture, clk *clock, first string, later ...string) (*wallet.Wallet, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := f.fund(t, w, "EUR:10.00")
+	if first != "" {
+		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(first), nil); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := w.RefreshKeys(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	backup := putBack(t, dir)
+	w, err = wallet.Open(dir, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range later {
+		if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount(a), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, acct
 }
