@@ -42,33 +42,9 @@ const DefaultCallTimeout = 30 * time.Second
 // duration at Debug.
 func serverInterceptors(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		id := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(RequestIDKey); len(v) == 1 && len(v[0]) <= 64 {
-				id = v[0]
-			}
-		}
-		if id == "" {
-			var b [8]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		ctx = bank.WithRequestID(ctx, id) // for the errors bank.ToStatus logs
-		if bank.Source(ctx) == "" {       // tapPeers gives it, where it runs
-			ctx = bank.WithSource(ctx, peerKey(ctx))
-		}
+		ctx, id := callContext(ctx)
 		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDKey, id)
-		start := time.Now()
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic in handler", "method", info.FullMethod, "request_id", id, "panic", p, "stack", string(debug.Stack()))
-				resp, err = nil, status.Error(codes.Internal, "internal error")
-			}
-			// Checked first: the arguments cost an allocation on every call.
-			if log.Enabled(ctx, slog.LevelDebug) {
-				log.Debug("call", "method", info.FullMethod, "request_id", id, "code", status.Code(err).String(), "duration", time.Since(start))
-			}
-		}()
+		defer endCall(ctx, log, info.FullMethod, id, time.Now(), &err)
 		return handler(ctx, req)
 	}
 }
@@ -204,32 +180,8 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 // call logged at Debug as it ends.
 func serverStreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		ctx := ss.Context()
-		id := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get(RequestIDKey); len(v) == 1 && len(v[0]) <= 64 {
-				id = v[0]
-			}
-		}
-		if id == "" {
-			var b [8]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		ctx = bank.WithRequestID(ctx, id)
-		if bank.Source(ctx) == "" {
-			ctx = bank.WithSource(ctx, peerKey(ctx))
-		}
-		start := time.Now()
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic in handler", "method", info.FullMethod, "request_id", id, "panic", p, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-			if log.Enabled(ctx, slog.LevelDebug) {
-				log.Debug("call", "method", info.FullMethod, "request_id", id, "code", status.Code(err).String(), "duration", time.Since(start))
-			}
-		}()
+		ctx, id := callContext(ss.Context())
+		defer endCall(ctx, log, info.FullMethod, id, time.Now(), &err)
 		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	}
 }
@@ -353,4 +305,40 @@ func (s *endableStream) SendHeader(md metadata.MD) error {
 
 func (s *endableStream) SetTrailer(md metadata.MD) {
 	s.live(func() error { s.ServerStream.SetTrailer(md); return nil })
+}
+
+// callContext gives a call's context its request id (the caller's, if it
+// sent a usable one, else a new one), for the errors bank.ToStatus logs,
+// and its source unless tapPeers gave it one.
+func callContext(ctx context.Context) (context.Context, string) {
+	id := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDKey); len(v) == 1 && len(v[0]) <= 64 {
+			id = v[0]
+		}
+	}
+	if id == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	ctx = bank.WithRequestID(ctx, id)
+	if bank.Source(ctx) == "" {
+		ctx = bank.WithSource(ctx, peerKey(ctx))
+	}
+	return ctx, id
+}
+
+// endCall, deferred by a call's interceptor, answers a panic in its
+// handler Internal without detail for the peer, logging the stack, and
+// logs the call at Debug.
+func endCall(ctx context.Context, log *slog.Logger, method, id string, start time.Time, err *error) {
+	if p := recover(); p != nil {
+		log.Error("panic in handler", "method", method, "request_id", id, "panic", p, "stack", string(debug.Stack()))
+		*err = status.Error(codes.Internal, "internal error")
+	}
+	// Checked first: the arguments cost an allocation on every call.
+	if log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("call", "method", method, "request_id", id, "code", status.Code(*err).String(), "duration", time.Since(start))
+	}
 }
