@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"log/slog"
 	"net"
@@ -190,10 +189,8 @@ func serverStreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 func RequireTokenStream(token string) grpc.StreamServerInterceptor {
 	want := []byte("Bearer " + token)
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		md, _ := metadata.FromIncomingContext(ss.Context())
-		vals := md.Get("authorization")
-		if len(vals) != 1 || subtle.ConstantTimeCompare([]byte(vals[0]), want) != 1 {
-			return status.Error(codes.Unauthenticated, "admin token missing or wrong")
+		if err := checkToken(ss.Context(), want); err != nil {
+			return err
 		}
 		return handler(srv, ss)
 	}
