@@ -234,7 +234,8 @@ func (s *chargedStream) RecvMsg(m any) error {
 // own; once the call is ended, its context is cancelled, and whatever it
 // still sends is dropped (SendMsg and the header calls fail without
 // touching the stream, which gRPC forbids once the call has returned);
-// its pending RecvMsg returns as gRPC ends the stream. It must be the
+// its pending RecvMsg returns as gRPC ends the stream. The call answers
+// Unavailable whatever the handler then returns. It must be the
 // first of the stream interceptors, so that the others (panic recovery)
 // run in the handler's goroutine.
 func endStreams(stopping <-chan struct{}) grpc.StreamServerInterceptor {
@@ -252,16 +253,19 @@ func endStreams(stopping <-chan struct{}) grpc.StreamServerInterceptor {
 			return err
 		case <-stopping:
 		}
+		select {
+		case err := <-done: // finished on its own as the stop began
+			return err
+		default:
+		}
 		cancel()
 		s.mu.Lock() // waits for a SendMsg in progress
 		s.ended = true
 		s.mu.Unlock()
-		select {
-		case err := <-done:
-			return err
-		default:
-			return errStopping
-		}
+		// Whatever the handler returns from here on answers the
+		// cancellation (a health Watch: Canceled, "Stream has ended"),
+		// not the call: the call ends because the server stops.
+		return errStopping
 	}
 }
 
