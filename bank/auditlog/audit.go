@@ -414,7 +414,6 @@ type change struct {
 	open     *accountState
 	openID   uint64
 	keySet   *ecash.KeySet
-	revoke   []ecash.Hash
 	currency string
 	approved bool
 	declined bool
@@ -803,18 +802,6 @@ func (c *change) gather() error {
 		c.warnParallelKeys(ks)
 		c.warnKeySetHistory(ks)
 
-	case Revocation:
-		for _, id := range o.Denoms {
-			d, ok := a.denoms[id]
-			if !ok {
-				return c.fail(CheckDenomination, "revokes denomination %s…, which no earlier key set lists", short(id))
-			}
-			if d.revoked {
-				c.warn("denomination %s… (%s) revoked again", short(id), d.value)
-			}
-		}
-		c.revoke = o.Denoms
-
 	case Payout:
 		if err := c.money(o.Amount); err != nil {
 			return err
@@ -1070,15 +1057,14 @@ func (c *change) commit() error {
 	if ks := c.keySet; ks != nil {
 		a.addKeySet(ks, c.e.Index)
 		// A master-signed key set that lists a denomination as revoked
-		// revokes it, as a Revocation entry does.
+		// revokes it: the only way one is revoked, so that the key set
+		// wallets are served says so too (no entry revokes under the
+		// log's key alone).
 		for _, id := range ks.Revoked() {
 			if d := a.denoms[id]; d != nil {
 				d.revoked = true
 			}
 		}
-	}
-	for _, id := range c.revoke {
-		a.denoms[id].revoked = true
 	}
 	if c.approved {
 		a.approved++
@@ -1344,7 +1330,13 @@ func (r *AuditReport) Amount(v uint64) ecash.Amount {
 
 // auditorPurpose is the tag of a saved auditor. The version is in the tag:
 // a state of another layout never decodes as this one.
-const auditorPurpose = "auditlog/auditor/v3"
+const auditorPurpose = "auditlog/auditor/v4"
+
+// auditorPurposeV3 tagged states saved while the retired kind revocation
+// (11) was honoured; they count its entries after the others'. One that
+// counts none means what a v4 state does and is read; one that counts some
+// revoked without the master key and is refused.
+const auditorPurposeV3 = "auditlog/auditor/v3"
 
 // auditorPurposeV2 tagged states saved before the coins each account
 // withdrew of each denomination were counted (recoups are checked against
@@ -1360,7 +1352,7 @@ const auditorPurposeV1 = "auditlog/auditor"
 // state an earlier auditor saved: audit the log again from its start.
 var ErrAuditorStateVersion = errors.New("auditlog: the saved auditor is of an earlier version")
 
-// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v3"):
+// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v4"):
 // the size and the tree's right edge, the pinned master key, and the
 // replayed ledger (docs/AUDIT.md). Maps are written sorted, so equal states
 // save equal bytes.
@@ -1375,7 +1367,7 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 	}
 	e.VarBytes(a.master)
 	e.String(a.currency)
-	e.U32(uint32(len(a.kinds) - 1))
+	e.U32(uint32(len(Kinds())))
 	for _, k := range Kinds() {
 		e.U64(uint64(a.kinds[k]))
 	}
@@ -1526,8 +1518,13 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 	if bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV2).Bytes()) {
 		return nil, fmt.Errorf("%w, which did not count the coins each account withdrew that recoups are checked against; audit the log again from its start, without this saved state", ErrAuditorStateVersion)
 	}
-	d := ecash.NewDecoder(auditorPurpose, b)
 	a := NewAuditor(nil)
+	v3 := bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV3).Bytes())
+	purpose, nkinds := auditorPurpose, len(Kinds())
+	if v3 {
+		purpose, nkinds = auditorPurposeV3, nkinds+1
+	}
+	d := ecash.NewDecoder(purpose, b)
 	size := d.U64()
 	nf := d.Count(64)
 	var hs []tlog.Hash
@@ -1538,11 +1535,16 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		a.master = m
 	}
 	a.currency = d.String()
-	if nk := d.Count(len(a.kinds) - 1); d.Err() == nil && nk != len(a.kinds)-1 {
-		return nil, malformed("%d kinds, want %d", nk, len(a.kinds)-1)
+	if nk := d.Count(nkinds); d.Err() == nil && nk != nkinds {
+		return nil, malformed("%d kinds, want %d", nk, nkinds)
 	}
 	for _, k := range Kinds() {
 		a.kinds[k] = int64(d.U64())
+	}
+	if v3 {
+		if n := d.U64(); d.Err() == nil && n != 0 {
+			return nil, fmt.Errorf("%w, which honoured revocation entries (%d), revocations the master key did not sign; audit the log again from its start, without this saved state (it fails at the first of them)", ErrAuditorStateVersion, n)
+		}
 	}
 	if nt := d.Count(numTotals); d.Err() == nil && nt != numTotals {
 		return nil, malformed("%d totals, want %d", nt, numTotals)

@@ -76,7 +76,7 @@ func TestAuditFixture(t *testing.T) {
 	if r.Totals != want {
 		t.Errorf("totals %+v\nwant   %+v", r.Totals, want)
 	}
-	if r.Entries != 14 || r.Currency != "EUR" || !r.Master.Equal(f.ks.MasterPub) || r.KeySets != 1 || r.Accounts != 2 || r.Merchants != 1 {
+	if r.Entries != 14 || r.Currency != "EUR" || !r.Master.Equal(f.ks.MasterPub) || r.KeySets != 2 || r.Accounts != 2 || r.Merchants != 1 {
 		t.Errorf("report %+v", r)
 	}
 	if r.CoinsSpent != 4 || r.Checks != [2]int64{1, 1} || len(r.ByKind) != len(auditlog.Kinds()) || r.WarningsTotal != 0 {
@@ -159,20 +159,45 @@ func TestAuditResume(t *testing.T) {
 	// checked against the coins each account withdrew (v2), lacks them and
 	// cannot be upgraded: it is refused, saying to audit again from the
 	// start.
-	v3 := ecash.NewEncoder("auditlog/auditor/v3").Bytes()
-	if !bytes.HasPrefix(want, v3) {
-		t.Fatal("the saved state is not tagged auditlog/auditor/v3")
+	v4 := ecash.NewEncoder("auditlog/auditor/v4").Bytes()
+	if !bytes.HasPrefix(want, v4) {
+		t.Fatal("the saved state is not tagged auditlog/auditor/v4")
 	}
 	for _, old := range []string{"auditlog/auditor", "auditlog/auditor/v2"} {
-		b := append(ecash.NewEncoder(old).Bytes(), want[len(v3):]...)
+		b := append(ecash.NewEncoder(old).Bytes(), want[len(v4):]...)
 		if err := auditlog.NewAuditor(nil).UnmarshalBinary(b); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "again from its start") {
 			t.Errorf("a state of the earlier version %s: %v", old, err)
 		}
 	}
+	// A v3 state also counted the entries of the retired kind revocation,
+	// after the others': with none it is read as the v4 state it equals,
+	// with one it is refused (the denomination was revoked without the
+	// master key).
+	var counts []byte
+	for _, k := range auditlog.Kinds() {
+		counts = binary.BigEndian.AppendUint64(counts, uint64(whole.Report().ByKind[k]))
+	}
+	kinds := append(binary.BigEndian.AppendUint32(nil, uint32(len(auditlog.Kinds()))), counts...)
+	if bytes.Count(want, kinds) != 1 {
+		t.Fatal("the entries per kind are not in the saved state once")
+	}
+	v3 := func(revocations uint64) []byte {
+		i := bytes.Index(want, kinds)
+		b := append(ecash.NewEncoder("auditlog/auditor/v3").Bytes(), want[len(v4):i]...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(auditlog.Kinds())+1))
+		b = binary.BigEndian.AppendUint64(append(b, counts...), revocations)
+		return append(b, want[i+len(kinds):]...)
+	}
+	if a := auditlog.NewAuditor(f.ks.MasterPub); a.UnmarshalBinary(v3(0)) != nil || !bytes.Equal(marshal(t, a), want) {
+		t.Error("a v3 state without revocation entries is not read as the v4 state it equals")
+	}
+	if err := auditlog.NewAuditor(nil).UnmarshalBinary(v3(1)); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "revocation entries (1)") {
+		t.Errorf("a v3 state that honoured a revocation entry: %v", err)
+	}
 	// The state keeps the last key set's issue time (after the count of
 	// key sets), which the next key set's is compared with.
 	issued := binary.BigEndian.AppendUint64(nil, uint64(whole.Report().KeySets))
-	issued = binary.BigEndian.AppendUint64(append(issued, 1), uint64(f.ks.IssuedAt.Unix()))
+	issued = binary.BigEndian.AppendUint64(append(issued, 1), uint64(fixtureBase.Add(fixtureRevokedAt).Unix()))
 	if bytes.Count(want, issued) != 1 {
 		t.Fatal("the key sets' count and the last one's issue time are not in the saved state once")
 	}
@@ -343,17 +368,17 @@ func TestAuditInvariants(t *testing.T) {
 		{"credit reference used twice", []auditlog.Op{auditlog.Credit{Account: customer, Amount: eur(5000), Reference: auditlog.OptionalHash("wire 1")}},
 			auditlog.CheckReplay, "credit reference", 0},
 		{"payment deposited twice", []auditlog.Op{pay, deposit(merchant, "payment 1", c5)}, auditlog.CheckReplay, "payment " + shortHex(tag("payment 1")), 1},
-		{"revoked denomination issued", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}},
+		{"revoked denomination issued", []auditlog.Op{f.revoking(time.Hour, f.d2),
 			auditlog.Withdraw{Account: customer, Amount: eur(200), RequestHash: tag("w2"), Issued: []auditlog.DenomCount{{Denom: f.d2.ID, Value: f.d2.Value, Count: 1}}}},
 			auditlog.CheckRevoked, "which was revoked", 1},
 		{"withdrawal signed by another key", []auditlog.Op{forgedW}, auditlog.CheckAuthorised, "withdrawal is not signed by the key of account 1000", 0},
 		{"withdrawal of more than signed", []auditlog.Op{moreW}, auditlog.CheckAuthorised, "withdrawal is not signed by the key of account 1000", 0},
 		{"check signed by another key", []auditlog.Op{forgedC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed by the key of account 1000", 0},
 		{"check to another payee than signed", []auditlog.Op{otherMerchantC}, auditlog.CheckAuthorised, "payment order 1001-1-9 is not signed", 0},
-		{"revoked denomination spent", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d2.ID}}, pay}, auditlog.CheckRevoked, "which was revoked", 1},
+		{"revoked denomination spent", []auditlog.Op{f.revoking(time.Hour, f.d2), pay}, auditlog.CheckRevoked, "which was revoked", 1},
 		// A credited recoup pays the account that withdrew the coin: never
 		// one that withdrew none of the denomination.
-		{"recoup to an account that withdrew no coin of it", []auditlog.Op{auditlog.Revocation{Denoms: []ecash.Hash{f.d5.ID}},
+		{"recoup to an account that withdrew no coin of it", []auditlog.Op{f.revoking(time.Hour, f.d5),
 			auditlog.Recoup{Account: merchant, Amount: eur(500), Coin: tag("no such coin"), Denom: f.d5.ID, RequestHash: tag("r1")}},
 			auditlog.CheckRevoked, "credited to account 1001, which withdrew no coin of that denomination not already recouped", 1},
 		// Nor more coins than it withdrew, though other accounts' coins of
@@ -366,7 +391,7 @@ func TestAuditInvariants(t *testing.T) {
 			return []auditlog.Op{
 				auditlog.AccountOpened{Account: 1002, Key: k2.Public().(ed25519.PublicKey)},
 				auditlog.Credit{Account: 1002, Amount: eur(500)}, w,
-				auditlog.Revocation{Denoms: []ecash.Hash{f.d5.ID}},
+				f.revoking(time.Hour, f.d5),
 				auditlog.Recoup{Account: customer, Amount: eur(500), Coin: tag("coin x"), Denom: f.d5.ID, RequestHash: tag("r1")},
 				auditlog.Recoup{Account: customer, Amount: eur(500), Coin: tag("coin y"), Denom: f.d5.ID, RequestHash: tag("r2")},
 			}
@@ -444,6 +469,44 @@ func TestAuditInvariants(t *testing.T) {
 	var ae *auditlog.AuditError
 	if !errors.As(err, &ae) || ae.Index != 3 || ae.Check != auditlog.CheckDenomination {
 		t.Errorf("a withdrawal before any key set: %v", err)
+	}
+}
+
+// TestAuditRevocationNeedsMasterKey: a denomination is revoked in the
+// auditor's eyes only by a key set the master key signed, the one wallets
+// are served too. A bank with only its online log key logs a "revocation"
+// entry (a kind the log once specified, which no key signs) for the 5.00
+// denomination the customer withdrew, then credits the customer a recoup
+// of it: the audit fails at the revocation, which decodes no longer, and
+// nothing is revoked or recouped. The same recoup after a master-signed
+// key set that lists the denomination revoked passes.
+func TestAuditRevocationNeedsMasterKey(t *testing.T) {
+	f := newFixture(t)
+	recoup := auditlog.Recoup{Account: customer, Amount: eur(500), Coin: tag("coin r"), Denom: f.d5.ID, RequestHash: tag("recoup r")}
+	// Built field by field: the package no longer encodes the kind.
+	rev := newRaw("revocation", nBase, fixtureBase.Add(time.Hour).UnixMilli())
+	rev.e.U32(1)
+	rev.e.Fixed(f.d5.ID[:])
+	recouped, err := auditlog.Entry{Index: nBase + 1, Time: fixtureBase.Add(time.Hour), Op: recoup}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := replay(t, f.ks.MasterPub, append(history(t, f), rev.bytes(), recouped))
+	var ae *auditlog.AuditError
+	if !errors.As(err, &ae) || ae.Index != nBase || ae.Check != auditlog.CheckDecode || !strings.Contains(ae.Msg, "master-signed key set") {
+		t.Fatalf("a revocation by the log key alone, then a recoup of the denomination: got %v, want a failure at entry %d (%s)", err, nBase, auditlog.CheckDecode)
+	}
+	r := a.Report()
+	if r.Entries != nBase || r.Totals.Recouped != 0 || slices.ContainsFunc(r.Denominations, func(d auditlog.DenomReport) bool { return d.Revoked }) {
+		t.Errorf("after the refused revocation: %d entries, recouped %d, denominations %+v", r.Entries, r.Totals.Recouped, r.Denominations)
+	}
+
+	a, err = replay(t, f.ks.MasterPub, history(t, f, f.revoking(time.Hour, f.d5), recoup))
+	if err != nil {
+		t.Fatalf("a recoup after a master-signed key set revoking it: %v", err)
+	}
+	if r := a.Report(); r.Totals.Recouped != 500 || r.WarningsTotal != 0 {
+		t.Errorf("recouped %d, warnings %v", r.Totals.Recouped, r.Warnings)
 	}
 }
 

@@ -10,8 +10,8 @@
 // An Entry is one committed state change: its Index in the log (0, 1, 2, …),
 // the commit Time (milliseconds), and an Op holding the operation's public
 // facts — AccountOpened, Credit, Withdraw, Deposit, Swap, Refund, Recoup,
-// Check (a NetBill EPO decision), Payout, KeySet (a key set published) and
-// Revocation. Each kind has its own canonical encoding built with
+// Check (a NetBill EPO decision), Payout and KeySet (a key set published,
+// which is also how a denomination is revoked). Each kind has its own canonical encoding built with
 // ecash.Encoder under the tag "blindbank/v1/auditlog/<kind>"; DecodeEntry
 // accepts exactly the bytes Entry.Encode produces (fixed field order,
 // order-free lists sorted, amounts validated and summed, sizes bounded) and

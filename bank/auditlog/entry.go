@@ -29,7 +29,7 @@ const (
 	KindCheck                         // a NetBill payment order was decided
 	KindPayout                        // money left an account to the outside
 	KindKeySet                        // a master-signed key set was published
-	KindRevocation                    // denominations were revoked
+	_                                 // 11, revocation: retired (retiredKinds), never reused
 )
 
 var kindNames = [...]string{
@@ -43,19 +43,32 @@ var kindNames = [...]string{
 	KindCheck:         "check",
 	KindPayout:        "payout",
 	KindKeySet:        "keyset",
-	KindRevocation:    "revocation",
 }
 
-// Kinds lists every kind, in numeric order.
+// retiredKinds are the kinds no log may hold, by name, with why: their
+// tags are refused, and neither their names nor their numbers are reused.
+var retiredKinds = map[string]string{
+	// Kind 11 listed denominations revoked under no key but the log's: the
+	// online key alone could revoke in an auditor's eyes while wallets
+	// went on being served the denomination. No bank ever wrote it.
+	"revocation": "a denomination is revoked only by a master-signed key set listing it revoked (a keyset entry)",
+}
+
+// Kinds lists every kind in use, in numeric order.
 func Kinds() []Kind {
 	ks := make([]Kind, 0, len(kindNames)-1)
 	for k := KindAccountOpened; int(k) < len(kindNames); k++ {
-		ks = append(ks, k)
+		if k.valid() {
+			ks = append(ks, k)
+		}
 	}
 	return ks
 }
 
-func (k Kind) valid() bool { return k >= KindAccountOpened && int(k) < len(kindNames) }
+// valid reports whether k is a kind in use: a retired number has no name.
+func (k Kind) valid() bool {
+	return k >= KindAccountOpened && int(k) < len(kindNames) && kindNames[k] != ""
+}
 
 // String is the kind's name, as it appears in its tag.
 func (k Kind) String() string {
@@ -111,8 +124,8 @@ func (e Entry) Kind() Kind {
 }
 
 // Op is the public content of one state change: one of AccountOpened,
-// Credit, Withdraw, Deposit, Swap, Refund, Recoup, Check, Payout, KeySet and
-// Revocation (values, not pointers). The set is closed.
+// Credit, Withdraw, Deposit, Swap, Refund, Recoup, Check, Payout and KeySet
+// (values, not pointers). The set is closed.
 type Op interface {
 	Kind() Kind
 	// canonical returns a copy whose order-free lists are sorted.
@@ -188,6 +201,11 @@ func PeekKind(b []byte) (Kind, error) {
 			return k, nil
 		}
 	}
+	for name, why := range retiredKinds {
+		if tag == ecash.TagPrefix+"auditlog/"+name {
+			return 0, malformed("entry tag %q: the kind %s is retired: %s", tag, name, why)
+		}
+	}
 	return 0, malformed("unknown entry tag %q", tag)
 }
 
@@ -234,7 +252,6 @@ var decoders = [...]func(*ecash.Decoder) Op{
 	KindCheck:         decodeCheck,
 	KindPayout:        decodePayout,
 	KindKeySet:        decodeKeySet,
-	KindRevocation:    decodeRevocation,
 }
 
 // OptionalHash is the hash under which entries record an optional free-form
@@ -295,7 +312,6 @@ func sortedClone[T any](xs []T, key func(T) ecash.Hash) []T {
 func denomKey(d DenomCount) ecash.Hash    { return d.Denom }
 func spentKey(c SpentCoin) ecash.Hash     { return c.ID }
 func refundKey(c RefundedCoin) ecash.Hash { return c.ID }
-func hashKey(h ecash.Hash) ecash.Hash     { return h }
 
 // positive checks that a is a valid, non-zero amount in currency cur (any
 // currency if cur is empty).
@@ -1065,38 +1081,3 @@ func (o KeySet) validate() error {
 }
 func (o KeySet) encodeTo(e *ecash.Encoder) { e.VarBytes(o.Signed) }
 func decodeKeySet(d *ecash.Decoder) Op     { return KeySet{Signed: d.VarBytes(ecash.MaxFieldLen)} }
-
-// Revocation records denominations revoked: their coins are no longer
-// accepted for deposit and can be recouped.
-type Revocation struct {
-	Denoms []ecash.Hash // denomination ids, sorted
-}
-
-func (Revocation) Kind() Kind { return KindRevocation }
-func (o Revocation) canonical() Op {
-	o.Denoms = sortedClone(o.Denoms, hashKey)
-	return o
-}
-func (o Revocation) validate() error {
-	if len(o.Denoms) == 0 || len(o.Denoms) > ecash.MaxDenominations {
-		return invalid("%d denominations revoked (want 1 to %d)", len(o.Denoms), ecash.MaxDenominations)
-	}
-	if !sortedStrictly(o.Denoms, hashKey) {
-		return invalid("revoked denominations not sorted, or one repeats")
-	}
-	return nil
-}
-func (o Revocation) encodeTo(e *ecash.Encoder) {
-	e.U32(uint32(len(o.Denoms)))
-	for _, h := range o.Denoms {
-		e.Fixed(h[:])
-	}
-}
-func decodeRevocation(d *ecash.Decoder) Op {
-	n := d.Count(ecash.MaxDenominations)
-	o := Revocation{Denoms: make([]ecash.Hash, 0, n)}
-	for i := 0; i < n && d.Err() == nil; i++ {
-		o.Denoms = append(o.Denoms, fixedHash(d))
-	}
-	return o
-}

@@ -138,7 +138,6 @@ func TestEncodeRefuses(t *testing.T) {
 		{"check EPOID", auditlog.Entry{Time: fixtureBase, Op: auditlog.Check{EPOID: strings.Repeat("9", 129), Customer: 1, Merchant: 2, Amount: eur(1), Outcome: auditlog.OutcomeApproved}}},
 		{"payout of nothing", auditlog.Entry{Time: fixtureBase, Op: auditlog.Payout{Account: 5}}},
 		{"empty key set", auditlog.Entry{Time: fixtureBase, Op: auditlog.KeySet{}}},
-		{"revocation duplicate", auditlog.Entry{Time: fixtureBase, Op: auditlog.Revocation{Denoms: []ecash.Hash{f.d1.ID, f.d1.ID}}}},
 	}
 	for _, c := range cases {
 		b, err := c.e.Encode()

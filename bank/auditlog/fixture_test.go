@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -16,10 +17,14 @@ import (
 
 // The fixture is a small, coherent bank history built from fixed inputs:
 // a key set with three CS denominations, a customer and a merchant, and one
-// entry of every kind. testdata/auditlog holds its encodings, tree hashes,
+// entry of every kind (two key sets: the second revokes a denomination). testdata/auditlog holds its encodings, tree hashes,
 // checkpoint and proofs.
 
 var fixtureBase = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fixtureRevokedAt is when, after fixtureBase, the fixture's second key set
+// is issued: its entry's time.
+const fixtureRevokedAt = 18 * time.Second
 
 func seedKey(b byte) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
@@ -105,7 +110,7 @@ func newFixture(t testing.TB) *fixture {
 		{"payout", auditlog.Payout{Account: merchant, Amount: eur(500), Reference: auditlog.OptionalHash("settlement 0001")}},
 		{"withdraw of the coin later recouped", auditlog.Withdraw{Account: customer, Amount: eur(100), RequestHash: tag("withdraw request 2"),
 			Issued: []auditlog.DenomCount{{Denom: f.d1.ID, Value: f.d1.Value, Count: 1}}}},
-		{"revocation", auditlog.Revocation{Denoms: []ecash.Hash{f.d1.ID}}},
+		{"keyset revoking the 1.00 denomination", f.revoking(fixtureRevokedAt, f.d1)},
 		{"recoup", auditlog.Recoup{Account: customer, Amount: eur(100), Coin: tag("coin d"), Denom: f.d1.ID, RequestHash: tag("recoup request 1")}},
 	}
 	for i, o := range ops {
@@ -144,6 +149,22 @@ func (f *fixture) authorise(op auditlog.Op) auditlog.Op {
 		return o
 	}
 	return op
+}
+
+// revoking is the fixture's key set issued after later, listing ds as
+// revoked and signed by the master key: the entry a bank logs to revoke
+// (RevokeDenomination), the only one that revokes in an auditor's eyes.
+func (f *fixture) revoking(after time.Duration, ds ...ecash.Denomination) auditlog.KeySet {
+	ks := *f.ks
+	ks.Denominations = slices.Clone(f.ks.Denominations)
+	for i, d := range ks.Denominations {
+		if slices.ContainsFunc(ds, func(r ecash.Denomination) bool { return r.ID == d.ID }) {
+			ks.Denominations[i].Revoked = true
+		}
+	}
+	ks.IssuedAt = fixtureBase.Add(after)
+	ks.Sign(f.master)
+	return auditlog.KeySet{Signed: ks.Encode()}
 }
 
 // verifier is the note verifier of the fixture's log key.
@@ -276,10 +297,6 @@ func describe(e *auditlog.Entry) map[string]string {
 		h("reference", o.Reference)
 	case auditlog.KeySet:
 		m["signed"] = fmt.Sprintf("%x", o.Signed)
-	case auditlog.Revocation:
-		for i, d := range o.Denoms {
-			h(fmt.Sprintf("denoms.%d", i), d)
-		}
 	}
 	return m
 }

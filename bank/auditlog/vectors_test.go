@@ -243,16 +243,12 @@ func negativeVectors(f *fixture, enc [][]byte) []negativeVector {
 	ks.e.VarBytes(ecash.NewEncoder("keyset").Bytes())
 	add("keyset entry holding an unsigned tag", "invalid", ks.bytes())
 
-	rev := func(ds ...ecash.Hash) []byte {
-		r := newRaw("revocation", 11, ms)
-		r.e.U32(uint32(len(ds)))
-		for _, d := range ds {
-			r.e.Fixed(d[:])
-		}
-		return r.bytes()
-	}
-	add("revocation of nothing", "invalid", rev())
-	add("revocation repeats a denomination", "invalid", rev(f.d1.ID, f.d1.ID))
+	// The retired kind revocation, as it was specified: a revocation is a
+	// master-signed key set, never an entry under the log's key alone.
+	rev := newRaw("revocation", 12, ms)
+	rev.e.U32(1)
+	rev.e.Fixed(f.d1.ID[:])
+	add("revocation entry (retired kind)", "malformed", rev.bytes())
 	return out
 }
 
