@@ -57,6 +57,15 @@ func (f *AuthFailures) Record(now time.Time) bool {
 	return f.Locked(now)
 }
 
+// AuthKeptFrom is the first day whose failed authentications a store keeps
+// when it drops earlier days' counts as it counts one at now: the day
+// before now's as well as now's. A failure dated ahead, by a replica's clock
+// past midnight before the others or by this one's before it is stepped
+// back, must not drop the counts of the day the other clocks are still on,
+// which lock sources out now. A clock more than a day ahead cannot be told
+// apart from time gone by.
+func AuthKeptFrom(now time.Time) int64 { return max(Day(now)-1, 0) }
+
 // Limits bound what an account may spend (withdrawals and checks alike), in
 // minor units; zero means no limit.
 type Limits struct {

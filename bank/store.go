@@ -481,7 +481,8 @@ type Store interface {
 	// source (Source: the caller's address) at now, and
 	// reports whether the account is now locked for that source
 	// (AuthFailures.Record). Counts are kept per (account, source) and
-	// shared by every replica; those of days before now's may be dropped.
+	// shared by every replica; those of days before AuthKeptFrom(now) may
+	// be dropped.
 	// ErrNoAccount; ErrInvalidOp for a system account or a source longer
 	// than MaxSourceLen.
 	AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (locked bool, err error)

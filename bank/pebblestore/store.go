@@ -1762,8 +1762,8 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 
 // AuthFailure implements bank.Store. Counts of days before now's, any
 // account's, count for nothing: the first failure counted on a day drops
-// them all with one range deletion (whose cost does not grow with them),
-// so that they do not pile up day after day.
+// those before bank.AuthKeptFrom with one range deletion (whose cost does
+// not grow with them), so that they do not pile up day after day.
 func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now time.Time) (bool, error) {
 	if isSystem(id) {
 		return false, invalid("policy on system account %d", id)
@@ -1784,7 +1784,7 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		// forth sweeps again).
 		sweep := *t.authSwept != day
 		if sweep {
-			t.dropRange([]byte(prefixAuth), authDay(day))
+			t.dropRange([]byte(prefixAuth), authDay(bank.AuthKeptFrom(now)))
 		}
 		key := authKey(id, day, source)
 		f, err := authFailures(t.get(key))

@@ -1164,9 +1164,9 @@ func TestLogIndexCancelled(t *testing.T) {
 }
 
 // TestAuthFailuresOfEarlierDaysDropped: the first failure counted on a day
-// drops every count of the days before, any account's, however many (one
-// range deletion); a count dated before 1970 is refused, and Unlock walks
-// the days the store holds and ends.
+// drops every count of the days before the day before, any account's,
+// however many (one range deletion); a count dated before 1970 is refused,
+// and Unlock walks the days the store holds and ends.
 func TestAuthFailuresOfEarlierDaysDropped(t *testing.T) {
 	s := mustOpen(t, vfs.NewMem())
 	defer s.Close()
@@ -1183,8 +1183,14 @@ func TestAuthFailuresOfEarlierDaysDropped(t *testing.T) {
 	if _, err := s.AuthFailure(bg, b, "198.51.100.1", epoch.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d counts after the next day's first failure, want its own 1", n)
+	if n := count(); n != 1001 {
+		t.Fatalf("%d counts after the next day's first failure, want the day before's 1000 and its own 1", n)
+	}
+	if _, err := s.AuthFailure(bg, b, "198.51.100.1", epoch.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d counts after the first failure two days on, want the day before's 1 and its own 1", n)
 	}
 	if _, err := s.AuthFailure(bg, a, "198.51.100.1", time.Unix(-100_000, 0)); !errors.Is(err, bank.ErrInvalidOp) {
 		t.Fatalf("a failure dated before 1970: %v, want ErrInvalidOp", err)
@@ -1233,7 +1239,7 @@ func TestAuthSweepAfterClockStep(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			next := epoch.Add(24 * time.Hour)
+			next := epoch.Add(48 * time.Hour) // epoch's counts are dropped on the day after the next
 			// A count that does not decode fails the day's first failure.
 			if err := s.db.Set(authKey(a, bank.Day(next), "x"), []byte("bad"), pebble.Sync); err != nil {
 				t.Fatal(err)
@@ -1241,14 +1247,14 @@ func TestAuthSweepAfterClockStep(t *testing.T) {
 			if _, err := s.AuthFailure(bg, a, "x", next); err == nil {
 				t.Fatal("a corrupt count accepted")
 			}
-			if n := authCounts(t, s, bank.Day(next)); n != 100 {
-				t.Fatalf("%d counts of the day before after a failed failure, want its 100 (nothing applied)", n)
+			if n := authCounts(t, s, bank.AuthKeptFrom(next)); n != 100 {
+				t.Fatalf("%d counts of two days before after a failed failure, want their 100 (nothing applied)", n)
 			}
 			if _, err := s.AuthFailure(bg, b, "198.51.100.1", next); err != nil {
 				t.Fatal(err)
 			}
-			if n := authCounts(t, s, bank.Day(next)); n != 0 {
-				t.Fatalf("%d counts of the day before left after the day's first failure", n)
+			if n := authCounts(t, s, bank.AuthKeptFrom(next)); n != 0 {
+				t.Fatalf("%d counts of two days before left after the day's first failure", n)
 			}
 		})
 	}

@@ -1247,10 +1247,10 @@ func (s *Store) Unlock(ctx context.Context, id uint64) error {
 	})
 }
 
-// authSweep is how many counts of earlier days, any account's, AuthFailure
-// deletes with each failure it counts: as many as anyone's failures add,
-// and more, so that they do not pile up day after day, without one long
-// delete for a day's worth.
+// authSweep is how many counts of days before bank.AuthKeptFrom, any
+// account's, AuthFailure deletes with each failure it counts: as many as
+// anyone's failures add, and more, so that they do not pile up day after
+// day, without one long delete for a day's worth.
 const authSweep = 64
 
 // AuthFailure implements bank.Store: one upsert counts the failure (of an
@@ -1269,7 +1269,7 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 	err = s.mutate(ctx, "auth failure", func(t *txn) error {
 		b := begin()
 		b.Queue(`DELETE FROM auth_failures WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM auth_failures WHERE day < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, day, authSweep)
+			SELECT ctid FROM auth_failures WHERE day < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`, bank.AuthKeptFrom(now), authSweep)
 		f := bank.AuthFailures{Day: day}
 		found := false
 		b.Queue(`INSERT INTO auth_failures (account, day, source, failures)

@@ -179,6 +179,15 @@ func testLockout(t *testing.T, s bank.Store) {
 	if n := lockedSources(epoch); n != 1 {
 		t.Fatalf("LockedSources = %d, want 1", n)
 	}
+	// A failure dated the next day, by a clock ahead (another replica's
+	// past midnight first, or this one's before it is stepped back), does
+	// not drop the counts of the day the other clocks are still on.
+	if fail("192.0.2.200", epoch.Add(24*time.Hour)) {
+		t.Fatal("locked by one failure")
+	}
+	if !locked(stranger, epoch) || lockedSources(epoch) != 1 {
+		t.Fatalf("a failure dated the next day dropped the day's lock: locked %v, %d locked sources", locked(stranger, epoch), lockedSources(epoch))
+	}
 	// Another source's failures are its own: four do not lock it.
 	for range bank.MaxAuthFailures - 1 {
 		if fail(holder, epoch) {
@@ -265,8 +274,12 @@ func testLockout(t *testing.T, s bank.Store) {
 	if n.Load() != bank.MaxAuthFailures+1 {
 		t.Errorf("%d of %d concurrent failures reported the lock, want %d", n.Load(), 2*bank.MaxAuthFailures, bank.MaxAuthFailures+1)
 	}
-	// Counts of the days before are dropped as failures are counted, every
-	// account's (they count for nothing, and would pile up day after day).
+	// Counts of the days before the day before are dropped as failures are
+	// counted, every account's (they count for nothing, and would pile up
+	// day after day); the day before's are kept (above).
+	if _, err := s.AuthFailure(f.ctx, c2, stranger, d.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	if lockedOf(c, tomorrow) != 0 || lockedOf(c2, tomorrow) != 0 {
 		t.Errorf("the day before's counts kept: %d and %d locked sources", lockedOf(c, tomorrow), lockedOf(c2, tomorrow))
 	}
