@@ -257,7 +257,8 @@ type Server struct {
 
 // Options are the gRPC options: TLS (unless plaintext), message and
 // header list size bounds, request ids, panic recovery, per-peer rate
-// limits and calls in progress, metrics, client certificates for
+// limits and calls in progress, metrics (the streams gRPC refuses beyond
+// streamsPerConn included: refusalCreds), client certificates for
 // CertMethods and, for the admin listener, the token. Streaming calls
 // (health Watch, reflection) get the request ids, panic recovery,
 // metrics, the token and the per-peer rate, charged for each message.
@@ -322,11 +323,18 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil || calls != nil {
 		opts = append(opts, grpc.InTapHandle(tapPeers(c.PeerLimit, calls, c.Metrics)))
 	}
+	var creds credentials.TransportCredentials // nil: plaintext
 	switch {
 	case c.TLS != nil:
-		opts = append(opts, grpc.Creds(credentials.NewTLS(c.TLS)))
+		creds = credentials.NewTLS(c.TLS)
 	case c.Cert != nil:
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})))
+		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})
+	}
+	if c.Metrics != nil {
+		creds = refusalCreds{inner: creds, m: c.Metrics}
+	}
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
 	}
 	return opts
 }
