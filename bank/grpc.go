@@ -265,11 +265,11 @@ func (s *publicServer) CheckStatus(ctx context.Context, req *pb.CheckStatusReque
 }
 
 func (s *publicServer) GetStatement(ctx context.Context, req *pb.GetStatementRequest) (*pb.GetStatementResponse, error) {
-	st, err := s.b.Statement(ctx, req.Request)
+	st, merchant, err := s.b.Statement(ctx, req.Request)
 	if err != nil {
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
-	return &pb.GetStatementResponse{Statement: st.Encode()}, nil
+	return &pb.GetStatementResponse{Statement: st.Encode(), Merchant: &merchant}, nil
 }
 
 // adminServer adapts Bank to the BankAdmin service. Authentication (the

@@ -110,7 +110,7 @@ func (p *policyBank) statement(ctx context.Context, forged bool) error {
 	if forged {
 		_, key, _ = ed25519.GenerateKey(rand.Reader)
 	}
-	_, err := p.b.Statement(ctx, echeck.NewStatementRequest(p.acct, p.now.Add(-24*time.Hour), p.now, p.now, key).Encode())
+	_, _, err := p.b.Statement(ctx, echeck.NewStatementRequest(p.acct, p.now.Add(-24*time.Hour), p.now, p.now, key).Encode())
 	return err
 }
 

@@ -270,33 +270,35 @@ func (b *Bank) Unlock(ctx context.Context, id uint64) error { return b.store.Unl
 
 // Statement returns an account's signed statement for a request signed by
 // the account's key: every posting in [From, To) with its EPOID, product,
-// counterparty, memo and running balance, and the opening balance.
-func (b *Bank) Statement(ctx context.Context, raw []byte) (*echeck.Statement, error) {
+// counterparty, memo and running balance, and the opening balance; and
+// whether the account is a merchant's.
+func (b *Bank) Statement(ctx context.Context, raw []byte) (st *echeck.Statement, merchant bool, err error) {
 	req, err := echeck.DecodeStatementRequest(raw)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	acct, err := b.store.Account(ctx, req.Account)
 	if errors.Is(err, ErrNoAccount) || (err == nil && acct.Key == nil) {
-		return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
+		return nil, false, fmt.Errorf("%w: statement request", ErrUnauthorized)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := req.Verify(acct.Key, b.now()); err != nil {
 		if errors.Is(err, ecash.ErrBadSignature) {
 			b.authFailure(ctx, acct.ID, Source(ctx))
-			return nil, fmt.Errorf("%w: statement request", ErrUnauthorized)
+			return nil, false, fmt.Errorf("%w: statement request", ErrUnauthorized)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if err := b.allow(req.Account); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := b.checkLock(ctx, acct.ID, Source(ctx)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return b.statement(ctx, acct, req.From, req.To)
+	st, err = b.statement(ctx, acct, req.From, req.To)
+	return st, acct.Merchant, err
 }
 
 // statement builds and signs an account's statement over [from, to): its

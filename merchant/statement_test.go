@@ -23,7 +23,7 @@ func (s *shop) statement(acct uint64, from, to time.Time) (*echeck.Statement, er
 		key = s.m.key
 	}
 	req := echeck.NewStatementRequest(acct, from, to, s.clock.now(), key)
-	st, err := s.bank.Statement(context.Background(), req.Encode())
+	st, _, err := s.bank.Statement(context.Background(), req.Encode())
 	if err != nil {
 		return nil, err
 	}

@@ -630,8 +630,13 @@ func (x *GetStatementRequest) GetRequest() []byte {
 }
 
 type GetStatementResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Statement     []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Statement []byte                 `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"` // "signed-statement"
+	// Whether the account is a merchant account, which alone the bank pays
+	// out: a merchant's start checks it. Told only to the account's key (the
+	// audit log's account-opened entry shows it to anyone); unset by banks
+	// before it.
+	Merchant      *bool `protobuf:"varint,2,opt,name=merchant,proto3,oneof" json:"merchant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +676,13 @@ func (x *GetStatementResponse) GetStatement() []byte {
 		return x.Statement
 	}
 	return nil
+}
+
+func (x *GetStatementResponse) GetMerchant() bool {
+	if x != nil && x.Merchant != nil {
+		return *x.Merchant
+	}
+	return false
 }
 
 type GetKeysRequest struct {
@@ -2886,9 +2898,11 @@ const file_bank_proto_rawDesc = "" +
 	"\x12CheckStatusRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\fR\x05query\"/\n" +
 	"\x13GetStatementRequest\x12\x18\n" +
-	"\arequest\x18\x01 \x01(\fR\arequest\"4\n" +
+	"\arequest\x18\x01 \x01(\fR\arequest\"b\n" +
 	"\x14GetStatementResponse\x12\x1c\n" +
-	"\tstatement\x18\x01 \x01(\fR\tstatement\"\x10\n" +
+	"\tstatement\x18\x01 \x01(\fR\tstatement\x12\x1f\n" +
+	"\bmerchant\x18\x02 \x01(\bH\x00R\bmerchant\x88\x01\x01B\v\n" +
+	"\t_merchant\"\x10\n" +
 	"\x0eGetKeysRequest\"6\n" +
 	"\x0fGetKeysResponse\x12#\n" +
 	"\rsigned_keyset\x18\x01 \x01(\fR\fsignedKeyset\"\x9f\x01\n" +
@@ -3199,6 +3213,7 @@ func file_bank_proto_init() {
 	if File_bank_proto != nil {
 		return
 	}
+	file_bank_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
