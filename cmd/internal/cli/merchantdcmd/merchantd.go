@@ -122,8 +122,9 @@ It connects to the bank at --bank, trusting it by one of --bank-ca,
 --bank-client-key to a bank that requires a client certificate), and
 deposits payments into merchant account --account. Before it listens it
 checks with the bank that --account belongs to the merchant key (a signed
-statement request) and refuses to start if the bank says it does not; if
-the bank cannot answer, it warns and starts. Once listening it
+statement request) and is a merchant account (the bank pays out no other),
+and refuses to start if the bank says it does not or is not; if the bank
+cannot answer, it warns and starts. Once listening it
 prints the addresses, the certificate and its SHA-256 fingerprint (wallets
 pin it or trust the file) and the token file, and writes them to
 DIR/addresses.json (removed on exit). Logs go to stderr. SIGINT or SIGTERM

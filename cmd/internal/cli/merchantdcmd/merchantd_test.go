@@ -50,6 +50,18 @@ func (lostDeposits) Deposit(context.Context, *pb.DepositRequest, ...grpc.CallOpt
 	return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
 }
 
+// kindless is a link to a bank that does not say whether an account is a
+// merchant's, as banks before GetStatementResponse.merchant.
+type kindless struct{ pb.BankClient }
+
+func (k kindless) GetStatement(ctx context.Context, in *pb.GetStatementRequest, opts ...grpc.CallOption) (*pb.GetStatementResponse, error) {
+	resp, err := k.BankClient.GetStatement(ctx, in, opts...)
+	if resp != nil {
+		resp.Merchant = nil
+	}
+	return resp, err
+}
+
 // loopbackBank starts a bank on loopback, in plaintext, with one
 // denomination (EUR:1.00) of cipher (0: the default), and dials it.
 func loopbackBank(t *testing.T, cipher ecash.Cipher) (*node.Bank, *grpc.ClientConn) {
@@ -120,10 +132,11 @@ func TestReconcileLoopSettlesAtStart(t *testing.T) {
 	<-done
 }
 
-// serve checks that --account is the merchant key's before it starts: the
-// merchant's own account passes; a customer's account, or one that does not
-// exist, is refused with the account named; a bank that cannot answer only
-// gives a warning.
+// serve checks that --account is the merchant key's, and a merchant
+// account, before it starts: the merchant's own account passes; a
+// customer's account, one that does not exist, or a customer's account
+// opened for the merchant key, is refused with the account named; a bank that cannot
+// answer, or does not say the account's kind, only gives a warning.
 func TestCheckAccount(t *testing.T) {
 	ctx := context.Background()
 	b, conn := loopbackBank(t, ecash.CipherCS)
@@ -160,8 +173,32 @@ func TestCheckAccount(t *testing.T) {
 			t.Errorf("account %d: %v, want a one-line refusal naming it", acct, err)
 		}
 	}
+	// A customer's account opened for another shop's merchant key: the bank
+	// would take that merchant's deposits into it and never pay them out.
+	shop2Pub, shop2, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asCustomer, err := b.Bank.OpenAccount(ctx, "shop 2", shop2Pub, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = checkAccount(ctx, bc, asCustomer, shop2, time.Now(), log)
+	if want := fmt.Sprintf("account %d is not a merchant account", asCustomer); err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a customer's account opened for the merchant key: %v, want a one-line refusal saying %q", err, want)
+	}
 	if logs.String() != "" {
 		t.Errorf("warnings where the bank answered:\n%s", logs.String())
+	}
+
+	// A bank that does not say the account's kind (one before it): a
+	// warning, and serve starts.
+	var oldLogs syncBuffer
+	if err := checkAccount(ctx, kindless{bc}, asCustomer, shop2, time.Now(), slog.New(slog.NewTextHandler(&oldLogs, nil))); err != nil {
+		t.Errorf("a bank that does not say the account's kind: %v", err)
+	}
+	if !strings.Contains(oldLogs.String(), "starting anyway") {
+		t.Errorf("no warning for a bank that does not say the account's kind; log:\n%s", oldLogs.String())
 	}
 
 	// A clock far off: the bank refuses the request as stale, which says
