@@ -200,3 +200,75 @@ func TestCatchUpCoversParkedRange(t *testing.T) {
 		t.Fatalf("fresh %s after the catch-up; the lost copy's coins (EUR:1.26) and the wallet's EUR:1.00 make EUR:2.26", bal.Fresh)
 	}
 }
+
+// swapDuringWithdraw, on the first Withdraw, starts swap (before
+// forwarding it) and waits until the bank has committed that swap's
+// Swap; the Swap's answer is then held until release is closed.
+type swapDuringWithdraw struct {
+	pb.BankClient
+	withdraws atomic.Int32
+	swap      func()
+	committed chan struct{}
+	release   chan struct{}
+}
+
+func (b *swapDuringWithdraw) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	if b.withdraws.Add(1) == 1 {
+		go b.swap()
+		<-b.committed
+	}
+	return b.BankClient.Withdraw(ctx, in, opts...)
+}
+
+func (b *swapDuringWithdraw) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.CallOption) (*pb.SwapResponse, error) {
+	resp, err := b.BankClient.Swap(ctx, in, opts...)
+	close(b.committed)
+	<-b.release
+	return resp, err
+}
+
+// TestSwapSettledAfterCatchUpKeepsSpentOutputs: a wallet put back from a
+// copy withdraws (R, indices [c, c+6), which the lost copy used); meanwhile
+// a swap X reserves [c+6, c+13), and the bank commits it, its answer slow.
+// R is refused (ErrAlreadyIssued) and catches up: the scan from c takes in
+// the lost copy's coins and X's outputs, which the bank signed. A payment
+// spends every fresh coin, X's outputs among them (X is in flight: the
+// payment's recovery leaves it to its call). Then X's answer comes: its
+// settlement wrote its outputs fresh again, over the spent records, and
+// the wallet counted EUR:0.64 it had paid away.
+func TestSwapSettledAfterCatchUpKeepsSpentOutputs(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, scheduleKeys(t, clk.now(), 40*time.Hour), clk.now)
+	r, _ := putBackWallet(t, f, clk, "EUR:0.64", "EUR:0.63")
+	bank := &swapDuringWithdraw{BankClient: f.bankc, committed: make(chan struct{}), release: make(chan struct{})}
+	var xErr error
+	xDone := make(chan struct{})
+	bank.swap = func() {
+		defer close(xDone)
+		_, xErr = r.Swap(ctx, bank, ecash.MustParseAmount("EUR:0.64"))
+	}
+	if _, err := r.Withdraw(ctx, bank, ecash.MustParseAmount("EUR:0.63"), nil); err != nil {
+		t.Fatalf("withdrawal (caught up): %v", err)
+	}
+	bal, _ := r.Balance()
+	t.Logf("after the catch-up: fresh %s, pending %s", bal.Fresh, bal.Pending)
+	o, err := f.merchant.CreateOrder(bal.Fresh, "everything", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("paying %s: %v", bal.Fresh, err)
+	}
+	close(bank.release)
+	<-xDone
+	if xErr != nil {
+		t.Fatalf("swap X: %v", xErr)
+	}
+	bal, _ = r.Balance()
+	t.Logf("after X settled: fresh %s, pending %s", bal.Fresh, bal.Pending)
+	if !bal.Fresh.IsZero() || !bal.Pending.IsZero() {
+		t.Fatalf("the wallet paid every coin it held, X's outputs among them; it counts %s fresh and %s pending", bal.Fresh, bal.Pending)
+	}
+	f.checkConservation(t, r)
+}

@@ -454,20 +454,17 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) ([]ecash.Hash, erro
 	defer w.mu.Unlock()
 	b := w.db.NewBatch()
 	defer b.Close()
+	newRecs, err := w.newCoins(b, recs)
+	if err != nil {
+		return nil, err
+	}
 	var added []ecash.Hash
+	for _, r := range newRecs {
+		added = append(added, r.Coin.ID())
+	}
 	var used []uint64
 	for _, r := range recs {
 		used = append(used, r.Index)
-		key := coinKey(r.Coin.ID())
-		if old, err := get(w.db, key); err != nil {
-			return nil, err
-		} else if old != nil {
-			continue
-		}
-		if err := b.Set(key, r.encode(), nil); err != nil {
-			return nil, err
-		}
-		added = append(added, r.Coin.ID())
 	}
 	for _, d := range bad {
 		used = append(used, d.Indices...)

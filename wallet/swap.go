@@ -430,7 +430,6 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 	coins := make([]ecash.Coin, len(recs))
 	for i := range recs {
 		coins[i] = recs[i].Coin
-		w.tr.Record(w.now(), "coin", recs[i].Coin.Encode(), recs[i].Value.String())
 	}
 	return coins, bad.err()
 }
@@ -455,7 +454,7 @@ func ownSpend(p ecash.DepositPermission, h ecash.Hash, outputs []ecash.Planchet)
 // one still revealed: the bank saw it once more, in the swap). bad, if
 // not nil, is the dispute over outputs whose signatures failed, recorded in
 // the same batch. A swap already settled (by a concurrent recovery) is left
-// alone.
+// alone, and so is an output coin the wallet holds already (newCoins).
 func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64, bad *Dispute) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -483,12 +482,13 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 			return err
 		}
 	}
+	added, err := w.newCoins(b, recs)
+	if err != nil {
+		return err
+	}
 	var used []uint64
 	for _, rec := range recs {
 		used = append(used, rec.Index)
-		if err := b.Set(coinKey(rec.Coin.ID()), rec.encode(), nil); err != nil {
-			return err
-		}
 	}
 	if bad != nil {
 		used = append(used, bad.Indices...)
@@ -508,7 +508,11 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 			return err
 		}
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	w.recordCoins(added)
+	return nil
 }
 
 // coin reads one coin record. Caller holds w.mu.

@@ -509,8 +509,8 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 
 // storeCoins records a finished withdrawal's coins, and bad if its answer
 // was partly bad, and drops its pending record, atomically. If a concurrent
-// Recover already did, it changes nothing: an existing coin record (perhaps
-// pending or spent by now) is never reset.
+// Recover already did, it changes nothing; a coin already held is kept as
+// it is (newCoins).
 func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -519,19 +519,13 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 	}
 	b := w.db.NewBatch()
 	defer b.Close()
+	added, err := w.newCoins(b, recs)
+	if err != nil {
+		return err
+	}
 	var used []uint64
 	for _, rec := range recs {
 		used = append(used, rec.Index)
-		key := coinKey(rec.Coin.ID())
-		if old, err := get(w.db, key); err != nil {
-			return err
-		} else if old != nil {
-			continue
-		}
-		if err := b.Set(key, rec.encode(), nil); err != nil {
-			return err
-		}
-		w.tr.Record(w.now(), "coin", rec.Coin.Encode(), rec.Value.String())
 	}
 	if bad != nil {
 		used = append(used, bad.Indices...)
@@ -546,7 +540,43 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 	if err := b.Delete(withdrawKey(nonce), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	w.recordCoins(added)
+	return nil
+}
+
+// newCoins adds to batch b the records of the coins of recs the wallet
+// does not hold yet, and returns those. A coin it holds keeps its record:
+// a scan (a catch-up, a restore) may have taken it in before the request
+// that issued it was settled, and it may be pending or spent since;
+// written fresh again, it would count in the balance until a spend is
+// refused. The caller holds w.mu.
+func (w *Wallet) newCoins(b *pebble.Batch, recs []coinRecord) ([]coinRecord, error) {
+	var added []coinRecord
+	for _, rec := range recs {
+		key := coinKey(rec.Coin.ID())
+		if old, err := get(w.db, key); err != nil {
+			return nil, err
+		} else if old != nil {
+			continue
+		}
+		if err := b.Set(key, rec.encode(), nil); err != nil {
+			return nil, err
+		}
+		added = append(added, rec)
+	}
+	return added, nil
+}
+
+// recordCoins records in the transcript the coins a committed batch added
+// (newCoins): once each, as the wallet took them in, so that a coin held
+// before is not issued twice there.
+func (w *Wallet) recordCoins(recs []coinRecord) {
+	for _, rec := range recs {
+		w.tr.Record(w.now(), "coin", rec.Coin.Encode(), rec.Value.String())
+	}
 }
 
 // Recover finishes withdrawals and swaps that were persisted but not
