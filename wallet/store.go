@@ -133,7 +133,12 @@ type pendingWithdraw struct {
 	Indices  []uint64
 	Prepared [][]byte          // the bank's first-round answers (CS R values), nil for RSA
 	blinded  []blindedPlanchet // not stored: see planchets
-	res      *reservation      // not stored: its indices' reservation, for parkIndices; nil once recovered
+	// res is its indices' reservation, for parkIndices. Of it, only the
+	// generation is stored (a trailing u64; the indices are Indices): a
+	// request recovered after a crash is parked as the live call would
+	// have, if nothing touched the counter since. Records written before
+	// it have none, and their indices stay skipped.
+	res *reservation
 }
 
 func (p *pendingWithdraw) encode() []byte {
@@ -144,6 +149,9 @@ func (p *pendingWithdraw) encode() []byte {
 	for i, idx := range p.Indices {
 		e.U64(idx)
 		e.VarBytes(p.Prepared[i])
+	}
+	if p.res != nil {
+		e.U64(p.res.gen)
 	}
 	return e.Bytes()
 }
@@ -159,6 +167,14 @@ func decodePendingWithdraw(b []byte) (*pendingWithdraw, error) {
 			prep = nil
 		}
 		p.Prepared = append(p.Prepared, prep)
+	}
+	if d.More() {
+		gen := d.U64()
+		// Reserved as one run (reserveIndices): anything else is not a
+		// reservation to park.
+		if n := len(p.Indices); n > 0 && p.Indices[n-1]-p.Indices[0] == uint64(n-1) {
+			p.res = &reservation{first: p.Indices[0], end: p.Indices[n-1] + 1, gen: gen}
+		}
 	}
 	return p, d.Finish()
 }

@@ -479,8 +479,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 				return nil, derr
 			}
 			// An answered CS nonce is never offered again. A request
-			// recovered after a crash has no reservation (pw.res): its
-			// indices stay skipped.
+			// recovered after a crash is parked too, by the generation
+			// stored with it (pendingWithdraw.res); one stored without
+			// it skips its indices.
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil {
 				return nil, errors.Join(err, w.parkIndices(*pw.res))
 			}
