@@ -304,8 +304,11 @@ type Balance struct {
 	// did not take: still the wallet's, it pays only once swapped for new
 	// coins (Recover, RefreshCoins, or a payment's failure does that).
 	Revealed ecash.Amount
-	Pending  ecash.Amount
-	Coins    map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
+	// Pending is the value of coins in payments and swaps not settled yet,
+	// and the refund credit a swap not settled collects: its inputs,
+	// spent before, do not turn pending. Recover settles them.
+	Pending ecash.Amount
+	Coins   map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
 	// Expired is the value of unspent coins worth nothing, apart from
 	// Fresh: past their denomination's deposit deadline, or of a
 	// denomination the wallet's key set no longer lists (its deadline
@@ -327,7 +330,11 @@ func (w *Wallet) Balance() (Balance, error) {
 	zero := ecash.Amount{Currency: ks.Currency}
 	bal := Balance{Fresh: zero, Revealed: zero, Pending: zero, Expired: zero, Coins: map[string]int{}}
 	now := w.now()
-	err = w.eachCoin(func(c *coinRecord) error {
+	// One view of coins and swaps: a swap settling between the two reads
+	// would count its credit twice, or not at all.
+	snap := w.db.NewSnapshot()
+	defer snap.Close()
+	err = eachCoinIn(snap, func(c *coinRecord) error {
 		var err error
 		switch c.State {
 		case CoinFresh:
@@ -348,11 +355,56 @@ func (w *Wallet) Balance() (Balance, error) {
 		}
 		return err
 	})
+	if err != nil {
+		return bal, err
+	}
+	credit, err := pendingCredit(snap, ks)
+	if err != nil {
+		return bal, err
+	}
+	bal.Pending, err = bal.Pending.Add(credit)
 	return bal, err
 }
 
-func (w *Wallet) eachCoin(f func(*coinRecord) error) error {
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("c/"), UpperBound: prefixEnd([]byte("c/"))})
+// pendingCredit sums the refund credit that swaps not settled in r
+// collect: their outputs' value, as refund credit pays no swap fee and
+// such a swap spends nothing else (CollectRefunds). An output of a
+// denomination ks does not list is not counted: its value is unknown here.
+func pendingCredit(r pebble.Reader, ks *ecash.KeySet) (ecash.Amount, error) {
+	sum := ecash.Amount{Currency: ks.Currency}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: prefixEnd([]byte("s/"))})
+	if err != nil {
+		return sum, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		ps, err := decodePendingSwap(it.Value())
+		if err != nil {
+			return sum, fmt.Errorf("wallet: corrupt pending swap: %w", err)
+		}
+		if len(ps.Credits) == 0 {
+			continue // its inputs are pending coins, counted as such
+		}
+		_, outputs, err := ps.request()
+		if err != nil {
+			return sum, fmt.Errorf("wallet: corrupt pending swap: %w", err)
+		}
+		for _, o := range outputs {
+			if d, err := ks.Denomination(o.Denom); err == nil {
+				if sum, err = sum.Add(d.Value); err != nil {
+					return sum, err
+				}
+			}
+		}
+	}
+	return sum, it.Error()
+}
+
+func (w *Wallet) eachCoin(f func(*coinRecord) error) error { return eachCoinIn(w.db, f) }
+
+// eachCoinIn calls f on every coin record in r.
+func eachCoinIn(r pebble.Reader, f func(*coinRecord) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte("c/"), UpperBound: prefixEnd([]byte("c/"))})
 	if err != nil {
 		return err
 	}

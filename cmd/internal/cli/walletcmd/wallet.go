@@ -320,7 +320,8 @@ func balanceCommand(g *globals) *cli.Command {
 		Name:  "balance",
 		Short: "show the coins the wallet holds",
 		Long: `balance shows the wallet's spendable (fresh) total, the total held in
-payments not yet settled (pending), and how many coins of each value it
+payments and swaps not yet settled, a refund being collected among them
+(pending: 'wallet recover' settles it), and how many coins of each value it
 holds. Part of the fresh total may be revealed: coins the bank saw in a
 payment it did not take, which pay only once swapped for new ones (else
 the bank could link that payment to the next); 'wallet refresh' swaps
@@ -441,11 +442,12 @@ func recoverCommand(g *globals) *cli.Command {
 		Short: "finish interrupted withdrawals, payments and swaps",
 		Long: `recover re-sends withdrawals that were saved but never completed (the wallet
 or the connection died mid-way): the bank answers a repeated request with the
-same signatures and debits it once. It also finishes interrupted swaps, asks
-the bank about payments whose answer was lost (paid: the receipt is kept; too
-late to be paid: the coins come back), and swaps coins the bank saw in a
-payment it did not take ("revealed" in 'wallet balance'). It is always safe
-to run; with nothing of this kind pending it does not contact the bank.
+same signatures and debits it once. It also finishes interrupted swaps (a
+refund's collection among them), asks the bank about payments whose answer
+was lost (paid: the receipt is kept; too late to be paid: the coins come
+back), and swaps coins the bank saw in a payment it did not take ("revealed"
+in 'wallet balance'). It is always safe to run; with nothing of this kind
+pending it does not contact the bank.
 
 An interrupted payment can also be finished by running the same "wallet pay"
 again.`,

@@ -230,6 +230,68 @@ func TestRecoverSettlesPendingPayment(t *testing.T) {
 	}
 }
 
+// answerLostSwap relays Swap to the bank and loses its answer.
+type answerLostSwap struct{ pb.BankClient }
+
+func (a answerLostSwap) Swap(ctx context.Context, in *pb.SwapRequest, opts ...grpc.CallOption) (*pb.SwapResponse, error) {
+	if _, err := a.BankClient.Swap(ctx, in, opts...); err != nil {
+		return nil, err
+	}
+	return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+}
+
+// TestRecoverFinishesRefundSwap: the swap collecting a merchant's refund
+// is committed and its answer lost. Its inputs were spent before (they
+// spend their refund credit), so no coin turned pending and 'wallet
+// recover' found "nothing to recover": the refund stayed out of the
+// wallet. The balance counts it pending, and recover finishes it.
+func TestRecoverFinishesRefundSwap(t *testing.T) {
+	ctx := context.Background()
+	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.00"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:2.00"), "a lamp", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bankConn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankConn.Close()
+	shopConn, err := transport.Dial(m.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shopConn.Close()
+	w, err := wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Pay(ctx, pb.NewBankClient(bankConn), pb.NewMerchantClient(shopConn), m.Addr, o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Merchant.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:1.00")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.CollectRefunds(ctx, answerLostSwap{pb.NewBankClient(bankConn)})
+	w.Close()
+	if !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("refunds with the swap's answer lost: %v, want pending", err)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:1.00"`) {
+		t.Fatalf("balance with the refund's swap stuck: %+v", r)
+	}
+	r := runWallet(t, env, "--wallet", dir, "recover", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"balance": "EUR:2.00"`) {
+		t.Fatalf("recover of the refund's swap: %+v", r)
+	}
+}
+
 // TestPrintOfferEscapesSummary: the confirmation prompt prints a summary
 // that could rewrite the amount line (a carriage return and escape
 // sequences, as the merchant review showed) quoted, on the summary's own
