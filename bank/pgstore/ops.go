@@ -1265,6 +1265,9 @@ func (s *Store) AuthFailure(ctx context.Context, id uint64, source string, now t
 		return false, err
 	}
 	day := bank.Day(now)
+	if day < 0 {
+		return false, invalid("failed authentication dated %s, before 1970", now.UTC().Format(time.RFC3339))
+	}
 	var locked bool
 	err = s.mutate(ctx, "auth failure", func(t *txn) error {
 		b := begin()

@@ -188,6 +188,14 @@ func testLockout(t *testing.T, s bank.Store) {
 	if !locked(stranger, epoch) || lockedSources(epoch) != 1 {
 		t.Fatalf("a failure dated the next day dropped the day's lock: locked %v, %d locked sources", locked(stranger, epoch), lockedSources(epoch))
 	}
+	// A failure dated before 1970 (a clock reset to zero) is refused: its
+	// day would sweep no day, or every day.
+	if _, err := s.AuthFailure(f.ctx, c, stranger, time.Date(1969, 12, 30, 0, 0, 0, 0, time.UTC)); !errors.Is(err, bank.ErrInvalidOp) {
+		t.Fatalf("failure dated before 1970: %v, want ErrInvalidOp", err)
+	}
+	if !locked(stranger, epoch) {
+		t.Fatal("a failure dated before 1970 dropped the day's lock")
+	}
 	// Another source's failures are its own: four do not lock it.
 	for range bank.MaxAuthFailures - 1 {
 		if fail(holder, epoch) {
