@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -232,6 +233,12 @@ type Auditor struct {
 	// last; keySetIssuedKnown is false before the first.
 	keySetIssued      int64
 	keySetIssuedKnown bool
+	// newestKeySet is the newest KeySet entry applied: what a checkpoint's
+	// keyset line must name. newestKeySetKnown is false before the first,
+	// and in an auditor restored from a v4 or v3 state until it applies
+	// one (those states did not record it).
+	newestKeySet      KeySetLine
+	newestKeySetKnown bool
 
 	accounts map[uint64]*accountState
 	keys     map[[32]byte]uint64 // account key → account
@@ -302,11 +309,16 @@ func (a *Auditor) Checkpoint(origin string) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	return Checkpoint{Origin: origin, Size: a.size, Root: root}, nil
+	return Checkpoint{Origin: origin, Size: a.size, Root: root, KeySet: a.newestKeySet, HasKeySet: a.newestKeySetKnown}, nil
 }
 
 // Verify checks that the entries applied are exactly the log cp describes:
-// the same size and the same root. A failure wraps ErrBadProof.
+// the same size and the same root, and, if cp has a keyset line, that it
+// names the newest KeySet entry applied (not checkable by an auditor
+// restored from a v4 or v3 state that has applied no key set since). A
+// checkpoint without a keyset line is one signed before banks committed to
+// their key sets: Verify accepts it, and a caller that fetched it fresh
+// from a bank refuses it (RequireKeySet). A failure wraps ErrBadProof.
 func (a *Auditor) Verify(cp Checkpoint) error {
 	if cp.Size != a.size {
 		return fmt.Errorf("%w: %d entries replayed, the checkpoint has %d", ErrBadProof, a.size, cp.Size)
@@ -317,6 +329,25 @@ func (a *Auditor) Verify(cp Checkpoint) error {
 	}
 	if root != cp.Root {
 		return fmt.Errorf("%w: %d entries make root %s, the checkpoint says %s", ErrBadProof, a.size, root, cp.Root)
+	}
+	if cp.HasKeySet && a.newestKeySetKnown && cp.KeySet != a.newestKeySet {
+		return fmt.Errorf("%w: %w: the checkpoint of %d entries names key set %s… at entry %d as the newest logged, but the newest is %s… at entry %d: the bank hides a key set from whoever it serves an older one",
+			ErrBadProof, ErrKeySetLine, cp.Size, short(cp.KeySet.Hash), cp.KeySet.Index, short(a.newestKeySet.Hash), a.newestKeySet.Index)
+	}
+	return nil
+}
+
+// ErrKeySetLine is wrapped (with ErrBadProof) by a checkpoint whose keyset
+// line does not name the newest key set of its tree.
+var ErrKeySetLine = errors.New("auditlog: the checkpoint's keyset line is false")
+
+// RequireKeySet refuses a checkpoint of a non-empty log without a keyset
+// line: one a bank of this version serves always has one, so a fresh one
+// without it hides which key set is newest (ErrMalformedCheckpoint).
+// Checkpoints saved earlier are read without it.
+func RequireKeySet(cp Checkpoint) error {
+	if cp.Size > 0 && !cp.HasKeySet {
+		return fmt.Errorf("%w: the checkpoint of %d entries has no keyset line naming the newest key set logged", ErrMalformedCheckpoint, cp.Size)
 	}
 	return nil
 }
@@ -414,6 +445,7 @@ type change struct {
 	open     *accountState
 	openID   uint64
 	keySet   *ecash.KeySet
+	keySetH  ecash.Hash // SHA-256 of keySet's signed bytes
 	currency string
 	approved bool
 	declined bool
@@ -798,7 +830,7 @@ func (c *change) gather() error {
 			return c.fail(CheckCurrency, "a key set in %s, the bank's currency is %s", ks.Currency, a.currency)
 		}
 		c.currency = ks.Currency
-		c.keySet = ks
+		c.keySet, c.keySetH = ks, sha256.Sum256(o.Signed)
 		c.warnParallelKeys(ks)
 		c.warnKeySetHistory(ks)
 
@@ -1056,6 +1088,7 @@ func (c *change) commit() error {
 	}
 	if ks := c.keySet; ks != nil {
 		a.addKeySet(ks, c.e.Index)
+		a.newestKeySet, a.newestKeySetKnown = KeySetLine{Index: c.e.Index, Hash: c.keySetH}, true
 		// A master-signed key set that lists a denomination as revoked
 		// revokes it: the only way one is revoked, so that the key set
 		// wallets are served says so too (no entry revokes under the
@@ -1330,11 +1363,16 @@ func (r *AuditReport) Amount(v uint64) ecash.Amount {
 
 // auditorPurpose is the tag of a saved auditor. The version is in the tag:
 // a state of another layout never decodes as this one.
-const auditorPurpose = "auditlog/auditor/v4"
+const auditorPurpose = "auditlog/auditor/v5"
+
+// auditorPurposeV4 tagged states saved before the newest key set entry was
+// recorded (checkpoints' keyset lines are checked against it). One is read
+// without it: the lines are checked once the auditor applies a key set.
+const auditorPurposeV4 = "auditlog/auditor/v4"
 
 // auditorPurposeV3 tagged states saved while the retired kind revocation
 // (11) was honoured; they count its entries after the others'. One that
-// counts none means what a v4 state does and is read; one that counts some
+// counts none means what a v4 state does and is read (as a v4 one is); one that counts some
 // revoked without the master key and is refused.
 const auditorPurposeV3 = "auditlog/auditor/v3"
 
@@ -1352,7 +1390,7 @@ const auditorPurposeV1 = "auditlog/auditor"
 // state an earlier auditor saved: audit the log again from its start.
 var ErrAuditorStateVersion = errors.New("auditlog: the saved auditor is of an earlier version")
 
-// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v4"):
+// MarshalBinary is the auditor's saved form (tag "auditlog/auditor/v5"):
 // the size and the tree's right edge, the pinned master key, and the
 // replayed ledger (docs/AUDIT.md). Maps are written sorted, so equal states
 // save equal bytes.
@@ -1381,6 +1419,9 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 	e.U64(uint64(a.keySets))
 	e.U8(boolByte(a.keySetIssuedKnown))
 	e.I64(a.keySetIssued)
+	e.U8(boolByte(a.newestKeySetKnown))
+	e.U64(uint64(a.newestKeySet.Index))
+	e.Fixed(a.newestKeySet.Hash[:])
 	e.U32(uint32(len(a.signing)))
 	for _, k := range a.signing {
 		e.Fixed(k)
@@ -1520,9 +1561,13 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 	}
 	a := NewAuditor(nil)
 	v3 := bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV3).Bytes())
+	v4 := bytes.HasPrefix(b, ecash.NewEncoder(auditorPurposeV4).Bytes())
 	purpose, nkinds := auditorPurpose, len(Kinds())
-	if v3 {
+	switch {
+	case v3:
 		purpose, nkinds = auditorPurposeV3, nkinds+1
+	case v4:
+		purpose = auditorPurposeV4
 	}
 	d := ecash.NewDecoder(purpose, b)
 	size := d.U64()
@@ -1562,6 +1607,14 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		return nil, malformed("the last key set's issue time")
 	}
 	a.keySetIssuedKnown = known == 1
+	if !v3 && !v4 {
+		newest := d.U8()
+		a.newestKeySet = KeySetLine{Index: int64(d.U64()), Hash: fixedHash(d)}
+		if d.Err() == nil && (newest > 1 || (newest == 0 && a.newestKeySet != KeySetLine{}) || (newest == 1 && a.keySets == 0)) {
+			return nil, malformed("the newest key set")
+		}
+		a.newestKeySetKnown = newest == 1
+	}
 	ns := d.Count(maxSaved)
 	for i := 0; i < ns && d.Err() == nil; i++ {
 		a.signing = append(a.signing, ed25519.PublicKey(d.Fixed(ed25519.PublicKeySize)))
@@ -1685,6 +1738,9 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		return nil, malformed("size %d", size)
 	}
 	a.size = int64(size)
+	if a.newestKeySetKnown && (a.newestKeySet.Index < 0 || a.newestKeySet.Index >= a.size) {
+		return nil, malformed("the newest key set at %d in a log of %d", a.newestKeySet.Index, a.size)
+	}
 	fi := frontierIndexes(a.size)
 	if len(fi) != len(hs) {
 		return nil, malformed("%d tree hashes for a log of %d, want %d", len(hs), a.size, len(fi))

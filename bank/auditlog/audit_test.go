@@ -159,15 +159,37 @@ func TestAuditResume(t *testing.T) {
 	// checked against the coins each account withdrew (v2), lacks them and
 	// cannot be upgraded: it is refused, saying to audit again from the
 	// start.
-	v4 := ecash.NewEncoder("auditlog/auditor/v4").Bytes()
-	if !bytes.HasPrefix(want, v4) {
-		t.Fatal("the saved state is not tagged auditlog/auditor/v4")
+	v5 := ecash.NewEncoder("auditlog/auditor/v5").Bytes()
+	if !bytes.HasPrefix(want, v5) {
+		t.Fatal("the saved state is not tagged auditlog/auditor/v5")
 	}
 	for _, old := range []string{"auditlog/auditor", "auditlog/auditor/v2"} {
-		b := append(ecash.NewEncoder(old).Bytes(), want[len(v4):]...)
+		b := append(ecash.NewEncoder(old).Bytes(), want[len(v5):]...)
 		if err := auditlog.NewAuditor(nil).UnmarshalBinary(b); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "again from its start") {
 			t.Errorf("a state of the earlier version %s: %v", old, err)
 		}
+	}
+	// The state keeps the last key set's issue time (after the count of
+	// key sets), which the next key set's is compared with.
+	issued := binary.BigEndian.AppendUint64(nil, uint64(whole.Report().KeySets))
+	issued = binary.BigEndian.AppendUint64(append(issued, 1), uint64(fixtureBase.Add(fixtureRevokedAt).Unix()))
+	if bytes.Count(want, issued) != 1 {
+		t.Fatal("the key sets' count and the last one's issue time are not in the saved state once")
+	}
+	// Then the newest key set entry (known, index, hash), which keyset
+	// lines are checked against; a v4 state lacks it, and is read with it
+	// unknown until the next key set.
+	newestAt := bytes.Index(want, issued) + len(issued)
+	if want[newestAt] != 1 {
+		t.Fatal("the newest key set is not known after the issue time")
+	}
+	unknown := append(bytes.Clone(want[:newestAt]), make([]byte, 1+8+32)...)
+	unknown = append(unknown, want[newestAt+1+8+32:]...)
+	v4 := append(ecash.NewEncoder("auditlog/auditor/v4").Bytes(), want[len(v5):newestAt]...)
+	v4 = append(v4, want[newestAt+1+8+32:]...)
+	a4 := auditlog.NewAuditor(f.ks.MasterPub)
+	if err := a4.UnmarshalBinary(v4); err != nil || !bytes.Equal(marshal(t, a4), unknown) {
+		t.Fatalf("a v4 state is not read as the v5 state without the newest key set: %v", err)
 	}
 	// A v3 state also counted the entries of the retired kind revocation,
 	// after the others': with none it is read as the v4 state it equals,
@@ -183,23 +205,17 @@ func TestAuditResume(t *testing.T) {
 	}
 	v3 := func(revocations uint64) []byte {
 		i := bytes.Index(want, kinds)
-		b := append(ecash.NewEncoder("auditlog/auditor/v3").Bytes(), want[len(v4):i]...)
+		b := append(ecash.NewEncoder("auditlog/auditor/v3").Bytes(), want[len(v5):i]...)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(auditlog.Kinds())+1))
 		b = binary.BigEndian.AppendUint64(append(b, counts...), revocations)
-		return append(b, want[i+len(kinds):]...)
+		b = append(b, want[i+len(kinds):newestAt]...)
+		return append(b, want[newestAt+1+8+32:]...)
 	}
-	if a := auditlog.NewAuditor(f.ks.MasterPub); a.UnmarshalBinary(v3(0)) != nil || !bytes.Equal(marshal(t, a), want) {
+	if a := auditlog.NewAuditor(f.ks.MasterPub); a.UnmarshalBinary(v3(0)) != nil || !bytes.Equal(marshal(t, a), unknown) {
 		t.Error("a v3 state without revocation entries is not read as the v4 state it equals")
 	}
 	if err := auditlog.NewAuditor(nil).UnmarshalBinary(v3(1)); !errors.Is(err, auditlog.ErrAuditorStateVersion) || !strings.Contains(err.Error(), "revocation entries (1)") {
 		t.Errorf("a v3 state that honoured a revocation entry: %v", err)
-	}
-	// The state keeps the last key set's issue time (after the count of
-	// key sets), which the next key set's is compared with.
-	issued := binary.BigEndian.AppendUint64(nil, uint64(whole.Report().KeySets))
-	issued = binary.BigEndian.AppendUint64(append(issued, 1), uint64(fixtureBase.Add(fixtureRevokedAt).Unix()))
-	if bytes.Count(want, issued) != 1 {
-		t.Fatal("the key sets' count and the last one's issue time are not in the saved state once")
 	}
 	for _, bad := range [][]byte{want[:len(want)-1], append(bytes.Clone(want), 0), nil} {
 		a := auditlog.NewAuditor(nil)

@@ -34,7 +34,14 @@ const (
 	// MaxCheckpointSize bounds a signed checkpoint: its body and up to a
 	// few dozen signature lines (the bank's and any cosigners').
 	MaxCheckpointSize = 8192
+	// maxBodySize bounds a checkpoint body: the origin, a size and a root,
+	// and a keyset line ("keyset ", a 19-digit index, a space, 44 base64
+	// characters).
+	maxBodySize = MaxOriginLen + 80 + 72
 )
+
+// keySetLinePrefix starts a checkpoint's keyset line.
+const keySetLinePrefix = "keyset "
 
 // Checkpoint describes the log at one size: the body of a C2SP
 // tlog-checkpoint. The bank signs its Text as a note.
@@ -42,6 +49,25 @@ type Checkpoint struct {
 	Origin string    // the log's name (see Origin)
 	Size   int64     // number of entries
 	Root   tlog.Hash // RFC 6962 root hash of those entries
+
+	// KeySet is the newest key set entry of those Size entries, if
+	// HasKeySet: the bank commits to it so that a wallet served an older
+	// key set learns a newer one exists. Checkpoints signed before banks
+	// committed to it have none (HasKeySet false): they still prove
+	// consistency and inclusion, but say nothing of key sets, and a
+	// verifier takes a non-empty log's fresh checkpoint without one for a
+	// bank hiding its key sets (docs/AUDITLOG.md).
+	KeySet    KeySetLine
+	HasKeySet bool
+}
+
+// KeySetLine is a checkpoint's claim about its key sets: entry Index is a
+// KeySet entry whose signed key set has SHA-256 Hash (the key set's log
+// reference, as FindEntry takes it), and no KeySet entry of the tree has a
+// larger index. Index is below the checkpoint's size.
+type KeySetLine struct {
+	Index int64
+	Hash  ecash.Hash
 }
 
 // Origin is the origin line, and the note key name, of the log of the bank
@@ -65,15 +91,17 @@ func checkOrigin(o string) error {
 	return nil
 }
 
-// Text is the checkpoint body, three lines each ending in a newline:
+// Text is the checkpoint body, each line ending in a newline:
 //
 //	<origin>
 //	<size in decimal>
 //	<root hash in standard base64>
+//	keyset <index in decimal> <key set hash in standard base64>
 //
-// This is the C2SP tlog-checkpoint body with no extension lines. (It is
-// tlog.FormatTree's format with the origin in place of tlog's fixed first
-// line "go.sum database tree".)
+// This is a C2SP tlog-checkpoint body with one extension line, the keyset
+// line, present if HasKeySet. (Without it, it is tlog.FormatTree's format
+// with the origin in place of tlog's fixed first line "go.sum database
+// tree".)
 func (c Checkpoint) Text() []byte {
 	b := make([]byte, 0, len(c.Origin)+64)
 	b = append(b, c.Origin...)
@@ -81,36 +109,86 @@ func (c Checkpoint) Text() []byte {
 	b = strconv.AppendInt(b, c.Size, 10)
 	b = append(b, '\n')
 	b = base64.StdEncoding.AppendEncode(b, c.Root[:])
-	return append(b, '\n')
+	b = append(b, '\n')
+	if c.HasKeySet {
+		b = append(b, keySetLinePrefix...)
+		b = strconv.AppendInt(b, c.KeySet.Index, 10)
+		b = append(b, ' ')
+		b = base64.StdEncoding.AppendEncode(b, c.KeySet.Hash[:])
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // ParseCheckpoint parses a checkpoint body. It accepts only what Text
 // produces: a valid origin, a size in decimal without sign or leading zeros,
-// a 32-byte root in padded standard base64, and no extension lines (blindbank
-// checkpoints have none).
+// a 32-byte root in padded standard base64, and at most one extension
+// line, a keyset line naming an index below the size and a 32-byte hash,
+// in the same forms.
 func ParseCheckpoint(text []byte) (Checkpoint, error) {
-	if len(text) > MaxOriginLen+80 {
+	if len(text) > maxBodySize {
 		return Checkpoint{}, fmt.Errorf("%w: body of %d bytes", ErrMalformedCheckpoint, len(text))
 	}
 	lines := bytes.Split(text, []byte("\n"))
-	if len(lines) != 4 || len(lines[3]) != 0 {
-		return Checkpoint{}, fmt.Errorf("%w: want exactly three lines, each ending in a newline", ErrMalformedCheckpoint)
+	if (len(lines) != 4 && len(lines) != 5) || len(lines[len(lines)-1]) != 0 {
+		return Checkpoint{}, fmt.Errorf("%w: want three lines and at most a keyset line, each ending in a newline", ErrMalformedCheckpoint)
 	}
 	c := Checkpoint{Origin: string(lines[0])}
 	if err := checkOrigin(c.Origin); err != nil {
 		return Checkpoint{}, err
 	}
-	n, err := strconv.ParseInt(string(lines[1]), 10, 64)
-	if err != nil || n < 0 || strconv.FormatInt(n, 10) != string(lines[1]) {
+	n, ok := parseDecimal(lines[1])
+	if !ok {
 		return Checkpoint{}, fmt.Errorf("%w: size %q", ErrMalformedCheckpoint, lines[1])
 	}
 	c.Size = n
-	root, err := base64.StdEncoding.Strict().DecodeString(string(lines[2]))
-	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != string(lines[2]) {
+	if !parseHash(c.Root[:], lines[2]) {
 		return Checkpoint{}, fmt.Errorf("%w: root hash %q", ErrMalformedCheckpoint, lines[2])
 	}
-	copy(c.Root[:], root)
+	if len(lines) == 5 {
+		ks, err := parseKeySetLine(lines[3], c.Size)
+		if err != nil {
+			return Checkpoint{}, err
+		}
+		c.KeySet, c.HasKeySet = ks, true
+	}
 	return c, nil
+}
+
+// parseKeySetLine parses "keyset <index> <hash>" of a checkpoint of size
+// entries: the index below size.
+func parseKeySetLine(line []byte, size int64) (KeySetLine, error) {
+	rest, ok := bytes.CutPrefix(line, []byte(keySetLinePrefix))
+	index, hash, two := bytes.Cut(rest, []byte(" "))
+	if !ok || !two {
+		return KeySetLine{}, fmt.Errorf("%w: extension line %q (want only %q<index> <hash>)", ErrMalformedCheckpoint, line, keySetLinePrefix)
+	}
+	var ks KeySetLine
+	var valid bool
+	if ks.Index, valid = parseDecimal(index); !valid || ks.Index >= size {
+		return KeySetLine{}, fmt.Errorf("%w: keyset index %q in a checkpoint of %d entries", ErrMalformedCheckpoint, index, size)
+	}
+	if !parseHash(ks.Hash[:], hash) {
+		return KeySetLine{}, fmt.Errorf("%w: keyset hash %q", ErrMalformedCheckpoint, hash)
+	}
+	return ks, nil
+}
+
+// parseDecimal parses a non-negative int64 in decimal without sign or
+// leading zeros.
+func parseDecimal(b []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil && n >= 0 && strconv.FormatInt(n, 10) == string(b)
+}
+
+// parseHash decodes a 32-byte hash in padded standard base64 into out.
+func parseHash(out []byte, b []byte) bool {
+	h, err := base64.StdEncoding.Strict().DecodeString(string(b))
+	if err != nil || len(h) != len(out) || base64.StdEncoding.EncodeToString(h) != string(b) {
+		return false
+	}
+	copy(out, h)
+	return true
 }
 
 // SignCheckpoint signs c as a C2SP signed note. The bank's signer (NewSigner)
@@ -121,6 +199,9 @@ func SignCheckpoint(c Checkpoint, s note.Signer) ([]byte, error) {
 	}
 	if c.Size < 0 {
 		return nil, fmt.Errorf("%w: negative size", ErrMalformedCheckpoint)
+	}
+	if c.HasKeySet && (c.KeySet.Index < 0 || c.KeySet.Index >= c.Size) {
+		return nil, fmt.Errorf("%w: keyset entry %d of %d", ErrMalformedCheckpoint, c.KeySet.Index, c.Size)
 	}
 	return note.Sign(&note.Note{Text: string(c.Text())}, s)
 }

@@ -72,6 +72,11 @@ func FuzzParseCheckpoint(f *testing.F) {
 	f.Add(cp.Text())
 	f.Add([]byte("example.org/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))
 	f.Add([]byte("go.sum database tree\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nextension\n"))
+	// The keyset line: well formed, past the size, non-canonical, twice.
+	f.Add([]byte("example.org/log\n2\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nkeyset 1 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))
+	f.Add([]byte("example.org/log\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nkeyset 1 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))
+	f.Add([]byte("example.org/log\n9\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nkeyset 01 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n"))
+	f.Add([]byte("example.org/log\n9\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nkeyset 1 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nkeyset 2 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := auditlog.ParseCheckpoint(b)
 		if err != nil {
@@ -82,6 +87,9 @@ func FuzzParseCheckpoint(f *testing.F) {
 		}
 		if !bytes.Equal(cp.Text(), b) {
 			t.Fatalf("non-canonical: %q re-formats to %q", b, cp.Text())
+		}
+		if cp.HasKeySet && (cp.KeySet.Index < 0 || cp.KeySet.Index >= cp.Size) {
+			t.Fatalf("keyset entry %d in a checkpoint of %d", cp.KeySet.Index, cp.Size)
 		}
 	})
 }

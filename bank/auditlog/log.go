@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -259,6 +260,7 @@ type MemLog struct {
 	mu      sync.Mutex
 	entries [][]byte
 	hashes  []tlog.Hash // every stored hash, by stored-hash index
+	keySets []int64     // the index of every KeySet entry, in order
 }
 
 // NewMemLog returns an empty log.
@@ -327,8 +329,34 @@ func (m *MemLog) commit(a *Appender) {
 		panic("auditlog: MemLog stored hashes out of step")
 	}
 	m.hashes = append(m.hashes, hs...)
-	_, es := a.Entries()
+	first, es := a.Entries()
+	for i, b := range es {
+		if k, err := PeekKind(b); err == nil && k == KindKeySet {
+			m.keySets = append(m.keySets, first+int64(i))
+		}
+	}
 	m.entries = append(m.entries, es...)
+}
+
+// NewestKeySet returns the newest KeySet entry below size; ok is false if
+// there is none.
+func (m *MemLog) NewestKeySet(size int64) (ks KeySetLine, ok bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.newestKeySet(size)
+}
+
+func (m *MemLog) newestKeySet(size int64) (KeySetLine, bool, error) {
+	for i := len(m.keySets) - 1; i >= 0; i-- {
+		if x := m.keySets[i]; x < size {
+			e, err := DecodeEntry(m.entries[x])
+			if err != nil {
+				return KeySetLine{}, false, err
+			}
+			return KeySetLine{Index: x, Hash: sha256.Sum256(e.Op.(KeySet).Signed)}, true, nil
+		}
+	}
+	return KeySetLine{}, false, nil
 }
 
 // Entry returns the encoded entry at index.
@@ -368,7 +396,11 @@ func (m *MemLog) Checkpoint(origin string) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	return Checkpoint{Origin: origin, Size: size, Root: root}, nil
+	ks, ok, err := m.newestKeySet(size)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Origin: origin, Size: size, Root: root, KeySet: ks, HasKeySet: ok}, nil
 }
 
 // VerifyLog replays entries, the whole log from index 0, and checks that

@@ -80,8 +80,11 @@ func (w *Witness) Latest() (cp Checkpoint, signed []byte, ok bool) {
 // with the newest checkpoint held: proof is the consistency proof between
 // the two sizes (ProveConsistency(smaller, larger)); it is ignored when the
 // witness holds nothing or the sizes are equal. A newer consistent
-// checkpoint replaces the one held; an older or equal consistent one changes
-// nothing. Accept returns the newest checkpoint held afterwards.
+// checkpoint replaces the one held, and so does one of equal size with a
+// keyset line when the one held has none; an older or equal consistent one
+// otherwise changes nothing. A witness does not check keyset lines (it
+// cannot: only a replay of the log can); it cosigns the whole body. Accept
+// returns the newest checkpoint held afterwards.
 //
 // Errors: a bad signature or another log's checkpoint (ErrCheckpointSignature,
 // ErrWrongOrigin, ErrMalformedCheckpoint) changes nothing and says nothing
@@ -110,7 +113,10 @@ func (w *Witness) Accept(signed []byte, proof tlog.TreeProof) (Checkpoint, error
 	if err := VerifyConsistency(older, newer, proof); err != nil {
 		return w.cp, &ForkError{Older: clone(olderSigned), Newer: clone(newerSigned), Proof: proof, Reason: err}
 	}
-	if cp.Size > w.cp.Size {
+	// An equal one replaces a checkpoint without a keyset line (saved
+	// before banks committed to their key sets): same tree, and the claim
+	// it adds is what a client checks.
+	if cp.Size > w.cp.Size || (cp.Size == w.cp.Size && cp.HasKeySet && !w.cp.HasKeySet) {
 		w.keep(cp, signed)
 	}
 	return w.cp, nil
