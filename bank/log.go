@@ -38,11 +38,18 @@ func (b *Bank) LogIndex(ctx context.Context, ref ecash.Hash) (int64, error) {
 	return i, err
 }
 
-// Checkpoint returns a signed checkpoint of the log as it is now.
+// Checkpoint returns a signed checkpoint of the log as it is now, naming
+// the newest key set logged in it (read with the size, so one another
+// replica logs meanwhile, and this one may not serve yet, is named exactly
+// when the size covers it): a wallet this replica serves an older key set
+// learns of the newer one from the checkpoint.
 func (b *Bank) Checkpoint(ctx context.Context) ([]byte, error) {
-	size, err := b.store.LogSize(ctx)
+	size, ks, found, err := b.store.LogHead(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if size > 0 && !found {
+		return nil, fmt.Errorf("bank: the audit log of %d entries has no key set entry (entry 0 is always the first)", size)
 	}
 	root, err := auditlog.TreeHash(size, b.hashReader(ctx))
 	if err != nil {
@@ -52,7 +59,9 @@ func (b *Bank) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return auditlog.SignCheckpoint(auditlog.Checkpoint{Origin: b.LogOrigin(), Size: size, Root: root}, s)
+	cp := auditlog.Checkpoint{Origin: b.LogOrigin(), Size: size, Root: root,
+		KeySet: auditlog.KeySetLine{Index: ks.Index, Hash: ks.Ref}, HasKeySet: found}
+	return auditlog.SignCheckpoint(cp, s)
 }
 
 // LogEntries returns up to n encoded entries from index from.

@@ -512,6 +512,11 @@ type Store interface {
 	LogIndex(ctx context.Context, ref ecash.Hash) (index int64, found bool, err error)
 	// LogSize returns the number of committed log entries.
 	LogSize(ctx context.Context) (int64, error)
+	// LogHead returns the number of committed log entries and the newest
+	// KeySet entry among them (found false if none), read together: the
+	// key set is the newest below that size even while another replica
+	// logs one. A checkpoint signs both.
+	LogHead(ctx context.Context) (size int64, keySet KeySetRef, found bool, err error)
 	// LogEntries returns up to n encoded entries from index from on (fewer
 	// at the end of the log; n at most MaxLogRead), stopping after the
 	// entry that brings their total size to maxBytes or more (so at least

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"ConcurrentLog", testConcurrentLog},
 		{"LogReadBudget", testLogReadBudget},
 		{"Revocations", testRevocations},
+		{"LogHead", testLogHead},
 		{"DuplicateCoin", testDuplicateCoin},
 		{"InvalidOps", testInvalidOps},
 		{"History", testHistory},
