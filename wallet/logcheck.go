@@ -88,14 +88,20 @@ type LogReport struct {
 	Checkpoint auditlog.Checkpoint // the newest checkpoint accepted
 	Verified   int                 // entries found and matching
 	Waiting    int                 // checks not possible yet (not logged, or not in the checkpoint)
+	// AdoptedKeySet: the checkpoint named a newer logged key set than the
+	// bank served, which follows the one held, and the wallet took it.
+	AdoptedKeySet bool
 }
 
 // VerifyLog checks every due log entry against the bank's log, and keeps
 // the newest checkpoint. A fork (a checkpoint inconsistent with one seen
 // before) is an *auditlog.ForkError carrying both signed checkpoints: the
 // evidence to publish. A logged entry that does not match is
-// ErrLogMismatch; so is a key set the log lacks, reported (with the
-// report) once every other check was made.
+// ErrLogMismatch; so is a key set the log lacks, a newer logged key set
+// (the checkpoint's keyset line names it) the wallet does not take, and a
+// false keyset line, reported (with the report) once every other check
+// was made. A newer logged key set that follows the one held is adopted
+// (LogReport.AdoptedKeySet), and its entry checked with the others.
 func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.AuditLogClient) (*LogReport, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
@@ -113,11 +119,17 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		return nil, err
 	}
 	rep := &LogReport{Checkpoint: cp}
+	// Before the due checks, so that a key set adopted is checked with them.
+	unlogged, err := w.checkKeySetLine(ctx, logc, cp, ks, rep)
+	if err != nil {
+		return nil, err
+	}
 	due, err := w.dueChecks()
 	if err != nil {
 		return nil, err
 	}
-	var unlogged error // a key set the log lacks: reported after the other checks
+	// unlogged: a key set the log lacks, or one it hides: reported after
+	// the other checks
 	for ref, c := range due {
 		found := c.Index > 0 // known from the bank's answer
 		if !found {
