@@ -142,7 +142,14 @@ func (m *Merchant) refreshKeys(ctx context.Context, seen *ecash.KeySet) (*ecash.
 	if err != nil {
 		return seen, err
 	}
-	ks, err := m.acceptKeySet(resp.SignedKeyset)
+	return m.replaceKeySet(seen, resp.SignedKeyset)
+}
+
+// replaceKeySet accepts signed, a key set of the bank, in place of seen,
+// the one held, if it may follow it; it returns the key set held
+// afterwards. Caller holds refreshMu.
+func (m *Merchant) replaceKeySet(seen *ecash.KeySet, signed []byte) (*ecash.KeySet, error) {
+	ks, err := m.acceptKeySet(signed)
 	if err != nil {
 		return seen, err
 	}

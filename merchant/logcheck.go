@@ -63,13 +63,18 @@ type LogReport struct {
 	Checkpoint auditlog.Checkpoint
 	Verified   int // deposits and payment orders found in the log, matching their receipts
 	Waiting    int // deposits without a log entry (made before the log existed), entries past the checkpoint
+	// AdoptedKeySet: the checkpoint named a newer logged key set than the
+	// bank served, which follows the one held, and the merchant took it.
+	AdoptedKeySet bool
 }
 
 // VerifyLog checks every paid order and every decided payment order not
 // yet checked against the bank's log. A fork is an *auditlog.ForkError; an
 // entry that does not match its receipt, or a payment order the log does
 // not record, wraps logclient.ErrMismatch and names the order (and the
-// entry).
+// entry); so does a newer logged key set (the checkpoint's keyset line
+// names it) that does not follow the one held, or a false keyset line. A
+// newer one that follows is taken (LogReport.AdoptedKeySet).
 func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -100,6 +105,9 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		return nil, err
 	}
 	rep := &LogReport{Checkpoint: cp}
+	if err := m.checkKeySetLine(ctx, cp, rep); err != nil {
+		return rep, err
+	}
 	due, err := m.unverifiedDeposits()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,39 @@
+package merchant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/blindbank/blindbank/bank/auditlog"
+	"github.com/blindbank/blindbank/bank/logclient"
+)
+
+// checkKeySetLine compares the keyset line of cp, the checkpoint the
+// merchant's witness holds, with the key set it holds
+// (logclient.CheckKeySet). A newer logged key set that follows it replaces
+// it, as when GetKeys serves one (rep.AdoptedKeySet): the merchant must
+// not accept coins of a denomination the bank revoked since. One that does
+// not follow, and a false line, wrap logclient.ErrMismatch.
+func (m *Merchant) checkKeySetLine(ctx context.Context, cp auditlog.Checkpoint, rep *LogReport) error {
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
+	held := m.keySet()
+	newer, err := logclient.CheckKeySet(ctx, m.logc, cp, held, held.Encode())
+	switch {
+	case errors.Is(err, logclient.ErrKeySetLine):
+		return fmt.Errorf("merchant: %w: %w", logclient.ErrMismatch, err)
+	case err != nil || newer == nil:
+		return err
+	}
+	ks, err := m.replaceKeySet(held, newer.Signed)
+	if err == nil && ks != held {
+		rep.AdoptedKeySet = true
+		return nil
+	}
+	if err == nil {
+		err = errors.New("it is issued before the one held")
+	}
+	return fmt.Errorf("merchant: %w: the bank's log holds key set %x… (entry %d), newer than the one it serves this merchant, which does not take it: %w",
+		logclient.ErrMismatch, cp.KeySet.Hash[:8], newer.Index, err)
+}
