@@ -240,6 +240,11 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 		return err
 	}
 	cp, err := auditlog.OpenCheckpoint(resp.Checkpoint, r.origin, v)
+	if err == nil {
+		// Fresh from the bank: it must name its newest key set, which
+		// Verify checks against the replay.
+		err = auditlog.RequireKeySet(cp)
+	}
 	if err != nil {
 		return r.fail(fmt.Errorf("the bank's checkpoint is refused: %w", err))
 	}
