@@ -126,12 +126,16 @@ func (b *Bank) Store() Store { return b.store }
 // payment's refund room, a coin's credit) or for the clock passing an
 // expiry meanwhile: its caller would take the refusal for "nothing
 // recorded" (Definitive) and drop what the bank did. lookup fills the
-// handler's results and reports whether it found the record.
+// handler's results and reports whether it found the record; if it fails,
+// its error (not a refusal) is the answer.
 func fromRecord(err *error, lookup func() (bool, error)) {
 	if *err == nil {
 		return
 	}
-	if found, lerr := lookup(); lerr == nil && found {
+	// A lookup that fails leaves the refusal unsure: the caller retries.
+	if found, lerr := lookup(); lerr != nil {
+		*err = lerr
+	} else if found {
 		*err = nil
 	}
 }
@@ -152,6 +156,17 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	reqHash := ecash.HashOf(body)
 	amount, err := ecash.WithdrawAmount(req, b.denomDebit)
 	if err != nil {
+		// A denomination this replica does not serve (yet: a key set
+		// another one published) must not refuse a retry of a
+		// withdrawal that committed, answered from the record only
+		// after the signature this amount checks: its wallet would take
+		// the refusal for "nothing recorded" and drop the coins it paid
+		// for. It is told to retry.
+		if _, found, lerr := b.store.Withdrawal(ctx, reqHash); lerr != nil {
+			return nil, lerr
+		} else if found {
+			return nil, fmt.Errorf("%w: withdrawal %x… recorded, and this bank does not serve its denominations: %v", ErrOutcomeUnknown, reqHash[:8], err)
+		}
 		return nil, err
 	}
 	acct, err := b.authenticate(ctx, req.Account, ecash.WithdrawSignatureInput(req.Account, amount, reqHash), accountSig, "withdraw request")

@@ -1,0 +1,93 @@
+package bank_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestWithdrawRetryToReplicaWithoutDenomination: a retry of a committed
+// withdrawal reaching a replica that does not serve its denomination (a
+// key set another replica published, not yet here) was refused
+// ErrUnknownDenomination, before the record was looked up (the debit it
+// signs needs the denominations). Its wallet took the refusal for "nothing
+// recorded", dropped the pending withdrawal and lost the coins it had paid
+// for. It is told the outcome is unknown, and retries.
+func TestWithdrawRetryToReplicaWithoutDenomination(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherRSA, 5, 100, nil)
+	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
+	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: e.now, Planchets: []ecash.Planchet{p}}
+	rand.Read(w.Nonce[:])
+	ks, _ := e.b.KeySet()
+	amount, err := ks.WithdrawAmount(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, sig := w.Body(), ecash.SignWithdraw(e.acctKey, w, amount)
+	if _, err := e.b.Withdraw(t.Context(), body, sig); err != nil {
+		t.Fatal(err) // committed; its answer lost on the way back
+	}
+	balance := e.balance()
+
+	// The other replica, over the same store, serves only the cheap key.
+	older := *e.keys
+	older.Denoms = slices.DeleteFunc(slices.Clone(e.keys.Denoms), func(d bank.DenomKey) bool { return d.ID == e.dear.ID })
+	replica := bank.New(e.s, &older, func() (now time.Time) { return e.now }, nil)
+	_, err = replica.Withdraw(t.Context(), body, sig)
+	if !errors.Is(err, bank.ErrOutcomeUnknown) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
+		t.Fatalf("retry of a committed withdrawal at a replica without its denomination: %v; want ErrOutcomeUnknown, not a refusal", err)
+	}
+	// A request never committed is still refused.
+	w.Nonce[0] ^= 1
+	body2 := w.Body()
+	if _, err := replica.Withdraw(t.Context(), body2, ecash.SignWithdraw(e.acctKey, w, amount)); !errors.Is(err, ecash.ErrUnknownDenomination) {
+		t.Fatalf("new request for a denomination the replica does not serve: %v, want ErrUnknownDenomination", err)
+	}
+	// The bank that serves it answers the retry from its record.
+	if _, err := e.b.Withdraw(t.Context(), body, sig); err != nil || e.balance() != balance {
+		t.Fatalf("retry at the serving replica: %v, balance %d → %d", err, balance, e.balance())
+	}
+}
+
+// lookupFailsAfter is a store whose withdrawal record lookups fail from
+// the second on.
+type lookupFailsAfter struct {
+	*pebblestore.Store
+	calls int
+}
+
+func (s *lookupFailsAfter) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	if s.calls++; s.calls > 1 {
+		return nil, false, bank.ErrStoreUnavailable
+	}
+	return s.Store.Withdrawal(ctx, h)
+}
+
+// TestRefusalUnsureWhenRecordUnread: a refusal is checked against the
+// record once more (a retry sent while its original committed); when that
+// lookup failed, the refusal was sent anyway, and its client dropped what
+// the original may have done. The lookup's error is the answer: retry.
+func TestRefusalUnsureWhenRecordUnread(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherRSA, 500, 100, nil) // 100 cannot pay 500
+	s := &lookupFailsAfter{Store: e.s}
+	b := bank.New(s, e.keys, func() time.Time { return e.now }, nil)
+	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
+	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: e.now, Planchets: []ecash.Planchet{p}}
+	rand.Read(w.Nonce[:])
+	ks, _ := e.b.KeySet()
+	amount, err := ks.WithdrawAmount(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Withdraw(t.Context(), w.Body(), ecash.SignWithdraw(e.acctKey, w, amount))
+	if s.calls != 2 || errors.Is(err, bank.ErrInsufficientFunds) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
+		t.Fatalf("refusal whose second record lookup failed (%d lookups): %v; want the lookup's error, not a refusal", s.calls, err)
+	}
+}
