@@ -61,3 +61,46 @@ func TestRecoveredRefusedWithdrawalParksIndices(t *testing.T) {
 		t.Fatalf("restored %s from the seed; the wallet holds EUR:1.00, its coins past %d indices the refused withdrawals skipped", rep.Fresh, top)
 	}
 }
+
+// answerLostThenUnknown passes the first Withdraw to the bank and loses
+// its answer; it refuses every later one NotFound, as a bank did before
+// it looked its record up (a denomination the replica asked did not
+// serve).
+type answerLostThenUnknown struct {
+	pb.BankClient
+	sent bool
+}
+
+func (c *answerLostThenUnknown) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	if c.sent {
+		return nil, status.Error(codes.NotFound, "ecash: unknown denomination")
+	}
+	c.sent = true
+	if _, err := c.BankClient.Withdraw(ctx, in, opts...); err != nil {
+		return nil, err
+	}
+	return nil, status.Error(codes.Unavailable, "connection reset")
+}
+
+// TestRecoveredUnknownDenominationKeepsIndices: a recovered request is a
+// retry whose first send's outcome is unknown. Refused by a bank that has
+// not looked its record up (NotFound, InvalidArgument, Unauthenticated),
+// the bank may have signed its planchets: parked, the next withdrawal
+// reused the indices, and under another key paid for coins whose keys a
+// restore finds twice. Only refusals made after the record (funds,
+// limits, a lock) park a recovered request.
+func TestRecoveredUnknownDenominationKeepsIndices(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := fundedWallet(t, f, "EUR:2.00")
+	n0, _ := wallet.NextIndex(w)
+	c := &answerLostThenUnknown{BankClient: f.bankc}
+	if _, err := w.Withdraw(ctx, c, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal whose answer was lost: %v, want ErrPending", err)
+	}
+	err := w.Recover(ctx, c)
+	t.Logf("recovered: %v", err)
+	if n, _ := wallet.NextIndex(w); n == n0 {
+		t.Fatalf("the indices of a recovered withdrawal the bank signed were parked after a refusal made before its record (counter back at %d)", n)
+	}
+}

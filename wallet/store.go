@@ -139,6 +139,9 @@ type pendingWithdraw struct {
 	// have, if nothing touched the counter since. Records written before
 	// it have none, and their indices stay skipped.
 	res *reservation
+	// recovered: read back from the store, so sent before (perhaps),
+	// its outcome unknown.
+	recovered bool
 }
 
 func (p *pendingWithdraw) encode() []byte {
@@ -158,7 +161,7 @@ func (p *pendingWithdraw) encode() []byte {
 
 func decodePendingWithdraw(b []byte) (*pendingWithdraw, error) {
 	d := ecash.NewDecoder("wallet/withdraw", b)
-	p := &pendingWithdraw{Body: d.VarBytes(ecash.MaxFieldLen), Sig: d.VarBytes(64)}
+	p := &pendingWithdraw{Body: d.VarBytes(ecash.MaxFieldLen), Sig: d.VarBytes(64), recovered: true}
 	n := d.Count(ecash.MaxCoinsPerRequest)
 	for range n {
 		p.Indices = append(p.Indices, d.U64())

@@ -56,3 +56,29 @@ func TestLogCheckRecordCredited(t *testing.T) {
 		t.Fatal("a record with a trailing byte decodes")
 	}
 }
+
+// TestNewCoinsOnceEach: a coin id twice in one batch (a planchet reused
+// under the same key) is one coin: written twice, both records were
+// returned and the transcript issued the coin twice, which its audit
+// refuses.
+func TestNewCoinsOnceEach(t *testing.T) {
+	w, err := Create(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := coinRecord{Index: 3, Coin: ecash.Coin{Pub: bytes.Repeat([]byte{1}, 32), Sig: []byte{2}}, Value: ecash.MustParseAmount("EUR:0.02"), State: CoinFresh}
+	again := c
+	again.Index = 9
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.db.NewBatch()
+	defer b.Close()
+	added, err := w.newCoins(b, []coinRecord{c, again})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(added) != 1 || added[0].Index != 3 {
+		t.Fatalf("one coin twice in a batch added %d records (%+v), want the first alone", len(added), added)
+	}
+}

@@ -481,8 +481,13 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// An answered CS nonce is never offered again. A request
 			// recovered after a crash is parked too, by the generation
 			// stored with it (pendingWithdraw.res); one stored without
-			// it skips its indices.
-			if status.Code(err) != codes.AlreadyExists && pw.res != nil {
+			// it skips its indices. Its first send may have committed:
+			// only a refusal the bank makes after looking its record up
+			// (funds, limits, a lock: FailedPrecondition) says it did
+			// not; one made before (a denomination the replica does
+			// not serve, the signature) leaves its indices skipped.
+			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
+			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
 				return nil, errors.Join(err, w.parkIndices(*pw.res))
 			}
 			return nil, err
@@ -556,8 +561,14 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 // refused. The caller holds w.mu.
 func (w *Wallet) newCoins(b *pebble.Batch, recs []coinRecord) ([]coinRecord, error) {
 	var added []coinRecord
+	seen := make(map[ecash.Hash]bool, len(recs)) // one id twice in recs: a reused key
 	for _, rec := range recs {
-		key := coinKey(rec.Coin.ID())
+		id := rec.Coin.ID()
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		key := coinKey(id)
 		if old, err := get(w.db, key); err != nil {
 			return nil, err
 		} else if old != nil {
