@@ -21,7 +21,7 @@ func (m *Merchant) checkKeySetLine(ctx context.Context, cp auditlog.Checkpoint, 
 	held := m.keySet()
 	newer, err := logclient.CheckKeySet(ctx, m.logc, cp, held, held.Encode())
 	switch {
-	case errors.Is(err, logclient.ErrKeySetLine):
+	case errors.Is(err, logclient.ErrKeySetLine), errors.Is(err, logclient.ErrMismatch):
 		return fmt.Errorf("merchant: %w: %w", logclient.ErrMismatch, err)
 	case err != nil || newer == nil:
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/logclient"
@@ -41,7 +42,7 @@ func TestVerifyLogNewerKeySet(t *testing.T) {
 	}
 	k2 := k1
 	k2.Denoms = slices.Clone(k1.Denoms[1:]) // drops a key whose coins are still accepted
-	k2.IssuedAt = s.clock.now()
+	k2.IssuedAt = k1.IssuedAt.Add(time.Second)
 	if err := bank.New(store, &k2, s.clock.now, nil).PublishKeySet(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (s *staleHead) LogHead(ctx context.Context) (int64, bank.KeySetRef, bool, e
 // TestVerifyLogKeySetReport: VerifyLog says in its report which key set
 // the checkpoint names and whether the wallet adopted it; a checkpoint
 // whose keyset line names an older key set than the one the wallet holds
-// (logged after it, in the same tree) is reported as a false line.
+// is reported (ErrLogMismatch, logclient.ErrMismatch).
 func TestVerifyLogKeySetReport(t *testing.T) {
 	ctx := context.Background()
 	k0 := keys(t)
@@ -76,7 +76,7 @@ func TestVerifyLogKeySetReport(t *testing.T) {
 	}
 
 	// A checkpoint naming the first key set as the newest, while the
-	// wallet holds one logged after it: a provable lie. (The log grows, so
+	// wallet holds one issued after it: reported. (The log grows, so
 	// that the witness takes the new checkpoint.)
 	lying.lie.Store(true)
 	pub, _, err := ed25519.GenerateKey(nil)
@@ -86,7 +86,7 @@ func TestVerifyLogKeySetReport(t *testing.T) {
 	if _, err := store.OpenAccount(ctx, "another", pub, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.VerifyLog(ctx, bankc, logc); !errors.Is(err, wallet.ErrLogMismatch) || !errors.Is(err, logclient.ErrKeySetLine) {
+	if _, err := w.VerifyLog(ctx, bankc, logc); !errors.Is(err, wallet.ErrLogMismatch) || !errors.Is(err, logclient.ErrMismatch) {
 		t.Fatalf("a keyset line naming an older key set than the one held: %v", err)
 	}
 }

@@ -1,7 +1,9 @@
 package wallet_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"slices"
 	"strings"
@@ -9,8 +11,12 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
@@ -94,7 +100,7 @@ func TestVerifyLogNewerKeySet(t *testing.T) {
 	// whose coins are still accepted): reported, not adopted.
 	k2 := k1
 	k2.Denoms = slices.Clone(k1.Denoms[1:])
-	k2.IssuedAt = time.Now()
+	k2.IssuedAt = k1.IssuedAt.Add(time.Second)
 	hiddenKeySetBank(t, store, &k2)
 	_, err = w.VerifyLog(ctx, bankc, logc)
 	if !errors.Is(err, wallet.ErrLogMismatch) || !strings.Contains(err.Error(), "newer than the one it serves this wallet") {
@@ -102,5 +108,119 @@ func TestVerifyLogNewerKeySet(t *testing.T) {
 	}
 	if held, _ := w.KeySet(); len(held.Denominations) != len(k1.Denoms) {
 		t.Fatal("the refused key set replaced the one held")
+	}
+}
+
+// lyingLog is an AuditLogClient whose FindEntry says the entry of ref is
+// not logged (or, with at >= 0, is at entry at); every other answer is the
+// bank's.
+type lyingLog struct {
+	pb.AuditLogClient
+	ref []byte
+	at  int64
+}
+
+func (l lyingLog) FindEntry(ctx context.Context, in *pb.FindEntryRequest, opts ...grpc.CallOption) (*pb.FindEntryResponse, error) {
+	if bytes.Equal(in.Ref, l.ref) {
+		if l.at < 0 {
+			return nil, status.Error(codes.NotFound, "no such entry")
+		}
+		return &pb.FindEntryResponse{Index: l.at}, nil
+	}
+	return l.AuditLogClient.FindEntry(ctx, in, opts...)
+}
+
+// TestVerifyLogNewerKeySetFindLies: no FindEntry answer ends the keyset
+// line's check. A bank that says the key set it served the wallet is not
+// logged, or logged past the checkpoint, still cannot keep the wallet on
+// it while the checkpoint names a newer one that revokes a denomination:
+// the wallet adopts the newer one.
+func TestVerifyLogNewerKeySetFindLies(t *testing.T) {
+	for name, at := range map[string]int64{"not logged": -1, "past the checkpoint": 1 << 40} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			k0 := keys(t)
+			store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			bankc, logc := hiddenKeySetBank(t, store, k0)
+			w, err := wallet.Create(t.TempDir(), wallet.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if _, err := w.RefreshKeys(ctx, bankc); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.VerifyLog(ctx, bankc, logc); err != nil {
+				t.Fatal(err)
+			}
+			k1 := *k0
+			k1.Denoms = slices.Clone(k0.Denoms)
+			leaked := k1.Denoms[0].ID
+			if err := k1.Revoke(leaked, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			hiddenKeySetBank(t, store, &k1)
+			held := sha256.Sum256(k0.KeySet().Encode())
+			rep, err := w.VerifyLog(ctx, bankc, lyingLog{AuditLogClient: logc, ref: held[:], at: at})
+			if err != nil {
+				t.Fatalf("%+v, %v", rep, err)
+			}
+			ks, err := w.KeySet()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := ks.Denomination(leaked); !d.Revoked || !rep.AdoptedKeySet {
+				t.Fatalf("a false FindEntry answer kept the wallet on the key set without the revocation (report %+v)", rep)
+			}
+		})
+	}
+}
+
+// TestCheckKeySetIndex: a keyset line naming the held key set is checked
+// too: the entry at its index must be that key set (a line naming the
+// held set at another entry is false, ErrKeySetLine), and a line naming
+// an older key set than the one held is logclient.ErrMismatch.
+func TestCheckKeySetIndex(t *testing.T) {
+	ctx := context.Background()
+	k0 := keys(t)
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	_, logc := hiddenKeySetBank(t, store, k0)
+	k1 := *k0
+	k1.Denoms = slices.Clone(k0.Denoms)
+	if err := k1.Revoke(k1.Denoms[0].ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	hiddenKeySetBank(t, store, &k1)
+	ks0, ks1 := k0.KeySet(), k1.KeySet()
+	cp, _, err := logclient.Refresh(ctx, logc, ks0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != 2 || cp.KeySet.Index != 1 || cp.KeySet.Hash != sha256.Sum256(ks1.Encode()) {
+		t.Fatalf("checkpoint %+v: want k1 at entry 1 of 2", cp)
+	}
+	if newer, err := logclient.CheckKeySet(ctx, logc, cp, ks1, ks1.Encode()); newer != nil || err != nil {
+		t.Fatalf("the true line naming the held set: %v, %v", newer, err)
+	}
+	if _, err := logclient.CheckKeySet(ctx, logc, cp, ks0, ks0.Encode()); err != nil {
+		t.Fatalf("the true line naming a newer set: %v", err)
+	}
+	lie := cp
+	lie.KeySet.Hash = sha256.Sum256(ks0.Encode()) // k0, said to be at entry 1 (k1's)
+	if _, err := logclient.CheckKeySet(ctx, logc, lie, ks0, ks0.Encode()); !errors.Is(err, logclient.ErrKeySetLine) {
+		t.Fatalf("a line naming the held set at another key set's entry: %v, want ErrKeySetLine", err)
+	}
+	older := cp
+	older.KeySet.Index, older.KeySet.Hash = 0, sha256.Sum256(ks0.Encode())
+	if _, err := logclient.CheckKeySet(ctx, logc, older, ks1, ks1.Encode()); !errors.Is(err, logclient.ErrMismatch) {
+		t.Fatalf("a line naming an older key set than the held one: %v, want ErrMismatch", err)
 	}
 }
