@@ -495,12 +495,15 @@ type Store interface {
 	// Unlock clears an account's failed authentications from every
 	// source. ErrNoAccount; ErrInvalidOp for a system account.
 	Unlock(ctx context.Context, id uint64) error
-	// PublishKeySet appends a KeySet entry with signed, unless the newest
-	// KeySet entry holds the same bytes (a restart publishes nothing new),
-	// and records the denominations it revokes (KeySetRevocations). A key
-	// set that lists as valid a denomination a logged key set revoked is
-	// refused with ErrUnrevoked: the log never un-revokes. LogIndex finds
-	// the entry by the SHA-256 of signed.
+	// PublishKeySet appends a KeySet entry with signed, unless a KeySet
+	// entry holds the same bytes already (a restart publishes nothing new;
+	// a replica restarting on an old key file logs nothing either, so the
+	// newest KeySet entry, which LogHead names, is never an older set
+	// logged again), and records the denominations it revokes
+	// (KeySetRevocations). A key set that lists as valid a denomination a
+	// logged key set revoked is refused with ErrUnrevoked, logged before
+	// or not: the log never un-revokes. LogIndex finds the entry by the
+	// SHA-256 of signed.
 	PublishKeySet(ctx context.Context, signed []byte, at time.Time) error
 	// Revocations lists the denominations logged key sets revoke, each with
 	// the index of the first KeySet entry that revoked it.

@@ -188,6 +188,12 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		if err != nil {
 			return err
 		}
+		// Logged before another (a replica restarting on an old key
+		// file): never again, so that the newest entry, and
+		// m/keyset-hash, stay the newest key set.
+		if _, found, err := t.get(hashKey(prefixLogRef, h)); err != nil || found {
+			return err
+		}
 		index := t.log.Size()
 		if err := t.appendLog(auditlog.KeySet{Signed: signed}, at, (*ecash.Hash)(&h)); err != nil {
 			return err

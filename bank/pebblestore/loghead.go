@@ -10,8 +10,9 @@ import (
 )
 
 // LogHead implements bank.Store. The size, the newest key set's hash
-// (m/keyset-hash) and its index (x/<hash>: a key set logged again names
-// its newer entry) are read from one snapshot, so the key set is the
+// (m/keyset-hash) and its index (x/<hash>; a key set is logged once,
+// though a log written before that rule may hold one twice, and its ref
+// names the newer entry) are read from one snapshot, so the key set is the
 // newest of exactly those entries.
 func (s *Store) LogHead(ctx context.Context) (int64, bank.KeySetRef, bool, error) {
 	if err := s.enter(); err != nil {

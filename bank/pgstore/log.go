@@ -402,7 +402,9 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 // restart) is found without the log's lock; a new one is compared again
 // under it, so two replicas publishing one key set append it once. Under
 // the lock it reads the recorded revocations, refuses a key set that
-// un-revokes one, and records its own with its entry.
+// un-revokes one, logs nothing for a key set logged before (log_refs: a
+// replica restarting on an old key file), and records its own with its
+// entry.
 func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) error {
 	op := auditlog.KeySet{Signed: bytes.Clone(signed)}
 	if err := checkEntry(op, at); err != nil {
@@ -433,6 +435,8 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 			}
 			return rows.Err()
 		})
+		var inLog bool
+		b.Queue(`SELECT EXISTS (SELECT 1 FROM log_refs WHERE ref = $1)`, h[:]).QueryRow(func(row pgx.Row) error { return row.Scan(&inLog) })
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -442,6 +446,12 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 		revoked, err := bank.KeySetRevocations(signed, func(id ecash.Hash) (bool, error) { return logged[id], nil })
 		if err != nil {
 			return refuse(err)
+		}
+		if inLog {
+			// Logged before another (a replica restarting on an old key
+			// file): never again, so that the newest entry, and
+			// keyset_hash, stay the newest key set.
+			return nil
 		}
 		b, err = t.appendLog(&l, op, at, (*ecash.Hash)(&h), h[:])
 		if err != nil {

@@ -8,8 +8,9 @@ import (
 )
 
 // LogHead implements bank.Store. One statement reads the size, the newest
-// key set's hash (log_state.keyset_hash) and its entry (log_refs: a key
-// set logged again names its newer entry), so all three come from one
+// key set's hash (log_state.keyset_hash) and its entry (log_refs; a key
+// set is logged once, though a log written before that rule may hold one
+// twice, and its ref names the newer entry), so all three come from one
 // snapshot: a key set another replica logs meanwhile is in neither or in
 // all three.
 func (s *Store) LogHead(ctx context.Context) (int64, bank.KeySetRef, bool, error) {

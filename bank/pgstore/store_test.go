@@ -393,10 +393,10 @@ func TestMigrationsTakeTurns(t *testing.T) {
 	}
 }
 
-// A key set logged again by another replica moves its reference to the
-// newer entry; every replica answers LogIndex with that one (a replica
-// that logged it first used to answer its own, older index).
-func TestLogIndexOfKeySetLoggedAgain(t *testing.T) {
+// A key set another replica publishes again (restarted on an old key
+// file) is not logged again: every replica answers LogIndex with its
+// entry, and LogHead names the newer key set still.
+func TestKeySetNotLoggedAgain(t *testing.T) {
 	dsn := freshDSN(t)
 	a, b := mustOpen(t, dsn), mustOpen(t, dsn)
 	defer a.Close()
@@ -412,8 +412,12 @@ func TestLogIndexOfKeySetLoggedAgain(t *testing.T) {
 	}
 	ref := ecash.Hash(sha256.Sum256(k1))
 	for name, s := range map[string]*Store{"a": a, "b": b} {
-		if idx, found, err := s.LogIndex(bg, ref); err != nil || !found || idx != 2 {
-			t.Errorf("replica %s: LogIndex(K1) = %d, %v, %v; want 2, the newer entry", name, idx, found, err)
+		if idx, found, err := s.LogIndex(bg, ref); err != nil || !found || idx != 0 {
+			t.Errorf("replica %s: LogIndex(K1) = %d, %v, %v; want 0, its only entry", name, idx, found, err)
+		}
+		size, head, found, err := s.LogHead(bg)
+		if err != nil || !found || size != 2 || head.Index != 1 || head.Ref != sha256.Sum256(k2) {
+			t.Errorf("replica %s: LogHead = %d, %+v, %v, %v; want K2 at entry 1 of 2", name, size, head, found, err)
 		}
 	}
 }
