@@ -1,6 +1,7 @@
 package auditlog_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -177,5 +178,59 @@ func TestWitnessTakesKeySetLine(t *testing.T) {
 	}
 	if got, err := w.Accept(oldSigned, nil); err != nil || got != cp {
 		t.Fatalf("the line given up for a checkpoint without it: %+v, %v", got, err)
+	}
+}
+
+// TestWitnessKeySetEquivocation: two signed checkpoints of one tree whose
+// keyset lines differ are a *ForkError carrying both (the tree determines
+// its newest key set: one line is false); the same line again, or a line
+// where the one held had none, is accepted.
+func TestWitnessKeySetEquivocation(t *testing.T) {
+	f := newFixture(t)
+	m := f.memLog(t)
+	s, err := auditlog.NewSigner(f.origin, f.signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := m.Checkpoint(f.origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cp.HasKeySet || cp.KeySet.Index == 0 {
+		t.Fatalf("the fixture's checkpoint %+v: want a line past entry 0", cp)
+	}
+	sign := func(c auditlog.Checkpoint) []byte {
+		t.Helper()
+		b, err := auditlog.SignCheckpoint(c, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	legacy := cp
+	legacy.KeySet, legacy.HasKeySet = auditlog.KeySetLine{}, false
+	older := cp
+	older.KeySet, _, _ = m.NewestKeySet(1)
+	w, err := auditlog.NewWitness(f.origin, f.verifier(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []auditlog.Checkpoint{legacy, cp, cp, legacy} {
+		want := cp
+		if i == 0 {
+			want = legacy
+		}
+		if got, err := w.Accept(sign(c), nil); err != nil || got != want {
+			t.Fatalf("%+v: %+v, %v", c, got, err)
+		}
+	}
+	lie := sign(older)
+	_, err = w.Accept(lie, nil)
+	var fork *auditlog.ForkError
+	if !errors.As(err, &fork) || !errors.Is(err, auditlog.ErrForked) || !bytes.Equal(fork.Newer, lie) || !strings.Contains(err.Error(), "key set") {
+		t.Fatalf("a checkpoint of the same tree naming another key set: %v, want a *ForkError carrying it", err)
+	}
+	if held, signed, _ := w.Latest(); held != cp || !bytes.Equal(fork.Older, signed) {
+		t.Fatalf("the witness holds %+v after the equivocation, want %+v, and the fork its signed form", held, cp)
 	}
 }

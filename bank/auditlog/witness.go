@@ -14,11 +14,20 @@ import (
 // checkpoints that do not describe one append-only log.
 var ErrForked = errors.New("auditlog: the bank's log is forked")
 
+// ErrKeySetEquivocation is the Reason of a *ForkError whose two
+// checkpoints have the same tree (size and root) and different keyset
+// lines: the tree determines its newest key set, so one of them is false,
+// and both are signed.
+var ErrKeySetEquivocation = errors.New("auditlog: two checkpoints of one tree name different key sets")
+
 // ForkError is the evidence of a fork: two checkpoints, both signed by the
-// bank's log key, and the consistency proof that failed to join them.
+// bank's log key, and the consistency proof that failed to join them; or
+// two of the same tree whose keyset lines differ (Reason wraps
+// ErrKeySetEquivocation, Proof is nil).
 //
-// When Older and Newer have the same size and different roots the evidence
-// stands alone: anyone holding the bank's verifier key can check it. When the
+// When Older and Newer have the same size and different roots, or the same
+// tree and different keyset lines, the evidence stands alone: anyone
+// holding the bank's verifier key can check it. When the
 // sizes differ, it stands once the bank cannot produce any proof that
 // verifies (the proof may have been damaged on the way, so a client asks
 // again before it raises the alarm).
@@ -82,8 +91,10 @@ func (w *Witness) Latest() (cp Checkpoint, signed []byte, ok bool) {
 // witness holds nothing or the sizes are equal. A newer consistent
 // checkpoint replaces the one held, and so does one of equal size with a
 // keyset line when the one held has none; an older or equal consistent one
-// otherwise changes nothing. A witness does not check keyset lines (it
-// cannot: only a replay of the log can); it cosigns the whole body. Accept
+// otherwise changes nothing. A witness does not check keyset lines against
+// the log (it cannot: only a replay of the log can); it cosigns the whole
+// body. But two of one size whose lines differ are a *ForkError
+// (ErrKeySetEquivocation): one tree has one newest key set. Accept
 // returns the newest checkpoint held afterwards.
 //
 // Errors: a bad signature or another log's checkpoint (ErrCheckpointSignature,
@@ -112,6 +123,12 @@ func (w *Witness) Accept(signed []byte, proof tlog.TreeProof) (Checkpoint, error
 	}
 	if err := VerifyConsistency(older, newer, proof); err != nil {
 		return w.cp, &ForkError{Older: clone(olderSigned), Newer: clone(newerSigned), Proof: proof, Reason: err}
+	}
+	// The tree determines its newest key set: two lines for one tree are
+	// as strong a proof as two roots.
+	if older.Size == newer.Size && older.HasKeySet && newer.HasKeySet && older.KeySet != newer.KeySet {
+		return w.cp, &ForkError{Older: clone(olderSigned), Newer: clone(newerSigned), Reason: fmt.Errorf("%w: two checkpoints of %d entries name different newest key sets (entry %d, %x…; entry %d, %x…)",
+			ErrKeySetEquivocation, older.Size, older.KeySet.Index, older.KeySet.Hash[:8], newer.KeySet.Index, newer.KeySet.Hash[:8])}
 	}
 	// An equal one replaces a checkpoint without a keyset line (saved
 	// before banks committed to their key sets): same tree, and the claim
