@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"math/bits"
 	"slices"
 	"time"
@@ -233,12 +234,13 @@ type Auditor struct {
 	// last; keySetIssuedKnown is false before the first.
 	keySetIssued      int64
 	keySetIssuedKnown bool
-	// newestKeySet is the newest KeySet entry applied: what a checkpoint's
-	// keyset line must name. newestKeySetKnown is false before the first,
-	// and in an auditor restored from a v4 or v3 state until it applies
-	// one (those states did not record it).
-	newestKeySet      KeySetLine
-	newestKeySetKnown bool
+	// keySetEntries are the KeySet entries applied at or after
+	// keySetsFrom, in log order: the newest below a size is what the
+	// keyset line of a checkpoint of that size must name. keySetsFrom is 0
+	// (every one) except in an auditor restored from a v4 or v3 state,
+	// which did not record them: the size it was restored at.
+	keySetEntries []KeySetLine
+	keySetsFrom   int64
 
 	accounts map[uint64]*accountState
 	keys     map[[32]byte]uint64 // account key → account
@@ -309,7 +311,51 @@ func (a *Auditor) Checkpoint(origin string) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	return Checkpoint{Origin: origin, Size: a.size, Root: root, KeySet: a.newestKeySet, HasKeySet: a.newestKeySetKnown}, nil
+	ks, known := a.NewestKeySet(a.size)
+	return Checkpoint{Origin: origin, Size: a.size, Root: root, KeySet: ks, HasKeySet: known && ks != (KeySetLine{})}, nil
+}
+
+// NewestKeySet returns the newest KeySet entry below size (at most the
+// size applied): what the keyset line of a checkpoint of that size must
+// name; the zero KeySetLine if the log has none below it. known is false
+// when the auditor cannot say: restored from a v4 or v3 state (which did
+// not record key sets) and no key set applied since lies below size.
+func (a *Auditor) NewestKeySet(size int64) (ks KeySetLine, known bool) {
+	if size > a.size {
+		return KeySetLine{}, false
+	}
+	i := sort.Search(len(a.keySetEntries), func(i int) bool { return a.keySetEntries[i].Index >= size })
+	if i > 0 {
+		return a.keySetEntries[i-1], true
+	}
+	return KeySetLine{}, a.keySetsFrom == 0
+}
+
+// VerifyKeySetLine checks the keyset line of cp, a checkpoint of a tree
+// the auditor has applied (cp.Size at most its size; the caller checks
+// cp's root, by Verify or a consistency proof): it must name the newest
+// KeySet entry below cp.Size. checked is false when cp has no line (signed
+// before banks committed to their key sets) and when the auditor cannot
+// say (NewestKeySet). A false line wraps ErrBadProof and ErrKeySetLine.
+func (a *Auditor) VerifyKeySetLine(cp Checkpoint) (checked bool, err error) {
+	if cp.Size > a.size {
+		return false, fmt.Errorf("%w: %d entries replayed, the checkpoint has %d", ErrBadProof, a.size, cp.Size)
+	}
+	if !cp.HasKeySet {
+		return false, nil
+	}
+	want, known := a.NewestKeySet(cp.Size)
+	switch {
+	case !known:
+		return false, nil
+	case want == (KeySetLine{}):
+		return true, fmt.Errorf("%w: %w: the checkpoint of %d entries names key set %s… at entry %d, but no key set is logged below it",
+			ErrBadProof, ErrKeySetLine, cp.Size, short(cp.KeySet.Hash), cp.KeySet.Index)
+	case cp.KeySet != want:
+		return true, fmt.Errorf("%w: %w: the checkpoint of %d entries names key set %s… at entry %d as the newest logged, but the newest is %s… at entry %d: the bank hides a key set from whoever it serves an older one",
+			ErrBadProof, ErrKeySetLine, cp.Size, short(cp.KeySet.Hash), cp.KeySet.Index, short(want.Hash), want.Index)
+	}
+	return true, nil
 }
 
 // Verify checks that the entries applied are exactly the log cp describes:
@@ -330,11 +376,8 @@ func (a *Auditor) Verify(cp Checkpoint) error {
 	if root != cp.Root {
 		return fmt.Errorf("%w: %d entries make root %s, the checkpoint says %s", ErrBadProof, a.size, root, cp.Root)
 	}
-	if cp.HasKeySet && a.newestKeySetKnown && cp.KeySet != a.newestKeySet {
-		return fmt.Errorf("%w: %w: the checkpoint of %d entries names key set %s… at entry %d as the newest logged, but the newest is %s… at entry %d: the bank hides a key set from whoever it serves an older one",
-			ErrBadProof, ErrKeySetLine, cp.Size, short(cp.KeySet.Hash), cp.KeySet.Index, short(a.newestKeySet.Hash), a.newestKeySet.Index)
-	}
-	return nil
+	_, err = a.VerifyKeySetLine(cp)
+	return err
 }
 
 // ErrKeySetLine is wrapped (with ErrBadProof) by a checkpoint whose keyset
@@ -1088,7 +1131,7 @@ func (c *change) commit() error {
 	}
 	if ks := c.keySet; ks != nil {
 		a.addKeySet(ks, c.e.Index)
-		a.newestKeySet, a.newestKeySetKnown = KeySetLine{Index: c.e.Index, Hash: c.keySetH}, true
+		a.keySetEntries = append(a.keySetEntries, KeySetLine{Index: c.e.Index, Hash: c.keySetH})
 		// A master-signed key set that lists a denomination as revoked
 		// revokes it: the only way one is revoked, so that the key set
 		// wallets are served says so too (no entry revokes under the
@@ -1419,9 +1462,12 @@ func (a *Auditor) MarshalBinary() ([]byte, error) {
 	e.U64(uint64(a.keySets))
 	e.U8(boolByte(a.keySetIssuedKnown))
 	e.I64(a.keySetIssued)
-	e.U8(boolByte(a.newestKeySetKnown))
-	e.U64(uint64(a.newestKeySet.Index))
-	e.Fixed(a.newestKeySet.Hash[:])
+	e.U64(uint64(a.keySetsFrom))
+	e.U32(uint32(len(a.keySetEntries)))
+	for _, ks := range a.keySetEntries {
+		e.U64(uint64(ks.Index))
+		e.Fixed(ks.Hash[:])
+	}
 	e.U32(uint32(len(a.signing)))
 	for _, k := range a.signing {
 		e.Fixed(k)
@@ -1607,13 +1653,20 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		return nil, malformed("the last key set's issue time")
 	}
 	a.keySetIssuedKnown = known == 1
+	keySetsFrom := int64(-1) // v4, v3: the size restored at, below
 	if !v3 && !v4 {
-		newest := d.U8()
-		a.newestKeySet = KeySetLine{Index: int64(d.U64()), Hash: fixedHash(d)}
-		if d.Err() == nil && (newest > 1 || (newest == 0 && a.newestKeySet != KeySetLine{}) || (newest == 1 && a.keySets == 0)) {
-			return nil, malformed("the newest key set")
+		keySetsFrom = int64(d.U64())
+		nks := d.Count(maxSaved)
+		for i := 0; i < nks && d.Err() == nil; i++ {
+			ks := KeySetLine{Index: int64(d.U64()), Hash: fixedHash(d)}
+			if d.Err() == nil && (ks.Index < keySetsFrom || (i > 0 && ks.Index <= a.keySetEntries[i-1].Index)) {
+				return nil, malformed("key set entry %d out of order", ks.Index)
+			}
+			a.keySetEntries = append(a.keySetEntries, ks)
 		}
-		a.newestKeySetKnown = newest == 1
+		if d.Err() == nil && (keySetsFrom < 0 || int64(len(a.keySetEntries)) > a.keySets || (keySetsFrom == 0 && int64(len(a.keySetEntries)) != a.keySets)) {
+			return nil, malformed("%d key set entries from %d, of %d key sets", len(a.keySetEntries), keySetsFrom, a.keySets)
+		}
 	}
 	ns := d.Count(maxSaved)
 	for i := 0; i < ns && d.Err() == nil; i++ {
@@ -1738,8 +1791,12 @@ func decodeAuditor(b []byte) (*Auditor, error) {
 		return nil, malformed("size %d", size)
 	}
 	a.size = int64(size)
-	if a.newestKeySetKnown && (a.newestKeySet.Index < 0 || a.newestKeySet.Index >= a.size) {
-		return nil, malformed("the newest key set at %d in a log of %d", a.newestKeySet.Index, a.size)
+	if keySetsFrom < 0 {
+		keySetsFrom = a.size
+	}
+	a.keySetsFrom = keySetsFrom
+	if a.keySetsFrom > a.size || (len(a.keySetEntries) > 0 && a.keySetEntries[len(a.keySetEntries)-1].Index >= a.size) {
+		return nil, malformed("key set entries past the log of %d", a.size)
 	}
 	fi := frontierIndexes(a.size)
 	if len(fi) != len(hs) {

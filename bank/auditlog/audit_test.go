@@ -176,20 +176,31 @@ func TestAuditResume(t *testing.T) {
 	if bytes.Count(want, issued) != 1 {
 		t.Fatal("the key sets' count and the last one's issue time are not in the saved state once")
 	}
-	// Then the newest key set entry (known, index, hash), which keyset
-	// lines are checked against; a v4 state lacks it, and is read with it
-	// unknown until the next key set.
-	newestAt := bytes.Index(want, issued) + len(issued)
-	if want[newestAt] != 1 {
-		t.Fatal("the newest key set is not known after the issue time")
+	// Then the key set entries (complete from size 0; their count; each
+	// index and hash), which keyset lines are checked against; a v4 state
+	// lacks them, and is read as complete only from its own size.
+	listAt := bytes.Index(want, issued) + len(issued)
+	nks := int(binary.BigEndian.Uint32(want[listAt+8:]))
+	listEnd := listAt + 8 + 4 + nks*(8+32)
+	if binary.BigEndian.Uint64(want[listAt:]) != 0 || int64(nks) != whole.Report().KeySets {
+		t.Fatalf("the saved state lists %d key set entries from %d, want all %d from 0", nks, binary.BigEndian.Uint64(want[listAt:]), whole.Report().KeySets)
 	}
-	unknown := append(bytes.Clone(want[:newestAt]), make([]byte, 1+8+32)...)
-	unknown = append(unknown, want[newestAt+1+8+32:]...)
-	v4 := append(ecash.NewEncoder("auditlog/auditor/v4").Bytes(), want[len(v5):newestAt]...)
-	v4 = append(v4, want[newestAt+1+8+32:]...)
+	if cp, err := whole.Checkpoint(f.origin); err != nil || int64(binary.BigEndian.Uint64(want[listEnd-40:])) != cp.KeySet.Index || !bytes.Equal(want[listEnd-32:listEnd], cp.KeySet.Hash[:]) {
+		t.Fatalf("the last key set entry saved is not the checkpoint's (%v)", err)
+	}
+	unknown := binary.BigEndian.AppendUint64(bytes.Clone(want[:listAt]), uint64(whole.Report().Entries))
+	unknown = append(binary.BigEndian.AppendUint32(unknown, 0), want[listEnd:]...)
+	v4 := append(ecash.NewEncoder("auditlog/auditor/v4").Bytes(), want[len(v5):listAt]...)
+	v4 = append(v4, want[listEnd:]...)
 	a4 := auditlog.NewAuditor(f.ks.MasterPub)
 	if err := a4.UnmarshalBinary(v4); err != nil || !bytes.Equal(marshal(t, a4), unknown) {
-		t.Fatalf("a v4 state is not read as the v5 state without the newest key set: %v", err)
+		t.Fatalf("a v4 state is not read as the v5 state with no key set entries, complete from its size: %v", err)
+	}
+	if _, known := a4.NewestKeySet(a4.Size()); known {
+		t.Error("an auditor restored from a v4 state says which key set is the newest below its size")
+	}
+	if checked, err := a4.VerifyKeySetLine(auditlog.Checkpoint{Size: 1, HasKeySet: true}); checked || err != nil {
+		t.Errorf("an auditor restored from a v4 state checked a keyset line: %t, %v", checked, err)
 	}
 	// A v3 state also counted the entries of the retired kind revocation,
 	// after the others': with none it is read as the v4 state it equals,
@@ -208,8 +219,8 @@ func TestAuditResume(t *testing.T) {
 		b := append(ecash.NewEncoder("auditlog/auditor/v3").Bytes(), want[len(v5):i]...)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(auditlog.Kinds())+1))
 		b = binary.BigEndian.AppendUint64(append(b, counts...), revocations)
-		b = append(b, want[i+len(kinds):newestAt]...)
-		return append(b, want[newestAt+1+8+32:]...)
+		b = append(b, want[i+len(kinds):listAt]...)
+		return append(b, want[listEnd:]...)
 	}
 	if a := auditlog.NewAuditor(f.ks.MasterPub); a.UnmarshalBinary(v3(0)) != nil || !bytes.Equal(marshal(t, a), unknown) {
 		t.Error("a v3 state without revocation entries is not read as the v4 state it equals")

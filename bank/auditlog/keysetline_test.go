@@ -234,3 +234,53 @@ func TestWitnessKeySetEquivocation(t *testing.T) {
 		t.Fatalf("the witness holds %+v after the equivocation, want %+v, and the fork its signed form", held, cp)
 	}
 }
+
+// TestAuditorKeySetLineEarlierSizes: the auditor answers which key set is
+// the newest below every size it applied, not only its own (a wallet's
+// checkpoint of an earlier size is checked by it), before and after its
+// state is saved and restored, and refuses a false line at any of them.
+func TestAuditorKeySetLineEarlierSizes(t *testing.T) {
+	f := newFixture(t)
+	m := f.memLog(t)
+	entries := memEntries(t, m)
+	a := auditlog.NewAuditor(f.ks.MasterPub)
+	check := func(a *auditlog.Auditor) {
+		t.Helper()
+		for size := int64(1); size <= a.Size(); size++ {
+			want, _, err := m.NewestKeySet(size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, known := a.NewestKeySet(size); !known || got != want {
+				t.Fatalf("size %d of %d: the newest key set %+v (%t), want %+v", size, a.Size(), got, known, want)
+			}
+			cp := auditlog.Checkpoint{Size: size, KeySet: want, HasKeySet: true}
+			if checked, err := a.VerifyKeySetLine(cp); !checked || err != nil {
+				t.Fatalf("size %d of %d: the true line: %t, %v", size, a.Size(), checked, err)
+			}
+			cp.KeySet.Hash = ecash.HashOf([]byte("another key set"))
+			if _, err := a.VerifyKeySetLine(cp); !errors.Is(err, auditlog.ErrKeySetLine) {
+				t.Fatalf("size %d of %d: a false line: %v", size, a.Size(), err)
+			}
+		}
+		if _, known := a.NewestKeySet(a.Size() + 1); known {
+			t.Fatal("a size past the replay is answered")
+		}
+	}
+	for i, b := range entries {
+		if _, err := a.Apply(b); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if i == len(entries)/2 {
+			saved, err := a.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a = auditlog.NewAuditor(f.ks.MasterPub)
+			if err := a.UnmarshalBinary(saved); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check(a)
+}

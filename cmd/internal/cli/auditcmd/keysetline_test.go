@@ -6,6 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +77,62 @@ func TestLogAuditKeySetLine(t *testing.T) {
 				mustFail(t, code, rep, stderr, "", -1, "keyset line is false")
 			default:
 				mustFail(t, code, rep, stderr, "checkpoint", -1, "no keyset line")
+			}
+		})
+	}
+}
+
+// TestLogAuditFromKeySetLine: the keyset line of a --from checkpoint (a
+// wallet's, of an earlier size) is checked against the replay too: one
+// naming an older key set than the newest below its size fails the audit,
+// though the bank's checkpoint now is true; the true one passes.
+func TestLogAuditFromKeySetLine(t *testing.T) {
+	seed := func(b byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, 32)) }
+	master, signing := seed(1), seed(2)
+	now := time.Now().Truncate(time.Second)
+	ks1 := &ecash.KeySet{Currency: "EUR", MasterPub: master.Public().(ed25519.PublicKey), SigningPub: signing.Public().(ed25519.PublicKey),
+		HPKEPub: bytes.Repeat([]byte{9}, 32), IssuedAt: now}
+	ks1.Sign(master)
+	ks2, ks3 := *ks1, *ks1
+	ks2.IssuedAt, ks3.IssuedAt = now.Add(time.Second), now.Add(2*time.Second)
+	ks2.Sign(master)
+	ks3.Sign(master)
+	f := &fakeLogBank{log: auditlog.NewMemLog()}
+	f.serve(t, ks1, signing, now)
+	f.serve(t, &ks2, signing, now)
+	// The checkpoint of 2 entries a wallet kept.
+	at2, err := f.log.Checkpoint(f.origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.serve(t, &ks3, signing, now)
+	conn := serveLoopback(t, func(s *grpc.Server) {
+		pb.RegisterAuditLogServer(s, f)
+		pb.RegisterBankServer(s, fakeKeys{f: f})
+	})
+	for name, line := range map[string]auditlog.KeySetLine{
+		"the truth":         at2.KeySet,
+		"the older key set": {Index: 0, Hash: sha256.Sum256(ks1.Encode())},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cp := at2
+			cp.KeySet = line
+			signed, err := auditlog.SignCheckpoint(cp, f.signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := filepath.Join(t.TempDir(), "checkpoint")
+			if err := os.WriteFile(from, signed, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, rep, stderr := runLogAudit(t, "--bank", conn.Target(), "--plaintext", "--master", hex.EncodeToString(ks1.MasterPub), "--from", from)
+			if name == "the truth" {
+				mustOK(t, code, rep, stderr)
+				return
+			}
+			mustFail(t, code, rep, stderr, "", -1, "keyset line is false")
+			if !strings.Contains(stderr, "--from") {
+				t.Errorf("the failure does not name the --from checkpoint: %s", stderr)
 			}
 		})
 	}

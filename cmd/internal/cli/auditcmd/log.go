@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -260,6 +261,21 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 	}
 	if err := r.aud.Verify(cp); err != nil {
 		return r.fail(fmt.Errorf("the replayed log is not the bank's checkpoint: %w", err))
+	}
+	// Every checkpoint given (--from, --state) is of a tree the replay
+	// covers (it extends to cp): its keyset line must name the newest key
+	// set below its size, as a wallet's targeted checkpoint reaches the
+	// auditor this way.
+	for _, h := range append(earlier, r.latest) {
+		checked, err := r.aud.VerifyKeySetLine(h.cp)
+		if err != nil {
+			return r.fail(fmt.Errorf("%s: %w", h.what, err))
+		}
+		if !checked && h.cp.HasKeySet {
+			r.rep.NotChecked = append(slices.Clone(r.rep.NotChecked), fmt.Sprintf(
+				"the keyset line of %s (%d entries): the --state was saved by an earlier version, which did not record the key sets logged before entry %d, and none was replayed below that size since",
+				h.what, h.cp.Size, r.rep.ResumedAt))
+		}
 	}
 	if err := r.save(); err != nil {
 		return err
