@@ -73,8 +73,9 @@ type LogReport struct {
 // entry that does not match its receipt, or a payment order the log does
 // not record, wraps logclient.ErrMismatch and names the order (and the
 // entry); so does a newer logged key set (the checkpoint's keyset line
-// names it) that does not follow the one held, or a false keyset line. A
-// newer one that follows is taken (LogReport.AdoptedKeySet).
+// names it) that does not follow the one held, or a false keyset line,
+// reported (with the report) once the other checks were made. A newer one
+// that follows is taken (LogReport.AdoptedKeySet).
 func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -105,8 +106,11 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		return nil, err
 	}
 	rep := &LogReport{Checkpoint: cp}
-	if err := m.checkKeySetLine(ctx, cp, rep); err != nil {
-		return rep, err
+	// A key-set finding (logclient.ErrMismatch) is reported after the
+	// other checks, as the wallet does, so that it stops none of them.
+	keyErr := m.checkKeySetLine(ctx, cp, rep)
+	if keyErr != nil && !errors.Is(keyErr, logclient.ErrMismatch) {
+		return rep, keyErr
 	}
 	due, err := m.unverifiedDeposits()
 	if err != nil {
@@ -129,14 +133,17 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		// coins' value) less its deposit fees.
 		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins, Merchant: m.account, Amount: r.Total}
 		if err := x.Match(e); err != nil {
-			return nil, fmt.Errorf("merchant: order %s: %w", id, err)
+			return rep, errors.Join(fmt.Errorf("merchant: order %s: %w", id, err), keyErr)
 		}
 		if err := m.db.Set(verifiedKey(id), nil, pebble.Sync); err != nil {
 			return nil, err
 		}
 		rep.Verified++
 	}
-	return rep, m.verifySales(ctx, cp, rep)
+	if err := m.verifySales(ctx, cp, rep); err != nil {
+		return rep, errors.Join(err, keyErr)
+	}
+	return rep, keyErr
 }
 
 // verifySales checks the entry of every payment order decided and not yet
