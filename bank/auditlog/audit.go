@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"math/bits"
 	"slices"
+	"sort"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
