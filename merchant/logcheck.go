@@ -102,6 +102,11 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A checkpoint of a non-empty log without a keyset line is not one an
+	// honest bank of this version signs: refused before it is saved.
+	if err := auditlog.RequireKeySet(cp); err != nil {
+		return &LogReport{Checkpoint: cp}, fmt.Errorf("merchant: %w: %w", logclient.ErrMismatch, err)
+	}
 	if err := m.db.Set(keyWitness, next, pebble.Sync); err != nil {
 		return nil, err
 	}

@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	pb "github.com/blindbank/blindbank/proto"
@@ -222,5 +224,66 @@ func TestCheckKeySetIndex(t *testing.T) {
 	older.KeySet.Index, older.KeySet.Hash = 0, sha256.Sum256(ks0.Encode())
 	if _, err := logclient.CheckKeySet(ctx, logc, older, ks1, ks1.Encode()); !errors.Is(err, logclient.ErrMismatch) {
 		t.Fatalf("a line naming an older key set than the held one: %v, want ErrMismatch", err)
+	}
+}
+
+// linelessLog is an AuditLogClient whose checkpoints, re-signed with the
+// bank's signing key, lack the keyset line.
+type linelessLog struct {
+	pb.AuditLogClient
+	signer note.Signer
+}
+
+func (l linelessLog) GetCheckpoint(ctx context.Context, in *pb.GetCheckpointRequest, opts ...grpc.CallOption) (*pb.GetCheckpointResponse, error) {
+	resp, err := l.AuditLogClient.GetCheckpoint(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	n, err := note.Open(resp.Checkpoint, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if errors.As(err, &unverified) {
+		n, err = unverified.Note, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp, err := auditlog.ParseCheckpoint([]byte(n.Text))
+	if err != nil {
+		return nil, err
+	}
+	cp.KeySet, cp.HasKeySet = auditlog.KeySetLine{}, false
+	signed, err := auditlog.SignCheckpoint(cp, l.signer)
+	return &pb.GetCheckpointResponse{Checkpoint: signed}, err
+}
+
+// TestVerifyLogLinelessCheckpoint: a fresh checkpoint of a non-empty log
+// without a keyset line, signed by the bank, is bank misbehaviour
+// (ErrLogMismatch), not an error of the wallet's.
+func TestVerifyLogLinelessCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	k0 := keys(t)
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bankc, logc := hiddenKeySetBank(t, store, k0)
+	signer, err := auditlog.NewSigner(auditlog.Origin(k0.KeySet().BankID()), k0.Signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.RefreshKeys(ctx, bankc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.VerifyLog(ctx, bankc, linelessLog{AuditLogClient: logc, signer: signer}); !errors.Is(err, wallet.ErrLogMismatch) {
+		t.Fatalf("a checkpoint without a keyset line: %v, want ErrLogMismatch", err)
+	}
+	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil || !rep.Checkpoint.HasKeySet {
+		t.Fatalf("then the true checkpoint: %+v, %v", rep, err)
 	}
 }

@@ -101,7 +101,9 @@ type LogReport struct {
 // (the checkpoint's keyset line names it) the wallet does not take, and a
 // false keyset line, reported (with the report) once every other check
 // was made. A newer logged key set that follows the one held is adopted
-// (LogReport.AdoptedKeySet), and its entry checked with the others.
+// (LogReport.AdoptedKeySet), and its entry checked with the others. A
+// checkpoint of a non-empty log without a keyset line is ErrLogMismatch,
+// and not saved.
 func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.AuditLogClient) (*LogReport, error) {
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
@@ -114,6 +116,11 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	cp, saved, err := logclient.Refresh(ctx, logc, ks, saved)
 	if err != nil {
 		return nil, err
+	}
+	// A checkpoint of a non-empty log without a keyset line is not one an
+	// honest bank of this version signs: refused before it is saved.
+	if err := auditlog.RequireKeySet(cp); err != nil {
+		return &LogReport{Checkpoint: cp}, fmt.Errorf("%w: %w", ErrLogMismatch, err)
 	}
 	if err := w.db.Set(keyWitness, saved, pebble.Sync); err != nil {
 		return nil, err
