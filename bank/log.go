@@ -2,6 +2,7 @@ package bank
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -25,8 +26,49 @@ func (b *Bank) LogOrigin() string { return auditlog.Origin(b.keySet().BankID()) 
 // PublishKeySet logs the bank's signed key set, unless it is the one last
 // logged: the start of a bank with new keys appends one entry.
 func (b *Bank) PublishKeySet(ctx context.Context) error {
-	_, signed := b.KeySet()
-	return b.store.PublishKeySet(ctx, signed, b.now())
+	ks, signed := b.KeySet()
+	if err := b.store.PublishKeySet(ctx, signed, b.now()); err != nil {
+		return err
+	}
+	b.warnOlderNewest(ctx, ks, signed)
+	return nil
+}
+
+// warnOlderNewest tells the operator when the log's newest key set entry
+// (the one checkpoints name) is issued before the set this bank serves,
+// logged earlier: a version before this one logged an older set again (a
+// replica restarting on an old key file), and a set in the log is never
+// logged again now. Wallets and merchants this bank serves then report
+// the bank at every verify-log, until a newer set is logged. Checked once
+// a publish; a failure to read is only logged.
+func (b *Bank) warnOlderNewest(ctx context.Context, ks *ecash.KeySet, signed []byte) {
+	_, newest, found, err := b.store.LogHead(ctx)
+	if err != nil || !found || newest.Ref == sha256.Sum256(signed) {
+		if err != nil {
+			b.log.Warn("reading the audit log's newest key set", "err", err)
+		}
+		return
+	}
+	raw, err := b.store.LogEntries(ctx, newest.Index, 1, MaxLogReadBytes)
+	if err != nil || len(raw) != 1 {
+		b.log.Warn("reading the audit log's newest key set", "entry", newest.Index, "err", err)
+		return
+	}
+	e, err := auditlog.DecodeEntry(raw[0])
+	if err != nil {
+		b.log.Warn("reading the audit log's newest key set", "entry", newest.Index, "err", err)
+		return
+	}
+	op, ok := e.Op.(auditlog.KeySet)
+	if !ok {
+		return
+	}
+	logged, err := ecash.DecodeKeySet(op.Signed, ks.MasterPub)
+	if err != nil || !logged.IssuedAt.Before(ks.IssuedAt) {
+		return
+	}
+	b.log.Error("the audit log names an older key set than the one this bank serves as its newest (an earlier version logged an old set again); the wallets and merchants it serves report the bank at every verify-log until a newer key set is logged: publish one (bankd keys extend further ahead)",
+		"entry", newest.Index, "logged_issued_at", logged.IssuedAt.UTC(), "served_issued_at", ks.IssuedAt.UTC())
 }
 
 // LogIndex returns the index of the audit-log entry of a deposit (by

@@ -112,19 +112,20 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	}
 	rep := &LogReport{Checkpoint: cp}
 	// A key-set finding (logclient.ErrMismatch) is reported after the
-	// other checks, as the wallet does, so that it stops none of them.
+	// other checks, as the wallet does, so that it stops none of them,
+	// and with any error that stops them.
 	keyErr := m.checkKeySetLine(ctx, cp, rep)
 	if keyErr != nil && !errors.Is(keyErr, logclient.ErrMismatch) {
 		return rep, keyErr
 	}
 	due, err := m.unverifiedDeposits()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, keyErr)
 	}
 	for id, r := range due {
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
 		if err != nil {
-			return nil, fmt.Errorf("merchant: log index of order %s: %w", id, err)
+			return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
 		}
 		if st.LogIndex <= 0 || st.LogIndex >= cp.Size {
 			rep.Waiting++
@@ -132,7 +133,7 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		}
 		e, err := logclient.Entry(ctx, m.logc, cp, st.LogIndex)
 		if err != nil {
-			return nil, err
+			return nil, errors.Join(err, keyErr)
 		}
 		// The receipt's total is what the entry credits: its amount (the
 		// coins' value) less its deposit fees.
@@ -141,7 +142,7 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 			return rep, errors.Join(fmt.Errorf("merchant: order %s: %w", id, err), keyErr)
 		}
 		if err := m.db.Set(verifiedKey(id), nil, pebble.Sync); err != nil {
-			return nil, err
+			return nil, errors.Join(err, keyErr)
 		}
 		rep.Verified++
 	}

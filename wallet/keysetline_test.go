@@ -287,3 +287,38 @@ func TestVerifyLogLinelessCheckpoint(t *testing.T) {
 		t.Fatalf("then the true checkpoint: %+v, %v", rep, err)
 	}
 }
+
+// TestCheckKeySetSameSecond: issue times are whole seconds, and two
+// replicas revoking at once can issue a set in the same second as the one
+// a client holds. That set, logged after, is the client's to adopt if it
+// follows, as GetKeys would serve it; it was reported as an older set
+// named newest (ErrMismatch), a false alarm from an honest bank.
+func TestCheckKeySetSameSecond(t *testing.T) {
+	ctx := context.Background()
+	k0 := keys(t)
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	_, logc := hiddenKeySetBank(t, store, k0)
+	k1 := *k0
+	k1.Denoms = slices.Clone(k0.Denoms)
+	if err := k1.Revoke(k1.Denoms[0].ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	k1.IssuedAt = k0.IssuedAt
+	hiddenKeySetBank(t, store, &k1)
+	ks0, ks1 := k0.KeySet(), k1.KeySet()
+	if !ks1.IssuedAt.Equal(ks0.IssuedAt) || ks1.Follows(ks0) != nil {
+		t.Fatalf("k1 issued %s (k0 %s), follows k0: %v", ks1.IssuedAt, ks0.IssuedAt, ks1.Follows(ks0))
+	}
+	cp, _, err := logclient.Refresh(ctx, logc, ks0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err := logclient.CheckKeySet(ctx, logc, cp, ks0, ks0.Encode())
+	if err != nil || newer == nil || newer.Index != 1 {
+		t.Fatalf("a set issued in the same second as the held one, logged after it: %+v, %v; want it, to adopt", newer, err)
+	}
+}

@@ -38,9 +38,9 @@ type LoggedKeySet struct {
 // master key (else ErrKeySetLine). No other answer of the bank (FindEntry)
 // is asked: none can end the check. It returns nil, nil when the log is
 // empty and when the line names held. It returns the key set the line
-// names, verified, when it is issued after held: the client adopts it if
-// it follows held, and reports it otherwise. One issued at or before held
-// wraps ErrMismatch: the checkpoint names an older key set than the one
+// names, verified, when it is issued after held or in the same second:
+// the client adopts it if it follows held, and reports it otherwise. One
+// issued before held wraps ErrMismatch: the checkpoint names an older key set than the one
 // the bank served this client, which an honest bank (that logs a key set
 // before serving it, and never logs one again) never does. A checkpoint
 // of a non-empty log without a line is refused (auditlog.RequireKeySet).
@@ -69,8 +69,11 @@ func CheckKeySet(ctx context.Context, c pb.AuditLogClient, cp auditlog.Checkpoin
 		return nil, fmt.Errorf("%w: the checkpoint of %d entries names as newest the key set at entry %d, which the bank's master key did not sign: %w",
 			ErrKeySetLine, cp.Size, cp.KeySet.Index, err)
 	}
-	if !ks.IssuedAt.After(held.IssuedAt) {
-		return nil, fmt.Errorf("%w: the checkpoint of %d entries names as the newest logged key set %x… (entry %d, issued %s), not newer than the one the bank served (%x…, issued %s)",
+	// Issue times are whole seconds: a set issued in the same second as
+	// held (two replicas revoking at once) is the client's to adopt if it
+	// follows, as GetKeys would serve it.
+	if ks.IssuedAt.Before(held.IssuedAt) {
+		return nil, fmt.Errorf("%w: the checkpoint of %d entries names as the newest logged key set %x… (entry %d, issued %s), older than the one the bank served (%x…, issued %s)",
 			ErrMismatch, cp.Size, cp.KeySet.Hash[:8], cp.KeySet.Index, ks.IssuedAt.UTC().Format(time.RFC3339), ref[:8], held.IssuedAt.UTC().Format(time.RFC3339))
 	}
 	return &LoggedKeySet{Index: cp.KeySet.Index, Signed: op.Signed, KeySet: ks}, nil
