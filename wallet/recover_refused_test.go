@@ -3,7 +3,9 @@ package wallet_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -102,5 +104,69 @@ func TestRecoveredUnknownDenominationKeepsIndices(t *testing.T) {
 	t.Logf("recovered: %v", err)
 	if n, _ := wallet.NextIndex(w); n == n0 {
 		t.Fatalf("the indices of a recovered withdrawal the bank signed were parked after a refusal made before its record (counter back at %d)", n)
+	}
+}
+
+// prunedBank serves a key set that no longer lists denominations past
+// their deposit window, and answers a withdrawal of one of them as a bank
+// that pruned it does for a recorded request: the outcome is unknown.
+type prunedBank struct {
+	*keysFrom
+	pruned map[ecash.Hash]bool
+}
+
+func (b *prunedBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	req, err := ecash.DecodeWithdrawRequest(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range req.Planchets {
+		if b.pruned[p.Denom] {
+			return nil, status.Error(codes.Unavailable, "bank: the store cannot tell whether the operation committed")
+		}
+	}
+	return b.keysFrom.Withdraw(ctx, in, opts...)
+}
+
+// TestRecoveredPrunedWithdrawalStopsNothing: a wallet whose withdrawal's
+// answer was lost lay unused past its coins' deposit window; the bank
+// pruned their keys, and a bank that cannot compute a recorded request's
+// debit tells it the outcome is unknown. Sent at every recovery, that
+// request stopped every later Withdraw and Recover for good. The wallet
+// no longer sends a request its key set does not list; it stays pending.
+func TestRecoveredPrunedWithdrawalStopsNothing(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	k := scheduleKeys(t, clk.now(), 80*time.Hour)
+	f := newFixtureWith(t, k, clk.now)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	f.fund(t, w, "EUR:2.00")
+	if _, err := w.Withdraw(ctx, &answerLostThenUnknown{BankClient: f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal whose answer was lost: %v, want ErrPending", err)
+	}
+	clk.add(45 * time.Hour) // past the first keys' deposit window
+	pk := *k
+	pk.Denoms = slices.Clone(k.Denoms)
+	gone, _ := pk.Prune(clk.now(), time.Time{})
+	if len(gone) == 0 {
+		t.Fatal("nothing to prune")
+	}
+	pruned := map[ecash.Hash]bool{}
+	for _, d := range gone {
+		pruned[d.ID] = true
+	}
+	b := &prunedBank{keysFrom: &keysFrom{BankClient: f.bankc, signed: pk.KeySet().Encode()}, pruned: pruned}
+	if _, err := w.Withdraw(ctx, b, ecash.MustParseAmount("EUR:0.50"), nil); err != nil {
+		t.Fatalf("withdrawal after a recorded request of pruned keys: %v", err)
+	}
+	if err := w.Recover(ctx, b); err != nil {
+		t.Fatalf("recovery with a recorded request of pruned keys: %v", err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d withdrawals pending, want the pruned one kept", n)
 	}
 }

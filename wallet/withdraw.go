@@ -471,6 +471,17 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	if err != nil {
 		return nil, err
 	}
+	// A recovered request of a denomination the key set no longer lists
+	// (pruned past its deposit window while the answer was lost, or a set
+	// older than the request) is not sent: a bank that does not serve
+	// the denomination cannot compute its debit and, the request being
+	// recorded, answers that the outcome is unknown, for ever. It stays
+	// pending (unlisted) and stops nothing else.
+	for i, p := range req.Planchets {
+		if _, err := ks.Denomination(p.Denom); err != nil {
+			return nil, fmt.Errorf("wallet: withdrawal %x…, planchet %d: %w", req.Nonce[:4], i, err)
+		}
+	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "withdraw-request", Data: pw.Body, Sig: pw.Sig, Signer: w.AccountKey()})
 	resp, err := bank.Withdraw(ctx, &pb.WithdrawRequest{Body: pw.Body, AccountSig: pw.Sig})
 	if err != nil {
