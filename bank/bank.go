@@ -161,11 +161,12 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 		// withdrawal that committed, answered from the record only
 		// after the signature this amount checks: its wallet would take
 		// the refusal for "nothing recorded" and drop the coins it paid
-		// for. It is told to retry.
+		// for. It is told to retry (ErrNotServed, not a store error: a
+		// replayed body must not fill the error log).
 		if _, found, lerr := b.store.Withdrawal(ctx, reqHash); lerr != nil {
 			return nil, lerr
 		} else if found {
-			return nil, fmt.Errorf("%w: withdrawal %x… recorded, and this bank does not serve its denominations: %v", ErrOutcomeUnknown, reqHash[:8], err)
+			return nil, fmt.Errorf("%w (withdrawal %x…: %v)", ErrNotServed, reqHash[:8], err)
 		}
 		return nil, err
 	}

@@ -59,6 +59,7 @@ var errorCodes = []struct {
 	{ErrBalanceOverflow, codes.InvalidArgument},
 	{ErrStoreClosed, codes.Unavailable},
 	{ErrOutcomeUnknown, codes.Unavailable},
+	{ErrNotServed, codes.Unavailable},
 	{ErrStoreUnavailable, codes.Unavailable},
 	{ErrUnauthorized, codes.Unauthenticated},
 	{ecash.ErrMalformed, codes.InvalidArgument},

@@ -19,7 +19,7 @@ import (
 // ErrUnknownDenomination, before the record was looked up (the debit it
 // signs needs the denominations). Its wallet took the refusal for "nothing
 // recorded", dropped the pending withdrawal and lost the coins it had paid
-// for. It is told the outcome is unknown, and retries.
+// for. It is told to retry (ErrNotServed, Unavailable).
 func TestWithdrawRetryToReplicaWithoutDenomination(t *testing.T) {
 	e := newRecoupEnv(t, ecash.CipherRSA, 5, 100, nil)
 	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
@@ -41,8 +41,8 @@ func TestWithdrawRetryToReplicaWithoutDenomination(t *testing.T) {
 	older.Denoms = slices.DeleteFunc(slices.Clone(e.keys.Denoms), func(d bank.DenomKey) bool { return d.ID == e.dear.ID })
 	replica := bank.New(e.s, &older, func() (now time.Time) { return e.now }, nil)
 	_, err = replica.Withdraw(t.Context(), body, sig)
-	if !errors.Is(err, bank.ErrOutcomeUnknown) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
-		t.Fatalf("retry of a committed withdrawal at a replica without its denomination: %v; want ErrOutcomeUnknown, not a refusal", err)
+	if !errors.Is(err, bank.ErrNotServed) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
+		t.Fatalf("retry of a committed withdrawal at a replica without its denomination: %v; want ErrNotServed, not a refusal", err)
 	}
 	// A request never committed is still refused.
 	w.Nonce[0] ^= 1

@@ -35,7 +35,13 @@ var (
 	// perhaps spent. The wallet's answer is to scan forward from its
 	// counter (see AlreadyIssued).
 	ErrAlreadyIssued = errors.New("bank: blinded message already signed in another request; the planchet counter is stale")
-	ErrNotDeposited  = errors.New("bank: no such payment was deposited to this merchant")
+	// ErrNotServed: a retry of a recorded withdrawal reached a replica
+	// that does not serve one of its denominations (a key set another
+	// replica published), so cannot check its signature over the debit
+	// and answer it from the record. Not a refusal: a replica that serves
+	// the key set answers it.
+	ErrNotServed    = errors.New("bank: this replica does not serve the recorded request's denominations yet; retry")
+	ErrNotDeposited = errors.New("bank: no such payment was deposited to this merchant")
 	// ErrRefundExceeds: a refund would give a coin back more than it paid,
 	// counting earlier refunds.
 	ErrRefundExceeds = errors.New("bank: refund exceeds what the payment's coins paid")

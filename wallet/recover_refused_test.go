@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
@@ -109,7 +110,7 @@ func TestRecoveredUnknownDenominationKeepsIndices(t *testing.T) {
 
 // prunedBank serves a key set that no longer lists denominations past
 // their deposit window, and answers a withdrawal of one of them as a bank
-// that pruned it does for a recorded request: the outcome is unknown.
+// that pruned it does for a recorded request: retry (ErrNotServed).
 type prunedBank struct {
 	*keysFrom
 	pruned map[ecash.Hash]bool
@@ -122,7 +123,7 @@ func (b *prunedBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts 
 	}
 	for _, p := range req.Planchets {
 		if b.pruned[p.Denom] {
-			return nil, status.Error(codes.Unavailable, "bank: the store cannot tell whether the operation committed")
+			return nil, status.Error(codes.Unavailable, bank.ErrNotServed.Error())
 		}
 	}
 	return b.keysFrom.Withdraw(ctx, in, opts...)
@@ -131,7 +132,7 @@ func (b *prunedBank) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts 
 // TestRecoveredPrunedWithdrawalStopsNothing: a wallet whose withdrawal's
 // answer was lost lay unused past its coins' deposit window; the bank
 // pruned their keys, and a bank that cannot compute a recorded request's
-// debit tells it the outcome is unknown. Sent at every recovery, that
+// debit tells it to retry. Sent at every recovery, that
 // request stopped every later Withdraw and Recover for good. The wallet
 // no longer sends a request its key set does not list; it stays pending.
 func TestRecoveredPrunedWithdrawalStopsNothing(t *testing.T) {

@@ -475,7 +475,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	// (pruned past its deposit window while the answer was lost, or a set
 	// older than the request) is not sent: a bank that does not serve
 	// the denomination cannot compute its debit and, the request being
-	// recorded, answers that the outcome is unknown, for ever. It stays
+	// recorded, answers "retry" (bank.ErrNotServed), for ever. It stays
 	// pending (unlisted) and stops nothing else.
 	for i, p := range req.Planchets {
 		if _, err := ks.Denomination(p.Denom); err != nil {
