@@ -26,13 +26,12 @@ func (m *Merchant) checkKeySetLine(ctx context.Context, cp auditlog.Checkpoint, 
 	case err != nil || newer == nil:
 		return err
 	}
+	// CheckKeySet returns no set issued before the one held, so
+	// replaceKeySet either takes it or refuses it.
 	ks, err := m.replaceKeySet(held, newer.Signed)
-	if err == nil && ks != held {
-		rep.AdoptedKeySet = true
-		return nil
-	}
 	if err == nil {
-		err = errors.New("it is issued before the one held")
+		rep.AdoptedKeySet = ks != held
+		return nil
 	}
 	return fmt.Errorf("merchant: %w: the bank's log holds key set %x… (entry %d), newer than the one it serves this merchant, which does not take it: %w",
 		logclient.ErrMismatch, cp.KeySet.Hash[:8], newer.Index, err)
