@@ -2,6 +2,7 @@ package bank
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 
@@ -42,33 +43,45 @@ func (b *Bank) PublishKeySet(ctx context.Context) error {
 // the bank at every verify-log, until a newer set is logged. Checked once
 // a publish; a failure to read is only logged.
 func (b *Bank) warnOlderNewest(ctx context.Context, ks *ecash.KeySet, signed []byte) {
-	_, newest, found, err := b.store.LogHead(ctx)
-	if err != nil || !found || newest.Ref == sha256.Sum256(signed) {
-		if err != nil {
-			b.log.Warn("reading the audit log's newest key set", "err", err)
-		}
-		return
-	}
-	raw, err := b.store.LogEntries(ctx, newest.Index, 1, MaxLogReadBytes)
-	if err != nil || len(raw) != 1 {
-		b.log.Warn("reading the audit log's newest key set", "entry", newest.Index, "err", err)
-		return
-	}
-	e, err := auditlog.DecodeEntry(raw[0])
+	logged, index, err := b.newestLoggedKeySet(ctx, sha256.Sum256(signed), ks.MasterPub)
 	if err != nil {
-		b.log.Warn("reading the audit log's newest key set", "entry", newest.Index, "err", err)
+		b.log.Warn("reading the audit log's newest key set", "err", err)
 		return
 	}
-	op, ok := e.Op.(auditlog.KeySet)
-	if !ok {
-		return
-	}
-	logged, err := ecash.DecodeKeySet(op.Signed, ks.MasterPub)
-	if err != nil || !logged.IssuedAt.Before(ks.IssuedAt) {
+	if logged == nil || !logged.IssuedAt.Before(ks.IssuedAt) {
 		return
 	}
 	b.log.Error("the audit log names an older key set than the one this bank serves as its newest (an earlier version logged an old set again); the wallets and merchants it serves report the bank at every verify-log until a newer key set is logged: publish one (bankd keys extend further ahead)",
-		"entry", newest.Index, "logged_issued_at", logged.IssuedAt.UTC(), "served_issued_at", ks.IssuedAt.UTC())
+		"entry", index, "logged_issued_at", logged.IssuedAt.UTC(), "served_issued_at", ks.IssuedAt.UTC())
+}
+
+// newestLoggedKeySet reads the log's newest key set entry, and its index;
+// nil if there is none, or if it is the set whose hash is served.
+func (b *Bank) newestLoggedKeySet(ctx context.Context, served ecash.Hash, master ed25519.PublicKey) (*ecash.KeySet, int64, error) {
+	_, newest, found, err := b.store.LogHead(ctx)
+	if err != nil || !found || newest.Ref == served {
+		return nil, 0, err
+	}
+	raw, err := b.store.LogEntries(ctx, newest.Index, 1, MaxLogReadBytes)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(raw) != 1 {
+		return nil, 0, fmt.Errorf("entry %d: %d entries read", newest.Index, len(raw))
+	}
+	e, err := auditlog.DecodeEntry(raw[0])
+	if err != nil {
+		return nil, 0, fmt.Errorf("entry %d: %w", newest.Index, err)
+	}
+	op, ok := e.Op.(auditlog.KeySet)
+	if !ok {
+		return nil, 0, fmt.Errorf("entry %d is a %s, not a key set", newest.Index, e.Kind())
+	}
+	ks, err := ecash.DecodeKeySet(op.Signed, master)
+	if err != nil {
+		return nil, 0, fmt.Errorf("entry %d: %w", newest.Index, err)
+	}
+	return ks, newest.Index, nil
 }
 
 // LogIndex returns the index of the audit-log entry of a deposit (by
