@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -53,6 +54,10 @@ type Server struct {
 	mu      sync.Mutex
 	dbs     int  // databases and schemas created, for unique names
 	shareDB bool // the database "shared", which holds the schemas, exists
+
+	// starting is set while Restart runs pg_ctl start: the postmaster may
+	// not have written its postmaster.pid yet (stopAll waits for it).
+	starting atomic.Bool
 }
 
 // BinEnv is the environment variable that names the directory of the
@@ -202,13 +207,22 @@ func (l *liveSet) remove(s *Server) {
 // a server left running is the harm, and then removes the directories. It
 // ignores SIGPIPE first: go test, killed too, no longer reads the binary's
 // output, and a test's next write would otherwise end the binary here. It
-// holds the lock to the end, so that no server starts after.
+// holds the lock to the end, so that no server starts after. A server
+// still starting may not have written its postmaster.pid: it waits for
+// that up to startingWait in all, or the server would start after the
+// binary has gone, left to the next run's reapOrphans (a CI run has none).
 func (l *liveSet) stopAll() {
 	signal.Ignore(syscall.SIGPIPE)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	deadline := time.Now().Add(startingWait)
 	for s := range l.servers {
-		if pid := s.postmaster(); pid > 0 {
+		pid := s.postmaster()
+		for pid == 0 && s.starting.Load() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			pid = s.postmaster()
+		}
+		if pid > 0 {
 			quit(pid)
 		}
 	}
@@ -216,6 +230,11 @@ func (l *liveSet) stopAll() {
 		os.RemoveAll(s.Dir)
 	}
 }
+
+// startingWait bounds how long stopAll waits for the servers still
+// starting to write their postmaster.pid (a postmaster writes it first
+// thing; pg_ctl, killed by the same signal, may never have started one).
+const startingWait = 5 * time.Second
 
 // postmaster returns the process id in the server's postmaster.pid, or 0.
 func (s *Server) postmaster() int {
@@ -261,6 +280,8 @@ func (s *Server) LogFile() string { return filepath.Join(s.Dir, "postgres.log") 
 // after a crash, the server recovers from its WAL before it accepts
 // connections. It waits until the server is ready.
 func (s *Server) Restart() error {
+	s.starting.Store(true)
+	defer s.starting.Store(false)
 	opts := strings.Join([]string{
 		"-k", s.Dir,
 		"-p", fmt.Sprint(s.Port),

@@ -113,3 +113,38 @@ func running(pid int) bool {
 	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return len(fields) == 0 || fields[0] != "Z"
 }
+
+// A signal that came while a server was starting, before its postmaster
+// wrote postmaster.pid, left that server running after the binary exited:
+// stopAll found no process to stop. It now waits for the file of a server
+// still starting. The "postmaster" is a sleep whose pid is written a
+// moment after stopAll begins.
+func TestStopAllWaitsForStartingServer(t *testing.T) {
+	s := &Server{Dir: t.TempDir()}
+	if err := os.MkdirAll(s.dataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	s.starting.Store(true)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		os.WriteFile(filepath.Join(s.dataDir(), "postmaster.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	}()
+	l := &liveSet{servers: map[*Server]bool{s: true}}
+	l.stopAll()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGQUIT {
+			t.Errorf("the starting server ended with %v, want SIGQUIT", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server that was starting still runs after stopAll")
+	}
+}
