@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -22,8 +23,19 @@ import (
 // at Open, and again when something the bank signed (a receipt, a
 // statement, a log checkpoint) names a signing key the set it holds does
 // not list: the bank rotated its signing key and restarted since.
+//
+// The signed key set it holds is kept at m/keyset, written (synced) before
+// it is held, so that a restart resumes from it: a set served at Open
+// replaces it only as a refresh would (replaceKeySet). Otherwise a replica
+// not yet restarted, or anyone replaying an older set the master key
+// signed, would hand a restarted merchant back a set whose signing key is
+// current again after the bank retired it (its forgeries verifying), or
+// undo a set it took from the log's keyset line.
 
-var keyMasterPin = []byte("m/master")
+var (
+	keyMasterPin = []byte("m/master")
+	keyKeySet    = []byte("m/keyset")
+)
 
 // keyRefreshInterval bounds how often signatures by an unknown key make
 // the merchant fetch the bank's key set: a peer relaying garbage must not
@@ -43,7 +55,8 @@ func (m *Merchant) BankMaster() ed25519.PublicKey { return m.master }
 func (m *Merchant) keySet() *ecash.KeySet { return m.keys.Load() }
 
 // openKeys settles the master key to trust (configured, pinned, or pinned
-// now) and fetches the bank's key set.
+// now), loads the key set held before, and fetches the bank's key set,
+// which replaces the one held if a refresh would take it.
 func (m *Merchant) openKeys(ctx context.Context, configured ed25519.PublicKey) error {
 	raw, err := m.get(keyMasterPin)
 	if err != nil {
@@ -63,18 +76,52 @@ func (m *Merchant) openKeys(ctx context.Context, configured ed25519.PublicKey) e
 	case configured != nil:
 		m.master = configured
 	}
+	// A store from before the set was kept has none: the served one is
+	// taken, as at the first Open.
+	var held *ecash.KeySet
+	if raw, err := m.get(keyKeySet); err != nil {
+		return err
+	} else if raw != nil && pinned != nil {
+		if held, err = ecash.DecodeKeySet(raw, pinned); err != nil {
+			return fmt.Errorf("merchant: corrupt key set held: %w", err)
+		}
+		m.currency = held.Currency
+		m.keys.Store(held)
+	}
 	resp, err := m.bank.GetKeys(ctx, &pb.GetKeysRequest{})
 	if err != nil {
 		return fmt.Errorf("merchant: fetching the bank's keys: %w", err)
+	}
+	if held != nil {
+		if _, err := m.replaceKeySet(held, resp.SignedKeyset); err != nil {
+			// Another master key's set is another bank: refused, as at
+			// every Open. Any other refusal keeps the set held, as a
+			// refresh does; a store error fails the Open.
+			if !refusedKeySet(err) || errors.Is(err, ErrMasterKey) {
+				return err
+			}
+			m.log.Warn("the bank serves a key set this merchant does not take; keeping the one held", "err", err)
+		}
+		return nil
 	}
 	ks, err := m.acceptKeySet(resp.SignedKeyset)
 	if err != nil {
 		return err
 	}
+	b := m.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keyKeySet, resp.SignedKeyset, nil); err != nil {
+		return err
+	}
 	if pinned == nil {
-		if err := m.db.Set(keyMasterPin, ks.MasterPub, pebble.Sync); err != nil {
+		if err := b.Set(keyMasterPin, ks.MasterPub, nil); err != nil {
 			return err
 		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if pinned == nil {
 		m.master = ks.MasterPub
 		m.log.Info("bank master key pinned", "master_key", fmt.Sprintf("%x", []byte(ks.MasterPub)), "bank_id", ks.BankID().String())
 	}
@@ -145,13 +192,43 @@ func (m *Merchant) refreshKeys(ctx context.Context, seen *ecash.KeySet) (*ecash.
 	return m.replaceKeySet(seen, resp.SignedKeyset)
 }
 
+// keySetRefused is replaceKeySet's refusal of a key set, as against a
+// failure to store one it takes.
+type keySetRefused struct{ error }
+
+func (e keySetRefused) Unwrap() error { return e.error }
+
+func refusedKeySet(err error) bool { return errors.As(err, new(keySetRefused)) }
+
 // replaceKeySet accepts signed, a key set of the bank, in place of seen,
-// the one held, if it may follow it; it returns the key set held
-// afterwards. Caller holds refreshMu.
+// the one held, if it may follow it, and stores it (m/keyset) before
+// holding it; it returns the key set held afterwards. A refusal is a
+// keySetRefused. Caller holds refreshMu (or is Open).
 func (m *Merchant) replaceKeySet(seen *ecash.KeySet, signed []byte) (*ecash.KeySet, error) {
+	if bytes.Equal(signed, seen.Encode()) {
+		return seen, nil // nothing to write at every Open
+	}
+	ks, err := m.followKeySet(seen, signed)
+	if err != nil {
+		return seen, keySetRefused{err}
+	}
+	if ks == seen {
+		return seen, nil
+	}
+	if err := m.db.Set(keyKeySet, signed, pebble.Sync); err != nil {
+		return seen, fmt.Errorf("merchant: storing the bank's key set: %w", err)
+	}
+	m.keys.Store(ks)
+	m.log.Info("bank key set refreshed", "signing_key", fmt.Sprintf("%x", []byte(ks.SigningPub[:8])), "issued", ks.IssuedAt.UTC())
+	return ks, nil
+}
+
+// followKeySet decodes signed and returns it if it may replace seen, seen
+// if it is older, and an error if no honest bank serves it after seen.
+func (m *Merchant) followKeySet(seen *ecash.KeySet, signed []byte) (*ecash.KeySet, error) {
 	ks, err := m.acceptKeySet(signed)
 	if err != nil {
-		return seen, err
+		return nil, err
 	}
 	// As a wallet does (wallet.ErrKeySetRefused): a set issued ahead of
 	// this clock would make every correctly dated one after it look older,
@@ -159,16 +236,14 @@ func (m *Merchant) replaceKeySet(seen *ecash.KeySet, signed []byte) (*ecash.KeyS
 	// honest bank's. A set held that was issued ahead orders nothing.
 	now := m.now()
 	if ks.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
-		return seen, fmt.Errorf("merchant: the bank's key set is issued %s, ahead of this clock (%s) by more than %s; keeping the one held",
+		return nil, fmt.Errorf("merchant: the bank's key set is issued %s, ahead of this clock (%s) by more than %s; keeping the one held",
 			ks.IssuedAt.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
 	}
 	if ks.IssuedAt.Before(seen.IssuedAt) && !seen.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
 		return seen, nil
 	}
 	if err := ks.Follows(seen); err != nil {
-		return seen, fmt.Errorf("merchant: %w; keeping the key set held", err)
+		return nil, fmt.Errorf("merchant: %w; keeping the key set held", err)
 	}
-	m.keys.Store(ks)
-	m.log.Info("bank key set refreshed", "signing_key", fmt.Sprintf("%x", []byte(ks.SigningPub[:8])), "issued", ks.IssuedAt.UTC())
 	return ks, nil
 }

@@ -12,9 +12,9 @@ import (
 // checkKeySetLine compares the keyset line of cp, the checkpoint the
 // merchant's witness holds, with the key set it holds
 // (logclient.CheckKeySet). A newer logged key set that follows it replaces
-// it, as when GetKeys serves one (rep.AdoptedKeySet): the merchant must
-// not accept coins of a denomination the bank revoked since. One that does
-// not follow, and a false line, wrap logclient.ErrMismatch.
+// it, stored as when GetKeys serves one (rep.AdoptedKeySet), so that a
+// restart on a replica still serving the older set keeps it (keys.go). One
+// that does not follow, and a false line, wrap logclient.ErrMismatch.
 func (m *Merchant) checkKeySetLine(ctx context.Context, cp auditlog.Checkpoint, rep *LogReport) error {
 	m.refreshMu.Lock()
 	defer m.refreshMu.Unlock()
@@ -32,6 +32,9 @@ func (m *Merchant) checkKeySetLine(ctx context.Context, cp auditlog.Checkpoint, 
 	if err == nil {
 		rep.AdoptedKeySet = ks != held
 		return nil
+	}
+	if !refusedKeySet(err) {
+		return err // the store's: the bank did nothing wrong
 	}
 	return fmt.Errorf("merchant: %w: the bank's log holds key set %x… (entry %d), newer than the one it serves this merchant, which does not take it: %w",
 		logclient.ErrMismatch, cp.KeySet.Hash[:8], newer.Index, err)

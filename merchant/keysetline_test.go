@@ -2,6 +2,8 @@ package merchant
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"slices"
 	"testing"
@@ -54,5 +56,41 @@ func TestVerifyLogNewerKeySet(t *testing.T) {
 	}
 	if len(s.m.keySet().Denominations) != len(k1.Denoms) {
 		t.Fatal("the refused key set replaced the one held")
+	}
+}
+
+// TestAdoptedKeySetSurvivesRestart: a key set the merchant took from the
+// log's keyset line (here one that retires the signing key, with a
+// minute's grace) is the one it holds after a restart too, though the
+// replica it asks still serves the older set. Otherwise the retired key,
+// current again in the older set, would sign receipts the merchant
+// accepts for any time after its window: a leaked key's forgeries.
+func TestAdoptedKeySetSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	var store bank.Store
+	k0 := oneCSKey(t)
+	s := newShopOn(t, k0, func(st bank.Store) bank.Store { store = st; return st })
+	k1 := *k0
+	if _, err := k1.RotateSigning(s.clock.now(), time.Minute, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	if err := bank.New(store, &k1, s.clock.now, nil).PublishKeySet(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The replica the merchant asks is not restarted: it serves k0 and
+	// signs with k0's key.
+	if rep, err := s.m.VerifyLog(ctx); err != nil || !rep.AdoptedKeySet {
+		t.Fatalf("a newer logged key set that follows: %+v, %v", rep, err)
+	}
+	s.clock.add(2 * time.Minute) // past the retired key's window
+	if _, err := s.m.WriteCheck(ctx, s.check("EUR:1.00")); !errors.Is(err, ErrBadBankAnswer) {
+		t.Fatalf("a receipt by the retired key after its window: %v, want ErrBadBankAnswer", err)
+	}
+	s.powerLoss() // what was synced survives
+	if ks := s.m.keySet(); !ks.SigningPub.Equal(k1.Signing.Public().(ed25519.PublicKey)) {
+		t.Fatal("after a restart the merchant holds the older key set the replica serves")
+	}
+	if _, err := s.m.WriteCheck(ctx, s.check("EUR:1.00")); !errors.Is(err, ErrBadBankAnswer) {
+		t.Fatalf("after a restart, a receipt by the retired key after its window: %v, want ErrBadBankAnswer", err)
 	}
 }

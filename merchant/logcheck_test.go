@@ -64,19 +64,25 @@ func (l *lyingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutc
 // writeCheck has the shop's customer write a check for price.
 func (s *shop) writeCheck(price string) *CheckAnswer {
 	s.t.Helper()
+	a, err := s.m.WriteCheck(context.Background(), s.check(price))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return a
+}
+
+// check is a signed check of the shop's customer for price.
+func (s *shop) check(price string) []byte {
+	s.t.Helper()
 	now := s.clock.now()
 	id, err := echeck.NewCheckEPOID(rand.Reader, s.account, now)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a, err := s.m.WriteCheck(context.Background(), s.sign(echeck.EPO{
+	return s.sign(echeck.EPO{
 		Kind: echeck.KindCheck, Customer: s.customerPub(), ProductID: "invoice", Price: ecash.MustParseAmount(price),
 		MerchantAccount: s.account, MerchantPub: s.m.PublicKey(), EPOID: id, ExpiresAt: now.Add(time.Hour),
-	}))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return a
+	})
 }
 
 // TestVerifyLogPaymentOrders: the till checks every payment order the bank

@@ -144,7 +144,7 @@ type Merchant struct {
 	public  atomic.Pointer[string] // the address payment URIs name; nil: none
 
 	master    ed25519.PublicKey            // the bank's master key (keys.go)
-	currency  string                       // the bank's, as at Open
+	currency  string                       // the key set's held at Open
 	keys      atomic.Pointer[ecash.KeySet] // the bank's key set
 	refreshMu sync.Mutex                   // one key set fetch at a time (refreshKeys)
 	refreshed time.Time                    // the last fetch; guarded by refreshMu
@@ -209,6 +209,9 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now // before openKeys, which dates the key set served
+	}
 	m := &Merchant{db: db, key: key, account: cfg.Account, bank: cfg.Bank, logc: cfg.AuditLog, now: cfg.Now, log: cfg.Log, cat: cat, orders: newOrderCache()}
 	if err := m.loadSerials(); err != nil {
 		db.Close()
@@ -223,9 +226,6 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 			db.Close()
 			return nil, fmt.Errorf("%w: product %q is priced in %s, the bank holds %s", ErrCatalogue, p.ID, p.Price.Currency, m.currency)
 		}
-	}
-	if m.now == nil {
-		m.now = time.Now
 	}
 	if cfg.Transcript != nil {
 		m.tr = ecash.NewTranscript(cfg.Transcript, "merchant")
