@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/logclient"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 // TestVerifyLogNewerKeySet: a bank replica that keeps serving the
@@ -93,4 +97,47 @@ func TestAdoptedKeySetSurvivesRestart(t *testing.T) {
 	if _, err := s.m.WriteCheck(ctx, s.check("EUR:1.00")); !errors.Is(err, ErrBadBankAnswer) {
 		t.Fatalf("after a restart, a receipt by the retired key after its window: %v, want ErrBadBankAnswer", err)
 	}
+}
+
+// entriesDown is an audit-log link on which fetching entry index (as
+// logclient.Entry does, alone) fails.
+type entriesDown struct {
+	pb.AuditLogClient
+	index int64
+}
+
+var errEntriesDown = errors.New("entries unavailable (simulated)")
+
+func (e entriesDown) GetLogEntries(ctx context.Context, in *pb.GetLogEntriesRequest, opts ...grpc.CallOption) (*pb.GetLogEntriesResponse, error) {
+	if in.From == e.index {
+		return nil, errEntriesDown
+	}
+	return e.AuditLogClient.GetLogEntries(ctx, in, opts...)
+}
+
+// TestVerifyLogKeySetFindingSurvivesStop: a key-set finding (a newer
+// logged set that does not follow the one held) is returned with an error
+// that stops the later checks, not lost to it.
+func TestVerifyLogKeySetFindingSurvivesStop(t *testing.T) {
+	ctx := context.Background()
+	var store bank.Store
+	k0 := oneCSKey(t)
+	s := newShopOn(t, k0, func(st bank.Store) bank.Store { store = st; return st })
+	a := s.writeCheck("EUR:5.00")
+	at, err := s.bank.LogIndex(ctx, a.Receipt.EPOHash)
+	if err != nil || at <= 0 {
+		t.Fatal(at, err)
+	}
+	k1 := *k0
+	k1.Denoms = nil // drops a key whose coins are still accepted
+	k1.IssuedAt = k0.IssuedAt.Add(time.Second)
+	if err := bank.New(store, &k1, s.clock.now, nil).PublishKeySet(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.logc.AuditLogClient = entriesDown{AuditLogClient: s.logc.AuditLogClient, index: at}
+	_, err = s.m.VerifyLog(ctx)
+	if !errors.Is(err, errEntriesDown) || !errors.Is(err, logclient.ErrMismatch) || !errors.Is(err, ecash.ErrKeySetSuccession) {
+		t.Fatalf("got %v, want the failed fetch and the key-set finding (logclient.ErrMismatch, ecash.ErrKeySetSuccession)", err)
+	}
+	t.Log(err)
 }
