@@ -175,13 +175,27 @@ type contextStream struct {
 func (s *contextStream) Context() context.Context { return s.ctx }
 
 // serverStreamInterceptor is serverInterceptors for streams: the request
-// id and the call's source, a panic answered Internal and logged, and the
-// call logged at Debug as it ends.
+// id and the call's source, and the call logged at Debug as it ends. A
+// panic is recovered by recoverStreams, in the handler's goroutine
+// (endStreams).
 func serverStreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		ctx, id := callContext(ss.Context())
-		defer endCall(ctx, log, info.FullMethod, id, time.Now(), &err)
+		defer logCall(ctx, log, info.FullMethod, id, time.Now(), &err)
 		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+// recoverStreams answers a panic in a stream's handler Internal without
+// detail for the peer, logging the stack.
+func recoverStreams(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicked(log, info.FullMethod, RequestID(ss.Context()), p)
+			}
+		}()
+		return handler(srv, ss)
 	}
 }
 
@@ -235,9 +249,11 @@ func (s *chargedStream) RecvMsg(m any) error {
 // still sends is dropped (SendMsg and the header calls fail without
 // touching the stream, which gRPC forbids once the call has returned);
 // its pending RecvMsg returns as gRPC ends the stream. The call answers
-// Unavailable whatever the handler then returns. It must be the
-// first of the stream interceptors, so that the others (panic recovery)
-// run in the handler's goroutine.
+// Unavailable whatever the handler then returns. The interceptors that
+// record a call (its log line, its metrics) come before it, so that they
+// record that answer, the one the client gets, not the handler's; the
+// panic recovery (recoverStreams) comes after it, in the handler's
+// goroutine, where a panic would otherwise end the process.
 func endStreams(stopping <-chan struct{}) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if stopping == nil {
@@ -330,14 +346,25 @@ func callContext(ctx context.Context) (context.Context, string) {
 	return ctx, id
 }
 
-// endCall, deferred by a call's interceptor, answers a panic in its
+// endCall, deferred by a unary call's interceptor, answers a panic in its
 // handler Internal without detail for the peer, logging the stack, and
 // logs the call at Debug.
 func endCall(ctx context.Context, log *slog.Logger, method, id string, start time.Time, err *error) {
 	if p := recover(); p != nil {
-		log.Error("panic in handler", "method", method, "request_id", id, "panic", p, "stack", string(debug.Stack()))
-		*err = status.Error(codes.Internal, "internal error")
+		*err = panicked(log, method, id, p)
 	}
+	logCall(ctx, log, method, id, start, err)
+}
+
+// panicked logs a handler's panic p with its stack (called while
+// panicking) and is the call's answer.
+func panicked(log *slog.Logger, method, id string, p any) error {
+	log.Error("panic in handler", "method", method, "request_id", id, "panic", p, "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
+}
+
+// logCall logs a call at Debug with the code of *err.
+func logCall(ctx context.Context, log *slog.Logger, method, id string, start time.Time, err *error) {
 	// Checked first: the arguments cost an allocation on every call.
 	if log.Enabled(ctx, slog.LevelDebug) {
 		log.Debug("call", "method", method, "request_id", id, "code", status.Code(*err).String(), "duration", time.Since(start))

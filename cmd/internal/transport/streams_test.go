@@ -114,12 +114,14 @@ func TestStreamInterceptors(t *testing.T) {
 		t.Errorf("a stream's handler saw request id %q and source %q", id[0], id[1])
 	}
 
-	// A panic: Internal without detail, and the server lives on.
+	// A panic: Internal without detail, and the server lives on. With
+	// Stopping set, the handler runs in endStreams' goroutine, where the
+	// panic must be recovered.
 	lis2, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := grpc.NewServer(Server{}.Options()...)
+	s2 := grpc.NewServer(Server{Stopping: make(chan struct{})}.Options()...)
 	s2.RegisterService(echoStream(seen), struct{}{})
 	go s2.Serve(lis2)
 	defer s2.Stop()

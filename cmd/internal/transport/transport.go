@@ -286,10 +286,13 @@ func (c Server) Options() []grpc.ServerOption {
 	if c.PeerLimit != nil {
 		chain = append(chain, chargePeers(c.PeerLimit))
 	}
-	streams := []grpc.StreamServerInterceptor{endStreams(c.Stopping), serverStreamInterceptor(log)}
+	// The log and the metrics record a stream's answer as its client gets
+	// it, Unavailable if endStreams ended it (see there).
+	streams := []grpc.StreamServerInterceptor{serverStreamInterceptor(log)}
 	if c.Metrics != nil {
 		streams = append(streams, c.Metrics.streamInterceptor)
 	}
+	streams = append(streams, endStreams(c.Stopping), recoverStreams(log))
 	if c.Token != "" {
 		streams = append(streams, RequireTokenStream(c.Token))
 	}
