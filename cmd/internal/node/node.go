@@ -156,6 +156,7 @@ type Daemon struct {
 	PeerConns int                  // connections per peer on the public listener; 0: no bound
 
 	public    *grpc.Server
+	drain     *transport.Drain // the public listener's calls and writes, for its stop
 	admin     *grpc.Server
 	adminHTTP *http.Server
 	health    *health.Server
@@ -453,7 +454,8 @@ func (d *Daemon) start(sp daemonSpec) error {
 		pubLis = transport.LimitConns(pubLis, d.PeerConns, rpcMetrics)
 	}
 	d.stopping = make(chan struct{})
-	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit, PeerCalls: d.PeerCalls, Stopping: d.stopping}
+	d.drain = transport.NewDrain()
+	pubOpts := transport.Server{Log: sp.log, Metrics: rpcMetrics, PeerLimit: d.PeerLimit, PeerCalls: d.PeerCalls, Stopping: d.stopping, Drain: d.drain}
 	if lt.public != nil {
 		pubOpts.TLS = lt.public.ServerConfig(lt.publicAuth)
 	}
@@ -541,7 +543,10 @@ func (d *Daemon) Wait(ctx context.Context) error {
 // stop reports NOT_SERVING to health checks, ends the streaming calls
 // (health Watch, reflection: they would last as long as their clients
 // like), then drains both listeners gracefully (in-flight calls finish,
-// and with them their commits), forcing them after 10 seconds.
+// and with them their commits), forcing them after 10 seconds. The
+// public listener's connections are closed sooner, once no call is in
+// progress and nothing more is being written (transport.Drain): a peer
+// that stops reading would otherwise hold the stop its 10 seconds.
 func (d *Daemon) stop() {
 	if d.health != nil {
 		d.health.Shutdown()
@@ -550,13 +555,7 @@ func (d *Daemon) stop() {
 		d.stopOnce.Do(func() { close(d.stopping) })
 	}
 	if d.public != nil {
-		ok := make(chan struct{})
-		go func() { d.public.GracefulStop(); close(ok) }()
-		select {
-		case <-ok:
-		case <-time.After(10 * time.Second):
-			d.public.Stop()
-		}
+		d.drain.Stop(d.public, 10*time.Second)
 	}
 	if d.adminHTTP != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

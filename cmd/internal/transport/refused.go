@@ -20,18 +20,21 @@ const (
 	codeRefusedStream = 0x7
 )
 
-// refusalCreds are a listener's transport credentials (nil: plaintext) that
-// count the streams the server refuses REFUSED_STREAM on each connection.
-// gRPC refuses a stream beyond MaxConcurrentStreams (streamsPerConn) before
-// anything of ours sees it (the tap handle, the interceptors, a stats
-// handler), and counts it nowhere, so the server's side of the connection,
-// once past TLS, is read frame by frame as it is written.
-type refusalCreds struct {
+// serverCreds are a listener's transport credentials (inner; nil:
+// plaintext) that watch what the server writes on each connection, once
+// past TLS. With m, they count the streams the server refuses
+// REFUSED_STREAM: gRPC refuses a stream beyond MaxConcurrentStreams
+// (streamsPerConn) before anything of ours sees it (the tap handle, the
+// interceptors, a stats handler), and counts it nowhere, so the
+// connection is read frame by frame as it is written. With drain, they
+// tell it of every write (Drain.Stop).
+type serverCreds struct {
 	inner credentials.TransportCredentials // nil: plaintext
-	m     *RPCMetrics
+	m     *RPCMetrics                      // nil: refusals not counted
+	drain *Drain                           // nil: writes not told
 }
 
-func (c refusalCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+func (c serverCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info := raw, credentials.AuthInfo(nil)
 	if c.inner != nil {
 		var err error
@@ -39,28 +42,34 @@ func (c refusalCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 			return nil, nil, err
 		}
 	}
-	return &refusalConn{Conn: conn, m: c.m}, info, nil
+	if c.m != nil {
+		conn = &refusalConn{Conn: conn, m: c.m}
+	}
+	if c.drain != nil {
+		conn = &drainConn{Conn: conn, d: c.drain}
+	}
+	return conn, info, nil
 }
 
-func (c refusalCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+func (c serverCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	return nil, nil, errors.New("transport: server credentials used to dial")
 }
 
-func (c refusalCreds) Info() credentials.ProtocolInfo {
+func (c serverCreds) Info() credentials.ProtocolInfo {
 	if c.inner == nil {
 		return credentials.ProtocolInfo{}
 	}
 	return c.inner.Info()
 }
 
-func (c refusalCreds) Clone() credentials.TransportCredentials {
-	if c.inner == nil {
-		return c
+func (c serverCreds) Clone() credentials.TransportCredentials {
+	if c.inner != nil {
+		c.inner = c.inner.Clone()
 	}
-	return refusalCreds{c.inner.Clone(), c.m}
+	return c
 }
 
-func (c refusalCreds) OverrideServerName(string) error { return nil }
+func (c serverCreds) OverrideServerName(string) error { return nil }
 
 // refusalConn reads the HTTP/2 frames written to it (a server writes no
 // preface but its frames) for RST_STREAM with REFUSED_STREAM, counting each

@@ -16,12 +16,12 @@ import (
 )
 
 // h2Headers is an HTTP/2 HEADERS frame (END_HEADERS, not END_STREAM: the
-// call stays open, waiting for its message) of a gRPC call on stream,
-// each field an HPACK literal without indexing.
-func h2Headers(stream uint32) []byte {
+// call stays open, waiting for its message) of a gRPC call of method on
+// stream, each field an HPACK literal without indexing.
+func h2Headers(stream uint32, method string) []byte {
 	var block []byte
 	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":path", "/blindbank.v1.Bank/PrepareWithdraw"},
+		{":method", "POST"}, {":scheme", "http"}, {":path", method},
 		{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
 	} {
 		block = append(block, 0, byte(len(f[0])))
@@ -81,7 +81,7 @@ func TestRefusedStreamsCounted(t *testing.T) {
 			out := []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 			out = append(out, 0, 0, 0, 0x4, 0, 0, 0, 0, 0) // SETTINGS, empty
 			for _, stream := range []uint32{1, 3, 5} {
-				out = append(out, h2Headers(stream)...)
+				out = append(out, h2Headers(stream, "/blindbank.v1.Bank/PrepareWithdraw")...)
 			}
 			if _, err := conn.Write(out); err != nil {
 				t.Fatal(err)

@@ -253,13 +253,17 @@ type Server struct {
 	// wait for: a health Watch lasts as long as its client likes. nil:
 	// they run until they end.
 	Stopping <-chan struct{}
+	// Drain, if set, counts the unary calls in progress and the writes of
+	// the server's connections, for its stop (Drain.Stop).
+	Drain *Drain
 }
 
 // Options are the gRPC options: TLS (unless plaintext), message and
 // header list size bounds, request ids, panic recovery, per-peer rate
 // limits and calls in progress, metrics (the streams gRPC refuses beyond
-// streamsPerConn included: refusalCreds), client certificates for
-// CertMethods and, for the admin listener, the token. Streaming calls
+// streamsPerConn included: serverCreds), client certificates for
+// CertMethods, for the admin listener, the token, and with Drain the
+// count of calls and writes its stop waits for. Streaming calls
 // (health Watch, reflection) get the request ids, panic recovery,
 // metrics, the token and the per-peer rate, charged for each message.
 func (c Server) Options() []grpc.ServerOption {
@@ -285,6 +289,9 @@ func (c Server) Options() []grpc.ServerOption {
 	}
 	if c.PeerLimit != nil {
 		chain = append(chain, chargePeers(c.PeerLimit))
+	}
+	if c.Drain != nil {
+		chain = append(chain, c.Drain.unary)
 	}
 	// The log and the metrics record a stream's answer as its client gets
 	// it, Unavailable if endStreams ended it (see there).
@@ -333,8 +340,8 @@ func (c Server) Options() []grpc.ServerOption {
 	case c.Cert != nil:
 		creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*c.Cert}, MinVersion: tls.VersionTLS13})
 	}
-	if c.Metrics != nil {
-		creds = refusalCreds{inner: creds, m: c.Metrics}
+	if c.Metrics != nil || c.Drain != nil {
+		creds = serverCreds{inner: creds, m: c.Metrics, drain: c.Drain}
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
