@@ -91,7 +91,8 @@ func (d *Drain) closeAfterQuiet() (time.Duration, bool) {
 // and calls, lets the calls in progress finish and their answers be
 // written, and closes the connections still open once none is in
 // progress and nothing has been written for DrainQuiet (see Drain), or
-// else after timeout. Calls still in progress after timeout are cut off.
+// else after timeout. Calls still in progress after timeout are cut off,
+// and the calls that come after are refused, forced or not.
 // The quiet counts from the stop's start, so that peers that read have
 // their idle connections closed by GOAWAY, and a call they sent before
 // it is served.
@@ -111,6 +112,9 @@ func (d *Drain) Stop(s *grpc.Server, timeout time.Duration) {
 		case <-done:
 			return
 		case <-force.C:
+			d.mu.Lock()
+			d.closed = true // no handler starts as the daemon closes its store
+			d.mu.Unlock()
 			s.Stop()
 			return
 		case <-time.After(wait):

@@ -142,3 +142,43 @@ func TestStopPastStalledPeers(t *testing.T) {
 		t.Errorf("a call after the stop: %v; want Unavailable", err)
 	}
 }
+
+// TestForcedStopRefusesLaterCalls: a stop forced by its timeout (a call
+// still running) returned with the Drain still taking calls, so a call
+// that reached its interceptor afterwards (it was in an earlier one, a
+// rate check, as the connections closed) ran its handler while the daemon
+// closed its store. Once Stop returns, forced or not, no handler starts.
+func TestForcedStopRefusesLaterCalls(t *testing.T) {
+	d := NewDrain()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	s := grpc.NewServer(Server{Drain: d}.Options()...)
+	s.RegisterService(fakeService(func(ctx context.Context) error {
+		close(started)
+		<-release
+		return nil
+	}), struct{}{})
+	go s.Serve(lis)
+	defer s.Stop()
+	conn, err := Dial(lis.Addr().String(), ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go conn.Invoke(ctx, "/test.Fake/Call", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+	<-started
+	d.Stop(s, 100*time.Millisecond) // forced: the call never ends
+	_, err = d.unary(ctx, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) {
+		t.Error("a call after a forced stop ran its handler")
+		return nil, nil
+	})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("a call after a forced stop: %v; want Unavailable", err)
+	}
+}
