@@ -77,3 +77,7 @@ func TopCoinIndex(w *Wallet) (top uint64, n int, err error) {
 	})
 	return top, n, err
 }
+
+// SavedCheckpoint returns the witness state VerifyLog saved (m/witness),
+// nil if none.
+func SavedCheckpoint(w *Wallet) ([]byte, error) { return get(w.db, keyWitness) }

@@ -3,6 +3,7 @@ package wallet_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"slices"
@@ -285,6 +286,73 @@ func TestVerifyLogLinelessCheckpoint(t *testing.T) {
 	}
 	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil || !rep.Checkpoint.HasKeySet {
 		t.Fatalf("then the true checkpoint: %+v, %v", rep, err)
+	}
+}
+
+// TestVerifyLogLinelessCheckpointNotSaved: a checkpoint a wallet fetches
+// fresh from a non-empty log must carry the keyset line (AUDITLOG.md §4a);
+// one without it is the bank's misbehaviour, refused before the witness
+// saves it: neither as the first checkpoint the wallet sees, nor over a
+// smaller one it holds (the log grew). Saved, it would be the newest
+// checkpoint the wallet's witness holds, whose keyset line it checks.
+func TestVerifyLogLinelessCheckpointNotSaved(t *testing.T) {
+	ctx := context.Background()
+	k0 := keys(t)
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bankc, logc := hiddenKeySetBank(t, store, k0)
+	signer, err := auditlog.NewSigner(auditlog.Origin(k0.KeySet().BankID()), k0.Signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lineless := linelessLog{AuditLogClient: logc, signer: signer}
+	w, err := wallet.Create(t.TempDir(), wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.RefreshKeys(ctx, bankc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.VerifyLog(ctx, bankc, lineless)
+	if saved, serr := wallet.SavedCheckpoint(w); serr != nil || saved != nil {
+		t.Fatalf("a first checkpoint without a keyset line was saved (%d bytes, %v; VerifyLog: %v)", len(saved), serr, err)
+	}
+	if !errors.Is(err, wallet.ErrLogMismatch) {
+		t.Fatalf("a first checkpoint without a keyset line: %v, want ErrLogMismatch", err)
+	}
+	rep, err := w.VerifyLog(ctx, bankc, logc)
+	if err != nil || !rep.Checkpoint.HasKeySet {
+		t.Fatalf("the true checkpoint: %+v, %v", rep, err)
+	}
+	held, err := wallet.SavedCheckpoint(w)
+	if err != nil || held == nil {
+		t.Fatalf("the true checkpoint not saved: %v", err)
+	}
+	// The log grows: the lineless checkpoint is newer than the one held.
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenAccount(ctx, "another", pub, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = w.VerifyLog(ctx, bankc, lineless)
+	if saved, serr := wallet.SavedCheckpoint(w); serr != nil || !bytes.Equal(saved, held) {
+		t.Fatalf("a newer checkpoint without a keyset line replaced the one held (%v; VerifyLog: %v)", serr, err)
+	}
+	if !errors.Is(err, wallet.ErrLogMismatch) {
+		t.Fatalf("a newer checkpoint without a keyset line: %v, want ErrLogMismatch", err)
+	}
+	if rep == nil || rep.Checkpoint.Size <= 1 || rep.Checkpoint.HasKeySet {
+		t.Fatalf("report %+v: want the lineless checkpoint of the grown log", rep)
+	}
+	rep, err = w.VerifyLog(ctx, bankc, logc)
+	if err != nil || !rep.Checkpoint.HasKeySet || rep.Checkpoint.Size < 2 {
+		t.Fatalf("then the true checkpoint of the grown log: %+v, %v", rep, err)
 	}
 }
 
