@@ -142,7 +142,7 @@ func TestConcurrentFlakyIndices(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	bal, err := w.Balance()

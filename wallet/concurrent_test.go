@@ -51,7 +51,7 @@ func TestConcurrentWalletUse(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	// 10.00 withdrawn first, then twelve of 1.23; the swaps move value.
@@ -88,7 +88,7 @@ func TestRecoverLeavesARequestInFlight(t *testing.T) {
 		done <- err
 	}()
 	<-held.entered
-	if err := w.Recover(ctx, held); err != nil {
+	if _, err := w.Recover(ctx, held); err != nil {
 		t.Fatalf("recover beside a withdrawal in flight: %v", err)
 	}
 	if n := held.calls.Load(); n != 1 {
@@ -139,7 +139,7 @@ func TestRecoverSendsNoSettledRequest(t *testing.T) {
 	clk.add(2 * wallet.KeySetMaxAge) // Recover fetches the key set after listing
 	listing := &heldKeysBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
 	recovered := make(chan error, 1)
-	go func() { recovered <- w.Recover(ctx, listing) }()
+	go func() { _, err := w.Recover(ctx, listing); recovered <- err }()
 	<-listing.entered
 	close(sending.release)
 	if err := <-withdrawn; err == nil {

@@ -191,7 +191,7 @@ func TestBadAnswerKeptAsDispute(t *testing.T) {
 	if _, err := w.Withdraw(ctx, bad, ecash.MustParseAmount("EUR:5.12"), nil); err != nil {
 		t.Fatalf("withdraw after disputes: %v", err)
 	}
-	if err := w.Recover(ctx, bad); err != nil {
+	if _, err := w.Recover(ctx, bad); err != nil {
 		t.Fatalf("recover after disputes: %v", err)
 	}
 

@@ -383,7 +383,7 @@ func TestCrashBeforeRevealedSwapped(t *testing.T) {
 	}
 	defer w2.Close()
 	wantBalance(t, w2, "after the crash", "EUR:0.03", "EUR:0.03")
-	if err := w2.Recover(ctx, f.bankc); err != nil {
+	if _, err := w2.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	wantBalance(t, w2, "after Recover", "EUR:0.03", "EUR:0.00")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func TestRecoveredRefusedWithdrawalParksIndices(t *testing.T) {
 		if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, big, nil); !errors.Is(err, wallet.ErrPending) {
 			t.Fatalf("withdrawal %d never sent: %v, want ErrPending", i, err)
 		}
-		err := w.Recover(ctx, f.bankc)
+		_, err := w.Recover(ctx, f.bankc)
 		t.Logf("recovered withdrawal %d: %v", i, err)
 		if n, _ := w.PendingWithdrawals(); n != 0 {
 			t.Fatalf("withdrawal %d still pending after the bank refused it", i)
@@ -101,7 +102,7 @@ func TestRecoveredUnknownDenominationKeepsIndices(t *testing.T) {
 	if _, err := w.Withdraw(ctx, c, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
 		t.Fatalf("withdrawal whose answer was lost: %v, want ErrPending", err)
 	}
-	err := w.Recover(ctx, c)
+	_, err := w.Recover(ctx, c)
 	t.Logf("recovered: %v", err)
 	if n, _ := wallet.NextIndex(w); n == n0 {
 		t.Fatalf("the indices of a recovered withdrawal the bank signed were parked after a refusal made before its record (counter back at %d)", n)
@@ -164,10 +165,122 @@ func TestRecoveredPrunedWithdrawalStopsNothing(t *testing.T) {
 	if _, err := w.Withdraw(ctx, b, ecash.MustParseAmount("EUR:0.50"), nil); err != nil {
 		t.Fatalf("withdrawal after a recorded request of pruned keys: %v", err)
 	}
-	if err := w.Recover(ctx, b); err != nil {
+	if _, err := w.Recover(ctx, b); err != nil {
 		t.Fatalf("recovery with a recorded request of pruned keys: %v", err)
 	}
 	if n, _ := w.PendingWithdrawals(); n != 1 {
 		t.Fatalf("%d withdrawals pending, want the pruned one kept", n)
+	}
+}
+
+// countingWithdraw counts the Withdraw calls it relays, and fails the
+// first fail of them Unavailable without relaying them.
+type countingWithdraw struct {
+	pb.BankClient
+	calls, fail int
+}
+
+func (c *countingWithdraw) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	c.calls++
+	if c.calls <= c.fail {
+		return nil, status.Error(codes.Unavailable, "the bank is unreachable")
+	}
+	return c.BankClient.Withdraw(ctx, in, opts...)
+}
+
+// TestWithdrawAfterRefusedRecovery: a withdrawal of more than the account
+// holds is persisted and never reaches the bank. The next Withdraw, of
+// what the account holds, first re-sends it and the bank refuses it for
+// good (insufficient funds): that ended the old request, and the new
+// withdrawal failed with the old one's refusal, once. It proceeds now,
+// from the indices the refused request parked; the refusal is reported
+// by the next Recover, once.
+func TestWithdrawAfterRefusedRecovery(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := fundedWallet(t, f, "EUR:1.00")
+	n0, _ := wallet.NextIndex(w)
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:5.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	c := &countingWithdraw{BankClient: f.bankc}
+	coins, err := w.Withdraw(ctx, c, ecash.MustParseAmount("EUR:1.00"), nil)
+	if err != nil {
+		t.Fatalf("a withdrawal the account covers, after an earlier one it does not: %v", err)
+	}
+	if c.calls != 2 {
+		t.Fatalf("%d withdraw requests sent, want the old one and the new one", c.calls)
+	}
+	if fresh(t, w) != "EUR:1.00" {
+		t.Fatalf("the wallet holds %s fresh, want EUR:1.00", fresh(t, w))
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending, want the refused one ended", n)
+	}
+	// The refused request's indices were parked, and the new one took them.
+	if next, _ := wallet.NextIndex(w); next != n0+uint64(len(coins)) {
+		t.Fatalf("counter %d after %d coins from %d: the refused request's indices were not given to the next withdrawal", next, len(coins), n0)
+	}
+	rep, err := w.Recover(ctx, f.bankc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Refused) != 1 || rep.Refused[0].Amount.String() != "EUR:5.00" || !strings.Contains(rep.Refused[0].Reason, "FailedPrecondition") {
+		t.Fatalf("Recover reports %+v, want the EUR:5.00 withdrawal refused (FailedPrecondition)", rep.Refused)
+	}
+	if rep, err := w.Recover(ctx, f.bankc); err != nil || len(rep.Refused) != 0 {
+		t.Fatalf("a second Recover: %+v, %v; want the refusal reported once", rep, err)
+	}
+	f.checkConservation(t, w)
+}
+
+// TestRecoveredRefusalReported: Recover itself re-sends the old
+// withdrawal; the bank refuses it. Recover goes on to its other work and
+// reports the refusal, instead of failing with it.
+func TestRecoveredRefusalReported(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := fundedWallet(t, f, "EUR:1.00")
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:5.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	rep, err := w.Recover(ctx, f.bankc)
+	if err != nil {
+		t.Fatalf("Recover with a withdrawal the bank refuses: %v", err)
+	}
+	if len(rep.Refused) != 1 || rep.Refused[0].Amount.String() != "EUR:5.00" {
+		t.Fatalf("Recover reports %+v, want the EUR:5.00 withdrawal refused", rep.Refused)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending, want the refused one ended", n)
+	}
+}
+
+// TestTransientRecoveryStopsWithdraw: the old request's re-send is not
+// answered (the bank unreachable: its outcome still unknown). The new
+// withdrawal is not sent, as before: the old one stays pending for the
+// next call.
+func TestTransientRecoveryStopsWithdraw(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, _ := fundedWallet(t, f, "EUR:2.00")
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	c := &countingWithdraw{BankClient: f.bankc, fail: 1}
+	if _, err := w.Withdraw(ctx, c, ecash.MustParseAmount("EUR:0.50"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal after an unanswered recovery: %v, want ErrPending", err)
+	}
+	if c.calls != 1 {
+		t.Fatalf("%d withdraw requests sent, want only the old one's re-send", c.calls)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d withdrawals pending, want the old one", n)
+	}
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh(t, w); got != "EUR:1.00" {
+		t.Fatalf("after Recover the wallet holds %s, want the old withdrawal's EUR:1.00", got)
 	}
 }

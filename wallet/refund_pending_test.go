@@ -40,7 +40,7 @@ func TestStuckRefundSwapShowsPending(t *testing.T) {
 		t.Fatalf("pending %s with the EUR:1.00 refund's swap unsettled", bal.Pending)
 	}
 	f.checkConservation(t, w)
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	if got := fresh(t, w); got != "EUR:1.00" {

@@ -60,7 +60,7 @@ func TestWithdrawRetryAfterWindowCloses(t *testing.T) {
 		t.Fatalf("lost answer: %v, want ErrPending", err)
 	}
 	clk.add(2 * time.Minute) // past WithdrawEnd, within DepositEnd
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatalf("recover after the window closed: %v", err)
 	}
 	bal, _ := w.Balance()
@@ -115,14 +115,14 @@ func TestPendingReleasedAfterExpiry(t *testing.T) {
 		t.Fatalf("merchant down: %v", err)
 	}
 	clk.add(2 * time.Minute) // expired, but the bank's grace is not over
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	if bal, _ := w.Balance(); bal.Pending.String() != "EUR:1.00" {
 		t.Fatalf("released too early: pending %s", bal.Pending)
 	}
 	clk.add(2 * ecash.MaxClockSkew)
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	if bal, _ := w.Balance(); bal.Fresh.String() != "EUR:2.00" || !bal.Pending.IsZero() {

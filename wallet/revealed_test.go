@@ -117,7 +117,7 @@ func TestPaymentOfALongRequestReleasedAfterTheBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.add(ecash.MaxPaymentLifetime + time.Hour)
-	if err := w.Recover(ctx, f.bankc); err != nil {
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
 		t.Fatal(err)
 	}
 	bal, err := w.Balance()

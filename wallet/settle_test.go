@@ -65,7 +65,7 @@ func TestLateSettleChangesNothing(t *testing.T) {
 	clk.add(time.Hour) // the first payment's request expires
 	held := &heldStatusBank{BankClient: f.bankc, holdFirst: newHoldFirst()}
 	recovered := make(chan error)
-	go func() { recovered <- w.Recover(ctx, held) }()
+	go func() { _, err := w.Recover(ctx, held); recovered <- err }()
 	<-held.entered
 	// The retry finds the request expired and unpaid: the coin is free,
 	// and the second payment (its merchant down too) takes it.

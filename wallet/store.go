@@ -27,6 +27,8 @@ import (
 //	m/restoring       present while a restore has not finished: m/next is not
 //	                  yet past the indices the seed used, so none is reserved
 //	w/<nonce>         pending withdraw: the signed request, kept until its coins are stored
+//	f/<nonce>         a pending withdraw the bank refused outright when sent
+//	                  again (refused.go), until Recover reports it
 //	c/<coin id>       coin record
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled

@@ -153,7 +153,7 @@ func TestSwapAnswerLost(t *testing.T) {
 	if bal.Pending.String() != "EUR:1.28" || bal.Fresh.String() != "EUR:1.28" {
 		t.Fatalf("after the lost answer: fresh %s, pending %s", bal.Fresh, bal.Pending)
 	}
-	if err := w.Recover(ctx, lossy); err != nil {
+	if _, err := w.Recover(ctx, lossy); err != nil {
 		t.Fatal(err)
 	}
 	if got := fresh(t, w); got != "EUR:2.56" {

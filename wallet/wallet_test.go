@@ -257,7 +257,7 @@ func TestWithdrawResponseLost(t *testing.T) {
 	if got := f.balance(t, acct); got != 800 {
 		t.Fatalf("bank balance %d after the lost answer, want 800", got)
 	}
-	if err := w.Recover(ctx, lossy); err != nil {
+	if _, err := w.Recover(ctx, lossy); err != nil {
 		t.Fatal(err)
 	}
 	bal, err := w.Balance()
@@ -309,7 +309,7 @@ func TestCrashMidWithdraw(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer w2.Close()
-			if err := w2.Recover(ctx, f.bankc); err != nil {
+			if _, err := w2.Recover(ctx, f.bankc); err != nil {
 				t.Fatal(err)
 			}
 			bal, err := w2.Balance()

@@ -18,7 +18,10 @@ import (
 type Progress func(done, total int)
 
 // Withdraw debits amount from the wallet's bank account as fresh coins.
-// Pending withdrawals from an earlier crash are finished first. Coins are
+// Pending withdrawals from an earlier crash are finished first: one the
+// bank refuses outright is dropped, its refusal kept for Recover's report
+// (RecoverReport.Refused), and this withdrawal goes on; one it does not
+// answer stops this withdrawal (ErrPending). Coins are
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent. On an error it returns the coins stored so far; an answer the
 // bank got wrong stops it with ErrBadAnswer (see Disputes).
@@ -465,7 +468,10 @@ func (w *Wallet) parkIndices(r reservation) error {
 
 // sendWithdraw sends a persisted request and stores the resulting coins. A
 // definitive refusal drops the request (the bank recorded nothing); any
-// other failure keeps it for Recover.
+// other failure keeps it for Recover. The refusal of a request recovered
+// from the store is recorded for Recover's report (dropRefused) and comes
+// back as a *refusedEarlier once the request is dropped and its indices
+// parked or skipped.
 func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pw *pendingWithdraw) ([]ecash.Coin, error) {
 	req, err := ecash.DecodeWithdrawRequest(pw.Body)
 	if err != nil {
@@ -489,7 +495,7 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	resp, err := bank.Withdraw(ctx, &pb.WithdrawRequest{Body: pw.Body, AccountSig: pw.Sig})
 	if err != nil {
 		if definitive(err) {
-			if derr := w.db.Delete(withdrawKey(req.Nonce), pebble.Sync); derr != nil {
+			if derr := w.dropRefused(ks, req, pw, err); derr != nil {
 				return nil, derr
 			}
 			// An answered CS nonce is never offered again. A request
@@ -502,7 +508,14 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// not serve, the signature) leaves its indices skipped.
 			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
-				return nil, errors.Join(err, w.parkIndices(*pw.res))
+				if perr := w.parkIndices(*pw.res); perr != nil {
+					return nil, errors.Join(err, perr)
+				}
+			}
+			if pw.recovered {
+				// Recorded for Recover's report (dropRefused): the
+				// request's own outcome, not the caller's.
+				return nil, &refusedEarlier{err}
 			}
 			return nil, err
 		}
@@ -525,6 +538,34 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		coins[i] = recs[i].Coin
 	}
 	return coins, bad.err()
+}
+
+// dropRefused drops the record of a withdrawal the bank refused outright
+// (err). A request recovered from the store, pending from before, leaves
+// the refusal in its place (f/<nonce>, in the same batch), for Recover to
+// report: the call that sent it again goes on with its own work.
+func (w *Wallet) dropRefused(ks *ecash.KeySet, req *ecash.WithdrawRequest, pw *pendingWithdraw, err error) error {
+	if !pw.recovered {
+		return w.db.Delete(withdrawKey(req.Nonce), pebble.Sync)
+	}
+	r := &RefusedWithdrawal{Nonce: req.Nonce, Amount: ecash.Amount{Currency: ks.Currency}, Reason: refusalReason(err), At: w.now()}
+	for _, p := range req.Planchets {
+		// Listed: a recovered request is sent only then (sendWithdraw).
+		if d, derr := ks.Denomination(p.Denom); derr == nil {
+			if sum, aerr := r.Amount.Add(d.Value); aerr == nil {
+				r.Amount = sum
+			}
+		}
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(withdrawKey(req.Nonce), nil); err != nil {
+		return err
+	}
+	if err := b.Set(refusedKey(req.Nonce), r.encode(), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // storeCoins records a finished withdrawal's coins, and bad if its answer
@@ -608,7 +649,21 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // Recover finishes withdrawals and swaps that were persisted but not
 // completed, settles pending payments the bank can decide (paid, or unpaid and too
 // late to be paid), and swaps revealed coins (Balance.Revealed) for new ones.
-func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) error {
+// A pending withdrawal the bank refuses outright is dropped and reported
+// in the report, with those an earlier Withdraw dropped so (each once),
+// not as Recover's error; on an error they are left for the next Recover.
+func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
+	if err := w.recover(ctx, bank); err != nil {
+		return nil, err
+	}
+	refused, err := w.takeRefused()
+	if err != nil {
+		return nil, err
+	}
+	return &RecoverReport{Refused: refused}, nil
+}
+
+func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) error {
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return err
 	}
@@ -656,8 +711,13 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 			return err
 		})
 		// A bad answer is recorded by now (ErrBadAnswer comes only after
-		// the record is written): go on to the others.
-		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) {
+		// the record is written), and so is an outright refusal (for
+		// Recover's report; its indices parked or skipped by then): go
+		// on to the others, and the caller to its own work. Anything
+		// else (the bank not answering: the request's outcome unknown)
+		// stops the caller.
+		var refused *refusedEarlier
+		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) {
 			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}
@@ -665,8 +725,10 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 }
 
 // PendingWithdrawals counts withdrawals waiting for Recover.
-func (w *Wallet) PendingWithdrawals() (int, error) {
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
+func (w *Wallet) PendingWithdrawals() (int, error) { return w.countPending("w/") }
+
+func (w *Wallet) countPending(prefix string) (int, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 	if err != nil {
 		return 0, err
 	}
@@ -674,5 +736,5 @@ func (w *Wallet) PendingWithdrawals() (int, error) {
 	for it.First(); it.Valid(); it.Next() {
 		n++
 	}
-	return n, it.Close()
+	return n, errors.Join(it.Error(), it.Close())
 }

@@ -263,6 +263,11 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 				bar := inv.NewProgress("withdrawing")
 				coins, err := w.Withdraw(ctx, bank, amt, func(done, total int) { bar.Set(done, total) })
 				bar.Finish()
+				// An interrupted withdrawal this one sent again first,
+				// refused outright: dropped, and reported by recover.
+				if rs, rerr := w.RefusedWithdrawals(); rerr == nil && len(rs) > 0 {
+					inv.Notef("the bank refused %d interrupted withdrawal(s) outright; 'wallet recover' reports them", len(rs))
+				}
 				got, fee, werr := coinTotal(w, amt.Currency, coins)
 				if werr != nil {
 					return werr
@@ -447,7 +452,9 @@ refund's collection among them), asks the bank about payments whose answer
 was lost (paid: the receipt is kept; too late to be paid: the coins come
 back), and swaps coins the bank saw in a payment it did not take ("revealed"
 in 'wallet balance'). It is always safe to run; with nothing of this kind
-pending it does not contact the bank.
+pending it does not contact the bank. An interrupted withdrawal the bank
+refuses outright (the account no longer covers it, say), now or when an
+earlier withdraw sent it again, is dropped and listed once ("refused").
 
 An interrupted payment can also be finished by running the same "wallet pay"
 again.`,
@@ -466,18 +473,31 @@ again.`,
 			if err != nil && !errors.Is(err, wallet.ErrNoKeys) {
 				return err
 			}
-			work := before > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
+			// Refusals an earlier withdraw met (an interrupted withdrawal
+			// it sent again) are reported here, by Recover.
+			unreported, err := w.RefusedWithdrawals()
+			if err != nil {
+				return err
+			}
+			work := before > 0 || len(unreported) > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
+			var rep *wallet.RecoverReport
 			if work {
 				conn, err := dialBank(cfg)
 				if err != nil {
 					return err
 				}
 				defer conn.Close()
-				if err := w.Recover(ctx, pb.NewBankClient(conn)); err != nil {
+				if rep, err = w.Recover(ctx, pb.NewBankClient(conn)); err != nil {
 					if errors.Is(err, wallet.ErrPending) {
 						return fmt.Errorf("the bank did not answer (%v); run 'wallet recover' again", err)
 					}
 					return err
+				}
+			}
+			refused := []refusedJSON{}
+			if rep != nil {
+				for _, r := range rep.Refused {
+					refused = append(refused, refusedJSON{hex.EncodeToString(r.Nonce[:]), r.Amount.String(), r.Reason, r.At.UTC().Format(time.RFC3339)})
 				}
 			}
 			bal, err := w.Balance()
@@ -489,14 +509,35 @@ again.`,
 				return err
 			}
 			out := struct {
-				Recovered  int    `json:"recovered"`
-				Unfinished int    `json:"unfinished"`
-				Balance    string `json:"balance"`
-				Pending    string `json:"pending"`
-				Revealed   string `json:"revealed"`
-			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String()}
-			return inv.Print(out, func(wr io.Writer) { recoverSummary(wr, work, before, after, bal) })
+				Recovered  int           `json:"recovered"`
+				Unfinished int           `json:"unfinished"`
+				Balance    string        `json:"balance"`
+				Pending    string        `json:"pending"`
+				Revealed   string        `json:"revealed"`
+				Refused    []refusedJSON `json:"refused"`
+			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused}
+			return inv.Print(out, func(wr io.Writer) {
+				recoverSummary(wr, work, before, after, bal)
+				refusedSummary(wr, refused)
+			})
 		},
+	}
+}
+
+// refusedJSON is an interrupted withdrawal the bank refused outright, as
+// 'wallet recover' reports it.
+type refusedJSON struct {
+	Nonce  string `json:"nonce"`
+	Amount string `json:"amount"`
+	Reason string `json:"reason"`
+	At     string `json:"at"`
+}
+
+// refusedSummary lists the interrupted withdrawals the bank refused
+// outright: dropped, they will not be sent again.
+func refusedSummary(wr io.Writer, refused []refusedJSON) {
+	for _, r := range refused {
+		fmt.Fprintf(wr, "refused by the bank: the interrupted withdrawal of %s (request %s…): %q; it is dropped and will not be sent again\n", r.Amount, r.Nonce[:8], r.Reason)
 	}
 }
 

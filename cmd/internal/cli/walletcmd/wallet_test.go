@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -227,6 +228,60 @@ func TestRecoverSettlesPendingPayment(t *testing.T) {
 	}
 	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) {
 		t.Fatalf("balance after recover: %+v", r)
+	}
+}
+
+// unsentWithdraw fails every Withdraw before it reaches the bank.
+type unsentWithdraw struct{ pb.BankClient }
+
+func (unsentWithdraw) Withdraw(context.Context, *pb.WithdrawRequest, ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	return nil, status.Error(codes.Unavailable, "bank unreachable (simulated)")
+}
+
+// TestRecoverReportsRefusedWithdrawal: an interrupted withdrawal of more
+// than the account holds is sent again by the next 'wallet withdraw',
+// which the bank refuses outright. That withdraw failed with the old
+// request's refusal; it goes on now, notes the refusal, and 'wallet
+// recover' lists it once.
+func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
+	ctx := context.Background()
+	b, _, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:1.00")
+	bankConn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankConn.Close()
+	w, err := wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Withdraw(ctx, unsentWithdraw{pb.NewBankClient(bankConn)}, ecash.MustParseAmount("EUR:5.00"), nil)
+	w.Close()
+	if !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want pending", err)
+	}
+	r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:1.00")
+	if r.code != 0 || !strings.Contains(r.stderr, "refused 1 interrupted withdrawal(s)") {
+		t.Fatalf("withdraw after an interrupted one the account does not cover: %+v", r)
+	}
+	r = runWallet(t, env, "--wallet", dir, "recover", "--json")
+	var out struct {
+		Balance string `json:"balance"`
+		Refused []struct {
+			Amount string `json:"amount"`
+			Reason string `json:"reason"`
+		} `json:"refused"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
+		t.Fatalf("recover: %+v (%v)", r, err)
+	}
+	if out.Balance != "EUR:1.00" || len(out.Refused) != 1 || out.Refused[0].Amount != "EUR:5.00" || !strings.Contains(out.Refused[0].Reason, "FailedPrecondition") {
+		t.Fatalf("recover reports %+v", out)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:1.00\n" {
+		t.Fatalf("recover again: %+v", r)
 	}
 }
 
