@@ -253,6 +253,12 @@ func TestSwapSettledAfterCatchUpKeepsSpentOutputs(t *testing.T) {
 	}
 	bal, _ := r.Balance()
 	t.Logf("after the catch-up: fresh %s, pending %s", bal.Fresh, bal.Pending)
+	// X went through (the scan found its outputs signed): its inputs are
+	// spent, its outputs fresh; counted pending too, they were counted twice.
+	if !bal.Pending.IsZero() {
+		t.Errorf("pending %s after the catch-up took in X's outputs: X's inputs counted beside them", bal.Pending)
+	}
+	f.checkConservation(t, r)
 	o, err := f.merchant.CreateOrder(bal.Fresh, "everything", 0)
 	if err != nil {
 		t.Fatal(err)

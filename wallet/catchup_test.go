@@ -291,6 +291,13 @@ func TestCatchUpUnverifiedClaimScansNothing(t *testing.T) {
 // opened. It returns the copy, closed when t ends, and the account.
 func putBackWallet(t *testing.T, f *fixture, clk *clock, first string, later ...string) (*wallet.Wallet, uint64) {
 	t.Helper()
+	return putBackWalletWith(t, f, clk, wallet.Options{}, first, later...)
+}
+
+// putBackWalletWith is putBackWallet, the copy opened with opts (its
+// clock clk's).
+func putBackWalletWith(t *testing.T, f *fixture, clk *clock, opts wallet.Options, first string, later ...string) (*wallet.Wallet, uint64) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	w, err := wallet.Create(dir, wallet.Options{Now: clk.now})
@@ -317,7 +324,8 @@ func putBackWallet(t *testing.T, f *fixture, clk *clock, first string, later ...
 		}
 	}
 	w.Close()
-	r, err := wallet.Open(backup, wallet.Options{Now: clk.now})
+	opts.Now = clk.now
+	r, err := wallet.Open(backup, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,12 @@ type Balance struct {
 	Revealed ecash.Amount
 	// Pending is the value of coins in payments and swaps not settled yet,
 	// and the refund credit a swap not settled collects: its inputs,
-	// spent before, do not turn pending. Recover settles them.
+	// spent before, do not turn pending. Recover settles them. A swap
+	// some of whose outputs the wallet holds already (a catch-up's or a
+	// restore's scan took them in before its answer came) went through:
+	// its inputs are spent and its outputs held count in Fresh, so it
+	// counts here only the outputs not held yet (pendingSwaps). It still
+	// waits for Recover (PendingSwaps counts it).
 	Pending ecash.Amount
 	Coins   map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
 	// Expired is the value of unspent coins worth nothing, apart from
@@ -334,8 +339,20 @@ func (w *Wallet) Balance() (Balance, error) {
 	// would count its credit twice, or not at all.
 	snap := w.db.NewSnapshot()
 	defer snap.Close()
+	swaps, err := pendingSwapsIn(snap)
+	if err != nil {
+		return bal, err
+	}
+	var held map[planchetAt]bool // coins held, if a swap is pending
+	if len(swaps) > 0 {
+		held = map[planchetAt]bool{}
+	}
+	pendingIn := map[ecash.Hash]ecash.Amount{} // pending coins' value, by the payment or swap they are in
 	err = eachCoinIn(snap, func(c *coinRecord) error {
 		var err error
+		if held != nil {
+			held[planchetAt{c.Index, c.Coin.Denom}] = true
+		}
 		switch c.State {
 		case CoinFresh:
 			// A revoked coin is recouped, which has no deadline: never
@@ -351,53 +368,102 @@ func (w *Wallet) Balance() (Balance, error) {
 				bal.Revealed, err = bal.Revealed.Add(c.Value)
 			}
 		case CoinPending:
-			bal.Pending, err = bal.Pending.Add(c.Value)
+			sum, ok := pendingIn[c.Payment]
+			if !ok {
+				sum = zero
+			}
+			pendingIn[c.Payment], err = sum.Add(c.Value)
 		}
 		return err
 	})
 	if err != nil {
 		return bal, err
 	}
-	credit, err := pendingCredit(snap, ks)
+	through, outstanding, err := pendingSwaps(swaps, ks, held)
 	if err != nil {
 		return bal, err
 	}
-	bal.Pending, err = bal.Pending.Add(credit)
+	for in, v := range pendingIn {
+		if through[in] {
+			continue // spent by a swap that went through: its outputs count
+		}
+		if bal.Pending, err = bal.Pending.Add(v); err != nil {
+			return bal, err
+		}
+	}
+	bal.Pending, err = bal.Pending.Add(outstanding)
 	return bal, err
 }
 
-// pendingCredit sums the refund credit that swaps not settled in r
-// collect: their outputs' value, as refund credit pays no swap fee and
-// such a swap spends nothing else (CollectRefunds). An output of a
-// denomination ks does not list is not counted: its value is unknown here.
-func pendingCredit(r pebble.Reader, ks *ecash.KeySet) (ecash.Amount, error) {
-	sum := ecash.Amount{Currency: ks.Currency}
+// planchetAt is a planchet index under a denomination: it names one coin
+// (its key derives from the seed and the index, PROTOCOL.md §3.1).
+type planchetAt struct {
+	index uint64
+	denom ecash.Hash
+}
+
+// pendingSwapsIn reads the swaps (and recoups) not settled in r.
+func pendingSwapsIn(r pebble.Reader) ([]*pendingSwap, error) {
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: prefixEnd([]byte("s/"))})
 	if err != nil {
-		return sum, err
+		return nil, err
 	}
 	defer it.Close()
+	var out []*pendingSwap
 	for it.First(); it.Valid(); it.Next() {
 		ps, err := decodePendingSwap(it.Value())
 		if err != nil {
-			return sum, fmt.Errorf("wallet: corrupt pending swap: %w", err)
+			return nil, fmt.Errorf("wallet: corrupt pending swap: %w", err)
 		}
-		if len(ps.Credits) == 0 {
+		out = append(out, ps)
+	}
+	return out, it.Error()
+}
+
+// pendingSwaps says what the swaps not settled, swaps, bring in that the
+// wallet does not hold yet (held: its coins). A swap collecting refund
+// credit spends nothing that counts (its inputs were spent before): it
+// brings in its outputs' value (refund credit pays no swap fee). Another
+// swap's inputs are pending coins, counted as such, until one of its
+// outputs is held: a catch-up's or a restore's scan found it signed, so
+// the bank took the swap (through, by request hash: its inputs are spent),
+// and it brings in the outputs not held yet. Either way an output held
+// counts once, as the coin it is. An output of a denomination ks does not
+// list is not counted: its value is unknown here.
+func pendingSwaps(swaps []*pendingSwap, ks *ecash.KeySet, held map[planchetAt]bool) (through map[ecash.Hash]bool, outstanding ecash.Amount, err error) {
+	through = map[ecash.Hash]bool{}
+	outstanding = ecash.Amount{Currency: ks.Currency}
+	for _, ps := range swaps {
+		h, outputs, err := ps.request()
+		if err != nil {
+			return nil, outstanding, fmt.Errorf("wallet: corrupt pending swap: %w", err)
+		}
+		if len(ps.Indices) != len(outputs) {
+			return nil, outstanding, fmt.Errorf("wallet: corrupt pending swap: %d indices for %d outputs", len(ps.Indices), len(outputs))
+		}
+		isHeld := func(i int) bool { return held[planchetAt{ps.Indices[i], outputs[i].Denom}] }
+		taken := false
+		for i := range outputs {
+			taken = taken || isHeld(i)
+		}
+		if len(ps.Credits) == 0 && !taken {
 			continue // its inputs are pending coins, counted as such
 		}
-		_, outputs, err := ps.request()
-		if err != nil {
-			return sum, fmt.Errorf("wallet: corrupt pending swap: %w", err)
+		if taken {
+			through[h] = true
 		}
-		for _, o := range outputs {
+		for i, o := range outputs {
+			if isHeld(i) {
+				continue
+			}
 			if d, err := ks.Denomination(o.Denom); err == nil {
-				if sum, err = sum.Add(d.Value); err != nil {
-					return sum, err
+				if outstanding, err = outstanding.Add(d.Value); err != nil {
+					return nil, outstanding, err
 				}
 			}
 		}
 	}
-	return sum, it.Error()
+	return through, outstanding, nil
 }
 
 func (w *Wallet) eachCoin(f func(*coinRecord) error) error { return eachCoinIn(w.db, f) }

@@ -727,6 +727,12 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 // PendingWithdrawals counts withdrawals waiting for Recover.
 func (w *Wallet) PendingWithdrawals() (int, error) { return w.countPending("w/") }
 
+// PendingSwaps counts swaps and recoups not settled yet (Recover settles
+// them). One whose outputs the wallet took in already (a catch-up's scan
+// found them) counts in Balance.Pending only the outputs not held yet,
+// nothing if it holds them all, and still waits for Recover.
+func (w *Wallet) PendingSwaps() (int, error) { return w.countPending("s/") }
+
 func (w *Wallet) countPending(prefix string) (int, error) {
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 	if err != nil {

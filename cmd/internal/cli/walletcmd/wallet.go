@@ -473,13 +473,20 @@ again.`,
 			if err != nil && !errors.Is(err, wallet.ErrNoKeys) {
 				return err
 			}
+			// A swap whose outputs a catch-up took in already counts
+			// pending only the outputs not held (those held are fresh),
+			// nothing if all are: not settled, it is work all the same.
+			swaps, err := w.PendingSwaps()
+			if err != nil {
+				return err
+			}
 			// Refusals an earlier withdraw met (an interrupted withdrawal
 			// it sent again) are reported here, by Recover.
 			unreported, err := w.RefusedWithdrawals()
 			if err != nil {
 				return err
 			}
-			work := before > 0 || len(unreported) > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
+			work := before > 0 || swaps > 0 || len(unreported) > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
 			var rep *wallet.RecoverReport
 			if work {
 				conn, err := dialBank(cfg)

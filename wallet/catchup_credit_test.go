@@ -1,0 +1,183 @@
+package wallet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// collectDuringWithdraw runs collect on the first Withdraw, before
+// relaying it.
+type collectDuringWithdraw struct {
+	pb.BankClient
+	withdraws atomic.Int32
+	collect   func()
+}
+
+func (b *collectDuringWithdraw) Withdraw(ctx context.Context, in *pb.WithdrawRequest, opts ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	if b.withdraws.Add(1) == 1 {
+		b.collect()
+	}
+	return b.BankClient.Withdraw(ctx, in, opts...)
+}
+
+// transcriptLine is one line of a transcript, as far as these tests read
+// it.
+type transcriptLine struct {
+	Step string `json:"step"`
+	Note string `json:"note"`
+	Data string `json:"data"`
+}
+
+// transcriptSteps parses a transcript.
+func transcriptSteps(t *testing.T, b []byte) []transcriptLine {
+	t.Helper()
+	var out []transcriptLine
+	for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var tl transcriptLine
+		if err := json.Unmarshal(l, &tl); err != nil {
+			t.Fatalf("transcript line %q: %v", l, err)
+		}
+		out = append(out, tl)
+	}
+	return out
+}
+
+// coinLine decodes a transcript's coin line.
+func coinLine(t *testing.T, l transcriptLine) ecash.Coin {
+	t.Helper()
+	raw, err := hex.DecodeString(l.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ecash.DecodeCoin(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestCatchUpTakesInRefundCollection: a wallet put back from a copy pays
+// EUR:0.32 and the merchant refunds it. It withdraws (R, from the stale
+// counter c, indices the lost copy used); meanwhile it collects the
+// refund: swap X, of the refund credit, reserves the indices after R's,
+// the bank commits it and its answer is lost. R is refused
+// (ErrAlreadyIssued) and catches up: the scan from c takes in the lost
+// copy's coins and X's outputs. X is still pending: Balance counted its
+// outputs fresh and, as a refund collection not settled, their value
+// pending too, EUR:0.32 twice until Recover. And X's outputs, taken in by
+// the scan and not by X's settlement, got no coin line in the transcript.
+func TestCatchUpTakesInRefundCollection(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, scheduleKeys(t, clk.now(), 40*time.Hour), clk.now)
+	var tr bytes.Buffer
+	r, _ := putBackWalletWith(t, f, clk, wallet.Options{Transcript: &tr}, "EUR:0.64", "EUR:0.63")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.32"), "a lamp", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.merchant.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:0.32")); err != nil {
+		t.Fatal(err)
+	}
+	var collectErr error
+	bank := &collectDuringWithdraw{BankClient: f.bankc}
+	bank.collect = func() {
+		lossy := &lossySwaps{BankClient: f.bankc}
+		lossy.lose.Store(1)
+		_, collectErr = r.CollectRefunds(ctx, lossy)
+	}
+	if _, err := r.Withdraw(ctx, bank, ecash.MustParseAmount("EUR:0.63"), nil); err != nil {
+		t.Fatalf("withdrawal (caught up): %v", err)
+	}
+	if !errors.Is(collectErr, wallet.ErrPending) {
+		t.Fatalf("the refund's collection, its answer lost: %v, want ErrPending", collectErr)
+	}
+	bal, err := r.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The copy's 0.32 left, the lost copy's 0.63, the refund's 0.32, R's 0.63.
+	t.Logf("after the catch-up: fresh %s, pending %s", bal.Fresh, bal.Pending)
+	if bal.Fresh.Value+bal.Pending.Value != 32+63+32+63 {
+		t.Errorf("fresh %s and pending %s: the refund's EUR:0.32 counted twice", bal.Fresh, bal.Pending)
+	}
+	f.checkConservation(t, r)
+	if n, err := r.PendingSwaps(); err != nil || n != 1 {
+		t.Fatalf("%d swaps pending (%v), want the refund's collection: settled by Recover", n, err)
+	}
+
+	// Each coin the wallet took in of its own requests has its coin line,
+	// once: X's outputs right after the scan took them in.
+	check := func(when string) {
+		t.Helper()
+		lines := transcriptSteps(t, tr.Bytes())
+		seen := map[ecash.Hash]bool{}
+		var afterSwap uint64
+		swapSeen, withdraws := false, 0
+		for _, l := range lines {
+			switch l.Step {
+			case "swap-request":
+				swapSeen = true
+			case "withdraw-request":
+				withdraws++
+			case "coin":
+				c := coinLine(t, l)
+				if seen[c.ID()] {
+					t.Fatalf("%s: coin %x has two coin lines", when, c.ID().String()[:16])
+				}
+				seen[c.ID()] = true
+				if swapSeen && withdraws == 1 {
+					v, err := ecash.ParseAmount(l.Note)
+					if err != nil {
+						t.Fatal(err)
+					}
+					afterSwap += v.Value
+				}
+			}
+		}
+		t.Logf("%s: %d coin lines, worth %d between the refund's swap request and the next withdrawal", when, len(seen), afterSwap)
+		if afterSwap != 32 {
+			t.Errorf("%s: the coin lines after the refund's swap request add up to %d, want its outputs' 32", when, afterSwap)
+		}
+		if len(seen) != 6+6 {
+			t.Errorf("%s: %d coin lines, want R's 6 coins and the refund's 6", when, len(seen))
+		}
+	}
+	check("after the catch-up")
+
+	rep, err := r.Recover(ctx, f.bankc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Refused) != 0 {
+		t.Fatalf("Recover reports %+v", rep.Refused)
+	}
+	bal, err = r.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after Recover: fresh %s, pending %s", bal.Fresh, bal.Pending)
+	if bal.Fresh.Value != 32+63+32+63 || !bal.Pending.IsZero() {
+		t.Errorf("after Recover: fresh %s, pending %s; want EUR:1.90 fresh", bal.Fresh, bal.Pending)
+	}
+	f.checkConservation(t, r)
+	if n, _ := r.PendingSwaps(); n != 0 {
+		t.Fatalf("%d swaps pending after Recover", n)
+	}
+	check("after Recover settled the refund's swap")
+}
