@@ -72,9 +72,10 @@ func coinLine(t *testing.T, l transcriptLine) ecash.Coin {
 // EUR:0.32 and the merchant refunds it. It withdraws (R, from the stale
 // counter c, indices the lost copy used); meanwhile it collects the
 // refund: swap X, of the refund credit, reserves the indices after R's,
-// the bank commits it and its answer is lost. R is refused
-// (ErrAlreadyIssued) and catches up: the scan from c takes in the lost
-// copy's coins and X's outputs. X is still pending: Balance counted its
+// the bank commits it and its answer is lost (and again when the
+// catch-up sends it before its scan). R is refused (ErrAlreadyIssued)
+// and catches up: the scan from c takes in the lost copy's coins and X's
+// outputs. X is still pending: Balance counted its
 // outputs fresh and, as a refund collection not settled, their value
 // pending too, EUR:0.32 twice until Recover. And X's outputs, taken in by
 // the scan and not by X's settlement, got no coin line in the transcript.
@@ -95,10 +96,12 @@ func TestCatchUpTakesInRefundCollection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var collectErr error
-	bank := &collectDuringWithdraw{BankClient: f.bankc}
+	// Both X's answer and that of the catch-up's try to settle it first
+	// are lost: X is still pending when the scan takes in its outputs.
+	lossy := &lossySwaps{BankClient: f.bankc}
+	lossy.lose.Store(2)
+	bank := &collectDuringWithdraw{BankClient: lossy}
 	bank.collect = func() {
-		lossy := &lossySwaps{BankClient: f.bankc}
-		lossy.lose.Store(1)
 		_, collectErr = r.CollectRefunds(ctx, lossy)
 	}
 	if _, err := r.Withdraw(ctx, bank, ecash.MustParseAmount("EUR:0.63"), nil); err != nil {

@@ -256,6 +256,16 @@ func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if ok, err := w.issuedBefore(ctx, bank, ks, refused); err != nil || !ok {
 		return err
 	}
+	// Swaps (and recoups) pending, their answer lost, are settled first,
+	// as far as the bank answers (recoverSwaps; one in flight is left to
+	// its call). A coin the scan finds at a pending swap's planchet does
+	// not tell whether the swap went through: the lost copy may have got
+	// the same planchet signed, and then the bank refuses the swap
+	// (ErrAlreadyIssued) and its inputs are the wallet's. Taken for the
+	// swap's output, it would drop them from Balance (pendingSwaps) and
+	// be recorded in the transcript as the swap's, which spends them
+	// there (addCoins).
+	_ = w.recoverSwaps(ctx, bank, ks)
 	// No reservation while the scan runs: its indices would be those whose
 	// coins the scan takes in.
 	w.mu.Lock()

@@ -311,7 +311,11 @@ type Balance struct {
 	// restore's scan took them in before its answer came) went through:
 	// its inputs are spent and its outputs held count in Fresh, so it
 	// counts here only the outputs not held yet (pendingSwaps). It still
-	// waits for Recover (PendingSwaps counts it).
+	// waits for Recover (PendingSwaps counts it). That is a presumption:
+	// a lost copy may have got the same planchet signed, and then the
+	// bank refuses the swap. A catch-up first settles the swaps whose
+	// answer was lost (catchUp), so only one in flight (or not answered
+	// again) is presumed so, until its answer comes.
 	Pending ecash.Amount
 	Coins   map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
 	// Expired is the value of unspent coins worth nothing, apart from
