@@ -262,9 +262,10 @@ func (w *Wallet) catchUp(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	// not tell whether the swap went through: the lost copy may have got
 	// the same planchet signed, and then the bank refuses the swap
 	// (ErrAlreadyIssued) and its inputs are the wallet's. Taken for the
-	// swap's output, it would drop them from Balance (pendingSwaps) and
-	// be recorded in the transcript as the swap's, which spends them
-	// there (addCoins).
+	// swap's output, it would drop them from Balance (pendingSwaps): for
+	// a swap in flight it does, until the refusal is processed (see
+	// Balance.Pending). Such a coin gets no transcript line: no coin a
+	// scan takes in does (TRANSCRIPTS.md, "coin").
 	_ = w.recoverSwaps(ctx, bank, ks)
 	// No reservation while the scan runs: its indices would be those whose
 	// coins the scan takes in.
@@ -459,14 +460,6 @@ func (w *Wallet) signed(ctx context.Context, bank pb.BankClient, cands []candida
 // (holdIndices): a scan that fails half-way (a later batch, markSpent, a
 // crash) leaves no coin the wallet holds at or above the counter, whose
 // planchets the next request would derive again.
-//
-// A coin it adds that is the output of a request of this wallet not
-// settled yet (a swap, a recoup or a withdrawal whose answer is lost or
-// still coming) gets its transcript line now, as its settlement would
-// have written it: the settlement finds it held and writes none
-// (newCoins), so each coin has one line, written before anything can
-// spend it. Other coins a scan finds (a lost copy's, a restore's) come of
-// no request the transcript holds, and get none.
 func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) ([]ecash.Hash, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -479,18 +472,6 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) ([]ecash.Hash, erro
 	var added []ecash.Hash
 	for _, r := range newRecs {
 		added = append(added, r.Coin.ID())
-	}
-	var own []coinRecord // of newRecs, the outputs of pending requests
-	if w.tr != nil && len(newRecs) > 0 {
-		pending, err := w.pendingOutputs()
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range newRecs {
-			if pending[planchetAt{r.Index, r.Coin.Denom}] {
-				own = append(own, r)
-			}
-		}
 	}
 	var used []uint64
 	for _, r := range recs {
@@ -505,53 +486,7 @@ func (w *Wallet) addCoins(recs []coinRecord, bad []*Dispute) ([]ecash.Hash, erro
 	if err := w.holdIndices(b, used, true); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return nil, err
-	}
-	w.recordCoins(own)
-	return added, nil
-}
-
-// pendingOutputs returns the planchets (index and denomination) of the
-// pending withdrawals, swaps and recoups. The caller holds w.mu.
-func (w *Wallet) pendingOutputs() (map[planchetAt]bool, error) {
-	out := map[planchetAt]bool{}
-	swaps, err := pendingSwapsIn(w.db)
-	if err != nil {
-		return nil, err
-	}
-	for _, ps := range swaps {
-		_, outputs, err := ps.request()
-		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt pending swap: %w", err)
-		}
-		for i, o := range outputs {
-			if i < len(ps.Indices) {
-				out[planchetAt{ps.Indices[i], o.Denom}] = true
-			}
-		}
-	}
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("w/"), UpperBound: prefixEnd([]byte("w/"))})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		pw, err := decodePendingWithdraw(it.Value())
-		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt pending withdrawal: %w", err)
-		}
-		req, err := ecash.DecodeWithdrawRequest(pw.Body)
-		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt pending withdrawal: %w", err)
-		}
-		for i, p := range req.Planchets {
-			if i < len(pw.Indices) {
-				out[planchetAt{pw.Indices[i], p.Denom}] = true
-			}
-		}
-	}
-	return out, it.Error()
+	return added, b.Commit(pebble.Sync)
 }
 
 // holdIndices adds to batch b a move of the planchet counter (m/next) to

@@ -308,14 +308,19 @@ type Balance struct {
 	// and the refund credit a swap not settled collects: its inputs,
 	// spent before, do not turn pending. Recover settles them. A swap
 	// some of whose outputs the wallet holds already (a catch-up's or a
-	// restore's scan took them in before its answer came) went through:
-	// its inputs are spent and its outputs held count in Fresh, so it
-	// counts here only the outputs not held yet (pendingSwaps). It still
-	// waits for Recover (PendingSwaps counts it). That is a presumption:
-	// a lost copy may have got the same planchet signed, and then the
-	// bank refuses the swap. A catch-up first settles the swaps whose
-	// answer was lost (catchUp), so only one in flight (or not answered
-	// again) is presumed so, until its answer comes.
+	// restore's scan took them in before its answer came) is presumed to
+	// have gone through: its inputs count as spent and its outputs held
+	// count in Fresh, so it counts here only the outputs not held yet
+	// (pendingSwaps). It still waits for Recover (PendingSwaps counts it).
+	// The presumption is wrong for a swap the bank is about to refuse in
+	// a wallet put back from a copy: the lost copy got the same planchets
+	// signed (same seed, same indices), the coins held there are the lost
+	// copy's, and the swap's inputs are still the wallet's. They are then
+	// shown nowhere, neither here nor in Fresh, until the refusal is
+	// processed (it makes them fresh again). A catch-up first settles the
+	// swaps whose answer was lost (catchUp), so that can happen only to a
+	// swap whose answer is still coming (another call is sending it) or
+	// was lost again.
 	Pending ecash.Amount
 	Coins   map[string]int // fresh coins by value ("EUR:0.01"), revealed ones among them
 	// Expired is the value of unspent coins worth nothing, apart from
@@ -429,9 +434,11 @@ func pendingSwapsIn(r pebble.Reader) ([]*pendingSwap, error) {
 // credit spends nothing that counts (its inputs were spent before): it
 // brings in its outputs' value (refund credit pays no swap fee). Another
 // swap's inputs are pending coins, counted as such, until one of its
-// outputs is held: a catch-up's or a restore's scan found it signed, so
-// the bank took the swap (through, by request hash: its inputs are spent),
-// and it brings in the outputs not held yet. Either way an output held
+// outputs is held: a catch-up's or a restore's scan found it signed, and
+// the swap is presumed to have gone through (through, by request hash:
+// its inputs are spent; wrong for a swap the bank refuses because a lost
+// copy got those planchets signed, see Balance.Pending), and it brings in
+// the outputs not held yet. Either way an output held
 // counts once, as the coin it is. An output of a denomination ks does not
 // list is not counted: its value is unknown here.
 func pendingSwaps(swaps []*pendingSwap, ks *ecash.KeySet, held map[planchetAt]bool) (through map[ecash.Hash]bool, outstanding ecash.Amount, err error) {
