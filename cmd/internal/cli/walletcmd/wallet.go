@@ -260,13 +260,30 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 				if _, err := w.Account(); err != nil {
 					return err
 				}
+				// Refusals an earlier withdraw met stay until 'wallet
+				// recover' reports them: noted once, by the withdraw that
+				// met them, not again by every later one.
+				earlier := map[[16]byte]bool{}
+				if rs, rerr := w.RefusedWithdrawals(); rerr == nil {
+					for _, r := range rs {
+						earlier[r.Nonce] = true
+					}
+				}
 				bar := inv.NewProgress("withdrawing")
 				coins, err := w.Withdraw(ctx, bank, amt, func(done, total int) { bar.Set(done, total) })
 				bar.Finish()
 				// An interrupted withdrawal this one sent again first,
 				// refused outright: dropped, and reported by recover.
-				if rs, rerr := w.RefusedWithdrawals(); rerr == nil && len(rs) > 0 {
-					inv.Notef("the bank refused %d interrupted withdrawal(s) outright; 'wallet recover' reports them", len(rs))
+				if rs, rerr := w.RefusedWithdrawals(); rerr == nil {
+					met := 0
+					for _, r := range rs {
+						if !earlier[r.Nonce] {
+							met++
+						}
+					}
+					if met > 0 {
+						inv.Notef("the bank refused %d interrupted withdrawal(s) outright; 'wallet recover' reports them", met)
+					}
 				}
 				got, fee, werr := coinTotal(w, amt.Currency, coins)
 				if werr != nil {

@@ -242,12 +242,14 @@ func (unsentWithdraw) Withdraw(context.Context, *pb.WithdrawRequest, ...grpc.Cal
 // than the account holds is sent again by the next 'wallet withdraw',
 // which the bank refuses outright. That withdraw failed with the old
 // request's refusal; it goes on now, notes the refusal, and 'wallet
-// recover' lists it once.
+// recover' lists it once. The withdraw after it met no refusal and notes
+// none: the note counted every refusal not reported yet, so it came
+// again with each withdraw until 'wallet recover'.
 func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 	ctx := context.Background()
 	b, _, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
 	env := cli.Env{}
-	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:1.00")
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:2.00")
 	bankConn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +268,10 @@ func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "refused 1 interrupted withdrawal(s)") {
 		t.Fatalf("withdraw after an interrupted one the account does not cover: %+v", r)
 	}
+	r = runWallet(t, env, "--wallet", dir, "withdraw", "EUR:1.00")
+	if r.code != 0 || strings.Contains(r.stderr, "refused") {
+		t.Fatalf("the next withdraw, which met no refusal: %+v", r)
+	}
 	r = runWallet(t, env, "--wallet", dir, "recover", "--json")
 	var out struct {
 		Balance string `json:"balance"`
@@ -277,10 +283,10 @@ func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
 		t.Fatalf("recover: %+v (%v)", r, err)
 	}
-	if out.Balance != "EUR:1.00" || len(out.Refused) != 1 || out.Refused[0].Amount != "EUR:5.00" || !strings.Contains(out.Refused[0].Reason, "FailedPrecondition") {
+	if out.Balance != "EUR:2.00" || len(out.Refused) != 1 || out.Refused[0].Amount != "EUR:5.00" || !strings.Contains(out.Refused[0].Reason, "FailedPrecondition") {
 		t.Fatalf("recover reports %+v", out)
 	}
-	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:1.00\n" {
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:2.00\n" {
 		t.Fatalf("recover again: %+v", r)
 	}
 }
