@@ -372,7 +372,7 @@ func (w *Wallet) signEPO(ks *ecash.KeySet, epo echeck.EPO, acct uint64, memo str
 // it does not verify, it asks the bank.
 func (w *Wallet) settleEPO(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, ciphertext []byte, resp *pb.SubmitEPOResponse, sendErr error) (*Purchase, error) {
 	if sendErr == nil {
-		p, err := w.accept(ks, id, rec, ciphertext, resp.Receipt, resp.CustomerBlock)
+		p, err := w.accept(ctx, bank, ks, id, rec, ciphertext, resp.Receipt, resp.CustomerBlock)
 		if err == nil || isVerdict(err) {
 			return p, err
 		}
@@ -439,14 +439,14 @@ func (w *Wallet) CheckStatus(ctx context.Context, bank pb.BankClient, id echeck.
 	if err != nil {
 		return nil, err
 	}
-	return w.accept(ks, id, rec, ct, resp.Receipt, resp.CustomerBlock)
+	return w.accept(ctx, bank, ks, id, rec, ct, resp.Receipt, resp.CustomerBlock)
 }
 
 // accept verifies a receipt for a stored order (the bank's signature with
 // the stored key set's signing key, that it decides exactly this EPO, K
 // against the commitment), decrypts the goods, opens the customer block and
 // stores the outcome.
-func (w *Wallet) accept(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, ciphertext, rawReceipt, block []byte) (*Purchase, error) {
+func (w *Wallet) accept(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, ciphertext, rawReceipt, block []byte) (*Purchase, error) {
 	epo, err := echeck.DecodeSignedEPO(rec.EPO)
 	if err != nil {
 		return nil, fmt.Errorf("wallet: corrupt purchase record: %w", err)
@@ -456,7 +456,7 @@ func (w *Wallet) accept(ks *ecash.KeySet, id echeck.EPOID, rec *purchaseRecord, 
 	if err == nil {
 		// The key that signed it, if the key set lists it for that time:
 		// receipts of a retired signing key stay valid.
-		if err = ks.CheckSigner(r.SignerPub, r.DecidedAt); err == nil {
+		if err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return ks.CheckSigner(r.SignerPub, r.DecidedAt) }); err == nil {
 			signer = r.SignerPub
 			err = r.Verify(signer)
 		}

@@ -220,3 +220,42 @@ func (w *Wallet) fetchKeys(ctx context.Context, bank pb.BankClient) (ks *ecash.K
 	ks, err = w.acceptKeySet(resp.SignedKeyset)
 	return ks, true, err
 }
+
+// keyRefreshInterval bounds how often something signed by a key the
+// wallet's key set does not list makes it fetch the key set (verifyBank):
+// a merchant relaying receipts of made-up signers must not turn each of
+// them into a fetch.
+const keyRefreshInterval = 5 * time.Second
+
+// verifyBank runs verify, a check of something the bank signed, against
+// ks. If the signer is not in it (ecash.ErrUnknownSigner), the bank may
+// have rotated its signing key since the wallet fetched ks, which it does
+// only every KeySetMaxAge: the wallet fetches the key set, or takes the
+// one stored if it fetched within keyRefreshInterval, and runs verify once
+// more against it. A receipt of a payment the bank made is then accepted
+// at once, not held as a failure for up to an hour. The receipts and
+// statements of the bank go through here.
+func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, verify func(*ecash.KeySet) error) error {
+	err := verify(ks)
+	if !errors.Is(err, ecash.ErrUnknownSigner) {
+		return err
+	}
+	fresh, ferr := w.KeySet()
+	if fetched, _ := w.KeySetFetched(); ferr != nil || !fetchedWithin(fetched, w.now(), keyRefreshInterval) {
+		var reached bool
+		if fresh, reached, ferr = w.fetchKeys(ctx, bank); !reached || ferr != nil {
+			return err // the key set held stands; its refusal is the answer
+		}
+	}
+	if ferr != nil || bytes.Equal(fresh.Encode(), ks.Encode()) {
+		return err
+	}
+	return verify(fresh)
+}
+
+// fetchedWithin reports whether the key set was fetched at most d before
+// now (and not after it: a clock that went back fetches again).
+func fetchedWithin(fetched, now time.Time, d time.Duration) bool {
+	age := now.Sub(fetched)
+	return !fetched.IsZero() && age >= 0 && age < d
+}

@@ -98,7 +98,7 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	rcpt, err := w.acceptReceipt(ks, pr, pp, resp.Receipt)
+	rcpt, err := w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
 	if err != nil {
 		return nil, fmt.Errorf("wallet: merchant returned a bad receipt: %w", err)
 	}
@@ -107,12 +107,12 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 
 // acceptReceipt verifies a receipt for a pending payment (bank signature,
 // payment request, exactly our coins) and settles the payment as paid.
-func (w *Wallet) acceptReceipt(ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, raw []byte) (*ecash.DepositReceipt, error) {
+func (w *Wallet) acceptReceipt(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, raw []byte) (*ecash.DepositReceipt, error) {
 	rcpt, err := ecash.DecodeDepositReceipt(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := rcpt.Verify(ks, pr); err != nil {
+	if err := w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) }); err != nil {
 		return nil, err
 	}
 	if !sameSet(rcpt.Coins, pp.Coins) {
@@ -413,7 +413,7 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if err == nil {
 		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
 		if err == nil {
-			err = rcpt.Verify(ks, pr)
+			err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) })
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("bank's receipt: %w", err)
@@ -423,7 +423,7 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 			// this request, so they are free.
 			return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
 		}
-		rcpt, err = w.acceptReceipt(ks, pr, pp, resp.Receipt)
+		rcpt, err = w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
 		return rcpt, err == nil, err
 	}
 	if status.Code(err) != codes.NotFound {

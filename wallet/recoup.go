@@ -84,7 +84,7 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	case err == nil:
 		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
 		if err == nil {
-			err = rcpt.Verify(ks, nil)
+			err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, nil) })
 		}
 		if err == nil && (rcpt.PaymentHash != req.Hash() || rcpt.Total != c.Value || !slices.Equal(rcpt.Coins, []ecash.Hash{c.Coin.ID()})) {
 			err = fmt.Errorf("%w: the receipt is for another recoup", ecash.ErrBadSignature)

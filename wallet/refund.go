@@ -126,7 +126,7 @@ func (w *Wallet) checkRefunds(ctx context.Context, bank pb.BankClient, ks *ecash
 		if err != nil {
 			return fmt.Errorf("wallet: the bank's refund receipt: %w", err)
 		}
-		if err := rc.Verify(ks, nil); err != nil {
+		if err := w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rc.Verify(ks, nil) }); err != nil {
 			return fmt.Errorf("wallet: the bank's refund receipt: %w", err)
 		}
 		if rc.PaymentHash != payment {

@@ -633,7 +633,7 @@ func (w *Wallet) refundPayments(ctx context.Context, bank pb.BankClient, ks *eca
 		}
 		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
 		if err == nil {
-			err = rcpt.Verify(ks, nil)
+			err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, nil) })
 		}
 		if err == nil && rcpt.PaymentHash != h {
 			err = fmt.Errorf("%w: the receipt is of another payment", ecash.ErrBadSignature)

@@ -68,5 +68,5 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	return w.acceptReceipt(ks, pr, pp, resp.Receipt)
+	return w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
 }

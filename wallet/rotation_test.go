@@ -1,0 +1,114 @@
+package wallet_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// countingKeys counts the bank's GetKeys calls.
+type countingKeys struct {
+	pb.BankClient
+	n atomic.Int32
+}
+
+func (c *countingKeys) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	c.n.Add(1)
+	return c.BankClient.GetKeys(ctx, in, opts...)
+}
+
+// The bank rotates its signing key and restarts while a wallet holds the
+// key set it fetched within KeySetMaxAge. The receipt of its next payment
+// is signed by the new key: the wallet called it a bad receipt and held
+// the payment pending, its coins unspendable, until its key set aged out
+// (an hour) and a Recover settled it. It now fetches the key set once the
+// receipt names a key it does not know, and accepts the receipt; a second
+// unknown signer within keyRefreshInterval of that fetch fetches nothing.
+func TestWalletFollowsSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	k := rotatableKeys(t)
+	f := newFixtureWith(t, k, time.Now)
+	var ahead atomic.Int64 // the wallet's clock, ahead of the bank's by this
+	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:5.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rotateSigning(t, k)
+	ahead.Store(int64(10 * time.Second)) // past keyRefreshInterval since the wallet's fetch, well within KeySetMaxAge
+	bankc := &countingKeys{BankClient: f.bankc}
+	rcpt, err := w.Pay(ctx, bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatalf("payment after the rotation: %v", err)
+	}
+	if ks, _ := f.bank.KeySet(); !rcpt.SignerPub.Equal(ks.SigningPub) {
+		t.Fatalf("the receipt is not signed by the new key")
+	}
+	if n := bankc.n.Load(); n != 1 {
+		t.Errorf("%d key set fetches for one receipt of a new signer, want 1", n)
+	}
+	if bal, err := w.Balance(); err != nil || bal.Pending.Value != 0 || bal.Fresh.Value != 400 {
+		t.Errorf("balance after the payment: %+v, %v; want EUR:4.00 fresh, nothing pending", bal, err)
+	}
+
+	// A receipt naming a signer no key set lists, right after that fetch
+	// (a merchant relaying made-up receipts): refused without asking the
+	// bank again.
+	o2, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, bankc, unknownSigner{f.shop}, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrUnknownSigner) {
+		t.Errorf("payment with a receipt of an unknown signer: %v, want ErrUnknownSigner", err)
+	}
+	if n := bankc.n.Load(); n != 1 {
+		t.Errorf("%d key set fetches, want still 1 within keyRefreshInterval", n)
+	}
+}
+
+// unknownSigner names a made-up signing key in the merchant's receipts.
+type unknownSigner struct{ pb.MerchantClient }
+
+func (m unknownSigner) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	resp, err := m.MerchantClient.Pay(ctx, in, opts...)
+	if err != nil {
+		return resp, err
+	}
+	r, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	if err != nil {
+		return nil, err
+	}
+	r.SignerPub, _, _ = ed25519.GenerateKey(rand.Reader)
+	resp.Receipt = r.Encode()
+	return resp, nil
+}
+
+// The same for a check: its receipt, signed by the new key, was refused
+// as the merchant's fault, and the check's decision left unknown to the
+// wallet though the bank had moved the money.
+func TestWalletCheckAfterSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	k := rotatableKeys(t)
+	f := newFixtureWith(t, k, time.Now)
+	var ahead atomic.Int64
+	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:1.00")
+	f.rotateSigning(t, k)
+	ahead.Store(int64(10 * time.Second))
+	p, err := w.WriteCheck(ctx, f.bankc, f.shop, ecash.MustParseAmount("EUR:2.00"), "rent")
+	if err != nil {
+		t.Fatalf("check after the rotation: %v", err)
+	}
+	if p.State != wallet.PurchaseApproved {
+		t.Errorf("check %s, want approved", p.State)
+	}
+}
