@@ -232,7 +232,7 @@ func (s *Statement) Verify(bankSigningPub ed25519.PublicKey) error {
 		return err
 	}
 	if !sameKey(s.SignerPub, bankSigningPub) {
-		return fmt.Errorf("%w: statement signed by an unknown bank key", ecash.ErrBadSignature)
+		return fmt.Errorf("%w: statement signed by an unknown bank key (%w)", ecash.ErrBadSignature, ecash.ErrUnknownSigner)
 	}
 	return ecash.VerifyBody(s.SignerPub, s.Body(), s.Sig, "statement")
 }

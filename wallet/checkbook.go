@@ -629,7 +629,8 @@ func (w *Wallet) Purchases() ([]*Purchase, error) {
 
 // Statement asks the bank for the signed statement of the wallet's account
 // over [from, to), with a request signed by the account key, and verifies
-// it: the bank's signing key from the stored key set, the account and the
+// it: the bank's signing key from the stored key set (fetched again if the
+// statement names another: verifyBank), the account and the
 // period asked for, and the running balances (echeck.Statement.Verify).
 func (w *Wallet) Statement(ctx context.Context, bank pb.BankClient, from, to time.Time) (*echeck.Statement, error) {
 	ks, err := w.keys(ctx, bank)
@@ -650,7 +651,8 @@ func (w *Wallet) Statement(ctx context.Context, bank pb.BankClient, from, to tim
 	}
 	st, err := echeck.DecodeStatement(resp.Statement)
 	if err == nil {
-		err = st.Verify(ks.SigningPub)
+		// The current signing key: a statement is signed when asked for.
+		err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return st.Verify(ks.SigningPub) })
 	}
 	if err == nil && (st.Account != acct || st.Currency != ks.Currency ||
 		st.From.UnixMilli() != from.UnixMilli() || st.To.UnixMilli() != to.UnixMilli()) {

@@ -112,3 +112,18 @@ func TestWalletCheckAfterSigningKeyRotation(t *testing.T) {
 		t.Errorf("check %s, want approved", p.State)
 	}
 }
+
+// And for the wallet's statement, which the bank signs with its current
+// key.
+func TestWalletStatementAfterSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	k := rotatableKeys(t)
+	f := newFixtureWith(t, k, time.Now)
+	var ahead atomic.Int64
+	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:1.00")
+	f.rotateSigning(t, k)
+	ahead.Store(int64(10 * time.Second))
+	if _, err := w.Statement(ctx, f.bankc, time.Now().Add(-time.Hour), time.Now()); err != nil {
+		t.Fatalf("statement after the rotation: %v", err)
+	}
+}
