@@ -233,8 +233,8 @@ const keyRefreshInterval = 5 * time.Second
 // only every KeySetMaxAge: the wallet fetches the key set, or takes the
 // one stored if it fetched within keyRefreshInterval, and runs verify once
 // more against it. A receipt of a payment the bank made is then accepted
-// at once, not held as a failure for up to an hour. The receipts and
-// statements of the bank go through here.
+// at once, not held as a failure for up to an hour. The receipts,
+// statements and double-spend proofs of the bank go through here.
 func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, verify func(*ecash.KeySet) error) error {
 	err := verify(ks)
 	if !errors.Is(err, ecash.ErrUnknownSigner) {

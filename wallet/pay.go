@@ -372,7 +372,7 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 	h := pr.Hash()
 	if ds := DoubleSpendFromError(err); ds != nil {
 		spent := ds.Proof.Earlier.Coin.ID()
-		if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(pp.Coins, spent) || ds.Proof.Earlier.PaymentHash == h {
+		if verr := w.verifyBank(ctx, bank, ks, ds.Proof.Verify); verr != nil || !slices.Contains(pp.Coins, spent) || ds.Proof.Earlier.PaymentHash == h {
 			return nil, fmt.Errorf("%w: payment refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 		}
 		if serr := w.settle(h, pp.Coins, &spent, nil); serr != nil {

@@ -100,7 +100,7 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		return err
 	case DoubleSpendFromError(err) != nil:
 		ds := DoubleSpendFromError(err)
-		if verr := ds.Proof.Verify(ks); verr != nil || ds.Proof.Earlier.Coin.ID() != c.Coin.ID() {
+		if verr := w.verifyBank(ctx, bank, ks, ds.Proof.Verify); verr != nil || ds.Proof.Earlier.Coin.ID() != c.Coin.ID() {
 			return fmt.Errorf("%w: recoup refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 		}
 		rep.Spent++

@@ -127,3 +127,64 @@ func TestWalletStatementAfterSigningKeyRotation(t *testing.T) {
 		t.Fatalf("statement after the rotation: %v", err)
 	}
 }
+
+// A double-spend proof the bank signs after rotating its signing key,
+// within the hour the wallet keeps its key set: the wallet took it for a
+// claim that does not hold. A swap so refused stayed pending, and every
+// Pay, Return, CollectRefunds and Recoup after it failed recovering it
+// until the key set aged out; a payment so refused kept its coins pending.
+// The wallet now fetches the key set and verifies the proof once more.
+func TestWalletDoubleSpendProofAfterSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	// A wallet and its copy, and the bank rotated since they fetched its
+	// key set, past keyRefreshInterval.
+	setup := func(t *testing.T) (f *fixture, a, b *wallet.Wallet) {
+		k := rotatableKeys(t)
+		f = newFixtureWith(t, k, time.Now)
+		var ahead atomic.Int64
+		opts := wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}
+		a, b = copiedWalletWith(t, f, opts, "EUR:0.03")
+		f.rotateSigning(t, k)
+		ahead.Store(int64(10 * time.Second))
+		return f, a, b
+	}
+	t.Run("swap", func(t *testing.T) {
+		f, a, b := setup(t)
+		if _, err := b.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.02")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.03")); !errors.Is(err, ecash.ErrDoubleSpend) {
+			t.Fatalf("swapping coins a copy swapped, after a rotation: %v, want a double spend", err)
+		}
+		if got := fresh(t, a); got != "EUR:0.01" {
+			t.Errorf("original after the refusal: fresh %s, want EUR:0.01 (the coin the copy kept)", got)
+		}
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.01"), "thing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+			t.Errorf("paying with the coin left: %v", err)
+		}
+	})
+	t.Run("payment", func(t *testing.T) {
+		f, a, b := setup(t)
+		o1, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.02"), "one", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Pay(ctx, f.bankc, f.shop, "shop", o1.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		o2, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "two", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Pay(ctx, f.bankc, f.shop, "shop", o2.ID, nil); !errors.Is(err, ecash.ErrDoubleSpend) || errors.Is(err, wallet.ErrPending) {
+			t.Fatalf("paying with a coin the copy spent, after a rotation: %v, want a double spend, not pending", err)
+		}
+		if bal, err := a.Balance(); err != nil || !bal.Pending.IsZero() {
+			t.Errorf("original after the refusal: %+v, %v; want nothing pending", bal, err)
+		}
+	})
+}

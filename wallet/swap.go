@@ -396,7 +396,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 	if err != nil {
 		if ds := DoubleSpendFromError(err); ds != nil {
 			spent := ds.Proof.Earlier.Coin.ID()
-			if verr := ds.Proof.Verify(ks); verr != nil || !slices.Contains(ps.Inputs, spent) || ownSpend(ds.Proof.Earlier, h, outputs) {
+			if verr := w.verifyBank(ctx, bank, ks, ds.Proof.Verify); verr != nil || !slices.Contains(ps.Inputs, spent) || ownSpend(ds.Proof.Earlier, h, outputs) {
 				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")

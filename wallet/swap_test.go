@@ -195,8 +195,14 @@ func TestCopiedWalletSwap(t *testing.T) {
 // both hold the same coins. Both are closed when the test ends.
 func copiedWallet(t *testing.T, f *fixture, withdraw string) (a, b *wallet.Wallet) {
 	t.Helper()
+	return copiedWalletWith(t, f, wallet.Options{}, withdraw)
+}
+
+// copiedWalletWith is copiedWallet with both wallets opened with opts.
+func copiedWalletWith(t *testing.T, f *fixture, opts wallet.Options, withdraw string) (a, b *wallet.Wallet) {
+	t.Helper()
 	dirA := t.TempDir()
-	a, err := wallet.Create(dirA, wallet.Options{})
+	a, err := wallet.Create(dirA, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +216,7 @@ func copiedWallet(t *testing.T, f *fixture, withdraw string) (a, b *wallet.Walle
 		t.Fatal(err)
 	}
 	open := func(dir string) *wallet.Wallet {
-		w, err := wallet.Open(dir, wallet.Options{})
+		w, err := wallet.Open(dir, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
