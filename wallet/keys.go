@@ -234,7 +234,8 @@ const keyRefreshInterval = 5 * time.Second
 // one stored if it fetched within keyRefreshInterval, and runs verify once
 // more against it. A receipt of a payment the bank made is then accepted
 // at once, not held as a failure for up to an hour. The receipts,
-// statements and double-spend proofs of the bank go through here.
+// statements, double-spend proofs and checkpoints of the bank go through
+// here.
 func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, verify func(*ecash.KeySet) error) error {
 	err := verify(ks)
 	if !errors.Is(err, ecash.ErrUnknownSigner) {

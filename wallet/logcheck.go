@@ -113,8 +113,24 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	if err != nil {
 		return nil, err
 	}
-	cp, saved, err := logclient.Refresh(ctx, logc, ks, saved)
+	// The checkpoint is signed by the bank's current key: one the key set
+	// does not list may be of a rotation since it was fetched (verifyBank).
+	var cp auditlog.Checkpoint
+	err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error {
+		var err error
+		var next []byte
+		cp, next, err = logclient.Refresh(ctx, logc, ks, saved)
+		if errors.Is(err, auditlog.ErrCheckpointSignature) {
+			err = fmt.Errorf("%w: %w", ecash.ErrUnknownSigner, err)
+		} else if err == nil {
+			saved = next
+		}
+		return err
+	})
 	if err != nil {
+		return nil, err
+	}
+	if ks, err = w.KeySet(); err != nil { // the one verifyBank fetched, if it did
 		return nil, err
 	}
 	// A checkpoint of a non-empty log without a keyset line is not one an

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 
+	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
@@ -187,4 +189,39 @@ func TestWalletDoubleSpendProofAfterSigningKeyRotation(t *testing.T) {
 			t.Errorf("original after the refusal: %+v, %v; want nothing pending", bal, err)
 		}
 	})
+}
+
+// And for the bank's audit-log checkpoint, which it signs with its current
+// key: the wallet's VerifyLog failed with a bad checkpoint signature, as a
+// forgery would, until its key set aged out.
+func TestWalletVerifyLogAfterSigningKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	k := rotatableKeys(t)
+	store, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bankc, logc := hiddenKeySetBank(t, store, k)
+	var ahead atomic.Int64
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.VerifyLog(ctx, bankc, logc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.RotateSigning(time.Now(), time.Minute, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	bankc, logc = hiddenKeySetBank(t, store, k) // restarted on the rotated keys
+	ahead.Store(int64(10 * time.Second))
+	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil {
+		t.Fatalf("verify-log after the rotation: %+v, %v", rep, err)
+	}
+	ks, err := w.KeySet()
+	if err != nil || !ks.SigningPub.Equal(k.Signing.Public().(ed25519.PublicKey)) {
+		t.Errorf("the wallet's key set after verify-log: signing key %x, %v; want the rotated one", ks.SigningPub, err)
+	}
 }
