@@ -242,10 +242,20 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		return err
 	}
 	fresh, ferr := w.KeySet()
-	if fetched, _ := w.KeySetFetched(); ferr != nil || !fetchedWithin(fetched, w.now(), keyRefreshInterval) {
+	now := w.now()
+	fetched, _ := w.KeySetFetched()
+	tried := time.Unix(0, w.keysTried.Load())
+	if ferr != nil || !fetchedWithin(fetched, now, keyRefreshInterval) && !fetchedWithin(tried, now, keyRefreshInterval) {
+		// A failed fetch is not stored: the attempt's time bounds the
+		// next as a fetch's does.
+		w.keysTried.Store(now.UnixNano())
 		var reached bool
 		if fresh, reached, ferr = w.fetchKeys(ctx, bank); !reached || ferr != nil {
-			return err // the key set held stands; its refusal is the answer
+			// The key set held stands; the signer's refusal is the answer.
+			if ferr != nil {
+				return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
+			}
+			return err
 		}
 	}
 	if ferr != nil || bytes.Equal(fresh.Encode(), ks.Encode()) {

@@ -5,12 +5,16 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
@@ -223,5 +227,44 @@ func TestWalletVerifyLogAfterSigningKeyRotation(t *testing.T) {
 	ks, err := w.KeySet()
 	if err != nil || !ks.SigningPub.Equal(k.Signing.Public().(ed25519.PublicKey)) {
 		t.Errorf("the wallet's key set after verify-log: signing key %x, %v; want the rotated one", ks.SigningPub, err)
+	}
+}
+
+// downKeys fails every GetKeys, counting them.
+type downKeys struct {
+	pb.BankClient
+	n atomic.Int32
+}
+
+func (d *downKeys) GetKeys(context.Context, *pb.GetKeysRequest, ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	d.n.Add(1)
+	return nil, status.Error(codes.Unavailable, "the bank's key service is down")
+}
+
+// A fetch that fails stores nothing, so it did not bound the next: every
+// receipt of an unknown signer fetched again. The attempt now counts as a
+// fetch for keyRefreshInterval, and the failure is in the error.
+func TestWalletKeyFetchFailureThrottled(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	var ahead atomic.Int64
+	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:5.00")
+	ahead.Store(int64(10 * time.Second)) // the stored fetch is past keyRefreshInterval
+	bankc := &downKeys{BankClient: f.bankc}
+	for i := range 2 {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.Pay(ctx, bankc, unknownSigner{f.shop}, "shop", o.ID, nil)
+		if !errors.Is(err, ecash.ErrUnknownSigner) {
+			t.Errorf("payment %d: %v, want ErrUnknownSigner", i, err)
+		}
+		if i == 0 && !strings.Contains(fmt.Sprint(err), "key service is down") {
+			t.Errorf("payment %d: %v does not say the fetch failed", i, err)
+		}
+	}
+	if n := bankc.n.Load(); n != 1 {
+		t.Errorf("%d key set fetches for two receipts within keyRefreshInterval, want 1", n)
 	}
 }

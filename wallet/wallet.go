@@ -33,6 +33,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -83,6 +84,9 @@ type Wallet struct {
 	acctKey  ed25519.PrivateKey
 	now      func() time.Time
 	tr       *ecash.Transcript
+	// keysTried is when verifyBank last fetched the key set (Unix ns by
+	// the wallet's clock), which a failure does not store.
+	keysTried atomic.Int64
 
 	// keySet is the stored key set decoded, with the bytes and the pin it
 	// was decoded and checked against: every operation reads the key set,
