@@ -383,8 +383,9 @@ func (w *Wallet) settleEPO(ctx context.Context, bank pb.BankClient, ks *ecash.Ke
 		return p, err
 	}
 	if p == nil {
-		if p, err = w.Purchase(id); err != nil {
-			return nil, err
+		var perr error
+		if p, perr = w.Purchase(id); perr != nil {
+			return nil, perr
 		}
 	}
 	return p, fmt.Errorf("%w: payment order %s was sent but not confirmed (%v); asking the bank: %v", ErrPending, id, sendErr, err)

@@ -567,3 +567,24 @@ func TestBuyCrashAfterSending(t *testing.T) {
 		t.Fatal("balances")
 	}
 }
+
+// statusDown fails the bank's CheckStatus.
+type statusDown struct{ pb.BankClient }
+
+func (statusDown) CheckStatus(context.Context, *pb.CheckStatusRequest, ...grpc.CallOption) (*pb.CheckResult, error) {
+	return nil, status.Error(codes.Unavailable, "the bank is restarting")
+}
+
+// The merchant's answer is lost and the bank cannot be asked either: the
+// error said "asking the bank: <nil>", the bank's own error overwritten
+// by the read of the stored purchase.
+func TestWriteCheckUnconfirmedSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	tl := newTill(t)
+	w, _ := tl.customer(t, "EUR:10.00")
+	tl.toShop.dropAnswer.Store(true)
+	_, err := w.WriteCheck(ctx, statusDown{tl.bankc}, tl.shop, ecash.MustParseAmount("EUR:1.00"), "")
+	if !errors.Is(err, wallet.ErrPending) || !strings.Contains(err.Error(), "the bank is restarting") {
+		t.Fatalf("got %v, want ErrPending naming the bank's error", err)
+	}
+}
