@@ -91,38 +91,22 @@ func (e *refusedEarlier) Unwrap() error { return e.err }
 func (w *Wallet) takeRefused() ([]RefusedWithdrawal, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("f/"), UpperBound: prefixEnd([]byte("f/"))})
-	if err != nil {
-		return nil, err
-	}
 	b := w.db.NewBatch()
 	defer b.Close()
-	var out []RefusedWithdrawal
-	for it.First(); it.Valid(); it.Next() {
-		r, err := decodeRefusedWithdrawal(it.Value())
-		if err != nil {
-			it.Close()
-			return nil, fmt.Errorf("wallet: corrupt refused withdrawal: %w", err)
-		}
-		out = append(out, *r)
-		if err := b.Delete(it.Key(), nil); err != nil {
-			it.Close()
-			return nil, err
-		}
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
+	out, err := w.readRefused(b)
+	if err != nil || len(out) == 0 {
 		return nil, err
 	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	sortRefused(out)
 	return out, b.Commit(pebble.Sync)
 }
 
 // RefusedWithdrawals lists the refusals Recover has not reported yet
 // (RecoverReport.Refused), without dropping them.
-func (w *Wallet) RefusedWithdrawals() ([]RefusedWithdrawal, error) {
+func (w *Wallet) RefusedWithdrawals() ([]RefusedWithdrawal, error) { return w.readRefused(nil) }
+
+// readRefused reads the refusals recorded, oldest first, adding the
+// deletion of each it read to drop if not nil.
+func (w *Wallet) readRefused(drop *pebble.Batch) ([]RefusedWithdrawal, error) {
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("f/"), UpperBound: prefixEnd([]byte("f/"))})
 	if err != nil {
 		return nil, err
@@ -134,12 +118,17 @@ func (w *Wallet) RefusedWithdrawals() ([]RefusedWithdrawal, error) {
 			it.Close()
 			return nil, fmt.Errorf("wallet: corrupt refused withdrawal: %w", err)
 		}
+		if drop != nil {
+			if err := drop.Delete(it.Key(), nil); err != nil {
+				it.Close()
+				return nil, err
+			}
+		}
 		out = append(out, *r)
 	}
-	sortRefused(out)
-	return out, errors.Join(it.Error(), it.Close())
-}
-
-func sortRefused(rs []RefusedWithdrawal) {
-	slices.SortStableFunc(rs, func(a, b RefusedWithdrawal) int { return a.At.Compare(b.At) })
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b RefusedWithdrawal) int { return a.At.Compare(b.At) })
+	return out, nil
 }
