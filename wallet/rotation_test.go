@@ -22,6 +22,14 @@ import (
 	"github.com/blindbank/blindbank/wallet"
 )
 
+// laterClock is a wallet's clock that a test moves on past
+// keyRefreshInterval from the wallet's last key-set fetch, well within
+// KeySetMaxAge, so that only an unknown signer makes it fetch again.
+type laterClock struct{ ahead atomic.Int64 }
+
+func (c *laterClock) now() time.Time { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *laterClock) pastRefresh()   { c.ahead.Store(int64(10 * time.Second)) }
+
 // countingKeys counts the bank's GetKeys calls.
 type countingKeys struct {
 	pb.BankClient
@@ -44,14 +52,14 @@ func TestWalletFollowsSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	k := rotatableKeys(t)
 	f := newFixtureWith(t, k, time.Now)
-	var ahead atomic.Int64 // the wallet's clock, ahead of the bank's by this
-	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:5.00")
+	clk := new(laterClock)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:5.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.rotateSigning(t, k)
-	ahead.Store(int64(10 * time.Second)) // past keyRefreshInterval since the wallet's fetch, well within KeySetMaxAge
+	clk.pastRefresh()
 	bankc := &countingKeys{BankClient: f.bankc}
 	rcpt, err := w.Pay(ctx, bankc, f.shop, "shop", o.ID, nil)
 	if err != nil {
@@ -106,10 +114,10 @@ func TestWalletCheckAfterSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	k := rotatableKeys(t)
 	f := newFixtureWith(t, k, time.Now)
-	var ahead atomic.Int64
-	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:1.00")
+	clk := new(laterClock)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:1.00")
 	f.rotateSigning(t, k)
-	ahead.Store(int64(10 * time.Second))
+	clk.pastRefresh()
 	p, err := w.WriteCheck(ctx, f.bankc, f.shop, ecash.MustParseAmount("EUR:2.00"), "rent")
 	if err != nil {
 		t.Fatalf("check after the rotation: %v", err)
@@ -125,10 +133,10 @@ func TestWalletStatementAfterSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	k := rotatableKeys(t)
 	f := newFixtureWith(t, k, time.Now)
-	var ahead atomic.Int64
-	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:1.00")
+	clk := new(laterClock)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:1.00")
 	f.rotateSigning(t, k)
-	ahead.Store(int64(10 * time.Second))
+	clk.pastRefresh()
 	if _, err := w.Statement(ctx, f.bankc, time.Now().Add(-time.Hour), time.Now()); err != nil {
 		t.Fatalf("statement after the rotation: %v", err)
 	}
@@ -147,11 +155,11 @@ func TestWalletDoubleSpendProofAfterSigningKeyRotation(t *testing.T) {
 	setup := func(t *testing.T) (f *fixture, a, b *wallet.Wallet) {
 		k := rotatableKeys(t)
 		f = newFixtureWith(t, k, time.Now)
-		var ahead atomic.Int64
-		opts := wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}
+		clk := new(laterClock)
+		opts := wallet.Options{Now: clk.now}
 		a, b = copiedWalletWith(t, f, opts, "EUR:0.03")
 		f.rotateSigning(t, k)
-		ahead.Store(int64(10 * time.Second))
+		clk.pastRefresh()
 		return f, a, b
 	}
 	t.Run("swap", func(t *testing.T) {
@@ -207,8 +215,8 @@ func TestWalletVerifyLogAfterSigningKeyRotation(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	bankc, logc := hiddenKeySetBank(t, store, k)
-	var ahead atomic.Int64
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }})
+	clk := new(laterClock)
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +228,7 @@ func TestWalletVerifyLogAfterSigningKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	bankc, logc = hiddenKeySetBank(t, store, k) // restarted on the rotated keys
-	ahead.Store(int64(10 * time.Second))
+	clk.pastRefresh()
 	if rep, err := w.VerifyLog(ctx, bankc, logc); err != nil {
 		t.Fatalf("verify-log after the rotation: %+v, %v", rep, err)
 	}
@@ -247,9 +255,9 @@ func (d *downKeys) GetKeys(context.Context, *pb.GetKeysRequest, ...grpc.CallOpti
 func TestWalletKeyFetchFailureThrottled(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	var ahead atomic.Int64
-	w := f.walletWithCoins(t, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}, "EUR:10.00", "EUR:5.00")
-	ahead.Store(int64(10 * time.Second)) // the stored fetch is past keyRefreshInterval
+	clk := new(laterClock)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:5.00")
+	clk.pastRefresh()
 	bankc := &downKeys{BankClient: f.bankc}
 	for i := range 2 {
 		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
