@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -366,6 +367,13 @@ func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinReco
 //     the payment went through (a lost answer) and its receipt is kept; if
 //     not, and the request is past the point where the bank still accepts it,
 //     the coins are free again;
+//   - otherwise, if the bank's key set, fetched afresh (its master's
+//     signature makes it the bank's word), revokes the denomination of one
+//     of the coins and the bank has not taken the payment, it never will:
+//     the bank refuses a revoked coin in every deposit that commits after
+//     the revocation was logged, which was before the bank served the key
+//     set, which was before it was asked. The payment ends as a refused one
+//     does (coins fresh but revealed) with a *RevokedError;
 //   - in every other case the coins stay pending (ErrPending) until a retry
 //     or Recover settles them.
 func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, err error) (*ecash.DepositReceipt, error) {
@@ -381,6 +389,7 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 		w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
 		return nil, w.renewAfter(ctx, bank, ks, ds)
 	}
+	ks = w.keysAfterRefusal(ctx, bank, ks, pp, err)
 	rcpt, settled, serr := w.askBank(ctx, bank, ks, pr, pp)
 	switch {
 	case serr != nil:
@@ -388,6 +397,9 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 	case rcpt != nil:
 		return rcpt, nil
 	case settled:
+		if revoked, rerr := w.revokedAmong(ks, pp.Coins); rerr == nil && len(revoked) > 0 {
+			err = &RevokedError{OrderID: pp.OrderID, Denominations: revoked, Err: err}
+		}
 		return nil, w.renewAfter(ctx, bank, ks, err)
 	}
 	return nil, fmt.Errorf("%w: payment of order %s: %v", ErrPending, pp.OrderID, err)
@@ -437,7 +449,85 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	if w.now().After(end.Add(2 * ecash.MaxClockSkew)) {
 		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
 	}
+	// ks came from the bank (or its audit log) before it was asked: a
+	// denomination it revokes was revoked before the bank answered, so a
+	// deposit of these coins committing later is refused (paymentFailed).
+	revoked, err := w.revokedAmong(ks, pp.Coins)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(revoked) > 0 {
+		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+	}
 	return nil, false, nil
+}
+
+// RevokedError is a payment that can never go through: the bank's key set
+// (master-signed, fetched from the bank) revokes the denomination of some
+// of its coins, and the bank has not taken it. The payment is ended; its
+// coins are the wallet's again but revealed (those of live denominations
+// are swapped, as after any refused payment); the revoked ones pay back
+// only through Recoup. It matches ecash.ErrDenominationRevoked.
+type RevokedError struct {
+	OrderID       string
+	Denominations []ecash.Denomination // the revoked denominations among the payment's coins
+	Err           error                // the refusal the merchant relayed
+}
+
+func (e *RevokedError) Error() string {
+	values := make([]string, len(e.Denominations))
+	for i, d := range e.Denominations {
+		values[i] = d.Value.String()
+	}
+	return fmt.Sprintf("wallet: payment of order %s refused: the bank revoked the denomination of its coins of %s (its key may have leaked); nothing was paid, the coins are the wallet's again, and the revoked ones pay back only by recoup (the merchant said: %v)",
+		e.OrderID, strings.Join(values, ", "), e.Err)
+}
+
+// Is makes a RevokedError match ecash.ErrDenominationRevoked.
+func (e *RevokedError) Is(target error) bool { return target == ecash.ErrDenominationRevoked }
+
+// Unwrap returns the refusal the merchant relayed.
+func (e *RevokedError) Unwrap() error { return e.Err }
+
+// revokedAmong returns the denominations ks revokes among those of the
+// coins ids, each once.
+func (w *Wallet) revokedAmong(ks *ecash.KeySet, ids []ecash.Hash) ([]ecash.Denomination, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []ecash.Denomination
+	for _, id := range ids {
+		c, err := w.coin(id)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ks.Denomination(c.Coin.Denom)
+		if err != nil || !d.Revoked || slices.ContainsFunc(out, func(o ecash.Denomination) bool { return o.ID == d.ID }) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// keysAfterRefusal returns the key set to judge a failed payment by: ks,
+// or, if the failure may be a revocation ks does not show yet (a key set
+// younger than KeySetMaxAge is not fetched again), the bank's key set
+// fetched afresh. The merchant's error only decides whether to look; what
+// counts is the key set, which the master signed. A merchant claiming
+// revocations costs one fetch per failed payment, no more than the user
+// retries. It keeps ks if the bank cannot be reached.
+func (w *Wallet) keysAfterRefusal(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pp *pendingPayment, err error) *ecash.KeySet {
+	if st, ok := status.FromError(err); !ok || st.Code() != codes.FailedPrecondition && !strings.Contains(st.Message(), "revoked") {
+		return ks
+	}
+	if revoked, rerr := w.revokedAmong(ks, pp.Coins); rerr != nil || len(revoked) > 0 {
+		return ks
+	}
+	fresh, _, ferr := w.fetchKeys(ctx, bank)
+	if ferr != nil {
+		return ks
+	}
+	return fresh
 }
 
 // reconcilePayments settles every pending payment the bank can decide.

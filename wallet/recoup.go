@@ -25,6 +25,14 @@ type RecoupReport struct {
 	Errors   []error      // coins the bank refused for another reason
 }
 
+// ErrNoReplacementKey is a recoup by re-issue (a revoked coin that came
+// from a swap) that cannot be made yet: the bank has no live key issuing
+// coins its value can be made of, typically because the revoked key was
+// the only one of its value and the operator has not made a replacement
+// ('bankd keys extend', KEYS.md §7). The coin stays fresh; Recoup again
+// once the bank's key set has a replacement.
+var ErrNoReplacementKey = errors.New("wallet: the bank has no key to re-issue this coin's value yet; recoup it again once the bank has made a replacement key")
+
 // recoupTime is the time every recoup request names: fixed, so the request
 // for a coin without outputs is always the same bytes (a retry after a lost
 // answer or a crash is a replay the bank answers with the same receipt), and
@@ -123,7 +131,10 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, c *coinRecord, blindSeed [32]byte, ps ecash.PlanchetSecret) ([]ecash.Coin, error) {
 	outputs, err := split(c.Value, ks, w.now())
 	if err != nil {
-		return nil, err
+		// The revoked key was this value's only one (or the others are
+		// revoked too): nothing to re-issue as until the bank makes a
+		// replacement. Nothing was sent; a later Recoup does it.
+		return nil, fmt.Errorf("%w (none of its live keys issues coins %s can be made of)", ErrNoReplacementKey, c.Value)
 	}
 	return w.sendOutputs(ctx, bank, ks, outputs, func(fresh *planchets) (*pendingSwap, error) {
 		// recoupTime too, not the wallet's clock (see pay.go): its outputs

@@ -214,7 +214,13 @@ bank revoked (its key may have leaked), asks for its value back: a coin you
 withdrew is credited to your bank account, a coin that came from a swap is
 re-issued as new coins. It reveals to the bank which withdrawal or swap each
 such coin came from. Coins the bank already holds spent are marked spent.
-An interrupted recoup is finished by running it again or "wallet recover".`,
+An interrupted recoup is finished by running it again or "wallet recover".
+
+A coin from a swap is re-issued as coins of the bank's live keys: if the
+revoked key was the only one of its value, that waits until the bank's
+operator makes a replacement ('bankd keys extend'); run recoup again then.
+The exit status is 1 if any coin was not recouped (listed on stderr, and
+under "not_recouped" with --json); they stay in the wallet.`,
 		Example: `wallet recoup`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
@@ -229,24 +235,44 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 	if err != nil {
 		return changeError("recoup", err)
 	}
+	notRecouped := []string{}
+	noKey := 0
 	for _, e := range rep.Errors {
-		inv.Notef("refused: %v", e)
+		if errors.Is(e, wallet.ErrNoReplacementKey) {
+			noKey++
+		}
+		notRecouped = append(notRecouped, e.Error())
+		inv.Notef("not recouped: %v", e)
 	}
 	bal, err := w.Balance()
 	if err != nil {
 		return err
 	}
 	out := struct {
-		Credited string `json:"credited_to_account"`
-		Reissued string `json:"reissued"`
-		Coins    int    `json:"new_coins"`
-		Spent    int    `json:"already_spent"`
-		Balance  string `json:"balance"`
-	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, bal.Fresh.String()}
-	return inv.Print(out, func(w io.Writer) {
+		Credited    string   `json:"credited_to_account"`
+		Reissued    string   `json:"reissued"`
+		Coins       int      `json:"new_coins"`
+		Spent       int      `json:"already_spent"`
+		NotRecouped []string `json:"not_recouped"`
+		Balance     string   `json:"balance"`
+	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, notRecouped, bal.Fresh.String()}
+	if err := inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
 			out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
-	})
+	}); err != nil {
+		return err
+	}
+	// Some coins kept their value in the wallet but were not recouped: say
+	// so in the exit code, as a partial failure.
+	switch {
+	case len(rep.Errors) == 0:
+		return nil
+	case noKey == len(rep.Errors):
+		return fmt.Errorf("%s not recouped: the bank has no key issuing their value yet, to re-issue them as (they came from swaps). They stay in the wallet; run 'wallet recoup' again once the bank has made a replacement key (its operator runs 'bankd keys extend', KEYS.md §7)", cli.Plural(len(rep.Errors), "coin"))
+	case noKey > 0:
+		return fmt.Errorf("%s not recouped (see above); %d of them wait for the bank to make a replacement key ('bankd keys extend'). They stay in the wallet; run 'wallet recoup' again later", cli.Plural(len(rep.Errors), "coin"), noKey)
+	}
+	return fmt.Errorf("%s not recouped (see above); they stay in the wallet", cli.Plural(len(rep.Errors), "coin"))
 }
 
 func refundsCommand(g *globals) *cli.Command {

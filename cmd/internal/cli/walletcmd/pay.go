@@ -44,7 +44,10 @@ connection fails after the coins were sent, run the same command again: the
 same sealed payment is re-sent and paid at most once. If a coin had already
 been spent (say, by a copy of this wallet), the bank refuses the payment with
 a proof signed by that coin; pay checks the proof, marks the coin spent and
-returns the other coins to the wallet.
+returns the other coins to the wallet. If the bank revoked the denomination
+of a coin paid with (its key may have leaked), pay confirms it with the
+bank's signed key set, ends the payment, returns the coins to the wallet and
+tells you to run "wallet recoup"; running pay again pays with other coins.
 
 With --uri, pay takes the payment request, its summary and the merchant's
 address from a payment URI ("blindbank:pay/...", from "merchantd order
@@ -181,6 +184,7 @@ func printOffer(w io.Writer, merchantAddr string, o *wallet.Offer) {
 // payError explains a failed payment.
 func payError(inv *cli.Invocation, order string, err error) error {
 	var ds *ecash.DoubleSpendError
+	var revoked *wallet.RevokedError
 	switch {
 	case errors.As(err, &ds):
 		coin := ds.Proof.Earlier.Coin.ID()
@@ -194,6 +198,19 @@ func payError(inv *cli.Invocation, order string, err error) error {
 		}
 		return fmt.Errorf("payment refused: coin %x was already spent (in payment %x); the bank's double-spend proof, signed by the coin itself, verified. That coin is now marked spent and the other coins are back in the wallet, swapped for new ones as the bank saw them (if that swap could not be made now, 'wallet refresh' makes it); run the same command again to pay with other coins",
 			coin[:8], ds.Proof.Earlier.PaymentHash[:8])
+	case errors.As(err, &revoked):
+		values := make([]string, len(revoked.Denominations))
+		for i, d := range revoked.Denominations {
+			values[i] = d.Value.String()
+		}
+		if inv.JSON {
+			inv.Print(struct {
+				Error  string   `json:"error"`
+				Values []string `json:"revoked_values"`
+			}{"denomination-revoked", values}, nil)
+		}
+		return fmt.Errorf("payment refused: the bank revoked the denomination of the coins of %s this payment used (its key may have leaked; the bank's master-signed key set says so). Nothing was paid and the payment is ended; the coins are back in the wallet. Run 'wallet recoup' to get the revoked coins' value back, then run the same command again to pay with other coins",
+			strings.Join(values, ", "))
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending):

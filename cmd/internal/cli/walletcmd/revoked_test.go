@@ -1,0 +1,82 @@
+package walletcmd
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestRevokedPayAndRecoup: after the bank revokes a denomination the
+// wallet's key set does not show yet, a payment with its coins is refused
+// for good (exit 1, a message naming the revocation and 'wallet recoup',
+// nothing left pending), and a recoup that cannot re-issue swapped coins
+// for want of a live key of their value says so and exits 1, --json too.
+func TestRevokedPayAndRecoup(t *testing.T) {
+	ctx := context.Background()
+	b, m, _, _ := startShop(t, "", "EUR:0.01", "EUR:0.02", "EUR:0.04")
+	dir := filepath.Join(t.TempDir(), "w")
+	env := cli.Env{}
+	r := runWallet(t, env, "--wallet", dir, "init", "--bank", b.Addr, "--plaintext")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatalf("init printed %q", r.stdout)
+	}
+	acct, err := b.Bank.OpenAccount(ctx, "alice", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:1.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"set-account", strconv.FormatUint(acct, 10)}, {"withdraw", "EUR:0.07"}, {"swap", "EUR:0.02"}} {
+		if r := runWallet(t, env, append([]string{"--wallet", dir}, args...)...); r.code != 0 {
+			t.Fatalf("%s: %+v", args[0], r)
+		}
+	}
+	ks, _ := b.Bank.KeySet()
+	var cent string
+	for _, d := range ks.Denominations {
+		if d.Value.Value == 1 && !d.Revoked {
+			cent = d.ID.String()
+		}
+	}
+	if _, err := b.Bank.RevokeDenomination(ctx, cent); err != nil {
+		t.Fatal(err)
+	}
+
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:0.05"), "gum", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = runWallet(t, env, "--wallet", dir, "pay", "--yes", "--merchant", m.Addr, "--merchant-plaintext", "--order", o.ID)
+	if r.code != 1 || !strings.Contains(r.stderr, "revoked the denomination of the coins of EUR:0.01") || !strings.Contains(r.stderr, "'wallet recoup'") ||
+		strings.Contains(r.stderr, "not confirmed") {
+		t.Fatalf("pay with a revoked coin: %+v", r)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) {
+		t.Fatalf("balance after the refusal: %+v", r)
+	}
+
+	r = runWallet(t, env, "--wallet", dir, "recoup")
+	if r.code != 1 || !strings.Contains(r.stderr, "no key issuing their value yet") || !strings.Contains(r.stderr, "bankd keys extend") ||
+		strings.Contains(r.stderr, "pays this amount exactly") {
+		t.Fatalf("recoup without a replacement key: %+v", r)
+	}
+	r = runWallet(t, env, "--wallet", dir, "recoup", "--json")
+	var out struct {
+		NotRecouped []string `json:"not_recouped"`
+	}
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.NotRecouped) == 0 {
+		t.Fatalf("recoup --json without a replacement key: %+v", r)
+	}
+}

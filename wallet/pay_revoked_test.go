@@ -1,0 +1,142 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// revokeValue revokes, live, the current denomination of value v (in
+// cents) at the fixture's bank, and returns it.
+func revokeValue(t *testing.T, f *fixture, k *bank.Keys, ks *ecash.KeySet, v uint64, now time.Time) ecash.Denomination {
+	t.Helper()
+	kf := k
+	f.bank.SetKeyFileEditor(func(change func(*bank.Keys) error) error {
+		next := *kf
+		next.Denoms = append([]bank.DenomKey(nil), kf.Denoms...)
+		if err := change(&next); err != nil {
+			return err
+		}
+		kf = &next
+		return nil
+	})
+	for _, d := range ks.Denominations {
+		if d.Value.Value == v && d.CanWithdraw(now) == nil {
+			got, err := f.bank.RevokeDenomination(context.Background(), d.ID.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+	}
+	t.Fatalf("no denomination of %d cents", v)
+	return ecash.Denomination{}
+}
+
+// TestPayRevokedCoinEnds: a wallet whose key set (younger than
+// KeySetMaxAge) does not show a revocation pays with a coin of the revoked
+// denomination; the bank refuses the deposit. The payment can never go
+// through, so it must end, not stay pending for a retry that resends the
+// same coins: the error names the revocation, the coins are released, and
+// paying the order again picks no revoked coin.
+func TestPayRevokedCoinEnds(t *testing.T) {
+	ctx := context.Background()
+	k := keys(t)
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := revokeValue(t, f, k, ks, 2, time.Now())
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.06"), "gum", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	var re *wallet.RevokedError
+	if !errors.As(err, &re) || errors.Is(err, wallet.ErrPending) || !errors.Is(err, ecash.ErrDenominationRevoked) {
+		t.Fatalf("paying with a revoked coin: %v; want a *wallet.RevokedError, not pending", err)
+	}
+	if len(re.Denominations) != 1 || re.Denominations[0].ID != revoked.ID {
+		t.Fatalf("RevokedError names %v, want the revoked EUR:0.02 only", re.Denominations)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:1.00" {
+		t.Fatalf("after the refusal: fresh %s, pending %s; want EUR:1.00 fresh, nothing pending", bal.Fresh, bal.Pending)
+	}
+	// The key set the wallet now holds shows the revocation, and paying
+	// again picks other coins.
+	if now, _ := w.KeySet(); now == nil || !func() bool { d, _ := now.Denomination(revoked.ID); return d.Revoked }() {
+		t.Fatal("the wallet's key set does not show the revocation")
+	}
+	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatalf("paying again: %v", err)
+	}
+	for _, id := range rcpt.Coins {
+		value, _, err := w.CoinFees([]ecash.Hash{id}, func(f ecash.Fees) ecash.Amount { return f.Deposit })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if value == revoked.Value {
+			t.Errorf("the second payment used a coin of %s again", value)
+		}
+	}
+	// The revoked coin pays back by recoup.
+	rep, err := w.Recoup(ctx, f.bankc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Credited.String() != "EUR:0.02" || len(rep.Errors) > 0 {
+		t.Fatalf("recoup: credited %s, errors %v; want the revoked EUR:0.02 coin credited", rep.Credited, rep.Errors)
+	}
+}
+
+// TestRecoupReissueWithoutReplacementKey: a revoked coin that came from a
+// swap is recouped by re-issue, into coins of live keys. With the revoked
+// key the only one of its value, there is none yet: the error must say so
+// (ErrNoReplacementKey), not that a payment cannot be made exactly, and
+// the coin must stay in the wallet for a later recoup.
+func TestRecoupReissueWithoutReplacementKey(t *testing.T) {
+	ctx := context.Background()
+	k := keys(t)
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	// A coin of EUR:0.02 swapped for two of EUR:0.01.
+	if _, err := w.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.02")); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeValue(t, f, k, ks, 1, time.Now())
+	rep, err := w.Recoup(ctx, f.bankc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) == 0 {
+		t.Fatalf("recoup of swapped coins without a live key of their value: no error (%+v)", rep)
+	}
+	for _, e := range rep.Errors {
+		if !errors.Is(e, wallet.ErrNoReplacementKey) {
+			t.Errorf("recoup error %v; want wallet.ErrNoReplacementKey", e)
+		}
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 100 - rep.Credited.Value; bal.Fresh.Value != want {
+		t.Errorf("fresh %s after recoup credited %s; want the swapped coins kept (%d cents)", bal.Fresh, rep.Credited, want)
+	}
+}
