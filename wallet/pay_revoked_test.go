@@ -6,8 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
@@ -138,5 +143,67 @@ func TestRecoupReissueWithoutReplacementKey(t *testing.T) {
 	}
 	if want := 100 - rep.Credited.Value; bal.Fresh.Value != want {
 		t.Errorf("fresh %s after recoup credited %s; want the swapped coins kept (%d cents)", bal.Fresh, rep.Credited, want)
+	}
+}
+
+// claimsRevoked answers every Pay with the bank's revocation refusal, as a
+// merchant relaying it (or lying) would.
+type claimsRevoked struct{ pb.MerchantClient }
+
+func (claimsRevoked) Pay(context.Context, *pb.PayRequest, ...grpc.CallOption) (*pb.PayResponse, error) {
+	return nil, status.Error(codes.FailedPrecondition, ecash.ErrDenominationRevoked.Error()+"; recoup its coins")
+}
+
+// noStatus cannot answer DepositStatus.
+type noStatus struct{ pb.BankClient }
+
+func (noStatus) DepositStatus(context.Context, *pb.DepositStatusRequest, ...grpc.CallOption) (*pb.DepositResponse, error) {
+	return nil, status.Error(codes.Unavailable, "the bank is restarting")
+}
+
+// TestPayDepositedBeforeRevocationKeepsReceipt: the payment was deposited
+// (the merchant's answer lost, the bank not reachable to ask), then the denomination of one of its coins
+// was revoked, and the retry meets a refusal naming the revocation. The
+// wallet ends a payment only if the bank says it was not deposited: here
+// it asks, and must take the bank's receipt, not release coins the bank
+// has taken (which it would then spend again).
+func TestPayDepositedBeforeRevocationKeepsReceipt(t *testing.T) {
+	ctx := context.Background()
+	k := keys(t)
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.06"), "gum", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := &lossyMerchant{MerchantClient: f.shop}
+	lossy.lose.Store(1)
+	if _, err := w.Pay(ctx, noStatus{f.bankc}, lossy, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("payment with its answer lost: %v, want ErrPending", err)
+	}
+	revoked := revokeValue(t, f, k, ks, 2, time.Now())
+	rcpt, err := w.Pay(ctx, f.bankc, claimsRevoked{f.shop}, "shop", o.ID, nil)
+	if err != nil || rcpt == nil {
+		t.Fatalf("retry after the revocation: %v; want the bank's receipt", err)
+	}
+	paidRevoked := false
+	for _, id := range rcpt.Coins {
+		if v, _, err := w.CoinFees([]ecash.Hash{id}, func(f ecash.Fees) ecash.Amount { return f.Deposit }); err == nil && v == revoked.Value {
+			paidRevoked = true
+		}
+	}
+	if !paidRevoked {
+		t.Fatal("the payment holds no coin of the revoked value: the test checks nothing")
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:0.94" {
+		t.Fatalf("fresh %s, pending %s; want EUR:0.94 fresh (the EUR:0.06 paid), nothing pending", bal.Fresh, bal.Pending)
 	}
 }
