@@ -47,9 +47,10 @@ const (
 
 // logNotChecked is what the log cannot show, printed with every report.
 var logNotChecked = []string{
-	"that each debit was authorised by the account holder: a withdraw entry carries only the hash of the signed request (the request holds the blinded coins, which must stay private) and a check entry only the hash of the signed payment order; wallets and merchants check their own receipts against the log (inclusion proofs)",
+	"what each debit bought: each debit's signature is checked (authorised), but over digests; a withdraw entry carries only the hash of the signed request (its blinded coins must stay private) and a check entry only the hash of the payment order's parts; wallets and merchants check their own receipts against the log (inclusion proofs)",
 	"that each coin spent was validly signed: a deposit or swap entry names the coin and the hash of its signed permission, not the coin's signature",
 	"that the bank logged every operation: an operation missing from the log is found by the party holding its receipt, whose inclusion proof fails",
+	"entries already audited, re-served differently: an incremental run downloads only new entries; a wallet's inclusion proof or a fresh audit without --state catches an old entry changed (a changed tree is a fork at the next checkpoint)",
 }
 
 type logFlags struct {

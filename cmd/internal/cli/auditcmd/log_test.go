@@ -537,9 +537,17 @@ func TestLogAudit(t *testing.T) {
 		t.Fatalf("text report: exit %d\n%s", code, out.String())
 	}
 	t.Logf("the text report:\n%s", out.String())
-	for _, want := range []string{"OK: ", "e-cash outstanding", "DENOMINATION", "not checkable from the log", "authorised by the account holder"} {
+	for _, want := range []string{"OK: ", "e-cash outstanding", "DENOMINATION", "not checkable from the log",
+		"what each debit bought", "each coin spent", "every operation", "re-served differently"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the text report lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The authorised check verifies each debit's signature: the report must
+	// not list it as beyond the log (docs/AUDIT.md, "What it cannot check").
+	for _, x := range rep.NotChecked {
+		if strings.Contains(x, "authorised by the account holder") {
+			t.Errorf("not_checked lists a check the audit makes: %q", x)
 		}
 	}
 	lb.stop()
