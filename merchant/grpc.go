@@ -200,7 +200,7 @@ func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*p
 	if err != nil {
 		return nil, s.m.toStatus(ctx, err)
 	}
-	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting)}, nil
+	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting), Checkpoint: rep.Signed}, nil
 }
 
 func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {

@@ -61,8 +61,9 @@ var ErrNoAuditLog = errors.New("merchant: no audit-log client configured")
 // LogReport is what VerifyLog found.
 type LogReport struct {
 	Checkpoint auditlog.Checkpoint
-	Verified   int // deposits and payment orders found in the log, matching their receipts
-	Waiting    int // deposits without a log entry (made before the log existed), entries past the checkpoint
+	Signed     []byte // Checkpoint as the bank signed it: what "audit log --from" reads
+	Verified   int    // deposits and payment orders found in the log, matching their receipts
+	Waiting    int    // deposits without a log entry (made before the log existed), entries past the checkpoint
 	// AdoptedKeySet: the checkpoint named a newer logged key set than the
 	// bank served, which follows the one held, and the merchant took it.
 	AdoptedKeySet bool
@@ -110,7 +111,11 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err := m.db.Set(keyWitness, next, pebble.Sync); err != nil {
 		return nil, err
 	}
-	rep := &LogReport{Checkpoint: cp}
+	signed, err := auditlog.SavedCheckpoint(next)
+	if err != nil {
+		return nil, err
+	}
+	rep := &LogReport{Checkpoint: cp, Signed: signed}
 	// A key-set finding (logclient.ErrMismatch) is reported after the
 	// other checks, as the wallet does, so that it stops none of them,
 	// and with any error that stops them.

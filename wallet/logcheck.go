@@ -86,6 +86,7 @@ var ErrLogMismatch = errors.New("wallet: the bank's audit log does not match its
 // LogReport is what VerifyLog found.
 type LogReport struct {
 	Checkpoint auditlog.Checkpoint // the newest checkpoint accepted
+	Signed     []byte              // Checkpoint as the bank signed it: what "audit log --from" reads
 	Verified   int                 // entries found and matching
 	Waiting    int                 // checks not possible yet (not logged, or not in the checkpoint)
 	// AdoptedKeySet: the checkpoint named a newer logged key set than the
@@ -141,7 +142,11 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	if err := w.db.Set(keyWitness, saved, pebble.Sync); err != nil {
 		return nil, err
 	}
-	rep := &LogReport{Checkpoint: cp}
+	signed, err := auditlog.SavedCheckpoint(saved)
+	if err != nil {
+		return nil, err
+	}
+	rep := &LogReport{Checkpoint: cp, Signed: signed}
 	// Before the due checks, so that a key set adopted is checked with them.
 	unlogged, err := w.checkKeySetLine(ctx, logc, cp, ks, rep)
 	if err != nil {

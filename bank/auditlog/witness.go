@@ -160,6 +160,23 @@ func (w *Witness) MarshalBinary() ([]byte, error) {
 	return e.Bytes(), nil
 }
 
+// SavedCheckpoint returns the signed checkpoint that a saved witness
+// (MarshalBinary's form) holds, nil if it holds none: the bytes a client
+// hands an auditor ("audit log --from"). It does not verify the signature:
+// restore the witness (UnmarshalBinary) for that.
+func SavedCheckpoint(saved []byte) ([]byte, error) {
+	d := ecash.NewDecoder(witnessPurpose, saved)
+	d.String()
+	signed := d.VarBytes(MaxCheckpointSize)
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("auditlog: saved witness: %w", err)
+	}
+	if len(signed) == 0 {
+		return nil, nil
+	}
+	return signed, nil
+}
+
 // UnmarshalBinary restores a saved witness into w, which NewWitness made
 // with the same origin: the saved checkpoint is verified again, so a
 // tampered file is refused (and w is left unchanged).

@@ -112,6 +112,10 @@ func TestWitness(t *testing.T) {
 	if !bytes.Equal(again, saved) {
 		t.Error("saved form is not canonical")
 	}
+	// The signed checkpoint a save holds, as a client exports it.
+	if got, err := auditlog.SavedCheckpoint(saved); err != nil || !bytes.Equal(got, s1) {
+		t.Errorf("SavedCheckpoint = %q, %v; want %q", got, err, s1)
+	}
 	// A tampered save is refused, and leaves the witness as it was.
 	tampered := bytes.Clone(saved)
 	tampered[len(tampered)-10] ^= 1 // inside the signature
@@ -136,6 +140,12 @@ func TestWitness(t *testing.T) {
 	}
 	if _, _, ok := w2.Latest(); ok {
 		t.Error("restored empty witness holds a checkpoint")
+	}
+	if got, err := auditlog.SavedCheckpoint(b); got != nil || err != nil {
+		t.Errorf("SavedCheckpoint of an empty witness = %q, %v", got, err)
+	}
+	if _, err := auditlog.SavedCheckpoint(append(b, 0)); !errors.Is(err, ecash.ErrMalformed) {
+		t.Errorf("SavedCheckpoint, trailing byte: %v", err)
 	}
 	if err := w2.UnmarshalBinary(append(b, 0)); !errors.Is(err, ecash.ErrMalformed) {
 		t.Errorf("trailing byte: %v", err)
