@@ -633,6 +633,8 @@ merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id
 
 func verifyLogCommand() *cli.Command {
 	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
+	var out string
+	var overwrite bool
 	return &cli.Command{
 		Name:  "verify-log",
 		Short: "check that the bank's audit log records your deposits and payment orders",
@@ -643,22 +645,48 @@ deposit not yet checked is in the log with exactly the coins of its receipt,
 and each payment order (NetBill goods or check) the bank decided is in the
 log at the index the bank gave, with the EPOID, EPO hash, price and decision
 of its receipt, crediting this merchant.
+
+With --checkpoint-out FILE, once the checks pass, it writes the signed
+checkpoint the merchant now holds, exactly as the bank signed it, for an
+auditor: "audit log --from FILE" checks that the log the bank serves the
+auditor extends it, and checks its keyset line against the log. An
+existing FILE is kept unless --overwrite.
 Exit status 1 on a forked log, a mismatch or a payment order not logged.`,
-		Example: `merchantd verify-log --data ./shop`,
-		Flags:   admin.Register,
+		Example: `merchantd verify-log --data ./shop
+merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
+		Flags: func(fs *flag.FlagSet) {
+			admin.Register(fs)
+			fs.StringVar(&out, "checkpoint-out", "", "write the signed checkpoint the merchant holds to `FILE`, for \"audit log --from\"")
+			fs.BoolVar(&overwrite, "overwrite", false, "with --checkpoint-out, replace FILE if it exists")
+		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if overwrite && out == "" {
+				return cli.Usagef("--overwrite needs --checkpoint-out FILE")
+			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
 				if err != nil {
 					return fmt.Errorf("the audit log does not check out: %w", err)
 				}
-				out := struct {
-					LogSize  int64 `json:"log_size"`
-					Verified int32 `json:"verified"`
-					Waiting  int32 `json:"waiting"`
-				}{r.LogSize, r.Verified, r.Waiting}
-				return inv.Print(out, func(w io.Writer) {
+				if out != "" {
+					if len(r.Checkpoint) == 0 {
+						return errors.New("--checkpoint-out: the merchant sent no checkpoint (is it older than this command?)")
+					}
+					if err := cli.WriteOutFile(out, r.Checkpoint, 0o644, overwrite, "--overwrite"); err != nil {
+						return fmt.Errorf("--checkpoint-out: %w", err)
+					}
+				}
+				res := struct {
+					LogSize        int64  `json:"log_size"`
+					Verified       int32  `json:"verified"`
+					Waiting        int32  `json:"waiting"`
+					CheckpointFile string `json:"checkpoint_file,omitempty"`
+				}{r.LogSize, r.Verified, r.Waiting, out}
+				return inv.Print(res, func(w io.Writer) {
 					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits and payment orders verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
+					if out != "" {
+						fmt.Fprintf(w, "signed checkpoint written to %s\n", out)
+					}
 				})
 			})
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 
@@ -15,7 +16,14 @@ import (
 	"github.com/blindbank/blindbank/wallet"
 )
 
+// checkpointFlags export the signed checkpoint verify-log keeps.
+type checkpointFlags struct {
+	out       string
+	overwrite bool
+}
+
 func verifyLogCommand(g *globals) *cli.Command {
+	var cf checkpointFlags
 	return &cli.Command{
 		Name:  "verify-log",
 		Short: "check that the bank's audit log records your payments and swaps",
@@ -28,20 +36,54 @@ the log holds every key set the bank served this wallet: a bank logs its
 key set before serving it, so one the log lacks was made for few wallets,
 whose coins the bank could then recognise.
 
+With --checkpoint-out FILE it writes the signed checkpoint the wallet now
+holds, exactly as the bank signed it, for an auditor: "audit log --from
+FILE" checks that the log the bank serves the auditor extends it, so a bank
+showing the wallet another history is caught, and checks its keyset line
+against the log. It is written after the checks, also when the log does not
+match (the checkpoint is then evidence); an existing FILE is kept unless
+--overwrite.
+
 A fork is printed with both signed checkpoints: publish them, they prove
 the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
 		Example: `wallet verify-log
-wallet verify-log --json`,
+wallet verify-log --json
+wallet verify-log --checkpoint-out alice.checkpoint
+audit log --bank bank.example:7443 --ca bank.crt --from alice.checkpoint`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cf.out, "checkpoint-out", "", "write the signed checkpoint the wallet holds to `FILE`, for \"audit log --from\"")
+			fs.BoolVar(&cf.overwrite, "overwrite", false, "with --checkpoint-out, replace FILE if it exists")
+		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
+			if cf.overwrite && cf.out == "" {
+				return cli.Usagef("--overwrite needs --checkpoint-out FILE")
+			}
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
-				return verifyLog(ctx, inv, w, conn)
+				return verifyLog(ctx, inv, w, conn, cf)
 			})
 		},
 	}
 }
 
-func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn *grpc.ClientConn) error {
+func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn *grpc.ClientConn, cf checkpointFlags) error {
 	rep, err := w.VerifyLog(ctx, pb.NewBankClient(conn), pb.NewAuditLogClient(conn))
+	// The checkpoint held: after a mismatch too (a false keyset line is
+	// for the auditor to confirm), never after a fork (it prints both).
+	if cf.out != "" && (err == nil || errors.Is(err, wallet.ErrLogMismatch)) {
+		switch {
+		case rep != nil && rep.Signed != nil:
+			if werr := cli.WriteOutFile(cf.out, rep.Signed, 0o644, cf.overwrite, "--overwrite"); werr != nil {
+				return errors.Join(err, fmt.Errorf("--checkpoint-out: %w", werr))
+			}
+			if err != nil {
+				inv.Notef("the signed checkpoint is in %s", cf.out)
+			}
+		case err == nil:
+			return errors.New("--checkpoint-out: the wallet holds no checkpoint")
+		default:
+			inv.Notef("no checkpoint written to %s: the bank's was not accepted", cf.out)
+		}
+	}
 	var fork *auditlog.ForkError
 	if errors.As(err, &fork) {
 		return fmt.Errorf("the bank's log is FORKED: it signed two inconsistent checkpoints (%v)\n--- older\n%s--- newer\n%s", fork.Reason,
@@ -51,13 +93,17 @@ func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn 
 		return err
 	}
 	out := struct {
-		LogSize  int64  `json:"log_size"`
-		Root     string `json:"root"`
-		Verified int    `json:"verified"`
-		Waiting  int    `json:"waiting"`
-	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting}
+		LogSize        int64  `json:"log_size"`
+		Root           string `json:"root"`
+		Verified       int    `json:"verified"`
+		Waiting        int    `json:"waiting"`
+		CheckpointFile string `json:"checkpoint_file,omitempty"`
+	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting, cf.out}
 	return inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
 			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
+		if cf.out != "" {
+			fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.out)
+		}
 	})
 }
