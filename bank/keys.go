@@ -799,13 +799,15 @@ type ValueStatus struct {
 	// Current is the key wallets withdraw under now (the withdrawable one
 	// that started last); nil if none is withdrawable.
 	Current *ecash.Denomination
-	// Next is the next key to start after now; nil if none is made yet.
+	// Next is the next key to start after now, of those not revoked; nil
+	// if none is made yet.
 	Next *ecash.Denomination
 	// CoveredUntil is the end of the unbroken run of withdrawable keys
 	// from now: extend before it (zero if no key is withdrawable now).
 	CoveredUntil time.Time
-	// Keys counts the value's keys by phase.
-	Future, Withdrawable, DepositOnly, Expired int
+	// Keys counts the value's keys by phase; a revoked key, which issues
+	// nothing and whose coins are only recouped, counts as Revoked alone.
+	Future, Withdrawable, DepositOnly, Expired, Revoked int
 }
 
 // Status says, per value, which key is current at now, which comes next,
@@ -834,6 +836,8 @@ func KeySetStatus(ks *ecash.KeySet, now time.Time) []ValueStatus {
 			}
 			mine = append(mine, d)
 			switch {
+			case d.Revoked:
+				st.Revoked++
 			case now.Before(d.WithdrawStart):
 				st.Future++
 				if st.Next == nil || d.WithdrawStart.Before(st.Next.WithdrawStart) {

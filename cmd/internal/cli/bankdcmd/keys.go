@@ -127,6 +127,7 @@ type valueJSON struct {
 	Withdrawable      int    `json:"withdrawable_keys"`
 	DepositOnly       int    `json:"deposit_only_keys"`
 	Expired           int    `json:"expired_keys"`
+	Revoked           int    `json:"revoked_keys"` // counted in none of the others: a revoked key issues nothing
 }
 
 // pastSignerJSON is a retired signing key.
@@ -180,7 +181,7 @@ func describeKeySet(ks *ecash.KeySet, now time.Time) keySetJSON {
 	// next, or stops being issued with none to follow.
 	var next time.Time
 	for _, st := range bank.KeySetStatus(ks, now) {
-		v := valueJSON{Value: st.Value.String(), Future: st.Future, Withdrawable: st.Withdrawable, DepositOnly: st.DepositOnly, Expired: st.Expired}
+		v := valueJSON{Value: st.Value.String(), Future: st.Future, Withdrawable: st.Withdrawable, DepositOnly: st.DepositOnly, Expired: st.Expired, Revoked: st.Revoked}
 		var at time.Time
 		var what string
 		if st.Current != nil {
@@ -208,9 +209,21 @@ func describeKeySet(ks *ecash.KeySet, now time.Time) keySetJSON {
 // denomRows prints denominations as a table.
 func denomRows(w io.Writer, ds []denomJSON) {
 	t := cli.NewTable(w)
-	t.Row("VALUE", "CIPHER", "ID", "WITHDRAW FROM", "WITHDRAW UNTIL", "DEPOSIT UNTIL")
+	// A column for the revoked, when there are.
+	revoked := slices.ContainsFunc(ds, func(d denomJSON) bool { return d.Revoked })
+	row := func(cells ...any) {
+		if !revoked {
+			cells = cells[:len(cells)-1]
+		}
+		t.Row(cells...)
+	}
+	row("VALUE", "CIPHER", "ID", "WITHDRAW FROM", "WITHDRAW UNTIL", "DEPOSIT UNTIL", "REVOKED")
 	for _, d := range ds {
-		t.Row(d.Value, d.Cipher, d.ID[:16], d.WithdrawStart, d.WithdrawEnd, d.DepositEnd)
+		note := "-"
+		if d.Revoked {
+			note = "revoked: issues nothing, its coins are only recouped"
+		}
+		row(d.Value, d.Cipher, d.ID[:16], d.WithdrawStart, d.WithdrawEnd, d.DepositEnd, note)
 	}
 	t.Flush()
 }
@@ -228,7 +241,7 @@ func signerRows(w io.Writer, ss []pastSignerJSON) {
 // valueRows prints the schedule per value.
 func valueRows(w io.Writer, vs []valueJSON) {
 	t := cli.NewTable(w)
-	t.Row("VALUE", "CURRENT KEY", "ISSUED UNTIL", "NEXT KEY", "TAKES OVER", "KEYS REACH", "FUTURE/ISSUING/DEPOSIT-ONLY/EXPIRED")
+	t.Row("VALUE", "CURRENT KEY", "ISSUED UNTIL", "NEXT KEY", "TAKES OVER", "KEYS REACH", "FUTURE/ISSUING/DEPOSIT-ONLY/EXPIRED/REVOKED")
 	for _, v := range vs {
 		cur, until, next, from, reach := "none", "-", "none", "-", "-"
 		if v.CurrentID != "" {
@@ -240,7 +253,7 @@ func valueRows(w io.Writer, vs []valueJSON) {
 		if v.WithdrawableUntil != "" {
 			reach = v.WithdrawableUntil
 		}
-		t.Row(v.Value, cur, until, next, from, reach, fmt.Sprintf("%d/%d/%d/%d", v.Future, v.Withdrawable, v.DepositOnly, v.Expired))
+		t.Row(v.Value, cur, until, next, from, reach, fmt.Sprintf("%d/%d/%d/%d/%d", v.Future, v.Withdrawable, v.DepositOnly, v.Expired, v.Revoked))
 	}
 	t.Flush()
 }

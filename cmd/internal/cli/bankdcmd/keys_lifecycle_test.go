@@ -108,7 +108,7 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	}
 	text, _ := mustBankd(t, "keys", "show", "--data", dir)
 	for _, want := range []string{"schedule:  ", "withdraw period 180d, overlap 10d, deposit lifetime 730d", "keys reach:", "takes over)",
-		"CURRENT KEY", "EUR:1.00  ", "3/1/0/0"} {
+		"CURRENT KEY", "EUR:1.00  ", "3/1/0/0/0"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("keys show lacks %q:\n%s", want, text)
 		}
@@ -156,6 +156,70 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	ks, err := ecash.DecodeKeySet(b, nil)
 	if err != nil || len(ks.PastSigning) != 1 || hex.EncodeToString(ks.PastSigning[0].Pub) != oldSigning {
 		t.Fatalf("exported key set: %v", err)
+	}
+}
+
+// TestKeysShowRevoked: a revoked key issues nothing (the bank refuses to
+// withdraw under it), so keys show marks it revoked and counts it apart,
+// never as issuing or future: neither in the text nor in --json.
+func TestKeysShowRevoked(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bank")
+	mustBankd(t, "keys", "generate", "--data", dir, "--denominations", "EUR:1.00/cs,EUR:2.00/cs")
+	mustBankd(t, "keys", "extend", "--data", dir, "--ahead", "500d")
+	s := show(t, dir)
+	var cur1, next2 string // EUR:1.00's current key, EUR:2.00's next
+	for _, v := range s.Values {
+		switch v.Value {
+		case "EUR:1.00":
+			cur1 = v.CurrentID
+		case "EUR:2.00":
+			next2 = v.NextID
+		}
+	}
+	if cur1 == "" || next2 == "" {
+		t.Fatalf("schedule: %+v", s.Values)
+	}
+	mustBankd(t, "keys", "revoke", "--data", dir, "--denomination", cur1)
+	mustBankd(t, "keys", "revoke", "--data", dir, "--denomination", next2)
+	s = show(t, dir)
+	for _, d := range s.Denominations {
+		if want := d.ID == cur1 || d.ID == next2; d.Revoked != want {
+			t.Errorf("denomination %s %s: revoked %v, want %v", d.Value, d.ID[:16], d.Revoked, want)
+		}
+	}
+	for _, v := range s.Values {
+		var want valueJSON
+		switch v.Value {
+		case "EUR:1.00": // the current key revoked: none issuing, the next to come
+			want = valueJSON{Value: v.Value, NextID: v.NextID, NextStart: v.NextStart, Future: 1, Revoked: 1}
+		case "EUR:2.00": // the next key revoked: none to take over
+			want = valueJSON{Value: v.Value, CurrentID: v.CurrentID, CurrentWithdrawEnd: v.CurrentWithdrawEnd,
+				CurrentDepositUntil: v.CurrentDepositUntil, WithdrawableUntil: v.WithdrawableUntil, Withdrawable: 1, Revoked: 1}
+			if v.NextID != "" {
+				t.Errorf("EUR:2.00: next key %s, which is revoked", v.NextID[:16])
+			}
+		}
+		if v != want {
+			t.Errorf("value %s: %+v, want %+v", v.Value, v, want)
+		}
+	}
+	text, _ := mustBankd(t, "keys", "show", "--data", dir)
+	rows := 0
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, cur1[:16]) || strings.Contains(line, next2[:16]) {
+			if !strings.Contains(line, "revoked") {
+				t.Errorf("a revoked key's row does not say so: %q", line)
+			}
+			rows++
+		}
+	}
+	if rows != 2 {
+		t.Errorf("%d rows of revoked keys:\n%s", rows, text)
+	}
+	for _, want := range []string{"FUTURE/ISSUING/DEPOSIT-ONLY/EXPIRED/REVOKED", "1/0/0/0/1", "0/1/0/0/1"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("keys show lacks %q:\n%s", want, text)
+		}
 	}
 }
 
