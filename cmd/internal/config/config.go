@@ -38,6 +38,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
@@ -694,7 +695,7 @@ func Resolve(in Input) (*Bank, error) {
 		return nil, err
 	}
 	if poll != "" {
-		d, err := time.ParseDuration(poll)
+		d, err := cli.ParseDuration(poll)
 		if err != nil || d < MinRevocationPoll || d > MaxRevocationPoll {
 			return nil, r.fail("revocation_poll", "bad %s %q: want a duration from %s to %s, e.g. 2s", r.name("revocation_poll"), poll, MinRevocationPoll, MaxRevocationPoll)
 		}

@@ -678,7 +678,7 @@ pg_basebackup or pg_dump.`,
 		Example: `bankd admin --data /var/lib/blindbank backup --to /var/backups/blindbank/ledger-$(date +%Y%m%dT%H%M%S)`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&to, "to", "", "the checkpoint `DIR` to create on the bank's host (required; must not exist)")
-			fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION`")
+			cli.DurationVar(fs, &timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION` ("+cli.DurationForms+")")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			if to == "" {

@@ -3,14 +3,11 @@ package bankdcmd
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/blindbank/blindbank/bank"
@@ -37,58 +34,8 @@ func parseWhen(s string) (time.Time, error) {
 	return t, nil
 }
 
-// parseSpan parses a duration: a whole number of days ("30d") or a Go
-// duration ("720h", "90m").
-func parseSpan(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		d, err := strconv.ParseUint(n, 10, 16)
-		if err != nil {
-			return 0, fmt.Errorf("bad number of days %q", s)
-		}
-		return time.Duration(d) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is neither a number of days (30d) nor a duration (720h)", s)
-	}
-	return d, nil
-}
-
-// spanFlag is a duration flag given as parseSpan reads it.
-type spanFlag struct {
-	d   time.Duration
-	set bool
-}
-
-func (f *spanFlag) String() string {
-	if !f.set {
-		return ""
-	}
-	return f.d.String()
-}
-
-func (f *spanFlag) Set(s string) error {
-	d, err := parseSpan(s)
-	if err != nil {
-		return err
-	}
-	if d < 0 {
-		return errors.New("negative duration")
-	}
-	f.d, f.set = d, true
-	return nil
-}
-
-// days prints a duration in days when it is whole days.
-func days(d time.Duration) string {
-	if d%(24*time.Hour) == 0 && d != 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	}
-	return d.String()
-}
-
 func scheduleText(s bank.Schedule) string {
-	return fmt.Sprintf("withdraw period %s, overlap %s, deposit lifetime %s", days(s.WithdrawPeriod), days(s.Overlap), days(s.DepositLifetime))
+	return fmt.Sprintf("withdraw period %s, overlap %s, deposit lifetime %s", cli.FormatDuration(s.WithdrawPeriod), cli.FormatDuration(s.Overlap), cli.FormatDuration(s.DepositLifetime))
 }
 
 // scheduleJSON is a schedule as the commands print it.
@@ -128,9 +75,9 @@ func saveChanged(inv *cli.Invocation, k *bank.Keys, path string, opts bank.KeyFi
 
 func keysExtendCommand() *cli.Command {
 	var (
-		fl                         config.Flags
-		until, ahead               string
-		period, overlap, depositLT spanFlag
+		fl                                config.Flags
+		until                             string
+		ahead, period, overlap, depositLT time.Duration
 	)
 	return &cli.Command{
 		Name:  "extend",
@@ -160,16 +107,16 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 		Flags: func(fs *flag.FlagSet) {
 			fl.RegisterKeyFile(fs)
 			fs.StringVar(&until, "until", "", "make keys until `DATE` (2027-06-01, or an RFC 3339 time)")
-			fs.StringVar(&ahead, "ahead", "", "make keys for `SPAN` from now (400d, or a duration such as 9600h)")
-			fs.Var(&period, "withdraw-period", "each new key issues coins for `SPAN` (default: the schedule's)")
-			fs.Var(&overlap, "overlap", "a new key starts `SPAN` before its predecessor stops issuing (default: the schedule's)")
-			fs.Var(&depositLT, "deposit-lifetime", "coins are accepted for `SPAN` after their key stops issuing (default: the schedule's)")
+			cli.DurationVar(fs, &ahead, "ahead", 0, "make keys for `DURATION` from now (400d, or a Go duration such as 9600h)")
+			cli.DurationVar(fs, &period, "withdraw-period", 0, "each new key issues coins for `DURATION` (default: the schedule's)")
+			cli.DurationVar(fs, &overlap, "overlap", 0, "a new key starts `DURATION` before its predecessor stops issuing (default: the schedule's)")
+			cli.DurationVar(fs, &depositLT, "deposit-lifetime", 0, "coins are accepted for `DURATION` after their key stops issuing (default: the schedule's)")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			now := time.Now()
 			var end time.Time
 			switch {
-			case until != "" && ahead != "":
+			case until != "" && inv.IsSet("ahead"):
 				return cli.Usagef("give --until or --ahead, not both")
 			case until != "":
 				t, err := parseWhen(until)
@@ -177,14 +124,10 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 					return cli.Usagef("--until: %v", err)
 				}
 				end = t
-			case ahead != "":
-				d, err := parseSpan(ahead)
-				if err != nil {
-					return cli.Usagef("--ahead: %v", err)
-				}
-				end = now.Add(d)
+			case inv.IsSet("ahead"):
+				end = now.Add(ahead)
 			default:
-				return cli.Usagef("--until DATE or --ahead SPAN is required")
+				return cli.Usagef("--until DATE or --ahead DURATION is required")
 			}
 			if !end.After(now) {
 				return cli.Usagef("--until %s is not in the future", rfc3339(end))
@@ -195,14 +138,15 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 			}
 			s := k.ScheduleOf()
 			for _, o := range []struct {
-				f  *spanFlag
-				to *time.Duration
-			}{{&period, &s.WithdrawPeriod}, {&overlap, &s.Overlap}, {&depositLT, &s.DepositLifetime}} {
-				if o.f.set {
-					*o.to = o.f.d
+				name string
+				v    time.Duration
+				to   *time.Duration
+			}{{"withdraw-period", period, &s.WithdrawPeriod}, {"overlap", overlap, &s.Overlap}, {"deposit-lifetime", depositLT, &s.DepositLifetime}} {
+				if inv.IsSet(o.name) {
+					*o.to = o.v
 				}
 			}
-			if period.set && !overlap.set && 2*s.Overlap >= s.WithdrawPeriod {
+			if inv.IsSet("withdraw-period") && !inv.IsSet("overlap") && 2*s.Overlap >= s.WithdrawPeriod {
 				// The schedule's overlap is too long for the new period:
 				// the default's share of it instead.
 				s.Overlap = s.WithdrawPeriod / 12
@@ -355,7 +299,7 @@ bankd keys prune --data ./bank --signing-before 2024-01-01`,
 func keysRotateSigningCommand() *cli.Command {
 	var (
 		fl    config.Flags
-		grace spanFlag
+		grace time.Duration
 	)
 	return &cli.Command{
 		Name:  "rotate-signing",
@@ -375,13 +319,10 @@ window bounds what a thief can forge to back-dated objects.`,
 bankd keys rotate-signing --data ./bank --grace 1h`,
 		Flags: func(fs *flag.FlagSet) {
 			fl.RegisterKeyFile(fs)
-			fs.Var(&grace, "grace", "the old key stays valid for `SPAN` after now, until bankd restarts with the new one (default 24h)")
+			cli.DurationVar(fs, &grace, "grace", 24*time.Hour, "the old key stays valid for `DURATION` after now, until bankd restarts with the new one")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			g := 24 * time.Hour
-			if grace.set {
-				g = grace.d
-			}
+			g := grace
 			k, path, opts, info, err := loadKeys(inv, &fl)
 			if err != nil {
 				return err

@@ -298,17 +298,26 @@ func TestKeysExtendOfflineMaster(t *testing.T) {
 	}
 }
 
-func TestParseSpanAndWhen(t *testing.T) {
-	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "90m": 90 * time.Minute, "720h": 720 * time.Hour} {
-		if got, err := parseSpan(in); err != nil || got != want {
-			t.Errorf("parseSpan(%q) = %v, %v", in, got, err)
+// TestDurationFlagsDays: bankd's duration flags take one set of forms (the
+// cli package's), days included, and a bad value names them.
+func TestDurationFlagsDays(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bank")
+	// admin backup --timeout: parsed, then --to is missing.
+	if code, _, errs := bankd(t, "admin", "--data", dir, "backup", "--timeout", "1d"); code != 2 || !strings.Contains(errs, "--to DIR is required") {
+		t.Errorf("backup --timeout 1d: exit %d: %s", code, errs)
+	}
+	for _, args := range [][]string{
+		{"admin", "--data", dir, "backup", "--timeout", "a day"},
+		{"keys", "extend", "--data", dir, "--ahead", "a year"},
+		{"keys", "rotate-signing", "--data", dir, "--grace", "1.5d"},
+	} {
+		if code, _, errs := bankd(t, args...); code != 2 || !strings.Contains(errs, "a Go duration (90m, 720h, 1h30m) or a whole number of days (30d)") {
+			t.Errorf("%v: exit %d: %s", args, code, errs)
 		}
 	}
-	for _, bad := range []string{"", "d", "-3d", "3.5d", "soon", "99999999d"} {
-		if _, err := parseSpan(bad); err == nil {
-			t.Errorf("parseSpan(%q) accepted", bad)
-		}
-	}
+}
+
+func TestParseWhen(t *testing.T) {
 	if got, err := parseWhen("2027-06-01"); err != nil || !got.Equal(time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("parseWhen date: %v, %v", got, err)
 	}

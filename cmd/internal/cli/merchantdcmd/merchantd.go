@@ -398,7 +398,7 @@ merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&amount, "amount", "", "`AMOUNT` to charge, e.g. EUR:3.50 (required)")
 			fs.StringVar(&summary, "summary", "", "`TEXT` describing the order, shown by the wallet (required)")
-			fs.DurationVar(&ttl, "ttl", merchant.DefaultOrderTTL, "how long the order can be paid, e.g. 15m or 2h (at most 720h)")
+			cli.DurationVar(fs, &ttl, "ttl", merchant.DefaultOrderTTL, "how long the order can be paid, a `DURATION` such as 15m, 2h or 1d (at most 30d)")
 			fs.BoolVar(&uri, "uri", false, "print the order's payment URI instead of its id")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -416,7 +416,7 @@ merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --
 				return fmt.Errorf("bad --summary: %w", err)
 			}
 			if ttl < time.Second || ttl > maxTTL {
-				return fmt.Errorf("bad --ttl %s: want 1s to 720h", ttl)
+				return fmt.Errorf("bad --ttl %s: want 1s to 30d (720h)", ttl)
 			}
 			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				resp, err := c.CreateOrder(ctx, &pb.CreateOrderRequest{Amount: amt.String(), Summary: summary, TtlSeconds: int64(ttl / time.Second)})

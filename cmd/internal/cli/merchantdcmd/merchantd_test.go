@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
@@ -228,5 +229,27 @@ func TestCheckAccount(t *testing.T) {
 	}
 	if !strings.Contains(downLogs.String(), "starting anyway") {
 		t.Errorf("no warning for an unreachable bank; log:\n%s", downLogs.String())
+	}
+}
+
+// TestOrderTTLDays: --ttl takes the commands' duration forms: 1d is a day,
+// 31d is past the 30 days allowed; a bad one names the forms.
+func TestOrderTTLDays(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+		code := cli.Run(context.Background(), Command(), env, args)
+		return code, errb.String()
+	}
+	dir := t.TempDir()
+	base := []string{"order", "--data", dir, "create", "--amount", "EUR:1.00", "--summary", "tea", "--ttl"}
+	if code, errs := run(append(base, "31d")...); code != 1 || !strings.Contains(errs, "bad --ttl 744h0m0s") {
+		t.Errorf("--ttl 31d: exit %d: %s", code, errs)
+	}
+	if code, errs := run(append(base, "1d")...); code == 0 || strings.Contains(errs, "ttl") {
+		t.Errorf("--ttl 1d: exit %d: %s", code, errs)
+	}
+	if code, errs := run(append(base, "tomorrow")...); code != 2 || !strings.Contains(errs, "whole number of days (30d)") {
+		t.Errorf("--ttl tomorrow: exit %d: %s", code, errs)
 	}
 }

@@ -172,9 +172,9 @@ until it is swapped.
 
 Coins the bank will no longer swap are reported as stranded.`,
 		Example: `wallet refresh
-wallet refresh --within 2160h`,
+wallet refresh --within 90d`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.DurationVar(&within, "within", within, "renew coins whose deposit deadline is within `DURATION`")
+			cli.DurationVar(fs, &within, "within", within, "renew coins whose deposit deadline is within `DURATION` ("+cli.DurationForms+")")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			if within < 0 {

@@ -621,3 +621,17 @@ func TestBalanceShowsExpiredApart(t *testing.T) {
 		t.Errorf("balance without expired coins: %q, %v", text.String(), err)
 	}
 }
+
+// TestRefreshWithinDays: --within takes the commands' duration forms (a
+// number of days too), and a bad one names them.
+func TestRefreshWithinDays(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "none")
+	r := runWallet(t, cli.Env{}, "--wallet", dir, "refresh", "--within", "30d")
+	if r.code == 0 || r.code == 2 || strings.Contains(r.stderr, "--within") {
+		t.Errorf("--within 30d: %+v", r)
+	}
+	r = runWallet(t, cli.Env{}, "--wallet", dir, "refresh", "--within", "a month")
+	if r.code != 2 || !strings.Contains(r.stderr, "whole number of days (30d)") {
+		t.Errorf("--within 'a month': %+v", r)
+	}
+}
