@@ -166,7 +166,7 @@ func (w *Witness) MarshalBinary() ([]byte, error) {
 // restore the witness (UnmarshalBinary) for that.
 func SavedCheckpoint(saved []byte) ([]byte, error) {
 	d := ecash.NewDecoder(witnessPurpose, saved)
-	d.String()
+	_ = d.String() // the origin: not needed here
 	signed := d.VarBytes(MaxCheckpointSize)
 	if err := d.Finish(); err != nil {
 		return nil, fmt.Errorf("auditlog: saved witness: %w", err)
