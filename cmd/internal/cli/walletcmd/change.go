@@ -216,9 +216,10 @@ re-issued as new coins. It reveals to the bank which withdrawal or swap each
 such coin came from. Coins the bank already holds spent are marked spent.
 An interrupted recoup is finished by running it again or "wallet recover".
 
-A coin from a swap is re-issued as coins of the bank's live keys: if the
-revoked key was the only one of its value, that waits until the bank's
-operator makes a replacement ('bankd keys extend'); run recoup again then.
+A coin from a swap is re-issued as coins of the bank's live keys: if no
+live keys make up its value (the smallest value, whose only key was
+revoked), that waits until the bank's operator makes a replacement
+('bankd keys extend'); run recoup again then.
 The exit status is 1 if any coin was not recouped (listed on stderr, and
 under "not_recouped" with --json); they stay in the wallet.`,
 		Example: `wallet recoup`,
