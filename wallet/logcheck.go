@@ -98,7 +98,8 @@ type LogReport struct {
 // the newest checkpoint. A fork (a checkpoint inconsistent with one seen
 // before) is an *auditlog.ForkError carrying both signed checkpoints: the
 // evidence to publish. A logged entry that does not match is
-// ErrLogMismatch; so is a key set the log lacks, a newer logged key set
+// ErrLogMismatch, returned with the report (its Signed checkpoint is
+// saved and verified); so is a key set the log lacks, a newer logged key set
 // (the checkpoint's keyset line names it) the wallet does not take, and a
 // false keyset line, reported (with the report) once every other check
 // was made. A newer logged key set that follows the one held is adopted
@@ -188,7 +189,9 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 			x.Kind = auditlog.KindKeySet
 		}
 		if err := x.Match(e); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrLogMismatch, err)
+			// With the report: its checkpoint, saved and verified, is
+			// the evidence (verify-log --checkpoint-out).
+			return rep, fmt.Errorf("%w: %w", ErrLogMismatch, err)
 		}
 		if err := w.db.Delete(logCheckKey(ref), pebble.Sync); err != nil {
 			return nil, err
