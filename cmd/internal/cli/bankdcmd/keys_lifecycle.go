@@ -125,6 +125,9 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 				}
 				end = t
 			case inv.IsSet("ahead"):
+				if ahead <= 0 {
+					return cli.Usagef("--ahead %s: want a duration above zero", cli.FormatDuration(ahead))
+				}
 				end = now.Add(ahead)
 			default:
 				return cli.Usagef("--until DATE or --ahead DURATION is required")

@@ -79,6 +79,10 @@ func TestKeysExtendShowRotate(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
+	// A zero --ahead is refused naming --ahead, not the --until not given.
+	if code, _, errs := bankd(t, "keys", "extend", "--data", dir, "--ahead", "0d"); code != 2 || !strings.Contains(errs, "--ahead") || strings.Contains(errs, "--until") {
+		t.Errorf("--ahead 0d: exit %d: %s", code, errs)
+	}
 	if code, _, errs := bankd(t, "keys", "extend", "--data", dir, "--ahead", "30d", "--overlap", "400d"); code != 1 || !strings.Contains(errs, "overlap") {
 		t.Errorf("an overlap longer than the period: exit %d: %s", code, errs)
 	}
