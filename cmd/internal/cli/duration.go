@@ -14,9 +14,9 @@ const DurationForms = "a Go duration (90m, 720h, 1h30m) or a whole number of day
 
 // ParseDuration reads the value of a duration flag: a Go duration ("90m",
 // "720h", "1h30m") or a whole number of days ("30d", up to 65535). It is
-// never negative. Every duration flag of bankd, merchantd, wallet and
-// audit reads its value with it (DurationVar), so that one form works
-// everywhere.
+// never negative. Every duration flag of bankd, merchantd and wallet
+// reads its value with it (DurationVar), so that one form works
+// everywhere (audit has none).
 func ParseDuration(s string) (time.Duration, error) {
 	d, err := parseDuration(s)
 	if err != nil {
