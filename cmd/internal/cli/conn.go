@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +15,8 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 )
@@ -90,6 +95,72 @@ func (t *TLSFlags) Config(addr string) (transport.ClientConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// CertHint returns t's peer-specific CertHintOption: a failed certificate
+// check names --ca and --pin with t's prefix.
+func (t *TLSFlags) CertHint() grpc.DialOption {
+	p := "--" + t.Prefix
+	return CertHintOption(t.What, p+"ca or "+p+"pin")
+}
+
+// CertHintOption is a dial option that explains a call failing because the
+// peer's TLS certificate did not verify against the CA file or pin given:
+// the peer was reached, so the "unreachable" gRPC's Unavailable would be
+// shown as misleads. The error keeps the call's gRPC status (GRPCStatus), so
+// code that acts on the status code (retries, settling a payment) sees the
+// same error as before; only its text changes, naming what (the peer,
+// "merchant") and flags (where its trust came from, "--merchant-ca or
+// --merchant-pin").
+func CertHintOption(what, flags string) grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if err != nil && IsCertFailure(err) {
+			st, _ := status.FromError(err)
+			return &certError{what: what, flags: flags, st: st}
+		}
+		return err
+	})
+}
+
+// certError is a call refused because the peer's certificate did not
+// verify; it carries the call's status.
+type certError struct {
+	what, flags string
+	st          *status.Status
+}
+
+func (e *certError) Error() string {
+	return fmt.Sprintf("the %s's TLS certificate did not verify against the CA or pin given: check %s (%s)", e.what, e.flags, e.st.Message())
+}
+
+func (e *certError) GRPCStatus() *status.Status { return e.st }
+
+// IsCertFailure reports whether err is a connection refused because the
+// server's certificate did not verify: an x509 error (unknown authority,
+// wrong host name, expired) or a pin that does not match. gRPC does not keep
+// the TLS error in the chain of a call's error: it flattens it into the
+// Unavailable status's text ("connection error: desc = \"transport:
+// authentication handshake failed: tls: failed to verify certificate:
+// x509: ..."), so besides the error types this matches that text. It does
+// not match "authentication handshake failed" alone, which other handshake
+// failures (no common protocol version, a client certificate refused) share.
+func IsCertFailure(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		host     x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verifies *tls.CertificateVerificationError
+	)
+	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verifies) {
+		return true
+	}
+	if status.Code(err) != codes.Unavailable {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "tls: failed to verify certificate") || strings.Contains(msg, "x509: ") ||
+		strings.Contains(msg, "does not match the pin") // transport's pin check
 }
 
 // NormalizePin checks a SHA-256 fingerprint (hex, colons allowed) and

@@ -219,7 +219,7 @@ func fetchKeySet(ctx context.Context, addr string, tf *cli.TLSFlags) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	conn, err := transport.Dial(addr, tcfg)
+	conn, err := transport.Dial(addr, tcfg, tf.CertHint())
 	if err != nil {
 		return nil, err
 	}

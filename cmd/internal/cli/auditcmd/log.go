@@ -169,7 +169,7 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 		}
 	}
 
-	conn, err := transport.Dial(f.bank, tcfg)
+	conn, err := transport.Dial(f.bank, tcfg, f.tls.CertHint())
 	if err != nil {
 		return err
 	}

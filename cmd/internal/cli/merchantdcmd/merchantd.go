@@ -231,7 +231,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				return err
 			}
 			// Before anything listens or is written: is --account ours?
-			conn, err := transport.Dial(bankAddr, tlsCfg)
+			conn, err := transport.Dial(bankAddr, tlsCfg, bankTLS.CertHint())
 			if err != nil {
 				return err
 			}

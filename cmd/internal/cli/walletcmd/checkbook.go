@@ -50,7 +50,7 @@ func (m *merchantFlags) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return transport.Dial(m.addr, cfg)
+	return transport.Dial(m.addr, cfg, m.tls.CertHint())
 }
 
 // purchaseOut is a payment order as the commands print it.

@@ -96,7 +96,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 			if !yes && !inv.StdinTerminal {
 				return errors.New("stdin is not a terminal, so the payment cannot be confirmed: pass --yes to pay without asking")
 			}
-			mconn, err := transport.Dial(merchantAddr, mcfg)
+			mconn, err := transport.Dial(merchantAddr, mcfg, mtls.CertHint())
 			if err != nil {
 				return err
 			}

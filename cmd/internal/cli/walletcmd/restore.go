@@ -148,7 +148,7 @@ wallet --wallet ./alice restore --from-wallet /media/usb/alice-backup --bank 127
 			if cfg.CAFile, err = copyCA(g.dir, tcfg.CAFile); err != nil {
 				return err
 			}
-			conn, err := transport.Dial(bankAddr, tcfg)
+			conn, err := transport.Dial(bankAddr, tcfg, tlsf.CertHint())
 			if err != nil {
 				return err
 			}

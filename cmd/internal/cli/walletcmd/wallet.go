@@ -144,7 +144,7 @@ wallet init --bank bank.example:7443 --pin 5f2c...e1`,
 			}
 			// Check the bank answers with a well-signed key set before
 			// creating anything.
-			conn, err := transport.Dial(bankAddr, tcfg)
+			conn, err := transport.Dial(bankAddr, tcfg, tlsf.CertHint())
 			if err != nil {
 				return err
 			}
@@ -703,7 +703,8 @@ func open(g *globals, opts wallet.Options) (*wallet.Wallet, *Config, error) {
 
 // dialBank connects to the wallet's bank as config.json says.
 func dialBank(cfg *Config) (*grpc.ClientConn, error) {
-	return transport.Dial(cfg.Bank, transport.ClientConfig{CAFile: cfg.CAFile, Pin: cfg.Pin, Plaintext: cfg.Plaintext})
+	return transport.Dial(cfg.Bank, transport.ClientConfig{CAFile: cfg.CAFile, Pin: cfg.Pin, Plaintext: cfg.Plaintext},
+		cli.CertHintOption("bank", "the --ca or --pin that 'wallet init' saved in "+ConfigFile))
 }
 
 // transcriptOptions opens --transcript FILE for appending.

@@ -635,3 +635,63 @@ func TestRefreshWithinDays(t *testing.T) {
 		t.Errorf("--within 'a month': %+v", r)
 	}
 }
+
+// TestCertFailureNamesFlags: a peer whose certificate does not verify
+// against the CA or pin given was reached; the error says so and names the
+// flags to check, not "unreachable".
+func TestCertFailureNamesFlags(t *testing.T) {
+	ctx := context.Background()
+	b, _, _, _ := startShop(t, "", "EUR:1.00")
+	shopDir := t.TempDir()
+	shopKey, err := merchant.Init(shopDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shopAcct, err := b.Bank.OpenAccount(ctx, "tls-shop", shopKey, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := node.StartMerchant(ctx, node.MerchantConfig{
+		Dir: shopDir, BankAddr: b.Addr, BankTLS: transport.ClientConfig{Plaintext: true}, Account: shopAcct,
+		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if m.CertFile == "" {
+		t.Fatal("the merchant serves no TLS")
+	}
+	other := t.TempDir() // a certificate that is not the merchant's
+	if _, _, _, err := transport.LoadOrCreateCert(other); err != nil {
+		t.Fatal(err)
+	}
+	wrongCA := filepath.Join(other, transport.CertFile)
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := accountWallet(t, cli.Env{}, b, b.Addr, "EUR:5.00")
+	if r := runWallet(t, cli.Env{}, "--wallet", dir, "withdraw", "EUR:2.00"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	for _, trust := range [][]string{{"--merchant-ca", wrongCA}, {"--merchant-pin", strings.Repeat("ab", 32)}} {
+		args := append([]string{"--wallet", dir, "pay", "--merchant", m.Addr, "--order", o.ID, "--yes"}, trust...)
+		r := runWallet(t, cli.Env{}, args...)
+		if r.code != 1 || strings.Contains(r.stderr, "unreachable") ||
+			!strings.Contains(r.stderr, "the merchant's TLS certificate did not verify against the CA or pin given: check --merchant-ca or --merchant-pin") {
+			t.Errorf("pay %v: %+v", trust, r)
+		}
+	}
+	// The right CA pays: the hint is for a failed check only.
+	r := runWallet(t, cli.Env{}, "--wallet", dir, "pay", "--merchant", m.Addr, "--order", o.ID, "--yes", "--merchant-ca", m.CertFile)
+	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:1.00") {
+		t.Fatalf("pay with the merchant's CA: %+v", r)
+	}
+	// The bank's flags are named for the bank.
+	r = runWallet(t, cli.Env{}, "--wallet", filepath.Join(t.TempDir(), "w"), "init", "--bank", m.Addr, "--ca", wrongCA)
+	if r.code != 1 || strings.Contains(r.stderr, "unreachable") ||
+		!strings.Contains(r.stderr, "the bank's TLS certificate did not verify against the CA or pin given: check --ca or --pin") {
+		t.Errorf("init with a wrong --ca: %+v", r)
+	}
+}
