@@ -378,7 +378,9 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 		return nil, fmt.Errorf("%w: HPKE key: %v", ErrBadKey, err)
 	}
 	if pinnedMaster != nil && !bytes.Equal(pinnedMaster, k.MasterPub) {
-		return nil, fmt.Errorf("%w: key set signed by an unexpected master key", ErrBadKey)
+		// Name both keys: which one the key set carries is what tells a
+		// mistyped pin from a bank that changed its master key.
+		return nil, fmt.Errorf("%w: key set signed by an unexpected master key %x (expected %x)", ErrBadKey, k.MasterPub, pinnedMaster)
 	}
 	if !ed25519.Verify(k.MasterPub, body, sig) {
 		return nil, fmt.Errorf("%w: key set master signature", ErrBadSignature)

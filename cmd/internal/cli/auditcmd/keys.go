@@ -171,7 +171,7 @@ func (kf *keyFlags) load(ctx context.Context) (*KeySets, error) {
 	if kf.master != "" {
 		b, err := hex.DecodeString(strings.TrimSpace(kf.master))
 		if err != nil || len(b) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("bad --master %q: want the 64 hex digits of an Ed25519 key", kf.master)
+			return nil, cli.Usagef("bad --master %q: want the 64 hex digits of an Ed25519 key", kf.master)
 		}
 		pin = b
 	}

@@ -146,7 +146,7 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 	if f.master != "" {
 		b, err := hex.DecodeString(strings.TrimSpace(f.master))
 		if err != nil || len(b) != ed25519.PublicKeySize {
-			return fmt.Errorf("bad --master %q: want the 64 hex digits of an Ed25519 key", f.master)
+			return cli.Usagef("bad --master %q: want the 64 hex digits of an Ed25519 key", f.master)
 		}
 		pin = b
 	}

@@ -1042,9 +1042,10 @@ func TestLogAuditKeyRotation(t *testing.T) {
 		{[]string{"--plaintext"}, 2, "--bank"},
 		{[]string{"--bank", addr}, 2, "say how to trust the bank"},
 		{[]string{"--bank", addr, "--plaintext", "--batch", "2000"}, 2, "--batch must be from 1 to 1024"},
-		{[]string{"--bank", addr, "--plaintext", "--master", "abcd"}, 1, "bad --master"},
+		{[]string{"--bank", addr, "--plaintext", "--master", "abcd"}, 2, "bad --master"},
 		{[]string{"--bank", addr, "--plaintext", "--master", hex.EncodeToString(seed(5).Public().(ed25519.PublicKey)), "--state", state}, 1, "audits the bank with master key"},
-		{[]string{"--bank", addr, "--plaintext", "--master", hex.EncodeToString(seed(5).Public().(ed25519.PublicKey))}, 1, "unexpected master key"},
+		{[]string{"--bank", addr, "--plaintext", "--master", hex.EncodeToString(seed(5).Public().(ed25519.PublicKey))}, 1,
+			fmt.Sprintf("unexpected master key %x (expected %x)", ks1.MasterPub, seed(5).Public())},
 	} {
 		code, _, stderr := runLogAudit(t, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.want) {
@@ -1094,5 +1095,21 @@ func TestLogAuditInterrupted(t *testing.T) {
 	mustOK(t, code, rep, stderr)
 	if rep.ResumedAt != 48 || rep.Downloaded != 199-48 || rep.Summary.Accounts != 99 || rep.Summary.Totals["credited"] != "EUR:147.51" {
 		t.Fatalf("resumed audit: %+v", rep)
+	}
+}
+
+// TestBadMasterIsUsage: a malformed --master is a usage error (exit 2), as
+// docs/AUDIT.md says, in every command that takes one.
+func TestBadMasterIsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"keys", "--keys", "ks.signed", "--master", "00"},
+		{"transcript", "--keys", "ks.signed", "--master", "00", "t.jsonl"},
+		{"log", "--bank", "127.0.0.1:1", "--plaintext", "--master", "00"},
+	} {
+		var out, errb bytes.Buffer
+		env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+		if code := cli.Run(context.Background(), auditcmd.Command(), env, args); code != 2 || !strings.Contains(errb.String(), `bad --master "00"`) {
+			t.Errorf("%v: exit %d, %s", args, code, errb.String())
+		}
 	}
 }
