@@ -42,6 +42,10 @@ type Confirm func(*Offer) error
 // If a coin was already spent (say, by a copy of this wallet) the error is an
 // *ecash.DoubleSpendError whose proof has been verified; that coin is marked
 // spent and the others are released.
+//
+// An order this wallet already paid to merchantAddr is not paid again: Pay
+// returns the receipt it kept, without asking the merchant or confirm.
+// PaidReceipt tells that case apart beforehand.
 func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
 	fetch := func(ctx context.Context) (*ecash.PaymentOffer, error) {
 		resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
@@ -68,6 +72,17 @@ func (w *Wallet) PayOffer(ctx context.Context, bank pb.BankClient, merchant pb.M
 	return w.pay(ctx, bank, merchant, o.Merchant, pr.OrderID, given, confirm)
 }
 
+// PaidReceipt returns the bank's receipt for order orderID paid to the
+// merchant at merchantAddr, kept when the payment completed, or nil if this
+// wallet has not paid it (a payment in progress is not paid).
+func (w *Wallet) PaidReceipt(merchantAddr, orderID string) (*ecash.DepositReceipt, error) {
+	raw, err := get(w.db, receiptKey(merchantAddr, orderID))
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return ecash.DecodeDepositReceipt(raw)
+}
+
 // pay is Pay and PayOffer, once the offer's source is known: fetch is
 // called only if no payment of the order is pending or done.
 func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, fetch func(context.Context) (*ecash.PaymentOffer, error), confirm Confirm) (*ecash.DepositReceipt, error) {
@@ -75,11 +90,9 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if err != nil {
 		return nil, err
 	}
-	if raw, err := get(w.db, receiptKey(merchantAddr, orderID)); err != nil {
-		return nil, err
-	} else if raw != nil {
+	if rcpt, err := w.PaidReceipt(merchantAddr, orderID); err != nil || rcpt != nil {
 		// Paid already: answer with the receipt rather than pay twice.
-		return ecash.DecodeDepositReceipt(raw)
+		return rcpt, err
 	}
 	pp, err := w.findPending(merchantAddr, orderID)
 	if err != nil {

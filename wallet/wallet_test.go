@@ -456,6 +456,9 @@ func TestPayOffer(t *testing.T) {
 	if _, err := w.PayOffer(ctx, f.bankc, shop, &forged, nil); !errors.Is(err, wallet.ErrBadRequest) {
 		t.Fatalf("forged summary: %v", err)
 	}
+	if prev, err := w.PaidReceipt(offer.Merchant, o.ID); err != nil || prev != nil {
+		t.Fatalf("a receipt before paying: %v, %v", prev, err)
+	}
 	var shown *wallet.Offer
 	rcpt, err := w.PayOffer(ctx, f.bankc, shop, offer, func(o *wallet.Offer) error { shown = o; return nil })
 	if err != nil {
@@ -469,6 +472,9 @@ func TestPayOffer(t *testing.T) {
 	}
 	if got, err := f.merchant.Order(o.ID); err != nil || got.Status(time.Now()) != "paid" {
 		t.Fatalf("order: %v, %v", got, err)
+	}
+	if prev, err := w.PaidReceipt(offer.Merchant, o.ID); err != nil || prev == nil || !bytes.Equal(prev.Encode(), rcpt.Encode()) {
+		t.Fatalf("the receipt kept: %v, %v", prev, err)
 	}
 	again, err := w.PayOffer(ctx, f.bankc, shop, offer, func(*wallet.Offer) error { return errors.New("asked twice") })
 	if err != nil || !bytes.Equal(again.Encode(), rcpt.Encode()) {

@@ -41,7 +41,9 @@ wallet verifies.
 
 Without a terminal on stdin, pay refuses unless --yes is given. If the
 connection fails after the coins were sent, run the same command again: the
-same sealed payment is re-sent and paid at most once. If a coin had already
+same sealed payment is re-sent and paid at most once. An order the wallet
+has paid is not paid again: pay says it was already paid, and when, from the
+bank's receipt it kept (--json: "already_paid": true). If a coin had already
 been spent (say, by a copy of this wallet), the bank refuses the payment with
 a proof signed by that coin; pay checks the proof, marks the coin spent and
 returns the other coins to the wallet. If the bank revoked the denomination
@@ -111,10 +113,19 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					}
 					return wallet.ErrDeclined
 				}
-				var rcpt *ecash.DepositReceipt
-				if offer != nil {
+				// An order this wallet paid is not paid again: the
+				// library would answer with the kept receipt, which
+				// must not be shown as a new payment.
+				rcpt, err := w.PaidReceipt(merchantAddr, order)
+				if err != nil {
+					return err
+				}
+				alreadyPaid := rcpt != nil
+				switch {
+				case alreadyPaid:
+				case offer != nil:
 					rcpt, err = w.PayOffer(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), offer, confirm)
-				} else {
+				default:
 					rcpt, err = w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
 				}
 				if err != nil {
@@ -131,6 +142,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 				out := struct {
 					Order           string `json:"order_id"`
 					Paid            string `json:"paid"`
+					AlreadyPaid     bool   `json:"already_paid"` // by an earlier run: nothing was paid now
 					Fees            string `json:"deposit_fees"`
 					Summary         string `json:"summary,omitempty"`
 					MerchantAccount uint64 `json:"merchant_account"`
@@ -140,7 +152,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					Receipt         string `json:"receipt"`
 					Balance         string `json:"balance"`
 				}{
-					Order: order, Paid: rcpt.Total.String(), Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
+					Order: order, Paid: rcpt.Total.String(), AlreadyPaid: alreadyPaid, Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
 					DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
 					Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
 				}
@@ -148,6 +160,12 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					out.Summary = shown.Summary
 				}
 				return inv.Print(out, func(wr io.Writer) {
+					if alreadyPaid {
+						fmt.Fprintf(wr, "order %s was already paid, %s with %d coins at %s (the bank's receipt kept by this wallet): nothing was paid now\n",
+							cli.Shown(order), rcpt.Total, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+						fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+						return
+					}
 					fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
 						rcpt.Total, cli.Shown(order), len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
 					if !fee.IsZero() {

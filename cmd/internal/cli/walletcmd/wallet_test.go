@@ -131,8 +131,18 @@ func TestInteractivePay(t *testing.T) {
 		t.Fatalf("balance after the payment: %+v", r)
 	}
 	r = runWallet(t, tty, pay...) // no prompt: the wallet answers from the stored receipt
-	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:3.50 for order "+o.ID) || !strings.Contains(r.stdout, "balance EUR:6.50") {
+	if r.code != 0 || !strings.Contains(r.stdout, "order "+o.ID+" was already paid, EUR:3.50 with ") ||
+		!strings.Contains(r.stdout, "nothing was paid now") || strings.Contains(r.stdout, "Pay?") || !strings.Contains(r.stdout, "balance EUR:6.50") {
 		t.Fatalf("pay re-run: %+v", r)
+	}
+	r = runWallet(t, tty, append(pay, "--json")...)
+	var again struct {
+		Paid        string `json:"paid"`
+		AlreadyPaid bool   `json:"already_paid"`
+		Balance     string `json:"balance"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &again); r.code != 0 || err != nil || !again.AlreadyPaid || again.Paid != "EUR:3.50" || again.Balance != "EUR:6.50" {
+		t.Fatalf("pay --json re-run: %+v", r)
 	}
 	got, err := m.Merchant.Order(o.ID)
 	if err != nil || got.Status(time.Now()) != "paid" {
