@@ -502,6 +502,28 @@ func orderJSON(r *pb.OrderStatusResponse) orderOut {
 	}
 }
 
+// otherPostings is what the statement's closing balance holds beyond its
+// opening balance, the deposits matched to receipts and the payouts:
+// checks, refunds and their fees, deposits without a receipt here. Signed
+// ("-EUR:0.50" for a net debit), so that the report adds up.
+func otherPostings(r *pb.VerifySettlementResponse) (string, error) {
+	var v [4]ecash.Amount
+	for i, s := range []string{r.Opening, r.Closing, r.Deposited, r.PaidOut} {
+		a, err := ecash.ParseAmount(s)
+		if err != nil {
+			return "", fmt.Errorf("the merchant's settlement report: %w", err)
+		}
+		v[i] = a
+	}
+	// Amounts are at most 2^53 − 1 minor units: the sum fits in an int64.
+	net := int64(v[1].Value) - int64(v[0].Value) - int64(v[2].Value) + int64(v[3].Value)
+	sign := ""
+	if net < 0 {
+		sign, net = "-", -net
+	}
+	return sign + ecash.Amount{Currency: v[1].Currency, Value: uint64(net)}.String(), nil
+}
+
 func settlementCommand() *cli.Command {
 	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
 	return &cli.Command{
@@ -513,8 +535,10 @@ func settlementCommand() *cli.Command {
 "bankd admin payout --statement" writes it) on the running merchant: the
 bank's signature, that it is your account, and that every payment the
 merchant holds a receipt for in the period is on it for exactly its amount.
-It prints the period's deposits and payouts and the opening and closing
-balances. Exit status 1 if the statement and the receipts disagree.`,
+It prints the period's deposits and payouts, the other postings (checks and
+goods paid by check, refunds and their fees, deposits without a receipt
+here), and the opening and closing balances, which these add up to. Exit
+status 1 if the statement and the receipts disagree.`,
 		Example: `merchantd settlement --data ./shop shop-2026-11.stmt`,
 		Flags:   admin.Register,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -527,6 +551,10 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 				if err != nil {
 					return fmt.Errorf("the statement does not check out: %w", err)
 				}
+				other, err := otherPostings(r)
+				if err != nil {
+					return err
+				}
 				out := struct {
 					Account   uint64   `json:"account"`
 					From      string   `json:"from"`
@@ -534,17 +562,19 @@ balances. Exit status 1 if the statement and the receipts disagree.`,
 					Deposits  int32    `json:"deposits_matched"`
 					Deposited string   `json:"deposited"`
 					PaidOut   string   `json:"paid_out"`
+					Other     string   `json:"other_postings"`
 					Opening   string   `json:"opening"`
 					Closing   string   `json:"closing"`
 					Unmatched []string `json:"unmatched_payments"`
 					Late      []string `json:"late_orders"`
 					Unsettled []string `json:"unsettled_orders"`
 				}{r.Account, time.UnixMilli(r.FromUnixMs).UTC().Format(time.RFC3339), time.UnixMilli(r.ToUnixMs).UTC().Format(time.RFC3339),
-					r.Deposits, r.Deposited, r.PaidOut, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...), append([]string{}, r.LateOrders...),
+					r.Deposits, r.Deposited, r.PaidOut, other, r.Opening, r.Closing, append([]string{}, r.UnmatchedPayments...), append([]string{}, r.LateOrders...),
 					append([]string{}, r.UnsettledOrders...)}
 				if err := inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "statement of account %d, %s to %s: verified\n", out.Account, out.From, out.To)
 					fmt.Fprintf(w, "  %d deposits matched to receipts, %s; paid out %s\n", out.Deposits, out.Deposited, out.PaidOut)
+					fmt.Fprintf(w, "  other postings %s (checks, refunds and their fees, deposits without a receipt here)\n", out.Other)
 					fmt.Fprintf(w, "  opening %s, closing %s\n", out.Opening, out.Closing)
 					if len(out.Unmatched) > 0 {
 						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
