@@ -41,19 +41,7 @@ offline.`,
 				return err
 			}
 			defer w.Close()
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := fmt.Fprintln(f, hex.EncodeToString(w.Seed())); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
+			if err := cli.WriteOutFile(out, []byte(hex.EncodeToString(w.Seed())+"\n"), 0o600, false, ""); err != nil {
 				return err
 			}
 			return inv.Print(struct {
