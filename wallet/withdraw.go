@@ -549,13 +549,13 @@ func (w *Wallet) dropRefused(ks *ecash.KeySet, req *ecash.WithdrawRequest, pw *p
 		return w.db.Delete(withdrawKey(req.Nonce), pebble.Sync)
 	}
 	r := &RefusedWithdrawal{Nonce: req.Nonce, Amount: ecash.Amount{Currency: ks.Currency}, Reason: refusalReason(err), At: w.now()}
-	for _, p := range req.Planchets {
-		// Listed: a recovered request is sent only then (sendWithdraw).
-		if d, derr := ks.Denomination(p.Denom); derr == nil {
-			if sum, aerr := r.Amount.Add(d.Value); aerr == nil {
-				r.Amount = sum
-			}
-		}
+	// Every denomination is listed: a recovered request is sent only then
+	// (sendWithdraw).
+	if v, verr := ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) {
+		d, err := ks.Denomination(id)
+		return d.Value, err == nil
+	}); verr == nil {
+		r.Amount = v
 	}
 	b := w.db.NewBatch()
 	defer b.Close()
