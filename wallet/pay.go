@@ -488,12 +488,17 @@ type RevokedError struct {
 }
 
 func (e *RevokedError) Error() string {
+	return fmt.Sprintf("wallet: payment of order %s refused: the bank revoked the denomination of its coins of %s (its key may have leaked); nothing was paid, the coins are the wallet's again, and the revoked ones pay back only by recoup (the merchant said: %v)",
+		e.OrderID, strings.Join(e.Values(), ", "), e.Err)
+}
+
+// Values are the values of the revoked denominations, as text ("EUR:0.02").
+func (e *RevokedError) Values() []string {
 	values := make([]string, len(e.Denominations))
 	for i, d := range e.Denominations {
 		values[i] = d.Value.String()
 	}
-	return fmt.Sprintf("wallet: payment of order %s refused: the bank revoked the denomination of its coins of %s (its key may have leaked); nothing was paid, the coins are the wallet's again, and the revoked ones pay back only by recoup (the merchant said: %v)",
-		e.OrderID, strings.Join(values, ", "), e.Err)
+	return values
 }
 
 // Is makes a RevokedError match ecash.ErrDenominationRevoked.

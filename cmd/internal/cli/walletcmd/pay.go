@@ -217,10 +217,7 @@ func payError(inv *cli.Invocation, order string, err error) error {
 		return fmt.Errorf("payment refused: coin %x was already spent (in payment %x); the bank's double-spend proof, signed by the coin itself, verified. That coin is now marked spent and the other coins are back in the wallet, swapped for new ones as the bank saw them (if that swap could not be made now, 'wallet refresh' makes it); run the same command again to pay with other coins",
 			coin[:8], ds.Proof.Earlier.PaymentHash[:8])
 	case errors.As(err, &revoked):
-		values := make([]string, len(revoked.Denominations))
-		for i, d := range revoked.Denominations {
-			values[i] = d.Value.String()
-		}
+		values := revoked.Values()
 		if inv.JSON {
 			inv.Print(struct {
 				Error  string   `json:"error"`
