@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -39,4 +40,34 @@ func WriteOutFile(path string, data []byte, perm os.FileMode, replace bool, repl
 		os.Remove(path)
 	}
 	return err
+}
+
+// CheckpointOut are the --checkpoint-out FILE and --overwrite flags of the
+// verify-log commands: the signed checkpoint a client holds, written for an
+// auditor's "audit log --from FILE".
+type CheckpointOut struct {
+	Path      string // "": not asked for
+	Overwrite bool
+}
+
+// Register adds the flags; holder names whose checkpoint ("wallet").
+func (c *CheckpointOut) Register(fs *flag.FlagSet, holder string) {
+	fs.StringVar(&c.Path, "checkpoint-out", "", "write the signed checkpoint the "+holder+" holds to `FILE`, for \"audit log --from\"")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "with --checkpoint-out, replace FILE if it exists")
+}
+
+// Check refuses --overwrite without --checkpoint-out.
+func (c *CheckpointOut) Check() error {
+	if c.Overwrite && c.Path == "" {
+		return Usagef("--overwrite needs --checkpoint-out FILE")
+	}
+	return nil
+}
+
+// Write writes the signed checkpoint to the file asked for.
+func (c *CheckpointOut) Write(signed []byte) error {
+	if err := WriteOutFile(c.Path, signed, 0o644, c.Overwrite, "--overwrite"); err != nil {
+		return fmt.Errorf("--checkpoint-out: %w", err)
+	}
+	return nil
 }

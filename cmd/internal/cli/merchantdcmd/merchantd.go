@@ -663,8 +663,7 @@ merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id
 
 func verifyLogCommand() *cli.Command {
 	admin := &cli.AdminFlags{What: "merchant", DefaultAddr: "127.0.0.1:7544"}
-	var out string
-	var overwrite bool
+	var cf cli.CheckpointOut
 	return &cli.Command{
 		Name:  "verify-log",
 		Short: "check that the bank's audit log records your deposits and payment orders",
@@ -686,24 +685,23 @@ Exit status 1 on a forked log, a mismatch or a payment order not logged.`,
 merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 		Flags: func(fs *flag.FlagSet) {
 			admin.Register(fs)
-			fs.StringVar(&out, "checkpoint-out", "", "write the signed checkpoint the merchant holds to `FILE`, for \"audit log --from\"")
-			fs.BoolVar(&overwrite, "overwrite", false, "with --checkpoint-out, replace FILE if it exists")
+			cf.Register(fs, "merchant")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			if overwrite && out == "" {
-				return cli.Usagef("--overwrite needs --checkpoint-out FILE")
+			if err := cf.Check(); err != nil {
+				return err
 			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
 				if err != nil {
 					return fmt.Errorf("the audit log does not check out: %w", err)
 				}
-				if out != "" {
+				if cf.Path != "" {
 					if len(r.Checkpoint) == 0 {
 						return errors.New("--checkpoint-out: the merchant sent no checkpoint (is it older than this command?)")
 					}
-					if err := cli.WriteOutFile(out, r.Checkpoint, 0o644, overwrite, "--overwrite"); err != nil {
-						return fmt.Errorf("--checkpoint-out: %w", err)
+					if err := cf.Write(r.Checkpoint); err != nil {
+						return err
 					}
 				}
 				res := struct {
@@ -711,11 +709,11 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 					Verified       int32  `json:"verified"`
 					Waiting        int32  `json:"waiting"`
 					CheckpointFile string `json:"checkpoint_file,omitempty"`
-				}{r.LogSize, r.Verified, r.Waiting, out}
+				}{r.LogSize, r.Verified, r.Waiting, cf.Path}
 				return inv.Print(res, func(w io.Writer) {
 					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits and payment orders verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
-					if out != "" {
-						fmt.Fprintf(w, "signed checkpoint written to %s\n", out)
+					if cf.Path != "" {
+						fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.Path)
 					}
 				})
 			})

@@ -16,14 +16,8 @@ import (
 	"github.com/blindbank/blindbank/wallet"
 )
 
-// checkpointFlags export the signed checkpoint verify-log keeps.
-type checkpointFlags struct {
-	out       string
-	overwrite bool
-}
-
 func verifyLogCommand(g *globals) *cli.Command {
-	var cf checkpointFlags
+	var cf cli.CheckpointOut
 	return &cli.Command{
 		Name:  "verify-log",
 		Short: "check that the bank's audit log records your payments and swaps",
@@ -50,13 +44,10 @@ the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
 wallet verify-log --json
 wallet verify-log --checkpoint-out alice.checkpoint
 audit log --bank bank.example:7443 --ca bank.crt --from alice.checkpoint`,
-		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&cf.out, "checkpoint-out", "", "write the signed checkpoint the wallet holds to `FILE`, for \"audit log --from\"")
-			fs.BoolVar(&cf.overwrite, "overwrite", false, "with --checkpoint-out, replace FILE if it exists")
-		},
+		Flags: func(fs *flag.FlagSet) { cf.Register(fs, "wallet") },
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
-			if cf.overwrite && cf.out == "" {
-				return cli.Usagef("--overwrite needs --checkpoint-out FILE")
+			if err := cf.Check(); err != nil {
+				return err
 			}
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
 				return verifyLog(ctx, inv, w, conn, cf)
@@ -65,23 +56,23 @@ audit log --bank bank.example:7443 --ca bank.crt --from alice.checkpoint`,
 	}
 }
 
-func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn *grpc.ClientConn, cf checkpointFlags) error {
+func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn *grpc.ClientConn, cf cli.CheckpointOut) error {
 	rep, err := w.VerifyLog(ctx, pb.NewBankClient(conn), pb.NewAuditLogClient(conn))
 	// The checkpoint held: after a mismatch too (a false keyset line is
 	// for the auditor to confirm), never after a fork (it prints both).
-	if cf.out != "" && (err == nil || errors.Is(err, wallet.ErrLogMismatch)) {
+	if cf.Path != "" && (err == nil || errors.Is(err, wallet.ErrLogMismatch)) {
 		switch {
 		case rep != nil && rep.Signed != nil:
-			if werr := cli.WriteOutFile(cf.out, rep.Signed, 0o644, cf.overwrite, "--overwrite"); werr != nil {
-				return errors.Join(err, fmt.Errorf("--checkpoint-out: %w", werr))
+			if werr := cf.Write(rep.Signed); werr != nil {
+				return errors.Join(err, werr)
 			}
 			if err != nil {
-				inv.Notef("the signed checkpoint is in %s", cf.out)
+				inv.Notef("the signed checkpoint is in %s", cf.Path)
 			}
 		case err == nil:
 			return errors.New("--checkpoint-out: the wallet holds no checkpoint")
 		default:
-			inv.Notef("no checkpoint written to %s: the bank's was not accepted", cf.out)
+			inv.Notef("no checkpoint written to %s: the bank's was not accepted", cf.Path)
 		}
 	}
 	var fork *auditlog.ForkError
@@ -98,12 +89,12 @@ func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn 
 		Verified       int    `json:"verified"`
 		Waiting        int    `json:"waiting"`
 		CheckpointFile string `json:"checkpoint_file,omitempty"`
-	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting, cf.out}
+	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting, cf.Path}
 	return inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
 			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
-		if cf.out != "" {
-			fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.out)
+		if cf.Path != "" {
+			fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.Path)
 		}
 	})
 }
