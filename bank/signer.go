@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -418,7 +417,7 @@ func lockNonceFile(path string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := tryLockFile(f); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("bank: %s is in use by another signer: %w", path, err)
 		}
@@ -452,7 +451,7 @@ func rewriteNonceFile(path, tmpPath string, recs []byte) (*os.File, error) {
 		}
 		return err
 	}
-	if err := syscall.Flock(int(t.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := tryLockFile(t); err != nil {
 		t.Close()
 		return nil, err
 	}

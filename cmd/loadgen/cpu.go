@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,15 +20,6 @@ import (
 
 	"github.com/blindbank/blindbank/bank/pebblestore"
 )
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
-}
 
 // clockTicks converts the CPU times of /proc (clock ticks) to a duration:
 // USER_HZ is 100 on every Linux platform Go supports.

@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"google.golang.org/grpc"
 
@@ -87,7 +86,9 @@ bankd serve --data /var/lib/blindbank --signer unix:///run/blindbank/signer.sock
 				return err
 			}
 			// Everything this process creates is private, the socket first.
-			syscall.Umask(0o077)
+			if err := makeFilesPrivate(); err != nil {
+				return err
+			}
 			k, path, _, info, err := loadKeys(inv, &fl)
 			if err != nil {
 				return err
