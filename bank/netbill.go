@@ -200,10 +200,23 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	// Someone neither the customer nor the merchant gets the answer of an
 	// EPOID never decided, word for word: a till's EPOIDs are partly
 	// guessable, and a different refusal would tell a stranger which of a
-	// shop's deliveries were paid for.
+	// shop's deliveries were paid for. For the same reason the merchant's
+	// account is read whether or not the EPOID was decided (the one its
+	// EPOID names, which SubmitCheck requires to be the endorser): one read
+	// fewer would tell them apart by the time the refusal takes.
+	merchant, merr := b.store.Account(ctx, q.EPOID.Merchant)
+	if merr != nil && !errors.Is(merr, ErrNoAccount) {
+		return nil, merr
+	}
 	noCheck := fmt.Errorf("%w: EPOID %s", ErrNoCheck, q.EPOID)
 	if !found {
 		return nil, noCheck
+	}
+	if merr != nil {
+		return nil, fmt.Errorf("bank: the merchant account of decided EPOID %s: %v", q.EPOID, merr)
+	}
+	if out.Merchant != q.EPOID.Merchant {
+		return nil, fmt.Errorf("bank: EPOID %s recorded for merchant account %d", q.EPOID, out.Merchant)
 	}
 	end, err := echeck.DecodeEndorsement(out.Record)
 	if err != nil {
@@ -212,10 +225,6 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	epo, err := echeck.DecodeSignedEPO(end.EPO)
 	if err != nil {
 		return nil, fmt.Errorf("bank: stored EPO unreadable: %w", err)
-	}
-	merchant, err := b.store.Account(ctx, out.Merchant)
-	if err != nil {
-		return nil, err
 	}
 	if !epo.Customer.Equal(q.Requester) && !merchant.Key.Equal(q.Requester) {
 		return nil, noCheck

@@ -1,0 +1,150 @@
+package bank_test
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+)
+
+// readCountingStore counts the store reads a status query makes.
+type readCountingStore struct {
+	bank.Store
+	reads atomic.Int64
+}
+
+func (s *readCountingStore) Account(ctx context.Context, id uint64) (bank.Account, error) {
+	s.reads.Add(1)
+	return s.Store.Account(ctx, id)
+}
+
+func (s *readCountingStore) CheckRecord(ctx context.Context, epoid string) (bank.CheckOutcome, bool, error) {
+	s.reads.Add(1)
+	return s.Store.CheckRecord(ctx, epoid)
+}
+
+// netbillFixture is a bank over a Pebble store in memory with a funded
+// customer and a merchant, for NetBill tests driven through bank.Bank.
+type netbillFixture struct {
+	t                  *testing.T
+	now                time.Time
+	b                  *bank.Bank
+	store              *readCountingStore
+	ks                 *ecash.KeySet
+	custKey, merchKey  ed25519.PrivateKey
+	customer, merchant uint64
+	serial             uint64
+}
+
+func newNetbillFixture(t *testing.T) *netbillFixture {
+	t.Helper()
+	f := &netbillFixture{t: t, now: time.Unix(1_800_000_000, 0)}
+	keys, err := bank.GenerateKeys(bank.KeyConfig{Currency: "EUR", Denoms: []bank.DenomSpec{
+		{Value: ecash.Amount{Currency: "EUR", Value: 1}, Cipher: ecash.CipherCS},
+	}}, f.now.Add(-time.Hour), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f.store = &readCountingStore{Store: s}
+	f.b = bank.New(f.store, keys, func() time.Time { return f.now }, nil)
+	ctx := t.Context()
+	if err := f.b.PublishKeySet(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.ks, _ = f.b.KeySet()
+	_, f.custKey, _ = ed25519.GenerateKey(rand.Reader)
+	_, f.merchKey, _ = ed25519.GenerateKey(rand.Reader)
+	if f.customer, err = f.b.OpenAccount(ctx, "customer", f.custKey.Public().(ed25519.PublicKey), false); err != nil {
+		t.Fatal(err)
+	}
+	if f.merchant, err = f.b.OpenAccount(ctx, "merchant", f.merchKey.Public().(ed25519.PublicKey), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Credit(ctx, f.customer, ecash.Amount{Currency: "EUR", Value: 10_000}, "funds", ""); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// endorsedOrder plays NetBill steps 1-6 for a goods sale of price minor
+// units with the customer's memo and returns the endorsement and the EPOID.
+func (f *netbillFixture) endorsedOrder(price uint64, memo string) ([]byte, echeck.EPOID) {
+	t := f.t
+	t.Helper()
+	req := &echeck.PriceRequest{Customer: f.custKey.Public().(ed25519.PublicKey), ProductID: "book-1", PRD: []byte("paperback"), Bid: ecash.Amount{Currency: "EUR"}}
+	rand.Read(req.TID[:])
+	q := echeck.NewQuote(req, f.merchant, ecash.Amount{Currency: "EUR", Value: price}, f.now.Add(time.Hour), f.merchKey)
+	f.serial++
+	d, key, err := echeck.NewDelivery(rand.Reader, echeck.NewEPOID(f.merchant, f.now, f.serial), req.TID, []byte("the goods"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := echeck.EPOPrivate{Account: f.customer, Memo: memo}
+	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
+	rand.Read(priv.Nonce[:])
+	epo, err := echeck.NewSignedEPO(echeck.NewGoodsEPO(req.Customer, q, d, f.now.Add(time.Hour)), priv, f.ks.HPKEPub, f.custKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := echeck.NewEndorsement(epo, f.merchant, "shipped", &key, f.ks.HPKEPub, f.merchKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return end.Encode(), epo.EPOID
+}
+
+// TestCheckStatusStrangerSameReads: a stranger's status query of an EPOID
+// the bank decided and of one it never decided get the same refusal after
+// the same store reads, so that neither the answer nor the time it takes
+// tells which of a till's (partly guessable) EPOIDs were paid for. The
+// customer's own query is still answered.
+func TestCheckStatusStrangerSameReads(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	end, decided := f.endorsedOrder(500, "for the library")
+	if _, err := f.b.SubmitCheck(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	_, undecided := f.endorsedOrder(500, "")
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	ask := func(id echeck.EPOID, who ed25519.PrivateKey) (int64, error) {
+		f.store.reads.Store(0)
+		_, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(id, f.now, who).Encode())
+		return f.store.reads.Load(), err
+	}
+	nDecided, errDecided := ask(decided, stranger)
+	nUndecided, errUndecided := ask(undecided, stranger)
+	if !errors.Is(errDecided, bank.ErrNoCheck) || !errors.Is(errUndecided, bank.ErrNoCheck) {
+		t.Fatalf("a stranger's queries: %v and %v, want both ErrNoCheck", errDecided, errUndecided)
+	}
+	if strings.ReplaceAll(errDecided.Error(), decided.String(), "ID") != strings.ReplaceAll(errUndecided.Error(), undecided.String(), "ID") {
+		t.Errorf("refusals differ: %q and %q", errDecided, errUndecided)
+	}
+	if nDecided != nUndecided {
+		t.Errorf("a stranger's query read the store %d times for a decided EPOID, %d for an undecided one", nDecided, nUndecided)
+	}
+	if _, err := ask(decided, f.custKey); err != nil {
+		t.Fatalf("the customer's own query: %v", err)
+	}
+}
