@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
@@ -41,6 +42,7 @@ type netbillFixture struct {
 	t                  *testing.T
 	now                time.Time
 	b                  *bank.Bank
+	keys               *bank.Keys
 	store              *readCountingStore
 	ks                 *ecash.KeySet
 	custKey, merchKey  ed25519.PrivateKey
@@ -63,6 +65,7 @@ func newNetbillFixture(t *testing.T) *netbillFixture {
 	}
 	t.Cleanup(func() { s.Close() })
 	f.store = &readCountingStore{Store: s}
+	f.keys = keys
 	f.b = bank.New(f.store, keys, func() time.Time { return f.now }, nil)
 	ctx := t.Context()
 	if err := f.b.PublishKeySet(ctx); err != nil {
@@ -146,5 +149,90 @@ func TestCheckStatusStrangerSameReads(t *testing.T) {
 	}
 	if _, err := ask(decided, f.custKey); err != nil {
 		t.Fatalf("the customer's own query: %v", err)
+	}
+}
+
+// TestCheckStatusOrderRecordedBeforeTextRules: an order a build before
+// memos followed ecash.CheckText accepted and recorded, with control
+// characters in the customer's and the merchant's memos, is still answered
+// for by a status query (the bank decodes its own record by the rule it was
+// accepted under), while the same bytes sent again by a peer are refused.
+func TestCheckStatusOrderRecordedBeforeTextRules(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	req := &echeck.PriceRequest{Customer: f.custKey.Public().(ed25519.PublicKey), ProductID: "book-1", PRD: []byte("paperback"), Bid: ecash.Amount{Currency: "EUR"}}
+	rand.Read(req.TID[:])
+	price := ecash.Amount{Currency: "EUR", Value: 700}
+	q := echeck.NewQuote(req, f.merchant, price, f.now.Add(time.Hour), f.merchKey)
+	d, key, err := echeck.NewDelivery(rand.Reader, echeck.NewEPOID(f.merchant, f.now, 1), req.TID, []byte("the goods"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := echeck.EPOPrivate{Account: f.customer}
+	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
+	epo, err := echeck.NewSignedEPO(echeck.NewGoodsEPO(req.Customer, q, d, f.now.Add(time.Hour)), priv, f.ks.HPKEPub, f.custKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the older build's wallet and till could write: memos with a bell
+	// and an escape, the customer's sealed to the bank.
+	priv.Memo = "rent\x07 \x1b[2J"
+	h := epo.EPO.BodyHash()
+	if epo.SealedPrivate, err = ecash.Seal(f.ks.HPKEPub, echeck.InfoEPOPrivate, h[:], priv.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	epo.CustomerSig = ecash.SignBody(f.custKey, epo.SignatureInput())
+	end := &echeck.Endorsement{EPO: epo.Encode(), MerchantAccount: f.merchant, Memo: "shipped\x07"}
+	eh := end.EPOHash()
+	if end.SealedKey, err = ecash.Seal(f.ks.HPKEPub, echeck.InfoGoodsKey, eh[:], key[:]); err != nil {
+		t.Fatal(err)
+	}
+	end.MerchantSig = ecash.SignBody(f.merchKey, end.Body())
+	raw := end.Encode()
+	if _, err := f.b.SubmitCheck(ctx, raw); !errors.Is(err, ecash.ErrMalformed) {
+		t.Fatalf("an order with control characters in its memos, from a peer: %v, want refused as malformed", err)
+	}
+
+	// Recorded as the older build did, through the store.
+	receipt := func(dec echeck.Decision, reason string, k [32]byte) []byte {
+		r, err := echeck.NewReceipt(epo, dec, reason, k, f.now, f.keys.Signing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Encode()
+	}
+	op := bank.CheckOp{EPOID: epo.EPOID.String(), EPOHash: epo.Hash(), Customer: f.customer, Merchant: f.merchant,
+		Amount: int64(price.Value), Product: epo.ProductID, Memo: priv.Memo, MerchantMemo: end.Memo, Record: raw, Time: f.now,
+		Approved:      receipt(echeck.Approved, "", key),
+		DeclinedFunds: receipt(echeck.Declined, echeck.ReasonInsufficientFunds, [32]byte{}),
+		DeclinedLimit: receipt(echeck.Declined, echeck.ReasonLimitExceeded, [32]byte{}),
+		Log: auditlog.Check{EPOID: epo.EPOID.String(), EPOHash: epo.Hash(), PartsHash: epo.PartsHash(), CustomerSig: epo.CustomerSig,
+			Customer: f.customer, Merchant: f.merchant, Amount: price}}
+	if out, err := f.store.Check(ctx, op); err != nil || out.Outcome != bank.CheckApproved {
+		t.Fatalf("recording the order: %+v, %v", out, err)
+	}
+
+	for who, k := range map[string]ed25519.PrivateKey{"customer": f.custKey, "merchant": f.merchKey} {
+		res, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(epo.EPOID, f.now, k).Encode())
+		if err != nil {
+			t.Fatalf("the %s's status query: %v", who, err)
+		}
+		r, err := echeck.DecodeReceipt(res.Receipt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Decision != echeck.Approved || r.Key != key {
+			t.Fatalf("the %s got decision %v with key %x, want approved with K", who, r.Decision, r.Key[:4])
+		}
+		if _, err := echeck.OpenCustomerBlock(reply, r.Hash(), res.CustomerBlock); err != nil {
+			t.Fatalf("the %s's customer block: %v", who, err)
+		}
+	}
+	if _, err := f.b.SubmitCheck(ctx, raw); !errors.Is(err, ecash.ErrMalformed) {
+		t.Fatalf("the recorded order sent again by a peer: %v, want refused as malformed", err)
 	}
 }

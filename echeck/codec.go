@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -13,8 +14,9 @@ import (
 // (bounded UTF-8 strings, fields longer than ecash.MaxFieldLen, EPOIDs,
 // times). The first error sticks, as in ecash.Decoder.
 type reader struct {
-	d   *ecash.Decoder
-	err error
+	d        *ecash.Decoder
+	err      error
+	recorded bool // a record of the bank's own: memos by recordedText
 }
 
 func newReader(purpose string, b []byte) *reader {
@@ -56,15 +58,39 @@ func (r *reader) pub() ed25519.PublicKey {
 
 func (r *reader) amount() ecash.Amount { return r.d.Amount() }
 
-// str reads a string of at most max bytes of displayable text (ecash.CheckText).
+// str reads a string of at most max bytes of displayable text
+// (ecash.CheckText; recordedText if the reader reads a record).
 func (r *reader) str(max int, what string) string {
 	s := r.d.String()
 	if r.ok() {
-		if err := ecash.CheckText(s, max, what); err != nil {
+		if err := checkText(s, max, what, r.recorded); err != nil {
 			r.fail(err)
 		}
 	}
 	return s
+}
+
+// checkText is ecash.CheckText, or recordedText for a record.
+func checkText(s string, max int, what string, recorded bool) error {
+	if recorded {
+		return recordedText(s, max, what)
+	}
+	return ecash.CheckText(s, max, what)
+}
+
+// recordedText is the rule memos followed before ecash.CheckText: at most
+// max bytes of UTF-8, control characters allowed. Only for the bank's own
+// records of orders it accepted under that rule (DecodeRecordedEndorsement,
+// OpenRecordedPrivate), which it must still be able to answer for; never
+// for a peer's bytes.
+func recordedText(s string, max int, what string) error {
+	if len(s) > max {
+		return malformed("%s of %d bytes exceeds %d", what, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return malformed("%s is not UTF-8", what)
+	}
+	return nil
 }
 
 // bytes reads a length-prefixed field of at most max bytes. Unlike

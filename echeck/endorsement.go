@@ -77,12 +77,23 @@ func (e *Endorsement) EPOHash() ecash.Hash { return ecash.HashOf(e.EPO) }
 
 // DecodeEndorsement parses a signed endorsement, including the structure of
 // the EPO inside; Verify checks the signatures.
-func DecodeEndorsement(b []byte) (*Endorsement, error) {
+func DecodeEndorsement(b []byte) (*Endorsement, error) { return decodeEndorsement(b, false) }
+
+// DecodeRecordedEndorsement parses an endorsement the bank accepted and
+// stored itself, as DecodeEndorsement does except that the merchant's memo
+// is held to the rule of the builds that accepted it (at most MaxMemoLen
+// bytes of UTF-8, control characters allowed): an order recorded before
+// memos followed ecash.CheckText must still be answered for. Never for
+// bytes a peer sent.
+func DecodeRecordedEndorsement(b []byte) (*Endorsement, error) { return decodeEndorsement(b, true) }
+
+func decodeEndorsement(b []byte, recorded bool) (*Endorsement, error) {
 	body, sig, err := openSigned("signed-endorsement", b, ecash.MaxFieldLen)
 	if err != nil {
 		return nil, err
 	}
 	r := newReader("endorsement", body)
+	r.recorded = recorded
 	e := &Endorsement{MerchantSig: sig}
 	e.EPO = r.bytes(MaxSignedEPOLen, "signed EPO")
 	e.MerchantAccount = r.u64()
@@ -91,16 +102,16 @@ func DecodeEndorsement(b []byte) (*Endorsement, error) {
 	if err := r.finish(); err != nil {
 		return nil, err
 	}
-	if _, err := e.signedEPO(); err != nil {
+	if _, err := e.signedEPO(recorded); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
 // signedEPO decodes the endorsed EPO and checks the structural rules that
-// tie the endorsement to it.
-func (e *Endorsement) signedEPO() (*SignedEPO, error) {
-	if err := ecash.CheckText(e.Memo, MaxMemoLen, "memo"); err != nil {
+// tie the endorsement to it (the memo by recordedText for a record).
+func (e *Endorsement) signedEPO(recorded bool) (*SignedEPO, error) {
+	if err := checkText(e.Memo, MaxMemoLen, "memo", recorded); err != nil {
 		return nil, err
 	}
 	epo, err := DecodeSignedEPO(e.EPO)
@@ -130,7 +141,7 @@ func (e *Endorsement) signedEPO() (*SignedEPO, error) {
 // signature here. It returns the EPO. Validate(now), OpenPrivate and OpenKey
 // remain to be done.
 func (e *Endorsement) Verify(merchantPub ed25519.PublicKey) (*SignedEPO, error) {
-	epo, err := e.signedEPO()
+	epo, err := e.signedEPO(false)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +167,7 @@ func (e *Endorsement) Verify(merchantPub ed25519.PublicKey) (*SignedEPO, error) 
 // EPO's key commitment in constant time (ErrKeyMismatch). A check has no
 // key (ErrNoKey).
 func (e *Endorsement) OpenKey(bank *ecdh.PrivateKey) ([32]byte, error) {
-	epo, err := e.signedEPO()
+	epo, err := e.signedEPO(false)
 	if err != nil {
 		return [32]byte{}, err
 	}

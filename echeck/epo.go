@@ -228,15 +228,18 @@ func (p *EPOPrivate) Encode() []byte {
 }
 
 // DecodeEPOPrivate parses a private part.
-func DecodeEPOPrivate(b []byte) (*EPOPrivate, error) {
+func DecodeEPOPrivate(b []byte) (*EPOPrivate, error) { return decodeEPOPrivate(b, false) }
+
+func decodeEPOPrivate(b []byte, recorded bool) (*EPOPrivate, error) {
 	r := newReader("epo-private", b)
+	r.recorded = recorded
 	p := &EPOPrivate{Account: r.u64()}
 	p.Memo = r.str(MaxMemoLen, "memo")
 	p.Authorization = r.bytes(MaxAuthorizationLen, "authorization")
 	p.ReplyKey = r.key32()
 	copy(p.Nonce[:], r.d.Fixed(16))
 	if r.ok() {
-		r.fail(p.check())
+		r.fail(p.check(recorded))
 	}
 	if err := r.finish(); err != nil {
 		return nil, err
@@ -267,8 +270,8 @@ func checkX25519(pub [32]byte) error {
 	return nil
 }
 
-func (p *EPOPrivate) check() error {
-	if err := ecash.CheckText(p.Memo, MaxMemoLen, "memo"); err != nil {
+func (p *EPOPrivate) check(recorded bool) error {
+	if err := checkText(p.Memo, MaxMemoLen, "memo", recorded); err != nil {
 		return err
 	}
 	if len(p.Authorization) > MaxAuthorizationLen {
@@ -307,7 +310,7 @@ func NewSignedEPO(epo EPO, priv EPOPrivate, bankHPKE []byte, customer ed25519.Pr
 	if !sameKey(customer.Public().(ed25519.PublicKey), epo.Customer) {
 		return nil, fmt.Errorf("%w: signing key is not the EPO's customer key", ecash.ErrBadKey)
 	}
-	if err := priv.check(); err != nil {
+	if err := priv.check(false); err != nil {
 		return nil, err
 	}
 	h := epo.BodyHash()
@@ -398,10 +401,21 @@ func (s *SignedEPO) Validate(now time.Time) error {
 // AAD is the clear body's hash, so a private part moved under another clear
 // part does not open.
 func (s *SignedEPO) OpenPrivate(bank *ecdh.PrivateKey) (*EPOPrivate, error) {
+	return s.openPrivate(bank, false)
+}
+
+// OpenRecordedPrivate is OpenPrivate for an order the bank accepted and
+// stored itself (DecodeRecordedEndorsement): the customer's memo is held to
+// the rule of the builds that accepted it. Never for bytes a peer sent.
+func (s *SignedEPO) OpenRecordedPrivate(bank *ecdh.PrivateKey) (*EPOPrivate, error) {
+	return s.openPrivate(bank, true)
+}
+
+func (s *SignedEPO) openPrivate(bank *ecdh.PrivateKey, recorded bool) (*EPOPrivate, error) {
 	h := s.EPO.BodyHash()
 	pt, err := ecash.Open(bank, InfoEPOPrivate, h[:], s.SealedPrivate)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%w)", ErrPrivateSealed, err)
 	}
-	return DecodeEPOPrivate(pt)
+	return decodeEPOPrivate(pt, recorded)
 }
