@@ -255,3 +255,62 @@ func TestSignatureLengths(t *testing.T) {
 		t.Fatal(err) // parses; Verify refuses
 	}
 }
+
+// TestDecodeRecordedMemos: the bank's own record of an order accepted
+// before memos followed ecash.CheckText decodes with control characters in
+// its memos (DecodeRecordedEndorsement, OpenRecordedPrivate), which the
+// strict decoders refuse; the earlier rule still holds (UTF-8, the length).
+func TestDecodeRecordedMemos(t *testing.T) {
+	for _, tc := range []struct {
+		name, memo string
+		recorded   bool // the recorded decoders accept it
+	}{
+		{"control characters", "rent\x07 \x1b[2J", true},
+		{"not UTF-8", "rent\xff", false},
+		{"too long", strings.Repeat("m", echeck.MaxMemoLen+1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newGoodsFlow(t)
+			// As an older build's wallet and till wrote them.
+			f.priv.Memo = tc.memo
+			h := f.epo.EPO.BodyHash()
+			sealed, err := ecash.Seal(f.bankHPKEPub(), echeck.InfoEPOPrivate, h[:], f.priv.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.epo.SealedPrivate = sealed
+			f.epo.CustomerSig = ecash.SignBody(f.customer, f.epo.SignatureInput())
+			end := &echeck.Endorsement{EPO: f.epo.Encode(), MerchantAccount: merchantAccount, Memo: tc.memo, SealedKey: f.end.SealedKey}
+			end.MerchantSig = ecash.SignBody(f.merchant, end.Body())
+			raw := end.Encode()
+
+			if _, err := echeck.DecodeEndorsement(raw); !errors.Is(err, ecash.ErrMalformed) {
+				t.Errorf("DecodeEndorsement: %v, want malformed", err)
+			}
+			if _, err := f.epo.OpenPrivate(f.bankHPKE); !errors.Is(err, ecash.ErrMalformed) {
+				t.Errorf("OpenPrivate: %v, want malformed", err)
+			}
+			got, err := echeck.DecodeRecordedEndorsement(raw)
+			if !tc.recorded {
+				if !errors.Is(err, ecash.ErrMalformed) {
+					t.Errorf("DecodeRecordedEndorsement: %v, want malformed", err)
+				}
+				if _, err := f.epo.OpenRecordedPrivate(f.bankHPKE); !errors.Is(err, ecash.ErrMalformed) {
+					t.Errorf("OpenRecordedPrivate: %v, want malformed", err)
+				}
+				return
+			}
+			if err != nil || got.Memo != tc.memo || !bytes.Equal(got.Encode(), raw) {
+				t.Fatalf("DecodeRecordedEndorsement: %+v, %v", got, err)
+			}
+			epo, err := echeck.DecodeSignedEPO(got.EPO)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := epo.OpenRecordedPrivate(f.bankHPKE)
+			if err != nil || p.Memo != tc.memo {
+				t.Fatalf("OpenRecordedPrivate: %+v, %v", p, err)
+			}
+		})
+	}
+}
