@@ -198,9 +198,23 @@ func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderReques
 func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
 	rep, err := s.m.VerifyLog(ctx)
 	if err != nil {
-		return nil, s.m.toStatus(ctx, err)
+		st := s.m.toStatus(ctx, err)
+		// A mismatch comes with the report of the checkpoint held (saved,
+		// its signature verified): the evidence of it, which "merchantd
+		// verify-log --checkpoint-out" writes, travels as the status's
+		// detail. Not after a fork (no report: the error holds both).
+		if rep != nil && len(rep.Signed) > 0 && errors.Is(err, logclient.ErrMismatch) {
+			if withRep, derr := status.Convert(st).WithDetails(logResponse(rep)); derr == nil {
+				return nil, withRep.Err()
+			}
+		}
+		return nil, st
 	}
-	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting), Checkpoint: rep.Signed}, nil
+	return logResponse(rep), nil
+}
+
+func logResponse(rep *LogReport) *pb.VerifyLogResponse {
+	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting), Checkpoint: rep.Signed}
 }
 
 func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {

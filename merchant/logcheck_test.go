@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
@@ -168,4 +171,45 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestAdminVerifyLogMismatchEvidence: the admin service's answer to a log
+// that does not match a receipt carries the signed checkpoint the merchant
+// holds (the status's detail), what "merchantd verify-log
+// --checkpoint-out" writes as the evidence; the checkpoint is the one the
+// merchant saved.
+func TestAdminVerifyLogMismatchEvidence(t *testing.T) {
+	ctx := context.Background()
+	var ls *lyingStore
+	s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
+	ls.lie.Store(1)
+	s.writeCheck("EUR:5.00")
+	_, err := s.m.AdminServer().VerifyLog(ctx, &pb.VerifyLogRequest{})
+	st, _ := status.FromError(err)
+	if st.Code() != codes.FailedPrecondition {
+		t.Fatalf("got %v, want FAILED_PRECONDITION", err)
+	}
+	var held *pb.VerifyLogResponse
+	for _, d := range st.Details() {
+		if r, ok := d.(*pb.VerifyLogResponse); ok {
+			held = r
+		}
+	}
+	if held == nil {
+		t.Fatalf("the mismatch (%v) carries no report", err)
+	}
+	saved, err := s.m.get(keyWitness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := auditlog.SavedCheckpoint(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(signed) == 0 || !bytes.Equal(held.Checkpoint, signed) {
+		t.Fatalf("the report's checkpoint is not the one held:\n%q\nwant\n%q", held.Checkpoint, signed)
+	}
+	if held.LogSize <= 0 || len(held.Root) != 32 {
+		t.Fatalf("report of %d entries, root %x", held.LogSize, held.Root)
+	}
 }

@@ -405,7 +405,8 @@ type MerchantAdminClient interface {
 	// VerifyLog checks that the bank's audit log records each deposit of the
 	// merchant with exactly the coins of its receipt, against a checkpoint
 	// consistent with every one the merchant has seen. FAILED_PRECONDITION
-	// on a forked log or a mismatch.
+	// on a forked log or a mismatch; a mismatch's status carries as its
+	// detail the VerifyLogResponse of the checkpoint held, the evidence.
 	VerifyLog(ctx context.Context, in *VerifyLogRequest, opts ...grpc.CallOption) (*VerifyLogResponse, error)
 	// RefundOrder gives back part or all of a paid order to the customer's
 	// coins, through the bank ("signed-refund-request"); the customer's
@@ -503,7 +504,8 @@ type MerchantAdminServer interface {
 	// VerifyLog checks that the bank's audit log records each deposit of the
 	// merchant with exactly the coins of its receipt, against a checkpoint
 	// consistent with every one the merchant has seen. FAILED_PRECONDITION
-	// on a forked log or a mismatch.
+	// on a forked log or a mismatch; a mismatch's status carries as its
+	// detail the VerifyLogResponse of the checkpoint held, the evidence.
 	VerifyLog(context.Context, *VerifyLogRequest) (*VerifyLogResponse, error)
 	// RefundOrder gives back part or all of a paid order to the customer's
 	// coins, through the bank ("signed-refund-request"); the customer's

@@ -21,6 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/procs"
@@ -675,11 +678,12 @@ and each payment order (NetBill goods or check) the bank decided is in the
 log at the index the bank gave, with the EPOID, EPO hash, price and decision
 of its receipt, crediting this merchant.
 
-With --checkpoint-out FILE, once the checks pass, it writes the signed
-checkpoint the merchant now holds, exactly as the bank signed it, for an
-auditor: "audit log --from FILE" checks that the log the bank serves the
-auditor extends it, and checks its keyset line against the log. An
-existing FILE is kept unless --overwrite.
+With --checkpoint-out FILE it writes the signed checkpoint the merchant
+now holds, exactly as the bank signed it, for an auditor: "audit log
+--from FILE" checks that the log the bank serves the auditor extends it,
+and checks its keyset line against the log. It is written after the
+checks, also when the log does not match (the checkpoint is then
+evidence); an existing FILE is kept unless --overwrite.
 Exit status 1 on a forked log, a mismatch or a payment order not logged.`,
 		Example: `merchantd verify-log --data ./shop
 merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
@@ -694,7 +698,23 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
 				if err != nil {
-					return fmt.Errorf("the audit log does not check out: %w", err)
+					err = fmt.Errorf("the audit log does not check out: %w", err)
+					if cf.Path == "" {
+						return err
+					}
+					// A mismatch: the checkpoint held is its evidence,
+					// written as the wallet does (never after a fork).
+					held := mismatchReport(err)
+					switch {
+					case held != nil:
+						if werr := cf.Write(held.Checkpoint); werr != nil {
+							return errors.Join(err, werr)
+						}
+						inv.Notef("the signed checkpoint is in %s", cf.Path)
+					case status.Code(err) == codes.FailedPrecondition:
+						inv.Notef("no checkpoint written to %s: the merchant holds none this check vouches for", cf.Path)
+					}
+					return err
 				}
 				if cf.Path != "" {
 					if len(r.Checkpoint) == 0 {
@@ -719,4 +739,19 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 			})
 		},
 	}
+}
+
+// mismatchReport is the report a merchant sends with a mismatch (the
+// status's detail): the checkpoint it holds; nil if there is none.
+func mismatchReport(err error) *pb.VerifyLogResponse {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if r, ok := d.(*pb.VerifyLogResponse); ok && len(r.Checkpoint) > 0 {
+			return r
+		}
+	}
+	return nil
 }

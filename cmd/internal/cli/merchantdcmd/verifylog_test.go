@@ -1,0 +1,88 @@
+package merchantdcmd
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// logAdmin is a merchant's admin service whose VerifyLog answers err (a
+// status), or resp.
+type logAdmin struct {
+	pb.UnimplementedMerchantAdminServer
+	resp *pb.VerifyLogResponse
+	err  error
+}
+
+func (a *logAdmin) VerifyLog(context.Context, *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
+	return a.resp, a.err
+}
+
+// serveAdmin serves a on loopback and returns the flags that reach it.
+func serveAdmin(t *testing.T, a pb.MerchantAdminServer) []string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterMerchantAdminServer(srv, a)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	tok := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(tok, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--admin", lis.Addr().String(), "--token-file", tok}
+}
+
+func runMerchantd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+	code := cli.Run(context.Background(), Command(), env, args)
+	return code, out.String(), errb.String()
+}
+
+// TestVerifyLogMismatchWritesCheckpoint: on a mismatch, "merchantd
+// verify-log --checkpoint-out FILE" writes the checkpoint the merchant
+// sent with it, the evidence, and fails; after a fork (no checkpoint sent)
+// it writes nothing.
+func TestVerifyLogMismatchWritesCheckpoint(t *testing.T) {
+	signed := []byte("blindbank.example/log\n5\nAAAA\n\n— bank sig\n")
+	st, err := status.New(codes.FailedPrecondition, "merchant: order o-1: the bank's audit log does not match its answer").
+		WithDetails(&pb.VerifyLogResponse{LogSize: 5, Root: make([]byte, 32), Verified: 1, Checkpoint: signed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := serveAdmin(t, &logAdmin{err: st.Err()})
+	out := filepath.Join(t.TempDir(), "shop.cp")
+	code, _, errs := runMerchantd(append([]string{"verify-log", "--checkpoint-out", out}, flags...)...)
+	if code != 1 || !strings.Contains(errs, "does not match") || !strings.Contains(errs, "the signed checkpoint is in "+out) {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, signed) {
+		t.Fatalf("%s holds %q (%v), want the checkpoint sent", out, got, err)
+	}
+
+	// A fork: the error holds both checkpoints; none is written.
+	fork := serveAdmin(t, &logAdmin{err: status.Error(codes.FailedPrecondition, "auditlog: the log is forked")})
+	out2 := filepath.Join(t.TempDir(), "fork.cp")
+	code, _, errs = runMerchantd(append([]string{"verify-log", "--checkpoint-out", out2}, fork...)...)
+	if code != 1 || !strings.Contains(errs, "no checkpoint written to "+out2) {
+		t.Fatalf("fork: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Fatalf("a checkpoint was written after a fork: %v", err)
+	}
+}
