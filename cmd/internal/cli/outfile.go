@@ -71,3 +71,13 @@ func (c *CheckpointOut) Write(signed []byte) error {
 	}
 	return nil
 }
+
+// LogCheck is what the verify-log commands of wallet and merchantd print
+// with --json, one shape for both (docs/AUDIT.md, "A client's own check").
+type LogCheck struct {
+	LogSize        int64  `json:"log_size"`                  // entries in the checkpoint checked against
+	Root           string `json:"root"`                      // its root hash, hex
+	Verified       int    `json:"verified"`                  // the client's entries found matching, this run
+	Waiting        int    `json:"waiting"`                   // entries not checkable yet, checked at a later run
+	CheckpointFile string `json:"checkpoint_file,omitempty"` // --checkpoint-out
+}

@@ -684,7 +684,13 @@ now holds, exactly as the bank signed it, for an auditor: "audit log
 and checks its keyset line against the log. It is written after the
 checks, also when the log does not match (the checkpoint is then
 evidence); an existing FILE is kept unless --overwrite.
-Exit status 1 on a forked log, a mismatch or a payment order not logged.`,
+
+It reports the entries verified and those waiting: deposits the bank gave
+no log index for (made before it kept a log), entries logged after the
+checkpoint, checked at a later run. With --json: log_size, root (hex),
+verified, waiting and checkpoint_file, as wallet verify-log prints them
+(docs/AUDIT.md). Exit status 1 on a forked log, a mismatch or a payment
+order not logged.`,
 		Example: `merchantd verify-log --data ./shop
 merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 		Flags: func(fs *flag.FlagSet) {
@@ -724,12 +730,7 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 						return err
 					}
 				}
-				res := struct {
-					LogSize        int64  `json:"log_size"`
-					Verified       int32  `json:"verified"`
-					Waiting        int32  `json:"waiting"`
-					CheckpointFile string `json:"checkpoint_file,omitempty"`
-				}{r.LogSize, r.Verified, r.Waiting, cf.Path}
+				res := cli.LogCheck{LogSize: r.LogSize, Root: hex.EncodeToString(r.Root), Verified: int(r.Verified), Waiting: int(r.Waiting), CheckpointFile: cf.Path}
 				return inv.Print(res, func(w io.Writer) {
 					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits and payment orders verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
 					if cf.Path != "" {

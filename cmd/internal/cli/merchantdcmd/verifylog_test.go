@@ -3,9 +3,12 @@ package merchantdcmd
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -84,5 +87,24 @@ func TestVerifyLogMismatchWritesCheckpoint(t *testing.T) {
 	}
 	if _, err := os.Stat(out2); !os.IsNotExist(err) {
 		t.Fatalf("a checkpoint was written after a fork: %v", err)
+	}
+}
+
+// TestVerifyLogJSON: merchantd verify-log --json has the wallet's fields
+// (cli.LogCheck), the root in hex.
+func TestVerifyLogJSON(t *testing.T) {
+	root := bytes.Repeat([]byte{0xab}, 32)
+	flags := serveAdmin(t, &logAdmin{resp: &pb.VerifyLogResponse{LogSize: 7, Root: root, Verified: 2, Waiting: 1, Checkpoint: []byte("cp\n")}})
+	code, stdout, errs := runMerchantd(append([]string{"verify-log", "--json"}, flags...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	want := map[string]any{"log_size": 7.0, "root": hex.EncodeToString(root), "verified": 2.0, "waiting": 1.0}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

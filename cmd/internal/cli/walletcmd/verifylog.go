@@ -3,6 +3,7 @@ package walletcmd
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +38,11 @@ showing the wallet another history is caught, and checks its keyset line
 against the log. It is written after the checks, also when the log does not
 match (the checkpoint is then evidence); an existing FILE is kept unless
 --overwrite.
+
+It reports the entries verified and those waiting: not in the log yet, or
+logged after the checkpoint, checked at a later run. With --json:
+log_size, root (hex), verified, waiting and checkpoint_file, as merchantd
+verify-log prints them (docs/AUDIT.md).
 
 A fork is printed with both signed checkpoints: publish them, they prove
 the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
@@ -83,13 +89,9 @@ func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn 
 	if err != nil {
 		return err
 	}
-	out := struct {
-		LogSize        int64  `json:"log_size"`
-		Root           string `json:"root"`
-		Verified       int    `json:"verified"`
-		Waiting        int    `json:"waiting"`
-		CheckpointFile string `json:"checkpoint_file,omitempty"`
-	}{rep.Checkpoint.Size, rep.Checkpoint.Root.String(), rep.Verified, rep.Waiting, cf.Path}
+	// The root in hex, as all our JSON (tlog.Hash.String is base64).
+	out := cli.LogCheck{LogSize: rep.Checkpoint.Size, Root: hex.EncodeToString(rep.Checkpoint.Root[:]),
+		Verified: rep.Verified, Waiting: rep.Waiting, CheckpointFile: cf.Path}
 	return inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
 			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
