@@ -82,8 +82,8 @@ func (m *Merchant) openKeys(ctx context.Context, configured ed25519.PublicKey) e
 	if raw, err := m.get(keyKeySet); err != nil {
 		return err
 	} else if raw != nil && pinned != nil {
-		if held, err = ecash.DecodeKeySet(raw, pinned); err != nil {
-			return fmt.Errorf("merchant: corrupt key set held: %w", err)
+		if held, err = decodeHeldKeySet(raw, pinned); err != nil {
+			return err
 		}
 		m.currency = held.Currency
 		m.keys.Store(held)

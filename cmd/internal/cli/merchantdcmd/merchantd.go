@@ -59,7 +59,7 @@ shows their status.`,
 merchantd serve --data ./shop --bank 127.0.0.1:7443 --bank-ca ./bank/tls.crt --account 1001
 merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso"
 merchantd order --data ./shop status ord-3f9a...`,
-		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), refundCommand(), settlementCommand(), verifyLogCommand(), productsCommand()},
+		Sub: []*cli.Command{initCommand(), serveCommand(), orderCommand(), refundCommand(), settlementCommand(), verifyLogCommand(), productsCommand(), keysetCommand()},
 	}
 }
 
@@ -252,7 +252,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			})
 			cancel()
 			if err != nil {
-				return cli.LockHint(err, "is another merchantd serving "+data+"?")
+				return keysetHint(cli.LockHint(err, "is another merchantd serving "+data+"?"), data)
 			}
 			info := serveInfo{
 				ServeInfo: cli.ServeInfo{

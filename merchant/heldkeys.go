@@ -1,0 +1,111 @@
+package merchant
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// ErrCorruptKeySet: the bank's key set the merchant holds (m/keyset) does
+// not decode under the pinned master key, so Open cannot start from it.
+// DropKeySet, on the stopped merchant, is the way out (docs/OPERATIONS.md).
+var ErrCorruptKeySet = errors.New("merchant: corrupt key set held")
+
+// ErrNoStore: the data directory holds no merchant store (never served).
+var ErrNoStore = errors.New("merchant: no order store here (has merchantd served from it?)")
+
+// HeldKeySet is the bank's key set a merchant's store holds, read offline.
+type HeldKeySet struct {
+	Master ed25519.PublicKey // the bank's master key pinned; nil: none yet
+	Signed []byte            // the signed key set stored; nil: none
+	Hash   ecash.Hash        // SHA-256 of Signed
+	KeySet *ecash.KeySet     // Signed decoded under Master; nil if it does not
+	Err    error             // why it does not decode (ErrCorruptKeySet); nil if it does or there is none
+}
+
+// ReadKeySet reads the key set held in the store of the merchant in dir,
+// which must not be running (the store is locked while it runs). It writes
+// nothing.
+func ReadKeySet(dir string, fs vfs.FS) (*HeldKeySet, error) {
+	db, err := openStoreOffline(dir, fs, true)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return readKeySet(db)
+}
+
+// DropKeySet deletes the key set held in the store of the stopped merchant
+// in dir (synced) and returns what it held: the next Open takes the set the
+// bank serves, checked against the pinned master key, which stays. Until
+// then nothing tells a set the bank's current from an older one it signed
+// (a replica not yet restarted, or a replay), whose retired signing key
+// the merchant would trust again; the operator drops a set only when it
+// stops the start (ErrCorruptKeySet).
+func DropKeySet(dir string, fs vfs.FS) (*HeldKeySet, error) {
+	db, err := openStoreOffline(dir, fs, false)
+	if err != nil {
+		return nil, err
+	}
+	held, err := readKeySet(db)
+	if err == nil && held.Signed != nil {
+		err = db.Delete(keyKeySet, pebble.Sync)
+	}
+	return held, errors.Join(err, db.Close())
+}
+
+func openStoreOffline(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	path := filepath.Join(dir, "orders")
+	if _, err := fs.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoStore
+	}
+	return pebblestore.OpenDB(path, pebblestore.DBOptions{FS: fs, ReadOnly: readOnly})
+}
+
+func readKeySet(db *pebble.DB) (*HeldKeySet, error) {
+	m := &Merchant{db: db}
+	master, err := m.get(keyMasterPin)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := m.get(keyKeySet)
+	if err != nil {
+		return nil, err
+	}
+	h := &HeldKeySet{Signed: signed}
+	if master != nil {
+		h.Master = ed25519.PublicKey(master)
+	}
+	if signed == nil {
+		return h, nil
+	}
+	h.Hash = ecash.HashOf(signed)
+	if h.KeySet, h.Err = decodeHeldKeySet(signed, h.Master); h.Err != nil {
+		h.KeySet = nil
+	}
+	return h, nil
+}
+
+// decodeHeldKeySet decodes the key set held, signed by the pinned master
+// key: what Open starts from.
+func decodeHeldKeySet(signed []byte, pinned ed25519.PublicKey) (*ecash.KeySet, error) {
+	if len(pinned) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: no valid master key pinned (%d bytes)", ErrCorruptKeySet, len(pinned))
+	}
+	ks, err := ecash.DecodeKeySet(signed, pinned)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptKeySet, err)
+	}
+	return ks, nil
+}
