@@ -114,13 +114,19 @@ func (t *TLSFlags) CertHint() grpc.DialOption {
 // --merchant-pin").
 func CertHintOption(what, flags string) grpc.DialOption {
 	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if err != nil && IsCertFailure(err) {
-			st, _ := status.FromError(err)
-			return &certError{what: what, flags: flags, st: st}
-		}
-		return err
+		return CertHint(invoker(ctx, method, req, reply, cc, opts...), what, flags)
 	})
+}
+
+// CertHint is err explained as CertHintOption explains it, if it is a
+// certificate failure (IsCertFailure); else err. For a connection whose
+// dial options the caller does not choose (transport.DialAdminTLS).
+func CertHint(err error, what, flags string) error {
+	if err == nil || !IsCertFailure(err) {
+		return err
+	}
+	st, _ := status.FromError(err)
+	return &certError{what: what, flags: flags, st: st}
 }
 
 // certError is a call refused because the peer's certificate did not
@@ -288,6 +294,12 @@ func (a *AdminFlags) Target(inv *Invocation) (AdminTarget, error) {
 		return AdminTarget{}, fmt.Errorf("admin token file %s is empty", tokenFile)
 	}
 	return AdminTarget{Addr: addr, Token: tok, TLS: tlsc}, nil
+}
+
+// CertHint explains err, a call's on a connection from Dial, if the
+// admin listener's certificate did not verify against --ca (CertHint).
+func (a *AdminFlags) CertHint(err error) error {
+	return CertHint(err, a.What+" admin listener", "--ca (with --data and no --ca: the certificate file named in DIR/"+AddressesFile+")")
 }
 
 // Dial connects to the admin listener with the token.

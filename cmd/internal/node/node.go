@@ -601,6 +601,9 @@ type MerchantConfig struct {
 	Now        func() time.Time
 	Log        *slog.Logger
 	Transcript io.Writer // the merchant's protocol messages as JSON lines (docs/TRANSCRIPTS.md); nil: none
+	// BankDial are extra options of the link to the bank (merchantd's
+	// cli.TLSFlags.CertHint, which explains a certificate failure).
+	BankDial []grpc.DialOption
 }
 
 // Merchant is a running merchant node.
@@ -622,7 +625,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 			return nil, fmt.Errorf("merchant public address: %w", err)
 		}
 	}
-	conn, err := transport.Dial(cfg.BankAddr, cfg.BankTLS)
+	conn, err := transport.Dial(cfg.BankAddr, cfg.BankTLS, cfg.BankDial...)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -246,7 +247,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			n, err := node.StartMerchant(startCtx, node.MerchantConfig{
-				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, Account: id,
+				Dir: data, BankAddr: bankAddr, BankTLS: tlsCfg, BankDial: []grpc.DialOption{bankTLS.CertHint()}, Account: id,
 				Listen: listen, AdminListen: adminListen, Plaintext: plaintext, Log: log, Catalogue: catalogue,
 				PublicAddr: publicAddr, BankMaster: master,
 			})
@@ -369,7 +370,7 @@ func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f fu
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	return f(ctx, pb.NewMerchantAdminClient(conn))
+	return a.CertHint(f(ctx, pb.NewMerchantAdminClient(conn)))
 }
 
 func createCommand(a *cli.AdminFlags) *cli.Command {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
@@ -78,7 +79,7 @@ merchantd products --data ./shop --json`,
 					return err
 				}
 				cfg := transport.ClientConfig{CAFile: info.CertFile, Plaintext: !info.TLS}
-				conn, err := transport.Dial(info.Addr, cfg)
+				conn, err := transport.Dial(info.Addr, cfg, cli.CertHintOption("merchant", "its certificate file "+info.CertFile+", named in "+filepath.Join(data, cli.AddressesFile)))
 				if err != nil {
 					return err
 				}
