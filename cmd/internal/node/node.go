@@ -155,15 +155,19 @@ type Daemon struct {
 	PeerCalls int                  // calls in progress per peer on the public listener; 0: no bound
 	PeerConns int                  // connections per peer on the public listener; 0: no bound
 
-	public    *grpc.Server
-	drain     *transport.Drain // the public listener's calls and writes, for its stop
-	admin     *grpc.Server
-	adminHTTP *http.Server
-	health    *health.Server
-	tls       *listenerTLS
-	done      chan error
-	stopping  chan struct{} // closed as stop begins: streaming calls end
-	stopOnce  sync.Once
+	public     *grpc.Server
+	drain      *transport.Drain // the public listener's calls and writes, for its stop
+	admin      *grpc.Server
+	adminHTTP  *http.Server
+	adminDrain *transport.Drain // the admin listener's calls and writes, for its stop
+	log        *slog.Logger
+	// stopTimeout bounds the listeners' stops; 0: StopTimeout.
+	stopTimeout time.Duration
+	health      *health.Server
+	tls         *listenerTLS
+	done        chan error
+	stopping    chan struct{} // closed as stop begins: streaming calls end
+	stopOnce    sync.Once
 }
 
 // CurrentFingerprint is the SHA-256 fingerprint of the certificate the
@@ -415,6 +419,7 @@ func (d *Daemon) start(sp daemonSpec) error {
 	if sp.log == nil {
 		sp.log = slog.New(slog.DiscardHandler)
 	}
+	d.log = sp.log
 	if err := checkAddrs(sp.listen, sp.adminListen, sp.plaintext, sp.tls); err != nil {
 		return err
 	}
@@ -466,7 +471,9 @@ func (d *Daemon) start(sp daemonSpec) error {
 	sp.public(d.public)
 	healthpb.RegisterHealthServer(d.public, d.health)
 	reflection.Register(d.public)
-	d.admin = grpc.NewServer(transport.Server{Log: sp.log, Metrics: rpcMetrics, Token: d.Token, Stopping: d.stopping}.Options()...)
+	d.adminDrain = transport.NewDrain()
+	adminLis = d.adminDrain.Listener(adminLis)
+	d.admin = grpc.NewServer(transport.Server{Log: sp.log, Metrics: rpcMetrics, Token: d.Token, Stopping: d.stopping, Drain: d.adminDrain}.Options()...)
 	sp.admin(d.admin)
 	healthpb.RegisterHealthServer(d.admin, d.health)
 	// The admin listener speaks gRPC (HTTP/2: without TLS on loopback, or
@@ -484,13 +491,17 @@ func (d *Daemon) start(sp daemonSpec) error {
 	// messages (RequireTokenGRPC); the admin server's interceptor checks
 	// it again.
 	adminGRPC := transport.RequireTokenGRPC(d.Token, d.admin)
+	// The other endpoints (a backup) count as calls for the stop, which
+	// waits for them; a gRPC call is counted by the admin server's
+	// interceptor (transport.Drain.StopHTTP).
+	adminMux := d.adminDrain.Handler(mux)
 	d.adminHTTP = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 				adminGRPC.ServeHTTP(w, r)
 				return
 			}
-			mux.ServeHTTP(w, r)
+			adminMux.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// net/http's defaults: 1 MiB of headers, 250 streams a
@@ -540,13 +551,24 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	}
 }
 
+// StopTimeout bounds a listener's stop: calls still running then are cut
+// off. CallsGrace bounds the wait, after it, for their handlers to return
+// (their contexts cancelled) before the store closes.
+const (
+	StopTimeout = 10 * time.Second
+	CallsGrace  = 5 * time.Second
+)
+
 // stop reports NOT_SERVING to health checks, ends the streaming calls
 // (health Watch, reflection: they would last as long as their clients
-// like), then drains both listeners gracefully (in-flight calls finish,
-// and with them their commits), forcing them after 10 seconds. The
-// public listener's connections are closed sooner, once no call is in
+// like), then drains both listeners at once, gracefully (in-flight calls
+// finish, and with them their commits), forcing them after StopTimeout.
+// A listener's connections are closed sooner, once no call is in
 // progress and nothing more is being written (transport.Drain): a peer
-// that stops reading would otherwise hold the stop its 10 seconds.
+// that stops reading would otherwise hold the stop its StopTimeout. A
+// stop forced with calls still running waits up to CallsGrace for their
+// handlers to return, so that the store, closed next, is not closed
+// under one between two of its steps.
 func (d *Daemon) stop() {
 	if d.health != nil {
 		d.health.Shutdown()
@@ -554,14 +576,30 @@ func (d *Daemon) stop() {
 	if d.stopping != nil {
 		d.stopOnce.Do(func() { close(d.stopping) })
 	}
+	timeout := d.stopTimeout
+	if timeout == 0 {
+		timeout = StopTimeout
+	}
+	var wg sync.WaitGroup
 	if d.public != nil {
-		d.drain.Stop(d.public, 10*time.Second)
+		wg.Go(func() { d.drain.Stop(d.public, timeout) })
 	}
 	if d.adminHTTP != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		d.adminHTTP.Shutdown(ctx)
-		d.admin.Stop()
+		wg.Go(func() {
+			d.adminDrain.StopHTTP(d.adminHTTP, timeout)
+			d.admin.Stop()
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(CallsGrace)
+	for _, dr := range []*transport.Drain{d.drain, d.adminDrain} {
+		if dr == nil || dr.Running() == 0 {
+			continue
+		}
+		d.log.Warn("shutdown: waiting for the calls still running before closing the store", "calls", dr.Running(), "up_to", CallsGrace)
+		if !dr.Wait(time.Until(deadline)) {
+			d.log.Error("shutdown: calls still running; closing the store under them (they fail Unavailable, their peers already cut off)", "calls", dr.Running())
+		}
 	}
 }
 

@@ -298,14 +298,14 @@ func (h *h2conn) getKeys(authority string) uint32 {
 	return id
 }
 
-// start sends the HEADERS of a call of method on a new stream; the
-// caller holds mu.
-func (h *h2conn) start(authority, method string) uint32 {
+// start sends the HEADERS of a call of method, with the extra fields,
+// on a new stream; the caller holds mu.
+func (h *h2conn) start(authority, method string, extra ...[2]string) uint32 {
 	id := h.nextID
 	h.nextID += 2
 	var block []byte
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method},
-		{":authority", authority}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+	for _, f := range append([][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method},
+		{":authority", authority}, {"content-type", "application/grpc"}, {"te", "trailers"}}, extra...) {
 		// A literal field without indexing, its name and value plain
 		// (RFC 7541, section 6.2.2); all are shorter than 127 bytes.
 		block = append(block, 0, byte(len(f[0])))

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,8 +39,9 @@ type Drain struct {
 	last  atomic.Int64 // since start: a call last ended or a connection last wrote
 
 	mu     sync.Mutex
-	calls  int  // unary calls in progress
-	closed bool // the connections are being closed: calls are refused
+	calls  int           // calls in progress
+	closed bool          // the connections are being closed: calls are refused
+	idle   chan struct{} // closed when calls drops to 0, for Wait; nil: none waits
 }
 
 // NewDrain returns a Drain with nothing in progress.
@@ -55,20 +57,35 @@ func (d *Drain) touch() { d.last.Store(int64(time.Since(d.start))) }
 // decided to close the connections: Stop does not wait for handlers, and
 // one would run as the daemon closes its store.
 func (d *Drain) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
+	if !d.begin() {
 		return nil, errStopping
 	}
-	d.calls++
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.calls--
-		d.touch() // under the lock: a stop that sees the call ended sees its answer's quiet begin
-		d.mu.Unlock()
-	}()
+	defer d.end()
 	return handler(ctx, req)
+}
+
+// begin counts a call in progress, unless the stop has decided to close
+// the connections.
+func (d *Drain) begin() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.calls++
+	return true
+}
+
+// end counts a call's end.
+func (d *Drain) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls--
+	d.touch() // under the lock: a stop that sees the call ended sees its answer's quiet begin
+	if d.calls == 0 && d.idle != nil {
+		close(d.idle)
+		d.idle = nil
+	}
 }
 
 // closeAfterQuiet reports whether no call is in progress and nothing was
@@ -95,31 +112,113 @@ func (d *Drain) closeAfterQuiet() (time.Duration, bool) {
 // and the calls that come after are refused, forced or not.
 // The quiet counts from the stop's start, so that peers that read have
 // their idle connections closed by GOAWAY, and a call they sent before
-// it is served.
+// it is served. timeout is a hard deadline: writes (a peer that keeps
+// sending, and is answered) only postpone the quiet, never past it.
 func (d *Drain) Stop(s *grpc.Server, timeout time.Duration) {
+	d.stop(s.GracefulStop, s.Stop, timeout)
+}
+
+// StopHTTP is Stop for an HTTP server whose connections come from
+// d.Listener, whose gRPC calls (grpc.Server.ServeHTTP) are counted by a
+// server made with Server{Drain: d} and whose other handlers are wrapped
+// in d.Handler. Its handler of a gRPC call is not counted, only the
+// call's: net/http holds it until the peer takes the answer, and a peer
+// that does not read would hold the stop its timeout, as GracefulStop
+// did.
+func (d *Drain) StopHTTP(hs *http.Server, timeout time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // a Shutdown still waiting, once the connections are closed
+	d.stop(func() { hs.Shutdown(ctx) }, func() { hs.Close() }, timeout)
+}
+
+func (d *Drain) stop(graceful, force func(), timeout time.Duration) {
 	d.touch()
 	done := make(chan struct{})
-	go func() { s.GracefulStop(); close(done) }()
-	force := time.NewTimer(timeout)
-	defer force.Stop()
+	go func() { graceful(); close(done) }()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for {
 		wait, ok := d.closeAfterQuiet()
 		if ok {
-			s.Stop()
+			force()
 			return
 		}
 		select {
 		case <-done:
 			return
-		case <-force.C:
+		case <-deadline.C:
 			d.mu.Lock()
 			d.closed = true // no handler starts as the daemon closes its store
 			d.mu.Unlock()
-			s.Stop()
+			force()
 			return
 		case <-time.After(wait):
 		}
 	}
+}
+
+// Running is the number of calls whose handlers still run: after a
+// forced stop, those that have not yet returned.
+func (d *Drain) Running() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.calls
+}
+
+// Wait waits, up to timeout, for the calls whose handlers still run to
+// return (after Stop, forced, they are cut off from their peers and
+// their contexts are cancelled), and reports whether none is left. A
+// daemon closes its store after it, so that a handler between two of
+// its steps does not meet the closed store.
+func (d *Drain) Wait(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		if d.calls == 0 {
+			d.mu.Unlock()
+			return true
+		}
+		if d.idle == nil {
+			d.idle = make(chan struct{})
+		}
+		idle := d.idle
+		d.mu.Unlock()
+		select {
+		case <-idle:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// Handler counts h's requests as calls, and refuses them (503) once the
+// stop has decided to close the connections.
+func (d *Drain) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !d.begin() {
+			http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		defer d.end()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Listener tells d of the writes of l's connections.
+func (d *Drain) Listener(l net.Listener) net.Listener { return drainListener{l, d} }
+
+type drainListener struct {
+	net.Listener
+	d *Drain
+}
+
+func (l drainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &drainConn{Conn: c, d: l.d}, nil
 }
 
 // drainConn tells its Drain of its writes.
