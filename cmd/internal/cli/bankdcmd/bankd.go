@@ -684,6 +684,10 @@ pg_basebackup or pg_dump.`,
 			if to == "" {
 				return cli.Usagef("--to DIR is required")
 			}
+			// A timeout of 0 gave up at once, before the bank was asked.
+			if timeout <= 0 {
+				return cli.Usagef("--timeout must be positive, not %s", cli.FormatDuration(timeout))
+			}
 			t, err := a.Target(inv)
 			if err != nil {
 				return err
