@@ -174,9 +174,6 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err != nil {
 		return nil, err
 	}
-	if err := b.allow(req.Account); err != nil {
-		return nil, err
-	}
 	// A retry is answered from the record before anything that may have
 	// changed since (validity windows, balance): the debit already happened.
 	recorded := func() (found bool, err error) {
@@ -185,6 +182,11 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	}
 	if found, err := recorded(); err != nil || found {
 		return sigs, err
+	}
+	// Charged after the record: a retry signs nothing, and a replay of a
+	// captured request must not use up its holder's rate.
+	if err := b.allow(req.Account); err != nil {
+		return nil, err
 	}
 	defer fromRecord(&err, recorded)
 	// After the record: a retry of a withdrawal that committed is

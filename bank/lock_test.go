@@ -225,3 +225,33 @@ func TestRateAfterSignature(t *testing.T) {
 		t.Fatalf("a signed request beyond the rate: %v, want ErrRateLimited", err)
 	}
 }
+
+// TestReplayKeepsRate: a replay of a captured withdrawal (its body and
+// signature, valid) is answered from the record, and used up the
+// account's rate as a new withdrawal would: whoever replayed one request
+// kept its holder from withdrawing. A retry answered from the record
+// signs nothing, and is no longer charged; a new withdrawal still is.
+func TestReplayKeepsRate(t *testing.T) {
+	p := newPolicyBank(t)
+	p.b.LimitAccounts(bank.NewRateLimiter(0.001, 2, 100))
+	body, sig := p.withdrawRequest(1, false)
+	first, err := p.b.Withdraw(t.Context(), body, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		again, err := p.b.Withdraw(t.Context(), body, sig)
+		if err != nil {
+			t.Fatalf("replay %d: %v; want the recorded answer", i+1, err)
+		}
+		if len(again) != len(first) {
+			t.Fatalf("replay %d answered %d signatures, the withdrawal %d", i+1, len(again), len(first))
+		}
+	}
+	if err := p.withdraw(t.Context(), 1, false); err != nil {
+		t.Fatalf("the holder's withdrawal after replays: %v", err)
+	}
+	if err := p.withdraw(t.Context(), 1, false); !errors.Is(err, bank.ErrRateLimited) {
+		t.Fatalf("a new withdrawal beyond the rate: %v, want ErrRateLimited", err)
+	}
+}
