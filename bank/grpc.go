@@ -312,6 +312,7 @@ func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*p
 		out.Merchants = append(out.Merchants, &pb.ListOwedResponse_Owed{
 			Account: o.Account, Name: o.Name, Credited: s.b.Money(o.Credited).String(),
 			PaidOut: s.b.Money(o.PaidOut).String(), Balance: s.b.Money(o.Balance).String(),
+			Opening: s.b.Money(o.Opening).String(), Other: s.b.signedMoney(o.Other), Closing: s.b.Money(o.Closing).String(),
 		})
 	}
 	return out, nil

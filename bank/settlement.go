@@ -20,12 +20,16 @@ import (
 // the period, which the merchant checks against its own receipts
 // (merchant.VerifySettlement).
 
-// Owed is one merchant's position for a period.
+// Owed is one merchant's position for a period: Opening + Credited -
+// PaidOut + Other = Closing.
 type Owed struct {
 	Account  uint64
 	Name     string
+	Opening  int64 // the balance at the period's start
 	Credited int64 // deposits and approved checks posted in the period
 	PaidOut  int64 // payouts posted in the period
+	Other    int64 // every other posting in the period (refunds, their fees), signed
+	Closing  int64 // the balance at the period's end
 	Balance  int64 // owed now: the account's balance
 }
 
@@ -56,6 +60,13 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 		if err != nil {
 			return nil, err
 		}
+		// historySince ends with the last posting before from, if any:
+		// the opening balance; else the account began in the period.
+		if n := len(hist); n > 0 && hist[n-1].Time.Before(from) {
+			o.Opening = hist[n-1].Balance
+		}
+		o.Closing = o.Opening
+		closed := false
 		for _, p := range hist { // newest first
 			if p.Time.Before(from) {
 				break
@@ -63,14 +74,19 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 			if !p.Time.Before(to) {
 				continue
 			}
+			if !closed {
+				o.Closing, closed = p.Balance, true
+			}
 			switch {
 			case p.Kind == KindPayout:
 				o.PaidOut -= p.Amount
 			case p.Amount > 0 && (p.Kind == KindDeposit || p.Kind == KindCheck):
 				o.Credited += p.Amount
+			default:
+				o.Other += p.Amount
 			}
 		}
-		if o.Balance != 0 || o.Credited != 0 || o.PaidOut != 0 {
+		if o.Balance != 0 || o.Opening != 0 || closed {
 			out = append(out, o)
 		}
 	}

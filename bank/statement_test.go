@@ -118,3 +118,33 @@ func TestStatementShowsOldText(t *testing.T) {
 		t.Errorf("long memo cut to %d bytes", len(got))
 	}
 }
+
+// TestOwedAddsUp: the settlement report showed what was credited and paid
+// out in the period and the balance now, so a row with a refund and its
+// fee in the period (or postings since) did not add up. Each row now has
+// its opening and closing balances and the period's other postings:
+// opening + credited - paid out + other = closing.
+func TestOwedAddsUp(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	day := 24 * time.Hour
+	hist := []Posting{ // newest first
+		{Seq: 6, Time: t0.Add(5 * day), Kind: KindDeposit, Amount: 10, Balance: 47}, // after the period
+		{Seq: 5, Time: t0.Add(3 * day), Kind: KindFee, Amount: -1, Balance: 37},
+		{Seq: 4, Time: t0.Add(3 * day), Kind: KindRefund, Amount: -3, Balance: 38},
+		{Seq: 3, Time: t0.Add(2 * day), Kind: KindPayout, Amount: -20, Balance: 41},
+		{Seq: 2, Time: t0.Add(day), Kind: KindDeposit, Amount: 11, Balance: 61},
+		{Seq: 1, Time: t0.Add(-day), Kind: KindDeposit, Amount: 50, Balance: 50}, // before it
+	}
+	b := &Bank{store: historyStore{hist: hist}, keys: &Keys{Currency: "EUR"}}
+	owed, err := b.Owed(context.Background(), t0, t0.Add(4*day))
+	if err != nil || len(owed) != 1 {
+		t.Fatalf("%+v, %v; want one row", owed, err)
+	}
+	o := owed[0]
+	if o.Opening != 50 || o.Credited != 11 || o.PaidOut != 20 || o.Other != -4 || o.Closing != 37 {
+		t.Errorf("%+v; want opening 50, credited 11, paid out 20, other -4, closing 37", o)
+	}
+	if o.Opening+o.Credited-o.PaidOut+o.Other != o.Closing {
+		t.Errorf("%+v does not add up", o)
+	}
+}

@@ -2786,12 +2786,19 @@ func (x *PrepareWithdrawRequest_Item) GetRequest() []byte {
 }
 
 type ListOwedResponse_Owed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Account       uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Credited      string                 `protobuf:"bytes,3,opt,name=credited,proto3" json:"credited,omitempty"` // "EUR:12.50"
-	PaidOut       string                 `protobuf:"bytes,4,opt,name=paid_out,json=paidOut,proto3" json:"paid_out,omitempty"`
-	Balance       string                 `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"` // owed now
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Account  uint64                 `protobuf:"varint,1,opt,name=account,proto3" json:"account,omitempty"`
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Credited string                 `protobuf:"bytes,3,opt,name=credited,proto3" json:"credited,omitempty"` // "EUR:12.50": deposits and approved checks in the period
+	PaidOut  string                 `protobuf:"bytes,4,opt,name=paid_out,json=paidOut,proto3" json:"paid_out,omitempty"`
+	Balance  string                 `protobuf:"bytes,5,opt,name=balance,proto3" json:"balance,omitempty"` // owed now
+	// opening + credited - paid_out + other = closing. opening and
+	// closing are the balance at from and at to; other is every other
+	// posting in the period (refunds and their fees, a debited deposit or
+	// check, credits), signed ("-EUR:0.50").
+	Opening       string `protobuf:"bytes,6,opt,name=opening,proto3" json:"opening,omitempty"`
+	Other         string `protobuf:"bytes,7,opt,name=other,proto3" json:"other,omitempty"`
+	Closing       string `protobuf:"bytes,8,opt,name=closing,proto3" json:"closing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2857,6 +2864,27 @@ func (x *ListOwedResponse_Owed) GetPaidOut() string {
 func (x *ListOwedResponse_Owed) GetBalance() string {
 	if x != nil {
 		return x.Balance
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetOpening() string {
+	if x != nil {
+		return x.Opening
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetOther() string {
+	if x != nil {
+		return x.Other
+	}
+	return ""
+}
+
+func (x *ListOwedResponse_Owed) GetClosing() string {
+	if x != nil {
+		return x.Closing
 	}
 	return ""
 }
@@ -2971,15 +2999,18 @@ const file_bank_proto_rawDesc = "" +
 	"\ffrom_unix_ms\x18\x01 \x01(\x03R\n" +
 	"fromUnixMs\x12\x1c\n" +
 	"\n" +
-	"to_unix_ms\x18\x02 \x01(\x03R\btoUnixMs\"\xdd\x01\n" +
+	"to_unix_ms\x18\x02 \x01(\x03R\btoUnixMs\"\xa7\x02\n" +
 	"\x10ListOwedResponse\x12A\n" +
-	"\tmerchants\x18\x01 \x03(\v2#.blindbank.v1.ListOwedResponse.OwedR\tmerchants\x1a\x85\x01\n" +
+	"\tmerchants\x18\x01 \x03(\v2#.blindbank.v1.ListOwedResponse.OwedR\tmerchants\x1a\xcf\x01\n" +
 	"\x04Owed\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcredited\x18\x03 \x01(\tR\bcredited\x12\x19\n" +
 	"\bpaid_out\x18\x04 \x01(\tR\apaidOut\x12\x18\n" +
-	"\abalance\x18\x05 \x01(\tR\abalance\"\xb3\x01\n" +
+	"\abalance\x18\x05 \x01(\tR\abalance\x12\x18\n" +
+	"\aopening\x18\x06 \x01(\tR\aopening\x12\x14\n" +
+	"\x05other\x18\a \x01(\tR\x05other\x12\x18\n" +
+	"\aclosing\x18\b \x01(\tR\aclosing\"\xb3\x01\n" +
 	"\rPayoutRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\tR\x06amount\x12\x12\n" +

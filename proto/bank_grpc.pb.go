@@ -1027,7 +1027,7 @@ type BankAdminClient interface {
 	// Unlock clears an account's failed authentications.
 	Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error)
 	// ListOwed lists what each merchant account is owed: its balance, and
-	// what was credited and paid out in [from, to).
+	// its balances at from and to with what moved them in [from, to).
 	ListOwed(ctx context.Context, in *ListOwedRequest, opts ...grpc.CallOption) (*ListOwedResponse, error)
 	// Payout pays an amount out of an account (never beyond its balance),
 	// idempotent by reference, and returns the bank's signed statement of
@@ -1147,7 +1147,7 @@ type BankAdminServer interface {
 	// Unlock clears an account's failed authentications.
 	Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error)
 	// ListOwed lists what each merchant account is owed: its balance, and
-	// what was credited and paid out in [from, to).
+	// its balances at from and to with what moved them in [from, to).
 	ListOwed(context.Context, *ListOwedRequest) (*ListOwedResponse, error)
 	// Payout pays an amount out of an account (never beyond its balance),
 	// idempotent by reference, and returns the bank's signed statement of

@@ -20,9 +20,12 @@ func owedCommand(a *cli.AdminFlags) *cli.Command {
 		Name:  "owed",
 		Short: "list what each merchant is owed",
 		Long: `owed lists every merchant account with money owed or with activity in the
-period [--from, --to): what deposits and approved checks credited in the
-period, what was paid out in it, and the balance owed now. Pay it with
-"bankd admin payout".`,
+period [--from, --to): its balance at --from (OPENING), what deposits and
+approved checks credited in the period, what was paid out in it, every other
+posting in it (OTHER: refunds and their fees, signed), its balance at --to
+(CLOSING), and the balance owed now (OWED). Each row adds up: OPENING +
+CREDITED - PAID OUT + OTHER = CLOSING; OWED differs from CLOSING by what was
+posted since --to. Pay it with "bankd admin payout".`,
 		Example: `bankd admin --data ./bank owed --from 2026-11-01 --to 2026-12-01
 bankd admin --data ./bank owed --json`,
 		Flags: period.Register,
@@ -39,8 +42,11 @@ bankd admin --data ./bank owed --json`,
 				type row struct {
 					Account  uint64 `json:"account"`
 					Name     string `json:"name"`
+					Opening  string `json:"opening"`
 					Credited string `json:"credited"`
 					PaidOut  string `json:"paid_out"`
+					Other    string `json:"other"`
+					Closing  string `json:"closing"`
 					Owed     string `json:"owed"`
 				}
 				out := struct {
@@ -49,14 +55,14 @@ bankd admin --data ./bank owed --json`,
 					Merchants []row  `json:"merchants"`
 				}{From: from.UTC().Format(time.RFC3339), To: to.UTC().Format(time.RFC3339), Merchants: []row{}}
 				for _, m := range resp.Merchants {
-					out.Merchants = append(out.Merchants, row{m.Account, m.Name, m.Credited, m.PaidOut, m.Balance})
+					out.Merchants = append(out.Merchants, row{m.Account, m.Name, m.Opening, m.Credited, m.PaidOut, m.Other, m.Closing, m.Balance})
 				}
 				return inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "period %s to %s\n", out.From, out.To)
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ACCOUNT\tNAME\tCREDITED\tPAID OUT\tOWED")
+					fmt.Fprintln(tw, "ACCOUNT\tNAME\tOPENING\tCREDITED\tPAID OUT\tOTHER\tCLOSING\tOWED")
 					for _, r := range out.Merchants {
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.Account, r.Name, r.Credited, r.PaidOut, r.Owed)
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Account, r.Name, r.Opening, r.Credited, r.PaidOut, r.Other, r.Closing, r.Owed)
 					}
 					tw.Flush()
 				})
