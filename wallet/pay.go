@@ -378,7 +378,9 @@ func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinReco
 //     payment, shows this deposit was refused as a whole;
 //   - otherwise the bank is asked whether the payment request is paid: if so
 //     the payment went through (a lost answer) and its receipt is kept; if
-//     not, and the request is past the point where the bank still accepts it,
+//     it was paid with other coins, the coins are free again and the error
+//     is a *PaidOtherwiseError, whatever else holds of them (a revoked
+//     denomination among them included): the order is paid; if not, and the request is past the point where the bank still accepts it,
 //     the coins are free again;
 //   - otherwise, if the bank's key set, fetched afresh (its master's
 //     signature makes it the bank's word), revokes the denomination of one
@@ -403,13 +405,19 @@ func (w *Wallet) paymentFailed(ctx context.Context, bank pb.BankClient, ks *ecas
 		return nil, w.renewAfter(ctx, bank, ks, ds)
 	}
 	ks = w.keysAfterRefusal(ctx, bank, ks, pp, err)
-	rcpt, settled, serr := w.askBank(ctx, bank, ks, pr, pp)
+	rcpt, end, serr := w.askBank(ctx, bank, ks, pr, pp)
 	switch {
 	case serr != nil:
 		return nil, fmt.Errorf("%w: payment of order %s: %v (and the bank could not be asked: %v)", ErrPending, pp.OrderID, err, serr)
-	case rcpt != nil:
+	case end == paidHere:
 		return rcpt, nil
-	case settled:
+	case end == paidOther:
+		// The order is paid: whatever else holds of these coins (a
+		// revoked one among them), that is the outcome to report.
+		perr := &PaidOtherwiseError{OrderID: pp.OrderID, Receipt: rcpt, Err: err}
+		perr.Revoked, _ = w.revokedAmong(ks, pp.Coins)
+		return nil, w.renewAfter(ctx, bank, ks, perr)
+	case end == unpaid:
 		if revoked, rerr := w.revokedAmong(ks, pp.Coins); rerr == nil && len(revoked) > 0 {
 			err = &RevokedError{OrderID: pp.OrderID, Denominations: revoked, Err: err}
 		}
@@ -429,10 +437,21 @@ func (w *Wallet) renewAfter(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	return err
 }
 
+// paymentEnd is how the bank's records settle a pending payment.
+type paymentEnd int
+
+const (
+	stillPending paymentEnd = iota // the bank may yet take it
+	paidHere                       // the bank took its coins
+	paidOther                      // the bank took other coins for its request
+	unpaid                         // never paid: too late, or a coin revoked
+)
+
 // askBank settles a pending payment from the bank's records: paid (returns
-// the receipt), or unpaid and too late to be paid (coins released, settled
-// true). Otherwise it leaves the payment pending.
-func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment) (*ecash.DepositReceipt, bool, error) {
+// the receipt), paid with other coins (coins released; returns the bank's
+// receipt for those), or unpaid and too late to be paid (coins released).
+// Otherwise it leaves the payment pending.
+func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment) (*ecash.DepositReceipt, paymentEnd, error) {
 	h := pr.Hash()
 	resp, err := bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
 	if err == nil {
@@ -441,18 +460,23 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 			err = w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) })
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("bank's receipt: %w", err)
+			return nil, stillPending, fmt.Errorf("bank's receipt: %w", err)
 		}
 		if !sameSet(rcpt.Coins, pp.Coins) {
 			// Paid, but with other coins: the bank will never take ours for
 			// this request, so they are free.
-			return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+			if err := w.settle(h, pp.Coins, &ecash.Hash{}, nil); err != nil {
+				return nil, stillPending, err
+			}
+			return rcpt, paidOther, nil
 		}
-		rcpt, err = w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
-		return rcpt, err == nil, err
+		if rcpt, err = w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt); err != nil {
+			return nil, stillPending, err
+		}
+		return rcpt, paidHere, nil
 	}
 	if status.Code(err) != codes.NotFound {
-		return nil, false, err
+		return nil, stillPending, err
 	}
 	// Twice the skew: once for the bank's own grace, once for our clock.
 	end := pr.ExpiresAt
@@ -460,20 +484,41 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		end = pr.CreatedAt.Add(ecash.MaxPaymentLifetime)
 	}
 	if w.now().After(end.Add(2 * ecash.MaxClockSkew)) {
-		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+		return nil, unpaid, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
 	}
 	// ks came from the bank (or its audit log) before it was asked: a
 	// denomination it revokes was revoked before the bank answered, so a
 	// deposit of these coins committing later is refused (paymentFailed).
 	revoked, err := w.revokedAmong(ks, pp.Coins)
 	if err != nil {
-		return nil, false, err
+		return nil, stillPending, err
 	}
 	if len(revoked) > 0 {
-		return nil, true, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
+		return nil, unpaid, w.settle(h, pp.Coins, &ecash.Hash{}, nil)
 	}
-	return nil, false, nil
+	return nil, stillPending, nil
 }
+
+// PaidOtherwiseError is a payment the bank will never take because its
+// order is paid already, with other coins: another wallet's, or a copy of
+// this one's (restored from the same seed), or this wallet's under another
+// spelling of the merchant's address. Nothing was paid by this payment;
+// its coins are the wallet's again, revealed (and swapped, as after any
+// refused payment). Receipt is the bank's receipt for the order, verified.
+type PaidOtherwiseError struct {
+	OrderID string
+	Receipt *ecash.DepositReceipt
+	Revoked []ecash.Denomination // revoked denominations among its coins: they pay back only by recoup
+	Err     error                // the refusal the merchant relayed
+}
+
+func (e *PaidOtherwiseError) Error() string {
+	return fmt.Sprintf("wallet: order %s is paid already, %s with other coins at %s (the bank's receipt verified): this payment paid nothing and its coins are the wallet's again (the merchant said: %v)",
+		e.OrderID, e.Receipt.Total, e.Receipt.DepositedAt.UTC().Format(time.RFC3339), e.Err)
+}
+
+// Unwrap returns the refusal the merchant relayed.
+func (e *PaidOtherwiseError) Unwrap() error { return e.Err }
 
 // RevokedError is a payment that can never go through: the bank's key set
 // (master-signed, fetched from the bank) revokes the denomination of some

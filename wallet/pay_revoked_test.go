@@ -207,3 +207,52 @@ func TestPayDepositedBeforeRevocationKeepsReceipt(t *testing.T) {
 		t.Fatalf("fresh %s, pending %s; want EUR:0.94 fresh (the EUR:0.06 paid), nothing pending", bal.Fresh, bal.Pending)
 	}
 }
+
+// TestPayRevokedCoinOrderPaidOtherwise: the order was paid already, with
+// other coins (another wallet's, or a copy of this one), and this wallet's
+// attempt holds a coin whose denomination was revoked since. The bank's
+// word is that the order is paid: the wallet must say so, not that its
+// payment was refused for the revocation and nothing was paid.
+func TestPayRevokedCoinOrderPaidOtherwise(t *testing.T) {
+	ctx := context.Background()
+	k := keys(t)
+	f := newFixture(t)
+	first := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.06"), "gum", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := first.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeValue(t, f, k, ks, 2, time.Now())
+	// First as a merchant relaying the refusal of the revoked coin (a bank
+	// may check that first), then as the bank answers here: the order is
+	// paid with other coins.
+	for i, shop := range []pb.MerchantClient{claimsRevoked{f.shop}, f.shop} {
+		_, err = w.Pay(ctx, f.bankc, shop, "shop", o.ID, nil)
+		var po *wallet.PaidOtherwiseError
+		if !errors.As(err, &po) || errors.Is(err, ecash.ErrDenominationRevoked) || errors.Is(err, wallet.ErrPending) {
+			t.Fatalf("paying an order paid with other coins: %v; want a *wallet.PaidOtherwiseError, not a revocation", err)
+		}
+		if po.Receipt == nil || po.Receipt.PaymentHash != paid.PaymentHash || !po.Receipt.DepositedAt.Equal(paid.DepositedAt) {
+			t.Fatalf("PaidOtherwiseError carries receipt %+v, want the first wallet's", po.Receipt)
+		}
+		if i == 0 && (len(po.Revoked) != 1 || po.Revoked[0].Value.Value != 2) {
+			t.Fatalf("PaidOtherwiseError names revoked %v, want the EUR:0.02 coin's denomination, for recoup", po.Revoked)
+		}
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:1.00" {
+		t.Fatalf("fresh %s, pending %s; want EUR:1.00 fresh (nothing paid by this wallet), nothing pending", bal.Fresh, bal.Pending)
+	}
+}

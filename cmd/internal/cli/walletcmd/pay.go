@@ -43,7 +43,12 @@ Without a terminal on stdin, pay refuses unless --yes is given. If the
 connection fails after the coins were sent, run the same command again: the
 same sealed payment is re-sent and paid at most once. An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
-bank's receipt it kept (--json: "already_paid": true). If a coin had already
+bank's receipt it kept (--json: "already_paid": true). An order paid with
+other coins (by another wallet, or a copy of this one) is refused: pay says
+it is paid already and when, from the bank's receipt, that nothing was paid
+now and the coins are back in the wallet (exit 1; --json: "error":
+"paid-with-other-coins", with the receipt's "paid", "deposited_at" and
+"payment_hash", and any "revoked_values" among the coins). If a coin had already
 been spent (say, by a copy of this wallet), the bank refuses the payment with
 a proof signed by that coin; pay checks the proof, marks the coin spent and
 returns the other coins to the wallet. If the bank revoked the denomination
@@ -203,6 +208,7 @@ func printOffer(w io.Writer, merchantAddr string, o *wallet.Offer) {
 func payError(inv *cli.Invocation, order string, err error) error {
 	var ds *ecash.DoubleSpendError
 	var revoked *wallet.RevokedError
+	var other *wallet.PaidOtherwiseError
 	switch {
 	case errors.As(err, &ds):
 		coin := ds.Proof.Earlier.Coin.ID()
@@ -226,6 +232,28 @@ func payError(inv *cli.Invocation, order string, err error) error {
 		}
 		return fmt.Errorf("payment refused: the bank revoked the denomination of the coins of %s this payment used (its key may have leaked; the bank's master-signed key set says so). Nothing was paid and the payment is ended; the coins are back in the wallet. Run 'wallet recoup' to get the revoked coins' value back, then run the same command again to pay with other coins",
 			strings.Join(values, ", "))
+	case errors.As(err, &other):
+		// Checked before a revocation: the order is paid, which is what
+		// the user needs to know first.
+		var values []string
+		for _, d := range other.Revoked {
+			values = append(values, d.Value.String())
+		}
+		if inv.JSON {
+			inv.Print(struct {
+				Error       string   `json:"error"`
+				Paid        string   `json:"paid"`
+				DepositedAt string   `json:"deposited_at"`
+				PaymentHash string   `json:"payment_hash"`
+				Values      []string `json:"revoked_values,omitempty"`
+			}{"paid-with-other-coins", other.Receipt.Total.String(), other.Receipt.DepositedAt.UTC().Format(time.RFC3339Nano), hex.EncodeToString(other.Receipt.PaymentHash[:]), values}, nil)
+		}
+		msg := fmt.Sprintf("order %s is already paid, %s at %s, but not with these coins (by another wallet, a copy of this one, or this one under another spelling of the merchant's address); the bank's receipt verified. Nothing was paid now and the coins are back in the wallet",
+			cli.Shown(order), other.Receipt.Total, cli.FormatTime(other.Receipt.DepositedAt))
+		if len(values) > 0 {
+			msg += fmt.Sprintf("; the bank revoked the denomination of its coins of %s: run 'wallet recoup' to get their value back", strings.Join(values, ", "))
+		}
+		return errors.New(msg)
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending):

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
@@ -78,5 +79,44 @@ func TestRevokedPayAndRecoup(t *testing.T) {
 	}
 	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.NotRecouped) == 0 {
 		t.Fatalf("recoup --json without a replacement key: %+v", r)
+	}
+}
+
+// TestPayOrderPaidByAnotherWallet: paying an order another wallet paid
+// says it is paid already, when, and that nothing was paid now (exit 1,
+// --json "paid-with-other-coins"): it printed the merchant's relayed
+// refusal, a gRPC status, as if the payment had failed.
+func TestPayOrderPaidByAnotherWallet(t *testing.T) {
+	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	var dirs []string
+	for range 2 {
+		dir, _ := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+		if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+			t.Fatalf("withdraw: %+v", r)
+		}
+		dirs = append(dirs, dir)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := []string{"pay", "--yes", "--merchant", m.Addr, "--merchant-plaintext", "--order", o.ID}
+	if r := runWallet(t, env, append([]string{"--wallet", dirs[0]}, pay...)...); r.code != 0 {
+		t.Fatalf("first wallet's payment: %+v", r)
+	}
+	r := runWallet(t, env, append([]string{"--wallet", dirs[1]}, pay...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "is already paid, EUR:1.00 at ") || !strings.Contains(r.stderr, "Nothing was paid now") {
+		t.Fatalf("second wallet's payment of the paid order: %+v", r)
+	}
+	r = runWallet(t, env, append([]string{"--wallet", dirs[1], "--json"}, pay...)...)
+	var out struct {
+		Error, Paid string
+	}
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.Error != "paid-with-other-coins" || out.Paid != "EUR:1.00" {
+		t.Fatalf("second wallet's payment of the paid order, --json: %+v", r)
+	}
+	if r := runWallet(t, env, "--wallet", dirs[1], "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:3.50"`) {
+		t.Fatalf("balance after the refusal: %+v", r)
 	}
 }
