@@ -22,8 +22,20 @@ type RecoupReport struct {
 	Reissued ecash.Amount // value re-issued as new coins (coins that came from swaps)
 	Coins    []ecash.Coin // the new coins
 	Spent    int          // revoked coins the bank already held spent
-	Errors   []error      // coins the bank refused for another reason
+	Errors   []error      // coins not recouped, each a *RecoupError; they stay in the wallet
 }
+
+// RecoupError is a coin Recoup did not recoup, and why (Err: for instance
+// ErrNoReplacementKey, or the bank's refusal). The coin stays fresh.
+type RecoupError struct {
+	Coin ecash.Hash
+	Err  error
+}
+
+func (e *RecoupError) Error() string { return fmt.Sprintf("coin %s: %v", e.Coin.String()[:16], e.Err) }
+
+// Unwrap returns why the coin was not recouped.
+func (e *RecoupError) Unwrap() error { return e.Err }
 
 // ErrNoReplacementKey is a recoup by re-issue (a revoked coin that came
 // from a swap) that cannot be made yet: the bank has no live key issuing
@@ -72,7 +84,7 @@ func (w *Wallet) Recoup(ctx context.Context, bank pb.BankClient) (*RecoupReport,
 			if errors.Is(err, ErrPending) || ctx.Err() != nil {
 				return rep, err
 			}
-			rep.Errors = append(rep.Errors, fmt.Errorf("coin %s: %w", c.Coin.ID().String()[:16], err))
+			rep.Errors = append(rep.Errors, &RecoupError{Coin: c.Coin.ID(), Err: err})
 		}
 	}
 	return rep, nil

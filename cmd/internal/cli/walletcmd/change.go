@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
@@ -221,7 +223,14 @@ live keys make up its value (the smallest value, whose only key was
 revoked), that waits until the bank's operator makes a replacement
 ('bankd keys extend'); run recoup again then.
 The exit status is 1 if any coin was not recouped (listed on stderr, and
-under "not_recouped" with --json); they stay in the wallet.`,
+under "not_recouped" with --json); they stay in the wallet. Each entry of
+"not_recouped" has the "coin" (its id, hex), a "message" for people and a
+"reason" for scripts, one of:
+  no_replacement_key  no live key issues its value yet: recoup again once
+                      the bank has made a replacement key
+  bad_answer          the bank's answer did not verify
+  refused             the bank refused it for good
+  failed              the wallet failed locally (its store, say)`,
 		Example: `wallet recoup`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
@@ -236,13 +245,18 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 	if err != nil {
 		return changeError("recoup", err)
 	}
-	notRecouped := []string{}
+	notRecouped := []notRecoupedCoin{}
 	noKey := 0
 	for _, e := range rep.Errors {
-		if errors.Is(e, wallet.ErrNoReplacementKey) {
+		n := notRecoupedCoin{Reason: recoupReason(e), Message: e.Error()}
+		if n.Reason == reasonNoReplacementKey {
 			noKey++
 		}
-		notRecouped = append(notRecouped, e.Error())
+		var re *wallet.RecoupError
+		if errors.As(e, &re) {
+			n.Coin = re.Coin.String()
+		}
+		notRecouped = append(notRecouped, n)
 		inv.Notef("not recouped: %v", e)
 	}
 	bal, err := w.Balance()
@@ -250,12 +264,12 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 		return err
 	}
 	out := struct {
-		Credited    string   `json:"credited_to_account"`
-		Reissued    string   `json:"reissued"`
-		Coins       int      `json:"new_coins"`
-		Spent       int      `json:"already_spent"`
-		NotRecouped []string `json:"not_recouped"`
-		Balance     string   `json:"balance"`
+		Credited    string            `json:"credited_to_account"`
+		Reissued    string            `json:"reissued"`
+		Coins       int               `json:"new_coins"`
+		Spent       int               `json:"already_spent"`
+		NotRecouped []notRecoupedCoin `json:"not_recouped"`
+		Balance     string            `json:"balance"`
 	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, notRecouped, bal.Fresh.String()}
 	if err := inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
@@ -274,6 +288,40 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 		return fmt.Errorf("%s not recouped (see above); %d of them wait for the bank to make a replacement key ('bankd keys extend'). They stay in the wallet; run 'wallet recoup' again later", cli.Plural(len(rep.Errors), "coin"), noKey)
 	}
 	return fmt.Errorf("%s not recouped (see above); they stay in the wallet", cli.Plural(len(rep.Errors), "coin"))
+}
+
+// notRecoupedCoin is a coin 'wallet recoup --json' lists under
+// not_recouped: Reason is one of the reason* codes, stable for scripts;
+// Message says it for people and may change.
+type notRecoupedCoin struct {
+	Coin    string `json:"coin"` // the coin's id, hex
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// Why a coin was not recouped: the fixed set recoup's help and
+// docs/OPERATIONS.md list.
+const (
+	reasonNoReplacementKey = "no_replacement_key" // no live key issues its value yet: recoup again after 'bankd keys extend'
+	reasonBadAnswer        = "bad_answer"         // the bank's answer did not verify (kept as a dispute where it signed coins)
+	reasonRefused          = "refused"            // the bank refused it for good
+	reasonFailed           = "failed"             // the wallet failed locally (its store, say)
+)
+
+// recoupReason classifies a coin's recoup error into its reason code.
+func recoupReason(err error) string {
+	switch {
+	case errors.Is(err, wallet.ErrNoReplacementKey):
+		return reasonNoReplacementKey
+	case errors.Is(err, wallet.ErrBadAnswer), errors.Is(err, ecash.ErrBadSignature):
+		return reasonBadAnswer
+	}
+	// Recoup returns an answer that may change (a lost one, say) as
+	// ErrPending, not per coin: a bank status here is a final refusal.
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK {
+		return reasonRefused
+	}
+	return reasonFailed
 }
 
 func refundsCommand(g *globals) *cli.Command {

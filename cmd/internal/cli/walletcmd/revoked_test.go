@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/wallet"
 )
 
 // TestRevokedPayAndRecoup: after the bank revokes a denomination the
@@ -75,10 +81,35 @@ func TestRevokedPayAndRecoup(t *testing.T) {
 	}
 	r = runWallet(t, env, "--wallet", dir, "recoup", "--json")
 	var out struct {
-		NotRecouped []string `json:"not_recouped"`
+		NotRecouped []struct{ Coin, Reason, Message string } `json:"not_recouped"`
 	}
 	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.NotRecouped) == 0 {
 		t.Fatalf("recoup --json without a replacement key: %+v", r)
+	}
+	for _, n := range out.NotRecouped {
+		// The reason is a code a script can match, the coin its full id.
+		if id, err := hex.DecodeString(n.Coin); err != nil || len(id) != 32 || n.Reason != "no_replacement_key" || !strings.Contains(n.Message, "no key") {
+			t.Fatalf("recoup --json lists %+v; want the coin's id, reason no_replacement_key and the message", n)
+		}
+	}
+}
+
+// TestRecoupReasons: each way a coin's recoup fails maps to its code in
+// the fixed set recoup's help lists.
+func TestRecoupReasons(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{wallet.ErrNoReplacementKey, "no_replacement_key"},
+		{fmt.Errorf("wallet: the bank's recoup receipt: %w", ecash.ErrBadSignature), "bad_answer"},
+		{wallet.ErrBadAnswer, "bad_answer"},
+		{status.Error(codes.NotFound, "bank: no withdrawal or swap of this bank issued this coin"), "refused"},
+		{errors.New("pebble: closed"), "failed"},
+	} {
+		if got := recoupReason(&wallet.RecoupError{Err: c.err}); got != c.want {
+			t.Errorf("recoupReason(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }
 
