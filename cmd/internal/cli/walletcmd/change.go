@@ -99,10 +99,10 @@ never loses value. The bank cannot link the new coins to the old.`,
 				out := struct {
 					Swapped string `json:"swapped"`
 					Coins   int    `json:"coins"`
-					Balance string `json:"balance"`
+					Fresh   string `json:"fresh"`
 				}{amt.String(), len(coins), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "swapped %s for %d new coins; balance %s\n", amt, len(coins), bal.Fresh)
+					fmt.Fprintf(w, "swapped %s for %d new coins; fresh %s\n", amt, len(coins), bal.Fresh)
 				})
 			})
 		},
@@ -119,7 +119,7 @@ func returnCommand(g *globals) *cli.Command {
 		Long: `return deposits coins worth AMOUNT into your own bank account: the wallet
 acts as its own merchant, signing the payment request with your account key.
 It makes change first if the coins cannot pay AMOUNT exactly, and prints the
-bank's receipt and your new wallet balance.
+bank's receipt and the wallet's fresh total after it.
 
 Like a payment, it is settled only by the bank's word: if the answer is
 lost, the coins stay pending and "wallet recover" settles them.`,
@@ -150,10 +150,10 @@ lost, the coins stay pending and "wallet recover" settles them.`,
 					Account  uint64 `json:"account"`
 					Coins    int    `json:"coins"`
 					Payment  string `json:"payment_hash"`
-					Balance  string `json:"balance"`
+					Fresh    string `json:"fresh"`
 				}{rcpt.Total.String(), acct, len(rcpt.Coins), rcpt.PaymentHash.String(), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "returned %s in %d coins to account %d; wallet balance %s\n", rcpt.Total, len(rcpt.Coins), acct, bal.Fresh)
+					fmt.Fprintf(w, "returned %s in %d coins to account %d; fresh %s\n", rcpt.Total, len(rcpt.Coins), acct, bal.Fresh)
 				})
 			})
 		},
@@ -269,11 +269,11 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 		Coins       int               `json:"new_coins"`
 		Spent       int               `json:"already_spent"`
 		NotRecouped []notRecoupedCoin `json:"not_recouped"`
-		Balance     string            `json:"balance"`
+		Fresh       string            `json:"fresh"`
 	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, notRecouped, bal.Fresh.String()}
 	if err := inv.Print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; balance %s\n",
-			out.Credited, out.Reissued, out.Coins, out.Spent, out.Balance)
+		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; fresh %s\n",
+			out.Credited, out.Reissued, out.Coins, out.Spent, out.Fresh)
 	}); err != nil {
 		return err
 	}
@@ -332,7 +332,7 @@ func refundsCommand(g *globals) *cli.Command {
 		Long: `refunds asks the bank, for each payment the wallet made, whether the
 merchant refunded any of it ("merchantd refund"). A refund gives value back
 to the coins that paid; the wallet swaps that value for fresh coins and
-prints what it collected and the new balance. Asking about one payment's
+prints what it collected and the wallet's fresh total. Asking about one payment's
 coins tells the bank nothing it did not know: it saw them paid together.
 
 Like every swap, it is persisted before it is sent: if the answer is lost,
@@ -355,14 +355,14 @@ running refunds (or "wallet recover") again finishes it.`,
 					Payments  int    `json:"payments"`
 					Coins     int    `json:"coins"`
 					Collected string `json:"collected"`
-					Balance   string `json:"balance"`
+					Fresh     string `json:"fresh"`
 				}{r.Payments, r.Coins, r.Value.String(), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
 					if r.Payments == 0 {
-						fmt.Fprintf(w, "no refunds to collect; wallet balance %s\n", bal.Fresh)
+						fmt.Fprintf(w, "no refunds to collect; fresh %s\n", bal.Fresh)
 						return
 					}
-					fmt.Fprintf(w, "collected %s refunded to %d coins of %d payments; wallet balance %s\n", r.Value, r.Coins, r.Payments, bal.Fresh)
+					fmt.Fprintf(w, "collected %s refunded to %d coins of %d payments; fresh %s\n", r.Value, r.Coins, r.Payments, bal.Fresh)
 				})
 			})
 		},

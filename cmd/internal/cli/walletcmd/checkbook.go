@@ -187,7 +187,7 @@ saves it with the encrypted goods before sending it. The merchant endorses
 it and the bank decides; the wallet checks the bank's signed receipt and
 the key against the merchant's commitment, decrypts the goods and writes
 them to --out. It prints the order's EPOID, the price, the bank's decision
-and your new balance, as the bank reports it to you alone.
+and your account's new balance, as the bank reports it to you alone.
 
 If the merchant never answers, the wallet asks the bank itself. If the
 outcome is still unknown, the order is saved: "wallet check-status EPOID
@@ -354,7 +354,7 @@ func writeCheckCommand(g *globals) *cli.Command {
 --merchant by a plain signed check: a payment order without goods, signed by
 your account key, with its payment instructions (your account, --memo)
 sealed to the bank. The merchant endorses it and deposits it; the wallet
-checks the bank's signed receipt and prints the new balance. The check is
+checks the bank's signed receipt and prints your account's new balance. The check is
 saved before it is sent: if the answer is lost, "wallet check-status EPOID"
 asks the bank.`,
 		Example: `wallet write-check --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --amount EUR:5.00 --memo "invoice 17"`,

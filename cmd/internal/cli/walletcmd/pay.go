@@ -155,11 +155,11 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					DepositedAt     string `json:"deposited_at"`
 					PaymentHash     string `json:"payment_hash"`
 					Receipt         string `json:"receipt"`
-					Balance         string `json:"balance"`
+					Fresh           string `json:"fresh"`
 				}{
 					Order: order, Paid: rcpt.Total.String(), AlreadyPaid: alreadyPaid, Fees: fee.String(), MerchantAccount: rcpt.MerchantAccount, Coins: len(rcpt.Coins),
 					DepositedAt: rcpt.DepositedAt.UTC().Format(time.RFC3339Nano), PaymentHash: hex.EncodeToString(rcpt.PaymentHash[:]),
-					Receipt: hex.EncodeToString(rcpt.Encode()), Balance: bal.Fresh.String(),
+					Receipt: hex.EncodeToString(rcpt.Encode()), Fresh: bal.Fresh.String(),
 				}
 				if shown != nil {
 					out.Summary = shown.Summary
@@ -168,7 +168,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					if alreadyPaid {
 						fmt.Fprintf(wr, "order %s was already paid, %s with %d coins at %s (the bank's receipt kept by this wallet): nothing was paid now\n",
 							cli.Shown(order), rcpt.Total, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
-						fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+						fmt.Fprintf(wr, "fresh %s\n", bal.Fresh)
 						return
 					}
 					fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
@@ -176,7 +176,7 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					if !fee.IsZero() {
 						fmt.Fprintf(wr, "deposit fees %s\n", fee)
 					}
-					fmt.Fprintf(wr, "balance %s\n", bal.Fresh)
+					fmt.Fprintf(wr, "fresh %s\n", bal.Fresh)
 				})
 			})
 		},

@@ -169,10 +169,10 @@ wallet --wallet ./alice restore --from-wallet /media/usb/alice-backup --bank 127
 				Added    int    `json:"coins_added"`
 				Spent    int    `json:"coins_spent"`
 				Disputed int    `json:"signatures_disputed"`
-				Balance  string `json:"balance"`
+				Fresh    string `json:"fresh"`
 			}{rep.Scanned, rep.Found, rep.Added, rep.Spent, rep.Disputed, rep.Fresh.String()}
 			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "restored %d coins (%d spent, %d new here) from %d planchet indices; balance %s\n",
+				fmt.Fprintf(w, "restored %d coins (%d spent, %d new here) from %d planchet indices; fresh %s\n",
 					rep.Found, rep.Spent, rep.Added, rep.Scanned, rep.Fresh)
 				if rep.Disputed > 0 {
 					fmt.Fprintf(w, "%d of the bank's signatures did not verify: see 'wallet balance'\n", rep.Disputed)

@@ -239,7 +239,7 @@ func withdrawCommand(g *globals) *cli.Command {
 		Short: "withdraw coins from your bank account",
 		Long: `withdraw debits AMOUNT from your bank account and stores it in the wallet as
 blind-signed coins, in denominations chosen so that many amounts can later be
-paid exactly. It prints the coins withdrawn and the new balance; on a
+paid exactly. It prints the coins withdrawn and the wallet's fresh total; on a
 terminal it shows a progress bar for large amounts.
 
 Each batch of coins is saved before it is requested, so an interrupted
@@ -303,10 +303,10 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 					Withdrawn string `json:"withdrawn"`
 					Fees      string `json:"fees"`
 					Coins     int    `json:"coins"`
-					Balance   string `json:"balance"`
+					Fresh     string `json:"fresh"`
 				}{got.String(), fee.String(), len(coins), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "withdrew %s in %d coins; balance %s\n", got, len(coins), bal.Fresh)
+					fmt.Fprintf(w, "withdrew %s in %d coins; fresh %s\n", got, len(coins), bal.Fresh)
 					if !fee.IsZero() {
 						fmt.Fprintf(w, "the bank charged %s of withdraw fees on top\n", fee)
 					}
@@ -352,7 +352,12 @@ them. Coins past their denomination's deposit deadline are worth nothing
 expired, not in the fresh total. It works offline. It also lists any answer of the bank to a
 withdrawal or swap that did not verify: the bank committed the operation
 but its signatures are wrong, which a retry cannot change; the wallet
-keeps the request and the answer as evidence and goes on.`,
+keeps the request and the answer as evidence and goes on.
+
+Every wallet command that reports the coins held after it (withdraw, pay,
+swap, return, refunds, recoup, recover, restore) reports this spendable
+total as "fresh", in --json and in text. "balance" is only ever a bank
+account's: the account balance a check's receipt reports, a statement's.`,
 		Example: `wallet balance
 wallet balance --json`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
@@ -535,7 +540,7 @@ again.`,
 			out := struct {
 				Recovered  int           `json:"recovered"`
 				Unfinished int           `json:"unfinished"`
-				Balance    string        `json:"balance"`
+				Fresh      string        `json:"fresh"`
 				Pending    string        `json:"pending"`
 				Revealed   string        `json:"revealed"`
 				Refused    []refusedJSON `json:"refused"`
@@ -574,12 +579,12 @@ func refusedSummary(wr io.Writer, refused []refusedJSON) {
 func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balance) {
 	switch {
 	case !work:
-		fmt.Fprintf(wr, "nothing to recover; balance %s\n", bal.Fresh)
+		fmt.Fprintf(wr, "nothing to recover; fresh %s\n", bal.Fresh)
 		return
 	case before > 0:
-		fmt.Fprintf(wr, "finished %d of %d interrupted withdrawal(s); balance %s\n", before-after, before, bal.Fresh)
+		fmt.Fprintf(wr, "finished %d of %d interrupted withdrawal(s); fresh %s\n", before-after, before, bal.Fresh)
 	default:
-		fmt.Fprintf(wr, "recovered; balance %s\n", bal.Fresh)
+		fmt.Fprintf(wr, "recovered; fresh %s\n", bal.Fresh)
 	}
 	left := "the bank has not decided it, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
 	if after > 0 {

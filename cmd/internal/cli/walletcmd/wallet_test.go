@@ -101,7 +101,7 @@ func TestInteractivePay(t *testing.T) {
 		t.Fatalf("set-account: %+v", r)
 	}
 	r = runWallet(t, tty, "withdraw", "EUR:10.00", "--wallet", dir)
-	if r.code != 0 || r.stdout != "withdrew EUR:10.00 in 6 coins; balance EUR:10.00\n" || !strings.Contains(r.stderr, "withdrawing [") {
+	if r.code != 0 || r.stdout != "withdrew EUR:10.00 in 6 coins; fresh EUR:10.00\n" || !strings.Contains(r.stderr, "withdrawing [") {
 		t.Fatalf("withdraw: %+v", r)
 	}
 
@@ -124,7 +124,7 @@ func TestInteractivePay(t *testing.T) {
 	// The merchant's answer is lost, but the wallet asks the bank, which
 	// holds the receipt: the payment completes in the same command.
 	r = runWallet(t, yes, pay...)
-	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:3.50 for order "+o.ID) || !strings.Contains(r.stdout, "balance EUR:6.50") {
+	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:3.50 for order "+o.ID) || !strings.Contains(r.stdout, "fresh EUR:6.50") {
 		t.Fatalf("pay with the answer lost: %+v", r)
 	}
 	if r := runWallet(t, tty, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) {
@@ -132,16 +132,16 @@ func TestInteractivePay(t *testing.T) {
 	}
 	r = runWallet(t, tty, pay...) // no prompt: the wallet answers from the stored receipt
 	if r.code != 0 || !strings.Contains(r.stdout, "order "+o.ID+" was already paid, EUR:3.50 with ") ||
-		!strings.Contains(r.stdout, "nothing was paid now") || strings.Contains(r.stdout, "Pay?") || !strings.Contains(r.stdout, "balance EUR:6.50") {
+		!strings.Contains(r.stdout, "nothing was paid now") || strings.Contains(r.stdout, "Pay?") || !strings.Contains(r.stdout, "fresh EUR:6.50") {
 		t.Fatalf("pay re-run: %+v", r)
 	}
 	r = runWallet(t, tty, append(pay, "--json")...)
 	var again struct {
 		Paid        string `json:"paid"`
 		AlreadyPaid bool   `json:"already_paid"`
-		Balance     string `json:"balance"`
+		Fresh       string `json:"fresh"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &again); r.code != 0 || err != nil || !again.AlreadyPaid || again.Paid != "EUR:3.50" || again.Balance != "EUR:6.50" {
+	if err := json.Unmarshal([]byte(r.stdout), &again); r.code != 0 || err != nil || !again.AlreadyPaid || again.Paid != "EUR:3.50" || again.Fresh != "EUR:6.50" {
 		t.Fatalf("pay --json re-run: %+v", r)
 	}
 	got, err := m.Merchant.Order(o.ID)
@@ -206,7 +206,7 @@ func TestRecoverSettlesPendingPayment(t *testing.T) {
 	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
 		t.Fatalf("withdraw: %+v", r)
 	}
-	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:3.50\n" {
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; fresh EUR:3.50\n" {
 		t.Fatalf("recover with nothing pending: %+v", r)
 	}
 	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
@@ -233,7 +233,7 @@ func TestRecoverSettlesPendingPayment(t *testing.T) {
 		t.Fatalf("pay with the answer lost and the bank away: %v, want pending", err)
 	}
 	r := runWallet(t, env, "--wallet", dir, "recover", "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"balance": "EUR:2.50"`) {
+	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:2.50"`) {
 		t.Fatalf("recover of the pending payment: %+v", r)
 	}
 	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) {
@@ -284,7 +284,7 @@ func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 	}
 	r = runWallet(t, env, "--wallet", dir, "recover", "--json")
 	var out struct {
-		Balance string `json:"balance"`
+		Fresh   string `json:"fresh"`
 		Refused []struct {
 			Amount string `json:"amount"`
 			Reason string `json:"reason"`
@@ -293,10 +293,10 @@ func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
 		t.Fatalf("recover: %+v (%v)", r, err)
 	}
-	if out.Balance != "EUR:2.00" || len(out.Refused) != 1 || out.Refused[0].Amount != "EUR:5.00" || !strings.Contains(out.Refused[0].Reason, "FailedPrecondition") {
+	if out.Fresh != "EUR:2.00" || len(out.Refused) != 1 || out.Refused[0].Amount != "EUR:5.00" || !strings.Contains(out.Refused[0].Reason, "FailedPrecondition") {
 		t.Fatalf("recover reports %+v", out)
 	}
-	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; balance EUR:2.00\n" {
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || r.stdout != "nothing to recover; fresh EUR:2.00\n" {
 		t.Fatalf("recover again: %+v", r)
 	}
 }
@@ -358,7 +358,7 @@ func TestRecoverFinishesRefundSwap(t *testing.T) {
 		t.Fatalf("balance with the refund's swap stuck: %+v", r)
 	}
 	r := runWallet(t, env, "--wallet", dir, "recover", "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"balance": "EUR:2.00"`) {
+	if r.code != 0 || !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:2.00"`) {
 		t.Fatalf("recover of the refund's swap: %+v", r)
 	}
 }
@@ -582,11 +582,11 @@ func TestRecoverSummary(t *testing.T) {
 		want, not     []string
 	}{
 		{"all finished", 2, 0, wallet.Balance{Fresh: eur(500), Pending: eur(0), Revealed: eur(0)},
-			[]string{"finished 2 of 2 interrupted withdrawal(s); balance EUR:5.00"}, []string{"still"}},
+			[]string{"finished 2 of 2 interrupted withdrawal(s); fresh EUR:5.00"}, []string{"still"}},
 		{"one left", 2, 1, wallet.Balance{Fresh: eur(300), Pending: eur(0), Revealed: eur(0)},
 			[]string{"finished 1 of 2", "still unfinished: 1 withdrawal(s)", "does not list"}, nil},
 		{"a swap left", 0, 0, wallet.Balance{Fresh: eur(300), Pending: eur(4), Revealed: eur(0)},
-			[]string{"recovered; balance EUR:3.00", "still pending: EUR:0.04"}, []string{"unfinished"}},
+			[]string{"recovered; fresh EUR:3.00", "still pending: EUR:0.04"}, []string{"unfinished"}},
 	} {
 		var b bytes.Buffer
 		recoverSummary(&b, true, tc.before, tc.after, tc.bal)
