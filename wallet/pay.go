@@ -45,7 +45,10 @@ type Confirm func(*Offer) error
 //
 // An order this wallet already paid to merchantAddr is not paid again: Pay
 // returns the receipt it kept, without asking the merchant or confirm.
-// PaidReceipt tells that case apart beforehand.
+// PaidReceipt tells that case apart beforehand. Paid under another spelling
+// of the merchant's address (localhost or 127.0.0.1), it is known only
+// from the payment request, which names the merchant by its key: Pay then
+// returns an *AlreadyPaidError with the receipt kept, and pays nothing.
 func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
 	fetch := func(ctx context.Context) (*ecash.PaymentOffer, error) {
 		resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
@@ -81,6 +84,42 @@ func (w *Wallet) PaidReceipt(merchantAddr, orderID string) (*ecash.DepositReceip
 		return nil, err
 	}
 	return ecash.DecodeDepositReceipt(raw)
+}
+
+// paidRequest returns the bank's receipt this wallet kept for payment
+// request h, under whatever merchant address it was paid, or nil. It walks
+// the kept receipts rather than an index by hash, so that it finds those
+// kept before it existed; a wallet keeps one per payment made.
+func (w *Wallet) paidRequest(h ecash.Hash) (*ecash.DepositReceipt, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		rcpt, err := ecash.DecodeDepositReceipt(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("wallet: corrupt receipt: %w", err)
+		}
+		if rcpt.PaymentHash == h {
+			return rcpt, nil
+		}
+	}
+	return nil, it.Error()
+}
+
+// AlreadyPaidError is a payment not made because this wallet had paid its
+// order already, under another spelling of the merchant's address: the
+// payment request, signed by the merchant, is the one paid. Nothing was
+// paid now; Receipt is the bank's receipt the wallet kept.
+type AlreadyPaidError struct {
+	OrderID string
+	Receipt *ecash.DepositReceipt
+}
+
+func (e *AlreadyPaidError) Error() string {
+	return fmt.Sprintf("wallet: order %s was paid already by this wallet, %s at %s: nothing was paid now",
+		e.OrderID, e.Receipt.Total, e.Receipt.DepositedAt.UTC().Format(time.RFC3339))
 }
 
 // pay is Pay and PayOffer, once the offer's source is known: fetch is
@@ -198,6 +237,13 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 	}
 	if offer.Request.OrderID != orderID {
 		return nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, offer.Request.OrderID)
+	}
+	// The request, signed by the merchant's key, is the same whatever
+	// address it was fetched at: paid already, its receipt is kept.
+	if rcpt, err := w.paidRequest(offer.Request.Hash()); err != nil {
+		return nil, err
+	} else if rcpt != nil {
+		return nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
 	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: o.Request, Sig: o.MerchantSig, Note: o.Summary})
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
@@ -501,10 +547,9 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 
 // PaidOtherwiseError is a payment the bank will never take because its
 // order is paid already, with other coins: another wallet's, or a copy of
-// this one's (restored from the same seed), or this wallet's under another
-// spelling of the merchant's address. Nothing was paid by this payment;
-// its coins are the wallet's again, revealed (and swapped, as after any
-// refused payment). Receipt is the bank's receipt for the order, verified.
+// this one's (restored from the same seed, without this one's receipts).
+// Nothing was paid by this payment; its coins are the wallet's again,
+// revealed (and swapped, as after any refused payment). Receipt is the bank's receipt for the order, verified.
 type PaidOtherwiseError struct {
 	OrderID string
 	Receipt *ecash.DepositReceipt

@@ -4,6 +4,7 @@ package wallet_test
 // failed before its fix.
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -280,5 +281,38 @@ func TestWeakAccountKeyRefused(t *testing.T) {
 	}
 	if _, err := f.bank.OpenAccount(context.Background(), "short", weak[:31], false); !errors.Is(err, ecash.ErrBadKey) {
 		t.Fatalf("short key: %v, want ErrBadKey", err)
+	}
+}
+
+// TestPayAgainUnderAnotherAddress: an order paid to the merchant under
+// one spelling of its address ("shop") and paid again under another
+// ("127.0.0.1:shop") is the same signed payment request. The wallet must
+// answer from the receipt it kept, sending no coins: it reserved new
+// coins, which the bank refused (the order paid) after seeing them, so
+// they came back revealed.
+func TestPayAgainUnderAnotherAddress(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.25"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := false
+	_, err = w.Pay(ctx, f.bankc, f.shop, "127.0.0.1:shop", o.ID, func(*wallet.Offer) error { asked = true; return nil })
+	var ap *wallet.AlreadyPaidError
+	if !errors.As(err, &ap) || asked || !bytes.Equal(ap.Receipt.Encode(), rcpt.Encode()) {
+		t.Fatalf("paying again under another address: %v (asked to confirm: %v); want an *AlreadyPaidError with the kept receipt, unasked", err, asked)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Fresh.String() != "EUR:0.75" || !bal.Revealed.IsZero() || !bal.Pending.IsZero() {
+		t.Fatalf("fresh %s (revealed %s), pending %s; want EUR:0.75, none revealed or pending", bal.Fresh, bal.Revealed, bal.Pending)
 	}
 }

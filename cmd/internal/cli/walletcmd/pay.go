@@ -43,7 +43,9 @@ Without a terminal on stdin, pay refuses unless --yes is given. If the
 connection fails after the coins were sent, run the same command again: the
 same sealed payment is re-sent and paid at most once. An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
-bank's receipt it kept (--json: "already_paid": true). An order paid with
+bank's receipt it kept (--json: "already_paid": true), whatever address it
+was paid at (localhost or 127.0.0.1: the merchant's signed payment request
+tells, fetched once). An order paid with
 other coins (by another wallet, or a copy of this one) is refused: pay says
 it is paid already and when, from the bank's receipt, that nothing was paid
 now and the coins are back in the wallet (exit 1; --json: "error":
@@ -132,6 +134,12 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 					rcpt, err = w.PayOffer(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), offer, confirm)
 				default:
 					rcpt, err = w.Pay(ctx, pb.NewBankClient(bconn), pb.NewMerchantClient(mconn), merchantAddr, order, confirm)
+				}
+				// Paid under another spelling of the address: the
+				// request, once fetched, tells.
+				var paid *wallet.AlreadyPaidError
+				if errors.As(err, &paid) {
+					rcpt, err, alreadyPaid = paid.Receipt, nil, true
 				}
 				if err != nil {
 					return payError(inv, order, err)
@@ -248,7 +256,7 @@ func payError(inv *cli.Invocation, order string, err error) error {
 				Values      []string `json:"revoked_values,omitempty"`
 			}{"paid-with-other-coins", other.Receipt.Total.String(), other.Receipt.DepositedAt.UTC().Format(time.RFC3339Nano), hex.EncodeToString(other.Receipt.PaymentHash[:]), values}, nil)
 		}
-		msg := fmt.Sprintf("order %s is already paid, %s at %s, but not with these coins (by another wallet, a copy of this one, or this one under another spelling of the merchant's address); the bank's receipt verified. Nothing was paid now and the coins are back in the wallet",
+		msg := fmt.Sprintf("order %s is already paid, %s at %s, but not with these coins (by another wallet, or a copy of this one); the bank's receipt verified. Nothing was paid now and the coins are back in the wallet",
 			cli.Shown(order), other.Receipt.Total, cli.FormatTime(other.Receipt.DepositedAt))
 		if len(values) > 0 {
 			msg += fmt.Sprintf("; the bank revoked the denomination of its coins of %s: run 'wallet recoup' to get their value back", strings.Join(values, ", "))

@@ -705,3 +705,34 @@ func TestCertFailureNamesFlags(t *testing.T) {
 		t.Errorf("init with a wrong --ca: %+v", r)
 	}
 }
+
+// TestPayAgainAtAnotherAddress: an order paid at 127.0.0.1:PORT and paid
+// again at localhost:PORT is the same merchant's same signed request: pay
+// says it was already paid (exit 0, "already_paid": true) and sends no
+// coins. It reserved new coins, which the bank refused, the order paid.
+func TestPayAgainAtAnotherAddress(t *testing.T) {
+	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(m.Addr)
+	pay := func(addr string) result {
+		return runWallet(t, env, "--wallet", dir, "--json", "pay", "--yes", "--merchant", addr, "--merchant-plaintext", "--order", o.ID)
+	}
+	if r := pay(net.JoinHostPort("127.0.0.1", port)); r.code != 0 || !strings.Contains(r.stdout, `"already_paid": false`) {
+		t.Fatalf("pay: %+v", r)
+	}
+	r := pay(net.JoinHostPort("localhost", port))
+	if r.code != 0 || !strings.Contains(r.stdout, `"already_paid": true`) || !strings.Contains(r.stdout, `"fresh": "EUR:2.50"`) {
+		t.Fatalf("pay again at localhost: %+v", r)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"revealed": "EUR:0.00"`) {
+		t.Fatalf("balance after paying again: %+v", r)
+	}
+}
