@@ -95,19 +95,36 @@ func Restore(ctx context.Context, dir string, seed []byte, bank pb.BankClient, o
 // them, where a copy used in place would make their coins again under
 // other denominations, coins the bank holds spent (see catchUp).
 func ReadSeed(dir string) ([]byte, error) {
+	seed, _, err := ReadCopy(dir)
+	return seed, err
+}
+
+// ReadCopy is ReadSeed that also returns the bank account the copy was
+// set to (0 if none): the account cannot be derived from the seed, and a
+// copy that knows it should not have to be told again.
+func ReadCopy(dir string) (seed []byte, account uint64, err error) {
 	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{ReadOnly: true})
 	if err != nil {
 		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
-			return nil, ErrNotFound
+			return nil, 0, ErrNotFound
 		}
-		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
+		return nil, 0, fmt.Errorf("wallet: open %s: %w", dir, err)
 	}
 	defer db.Close()
-	seed, err := get(db, keySeed)
-	if err == nil && seed == nil {
+	if seed, err = get(db, keySeed); err == nil && seed == nil {
 		err = ErrNotFound
 	}
-	return seed, err
+	if err != nil {
+		return nil, 0, err
+	}
+	acct, err := get(db, keyAccount)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(acct) == 8 {
+		account = beU64(acct)
+	}
+	return seed, account, nil
 }
 
 // openForRestore opens the wallet in dir if it was made from seed, or

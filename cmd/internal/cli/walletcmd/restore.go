@@ -80,7 +80,8 @@ the bank for the blind signatures it issued for them (in batches, with a
 progress bar), unblinds and checks every coin, then asks which coins are
 spent and keeps the others. The bank is given as for "wallet init". The
 account id cannot be derived from the seed: give --account, or run "wallet
-set-account" later.
+set-account" later. With --from-wallet, the copy's account is set unless
+--account is given (a different one is noted) or this wallet has one.
 
 Restoring into a wallet made from the same seed resumes or re-checks it:
 coins already held are kept, nothing is lost or counted twice.
@@ -114,10 +115,11 @@ wallet --wallet ./alice restore --from-wallet /media/usb/alice-backup --bank 127
 				return err
 			}
 			var seed []byte
+			var copyAccount uint64 // the account the copy was set to
 			var err error
 			if seedFile != "" {
 				seed, err = readSeed(seedFile)
-			} else if seed, err = wallet.ReadSeed(fromWallet); errors.Is(err, wallet.ErrNotFound) {
+			} else if seed, copyAccount, err = wallet.ReadCopy(fromWallet); errors.Is(err, wallet.ErrNotFound) {
 				err = fmt.Errorf("%s: no wallet there", fromWallet)
 			} else if err != nil {
 				err = cli.LockHint(err, "another wallet command is using "+fromWallet)
@@ -158,27 +160,52 @@ wallet --wallet ./alice restore --from-wallet /media/usb/alice-backup --bank 127
 			if err := bank.WriteFileAtomic(filepath.Join(g.dir, ConfigFile), append(b, '\n'), 0o600); err != nil {
 				return err
 			}
+			// --account, else the copy's, unless this wallet has one: a
+			// restore resumed keeps the account it was given.
+			from := "--account"
+			if account == 0 && copyAccount != 0 {
+				if _, err := w.Account(); errors.Is(err, wallet.ErrNoAccount) {
+					account, from = copyAccount, "the copy"
+				} else if err != nil {
+					return err
+				}
+			}
 			if account != 0 {
 				if err := w.SetAccount(account); err != nil {
 					return err
 				}
 			}
+			set, err := w.Account()
+			if err != nil && !errors.Is(err, wallet.ErrNoAccount) {
+				return err
+			}
+			if copyAccount != 0 && set != copyAccount {
+				inv.Notef("the copy was set to account %d; this wallet is set to %d", copyAccount, set)
+			}
 			out := struct {
 				Scanned  uint64 `json:"indices_scanned"`
-				Found    int    `json:"coins_found"`
-				Added    int    `json:"coins_added"`
-				Spent    int    `json:"coins_spent"`
+				Found    int    `json:"coins_found"`   // the coins the bank signed for the seed
+				Unspent  int    `json:"coins_unspent"` // of them, those the bank holds unspent
+				Spent    int    `json:"coins_spent"`   // and those it holds spent
+				Added    int    `json:"coins_added"`   // of coins_found, those not in this wallet before, spent or not
 				Disputed int    `json:"signatures_disputed"`
 				Fresh    string `json:"fresh"`
-			}{rep.Scanned, rep.Found, rep.Added, rep.Spent, rep.Disputed, rep.Fresh.String()}
+				Account  uint64 `json:"account,omitempty"` // the account this wallet is set to
+			}{rep.Scanned, rep.Found, rep.Found - rep.Spent, rep.Spent, rep.Added, rep.Disputed, rep.Fresh.String(), set}
 			return inv.Print(out, func(w io.Writer) {
-				fmt.Fprintf(w, "restored %d coins (%d spent, %d new here) from %d planchet indices; fresh %s\n",
-					rep.Found, rep.Spent, rep.Added, rep.Scanned, rep.Fresh)
+				// Found counts spent coins too, and Added counts them if
+				// new: "restored N coins (... M new here)" read as N or M
+				// coins to spend.
+				fmt.Fprintf(w, "found %s of this seed at the bank in %d planchet indices: %d unspent, %d spent (%d not in this wallet before); fresh %s\n",
+					cli.Plural(rep.Found, "coin"), rep.Scanned, out.Unspent, rep.Spent, rep.Added, rep.Fresh)
 				if rep.Disputed > 0 {
 					fmt.Fprintf(w, "%d of the bank's signatures did not verify: see 'wallet balance'\n", rep.Disputed)
 				}
-				if account == 0 {
+				switch {
+				case set == 0:
 					fmt.Fprintln(w, "set the account with 'wallet set-account ID' before withdrawing")
+				case account != 0:
+					fmt.Fprintf(w, "account %d set, from %s\n", set, from)
 				}
 			})
 		},

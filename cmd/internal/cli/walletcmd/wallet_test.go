@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path"
@@ -734,5 +735,35 @@ func TestPayAgainAtAnotherAddress(t *testing.T) {
 	}
 	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"revealed": "EUR:0.00"`) {
 		t.Fatalf("balance after paying again: %+v", r)
+	}
+}
+
+// TestRestoreFromWalletTakesItsAccount: a copy of a wallet directory knows
+// its bank account; restore --from-wallet without --account sets it (it
+// was ignored: the restored wallet could not withdraw until set-account),
+// and its summary counts the coins found as unspent and spent.
+func TestRestoreFromWalletTakesItsAccount(t *testing.T) {
+	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	dir, acct := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "pay", "--yes", "--merchant", m.Addr, "--merchant-plaintext", "--order", o.ID); r.code != 0 {
+		t.Fatalf("pay: %+v", r)
+	}
+	restored := filepath.Join(t.TempDir(), "r")
+	r := runWallet(t, env, "--wallet", restored, "restore", "--from-wallet", dir, "--bank", b.Addr, "--plaintext")
+	// EUR:3.50 as 2.00, 1.00 and 0.50; the 1.00 spent.
+	want := fmt.Sprintf(" planchet indices: 2 unspent, 1 spent (3 not in this wallet before); fresh EUR:2.50\naccount %d set, from the copy\n", acct)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "found 3 coins of this seed at the bank in ") || !strings.HasSuffix(r.stdout, want) {
+		t.Fatalf("restore --from-wallet: %+v\nwant stdout ending %q", r, want)
+	}
+	if r := runWallet(t, env, "--wallet", restored, "withdraw", "EUR:0.50"); r.code != 0 {
+		t.Fatalf("withdraw from the restored wallet: %+v", r)
 	}
 }
