@@ -102,7 +102,7 @@ never loses value. The bank cannot link the new coins to the old.`,
 					Fresh   string `json:"fresh"`
 				}{amt.String(), len(coins), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "swapped %s for %d new coins; fresh %s\n", amt, len(coins), bal.Fresh)
+					fmt.Fprintf(w, "swapped %s for %s; fresh %s\n", amt, cli.Plural(len(coins), "new coin"), bal.Fresh)
 				})
 			})
 		},
@@ -153,7 +153,7 @@ lost, the coins stay pending and "wallet recover" settles them.`,
 					Fresh    string `json:"fresh"`
 				}{rcpt.Total.String(), acct, len(rcpt.Coins), rcpt.PaymentHash.String(), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "returned %s in %d coins to account %d; fresh %s\n", rcpt.Total, len(rcpt.Coins), acct, bal.Fresh)
+					fmt.Fprintf(w, "returned %s in %s to account %d; fresh %s\n", rcpt.Total, cli.Plural(len(rcpt.Coins), "coin"), acct, bal.Fresh)
 				})
 			})
 		},
@@ -203,7 +203,7 @@ func refresh(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb
 		Stranded string `json:"stranded"`
 	}{res.Renewed.String(), len(res.Coins), res.Stranded.String()}
 	return inv.Print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "renewed %s as %d new coins; stranded %s\n", res.Renewed, len(res.Coins), res.Stranded)
+		fmt.Fprintf(w, "renewed %s as %s; stranded %s\n", res.Renewed, cli.Plural(len(res.Coins), "new coin"), res.Stranded)
 	})
 }
 
@@ -272,8 +272,8 @@ func recoup(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, bank pb.
 		Fresh       string            `json:"fresh"`
 	}{rep.Credited.String(), rep.Reissued.String(), len(rep.Coins), rep.Spent, notRecouped, bal.Fresh.String()}
 	if err := inv.Print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %d coins; %d already spent; fresh %s\n",
-			out.Credited, out.Reissued, out.Coins, out.Spent, out.Fresh)
+		fmt.Fprintf(w, "recouped: %s credited to your account, %s re-issued as %s; %d already spent; fresh %s\n",
+			out.Credited, out.Reissued, cli.Plural(out.Coins, "coin"), out.Spent, out.Fresh)
 	}); err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ running refunds (or "wallet recover") again finishes it.`,
 						fmt.Fprintf(w, "no refunds to collect; fresh %s\n", bal.Fresh)
 						return
 					}
-					fmt.Fprintf(w, "collected %s refunded to %d coins of %d payments; fresh %s\n", r.Value, r.Coins, r.Payments, bal.Fresh)
+					fmt.Fprintf(w, "collected %s refunded to %s of %s; fresh %s\n", r.Value, cli.Plural(r.Coins, "coin"), cli.Plural(r.Payments, "payment"), bal.Fresh)
 				})
 			})
 		},

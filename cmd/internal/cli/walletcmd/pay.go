@@ -174,13 +174,13 @@ wallet pay --uri blindbank:pay/AAAAG2Js... --merchant-pin 9a0b...77`,
 				}
 				return inv.Print(out, func(wr io.Writer) {
 					if alreadyPaid {
-						fmt.Fprintf(wr, "order %s was already paid, %s with %d coins at %s (the bank's receipt kept by this wallet): nothing was paid now\n",
-							cli.Shown(order), rcpt.Total, len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+						fmt.Fprintf(wr, "order %s was already paid, %s with %s at %s (the bank's receipt kept by this wallet): nothing was paid now\n",
+							cli.Shown(order), rcpt.Total, cli.Plural(len(rcpt.Coins), "coin"), cli.FormatTime(rcpt.DepositedAt))
 						fmt.Fprintf(wr, "fresh %s\n", bal.Fresh)
 						return
 					}
-					fmt.Fprintf(wr, "paid %s for order %s with %d coins: the bank's receipt (%s) verified\n",
-						rcpt.Total, cli.Shown(order), len(rcpt.Coins), cli.FormatTime(rcpt.DepositedAt))
+					fmt.Fprintf(wr, "paid %s for order %s with %s: the bank's receipt (%s) verified\n",
+						rcpt.Total, cli.Shown(order), cli.Plural(len(rcpt.Coins), "coin"), cli.FormatTime(rcpt.DepositedAt))
 					if !fee.IsZero() {
 						fmt.Fprintf(wr, "deposit fees %s\n", fee)
 					}

@@ -282,7 +282,7 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 						}
 					}
 					if met > 0 {
-						inv.Notef("the bank refused %d interrupted withdrawal(s) outright; 'wallet recover' reports them", met)
+						inv.Notef("the bank refused %s outright; 'wallet recover' reports them", cli.Plural(met, "interrupted withdrawal"))
 					}
 				}
 				got, fee, werr := coinTotal(w, amt.Currency, coins)
@@ -291,7 +291,7 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 				}
 				if err != nil {
 					if len(coins) > 0 {
-						inv.Notef("withdrew %s in %d coins before the error", got, len(coins))
+						inv.Notef("withdrew %s in %s before the error", got, cli.Plural(len(coins), "coin"))
 					}
 					return withdrawError(err)
 				}
@@ -306,7 +306,7 @@ wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 					Fresh     string `json:"fresh"`
 				}{got.String(), fee.String(), len(coins), bal.Fresh.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "withdrew %s in %d coins; fresh %s\n", got, len(coins), bal.Fresh)
+					fmt.Fprintf(w, "withdrew %s in %s; fresh %s\n", got, cli.Plural(len(coins), "coin"), bal.Fresh)
 					if !fee.IsZero() {
 						fmt.Fprintf(w, "the bank charged %s of withdraw fees on top\n", fee)
 					}
@@ -437,13 +437,13 @@ func showBalance(inv *cli.Invocation, bal wallet.Balance, pendingW int, disputes
 	}
 	return inv.Print(out, func(wr io.Writer) {
 		t := cli.NewTable(wr)
-		t.Row("fresh:", fmt.Sprintf("%s (%d coins)", bal.Fresh, total))
+		t.Row("fresh:", fmt.Sprintf("%s (%s)", bal.Fresh, cli.Plural(total, "coin")))
 		if !bal.Revealed.IsZero() {
 			t.Row("revealed:", fmt.Sprintf("%s of it, seen by the bank in a refused payment: 'wallet refresh' swaps it before it pays", bal.Revealed))
 		}
 		t.Row("pending:", bal.Pending.String())
 		if bal.ExpiredCoins > 0 {
-			t.Row("expired:", fmt.Sprintf("%s (%d coins) past their deposit deadline: worth nothing, not in fresh", bal.Expired, bal.ExpiredCoins))
+			t.Row("expired:", fmt.Sprintf("%s (%s) past their deposit deadline: worth nothing, not in fresh", bal.Expired, cli.Plural(bal.ExpiredCoins, "coin")))
 		}
 		t.Flush()
 		if len(vs) > 0 {
@@ -454,11 +454,11 @@ func showBalance(inv *cli.Invocation, bal wallet.Balance, pendingW int, disputes
 			t.Flush()
 		}
 		if pendingW > 0 {
-			fmt.Fprintf(wr, "%d interrupted withdrawal(s): run 'wallet recover' to finish them\n", pendingW)
+			fmt.Fprintf(wr, "%s: run 'wallet recover' to finish them\n", cli.Plural(pendingW, "interrupted withdrawal"))
 		}
 		for _, d := range out.Disputes {
-			fmt.Fprintf(wr, "%s lost: the bank's signatures on %d coin(s) of a %s at %s do not verify, kept as evidence (%s)\n",
-				d.Lost, d.Coins, d.Kind, d.At.Format(time.RFC3339), d.Reason)
+			fmt.Fprintf(wr, "%s lost: the bank's signatures on %s of a %s at %s do not verify, kept as evidence (%s)\n",
+				d.Lost, cli.Plural(d.Coins, "coin"), d.Kind, d.At.Format(time.RFC3339), d.Reason)
 		}
 	})
 }
@@ -582,13 +582,13 @@ func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balan
 		fmt.Fprintf(wr, "nothing to recover; fresh %s\n", bal.Fresh)
 		return
 	case before > 0:
-		fmt.Fprintf(wr, "finished %d of %d interrupted withdrawal(s); fresh %s\n", before-after, before, bal.Fresh)
+		fmt.Fprintf(wr, "finished %d of %s; fresh %s\n", before-after, cli.Plural(before, "interrupted withdrawal"), bal.Fresh)
 	default:
 		fmt.Fprintf(wr, "recovered; fresh %s\n", bal.Fresh)
 	}
 	left := "the bank has not decided it, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
 	if after > 0 {
-		fmt.Fprintf(wr, "still unfinished: %d withdrawal(s) (%s)\n", after, left)
+		fmt.Fprintf(wr, "still unfinished: %s (%s)\n", cli.Plural(after, "withdrawal"), left)
 	}
 	if !bal.Pending.IsZero() {
 		fmt.Fprintf(wr, "still pending: %s (%s)\n", bal.Pending, left)

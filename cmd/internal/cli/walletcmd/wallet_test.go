@@ -276,7 +276,7 @@ func TestRecoverReportsRefusedWithdrawal(t *testing.T) {
 		t.Fatalf("withdrawal never sent: %v, want pending", err)
 	}
 	r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:1.00")
-	if r.code != 0 || !strings.Contains(r.stderr, "refused 1 interrupted withdrawal(s)") {
+	if r.code != 0 || !strings.Contains(r.stderr, "refused 1 interrupted withdrawal outright") {
 		t.Fatalf("withdraw after an interrupted one the account does not cover: %+v", r)
 	}
 	r = runWallet(t, env, "--wallet", dir, "withdraw", "EUR:1.00")
@@ -583,9 +583,9 @@ func TestRecoverSummary(t *testing.T) {
 		want, not     []string
 	}{
 		{"all finished", 2, 0, wallet.Balance{Fresh: eur(500), Pending: eur(0), Revealed: eur(0)},
-			[]string{"finished 2 of 2 interrupted withdrawal(s); fresh EUR:5.00"}, []string{"still"}},
+			[]string{"finished 2 of 2 interrupted withdrawals; fresh EUR:5.00"}, []string{"still"}},
 		{"one left", 2, 1, wallet.Balance{Fresh: eur(300), Pending: eur(0), Revealed: eur(0)},
-			[]string{"finished 1 of 2", "still unfinished: 1 withdrawal(s)", "does not list"}, nil},
+			[]string{"finished 1 of 2", "still unfinished: 1 withdrawal (", "does not list"}, nil},
 		{"a swap left", 0, 0, wallet.Balance{Fresh: eur(300), Pending: eur(4), Revealed: eur(0)},
 			[]string{"recovered; fresh EUR:3.00", "still pending: EUR:0.04"}, []string{"unfinished"}},
 	} {
@@ -613,7 +613,7 @@ func TestBalanceShowsExpiredApart(t *testing.T) {
 	if err := showBalance(&cli.Invocation{Env: &cli.Env{Stdout: &text}}, bal, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"fresh:    EUR:1.00 (1 coins)", "expired:  EUR:0.03 (2 coins) past their deposit deadline"} {
+	for _, want := range []string{"fresh:    EUR:1.00 (1 coin)", "expired:  EUR:0.03 (2 coins) past their deposit deadline"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("balance %q lacks %q", text.String(), want)
 		}
