@@ -284,3 +284,37 @@ func TestTransientRecoveryStopsWithdraw(t *testing.T) {
 		t.Fatalf("after Recover the wallet holds %s, want the old withdrawal's EUR:1.00", got)
 	}
 }
+
+// TestCrashRecoveredRefusedWithdrawalParksIndices: a withdrawal persisted
+// and never sent, the wallet closed (a crash) and opened again, then sent
+// by Recover and refused for the account's funds: its planchet indices are
+// parked for the next withdrawal, not skipped, across the reopening.
+func TestCrashRecoveredRefusedWithdrawalParksIndices(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dir := t.TempDir()
+	w, err := wallet.Create(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fund(t, w, "EUR:1.00")
+	n0, _ := wallet.NextIndex(w)
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:286.71"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	if n, _ := wallet.NextIndex(w); n <= n0 {
+		t.Fatalf("the pending withdrawal reserved no index (%d, %d before)", n, n0)
+	}
+	w.Close()
+	if w, err = wallet.Open(dir, wallet.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rep, err := w.Recover(ctx, f.bankc)
+	if err != nil || len(rep.Refused) != 1 || !strings.Contains(rep.Refused[0].Reason, "FailedPrecondition") {
+		t.Fatalf("recover after the crash: %+v, %v; want the withdrawal refused for funds", rep, err)
+	}
+	if n, _ := wallet.NextIndex(w); n != n0 {
+		t.Fatalf("counter %d after the refusal, %d before the withdrawal: its indices were skipped, not parked", n, n0)
+	}
+}
