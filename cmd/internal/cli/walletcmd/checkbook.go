@@ -187,7 +187,9 @@ saves it with the encrypted goods before sending it. The merchant endorses
 it and the bank decides; the wallet checks the bank's signed receipt and
 the key against the merchant's commitment, decrypts the goods and writes
 them to --out. It prints the order's EPOID, the price, the bank's decision
-and your account's new balance, as the bank reports it to you alone.
+and your account's new balance, as the bank reports it to you alone (in
+--json: balance, and low_balance true when it is under 1000 minor units
+(10.00), the bank's warning level).
 
 If the merchant never answers, the wallet asks the bank itself. If the
 outcome is still unknown, the order is saved: "wallet check-status EPOID
@@ -354,7 +356,8 @@ func writeCheckCommand(g *globals) *cli.Command {
 --merchant by a plain signed check: a payment order without goods, signed by
 your account key, with its payment instructions (your account, --memo)
 sealed to the bank. The merchant endorses it and deposits it; the wallet
-checks the bank's signed receipt and prints your account's new balance. The check is
+checks the bank's signed receipt and prints your account's new balance (in
+--json: balance, and low_balance true under 10.00, as for buy). The check is
 saved before it is sent: if the answer is lost, "wallet check-status EPOID"
 asks the bank.`,
 		Example: `wallet write-check --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --amount EUR:5.00 --memo "invoice 17"`,
@@ -504,8 +507,13 @@ payment orders), product or kind, amount, the other account, your memo and
 the balance after it. The other account is a customer's or merchant's
 number, or one of the bank's own: "funding" for money from or to outside
 the bank (credits, payouts), "e-cash" for coins withdrawn or returned,
-"fees" for fees (--json gives their numbers: 1, 2 and 3). Times are RFC 3339 (2026-03-01T12:00:00Z) or dates
-(2026-03-01, midnight UTC). By default the last 30 days.`,
+"fees" for fees. In --json a line's counterparty is that account's number
+(1, 2 and 3 for the bank's own), absent on a merchant's e-check posting,
+whose customer is sealed to the bank; its product is the goods' product id
+or a check's reference, or for other postings their kind (credit, withdraw,
+deposit, payout, refund, fee). Times are RFC 3339
+(2026-03-01T12:00:00Z) or dates (2026-03-01, midnight UTC). By default the
+last 30 days.`,
 		Example: `wallet statement
 wallet statement --from 2026-03-01 --to 2026-04-01 --json`,
 		Flags: period.Register,
