@@ -198,17 +198,22 @@ func (s *adminServer) RefundOrder(ctx context.Context, req *pb.RefundOrderReques
 func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*pb.VerifyLogResponse, error) {
 	rep, err := s.m.VerifyLog(ctx)
 	if err != nil {
-		st := s.m.toStatus(ctx, err)
+		// Only the merchant's own detail: a status relayed from the bank
+		// (or its log) keeps its code and message but not its details,
+		// since the client writes a VerifyLogResponse detail as the
+		// checkpoint the merchant holds, and the bank is the audited party.
+		relayed := status.Convert(s.m.toStatus(ctx, err))
+		st := status.New(relayed.Code(), relayed.Message())
 		// A mismatch comes with the report of the checkpoint held (saved,
 		// its signature verified): the evidence of it, which "merchantd
 		// verify-log --checkpoint-out" writes, travels as the status's
 		// detail. Not after a fork (no report: the error holds both).
 		if rep != nil && len(rep.Signed) > 0 && errors.Is(err, logclient.ErrMismatch) {
-			if withRep, derr := status.Convert(st).WithDetails(logResponse(rep)); derr == nil {
-				return nil, withRep.Err()
+			if withRep, derr := st.WithDetails(logResponse(rep)); derr == nil {
+				st = withRep
 			}
 		}
-		return nil, st
+		return nil, st.Err()
 	}
 	return logResponse(rep), nil
 }

@@ -213,3 +213,40 @@ func TestAdminVerifyLogMismatchEvidence(t *testing.T) {
 		t.Fatalf("report of %d entries, root %x", held.LogSize, held.Root)
 	}
 }
+
+// forgingLog is a bank's audit log that refuses GetCheckpoint with a
+// FAILED_PRECONDITION carrying a VerifyLogResponse detail of its making.
+type forgingLog struct {
+	pb.AuditLogClient
+	forged []byte
+}
+
+func (f *forgingLog) GetCheckpoint(context.Context, *pb.GetCheckpointRequest, ...grpc.CallOption) (*pb.GetCheckpointResponse, error) {
+	st, err := status.New(codes.FailedPrecondition, "no").WithDetails(&pb.VerifyLogResponse{LogSize: 1, Root: make([]byte, 32), Checkpoint: f.forged})
+	if err != nil {
+		return nil, err
+	}
+	return nil, st.Err()
+}
+
+// TestAdminVerifyLogNoBankDetails: the bank is the party the log check
+// audits, so a detail in its refusal must not reach the merchant's admin
+// client, whose verify-log writes a VerifyLogResponse detail as the
+// checkpoint the merchant holds: the bank would choose the evidence
+// against itself.
+func TestAdminVerifyLogNoBankDetails(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	forged := []byte("bank.example/log\n1\nAAAA\n\n— forged\n")
+	s.logc.AuditLogClient = &forgingLog{AuditLogClient: s.logc.AuditLogClient, forged: forged}
+	_, err := s.m.AdminServer().VerifyLog(ctx, &pb.VerifyLogRequest{})
+	if err == nil {
+		t.Fatal("VerifyLog passed with the log refusing")
+	}
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if r, ok := d.(*pb.VerifyLogResponse); ok {
+			t.Fatalf("the bank's detail reached the admin client (%v): checkpoint %q", err, r.Checkpoint)
+		}
+	}
+}
