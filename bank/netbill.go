@@ -203,7 +203,10 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	// shop's deliveries were paid for. For the same reason the merchant's
 	// account is read whether or not the EPOID was decided (the one its
 	// EPOID names, which SubmitCheck requires to be the endorser): one read
-	// fewer would tell them apart by the time the refusal takes.
+	// fewer would tell them apart by the time the refusal takes. The times
+	// are still not equal: a decided EPOID's record is decoded below to
+	// learn the customer's key, which an undecided one has none of
+	// (docs/PROTOCOL.md §9.14).
 	merchant, merr := b.store.Account(ctx, q.EPOID.Merchant)
 	if merr != nil && !errors.Is(merr, ErrNoAccount) {
 		return nil, merr

@@ -119,9 +119,10 @@ func (f *netbillFixture) endorsedOrder(price uint64, memo string) ([]byte, echec
 
 // TestCheckStatusStrangerSameReads: a stranger's status query of an EPOID
 // the bank decided and of one it never decided get the same refusal after
-// the same store reads, so that neither the answer nor the time it takes
-// tells which of a till's (partly guessable) EPOIDs were paid for. The
-// customer's own query is still answered.
+// the same store reads, so that neither the answer nor a missing read
+// tells which of a till's (partly guessable) EPOIDs were paid for (the
+// decode of a decided EPOID's record still takes time an undecided one
+// does not). The customer's own query is still answered.
 func TestCheckStatusStrangerSameReads(t *testing.T) {
 	f := newNetbillFixture(t)
 	ctx := t.Context()
