@@ -43,20 +43,31 @@ func ReadKeySet(dir string, fs vfs.FS) (*HeldKeySet, error) {
 	return readKeySet(db)
 }
 
+// ErrKeySetChanged: the key set held is not the one DropKeySet was asked
+// to drop (the store changed since it was shown); nothing was dropped.
+var ErrKeySetChanged = errors.New("merchant: the key set held is not the one shown; nothing dropped")
+
 // DropKeySet deletes the key set held in the store of the stopped merchant
-// in dir (synced) and returns what it held: the next Open takes the set the
+// in dir (synced), if its hash is shown (the one the operator agreed to
+// drop: the store is not locked between ReadKeySet and here, so a merchant
+// may have started and taken another set; ErrKeySetChanged), and returns
+// what it held: the next Open takes the set the
 // bank serves, checked against the pinned master key, which stays. Until
 // then nothing tells a set the bank's current from an older one it signed
 // (a replica not yet restarted, or a replay), whose retired signing key
 // the merchant would trust again; the operator drops a set only when it
 // stops the start (ErrCorruptKeySet).
-func DropKeySet(dir string, fs vfs.FS) (*HeldKeySet, error) {
+func DropKeySet(dir string, fs vfs.FS, shown ecash.Hash) (*HeldKeySet, error) {
 	db, err := openStoreOffline(dir, fs, false)
 	if err != nil {
 		return nil, err
 	}
 	held, err := readKeySet(db)
-	if err == nil && held.Signed != nil {
+	switch {
+	case err != nil:
+	case held.Signed == nil || held.Hash != shown:
+		err = ErrKeySetChanged
+	default:
 		err = db.Delete(keyKeySet, pebble.Sync)
 	}
 	return held, errors.Join(err, db.Close())

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
 )
 
 // TestDropCorruptKeySet: a key set held that no longer decodes stops Open
@@ -53,7 +54,10 @@ func TestDropCorruptKeySet(t *testing.T) {
 	if err != nil || held.KeySet != nil || !errors.Is(held.Err, ErrCorruptKeySet) || !bytes.Equal(held.Signed, bad) {
 		t.Fatalf("the damaged set reads as %+v, %v", held, err)
 	}
-	dropped, err := DropKeySet(s.dir, s.fs)
+	if _, err := DropKeySet(s.dir, s.fs, ecash.HashOf(good)); !errors.Is(err, ErrKeySetChanged) {
+		t.Fatalf("DropKeySet of the set before the damage: %v, want ErrKeySetChanged", err)
+	}
+	dropped, err := DropKeySet(s.dir, s.fs, held.Hash)
 	if err != nil || !bytes.Equal(dropped.Signed, bad) {
 		t.Fatalf("DropKeySet: %+v, %v", dropped, err)
 	}

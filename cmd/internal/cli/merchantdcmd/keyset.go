@@ -74,7 +74,7 @@ merchantd keyset --data ./shop --drop`,
 			if !yes && !inv.Agree("Drop this key set, so that the next start takes the one the bank serves?") {
 				return errors.New("nothing dropped")
 			}
-			dropped, err := merchant.DropKeySet(data, nil)
+			dropped, err := merchant.DropKeySet(data, nil, held.Hash)
 			if err != nil {
 				return cli.LockHint(err, stopped)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,5 +85,51 @@ func TestCorruptKeySetWayOut(t *testing.T) {
 	}
 	if code, out, _ := run("", "keyset", "--data", dir, "--json"); code != 0 || !strings.Contains(out, `"held": true`) || strings.Contains(out, `"error"`) {
 		t.Fatalf("keyset after the restart: exit %d: %s", code, out)
+	}
+}
+
+// changingStdin answers the prompt after running change, as if the store
+// changed while the operator read the set shown (a merchant started and
+// stopped, taking another set).
+type changingStdin struct {
+	change func()
+	r      io.Reader
+}
+
+func (c *changingStdin) Read(p []byte) (int, error) {
+	if c.change != nil {
+		c.change()
+		c.change = nil
+	}
+	return c.r.Read(p)
+}
+
+// TestKeysetDropWhatWasShown: keyset --drop deletes the set the operator
+// agreed to drop, not another one the store came to hold after it was
+// shown.
+func TestKeysetDropWhatWasShown(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "orders")
+	set := func(v string) {
+		db, err := pebblestore.OpenDB(path, pebblestore.DBOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Set([]byte("m/keyset"), []byte(v), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("not a key set")
+	var out, errb bytes.Buffer
+	stdin := &changingStdin{change: func() { set("another set") }, r: strings.NewReader("y\n")}
+	env := &cli.Env{Stdin: stdin, Stdout: &out, Stderr: &errb}
+	code := cli.Run(context.Background(), Command(), env, []string{"keyset", "--data", dir, "--drop"})
+	held, err := merchant.ReadKeySet(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 1 || string(held.Signed) != "another set" {
+		t.Fatalf("exit %d (%s): the store holds %q, want the set it came to hold kept", code, errb.String(), held.Signed)
 	}
 }
