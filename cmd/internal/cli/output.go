@@ -165,9 +165,13 @@ func Until(t, now time.Time) string {
 }
 
 // Plural is "1 coin", "2 coins": n and word, with an s unless n is 1.
-func Plural(n int, word string) string {
+func Plural(n int, word string) string { return PluralOf(n, word, word+"s") }
+
+// PluralOf is Plural for a word whose plural is not word+"s": "1 entry",
+// "2 entries".
+func PluralOf(n int, one, many string) string {
 	if n == 1 {
-		return "1 " + word
+		return "1 " + one
 	}
-	return strconv.Itoa(n) + " " + word + "s"
+	return strconv.Itoa(n) + " " + many
 }

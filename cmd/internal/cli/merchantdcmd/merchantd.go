@@ -275,7 +275,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				t.Row("merchant key:", info.PublicKey)
 				t.Row("bank master key:", info.BankMaster+" (pinned)")
 				if catalogue != "" {
-					t.Row("catalogue:", fmt.Sprintf("%s (%d products)", catalogue, info.Products))
+					t.Row("catalogue:", fmt.Sprintf("%s (%s)", catalogue, cli.Plural(info.Products, "product")))
 				}
 				t.Flush()
 			})
@@ -577,20 +577,20 @@ status 1 if the statement and the receipts disagree.`,
 					append([]string{}, r.UnsettledOrders...)}
 				if err := inv.Print(out, func(w io.Writer) {
 					fmt.Fprintf(w, "statement of account %d, %s to %s: verified\n", out.Account, out.From, out.To)
-					fmt.Fprintf(w, "  %d deposits matched to receipts, %s; paid out %s\n", out.Deposits, out.Deposited, out.PaidOut)
+					fmt.Fprintf(w, "  %s matched to receipts, %s; paid out %s\n", cli.Plural(int(out.Deposits), "deposit"), out.Deposited, out.PaidOut)
 					fmt.Fprintf(w, "  other postings %s (checks, refunds and their fees, deposits without a receipt here)\n", out.Other)
 					fmt.Fprintf(w, "  opening %s, closing %s\n", out.Opening, out.Closing)
 					if len(out.Unmatched) > 0 {
-						fmt.Fprintf(w, "  %d deposits without a receipt here (another installation?)\n", len(out.Unmatched))
+						fmt.Fprintf(w, "  %s without a receipt here (another installation?)\n", cli.Plural(len(out.Unmatched), "deposit"))
 					}
 					if len(out.Late) > 0 {
-						fmt.Fprintf(w, "  %d deposits made just before the end, posted after it (on the next statement): %s\n", len(out.Late), strings.Join(out.Late, ", "))
+						fmt.Fprintf(w, "  %s made just before the end, posted after it (on the next statement): %s\n", cli.Plural(len(out.Late), "deposit"), strings.Join(out.Late, ", "))
 					}
 				}); err != nil {
 					return err
 				}
 				if len(out.Unsettled) > 0 {
-					return fmt.Errorf("%d deposits in the periods checked so far are on no statement checked (%s): check the statement of the period that holds them; if none does, the bank left them out", len(out.Unsettled), strings.Join(out.Unsettled, ", "))
+					return fmt.Errorf("%s in the periods checked so far on no statement checked (%s): check the statement of the period that holds them; if none does, the bank left them out", cli.Plural(len(out.Unsettled), "deposit"), strings.Join(out.Unsettled, ", "))
 				}
 				return nil
 			})
@@ -658,7 +658,7 @@ merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id
 					Refund   string `json:"refund_hash"`
 				}{order, r.RefundId, rc.Total.String(), len(rc.Coins), r.TotalRefunded, rc.RefundHash.String()}
 				return inv.Print(out, func(w io.Writer) {
-					fmt.Fprintf(w, "refund %d: refunded %s of order %s to %d coins (%s refunded in all)\n", out.ID, out.Refunded, order, out.Coins, out.Total)
+					fmt.Fprintf(w, "refund %d: refunded %s of order %s to %s (%s refunded in all)\n", out.ID, out.Refunded, order, cli.Plural(out.Coins, "coin"), out.Total)
 				})
 			})
 		},
@@ -733,7 +733,7 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 				}
 				res := cli.LogCheck{LogSize: r.LogSize, Root: hex.EncodeToString(r.Root), Verified: int(r.Verified), Waiting: int(r.Waiting), CheckpointFile: cf.Path}
 				return inv.Print(res, func(w io.Writer) {
-					fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d deposits and payment orders verified, %d waiting\n", r.LogSize, r.Verified, r.Waiting)
+					fmt.Fprintf(w, "log of %s, consistent with every checkpoint seen; %s verified, %d waiting\n", cli.PluralOf(int(r.LogSize), "entry", "entries"), cli.PluralOf(int(r.Verified), "deposit or payment order", "deposits and payment orders"), r.Waiting)
 					if cf.Path != "" {
 						fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.Path)
 					}
