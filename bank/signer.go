@@ -42,7 +42,8 @@ import (
 // reveal the key: bankd's ledger holds the same locks, but a compromised
 // bankd would not consult them. The record keeps only what still matters:
 // at each start the records of keys the signer will never sign for again
-// are dropped, and those keys retired (openNonceLog).
+// (pruned from its key file) are dropped, and those keys retired
+// (openNonceLog); not those of a key a wrong key file lacks.
 
 // Errors of the remote signer, as its clients see them.
 var (
@@ -73,13 +74,16 @@ type SignerServer struct {
 // NewSignerServer serves k's denomination keys. noncesPath is the file of
 // answered CS nonces (created if missing; locked against a second signer).
 // On opening it, the records of denominations the signer will never sign
-// for again are dropped (see openNonceLog): those not in k (pruned from
-// the key file after their deposit window), unless k is older than a key
-// file the signer ran with (an old copy, which lacks keys made since). Each such denomination is
-// retired: the signer refuses to sign for it from then on, whatever a later
-// key file says. Not by the clock: a signer started once with its clock
-// ahead would retire every current key, and a key past its window costs
-// only its records until it is pruned.
+// for again are dropped (see openNonceLog): those pruned from the key file,
+// that is not in k although k was issued after their deposit end (which
+// the record notes for every CS key the signer runs with). Each such
+// denomination is retired: the signer refuses to sign for it from then on,
+// whatever a later key file says. A key k lacks though issued before its
+// deposit end (a wrong or stale key file: not a prune) keeps its records
+// and is not retired, and so does every key when k is older than a key
+// file the signer ran with. Not by the signer's clock: a signer started
+// once with its clock ahead would retire every current key, and a key
+// past its window costs only its records until it is pruned.
 func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -88,10 +92,7 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 	for i := range k.Denoms {
 		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
 	}
-	nl, err := openNonceLog(noncesPath, func(id ecash.Hash) bool {
-		_, ok := s.denoms[id]
-		return ok
-	}, k.IssuedAt)
+	nl, err := openNonceLog(noncesPath, k)
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +101,12 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 		log.Warn("signer: the key file is older than one this signer ran with; no nonce records dropped (a key it lacks may be newer, and in use)",
 			"key_file_issued", k.IssuedAt.UTC(), "newest_seen", nl.older.UTC())
 	}
+	for id, end := range nl.absent {
+		log.Error("signer: the key file lacks a CS denomination this signer ran with, although it was issued before that denomination's deposit end: not a prune (a wrong or stale key file); its nonce records are kept and it is not retired; give the signer its bank's current key file",
+			"denomination", id.String(), "deposit_end", end.UTC(), "key_file_issued", k.IssuedAt.UTC())
+	}
 	if nl.compacted > 0 {
-		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (not in its key file); they are retired",
+		log.Info("signer: dropped the CS nonce records of denominations it will not sign for again (pruned: not in its key file, issued after their deposit end); they are retired",
 			"records", nl.compacted, "retired", len(nl.retired))
 	}
 	for _, d := range k.Denoms {
@@ -257,6 +262,33 @@ func (r *nonceRec) mark() (time.Time, bool) {
 	return time.Unix(int64(binary.BigEndian.Uint64(r[32:40])), 0), true
 }
 
+// An end record holds the deposit end of a CS denomination in a key file
+// the signer ran with: id all 0xfe (as the mark's, no SHA-256), the
+// denomination id, the deposit end in Unix seconds big-endian, then zeros.
+// A key file that lacks the denomination but was issued before that end
+// is not a prune (bankd keys prune drops a key only once its deposit end
+// has passed, and issues the file after): the denomination's records stay
+// (openNonceLog). The deposit end rather than the withdraw end (after
+// which the signer no longer signs for it): it is exactly what a prune
+// goes by, so a genuine prune always drops, and keeping records longer
+// costs only their room.
+var endID = [32]byte(bytes.Repeat([]byte{0xfe}, 32))
+
+func endRec(id ecash.Hash, end time.Time) nonceRec {
+	var r nonceRec
+	copy(r[:32], endID[:])
+	copy(r[32:64], id[:])
+	binary.BigEndian.PutUint64(r[64:72], uint64(end.Unix()))
+	return r
+}
+
+func (r *nonceRec) end() (ecash.Hash, time.Time, bool) {
+	if [32]byte(r[:32]) != endID {
+		return ecash.Hash{}, time.Time{}, false
+	}
+	return ecash.Hash(r[32:64]), time.Unix(int64(binary.BigEndian.Uint64(r[64:72])), 0), true
+}
+
 // nonceLock is what the record of a (denomination, nonce) holds: the hash
 // of the blinded message it is locked to, and the batch that writes it (0:
 // read from the file).
@@ -272,14 +304,15 @@ type nonceLog struct {
 	mu        sync.Mutex
 	cond      *sync.Cond
 	locks     map[[64]byte]nonceLock
-	retired   map[ecash.Hash]bool // read-only after openNonceLog
-	compacted int                 // records openNonceLog dropped
-	older     time.Time           // the mark, when the key file was older than it (nothing dropped)
-	buf       []byte              // records of batch next, not yet written
-	next      uint64              // the batch being filled
-	done      uint64              // the last batch written and synced
-	busy      bool                // a writer is syncing
-	err       error               // sticky: a failed write or sync
+	retired   map[ecash.Hash]bool      // read-only after openNonceLog
+	compacted int                      // records openNonceLog dropped
+	older     time.Time                // the mark, when the key file was older than it (nothing dropped)
+	absent    map[ecash.Hash]time.Time // denominations not in the key file kept by their deposit end (not a prune)
+	buf       []byte                   // records of batch next, not yet written
+	next      uint64                   // the batch being filled
+	done      uint64                   // the last batch written and synced
+	busy      bool                     // a writer is syncing
+	err       error                    // sticky: a failed write or sync
 }
 
 // nonceLogCrash, if set (by tests), is called at each step of the
@@ -294,13 +327,20 @@ func crashPoint(step string) error {
 	return nil
 }
 
-// openNonceLog opens and locks the record at path and loads it. A partial
-// final record is from a crash mid-write (never answered) and is dropped.
-// Records of denominations keep refuses (the signer will never sign for
-// them again) are dropped too: the file is rewritten without them, with
-// one tombstone per such denomination instead, so that the signer refuses
-// to sign for it even if a later key file lists it again or its clock goes
-// back (the records that made that safe are gone). The rewrite is atomic:
+// openNonceLog opens and locks the record at path and loads it, for the
+// signer's key file k. A partial final record is from a crash mid-write
+// (never answered) and is dropped. Records of denominations the signer
+// will never sign for again are dropped too: those not in k whose deposit
+// end, as recorded (endRec), k was issued at or after (pruned), or with no
+// deposit end recorded (records from before end records were written).
+// The file is rewritten without them, with one tombstone per such
+// denomination instead, so that the signer refuses to sign for it even if
+// a later key file lists it again or its clock goes back (the records
+// that made that safe are gone). A denomination not in k whose recorded
+// deposit end is after k's issue time keeps its records and is listed in
+// absent: k is not a prune of a file that listed it. The deposit end of
+// each CS denomination of k is recorded (the latest, if key files
+// disagree) before the signer answers for it. The rewrite is atomic:
 // a temporary file beside it is written, synced and locked, renamed over
 // it, and the directory synced; a crash leaves the old file or the new one
 // (and maybe a stale temporary file, removed at the next start), both of
@@ -308,7 +348,7 @@ func crashPoint(step string) error {
 // the key file, issued at issued, is older than one an earlier start
 // dropped records by (the mark, see markRec): the signer then keeps every
 // record and sets older.
-func openNonceLog(path string, keep func(id ecash.Hash) bool, issued time.Time) (*nonceLog, error) {
+func openNonceLog(path string, k *Keys) (*nonceLog, error) {
 	f, err := lockNonceFile(path)
 	if err != nil {
 		return nil, err
@@ -323,29 +363,63 @@ func openNonceLog(path string, keep func(id ecash.Hash) bool, issued time.Time) 
 		f.Close()
 		return nil, err
 	}
-	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, retired: map[ecash.Hash]bool{}, next: 1}
+	l := &nonceLog{f: f, locks: map[[64]byte]nonceLock{}, retired: map[ecash.Hash]bool{}, absent: map[ecash.Hash]time.Time{}, next: 1}
 	l.cond = sync.NewCond(&l.mu)
 	recs := chunks(b)
 	var mark time.Time
+	ends := map[ecash.Hash]time.Time{}
 	for _, r := range recs {
-		if t, ok := r.mark(); ok && t.After(mark) {
-			mark = t
+		if t, ok := r.mark(); ok {
+			if t.After(mark) {
+				mark = t
+			}
+		} else if id, end, ok := r.end(); ok {
+			if end.After(ends[id]) {
+				ends[id] = end
+			}
 		} else if r.tombstone() {
 			l.retired[ecash.Hash(r[:32])] = true
 		}
 	}
-	if issued.Before(mark) {
+	inFile := map[ecash.Hash]bool{}
+	for _, d := range k.Denoms {
+		inFile[d.ID] = true
+		if d.Key.Cipher() == ecash.CipherCS && !l.retired[d.ID] && d.DepositEnd.After(ends[d.ID]) {
+			ends[d.ID] = d.DepositEnd
+		}
+	}
+	issued := k.IssuedAt
+	older := issued.Before(mark)
+	if older {
 		l.older = mark
-		keep = func(ecash.Hash) bool { return true }
 	} else {
 		mark = issued
+	}
+	keep := func(id ecash.Hash) bool {
+		if inFile[id] || older {
+			return true
+		}
+		end, ok := ends[id]
+		if ok && issued.Before(end) {
+			l.absent[id] = end
+		}
+		return ok && issued.Before(end)
 	}
 	kept := make(nonceRecs, 0, len(recs)+1)
 	kept = append(kept, markRec(mark))
 	tombstoned := map[ecash.Hash]bool{}
+	endKept := map[ecash.Hash]bool{}
 	for _, r := range recs {
 		id := ecash.Hash(r[:32])
 		if _, ok := r.mark(); ok {
+			continue
+		}
+		if id, end, ok := r.end(); ok {
+			// One per denomination kept: its latest end.
+			if !l.retired[id] && keep(id) && end.Equal(ends[id]) && !endKept[id] {
+				endKept[id] = true
+				kept = append(kept, r)
+			}
 			continue
 		}
 		if r.tombstone() || l.retired[id] || !keep(id) {
@@ -365,6 +439,13 @@ func openNonceLog(path string, keep func(id ecash.Hash) bool, issued time.Time) 
 	}
 	for id := range tombstoned {
 		l.retired[id] = true
+	}
+	// The deposit ends k adds, on disk before the signer answers.
+	for _, d := range k.Denoms {
+		if end, ok := ends[d.ID]; ok && !l.retired[d.ID] && !endKept[d.ID] {
+			endKept[d.ID] = true
+			kept = append(kept, endRec(d.ID, end))
+		}
 	}
 	if len(kept) != len(recs) || !slices.Equal(kept, recs) {
 		nf, err := rewriteNonceFile(path, tmpPath, kept.bytes())

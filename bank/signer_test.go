@@ -99,9 +99,9 @@ func TestSignerRetryWaitsForDurableNonce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The key file's mark, then the one record.
-		if len(onDisk) != 2*len(nonceRec{}) || !bytes.Equal(onDisk[len(nonceRec{})+32:len(nonceRec{})+64], nonce[:]) {
-			t.Errorf("the nonce record file holds %x, want the mark and the one record of nonce %x", onDisk, nonce)
+		// The key file's mark, the key's deposit end, then the one record.
+		if len(onDisk) != 3*len(nonceRec{}) || !bytes.Equal(onDisk[2*len(nonceRec{})+32:2*len(nonceRec{})+64], nonce[:]) {
+			t.Errorf("the nonce record file holds %x, want the mark, the deposit end and the one record of nonce %x", onDisk, nonce)
 		}
 	})
 }
