@@ -77,13 +77,20 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 			if !closed {
 				o.Closing, closed = p.Balance, true
 			}
+			// Each posting is within ±MaxValue, but a period holds up to
+			// maxStatementScan of them: the sums are checked.
+			var sum *int64
+			v := p.Amount
 			switch {
 			case p.Kind == KindPayout:
-				o.PaidOut -= p.Amount
+				sum, v = &o.PaidOut, -p.Amount
 			case p.Amount > 0 && (p.Kind == KindDeposit || p.Kind == KindCheck):
-				o.Credited += p.Amount
+				sum = &o.Credited
 			default:
-				o.Other += p.Amount
+				sum = &o.Other
+			}
+			if *sum, err = addInt64(*sum, v); err != nil {
+				return nil, fmt.Errorf("%w: account %d's postings from %s to %s; ask for a shorter period", err, id, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 			}
 		}
 		if o.Balance != 0 || o.Opening != 0 || closed {
@@ -92,6 +99,16 @@ func (b *Bank) Owed(ctx context.Context, from, to time.Time) ([]Owed, error) {
 	}
 	slices.SortFunc(out, func(a, b Owed) int { return cmp.Compare(a.Account, b.Account) })
 	return out, nil
+}
+
+// addInt64 returns a+b, or ErrBalanceOverflow if it does not fit in int64
+// (the stores' addBalance).
+func addInt64(a, b int64) (int64, error) {
+	c := a + b
+	if (b > 0 && c < a) || (b < 0 && c > a) {
+		return 0, ErrBalanceOverflow
+	}
+	return c, nil
 }
 
 // Payout pays amount out of a merchant account to the outside (its

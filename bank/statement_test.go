@@ -148,3 +148,29 @@ func TestOwedAddsUp(t *testing.T) {
 		t.Errorf("%+v does not add up", o)
 	}
 }
+
+// TestOwedSumsDoNotOverflow: the period's sums were plain int64 additions,
+// each posting at most ecash.MaxValue but a period up to maxStatementScan
+// of them: a merchant paid out whatever it is credited, some thousand
+// times the largest amount, wrapped CREDITED and PAID OUT negative, a row
+// that still "added up". The report is refused instead, as a balance past
+// int64 is.
+func TestOwedSumsDoNotOverflow(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	const n = 1100     // n * MaxValue > MaxInt64
+	var hist []Posting // newest first: a payout of all after each deposit
+	for i := n; i >= 1; i-- {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		hist = append(hist,
+			Posting{Seq: uint64(2 * i), Time: at, Kind: KindPayout, Amount: -ecash.MaxValue, Balance: 0},
+			Posting{Seq: uint64(2*i - 1), Time: at, Kind: KindDeposit, Amount: ecash.MaxValue, Balance: ecash.MaxValue})
+	}
+	b := &Bank{store: historyStore{hist: hist}, keys: &Keys{Currency: "EUR"}}
+	owed, err := b.Owed(context.Background(), t0, t0.Add(24*time.Hour))
+	if err == nil {
+		t.Fatalf("%+v; want the sums' overflow refused", owed)
+	}
+	if !errors.Is(err, ErrBalanceOverflow) {
+		t.Fatalf("%v; want ErrBalanceOverflow", err)
+	}
+}
