@@ -231,19 +231,25 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 	if err != nil {
 		return nil, err
 	}
-	offer, err := VerifyOffer(ks, o, w.now())
+	pr, err := o.Verify()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	if offer.Request.OrderID != orderID {
-		return nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, offer.Request.OrderID)
+	if pr.OrderID != orderID {
+		return nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, pr.OrderID)
 	}
 	// The request, signed by the merchant's key, is the same whatever
-	// address it was fetched at: paid already, its receipt is kept.
-	if rcpt, err := w.paidRequest(offer.Request.Hash()); err != nil {
+	// address it was fetched at: paid already, its receipt is kept. Looked
+	// up before VerifyOffer: a request paid has been checked, and once
+	// expired it would be refused as if it could not be paid.
+	if rcpt, err := w.paidRequest(pr.Hash()); err != nil {
 		return nil, err
 	} else if rcpt != nil {
 		return nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
+	}
+	offer, err := VerifyOffer(ks, o, w.now())
+	if err != nil {
+		return nil, err
 	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: o.Request, Sig: o.MerchantSig, Note: o.Summary})
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {

@@ -316,3 +316,30 @@ func TestPayAgainUnderAnotherAddress(t *testing.T) {
 		t.Fatalf("fresh %s (revealed %s), pending %s; want EUR:0.75, none revealed or pending", bal.Fresh, bal.Revealed, bal.Pending)
 	}
 }
+
+// TestPayAgainAfterExpiryUnderAnotherAddress: the payment request of an
+// order paid under one spelling of the merchant's address, fetched again
+// under another once it has expired, was refused as expired (ErrExpired:
+// "the order cannot be paid") before the wallet looked for its receipt;
+// the order is paid, and the receipt kept says so. Its hash matching a
+// kept receipt is the request already checked when it was paid.
+func TestPayAgainAfterExpiryUnderAnotherAddress(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:1.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.25"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Hour)
+	_, err = w.Pay(ctx, f.bankc, f.shop, "127.0.0.1:shop", o.ID, nil)
+	var ap *wallet.AlreadyPaidError
+	if !errors.As(err, &ap) || !bytes.Equal(ap.Receipt.Encode(), rcpt.Encode()) {
+		t.Fatalf("paying again, expired, under another address: %v; want an *AlreadyPaidError with the kept receipt", err)
+	}
+}
