@@ -48,7 +48,8 @@ type Confirm func(*Offer) error
 // PaidReceipt tells that case apart beforehand. Paid under another spelling
 // of the merchant's address (localhost or 127.0.0.1), it is known only
 // from the payment request, which names the merchant by its key: Pay then
-// returns an *AlreadyPaidError with the receipt kept, and pays nothing.
+// returns an *AlreadyPaidError with the receipt kept, and pays nothing;
+// pending under another spelling, that payment is sent again, unconfirmed.
 func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
 	fetch := func(ctx context.Context) (*ecash.PaymentOffer, error) {
 		resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
@@ -246,6 +247,17 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		return nil, err
 	} else if rcpt != nil {
 		return nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
+	}
+	// Pending under another spelling: sent again as it is, before any
+	// confirmation or change is made for a payment that will not be new
+	// (reserveCoins would reuse it only after both).
+	w.mu.Lock()
+	raw, err := get(w.db, paymentKey(pr.Hash()))
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	} else if raw != nil {
+		return decodePendingPayment(raw)
 	}
 	offer, err := VerifyOffer(ks, o, w.now())
 	if err != nil {

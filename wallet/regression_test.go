@@ -343,3 +343,41 @@ func TestPayAgainAfterExpiryUnderAnotherAddress(t *testing.T) {
 		t.Fatalf("paying again, expired, under another address: %v; want an *AlreadyPaidError with the kept receipt", err)
 	}
 }
+
+// lostAnswer is a merchant whose answers to Pay are lost.
+type lostAnswer struct{ pb.MerchantClient }
+
+func (lostAnswer) Pay(context.Context, *pb.PayRequest, ...grpc.CallOption) (*pb.PayResponse, error) {
+	return nil, status.Error(codes.Unavailable, "connection reset")
+}
+
+// TestPayPendingUnderAnotherAddress: a payment left pending under one
+// spelling of the merchant's address (its answer lost), run again under
+// another, was planned as a new one, the user asked to confirm it and
+// change made for it (a swap, and its fee), before the pending one was
+// found by its request and sent again. It is found as soon as the
+// request is known: nothing is asked or swapped, and the pending coins
+// pay.
+func TestPayPendingUnderAnotherAddress(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.25"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, lostAnswer{f.shop}, "shop", o.ID, nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("payment whose answer was lost: %v, want ErrPending", err)
+	}
+	asked := false
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "127.0.0.1:shop", o.ID, func(*wallet.Offer) error { asked = true; return nil }); err != nil || asked {
+		t.Fatalf("paying again under another address: %v (asked to confirm: %v); want the pending payment sent again, unasked", err, asked)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Fresh.String() != "EUR:0.75" || !bal.Pending.IsZero() {
+		t.Fatalf("fresh %s, pending %s; want EUR:0.75, none pending", bal.Fresh, bal.Pending)
+	}
+}
