@@ -502,7 +502,8 @@ func (w *Wallet) accept(ctx context.Context, bank pb.BankClient, ks *ecash.KeySe
 	if r.Decision == echeck.Approved {
 		kind = logEPOApproved
 	}
-	if err := w.db.Set(logCheckKey(epo.Hash()), (&logCheck{Kind: kind}).encode(), pebble.Sync); err != nil {
+	check := &logCheck{Kind: kind, Answered: r.DecidedAt.UnixMilli()}
+	if err := w.db.Set(logCheckKey(epo.Hash()), check.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
 	w.tr.Record(w.now(), "epo-receipt", rawReceipt, id.String())

@@ -81,3 +81,19 @@ func TopCoinIndex(w *Wallet) (top uint64, n int, err error) {
 // SavedCheckpoint returns the witness state VerifyLog saved (m/witness),
 // nil if none.
 func SavedCheckpoint(w *Wallet) ([]byte, error) { return get(w.db, keyWitness) }
+
+// ForgetLogCheckTimes rewrites every due log check without the bank's
+// answer time, as a build before it was kept wrote them.
+func ForgetLogCheckTimes(w *Wallet) error {
+	due, err := w.dueChecks()
+	if err != nil {
+		return err
+	}
+	for ref, c := range due {
+		c.Answered = 0
+		if err := w.db.Set(logCheckKey(ref), c.encode(), pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return nil
+}

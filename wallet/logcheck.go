@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -48,6 +49,12 @@ type logCheck struct {
 	// records written before them decode as they were, and check less.
 	Merchant uint64
 	Credited ecash.Amount
+	// Answered: the bank's time on its answer (a deposit receipt's
+	// DepositedAt, a check receipt's DecidedAt), unix milliseconds.
+	// Trailing, written by builds that report an answer the log lacks; 0
+	// on older records, which cannot tell an answer from before the bank
+	// kept its log, and only wait.
+	Answered int64
 }
 
 func (c *logCheck) encode() []byte {
@@ -58,9 +65,16 @@ func (c *logCheck) encode() []byte {
 	for _, h := range c.Coins {
 		e.Fixed(h[:])
 	}
-	if c.Merchant != 0 {
+	// Merchant is 0 (and Credited absent) before Answered on a check's
+	// record: records written before Answered never hold a 0 there.
+	if c.Merchant != 0 || c.Answered != 0 {
 		e.U64(c.Merchant)
-		e.Amount(c.Credited)
+		if c.Merchant != 0 {
+			e.Amount(c.Credited)
+		}
+	}
+	if c.Answered != 0 {
+		e.I64(c.Answered)
 	}
 	return e.Bytes()
 }
@@ -75,7 +89,12 @@ func decodeLogCheck(b []byte) (*logCheck, error) {
 		c.Coins = append(c.Coins, h)
 	}
 	if d.More() {
-		c.Merchant, c.Credited = d.U64(), d.Amount()
+		if c.Merchant = d.U64(); c.Merchant != 0 {
+			c.Credited = d.Amount()
+		}
+	}
+	if d.More() {
+		c.Answered = d.I64()
 	}
 	return c, d.Finish()
 }
@@ -112,6 +131,14 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		return nil, err
 	}
 	saved, err := get(w.db, keyWitness)
+	if err != nil {
+		return nil, err
+	}
+	// The checks recorded before the checkpoint is fetched: the answers
+	// behind them were given before it was signed, so an honest bank's
+	// checkpoint covers their entries (it commits an entry before it
+	// answers). One recorded meanwhile is not evidence yet.
+	before, err := w.dueChecks()
 	if err != nil {
 		return nil, err
 	}
@@ -157,8 +184,10 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	if err != nil {
 		return nil, err
 	}
-	// unlogged: a key set the log lacks, or one it hides: reported after
-	// the other checks
+	// unlogged: a key set the log lacks, or one it hides, and an answer
+	// the checkpoint should cover and does not: reported after the other
+	// checks
+	began := logBegan{ctx: ctx, logc: logc, cp: cp}
 	for ref, c := range due {
 		found := c.Index > 0 // known from the bank's answer
 		if !found {
@@ -172,7 +201,15 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		}
 		// Entry 0 is the bank's first key set: found there, it is logged.
 		if !found || c.Index < 0 || c.Index >= cp.Size {
-			rep.Waiting++
+			missing, err := c.missing(ref, before[ref] != nil, found, &began)
+			if err != nil {
+				return nil, err
+			}
+			if missing != nil {
+				unlogged = errors.Join(unlogged, missing)
+			} else {
+				rep.Waiting++
+			}
 			continue
 		}
 		e, err := logclient.Entry(ctx, logc, cp, c.Index)
@@ -202,6 +239,66 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		return rep, unlogged
 	}
 	return rep, nil
+}
+
+// missing says whether the entry of check c (for ref), not found in the
+// log or not in the checkpoint, is one the checkpoint must hold: an
+// ErrLogMismatch naming it if so, nil if it may yet be logged. An honest
+// bank commits an entry before it answers, so the checkpoint signed after
+// the answer holds it, if the check was recorded before the checkpoint was
+// fetched (recordedBefore) and the answer is not one from before the bank
+// kept its log: a deposit or check answered after the log's first entry
+// (by more than clock skew: a replica's clock may differ), or one whose
+// entry the bank named in its answer (a swap). Records of older builds
+// carry no time; a key set's entry moves when a replica logs it again.
+func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logBegan) (error, error) {
+	if !recordedBefore || c.Kind == logKeySet {
+		return nil, nil
+	}
+	what := map[uint8]string{logDeposit: "the deposit of payment", logSwap: "the swap of request",
+		logEPOApproved: "the approval of payment order", logEPODeclined: "the decline of payment order"}[c.Kind]
+	if c.Answered == 0 {
+		// A swap's entry the bank named in its answer: it said it is logged.
+		if c.Kind != logSwap || c.Index <= 0 {
+			return nil, nil
+		}
+		return fmt.Errorf("%w: %s %x… is at entry %d, the bank answered, and the checkpoint it signed after that holds %d entries", ErrLogMismatch, what, ref[:8], c.Index, began.cp.Size), nil
+	}
+	t0, ok, err := began.time()
+	if err != nil || !ok {
+		return nil, err
+	}
+	at := time.UnixMilli(c.Answered)
+	if !logclient.AfterBegan(at, t0) {
+		return nil, nil // perhaps answered from a record made before the log
+	}
+	where := "is not in its audit log"
+	if found {
+		where = fmt.Sprintf("is at entry %d, past the checkpoint it signed after that (%d entries)", c.Index, began.cp.Size)
+	}
+	return fmt.Errorf("%w: %s %x…, which the bank answered at %s (its log began at %s), %s", ErrLogMismatch, what, ref[:8],
+		at.UTC().Format(time.RFC3339), t0.UTC().Format(time.RFC3339), where), nil
+}
+
+// logBegan reads, once, when the log checkpoint cp covers began.
+type logBegan struct {
+	ctx  context.Context
+	logc pb.AuditLogClient
+	cp   auditlog.Checkpoint
+	read bool
+	ok   bool
+	at   time.Time
+}
+
+func (b *logBegan) time() (time.Time, bool, error) {
+	if !b.read {
+		var err error
+		if b.at, b.ok, err = logclient.Began(b.ctx, b.logc, b.cp); err != nil {
+			return time.Time{}, false, err
+		}
+		b.read = true
+	}
+	return b.at, b.ok, nil
 }
 
 func (w *Wallet) dueChecks() (map[ecash.Hash]*logCheck, error) {

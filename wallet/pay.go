@@ -177,7 +177,7 @@ func (w *Wallet) acceptReceipt(ctx context.Context, bank pb.BankClient, ks *ecas
 		if err := b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil); err != nil {
 			return err
 		}
-		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total}
+		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total, Answered: rcpt.DepositedAt.UnixMilli()}
 		return b.Set(logCheckKey(pr.Hash()), check.encode(), nil)
 	})
 }

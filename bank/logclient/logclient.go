@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -110,6 +111,29 @@ func Find(ctx context.Context, c pb.AuditLogClient, ref ecash.Hash) (index int64
 		return 0, false, fmt.Errorf("audit log: the entry of %x: %w", ref[:8], err)
 	}
 	return resp.Index, true, nil
+}
+
+// Began returns the time of the first entry of the log cp describes,
+// proved included: when the bank began its log (false for an empty one).
+func Began(ctx context.Context, c pb.AuditLogClient, cp auditlog.Checkpoint) (time.Time, bool, error) {
+	if cp.Size == 0 {
+		return time.Time{}, false, nil
+	}
+	e, err := Entry(ctx, c, cp, 0)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return e.Time, true, nil
+}
+
+// AfterBegan reports whether a bank's answer dated answered (by the bank's
+// clock) came from a bank keeping the log that began at began: an honest
+// one logs such an answer's entry before it gives it. A bank that ran
+// before its log began answers from its records of then too (a replayed
+// deposit, a status query), and those have no entry; a replica's clock
+// may differ from the one that began the log by up to ecash.MaxClockSkew.
+func AfterBegan(answered, began time.Time) bool {
+	return answered.After(began.Add(ecash.MaxClockSkew))
 }
 
 // Consistency fetches the proof that the tree of newSize entries extends

@@ -1,0 +1,30 @@
+package wallet
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestLogCheckEncoding: each layout a build wrote decodes as written, and
+// a check's answer time (no merchant before it) is kept: records of older
+// builds, without it, keep waiting rather than accuse the bank.
+func TestLogCheckEncoding(t *testing.T) {
+	coin := ecash.Hash{1}
+	for name, c := range map[string]logCheck{
+		"key set":                {Kind: logKeySet},
+		"swap":                   {Kind: logSwap, Index: 7, Coins: []ecash.Hash{coin}},
+		"deposit, older build":   {Kind: logDeposit, Coins: []ecash.Hash{coin}, Merchant: 3, Credited: ecash.MustParseAmount("EUR:1.00")},
+		"deposit":                {Kind: logDeposit, Coins: []ecash.Hash{coin}, Merchant: 3, Credited: ecash.MustParseAmount("EUR:1.00"), Answered: 1700000000000},
+		"check":                  {Kind: logEPOApproved, Answered: 1700000000000},
+		"check, older build":     {Kind: logEPODeclined},
+		"deposit, merchant only": {Kind: logDeposit, Merchant: 3, Credited: ecash.MustParseAmount("EUR:0.01")},
+		"check answered at 1 ms": {Kind: logEPODeclined, Answered: 1},
+	} {
+		got, err := decodeLogCheck(c.encode())
+		if err != nil || !reflect.DeepEqual(*got, c) {
+			t.Errorf("%s: %+v, %v; want %+v", name, got, err, c)
+		}
+	}
+}

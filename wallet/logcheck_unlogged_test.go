@@ -1,0 +1,180 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// omittingStore is a bank's store that, while omit is set, commits
+// deposits without their audit-log entry: a bank hiding them from the
+// auditor, which answers with a receipt all the same.
+type omittingStore struct {
+	bank.Store
+	omit atomic.Bool
+}
+
+func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
+	if s.omit.Load() {
+		op.Log = nil
+	}
+	return s.Store.Deposit(ctx, op)
+}
+
+// unloggedBank is a bank over an omittingStore whose log began (its key
+// set logged) at began past now, its clock at now past now afterwards,
+// and a wallet holding EUR 10 of its coins.
+type unloggedBank struct {
+	store *omittingStore
+	bankc pb.BankClient
+	logc  pb.AuditLogClient
+	w     *wallet.Wallet
+}
+
+func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
+	t.Helper()
+	ctx := context.Background()
+	inner, err := pebblestore.Open("ledger", pebblestore.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inner.Close() })
+	u := &unloggedBank{store: &omittingStore{Store: inner}}
+	var offset atomic.Int64
+	offset.Store(int64(began))
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	b := bank.New(u.store, keys(t), clock, nil)
+	if err := b.PublishKeySet(ctx); err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(now))
+	conn := serve(t, b.Register)
+	u.bankc, u.logc = pb.NewBankClient(conn), pb.NewAuditLogClient(conn)
+	if u.w, err = wallet.Create(t.TempDir(), wallet.Options{Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.w.Close() })
+	id, err := b.OpenAccount(ctx, "customer", u.w.AccountKey(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.w.SetAccount(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Credit(ctx, id, ecash.MustParseAmount("EUR:10.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.w.Withdraw(ctx, u.bankc, ecash.MustParseAmount("EUR:10.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// deposit returns coins of the wallet to its account: a deposit whose log
+// index the wallet learns only from the log (FindEntry), as one paid
+// through a merchant.
+func (u *unloggedBank) deposit(t *testing.T, omit bool) {
+	t.Helper()
+	u.store.omit.Store(omit)
+	defer u.store.omit.Store(false)
+	if _, err := u.w.Return(context.Background(), u.bankc, ecash.MustParseAmount("EUR:1.00")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyLogUnloggedDeposit: a deposit the bank answered with a receipt
+// and never logged is ErrLogMismatch, with the report (the checkpoint
+// signed after the answer, which lacks it: the evidence), once the check
+// was recorded before the checkpoint was fetched. It was counted waiting
+// at every run, for ever.
+func TestVerifyLogUnloggedDeposit(t *testing.T) {
+	ctx := context.Background()
+	u := newUnloggedBank(t, 0, 10*time.Minute)
+	u.deposit(t, true)
+	rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc)
+	if !errors.Is(err, wallet.ErrLogMismatch) || !strings.Contains(err.Error(), "the deposit of payment") {
+		t.Fatalf("a deposit the bank did not log: %v; want ErrLogMismatch naming it", err)
+	}
+	if rep == nil || rep.Signed == nil {
+		t.Fatalf("the report: %+v; want the signed checkpoint, the evidence", rep)
+	}
+	// Reported at every run, not settled by being reported once.
+	if _, err := u.w.VerifyLog(ctx, u.bankc, u.logc); !errors.Is(err, wallet.ErrLogMismatch) {
+		t.Fatalf("again: %v; want ErrLogMismatch", err)
+	}
+}
+
+// TestVerifyLogLoggedDeposit: the same deposit, logged, is verified.
+func TestVerifyLogLoggedDeposit(t *testing.T) {
+	ctx := context.Background()
+	u := newUnloggedBank(t, 0, 10*time.Minute)
+	u.deposit(t, false)
+	rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc)
+	if err != nil || rep.Waiting != 0 || rep.Verified != 2 { // the key set and the deposit
+		t.Fatalf("a logged deposit: %+v, %v; want it and the key set verified", rep, err)
+	}
+}
+
+// TestVerifyLogUnloggedDepositUnknowable: an unlogged deposit's check the
+// wallet cannot date after the log began waits: recorded by an older
+// build (no answer time), answered (by the bank's clock) before the log's
+// first entry (as a deposit made before the bank kept a log, answered
+// again from its record), or recorded after the checkpoint was fetched.
+func TestVerifyLogUnloggedDepositUnknowable(t *testing.T) {
+	ctx := context.Background()
+	t.Run("older build", func(t *testing.T) {
+		u := newUnloggedBank(t, 0, 10*time.Minute)
+		u.deposit(t, true)
+		if err := wallet.ForgetLogCheckTimes(u.w); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc); err != nil || rep.Waiting != 1 {
+			t.Fatalf("%+v, %v; want it waiting", rep, err)
+		}
+	})
+	t.Run("before the log began", func(t *testing.T) {
+		u := newUnloggedBank(t, 20*time.Minute, 0)
+		u.deposit(t, true)
+		if rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc); err != nil || rep.Waiting != 1 {
+			t.Fatalf("%+v, %v; want it waiting", rep, err)
+		}
+	})
+	t.Run("after the checkpoint", func(t *testing.T) {
+		u := newUnloggedBank(t, 0, 10*time.Minute)
+		logc := &hookedLog{AuditLogClient: u.logc, after: func() { u.deposit(t, true) }}
+		rep, err := u.w.VerifyLog(ctx, u.bankc, logc)
+		if err != nil || rep.Waiting != 1 || logc.after != nil {
+			t.Fatalf("%+v, %v; want it waiting", rep, err)
+		}
+		if _, err := u.w.VerifyLog(ctx, u.bankc, u.logc); !errors.Is(err, wallet.ErrLogMismatch) {
+			t.Fatalf("the next run: %v; want ErrLogMismatch", err)
+		}
+	})
+}
+
+// hookedLog runs after once, after the first checkpoint it fetches.
+type hookedLog struct {
+	pb.AuditLogClient
+	after func()
+}
+
+func (l *hookedLog) GetCheckpoint(ctx context.Context, in *pb.GetCheckpointRequest, opts ...grpc.CallOption) (*pb.GetCheckpointResponse, error) {
+	resp, err := l.AuditLogClient.GetCheckpoint(ctx, in, opts...)
+	if f := l.after; err == nil && f != nil {
+		l.after = nil
+		f()
+	}
+	return resp, err
+}
