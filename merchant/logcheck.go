@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -63,7 +64,7 @@ type LogReport struct {
 	Checkpoint auditlog.Checkpoint
 	Signed     []byte // Checkpoint as the bank signed it: what "audit log --from" reads
 	Verified   int    // deposits and payment orders found in the log, matching their receipts
-	Waiting    int    // deposits without a log entry (made before the log existed), entries past the checkpoint
+	Waiting    int    // deposits without a log entry (answered before the log began, or paid since the checkpoint was fetched), entries past the checkpoint
 	// AdoptedKeySet: the checkpoint named a newer logged key set than the
 	// bank served, which follows the one held, and the merchant took it.
 	AdoptedKeySet bool
@@ -71,9 +72,10 @@ type LogReport struct {
 
 // VerifyLog checks every paid order and every decided payment order not
 // yet checked against the bank's log. A fork is an *auditlog.ForkError; an
-// entry that does not match its receipt, or a payment order the log does
-// not record, wraps logclient.ErrMismatch and names the order (and the
-// entry); so does a newer logged key set (the checkpoint's keyset line
+// entry that does not match its receipt, a payment order the log does not
+// record, or a deposit paid before the checkpoint was fetched and answered
+// after the log began (logclient.AfterBegan) that the checkpoint does not
+// hold, wraps logclient.ErrMismatch and names the order (and the entry); so does a newer logged key set (the checkpoint's keyset line
 // names it) that does not follow the one held, or a false keyset line,
 // reported (with the report) once the other checks were made. A newer one
 // that follows is taken (LogReport.AdoptedKeySet).
@@ -86,6 +88,13 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		return nil, ErrNoAuditLog
 	}
 	saved, err := m.get(keyWitness)
+	if err != nil {
+		return nil, err
+	}
+	// The deposits paid before the checkpoint is fetched: the bank answered
+	// them before it signed it, and an honest bank commits an entry before
+	// it answers. One paid meanwhile is not evidence yet.
+	before, err := m.unverifiedDeposits()
 	if err != nil {
 		return nil, err
 	}
@@ -127,12 +136,37 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err != nil {
 		return nil, errors.Join(err, keyErr)
 	}
+	// unlogged: deposits the checkpoint must hold and does not, reported
+	// with the key-set finding after the other checks.
+	var unlogged error
+	var began *time.Time
 	for id, r := range due {
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
 		}
 		if st.LogIndex <= 0 || st.LogIndex >= cp.Size {
+			// Not evidence if paid meanwhile, or answered (by the bank's
+			// clock, on its signed receipt) before its log began: a bank
+			// from before its log answers from its records of then.
+			if _, paid := before[id]; paid && cp.Size > 0 {
+				if began == nil {
+					t0, _, err := logclient.Began(ctx, m.logc, cp)
+					if err != nil {
+						return nil, errors.Join(err, keyErr)
+					}
+					began = &t0
+				}
+				if logclient.AfterBegan(r.DepositedAt, *began) {
+					where := "not in its audit log"
+					if st.LogIndex > 0 {
+						where = fmt.Sprintf("at entry %d, past the checkpoint it signed after that (%d entries)", st.LogIndex, cp.Size)
+					}
+					unlogged = errors.Join(unlogged, fmt.Errorf("merchant: order %s: %w: the deposit of payment %x…, which the bank answered at %s (its log began at %s), is %s",
+						id, logclient.ErrMismatch, r.PaymentHash[:8], r.DepositedAt.UTC().Format(time.RFC3339), began.UTC().Format(time.RFC3339), where))
+					continue
+				}
+			}
 			rep.Waiting++
 			continue
 		}
@@ -152,7 +186,10 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 		rep.Verified++
 	}
 	if err := m.verifySales(ctx, cp, rep); err != nil {
-		return rep, errors.Join(err, keyErr)
+		return rep, errors.Join(err, unlogged, keyErr)
+	}
+	if unlogged != nil {
+		return rep, errors.Join(unlogged, keyErr)
 	}
 	return rep, keyErr
 }

@@ -12,8 +12,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -37,6 +39,7 @@ func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte,
 // set logged) at began past now, its clock at now past now afterwards,
 // and a wallet holding EUR 10 of its coins.
 type unloggedBank struct {
+	bank  *bank.Bank
 	store *omittingStore
 	bankc pb.BankClient
 	logc  pb.AuditLogClient
@@ -56,6 +59,7 @@ func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
 	offset.Store(int64(began))
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	b := bank.New(u.store, keys(t), clock, nil)
+	u.bank = b
 	if err := b.PublishKeySet(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -177,4 +181,65 @@ func (l *hookedLog) GetCheckpoint(ctx context.Context, in *pb.GetCheckpointReque
 		f()
 	}
 	return resp, err
+}
+
+// TestMerchantVerifyLogUnloggedDeposit: a merchant's deposit the bank
+// answered with a receipt and never logged is logclient.ErrMismatch naming
+// the order, once paid before the checkpoint was fetched (it was counted
+// waiting for ever); a logged one is verified, and one answered before the
+// bank's log began waits.
+func TestMerchantVerifyLogUnloggedDeposit(t *testing.T) {
+	ctx := context.Background()
+	for name, c := range map[string]struct {
+		began, now time.Duration
+		omit       bool
+	}{
+		"unlogged":             {0, 10 * time.Minute, true},
+		"logged":               {0, 10 * time.Minute, false},
+		"before the log began": {20 * time.Minute, 0, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := newUnloggedBank(t, c.began, c.now)
+			clock := func() time.Time { return time.Now().Add(c.now) }
+			dir := t.TempDir()
+			pub, err := merchant.Init(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acct, err := u.bank.OpenAccount(ctx, "shop", pub, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: u.bankc, AuditLog: u.logc, FS: vfs.NewMem(), Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { m.Close() })
+			shop := pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+			o, err := m.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.store.omit.Store(c.omit)
+			if _, err := u.w.Pay(ctx, u.bankc, shop, "shop", o.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			u.store.omit.Store(false)
+			rep, err := m.VerifyLog(ctx)
+			switch {
+			case name == "unlogged":
+				if !errors.Is(err, logclient.ErrMismatch) || rep == nil || !strings.Contains(err.Error(), o.ID) {
+					t.Fatalf("%v; want logclient.ErrMismatch naming order %s, with the report", err, o.ID)
+				}
+			case name == "logged":
+				if err != nil || rep.Verified != 1 || rep.Waiting != 0 {
+					t.Fatalf("%+v, %v; want the deposit verified", rep, err)
+				}
+			default:
+				if err != nil || rep.Waiting != 1 {
+					t.Fatalf("%+v, %v; want the deposit waiting", rep, err)
+				}
+			}
+		})
+	}
 }
