@@ -220,6 +220,12 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		switch c.Kind {
 		case logSwap:
 			x.Kind = auditlog.KindSwap
+			// A recoup that re-issues coins is settled as a swap and
+			// checked as one; the bank logs it as a recoup, whose request
+			// hash and coin must match all the same.
+			if e.Kind() == auditlog.KindRecoup {
+				x.Kind = auditlog.KindRecoup
+			}
 		case logEPOApproved, logEPODeclined:
 			x.Kind, x.Approved = auditlog.KindCheck, c.Kind == logEPOApproved
 		case logKeySet:

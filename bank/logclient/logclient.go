@@ -190,12 +190,12 @@ func hashes(in [][]byte) ([]tlog.Hash, error) {
 var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
-// payment hash) or a swap (Ref: the swap request hash), spending exactly
-// Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
+// payment hash), a swap (Ref: the swap request hash) or a recoup (Ref: the
+// recoup request hash), spending exactly Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
 // set, for EPOID; a deposit or a check crediting, where set, Merchant with
 // Amount; or a key set (Ref: the SHA-256 of its signed bytes).
 type Expect struct {
-	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindCheck or KindKeySet
+	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindRecoup, KindCheck or KindKeySet
 	Ref      ecash.Hash
 	Coins    []ecash.Hash
 	Approved bool   // for a check
@@ -225,6 +225,8 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		for _, c := range op.Credits { // refund credit the swap spent
 			spent = append(spent, auditlog.SpentCoin{ID: c.ID})
 		}
+	case auditlog.Recoup:
+		ref, spent = op.RequestHash, []auditlog.SpentCoin{{ID: op.Coin}}
 	case auditlog.Check:
 		ref = op.EPOHash
 		if err := x.matchCheck(e.Index, op); err != nil {

@@ -43,3 +43,28 @@ func TestMatchDeposit(t *testing.T) {
 		t.Errorf("without an account or amount expected: %v", err)
 	}
 }
+
+// A recoup that re-issues coins is logged as a recoup entry: it matches
+// on its request hash and the one coin it spends, and nothing else does.
+func TestMatchRecoup(t *testing.T) {
+	req, coin := ecash.HashOf([]byte("recoup request")), ecash.HashOf([]byte("coin"))
+	x := logclient.Expect{Kind: auditlog.KindRecoup, Ref: req, Coins: []ecash.Hash{coin}}
+	entry := func(req, coin ecash.Hash) *auditlog.Entry {
+		return &auditlog.Entry{Index: 9, Op: auditlog.Recoup{Amount: ecash.Amount{Currency: "EUR", Value: 2}, Coin: coin,
+			Denom: ecash.HashOf([]byte("d")), RequestHash: req}}
+	}
+	if err := x.Match(entry(req, coin)); err != nil {
+		t.Fatalf("the honest entry: %v", err)
+	}
+	for name, e := range map[string]*auditlog.Entry{
+		"of another request": entry(ecash.HashOf([]byte("other")), coin),
+		"of another coin":    entry(req, ecash.HashOf([]byte("other coin"))),
+	} {
+		if err := x.Match(e); !errors.Is(err, logclient.ErrMismatch) {
+			t.Errorf("a recoup entry %s: %v, want ErrMismatch", name, err)
+		}
+	}
+	if err := (logclient.Expect{Kind: auditlog.KindSwap, Ref: req, Coins: []ecash.Hash{coin}}).Match(entry(req, coin)); !errors.Is(err, logclient.ErrMismatch) {
+		t.Errorf("a recoup entry expected as a swap: %v, want ErrMismatch", err)
+	}
+}

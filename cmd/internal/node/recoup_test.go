@@ -137,6 +137,13 @@ func TestRevocationAndRecoup(t *testing.T) {
 	if _, err := w.Swap(ctx, bankc, mustAmount(t, "EUR:0.04")); err != nil {
 		t.Errorf("swapping every coin after the recoup: %v", err)
 	}
+	// The wallet's own log check takes the re-issue for what the bank
+	// logged: a recoup entry, not a swap.
+	if lr, err := w.VerifyLog(ctx, bankc, e.dialLog()); err != nil {
+		t.Errorf("verify-log after the recoup: %v", err)
+	} else if lr.Verified == 0 {
+		t.Errorf("verify-log after the recoup verified nothing: %+v", lr)
+	}
 	// Again: nothing left to recoup.
 	if again, err := w.Recoup(ctx, bankc); err != nil || !again.Credited.IsZero() || !again.Reissued.IsZero() {
 		t.Errorf("second recoup: %+v, %v", again, err)
