@@ -333,14 +333,20 @@ func TestSignerWrongKeyFileKeepsRecords(t *testing.T) {
 // before, by a key file that lacks it.
 func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 	const dir = "testdata/signer-nonces-v1"
-	keys, err := LoadKeys(filepath.Join(dir, "keys.json"))
-	if err != nil {
-		t.Fatal(err)
+	// Parsed, not LoadKeys: git keeps the fixture's mode 0644, which
+	// LoadKeys refuses for a key file (OpenPrivate).
+	load := func(name string) *Keys {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := parseKeys(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
 	}
-	all, err := LoadKeys(filepath.Join(dir, "keys-all.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, all := load("keys.json"), load("keys-all.json")
 	old, err := os.ReadFile(filepath.Join(dir, SignerNoncesFile))
 	if err != nil {
 		t.Fatal(err)
