@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/bank/logclient"
@@ -142,7 +144,16 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	var began *time.Time
 	for id, r := range due {
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
-		if err != nil {
+		if status.Code(err) == codes.NotFound {
+			// The bank denies a deposit it signed a receipt for: looked up
+			// in its log instead, and judged as one it did not log, so
+			// that a denial neither stops every other check nor hides
+			// the evidence.
+			st = &pb.DepositResponse{}
+			if st.LogIndex, _, err = logclient.Find(ctx, m.logc, r.PaymentHash); err != nil {
+				return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
+			}
+		} else if err != nil {
 			return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
 		}
 		if st.LogIndex <= 0 || st.LogIndex >= cp.Size {

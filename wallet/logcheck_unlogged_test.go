@@ -10,6 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/logclient"
@@ -241,5 +243,52 @@ func TestMerchantVerifyLogUnloggedDeposit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// denyingBank answers every DepositStatus "not paid": a bank denying a
+// deposit it signed a receipt for.
+type denyingBank struct{ pb.BankClient }
+
+func (denyingBank) DepositStatus(context.Context, *pb.DepositStatusRequest, ...grpc.CallOption) (*pb.DepositResponse, error) {
+	return nil, status.Error(codes.NotFound, "bank: payment request not paid")
+}
+
+// TestMerchantVerifyLogDeniedDeposit: a bank that denies a deposit it
+// answered and never logged (DepositStatus NotFound) is reported as one
+// that did not log it (logclient.ErrMismatch naming the order): the denial
+// stopped every verify-log with a plain error, so a bank could keep the
+// merchant from checking anything, that deposit's evidence included.
+func TestMerchantVerifyLogDeniedDeposit(t *testing.T) {
+	ctx := context.Background()
+	u := newUnloggedBank(t, 0, 10*time.Minute)
+	clock := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	dir := t.TempDir()
+	pub, err := merchant.Init(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := u.bank.OpenAccount(ctx, "shop", pub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: denyingBank{u.bankc}, AuditLog: u.logc, FS: vfs.NewMem(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	shop := pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+	o, err := m.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.store.omit.Store(true)
+	if _, err := u.w.Pay(ctx, u.bankc, shop, "shop", o.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	u.store.omit.Store(false)
+	rep, err := m.VerifyLog(ctx)
+	if !errors.Is(err, logclient.ErrMismatch) || rep == nil || !strings.Contains(err.Error(), o.ID) {
+		t.Fatalf("%v; want logclient.ErrMismatch naming order %s, with the report", err, o.ID)
 	}
 }
