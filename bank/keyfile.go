@@ -323,6 +323,10 @@ func parseKeys(b []byte) (*Keys, error) {
 	if k.HPKE, err = ecdh.X25519().NewPrivateKey(f.HPKE); err != nil {
 		return nil, fmt.Errorf("HPKE key: %w", err)
 	}
+	// One key under two denominations is never made, and is refused: the
+	// signer's CS nonce records are per denomination, so it could answer
+	// one nonce twice, once under each, which reveals the key.
+	seen := make(map[string]ecash.Amount, len(f.Denoms))
 	for _, r := range f.Denoms {
 		v, err := ecash.ParseAmount(r.Value)
 		if err != nil {
@@ -346,6 +350,10 @@ func parseKeys(b []byte) (*Keys, error) {
 			}
 			pub = priv.Public()
 		}
+		if other, dup := seen[string(pub.Bytes())]; dup {
+			return nil, fmt.Errorf("one %s key under two denominations (%s and %s)", pub.Cipher(), other, v)
+		}
+		seen[string(pub.Bytes())] = v
 		fees, err := r.Fees.fees(v)
 		if err != nil {
 			return nil, err
