@@ -366,6 +366,16 @@ func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 	if len(keys.Denoms) != 2 || len(answered) != 2 || tombstoned == (ecash.Hash{}) {
 		t.Fatalf("the fixture: %d keys, records of %d, want 2 and 2 and a third key", len(keys.Denoms), len(answered))
 	}
+	// The signer's clock inside the fixture keys' withdraw window, so that
+	// the test does not depend on the machine's date.
+	at := keys.Denoms[0].WithdrawStart.Add(time.Hour)
+	open := func(k *Keys, path string) (*SignerServer, error) {
+		s, err := NewSignerServer(k, path, nil)
+		if err == nil {
+			s.now = func() time.Time { return at }
+		}
+		return s, err
+	}
 	copyLog := func(t *testing.T) string {
 		path := filepath.Join(t.TempDir(), SignerNoncesFile)
 		if err := os.WriteFile(path, old, 0o600); err != nil {
@@ -379,7 +389,7 @@ func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 
 	t.Run("upgraded", func(t *testing.T) {
 		path := copyLog(t)
-		s, err := NewSignerServer(keys, path, nil)
+		s, err := open(keys, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,7 +404,7 @@ func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 			}
 		}
 		s.Close()
-		s, err = NewSignerServer(&wrong, path, nil)
+		s, err = open(&wrong, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +412,7 @@ func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 			t.Errorf("a key file lacking a key in use, after the upgrade: %d records loaded, the key retired %v; want 6, not retired", len(s.nonces.locks), s.nonces.retired[lacked.ID])
 		}
 		s.Close()
-		s, err = NewSignerServer(keys, path, nil)
+		s, err = open(keys, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +422,7 @@ func TestSignerNonceLogFromOlderBuild(t *testing.T) {
 		}
 	})
 	t.Run("no deposit end recorded", func(t *testing.T) {
-		s, err := NewSignerServer(&wrong, copyLog(t), nil)
+		s, err := open(&wrong, copyLog(t))
 		if err != nil {
 			t.Fatal(err)
 		}
