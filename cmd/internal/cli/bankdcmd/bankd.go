@@ -284,7 +284,8 @@ bankd admin --admin bank.internal:7444 --token-file admin.token --ca bank-ca.pem
 	}
 }
 
-// adminCall dials the admin service and runs f with a bounded context.
+// adminCall dials the admin service and runs f with a bounded context; a
+// certificate that does not verify is explained (AdminFlags.CertHint).
 func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f func(context.Context, pb.BankAdminClient) error) error {
 	conn, _, err := a.Dial(inv)
 	if err != nil {
@@ -293,7 +294,7 @@ func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f fu
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	return f(ctx, pb.NewBankAdminClient(conn))
+	return a.CertHint(f(ctx, pb.NewBankAdminClient(conn)))
 }
 
 func openAccountCommand(a *cli.AdminFlags) *cli.Command {
@@ -696,7 +697,7 @@ pg_basebackup or pg_dump.`,
 			defer cancel()
 			res, err := node.AdminClient{Addr: t.Addr, Token: t.Token, TLS: t.TLS}.RequestBackup(ctx, to)
 			if err != nil {
-				return err
+				return a.CertHint(err)
 			}
 			return inv.Print(res, func(w io.Writer) {
 				tb := cli.NewTable(w)
