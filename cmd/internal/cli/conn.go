@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -105,11 +106,11 @@ func (t *TLSFlags) CertHint() grpc.DialOption {
 }
 
 // CertHintOption is a dial option that explains a call failing because the
-// peer's TLS certificate did not verify against the CA file or pin given:
-// the peer was reached, so the "unreachable" gRPC's Unavailable would be
-// shown as misleads. The error keeps the call's gRPC status (GRPCStatus), so
-// code that acts on the status code (retries, settling a payment) sees the
-// same error as before; only its text changes, naming what (the peer,
+// peer's TLS certificate did not verify against the trust given: the peer
+// was reached, so the "unreachable" gRPC's Unavailable would be shown as
+// misleads. The error keeps the call's gRPC status (GRPCStatus), so code
+// that acts on the status code (retries, settling a payment) sees the same
+// error as before; only its text changes, naming what (the peer,
 // "merchant") and flags (where its trust came from, "--merchant-ca or
 // --merchant-pin").
 func CertHintOption(what, flags string) grpc.DialOption {
@@ -126,21 +127,63 @@ func CertHint(err error, what, flags string) error {
 		return err
 	}
 	st, _ := status.FromError(err)
-	return &certError{what: what, flags: flags, st: st}
+	return &certError{what: what, flags: flags, reason: certReason(err), st: st}
 }
 
 // certError is a call refused because the peer's certificate did not
-// verify; it carries the call's status.
+// verify; it carries the call's status. Its text says so once, names the
+// flags to check and the verifier's reason (certReason), and not the
+// status's text, which repeats the cause and whose code cli.Message would
+// show as "unreachable".
 type certError struct {
-	what, flags string
-	st          *status.Status
+	what, flags, reason string
+	st                  *status.Status
 }
 
 func (e *certError) Error() string {
-	return fmt.Sprintf("the %s's TLS certificate did not verify against the CA or pin given: check %s (%s)", e.what, e.flags, e.st.Message())
+	return fmt.Sprintf("the %s's TLS certificate did not verify: %s; check %s", e.what, e.reason, e.flags)
 }
 
 func (e *certError) GRPCStatus() *status.Status { return e.st }
+
+// certReason is why a certificate failure (IsCertFailure) failed: the x509
+// error or the pin mismatch, without what wraps it. gRPC flattens the TLS
+// error into the status's text, quoted ("connection error: desc =
+// \"transport: authentication handshake failed: tls: failed to verify
+// certificate: x509: ...\""), so that text is unquoted and cut.
+func certReason(err error) string {
+	var verifies *tls.CertificateVerificationError
+	if errors.As(err, &verifies) && verifies.Err != nil {
+		return verifies.Err.Error()
+	}
+	var (
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return unknown.Error()
+	case errors.As(err, &host):
+		return host.Error()
+	case errors.As(err, &invalid):
+		return invalid.Error()
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, `desc = "`); i >= 0 {
+		if q, qerr := strconv.QuotedPrefix(msg[i+len("desc = "):]); qerr == nil {
+			if u, uerr := strconv.Unquote(q); uerr == nil {
+				msg = u
+			}
+		}
+	}
+	for _, p := range []string{"tls: failed to verify certificate: ", "authentication handshake failed: "} {
+		if i := strings.LastIndex(msg, p); i >= 0 {
+			return msg[i+len(p):]
+		}
+	}
+	return msg
+}
 
 // IsCertFailure reports whether err is a connection refused because the
 // server's certificate did not verify: an x509 error (unknown authority,
