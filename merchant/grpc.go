@@ -219,7 +219,8 @@ func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*p
 }
 
 func logResponse(rep *LogReport) *pb.VerifyLogResponse {
-	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting), Checkpoint: rep.Signed}
+	return &pb.VerifyLogResponse{LogSize: rep.Checkpoint.Size, Root: rep.Checkpoint.Root[:], Verified: int32(rep.Verified), Waiting: int32(rep.Waiting), Checkpoint: rep.Signed,
+		AdoptedKeySet: rep.AdoptedKeySet}
 }
 
 func (s *adminServer) SaleStatus(ctx context.Context, req *pb.SaleStatusRequest) (*pb.SaleStatusResponse, error) {

@@ -827,8 +827,9 @@ type VerifyLogResponse struct {
 	LogSize       int64                  `protobuf:"varint,1,opt,name=log_size,json=logSize,proto3" json:"log_size,omitempty"`
 	Root          []byte                 `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
 	Verified      int32                  `protobuf:"varint,3,opt,name=verified,proto3" json:"verified,omitempty"`
-	Waiting       int32                  `protobuf:"varint,4,opt,name=waiting,proto3" json:"waiting,omitempty"`      // deposits without a log entry (made before the log existed)
-	Checkpoint    []byte                 `protobuf:"bytes,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // the signed checkpoint the merchant's witness holds, as "audit log --from" reads it
+	Waiting       int32                  `protobuf:"varint,4,opt,name=waiting,proto3" json:"waiting,omitempty"`                                    // deposits without a log entry (made before the log existed)
+	Checkpoint    []byte                 `protobuf:"bytes,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`                               // the signed checkpoint the merchant's witness holds, as "audit log --from" reads it
+	AdoptedKeySet bool                   `protobuf:"varint,6,opt,name=adopted_key_set,json=adoptedKeySet,proto3" json:"adopted_key_set,omitempty"` // the checkpoint named a newer logged key set than the bank served, which the merchant took
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,6 +897,13 @@ func (x *VerifyLogResponse) GetCheckpoint() []byte {
 		return x.Checkpoint
 	}
 	return nil
+}
+
+func (x *VerifyLogResponse) GetAdoptedKeySet() bool {
+	if x != nil {
+		return x.AdoptedKeySet
+	}
+	return false
 }
 
 type VerifySettlementRequest struct {
@@ -1521,7 +1529,7 @@ const file_merchant_proto_rawDesc = "" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12%\n" +
 	"\x0etotal_refunded\x18\x02 \x01(\tR\rtotalRefunded\x12\x1b\n" +
 	"\trefund_id\x18\x03 \x01(\x04R\brefundId\"\x12\n" +
-	"\x10VerifyLogRequest\"\x98\x01\n" +
+	"\x10VerifyLogRequest\"\xc0\x01\n" +
 	"\x11VerifyLogResponse\x12\x19\n" +
 	"\blog_size\x18\x01 \x01(\x03R\alogSize\x12\x12\n" +
 	"\x04root\x18\x02 \x01(\fR\x04root\x12\x1a\n" +
@@ -1529,7 +1537,8 @@ const file_merchant_proto_rawDesc = "" +
 	"\awaiting\x18\x04 \x01(\x05R\awaiting\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\fR\n" +
-	"checkpoint\"7\n" +
+	"checkpoint\x12&\n" +
+	"\x0fadopted_key_set\x18\x06 \x01(\bR\radoptedKeySet\"7\n" +
 	"\x17VerifySettlementRequest\x12\x1c\n" +
 	"\tstatement\x18\x01 \x01(\fR\tstatement\"\xf8\x02\n" +
 	"\x18VerifySettlementResponse\x12\x18\n" +

@@ -72,6 +72,10 @@ func (c *CheckpointOut) Write(signed []byte) error {
 	return nil
 }
 
+// AdoptedKeySetNote is the line the verify-log commands print when the
+// client took a newer key set from the checkpoint (LogCheck.AdoptedKeySet).
+const AdoptedKeySetNote = "adopted the newer key set the checkpoint names: the bank served an older one; the newer one is logged and follows it"
+
 // LogCheck is what the verify-log commands of wallet and merchantd print
 // with --json, one shape for both (docs/AUDIT.md, "A client's own check").
 type LogCheck struct {
@@ -80,4 +84,8 @@ type LogCheck struct {
 	Verified       int    `json:"verified"`                  // the client's entries found matching, this run
 	Waiting        int    `json:"waiting"`                   // entries not checkable yet, checked at a later run
 	CheckpointFile string `json:"checkpoint_file,omitempty"` // --checkpoint-out
+	// AdoptedKeySet: the checkpoint named a newer logged key set than the
+	// bank served (a replica behind, or one showing the client an old set),
+	// which follows the one held, and the client took it (LogReport).
+	AdoptedKeySet bool `json:"adopted_key_set"`
 }

@@ -688,9 +688,11 @@ evidence); an existing FILE is kept unless --overwrite.
 
 It reports the entries verified and those waiting: deposits the bank gave
 no log index for (made before it kept a log), entries logged after the
-checkpoint, checked at a later run. With --json: log_size, root (hex),
-verified, waiting and checkpoint_file, as wallet verify-log prints them
-(docs/AUDIT.md). Exit status 1 on a forked log, a mismatch or a payment
+checkpoint, checked at a later run; and whether the merchant adopted a
+newer key set the checkpoint names than the bank served (logged, and
+following the one held). With --json: log_size, root (hex), verified,
+waiting, checkpoint_file and adopted_key_set, as wallet verify-log prints
+them (docs/AUDIT.md). Exit status 1 on a forked log, a mismatch or a payment
 order not logged.`,
 		Example: `merchantd verify-log --data ./shop
 merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
@@ -731,9 +733,13 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 						return err
 					}
 				}
-				res := cli.LogCheck{LogSize: r.LogSize, Root: hex.EncodeToString(r.Root), Verified: int(r.Verified), Waiting: int(r.Waiting), CheckpointFile: cf.Path}
+				res := cli.LogCheck{LogSize: r.LogSize, Root: hex.EncodeToString(r.Root), Verified: int(r.Verified), Waiting: int(r.Waiting), CheckpointFile: cf.Path,
+					AdoptedKeySet: r.AdoptedKeySet}
 				return inv.Print(res, func(w io.Writer) {
 					fmt.Fprintf(w, "log of %s, consistent with every checkpoint seen; %s verified, %d waiting\n", cli.PluralOf(int(r.LogSize), "entry", "entries"), cli.PluralOf(int(r.Verified), "deposit or payment order", "deposits and payment orders"), r.Waiting)
+					if r.AdoptedKeySet {
+						fmt.Fprintln(w, cli.AdoptedKeySetNote)
+					}
 					if cf.Path != "" {
 						fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.Path)
 					}

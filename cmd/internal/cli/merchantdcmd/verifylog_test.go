@@ -103,8 +103,27 @@ func TestVerifyLogJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("%v: %s", err, stdout)
 	}
-	want := map[string]any{"log_size": 7.0, "root": hex.EncodeToString(root), "verified": 2.0, "waiting": 1.0}
+	want := map[string]any{"log_size": 7.0, "root": hex.EncodeToString(root), "verified": 2.0, "waiting": 1.0, "adopted_key_set": false}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestVerifyLogAdoptedKeySet: a merchant that took a newer logged key set
+// from the checkpoint (the response's adopted_key_set) says so, in text
+// and with --json; one that did not says nothing of it.
+func TestVerifyLogAdoptedKeySet(t *testing.T) {
+	root := bytes.Repeat([]byte{0xab}, 32)
+	for _, adopted := range []bool{false, true} {
+		flags := serveAdmin(t, &logAdmin{resp: &pb.VerifyLogResponse{LogSize: 7, Root: root, Verified: 2, Checkpoint: []byte("cp\n"), AdoptedKeySet: adopted}})
+		code, stdout, errs := runMerchantd(append([]string{"verify-log"}, flags...)...)
+		if code != 0 || strings.Contains(stdout, cli.AdoptedKeySetNote) != adopted {
+			t.Errorf("adopted %v: exit %d: %s%s", adopted, code, stdout, errs)
+		}
+		code, stdout, errs = runMerchantd(append([]string{"verify-log", "--json"}, flags...)...)
+		var got cli.LogCheck
+		if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil || got.AdoptedKeySet != adopted {
+			t.Errorf("adopted %v, --json: exit %d (%v): %s%s", adopted, code, err, stdout, errs)
+		}
 	}
 }

@@ -40,9 +40,11 @@ match (the checkpoint is then evidence); an existing FILE is kept unless
 --overwrite.
 
 It reports the entries verified and those waiting: not in the log yet, or
-logged after the checkpoint, checked at a later run. With --json:
-log_size, root (hex), verified, waiting and checkpoint_file, as merchantd
-verify-log prints them (docs/AUDIT.md).
+logged after the checkpoint, checked at a later run; and whether the wallet
+adopted a newer key set the checkpoint names than the bank served (logged,
+and following the one held). With --json: log_size, root (hex), verified,
+waiting, checkpoint_file and adopted_key_set, as merchantd verify-log
+prints them (docs/AUDIT.md).
 
 A fork is printed with both signed checkpoints: publish them, they prove
 the bank misbehaved. Exit status 1 on a fork or a mismatch.`,
@@ -91,10 +93,13 @@ func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn 
 	}
 	// The root in hex, as all our JSON (tlog.Hash.String is base64).
 	out := cli.LogCheck{LogSize: rep.Checkpoint.Size, Root: hex.EncodeToString(rep.Checkpoint.Root[:]),
-		Verified: rep.Verified, Waiting: rep.Waiting, CheckpointFile: cf.Path}
+		Verified: rep.Verified, Waiting: rep.Waiting, CheckpointFile: cf.Path, AdoptedKeySet: rep.AdoptedKeySet}
 	return inv.Print(out, func(w io.Writer) {
 		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
 			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
+		if rep.AdoptedKeySet {
+			fmt.Fprintln(w, cli.AdoptedKeySetNote)
+		}
 		if cf.Path != "" {
 			fmt.Fprintf(w, "signed checkpoint written to %s\n", cf.Path)
 		}
