@@ -227,6 +227,18 @@ func (w *Wallet) fetchKeys(ctx context.Context, bank pb.BankClient) (ks *ecash.K
 // them into a fetch.
 const keyRefreshInterval = 5 * time.Second
 
+// KeySetUnfetchedError is in the error of a check of something the bank
+// signed by a key the wallet's key set does not list, when fetching the
+// bank's key set to look for the key again did not reach the bank (Err):
+// the thing is then neither verified nor refuted, and is to be checked
+// again (wallet recoup says "failed", not "bad_answer"). It does not unwrap
+// to Err, so the check's error does not read as the bank's gRPC status.
+type KeySetUnfetchedError struct{ Err error }
+
+func (e *KeySetUnfetchedError) Error() string {
+	return "fetching the bank's key set again: " + e.Err.Error()
+}
+
 // verifyBank runs verify, a check of something the bank signed, against
 // ks. If the signer is not in it (ecash.ErrUnknownSigner), the bank may
 // have rotated its signing key since the wallet fetched ks, which it does
@@ -252,7 +264,10 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		var reached bool
 		if fresh, reached, ferr = w.fetchKeys(ctx, bank); !reached || ferr != nil {
 			// The key set held stands; the signer's refusal is the answer.
-			if ferr != nil {
+			switch {
+			case ferr != nil && !reached:
+				return fmt.Errorf("%w (%w)", err, &KeySetUnfetchedError{Err: ferr})
+			case ferr != nil:
 				return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
 			}
 			return err

@@ -230,7 +230,9 @@ under "not_recouped" with --json); they stay in the wallet. Each entry of
                       the bank has made a replacement key
   bad_answer          the bank's answer did not verify
   refused             the bank refused it for good
-  failed              the wallet failed locally (its store, say)`,
+  failed              not finished: the wallet failed locally (its store,
+                      say), or the bank could not be reached for the key
+                      set to check its answer with; run recoup again`,
 		Example: `wallet recoup`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
@@ -305,14 +307,19 @@ const (
 	reasonNoReplacementKey = "no_replacement_key" // no live key issues its value yet: recoup again after 'bankd keys extend'
 	reasonBadAnswer        = "bad_answer"         // the bank's answer did not verify (kept as a dispute where it signed coins)
 	reasonRefused          = "refused"            // the bank refused it for good
-	reasonFailed           = "failed"             // the wallet failed locally (its store, say)
+	reasonFailed           = "failed"             // not finished: the wallet failed locally (its store, say), or could not fetch the bank's key set to check its answer
 )
 
 // recoupReason classifies a coin's recoup error into its reason code.
 func recoupReason(err error) string {
+	var unfetched *wallet.KeySetUnfetchedError
 	switch {
 	case errors.Is(err, wallet.ErrNoReplacementKey):
 		return reasonNoReplacementKey
+	case errors.As(err, &unfetched):
+		// The receipt's signer is not in the key set held, and the bank
+		// was not reached for its current one: the answer may be good.
+		return reasonFailed
 	case errors.Is(err, wallet.ErrBadAnswer), errors.Is(err, ecash.ErrBadSignature):
 		return reasonBadAnswer
 	}

@@ -1,0 +1,108 @@
+package walletcmd
+
+import (
+	"context"
+	"crypto/ed25519"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/cmd/internal/transport"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// resignedRecoup relays a real bank, but its recoup receipts come signed
+// by a key the wallet's key set does not list (as after a rotation the
+// wallet has not fetched), and the wallet's clock moves on past
+// verifyBank's refetch bound meanwhile. With keysDown, fetching the key
+// set after such a receipt fails as an unreachable bank does.
+type resignedRecoup struct {
+	pb.BankClient
+	skew     *atomic.Int64 // the wallet's clock offset, ns
+	keysDown atomic.Bool
+	down     bool // set keysDown once a receipt is relayed
+}
+
+func (b *resignedRecoup) Recoup(ctx context.Context, in *pb.RecoupRequest, opts ...grpc.CallOption) (*pb.RecoupResponse, error) {
+	resp, err := b.BankClient.Recoup(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	if err != nil {
+		return nil, err
+	}
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	rcpt.SignerPub = pub
+	rcpt.Sig = ecash.SignBody(priv, rcpt.Body())
+	resp.Receipt = rcpt.Encode()
+	b.skew.Add(int64(time.Minute))
+	b.keysDown.Store(b.down)
+	return resp, nil
+}
+
+func (b *resignedRecoup) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts ...grpc.CallOption) (*pb.GetKeysResponse, error) {
+	if b.keysDown.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")
+	}
+	return b.BankClient.GetKeys(ctx, in, opts...)
+}
+
+// TestRecoupReasonKeySetUnreachable: a recoup receipt signed by a key the
+// wallet's key set does not list is checked against the bank's key set
+// fetched again. If that fetch reaches the bank and the key is still not
+// listed, the answer did not verify (bad_answer); if the bank could not be
+// reached, nothing is known against the bank and the check is to be made
+// again: failed, the temporary reason, not bad_answer.
+func TestRecoupReasonKeySetUnreachable(t *testing.T) {
+	ctx := context.Background()
+	b, _, _, _ := startShop(t, "", "EUR:1.00", "EUR:2.00")
+	dir, _ := accountWallet(t, cli.Env{}, b, b.Addr, "EUR:5.00")
+	if r := runWallet(t, cli.Env{}, "--wallet", dir, "withdraw", "EUR:1.00"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	ks, _ := b.Bank.KeySet()
+	for _, d := range ks.Denominations {
+		if d.Value == ecash.MustParseAmount("EUR:1.00") {
+			if _, err := b.Bank.RevokeDenomination(ctx, d.ID.String()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var skew atomic.Int64
+	w, err := wallet.Open(dir, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	bank := &resignedRecoup{BankClient: pb.NewBankClient(conn), skew: &skew}
+	for _, c := range []struct {
+		keysDown bool
+		want     string
+	}{{false, reasonBadAnswer}, {true, reasonFailed}} {
+		bank.down = c.keysDown
+		rep, err := w.Recoup(ctx, bank)
+		if err != nil || len(rep.Errors) != 1 {
+			t.Fatalf("key set fetch down %v: %+v, %v; want the coin not recouped", c.keysDown, rep, err)
+		}
+		if got := recoupReason(rep.Errors[0]); got != c.want {
+			t.Errorf("key set fetch down %v: reason %q for %v, want %q", c.keysDown, got, rep.Errors[0], c.want)
+		}
+		bank.keysDown.Store(false)
+	}
+}
