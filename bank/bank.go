@@ -55,7 +55,8 @@ type Bank struct {
 }
 
 // LimitAccounts caps the operations each account may start per second
-// (withdrawals, payment orders, statements); nil or a rate of 0: no cap.
+// (withdrawals, payment orders, statements, status queries); nil or a rate
+// of 0: no cap.
 func (b *Bank) LimitAccounts(l *RateLimiter) { b.limit = l }
 
 // allow applies the per-account rate, once the request's signature has

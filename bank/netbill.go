@@ -232,8 +232,22 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, fmt.Errorf("bank: stored EPO unreadable: %w", err)
 	}
-	if !epo.Customer.Equal(q.Requester) && !merchant.Key.Equal(q.Requester) {
+	requester := out.Customer
+	switch {
+	case epo.Customer.Equal(q.Requester):
+	case merchant.Key.Equal(q.Requester):
+		requester = q.EPOID.Merchant
+	default:
 		return nil, noCheck
+	}
+	// Charged to the requester's own account, as its other signed requests
+	// are, once it is known to be the customer or the merchant and before
+	// the decryption each answer costs: a stranger's queries, refused
+	// above, use up no one's rate, nor do the merchant's the customer's. A
+	// customer recovering K is refused only past its own rate, for a
+	// moment (ResourceExhausted, which the wallet retries).
+	if err := b.allow(requester); err != nil {
+		return nil, err
 	}
 	priv, err := epo.OpenRecordedPrivate(b.keys.HPKE)
 	if err != nil {

@@ -237,3 +237,39 @@ func TestCheckStatusOrderRecordedBeforeTextRules(t *testing.T) {
 		t.Fatalf("the recorded order sent again by a peer: %v, want refused as malformed", err)
 	}
 }
+
+// TestCheckStatusRateLimited: a status query costs the bank a decryption,
+// so it counts against the per-account rate as the requester's other
+// signed requests do: the customer's against the customer's account, the
+// merchant's against the merchant's, and a stranger's, refused before the
+// decryption, against no one's. (The clock does not move: no token comes
+// back.)
+func TestCheckStatusRateLimited(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	end, id := f.endorsedOrder(500, "")
+	if _, err := f.b.SubmitCheck(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	f.b.LimitAccounts(bank.NewRateLimiter(1, 2, 100)) // from here, bursts of 2
+	ask := func(who ed25519.PrivateKey) error {
+		_, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(id, f.now, who).Encode())
+		return err
+	}
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	for range 5 {
+		if err := ask(stranger); !errors.Is(err, bank.ErrNoCheck) {
+			t.Fatalf("a stranger's query: %v, want ErrNoCheck", err)
+		}
+	}
+	for who, k := range map[string]ed25519.PrivateKey{"customer": f.custKey, "merchant": f.merchKey} {
+		for i := range 2 {
+			if err := ask(k); err != nil {
+				t.Fatalf("the %s's query %d, within its rate: %v", who, i+1, err)
+			}
+		}
+		if err := ask(k); !errors.Is(err, bank.ErrRateLimited) {
+			t.Fatalf("the %s's third query at once: %v, want ErrRateLimited", who, err)
+		}
+	}
+}

@@ -447,7 +447,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	f.RegisterTLS(fs)
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 	fs.StringVar(&f.RateLimitPerPeer, "rate-limit-per-peer", "", "calls a second one peer address may make on the public listener, `N` or off (default 500; bursts of twice that): raise it behind a proxy, whose address every call carries")
-	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders and statements one account may ask for a second, `N` or off (default 100)")
+	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders, statements and payment-order status queries one account may ask for a second, `N` or off (default 100)")
 	fs.StringVar(&f.CallsPerPeer, "calls-per-peer", "", "calls one peer address may have in progress at once on the public listener, `N` or off (default 256); each holds up to 8 MiB of its request until it ends")
 	fs.StringVar(&f.ConnectionsPerPeer, "connections-per-peer", "", "connections one peer address may have open at once on the public listener, `N` or off (default 256); raise both behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RevocationPoll, "revocation-poll", "", "how often to look in the audit log for denominations another replica revoked, a `DURATION` from 100ms to 1h (default 2s); their coins are refused at once regardless, this bounds how long wallets see the old key set")

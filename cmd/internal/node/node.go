@@ -81,7 +81,7 @@ const DefaultRevocationPoll = 2 * time.Second
 // address).
 type RateLimits struct {
 	PerPeer    float64 // calls per second per peer address (burst: twice that)
-	PerAccount float64 // withdrawals, payment orders and statements per account
+	PerAccount float64 // withdrawals, payment orders, statements and status queries per account
 	// CallsPerPeer and ConnsPerPeer bound the calls in progress and the
 	// connections open at once per peer address on the public listener:
 	// each call holds up to transport.MaxCallBytes of its request until it
