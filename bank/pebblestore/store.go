@@ -827,7 +827,6 @@ func (t *txn) move(from, to *account, kind string, amount, fee int64, memo strin
 	return t.chargeFee(from, fee, memo, at)
 }
 
-// addBalance returns a+b, or ErrOverflow if it does not fit in int64.
 // refAmount is what a credit reference records: the amount, negative for
 // a payout, so that a reference names one movement in one direction.
 func refAmount(op bank.CreditOp) int64 {
@@ -837,6 +836,7 @@ func refAmount(op bank.CreditOp) int64 {
 	return op.Amount
 }
 
+// addBalance returns a+b, or ErrOverflow if it does not fit in int64.
 func addBalance(a, b int64) (int64, error) {
 	c := a + b
 	if (b > 0 && c < a) || (b < 0 && c > a) {
