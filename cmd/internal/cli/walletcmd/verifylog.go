@@ -95,8 +95,8 @@ func verifyLog(ctx context.Context, inv *cli.Invocation, w *wallet.Wallet, conn 
 	out := cli.LogCheck{LogSize: rep.Checkpoint.Size, Root: hex.EncodeToString(rep.Checkpoint.Root[:]),
 		Verified: rep.Verified, Waiting: rep.Waiting, CheckpointFile: cf.Path, AdoptedKeySet: rep.AdoptedKeySet}
 	return inv.Print(out, func(w io.Writer) {
-		fmt.Fprintf(w, "log of %d entries, consistent with every checkpoint seen; %d entries verified, %d waiting\n",
-			rep.Checkpoint.Size, rep.Verified, rep.Waiting)
+		fmt.Fprintf(w, "log of %s, consistent with every checkpoint seen; %s verified, %d waiting\n",
+			cli.PluralOf(int(rep.Checkpoint.Size), "entry", "entries"), cli.PluralOf(rep.Verified, "entry", "entries"), rep.Waiting)
 		if rep.AdoptedKeySet {
 			fmt.Fprintln(w, cli.AdoptedKeySetNote)
 		}
