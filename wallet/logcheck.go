@@ -257,7 +257,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 // (by more than clock skew: a replica's clock may differ), or one whose
 // entry the bank named in its answer (a swap). Records of older builds
 // carry no time; a key set's entry moves when a replica logs it again.
-func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logBegan) (error, error) {
+func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logBegan) (mismatch, err error) {
 	if !recordedBefore || c.Kind == logKeySet {
 		return nil, nil
 	}
