@@ -257,26 +257,39 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	now := w.now()
 	fetched, _ := w.KeySetFetched()
 	tried := time.Unix(0, w.keysTried.Load())
+	var unreached *KeySetUnfetchedError
 	if ferr != nil || !fetchedWithin(fetched, now, keyRefreshInterval) && !fetchedWithin(tried, now, keyRefreshInterval) {
 		// A failed fetch is not stored: the attempt's time bounds the
 		// next as a fetch's does.
 		w.keysTried.Store(now.UnixNano())
 		var reached bool
-		if fresh, reached, ferr = w.fetchKeys(ctx, bank); !reached || ferr != nil {
+		fresh, reached, ferr = w.fetchKeys(ctx, bank)
+		if !reached {
+			unreached = &KeySetUnfetchedError{Err: ferr}
+		}
+		w.keysUnreached.Store(unreached)
+		if !reached || ferr != nil {
 			// The key set held stands; the signer's refusal is the answer.
 			switch {
-			case ferr != nil && !reached:
-				return fmt.Errorf("%w (%w)", err, &KeySetUnfetchedError{Err: ferr})
+			case unreached != nil:
+				return fmt.Errorf("%w (%w)", err, unreached)
 			case ferr != nil:
 				return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
 			}
 			return err
 		}
+	} else if !fetchedWithin(fetched, now, keyRefreshInterval) {
+		// Not fetched again because a fetch was tried just now: if it did
+		// not reach the bank, this check is as unsettled as that one's.
+		unreached = w.keysUnreached.Load()
 	}
-	if ferr != nil || bytes.Equal(fresh.Encode(), ks.Encode()) {
-		return err
+	if !bytes.Equal(fresh.Encode(), ks.Encode()) {
+		err = verify(fresh)
 	}
-	return verify(fresh)
+	if unreached != nil && errors.Is(err, ecash.ErrUnknownSigner) {
+		return fmt.Errorf("%w (%w)", err, unreached)
+	}
+	return err
 }
 
 // fetchedWithin reports whether the key set was fetched at most d before

@@ -87,6 +87,10 @@ type Wallet struct {
 	// keysTried is when verifyBank last fetched the key set (Unix ns by
 	// the wallet's clock), which a failure does not store.
 	keysTried atomic.Int64
+	// keysUnreached is that fetch's failure when it did not reach the
+	// bank, nil otherwise: the checks verifyBank makes within
+	// keyRefreshInterval of it, which do not fetch, report it too.
+	keysUnreached atomic.Pointer[KeySetUnfetchedError]
 
 	// keySet is the stored key set decoded, with the bytes and the pin it
 	// was decoded and checked against: every operation reads the key set,

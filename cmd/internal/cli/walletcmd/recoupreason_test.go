@@ -28,6 +28,8 @@ type resignedRecoup struct {
 	skew     *atomic.Int64 // the wallet's clock offset, ns
 	keysDown atomic.Bool
 	down     bool // set keysDown once a receipt is relayed
+	once     bool // move the clock on at the first receipt only
+	moved    bool
 }
 
 func (b *resignedRecoup) Recoup(ctx context.Context, in *pb.RecoupRequest, opts ...grpc.CallOption) (*pb.RecoupResponse, error) {
@@ -46,7 +48,10 @@ func (b *resignedRecoup) Recoup(ctx context.Context, in *pb.RecoupRequest, opts 
 	rcpt.SignerPub = pub
 	rcpt.Sig = ecash.SignBody(priv, rcpt.Body())
 	resp.Receipt = rcpt.Encode()
-	b.skew.Add(int64(time.Minute))
+	if !b.once || !b.moved {
+		b.skew.Add(int64(time.Minute))
+		b.moved = true
+	}
 	b.keysDown.Store(b.down)
 	return resp, nil
 }
@@ -104,5 +109,49 @@ func TestRecoupReasonKeySetUnreachable(t *testing.T) {
 			t.Errorf("key set fetch down %v: reason %q for %v, want %q", c.keysDown, got, rep.Errors[0], c.want)
 		}
 		bank.keysDown.Store(false)
+	}
+}
+
+// TestRecoupReasonKeySetUnreachableEveryCoin: with the bank's key set out
+// of reach, every coin whose receipt names an unlisted signer is failed,
+// not only the first: the coins after it, within verifyBank's refetch
+// bound, take the failed fetch's word and must not read as bad_answer.
+func TestRecoupReasonKeySetUnreachableEveryCoin(t *testing.T) {
+	ctx := context.Background()
+	b, _, _, _ := startShop(t, "", "EUR:1.00", "EUR:2.00")
+	dir, _ := accountWallet(t, cli.Env{}, b, b.Addr, "EUR:5.00")
+	for range 2 {
+		if r := runWallet(t, cli.Env{}, "--wallet", dir, "withdraw", "EUR:1.00"); r.code != 0 {
+			t.Fatalf("withdraw: %+v", r)
+		}
+	}
+	ks, _ := b.Bank.KeySet()
+	for _, d := range ks.Denominations {
+		if d.Value == ecash.MustParseAmount("EUR:1.00") {
+			if _, err := b.Bank.RevokeDenomination(ctx, d.ID.String()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var skew atomic.Int64
+	w, err := wallet.Open(dir, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	bank := &resignedRecoup{BankClient: pb.NewBankClient(conn), skew: &skew, down: true, once: true}
+	rep, err := w.Recoup(ctx, bank)
+	if err != nil || len(rep.Errors) != 2 {
+		t.Fatalf("%+v, %v; want both coins not recouped", rep, err)
+	}
+	for i, e := range rep.Errors {
+		if got := recoupReason(e); got != reasonFailed {
+			t.Errorf("coin %d: reason %q for %v, want %q", i+1, got, e, reasonFailed)
+		}
 	}
 }
