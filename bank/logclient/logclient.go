@@ -190,8 +190,8 @@ func hashes(in [][]byte) ([]tlog.Hash, error) {
 var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
-// payment hash), a swap (Ref: the swap request hash) or a recoup (Ref: the
-// recoup request hash), spending exactly Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
+// payment hash), a swap (Ref: the swap request hash) or a recoup that
+// re-issued the coin (Ref: the recoup request hash), spending exactly Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
 // set, for EPOID; a deposit or a check crediting, where set, Merchant with
 // Amount; or a key set (Ref: the SHA-256 of its signed bytes).
 type Expect struct {
@@ -227,6 +227,12 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		}
 	case auditlog.Recoup:
 		ref, spent = op.RequestHash, []auditlog.SpentCoin{{ID: op.Coin}}
+		// A client checks a recoup that re-issued its coin (it settled it
+		// as a swap, given new coins): an entry crediting the value to an
+		// account instead, a single-coin swap's included, misstates it.
+		if x.Kind == auditlog.KindRecoup && len(op.Issued) == 0 {
+			return fmt.Errorf("%w: entry %d credits the recoup to account %d, the client was re-issued coins", ErrMismatch, e.Index, op.Account)
+		}
 	case auditlog.Check:
 		ref = op.EPOHash
 		if err := x.matchCheck(e.Index, op); err != nil {

@@ -45,20 +45,27 @@ func TestMatchDeposit(t *testing.T) {
 }
 
 // A recoup that re-issues coins is logged as a recoup entry: it matches
-// on its request hash and the one coin it spends, and nothing else does.
+// on its request hash and the one coin it spends, and nothing else does;
+// nor does an entry saying the coin's value was credited to an account,
+// where the client was given coins (a swap logged as a recoup, say).
 func TestMatchRecoup(t *testing.T) {
 	req, coin := ecash.HashOf([]byte("recoup request")), ecash.HashOf([]byte("coin"))
 	x := logclient.Expect{Kind: auditlog.KindRecoup, Ref: req, Coins: []ecash.Hash{coin}}
+	eur2 := ecash.Amount{Currency: "EUR", Value: 2}
 	entry := func(req, coin ecash.Hash) *auditlog.Entry {
-		return &auditlog.Entry{Index: 9, Op: auditlog.Recoup{Amount: ecash.Amount{Currency: "EUR", Value: 2}, Coin: coin,
-			Denom: ecash.HashOf([]byte("d")), RequestHash: req}}
+		return &auditlog.Entry{Index: 9, Op: auditlog.Recoup{Amount: eur2, Coin: coin,
+			Denom: ecash.HashOf([]byte("d")), RequestHash: req,
+			Issued: []auditlog.DenomCount{{Denom: ecash.HashOf([]byte("d2")), Value: eur2, Count: 1}}}}
 	}
 	if err := x.Match(entry(req, coin)); err != nil {
 		t.Fatalf("the honest entry: %v", err)
 	}
+	credited := entry(req, coin)
+	credited.Op = auditlog.Recoup{Account: 7, Amount: eur2, Coin: coin, Denom: ecash.HashOf([]byte("d")), RequestHash: req}
 	for name, e := range map[string]*auditlog.Entry{
-		"of another request": entry(ecash.HashOf([]byte("other")), coin),
-		"of another coin":    entry(req, ecash.HashOf([]byte("other coin"))),
+		"of another request":   entry(ecash.HashOf([]byte("other")), coin),
+		"of another coin":      entry(req, ecash.HashOf([]byte("other coin"))),
+		"crediting an account": credited,
 	} {
 		if err := x.Match(e); !errors.Is(err, logclient.ErrMismatch) {
 			t.Errorf("a recoup entry %s: %v, want ErrMismatch", name, err)
