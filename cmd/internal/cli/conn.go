@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/cmd/internal/transport"
@@ -115,7 +116,15 @@ func (t *TLSFlags) CertHint() grpc.DialOption {
 // --merchant-pin").
 func CertHintOption(what, flags string) grpc.DialOption {
 	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return CertHint(invoker(ctx, method, req, reply, cc, opts...), what, flags)
+		var p peer.Peer
+		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+		if p.Addr != nil {
+			// The call reached the peer over a connection whose
+			// certificate verified: its status is the peer's own, whose
+			// text may quote any x509 error.
+			return err
+		}
+		return CertHint(err, what, flags)
 	})
 }
 
