@@ -97,3 +97,17 @@ func ForgetLogCheckTimes(w *Wallet) error {
 	}
 	return nil
 }
+
+// ForgetPaidIndex deletes the index of kept receipts by payment request
+// and its marker: a store written before the index existed.
+func ForgetPaidIndex(w *Wallet) error {
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte("h/"), prefixEnd([]byte("h/")), nil); err != nil {
+		return err
+	}
+	if err := b.Delete(keyIndexed, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}

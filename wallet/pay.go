@@ -88,25 +88,56 @@ func (w *Wallet) PaidReceipt(merchantAddr, orderID string) (*ecash.DepositReceip
 }
 
 // paidRequest returns the bank's receipt this wallet kept for payment
-// request h, under whatever merchant address it was paid, or nil. It walks
-// the kept receipts rather than an index by hash, so that it finds those
-// kept before it existed; a wallet keeps one per payment made.
+// request h, under whatever merchant address it was paid (or found by a
+// restore), or nil. The receipts are indexed by request (h/): a lookup
+// for every payment must not walk every receipt kept.
 func (w *Wallet) paidRequest(h ecash.Hash) (*ecash.DepositReceipt, error) {
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
+	if err := w.indexPaid(); err != nil {
+		return nil, err
+	}
+	key, err := get(w.db, paidIndexKey(h))
 	if err != nil {
 		return nil, err
 	}
+	if key == nil {
+		key = restoredReceiptKey(h)
+	}
+	raw, err := get(w.db, key)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return ecash.DecodeDepositReceipt(raw)
+}
+
+// indexPaid indexes, once, the receipts kept before the index existed.
+// Concurrent runs write the same entries.
+func (w *Wallet) indexPaid() error {
+	if done, err := get(w.db, keyIndexed); err != nil || done != nil {
+		return err
+	}
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
+	if err != nil {
+		return err
+	}
 	defer it.Close()
+	b := w.db.NewBatch()
+	defer b.Close()
 	for it.First(); it.Valid(); it.Next() {
 		rcpt, err := ecash.DecodeDepositReceipt(it.Value())
 		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt receipt: %w", err)
+			return fmt.Errorf("wallet: corrupt receipt: %w", err)
 		}
-		if rcpt.PaymentHash == h {
-			return rcpt, nil
+		if err := b.Set(paidIndexKey(rcpt.PaymentHash), it.Key(), nil); err != nil {
+			return err
 		}
 	}
-	return nil, it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if err := b.Set(keyIndexed, []byte{1}, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // AlreadyPaidError is a payment not made because this wallet had paid its
@@ -174,7 +205,11 @@ func (w *Wallet) acceptReceipt(ctx context.Context, bank pb.BankClient, ks *ecas
 	}
 	w.tr.Record(w.now(), "deposit-receipt", raw, "")
 	return rcpt, w.settle(pr.Hash(), pp.Coins, nil, func(b *pebble.Batch) error {
-		if err := b.Set(receiptKey(pp.Merchant, pp.OrderID), raw, nil); err != nil {
+		key := receiptKey(pp.Merchant, pp.OrderID)
+		if err := b.Set(key, raw, nil); err != nil {
+			return err
+		}
+		if err := b.Set(paidIndexKey(pr.Hash()), key, nil); err != nil {
 			return err
 		}
 		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total, Answered: rcpt.DepositedAt.UnixMilli()}

@@ -317,6 +317,38 @@ func TestPayAgainUnderAnotherAddress(t *testing.T) {
 	}
 }
 
+// TestPayAgainUnderAnotherAddressOldStore: a wallet whose receipts were
+// kept before they were indexed by payment request finds them all the same
+// (indexed once, at the first lookup).
+func TestPayAgainUnderAnotherAddressOldStore(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	var paid [][]byte
+	var ids []string
+	for range 2 {
+		o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.25"), "tea", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcpt, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paid, ids = append(paid, rcpt.Encode()), append(ids, o.ID)
+	}
+	if err := wallet.ForgetPaidIndex(w); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		_, err := w.Pay(ctx, f.bankc, f.shop, "127.0.0.1:shop", id, nil)
+		var ap *wallet.AlreadyPaidError
+		if !errors.As(err, &ap) || !bytes.Equal(ap.Receipt.Encode(), paid[i]) {
+			t.Fatalf("order %d paid before the index, paid again under another address: %v; want an *AlreadyPaidError with its receipt", i, err)
+		}
+	}
+}
+
 // TestPayAgainAfterExpiryUnderAnotherAddress: the payment request of an
 // order paid under one spelling of the merchant's address, fetched again
 // under another once it has expired, was refused as expired (ErrExpired:

@@ -33,6 +33,9 @@ import (
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
+//	h/<payment hash>  the r/ key of the receipt of that payment request
+//	                  (paidRequest); m/paid-indexed once receipts kept
+//	                  before h/ existed are indexed too
 //	q/<payment hash>  the bank's receipt of a payment a restore found
 //	                  refunded (its merchant and order unknown): for
 //	                  CollectRefunds, as r/
@@ -51,6 +54,7 @@ var (
 	keyParked  = []byte("m/parked")
 	keyGen     = []byte("m/gen")
 	keyRestore = []byte("m/restoring")
+	keyIndexed = []byte("m/paid-indexed")
 )
 
 func withdrawKey(nonce [16]byte) []byte { return append([]byte("w/"), nonce[:]...) }
@@ -58,6 +62,7 @@ func coinKey(id ecash.Hash) []byte      { return append([]byte("c/"), id[:]...) 
 func paymentKey(h ecash.Hash) []byte    { return append([]byte("p/"), h[:]...) }
 
 func restoredReceiptKey(h ecash.Hash) []byte { return append([]byte("q/"), h[:]...) }
+func paidIndexKey(h ecash.Hash) []byte       { return append([]byte("h/"), h[:]...) }
 
 func receiptKey(merchant, order string) []byte {
 	e := ecash.Encoder{}
