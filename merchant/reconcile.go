@@ -123,7 +123,7 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 	}
 	var derr error
 	if len(errs) > 0 {
-		derr = fmt.Errorf("merchant: %d deposits in flight not settled; first: %w", len(errs), errs[0])
+		derr = fmt.Errorf("merchant: deposits in flight not settled: %d; first: %w", len(errs), errs[0])
 	}
 	_, serr := m.reconcileSales(ctx)
 	pruned, perr := m.pruneDeliveries()

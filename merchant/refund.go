@@ -121,7 +121,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount
 			}
 		}
 	case id != 0 && id != next:
-		return nil, fmt.Errorf("%w: order %s has %d refunds; refund %d is none of them, nor the next (%d)", ErrRefundID, orderID, next-1, id, next)
+		return nil, fmt.Errorf("%w: order %s: refund %d is neither one made (refunds made: %d) nor the next (%d)", ErrRefundID, orderID, id, next-1, next)
 	default:
 		for _, r := range recs {
 			if r.Receipt != nil {

@@ -95,7 +95,7 @@ func (m *Merchant) reconcileSales(ctx context.Context) (settled int, err error) 
 		settled++
 	}
 	if len(errs) > 0 {
-		return settled, fmt.Errorf("merchant: %d endorsed sales not settled; first: %w", len(errs), errs[0])
+		return settled, fmt.Errorf("merchant: endorsed sales not settled: %d; first: %w", len(errs), errs[0])
 	}
 	return settled, nil
 }
