@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc/codes"
@@ -76,8 +75,9 @@ type LogReport struct {
 // yet checked against the bank's log. A fork is an *auditlog.ForkError; an
 // entry that does not match its receipt, a payment order the log does not
 // record, or a deposit paid before the checkpoint was fetched and answered
-// after the log began (logclient.AfterBegan) that the checkpoint does not
-// hold, wraps logclient.ErrMismatch and names the order (and the entry); so does a newer logged key set (the checkpoint's keyset line
+// after the log began (logclient.Start.Unlogged) that the checkpoint does
+// not hold, wraps logclient.ErrMismatch and names the order (and the
+// entry); so does a newer logged key set (the checkpoint's keyset line
 // names it) that does not follow the one held, or a false keyset line,
 // reported (with the report) once the other checks were made. A newer one
 // that follows is taken (LogReport.AdoptedKeySet).
@@ -141,7 +141,7 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	// unlogged: deposits the checkpoint must hold and does not, reported
 	// with the key-set finding after the other checks.
 	var unlogged error
-	var began *time.Time
+	began := logclient.NewStart(ctx, m.logc, cp)
 	for id, r := range due {
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
 		if status.Code(err) == codes.NotFound {
@@ -160,21 +160,13 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 			// Not evidence if paid meanwhile, or answered (by the bank's
 			// clock, on its signed receipt) before its log began: a bank
 			// from before its log answers from its records of then.
-			if _, paid := before[id]; paid && cp.Size > 0 {
-				if began == nil {
-					t0, _, err := logclient.Began(ctx, m.logc, cp)
-					if err != nil {
-						return nil, errors.Join(err, keyErr)
-					}
-					began = &t0
+			if _, paid := before[id]; paid {
+				finding, err := began.Unlogged("the deposit of payment", r.PaymentHash, r.DepositedAt, st.LogIndex)
+				if err != nil {
+					return nil, errors.Join(err, keyErr)
 				}
-				if logclient.AfterBegan(r.DepositedAt, *began) {
-					where := "not in its audit log"
-					if st.LogIndex > 0 {
-						where = fmt.Sprintf("at entry %d, past the checkpoint it signed after that (%d entries)", st.LogIndex, cp.Size)
-					}
-					unlogged = errors.Join(unlogged, fmt.Errorf("merchant: order %s: %w: the deposit of payment %x…, which the bank answered at %s (its log began at %s), is %s",
-						id, logclient.ErrMismatch, r.PaymentHash[:8], r.DepositedAt.UTC().Format(time.RFC3339), began.UTC().Format(time.RFC3339), where))
+				if finding != "" {
+					unlogged = errors.Join(unlogged, fmt.Errorf("merchant: order %s: %w: %s", id, logclient.ErrMismatch, finding))
 					continue
 				}
 			}

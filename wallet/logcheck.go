@@ -187,7 +187,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 	// unlogged: a key set the log lacks, or one it hides, and an answer
 	// the checkpoint should cover and does not: reported after the other
 	// checks
-	began := logBegan{ctx: ctx, logc: logc, cp: cp}
+	began := logclient.NewStart(ctx, logc, cp)
 	for ref, c := range due {
 		found := c.Index > 0 // known from the bank's answer
 		if !found {
@@ -201,7 +201,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 		}
 		// Entry 0 is the bank's first key set: found there, it is logged.
 		if !found || c.Index < 0 || c.Index >= cp.Size {
-			missing, err := c.missing(ref, before[ref] != nil, found, &began)
+			missing, err := c.missing(ref, before[ref] != nil, found, began)
 			if err != nil {
 				return nil, err
 			}
@@ -257,7 +257,7 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 // (by more than clock skew: a replica's clock may differ), or one whose
 // entry the bank named in its answer (a swap). Records of older builds
 // carry no time; a key set's entry moves when a replica logs it again.
-func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logBegan) (mismatch, err error) {
+func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logclient.Start) (mismatch, err error) {
 	if !recordedBefore || c.Kind == logKeySet {
 		return nil, nil
 	}
@@ -268,43 +268,17 @@ func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *lo
 		if c.Kind != logSwap || c.Index <= 0 {
 			return nil, nil
 		}
-		return fmt.Errorf("%w: %s %x… is at entry %d, the bank answered, and the checkpoint it signed after that holds %d entries", ErrLogMismatch, what, ref[:8], c.Index, began.cp.Size), nil
+		return fmt.Errorf("%w: %s %x… is at entry %d, the bank answered, and the checkpoint it signed after that holds %d entries", ErrLogMismatch, what, ref[:8], c.Index, began.Checkpoint().Size), nil
 	}
-	t0, ok, err := began.time()
-	if err != nil || !ok {
+	index := int64(0)
+	if found {
+		index = c.Index
+	}
+	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), index)
+	if err != nil || finding == "" {
 		return nil, err
 	}
-	at := time.UnixMilli(c.Answered)
-	if !logclient.AfterBegan(at, t0) {
-		return nil, nil // perhaps answered from a record made before the log
-	}
-	where := "is not in its audit log"
-	if found {
-		where = fmt.Sprintf("is at entry %d, past the checkpoint it signed after that (%d entries)", c.Index, began.cp.Size)
-	}
-	return fmt.Errorf("%w: %s %x…, which the bank answered at %s (its log began at %s), %s", ErrLogMismatch, what, ref[:8],
-		at.UTC().Format(time.RFC3339), t0.UTC().Format(time.RFC3339), where), nil
-}
-
-// logBegan reads, once, when the log checkpoint cp covers began.
-type logBegan struct {
-	ctx  context.Context
-	logc pb.AuditLogClient
-	cp   auditlog.Checkpoint
-	read bool
-	ok   bool
-	at   time.Time
-}
-
-func (b *logBegan) time() (time.Time, bool, error) {
-	if !b.read {
-		var err error
-		if b.at, b.ok, err = logclient.Began(b.ctx, b.logc, b.cp); err != nil {
-			return time.Time{}, false, err
-		}
-		b.read = true
-	}
-	return b.at, b.ok, nil
+	return fmt.Errorf("%w: %s", ErrLogMismatch, finding), nil
 }
 
 func (w *Wallet) dueChecks() (map[ecash.Hash]*logCheck, error) {

@@ -136,6 +136,52 @@ func AfterBegan(answered, began time.Time) bool {
 	return answered.After(began.Add(ecash.MaxClockSkew))
 }
 
+// Start is when the log a checkpoint covers began, read (Began) at most
+// once, for the answers a client judges against that checkpoint.
+type Start struct {
+	ctx  context.Context
+	c    pb.AuditLogClient
+	cp   auditlog.Checkpoint
+	read bool
+	ok   bool
+	at   time.Time
+}
+
+// NewStart is the start of the log cp covers, not read yet.
+func NewStart(ctx context.Context, c pb.AuditLogClient, cp auditlog.Checkpoint) *Start {
+	return &Start{ctx: ctx, c: c, cp: cp}
+}
+
+// Checkpoint is the checkpoint s judges against.
+func (s *Start) Checkpoint() auditlog.Checkpoint { return s.cp }
+
+// Unlogged judges an answer the client held before it fetched the
+// checkpoint, dated answered by the bank, whose entry the checkpoint does
+// not hold (index 0: not found in the log; else the entry past it). An
+// honest bank commits an entry before it answers, so if the answer came
+// after the log began (AfterBegan), the checkpoint must hold it: Unlogged
+// returns the finding, "<what> <ref>…, which the bank answered at …", to be
+// wrapped in the client's mismatch error. It returns "" when the entry may
+// yet be logged.
+func (s *Start) Unlogged(what string, ref ecash.Hash, answered time.Time, index int64) (string, error) {
+	if !s.read {
+		var err error
+		if s.at, s.ok, err = Began(s.ctx, s.c, s.cp); err != nil {
+			return "", err
+		}
+		s.read = true
+	}
+	if !s.ok || !AfterBegan(answered, s.at) {
+		return "", nil // perhaps answered from a record made before the log
+	}
+	where := "is not in its audit log"
+	if index > 0 {
+		where = fmt.Sprintf("is at entry %d, past the checkpoint it signed after that (%d entries)", index, s.cp.Size)
+	}
+	return fmt.Sprintf("%s %x…, which the bank answered at %s (its log began at %s), %s", what, ref[:8],
+		answered.UTC().Format(time.RFC3339), s.at.UTC().Format(time.RFC3339), where), nil
+}
+
 // Consistency fetches the proof that the tree of newSize entries extends
 // the tree of oldSize entries.
 func Consistency(ctx context.Context, c pb.AuditLogClient, oldSize, newSize int64) (tlog.TreeProof, error) {
@@ -191,7 +237,8 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash), a swap (Ref: the swap request hash) or a recoup that
-// re-issued the coin (Ref: the recoup request hash), spending exactly Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
+// re-issued the coin (Ref: the recoup request hash), spending exactly
+// Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
 // set, for EPOID; a deposit or a check crediting, where set, Merchant with
 // Amount; or a key set (Ref: the SHA-256 of its signed bytes).
 type Expect struct {
