@@ -109,5 +109,6 @@ func ForgetPaidIndex(w *Wallet) error {
 	if err := b.Delete(keyIndexed, nil); err != nil {
 		return err
 	}
+	w.paidIndexed.Store(false) // as a store opened so
 	return b.Commit(pebble.Sync)
 }

@@ -112,7 +112,11 @@ func (w *Wallet) paidRequest(h ecash.Hash) (*ecash.DepositReceipt, error) {
 // indexPaid indexes, once, the receipts kept before the index existed.
 // Concurrent runs write the same entries.
 func (w *Wallet) indexPaid() error {
+	if w.paidIndexed.Load() {
+		return nil
+	}
 	if done, err := get(w.db, keyIndexed); err != nil || done != nil {
+		w.paidIndexed.Store(err == nil)
 		return err
 	}
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
@@ -137,7 +141,11 @@ func (w *Wallet) indexPaid() error {
 	if err := b.Set(keyIndexed, []byte{1}, nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	w.paidIndexed.Store(true)
+	return nil
 }
 
 // AlreadyPaidError is a payment not made because this wallet had paid its
@@ -479,8 +487,9 @@ func (w *Wallet) selectCoins(amount ecash.Amount, ks *ecash.KeySet) ([]*coinReco
 //     the payment went through (a lost answer) and its receipt is kept; if
 //     it was paid with other coins, the coins are free again and the error
 //     is a *PaidOtherwiseError, whatever else holds of them (a revoked
-//     denomination among them included): the order is paid; if not, and the request is past the point where the bank still accepts it,
-//     the coins are free again;
+//     denomination among them included): the order is paid; if not, and
+//     the request is past the point where the bank still accepts it, the
+//     coins are free again;
 //   - otherwise, if the bank's key set, fetched afresh (its master's
 //     signature makes it the bank's word), revokes the denomination of one
 //     of the coins and the bank has not taken the payment, it never will:
@@ -602,7 +611,8 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 // order is paid already, with other coins: another wallet's, or a copy of
 // this one's (restored from the same seed, without this one's receipts).
 // Nothing was paid by this payment; its coins are the wallet's again,
-// revealed (and swapped, as after any refused payment). Receipt is the bank's receipt for the order, verified.
+// revealed (and swapped, as after any refused payment). Receipt is the
+// bank's receipt for the order, verified.
 type PaidOtherwiseError struct {
 	OrderID string
 	Receipt *ecash.DepositReceipt

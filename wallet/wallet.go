@@ -91,6 +91,9 @@ type Wallet struct {
 	// bank, nil otherwise: the checks verifyBank makes within
 	// keyRefreshInterval of it, which do not fetch, report it too.
 	keysUnreached atomic.Pointer[KeySetUnfetchedError]
+	// paidIndexed: the store's receipts are indexed by payment request
+	// (m/paid-indexed), so a payment need not read the marker again.
+	paidIndexed atomic.Bool
 
 	// keySet is the stored key set decoded, with the bytes and the pin it
 	// was decoded and checked against: every operation reads the key set,
