@@ -161,22 +161,8 @@ func (e *certError) GRPCStatus() *status.Status { return e.st }
 // \"transport: authentication handshake failed: tls: failed to verify
 // certificate: x509: ...\""), so that text is unquoted and cut.
 func certReason(err error) string {
-	var verifies *tls.CertificateVerificationError
-	if errors.As(err, &verifies) && verifies.Err != nil {
-		return verifies.Err.Error()
-	}
-	var (
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-		invalid x509.CertificateInvalidError
-	)
-	switch {
-	case errors.As(err, &unknown):
-		return unknown.Error()
-	case errors.As(err, &host):
-		return host.Error()
-	case errors.As(err, &invalid):
-		return invalid.Error()
+	if cause := x509Cause(err); cause != nil {
+		return cause.Error()
 	}
 	msg := err.Error()
 	if i := strings.Index(msg, `desc = "`); i >= 0 {
@@ -194,6 +180,29 @@ func certReason(err error) string {
 	return msg
 }
 
+// x509Cause is the certificate verifier's own error in err's chain (an
+// unknown authority, a wrong host name, an invalid certificate), or nil.
+func x509Cause(err error) error {
+	var verifies *tls.CertificateVerificationError
+	if errors.As(err, &verifies) && verifies.Err != nil {
+		return verifies.Err
+	}
+	var (
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return unknown
+	case errors.As(err, &host):
+		return host
+	case errors.As(err, &invalid):
+		return invalid
+	}
+	return nil
+}
+
 // IsCertFailure reports whether err is a connection refused because the
 // server's certificate did not verify: an x509 error (unknown authority,
 // wrong host name, expired) or a pin that does not match. gRPC does not keep
@@ -204,13 +213,8 @@ func certReason(err error) string {
 // not match "authentication handshake failed" alone, which other handshake
 // failures (no common protocol version, a client certificate refused) share.
 func IsCertFailure(err error) bool {
-	var (
-		unknown  x509.UnknownAuthorityError
-		host     x509.HostnameError
-		invalid  x509.CertificateInvalidError
-		verifies *tls.CertificateVerificationError
-	)
-	if errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verifies) {
+	var verifies *tls.CertificateVerificationError
+	if x509Cause(err) != nil || errors.As(err, &verifies) {
 		return true
 	}
 	if status.Code(err) != codes.Unavailable {
