@@ -400,10 +400,11 @@ func openNonceLog(path string, k *Keys) (*nonceLog, error) {
 			return true
 		}
 		end, ok := ends[id]
-		if ok && issued.Before(end) {
-			l.absent[id] = end
+		if !ok || !issued.Before(end) {
+			return false
 		}
-		return ok && issued.Before(end)
+		l.absent[id] = end
+		return true
 	}
 	kept := make(nonceRecs, 0, len(recs)+1)
 	kept = append(kept, markRec(mark))
