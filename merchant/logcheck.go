@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc/codes"
@@ -65,7 +66,10 @@ type LogReport struct {
 	Checkpoint auditlog.Checkpoint
 	Signed     []byte // Checkpoint as the bank signed it: what "audit log --from" reads
 	Verified   int    // deposits and payment orders found in the log, matching their receipts
-	Waiting    int    // deposits without a log entry (answered before the log began, or paid since the checkpoint was fetched), entries past the checkpoint
+	// Waiting: deposits and payment orders whose entry the checkpoint does
+	// not hold and need not yet: answered since it was fetched, or (by the
+	// bank's clock) before the log began or within ecash.MaxClockSkew after.
+	Waiting int
 	// AdoptedKeySet: the checkpoint named a newer logged key set than the
 	// bank served, which follows the one held, and the merchant took it.
 	AdoptedKeySet bool
@@ -73,14 +77,14 @@ type LogReport struct {
 
 // VerifyLog checks every paid order and every decided payment order not
 // yet checked against the bank's log. A fork is an *auditlog.ForkError; an
-// entry that does not match its receipt, a payment order the log does not
-// record, or a deposit paid before the checkpoint was fetched and answered
-// after the log began (logclient.Start.Unlogged) that the checkpoint does
-// not hold, wraps logclient.ErrMismatch and names the order (and the
-// entry); so does a newer logged key set (the checkpoint's keyset line
-// names it) that does not follow the one held, or a false keyset line,
-// reported (with the report) once the other checks were made. A newer one
-// that follows is taken (LogReport.AdoptedKeySet).
+// entry that does not match its receipt, or a deposit or payment order
+// answered before the checkpoint was fetched and after the log began
+// (logclient.Start.Unlogged) that the checkpoint does not hold, wraps
+// logclient.ErrMismatch and names the order (and the entry); so does a
+// newer logged key set (the checkpoint's keyset line names it) that does
+// not follow the one held, or a false keyset line, reported (with the
+// report) once the other checks were made. A newer one that follows is
+// taken (LogReport.AdoptedKeySet).
 func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -93,10 +97,15 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The deposits paid before the checkpoint is fetched: the bank answered
-	// them before it signed it, and an honest bank commits an entry before
-	// it answers. One paid meanwhile is not evidence yet.
-	before, err := m.unverifiedDeposits()
+	// The deposits paid and payment orders decided before the checkpoint
+	// is fetched: the bank answered them before it signed it, and an
+	// honest bank commits an entry before it answers. One answered
+	// meanwhile is not evidence yet.
+	depositsBefore, err := m.unverifiedDeposits()
+	if err != nil {
+		return nil, err
+	}
+	salesBefore, err := m.unverifiedSales()
 	if err != nil {
 		return nil, err
 	}
@@ -134,14 +143,85 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 	if keyErr != nil && !errors.Is(keyErr, logclient.ErrMismatch) {
 		return rep, keyErr
 	}
-	due, err := m.unverifiedDeposits()
+	deposits, err := m.heldDeposits(ctx, depositsBefore)
 	if err != nil {
-		return nil, errors.Join(err, keyErr)
+		return rep, errors.Join(err, keyErr)
 	}
-	// unlogged: deposits the checkpoint must hold and does not, reported
+	sales, err := m.heldSales(ctx, salesBefore)
+	if err != nil {
+		return rep, errors.Join(err, keyErr)
+	}
+	// unlogged: answers the checkpoint must hold and does not, reported
 	// with the key-set finding after the other checks.
 	var unlogged error
 	began := logclient.NewStart(ctx, m.logc, cp)
+	for _, a := range append(deposits, sales...) {
+		finding, err := m.checkHeld(ctx, began, a, rep)
+		if err != nil {
+			return rep, errors.Join(err, unlogged, keyErr)
+		}
+		unlogged = errors.Join(unlogged, finding)
+	}
+	return rep, errors.Join(unlogged, keyErr)
+}
+
+// heldAnswer is an answer of the bank the merchant holds a receipt of (a
+// deposit's or a payment order's), to find in its log.
+type heldAnswer struct {
+	name     string    // how a finding names it: "order <id>", "payment order <EPOID>"
+	what     string    // what logclient.Start.Unlogged calls it
+	answered time.Time // the bank's time on its signed receipt
+	before   bool      // held before the checkpoint was fetched
+	index    int64     // its entry, as the bank or its log gave it; <= 0: none
+	expect   logclient.Expect
+	verified []byte // the key marking it checked
+}
+
+// checkHeld checks answer a against the checkpoint began covers: its entry
+// must be in it and record a.expect (then a is marked checked), or, if
+// the checkpoint does not hold it, a must be one that may yet be logged
+// (counted waiting): answered while VerifyLog ran, or by the bank's clock
+// before its log began (logclient.Start.Unlogged). Otherwise it returns
+// the finding, wrapping logclient.ErrMismatch, for the caller to report
+// after the other checks; a matching failure or a failed fetch is err.
+func (m *Merchant) checkHeld(ctx context.Context, began *logclient.Start, a heldAnswer, rep *LogReport) (finding, err error) {
+	cp := began.Checkpoint()
+	if a.index <= 0 || a.index >= cp.Size {
+		if a.before {
+			f, err := began.Unlogged(a.what, a.expect.Ref, a.answered, max(a.index, 0))
+			if err != nil {
+				return nil, err
+			}
+			if f != "" {
+				return fmt.Errorf("merchant: %s: %w: %s", a.name, logclient.ErrMismatch, f), nil
+			}
+		}
+		rep.Waiting++
+		return nil, nil
+	}
+	e, err := logclient.Entry(ctx, m.logc, cp, a.index)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.expect.Match(e); err != nil {
+		return nil, fmt.Errorf("merchant: %s: %w", a.name, err)
+	}
+	if err := m.db.Set(a.verified, nil, pebble.Sync); err != nil {
+		return nil, err
+	}
+	rep.Verified++
+	return nil, nil
+}
+
+// heldDeposits returns the paid orders not yet checked, each with the log
+// index the bank gives for it now; before holds those paid before the
+// checkpoint was fetched.
+func (m *Merchant) heldDeposits(ctx context.Context, before map[string]*ecash.DepositReceipt) ([]heldAnswer, error) {
+	due, err := m.unverifiedDeposits()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]heldAnswer, 0, len(due))
 	for id, r := range due {
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
 		if status.Code(err) == codes.NotFound {
@@ -151,100 +231,63 @@ func (m *Merchant) VerifyLog(ctx context.Context) (*LogReport, error) {
 			// the evidence.
 			st = &pb.DepositResponse{}
 			if st.LogIndex, _, err = logclient.Find(ctx, m.logc, r.PaymentHash); err != nil {
-				return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
+				return nil, fmt.Errorf("merchant: log index of order %s: %w", id, err)
 			}
 		} else if err != nil {
-			return nil, errors.Join(fmt.Errorf("merchant: log index of order %s: %w", id, err), keyErr)
+			return nil, fmt.Errorf("merchant: log index of order %s: %w", id, err)
 		}
-		if st.LogIndex <= 0 || st.LogIndex >= cp.Size {
-			// Not evidence if paid meanwhile, or answered (by the bank's
-			// clock, on its signed receipt) before its log began: a bank
-			// from before its log answers from its records of then.
-			if _, paid := before[id]; paid {
-				finding, err := began.Unlogged("the deposit of payment", r.PaymentHash, r.DepositedAt, st.LogIndex)
-				if err != nil {
-					return nil, errors.Join(err, keyErr)
-				}
-				if finding != "" {
-					unlogged = errors.Join(unlogged, fmt.Errorf("merchant: order %s: %w: %s", id, logclient.ErrMismatch, finding))
-					continue
-				}
-			}
-			rep.Waiting++
-			continue
-		}
-		e, err := logclient.Entry(ctx, m.logc, cp, st.LogIndex)
-		if err != nil {
-			return nil, errors.Join(err, keyErr)
-		}
-		// The receipt's total is what the entry credits: its amount (the
-		// coins' value) less its deposit fees.
-		x := logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins, Merchant: m.account, Amount: r.Total}
-		if err := x.Match(e); err != nil {
-			return rep, errors.Join(fmt.Errorf("merchant: order %s: %w", id, err), keyErr)
-		}
-		if err := m.db.Set(verifiedKey(id), nil, pebble.Sync); err != nil {
-			return nil, errors.Join(err, keyErr)
-		}
-		rep.Verified++
+		_, paid := before[id]
+		out = append(out, heldAnswer{
+			name: "order " + id, what: "the deposit of payment", answered: r.DepositedAt, before: paid, index: st.LogIndex,
+			// The receipt's total is what the entry credits: its amount
+			// (the coins' value) less its deposit fees.
+			expect:   logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins, Merchant: m.account, Amount: r.Total},
+			verified: verifiedKey(id),
+		})
 	}
-	if err := m.verifySales(ctx, cp, rep); err != nil {
-		return rep, errors.Join(err, unlogged, keyErr)
-	}
-	if unlogged != nil {
-		return rep, errors.Join(unlogged, keyErr)
-	}
-	return rep, keyErr
+	return out, nil
 }
 
-// verifySales checks the entry of every payment order decided and not yet
-// verified: at the index the bank gave with its receipt (asked of the bank
-// by EPO hash if it gave none), recording the receipt's EPOID, EPO hash,
-// price and decision, crediting this merchant.
-func (m *Merchant) verifySales(ctx context.Context, cp auditlog.Checkpoint, rep *LogReport) error {
+// heldSales returns the payment orders decided and not yet checked, each
+// with the index the bank gave with its receipt (asked of its log by EPO
+// hash if it gave none); before holds those decided before the checkpoint
+// was fetched. Each entry must record the receipt's EPOID, EPO hash, price
+// and decision, crediting this merchant.
+func (m *Merchant) heldSales(ctx context.Context, before map[[24]byte]*echeck.Receipt) ([]heldAnswer, error) {
 	due, err := m.unverifiedSales()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range due {
+	out := make([]heldAnswer, 0, len(due))
+	for k, r := range due {
 		index, known, err := m.saleLogIndex(r.EPOID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !known {
-			found := false
-			if index, found, err = logclient.Find(ctx, m.logc, r.EPOHash); err != nil {
-				return err
-			}
-			if !found || index <= 0 {
-				return fmt.Errorf("merchant: payment order %s: %w: the bank's log has no entry for EPO %x", r.EPOID, logclient.ErrMismatch, r.EPOHash[:8])
+			if index, _, err = logclient.Find(ctx, m.logc, r.EPOHash); err != nil {
+				return nil, fmt.Errorf("merchant: log index of payment order %s: %w", r.EPOID, err)
 			}
 		}
-		if index >= cp.Size {
-			rep.Waiting++
-			continue
+		what := "the decline of payment order"
+		if r.Decision == echeck.Approved {
+			what = "the approval of payment order"
 		}
-		e, err := logclient.Entry(ctx, m.logc, cp, index)
-		if err != nil {
-			return err
-		}
-		x := logclient.Expect{Kind: auditlog.KindCheck, Ref: r.EPOHash, Approved: r.Decision == echeck.Approved,
-			EPOID: r.EPOID.String(), Merchant: m.account, Amount: r.Price}
-		if err := x.Match(e); err != nil {
-			return fmt.Errorf("merchant: payment order %s: %w", r.EPOID, err)
-		}
-		if err := m.db.Set(saleVerifiedKey(r.EPOID), nil, pebble.Sync); err != nil {
-			return err
-		}
-		rep.Verified++
+		_, decided := before[k]
+		out = append(out, heldAnswer{
+			name: "payment order " + r.EPOID.String(), what: what, answered: r.DecidedAt, before: decided, index: index,
+			expect: logclient.Expect{Kind: auditlog.KindCheck, Ref: r.EPOHash, Approved: r.Decision == echeck.Approved,
+				EPOID: r.EPOID.String(), Merchant: m.account, Amount: r.Price},
+			verified: saleVerifiedKey(r.EPOID),
+		})
 	}
-	return nil
+	return out, nil
 }
 
 // unverifiedSales returns the receipts of payment orders decided and not
-// yet checked.
-func (m *Merchant) unverifiedSales() ([]*echeck.Receipt, error) {
-	var out []*echeck.Receipt
+// yet checked, by EPOID key.
+func (m *Merchant) unverifiedSales() (map[[24]byte]*echeck.Receipt, error) {
+	out := map[[24]byte]*echeck.Receipt{}
 	err := m.eachSale(prefixSale, []byte("s0"), func(_ []byte, s *sale) error {
 		if s.Receipt == nil {
 			return nil
@@ -256,7 +299,7 @@ func (m *Merchant) unverifiedSales() ([]*echeck.Receipt, error) {
 		if err != nil {
 			return fmt.Errorf("merchant: corrupt sale record: %w", err)
 		}
-		out = append(out, r)
+		out[s.EPOID.Key()] = r
 		return nil
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -145,9 +146,12 @@ func TestVerifyLogPaymentOrderTampered(t *testing.T) {
 		var ls *lyingStore
 		s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
 		ls.lie.Store(2)
+		// Decided after the log began (by more than the clock skew): the
+		// checkpoint fetched after the receipt must hold its entry.
+		s.clock.add(ecash.MaxClockSkew + time.Second)
 		a := s.writeCheck("EUR:5.00")
 		_, err := s.m.VerifyLog(ctx)
-		if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), a.Receipt.EPOID.String(), "no entry") {
+		if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), "payment order "+a.Receipt.EPOID.String(), "is not in its audit log") {
 			t.Fatalf("got %v", err)
 		}
 		t.Log(err)
@@ -162,6 +166,85 @@ func TestVerifyLogPaymentOrderTampered(t *testing.T) {
 		}
 		t.Log(err)
 	})
+}
+
+// TestVerifyLogPaymentOrderBeforeLog: a payment order the bank decided
+// (by its signed receipt) before its log began, or within the clock skew
+// after, may come from its records of then, which have no entry: it
+// waits, as such a deposit does, and is no mismatch.
+func TestVerifyLogPaymentOrderBeforeLog(t *testing.T) {
+	ctx := context.Background()
+	var ls *lyingStore
+	s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
+	ls.lie.Store(2)
+	s.writeCheck("EUR:5.00")
+	for run := range 2 {
+		if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Waiting != 1 || rep.Verified != 0 {
+			t.Fatalf("run %d: %s, %v; want the payment order waiting", run, counts(rep), err)
+		}
+	}
+}
+
+// checkpointHook is the bank's audit log, running after (once, when set)
+// the next checkpoint is fetched: what happens while VerifyLog runs.
+type checkpointHook struct {
+	pb.AuditLogClient
+	after func()
+}
+
+func (h *checkpointHook) GetCheckpoint(ctx context.Context, in *pb.GetCheckpointRequest, opts ...grpc.CallOption) (*pb.GetCheckpointResponse, error) {
+	resp, err := h.AuditLogClient.GetCheckpoint(ctx, in, opts...)
+	if f := h.after; f != nil {
+		h.after = nil
+		f()
+	}
+	return resp, err
+}
+
+// TestVerifyLogPaymentOrderAnsweredMeanwhile: a payment order decided
+// after the checkpoint was fetched is not evidence against it and waits,
+// once: the next run judges it against a newer checkpoint, which holds its
+// entry, or else (the bank named an entry past every checkpoint) reports
+// it, rather than letting it wait for ever.
+func TestVerifyLogPaymentOrderAnsweredMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		tamper func(*pb.CheckResult)
+	}{
+		{"logged", nil},
+		{"named past every checkpoint", func(r *pb.CheckResult) { r.LogIndex = 1 << 40 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newShop(t)
+			s.clock.add(ecash.MaxClockSkew + time.Second) // after the log began
+			s.bankc.tamper = tc.tamper
+			var a *CheckAnswer
+			s.logc.AuditLogClient = &checkpointHook{AuditLogClient: s.logc.AuditLogClient, after: func() { a = s.writeCheck("EUR:5.00") }}
+			if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Waiting != 1 || rep.Verified != 0 {
+				t.Fatalf("decided meanwhile: %s, %v; want it waiting", counts(rep), err)
+			}
+			rep, err := s.m.VerifyLog(ctx)
+			if tc.tamper == nil {
+				if err != nil || rep.Verified != 1 || rep.Waiting != 0 {
+					t.Fatalf("next run: %s, %v; want it verified", counts(rep), err)
+				}
+				return
+			}
+			if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), "payment order "+a.Receipt.EPOID.String(), "entry 1099511627776, past the checkpoint") {
+				t.Fatalf("next run: %s, %v; want a mismatch naming the payment order", counts(rep), err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// counts is what a report counted, for a failure's message.
+func counts(rep *LogReport) string {
+	if rep == nil {
+		return "no report"
+	}
+	return fmt.Sprintf("%d verified, %d waiting", rep.Verified, rep.Waiting)
 }
 
 func containsAll(s string, subs ...string) bool {

@@ -688,14 +688,16 @@ and checks its keyset line against the log. It is written after the
 checks, also when the log does not match (the checkpoint is then
 evidence); an existing FILE is kept unless --overwrite.
 
-It reports the entries verified and those waiting: deposits the bank gave
-no log index for (made before it kept a log), entries logged after the
-checkpoint, checked at a later run; and whether the merchant adopted a
-newer key set the checkpoint names than the bank served (logged, and
-following the one held). With --json: log_size, root (hex), verified,
-waiting, checkpoint_file and adopted_key_set, as wallet verify-log prints
-them (docs/AUDIT.md). Exit status 1 on a forked log, a mismatch or a payment
-order not logged.`,
+It reports the entries verified and those waiting, checked at a later
+run: deposits and payment orders the checkpoint does not hold that were
+answered while the command ran, or that the bank dated before its log
+began or less than 5 minutes (the clock skew allowed) after; and whether
+the merchant adopted a newer key set the checkpoint names than the bank
+served (logged, and following the one held). With --json: log_size, root
+(hex), verified, waiting, checkpoint_file and adopted_key_set, as wallet
+verify-log prints them (docs/AUDIT.md). Exit status 1 on a forked log, a
+mismatch, or a deposit or payment order answered before the checkpoint
+was fetched, and after the log began, that it does not hold.`,
 		Example: `merchantd verify-log --data ./shop
 merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 		Flags: func(fs *flag.FlagSet) {
