@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -38,5 +40,29 @@ func TestCertHintNotForPeerStatus(t *testing.T) {
 	_, err = pb.NewBankClient(conn).GetKeys(context.Background(), &pb.GetKeysRequest{})
 	if status.Code(err) != codes.Unavailable || strings.Contains(err.Error(), "did not verify: ") || status.Convert(err).Message() != msg {
 		t.Fatalf("the peer's own Unavailable: %v, want it unchanged", err)
+	}
+}
+
+// TestCertHintReasonNeverEmpty: a certificate failure whose text carries
+// no reason after its prefixes (or whose verifier error says nothing) still
+// gets a hint that says something after the colon; one with a reason keeps
+// it.
+func TestCertHintReasonNeverEmpty(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"flattened, cut after the prefix", status.Error(codes.Unavailable, `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: "`), "no reason given"},
+		{"verifier error with no text", &tls.CertificateVerificationError{Err: errors.New(" ")}, "no reason given"},
+		{"x509 reason", status.Error(codes.Unavailable, `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`), ": x509: certificate signed by unknown authority; check"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CertHint(tc.err, "bank", "--ca or --pin")
+			msg := err.Error()
+			if !strings.Contains(msg, "did not verify") || !strings.Contains(msg, tc.want) || strings.Contains(msg, ": ;") {
+				t.Fatalf("hint %q, want it to say %q", msg, tc.want)
+			}
+		})
 	}
 }

@@ -156,12 +156,22 @@ func (e *certError) Error() string {
 func (e *certError) GRPCStatus() *status.Status { return e.st }
 
 // certReason is why a certificate failure (IsCertFailure) failed: the x509
-// error or the pin mismatch, without what wraps it. gRPC flattens the TLS
-// error into the status's text, quoted ("connection error: desc =
+// error or the pin mismatch, without what wraps it; or, when that says
+// nothing (a text cut after its prefixes), what to look at, so that the
+// hint never ends its "did not verify:" with nothing.
+func certReason(err error) string {
+	if r := strings.TrimSpace(statedCertReason(err)); r != "" {
+		return r
+	}
+	return "no reason given (an unknown authority, another host name, an expired certificate, or another key than the one pinned)"
+}
+
+// statedCertReason is the reason err states, perhaps empty. gRPC flattens
+// the TLS error into the status's text, quoted ("connection error: desc =
 // \"transport: authentication handshake failed: tls: failed to verify
 // certificate: x509: ...\""), so that text is unquoted and cut.
-func certReason(err error) string {
-	if cause := x509Cause(err); cause != nil {
+func statedCertReason(err error) string {
+	if cause := x509Cause(err); cause != nil && strings.TrimSpace(cause.Error()) != "" {
 		return cause.Error()
 	}
 	msg := err.Error()
