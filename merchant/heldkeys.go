@@ -77,7 +77,7 @@ func openStoreOffline(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) 
 	if fs == nil {
 		fs = vfs.Default
 	}
-	path := filepath.Join(dir, "orders")
+	path := filepath.Join(dir, StoreDir)
 	if _, err := fs.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoStore
 	}

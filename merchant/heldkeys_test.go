@@ -32,7 +32,7 @@ func TestDropCorruptKeySet(t *testing.T) {
 	master := held.Master
 
 	// Damage the stored set, as a disk or an old bug might.
-	db, err := pebblestore.OpenDB(filepath.Join(s.dir, "orders"), pebblestore.DBOptions{FS: s.fs})
+	db, err := pebblestore.OpenDB(filepath.Join(s.dir, StoreDir), pebblestore.DBOptions{FS: s.fs})
 	if err != nil {
 		t.Fatal(err)
 	}

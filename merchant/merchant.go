@@ -46,6 +46,11 @@ var (
 // KeyFile holds the merchant's Ed25519 seed (hex) in its data directory.
 const KeyFile = "merchant.key"
 
+// StoreDir is the merchant's order store (Pebble) in its data directory,
+// which Open and the offline key-set commands (ReadKeySet, DropKeySet)
+// open.
+const StoreDir = "orders"
+
 // DefaultOrderTTL is how long a payment request stays payable.
 const DefaultOrderTTL = 15 * time.Minute
 
@@ -205,7 +210,7 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebblestore.OpenDB(filepath.Join(cfg.Dir, "orders"), pebblestore.DBOptions{FS: cfg.FS, CacheSize: cacheSize, Logger: cfg.Log})
+	db, err := pebblestore.OpenDB(filepath.Join(cfg.Dir, StoreDir), pebblestore.DBOptions{FS: cfg.FS, CacheSize: cacheSize, Logger: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

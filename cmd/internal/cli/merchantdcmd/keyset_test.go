@@ -44,7 +44,7 @@ func TestCorruptKeySetWayOut(t *testing.T) {
 	if err := open(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pebblestore.OpenDB(filepath.Join(dir, "orders"), pebblestore.DBOptions{})
+	db, err := pebblestore.OpenDB(filepath.Join(dir, merchant.StoreDir), pebblestore.DBOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func (c *changingStdin) Read(p []byte) (int, error) {
 // shown.
 func TestKeysetDropWhatWasShown(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "orders")
+	path := filepath.Join(dir, merchant.StoreDir)
 	set := func(v string) {
 		db, err := pebblestore.OpenDB(path, pebblestore.DBOptions{})
 		if err != nil {
