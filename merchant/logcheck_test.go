@@ -65,6 +65,14 @@ func (l *lyingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutc
 	return l.Store.Check(ctx, op)
 }
 
+// newLyingShop is a shop on a bank whose store tells lie (lyingStore).
+func newLyingShop(t *testing.T, lie int32) *shop {
+	t.Helper()
+	ls := &lyingStore{}
+	ls.lie.Store(lie)
+	return newShopWith(t, func(st bank.Store) bank.Store { ls.Store = st; return ls })
+}
+
 // writeCheck has the shop's customer write a check for price.
 func (s *shop) writeCheck(price string) *CheckAnswer {
 	s.t.Helper()
@@ -128,9 +136,7 @@ func TestVerifyLogPaymentOrders(t *testing.T) {
 func TestVerifyLogPaymentOrderTampered(t *testing.T) {
 	ctx := context.Background()
 	t.Run("changed amount", func(t *testing.T) {
-		var ls *lyingStore
-		s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
-		ls.lie.Store(1)
+		s := newLyingShop(t, 1)
 		a := s.writeCheck("EUR:5.00")
 		at, err := s.bank.LogIndex(ctx, a.Receipt.EPOHash)
 		if err != nil || at <= 0 {
@@ -143,9 +149,7 @@ func TestVerifyLogPaymentOrderTampered(t *testing.T) {
 		t.Log(err)
 	})
 	t.Run("missing entry", func(t *testing.T) {
-		var ls *lyingStore
-		s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
-		ls.lie.Store(2)
+		s := newLyingShop(t, 2)
 		// Decided after the log began (by more than the clock skew): the
 		// checkpoint fetched after the receipt must hold its entry.
 		s.clock.add(ecash.MaxClockSkew + time.Second)
@@ -174,9 +178,7 @@ func TestVerifyLogPaymentOrderTampered(t *testing.T) {
 // waits, as such a deposit does, and is no mismatch.
 func TestVerifyLogPaymentOrderBeforeLog(t *testing.T) {
 	ctx := context.Background()
-	var ls *lyingStore
-	s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
-	ls.lie.Store(2)
+	s := newLyingShop(t, 2)
 	s.writeCheck("EUR:5.00")
 	for run := range 2 {
 		if rep, err := s.m.VerifyLog(ctx); err != nil || rep.Waiting != 1 || rep.Verified != 0 {
@@ -263,9 +265,7 @@ func containsAll(s string, subs ...string) bool {
 // merchant saved.
 func TestAdminVerifyLogMismatchEvidence(t *testing.T) {
 	ctx := context.Background()
-	var ls *lyingStore
-	s := newShopWith(t, func(st bank.Store) bank.Store { ls = &lyingStore{Store: st}; return ls })
-	ls.lie.Store(1)
+	s := newLyingShop(t, 1)
 	s.writeCheck("EUR:5.00")
 	_, err := s.m.AdminServer().VerifyLog(ctx, &pb.VerifyLogRequest{})
 	st, _ := status.FromError(err)
