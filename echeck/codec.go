@@ -16,7 +16,7 @@ import (
 type reader struct {
 	d        *ecash.Decoder
 	err      error
-	recorded bool // a record of the bank's own: memos by recordedText
+	recorded bool // a record of an order already signed: memos by recordedText
 }
 
 func newReader(purpose string, b []byte) *reader {
@@ -79,10 +79,11 @@ func checkText(s string, max int, what string, recorded bool) error {
 }
 
 // recordedText is the rule memos followed before ecash.CheckText: at most
-// max bytes of UTF-8, control characters allowed. Only for the bank's own
-// records of orders it accepted under that rule (DecodeRecordedEndorsement,
-// OpenRecordedPrivate), which it must still be able to answer for; never
-// for a peer's bytes.
+// max bytes of UTF-8, control characters allowed. Only for records of
+// orders signed under that rule (DecodeRecordedEndorsement,
+// OpenRecordedPrivate): the bank's, which it must still answer for, and a
+// till's transcript, which an audit replays; never for bytes being
+// accepted as new input.
 func recordedText(s string, max int, what string) error {
 	if len(s) > max {
 		return malformed("%s of %d bytes exceeds %d", what, len(s), max)

@@ -259,7 +259,9 @@ func TestSignatureLengths(t *testing.T) {
 // TestDecodeRecordedMemos: the bank's own record of an order accepted
 // before memos followed ecash.CheckText decodes with control characters in
 // its memos (DecodeRecordedEndorsement, OpenRecordedPrivate), which the
-// strict decoders refuse; the earlier rule still holds (UTF-8, the length).
+// strict decoders refuse, and its endorsement verifies by the same rule
+// (VerifyRecorded, for an audit of a till's transcript); the earlier rule
+// still holds (UTF-8, the length).
 func TestDecodeRecordedMemos(t *testing.T) {
 	for _, tc := range []struct {
 		name, memo string
@@ -302,6 +304,18 @@ func TestDecodeRecordedMemos(t *testing.T) {
 			}
 			if err != nil || got.Memo != tc.memo || !bytes.Equal(got.Encode(), raw) {
 				t.Fatalf("DecodeRecordedEndorsement: %+v, %v", got, err)
+			}
+			// Verified by the same earlier rule, over the same bytes.
+			if _, err := got.Verify(edPub(f.merchant)); !errors.Is(err, ecash.ErrMalformed) {
+				t.Errorf("Verify: %v, want malformed", err)
+			}
+			if _, err := got.VerifyRecorded(edPub(f.merchant)); err != nil {
+				t.Errorf("VerifyRecorded: %v", err)
+			}
+			forged := *got
+			forged.Memo += "!"
+			if _, err := forged.VerifyRecorded(edPub(f.merchant)); !errors.Is(err, ecash.ErrBadSignature) {
+				t.Errorf("VerifyRecorded of a memo changed after signing: %v, want a bad signature", err)
 			}
 			epo, err := echeck.DecodeSignedEPO(got.EPO)
 			if err != nil {

@@ -79,12 +79,14 @@ func (e *Endorsement) EPOHash() ecash.Hash { return ecash.HashOf(e.EPO) }
 // the EPO inside; Verify checks the signatures.
 func DecodeEndorsement(b []byte) (*Endorsement, error) { return decodeEndorsement(b, false) }
 
-// DecodeRecordedEndorsement parses an endorsement the bank accepted and
-// stored itself, as DecodeEndorsement does except that the merchant's memo
-// is held to the rule of the builds that accepted it (at most MaxMemoLen
-// bytes of UTF-8, control characters allowed): an order recorded before
-// memos followed ecash.CheckText must still be answered for. Never for
-// bytes a peer sent.
+// DecodeRecordedEndorsement parses a record of an endorsement already
+// signed and sent (the bank's stored copy, a till's transcript), as
+// DecodeEndorsement does except that the merchant's memo is held to the
+// rule of the builds that signed it (at most MaxMemoLen bytes of UTF-8,
+// control characters allowed): an order recorded before memos followed
+// ecash.CheckText must still be answered for and audited. Never for bytes
+// being accepted as a new endorsement. The memo's encoding is the same
+// under both rules, so Encode gives back exactly the recorded bytes.
 func DecodeRecordedEndorsement(b []byte) (*Endorsement, error) { return decodeEndorsement(b, true) }
 
 func decodeEndorsement(b []byte, recorded bool) (*Endorsement, error) {
@@ -141,7 +143,19 @@ func (e *Endorsement) signedEPO(recorded bool) (*SignedEPO, error) {
 // signature here. It returns the EPO. Validate(now), OpenPrivate and OpenKey
 // remain to be done.
 func (e *Endorsement) Verify(merchantPub ed25519.PublicKey) (*SignedEPO, error) {
-	epo, err := e.signedEPO(false)
+	return e.verify(merchantPub, false)
+}
+
+// VerifyRecorded is Verify for an endorsement read by
+// DecodeRecordedEndorsement: the memo is held to the earlier rule, and
+// everything else, the signatures over the same canonical bodies first, as
+// Verify holds it. Never for an endorsement being accepted.
+func (e *Endorsement) VerifyRecorded(merchantPub ed25519.PublicKey) (*SignedEPO, error) {
+	return e.verify(merchantPub, true)
+}
+
+func (e *Endorsement) verify(merchantPub ed25519.PublicKey, recorded bool) (*SignedEPO, error) {
+	epo, err := e.signedEPO(recorded)
 	if err != nil {
 		return nil, err
 	}

@@ -217,6 +217,24 @@ func FuzzDecodeEndorsement(f *testing.F) {
 	})
 }
 
+// FuzzDecodeRecordedEndorsement: the earlier memo rule an audit applies to
+// a till's transcript is as canonical as the strict one (what decodes
+// re-encodes to the same bytes, so no second encoding verifies), and a
+// record it reads that the strict decoder also reads is the same value.
+func FuzzDecodeRecordedEndorsement(f *testing.F) {
+	addSeeds(f, "endorsement")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fuzzSigned(t, b, "signed-endorsement", echeck.DecodeRecordedEndorsement, (*echeck.Endorsement).Encode, func(e *echeck.Endorsement) {
+			_, _ = e.VerifyRecorded(edPub(fuzzKeys.merchant))
+		})
+		if _, err := echeck.DecodeEndorsement(b); err == nil {
+			if _, err := echeck.DecodeRecordedEndorsement(b); err != nil {
+				t.Fatalf("the strict decoder reads what the recorded one refuses: %v", err)
+			}
+		}
+	})
+}
+
 func FuzzDecodeReceipt(f *testing.F) {
 	addSeeds(f, "receipt")
 	f.Fuzz(func(t *testing.T, b []byte) {
