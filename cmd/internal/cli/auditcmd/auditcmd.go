@@ -77,7 +77,9 @@ answers (payment hash, account, total), its coins to coins the wallet was
 issued, adding up to the total and spent once; a swap's inputs to its outputs
 in value; a coin to a withdraw or swap request that asked for it; a NetBill
 receipt to the EPO the customer signed (hash, fields, and K against the key
-commitment), one outcome per EPOID, in commit order.
+commitment), one outcome per EPOID, in commit order. An endorsement's memo is
+held to the rule it was signed under: one signed before 2026-11-27 may hold
+control characters, which the line's summary notes.
 
 What no one can verify offline is listed, not failed: the contents of a
 sealed payment (only the bank's HPKE key opens it), an EPO's private part, the

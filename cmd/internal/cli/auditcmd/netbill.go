@@ -189,7 +189,11 @@ func (s *partyState) signedEPO(c *lineCtx) error {
 }
 
 func (s *partyState) endorsement(c *lineCtx) error {
-	end, err := echeck.DecodeEndorsement(c.rec.data)
+	// A transcript records an endorsement the till already signed and
+	// sent: its memo is held to the rule it was signed under, as the bank
+	// holds its own copy (an older till's may carry control characters).
+	// The signature still covers exactly these bytes (canonical, below).
+	end, err := echeck.DecodeRecordedEndorsement(c.rec.data)
 	if err != nil {
 		return err
 	}
@@ -206,7 +210,7 @@ func (s *partyState) endorsement(c *lineCtx) error {
 	if s.isWallet() {
 		return failf("an endorsement in a wallet's transcript: only the merchant endorses")
 	}
-	if _, err := end.Verify(epo.MerchantPub); err != nil {
+	if _, err := end.VerifyRecorded(epo.MerchantPub); err != nil {
 		return failf("the endorsement does not verify: %v", err)
 	}
 	h := end.EPOHash()
@@ -230,6 +234,9 @@ func (s *partyState) endorsement(c *lineCtx) error {
 		c.unverified("the goods key K in an endorsement is sealed to the bank's HPKE key: only the bank checks it against the commitment, and its receipt shows the outcome")
 	}
 	c.summaryf("merchant and customer signatures verified: the merchant endorses, byte for byte, the EPO of line %d", signed.line)
+	if ecash.CheckText(end.Memo, echeck.MaxMemoLen, "memo") != nil {
+		c.summaryf("its memo holds characters a display hides, allowed by the earlier rule the bank followed before 2026-11-27: it refuses such an endorsement now")
+	}
 	return nil
 }
 
@@ -439,7 +446,7 @@ func decodedSignedEPO(b []byte) (any, error) {
 }
 
 func decodedEndorsement(b []byte) (any, error) {
-	e, err := echeck.DecodeEndorsement(b)
+	e, err := echeck.DecodeRecordedEndorsement(b) // a record: as endorsement above
 	if err != nil {
 		return nil, err
 	}
