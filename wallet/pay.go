@@ -43,13 +43,23 @@ type Confirm func(*Offer) error
 // *ecash.DoubleSpendError whose proof has been verified; that coin is marked
 // spent and the others are released.
 //
-// An order this wallet already paid to merchantAddr is not paid again: Pay
-// returns the receipt it kept, without asking the merchant or confirm.
-// PaidReceipt tells that case apart beforehand. Paid under another spelling
-// of the merchant's address (localhost or 127.0.0.1), it is known only
-// from the payment request, which names the merchant by its key: Pay then
-// returns an *AlreadyPaidError with the receipt kept, and pays nothing;
-// pending under another spelling, that payment is sent again, unconfirmed.
+// An order already paid is not paid again, and nothing is sent for it;
+// which of three answers comes depends on what the wallet knows:
+//   - paid by this wallet to merchantAddr: Pay returns the receipt it kept
+//     and a nil error, without asking the merchant or confirm, as a retry
+//     of a payment whose answer was lost gets it. PaidReceipt tells this
+//     case apart beforehand (cmd/wallet checks it first, to say the order
+//     was already paid rather than paid now);
+//   - paid by this wallet under another spelling of the merchant's address
+//     (localhost or 127.0.0.1): known only from the payment request, which
+//     names the merchant by its key, so PaidReceipt cannot tell it; Pay
+//     returns an *AlreadyPaidError with the receipt kept. Callers treat it
+//     as the case above (cmd/wallet: "already_paid": true). Pending under
+//     another spelling, that payment is sent again, unconfirmed;
+//   - paid with other coins (another wallet's): a *PaidOtherwiseError, the
+//     first time once the bank refused this wallet's coins; the wallet
+//     keeps the bank's receipt, and every later payment of the request is
+//     answered from it, before confirm, with nothing sent.
 func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
 	fetch := func(ctx context.Context) (*ecash.PaymentOffer, error) {
 		resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
@@ -290,6 +300,18 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		return nil, err
 	} else if rcpt != nil {
 		return nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
+	}
+	// Paid with other coins, as the bank said when an earlier payment of
+	// it was refused: the bank will never take this request again, and
+	// another attempt would only reveal (and swap, for a fee) more coins.
+	if raw, err := get(w.db, paidOtherKey(pr.Hash())); err != nil {
+		return nil, err
+	} else if raw != nil {
+		rcpt, err := ecash.DecodeDepositReceipt(raw)
+		if err != nil {
+			return nil, fmt.Errorf("wallet: corrupt receipt: %w", err)
+		}
+		return nil, &PaidOtherwiseError{OrderID: orderID, Receipt: rcpt}
 	}
 	// Pending under another spelling: sent again as it is, before any
 	// confirmation or change is made for a payment that will not be new
@@ -572,8 +594,10 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		}
 		if !sameSet(rcpt.Coins, pp.Coins) {
 			// Paid, but with other coins: the bank will never take ours for
-			// this request, so they are free.
-			if err := w.settle(h, pp.Coins, &ecash.Hash{}, nil); err != nil {
+			// this request, so they are free; its receipt, kept, answers
+			// any later payment of the request (preparePayment).
+			keep := func(b *pebble.Batch) error { return b.Set(paidOtherKey(h), resp.Receipt, nil) }
+			if err := w.settle(h, pp.Coins, &ecash.Hash{}, keep); err != nil {
 				return nil, stillPending, err
 			}
 			return rcpt, paidOther, nil
@@ -613,16 +637,23 @@ func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 // Nothing was paid by this payment; its coins are the wallet's again,
 // revealed (and swapped, as after any refused payment). Receipt is the
 // bank's receipt for the order, verified.
+//
+// The wallet keeps that receipt: a later payment of the same payment
+// request is answered with a PaidOtherwiseError whose Err is nil, without
+// confirming, making change or sending any coin (none was revealed).
 type PaidOtherwiseError struct {
 	OrderID string
 	Receipt *ecash.DepositReceipt
 	Revoked []ecash.Denomination // revoked denominations among its coins: they pay back only by recoup
-	Err     error                // the refusal the merchant relayed
+	Err     error                // the refusal the merchant relayed; nil if answered from the receipt kept
 }
 
 func (e *PaidOtherwiseError) Error() string {
-	return fmt.Sprintf("wallet: order %s is paid already, %s with other coins at %s (the bank's receipt verified): this payment paid nothing and its coins are the wallet's again (the merchant said: %v)",
-		e.OrderID, e.Receipt.Total, e.Receipt.DepositedAt.UTC().Format(time.RFC3339), e.Err)
+	paid := fmt.Sprintf("wallet: order %s is paid already, %s with other coins at %s", e.OrderID, e.Receipt.Total, e.Receipt.DepositedAt.UTC().Format(time.RFC3339))
+	if e.Err == nil {
+		return paid + " (the bank's receipt, kept when an earlier payment of it was refused): nothing was paid now and no coins were sent"
+	}
+	return fmt.Sprintf("%s (the bank's receipt verified): this payment paid nothing and its coins are the wallet's again (the merchant said: %v)", paid, e.Err)
 }
 
 // Unwrap returns the refusal the merchant relayed.

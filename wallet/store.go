@@ -39,6 +39,9 @@ import (
 //	q/<payment hash>  the bank's receipt of a payment a restore found
 //	                  refunded (its merchant and order unknown): for
 //	                  CollectRefunds, as r/
+//	o/<payment hash>  the bank's receipt of a payment request paid with
+//	                  other coins (PaidOtherwiseError): a payment of it
+//	                  again is answered from it, sending nothing
 //	e/<EPOID key>     a signed payment order (checkbook.go): the signed EPO,
 //	                  the reply key, the bank's receipt once known
 //	g/<EPOID key>     the encrypted goods of a purchase, as delivered
@@ -63,6 +66,7 @@ func paymentKey(h ecash.Hash) []byte    { return append([]byte("p/"), h[:]...) }
 
 func restoredReceiptKey(h ecash.Hash) []byte { return append([]byte("q/"), h[:]...) }
 func paidIndexKey(h ecash.Hash) []byte       { return append([]byte("h/"), h[:]...) }
+func paidOtherKey(h ecash.Hash) []byte       { return append([]byte("o/"), h[:]...) }
 
 func receiptKey(merchant, order string) []byte {
 	e := ecash.Encoder{}

@@ -50,7 +50,8 @@ other coins (by another wallet, or a copy of this one) is refused: pay says
 it is paid already and when, from the bank's receipt, that nothing was paid
 now and the coins are back in the wallet (exit 1; --json: "error":
 "paid-with-other-coins", with the receipt's "paid", "deposited_at" and
-"payment_hash", and any "revoked_values" among the coins). If a coin had already
+"payment_hash", and any "revoked_values" among the coins). The wallet keeps
+that receipt: paying the order again says the same, sending no coins. If a coin had already
 been spent (say, by a copy of this wallet), the bank refuses the payment with
 a proof signed by that coin; pay checks the proof, marks the coin spent and
 returns the other coins to the wallet. If the bank revoked the denomination
@@ -258,6 +259,12 @@ func payError(inv *cli.Invocation, order string, err error) error {
 		}
 		msg := fmt.Sprintf("order %s is already paid, %s at %s, but not with these coins (by another wallet, or a copy of this one); the bank's receipt verified. Nothing was paid now and the coins are back in the wallet",
 			cli.Shown(order), other.Receipt.Total, cli.FormatTime(other.Receipt.DepositedAt))
+		if other.Err == nil {
+			// Answered from the receipt kept when an earlier run was
+			// refused: this run sent nothing.
+			msg = fmt.Sprintf("order %s is already paid, %s at %s, by another wallet or a copy of this one (the bank's receipt, kept when an earlier payment of it was refused). Nothing was paid now and no coins were sent",
+				cli.Shown(order), other.Receipt.Total, cli.FormatTime(other.Receipt.DepositedAt))
+		}
 		if len(values) > 0 {
 			msg += fmt.Sprintf("; the bank revoked the denomination of its coins of %s: run 'wallet recoup' to get their value back", strings.Join(values, ", "))
 		}

@@ -116,7 +116,8 @@ func TestRecoupReasons(t *testing.T) {
 // TestPayOrderPaidByAnotherWallet: paying an order another wallet paid
 // says it is paid already, when, and that nothing was paid now (exit 1,
 // --json "paid-with-other-coins"): it printed the merchant's relayed
-// refusal, a gRPC status, as if the payment had failed.
+// refusal, a gRPC status, as if the payment had failed. Paying it again
+// says the same, from the bank's receipt kept, and sends no coins.
 func TestPayOrderPaidByAnotherWallet(t *testing.T) {
 	b, m, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
 	env := cli.Env{}
@@ -146,6 +147,11 @@ func TestPayOrderPaidByAnotherWallet(t *testing.T) {
 	}
 	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.Error != "paid-with-other-coins" || out.Paid != "EUR:1.00" {
 		t.Fatalf("second wallet's payment of the paid order, --json: %+v", r)
+	}
+	// The second time, the bank's receipt kept the first time answers:
+	// no coins were sent, which the message must not contradict.
+	if !strings.Contains(r.stderr, "no coins were sent") || strings.Contains(r.stderr, "back in the wallet") {
+		t.Fatalf("second wallet's payment of the paid order, again: %+v; want it answered from the receipt kept, no coins sent", r)
 	}
 	if r := runWallet(t, env, "--wallet", dirs[1], "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:3.50"`) {
 		t.Fatalf("balance after the refusal: %+v", r)
