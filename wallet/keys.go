@@ -227,17 +227,25 @@ func (w *Wallet) fetchKeys(ctx context.Context, bank pb.BankClient) (ks *ecash.K
 // them into a fetch.
 const keyRefreshInterval = 5 * time.Second
 
-// KeySetUnfetchedError is in the error of a check of something the bank
+// KeySetUnfetchedError is the error of a check of something the bank
 // signed by a key the wallet's key set does not list, when fetching the
 // bank's key set to look for the key again did not reach the bank (Err):
 // the thing is then neither verified nor refuted, and is to be checked
-// again (wallet recoup says "failed", not "bad_answer"). It does not unwrap
-// to Err, so the check's error does not read as the bank's gRPC status.
-type KeySetUnfetchedError struct{ Err error }
+// again (wallet recoup says "failed", not "bad_answer"). Its message says
+// that, not that a signature is bad. It unwraps to Check, the check's
+// error against the key set held (ecash.ErrUnknownSigner), and not to Err,
+// so that it does not read as the bank's gRPC status.
+type KeySetUnfetchedError struct {
+	Err   error // why the key set could not be fetched
+	Check error // the check's error against the key set held
+}
 
 func (e *KeySetUnfetchedError) Error() string {
-	return "fetching the bank's key set again: " + e.Err.Error()
+	return "not checked: signed by a key the wallet's key set does not list, and the bank's key set, to look for it in, could not be fetched: " + e.Err.Error()
 }
+
+// Unwrap returns the check's error against the key set held.
+func (e *KeySetUnfetchedError) Unwrap() error { return e.Check }
 
 // verifyBank runs verify, a check of something the bank signed, against
 // ks. If the signer is not in it (ecash.ErrUnknownSigner), the bank may
@@ -272,7 +280,7 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 			// The key set held stands; the signer's refusal is the answer.
 			switch {
 			case unreached != nil:
-				return fmt.Errorf("%w (%w)", err, unreached)
+				return &KeySetUnfetchedError{Err: unreached.Err, Check: err}
 			case ferr != nil:
 				return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
 			}
@@ -287,7 +295,7 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		err = verify(fresh)
 	}
 	if unreached != nil && errors.Is(err, ecash.ErrUnknownSigner) {
-		return fmt.Errorf("%w (%w)", err, unreached)
+		return &KeySetUnfetchedError{Err: unreached.Err, Check: err}
 	}
 	return err
 }

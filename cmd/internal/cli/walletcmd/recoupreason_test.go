@@ -3,6 +3,8 @@ package walletcmd
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,6 +110,9 @@ func TestRecoupReasonKeySetUnreachable(t *testing.T) {
 		if got := recoupReason(rep.Errors[0]); got != c.want {
 			t.Errorf("key set fetch down %v: reason %q for %v, want %q", c.keysDown, got, rep.Errors[0], c.want)
 		}
+		if c.keysDown {
+			checkUnfetchedMessage(t, rep.Errors[0])
+		}
 		bank.keysDown.Store(false)
 	}
 }
@@ -153,5 +158,21 @@ func TestRecoupReasonKeySetUnreachableEveryCoin(t *testing.T) {
 		if got := recoupReason(e); got != reasonFailed {
 			t.Errorf("coin %d: reason %q for %v, want %q", i+1, got, e, reasonFailed)
 		}
+		checkUnfetchedMessage(t, e)
+	}
+}
+
+// checkUnfetchedMessage: a receipt not checked, for the bank's key set out
+// of reach, is not said to have a bad signature (the message, in
+// not_recouped, said so under the reason "failed"): the message says
+// what happened.
+func checkUnfetchedMessage(t *testing.T, err error) {
+	t.Helper()
+	msg := err.Error()
+	if strings.Contains(msg, "bad signature") || !strings.Contains(msg, "not checked") || !strings.Contains(msg, "could not be fetched") || !strings.Contains(msg, "connection refused (simulated)") {
+		t.Errorf("message %q; want it to say the receipt was not checked, the bank's key set could not be fetched, and why", msg)
+	}
+	if !errors.Is(err, ecash.ErrUnknownSigner) {
+		t.Errorf("%v: want it to match ecash.ErrUnknownSigner still", err)
 	}
 }
