@@ -90,7 +90,12 @@ func (w *Wallet) PayOffer(ctx context.Context, bank pb.BankClient, merchant pb.M
 // merchant at merchantAddr, kept when the payment completed, or nil if this
 // wallet has not paid it (a payment in progress is not paid).
 func (w *Wallet) PaidReceipt(merchantAddr, orderID string) (*ecash.DepositReceipt, error) {
-	raw, err := get(w.db, receiptKey(merchantAddr, orderID))
+	return w.keptReceipt(receiptKey(merchantAddr, orderID))
+}
+
+// keptReceipt returns the bank's receipt the store keeps under key, or nil.
+func (w *Wallet) keptReceipt(key []byte) (*ecash.DepositReceipt, error) {
+	raw, err := get(w.db, key)
 	if err != nil || raw == nil {
 		return nil, err
 	}
@@ -112,11 +117,7 @@ func (w *Wallet) paidRequest(h ecash.Hash) (*ecash.DepositReceipt, error) {
 	if key == nil {
 		key = restoredReceiptKey(h)
 	}
-	raw, err := get(w.db, key)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	return ecash.DecodeDepositReceipt(raw)
+	return w.keptReceipt(key)
 }
 
 // indexPaid indexes, once, the receipts kept before the index existed.
@@ -304,13 +305,9 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 	// Paid with other coins, as the bank said when an earlier payment of
 	// it was refused: the bank will never take this request again, and
 	// another attempt would only reveal (and swap, for a fee) more coins.
-	if raw, err := get(w.db, paidOtherKey(pr.Hash())); err != nil {
+	if rcpt, err := w.keptReceipt(paidOtherKey(pr.Hash())); err != nil {
 		return nil, err
-	} else if raw != nil {
-		rcpt, err := ecash.DecodeDepositReceipt(raw)
-		if err != nil {
-			return nil, fmt.Errorf("wallet: corrupt receipt: %w", err)
-		}
+	} else if rcpt != nil {
 		return nil, &PaidOtherwiseError{OrderID: orderID, Receipt: rcpt}
 	}
 	// Pending under another spelling: sent again as it is, before any
