@@ -35,7 +35,8 @@ type CheckResult struct {
 // fresh; then in one atomic step the store applies the spending
 // limits and the balance, debits the customer and credits the merchant (or
 // declines, with a signed receipt too), and records the EPO, the
-// endorsement and the decision. A re-submitted EPOID gets the stored receipt, byte for byte.
+// endorsement and the decision. A re-submitted EPOID gets the stored receipt, byte for byte,
+// charged to the merchant's per-account rate (resubmitted).
 func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error) {
 	end, err := echeck.DecodeEndorsement(raw)
 	if err != nil {
@@ -52,20 +53,17 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
-	priv, err := epo.OpenPrivate(b.keys.HPKE)
-	if err != nil {
-		return nil, err
-	}
 	// The EPOID is decided once: a re-submission is answered from the record
 	// before anything that may have changed since (expiry, balance, keys).
 	id := epo.EPOID.String()
 	if out, found, err := b.store.CheckRecord(ctx, id); err != nil {
 		return nil, err
 	} else if found {
-		if out.EPOHash != epo.Hash() {
-			return nil, ErrEPOIDConflict
-		}
-		return b.checkResult(ctx, out, priv)
+		return b.resubmitted(ctx, out, epo, merchant.ID)
+	}
+	priv, err := openPrivate(epo, b.keys.HPKE)
+	if err != nil {
+		return nil, err
 	}
 	customer, err := b.store.Account(ctx, priv.Account)
 	if errors.Is(err, ErrNoAccount) || (err == nil && (customer.Key == nil || customer.Merchant)) {
@@ -157,6 +155,31 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
 	return b.checkResult(ctx, out, priv)
 }
+
+// resubmitted answers the endorsement of an EPO already decided, with the
+// stored receipt. The customer block is sealed to the reply key, which only
+// the sealed private part holds, so the answer costs a decryption: charged,
+// before it, to the submitting merchant's rate, as the merchant's status
+// query is. Uncharged, a merchant could have the bank decrypt as often as it
+// liked; charged to the customer, whose rate paid for the decision, it
+// would let the merchant use up the customer's.
+func (b *Bank) resubmitted(ctx context.Context, out CheckOutcome, epo *echeck.SignedEPO, merchant uint64) (*CheckResult, error) {
+	if out.EPOHash != epo.Hash() {
+		return nil, ErrEPOIDConflict
+	}
+	if err := b.allow(merchant); err != nil {
+		return nil, err
+	}
+	priv, err := openPrivate(epo, b.keys.HPKE)
+	if err != nil {
+		return nil, err
+	}
+	return b.checkResult(ctx, out, priv)
+}
+
+// openPrivate opens a submitted EPO's sealed private part; a variable so
+// that a test can count the decryptions.
+var openPrivate = (*echeck.SignedEPO).OpenPrivate
 
 // declineReasons are the receipts' reasons for the declines the commit
 // decides.

@@ -1,6 +1,7 @@
 package bank_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -48,6 +49,7 @@ type netbillFixture struct {
 	custKey, merchKey  ed25519.PrivateKey
 	customer, merchant uint64
 	serial             uint64
+	reply              *ecdh.PrivateKey // the reply key of the last endorsedOrder
 }
 
 func newNetbillFixture(t *testing.T) *netbillFixture {
@@ -103,6 +105,7 @@ func (f *netbillFixture) endorsedOrder(price uint64, memo string) ([]byte, echec
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.reply = reply
 	priv := echeck.EPOPrivate{Account: f.customer, Memo: memo}
 	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
 	rand.Read(priv.Nonce[:])
@@ -271,5 +274,82 @@ func TestCheckStatusRateLimited(t *testing.T) {
 		if err := ask(k); !errors.Is(err, bank.ErrRateLimited) {
 			t.Fatalf("the %s's third query at once: %v, want ErrRateLimited", who, err)
 		}
+	}
+}
+
+// TestSubmitCheckResubmissionCharged: a re-submission of a decided order is
+// answered from the record, the receipt and log index as the decision's and
+// a customer block the customer opens to the same contents, but the block
+// costs the bank a decryption of the sealed private part, so it is charged
+// to the submitting merchant's rate before it: past that rate the merchant
+// gets ErrRateLimited and the bank decrypts nothing. (The clock does not
+// move: no token comes back until it does.)
+func TestSubmitCheckResubmissionCharged(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	end, _ := f.endorsedOrder(500, "for the library")
+	f.b.LimitAccounts(bank.NewRateLimiter(1, 2, 100))
+	opens := bank.CountPrivateOpens(t)
+	first, err := f.b.SubmitCheck(ctx, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(res *bank.CheckResult) echeck.CustomerBlock {
+		t.Helper()
+		r, err := echeck.DecodeReceipt(res.Receipt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := echeck.OpenCustomerBlock(f.reply, r.Hash(), res.CustomerBlock)
+		if err != nil {
+			t.Fatalf("the customer block: %v", err)
+		}
+		return *b
+	}
+	want := block(first)
+	for i := range 2 {
+		opens.Store(0)
+		again, err := f.b.SubmitCheck(ctx, end)
+		if err != nil {
+			t.Fatalf("re-submission %d, within the merchant's rate: %v", i+1, err)
+		}
+		if !bytes.Equal(again.Receipt, first.Receipt) || again.LogIndex != first.LogIndex {
+			t.Fatalf("re-submission %d answered with another receipt or log index", i+1)
+		}
+		if got := block(again); got != want {
+			t.Fatalf("re-submission %d's customer block: %+v, want %+v", i+1, got, want)
+		}
+		if n := opens.Load(); n != 1 {
+			t.Fatalf("re-submission %d opened the private part %d times, want 1", i+1, n)
+		}
+	}
+	opens.Store(0)
+	if _, err := f.b.SubmitCheck(ctx, end); !errors.Is(err, bank.ErrRateLimited) {
+		t.Fatalf("a third re-submission at once: %v, want ErrRateLimited", err)
+	}
+	if n := opens.Load(); n != 0 {
+		t.Fatalf("a re-submission past the merchant's rate opened the private part %d times", n)
+	}
+	// Charged to the merchant, not to the customer whose rate paid for the
+	// decision: the customer's own status query still passes.
+	if _, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(want.EPOID, f.now, f.custKey).Encode()); err != nil {
+		t.Fatalf("the customer's status query after the merchant's re-submissions: %v", err)
+	}
+	f.now = f.now.Add(time.Second)
+	if _, err := f.b.SubmitCheck(ctx, end); err != nil {
+		t.Fatalf("a re-submission a second later: %v", err)
+	}
+	// Another order under the decided EPOID is refused from the record
+	// alone, nothing decrypted and nothing charged.
+	f.now, f.serial = f.now.Add(-time.Second), f.serial-1
+	other, _ := f.endorsedOrder(500, "")
+	opens.Store(0)
+	for range 3 {
+		if _, err := f.b.SubmitCheck(ctx, other); !errors.Is(err, bank.ErrEPOIDConflict) {
+			t.Fatalf("another order under the decided EPOID: %v, want ErrEPOIDConflict", err)
+		}
+	}
+	if n := opens.Load(); n != 0 {
+		t.Fatalf("refusing another order under a decided EPOID opened %d private parts", n)
 	}
 }
