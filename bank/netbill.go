@@ -65,6 +65,10 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err != nil {
 		return nil, err
 	}
+	// This refusal and the next differ, and the merchant's above is told
+	// from a bad signature: no oracle, since which accounts exist, which
+	// are merchants' and their keys are public in the audit log's
+	// account-opened entries (docs/AUDITLOG.md).
 	customer, err := b.store.Account(ctx, priv.Account)
 	if errors.Is(err, ErrNoAccount) || (err == nil && (customer.Key == nil || customer.Merchant)) {
 		return nil, fmt.Errorf("%w: EPO names no customer account", ErrUnauthorized)
