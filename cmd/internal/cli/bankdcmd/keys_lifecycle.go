@@ -107,7 +107,7 @@ bankd keys extend --data ./bank --ahead 400d --withdraw-period 90d --overlap 7d 
 		Flags: func(fs *flag.FlagSet) {
 			fl.RegisterKeyFile(fs)
 			fs.StringVar(&until, "until", "", "make keys until `DATE` (2027-06-01, or an RFC 3339 time)")
-			cli.DurationVar(fs, &ahead, "ahead", 0, "make keys for `DURATION` from now (400d, or a Go duration such as 9600h)")
+			cli.DurationVar(fs, &ahead, "ahead", 0, "make keys for `DURATION` from now, above zero (400d, or a Go duration such as 9600h)")
 			cli.DurationVar(fs, &period, "withdraw-period", 0, "each new key issues coins for `DURATION` (default: the schedule's)")
 			cli.DurationVar(fs, &overlap, "overlap", 0, "a new key starts `DURATION` before its predecessor stops issuing (default: the schedule's)")
 			cli.DurationVar(fs, &depositLT, "deposit-lifetime", 0, "coins are accepted for `DURATION` after their key stops issuing (default: the schedule's)")
@@ -317,12 +317,14 @@ verifying; what it signs later does not.
 A running bank signs with the old key until it restarts: restart it within
 the grace (with an offline master key, sign the changed key set first).
 Rotate at once, with a short grace, if the old key may have leaked: the
-window bounds what a thief can forge to back-dated objects.`,
+window bounds what a thief can forge to back-dated objects. A grace of 0
+closes the window now, for a bank stopped before the rotation (a running
+one's signatures until its restart would not verify).`,
 		Example: `bankd keys rotate-signing --data ./bank
 bankd keys rotate-signing --data ./bank --grace 1h`,
 		Flags: func(fs *flag.FlagSet) {
 			fl.RegisterKeyFile(fs)
-			cli.DurationVar(fs, &grace, "grace", 24*time.Hour, "the old key stays valid for `DURATION` after now, until bankd restarts with the new one")
+			cli.DurationVar(fs, &grace, "grace", 24*time.Hour, "the old key stays valid for `DURATION` (0 or more; 0 with bankd stopped) after now, until bankd restarts with the new one")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			g := grace

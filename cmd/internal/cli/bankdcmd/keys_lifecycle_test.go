@@ -163,6 +163,32 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	}
 }
 
+// TestKeysRotateSigningNoGrace: --grace 0 is meaningful, not a mistake to
+// refuse: with bankd stopped, the retired key's window closes at the
+// rotation, leaving a thief of a leaked key nothing to forge after it.
+func TestKeysRotateSigningNoGrace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bank")
+	mustBankd(t, "keys", "generate", "--data", dir, "--denominations", "EUR:1.00/cs")
+	path := filepath.Join(dir, bank.KeysFile)
+	k, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SigningSince = k.SigningSince.Add(-time.Minute) // made a minute ago
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	mustBankd(t, "keys", "rotate-signing", "--data", dir, "--grace", "0")
+	s := show(t, dir)
+	if len(s.PastSigning) != 1 {
+		t.Fatalf("after rotation: retired %+v", s.PastSigning)
+	}
+	until, err := time.Parse(time.RFC3339, s.PastSigning[0].ValidUntil)
+	if err != nil || until.After(time.Now()) {
+		t.Fatalf("the retired key valid until %q (%v), want no later than now", s.PastSigning[0].ValidUntil, err)
+	}
+}
+
 // TestKeysShowRevoked: a revoked key issues nothing (the bank refuses to
 // withdraw under it), so keys show marks it revoked and counts it apart,
 // never as issuing or future: neither in the text nor in --json.
