@@ -1,14 +1,18 @@
 package pebblestore
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
@@ -185,5 +189,78 @@ func TestVerifyCheckpointRefuses(t *testing.T) {
 	}
 	if _, err := VerifyCheckpoint(dir); err == nil {
 		t.Fatal("verified an unbalanced ledger")
+	}
+}
+
+// gateFS holds the first file a checkpoint creates until released, so
+// that a test can end the checkpoint's context while it is copying.
+type gateFS struct {
+	vfs.FS
+	once             sync.Once
+	reached, release chan struct{}
+	created          atomic.Int64 // files created in a checkpoint
+}
+
+func (g *gateFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if strings.Contains(filepath.Base(filepath.Dir(name)), ".partial-") {
+		g.created.Add(1)
+		g.once.Do(func() {
+			close(g.reached)
+			<-g.release
+		})
+	}
+	return g.FS.Create(name, category)
+}
+
+// TestCheckpointCancelled: a checkpoint whose context ends while it copies
+// (its caller gave up, or a bank's forced stop cut the call off) ends at
+// its next write with the context's error, rather than running to the end
+// (which held the store's Close, so a bank's stop, as long as the copy
+// took) and then putting the backup in place for a caller told it failed.
+// Nothing of it is left, under the name asked for or beside it, and the
+// store serves on and checkpoints again.
+func TestCheckpointCancelled(t *testing.T) {
+	root := t.TempDir()
+	gate := &gateFS{FS: vfs.Default, reached: make(chan struct{}), release: make(chan struct{})}
+	s, err := Open(filepath.Join(root, "ledger"), Options{FS: gate, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := openAccount(t, s, "a", false)
+	ctx, cancel := context.WithCancel(bg)
+	backup := filepath.Join(root, "backup")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Checkpoint(ctx, backup)
+		errc <- err
+	}()
+	select {
+	case <-gate.reached:
+	case err := <-errc:
+		t.Fatalf("the checkpoint created no file: %v", err)
+	}
+	cancel()
+	close(gate.release)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("a checkpoint whose context ended: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the checkpoint did not end")
+	}
+	if n := gate.created.Load(); n != 1 {
+		t.Errorf("the checkpoint created %d files, the last %d after its context ended", n, n-1)
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 1 || entries[0].Name() != "ledger" {
+		t.Fatalf("beside the ledger after a cancelled checkpoint: %v", entries)
+	}
+	if _, err := s.Credit(bg, bank.CreditOp{Account: id, Amount: 1, Time: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Checkpoint(bg, backup); err != nil {
+		t.Fatalf("a checkpoint after the cancelled one: %v", err)
 	}
 }

@@ -281,6 +281,7 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // Store is a bank.Store on Pebble. It is safe for concurrent use.
 type Store struct {
 	db       *pebble.DB
+	cfs      *checkpointFS // db's file system, which ends a checkpoint whose context ended
 	maxBatch int
 	observe  func(ops int, d time.Duration)
 
@@ -347,7 +348,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := OpenDB(dir, DBOptions{FS: opts.FS, CacheSize: opts.CacheSize, MemTableSize: MemTableSize, Logger: logger})
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	cfs := &checkpointFS{FS: opts.FS}
+	db, err := OpenDB(dir, DBOptions{FS: cfs, CacheSize: opts.CacheSize, MemTableSize: MemTableSize, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -375,6 +380,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:         db,
+		cfs:        cfs,
 		maxBatch:   opts.MaxBatch,
 		logSize:    logSize,
 		anyRevoked: len(revs) > 0,

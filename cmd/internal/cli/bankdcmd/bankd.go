@@ -668,7 +668,9 @@ the bank's host, while it keeps serving. Every operation acknowledged before
 the command started is in it. --to must not exist; its parent must. The bank
 writes the checkpoint beside it, checks it (its balances sum to zero) and
 renames it into place, so --to holds a whole checkpoint or nothing. A
-relative --to is taken relative to this command's working directory.
+backup this command gives up on (--timeout, Ctrl-C), or that the bank's stop
+cuts off, ends there and leaves nothing. A relative --to is taken relative
+to this command's working directory.
 
 On the same file system as the ledger the checkpoint's tables are hard links:
 quick and small at first, but they keep old tables alive as the bank
@@ -681,7 +683,7 @@ pg_basebackup or pg_dump.`,
 		Example: `bankd admin --data /var/lib/blindbank backup --to /var/backups/blindbank/ledger-$(date +%Y%m%dT%H%M%S)`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&to, "to", "", "the checkpoint `DIR` to create on the bank's host (required; must not exist)")
-			cli.DurationVar(fs, &timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION` ("+cli.DurationForms+")")
+			cli.DurationVar(fs, &timeout, "timeout", 30*time.Minute, "give up, and have the bank stop the backup, after `DURATION` ("+cli.DurationForms+")")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			if to == "" {
