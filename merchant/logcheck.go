@@ -171,10 +171,17 @@ type heldAnswer struct {
 	name     string    // how a finding names it: "order <id>", "payment order <EPOID>"
 	what     string    // what logclient.Start.Unlogged calls it
 	answered time.Time // the bank's time on its signed receipt
-	before   bool      // held before the checkpoint was fetched
-	index    int64     // its entry, as the bank or its log gave it; <= 0: none
-	expect   logclient.Expect
-	verified []byte // the key marking it checked
+	// notBefore: no honest bank answers earlier, by its own clock (for a
+	// payment order, its EPOID time less the clock skew: the bank refuses
+	// one dated further ahead of it); zero: no bound. A receipt dated
+	// earlier is judged as answered at notBefore, so that a bank cannot
+	// make an answer it did not log wait for ever by dating it before its
+	// log began.
+	notBefore time.Time
+	before    bool  // held before the checkpoint was fetched
+	index     int64 // its entry, as the bank or its log gave it; <= 0: none
+	expect    logclient.Expect
+	verified  []byte // the key marking it checked
 }
 
 // checkHeld checks answer a against the checkpoint began covers: its entry
@@ -188,11 +195,18 @@ func (m *Merchant) checkHeld(ctx context.Context, began *logclient.Start, a held
 	cp := began.Checkpoint()
 	if a.index <= 0 || a.index >= cp.Size {
 		if a.before {
-			f, err := began.Unlogged(a.what, a.expect.Ref, a.answered, max(a.index, 0))
+			answered := a.answered
+			if a.notBefore.After(answered) {
+				answered = a.notBefore
+			}
+			f, err := began.Unlogged(a.what, a.expect.Ref, answered, max(a.index, 0))
 			if err != nil {
 				return nil, err
 			}
 			if f != "" {
+				if !answered.Equal(a.answered) {
+					f += fmt.Sprintf(" (its receipt is dated %s, before the order it decides could have reached it: judged by the order's own time less the clock skew)", a.answered.UTC().Format(time.RFC3339))
+				}
 				return fmt.Errorf("merchant: %s: %w: %s", a.name, logclient.ErrMismatch, f), nil
 			}
 		}
@@ -276,6 +290,7 @@ func (m *Merchant) heldSales(ctx context.Context, before map[[24]byte]*echeck.Re
 		_, decided := before[k]
 		out = append(out, heldAnswer{
 			name: "payment order " + r.EPOID.String(), what: what, answered: r.DecidedAt, before: decided, index: index,
+			notBefore: r.EPOID.Timestamp.Add(-ecash.MaxClockSkew),
 			expect: logclient.Expect{Kind: auditlog.KindCheck, Ref: r.EPOHash, Approved: r.Decision == echeck.Approved,
 				EPOID: r.EPOID.String(), Merchant: m.account, Amount: r.Price},
 			verified: saleVerifiedKey(r.EPOID),

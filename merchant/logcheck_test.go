@@ -187,6 +187,39 @@ func TestVerifyLogPaymentOrderBeforeLog(t *testing.T) {
 	}
 }
 
+// TestVerifyLogPaymentOrderBackdated: a bank that leaves a payment order
+// out of its log cannot make it wait for ever by dating its receipt before
+// the log began. No honest bank decides an order before the order's EPOID
+// time less the clock skew (it refuses one dated further ahead of its
+// clock), so the order's own time bounds the decision's: one made after
+// the log began is a mismatch, whatever the receipt says.
+func TestVerifyLogPaymentOrderBackdated(t *testing.T) {
+	ctx := context.Background()
+	s := newLyingShop(t, 2)
+	began := s.clock.now()
+	s.clock.add(time.Hour) // well after the log began
+	signing := bankKeys(t).Signing
+	s.bankc.tamper = func(res *pb.CheckResult) {
+		r, err := echeck.DecodeReceipt(res.Receipt)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		r.DecidedAt = began.Add(-time.Hour)
+		r.Sign(signing)
+		res.Receipt = r.Encode()
+	}
+	a := s.writeCheck("EUR:5.00")
+	if !a.Receipt.DecidedAt.Before(began) {
+		t.Fatalf("the receipt is dated %v, want it backdated before %v", a.Receipt.DecidedAt, began)
+	}
+	rep, err := s.m.VerifyLog(ctx)
+	if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), "payment order "+a.Receipt.EPOID.String(), "is not in its audit log", "before the order it decides") {
+		t.Fatalf("%s, %v; want a mismatch naming the payment order", counts(rep), err)
+	}
+	t.Log(err)
+}
+
 // checkpointHook is the bank's audit log, running after (once, when set)
 // the next checkpoint is fetched: what happens while VerifyLog runs.
 type checkpointHook struct {

@@ -691,8 +691,9 @@ evidence); an existing FILE is kept unless --overwrite.
 It reports the entries verified and those waiting, checked at a later
 run: deposits and payment orders the checkpoint does not hold that were
 answered while the command ran, or that the bank dated before its log
-began or less than 5 minutes (the clock skew allowed) after; and whether
-the merchant adopted a newer key set the checkpoint names than the bank
+began or less than 5 minutes (the clock skew allowed) after (a payment
+order counts as answered no earlier than its EPOID's time less the skew,
+whatever its receipt says); and whether the merchant adopted a newer key set the checkpoint names than the bank
 served (logged, and following the one held). With --json: log_size, root
 (hex), verified, waiting, checkpoint_file and adopted_key_set, as wallet
 verify-log prints them (docs/AUDIT.md). Exit status 1 on a forked log, a
