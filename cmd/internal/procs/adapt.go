@@ -22,11 +22,8 @@ import (
 // core over a second, and goes back to Cores()+Extra as soon as it uses
 // more than raiseAbove of a core over one tick: a burst of work runs on
 // one core for at most a tick or two before it has them all. The band
-// between the two thresholds keeps a load steady tick by tick from
-// switching back and forth (the same load costs more CPU on more Ps); a
-// bursty one whose mean is under lowerBelow still goes up on a busy tick
-// and down a second later, about once a second at 100 payments a second
-// from many clients (docs/PERFORMANCE.md). Each switch stops the
+// between the two thresholds keeps a steady load from switching back and
+// forth (the same load costs more CPU on more Ps). Each switch stops the
 // world for some microseconds; the ticks cost a system call each, about
 // 40 a second.
 const (
