@@ -938,11 +938,8 @@ func verifyBatches(perms []ecash.DepositPermission, keys []*DenomKey) []span {
 // span is the range [lo, hi) of a slice.
 type span struct{ lo, hi int }
 
-// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines, or as many as
-// the process started with if that is more, and returns the first error.
-// (A daemon lowers GOMAXPROCS to one while it is all but idle and raises it
-// once a request's work arrives: the request that brings it should still
-// have its workers.) After an error no further f starts, so a request whose last
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns the
+// first error. After an error no further f starts, so a request whose last
 // item is bad costs little more than one whose first is. A panic in f comes
 // back as an error: on a goroutine of its own it would end the process,
 // where a handler's is recovered by the RPC interceptor.
@@ -969,7 +966,7 @@ func parallel(n int, f func(i int) error) error {
 			}
 		}
 	}
-	workers := min(n, max(runtime.GOMAXPROCS(0), startProcs))
+	workers := min(n, runtime.GOMAXPROCS(0))
 	if workers <= 1 {
 		run()
 		return first
@@ -981,9 +978,6 @@ func parallel(n int, f func(i int) error) error {
 	wg.Wait()
 	return first
 }
-
-// startProcs is GOMAXPROCS as the process started.
-var startProcs = runtime.GOMAXPROCS(0)
 
 // recovered is f(i), a panic turned into an error.
 func recovered(f func(int) error, i int) (err error) {

@@ -114,11 +114,9 @@ type machineInfo struct {
 	CPU  string `json:"cpu,omitempty"`
 	CPUs int    `json:"cpus"`
 	// Cores is how many of the CPUs the process may use (procs.Cores);
-	// GOMAXPROCS is one above it unless the environment set it (procs.Raise);
-	// Adaptive, it is one while the process is all but idle (procs.Adapt).
+	// GOMAXPROCS is one above it unless the environment set it (procs.Raise).
 	Cores      int    `json:"cores"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
-	Adaptive   bool   `json:"gomaxprocs_adaptive"`
 	OS         string `json:"os"`
 	Arch       string `json:"arch"`
 	Go         string `json:"go"`
@@ -126,7 +124,7 @@ type machineInfo struct {
 
 func machine() machineInfo {
 	return machineInfo{
-		CPU: cpuModel(), CPUs: runtime.NumCPU(), Cores: procs.Cores(), GOMAXPROCS: runtime.GOMAXPROCS(0), Adaptive: procs.Adaptive(),
+		CPU: cpuModel(), CPUs: runtime.NumCPU(), Cores: procs.Cores(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version(),
 	}
 }
@@ -137,14 +135,6 @@ func (m machineInfo) describe() string {
 		cpu = "unknown CPU"
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s/%s, %s", m.CPUs, cpu, m.OS, m.Arch, m.Go)
-}
-
-// procs describes GOMAXPROCS for a report's machine line.
-func (m machineInfo) procs() string {
-	if m.Adaptive {
-		return fmt.Sprintf("GOMAXPROCS %d (1 while near idle)", m.GOMAXPROCS)
-	}
-	return fmt.Sprintf("GOMAXPROCS %d", m.GOMAXPROCS)
 }
 
 // cpuModel reads the CPU model name on Linux; "" elsewhere.

@@ -244,7 +244,7 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, ep
 		first error
 		last  time.Time
 	)
-	cpu0, err := procs.CPUTime()
+	cpu0, err := processCPU()
 	if err != nil {
 		return limitResult{}, err
 	}
@@ -278,7 +278,7 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, ep
 		})
 	}
 	wg.Wait()
-	cpu1, err := procs.CPUTime()
+	cpu1, err := processCPU()
 	if err != nil {
 		return limitResult{}, err
 	}

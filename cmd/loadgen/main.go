@@ -171,12 +171,8 @@ and again after the timed phase once the servers have stopped: the
 machine's speed drifts, and the fraction of the limit is taken against the
 mean of the two (the text report warns when they differ by more than 10%).
 Like bankd and merchantd, loadgen sets GOMAXPROCS to the cores plus one,
-so that threads waiting in fsync do not idle a core, and, from the first
-limit to the second, down to one while the process uses under 0.35 of
-a core over a second, back up as soon as it uses over half of one in 25 ms
-(an all but idle process pays for spare Ps in wake-ups; the report says
-how much of the phase ran on one P). A GOMAXPROCS environment variable
-overrides both; the limit is measured on the cores alone.
+so that threads waiting in fsync do not idle a core (a GOMAXPROCS
+environment variable overrides it); the limit is measured on the cores alone.
 
 Scenarios (one operation each):
   withdraw  a wallet withdraws --coins-per-op coins in one request: derives the

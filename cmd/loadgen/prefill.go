@@ -12,7 +12,6 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
-	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -236,7 +235,7 @@ func settle(ctx context.Context, env *environment) error {
 	if env.pg != nil {
 		return env.pg.settle(ctx)
 	}
-	if err := waitIdle(ctx, procs.CPUTime, settleIdle, time.Second, maxSettle); err != nil {
+	if err := waitIdle(ctx, processCPU, settleIdle, time.Second, maxSettle); err != nil {
 		return fmt.Errorf("the store did not settle: %w (Pebble still compacting?)", err)
 	}
 	return nil

@@ -26,12 +26,8 @@ type report struct {
 	Duration    float64 `json:"duration_s"` // asked for
 	// Rate is the paced rate asked for (--rate), in operations per second;
 	// 0: back to back.
-	Rate    float64 `json:"rate_ops_per_s,omitempty"`
-	Elapsed float64 `json:"elapsed_s"` // the timed phase, to the end of its last operation
-	// OneP is how much of the timed phase the process ran on one P, all
-	// but idle (procs.Adapt, as bankd and merchantd run); 0 when it ran
-	// with every P throughout.
-	OneP       float64 `json:"one_p_s,omitempty"`
+	Rate       float64 `json:"rate_ops_per_s,omitempty"`
+	Elapsed    float64 `json:"elapsed_s"` // the timed phase, to the end of its last operation
 	EndedEarly string  `json:"ended_early,omitempty"`
 
 	Ops         int64         `json:"ops"`
@@ -268,7 +264,7 @@ func (r *report) writeText(w io.Writer) {
 		scenario += fmt.Sprintf(" (%d in, %d out)", r.CoinsPerOp, r.CoinsPerOp)
 	}
 	fmt.Fprintf(w, "loadgen run: %s, %d wallets, %.0fs\n", scenario, r.Concurrency, r.Duration)
-	fmt.Fprintf(w, "  machine       %s, %d cores, %s\n", r.Machine.describe(), r.Machine.Cores, r.Machine.procs())
+	fmt.Fprintf(w, "  machine       %s, %d cores, GOMAXPROCS %d\n", r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "  keys          %s\n", r.Keys.describe())
 	if r.External != nil {
 		fmt.Fprintf(w, "  servers       %s\n", r.External.describe())
@@ -295,9 +291,6 @@ func (r *report) writeText(w io.Writer) {
 		fmt.Fprintf(w, "  setup         %.1fs\n", r.Setup.Seconds)
 	}
 	fmt.Fprintf(w, "  timed phase   %.2fs", r.Elapsed)
-	if r.OneP > 0 {
-		fmt.Fprintf(w, " (%.1fs of it on one P, near idle)", r.OneP)
-	}
 	if r.EndedEarly != "" {
 		fmt.Fprintf(w, " (ended early: %s)", r.EndedEarly)
 	}

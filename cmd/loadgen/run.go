@@ -21,7 +21,6 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/node"
-	"github.com/blindbank/blindbank/cmd/internal/procs"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
@@ -242,10 +241,6 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 		return nil, err
 	}
 	prog.Note("crypto limit of %s: %.0f %ss/s on %d cores", cfg.Scenario, rep.Limit.CoinsPerSec, rep.Unit, rep.Limit.Workers)
-	// From here to the second limit the process serves as bankd and
-	// merchantd would: GOMAXPROCS adapts to the load (procs.Adapt).
-	stopAdapt := procs.Adapt()
-	defer stopAdapt()
 
 	prog.Status("opening and funding %d wallet accounts ...", cfg.Concurrency)
 	env.wallets = make([]*simWallet, cfg.Concurrency)
@@ -312,8 +307,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	onOne0 := procs.OnOneP()
-	cpu0, err := procs.CPUTime()
+	cpu0, err := processCPU()
 	if err != nil {
 		return nil, err
 	}
@@ -350,8 +344,7 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 	if err := stopTrace(); err != nil {
 		return nil, err
 	}
-	cpu1, cerr := procs.CPUTime()
-	rep.OneP = (procs.OnOneP() - onOne0).Seconds()
+	cpu1, cerr := processCPU()
 	daemons1 := daemonTimes(env.daemons)
 	rpcs1, rpcsOK1 := env.rpcsServed()
 	commits1, commitsOK1 := env.commitsSoFar()
@@ -443,7 +436,6 @@ func run(ctx context.Context, cfg runConfig) (rep *report, err error) {
 
 	// The store at rest: stop the servers, then flush and compact it.
 	env.close()
-	stopAdapt() // the limit sets GOMAXPROCS itself
 	// A bank running on may still be compacting: let it finish (up to
 	// a while) rather than share the cores with the limit.
 	waitDaemonsIdle(ctx, env.daemons, time.Second, 30*time.Second)

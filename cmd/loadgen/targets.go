@@ -471,8 +471,8 @@ func (r *targetsReport) writeText(w io.Writer) {
 	if r.Runs == 1 {
 		runs = "run"
 	}
-	fmt.Fprintf(w, "loadgen targets: the project's targets, %d %s each of %.0fs (seed %d), on %s, %d cores, %s\n",
-		r.Runs, runs, r.Duration, r.Seed, r.Machine.describe(), r.Machine.Cores, r.Machine.procs())
+	fmt.Fprintf(w, "loadgen targets: the project's targets, %d %s each of %.0fs (seed %d), on %s, %d cores, GOMAXPROCS %d\n",
+		r.Runs, runs, r.Duration, r.Seed, r.Machine.describe(), r.Machine.Cores, r.Machine.GOMAXPROCS)
 	for _, t := range r.Targets {
 		fmt.Fprintf(w, "\n  %-16s %s\n", t.Name, t.What)
 		fmt.Fprintf(w, "    target       %s\n", t.Goal)

@@ -1,7 +1,5 @@
 // Package procs sizes GOMAXPROCS for processes whose goroutines wait in
-// fsync: bankd, merchantd and loadgen. Raise sets it for a busy process,
-// Adapt lowers it while the process is all but idle, and CPUTime reads the
-// process's CPU time, the measure of its load.
+// fsync: bankd, merchantd and loadgen.
 //
 // A goroutine in a system call keeps its P, the runtime's licence to run Go
 // code, until the runtime's monitor thread has seen it there twice and hands
@@ -45,16 +43,11 @@ func Cores() int { return min(cores, runtime.NumCPU()) }
 // own updates of it when a cgroup's CPU limit changes: restart the process
 // after changing the limit.
 func Raise() int {
-	if fromEnv() {
+	// The runtime ignores a value that is not a positive number, and so
+	// does Raise.
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
 		return runtime.GOMAXPROCS(0)
 	}
 	runtime.GOMAXPROCS(Cores() + Extra)
 	return runtime.GOMAXPROCS(0)
-}
-
-// fromEnv reports whether the environment sets GOMAXPROCS. The runtime
-// ignores a value that is not a positive number, and so does fromEnv.
-func fromEnv() bool {
-	n, err := strconv.Atoi(os.Getenv("GOMAXPROCS"))
-	return err == nil && n > 0
 }

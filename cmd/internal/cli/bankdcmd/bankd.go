@@ -194,9 +194,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				t.Row("master key:", master)
 				t.Flush()
 			})
-			// One P while all but idle, all of them under load (procs.Adapt).
-			defer procs.Adapt()()
-			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !cfg.Plaintext, "keys", info.Keys, "keys_encrypted", kinfo.Encrypted, "gomaxprocs", gomaxprocs, "gomaxprocs_adaptive", procs.Adaptive())
+			log.Info("bank serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "tls", !cfg.Plaintext, "keys", info.Keys, "keys_encrypted", kinfo.Encrypted, "gomaxprocs", gomaxprocs)
 			werr := n.Wait(ctx)
 			if werr != nil {
 				log.Error("listener failed", "err", werr)

@@ -279,9 +279,7 @@ merchantd serve --data ./shop --bank bank.example:7443 --bank-pin 5f2c...e1 --ac
 				}
 				t.Flush()
 			})
-			// One P while all but idle, all of them under load (procs.Adapt).
-			defer procs.Adapt()()
-			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id, "gomaxprocs", gomaxprocs, "gomaxprocs_adaptive", procs.Adaptive())
+			log.Info("merchant serving", "addr", n.Addr, "admin_addr", n.AdminAddr, "bank", bankAddr, "account", id, "gomaxprocs", gomaxprocs)
 			rctx, stopReconcile := context.WithCancel(ctx)
 			reconciled := make(chan struct{})
 			go func() {

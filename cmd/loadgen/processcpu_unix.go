@@ -1,14 +1,14 @@
 //go:build unix
 
-package procs
+package main
 
 import (
 	"syscall"
 	"time"
 )
 
-// CPUTime is the CPU time (user and system) this process has used.
-func CPUTime() (time.Duration, error) {
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, err

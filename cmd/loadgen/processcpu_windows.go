@@ -1,6 +1,6 @@
 //go:build windows
 
-package procs
+package main
 
 import (
 	"time"
@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// CPUTime is the CPU time (user and system) this process has used.
-func CPUTime() (time.Duration, error) {
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() (time.Duration, error) {
 	var created, exited, kernel, user windows.Filetime
 	if err := windows.GetProcessTimes(windows.CurrentProcess(), &created, &exited, &kernel, &user); err != nil {
 		return 0, err
