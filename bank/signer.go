@@ -81,18 +81,24 @@ type SignerServer struct {
 // whatever a later key file says. A key k lacks though issued before its
 // deposit end (a wrong or stale key file: not a prune) keeps its records
 // and is not retired, and so does every key when k is older than a key
-// file the signer ran with. Not by the signer's clock: a signer started
-// once with its clock ahead would retire every current key, and a key
-// past its window costs only its records until it is pruned.
+// file the signer ran with, or issued ahead of the signer's clock. Not by
+// the signer's clock otherwise: a signer started once with its clock ahead
+// would retire every current key, and a key past its window costs only its
+// records until it is pruned.
 func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServer, error) {
+	return newSignerServer(k, noncesPath, log, time.Now)
+}
+
+// newSignerServer is NewSignerServer on the clock now.
+func newSignerServer(k *Keys, noncesPath string, log *slog.Logger, now func() time.Time) (*SignerServer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, log: log, now: time.Now}
+	s := &SignerServer{keys: k, denoms: map[ecash.Hash]*DenomKey{}, log: log, now: now}
 	for i := range k.Denoms {
 		s.denoms[k.Denoms[i].ID] = &k.Denoms[i]
 	}
-	nl, err := openNonceLog(noncesPath, k)
+	nl, err := openNonceLog(noncesPath, k, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +106,10 @@ func NewSignerServer(k *Keys, noncesPath string, log *slog.Logger) (*SignerServe
 	if !nl.older.IsZero() {
 		log.Warn("signer: the key file is older than one this signer ran with; no nonce records dropped (a key it lacks may be newer, and in use)",
 			"key_file_issued", k.IssuedAt.UTC(), "newest_seen", nl.older.UTC())
+	}
+	if !nl.ahead.IsZero() {
+		log.Warn("signer: the key file was issued ahead of this signer's clock by more than the protocol's clock skew; no nonce records dropped (its issue time is a clock's mistake, here or where it was made)",
+			"key_file_issued", nl.ahead.UTC(), "now", s.now().UTC())
 	}
 	for id, end := range nl.absent {
 		log.Error("signer: the key file lacks a CS denomination this signer ran with, although it was issued before that denomination's deposit end: not a prune (a wrong or stale key file); its nonce records are kept and it is not retired; give the signer its bank's current key file",
@@ -307,6 +317,7 @@ type nonceLog struct {
 	retired   map[ecash.Hash]bool      // read-only after openNonceLog
 	compacted int                      // records openNonceLog dropped
 	older     time.Time                // the mark, when the key file was older than it (nothing dropped)
+	ahead     time.Time                // the key file's issue time, when it was ahead of the clock (nothing dropped)
 	absent    map[ecash.Hash]time.Time // denominations not in the key file kept by their deposit end (not a prune)
 	buf       []byte                   // records of batch next, not yet written
 	next      uint64                   // the batch being filled
@@ -347,8 +358,12 @@ func crashPoint(step string) error {
 // which hold every record of a denomination kept. Nothing is dropped if
 // the key file, issued at issued, is older than one an earlier start
 // dropped records by (the mark, see markRec): the signer then keeps every
-// record and sets older.
-func openNonceLog(path string, k *Keys) (*nonceLog, error) {
+// record and sets older. Nor if k was issued further ahead of now, the
+// signer's clock, than the protocol's clock skew: its issue time is a
+// clock's mistake, by which it would retire keys in use that it lacks;
+// every record is kept, the mark stays, and ahead is set. (The clock only
+// ever keeps records here, never drops them.)
+func openNonceLog(path string, k *Keys, now time.Time) (*nonceLog, error) {
 	f, err := lockNonceFile(path)
 	if err != nil {
 		return nil, err
@@ -390,13 +405,17 @@ func openNonceLog(path string, k *Keys) (*nonceLog, error) {
 	}
 	issued := k.IssuedAt
 	older := issued.Before(mark)
-	if older {
+	ahead := issued.After(now.Add(ecash.MaxClockSkew))
+	switch {
+	case older:
 		l.older = mark
-	} else {
+	case ahead:
+		l.ahead = issued
+	default:
 		mark = issued
 	}
 	keep := func(id ecash.Hash) bool {
-		if inFile[id] || older {
+		if inFile[id] || older || ahead {
 			return true
 		}
 		end, ok := ends[id]

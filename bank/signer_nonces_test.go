@@ -123,7 +123,7 @@ func TestSignerNonceLogDropsRetiredKeys(t *testing.T) {
 	// them.
 	k2 := oneCSKey(t, now, 365*24*time.Hour)
 	k2.IssuedAt = both.Denoms[0].DepositEnd
-	s2, err := NewSignerServer(k2, path, nil)
+	s2, err := newSignerServer(k2, path, nil, func() time.Time { return k2.IssuedAt }) // the day of the prune
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,6 +321,60 @@ func TestSignerWrongKeyFileKeepsRecords(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSignerAheadKeyFileKeepsRecords: a key file issued far ahead of the
+// signer's clock (made on a machine whose clock ran ahead) that lacks a
+// key in use looks like a prune by its issue time, after the key's deposit
+// end. Its issue time is a clock's mistake: the start keeps the key's
+// records and retires nothing, says why, and does not take that time as
+// the newest key file's (a later file issued rightly drops records as
+// before).
+func TestSignerAheadKeyFileKeepsRecords(t *testing.T) {
+	now := time.Now()
+	k := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	other := oneCSKey(t, now.Add(-time.Hour), 365*24*time.Hour)
+	both := *k
+	both.Denoms = append(append([]DenomKey(nil), k.Denoms...), other.Denoms...)
+	path := filepath.Join(t.TempDir(), SignerNoncesFile)
+	s, err := NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := signMany(t, s, &both.Denoms[1], 3)
+	s.Close()
+
+	ahead := *k
+	ahead.IssuedAt = both.Denoms[1].DepositEnd.Add(time.Hour) // a year and more ahead
+	var logged bytes.Buffer
+	s, err = NewSignerServer(&ahead, path, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.nonces.retired) != 0 || len(s.nonces.locks) != len(answered) || s.nonces.ahead.IsZero() {
+		t.Errorf("started on a key file issued ahead, lacking a key in use: %d keys retired, %d records loaded, ahead %v; want none retired, %d loaded, ahead noted", len(s.nonces.retired), len(s.nonces.locks), s.nonces.ahead, len(answered))
+	}
+	if !strings.Contains(logged.String(), "ahead of this signer's clock") {
+		t.Errorf("the start did not say its key file was issued ahead: %s", logged.String())
+	}
+	s.Close()
+
+	s, err = NewSignerServer(&both, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.nonces.older.IsZero() {
+		t.Errorf("the right key file after one issued ahead is taken for an older copy (mark %v)", s.nonces.older)
+	}
+	var nonce [32]byte
+	rand.Read(nonce[:])
+	if c := signNonce(t, s, &both.Denoms[1], nonce); c != codes.OK {
+		t.Fatalf("the key after one start on a key file issued ahead: %s", c)
+	}
+	if c := signNonce(t, s, &both.Denoms[1], answered[0]); c != codes.AlreadyExists {
+		t.Errorf("a second challenge for a nonce answered before: %s, want AlreadyExists", c)
+	}
+	s.Close()
 }
 
 // TestSignerNonceLogFromOlderBuild: testdata/signer-nonces-v1 holds a
