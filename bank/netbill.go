@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
@@ -36,7 +37,7 @@ type CheckResult struct {
 // limits and the balance, debits the customer and credits the merchant (or
 // declines, with a signed receipt too), and records the EPO, the
 // endorsement and the decision. A re-submitted EPOID gets the stored receipt, byte for byte,
-// charged to the merchant's per-account rate (resubmitted).
+// charged to a per-account rate of the order's merchant and customer together (resubmitted).
 func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error) {
 	end, err := echeck.DecodeEndorsement(raw)
 	if err != nil {
@@ -163,22 +164,33 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 // resubmitted answers the endorsement of an EPO already decided, with the
 // stored receipt. The customer block is sealed to the reply key, which only
 // the sealed private part holds, so the answer costs a decryption: charged,
-// before it, to the submitting merchant's rate, as the merchant's status
-// query is. Uncharged, a merchant could have the bank decrypt as often as it
-// liked; charged to the customer, whose rate paid for the decision, it
-// would let the merchant use up the customer's.
+// before it, to the order's merchant and customer together, a rate of
+// their own (resubmitKey). Uncharged, a merchant could have the bank
+// decrypt as often as it liked. Charged to the customer, whose rate paid
+// for the decision, it would let the merchant use up the customer's; to
+// the merchant, the customer could use up the merchant's, since a till
+// forwards a customer's re-submitted order as it is (merchant.SubmitEPO,
+// WriteCheck): the merchant's re-submissions of other customers' orders,
+// its status queries and statements would be refused.
 func (b *Bank) resubmitted(ctx context.Context, out CheckOutcome, epo *echeck.SignedEPO, merchant uint64) (*CheckResult, error) {
 	if out.EPOHash != epo.Hash() {
 		return nil, ErrEPOIDConflict
 	}
-	if err := b.allow(merchant); err != nil {
-		return nil, err
+	if !b.limit.Allow(resubmitKey(merchant, out.Customer), b.now()) {
+		return nil, ErrRateLimited
 	}
 	priv, err := openPrivate(epo, b.keys.HPKE)
 	if err != nil {
 		return nil, err
 	}
 	return b.checkResult(ctx, out, priv)
+}
+
+// resubmitKey is the per-account limiter's key for the re-submissions of
+// decided orders of one customer to one merchant; no account's own key
+// (its number) has the form.
+func resubmitKey(merchant, customer uint64) string {
+	return "resubmit/" + strconv.FormatUint(merchant, 10) + "/" + strconv.FormatUint(customer, 10)
 }
 
 // openPrivate opens a submitted EPO's sealed private part; a variable so

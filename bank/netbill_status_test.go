@@ -281,8 +281,8 @@ func TestCheckStatusRateLimited(t *testing.T) {
 // answered from the record, the receipt and log index as the decision's and
 // a customer block the customer opens to the same contents, but the block
 // costs the bank a decryption of the sealed private part, so it is charged
-// to the submitting merchant's rate before it: past that rate the merchant
-// gets ErrRateLimited and the bank decrypts nothing. (The clock does not
+// before it, to a rate of the order's merchant and customer together: past
+// that rate the merchant gets ErrRateLimited and the bank decrypts nothing. (The clock does not
 // move: no token comes back until it does.)
 func TestSubmitCheckResubmissionCharged(t *testing.T) {
 	f := newNetbillFixture(t)
@@ -328,10 +328,10 @@ func TestSubmitCheckResubmissionCharged(t *testing.T) {
 		t.Fatalf("a third re-submission at once: %v, want ErrRateLimited", err)
 	}
 	if n := opens.Load(); n != 0 {
-		t.Fatalf("a re-submission past the merchant's rate opened the private part %d times", n)
+		t.Fatalf("a re-submission past the rate opened the private part %d times", n)
 	}
-	// Charged to the merchant, not to the customer whose rate paid for the
-	// decision: the customer's own status query still passes.
+	// Not charged to the customer whose rate paid for the decision: the
+	// customer's own status query still passes.
 	if _, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(want.EPOID, f.now, f.custKey).Encode()); err != nil {
 		t.Fatalf("the customer's status query after the merchant's re-submissions: %v", err)
 	}
@@ -351,5 +351,56 @@ func TestSubmitCheckResubmissionCharged(t *testing.T) {
 	}
 	if n := opens.Load(); n != 0 {
 		t.Fatalf("refusing another order under a decided EPOID opened %d private parts", n)
+	}
+}
+
+// TestSubmitCheckResubmissionNotTheMerchantsRate: a till forwards a
+// customer's re-submitted order to the bank as it is (merchant.SubmitEPO,
+// WriteCheck), so the customer decides how often the merchant re-submits
+// it. Charged to the merchant's own account, a customer re-sending one
+// order it paid for used up the merchant's rate: the merchant's honest
+// re-submission of another customer's order (a lost answer) and its own
+// status queries were refused. A re-submission is charged to the merchant
+// and customer of the order together, which neither can use up for the
+// other's own requests.
+func TestSubmitCheckResubmissionNotTheMerchantsRate(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	f.b.LimitAccounts(bank.NewRateLimiter(1, 2, 100))
+	mine, _ := f.endorsedOrder(500, "")
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	other, err := f.b.OpenAccount(ctx, "another customer", otherKey.Public().(ed25519.PublicKey), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Credit(ctx, other, ecash.Amount{Currency: "EUR", Value: 10_000}, "funds", ""); err != nil {
+		t.Fatal(err)
+	}
+	f.custKey, f.customer = otherKey, other
+	theirs, theirID := f.endorsedOrder(500, "")
+	for _, end := range [][]byte{mine, theirs} {
+		if _, err := f.b.SubmitCheck(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first customer has the till send its decided order again and
+	// again, until the bank refuses it.
+	refused := false
+	for range 10 {
+		if _, err := f.b.SubmitCheck(ctx, mine); errors.Is(err, bank.ErrRateLimited) {
+			refused = true
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !refused {
+		t.Fatal("re-submissions of one order never refused")
+	}
+	if _, err := f.b.SubmitCheck(ctx, theirs); err != nil {
+		t.Fatalf("the merchant's re-submission of another customer's order, after the first customer's: %v", err)
+	}
+	if _, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(theirID, f.now, f.merchKey).Encode()); err != nil {
+		t.Fatalf("the merchant's status query, after a customer's re-submissions: %v", err)
 	}
 }
