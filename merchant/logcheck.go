@@ -68,7 +68,9 @@ type LogReport struct {
 	Verified   int    // deposits and payment orders found in the log, matching their receipts
 	// Waiting: deposits and payment orders whose entry the checkpoint does
 	// not hold and need not yet: answered since it was fetched, or (by the
-	// bank's clock) before the log began or within ecash.MaxClockSkew after.
+	// bank's clock) before the log began or within ecash.MaxClockSkew after,
+	// the receipt's date taken as no earlier than the skew before its
+	// request's (the order's CreatedAt, the EPOID's time).
 	Waiting int
 	// AdoptedKeySet: the checkpoint named a newer logged key set than the
 	// bank served, which follows the one held, and the merchant took it.
@@ -171,42 +173,35 @@ type heldAnswer struct {
 	name     string    // how a finding names it: "order <id>", "payment order <EPOID>"
 	what     string    // what logclient.Start.Unlogged calls it
 	answered time.Time // the bank's time on its signed receipt
-	// notBefore: no honest bank answers earlier, by its own clock (for a
-	// payment order, its EPOID time less the clock skew: the bank refuses
-	// one dated further ahead of it); zero: no bound. A receipt dated
-	// earlier is judged as answered at notBefore, so that a bank cannot
-	// make an answer it did not log wait for ever by dating it before its
-	// log began.
-	notBefore time.Time
-	before    bool  // held before the checkpoint was fetched
-	index     int64 // its entry, as the bank or its log gave it; <= 0: none
-	expect    logclient.Expect
-	verified  []byte // the key marking it checked
+	// asked: the time on the request the receipt answers, which the bank
+	// refuses when dated further ahead of its clock than the skew (a
+	// deposit's payment request's CreatedAt, a payment order's EPOID
+	// time), so that a bank cannot make an answer it did not log wait for
+	// ever by dating it before its log began (logclient.Start.Unlogged).
+	asked    time.Time
+	before   bool  // held before the checkpoint was fetched
+	index    int64 // its entry, as the bank or its log gave it; <= 0: none
+	expect   logclient.Expect
+	verified []byte // the key marking it checked
 }
 
 // checkHeld checks answer a against the checkpoint began covers: its entry
 // must be in it and record a.expect (then a is marked checked), or, if
 // the checkpoint does not hold it, a must be one that may yet be logged
-// (counted waiting): answered while VerifyLog ran, or by the bank's clock
-// before its log began (logclient.Start.Unlogged). Otherwise it returns
+// (counted waiting): answered while VerifyLog ran, or by the bank's clock,
+// bounded by a.asked, before its log began (logclient.Start.Unlogged).
+// Otherwise it returns
 // the finding, wrapping logclient.ErrMismatch, for the caller to report
 // after the other checks; a matching failure or a failed fetch is err.
 func (m *Merchant) checkHeld(ctx context.Context, began *logclient.Start, a heldAnswer, rep *LogReport) (finding, err error) {
 	cp := began.Checkpoint()
 	if a.index <= 0 || a.index >= cp.Size {
 		if a.before {
-			answered := a.answered
-			if a.notBefore.After(answered) {
-				answered = a.notBefore
-			}
-			f, err := began.Unlogged(a.what, a.expect.Ref, answered, max(a.index, 0))
+			f, err := began.Unlogged(a.what, a.expect.Ref, a.answered, a.asked, max(a.index, 0))
 			if err != nil {
 				return nil, err
 			}
 			if f != "" {
-				if !answered.Equal(a.answered) {
-					f += fmt.Sprintf(" (its receipt is dated %s, before the order it decides could have reached it: judged by the order's own time less the clock skew)", a.answered.UTC().Format(time.RFC3339))
-				}
 				return fmt.Errorf("merchant: %s: %w: %s", a.name, logclient.ErrMismatch, f), nil
 			}
 		}
@@ -230,13 +225,14 @@ func (m *Merchant) checkHeld(ctx context.Context, began *logclient.Start, a held
 // heldDeposits returns the paid orders not yet checked, each with the log
 // index the bank gives for it now; before holds those paid before the
 // checkpoint was fetched.
-func (m *Merchant) heldDeposits(ctx context.Context, before map[string]*ecash.DepositReceipt) ([]heldAnswer, error) {
+func (m *Merchant) heldDeposits(ctx context.Context, before map[string]paidOrder) ([]heldAnswer, error) {
 	due, err := m.unverifiedDeposits()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]heldAnswer, 0, len(due))
-	for id, r := range due {
+	for id, p := range due {
+		r := p.receipt
 		st, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: r.PaymentHash[:]})
 		if status.Code(err) == codes.NotFound {
 			// The bank denies a deposit it signed a receipt for: looked up
@@ -252,7 +248,7 @@ func (m *Merchant) heldDeposits(ctx context.Context, before map[string]*ecash.De
 		}
 		_, paid := before[id]
 		out = append(out, heldAnswer{
-			name: "order " + id, what: "the deposit of payment", answered: r.DepositedAt, before: paid, index: st.LogIndex,
+			name: "order " + id, what: "the deposit of payment", answered: r.DepositedAt, asked: p.created, before: paid, index: st.LogIndex,
 			// The receipt's total is what the entry credits: its amount
 			// (the coins' value) less its deposit fees.
 			expect:   logclient.Expect{Kind: auditlog.KindDeposit, Ref: r.PaymentHash, Coins: r.Coins, Merchant: m.account, Amount: r.Total},
@@ -290,7 +286,7 @@ func (m *Merchant) heldSales(ctx context.Context, before map[[24]byte]*echeck.Re
 		_, decided := before[k]
 		out = append(out, heldAnswer{
 			name: "payment order " + r.EPOID.String(), what: what, answered: r.DecidedAt, before: decided, index: index,
-			notBefore: r.EPOID.Timestamp.Add(-ecash.MaxClockSkew),
+			asked: r.EPOID.Timestamp,
 			expect: logclient.Expect{Kind: auditlog.KindCheck, Ref: r.EPOHash, Approved: r.Decision == echeck.Approved,
 				EPOID: r.EPOID.String(), Merchant: m.account, Amount: r.Price},
 			verified: saleVerifiedKey(r.EPOID),
@@ -323,14 +319,22 @@ func (m *Merchant) unverifiedSales() (map[[24]byte]*echeck.Receipt, error) {
 	return out, nil
 }
 
-// unverifiedDeposits returns the receipts of paid orders not yet checked.
-func (m *Merchant) unverifiedDeposits() (map[string]*ecash.DepositReceipt, error) {
+// paidOrder is a paid order's deposit receipt and its payment request's
+// CreatedAt: the merchant's own time, which the bank refuses further ahead
+// of its clock than the skew (bank.Deposit), bounding the receipt's.
+type paidOrder struct {
+	receipt *ecash.DepositReceipt
+	created time.Time
+}
+
+// unverifiedDeposits returns the paid orders not yet checked.
+func (m *Merchant) unverifiedDeposits() (map[string]paidOrder, error) {
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	out := map[string]*ecash.DepositReceipt{}
+	out := map[string]paidOrder{}
 	for it.First(); it.Valid(); it.Next() {
 		o, err := decodeOrder(it.Value())
 		if err != nil {
@@ -349,7 +353,11 @@ func (m *Merchant) unverifiedDeposits() (map[string]*ecash.DepositReceipt, error
 		if err != nil {
 			return nil, err
 		}
-		out[o.ID] = r
+		pr, err := ecash.DecodePaymentRequest(o.Request) // decodeOrder read it
+		if err != nil {
+			return nil, err
+		}
+		out[o.ID] = paidOrder{receipt: r, created: pr.CreatedAt}
 	}
 	return out, it.Error()
 }

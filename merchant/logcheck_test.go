@@ -214,7 +214,8 @@ func TestVerifyLogPaymentOrderBackdated(t *testing.T) {
 		t.Fatalf("the receipt is dated %v, want it backdated before %v", a.Receipt.DecidedAt, began)
 	}
 	rep, err := s.m.VerifyLog(ctx)
-	if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), "payment order "+a.Receipt.EPOID.String(), "is not in its audit log", "before the order it decides") {
+	if !errors.Is(err, logclient.ErrMismatch) || !containsAll(err.Error(), "payment order "+a.Receipt.EPOID.String(), "is not in its audit log", "at the earliest",
+		"its answer is dated "+a.Receipt.DecidedAt.UTC().Format(time.RFC3339)) {
 		t.Fatalf("%s, %v; want a mismatch naming the payment order", counts(rep), err)
 	}
 	t.Log(err)

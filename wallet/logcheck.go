@@ -274,7 +274,7 @@ func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *lo
 	if found {
 		index = c.Index
 	}
-	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), index)
+	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), time.Time{}, index)
 	if err != nil || finding == "" {
 		return nil, err
 	}

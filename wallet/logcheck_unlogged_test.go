@@ -2,6 +2,7 @@ package wallet_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -24,15 +25,28 @@ import (
 
 // omittingStore is a bank's store that, while omit is set, commits
 // deposits without their audit-log entry: a bank hiding them from the
-// auditor, which answers with a receipt all the same.
+// auditor, which answers with a receipt all the same. With backdate set
+// too, it dates those receipts then, signed again with signing: a bank
+// making an answer it did not log look older than its log.
 type omittingStore struct {
 	bank.Store
-	omit atomic.Bool
+	omit     atomic.Bool
+	backdate atomic.Pointer[time.Time]
+	signing  ed25519.PrivateKey
 }
 
 func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
 	if s.omit.Load() {
 		op.Log = nil
+		if at := s.backdate.Load(); at != nil {
+			r, err := ecash.DecodeDepositReceipt(op.Receipt)
+			if err != nil {
+				return nil, err
+			}
+			r.DepositedAt = *at
+			r.Sig = ecash.SignBody(s.signing, r.Body())
+			op.Receipt = r.Encode()
+		}
 	}
 	return s.Store.Deposit(ctx, op)
 }
@@ -46,6 +60,7 @@ type unloggedBank struct {
 	bankc pb.BankClient
 	logc  pb.AuditLogClient
 	w     *wallet.Wallet
+	clock func() time.Time
 }
 
 func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
@@ -56,10 +71,11 @@ func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inner.Close() })
-	u := &unloggedBank{store: &omittingStore{Store: inner}}
+	u := &unloggedBank{store: &omittingStore{Store: inner, signing: keys(t).Signing}}
 	var offset atomic.Int64
 	offset.Store(int64(began))
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	u.clock = clock
 	b := bank.New(u.store, keys(t), clock, nil)
 	u.bank = b
 	if err := b.PublishKeySet(ctx); err != nil {
@@ -170,6 +186,76 @@ func TestVerifyLogUnloggedDepositUnknowable(t *testing.T) {
 	})
 }
 
+// shop opens a merchant on the bank, reaching it through bankc and its
+// log, on the bank's clock, and serves its public service.
+func (u *unloggedBank) shop(t *testing.T, bankc pb.BankClient) (*merchant.Merchant, pb.MerchantClient) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	pub, err := merchant.Init(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := u.bank.OpenAccount(ctx, "shop", pub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: bankc, AuditLog: u.logc, FS: vfs.NewMem(), Now: u.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+}
+
+// backdated are the dates a bank that did not log an answer can put on its
+// receipt to make it wait for ever: before its log began, or the epoch.
+var backdated = map[string]time.Time{
+	"before the log began": time.Now().Add(-time.Hour).Truncate(time.Millisecond),
+	"at the epoch":         time.UnixMilli(0),
+}
+
+// wantBackdated fails t unless err is mismatch naming what and both the
+// receipt's date (at) and the time it is judged by.
+func wantBackdated(t *testing.T, err, mismatch error, what string, at time.Time) {
+	t.Helper()
+	for _, sub := range []string{what, "is not in its audit log", "at the earliest", "its answer is dated " + at.UTC().Format(time.RFC3339)} {
+		if !errors.Is(err, mismatch) || !strings.Contains(err.Error(), sub) {
+			t.Fatalf("%v; want a mismatch saying %q", err, sub)
+		}
+	}
+	t.Log(err)
+}
+
+// TestMerchantVerifyLogBackdatedDeposit: a bank that leaves a merchant's
+// deposit out of its log cannot make it wait for ever by dating its
+// receipt before the log began: no honest bank answers a deposit before
+// the merchant's payment request's CreatedAt less the clock skew (it
+// refuses one created further ahead of its clock), so that bounds the
+// answer's time. (An honest answer from before the log still waits:
+// TestMerchantVerifyLogUnloggedDeposit.)
+func TestMerchantVerifyLogBackdatedDeposit(t *testing.T) {
+	ctx := context.Background()
+	for name, at := range backdated {
+		t.Run(name, func(t *testing.T) {
+			u := newUnloggedBank(t, 0, 20*time.Minute)
+			m, shop := u.shop(t, u.bankc)
+			o, err := m.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.store.backdate.Store(&at)
+			u.store.omit.Store(true)
+			if _, err := u.w.Pay(ctx, u.bankc, shop, "shop", o.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			u.store.omit.Store(false)
+			_, err = m.VerifyLog(ctx)
+			wantBackdated(t, err, logclient.ErrMismatch, "order "+o.ID, at)
+		})
+	}
+}
+
 // hookedLog runs after once, after the first checkpoint it fetches.
 type hookedLog struct {
 	pb.AuditLogClient
@@ -202,22 +288,7 @@ func TestMerchantVerifyLogUnloggedDeposit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			u := newUnloggedBank(t, c.began, c.now)
-			clock := func() time.Time { return time.Now().Add(c.now) }
-			dir := t.TempDir()
-			pub, err := merchant.Init(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			acct, err := u.bank.OpenAccount(ctx, "shop", pub, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: u.bankc, AuditLog: u.logc, FS: vfs.NewMem(), Now: clock})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { m.Close() })
-			shop := pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+			m, shop := u.shop(t, u.bankc)
 			o, err := m.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
 			if err != nil {
 				t.Fatal(err)
@@ -262,22 +333,7 @@ func (denyingBank) DepositStatus(context.Context, *pb.DepositStatusRequest, ...g
 func TestMerchantVerifyLogDeniedDeposit(t *testing.T) {
 	ctx := context.Background()
 	u := newUnloggedBank(t, 0, 10*time.Minute)
-	clock := func() time.Time { return time.Now().Add(10 * time.Minute) }
-	dir := t.TempDir()
-	pub, err := merchant.Init(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := u.bank.OpenAccount(ctx, "shop", pub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: denyingBank{u.bankc}, AuditLog: u.logc, FS: vfs.NewMem(), Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	shop := pb.NewMerchantClient(serve(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.PublicServer()) }))
+	m, shop := u.shop(t, denyingBank{u.bankc})
 	o, err := m.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "a coffee", 0)
 	if err != nil {
 		t.Fatal(err)

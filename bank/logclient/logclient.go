@@ -157,13 +157,17 @@ func (s *Start) Checkpoint() auditlog.Checkpoint { return s.cp }
 
 // Unlogged judges an answer the client held before it fetched the
 // checkpoint, dated answered by the bank, whose entry the checkpoint does
-// not hold (index 0: not found in the log; else the entry past it). An
-// honest bank commits an entry before it answers, so if the answer came
-// after the log began (AfterBegan), the checkpoint must hold it: Unlogged
-// returns the finding, "<what> <ref>…, which the bank answered at …", to be
-// wrapped in the client's mismatch error. It returns "" when the entry may
-// yet be logged.
-func (s *Start) Unlogged(what string, ref ecash.Hash, answered time.Time, index int64) (string, error) {
+// not hold (index 0: not found in the log; else the entry past it). asked
+// is the time on the client's own request the answer answers, if the bank
+// refuses a request dated further ahead of its clock than
+// ecash.MaxClockSkew (a payment request's CreatedAt, an EPOID's time);
+// zero if the client holds none. An honest bank commits an entry before it
+// answers, so if the answer came after the log began (AfterBegan, judged
+// by answeredBy), the checkpoint must hold it: Unlogged returns the
+// finding, "<what> <ref>…, which the bank answered at …", naming the
+// bank's date and the bound when the bound decided, to be wrapped in the
+// client's mismatch error. It returns "" when the entry may yet be logged.
+func (s *Start) Unlogged(what string, ref ecash.Hash, answered, asked time.Time, index int64) (string, error) {
 	if !s.read {
 		var err error
 		if s.at, s.ok, err = Began(s.ctx, s.c, s.cp); err != nil {
@@ -171,15 +175,38 @@ func (s *Start) Unlogged(what string, ref ecash.Hash, answered time.Time, index 
 		}
 		s.read = true
 	}
-	if !s.ok || !AfterBegan(answered, s.at) {
+	by := answeredBy(answered, asked)
+	if !s.ok || !AfterBegan(by, s.at) {
 		return "", nil // perhaps answered from a record made before the log
 	}
 	where := "is not in its audit log"
 	if index > 0 {
 		where = fmt.Sprintf("is at entry %d, past the checkpoint it signed after that (%d entries)", index, s.cp.Size)
 	}
-	return fmt.Sprintf("%s %x…, which the bank answered at %s (its log began at %s), %s", what, ref[:8],
-		answered.UTC().Format(time.RFC3339), s.at.UTC().Format(time.RFC3339), where), nil
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	when, note := stamp(by), ""
+	if !by.Equal(answered) {
+		when += " at the earliest"
+		note = fmt.Sprintf("; its answer is dated %s, but the request it answers is dated %s, and a bank refuses one dated more than %s ahead of its clock",
+			stamp(answered), stamp(asked), ecash.MaxClockSkew)
+	}
+	return fmt.Sprintf("%s %x…, which the bank answered at %s (its log began at %s%s), %s", what, ref[:8], when, stamp(s.at), note, where), nil
+}
+
+// answeredBy is the time to judge a bank's answer dated answered by, for
+// a request dated asked (Unlogged): no honest bank answers a request it
+// refuses as dated more than ecash.MaxClockSkew ahead of its clock before
+// asked less the skew, so an earlier date is judged as that. The bank
+// alone dates its answer: unbounded, one it left out of its log could be
+// dated before the log began and wait for ever. Zero asked: no bound.
+func answeredBy(answered, asked time.Time) time.Time {
+	if asked.IsZero() {
+		return answered
+	}
+	if earliest := asked.Add(-ecash.MaxClockSkew); earliest.After(answered) {
+		return earliest
+	}
+	return answered
 }
 
 // Consistency fetches the proof that the tree of newSize entries extends

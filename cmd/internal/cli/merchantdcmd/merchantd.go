@@ -689,12 +689,14 @@ evidence); an existing FILE is kept unless --overwrite.
 It reports the entries verified and those waiting, checked at a later
 run: deposits and payment orders the checkpoint does not hold that were
 answered while the command ran, or that the bank dated before its log
-began or less than 5 minutes (the clock skew allowed) after (a payment
-order counts as answered no earlier than its EPOID's time less the skew,
-whatever its receipt says); and whether the merchant adopted a newer key set the checkpoint names than the bank
-served (logged, and following the one held). With --json: log_size, root
-(hex), verified, waiting, checkpoint_file and adopted_key_set, as wallet
-verify-log prints them (docs/AUDIT.md). Exit status 1 on a forked log, a
+began or less than 5 minutes (the clock skew allowed) after (a deposit
+counts as answered no earlier than its order's creation less the skew, a
+payment order than its EPOID's time less the skew, whatever the receipt
+says); and whether the merchant adopted a newer key set the checkpoint
+names than the bank served (logged, and following the one held). With
+--json: log_size, root (hex), verified, waiting, checkpoint_file and
+adopted_key_set, as wallet verify-log prints them (docs/AUDIT.md). Exit
+status 1 on a forked log, a
 mismatch, or a deposit or payment order answered before the checkpoint
 was fetched, and after the log began, that it does not hold.`,
 		Example: `merchantd verify-log --data ./shop
