@@ -502,7 +502,7 @@ func (w *Wallet) accept(ctx context.Context, bank pb.BankClient, ks *ecash.KeySe
 	if r.Decision == echeck.Approved {
 		kind = logEPOApproved
 	}
-	check := &logCheck{Kind: kind, Answered: r.DecidedAt.UnixMilli()}
+	check := &logCheck{Kind: kind, Answered: r.DecidedAt.UnixMilli(), Asked: epo.EPOID.Timestamp.UnixMilli()}
 	if err := w.db.Set(logCheckKey(epo.Hash()), check.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}

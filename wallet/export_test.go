@@ -90,7 +90,7 @@ func ForgetLogCheckTimes(w *Wallet) error {
 		return err
 	}
 	for ref, c := range due {
-		c.Answered = 0
+		c.Answered, c.Asked = 0, 0
 		if err := w.db.Set(logCheckKey(ref), c.encode(), pebble.Sync); err != nil {
 			return err
 		}

@@ -55,6 +55,13 @@ type logCheck struct {
 	// on older records, which cannot tell an answer from before the bank
 	// kept its log, and only wait.
 	Answered int64
+	// Asked: the time on the request the answer answers, which the bank
+	// refuses when dated further ahead of its clock than the skew (a
+	// payment request's CreatedAt, an EPOID's time), unix milliseconds:
+	// it bounds Answered, the bank's alone (logclient.Start.Unlogged).
+	// Trailing; 0 on records of builds before it, which take the bank's
+	// date as it is.
+	Asked int64
 }
 
 func (c *logCheck) encode() []byte {
@@ -67,14 +74,19 @@ func (c *logCheck) encode() []byte {
 	}
 	// Merchant is 0 (and Credited absent) before Answered on a check's
 	// record: records written before Answered never hold a 0 there.
-	if c.Merchant != 0 || c.Answered != 0 {
+	// Answered is written, even 0 (a receipt the bank dated at the epoch),
+	// before Asked.
+	if c.Merchant != 0 || c.Answered != 0 || c.Asked != 0 {
 		e.U64(c.Merchant)
 		if c.Merchant != 0 {
 			e.Amount(c.Credited)
 		}
 	}
-	if c.Answered != 0 {
+	if c.Answered != 0 || c.Asked != 0 {
 		e.I64(c.Answered)
+	}
+	if c.Asked != 0 {
+		e.I64(c.Asked)
 	}
 	return e.Bytes()
 }
@@ -95,6 +107,9 @@ func decodeLogCheck(b []byte) (*logCheck, error) {
 	}
 	if d.More() {
 		c.Answered = d.I64()
+	}
+	if d.More() {
+		c.Asked = d.I64()
 	}
 	return c, d.Finish()
 }
@@ -254,16 +269,18 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 // the answer holds it, if the check was recorded before the checkpoint was
 // fetched (recordedBefore) and the answer is not one from before the bank
 // kept its log: a deposit or check answered after the log's first entry
-// (by more than clock skew: a replica's clock may differ), or one whose
-// entry the bank named in its answer (a swap). Records of older builds
-// carry no time; a key set's entry moves when a replica logs it again.
+// (by more than clock skew: a replica's clock may differ; by the bank's
+// date, but no earlier than its request's time less the skew, so that a
+// backdated answer is judged all the same), or one whose entry the bank
+// named in its answer (a swap). Records of older builds carry no time; a
+// key set's entry moves when a replica logs it again.
 func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logclient.Start) (mismatch, err error) {
 	if !recordedBefore || c.Kind == logKeySet {
 		return nil, nil
 	}
 	what := map[uint8]string{logDeposit: "the deposit of payment", logSwap: "the swap of request",
 		logEPOApproved: "the approval of payment order", logEPODeclined: "the decline of payment order"}[c.Kind]
-	if c.Answered == 0 {
+	if c.Answered == 0 && c.Asked == 0 {
 		// A swap's entry the bank named in its answer: it said it is logged.
 		if c.Kind != logSwap || c.Index <= 0 {
 			return nil, nil
@@ -274,7 +291,11 @@ func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *lo
 	if found {
 		index = c.Index
 	}
-	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), time.Time{}, index)
+	var asked time.Time // zero: none held
+	if c.Asked != 0 {
+		asked = time.UnixMilli(c.Asked)
+	}
+	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), asked, index)
 	if err != nil || finding == "" {
 		return nil, err
 	}

@@ -18,16 +18,17 @@ import (
 	"github.com/blindbank/blindbank/bank/logclient"
 	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
 // omittingStore is a bank's store that, while omit is set, commits
-// deposits without their audit-log entry: a bank hiding them from the
-// auditor, which answers with a receipt all the same. With backdate set
-// too, it dates those receipts then, signed again with signing: a bank
-// making an answer it did not log look older than its log.
+// deposits and payment orders without their audit-log entry: a bank hiding
+// them from the auditor, which answers with a receipt all the same. With
+// backdate set too, it dates those receipts then, signed again with
+// signing: a bank making an answer it did not log look older than its log.
 type omittingStore struct {
 	bank.Store
 	omit     atomic.Bool
@@ -49,6 +50,27 @@ func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte,
 		}
 	}
 	return s.Store.Deposit(ctx, op)
+}
+
+func (s *omittingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
+	if s.omit.Load() {
+		op.Log = nil
+		if at := s.backdate.Load(); at != nil {
+			for _, raw := range []*[]byte{&op.Approved, &op.DeclinedFunds, &op.DeclinedLimit, &op.DeclinedReceipt} {
+				if len(*raw) == 0 {
+					continue
+				}
+				r, err := echeck.DecodeReceipt(*raw)
+				if err != nil {
+					return bank.CheckOutcome{}, err
+				}
+				r.DecidedAt = *at
+				r.Sign(s.signing)
+				*raw = r.Encode()
+			}
+		}
+	}
+	return s.Store.Check(ctx, op)
 }
 
 // unloggedBank is a bank over an omittingStore whose log began (its key
@@ -209,7 +231,9 @@ func (u *unloggedBank) shop(t *testing.T, bankc pb.BankClient) (*merchant.Mercha
 }
 
 // backdated are the dates a bank that did not log an answer can put on its
-// receipt to make it wait for ever: before its log began, or the epoch.
+// receipt to make it wait for ever: before its log began, and the epoch,
+// where the wallet's record of the answer's time read as one of a build
+// that kept none.
 var backdated = map[string]time.Time{
 	"before the log began": time.Now().Add(-time.Hour).Truncate(time.Millisecond),
 	"at the epoch":         time.UnixMilli(0),
@@ -225,6 +249,25 @@ func wantBackdated(t *testing.T, err, mismatch error, what string, at time.Time)
 		}
 	}
 	t.Log(err)
+}
+
+// TestVerifyLogBackdatedDeposit: a bank that leaves a deposit out of its
+// log cannot make it wait for ever by dating its receipt before the log
+// began. No honest bank answers a deposit before its payment request's
+// CreatedAt less the clock skew (it refuses one created further ahead of
+// its clock), so the request's time bounds the answer's: one made after
+// the log began is a mismatch, whatever the receipt says. (An honest
+// answer from before the log still waits: TestVerifyLogUnloggedDepositUnknowable.)
+func TestVerifyLogBackdatedDeposit(t *testing.T) {
+	for name, at := range backdated {
+		t.Run(name, func(t *testing.T) {
+			u := newUnloggedBank(t, 0, 20*time.Minute)
+			u.store.backdate.Store(&at)
+			u.deposit(t, true)
+			_, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc)
+			wantBackdated(t, err, wallet.ErrLogMismatch, "the deposit of payment", at)
+		})
+	}
 }
 
 // TestMerchantVerifyLogBackdatedDeposit: a bank that leaves a merchant's
@@ -253,6 +296,57 @@ func TestMerchantVerifyLogBackdatedDeposit(t *testing.T) {
 			_, err = m.VerifyLog(ctx)
 			wantBackdated(t, err, logclient.ErrMismatch, "order "+o.ID, at)
 		})
+	}
+}
+
+// writeCheck has the wallet write a check for EUR 1 to the merchant
+// served by shop, funding its account first; omit leaves its decision
+// out of the bank's log.
+func (u *unloggedBank) writeCheck(t *testing.T, shop pb.MerchantClient, omit bool) *wallet.Purchase {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := u.w.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:1.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	u.store.omit.Store(omit)
+	defer u.store.omit.Store(false)
+	p, err := u.w.WriteCheck(ctx, u.bankc, shop, ecash.MustParseAmount("EUR:1.00"), "")
+	if err != nil || p.State != wallet.PurchaseApproved {
+		t.Fatalf("%+v, %v; want the check approved", p, err)
+	}
+	return p
+}
+
+// TestVerifyLogBackdatedPaymentOrder: a payment order the bank decided and
+// left out of its log cannot wait for ever by a receipt dated before the
+// log began: no honest bank decides one before its EPOID's time less the
+// clock skew (it refuses one dated further ahead of its clock).
+func TestVerifyLogBackdatedPaymentOrder(t *testing.T) {
+	for name, at := range backdated {
+		t.Run(name, func(t *testing.T) {
+			u := newUnloggedBank(t, 0, 20*time.Minute)
+			_, shop := u.shop(t, u.bankc)
+			u.store.backdate.Store(&at)
+			u.writeCheck(t, shop, true)
+			_, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc)
+			wantBackdated(t, err, wallet.ErrLogMismatch, "the approval of payment order", at)
+		})
+	}
+}
+
+// TestVerifyLogPaymentOrderBeforeLog: a payment order the bank decided,
+// honestly, before its log began (as one made before the bank kept a log,
+// answered again from its record) has no entry, and waits.
+func TestVerifyLogPaymentOrderBeforeLog(t *testing.T) {
+	u := newUnloggedBank(t, 20*time.Minute, 0)
+	_, shop := u.shop(t, u.bankc)
+	u.writeCheck(t, shop, true)
+	if rep, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc); err != nil || rep.Waiting != 1 || rep.Verified != 1 {
+		t.Fatalf("%+v, %v; want it waiting (and the key set verified)", rep, err)
 	}
 }
 

@@ -231,7 +231,8 @@ func (w *Wallet) acceptReceipt(ctx context.Context, bank pb.BankClient, ks *ecas
 		if err := b.Set(paidIndexKey(pr.Hash()), key, nil); err != nil {
 			return err
 		}
-		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total, Answered: rcpt.DepositedAt.UnixMilli()}
+		check := &logCheck{Kind: logDeposit, Coins: pp.Coins, Merchant: pr.MerchantAccount, Credited: rcpt.Total,
+			Answered: rcpt.DepositedAt.UnixMilli(), Asked: pr.CreatedAt.UnixMilli()}
 		return b.Set(logCheckKey(pr.Hash()), check.encode(), nil)
 	})
 }
