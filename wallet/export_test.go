@@ -112,3 +112,12 @@ func ForgetPaidIndex(w *Wallet) error {
 	w.paidIndexed.Store(false) // as a store opened so
 	return b.Commit(pebble.Sync)
 }
+
+// CorruptMasterPin overwrites the wallet's pinned master key (m/master)
+// with bytes of the wrong length, as a store gone bad would hold: reading
+// it fails, a failure of the wallet's own.
+func CorruptMasterPin(w *Wallet) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.db.Set(keyMasterPin, []byte("short"), pebble.Sync)
+}

@@ -52,6 +52,18 @@ var ErrMasterKeyChanged = errors.New("wallet: the bank's key set is signed by an
 // stored set.
 var ErrKeySetRefused = errors.New("wallet: the bank's key set is refused")
 
+// errKeySetUndecodable: the key set the bank presented does not decode,
+// or its master signature does not verify.
+var errKeySetUndecodable = errors.New("wallet: the bank's key set")
+
+// keySetRefused reports whether err, from acceptKeySet, is the wallet
+// refusing what the bank presented (it does not decode or verify, another
+// master key signed it, or no honest bank serves it: the bank's fault)
+// rather than failing itself, in its store say.
+func keySetRefused(err error) bool {
+	return errors.Is(err, errKeySetUndecodable) || errors.Is(err, ErrMasterKeyChanged) || errors.Is(err, ErrKeySetRefused)
+}
+
 // pinnedMaster is the master key the wallet pinned: m/master, or for
 // wallets from before it the one named in the stored key set. nil if the
 // wallet never accepted a key set. Caller holds w.mu or tolerates a race
@@ -120,7 +132,7 @@ func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	ks, err := ecash.DecodeKeySet(signed, nil)
 	if err != nil {
-		return nil, fmt.Errorf("wallet: the bank's key set: %w", err)
+		return nil, fmt.Errorf("%w: %w", errKeySetUndecodable, err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -228,24 +240,38 @@ func (w *Wallet) fetchKeys(ctx context.Context, bank pb.BankClient) (ks *ecash.K
 const keyRefreshInterval = 5 * time.Second
 
 // KeySetUnfetchedError is the error of a check of something the bank
-// signed by a key the wallet's key set does not list, when fetching the
-// bank's key set to look for the key again did not reach the bank (Err):
-// the thing is then neither verified nor refuted, and is to be checked
-// again (wallet recoup says "failed", not "bad_answer"). Its message says
-// that, not that a signature is bad. It unwraps to Check, the check's
-// error against the key set held (ecash.ErrUnknownSigner), and not to Err,
-// so that it does not read as the bank's gRPC status.
+// signed by a key the wallet's key set does not list, when the bank's key
+// set, fetched to look for the key again, could not be had: the fetch did
+// not reach the bank, or (Local) the bank answered but the wallet failed
+// taking its key set in, for a fault of its own (its store: Err). The
+// thing is then neither verified nor refuted, and is to be checked again:
+// wallet recoup says "failed", not "bad_answer", and Pay leaves the payment
+// pending (ErrPending). A key set the wallet refuses (keySetRefused) is
+// not this: the bank answered, with a key set no honest bank serves. Its
+// message says that, not that a signature is bad. It unwraps to Check, the
+// check's error against the key set held (ecash.ErrUnknownSigner), and not
+// to Err, so that it does not read as the bank's gRPC status.
 type KeySetUnfetchedError struct {
-	Err   error // why the key set could not be fetched
+	Err   error // why the key set could not be fetched, or taken in
 	Check error // the check's error against the key set held
+	Local bool  // the bank answered; the wallet failed taking its key set in
 }
 
 func (e *KeySetUnfetchedError) Error() string {
+	if e.Local {
+		return "not checked: signed by a key the wallet's key set does not list, and the bank's key set, fetched to look for it in, could not be taken in, for a fault of this wallet's: " + e.Err.Error()
+	}
 	return "not checked: signed by a key the wallet's key set does not list, and the bank's key set, to look for it in, could not be fetched: " + e.Err.Error()
 }
 
 // Unwrap returns the check's error against the key set held.
 func (e *KeySetUnfetchedError) Unwrap() error { return e.Check }
+
+// of is e for the check whose error against the key set held is check.
+func (e KeySetUnfetchedError) of(check error) *KeySetUnfetchedError {
+	e.Check = check
+	return &e
+}
 
 // verifyBank runs verify, a check of something the bank signed, against
 // ks. If the signer is not in it (ecash.ErrUnknownSigner), the bank may
@@ -265,37 +291,40 @@ func (w *Wallet) verifyBank(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	now := w.now()
 	fetched, _ := w.KeySetFetched()
 	tried := time.Unix(0, w.keysTried.Load())
-	var unreached *KeySetUnfetchedError
+	var unfetched *KeySetUnfetchedError
 	if ferr != nil || !fetchedWithin(fetched, now, keyRefreshInterval) && !fetchedWithin(tried, now, keyRefreshInterval) {
 		// A failed fetch is not stored: the attempt's time bounds the
 		// next as a fetch's does.
 		w.keysTried.Store(now.UnixNano())
 		var reached bool
 		fresh, reached, ferr = w.fetchKeys(ctx, bank)
-		if !reached {
-			unreached = &KeySetUnfetchedError{Err: ferr}
+		switch {
+		case !reached:
+			unfetched = &KeySetUnfetchedError{Err: ferr}
+		case ferr != nil && !keySetRefused(ferr):
+			// The wallet's own failure says nothing of the bank's
+			// signature: not checked, as if the bank were out of reach.
+			unfetched = &KeySetUnfetchedError{Err: ferr, Local: true}
 		}
-		w.keysUnreached.Store(unreached)
-		if !reached || ferr != nil {
+		w.keysUnfetched.Store(unfetched)
+		if unfetched != nil {
+			return unfetched.of(err)
+		}
+		if ferr != nil {
 			// The key set held stands; the signer's refusal is the answer.
-			switch {
-			case unreached != nil:
-				return &KeySetUnfetchedError{Err: unreached.Err, Check: err}
-			case ferr != nil:
-				return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
-			}
-			return err
+			return fmt.Errorf("%w (fetching the bank's key set again: %v)", err, ferr)
 		}
 	} else if !fetchedWithin(fetched, now, keyRefreshInterval) {
 		// Not fetched again because a fetch was tried just now: if it did
-		// not reach the bank, this check is as unsettled as that one's.
-		unreached = w.keysUnreached.Load()
+		// not get the bank's key set, this check is as unsettled as that
+		// one's.
+		unfetched = w.keysUnfetched.Load()
 	}
 	if !bytes.Equal(fresh.Encode(), ks.Encode()) {
 		err = verify(fresh)
 	}
-	if unreached != nil && errors.Is(err, ecash.ErrUnknownSigner) {
-		return &KeySetUnfetchedError{Err: unreached.Err, Check: err}
+	if unfetched != nil && errors.Is(err, ecash.ErrUnknownSigner) {
+		return unfetched.of(err)
 	}
 	return err
 }

@@ -87,10 +87,11 @@ type Wallet struct {
 	// keysTried is when verifyBank last fetched the key set (Unix ns by
 	// the wallet's clock), which a failure does not store.
 	keysTried atomic.Int64
-	// keysUnreached is that fetch's failure when it did not reach the
-	// bank, nil otherwise: the checks verifyBank makes within
+	// keysUnfetched is that fetch's failure when it did not get the
+	// bank's key set (the bank out of reach, or the wallet's store
+	// failing), nil otherwise: the checks verifyBank makes within
 	// keyRefreshInterval of it, which do not fetch, report it too.
-	keysUnreached atomic.Pointer[KeySetUnfetchedError]
+	keysUnfetched atomic.Pointer[KeySetUnfetchedError]
 	// paidIndexed: the store's receipts are indexed by payment request
 	// (m/paid-indexed), so a payment need not read the marker again.
 	paidIndexed atomic.Bool

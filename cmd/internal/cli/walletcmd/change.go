@@ -228,11 +228,13 @@ under "not_recouped" with --json); they stay in the wallet. Each entry of
 "reason" for scripts, one of:
   no_replacement_key  no live key issues its value yet: recoup again once
                       the bank has made a replacement key
-  bad_answer          the bank's answer did not verify
+  bad_answer          the bank's answer did not verify (a key set of the
+                      bank's that the wallet refuses included)
   refused             the bank refused it for good
   failed              not finished: the wallet failed locally (its store,
-                      say), or the bank could not be reached for the key
-                      set to check its answer with; run recoup again`,
+                      say, also while taking in the bank's key set), or
+                      the bank could not be reached for the key set to
+                      check its answer with; run recoup again`,
 		Example: `wallet recoup`,
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			return withConn(g, "", func(w *wallet.Wallet, conn *grpc.ClientConn) error {
@@ -318,7 +320,8 @@ func recoupReason(err error) string {
 		return reasonNoReplacementKey
 	case errors.As(err, &unfetched):
 		// The receipt's signer is not in the key set held, and the bank
-		// was not reached for its current one: the answer may be good.
+		// was not reached for its current one, or the wallet failed
+		// taking it in (its store): the answer may be good.
 		return reasonFailed
 	case errors.Is(err, wallet.ErrBadAnswer), errors.Is(err, ecash.ErrBadSignature):
 		return reasonBadAnswer
