@@ -39,6 +39,11 @@ type Confirm func(*Offer) error
 // receipt. merchantAddr names the merchant in the wallet's records, so an
 // interrupted payment to the same address and order is resent unchanged.
 //
+// A receipt signed by a key the wallet's key set does not list, when the
+// bank's key set could not be had to look for it (*KeySetUnfetchedError),
+// is neither accepted nor called bad: the error wraps ErrPending and the
+// coins stay pending, for a retry (or Recover) to check it again.
+//
 // If a coin was already spent (say, by a copy of this wallet) the error is an
 // *ecash.DoubleSpendError whose proof has been verified; that coin is marked
 // spent and the others are released.
@@ -203,7 +208,14 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
 	rcpt, err := w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
-	if err != nil {
+	var unchecked *KeySetUnfetchedError
+	switch {
+	case errors.As(err, &unchecked):
+		// Signed by a key the wallet could not look up (a rotation it has
+		// not fetched, say): neither verified nor refuted, so not a bad
+		// receipt. The coins stay pending; a retry checks it again.
+		return nil, fmt.Errorf("%w: the receipt for order %s could not be checked yet: %w", ErrPending, orderID, err)
+	case err != nil:
 		return nil, fmt.Errorf("wallet: merchant returned a bad receipt: %w", err)
 	}
 	return rcpt, nil

@@ -40,8 +40,11 @@ merchant, who deposits them and returns the bank's signed receipt, which the
 wallet verifies.
 
 Without a terminal on stdin, pay refuses unless --yes is given. If the
-connection fails after the coins were sent, run the same command again: the
-same sealed payment is re-sent and paid at most once. An order the wallet
+connection fails after the coins were sent, or the bank's receipt names a
+signing key your wallet does not know yet and the bank's key set cannot be
+fetched to check it, the payment stays pending (exit 1; --json: "error":
+"pending"): run the same command again, and the same sealed payment is
+re-sent and paid at most once. An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
 bank's receipt it kept (--json: "already_paid": true), whatever address it
 was paid at (localhost or 127.0.0.1: the merchant's signed payment request
@@ -272,6 +275,17 @@ func payError(inv *cli.Invocation, order string, err error) error {
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
 	case errors.Is(err, wallet.ErrPending):
+		if inv.JSON {
+			inv.Print(struct {
+				Error string `json:"error"`
+			}{"pending"}, nil)
+		}
+		var unchecked *wallet.KeySetUnfetchedError
+		if errors.As(err, &unchecked) {
+			// Not a bad receipt: the key set to check it with could not
+			// be had; the retry checks it again.
+			return fmt.Errorf("the payment of order %s was sent and the merchant answered with the bank's receipt, but it could not be checked yet (%v); the payment is saved in the wallet, pending: re-run the same command to finish it (it is never paid twice)", cli.Shown(order), err)
+		}
 		return fmt.Errorf("the payment of order %s was sent but not confirmed (%v); it is saved in the wallet: re-run the same command to finish it (it is never paid twice)", cli.Shown(order), err)
 	case errors.Is(err, wallet.ErrNoExactChange):
 		return fmt.Errorf("%w (see 'wallet balance'; a withdrawal brings coins that fit, and 'wallet refresh' frees revealed ones)", err)
