@@ -65,6 +65,11 @@ type Confirm func(*Offer) error
 //     first time once the bank refused this wallet's coins; the wallet
 //     keeps the bank's receipt, and every later payment of the request is
 //     answered from it, before confirm, with nothing sent.
+//
+// Payments of one payment request in one wallet run one at a time: one
+// started while another is under way waits (until ctx ends) for that one
+// to be sent and settled, and is then answered as above, or sends the
+// payment it left pending; it never sends coins of its own meanwhile.
 func (w *Wallet) Pay(ctx context.Context, bank pb.BankClient, merchant pb.MerchantClient, merchantAddr, orderID string, confirm Confirm) (*ecash.DepositReceipt, error) {
 	fetch := func(ctx context.Context) (*ecash.PaymentOffer, error) {
 		resp, err := merchant.GetPaymentRequest(ctx, &pb.GetPaymentRequestRequest{OrderId: orderID})
@@ -185,19 +190,11 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if err != nil {
 		return nil, err
 	}
-	if rcpt, err := w.PaidReceipt(merchantAddr, orderID); err != nil || rcpt != nil {
-		// Paid already: answer with the receipt rather than pay twice.
+	rcpt, pp, unlock, err := w.preparePayment(ctx, bank, ks, fetch, merchantAddr, orderID, confirm)
+	if err != nil || rcpt != nil {
 		return rcpt, err
 	}
-	pp, err := w.findPending(merchantAddr, orderID)
-	if err != nil {
-		return nil, err
-	}
-	if pp == nil {
-		if pp, err = w.preparePayment(ctx, bank, ks, fetch, merchantAddr, orderID, confirm); err != nil {
-			return nil, err
-		}
-	}
+	defer unlock()
 	pr, err := ecash.DecodePaymentRequest(pp.Request)
 	if err != nil {
 		return nil, err
@@ -207,7 +204,7 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	rcpt, err := w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
+	rcpt, err = w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
 	var unchecked *KeySetUnfetchedError
 	switch {
 	case errors.As(err, &unchecked):
@@ -294,46 +291,118 @@ func VerifyOffer(ks *ecash.KeySet, o *ecash.PaymentOffer, now time.Time) (*Offer
 	return &Offer{Request: pr, Summary: o.Summary}, nil
 }
 
-func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, fetch func(context.Context) (*ecash.PaymentOffer, error), merchantAddr, orderID string, confirm Confirm) (*pendingPayment, error) {
+// preparePayment returns the payment of order orderID to send: the one
+// pending for it at merchantAddr, one pending for its request under another
+// spelling of the address, or a new one (confirmed, change made, coins
+// reserved). It holds the request's payment lock (lockPayment) from before
+// it looks for an answer kept until unlock, called once the payment is sent
+// and settled: a second payment of the request running at once in this
+// wallet would pass those checks while the first is still under way, and
+// then send coins of its own. An order paid already is answered instead:
+// rcpt, if it was paid at merchantAddr; else an *AlreadyPaidError or a
+// *PaidOtherwiseError.
+func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, fetch func(context.Context) (*ecash.PaymentOffer, error), merchantAddr, orderID string, confirm Confirm) (rcpt *ecash.DepositReceipt, pp *pendingPayment, unlock func(), err error) {
+	for {
+		// Paid already: answer with the receipt rather than pay twice
+		// (without asking the merchant for its request).
+		if rcpt, err := w.PaidReceipt(merchantAddr, orderID); err != nil || rcpt != nil {
+			return rcpt, nil, nil, err
+		}
+		pending, err := w.findPending(merchantAddr, orderID)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var o *ecash.PaymentOffer
+		var pr *ecash.PaymentRequest
+		if pending != nil {
+			pr, err = ecash.DecodePaymentRequest(pending.Request)
+		} else {
+			o, pr, err = fetchRequest(ctx, fetch, orderID)
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if unlock, err = w.lockPayment(ctx, pr.Hash()); err != nil {
+			return nil, nil, nil, err
+		}
+		rcpt, pp, err = w.answeredOrPending(merchantAddr, orderID, pr)
+		switch {
+		case err != nil || rcpt != nil:
+			unlock()
+			return rcpt, nil, nil, err
+		case pp != nil:
+			return nil, pp, unlock, nil
+		case o != nil:
+			if pp, err = w.newPayment(ctx, bank, ks, o, merchantAddr, orderID, confirm); err != nil {
+				unlock()
+				return nil, nil, nil, err
+			}
+			return nil, pp, unlock, nil
+		}
+		// The payment found pending was settled, unpaid, by the call
+		// that held its request meanwhile: a new one is to be made.
+		unlock()
+	}
+}
+
+// fetchRequest fetches the payment request of order orderID and checks
+// the merchant's signature of it.
+func fetchRequest(ctx context.Context, fetch func(context.Context) (*ecash.PaymentOffer, error), orderID string) (*ecash.PaymentOffer, *ecash.PaymentRequest, error) {
 	o, err := fetch(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pr, err := o.Verify()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if pr.OrderID != orderID {
-		return nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, pr.OrderID)
+		return nil, nil, fmt.Errorf("%w: request is for order %q", ErrBadRequest, pr.OrderID)
+	}
+	return o, pr, nil
+}
+
+// answeredOrPending returns what the wallet holds of payment request pr
+// of order orderID: the receipt of it paid at merchantAddr; an
+// *AlreadyPaidError or *PaidOtherwiseError; the payment of it pending; or
+// nothing. Caller holds pr's payment lock.
+func (w *Wallet) answeredOrPending(merchantAddr, orderID string, pr *ecash.PaymentRequest) (*ecash.DepositReceipt, *pendingPayment, error) {
+	if rcpt, err := w.PaidReceipt(merchantAddr, orderID); err != nil || rcpt != nil {
+		return rcpt, nil, err
 	}
 	// The request, signed by the merchant's key, is the same whatever
 	// address it was fetched at: paid already, its receipt is kept. Looked
 	// up before VerifyOffer: a request paid has been checked, and once
 	// expired it would be refused as if it could not be paid.
 	if rcpt, err := w.paidRequest(pr.Hash()); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if rcpt != nil {
-		return nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
+		return nil, nil, &AlreadyPaidError{OrderID: orderID, Receipt: rcpt}
 	}
 	// Paid with other coins, as the bank said when an earlier payment of
 	// it was refused: the bank will never take this request again, and
 	// another attempt would only reveal (and swap, for a fee) more coins.
 	if rcpt, err := w.keptReceipt(paidOtherKey(pr.Hash())); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if rcpt != nil {
-		return nil, &PaidOtherwiseError{OrderID: orderID, Receipt: rcpt}
+		return nil, nil, &PaidOtherwiseError{OrderID: orderID, Receipt: rcpt}
 	}
-	// Pending under another spelling: sent again as it is, before any
-	// confirmation or change is made for a payment that will not be new
-	// (reserveCoins would reuse it only after both).
+	// Pending, under this spelling or another: sent again as it is,
+	// before any confirmation or change is made for a payment that will
+	// not be new (reserveCoins would reuse it only after both).
 	w.mu.Lock()
 	raw, err := get(w.db, paymentKey(pr.Hash()))
 	w.mu.Unlock()
-	if err != nil {
-		return nil, err
-	} else if raw != nil {
-		return decodePendingPayment(raw)
+	if err != nil || raw == nil {
+		return nil, nil, err
 	}
+	pp, err := decodePendingPayment(raw)
+	return nil, pp, err
+}
+
+// newPayment makes a new payment of the offer o: it verifies it, asks
+// confirm, makes change if needed and reserves the coins.
+func (w *Wallet) newPayment(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, o *ecash.PaymentOffer, merchantAddr, orderID string, confirm Confirm) (*pendingPayment, error) {
 	offer, err := VerifyOffer(ks, o, w.now())
 	if err != nil {
 		return nil, err
@@ -359,6 +428,35 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		return nil, err
 	}
 	return w.reserveCoins(ks, offer.Request, o.Request, merchantAddr, orderID, coins)
+}
+
+// lockPayment takes the payment lock of request h, waiting while another
+// call of this wallet holds it (until ctx ends); unlock releases it.
+func (w *Wallet) lockPayment(ctx context.Context, h ecash.Hash) (unlock func(), err error) {
+	for {
+		w.mu.Lock()
+		held, busy := w.paying[h]
+		if !busy {
+			if w.paying == nil {
+				w.paying = map[ecash.Hash]chan struct{}{}
+			}
+			done := make(chan struct{})
+			w.paying[h] = done
+			w.mu.Unlock()
+			return func() {
+				w.mu.Lock()
+				delete(w.paying, h)
+				w.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // reserveCoins signs and seals a payment of the coins planned for a

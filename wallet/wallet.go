@@ -113,6 +113,10 @@ type Wallet struct {
 	// (funds that arrive between two copies) could drop the pending record,
 	// and with it the coins, of a copy the bank accepted.
 	sending map[string]bool
+	// paying holds the payment requests being paid (lockPayment), each
+	// with a channel closed when its payment is sent and settled, guarded
+	// by mu: a second payment of one request waits for the first.
+	paying map[ecash.Hash]chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
