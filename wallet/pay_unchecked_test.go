@@ -20,16 +20,11 @@ import (
 // completes with the receipt.
 func TestPayReceiptUncheckedStaysPending(t *testing.T) {
 	ctx := context.Background()
-	k := rotatableKeys(t)
-	f := newFixtureWith(t, k, time.Now)
-	clk := new(laterClock)
-	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:5.00")
+	f, w, clk := rotatedWallet(t, "EUR:5.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.rotateSigning(t, k)
-	clk.pastRefresh()
 	_, err = w.Pay(ctx, &downKeys{BankClient: f.bankc}, f.shop, "shop", o.ID, nil)
 	var unchecked *wallet.KeySetUnfetchedError
 	if !errors.Is(err, wallet.ErrPending) || !errors.As(err, &unchecked) || strings.Contains(err.Error(), "bad receipt") {

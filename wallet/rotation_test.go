@@ -41,6 +41,20 @@ func (c *countingKeys) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts 
 	return c.BankClient.GetKeys(ctx, in, opts...)
 }
 
+// rotatedWallet returns a fixture and a wallet of it holding withdraw in
+// coins, the bank having rotated its signing key since the wallet fetched
+// its key set, and the wallet's clock past keyRefreshInterval of that.
+func rotatedWallet(t *testing.T, withdraw string) (*fixture, *wallet.Wallet, *laterClock) {
+	t.Helper()
+	k := rotatableKeys(t)
+	f := newFixtureWith(t, k, time.Now)
+	clk := new(laterClock)
+	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", withdraw)
+	f.rotateSigning(t, k)
+	clk.pastRefresh()
+	return f, w, clk
+}
+
 // The bank rotates its signing key and restarts while a wallet holds the
 // key set it fetched within KeySetMaxAge. The receipt of its next payment
 // is signed by the new key: the wallet called it a bad receipt and held
@@ -50,16 +64,11 @@ func (c *countingKeys) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts 
 // unknown signer within keyRefreshInterval of that fetch fetches nothing.
 func TestWalletFollowsSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
-	k := rotatableKeys(t)
-	f := newFixtureWith(t, k, time.Now)
-	clk := new(laterClock)
-	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:5.00")
+	f, w, _ := rotatedWallet(t, "EUR:5.00")
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.rotateSigning(t, k)
-	clk.pastRefresh()
 	bankc := &countingKeys{BankClient: f.bankc}
 	rcpt, err := w.Pay(ctx, bankc, f.shop, "shop", o.ID, nil)
 	if err != nil {
@@ -98,13 +107,22 @@ func (m unknownSigner) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.
 	if err != nil {
 		return resp, err
 	}
-	r, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	resp.Receipt, err = unlistedSigner(resp.Receipt)
+	return resp, err
+}
+
+// unlistedSigner returns the receipt raw signed again by a made-up key.
+func unlistedSigner(raw []byte) ([]byte, error) {
+	r, err := ecash.DecodeDepositReceipt(raw)
 	if err != nil {
 		return nil, err
 	}
-	r.SignerPub, _, _ = ed25519.GenerateKey(rand.Reader)
-	resp.Receipt = r.Encode()
-	return resp, nil
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	r.SignerPub, r.Sig = pub, ecash.SignBody(priv, r.Body())
+	return r.Encode(), nil
 }
 
 // The same for a check: its receipt, signed by the new key, was refused
@@ -112,12 +130,7 @@ func (m unknownSigner) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.
 // wallet though the bank had moved the money.
 func TestWalletCheckAfterSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
-	k := rotatableKeys(t)
-	f := newFixtureWith(t, k, time.Now)
-	clk := new(laterClock)
-	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:1.00")
-	f.rotateSigning(t, k)
-	clk.pastRefresh()
+	f, w, _ := rotatedWallet(t, "EUR:1.00")
 	p, err := w.WriteCheck(ctx, f.bankc, f.shop, ecash.MustParseAmount("EUR:2.00"), "rent")
 	if err != nil {
 		t.Fatalf("check after the rotation: %v", err)
@@ -131,12 +144,7 @@ func TestWalletCheckAfterSigningKeyRotation(t *testing.T) {
 // key.
 func TestWalletStatementAfterSigningKeyRotation(t *testing.T) {
 	ctx := context.Background()
-	k := rotatableKeys(t)
-	f := newFixtureWith(t, k, time.Now)
-	clk := new(laterClock)
-	w := f.walletWithCoins(t, wallet.Options{Now: clk.now}, "EUR:10.00", "EUR:1.00")
-	f.rotateSigning(t, k)
-	clk.pastRefresh()
+	f, w, _ := rotatedWallet(t, "EUR:1.00")
 	if _, err := w.Statement(ctx, f.bankc, time.Now().Add(-time.Hour), time.Now()); err != nil {
 		t.Fatalf("statement after the rotation: %v", err)
 	}

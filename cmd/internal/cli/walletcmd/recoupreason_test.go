@@ -39,7 +39,20 @@ func (b *resignedRecoup) Recoup(ctx context.Context, in *pb.RecoupRequest, opts 
 	if err != nil {
 		return nil, err
 	}
-	rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
+	if resp.Receipt, err = unlistedSigner(resp.Receipt); err != nil {
+		return nil, err
+	}
+	if !b.once || !b.moved {
+		b.skew.Add(int64(time.Minute))
+		b.moved = true
+	}
+	b.keysDown.Store(b.down)
+	return resp, nil
+}
+
+// unlistedSigner returns the receipt raw signed again by a made-up key.
+func unlistedSigner(raw []byte) ([]byte, error) {
+	rcpt, err := ecash.DecodeDepositReceipt(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -47,15 +60,8 @@ func (b *resignedRecoup) Recoup(ctx context.Context, in *pb.RecoupRequest, opts 
 	if err != nil {
 		return nil, err
 	}
-	rcpt.SignerPub = pub
-	rcpt.Sig = ecash.SignBody(priv, rcpt.Body())
-	resp.Receipt = rcpt.Encode()
-	if !b.once || !b.moved {
-		b.skew.Add(int64(time.Minute))
-		b.moved = true
-	}
-	b.keysDown.Store(b.down)
-	return resp, nil
+	rcpt.SignerPub, rcpt.Sig = pub, ecash.SignBody(priv, rcpt.Body())
+	return rcpt.Encode(), nil
 }
 
 func (b *resignedRecoup) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opts ...grpc.CallOption) (*pb.GetKeysResponse, error) {
