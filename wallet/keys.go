@@ -158,8 +158,14 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 		return nil, err
 	}
 	// A stored set issued in the future (accepted before the check above)
-	// orders nothing: the fetched one replaces it.
-	if old, err := w.KeySet(); err == nil && ks.IssuedAt.Before(old.IssuedAt) && !old.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
+	// orders nothing: the fetched one replaces it. One that cannot be read
+	// is not replaced unchecked: the new set must follow it, or a bank
+	// could list a revoked key as valid again (ecash.KeySet.Follows).
+	old, err := w.KeySet()
+	if err != nil && !errors.Is(err, ErrNoKeys) {
+		return nil, fmt.Errorf("wallet: the stored key set cannot be read, so the bank's cannot be checked against it (not taken): %w", err)
+	}
+	if err == nil && ks.IssuedAt.Before(old.IssuedAt) && !old.IssuedAt.After(now.Add(ecash.MaxClockSkew)) {
 		ks = old // keep the newer; but the bank was reached: fresh
 	} else if !bytes.Equal(stored, signed) {
 		if err == nil {

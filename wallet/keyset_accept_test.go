@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"slices"
@@ -189,5 +190,17 @@ func TestWalletRefusesKeySetChangingWindowsOrFees(t *testing.T) {
 	now = now.Add(time.Hour)
 	if _, err := w.acceptKeySet(unrevoked.KeySet().Encode()); !errors.Is(err, ErrKeySetRefused) {
 		t.Errorf("a key set listing a revoked key as valid: %v, want ErrKeySetRefused", err)
+	}
+	// Nor when the stored set cannot be read (a damaged store): the set it
+	// would follow is unknown, so it is not taken unchecked.
+	damaged := []byte("not a key set")
+	if err := w.db.Set(keyKeySet, damaged, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.acceptKeySet(unrevoked.KeySet().Encode()); err == nil {
+		t.Error("a key set listing a revoked key as valid, over a stored set that cannot be read: taken")
+	}
+	if stored, _ := get(w.db, keyKeySet); !bytes.Equal(stored, damaged) {
+		t.Error("the stored key set that cannot be read was replaced unchecked")
 	}
 }
