@@ -194,7 +194,12 @@ func (d *dec) time() time.Time {
 			d.err = fmt.Errorf("%w: nanoseconds %d", errCorrupt, nsec)
 			return time.Time{}
 		}
-		return time.Unix(sec, int64(nsec)).UTC()
+		t := time.Unix(sec, int64(nsec)).UTC()
+		if t.IsZero() { // written as tag 0: this is no record of ours
+			d.err = fmt.Errorf("%w: the zero time tagged as set", errCorrupt)
+			return time.Time{}
+		}
+		return t
 	default:
 		if d.err == nil {
 			d.err = fmt.Errorf("%w: bad time tag", errCorrupt)
