@@ -94,9 +94,12 @@ func LoadKey(dir string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("merchant key: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1024)) // a hex seed and a newline
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileLen+1)) // a hex seed and a newline
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > maxKeyFileLen { // not what Init wrote, whatever its first 1024 bytes say
+		return nil, fmt.Errorf("merchant: %s is larger than %d bytes, not a hex Ed25519 seed", KeyFile, maxKeyFileLen)
 	}
 	seed, err := hex.DecodeString(string(trimSpace(b)))
 	if err != nil || len(seed) != ed25519.SeedSize {
@@ -104,6 +107,9 @@ func LoadKey(dir string) (ed25519.PrivateKey, error) {
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
 }
+
+// maxKeyFileLen bounds the key file: a hex seed with room for line ends.
+const maxKeyFileLen = 1024
 
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
