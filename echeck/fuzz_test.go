@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"regexp"
 	"sync"
 	"testing"
@@ -299,6 +300,26 @@ func FuzzDecryptGoods(f *testing.F) {
 		}
 		if err != nil && (g != nil || !errors.Is(err, echeck.ErrDecrypt)) {
 			t.Fatalf("DecryptGoods = %q, %v", g, err)
+		}
+	})
+}
+
+// FuzzDecodeRecordedEPOPrivate: the earlier memo rule the bank reads its
+// recorded private parts by (SignedEPO.OpenRecordedPrivate) is as canonical
+// as the strict one, and reads everything the strict decoder reads, to the
+// same value.
+func FuzzDecodeRecordedEPOPrivate(f *testing.F) {
+	addSeeds(f, "epo-private")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := echeck.DecodeRecordedEPOPrivate(b)
+		checkDecode(t, b, rec, err, (*echeck.EPOPrivate).Encode)
+		if strict, serr := echeck.DecodeEPOPrivate(b); serr == nil {
+			if err != nil {
+				t.Fatalf("the strict decoder reads what the recorded one refuses: %v", err)
+			}
+			if !reflect.DeepEqual(strict, rec) {
+				t.Fatalf("read as %+v strictly, as %+v recorded", strict, rec)
+			}
 		}
 	})
 }
