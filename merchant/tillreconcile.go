@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
@@ -19,7 +21,8 @@ import (
 // that died after endorsing, a customer who never came back: Reconcile
 // forwards each marked sale's stored endorsement again, and the bank
 // answers a decided EPOID from its record or decides it now (a signed
-// decline if the EPO has expired). So every sale the merchant endorsed ends
+// decline if the EPO has expired); refused for a rate, the till asks the
+// bank's record by status query (settleByStatus). So every sale the merchant endorsed ends
 // with the bank's signed word in the till's store, as NetBill's atomicity
 // asks, whether or not anyone asks about it; or, if the bank refuses it
 // outright (an error, not a signed decline) and holds no record of it,
@@ -114,6 +117,19 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 		return fmt.Errorf("merchant: corrupt sale record %s: %w", s.EPOID, err)
 	}
 	if _, err := m.forward(ctx, epo, s.Endorsement); err != nil {
+		// Refused for a rate: the bank charges a re-submission of a
+		// decided order to its merchant and customer together, a rate the
+		// customer, or anyone holding one of its orders, can keep used up
+		// by having the till forward it again. The till's own status query
+		// is charged to the merchant's own rate alone.
+		if status.Code(err) == codes.ResourceExhausted {
+			serr := m.settleByStatus(ctx, epo)
+			if serr == nil {
+				m.log.Info("endorsed sale settled with the bank by status query, its re-submission refused for a rate", "epoid", s.EPOID.String())
+				return nil
+			}
+			err = errors.Join(err, serr)
+		}
 		// A refusal that settled the sale (settleRefused) took the mark.
 		if marked, herr := m.has(mark); herr != nil || marked {
 			return fmt.Errorf("sale %s: %w", s.EPOID, err)
@@ -121,6 +137,25 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 		return nil
 	}
 	m.log.Info("endorsed sale settled with the bank", "epoid", s.EPOID.String())
+	return nil
+}
+
+// settleByStatus settles an endorsed sale from the bank's record of it,
+// asked by the till's status query: the receipt for epo, verified, is
+// stored as forward stores one. No record (NotFound) settles nothing here:
+// it is an error, and the sale stays marked.
+func (m *Merchant) settleByStatus(ctx context.Context, epo *echeck.SignedEPO) error {
+	resp, err := m.askStatus(ctx, epo.EPOID)
+	if err != nil {
+		return err
+	}
+	if _, err := m.verifyReceipt(ctx, resp.Receipt, epo); err != nil {
+		return err
+	}
+	if err := m.recordReceipt(epo.EPOID, resp.Receipt, resp.LogIndex); err != nil {
+		return err
+	}
+	m.tr.Record(m.now(), "epo-receipt", resp.Receipt, epo.EPOID.String())
 	return nil
 }
 

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
 )
@@ -198,5 +202,55 @@ func TestSubmitEPOAfterDeliveryTTL(t *testing.T) {
 	}
 	if s.bankc.submits.Load() != before || s.hasEndorsedMark(d.EPOID) {
 		t.Fatal("an EPO past DeliveryTTL was endorsed")
+	}
+}
+
+// TestReconcileSettlesPastTheResubmissionRate: the bank charges a
+// re-submission of a decided order to a rate of its merchant and customer
+// together, and the till forwards every re-submission it is sent, so the
+// customer (or anyone holding one of its orders) can use that rate up. The
+// till's own recovery of another of that customer's orders, whose answer
+// was lost, must not wait on it: refused past that rate, Reconcile asks
+// the bank's record by status query (the merchant's own rate) and settles
+// the sale. It did not: the refusal is not definitive, so the mark stayed,
+// and the sale was never settled while the rate was kept used up.
+func TestReconcileSettlesPastTheResubmissionRate(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	s.bank.LimitAccounts(bank.NewRateLimiter(1, 2, 100)) // the clock stands still: no token comes back
+	_, q, d := s.offer("film")
+	paid := s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(10*time.Minute)))
+	if _, err := s.m.SubmitEPO(ctx, paid); err != nil {
+		t.Fatal(err)
+	}
+	_, q, d = s.offer("song")
+	lost := s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(10*time.Minute)))
+	s.bankc.loseAnswers.Store(true)
+	if _, err := s.m.SubmitEPO(ctx, lost); err == nil {
+		t.Fatal("answered")
+	}
+	s.bankc.loseAnswers.Store(false)
+	refused := false
+	for range 10 {
+		_, err := s.m.SubmitEPO(ctx, paid)
+		if status.Code(err) == codes.ResourceExhausted {
+			refused = true
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !refused {
+		t.Fatal("re-submissions of a decided order never refused")
+	}
+	if _, err := s.m.Reconcile(ctx); err != nil {
+		t.Fatalf("Reconcile, the re-submission rate used up: %v", err)
+	}
+	sl, err := s.m.loadSale(d.EPOID)
+	if err != nil || sl.Receipt == nil || s.hasEndorsedMark(d.EPOID) {
+		t.Fatalf("after Reconcile: receipt stored %v, marked %v (%v); want settled", sl != nil && sl.Receipt != nil, s.hasEndorsedMark(d.EPOID), err)
+	}
+	if s.balance(s.account) != 850 {
+		t.Fatalf("merchant balance %d, want both orders paid once", s.balance(s.account))
 	}
 }
