@@ -108,7 +108,7 @@ func newSignerServer(k *Keys, noncesPath string, log *slog.Logger, now func() ti
 			"key_file_issued", k.IssuedAt.UTC(), "newest_seen", nl.older.UTC())
 	}
 	if !nl.ahead.IsZero() {
-		log.Warn("signer: the key file was issued ahead of this signer's clock by more than the protocol's clock skew; no nonce records dropped (its issue time is a clock's mistake, here or where it was made)",
+		log.Warn("signer: the key file was issued ahead of this signer's clock by more than the protocol's clock skew; no nonce records dropped (its issue time is a clock's mistake, here or where it was made); a start once this clock has passed that time drops those of pruned keys",
 			"key_file_issued", nl.ahead.UTC(), "now", s.now().UTC())
 	}
 	for id, end := range nl.absent {
