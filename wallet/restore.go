@@ -117,6 +117,9 @@ func ReadCopy(dir string) (seed []byte, account uint64, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if len(seed) != seedSize {
+		return nil, 0, fmt.Errorf("wallet: %s holds a seed of %d bytes, not %d: not a wallet of this kind, or damaged", dir, len(seed), seedSize)
+	}
 	acct, err := get(db, keyAccount)
 	if err != nil {
 		return nil, 0, err

@@ -190,14 +190,17 @@ func Create(dir string, opts Options) (*Wallet, error) {
 	return createFromSeed(dir, seed, false, opts)
 }
 
+// seedSize is a wallet seed's length in bytes.
+const seedSize = 32
+
 // createFromSeed makes a new wallet from a seed. It is not exported: a wallet
 // made from an old seed (restoring) must first learn which planchet indices
 // its earlier life used, or it would mint coins whose keys are already
 // spent: Restore (restore.go) does that discovery, and the wallet reserves
 // no index until it has finished (m/restoring, written with the seed).
 func createFromSeed(dir string, seed []byte, restoring bool, opts Options) (*Wallet, error) {
-	if len(seed) != 32 {
-		return nil, fmt.Errorf("%w: wallet seed must be 32 bytes", ecash.ErrBadKey)
+	if len(seed) != seedSize {
+		return nil, fmt.Errorf("%w: wallet seed must be %d bytes", ecash.ErrBadKey, seedSize)
 	}
 	db, err := openDB(dir, opts.FS)
 	if err != nil {

@@ -264,9 +264,13 @@ type ServeInfo struct {
 	Signer      string `json:"signer,omitempty"`      // bankd: the signer process that signs its denominations, unix:///PATH
 }
 
+// maxAddressesFile bounds addresses.json, a few hundred bytes as a daemon
+// writes it.
+const maxAddressesFile = 64 << 10
+
 // ReadAddresses reads DIR/addresses.json.
 func ReadAddresses(dir string) (*ServeInfo, error) {
-	b, err := os.ReadFile(filepath.Join(dir, AddressesFile))
+	b, err := ReadFileLimited(filepath.Join(dir, AddressesFile), maxAddressesFile)
 	if err != nil {
 		return nil, err
 	}

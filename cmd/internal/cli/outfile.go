@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 
@@ -88,4 +89,23 @@ type LogCheck struct {
 	// bank served (a replica behind, or one showing the client an old set),
 	// which follows the one held, and the client took it (LogReport).
 	AdoptedKeySet bool `json:"adopted_key_set"`
+}
+
+// ReadFileLimited reads the file name, of at most limit bytes: a file
+// named by a flag may be anything (a device that never ends, a log given
+// by mistake), and the reader must not take it all into memory.
+func ReadFileLimited(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return b, nil
 }

@@ -164,7 +164,7 @@ func runLog(ctx context.Context, inv *cli.Invocation, f *logFlags) error {
 	}
 	var fromSigned []byte
 	if f.from != "" {
-		if fromSigned, err = readLimited(f.from, auditlog.MaxCheckpointSize); err != nil {
+		if fromSigned, err = cli.ReadFileLimited(f.from, auditlog.MaxCheckpointSize); err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
 	}
@@ -692,23 +692,6 @@ func writeAtomic(name string, b []byte) error {
 		d.Close()
 	}
 	return nil
-}
-
-// readLimited reads a file of at most limit bytes.
-func readLimited(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
-	}
-	return b, nil
 }
 
 // ---- the report ----

@@ -603,23 +603,6 @@ bankd keys export --data ./bank --out keyset.signed`,
 	}
 }
 
-// readSmall reads a file of at most limit bytes.
-func readSmall(file string, limit int64) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
-	}
-	return b, nil
-}
-
 // masterOptions reads the master key file's passphrase, if given.
 func masterOptions(file string) (bank.KeyFileOptions, error) {
 	if file == "" {
@@ -676,7 +659,7 @@ new-master' or 'bankd keys export-master'); encrypted, it needs
 			if err != nil {
 				return masterKeyError(err)
 			}
-			body, err := readSmall(in, maxKeySetFile)
+			body, err := cli.ReadFileLimited(in, maxKeySetFile)
 			if err != nil {
 				return err
 			}
@@ -723,7 +706,7 @@ A bank that holds its master key only checks the file: it signs for itself.`,
 			if err != nil {
 				return err
 			}
-			b, err := readSmall(in, maxKeySetFile)
+			b, err := cli.ReadFileLimited(in, maxKeySetFile)
 			if err != nil {
 				return err
 			}

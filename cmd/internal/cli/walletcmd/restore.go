@@ -53,7 +53,7 @@ offline.`,
 
 // readSeed reads a seed file: 64 hex digits, surrounding space ignored.
 func readSeed(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := cli.ReadFileLimited(path, 1024) // 64 hex digits and some space
 	if err != nil {
 		return nil, err
 	}
