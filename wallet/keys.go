@@ -251,12 +251,13 @@ const keyRefreshInterval = 5 * time.Second
 // not reach the bank, or (Local) the bank answered but the wallet failed
 // taking its key set in, for a fault of its own (its store: Err). The
 // thing is then neither verified nor refuted, and is to be checked again:
-// wallet recoup says "failed", not "bad_answer", and Pay leaves the payment
-// pending (ErrPending). A key set the wallet refuses (keySetRefused) is
-// not this: the bank answered, with a key set no honest bank serves. Its
-// message says that, not that a signature is bad. It unwraps to Check, the
-// check's error against the key set held (ecash.ErrUnknownSigner), and not
-// to Err, so that it does not read as the bank's gRPC status.
+// wallet recoup says "failed", not "bad_answer", and Pay and Return leave
+// the payment pending (ErrPending). A key set the wallet refuses
+// (keySetRefused) is not this: the bank answered, with a key set no honest
+// bank serves. Its message says that, not that a signature is bad. It
+// unwraps to Check, the check's error against the key set held
+// (ecash.ErrUnknownSigner), and not to Err, so that it does not read as
+// the bank's gRPC status.
 type KeySetUnfetchedError struct {
 	Err   error // why the key set could not be fetched, or taken in
 	Check error // the check's error against the key set held

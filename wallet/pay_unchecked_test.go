@@ -45,3 +45,28 @@ func TestPayReceiptUncheckedStaysPending(t *testing.T) {
 		t.Errorf("balance after: %+v, %v; want EUR:4.00 fresh, nothing pending", bal, err)
 	}
 }
+
+// TestReturnReceiptUncheckedStaysPending: the same for a return, whose
+// receipt the bank hands the wallet itself. Its error was the bare
+// *KeySetUnfetchedError, which the CLI showed as a plain failure with the
+// coins left pending and no word of 'wallet recover'; it wraps ErrPending,
+// and Recover settles it once the key set can be fetched.
+func TestReturnReceiptUncheckedStaysPending(t *testing.T) {
+	ctx := context.Background()
+	f, w, clk := rotatedWallet(t, "EUR:5.00")
+	_, err := w.Return(ctx, &downKeys{BankClient: f.bankc}, ecash.MustParseAmount("EUR:1.00"))
+	var unchecked *wallet.KeySetUnfetchedError
+	if !errors.Is(err, wallet.ErrPending) || !errors.As(err, &unchecked) {
+		t.Fatalf("return whose receipt cannot be checked: %v; want pending (ErrPending, *KeySetUnfetchedError)", err)
+	}
+	if bal, err := w.Balance(); err != nil || bal.Pending.String() != "EUR:1.00" {
+		t.Fatalf("balance: %+v, %v; want EUR:1.00 pending", bal, err)
+	}
+	clk.ahead.Add(int64(10 * time.Second)) // past the bound on fetching the key set again
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatalf("recover with the key set reachable: %v", err)
+	}
+	if bal, err := w.Balance(); err != nil || !bal.Pending.IsZero() || bal.Fresh.String() != "EUR:4.00" {
+		t.Errorf("balance after: %+v, %v; want EUR:4.00 fresh, nothing pending", bal, err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -27,7 +29,9 @@ const returnTTL = 10 * time.Minute
 // payment request to its account with the account key and deposits a
 // payment sealed to the bank, as a merchant would. Change is made first if
 // the coins cannot pay amount exactly. Like a payment, it settles only on
-// the bank's word; an interrupted return stays pending until Recover.
+// the bank's word; an interrupted return stays pending until Recover, as
+// does one whose receipt could not be checked (*KeySetUnfetchedError: the
+// error wraps ErrPending).
 func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Amount) (*ecash.DepositReceipt, error) {
 	account, ks, err := w.accountFor(ctx, bank, amount, "return")
 	if err != nil {
@@ -68,5 +72,12 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	return w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
+	rcpt, err := w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
+	var unchecked *KeySetUnfetchedError
+	if errors.As(err, &unchecked) {
+		// Neither verified nor refuted (a signing key the wallet could
+		// not look up): the coins stay pending, as for Pay.
+		return nil, fmt.Errorf("%w: the receipt for return %s could not be checked yet: %w", ErrPending, pr.OrderID, err)
+	}
+	return rcpt, err
 }

@@ -122,7 +122,9 @@ It makes change first if the coins cannot pay AMOUNT exactly, and prints the
 bank's receipt and the wallet's fresh total after it.
 
 Like a payment, it is settled only by the bank's word: if the answer is
-lost, the coins stay pending and "wallet recover" settles them.`,
+lost, or its receipt names a signing key your wallet does not know yet and
+the bank's key set cannot be fetched to check it, the coins stay pending
+and "wallet recover" settles them.`,
 		Example: `wallet return EUR:5.00`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")
