@@ -302,6 +302,17 @@ func VerifyOffer(ks *ecash.KeySet, o *ecash.PaymentOffer, now time.Time) (*Offer
 // rcpt, if it was paid at merchantAddr; else an *AlreadyPaidError or a
 // *PaidOtherwiseError.
 func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, fetch func(context.Context) (*ecash.PaymentOffer, error), merchantAddr, orderID string, confirm Confirm) (rcpt *ecash.DepositReceipt, pp *pendingPayment, unlock func(), err error) {
+	// The lock held is released on the way out unless handed to the
+	// caller with the payment to send: on every other return, and on a
+	// panic (confirm is the caller's), which a caller that recovers it
+	// would otherwise find left held, every later payment of the request
+	// waiting on it.
+	var held func()
+	defer func() {
+		if held != nil && pp == nil {
+			held()
+		}
+	}()
 	for {
 		// Paid already: answer with the receipt rather than pay twice
 		// (without asking the merchant for its request).
@@ -322,26 +333,25 @@ func (w *Wallet) preparePayment(ctx context.Context, bank pb.BankClient, ks *eca
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if unlock, err = w.lockPayment(ctx, pr.Hash()); err != nil {
+		if held, err = w.lockPayment(ctx, pr.Hash()); err != nil {
 			return nil, nil, nil, err
 		}
 		rcpt, pp, err = w.answeredOrPending(merchantAddr, orderID, pr)
 		switch {
 		case err != nil || rcpt != nil:
-			unlock()
 			return rcpt, nil, nil, err
 		case pp != nil:
-			return nil, pp, unlock, nil
+			return nil, pp, held, nil
 		case o != nil:
 			if pp, err = w.newPayment(ctx, bank, ks, o, merchantAddr, orderID, confirm); err != nil {
-				unlock()
 				return nil, nil, nil, err
 			}
-			return nil, pp, unlock, nil
+			return nil, pp, held, nil
 		}
 		// The payment found pending was settled, unpaid, by the call
 		// that held its request meanwhile: a new one is to be made.
-		unlock()
+		held()
+		held = nil
 	}
 }
 

@@ -96,3 +96,29 @@ func TestPayConcurrentSameOrder(t *testing.T) {
 		t.Errorf("%d payments sent, %d confirmations asked; want 1 and 1", n, c)
 	}
 }
+
+// TestPayLockReleasedOnPanic: a confirm that panics (a caller's callback,
+// the panic recovered by the caller) left the request's payment lock held,
+// so every later payment of the order in this wallet waited until its
+// context ended. The lock is released as the panic unwinds.
+func TestPayLockReleasedOnPanic(t *testing.T) {
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.06"), "gum", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("confirm's panic did not reach the caller")
+			}
+		}()
+		w.Pay(context.Background(), f.bankc, f.shop, "shop", o.ID, func(*wallet.Offer) error { panic("confirm failed") })
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("paying again after the panic: %v; want it paid", err)
+	}
+}
