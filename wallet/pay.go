@@ -44,6 +44,11 @@ type Confirm func(*Offer) error
 // is neither accepted nor called bad: the error wraps ErrPending and the
 // coins stay pending, for a retry (or Recover) to check it again.
 //
+// If change must be made first and the bank's answer to that swap is lost,
+// nothing is sent to the merchant: the error is a *ChangePendingError
+// (wrapping ErrPending), the coin swapped pending until a retry (or
+// Recover) settles the swap.
+//
 // If a coin was already spent (say, by a copy of this wallet) the error is an
 // *ecash.DoubleSpendError whose proof has been verified; that coin is marked
 // spent and the others are released.
@@ -181,6 +186,34 @@ type AlreadyPaidError struct {
 func (e *AlreadyPaidError) Error() string {
 	return fmt.Sprintf("wallet: order %s was paid already by this wallet, %s at %s: nothing was paid now",
 		e.OrderID, e.Receipt.Total, e.Receipt.DepositedAt.UTC().Format(time.RFC3339))
+}
+
+// ChangePendingError is a payment (or a return) not made because a swap
+// of the wallet's coins is pending at the bank: the swap making its change
+// was sent and its answer lost, so the coin swapped stays pending in it.
+// Nothing was sent to the merchant (or deposited). A payment settles the
+// swaps left pending (by an earlier run's change, or Swap) before it makes
+// its own; one the bank still does not answer ends it the same way. It
+// wraps the swap's error, which wraps ErrPending: running the payment
+// again, or Recover, settles the swap, and the payment is then made, once.
+type ChangePendingError struct {
+	Err error // the swap's error
+}
+
+func (e *ChangePendingError) Error() string {
+	return fmt.Sprintf("wallet: making change is pending at the bank (%v): nothing was paid yet; retry, which settles the swap first", e.Err)
+}
+
+// Unwrap returns the swap's error, which wraps ErrPending.
+func (e *ChangePendingError) Unwrap() error { return e.Err }
+
+// changePending makes err, an error of settling the swaps left pending
+// before a payment, a *ChangePendingError if it leaves one pending.
+func changePending(err error) error {
+	if errors.Is(err, ErrPending) {
+		return &ChangePendingError{Err: err}
+	}
+	return err
 }
 
 // pay is Pay and PayOffer, once the offer's source is known: fetch is
@@ -419,7 +452,7 @@ func (w *Wallet) newPayment(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	}
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "payment-request", Data: o.Request, Sig: o.MerchantSig, Note: o.Summary})
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
-		return nil, err
+		return nil, changePending(err)
 	}
 	w.mu.Lock()
 	plan, err := w.planPayment(ks, offer.Request.Amount)
@@ -582,13 +615,17 @@ func (w *Wallet) planPayment(ks *ecash.KeySet, amount ecash.Amount) (*payPlan, e
 }
 
 // payWith carries out a payment plan: it makes the change the plan needs
-// and returns the coins to pay with, the swap's new coins among them.
+// and returns the coins to pay with, the swap's new coins among them. A
+// swap left pending is a *ChangePendingError: nothing is paid yet.
 func (w *Wallet) payWith(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, p *payPlan) ([]*coinRecord, error) {
 	if p.change == nil {
 		return p.coins, nil
 	}
 	made, err := w.swap(ctx, bank, ks, []*coinRecord{p.change.big}, p.change.outputs)
 	if err != nil {
+		if errors.Is(err, ErrPending) {
+			return nil, &ChangePendingError{Err: err}
+		}
 		return nil, fmt.Errorf("wallet: making change: %w", err)
 	}
 	coins := slices.Clone(p.coins)

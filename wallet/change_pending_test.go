@@ -1,0 +1,155 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// countingShop counts the payments handed to the merchant.
+type countingShop struct {
+	pb.MerchantClient
+	pays atomic.Int32
+}
+
+func (c *countingShop) Pay(ctx context.Context, in *pb.PayRequest, opts ...grpc.CallOption) (*pb.PayResponse, error) {
+	c.pays.Add(1)
+	return c.MerchantClient.Pay(ctx, in, opts...)
+}
+
+// walletNeedingChange returns a wallet holding EUR:1.29 that pays EUR:0.03
+// only by making change (a coin of EUR:0.01 and one of EUR:1.28), and an
+// order of EUR:0.03.
+func walletNeedingChange(t *testing.T, f *fixture) (*wallet.Wallet, string) {
+	t.Helper()
+	ctx := context.Background()
+	w, _ := newWallet(t, f, "EUR:10.00", "EUR:2.56")
+	first, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:1.27"), "the small coins", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Pay(ctx, f.bankc, f.shop, "shop", first.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh(t, w); got != "EUR:1.29" {
+		t.Fatalf("fresh %s, want EUR:1.29", got)
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "change pending", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, o.ID
+}
+
+// TestPayChangePending: the swap making change for a payment is committed
+// by the bank and its answer lost. Nothing was sent to the merchant, yet
+// Pay returned the bare ErrPending a payment sent and unconfirmed returns,
+// which 'wallet pay' reported as "the payment ... was sent". It returns a
+// *ChangePendingError now (still ErrPending), and so does a re-run that
+// cannot settle the swap either; the run that can settles the swap and
+// pays once, and every coin is accounted for.
+func TestPayChangePending(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, order := walletNeedingChange(t, f)
+	lossy := &lossySwaps{BankClient: f.bankc}
+	lossy.lose.Store(2)
+	shop := &countingShop{MerchantClient: f.shop}
+	var change []bool
+	confirm := func(o *wallet.Offer) error {
+		change = append(change, o.Change)
+		return nil
+	}
+
+	_, err := w.Pay(ctx, lossy, shop, "shop", order, confirm)
+	var cp *wallet.ChangePendingError
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("pay with the change swap's answer lost: %v, want a *ChangePendingError wrapping ErrPending", err)
+	}
+	if len(change) != 1 || !change[0] {
+		t.Fatalf("offers confirmed %v, want one that makes change", change)
+	}
+	if n := shop.pays.Load(); n != 0 {
+		t.Fatalf("%d payments sent to the merchant, want none", n)
+	}
+	bal, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Pending.IsZero() || bal.Fresh.Value+bal.Pending.Value != 129 {
+		t.Fatalf("after the lost answer: fresh %s, pending %s; want the swapped coin pending, the rest fresh", bal.Fresh, bal.Pending)
+	}
+	f.checkConservation(t, w)
+
+	// Run again with the bank's answer lost again: the swap left pending
+	// is re-sent first, and the payment is not made.
+	_, err = w.Pay(ctx, lossy, shop, "shop", order, confirm)
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("pay run again, the swap still unanswered: %v, want a *ChangePendingError", err)
+	}
+	if n := shop.pays.Load(); n != 0 {
+		t.Fatalf("%d payments sent to the merchant, want none", n)
+	}
+	f.checkConservation(t, w)
+
+	// The bank answers: the swap settles and the order is paid once.
+	rcpt, err := w.Pay(ctx, lossy, shop, "shop", order, confirm)
+	if err != nil {
+		t.Fatalf("pay run once the bank answers: %v", err)
+	}
+	if rcpt.Total.String() != "EUR:0.03" {
+		t.Fatalf("receipt for %s, want EUR:0.03", rcpt.Total)
+	}
+	if n := shop.pays.Load(); n != 1 {
+		t.Errorf("%d payments sent to the merchant, want 1", n)
+	}
+	if got := fresh(t, w); got != "EUR:1.26" {
+		t.Errorf("after paying: fresh %s, want EUR:2.53", got)
+	}
+	if got := f.balance(t, f.shopAcct); got != 130 {
+		t.Errorf("merchant credited %d, want 130", got)
+	}
+	if n := lossy.swaps.Load(); n != 3 {
+		t.Errorf("%d swap calls, want 3 (one swap, re-sent twice)", n)
+	}
+	f.checkConservation(t, w)
+}
+
+// TestPayChangePendingRecover: after the change swap's answer is lost,
+// Recover settles the swap, and the payment run again pays once.
+func TestPayChangePendingRecover(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, order := walletNeedingChange(t, f)
+	lossy := &lossySwaps{BankClient: f.bankc}
+	lossy.lose.Store(1)
+	shop := &countingShop{MerchantClient: f.shop}
+	var cp *wallet.ChangePendingError
+	if _, err := w.Pay(ctx, lossy, shop, "shop", order, nil); !errors.As(err, &cp) {
+		t.Fatalf("pay with the change swap's answer lost: %v, want a *ChangePendingError", err)
+	}
+	if _, err := w.Recover(ctx, lossy); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh(t, w); got != "EUR:1.29" {
+		t.Fatalf("after Recover: fresh %s, want EUR:2.56", got)
+	}
+	f.checkConservation(t, w)
+	if _, err := w.Pay(ctx, lossy, shop, "shop", order, nil); err != nil {
+		t.Fatalf("pay after Recover: %v", err)
+	}
+	if n := shop.pays.Load(); n != 1 {
+		t.Errorf("%d payments sent to the merchant, want 1", n)
+	}
+	if got := fresh(t, w); got != "EUR:1.26" {
+		t.Errorf("after paying: fresh %s, want EUR:2.53", got)
+	}
+	f.checkConservation(t, w)
+}
