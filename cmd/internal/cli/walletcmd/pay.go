@@ -44,7 +44,11 @@ connection fails after the coins were sent, or the bank's receipt names a
 signing key your wallet does not know yet and the bank's key set cannot be
 fetched to check it, the payment stays pending (exit 1; --json: "error":
 "pending"): run the same command again, and the same sealed payment is
-re-sent and paid at most once. An order the wallet
+re-sent and paid at most once. If the bank's answer to the swap making
+change is lost, nothing is sent to the merchant: pay says making change is
+pending at the bank (exit 1; --json: "error": "change-pending"), the coin
+swapped pending; run the same command again (or "wallet recover") to
+finish the swap, and pay pays once. An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
 bank's receipt it kept (--json: "already_paid": true), whatever address it
 was paid at (localhost or 127.0.0.1: the merchant's signed payment request
@@ -221,6 +225,7 @@ func payError(inv *cli.Invocation, order string, err error) error {
 	var ds *ecash.DoubleSpendError
 	var revoked *wallet.RevokedError
 	var other *wallet.PaidOtherwiseError
+	var change *wallet.ChangePendingError
 	switch {
 	case errors.As(err, &ds):
 		coin := ds.Proof.Earlier.Coin.ID()
@@ -274,6 +279,15 @@ func payError(inv *cli.Invocation, order string, err error) error {
 		return errors.New(msg)
 	case errors.Is(err, wallet.ErrDeclined):
 		return errors.New("payment cancelled; nothing was paid")
+	case errors.As(err, &change):
+		// Checked before ErrPending, which it wraps: only the swap is
+		// pending, and the merchant was sent nothing.
+		if inv.JSON {
+			inv.Print(struct {
+				Error string `json:"error"`
+			}{"change-pending"}, nil)
+		}
+		return fmt.Errorf("order %s is not paid: making change is pending at the bank (a swap of the wallet's coins was not answered: %v); nothing was sent to the merchant. The coin swapped is saved in the wallet, pending: run the same command again to finish the swap and pay (it is never paid twice)", cli.Shown(order), change.Err)
 	case errors.Is(err, wallet.ErrPending):
 		if inv.JSON {
 			inv.Print(struct {

@@ -1,0 +1,140 @@
+package walletcmd
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// swapLosingBank serves a real bank, but loses the answers to the next
+// lose swaps after the bank committed them.
+type swapLosingBank struct {
+	pb.BankServer
+	lose *atomic.Int32
+}
+
+func (b *swapLosingBank) Swap(ctx context.Context, in *pb.SwapRequest) (*pb.SwapResponse, error) {
+	resp, err := b.BankServer.Swap(ctx, in)
+	if err == nil && b.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+// TestPayChangePending: 'wallet pay' makes change first, and the bank's
+// answer to that swap is lost. Nothing was sent to the merchant, yet pay
+// said "the payment of order ... was sent but not confirmed" (--json:
+// "error": "pending"). It says making change is pending and nothing was
+// sent (exit 1; --json: "error": "change-pending"), also when run again
+// while the swap is still unanswered; run again once the bank answers, it
+// settles the swap and pays, once.
+func TestPayChangePending(t *testing.T) {
+	b, m, _, shopAcct := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	var lose atomic.Int32
+	bankRelay := record(t, func(s *grpc.Server) {
+		pb.RegisterBankServer(s, &swapLosingBank{BankServer: b.Bank.PublicServer(), lose: &lose})
+	})
+	shop := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.Merchant.PublicServer()) })
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, bankRelay.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	// Spend the small coins: EUR:2.00 in one coin is left, which pays
+	// EUR:0.50 only by making change.
+	first, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:1.50"), "cake", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "pay", "--yes", "--merchant", shop.Addr, "--merchant-plaintext", "--order", first.ID); r.code != 0 || !strings.Contains(r.stdout, "fresh EUR:2.00") {
+		t.Fatalf("first pay: %+v", r)
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:0.50"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := []string{"--wallet", dir, "pay", "--yes", "--merchant", shop.Addr, "--merchant-plaintext", "--order", o.ID}
+	bankRelay.take()
+	shop.take()
+
+	lose.Store(1)
+	r := runWallet(t, env, append(pay, "--json")...)
+	var out struct{ Error string }
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.Error != "change-pending" {
+		t.Fatalf("pay --json with the change swap's answer lost: %+v; want \"error\": \"change-pending\"", r)
+	}
+	if countCalls(bankRelay.take(), "Swap") != 1 {
+		t.Fatalf("no change was made: the test needs a payment that makes change")
+	}
+	checkChangePendingMessage(t, r)
+	if calls := shop.take(); countCalls(calls, "Pay") != 0 {
+		t.Fatalf("the merchant was sent %s; want no payment", calls)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:2.00"`) {
+		t.Fatalf("balance: %+v; want the swapped coin pending", r)
+	}
+
+	// Run again, the bank's answer lost again: the same, in words.
+	lose.Store(1)
+	r = runWallet(t, env, pay...)
+	if r.code != 1 || r.stdout != "" {
+		t.Fatalf("pay run again with the swap unanswered: %+v; want exit 1", r)
+	}
+	checkChangePendingMessage(t, r)
+	if calls := shop.take(); countCalls(calls, "Pay") != 0 {
+		t.Fatalf("the merchant was sent %s; want no payment", calls)
+	}
+
+	lose.Store(0)
+	r = runWallet(t, env, pay...)
+	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:0.50 for order "+o.ID) || !strings.Contains(r.stdout, "fresh EUR:1.50") {
+		t.Fatalf("pay run once the bank answers: %+v", r)
+	}
+	if calls := shop.take(); countCalls(calls, "Pay") != 1 {
+		t.Fatalf("the merchant was sent %s; want one payment", calls)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:1.50"`) {
+		t.Fatalf("balance after: %+v; want EUR:1.50 fresh, nothing pending", r)
+	}
+	got, err := m.Merchant.Order(o.ID)
+	if err != nil || got.Status(time.Now()) != "paid" {
+		t.Fatalf("order %v %v", got, err)
+	}
+	if a, err := b.Bank.Store().Account(context.Background(), shopAcct); err != nil || b.Bank.Money(a.Balance).String() != "EUR:2.00" {
+		t.Fatalf("merchant balance %v %v", a, err)
+	}
+}
+
+func checkChangePendingMessage(t *testing.T, r result) {
+	t.Helper()
+	for _, want := range []string{"making change is pending at the bank", "nothing was sent to the merchant", "run the same command again", "connection reset (simulated)"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q lacks %q", r.stderr, want)
+		}
+	}
+	if strings.Contains(r.stderr, "was sent but") {
+		t.Errorf("stderr %q says the payment was sent", r.stderr)
+	}
+}
+
+// countCalls counts the calls of method among those a recorder took.
+func countCalls(calls, method string) int {
+	n := 0
+	for _, c := range strings.Split(calls, ",") {
+		if c == method {
+			n++
+		}
+	}
+	return n
+}
