@@ -1,9 +1,7 @@
 package merchant
 
 import (
-	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -22,14 +20,9 @@ var ErrCorruptKeySet = errors.New("merchant: corrupt key set held")
 // ErrNoStore: the data directory holds no merchant store (never served).
 var ErrNoStore = errors.New("merchant: no order store here (has merchantd served from it?)")
 
-// HeldKeySet is the bank's key set a merchant's store holds, read offline.
-type HeldKeySet struct {
-	Master ed25519.PublicKey // the bank's master key pinned; nil: none yet
-	Signed []byte            // the signed key set stored; nil: none
-	Hash   ecash.Hash        // SHA-256 of Signed
-	KeySet *ecash.KeySet     // Signed decoded under Master; nil if it does not
-	Err    error             // why it does not decode (ErrCorruptKeySet); nil if it does or there is none
-}
+// HeldKeySet is the bank's key set a merchant's store holds, read offline
+// (ReadKeySet), as a wallet's is (wallet.HeldKeySet).
+type HeldKeySet = ecash.HeldKeySet
 
 // ReadKeySet reads the key set held in the store of the merchant in dir,
 // which must not be running (the store is locked while it runs). It writes
@@ -94,29 +87,5 @@ func readKeySet(db *pebble.DB) (*HeldKeySet, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &HeldKeySet{Signed: signed}
-	if master != nil {
-		h.Master = ed25519.PublicKey(master)
-	}
-	if signed == nil {
-		return h, nil
-	}
-	h.Hash = ecash.HashOf(signed)
-	if h.KeySet, h.Err = decodeHeldKeySet(signed, h.Master); h.Err != nil {
-		h.KeySet = nil
-	}
-	return h, nil
-}
-
-// decodeHeldKeySet decodes the key set held, signed by the pinned master
-// key: what Open starts from.
-func decodeHeldKeySet(signed []byte, pinned ed25519.PublicKey) (*ecash.KeySet, error) {
-	if len(pinned) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: no valid master key pinned (%d bytes)", ErrCorruptKeySet, len(pinned))
-	}
-	ks, err := ecash.DecodeKeySet(signed, pinned)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptKeySet, err)
-	}
-	return ks, nil
+	return ecash.ReadHeldKeySet(signed, master, ErrCorruptKeySet), nil
 }

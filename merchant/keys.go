@@ -82,7 +82,7 @@ func (m *Merchant) openKeys(ctx context.Context, configured ed25519.PublicKey) e
 	if raw, err := m.get(keyKeySet); err != nil {
 		return err
 	} else if raw != nil && pinned != nil {
-		if held, err = decodeHeldKeySet(raw, pinned); err != nil {
+		if held, err = ecash.DecodeHeldKeySet(raw, pinned, ErrCorruptKeySet); err != nil {
 			return err
 		}
 		m.currency = held.Currency
