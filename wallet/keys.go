@@ -29,7 +29,9 @@ import (
 // replica not yet restarted, a replay) does not replace it; one issued
 // ahead of the wallet's clock by more than ecash.MaxClockSkew, or one no
 // honest bank would issue after the stored one, is refused
-// (ErrKeySetRefused).
+// (ErrKeySetRefused). A stored set that no longer decodes (a damaged
+// store: ErrCorruptKeySet) is replaced by none until the user drops it
+// (HeldKeySet, DropKeySet in heldkeys.go).
 
 var (
 	keyKeySetFetched = []byte("m/keyset-fetched")
@@ -88,14 +90,15 @@ func (w *Wallet) pinnedMaster() (ed25519.PublicKey, error) {
 	_ = d.String()
 	master := d.Fixed(ed25519.PublicKeySize)
 	if outer.Err() != nil || d.Err() != nil {
-		return nil, errors.Join(errors.New("wallet: the stored key set is corrupt; its master key cannot be read"), outer.Err(), d.Err())
+		return nil, fmt.Errorf("%w: its master key, pinned nowhere else, cannot be read: %w", ErrCorruptKeySet, errors.Join(outer.Err(), d.Err()))
 	}
 	return master, nil
 }
 
-// KeySet returns the stored key set, or ErrNoKeys. The set is shared
-// between calls while the stored one does not change: callers must not
-// modify it.
+// KeySet returns the stored key set, or ErrNoKeys, or ErrCorruptKeySet
+// if it does not decode under the pinned master key (HeldKeySet shows it,
+// DropKeySet drops it). The set is shared between calls while the stored
+// one does not change: callers must not modify it.
 func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 	b, err := get(w.db, keyKeySet)
 	if err != nil {
@@ -114,7 +117,7 @@ func (w *Wallet) KeySet() (*ecash.KeySet, error) {
 	if c.ks != nil && bytes.Equal(c.raw, b) && bytes.Equal(c.pin, pin) {
 		return c.ks, nil
 	}
-	ks, err := ecash.DecodeKeySet(b, pin)
+	ks, err := ecash.DecodeHeldKeySet(b, pin, ErrCorruptKeySet)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +164,7 @@ func (w *Wallet) acceptKeySet(signed []byte) (*ecash.KeySet, error) {
 	// orders nothing: the fetched one replaces it. One that cannot be read
 	// is not replaced unchecked: the new set must follow it, or a bank
 	// could list a revoked key as valid again (ecash.KeySet.Follows).
+	// DropKeySet, the user's choice, is the way out of a damaged one.
 	old, err := w.KeySet()
 	if err != nil && !errors.Is(err, ErrNoKeys) {
 		return nil, fmt.Errorf("wallet: the stored key set cannot be read, so the bank's cannot be checked against it (not taken): %w", err)

@@ -100,6 +100,73 @@ func TestLegacyWalletPin(t *testing.T) {
 	}
 }
 
+// DropKeySet keeps the master key pinned: a wallet from before the pin was
+// stored on its own has the one its stored set names pinned in the drop's
+// write, so that the next set is checked against it; one whose set names
+// none readably drops nothing (ErrNoMasterPin). The drop takes the time
+// the set was fetched with it, and nothing else.
+func TestDropKeySetKeepsPin(t *testing.T) {
+	now := time.Now()
+	w, err := Create(t.TempDir(), Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a := csKeys(t, now, bank.KeyConfig{})
+	if _, err := w.acceptKeySet(a.KeySet().Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetAccount(7); err != nil {
+		t.Fatal(err)
+	}
+	// A legacy wallet (no m/master) whose stored set names its master key
+	// but does not verify: its signature damaged.
+	damaged := a.KeySet().Encode()
+	damaged[len(damaged)-1] ^= 1
+	if err := errors.Join(w.db.Delete(keyMasterPin, pebble.Sync), w.db.Set(keyKeySet, damaged, pebble.Sync)); err != nil {
+		t.Fatal(err)
+	}
+	held, err := w.HeldKeySet()
+	if err != nil || !held.Master.Equal(a.MasterPub) || !errors.Is(held.Err, ErrCorruptKeySet) {
+		t.Fatalf("held: %+v, %v", held, err)
+	}
+	if _, err := w.DropKeySet(held.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if pin, _ := get(w.db, keyMasterPin); !a.MasterPub.Equal(ed25519.PublicKey(pin)) {
+		t.Fatalf("pin after the drop: %x, want the stored set's master key", pin)
+	}
+	if fetched, err := w.KeySetFetched(); err != nil || !fetched.IsZero() {
+		t.Fatalf("fetched after the drop: %v, %v", fetched, err)
+	}
+	if id, err := w.Account(); err != nil || id != 7 {
+		t.Fatalf("account after the drop: %d, %v", id, err)
+	}
+	b := csKeys(t, now, bank.KeyConfig{})
+	if _, err := w.acceptKeySet(b.KeySet().Encode()); !errors.Is(err, ErrMasterKeyChanged) {
+		t.Fatalf("another master's set after the drop: %v, want ErrMasterKeyChanged", err)
+	}
+	if _, err := w.acceptKeySet(a.KeySet().Encode()); err != nil {
+		t.Fatalf("the bank's set after the drop: %v", err)
+	}
+
+	// A legacy wallet whose stored set names no master key readably.
+	junk := []byte("junk")
+	if err := errors.Join(w.db.Delete(keyMasterPin, pebble.Sync), w.db.Set(keyKeySet, junk, pebble.Sync)); err != nil {
+		t.Fatal(err)
+	}
+	held, err = w.HeldKeySet()
+	if err != nil || held.Master != nil || !errors.Is(held.Err, ErrCorruptKeySet) || held.Hash != ecash.HashOf(junk) {
+		t.Fatalf("held junk: %+v, %v", held, err)
+	}
+	if _, err := w.DropKeySet(held.Hash); !errors.Is(err, ErrNoMasterPin) {
+		t.Fatalf("drop with no master key to keep: %v, want ErrNoMasterPin", err)
+	}
+	if stored, _ := get(w.db, keyKeySet); string(stored) != "junk" {
+		t.Fatalf("stored after a refused drop: %q", stored)
+	}
+}
+
 // The wallet fetches the key set again when it is older than KeySetMaxAge,
 // when the clock went back, or when a value the bank honours has no
 // withdrawable key in it.

@@ -89,13 +89,13 @@ wallet buy --merchant 127.0.0.1:7543 --merchant-ca ./shop/tls.crt --product song
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&g.dir, "wallet", def, "wallet `DIR`: $BLINDBANK_WALLET if set, else ~/.blindbank-wallet")
 		},
-		Sub: []*cli.Command{
+		Sub: withKeysetHint(g, []*cli.Command{
 			initCommand(g), setAccountCommand(g), withdrawCommand(g), balanceCommand(g),
 			payCommand(g), swapCommand(g), returnCommand(g), refundsCommand(g), recoverCommand(g), infoCommand(g),
 			refreshCommand(g), recoupCommand(g), exportSeedCommand(g), restoreCommand(g), verifyLogCommand(g),
-			productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
+			keysetCommand(g), productsCommand(), buyCommand(g), checkStatusCommand(g), writeCheckCommand(g),
 			purchasesCommand(g), statementCommand(g),
-		},
+		}),
 	}
 }
 
