@@ -100,7 +100,13 @@ func ReadFileLimited(name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	return ReadLimited(f, name, limit)
+}
+
+// ReadLimited reads r, named name in its error, to its end if that is at
+// most limit bytes.
+func ReadLimited(r io.Reader, name string, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,25 +234,10 @@ func fetchKeySet(ctx context.Context, addr string, tf *cli.TLSFlags) ([]byte, er
 
 // readFile reads at most limit bytes of a file ("-": standard input).
 func readFile(name string, limit int64) ([]byte, error) {
-	var r io.Reader
 	if name == "-" {
-		r = os.Stdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
+		return cli.ReadLimited(os.Stdin, name, limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
-	}
-	return b, nil
+	return cli.ReadFileLimited(name, limit)
 }
 
 // writeFileAtomic writes b to name through a temporary file in the same
