@@ -31,14 +31,17 @@ const returnTTL = 10 * time.Minute
 // the coins cannot pay amount exactly. Like a payment, it settles only on
 // the bank's word; an interrupted return stays pending until Recover, as
 // does one whose receipt could not be checked (*KeySetUnfetchedError: the
-// error wraps ErrPending).
+// error wraps ErrPending). If the bank's answer to the swap making change
+// is lost, nothing is deposited: the error is a *ChangePendingError, as a
+// payment's is, and running the return again settles the swap, then
+// returns once; Recover settles only the swap.
 func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Amount) (*ecash.DepositReceipt, error) {
 	account, ks, err := w.accountFor(ctx, bank, amount, "return")
 	if err != nil {
 		return nil, err
 	}
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
-		return nil, err
+		return nil, changePending(err)
 	}
 	w.mu.Lock()
 	plan, err := w.planPayment(ks, amount)

@@ -53,7 +53,13 @@ func withConn(g *globals, transcript string, f func(w *wallet.Wallet, conn *grpc
 // changeError explains the outcomes of swaps and returns that need the
 // user to act.
 func changeError(what string, err error) error {
+	var change *wallet.ChangePendingError
 	switch {
+	case errors.As(err, &change):
+		// Checked before ErrPending, which it wraps: only the swap making
+		// change (for a return, the one caller) is pending; nothing was
+		// deposited, and Recover settles the swap but makes no return.
+		return fmt.Errorf("the %s was not made: making change is pending at the bank (a swap of the wallet's coins was not answered: %v); nothing was deposited. The coin swapped is saved in the wallet, pending: run the same command again to finish the swap and make the %s (nothing is spent twice)", what, change.Err, what)
 	case errors.Is(err, wallet.ErrPending):
 		return fmt.Errorf("the bank did not confirm the %s (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is spent twice)", what, err)
 	case errors.Is(err, ecash.ErrDoubleSpend):
@@ -124,7 +130,11 @@ bank's receipt and the wallet's fresh total after it.
 Like a payment, it is settled only by the bank's word: if the answer is
 lost, or its receipt names a signing key your wallet does not know yet and
 the bank's key set cannot be fetched to check it, the coins stay pending
-and "wallet recover" settles them.`,
+and "wallet recover" settles them. If the bank's answer to the swap making
+change is lost, nothing is deposited: return says making change is pending
+at the bank (exit 1), the coin swapped pending; run the same command again
+to finish the swap and return, once ("wallet recover" finishes the swap
+only).`,
 		Example: `wallet return EUR:5.00`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")

@@ -138,3 +138,72 @@ func countCalls(calls, method string) int {
 	}
 	return n
 }
+
+// TestReturnChangePending: 'wallet return' makes change first, and the
+// bank's answer to that swap is lost. Nothing was deposited, yet return
+// said the return "is saved in the wallet: run 'wallet recover' to finish
+// it", which recover does not: it settles the swap only, and the return is
+// never made. It says making change is pending, that nothing was
+// deposited and to run the same command again; run again once the bank
+// answers, it settles the swap and returns, once.
+func TestReturnChangePending(t *testing.T) {
+	b, _, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	var lose atomic.Int32
+	bankRelay := record(t, func(s *grpc.Server) {
+		pb.RegisterBankServer(s, &swapLosingBank{BankServer: b.Bank.PublicServer(), lose: &lose})
+	})
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, bankRelay.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.50"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	// Return the small coins: EUR:2.00 in one coin is left, which returns
+	// EUR:0.50 only by making change.
+	if r := runWallet(t, env, "--wallet", dir, "return", "EUR:1.50"); r.code != 0 || !strings.Contains(r.stdout, "fresh EUR:2.00") {
+		t.Fatalf("first return: %+v", r)
+	}
+	bankRelay.take()
+
+	lose.Store(1)
+	r := runWallet(t, env, "--wallet", dir, "return", "EUR:0.50")
+	if calls := bankRelay.take(); countCalls(calls, "Swap") != 1 {
+		t.Fatalf("no change was made (%s; %+v): the test needs a return that makes change", calls, r)
+	}
+	if r.code != 1 || r.stdout != "" {
+		t.Fatalf("return with the change swap's answer lost: %+v; want exit 1", r)
+	}
+	for _, want := range []string{"making change is pending at the bank", "nothing was deposited", "run the same command again"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q lacks %q", r.stderr, want)
+		}
+	}
+	if strings.Contains(r.stderr, "recover' to finish it") {
+		t.Errorf("stderr %q says 'wallet recover' finishes the return", r.stderr)
+	}
+	if calls := bankRelay.take(); countCalls(calls, "Deposit") != 0 {
+		t.Fatalf("the bank was sent %s; want no deposit", calls)
+	}
+
+	// Run again, the bank's answer lost again (the swap left pending is
+	// re-sent first): the same.
+	lose.Store(1)
+	r = runWallet(t, env, "--wallet", dir, "return", "EUR:0.50")
+	if r.code != 1 || !strings.Contains(r.stderr, "making change is pending at the bank") || strings.Contains(r.stderr, "recover' to finish it") {
+		t.Fatalf("return run again with the swap unanswered: %+v", r)
+	}
+	if calls := bankRelay.take(); countCalls(calls, "Deposit") != 0 {
+		t.Fatalf("the bank was sent %s; want no deposit", calls)
+	}
+
+	lose.Store(0)
+	r = runWallet(t, env, "--wallet", dir, "return", "EUR:0.50")
+	if r.code != 0 || !strings.Contains(r.stdout, "returned EUR:0.50") || !strings.Contains(r.stdout, "fresh EUR:1.50") {
+		t.Fatalf("return run once the bank answers: %+v", r)
+	}
+	if calls := bankRelay.take(); countCalls(calls, "Deposit") != 1 {
+		t.Fatalf("the bank was sent %s; want one deposit", calls)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "balance", "--json"); !strings.Contains(r.stdout, `"pending": "EUR:0.00"`) || !strings.Contains(r.stdout, `"fresh": "EUR:1.50"`) {
+		t.Fatalf("balance after: %+v; want EUR:1.50 fresh, nothing pending", r)
+	}
+}

@@ -47,8 +47,8 @@ fetched to check it, the payment stays pending (exit 1; --json: "error":
 re-sent and paid at most once. If the bank's answer to the swap making
 change is lost, nothing is sent to the merchant: pay says making change is
 pending at the bank (exit 1; --json: "error": "change-pending"), the coin
-swapped pending; run the same command again (or "wallet recover") to
-finish the swap, and pay pays once. An order the wallet
+swapped pending; run the same command again to finish the swap and pay,
+once ("wallet recover" finishes the swap only; pay still pays). An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
 bank's receipt it kept (--json: "already_paid": true), whatever address it
 was paid at (localhost or 127.0.0.1: the merchant's signed payment request
