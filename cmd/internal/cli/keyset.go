@@ -101,7 +101,8 @@ func (out KeySetOut) print(w io.Writer, then string) {
 }
 
 // RunKeySet runs a keyset command with flags f: it prints the key set
-// read returns or, with --drop, prints it, asks (unless --yes) and has
+// read returns or, with --drop, prints it (with a warning if it decodes),
+// asks (unless --yes) and has
 // drop delete it, given its hash (so that drop deletes only the set shown,
 // or the one --sha256 names).
 func RunKeySet(inv *Invocation, f *KeySetFlags, read func() (*ecash.HeldKeySet, error), drop func(shown ecash.Hash) (*ecash.HeldKeySet, error)) error {
@@ -129,6 +130,11 @@ func RunKeySet(inv *Invocation, f *KeySetFlags, read func() (*ecash.HeldKeySet, 
 		return fmt.Errorf("the key set held is %s, not %s: nothing dropped", held.Hash, named)
 	}
 	out.print(inv.PromptOut(), f.then)
+	if held.Err == nil {
+		// Not damaged: the drop gives up the check of the next set
+		// against it (ecash.KeySet.Follows), for nothing it needs.
+		fmt.Fprintf(inv.PromptOut(), "WARNING: this key set decodes: it is not damaged. Dropping it gives up what keeps the bank (a replica not yet restarted, a replay) from having %s take an older set its master key signed, which may list a key revoked since as valid again. Drop it only if you know why.\n", f.then)
+	}
 	if !f.Yes && !inv.Agree("Drop this key set, so that "+f.then+" takes the one the bank serves?") {
 		return errors.New("nothing dropped")
 	}

@@ -37,7 +37,7 @@ current set from an older one it signed, so start it against a bank whose
 replicas all serve the current set, and run "merchantd verify-log" soon
 after, which takes a newer logged set from the audit log. Restoring the data directory from a
 backup is the other way out. Drop a set that decodes only if you know why
-(docs/OPERATIONS.md, "The bank's keys").`,
+(docs/OPERATIONS.md, "The bank's keys"): --drop warns first when it does.`,
 		Example: `merchantd keyset --data ./shop
 merchantd keyset --data ./shop --drop`,
 		Flags: func(fs *flag.FlagSet) {

@@ -52,7 +52,8 @@ soon after, which takes a newer set from the bank's audit log. A wallet
 older than the master key's pin, whose set does not name the master key
 readably, drops nothing: restore it from its seed. Restoring the wallet
 from a copy or its seed ("wallet restore") is the other way out. Drop a
-set that decodes only if you know why (docs/KEYS.md §5).
+set that decodes only if you know why (docs/KEYS.md §5): --drop warns
+first when it does.
 
 With --json it prints one object: bank_master_key (hex), held (whether a
 set is stored), sha256 and size (of the signed set stored), for a set that

@@ -69,6 +69,14 @@ func TestKeysetWayOut(t *testing.T) {
 		t.Fatalf("keyset --json: sha256 %s, want %s", good.SHA256, want)
 	}
 
+	// A set that decodes is dropped only past a warning that it is sound
+	// and what dropping it gives up; not agreed, it stays.
+	r = runWallet(t, cli.Env{Stdin: strings.NewReader("no\n")}, "--wallet", dir, "keyset", "--drop")
+	if r.code != 1 || !strings.Contains(r.stdout, "WARNING: this key set decodes") || !strings.Contains(r.stdout, "revoked since") ||
+		ecash.HashOf(storedKeySet(t, dir, nil)).String() != good.SHA256 {
+		t.Fatalf("keyset --drop of a sound set, not agreed: %+v", r)
+	}
+
 	damaged := []byte("not a key set")
 	storedKeySet(t, dir, damaged)
 	r = runWallet(t, env, "--wallet", dir, "withdraw", "EUR:0.50")
@@ -96,7 +104,7 @@ func TestKeysetWayOut(t *testing.T) {
 		t.Fatalf("after a refused drop the wallet stores %q", got)
 	}
 	r = runWallet(t, cli.Env{Stdin: strings.NewReader("no\n")}, "--wallet", dir, "keyset", "--drop")
-	if r.code != 1 || !strings.Contains(r.stderr, "nothing dropped") || storedKeySet(t, dir, nil) == nil {
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing dropped") || storedKeySet(t, dir, nil) == nil || strings.Contains(r.stdout, "WARNING") {
 		t.Fatalf("keyset --drop, not agreed: %+v", r)
 	}
 	if r := runWallet(t, env, "--wallet", dir, "keyset", "--yes"); r.code != 2 {
