@@ -343,6 +343,7 @@ func TestSubmitCheckResubmissionCharged(t *testing.T) {
 	// alone, nothing decrypted and nothing charged.
 	f.now, f.serial = f.now.Add(-time.Second), f.serial-1
 	other, _ := f.endorsedOrder(500, "")
+	f.b.LimitAccounts(bank.NewRateLimiter(1, 2, 100)) // full buckets
 	opens.Store(0)
 	for range 3 {
 		if _, err := f.b.SubmitCheck(ctx, other); !errors.Is(err, bank.ErrEPOIDConflict) {
@@ -351,6 +352,12 @@ func TestSubmitCheckResubmissionCharged(t *testing.T) {
 	}
 	if n := opens.Load(); n != 0 {
 		t.Fatalf("refusing another order under a decided EPOID opened %d private parts", n)
+	}
+	// Nothing charged: the burst of two re-submissions is still whole.
+	for i := range 2 {
+		if _, err := f.b.SubmitCheck(ctx, end); err != nil {
+			t.Fatalf("re-submission %d after three refused conflicts: %v (the conflicts were charged)", i+1, err)
+		}
 	}
 }
 
