@@ -79,31 +79,8 @@ func (b *resignedRecoup) GetKeys(ctx context.Context, in *pb.GetKeysRequest, opt
 // again: failed, the temporary reason, not bad_answer.
 func TestRecoupReasonKeySetUnreachable(t *testing.T) {
 	ctx := context.Background()
-	b, _, _, _ := startShop(t, "", "EUR:1.00", "EUR:2.00")
-	dir, _ := accountWallet(t, cli.Env{}, b, b.Addr, "EUR:5.00")
-	if r := runWallet(t, cli.Env{}, "--wallet", dir, "withdraw", "EUR:1.00"); r.code != 0 {
-		t.Fatalf("withdraw: %+v", r)
-	}
-	ks, _ := b.Bank.KeySet()
-	for _, d := range ks.Denominations {
-		if d.Value == ecash.MustParseAmount("EUR:1.00") {
-			if _, err := b.Bank.RevokeDenomination(ctx, d.ID.String()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var skew atomic.Int64
-	w, err := wallet.Open(dir, wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	conn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	bank := &resignedRecoup{BankClient: pb.NewBankClient(conn), skew: &skew}
+	w, bc, skew := revokedCoins(t, 1)
+	bank := &resignedRecoup{BankClient: bc, skew: skew}
 	for _, c := range []struct {
 		keysDown bool
 		want     string
@@ -123,15 +100,15 @@ func TestRecoupReasonKeySetUnreachable(t *testing.T) {
 	}
 }
 
-// TestRecoupReasonKeySetUnreachableEveryCoin: with the bank's key set out
-// of reach, every coin whose receipt names an unlisted signer is failed,
-// not only the first: the coins after it, within verifyBank's refetch
-// bound, take the failed fetch's word and must not read as bad_answer.
-func TestRecoupReasonKeySetUnreachableEveryCoin(t *testing.T) {
+// revokedCoins makes a wallet holding n coins of EUR:1.00, whose
+// denomination the bank then revokes, opened with a clock that runs skew
+// ahead, and a client of that bank.
+func revokedCoins(t *testing.T, n int) (*wallet.Wallet, pb.BankClient, *atomic.Int64) {
+	t.Helper()
 	ctx := context.Background()
 	b, _, _, _ := startShop(t, "", "EUR:1.00", "EUR:2.00")
 	dir, _ := accountWallet(t, cli.Env{}, b, b.Addr, "EUR:5.00")
-	for range 2 {
+	for range n {
 		if r := runWallet(t, cli.Env{}, "--wallet", dir, "withdraw", "EUR:1.00"); r.code != 0 {
 			t.Fatalf("withdraw: %+v", r)
 		}
@@ -155,7 +132,17 @@ func TestRecoupReasonKeySetUnreachableEveryCoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	bank := &resignedRecoup{BankClient: pb.NewBankClient(conn), skew: &skew, down: true, once: true}
+	return w, pb.NewBankClient(conn), &skew
+}
+
+// TestRecoupReasonKeySetUnreachableEveryCoin: with the bank's key set out
+// of reach, every coin whose receipt names an unlisted signer is failed,
+// not only the first: the coins after it, within verifyBank's refetch
+// bound, take the failed fetch's word and must not read as bad_answer.
+func TestRecoupReasonKeySetUnreachableEveryCoin(t *testing.T) {
+	ctx := context.Background()
+	w, bc, skew := revokedCoins(t, 2)
+	bank := &resignedRecoup{BankClient: bc, skew: skew, down: true, once: true}
 	rep, err := w.Recoup(ctx, bank)
 	if err != nil || len(rep.Errors) != 2 {
 		t.Fatalf("%+v, %v; want both coins not recouped", rep, err)
