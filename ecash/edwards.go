@@ -111,32 +111,53 @@ func (t *fixedBase) mul(v *edwards25519.Point, s *edwards25519.Scalar) *edwards2
 
 // sum sets v = Σ_i digits[2i+parity]·256^i·P.
 func (t *fixedBase) sum(v *edwards25519.Point, digits *[64]int8, parity int) {
-	// Extended coordinates (X:Y:Z:T), starting at the identity (0:1:1:0).
-	var X, Y, Z, T field.Element
-	Y.One()
-	Z.One()
+	var acc extended
+	acc.identity()
 	var q affineCached
-	var pp, mm, tt, z2, x1, y1, z1, t1 field.Element
 	for i := range 32 {
 		t[i].selectInto(&q, digits[2*i+parity])
-		// Mixed addition (Hisil–Wong–Carter–Dawson), as the library's
-		// AddAffine followed by its conversion back from P1xP1.
-		pp.Add(&Y, &X)
-		mm.Subtract(&Y, &X)
-		pp.Multiply(&pp, &q.yPlusX)
-		mm.Multiply(&mm, &q.yMinusX)
-		tt.Multiply(&T, &q.t2d)
-		z2.Add(&Z, &Z)
-		x1.Subtract(&pp, &mm)
-		y1.Add(&pp, &mm)
-		z1.Add(&z2, &tt)
-		t1.Subtract(&z2, &tt)
-		X.Multiply(&x1, &t1)
-		Y.Multiply(&y1, &z1)
-		Z.Multiply(&z1, &t1)
-		T.Multiply(&x1, &y1)
+		acc.addAffine(&q)
 	}
-	if _, err := v.SetExtendedCoordinates(&X, &Y, &Z, &T); err != nil {
+	acc.point(v)
+}
+
+// extended is a point in extended coordinates (X:Y:Z:T), x = X/Z, y = Y/Z,
+// x·y = T/Z, the form the mixed additions accumulate in.
+type extended struct {
+	X, Y, Z, T field.Element
+}
+
+// identity sets p to the neutral element (0:1:1:0).
+func (p *extended) identity() {
+	p.X.Zero()
+	p.Y.One()
+	p.Z.One()
+	p.T.Zero()
+}
+
+// addAffine sets p = p + q: the mixed addition of Hisil–Wong–Carter–Dawson,
+// as the library's AddAffine followed by its conversion back from P1xP1.
+func (p *extended) addAffine(q *affineCached) {
+	var pp, mm, tt, z2, x1, y1, z1, t1 field.Element
+	pp.Add(&p.Y, &p.X)
+	mm.Subtract(&p.Y, &p.X)
+	pp.Multiply(&pp, &q.yPlusX)
+	mm.Multiply(&mm, &q.yMinusX)
+	tt.Multiply(&p.T, &q.t2d)
+	z2.Add(&p.Z, &p.Z)
+	x1.Subtract(&pp, &mm)
+	y1.Add(&pp, &mm)
+	z1.Add(&z2, &tt)
+	t1.Subtract(&z2, &tt)
+	p.X.Multiply(&x1, &t1)
+	p.Y.Multiply(&y1, &z1)
+	p.Z.Multiply(&z1, &t1)
+	p.T.Multiply(&x1, &y1)
+}
+
+// point sets v = p.
+func (p *extended) point(v *edwards25519.Point) {
+	if _, err := v.SetExtendedCoordinates(&p.X, &p.Y, &p.Z, &p.T); err != nil {
 		// Sums of points on the curve are on it: a bug, not an input.
 		panic("ecash: fixed-base multiplication left the curve")
 	}
@@ -179,39 +200,76 @@ func signedRadix16(s *edwards25519.Scalar) [64]int8 {
 	return d
 }
 
-// csTables caches the tables of the CS keys in use, by encoding: a wallet
-// decodes its key set afresh for each operation, and a table (about 30 KiB,
-// 120–150 µs to build) pays for itself from the second multiplication on.
-// Past maxCSTables keys a new table replaces an arbitrary one, so the
-// cache stays bounded whatever keys a bank publishes, and a wallet using
-// more keys than that in turn still finds most of them.
-var csTables struct {
-	sync.RWMutex
-	m map[[CSPublicKeySize]byte]*fixedBase
+// tableCache holds tables of points' multiples by the point's encoding,
+// at most max of them. Past max a new table replaces an arbitrary one, so
+// the cache stays bounded whatever keys come, and a user of more keys than
+// that in turn still finds most of them. With second set, a key gets its
+// table only the second time it is asked for (the first answer is nil):
+// for keys most of which are met once.
+type tableCache struct {
+	max    int
+	second bool
+	mu     sync.RWMutex
+	m      map[[32]byte]*fixedBase
+	seen   map[[32]byte]struct{} // with second: met once since, at most maxSeenKeys
 }
+
+// get returns key's table, building it with build (which may return nil:
+// no table) if it is not cached and may be.
+func (c *tableCache) get(key [32]byte, build func() *fixedBase) *fixedBase {
+	c.mu.RLock()
+	t := c.m[key]
+	c.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	if c.second && c.firstMeeting(key) {
+		return nil
+	}
+	if t = build(); t == nil {
+		return nil
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[[32]byte]*fixedBase)
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
+		for old := range c.m { // Go's map order: an arbitrary key
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[key] = t
+	c.mu.Unlock()
+	return t
+}
+
+// firstMeeting records key as met and reports whether it had not been
+// since its last table was built (or the record was last cleared).
+func (c *tableCache) firstMeeting(key [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[key]; ok {
+		delete(c.seen, key)
+		return false
+	}
+	if c.seen == nil || len(c.seen) >= maxSeenKeys {
+		c.seen = make(map[[32]byte]struct{})
+	}
+	c.seen[key] = struct{}{}
+	return true
+}
+
+// csTables caches the tables of the CS keys in use: a wallet decodes its
+// key set afresh for each operation, and a table (about 30 KiB, 120–150 µs
+// to build) pays for itself from the second multiplication on.
+var csTables = tableCache{max: maxCSTables}
 
 const maxCSTables = 64
 
 // mulX sets v = s·X in constant time and returns v.
 func (k *CSPublicKey) mulX(v *edwards25519.Point, s *edwards25519.Scalar) *edwards25519.Point {
-	csTables.RLock()
-	t := csTables.m[k.enc]
-	csTables.RUnlock()
-	if t == nil {
-		t = newFixedBase(&k.p)
-		csTables.Lock()
-		if csTables.m == nil {
-			csTables.m = make(map[[CSPublicKeySize]byte]*fixedBase)
-		}
-		if _, ok := csTables.m[k.enc]; !ok && len(csTables.m) >= maxCSTables {
-			for old := range csTables.m { // Go's map order: an arbitrary key
-				delete(csTables.m, old)
-				break
-			}
-		}
-		csTables.m[k.enc] = t
-		csTables.Unlock()
-	}
+	t := csTables.get(k.enc, func() *fixedBase { return newFixedBase(&k.p) })
 	return t.mul(v, s)
 }
 

@@ -154,9 +154,9 @@ func TestCSTablesBounded(t *testing.T) {
 	for pass := range 3 {
 		misses := 0
 		for i, k := range keys {
-			csTables.RLock()
+			csTables.mu.RLock()
 			_, cached := csTables.m[k.enc]
-			csTables.RUnlock()
+			csTables.mu.RUnlock()
 			if !cached {
 				misses++
 			}
@@ -164,9 +164,9 @@ func TestCSTablesBounded(t *testing.T) {
 			if got.Equal(new(edwards25519.Point).ScalarMult(s, &k.p)) != 1 {
 				t.Fatalf("pass %d, key %d: wrong product", pass, i)
 			}
-			csTables.RLock()
+			csTables.mu.RLock()
 			n := len(csTables.m)
-			csTables.RUnlock()
+			csTables.mu.RUnlock()
 			if n > maxCSTables {
 				t.Fatalf("pass %d, after key %d the cache holds %d tables, at most %d", pass, i, n, maxCSTables)
 			}

@@ -382,7 +382,7 @@ func DecodeKeySet(b []byte, pinnedMaster ed25519.PublicKey) (*KeySet, error) {
 		// mistyped pin from a bank that changed its master key.
 		return nil, fmt.Errorf("%w: key set signed by an unexpected master key %x (expected %x)", ErrBadKey, k.MasterPub, pinnedMaster)
 	}
-	if !ed25519.Verify(k.MasterPub, body, sig) {
+	if !verifyEd25519(k.MasterPub, body, sig) {
 		return nil, fmt.Errorf("%w: key set master signature", ErrBadSignature)
 	}
 	return k, nil

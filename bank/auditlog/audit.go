@@ -717,7 +717,7 @@ func (a *Auditor) Apply(b []byte) (*Entry, error) {
 // authorised checks that sig is the signature of account id's key over
 // signed: the account holder's authorisation of a debit.
 func (c *change) authorised(acc *accountState, id uint64, signed, sig []byte, what string) error {
-	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(acc.key[:], signed, sig) {
+	if ecash.VerifyBody(acc.key[:], signed, sig, what) != nil {
 		return c.fail(CheckAuthorised, "the %s is not signed by the key of account %d: a debit the account holder did not authorise", what, id)
 	}
 	return nil
