@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -19,6 +20,7 @@ import (
 type heldSyncFS struct {
 	vfs.FS
 	armed            atomic.Bool
+	fail             atomic.Bool // a held sync, released, fails instead
 	once             sync.Once
 	entered, release chan struct{}
 }
@@ -45,16 +47,39 @@ type heldSyncFile struct {
 	fs *heldSyncFS
 }
 
-func (f *heldSyncFile) hold() {
+func (f *heldSyncFile) hold() error {
 	if f.fs.armed.Load() {
 		f.fs.once.Do(func() { close(f.fs.entered) })
 		<-f.fs.release
+		if f.fs.fail.Load() {
+			return errSyncFailed
+		}
 	}
+	return nil
 }
 
-func (f *heldSyncFile) Sync() error                  { f.hold(); return f.File.Sync() }
-func (f *heldSyncFile) SyncData() error              { f.hold(); return f.File.SyncData() }
-func (f *heldSyncFile) SyncTo(n int64) (bool, error) { f.hold(); return f.File.SyncTo(n) }
+var errSyncFailed = errors.New("test: the WAL's sync failed")
+
+func (f *heldSyncFile) Sync() error {
+	if err := f.hold(); err != nil {
+		return err
+	}
+	return f.File.Sync()
+}
+
+func (f *heldSyncFile) SyncData() error {
+	if err := f.hold(); err != nil {
+		return err
+	}
+	return f.File.SyncData()
+}
+
+func (f *heldSyncFile) SyncTo(n int64) (bool, error) {
+	if err := f.hold(); err != nil {
+		return false, err
+	}
+	return f.File.SyncTo(n)
+}
 
 // heldStore opens a store on a heldSyncFS: release lets its held syncs
 // go, and waits receives as a read starts to wait for one. Cleanup
@@ -193,5 +218,108 @@ func TestScansWaitForTheSync(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// pipelined holds the sync of a first group (A, a write of test/a), then
+// runs second (B), and waits until the committer has applied it: a
+// group's sync overlaps the next group's apply. It returns the answers'
+// channels; B's also carries how far the syncs had come (synced) when B
+// was answered, and A's group is the store's next (started + 1).
+func pipelined(t *testing.T, s *Store, fs *heldSyncFS, second func(*txn) error) (a chan error, b chan answered) {
+	t.Helper()
+	fs.armed.Store(true)
+	a = make(chan error, 1)
+	go func() { a <- s.submit(bg, func(t *txn) error { t.set([]byte("test/a"), []byte("a")); return nil }) }()
+	<-fs.entered
+	var ran atomic.Bool
+	b = make(chan answered, 1)
+	go func() {
+		err := s.submit(bg, func(t *txn) error { defer ran.Store(true); return second(t) })
+		b <- answered{err, s.synced.Load()}
+	}()
+	waitHeld(t, "the next group applied", ran.Load)
+	return a, b
+}
+
+type answered struct {
+	err    error
+	synced uint64
+}
+
+// waitHeld waits until done, which must happen while a sync is held. Not
+// a timing threshold: a bound on waiting for what must happen.
+func waitHeld(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !done(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not while the first group's sync was held", what)
+		}
+	}
+}
+
+// TestNextGroupAppliedDuringSync: the committer applies the next group
+// while a group's WAL sync runs, and answers nothing before the syncs of
+// its group and every group before it have ended. B reads A's write
+// before A is synced, and so must not be answered before A.
+func TestNextGroupAppliedDuringSync(t *testing.T) {
+	s, fs, release, _ := heldStore(t)
+	groupA := s.started.Load() + 1
+	var sawA bool
+	a, b := pipelined(t, s, fs, func(t *txn) error {
+		_, found, err := t.get([]byte("test/a"))
+		sawA = found
+		return err
+	})
+	// B must not be answered while A's sync is held. A store that answered
+	// it early would do so at once; the window only bounds how long the
+	// test looks (a slow machine can make it miss a bug, never fail a
+	// correct store).
+	select {
+	case got := <-b:
+		t.Fatalf("B answered (%v) while the sync of A, whose write it read, was held", got.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	release()
+	if err := <-a; err != nil {
+		t.Error(err)
+	}
+	got := <-b
+	if got.err != nil {
+		t.Error(got.err)
+	}
+	if !sawA {
+		t.Error("B, applied after A, did not see A's write")
+	}
+	if got.synced < groupA {
+		t.Errorf("B answered with %d groups synced, before A's (group %d), whose write it read", got.synced, groupA)
+	}
+	if s.synced.Load() != s.started.Load() {
+		t.Errorf("%d groups synced of %d started", s.synced.Load(), s.started.Load())
+	}
+}
+
+// TestFailedSyncFailsLaterGroups: when a group's sync fails, a group
+// applied on top of it fails too, and so does every operation after;
+// reads of what they wrote fail rather than answer.
+func TestFailedSyncFailsLaterGroups(t *testing.T) {
+	s, fs, release, _ := heldStore(t)
+	keyB := []byte("test/b")
+	a, b := pipelined(t, s, fs, func(t *txn) error { t.set(keyB, []byte("b")); return nil })
+	waitHeld(t, "B visible", func() bool { _, found, err := Get(s.db, keyB); return found || err != nil })
+	fs.fail.Store(true)
+	release()
+	if err := <-a; err == nil {
+		t.Error("A answered without error after its sync failed")
+	}
+	if got := <-b; got.err == nil {
+		t.Error("B, applied on top of A, answered without error after A's sync failed")
+	}
+	fs.fail.Store(false)
+	if err := s.submit(bg, func(t *txn) error { t.set([]byte("test/d"), []byte("d")); return nil }); err == nil {
+		t.Error("an operation after the failed sync succeeded")
+	}
+	if _, _, err := s.lookup(bg, keyB); err == nil {
+		t.Error("a read of a write on top of the failed sync answered")
 	}
 }

@@ -292,8 +292,8 @@ type Store struct {
 	closed bool
 	calls  sync.WaitGroup // calls in progress, mutating or reading
 
-	failed  error // set by the committer after a failed commit; committer-only
-	logSize int64 // committed audit-log entries; committer-only after Open
+	failed  error // the first failed commit (setFailure); guarded by syncMu
+	logSize int64 // audit-log entries applied; committer-only after Open
 	// anyRevoked: a key set revoked a denomination, so logged ops are
 	// checked (checkRevoked); committer-only after Open.
 	anyRevoked bool
@@ -302,7 +302,7 @@ type Store struct {
 	authSwept int64
 	refs      bank.RecentLogRefs
 
-	// Committer-only: shortenRamp's bytes still to watch and groups since
+	// syncLoop-only: shortenRamp's bytes still to watch and groups since
 	// it last looked.
 	rampLeft   int64
 	sinceCheck int
@@ -524,28 +524,52 @@ func (s *Store) submit(ctx context.Context, fn func(t *txn) error) error {
 	return r.err
 }
 
-// commitLoop is the committer goroutine.
+// commitLoop is the committer goroutine. It applies one group after
+// another, and a group's WAL sync overlaps the next group's apply: Pebble
+// shows a batch to reads once applied (ApplyNoSyncWait), so the next group
+// reads it, and syncLoop waits for each group's sync in turn and only then
+// answers it. While the committer waited for each sync, a core could sit
+// idle with operations queued behind it (docs/PERFORMANCE.md, "A group's
+// sync overlapped with the next group").
 func (s *Store) commitLoop() {
 	defer close(s.done)
+	applied := make(chan *group) // unbuffered: at most two groups unsynced
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		s.syncLoop(applied)
+	}()
 	for r := range s.ops {
-		s.commitGroup(r)
+		applied <- s.applyGroup(r)
 	}
+	close(applied)
+	<-syncDone
 }
 
-// commitGroup applies first and every operation already waiting behind it
-// (up to maxBatch, or maxGroupBytes of batch) in one batch, commits it with
-// Sync, then answers them all.
-func (s *Store) commitGroup(first *request) {
-	group := []*request{first}
-	if s.failed != nil {
-		first.err = s.failed
-		close(first.done)
-		return
+// group is one batch of operations on its way from the committer to
+// syncLoop.
+type group struct {
+	reqs    []*request
+	b       *pebble.Batch
+	n       uint64 // its place in started, if handed to Pebble
+	err     error  // the batch broke, or Pebble refused it
+	start   time.Time
+	written int // bytes of batch, for shortenRamp
+}
+
+// applyGroup applies first and every operation already waiting behind it
+// (up to maxBatch, or maxGroupBytes of batch) in one batch and hands it to
+// Pebble without waiting for its sync. Nothing is answered here: an
+// operation's answer may rest on what an earlier group wrote, so every
+// group, even one that writes nothing, is answered by syncLoop in order,
+// after every group before it is synced.
+func (s *Store) applyGroup(first *request) *group {
+	g := &group{reqs: []*request{first}, b: s.db.NewIndexedBatch(), start: time.Now()}
+	if g.err = s.failure(); g.err != nil {
+		return g
 	}
-	b := s.db.NewIndexedBatch()
-	defer b.Close()
+	b := g.b
 	t := &txn{b: b, log: auditlog.NewAppender(s.logSize, committedHashes{s.db}), anyRevoked: &s.anyRevoked, authSwept: &s.authSwept}
-	var groupErr error // set if the batch itself broke
 	apply := func(r *request) {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err // done before pick-up: not applied
@@ -554,8 +578,8 @@ func (s *Store) commitGroup(first *request) {
 		t.writes = t.writes[:0]
 		mark, refs := t.log.Size(), len(t.refs)
 		if r.err = t.run(r.fn); r.err != nil {
-			if err := t.log.Rewind(mark); err != nil && groupErr == nil {
-				groupErr = err
+			if err := t.log.Rewind(mark); err != nil && g.err == nil {
+				g.err = err
 			}
 			t.refs = t.refs[:refs]
 			return
@@ -567,61 +591,99 @@ func (s *Store) commitGroup(first *request) {
 			} else {
 				err = b.Set(w.key, w.value, nil)
 			}
-			if err != nil && groupErr == nil {
-				groupErr = fmt.Errorf("pebblestore: batch: %w", err)
+			if err != nil && g.err == nil {
+				g.err = fmt.Errorf("pebblestore: batch: %w", err)
 			}
 		}
 	}
 	apply(first)
 fill:
-	for len(group) < s.maxBatch && b.Len() < maxGroupBytes {
+	for len(g.reqs) < s.maxBatch && b.Len() < maxGroupBytes {
 		select {
 		case r, ok := <-s.ops:
 			if !ok {
 				break fill
 			}
-			group = append(group, r)
+			g.reqs = append(g.reqs, r)
 			apply(r)
 		default:
 			break fill
 		}
 	}
-	if groupErr == nil {
+	if g.err == nil {
 		if err := writeLog(b, t.log); err != nil {
-			groupErr = fmt.Errorf("pebblestore: batch: %w", err)
+			g.err = fmt.Errorf("pebblestore: batch: %w", err)
 		}
 	}
-	if groupErr == nil && !b.Empty() {
-		start := time.Now()
-		n := s.started.Add(1)
-		if err := b.Commit(pebble.Sync); err != nil {
-			groupErr = fmt.Errorf("pebblestore: commit: %w", err)
-			s.settleSync(n, groupErr)
+	if g.err == nil && !b.Empty() {
+		g.n = s.started.Add(1)
+		g.written = b.Len()
+		if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			g.err = fmt.Errorf("pebblestore: commit: %w", err)
 		} else {
-			s.settleSync(n, nil)
 			s.logSize = t.log.Size()
 			for _, r := range t.refs {
 				s.refs.Add(r.ref, r.index)
 			}
 		}
-		if s.observe != nil {
-			s.observe(len(group), time.Since(start))
+	}
+	if g.err != nil {
+		s.setFailure(g.err)
+	}
+	return g
+}
+
+// syncLoop answers the committer's groups in order, each once its WAL
+// sync has ended. After a failed commit every later group fails too: it
+// was applied on top of the failed one.
+func (s *Store) syncLoop(applied <-chan *group) {
+	var failed error
+	for g := range applied {
+		if g.n != 0 { // handed to Pebble: its sync must end before Close
+			if err := g.b.SyncWait(); err != nil && g.err == nil {
+				g.err = fmt.Errorf("pebblestore: commit: %w", err)
+			}
+		}
+		if failed == nil && g.err != nil {
+			failed = g.err
+			s.setFailure(failed)
+		}
+		if g.n != 0 {
+			s.settleSync(g.n, failed)
+			if s.observe != nil {
+				s.observe(len(g.reqs), time.Since(g.start))
+			}
+		}
+		for _, r := range g.reqs {
+			if failed != nil {
+				r.err = failed
+			}
+			close(r.done)
+		}
+		g.b.Close()
+		if failed == nil && g.n != 0 {
+			// After the answers: a forced flush rotates the WAL, with an
+			// fsync, which neither the group nor ObserveCommit should wait for.
+			s.shortenRamp(g.written)
 		}
 	}
-	if groupErr != nil {
-		s.failed = groupErr
-		for _, r := range group {
-			r.err = groupErr
-		}
+}
+
+// setFailure records the first commit failure: the store refuses every
+// later operation.
+func (s *Store) setFailure(err error) {
+	s.syncMu.Lock()
+	if s.failed == nil {
+		s.failed = err
 	}
-	for _, r := range group {
-		close(r.done)
-	}
-	if groupErr == nil {
-		// After the answers: a forced flush rotates the WAL, with an
-		// fsync, which neither the group nor ObserveCommit should wait for.
-		s.shortenRamp(b.Len())
-	}
+	s.syncMu.Unlock()
+}
+
+// failure is the recorded commit failure, if any.
+func (s *Store) failure() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	return s.failed
 }
 
 // shortenRamp keeps Pebble from holding memtables back from flushing while
