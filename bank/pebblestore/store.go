@@ -10,12 +10,15 @@
 // indexed Pebble batch. Each operation first does all its reads and checks,
 // reading through the batch so that it sees the writes of the operations
 // before it in the same group, and writes only if every check passed: a
-// refused operation leaves no trace. The committer then commits the group
-// with pebble.Sync and only after that replies to every operation in the
-// group, refused ones included (a refusal may rest on an earlier operation of
-// the group). If the commit fails, every operation in the group gets the
-// error and the store refuses all further mutations, since the durable state
-// is then unknown; reopen it.
+// refused operation leaves no trace. The committer then hands the group to
+// Pebble with pebble.Sync, without waiting for the sync (ApplyNoSyncWait:
+// the group is visible to the next group's reads at once), and goes on to
+// the next group; a second goroutine waits for each group's sync in turn
+// and only then replies to every operation in it, refused ones included (a
+// refusal may rest on an earlier operation, of this group or of one not yet
+// synced). If a commit fails, every operation in that group and in every
+// group applied after it gets the error and the store refuses all further
+// mutations, since the durable state is then unknown; reopen it.
 //
 // This gives the [bank.Store] contract: each mutation is atomic (one Pebble
 // batch), durable on return (synced), and linearizable (one committer). Reads
@@ -136,8 +139,9 @@ type Options struct {
 	// MaxBatch bounds the operations committed together in one group commit;
 	// 0 means 256.
 	MaxBatch int
-	// ObserveCommit, if set, is told the size and the synced-commit time of
-	// every group commit (for metrics). It runs on the committer: be quick.
+	// ObserveCommit, if set, is told the size and the time of every group
+	// commit, from the group's first apply to the end of its sync (for
+	// metrics). It runs on the goroutine that answers the groups: be quick.
 	ObserveCommit func(ops int, d time.Duration)
 	// Logger receives Pebble's own messages (WAL recovery, compactions,
 	// background errors) with component=pebble; nil means slog.Default().
