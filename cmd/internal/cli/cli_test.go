@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -315,6 +316,36 @@ func TestTableEscapesCells(t *testing.T) {
 	want := "product:  inv\\x1b]52;c;ZXZpbA==\\a\\x1b[2K\\rpaid\\tin\\nfull\nmemo:     Café crème 👨\u200d👩\u200d👧\n"
 	if b.String() != want {
 		t.Errorf("got  %q\nwant %q", b.String(), want)
+	}
+}
+
+// TestPrintJSONEscapesHidden: --json output carries a peer's text (a memo
+// in a decoded transcript, a reason) as escapes where a terminal would act
+// on it, and decodes to the same text.
+func TestPrintJSONEscapesHidden(t *testing.T) {
+	text := "pay\u009b2Jnow \u202eEUR:1.00 \x7fdel \U000e0041tag line\u2028sep Café 👨\u200d👩\u200d👧 <&>"
+	var b bytes.Buffer
+	inv := &Invocation{Env: &Env{Stdout: &b}, JSON: true}
+	if err := inv.Print(map[string]string{"memo": text}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, r := range []rune{0x9b, 0x202e, 0x7f, 0xe0041, 0x2028} {
+		if strings.ContainsRune(out, r) {
+			t.Errorf("--json output carries %U as it is: %q", r, out)
+		}
+	}
+	for _, kept := range []string{"Café", "👨\u200d👩\u200d👧"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("--json output lost %q: %q", kept, out)
+		}
+	}
+	var back map[string]string
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatalf("--json output does not decode: %v\n%s", err, out)
+	}
+	if back["memo"] != text {
+		t.Errorf("decodes to %q, want %q", back["memo"], text)
 	}
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/blindbank/blindbank/cmd/internal/transport"
@@ -24,11 +26,45 @@ func (inv *Invocation) Print(v any, text func(w io.Writer)) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(inv.Stdout, "%s\n", b)
+		_, err = fmt.Fprintf(inv.Stdout, "%s\n", escapeHiddenJSON(b))
 		return err
 	}
 	text(inv.Stdout)
 	return nil
+}
+
+// escapeHiddenJSON writes, as \u escapes, what encoding/json leaves as it
+// is but a terminal would act on rather than show: DEL, the C1 controls
+// (U+009B is an escape sequence's start on some terminals), and the format
+// characters (bidi overrides and isolates, which reorder what follows):
+// the same runes escapeHidden escapes in text. The JSON means the same to
+// a decoder; a user reading it on a terminal sees what is there. These
+// runes occur only inside strings: JSON's syntax is ASCII.
+func escapeHiddenJSON(b []byte) []byte {
+	if utf8.Valid(b) && bytes.IndexFunc(b, hiddenInJSON) < 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+32)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if hiddenInJSON(r) {
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+			} else {
+				out = fmt.Appendf(out, `\u%04x`, r)
+			}
+		} else {
+			out = append(out, b[:n]...) // json.Marshal wrote valid UTF-8
+		}
+		b = b[n:]
+	}
+	return out
+}
+
+// hiddenInJSON reports whether r is hidden (ecash.Hidden) and not escaped
+// by encoding/json already (C0 controls, U+2028 and U+2029 are).
+func hiddenInJSON(r rune) bool {
+	return r >= 0x7f && r != 0x2028 && r != 0x2029 && ecash.Hidden(r)
 }
 
 // Table is a text table with aligned columns.
