@@ -299,6 +299,12 @@ bankd keys prune --data ./bank --signing-before 2024-01-01`,
 	}
 }
 
+// maxSigningGrace bounds rotate-signing's --grace: long enough to restart
+// every replica and, with an offline master key, to sign the changed key
+// set; a mistyped 9999d would keep a retired (maybe leaked) key valid for
+// new signatures for decades.
+const maxSigningGrace = 30 * 24 * time.Hour
+
 func keysRotateSigningCommand() *cli.Command {
 	var (
 		fl    config.Flags
@@ -319,15 +325,20 @@ the grace (with an offline master key, sign the changed key set first).
 Rotate at once, with a short grace, if the old key may have leaked: the
 window bounds what a thief can forge to back-dated objects. A grace of 0
 closes the window now, for a bank stopped before the rotation (a running
-one's signatures until its restart would not verify).`,
+one's signatures until its restart would not verify). The grace is at most
+30d: it covers a restart (and an offline signing of the key set), and a
+longer one would keep a retired key good for new signatures long after.`,
 		Example: `bankd keys rotate-signing --data ./bank
 bankd keys rotate-signing --data ./bank --grace 1h`,
 		Flags: func(fs *flag.FlagSet) {
 			fl.RegisterKeyFile(fs)
-			cli.DurationVar(fs, &grace, "grace", 24*time.Hour, "the old key stays valid for `DURATION` (0 or more; 0 with bankd stopped) after now, until bankd restarts with the new one")
+			cli.DurationVar(fs, &grace, "grace", 24*time.Hour, "the old key stays valid for `DURATION` (0 to 30d; 0 with bankd stopped) after now, until bankd restarts with the new one")
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			g := grace
+			if g > maxSigningGrace {
+				return cli.Usagef("--grace %s: at most %s (the window only needs to cover a restart)", cli.FormatDuration(g), cli.FormatDuration(maxSigningGrace))
+			}
 			k, path, opts, info, err := loadKeys(inv, &fl)
 			if err != nil {
 				return err

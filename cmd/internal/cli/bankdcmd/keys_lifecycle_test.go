@@ -189,6 +189,33 @@ func TestKeysRotateSigningNoGrace(t *testing.T) {
 	}
 }
 
+// TestKeysRotateSigningGraceBound: --grace above 30d is refused as a
+// usage error, before the key file changes; 30d itself is taken.
+func TestKeysRotateSigningGraceBound(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bank")
+	mustBankd(t, "keys", "generate", "--data", dir, "--denominations", "EUR:1.00/cs")
+	before := show(t, dir)
+	if code, _, errs := bankd(t, "keys", "rotate-signing", "--data", dir, "--grace", "31d"); code != 2 || !strings.Contains(errs, "--grace 31d: at most 30d") {
+		t.Fatalf("--grace 31d: exit %d: %s", code, errs)
+	}
+	if after := show(t, dir); len(after.PastSigning) != 0 || after.SigningPublic != before.SigningPublic {
+		t.Fatalf("a refused rotation changed the keys: %+v", after)
+	}
+	path := filepath.Join(dir, bank.KeysFile)
+	k, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SigningSince = k.SigningSince.Add(-time.Minute) // made a minute ago
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	mustBankd(t, "keys", "rotate-signing", "--data", dir, "--grace", "30d")
+	if s := show(t, dir); len(s.PastSigning) != 1 {
+		t.Fatalf("--grace 30d: retired %+v", s.PastSigning)
+	}
+}
+
 // TestKeysShowRevoked: a revoked key issues nothing (the bank refuses to
 // withdraw under it), so keys show marks it revoked and counts it apart,
 // never as issuing or future: neither in the text nor in --json.
