@@ -1,11 +1,14 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 // signFor signs epo with key, its private part naming account.
@@ -209,5 +214,87 @@ func TestRefusedGoodsEPOPastDeliveryTTL(t *testing.T) {
 	}
 	if _, err := s.m.loadSale(d.EPOID); !errors.Is(err, ErrNoSale) || s.hasEndorsedMark(d.EPOID) {
 		t.Fatalf("sale: %v, marked %v; want it deleted", err, s.hasEndorsedMark(d.EPOID))
+	}
+}
+
+// TestRefusedSaleSettledFromRecordInTranscript: an order an earlier build
+// of the bank decided (its customer's memo holds control characters, which
+// the bank now refuses from a peer) and whose answer the till lost is sent
+// again by Reconcile; the bank refuses the endorsement outright yet
+// answers for its record, and the till settles the sale from it
+// (settleRefused). The receipt must be in the till's transcript, as every
+// other receipt the till stores is: it was stored with no transcript line,
+// so an auditor of the transcript missed the sale.
+func TestRefusedSaleSettledFromRecordInTranscript(t *testing.T) {
+	s := newShop(t)
+	ctx := context.Background()
+	var tr bytes.Buffer
+	s.transcript = &tr
+	s.m.Close()
+	s.open()
+	_, q, d := s.offer("song")
+	// What the earlier build's wallet could sign: a memo with a bell and an
+	// escape, sealed to the bank.
+	reply, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	priv := echeck.EPOPrivate{Account: s.custAcct, Memo: "rent\x07 \x1b[2J"}
+	copy(priv.ReplyKey[:], reply.PublicKey().Bytes())
+	ks, _ := s.bank.KeySet()
+	epo := &echeck.SignedEPO{EPO: echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(time.Hour))}
+	h := epo.EPO.BodyHash()
+	var err error
+	if epo.SealedPrivate, err = ecash.Seal(ks.HPKEPub, echeck.InfoEPOPrivate, h[:], priv.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	epo.CustomerSig = ecash.SignBody(s.custKey, epo.SignatureInput())
+
+	s.bankc.checksDown.Store(true)
+	if _, err := s.m.SubmitEPO(ctx, epo.Encode()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("SubmitEPO: %v, want the bank unreachable", err)
+	}
+	s.bankc.checksDown.Store(false)
+	sl, err := s.m.loadSale(d.EPOID)
+	if err != nil || sl.Endorsement == nil {
+		t.Fatalf("sale %v: want it endorsed", err)
+	}
+	// Decided by the earlier build, through the bank's store.
+	receipt := func(dec echeck.Decision, reason string, k [32]byte) []byte {
+		r, err := echeck.NewReceipt(epo, dec, reason, k, s.clock.now(), bankKeys(t).Signing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Encode()
+	}
+	op := bank.CheckOp{EPOID: d.EPOID.String(), EPOHash: epo.Hash(), Customer: s.custAcct, Merchant: s.account,
+		Amount: int64(epo.Price.Value), Product: epo.ProductID, Memo: priv.Memo, MerchantMemo: "sale of song", Record: sl.Endorsement, Time: s.clock.now(),
+		Approved:      receipt(echeck.Approved, "", sl.Key),
+		DeclinedFunds: receipt(echeck.Declined, echeck.ReasonInsufficientFunds, [32]byte{}),
+		DeclinedLimit: receipt(echeck.Declined, echeck.ReasonLimitExceeded, [32]byte{}),
+		Log: auditlog.Check{EPOID: d.EPOID.String(), EPOHash: epo.Hash(), PartsHash: epo.PartsHash(), CustomerSig: epo.CustomerSig,
+			Customer: s.custAcct, Merchant: s.account, Amount: epo.Price}}
+	if out, err := s.bank.Store().Check(ctx, op); err != nil || out.Outcome != bank.CheckApproved {
+		t.Fatalf("recording the order: %+v, %v", out, err)
+	}
+	if _, err := s.bankc.SubmitCheck(ctx, &pb.SubmitCheckRequest{Endorsement: sl.Endorsement}); !bank.Definitive(err) {
+		t.Fatalf("the bank takes the endorsement sent again (%v): the test needs it refused outright", err)
+	}
+
+	if _, err := s.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sl, err := s.m.loadSale(d.EPOID); err != nil || sl.Receipt == nil || s.hasEndorsedMark(d.EPOID) {
+		t.Fatalf("sale (%v) with a receipt %v, marked %v: want it settled from the bank's record", err, sl != nil && sl.Receipt != nil, s.hasEndorsedMark(d.EPOID))
+	}
+	steps := map[string]int{}
+	for line := range strings.Lines(tr.String()) {
+		var rec ecash.TranscriptRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("transcript line %q: %v", line, err)
+		}
+		if rec.Note == d.EPOID.String() {
+			steps[rec.Step]++
+		}
+	}
+	if steps["signed-epo"] != 1 || steps["endorsement"] != 1 || steps["epo-receipt"] != 1 {
+		t.Fatalf("the till's transcript records %v for the sale; want its EPO, endorsement and receipt once each", steps)
 	}
 }

@@ -528,24 +528,20 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 // ever (anyone can sign a junk check naming any account): so the mark must
 // not stay for Reconcile. The refusal recorded nothing, but the
 // EPOID may have been decided before (a concurrent or earlier submission),
-// so the bank is asked. Its receipt for this EPO is stored as forward
-// would; no record reverts the sale (revertSale); an unanswered query, or
-// a record of another EPO under this EPOID, keeps the mark.
+// so the bank is asked (settleByStatus: its receipt for this EPO is stored
+// and recorded in the transcript, as Reconcile's status query does); no
+// record reverts the sale (revertSale); an unanswered query, or a record
+// of another EPO under this EPOID, keeps the mark.
 func (m *Merchant) settleRefused(ctx context.Context, epo *echeck.SignedEPO, end []byte) {
-	resp, err := m.askStatus(ctx, epo.EPOID)
+	err := m.settleByStatus(ctx, epo)
 	switch {
+	case err == nil:
+		m.log.Info("payment order refused by the bank, which had decided it: settled from its record", "epoid", epo.EPOID.String())
+		return
 	case status.Code(err) == codes.NotFound:
 		if err = m.revertSale(epo.EPOID, end); err == nil {
 			m.log.Info("payment order refused by the bank, which has no record of it: endorsement dropped", "epoid", epo.EPOID.String())
 			return
-		}
-	case err == nil:
-		// A receipt of another EPO under this EPOID does not verify
-		// (verifyReceipt logs it as an error).
-		if _, err = m.verifyReceipt(ctx, resp.Receipt, epo); err == nil {
-			if err = m.recordReceipt(epo.EPOID, resp.Receipt, resp.LogIndex); err == nil {
-				return
-			}
 		}
 	}
 	m.log.Warn("payment order refused; the bank's record of it unknown: kept for Reconcile", "epoid", epo.EPOID.String(), "err", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,6 +225,8 @@ type shop struct {
 	account  uint64
 	custKey  ed25519.PrivateKey
 	custAcct uint64
+	// transcript, if set, takes the till's transcript from the next open.
+	transcript io.Writer
 }
 
 func newShop(t *testing.T) *shop { return newShopWith(t, nil) }
@@ -284,7 +287,7 @@ func newShopOn(t *testing.T, k *bank.Keys, wrap func(bank.Store) bank.Store) *sh
 }
 
 func (s *shop) open() {
-	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: s.bankc, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: s.bankc, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat, Transcript: s.transcript})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -142,8 +142,12 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 
 // settleByStatus settles an endorsed sale from the bank's record of it,
 // asked by the till's status query: the receipt for epo, verified, is
-// stored as forward stores one. No record (NotFound) settles nothing here:
-// it is an error, and the sale stays marked.
+// stored and recorded in the transcript as forward does with one. The one
+// place both ways of settling by status go through (Reconcile's, refused
+// for a rate, and settleRefused's), so that neither stores a receipt the
+// transcript lacks. A receipt of another EPO under this EPOID does not
+// verify (verifyReceipt logs it as an error). No record (NotFound, the
+// query's own error) settles nothing here: the caller decides.
 func (m *Merchant) settleByStatus(ctx context.Context, epo *echeck.SignedEPO) error {
 	resp, err := m.askStatus(ctx, epo.EPOID)
 	if err != nil {
