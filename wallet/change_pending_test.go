@@ -3,10 +3,14 @@ package wallet_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -70,8 +74,8 @@ func TestPayChangePending(t *testing.T) {
 
 	_, err := w.Pay(ctx, lossy, shop, "shop", order, confirm)
 	var cp *wallet.ChangePendingError
-	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("pay with the change swap's answer lost: %v, want a *ChangePendingError wrapping ErrPending", err)
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) || cp.Recoup {
+		t.Fatalf("pay with the change swap's answer lost: %v, want a *ChangePendingError wrapping ErrPending, Recoup not set", err)
 	}
 	if len(change) != 1 || !change[0] {
 		t.Fatalf("offers confirmed %v, want one that makes change", change)
@@ -91,8 +95,8 @@ func TestPayChangePending(t *testing.T) {
 	// Run again with the bank's answer lost again: the swap left pending
 	// is re-sent first, and the payment is not made.
 	_, err = w.Pay(ctx, lossy, shop, "shop", order, confirm)
-	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("pay run again, the swap still unanswered: %v, want a *ChangePendingError", err)
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) || cp.Recoup {
+		t.Fatalf("pay run again, the swap still unanswered: %v, want a *ChangePendingError, Recoup not set", err)
 	}
 	if n := shop.pays.Load(); n != 0 {
 		t.Fatalf("%d payments sent to the merchant, want none", n)
@@ -150,6 +154,77 @@ func TestPayChangePendingRecover(t *testing.T) {
 	}
 	if got := fresh(t, w); got != "EUR:1.26" {
 		t.Errorf("after paying: fresh %s, want EUR:1.26", got)
+	}
+	f.checkConservation(t, w)
+}
+
+// lossyReissues relays a real bank, losing the answers to the next lose
+// recoups by re-issue (those with outputs) after the bank committed them.
+type lossyReissues struct {
+	pb.BankClient
+	lose atomic.Int32
+}
+
+func (l *lossyReissues) Recoup(ctx context.Context, in *pb.RecoupRequest, opts ...grpc.CallOption) (*pb.RecoupResponse, error) {
+	resp, err := l.BankClient.Recoup(ctx, in, opts...)
+	if err == nil && len(resp.BlindSignatures) > 0 && l.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+// TestPayRecoupPending: the swap a payment finds pending is a recoup's
+// re-issue of a revoked coin, its answer lost, not change made for a
+// payment. The payment is not made (a *ChangePendingError, nothing sent
+// to the merchant), but the error said "making change is pending", which
+// the wallet never did: it says a recoup is pending now, and Recoup is set.
+// Once the bank answers, the payment settles the recoup and pays once.
+func TestPayRecoupPending(t *testing.T) {
+	ctx := context.Background()
+	k := keys(t)
+	f := newFixture(t)
+	w := f.walletWithCoins(t, wallet.Options{}, "EUR:10.00", "EUR:1.00")
+	// A coin of EUR:0.04 swapped for EUR:0.01, EUR:0.02 and EUR:0.01: a
+	// coin of EUR:0.02 that came from a swap.
+	if _, err := w.Swap(ctx, f.bankc, ecash.MustParseAmount("EUR:0.04")); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeValue(t, f, k, ks, 2, time.Now())
+	lossy := &lossyReissues{BankClient: f.bankc}
+	lossy.lose.Store(2)
+	if _, err := w.Recoup(ctx, lossy); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("recoup with the re-issue's answer lost: %v, want ErrPending", err)
+	}
+	if lossy.lose.Load() != 1 {
+		t.Fatal("no re-issue was made: the test needs a revoked coin that came from a swap")
+	}
+	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "recoup pending", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop := &countingShop{MerchantClient: f.shop}
+	_, err = w.Pay(ctx, lossy, shop, "shop", o.ID, nil)
+	var cp *wallet.ChangePendingError
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) || !cp.Recoup {
+		t.Fatalf("pay with the recoup's answer lost again: %v, want a *ChangePendingError wrapping ErrPending, Recoup set", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "change") || !strings.Contains(msg, "recoup") || !strings.Contains(msg, "nothing was paid") {
+		t.Errorf("pay with a recoup pending says %q; want a recoup pending, nothing paid, and no change", msg)
+	}
+	if n := shop.pays.Load(); n != 0 {
+		t.Fatalf("%d payments sent to the merchant, want none", n)
+	}
+	f.checkConservation(t, w)
+
+	if _, err := w.Pay(ctx, lossy, shop, "shop", o.ID, nil); err != nil {
+		t.Fatalf("pay once the bank answers: %v", err)
+	}
+	if n := shop.pays.Load(); n != 1 {
+		t.Errorf("%d payments sent to the merchant, want 1", n)
 	}
 	f.checkConservation(t, w)
 }

@@ -192,15 +192,24 @@ func (e *AlreadyPaidError) Error() string {
 // of the wallet's coins is pending at the bank: the swap making its change
 // was sent and its answer lost, so the coin swapped stays pending in it.
 // Nothing was sent to the merchant (or deposited). A payment settles the
-// swaps left pending (by an earlier run's change, or Swap) before it makes
-// its own; one the bank still does not answer ends it the same way. It
-// wraps the swap's error, which wraps ErrPending: running the payment
-// again, or Recover, settles the swap, and the payment is then made, once.
+// swaps left pending (by an earlier run's change, Swap, or Recoup's
+// re-issue of a revoked coin) before it makes its own; one the bank still
+// does not answer ends it the same way, with Recoup set if it is a
+// recoup's. It wraps the swap's error, which wraps ErrPending: running the
+// payment again, or Recover, settles the swap, and the payment is then
+// made, once.
 type ChangePendingError struct {
 	Err error // the swap's error
+	// Recoup: the swap pending is a recoup's re-issue of a revoked coin
+	// that came from a swap (Recoup), no change: the revoked coin stays
+	// pending in it.
+	Recoup bool
 }
 
 func (e *ChangePendingError) Error() string {
+	if e.Recoup {
+		return fmt.Sprintf("wallet: a recoup of a revoked coin is pending at the bank (%v): nothing was paid yet; retry, which settles the recoup first", e.Err)
+	}
 	return fmt.Sprintf("wallet: making change is pending at the bank (%v): nothing was paid yet; retry, which settles the swap first", e.Err)
 }
 
@@ -211,7 +220,8 @@ func (e *ChangePendingError) Unwrap() error { return e.Err }
 // before a payment, a *ChangePendingError if it leaves one pending.
 func changePending(err error) error {
 	if errors.Is(err, ErrPending) {
-		return &ChangePendingError{Err: err}
+		var sr *swapRecoveryError
+		return &ChangePendingError{Err: err, Recoup: errors.As(err, &sr) && sr.recoup}
 	}
 	return err
 }

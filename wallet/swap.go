@@ -383,7 +383,9 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		return nil, err
 	}
 	var resp *pb.SwapResponse
+	what := "swap"
 	if ps.Recoup {
+		what = "recoup"
 		w.tr.Record(w.now(), "recoup-request", ps.Body, "")
 		var r *pb.RecoupResponse
 		if r, err = bank.Recoup(ctx, &pb.RecoupRequest{Request: ps.Body}); err == nil {
@@ -397,7 +399,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		if ds := DoubleSpendFromError(err); ds != nil {
 			spent := ds.Proof.Earlier.Coin.ID()
 			if verr := w.verifyBank(ctx, bank, ks, ds.Proof.Verify); verr != nil || !slices.Contains(ps.Inputs, spent) || ownSpend(ds.Proof.Earlier, h, outputs) {
-				return nil, fmt.Errorf("%w: swap refused with a double-spend claim that does not hold (%v)", ErrPending, err)
+				return nil, fmt.Errorf("%w: %s refused with a double-spend claim that does not hold (%v)", ErrPending, what, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
 			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil))
@@ -410,7 +412,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			// this swap to the request that took them (see parkIndices).
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: swap: %v", ErrPending, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrPending, what, err)
 	}
 	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared, blinded: ps.blinded}, resp.BlindSignatures)
 	if err != nil {
@@ -534,16 +536,35 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		return err
 	}
 	for _, key := range keys {
+		recoup := false
 		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
+			recoup = ps.Recoup
 			_, err := w.sendSwap(ctx, bank, ks, ps)
 			return err
 		})
 		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) {
-			return fmt.Errorf("wallet: recovering a swap: %w", err)
+			return &swapRecoveryError{recoup: recoup, err: err}
 		}
 	}
 	return nil
 }
+
+// swapRecoveryError is a pending swap recoverSwaps could not settle;
+// recoup if it is a recoup's re-issue, which a payment must not report as
+// change (ChangePendingError).
+type swapRecoveryError struct {
+	recoup bool
+	err    error
+}
+
+func (e *swapRecoveryError) Error() string {
+	if e.recoup {
+		return "wallet: recovering a recoup's re-issue: " + e.err.Error()
+	}
+	return "wallet: recovering a swap: " + e.err.Error()
+}
+
+func (e *swapRecoveryError) Unwrap() error { return e.err }
 
 // pick is selectCoins' search: the coins largest first, valued by value,
 // and what they leave unpaid, and every fresh coin it considered. It never

@@ -57,15 +57,29 @@ func changeError(what string, err error) error {
 	switch {
 	case errors.As(err, &change):
 		// Checked before ErrPending, which it wraps: only the swap making
-		// change (for a return, the one caller) is pending; nothing was
-		// deposited, and Recover settles the swap but makes no return.
-		return fmt.Errorf("the %s was not made: making change is pending at the bank (a swap of the wallet's coins was not answered: %v); nothing was deposited. The coin swapped is saved in the wallet, pending: run the same command again to finish the swap and make the %s (nothing is spent twice)", what, change.Err, what)
+		// change (for a return, the one caller), or a recoup's re-issue,
+		// is pending; nothing was deposited, and Recover settles the swap
+		// but makes no return.
+		pending, retry := pendingSwap(change)
+		return fmt.Errorf("the %s was not made: %s; nothing was deposited. %s and make the %s (nothing is spent twice)", what, pending, retry, what)
 	case errors.Is(err, wallet.ErrPending):
 		return fmt.Errorf("the bank did not confirm the %s (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is spent twice)", what, err)
 	case errors.Is(err, ecash.ErrDoubleSpend):
 		return fmt.Errorf("%s refused: a coin was already spent, perhaps by a copy of this wallet (%v); that coin is marked spent, the others are kept", what, err)
 	}
 	return err
+}
+
+// pendingSwap says which swap a *wallet.ChangePendingError left pending
+// and why, and how to finish it (the caller's words go on with what the
+// run then does).
+func pendingSwap(change *wallet.ChangePendingError) (what, retry string) {
+	if change.Recoup {
+		return fmt.Sprintf("a recoup of a revoked coin is pending at the bank (its re-issue as new coins was not answered: %v)", change.Err),
+			"The revoked coin is saved in the wallet, pending: run the same command again to finish the recoup"
+	}
+	return fmt.Sprintf("making change is pending at the bank (a swap of the wallet's coins was not answered: %v)", change.Err),
+		"The coin swapped is saved in the wallet, pending: run the same command again to finish the swap"
 }
 
 func swapCommand(g *globals) *cli.Command {
@@ -134,7 +148,9 @@ and "wallet recover" settles them. If the bank's answer to the swap making
 change is lost, nothing is deposited: return says making change is pending
 at the bank (exit 1), the coin swapped pending; run the same command again
 to finish the swap and return, once ("wallet recover" finishes the swap
-only).`,
+only). A recoup's re-issue of a revoked coin left unanswered is finished
+first the same way: if the bank still does not answer, return says a
+recoup is pending (exit 1), and nothing is deposited.`,
 		Example: `wallet return EUR:5.00`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&transcript, "transcript", "", "append the protocol messages to `FILE` (JSON lines)")

@@ -207,3 +207,87 @@ func TestReturnChangePending(t *testing.T) {
 		t.Fatalf("balance after: %+v; want EUR:1.50 fresh, nothing pending", r)
 	}
 }
+
+// reissueLosingBank serves a real bank, but loses the answers to the next
+// lose recoups by re-issue (those with outputs) after the bank committed
+// them.
+type reissueLosingBank struct {
+	pb.BankServer
+	lose *atomic.Int32
+}
+
+func (b *reissueLosingBank) Recoup(ctx context.Context, in *pb.RecoupRequest) (*pb.RecoupResponse, error) {
+	resp, err := b.BankServer.Recoup(ctx, in)
+	if err == nil && len(resp.BlindSignatures) > 0 && b.lose.Add(-1) >= 0 {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return resp, err
+}
+
+// TestPayRecoupPending: the swap 'wallet pay' finds pending is a recoup's
+// re-issue of a revoked coin, its answer lost: no change was made, yet pay
+// said "making change is pending" (--json: "error": "change-pending"). It
+// says a recoup is pending and nothing was sent (exit 1; --json: "error":
+// "recoup-pending"); run again once the bank answers, it settles the
+// recoup and pays, once.
+func TestPayRecoupPending(t *testing.T) {
+	ctx := context.Background()
+	b, m, _, _ := startShop(t, "", "EUR:0.01", "EUR:0.02", "EUR:0.04")
+	var lose atomic.Int32
+	bankRelay := record(t, func(s *grpc.Server) {
+		pb.RegisterBankServer(s, &reissueLosingBank{BankServer: b.Bank.PublicServer(), lose: &lose})
+	})
+	shop := record(t, func(s *grpc.Server) { pb.RegisterMerchantServer(s, m.Merchant.PublicServer()) })
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, bankRelay.Addr, "EUR:1.00")
+	// EUR:0.04 swapped for EUR:0.01, EUR:0.02 and EUR:0.01: a coin of
+	// EUR:0.02 that came from a swap, re-issued when its key is revoked.
+	for _, args := range [][]string{{"withdraw", "EUR:0.07"}, {"swap", "EUR:0.04"}} {
+		if r := runWallet(t, env, append([]string{"--wallet", dir}, args...)...); r.code != 0 {
+			t.Fatalf("%s: %+v", args[0], r)
+		}
+	}
+	ks, _ := b.Bank.KeySet()
+	for _, d := range ks.Denominations {
+		if d.Value.Value == 2 {
+			if _, err := b.Bank.RevokeDenomination(ctx, d.ID.String()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lose.Store(2)
+	if r := runWallet(t, env, "--wallet", dir, "recoup"); r.code == 0 || lose.Load() != 1 {
+		t.Fatalf("recoup with the re-issue's answer lost: %+v, %d answers left to lose; want it pending", r, lose.Load())
+	}
+	o, err := m.Merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "tea", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := []string{"--wallet", dir, "pay", "--yes", "--merchant", shop.Addr, "--merchant-plaintext", "--order", o.ID}
+	shop.take()
+
+	r := runWallet(t, env, append(pay, "--json")...)
+	var out struct{ Error string }
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.Error != "recoup-pending" {
+		t.Fatalf("pay --json with the recoup's answer lost: %+v; want \"error\": \"recoup-pending\"", r)
+	}
+	for _, want := range []string{"recoup of a revoked coin is pending at the bank", "nothing was sent to the merchant", "run the same command again", "connection reset (simulated)"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr %q lacks %q", r.stderr, want)
+		}
+	}
+	if strings.Contains(r.stderr, "change") {
+		t.Errorf("stderr %q speaks of change", r.stderr)
+	}
+	if calls := shop.take(); countCalls(calls, "Pay") != 0 {
+		t.Fatalf("the merchant was sent %s; want no payment", calls)
+	}
+
+	r = runWallet(t, env, pay...)
+	if r.code != 0 || !strings.Contains(r.stdout, "paid EUR:0.03 for order "+o.ID) {
+		t.Fatalf("pay run once the bank answers: %+v", r)
+	}
+	if calls := shop.take(); countCalls(calls, "Pay") != 1 {
+		t.Fatalf("the merchant was sent %s; want one payment", calls)
+	}
+}

@@ -48,7 +48,10 @@ re-sent and paid at most once. If the bank's answer to the swap making
 change is lost, nothing is sent to the merchant: pay says making change is
 pending at the bank (exit 1; --json: "error": "change-pending"), the coin
 swapped pending; run the same command again to finish the swap and pay,
-once ("wallet recover" finishes the swap only; pay still pays). An order the wallet
+once ("wallet recover" finishes the swap only; pay still pays). A recoup's
+re-issue of a revoked coin left unanswered is finished first the same way:
+if the bank still does not answer, pay says a recoup is pending (exit 1;
+--json: "error": "recoup-pending"), and nothing is sent. An order the wallet
 has paid is not paid again: pay says it was already paid, and when, from the
 bank's receipt it kept (--json: "already_paid": true), whatever address it
 was paid at (localhost or 127.0.0.1: the merchant's signed payment request
@@ -282,12 +285,17 @@ func payError(inv *cli.Invocation, order string, err error) error {
 	case errors.As(err, &change):
 		// Checked before ErrPending, which it wraps: only the swap is
 		// pending, and the merchant was sent nothing.
+		kind := "change-pending"
+		if change.Recoup {
+			kind = "recoup-pending"
+		}
 		if inv.JSON {
 			inv.Print(struct {
 				Error string `json:"error"`
-			}{"change-pending"}, nil)
+			}{kind}, nil)
 		}
-		return fmt.Errorf("order %s is not paid: making change is pending at the bank (a swap of the wallet's coins was not answered: %v); nothing was sent to the merchant. The coin swapped is saved in the wallet, pending: run the same command again to finish the swap and pay (it is never paid twice)", cli.Shown(order), change.Err)
+		pending, retry := pendingSwap(change)
+		return fmt.Errorf("order %s is not paid: %s; nothing was sent to the merchant. %s and pay (it is never paid twice)", cli.Shown(order), pending, retry)
 	case errors.Is(err, wallet.ErrPending):
 		if inv.JSON {
 			inv.Print(struct {
