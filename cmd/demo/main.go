@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -260,7 +261,7 @@ func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*resu
 			rcpt, err = w.Pay(ctx, bankc, shop, mn.Addr, oresp.OrderId, confirm)
 		}
 		if err != nil {
-			return err
+			return payError(p.name, oresp.OrderId, err)
 		}
 		say("   paid: bank receipt for %s over %s, verified against the bank's signing key", rcpt.Total, cli.Plural(len(rcpt.Coins), "coin"))
 		return nil
@@ -321,6 +322,22 @@ func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*resu
 	res.Outstanding = bk.Bank.Money(out2.Balance).String()
 	say("   e-cash outstanding (the bank's liability): %s", res.Outstanding)
 	return res, nil
+}
+
+// payError explains a payment the demo could not make. One whose change
+// the bank did not answer (*wallet.ChangePendingError, which wraps
+// ErrPending) sent nothing to the merchant, and the wallet's words say to
+// retry, which the demo does not: it says so, and that it stops there.
+func payError(who, order string, err error) error {
+	var change *wallet.ChangePendingError
+	if !errors.As(err, &change) {
+		return err
+	}
+	swap := "the swap making change for it"
+	if change.Recoup {
+		swap = "a recoup of a revoked coin the wallet had pending"
+	}
+	return fmt.Errorf("%s's order %s was not paid, and nothing was sent to the merchant: the bank did not answer %s (%w); that coin is left pending in %s's wallet, and the demo stops here", who, order, swap, change.Err, who)
 }
 
 func balance(ctx context.Context, admin pb.BankAdminClient, id uint64) (string, error) {

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/wallet"
 )
 
 func runDemo(args ...string) (code int, stdout, stderr string) {
@@ -53,5 +57,34 @@ func TestJSON(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "refused:") {
 		t.Errorf("no narration on stderr:\n%s", stderr)
+	}
+}
+
+// TestPayErrorChangePending: a payment whose change swap the bank did not
+// answer sent nothing to the merchant. The demo passed the wallet's error
+// on as it was, which says to retry (the demo does not) and names no payer
+// or order; it says whose order was not paid, that nothing was sent, and
+// which swap is pending. Other errors pass unchanged: the double spend the
+// demo expects is still found in the error.
+func TestPayErrorChangePending(t *testing.T) {
+	lost := fmt.Errorf("%w: swap: connection reset", wallet.ErrPending)
+	for _, c := range []struct {
+		recoup bool
+		want   string
+	}{{false, "the swap making change"}, {true, "a recoup of a revoked coin"}} {
+		err := payError("alice", "ord-1", &wallet.ChangePendingError{Err: lost, Recoup: c.recoup})
+		msg := err.Error()
+		for _, want := range []string{"alice's order ord-1 was not paid", "nothing was sent to the merchant", c.want, "connection reset", "the demo stops"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("recoup %v: %q lacks %q", c.recoup, msg, want)
+			}
+		}
+		if strings.Contains(msg, "retry, which settles") || !errors.Is(err, wallet.ErrPending) {
+			t.Errorf("recoup %v: %q gives the wallet's advice to retry, or no longer wraps ErrPending", c.recoup, msg)
+		}
+	}
+	ds := &ecash.DoubleSpendError{}
+	if err := payError("alice", "ord-1", ds); err != error(ds) {
+		t.Errorf("a double spend explained as %v, want it unchanged", err)
 	}
 }
