@@ -716,6 +716,13 @@ func (m *Merchant) SaleStatus(ctx context.Context, id echeck.EPOID) (*SaleStatus
 	if err := m.recordReceipt(id, resp.Receipt, resp.LogIndex); err != nil {
 		return nil, err
 	}
+	if epo != nil && s.Receipt == nil {
+		// An endorsed sale this query settled (its mark taken, Reconcile
+		// does not send it again): in the transcript, as settleByStatus
+		// records one. A receipt held already, or one for an EPO the till
+		// never endorsed, is not recorded again.
+		m.tr.Record(m.now(), "epo-receipt", resp.Receipt, id.String())
+	}
 	st.Receipt, st.RawReceipt, st.Customer = r, resp.Receipt, r.Customer
 	st.Kind, st.ProductID, st.Price = r.Kind, r.ProductID, r.Price
 	st.State = StateDeclined

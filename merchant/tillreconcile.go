@@ -143,11 +143,13 @@ func (m *Merchant) settleSale(ctx context.Context, mark []byte) error {
 // settleByStatus settles an endorsed sale from the bank's record of it,
 // asked by the till's status query: the receipt for epo, verified, is
 // stored and recorded in the transcript as forward does with one. The one
-// place both ways of settling by status go through (Reconcile's, refused
-// for a rate, and settleRefused's), so that neither stores a receipt the
-// transcript lacks. A receipt of another EPO under this EPOID does not
-// verify (verifyReceipt logs it as an error). No record (NotFound, the
-// query's own error) settles nothing here: the caller decides.
+// place both ways of settling a marked sale by status go through
+// (Reconcile's, refused for a rate, and settleRefused's), so that neither
+// stores a receipt the transcript lacks (SaleStatus, asked by the
+// merchant, records one it settles itself). A receipt of another EPO
+// under this EPOID does not verify (verifyReceipt logs it as an error). No
+// record (NotFound, the query's own error) settles nothing here: the
+// caller decides.
 func (m *Merchant) settleByStatus(ctx context.Context, epo *echeck.SignedEPO) error {
 	resp, err := m.askStatus(ctx, epo.EPOID)
 	if err != nil {
