@@ -69,7 +69,8 @@ func walletRecords() [][][]byte {
 		{(&RefusedWithdrawal{Nonce: [16]byte{1, 2}, Amount: eur, Reason: "FailedPrecondition: funds", At: at}).encode()},
 		{(&logCheck{Kind: 3, Index: 12, Coins: []ecash.Hash{h(1)}}).encode(),
 			(&logCheck{Kind: 3, Coins: []ecash.Hash{h(1)}, Merchant: 1001, Credited: eur, Answered: at.UnixMilli()}).encode(),
-			(&logCheck{Kind: 9, Answered: at.UnixMilli()}).encode()},
+			(&logCheck{Kind: 9, Answered: at.UnixMilli()}).encode(),
+			(&logCheck{Kind: logWithdraw, Coins: []ecash.Hash{h(1), h(1)}, Merchant: 1001, Credited: eur, Asked: at.UnixMilli()}).encode()},
 		{(&purchaseRecord{Kind: echeck.KindGoods, Quote: []byte("quote"), EPO: []byte("epo"), ReplyKey: bytes.Repeat([]byte{1}, 32),
 			Memo: "a song", Created: at.UTC(), State: "approved", Receipt: []byte("receipt"), Block: []byte("block")}).encode()},
 	}

@@ -21,7 +21,11 @@ import (
 // bank's audit log, verifies its inclusion proof against a checkpoint the
 // wallet's witness accepted (m/witness, the newest checkpoint seen, so a
 // bank that shows two inconsistent logs is caught), and that the entry
-// names the payment or swap and exactly the wallet's coins. Each key set
+// names the payment or swap and exactly the wallet's coins. Each
+// withdrawal leaves one too (v/<withdraw request hash>), whose entry must
+// debit the wallet's account what it signed for, for coins of exactly the
+// denominations it asked for: a withdrawal the log lacks is issuance the
+// auditor does not see, and a debit it cannot check. Each key set
 // the wallet accepts leaves one too (v/<SHA-256 of its signed bytes>): a
 // bank logs its key set before it serves it, so one the log lacks was made
 // for this wallet (keys to recognise its coins by), and VerifyLog says so.
@@ -36,31 +40,38 @@ const (
 	logEPOApproved = 3 // a check or purchase the bank approved
 	logEPODeclined = 4
 	logKeySet      = 5
+	logWithdraw    = 6
 )
 
 // logCheck is a log entry the wallet expects.
 type logCheck struct {
 	Kind  uint8
 	Index int64 // 0: ask the bank (FindEntry)
+	// The coins spent; for a withdrawal, the denomination of each coin
+	// asked for.
 	Coins []ecash.Hash
 	// For a deposit: the merchant account the receipt says was credited,
 	// and what with (its Total), so that a log entry crediting another
-	// account or amount does not match. Trailing, written only when set:
-	// records written before them decode as they were, and check less.
+	// account or amount does not match; for a withdrawal, the wallet's
+	// account and what it signed to be debited. Trailing, written only
+	// when set: records written before them decode as they were, and
+	// check less.
 	Merchant uint64
 	Credited ecash.Amount
 	// Answered: the bank's time on its answer (a deposit receipt's
-	// DepositedAt, a check receipt's DecidedAt), unix milliseconds.
-	// Trailing, written by builds that report an answer the log lacks; 0
-	// on older records, which cannot tell an answer from before the bank
-	// kept its log, and only wait.
+	// DepositedAt, a check receipt's DecidedAt), unix milliseconds; 0 for
+	// a withdrawal, whose answer carries none. Trailing, written by builds
+	// that report an answer the log lacks; 0 on older records, which
+	// cannot tell an answer from before the bank kept its log, and only
+	// wait.
 	Answered int64
 	// Asked: the time on the request the answer answers, which the bank
 	// refuses when dated further ahead of its clock than the skew (a
-	// payment request's CreatedAt, an EPOID's time), unix milliseconds:
-	// it bounds Answered, the bank's alone (logclient.Start.Unlogged).
-	// Trailing; 0 on records of builds before it, which take the bank's
-	// date as it is.
+	// payment request's CreatedAt, an EPOID's time), or which the wallet
+	// dated (a withdraw request's CreatedAt), unix milliseconds: it bounds
+	// Answered, the bank's alone, and dates a withdrawal's answer
+	// (logclient.Start.Unlogged). Trailing; 0 on records of builds before
+	// it, which take the bank's date as it is.
 	Asked int64
 }
 
@@ -245,6 +256,8 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 			x.Kind, x.Approved = auditlog.KindCheck, c.Kind == logEPOApproved
 		case logKeySet:
 			x.Kind = auditlog.KindKeySet
+		case logWithdraw:
+			x.Kind = auditlog.KindWithdraw
 		}
 		if err := x.Match(e); err != nil {
 			// With the report: its checkpoint, saved and verified, is
@@ -271,15 +284,18 @@ func (w *Wallet) VerifyLog(ctx context.Context, bank pb.BankClient, logc pb.Audi
 // kept its log: a deposit or check answered after the log's first entry
 // (by more than clock skew: a replica's clock may differ; by the bank's
 // date, but no earlier than its request's time less the skew, so that a
-// backdated answer is judged all the same), or one whose entry the bank
-// named in its answer (a swap). Records of older builds carry no time; a
+// backdated answer is judged all the same), a withdrawal whose request is
+// dated after it (by more than twice the skew: its answer has no date),
+// or one whose entry the bank named in its answer (a swap). Records of
+// older builds carry no time; a
 // key set's entry moves when a replica logs it again.
 func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *logclient.Start) (mismatch, err error) {
 	if !recordedBefore || c.Kind == logKeySet {
 		return nil, nil
 	}
 	what := map[uint8]string{logDeposit: "the deposit of payment", logSwap: "the swap of request",
-		logEPOApproved: "the approval of payment order", logEPODeclined: "the decline of payment order"}[c.Kind]
+		logEPOApproved: "the approval of payment order", logEPODeclined: "the decline of payment order",
+		logWithdraw: "the withdrawal of request"}[c.Kind]
 	if c.Answered == 0 && c.Asked == 0 {
 		// A swap's entry the bank named in its answer: it said it is logged.
 		if c.Kind != logSwap || c.Index <= 0 {
@@ -291,11 +307,14 @@ func (c *logCheck) missing(ref ecash.Hash, recordedBefore, found bool, began *lo
 	if found {
 		index = c.Index
 	}
-	var asked time.Time // zero: none held
+	var asked, answered time.Time // zero: none held
 	if c.Asked != 0 {
 		asked = time.UnixMilli(c.Asked)
 	}
-	finding, err := began.Unlogged(what, ref, time.UnixMilli(c.Answered), asked, index)
+	if c.Kind != logWithdraw { // whose answer carries no date
+		answered = time.UnixMilli(c.Answered)
+	}
+	finding, err := began.Unlogged(what, ref, answered, asked, index)
 	if err != nil || finding == "" {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ func TestLogCheckEncoding(t *testing.T) {
 		// A receipt the bank dated at the epoch: its request's time still
 		// bounds it.
 		"check answered at the epoch": {Kind: logEPOApproved, Asked: 1700000000001},
+		// A withdrawal's answer carries no date: its request's alone.
+		"withdrawal": {Kind: logWithdraw, Coins: []ecash.Hash{coin, coin}, Merchant: 3, Credited: ecash.MustParseAmount("EUR:2.00"), Asked: 1700000000001},
 	} {
 		got, err := decodeLogCheck(c.encode())
 		if err != nil || !reflect.DeepEqual(*got, c) {

@@ -25,7 +25,8 @@ import (
 )
 
 // omittingStore is a bank's store that, while omit is set, commits
-// deposits and payment orders without their audit-log entry: a bank hiding
+// deposits, withdrawals and payment orders without their audit-log entry:
+// a bank hiding
 // them from the auditor, which answers with a receipt all the same. With
 // backdate set too, it dates those receipts then, signed again with
 // signing: a bank making an answer it did not log look older than its log.
@@ -52,6 +53,13 @@ func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte,
 	return s.Store.Deposit(ctx, op)
 }
 
+func (s *omittingStore) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
+	if s.omit.Load() {
+		op.Log = nil
+	}
+	return s.Store.Withdraw(ctx, op)
+}
+
 func (s *omittingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
 	if s.omit.Load() {
 		op.Log = nil
@@ -74,8 +82,8 @@ func (s *omittingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckO
 }
 
 // unloggedBank is a bank over an omittingStore whose log began (its key
-// set logged) at began past now, its clock at now past now afterwards,
-// and a wallet holding EUR 10 of its coins.
+// set logged) at began past now, its clock at now past now afterwards
+// (or, while set, at stopped), and a wallet holding EUR 10 of its coins.
 type unloggedBank struct {
 	bank  *bank.Bank
 	store *omittingStore
@@ -83,6 +91,8 @@ type unloggedBank struct {
 	logc  pb.AuditLogClient
 	w     *wallet.Wallet
 	clock func() time.Time
+	// stopped, while set, is what the bank's clock reads, not the wallet's.
+	stopped atomic.Pointer[time.Time]
 }
 
 func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
@@ -98,7 +108,12 @@ func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
 	offset.Store(int64(began))
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	u.clock = clock
-	b := bank.New(u.store, keys(t), clock, nil)
+	b := bank.New(u.store, keys(t), func() time.Time {
+		if at := u.stopped.Load(); at != nil {
+			return *at
+		}
+		return clock()
+	}, nil)
 	u.bank = b
 	if err := b.PublishKeySet(ctx); err != nil {
 		t.Fatal(err)
@@ -166,7 +181,7 @@ func TestVerifyLogLoggedDeposit(t *testing.T) {
 	u := newUnloggedBank(t, 0, 10*time.Minute)
 	u.deposit(t, false)
 	rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc)
-	if err != nil || rep.Waiting != 0 || rep.Verified != 2 { // the key set and the deposit
+	if err != nil || rep.Waiting != 0 || rep.Verified != 3 { // the key set, the withdrawal and the deposit
 		t.Fatalf("a logged deposit: %+v, %v; want it and the key set verified", rep, err)
 	}
 }
@@ -345,8 +360,8 @@ func TestVerifyLogPaymentOrderBeforeLog(t *testing.T) {
 	u := newUnloggedBank(t, 20*time.Minute, 0)
 	_, shop := u.shop(t, u.bankc)
 	u.writeCheck(t, shop, true)
-	if rep, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc); err != nil || rep.Waiting != 1 || rep.Verified != 1 {
-		t.Fatalf("%+v, %v; want it waiting (and the key set verified)", rep, err)
+	if rep, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc); err != nil || rep.Waiting != 1 || rep.Verified != 2 {
+		t.Fatalf("%+v, %v; want it waiting (and the key set and the withdrawal verified)", rep, err)
 	}
 }
 

@@ -134,13 +134,11 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	for _, d := range denoms {
 		debits[d.ID] = d
 	}
-	amount, err := ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) {
-		d, ok := debits[id]
-		if !ok {
-			return ecash.Amount{}, false
+	amount, err := debitOf(req, func(id ecash.Hash) (ecash.Denomination, error) {
+		if d, ok := debits[id]; ok {
+			return d, nil
 		}
-		v, err := d.WithdrawDebit()
-		return v, err == nil
+		return ecash.Denomination{}, ecash.ErrUnknownDenomination
 	})
 	if err != nil {
 		return nil, "", err
@@ -151,6 +149,36 @@ func (w *Wallet) prepareWithdraw(ctx context.Context, bank pb.BankClient, accoun
 	}
 	persisted = true
 	return pw, key, nil
+}
+
+// debitOf is what withdraw request req debits, its denominations looked
+// up by denom: what the account signs.
+func debitOf(req *ecash.WithdrawRequest, denom func(ecash.Hash) (ecash.Denomination, error)) (ecash.Amount, error) {
+	return ecash.WithdrawAmount(req, func(id ecash.Hash) (ecash.Amount, bool) {
+		d, err := denom(id)
+		if err != nil {
+			return ecash.Amount{}, false
+		}
+		v, err := d.WithdrawDebit()
+		return v, err == nil
+	})
+}
+
+// withdrawCheck is the log check an answered withdraw request req leaves:
+// its entry debits the account what it signed for (a key keeps its fees
+// once listed, so ks, which lists every denomination of an answer the
+// wallet finished, gives the same), for coins of the denominations asked
+// for. Its answer carries no date: it is judged by the request's.
+func withdrawCheck(ks *ecash.KeySet, req *ecash.WithdrawRequest) (*logCheck, error) {
+	debit, err := debitOf(req, ks.Denomination)
+	if err != nil {
+		return nil, err
+	}
+	c := &logCheck{Kind: logWithdraw, Merchant: req.Account, Credited: debit, Asked: req.CreatedAt.UnixMilli()}
+	for _, p := range req.Planchets {
+		c.Coins = append(c.Coins, p.Denom)
+	}
+	return c, nil
 }
 
 // planchets are blinded planchets with what the wallet needs to finish
@@ -530,7 +558,13 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		// the coins that verify and the evidence; stop retrying.
 		bad.Kind, bad.Request, bad.At = "withdraw", pw.Body, w.now()
 	}
-	if err := w.storeCoins(req.Nonce, recs, bad); err != nil {
+	// Its log entry is checked however good the answer was: the bank
+	// debited the account and issued something either way.
+	check, err := withdrawCheck(ks, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.storeCoins(req.Nonce, ecash.HashOf(pw.Body), check, recs, bad); err != nil {
 		return nil, err
 	}
 	coins := make([]ecash.Coin, len(recs))
@@ -569,10 +603,10 @@ func (w *Wallet) dropRefused(ks *ecash.KeySet, req *ecash.WithdrawRequest, pw *p
 }
 
 // storeCoins records a finished withdrawal's coins, and bad if its answer
-// was partly bad, and drops its pending record, atomically. If a concurrent
-// Recover already did, it changes nothing; a coin already held is kept as
-// it is (newCoins).
-func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) error {
+// was partly bad, and its log check (for request hash ref), and drops its
+// pending record, atomically. If a concurrent Recover already did, it
+// changes nothing; a coin already held is kept as it is (newCoins).
+func (w *Wallet) storeCoins(nonce [16]byte, ref ecash.Hash, check *logCheck, recs []coinRecord, bad *Dispute) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if raw, err := get(w.db, withdrawKey(nonce)); err != nil || raw == nil {
@@ -596,6 +630,9 @@ func (w *Wallet) storeCoins(nonce [16]byte, recs []coinRecord, bad *Dispute) err
 	}
 	// Reserved indices, below the counter already: kept so (holdIndices).
 	if err := w.holdIndices(b, used, false); err != nil {
+		return err
+	}
+	if err := b.Set(logCheckKey(ref), check.encode(), nil); err != nil {
 		return err
 	}
 	if err := b.Delete(withdrawKey(nonce), nil); err != nil {

@@ -156,12 +156,17 @@ func NewStart(ctx context.Context, c pb.AuditLogClient, cp auditlog.Checkpoint) 
 func (s *Start) Checkpoint() auditlog.Checkpoint { return s.cp }
 
 // Unlogged judges an answer the client held before it fetched the
-// checkpoint, dated answered by the bank, whose entry the checkpoint does
-// not hold (index 0: not found in the log; else the entry past it). asked
-// is the time on the client's own request the answer answers, if the bank
-// refuses a request dated further ahead of its clock than
-// ecash.MaxClockSkew (a payment request's CreatedAt, an EPOID's time);
-// zero if the client holds none. An honest bank commits an entry before it
+// checkpoint, dated answered by the bank (zero: the answer carries no
+// date, a withdrawal's), whose entry the checkpoint does not hold (index
+// 0: not found in the log; else the entry past it). asked is the time on
+// the client's own request the answer answers, if the bank refuses a
+// request dated further ahead of its clock than ecash.MaxClockSkew (a
+// payment request's CreatedAt, an EPOID's time), or if the client dated it
+// by a clock kept within that of the bank's (a withdraw request's
+// CreatedAt: the bank answers from its record only a withdrawal made
+// before its log began, and the request was dated before that, unless
+// the client's clock ran more than twice the skew ahead); zero if the
+// client holds none. An honest bank commits an entry before it
 // answers, so if the answer came after the log began (AfterBegan, judged
 // by answeredBy), the checkpoint must hold it: Unlogged returns the
 // finding, "<what> <ref>…, which the bank answered at …", naming the
@@ -185,7 +190,11 @@ func (s *Start) Unlogged(what string, ref ecash.Hash, answered, asked time.Time,
 	}
 	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	when, note := stamp(by), ""
-	if !by.Equal(answered) {
+	switch {
+	case answered.IsZero():
+		when += " at the earliest"
+		note = fmt.Sprintf("; its answer carries no date, and the request it answers is dated %s, judged less %s (the clock skew)", stamp(asked), ecash.MaxClockSkew)
+	case !by.Equal(answered):
 		when += " at the earliest"
 		note = fmt.Sprintf("; its answer is dated %s, but the request it answers is dated %s, and a bank refuses one dated more than %s ahead of its clock",
 			stamp(answered), stamp(asked), ecash.MaxClockSkew)
@@ -265,19 +274,23 @@ var ErrMismatch = errors.New("the bank's audit log does not match its answer")
 // Expect is what a client expects an entry to record: a deposit (Ref: the
 // payment hash), a swap (Ref: the swap request hash) or a recoup that
 // re-issued the coin (Ref: the recoup request hash), spending exactly
-// Coins; a check (Ref: the EPO hash) decided as Approved says, and, where
-// set, for EPOID; a deposit or a check crediting, where set, Merchant with
-// Amount; or a key set (Ref: the SHA-256 of its signed bytes).
+// Coins; a withdrawal (Ref: the withdraw request hash) issuing one coin
+// of each denomination Coins lists; a check (Ref: the EPO hash) decided as
+// Approved says, and, where set, for EPOID; a deposit or a check
+// crediting, where set, Merchant with Amount, a withdrawal debiting it;
+// or a key set (Ref: the SHA-256 of its signed bytes).
 type Expect struct {
-	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindRecoup, KindCheck or KindKeySet
+	Kind     auditlog.Kind // auditlog.KindDeposit, KindSwap, KindRecoup, KindWithdraw, KindCheck or KindKeySet
 	Ref      ecash.Hash
-	Coins    []ecash.Hash
-	Approved bool   // for a check
-	EPOID    string // for a check, checked when not empty
+	Coins    []ecash.Hash // for a withdrawal: the denomination of each coin issued
+	Approved bool         // for a check
+	EPOID    string       // for a check, checked when not empty
 
-	// For a deposit or a check, each checked when not zero: the account
-	// credited and the amount: a check's, or what a deposit credits (the
-	// entry's Amount less its Fee: a deposit receipt's Total).
+	// For a deposit, a check or a withdrawal, each checked when not zero:
+	// the account credited (debited) and the amount: a check's, what a
+	// deposit credits (the entry's Amount less its Fee: a deposit
+	// receipt's Total), what a withdrawal debits (its Amount and Fee: what
+	// the account signed).
 	Merchant uint64
 	Amount   ecash.Amount
 }
@@ -287,12 +300,28 @@ func (x Expect) Match(e *auditlog.Entry) error {
 	var (
 		ref   ecash.Hash
 		spent []auditlog.SpentCoin
+		coins = "coins"
 	)
 	switch op := e.Op.(type) {
 	case auditlog.Deposit:
 		ref, spent = op.PaymentHash, op.Coins
-		if err := x.matchCredit(e.Index, op.Merchant, op.Credited()); err != nil {
+		if err := x.matchCredit(e.Index, "credits", op.Merchant, op.Credited()); err != nil {
 			return err
+		}
+	case auditlog.Withdraw:
+		ref, coins = op.RequestHash, "denominations"
+		if err := x.matchCredit(e.Index, "debits", op.Account, op.Debit()); err != nil {
+			return err
+		}
+		// Its coins by denomination, compared as spent coins are: the
+		// counts, the bank's, bounded by those expected before expanded.
+		for _, c := range op.Issued {
+			if uint64(len(spent))+uint64(c.Count) > uint64(len(x.Coins)) {
+				return fmt.Errorf("%w: entry %d issues more coins than were asked for", ErrMismatch, e.Index)
+			}
+			for range c.Count {
+				spent = append(spent, auditlog.SpentCoin{ID: c.Denom})
+			}
 		}
 	case auditlog.Swap:
 		ref, spent = op.RequestHash, op.Spent
@@ -326,7 +355,7 @@ func (x Expect) Match(e *auditlog.Entry) error {
 		ids[i] = s.ID
 	}
 	if !slices.Equal(sorted(ids), sorted(x.Coins)) {
-		return fmt.Errorf("%w: entry %d names other coins", ErrMismatch, e.Index)
+		return fmt.Errorf("%w: entry %d names other %s", ErrMismatch, e.Index, coins)
 	}
 	return nil
 }
@@ -339,15 +368,15 @@ func (x Expect) matchCheck(index int64, op auditlog.Check) error {
 	case x.EPOID != "" && op.EPOID != x.EPOID:
 		return fmt.Errorf("%w: entry %d records EPOID %q, not %q", ErrMismatch, index, op.EPOID, x.EPOID)
 	}
-	return x.matchCredit(index, op.Merchant, op.Amount)
+	return x.matchCredit(index, "credits", op.Merchant, op.Amount)
 }
 
-// matchCredit compares the account an entry credits and the amount it
-// records with those expected, each when set.
-func (x Expect) matchCredit(index int64, merchant uint64, amount ecash.Amount) error {
+// matchCredit compares the account an entry credits (or debits: verb)
+// and the amount it records with those expected, each when set.
+func (x Expect) matchCredit(index int64, verb string, merchant uint64, amount ecash.Amount) error {
 	switch {
 	case x.Merchant != 0 && merchant != x.Merchant:
-		return fmt.Errorf("%w: entry %d credits account %d, not %d", ErrMismatch, index, merchant, x.Merchant)
+		return fmt.Errorf("%w: entry %d %s account %d, not %d", ErrMismatch, index, verb, merchant, x.Merchant)
 	case x.Amount != (ecash.Amount{}) && amount != x.Amount:
 		return fmt.Errorf("%w: entry %d records %s, not %s", ErrMismatch, index, amount, x.Amount)
 	}

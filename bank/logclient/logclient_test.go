@@ -75,3 +75,43 @@ func TestMatchRecoup(t *testing.T) {
 		t.Errorf("a recoup entry expected as a swap: %v, want ErrMismatch", err)
 	}
 }
+
+// A wallet checks each withdrawal against the log with its request hash,
+// its account, what it signed to be debited (the entry's Amount and Fee)
+// and the denomination of each coin it asked for. An entry for the same
+// request that debits another account or amount, or issues other coins
+// (another denomination, or more or fewer of one), misstates it.
+func TestMatchWithdraw(t *testing.T) {
+	eur := func(v uint64) ecash.Amount { return ecash.Amount{Currency: "EUR", Value: v} }
+	req := ecash.HashOf([]byte("withdraw request"))
+	d1, d2 := ecash.HashOf([]byte("d1")), ecash.HashOf([]byte("d2"))
+	const ours = 1001
+	x := logclient.Expect{Kind: auditlog.KindWithdraw, Ref: req, Coins: []ecash.Hash{d2, d1, d1}, Merchant: ours, Amount: eur(403)}
+	entry := func(account uint64, fee uint64, issued ...auditlog.DenomCount) *auditlog.Entry {
+		total := eur(0)
+		for _, c := range issued {
+			total.Value += c.Value.Value * uint64(c.Count)
+		}
+		return &auditlog.Entry{Index: 5, Op: auditlog.Withdraw{Account: account, Amount: total, Fee: eur(fee), RequestHash: req, Issued: issued}}
+	}
+	honest := []auditlog.DenomCount{{Denom: d1, Value: eur(100), Count: 2}, {Denom: d2, Value: eur(200), Count: 1}}
+	if err := x.Match(entry(ours, 3, honest...)); err != nil {
+		t.Fatalf("the honest entry: %v", err)
+	}
+	for name, e := range map[string]*auditlog.Entry{
+		"debits another account": entry(4242, 3, honest...),
+		"debits another amount":  entry(ours, 4, honest...),
+		"issues another denomination": entry(ours, 3, auditlog.DenomCount{Denom: d1, Value: eur(100), Count: 2},
+			auditlog.DenomCount{Denom: ecash.HashOf([]byte("d3")), Value: eur(200), Count: 1}),
+		"issues more coins":  entry(ours, 3, auditlog.DenomCount{Denom: d1, Value: eur(100), Count: 4}),
+		"issues fewer coins": entry(ours, 203, auditlog.DenomCount{Denom: d2, Value: eur(200), Count: 1}),
+		"issues ever more":   entry(ours, 3, auditlog.DenomCount{Denom: d1, Value: eur(100), Count: 1 << 31}),
+	} {
+		if err := x.Match(e); !errors.Is(err, logclient.ErrMismatch) {
+			t.Errorf("an entry that %s: %v, want ErrMismatch", name, err)
+		}
+	}
+	if err := (logclient.Expect{Kind: auditlog.KindSwap, Ref: req}).Match(entry(ours, 3, honest...)); !errors.Is(err, logclient.ErrMismatch) {
+		t.Errorf("a withdrawal expected as a swap: %v, want ErrMismatch", err)
+	}
+}

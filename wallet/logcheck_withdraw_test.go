@@ -1,0 +1,114 @@
+package wallet_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// withdraw credits the wallet's account EUR 1 and has the wallet withdraw
+// it; omit leaves the withdrawal out of the bank's log.
+func (u *unloggedBank) withdraw(t *testing.T, omit bool) {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := u.w.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:1.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	u.store.omit.Store(omit)
+	defer u.store.omit.Store(false)
+	if _, err := u.w.Withdraw(ctx, u.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyLogLoggedWithdrawal: a withdrawal the bank logged is verified,
+// its entry debiting the wallet's account for the coins it asked for. It
+// was never checked.
+func TestVerifyLogLoggedWithdrawal(t *testing.T) {
+	u := newUnloggedBank(t, 0, 20*time.Minute) // which withdrew EUR 10
+	rep, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc)
+	if err != nil || rep.Waiting != 0 || rep.Verified != 2 {
+		t.Fatalf("%+v, %v; want the key set and the withdrawal verified", rep, err)
+	}
+}
+
+// wantUnloggedWithdrawal fails t unless err is ErrLogMismatch saying that
+// the log lacks a withdrawal, judged by its request's date (a withdrawal's
+// answer carries none).
+func wantUnloggedWithdrawal(t *testing.T, err error) {
+	t.Helper()
+	for _, sub := range []string{"the withdrawal of request", "is not in its audit log", "at the earliest", "its answer carries no date"} {
+		if !errors.Is(err, wallet.ErrLogMismatch) || !strings.Contains(err.Error(), sub) {
+			t.Fatalf("%v; want ErrLogMismatch saying %q", err, sub)
+		}
+	}
+	t.Log(err)
+}
+
+// TestVerifyLogUnloggedWithdrawal: a withdrawal the bank answered with
+// coins and never logged (issuance the auditor does not see, a debit it
+// cannot check) is ErrLogMismatch, with the report, at every run. It was
+// not checked at all.
+func TestVerifyLogUnloggedWithdrawal(t *testing.T) {
+	ctx := context.Background()
+	u := newUnloggedBank(t, 0, 20*time.Minute)
+	u.withdraw(t, true)
+	rep, err := u.w.VerifyLog(ctx, u.bankc, u.logc)
+	wantUnloggedWithdrawal(t, err)
+	if rep == nil || rep.Signed == nil || rep.Verified != 2 {
+		t.Fatalf("the report: %+v; want the signed checkpoint, the evidence, and the others verified", rep)
+	}
+	_, err = u.w.VerifyLog(ctx, u.bankc, u.logc)
+	wantUnloggedWithdrawal(t, err)
+}
+
+// TestVerifyLogBackdatedWithdrawal: a bank whose clock reads before its
+// log began when it answers (as one answering from a record made before
+// its log would) cannot so hide a withdrawal it did not log: its answer
+// carries no date, and the wallet judges it by its own request's, made
+// after the log began.
+func TestVerifyLogBackdatedWithdrawal(t *testing.T) {
+	u := newUnloggedBank(t, 0, 20*time.Minute)
+	// The first instant its keys issue coins: before it logged them.
+	ks, err := u.w.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := ks.Denominations[0].WithdrawStart
+	for _, d := range ks.Denominations {
+		at = latest(at, d.WithdrawStart)
+	}
+	u.stopped.Store(&at)
+	u.withdraw(t, true)
+	u.stopped.Store(nil)
+	_, err = u.w.VerifyLog(context.Background(), u.bankc, u.logc)
+	wantUnloggedWithdrawal(t, err)
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// TestVerifyLogWithdrawalBeforeLog: a withdrawal requested before the
+// bank's log began (as one made before the bank kept a log, answered again
+// from its record) has no entry, and waits.
+func TestVerifyLogWithdrawalBeforeLog(t *testing.T) {
+	u := newUnloggedBank(t, 20*time.Minute, 0)
+	u.withdraw(t, true)
+	rep, err := u.w.VerifyLog(context.Background(), u.bankc, u.logc)
+	if err != nil || rep.Waiting != 1 || rep.Verified != 2 {
+		t.Fatalf("%+v, %v; want it waiting (and the key set and the first withdrawal verified)", rep, err)
+	}
+}
