@@ -258,7 +258,15 @@ var backdated = map[string]time.Time{
 // receipt's date (at) and the time it is judged by.
 func wantBackdated(t *testing.T, err, mismatch error, what string, at time.Time) {
 	t.Helper()
-	for _, sub := range []string{what, "is not in its audit log", "at the earliest", "its answer is dated " + at.UTC().Format(time.RFC3339)} {
+	wantJudgedByRequest(t, err, mismatch, what, "its answer is dated "+at.UTC().Format(time.RFC3339))
+}
+
+// wantJudgedByRequest fails t unless err is mismatch naming what as not in
+// the log, answered no earlier than its request's time less the skew, and
+// saying answer, about the bank's date on it.
+func wantJudgedByRequest(t *testing.T, err, mismatch error, what, answer string) {
+	t.Helper()
+	for _, sub := range []string{what, "is not in its audit log", "at the earliest", answer} {
 		if !errors.Is(err, mismatch) || !strings.Contains(err.Error(), sub) {
 			t.Fatalf("%v; want a mismatch saying %q", err, sub)
 		}
@@ -314,22 +322,28 @@ func TestMerchantVerifyLogBackdatedDeposit(t *testing.T) {
 	}
 }
 
+// fund credits the wallet's account EUR 1 and has the bank leave what it
+// does out of its log if omit, until the function returned is called.
+func (u *unloggedBank) fund(t *testing.T, omit bool) (done func()) {
+	t.Helper()
+	acct, err := u.w.Account()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.bank.Credit(context.Background(), acct, ecash.MustParseAmount("EUR:1.00"), "", ""); err != nil {
+		t.Fatal(err)
+	}
+	u.store.omit.Store(omit)
+	return func() { u.store.omit.Store(false) }
+}
+
 // writeCheck has the wallet write a check for EUR 1 to the merchant
 // served by shop, funding its account first; omit leaves its decision
 // out of the bank's log.
 func (u *unloggedBank) writeCheck(t *testing.T, shop pb.MerchantClient, omit bool) *wallet.Purchase {
 	t.Helper()
-	ctx := context.Background()
-	acct, err := u.w.Account()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := u.bank.Credit(ctx, acct, ecash.MustParseAmount("EUR:1.00"), "", ""); err != nil {
-		t.Fatal(err)
-	}
-	u.store.omit.Store(omit)
-	defer u.store.omit.Store(false)
-	p, err := u.w.WriteCheck(ctx, u.bankc, shop, ecash.MustParseAmount("EUR:1.00"), "")
+	defer u.fund(t, omit)()
+	p, err := u.w.WriteCheck(context.Background(), u.bankc, shop, ecash.MustParseAmount("EUR:1.00"), "")
 	if err != nil || p.State != wallet.PurchaseApproved {
 		t.Fatalf("%+v, %v; want the check approved", p, err)
 	}
