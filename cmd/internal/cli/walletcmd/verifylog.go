@@ -21,12 +21,17 @@ func verifyLogCommand(g *globals) *cli.Command {
 	var cf cli.CheckpointOut
 	return &cli.Command{
 		Name:  "verify-log",
-		Short: "check that the bank's audit log records your payments and swaps",
+		Short: "check that the bank's audit log records your withdrawals, payments and swaps",
 		Long: `verify-log fetches the bank's signed audit-log checkpoint, checks that it is
 consistent with the newest one this wallet has seen (a bank that shows
-different histories to different people is caught), and for every payment,
-return and swap settled since the last check, verifies the log entry's
-inclusion proof and that it names exactly your coins. It also checks that
+different histories to different people is caught), and for every
+withdrawal, payment, return, swap and payment order settled since the last
+run, verifies the log entry's inclusion proof and that it names exactly
+your coins (a withdrawal's: that it debits your account what you signed
+for, for coins of the denominations you asked for). One the log lacks that
+the bank answered after its log began (judged by your request's time, less
+the clock skew, when the bank's answer is dated earlier or not at all) is a
+mismatch. It also checks that
 the log holds every key set the bank served this wallet: a bank logs its
 key set before serving it, so one the log lacks was made for few wallets,
 whose coins the bank could then recognise.
