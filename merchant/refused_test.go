@@ -1,7 +1,6 @@
 package merchant
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -228,10 +227,7 @@ func TestRefusedGoodsEPOPastDeliveryTTL(t *testing.T) {
 func TestRefusedSaleSettledFromRecordInTranscript(t *testing.T) {
 	s := newShop(t)
 	ctx := context.Background()
-	var tr bytes.Buffer
-	s.transcript = &tr
-	s.m.Close()
-	s.open()
+	tr := s.recordTranscript()
 	_, q, d := s.offer("song")
 	// What the earlier build's wallet could sign: a memo with a bell and an
 	// escape, sealed to the bank.

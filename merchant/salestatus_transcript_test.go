@@ -42,10 +42,7 @@ func transcriptSteps(t *testing.T, tr *bytes.Buffer, id echeck.EPOID) map[string
 func TestSaleStatusSettledInTranscript(t *testing.T) {
 	s := newShop(t)
 	ctx := context.Background()
-	var tr bytes.Buffer
-	s.transcript = &tr
-	s.m.Close()
-	s.open()
+	tr := s.recordTranscript()
 	_, q, d := s.offer("film")
 	raw := s.sign(echeck.NewGoodsEPO(s.customerPub(), q, d, s.clock.now().Add(10*time.Minute)))
 	s.bankc.loseAnswers.Store(true)
@@ -64,7 +61,7 @@ func TestSaleStatusSettledInTranscript(t *testing.T) {
 	if n, err := s.m.Reconcile(ctx); err != nil || n != 0 {
 		t.Fatalf("Reconcile settled %d (%v); want nothing left to settle", n, err)
 	}
-	if steps := transcriptSteps(t, &tr, d.EPOID); steps["signed-epo"] != 1 || steps["endorsement"] != 1 || steps["epo-receipt"] != 1 {
+	if steps := transcriptSteps(t, tr, d.EPOID); steps["signed-epo"] != 1 || steps["endorsement"] != 1 || steps["epo-receipt"] != 1 {
 		t.Fatalf("the till's transcript records %v for the sale; want its EPO, endorsement and receipt once each", steps)
 	}
 }

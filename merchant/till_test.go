@@ -1,6 +1,7 @@
 package merchant
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -284,6 +285,16 @@ func newShopOn(t *testing.T, k *bank.Keys, wrap func(bank.Store) bank.Store) *sh
 		map[string]string{"song.ogg": "la la la", "film.mkv": "moving pictures"})
 	s.open()
 	return s
+}
+
+// recordTranscript reopens the till writing its transcript to the
+// buffer it returns.
+func (s *shop) recordTranscript() *bytes.Buffer {
+	tr := new(bytes.Buffer)
+	s.transcript = tr
+	s.m.Close()
+	s.open()
+	return tr
 }
 
 func (s *shop) open() {

@@ -163,21 +163,28 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	}
 }
 
+// signingMadeAgo dates the signing key of the bank in dir d ago, so that
+// it may be rotated now.
+func signingMadeAgo(t *testing.T, dir string, d time.Duration) {
+	t.Helper()
+	path := filepath.Join(dir, bank.KeysFile)
+	k, err := bank.LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.SigningSince = k.SigningSince.Add(-d)
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestKeysRotateSigningNoGrace: --grace 0 is meaningful, not a mistake to
 // refuse: with bankd stopped, the retired key's window closes at the
 // rotation, leaving a thief of a leaked key nothing to forge after it.
 func TestKeysRotateSigningNoGrace(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bank")
 	mustBankd(t, "keys", "generate", "--data", dir, "--denominations", "EUR:1.00/cs")
-	path := filepath.Join(dir, bank.KeysFile)
-	k, err := bank.LoadKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.SigningSince = k.SigningSince.Add(-time.Minute) // made a minute ago
-	if err := k.Save(path); err != nil {
-		t.Fatal(err)
-	}
+	signingMadeAgo(t, dir, time.Minute)
 	mustBankd(t, "keys", "rotate-signing", "--data", dir, "--grace", "0")
 	s := show(t, dir)
 	if len(s.PastSigning) != 1 {
@@ -201,15 +208,7 @@ func TestKeysRotateSigningGraceBound(t *testing.T) {
 	if after := show(t, dir); len(after.PastSigning) != 0 || after.SigningPublic != before.SigningPublic {
 		t.Fatalf("a refused rotation changed the keys: %+v", after)
 	}
-	path := filepath.Join(dir, bank.KeysFile)
-	k, err := bank.LoadKeys(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.SigningSince = k.SigningSince.Add(-time.Minute) // made a minute ago
-	if err := k.Save(path); err != nil {
-		t.Fatal(err)
-	}
+	signingMadeAgo(t, dir, time.Minute)
 	mustBankd(t, "keys", "rotate-signing", "--data", dir, "--grace", "30d")
 	if s := show(t, dir); len(s.PastSigning) != 1 {
 		t.Fatalf("--grace 30d: retired %+v", s.PastSigning)
