@@ -2,7 +2,9 @@ package pebblestore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/storetest"
+	"github.com/blindbank/blindbank/ecash"
 )
 
 // heldSyncFS holds every sync of a WAL file while armed, until released.
@@ -321,5 +324,68 @@ func TestFailedSyncFailsLaterGroups(t *testing.T) {
 	}
 	if _, _, err := s.lookup(bg, keyB); err == nil {
 		t.Error("a read of a write on top of the failed sync answered")
+	}
+}
+
+// loggedRefOp is an operation that records ref's audit-log entry at
+// index, as appendLog does: the ref's key and the group's loggedRef.
+func loggedRefOp(ref ecash.Hash, index int64) func(*txn) error {
+	return func(t *txn) error {
+		t.set(hashKey(prefixLogRef, ref), binary.BigEndian.AppendUint64(nil, uint64(index)))
+		t.refs = append(t.refs, loggedRef{ref, index})
+		return nil
+	}
+}
+
+// TestLogIndexWaitsForTheSync: LogIndex answers a ref remembered in
+// RecentLogRefs without reading the store, so a store may remember a ref
+// only once its group is synced; before, LogIndex would name an entry a
+// crash could take back (and a failed sync does take back). B, applied
+// after the held group, makes sure the committer is done with it.
+func TestLogIndexWaitsForTheSync(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%t", fail), func(t *testing.T) {
+			s, fs, release, waits := heldStore(t)
+			ref := ecash.HashOf([]byte("a logged op"))
+			fs.armed.Store(true)
+			a := make(chan error, 1)
+			go func() { a <- s.submit(bg, loggedRefOp(ref, 7)) }()
+			<-fs.entered
+			var ran atomic.Bool
+			b := make(chan error, 1)
+			go func() { b <- s.submit(bg, func(*txn) error { ran.Store(true); return nil }) }()
+			waitHeld(t, "the next group applied", ran.Load)
+			type answer struct {
+				index int64
+				found bool
+				err   error
+			}
+			read := make(chan answer, 1)
+			go func() {
+				i, found, err := s.LogIndex(bg, ref)
+				read <- answer{i, found, err}
+			}()
+			select {
+			case <-waits:
+			case got := <-read:
+				t.Fatalf("LogIndex answered (%d, found %t, %v) while the sync of the ref's group was held", got.index, got.found, got.err)
+			}
+			fs.fail.Store(fail)
+			release()
+			got := <-read
+			if aerr := <-a; (aerr != nil) != fail {
+				t.Fatalf("the logged op: %v", aerr)
+			}
+			<-b
+			switch {
+			case fail && got.err == nil:
+				t.Errorf("LogIndex answered (%d, found %t) from a group whose sync failed", got.index, got.found)
+			case !fail && (got.err != nil || !got.found || got.index != 7):
+				t.Errorf("LogIndex after the sync: %d, found %t, %v", got.index, got.found, got.err)
+			}
+			if i, found, err := s.LogIndex(bg, ref); fail && err == nil {
+				t.Errorf("LogIndex answered (%d, found %t) after the ref's sync failed", i, found)
+			}
+		})
 	}
 }

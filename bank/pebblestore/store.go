@@ -553,10 +553,13 @@ func (s *Store) commitLoop() {
 // group is one batch of operations on its way from the committer to
 // syncLoop.
 type group struct {
-	reqs    []*request
-	b       *pebble.Batch
-	n       uint64 // its place in started, if handed to Pebble
-	err     error  // the batch broke, or Pebble refused it
+	reqs []*request
+	b    *pebble.Batch
+	n    uint64 // its place in started, if handed to Pebble
+	err  error  // the batch broke, or Pebble refused it
+	// refs are the group's entries recorded under a ref, for s.refs once
+	// the group is synced: LogIndex answers from s.refs without waiting.
+	refs    []loggedRef
 	start   time.Time
 	written int // bytes of batch, for shortenRamp
 }
@@ -626,9 +629,7 @@ fill:
 			g.err = fmt.Errorf("pebblestore: commit: %w", err)
 		} else {
 			s.logSize = t.log.Size()
-			for _, r := range t.refs {
-				s.refs.Add(r.ref, r.index)
-			}
+			g.refs = t.refs
 		}
 	}
 	if g.err != nil {
@@ -654,6 +655,13 @@ func (s *Store) syncLoop(applied <-chan *group) {
 		}
 		if g.n != 0 {
 			s.settleSync(g.n, failed)
+			if failed == nil {
+				// Only now: LogIndex answers a remembered ref at once, and
+				// must never name an entry a crash or a failed sync takes back.
+				for _, r := range g.refs {
+					s.refs.Add(r.ref, r.index)
+				}
+			}
 			if s.observe != nil {
 				s.observe(len(g.reqs), time.Since(g.start))
 			}
