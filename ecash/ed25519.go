@@ -15,7 +15,7 @@ import (
 // by a variable base, A decoded afresh each time. The bank checks the same
 // few keys again and again (an account's, a merchant's), and so do the
 // merchant and the wallet (the bank's signing key, a merchant's request
-// key). For a key met a second time verifyEd25519 builds the table of −A's
+// key). For a key met often (edTables) verifyEd25519 builds the table of −A's
 // multiples (fixedBase, about 30 KiB, 120–150 µs) and from then on sums
 // s·B + k·(−A) from two tables: about a third of the time of
 // ed25519.Verify (docs/PERFORMANCE.md, "Ed25519 against a known key").
@@ -111,10 +111,15 @@ func (row *fixedRow) lookupVarTime(e *affineCached, d int8) bool {
 	return true
 }
 
-// edTables caches the tables of −A for the Ed25519 keys met at least
-// twice: a key met once (a coin's, checked once in its life) costs no
-// table, and one met again is likely to come back.
-var edTables = tableCache{max: maxEdTables, second: true}
+// edTables caches the tables of −A for the Ed25519 keys met often: a key
+// gets one at its edAdmitAfter-th verification without one. A key met once
+// (a coin's, checked once in its life) costs no table, and when more keys
+// take turns than the cache holds (a bank with many active accounts, or a
+// peer naming keys of its own in status queries), each build, about three
+// verifications' worth, follows at least edAdmitAfter verifications by the
+// library: at worst some 40% over the library's cost, never a table built
+// per verification.
+var edTables = tableCache{max: maxEdTables, admitAfter: edAdmitAfter}
 
 // negTable builds the table of −A for the key pub, or returns nil if pub
 // does not decode (ed25519.Verify refuses every signature under it).
@@ -126,9 +131,11 @@ func negTable(pub []byte) *fixedBase {
 	return newFixedBase(a.Negate(a))
 }
 
-// maxEdTables bounds edTables (about 2 MiB); maxSeenKeys bounds the keys
-// met once that a tableCache remembers (32 bytes each).
+// maxEdTables bounds edTables (about 2 MiB); edAdmitAfter is its
+// admission count; maxSeenKeys bounds the keys without a table whose
+// misses a tableCache counts (about 40 bytes each).
 const (
-	maxEdTables = 64
-	maxSeenKeys = 4096
+	maxEdTables  = 64
+	edAdmitAfter = 8
+	maxSeenKeys  = 4096
 )

@@ -26,9 +26,9 @@ func agreeWithStdlib(t *testing.T, name string, pub, msg, sig []byte) bool {
 			t.Errorf("%s: crypto/ed25519 accepts a key that has no table (A=%x)", name, pub)
 		}
 	}
-	// Three times: met once (the library), twice (the table built), then
-	// from the cache.
-	for i := range 3 {
+	// By the library until the key is admitted, then from its table, built
+	// and then cached.
+	for i := range edAdmitAfter + 1 {
 		if got := verifyEd25519(pub, msg, sig); got != want {
 			t.Errorf("%s: verifyEd25519 (call %d) %v, crypto/ed25519 %v", name, i+1, got, want)
 		}
@@ -218,25 +218,41 @@ func scalarOf(t *testing.T, v uint64) *edwards25519.Scalar {
 	return s
 }
 
-// TestTableCacheSecondMeeting: a key met once gets no table, met twice
-// gets one; the cache and its record of keys met once stay bounded.
-func TestTableCacheSecondMeeting(t *testing.T) {
-	c := tableCache{max: 4, second: true}
+// TestTableCacheAdmission: a key gets its table at its admitAfter-th miss,
+// not before; however many keys take turns, a table is built at most once
+// every admitAfter misses; the cache and its count of misses stay bounded.
+func TestTableCacheAdmission(t *testing.T) {
+	c := tableCache{max: 4, admitAfter: 3}
 	built := 0
 	build := func() *fixedBase { built++; return baseTable() }
 	key := func(i int) [32]byte { return [32]byte{byte(i), byte(i >> 8)} }
-	if c.get(key(0), build) != nil || built != 0 {
-		t.Fatal("a key met once got a table")
+	for i := range 2 {
+		if c.get(key(0), build) != nil || built != 0 {
+			t.Fatalf("a table at miss %d of 3", i+1)
+		}
 	}
 	if c.get(key(0), build) == nil || built != 1 {
-		t.Fatal("a key met twice got no table")
+		t.Fatal("no table at the third miss")
 	}
 	if c.get(key(0), build) == nil || built != 1 {
 		t.Fatal("a cached table built again")
 	}
-	for i := 1; i < 10; i++ {
-		c.get(key(i), build)
-		c.get(key(i), build)
+	// 10 keys in turn through a cache of 4: tables are evicted and built
+	// again, but never more than once per 3 misses.
+	built, misses := 0, 0
+	for range 50 {
+		for i := 1; i <= 10; i++ {
+			c.mu.RLock()
+			_, cached := c.m[key(i)]
+			c.mu.RUnlock()
+			if !cached {
+				misses++
+			}
+			c.get(key(i), build)
+		}
+	}
+	if built == 0 || built*3 > misses {
+		t.Errorf("%d tables built in %d misses: want some, at most one per 3", built, misses)
 	}
 	if len(c.m) > 4 {
 		t.Errorf("cache holds %d tables, at most 4", len(c.m))
@@ -245,11 +261,11 @@ func TestTableCacheSecondMeeting(t *testing.T) {
 		c.get(key(1000+i), build)
 	}
 	if len(c.seen) > maxSeenKeys {
-		t.Errorf("%d keys met once remembered, at most %d", len(c.seen), maxSeenKeys)
+		t.Errorf("misses of %d keys counted, at most %d", len(c.seen), maxSeenKeys)
 	}
 	// A key whose table cannot be built (nil) answers nil every time.
 	none := func() *fixedBase { return nil }
-	for range 3 {
+	for range 10 {
 		if c.get(key(50000), none) != nil {
 			t.Fatal("a table from nothing")
 		}
@@ -357,4 +373,33 @@ func BenchmarkVerifyEd25519(b *testing.B) {
 			negTable(pub)
 		}
 	})
+}
+
+// BenchmarkVerifyEd25519Turns verifies under n keys taking turns, more of
+// them than the cache holds past 64: the cost of evicting and building
+// tables, against the library's.
+func BenchmarkVerifyEd25519Turns(b *testing.B) {
+	msg := []byte("turns")
+	for _, n := range []int{32, 100, 500} {
+		pubs, sigs := make([][]byte, n), make([][]byte, n)
+		for i := range n {
+			seed := sha512.Sum512([]byte{byte(i), byte(i >> 8), 77})
+			priv := ed25519.NewKeyFromSeed(seed[:32])
+			pubs[i], sigs[i] = priv.Public().(ed25519.PublicKey), ed25519.Sign(priv, msg)
+		}
+		for _, v := range []struct {
+			name   string
+			verify func(pub, msg, sig []byte) bool
+		}{{"crypto-ed25519", func(p, m, s []byte) bool { return ed25519.Verify(p, m, s) }}, {"cached", verifyEd25519}} {
+			b.Run(fmt.Sprintf("%s/keys=%d", v.name, n), func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					if !v.verify(pubs[i%n], msg, sigs[i%n]) {
+						b.Fatal("refused")
+					}
+					i++
+				}
+			})
+		}
+	}
 }

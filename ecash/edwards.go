@@ -203,15 +203,17 @@ func signedRadix16(s *edwards25519.Scalar) [64]int8 {
 // tableCache holds tables of points' multiples by the point's encoding,
 // at most max of them. Past max a new table replaces an arbitrary one, so
 // the cache stays bounded whatever keys come, and a user of more keys than
-// that in turn still finds most of them. With second set, a key gets its
-// table only the second time it is asked for (the first answer is nil):
-// for keys most of which are met once.
+// that in turn still finds most of them. With admitAfter above zero a key
+// gets its table only once it has been asked for that many times without
+// one (the earlier answers are nil): for keys most of which are met once,
+// and so that however many keys take turns, tables are built at most once
+// every admitAfter misses.
 type tableCache struct {
-	max    int
-	second bool
-	mu     sync.RWMutex
-	m      map[[32]byte]*fixedBase
-	seen   map[[32]byte]struct{} // with second: met once since, at most maxSeenKeys
+	max        int
+	admitAfter uint32
+	mu         sync.RWMutex
+	m          map[[32]byte]*fixedBase
+	seen       map[[32]byte]uint32 // with admitAfter: misses since, at most maxSeenKeys keys
 }
 
 // get returns key's table, building it with build (which may return nil:
@@ -223,7 +225,7 @@ func (c *tableCache) get(key [32]byte, build func() *fixedBase) *fixedBase {
 	if t != nil {
 		return t
 	}
-	if c.second && c.firstMeeting(key) {
+	if c.admitAfter > 0 && !c.admit(key) {
 		return nil
 	}
 	if t = build(); t == nil {
@@ -244,20 +246,22 @@ func (c *tableCache) get(key [32]byte, build func() *fixedBase) *fixedBase {
 	return t
 }
 
-// firstMeeting records key as met and reports whether it had not been
-// since its last table was built (or the record was last cleared).
-func (c *tableCache) firstMeeting(key [32]byte) bool {
+// admit counts a miss of key and reports whether it was the admitAfter-th
+// since key last got a table (or the count was last cleared, when more
+// than maxSeenKeys keys had misses).
+func (c *tableCache) admit(key [32]byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[key]; ok {
+	n := c.seen[key] + 1
+	if n >= c.admitAfter {
 		delete(c.seen, key)
-		return false
+		return true
 	}
-	if c.seen == nil || len(c.seen) >= maxSeenKeys {
-		c.seen = make(map[[32]byte]struct{})
+	if c.seen == nil || (n == 1 && len(c.seen) >= maxSeenKeys) {
+		c.seen = make(map[[32]byte]uint32)
 	}
-	c.seen[key] = struct{}{}
-	return true
+	c.seen[key] = n
+	return false
 }
 
 // csTables caches the tables of the CS keys in use: a wallet decodes its
