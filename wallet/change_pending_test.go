@@ -173,13 +173,11 @@ func (l *lossyReissues) Recoup(ctx context.Context, in *pb.RecoupRequest, opts .
 	return resp, err
 }
 
-// TestPayRecoupPending: the swap a payment finds pending is a recoup's
-// re-issue of a revoked coin, its answer lost, not change made for a
-// payment. The payment is not made (a *ChangePendingError, nothing sent
-// to the merchant), but the error said "making change is pending", which
-// the wallet never did: it says a recoup is pending now, and Recoup is set.
-// Once the bank answers, the payment settles the recoup and pays once.
-func TestPayRecoupPending(t *testing.T) {
+// recoupPending is a wallet whose recoup of a revoked coin that came from
+// a swap is pending: the re-issue's answer was lost, and the next one (of
+// lossy) will be lost too.
+func recoupPending(t *testing.T) (*fixture, *wallet.Wallet, *lossyReissues) {
+	t.Helper()
 	ctx := context.Background()
 	k := keys(t)
 	f := newFixture(t)
@@ -202,6 +200,47 @@ func TestPayRecoupPending(t *testing.T) {
 	if lossy.lose.Load() != 1 {
 		t.Fatal("no re-issue was made: the test needs a revoked coin that came from a swap")
 	}
+	return f, w, lossy
+}
+
+// TestReturnRecoupPending: a return (coins deposited back to the account)
+// with a recoup's re-issue pending stops before depositing anything and
+// says a recoup is pending, as a payment does; it returns once the bank
+// answers.
+func TestReturnRecoupPending(t *testing.T) {
+	ctx := context.Background()
+	f, w, lossy := recoupPending(t)
+	before, err := w.Balance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Return(ctx, lossy, ecash.MustParseAmount("EUR:0.03"))
+	var cp *wallet.ChangePendingError
+	if !errors.As(err, &cp) || !errors.Is(err, wallet.ErrPending) || !cp.Recoup {
+		t.Fatalf("return with the recoup's answer lost again: %v, want a *ChangePendingError wrapping ErrPending, Recoup set", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "change") || !strings.Contains(msg, "recoup") {
+		t.Errorf("return with a recoup pending says %q; want a recoup pending, and no change", msg)
+	}
+	if after, err := w.Balance(); err != nil || after.Fresh != before.Fresh || after.Revealed != before.Revealed {
+		t.Errorf("the wallet holds %+v (%v) after the refused return, %+v before", after, err, before)
+	}
+	f.checkConservation(t, w)
+	if _, err := w.Return(ctx, lossy, ecash.MustParseAmount("EUR:0.03")); err != nil {
+		t.Fatalf("return once the bank answers: %v", err)
+	}
+	f.checkConservation(t, w)
+}
+
+// TestPayRecoupPending: the swap a payment finds pending is a recoup's
+// re-issue of a revoked coin, its answer lost, not change made for a
+// payment. The payment is not made (a *ChangePendingError, nothing sent
+// to the merchant), but the error said "making change is pending", which
+// the wallet never did: it says a recoup is pending now, and Recoup is set.
+// Once the bank answers, the payment settles the recoup and pays once.
+func TestPayRecoupPending(t *testing.T) {
+	ctx := context.Background()
+	f, w, lossy := recoupPending(t)
 	o, err := f.merchant.CreateOrder(ecash.MustParseAmount("EUR:0.03"), "recoup pending", 0)
 	if err != nil {
 		t.Fatal(err)
