@@ -8,7 +8,7 @@ import (
 	"filippo.io/edwards25519"
 )
 
-// Ed25519 verification against a key met before, from a table of its
+// Ed25519 verification against a key met often, from a table of its
 // multiples.
 //
 // crypto/ed25519 checks s·B − k·A = R with one double-scalar multiplication
@@ -17,7 +17,7 @@ import (
 // merchant and the wallet (the bank's signing key, a merchant's request
 // key). For a key met often (edTables) verifyEd25519 builds the table of −A's
 // multiples (fixedBase, about 30 KiB, 120–150 µs) and from then on sums
-// s·B + k·(−A) from two tables: about a third of the time of
+// s·B + k·(−A) from two tables: less than half the time of
 // ed25519.Verify (docs/PERFORMANCE.md, "Ed25519 against a known key").
 //
 // The answer is ed25519.Verify's for every input: the same checks (a

@@ -70,7 +70,7 @@ func SignBody(priv ed25519.PrivateKey, body []byte) []byte { return ed25519.Sign
 
 // VerifyBody checks an Ed25519 signature over a canonical body. Bodies carry
 // their domain-separation tag, so a signature for one purpose never verifies
-// for another. The verdict is crypto/ed25519's; a key met before is checked
+// for another. The verdict is crypto/ed25519's; a key met often is checked
 // from a table of its multiples, faster (verifyEd25519).
 func VerifyBody(pub ed25519.PublicKey, body, sig []byte, what string) error {
 	if !verifyEd25519(pub, body, sig) {
