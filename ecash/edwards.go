@@ -204,16 +204,17 @@ func signedRadix16(s *edwards25519.Scalar) [64]int8 {
 // at most max of them. Past max a new table replaces an arbitrary one, so
 // the cache stays bounded whatever keys come, and a user of more keys than
 // that in turn still finds most of them. With admitAfter above zero a key
-// gets its table only once it has been asked for that many times without
-// one (the earlier answers are nil): for keys most of which are met once,
-// and so that however many keys take turns, tables are built at most once
-// every admitAfter misses.
+// gets its table only at its admitAfter-th miss since it last had one (the
+// earlier answers are nil), for keys most of which are met once; and once
+// the cache is full, a table replaces another at most once every max
+// misses, so that however many keys take turns the builds stay rare.
 type tableCache struct {
 	max        int
 	admitAfter uint32
 	mu         sync.RWMutex
 	m          map[[32]byte]*fixedBase
 	seen       map[[32]byte]uint32 // with admitAfter: misses since, at most maxSeenKeys keys
+	misses     int                 // with admitAfter: misses since the last build
 }
 
 // get returns key's table, building it with build (which may return nil:
@@ -246,15 +247,18 @@ func (c *tableCache) get(key [32]byte, build func() *fixedBase) *fixedBase {
 	return t
 }
 
-// admit counts a miss of key and reports whether it was the admitAfter-th
-// since key last got a table (or the count was last cleared, when more
-// than maxSeenKeys keys had misses).
+// admit counts a miss of key and reports whether it may now build key's
+// table: at its admitAfter-th miss since it last had one (or the counts
+// were last cleared, when more than maxSeenKeys keys had misses), and if
+// the cache is full, not before max misses since the last build.
 func (c *tableCache) admit(key [32]byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.misses++
 	n := c.seen[key] + 1
-	if n >= c.admitAfter {
+	if n >= c.admitAfter && (len(c.m) < c.max || c.misses >= c.max) {
 		delete(c.seen, key)
+		c.misses = 0
 		return true
 	}
 	if c.seen == nil || (n == 1 && len(c.seen) >= maxSeenKeys) {
