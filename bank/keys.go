@@ -759,20 +759,26 @@ func (k *Keys) Prune(now, signingBefore time.Time) (denoms []DenomKey, signing [
 	return denoms, signing
 }
 
+// MaxSigningGrace bounds RotateSigning's grace: long enough to restart
+// every replica and, with an offline master key, to sign the changed key
+// set; a mistyped 9999d would keep a retired (maybe leaked) key valid for
+// new signatures for decades.
+const MaxSigningGrace = 30 * 24 * time.Hour
+
 // RotateSigning replaces the online signing key with a fresh one and lists
 // the old one in the key set as retired, with the window in which it
-// signed: from when it became the signing key until now + grace. A bank
-// that is running keeps signing with the old key until it restarts, so
-// restart it within grace: what it signs later does not verify. It returns
-// the retired key.
+// signed: from when it became the signing key until now + grace (0 to
+// MaxSigningGrace). A bank that is running keeps signing with the old key
+// until it restarts, so restart it within grace: what it signs later does
+// not verify. It returns the retired key.
 func (k *Keys) RotateSigning(now time.Time, grace time.Duration, rnd io.Reader) (ecash.SigningKey, error) {
 	now = now.Truncate(time.Second)
 	since := k.SigningSince
 	if since.IsZero() {
 		since = k.IssuedAt
 	}
-	if grace < 0 {
-		return ecash.SigningKey{}, fmt.Errorf("bank: negative grace %s", grace)
+	if grace < 0 || grace > MaxSigningGrace {
+		return ecash.SigningKey{}, fmt.Errorf("bank: grace %s outside 0 to %s", grace, MaxSigningGrace)
 	}
 	if len(k.PastSigning) >= ecash.MaxPastSigningKeys {
 		return ecash.SigningKey{}, fmt.Errorf("bank: the key set lists %d retired signing keys already, the most it may; prune the oldest first", len(k.PastSigning))

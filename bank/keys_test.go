@@ -194,6 +194,11 @@ func TestRotateSigning(t *testing.T) {
 		t.Fatal("rotated a signing key in the second it became current")
 	}
 	now := start.Add(10 * day)
+	for _, g := range []time.Duration{-time.Second, MaxSigningGrace + time.Second} {
+		if _, err := k.RotateSigning(now, g, rand.Reader); err == nil || !k.Signing.Equal(oldPriv) {
+			t.Fatalf("grace %s: %v; signing key replaced: %t", g, err, !k.Signing.Equal(oldPriv))
+		}
+	}
 	retired, err := k.RotateSigning(now, time.Hour, rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -299,12 +299,6 @@ bankd keys prune --data ./bank --signing-before 2024-01-01`,
 	}
 }
 
-// maxSigningGrace bounds rotate-signing's --grace: long enough to restart
-// every replica and, with an offline master key, to sign the changed key
-// set; a mistyped 9999d would keep a retired (maybe leaked) key valid for
-// new signatures for decades.
-const maxSigningGrace = 30 * 24 * time.Hour
-
 func keysRotateSigningCommand() *cli.Command {
 	var (
 		fl    config.Flags
@@ -336,8 +330,8 @@ bankd keys rotate-signing --data ./bank --grace 1h`,
 		},
 		Run: func(ctx context.Context, inv *cli.Invocation) error {
 			g := grace
-			if g > maxSigningGrace {
-				return cli.Usagef("--grace %s: at most %s (the window only needs to cover a restart)", cli.FormatDuration(g), cli.FormatDuration(maxSigningGrace))
+			if g > bank.MaxSigningGrace { // refused by RotateSigning too; here as a usage error
+				return cli.Usagef("--grace %s: at most %s (the window only needs to cover a restart)", cli.FormatDuration(g), cli.FormatDuration(bank.MaxSigningGrace))
 			}
 			k, path, opts, info, err := loadKeys(inv, &fl)
 			if err != nil {
