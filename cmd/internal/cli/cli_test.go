@@ -349,6 +349,25 @@ func TestPrintJSONEscapesHidden(t *testing.T) {
 	}
 }
 
+// TestPrintJSONRawNotUTF8: a json.RawMessage (a decoded message embedded
+// as it is) keeps bytes that are not UTF-8, which json.Marshal would have
+// replaced: a lone 0x9b, a C1 escape on some terminals, is written as
+// U+FFFD instead.
+func TestPrintJSONRawNotUTF8(t *testing.T) {
+	var b bytes.Buffer
+	inv := &Invocation{Env: &Env{Stdout: &b}, JSON: true}
+	if err := inv.Print(map[string]json.RawMessage{"decoded": json.RawMessage("{\"memo\":\"a\x9b2Jb\"}")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.IndexByte(b.Bytes(), 0x9b) >= 0 {
+		t.Fatalf("--json output carries the byte 0x9b: %q", b.String())
+	}
+	var back map[string]map[string]string
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back["decoded"]["memo"] != "a\ufffd2Jb" {
+		t.Fatalf("decodes to %q (%v), want a\ufffd2Jb", back["decoded"]["memo"], err)
+	}
+}
+
 // A flag with no `PLACEHOLDER` in its usage shows a placeholder for its
 // kind, never Go's type name.
 func TestFlagPlaceholders(t *testing.T) {

@@ -37,9 +37,11 @@ func (inv *Invocation) Print(v any, text func(w io.Writer)) error {
 // is but a terminal would act on rather than show: DEL, the C1 controls
 // (U+009B is an escape sequence's start on some terminals), and the format
 // characters (bidi overrides and isolates, which reorder what follows):
-// the same runes escapeHidden escapes in text. The JSON means the same to
-// a decoder; a user reading it on a terminal sees what is there. These
-// runes occur only inside strings: JSON's syntax is ASCII.
+// the same runes escapeHidden escapes in text; and bytes that are not
+// UTF-8, which a json.RawMessage keeps, as U+FFFD (as json.Marshal writes
+// them). The JSON means the same to a decoder; a user reading it on a
+// terminal sees what is there. All of these occur only inside strings:
+// JSON's syntax is ASCII.
 func escapeHiddenJSON(b []byte) []byte {
 	if utf8.Valid(b) && bytes.IndexFunc(b, hiddenInJSON) < 0 {
 		return b
@@ -47,14 +49,19 @@ func escapeHiddenJSON(b []byte) []byte {
 	out := make([]byte, 0, len(b)+32)
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)
-		if hiddenInJSON(r) {
+		switch {
+		case r == utf8.RuneError && n == 1:
+			// Not UTF-8: json.Marshal replaces such bytes, but a
+			// json.RawMessage keeps them (a lone 0x9b is a C1 escape).
+			out = append(out, `\ufffd`...)
+		case hiddenInJSON(r):
 			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
 				out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
 			} else {
 				out = fmt.Appendf(out, `\u%04x`, r)
 			}
-		} else {
-			out = append(out, b[:n]...) // json.Marshal wrote valid UTF-8
+		default:
+			out = append(out, b[:n]...)
 		}
 		b = b[n:]
 	}
