@@ -248,13 +248,9 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
 	rcpt, err = w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
-	var unchecked *KeySetUnfetchedError
 	switch {
-	case errors.As(err, &unchecked):
-		// Signed by a key the wallet could not look up (a rotation it has
-		// not fetched, say): neither verified nor refuted, so not a bad
-		// receipt. The coins stay pending; a retry checks it again.
-		return nil, fmt.Errorf("%w: the receipt for order %s could not be checked yet: %w", ErrPending, orderID, err)
+	case errors.Is(err, ErrPending): // not checked yet
+		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("wallet: merchant returned a bad receipt: %w", err)
 	}
@@ -262,13 +258,22 @@ func (w *Wallet) pay(ctx context.Context, bank pb.BankClient, merchant pb.Mercha
 }
 
 // acceptReceipt verifies a receipt for a pending payment (bank signature,
-// payment request, exactly our coins) and settles the payment as paid.
+// payment request, exactly our coins) and settles the payment as paid. A
+// receipt it could not check (*KeySetUnfetchedError) leaves the payment
+// pending: the error wraps ErrPending.
 func (w *Wallet) acceptReceipt(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment, raw []byte) (*ecash.DepositReceipt, error) {
 	rcpt, err := ecash.DecodeDepositReceipt(raw)
 	if err != nil {
 		return nil, err
 	}
 	if err := w.verifyBank(ctx, bank, ks, func(ks *ecash.KeySet) error { return rcpt.Verify(ks, pr) }); err != nil {
+		var unchecked *KeySetUnfetchedError
+		if errors.As(err, &unchecked) {
+			// Signed by a key the wallet could not look up (a rotation it
+			// has not fetched, say): neither verified nor refuted, so not a
+			// bad receipt. The coins stay pending; a retry checks it again.
+			return nil, fmt.Errorf("%w: the receipt for order %s could not be checked yet: %w", ErrPending, pp.OrderID, err)
+		}
 		return nil, err
 	}
 	if !sameSet(rcpt.Coins, pp.Coins) {
@@ -634,7 +639,7 @@ func (w *Wallet) payWith(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 	made, err := w.swap(ctx, bank, ks, []*coinRecord{p.change.big}, p.change.outputs)
 	if err != nil {
 		if errors.Is(err, ErrPending) {
-			return nil, &ChangePendingError{Err: err}
+			return nil, changePending(err)
 		}
 		return nil, fmt.Errorf("wallet: making change: %w", err)
 	}

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -75,12 +73,5 @@ func (w *Wallet) Return(ctx context.Context, bank pb.BankClient, amount ecash.Am
 	if err != nil {
 		return w.paymentFailed(ctx, bank, ks, pr, pp, err)
 	}
-	rcpt, err := w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
-	var unchecked *KeySetUnfetchedError
-	if errors.As(err, &unchecked) {
-		// Neither verified nor refuted (a signing key the wallet could
-		// not look up): the coins stay pending, as for Pay.
-		return nil, fmt.Errorf("%w: the receipt for return %s could not be checked yet: %w", ErrPending, pr.OrderID, err)
-	}
-	return rcpt, err
+	return w.acceptReceipt(ctx, bank, ks, pr, pp, resp.Receipt)
 }
