@@ -353,11 +353,7 @@ func (m *Merchant) unverifiedDeposits() (map[string]paidOrder, error) {
 		if err != nil {
 			return nil, err
 		}
-		pr, err := ecash.DecodePaymentRequest(o.Request) // decodeOrder read it
-		if err != nil {
-			return nil, err
-		}
-		out[o.ID] = paidOrder{receipt: r, created: pr.CreatedAt}
+		out[o.ID] = paidOrder{receipt: r, created: o.CreatedAt}
 	}
 	return out, it.Error()
 }

@@ -277,6 +277,7 @@ type Order struct {
 	Request   []byte // payment request body
 	Sig       []byte // merchant signature on Request
 	Amount    ecash.Amount
+	CreatedAt time.Time // Request's, as Amount and ExpiresAt
 	ExpiresAt time.Time
 	Receipt   []byte // the bank's signed receipt once paid
 }
@@ -335,7 +336,7 @@ func decodeOrder(b []byte) (*Order, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.Amount, o.ExpiresAt = pr.Amount, pr.ExpiresAt
+	o.Amount, o.CreatedAt, o.ExpiresAt = pr.Amount, pr.CreatedAt, pr.ExpiresAt
 	return o, nil
 }
 
@@ -375,7 +376,7 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 		CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	body := pr.Body()
-	o := &Order{ID: pr.OrderID, Summary: summary, Request: body, Sig: ecash.SignBody(m.key, body), Amount: amount, ExpiresAt: pr.ExpiresAt}
+	o := &Order{ID: pr.OrderID, Summary: summary, Request: body, Sig: ecash.SignBody(m.key, body), Amount: amount, CreatedAt: pr.CreatedAt, ExpiresAt: pr.ExpiresAt}
 	if err := m.db.Set(orderKey(o.ID), o.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
