@@ -69,6 +69,12 @@ of a coin paid with (its key may have leaked), pay confirms it with the
 bank's signed key set, ends the payment, returns the coins to the wallet and
 tells you to run "wallet recoup"; running pay again pays with other coins.
 
+For scripts: the exit status is the verdict (0 paid, or paid already by
+this wallet; 1 not paid now, the reason on stderr; 2 a mistake in the
+command line). With --json the failures above also print their "error"
+kind on stdout (others print nothing there). Later versions may add kinds:
+treat one you do not know as "not paid now, see stderr", never as paid.
+
 With --uri, pay takes the payment request, its summary and the merchant's
 address from a payment URI ("blindbank:pay/...", from "merchantd order
 create --uri", a link or a QR code) instead of fetching it: one round trip
