@@ -225,7 +225,7 @@ audit keys --keys keyset.signed --json`,
 				if len(keys.raw) != 1 {
 					return cli.Usagef("--out saves one key set; give one of --bank and --keys")
 				}
-				if err := writeFileAtomic(out, keys.raw[0]); err != nil {
+				if err := cli.WriteOutFile(out, keys.raw[0], 0o644, true, ""); err != nil {
 					return err
 				}
 			}

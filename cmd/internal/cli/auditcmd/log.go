@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -655,41 +654,8 @@ func (r *logRun) save() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(r.f.state, append(b, '\n')); err != nil {
+	if err := cli.WriteOutFile(r.f.state, append(b, '\n'), 0o644, true, ""); err != nil {
 		return fmt.Errorf("saving --state: %w", err)
-	}
-	return nil
-}
-
-// writeAtomic replaces name with b through a synced temporary file in the
-// same directory: a crash leaves the old state or the new, never half.
-func writeAtomic(name string, b []byte) error {
-	dir := filepath.Dir(name)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
