@@ -329,52 +329,27 @@ func measureLimit(ctx context.Context, kit *cryptoKit, s scenarioKind, n int, ep
 // every step the wallet and the bank do, in order, without the network and
 // the store.
 func newWithdrawLimitOp(kit *cryptoKit, n int) (limitOp, error) {
-	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
+	out, err := newIssued(kit, n)
+	if err != nil {
 		return nil, err
 	}
-	acctKey, err := ecash.DeriveAccountKey(seed)
+	acctKey, err := ecash.DeriveAccountKey(out.seed)
 	if err != nil {
 		return nil, err
 	}
 	acctPub := acctKey.Public().(ed25519.PublicKey)
-	d, priv := kit.denom.Denomination, kit.denom.Private
-	var next uint64
-	ps := make([]ecash.PlanchetSecret, n)
-	first := make([][]byte, n)
-	answers := make([][]byte, n)
-	states := make([]ecash.BlindState, n)
-	sigs := make([][]byte, n)
+	d := kit.denom.Denomination
 	return func(pt *partyTimes) error {
-		var err error
 		sw := startStopwatch()
-		// Wallet: coin keys and blinding seeds, first-round requests.
-		for i := range n {
-			if ps[i], err = ecash.DerivePlanchet(seed, next); err != nil {
-				return err
-			}
-			next++
-			first[i] = ps[i].PrepareRequest(d)
+		if err := out.firstRound(&sw, pt); err != nil {
+			return err
 		}
-		sw.lap(&pt.wallet)
-		// Bank: the first round (CS only).
-		for i := range n {
-			answers[i] = nil
-			if first[i] != nil {
-				if answers[i], err = priv.Prepare(first[i]); err != nil {
-					return err
-				}
-			}
-		}
-		sw.lap(&pt.bank)
 		// Wallet: blind, build and sign the request.
 		req := &ecash.WithdrawRequest{Account: bank.FirstUserAccount, CreatedAt: time.Now()}
-		binary.BigEndian.PutUint64(req.Nonce[:], next)
+		binary.BigEndian.PutUint64(req.Nonce[:], out.next)
 		req.Planchets = make([]ecash.Planchet, n)
-		for i := range n {
-			if req.Planchets[i], states[i], err = ps[i].Blind(d, answers[i]); err != nil {
-				return err
-			}
+		if err := out.blind(req.Planchets); err != nil {
+			return err
 		}
 		amount := ecash.Amount{Currency: d.Value.Currency, Value: d.Value.Value * uint64(n)}
 		body := req.Body()
@@ -389,24 +364,100 @@ func newWithdrawLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		if err := ecash.VerifyBody(acctPub, ecash.WithdrawSignatureInput(got.Account, amount, ecash.HashOf(body)), sig, "withdraw request"); err != nil {
 			return err
 		}
-		for i, p := range got.Planchets {
-			if _, err := priv.LockKey(p.Blinded); err != nil {
-				return err
-			}
-			if sigs[i], err = priv.BlindSign(p.Blinded); err != nil {
-				return err
-			}
+		if err := out.sign(got.Planchets); err != nil {
+			return err
 		}
 		sw.lap(&pt.bank)
-		// Wallet: unblind and verify.
-		for i := range n {
-			if _, err := states[i].Unblind(sigs[i]); err != nil {
+		return out.unblind(&sw, pt)
+	}, nil
+}
+
+// issued is the coins one operation of a limit has the bank issue (a
+// withdrawal's or a swap's outputs), through the same steps: the wallet
+// derives them and, for CS, asks for the first round; the bank answers
+// it; the wallet blinds; the bank locks the nonces and signs; the wallet
+// unblinds and verifies. Reused from one operation to the next.
+type issued struct {
+	kit     *cryptoKit
+	seed    []byte
+	next    uint64 // the next planchet index
+	ps      []ecash.PlanchetSecret
+	first   [][]byte // first-round requests (nil for RSA)
+	answers [][]byte
+	states  []ecash.BlindState
+	sigs    [][]byte
+}
+
+func newIssued(kit *cryptoKit, n int) (*issued, error) {
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	return &issued{kit: kit, seed: seed, ps: make([]ecash.PlanchetSecret, n), first: make([][]byte, n),
+		answers: make([][]byte, n), states: make([]ecash.BlindState, n), sigs: make([][]byte, n)}, nil
+}
+
+// firstRound is the wallet deriving the coin keys and blinding seeds (and
+// the CS first-round requests), then the bank's first round (CS only),
+// each timed to its party.
+func (o *issued) firstRound(sw *stopwatch, pt *partyTimes) error {
+	d, priv := o.kit.denom.Denomination, o.kit.denom.Private
+	var err error
+	for i := range o.ps {
+		if o.ps[i], err = ecash.DerivePlanchet(o.seed, o.next); err != nil {
+			return err
+		}
+		o.next++
+		o.first[i] = o.ps[i].PrepareRequest(d)
+	}
+	sw.lap(&pt.wallet)
+	for i := range o.first {
+		o.answers[i] = nil
+		if o.first[i] != nil {
+			if o.answers[i], err = priv.Prepare(o.first[i]); err != nil {
 				return err
 			}
 		}
-		sw.lap(&pt.wallet)
-		return nil
-	}, nil
+	}
+	sw.lap(&pt.bank)
+	return nil
+}
+
+// blind is the wallet's blinding into ps (untimed: its caller laps).
+func (o *issued) blind(ps []ecash.Planchet) error {
+	var err error
+	for i := range ps {
+		if ps[i], o.states[i], err = o.ps[i].Blind(o.kit.denom.Denomination, o.answers[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sign is the bank locking each CS nonce and blind-signing ps (untimed).
+func (o *issued) sign(ps []ecash.Planchet) error {
+	priv := o.kit.denom.Private
+	var err error
+	for i, p := range ps {
+		if _, err := priv.LockKey(p.Blinded); err != nil {
+			return err
+		}
+		if o.sigs[i], err = priv.BlindSign(p.Blinded); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unblind is the wallet unblinding and verifying the signatures, timed.
+func (o *issued) unblind(sw *stopwatch, pt *partyTimes) error {
+	for i := range o.states {
+		if _, err := o.states[i].Unblind(o.sigs[i]); err != nil {
+			return err
+		}
+	}
+	sw.lap(&pt.wallet)
+	return nil
 }
 
 // mintCoins makes n valid coins with the denomination's private key, through

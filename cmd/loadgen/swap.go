@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -83,47 +82,20 @@ func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
+	out, err := newIssued(kit, n)
+	if err != nil {
 		return nil, err
 	}
-	d, priv := kit.denom.Denomination, kit.denom.Private
 	value := kit.denom.Value
-	var next uint64
-	ps := make([]ecash.PlanchetSecret, n)
-	first := make([][]byte, n)
-	answers := make([][]byte, n)
-	states := make([]ecash.BlindState, n)
-	sigs := make([][]byte, n)
 	return func(pt *partyTimes) error {
-		var err error
 		sw := startStopwatch()
-		// Wallet: the outputs' coin keys and blinding seeds, first-round
-		// requests.
-		for i := range n {
-			if ps[i], err = ecash.DerivePlanchet(seed, next); err != nil {
-				return err
-			}
-			next++
-			first[i] = ps[i].PrepareRequest(d)
+		if err := out.firstRound(&sw, pt); err != nil {
+			return err
 		}
-		sw.lap(&pt.wallet)
-		// Bank: the first round (CS only).
-		for i := range n {
-			answers[i] = nil
-			if first[i] != nil {
-				if answers[i], err = priv.Prepare(first[i]); err != nil {
-					return err
-				}
-			}
-		}
-		sw.lap(&pt.bank)
 		// Wallet: blind the outputs, sign a swap permission per input.
 		req := &ecash.SwapRequest{CreatedAt: time.UnixMilli(time.Now().UnixMilli()), Outputs: make([]ecash.Planchet, n), Inputs: make([]ecash.SwapInput, n)}
-		for i := range n {
-			if req.Outputs[i], states[i], err = ps[i].Blind(d, answers[i]); err != nil {
-				return err
-			}
+		if err := out.blind(req.Outputs); err != nil {
+			return err
 		}
 		outputs := req.OutputsHash()
 		for i, c := range inputs {
@@ -133,7 +105,8 @@ func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		body := req.Body()
 		sw.lap(&pt.wallet)
 		// Bank: decode, verify every input coin and its permission, lock
-		// the CS nonces, blind-sign every output.
+		// the CS nonces, blind-sign every output (recorded by the hashes
+		// of their blinded messages).
 		got, err := ecash.DecodeSwapRequest(body)
 		if err != nil {
 			return err
@@ -151,23 +124,13 @@ func newSwapLimitOp(kit *cryptoKit, n int) (limitOp, error) {
 		for i := range perms {
 			_ = perms[i].Encode()
 		}
-		for i, p := range got.Outputs {
+		for _, p := range got.Outputs {
 			_ = ecash.HashOf(p.Blinded)
-			if _, err := priv.LockKey(p.Blinded); err != nil {
-				return err
-			}
-			if sigs[i], err = priv.BlindSign(p.Blinded); err != nil {
-				return err
-			}
+		}
+		if err := out.sign(got.Outputs); err != nil {
+			return err
 		}
 		sw.lap(&pt.bank)
-		// Wallet: unblind and verify.
-		for i := range n {
-			if _, err := states[i].Unblind(sigs[i]); err != nil {
-				return err
-			}
-		}
-		sw.lap(&pt.wallet)
-		return nil
+		return out.unblind(&sw, pt)
 	}, nil
 }
