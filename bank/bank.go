@@ -35,7 +35,7 @@ var (
 	ErrWrongBank      = errors.New("bank: payment request is for another bank")
 	ErrWrongCurrency  = errors.New("bank: wrong currency")
 	ErrAmountMatch    = errors.New("bank: coins do not add up to the payment amount")
-	ErrBadTimestamp   = errors.New("bank: deposit permission signed outside the payment request's validity")
+	ErrBadTimestamp   = errors.New("bank: timestamp outside what the bank accepts")
 	ErrUnauthorized   = errors.New("bank: signature does not match the account key")
 	ErrPaymentExpired = errors.New("bank: payment request expired")
 )
@@ -141,12 +141,30 @@ func fromRecord(err *error, lookup func() (bool, error)) {
 	}
 }
 
+// notAhead refuses a new request its signer dated (created) more than
+// ecash.MaxClockSkew ahead of the bank's clock (ErrBadTimestamp), saying
+// by how much, so that whoever runs that clock can set it right. Clients
+// judging the bank's log take such a date, less the skew, as the earliest
+// the bank can have answered (logclient.Unlogged). A date long past is
+// not refused: it only makes that bound weaker, and a wallet may send a
+// pending request again after a long outage.
+func notAhead(what string, created, now time.Time) error {
+	if !created.After(now.Add(ecash.MaxClockSkew)) {
+		return nil
+	}
+	// Sub saturates for a date centuries away: a huge figure, not a wrong one.
+	return fmt.Errorf("%w: %s created at %s, %s ahead of the bank's clock (%s), more than the %s allowed", ErrBadTimestamp,
+		what, created.UTC().Format(time.RFC3339), created.Sub(now).Round(time.Millisecond), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
+}
+
 // Withdraw handles a signed withdraw request: it verifies the account
 // signature and denominations, blind-signs every planchet in parallel, then
 // commits the debit, the signatures and the CS nonce locks atomically; an
 // answer for a nonce locked to another challenge is computed but never
 // released. A retry of the same
-// request returns the same signatures and debits nothing.
+// request returns the same signatures and debits nothing. A new request
+// dated more than ecash.MaxClockSkew ahead of the bank's clock is refused
+// (ErrBadTimestamp).
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]byte, err error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
 	if err != nil {
@@ -184,6 +202,18 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if found, err := recorded(); err != nil || found {
 		return sigs, err
 	}
+	now := b.now()
+	// A new request dated ahead of the bank's clock is refused: a wallet's
+	// log check takes its date, less the skew, as the earliest the bank
+	// can have answered it. After the record, so that a retry is answered
+	// however the clocks moved since; before the rate, since the refusal
+	// costs nothing. Checked against the record once more, as the
+	// refusals below are (fromRecord): a retry racing its original's
+	// commit, at a replica whose clock is behind, must not be refused.
+	if err = notAhead("withdraw request", req.CreatedAt, now); err != nil {
+		fromRecord(&err, recorded)
+		return sigs, err
+	}
 	// Charged after the record: a retry signs nothing, and a replay of a
 	// captured request must not use up its holder's rate.
 	if err := b.allow(req.Account); err != nil {
@@ -195,7 +225,6 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err := b.checkLock(ctx, req.Account, Source(ctx)); err != nil {
 		return nil, err
 	}
-	now := b.now()
 	total, keys, blinded, locks, err := b.outputs(req.Planchets, now)
 	if err != nil {
 		return nil, err
@@ -429,8 +458,8 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	}
 	// Nor before it is made, nor one that lives too long: either could hold
 	// a wallet's coins pending for as long as its merchant chose.
-	if pr.CreatedAt.After(now.Add(ecash.MaxClockSkew)) {
-		return nil, nil, fmt.Errorf("%w: payment request created at %s, ahead of the bank's clock", ErrBadTimestamp, pr.CreatedAt.UTC().Format(time.RFC3339))
+	if err := notAhead("payment request", pr.CreatedAt, now); err != nil {
+		return nil, nil, err
 	}
 	if err := pr.CheckLifetime(); err != nil {
 		return nil, nil, err
@@ -447,7 +476,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 			return nil, nil, err
 		}
 		if dp.Timestamp.Before(pr.CreatedAt.Add(-ecash.MaxClockSkew)) || dp.Timestamp.After(pr.ExpiresAt) {
-			return nil, nil, ErrBadTimestamp
+			return nil, nil, fmt.Errorf("%w: deposit permission %d signed outside the payment request's validity", ErrBadTimestamp, i)
 		}
 		dp.Value, keys[i] = d.Value, d
 		if total, err = total.Add(d.Value); err != nil {

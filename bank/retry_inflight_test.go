@@ -15,7 +15,7 @@ import (
 )
 
 // raceStore is the env's store with one interleaving forced: the first
-// armed RefundRecord / SwapRecord lookup reads "not found", and then,
+// armed RefundRecord / SwapRecord / Withdrawal lookup reads "not found", and then,
 // before it returns, the original request (its answer lost to the client)
 // commits. This is exactly what happens when a client retries a request
 // still in flight: the retry's record lookup runs before the original's
@@ -24,6 +24,7 @@ type raceStore struct {
 	*pebblestore.Store
 	beforeRefundRecord func()
 	beforeSwapRecord   func()
+	beforeWithdrawal   func()
 }
 
 func (s *raceStore) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, bool, error) {
@@ -31,6 +32,15 @@ func (s *raceStore) RefundRecord(ctx context.Context, h ecash.Hash) ([]byte, boo
 	if f := s.beforeRefundRecord; f != nil {
 		s.beforeRefundRecord = nil
 		f() // the original commits now
+	}
+	return r, found, err
+}
+
+func (s *raceStore) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
+	r, found, err := s.Store.Withdrawal(ctx, h)
+	if f := s.beforeWithdrawal; f != nil {
+		s.beforeWithdrawal = nil
+		f()
 	}
 	return r, found, err
 }

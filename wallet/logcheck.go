@@ -67,8 +67,8 @@ type logCheck struct {
 	Answered int64
 	// Asked: the time on the request the answer answers, which the bank
 	// refuses when dated further ahead of its clock than the skew (a
-	// payment request's CreatedAt, an EPOID's time), or which the wallet
-	// dated (a withdraw request's CreatedAt), unix milliseconds: it bounds
+	// payment request's CreatedAt, an EPOID's time, a withdraw request's
+	// CreatedAt, the wallet's own), unix milliseconds: it bounds
 	// Answered, the bank's alone, and dates a withdrawal's answer
 	// (logclient.Start.Unlogged). Trailing; 0 on records of builds before
 	// it, which take the bank's date as it is.

@@ -29,7 +29,8 @@ import (
 // a bank hiding
 // them from the auditor, which answers with a receipt all the same. With
 // backdate set too, it dates those receipts then, signed again with
-// signing: a bank making an answer it did not log look older than its log.
+// signing, and a withdrawal's posting (its answer carries no date): a
+// bank making an answer it did not log look older than its log.
 type omittingStore struct {
 	bank.Store
 	omit     atomic.Bool
@@ -56,6 +57,9 @@ func (s *omittingStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte,
 func (s *omittingStore) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
 	if s.omit.Load() {
 		op.Log = nil
+		if at := s.backdate.Load(); at != nil {
+			op.Time = *at
+		}
 	}
 	return s.Store.Withdraw(ctx, op)
 }
@@ -82,8 +86,8 @@ func (s *omittingStore) Check(ctx context.Context, op bank.CheckOp) (bank.CheckO
 }
 
 // unloggedBank is a bank over an omittingStore whose log began (its key
-// set logged) at began past now, its clock at now past now afterwards
-// (or, while set, at stopped), and a wallet holding EUR 10 of its coins.
+// set logged) at began past now, its clock at now past now afterwards,
+// and a wallet holding EUR 10 of its coins.
 type unloggedBank struct {
 	bank  *bank.Bank
 	store *omittingStore
@@ -91,8 +95,6 @@ type unloggedBank struct {
 	logc  pb.AuditLogClient
 	w     *wallet.Wallet
 	clock func() time.Time
-	// stopped, while set, is what the bank's clock reads, not the wallet's.
-	stopped atomic.Pointer[time.Time]
 }
 
 func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
@@ -108,12 +110,7 @@ func newUnloggedBank(t *testing.T, began, now time.Duration) *unloggedBank {
 	offset.Store(int64(began))
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	u.clock = clock
-	b := bank.New(u.store, keys(t), func() time.Time {
-		if at := u.stopped.Load(); at != nil {
-			return *at
-		}
-		return clock()
-	}, nil)
+	b := bank.New(u.store, keys(t), clock, nil)
 	u.bank = b
 	if err := b.PublishKeySet(ctx); err != nil {
 		t.Fatal(err)

@@ -161,11 +161,10 @@ func (s *Start) Checkpoint() auditlog.Checkpoint { return s.cp }
 // 0: not found in the log; else the entry past it). asked is the time on
 // the client's own request the answer answers, if the bank refuses a
 // request dated further ahead of its clock than ecash.MaxClockSkew (a
-// payment request's CreatedAt, an EPOID's time), or if the client dated it
-// by a clock kept within that of the bank's (a withdraw request's
-// CreatedAt: the bank answers from its record only a withdrawal made
-// before its log began, and the request was dated before that, unless
-// the client's clock ran more than twice the skew ahead); zero if the
+// payment request's CreatedAt, an EPOID's time, and a withdraw request's
+// CreatedAt, which builds before this one took however dated: one such a
+// build took before its log began is dated before that, unless the
+// client's clock ran more than twice the skew ahead); zero if the
 // client holds none. An honest bank commits an entry before it
 // answers, so if the answer came after the log began (AfterBegan, judged
 // by answeredBy), the checkpoint must hold it: Unlogged returns the
