@@ -99,9 +99,21 @@ func Definitive(err error) bool {
 // does not tell it from ErrNonceReused and the other conflicts, so the
 // message is matched, as ToStatus sends it (the sentinel's text, wrapped or
 // not).
-func AlreadyIssued(err error) bool {
+func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, ErrAlreadyIssued) }
+
+// BadTimestamp reports whether an error a client got over gRPC is the
+// bank's ErrBadTimestamp. Answering a withdraw request, it is a refusal
+// (Definitive) made after the bank looked the request's record up and
+// found none, of a request dated more than ecash.MaxClockSkew ahead of the
+// bank's clock: the wallet's clock is ahead. Matched as AlreadyIssued is:
+// InvalidArgument alone does not tell it from a malformed request.
+func BadTimestamp(err error) bool { return sentAs(err, codes.InvalidArgument, ErrBadTimestamp) }
+
+// sentAs reports whether err is a gRPC status of code carrying sentinel's
+// text, as ToStatus sends it (wrapped or not).
+func sentAs(err error, code codes.Code, sentinel error) bool {
 	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.AlreadyExists && strings.Contains(st.Message(), ErrAlreadyIssued.Error())
+	return ok && st.Code() == code && strings.Contains(st.Message(), sentinel.Error())
 }
 
 // opaqueErrors are sent to the peer as the sentinel's own message only:

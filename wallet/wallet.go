@@ -59,6 +59,11 @@ var (
 	ErrDeclined      = errors.New("wallet: payment declined by the user")
 	ErrBadRequest    = errors.New("wallet: payment request does not verify")
 	ErrPending       = errors.New("wallet: the operation is recorded; retry to finish it")
+	// ErrClockAhead: the bank refused a withdrawal as dated more than
+	// ecash.MaxClockSkew ahead of its clock (it says by how much). Nothing
+	// was debited and the request is dropped; once the clock is set
+	// right, a new withdrawal goes through.
+	ErrClockAhead = errors.New("wallet: this computer's clock is ahead of the bank's")
 )
 
 // MaxPlanchetsPerRequest is how many coins one withdraw RPC carries.
@@ -523,6 +528,11 @@ func definitive(err error) bool { return bank.Definitive(err) }
 // alreadyIssued: the bank refused a request for a blinded message it had
 // signed in another (bank.AlreadyIssued): the planchet counter is stale.
 func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
+
+// clockAhead: the bank refused a withdraw request as dated more than
+// ecash.MaxClockSkew ahead of its clock (bank.BadTimestamp), after it
+// looked the request's record up.
+func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 
 func beU64(b []byte) uint64 {
 	var v uint64

@@ -24,7 +24,8 @@ type Progress func(done, total int)
 // answer stops this withdrawal (ErrPending). Coins are
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent. On an error it returns the coins stored so far; an answer the
-// bank got wrong stops it with ErrBadAnswer (see Disputes).
+// bank got wrong stops it with ErrBadAnswer (see Disputes), and a refusal
+// of a request dated ahead of the bank's clock with ErrClockAhead.
 func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
 	if err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
@@ -533,8 +534,10 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// only a refusal the bank makes after looking its record up
 			// (funds, limits, a lock: FailedPrecondition) says it did
 			// not; one made before (a denomination the replica does
-			// not serve, the signature) leaves its indices skipped.
-			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
+			// not serve, the signature) leaves its indices skipped. A
+			// request dated ahead of the bank's clock is refused after
+			// the record too (clockAhead).
+			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition || clockAhead(err)
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
 				if perr := w.parkIndices(*pw.res); perr != nil {
 					return nil, errors.Join(err, perr)
@@ -544,6 +547,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 				// Recorded for Recover's report (dropRefused): the
 				// request's own outcome, not the caller's.
 				return nil, &refusedEarlier{err}
+			}
+			if clockAhead(err) {
+				return nil, fmt.Errorf("%w: %w", ErrClockAhead, err)
 			}
 			return nil, err
 		}
