@@ -245,7 +245,11 @@ terminal it shows a progress bar for large amounts.
 Each batch of coins is saved before it is requested, so an interrupted
 withdrawal is never lost nor debited twice: "wallet recover" (or the next
 withdraw) finishes it. --transcript appends every protocol message as JSON
-lines, for auditing.`,
+lines, for auditing.
+
+The request carries this computer's time: the bank refuses one dated more
+than 5 minutes ahead of its own clock, and withdraw then says by how much.
+Nothing is debited; set the clock right and run withdraw again.`,
 		Example: `wallet withdraw EUR:10.00
 wallet withdraw EUR:250.00 --transcript withdraw.jsonl`,
 		Flags: func(fs *flag.FlagSet) {
@@ -330,6 +334,9 @@ func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (value, fee eca
 func withdrawError(err error) error {
 	if errors.Is(err, wallet.ErrPending) {
 		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
+	}
+	if errors.Is(err, wallet.ErrClockAhead) {
+		return fmt.Errorf("withdrawal refused: %w; nothing was debited: set this computer's clock right (turn on network time), then withdraw again", err)
 	}
 	if _, ok := status.FromError(err); ok {
 		return fmt.Errorf("withdrawal refused: %w", err)
