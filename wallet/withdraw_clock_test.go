@@ -12,17 +12,20 @@ import (
 	"github.com/blindbank/blindbank/wallet"
 )
 
-// aheadWallet is a wallet funded with EUR 2 at f's bank (whose clock is
-// the real one), its own clock ahead by what offset holds.
-func aheadWallet(t *testing.T, f *fixture, offset *atomic.Int64) *wallet.Wallet {
+// aheadWallet starts a bank on the real clock and a wallet funded with
+// EUR 2 there whose clock is ahead by what offset holds: the skew and a
+// minute, to begin with.
+func aheadWallet(t *testing.T) (f *fixture, w *wallet.Wallet, offset *atomic.Int64) {
 	t.Helper()
+	f, offset = newFixture(t), new(atomic.Int64)
+	offset.Store(int64(ecash.MaxClockSkew + time.Minute))
 	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
 	f.fund(t, w, "EUR:2.00")
-	return w
+	return f, w, offset
 }
 
 // accountBalance is what the bank holds on the wallet's account.
@@ -46,10 +49,7 @@ func accountBalance(t *testing.T, f *fixture, w *wallet.Wallet) int64 {
 // and once its clock is right it withdraws.
 func TestWithdrawClockAhead(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	var offset atomic.Int64
-	offset.Store(int64(ecash.MaxClockSkew + time.Minute))
-	w := aheadWallet(t, f, &offset)
+	f, w, offset := aheadWallet(t)
 	n0, _ := wallet.NextIndex(w)
 	_, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil)
 	if !errors.Is(err, wallet.ErrClockAhead) || !strings.Contains(err.Error(), "ahead of the bank's clock") {
@@ -81,10 +81,7 @@ func TestWithdrawClockAhead(t *testing.T) {
 // skipped, and the refusal is reported with the bank's word.
 func TestRecoveredWithdrawalClockAheadParksIndices(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	var offset atomic.Int64
-	offset.Store(int64(ecash.MaxClockSkew + time.Minute))
-	w := aheadWallet(t, f, &offset)
+	f, w, _ := aheadWallet(t)
 	n0, _ := wallet.NextIndex(w)
 	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
 		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
