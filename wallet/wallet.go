@@ -62,7 +62,8 @@ var (
 	// ErrClockAhead: the bank refused a withdrawal as dated more than
 	// ecash.MaxClockSkew ahead of its clock (it says by how much). Nothing
 	// was debited and the request is dropped; once the clock is set
-	// right, a new withdrawal goes through.
+	// right, a new withdrawal goes through. (A withdrawal pending from
+	// before, refused so, stays pending: see Recover.)
 	ErrClockAhead = errors.New("wallet: this computer's clock is ahead of the bank's")
 )
 
@@ -531,7 +532,9 @@ func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
 
 // clockAhead: the bank refused a withdraw request as dated more than
 // ecash.MaxClockSkew ahead of its clock (bank.BadTimestamp), after it
-// looked the request's record up.
+// looked the request's record up and found none. That settles a request
+// never sent before; one sent before may be committing at a replica
+// whose clock is further on (sendWithdraw).
 func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 
 func beU64(b []byte) uint64 {

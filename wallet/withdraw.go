@@ -20,8 +20,9 @@ type Progress func(done, total int)
 // Withdraw debits amount from the wallet's bank account as fresh coins.
 // Pending withdrawals from an earlier crash are finished first: one the
 // bank refuses outright is dropped, its refusal kept for Recover's report
-// (RecoverReport.Refused), and this withdrawal goes on; one it does not
-// answer stops this withdrawal (ErrPending). Coins are
+// (RecoverReport.Refused), and this withdrawal goes on; one it refuses as
+// dated ahead of its clock stays pending and this withdrawal goes on; one
+// it does not answer stops this withdrawal (ErrPending). Coins are
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent. On an error it returns the coins stored so far; an answer the
 // bank got wrong stops it with ErrBadAnswer (see Disputes), and a refusal
@@ -523,6 +524,16 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 	w.tr.RecordEntry(w.now(), ecash.TranscriptEntry{Step: "withdraw-request", Data: pw.Body, Sig: pw.Sig, Signer: w.AccountKey()})
 	resp, err := bank.Withdraw(ctx, &pb.WithdrawRequest{Body: pw.Body, AccountSig: pw.Sig})
 	if err != nil {
+		// A request sent before (recovered), refused as dated ahead of
+		// the bank's clock, may be committing all the same: a replica
+		// whose clock is further on took it, and commits it after this
+		// one looked the record up (twice) and found none. The refusal
+		// holds only until the bank's clock reaches the request's date:
+		// it stays pending, stops nothing else, and is answered from
+		// the record, or taken, when sent again then.
+		if pw.recovered && clockAhead(err) {
+			return nil, fmt.Errorf("%w: %w", ErrClockAhead, err)
+		}
 		if definitive(err) {
 			if derr := w.dropRefused(ks, req, pw, err); derr != nil {
 				return nil, derr
@@ -534,10 +545,8 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// only a refusal the bank makes after looking its record up
 			// (funds, limits, a lock: FailedPrecondition) says it did
 			// not; one made before (a denomination the replica does
-			// not serve, the signature) leaves its indices skipped. A
-			// request dated ahead of the bank's clock is refused after
-			// the record too (clockAhead).
-			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition || clockAhead(err)
+			// not serve, the signature) leaves its indices skipped.
+			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
 				if perr := w.parkIndices(*pw.res); perr != nil {
 					return nil, errors.Join(err, perr)
@@ -695,6 +704,9 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // A pending withdrawal the bank refuses outright is dropped and reported
 // in the report, with those an earlier Withdraw dropped so (each once),
 // not as Recover's error; on an error they are left for the next Recover.
+// One it refuses as dated ahead of its clock stays pending (another
+// replica may have taken it): a Recover once the bank's clock reaches its
+// date finishes it.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
 	if err := w.recover(ctx, bank); err != nil {
 		return nil, err
@@ -755,12 +767,13 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 		})
 		// A bad answer is recorded by now (ErrBadAnswer comes only after
 		// the record is written), and so is an outright refusal (for
-		// Recover's report; its indices parked or skipped by then): go
-		// on to the others, and the caller to its own work. Anything
-		// else (the bank not answering: the request's outcome unknown)
-		// stops the caller.
+		// Recover's report; its indices parked or skipped by then), and
+		// one refused for now as dated ahead of the bank's clock stays
+		// pending: go on to the others, and the caller to its own work.
+		// Anything else (the bank not answering: the request's outcome
+		// unknown) stops the caller.
 		var refused *refusedEarlier
-		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) {
+		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) && !errors.Is(err, ErrClockAhead) {
 			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}

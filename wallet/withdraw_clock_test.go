@@ -8,24 +8,31 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 	"github.com/blindbank/blindbank/wallet"
 )
 
-// aheadWallet starts a bank on the real clock and a wallet funded with
-// EUR 2 there whose clock is ahead by what offset holds: the skew and a
+// aheadWallet starts a bank on clk and a wallet funded with EUR 2 there
+// whose clock is ahead of clk by what offset holds: the skew and a
 // minute, to begin with.
-func aheadWallet(t *testing.T) (f *fixture, w *wallet.Wallet, offset *atomic.Int64) {
+func aheadWallet(t *testing.T) (f *fixture, w *wallet.Wallet, offset *atomic.Int64, clk *clock) {
 	t.Helper()
-	f, offset = newFixture(t), new(atomic.Int64)
+	clk, offset = newClock(), new(atomic.Int64)
+	f = newFixtureWith(t, keys(t), clk.now)
 	offset.Store(int64(ecash.MaxClockSkew + time.Minute))
-	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return clk.now().Add(time.Duration(offset.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
 	f.fund(t, w, "EUR:2.00")
-	return f, w, offset
+	return f, w, offset, clk
 }
 
 // accountBalance is what the bank holds on the wallet's account.
@@ -49,7 +56,7 @@ func accountBalance(t *testing.T, f *fixture, w *wallet.Wallet) int64 {
 // and once its clock is right it withdraws.
 func TestWithdrawClockAhead(t *testing.T) {
 	ctx := context.Background()
-	f, w, offset := aheadWallet(t)
+	f, w, offset, _ := aheadWallet(t)
 	n0, _ := wallet.NextIndex(w)
 	_, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil)
 	if !errors.Is(err, wallet.ErrClockAhead) || !strings.Contains(err.Error(), "ahead of the bank's clock") {
@@ -74,29 +81,99 @@ func TestWithdrawClockAhead(t *testing.T) {
 	}
 }
 
-// TestRecoveredWithdrawalClockAheadParksIndices: a withdrawal by a wallet
-// whose clock is ahead never reaches the bank; Recover sends it and the
-// bank refuses it for its date, after looking its record up (like a
-// refusal for funds): its indices are parked for the next withdrawal, not
-// skipped, and the refusal is reported with the bank's word.
-func TestRecoveredWithdrawalClockAheadParksIndices(t *testing.T) {
+// TestRecoveredWithdrawalClockAheadStaysPending: a withdrawal by a
+// wallet whose clock is ahead never reaches the bank; Recover sends it
+// and the bank refuses it for its date. A request recovered may have
+// been sent before, and be committing at a replica whose clock is
+// further on (TestRecoveredWithdrawalRefusedAtReplicaBehind): it stays
+// pending, not reported refused, and stops nothing else (a withdrawal
+// once the clock is right goes through); once the bank's clock reaches
+// its date, Recover finishes it.
+func TestRecoveredWithdrawalClockAheadStaysPending(t *testing.T) {
 	ctx := context.Background()
-	f, w, _ := aheadWallet(t)
-	n0, _ := wallet.NextIndex(w)
+	f, w, offset, clk := aheadWallet(t)
 	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
 		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
 	}
 	rep, err := w.Recover(ctx, f.bankc)
+	if err != nil || len(rep.Refused) != 0 {
+		t.Fatalf("recover of a withdrawal dated ahead of the bank's clock: %+v, %v; want it left pending", rep, err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d withdrawals pending after the refusal for its date, want 1", n)
+	}
+	offset.Store(0) // the clock set right
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:0.50"), nil); err != nil {
+		t.Fatalf("withdrawal once the clock is right, one pending for its date: %v", err)
+	}
+	clk.add(time.Minute) // the bank's clock reaches the pending request's date less the skew
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending once the bank's clock reached the date, want 0", n)
+	}
+	if got, acct := fresh(t, w), accountBalance(t, f, w); got != "EUR:1.50" || acct != 50 {
+		t.Fatalf("fresh %s, account %d; want EUR:1.50 and 50", got, acct)
+	}
+}
+
+// answerLost takes the withdraw requests it is sent to the bank and loses
+// their answers: the request reaches the bank (sent, for the test to
+// commit there when it chooses) and the wallet is told it is unavailable.
+type answerLost struct {
+	pb.BankClient
+	sent **pb.WithdrawRequest
+}
+
+func (l answerLost) Withdraw(_ context.Context, in *pb.WithdrawRequest, _ ...grpc.CallOption) (*pb.WithdrawResponse, error) {
+	*l.sent = in
+	return nil, status.Error(codes.Unavailable, "the answer was lost")
+}
+
+// TestRecoveredWithdrawalRefusedAtReplicaBehind: the wallet's clock runs
+// 4 minutes ahead, the bank's replica A's is right, replica B's is 2
+// minutes behind. A takes a withdraw request and is slow to commit it
+// (waiting on the database); the wallet, without an answer, sends the
+// request again, to B, which finds no record, refuses it as dated more
+// than the skew ahead of its clock, and finds no record on its second
+// look either; then A commits. The refusal said nothing of A's commit:
+// the wallet dropped the request (and parked its indices for the next
+// withdrawal) while the bank debited it, and its coins were lost. A
+// request the wallet may have sent before, refused for its date, stays
+// pending: answered from the record once A committed.
+func TestRecoveredWithdrawalRefusedAtReplicaBehind(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFixtureWith(t, keys(t), clk.now) // replica A
+	behind := bank.New(f.bank.Store(), f.bank.Keys(), func() time.Time { return clk.now().Add(-2 * time.Minute) }, nil)
+	replicaB := pb.NewBankClient(serve(t, func(s *grpc.Server) { pb.RegisterBankServer(s, behind.PublicServer()) }))
+	w, err := wallet.Create(t.TempDir(), wallet.Options{Now: func() time.Time { return clk.now().Add(4 * time.Minute) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Refused) != 1 || !strings.Contains(rep.Refused[0].Reason, "ahead of the bank's clock") {
-		t.Fatalf("recover reports %+v; want the withdrawal refused for its date", rep.Refused)
+	t.Cleanup(func() { w.Close() })
+	f.fund(t, w, "EUR:2.00")
+	var sent *pb.WithdrawRequest
+	if _, err := w.Withdraw(ctx, answerLost{f.bankc, &sent}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal whose answer was lost: %v, want ErrPending", err)
+	}
+	rep, err := w.Recover(ctx, replicaB)
+	if err != nil {
+		t.Fatalf("recover at replica B: %v", err)
+	}
+	t.Logf("replica B: refused %+v", rep.Refused)
+	// A commits the request it took before B refused it.
+	if _, err := f.bank.Withdraw(ctx, sent.Body, sent.AccountSig); err != nil {
+		t.Fatalf("replica A commits the original: %v", err)
+	}
+	if _, err := w.Recover(ctx, f.bankc); err != nil {
+		t.Fatalf("recover at replica A: %v", err)
+	}
+	if got, acct := fresh(t, w), accountBalance(t, f, w); got != "EUR:1.00" || acct != 100 {
+		t.Fatalf("the bank debited the account to %d; the wallet holds fresh %s, want EUR:1.00 (the withdrawal's coins)", acct, got)
 	}
 	if n, _ := w.PendingWithdrawals(); n != 0 {
-		t.Fatalf("%d withdrawals pending after the refusal", n)
-	}
-	if n, _ := wallet.NextIndex(w); n != n0 {
-		t.Fatalf("planchet counter %d after the recovered refusal, want %d (its indices parked)", n, n0)
+		t.Fatalf("%d withdrawals pending once answered", n)
 	}
 }
