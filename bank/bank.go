@@ -208,8 +208,11 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	// can have answered it. After the record, so that a retry is answered
 	// however the clocks moved since; before the rate, since the refusal
 	// costs nothing. Checked against the record once more, as the
-	// refusals below are (fromRecord): a retry racing its original's
-	// commit, at a replica whose clock is behind, must not be refused.
+	// refusals below are (fromRecord): a retry whose original committed
+	// meanwhile, at a replica whose clock is further on, is answered.
+	// One still committing there is not seen: the refusal says this
+	// replica found no record, not that none is coming, and a wallet
+	// keeps a request it may have sent before pending when refused so.
 	if err = notAhead("withdraw request", req.CreatedAt, now); err != nil {
 		fromRecord(&err, recorded)
 		return sigs, err

@@ -105,8 +105,11 @@ func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, Err
 // bank's ErrBadTimestamp. Answering a withdraw request, it is a refusal
 // (Definitive) made after the bank looked the request's record up and
 // found none, of a request dated more than ecash.MaxClockSkew ahead of the
-// bank's clock: the wallet's clock is ahead. Matched as AlreadyIssued is:
-// InvalidArgument alone does not tell it from a malformed request.
+// bank's clock: the wallet's clock is ahead (or the replica's behind).
+// That settles a request never sent before; one sent before may still be
+// committing at a replica whose clock is further on. Matched as
+// AlreadyIssued is: InvalidArgument alone does not tell it from a
+// malformed request.
 func BadTimestamp(err error) bool { return sentAs(err, codes.InvalidArgument, ErrBadTimestamp) }
 
 // sentAs reports whether err is a gRPC status of code carrying sentinel's

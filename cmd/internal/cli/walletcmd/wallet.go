@@ -484,6 +484,8 @@ in 'wallet balance'). It is always safe to run; with nothing of this kind
 pending it does not contact the bank. An interrupted withdrawal the bank
 refuses outright (the account no longer covers it, say), now or when an
 earlier withdraw sent it again, is dropped and listed once ("refused").
+One it refuses as dated ahead of its clock stays unfinished: the bank may
+have taken it before, and takes it once its clock reaches that date.
 
 An interrupted payment can also be finished by running the same "wallet pay"
 again.`,
@@ -579,7 +581,8 @@ func refusedSummary(wr io.Writer, refused []refusedJSON) {
 
 // recoverSummary says what 'wallet recover' did: the withdrawals it
 // finished of those pending before, and what is left. A withdrawal or a
-// swap is left pending when the bank has not answered it, or answered
+// swap is left pending when the bank has not answered it, refused it for
+// now as dated ahead of its clock (a withdrawal), or answered
 // with a key the wallet's key set does not list (one made since the key
 // set was fetched: a later recovery finishes it; or one whose deposit
 // window has closed, whose coins are worth nothing).
@@ -593,7 +596,7 @@ func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balan
 	default:
 		fmt.Fprintf(wr, "recovered; fresh %s\n", bal.Fresh)
 	}
-	left := "the bank has not decided it, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
+	left := "the bank has not decided it, refused it for now as dated ahead of its clock, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
 	if after > 0 {
 		fmt.Fprintf(wr, "still unfinished: %s (%s)\n", cli.Plural(after, "withdrawal"), left)
 	}
