@@ -161,16 +161,17 @@ func (s *Start) Checkpoint() auditlog.Checkpoint { return s.cp }
 // 0: not found in the log; else the entry past it). asked is the time on
 // the client's own request the answer answers, if the bank refuses a
 // request dated further ahead of its clock than ecash.MaxClockSkew (a
-// payment request's CreatedAt, an EPOID's time, and a withdraw request's
-// CreatedAt, which builds before this one took however dated: one such a
-// build took before its log began is dated before that, unless the
-// client's clock ran more than twice the skew ahead); zero if the
-// client holds none. An honest bank commits an entry before it
-// answers, so if the answer came after the log began (AfterBegan, judged
-// by answeredBy), the checkpoint must hold it: Unlogged returns the
-// finding, "<what> <ref>…, which the bank answered at …", naming the
-// bank's date and the bound when the bound decided, to be wrapped in the
-// client's mismatch error. It returns "" when the entry may yet be logged.
+// payment request's CreatedAt, an EPOID's time, a withdraw request's
+// CreatedAt; bank builds before the withdraw rule took one however
+// dated, but a withdrawal one of them made before the log began is
+// dated before that, unless the client's clock ran more than twice the
+// skew ahead); zero if the client holds none. An honest bank commits an
+// entry before it answers, so if the answer came after the log began
+// (AfterBegan, judged by answeredBy), the checkpoint must hold it:
+// Unlogged returns the finding, "<what> <ref>…, which the bank answered
+// at …", naming the bank's date and the bound when the bound decided, to
+// be wrapped in the client's mismatch error. It returns "" when the entry
+// may yet be logged.
 func (s *Start) Unlogged(what string, ref ecash.Hash, answered, asked time.Time, index int64) (string, error) {
 	if !s.read {
 		var err error
