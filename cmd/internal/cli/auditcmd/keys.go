@@ -238,4 +238,3 @@ func readFile(name string, limit int64) ([]byte, error) {
 	}
 	return cli.ReadFileLimited(name, limit)
 }
-
