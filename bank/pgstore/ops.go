@@ -660,7 +660,9 @@ func (s *Store) sigsAt(ctx context.Context, query string, h ecash.Hash) ([][]byt
 // counts into *elsewhere those indexed for another request, which the
 // caller refuses (bank.ErrAlreadyIssued: signing one again would charge
 // for a coin already issued). The same one twice in this request keeps its
-// first position. Queued before the decision: the insert waits for a
+// first position: the rows are inserted by message, then position (the
+// sort is not stable, so by message alone a later position could come
+// first and win). Queued before the decision: the insert waits for a
 // concurrent request indexing the same message, and the count, a
 // statement of its own at READ COMMITTED, then sees its commit.
 func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Hash, elsewhere *int64) {
@@ -672,7 +674,7 @@ func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Has
 		hs[i], pos[i] = blinded[i][:], int32(i)
 	}
 	b.Queue(`INSERT INTO issued (blinded_hash, swap, request_hash, pos)
-		SELECT h, $2, $3, p FROM unnest($1::bytea[], $4::int[]) AS i(h, p) ORDER BY 1
+		SELECT h, $2, $3, p FROM unnest($1::bytea[], $4::int[]) AS i(h, p) ORDER BY 1, 4
 		ON CONFLICT (blinded_hash) DO NOTHING`, hs, swap, request[:], pos)
 	b.Queue(`SELECT count(*) FROM issued WHERE blinded_hash = ANY($1) AND request_hash <> $2`, hs, request[:]).
 		QueryRow(func(row pgx.Row) error { return row.Scan(elsewhere) })

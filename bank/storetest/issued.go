@@ -177,3 +177,37 @@ func testSpent(t *testing.T, s bank.Store) {
 		t.Errorf("Spent = %v, want %v", got, want)
 	}
 }
+
+// testIssuedFirstPosition: a blinded message twice in one request is
+// indexed at its first position, however many messages the request holds
+// and in whatever order they repeat.
+func testIssuedFirstPosition(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	f.credit(c, 1000)
+	const n, distinct = 40, 5
+	op := withdrawOp(c, 100, "repeats")
+	op.BlindSigs = nil
+	first := map[ecash.Hash]int{}
+	for i := range n {
+		h := hashOf("repeated blinded %d", i*7%distinct)
+		op.Blinded = append(op.Blinded, h)
+		op.BlindSigs = append(op.BlindSigs, fmt.Appendf(nil, "sig at %d", i))
+		if _, ok := first[h]; !ok {
+			first[h] = i
+		}
+	}
+	if _, err := s.Withdraw(f.ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Issued(f.ctx, op.Blinded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, is := range got {
+		at := first[op.Blinded[i]]
+		if is == nil || !bytes.Equal(is.Sig, op.BlindSigs[at]) {
+			t.Errorf("Issued(blinded at %d) = %+v, want %q, the signature at its first position", i, is, op.BlindSigs[at])
+		}
+	}
+}

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"ConcurrentRefunds", testConcurrentRefunds},
 		{"Issued", testIssued},
 		{"IssuedOnce", testIssuedOnce},
+		{"IssuedFirstPosition", testIssuedFirstPosition},
 		{"Spent", testSpent},
 		{"Log", testLog},
 		{"ConcurrentLog", testConcurrentLog},
