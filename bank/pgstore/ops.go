@@ -492,14 +492,13 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			recAm    int64
 			recCoins [][]byte
 			recRcpt  []byte
-			spent    = map[ecash.Hash][]byte{} // coin → earlier permission
 		)
 		b.Queue(`INSERT INTO deposits (payment_hash, merchant, amount, coins, receipt, created) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (payment_hash) DO NOTHING`, op.PaymentHash[:], merchant, op.Amount, ids, op.Receipt, at).
 			Exec(func(ct pgconn.CommandTag) error { fresh = ct.RowsAffected() == 1; return nil })
 		b.Queue(`SELECT merchant, amount, coins, receipt FROM deposits WHERE payment_hash = $1`, op.PaymentHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recMerch, &recAm, &recCoins, &recRcpt) })
-		queueSpend(b, op.Coins, op.PaymentHash, spent)
+		spent := queueSpend(b, op.Coins, op.PaymentHash)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, feeAccount(op.Fee, op.Merchant, bank.AccountOutstanding)...)
 		if err := t.send(b); err != nil {
@@ -520,8 +519,8 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		if m == nil {
 			return refuse(bank.ErrNoAccount)
 		}
-		if err := firstSpent(op.Coins, spent); err != nil {
-			return refuse(err)
+		if err := spent.first(t); err != nil {
+			return err
 		}
 		if out == nil {
 			return errors.New("pgstore: no outstanding account")
@@ -569,7 +568,6 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			recSigs  [][]byte
 			reusedNs int64
 			issued   int64
-			spent    = map[ecash.Hash][]byte{}
 		)
 		b.Queue(`INSERT INTO swaps (request_hash, value, coins, sigs, created) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (request_hash) DO NOTHING`, op.RequestHash[:], op.Value, coins, op.BlindSigs, at).
@@ -577,7 +575,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 		b.Queue(`SELECT value, coins, sigs FROM swaps WHERE request_hash = $1`, op.RequestHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&recValue, &recCoins, &recSigs) })
 		spends, credits := bank.SplitCredits(op.Coins)
-		queueSpend(b, spends, op.RequestHash, spent)
+		spent := queueSpend(b, spends, op.RequestHash)
 		credited := queueSpendCredits(b, credits)
 		locks.queue(b, &reusedNs)
 		queueIndex(b, op.Blinded, true, op.RequestHash, &issued)
@@ -599,8 +597,8 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			sigs = recSigs
 			return nil
 		}
-		if err := firstSpent(op.Coins, spent); err != nil {
-			return refuse(err)
+		if err := spent.first(t); err != nil {
+			return err
 		}
 		if *credited != len(credits) {
 			return refuse(fmt.Errorf("%w: %d of %d inputs' credit", bank.ErrNoCredit, len(credits)-*credited, len(credits)))
@@ -808,9 +806,19 @@ func (c nonceLocks) queue(b *pgx.Batch, reused *int64) {
 		QueryRow(func(row pgx.Row) error { return row.Scan(reused) })
 }
 
+// spends is what a transaction learns of the coins it spends: which its
+// insert recorded, and the permission of those spent before under another
+// ref.
+type spends struct {
+	coins    []bank.SpentCoin // in op order
+	inserted map[ecash.Hash]bool
+	before   map[ecash.Hash][]byte
+}
+
 // queueSpend inserts the coins as spent by ref (a payment or swap request
-// hash) in id order, and fills spent with those already spent by another.
-func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash, spent map[ecash.Hash][]byte) {
+// hash) in id order, and reads those already spent under another ref.
+func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash) *spends {
+	sp := &spends{coins: coins, inserted: map[ecash.Hash]bool{}, before: map[ecash.Hash][]byte{}}
 	sorted := slices.Clone(coins)
 	slices.SortFunc(sorted, func(a, b bank.SpentCoin) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	ids, perms := make([][]byte, len(sorted)), make([][]byte, len(sorted))
@@ -819,20 +827,72 @@ func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash, spent map[
 	}
 	b.Queue(`INSERT INTO spent_coins (coin_id, payment_hash, permission)
 		SELECT c.id, $3::bytea, c.perm FROM unnest($1::bytea[], $2::bytea[]) AS c(id, perm) ORDER BY 1
-		ON CONFLICT (coin_id) DO NOTHING`, ids, perms, ref[:])
-	b.Queue(`SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1) AND payment_hash <> $2`,
-		ids, ref[:]).Query(func(rows pgx.Rows) error {
+		ON CONFLICT (coin_id) DO NOTHING RETURNING coin_id`, ids, perms, ref[:]).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var id, perm []byte
-			if err := rows.Scan(&id, &perm); err != nil {
+			var id []byte
+			if err := rows.Scan(&id); err != nil {
 				return err
 			}
 			var h ecash.Hash
 			copy(h[:], id)
-			spent[h] = perm
+			sp.inserted[h] = true
 		}
 		return rows.Err()
 	})
+	b.Queue(`SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1) AND payment_hash <> $2`,
+		ids, ref[:]).Query(func(rows pgx.Rows) error {
+		return scanCoins(rows, func(h ecash.Hash, perm []byte) { sp.before[h] = perm })
+	})
+	return sp
+}
+
+// scanCoins reads rows of a coin id and a permission.
+func scanCoins(rows pgx.Rows, fn func(id ecash.Hash, perm []byte)) error {
+	for rows.Next() {
+		var id, perm []byte
+		if err := rows.Scan(&id, &perm); err != nil {
+			return err
+		}
+		var h ecash.Hash
+		copy(h[:], id)
+		fn(h, perm)
+	}
+	return rows.Err()
+}
+
+// first refuses with a *bank.SpentError for the first coin, in op order,
+// that was spent before the transaction's insert. A coin the insert skipped
+// that was not spent under another ref was spent under this one by
+// another kind of operation: a deposit and a swap keep separate records
+// but may share a hash (a recoup is recorded as either, under its request's
+// hash). Its permission is read now, on that path only.
+func (sp *spends) first(t *txn) error {
+	var same [][]byte
+	for _, c := range sp.coins {
+		if _, ok := sp.before[c.ID]; !ok && !sp.inserted[c.ID] {
+			same = append(same, c.ID[:])
+		}
+	}
+	if len(same) > 0 {
+		rows, err := t.c.Query(t.ctx, `SELECT coin_id, permission FROM spent_coins WHERE coin_id = ANY($1)`, same)
+		if err != nil {
+			return err
+		}
+		err = scanCoins(rows, func(h ecash.Hash, perm []byte) { sp.before[h] = perm })
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	for _, c := range sp.coins {
+		if perm, ok := sp.before[c.ID]; ok {
+			return refuse(&bank.SpentError{Coin: c.ID, Permission: perm})
+		}
+		if !sp.inserted[c.ID] {
+			return fmt.Errorf("pgstore: coin %x was neither spent nor recorded", c.ID[:8])
+		}
+	}
+	return nil
 }
 
 // queueSpendCredits zeroes the refund credit of each coin whose credit is
@@ -1061,17 +1121,6 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 		out[i] = states[id]
 	}
 	return out, nil
-}
-
-// firstSpent returns a *bank.SpentError for the first coin, in op order,
-// that spent holds.
-func firstSpent(coins []bank.SpentCoin, spent map[ecash.Hash][]byte) error {
-	for _, c := range coins {
-		if perm, ok := spent[c.ID]; ok {
-			return &bank.SpentError{Coin: c.ID, Permission: perm}
-		}
-	}
-	return nil
 }
 
 // sameCoins reports whether recorded and coins hold the same set of ids.

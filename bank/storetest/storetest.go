@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"SwapNonceLocks", testSwapNonceLocks},
 		{"InvalidSwaps", testInvalidSwaps},
 		{"ConcurrentSwapAndDeposit", testConcurrentSwapAndDeposit},
+		{"SpendAcrossKinds", testSpendAcrossKinds},
 		{"Fees", testFees},
 		{"Refund", testRefund},
 		{"RefundLimits", testRefundLimits},

@@ -234,3 +234,40 @@ func testConcurrentSwapAndDeposit(t *testing.T, s bank.Store) {
 	f.expectBalances(want)
 	f.checkLedger()
 }
+
+// testSpendAcrossKinds: a coin is spent once, whatever spent it. A recoup
+// spends its coin under the recoup request's hash as a deposit (a coin
+// withdrawn) or as a swap (a coin from a swap), so a deposit may name the
+// hash a swap was recorded under, and a swap one a deposit was: neither
+// makes the coin spent by the other count as its own.
+func testSpendAcrossKinds(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	f.fundOutstanding(1000)
+	m := f.merchant()
+	sw := swapOp(100, "s1", coin("a"))
+	if _, err := s.Swap(f.ctx, sw); err != nil {
+		t.Fatal(err)
+	}
+	dep := depositOp(m, 100, "d1", coin("a"))
+	dep.PaymentHash = sw.RequestHash
+	var se *bank.SpentError
+	if _, err := s.Deposit(f.ctx, dep); !errors.As(err, &se) || se.Coin != coin("a") || string(se.Permission) != string(sw.Coins[0].Permission) {
+		t.Errorf("deposit under the swap's hash of the coin it swapped: %v, want *SpentError with the swap's permission", err)
+	}
+	f.expectBalances(map[uint64]int64{m: 0, bank.AccountOutstanding: 1000})
+
+	dep = depositOp(m, 100, "d2", coin("b"))
+	if _, err := s.Deposit(f.ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	sw = swapOp(100, "s2", coin("b"))
+	sw.RequestHash = dep.PaymentHash
+	if _, err := s.Swap(f.ctx, sw); !errors.As(err, &se) || se.Coin != coin("b") || string(se.Permission) != string(dep.Coins[0].Permission) {
+		t.Errorf("swap under the deposit's hash of the coin it paid: %v, want *SpentError with the deposit's permission", err)
+	}
+	if _, found, err := s.SwapRecord(f.ctx, sw.RequestHash); err != nil || found {
+		t.Errorf("SwapRecord of the refused swap: found %v, %v", found, err)
+	}
+	f.expectBalances(map[uint64]int64{m: 100, bank.AccountOutstanding: 900})
+	f.checkLedger()
+}
