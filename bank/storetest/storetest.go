@@ -86,6 +86,10 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"ConcurrentDoubleSpend", testConcurrentDoubleSpend},
 		{"ConcurrentWithdrawReplay", testConcurrentWithdrawReplay},
 		{"ConcurrentMix", testConcurrentMix},
+		{"ConcurrentNonceLock", testConcurrentNonceLock},
+		{"ConcurrentCreditReference", testConcurrentCreditReference},
+		{"ConcurrentOpenAccount", testConcurrentOpenAccount},
+		{"ConcurrentDebits", testConcurrentDebits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
