@@ -888,6 +888,34 @@ func testCanceledContext(t *testing.T, s bank.Store) {
 	if _, err := s.Deposit(ctx, d); !errors.Is(err, context.Canceled) {
 		t.Errorf("Deposit(canceled) = %v, want context.Canceled", err)
 	}
+	// Every other mutation, too, and none leaves a trace in the log.
+	size, err := s.LogSize(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := swapOp(10, "canceled", coin("y"))
+	mutations := map[string]func() error{
+		"OpenAccount": func() error { _, err := s.OpenAccount(ctx, "canceled", fakeKey("canceled"), false, epoch); return err },
+		"Swap":        func() error { _, err := s.Swap(ctx, sw); return err },
+		"Check":       func() error { _, err := s.Check(ctx, checkOp("canceled", c, m, 1)); return err },
+		"SetLimits":   func() error { return s.SetLimits(ctx, c, bank.Limits{PerDay: 1}) },
+		"AuthFailure": func() error { _, err := s.AuthFailure(ctx, c, "canceled", epoch); return err },
+		"Unlock":      func() error { return s.Unlock(ctx, c) },
+		"PublishKeySet": func() error {
+			return s.PublishKeySet(ctx, signedKeySet(epoch), epoch)
+		},
+	}
+	for name, call := range mutations {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s(canceled) = %v, want context.Canceled", name, err)
+		}
+	}
+	if after, err := s.LogSize(f.ctx); err != nil || after != size {
+		t.Errorf("log size %d after canceled calls, want %d (%v)", after, size, err)
+	}
+	if locked, err := s.AuthLocked(f.ctx, c, "canceled", epoch); err != nil || locked {
+		t.Errorf("AuthLocked after a canceled failure = %v, %v", locked, err)
+	}
 	f.expectBalances(before)
 	// Nothing was recorded: the same operations now apply in full.
 	if _, err := s.Withdraw(f.ctx, w); err != nil {
@@ -896,24 +924,64 @@ func testCanceledContext(t *testing.T, s bank.Store) {
 	if _, err := s.Deposit(f.ctx, d); err != nil {
 		t.Errorf("Deposit after canceled attempt = %v", err)
 	}
+	if _, err := s.Swap(f.ctx, sw); err != nil {
+		t.Errorf("Swap after canceled attempt = %v", err)
+	}
 	f.expectBalances(map[uint64]int64{c: 90, m: 10})
 }
 
 func testClose(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
-	c := f.customer()
+	c, m := f.customer(), f.merchant()
 	f.credit(c, 10)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := s.Credit(f.ctx, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); err == nil {
-		t.Error("Credit after Close succeeded")
+	// Every call after Close, mutation or read, is ErrStoreClosed.
+	h := []ecash.Hash{coin("closed")}
+	calls := map[string]func() error{
+		"OpenAccount": func() error { _, err := s.OpenAccount(f.ctx, "closed", fakeKey("closed"), false, epoch); return err },
+		"Account":     func() error { _, err := s.Account(f.ctx, c); return err },
+		"History":     func() error { _, err := s.History(f.ctx, c, 10); return err },
+		"Credit": func() error {
+			_, err := s.Credit(f.ctx, bank.CreditOp{Account: c, Amount: 1, Time: epoch})
+			return err
+		},
+		"Withdraw": func() error { _, err := s.Withdraw(f.ctx, withdrawOp(c, 1, "closed")); return err },
+		"Deposit":  func() error { _, err := s.Deposit(f.ctx, depositOp(m, 1, "closed", h[0])); return err },
+		"Swap":     func() error { _, err := s.Swap(f.ctx, swapOp(1, "closed", h[0])); return err },
+		"Refund": func() error {
+			_, err := s.Refund(f.ctx, refundOp(m, "closed", "closed", 1, map[ecash.Hash]int64{h[0]: 1}))
+			return err
+		},
+		"RefundRecord":   func() error { _, _, err := s.RefundRecord(f.ctx, h[0]); return err },
+		"RefundReceipts": func() error { _, err := s.RefundReceipts(f.ctx, h[0]); return err },
+		"CoinStates":     func() error { _, err := s.CoinStates(f.ctx, h); return err },
+		"Issued":         func() error { _, err := s.Issued(f.ctx, h); return err },
+		"Spent":          func() error { _, err := s.Spent(f.ctx, h); return err },
+		"SwapRecord":     func() error { _, _, err := s.SwapRecord(f.ctx, h[0]); return err },
+		"Withdrawal":     func() error { _, _, err := s.Withdrawal(f.ctx, h[0]); return err },
+		"DepositRecord":  func() error { _, _, _, err := s.DepositRecord(f.ctx, h[0]); return err },
+		"Check":          func() error { _, err := s.Check(f.ctx, checkOp("closed", c, m, 1)); return err },
+		"CheckRecord":    func() error { _, _, err := s.CheckRecord(f.ctx, "closed"); return err },
+		"SetLimits":      func() error { return s.SetLimits(f.ctx, c, bank.Limits{PerDay: 1}) },
+		"AuthFailure":    func() error { _, err := s.AuthFailure(f.ctx, c, "closed", epoch); return err },
+		"AuthLocked":     func() error { _, err := s.AuthLocked(f.ctx, c, "closed", epoch); return err },
+		"LockedSources":  func() error { _, err := s.LockedSources(f.ctx, c, epoch); return err },
+		"Unlock":         func() error { return s.Unlock(f.ctx, c) },
+		"PublishKeySet":  func() error { return s.PublishKeySet(f.ctx, signedKeySet(epoch), epoch) },
+		"Revocations":    func() error { _, err := s.Revocations(f.ctx); return err },
+		"LogIndex":       func() error { _, _, err := s.LogIndex(f.ctx, h[0]); return err },
+		"LogSize":        func() error { _, err := s.LogSize(f.ctx); return err },
+		"LogHead":        func() error { _, _, _, err := s.LogHead(f.ctx); return err },
+		"LogEntries":     func() error { _, err := s.LogEntries(f.ctx, 0, 1, bank.MaxLogReadBytes); return err },
+		"LogHashes":      func() error { _, err := s.LogHashes(f.ctx, []int64{0}); return err },
+		"Totals":         func() error { _, err := s.Totals(f.ctx); return err },
 	}
-	if _, err := s.Withdraw(f.ctx, withdrawOp(c, 1, "closed")); err == nil {
-		t.Error("Withdraw after Close succeeded")
-	}
-	if _, err := s.Account(f.ctx, c); err == nil {
-		t.Error("Account after Close succeeded")
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, bank.ErrStoreClosed) {
+			t.Errorf("%s after Close = %v, want ErrStoreClosed", name, err)
+		}
 	}
 }
 
