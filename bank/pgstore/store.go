@@ -30,12 +30,14 @@
 // Transactions run at READ COMMITTED. Each mutating transaction
 //
 //  1. first inserts its idempotency record (payment hash, request hash,
-//     credit reference) and, for deposits, its spent coins and, for
-//     withdrawals, its nonce locks, with INSERT … ON CONFLICT DO NOTHING:
-//     a concurrent insert of the same key waits for the other transaction
-//     and, if that one commits, inserts nothing, so the primary key
-//     decides the race. A coin already spent is reported with the
-//     permission of the deposit that spent it, read after the insert;
+//     credit reference) and, for deposits and swaps, its spent coins and,
+//     for withdrawals and swaps, its nonce locks, with INSERT … ON
+//     CONFLICT DO NOTHING: a concurrent insert of the same key waits for
+//     the other transaction and, if that one commits, inserts nothing, so
+//     the primary key decides the race. A coin the insert did not record
+//     (it returns those it did) is spent, whatever hash it was spent
+//     under, and is reported with the permission of the deposit or swap
+//     that spent it, read after the insert;
 //  2. then locks the account rows it touches with SELECT … FOR UPDATE, in
 //     one fixed order (user accounts by id, then the system accounts by
 //     id, so the hot system rows are held as briefly as possible), which
