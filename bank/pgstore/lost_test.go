@@ -116,13 +116,25 @@ func same(got, want any) bool {
 
 // answerLost runs call while commits wait for a synchronous standby named
 // "nobody", ends call's session once its COMMIT waits, lets commits through
-// again, and returns what call returned.
+// again, and returns what call returned. However it ends, commits go
+// through again when it returns: a failure that left call waiting for the
+// standby would hold the test's s.Close, which waits for calls in
+// progress, until the test binary's timeout.
 func answerLost(t *testing.T, admin *pgx.Conn, dsn string, call func() (any, error)) (any, error) {
 	t.Helper()
-	setStandby(t, admin, "nobody")
+	setStandby(t, dsn, "nobody")
+	defer func() {
+		if err := standby(dsn, ""); err != nil {
+			t.Errorf("letting commits through again: %v", err)
+		}
+	}()
 	// The server applies the setting when its checkpointer reloads: until
 	// then commits go through. Probe until one waits.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no commit waited for the standby: the server did not apply synchronous_standby_names")
+		}
 		probe, err := pgx.Connect(bg, dsn+" application_name=probe")
 		if err != nil {
 			t.Fatal(err)
@@ -138,6 +150,7 @@ func answerLost(t *testing.T, admin *pgx.Conn, dsn string, call func() (any, err
 		if waited {
 			break
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	type answer struct {
 		v   any
@@ -149,7 +162,7 @@ func answerLost(t *testing.T, admin *pgx.Conn, dsn string, call func() (any, err
 		answered <- answer{v, err}
 	}()
 	var pid uint32
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for pid == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the call's commit never waited for the standby")
@@ -167,7 +180,6 @@ func answerLost(t *testing.T, admin *pgx.Conn, dsn string, call func() (any, err
 	}
 	terminate(t, admin, pid)
 	a := <-answered
-	setStandby(t, admin, "")
 	return a.v, a.err
 }
 
@@ -198,14 +210,27 @@ func waitSyncRep(t *testing.T, admin *pgx.Conn, pid uint32, done <-chan error) b
 	return false
 }
 
-func setStandby(t *testing.T, admin *pgx.Conn, names string) {
+func setStandby(t *testing.T, dsn, names string) {
 	t.Helper()
-	if _, err := admin.Exec(bg, `ALTER SYSTEM SET synchronous_standby_names = '`+names+`'`); err != nil {
+	if err := standby(dsn, names); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Exec(bg, `SELECT pg_reload_conf()`); err != nil {
-		t.Fatal(err)
+}
+
+// standby sets synchronous_standby_names and has the server reload it, on
+// a connection of its own (it also runs after a failure, which may have
+// left another connection unusable).
+func standby(dsn, names string) error {
+	c, err := pgx.Connect(bg, dsn)
+	if err != nil {
+		return err
 	}
+	defer c.Close(bg)
+	if _, err := c.Exec(bg, `ALTER SYSTEM SET synchronous_standby_names = '`+names+`'`); err != nil {
+		return err
+	}
+	_, err = c.Exec(bg, `SELECT pg_reload_conf()`)
+	return err
 }
 
 func terminate(t *testing.T, admin *pgx.Conn, pid uint32) {
