@@ -888,33 +888,66 @@ func testCanceledContext(t *testing.T, s bank.Store) {
 	if _, err := s.Deposit(ctx, d); !errors.Is(err, context.Canceled) {
 		t.Errorf("Deposit(canceled) = %v, want context.Canceled", err)
 	}
-	// Every other mutation, too, and none leaves a trace in the log.
+	// Every other mutation, too, and none leaves a trace: in the log, nor
+	// what each would change. The account is locked out for one source
+	// first, so that an Unlock would show.
+	for range bank.MaxAuthFailures {
+		if _, err := s.AuthFailure(f.ctx, c, "locked", epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
 	size, err := s.LogSize(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw := swapOp(10, "canceled", coin("y"))
-	mutations := map[string]func() error{
-		"OpenAccount": func() error { _, err := s.OpenAccount(ctx, "canceled", fakeKey("canceled"), false, epoch); return err },
-		"Swap":        func() error { _, err := s.Swap(ctx, sw); return err },
-		"Check":       func() error { _, err := s.Check(ctx, checkOp("canceled", c, m, 1)); return err },
-		"SetLimits":   func() error { return s.SetLimits(ctx, c, bank.Limits{PerDay: 1}) },
-		"AuthFailure": func() error { _, err := s.AuthFailure(ctx, c, "canceled", epoch); return err },
-		"Unlock":      func() error { return s.Unlock(ctx, c) },
-		"PublishKeySet": func() error {
-			return s.PublishKeySet(ctx, signedKeySet(epoch), epoch)
-		},
+	acct, err := s.Account(f.ctx, c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, call := range mutations {
-		if err := call(); !errors.Is(err, context.Canceled) {
-			t.Errorf("%s(canceled) = %v, want context.Canceled", name, err)
+	sw := swapOp(10, "canceled", coin("y"))
+	// In this order: an Unlock applied after the failure would hide it.
+	mutations := []struct {
+		name string
+		call func() error
+	}{
+		{"OpenAccount", func() error { _, err := s.OpenAccount(ctx, "canceled", fakeKey("canceled"), false, epoch); return err }},
+		{"Swap", func() error { _, err := s.Swap(ctx, sw); return err }},
+		{"Check", func() error { _, err := s.Check(ctx, checkOp("canceled", c, m, 1)); return err }},
+		{"SetLimits", func() error { return s.SetLimits(ctx, c, bank.Limits{PerDay: 1}) }},
+		{"Unlock", func() error { return s.Unlock(ctx, c) }},
+		{"AuthFailure", func() error { _, err := s.AuthFailure(ctx, c, "canceled", epoch); return err }},
+		{"PublishKeySet", func() error { return s.PublishKeySet(ctx, signedKeySet(epoch), epoch) }},
+	}
+	for _, mu := range mutations {
+		if err := mu.call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s(canceled) = %v, want context.Canceled", mu.name, err)
 		}
 	}
 	if after, err := s.LogSize(f.ctx); err != nil || after != size {
 		t.Errorf("log size %d after canceled calls, want %d (%v)", after, size, err)
 	}
-	if locked, err := s.AuthLocked(f.ctx, c, "canceled", epoch); err != nil || locked {
-		t.Errorf("AuthLocked after a canceled failure = %v, %v", locked, err)
+	if a, err := s.Account(f.ctx, c); err != nil || a.Limits != acct.Limits {
+		t.Errorf("limits %+v after a canceled SetLimits, want %+v (%v)", a.Limits, acct.Limits, err)
+	}
+	if locked, err := s.AuthLocked(f.ctx, c, "locked", epoch); err != nil || !locked {
+		t.Errorf("AuthLocked after a canceled Unlock = %v, %v; want still locked", locked, err)
+	}
+	// The canceled failure was not counted: MaxAuthFailures-1 more do not
+	// lock the account for its source, and one after them does.
+	for i := 1; i <= bank.MaxAuthFailures; i++ {
+		locked, err := s.AuthFailure(f.ctx, c, "canceled", epoch)
+		if err != nil || locked != (i == bank.MaxAuthFailures) {
+			t.Errorf("failure %d after a canceled one: locked %v, %v", i, locked, err)
+		}
+	}
+	if spent, err := s.Spent(f.ctx, []ecash.Hash{coin("y")}); err != nil || spent[0] {
+		t.Errorf("the canceled swap's input spent: %v, %v", spent, err)
+	}
+	if _, found, err := s.SwapRecord(f.ctx, sw.RequestHash); err != nil || found {
+		t.Errorf("SwapRecord of the canceled swap: found %v, %v", found, err)
+	}
+	if _, found, err := s.CheckRecord(f.ctx, "canceled"); err != nil || found {
+		t.Errorf("CheckRecord of the canceled check: found %v, %v", found, err)
 	}
 	f.expectBalances(before)
 	// Nothing was recorded: the same operations now apply in full.
