@@ -1493,8 +1493,9 @@ func (t *txn) setLocks(locks []bank.NonceLock) {
 
 // index records where the signature on each blinded message is. One
 // indexed for another request is refused (bank.ErrAlreadyIssued): signing
-// it again would charge for a coin already issued. The same one twice in
-// this request keeps its first position.
+// it again would charge for a coin already issued. A request is its kind
+// and its hash: a withdrawal and a swap under one hash are two. The same
+// one twice in this request keeps its first position.
 func (t *txn) index(blinded []ecash.Hash, swap bool, request ecash.Hash) error {
 	for i, h := range blinded {
 		k := hashKey(prefixIssued, h)
@@ -1505,7 +1506,7 @@ func (t *txn) index(blinded []ecash.Hash, swap bool, request ecash.Hash) error {
 			if err != nil {
 				return err
 			}
-			if r.Request != request {
+			if r.Request != request || r.Swap != swap {
 				return bank.ErrAlreadyIssued
 			}
 			continue

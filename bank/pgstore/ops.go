@@ -657,7 +657,9 @@ func (s *Store) sigsAt(ctx context.Context, query string, h ecash.Hash) ([][]byt
 // queueIndex records where the signature on each blinded message is, and
 // counts into *elsewhere those indexed for another request, which the
 // caller refuses (bank.ErrAlreadyIssued: signing one again would charge
-// for a coin already issued). The same one twice in this request keeps its
+// for a coin already issued). A request is its kind and its hash: a
+// withdrawal's and a swap's records are apart, so one of each under one
+// hash are two requests. The same one twice in this request keeps its
 // first position: the rows are inserted by message, then position (the
 // sort is not stable, so by message alone a later position could come
 // first and win). Queued before the decision: the insert waits for a
@@ -674,8 +676,8 @@ func queueIndex(b *pgx.Batch, blinded []ecash.Hash, swap bool, request ecash.Has
 	b.Queue(`INSERT INTO issued (blinded_hash, swap, request_hash, pos)
 		SELECT h, $2, $3, p FROM unnest($1::bytea[], $4::int[]) AS i(h, p) ORDER BY 1, 4
 		ON CONFLICT (blinded_hash) DO NOTHING`, hs, swap, request[:], pos)
-	b.Queue(`SELECT count(*) FROM issued WHERE blinded_hash = ANY($1) AND request_hash <> $2`, hs, request[:]).
-		QueryRow(func(row pgx.Row) error { return row.Scan(elsewhere) })
+	b.Queue(`SELECT count(*) FROM issued WHERE blinded_hash = ANY($1) AND (request_hash <> $2 OR swap <> $3)`,
+		hs, request[:], swap).QueryRow(func(row pgx.Row) error { return row.Scan(elsewhere) })
 }
 
 // Issued implements bank.Store: one statement joins the index to the

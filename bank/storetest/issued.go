@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/blindbank/blindbank/bank"
@@ -210,4 +211,62 @@ func testIssuedFirstPosition(t *testing.T, s bank.Store) {
 			t.Errorf("Issued(blinded at %d) = %+v, want %q, the signature at its first position", i, is, op.BlindSigs[at])
 		}
 	}
+}
+
+// testIssuedAcrossKinds: a blinded message indexed for a swap is indexed
+// for another request than a withdrawal under the same hash, and the
+// reverse: the one that comes second is ErrAlreadyIssued, as for any
+// other request, and changes nothing. (The bank hashes each kind of
+// request with a tag of its own, so only the store's contract keeps them
+// apart; it names no kind.)
+func testIssuedAcrossKinds(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	f.fundOutstanding(1000)
+	c := f.customer()
+	f.credit(c, 1000)
+	sw := swapOp(100, "indexed", coin("a"))
+	sw.Blinded = []ecash.Hash{hashOf("blinded 1"), hashOf("blinded 2")}
+	if _, err := s.Swap(f.ctx, sw); err != nil {
+		t.Fatal(err)
+	}
+	w := withdrawOp(c, 100, "under the swap's hash")
+	w.RequestHash = sw.RequestHash
+	w.Blinded = []ecash.Hash{hashOf("blinded 3"), hashOf("blinded 2")}
+	if _, err := s.Withdraw(f.ctx, w); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Errorf("withdrawal under a swap's hash of a message the swap signed: %v, want ErrAlreadyIssued", err)
+	}
+	if _, found, err := s.Withdrawal(f.ctx, w.RequestHash); err != nil || found {
+		t.Errorf("Withdrawal of the refused withdrawal: found %v, %v", found, err)
+	}
+
+	w = withdrawOp(c, 100, "indexed")
+	w.Blinded = []ecash.Hash{hashOf("blinded 4")}
+	w.BlindSigs = w.BlindSigs[:1]
+	if _, err := s.Withdraw(f.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	sw = swapOp(100, "under the withdrawal's hash", coin("b"))
+	sw.RequestHash = w.RequestHash
+	sw.Blinded = []ecash.Hash{hashOf("blinded 4"), hashOf("blinded 5")}
+	if _, err := s.Swap(f.ctx, sw); !errors.Is(err, bank.ErrAlreadyIssued) {
+		t.Errorf("swap under a withdrawal's hash of a message the withdrawal signed: %v, want ErrAlreadyIssued", err)
+	}
+	if spent, err := s.Spent(f.ctx, []ecash.Hash{coin("b")}); err != nil || spent[0] {
+		t.Errorf("the refused swap's input spent: %v, %v", spent, err)
+	}
+	got, err := s.Issued(f.ctx, []ecash.Hash{hashOf("blinded 2"), hashOf("blinded 3"), hashOf("blinded 4"), hashOf("blinded 5")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := make([]string, len(got))
+	for i, is := range got {
+		if is != nil {
+			kinds[i] = is.Kind
+		}
+	}
+	if want := []string{bank.KindSwap, "", bank.KindWithdraw, ""}; !slices.Equal(kinds, want) {
+		t.Errorf("Issued kinds = %q, want %q", kinds, want)
+	}
+	f.expectBalances(map[uint64]int64{c: 900, bank.AccountOutstanding: 1100})
+	f.checkLedger()
 }

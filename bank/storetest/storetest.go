@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"Issued", testIssued},
 		{"IssuedOnce", testIssuedOnce},
 		{"IssuedFirstPosition", testIssuedFirstPosition},
+		{"IssuedAcrossKinds", testIssuedAcrossKinds},
 		{"Spent", testSpent},
 		{"Log", testLog},
 		{"ConcurrentLog", testConcurrentLog},
