@@ -235,11 +235,13 @@ func testConcurrentSwapAndDeposit(t *testing.T, s bank.Store) {
 	f.checkLedger()
 }
 
-// testSpendAcrossKinds: a coin is spent once, whatever spent it. A recoup
-// spends its coin under the recoup request's hash as a deposit (a coin
-// withdrawn) or as a swap (a coin from a swap), so a deposit may name the
-// hash a swap was recorded under, and a swap one a deposit was: neither
-// makes the coin spent by the other count as its own.
+// testSpendAcrossKinds: a coin is spent once, whatever spent it. Deposits
+// and swaps keep separate records, and the store's contract does not keep
+// their hashes apart (the bank does, hashing each kind of request with a
+// tag of its own; a recoup is recorded as a deposit or as a swap, as its
+// coin's origin says, under its own request's hash): a deposit under the
+// hash a swap was recorded under, or a swap under a deposit's, does not
+// make the coin the other spent count as its own.
 func testSpendAcrossKinds(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	f.fundOutstanding(1000)
@@ -255,6 +257,30 @@ func testSpendAcrossKinds(t *testing.T, s bank.Store) {
 		t.Errorf("deposit under the swap's hash of the coin it swapped: %v, want *SpentError with the swap's permission", err)
 	}
 	f.expectBalances(map[uint64]int64{m: 0, bank.AccountOutstanding: 1000})
+	// With other coins, the first spent in the op's order is reported,
+	// spent under this hash or another, and the unspent one stays so.
+	other := depositOp(m, 100, "d0", coin("z"))
+	if _, err := s.Deposit(f.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		coins []ecash.Hash
+		first ecash.Hash
+		perm  []byte
+	}{
+		{[]ecash.Hash{coin("x"), coin("a"), coin("z")}, coin("a"), sw.Coins[0].Permission},
+		{[]ecash.Hash{coin("x"), coin("z"), coin("a")}, coin("z"), other.Coins[0].Permission},
+	} {
+		dep := depositOp(m, 300, "d1", tc.coins...)
+		dep.PaymentHash = sw.RequestHash
+		if _, err := s.Deposit(f.ctx, dep); !errors.As(err, &se) || se.Coin != tc.first || string(se.Permission) != string(tc.perm) {
+			t.Errorf("deposit of %v under the swap's hash: %v, want *SpentError for %v with its permission", tc.coins, err, tc.first)
+		}
+	}
+	if spent, err := s.Spent(f.ctx, []ecash.Hash{coin("x")}); err != nil || spent[0] {
+		t.Errorf("the refused deposits' unspent coin spent: %v, %v", spent, err)
+	}
+	f.expectBalances(map[uint64]int64{m: 100, bank.AccountOutstanding: 900})
 
 	dep = depositOp(m, 100, "d2", coin("b"))
 	if _, err := s.Deposit(f.ctx, dep); err != nil {
@@ -268,6 +294,6 @@ func testSpendAcrossKinds(t *testing.T, s bank.Store) {
 	if _, found, err := s.SwapRecord(f.ctx, sw.RequestHash); err != nil || found {
 		t.Errorf("SwapRecord of the refused swap: found %v, %v", found, err)
 	}
-	f.expectBalances(map[uint64]int64{m: 100, bank.AccountOutstanding: 900})
+	f.expectBalances(map[uint64]int64{m: 200, bank.AccountOutstanding: 800})
 	f.checkLedger()
 }
