@@ -864,10 +864,14 @@ func scanCoins(rows pgx.Rows, fn func(id ecash.Hash, perm []byte)) error {
 
 // first refuses with a *bank.SpentError for the first coin, in op order,
 // that was spent before the transaction's insert. A coin the insert skipped
-// that was not spent under another ref was spent under this one by
-// another kind of operation: a deposit and a swap keep separate records
-// but may share a hash (a recoup is recorded as either, under its request's
-// hash). Its permission is read now, on that path only.
+// that was not spent under another ref was spent under this one by the
+// other kind of operation: a deposit and a swap keep separate records, and
+// the store's contract does not keep their hashes apart (the bank does:
+// each kind of request is hashed with a tag of its own, and a recoup is
+// recorded as one or the other, as its coin's origin says). Its permission
+// is read now, in one more query on that refusal's path only. first is
+// called on a fresh record only: a replay of this very request found its
+// record and answered from it before.
 func (sp *spends) first(t *txn) error {
 	var same [][]byte
 	for _, c := range sp.coins {

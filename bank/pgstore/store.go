@@ -79,7 +79,9 @@
 // lookups and the row locks; the second the updates, the postings and
 // COMMIT. The decision between them is the account policy, which lives in
 // Go (bank.Account's methods) so that both stores apply the same rules. A
-// refusal or a replay sends ROLLBACK instead. A change that appends to the
+// refusal or a replay sends ROLLBACK instead (a deposit or swap refused
+// for a coin the other kind spent under the same hash reads that coin's
+// permission first, in a round trip of its own). A change that appends to the
 // audit log takes a third: the second batch ends with the log's lock, and
 // the third holds the entry and COMMIT. OpenAccount (the insert and the
 // lock, then the entry and COMMIT) and PublishKeySet take two.
