@@ -248,14 +248,11 @@ func verifyCheckpoint(ctx context.Context, dir string) (CheckpointInfo, error) {
 		return info, fmt.Errorf("pebblestore: verify %s: %w", dir, err)
 	}
 	defer db.Close()
-	v, closer, err := db.Get(keyFormat)
-	if err != nil {
-		return info, fmt.Errorf("pebblestore: verify %s: format record: %w", dir, err)
-	}
-	ok := knownFormat(v)
-	closer.Close()
-	if !ok {
-		return info, fmt.Errorf("pebblestore: verify %s: unsupported format %x", dir, v)
+	switch v, err := bankFormat.Read(db); {
+	case err != nil:
+		return info, fmt.Errorf("pebblestore: verify %s: %w", dir, err)
+	case v == 0:
+		return info, fmt.Errorf("pebblestore: verify %s: no format record: not a bank store", dir)
 	}
 	prefix := []byte(prefixAccount)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})

@@ -35,7 +35,7 @@
 // Integers are fixed-width big-endian; values use the same conventions
 // (fixed field order, u32 length-prefixed byte strings).
 //
-//	m/format                  u32 on-disk format version (1)
+//	m/format                  u32 on-disk format version (2; a store of 1 is upgraded, a newer one refused: Format)
 //	m/next-account            u64 next user account id (from 1000)
 //	a/<u64 id>                account: name, key, merchant flag, balance, created, next posting seq
 //	k/<public key>            u64 account id
@@ -401,29 +401,23 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// knownFormat reports whether v is a format record this version opens.
-func knownFormat(v []byte) bool {
-	return len(v) == 4 && (binary.BigEndian.Uint32(v) == formatVersion || binary.BigEndian.Uint32(v) == 1)
-}
+// bankFormat is the bank store's format record (m/format). Unlike the
+// wallet's and the merchant's, a bank store has had one from its start:
+// a database without it is new, or not a bank's.
+var bankFormat = Format{Key: keyFormat, Store: "bank", Version: formatVersion}
 
 // initialize creates the system accounts in a new database, or checks the
 // format version of an existing one.
 func initialize(db *pebble.DB) error {
-	v, closer, err := db.Get(keyFormat)
-	switch {
-	case err == nil:
-		defer closer.Close()
-		if !knownFormat(v) {
-			return fmt.Errorf("pebblestore: unsupported format %x (a newer blindbank's store?)", v)
-		}
-		if binary.BigEndian.Uint32(v) != formatVersion {
-			if err := db.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion), pebble.Sync); err != nil {
-				return fmt.Errorf("pebblestore: upgrading the format: %w", err)
-			}
+	v, err := bankFormat.Read(db)
+	if err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
+	}
+	if v != 0 {
+		if err := bankFormat.Upgrade(db, v); err != nil {
+			return fmt.Errorf("pebblestore: %w", err)
 		}
 		return ensureFeeAccount(db)
-	case !errors.Is(err, pebble.ErrNotFound):
-		return fmt.Errorf("pebblestore: %w", err)
 	}
 	// A new database. Refuse to initialise over unrelated data.
 	it, err := db.NewIter(nil)
@@ -453,7 +447,7 @@ func initialize(db *pebble.DB) error {
 		b.Set(keyNextAccount, binary.BigEndian.AppendUint64(nil, FirstUserAccount), nil),
 		// The format record goes last in the batch but the batch is atomic:
 		// a crash leaves either everything or an empty database.
-		b.Set(keyFormat, binary.BigEndian.AppendUint32(nil, formatVersion), nil),
+		b.Set(bankFormat.Key, bankFormat.value(), nil),
 		b.Commit(pebble.Sync),
 	); err != nil {
 		return fmt.Errorf("pebblestore: initialise: %w", err)

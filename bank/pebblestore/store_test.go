@@ -10,7 +10,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,7 +83,8 @@ func openAccount(t testing.TB, s *Store, name string, merchant bool) uint64 {
 
 // A store of format 1, whose account records lack the last posting's
 // time, opens and is marked format 2 (which older binaries refuse); its
-// records decode without the field. An unknown format is refused.
+// records decode without the field. A newer format, or a record that is
+// not a version, is refused.
 func TestFormatUpgrade(t *testing.T) {
 	fs := vfs.NewMem()
 	s := mustOpen(t, fs)
@@ -121,11 +121,25 @@ func TestFormatUpgrade(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := Open("bank", Options{Logger: quiet, FS: fs}); err == nil || !strings.Contains(err.Error(), "unsupported format") {
+	if s, err := Open("bank", Options{Logger: quiet, FS: fs}); !errors.Is(err, ErrStoreTooNew) {
 		if err == nil {
 			s.Close()
 		}
-		t.Errorf("Open on a newer format = %v, want a refusal", err)
+		t.Errorf("Open on a newer format = %v, want ErrStoreTooNew", err)
+	}
+	// A record that is not a version is refused, not decoded.
+	db, err := OpenDB("bank", DBOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(db.Set(keyFormat, []byte{0, 0, 2}, pebble.Sync), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open("bank", Options{Logger: quiet, FS: fs}); !errors.Is(err, ErrBadFormat) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open on a 3-byte format record = %v, want ErrBadFormat", err)
 	}
 }
 
