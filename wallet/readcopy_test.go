@@ -24,7 +24,7 @@ func TestReadCopySeedSize(t *testing.T) {
 	if got, _, err := ReadCopy(dir); err != nil || !bytes.Equal(got, seed) {
 		t.Fatalf("ReadCopy of a whole copy: %x, %v", got, err)
 	}
-	db, err := openDB(dir, nil)
+	db, err := openDB(dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

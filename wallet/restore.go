@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/blindbank/blindbank/bank/pebblestore"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -103,12 +102,12 @@ func ReadSeed(dir string) ([]byte, error) {
 // set to (0 if none): the account cannot be derived from the seed, and a
 // copy that knows it should not have to be told again.
 func ReadCopy(dir string) (seed []byte, account uint64, err error) {
-	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{ReadOnly: true})
+	db, err := openDB(dir, nil, true)
 	if err != nil {
 		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
 			return nil, 0, ErrNotFound
 		}
-		return nil, 0, fmt.Errorf("wallet: open %s: %w", dir, err)
+		return nil, 0, err
 	}
 	defer db.Close()
 	if seed, err = get(db, keySeed); err == nil && seed == nil {

@@ -16,6 +16,9 @@ import (
 
 // Key layout of the wallet's Pebble store:
 //
+//	m/format          u32 on-disk format version (storeFormat): 1 is this
+//	                  layout and every earlier one, which stores made before
+//	                  the record have; a newer one is refused, unread
 //	m/seed            32-byte wallet seed (coins and the account key derive from it)
 //	m/account         u64 bank account id
 //	m/keyset          the bank's signed key set (master key pinned on first fetch)
@@ -50,6 +53,7 @@ import (
 //	                  (dispute.go): a withdrawal by nonce, a swap or recoup
 //	                  by request hash, a restored signature by blinded hash
 var (
+	keyFormat  = []byte("m/format")
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")
 	keyKeySet  = []byte("m/keyset")
@@ -228,14 +232,30 @@ func decodePendingPayment(b []byte) (*pendingPayment, error) {
 	return p, d.Finish()
 }
 
-func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
-	if fs == nil {
+// storeFormat is the wallet store's format record. Raise its Version when
+// a record changes so that this build could not read it: a build that
+// knows only the older version then refuses the store (ErrStoreTooNew)
+// rather than misread it. Builds before the record read every store
+// without a check; nothing can stop those.
+var storeFormat = pebblestore.Format{Key: keyFormat, Store: "wallet", Version: 1}
+
+// openDB opens the wallet's store in dir, every path's way in, and checks
+// its format (storeFormat) before anything else reads or writes it.
+// Read-write, it creates the store if there is none and records the
+// format in one that lacks it; readOnly, it opens an existing store (a
+// copy whose seed a restore reads) and writes nothing, not even dir's mode.
+func openDB(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) {
+	if fs == nil && !readOnly {
 		if err := privateDir(dir); err != nil {
 			return nil, err
 		}
 	}
-	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default()})
+	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default(), ReadOnly: readOnly})
 	if err != nil {
+		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
+	}
+	if err := storeFormat.Check(db, readOnly); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
 	}
 	return db, nil
