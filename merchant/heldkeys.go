@@ -74,7 +74,7 @@ func openStoreOffline(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) 
 	if _, err := fs.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoStore
 	}
-	return pebblestore.OpenDB(path, pebblestore.DBOptions{FS: fs, ReadOnly: readOnly})
+	return openDB(path, pebblestore.DBOptions{FS: fs, ReadOnly: readOnly})
 }
 
 func readKeySet(db *pebble.DB) (*HeldKeySet, error) {

@@ -41,6 +41,10 @@ import (
 var (
 	ErrNoOrder = errors.New("merchant: no such order")
 	ErrNotInit = errors.New("merchant: no merchant key here (merchantd init)")
+	// ErrStoreTooNew: the order store was written by a newer build,
+	// whose records this one could misread; it is left as it is. Run
+	// that build or a newer one (docs/OPERATIONS.md, "Merchants").
+	ErrStoreTooNew = pebblestore.ErrStoreTooNew
 )
 
 // KeyFile holds the merchant's Ed25519 seed (hex) in its data directory.
@@ -216,7 +220,7 @@ func Open(ctx context.Context, cfg Config) (*Merchant, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	db, err := pebblestore.OpenDB(filepath.Join(cfg.Dir, StoreDir), pebblestore.DBOptions{FS: cfg.FS, CacheSize: cacheSize, Logger: cfg.Log})
+	db, err := openDB(filepath.Join(cfg.Dir, StoreDir), pebblestore.DBOptions{FS: cfg.FS, CacheSize: cacheSize, Logger: cfg.Log})
 	if err != nil {
 		return nil, err
 	}
