@@ -114,6 +114,32 @@ func refused(t *testing.T, s Store, v []byte, want error, says ...string) {
 	}
 }
 
+// MarkNewer sets the format record at key of the closed store at path,
+// which this build made, to the version after the one it holds, as a
+// newer build would; it returns the version it held and the record it
+// wrote. For a test of what a command does with such a store.
+func MarkNewer(t *testing.T, path string, key []byte) (uint32, []byte) {
+	t.Helper()
+	v, ok := dump(t, path)[string(key)]
+	if !ok || len(v) != 4 {
+		t.Fatalf("the format record of the store at %s: %x (present: %v), want 4 bytes", path, v, ok)
+	}
+	known := binary.BigEndian.Uint32([]byte(v))
+	set(t, path, key, version(known+1))
+	return known, version(known + 1)
+}
+
+// Record is the value at key in the closed store at path (nil if there is
+// none), read without writing.
+func Record(t *testing.T, path string, key []byte) []byte {
+	t.Helper()
+	v, ok := dump(t, path)[string(key)]
+	if !ok {
+		return nil
+	}
+	return []byte(v)
+}
+
 func version(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 // set writes v at key in the closed store at path, or deletes the key if

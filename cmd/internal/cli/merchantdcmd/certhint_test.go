@@ -1,7 +1,6 @@
 package merchantdcmd
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/transport"
 	"github.com/blindbank/blindbank/ecash"
-	"github.com/blindbank/blindbank/merchant"
 )
 
 // TestCertFailureHints: where merchantd meets a TLS certificate that does
@@ -23,7 +21,6 @@ import (
 // start's account check; an admin listener; the public listener
 // "products --data" asks.
 func TestCertFailureHints(t *testing.T) {
-	ctx := context.Background()
 	b, err := node.StartBank(node.BankConfig{ // over TLS
 		Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		Keys: bank.KeyConfig{Currency: "EUR", Values: []ecash.Amount{ecash.MustParseAmount("EUR:1.00")}},
@@ -37,15 +34,7 @@ func TestCertFailureHints(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrongCA := filepath.Join(other, transport.CertFile)
-	dir := t.TempDir()
-	pub, err := merchant.Init(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := b.Bank.OpenAccount(ctx, "shop", pub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, acct := shopDir(t, b)
 	const notVerified = "TLS certificate did not verify: x509: certificate signed by unknown authority"
 
 	// The link to the bank: the account check only warns, the key set

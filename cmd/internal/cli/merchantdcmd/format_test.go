@@ -3,38 +3,26 @@ package merchantdcmd
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/bank/pebblestore/formattest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/merchant"
 	pb "github.com/blindbank/blindbank/proto"
 )
 
-// TestStoreTooNew: a merchant rolled back to a build older than the one
-// that last wrote its store does not start, nor do the offline keyset
+// TestStoreTooNew: a merchant rolled back to a build that knows only an
+// older format than its store's does not start, nor do the offline keyset
 // commands read or drop anything: exit 1, with a message that names both
 // formats and says to use a newer build; the record stays as it was.
 func TestStoreTooNew(t *testing.T) {
 	ctx := context.Background()
 	b, conn := loopbackBank(t, 0)
-	dir := t.TempDir()
-	pub, err := merchant.Init(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := b.Bank.OpenAccount(ctx, "shop", pub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, acct := shopDir(t, b)
 	m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: pb.NewBankClient(conn)})
 	if err != nil {
 		t.Fatal(err)
@@ -42,23 +30,8 @@ func TestStoreTooNew(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The format this build records, and one past it, as a newer build
-	// would write.
 	path := filepath.Join(dir, merchant.StoreDir)
-	db, err := pebblestore.OpenDB(path, pebblestore.DBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, found, err := pebblestore.Get(db, []byte("m/format"))
-	if err != nil || !found || len(v) != 4 {
-		db.Close()
-		t.Fatalf("the format record of a new merchant store: %x, %v, %v", v, found, err)
-	}
-	known := binary.BigEndian.Uint32(v)
-	newer := binary.BigEndian.AppendUint32(nil, known+1)
-	if err := errors.Join(db.Set([]byte("m/format"), newer, pebble.Sync), db.Close()); err != nil {
-		t.Fatal(err)
-	}
+	known, newer := formattest.MarkNewer(t, path, []byte("m/format"))
 
 	for _, args := range [][]string{
 		{"serve", "--data", dir, "--bank", b.Addr, "--bank-plaintext", "--account", strconv.FormatUint(acct, 10),
@@ -78,13 +51,8 @@ func TestStoreTooNew(t *testing.T) {
 			t.Errorf("merchantd %s on a newer store: exit %d: %s%s", args[0], code, out.String(), errb.String())
 		}
 	}
-	db, err = pebblestore.OpenDB(path, pebblestore.DBOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if v, _, err := pebblestore.Get(db, []byte("m/format")); err != nil || !bytes.Equal(v, newer) {
-		t.Fatalf("the format record after the commands: %x, %v; want %x", v, err, newer)
+	if v := formattest.Record(t, path, []byte("m/format")); !bytes.Equal(v, newer) {
+		t.Fatalf("the format record after the commands: %x, want %x", v, newer)
 	}
 }
 

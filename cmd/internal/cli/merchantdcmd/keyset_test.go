@@ -25,15 +25,7 @@ import (
 func TestCorruptKeySetWayOut(t *testing.T) {
 	ctx := context.Background()
 	b, conn := loopbackBank(t, 0)
-	dir := t.TempDir()
-	pub, err := merchant.Init(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := b.Bank.OpenAccount(ctx, "shop", pub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, acct := shopDir(t, b)
 	open := func() error {
 		m, err := merchant.Open(ctx, merchant.Config{Dir: dir, Account: acct, Bank: pb.NewBankClient(conn)})
 		if err == nil {

@@ -83,6 +83,22 @@ func loopbackBank(t *testing.T, cipher ecash.Cipher) (*node.Bank, *grpc.ClientCo
 	return b, conn
 }
 
+// shopDir makes a merchant in a new data directory (merchant.Init) and
+// opens its merchant account at b: the directory and the account.
+func shopDir(t *testing.T, b *node.Bank) (string, uint64) {
+	t.Helper()
+	dir := t.TempDir()
+	pub, err := merchant.Init(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := b.Bank.OpenAccount(context.Background(), "shop", pub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, acct
+}
+
 // serve's reconcile loop settles deposits in flight as soon as it starts,
 // and logs what it did: here it drops the mark of a deposit the bank never
 // got (the merchant cannot know that), once the order can no longer be
@@ -90,15 +106,7 @@ func loopbackBank(t *testing.T, cipher ecash.Cipher) (*node.Bank, *grpc.ClientCo
 func TestReconcileLoopSettlesAtStart(t *testing.T) {
 	ctx := context.Background()
 	b, conn := loopbackBank(t, 0)
-	dir := t.TempDir()
-	pub, err := merchant.Init(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := b.Bank.OpenAccount(ctx, "shop", pub, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, acct := shopDir(t, b)
 	var skew atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	var logs syncBuffer

@@ -1,7 +1,7 @@
 package walletcmd
 
 import (
-	"encoding/binary"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,9 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/bank/pebblestore/formattest"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/wallet"
 )
@@ -33,22 +31,7 @@ func TestStoreTooNew(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"bank": "127.0.0.1:1", "plaintext": true}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The format this build records, and one past it, as a newer build
-	// would write.
-	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, found, err := pebblestore.Get(db, []byte("m/format"))
-	if err != nil || !found || len(v) != 4 {
-		db.Close()
-		t.Fatalf("the format record of a new wallet: %x, %v, %v", v, found, err)
-	}
-	known := binary.BigEndian.Uint32(v)
-	newer := binary.BigEndian.AppendUint32(nil, known+1)
-	if err := errors.Join(db.Set([]byte("m/format"), newer, pebble.Sync), db.Close()); err != nil {
-		t.Fatal(err)
-	}
+	known, newer := formattest.MarkNewer(t, dir, []byte("m/format"))
 
 	restored := filepath.Join(t.TempDir(), "r")
 	for _, args := range [][]string{
@@ -65,12 +48,7 @@ func TestStoreTooNew(t *testing.T) {
 	if _, err := os.Stat(restored); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("restore from a newer store made %s: %v", restored, err)
 	}
-	db, err = pebblestore.OpenDB(dir, pebblestore.DBOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if v, _, err := pebblestore.Get(db, []byte("m/format")); err != nil || string(v) != string(newer) {
-		t.Fatalf("the format record after the commands: %x, %v; want %x", v, err, newer)
+	if v := formattest.Record(t, dir, []byte("m/format")); !bytes.Equal(v, newer) {
+		t.Fatalf("the format record after the commands: %x, want %x", v, newer)
 	}
 }
