@@ -11,7 +11,7 @@ import (
 // Key layout of the merchant's Pebble store (StoreDir), in outline; each
 // file that keeps records says more:
 //
-//	m/format          u32 on-disk format version (storeFormat): 1 is this
+//	m/merchant-format u32 on-disk format version (storeFormat): 1 is this
 //	                  layout and every earlier one, which stores made before
 //	                  the record have; a newer one is refused, unread
 //	m/master          the bank's master key, pinned (keys.go)
@@ -26,7 +26,9 @@ import (
 //	v/<order id>      an order verified in the audit log; w/ and l/ a
 //	                  payment order's (logcheck.go)
 //	sp/<payment hash> a payment a checked settlement statement held
-var keyFormat = []byte("m/format")
+//
+// The format record's key is not the bank's m/format (pebblestore.Format).
+var keyFormat = []byte("m/merchant-format")
 
 // storeFormat is the merchant store's format record. Raise its Version
 // when a record changes so that this build could not read it: a build

@@ -16,7 +16,7 @@ import (
 
 // Key layout of the wallet's Pebble store:
 //
-//	m/format          u32 on-disk format version (storeFormat): 1 is this
+//	m/wallet-format   u32 on-disk format version (storeFormat): 1 is this
 //	                  layout and every earlier one, which stores made before
 //	                  the record have; a newer one is refused, unread
 //	m/seed            32-byte wallet seed (coins and the account key derive from it)
@@ -53,7 +53,7 @@ import (
 //	                  (dispute.go): a withdrawal by nonce, a swap or recoup
 //	                  by request hash, a restored signature by blinded hash
 var (
-	keyFormat  = []byte("m/format")
+	keyFormat  = []byte("m/wallet-format") // not the bank's m/format (pebblestore.Format)
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")
 	keyKeySet  = []byte("m/keyset")

@@ -20,13 +20,19 @@ var (
 )
 
 // Format is a store's on-disk format version record, which every store of
-// the project (bank, wallet, merchant) keeps under one key: a u32,
-// big-endian, from 1, that a build raises when its records change so that
-// an older build cannot read. A build reads every version from 1 up to
-// Version, and records Version once it has opened a store read-write, so
-// that a later downgrade is refused rather than misread.
+// the project (bank, wallet, merchant) keeps: a u32, big-endian, from 1,
+// that a build raises when its records change so that an older build
+// cannot read. A build reads every version from 1 up to Version, and
+// records Version once it has opened a store read-write, so that a later
+// downgrade is refused rather than misread.
+//
+// Each kind of store keeps its record under a key of its own, never the
+// bank's m/format: a bank, this build or an older one, takes a database
+// with that record for a ledger (of format 1, the first of every kind)
+// and upgrades it, where it refuses one with data and without it as not
+// a bank's.
 type Format struct {
-	Key     []byte // the record's key, e.g. m/format
+	Key     []byte // the record's key, one per kind of store: m/format for the bank
 	Store   string // what the store is, for messages: "wallet", "merchant", "bank"
 	Version uint32 // the newest version this build reads, and the one it writes
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"testing"
@@ -42,8 +43,9 @@ type Way struct {
 }
 
 // Run checks, in order, on the store s made: that it holds the format
-// record; that a newer version, and a record that is not a version, are
-// refused by both opens and leave every key as it was; and that a store
+// record; that the bank's store (pebblestore.Open) refuses it as not a
+// ledger, without a write; that a newer version, and a record that is not
+// a version, are refused by every way in and leave every key as it was; and that a store
 // without the record (as builds before it made) is opened read-only
 // without a write, and read-write gets the record and keeps every key.
 func Run(t *testing.T, s Store) {
@@ -51,6 +53,7 @@ func Run(t *testing.T, s Store) {
 	if got := dump(t, s.Path)[string(s.Format.Key)]; got != string(version(s.Format.Version)) {
 		t.Fatalf("a new store's format record is %x, want %d", got, s.Format.Version)
 	}
+	notABank(t, s.Path)
 
 	newer := s.Format.Version + 1
 	refused(t, s, version(newer), pebblestore.ErrStoreTooNew,
@@ -84,6 +87,23 @@ func Run(t *testing.T, s Store) {
 	}
 	if err := s.Open(); err != nil {
 		t.Fatalf("open of a store of this format: %v", err)
+	}
+}
+
+// notABank checks that a bank opening the closed store at path (a ledger
+// directory pointed at it, a backup of the wrong store put back) refuses
+// it as not a bank's, and writes nothing: a bank takes a store with its
+// own format record (m/format) for a ledger, and upgrades it.
+func notABank(t *testing.T, path string) {
+	t.Helper()
+	before := dump(t, path)
+	st, err := pebblestore.Open(path, pebblestore.Options{Logger: slog.New(slog.DiscardHandler), CacheSize: 1 << 20})
+	if err == nil {
+		st.Close()
+		t.Errorf("the bank's store opened the store at %s as a ledger", path)
+	}
+	if after := dump(t, path); !maps.Equal(before, after) {
+		t.Errorf("the bank's store wrote to the store at %s (%v)", path, err)
 	}
 }
 

@@ -31,7 +31,7 @@ func TestStoreTooNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, merchant.StoreDir)
-	known, newer := formattest.MarkNewer(t, path, []byte("m/format"))
+	known, newer := formattest.MarkNewer(t, path, []byte("m/merchant-format"))
 
 	for _, args := range [][]string{
 		{"serve", "--data", dir, "--bank", b.Addr, "--bank-plaintext", "--account", strconv.FormatUint(acct, 10),
@@ -51,7 +51,7 @@ func TestStoreTooNew(t *testing.T) {
 			t.Errorf("merchantd %s on a newer store: exit %d: %s%s", args[0], code, out.String(), errb.String())
 		}
 	}
-	if v := formattest.Record(t, path, []byte("m/format")); !bytes.Equal(v, newer) {
+	if v := formattest.Record(t, path, []byte("m/merchant-format")); !bytes.Equal(v, newer) {
 		t.Fatalf("the format record after the commands: %x, want %x", v, newer)
 	}
 }

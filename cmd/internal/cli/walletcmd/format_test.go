@@ -31,7 +31,7 @@ func TestStoreTooNew(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"bank": "127.0.0.1:1", "plaintext": true}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	known, newer := formattest.MarkNewer(t, dir, []byte("m/format"))
+	known, newer := formattest.MarkNewer(t, dir, []byte("m/wallet-format"))
 
 	restored := filepath.Join(t.TempDir(), "r")
 	for _, args := range [][]string{
@@ -48,7 +48,7 @@ func TestStoreTooNew(t *testing.T) {
 	if _, err := os.Stat(restored); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("restore from a newer store made %s: %v", restored, err)
 	}
-	if v := formattest.Record(t, dir, []byte("m/format")); !bytes.Equal(v, newer) {
+	if v := formattest.Record(t, dir, []byte("m/wallet-format")); !bytes.Equal(v, newer) {
 		t.Fatalf("the format record after the commands: %x, want %x", v, newer)
 	}
 }
