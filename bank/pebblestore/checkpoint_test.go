@@ -1,7 +1,9 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindbank/blindbank/bank"
@@ -190,6 +193,76 @@ func TestVerifyCheckpointRefuses(t *testing.T) {
 	if _, err := VerifyCheckpoint(dir); err == nil {
 		t.Fatal("verified an unbalanced ledger")
 	}
+}
+
+// TestVerifyCheckpointFormat: verification reads the ledgers a bank opens,
+// of format 1 and of this build's, and refuses, without a write, one of a
+// newer format (which it could misread), a record that is not a version,
+// and a ledger without the record (not a bank's).
+func TestVerifyCheckpointFormat(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ledger")
+	s, err := Open(dir, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	set := func(v []byte) {
+		t.Helper()
+		db, err := OpenDB(dir, DBOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == nil {
+			err = db.Delete(keyFormat, pebble.Sync)
+		} else {
+			err = db.Set(keyFormat, v, pebble.Sync)
+		}
+		if err := errors.Join(err, db.Close()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		v    []byte
+		want error  // what the refusal wraps, if a sentinel
+		says string // what the refusal says; "": it verifies
+	}{
+		{binary.BigEndian.AppendUint32(nil, 1), nil, ""},
+		{binary.BigEndian.AppendUint32(nil, formatVersion), nil, ""},
+		{binary.BigEndian.AppendUint32(nil, formatVersion+1), ErrStoreTooNew, "bank store format 3, this build reads formats up to 2"},
+		{[]byte{0, 0, 2}, ErrBadFormat, "(3 bytes)"},
+		{nil, nil, "no format record"},
+	} {
+		set(c.v)
+		_, err := VerifyCheckpoint(dir)
+		if c.says == "" {
+			if err != nil {
+				t.Errorf("format record %x: %v", c.v, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), c.says) || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("format record %x: %v, want %v saying %q", c.v, err, c.want, c.says)
+		}
+		if got := getFormat(t, dir); !bytes.Equal(got, c.v) {
+			t.Errorf("format record %x after verification: %x", c.v, got)
+		}
+	}
+}
+
+// getFormat is the format record of the closed ledger in dir, read
+// without writing (nil if there is none).
+func getFormat(t *testing.T, dir string) []byte {
+	t.Helper()
+	db, err := OpenDB(dir, DBOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	v, _, err := Get(db, keyFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // gateFS holds the first file a checkpoint creates until released, so
