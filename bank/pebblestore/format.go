@@ -76,8 +76,10 @@ func (f Format) Upgrade(db *pebble.DB, found uint32) error {
 }
 
 // Check is how a store's open checks its format, before it reads or
-// writes anything else: Read, and unless readOnly, Upgrade. A read-only
-// open never writes.
+// writes any other record: Read, and unless readOnly, Upgrade. A refused
+// store keeps its records as they were, but opened read-write it was
+// already Pebble's to rewrite as files (Open flushes the log it replays,
+// and writes a new manifest); a read-only open changes nothing.
 func (f Format) Check(db *pebble.DB, readOnly bool) error {
 	v, err := f.Read(db)
 	if err != nil || readOnly {
