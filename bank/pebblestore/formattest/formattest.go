@@ -1,7 +1,12 @@
 // Package formattest checks how a store opens by its format record
-// (pebblestore.Format): the same checks for every store that keeps one,
-// on a real Pebble database on disk, through the store package's own
-// ways in.
+// (pebblestore.Format): the same checks for every store that keeps one
+// under a key of its own (the wallet's, the merchant's; not the bank's,
+// whose store without a record must be empty), on a real Pebble database
+// on disk, through the store package's own ways in.
+//
+// It is for tests only, as net/http/httptest is: it imports testing, and
+// only _test.go files may import it, so that no binary links it
+// (go list -deps ./cmd/... does not list it).
 package formattest
 
 import (
