@@ -42,12 +42,8 @@ var storeFormat = pebblestore.Format{Key: keyFormat, Store: "merchant", Version:
 // or writes it. Read-write, it creates the store if there is none and
 // records the format in one that lacks it; o.ReadOnly, it writes nothing.
 func openDB(path string, o pebblestore.DBOptions) (*pebble.DB, error) {
-	db, err := pebblestore.OpenDB(path, o)
+	db, err := storeFormat.OpenDB(path, o)
 	if err != nil {
-		return nil, err
-	}
-	if err := storeFormat.Check(db, o.ReadOnly); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("merchant: open %s: %w", path, err)
 	}
 	return db, nil

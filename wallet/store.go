@@ -250,12 +250,8 @@ func openDB(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := pebblestore.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default(), ReadOnly: readOnly})
+	db, err := storeFormat.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default(), ReadOnly: readOnly})
 	if err != nil {
-		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
-	}
-	if err := storeFormat.Check(db, readOnly); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
 	}
 	return db, nil

@@ -75,17 +75,28 @@ func (f Format) Upgrade(db *pebble.DB, found uint32) error {
 	return nil
 }
 
-// Check is how a store's open checks its format, before it reads or
-// writes any other record: Read, and unless readOnly, Upgrade. A refused
-// store keeps its records as they were, but opened read-write it was
-// already Pebble's to rewrite as files (Open flushes the log it replays,
-// and writes a new manifest); a read-only open changes nothing.
-func (f Format) Check(db *pebble.DB, readOnly bool) error {
-	v, err := f.Read(db)
-	if err != nil || readOnly {
-		return err
+// OpenDB is every way into a store that keeps its format record f: it
+// opens the database in dir as OpenDB does and checks the record before
+// its caller reads or writes any other: Read, and unless o.ReadOnly,
+// Upgrade. A store it refuses is closed again, its records as they were;
+// but opened read-write it was already Pebble's to rewrite as files
+// (Open flushes the log it replays, and writes a new manifest). A
+// read-only open changes nothing. The bank's store does not use it: a
+// ledger without a record must be empty (initialize).
+func (f Format) OpenDB(dir string, o DBOptions) (*pebble.DB, error) {
+	db, err := OpenDB(dir, o)
+	if err != nil {
+		return nil, err
 	}
-	return f.Upgrade(db, v)
+	v, err := f.Read(db)
+	if err == nil && !o.ReadOnly {
+		err = f.Upgrade(db, v)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // value is f.Version as its record holds it.
