@@ -186,7 +186,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 			inv.Print(info, func(w io.Writer) {
 				t := cli.NewTable(w)
 				cli.ServeRows(t, "bank", &info.ServeInfo)
-				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %d denominations, %s)", info.Keys, info.KeysFile, info.Currency, len(info.Denominations), encryptedText(kinfo)))
+				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %s, %s)", info.Keys, info.KeysFile, info.Currency, cli.Plural(len(info.Denominations), "denomination"), encryptedText(kinfo)))
 				master := info.MasterKey
 				if info.MasterOffline {
 					master += " (kept offline)"

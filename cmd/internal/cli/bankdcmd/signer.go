@@ -140,7 +140,7 @@ bankd serve --data /var/lib/blindbank --signer unix:///run/blindbank/signer.sock
 				t := cli.NewTable(w)
 				t.Row("signer socket:", res.Socket)
 				t.Row("bankd serve:", "--signer "+res.Signer)
-				t.Row("keys:", fmt.Sprintf("%s (%s, %d denominations, %s)", path, k.Currency, len(k.Denoms), encryptedText(info)))
+				t.Row("keys:", fmt.Sprintf("%s (%s, %s, %s)", path, k.Currency, cli.Plural(len(k.Denoms), "denomination"), encryptedText(info)))
 				t.Row("bank id:", res.BankID)
 				t.Flush()
 			})
