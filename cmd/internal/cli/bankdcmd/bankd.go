@@ -147,7 +147,7 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 				return err
 			}
 			if !exists {
-				inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
+				inv.Notef("%s", keyGenNote(cfg))
 			}
 			gomaxprocs := procs.Raise() // before the servers size their pools by it
 			n, err := node.StartBank(node.BankConfig{
@@ -214,8 +214,10 @@ bankd serve --data ./test-bank --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
 	}
 }
 
-// describeKeyGen says which keys a new bank generates: "4 × RSA-2048, 3 × CS".
-func describeKeyGen(cfg *config.Bank) string {
+// keyGenNote is the note shown before a new bank's keys are generated:
+// which keys, "4 × RSA-2048, 3 × CS", and a word on the wait when RSA keys
+// are among them (CS keys take no noticeable time).
+func keyGenNote(cfg *config.Bank) string {
 	specs := cfg.Denominations
 	if len(specs) == 0 {
 		for _, v := range bank.DefaultDenominations(cfg.Currency) {
@@ -237,7 +239,11 @@ func describeKeyGen(cfg *config.Bank) string {
 	if csN > 0 {
 		parts = append(parts, fmt.Sprintf("%d × CS", csN))
 	}
-	return strings.Join(parts, ", ")
+	note := "generating denomination keys (" + strings.Join(parts, ", ") + ")…"
+	if rsaN > 0 {
+		note += " this takes a few seconds"
+	}
+	return note
 }
 
 type serveInfo struct {

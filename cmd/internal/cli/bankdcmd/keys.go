@@ -421,7 +421,7 @@ bankd keys generate --config bankd.json --master-public 3b6a27bc...`,
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
-			inv.Notef("generating denomination keys (%s)… this takes a few seconds", describeKeyGen(cfg))
+			inv.Notef("%s", keyGenNote(cfg))
 			k, err := bank.CreateKeys(dir, cfg.KeyConfig(), time.Now(), opts)
 			if err != nil {
 				return err
