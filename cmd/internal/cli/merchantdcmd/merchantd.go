@@ -711,6 +711,11 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
+				if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
+					// Nothing was checked (the merchant is not running, or
+					// did not reach the bank): no finding against the bank.
+					return fmt.Errorf("the audit log was not checked: %w", err)
+				}
 				if err != nil {
 					err = fmt.Errorf("the audit log does not check out: %w", err)
 					if cf.Path == "" {

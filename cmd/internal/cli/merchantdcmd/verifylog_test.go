@@ -127,3 +127,36 @@ func TestVerifyLogAdoptedKeySet(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyLogUnreachable: when the merchant is not running, or cannot
+// reach the bank, nothing was checked: verify-log fails without saying the
+// log "does not check out", which is a finding against the bank.
+func TestVerifyLogUnreachable(t *testing.T) {
+	// No merchant listening: a port that was free a moment ago.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	flags := serveAdmin(t, &logAdmin{}) // for its token file
+	flags[1] = addr
+	code, _, errs := runMerchantd(append([]string{"verify-log"}, flags...)...)
+	if code != 1 || strings.Contains(errs, "does not check out") || !strings.Contains(errs, "not checked") {
+		t.Fatalf("merchant not running: exit %d: %s", code, errs)
+	}
+
+	// The merchant runs but cannot reach the bank.
+	down := serveAdmin(t, &logAdmin{err: status.Error(codes.Unavailable, "merchant: the bank is unreachable")})
+	code, _, errs = runMerchantd(append([]string{"verify-log"}, down...)...)
+	if code != 1 || strings.Contains(errs, "does not check out") || !strings.Contains(errs, "not checked") {
+		t.Fatalf("bank unreachable: exit %d: %s", code, errs)
+	}
+
+	// A mismatch still says so.
+	bad := serveAdmin(t, &logAdmin{err: status.Error(codes.FailedPrecondition, "merchant: order o-1: the bank's audit log does not match its answer")})
+	code, _, errs = runMerchantd(append([]string{"verify-log"}, bad...)...)
+	if code != 1 || !strings.Contains(errs, "does not check out") {
+		t.Fatalf("mismatch: exit %d: %s", code, errs)
+	}
+}
