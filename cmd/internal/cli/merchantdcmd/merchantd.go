@@ -552,6 +552,9 @@ status 1 if the statement and the receipts disagree.`,
 			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifySettlement(ctx, &pb.VerifySettlementRequest{Statement: raw})
+				if err := notChecked("the statement", err); err != nil {
+					return err
+				}
 				if err != nil {
 					return fmt.Errorf("the statement does not check out: %w", err)
 				}
@@ -711,10 +714,8 @@ merchantd verify-log --data ./shop --checkpoint-out shop.checkpoint`,
 			}
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.VerifyLog(ctx, &pb.VerifyLogRequest{})
-				if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
-					// Nothing was checked (the merchant is not running, or
-					// did not reach the bank): no finding against the bank.
-					return fmt.Errorf("the audit log was not checked: %w", err)
+				if err := notChecked("the audit log", err); err != nil {
+					return err
 				}
 				if err != nil {
 					err = fmt.Errorf("the audit log does not check out: %w", err)
@@ -770,6 +771,17 @@ func mismatchReport(err error) *pb.VerifyLogResponse {
 		if r, ok := d.(*pb.VerifyLogResponse); ok && len(r.Checkpoint) > 0 {
 			return r
 		}
+	}
+	return nil
+}
+
+// notChecked is the error of a check that did not run: err says the
+// merchant is not running, or did not reach the bank (Unavailable,
+// DeadlineExceeded), which is no finding against the bank, and must not
+// read as "does not check out". Nil for any other err.
+func notChecked(what string, err error) error {
+	if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
+		return fmt.Errorf("%s was not checked: %w", what, err)
 	}
 	return nil
 }

@@ -160,3 +160,25 @@ func TestVerifyLogUnreachable(t *testing.T) {
 		t.Fatalf("mismatch: exit %d: %s", code, errs)
 	}
 }
+
+// TestSettlementUnreachable: a statement the merchant could not check (it
+// is not running) is "not checked", not a statement that "does not check
+// out".
+func TestSettlementUnreachable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	flags := serveAdmin(t, &logAdmin{}) // for its token file
+	flags[1] = addr
+	stmt := filepath.Join(t.TempDir(), "shop.stmt")
+	if err := os.WriteFile(stmt, []byte("statement"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runMerchantd(append(append([]string{"settlement"}, flags...), stmt)...)
+	if code != 1 || strings.Contains(errs, "does not check out") || !strings.Contains(errs, "not checked") {
+		t.Fatalf("merchant not running: exit %d: %s", code, errs)
+	}
+}
