@@ -425,7 +425,7 @@ func (f *Flags) RegisterKeyGen(fs *flag.FlagSet) {
 	fs.StringVar(&f.Currency, "currency", DefaultCurrency, "`CURRENCY` of a new bank (upper-case letters)")
 	fs.IntVar(&f.RSABits, "rsa-bits", DefaultRSABits, "RSA key size in `BITS` of a new bank's denominations: 2048 or 3072")
 	fs.StringVar(&f.Denominations, "denominations", "", "coin values of a new bank as a comma-separated `LIST`, each optionally with its cipher, e.g. EUR:0.01/cs,EUR:0.02/cs,EUR:1.00/rsa (default: powers of two from 0.01 to 81.92)")
-	fs.StringVar(&f.Cipher, "cipher", DefaultCipher, "blind-signature `CIPHER` of a new bank's denominations that name none: rsa (RFC 9474; standard assumptions, about 1 ms of bank CPU per coin at 2048 bits) or cs (Clause Blind Schnorr; about 39 µs per coin, 24 times cheaper, 64-byte signatures; see docs/PERFORMANCE.md)")
+	fs.StringVar(&f.Cipher, "cipher", DefaultCipher, "blind-signature `CIPHER` of a new bank's denominations that name none: rsa (RFC 9474; standard assumptions, about 1 ms of bank CPU to sign a coin at 2048 bits) or cs (Clause Blind Schnorr; about 39 µs a coin, 24 times cheaper, 64-byte signatures; see docs/PERFORMANCE.md)")
 }
 
 // RegisterMasterPublic adds --master-public, for generating a new bank's
