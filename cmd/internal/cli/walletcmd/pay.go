@@ -69,11 +69,19 @@ of a coin paid with (its key may have leaked), pay confirms it with the
 bank's signed key set, ends the payment, returns the coins to the wallet and
 tells you to run "wallet recoup"; running pay again pays with other coins.
 
-For scripts: the exit status is the verdict (0 paid, or paid already by
-this wallet; 1 not paid now, the reason on stderr; 2 a mistake in the
-command line). With --json the failures above also print their "error"
-kind on stdout (others print nothing there). Later versions may add kinds:
-treat one you do not know as "not paid now, see stderr", never as paid.
+For scripts: the exit status is the verdict. 0: paid, or paid already by
+this wallet ("already_paid": true). 2: a usage mistake (a flag missing,
+malformed or at odds with another; a malformed address or URI, or no
+--yes without a terminal, is 1). 1: anything else, the reason on stderr:
+not paid by this run, or not known to be. After "error": "pending" the
+coins were sent and the payment may have gone through. Running the same
+command again is always safe: it never pays twice, and exits 0 if this
+wallet paid the order; do that before paying the order another way.
+With --json these failures print their "error" kind on stdout:
+"pending", "change-pending", "recoup-pending", "paid-with-other-coins",
+"double-spend" (a coin was spent already) and "denomination-revoked";
+others print nothing there. Later versions may add kinds: treat one you
+do not know as not paid (see stderr), never as paid.
 
 With --uri, pay takes the payment request, its summary and the merchant's
 address from a payment URI ("blindbank:pay/...", from "merchantd order
