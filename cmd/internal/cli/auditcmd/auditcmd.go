@@ -226,7 +226,7 @@ audit keys --keys keyset.signed --json`,
 					return cli.Usagef("--out saves one key set; give one of --bank and --keys")
 				}
 				if err := cli.WriteOutFile(out, keys.raw[0], 0o644, true, ""); err != nil {
-					return err
+					return fmt.Errorf("saving --out: %w", err)
 				}
 			}
 			type denom struct {
