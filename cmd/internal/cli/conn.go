@@ -366,10 +366,28 @@ func (a *AdminFlags) Target(inv *Invocation) (AdminTarget, error) {
 	return AdminTarget{Addr: addr, Token: tok, TLS: tlsc}, nil
 }
 
-// CertHint explains err, a call's on a connection from Dial, if the
-// admin listener's certificate did not verify against --ca (CertHint).
-func (a *AdminFlags) CertHint(err error) error {
+// Explain explains err, a call's on a connection from Dial: the admin
+// listener's certificate did not verify against --ca (CertHint), or
+// nothing listens at the address, most often because the daemon is not
+// running (gRPC says only "connection refused").
+func (a *AdminFlags) Explain(err error) error {
+	if notListening(err) {
+		return fmt.Errorf("%w (nothing listens at the %s's admin address: is %sd serve running? With --data, the address is the one it wrote to DIR/%s when it started)", err, a.What, a.What, AddressesFile)
+	}
 	return CertHint(err, a.What+" admin listener", "--ca (with --data and no --ca: the certificate file named in DIR/"+AddressesFile+")")
+}
+
+// notListening reports whether err is, or wraps, gRPC's own failure to
+// connect, the address refusing the connection: a status the peer sent
+// is never one, since a peer that answers was connected to.
+func notListening(err error) bool {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return false
+	}
+	st := se.GRPCStatus()
+	return st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "connection error:") &&
+		strings.Contains(st.Message(), "connection refused")
 }
 
 // Dial connects to the admin listener with the token.

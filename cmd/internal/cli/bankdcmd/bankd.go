@@ -300,7 +300,7 @@ func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f fu
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	return a.CertHint(f(ctx, pb.NewBankAdminClient(conn)))
+	return a.Explain(f(ctx, pb.NewBankAdminClient(conn)))
 }
 
 func openAccountCommand(a *cli.AdminFlags) *cli.Command {
@@ -705,7 +705,7 @@ pg_basebackup or pg_dump.`,
 			defer cancel()
 			res, err := node.AdminClient{Addr: t.Addr, Token: t.Token, TLS: t.TLS}.RequestBackup(ctx, to)
 			if err != nil {
-				return a.CertHint(err)
+				return a.Explain(err)
 			}
 			return inv.Print(res, func(w io.Writer) {
 				tb := cli.NewTable(w)

@@ -370,7 +370,7 @@ func adminCall(ctx context.Context, inv *cli.Invocation, a *cli.AdminFlags, f fu
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
 	defer cancel()
-	return a.CertHint(f(ctx, pb.NewMerchantAdminClient(conn)))
+	return a.Explain(f(ctx, pb.NewMerchantAdminClient(conn)))
 }
 
 func createCommand(a *cli.AdminFlags) *cli.Command {
