@@ -104,6 +104,7 @@ type holding struct {
 // run plays the demo, narrating to out; logTo, if not nil, gets the
 // daemons' logs.
 func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*result, error) {
+	where := "data in %s, kept (--dir)"
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "blindbank-demo-")
 		if err != nil {
@@ -111,6 +112,7 @@ func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*resu
 		}
 		defer os.RemoveAll(tmp)
 		dir = tmp
+		where = "data in %s, removed at exit; --dir DIR keeps it"
 	}
 	t0 := time.Now()
 	say := func(format string, args ...any) {
@@ -122,7 +124,7 @@ func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*resu
 	}
 	res := &result{}
 
-	say("== blindbank demo (data in %s)", dir)
+	say("== blindbank demo ("+where+")", dir)
 	say("-- generating the bank's keys: 14 RSA-2048 denominations, EUR:0.01 to EUR:81.92 ...")
 	start := time.Now()
 	bk, err := node.StartBank(node.BankConfig{
