@@ -711,7 +711,7 @@ pg_basebackup or pg_dump.`,
 				tb := cli.NewTable(w)
 				tb.Row("backup:", res.Path)
 				tb.Row("size:", fmt.Sprintf("%d files, %d bytes", res.Files, res.Bytes))
-				tb.Row("ledger:", fmt.Sprintf("%d accounts, balances sum to zero", res.Accounts))
+				tb.Row("ledger:", fmt.Sprintf("%d accounts (the bank's own included), balances sum to zero", res.Accounts))
 				tb.Row("as of:", fmt.Sprintf("%s (everything acknowledged before is in it)", cli.FormatTime(res.Started)))
 				tb.Row("took:", fmt.Sprintf("%.2fs", res.Seconds))
 				tb.Flush()
