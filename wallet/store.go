@@ -22,6 +22,10 @@ import (
 //	m/seed            32-byte wallet seed (coins and the account key derive from it)
 //	m/account         u64 bank account id
 //	m/keyset          the bank's signed key set (master key pinned on first fetch)
+//	m/keyset-fetched  u64 Unix nanoseconds (the wallet's clock) it was last
+//	                  fetched or confirmed; m/master the pinned master key (keys.go)
+//	m/witness         the newest audit-log checkpoint seen (logcheck.go)
+//	m/paid-indexed    present once receipts kept before h/ existed are indexed (pay.go)
 //	m/next            u64 next planchet index
 //	m/parked          u64 end of the indices from m/next that only a withdrawal
 //	                  may take (a refused withdrawal's, withdraw.go parkIndices)
@@ -37,8 +41,7 @@ import (
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
 //	h/<payment hash>  the r/ key of the receipt of that payment request
-//	                  (paidRequest); m/paid-indexed once receipts kept
-//	                  before h/ existed are indexed too
+//	                  (paidRequest)
 //	q/<payment hash>  the bank's receipt of a payment a restore found
 //	                  refunded (its merchant and order unknown): for
 //	                  CollectRefunds, as r/
