@@ -132,15 +132,8 @@ func TestVerifyLogAdoptedKeySet(t *testing.T) {
 // reach the bank, nothing was checked: verify-log fails without saying the
 // log "does not check out", which is a finding against the bank.
 func TestVerifyLogUnreachable(t *testing.T) {
-	// No merchant listening: a port that was free a moment ago.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	flags := serveAdmin(t, &logAdmin{}) // for its token file
-	flags[1] = addr
+	// No merchant listening.
+	flags := noMerchant(t)
 	code, _, errs := runMerchantd(append([]string{"verify-log"}, flags...)...)
 	if code != 1 || strings.Contains(errs, "does not check out") || !strings.Contains(errs, "not checked") {
 		t.Fatalf("merchant not running: exit %d: %s", code, errs)
@@ -161,10 +154,10 @@ func TestVerifyLogUnreachable(t *testing.T) {
 	}
 }
 
-// TestSettlementUnreachable: a statement the merchant could not check (it
-// is not running) is "not checked", not a statement that "does not check
-// out".
-func TestSettlementUnreachable(t *testing.T) {
+// noMerchant returns admin flags that reach no merchant: a port free a
+// moment ago, and a token file.
+func noMerchant(t *testing.T) []string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +166,14 @@ func TestSettlementUnreachable(t *testing.T) {
 	lis.Close()
 	flags := serveAdmin(t, &logAdmin{}) // for its token file
 	flags[1] = addr
+	return flags
+}
+
+// TestSettlementUnreachable: a statement the merchant could not check (it
+// is not running) is "not checked", not a statement that "does not check
+// out".
+func TestSettlementUnreachable(t *testing.T) {
+	flags := noMerchant(t)
 	stmt := filepath.Join(t.TempDir(), "shop.stmt")
 	if err := os.WriteFile(stmt, []byte("statement"), 0o600); err != nil {
 		t.Fatal(err)
