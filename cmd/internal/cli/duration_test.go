@@ -3,23 +3,25 @@ package cli
 import (
 	"flag"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestParseDuration: Go durations and whole days, nothing else; the error
-// names the forms.
+// TestParseDuration: Go durations, whole days and days followed by a Go
+// duration, nothing else; the error names the forms.
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"30d": 30 * 24 * time.Hour, "1d": 24 * time.Hour, "0d": 0, "400d": 400 * 24 * time.Hour,
 		"90m": 90 * time.Minute, "720h": 720 * time.Hour, "1h30m": 90 * time.Minute, "2s": 2 * time.Second, "0": 0,
+		"1d12h": 36 * time.Hour, "30d10h": 730 * time.Hour, "1d1h30m0s": 24*time.Hour + 90*time.Minute, "2d48h": 96 * time.Hour, "0d5m": 5 * time.Minute,
 	} {
 		if got, err := ParseDuration(in); err != nil || got != want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "d", "-3d", "3.5d", "1d12h", "soon", "99999999d", "-5m", "30", " 30d"} {
+	for _, bad := range []string{"", "d", "-3d", "3.5d", "1d-12h", "1d+12h", "1dd", "1d2d", "1d12", "1h1d", "soon", "99999999d", "65536d", "-5m", "30", " 30d", "65535d2562047h"} {
 		_, err := ParseDuration(bad)
 		if err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
@@ -29,11 +31,43 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q): %v does not name the forms", bad, err)
 		}
 	}
-	if got := FormatDuration(30 * 24 * time.Hour); got != "30d" {
-		t.Errorf("FormatDuration(30 days) = %q", got)
-	}
-	if got := FormatDuration(90 * time.Minute); got != "1h30m0s" {
-		t.Errorf("FormatDuration(90m) = %q", got)
+}
+
+// TestFormatDurationRoundTrip: durations print as an operator reads them
+// (whole days, days and hours, Go's form below a day), and every printed
+// form is one the flags take back to the same duration.
+func TestFormatDurationRoundTrip(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{time.Nanosecond, "1ns"},
+		{1500 * time.Millisecond, "1.5s"},
+		{90 * time.Minute, "1h30m0s"},
+		{23 * time.Hour, "23h0m0s"},
+		{day - time.Second, "23h59m59s"},
+		{day, "1d"},
+		{36 * time.Hour, "1d12h"},
+		{day + 90*time.Minute, "1d1h30m0s"},
+		{day + time.Nanosecond, "1d1ns"},
+		{30 * day, "30d"},
+		{730 * time.Hour, "30d10h"}, // the default overlap: a twelfth of 365 days
+		{365 * day, "365d"},
+		{8760*time.Hour + time.Minute, "365d1m0s"},
+		{65535 * day, "65535d"},
+		{65535*day + 23*time.Hour, "65535d23h"},
+		{65536 * day, "1572864h0m0s"}, // beyond the days the flags take
+		{math.MaxInt64, "2562047h47m16.854775807s"},
+	} {
+		got := FormatDuration(c.d)
+		if got != c.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", c.d, got, c.want)
+		}
+		if back, err := ParseDuration(got); err != nil || back != c.d {
+			t.Errorf("ParseDuration(FormatDuration(%v) = %q) = %v, %v", c.d, got, back, err)
+		}
 	}
 }
 

@@ -64,6 +64,11 @@ func TestKeysExtendShowRotate(t *testing.T) {
 	if len(s.Denominations) != 2 || s.Schedule.WithdrawPeriod != "8760h0m0s" || s.Schedule.Overlap != "730h0m0s" || s.Schedule.DepositLifetime != "17520h0m0s" {
 		t.Fatalf("a new bank: %+v", s)
 	}
+	// The default overlap, a twelfth of a year, in the days the flags
+	// take (--overlap 30d10h), not as 730h0m0s beside 365d.
+	if text, _ := mustBankd(t, "keys", "show", "--data", dir); !strings.Contains(text, "withdraw period 365d, overlap 30d10h, deposit lifetime 730d") {
+		t.Errorf("keys show of a new bank:\n%s", text)
+	}
 	if s.Values[0].NextID != "" || s.Values[0].CurrentID == "" || s.NextRotation != s.Values[0].CurrentWithdrawEnd {
 		t.Fatalf("a new bank's schedule: %+v", s.Values)
 	}

@@ -420,7 +420,7 @@ merchantd order --data ./shop create --amount EUR:3.50 --summary "1 espresso" --
 				return fmt.Errorf("bad --summary: %w", err)
 			}
 			if ttl < time.Second || ttl > maxTTL {
-				return fmt.Errorf("bad --ttl %s: want 1s to 30d (720h)", ttl)
+				return fmt.Errorf("bad --ttl %s: want 1s to 30d", cli.FormatDuration(ttl))
 			}
 			return adminCall(ctx, inv, a, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				resp, err := c.CreateOrder(ctx, &pb.CreateOrderRequest{Amount: amt.String(), Summary: summary, TtlSeconds: int64(ttl / time.Second)})

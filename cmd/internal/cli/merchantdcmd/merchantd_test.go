@@ -251,7 +251,7 @@ func TestOrderTTLDays(t *testing.T) {
 	}
 	dir := t.TempDir()
 	base := []string{"order", "--data", dir, "create", "--amount", "EUR:1.00", "--summary", "tea", "--ttl"}
-	if code, errs := run(append(base, "31d")...); code != 1 || !strings.Contains(errs, "bad --ttl 744h0m0s") {
+	if code, errs := run(append(base, "31d")...); code != 1 || !strings.Contains(errs, "bad --ttl 31d: want 1s to 30d") {
 		t.Errorf("--ttl 31d: exit %d: %s", code, errs)
 	}
 	if code, errs := run(append(base, "1d")...); code == 0 || strings.Contains(errs, "ttl") {
