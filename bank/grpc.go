@@ -299,7 +299,14 @@ func (s *adminServer) Credit(ctx context.Context, req *pb.CreditRequest) (*pb.Cr
 	if err != nil {
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
-	return &pb.CreditResponse{Balance: bal.String()}, nil
+	// The holder's name, so that the operator sees whose account it was.
+	// The credit is committed: a failed read leaves the name out, it does
+	// not make the credit look refused.
+	var name string
+	if a, err := s.b.store.Account(ctx, req.Account); err == nil {
+		name = a.Name
+	}
+	return &pb.CreditResponse{Balance: bal.String(), Name: name}, nil
 }
 
 func (s *adminServer) ListOwed(ctx context.Context, req *pb.ListOwedRequest) (*pb.ListOwedResponse, error) {

@@ -2438,8 +2438,11 @@ func (x *CreditRequest) GetReference() string {
 }
 
 type CreditResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Balance       string                 `protobuf:"bytes,1,opt,name=balance,proto3" json:"balance,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Balance string                 `protobuf:"bytes,1,opt,name=balance,proto3" json:"balance,omitempty"` // the account's balance after the credit
+	// The account holder's name, for the operator to see whose account was
+	// credited; "" if the bank could not read it after the credit.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2477,6 +2480,13 @@ func (*CreditResponse) Descriptor() ([]byte, []int) {
 func (x *CreditResponse) GetBalance() string {
 	if x != nil {
 		return x.Balance
+	}
+	return ""
+}
+
+func (x *CreditResponse) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
@@ -3043,9 +3053,10 @@ const file_bank_proto_rawDesc = "" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12\x16\n" +
 	"\x06amount\x18\x02 \x01(\tR\x06amount\x12\x12\n" +
 	"\x04memo\x18\x03 \x01(\tR\x04memo\x12\x1c\n" +
-	"\treference\x18\x04 \x01(\tR\treference\"*\n" +
+	"\treference\x18\x04 \x01(\tR\treference\">\n" +
 	"\x0eCreditResponse\x12\x18\n" +
-	"\abalance\x18\x01 \x01(\tR\abalance\"R\n" +
+	"\abalance\x18\x01 \x01(\tR\abalance\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"R\n" +
 	"\x11GetAccountRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\x04R\aaccount\x12#\n" +
 	"\rhistory_limit\x18\x02 \x01(\rR\fhistoryLimit\"\x97\x01\n" +

@@ -77,7 +77,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	// What the README's comments say the commands print.
 	var missing []string
-	for _, want := range []string{`(?m)^balance: +EUR:5\.00$`, `(?m)^balance: +EUR:90\.00$`, `(?m)^OK: .*every invariant holds$`, `(?m)^goods decrypted$`} {
+	for _, want := range []string{`(?m)^credited EUR:100\.00 to account 1000 \("alice"\); balance EUR:100\.00$`, `(?m)^balance: +EUR:5\.00$`, `(?m)^balance: +EUR:90\.00$`, `(?m)^OK: .*every invariant holds$`, `(?m)^goods decrypted$`} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {
 			missing = append(missing, want)
 		}

@@ -360,11 +360,18 @@ func creditCommand(a *cli.AdminFlags) *cli.Command {
 		Name:  "credit",
 		Short: "credit an account with money from outside and print the new balance",
 		Long: `credit funds an account from outside the bank (a transfer in, cash paid in)
-and prints the account's new balance. Give --reference with a key of your
-choosing (e.g. the incoming transfer's id) to make a retry safe: a credit
-with a reference already used credits nothing more. Without one, the
-command makes one up and, should the bank's answer be lost, prints it so
-that the retry credits once.`,
+and says what it did, with the account's new balance:
+
+    credited EUR:100.00 to account 1000 ("alice"); balance EUR:100.00
+
+With --json: {"account": 1000, "name": "alice", "credited": "EUR:100.00",
+"balance": "EUR:100.00"} ("name" left out if the bank did not send it).
+
+Give --reference with a key of your choosing (e.g. the incoming transfer's
+id) to make a retry safe: a credit with a reference already used credits
+nothing more (and prints the same line, with the balance as it is now).
+Without one, the command makes one up and, should the bank's answer be
+lost, prints it so that the retry credits once.`,
 		Example: `bankd admin --data ./bank credit --account 1000 --amount EUR:100.00 --memo "cash in" --reference slip-0042`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&account, "account", "", "account `ID` (required)")
@@ -405,13 +412,26 @@ that the retry credits once.`,
 				}
 				out := struct {
 					Account  uint64 `json:"account"`
+					Name     string `json:"name,omitempty"`
 					Credited string `json:"credited"`
 					Balance  string `json:"balance"`
-				}{id, amt.String(), resp.Balance}
-				return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, resp.Balance) })
+				}{id, resp.Name, amt.String(), resp.Balance}
+				return inv.Print(out, func(w io.Writer) { fmt.Fprintln(w, creditText(id, resp.Name, amt, resp.Balance)) })
 			})
 		},
 	}
+}
+
+// creditText says what a credit did: 'credited EUR:10.00 to account 1003
+// ("alice"); balance EUR:25.00'. The name is quoted (%q), so that a
+// holder's name cannot pass for the rest of the line; a bank that sent
+// none (an older one) leaves it out.
+func creditText(account uint64, name string, amount ecash.Amount, balance string) string {
+	holder := ""
+	if name != "" {
+		holder = fmt.Sprintf(" (%q)", name)
+	}
+	return fmt.Sprintf("credited %s to account %d%s; balance %s", amount, account, holder, balance)
 }
 
 func balanceCommand(a *cli.AdminFlags) *cli.Command {
