@@ -46,7 +46,7 @@ type Bank struct {
 	keys     *Keys // the key material as the bank started; its denominations as the view says
 	view     atomic.Pointer[keyView]
 	now      func() time.Time
-	log      *slog.Logger
+	log      *slog.Logger  // per-operation lines at Debug (thousands a second); admin events at Info
 	metrics  *metrics      // nil unless Instrument was called
 	editKeys KeyFileEditor // nil: no live key-set changes
 	revoking sync.Mutex    // serialises live key-set changes
@@ -257,7 +257,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err != nil {
 		return nil, b.inCurrency(b.refused(err))
 	}
-	b.log.Info("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
+	b.log.Debug("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
 	return sigs, nil
 }
@@ -527,7 +527,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("bank: stored receipt unreadable: %w", err)
 	}
-	b.log.Info("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", prHash.String()[:16])
+	b.log.Debug("deposit", "merchant", pr.MerchantAccount, "amount", total.String(), "coins", len(ids), "payment", prHash.String()[:16])
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, keys)
 	return out, stored, nil
 }
@@ -641,7 +641,7 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	if err != nil {
 		return nil, b.refused(err)
 	}
-	b.log.Info("swap", "value", in.String(), "in", len(coins), "out", len(sigs))
+	b.log.Debug("swap", "value", in.String(), "in", len(coins), "out", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, inKeys)
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return sigs, nil

@@ -157,7 +157,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if b.metrics != nil {
 		b.metrics.checks.WithLabelValues(out.Outcome).Inc()
 	}
-	b.log.Info("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
+	b.log.Debug("check", "epoid", id, "outcome", out.Outcome, "customer", customer.ID, "merchant", end.MerchantAccount, "amount", epo.Price.String())
 	return b.checkResult(ctx, out, priv)
 }
 

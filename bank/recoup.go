@@ -130,7 +130,7 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info("recoup", "account", origin.Account, "amount", d.Value.String(), "denomination", d.ID.String()[:16])
+	b.log.Debug("recoup", "account", origin.Account, "amount", d.Value.String(), "denomination", d.ID.String()[:16])
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, []*DenomKey{d})
 	return b.recoupCredited(stored, nil)
 }
@@ -183,7 +183,7 @@ func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ec
 	if err != nil {
 		return nil, b.refused(err)
 	}
-	b.log.Info("recoup by re-issue", "amount", d.Value.String(), "outputs", len(sigs))
+	b.log.Debug("recoup by re-issue", "amount", d.Value.String(), "outputs", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsRedeemed }, []*DenomKey{d})
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, outKeys)
 	return &RecoupResult{BlindSigs: sigs}, nil

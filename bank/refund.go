@@ -61,7 +61,7 @@ func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt
 		if err != nil {
 			return nil, nil, err
 		}
-		b.log.Info("refund", "merchant", req.MerchantAccount, "amount", req.Amount.String(), "payment", req.PaymentHash.String()[:16])
+		b.log.Debug("refund", "merchant", req.MerchantAccount, "amount", req.Amount.String(), "payment", req.PaymentHash.String()[:16])
 		return decodeStoredRefund(stored)
 	}
 }

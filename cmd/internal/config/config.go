@@ -442,7 +442,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.AdminListen, "admin-listen", DefaultAdminListen, "admin gRPC `ADDR` (or $"+EnvAdminListen+"); must be loopback")
 	fs.BoolVar(&f.Plaintext, "plaintext", false, "serve the public listener without TLS (loopback only; for tests)")
 	fs.StringVar(&f.LogFormat, "log-format", DefaultLogFormat, "log `FORMAT` on stderr: text or json")
-	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error")
+	fs.StringVar(&f.LogLevel, "log-level", DefaultLogLevel, "least `LEVEL` logged: debug, info, warn or error (debug adds a line per withdrawal, deposit, swap, check, refund and recoup)")
 	fs.StringVar(&f.CacheSize, "cache-size", "", "block cache of the embedded Pebble store, `SIZE` in bytes or with a unit, e.g. 512MiB or 2GiB (default 192MiB, of which the memtables take up to 64MiB; each spent coin needs about 12 bytes to keep its filters and indexes cached)")
 	f.RegisterTLS(fs)
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
