@@ -102,10 +102,11 @@ func Definitive(err error) bool {
 func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, ErrAlreadyIssued) }
 
 // BadTimestamp reports whether an error a client got over gRPC is the
-// bank's ErrBadTimestamp. Answering a withdraw request, it is a refusal
-// (Definitive) made after the bank looked the request's record up and
-// found none, of a request dated more than ecash.MaxClockSkew ahead of the
-// bank's clock: the wallet's clock is ahead (or the replica's behind).
+// bank's ErrBadTimestamp. Answering a withdraw or refund request, it is a
+// refusal (Definitive) made after the bank looked the request's record up
+// and found none, of a request dated more than ecash.MaxClockSkew ahead of
+// the bank's clock: the wallet's or merchant's clock is ahead (or the
+// replica's behind).
 // That settles a request never sent before; one sent before may still be
 // committing at a replica whose clock is further on. Matched as
 // AlreadyIssued is: InvalidArgument alone does not tell it from a

@@ -19,7 +19,8 @@ const refundAttempts = 3
 // amount to the payment's coins in payment order, each up to what it paid
 // less earlier refunds, debits the merchant and returns its signed receipt;
 // the coins' owner spends the restored value in a swap. A retry of the same
-// request returns the same receipt.
+// request returns the same receipt. A new request dated more than
+// ecash.MaxClockSkew ahead of the bank's clock is refused (ErrBadTimestamp).
 func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt, stored []byte, err error) {
 	req, err := ecash.DecodeRefundRequest(raw)
 	if err != nil {
@@ -44,6 +45,16 @@ func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt
 	}
 	defer fromRecord(&err, recorded)
 	if _, err := b.authenticate(ctx, req.MerchantAccount, req.Body(), req.MerchantSig, "refund request"); err != nil {
+		return nil, nil, err
+	}
+	// A new request dated ahead of the bank's clock is refused, as a
+	// withdraw or payment request is (notAhead). After the record, so that
+	// a retry is answered however the clocks moved since; under fromRecord
+	// (deferred above), so that a retry whose original committed meanwhile
+	// at a replica whose clock is further on is answered too. One still
+	// committing there is not seen: the merchant keeps a refund it may have
+	// sent before pending when refused so (merchant.ErrClockAhead).
+	if err := notAhead("refund request", req.CreatedAt, b.now()); err != nil {
 		return nil, nil, err
 	}
 	_, coins, found, err := b.store.DepositRecord(ctx, req.PaymentHash)

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
@@ -25,6 +26,13 @@ var (
 	// ErrRefundID: a refund id that is neither one of the order's refunds,
 	// of the amount asked, nor the next.
 	ErrRefundID = errors.New("merchant: no such refund of the order")
+	// ErrClockAhead: the bank refused a refund as dated more than
+	// ecash.MaxClockSkew ahead of its clock (it says by how much). A new
+	// refund refused so is dropped: nothing was debited. One pending from
+	// before stays pending: the bank may have taken it at a replica whose
+	// clock is further on; the order's next refund sends it again, and the
+	// bank answers it, or takes it, once its clock reaches the date.
+	ErrClockAhead = errors.New("merchant: this computer's clock is ahead of the bank's; set it right (turn on network time)")
 )
 
 // Refunds are stored under f/<order id> 0x00 <u64 refund id>: the signed
@@ -116,7 +124,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount
 			return nil, fmt.Errorf("%w: order %s has no refund %d of %s", ErrRefundID, orderID, id, amount)
 		}
 		if rec = recs[i]; rec.Receipt == nil {
-			if err := m.sendRefund(ctx, orderID, rec); err != nil {
+			if err := m.sendRefund(ctx, orderID, rec, true); err != nil {
 				return nil, err
 			}
 		}
@@ -127,7 +135,7 @@ func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount
 			if r.Receipt != nil {
 				continue
 			}
-			if err := m.sendRefund(ctx, orderID, r); err != nil {
+			if err := m.sendRefund(ctx, orderID, r, true); err != nil {
 				return nil, fmt.Errorf("merchant: completing pending refund %d of order %s (%s): %w", r.ID, orderID, r.req.Amount, err)
 			}
 			if id == 0 && r.req.Amount == amount {
@@ -175,7 +183,7 @@ func (m *Merchant) newRefund(ctx context.Context, o *Order, id uint64, amount ec
 	if err := m.db.Set(refundKey(o.ID, id), rec.encode(), pebble.Sync); err != nil {
 		return nil, err
 	}
-	if err := m.sendRefund(ctx, o.ID, rec); err != nil {
+	if err := m.sendRefund(ctx, o.ID, rec, false); err != nil {
 		return nil, err
 	}
 	m.log.Info("order refunded", "order", o.ID, "refund", id, "amount", amount.String())
@@ -184,15 +192,29 @@ func (m *Merchant) newRefund(ctx context.Context, o *Order, id uint64, amount ec
 
 // sendRefund sends a persisted refund request and stores the bank's
 // verified receipt in rec. A definitive refusal deletes the request, so
-// that the order's next refund does not send it again.
-func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord) error {
+// that the order's next refund does not send it again; but a request that
+// may have been sent before (pending), refused as dated ahead of the
+// bank's clock, is kept (ErrClockAhead).
+func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord, pending bool) error {
 	m.tr.Record(m.now(), "refund-request", rec.Request, orderID)
 	resp, err := m.bank.Refund(ctx, &pb.RefundRequest{Request: rec.Request})
 	if err != nil {
+		ahead := bank.BadTimestamp(err)
+		// The bank refuses so after looking the request's record up and
+		// finding none, but a replica whose clock is further on may be
+		// committing it still: dropped, a refund the bank made would be
+		// lost, and its number made again for another request. The
+		// refusal holds only until the bank's clock reaches the date.
+		if ahead && pending {
+			return fmt.Errorf("%w: refund %d of order %s stays pending, to be sent again by the order's next refund: %s", ErrClockAhead, rec.ID, orderID, status.Convert(err).Message())
+		}
 		if bank.Definitive(err) {
 			if derr := m.db.Delete(refundKey(orderID, rec.ID), pebble.Sync); derr != nil {
 				return errors.Join(err, derr)
 			}
+		}
+		if ahead {
+			return fmt.Errorf("%w: the refund was not made: %s", ErrClockAhead, status.Convert(err).Message())
 		}
 		return err
 	}

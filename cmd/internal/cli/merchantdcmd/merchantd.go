@@ -626,7 +626,12 @@ But if this command's own answer from merchantd is lost, the refund may
 have been made and recorded, and the same command without --refund-id
 makes another. Give --refund-id N, the refund's number, to make repeating
 always safe: an existing refund N of the same amount is reported again, N
-one past the order's refunds makes it, and anything else is refused.`,
+one past the order's refunds makes it, and anything else is refused.
+
+The bank refuses a refund dated more than 5 minutes ahead of its clock: a
+new one is then not made (set this computer's clock and run again); one
+pending from before stays pending, and is sent again by the order's next
+refund.`,
 		Example: `merchantd refund --data ./shop --order ord-3f9a... --amount EUR:1.50
 merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id 2`,
 		Flags: func(fs *flag.FlagSet) {

@@ -1,0 +1,85 @@
+package merchant
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// TestRefundDatedAheadOfBankClock: the bank refuses a refund request dated
+// more than MaxClockSkew ahead of its clock, after it looked the request's
+// record up and found none. A new refund refused so is dropped (nothing
+// was debited) and the error says to set the clock. A pending one (its
+// answer lost) refused so is kept, whichever way it is asked for again: a
+// replica whose clock is further on may have taken it, and dropped, the
+// refund would be lost and its number made again for another request. Once
+// the bank's clock reaches its date it is answered (here refused as not
+// deposited, the order having been marked paid without a deposit).
+func TestRefundDatedAheadOfBankClock(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Receipt = []byte("receipt")
+	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.m.orders.put(o)
+	amount := ecash.MustParseAmount("EUR:0.50")
+	ahead := ecash.MaxClockSkew + time.Minute
+
+	// A new refund made by a merchant whose clock is ahead.
+	s.m.Close()
+	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: s.bankc, AuditLog: s.logc, FS: s.fs, Catalogue: s.cat,
+		Now: func() time.Time { return s.clock.now().Add(ahead) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Refund(ctx, o.ID, 0, amount)
+	if !errors.Is(err, ErrClockAhead) || !strings.Contains(err.Error(), "the refund was not made") || !strings.Contains(err.Error(), "ahead of the bank's clock") {
+		t.Fatalf("a new refund dated ahead of the bank's clock: %v, want ErrClockAhead saying by how much", err)
+	}
+	if code := status.Code(m.toStatus(ctx, err)); code != codes.FailedPrecondition {
+		t.Errorf("sent to merchantd's caller as %v, want FailedPrecondition", code)
+	}
+	if recs, err := m.refunds(o.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("a refused new refund kept: %d, %v", len(recs), err)
+	}
+	m.Close()
+	s.open()
+
+	// A pending refund dated ahead of the bank's clock.
+	pr, _ := ecash.DecodePaymentRequest(o.Request)
+	req := &ecash.RefundRequest{PaymentHash: pr.Hash(), MerchantAccount: s.account, RefundID: 1, Amount: amount, CreatedAt: s.clock.now().Add(ahead)}
+	req.Sign(s.m.key)
+	if err := s.m.db.Set(refundKey(o.ID, 1), (&refundRecord{Request: req.Encode()}).encode(), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint64{0, 1} {
+		_, err := s.m.Refund(ctx, o.ID, id, amount)
+		if !errors.Is(err, ErrClockAhead) || !strings.Contains(err.Error(), "stays pending") {
+			t.Fatalf("refund id %d, a pending one dated ahead of the bank's clock: %v, want ErrClockAhead", id, err)
+		}
+		recs, err := s.m.refunds(o.ID)
+		if err != nil || len(recs) != 1 || recs[0].Receipt != nil || string(recs[0].Request) != string(req.Encode()) {
+			t.Fatalf("refund id %d: the pending refund not kept as it was (%d records, %v)", id, len(recs), err)
+		}
+	}
+	s.clock.add(ahead)
+	if _, err := s.m.Refund(ctx, o.ID, 0, amount); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such payment was deposited") {
+		t.Fatalf("the pending refund once the bank's clock reached its date: %v, want the bank's answer", err)
+	}
+	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("refunds left: %d, %v", len(recs), err)
+	}
+}
