@@ -29,6 +29,13 @@ type RecoverReport struct {
 	// each reported once. Their requests are dropped: the wallet will not
 	// send them again.
 	Refused []RefusedWithdrawal
+	// ClockAhead is the bank's refusal, saying by how much, of a
+	// withdrawal pending from before that this Recover sent and the bank
+	// refused for now as dated ahead of its clock (ErrClockAhead): this
+	// computer's clock is ahead. The withdrawal stays pending (the bank
+	// may have taken it at a replica whose clock is further on) and is
+	// finished once the bank's clock reaches its date. "" if none was.
+	ClockAhead string
 }
 
 // RefusedWithdrawal is a withdrawal pending from before that the bank
@@ -75,6 +82,20 @@ func refusalReason(err error) string {
 		s = s[:maxReasonLen]
 	}
 	return s
+}
+
+// bankMessage is the message of the bank's status that err wraps (without
+// the wrapping, nor "rpc error: code = ..."), cut to maxReasonLen.
+func bankMessage(err error) string {
+	msg := err.Error()
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		msg = se.GRPCStatus().Message()
+	}
+	if len(msg) > maxReasonLen {
+		msg = msg[:maxReasonLen]
+	}
+	return msg
 }
 
 // refusedEarlier is the bank's outright refusal of a withdrawal recovered

@@ -28,7 +28,7 @@ type Progress func(done, total int)
 // bank got wrong stops it with ErrBadAnswer (see Disputes), and a refusal
 // of a request dated ahead of the bank's clock with ErrClockAhead.
 func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
-	if err := w.recoverWithdrawals(ctx, bank); err != nil {
+	if _, err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
 	}
 	account, ks, err := w.accountFor(ctx, bank, amount, "withdraw")
@@ -708,36 +708,43 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // replica may have taken it): a Recover once the bank's clock reaches its
 // date finishes it.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
-	if err := w.recover(ctx, bank); err != nil {
+	ahead, err := w.recover(ctx, bank)
+	if err != nil {
 		return nil, err
 	}
 	refused, err := w.takeRefused()
 	if err != nil {
 		return nil, err
 	}
-	return &RecoverReport{Refused: refused}, nil
+	rep := &RecoverReport{Refused: refused}
+	if ahead != nil {
+		rep.ClockAhead = bankMessage(ahead)
+	}
+	return rep, nil
 }
 
-func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) error {
-	if err := w.recoverWithdrawals(ctx, bank); err != nil {
-		return err
+// recover is Recover's work; ahead is the bank's refusal of a pending
+// withdrawal as dated ahead of its clock (recoverWithdrawals), or nil.
+func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) (ahead, err error) {
+	if ahead, err = w.recoverWithdrawals(ctx, bank); err != nil {
+		return nil, err
 	}
 	ks, err := w.KeySet()
 	if errors.Is(err, ErrNoKeys) {
-		return nil // never talked to the bank: nothing can be pending
+		return ahead, nil // never talked to the bank: nothing can be pending
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.recoverSwaps(ctx, bank, ks); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.reconcilePayments(ctx, bank, ks); err != nil {
-		return err
+		return nil, err
 	}
 	// Settling payments may reveal coins, and an earlier failure may have
 	// left some unswapped (the bank unreachable, or a crash).
-	return w.renewRevealed(ctx, bank, ks)
+	return ahead, w.renewRevealed(ctx, bank, ks)
 }
 
 // unlisted reports whether a pending request's answer could not be turned
@@ -751,14 +758,17 @@ func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) error {
 // pending). Dropping its outputs instead would lose the coins of the first.
 func unlisted(err error) bool { return errors.Is(err, ecash.ErrUnknownDenomination) }
 
-func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) error {
+// recoverWithdrawals sends the pending withdrawals again. ahead is the
+// bank's refusal of one as dated ahead of its clock (the last, if several:
+// they say the same of one clock), which leaves it pending.
+func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) (ahead, err error) {
 	keys, err := w.pendingKeys("w/")
 	if err != nil || len(keys) == 0 {
-		return err
+		return nil, err
 	}
 	ks, err := w.keys(ctx, bank)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, key := range keys {
 		err := sendClaimed(w, key, decodePendingWithdraw, func(pw *pendingWithdraw) error {
@@ -773,11 +783,15 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) err
 		// Anything else (the bank not answering: the request's outcome
 		// unknown) stops the caller.
 		var refused *refusedEarlier
-		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) && !errors.Is(err, ErrClockAhead) {
-			return fmt.Errorf("wallet: recovering a withdrawal: %w", err)
+		if errors.Is(err, ErrClockAhead) {
+			ahead = err
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) {
+			return nil, fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}
-	return nil
+	return ahead, nil
 }
 
 // PendingWithdrawals counts withdrawals waiting for Recover.

@@ -99,6 +99,11 @@ func TestRecoveredWithdrawalClockAheadStaysPending(t *testing.T) {
 	if err != nil || len(rep.Refused) != 0 {
 		t.Fatalf("recover of a withdrawal dated ahead of the bank's clock: %+v, %v; want it left pending", rep, err)
 	}
+	// The report says why, in the bank's words (by how much), for the
+	// caller to tell its user to set the clock.
+	if !strings.HasPrefix(rep.ClockAhead, "bank: timestamp outside what the bank accepts: withdraw request created at") || !strings.Contains(rep.ClockAhead, "ahead of the bank's clock") {
+		t.Fatalf("recover's report of a withdrawal left pending for its date: %q", rep.ClockAhead)
+	}
 	if n, _ := w.PendingWithdrawals(); n != 1 {
 		t.Fatalf("%d withdrawals pending after the refusal for its date, want 1", n)
 	}
@@ -107,8 +112,8 @@ func TestRecoveredWithdrawalClockAheadStaysPending(t *testing.T) {
 		t.Fatalf("withdrawal once the clock is right, one pending for its date: %v", err)
 	}
 	clk.add(time.Minute) // the bank's clock reaches the pending request's date less the skew
-	if _, err := w.Recover(ctx, f.bankc); err != nil {
-		t.Fatal(err)
+	if rep, err := w.Recover(ctx, f.bankc); err != nil || rep.ClockAhead != "" {
+		t.Fatalf("recover once the bank's clock reached the date: %+v, %v", rep, err)
 	}
 	if n, _ := w.PendingWithdrawals(); n != 0 {
 		t.Fatalf("%d withdrawals pending once the bank's clock reached the date, want 0", n)

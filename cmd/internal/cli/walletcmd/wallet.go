@@ -331,12 +331,17 @@ func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (value, fee eca
 	}
 	return w.CoinFees(ids, func(f ecash.Fees) ecash.Amount { return f.Withdraw })
 }
+
+// setClock is what to do about a withdrawal the bank refused as dated
+// ahead of its clock, said alike by withdraw and recover.
+const setClock = "set this computer's clock right (turn on network time)"
+
 func withdrawError(err error) error {
 	if errors.Is(err, wallet.ErrPending) {
 		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
 	}
 	if errors.Is(err, wallet.ErrClockAhead) {
-		return fmt.Errorf("withdrawal refused: %w; nothing was debited: set this computer's clock right (turn on network time), then withdraw again", err)
+		return fmt.Errorf("withdrawal refused: %w; nothing was debited: %s, then withdraw again", err, setClock)
 	}
 	if _, ok := status.FromError(err); ok {
 		return fmt.Errorf("withdrawal refused: %w", err)
@@ -485,7 +490,8 @@ pending it does not contact the bank. An interrupted withdrawal the bank
 refuses outright (the account no longer covers it, say), now or when an
 earlier withdraw sent it again, is dropped and listed once ("refused").
 One it refuses as dated ahead of its clock stays unfinished: the bank may
-have taken it before, and takes it once its clock reaches that date.
+have taken it before, and takes it once its clock reaches that date;
+recover says so, and that this computer's clock is to be set right.
 
 An interrupted payment can also be finished by running the same "wallet pay"
 again.`,
@@ -546,6 +552,10 @@ again.`,
 			if err != nil {
 				return err
 			}
+			var ahead string
+			if rep != nil {
+				ahead = rep.ClockAhead
+			}
 			out := struct {
 				Recovered  int           `json:"recovered"`
 				Unfinished int           `json:"unfinished"`
@@ -553,13 +563,27 @@ again.`,
 				Pending    string        `json:"pending"`
 				Revealed   string        `json:"revealed"`
 				Refused    []refusedJSON `json:"refused"`
-			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused}
+				ClockAhead string        `json:"clock_ahead,omitempty"` // the bank's refusal for the date of one left unfinished
+			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused, ahead}
 			return inv.Print(out, func(wr io.Writer) {
 				recoverSummary(wr, work, before, after, bal)
+				clockAheadSummary(wr, ahead)
 				refusedSummary(wr, refused)
 			})
 		},
 	}
+}
+
+// clockAheadSummary says, if the bank refused an interrupted withdrawal
+// for now as dated ahead of its clock (ahead, its words), that this
+// computer's clock is ahead and to set it: the withdrawal stays
+// unfinished, and a recover once the clocks agree finishes it.
+func clockAheadSummary(wr io.Writer, ahead string) {
+	if ahead == "" {
+		return
+	}
+	fmt.Fprintf(wr, "refused for now by the bank: an interrupted withdrawal, as dated ahead of its clock: %q\n", ahead)
+	fmt.Fprintf(wr, "this computer's clock is ahead of the bank's: %s; the withdrawal stays unfinished (the bank may have taken it already), and 'wallet recover' finishes it once the bank's clock reaches its date\n", setClock)
 }
 
 // refusedJSON is an interrupted withdrawal the bank refused outright, as
