@@ -27,8 +27,9 @@ import (
 //	                  payment order's (logcheck.go)
 //	sp/<payment hash> a payment a checked settlement statement held
 //
-// The format record's key is not the bank's m/format (pebblestore.Format).
-var keyFormat = []byte("m/merchant-format")
+// The format record's key is the merchant's own, m/merchant-format: every
+// kind of store refuses another kind's (pebblestore.Format).
+var keyFormat = []byte(pebblestore.MerchantFormatKey)
 
 // storeFormat is the merchant store's format record. Raise its Version
 // when a record changes so that this build could not read it: a build

@@ -56,7 +56,7 @@ import (
 //	                  (dispute.go): a withdrawal by nonce, a swap or recoup
 //	                  by request hash, a restored signature by blinded hash
 var (
-	keyFormat  = []byte("m/wallet-format") // not the bank's m/format (pebblestore.Format)
+	keyFormat  = []byte(pebblestore.WalletFormatKey) // m/wallet-format: one kind's key (pebblestore.Format)
 	keySeed    = []byte("m/seed")
 	keyAccount = []byte("m/account")
 	keyKeySet  = []byte("m/keyset")

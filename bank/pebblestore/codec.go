@@ -14,7 +14,7 @@ import (
 // Keys. Every key starts with a one-letter table name and a slash; integers
 // are fixed-width big-endian so that byte order is numeric order.
 var (
-	keyFormat      = []byte("m/format")       // u32 format version
+	keyFormat      = []byte(BankFormatKey)    // u32 format version
 	keyNextAccount = []byte("m/next-account") // u64 next user account id
 )
 

@@ -184,6 +184,8 @@ type DBOptions struct {
 	// ReadOnly opens an existing database without writing to it (a copy
 	// of a wallet directory whose seed a restore reads).
 	ReadOnly bool
+
+	lock *pebble.Lock // the directory's lock, already held (openChecked)
 }
 
 // OpenDB opens (or creates) a Pebble database in dir as every store of the
@@ -192,7 +194,7 @@ type DBOptions struct {
 // for keys that are absent (fresh coins, new payment and request hashes,
 // unknown orders) and a filter answers those without reading blocks.
 func OpenDB(dir string, o DBOptions) (*pebble.DB, error) {
-	po := &pebble.Options{FS: o.FS, MemTableSize: o.MemTableSize, ReadOnly: o.ReadOnly, ErrorIfNotExists: o.ReadOnly}
+	po := &pebble.Options{FS: o.FS, MemTableSize: o.MemTableSize, ReadOnly: o.ReadOnly, ErrorIfNotExists: o.ReadOnly, Lock: o.lock}
 	if po.FS == nil {
 		po.FS = vfs.Default
 	}
@@ -356,7 +358,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.FS = vfs.Default
 	}
 	cfs := &checkpointFS{FS: opts.FS}
-	db, err := OpenDB(dir, DBOptions{FS: cfs, CacheSize: opts.CacheSize, MemTableSize: MemTableSize, Logger: logger})
+	// A database initialize would refuse is refused before Pebble writes
+	// to it (openChecked).
+	checked := func(db *pebble.DB) error { _, err := checkLedger(db); return err }
+	db, err := openChecked(dir, DBOptions{FS: cfs, CacheSize: opts.CacheSize, MemTableSize: MemTableSize, Logger: logger}, checked)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -406,10 +411,32 @@ func Open(dir string, opts Options) (*Store, error) {
 // a database without it is new, or not a bank's.
 var bankFormat = Format{Key: keyFormat, Store: "bank", Version: formatVersion}
 
+// checkLedger refuses a database that is not a ledger this build reads:
+// another kind of store, a newer format (Format.Read), or data without a
+// format record. It returns the format found, 0 for an empty database.
+func checkLedger(db pebble.Reader) (uint32, error) {
+	v, err := bankFormat.Read(db)
+	if err != nil || v != 0 {
+		return v, err
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	nonEmpty := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, err
+	}
+	if nonEmpty {
+		return 0, errors.New("database has data but no format record")
+	}
+	return 0, nil
+}
+
 // initialize creates the system accounts in a new database, or checks the
 // format version of an existing one.
 func initialize(db *pebble.DB) error {
-	v, err := bankFormat.Read(db)
+	v, err := checkLedger(db)
 	if err != nil {
 		return fmt.Errorf("pebblestore: %w", err)
 	}
@@ -419,18 +446,7 @@ func initialize(db *pebble.DB) error {
 		}
 		return ensureFeeAccount(db)
 	}
-	// A new database. Refuse to initialise over unrelated data.
-	it, err := db.NewIter(nil)
-	if err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
-	}
-	nonEmpty := it.First()
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
-	}
-	if nonEmpty {
-		return errors.New("pebblestore: database has data but no format record")
-	}
+	// A new database.
 	b := db.NewBatch()
 	defer b.Close()
 	now := time.Now().UTC()

@@ -11,11 +11,14 @@ package formattest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,16 +52,32 @@ type Way struct {
 
 // Run checks, in order, on the store s made: that it holds the format
 // record; that the bank's store (pebblestore.Open) refuses it as not a
-// ledger, without a write; that a newer version, and a record that is not
-// a version, are refused by every way in and leave every key as it was; and that a store
-// without the record (as builds before it made) is opened read-only
-// without a write, and read-write gets the record and keeps every key.
+// ledger, without a write; that a store holding another kind's format
+// record (with s's or without), a newer version, and a record that is
+// not a version, are refused by every way in and leave every file as it
+// was; and that a store without the record (as builds before it made) is
+// opened read-only without a write, and read-write gets the record and
+// keeps every key.
 func Run(t *testing.T, s Store) {
 	t.Helper()
 	if got := dump(t, s.Path)[string(s.Format.Key)]; got != string(version(s.Format.Version)) {
 		t.Fatalf("a new store's format record is %x, want %d", got, s.Format.Version)
 	}
 	notABank(t, s.Path)
+
+	own := version(s.Format.Version)
+	for _, k := range kinds {
+		if k.key == string(s.Format.Key) {
+			continue
+		}
+		for _, v := range [][]byte{own, nil} { // with s's record, and as the other kind's store would be
+			set(t, s.Path, s.Format.Key, v)
+			set(t, s.Path, []byte(k.key), version(1))
+			refusedAll(t, s, pebblestore.ErrOtherStore, fmt.Sprintf("a %s's store, not a %s's", k.store, s.Format.Store), k.key)
+			set(t, s.Path, []byte(k.key), nil)
+		}
+	}
+	set(t, s.Path, s.Format.Key, own)
 
 	newer := s.Format.Version + 1
 	refused(t, s, version(newer), pebblestore.ErrStoreTooNew,
@@ -95,21 +114,33 @@ func Run(t *testing.T, s Store) {
 	}
 }
 
+// kinds are the format records of every kind of store, and what each
+// names its store in messages.
+var kinds = []struct{ key, store string }{
+	{pebblestore.BankFormatKey, "bank"},
+	{pebblestore.WalletFormatKey, "wallet"},
+	{pebblestore.MerchantFormatKey, "merchant"},
+}
+
 // notABank checks that a bank opening the closed store at path (a ledger
 // directory pointed at it, a backup of the wrong store put back) refuses
-// it as not a bank's, and writes nothing: a bank takes a store with its
-// own format record (m/format) for a ledger, and upgrades it.
+// it as not a bank's, saying what it is, and writes nothing, not a file:
+// a bank takes a store with its own format record (m/format) for a
+// ledger, and upgrades it.
 func notABank(t *testing.T, path string) {
 	t.Helper()
-	before := dump(t, path)
+	before, files := dump(t, path), Files(t, path)
 	st, err := pebblestore.Open(path, pebblestore.Options{Logger: slog.New(slog.DiscardHandler), CacheSize: 1 << 20})
 	if err == nil {
 		st.Close()
 		t.Errorf("the bank's store opened the store at %s as a ledger", path)
+	} else if !errors.Is(err, pebblestore.ErrOtherStore) || !strings.Contains(err.Error(), "not a bank's") {
+		t.Errorf("the bank's store refused the store at %s with %q, want %v saying it is not a bank's", path, err, pebblestore.ErrOtherStore)
 	}
 	if after := dump(t, path); !maps.Equal(before, after) {
 		t.Errorf("the bank's store wrote to the store at %s (%v)", path, err)
 	}
+	SameFiles(t, "the bank's open", path, files)
 }
 
 // refused sets the store's format record to v and checks that every way
@@ -117,7 +148,16 @@ func notABank(t *testing.T, path string) {
 func refused(t *testing.T, s Store, v []byte, want error, says ...string) {
 	t.Helper()
 	set(t, s.Path, s.Format.Key, v)
-	before := dump(t, s.Path)
+	refusedAll(t, s, want, says...)
+}
+
+// refusedAll checks that every way in refuses the store as it is with
+// want, saying each of says, and changes no key, and no file's name or
+// bytes: a refused read-write open must refuse before Pebble writes.
+func refusedAll(t *testing.T, s Store, want error, says ...string) {
+	t.Helper()
+	before, files := dump(t, s.Path), Files(t, s.Path)
+	v := []byte(before[string(s.Format.Key)])
 	for _, open := range append([]Way{{"read-write", s.Open}, {"read-only", s.OpenReadOnly}}, s.Others...) {
 		err := open.Open()
 		if !errors.Is(err, want) {
@@ -136,7 +176,54 @@ func refused(t *testing.T, s Store, v []byte, want error, says ...string) {
 		if after := dump(t, s.Path); !maps.Equal(before, after) {
 			t.Fatalf("%s open of a refused store changed it", open.Name)
 		}
+		if !SameFiles(t, open.Name+" open of a refused store", s.Path, files) {
+			t.FailNow() // the next ways in would be blamed for its writes
+		}
 	}
+}
+
+// Files is the name and SHA-256 of every file under dir, read without
+// writing: what a refused open must leave as it was.
+func Files(t testing.TB, dir string) map[string][32]byte {
+	t.Helper()
+	m := make(map[string][32]byte)
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		m[rel] = sha256.Sum256(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// SameFiles fails t, saying what did it, if the files under dir are not
+// before, by name and content, and reports whether they are.
+func SameFiles(t testing.TB, what, dir string, before map[string][32]byte) bool {
+	t.Helper()
+	after := Files(t, dir)
+	same := maps.Equal(before, after)
+	for name, h := range after {
+		if b, ok := before[name]; !ok {
+			t.Errorf("%s wrote a file %s", what, name)
+		} else if b != h {
+			t.Errorf("%s rewrote the file %s", what, name)
+		}
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s removed the file %s", what, name)
+		}
+	}
+	return same
 }
 
 // MarkNewer sets the format record at key of the closed store at path,
