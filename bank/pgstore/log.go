@@ -110,10 +110,9 @@ func scanHashes(rows pgx.Rows, out map[int64]tlog.Hash) error {
 			return err
 		}
 		var hash tlog.Hash
-		if len(h) != len(hash) {
-			return fmt.Errorf("log hash %d of %d bytes", idx, len(h))
+		if err := fixedBytes(hash[:], h, fmt.Sprintf("log_hashes.hash (idx %d)", idx)); err != nil {
+			return err
 		}
-		copy(hash[:], h)
 		out[idx] = hash
 	}
 	return rows.Err()
@@ -284,7 +283,9 @@ func queueRevoked(b *pgx.Batch, op auditlog.Op) {
 			return nil
 		}
 		var id ecash.Hash
-		copy(id[:], d)
+		if err := fixedBytes(id[:], d, "revocations.denom"); err != nil {
+			return err
+		}
 		return refuse(bank.RevokedInLog(id))
 	})
 }
@@ -387,7 +388,9 @@ func (s *Store) Revocations(ctx context.Context) ([]bank.Revocation, error) {
 			if err := rows.Scan(&d, &r.KeySet); err != nil {
 				return err
 			}
-			copy(r.Denom[:], d)
+			if err := fixedBytes(r.Denom[:], d, "revocations.denom"); err != nil {
+				return err
+			}
 			out = append(out, r)
 		}
 		return rows.Err()

@@ -30,10 +30,12 @@ func (s *Store) LogHead(ctx context.Context) (int64, bank.KeySetRef, bool, error
 		if found = hash != nil; !found {
 			return nil
 		}
-		if len(hash) != len(ks.Ref) || idx == nil || *idx >= size {
+		if err := fixedBytes(ks.Ref[:], hash, "log_state.keyset_hash"); err != nil {
+			return err
+		}
+		if idx == nil || *idx >= size {
 			return errors.New("pgstore: the newest key set has no entry below the log's size")
 		}
-		copy(ks.Ref[:], hash)
 		ks.Index = *idx
 		return nil
 	})

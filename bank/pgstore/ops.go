@@ -36,15 +36,19 @@ const accountCols = `id, name, pubkey, merchant, balance, created, next_seq,
 func scanAccount(row pgx.Row, extra ...any) (*account, error) {
 	a := &account{}
 	var id int64
-	var name []byte
+	var name, key []byte
 	var created time.Time
-	if err := row.Scan(append([]any{&id, &name, &a.Key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
+	if err := row.Scan(append([]any{&id, &name, &key, &a.Merchant, &a.Balance, &created, &a.NextSeq,
 		&a.Limits.PerTransaction, &a.Limits.PerDay, &a.SpentDay, &a.SpentToday}, extra...)...); err != nil {
 		return nil, err
 	}
 	a.ID, a.Name, a.Created = uint64(id), string(name), created.UTC()
-	if len(a.Key) == 0 {
-		a.Key = nil
+	if len(key) > 0 { // NULL or empty: an account without a key
+		// A key of another length would make ed25519.Verify panic.
+		a.Key = make(ed25519.PublicKey, ed25519.PublicKeySize)
+		if err := fixedBytes(a.Key, key, "accounts.pubkey"); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -221,13 +225,30 @@ func isSystem(id uint64) bool { return id < FirstUserAccount }
 // dbTime is t as stored: timestamptz keeps microseconds.
 func dbTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
-func hashes(hs [][]byte) ([]ecash.Hash, error) {
+// errCorrupt wraps every stored value the store cannot read back as it
+// wrote it: a row changed behind its back, or a damaged database.
+var errCorrupt = errors.New("pgstore: corrupt row")
+
+// fixedBytes copies b, a bytea value read from col (table.column), into
+// dst, which it must fill exactly: a value of another length is a
+// corrupted row, refused naming col, never padded or cut to fit (a padded
+// coin id or payment hash would name another coin or payment). Every
+// fixed-size value read from a bytea column goes through it.
+func fixedBytes(dst, b []byte, col string) error {
+	if len(b) != len(dst) {
+		return fmt.Errorf("%w: %s holds %d bytes, not %d", errCorrupt, col, len(b), len(dst))
+	}
+	copy(dst, b)
+	return nil
+}
+
+// hashes reads the bytea[] column col, hashes each.
+func hashes(hs [][]byte, col string) ([]ecash.Hash, error) {
 	out := make([]ecash.Hash, len(hs))
 	for i, h := range hs {
-		if len(h) != len(out[i]) {
-			return nil, fmt.Errorf("pgstore: stored hash of %d bytes", len(h))
+		if err := fixedBytes(out[i][:], h, fmt.Sprintf("%s[%d]", col, i+1)); err != nil {
+			return nil, err
 		}
-		copy(out[i][:], h)
 	}
 	return out, nil
 }
@@ -505,7 +526,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			return err
 		}
 		if !fresh {
-			coins, err := hashes(recCoins)
+			coins, err := hashes(recCoins, "deposits.coins")
 			if err != nil {
 				return err
 			}
@@ -587,7 +608,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			return err
 		}
 		if !fresh {
-			rec, err := hashes(recCoins)
+			rec, err := hashes(recCoins, "swaps.coins")
 			if err != nil {
 				return err
 			}
@@ -720,9 +741,13 @@ func (s *Store) Issued(ctx context.Context, blinded []ecash.Hash) ([]*bank.Issue
 			if swap {
 				is.Kind = bank.KindSwap
 			}
-			copy(is.Request[:], req)
 			var key ecash.Hash
-			copy(key[:], h)
+			if err := fixedBytes(key[:], h, "issued.blinded_hash"); err != nil {
+				return err
+			}
+			if err := fixedBytes(is.Request[:], req, "issued.request_hash"); err != nil {
+				return err
+			}
 			for _, i := range at[key] {
 				out[i] = is
 			}
@@ -757,7 +782,9 @@ func (s *Store) Spent(ctx context.Context, coins []ecash.Hash) ([]bool, error) {
 				return err
 			}
 			var h ecash.Hash
-			copy(h[:], id)
+			if err := fixedBytes(h[:], id, "spent_coins.coin_id"); err != nil {
+				return err
+			}
 			spent[h] = true
 		}
 		return rows.Err()
@@ -836,7 +863,9 @@ func queueSpend(b *pgx.Batch, coins []bank.SpentCoin, ref ecash.Hash) *spends {
 				return err
 			}
 			var h ecash.Hash
-			copy(h[:], id)
+			if err := fixedBytes(h[:], id, "spent_coins.coin_id"); err != nil {
+				return err
+			}
 			sp.inserted[h] = true
 		}
 		return rows.Err()
@@ -856,7 +885,9 @@ func scanCoins(rows pgx.Rows, fn func(id ecash.Hash, perm []byte)) error {
 			return err
 		}
 		var h ecash.Hash
-		copy(h[:], id)
+		if err := fixedBytes(h[:], id, "spent_coins.coin_id"); err != nil {
+			return err
+		}
 		fn(h, perm)
 	}
 	return rows.Err()
@@ -978,7 +1009,9 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 					return err
 				}
 				var h ecash.Hash
-				copy(h[:], id)
+				if err := fixedBytes(h[:], id, "coin_credits.coin_id"); err != nil {
+					return err
+				}
 				refunded[h] = r
 			}
 			return rows.Err()
@@ -1006,7 +1039,7 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		if refunds > bank.MaxRefunds {
 			return refuse(bank.ErrTooManyRefunds)
 		}
-		paid, err := hashes(depCoins)
+		paid, err := hashes(depCoins, "deposits.coins")
 		if err != nil {
 			return err
 		}
@@ -1112,9 +1145,13 @@ func (s *Store) CoinStates(ctx context.Context, coins []ecash.Hash) ([]bank.Coin
 			if err := rows.Scan(&id, &st.Permission, &by, &st.Refunded, &st.Credit); err != nil {
 				return err
 			}
-			copy(st.SpentBy[:], by)
 			var h ecash.Hash
-			copy(h[:], id)
+			if err := fixedBytes(h[:], id, "spent_coins.coin_id"); err != nil {
+				return err
+			}
+			if err := fixedBytes(st.SpentBy[:], by, "spent_coins.payment_hash"); err != nil {
+				return err
+			}
 			states[h] = st
 		}
 		return rows.Err()
@@ -1243,10 +1280,9 @@ func scanCheck(row pgx.Row) (*bank.CheckOutcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(hash) != len(c.EPOHash) {
-		return nil, fmt.Errorf("pgstore: stored EPO hash of %d bytes", len(hash))
+	if err := fixedBytes(c.EPOHash[:], hash, "checks.epo_hash"); err != nil {
+		return nil, err
 	}
-	copy(c.EPOHash[:], hash)
 	c.Receipt, c.Customer, c.Merchant, c.Time = receipt, uint64(cust), uint64(merch), recordedAt.UTC()
 	if len(recrd) > 0 {
 		c.Record = recrd
@@ -1538,7 +1574,7 @@ func (s *Store) DepositRecord(ctx context.Context, h ecash.Hash) ([]byte, []ecas
 			return err
 		}
 		found = true
-		coins, err = hashes(ids)
+		coins, err = hashes(ids, "deposits.coins")
 		return err
 	})
 	if err != nil || !found {
