@@ -14,10 +14,12 @@
 // Durable on return: a call returns only after its COMMIT has returned.
 // With PostgreSQL's default synchronous_commit=on, COMMIT returns only once
 // the commit's WAL record is flushed to disk, so an acknowledged operation
-// survives a crash of the server. Open refuses a session whose
-// synchronous_commit is off (which would acknowledge commits before they
-// are durable); local, remote_write and remote_apply all flush locally
-// first. If the connection fails while a COMMIT is in flight the outcome is
+// survives a crash of the server. Open, and every connection after it,
+// refuses the settings that would acknowledge commits before they are
+// durable (checkDurable): synchronous_commit off, or local with a
+// synchronous standby configured, fsync or full_page_writes off;
+// remote_write and remote_apply flush locally and wait for the standby.
+// If the connection fails while a COMMIT is in flight the outcome is
 // unknown: the call returns an error matching [ErrCommitUnknown], and since
 // every operation is idempotent on its key (payment hash, request hash,
 // credit reference, EPOID), the caller's retry is answered from the record
@@ -315,15 +317,41 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// checkDurable refuses a session whose commits return before they are
-// flushed. An engine without the setting (NULL) manages durability itself.
+// checkDurable refuses a session whose commits could return before they
+// are durable, since the bank answers once COMMIT returns:
+//   - fsync=off: the server does not flush its WAL at all, and a crash of
+//     its machine loses or corrupts what it acknowledged;
+//   - full_page_writes=off: a page torn by such a crash is not restored
+//     from the WAL, and committed rows on it are lost (PostgreSQL's own
+//     docs rank it with fsync=off);
+//   - synchronous_commit=off: COMMIT returns before the WAL flush;
+//   - synchronous_commit=local while synchronous_standby_names is set:
+//     COMMIT returns before the synchronous standby has the commit, which
+//     the operator asked for, so a failover to it loses it (without a
+//     synchronous standby, local is on: the primary's flush is all there
+//     is to wait for).
+//
+// remote_write and remote_apply wait for the standby too. A setting an
+// engine lacks (NULL) is one it manages itself. It runs on every
+// connection the pool makes, so a change made later refuses the next.
 func checkDurable(ctx context.Context, conn *pgx.Conn) error {
-	var sc *string
-	if err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true)`).Scan(&sc); err != nil {
+	var sc, standbys, fsync, fpw *string
+	err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true),
+		current_setting('synchronous_standby_names', true),
+		current_setting('fsync', true), current_setting('full_page_writes', true)`).Scan(&sc, &standbys, &fsync, &fpw)
+	if err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
-	if sc != nil && *sc == "off" {
-		return errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable")
+	is := func(v *string, want string) bool { return v != nil && *v == want }
+	switch {
+	case is(fsync, "off"):
+		return errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")
+	case is(fpw, "off"):
+		return errors.New("pgstore: the server runs with full_page_writes=off: a crash of its machine can tear pages and lose acknowledged commits; set full_page_writes = on in postgresql.conf (or ALTER SYSTEM RESET full_page_writes) and reload")
+	case is(sc, "off"):
+		return errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")
+	case is(sc, "local") && standbys != nil && strings.TrimSpace(*standbys) != "":
+		return fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)
 	}
 	return nil
 }

@@ -58,6 +58,10 @@ type Server struct {
 	// starting is set while Restart runs pg_ctl start: the postmaster may
 	// not have written its postmaster.pid yet (stopAll waits for it).
 	starting atomic.Bool
+
+	// settings are the server parameters (name=value) Restart sets after
+	// its own, overriding them (RestartWith).
+	settings []string
 }
 
 // BinEnv is the environment variable that names the directory of the
@@ -291,10 +295,26 @@ func (s *Server) Restart() error {
 		"-c", "fsync=on",
 		"-c", "full_page_writes=on",
 	}, " ")
+	for _, kv := range s.settings {
+		opts += " -c " + kv // the last of a name's wins
+	}
 	if out, err := s.run("pg_ctl", "start", "-D", s.dataDir(), "-w", "-t", "120", "-s", "-l", s.LogFile(), "-o", opts); err != nil {
 		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, s.logTail())
 	}
 	return nil
+}
+
+// RestartWith stops s and starts it again with the server parameters
+// given (name=value, no spaces), which override Restart's own (fsync=on,
+// full_page_writes=on, synchronous_commit=on) until the next RestartWith:
+// for a test of what a store does on a server set up otherwise. Set on
+// the command line, they also override ALTER SYSTEM (SetConfig).
+func (s *Server) RestartWith(settings ...string) error {
+	if out, err := s.run("pg_ctl", "stop", "-D", s.dataDir(), "-m", "fast", "-w", "-s"); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+	}
+	s.settings = settings
+	return s.Restart()
 }
 
 // Crash stops the server abruptly (pg_ctl stop -m immediate: every server
