@@ -164,7 +164,9 @@ func notAhead(what string, created, now time.Time) error {
 // released. A retry of the same
 // request returns the same signatures and debits nothing. A new request
 // dated more than ecash.MaxClockSkew ahead of the bank's clock is refused
-// (ErrBadTimestamp).
+// (ErrBadTimestamp). Any other refusal of a request whose signature
+// verified is recorded under its hash before it is answered, and is the
+// answer to every later send of it (a *WithdrawRefusal).
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]byte, err error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
 	if err != nil {
@@ -194,7 +196,9 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 		return nil, err
 	}
 	// A retry is answered from the record before anything that may have
-	// changed since (validity windows, balance): the debit already happened.
+	// changed since (validity windows, balance): the debit already
+	// happened, or a refusal was recorded (the store returns it as the
+	// error) and stands.
 	recorded := func() (found bool, err error) {
 		sigs, found, err = b.store.Withdrawal(ctx, reqHash)
 		return found, err
@@ -222,7 +226,12 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err := b.allow(req.Account); err != nil {
 		return nil, err
 	}
-	defer fromRecord(&err, recorded)
+	// From here on a refusal is recorded under the request's hash before
+	// it is answered, or the record found instead is answered
+	// (settleWithdrawal): a retry refused here while its original is
+	// still committing, at another replica or in this store's pipeline,
+	// must not be taken for "nothing recorded" while the original debits.
+	defer b.settleWithdrawal(ctx, &sigs, &err, req.Account, reqHash, now, recorded)
 	// After the record: a retry of a withdrawal that committed is
 	// answered, whatever failed since.
 	if err := b.checkLock(ctx, req.Account, Source(ctx)); err != nil {
@@ -260,6 +269,37 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	b.log.Debug("withdraw", "account", req.Account, "amount", total.String(), "coins", len(sigs))
 	b.countCoins(func(m *metrics) *prometheus.CounterVec { return m.coinsIssued }, keys)
 	return sigs, nil
+}
+
+// settleWithdrawal, deferred by Withdraw once it found no record of its
+// request and charged the account's rate, settles a failure: a refusal
+// the wallet takes as final (withdrawRefusal) is recorded under the
+// request's hash (Store.RefuseWithdrawal) and answered only once it is
+// durable, as recorded; if the store found the request's withdrawal
+// instead, its signatures are the answer, and if it found a refusal
+// recorded before, that one. So a retry refused while its original was
+// in flight and the original exclude each other: the original's commit
+// finds the refusal and is refused with it, or the refusal finds the
+// withdrawal. Any other failure (store, signer, context: retried) is
+// answered from the record if there is one by then (fromRecord).
+func (b *Bank) settleWithdrawal(ctx context.Context, sigs *[][]byte, err *error, account uint64, reqHash ecash.Hash, now time.Time, recorded func() (bool, error)) {
+	if *err == nil {
+		return
+	}
+	if _, ok := errors.AsType[*WithdrawRefusal](*err); ok {
+		return // recorded already: the commit found it
+	}
+	r := withdrawRefusal(*err)
+	if r == nil {
+		fromRecord(err, recorded)
+		return
+	}
+	got, rerr := b.store.RefuseWithdrawal(ctx, RefuseWithdrawalOp{RequestHash: reqHash, Account: account, Refusal: *r, Time: now})
+	if rerr == nil {
+		*sigs, *err = got, nil
+		return
+	}
+	*err = rerr
 }
 
 // denomDebit is what withdrawing a coin of the bank's denomination id

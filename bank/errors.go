@@ -81,11 +81,16 @@ var errorCodes = []struct {
 }
 
 // Definitive reports whether an error a client got over gRPC is a refusal
-// (the bank or merchant decided and recorded nothing) rather than a failure
+// (the bank or merchant decided, and did nothing of what was asked; a
+// withdraw request refused so is never taken later: its refusal is
+// recorded, WithdrawRefusal) rather than a failure
 // to get an answer, after which the outcome is unknown and the same request
 // must be retried.
-func Definitive(err error) bool {
-	switch status.Code(err) {
+func Definitive(err error) bool { return definitiveCode(status.Code(err)) }
+
+// definitiveCode reports whether a gRPC code is a refusal (Definitive).
+func definitiveCode(c codes.Code) bool {
+	switch c {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists,
 		codes.Unauthenticated, codes.PermissionDenied, codes.OutOfRange:
 		return true

@@ -56,27 +56,25 @@ func TestWithdrawRetryToReplicaWithoutDenomination(t *testing.T) {
 	}
 }
 
-// lookupFailsAfter is a store whose withdrawal record lookups fail from
-// the second on.
-type lookupFailsAfter struct {
+// refuseFails is a store that cannot record a withdraw refusal.
+type refuseFails struct {
 	*pebblestore.Store
 	calls int
 }
 
-func (s *lookupFailsAfter) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
-	if s.calls++; s.calls > 1 {
-		return nil, false, bank.ErrStoreUnavailable
-	}
-	return s.Store.Withdrawal(ctx, h)
+func (s *refuseFails) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
+	s.calls++
+	return nil, bank.ErrStoreUnavailable
 }
 
-// TestRefusalUnsureWhenRecordUnread: a refusal is checked against the
-// record once more (a retry sent while its original committed); when that
-// lookup failed, the refusal was sent anyway, and its client dropped what
-// the original may have done. The lookup's error is the answer: retry.
-func TestRefusalUnsureWhenRecordUnread(t *testing.T) {
+// TestRefusalUnsureWhenUnrecorded: a refusal is recorded under the
+// request's hash before it is sent (a retry sent while its original
+// commits must exclude it). When the store cannot record it, sent anyway
+// the refusal would have its client drop what the original may yet do.
+// The store's error is the answer: retry.
+func TestRefusalUnsureWhenUnrecorded(t *testing.T) {
 	e := newRecoupEnv(t, ecash.CipherRSA, 500, 100, nil) // 100 cannot pay 500
-	s := &lookupFailsAfter{Store: e.s}
+	s := &refuseFails{Store: e.s}
 	b := bank.New(s, e.keys, func() time.Time { return e.now }, nil)
 	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
 	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: e.now, Planchets: []ecash.Planchet{p}}
@@ -87,7 +85,7 @@ func TestRefusalUnsureWhenRecordUnread(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.Withdraw(t.Context(), w.Body(), ecash.SignWithdraw(e.acctKey, w, amount))
-	if s.calls != 2 || errors.Is(err, bank.ErrInsufficientFunds) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
-		t.Fatalf("refusal whose second record lookup failed (%d lookups): %v; want the lookup's error, not a refusal", s.calls, err)
+	if s.calls != 1 || errors.Is(err, bank.ErrInsufficientFunds) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
+		t.Fatalf("refusal the store could not record (%d tries): %v; want the store's error, not a refusal", s.calls, err)
 	}
 }

@@ -410,8 +410,21 @@ type Store interface {
 	// to another blinded message (locking it again to the same one is
 	// fine); ErrAlreadyIssued if a blinded message of op.Blinded is
 	// indexed (Issued) for another request; ErrInsufficientFunds if the
-	// balance is too low, ErrNoAccount.
+	// balance is too low, ErrNoAccount. A refusal recorded under the
+	// request hash (RefuseWithdrawal) refuses it, changing nothing: the
+	// error is that *WithdrawRefusal (ErrRequestConflict if it was
+	// recorded for another account).
 	Withdraw(ctx context.Context, op WithdrawOp) ([][]byte, error)
+	// RefuseWithdrawal records op.Refusal under op.RequestHash, in one
+	// step with finding neither a withdrawal (Withdraw) nor a refusal
+	// recorded under it, so that one of the two is ever recorded under a
+	// hash: the withdrawal recorded (for the same account) returns its
+	// signatures and records nothing; a refusal recorded returns it, the
+	// first one, whatever op says; otherwise it records op's and returns
+	// it. Either refusal is returned as the error, a *WithdrawRefusal
+	// (ErrRequestConflict if the record is another account's). Durable on
+	// return like any mutation; it appends nothing to the audit log.
+	RefuseWithdrawal(ctx context.Context, op RefuseWithdrawalOp) (sigs [][]byte, err error)
 	// Deposit marks every coin spent, moves op.Amount from
 	// AccountOutstanding to op.Merchant and records op.Receipt under
 	// op.PaymentHash, all or nothing. If the payment hash is recorded with
@@ -466,7 +479,10 @@ type Store interface {
 	// hash; found is false if there are none.
 	SwapRecord(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)
 	// Withdrawal returns the blind signatures recorded for a withdraw
-	// request hash; found is false if there are none.
+	// request hash; found is false if there are none. A refusal recorded
+	// under it (RefuseWithdrawal) is returned as the error, a
+	// *WithdrawRefusal. (A withdrawal recorded under a refused hash, by a
+	// build older than refusal records, is returned as the record.)
 	Withdrawal(ctx context.Context, requestHash ecash.Hash) (sigs [][]byte, found bool, err error)
 	// DepositRecord returns the receipt and coin ids recorded for a payment
 	// hash; found is false if the payment request is unpaid.

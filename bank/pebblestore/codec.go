@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -23,6 +25,7 @@ const (
 	prefixKey      = "k/" // k/<ed25519 public key>         → u64 account id
 	prefixPosting  = "p/" // p/<u64 account><u64 seq>       → posting record
 	prefixWithdraw = "w/" // w/<request hash>               → withdraw record
+	prefixRefused  = "o/" // o/<request hash>               → withdraw refusal record
 	prefixCoin     = "c/" // c/<coin id>                    → spent-coin record
 	prefixDeposit  = "d/" // d/<payment hash>               → deposit record
 	prefixRef      = "r/" // r/<credit reference>           → reference record
@@ -349,6 +352,42 @@ func decodeWithdraw(b []byte) (*withdrawRecord, error) {
 		w.Sigs = append(w.Sigs, d.bytes())
 	}
 	return w, d.finish("withdraw record")
+}
+
+// refusalRecord is stored under o/<request hash>: a withdraw request
+// refused for good (bank.Store.RefuseWithdrawal). Apart from w/, under a
+// prefix no build before it reads: one ignores it and reads the rest as
+// it always did.
+type refusalRecord struct {
+	Account uint64
+	Refusal bank.WithdrawRefusal
+	Time    time.Time
+}
+
+func encodeRefusal(r *refusalRecord) []byte {
+	var e enc
+	e.u64(r.Account)
+	e.u32(uint32(r.Refusal.Code))
+	e.str(r.Refusal.Reason)
+	e.time(r.Time)
+	return e.b
+}
+
+func decodeRefusal(b []byte) (*refusalRecord, error) {
+	d := dec{b: b}
+	r := &refusalRecord{Account: d.u64()}
+	r.Refusal.Code = codes.Code(d.u32())
+	r.Refusal.Reason = d.str()
+	r.Time = d.time()
+	if err := d.finish("withdraw refusal record"); err != nil {
+		return nil, err
+	}
+	// Read from disk: a refusal the bank would not record is no record
+	// of ours (and its code would reach a wallet).
+	if err := r.Refusal.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: withdraw refusal record: %v", errCorrupt, err)
+	}
+	return r, nil
 }
 
 // issuedRecord is stored under i/<hash of a blinded message>: where its

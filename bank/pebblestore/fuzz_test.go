@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 )
@@ -83,6 +85,9 @@ var recordCodecs = []recordCodec{
 	{"check",
 		func(b []byte) (any, error) { return decodeCheck(b) },
 		func(v any) []byte { return encodeCheck(v.(*bank.CheckOutcome)) }},
+	{"refusal",
+		func(b []byte) (any, error) { return decodeRefusal(b) },
+		func(v any) []byte { return encodeRefusal(v.(*refusalRecord)) }},
 }
 
 // fuzzRecords are valid records of each type (by index in recordCodecs),
@@ -110,6 +115,8 @@ func fuzzRecords() [][][]byte {
 		{encodeRef(&refRecord{Account: 1000, Amount: 5000})},
 		{encodeCheck(&bank.CheckOutcome{EPOHash: h(8), Outcome: bank.CheckApproved, Receipt: []byte("receipt"), Customer: 1000,
 			Merchant: 1001, Amount: 150, NewBalance: 850, Record: []byte("record"), Time: at})},
+		{encodeRefusal(&refusalRecord{Account: 1000, Refusal: bank.WithdrawRefusal{Code: codes.FailedPrecondition, Reason: "bank: insufficient funds"}, Time: at}),
+			encodeRefusal(&refusalRecord{Refusal: bank.WithdrawRefusal{Code: codes.InvalidArgument}})},
 	}
 }
 

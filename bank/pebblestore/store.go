@@ -41,6 +41,7 @@
 //	k/<public key>            u64 account id
 //	p/<u64 id><u64 seq>       posting: time, kind, signed amount, running balance, memo
 //	w/<request hash>          withdraw: account, amount, blind signatures
+//	o/<request hash>          withdraw refused for good: account, gRPC code and text, time (never beside w/)
 //	c/<coin id>               spent coin: payment or swap request hash, permission bytes
 //	s/<request hash>          swap: value, sorted input coin ids, blind signatures, time
 //	i/<blinded message hash>  issued: withdraw or swap, its request hash, the signature's position
@@ -125,6 +126,9 @@ const FirstUserAccount = bank.FirstUserAccount
 // latest posting, which an older binary cannot read (it refuses the store
 // by the version, not by a record). A version-1 store is upgraded at open:
 // the field is simply absent from its records until they are rewritten.
+// Withdraw refusals (o/) did not raise it: an older build never reads o/,
+// and reads every other record as before; run on this ledger it only
+// forgets the refusals (a refused request sent again is decided afresh).
 const (
 	formatVersion = 2
 	defaultBatch  = 256
@@ -1081,6 +1085,12 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			sigs = w.Sigs
 			return nil
 		}
+		if r, err := t.refusal(op.RequestHash, op.Account); err != nil || r != nil {
+			if r != nil {
+				return r
+			}
+			return err
+		}
 		a, err := t.account(op.Account)
 		if err != nil {
 			return err
@@ -1115,6 +1125,69 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return sigs, nil
+}
+
+// refusal returns the refusal recorded under a withdraw request hash, as
+// the error to answer (nil if there is none); ErrRequestConflict if it was
+// recorded for another account.
+func (t *txn) refusal(h ecash.Hash, account uint64) (*bank.WithdrawRefusal, error) {
+	v, ok, err := t.get(hashKey(prefixRefused, h))
+	if err != nil || !ok {
+		return nil, err
+	}
+	r, err := decodeRefusal(v)
+	if err != nil {
+		return nil, err
+	}
+	if r.Account != account {
+		return nil, ErrRequestConflict
+	}
+	return &r.Refusal, nil
+}
+
+// RefuseWithdrawal implements bank.Store: in the committer, so ordered
+// with every Withdraw of the hash, and synced before it returns.
+func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
+	if err := op.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		sigs    [][]byte
+		refused *bank.WithdrawRefusal
+	)
+	err := s.submit(ctx, func(t *txn) error {
+		if _, err := t.account(op.Account); err != nil {
+			return err
+		}
+		v, ok, err := t.get(hashKey(prefixWithdraw, op.RequestHash))
+		if err != nil {
+			return err
+		}
+		if ok {
+			w, err := decodeWithdraw(v)
+			if err != nil {
+				return err
+			}
+			if w.Account != op.Account {
+				return ErrRequestConflict
+			}
+			sigs = cloneSigs(w.Sigs)
+			return nil
+		}
+		if refused, err = t.refusal(op.RequestHash, op.Account); err != nil || refused != nil {
+			return err
+		}
+		refused = &op.Refusal
+		t.set(hashKey(prefixRefused, op.RequestHash), encodeRefusal(&refusalRecord{Account: op.Account, Refusal: op.Refusal, Time: op.Time}))
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case refused != nil:
+		return nil, &bank.WithdrawRefusal{Code: refused.Code, Reason: refused.Reason}
 	}
 	return sigs, nil
 }
@@ -1624,11 +1697,23 @@ func (s *Store) Account(ctx context.Context, id uint64) (bank.Account, error) {
 	return a.Account, nil
 }
 
-// Withdrawal implements bank.Store.
+// Withdrawal implements bank.Store. The withdrawal is looked up first: one
+// recorded beside a refusal (by a build that ignores refusals) moved the
+// money, and is the answer.
 func (s *Store) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
 	v, found, err := s.lookup(ctx, hashKey(prefixWithdraw, h))
-	if err != nil || !found {
+	if err != nil {
 		return nil, false, err
+	}
+	if !found {
+		if v, found, err = s.lookup(ctx, hashKey(prefixRefused, h)); err != nil || !found {
+			return nil, false, err
+		}
+		r, err := decodeRefusal(v)
+		if err != nil {
+			return nil, false, err
+		}
+		return nil, false, &r.Refusal
 	}
 	w, err := decodeWithdraw(v)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc/codes"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
@@ -427,6 +428,12 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		queueIndex(b, op.Blinded, false, op.RequestHash, &issued)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, feeAccount(op.Fee, op.Account, bank.AccountOutstanding)...)
+		// After the account's lock, which RefuseWithdrawal takes before
+		// it looks for this withdrawal: a refusal committed while this
+		// transaction waited for the lock is seen here, and a refusal
+		// waiting for it sees this withdrawal once committed.
+		var refused refusalRow
+		refused.queue(b, op.RequestHash)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -436,6 +443,12 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			}
 			sigs = recSigs
 			return nil
+		}
+		if r, err := refused.refusal(acct); err != nil || r != nil {
+			if r != nil {
+				return refuse(r)
+			}
+			return err
 		}
 		a, out := accts[op.Account], accts[bank.AccountOutstanding]
 		if a == nil {
@@ -471,6 +484,132 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return sigs, nil
+}
+
+// refusalRow is a withdraw refusal read in a batch.
+type refusalRow struct {
+	found   bool
+	account int64
+	code    int32
+	reason  []byte
+}
+
+// queue queues the read of the refusal recorded under h.
+func (r *refusalRow) queue(b *pgx.Batch, h ecash.Hash) {
+	b.Queue(`SELECT account, code, reason FROM withdraw_refusals WHERE request_hash = $1`, h[:]).
+		QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&r.account, &r.code, &r.reason)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			r.found = err == nil
+			return err
+		})
+}
+
+// refusal returns the refusal read, as the error to answer (nil if there
+// is none); bank.ErrRequestConflict if it was recorded for another
+// account than acct.
+func (r *refusalRow) refusal(acct int64) (*bank.WithdrawRefusal, error) {
+	if !r.found {
+		return nil, nil
+	}
+	if r.account != acct {
+		return nil, refuse(bank.ErrRequestConflict)
+	}
+	return decodeRefusal(r.code, r.reason)
+}
+
+// decodeRefusal checks a refusal read from the database: one the bank
+// would not record is no record of ours (and its code would reach a
+// wallet).
+func decodeRefusal(code int32, reason []byte) (*bank.WithdrawRefusal, error) {
+	rf := &bank.WithdrawRefusal{Code: codes.Code(code), Reason: string(reason)}
+	if err := rf.Validate(); code < 0 || err != nil {
+		return nil, fmt.Errorf("pgstore: corrupt withdraw refusal record: code %d, %d bytes", code, len(reason))
+	}
+	return rf, nil
+}
+
+// RefuseWithdrawal implements bank.Store. It locks the account's row
+// first, as Withdraw does before it reads refusals (see there), then reads
+// the withdrawal and the refusal under the hash: one of the two
+// transactions waits for the other and sees what it committed, so a
+// refusal and a withdrawal are never both recorded. The primary key backs
+// that up (a refusal inserted concurrently, for another account, is a
+// unique violation, retried).
+func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
+	if err := op.Validate(); err != nil {
+		return nil, err
+	}
+	acct, ok := dbID(op.Account)
+	if !ok {
+		return nil, bank.ErrNoAccount
+	}
+	var (
+		sigs    [][]byte
+		refused *bank.WithdrawRefusal
+	)
+	err := s.mutate(ctx, "refuse withdrawal", func(t *txn) error {
+		sigs, refused = nil, nil
+		var (
+			locked  bool
+			wFound  bool
+			recAcct int64
+			recSigs [][]byte
+			rec     refusalRow
+		)
+		b := begin()
+		b.Queue(`SELECT true FROM accounts WHERE id = $1 FOR UPDATE`, acct).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&locked)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		b.Queue(`SELECT account, sigs FROM withdrawals WHERE request_hash = $1`, op.RequestHash[:]).
+			QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&recAcct, &recSigs)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				wFound = err == nil
+				return err
+			})
+		rec.queue(b, op.RequestHash)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		if !locked {
+			return refuse(bank.ErrNoAccount)
+		}
+		if wFound {
+			if recAcct != acct {
+				return refuse(bank.ErrRequestConflict)
+			}
+			sigs = recSigs
+			return nil
+		}
+		if r, err := rec.refusal(acct); err != nil || r != nil {
+			refused = r
+			return err
+		}
+		b = &pgx.Batch{}
+		b.Queue(`INSERT INTO withdraw_refusals (request_hash, account, code, reason, created) VALUES ($1, $2, $3, $4, $5)`,
+			op.RequestHash[:], acct, int32(op.Refusal.Code), []byte(op.Refusal.Reason), dbTime(op.Time))
+		if err := t.commit(b); err != nil {
+			return err
+		}
+		refused = &bank.WithdrawRefusal{Code: op.Refusal.Code, Reason: op.Refusal.Reason}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case refused != nil:
+		return nil, refused
 	}
 	return sigs, nil
 }
@@ -1552,9 +1691,32 @@ func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posti
 	return out, nil
 }
 
-// Withdrawal implements bank.Store.
+// Withdrawal implements bank.Store: the withdrawal and the refusal under
+// the hash in one statement. The withdrawal wins: one recorded beside a
+// refusal (by a build that ignores refusals) moved the money.
 func (s *Store) Withdrawal(ctx context.Context, h ecash.Hash) ([][]byte, bool, error) {
-	return s.sigsAt(ctx, `SELECT sigs FROM withdrawals WHERE request_hash = $1`, h)
+	var (
+		sigs   *[][]byte
+		code   *int32
+		reason []byte
+	)
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT (SELECT sigs FROM withdrawals WHERE request_hash = $1), r.code, r.reason
+			FROM (VALUES (1)) AS one (x) LEFT JOIN withdraw_refusals r ON r.request_hash = $1`, h[:]).Scan(&sigs, &code, &reason)
+	})
+	switch {
+	case err != nil:
+		return nil, false, err
+	case sigs != nil:
+		return *sigs, true, nil
+	case code != nil:
+		r, err := decodeRefusal(*code, reason)
+		if err != nil {
+			return nil, false, err
+		}
+		return nil, false, r
+	}
+	return nil, false, nil
 }
 
 // DepositRecord implements bank.Store.

@@ -77,6 +77,21 @@ var migrations = []migration{
 	{11, "auth failures by day: the counts of days before today, which count for nothing, are dropped", []string{
 		`CREATE INDEX auth_failures_by_day ON auth_failures (day)`,
 	}},
+	{12, "withdraw refusals: a withdraw request refused for good, never recorded beside its withdrawal", []string{
+		// Apart from withdrawals, which a build before this one reads
+		// without a filter; rare beside them (one per refusal the bank
+		// made after charging the account's rate), so not partitioned.
+		// RefuseWithdrawal and Withdraw exclude each other by the
+		// account's row lock (ops.go).
+		`CREATE TABLE withdraw_refusals (
+			request_hash bytea       NOT NULL,
+			account      bigint      NOT NULL,
+			code         integer     NOT NULL,
+			reason       bytea       NOT NULL,
+			created      timestamptz NOT NULL,
+			PRIMARY KEY (request_hash)
+		)`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

@@ -58,7 +58,10 @@
 // inserts the record with the decision at commit. Two submissions of one
 // EPO name the same customer and queue on its row; the EPOID's primary key
 // settles any other race (the loser's commit fails, is retried, and finds
-// the record).
+// the record). A withdraw refusal (RefuseWithdrawal) is another: it locks
+// the account's row, then reads the withdrawal and the refusal under the
+// request hash, and a withdrawal reads refusals after taking the same
+// lock, so one of the two sees what the other committed.
 //
 // Coin ids, nonce locks and accounts are taken in sorted order, and the
 // log's row after everything else, so transactions do not deadlock in
@@ -102,7 +105,8 @@
 // each in its own transaction together with its row in schema_migrations,
 // so that concurrent openers apply each exactly once. Tables: accounts,
 // postings, counters, credit_refs, deposits, nonce_locks, the audit log's
-// log_entries, log_hashes and log_state (log.go), revocations, and, hash partitioned on
+// log_entries, log_hashes and log_state (log.go), revocations,
+// withdraw_refusals (RefuseWithdrawal), and, hash partitioned on
 // their natural key into [Partitions] partitions, spent_coins,
 // withdrawals, swaps, issued, checks and log_refs. Times are stored as timestamptz, to
 // the microsecond: the store truncates operation times to microseconds, so

@@ -118,6 +118,9 @@ func (r *replicas) Credit(ctx context.Context, op bank.CreditOp) (int64, error) 
 func (r *replicas) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
 	return r.next().Withdraw(ctx, op)
 }
+func (r *replicas) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
+	return r.next().RefuseWithdrawal(ctx, op)
+}
 func (r *replicas) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
 	return r.next().Deposit(ctx, op)
 }

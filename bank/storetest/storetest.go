@@ -86,6 +86,8 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentDoubleSpend", testConcurrentDoubleSpend},
 		{"ConcurrentWithdrawReplay", testConcurrentWithdrawReplay},
+		{"WithdrawRefusal", testWithdrawRefusal},
+		{"ConcurrentWithdrawRefusal", testConcurrentWithdrawRefusal},
 		{"ConcurrentMix", testConcurrentMix},
 		{"ConcurrentNonceLock", testConcurrentNonceLock},
 		{"ConcurrentCreditReference", testConcurrentCreditReference},
@@ -982,8 +984,12 @@ func testClose(t *testing.T, s bank.Store) {
 			return err
 		},
 		"Withdraw": func() error { _, err := s.Withdraw(f.ctx, withdrawOp(c, 1, "closed")); return err },
-		"Deposit":  func() error { _, err := s.Deposit(f.ctx, depositOp(m, 1, "closed", h[0])); return err },
-		"Swap":     func() error { _, err := s.Swap(f.ctx, swapOp(1, "closed", h[0])); return err },
+		"RefuseWithdrawal": func() error {
+			_, err := s.RefuseWithdrawal(f.ctx, refuseOp(c, "closed", "x"))
+			return err
+		},
+		"Deposit": func() error { _, err := s.Deposit(f.ctx, depositOp(m, 1, "closed", h[0])); return err },
+		"Swap":    func() error { _, err := s.Swap(f.ctx, swapOp(1, "closed", h[0])); return err },
 		"Refund": func() error {
 			_, err := s.Refund(f.ctx, refundOp(m, "closed", "closed", 1, map[ecash.Hash]int64{h[0]: 1}))
 			return err

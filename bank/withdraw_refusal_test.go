@@ -1,0 +1,206 @@
+package bank_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/bank/pebblestore"
+	"github.com/blindbank/blindbank/ecash"
+)
+
+// holdStore holds the first Withdraw commit until release is closed,
+// telling arrived when it is held: a withdrawal in flight (at another
+// replica, or in the commit pipeline) while its retry is answered.
+type holdStore struct {
+	*pebblestore.Store
+	held    sync.Once
+	arrived chan struct{} // nil: nothing is held
+	release chan struct{}
+	// beforeRefuse, if set, runs once before the first RefuseWithdrawal.
+	beforeRefuse func()
+}
+
+func (s *holdStore) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
+	if s.arrived != nil {
+		s.held.Do(func() {
+			close(s.arrived)
+			<-s.release
+		})
+	}
+	return s.Store.Withdraw(ctx, op)
+}
+
+func (s *holdStore) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
+	if f := s.beforeRefuse; f != nil {
+		s.beforeRefuse = nil
+		f()
+	}
+	return s.Store.RefuseWithdrawal(ctx, op)
+}
+
+// sent is an error as a wallet gets it over gRPC.
+func sent(ctx context.Context, err error) *status.Status {
+	return status.Convert(bank.ToStatus(ctx, err, nil))
+}
+
+// TestWithdrawRetryRefusedWhileOriginalCommits: a wallet's withdraw
+// request is committing at one replica (held in its store's commit) when
+// its retry reaches a replica whose clock is past the denomination's
+// withdraw window. The retry finds no record and is refused
+// (ErrDenominationExpired, a FailedPrecondition the wallet takes as final:
+// it drops the request and parks its planchet indices). Then the original
+// commits. Before refusals were recorded it debited the account for coins
+// the wallet had forgotten; now the refusal is recorded first, the
+// original's commit finds it and is refused with it, and nothing moves.
+func TestWithdrawRetryRefusedWhileOriginalCommits(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	balance, logged := e.balance(), e.logSize()
+
+	hs := &holdStore{Store: e.s, arrived: make(chan struct{}), release: make(chan struct{})}
+	first := bank.New(hs, e.keys, func() time.Time { return e.now }, nil)
+	later := bank.New(e.s, e.keys, func() time.Time { return e.cheap.WithdrawEnd }, nil)
+
+	type answer struct {
+		sigs [][]byte
+		err  error
+	}
+	original := make(chan answer)
+	go func() {
+		sigs, err := first.Withdraw(ctx, body, sig)
+		original <- answer{sigs, err}
+	}()
+	<-hs.arrived // signed, checked, committing
+
+	_, err := later.Withdraw(ctx, body, sig)
+	retry := sent(ctx, err)
+	if !errors.Is(err, ecash.ErrDenominationExpired) || retry.Code() != codes.FailedPrecondition || !bank.Definitive(retry.Err()) {
+		t.Fatalf("retry past the window: %v (gRPC %v); want ErrDenominationExpired, FailedPrecondition", err, retry.Code())
+	}
+	close(hs.release)
+	got := <-original
+	if got.err == nil {
+		t.Fatalf("the original committed after its retry was refused for good: %d signatures; balance %d → %d",
+			len(got.sigs), balance, e.balance())
+	}
+	orig := sent(ctx, got.err)
+	if orig.Code() != retry.Code() || orig.Message() != retry.Message() {
+		t.Errorf("the original was answered %v %q, the retry %v %q; want the one recorded refusal", orig.Code(), orig.Message(), retry.Code(), retry.Message())
+	}
+	if e.balance() != balance || e.logSize() != logged {
+		t.Errorf("balance %d → %d, log %d → %d entries; want nothing moved or logged", balance, e.balance(), logged, e.logSize())
+	}
+	// Every later send, at either replica, gets the refusal.
+	for _, b := range []*bank.Bank{e.b, later} {
+		_, err := b.Withdraw(ctx, body, sig)
+		if st := sent(ctx, err); st.Code() != retry.Code() || st.Message() != retry.Message() {
+			t.Errorf("a later send: %v %q; want the recorded refusal", st.Code(), st.Message())
+		}
+	}
+}
+
+// TestWithdrawRetryRefusedAfterOriginalCommitted: the other order. The
+// retry is refused (the window closed at its replica's clock) and its
+// original commits in between the refusal and its record: recording the
+// refusal finds the withdrawal, and the retry is answered with its
+// signatures.
+func TestWithdrawRetryRefusedAfterOriginalCommitted(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	balance := e.balance()
+	hs := &holdStore{Store: e.s}
+	later := bank.New(hs, e.keys, func() time.Time { return e.cheap.WithdrawEnd }, nil)
+	var original [][]byte
+	hs.beforeRefuse = func() {
+		var err error
+		if original, err = e.b.Withdraw(ctx, body, sig); err != nil {
+			t.Fatalf("original withdrawal: %v", err)
+		}
+	}
+	got, err := later.Withdraw(ctx, body, sig)
+	if err != nil || original == nil || !slices.EqualFunc(got, original, bytes.Equal) {
+		t.Fatalf("retry refused while its original committed: %v (same signatures: %v); want the original's signatures",
+			err, slices.EqualFunc(got, original, bytes.Equal))
+	}
+	if e.balance() != balance-1 {
+		t.Errorf("balance %d → %d, want one coin debited", balance, e.balance())
+	}
+	if sigs, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); err != nil || !found || !slices.EqualFunc(sigs, original, bytes.Equal) {
+		t.Errorf("Withdrawal = found %v, %v; want the withdrawal, no refusal", found, err)
+	}
+}
+
+// TestWithdrawRefusalStands: a request refused for the balance is refused
+// the same way (code and text) when sent again after the account was
+// credited, and before the rate is charged: the wallet dropped it, so it
+// must never be taken. A new request is taken.
+func TestWithdrawRefusalStands(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 1, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); err != nil {
+		t.Fatal(err)
+	}
+	body, sig = e.signedWithdraw(1, e.now)
+	_, err := e.b.Withdraw(ctx, body, sig)
+	first := sent(ctx, err)
+	if !errors.Is(err, bank.ErrInsufficientFunds) || first.Code() != codes.FailedPrecondition {
+		t.Fatalf("withdrawal from an empty account: %v, want ErrInsufficientFunds", err)
+	}
+	if _, err := e.b.Credit(ctx, e.acct, ecash.Amount{Currency: "EUR", Value: 10}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	logged := e.logSize()
+	e.b.LimitAccounts(bank.NewRateLimiter(0.001, 1, 100)) // one new request, then none
+	for range 3 {
+		_, err := e.b.Withdraw(ctx, body, sig)
+		if st := sent(ctx, err); st.Code() != first.Code() || st.Message() != first.Message() || !errors.Is(err, bank.ErrInsufficientFunds) {
+			t.Fatalf("the refused request sent again, funds there now: %v %q; want %v %q", st.Code(), st.Message(), first.Code(), first.Message())
+		}
+	}
+	if e.balance() != 10 || e.logSize() != logged {
+		t.Fatalf("balance %d, log %d → %d entries; want 10 and nothing logged", e.balance(), logged, e.logSize())
+	}
+	body, sig = e.signedWithdraw(2, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); err != nil {
+		t.Fatalf("a new request, the rate unused by the refused one's sends: %v", err)
+	}
+	if e.balance() != 9 {
+		t.Errorf("balance %d after one coin, want 9", e.balance())
+	}
+}
+
+// TestWithdrawFailuresNotRecorded: what is no refusal, or not a final
+// one, is not recorded: a request over the account's rate, or one whose
+// commit found the store closed, is taken when sent again.
+func TestWithdrawFailuresNotRecorded(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	e.b.LimitAccounts(bank.NewRateLimiter(0.001, 1, 100))
+	body, sig := e.signedWithdraw(0, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); err != nil {
+		t.Fatal(err)
+	}
+	body, sig = e.signedWithdraw(1, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); !errors.Is(err, bank.ErrRateLimited) {
+		t.Fatalf("second request at a rate of one: %v, want ErrRateLimited", err)
+	}
+	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || err != nil {
+		t.Fatalf("rate-limited request: Withdrawal = found %v, %v; want nothing recorded", found, err)
+	}
+	fresh := bank.New(e.s, e.keys, func() time.Time { return e.now }, nil)
+	if _, err := fresh.Withdraw(ctx, body, sig); err != nil {
+		t.Fatalf("the rate-limited request at a bank with rate to spare: %v", err)
+	}
+}
