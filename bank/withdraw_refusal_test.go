@@ -182,8 +182,9 @@ func TestWithdrawRefusalStands(t *testing.T) {
 }
 
 // TestWithdrawFailuresNotRecorded: what is no refusal, or not a final
-// one, is not recorded: a request over the account's rate, or one whose
-// commit found the store closed, is taken when sent again.
+// one, is not recorded: a request over the account's rate is taken when
+// sent again (TestWithdrawStoreFailureNotRecorded: one whose commit
+// failed).
 func TestWithdrawFailuresNotRecorded(t *testing.T) {
 	ctx := t.Context()
 	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
@@ -202,5 +203,46 @@ func TestWithdrawFailuresNotRecorded(t *testing.T) {
 	fresh := bank.New(e.s, e.keys, func() time.Time { return e.now }, nil)
 	if _, err := fresh.Withdraw(ctx, body, sig); err != nil {
 		t.Fatalf("the rate-limited request at a bank with rate to spare: %v", err)
+	}
+}
+
+// commitFailsOnce is a store whose first Withdraw fails as a store that
+// cannot be reached does, committing nothing.
+type commitFailsOnce struct {
+	*pebblestore.Store
+	failed bool
+}
+
+func (s *commitFailsOnce) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
+	if !s.failed {
+		s.failed = true
+		return nil, bank.ErrStoreUnavailable
+	}
+	return s.Store.Withdraw(ctx, op)
+}
+
+// TestWithdrawStoreFailureNotRecorded: a withdrawal whose commit failed
+// (the store unreachable: UNAVAILABLE, sent again by its wallet) is no
+// refusal. Nothing is recorded under its hash, and it is taken when sent
+// again. Recorded, the failure would be a refusal for good, or the store
+// would refuse to record it and the answer become one.
+func TestWithdrawStoreFailureNotRecorded(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	s := &commitFailsOnce{Store: e.s}
+	b := bank.New(s, e.keys, func() time.Time { return e.now }, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	_, err := b.Withdraw(ctx, body, sig)
+	if st := sent(ctx, err); !errors.Is(err, bank.ErrStoreUnavailable) || st.Code() != codes.Unavailable {
+		t.Fatalf("withdrawal whose commit failed: %v (gRPC %v); want ErrStoreUnavailable, Unavailable", err, st.Code())
+	}
+	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || err != nil {
+		t.Fatalf("after the failed commit: Withdrawal = found %v, %v; want nothing recorded", found, err)
+	}
+	if _, err := b.Withdraw(ctx, body, sig); err != nil {
+		t.Fatalf("the request sent again: %v", err)
+	}
+	if e.balance() != 99 {
+		t.Errorf("balance %d, want 99", e.balance())
 	}
 }
