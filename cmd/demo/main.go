@@ -120,7 +120,9 @@ func run(ctx context.Context, dir string, logTo io.Writer, out io.Writer) (*resu
 	}
 	log := slog.New(slog.DiscardHandler)
 	if logTo != nil {
-		log = slog.New(slog.NewTextHandler(logTo, nil))
+		// Debug: the bank logs each operation there (withdraw, deposit,
+		// swap), which is what --verbose is for.
+		log = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	res := &result{}
 

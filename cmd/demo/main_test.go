@@ -39,12 +39,14 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// With --json the narration goes to stderr and stdout is the outcome.
+// With --json the narration goes to stderr and stdout is the outcome;
+// --verbose adds the daemons' logs there, each operation included (the
+// bank logs those at Debug).
 func TestJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates a bank's RSA keys")
 	}
-	code, stdout, stderr := runDemo("--json", "--dir", t.TempDir())
+	code, stdout, stderr := runDemo("--json", "--verbose", "--dir", t.TempDir())
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -57,6 +59,11 @@ func TestJSON(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "refused:") {
 		t.Errorf("no narration on stderr:\n%s", stderr)
+	}
+	for _, op := range []string{"msg=withdraw", "msg=deposit"} {
+		if !strings.Contains(stderr, op) {
+			t.Errorf("--verbose: no %s line on stderr:\n%s", op, stderr)
+		}
 	}
 }
 
