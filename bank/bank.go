@@ -897,6 +897,11 @@ func (b *Bank) OpenAccount(ctx context.Context, name string, key []byte, merchan
 	if name == "" || len(name) > 128 {
 		return 0, fmt.Errorf("%w: account name must be 1 to 128 bytes", ecash.ErrMalformed)
 	}
+	// Admin tools print the name beside balances: no escape sequence or
+	// bidi override may rewrite what is shown next to it.
+	if err := ecash.CheckText(name, 128, "account name"); err != nil {
+		return 0, err
+	}
 	id, err := b.store.OpenAccount(ctx, name, key, merchant, b.now())
 	if err == nil {
 		b.log.Info("account opened", "account", id, "merchant", merchant)

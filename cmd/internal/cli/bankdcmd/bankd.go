@@ -320,7 +320,7 @@ more; a key that has another account is refused.`,
 		Example: `bankd admin --data ./bank open-account --name alice --key 3b6a27bc...
 bankd admin --data ./bank open-account --merchant --name "Coffee Shop" --key 9f1e...`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "account holder's `NAME` (required, 1 to 128 bytes)")
+			fs.StringVar(&name, "name", "", "account holder's `NAME` (required, 1 to 128 bytes of text: no control characters)")
 			fs.StringVar(&key, "key", "", "holder's Ed25519 public key as `HEX` (required)")
 			fs.BoolVar(&merchant, "merchant", false, "open a merchant account (can receive deposits)")
 		},
@@ -510,7 +510,9 @@ func printAccount(inv *cli.Invocation, a *pb.GetAccountResponse) error {
 			kind = "system"
 		}
 		t := cli.NewTable(w)
-		t.Row("account:", fmt.Sprintf("%d (%s, %s)", a.Account, a.Name, kind))
+		// Names opened before the bank checked them may hold control
+		// characters: shown replaced, never sent to the terminal.
+		t.Row("account:", fmt.Sprintf("%d (%s, %s)", a.Account, ecash.ShownText(a.Name, bank.MaxNameLen), kind))
 		if out.Key != "" {
 			t.Row("key:", out.Key)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
+	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
 
@@ -62,7 +63,7 @@ bankd admin --data ./bank owed --json`,
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ACCOUNT\tNAME\tOPENING\tCREDITED\tPAID OUT\tOTHER\tCLOSING\tOWED")
 					for _, r := range out.Merchants {
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Account, r.Name, r.Opening, r.Credited, r.PaidOut, r.Other, r.Closing, r.Owed)
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Account, ecash.ShownText(r.Name, bank.MaxNameLen), r.Opening, r.Credited, r.PaidOut, r.Other, r.Closing, r.Owed)
 					}
 					tw.Flush()
 				})
