@@ -1,7 +1,10 @@
 package pgstore
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,17 +17,18 @@ import (
 // before it is durable are refused, on a connection (checkDurable) and by
 // Open, with an error naming the setting and how to set it right:
 // synchronous_commit=local once a synchronous standby is configured (a
-// failover to the standby loses what the primary acknowledged), fsync=off
-// and full_page_writes=off (a crash of the server's machine loses or
-// corrupts it). The settings that wait for the standby are accepted, and
-// local without a synchronous standby is on. A server of its own: the
-// settings are the server's.
+// failover to the standby loses what the primary acknowledged) and
+// fsync=off (a crash of the server's machine loses it). The settings that
+// wait for the standby are accepted, and local without a synchronous
+// standby is on. full_page_writes=off, safe on storage that never tears a
+// page, is accepted with a warning, logged once however many connections
+// see it. A server of its own: the settings are the server's.
 func TestDurableSettings(t *testing.T) {
 	srv := pgtest.New(t)
 	dsn := srv.NewDatabase(t)
 	// check is checkDurable's answer on a connection with opts added to
 	// its connection string.
-	check := func(opts string) error {
+	check := func(opts string) (string, error) {
 		t.Helper()
 		conn, err := pgx.Connect(bg, dsn+opts)
 		if err != nil {
@@ -35,7 +39,7 @@ func TestDurableSettings(t *testing.T) {
 	}
 	refused := func(what, opts string, says ...string) {
 		t.Helper()
-		err := check(opts)
+		_, err := check(opts)
 		if err == nil {
 			t.Errorf("%s: checkDurable accepted it", what)
 			return
@@ -78,8 +82,8 @@ func TestDurableSettings(t *testing.T) {
 	}
 	accepted := func(what, opts string) {
 		t.Helper()
-		if err := check(opts); err != nil {
-			t.Errorf("%s: checkDurable = %v, want nil", what, err)
+		if warning, err := check(opts); err != nil || warning != "" {
+			t.Errorf("%s: checkDurable = %q, %v; want neither a warning nor an error", what, warning, err)
 		}
 	}
 
@@ -97,14 +101,38 @@ func TestDurableSettings(t *testing.T) {
 	}
 	set("synchronous_standby_names", "")
 
-	for _, c := range []struct{ setting, says string }{
-		{"fsync=off", "fsync = on"},
-		{"full_page_writes=off", "full_page_writes = on"},
-	} {
-		if err := srv.RestartWith(c.setting); err != nil {
-			t.Fatal(err)
+	if err := srv.RestartWith("fsync=off"); err != nil {
+		t.Fatal(err)
+	}
+	refused("fsync=off", "", "runs with fsync=off", "fsync = on")
+
+	if err := srv.RestartWith("full_page_writes=off"); err != nil {
+		t.Fatal(err)
+	}
+	if warning, err := check(""); err != nil || !strings.Contains(warning, "runs with full_page_writes=off") ||
+		!strings.Contains(warning, "ZFS") || !strings.Contains(warning, "full_page_writes = on") {
+		t.Errorf("full_page_writes=off: checkDurable = %q, %v; want a warning naming it, when it is safe and how to set it on", warning, err)
+	}
+	var logged syncBuffer
+	if s, err := Open(bg, dsn, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil {
+		t.Errorf("full_page_writes=off: Open = %v, want a store and a warning", err)
+	} else {
+		// Connections beside Open's: each checks, the warning is logged once.
+		var held []func()
+		for range 3 {
+			c, err := s.pool.Acquire(bg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c.Release)
 		}
-		refused(c.setting, "", "runs with "+c.setting, c.says)
+		for _, release := range held {
+			release()
+		}
+		s.Close()
+		if got := logged.String(); strings.Count(got, "full_page_writes=off") != 1 || !strings.Contains(got, "level=WARN") {
+			t.Errorf("full_page_writes=off: Open and more connections logged %q, want the warning once", got)
+		}
 	}
 	if err := srv.RestartWith(); err != nil {
 		t.Fatal(err)
@@ -115,4 +143,23 @@ func TestDurableSettings(t *testing.T) {
 	} else {
 		s.Close()
 	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger that the pool's connections
+// may write from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -17,8 +17,10 @@
 // survives a crash of the server. Open, and every connection after it,
 // refuses the settings that would acknowledge commits before they are
 // durable (checkDurable): synchronous_commit off, or local with a
-// synchronous standby configured, fsync or full_page_writes off;
-// remote_write and remote_apply flush locally and wait for the standby.
+// synchronous standby configured, and fsync off; remote_write and
+// remote_apply flush locally and wait for the standby. full_page_writes
+// off is logged as a warning: it is safe on storage that never tears a
+// page.
 // If the connection fails while a COMMIT is in flight the outcome is
 // unknown: the call returns an error matching [ErrCommitUnknown], and since
 // every operation is idempotent on its key (payment hash, request hash,
@@ -191,6 +193,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -290,17 +293,27 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// or a server-wide one since reloaded, can turn durability off after
 	// Open (a change while connections stay open is seen as the pool
 	// renews them, within its MaxConnLifetime, an hour by default).
-	cfg.AfterConnect = checkDurable
+	// A warning (full_page_writes=off) is logged once, by the first
+	// connection that sees it (Open's own, unless set later), not by each.
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var warned atomic.Bool
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		warning, err := checkDurable(ctx, conn)
+		if warning != "" && !warned.Swap(true) {
+			log.Warn(warning)
+		}
+		return err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s := &Store{pool: pool, maxRetries: opts.MaxRetries, log: opts.Logger}
+	s := &Store{pool: pool, maxRetries: opts.MaxRetries, log: log}
 	if s.maxRetries == 0 {
 		s.maxRetries = defaultMaxRetries
-	}
-	if s.log == nil {
-		s.log = slog.Default()
 	}
 	if err := pool.Ping(ctx); err != nil { // a first connection, checked
 		pool.Close()
@@ -325,9 +338,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // are durable, since the bank answers once COMMIT returns:
 //   - fsync=off: the server does not flush its WAL at all, and a crash of
 //     its machine loses or corrupts what it acknowledged;
-//   - full_page_writes=off: a page torn by such a crash is not restored
-//     from the WAL, and committed rows on it are lost (PostgreSQL's own
-//     docs rank it with fsync=off);
 //   - synchronous_commit=off: COMMIT returns before the WAL flush;
 //   - synchronous_commit=local while synchronous_standby_names is set:
 //     COMMIT returns before the synchronous standby has the commit, which
@@ -338,26 +348,32 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // remote_write and remote_apply wait for the standby too. A setting an
 // engine lacks (NULL) is one it manages itself. It runs on every
 // connection the pool makes, so a change made later refuses the next.
-func checkDurable(ctx context.Context, conn *pgx.Conn) error {
+//
+// full_page_writes=off it accepts, returning a warning for the log: every
+// commit is still flushed before COMMIT returns; the setting guards the
+// data pages against a write torn by a crash of the machine, which some
+// storage never tears (ZFS, whose users turn it off for that reason), and
+// only the operator knows the storage.
+func checkDurable(ctx context.Context, conn *pgx.Conn) (warning string, err error) {
 	var sc, standbys, fsync, fpw *string
-	err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true),
+	err = conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true),
 		current_setting('synchronous_standby_names', true),
 		current_setting('fsync', true), current_setting('full_page_writes', true)`).Scan(&sc, &standbys, &fsync, &fpw)
 	if err != nil {
-		return fmt.Errorf("pgstore: %w", err)
+		return "", fmt.Errorf("pgstore: %w", err)
 	}
 	is := func(v *string, want string) bool { return v != nil && *v == want }
 	switch {
 	case is(fsync, "off"):
-		return errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")
-	case is(fpw, "off"):
-		return errors.New("pgstore: the server runs with full_page_writes=off: a crash of its machine can tear pages and lose acknowledged commits; set full_page_writes = on in postgresql.conf (or ALTER SYSTEM RESET full_page_writes) and reload")
+		return "", errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")
 	case is(sc, "off"):
-		return errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")
+		return "", errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")
 	case is(sc, "local") && standbys != nil && strings.TrimSpace(*standbys) != "":
-		return fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)
+		return "", fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)
+	case is(fpw, "off"):
+		return "pgstore: the server runs with full_page_writes=off: unless its storage never tears a page (ZFS), a crash of its machine can corrupt pages holding acknowledged commits; set full_page_writes = on in postgresql.conf (or ALTER SYSTEM RESET full_page_writes) and reload", nil
 	}
-	return nil
+	return "", nil
 }
 
 // Close stops accepting calls (later calls return ErrClosed), waits for
