@@ -85,3 +85,34 @@ func TestCorruptFixedBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptRevocation: a revocations.denom of another length (its
+// CHECK dropped, and a row changed behind the store's back) is refused,
+// naming the column, where the revocations are read: Revocations, and
+// PublishKeySet's read of those recorded, which converted the value to
+// a hash (a short one panicked, a long one was cut).
+func TestCorruptRevocation(t *testing.T) {
+	s := mustOpen(t, freshDSN(t))
+	defer s.Close()
+	if err := s.PublishKeySet(bg, testKeySet(0), epoch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(bg, `ALTER TABLE revocations DROP CONSTRAINT revocations_denom_check`); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{31, 33} {
+		if _, err := s.pool.Exec(bg, `DELETE FROM revocations`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.pool.Exec(bg, `INSERT INTO revocations (denom, keyset_idx) VALUES ($1, 0)`, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Revocations(bg); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "revocations.denom") {
+			t.Errorf("%d bytes: Revocations = %v, want %v naming revocations.denom", n, err, errCorrupt)
+		}
+		err := s.PublishKeySet(bg, testKeySet(n), epoch)
+		if !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "revocations.denom") {
+			t.Errorf("%d bytes: PublishKeySet = %v, want %v naming revocations.denom", n, err, errCorrupt)
+		}
+	}
+}

@@ -434,7 +434,11 @@ func (s *Store) PublishKeySet(ctx context.Context, signed []byte, at time.Time) 
 				if err := rows.Scan(&d); err != nil {
 					return err
 				}
-				logged[ecash.Hash(d)] = true
+				var id ecash.Hash
+				if err := fixedBytes(id[:], d, "revocations.denom"); err != nil {
+					return err
+				}
+				logged[id] = true
 			}
 			return rows.Err()
 		})
