@@ -248,14 +248,23 @@ var storeFormat = pebblestore.Format{Key: keyFormat, Store: "wallet", Version: 1
 // format in one that lacks it; readOnly, it opens an existing store (a
 // copy whose seed a restore reads) and writes nothing, not even dir's mode.
 func openDB(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) {
-	if fs == nil && !readOnly {
-		if err := privateDir(dir); err != nil {
+	private := fs == nil && !readOnly
+	if private {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	db, err := storeFormat.OpenDB(dir, pebblestore.DBOptions{FS: fs, Logger: slog.Default(), ReadOnly: readOnly})
 	if err != nil {
 		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
+	}
+	// Tightened once the store is known to be a wallet's: a directory
+	// refused (another kind's store, a newer format) keeps its mode.
+	if private {
+		if err := privateDir(dir); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
