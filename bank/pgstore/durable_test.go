@@ -53,6 +53,8 @@ func TestDurableSettings(t *testing.T) {
 		if s, err := Open(bg, dsn+opts, Options{Logger: quiet}); err == nil {
 			s.Close()
 			t.Errorf("%s: Open accepted it", what)
+		} else if strings.Count(err.Error(), "pgstore:") != 1 {
+			t.Errorf("%s: Open's error says pgstore more than once: %q", what, err)
 		}
 	}
 	// set sets a server parameter and waits until a new connection sees

@@ -317,6 +317,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil { // a first connection, checked
 		pool.Close()
+		if strings.HasPrefix(err.Error(), "pgstore: ") {
+			return nil, err // checkDurable's refusal, passed on as it is
+		}
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if _, err := migrate(ctx, pool, migrations); err != nil {
