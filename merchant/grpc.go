@@ -28,10 +28,17 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
-		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead):
+		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead),
+		errors.Is(err, ErrRefundDropped):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrRefundInFlight):
+		// Not settled either way: ask again later.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, ErrPaymentPending):
+		// Unavailable, not a refusal: an earlier send may yet be taken.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrBadBankAnswer):
 		// Unavailable, not a refusal: the bank may have decided all the same.
 		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; the bank may have recorded it all the same: ask the bank for the payment's or EPOID's status")

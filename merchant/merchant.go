@@ -45,6 +45,13 @@ var (
 	// whose records this one could misread; it is left as it is. Run
 	// that build or a newer one (docs/OPERATIONS.md, "Merchants").
 	ErrStoreTooNew = pebblestore.ErrStoreTooNew
+	// ErrPaymentPending: the bank refused a payment the wallet sent
+	// again (the same sealed bytes), after an earlier send whose outcome
+	// the merchant did not learn; that one may still be committing, so
+	// nothing is settled yet. Not a refusal (the wallet keeps its coins
+	// pending): the merchant asks the bank until it knows (Reconcile),
+	// and the wallet asks again, or asks the bank.
+	ErrPaymentPending = errors.New("merchant: the bank refused this send of the payment, but an earlier send of it may still be committing: the payment is pending; ask again later, or ask the bank for its status")
 )
 
 // KeyFile holds the merchant's Ed25519 seed (hex) in its data directory.
@@ -468,7 +475,9 @@ func (m *Merchant) order(id string) (*Order, error) {
 // leaves the outcome open is followed by a DepositStatus query; and a
 // mark of the deposit in flight, left until the order is recorded paid or
 // the bank refuses the deposit, has Reconcile settle it after a crash or a
-// lost answer (reconcile.go).
+// lost answer (reconcile.go). A refusal of bytes marked before this call
+// (the wallet's retry) does not remove the mark: the earlier send may
+// still be committing (ErrPaymentPending).
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -486,11 +495,15 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	defer cancel()
 	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
 	var mark []byte // nil: the order is paid already, nothing can be in flight
+	resent := false // the mark was there: these bytes may have been sent before
 	if o.Receipt == nil {
 		// Not synced: a process crash keeps it, and the synced write that
 		// records the order paid deletes it (payments are measured by
 		// their syncs). Open marks the orders again after a power loss.
 		mark = attemptKey(orderID, sealed)
+		if resent, err = m.has(mark); err != nil {
+			return nil, err
+		}
 		if err := m.db.Set(mark, nil, pebble.NoSync); err != nil {
 			return nil, err
 		}
@@ -516,6 +529,18 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	}
 	if err == nil {
 		err = m.recordPaid(ctx, o, pr, resp.Receipt) // deletes the marks
+	}
+	// (A conflict is no such case: the order is paid with other coins.)
+	if err != nil && refused && resent && status.Code(err) != codes.AlreadyExists {
+		// The bank looked the payment up once, found none, and refused
+		// (say, expired by its clock); but an earlier send of these bytes,
+		// whose outcome was lost, may still be committing at a replica
+		// or in the bank's pipeline. Its mark stays for Reconcile, which
+		// asks until the bank can take no payment of the order, and the
+		// wallet is told to ask again, not that nothing was paid.
+		m.log.Warn("deposit refused, but an earlier send of it may still be committing: kept for Reconcile", "order", orderID, "err", err)
+		m.endAttempt(mark, false)
+		return nil, fmt.Errorf("%w (the bank said: %s)", ErrPaymentPending, status.Convert(err).Message())
 	}
 	if err != nil {
 		m.log.Warn("deposit refused or unanswered", "order", orderID, "err", err)

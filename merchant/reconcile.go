@@ -20,7 +20,9 @@ import (
 // Deposits in flight. Pay marks each deposit it sends, d/<order id> 0x00
 // <SHA-256 of the sealed payment> (empty value), so that the bank refusing
 // one attempt (anyone who knows an order id can send junk) drops that
-// attempt's mark and never another's. The synced batch that records the
+// attempt's mark and never another's; not if the mark was there before
+// the attempt (the same bytes sent before, the answer lost): that send
+// may still commit (Pay, ErrPaymentPending). The synced batch that records the
 // order paid deletes all the order's marks. A mark left over is a deposit
 // whose outcome the merchant did not learn: an answer lost, the process
 // dead before it recorded the payment, a receipt that did not verify. The

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc/status"
@@ -29,11 +30,53 @@ var (
 	// ErrClockAhead: the bank refused a refund as dated more than
 	// ecash.MaxClockSkew ahead of its clock (it says by how much). A new
 	// refund refused so is dropped: nothing was debited. One pending from
-	// before stays pending: the bank may have taken it at a replica whose
-	// clock is further on; the order's next refund sends it again, and the
-	// bank answers it, or takes it, once its clock reaches the date.
+	// before stays pending, as any pending refund the bank refuses
+	// (ErrRefundInFlight, which it wraps then): the bank may have taken it
+	// at a replica whose clock is further on; the order's next refund
+	// sends it again, and the bank answers it, or takes it, once its
+	// clock reaches the date.
 	ErrClockAhead = errors.New("merchant: this computer's clock is ahead of the bank's; set it right (turn on network time)")
+	// ErrRefundInFlight: the bank refused a pending refund (one sent
+	// before, its answer lost), or it is past its send window, and an
+	// earlier send of it may still be committing; it stays pending
+	// until none can be (pendingRefund).
+	ErrRefundInFlight = errors.New("merchant: a pending refund may still be committing at the bank from an earlier send; it stays pending")
+	// ErrRefundDropped: a pending refund the bank has no record of, and
+	// can no longer take, was dropped; nothing was refunded by it.
+	ErrRefundDropped = errors.New("merchant: a pending refund the bank never made was dropped; nothing was refunded by it")
 )
+
+// A refund request has no expiry: the bank takes one dated long past. So a
+// pending refund, one sent before whose answer was lost, is never settled
+// by a refusal: the bank refused after it looked the request up once and
+// found none, while an earlier send may still be committing (at a replica,
+// or in its commit pipeline) and can, whatever the refusal said (a clock
+// behind its date, a coin's deposit window closed meanwhile), debit the
+// merchant after. Dropped then, the refund would be lost to the records and
+// its number made again for another request. The rule:
+//   - a pending refund is sent again only until refundSendWindow after its
+//     date (by the merchant's clock), so every send of it is bounded;
+//   - a refusal of it keeps it pending;
+//   - past its send window it is not sent: the bank's RefundReceipts of
+//     the payment are asked for its receipt, which completes it; without
+//     one, once refundCommitBound (longer than any bank holds a request
+//     before it commits or drops it) and twice the clock skew (the
+//     merchant's clock set right meanwhile) have passed since the window
+//     closed, no send can still commit, and it is dropped (ErrRefundDropped).
+//
+// A refund refused on its first send is dropped at once: nothing was sent
+// before it.
+const (
+	refundSendWindow  = time.Hour
+	refundCommitBound = time.Hour
+)
+
+// refundSendEnd is when a pending refund is sent for the last time, and
+// refundDropAt when it is dropped if the bank has no record of it.
+func refundSendEnd(r *refundRecord) time.Time { return r.req.CreatedAt.Add(refundSendWindow) }
+func refundDropAt(r *refundRecord) time.Time {
+	return refundSendEnd(r).Add(refundCommitBound + 2*ecash.MaxClockSkew)
+}
 
 // Refunds are stored under f/<order id> 0x00 <u64 refund id>: the signed
 // request, persisted before it is sent, and the bank's receipt once it
@@ -85,7 +128,10 @@ type Refunded struct {
 // otherwise, to be asked again for a further refund. A non-zero id means
 // "refund number id of the order": an existing one of amount is returned
 // (completed first if pending), one past the order's refunds makes it,
-// anything else is ErrRefundID.
+// anything else is ErrRefundID. A pending refund the bank refuses stays
+// pending while an earlier send of it may still commit
+// (ErrRefundInFlight), and is dropped only once none can and the bank has
+// no receipt of it (ErrRefundDropped; refundSendWindow).
 func (m *Merchant) Refund(ctx context.Context, orderID string, id uint64, amount ecash.Amount) (*Refunded, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -191,36 +237,102 @@ func (m *Merchant) newRefund(ctx context.Context, o *Order, id uint64, amount ec
 }
 
 // sendRefund sends a persisted refund request and stores the bank's
-// verified receipt in rec. A definitive refusal deletes the request, so
-// that the order's next refund does not send it again; but a request that
-// may have been sent before (pending), refused as dated ahead of the
-// bank's clock, is kept (ErrClockAhead).
+// verified receipt in rec. A definitive refusal of a new refund deletes
+// the request, so that the order's next refund does not send it again; a
+// pending one (possibly sent before) is settled by the rule above
+// (pendingRefund).
 func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRecord, pending bool) error {
+	if pending && m.now().After(refundSendEnd(rec)) {
+		return m.pendingRefund(ctx, orderID, rec, nil)
+	}
 	m.tr.Record(m.now(), "refund-request", rec.Request, orderID)
 	resp, err := m.bank.Refund(ctx, &pb.RefundRequest{Request: rec.Request})
 	if err != nil {
-		ahead := bank.BadTimestamp(err)
-		// The bank refuses so after looking the request's record up and
-		// finding none, but a replica whose clock is further on may be
-		// committing it still: dropped, a refund the bank made would be
-		// lost, and its number made again for another request. The
-		// refusal holds only until the bank's clock reaches the date.
-		if ahead && pending {
-			return fmt.Errorf("%w: refund %d of order %s stays pending, to be sent again by the order's next refund: %s", ErrClockAhead, rec.ID, orderID, status.Convert(err).Message())
+		if pending && bank.Definitive(err) {
+			return m.pendingRefund(ctx, orderID, rec, err)
 		}
 		if bank.Definitive(err) {
 			if derr := m.db.Delete(refundKey(orderID, rec.ID), pebble.Sync); derr != nil {
 				return errors.Join(err, derr)
 			}
 		}
-		if ahead {
+		if bank.BadTimestamp(err) {
 			return fmt.Errorf("%w: the refund was not made: %s", ErrClockAhead, status.Convert(err).Message())
 		}
 		return err
 	}
+	return m.refundDone(ctx, orderID, rec, resp.Receipt)
+}
+
+// pendingRefund settles pending refund rec that the bank refused
+// (refusal) or that is past its send window (refusal nil, and it was not
+// sent): completed with the receipt the bank's RefundReceipts hold for it
+// (past the window); kept pending (ErrRefundInFlight) while a send of it
+// may still commit; dropped once none can, the bank holding no receipt.
+func (m *Merchant) pendingRefund(ctx context.Context, orderID string, rec *refundRecord, refusal error) error {
+	if refusal == nil {
+		// (A refusal was answered after the bank looked the record up.)
+		if done, err := m.refundFromReceipts(ctx, orderID, rec); done || err != nil {
+			return err
+		}
+	}
+	said := ""
+	if refusal != nil {
+		said = " (the bank said: " + status.Convert(refusal).Message() + ")"
+	}
+	if !m.now().After(refundDropAt(rec)) {
+		err := fmt.Errorf("%w: refund %d of order %s%s, until %s at the latest; the order's next refund %s", ErrRefundInFlight, rec.ID, orderID, said,
+			refundDropAt(rec).UTC().Format(time.RFC3339), m.nextStep(rec))
+		if bank.BadTimestamp(refusal) {
+			// The refusal holds only until the bank's clock reaches the
+			// refund's date: say what to set right.
+			err = fmt.Errorf("%w: %w", ErrClockAhead, err)
+		}
+		return err
+	}
+	// No send of it can commit any more, and the bank has no receipt.
+	if err := m.db.Delete(refundKey(orderID, rec.ID), pebble.Sync); err != nil {
+		return err
+	}
+	m.log.Warn("pending refund dropped: the bank has no record of it and can no longer take it", "order", orderID, "refund", rec.ID)
+	return fmt.Errorf("%w: refund %d of order %s (%s); ask again to refund", ErrRefundDropped, rec.ID, orderID, rec.req.Amount)
+}
+
+// refundFromReceipts completes pending refund rec with its receipt among
+// the bank's refund receipts of the payment, if there is one (done).
+func (m *Merchant) refundFromReceipts(ctx context.Context, orderID string, rec *refundRecord) (done bool, err error) {
+	resp, err := m.bank.RefundReceipts(ctx, &pb.RefundReceiptsRequest{PaymentHash: rec.req.PaymentHash[:]})
+	if err != nil {
+		return false, err
+	}
+	h := rec.req.Hash()
+	for _, raw := range resp.Receipts {
+		rc, err := ecash.DecodeRefundReceipt(raw)
+		if err != nil {
+			// Not skipped: it could be this refund's, and dropping a
+			// refund the bank made loses it.
+			return false, fmt.Errorf("%w: refund receipts of order %s: %v", ErrBadBankAnswer, orderID, err)
+		}
+		if rc.RefundHash == h {
+			return true, m.refundDone(ctx, orderID, rec, raw)
+		}
+	}
+	return false, nil
+}
+
+// nextStep says what the order's next refund does with pending rec.
+func (m *Merchant) nextStep(rec *refundRecord) string {
+	if m.now().After(refundSendEnd(rec)) {
+		return "asks the bank for its receipt"
+	}
+	return "sends it again"
+}
+
+// refundDone verifies the bank's receipt raw for rec and records it.
+func (m *Merchant) refundDone(ctx context.Context, orderID string, rec *refundRecord, raw []byte) error {
 	// The bank has applied the refund: a receipt that does not verify is
 	// no refusal, and the request stays pending.
-	rc, err := ecash.DecodeRefundReceipt(resp.Receipt)
+	rc, err := ecash.DecodeRefundReceipt(raw)
 	if err == nil {
 		err = m.verifyBank(ctx, func(ks *ecash.KeySet) error { return rc.Verify(ks, rec.req) })
 	}
@@ -228,11 +340,11 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRe
 		m.log.Error("bank refund receipt does not verify", "order", orderID, "err", err)
 		return fmt.Errorf("%w: refund receipt: %v", ErrBadBankAnswer, err)
 	}
-	rec.Receipt = resp.Receipt
+	rec.Receipt = raw
 	if err := m.db.Set(refundKey(orderID, rec.ID), rec.encode(), pebble.Sync); err != nil {
 		return err
 	}
-	m.tr.Record(m.now(), "refund-receipt", resp.Receipt, orderID)
+	m.tr.Record(m.now(), "refund-receipt", raw, orderID)
 	return nil
 }
 

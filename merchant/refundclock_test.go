@@ -22,7 +22,9 @@ import (
 // replica whose clock is further on may have taken it, and dropped, the
 // refund would be lost and its number made again for another request. Once
 // the bank's clock reaches its date it is answered (here refused as not
-// deposited, the order having been marked paid without a deposit).
+// deposited, the order having been marked paid without a deposit), and
+// still kept until no send of it can commit; then dropped, the bank having
+// no receipt of it.
 func TestRefundDatedAheadOfBankClock(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
@@ -75,9 +77,21 @@ func TestRefundDatedAheadOfBankClock(t *testing.T) {
 			t.Fatalf("refund id %d: the pending refund not kept as it was (%d records, %v)", id, len(recs), err)
 		}
 	}
+	// Once the bank's clock reaches the date it answers, here with a
+	// refusal; but the refund was sent before and stays pending: an
+	// earlier send may still be committing (refund.go, ErrRefundInFlight).
 	s.clock.add(ahead)
-	if _, err := s.m.Refund(ctx, o.ID, 0, amount); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no such payment was deposited") {
-		t.Fatalf("the pending refund once the bank's clock reached its date: %v, want the bank's answer", err)
+	if _, err := s.m.Refund(ctx, o.ID, 0, amount); !errors.Is(err, ErrRefundInFlight) || errors.Is(err, ErrClockAhead) || !strings.Contains(err.Error(), "no such payment was deposited") {
+		t.Fatalf("the pending refund once the bank's clock reached its date: %v, want ErrRefundInFlight with the bank's answer", err)
+	}
+	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 1 || recs[0].Receipt != nil {
+		t.Fatalf("a pending refund refused: %d records, %v; want it kept", len(recs), err)
+	}
+	// Past its send window and the commit bound, the bank's refund
+	// receipts of the payment are its word: none, and it is dropped.
+	s.clock.add(refundSendWindow + refundCommitBound + 2*ecash.MaxClockSkew + time.Second)
+	if _, err := s.m.Refund(ctx, o.ID, 0, amount); !errors.Is(err, ErrRefundDropped) || status.Code(s.m.toStatus(ctx, err)) != codes.FailedPrecondition {
+		t.Fatalf("the pending refund past its drop time: %v, want ErrRefundDropped", err)
 	}
 	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {
 		t.Fatalf("refunds left: %d, %v", len(recs), err)

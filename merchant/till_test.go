@@ -180,6 +180,10 @@ func (d *directBank) Refund(ctx context.Context, in *pb.RefundRequest, _ ...grpc
 	return d.srv.Refund(ctx, in)
 }
 
+func (d *directBank) RefundReceipts(ctx context.Context, in *pb.RefundReceiptsRequest, _ ...grpc.CallOption) (*pb.RefundReceiptsResponse, error) {
+	return d.srv.RefundReceipts(ctx, in)
+}
+
 func (d *directBank) CheckStatus(ctx context.Context, in *pb.CheckStatusRequest, _ ...grpc.CallOption) (*pb.CheckResult, error) {
 	if d.statusDown.Load() {
 		return nil, status.Error(codes.Unavailable, "connection refused (simulated)")

@@ -1,0 +1,380 @@
+package merchant
+
+// A client's retry of a request whose answer it lost, refused for good by
+// a bank replica (or the bank in-process) while the original still sits in
+// the commit pipeline, the original committing afterwards (review s25,
+// bank/retry_inflight_defect_test.go shows the bank side). These tests run
+// the merchant over real gRPC against two banks on one ledger: the first
+// holds the original's commit, the second, whose clock is further on,
+// refuses the retry.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
+)
+
+// holdStore holds the first Deposit or Refund commit after armed is set
+// to its name, until release is closed; arrived is closed once it is held.
+type holdStore struct {
+	bank.Store
+	armed            atomic.Pointer[string]
+	once             sync.Once
+	arrived, release chan struct{}
+}
+
+func (s *holdStore) hold(op string) {
+	if a := s.armed.Load(); a != nil && *a == op {
+		s.once.Do(func() {
+			close(s.arrived)
+			<-s.release
+		})
+	}
+}
+
+func (s *holdStore) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
+	s.hold("deposit")
+	return s.Store.Deposit(ctx, op)
+}
+
+func (s *holdStore) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
+	s.hold("refund")
+	return s.Store.Refund(ctx, op)
+}
+
+// replicas is the merchant's link to two replicas of one bank, each served
+// over loopback gRPC. Until the answer of the armed deposit or refund is
+// lost, every call goes to the first; that call is left committing there
+// (held), the merchant told the connection broke, and every later call
+// goes to the second (later), whose clock is further on.
+type replicas struct {
+	pb.BankClient // the first replica
+	later         pb.BankClient
+	hs            *holdStore
+	switched      atomic.Bool
+	original      chan error   // the held call's outcome
+	refunds       atomic.Int32 // refunds sent
+}
+
+func (r *replicas) to() pb.BankClient {
+	if r.switched.Load() {
+		return r.later
+	}
+	return r.BankClient
+}
+
+// lose sends call to the first replica, where its commit is held, and
+// answers as a connection lost.
+func (r *replicas) lose(call func() error) error {
+	go func() { r.original <- call() }()
+	<-r.hs.arrived
+	r.switched.Store(true)
+	return status.Error(codes.Unavailable, "connection reset (simulated)")
+}
+
+func (r *replicas) armed(op string) bool {
+	a := r.hs.armed.Load()
+	return a != nil && *a == op && !r.switched.Load()
+}
+
+func (r *replicas) Deposit(ctx context.Context, in *pb.DepositRequest, o ...grpc.CallOption) (*pb.DepositResponse, error) {
+	if r.armed("deposit") {
+		return nil, r.lose(func() error { _, err := r.BankClient.Deposit(context.Background(), in); return err })
+	}
+	return r.to().Deposit(ctx, in, o...)
+}
+
+func (r *replicas) Refund(ctx context.Context, in *pb.RefundRequest, o ...grpc.CallOption) (*pb.RefundResponse, error) {
+	r.refunds.Add(1)
+	if r.armed("refund") {
+		return nil, r.lose(func() error { _, err := r.BankClient.Refund(context.Background(), in); return err })
+	}
+	return r.to().Refund(ctx, in, o...)
+}
+
+func (r *replicas) DepositStatus(ctx context.Context, in *pb.DepositStatusRequest, o ...grpc.CallOption) (*pb.DepositResponse, error) {
+	return r.to().DepositStatus(ctx, in, o...)
+}
+
+func (r *replicas) RefundReceipts(ctx context.Context, in *pb.RefundReceiptsRequest, o ...grpc.CallOption) (*pb.RefundReceiptsResponse, error) {
+	return r.to().RefundReceipts(ctx, in, o...)
+}
+
+// serveBank serves b's public services on loopback and returns a client.
+func serveBank(t *testing.T, b *bank.Bank) pb.BankClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	b.Register(srv)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewBankClient(conn)
+}
+
+// replicaShop is a shop whose merchant reaches the bank through replicas:
+// the shop's bank, its store able to hold a commit, and a second bank on
+// the same ledger whose clock reads later(). It returns the link.
+func replicaShop(t *testing.T, later func() time.Time) (*shop, *replicas) {
+	t.Helper()
+	hs := &holdStore{arrived: make(chan struct{}), release: make(chan struct{})}
+	s := newShopWith(t, func(st bank.Store) bank.Store { hs.Store = st; return hs })
+	second := bank.New(hs.Store, bankKeys(t), later, nil)
+	r := &replicas{BankClient: serveBank(t, s.bank), later: serveBank(t, second), hs: hs, original: make(chan error, 1)}
+	s.m.Close()
+	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: r, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	s.m = m
+	return s, r
+}
+
+// release lets the held original commit and returns its outcome.
+func (r *replicas) release() error {
+	close(r.hs.release)
+	return <-r.original
+}
+
+// coinPayment withdraws a coin of the bank's one denomination from the
+// customer's account and pays order o with it: the sealed payment.
+func (s *shop) coinPayment(o *Order) []byte {
+	s.t.Helper()
+	ctx := context.Background()
+	d := bankKeys(s.t).Denoms[0]
+	seed := make([]byte, 32)
+	rand.Read(seed)
+	ps, err := ecash.DerivePlanchet(seed, 0)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var prepared []byte
+	if r := ps.PrepareRequest(d.Denomination); r != nil {
+		if prepared, err = d.Private.Prepare(r); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	p, st, err := ps.Blind(d.Denomination, prepared)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ks, _ := s.bank.KeySet()
+	w := &ecash.WithdrawRequest{Account: s.custAcct, CreatedAt: s.clock.now(), Planchets: []ecash.Planchet{p}}
+	rand.Read(w.Nonce[:])
+	amount, err := ks.WithdrawAmount(w)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	sigs, err := s.bank.Withdraw(ctx, w.Body(), ecash.SignWithdraw(s.custKey, w, amount))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	sig, err := st.Unblind(sigs[0])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	coin := ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
+	pr, err := ecash.DecodePaymentRequest(o.Request)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pay, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{d.Value}, s.clock.now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, pay)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return sealed
+}
+
+// conserved checks the merchant's records against its account at the
+// bank: what its paid orders brought in, less its refunds with their fees,
+// is its balance (it started at zero, and nothing else moved it).
+func (s *shop) conserved(orders ...*Order) {
+	s.t.Helper()
+	var in, out uint64
+	for _, o := range orders {
+		o, err := s.m.Order(o.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if o.Receipt != nil {
+			in += o.Amount.Value
+		}
+		recs, err := s.m.refunds(o.ID)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Receipt == nil {
+				s.t.Errorf("refund %d of order %s still pending", r.ID, o.ID)
+				continue
+			}
+			rc, err := ecash.DecodeRefundReceipt(r.Receipt)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			out += rc.Total.Value + rc.Fee.Value
+		}
+	}
+	if got, want := s.balance(s.account), int64(in)-int64(out); got != want {
+		s.t.Errorf("the merchant's balance at the bank is %d; its records (paid orders %d, refunds %d) say %d", got, in, out, want)
+	}
+}
+
+// TestDepositRetryRefusedWhileOriginalCommits: the merchant's deposit of a
+// payment is committing (held) when its answer is lost; DepositStatus
+// finds nothing yet, so the mark stays. The wallet sends the same sealed
+// payment again, and the replica it reaches, its clock past the request's
+// expiry and the skew, refuses it (ErrPaymentExpired, FailedPrecondition).
+// The mark was there before that call: an earlier send may still commit.
+// So the mark stays, the wallet is told the payment is pending (not a
+// refusal), and once the original commits Reconcile records the order
+// paid. Without the fix Pay deleted the mark (the same key: the same
+// sealed bytes), Reconcile never asked, and the order stayed unpaid with
+// the merchant credited.
+func TestDepositRetryRefusedWhileOriginalCommits(t *testing.T) {
+	ctx := context.Background()
+	var expires atomic.Int64
+	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires.Store(o.ExpiresAt.UnixNano())
+	sealed := s.coinPayment(o)
+	pay := s.m.PublicServer()
+
+	deposit := "deposit"
+	r.hs.armed.Store(&deposit)
+	if _, err := pay.Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the payment whose deposit's answer was lost: %v, want Unavailable", err)
+	}
+	if !s.marked(o.ID) {
+		t.Fatal("the deposit whose answer was lost is not in flight")
+	}
+	_, err = pay.Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
+	t.Logf("the wallet's retry, refused by the replica past the expiry: %v", err)
+	if bank.Definitive(err) {
+		t.Errorf("the retry's answer is a refusal (%v): the wallet takes it that nothing was paid", status.Code(err))
+	}
+	if !s.marked(o.ID) {
+		t.Error("the retry's refusal dropped the deposit in flight")
+	}
+	if err := r.release(); err != nil {
+		t.Fatalf("the original deposit: %v", err)
+	}
+	paid, err := s.m.Reconcile(ctx)
+	if err != nil || paid != 1 {
+		t.Errorf("reconcile once the original committed: %d paid, %v; want the order paid", paid, err)
+	}
+	if st := s.orderStatus(o.ID); st != "paid" || s.marked(o.ID) {
+		t.Errorf("order %s, in flight %v; want paid, settled", st, s.marked(o.ID))
+	}
+	s.conserved(o)
+}
+
+// TestRefundRetryRefusedWhileOriginalCommits: the merchant's refund of a
+// paid order is committing (held) when its answer is lost, and stays
+// pending. The order's next refund sends it again to a replica whose clock
+// is at the paying coin's deposit-window end, which refuses it
+// (ErrRefundExceeds: the coin takes no refund). It was sent before, so it
+// stays pending (ErrRefundInFlight); the original commits; the next
+// refund completes it from the bank's record. Without the fix the refusal
+// deleted the record: the merchant's money went, its records did not show
+// it, and the number was free for another refund.
+func TestRefundRetryRefusedWhileOriginalCommits(t *testing.T) {
+	ctx := context.Background()
+	s, r := replicaShop(t, func() time.Time { return bankKeys(t).Denoms[0].DepositEnd })
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.m.Pay(ctx, o.ID, s.coinPayment(o)); err != nil {
+		t.Fatal(err)
+	}
+	s.conserved(o)
+	amount := ecash.MustParseAmount("EUR:1.00")
+
+	refund := "refund"
+	r.hs.armed.Store(&refund)
+	if _, err := s.m.Refund(ctx, o.ID, 0, amount); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the refund whose answer was lost: %v, want Unavailable", err)
+	}
+	_, err = s.m.Refund(ctx, o.ID, 0, amount)
+	t.Logf("the order's next refund, refused by the replica at the coin's deposit end: %v", err)
+	if !errors.Is(err, ErrRefundInFlight) || bank.Definitive(s.m.toStatus(ctx, err)) {
+		t.Errorf("the pending refund's refusal: %v, want ErrRefundInFlight, not a refusal", err)
+	}
+	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 1 || recs[0].Receipt != nil {
+		t.Fatalf("after the refusal: %d refunds, %v; want the pending one kept", len(recs), err)
+	}
+	if err := r.release(); err != nil {
+		t.Fatalf("the original refund: %v", err)
+	}
+	got, err := s.m.Refund(ctx, o.ID, 1, amount)
+	if err != nil || got.ID != 1 || got.Total != amount {
+		t.Fatalf("refund 1 once the original committed: %+v, %v; want it completed from the bank's record", got, err)
+	}
+	s.conserved(o)
+}
+
+// TestPendingRefundPastSendWindow: a refund whose answer was lost (it
+// committed) is, past its send window, not sent again (every send of a
+// pending refund is bounded in time, so that its drop is safe): the
+// bank's refund receipts of the payment complete it.
+func TestPendingRefundPastSendWindow(t *testing.T) {
+	ctx := context.Background()
+	s, r := replicaShop(t, func() time.Time { return time.Unix(0, 0) }) // never asked: not sent
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.m.Pay(ctx, o.ID, s.coinPayment(o)); err != nil {
+		t.Fatal(err)
+	}
+	amount := ecash.MustParseAmount("EUR:0.40")
+	refund := "refund"
+	r.hs.armed.Store(&refund)
+	if _, err := s.m.Refund(ctx, o.ID, 0, amount); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the refund whose answer was lost: %v, want Unavailable", err)
+	}
+	if err := r.release(); err != nil {
+		t.Fatalf("the original refund: %v", err)
+	}
+	s.clock.add(refundSendWindow + time.Second)
+	sent := r.refunds.Load()
+	got, err := s.m.Refund(ctx, o.ID, 0, amount)
+	if err != nil || got.ID != 1 || got.Total != amount {
+		t.Fatalf("the pending refund past its send window: %+v, %v; want it completed from the bank's receipts", got, err)
+	}
+	if n := r.refunds.Load() - sent; n != 0 {
+		t.Errorf("the pending refund past its send window was sent %d times", n)
+	}
+	s.conserved(o)
+}
