@@ -631,7 +631,12 @@ one past the order's refunds makes it, and anything else is refused.
 The bank refuses a refund dated more than 5 minutes ahead of its clock: a
 new one is then not made (set this computer's clock and run again); one
 pending from before stays pending, and is sent again by the order's next
-refund.`,
+refund. Any refusal of a pending refund leaves it pending, since the send
+whose answer was lost may still be committing at the bank: it is sent
+again within an hour of its date, then looked for among the bank's refund
+receipts, and dropped if the bank has none two hours and ten minutes after
+its date (run the command again to refund). A refund refused the first
+time is not made.`,
 		Example: `merchantd refund --data ./shop --order ord-3f9a... --amount EUR:1.50
 merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id 2`,
 		Flags: func(fs *flag.FlagSet) {
