@@ -378,3 +378,69 @@ func TestPendingRefundPastSendWindow(t *testing.T) {
 	}
 	s.conserved(o)
 }
+
+// racingSends has the merchant's first deposit of a payment refused by the
+// replica past the expiry, but only once gate is closed; every later call
+// goes through r. entered is closed once the first deposit is sent.
+type racingSends struct {
+	*replicas
+	calls         atomic.Int32
+	entered, gate chan struct{}
+}
+
+func (c *racingSends) Deposit(ctx context.Context, in *pb.DepositRequest, o ...grpc.CallOption) (*pb.DepositResponse, error) {
+	if c.calls.Add(1) == 1 {
+		close(c.entered)
+		<-c.gate
+		return c.later.Deposit(ctx, in, o...)
+	}
+	return c.replicas.Deposit(ctx, in, o...)
+}
+
+// TestDepositFirstSendRefusedWhileRetryCommits: two Pay calls of the same
+// sealed payment overlap (the wallet gave up on the first and sent again).
+// The first send is slow to be refused (it reached the replica past the
+// expiry); the second, sent meanwhile, is committing (held) when its
+// answer is lost, and its mark is written again. The first send's refusal
+// then comes: it was the first send, but not the only one, so it must not
+// drop the mark the second's commit needs. Without the fix it did:
+// Reconcile never asked, and the order stayed unpaid with the merchant
+// credited.
+func TestDepositFirstSendRefusedWhileRetryCommits(t *testing.T) {
+	ctx := context.Background()
+	var expires atomic.Int64
+	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires.Store(o.ExpiresAt.UnixNano())
+	sealed := s.coinPayment(o)
+	c := &racingSends{replicas: r, entered: make(chan struct{}), gate: make(chan struct{})}
+	s.m.bank = c
+	deposit := "deposit"
+	r.hs.armed.Store(&deposit)
+
+	first := make(chan error, 1)
+	go func() { _, err := s.m.Pay(ctx, o.ID, sealed); first <- err }()
+	<-c.entered
+	if _, err := s.m.Pay(ctx, o.ID, sealed); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the second send, its answer lost: %v, want Unavailable", err)
+	}
+	close(c.gate)
+	err = <-first
+	t.Logf("the first send, refused by the replica past the expiry: %v", err)
+	if bank.Definitive(s.m.toStatus(ctx, err)) {
+		t.Errorf("the first send's answer is a refusal (%v) while the second may commit", err)
+	}
+	if !s.marked(o.ID) {
+		t.Error("the first send's refusal dropped the deposit in flight of the second")
+	}
+	if err := r.release(); err != nil {
+		t.Fatalf("the second deposit: %v", err)
+	}
+	if paid, err := s.m.Reconcile(ctx); err != nil || paid != 1 {
+		t.Errorf("reconcile once the second committed: %d paid, %v; want the order paid", paid, err)
+	}
+	s.conserved(o)
+}

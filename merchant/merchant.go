@@ -178,6 +178,11 @@ type Merchant struct {
 	// refundMu serialises refunds, numbered per order; apart from saleMu,
 	// since a refund waits for the bank, which endorsements must not.
 	refundMu sync.Mutex
+	// sending counts Pay's sends in flight of each sealed payment (by
+	// its attempt key), so that a refusal of one drops the mark only if
+	// no other send of the same bytes overlapped it (dropAlone).
+	sendMu  sync.Mutex
+	sending map[string]*sends
 
 	// Close waits for every call that uses the store (begin) before it
 	// closes it: a handler gRPC has not finished, or Pay's deposit that
@@ -476,8 +481,8 @@ func (m *Merchant) order(id string) (*Order, error) {
 // mark of the deposit in flight, left until the order is recorded paid or
 // the bank refuses the deposit, has Reconcile settle it after a crash or a
 // lost answer (reconcile.go). A refusal of bytes marked before this call
-// (the wallet's retry) does not remove the mark: the earlier send may
-// still be committing (ErrPaymentPending).
+// (the wallet's retry), or of bytes another call sent meanwhile, does not
+// remove the mark: that send may still be committing (ErrPaymentPending).
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -496,11 +501,14 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
 	var mark []byte // nil: the order is paid already, nothing can be in flight
 	resent := false // the mark was there: these bytes may have been sent before
+	var att *sends  // this call's count of the sends of these bytes in flight
 	if o.Receipt == nil {
 		// Not synced: a process crash keeps it, and the synced write that
 		// records the order paid deletes it (payments are measured by
 		// their syncs). Open marks the orders again after a power loss.
 		mark = attemptKey(orderID, sealed)
+		att = m.sendBegin(mark)
+		defer m.sendEnd(mark, att)
 		if resent, err = m.has(mark); err != nil {
 			return nil, err
 		}
@@ -530,27 +538,82 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	if err == nil {
 		err = m.recordPaid(ctx, o, pr, resp.Receipt) // deletes the marks
 	}
-	// (A conflict is no such case: the order is paid with other coins.)
-	if err != nil && refused && resent && status.Code(err) != codes.AlreadyExists {
+	// A refusal of these bytes ends this attempt (a conflict is no such
+	// case: the order is paid with other coins, its marks gone).
+	ended := err != nil && refused && mark != nil && status.Code(err) != codes.AlreadyExists
+	if ended && (resent || !m.dropAlone(mark, att)) {
 		// The bank looked the payment up once, found none, and refused
 		// (say, expired by its clock); but an earlier send of these bytes,
-		// whose outcome was lost, may still be committing at a replica
-		// or in the bank's pipeline. Its mark stays for Reconcile, which
-		// asks until the bank can take no payment of the order, and the
-		// wallet is told to ask again, not that nothing was paid.
+		// whose outcome was lost, or one overlapping this one (the
+		// wallet's retry while this send was on its way), may still be
+		// committing at a replica or in the bank's pipeline. Its mark
+		// stays for Reconcile, which asks until the bank can take no
+		// payment of the order, and the wallet is told to ask again, not
+		// that nothing was paid.
 		m.log.Warn("deposit refused, but an earlier send of it may still be committing: kept for Reconcile", "order", orderID, "err", err)
 		m.endAttempt(mark, false)
 		return nil, fmt.Errorf("%w (the bank said: %s)", ErrPaymentPending, status.Convert(err).Message())
 	}
 	if err != nil {
 		m.log.Warn("deposit refused or unanswered", "order", orderID, "err", err)
-		if mark != nil {
+		if mark != nil && !ended { // (an ended one's mark dropAlone dropped)
 			m.endAttempt(mark, refused)
 		}
 		return nil, err
 	}
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
 	return resp.Receipt, nil
+}
+
+// sends counts the sends of one sealed payment in flight; overlapped: two
+// or more were at some time. Guarded by Merchant.sendMu.
+type sends struct {
+	n          int
+	overlapped bool
+}
+
+// sendBegin counts a send of the sealed payment of attempt key mark, before
+// Pay looks for its mark: a send that begins while another is in flight
+// overlaps it (and finds its mark).
+func (m *Merchant) sendBegin(mark []byte) *sends {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	if m.sending == nil {
+		m.sending = make(map[string]*sends)
+	}
+	s := m.sending[string(mark)]
+	if s == nil {
+		s = &sends{}
+		m.sending[string(mark)] = s
+	}
+	if s.n++; s.n > 1 {
+		s.overlapped = true
+	}
+	return s
+}
+
+// sendEnd uncounts a send that sendBegin counted.
+func (m *Merchant) sendEnd(mark []byte, s *sends) {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	if s.n--; s.n == 0 {
+		delete(m.sending, string(mark))
+	}
+}
+
+// dropAlone deletes the mark of a first send the bank refused, and reports
+// so, unless another send of the same bytes overlapped it: that one may
+// still commit. Under sendMu, so that a send beginning after it finds the
+// mark gone only if this one dropped it alone: it is then a first send,
+// this one's refusal having moved nothing.
+func (m *Merchant) dropAlone(mark []byte, s *sends) bool {
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
+	if s.overlapped {
+		return false
+	}
+	m.endAttempt(mark, true)
+	return true
 }
 
 // endAttempt settles the mark of a deposit not recorded paid. A refusal

@@ -21,8 +21,9 @@ import (
 // <SHA-256 of the sealed payment> (empty value), so that the bank refusing
 // one attempt (anyone who knows an order id can send junk) drops that
 // attempt's mark and never another's; not if the mark was there before
-// the attempt (the same bytes sent before, the answer lost): that send
-// may still commit (Pay, ErrPaymentPending). The synced batch that records the
+// the attempt (the same bytes sent before, the answer lost) or another
+// call sent the same bytes meanwhile: that send may still commit (Pay,
+// ErrPaymentPending). The synced batch that records the
 // order paid deletes all the order's marks. A mark left over is a deposit
 // whose outcome the merchant did not learn: an answer lost, the process
 // dead before it recorded the payment, a receipt that did not verify. The
