@@ -27,13 +27,15 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrRefundInFlight):
+		// Not settled either way: ask again later. (Before ErrClockAhead,
+		// which wraps it for a pending refund dated ahead: that one is
+		// no refusal either.)
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
 		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead),
 		errors.Is(err, ErrRefundDropped):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrRefundInFlight):
-		// Not settled either way: ask again later.
-		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrPaymentPending):

@@ -72,6 +72,10 @@ func TestRefundDatedAheadOfBankClock(t *testing.T) {
 		if !errors.Is(err, ErrClockAhead) || !strings.Contains(err.Error(), "stays pending") {
 			t.Fatalf("refund id %d, a pending one dated ahead of the bank's clock: %v, want ErrClockAhead", id, err)
 		}
+		// Not settled: no refusal to merchantd's caller (it may be made).
+		if code := status.Code(s.m.toStatus(ctx, err)); code != codes.Unavailable {
+			t.Errorf("refund id %d, pending and dated ahead: sent to merchantd's caller as %v, want Unavailable", id, code)
+		}
 		recs, err := s.m.refunds(o.ID)
 		if err != nil || len(recs) != 1 || recs[0].Receipt != nil || string(recs[0].Request) != string(req.Encode()) {
 			t.Fatalf("refund id %d: the pending refund not kept as it was (%d records, %v)", id, len(recs), err)
