@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli"
 	"github.com/blindbank/blindbank/cmd/internal/node"
 	"github.com/blindbank/blindbank/cmd/internal/procs"
@@ -656,7 +657,7 @@ merchantd refund --data ./shop --order ord-3f9a... --amount EUR:0.50 --refund-id
 			return adminCall(ctx, inv, admin, func(ctx context.Context, c pb.MerchantAdminClient) error {
 				r, err := c.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: order, Amount: amt.String(), RefundId: refundID})
 				if err != nil {
-					return fmt.Errorf("refund refused: %w", err)
+					return refundError(err)
 				}
 				rc, err := ecash.DecodeRefundReceipt(r.Receipt)
 				if err != nil {
@@ -794,4 +795,14 @@ func notChecked(what string, err error) error {
 		return fmt.Errorf("%s was not checked: %w", what, err)
 	}
 	return nil
+}
+
+// refundError says what a failed refund command means: a refusal made
+// nothing, but a refund merchantd keeps pending (or an answer lost) may
+// yet be made, and "refused" would invite refunding some other way.
+func refundError(err error) error {
+	if bank.Definitive(err) {
+		return fmt.Errorf("refund refused: %w", err)
+	}
+	return fmt.Errorf("refund not settled yet, it may still be made: %w\nrun the same command again later (give --refund-id to make repeating safe)", err)
 }
