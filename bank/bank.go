@@ -165,8 +165,9 @@ func notAhead(what string, created, now time.Time) error {
 // request returns the same signatures and debits nothing. A new request
 // dated more than ecash.MaxClockSkew ahead of the bank's clock is refused
 // (ErrBadTimestamp). Any other refusal of a request whose signature
-// verified is recorded under its hash before it is answered, and is the
-// answer to every later send of it (a *WithdrawRefusal).
+// verified, but the lock of its source (ErrAccountLocked), is recorded
+// under its hash before it is answered, and is the answer to every later
+// send of it whose signature verifies (a *WithdrawRefusal).
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]byte, err error) {
 	req, err := ecash.DecodeWithdrawRequest(body)
 	if err != nil {

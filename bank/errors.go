@@ -118,6 +118,17 @@ func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, Err
 // malformed request.
 func BadTimestamp(err error) bool { return sentAs(err, codes.InvalidArgument, ErrBadTimestamp) }
 
+// AccountLocked reports whether an error a client got over gRPC is the
+// bank's ErrAccountLocked: failed authentications from the caller's
+// source (its address) lock the account for that source. Answering a
+// withdraw request it is a refusal (Definitive) about the source, not the
+// request, and not recorded under the request's hash: a request sent
+// before may still be committing, or be taken when sent from elsewhere or
+// once the lock is lifted. Matched as AlreadyIssued is.
+func AccountLocked(err error) bool {
+	return sentAs(err, codes.FailedPrecondition, ErrAccountLocked)
+}
+
 // sentAs reports whether err is a gRPC status of code carrying sentinel's
 // text, as ToStatus sends it (wrapped or not).
 func sentAs(err error, code codes.Code, sentinel error) bool {

@@ -255,3 +255,39 @@ func TestReplayKeepsRate(t *testing.T) {
 		t.Fatalf("a new withdrawal beyond the rate: %v, want ErrRateLimited", err)
 	}
 }
+
+// TestLockedSourceRefusalNotRecorded: someone holding a copy of an
+// account's signed withdraw request locks the account for their own
+// source (MaxAuthFailures forgeries), then sends the request from there.
+// The lock is about that source, not the request: its refusal
+// (ErrAccountLocked) is not recorded under the request's hash, so the
+// holder's own send of the request, from its source, is taken. Recorded,
+// the stranger's refusal would be every later answer to the request,
+// from any source.
+func TestLockedSourceRefusalNotRecorded(t *testing.T) {
+	p := newPolicyBank(t)
+	stranger := bank.WithSource(t.Context(), "203.0.113.7")
+	holder := bank.WithSource(t.Context(), "198.51.100.1")
+	body, sig := p.withdrawRequest(1, false) // captured by the stranger
+	for i := range bank.MaxAuthFailures {
+		if err := p.withdraw(stranger, 1, true); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forgery %d: %v, want ErrUnauthorized", i+1, err)
+		}
+	}
+	for range 2 {
+		if _, err := p.b.Withdraw(stranger, body, sig); !errors.Is(err, bank.ErrAccountLocked) {
+			t.Fatalf("the captured request from the locked source: %v, want ErrAccountLocked", err)
+		}
+	}
+	if _, found, err := p.b.Store().Withdrawal(t.Context(), ecash.HashOf(body)); found || err != nil {
+		t.Fatalf("after the locked source's sends: Withdrawal = found %v, %v; want nothing recorded", found, err)
+	}
+	sigs, err := p.b.Withdraw(holder, body, sig)
+	if err != nil || len(sigs) != 1 {
+		t.Fatalf("the holder's own send of its request: %d signatures, %v; want it taken", len(sigs), err)
+	}
+	// Sent again from the locked source, it is answered from the record.
+	if again, err := p.b.Withdraw(stranger, body, sig); err != nil || len(again) != 1 {
+		t.Errorf("the committed request from the locked source: %v, want its signatures", err)
+	}
+}

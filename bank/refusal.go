@@ -85,13 +85,17 @@ func (op *RefuseWithdrawalOp) Validate() error {
 // answers is recorded under the request's hash: a refusal a wallet takes
 // as final (Definitive, of the code ToStatus gives it), as it is sent.
 // Not the date (ErrBadTimestamp): that one holds only until the bank's
-// clock reaches the request's date, and a wallet keeps a request it may
-// have sent before pending when refused so. nil for everything that is
-// no refusal (the store, the signer, a context, the rate: the request is
-// retried) and for a refusal recorded already.
+// clock reaches the request's date. Nor the lock (ErrAccountLocked): it
+// is about the source the request came from, not the request; recorded,
+// anyone holding a copy of a signed request could lock the account for
+// their own address and have the request refused for every address,
+// its wallet's too. A wallet keeps a request it may have sent before
+// pending when refused for either. nil for everything that is no refusal
+// (the store, the signer, a context, the rate: the request is retried)
+// and for a refusal recorded already.
 func withdrawRefusal(err error) *WithdrawRefusal {
 	var recorded *WithdrawRefusal
-	if err == nil || errors.As(err, &recorded) || errors.Is(err, ErrBadTimestamp) {
+	if err == nil || errors.As(err, &recorded) || errors.Is(err, ErrBadTimestamp) || errors.Is(err, ErrAccountLocked) {
 		return nil
 	}
 	st := status.Convert(ToStatus(context.Background(), err, nil))

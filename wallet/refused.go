@@ -40,7 +40,7 @@ type RecoverReport struct {
 
 // RefusedWithdrawal is a withdrawal pending from before that the bank
 // refused outright. Refused after the bank looked the request up
-// (FailedPrecondition: funds, limits, a lock), it holds nothing of it and
+// (FailedPrecondition: funds, limits), it holds nothing of it and
 // debited nothing. Refused before (a replica that does not serve its
 // denomination, say), an earlier send may have gone through: its planchet
 // indices are never used again, and a restore would find its coins.

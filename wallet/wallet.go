@@ -543,6 +543,12 @@ func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
 // whose clock is further on (sendWithdraw).
 func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 
+// accountLocked: the bank refused a request from this wallet's source
+// (its address) after failed authentications from there
+// (bank.AccountLocked). About the source, not the request: the bank
+// records nothing of a withdraw request refused so.
+func accountLocked(err error) bool { return bank.AccountLocked(err) }
+
 func beU64(b []byte) uint64 {
 	var v uint64
 	for _, x := range b {

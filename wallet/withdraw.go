@@ -22,7 +22,8 @@ type Progress func(done, total int)
 // bank refuses outright is dropped, its refusal kept for Recover's report
 // (RecoverReport.Refused), and this withdrawal goes on; one it refuses as
 // dated ahead of its clock stays pending and this withdrawal goes on; one
-// it does not answer stops this withdrawal (ErrPending). Coins are
+// it does not answer, or refuses for the lock of this wallet's source
+// (bank.AccountLocked), stops this withdrawal (ErrPending). Coins are
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent. On an error it returns the coins stored so far; an answer the
 // bank got wrong stops it with ErrBadAnswer (see Disputes), and a refusal
@@ -534,6 +535,15 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		if pw.recovered && clockAhead(err) {
 			return nil, fmt.Errorf("%w: %w", ErrClockAhead, err)
 		}
+		// The same for one refused as its source's lock (failed
+		// authentications from this address, anyone's: a copy of the
+		// request sent from there is refused so too): the lock is about
+		// the source, the bank records nothing of the request, and its
+		// first send may be committing or be taken from elsewhere. It
+		// stays pending; the lock stops this wallet's other requests too.
+		if pw.recovered && accountLocked(err) {
+			return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
+		}
 		if definitive(err) {
 			if derr := w.dropRefused(ks, req, pw, err); derr != nil {
 				return nil, derr
@@ -543,8 +553,8 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// stored with it (pendingWithdraw.res); one stored without
 			// it skips its indices. Its first send may have committed:
 			// only a refusal the bank makes after looking its record up
-			// (funds, limits, a lock: FailedPrecondition) says it did
-			// not; one made before (a denomination the replica does
+			// (funds, limits: FailedPrecondition; not the lock, kept
+			// pending above) says it did not; one made before (a denomination the replica does
 			// not serve, the signature) leaves its indices skipped.
 			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
@@ -706,7 +716,9 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // not as Recover's error; on an error they are left for the next Recover.
 // One it refuses as dated ahead of its clock stays pending (another
 // replica may have taken it): a Recover once the bank's clock reaches its
-// date finishes it.
+// date finishes it. One it refuses for the lock of this wallet's source
+// (bank.AccountLocked) stays pending too, and is Recover's error
+// (ErrPending): a Recover once the account is unlocked finishes it.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
 	ahead, err := w.recover(ctx, bank)
 	if err != nil {

@@ -1,0 +1,77 @@
+package wallet_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
+	"github.com/blindbank/blindbank/echeck"
+	"github.com/blindbank/blindbank/wallet"
+)
+
+// lockAccount makes the bank lock account for the source of in-process
+// calls and of the fixture's gRPC server (both ""): MaxAuthFailures
+// statement requests signed with a stranger's key.
+func lockAccount(t *testing.T, f *fixture, account uint64) {
+	t.Helper()
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Now()
+	for range bank.MaxAuthFailures {
+		req := echeck.NewStatementRequest(account, now.Add(-time.Hour), now, now, stranger)
+		if _, _, err := f.bank.Statement(context.Background(), req.Encode()); !errors.Is(err, bank.ErrUnauthorized) {
+			t.Fatalf("forged statement request: %v, want ErrUnauthorized", err)
+		}
+	}
+}
+
+// TestRecoveredWithdrawalAccountLockedStaysPending: the bank refuses a
+// withdraw request from a source that failed authentication too often
+// (bank.ErrAccountLocked, about the source, not the request, and not
+// recorded under the request's hash). A new request refused so is dropped,
+// as any refusal. A request pending from before, refused so, may have
+// been taken already, or be committing at another replica, or be taken
+// from another source or once the lock is lifted: it stays pending (not
+// reported refused, its indices kept), and Recover finishes it once the
+// account is unlocked.
+func TestRecoveredWithdrawalAccountLockedStaysPending(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, account := fundedWallet(t, f, "EUR:2.00")
+	lockAccount(t, f, account)
+
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); !bank.AccountLocked(err) {
+		t.Fatalf("a new withdrawal from the locked source: %v, want the lock", err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending after a new request was refused for the lock, want 0", n)
+	}
+
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	rep, err := w.Recover(ctx, f.bankc)
+	if !errors.Is(err, wallet.ErrPending) || !strings.Contains(err.Error(), bank.ErrAccountLocked.Error()) {
+		t.Fatalf("recover of a withdrawal from the locked source: %+v, %v; want ErrPending with the bank's word", rep, err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d withdrawals pending after the lock's refusal, want 1", n)
+	}
+	if err := f.bank.Unlock(ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.Recover(ctx, f.bankc); err != nil || len(rep.Refused) != 0 {
+		t.Fatalf("recover once unlocked: %+v, %v", rep, err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending once unlocked, want 0", n)
+	}
+	if got, acct := fresh(t, w), accountBalance(t, f, w); got != "EUR:1.00" || acct != 100 {
+		t.Fatalf("fresh %s, account %d; want EUR:1.00 and 100", got, acct)
+	}
+}
