@@ -184,8 +184,15 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 		// after the signature this amount checks: its wallet would take
 		// the refusal for "nothing recorded" and drop the coins it paid
 		// for. It is told to retry (ErrNotServed, not a store error: a
-		// replayed body must not fill the error log).
-		if _, found, lerr := b.store.Withdrawal(ctx, reqHash); lerr != nil {
+		// replayed body must not fill the error log). A refusal recorded
+		// under the hash (the lookup's error) is told the same, not
+		// sent: its text (a balance, a limit) is for the account's
+		// holder, and the signature is not checked yet.
+		_, found, lerr := b.store.Withdrawal(ctx, reqHash)
+		if _, refused := errors.AsType[*WithdrawRefusal](lerr); refused {
+			found, lerr = true, nil
+		}
+		if lerr != nil {
 			return nil, lerr
 		} else if found {
 			return nil, fmt.Errorf("%w (withdrawal %x…: %v)", ErrNotServed, reqHash[:8], err)

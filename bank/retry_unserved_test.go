@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,43 @@ func TestRefusalUnsureWhenUnrecorded(t *testing.T) {
 	_, err = b.Withdraw(t.Context(), w.Body(), ecash.SignWithdraw(e.acctKey, w, amount))
 	if s.calls != 1 || errors.Is(err, bank.ErrInsufficientFunds) || bank.Definitive(bank.ToStatus(t.Context(), err, nil)) {
 		t.Fatalf("refusal the store could not record (%d tries): %v; want the store's error, not a refusal", s.calls, err)
+	}
+}
+
+// TestRecordedRefusalUnreadBeforeSignature: a replica that does not serve
+// a request's denomination looks the request's record up before the
+// account's signature is checked (TestWithdrawRetryToReplicaWithoutDenomination).
+// A refusal recorded there was returned as the lookup's error: its text
+// (the account's balance, limits) went to a caller who had not shown the
+// account's key, here one with a forged signature. It is told to retry
+// (ErrNotServed), as for a withdrawal recorded, without the refusal's text.
+func TestRecordedRefusalUnreadBeforeSignature(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherRSA, 500, 100, nil) // 100 cannot pay 500
+	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
+	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: e.now, Planchets: []ecash.Planchet{p}}
+	rand.Read(w.Nonce[:])
+	ks, _ := e.b.KeySet()
+	amount, err := ks.WithdrawAmount(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, sig := w.Body(), ecash.SignWithdraw(e.acctKey, w, amount)
+	_, err = e.b.Withdraw(t.Context(), body, sig)
+	var recorded *bank.WithdrawRefusal
+	if !errors.As(err, &recorded) || !errors.Is(err, bank.ErrInsufficientFunds) {
+		t.Fatalf("withdrawal the balance cannot pay: %v, want the recorded ErrInsufficientFunds", err)
+	}
+
+	older := *e.keys
+	older.Denoms = slices.DeleteFunc(slices.Clone(e.keys.Denoms), func(d bank.DenomKey) bool { return d.ID == e.dear.ID })
+	replica := bank.New(e.s, &older, func() (now time.Time) { return e.now }, nil)
+	forged := slices.Clone(sig)
+	forged[0] ^= 1
+	for _, s := range [][]byte{forged, sig} {
+		_, err := replica.Withdraw(t.Context(), body, s)
+		st := sent(t.Context(), err)
+		if !errors.Is(err, bank.ErrNotServed) || strings.Contains(st.Message(), recorded.Reason) || errors.As(err, new(*bank.WithdrawRefusal)) {
+			t.Errorf("a refused request at a replica without its denomination: %v %q; want ErrNotServed without the refusal", st.Code(), st.Message())
+		}
 	}
 }
