@@ -51,6 +51,7 @@ type Bank struct {
 	editKeys KeyFileEditor // nil: no live key-set changes
 	revoking sync.Mutex    // serialises live key-set changes
 	limit    *RateLimiter  // per account: withdrawals, checks, statements
+	refusals *RateLimiter  // per account: withdraw refusals recorded (RefuseWithdrawal)
 	revoked  chan struct{} // a store refused a revoked denomination: wakes WatchRevocations
 }
 
@@ -58,6 +59,14 @@ type Bank struct {
 // (withdrawals, payment orders, statements, status queries); nil or a rate
 // of 0: no cap.
 func (b *Bank) LimitAccounts(l *RateLimiter) { b.limit = l }
+
+// LimitRefusals caps the withdraw refusals each account may have recorded
+// per second (Store.RefuseWithdrawal: a synced record each, kept for
+// RefusalHorizon); nil or a rate of 0: no cap. A refusal over it is not
+// recorded and is answered ErrRateLimited, which a wallet retries: an
+// account holder cannot make the bank store records faster than this,
+// however fast its rate (LimitAccounts) lets it send requests to refuse.
+func (b *Bank) LimitRefusals(l *RateLimiter) { b.refusals = l }
 
 // allow applies the per-account rate, once the request's signature has
 // verified: a stranger's requests naming an account would otherwise use
@@ -288,8 +297,10 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 // recorded before, that one. So a retry refused while its original was
 // in flight and the original exclude each other: the original's commit
 // finds the refusal and is refused with it, or the refusal finds the
-// withdrawal. Any other failure (store, signer, context: retried) is
-// answered from the record if there is one by then (fromRecord).
+// withdrawal. A refusal over the account's refusal budget
+// (LimitRefusals), and any other failure (store, signer, context:
+// retried), is answered from the record if there is one by then
+// (fromRecord), or as ErrRateLimited, or as it is.
 func (b *Bank) settleWithdrawal(ctx context.Context, sigs *[][]byte, err *error, account uint64, reqHash ecash.Hash, now time.Time, recorded func() (bool, error)) {
 	if *err == nil {
 		return
@@ -299,6 +310,15 @@ func (b *Bank) settleWithdrawal(ctx context.Context, sigs *[][]byte, err *error,
 	}
 	r := withdrawRefusal(*err)
 	if r == nil {
+		fromRecord(err, recorded)
+		return
+	}
+	// A record costs the bank a synced write and its space until pruned:
+	// over the account's budget, the refusal is not recorded and not
+	// sent (the wallet would drop the request while its original may
+	// commit), but answered "slow down", which the wallet retries.
+	if !b.refusals.Allow(strconv.FormatUint(account, 10), b.now()) {
+		*err = ErrRateLimited
 		fromRecord(err, recorded)
 		return
 	}

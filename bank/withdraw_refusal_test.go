@@ -246,3 +246,51 @@ func TestWithdrawStoreFailureNotRecorded(t *testing.T) {
 		t.Errorf("balance %d, want 99", e.balance())
 	}
 }
+
+// TestWithdrawRefusalBudget: each recorded refusal is a synced record, so
+// an account may have only so many recorded (LimitRefusals), whatever its
+// rate lets it send. An account without funds sends fresh requests: the
+// first ones, within the budget, are refused for the funds and recorded;
+// the next is answered ErrRateLimited (ResourceExhausted: not a refusal,
+// its wallet keeps the request and sends it again), and nothing is
+// recorded under its hash. Sends of a recorded refusal are answered from
+// the record, using no budget. With budget again, the request is refused
+// and recorded.
+func TestWithdrawRefusalBudget(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 1, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); err != nil { // the account emptied
+		t.Fatal(err)
+	}
+	e.b.LimitRefusals(bank.NewRateLimiter(0.001, 2, 100)) // the clock stands still: no token comes back
+	var refused [][2][]byte
+	for i := range uint64(2) {
+		i++
+		body, sig := e.signedWithdraw(i, e.now)
+		if _, err := e.b.Withdraw(ctx, body, sig); !errors.As(err, new(*bank.WithdrawRefusal)) || !errors.Is(err, bank.ErrInsufficientFunds) {
+			t.Fatalf("request %d within the budget: %v, want the recorded ErrInsufficientFunds", i, err)
+		}
+		refused = append(refused, [2][]byte{body, sig})
+	}
+	body, sig = e.signedWithdraw(3, e.now)
+	for range 2 {
+		_, err := e.b.Withdraw(ctx, body, sig)
+		st := sent(ctx, err)
+		if !errors.Is(err, bank.ErrRateLimited) || st.Code() != codes.ResourceExhausted || bank.Definitive(st.Err()) {
+			t.Fatalf("a refusal over the budget: %v (gRPC %v); want ErrRateLimited, ResourceExhausted, not definitive", err, st.Code())
+		}
+	}
+	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || err != nil {
+		t.Fatalf("over the budget: Withdrawal = found %v, %v; want nothing recorded", found, err)
+	}
+	for _, r := range refused {
+		if _, err := e.b.Withdraw(ctx, r[0], r[1]); !errors.As(err, new(*bank.WithdrawRefusal)) {
+			t.Fatalf("a recorded refusal sent again, the budget spent: %v, want the recorded refusal", err)
+		}
+	}
+	e.b.LimitRefusals(bank.NewRateLimiter(0.001, 1, 100))
+	if _, err := e.b.Withdraw(ctx, body, sig); !errors.As(err, new(*bank.WithdrawRefusal)) || !errors.Is(err, bank.ErrInsufficientFunds) {
+		t.Fatalf("the request with budget again: %v, want the recorded ErrInsufficientFunds", err)
+	}
+}

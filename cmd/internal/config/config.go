@@ -127,6 +127,12 @@ type File struct {
 	// address; a load test from one host needs them raised or off.
 	RateLimitPerPeer    string `json:"rate_limit_per_peer"`
 	RateLimitPerAccount string `json:"rate_limit_per_account"`
+	// RateLimitRefusalsPerAccount is how many refused withdraw requests
+	// a second the bank records per account (bursts of 20, or twice that
+	// if more), each a synced record kept for a day: a number, or "off"
+	// (default 1). A refusal over it is answered "slow down" and retried
+	// by the wallet.
+	RateLimitRefusalsPerAccount string `json:"rate_limit_refusals_per_account"`
 	// CallsPerPeer and ConnectionsPerPeer are how many calls one peer
 	// address may have in progress, and connections open, at once on the
 	// public listener: a number, or "off" (default 256 each). Each call
@@ -146,7 +152,7 @@ var fieldNames = []string{
 	"data", "listen", "admin_listen", "plaintext", "currency", "rsa_bits", "cipher",
 	"denominations", "master_public_key", "key_passphrase_file", "log_format", "log_level", "store",
 	"cache_size", "tls_cert_file", "tls_key_file", "client_ca_file", "client_auth", "admin_client_ca_file", "signer",
-	"rate_limit_per_peer", "rate_limit_per_account", "calls_per_peer", "connections_per_peer", "revocation_poll",
+	"rate_limit_per_peer", "rate_limit_per_account", "rate_limit_refusals_per_account", "calls_per_peer", "connections_per_peer", "revocation_poll",
 }
 
 // Environment variables.
@@ -349,11 +355,12 @@ func (b *Bank) Effective() File {
 		Store: b.Store, Denominations: []string{},
 		TLSCertFile: b.TLSCertFile, TLSKeyFile: b.TLSKeyFile, ClientCAFile: b.ClientCAFile,
 		ClientAuth: b.ClientAuth, AdminClientCAFile: b.AdminClientCAFile, Signer: b.Signer,
-		RateLimitPerPeer:    formatRate(b.RateLimits.PerPeer, node.DefaultPerPeer),
-		RateLimitPerAccount: formatRate(b.RateLimits.PerAccount, node.DefaultPerAccount),
-		CallsPerPeer:        formatRate(float64(b.RateLimits.CallsPerPeer), node.DefaultCallsPerPeer),
-		ConnectionsPerPeer:  formatRate(float64(b.RateLimits.ConnsPerPeer), node.DefaultConnsPerPeer),
-		RevocationPoll:      cmp.Or(b.RevocationPoll, node.DefaultRevocationPoll).String(),
+		RateLimitPerPeer:            formatRate(b.RateLimits.PerPeer, node.DefaultPerPeer),
+		RateLimitPerAccount:         formatRate(b.RateLimits.PerAccount, node.DefaultPerAccount),
+		RateLimitRefusalsPerAccount: formatRate(b.RateLimits.RefusalsPerAccount, node.DefaultRefusalsPerAccount),
+		CallsPerPeer:                formatRate(float64(b.RateLimits.CallsPerPeer), node.DefaultCallsPerPeer),
+		ConnectionsPerPeer:          formatRate(float64(b.RateLimits.ConnsPerPeer), node.DefaultConnsPerPeer),
+		RevocationPoll:              cmp.Or(b.RevocationPoll, node.DefaultRevocationPoll).String(),
 	}
 	specs := b.Denominations
 	if specs == nil {
@@ -383,32 +390,33 @@ func Fields() []string { return slices.Clone(fieldNames) }
 // Flags are the command-line flags of the settings. Register them on a
 // command's flag set, then pass them to Resolve with the command's IsSet.
 type Flags struct {
-	Config              string
-	Data                string
-	Listen              string
-	AdminListen         string
-	Plaintext           bool
-	Currency            string
-	RSABits             int
-	Cipher              string
-	Denominations       string
-	MasterPublicKey     string
-	KeyPassphraseFile   string
-	LogFormat           string
-	LogLevel            string
-	Store               string
-	CacheSize           string
-	TLSCertFile         string
-	TLSKeyFile          string
-	ClientCAFile        string
-	ClientAuth          string
-	AdminClientCAFile   string
-	Signer              string
-	RateLimitPerPeer    string
-	RateLimitPerAccount string
-	CallsPerPeer        string
-	ConnectionsPerPeer  string
-	RevocationPoll      string
+	Config                      string
+	Data                        string
+	Listen                      string
+	AdminListen                 string
+	Plaintext                   bool
+	Currency                    string
+	RSABits                     int
+	Cipher                      string
+	Denominations               string
+	MasterPublicKey             string
+	KeyPassphraseFile           string
+	LogFormat                   string
+	LogLevel                    string
+	Store                       string
+	CacheSize                   string
+	TLSCertFile                 string
+	TLSKeyFile                  string
+	ClientCAFile                string
+	ClientAuth                  string
+	AdminClientCAFile           string
+	Signer                      string
+	RateLimitPerPeer            string
+	RateLimitPerAccount         string
+	RateLimitRefusalsPerAccount string
+	CallsPerPeer                string
+	ConnectionsPerPeer          string
+	RevocationPoll              string
 }
 
 // RegisterKeyFile adds --config, --data and --key-passphrase-file: what a
@@ -448,6 +456,7 @@ func (f *Flags) RegisterServe(fs *flag.FlagSet) {
 	fs.StringVar(&f.Signer, "signer", "", "sign every denomination in the 'bankd signer' process listening on this unix socket, `unix:///PATH` (default none: sign with the keys in DIR/keys.json)")
 	fs.StringVar(&f.RateLimitPerPeer, "rate-limit-per-peer", "", "calls a second one peer address may make on the public listener, `N` or off (default 500; bursts of twice that): raise it behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RateLimitPerAccount, "rate-limit-per-account", "", "withdrawals, payment orders, statements and payment-order status queries one account may ask for a second, `N` or off (default 100)")
+	fs.StringVar(&f.RateLimitRefusalsPerAccount, "rate-limit-refusals-per-account", "", "refused withdraw requests a second the bank records per account, `N` or off (default 1; bursts of 20): each is a synced record kept for a day, and one over it is answered 'slow down', which the wallet retries")
 	fs.StringVar(&f.CallsPerPeer, "calls-per-peer", "", "calls one peer address may have in progress at once on the public listener, `N` or off (default 256); each holds up to 8 MiB of its request until it ends")
 	fs.StringVar(&f.ConnectionsPerPeer, "connections-per-peer", "", "connections one peer address may have open at once on the public listener, `N` or off (default 256); raise both behind a proxy, whose address every call carries")
 	fs.StringVar(&f.RevocationPoll, "revocation-poll", "", "how often to look in the audit log for denominations another replica revoked, a `DURATION` from 100ms to 1h (default 2s); their coins are refused at once regardless, this bounds how long wallets see the old key set")
@@ -495,31 +504,32 @@ type setting struct {
 }
 
 var settings = map[string]setting{
-	"data":                   {flag: "data", env: EnvData, path: true},
-	"listen":                 {flag: "listen", env: EnvListen},
-	"admin_listen":           {flag: "admin-listen", env: EnvAdminListen},
-	"plaintext":              {flag: "plaintext"},
-	"currency":               {flag: "currency"},
-	"rsa_bits":               {flag: "rsa-bits"},
-	"cipher":                 {flag: "cipher"},
-	"denominations":          {flag: "denominations"},
-	"master_public_key":      {flag: "master-public"},
-	"store":                  {flag: "store", env: EnvStore},
-	"cache_size":             {flag: "cache-size"},
-	"key_passphrase_file":    {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
-	"log_format":             {flag: "log-format"},
-	"log_level":              {flag: "log-level"},
-	"tls_cert_file":          {flag: "tls-cert", path: true},
-	"tls_key_file":           {flag: "tls-key", path: true},
-	"client_ca_file":         {flag: "client-ca", path: true},
-	"client_auth":            {flag: "client-auth"},
-	"admin_client_ca_file":   {flag: "admin-client-ca", path: true},
-	"signer":                 {flag: "signer"},
-	"rate_limit_per_peer":    {flag: "rate-limit-per-peer"},
-	"rate_limit_per_account": {flag: "rate-limit-per-account"},
-	"calls_per_peer":         {flag: "calls-per-peer"},
-	"connections_per_peer":   {flag: "connections-per-peer"},
-	"revocation_poll":        {flag: "revocation-poll"},
+	"data":                            {flag: "data", env: EnvData, path: true},
+	"listen":                          {flag: "listen", env: EnvListen},
+	"admin_listen":                    {flag: "admin-listen", env: EnvAdminListen},
+	"plaintext":                       {flag: "plaintext"},
+	"currency":                        {flag: "currency"},
+	"rsa_bits":                        {flag: "rsa-bits"},
+	"cipher":                          {flag: "cipher"},
+	"denominations":                   {flag: "denominations"},
+	"master_public_key":               {flag: "master-public"},
+	"store":                           {flag: "store", env: EnvStore},
+	"cache_size":                      {flag: "cache-size"},
+	"key_passphrase_file":             {flag: "key-passphrase-file", env: EnvKeyPassphraseFile, path: true},
+	"log_format":                      {flag: "log-format"},
+	"log_level":                       {flag: "log-level"},
+	"tls_cert_file":                   {flag: "tls-cert", path: true},
+	"tls_key_file":                    {flag: "tls-key", path: true},
+	"client_ca_file":                  {flag: "client-ca", path: true},
+	"client_auth":                     {flag: "client-auth"},
+	"admin_client_ca_file":            {flag: "admin-client-ca", path: true},
+	"signer":                          {flag: "signer"},
+	"rate_limit_per_peer":             {flag: "rate-limit-per-peer"},
+	"rate_limit_per_account":          {flag: "rate-limit-per-account"},
+	"rate_limit_refusals_per_account": {flag: "rate-limit-refusals-per-account"},
+	"calls_per_peer":                  {flag: "calls-per-peer"},
+	"connections_per_peer":            {flag: "connections-per-peer"},
+	"revocation_poll":                 {flag: "revocation-poll"},
 }
 
 type resolver struct {
@@ -603,6 +613,7 @@ func Resolve(in Input) (*Bank, error) {
 	b.Signer = r.str("signer", f.Signer, fl.Signer, "")
 	perPeer := r.str("rate_limit_per_peer", f.RateLimitPerPeer, fl.RateLimitPerPeer, "")
 	perAccount := r.str("rate_limit_per_account", f.RateLimitPerAccount, fl.RateLimitPerAccount, "")
+	refusalsPerAccount := r.str("rate_limit_refusals_per_account", f.RateLimitRefusalsPerAccount, fl.RateLimitRefusalsPerAccount, "")
 	callsPerPeer := r.str("calls_per_peer", f.CallsPerPeer, fl.CallsPerPeer, "")
 	connsPerPeer := r.str("connections_per_peer", f.ConnectionsPerPeer, fl.ConnectionsPerPeer, "")
 	poll := r.str("revocation_poll", f.RevocationPoll, fl.RevocationPoll, "")
@@ -686,6 +697,9 @@ func Resolve(in Input) (*Bank, error) {
 		return nil, err
 	}
 	if b.RateLimits.PerAccount, err = r.rate("rate_limit_per_account", perAccount); err != nil {
+		return nil, err
+	}
+	if b.RateLimits.RefusalsPerAccount, err = r.rate("rate_limit_refusals_per_account", refusalsPerAccount); err != nil {
 		return nil, err
 	}
 	if b.RateLimits.CallsPerPeer, err = r.count("calls_per_peer", callsPerPeer); err != nil {

@@ -485,11 +485,11 @@ func TestRateLimits(t *testing.T) {
 	if err != nil || b.RateLimits != (node.RateLimits{}) {
 		t.Fatalf("default: %+v, %v", b.RateLimits, err)
 	}
-	if e := b.Effective(); e.RateLimitPerPeer != "500" || e.RateLimitPerAccount != "100" || e.CallsPerPeer != "256" || e.ConnectionsPerPeer != "256" {
-		t.Fatalf("effective defaults %q %q %q %q", e.RateLimitPerPeer, e.RateLimitPerAccount, e.CallsPerPeer, e.ConnectionsPerPeer)
+	if e := b.Effective(); e.RateLimitPerPeer != "500" || e.RateLimitPerAccount != "100" || e.RateLimitRefusalsPerAccount != "1" || e.CallsPerPeer != "256" || e.ConnectionsPerPeer != "256" {
+		t.Fatalf("effective defaults %q %q %q %q %q", e.RateLimitPerPeer, e.RateLimitPerAccount, e.RateLimitRefusalsPerAccount, e.CallsPerPeer, e.ConnectionsPerPeer)
 	}
-	b, err = resolve(t, `{"rate_limit_per_peer": "2000", "rate_limit_per_account": "50", "calls_per_peer": "1024", "connections_per_peer": "off"}`, nil, "--rate-limit-per-peer", "off", "--calls-per-peer", "64")
-	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50, CallsPerPeer: 64, ConnsPerPeer: -1}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
+	b, err = resolve(t, `{"rate_limit_per_peer": "2000", "rate_limit_per_account": "50", "rate_limit_refusals_per_account": "off", "calls_per_peer": "1024", "connections_per_peer": "off"}`, nil, "--rate-limit-per-peer", "off", "--calls-per-peer", "64", "--rate-limit-refusals-per-account", "5")
+	if err != nil || b.RateLimits != (node.RateLimits{PerPeer: -1, PerAccount: 50, RefusalsPerAccount: 5, CallsPerPeer: 64, ConnsPerPeer: -1}) || b.Source("rate_limit_per_peer").Name != "--rate-limit-per-peer" {
 		t.Fatalf("%+v from %v, %v", b.RateLimits, b.Source("rate_limit_per_peer"), err)
 	}
 	if b2 := reresolve(t, b); b2.RateLimits != b.RateLimits {

@@ -82,6 +82,11 @@ const DefaultRevocationPoll = 2 * time.Second
 type RateLimits struct {
 	PerPeer    float64 // calls per second per peer address (burst: twice that)
 	PerAccount float64 // withdrawals, payment orders, statements and status queries per account
+	// RefusalsPerAccount bounds the withdraw refusals recorded per
+	// account and second (bank.LimitRefusals; burst
+	// DefaultRefusalBurst, or twice the rate if more): each is a synced
+	// record kept for bank.RefusalHorizon.
+	RefusalsPerAccount float64
 	// CallsPerPeer and ConnsPerPeer bound the calls in progress and the
 	// connections open at once per peer address on the public listener:
 	// each call holds up to transport.MaxCallBytes of its request until it
@@ -99,11 +104,18 @@ type RateLimits struct {
 // times loadgen's usual 64. Wallets behind one NAT share an address, each
 // with a connection of its own.
 const (
-	DefaultPerPeer      = 500
-	DefaultPerAccount   = 100
-	DefaultCallsPerPeer = 256
-	DefaultConnsPerPeer = 256
-	maxLimiterKeys      = 100_000
+	DefaultPerPeer    = 500
+	DefaultPerAccount = 100
+	// A wallet's requests are refused for good rarely (funds, limits, a
+	// denomination's window): 20 at once, then one a second, is plenty
+	// for one, and bounds what an account can make the bank store to
+	// about 86,400 records a day, for the horizon (OPERATIONS,
+	// "Durability").
+	DefaultRefusalsPerAccount = 1
+	DefaultRefusalBurst       = 20
+	DefaultCallsPerPeer       = 256
+	DefaultConnsPerPeer       = 256
+	maxLimiterKeys            = 100_000
 )
 
 // peerCap is a per-peer bound as configured: 0 for none.
@@ -125,6 +137,18 @@ func limiter(perSecond, def float64) *bank.RateLimiter {
 		perSecond = def
 	}
 	return bank.NewRateLimiter(perSecond, int(2*perSecond), maxLimiterKeys)
+}
+
+// refusalLimiter is the per-account budget of recorded withdraw refusals:
+// a burst of DefaultRefusalBurst, or twice the rate if that is more.
+func refusalLimiter(perSecond float64) *bank.RateLimiter {
+	switch {
+	case perSecond < 0:
+		return nil
+	case perSecond == 0:
+		perSecond = DefaultRefusalsPerAccount
+	}
+	return bank.NewRateLimiter(perSecond, max(DefaultRefusalBurst, int(2*perSecond)), maxLimiterKeys)
 }
 
 // AdminMaxStreams bounds the HTTP/2 streams (gRPC calls) one connection
@@ -384,6 +408,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	n.PeerCalls = peerCap(cfg.Limits.CallsPerPeer, DefaultCallsPerPeer)
 	n.PeerConns = peerCap(cfg.Limits.ConnsPerPeer, DefaultConnsPerPeer)
 	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
+	n.Bank.LimitRefusals(refusalLimiter(cfg.Limits.RefusalsPerAccount))
 	n.backups = newBackupMetrics()
 	err = n.start(daemonSpec{
 		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,

@@ -106,6 +106,10 @@ its zero value means the default shown. Unknown fields are errors.
                                        behind a proxy all share its address
     "rate_limit_per_account": "100",   withdrawals, payment orders and
                                        statements a second per account, or "off"
+    "rate_limit_refusals_per_account": "1",
+                                       refused withdraw requests recorded a
+                                       second per account (bursts of 20), or
+                                       "off"; over it: "slow down", retried
     "calls_per_peer": "256",           calls one peer address may have in
                                        progress at once (each holds up to 8 MiB
                                        of its request), or "off"
@@ -210,6 +214,7 @@ bankd config check --json bankd.json > bankd.effective.json`,
 				row("signer", eff.Signer)
 				row("rate_limit_per_peer", eff.RateLimitPerPeer)
 				row("rate_limit_per_account", eff.RateLimitPerAccount)
+				row("rate_limit_refusals_per_account", eff.RateLimitRefusalsPerAccount)
 				row("calls_per_peer", eff.CallsPerPeer)
 				row("connections_per_peer", eff.ConnectionsPerPeer)
 				row("revocation_poll", eff.RevocationPoll)
