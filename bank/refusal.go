@@ -115,3 +115,53 @@ func truncateText(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// RefusalHorizon is how long a recorded withdraw refusal is kept before
+// PruneRefusals deletes it. A refusal excludes the withdrawal of its
+// request still in flight when it was made: one in this process's commit
+// pipeline (milliseconds), or a transaction at another replica whose
+// signature and checks went through before the refusal (seconds; a
+// replica paused in between, longer). A day is orders of magnitude past
+// either, so the exclusion it gives up holds in all but that pause: a
+// replica stopped mid-commit for more than a day, then resumed, commits
+// a withdrawal whose retry was refused (OPERATIONS, "Durability"). Apart
+// from that the records only keep answering later sends the same, which
+// a wallet does not need once it dropped the request. The horizon bounds
+// what refusals occupy: their rate (LimitRefusals, per account) times it.
+const RefusalHorizon = 24 * time.Hour
+
+// PruneRefusals deletes the withdraw refusals recorded more than
+// RefusalHorizon before the bank's clock (Store.PruneWithdrawRefusals),
+// and returns how many. A request whose refusal is gone is decided
+// afresh when sent again.
+func (b *Bank) PruneRefusals(ctx context.Context) (int64, error) {
+	return b.store.PruneWithdrawRefusals(ctx, b.now().Add(-RefusalHorizon))
+}
+
+// WatchRefusals runs PruneRefusals at once and then every interval until
+// ctx is done, logging what it deleted (at Info) and a failure (at Error;
+// the next interval tries again). At once: a bank restarted more often
+// than the interval prunes all the same.
+func (b *Bank) WatchRefusals(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		n, err := b.PruneRefusals(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil:
+			b.log.Error("pruning withdraw refusals", "err", err, "deleted", n)
+		case n > 0:
+			b.log.Info("withdraw refusals pruned", "deleted", n, "horizon", RefusalHorizon.String())
+		}
+	}
+}

@@ -425,6 +425,13 @@ type Store interface {
 	// (ErrRequestConflict if the record is another account's). Durable on
 	// return like any mutation; it appends nothing to the audit log.
 	RefuseWithdrawal(ctx context.Context, op RefuseWithdrawalOp) (sigs [][]byte, err error)
+	// PruneWithdrawRefusals deletes the withdraw refusals recorded with a
+	// time (RefuseWithdrawalOp.Time) before before, and returns how many
+	// it deleted; the bank calls it with RefusalHorizon behind its clock
+	// (Bank.PruneRefusals). A request whose refusal is gone is decided
+	// afresh when sent again. It may delete in several transactions,
+	// each durable on return; it appends nothing to the audit log.
+	PruneWithdrawRefusals(ctx context.Context, before time.Time) (deleted int64, err error)
 	// Deposit marks every coin spent, moves op.Amount from
 	// AccountOutstanding to op.Merchant and records op.Receipt under
 	// op.PaymentHash, all or nothing. If the payment hash is recorded with

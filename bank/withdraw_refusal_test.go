@@ -294,3 +294,62 @@ func TestWithdrawRefusalBudget(t *testing.T) {
 		t.Fatalf("the request with budget again: %v, want the recorded ErrInsufficientFunds", err)
 	}
 }
+
+// pruneCancels cancels the context of WatchRefusals once it pruned.
+type pruneCancels struct {
+	*pebblestore.Store
+	cancel context.CancelFunc
+	pruned int64
+}
+
+func (s *pruneCancels) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.Store.PruneWithdrawRefusals(ctx, before)
+	s.pruned += n
+	s.cancel()
+	return n, err
+}
+
+// TestWithdrawRefusalPrunedAfterHorizon: a recorded refusal is kept for
+// RefusalHorizon (it must outlive any original still in flight), then
+// pruned; a send of the request after that is decided afresh, here taken
+// since the account was credited meanwhile. WatchRefusals prunes at once
+// when it starts, and returns when its context is done.
+func TestWithdrawRefusalPrunedAfterHorizon(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 1, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); err != nil { // the account emptied
+		t.Fatal(err)
+	}
+	body, sig = e.signedWithdraw(1, e.now)
+	if _, err := e.b.Withdraw(ctx, body, sig); !errors.As(err, new(*bank.WithdrawRefusal)) {
+		t.Fatalf("withdrawal from an empty account: %v, want a recorded refusal", err)
+	}
+	if _, err := e.b.Credit(ctx, e.acct, ecash.Amount{Currency: "EUR", Value: 10}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	refusedAt := e.now
+	e.now = refusedAt.Add(bank.RefusalHorizon)
+	if n, err := e.b.PruneRefusals(ctx); err != nil || n != 0 {
+		t.Fatalf("PruneRefusals at the horizon = %d, %v; want nothing pruned", n, err)
+	}
+	if _, err := e.b.Withdraw(ctx, body, sig); !errors.As(err, new(*bank.WithdrawRefusal)) || !errors.Is(err, bank.ErrInsufficientFunds) {
+		t.Fatalf("the refused request at the horizon: %v, want the recorded refusal", err)
+	}
+	e.now = refusedAt.Add(bank.RefusalHorizon + time.Second)
+	wctx, cancel := context.WithCancel(ctx)
+	ps := &pruneCancels{Store: e.s, cancel: cancel}
+	bank.New(ps, e.keys, func() time.Time { return e.now }, nil).WatchRefusals(wctx, time.Hour)
+	if ps.pruned != 1 {
+		t.Fatalf("WatchRefusals past the horizon pruned %d refusals, want 1", ps.pruned)
+	}
+	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || err != nil {
+		t.Fatalf("after pruning: Withdrawal = found %v, %v; want nothing recorded", found, err)
+	}
+	if sigs, err := e.b.Withdraw(ctx, body, sig); err != nil || len(sigs) != 1 {
+		t.Fatalf("the request sent again after its refusal was pruned: %v; want it decided afresh (taken)", err)
+	}
+	if e.balance() != 9 {
+		t.Errorf("balance %d, want 9", e.balance())
+	}
+}

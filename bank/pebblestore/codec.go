@@ -26,6 +26,7 @@ const (
 	prefixPosting  = "p/" // p/<u64 account><u64 seq>       → posting record
 	prefixWithdraw = "w/" // w/<request hash>               → withdraw record
 	prefixRefused  = "o/" // o/<request hash>               → withdraw refusal record
+	prefixRefusedT = "q/" // q/<u64 µs since 1970><request hash> → nothing: o/ by time, for pruning
 	prefixCoin     = "c/" // c/<coin id>                    → spent-coin record
 	prefixDeposit  = "d/" // d/<payment hash>               → deposit record
 	prefixRef      = "r/" // r/<credit reference>           → reference record
@@ -50,6 +51,12 @@ func postingKey(id, seq uint64) []byte {
 }
 
 func hashKey(prefix string, h ecash.Hash) []byte { return append([]byte(prefix), h[:]...) }
+
+// refusedAtKey is a withdraw refusal's key in time order: its time in
+// microseconds since 1970 (0 for one before), then its request hash.
+func refusedAtKey(t time.Time, h ecash.Hash) []byte {
+	return append(u64Key(prefixRefusedT, uint64(max(0, t.UnixMicro()))), h[:]...)
+}
 
 func bytesKey(prefix string, b []byte) []byte { return append([]byte(prefix), b...) }
 

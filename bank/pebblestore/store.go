@@ -42,6 +42,7 @@
 //	p/<u64 id><u64 seq>       posting: time, kind, signed amount, running balance, memo
 //	w/<request hash>          withdraw: account, amount, blind signatures
 //	o/<request hash>          withdraw refused for good: account, gRPC code and text, time (never beside w/)
+//	q/<u64 µs><request hash>  nothing: each o/ record by its time, for PruneWithdrawRefusals
 //	c/<coin id>               spent coin: payment or swap request hash, permission bytes
 //	s/<request hash>          swap: value, sorted input coin ids, blind signatures, time
 //	i/<blinded message hash>  issued: withdraw or swap, its request hash, the signature's position
@@ -607,9 +608,12 @@ func (s *Store) applyGroup(first *request) *group {
 		}
 		for _, w := range t.writes {
 			var err error
-			if w.end != nil {
+			switch {
+			case w.end != nil:
 				err = b.DeleteRange(w.key, w.end, nil)
-			} else {
+			case w.del:
+				err = b.Delete(w.key, nil)
+			default:
 				err = b.Set(w.key, w.value, nil)
 			}
 			if err != nil && g.err == nil {
@@ -752,6 +756,7 @@ const (
 type kv struct {
 	key, value []byte
 	end        []byte // if set, a deletion of [key, end) (txn.dropRange)
+	del        bool   // a deletion of key (txn.delete)
 }
 
 // txn is one operation's view: reads see committed state, the writes of
@@ -789,7 +794,7 @@ func (t *txn) get(key []byte) ([]byte, bool, error) {
 				return nil, false, nil
 			}
 		case bytes.Equal(w.key, key):
-			return w.value, true, nil
+			return w.value, !w.del, nil
 		}
 	}
 	if t.it == nil {
@@ -824,6 +829,9 @@ func (t *txn) run(fn func(*txn) error) (err error) {
 }
 
 func (t *txn) set(key, value []byte) { t.writes = append(t.writes, kv{key: key, value: value}) }
+
+// delete deletes key (a point deletion).
+func (t *txn) delete(key []byte) { t.writes = append(t.writes, kv{key: key, del: true}) }
 
 // dropRange deletes [lower, upper) with one range deletion, whatever it
 // holds.
@@ -1181,6 +1189,7 @@ func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp
 		}
 		refused = &op.Refusal
 		t.set(hashKey(prefixRefused, op.RequestHash), encodeRefusal(&refusalRecord{Account: op.Account, Refusal: op.Refusal, Time: op.Time}))
+		t.set(refusedAtKey(op.Time, op.RequestHash), nil)
 		return nil
 	})
 	switch {
@@ -1190,6 +1199,50 @@ func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp
 		return nil, &bank.WithdrawRefusal{Code: refused.Code, Reason: refused.Reason}
 	}
 	return sigs, nil
+}
+
+// pruneBatch is how many withdraw refusals PruneWithdrawRefusals deletes
+// in one operation of the committer: its reads delay the operations
+// behind it, so a large backlog is deleted a bounded step at a time.
+const pruneBatch = 512
+
+// PruneWithdrawRefusals implements bank.Store: through the q/ index, in
+// the committer (ordered with Withdraw and RefuseWithdrawal), pruneBatch
+// refusals an operation, each synced, until none before before is left.
+func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
+	upper := refusedAtKey(before, ecash.Hash{})
+	var total int64
+	for {
+		n := 0
+		err := s.submit(ctx, func(t *txn) error {
+			n = 0
+			it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRefusedT), UpperBound: upper})
+			if err != nil {
+				return fmt.Errorf("pebblestore: read: %w", err)
+			}
+			for ok := it.First(); ok && n < pruneBatch; ok = it.Next() {
+				k := it.Key()
+				if len(k) != len(prefixRefusedT)+8+len(ecash.Hash{}) {
+					return errors.Join(fmt.Errorf("%w: withdraw refusal index key of %d bytes", errCorrupt, len(k)), it.Close())
+				}
+				h := ecash.Hash(k[len(prefixRefusedT)+8:])
+				t.delete(bytes.Clone(k))
+				t.delete(hashKey(prefixRefused, h))
+				n++
+			}
+			if err := errors.Join(it.Error(), it.Close()); err != nil {
+				return fmt.Errorf("pebblestore: read: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += int64(n)
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
 }
 
 func cloneSigs(in [][]byte) [][]byte {

@@ -614,6 +614,42 @@ func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp
 	return sigs, nil
 }
 
+// pruneBatch is how many withdraw refusals PruneWithdrawRefusals deletes
+// in one transaction: a large backlog is deleted in short ones, each
+// holding few row locks.
+const pruneBatch = 1000
+
+// PruneWithdrawRefusals implements bank.Store: the oldest first, by the
+// index on created, pruneBatch a transaction until none before before is
+// left. No account lock: a refusal it deletes is older than anything
+// that could still commit the withdrawal it excludes (the bank's
+// horizon), and a Withdraw that read it just before is refused with it,
+// which is what it stood for.
+func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := s.mutate(ctx, "prune withdraw refusals", func(t *txn) error {
+			n = 0
+			b := begin()
+			b.Queue(`DELETE FROM withdraw_refusals WHERE request_hash IN
+				(SELECT request_hash FROM withdraw_refusals WHERE created < $1 ORDER BY created LIMIT $2)`,
+				dbTime(before), pruneBatch).Exec(func(ct pgconn.CommandTag) error {
+				n = ct.RowsAffected()
+				return nil
+			})
+			return t.commit(b)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
 func cloneSigs(in [][]byte) [][]byte {
 	out := make([][]byte, len(in))
 	for i, s := range in {

@@ -80,9 +80,11 @@ var migrations = []migration{
 	{12, "withdraw refusals: a withdraw request refused for good, never recorded beside its withdrawal", []string{
 		// Apart from withdrawals, which a build before this one reads
 		// without a filter; rare beside them (one per refusal the bank
-		// made after charging the account's rate), so not partitioned.
-		// RefuseWithdrawal and Withdraw exclude each other by the
-		// account's row lock (ops.go).
+		// made after charging the account's rate, within the account's
+		// refusal budget, and pruned after bank.RefusalHorizon), so not
+		// partitioned. RefuseWithdrawal and Withdraw exclude each other
+		// by the account's row lock (ops.go); PruneWithdrawRefusals
+		// finds the old ones by withdraw_refusals_by_created.
 		`CREATE TABLE withdraw_refusals (
 			request_hash bytea       NOT NULL,
 			account      bigint      NOT NULL,
@@ -91,6 +93,7 @@ var migrations = []migration{
 			created      timestamptz NOT NULL,
 			PRIMARY KEY (request_hash)
 		)`,
+		`CREATE INDEX withdraw_refusals_by_created ON withdraw_refusals (created)`,
 	}},
 }
 

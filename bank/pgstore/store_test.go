@@ -121,6 +121,9 @@ func (r *replicas) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, 
 func (r *replicas) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp) ([][]byte, error) {
 	return r.next().RefuseWithdrawal(ctx, op)
 }
+func (r *replicas) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
+	return r.next().PruneWithdrawRefusals(ctx, before)
+}
 func (r *replicas) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
 	return r.next().Deposit(ctx, op)
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -190,4 +191,66 @@ func testConcurrentWithdrawRefusal(t *testing.T, s bank.Store) {
 	}
 	t.Logf("%d rounds withdrawn, %d refused", taken, refused)
 	f.checkLedger()
+}
+
+// testPruneWithdrawRefusals: PruneWithdrawRefusals deletes the refusals
+// recorded before its cutoff, and only those (one at the cutoff stays),
+// and says how many; a request whose refusal is gone is decided afresh
+// (Withdraw takes it, a new refusal is recorded), and nothing else is
+// touched: withdrawals, other refusals, the balances, the log.
+func testPruneWithdrawRefusals(t *testing.T, s bank.Store) {
+	f := newFixture(t, s)
+	c := f.customer()
+	f.credit(c, 1000)
+	taken := withdrawOp(c, 100, "taken long ago")
+	taken.Time = epoch.Add(-48 * time.Hour)
+	if _, err := s.Withdraw(f.ctx, taken); err != nil {
+		t.Fatal(err)
+	}
+	var ops []bank.RefuseWithdrawalOp
+	for i, age := range []time.Duration{48 * time.Hour, time.Hour + time.Microsecond, time.Hour, 0} {
+		op := refuseOp(c, fmt.Sprintf("pruned %d", i), "bank: insufficient funds")
+		op.Time = epoch.Add(-age)
+		if _, err := s.RefuseWithdrawal(f.ctx, op); refusalOf(err) == nil {
+			t.Fatalf("RefuseWithdrawal %d = %v", i, err)
+		}
+		ops = append(ops, op)
+	}
+	size, err := s.LogSize(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutoff := epoch.Add(-time.Hour)
+	if n, err := s.PruneWithdrawRefusals(f.ctx, cutoff); err != nil || n != 2 {
+		t.Fatalf("PruneWithdrawRefusals = %d, %v; want the 2 recorded before the cutoff", n, err)
+	}
+	for i, op := range ops {
+		_, found, err := s.Withdrawal(f.ctx, op.RequestHash)
+		switch pruned := op.Time.Before(cutoff); {
+		case pruned && (found || err != nil):
+			t.Errorf("Withdrawal(refusal %d, pruned) = found %v, %v; want nothing recorded", i, found, err)
+		case !pruned && refusalOf(err) == nil:
+			t.Errorf("Withdrawal(refusal %d, kept) = found %v, %v; want the refusal", i, found, err)
+		}
+	}
+	if sigs, found, err := s.Withdrawal(f.ctx, taken.RequestHash); err != nil || !found || !equalSigs(sigs, taken.BlindSigs) {
+		t.Errorf("Withdrawal(older withdrawal) after pruning = found %v, %v; want it kept", found, err)
+	}
+	if n, err := s.PruneWithdrawRefusals(f.ctx, cutoff); err != nil || n != 0 {
+		t.Errorf("PruneWithdrawRefusals again = %d, %v; want 0", n, err)
+	}
+	f.expectBalances(map[uint64]int64{c: 900, bank.AccountOutstanding: 100})
+	if got, err := s.LogSize(f.ctx); err != nil || got != size {
+		t.Errorf("log size %d after pruning, want %d (%v)", got, size, err)
+	}
+	// Decided afresh: one pruned request is taken, another refused anew.
+	w := withdrawOp(c, 100, "pruned 0")
+	if _, err := s.Withdraw(f.ctx, w); err != nil {
+		t.Fatalf("Withdraw of a request whose refusal was pruned: %v", err)
+	}
+	again := refuseOp(c, "pruned 1", "bank: over the daily limit")
+	if _, err := s.RefuseWithdrawal(f.ctx, again); refusalOf(err) == nil || *refusalOf(err) != again.Refusal {
+		t.Fatalf("RefuseWithdrawal of a request whose refusal was pruned = %v; want the new refusal", err)
+	}
+	f.expectBalances(map[uint64]int64{c: 800, bank.AccountOutstanding: 200})
 }

@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"ConcurrentWithdrawReplay", testConcurrentWithdrawReplay},
 		{"WithdrawRefusal", testWithdrawRefusal},
 		{"ConcurrentWithdrawRefusal", testConcurrentWithdrawRefusal},
+		{"PruneWithdrawRefusals", testPruneWithdrawRefusals},
 		{"ConcurrentMix", testConcurrentMix},
 		{"ConcurrentNonceLock", testConcurrentNonceLock},
 		{"ConcurrentCreditReference", testConcurrentCreditReference},

@@ -71,6 +71,11 @@ type BankConfig struct {
 	RevocationPoll time.Duration
 }
 
+// RefusalPrune is how often the bank deletes the withdraw refusals older
+// than bank.RefusalHorizon (bank.WatchRefusals, also at start): a small
+// fraction of the horizon, so that records outlive it by little.
+const RefusalPrune = time.Hour
+
 // DefaultRevocationPoll bounds how long a replica serves a key set without
 // a revocation another replica made: one small read per interval.
 const DefaultRevocationPoll = 2 * time.Second
@@ -235,8 +240,8 @@ type Bank struct {
 	commits *commitMetrics
 	backups *backupMetrics
 	backup  sync.Mutex         // one backup at a time
-	unwatch context.CancelFunc // stops WatchRevocations; nil until it runs
-	watched chan struct{}      // closed once WatchRevocations returned
+	unwatch context.CancelFunc // stops WatchRevocations and WatchRefusals; nil until they run
+	watched sync.WaitGroup     // done once both returned
 }
 
 // openStore opens the ledger: Pebble in DIR/ledger, or the PostgreSQL
@@ -371,7 +376,7 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		}
 		return nil, err
 	}
-	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits, watched: make(chan struct{})}
+	n := &Bank{Bank: bank.New(store, keys, cfg.Now, cfg.Log), KeysCreated: created, store: store, signer: signer, commits: commits}
 	// Live key-set changes (bankd admin revoke-denomination) are saved in
 	// the key file, with its passphrase, before the bank serves them.
 	keyPath, keyOpts := filepath.Join(cfg.Dir, bank.KeysFile), bank.KeyFileOptions{Passphrase: cfg.KeyPassphrase}
@@ -432,10 +437,8 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.unwatch = cancel
-	go func() {
-		defer close(n.watched)
-		n.Bank.WatchRevocations(ctx, poll)
-	}()
+	n.watched.Go(func() { n.Bank.WatchRevocations(ctx, poll) })
+	n.watched.Go(func() { n.Bank.WatchRefusals(ctx, RefusalPrune) })
 	return n, nil
 }
 
@@ -633,7 +636,7 @@ func (n *Bank) Close() error {
 	n.stop()
 	if n.unwatch != nil {
 		n.unwatch()
-		<-n.watched
+		n.watched.Wait()
 	}
 	if n.signer != nil {
 		n.signer.Close()
