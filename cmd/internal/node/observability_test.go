@@ -115,7 +115,8 @@ func TestObservability(t *testing.T) {
 // TestRateLimits: an account that asks too fast is refused with
 // ResourceExhausted, before any signing; requests whose signature does not
 // verify are refused as such and use none of the account's rate (anyone
-// can name an account).
+// can name an account). A request refused for good is answered from its
+// recorded refusal when sent again, before the rate, and uses none of it.
 func TestRateLimits(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, bank.KeysFile), testKeys(t), 0o600); err != nil {
@@ -138,27 +139,62 @@ func TestRateLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks, _ := b.Bank.KeySet()
-	req := &ecash.WithdrawRequest{Account: acct, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Denom: ks.Denominations[0].ID, Blinded: []byte{1}}}}
-	amount, err := ks.WithdrawAmount(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withdraw := func(sig []byte) map[codes.Code]int {
-		seen := map[codes.Code]int{}
-		for range 5 {
-			_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: req.Body(), AccountSig: sig})
-			seen[status.Code(err)]++
+	// request is a new withdraw request (its own nonce) for one coin.
+	request := func() (req *ecash.WithdrawRequest, amount ecash.Amount) {
+		req = &ecash.WithdrawRequest{Account: acct, CreatedAt: time.Now(), Planchets: []ecash.Planchet{{Denom: ks.Denominations[0].ID, Blinded: []byte{1}}}}
+		rand.Read(req.Nonce[:])
+		amount, err := ks.WithdrawAmount(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return seen
+		return req, amount
 	}
-	if seen := withdraw(make([]byte, 64)); seen[codes.Unauthenticated] != 5 {
+	send := func(body, sig []byte) codes.Code {
+		_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: body, AccountSig: sig})
+		return status.Code(err)
+	}
+	// Fewer forgeries than lock the account for this address: the
+	// signed requests below are refused for the funds, not the lock
+	// (which is not recorded, and so charges the rate at every send).
+	forged, _ := request()
+	seen := map[codes.Code]int{}
+	for range bank.MaxAuthFailures - 1 {
+		seen[send(forged.Body(), make([]byte, 64))]++
+	}
+	if seen[codes.Unauthenticated] != bank.MaxAuthFailures-1 {
 		t.Fatalf("forged requests: codes %v", seen)
 	}
-	// Burst 2 at 1/s: two signed requests reach the account (empty:
-	// refused), the rest are refused for the rate.
-	if seen := withdraw(ecash.SignWithdraw(key, req, amount)); seen[codes.FailedPrecondition] != 2 || seen[codes.ResourceExhausted] != 3 {
-		t.Fatalf("signed requests: codes %v", seen)
+	// Burst 2 at 1/s. The first request reaches the account and is
+	// refused for good (its planchet is no blinded message), recorded;
+	// sent again it is answered from the record, using none of the rate;
+	// so the second new request is decided too, and the next new ones
+	// are refused for the rate.
+	first, amount := request()
+	firstSig := ecash.SignWithdraw(key, first, amount)
+	_, refusal := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: first.Body(), AccountSig: firstSig})
+	if status.Code(refusal) != codes.InvalidArgument || !strings.Contains(refusal.Error(), "malformed") {
+		t.Fatalf("the first signed request: %v, want its refusal as malformed", refusal)
 	}
+	again := func() {
+		t.Helper()
+		_, err := bankc.Withdraw(context.Background(), &pb.WithdrawRequest{Body: first.Body(), AccountSig: firstSig})
+		if status.Code(err) != status.Code(refusal) || status.Convert(err).Message() != status.Convert(refusal).Message() {
+			t.Fatalf("the refused request sent again: %v, want its recorded refusal", err)
+		}
+	}
+	for range 5 {
+		again()
+	}
+	seen = map[codes.Code]int{}
+	for range 4 {
+		req, amount := request()
+		seen[send(req.Body(), ecash.SignWithdraw(key, req, amount))]++
+	}
+	if seen[codes.InvalidArgument] != 1 || seen[codes.ResourceExhausted] != 3 {
+		t.Fatalf("new signed requests after the first: codes %v, want 1 InvalidArgument (the rest of the burst), 3 ResourceExhausted", seen)
+	}
+	again() // the rate used up
+
 }
 
 // TestProfiles: CPU and heap profiles on the admin listener, behind the
