@@ -92,7 +92,7 @@ func (c *answerLostThenUnknown) Withdraw(ctx context.Context, in *pb.WithdrawReq
 // the bank may have signed its planchets: parked, the next withdrawal
 // reused the indices, and under another key paid for coins whose keys a
 // restore finds twice. Only refusals made after the record (funds,
-// limits, a lock) park a recovered request.
+// limits; not the lock, kept pending) park a recovered request.
 func TestRecoveredUnknownDenominationKeepsIndices(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
