@@ -129,6 +129,17 @@ func AccountLocked(err error) bool {
 	return sentAs(err, codes.FailedPrecondition, ErrAccountLocked)
 }
 
+// UnknownDenomination reports whether an error a client got over gRPC is
+// ecash.ErrUnknownDenomination: the bank (this replica) does not serve a
+// denomination the request names. A withdraw request is refused so before
+// its signature is checked, and nothing is recorded: to a client whose
+// key set lists the denomination, the replica is behind the key set
+// another one published, and a request sent before may be committing
+// there. Matched as AlreadyIssued is.
+func UnknownDenomination(err error) bool {
+	return sentAs(err, codes.NotFound, ecash.ErrUnknownDenomination)
+}
+
 // sentAs reports whether err is a gRPC status of code carrying sentinel's
 // text, as ToStatus sends it (wrapped or not).
 func sentAs(err error, code codes.Code, sentinel error) bool {

@@ -549,6 +549,10 @@ func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 // records nothing of a withdraw request refused so.
 func accountLocked(err error) bool { return bank.AccountLocked(err) }
 
+// bankUnknownDenomination: the bank refused a request naming a
+// denomination it does not serve (bank.UnknownDenomination).
+func bankUnknownDenomination(err error) bool { return bank.UnknownDenomination(err) }
+
 func beU64(b []byte) uint64 {
 	var v uint64
 	for _, x := range b {

@@ -544,6 +544,14 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		if pw.recovered && accountLocked(err) {
 			return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
 		}
+		// And for one refused as naming a denomination the bank does
+		// not serve: the key set lists them all (checked above), so the
+		// replica is behind the one another replica published, and the
+		// first send may be committing there. It stays pending (unlisted:
+		// stops nothing else), sent again when a replica serves it.
+		if pw.recovered && bankUnknownDenomination(err) {
+			return nil, fmt.Errorf("wallet: withdrawal %x…: this bank replica does not serve its denominations yet: %w (%v)", req.Nonce[:4], ecash.ErrUnknownDenomination, err)
+		}
 		if definitive(err) {
 			if derr := w.dropRefused(ks, req, pw, err); derr != nil {
 				return nil, derr
@@ -718,7 +726,10 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // replica may have taken it): a Recover once the bank's clock reaches its
 // date finishes it. One it refuses for the lock of this wallet's source
 // (bank.AccountLocked) stays pending too, and is Recover's error
-// (ErrPending): a Recover once the account is unlocked finishes it.
+// (ErrPending): a Recover once the account is unlocked finishes it. One
+// refused as naming a denomination the bank does not serve, which the
+// wallet's key set lists (a replica behind), stays pending and stops
+// nothing: a Recover at a replica that serves it finishes it.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
 	ahead, err := w.recover(ctx, bank)
 	if err != nil {
