@@ -121,3 +121,18 @@ func CorruptMasterPin(w *Wallet) error {
 	defer w.mu.Unlock()
 	return w.db.Set(keyMasterPin, []byte("short"), pebble.Sync)
 }
+
+// DropSwapSent deletes every swap's send record (t/), as a store whose
+// swaps an older build persisted holds them.
+func DropSwapSent(w *Wallet) error {
+	return w.db.DeleteRange([]byte("t/"), prefixEnd([]byte("t/")), pebble.Sync)
+}
+
+// SwapSentRecords counts the swap send records (t/).
+func SwapSentRecords(w *Wallet) (int, error) { return w.countPending("t/") }
+
+// LeaveSwapSent writes a send record for a swap that is not pending, as
+// an older build leaves one behind when it settles the swap.
+func LeaveSwapSent(w *Wallet, h ecash.Hash) error {
+	return w.db.Set(swapSentKey(h), (&swapSent{LastSent: w.now()}).encode(), pebble.Sync)
+}

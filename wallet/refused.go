@@ -36,6 +36,13 @@ type RecoverReport struct {
 	// may have taken it at a replica whose clock is further on) and is
 	// finished once the bank's clock reaches its date. "" if none was.
 	ClockAhead string
+	// Swaps lists the swaps and recoup re-issues pending from before that
+	// the bank refused outright when the wallet sent them again (by this
+	// Recover or an earlier call), oldest refusal first: those it then
+	// found committed at the bank and completed, and those ended as
+	// refused, each reported once; and those kept pending now, reported
+	// by every Recover until settled (see SwapOutcome, swaprefused.go).
+	Swaps []SwapRecovery
 }
 
 // RefusedWithdrawal is a withdrawal pending from before that the bank

@@ -38,6 +38,13 @@ import (
 //	                  again (refused.go), until Recover reports it
 //	c/<coin id>       coin record
 //	s/<request hash>  pending swap or recoup (swap.go): kept until settled
+//	t/<request hash>  its send record (swaprefused.go): when last sent with
+//	                  its outcome unknown, the refusal that keeps it
+//	                  pending; a record apart from s/, which older builds
+//	                  read (and refuse trailing bytes in), so no format
+//	                  change: they leave it behind, a newer build drops it
+//	u/<request hash>  a recovered swap the bank refused and the wallet then
+//	                  completed or ended, until Recover reports it
 //	p/<payment hash>  pending payment: the sealed payment, kept until settled
 //	r/<merchant, order>  the bank's receipt of a settled payment
 //	h/<payment hash>  the r/ key of the receipt of that payment request

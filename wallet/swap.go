@@ -22,7 +22,8 @@ import (
 // signatures. Only the bank's word settles it: its signatures (inputs spent,
 // outputs stored), a double-spend proof it signed (that input spent, the
 // others free), or another definitive refusal (nothing recorded: inputs
-// free).
+// free) of a swap never sent before. One sent before, refused, may be
+// committing still: see swaprefused.go.
 
 func swapKey(h ecash.Hash) []byte { return append([]byte("s/"), h[:]...) }
 
@@ -37,6 +38,9 @@ type pendingSwap struct {
 	Recoup   bool
 	Credits  []ecash.Hash      // inputs spending a refund credit: coins already spent, which stay spent
 	blinded  []blindedPlanchet // not stored: see planchets
+	// recovered: read back from the store to be sent again (recoverSwaps),
+	// so perhaps sent before, its outcome unknown (see swaprefused.go).
+	recovered bool
 }
 
 // request decodes the pending request: its hash (the bank's idempotency
@@ -373,6 +377,10 @@ func (w *Wallet) reserveForSwap(ps *pendingSwap) error {
 	if err := b.Set(swapKey(h), ps.encode(), nil); err != nil {
 		return err
 	}
+	// About to be sent: the first send whose outcome may be unknown.
+	if err := b.Set(swapSentKey(h), (&swapSent{LastSent: w.now()}).encode(), nil); err != nil {
+		return err
+	}
 	return b.Commit(pebble.Sync)
 }
 
@@ -381,6 +389,12 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 	h, outputs, err := ps.request()
 	if err != nil {
 		return nil, err
+	}
+	var sent *swapSent // a recovered swap's send record as it was before this send
+	if ps.recovered {
+		if sent, err = w.markSending(h); err != nil {
+			return nil, err
+		}
 	}
 	var resp *pb.SwapResponse
 	what := "swap"
@@ -402,10 +416,16 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 				return nil, fmt.Errorf("%w: %s refused with a double-spend claim that does not hold (%v)", ErrPending, what, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil))
+			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil, nil))
+		}
+		// A refusal of a swap sent before may meet its original still
+		// committing (swaprefused.go); not one for outputs signed in
+		// another request, which the original meets too.
+		if definitive(err) && sent != nil && !alreadyIssued(err) {
+			return w.settleRefused(ctx, bank, ks, h, ps, outputs, sent, err)
 		}
 		if definitive(err) {
-			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil); err != nil {
+			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil, nil); err != nil {
 				return nil, err
 			}
 			// The planchet indices stay used: sent again, they would link
@@ -414,7 +434,15 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrPending, what, err)
 	}
-	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared, blinded: ps.blinded}, resp.BlindSignatures)
+	return w.completeSwap(ks, h, ps, outputs, resp.BlindSignatures, resp.LogIndex, nil)
+}
+
+// completeSwap finishes a swap the bank committed, from its blind
+// signatures on the outputs: the outputs stored, the inputs spent, the
+// audit-log entry (at logIndex; 0: the bank is asked) due for checking,
+// note (if not nil) recorded for Recover's report.
+func (w *Wallet) completeSwap(ks *ecash.KeySet, h ecash.Hash, ps *pendingSwap, outputs []ecash.Planchet, sigs [][]byte, logIndex int64, note *SwapRecovery) ([]ecash.Coin, error) {
+	recs, bad, err := w.finish(ks, &planchets{Planchets: outputs, Indices: ps.Indices, Prepared: ps.Prepared, blinded: ps.blinded}, sigs)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +454,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			bad.Kind = "recoup"
 		}
 	}
-	if err := w.endSwap(h, ps, recs, nil, resp.LogIndex, bad); err != nil {
+	if err := w.endSwap(h, ps, recs, nil, logIndex, bad, note); err != nil {
 		return nil, err
 	}
 	coins := make([]ecash.Coin, len(recs))
@@ -455,9 +483,10 @@ func ownSpend(p ecash.DepositPermission, h ecash.Hash, outputs []ecash.Planchet)
 // input spentOnly (if one of ours) is spent, the others fresh (a revealed
 // one still revealed: the bank saw it once more, in the swap). bad, if
 // not nil, is the dispute over outputs whose signatures failed, recorded in
-// the same batch. A swap already settled (by a concurrent recovery) is left
-// alone, and so is an output coin the wallet holds already (newCoins).
-func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64, bad *Dispute) error {
+// the same batch, as is note, if not nil, for Recover's report. A swap
+// already settled (by a concurrent recovery) is left alone, and so is an
+// output coin the wallet holds already (newCoins).
+func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spentOnly *ecash.Hash, logIndex int64, bad *Dispute, note *SwapRecovery) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if raw, err := get(w.db, swapKey(h)); err != nil || raw == nil {
@@ -505,6 +534,14 @@ func (w *Wallet) endSwap(h ecash.Hash, ps *pendingSwap, recs []coinRecord, spent
 	if err := b.Delete(swapKey(h), nil); err != nil {
 		return err
 	}
+	if err := b.Delete(swapSentKey(h), nil); err != nil {
+		return err
+	}
+	if note != nil {
+		if err := b.Set(swapRecoveryKey(h), note.encode(), nil); err != nil {
+			return err
+		}
+	}
 	if spentOnly == nil {
 		if err := b.Set(logCheckKey(h), (&logCheck{Kind: logSwap, Index: logIndex, Coins: ps.Inputs}).encode(), nil); err != nil {
 			return err
@@ -538,11 +575,15 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 	for _, key := range keys {
 		recoup := false
 		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
-			recoup = ps.Recoup
+			recoup, ps.recovered = ps.Recoup, true
 			_, err := w.sendSwap(ctx, bank, ks, ps)
 			return err
 		})
-		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) {
+		// One kept pending after a refusal (its original may commit)
+		// waits for a later recovery; the caller goes on without its
+		// inputs.
+		var kept *swapKeptError
+		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &kept) {
 			return &swapRecoveryError{recoup: recoup, err: err}
 		}
 	}

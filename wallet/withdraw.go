@@ -739,7 +739,11 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverRepor
 	if err != nil {
 		return nil, err
 	}
-	rep := &RecoverReport{Refused: refused}
+	swaps, err := w.takeSwapRecoveries()
+	if err != nil {
+		return nil, err
+	}
+	rep := &RecoverReport{Refused: refused, Swaps: swaps}
 	if ahead != nil {
 		rep.ClockAhead = bankMessage(ahead)
 	}
