@@ -492,6 +492,13 @@ earlier withdraw sent it again, is dropped and listed once ("refused").
 One it refuses as dated ahead of its clock stays unfinished: the bank may
 have taken it before, and takes it once its clock reaches that date;
 recover says so, and that this computer's clock is to be set right.
+An interrupted swap (or recoup) the bank refuses outright when sent again
+is not ended on that alone: an earlier send may still be committing at the
+bank. If the bank shows it committed, its new coins are taken in
+("completed"); if not, it stays pending, its coins reserved ("kept
+pending", until when), and ends with its coins fresh again only once the
+refusal still stands a day after its last send ("refused"); each is
+listed ("swaps").
 
 An interrupted payment can also be finished by running the same "wallet pay"
 again.`,
@@ -539,9 +546,17 @@ again.`,
 				}
 			}
 			refused := []refusedJSON{}
+			var swapsOut []swapJSON
 			if rep != nil {
 				for _, r := range rep.Refused {
 					refused = append(refused, refusedJSON{hex.EncodeToString(r.Nonce[:]), r.Amount.String(), r.Reason, r.At.UTC().Format(time.RFC3339)})
+				}
+				for _, r := range rep.Swaps {
+					sj := swapJSON{Request: hex.EncodeToString(r.Request[:]), Recoup: r.Recoup, Outcome: r.Outcome.String(), Reason: r.Reason, At: r.At.UTC().Format(time.RFC3339)}
+					if !r.Until.IsZero() {
+						sj.Until = r.Until.UTC().Format(time.RFC3339)
+					}
+					swapsOut = append(swapsOut, sj)
 				}
 			}
 			bal, err := w.Balance()
@@ -564,11 +579,13 @@ again.`,
 				Revealed   string        `json:"revealed"`
 				Refused    []refusedJSON `json:"refused"`
 				ClockAhead string        `json:"clock_ahead,omitempty"` // the bank's refusal for the date of one left unfinished
-			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused, ahead}
+				Swaps      []swapJSON    `json:"swaps,omitempty"`       // interrupted swaps and recoups the bank refused when sent again
+			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused, ahead, swapsOut}
 			return inv.Print(out, func(wr io.Writer) {
 				recoverSummary(wr, work, before, after, bal)
 				clockAheadSummary(wr, ahead)
 				refusedSummary(wr, refused)
+				swapsSummary(wr, swapsOut)
 			})
 		},
 	}
@@ -600,6 +617,39 @@ type refusedJSON struct {
 func refusedSummary(wr io.Writer, refused []refusedJSON) {
 	for _, r := range refused {
 		fmt.Fprintf(wr, "refused by the bank: the interrupted withdrawal of %s (request %s…): %q; it is dropped and will not be sent again\n", r.Amount, r.Nonce[:8], r.Reason)
+	}
+}
+
+// swapJSON is an interrupted swap or recoup re-issue the bank refused
+// when sent again, and what became of it (wallet.SwapRecovery), as
+// 'wallet recover' reports it.
+type swapJSON struct {
+	Request string `json:"request"`
+	Recoup  bool   `json:"recoup,omitempty"`
+	Outcome string `json:"outcome"` // "completed", "kept pending", "refused"
+	Reason  string `json:"reason"`
+	At      string `json:"at"`
+	Until   string `json:"until,omitempty"` // kept pending: when it ends as refused if the refusal still stands
+}
+
+// swapsSummary says what became of the interrupted swaps the bank
+// refused when sent again: completed from what the bank shows it
+// committed, kept pending while an earlier send may still commit, or
+// ended as refused once that can no longer be.
+func swapsSummary(wr io.Writer, swaps []swapJSON) {
+	for _, s := range swaps {
+		what := "swap"
+		if s.Recoup {
+			what = "recoup re-issue"
+		}
+		switch s.Outcome {
+		case wallet.SwapCompleted.String():
+			fmt.Fprintf(wr, "completed: the interrupted %s %s…, which the bank refused when sent again (%q) but shows committed: its new coins are taken in\n", what, s.Request[:16], s.Reason)
+		case wallet.SwapKeptPending.String():
+			fmt.Fprintf(wr, "kept pending: the interrupted %s %s…, refused by the bank when sent again (%q); an earlier send may still commit, so its coins stay reserved until %s unless the bank shows it committed first\n", what, s.Request[:16], s.Reason, s.Until)
+		default:
+			fmt.Fprintf(wr, "refused by the bank: the interrupted %s %s… (%q) for longer than any earlier send could still commit: its coins are fresh again\n", what, s.Request[:16], s.Reason)
+		}
 	}
 }
 
