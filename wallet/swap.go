@@ -434,7 +434,12 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrPending, what, err)
 	}
-	return w.completeSwap(ks, h, ps, outputs, resp.BlindSignatures, resp.LogIndex, nil)
+	var note *SwapRecovery
+	if sent != nil && sent.Refused != "" {
+		// Reported kept pending (takeSwapRecoveries): report how it ended.
+		note = &SwapRecovery{Request: h, Recoup: ps.Recoup, Outcome: SwapCompleted, Reason: sent.Refused, At: sent.RefusedAt}
+	}
+	return w.completeSwap(ks, h, ps, outputs, resp.BlindSignatures, resp.LogIndex, note)
 }
 
 // completeSwap finishes a swap the bank committed, from its blind

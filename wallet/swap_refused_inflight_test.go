@@ -411,3 +411,81 @@ func TestRecoveredOldSwapRefused(t *testing.T) {
 	}
 	s.f.checkConservation(t, w)
 }
+
+// TestKeptSwapCompletedReported: a swap reported kept pending is, once
+// its original commits, most often finished by its next retry's answer
+// (the bank finds the original's record first: no refusal). Recover
+// reports it completed then too: a swap said to be kept pending does not
+// leave the report unexplained.
+func TestKeptSwapCompletedReported(t *testing.T) {
+	ctx := context.Background()
+	s := newInflightSetup(t, false, currentKeys)
+	w := s.w
+	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
+	}
+	rep, err := w.Recover(ctx, s.later)
+	if err != nil || swapsOf(rep, wallet.SwapKeptPending) != 1 {
+		t.Fatalf("Recover at the replica past the window: %+v, %v; want it kept pending", rep, err)
+	}
+	close(s.hs.release)
+	if err := <-s.first.original; err != nil {
+		t.Fatalf("the original: %v", err)
+	}
+	// The replica answers the retry from the original's record now.
+	if rep, err = w.Recover(ctx, s.later); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.PendingSwaps(); n != 0 || len(rep.Swaps) != 1 || rep.Swaps[0].Outcome != wallet.SwapCompleted {
+		t.Fatalf("after the original committed: %d pending, report %+v; want it reported completed", n, rep.Swaps)
+	}
+	if rep, err = w.Recover(ctx, s.later); err != nil || len(rep.Swaps) != 0 {
+		t.Errorf("the next Recover: %+v, %v; want the completion reported once", rep, err)
+	}
+	s.f.checkConservation(t, w)
+}
+
+// unavailableSwaps answers every swap Unavailable, as a bank that took
+// it and whose answer was lost.
+type unavailableSwaps struct{ pb.BankClient }
+
+func (unavailableSwaps) Swap(context.Context, *pb.SwapRequest, ...grpc.CallOption) (*pb.SwapResponse, error) {
+	return nil, status.Error(codes.Unavailable, "the bank did not answer")
+}
+
+// TestSwapSentClockBack: a retry sent while the wallet's clock was
+// behind (set right afterwards) does not move the swap's last send back:
+// the horizon runs from the latest send time the wallet recorded, so the
+// clock set right does not end the wait for an original still in flight.
+func TestSwapSentClockBack(t *testing.T) {
+	ctx := context.Background()
+	s := newInflightSetup(t, false, currentKeys)
+	w := s.w
+	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
+	}
+	s.clk.Store(int64(-2 * wallet.SwapRefusalHorizon))
+	if _, err := w.Recover(ctx, unavailableSwaps{s.f.bankc}); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("Recover with the clock behind, the retry unanswered: %v, want ErrPending", err)
+	}
+	s.clk.Store(0)
+	rep, err := w.Recover(ctx, s.later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.PendingSwaps(); n != 1 || swapsOf(rep, wallet.SwapKeptPending) != 1 {
+		t.Fatalf("the clock set right, the original in flight: %d pending, report %+v; want it kept pending", n, rep.Swaps)
+	}
+	s.f.checkConservation(t, w)
+	close(s.hs.release)
+	if err := <-s.first.original; err != nil {
+		t.Fatalf("the original: %v", err)
+	}
+	if _, err := w.Recover(ctx, s.f.bankc); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.PendingSwaps(); n != 0 {
+		t.Fatalf("%d swaps pending once the original committed", n)
+	}
+	s.f.checkConservation(t, w)
+}

@@ -35,8 +35,8 @@ import (
 // when the bank refuses a retry of it for good and shows it not
 // committed. An original in flight commits (or fails) within its commit
 // pipeline's time, seconds, or as long as a stalled replica or database
-// holds it: a day is beyond any of those, as the bank's own reasoning for
-// how long it keeps its withdraw refusal records. The cost is a day's
+// holds it: a day is beyond any of those short of a bank process held
+// stopped with the commit in hand, which nothing bounds. The cost is a day's
 // wait, in this rare case, for the inputs to be spendable again. Measured
 // by the wallet's clock: one moved a day ahead ends the wait early.
 const SwapRefusalHorizon = 24 * time.Hour
@@ -95,6 +95,8 @@ func (w *Wallet) readSwapSent(h ecash.Hash) (*swapSent, error) {
 // sent (this send may be lost and commit later), and returns the record
 // as it was before. A swap without one (an older build persisted it, its
 // sends' times unknown) is taken as sent now: its horizon starts here.
+// A clock behind the time recorded leaves it (LastSent is the latest
+// send's): a clock that ran ahead delays the end, never hastens it.
 func (w *Wallet) markSending(h ecash.Hash) (*swapSent, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -107,7 +109,11 @@ func (w *Wallet) markSending(h ecash.Hash) (*swapSent, error) {
 		prev = &swapSent{LastSent: now}
 	}
 	next := *prev
-	next.LastSent = now
+	// The latest of the sends: one made while the clock was behind (set
+	// right since) does not move the horizon back.
+	if now.After(next.LastSent) {
+		next.LastSent = now
+	}
 	return prev, w.db.Set(swapSentKey(h), next.encode(), pebble.Sync)
 }
 
@@ -116,8 +122,9 @@ type SwapOutcome uint8
 
 const (
 	// SwapCompleted: the bank refused a retry, but showed the swap
-	// committed (its outputs signed, its inputs spent): the wallet took
-	// the outputs from the bank's signatures, the inputs spent.
+	// committed (its outputs signed, its inputs spent), or answered a
+	// later retry of one kept pending with its signatures: the wallet
+	// took the outputs from the bank's signatures, the inputs spent.
 	SwapCompleted SwapOutcome = iota + 1
 	// SwapKeptPending: the bank refused a retry and does not show the
 	// swap committed, but an earlier send may still commit: the swap
