@@ -289,6 +289,12 @@ func (w *Wallet) swapCommitted(ctx context.Context, bank pb.BankClient, ps *pend
 	return resp.BlindSignatures, true, nil
 }
 
+// UnreportedSwaps counts the recovered swaps settled (completed, or
+// ended as refused) since Recover last reported them: another operation
+// that sent one again (a payment, a swap) settles it too, and only
+// Recover reports it (RecoverReport.Swaps).
+func (w *Wallet) UnreportedSwaps() (int, error) { return w.countPending("u/") }
+
 // takeSwapRecoveries returns, for Recover's report, the refused swaps
 // settled since the last report (each reported once, then dropped) and
 // those kept pending now, oldest first. It drops the send records an

@@ -530,7 +530,13 @@ again.`,
 			if err != nil {
 				return err
 			}
-			work := before > 0 || swaps > 0 || len(unreported) > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
+			// And the swaps refused when sent again that another command
+			// settled since (completed, or ended as refused).
+			settled, err := w.UnreportedSwaps()
+			if err != nil {
+				return err
+			}
+			work := before > 0 || swaps > 0 || len(unreported) > 0 || settled > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
 			var rep *wallet.RecoverReport
 			if work {
 				conn, err := dialBank(cfg)

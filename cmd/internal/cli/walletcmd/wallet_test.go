@@ -771,3 +771,74 @@ func TestRestoreFromWalletTakesItsAccount(t *testing.T) {
 		t.Fatalf("withdraw from the restored wallet: %+v", r)
 	}
 }
+
+// unsentSwap loses every swap before it reaches the bank.
+type unsentSwap struct{ pb.BankClient }
+
+func (unsentSwap) Swap(context.Context, *pb.SwapRequest, ...grpc.CallOption) (*pb.SwapResponse, error) {
+	return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+}
+
+// refusingSwap refuses every swap for good, as a replica whose clock is
+// past the outputs' withdraw window does.
+type refusingSwap struct{ pb.BankClient }
+
+func (refusingSwap) Swap(context.Context, *pb.SwapRequest, ...grpc.CallOption) (*pb.SwapResponse, error) {
+	return nil, status.Error(codes.FailedPrecondition, "denomination outside its validity window (simulated)")
+}
+
+// TestRecoverReportsSwapSettledElsewhere: an interrupted swap the bank
+// refused when sent again, kept pending, is settled by the next command
+// that sends it (here a swap), which notes it for 'wallet recover' to
+// list. With nothing else left to do, recover found "nothing to
+// recover" and never listed it: the swap it had said was kept pending
+// was never said to be completed.
+func TestRecoverReportsSwapSettledElsewhere(t *testing.T) {
+	ctx := context.Background()
+	b, _, _, _ := startShop(t, "", "EUR:0.50", "EUR:1.00", "EUR:2.00")
+	env := cli.Env{}
+	dir, _ := accountWallet(t, env, b, b.Addr, "EUR:10.00")
+	if r := runWallet(t, env, "--wallet", dir, "withdraw", "EUR:3.00"); r.code != 0 {
+		t.Fatalf("withdraw: %+v", r)
+	}
+	bankConn, err := transport.Dial(b.Addr, transport.ClientConfig{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bankConn.Close()
+	bankc := pb.NewBankClient(bankConn)
+	w, err := wallet.Open(dir, wallet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Swap(ctx, unsentSwap{bankc}, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap whose answer was lost: %v, want pending", err)
+	}
+	rep, err := w.Recover(ctx, refusingSwap{bankc})
+	if err != nil || len(rep.Swaps) != 1 || rep.Swaps[0].Outcome != wallet.SwapKeptPending {
+		t.Fatalf("recover at a bank refusing it: %+v, %v; want it kept pending", rep, err)
+	}
+	if _, err := w.Swap(ctx, bankc, ecash.MustParseAmount("EUR:0.50")); err != nil {
+		t.Fatalf("a swap, the kept one sent again first: %v", err)
+	}
+	if n, err := w.PendingSwaps(); err != nil || n != 0 {
+		t.Fatalf("%d swaps pending (%v), want the kept one completed", n, err)
+	}
+	w.Close()
+	r := runWallet(t, env, "--wallet", dir, "recover", "--json")
+	var out struct {
+		Swaps []struct {
+			Outcome string `json:"outcome"`
+		} `json:"swaps"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
+		t.Fatalf("recover: %+v (%v)", r, err)
+	}
+	if len(out.Swaps) != 1 || out.Swaps[0].Outcome != wallet.SwapCompleted.String() {
+		t.Fatalf("recover lists %+v (%s); want the kept swap completed", out.Swaps, r.stdout)
+	}
+	if r := runWallet(t, env, "--wallet", dir, "recover"); r.code != 0 || !strings.HasPrefix(r.stdout, "nothing to recover") {
+		t.Fatalf("recover again: %+v", r)
+	}
+}
