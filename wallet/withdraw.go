@@ -540,9 +540,11 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 		// request sent from there is refused so too): the lock is about
 		// the source, the bank records nothing of the request, and its
 		// first send may be committing or be taken from elsewhere. It
-		// stays pending; the lock stops this wallet's other requests too.
+		// stays pending; the lock stops this wallet's other requests
+		// naming the account too, but not its swaps and payments
+		// (recover goes on to them).
 		if pw.recovered && accountLocked(err) {
-			return nil, fmt.Errorf("%w: withdraw: %v", ErrPending, err)
+			return nil, &lockedPending{err}
 		}
 		// And for one refused as naming a denomination the bank does
 		// not serve: the key set lists them all (checked above), so the
@@ -726,7 +728,8 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // replica may have taken it): a Recover once the bank's clock reaches its
 // date finishes it. One it refuses for the lock of this wallet's source
 // (bank.AccountLocked) stays pending too, and is Recover's error
-// (ErrPending): a Recover once the account is unlocked finishes it. One
+// (ErrPending) once the swaps and payments, which the lock does not stop,
+// are settled: a Recover once the account is unlocked finishes it. One
 // refused as naming a denomination the bank does not serve, which the
 // wallet's key set lists (a replica behind), stays pending and stops
 // nothing: a Recover at a replica that serves it finishes it.
@@ -750,15 +753,30 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverRepor
 	return rep, nil
 }
 
+// lockedPending is a pending withdrawal the bank refused for the lock of
+// this wallet's source (bank.AccountLocked), kept pending (sendWithdraw):
+// ErrPending, with the bank's refusal.
+type lockedPending struct{ err error }
+
+func (e *lockedPending) Error() string { return fmt.Sprintf("%v: withdraw: %v", ErrPending, e.err) }
+func (e *lockedPending) Unwrap() error { return ErrPending }
+
 // recover is Recover's work; ahead is the bank's refusal of a pending
 // withdrawal as dated ahead of its clock (recoverWithdrawals), or nil.
+// A withdrawal kept pending for the lock of this wallet's source is its
+// error, once the swaps and payments, which the lock does not stop, are
+// settled.
 func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) (ahead, err error) {
-	if ahead, err = w.recoverWithdrawals(ctx, bank); err != nil {
+	ahead, err = w.recoverWithdrawals(ctx, bank)
+	var locked error
+	if errors.As(err, new(*lockedPending)) {
+		locked = err
+	} else if err != nil {
 		return nil, err
 	}
 	ks, err := w.KeySet()
 	if errors.Is(err, ErrNoKeys) {
-		return ahead, nil // never talked to the bank: nothing can be pending
+		return ahead, locked // never talked to the bank: nothing can be pending
 	}
 	if err != nil {
 		return nil, err
@@ -771,7 +789,10 @@ func (w *Wallet) recover(ctx context.Context, bank pb.BankClient) (ahead, err er
 	}
 	// Settling payments may reveal coins, and an earlier failure may have
 	// left some unswapped (the bank unreachable, or a crash).
-	return ahead, w.renewRevealed(ctx, bank, ks)
+	if err := w.renewRevealed(ctx, bank, ks); err != nil {
+		return nil, err
+	}
+	return ahead, locked
 }
 
 // unlisted reports whether a pending request's answer could not be turned
@@ -787,7 +808,9 @@ func unlisted(err error) bool { return errors.Is(err, ecash.ErrUnknownDenominati
 
 // recoverWithdrawals sends the pending withdrawals again. ahead is the
 // bank's refusal of one as dated ahead of its clock (the last, if several:
-// they say the same of one clock), which leaves it pending.
+// they say the same of one clock), which leaves it pending. One refused
+// for the lock of this wallet's source stays pending too, and is the
+// error (a *lockedPending) once the others were sent.
 func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) (ahead, err error) {
 	keys, err := w.pendingKeys("w/")
 	if err != nil || len(keys) == 0 {
@@ -797,6 +820,7 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) (ah
 	if err != nil {
 		return nil, err
 	}
+	var locked error
 	for _, key := range keys {
 		err := sendClaimed(w, key, decodePendingWithdraw, func(pw *pendingWithdraw) error {
 			_, err := w.sendWithdraw(ctx, bank, ks, pw)
@@ -807,6 +831,9 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) (ah
 		// Recover's report; its indices parked or skipped by then), and
 		// one refused for now as dated ahead of the bank's clock stays
 		// pending: go on to the others, and the caller to its own work.
+		// One refused for the lock of this wallet's source stays pending
+		// as well: go on to the others; the error stops the caller's
+		// withdrawal, not Recover's swaps and payments (recover).
 		// Anything else (the bank not answering: the request's outcome
 		// unknown) stops the caller.
 		var refused *refusedEarlier
@@ -814,11 +841,15 @@ func (w *Wallet) recoverWithdrawals(ctx context.Context, bank pb.BankClient) (ah
 			ahead = err
 			continue
 		}
+		if errors.As(err, new(*lockedPending)) {
+			locked = err
+			continue
+		}
 		if err != nil && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &refused) {
 			return nil, fmt.Errorf("wallet: recovering a withdrawal: %w", err)
 		}
 	}
-	return ahead, nil
+	return ahead, locked
 }
 
 // PendingWithdrawals counts withdrawals waiting for Recover.

@@ -75,3 +75,39 @@ func TestRecoveredWithdrawalAccountLockedStaysPending(t *testing.T) {
 		t.Fatalf("fresh %s, account %d; want EUR:1.00 and 100", got, acct)
 	}
 }
+
+// TestRecoveredWithdrawalAccountLockedStopsNothingElse: the lock of the
+// wallet's source keeps a recovered withdrawal pending, and is Recover's
+// error, but is about the account's requests only: a swap, which names
+// no account and is not locked, is settled by the same Recover. Stopped
+// at the withdrawal, anyone sharing the wallet's address who locked the
+// account (a few forgeries naming it) would keep the wallet's swaps and
+// payments unsettled until the lock lifts.
+func TestRecoveredWithdrawalAccountLockedStopsNothingElse(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, account := newWallet(t, f, "EUR:10.00", "EUR:2.56")
+	lossy := &lossySwaps{BankClient: f.bankc}
+	lossy.lose.Store(1)
+	if _, err := w.Swap(ctx, lossy, ecash.MustParseAmount("EUR:1.28")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap with a lost answer: %v, want ErrPending", err)
+	}
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	lockAccount(t, f, account)
+	_, err := w.Recover(ctx, f.bankc)
+	if !errors.Is(err, wallet.ErrPending) || !strings.Contains(err.Error(), bank.ErrAccountLocked.Error()) {
+		t.Fatalf("recover with the account locked: %v; want ErrPending with the bank's word", err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 1 {
+		t.Fatalf("%d withdrawals pending, want 1 (kept for the lock)", n)
+	}
+	if n, _ := w.PendingSwaps(); n != 0 {
+		t.Fatalf("%d swaps pending after Recover: the lock of the account stopped a swap", n)
+	}
+	if got := fresh(t, w); got != "EUR:2.56" {
+		t.Fatalf("after Recover: fresh %s, want EUR:2.56", got)
+	}
+	f.checkConservation(t, w)
+}
