@@ -119,12 +119,14 @@ func truncateText(s string, n int) string {
 // RefusalHorizon is how long a recorded withdraw refusal is kept before
 // PruneRefusals deletes it. A refusal excludes the withdrawal of its
 // request still in flight when it was made: one in this process's commit
-// pipeline (milliseconds), or a transaction at another replica whose
-// signature and checks went through before the refusal (seconds; a
-// replica paused in between, longer). A day is orders of magnitude past
-// either, so the exclusion it gives up holds in all but that pause: a
-// replica stopped mid-commit for more than a day, then resumed, commits
-// a withdrawal whose retry was refused (OPERATIONS, "Durability"). Apart
+// pipeline (milliseconds), or one at another replica that looked the
+// request up before the refusal and has yet to commit (seconds; a
+// replica paused in between, longer: a commit's transaction that holds
+// the account's lock already is waited for, not overtaken). A day is
+// orders of magnitude past either, so the exclusion it gives up holds in
+// all but that pause: a replica stopped for more than a day between its
+// lookup and the start of its commit, then resumed, commits a withdrawal
+// whose retry was refused (OPERATIONS, "Durability"). Apart
 // from that the records only keep answering later sends the same, which
 // a wallet does not need once it dropped the request. The horizon bounds
 // what refusals occupy: their rate (LimitRefusals, per account) times it.
