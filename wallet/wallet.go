@@ -66,6 +66,12 @@ var (
 	// right, a new withdrawal goes through. (A withdrawal pending from
 	// before, refused so, stays pending: see Recover.)
 	ErrClockAhead = errors.New("wallet: this computer's clock is ahead of the bank's")
+	// ErrAccountLocked: the bank refused a withdrawal pending from before
+	// because it locked the account for this wallet's address (repeated
+	// failed authentications from there, anyone's). The withdrawal stays
+	// pending (it matches ErrPending too); a Recover once the lock lifts
+	// (the bank's day ends, or its operator unlocks) finishes it.
+	ErrAccountLocked = errors.New("wallet: the bank locked the account for this address")
 	// ErrStoreTooNew: the wallet's store was written by a newer build,
 	// whose records this one could misread (a build before log-check
 	// records read them as deposits'); it is left as it is. Use that

@@ -758,8 +758,8 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverRepor
 // ErrPending, with the bank's refusal.
 type lockedPending struct{ err error }
 
-func (e *lockedPending) Error() string { return fmt.Sprintf("%v: withdraw: %v", ErrPending, e.err) }
-func (e *lockedPending) Unwrap() error { return ErrPending }
+func (e *lockedPending) Error() string   { return fmt.Sprintf("%v: withdraw: %v", ErrPending, e.err) }
+func (e *lockedPending) Unwrap() []error { return []error{ErrPending, ErrAccountLocked} }
 
 // recover is Recover's work; ahead is the bank's refusal of a pending
 // withdrawal as dated ahead of its clock (recoverWithdrawals), or nil.

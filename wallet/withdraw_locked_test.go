@@ -56,7 +56,7 @@ func TestRecoveredWithdrawalAccountLockedStaysPending(t *testing.T) {
 		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
 	}
 	rep, err := w.Recover(ctx, f.bankc)
-	if !errors.Is(err, wallet.ErrPending) || !strings.Contains(err.Error(), bank.ErrAccountLocked.Error()) {
+	if !errors.Is(err, wallet.ErrPending) || !errors.Is(err, wallet.ErrAccountLocked) || !strings.Contains(err.Error(), bank.ErrAccountLocked.Error()) {
 		t.Fatalf("recover of a withdrawal from the locked source: %+v, %v; want ErrPending with the bank's word", rep, err)
 	}
 	if n, _ := w.PendingWithdrawals(); n != 1 {

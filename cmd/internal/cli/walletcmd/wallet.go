@@ -336,7 +336,15 @@ func coinTotal(w *wallet.Wallet, cur string, coins []ecash.Coin) (value, fee eca
 // ahead of its clock, said alike by withdraw and recover.
 const setClock = "set this computer's clock right (turn on network time)"
 
+// accountLocked is what to do about a withdrawal kept pending because the
+// bank locked the account for this address, said alike by withdraw and
+// recover (it is no lost answer).
+const accountLocked = "the bank locked the account for this computer's address after repeated failed authentications (%v); the pending withdrawal is kept: run 'wallet recover' once the lock lifts (at the bank's midnight, UTC, or when its operator unlocks the account)"
+
 func withdrawError(err error) error {
+	if errors.Is(err, wallet.ErrAccountLocked) {
+		return fmt.Errorf(accountLocked, err)
+	}
 	if errors.Is(err, wallet.ErrPending) {
 		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
 	}
@@ -545,6 +553,9 @@ again.`,
 				}
 				defer conn.Close()
 				if rep, err = w.Recover(ctx, pb.NewBankClient(conn)); err != nil {
+					if errors.Is(err, wallet.ErrAccountLocked) {
+						return fmt.Errorf(accountLocked, err)
+					}
 					if errors.Is(err, wallet.ErrPending) {
 						return fmt.Errorf("the bank did not answer (%v); run 'wallet recover' again", err)
 					}
