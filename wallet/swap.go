@@ -416,7 +416,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 				return nil, fmt.Errorf("%w: %s refused with a double-spend claim that does not hold (%v)", ErrPending, what, err)
 			}
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
-			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil, nil))
+			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil, w.keptEnded(h, ps, sent, err)))
 		}
 		// A refusal of a swap sent before may meet its original still
 		// committing (swaprefused.go); not one for outputs signed in
@@ -425,7 +425,7 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			return w.settleRefused(ctx, bank, ks, h, ps, outputs, sent, err)
 		}
 		if definitive(err) {
-			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil, nil); err != nil {
+			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil, w.keptEnded(h, ps, sent, err)); err != nil {
 				return nil, err
 			}
 			// The planchet indices stay used: sent again, they would link
@@ -440,6 +440,18 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 		note = &SwapRecovery{Request: h, Recoup: ps.Recoup, Outcome: SwapCompleted, Reason: sent.Refused, At: sent.RefusedAt}
 	}
 	return w.completeSwap(ks, h, ps, outputs, resp.BlindSignatures, resp.LogIndex, note)
+}
+
+// keptEnded is the note for Recover's report of a recovered swap that a
+// refusal an earlier send meets too (a double-spend proof, outputs signed
+// in another request) ends, if Recover reported it kept pending (sent:
+// its send record from before this send): how it ended, as a completed
+// one's is reported. nil otherwise.
+func (w *Wallet) keptEnded(h ecash.Hash, ps *pendingSwap, sent *swapSent, refusal error) *SwapRecovery {
+	if sent == nil || sent.Refused == "" {
+		return nil
+	}
+	return &SwapRecovery{Request: h, Recoup: ps.Recoup, Outcome: SwapRefused, Reason: refusalReason(refusal), At: w.now()}
 }
 
 // completeSwap finishes a swap the bank committed, from its blind

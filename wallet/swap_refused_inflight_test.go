@@ -489,3 +489,43 @@ func TestSwapSentClockBack(t *testing.T) {
 	}
 	s.f.checkConservation(t, w)
 }
+
+// issuedElsewhere refuses every swap as ErrAlreadyIssued (its outputs
+// signed in another request: a copy of the wallet's, say), a refusal an
+// earlier send of the swap meets too.
+type issuedElsewhere struct{ pb.BankClient }
+
+func (issuedElsewhere) Swap(context.Context, *pb.SwapRequest, ...grpc.CallOption) (*pb.SwapResponse, error) {
+	return nil, status.Error(codes.AlreadyExists, bank.ErrAlreadyIssued.Error())
+}
+
+// TestKeptSwapEndedReported: a swap Recover reported kept pending that a
+// later retry ends for good otherwise than past the horizon (here
+// ErrAlreadyIssued; a double-spend proof is the other way) is reported
+// once as refused, not dropped from the report unsaid (before: listed
+// "kept pending" until X, then never again).
+func TestKeptSwapEndedReported(t *testing.T) {
+	ctx := context.Background()
+	s := newInflightSetup(t, true, currentKeys)
+	w := s.w
+	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
+	}
+	rep, err := w.Recover(ctx, s.later)
+	if err != nil || swapsOf(rep, wallet.SwapKeptPending) != 1 {
+		t.Fatalf("Recover at the replica past the window: %+v, %v; want it kept pending", rep, err)
+	}
+	close(s.hs.release)
+	if err := <-s.first.original; err == nil {
+		t.Fatal("the original committed; want it failed")
+	}
+	if rep, err = w.Recover(ctx, issuedElsewhere{s.f.bankc}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.PendingSwaps(); n != 0 || len(rep.Swaps) != 1 || rep.Swaps[0].Outcome != wallet.SwapRefused || rep.Swaps[0].Reason == "" {
+		t.Fatalf("after the retry refused as issued elsewhere: %d pending, report %+v; want it reported refused", n, rep.Swaps)
+	}
+	if rep, err = w.Recover(ctx, s.f.bankc); err != nil || len(rep.Swaps) != 0 {
+		t.Errorf("the next Recover: %+v, %v; want the end reported once", rep, err)
+	}
+}

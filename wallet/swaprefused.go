@@ -132,7 +132,10 @@ const (
 	SwapKeptPending
 	// SwapRefused: the refusal stood past SwapRefusalHorizon: the swap
 	// ended as refused, its inputs fresh again, its planchet indices
-	// skipped.
+	// skipped. Or, of one reported kept pending, a later retry was
+	// refused for what an earlier send meets too (an input spent in
+	// another request, with the bank's proof: that one stays spent; its
+	// outputs signed in another request).
 	SwapRefused
 )
 

@@ -665,7 +665,7 @@ func swapsSummary(wr io.Writer, swaps []swapJSON) {
 		case wallet.SwapKeptPending.String():
 			fmt.Fprintf(wr, "kept pending: the interrupted %s %s…, refused by the bank when sent again (%q); an earlier send may still commit, so its coins stay reserved until %s unless the bank shows it committed first\n", what, s.Request[:16], s.Reason, s.Until)
 		default:
-			fmt.Fprintf(wr, "refused by the bank: the interrupted %s %s… (%q) for longer than any earlier send could still commit: its coins are fresh again\n", what, s.Request[:16], s.Reason)
+			fmt.Fprintf(wr, "refused by the bank: the interrupted %s %s… (%q), and no earlier send of it can still commit: its coins are fresh again, except any the bank proved spent in another request\n", what, s.Request[:16], s.Reason)
 		}
 	}
 }
