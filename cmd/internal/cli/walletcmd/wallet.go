@@ -673,10 +673,10 @@ func swapsSummary(wr io.Writer, swaps []swapJSON) {
 // recoverSummary says what 'wallet recover' did: the withdrawals it
 // finished of those pending before, and what is left. A withdrawal or a
 // swap is left pending when the bank has not answered it, refused it for
-// now as dated ahead of its clock (a withdrawal), or answered
-// with a key the wallet's key set does not list (one made since the key
-// set was fetched: a later recovery finishes it; or one whose deposit
-// window has closed, whose coins are worth nothing).
+// now as dated ahead of its clock or at a replica behind the key set (a
+// withdrawal), or answered with a key the wallet's key set does not list
+// (one made since the key set was fetched: a later recovery finishes it;
+// or one whose deposit window has closed, whose coins are worth nothing).
 func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balance) {
 	switch {
 	case !work:
@@ -687,7 +687,7 @@ func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balan
 	default:
 		fmt.Fprintf(wr, "recovered; fresh %s\n", bal.Fresh)
 	}
-	left := "the bank has not decided it, refused it for now as dated ahead of its clock, or answered with a key this wallet's key set does not list; run 'wallet recover' later"
+	left := "the bank has not decided it, refused it for now (as dated ahead of its clock, or at a replica that does not serve its denominations yet), or answered with a key this wallet's key set does not list; run 'wallet recover' later"
 	if after > 0 {
 		fmt.Fprintf(wr, "still unfinished: %s (%s)\n", cli.Plural(after, "withdrawal"), left)
 	}
