@@ -500,6 +500,11 @@ earlier withdraw sent it again, is dropped and listed once ("refused").
 One it refuses as dated ahead of its clock stays unfinished: the bank may
 have taken it before, and takes it once its clock reaches that date;
 recover says so, and that this computer's clock is to be set right.
+One refused because the bank locked the account for this computer's
+address stays unfinished too: recover settles the rest, then fails saying
+so (run it again once the lock lifts); and one a bank replica refuses as
+naming a denomination it does not serve yet (it lags the key set) stays
+unfinished until a later recover reaches one that does.
 An interrupted swap (or recoup) the bank refuses outright when sent again
 is not ended on that alone: an earlier send may still be committing at the
 bank. If the bank shows it committed, its new coins are taken in
