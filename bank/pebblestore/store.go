@@ -1209,25 +1209,29 @@ const pruneBatch = 512
 // PruneWithdrawRefusals implements bank.Store: through the q/ index, in
 // the committer (ordered with Withdraw and RefuseWithdrawal), pruneBatch
 // refusals an operation, each synced, until none before before is left.
+//
+// An index key of the wrong length names no refusal: it is deleted, so
+// that it cannot stop every later pruning at the head of the index, and
+// reported once, after the pruning, as corruption.
 func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
 	upper := refusedAtKey(before, ecash.Hash{})
-	var total int64
+	var total, bad int64
 	for {
-		n := 0
+		n, nbad := 0, 0
 		err := s.submit(ctx, func(t *txn) error {
-			n = 0
+			n, nbad = 0, 0
 			it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRefusedT), UpperBound: upper})
 			if err != nil {
 				return fmt.Errorf("pebblestore: read: %w", err)
 			}
-			for ok := it.First(); ok && n < pruneBatch; ok = it.Next() {
+			for ok := it.First(); ok && n+nbad < pruneBatch; ok = it.Next() {
 				k := it.Key()
-				if len(k) != len(prefixRefusedT)+8+len(ecash.Hash{}) {
-					return errors.Join(fmt.Errorf("%w: withdraw refusal index key of %d bytes", errCorrupt, len(k)), it.Close())
-				}
-				h := ecash.Hash(k[len(prefixRefusedT)+8:])
 				t.delete(bytes.Clone(k))
-				t.delete(hashKey(prefixRefused, h))
+				if len(k) != len(prefixRefusedT)+8+len(ecash.Hash{}) {
+					nbad++
+					continue
+				}
+				t.delete(hashKey(prefixRefused, ecash.Hash(k[len(prefixRefusedT)+8:])))
 				n++
 			}
 			if err := errors.Join(it.Error(), it.Close()); err != nil {
@@ -1238,11 +1242,15 @@ func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (in
 		if err != nil {
 			return total, err
 		}
-		total += int64(n)
-		if n < pruneBatch {
-			return total, nil
+		total, bad = total+int64(n), bad+int64(nbad)
+		if n+nbad < pruneBatch {
+			break
 		}
 	}
+	if bad > 0 {
+		return total, fmt.Errorf("%w: deleted %d withdraw refusal index keys of a wrong length", errCorrupt, bad)
+	}
+	return total, nil
 }
 
 func cloneSigs(in [][]byte) [][]byte {
