@@ -68,11 +68,12 @@ func (b *Bank) LimitAccounts(l *RateLimiter) { b.limit = l }
 // however fast its rate (LimitAccounts) lets it send requests to refuse.
 func (b *Bank) LimitRefusals(l *RateLimiter) { b.refusals = l }
 
-// allow applies the per-account rate, once the request's signature has
-// verified: a stranger's requests naming an account would otherwise use
-// up its holder's rate (the transport's per-peer rates bound those).
-func (b *Bank) allow(account uint64) error {
-	if !b.limit.Allow(strconv.FormatUint(account, 10), b.now()) {
+// allow applies a per-account rate (b.limit, or b.refusals), once the
+// request's signature has verified: a stranger's requests naming an
+// account would otherwise use up its holder's rate (the transport's
+// per-peer rates bound those).
+func (b *Bank) allow(l *RateLimiter, account uint64) error {
+	if !l.Allow(strconv.FormatUint(account, 10), b.now()) {
 		return ErrRateLimited
 	}
 	return nil
@@ -240,7 +241,7 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	}
 	// Charged after the record: a retry signs nothing, and a replay of a
 	// captured request must not use up its holder's rate.
-	if err := b.allow(req.Account); err != nil {
+	if err := b.allow(b.limit, req.Account); err != nil {
 		return nil, err
 	}
 	// From here on a refusal is recorded under the request's hash before
@@ -317,8 +318,8 @@ func (b *Bank) settleWithdrawal(ctx context.Context, sigs *[][]byte, err *error,
 	// over the account's budget, the refusal is not recorded and not
 	// sent (the wallet would drop the request while its original may
 	// commit), but answered "slow down", which the wallet retries.
-	if !b.refusals.Allow(strconv.FormatUint(account, 10), b.now()) {
-		*err = ErrRateLimited
+	if rerr := b.allow(b.refusals, account); rerr != nil {
+		*err = rerr
 		fromRecord(err, recorded)
 		return
 	}

@@ -123,7 +123,7 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	// record: the merchant the customer gave a genuine order to could
 	// otherwise resubmit it with junk endorsements, each refused, to use
 	// up the customer's rate.
-	if err := b.allow(customer.ID); err != nil {
+	if err := b.allow(b.limit, customer.ID); err != nil {
 		return nil, err
 	}
 	receipt := func(outcome, reason string) ([]byte, error) {
@@ -285,7 +285,7 @@ func (b *Bank) CheckStatus(ctx context.Context, raw []byte) (*CheckResult, error
 	// above, use up no one's rate, nor do the merchant's the customer's. A
 	// customer recovering K is refused only past its own rate, for a
 	// moment (ResourceExhausted, which the wallet retries).
-	if err := b.allow(requester); err != nil {
+	if err := b.allow(b.limit, requester); err != nil {
 		return nil, err
 	}
 	priv, err := epo.OpenRecordedPrivate(b.keys.HPKE)
@@ -359,7 +359,7 @@ func (b *Bank) Statement(ctx context.Context, raw []byte) (st *echeck.Statement,
 		}
 		return nil, false, err
 	}
-	if err := b.allow(req.Account); err != nil {
+	if err := b.allow(b.limit, req.Account); err != nil {
 		return nil, false, err
 	}
 	if err := b.checkLock(ctx, acct.ID, Source(ctx)); err != nil {
