@@ -280,7 +280,10 @@ func (m *Merchant) pendingRefund(ctx context.Context, orderID string, rec *refun
 	if refusal != nil {
 		said = " (the bank said: " + status.Convert(refusal).Message() + ")"
 	}
-	if !m.now().After(refundDropAt(rec)) {
+	// A refusal keeps it, whatever the clock says: it is dropped only
+	// after the bank's receipts were asked (refusal nil), not on a clock
+	// that jumped past the drop time during this send.
+	if refusal != nil || !m.now().After(refundDropAt(rec)) {
 		err := fmt.Errorf("%w: refund %d of order %s%s, until %s at the latest; the order's next refund %s", ErrRefundInFlight, rec.ID, orderID, said,
 			refundDropAt(rec).UTC().Format(time.RFC3339), m.nextStep(rec))
 		if bank.BadTimestamp(refusal) {

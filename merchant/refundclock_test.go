@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
+	pb "github.com/blindbank/blindbank/proto"
 )
 
 // TestRefundDatedAheadOfBankClock: the bank refuses a refund request dated
@@ -99,5 +101,62 @@ func TestRefundDatedAheadOfBankClock(t *testing.T) {
 	}
 	if recs, err := s.m.refunds(o.ID); err != nil || len(recs) != 0 {
 		t.Fatalf("refunds left: %d, %v", len(recs), err)
+	}
+}
+
+// jumpingBank moves the merchant's clock on by jump while the bank answers
+// a refund: a clock stepped during the send.
+type jumpingBank struct {
+	*directBank
+	clock interface{ add(time.Duration) }
+	jump  time.Duration
+}
+
+func (b *jumpingBank) Refund(ctx context.Context, in *pb.RefundRequest, opts ...grpc.CallOption) (*pb.RefundResponse, error) {
+	b.clock.add(b.jump)
+	return b.directBank.Refund(ctx, in, opts...)
+}
+
+// TestPendingRefundRefusedAcrossClockJump: a pending refund sent within its
+// window is refused, and the merchant's clock jumps past the refund's drop
+// time while the bank answers. The refusal alone does not drop it: the
+// bank's receipts were not asked, and the send may still commit. The next
+// refund of the order, past the window, asks them and only then drops it.
+func TestPendingRefundRefusedAcrossClockJump(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Receipt = []byte("receipt")
+	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.m.orders.put(o)
+	amount := ecash.MustParseAmount("EUR:0.50")
+	pr, _ := ecash.DecodePaymentRequest(o.Request)
+	req := &ecash.RefundRequest{PaymentHash: pr.Hash(), MerchantAccount: s.account, RefundID: 1, Amount: amount, CreatedAt: s.clock.now()}
+	req.Sign(s.m.key)
+	if err := s.m.db.Set(refundKey(o.ID, 1), (&refundRecord{Request: req.Encode()}).encode(), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	s.m.Close()
+	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: &jumpingBank{s.bankc, s.clock, refundSendWindow + refundCommitBound + 2*ecash.MaxClockSkew + time.Minute},
+		AuditLog: s.logc, FS: s.fs, Catalogue: s.cat, Now: s.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// Refused (the order was marked paid without a deposit): kept.
+	if _, err := m.Refund(ctx, o.ID, 0, amount); !errors.Is(err, ErrRefundInFlight) {
+		t.Fatalf("a pending refund refused across a clock jump: %v, want ErrRefundInFlight", err)
+	}
+	if recs, err := m.refunds(o.ID); err != nil || len(recs) != 1 {
+		t.Fatalf("a pending refund refused across a clock jump: %d records, %v; want it kept", len(recs), err)
+	}
+	// Past its window now: not sent, the receipts asked, none: dropped.
+	if _, err := m.Refund(ctx, o.ID, 0, amount); !errors.Is(err, ErrRefundDropped) {
+		t.Fatalf("the pending refund once the receipts were asked: %v, want ErrRefundDropped", err)
 	}
 }
