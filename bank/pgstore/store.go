@@ -317,8 +317,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil { // a first connection, checked
 		pool.Close()
-		if strings.HasPrefix(err.Error(), "pgstore: ") {
-			return nil, err // checkDurable's refusal, passed on as it is
+		if errors.As(err, new(durableError)) {
+			return nil, err // checkDurable's, which says pgstore already
 		}
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
@@ -357,22 +357,27 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // data pages against a write torn by a crash of the machine, which some
 // storage never tears (ZFS, whose users turn it off for that reason), and
 // only the operator knows the storage.
+// durableError is checkDurable's error, which Open passes on as it is.
+type durableError struct{ error }
+
+func (e durableError) Unwrap() error { return e.error }
+
 func checkDurable(ctx context.Context, conn *pgx.Conn) (warning string, err error) {
 	var sc, standbys, fsync, fpw *string
 	err = conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true),
 		current_setting('synchronous_standby_names', true),
 		current_setting('fsync', true), current_setting('full_page_writes', true)`).Scan(&sc, &standbys, &fsync, &fpw)
 	if err != nil {
-		return "", fmt.Errorf("pgstore: %w", err)
+		return "", durableError{fmt.Errorf("pgstore: %w", err)}
 	}
 	is := func(v *string, want string) bool { return v != nil && *v == want }
 	switch {
 	case is(fsync, "off"):
-		return "", errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")
+		return "", durableError{errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")}
 	case is(sc, "off"):
-		return "", errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")
+		return "", durableError{errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")}
 	case is(sc, "local") && standbys != nil && strings.TrimSpace(*standbys) != "":
-		return "", fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)
+		return "", durableError{fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)}
 	case is(fpw, "off"):
 		return "pgstore: the server runs with full_page_writes=off: unless its storage never tears a page (ZFS), a crash of its machine can corrupt pages holding acknowledged commits; set full_page_writes = on in postgresql.conf (or ALTER SYSTEM RESET full_page_writes) and reload", nil
 	}
