@@ -134,26 +134,17 @@ func peerCap(n, def int) int {
 	return n
 }
 
-func limiter(perSecond, def float64) *bank.RateLimiter {
+// limiter is a per-key rate as configured (below 0: none; 0: def), with
+// bursts of twice the rate, or of minBurst if that is more (the refusal
+// budget's rate is low, its bursts not).
+func limiter(perSecond, def float64, minBurst int) *bank.RateLimiter {
 	switch {
 	case perSecond < 0:
 		return nil
 	case perSecond == 0:
 		perSecond = def
 	}
-	return bank.NewRateLimiter(perSecond, int(2*perSecond), maxLimiterKeys)
-}
-
-// refusalLimiter is the per-account budget of recorded withdraw refusals:
-// a burst of DefaultRefusalBurst, or twice the rate if that is more.
-func refusalLimiter(perSecond float64) *bank.RateLimiter {
-	switch {
-	case perSecond < 0:
-		return nil
-	case perSecond == 0:
-		perSecond = DefaultRefusalsPerAccount
-	}
-	return bank.NewRateLimiter(perSecond, max(DefaultRefusalBurst, int(2*perSecond)), maxLimiterKeys)
+	return bank.NewRateLimiter(perSecond, max(minBurst, int(2*perSecond)), maxLimiterKeys)
 }
 
 // AdminMaxStreams bounds the HTTP/2 streams (gRPC calls) one connection
@@ -409,11 +400,11 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 		}
 		return nil, err
 	}
-	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer)
+	n.PeerLimit = limiter(cfg.Limits.PerPeer, DefaultPerPeer, 0)
 	n.PeerCalls = peerCap(cfg.Limits.CallsPerPeer, DefaultCallsPerPeer)
 	n.PeerConns = peerCap(cfg.Limits.ConnsPerPeer, DefaultConnsPerPeer)
-	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount))
-	n.Bank.LimitRefusals(refusalLimiter(cfg.Limits.RefusalsPerAccount))
+	n.Bank.LimitAccounts(limiter(cfg.Limits.PerAccount, DefaultPerAccount, 0))
+	n.Bank.LimitRefusals(limiter(cfg.Limits.RefusalsPerAccount, DefaultRefusalsPerAccount, DefaultRefusalBurst))
 	n.backups = newBackupMetrics()
 	err = n.start(daemonSpec{
 		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
@@ -712,7 +703,7 @@ func StartMerchant(ctx context.Context, cfg MerchantConfig) (*Merchant, error) {
 		return nil, err
 	}
 	n := &Merchant{Merchant: m, bankConn: conn}
-	n.PeerLimit = limiter(0, DefaultPerPeer)
+	n.PeerLimit = limiter(0, DefaultPerPeer, 0)
 	n.PeerCalls, n.PeerConns = DefaultCallsPerPeer, DefaultConnsPerPeer
 	err = n.start(daemonSpec{
 		dir: cfg.Dir, listen: cfg.Listen, adminListen: cfg.AdminListen, plaintext: cfg.Plaintext,
