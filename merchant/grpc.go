@@ -27,10 +27,10 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrRefundInFlight):
-		// Not settled either way: ask again later. (Before ErrClockAhead,
-		// which wraps it for a pending refund dated ahead: that one is
-		// no refusal either.)
+	case errors.Is(err, ErrRefundInFlight), errors.Is(err, ErrPaymentPending):
+		// Not settled either way, no refusal: an earlier send may yet be
+		// taken; ask again later. (Before ErrClockAhead, which wraps
+		// ErrRefundInFlight for a pending refund dated ahead.)
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
 		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead),
@@ -38,9 +38,6 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrPaymentPending):
-		// Unavailable, not a refusal: an earlier send may yet be taken.
-		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrBadBankAnswer):
 		// Unavailable, not a refusal: the bank may have decided all the same.
 		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; the bank may have recorded it all the same: ask the bank for the payment's or EPOID's status")
