@@ -265,10 +265,12 @@ func openDB(dir string, fs vfs.FS, readOnly bool) (*pebble.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wallet: open %s: %w", dir, err)
 	}
-	// Tightened once the store is known to be a wallet's: a directory
-	// refused (another kind's store, a newer format) keeps its mode.
+	// Mode 0700: the store holds the wallet seed, which controls the
+	// account and every coin. Tightened once the store is known to be a
+	// wallet's: a directory refused (another kind's store, a newer
+	// format) keeps its mode.
 	if private {
-		if err := privateDir(dir); err != nil {
+		if err := os.Chmod(dir, 0o700); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -295,13 +297,4 @@ func prefixEnd(prefix []byte) []byte {
 	end := append([]byte(nil), prefix...)
 	end[len(end)-1]++
 	return end
-}
-
-// privateDir creates dir, or tightens an existing one, to mode 0700: the
-// store holds the wallet seed, which controls the account and every coin.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
 }
