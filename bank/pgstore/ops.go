@@ -500,12 +500,8 @@ type refusalRow struct {
 func (r *refusalRow) queue(b *pgx.Batch, h ecash.Hash) {
 	b.Queue(`SELECT account, code, reason FROM withdraw_refusals WHERE request_hash = $1`, h[:]).
 		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&r.account, &r.code, &r.reason)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			r.found = err == nil
-			return err
+			r.found = true
+			return ignoreNoRows(row.Scan(&r.account, &r.code, &r.reason), &r.found)
 		})
 }
 
@@ -563,20 +559,12 @@ func (s *Store) RefuseWithdrawal(ctx context.Context, op bank.RefuseWithdrawalOp
 		)
 		b := begin()
 		b.Queue(`SELECT true FROM accounts WHERE id = $1 FOR UPDATE`, acct).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&locked)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			return err
+			return ignoreNoRows(row.Scan(&locked))
 		})
 		b.Queue(`SELECT account, sigs FROM withdrawals WHERE request_hash = $1`, op.RequestHash[:]).
 			QueryRow(func(row pgx.Row) error {
-				err := row.Scan(&recAcct, &recSigs)
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				wFound = err == nil
-				return err
+				wFound = true
+				return ignoreNoRows(row.Scan(&recAcct, &recSigs), &wFound)
 			})
 		rec.queue(b, op.RequestHash)
 		if err := t.send(b); err != nil {
