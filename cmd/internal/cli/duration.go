@@ -36,7 +36,7 @@ func ParseDuration(s string) (time.Duration, error) {
 func parseDuration(s string) (time.Duration, error) {
 	var days time.Duration
 	if n, rest, ok := strings.Cut(s, "d"); ok {
-		v, err := strconv.ParseUint(n, 10, 16)
+		v, err := strconv.ParseUint(n, 10, 64)
 		if err != nil || v > maxDays {
 			return 0, fmt.Errorf("not a whole number of days up to %d: want %s", maxDays, DurationForms)
 		}
