@@ -76,11 +76,7 @@ func (w *Wallet) CollectRefunds(ctx context.Context, bank pb.BankClient) (*Refun
 // refundCredits returns the coins of ids that the wallet spent and that
 // have refund credit at the bank, with their credit.
 func (w *Wallet) refundCredits(ctx context.Context, bank pb.BankClient, ids []ecash.Hash) ([]*coinRecord, []ecash.Amount, error) {
-	req := &pb.CoinsSpentRequest{}
-	for _, id := range ids {
-		req.CoinIds = append(req.CoinIds, id[:])
-	}
-	resp, err := bank.CoinsSpent(ctx, req)
+	resp, err := bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(ids)})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -324,12 +324,7 @@ func (w *Wallet) issuedBefore(ctx context.Context, bank pb.BankClient, ks *ecash
 	if p == nil || len(p.Planchets) == 0 {
 		return false, nil
 	}
-	req := &pb.IssuedSignaturesRequest{}
-	for _, pl := range p.Planchets {
-		h := ecash.HashOf(pl.Blinded)
-		req.BlindedHashes = append(req.BlindedHashes, h[:])
-	}
-	resp, err := bank.IssuedSignatures(ctx, req)
+	resp, err := bank.IssuedSignatures(ctx, &pb.IssuedSignaturesRequest{BlindedHashes: blindedHashes(p.Planchets)})
 	if err != nil {
 		return false, fmt.Errorf("wallet: checking the bank's claim of planchets signed before: %w", err)
 	}
@@ -588,10 +583,7 @@ func (w *Wallet) markSpent(ctx context.Context, bank pb.BankClient, ks *ecash.Ke
 	refunded := map[ecash.Hash][]ecash.Hash{} // payment hash: its coins with credit
 	for start := 0; start < len(ids); start += ecash.MaxCoinsPerRequest {
 		batch := ids[start:min(start+ecash.MaxCoinsPerRequest, len(ids))]
-		req := &pb.CoinsSpentRequest{}
-		for _, id := range batch {
-			req.CoinIds = append(req.CoinIds, id[:])
-		}
+		req := &pb.CoinsSpentRequest{CoinIds: hashBytes(batch)}
 		resp, err := paced(ctx, func() (*pb.CoinsSpentResponse, error) { return bank.CoinsSpent(ctx, req) })
 		if err != nil {
 			return 0, fmt.Errorf("wallet: restore: %w", err)

@@ -250,12 +250,7 @@ func (w *Wallet) swapCommitted(ctx context.Context, bank pb.BankClient, ps *pend
 	if len(outputs) == 0 {
 		return nil, false, nil
 	}
-	req := &pb.IssuedSignaturesRequest{}
-	for _, pl := range outputs {
-		bh := ecash.HashOf(pl.Blinded)
-		req.BlindedHashes = append(req.BlindedHashes, bh[:])
-	}
-	resp, err := bank.IssuedSignatures(ctx, req)
+	resp, err := bank.IssuedSignatures(ctx, &pb.IssuedSignaturesRequest{BlindedHashes: blindedHashes(outputs)})
 	if err != nil {
 		return nil, false, err
 	}
@@ -274,11 +269,7 @@ func (w *Wallet) swapCommitted(ctx context.Context, bank pb.BankClient, ps *pend
 		}
 	}
 	if len(spends) > 0 {
-		req := &pb.CoinsSpentRequest{}
-		for _, id := range spends {
-			req.CoinIds = append(req.CoinIds, id[:])
-		}
-		spent, err := bank.CoinsSpent(ctx, req)
+		spent, err := bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(spends)})
 		if err != nil {
 			return nil, false, err
 		}

@@ -559,6 +559,26 @@ func accountLocked(err error) bool { return bank.AccountLocked(err) }
 // denomination it does not serve (bank.UnknownDenomination).
 func bankUnknownDenomination(err error) bool { return bank.UnknownDenomination(err) }
 
+// hashBytes is hashes as the bytes a request carries them in (coin ids).
+func hashBytes(hs []ecash.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
+}
+
+// blindedHashes is the hashes of ps's blinded messages, as the bank
+// indexes the signatures it issued (IssuedSignatures).
+func blindedHashes(ps []ecash.Planchet) [][]byte {
+	out := make([][]byte, len(ps))
+	for i, p := range ps {
+		h := ecash.HashOf(p.Blinded)
+		out[i] = h[:]
+	}
+	return out
+}
+
 func beU64(b []byte) uint64 {
 	var v uint64
 	for _, x := range b {
