@@ -418,13 +418,13 @@ func (w *Wallet) sendSwap(ctx context.Context, bank pb.BankClient, ks *ecash.Key
 			w.tr.Record(w.now(), "double-spend-proof", ds.Proof.Encode(), "")
 			return nil, errors.Join(ds, w.endSwap(h, ps, nil, &spent, 0, nil, w.keptEnded(h, ps, sent, err)))
 		}
-		// A refusal of a swap sent before may meet its original still
-		// committing (swaprefused.go); not one for outputs signed in
-		// another request, which the original meets too.
-		if definitive(err) && sent != nil && !alreadyIssued(err) {
-			return w.settleRefused(ctx, bank, ks, h, ps, outputs, sent, err)
-		}
 		if definitive(err) {
+			// A refusal of a swap sent before may meet its original still
+			// committing (swaprefused.go); not one for outputs signed in
+			// another request, which the original meets too.
+			if sent != nil && !alreadyIssued(err) {
+				return w.settleRefused(ctx, bank, ks, h, ps, outputs, sent, err)
+			}
 			if err := w.endSwap(h, ps, nil, &ecash.Hash{}, 0, nil, w.keptEnded(h, ps, sent, err)); err != nil {
 				return nil, err
 			}
