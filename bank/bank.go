@@ -38,7 +38,27 @@ var (
 	ErrBadTimestamp   = errors.New("bank: timestamp outside what the bank accepts")
 	ErrUnauthorized   = errors.New("bank: signature does not match the account key")
 	ErrPaymentExpired = errors.New("bank: payment request expired")
+	// ErrTooOld: a new withdraw or refund request dated further before
+	// the bank's clock than it takes one (MaxWithdrawAge, RefundWindow).
+	// Final: the store would not commit it either (ErrTooLate), and a
+	// withdrawal's is recorded like any refusal after the signature. The
+	// client makes a new request.
+	ErrTooOld = errors.New("bank: request dated too long ago; make a new one")
 )
+
+// MaxWithdrawAge is how long after its date a withdraw request may first
+// be taken. A request refused for good is recorded (WithdrawRefusal) and
+// the record pruned after RefusalHorizon; by then its date is more than
+// RefusalHorizon − ecash.MaxClockSkew past (it was not dated further
+// ahead when refused), so a copy of it sent after that is refused for its
+// age, not decided afresh: the wallet dropped the request, and a debit
+// for signatures only it could unblind would be lost to the account. A
+// wallet's retry of a request that committed is answered from the
+// withdrawal's record, which is kept, however old the request. The store
+// holds the commit to the same bound by its own clock (WithdrawOp.NotAfter),
+// so a send stalled between these checks and its commit for longer does
+// not commit after its retry's refusal was pruned.
+const MaxWithdrawAge = 12 * time.Hour
 
 // Bank is the bank node's protocol logic.
 type Bank struct {
@@ -155,9 +175,10 @@ func fromRecord(err *error, lookup func() (bool, error)) {
 // ecash.MaxClockSkew ahead of the bank's clock (ErrBadTimestamp), saying
 // by how much, so that whoever runs that clock can set it right. Clients
 // judging the bank's log take such a date, less the skew, as the earliest
-// the bank can have answered (logclient.Unlogged). A date long past is
-// not refused: it only makes that bound weaker, and a wallet may send a
-// pending request again after a long outage.
+// the bank can have answered (logclient.Unlogged). A date long past only
+// makes that bound weaker; a withdraw request's is refused all the same
+// once its record is looked up (notTooOld), a payment or refund request's
+// is not.
 func notAhead(what string, created, now time.Time) error {
 	if !created.After(now.Add(ecash.MaxClockSkew)) {
 		return nil
@@ -167,6 +188,16 @@ func notAhead(what string, created, now time.Time) error {
 		what, created.UTC().Format(time.RFC3339), created.Sub(now).Round(time.Millisecond), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
 }
 
+// notTooOld refuses a new request (what) dated more than maxAge before
+// the bank's clock (ErrTooOld), saying by how much.
+func notTooOld(what string, created, now time.Time, maxAge time.Duration) error {
+	if !created.Before(now.Add(-maxAge)) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s created at %s, %s before the bank's clock (%s), more than the %s allowed", ErrTooOld,
+		what, created.UTC().Format(time.RFC3339), now.Sub(created).Round(time.Second), now.UTC().Format(time.RFC3339), maxAge)
+}
+
 // Withdraw handles a signed withdraw request: it verifies the account
 // signature and denominations, blind-signs every planchet in parallel, then
 // commits the debit, the signatures and the CS nonce locks atomically; an
@@ -174,7 +205,8 @@ func notAhead(what string, created, now time.Time) error {
 // released. A retry of the same
 // request returns the same signatures and debits nothing. A new request
 // dated more than ecash.MaxClockSkew ahead of the bank's clock is refused
-// (ErrBadTimestamp). Any other refusal of a request whose signature
+// (ErrBadTimestamp); one dated more than MaxWithdrawAge before it, with no
+// record, is refused (ErrTooOld). Any other refusal of a request whose signature
 // verified, but the lock of its source (ErrAccountLocked), is recorded
 // under its hash before it is answered, and is the answer to every later
 // send of it whose signature verifies (a *WithdrawRefusal).
@@ -263,6 +295,11 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	if err != nil {
 		return nil, err
 	}
+	// Recorded, so that an original of the request still committing
+	// somewhere is refused with it, as for any refusal here.
+	if err := notTooOld("withdraw request", req.CreatedAt, now, MaxWithdrawAge); err != nil {
+		return nil, err
+	}
 	// Refuse before the expensive signing; the store checks again at commit.
 	if err := acct.CanSpend(int64(amount.Value), now); err != nil {
 		return nil, b.inCurrency(err)
@@ -279,7 +316,8 @@ func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]
 	}
 	sigs, err = b.store.Withdraw(ctx, WithdrawOp{
 		RequestHash: reqHash, Account: req.Account, Amount: int64(total.Value), Fee: int64(fee.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Withdraw{Account: req.Account, Amount: total, Fee: fee, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
+		NotAfter: req.CreatedAt.Add(MaxWithdrawAge),
+		Log:      auditlog.Withdraw{Account: req.Account, Amount: total, Fee: fee, RequestHash: reqHash, AccountSig: accountSig, Issued: denomCounts(keys)},
 	})
 	if err != nil {
 		return nil, b.inCurrency(b.refused(err))
@@ -582,7 +620,7 @@ func (b *Bank) Deposit(ctx context.Context, prBody, merchantSig, sealed []byte) 
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err = b.store.Deposit(ctx, DepositOp{
 		PaymentHash: prHash, Merchant: pr.MerchantAccount, Amount: int64(pr.Amount.Value), Fee: int64(fee.Value),
-		Coins: coins, Receipt: rcpt.Encode(), Time: now,
+		Coins: coins, Receipt: rcpt.Encode(), Time: now, NotAfter: pr.ExpiresAt.Add(ecash.MaxClockSkew),
 		Log: auditlog.Deposit{Merchant: pr.MerchantAccount, Amount: total, Fee: fee, PaymentHash: prHash, Coins: spentCoins(coins, keys)},
 	})
 	var spent *SpentError

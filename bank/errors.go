@@ -37,6 +37,7 @@ var errorCodes = []struct {
 	{ErrNoCredit, codes.FailedPrecondition},
 	{ErrNotMerchant, codes.FailedPrecondition},
 	{ErrPaymentExpired, codes.FailedPrecondition},
+	{ErrTooLate, codes.FailedPrecondition},
 	{ErrAccountLocked, codes.FailedPrecondition},
 	{ErrOverLimit, codes.FailedPrecondition},
 	{echeck.ErrExpired, codes.FailedPrecondition},
@@ -75,6 +76,7 @@ var errorCodes = []struct {
 	{ErrAmountMatch, codes.InvalidArgument},
 	{ErrDuplicateCoin, codes.InvalidArgument},
 	{ErrBadTimestamp, codes.InvalidArgument},
+	{ErrTooOld, codes.InvalidArgument},
 	{ErrRateLimited, codes.ResourceExhausted},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
@@ -117,6 +119,13 @@ func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, Err
 // AlreadyIssued is: InvalidArgument alone does not tell it from a
 // malformed request.
 func BadTimestamp(err error) bool { return sentAs(err, codes.InvalidArgument, ErrBadTimestamp) }
+
+// TooOld reports whether an error a client got over gRPC is the bank's
+// ErrTooOld: a withdraw or refund request dated further before the bank's
+// clock than it takes one, refused for good. To a client that made the
+// request just now, its clock is that far behind. Matched as
+// AlreadyIssued is.
+func TooOld(err error) bool { return sentAs(err, codes.InvalidArgument, ErrTooOld) }
 
 // AccountLocked reports whether an error a client got over gRPC is the
 // bank's ErrAccountLocked: failed authentications from the caller's

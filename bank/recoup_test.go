@@ -46,7 +46,9 @@ func newRecoupEnv(t *testing.T, cipher ecash.Cipher, dear uint64, credit uint64,
 			keys.Denoms[i].Private = wrap(keys.Denoms[i].Private)
 		}
 	}
-	if e.s, err = pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem()}); err != nil {
+	// The store judges a commit's NotAfter by the bank's clock, as it
+	// does in production (both the process's).
+	if e.s, err = pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem(), Now: func() time.Time { return e.now }}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.s.Close() })

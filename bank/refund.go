@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/blindbank/blindbank/bank/auditlog"
 	"github.com/blindbank/blindbank/ecash"
@@ -13,6 +14,15 @@ import (
 // concurrent refund of the same payment took the value it had allocated.
 const refundAttempts = 3
 
+// RefundWindow is how long after its date a merchant sends a refund
+// request, by its own clock, and the bank takes it, by its clock, with
+// ecash.MaxClockSkew more: a new request dated further back is refused
+// (ErrTooOld), and the store commits one only until its date plus the
+// window and the skew (RefundOp.NotAfter, ErrTooLate). So a merchant can
+// tell, from the bank's receipts alone, a pending refund that will never
+// commit (merchant.ErrRefundDropped).
+const RefundWindow = time.Hour
+
 // Refund applies a merchant's signed refund request (ecash.RefundRequest):
 // the merchant, authenticated by its account key, gives back part or all of
 // a payment it was credited and not yet paid out. The bank restores the
@@ -20,7 +30,8 @@ const refundAttempts = 3
 // less earlier refunds, debits the merchant and returns its signed receipt;
 // the coins' owner spends the restored value in a swap. A retry of the same
 // request returns the same receipt. A new request dated more than
-// ecash.MaxClockSkew ahead of the bank's clock is refused (ErrBadTimestamp).
+// ecash.MaxClockSkew ahead of the bank's clock is refused (ErrBadTimestamp),
+// one dated more than RefundWindow and the skew before it too (ErrTooOld).
 func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt, stored []byte, err error) {
 	req, err := ecash.DecodeRefundRequest(raw)
 	if err != nil {
@@ -54,7 +65,11 @@ func (b *Bank) Refund(ctx context.Context, raw []byte) (out *ecash.RefundReceipt
 	// at a replica whose clock is further on is answered too. One still
 	// committing there is not seen: the merchant keeps a refund it may have
 	// sent before pending when refused so (merchant.ErrClockAhead).
-	if err := notAhead("refund request", req.CreatedAt, b.now()); err != nil {
+	now := b.now()
+	if err := notAhead("refund request", req.CreatedAt, now); err != nil {
+		return nil, nil, err
+	}
+	if err := notTooOld("refund request", req.CreatedAt, now, RefundWindow+ecash.MaxClockSkew); err != nil {
 		return nil, nil, err
 	}
 	_, coins, found, err := b.store.DepositRecord(ctx, req.PaymentHash)
@@ -124,7 +139,8 @@ func (b *Bank) refund(ctx context.Context, req *ecash.RefundRequest, reqHash eca
 		RefundHash: reqHash, PaymentHash: req.PaymentHash, MerchantAccount: req.MerchantAccount,
 		Total: req.Amount, RefundedAt: now, SignerPub: b.keySet().SigningPub,
 	}
-	op := RefundOp{RequestHash: reqHash, PaymentHash: req.PaymentHash, Merchant: req.MerchantAccount, Amount: int64(req.Amount.Value), Time: now}
+	op := RefundOp{RequestHash: reqHash, PaymentHash: req.PaymentHash, Merchant: req.MerchantAccount, Amount: int64(req.Amount.Value), Time: now,
+		NotAfter: req.CreatedAt.Add(RefundWindow + ecash.MaxClockSkew)}
 	logged := auditlog.Refund{Merchant: req.MerchantAccount, Amount: req.Amount, PaymentHash: req.PaymentHash, RefundHash: reqHash,
 		RefundID: req.RefundID, CreatedAt: req.CreatedAt, MerchantSig: req.MerchantSig}
 	for i, v := range alloc {

@@ -113,3 +113,50 @@ func TestRefundRetryRacingCommitAtReplicaBehind(t *testing.T) {
 		t.Fatal("the retry's receipt is not the original's")
 	}
 }
+
+// TestRefundWindow: the bank took a refund request dated however long
+// ago, and committed one however long after its checks; a merchant that
+// dropped a pending refund the bank had no receipt of (merchant
+// ErrRefundDropped, two hours and ten minutes after its date) could see
+// it debited later, from a replica paused in between. A new request dated
+// more than RefundWindow and the skew before the bank's clock is refused
+// (ErrTooOld, definitive), one just inside is taken, a retry of a taken
+// one is answered from the record however late, and a refund stalled
+// between the bank's checks and its commit past that bound is refused at
+// the commit (ErrTooLate), moving nothing.
+func TestRefundWindow(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	shop, mkey, payment, _, _ := paidShop(t, e)
+	balance, logged := e.accountBalance(shop), e.logSize()
+	bound := bank.RefundWindow + ecash.MaxClockSkew
+	_, _, err := e.b.Refund(ctx, datedRefund(shop, mkey, payment, 1, e.now.Add(-bound-time.Second)))
+	if st := status.Convert(bank.ToStatus(ctx, err, nil)); !errors.Is(err, bank.ErrTooOld) || !bank.Definitive(st.Err()) || !bank.TooOld(st.Err()) {
+		t.Fatalf("a refund dated the window and the skew and 1s ago: %v (gRPC %v); want ErrTooOld, a refusal", err, st.Code())
+	}
+	if e.accountBalance(shop) != balance || e.logSize() != logged {
+		t.Fatalf("the refused refund moved the merchant's balance %d → %d, the log %d → %d", balance, e.accountBalance(shop), logged, e.logSize())
+	}
+	raw := datedRefund(shop, mkey, payment, 2, e.now.Add(-bound))
+	_, first, err := e.b.Refund(ctx, raw)
+	if err != nil {
+		t.Fatalf("a refund dated exactly the window and the skew ago: %v", err)
+	}
+	e.now = e.now.Add(24 * time.Hour)
+	if _, again, err := e.b.Refund(ctx, raw); err != nil || !bytes.Equal(again, first) {
+		t.Fatalf("a retry a day later: %v (same receipt: %v); want the record", err, bytes.Equal(again, first))
+	}
+
+	balance, logged = e.accountBalance(shop), e.logSize()
+	stalled := datedRefund(shop, mkey, payment, 3, e.now)
+	err = e.stalled("refund", e.now.Add(bound+time.Second), func(b *bank.Bank) error {
+		_, _, err := b.Refund(ctx, stalled)
+		return err
+	})
+	if !errors.Is(err, bank.ErrTooLate) || !bank.Definitive(bank.ToStatus(ctx, err, nil)) {
+		t.Fatalf("a refund committed past its date + the window + the skew: %v; want ErrTooLate, a refusal", err)
+	}
+	if e.accountBalance(shop) != balance || e.logSize() != logged {
+		t.Errorf("the stalled refund moved the merchant's balance %d → %d, the log %d → %d", balance, e.accountBalance(shop), logged, e.logSize())
+	}
+}

@@ -122,20 +122,20 @@ func truncateText(s string, n int) string {
 // pipeline (milliseconds), or one at another replica that looked the
 // request up before the refusal and has yet to commit (seconds; a
 // replica paused in between, longer: a commit's transaction that holds
-// the account's lock already is waited for, not overtaken). A day is
-// orders of magnitude past either, so the exclusion it gives up holds in
-// all but that pause: a replica stopped for more than a day between its
-// lookup and the start of its commit, then resumed, commits a withdrawal
-// whose retry was refused (OPERATIONS, "Durability"). Apart
-// from that the records only keep answering later sends the same, which
-// a wallet does not need once it dropped the request. The horizon bounds
-// what refusals occupy: their rate (LimitRefusals, per account) times it.
+// the account's lock already is waited for, not overtaken). One stalled
+// for longer than MaxWithdrawAge is refused at its commit by the store's
+// clock (WithdrawOp.NotAfter), and a send after the pruning by the
+// bank's (notTooOld): the horizon must exceed that age and the skew.
+// Apart from that the records only keep answering later sends the same,
+// which a wallet does not need once it dropped the request. The horizon
+// bounds what refusals occupy: their rate (LimitRefusals, per account)
+// times it.
 const RefusalHorizon = 24 * time.Hour
 
 // PruneRefusals deletes the withdraw refusals recorded more than
 // RefusalHorizon before the bank's clock (Store.PruneWithdrawRefusals),
-// and returns how many. A request whose refusal is gone is decided
-// afresh when sent again.
+// and returns how many. A request whose refusal is gone is older than
+// MaxWithdrawAge by then, and refused for that when sent again.
 func (b *Bank) PruneRefusals(ctx context.Context) (int64, error) {
 	return b.store.PruneWithdrawRefusals(ctx, b.now().Add(-RefusalHorizon))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -226,6 +227,81 @@ func TestDepositRetryAcrossExpiry(t *testing.T) {
 	}
 	if !bytes.Equal(got, original) {
 		t.Fatal("retry answered another receipt")
+	}
+}
+
+// holding holds the first commit of one kind ("deposit" or "refund")
+// until release is closed, telling arrived when it is held.
+type holding struct {
+	*pebblestore.Store
+	kind             string
+	once             sync.Once
+	arrived, release chan struct{}
+}
+
+func (s *holding) hold(kind string) {
+	if kind == s.kind {
+		s.once.Do(func() {
+			close(s.arrived)
+			<-s.release
+		})
+	}
+}
+
+func (s *holding) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) {
+	s.hold("deposit")
+	return s.Store.Deposit(ctx, op)
+}
+
+func (s *holding) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
+	s.hold("refund")
+	return s.Store.Refund(ctx, op)
+}
+
+// stalled runs op at a bank (on the env's clock) whose store holds op's
+// commit (of kind) until the env's clock was set to until: a replica's
+// process paused between the bank's checks and the commit. It returns
+// op's answer.
+func (e *recoupEnv) stalled(kind string, until time.Time, op func(*bank.Bank) error) error {
+	hs := &holding{Store: e.s, kind: kind, arrived: make(chan struct{}), release: make(chan struct{})}
+	paused := bank.New(hs, e.keys, func() time.Time { return e.now }, nil)
+	answer := make(chan error)
+	go func() { answer <- op(paused) }()
+	<-hs.arrived
+	e.now = until
+	close(hs.release)
+	return <-answer
+}
+
+// TestDepositHeldPastExpiry: a deposit passed the bank's checks just
+// before its payment request expired, then stalled before its commit (a
+// replica's process paused) until past the expiry plus twice the skew,
+// when the merchant and the wallet stop asking about it and take it as
+// not made. It used to commit all the same: the coins spent, the merchant
+// credited for an order it had given up. The store refuses a deposit its
+// clock finds past the expiry plus the skew (DepositOp.NotAfter,
+// ErrTooLate), and nothing moves.
+func TestDepositHeldPastExpiry(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	shop, mkey := e.shop()
+	pr, body, sig, sealed, coin, _ := e.sealedPayment(shop, mkey, 1, e.dear, e.now, e.now.Add(time.Minute))
+	e.now = pr.ExpiresAt
+	err := e.stalled("deposit", pr.ExpiresAt.Add(2*ecash.MaxClockSkew+time.Second), func(b *bank.Bank) error {
+		_, _, err := b.Deposit(ctx, body, sig, sealed)
+		return err
+	})
+	if !errors.Is(err, bank.ErrTooLate) || !bank.Definitive(bank.ToStatus(ctx, err, nil)) {
+		t.Fatalf("the deposit committed past its request's expiry + 2×skew: %v; want ErrTooLate, a refusal", err)
+	}
+	if a, err := e.s.Account(ctx, shop); err != nil || a.Balance != 0 {
+		t.Errorf("merchant balance %d, %v; want 0", a.Balance, err)
+	}
+	if spent, err := e.s.Spent(ctx, []ecash.Hash{coin.ID()}); err != nil || spent[0] {
+		t.Errorf("the coin spent %v, %v; want it unspent", spent, err)
+	}
+	if _, _, found, err := e.s.DepositRecord(ctx, pr.Hash()); found || err != nil {
+		t.Errorf("DepositRecord = found %v, %v; want none", found, err)
 	}
 }
 

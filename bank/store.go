@@ -59,11 +59,27 @@ var (
 	// not for the two without one (a credit without a reference, counting
 	// a failed authentication), which a retry may apply twice.
 	ErrOutcomeUnknown = errors.New("bank: the store cannot tell whether the operation committed; retry the same request (a credit only with its reference)")
+	// ErrTooLate: the store's clock (the database's, for a shared store)
+	// was past the operation's NotAfter when it came to commit it, and it
+	// committed nothing. Every replica's commit is bounded so, however
+	// long its process paused since the service's checks: a client that
+	// gave up on a request after that time (plus the skew between the
+	// clocks) has nothing still coming.
+	ErrTooLate = errors.New("bank: too late to commit: the store's clock is past the request's deadline")
 	// ErrStoreUnavailable: a networked store could not be reached, or lost
 	// its connection before anything was committed: nothing was done, and
 	// the same request may be retried later.
 	ErrStoreUnavailable = errors.New("bank: the store is unreachable; nothing was done, retry later")
 )
+
+// CheckNotAfter is the stores' one test of an operation's NotAfter
+// against their clock's now: ErrTooLate, saying both, if now is past it.
+func CheckNotAfter(notAfter, now time.Time) error {
+	if notAfter.IsZero() || !now.After(notAfter) {
+		return nil
+	}
+	return fmt.Errorf("%w (%s, the store's clock %s)", ErrTooLate, notAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339Nano))
+}
 
 // MaxRefunds is the most refunds one payment may have: the receipts a
 // wallet checks its coins' credit against are fetched in one answer.
@@ -147,6 +163,7 @@ type WithdrawOp struct {
 	Blinded     []ecash.Hash // SHA-256 of each planchet's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS planchets: each nonce locked to its blinded message
 	Time        time.Time
+	NotAfter    time.Time   // a new withdrawal commits only until then (ErrTooLate); zero: no bound
 	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
@@ -182,6 +199,7 @@ type RefundOp struct {
 	Coins       []CoinRefund
 	Receipt     []byte // the signed refund receipt to store and return
 	Time        time.Time
+	NotAfter    time.Time   // a new refund commits only until then (ErrTooLate); zero: no bound
 	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
@@ -209,6 +227,7 @@ type DepositOp struct {
 	Coins       []SpentCoin
 	Receipt     []byte // the signed receipt to store and return
 	Time        time.Time
+	NotAfter    time.Time   // a new deposit commits only until then (ErrTooLate); zero: no bound
 	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 

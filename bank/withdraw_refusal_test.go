@@ -109,6 +109,52 @@ func TestWithdrawRetryRefusedWhileOriginalCommits(t *testing.T) {
 	}
 }
 
+// TestWithdrawHeldPastItsAge: a withdrawal passed the bank's checks and
+// then stalled before its commit (a replica's process paused) for more
+// than a day. Meanwhile its retry was refused for its age, recorded, and
+// the record pruned. Resumed, the original used to commit: the account
+// debited for coins its wallet had dropped. The store refuses a
+// withdrawal its clock finds past the request's date plus MaxWithdrawAge
+// (WithdrawOp.NotAfter, ErrTooLate); the refusal is recorded as any
+// other, and nothing moves.
+func TestWithdrawHeldPastItsAge(t *testing.T) {
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherRSA, 2, 100, nil)
+	body, sig := e.signedWithdraw(0, e.now)
+	balance, logged := e.balance(), e.logSize()
+	hs := &holdStore{Store: e.s, arrived: make(chan struct{}), release: make(chan struct{})}
+	paused := bank.New(hs, e.keys, func() time.Time { return e.now }, nil)
+	original := make(chan error)
+	go func() {
+		_, err := paused.Withdraw(ctx, body, sig)
+		original <- err
+	}()
+	<-hs.arrived
+
+	e.now = e.now.Add(bank.MaxWithdrawAge + time.Second)
+	if _, err := e.b.Withdraw(ctx, body, sig); !errors.Is(err, bank.ErrTooOld) {
+		t.Fatalf("the retry: %v, want ErrTooOld", err)
+	}
+	e.now = e.now.Add(bank.RefusalHorizon + time.Second)
+	if n, err := e.b.PruneRefusals(ctx); err != nil || n != 1 {
+		t.Fatalf("PruneRefusals = %d, %v; want the retry's refusal pruned", n, err)
+	}
+	close(hs.release)
+	err := <-original
+	if err == nil {
+		t.Fatalf("the original committed a day after its retry was refused: balance %d → %d", balance, e.balance())
+	}
+	if !errors.Is(err, bank.ErrTooLate) || !bank.Definitive(sent(ctx, err).Err()) {
+		t.Errorf("the original: %v; want ErrTooLate, a refusal", err)
+	}
+	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || !errors.Is(err, bank.ErrTooLate) {
+		t.Errorf("Withdrawal = found %v, %v; want the original's refusal recorded", found, err)
+	}
+	if e.balance() != balance || e.logSize() != logged {
+		t.Errorf("balance %d → %d, log %d → %d entries; want nothing moved or logged", balance, e.balance(), logged, e.logSize())
+	}
+}
+
 // TestWithdrawRetryRefusedAfterOriginalCommitted: the other order. The
 // retry is refused (the window closed at its replica's clock) and its
 // original commits in between the refusal and its record: recording the
@@ -311,9 +357,13 @@ func (s *pruneCancels) PruneWithdrawRefusals(ctx context.Context, before time.Ti
 
 // TestWithdrawRefusalPrunedAfterHorizon: a recorded refusal is kept for
 // RefusalHorizon (it must outlive any original still in flight), then
-// pruned; a send of the request after that is decided afresh, here taken
-// since the account was credited meanwhile. WatchRefusals prunes at once
-// when it starts, and returns when its context is done.
+// pruned. The wallet dropped the request when it was refused; a copy of
+// it sent after the pruning, once the account was credited, used to be
+// decided afresh and taken: the account debited for signatures only the
+// wallet could unblind, and it had forgotten them. Now it is refused for
+// its age (ErrTooOld, recorded again) and nothing moves.
+// WatchRefusals prunes at once when it starts, and returns when its
+// context is done.
 func TestWithdrawRefusalPrunedAfterHorizon(t *testing.T) {
 	ctx := t.Context()
 	e := newRecoupEnv(t, ecash.CipherCS, 2, 1, nil)
@@ -321,7 +371,9 @@ func TestWithdrawRefusalPrunedAfterHorizon(t *testing.T) {
 	if _, err := e.b.Withdraw(ctx, body, sig); err != nil { // the account emptied
 		t.Fatal(err)
 	}
-	body, sig = e.signedWithdraw(1, e.now)
+	// Dated as far ahead as the bank takes: the youngest a request can be
+	// when its refusal is pruned.
+	body, sig = e.signedWithdraw(1, e.now.Add(ecash.MaxClockSkew))
 	if _, err := e.b.Withdraw(ctx, body, sig); !errors.As(err, new(*bank.WithdrawRefusal)) {
 		t.Fatalf("withdrawal from an empty account: %v, want a recorded refusal", err)
 	}
@@ -346,10 +398,56 @@ func TestWithdrawRefusalPrunedAfterHorizon(t *testing.T) {
 	if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(body)); found || err != nil {
 		t.Fatalf("after pruning: Withdrawal = found %v, %v; want nothing recorded", found, err)
 	}
-	if sigs, err := e.b.Withdraw(ctx, body, sig); err != nil || len(sigs) != 1 {
-		t.Fatalf("the request sent again after its refusal was pruned: %v; want it decided afresh (taken)", err)
+	balance, logged := e.balance(), e.logSize()
+	for i := range 2 {
+		_, err := e.b.Withdraw(ctx, body, sig)
+		if !errors.Is(err, bank.ErrTooOld) || !bank.Definitive(sent(ctx, err).Err()) {
+			t.Fatalf("send %d of the request after its refusal was pruned: %v; want ErrTooOld, a refusal", i, err)
+		}
+		if i == 1 && !errors.As(err, new(*bank.WithdrawRefusal)) {
+			t.Fatalf("the second send after pruning: %v, want the recorded refusal", err)
+		}
 	}
-	if e.balance() != 9 {
-		t.Errorf("balance %d, want 9", e.balance())
+	if e.balance() != balance || e.logSize() != logged {
+		t.Errorf("balance %d, log %d after the refused sends; want %d, %d", e.balance(), e.logSize(), balance, logged)
+	}
+}
+
+// TestWithdrawAge: a new withdraw request is taken until MaxWithdrawAge
+// after its date and refused after (ErrTooOld, recorded: every
+// later send gets the same answer); a retry of one that committed is
+// answered from its record however old.
+func TestWithdrawAge(t *testing.T) {
+	if bank.MaxWithdrawAge+ecash.MaxClockSkew >= bank.RefusalHorizon {
+		t.Fatalf("MaxWithdrawAge %v + skew %v reaches RefusalHorizon %v: a request whose refusal was pruned could be taken",
+			bank.MaxWithdrawAge, ecash.MaxClockSkew, bank.RefusalHorizon)
+	}
+	ctx := t.Context()
+	e := newRecoupEnv(t, ecash.CipherRSA, 2, 100, nil)
+	start := e.now
+	taken, takenSig := e.signedWithdraw(0, start.Add(-bank.MaxWithdrawAge))
+	want, err := e.b.Withdraw(ctx, taken, takenSig)
+	if err != nil {
+		t.Fatalf("a request exactly MaxWithdrawAge old: %v, want it taken", err)
+	}
+	old, oldSig := e.signedWithdraw(1, start.Add(-bank.MaxWithdrawAge-time.Second))
+	balance, logged := e.balance(), e.logSize()
+	for i := range 2 {
+		_, err := e.b.Withdraw(ctx, old, oldSig)
+		st := sent(ctx, err)
+		if !errors.Is(err, bank.ErrTooOld) || st.Code() != codes.InvalidArgument || bank.BadTimestamp(st.Err()) {
+			t.Fatalf("send %d of a request MaxWithdrawAge+1s old: %v (gRPC %v); want ErrTooOld, InvalidArgument, not a date ahead", i, err, st.Code())
+		}
+		if _, found, err := e.s.Withdrawal(ctx, ecash.HashOf(old)); !errors.As(err, new(*bank.WithdrawRefusal)) || found {
+			t.Fatalf("send %d: the store has found %v, %v; want the refusal recorded", i, found, err)
+		}
+	}
+	if e.balance() != balance || e.logSize() != logged {
+		t.Errorf("balance %d, log %d after the refusals; want %d, %d", e.balance(), e.logSize(), balance, logged)
+	}
+	e.now = start.Add(30 * 24 * time.Hour)
+	got, err := e.b.Withdraw(ctx, taken, takenSig)
+	if err != nil || !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("a retry of the committed request a month on: %v; want its signatures from the record", err)
 	}
 }

@@ -154,6 +154,10 @@ type Options struct {
 	// CacheSize is the size in bytes of Pebble's block cache (uncompressed
 	// data, index and bloom-filter blocks); 0 means DefaultCacheSize.
 	CacheSize int64
+	// Now is the clock an operation's NotAfter is judged by, at its commit;
+	// nil means time.Now. Tests whose bank runs on a clock of their own
+	// pass the same one.
+	Now func() time.Time
 }
 
 // DefaultCacheSize is the block cache a Store gets when Options.CacheSize is
@@ -295,6 +299,7 @@ type Store struct {
 	cfs      *checkpointFS // db's file system, which ends a checkpoint whose context ended
 	maxBatch int
 	observe  func(ops int, d time.Duration)
+	now      func() time.Time // Options.Now
 
 	ops  chan *request // unbuffered: a send completes when the committer picks the op up
 	done chan struct{} // closed when the committer exits
@@ -392,6 +397,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{
 		db:         db,
 		cfs:        cfs,
@@ -399,6 +407,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		logSize:    logSize,
 		anyRevoked: len(revs) > 0,
 		observe:    opts.ObserveCommit,
+		now:        opts.Now,
 		ops:        make(chan *request),
 		done:       make(chan struct{}),
 		rampLeft:   rampWindow,
@@ -1099,6 +1108,9 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 			}
 			return err
 		}
+		if err := bank.CheckNotAfter(op.NotAfter, s.now()); err != nil {
+			return err
+		}
 		a, err := t.account(op.Account)
 		if err != nil {
 			return err
@@ -1292,6 +1304,9 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			receipt = d.Receipt
 			return nil
 		}
+		if err := bank.CheckNotAfter(op.NotAfter, s.now()); err != nil {
+			return err
+		}
 		m, err := t.account(op.Merchant)
 		if err != nil {
 			return err
@@ -1432,6 +1447,9 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			}
 			receipt = r.Receipt
 			return nil
+		}
+		if err := bank.CheckNotAfter(op.NotAfter, s.now()); err != nil {
+			return err
 		}
 		v, ok, err = t.get(hashKey(prefixDeposit, op.PaymentHash))
 		if err != nil {

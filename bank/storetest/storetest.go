@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) bank.Store) {
 		{"WithdrawRefusal", testWithdrawRefusal},
 		{"ConcurrentWithdrawRefusal", testConcurrentWithdrawRefusal},
 		{"PruneWithdrawRefusals", testPruneWithdrawRefusals},
+		{"NotAfter", testNotAfter},
 		{"ConcurrentMix", testConcurrentMix},
 		{"ConcurrentNonceLock", testConcurrentNonceLock},
 		{"ConcurrentCreditReference", testConcurrentCreditReference},
