@@ -66,6 +66,11 @@ var (
 	// right, a new withdrawal goes through. (A withdrawal pending from
 	// before, refused so, stays pending: see Recover.)
 	ErrClockAhead = errors.New("wallet: this computer's clock is ahead of the bank's")
+	// ErrClockBehind: the bank refused a new withdrawal as dated more than
+	// bank.MaxWithdrawAge before its clock: this computer's clock is that
+	// far behind. The refusal is final (recorded at the bank): nothing was
+	// debited and the request is dropped.
+	ErrClockBehind = errors.New("wallet: this computer's clock is behind the bank's")
 	// ErrAccountLocked: the bank refused a withdrawal pending from before
 	// because it locked the account for this wallet's address (repeated
 	// failed authentications from there, anyone's). The withdrawal stays
@@ -548,6 +553,11 @@ func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
 // never sent before; one sent before may be committing at a replica
 // whose clock is further on (sendWithdraw).
 func clockAhead(err error) bool { return bank.BadTimestamp(err) }
+
+// clockBehind reports whether the bank refused a withdraw request as
+// dated too long before its clock (bank.TooOld): final, and for a
+// request made just now, this computer's clock is behind.
+func clockBehind(err error) bool { return bank.TooOld(err) }
 
 // accountLocked: the bank refused a request from this wallet's source
 // (its address) after failed authentications from there

@@ -27,7 +27,8 @@ type Progress func(done, total int)
 // requested MaxPlanchetsPerRequest at a time; each batch is persisted before
 // it is sent. On an error it returns the coins stored so far; an answer the
 // bank got wrong stops it with ErrBadAnswer (see Disputes), and a refusal
-// of a request dated ahead of the bank's clock with ErrClockAhead.
+// of a request dated ahead of the bank's clock with ErrClockAhead, of one
+// dated too long before it with ErrClockBehind.
 func (w *Wallet) Withdraw(ctx context.Context, bank pb.BankClient, amount ecash.Amount, progress Progress) ([]ecash.Coin, error) {
 	if _, err := w.recoverWithdrawals(ctx, bank); err != nil {
 		return nil, err
@@ -579,6 +580,9 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			}
 			if clockAhead(err) {
 				return nil, fmt.Errorf("%w: %w", ErrClockAhead, err)
+			}
+			if clockBehind(err) {
+				return nil, fmt.Errorf("%w: %w", ErrClockBehind, err)
 			}
 			return nil, err
 		}

@@ -182,3 +182,35 @@ func TestRecoveredWithdrawalRefusedAtReplicaBehind(t *testing.T) {
 		t.Fatalf("%d withdrawals pending once answered", n)
 	}
 }
+
+// TestWithdrawClockBehind: a wallet whose clock runs more than
+// bank.MaxWithdrawAge behind the bank's is refused its withdrawal as
+// dated too long ago. It is told its clock is behind (ErrClockBehind,
+// with the bank's word), nothing is debited or left pending, and once its
+// clock is right it withdraws.
+func TestWithdrawClockBehind(t *testing.T) {
+	ctx := context.Background()
+	f, w, offset, clk := aheadWallet(t)
+	// The bank's clock on, past the key set's issue time by more than the
+	// wallet lags: the wallet takes the key set, and it is the request's
+	// date the bank refuses.
+	clk.add(bank.MaxWithdrawAge + time.Hour)
+	offset.Store(int64(-bank.MaxWithdrawAge - time.Minute))
+	_, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil)
+	if !errors.Is(err, wallet.ErrClockBehind) || !strings.Contains(err.Error(), "dated too long ago") {
+		t.Fatalf("withdrawal by a wallet 12h1m behind: %v; want ErrClockBehind with the bank's word", err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals left pending after a refusal", n)
+	}
+	if b := accountBalance(t, f, w); b != 200 {
+		t.Fatalf("account holds %d after a refused withdrawal, want 200", b)
+	}
+	offset.Store(0)
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatalf("withdrawal once the clock is right: %v", err)
+	}
+	if accountBalance(t, f, w) != 100 {
+		t.Fatalf("account %d after the withdrawal, want 100", accountBalance(t, f, w))
+	}
+}

@@ -348,7 +348,7 @@ func withdrawError(err error) error {
 	if errors.Is(err, wallet.ErrPending) {
 		return fmt.Errorf("the bank did not confirm the withdrawal (%v); it is saved in the wallet: run 'wallet recover' to finish it (nothing is debited twice)", err)
 	}
-	if errors.Is(err, wallet.ErrClockAhead) {
+	if errors.Is(err, wallet.ErrClockAhead) || errors.Is(err, wallet.ErrClockBehind) {
 		return fmt.Errorf("withdrawal refused: %w; nothing was debited: %s, then withdraw again", err, setClock)
 	}
 	if _, ok := status.FromError(err); ok {
