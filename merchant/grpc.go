@@ -34,7 +34,7 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
 		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead),
-		errors.Is(err, ErrRefundDropped):
+		errors.Is(err, ErrClockBehind), errors.Is(err, ErrRefundDropped):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrSaleConflict):
 		return status.Error(codes.AlreadyExists, err.Error())

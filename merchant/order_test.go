@@ -53,17 +53,7 @@ func TestCreateOrderLifetime(t *testing.T) {
 func TestRefundZeroDoesNotWedge(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Recorded paid without a deposit: the bank will refuse its refunds
-	// as not deposited, which shows they reached it.
-	o.Receipt = []byte("receipt")
-	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
-		t.Fatal(err)
-	}
-	s.m.orders.put(o)
+	o := s.orderMarkedPaid(t, time.Minute)
 	for _, bad := range []ecash.Amount{{Currency: "EUR"}, {Currency: "EUR", Value: ecash.MaxValue + 1}} {
 		if _, err := s.m.Refund(ctx, o.ID, 0, bad); !errors.Is(err, ecash.ErrBadAmount) {
 			t.Fatalf("refund of %s: %v", bad, err)

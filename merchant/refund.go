@@ -36,6 +36,11 @@ var (
 	// sends it again, and the bank answers it, or takes it, once its
 	// clock reaches the date.
 	ErrClockAhead = errors.New("merchant: this computer's clock is ahead of the bank's; set it right (turn on network time)")
+	// ErrClockBehind: the bank refused a new refund as dated more than
+	// bank.RefundWindow and the skew before its clock (it says by how
+	// much): this computer's clock is that far behind. Nothing was
+	// debited, and the refund is dropped.
+	ErrClockBehind = errors.New("merchant: this computer's clock is behind the bank's; set it right (turn on network time)")
 	// ErrRefundInFlight: the bank refused a pending refund (one sent
 	// before, its answer lost), or it is past its send window, and an
 	// earlier send of it may still be committing; it stays pending
@@ -46,28 +51,31 @@ var (
 	ErrRefundDropped = errors.New("merchant: a pending refund the bank never made was dropped; nothing was refunded by it")
 )
 
-// A refund request has no expiry: the bank takes one dated long past. So a
-// pending refund, one sent before whose answer was lost, is never settled
-// by a refusal: the bank refused after it looked the request up once and
-// found none, while an earlier send may still be committing (at a replica,
-// or in its commit pipeline) and can, whatever the refusal said (a clock
-// behind its date, a coin's deposit window closed meanwhile), debit the
-// merchant after. Dropped then, the refund would be lost to the records and
-// its number made again for another request. The rule:
+// A pending refund, one sent before whose answer was lost, is never
+// settled by a refusal: the bank refused after it looked the request up
+// once and found none, while an earlier send may still be committing (at a
+// replica, or in its commit pipeline) and can, whatever the refusal said (a
+// clock behind its date, a coin's deposit window closed meanwhile), debit
+// the merchant after. Dropped then, the refund would be lost to the records
+// and its number made again for another request. The rule:
 //   - a pending refund is sent again only until refundSendWindow after its
-//     date (by the merchant's clock), so every send of it is bounded;
+//     date (by the merchant's clock), so every send of it is bounded; the
+//     bank takes a refund only until bank.RefundWindow and the skew after
+//     its date, and its store commits one only until then;
 //   - a refusal of it keeps it pending;
 //   - past its send window it is not sent: the bank's RefundReceipts of
 //     the payment are asked for its receipt, which completes it; without
-//     one, once refundCommitBound (longer than any bank holds a request
-//     before it commits or drops it) and twice the clock skew (the
-//     merchant's clock set right meanwhile) have passed since the window
-//     closed, no send can still commit, and it is dropped (ErrRefundDropped).
+//     one, once refundCommitBound and twice the clock skew (the merchant's
+//     clock set right meanwhile) have passed since the window closed, no
+//     send can still commit, and it is dropped (ErrRefundDropped). The
+//     bank's store bounds the commit itself (bank.ErrTooLate); the hour
+//     more is for banks before 2026-11-28, which took a refund dated long
+//     past and bounded no commit.
 //
 // A refund refused on its first send is dropped at once: nothing was sent
 // before it.
 const (
-	refundSendWindow  = time.Hour
+	refundSendWindow  = bank.RefundWindow
 	refundCommitBound = time.Hour
 )
 
@@ -258,6 +266,9 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRe
 		}
 		if bank.BadTimestamp(err) {
 			return fmt.Errorf("%w: the refund was not made: %s", ErrClockAhead, status.Convert(err).Message())
+		}
+		if bank.TooOld(err) {
+			return fmt.Errorf("%w: the refund was not made: %s", ErrClockBehind, status.Convert(err).Message())
 		}
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
 )
@@ -30,15 +31,7 @@ import (
 func TestRefundDatedAheadOfBankClock(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Receipt = []byte("receipt")
-	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
-		t.Fatal(err)
-	}
-	s.m.orders.put(o)
+	o := s.orderMarkedPaid(t, time.Hour)
 	amount := ecash.MustParseAmount("EUR:0.50")
 	ahead := ecash.MaxClockSkew + time.Minute
 
@@ -125,15 +118,7 @@ func (b *jumpingBank) Refund(ctx context.Context, in *pb.RefundRequest, opts ...
 func TestPendingRefundRefusedAcrossClockJump(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Receipt = []byte("receipt")
-	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
-		t.Fatal(err)
-	}
-	s.m.orders.put(o)
+	o := s.orderMarkedPaid(t, time.Hour)
 	amount := ecash.MustParseAmount("EUR:0.50")
 	pr, _ := ecash.DecodePaymentRequest(o.Request)
 	req := &ecash.RefundRequest{PaymentHash: pr.Hash(), MerchantAccount: s.account, RefundID: 1, Amount: amount, CreatedAt: s.clock.now()}
@@ -159,4 +144,49 @@ func TestPendingRefundRefusedAcrossClockJump(t *testing.T) {
 	if _, err := m.Refund(ctx, o.ID, 0, amount); !errors.Is(err, ErrRefundDropped) {
 		t.Fatalf("the pending refund once the receipts were asked: %v, want ErrRefundDropped", err)
 	}
+}
+
+// TestRefundDatedBeforeBankWindow: a merchant whose clock is more than
+// bank.RefundWindow and the skew behind the bank's makes a refund the bank
+// refuses as dated too long ago (bank.ErrTooOld): it is dropped, nothing
+// was debited, and the error says the clock is behind.
+func TestRefundDatedBeforeBankWindow(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	o := s.orderMarkedPaid(t, time.Hour)
+	s.m.Close()
+	behind := bank.RefundWindow + ecash.MaxClockSkew + time.Minute
+	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: s.bankc, AuditLog: s.logc, FS: s.fs, Catalogue: s.cat,
+		Now: func() time.Time { return s.clock.now().Add(-behind) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, err = m.Refund(ctx, o.ID, 0, ecash.MustParseAmount("EUR:0.50"))
+	if !errors.Is(err, ErrClockBehind) || !strings.Contains(err.Error(), "the refund was not made") || !strings.Contains(err.Error(), "dated too long ago") {
+		t.Fatalf("a new refund dated before the bank's window: %v, want ErrClockBehind with the bank's word", err)
+	}
+	if code := status.Code(m.toStatus(ctx, err)); code != codes.FailedPrecondition {
+		t.Errorf("sent to merchantd's caller as %v, want FailedPrecondition", code)
+	}
+	if recs, err := m.refunds(o.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("a refused new refund kept: %d, %v", len(recs), err)
+	}
+}
+
+// orderMarkedPaid is a new order of EUR 1.00, lasting ttl, recorded paid
+// without a deposit: the bank refuses its refunds as not deposited (if
+// nothing refuses them first), which shows they reached it.
+func (s *shop) orderMarkedPaid(t *testing.T, ttl time.Duration) *Order {
+	t.Helper()
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Receipt = []byte("receipt")
+	if err := s.m.db.Set(orderKey(o.ID), o.encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.m.orders.put(o)
+	return o
 }
