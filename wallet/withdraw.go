@@ -732,15 +732,17 @@ func (w *Wallet) recordCoins(recs []coinRecord) {
 // replica may have taken it): a Recover once the bank's clock reaches its
 // date finishes it. One it refuses for the lock of this wallet's source
 // (bank.AccountLocked) stays pending too, and is Recover's error
-// (ErrPending) once the swaps and payments, which the lock does not stop,
-// are settled: a Recover once the account is unlocked finishes it. One
+// (ErrPending, ErrAccountLocked) once the swaps and payments, which the
+// lock does not stop, are settled: a Recover once the account is unlocked
+// finishes it. That error alone comes with the report (not nil), whose
+// items are not reported again. One
 // refused as naming a denomination the bank does not serve, which the
 // wallet's key set lists (a replica behind), stays pending and stops
 // nothing: a Recover at a replica that serves it finishes it.
 func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverReport, error) {
-	ahead, err := w.recover(ctx, bank)
-	if err != nil {
-		return nil, err
+	ahead, locked := w.recover(ctx, bank)
+	if locked != nil && !errors.As(locked, new(*lockedPending)) {
+		return nil, locked
 	}
 	refused, err := w.takeRefused()
 	if err != nil {
@@ -754,7 +756,9 @@ func (w *Wallet) Recover(ctx context.Context, bank pb.BankClient) (*RecoverRepor
 	if ahead != nil {
 		rep.ClockAhead = bankMessage(ahead)
 	}
-	return rep, nil
+	// The report of what was settled is taken (each item is reported
+	// once), so it comes with the lock's error, not instead of it.
+	return rep, locked
 }
 
 // lockedPending is a pending withdrawal the bank refused for the lock of

@@ -111,3 +111,43 @@ func TestRecoveredWithdrawalAccountLockedStopsNothingElse(t *testing.T) {
 	}
 	f.checkConservation(t, w)
 }
+
+// TestRecoverReportsWhileLocked: Recover's report of what it settled
+// (here a withdrawal the bank refused outright, dropped by an earlier
+// Withdraw) is taken once; with a withdrawal kept pending for the lock of
+// the wallet's source, Recover returned only the lock's error and the
+// report waited for a Recover after the lock lifted. It comes with the
+// error now, and is not reported again.
+func TestRecoverReportsWhileLocked(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	w, account := fundedWallet(t, f, "EUR:2.00")
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:5.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	// Sent first by this Withdraw, refused for the funds, dropped and
+	// kept for Recover's report.
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:0.50"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	lockAccount(t, f, account)
+	rep, err := w.Recover(ctx, f.bankc)
+	if !errors.Is(err, wallet.ErrAccountLocked) {
+		t.Fatalf("recover with the account locked: %v, want ErrAccountLocked", err)
+	}
+	if rep == nil || len(rep.Refused) != 1 || rep.Refused[0].Amount.String() != "EUR:5.00" || !strings.Contains(rep.Refused[0].Reason, "insufficient funds") {
+		t.Fatalf("recover with the account locked reported %+v; want the EUR:5.00 withdrawal refused for the funds", rep)
+	}
+	if err := f.bank.Unlock(ctx, account); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := w.Recover(ctx, f.bankc); err != nil || len(rep.Refused) != 0 {
+		t.Fatalf("recover once unlocked: %+v, %v; want the refusal not reported again", rep, err)
+	}
+	if got, acct := fresh(t, w), accountBalance(t, f, w); got != "EUR:1.50" || acct != 50 {
+		t.Fatalf("fresh %s, account %d; want EUR:1.50 and 50", got, acct)
+	}
+}

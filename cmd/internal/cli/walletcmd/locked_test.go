@@ -57,8 +57,11 @@ func TestRecoverAccountLockedSaysSo(t *testing.T) {
 		}
 	}
 	r := runWallet(t, env, "--wallet", dir, "recover")
-	t.Log(r.stderr)
-	if r.code == 0 || !strings.Contains(r.stderr, "locked the account for this computer's address") || strings.Contains(r.stderr, "did not answer") {
+	t.Log(r.stdout, r.stderr)
+	// The summary of what recover did comes first: it is not held back
+	// for the lock's error.
+	if r.code == 0 || !strings.Contains(r.stderr, "locked the account for this computer's address") || strings.Contains(r.stderr, "did not answer") ||
+		!strings.Contains(r.stdout, "finished 0 of 1 interrupted withdrawal") {
 		t.Fatalf("recover with the account locked for this address: %+v", r)
 	}
 	if err := b.Bank.Unlock(ctx, acct); err != nil {

@@ -551,6 +551,7 @@ again.`,
 			}
 			work := before > 0 || swaps > 0 || len(unreported) > 0 || settled > 0 || !start.Pending.IsZero() || !start.Revealed.IsZero()
 			var rep *wallet.RecoverReport
+			var locked error // the lock's error, returned once the report is shown
 			if work {
 				conn, err := dialBank(cfg)
 				if err != nil {
@@ -559,12 +560,14 @@ again.`,
 				defer conn.Close()
 				if rep, err = w.Recover(ctx, pb.NewBankClient(conn)); err != nil {
 					if errors.Is(err, wallet.ErrAccountLocked) {
-						return fmt.Errorf(accountLocked, err)
-					}
-					if errors.Is(err, wallet.ErrPending) {
+						// What Recover settled besides is reported once:
+						// shown before the lock's error.
+						locked = fmt.Errorf(accountLocked, err)
+					} else if errors.Is(err, wallet.ErrPending) {
 						return fmt.Errorf("the bank did not answer (%v); run 'wallet recover' again", err)
+					} else {
+						return err
 					}
-					return err
 				}
 			}
 			refused := []refusedJSON{}
@@ -603,12 +606,15 @@ again.`,
 				ClockAhead string        `json:"clock_ahead,omitempty"` // the bank's refusal for the date of one left unfinished
 				Swaps      []swapJSON    `json:"swaps,omitempty"`       // interrupted swaps and recoups the bank refused when sent again
 			}{before - after, after, bal.Fresh.String(), bal.Pending.String(), bal.Revealed.String(), refused, ahead, swapsOut}
-			return inv.Print(out, func(wr io.Writer) {
+			if err := inv.Print(out, func(wr io.Writer) {
 				recoverSummary(wr, work, before, after, bal)
 				clockAheadSummary(wr, ahead)
 				refusedSummary(wr, refused)
 				swapsSummary(wr, swapsOut)
-			})
+			}); err != nil {
+				return err
+			}
+			return locked
 		},
 	}
 }
@@ -692,7 +698,7 @@ func recoverSummary(wr io.Writer, work bool, before, after int, bal wallet.Balan
 	default:
 		fmt.Fprintf(wr, "recovered; fresh %s\n", bal.Fresh)
 	}
-	left := "the bank has not decided it, refused it for now (as dated ahead of its clock, or at a replica that does not serve its denominations yet), or answered with a key this wallet's key set does not list; run 'wallet recover' later"
+	left := "the bank has not decided it, refused it for now (as dated ahead of its clock, at a replica that does not serve its denominations yet, or for the account's lock), or answered with a key this wallet's key set does not list; run 'wallet recover' later"
 	if after > 0 {
 		fmt.Fprintf(wr, "still unfinished: %s (%s)\n", cli.Plural(after, "withdrawal"), left)
 	}
