@@ -127,6 +127,13 @@ func BadTimestamp(err error) bool { return sentAs(err, codes.InvalidArgument, Er
 // AlreadyIssued is.
 func TooOld(err error) bool { return sentAs(err, codes.InvalidArgument, ErrTooOld) }
 
+// TooLate reports whether an error a client got over gRPC is the store's
+// ErrTooLate: a new request refused at its commit, the store's clock past
+// its deadline. To a client that made the request just now (a withdraw or
+// refund request, whose deadline its date sets), its clock is behind.
+// Matched as AlreadyIssued is.
+func TooLate(err error) bool { return sentAs(err, codes.FailedPrecondition, ErrTooLate) }
+
 // AccountLocked reports whether an error a client got over gRPC is the
 // bank's ErrAccountLocked: failed authentications from the caller's
 // source (its address) lock the account for that source. Answering a

@@ -447,8 +447,8 @@ type Store interface {
 	// PruneWithdrawRefusals deletes the withdraw refusals recorded with a
 	// time (RefuseWithdrawalOp.Time) before before, and returns how many
 	// it deleted; the bank calls it with RefusalHorizon behind its clock
-	// (Bank.PruneRefusals). A request whose refusal is gone is decided
-	// afresh when sent again. It may delete in several transactions,
+	// (Bank.PruneRefusals). A request whose refusal is gone is not found
+	// when sent again (the bank refuses it for its age). It may delete in several transactions,
 	// each durable on return; it appends nothing to the audit log.
 	PruneWithdrawRefusals(ctx context.Context, before time.Time) (deleted int64, err error)
 	// Deposit marks every coin spent, moves op.Amount from

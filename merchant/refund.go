@@ -38,7 +38,8 @@ var (
 	ErrClockAhead = errors.New("merchant: this computer's clock is ahead of the bank's; set it right (turn on network time)")
 	// ErrClockBehind: the bank refused a new refund as dated more than
 	// bank.RefundWindow and the skew before its clock (it says by how
-	// much): this computer's clock is that far behind. Nothing was
+	// much), or its store at the commit as past the deadline that date
+	// sets: this computer's clock is that far behind. Nothing was
 	// debited, and the refund is dropped.
 	ErrClockBehind = errors.New("merchant: this computer's clock is behind the bank's; set it right (turn on network time)")
 	// ErrRefundInFlight: the bank refused a pending refund (one sent
@@ -267,7 +268,7 @@ func (m *Merchant) sendRefund(ctx context.Context, orderID string, rec *refundRe
 		if bank.BadTimestamp(err) {
 			return fmt.Errorf("%w: the refund was not made: %s", ErrClockAhead, status.Convert(err).Message())
 		}
-		if bank.TooOld(err) {
+		if bank.TooOld(err) || bank.TooLate(err) {
 			return fmt.Errorf("%w: the refund was not made: %s", ErrClockBehind, status.Convert(err).Message())
 		}
 		return err

@@ -67,8 +67,9 @@ var (
 	// before, refused so, stays pending: see Recover.)
 	ErrClockAhead = errors.New("wallet: this computer's clock is ahead of the bank's")
 	// ErrClockBehind: the bank refused a new withdrawal as dated more than
-	// bank.MaxWithdrawAge before its clock: this computer's clock is that
-	// far behind. The refusal is final (recorded at the bank): nothing was
+	// bank.MaxWithdrawAge before its clock (or its store at the commit, as
+	// past the deadline that date sets): this computer's clock is that far
+	// behind. The refusal is final (recorded at the bank): nothing was
 	// debited and the request is dropped.
 	ErrClockBehind = errors.New("wallet: this computer's clock is behind the bank's")
 	// ErrAccountLocked: the bank refused a withdrawal pending from before
@@ -555,9 +556,10 @@ func alreadyIssued(err error) bool { return bank.AlreadyIssued(err) }
 func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 
 // clockBehind reports whether the bank refused a withdraw request as
-// dated too long before its clock (bank.TooOld): final, and for a
-// request made just now, this computer's clock is behind.
-func clockBehind(err error) bool { return bank.TooOld(err) }
+// dated too long before its clock (bank.TooOld), or its store at the
+// commit as past the deadline that date sets (bank.TooLate): final, and
+// for a request made just now, this computer's clock is behind.
+func clockBehind(err error) bool { return bank.TooOld(err) || bank.TooLate(err) }
 
 // accountLocked: the bank refused a request from this wallet's source
 // (its address) after failed authentications from there

@@ -398,19 +398,6 @@ func (s *Store) Credit(ctx context.Context, op bank.CreditOp) (int64, error) {
 // Withdraw implements bank.Store. A replay of a recorded request hash
 // returns the recorded signatures if its account and amount match, and
 // bank.ErrRequestConflict if not.
-// queueClock queues a read of the database's clock, last in a batch whose
-// commit an operation's NotAfter bounds (bank.CheckNotAfter): after the
-// batch's row locks are taken, so a wait for them counts, and by the one
-// clock every replica's commit is judged by. Nothing is queued for a zero
-// NotAfter, and the time read is then zero too.
-func queueClock(b *pgx.Batch, notAfter time.Time) *time.Time {
-	now := new(time.Time)
-	if !notAfter.IsZero() {
-		b.Queue(`SELECT clock_timestamp()`).QueryRow(func(row pgx.Row) error { return row.Scan(now) })
-	}
-	return now
-}
-
 func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, error) {
 	if err := op.Validate(); err != nil {
 		return nil, err
@@ -424,6 +411,7 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 	var sigs [][]byte
 	err := s.mutate(ctx, "withdraw", func(t *txn) error {
 		b := begin()
+		deadline(b, op.NotAfter)
 		var (
 			fresh    bool
 			recAcct  int64
@@ -447,7 +435,6 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 		// waiting for it sees this withdrawal once committed.
 		var refused refusalRow
 		refused.queue(b, op.RequestHash)
-		dbNow := queueClock(b, op.NotAfter)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -463,9 +450,6 @@ func (s *Store) Withdraw(ctx context.Context, op bank.WithdrawOp) ([][]byte, err
 				return refuse(r)
 			}
 			return err
-		}
-		if err := bank.CheckNotAfter(op.NotAfter, *dbNow); err != nil {
-			return refuse(err)
 		}
 		a, out := accts[op.Account], accts[bank.AccountOutstanding]
 		if a == nil {
@@ -687,6 +671,7 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 	var receipt []byte
 	err := s.mutate(ctx, "deposit", func(t *txn) error {
 		b := begin()
+		deadline(b, op.NotAfter)
 		var (
 			fresh    bool
 			recMerch int64
@@ -702,7 +687,6 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 		spent := queueSpend(b, op.Coins, op.PaymentHash)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, feeAccount(op.Fee, op.Merchant, bank.AccountOutstanding)...)
-		dbNow := queueClock(b, op.NotAfter)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -716,9 +700,6 @@ func (s *Store) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error) 
 			}
 			receipt = recRcpt
 			return nil
-		}
-		if err := bank.CheckNotAfter(op.NotAfter, *dbNow); err != nil {
-			return refuse(err)
 		}
 		m, out := accts[op.Merchant], accts[bank.AccountOutstanding]
 		if m == nil {
@@ -1157,6 +1138,7 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 	var receipt []byte
 	err := s.mutate(ctx, "refund", func(t *txn) error {
 		b := begin()
+		deadline(b, op.NotAfter)
 		var (
 			fresh           bool
 			recPay          []byte
@@ -1207,7 +1189,6 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 		var refunds int64
 		b.Queue(`SELECT count(*) FROM refunds WHERE payment_hash = $1`, op.PaymentHash[:]).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&refunds) })
-		dbNow := queueClock(b, op.NotAfter)
 		if err := t.send(b); err != nil {
 			return err
 		}
@@ -1217,9 +1198,6 @@ func (s *Store) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 			}
 			receipt = recRcpt
 			return nil
-		}
-		if err := bank.CheckNotAfter(op.NotAfter, *dbNow); err != nil {
-			return refuse(err)
 		}
 		if !depFound || depMerch != merchant {
 			return refuse(bank.ErrNotDeposited)

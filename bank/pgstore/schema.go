@@ -95,6 +95,27 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX withdraw_refusals_by_created ON withdraw_refusals (created)`,
 	}},
+	{13, "commit deadlines: a withdrawal, deposit or refund commits only until its deadline, by the database's clock", []string{
+		// The deadline is set for the transaction (blindbank.not_after,
+		// txn.deadline) and checked when COMMIT runs, on the server, by
+		// a trigger deferred to it: no pause of the replica, nor a wait
+		// for a lock, falls between the check and the commit. Every such
+		// operation moves money, so updates an account's row; the
+		// updates of transactions that set no deadline queue nothing.
+		`CREATE FUNCTION blindbank_not_after() RETURNS trigger LANGUAGE plpgsql AS $$
+		DECLARE
+			deadline text := current_setting('blindbank.not_after', true);
+		BEGIN
+			IF deadline <> '' AND clock_timestamp() > deadline::timestamptz THEN
+				RAISE EXCEPTION 'deadline %, the database''s clock %', deadline, clock_timestamp() USING ERRCODE = 'BB0TL';
+			END IF;
+			RETURN NULL;
+		END $$`,
+		`CREATE CONSTRAINT TRIGGER accounts_not_after AFTER UPDATE ON accounts
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+			WHEN (current_setting('blindbank.not_after', true) <> '')
+			EXECUTE FUNCTION blindbank_not_after()`,
+	}},
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

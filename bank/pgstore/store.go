@@ -238,6 +238,9 @@ const (
 	codeDeadlock             = "40P01"
 	codeDuplicateTable       = "42P07"
 	codeDuplicateObject      = "42710"
+	// codeTooLate: the trigger of migration 13 found the database's
+	// clock past an operation's deadline as its COMMIT ran.
+	codeTooLate = "BB0TL"
 )
 
 const defaultMaxRetries = 10
@@ -435,12 +438,27 @@ func begin() *pgx.Batch {
 	return b
 }
 
+// deadline queues, on b before the transaction's first update of an
+// account, its deadline (an operation's NotAfter; zero: none), which the
+// server checks by its own clock as the COMMIT runs (migration 13): past
+// it, the COMMIT fails and commits nothing, and commit refuses the
+// operation (bank.ErrTooLate).
+func deadline(b *pgx.Batch, notAfter time.Time) {
+	if !notAfter.IsZero() {
+		b.Queue(`SELECT set_config('blindbank.not_after', $1, true)`, notAfter.UTC().Format("2006-01-02T15:04:05.999999Z07:00"))
+	}
+}
+
 // commit sends b followed by COMMIT.
 func (t *txn) commit(b *pgx.Batch) error {
 	var tag pgconn.CommandTag
 	b.Queue(`COMMIT`).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
 	t.committing = true
 	if err := t.send(b); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == codeTooLate {
+			return refuse(fmt.Errorf("%w (%s)", bank.ErrTooLate, pgErr.Message))
+		}
 		return err
 	}
 	if tag.String() != "COMMIT" {

@@ -239,7 +239,8 @@ type Bank struct {
 // database cfg.Store names (shared by any number of replicas).
 func openStore(cfg BankConfig, commits *commitMetrics) (bank.Store, error) {
 	if cfg.Store == "" {
-		return pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe, CacheSize: cfg.CacheSize})
+		// The bank's clock judges the commits' deadlines too (NotAfter).
+		return pebblestore.Open(filepath.Join(cfg.Dir, "ledger"), pebblestore.Options{Logger: cfg.Log, ObserveCommit: commits.observe, CacheSize: cfg.CacheSize, Now: cfg.Now})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
