@@ -564,10 +564,11 @@ func (w *Wallet) sendWithdraw(ctx context.Context, bank pb.BankClient, ks *ecash
 			// stored with it (pendingWithdraw.res); one stored without
 			// it skips its indices. Its first send may have committed:
 			// only a refusal the bank makes after looking its record up
-			// (funds, limits: FailedPrecondition; not the lock, kept
-			// pending above) says it did not; one made before (a denomination the replica does
-			// not serve, the signature) leaves its indices skipped.
-			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition
+			// (funds, limits: FailedPrecondition; its age, recorded:
+			// clockBehind; not the lock, kept pending above) says it did
+			// not; one made before (a denomination the replica does not
+			// serve, the signature) leaves its indices skipped.
+			unsigned := !pw.recovered || status.Code(err) == codes.FailedPrecondition || clockBehind(err)
 			if status.Code(err) != codes.AlreadyExists && pw.res != nil && unsigned {
 				if perr := w.parkIndices(*pw.res); perr != nil {
 					return nil, errors.Join(err, perr)

@@ -214,3 +214,36 @@ func TestWithdrawClockBehind(t *testing.T) {
 		t.Fatalf("account %d after the withdrawal, want 100", accountBalance(t, f, w))
 	}
 }
+
+// TestRecoveredTooOldParksIndices: a withdrawal that never reached the
+// bank is recovered more than bank.MaxWithdrawAge after its date. The bank
+// refuses it for its age after looking its record up (bank.ErrTooOld,
+// recorded: it is never signed), so the wallet drops it, reports it, and
+// parks its indices for the next withdrawal instead of leaving a gap of
+// indices with no coin that a restore from the seed must scan past.
+func TestRecoveredTooOldParksIndices(t *testing.T) {
+	ctx := context.Background()
+	f, w, offset, clk := aheadWallet(t)
+	offset.Store(0)
+	if _, err := w.Withdraw(ctx, unsentWithdraw{f.bankc}, ecash.MustParseAmount("EUR:1.00"), nil); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("withdrawal never sent: %v, want ErrPending", err)
+	}
+	n1, _ := wallet.NextIndex(w)
+	clk.add(bank.MaxWithdrawAge + time.Hour)
+	rep, err := w.Recover(ctx, f.bankc)
+	if err != nil || len(rep.Refused) != 1 || !strings.Contains(rep.Refused[0].Reason, "dated too long ago") {
+		t.Fatalf("recover of a withdrawal 13 hours old: %+v, %v; want it reported refused for its age", rep, err)
+	}
+	if n, _ := w.PendingWithdrawals(); n != 0 {
+		t.Fatalf("%d withdrawals pending after the refusal", n)
+	}
+	if _, err := w.Withdraw(ctx, f.bankc, ecash.MustParseAmount("EUR:1.00"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := wallet.NextIndex(w); n != n1 {
+		t.Fatalf("planchet counter %d after the next withdrawal, want %d: the refused request's indices were skipped, not parked", n, n1)
+	}
+	if b := accountBalance(t, f, w); b != 100 {
+		t.Fatalf("account holds %d, want 100", b)
+	}
+}
