@@ -59,10 +59,15 @@ func TestDeadlineCountsLockWaits(t *testing.T) {
 		notAfter := time.Now().Add(200 * time.Millisecond)
 		done := make(chan error)
 		go func() { done <- tc.commit(notAfter) }()
-		// Until the operation waits for the lock, and past its deadline.
-		for waiting := 0; waiting == 0; {
-			if err := holder.QueryRow(bg, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+		// Until the operation waits for the log's lock, and past its
+		// deadline.
+		for waiting, give := 0, time.Now().Add(30*time.Second); waiting == 0; {
+			if err := holder.QueryRow(bg, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE NOT l.granted AND a.query LIKE '%log_state%'`).Scan(&waiting); err != nil {
 				t.Fatal(err)
+			}
+			if time.Now().After(give) {
+				t.Fatalf("%s: no wait for the log's lock after 30 s", tc.name)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

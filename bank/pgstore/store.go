@@ -118,8 +118,10 @@
 //
 // # Postgres-compatible engines
 //
-// The SQL is plain PostgreSQL DDL and DML: no PL/pgSQL, no sequences, no
-// triggers, and one advisory lock, held while the schema is migrated at
+// The SQL is plain PostgreSQL DDL and DML, but for one PL/pgSQL function
+// and one deferred constraint trigger (migration 13: the commit deadline,
+// which the server judges as the COMMIT runs), no sequences, and one
+// advisory lock, held while the schema is migrated at
 // Open (pg_advisory_lock; an engine without it would need openers started
 // one at a time, and a transaction-mode pooler such as PgBouncer's must not
 // stand between the bank and the database, since the lock is a session's).
@@ -130,7 +132,9 @@
 // supported; the tests here run on PostgreSQL only. The exception is
 // declarative hash partitioning (PARTITION BY HASH … FOR VALUES WITH),
 // which YugabyteDB accepts and CockroachDB does not (it distributes by key
-// itself); a CockroachDB deployment would need a migration without it.
+// itself); a CockroachDB deployment would need a migration without it, and
+// another way to judge the commit deadline (it has no constraint
+// triggers).
 //
 // # Audit log
 //
