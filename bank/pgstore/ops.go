@@ -613,7 +613,10 @@ const pruneBatch = 1000
 // left. No account lock: a refusal it deletes is older than anything
 // that could still commit the withdrawal it excludes (the bank's
 // horizon), and a Withdraw that read it just before is refused with it,
-// which is what it stood for.
+// which is what it stood for. Whatever before says, it keeps a refusal
+// recorded less than bank.RefusalHorizon ago by the database's clock: a
+// replica whose clock runs hours ahead would otherwise prune the others'
+// refusals while a copy of their requests could still be taken.
 func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
@@ -622,8 +625,9 @@ func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (in
 			n = 0
 			b := begin()
 			b.Queue(`DELETE FROM withdraw_refusals WHERE request_hash IN
-				(SELECT request_hash FROM withdraw_refusals WHERE created < $1 ORDER BY created LIMIT $2)`,
-				dbTime(before), pruneBatch).Exec(func(ct pgconn.CommandTag) error {
+				(SELECT request_hash FROM withdraw_refusals WHERE created < least($1, clock_timestamp() - $3::interval)
+				ORDER BY created LIMIT $2)`,
+				dbTime(before), pruneBatch, bank.RefusalHorizon).Exec(func(ct pgconn.CommandTag) error {
 				n = ct.RowsAffected()
 				return nil
 			})

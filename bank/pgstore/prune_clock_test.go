@@ -1,0 +1,43 @@
+package pgstore
+
+import (
+	"testing"
+	"time"
+
+	"github.com/blindbank/blindbank/bank"
+)
+
+// TestPruneKeepsRefusalsYoungByDatabaseClock: a replica whose clock runs
+// two days ahead prunes with a cutoff a day ahead of the real time. It
+// deleted the refusals the other replicas had just recorded, and a copy
+// of such a request, still within bank.MaxWithdrawAge, could then be
+// taken at a replica whose clock is right. The store keeps every refusal
+// younger than bank.RefusalHorizon by the database's clock; one older
+// goes.
+func TestPruneKeepsRefusalsYoungByDatabaseClock(t *testing.T) {
+	s := mustOpen(t, freshDSN(t))
+	defer s.Close()
+	c, err := s.OpenAccount(bg, "customer", key("customer"), false, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	young := bank.RefuseWithdrawalOp{RequestHash: hashOf("young"), Account: c, Refusal: bank.WithdrawRefusal{Code: 9, Reason: "bank: insufficient funds"}, Time: now}
+	old := young
+	old.RequestHash, old.Time = hashOf("old"), now.Add(-bank.RefusalHorizon-time.Hour)
+	for _, op := range []bank.RefuseWithdrawalOp{young, old} {
+		if _, err := s.RefuseWithdrawal(bg, op); err == nil {
+			t.Fatal("RefuseWithdrawal returned no refusal")
+		}
+	}
+	aheadCutoff := now.Add(2*24*time.Hour - bank.RefusalHorizon)
+	if n, err := s.PruneWithdrawRefusals(bg, aheadCutoff); err != nil || n != 1 {
+		t.Fatalf("PruneWithdrawRefusals(a day ahead) = %d, %v; want only the refusal older than the horizon", n, err)
+	}
+	if _, _, err := s.Withdrawal(bg, young.RequestHash); err == nil {
+		t.Fatal("the young refusal was pruned by a replica whose clock is ahead")
+	}
+	if _, found, err := s.Withdrawal(bg, old.RequestHash); found || err != nil {
+		t.Fatalf("the old refusal: found %v, %v; want it pruned", found, err)
+	}
+}
