@@ -188,6 +188,15 @@ func notAhead(what string, created, now time.Time) error {
 		what, created.UTC().Format(time.RFC3339), created.Sub(now).Round(time.Millisecond), now.UTC().Format(time.RFC3339), ecash.MaxClockSkew)
 }
 
+// MaxCommitDelay bounds when a swap or recoup, which carry no date (a
+// wallet's clock would tell its anonymous requests apart), may commit:
+// within this long of the replica's clock when it took the request
+// (SwapOp.NotAfter, DepositOp.NotAfter, ErrTooLate at the store). A
+// replica that paused between its checks and the commit for longer
+// commits nothing; a wallet that keeps a refused swap pending for far
+// longer (wallet.SwapRefusalHorizon, a day) knows nothing is still coming.
+const MaxCommitDelay = time.Hour
+
 // notTooOld refuses a new request (what) dated more than maxAge before
 // the bank's clock (ErrTooOld), saying by how much.
 func notTooOld(what string, created, now time.Time, maxAge time.Duration) error {
@@ -739,7 +748,8 @@ func (b *Bank) Swap(ctx context.Context, body []byte) (sigs [][]byte, err error)
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
 		RequestHash: reqHash, Coins: coins, Value: int64(in.Value), Fee: int64(fee.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys), Credits: credits},
+		NotAfter: now.Add(MaxCommitDelay),
+		Log:      auditlog.Swap{RequestHash: reqHash, AmountIn: in, AmountOut: out, Spent: spentCoins(coins, inKeys), Issued: denomCounts(outKeys), Credits: credits},
 	})
 	var spent *SpentError
 	if errors.As(err, &spent) {

@@ -120,7 +120,7 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 	rcpt.Sig = ecash.SignBody(b.keys.Signing, rcpt.Body())
 	stored, err := b.store.Deposit(ctx, DepositOp{
 		PaymentHash: reqHash, Merchant: origin.Account, Amount: int64(d.Value.Value),
-		Coins: []SpentCoin{spent}, Receipt: rcpt.Encode(), Time: now,
+		Coins: []SpentCoin{spent}, Receipt: rcpt.Encode(), Time: now, NotAfter: now.Add(MaxCommitDelay),
 		Log: auditlog.Recoup{Account: origin.Account, Amount: d.Value, Coin: spent.ID, Denom: d.ID, RequestHash: reqHash},
 	})
 	var se *SpentError
@@ -174,7 +174,8 @@ func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ec
 	}
 	sigs, err = b.store.Swap(ctx, SwapOp{
 		RequestHash: reqHash, Coins: []SpentCoin{spent}, Value: int64(d.Value.Value), BlindSigs: sigs, Blinded: blinded, Locks: locks, Time: now,
-		Log: auditlog.Recoup{Amount: d.Value, Coin: spent.ID, Denom: d.ID, RequestHash: reqHash, Issued: denomCounts(outKeys)},
+		NotAfter: now.Add(MaxCommitDelay),
+		Log:      auditlog.Recoup{Amount: d.Value, Coin: spent.ID, Denom: d.ID, RequestHash: reqHash, Issued: denomCounts(outKeys)},
 	})
 	var se *SpentError
 	if errors.As(err, &se) {

@@ -230,7 +230,7 @@ func TestDepositRetryAcrossExpiry(t *testing.T) {
 	}
 }
 
-// holding holds the first commit of one kind ("deposit" or "refund")
+// holding holds the first commit of one kind ("deposit", "refund", "swap")
 // until release is closed, telling arrived when it is held.
 type holding struct {
 	*pebblestore.Store
@@ -256,6 +256,11 @@ func (s *holding) Deposit(ctx context.Context, op bank.DepositOp) ([]byte, error
 func (s *holding) Refund(ctx context.Context, op bank.RefundOp) ([]byte, error) {
 	s.hold("refund")
 	return s.Store.Refund(ctx, op)
+}
+
+func (s *holding) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
+	s.hold("swap")
+	return s.Store.Swap(ctx, op)
 }
 
 // stalled runs op at a bank (on the env's clock) whose store holds op's
@@ -302,6 +307,36 @@ func TestDepositHeldPastExpiry(t *testing.T) {
 	}
 	if _, _, found, err := e.s.DepositRecord(ctx, pr.Hash()); found || err != nil {
 		t.Errorf("DepositRecord = found %v, %v; want none", found, err)
+	}
+}
+
+// TestSwapHeldPastCommitDelay: a swap carries no date (its wallet's
+// clock would tell its anonymous requests apart), and a replica paused
+// between its checks and the commit committed it however late, after its
+// wallet, which keeps a swap the bank refused pending for a day, had given
+// it up and spent its coins again. The store commits a swap only within
+// bank.MaxCommitDelay of when the replica took it (SwapOp.NotAfter); past
+// that it is refused (ErrTooLate) and its coin stays unspent.
+func TestSwapHeldPastCommitDelay(t *testing.T) {
+	e := newRecoupEnv(t, ecash.CipherCS, 2, 100, nil)
+	ctx := t.Context()
+	coin, ps := e.coin(1, e.dear)
+	req, err := ecash.NewSwapRequest([]ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, e.outputs(100, 2), time.UnixMilli(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.stalled("swap", e.now.Add(bank.MaxCommitDelay+time.Second), func(b *bank.Bank) error {
+		_, err := b.Swap(ctx, req.Body())
+		return err
+	})
+	if !errors.Is(err, bank.ErrTooLate) || !bank.Definitive(bank.ToStatus(ctx, err, nil)) {
+		t.Fatalf("a swap committed past the commit delay: %v; want ErrTooLate, a refusal", err)
+	}
+	if spent, err := e.s.Spent(ctx, []ecash.Hash{coin.ID()}); err != nil || spent[0] {
+		t.Errorf("the coin spent %v, %v; want it unspent", spent, err)
+	}
+	if _, found, err := e.s.SwapRecord(ctx, ecash.HashOf(req.Body())); found || err != nil {
+		t.Errorf("SwapRecord = found %v, %v; want none", found, err)
 	}
 }
 

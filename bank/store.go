@@ -243,6 +243,7 @@ type SwapOp struct {
 	Blinded     []ecash.Hash // SHA-256 of each output's blinded message, for Issued; may be nil
 	Locks       []NonceLock  // CS outputs: shared with withdrawals
 	Time        time.Time
+	NotAfter    time.Time   // a new swap commits only until then (ErrTooLate); zero: no bound
 	Log         auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 

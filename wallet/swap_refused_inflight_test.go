@@ -529,3 +529,14 @@ func TestKeptSwapEndedReported(t *testing.T) {
 		t.Errorf("the next Recover: %+v, %v; want the end reported once", rep, err)
 	}
 }
+
+// TestSwapRefusalHorizonOutlastsCommit: a recovered swap refused for good
+// is ended only once no send of it can still commit. The bank's store
+// commits a swap only within bank.MaxCommitDelay of when a replica took
+// it, by its clock, which may run ecash.MaxClockSkew from the bank's and
+// the wallet's: the wallet's horizon must outlast that.
+func TestSwapRefusalHorizonOutlastsCommit(t *testing.T) {
+	if need := bank.MaxCommitDelay + 2*ecash.MaxClockSkew; wallet.SwapRefusalHorizon <= need {
+		t.Fatalf("SwapRefusalHorizon %v does not outlast the bank's commit delay and the skews (%v)", wallet.SwapRefusalHorizon, need)
+	}
+}

@@ -35,10 +35,12 @@ import (
 // when the bank refuses a retry of it for good and shows it not
 // committed. An original in flight commits (or fails) within its commit
 // pipeline's time, seconds, or as long as a stalled replica or database
-// holds it: a day is beyond any of those short of a bank process held
-// stopped with the commit in hand, which nothing bounds. The cost is a day's
-// wait, in this rare case, for the inputs to be spendable again. Measured
-// by the wallet's clock: one moved a day ahead ends the wait early.
+// holds it; the bank's store commits it only within bank.MaxCommitDelay
+// (an hour) of when the replica took it, by the store's clock. A day is
+// far past that, the clocks' skew included, and past what banks before
+// that bound held in practice. The cost is a day's wait, in this rare
+// case, for the inputs to be spendable again. Measured by the wallet's
+// clock: one moved a day ahead ends the wait early.
 const SwapRefusalHorizon = 24 * time.Hour
 
 // swapSentKey holds a pending swap's send record (swapSent), beside its

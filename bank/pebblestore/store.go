@@ -1359,6 +1359,9 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 			sigs = r.Sigs
 			return nil
 		}
+		if err := bank.CheckNotAfter(op.NotAfter, s.now()); err != nil {
+			return err
+		}
 		spends, credits := bank.SplitCredits(op.Coins)
 		if err := t.checkUnspent(spends); err != nil {
 			return err

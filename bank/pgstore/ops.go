@@ -751,6 +751,7 @@ func (s *Store) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 	var sigs [][]byte
 	err = s.mutate(ctx, "swap", func(t *txn) error {
 		b := begin()
+		deadline(b, op.NotAfter)
 		var (
 			fresh    bool
 			recValue int64

@@ -95,13 +95,14 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX withdraw_refusals_by_created ON withdraw_refusals (created)`,
 	}},
-	{13, "commit deadlines: a withdrawal, deposit or refund commits only until its deadline, by the database's clock", []string{
+	{13, "commit deadlines: a withdrawal, deposit, refund or swap commits only until its deadline, by the database's clock", []string{
 		// The deadline is set for the transaction (blindbank.not_after,
-		// txn.deadline) and checked when COMMIT runs, on the server, by
-		// a trigger deferred to it: no pause of the replica, nor a wait
-		// for a lock, falls between the check and the commit. Every such
-		// operation moves money, so updates an account's row; the
-		// updates of transactions that set no deadline queue nothing.
+		// deadline()) before the operation inserts its record, and
+		// checked when COMMIT runs, on the server, by a trigger on that
+		// record deferred to it: no pause of the replica, nor a wait for
+		// a lock, falls between the check and the commit. A replay
+		// inserts nothing (ON CONFLICT DO NOTHING) and is not judged;
+		// a transaction that sets no deadline queues nothing (WHEN).
 		`CREATE FUNCTION blindbank_not_after() RETURNS trigger LANGUAGE plpgsql AS $$
 		DECLARE
 			deadline text := current_setting('blindbank.not_after', true);
@@ -111,11 +112,20 @@ var migrations = []migration{
 			END IF;
 			RETURN NULL;
 		END $$`,
-		`CREATE CONSTRAINT TRIGGER accounts_not_after AFTER UPDATE ON accounts
-			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-			WHEN (current_setting('blindbank.not_after', true) <> '')
-			EXECUTE FUNCTION blindbank_not_after()`,
+		notAfterTrigger("withdrawals"),
+		notAfterTrigger("deposits"),
+		notAfterTrigger("refunds"),
+		notAfterTrigger("swaps"),
 	}},
+}
+
+// notAfterTrigger checks, as the COMMIT runs, the deadline of a
+// transaction that inserted a record into table (migration 13).
+func notAfterTrigger(table string) string {
+	return fmt.Sprintf(`CREATE CONSTRAINT TRIGGER %[1]s_not_after AFTER INSERT ON %[1]s
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		WHEN (current_setting('blindbank.not_after', true) <> '')
+		EXECUTE FUNCTION blindbank_not_after()`, table)
 }
 
 // refundSchema adds refunds: each refund by its request hash, and per

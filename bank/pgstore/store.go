@@ -119,8 +119,8 @@
 // # Postgres-compatible engines
 //
 // The SQL is plain PostgreSQL DDL and DML, but for one PL/pgSQL function
-// and one deferred constraint trigger (migration 13: the commit deadline,
-// which the server judges as the COMMIT runs), no sequences, and one
+// and deferred constraint triggers that call it (migration 13: the commit
+// deadline, which the server judges as the COMMIT runs), no sequences, and one
 // advisory lock, held while the schema is migrated at
 // Open (pg_advisory_lock; an engine without it would need openers started
 // one at a time, and a transaction-mode pooler such as PgBouncer's must not

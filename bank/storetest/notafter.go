@@ -11,7 +11,7 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// testNotAfter: a withdrawal, deposit or refund whose NotAfter the store's clock
+// testNotAfter: a withdrawal, deposit, refund or swap whose NotAfter the store's clock
 // (the real one, for both stores; the database's, for PostgreSQL) is past
 // commits nothing (ErrTooLate), however many times it is sent; with a
 // NotAfter ahead it commits, and a later send past it is answered from
@@ -90,6 +90,30 @@ func testNotAfter(t *testing.T, s bank.Store) {
 	r.NotAfter = past
 	if got, err := s.Refund(f.ctx, r); err != nil || !bytes.Equal(got, receipt) {
 		t.Errorf("a retry of the refund past its NotAfter = %q, %v; want the recorded receipt", got, err)
+	}
+	f.expectBalances(map[uint64]int64{c: 400, m: 250, bank.AccountOutstanding: 850})
+
+	sw := swapOp(100, "late", coin("late swap"))
+	sw.NotAfter = past
+	for range 2 {
+		if got, err := s.Swap(f.ctx, sw); !errors.Is(err, bank.ErrTooLate) {
+			t.Fatalf("Swap past its NotAfter = %q, %v; want ErrTooLate", got, err)
+		}
+	}
+	if st := f.coinState(coin("late swap")); st.Permission != nil {
+		t.Errorf("a late swap's coin: %+v; want it unspent", st)
+	}
+	if _, found, err := s.SwapRecord(f.ctx, sw.RequestHash); found || err != nil {
+		t.Errorf("SwapRecord(late) = found %v, %v; want none", found, err)
+	}
+	sw.NotAfter = ahead
+	swapped, err := s.Swap(f.ctx, sw)
+	if err != nil {
+		t.Fatalf("Swap before its NotAfter: %v", err)
+	}
+	sw.NotAfter = past
+	if got, err := s.Swap(f.ctx, sw); err != nil || !slices.EqualFunc(got, swapped, bytes.Equal) {
+		t.Errorf("a retry of the swap past its NotAfter = %q, %v; want the recorded signatures", got, err)
 	}
 	f.expectBalances(map[uint64]int64{c: 400, m: 250, bank.AccountOutstanding: 850})
 	f.checkLedger()
