@@ -191,10 +191,13 @@ func notAhead(what string, created, now time.Time) error {
 // MaxCommitDelay bounds when a swap or recoup, which carry no date (a
 // wallet's clock would tell its anonymous requests apart), may commit:
 // within this long of the replica's clock when it took the request
-// (SwapOp.NotAfter, DepositOp.NotAfter, ErrTooLate at the store). A
-// replica that paused between its checks and the commit for longer
-// commits nothing; a wallet that keeps a refused swap pending for far
-// longer (wallet.SwapRefusalHorizon, a day) knows nothing is still coming.
+// (SwapOp.NotAfter, DepositOp.NotAfter, ErrTooLate at the store, by its
+// clock: the replica's and the database server's must agree, which
+// pgstore checks). A replica that paused between its checks and the
+// commit for longer commits nothing; a wallet that keeps a refused swap
+// pending for far longer (wallet.SwapRefusalHorizon, a day) knows nothing
+// is still coming. (A pause before the replica reads its clock for the
+// request is not counted: the request is taken only then.)
 const MaxCommitDelay = time.Hour
 
 // notTooOld refuses a new request (what) dated more than maxAge before

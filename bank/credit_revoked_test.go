@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/bank/auditlog"
@@ -115,5 +116,54 @@ func (e *recoupEnv) audit() {
 		if _, err := a.Apply(b); err != nil {
 			e.t.Fatalf("audit of entry %d: %v", i, err)
 		}
+	}
+}
+
+// TestRecoupHeldPastCommitDelay: a recoup carries no date, as a swap does
+// not; the store commits one only within MaxCommitDelay of when the
+// replica took it. Stalled past that between the bank's checks and the
+// commit, the recoup of a withdrawn coin (a credit to its account) and
+// the re-issue of a coin from a swap are refused (ErrTooLate), and the
+// coin stays unspent.
+func TestRecoupHeldPastCommitDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name, kind string
+		swapped    bool
+	}{{"credit", "deposit", false}, {"reissue", "swap", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRecoupEnv(t, ecash.CipherRSA, 4, 4, nil)
+			ctx := t.Context()
+			coin, ps := e.coin(0, e.dear)
+			var outs []ecash.Planchet
+			if tc.swapped {
+				p, pps, st := e.planchet(1, e.dear.Denomination, e.dear.Private)
+				sigs, err := e.swap([]ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{e.dear.Value}, []ecash.Planchet{p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sig, err := st.Unblind(sigs[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				coin, ps = ecash.Coin{Denom: e.dear.ID, Pub: pps.CoinPub(), Sig: sig}, pps
+				outs = e.outputs(10, 4)
+			}
+			dear := e.revokeDear()
+			balance := e.balance()
+			body := ecash.NewRecoupRequest(coin, ps.CoinKey, dear.Value, ps.BlindSeed, outs, e.now).Encode()
+			err := e.stalled(tc.kind, e.now.Add(bank.MaxCommitDelay+time.Second), func(b *bank.Bank) error {
+				_, err := b.Recoup(ctx, body)
+				return err
+			})
+			if !errors.Is(err, bank.ErrTooLate) {
+				t.Fatalf("a recoup committed past the commit delay: %v; want ErrTooLate", err)
+			}
+			if spent, err := e.s.Spent(ctx, []ecash.Hash{coin.ID()}); err != nil || spent[0] {
+				t.Errorf("the coin spent %v, %v; want it unspent", spent, err)
+			}
+			if e.balance() != balance {
+				t.Errorf("balance %d → %d; want nothing credited", balance, e.balance())
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -63,6 +64,9 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 		}
 		return &RecoupResult{BlindSigs: sigs}, nil
 	}
+	// Read once, as the request is taken: the commit's deadline
+	// (MaxCommitDelay) counts from here.
+	now := b.now()
 	var err error
 	d, ok := b.denom(req.Coin.Denom)
 	if !ok {
@@ -105,10 +109,9 @@ func (b *Bank) recoup(ctx context.Context, req *ecash.RecoupRequest) (*RecoupRes
 		b.log.Warn("recoup refused: the coin's blinded message was signed by another denomination's key", "denomination", d.ID.String()[:16])
 		return nil, ErrRecoupUnknown
 	}
-	now := b.now()
 	spent := SpentCoin{ID: req.Coin.ID(), Permission: dp.Encode()}
 	if origin.Kind == KindSwap {
-		return b.reissue(ctx, req, reqHash, d, spent)
+		return b.reissue(ctx, req, reqHash, d, spent, now)
 	}
 	if len(req.Outputs) != 0 {
 		return nil, fmt.Errorf("%w: a withdrawn coin is credited to its account; give no outputs", ecash.ErrMalformed)
@@ -147,12 +150,12 @@ func (b *Bank) recoupCredited(receipt []byte, err error) (*RecoupResult, error) 
 }
 
 // reissue signs a recoup's outputs for the value of a coin from a swap,
-// spending the coin as a swap would.
-func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ecash.Hash, d *DenomKey, spent SpentCoin) (*RecoupResult, error) {
+// spending the coin as a swap would; now is the bank's clock when the
+// recoup was taken.
+func (b *Bank) reissue(ctx context.Context, req *ecash.RecoupRequest, reqHash ecash.Hash, d *DenomKey, spent SpentCoin, now time.Time) (*RecoupResult, error) {
 	if len(req.Outputs) == 0 {
 		return nil, ErrRecoupNeedsOutputs
 	}
-	now := b.now()
 	out, outKeys, blinded, locks, err := b.outputs(req.Outputs, now)
 	if err != nil {
 		return nil, err

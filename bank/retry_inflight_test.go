@@ -270,9 +270,17 @@ func (s *holding) Swap(ctx context.Context, op bank.SwapOp) ([][]byte, error) {
 func (e *recoupEnv) stalled(kind string, until time.Time, op func(*bank.Bank) error) error {
 	hs := &holding{Store: e.s, kind: kind, arrived: make(chan struct{}), release: make(chan struct{})}
 	paused := bank.New(hs, e.keys, func() time.Time { return e.now }, nil)
-	answer := make(chan error)
+	// As every replica does: the revocations another one logged.
+	if err := paused.SyncRevocations(e.t.Context()); err != nil {
+		e.t.Fatal(err)
+	}
+	answer := make(chan error, 1)
 	go func() { answer <- op(paused) }()
-	<-hs.arrived
+	select {
+	case <-hs.arrived:
+	case err := <-answer:
+		e.t.Fatalf("answered before its commit: %v", err)
+	}
 	e.now = until
 	close(hs.release)
 	return <-answer

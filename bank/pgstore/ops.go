@@ -614,7 +614,9 @@ const pruneBatch = 1000
 // that could still commit the withdrawal it excludes (the bank's
 // horizon), and a Withdraw that read it just before is refused with it,
 // which is what it stood for. Whatever before says, it keeps a refusal
-// recorded less than bank.RefusalHorizon ago by the database's clock: a
+// recorded less than bank.RefusalHorizon ago by the database's clock
+// (statement_timestamp, stable within the statement, so the index on
+// created still bounds the scan; clock_timestamp would not): a
 // replica whose clock runs hours ahead would otherwise prune the others'
 // refusals while a copy of their requests could still be taken.
 func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {
@@ -625,7 +627,7 @@ func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (in
 			n = 0
 			b := begin()
 			b.Queue(`DELETE FROM withdraw_refusals WHERE request_hash IN
-				(SELECT request_hash FROM withdraw_refusals WHERE created < least($1, clock_timestamp() - $3::interval)
+				(SELECT request_hash FROM withdraw_refusals WHERE created < least($1, statement_timestamp() - $3::interval)
 				ORDER BY created LIMIT $2)`,
 				dbTime(before), pruneBatch, bank.RefusalHorizon).Exec(func(ct pgconn.CommandTag) error {
 				n = ct.RowsAffected()

@@ -1,10 +1,15 @@
 package pgstore
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/blindbank/blindbank/bank"
+	"github.com/blindbank/blindbank/ecash"
 )
 
 // TestPruneKeepsRefusalsYoungByDatabaseClock: a replica whose clock runs
@@ -39,5 +44,34 @@ func TestPruneKeepsRefusalsYoungByDatabaseClock(t *testing.T) {
 	}
 	if _, found, err := s.Withdrawal(bg, old.RequestHash); found || err != nil {
 		t.Fatalf("the old refusal: found %v, %v; want it pruned", found, err)
+	}
+}
+
+// TestCheckClock: a replica whose clock is more than ecash.MaxClockSkew
+// from the database server's is refused a session, saying by how much and
+// which way; within the skew it is not.
+func TestCheckClock(t *testing.T) {
+	conn, err := pgx.Connect(bg, freshDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(bg)
+	for _, tc := range []struct {
+		off  time.Duration
+		want string // "" for none
+	}{
+		{0, ""},
+		{ecash.MaxClockSkew - time.Second, ""},
+		{-ecash.MaxClockSkew + time.Second, ""},
+		{ecash.MaxClockSkew + time.Minute, "6m0s ahead of the database server's"},
+		{-2 * time.Hour, "2h0m0s behind the database server's"},
+	} {
+		err := checkClock(bg, conn, func() time.Time { return time.Now().Add(tc.off) })
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("a replica %v off: %v, want no refusal", tc.off, err)
+		case tc.want != "" && (!errors.As(err, new(sessionError)) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("a replica %v off: %v, want a refusal saying %q", tc.off, err, tc.want)
+		}
 	}
 }

@@ -312,7 +312,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		if warning != "" && !warned.Swap(true) {
 			log.Warn(warning)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return checkClock(ctx, conn, time.Now)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -324,8 +327,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil { // a first connection, checked
 		pool.Close()
-		if errors.As(err, new(durableError)) {
-			return nil, err // checkDurable's, which says pgstore already
+		if errors.As(err, new(sessionError)) {
+			return nil, err // checkDurable's or checkClock's, which say pgstore already
 		}
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
@@ -342,6 +345,34 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkClock refuses a session when this replica's clock and the database
+// server's differ by more than ecash.MaxClockSkew. The bank dates what it
+// takes by the replica's clock and the store judges commit deadlines by
+// the server's (migration 13): a swap's deadline, an hour after the
+// replica took it, would stretch by as much as the replica runs ahead,
+// and every swap be refused if it ran an hour behind. Checked as each
+// connection is made, so a clock that drifts later is caught as the pool
+// renews its connections (within an hour).
+func checkClock(ctx context.Context, conn *pgx.Conn, now func() time.Time) error {
+	before := now()
+	var server time.Time
+	if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+		return err
+	}
+	after := now()
+	local := before.Add(after.Sub(before) / 2)
+	off := local.Sub(server)
+	if off.Abs() <= ecash.MaxClockSkew {
+		return nil
+	}
+	way := "ahead of"
+	if off < 0 {
+		way = "behind"
+	}
+	return sessionError{fmt.Errorf("pgstore: this replica's clock is %s %s the database server's (%s against %s), more than the %s allowed: synchronise both (chrony or systemd-timesyncd)",
+		off.Abs().Round(time.Second), way, local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339), ecash.MaxClockSkew)}
 }
 
 // checkDurable refuses a session whose commits could return before they
@@ -364,10 +395,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // data pages against a write torn by a crash of the machine, which some
 // storage never tears (ZFS, whose users turn it off for that reason), and
 // only the operator knows the storage.
-// durableError is checkDurable's error, which Open passes on as it is.
-type durableError struct{ error }
+// sessionError is checkDurable's or checkClock's error, which Open passes
+// on as it is.
+type sessionError struct{ error }
 
-func (e durableError) Unwrap() error { return e.error }
+func (e sessionError) Unwrap() error { return e.error }
 
 func checkDurable(ctx context.Context, conn *pgx.Conn) (warning string, err error) {
 	var sc, standbys, fsync, fpw *string
@@ -375,16 +407,16 @@ func checkDurable(ctx context.Context, conn *pgx.Conn) (warning string, err erro
 		current_setting('synchronous_standby_names', true),
 		current_setting('fsync', true), current_setting('full_page_writes', true)`).Scan(&sc, &standbys, &fsync, &fpw)
 	if err != nil {
-		return "", durableError{fmt.Errorf("pgstore: %w", err)}
+		return "", sessionError{fmt.Errorf("pgstore: %w", err)}
 	}
 	is := func(v *string, want string) bool { return v != nil && *v == want }
 	switch {
 	case is(fsync, "off"):
-		return "", durableError{errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")}
+		return "", sessionError{errors.New("pgstore: the server runs with fsync=off: commits would be acknowledged without ever being flushed to disk; set fsync = on in postgresql.conf (or ALTER SYSTEM RESET fsync) and reload")}
 	case is(sc, "off"):
-		return "", durableError{errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")}
+		return "", sessionError{errors.New("pgstore: synchronous_commit is off: commits would be acknowledged before they are durable; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string")}
 	case is(sc, "local") && standbys != nil && strings.TrimSpace(*standbys) != "":
-		return "", durableError{fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)}
+		return "", sessionError{fmt.Errorf("pgstore: synchronous_commit is local while synchronous_standby_names is %q: commits would be acknowledged before the synchronous standby has them, and lost on failover; set synchronous_commit = on (the default) for the server, the database or the bank's role, or drop it from the connection string", *standbys)}
 	case is(fpw, "off"):
 		return "pgstore: the server runs with full_page_writes=off: unless its storage never tears a page (ZFS), a crash of its machine can corrupt pages holding acknowledged commits; set full_page_writes = on in postgresql.conf (or ALTER SYSTEM RESET full_page_writes) and reload", nil
 	}
@@ -442,8 +474,8 @@ func begin() *pgx.Batch {
 	return b
 }
 
-// deadline queues, on b before the transaction's first update of an
-// account, its deadline (an operation's NotAfter; zero: none), which the
+// deadline queues, on b before the operation inserts its record, its
+// deadline (an operation's NotAfter; zero: none), which the
 // server checks by its own clock as the COMMIT runs (migration 13): past
 // it, the COMMIT fails and commits nothing, and commit refuses the
 // operation (bank.ErrTooLate).
