@@ -72,8 +72,10 @@ var (
 	ErrStoreUnavailable = errors.New("bank: the store is unreachable; nothing was done, retry later")
 )
 
-// CheckNotAfter is the stores' one test of an operation's NotAfter
-// against their clock's now: ErrTooLate, saying both, if now is past it.
+// CheckNotAfter tests an operation's NotAfter against a store's clock
+// (now), in a store that decides its commits in process (Pebble's commit
+// pipeline): ErrTooLate, saying both, if now is past it. A shared store
+// judges it on its server as the commit runs (pgstore's migration 13).
 func CheckNotAfter(notAfter, now time.Time) error {
 	if notAfter.IsZero() || !now.After(notAfter) {
 		return nil
@@ -448,9 +450,11 @@ type Store interface {
 	// PruneWithdrawRefusals deletes the withdraw refusals recorded with a
 	// time (RefuseWithdrawalOp.Time) before before, and returns how many
 	// it deleted; the bank calls it with RefusalHorizon behind its clock
-	// (Bank.PruneRefusals). A request whose refusal is gone is not found
-	// when sent again (the bank refuses it for its age). It may delete in several transactions,
-	// each durable on return; it appends nothing to the audit log.
+	// (Bank.PruneRefusals); a shared store keeps those younger than
+	// RefusalHorizon by its own clock, whatever before says. A request
+	// whose refusal is gone is not found when sent again (the bank refuses
+	// it for its age). It may delete in several transactions, each durable
+	// on return; it appends nothing to the audit log.
 	PruneWithdrawRefusals(ctx context.Context, before time.Time) (deleted int64, err error)
 	// Deposit marks every coin spent, moves op.Amount from
 	// AccountOutstanding to op.Merchant and records op.Receipt under
