@@ -176,9 +176,9 @@ func fromRecord(err *error, lookup func() (bool, error)) {
 // by how much, so that whoever runs that clock can set it right. Clients
 // judging the bank's log take such a date, less the skew, as the earliest
 // the bank can have answered (logclient.Unlogged). A date long past only
-// makes that bound weaker; a withdraw request's is refused all the same
-// once its record is looked up (notTooOld), a payment or refund request's
-// is not.
+// makes that bound weaker; a withdraw or refund request's is refused all
+// the same once its record is looked up (notTooOld), a payment request's
+// is not (its expiry bounds it).
 func notAhead(what string, created, now time.Time) error {
 	if !created.After(now.Add(ecash.MaxClockSkew)) {
 		return nil
@@ -217,9 +217,9 @@ func notTooOld(what string, created, now time.Time, maxAge time.Duration) error 
 // released. A retry of the same
 // request returns the same signatures and debits nothing. A new request
 // dated more than ecash.MaxClockSkew ahead of the bank's clock is refused
-// (ErrBadTimestamp); one dated more than MaxWithdrawAge before it, with no
-// record, is refused (ErrTooOld). Any other refusal of a request whose signature
-// verified, but the lock of its source (ErrAccountLocked), is recorded
+// (ErrBadTimestamp); one dated more than MaxWithdrawAge before it, with
+// no record, is refused (ErrTooOld). Any other refusal of a request whose
+// signature verified, but the lock of its source (ErrAccountLocked), is recorded
 // under its hash before it is answered, and is the answer to every later
 // send of it whose signature verifies (a *WithdrawRefusal).
 func (b *Bank) Withdraw(ctx context.Context, body, accountSig []byte) (sigs [][]byte, err error) {
