@@ -75,3 +75,46 @@ func TestCheckClock(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleInTransactionEnds: a replica frozen in the middle of a
+// transaction (between two of its batches) held its row locks, the audit
+// log's among them, until the server found its connection dead, hours
+// later, and every replica's logged commit waited behind it. The server
+// now ends a store session idle in a transaction after
+// Options.IdleInTransaction: the transaction rolls back, nothing of it is
+// committed, and another replica's commit goes through.
+func TestIdleInTransactionEnds(t *testing.T) {
+	dsn := freshDSN(t)
+	s, err := Open(bg, dsn, Options{MaxConns: 4, Logger: quiet, IdleInTransaction: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.OpenAccount(bg, "customer", key("customer"), false, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.mutate(bg, "frozen", func(t *txn) error {
+		b := begin()
+		b.Queue(`SELECT size FROM log_state FOR UPDATE`)
+		if err := t.send(b); err != nil {
+			return err
+		}
+		time.Sleep(time.Second) // frozen, the log's lock held
+		b = &pgx.Batch{}
+		b.Queue(`UPDATE accounts SET balance = 1 WHERE id = $1`, int64(c))
+		return t.commit(b)
+	})
+	if err == nil {
+		t.Fatal("a transaction idle for a second past the timeout committed")
+	}
+	if _, err := s.Credit(bg, loggedCredit(c, 100, "after")); err != nil {
+		t.Fatalf("a logged commit after the frozen transaction: %v", err)
+	}
+	if a, err := s.Account(bg, c); err != nil || a.Balance != 100 {
+		t.Fatalf("balance %d, %v; want 100 (nothing of the frozen transaction)", a.Balance, err)
+	}
+	if _, err := Open(bg, dsn, Options{IdleInTransaction: -time.Second}); err == nil {
+		t.Error("Open with a negative IdleInTransaction: no error")
+	}
+}

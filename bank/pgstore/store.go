@@ -188,6 +188,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -195,6 +196,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,7 +263,23 @@ type Options struct {
 	// Logger receives retries (Debug) and unknown commit outcomes (Error);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// IdleInTransaction is how long the server lets one of the store's
+	// sessions sit idle inside a transaction before it ends the session,
+	// rolling the transaction back and releasing its locks; 0 means
+	// DefaultIdleInTransaction. A DSN that sets
+	// idle_in_transaction_session_timeout keeps its own.
+	IdleInTransaction time.Duration
 }
+
+// DefaultIdleInTransaction is Options.IdleInTransaction's default. The
+// store's transactions send two or three batches, milliseconds apart, and
+// hold row locks (an account's, the audit log's, which every logged commit
+// takes) in between: a replica whose process is frozen mid-transaction (a
+// paused VM) would hold them until the server noticed the connection
+// dead, hours by TCP keepalive, stalling every replica behind the log's
+// lock. A minute ends that far sooner, and no transaction of the store's
+// waits on its client that long.
+const DefaultIdleInTransaction = time.Minute
 
 // Store is a bank.Store on PostgreSQL. It is safe for concurrent use, and
 // any number of Stores, in one process or many, may share a database.
@@ -283,8 +301,8 @@ var _ bank.Store = (*Store)(nil)
 // keyword/value string, as pgx accepts), checks that commits are durable,
 // and applies the schema migrations.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	if opts.MaxConns < 0 || opts.MaxRetries < 0 {
-		return nil, fmt.Errorf("pgstore: negative MaxConns %d or MaxRetries %d", opts.MaxConns, opts.MaxRetries)
+	if opts.MaxConns < 0 || opts.MaxRetries < 0 || opts.IdleInTransaction < 0 {
+		return nil, fmt.Errorf("pgstore: negative MaxConns %d, MaxRetries %d or IdleInTransaction %v", opts.MaxConns, opts.MaxRetries, opts.IdleInTransaction)
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -295,6 +313,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "blindbank"
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		idle := cmp.Or(opts.IdleInTransaction, DefaultIdleInTransaction)
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
 	}
 	// Every connection, not only the first: a role or database setting,
 	// or a server-wide one since reloaded, can turn durability off after
