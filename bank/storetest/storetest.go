@@ -162,6 +162,15 @@ func (f *fixture) balance(id uint64) int64 {
 	return a.Balance
 }
 
+func (f *fixture) logSize() int64 {
+	f.t.Helper()
+	n, err := f.s.LogSize(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
 func (f *fixture) balances() map[uint64]int64 {
 	f.t.Helper()
 	m := map[uint64]int64{}
