@@ -614,9 +614,10 @@ const pruneBatch = 1000
 // that could still commit the withdrawal it excludes (the bank's
 // horizon), and a Withdraw that read it just before is refused with it,
 // which is what it stood for. Whatever before says, it keeps a refusal
-// recorded less than bank.RefusalHorizon ago by the database's clock
-// (statement_timestamp, stable within the statement, so the index on
-// created still bounds the scan; clock_timestamp would not): a
+// whose time (the recording replica's clock, which checkClock holds to
+// the database's) is less than bank.RefusalHorizon before the database's
+// clock (statement_timestamp, stable within the statement, so the index
+// on created still bounds the scan; clock_timestamp would not): a
 // replica whose clock runs hours ahead would otherwise prune the others'
 // refusals while a copy of their requests could still be taken.
 func (s *Store) PruneWithdrawRefusals(ctx context.Context, before time.Time) (int64, error) {

@@ -108,6 +108,9 @@ func TestIdleInTransactionEnds(t *testing.T) {
 	if err == nil {
 		t.Fatal("a transaction idle for a second past the timeout committed")
 	}
+	if errors.Is(err, ErrCommitUnknown) {
+		t.Errorf("the frozen transaction, ended before its COMMIT: %v; want a failure, not an unknown outcome", err)
+	}
 	if _, err := s.Credit(bg, loggedCredit(c, 100, "after")); err != nil {
 		t.Fatalf("a logged commit after the frozen transaction: %v", err)
 	}

@@ -244,6 +244,7 @@ const (
 	codeDeadlock             = "40P01"
 	codeDuplicateTable       = "42P07"
 	codeDuplicateObject      = "42710"
+	codeIdleInTransaction    = "25P03" // idle_in_transaction_session_timeout
 	// codeTooLate: the trigger of migration 13 found the database's
 	// clock past an operation's deadline as its COMMIT ran.
 	codeTooLate = "BB0TL"
@@ -266,8 +267,9 @@ type Options struct {
 	// IdleInTransaction is how long the server lets one of the store's
 	// sessions sit idle inside a transaction before it ends the session,
 	// rolling the transaction back and releasing its locks; 0 means
-	// DefaultIdleInTransaction. A DSN that sets
-	// idle_in_transaction_session_timeout keeps its own.
+	// DefaultIdleInTransaction. A session whose
+	// idle_in_transaction_session_timeout is set already (by the DSN, or
+	// the role's, database's or server's settings) keeps it.
 	IdleInTransaction time.Duration
 }
 
@@ -314,10 +316,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "blindbank"
 	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
-		idle := cmp.Or(opts.IdleInTransaction, DefaultIdleInTransaction)
-		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
-	}
+	idle := strconv.FormatInt(cmp.Or(opts.IdleInTransaction, DefaultIdleInTransaction).Milliseconds(), 10)
 	// Every connection, not only the first: a role or database setting,
 	// or a server-wide one since reloaded, can turn durability off after
 	// Open (a change while connections stay open is seen as the pool
@@ -337,7 +336,15 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		return checkClock(ctx, conn, time.Now)
+		if err := checkClock(ctx, conn, time.Now); err != nil {
+			return err
+		}
+		// Set in the session, not as a startup parameter, which a
+		// session-mode pooler (PgBouncer) may refuse; and only if nothing
+		// set one (the DSN, the role, the database, the server).
+		_, err = conn.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, false)
+			WHERE current_setting('idle_in_transaction_session_timeout') = '0'`, idle)
+		return err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -609,7 +616,9 @@ func rollback(t *txn) error {
 func definite(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return pgErr.Severity == "ERROR" || pgErr.SeverityUnlocalized == "ERROR"
+		// The server ended the session for sitting idle inside the
+		// transaction (DefaultIdleInTransaction): before its COMMIT ran.
+		return pgErr.Severity == "ERROR" || pgErr.SeverityUnlocalized == "ERROR" || pgErr.Code == codeIdleInTransaction
 	}
 	return pgconn.SafeToRetry(err)
 }
