@@ -100,16 +100,8 @@ func TestRefusalUnsureWhenUnrecorded(t *testing.T) {
 // (ErrNotServed), as for a withdrawal recorded, without the refusal's text.
 func TestRecordedRefusalUnreadBeforeSignature(t *testing.T) {
 	e := newRecoupEnv(t, ecash.CipherRSA, 500, 100, nil) // 100 cannot pay 500
-	p, _, _ := e.planchet(0, e.dear.Denomination, e.dear.Private)
-	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: e.now, Planchets: []ecash.Planchet{p}}
-	rand.Read(w.Nonce[:])
-	ks, _ := e.b.KeySet()
-	amount, err := ks.WithdrawAmount(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, sig := w.Body(), ecash.SignWithdraw(e.acctKey, w, amount)
-	_, err = e.b.Withdraw(t.Context(), body, sig)
+	body, sig := e.signedWithdrawOf(e.dear, 0, e.now)
+	_, err := e.b.Withdraw(t.Context(), body, sig)
 	var recorded *bank.WithdrawRefusal
 	if !errors.As(err, &recorded) || !errors.Is(err, bank.ErrInsufficientFunds) {
 		t.Fatalf("withdrawal the balance cannot pay: %v, want the recorded ErrInsufficientFunds", err)

@@ -19,7 +19,13 @@ import (
 // index), dated created: its body and the account's signature.
 func (e *recoupEnv) signedWithdraw(index uint64, created time.Time) (body, sig []byte) {
 	e.t.Helper()
-	p, _, _ := e.planchet(index, e.cheap.Denomination, e.cheap.Private)
+	return e.signedWithdrawOf(e.cheap, index, created)
+}
+
+// signedWithdrawOf is signedWithdraw for a coin of d.
+func (e *recoupEnv) signedWithdrawOf(d bank.DenomKey, index uint64, created time.Time) (body, sig []byte) {
+	e.t.Helper()
+	p, _, _ := e.planchet(index, d.Denomination, d.Private)
 	w := &ecash.WithdrawRequest{Account: e.acct, CreatedAt: created, Planchets: []ecash.Planchet{p}}
 	rand.Read(w.Nonce[:])
 	ks, _ := e.b.KeySet()

@@ -146,6 +146,15 @@ func newInflightSetup(t *testing.T, fail bool, keysNow func(*fixture) *bank.Keys
 	return s
 }
 
+// swapAnswerLost swaps EUR 1.00 through first, whose answer is lost: the
+// swap stays pending while its original is held at the store.
+func (s *inflightSetup) swapAnswerLost(t *testing.T) {
+	t.Helper()
+	if _, err := s.w.Swap(context.Background(), s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
+		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
+	}
+}
+
 // arm makes first and later on the bank's keys as keysNow gives them.
 func (s *inflightSetup) arm(t *testing.T, fail bool, keysNow func(*fixture) *bank.Keys) {
 	t.Helper()
@@ -200,9 +209,7 @@ func TestRecoveredSwapRefusedWhileInFlight(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, false, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	rep, err := w.Recover(ctx, s.later)
 	if err != nil {
 		t.Fatalf("Recover at the replica past the window: %v", err)
@@ -253,9 +260,7 @@ func TestRecoveredSwapRefusedNeverCommits(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, true, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	s.releaseAfterRefusal(t)
 	for i := range 2 {
 		rep, err := w.Recover(ctx, s.later)
@@ -375,9 +380,7 @@ func TestRecoveredOldSwapRefused(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, true, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	close(s.hs.release)
 	if err := <-s.first.original; err == nil {
 		t.Fatal("the original committed; the test needs it failed")
@@ -421,9 +424,7 @@ func TestKeptSwapCompletedReported(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, false, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	rep, err := w.Recover(ctx, s.later)
 	if err != nil || swapsOf(rep, wallet.SwapKeptPending) != 1 {
 		t.Fatalf("Recover at the replica past the window: %+v, %v; want it kept pending", rep, err)
@@ -461,9 +462,7 @@ func TestSwapSentClockBack(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, false, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	s.clk.Store(int64(-2 * wallet.SwapRefusalHorizon))
 	if _, err := w.Recover(ctx, unavailableSwaps{s.f.bankc}); !errors.Is(err, wallet.ErrPending) {
 		t.Fatalf("Recover with the clock behind, the retry unanswered: %v, want ErrPending", err)
@@ -508,9 +507,7 @@ func TestKeptSwapEndedReported(t *testing.T) {
 	ctx := context.Background()
 	s := newInflightSetup(t, true, currentKeys)
 	w := s.w
-	if _, err := w.Swap(ctx, s.first, ecash.MustParseAmount("EUR:1.00")); !errors.Is(err, wallet.ErrPending) {
-		t.Fatalf("swap whose answer was lost: %v, want ErrPending", err)
-	}
+	s.swapAnswerLost(t)
 	rep, err := w.Recover(ctx, s.later)
 	if err != nil || swapsOf(rep, wallet.SwapKeptPending) != 1 {
 		t.Fatalf("Recover at the replica past the window: %+v, %v; want it kept pending", rep, err)

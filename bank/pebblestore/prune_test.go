@@ -18,26 +18,33 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
+// refusalStore is an empty store in memory, closed with the test, with a
+// customer account id opened at at.
+func refusalStore(t *testing.T) (s *Store, id uint64, at time.Time) {
+	t.Helper()
+	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at = time.Unix(1_800_000_000, 0)
+	if id, err = s.OpenAccount(context.Background(), "c", pub, false, at); err != nil {
+		t.Fatal(err)
+	}
+	return s, id, at
+}
+
 // TestPruneWithdrawRefusalsInSteps: more refusals than one step of
 // PruneWithdrawRefusals deletes (pruneBatch) are all deleted, with their
 // time index (q/), in several operations; the ones at or after the
 // cutoff stay, index and all.
 func TestPruneWithdrawRefusalsInSteps(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := s.OpenAccount(ctx, "c", pub, false, time.Unix(1_800_000_000, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Unix(1_800_000_000, 0)
+	s, id, at := refusalStore(t)
 	old, kept := 2*pruneBatch+3, 4
 	for i := range old + kept {
 		op := bank.RefuseWithdrawalOp{
@@ -65,20 +72,7 @@ func TestPruneWithdrawRefusalsInSteps(t *testing.T) {
 // refusals behind it are pruned, and the next pruning finds nothing wrong.
 func TestPruneMalformedIndexKey(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open("bank", Options{Logger: quiet, FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Unix(1_800_000_000, 0)
-	id, err := s.OpenAccount(ctx, "c", pub, false, at)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, id, at := refusalStore(t)
 	for i := range 3 {
 		op := bank.RefuseWithdrawalOp{
 			RequestHash: ecash.Hash(sha256.Sum256(fmt.Appendf(nil, "request %d", i))),
