@@ -126,31 +126,51 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 	if err := b.allow(b.limit, customer.ID); err != nil {
 		return nil, err
 	}
-	receipt := func(outcome, reason string) ([]byte, error) {
+	receipt := func(outcome, reason string, at time.Time) ([]byte, error) {
 		d, k := echeck.Declined, [32]byte{}
 		if outcome == CheckApproved {
 			d, k = echeck.Approved, key
 		}
-		r, err := echeck.NewReceipt(epo, d, reason, k, now, b.keys.Signing)
+		r, err := echeck.NewReceipt(epo, d, reason, k, at, b.keys.Signing)
 		if err != nil {
 			return nil, err
 		}
 		return r.Encode(), nil
 	}
 	if op.Declined != "" {
-		if op.DeclinedReceipt, err = receipt(op.Declined, reason); err != nil {
+		if op.DeclinedReceipt, err = receipt(op.Declined, reason, now); err != nil {
 			return nil, err
 		}
 	} else {
 		for outcome, r := range map[string]*[]byte{
 			CheckApproved: &op.Approved, CheckDeclinedFunds: &op.DeclinedFunds, CheckDeclinedLimit: &op.DeclinedLimit,
 		} {
-			if *r, err = receipt(outcome, declineReasons[outcome]); err != nil {
+			if *r, err = receipt(outcome, declineReasons[outcome], now); err != nil {
 				return nil, err
 			}
 		}
+		// The customer's wallet takes an order still undecided at its
+		// expiry plus twice the skew as never paid (wallet.PurchaseExpired),
+		// so a decision that may move money commits only until the expiry
+		// plus the skew by the store's clock, however long this replica
+		// pauses before the commit.
+		op.NotAfter = epo.ExpiresAt.Add(ecash.MaxClockSkew)
 	}
 	out, err := b.store.Check(ctx, op)
+	if errors.Is(err, ErrTooLate) {
+		// It came to the commit too late: declined as expired, signed and
+		// recorded as NetBill has every decline, so that a status query
+		// answers with a receipt rather than nothing. Dated by this
+		// replica's clock now, which is past the expiry: the store's was
+		// past it plus the skew.
+		at := b.now()
+		op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.NotAfter = nil, nil, nil, time.Time{}
+		op.Declined, op.Time = CheckDeclinedExpired, at
+		if op.DeclinedReceipt, err = receipt(CheckDeclinedExpired, echeck.ReasonExpired, at); err != nil {
+			return nil, err
+		}
+		out, err = b.store.Check(ctx, op)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func newNetbillFixture(t *testing.T) *netbillFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem()})
+	s, err := pebblestore.Open("bank", pebblestore.Options{FS: vfs.NewMem(), Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +410,89 @@ func TestSubmitCheckResubmissionNotTheMerchantsRate(t *testing.T) {
 	}
 	if _, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(theirID, f.now, f.merchKey).Encode()); err != nil {
 		t.Fatalf("the merchant's status query, after a customer's re-submissions: %v", err)
+	}
+}
+
+// heldCheck holds the first Check until release is closed, telling
+// arrived when it is held: a replica's process paused between the bank's
+// checks of an order and its commit.
+type heldCheck struct {
+	bank.Store
+	once             sync.Once
+	arrived, release chan struct{}
+}
+
+func (s *heldCheck) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, error) {
+	s.once.Do(func() {
+		close(s.arrived)
+		<-s.release
+	})
+	return s.Store.Check(ctx, op)
+}
+
+// TestCheckHeldPastExpiry: an order passed the bank's checks before its
+// EPO expired, then stalled before its commit until past the expiry plus
+// twice the skew, when the customer's wallet takes an order the bank has
+// not decided as never paid (wallet.PurchaseExpired). It used to commit
+// all the same, debiting the customer for an order its wallet had given
+// up. The store refuses a decision its clock finds past the expiry plus
+// the skew (CheckOp.NotAfter), and the bank records the order as declined
+// for its expiry, with a signed receipt, as for an order that came late.
+func TestCheckHeldPastExpiry(t *testing.T) {
+	f := newNetbillFixture(t)
+	ctx := t.Context()
+	end, id := f.endorsedOrder(500, "")
+	e, err := echeck.DecodeEndorsement(end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epo, err := e.Verify(f.merchKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := epo.ExpiresAt
+	f.now = expires.Add(-time.Second)
+
+	hs := &heldCheck{Store: f.store, arrived: make(chan struct{}), release: make(chan struct{})}
+	paused := bank.New(hs, f.keys, func() time.Time { return f.now }, nil)
+	type answer struct {
+		res *bank.CheckResult
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		res, err := paused.SubmitCheck(ctx, end)
+		answered <- answer{res, err}
+	}()
+	select {
+	case <-hs.arrived:
+	case a := <-answered:
+		t.Fatalf("answered before its commit: %v", a.err)
+	}
+	f.now = expires.Add(2*ecash.MaxClockSkew + time.Second)
+	close(hs.release)
+	a := <-answered
+	if a.err != nil {
+		t.Fatalf("an order held past its expiry: %v; want a signed decline", a.err)
+	}
+	r, err := echeck.DecodeReceipt(a.res.Receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(f.ks.SigningPub); err != nil {
+		t.Fatalf("the decline's signature: %v", err)
+	}
+	if r.Decision != echeck.Declined || r.Reason != echeck.ReasonExpired || r.DecidedAt.Before(expires) {
+		t.Errorf("receipt %v %q decided at %s; want declined as expired, after %s", r.Decision, r.Reason, r.DecidedAt, expires)
+	}
+	for who, want := range map[uint64]int64{f.customer: 10_000, f.merchant: 0} {
+		if acct, err := f.store.Account(ctx, who); err != nil || acct.Balance != want {
+			t.Errorf("account %d: balance %d, %v; want %d", who, acct.Balance, err, want)
+		}
+	}
+	// Recorded: the customer's status query gets the same receipt.
+	st, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(id, f.now, f.custKey).Encode())
+	if err != nil || !bytes.Equal(st.Receipt, a.res.Receipt) {
+		t.Errorf("status of the order = %v; want its recorded decline", err)
 	}
 }

@@ -75,7 +75,7 @@ var (
 // CheckNotAfter tests an operation's NotAfter against a store's clock
 // (now), in a store that decides its commits in process (Pebble's commit
 // pipeline): ErrTooLate, saying both, if now is past it. A shared store
-// judges it on its server as the commit runs (pgstore's migration 13).
+// judges it on its server as the commit runs (pgstore's migrations 13, 14).
 func CheckNotAfter(notAfter, now time.Time) error {
 	if notAfter.IsZero() || !now.After(notAfter) {
 		return nil
@@ -307,7 +307,11 @@ type CheckOp struct {
 	DeclinedReceipt []byte
 	Record          []byte // the endorsement (with the signed EPO): the evidence
 	Time            time.Time
-	Log             auditlog.Op // the change's audit-log entry (see Store); nil: none
+	// NotAfter: a new decision commits only until then (ErrTooLate; the
+	// service then records the order as expired, SubmitCheck); zero: no
+	// bound. Set for the orders the commit decides, which may move money.
+	NotAfter time.Time
+	Log      auditlog.Op // the change's audit-log entry (see Store); nil: none
 }
 
 // Check outcomes.

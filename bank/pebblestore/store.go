@@ -1924,6 +1924,9 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 			out = *c
 			return nil
 		}
+		if err := bank.CheckNotAfter(op.NotAfter, s.now()); err != nil {
+			return err
+		}
 		cust, err := t.account(op.Customer)
 		if err != nil {
 			return err

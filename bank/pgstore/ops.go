@@ -1368,6 +1368,7 @@ func (s *Store) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutcome, 
 	var out bank.CheckOutcome
 	err := s.mutate(ctx, "check", func(t *txn) error {
 		b := begin()
+		deadline(b, op.NotAfter)
 		accts := map[uint64]*account{}
 		lockAccounts(b, accts, op.Customer, op.Merchant)
 		var rec *bank.CheckOutcome

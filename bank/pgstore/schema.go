@@ -117,10 +117,16 @@ var migrations = []migration{
 		notAfterTrigger("refunds"),
 		notAfterTrigger("swaps"),
 	}},
+	{14, "commit deadlines of payment orders: a check the commit decides commits only until its EPO's expiry plus the skew", []string{
+		// As migration 13; the service sets a deadline only for the orders
+		// the commit decides (bank.CheckOp.NotAfter), not for a decline it
+		// made before, which moves no money.
+		notAfterTrigger("checks"),
+	}},
 }
 
 // notAfterTrigger checks, as the COMMIT runs, the deadline of a
-// transaction that inserted a record into table (migration 13).
+// transaction that inserted a record into table (migrations 13 and 14).
 func notAfterTrigger(table string) string {
 	return fmt.Sprintf(`CREATE CONSTRAINT TRIGGER %[1]s_not_after AFTER INSERT ON %[1]s
 		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW

@@ -119,7 +119,7 @@
 // # Postgres-compatible engines
 //
 // The SQL is plain PostgreSQL DDL and DML, but for one PL/pgSQL function
-// and deferred constraint triggers that call it (migration 13: the commit
+// and deferred constraint triggers that call it (migrations 13 and 14: the commit
 // deadline, which the server judges as the COMMIT runs), no sequences, and one
 // advisory lock, held while the schema is migrated at
 // Open (pg_advisory_lock; an engine without it would need openers started
@@ -245,7 +245,7 @@ const (
 	codeDuplicateTable       = "42P07"
 	codeDuplicateObject      = "42710"
 	codeIdleInTransaction    = "25P03" // idle_in_transaction_session_timeout
-	// codeTooLate: the trigger of migration 13 found the database's
+	// codeTooLate: a trigger of migration 13 or 14 found the database's
 	// clock past an operation's deadline as its COMMIT ran.
 	codeTooLate = "BB0TL"
 )
@@ -505,7 +505,7 @@ func begin() *pgx.Batch {
 
 // deadline queues, on b before the operation inserts its record, its
 // deadline (an operation's NotAfter; zero: none), which the
-// server checks by its own clock as the COMMIT runs (migration 13): past
+// server checks by its own clock as the COMMIT runs (migrations 13, 14): past
 // it, the COMMIT fails and commits nothing, and commit refuses the
 // operation (bank.ErrTooLate).
 func deadline(b *pgx.Batch, notAfter time.Time) {

@@ -11,11 +11,12 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// testNotAfter: a withdrawal, deposit, refund or swap whose NotAfter the
-// store's clock (the real one, for both stores; the database's, for
-// PostgreSQL) is past commits nothing (ErrTooLate), however many times it
-// is sent; with a NotAfter ahead it commits, and a later send past it is
-// answered from the record, which the bound does not touch.
+// testNotAfter: a withdrawal, deposit, refund, swap or payment order
+// whose NotAfter the store's clock (the real one, for both stores; the
+// database's, for PostgreSQL) is past commits nothing (ErrTooLate),
+// however many times it is sent; with a NotAfter ahead it commits, and a
+// later send past it is answered from the record, which the bound does
+// not touch.
 func testNotAfter(t *testing.T, s bank.Store) {
 	f := newFixture(t, s)
 	f.fundOutstanding(1000)
@@ -28,6 +29,7 @@ func testNotAfter(t *testing.T, s bank.Store) {
 	d := depositOp(m, 300, "late", coin("late a"), coin("late b"))
 	r := refundOp(m, "late", "late", 150, map[ecash.Hash]int64{coin("late a"): 50})
 	sw := swapOp(100, "late", coin("late swap"))
+	ch := checkOp("late", c, m, 100)
 	for _, tc := range []struct {
 		name string
 		// commit sends the operation with NotAfter at, returning what
@@ -62,6 +64,12 @@ func testNotAfter(t *testing.T, s bank.Store) {
 			}
 			return nil
 		}, map[uint64]int64{c: 400, m: 250, bank.AccountOutstanding: 850}},
+		{"payment order", func(at time.Time) (any, error) { ch.NotAfter = at; return s.Check(f.ctx, ch) }, func() error {
+			if _, found, err := s.CheckRecord(f.ctx, ch.EPOID); found || err != nil {
+				return fmt.Errorf("the store has the order's decision: found %v, %v", found, err)
+			}
+			return nil
+		}, map[uint64]int64{c: 300, m: 350, bank.AccountOutstanding: 850}},
 	} {
 		before, size := f.balances(), f.logSize()
 		for range 2 {
