@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/echeck"
@@ -16,70 +18,78 @@ import (
 )
 
 // errorCodes is the one table from the protocol's error vocabulary to gRPC
-// codes. Errors not listed become Internal, with no detail sent to the peer.
-var errorCodes = []struct {
-	err  error
-	code codes.Code
-}{
-	{ecash.ErrDoubleSpend, codes.FailedPrecondition},
-	{ecash.ErrDenominationExpired, codes.FailedPrecondition},
-	{ecash.ErrDenominationRevoked, codes.FailedPrecondition},
-	{ErrNotRevoked, codes.FailedPrecondition},
-	{ErrRecoupNeedsOutputs, codes.FailedPrecondition},
-	{ErrRecoupUnknown, codes.NotFound},
-	{ErrInsufficientFunds, codes.FailedPrecondition},
-	{ErrNotDeposited, codes.FailedPrecondition},
-	{ErrMasterOffline, codes.FailedPrecondition},
-	{ErrNoKeyFile, codes.FailedPrecondition},
-	{ErrUnrevoked, codes.FailedPrecondition},
-	{ErrRefundExceeds, codes.FailedPrecondition},
-	{ErrTooManyRefunds, codes.FailedPrecondition},
-	{ErrNoCredit, codes.FailedPrecondition},
-	{ErrNotMerchant, codes.FailedPrecondition},
-	{ErrPaymentExpired, codes.FailedPrecondition},
-	{ErrTooLate, codes.FailedPrecondition},
-	{ErrAccountLocked, codes.FailedPrecondition},
-	{ErrOverLimit, codes.FailedPrecondition},
-	{echeck.ErrExpired, codes.FailedPrecondition},
-	{ErrEPOIDConflict, codes.AlreadyExists},
-	{ErrNoCheck, codes.NotFound},
-	{echeck.ErrStale, codes.InvalidArgument},
-	{echeck.ErrMismatch, codes.InvalidArgument},
-	{echeck.ErrKeyMismatch, codes.InvalidArgument},
-	{echeck.ErrNoKey, codes.InvalidArgument},
-	{echeck.ErrDecrypt, codes.InvalidArgument},
-	{ecash.ErrUnknownDenomination, codes.NotFound},
-	{ErrNoAccount, codes.NotFound},
-	{ErrKeyInUse, codes.AlreadyExists},
-	{ErrPaymentConflict, codes.AlreadyExists},
-	{ErrReferenceConflict, codes.AlreadyExists},
-	{ErrRequestConflict, codes.AlreadyExists},
-	{ErrNonceReused, codes.AlreadyExists},
-	{ErrAlreadyIssued, codes.AlreadyExists},
-	{ErrInvalidOp, codes.InvalidArgument},
-	{ErrBalanceOverflow, codes.InvalidArgument},
-	{ErrStoreClosed, codes.Unavailable},
-	{ErrOutcomeUnknown, codes.Unavailable},
-	{ErrNotServed, codes.Unavailable},
-	{ErrStoreUnavailable, codes.Unavailable},
-	{ErrUnauthorized, codes.Unauthenticated},
-	{ecash.ErrMalformed, codes.InvalidArgument},
-	{ecash.ErrBadAmount, codes.InvalidArgument},
-	{ecash.ErrOverflow, codes.InvalidArgument},
-	{ecash.ErrUnderflow, codes.InvalidArgument},
-	{ecash.ErrCurrencyMismatch, codes.InvalidArgument},
-	{ecash.ErrBadKey, codes.InvalidArgument},
-	{ecash.ErrBadSignature, codes.InvalidArgument},
-	{ecash.ErrUnknownCipher, codes.InvalidArgument},
-	{ErrWrongBank, codes.InvalidArgument},
-	{ErrWrongCurrency, codes.InvalidArgument},
-	{ErrAmountMatch, codes.InvalidArgument},
-	{ErrDuplicateCoin, codes.InvalidArgument},
-	{ErrBadTimestamp, codes.InvalidArgument},
-	{ErrTooOld, codes.InvalidArgument},
-	{ErrRateLimited, codes.ResourceExhausted},
-	{context.Canceled, codes.Canceled},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
+// codes and reasons (docs/PROTOCOL.md §6.1: each refusal carries its
+// reason in a google.rpc.ErrorInfo of ErrorDomain, which stays when a
+// sentinel's text changes). Errors not listed become Internal, with no
+// detail sent to the peer.
+var errorCodes = []errorCode{
+	{ecash.ErrDoubleSpend, codes.FailedPrecondition, "DOUBLE_SPEND"},
+	{ecash.ErrDenominationExpired, codes.FailedPrecondition, "DENOMINATION_EXPIRED"},
+	{ecash.ErrDenominationRevoked, codes.FailedPrecondition, "DENOMINATION_REVOKED"},
+	{ErrNotRevoked, codes.FailedPrecondition, "NOT_REVOKED"},
+	{ErrRecoupNeedsOutputs, codes.FailedPrecondition, "RECOUP_NEEDS_OUTPUTS"},
+	{ErrRecoupUnknown, codes.NotFound, "RECOUP_UNKNOWN"},
+	{ErrInsufficientFunds, codes.FailedPrecondition, "INSUFFICIENT_FUNDS"},
+	{ErrNotDeposited, codes.FailedPrecondition, "NOT_DEPOSITED"},
+	{ErrMasterOffline, codes.FailedPrecondition, "MASTER_OFFLINE"},
+	{ErrNoKeyFile, codes.FailedPrecondition, "NO_KEY_FILE"},
+	{ErrUnrevoked, codes.FailedPrecondition, "KEYSET_OMITS_REVOCATION"},
+	{ErrRefundExceeds, codes.FailedPrecondition, "REFUND_EXCEEDS"},
+	{ErrTooManyRefunds, codes.FailedPrecondition, "TOO_MANY_REFUNDS"},
+	{ErrNoCredit, codes.FailedPrecondition, "NO_CREDIT"},
+	{ErrNotMerchant, codes.FailedPrecondition, "NOT_MERCHANT"},
+	{ErrPaymentExpired, codes.FailedPrecondition, "PAYMENT_EXPIRED"},
+	{ErrTooLate, codes.FailedPrecondition, "TOO_LATE"},
+	{ErrAccountLocked, codes.FailedPrecondition, "ACCOUNT_LOCKED"},
+	{ErrOverLimit, codes.FailedPrecondition, "OVER_LIMIT"},
+	{echeck.ErrExpired, codes.FailedPrecondition, "EPO_EXPIRED"},
+	{ErrEPOIDConflict, codes.AlreadyExists, "EPOID_CONFLICT"},
+	{ErrNoCheck, codes.NotFound, "NO_CHECK"},
+	{ErrNotPaid, codes.NotFound, "NOT_PAID"},
+	{ErrNoLogEntry, codes.NotFound, "NO_LOG_ENTRY"},
+	{echeck.ErrStale, codes.InvalidArgument, "EPO_STALE"},
+	{echeck.ErrMismatch, codes.InvalidArgument, "EPO_MISMATCH"},
+	{echeck.ErrKeyMismatch, codes.InvalidArgument, "GOODS_KEY_MISMATCH"},
+	{echeck.ErrNoKey, codes.InvalidArgument, "NO_GOODS_KEY"},
+	{echeck.ErrDecrypt, codes.InvalidArgument, "DECRYPT_FAILED"},
+	{ecash.ErrUnknownDenomination, codes.NotFound, "UNKNOWN_DENOMINATION"},
+	{ErrNoAccount, codes.NotFound, "NO_ACCOUNT"},
+	{ErrKeyInUse, codes.AlreadyExists, "KEY_IN_USE"},
+	{ErrPaymentConflict, codes.AlreadyExists, "PAYMENT_CONFLICT"},
+	{ErrReferenceConflict, codes.AlreadyExists, "REFERENCE_CONFLICT"},
+	{ErrRequestConflict, codes.AlreadyExists, "REQUEST_CONFLICT"},
+	{ErrNonceReused, codes.AlreadyExists, "NONCE_REUSED"},
+	{ErrAlreadyIssued, codes.AlreadyExists, "ALREADY_ISSUED"},
+	{ErrInvalidOp, codes.InvalidArgument, "INVALID_OPERATION"},
+	{ErrBalanceOverflow, codes.InvalidArgument, "BALANCE_OVERFLOW"},
+	{ErrStoreClosed, codes.Unavailable, "STORE_CLOSED"},
+	{ErrOutcomeUnknown, codes.Unavailable, "OUTCOME_UNKNOWN"},
+	{ErrNotServed, codes.Unavailable, "NOT_SERVED"},
+	{ErrStoreUnavailable, codes.Unavailable, "STORE_UNAVAILABLE"},
+	{ErrUnauthorized, codes.Unauthenticated, "UNAUTHORIZED"},
+	{ecash.ErrMalformed, codes.InvalidArgument, "MALFORMED"},
+	{ecash.ErrBadAmount, codes.InvalidArgument, "BAD_AMOUNT"},
+	{ecash.ErrOverflow, codes.InvalidArgument, "AMOUNT_OVERFLOW"},
+	{ecash.ErrUnderflow, codes.InvalidArgument, "AMOUNT_UNDERFLOW"},
+	{ecash.ErrCurrencyMismatch, codes.InvalidArgument, "CURRENCY_MISMATCH"},
+	{ecash.ErrBadKey, codes.InvalidArgument, "BAD_KEY"},
+	{ecash.ErrBadSignature, codes.InvalidArgument, "BAD_SIGNATURE"},
+	{ecash.ErrUnknownCipher, codes.InvalidArgument, "UNKNOWN_CIPHER"},
+	{ErrWrongBank, codes.InvalidArgument, "WRONG_BANK"},
+	{ErrWrongCurrency, codes.InvalidArgument, "WRONG_CURRENCY"},
+	{ErrAmountMatch, codes.InvalidArgument, "AMOUNT_MISMATCH"},
+	{ErrDuplicateCoin, codes.InvalidArgument, "DUPLICATE_COIN"},
+	{ErrBadTimestamp, codes.InvalidArgument, "BAD_TIMESTAMP"},
+	{ErrTooOld, codes.InvalidArgument, "TOO_OLD"},
+	{ErrRateLimited, codes.ResourceExhausted, "RATE_LIMITED"},
+	{context.Canceled, codes.Canceled, "CANCELED"},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "DEADLINE_EXCEEDED"},
+}
+
+type errorCode struct {
+	err    error
+	code   codes.Code
+	reason string
 }
 
 // Definitive reports whether an error a client got over gRPC is a refusal
@@ -104,8 +114,8 @@ func definitiveCode(c codes.Code) bool {
 // bank's ErrAlreadyIssued: a refusal (Definitive) that tells the wallet its
 // planchet counter is behind the planchets the bank signed. The code alone
 // does not tell it from ErrNonceReused and the other conflicts, so the
-// message is matched, as ToStatus sends it (the sentinel's text, wrapped or
-// not).
+// refusal's reason is matched (ALREADY_ISSUED, docs/PROTOCOL.md §6.1), or
+// the sentinel's text from a bank that sends no reason (sentAs).
 func AlreadyIssued(err error) bool { return sentAs(err, codes.AlreadyExists, ErrAlreadyIssued) }
 
 // BadTimestamp reports whether an error a client got over gRPC is the
@@ -156,11 +166,75 @@ func UnknownDenomination(err error) bool {
 	return sentAs(err, codes.NotFound, ecash.ErrUnknownDenomination)
 }
 
-// sentAs reports whether err is a gRPC status of code carrying sentinel's
-// text, as ToStatus sends it (wrapped or not).
+// ErrorDomain is the domain of the google.rpc.ErrorInfo that carries a
+// refusal's reason (docs/PROTOCOL.md §6.1).
+const ErrorDomain = "github.com/blindbank/blindbank"
+
+// Reason returns the reason a refusal got over gRPC carries
+// (docs/PROTOCOL.md §6.1: "TOO_LATE", "DOUBLE_SPEND", …), or "" if it
+// carries none: not a refusal of this protocol, or from a bank built
+// before 2026-11-28, whose refusals are told apart by their text alone.
+func Reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// NewStatus is a refusal of code with its reason (docs/PROTOCOL.md
+// §6.1) and text, for the answers made outside ToStatus's table.
+func NewStatus(code codes.Code, reason, msg string) *status.Status {
+	return withDetails(status.New(code, msg), errorInfo(reason))
+}
+
+func errorInfo(reason string) *errdetails.ErrorInfo {
+	return &errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason}
+}
+
+// withDetails is st with details, or st as it is if they cannot be
+// marshalled (never, for these messages).
+func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
+	if with, err := st.WithDetails(details...); err == nil {
+		return with
+	}
+	return st
+}
+
+// RecoupNeedsOutputs reports whether an error a client got over gRPC is
+// the bank's ErrRecoupNeedsOutputs: the coin a recoup names came from a
+// swap, and is re-issued only as blind signatures on outputs of its value.
+func RecoupNeedsOutputs(err error) bool {
+	return sentAs(err, codes.FailedPrecondition, ErrRecoupNeedsOutputs)
+}
+
+// sentAs reports whether err is a gRPC status of code that is sentinel's
+// refusal: by the reason it carries, or, from a bank that sends none, by
+// the sentinel's text in its message (wrapped or not).
 func sentAs(err error, code codes.Code, sentinel error) bool {
 	st, ok := status.FromError(err)
-	return ok && st.Code() == code && strings.Contains(st.Message(), sentinel.Error())
+	if !ok || st.Code() != code {
+		return false
+	}
+	if r := Reason(err); r != "" {
+		return r == reasonOf(sentinel)
+	}
+	return strings.Contains(st.Message(), sentinel.Error())
+}
+
+// reasonOf is a sentinel's reason in errorCodes, or "".
+func reasonOf(sentinel error) string {
+	for _, e := range errorCodes {
+		if e.err == sentinel {
+			return e.reason
+		}
+	}
+	return ""
 }
 
 // opaqueErrors are sent to the peer as the sentinel's own message only:
@@ -215,20 +289,19 @@ func ToStatus(ctx context.Context, err error, log *slog.Logger) error {
 		if !errors.Is(err, e.err) {
 			continue
 		}
+		msg := err.Error()
 		if slices.Contains(opaqueErrors, e.err) {
 			if log != nil && e.code == codes.Unavailable {
 				log.Error("store error", "request_id", RequestID(ctx), "err", err)
 			}
-			return status.Error(e.code, e.err.Error())
+			msg = e.err.Error()
 		}
-		st := status.New(e.code, err.Error())
+		details := []protoadapt.MessageV1{errorInfo(e.reason)}
 		var ds *ecash.DoubleSpendError
 		if errors.As(err, &ds) {
-			if withProof, derr := st.WithDetails(&pb.DoubleSpendDetail{Proof: ds.Proof.Encode()}); derr == nil {
-				st = withProof
-			}
+			details = append(details, &pb.DoubleSpendDetail{Proof: ds.Proof.Encode()})
 		}
-		return st.Err()
+		return withDetails(status.New(e.code, msg), details...).Err()
 	}
 	if log != nil {
 		log.Error("internal error", "request_id", RequestID(ctx), "err", err)

@@ -2,6 +2,7 @@ package bank
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,14 @@ type publicServer struct {
 }
 
 // PublicServer returns the wallet- and merchant-facing gRPC service.
+// The answers of the lookups that find nothing.
+var (
+	// ErrNotPaid: DepositStatus knows no deposit of the payment request.
+	ErrNotPaid = errors.New("bank: payment request not paid")
+	// ErrNoLogEntry: FindEntry knows no audit-log entry of the reference.
+	ErrNoLogEntry = errors.New("bank: no log entry for this reference")
+)
+
 func (b *Bank) PublicServer() pb.BankServer { return &publicServer{b: b} }
 
 // Register registers the bank's public services on s: Bank and AuditLog.
@@ -71,7 +80,7 @@ func (s *logServer) GetConsistencyProof(ctx context.Context, req *pb.GetConsiste
 func (s *logServer) FindEntry(ctx context.Context, req *pb.FindEntryRequest) (*pb.FindEntryResponse, error) {
 	var ref ecash.Hash
 	if len(req.Ref) != len(ref) {
-		return nil, status.Error(codes.InvalidArgument, "bank: the reference must be 32 bytes")
+		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: the reference must be 32 bytes").Err()
 	}
 	copy(ref[:], req.Ref)
 	index, found, err := s.b.store.LogIndex(ctx, ref)
@@ -79,7 +88,7 @@ func (s *logServer) FindEntry(ctx context.Context, req *pb.FindEntryRequest) (*p
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	if !found {
-		return nil, status.Error(codes.NotFound, "bank: no log entry for this reference")
+		return nil, ToStatus(ctx, ErrNoLogEntry, s.b.log)
 	}
 	return &pb.FindEntryResponse{Index: index}, nil
 }
@@ -101,7 +110,7 @@ func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithd
 	items := make([]PrepareItem, len(req.Items))
 	for i, it := range req.Items {
 		if len(it.Denomination) != len(items[i].Denom) {
-			return nil, status.Error(codes.InvalidArgument, "bank: denomination id must be 32 bytes")
+			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: denomination id must be 32 bytes").Err()
 		}
 		copy(items[i].Denom[:], it.Denomination)
 		items[i].Request = it.Request
@@ -220,12 +229,12 @@ func (s *publicServer) Refund(ctx context.Context, req *pb.RefundRequest) (*pb.R
 // request may carry.
 func hashes(in [][]byte, what string) ([]ecash.Hash, error) {
 	if len(in) > ecash.MaxCoinsPerRequest {
-		return nil, status.Errorf(codes.InvalidArgument, "bank: %d values, at most %d", len(in), ecash.MaxCoinsPerRequest)
+		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), fmt.Sprintf("bank: %d values, at most %d", len(in), ecash.MaxCoinsPerRequest)).Err()
 	}
 	out := make([]ecash.Hash, len(in))
 	for i, b := range in {
 		if len(b) != len(out[i]) {
-			return nil, status.Errorf(codes.InvalidArgument, "bank: %s %d must be 32 bytes", what, i)
+			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), fmt.Sprintf("bank: %s %d must be 32 bytes", what, i)).Err()
 		}
 		copy(out[i][:], b)
 	}
@@ -235,7 +244,7 @@ func hashes(in [][]byte, what string) ([]ecash.Hash, error) {
 func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusRequest) (*pb.DepositResponse, error) {
 	var h ecash.Hash
 	if len(req.PaymentHash) != len(h) {
-		return nil, status.Error(codes.InvalidArgument, "bank: payment hash must be 32 bytes")
+		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: payment hash must be 32 bytes").Err()
 	}
 	copy(h[:], req.PaymentHash)
 	receipt, found, err := s.b.DepositStatus(ctx, h)
@@ -243,7 +252,7 @@ func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusR
 		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	if !found {
-		return nil, status.Error(codes.NotFound, "bank: payment request not paid")
+		return nil, ToStatus(ctx, ErrNotPaid, s.b.log)
 	}
 	return s.depositResponse(ctx, receipt, h)
 }
@@ -343,7 +352,7 @@ func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.Pa
 	if req.ToUnixMs != 0 {
 		to = time.UnixMilli(req.ToUnixMs)
 		if !from.Before(to) {
-			return nil, status.Error(codes.InvalidArgument, "bank: the statement period must end after it starts")
+			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: the statement period must end after it starts").Err()
 		}
 	}
 	res, err := s.b.PayoutSettlement(ctx, req.Account, amt, req.Memo, req.Reference, from, to)

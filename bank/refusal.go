@@ -26,9 +26,9 @@ const MaxRefusalLen = 1024
 //
 // It is an error as a store returns it (Withdrawal, Withdraw,
 // RefuseWithdrawal) and the bank answers it: gRPC callers get its code
-// and text as they were first sent (GRPCStatus); in process, errors.Is
-// matches the sentinel it was made from, by its text as a client does
-// (see AlreadyIssued).
+// and text as they were first sent, and the reason of the sentinel it was
+// made from (GRPCStatus); in process, errors.Is matches that sentinel.
+// The sentinel is found by its text in the recorded one (entry).
 type WithdrawRefusal struct {
 	Code   codes.Code
 	Reason string
@@ -38,7 +38,13 @@ func (r *WithdrawRefusal) Error() string { return r.Reason }
 
 // GRPCStatus is the refusal as it was first answered (ToStatus sends it
 // as it is).
-func (r *WithdrawRefusal) GRPCStatus() *status.Status { return status.New(r.Code, r.Reason) }
+func (r *WithdrawRefusal) GRPCStatus() *status.Status {
+	st := status.New(r.Code, r.Reason)
+	if e := r.entry(); e != nil {
+		st = withDetails(st, errorInfo(e.reason))
+	}
+	return st
+}
 
 // Is matches the sentinel of the error vocabulary the refusal was made
 // from: one that maps to its code and whose text it carries.
@@ -49,6 +55,19 @@ func (r *WithdrawRefusal) Is(target error) bool {
 		}
 	}
 	return false
+}
+
+// entry is the entry of errorCodes the refusal was made from, as Is finds
+// one: the first (in ToStatus's order) that maps to its code and whose
+// text it carries; nil if none does. Its reason is sent with the refusal
+// (Reason is the refusal's text, not that).
+func (r *WithdrawRefusal) entry() *errorCode {
+	for i, e := range errorCodes {
+		if e.code == r.Code && strings.Contains(r.Reason, e.err.Error()) {
+			return &errorCodes[i]
+		}
+	}
+	return nil
 }
 
 // Validate checks a refusal's shape: a code a client takes for a refusal

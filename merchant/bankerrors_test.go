@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -54,5 +56,32 @@ func TestBankClientErrorsHidden(t *testing.T) {
 		if status.Code(got) != status.Code(deliberate) || status.Convert(got).Message() != status.Convert(deliberate).Message() || len(status.Convert(got).Details()) != len(status.Convert(deliberate).Details()) {
 			t.Errorf("the bank's answer %v reached the wallet as %v", deliberate, got)
 		}
+	}
+}
+
+// TestReasonsDocumented: the merchant's own refusals carry their reasons,
+// each its own, with the codes docs/PROTOCOL.md §6.1 lists for them.
+func TestReasonsDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../docs/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Merchant{log: slog.New(slog.DiscardHandler)}
+	seen := map[string]bool{}
+	own := []error{ErrBadBankAnswer, ErrGoodsChanged} // outside the table: their texts are toStatus's
+	for _, e := range errorCodes {
+		own = append(own, e.err)
+	}
+	for _, err := range own {
+		got := m.toStatus(context.Background(), fmt.Errorf("detail: %w", err))
+		reason := bank.Reason(got)
+		code := strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(status.Code(got).String(), "${1}_${2}"))
+		if row := fmt.Sprintf("| `%s` | `%s` |", reason, code); reason == "" || !strings.Contains(string(raw), row) {
+			t.Errorf("%v: §6.1 has no row %q", err, row)
+		}
+		if seen[reason] {
+			t.Errorf("%v: reason %s given twice", err, reason)
+		}
+		seen[reason] = true
 	}
 }

@@ -17,33 +17,51 @@ import (
 	pb "github.com/blindbank/blindbank/proto"
 )
 
+// errorCodes is the merchant's own error vocabulary, to gRPC codes and
+// reasons (docs/PROTOCOL.md §6.1), in the order toStatus tries it.
+var errorCodes = []struct {
+	err    error
+	code   codes.Code
+	reason string
+}{
+	{ErrClosed, codes.Unavailable, "MERCHANT_CLOSED"},
+	{ErrNoOrder, codes.NotFound, "NO_ORDER"},
+	{ErrNoProduct, codes.NotFound, "NO_PRODUCT"},
+	{ErrNoSale, codes.NotFound, "NO_SALE"},
+	// Not settled either way, no refusal: an earlier send may yet be
+	// taken; ask again later. (Before ErrClockAhead, which wraps
+	// ErrRefundInFlight for a pending refund dated ahead.)
+	{ErrRefundInFlight, codes.Unavailable, "REFUND_IN_FLIGHT"},
+	{ErrPaymentPending, codes.Unavailable, "PAYMENT_PENDING"},
+	{ErrSettlement, codes.FailedPrecondition, "SETTLEMENT_MISMATCH"},
+	{logclient.ErrMismatch, codes.FailedPrecondition, "LOG_MISMATCH"},
+	{auditlog.ErrForked, codes.FailedPrecondition, "LOG_FORKED"},
+	{ErrNotPaid, codes.FailedPrecondition, "ORDER_NOT_PAID"},
+	{ErrPendingRefund, codes.FailedPrecondition, "PENDING_REFUND_COMPLETED"},
+	{ErrRefundID, codes.FailedPrecondition, "NO_REFUND"},
+	{ErrClockAhead, codes.FailedPrecondition, "CLOCK_AHEAD"},
+	{ErrClockBehind, codes.FailedPrecondition, "CLOCK_BEHIND"},
+	{ErrRefundDropped, codes.FailedPrecondition, "REFUND_DROPPED"},
+	{ErrSaleConflict, codes.AlreadyExists, "SALE_CONFLICT"},
+}
+
 // toStatus maps the merchant's own errors, then defers to the bank's table
 // (errors relayed from the bank are already statuses and pass unchanged, so
-// a wallet sees the bank's double-spend proof), except the bank client's
-// failures (bankFailure).
+// a wallet sees the bank's double-spend proof and reason), except the bank
+// client's failures (bankFailure).
 func (m *Merchant) toStatus(ctx context.Context, err error) error {
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return bank.NewStatus(e.code, e.reason, err.Error()).Err()
+		}
+	}
 	switch {
-	case errors.Is(err, ErrClosed):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoProduct), errors.Is(err, ErrNoSale):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrRefundInFlight), errors.Is(err, ErrPaymentPending):
-		// Not settled either way, no refusal: an earlier send may yet be
-		// taken; ask again later. (Before ErrClockAhead, which wraps
-		// ErrRefundInFlight for a pending refund dated ahead.)
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, ErrSettlement), errors.Is(err, logclient.ErrMismatch), errors.Is(err, auditlog.ErrForked),
-		errors.Is(err, ErrNotPaid), errors.Is(err, ErrPendingRefund), errors.Is(err, ErrRefundID), errors.Is(err, ErrClockAhead),
-		errors.Is(err, ErrClockBehind), errors.Is(err, ErrRefundDropped):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrSaleConflict):
-		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrBadBankAnswer):
 		// Unavailable, not a refusal: the bank may have decided all the same.
-		return status.Error(codes.Unavailable, ErrBadBankAnswer.Error()+"; the bank may have recorded it all the same: ask the bank for the payment's or EPOID's status")
+		return bank.NewStatus(codes.Unavailable, "BAD_BANK_ANSWER", ErrBadBankAnswer.Error()+"; the bank may have recorded it all the same: ask the bank for the payment's or EPOID's status").Err()
 	case errors.Is(err, ErrGoodsChanged):
 		m.log.Error("cannot deliver", "err", err)
-		return status.Error(codes.Unavailable, "merchant: this product cannot be delivered right now")
+		return bank.NewStatus(codes.Unavailable, "GOODS_UNAVAILABLE", "merchant: this product cannot be delivered right now").Err()
 	}
 	if msg, ok := bankFailure(err); ok {
 		m.log.Warn("bank call failed", "request_id", bank.RequestID(ctx), "err", err)
@@ -205,11 +223,15 @@ func (s *adminServer) VerifyLog(ctx context.Context, _ *pb.VerifyLogRequest) (*p
 	rep, err := s.m.VerifyLog(ctx)
 	if err != nil {
 		// Only the merchant's own detail: a status relayed from the bank
-		// (or its log) keeps its code and message but not its details,
-		// since the client writes a VerifyLogResponse detail as the
-		// checkpoint the merchant holds, and the bank is the audited party.
-		relayed := status.Convert(s.m.toStatus(ctx, err))
-		st := status.New(relayed.Code(), relayed.Message())
+		// (or its log) keeps its code, message and reason but not its
+		// other details, since the client writes a VerifyLogResponse
+		// detail as the checkpoint the merchant holds, and the bank is the
+		// audited party.
+		relayed := s.m.toStatus(ctx, err)
+		st := status.New(status.Code(relayed), status.Convert(relayed).Message())
+		if r := bank.Reason(relayed); r != "" {
+			st = bank.NewStatus(st.Code(), r, st.Message())
+		}
 		// A mismatch comes with the report of the checkpoint held (saved,
 		// its signature verified): the evidence of it, which "merchantd
 		// verify-log --checkpoint-out" writes, travels as the status's

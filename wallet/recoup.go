@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
 	pb "github.com/blindbank/blindbank/proto"
@@ -125,7 +122,7 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 		}
 		rep.Spent++
 		return w.markSpentCoin(c.Coin.ID())
-	case status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), "came from a swap"):
+	case recoupNeedsOutputs(err):
 		coins, err := w.reissue(ctx, bank, ks, c, ps.BlindSeed, ps)
 		rep.Coins = append(rep.Coins, coins...) // with ErrBadAnswer, the ones that verify
 		if err != nil {

@@ -561,6 +561,10 @@ func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 // for a request made just now, this computer's clock is behind.
 func clockBehind(err error) bool { return bank.TooOld(err) || bank.TooLate(err) }
 
+// recoupNeedsOutputs: the bank refused a recoup without outputs, the coin
+// having come from a swap (bank.RecoupNeedsOutputs).
+func recoupNeedsOutputs(err error) bool { return bank.RecoupNeedsOutputs(err) }
+
 // accountLocked: the bank refused a request from this wallet's source
 // (its address) after failed authentications from there
 // (bank.AccountLocked). About the source, not the request: the bank

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/blindbank/blindbank/bank"
 	"github.com/blindbank/blindbank/cmd/internal/cli/auditcmd"
 	"github.com/blindbank/blindbank/ecash"
 	"github.com/blindbank/blindbank/merchant"
@@ -78,8 +79,9 @@ func TestRefundThenSwapThenSpend(t *testing.T) {
 	if r, err = refund("EUR:2.25"); err != nil || r.TotalRefunded != "EUR:3.50" {
 		t.Fatalf("second refund: %v, %v", r, err)
 	}
-	if _, err := refund("EUR:0.01"); status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("refund beyond the payment: %v, want FailedPrecondition", err)
+	// The bank's refusal, relayed by the merchant with its reason.
+	if _, err := refund("EUR:0.01"); status.Code(err) != codes.FailedPrecondition || bank.Reason(err) != "REFUND_EXCEEDS" {
+		t.Errorf("refund beyond the payment: %v, reason %q; want FailedPrecondition, REFUND_EXCEEDS", err, bank.Reason(err))
 	}
 	if got, err := w.CollectRefunds(ctx, bankc); err != nil || got.Value.String() != "EUR:2.25" {
 		t.Fatalf("second collection: %+v, %v", got, err)
@@ -100,11 +102,12 @@ func TestRefundThenSwapThenSpend(t *testing.T) {
 	if _, err := e.admin.Payout(ctx, &pb.PayoutRequest{Account: shop.account, Amount: "EUR:10.00", Reference: "payout 1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := shop.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: second, Amount: "EUR:1.00"}); status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("refund of paid-out money: %v, want FailedPrecondition", err)
+	if _, err := shop.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: second, Amount: "EUR:1.00"}); status.Code(err) != codes.FailedPrecondition || bank.Reason(err) != "INSUFFICIENT_FUNDS" {
+		t.Errorf("refund of paid-out money: %v, reason %q; want FailedPrecondition, INSUFFICIENT_FUNDS", err, bank.Reason(err))
 	}
-	if _, err := shop.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: shop.order(t, "EUR:1.00"), Amount: "EUR:1.00"}); status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("refund of an unpaid order: %v, want FailedPrecondition", err)
+	// The merchant's own refusal, with its reason.
+	if _, err := shop.admin.RefundOrder(ctx, &pb.RefundOrderRequest{OrderId: shop.order(t, "EUR:1.00"), Amount: "EUR:1.00"}); status.Code(err) != codes.FailedPrecondition || bank.Reason(err) != "ORDER_NOT_PAID" {
+		t.Errorf("refund of an unpaid order: %v, reason %q; want FailedPrecondition, ORDER_NOT_PAID", err, bank.Reason(err))
 	}
 
 	// Both transcripts, refunds and credit swaps included, pass the

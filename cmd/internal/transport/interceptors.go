@@ -115,8 +115,8 @@ func chargePeers(l *bank.RateLimiter) grpc.UnaryServerInterceptor {
 }
 
 var (
-	errTooFast = status.Error(codes.ResourceExhausted, "too many requests from this address; slow down")
-	errTooMany = status.Error(codes.ResourceExhausted, "too many calls in progress from this address; wait for some to finish")
+	errTooFast = bank.NewStatus(codes.ResourceExhausted, "ADDRESS_RATE_LIMITED", "too many requests from this address; slow down").Err()
+	errTooMany = bank.NewStatus(codes.ResourceExhausted, "ADDRESS_CALLS_LIMITED", "too many calls in progress from this address; wait for some to finish").Err()
 )
 
 // callCost is what a call costs in the per-peer rate's tokens beyond the
@@ -285,7 +285,7 @@ func endStreams(stopping <-chan struct{}) grpc.StreamServerInterceptor {
 	}
 }
 
-var errStopping = status.Error(codes.Unavailable, "the server is shutting down")
+var errStopping = bank.NewStatus(codes.Unavailable, "SHUTTING_DOWN", "the server is shutting down").Err()
 
 // endableStream is a stream whose sending stops once ended.
 type endableStream struct {

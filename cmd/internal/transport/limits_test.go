@@ -2,7 +2,10 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,8 +80,8 @@ func TestListRequestsBounded(t *testing.T) {
 	}
 	// Refused ResourceExhausted, the peer's fault, not INTERNAL, which
 	// gRPC makes of any error a codec returns.
-	if _, err := bankc.PrepareWithdraw(ctx, flood); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") {
-		t.Fatalf("a flood of empty items: %v, want refused before decoding", err)
+	if _, err := bankc.PrepareWithdraw(ctx, flood); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") || bank.Reason(err) != "MESSAGE_TOO_LARGE" {
+		t.Fatalf("a flood of empty items: %v (reason %q), want refused before decoding, MESSAGE_TOO_LARGE", err, bank.Reason(err))
 	}
 	hashes := &pb.CoinsSpentRequest{CoinIds: make([][]byte, 100_000)}
 	if _, err := bankc.CoinsSpent(ctx, hashes); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "at most") {
@@ -154,8 +157,8 @@ func TestPeerLimit(t *testing.T) {
 	if _, err := bankc.PrepareWithdraw(ctx, items(1024)); err != nil {
 		t.Fatalf("a large call on a full bucket: %v", err)
 	}
-	if _, err := bankc.PrepareWithdraw(ctx, items(1)); status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("a call after the bucket was emptied: %v, want ResourceExhausted", err)
+	if _, err := bankc.PrepareWithdraw(ctx, items(1)); status.Code(err) != codes.ResourceExhausted || bank.Reason(err) != "ADDRESS_RATE_LIMITED" {
+		t.Fatalf("a call after the bucket was emptied: %v (reason %q), want ResourceExhausted, ADDRESS_RATE_LIMITED", err, bank.Reason(err))
 	}
 	if n := b.calls.Load(); n != 1 {
 		t.Fatalf("%d calls reached the handler, want 1", n)
@@ -199,5 +202,21 @@ func TestPeerKey(t *testing.T) {
 	}
 	if got := peerKey(context.Background()); got != "unknown" {
 		t.Errorf("no peer: %q", got)
+	}
+}
+
+// TestReasonsDocumented: the transport's refusals carry the reasons
+// docs/PROTOCOL.md §6.1 lists for them, with their codes.
+func TestReasonsDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../../../docs/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []error{errTooFast, errTooMany, errStopping, checkToken(context.Background(), []byte("x")),
+		tooLarge(&pb.CoinsSpentRequest{}, 2, 1), errNoClientCert} {
+		row := fmt.Sprintf("| `%s` | `%s` |", bank.Reason(e), strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(status.Code(e).String(), "${1}_${2}")))
+		if bank.Reason(e) == "" || !strings.Contains(string(raw), row) {
+			t.Errorf("%v: §6.1 has no row %q", e, row)
+		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
+
+	"github.com/blindbank/blindbank/bank"
 )
 
 // ClientAuth says which calls on a TLS listener need a client certificate.
@@ -241,12 +242,14 @@ func HasClientCert(ctx context.Context) bool {
 	return ok && len(ti.State.VerifiedChains) > 0
 }
 
+var errNoClientCert = bank.NewStatus(codes.Unauthenticated, "CLIENT_CERTIFICATE", "this call needs a TLS client certificate from the CA this server trusts").Err()
+
 // requireClientCert refuses the given methods to callers without a
 // verified client certificate.
 func requireClientCert(methods map[string]bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if methods[info.FullMethod] && !HasClientCert(ctx) {
-			return nil, status.Error(codes.Unauthenticated, "this call needs a TLS client certificate from the CA this server trusts")
+			return nil, errNoClientCert
 		}
 		return handler(ctx, req)
 	}

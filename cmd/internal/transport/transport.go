@@ -41,7 +41,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/bank"
 	pb "github.com/blindbank/blindbank/proto"
@@ -104,9 +103,15 @@ type boundedCodec struct {
 	undecoded *sync.Map // request message -> its refusal
 }
 
+// tooLarge is the refusal of a request message v of n bytes, over its
+// kind's limit.
+func tooLarge(v any, n, limit int) error {
+	return bank.NewStatus(codes.ResourceExhausted, "MESSAGE_TOO_LARGE", fmt.Sprintf("a %T of %d bytes; at most %d", v, n, limit)).Err()
+}
+
 func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if limit := maxDecoded(v); limit > 0 && data.Len() > limit {
-		c.undecoded.Store(v, status.Errorf(codes.ResourceExhausted, "a %T of %d bytes; at most %d", v, data.Len(), limit))
+		c.undecoded.Store(v, tooLarge(v, data.Len(), limit))
 		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
@@ -544,7 +549,7 @@ func checkToken(ctx context.Context, want []byte) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) != 1 || subtle.ConstantTimeCompare([]byte(vals[0]), want) != 1 {
-		return status.Error(codes.Unauthenticated, "admin token missing or wrong")
+		return bank.NewStatus(codes.Unauthenticated, "ADMIN_TOKEN", "admin token missing or wrong").Err()
 	}
 	return nil
 }
