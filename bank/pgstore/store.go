@@ -114,7 +114,9 @@
 // the microsecond: the store truncates operation times to microseconds, so
 // a replay answers with the same time as the first call. Table names are
 // unqualified: a search_path in the DSN (search_path=bank) puts the store
-// in a schema of its own.
+// in a schema of its own. Open refuses a server older than PostgreSQL 11,
+// before migrating, and warns of one older than 15, the release the tests
+// run on (checkVersion).
 //
 // # Postgres-compatible engines
 //
@@ -361,6 +363,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	if warning, err := checkVersion(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	} else if warning != "" {
+		log.Warn(warning)
+	}
 	if _, err := migrate(ctx, pool, migrations); err != nil {
 		pool.Close()
 		return nil, err
@@ -374,6 +382,43 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// sessionError is checkDurable's, checkClock's or checkVersion's error,
+// which Open passes on as it is.
+type sessionError struct{ error }
+
+func (e sessionError) Unwrap() error { return e.error }
+
+// The PostgreSQL releases the store runs on (server_version_num): the
+// schema needs 11 (hash partitions, row triggers on partitioned tables,
+// EXECUTE FUNCTION); the tests run on 15, the oldest release its
+// maintainers still support.
+const (
+	minServerVersion    = 110000
+	testedServerVersion = 150000
+)
+
+// checkVersion refuses a server older than minServerVersion, before the
+// migrations would fail on it half way, and warns of one older than
+// testedServerVersion.
+func checkVersion(ctx context.Context, pool *pgxpool.Pool) (warning string, err error) {
+	var num int
+	var name string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version')`).Scan(&num, &name); err != nil {
+		return "", fmt.Errorf("pgstore: reading the server's version: %w", err)
+	}
+	return versionVerdict(num, name)
+}
+
+func versionVerdict(num int, name string) (warning string, err error) {
+	switch {
+	case num < minServerVersion:
+		return "", sessionError{fmt.Errorf("pgstore: PostgreSQL %s is too old: the bank's schema needs 11 or newer, and is tested on 15; upgrade the server", name)}
+	case num < testedServerVersion:
+		return fmt.Sprintf("pgstore: PostgreSQL %s is older than the bank is tested on (15) and past its maintainers' support; upgrade the server", name), nil
+	}
+	return "", nil
 }
 
 // checkClock refuses a session when this replica's clock and the database
@@ -424,12 +469,6 @@ func checkClock(ctx context.Context, conn *pgx.Conn, now func() time.Time) error
 // data pages against a write torn by a crash of the machine, which some
 // storage never tears (ZFS, whose users turn it off for that reason), and
 // only the operator knows the storage.
-// sessionError is checkDurable's or checkClock's error, which Open passes
-// on as it is.
-type sessionError struct{ error }
-
-func (e sessionError) Unwrap() error { return e.error }
-
 func checkDurable(ctx context.Context, conn *pgx.Conn) (warning string, err error) {
 	var sc, standbys, fsync, fpw *string
 	err = conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit', true),
