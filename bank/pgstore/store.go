@@ -679,9 +679,12 @@ func connectionLost(err error) bool {
 
 // unavailable wraps a failure to reach the server, after which nothing was
 // done, as bank.ErrStoreUnavailable (gRPC Unavailable: retry later), and
-// any other error as it is.
+// any other error as it is. A session refused after Open (checkDurable,
+// checkClock: a setting turned off, a clock that drifted, seen as the pool
+// renews its connections) is one: this replica can do nothing until it is
+// put right, another may, and the log names the cause (bank.ToStatus).
 func unavailable(op string, err error) error {
-	if connectionLost(err) {
+	if connectionLost(err) || errors.As(err, new(sessionError)) {
 		return fmt.Errorf("pgstore: %s: %w: %w", op, bank.ErrStoreUnavailable, err)
 	}
 	return fmt.Errorf("pgstore: %s: %w", op, err)

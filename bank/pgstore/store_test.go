@@ -437,7 +437,9 @@ func TestSynchronousCommitOff(t *testing.T) {
 }
 
 // Durability is checked on every connection the pool makes, not only the
-// first: a database setting made after Open refuses the next one.
+// first: a database setting made after Open refuses the next one. The
+// refusal is bank.ErrStoreUnavailable (gRPC Unavailable: nothing done,
+// retry), not an internal error, for writes and reads alike.
 func TestSynchronousCommitTurnedOffLater(t *testing.T) {
 	s := mustOpen(t, pgtest.Shared(t).NewDatabase(t)) // a database of its own: the setting is the database's
 	defer s.Close()
@@ -446,8 +448,11 @@ func TestSynchronousCommitTurnedOffLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.pool.Reset() // the pool's next connections see the new setting
-	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); err == nil || !strings.Contains(err.Error(), "synchronous_commit") {
-		t.Errorf("a credit on a connection with synchronous_commit off = %v, want a refusal naming it", err)
+	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); !errors.Is(err, bank.ErrStoreUnavailable) || !strings.Contains(err.Error(), "synchronous_commit") {
+		t.Errorf("a credit on a connection with synchronous_commit off = %v, want ErrStoreUnavailable naming it", err)
+	}
+	if _, err := s.Account(bg, c); !errors.Is(err, bank.ErrStoreUnavailable) || !strings.Contains(err.Error(), "synchronous_commit") {
+		t.Errorf("a read on a connection with synchronous_commit off = %v, want ErrStoreUnavailable naming it", err)
 	}
 }
 
