@@ -72,6 +72,14 @@ var (
 	ErrStoreUnavailable = errors.New("bank: the store is unreachable; nothing was done, retry later")
 )
 
+// Prober is a Store that can tell whether it can serve now: a networked
+// store whose server is reachable and whose session checks pass (its
+// clock, its durability settings). The node reports it in its gRPC health
+// check, so that a load balancer sends the calls to another replica.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // CheckNotAfter tests an operation's NotAfter against a store's clock
 // (now), in a store that decides its commits in process (Pebble's commit
 // pipeline): ErrTooLate, saying both, if now is past it. A shared store

@@ -421,6 +421,24 @@ func versionVerdict(num int, name string) (warning string, err error) {
 	return "", nil
 }
 
+// Probe implements bank.Prober: a connection from the pool (a new one
+// passes the checks of every new session), whose durability settings and
+// clock are checked again, so that a setting changed or a clock drifted
+// since it was made shows at once, not only as the pool renews it.
+func (s *Store) Probe(ctx context.Context) error {
+	return s.read(ctx, func(ctx context.Context) error {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		if _, err := checkDurable(ctx, conn.Conn()); err != nil {
+			return err
+		}
+		return checkClock(ctx, conn.Conn(), time.Now)
+	})
+}
+
 // checkClock refuses a session when this replica's clock and the database
 // server's differ by more than ecash.MaxClockSkew. The bank dates what it
 // takes by the replica's clock and the store judges commit deadlines by

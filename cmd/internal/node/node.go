@@ -69,7 +69,16 @@ type BankConfig struct {
 	// 0 means DefaultRevocationPoll. The store refuses their coins at once
 	// whatever it is.
 	RevocationPoll time.Duration
+
+	// HealthPoll is how often the bank probes a networked store (PostgreSQL)
+	// for its health check (watchStore); 0 means DefaultHealthPoll.
+	HealthPoll time.Duration
 }
+
+// DefaultHealthPoll is how often a bank on PostgreSQL probes its store:
+// within it a load balancer's health checks see a replica that cannot
+// serve, and again one that can.
+const DefaultHealthPoll = 5 * time.Second
 
 // RefusalPrune is how often the bank deletes the withdraw refusals older
 // than bank.RefusalHorizon (bank.WatchRefusals, also at start): a small
@@ -431,7 +440,48 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	n.unwatch = cancel
 	n.watched.Go(func() { n.Bank.WatchRevocations(ctx, poll) })
 	n.watched.Go(func() { n.Bank.WatchRefusals(ctx, RefusalPrune) })
+	if p, ok := store.(bank.Prober); ok {
+		every := cfg.HealthPoll
+		if every <= 0 {
+			every = DefaultHealthPoll
+		}
+		n.watched.Go(func() { n.watchStore(ctx, p, every, cfg.Log) })
+	}
 	return n, nil
+}
+
+// watchStore probes the store every interval until ctx ends, and reports
+// it in the health check both listeners serve: NOT_SERVING while the
+// probe fails (the database unreachable, this replica's clock or the
+// server's durability settings refused: every call needing the store
+// would fail), SERVING once it passes again. Each change is logged. A
+// stop's NOT_SERVING is final (health.Server.Shutdown).
+func (n *Bank) watchStore(ctx context.Context, p bank.Prober, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		err := p.Probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil && serving:
+			log.Error("the store cannot serve: health check NOT_SERVING", "err", err)
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		case err == nil && !serving:
+			log.Info("the store serves again: health check SERVING")
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		}
+		serving = err == nil
+	}
 }
 
 // start opens the listeners, registers the services and serves them.
