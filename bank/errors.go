@@ -21,7 +21,11 @@ import (
 // codes and reasons (docs/PROTOCOL.md §6.1: each refusal carries its
 // reason in a google.rpc.ErrorInfo of ErrorDomain, which stays when a
 // sentinel's text changes). Errors not listed become Internal, with no
-// detail sent to the peer.
+// detail sent to the peer. A sentinel's text is still read: a withdraw
+// refusal recorded by an earlier build is answered with the reason its
+// text finds (WithdrawRefusal), for a day, and banks before 2026-11-28
+// send no reason. Reword one only by keeping the old text inside the new
+// (TestErrorReasonsDocumented holds each text to docs/PROTOCOL.md).
 var errorCodes = []errorCode{
 	{ecash.ErrDoubleSpend, codes.FailedPrecondition, "DOUBLE_SPEND"},
 	{ecash.ErrDenominationExpired, codes.FailedPrecondition, "DENOMINATION_EXPIRED"},
@@ -42,13 +46,13 @@ var errorCodes = []errorCode{
 	{ErrTooLate, codes.FailedPrecondition, "TOO_LATE"},
 	{ErrAccountLocked, codes.FailedPrecondition, "ACCOUNT_LOCKED"},
 	{ErrOverLimit, codes.FailedPrecondition, "OVER_LIMIT"},
-	{echeck.ErrExpired, codes.FailedPrecondition, "EPO_EXPIRED"},
+	{echeck.ErrExpired, codes.FailedPrecondition, "ECHECK_EXPIRED"},
 	{ErrEPOIDConflict, codes.AlreadyExists, "EPOID_CONFLICT"},
 	{ErrNoCheck, codes.NotFound, "NO_CHECK"},
 	{ErrNotPaid, codes.NotFound, "NOT_PAID"},
 	{ErrNoLogEntry, codes.NotFound, "NO_LOG_ENTRY"},
-	{echeck.ErrStale, codes.InvalidArgument, "EPO_STALE"},
-	{echeck.ErrMismatch, codes.InvalidArgument, "EPO_MISMATCH"},
+	{echeck.ErrStale, codes.InvalidArgument, "ECHECK_STALE"},
+	{echeck.ErrMismatch, codes.InvalidArgument, "ECHECK_MISMATCH"},
 	{echeck.ErrKeyMismatch, codes.InvalidArgument, "GOODS_KEY_MISMATCH"},
 	{echeck.ErrNoKey, codes.InvalidArgument, "NO_GOODS_KEY"},
 	{echeck.ErrDecrypt, codes.InvalidArgument, "DECRYPT_FAILED"},
@@ -60,6 +64,9 @@ var errorCodes = []errorCode{
 	{ErrRequestConflict, codes.AlreadyExists, "REQUEST_CONFLICT"},
 	{ErrNonceReused, codes.AlreadyExists, "NONCE_REUSED"},
 	{ErrAlreadyIssued, codes.AlreadyExists, "ALREADY_ISSUED"},
+	// Before ErrInvalidOp: the store refuses a coin twice in one operation
+	// with both (opcheck.go), and the bank's own check with this alone.
+	{ErrDuplicateCoin, codes.InvalidArgument, "DUPLICATE_COIN"},
 	{ErrInvalidOp, codes.InvalidArgument, "INVALID_OPERATION"},
 	{ErrBalanceOverflow, codes.InvalidArgument, "BALANCE_OVERFLOW"},
 	{ErrStoreClosed, codes.Unavailable, "STORE_CLOSED"},
@@ -78,7 +85,6 @@ var errorCodes = []errorCode{
 	{ErrWrongBank, codes.InvalidArgument, "WRONG_BANK"},
 	{ErrWrongCurrency, codes.InvalidArgument, "WRONG_CURRENCY"},
 	{ErrAmountMatch, codes.InvalidArgument, "AMOUNT_MISMATCH"},
-	{ErrDuplicateCoin, codes.InvalidArgument, "DUPLICATE_COIN"},
 	{ErrBadTimestamp, codes.InvalidArgument, "BAD_TIMESTAMP"},
 	{ErrTooOld, codes.InvalidArgument, "TOO_OLD"},
 	{ErrRateLimited, codes.ResourceExhausted, "RATE_LIMITED"},

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/blindbank/blindbank/ecash"
@@ -22,7 +21,6 @@ type publicServer struct {
 	b *Bank
 }
 
-// PublicServer returns the wallet- and merchant-facing gRPC service.
 // The answers of the lookups that find nothing.
 var (
 	// ErrNotPaid: DepositStatus knows no deposit of the payment request.
@@ -31,6 +29,7 @@ var (
 	ErrNoLogEntry = errors.New("bank: no log entry for this reference")
 )
 
+// PublicServer returns the wallet- and merchant-facing gRPC service.
 func (b *Bank) PublicServer() pb.BankServer { return &publicServer{b: b} }
 
 // Register registers the bank's public services on s: Bank and AuditLog.
@@ -80,7 +79,7 @@ func (s *logServer) GetConsistencyProof(ctx context.Context, req *pb.GetConsiste
 func (s *logServer) FindEntry(ctx context.Context, req *pb.FindEntryRequest) (*pb.FindEntryResponse, error) {
 	var ref ecash.Hash
 	if len(req.Ref) != len(ref) {
-		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: the reference must be 32 bytes").Err()
+		return nil, ToStatus(ctx, fmt.Errorf("%w: the reference must be 32 bytes", ecash.ErrMalformed), s.b.log)
 	}
 	copy(ref[:], req.Ref)
 	index, found, err := s.b.store.LogIndex(ctx, ref)
@@ -110,7 +109,7 @@ func (s *publicServer) PrepareWithdraw(ctx context.Context, req *pb.PrepareWithd
 	items := make([]PrepareItem, len(req.Items))
 	for i, it := range req.Items {
 		if len(it.Denomination) != len(items[i].Denom) {
-			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: denomination id must be 32 bytes").Err()
+			return nil, ToStatus(ctx, fmt.Errorf("%w: denomination id must be 32 bytes", ecash.ErrMalformed), s.b.log)
 		}
 		copy(items[i].Denom[:], it.Denomination)
 		items[i].Request = it.Request
@@ -174,7 +173,7 @@ func (s *publicServer) Recoup(ctx context.Context, req *pb.RecoupRequest) (*pb.R
 func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSignaturesRequest) (*pb.IssuedSignaturesResponse, error) {
 	hs, err := hashes(req.BlindedHashes, "blinded hash")
 	if err != nil {
-		return nil, err
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	sigs, err := s.b.IssuedSignatures(ctx, hs)
 	if err != nil {
@@ -186,7 +185,7 @@ func (s *publicServer) IssuedSignatures(ctx context.Context, req *pb.IssuedSigna
 func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest) (*pb.CoinsSpentResponse, error) {
 	ids, err := hashes(req.CoinIds, "coin id")
 	if err != nil {
-		return nil, err
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	spent, credit, payment, err := s.b.CoinsSpent(ctx, ids)
 	if err != nil {
@@ -204,7 +203,7 @@ func (s *publicServer) CoinsSpent(ctx context.Context, req *pb.CoinsSpentRequest
 func (s *publicServer) RefundReceipts(ctx context.Context, req *pb.RefundReceiptsRequest) (*pb.RefundReceiptsResponse, error) {
 	hs, err := hashes([][]byte{req.PaymentHash}, "payment hash")
 	if err != nil {
-		return nil, err
+		return nil, ToStatus(ctx, err, s.b.log)
 	}
 	rs, err := s.b.store.RefundReceipts(ctx, hs[0])
 	if err != nil {
@@ -225,16 +224,16 @@ func (s *publicServer) Refund(ctx context.Context, req *pb.RefundRequest) (*pb.R
 	return &pb.RefundResponse{Receipt: raw, LogIndex: index}, nil
 }
 
-// hashes converts 32-byte fields, refusing any other size and more than a
-// request may carry.
+// hashes converts 32-byte fields, refusing (ecash.ErrMalformed) any other
+// size and more than a request may carry.
 func hashes(in [][]byte, what string) ([]ecash.Hash, error) {
 	if len(in) > ecash.MaxCoinsPerRequest {
-		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), fmt.Sprintf("bank: %d values, at most %d", len(in), ecash.MaxCoinsPerRequest)).Err()
+		return nil, fmt.Errorf("%w: %d values, at most %d", ecash.ErrMalformed, len(in), ecash.MaxCoinsPerRequest)
 	}
 	out := make([]ecash.Hash, len(in))
 	for i, b := range in {
 		if len(b) != len(out[i]) {
-			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), fmt.Sprintf("bank: %s %d must be 32 bytes", what, i)).Err()
+			return nil, fmt.Errorf("%w: %s %d must be 32 bytes", ecash.ErrMalformed, what, i)
 		}
 		copy(out[i][:], b)
 	}
@@ -244,7 +243,7 @@ func hashes(in [][]byte, what string) ([]ecash.Hash, error) {
 func (s *publicServer) DepositStatus(ctx context.Context, req *pb.DepositStatusRequest) (*pb.DepositResponse, error) {
 	var h ecash.Hash
 	if len(req.PaymentHash) != len(h) {
-		return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: payment hash must be 32 bytes").Err()
+		return nil, ToStatus(ctx, fmt.Errorf("%w: payment hash must be 32 bytes", ecash.ErrMalformed), s.b.log)
 	}
 	copy(h[:], req.PaymentHash)
 	receipt, found, err := s.b.DepositStatus(ctx, h)
@@ -352,7 +351,7 @@ func (s *adminServer) Payout(ctx context.Context, req *pb.PayoutRequest) (*pb.Pa
 	if req.ToUnixMs != 0 {
 		to = time.UnixMilli(req.ToUnixMs)
 		if !from.Before(to) {
-			return nil, NewStatus(codes.InvalidArgument, reasonOf(ecash.ErrMalformed), "bank: the statement period must end after it starts").Err()
+			return nil, ToStatus(ctx, fmt.Errorf("%w: the statement period must end after it starts", ecash.ErrMalformed), s.b.log)
 		}
 	}
 	res, err := s.b.PayoutSettlement(ctx, req.Account, amt, req.Memo, req.Reference, from, to)

@@ -161,9 +161,12 @@ func (b *Bank) SubmitCheck(ctx context.Context, raw []byte) (*CheckResult, error
 		// It came to the commit too late: declined as expired, signed and
 		// recorded as NetBill has every decline, so that a status query
 		// answers with a receipt rather than nothing. Dated by this
-		// replica's clock now, which is past the expiry: the store's was
-		// past it plus the skew.
+		// replica's clock now, past the expiry while the clocks agree
+		// (the store's was past it plus the skew), and never before it.
 		at := b.now()
+		if at.Before(epo.ExpiresAt) {
+			at = epo.ExpiresAt
+		}
 		op.Approved, op.DeclinedFunds, op.DeclinedLimit, op.NotAfter = nil, nil, nil, time.Time{}
 		op.Declined, op.Time = CheckDeclinedExpired, at
 		if op.DeclinedReceipt, err = receipt(CheckDeclinedExpired, echeck.ReasonExpired, at); err != nil {

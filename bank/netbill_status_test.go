@@ -439,60 +439,66 @@ func (s *heldCheck) Check(ctx context.Context, op bank.CheckOp) (bank.CheckOutco
 // the skew (CheckOp.NotAfter), and the bank records the order as declined
 // for its expiry, with a signed receipt, as for an order that came late.
 func TestCheckHeldPastExpiry(t *testing.T) {
-	f := newNetbillFixture(t)
-	ctx := t.Context()
-	end, id := f.endorsedOrder(500, "")
-	e, err := echeck.DecodeEndorsement(end)
-	if err != nil {
-		t.Fatal(err)
-	}
-	epo, err := e.Verify(f.merchKey.Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expires := epo.ExpiresAt
-	f.now = expires.Add(-time.Second)
-
-	hs := &heldCheck{Store: f.store, arrived: make(chan struct{}), release: make(chan struct{})}
-	paused := bank.New(hs, f.keys, func() time.Time { return f.now }, nil)
-	type answer struct {
-		res *bank.CheckResult
-		err error
-	}
-	answered := make(chan answer, 1)
-	go func() {
-		res, err := paused.SubmitCheck(ctx, end)
-		answered <- answer{res, err}
-	}()
-	select {
-	case <-hs.arrived:
-	case a := <-answered:
-		t.Fatalf("answered before its commit: %v", a.err)
-	}
-	f.now = expires.Add(2*ecash.MaxClockSkew + time.Second)
-	close(hs.release)
-	a := <-answered
-	if a.err != nil {
-		t.Fatalf("an order held past its expiry: %v; want a signed decline", a.err)
-	}
-	r, err := echeck.DecodeReceipt(a.res.Receipt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Verify(f.ks.SigningPub); err != nil {
-		t.Fatalf("the decline's signature: %v", err)
-	}
-	if r.Decision != echeck.Declined || r.Reason != echeck.ReasonExpired || r.DecidedAt.Before(expires) {
-		t.Errorf("receipt %v %q decided at %s; want declined as expired, after %s", r.Decision, r.Reason, r.DecidedAt, expires)
-	}
-	for who, want := range map[uint64]int64{f.customer: 10_000, f.merchant: 0} {
-		if acct, err := f.store.Account(ctx, who); err != nil || acct.Balance != want {
-			t.Errorf("account %d: balance %d, %v; want %d", who, acct.Balance, err, want)
+	// lags is how far the paused replica's clock is behind the store's
+	// when it resumes: none, or more than the skew (clocks out of true).
+	for _, lags := range []time.Duration{0, 2*ecash.MaxClockSkew + time.Minute} {
+		f := newNetbillFixture(t)
+		ctx := t.Context()
+		end, id := f.endorsedOrder(500, "")
+		e, err := echeck.DecodeEndorsement(end)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	// Recorded: the customer's status query gets the same receipt.
-	st, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(id, f.now, f.custKey).Encode())
-	if err != nil || !bytes.Equal(st.Receipt, a.res.Receipt) {
-		t.Errorf("status of the order = %v; want its recorded decline", err)
+		epo, err := e.Verify(f.merchKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		expires := epo.ExpiresAt
+		f.now = expires.Add(-time.Second)
+
+		hs := &heldCheck{Store: f.store, arrived: make(chan struct{}), release: make(chan struct{})}
+		paused := bank.New(hs, f.keys, func() time.Time { return f.now.Add(-lags) }, nil)
+		type answer struct {
+			res *bank.CheckResult
+			err error
+		}
+		answered := make(chan answer, 1)
+		go func() {
+			res, err := paused.SubmitCheck(ctx, end)
+			answered <- answer{res, err}
+		}()
+		select {
+		case <-hs.arrived:
+		case a := <-answered:
+			t.Fatalf("answered before its commit: %v", a.err)
+		}
+		f.now = expires.Add(2*ecash.MaxClockSkew + time.Second)
+		close(hs.release)
+		a := <-answered
+		if a.err != nil {
+			t.Fatalf("an order held past its expiry (the replica %s behind): %v; want a signed decline", lags, a.err)
+		}
+		r, err := echeck.DecodeReceipt(a.res.Receipt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Verify(f.ks.SigningPub); err != nil {
+			t.Fatalf("the decline's signature: %v", err)
+		}
+		// Never dated before the expiry it declines for, however far
+		// behind the replica's clock.
+		if r.Decision != echeck.Declined || r.Reason != echeck.ReasonExpired || r.DecidedAt.Before(expires) {
+			t.Errorf("the replica %s behind: receipt %v %q decided at %s; want declined as expired, not before %s", lags, r.Decision, r.Reason, r.DecidedAt, expires)
+		}
+		for who, want := range map[uint64]int64{f.customer: 10_000, f.merchant: 0} {
+			if acct, err := f.store.Account(ctx, who); err != nil || acct.Balance != want {
+				t.Errorf("account %d: balance %d, %v; want %d", who, acct.Balance, err, want)
+			}
+		}
+		// Recorded: the customer's status query gets the same receipt.
+		st, err := f.b.CheckStatus(ctx, echeck.NewStatusQuery(id, f.now, f.custKey).Encode())
+		if err != nil || !bytes.Equal(st.Receipt, a.res.Receipt) {
+			t.Errorf("status of the order = %v; want its recorded decline", err)
+		}
 	}
 }

@@ -43,6 +43,13 @@ func TestBankClientErrorsHidden(t *testing.T) {
 			}
 		}
 	}
+	// The bank's own reason for such a code stays (it names nothing of
+	// the merchant's); the text is the merchant's.
+	fromBank := bank.NewStatus(codes.Unavailable, "STORE_UNAVAILABLE", "bank: the store is unreachable; nothing was done, retry later").Err()
+	if got := m.toStatus(ctx, fmt.Errorf("deposit: %w", fromBank)); bank.Reason(got) != "STORE_UNAVAILABLE" || status.Code(got) != codes.Unavailable ||
+		!strings.Contains(status.Convert(got).Message(), "merchant: the bank is unreachable") {
+		t.Errorf("the bank's STORE_UNAVAILABLE reached the wallet as %v, reason %q", got, bank.Reason(got))
+	}
 	if !strings.Contains(logged.String(), "10.1.2.3") || !strings.Contains(logged.String(), "req-1") {
 		t.Errorf("the detail is not in the merchant's log: %s", logged.String())
 	}

@@ -65,6 +65,9 @@ func (m *Merchant) toStatus(ctx context.Context, err error) error {
 	}
 	if msg, ok := bankFailure(err); ok {
 		m.log.Warn("bank call failed", "request_id", bank.RequestID(ctx), "err", err)
+		if r := bank.Reason(err); r != "" { // the bank's own (STORE_UNAVAILABLE, …), which tells nothing of the merchant
+			return bank.NewStatus(status.Code(err), r, msg).Err()
+		}
 		return status.Error(status.Code(err), msg)
 	}
 	return bank.ToStatus(ctx, err, m.log)
