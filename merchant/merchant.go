@@ -398,7 +398,7 @@ func (m *Merchant) CreateOrder(amount ecash.Amount, summary string, ttl time.Dur
 	}
 	m.orders.put(o)
 	m.tr.RecordEntry(now, ecash.TranscriptEntry{Step: "payment-request", Data: body, Sig: o.Sig, Signer: m.PublicKey(), Note: summary})
-	m.log.Info("order created", "order", o.ID, "amount", amount.String())
+	m.log.Debug("order created", "order", o.ID, "amount", amount.String())
 	return o, nil
 }
 
@@ -659,6 +659,6 @@ func (m *Merchant) recordPaid(ctx context.Context, o *Order, pr *ecash.PaymentRe
 		return err
 	}
 	m.orders.put(o)
-	m.log.Info("order paid", "order", o.ID, "amount", o.Amount.String())
+	m.log.Debug("order paid", "order", o.ID, "amount", o.Amount.String())
 	return nil
 }

@@ -241,7 +241,7 @@ func (m *Merchant) newRefund(ctx context.Context, o *Order, id uint64, amount ec
 	if err := m.sendRefund(ctx, o.ID, rec, false); err != nil {
 		return nil, err
 	}
-	m.log.Info("order refunded", "order", o.ID, "refund", id, "amount", amount.String())
+	m.log.Debug("order refunded", "order", o.ID, "refund", id, "amount", amount.String())
 	return rec, nil
 }
 

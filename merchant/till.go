@@ -310,7 +310,7 @@ func (m *Merchant) GetGoods(ctx context.Context, rawQuote []byte) ([]byte, error
 	if err := m.storeSale(s); err != nil {
 		return nil, err
 	}
-	m.log.Info("goods delivered", "epoid", id.String(), "product", q.ProductID, "price", q.Price.String(), "bytes", len(goods))
+	m.log.Debug("goods delivered", "epoid", id.String(), "product", q.ProductID, "price", q.Price.String(), "bytes", len(goods))
 	return d.Encode(), nil
 }
 
@@ -518,7 +518,7 @@ func (m *Merchant) forward(ctx context.Context, epo *echeck.SignedEPO, end []byt
 		return nil, err
 	}
 	m.tr.Record(m.now(), "epo-receipt", resp.Receipt, epo.EPOID.String())
-	m.log.Info("payment order decided", "epoid", epo.EPOID.String(), "kind", epo.Kind.String(),
+	m.log.Debug("payment order decided", "epoid", epo.EPOID.String(), "kind", epo.Kind.String(),
 		"decision", r.Decision.String(), "reason", r.Reason, "price", epo.Price.String())
 	return &CheckAnswer{Receipt: r, RawReceipt: resp.Receipt, CustomerBlock: resp.CustomerBlock}, nil
 }
