@@ -212,6 +212,14 @@ func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Sta
 	return st
 }
 
+// DoubleSpent reports whether an error a client got over gRPC is a double
+// spend's refusal (ecash.ErrDoubleSpend; its proof rides in the details):
+// a coin of the request was spent by another operation, so the request
+// can never commit, however often it is sent.
+func DoubleSpent(err error) bool {
+	return sentAs(err, codes.FailedPrecondition, ecash.ErrDoubleSpend)
+}
+
 // RecoupNeedsOutputs reports whether an error a client got over gRPC is
 // the bank's ErrRecoupNeedsOutputs: the coin a recoup names came from a
 // swap, and is re-issued only as blind signatures on outputs of its value.

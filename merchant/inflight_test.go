@@ -163,6 +163,13 @@ func (r *replicas) release() error {
 // customer's account and pays order o with it: the sealed payment.
 func (s *shop) coinPayment(o *Order) []byte {
 	s.t.Helper()
+	return s.coinPayments(o)[0]
+}
+
+// coinPayments withdraws one coin and pays each of orders with it: the
+// sealed payments, all but the first committed spending a coin spent.
+func (s *shop) coinPayments(orders ...*Order) [][]byte {
+	s.t.Helper()
 	ctx := context.Background()
 	d := bankKeys(s.t).Denoms[0]
 	seed := make([]byte, 32)
@@ -197,19 +204,23 @@ func (s *shop) coinPayment(o *Order) []byte {
 		s.t.Fatal(err)
 	}
 	coin := ecash.Coin{Denom: d.ID, Pub: ps.CoinPub(), Sig: sig}
-	pr, err := ecash.DecodePaymentRequest(o.Request)
-	if err != nil {
-		s.t.Fatal(err)
+	var out [][]byte
+	for _, o := range orders {
+		pr, err := ecash.DecodePaymentRequest(o.Request)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		pay, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{d.Value}, s.clock.now())
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		sealed, err := ecash.SealPayment(ks.HPKEPub, pr, pay)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		out = append(out, sealed)
 	}
-	pay, err := ecash.NewPayment(pr, []ecash.Coin{coin}, []ed25519.PrivateKey{ps.CoinKey}, []ecash.Amount{d.Value}, s.clock.now())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	sealed, err := ecash.SealPayment(ks.HPKEPub, pr, pay)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return sealed
+	return out
 }
 
 // conserved checks the merchant's records against its account at the
@@ -443,4 +454,78 @@ func TestDepositFirstSendRefusedWhileRetryCommits(t *testing.T) {
 		t.Errorf("reconcile once the second committed: %d paid, %v; want the order paid", paid, err)
 	}
 	s.conserved(o)
+}
+
+// lostFirstDeposit is a link to the bank on which the first Deposit is
+// lost before it reaches the bank: the merchant learns nothing.
+type lostFirstDeposit struct {
+	pb.BankClient
+	lost atomic.Bool
+}
+
+func (l *lostFirstDeposit) Deposit(ctx context.Context, in *pb.DepositRequest, o ...grpc.CallOption) (*pb.DepositResponse, error) {
+	if l.lost.CompareAndSwap(false, true) {
+		return nil, status.Error(codes.Unavailable, "connection reset (simulated)")
+	}
+	return l.BankClient.Deposit(ctx, in, o...)
+}
+
+// TestResentPaymentDoubleSpent: a payment's first send is lost on the way
+// (its mark stays: it may have reached the bank); its coin is then spent
+// paying another order; the wallet sends the first payment again, and the
+// bank refuses it as a double spend. That refusal is final (the bank found
+// no record of the payment and the coin spent by another, in one step),
+// so the wallet gets it with its proof and the mark goes. It used to be
+// told "pending" (UNAVAILABLE, the proof dropped), and retried for
+// nothing until Reconcile gave the order up.
+func TestResentPaymentDoubleSpent(t *testing.T) {
+	ctx := context.Background()
+	s := newShop(t)
+	link := &lostFirstDeposit{BankClient: serveBank(t, s.bank)}
+	s.m.Close()
+	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	s.m = m
+	first, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "first", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "second", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := s.coinPayments(first, second)
+	pay := s.m.PublicServer()
+	if _, err := pay.Pay(ctx, &pb.PayRequest{OrderId: first.ID, SealedPayment: sealed[0]}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the payment whose send was lost: %v, want Unavailable", err)
+	}
+	if !s.marked(first.ID) {
+		t.Fatal("the payment whose send was lost is not in flight")
+	}
+	if _, err := pay.Pay(ctx, &pb.PayRequest{OrderId: second.ID, SealedPayment: sealed[1]}); err != nil {
+		t.Fatalf("the coin paying the second order: %v", err)
+	}
+	_, err = pay.Pay(ctx, &pb.PayRequest{OrderId: first.ID, SealedPayment: sealed[0]})
+	if !bank.DoubleSpent(err) || !bank.Definitive(err) {
+		t.Fatalf("the first payment sent again, its coin spent: %v (reason %q); want the double spend's refusal", err, bank.Reason(err))
+	}
+	proof := false
+	for _, d := range status.Convert(err).Details() {
+		if ds, ok := d.(*pb.DoubleSpendDetail); ok && len(ds.Proof) > 0 {
+			proof = true
+		}
+	}
+	if !proof {
+		t.Error("the double spend's refusal reached the wallet without its proof")
+	}
+	if s.marked(first.ID) {
+		t.Error("the payment refused as a double spend is still in flight")
+	}
+	if st := s.orderStatus(first.ID); st == "paid" {
+		t.Errorf("the first order is %s", st)
+	}
+	s.conserved(first, second)
 }

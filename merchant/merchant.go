@@ -483,6 +483,8 @@ func (m *Merchant) order(id string) (*Order, error) {
 // lost answer (reconcile.go). A refusal of bytes marked before this call
 // (the wallet's retry), or of bytes another call sent meanwhile, does not
 // remove the mark: that send may still be committing (ErrPaymentPending).
+// A double spend's refusal does, and reaches the wallet with its proof:
+// no send of bytes spending a coin another payment spent can commit.
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -541,7 +543,14 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	// A refusal of these bytes ends this attempt (a conflict is no such
 	// case: the order is paid with other coins, its marks gone).
 	ended := err != nil && refused && mark != nil && status.Code(err) != codes.AlreadyExists
-	if ended && (resent || !m.dropAlone(mark, att)) {
+	switch {
+	case ended && bank.DoubleSpent(err):
+		// A coin is spent by another payment, which the bank decided
+		// atomically with finding none of this one: no send of these
+		// bytes, earlier or overlapping, can commit. The attempt ends,
+		// and the wallet gets the refusal with its proof, not "pending".
+		m.endAttempt(mark, true)
+	case ended && (resent || !m.dropAlone(mark, att)):
 		// The bank looked the payment up once, found none, and refused
 		// (say, expired by its clock); but an earlier send of these bytes,
 		// whose outcome was lost, or one overlapping this one (the
@@ -556,7 +565,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	}
 	if err != nil {
 		m.log.Warn("deposit refused or unanswered", "order", orderID, "err", err)
-		if mark != nil && !ended { // (an ended one's mark dropAlone dropped)
+		if mark != nil && !ended { // (an ended one's mark is settled above)
 			m.endAttempt(mark, refused)
 		}
 		return nil, err
