@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -528,4 +529,79 @@ func TestResentPaymentDoubleSpent(t *testing.T) {
 		t.Errorf("the first order is %s", st)
 	}
 	s.conserved(first, second)
+}
+
+// crashOnLost is the replicas' link, which takes a crash clone of the
+// merchant's store as the armed deposit's answer is lost: a power loss
+// while the deposit is at the bank, before the merchant synced its mark.
+type crashOnLost struct {
+	*replicas
+	crash func()
+}
+
+func (c *crashOnLost) Deposit(ctx context.Context, in *pb.DepositRequest, o ...grpc.CallOption) (*pb.DepositResponse, error) {
+	armed := c.armed("deposit")
+	resp, err := c.replicas.Deposit(ctx, in, o...)
+	if armed {
+		c.crash()
+	}
+	return resp, err
+}
+
+// TestResendAfterPowerLossWhileOriginalCommits: the merchant loses power
+// while a payment's deposit sits in the bank's commit pipeline, and with
+// it the deposit's mark, not yet synced. Restarted, it marks the order
+// (Open, after a run that did not close cleanly). The wallet sends the
+// same payment again and a replica whose clock is past the request's
+// expiry refuses it. That send counted as a first one: the merchant passed
+// the refusal on, and the wallet took its coins back while the original
+// went on to spend them. The order's mark now makes it a resend: the
+// wallet is told the payment is pending, and Reconcile records it paid
+// once the original commits.
+func TestResendAfterPowerLossWhileOriginalCommits(t *testing.T) {
+	ctx := context.Background()
+	var expires atomic.Int64
+	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires.Store(o.ExpiresAt.UnixNano())
+	sealed := s.coinPayment(o)
+
+	var crashed vfs.FS
+	link := &crashOnLost{replicas: r, crash: func() { crashed = s.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{}) }}
+	s.m.Close()
+	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deposit := "deposit"
+	r.hs.armed.Store(&deposit)
+	if _, err := m.Pay(ctx, o.ID, sealed); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the payment whose deposit's answer was lost: %v, want Unavailable", err)
+	}
+	m.Close()
+	s.fs = crashed // the power loss, taken while the deposit was at the bank
+	if s.m, err = Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.m.Close() })
+	if ok, err := s.m.has(attemptKey(o.ID, sealed)); ok || err != nil {
+		t.Fatalf("the deposit's mark survived the power loss (%v): the test needs it lost", err)
+	}
+	_, err = s.m.PublicServer().Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
+	if bank.Definitive(err) {
+		t.Errorf("the wallet's resend after the power loss, refused by the replica past the expiry: %v, a refusal; want the payment pending", err)
+	}
+	if err := r.release(); err != nil {
+		t.Fatalf("the original deposit: %v", err)
+	}
+	if paid, err := s.m.Reconcile(ctx); err != nil || paid != 1 {
+		t.Errorf("reconcile once the original committed: %d paid, %v; want the order paid", paid, err)
+	}
+	if st := s.orderStatus(o.ID); st != "paid" {
+		t.Errorf("order %s; want paid", st)
+	}
+	s.conserved(o)
 }

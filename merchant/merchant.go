@@ -514,6 +514,14 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		if resent, err = m.has(mark); err != nil {
 			return nil, err
 		}
+		// The order's own mark, with no attempt, is Open's after a run
+		// that did not close cleanly: a send of these bytes then may have
+		// lost its mark (written without a sync) and still be committing.
+		if !resent {
+			if resent, err = m.has(orderMarkKey(orderID)); err != nil {
+				return nil, err
+			}
+		}
 		if err := m.db.Set(mark, nil, pebble.NoSync); err != nil {
 			return nil, err
 		}

@@ -37,7 +37,8 @@ import (
 // did not close cleanly: a power loss may have taken marks written without
 // a sync, so every order that could have been paid since that run opened
 // is asked about once (stores from before attempts had keys of their own
-// hold such marks too).
+// hold such marks too). While it stands, Pay takes every send for the
+// order as a resend: one before the power loss may still be committing.
 
 func attemptKey(orderID string, sealed []byte) []byte {
 	h := sha256.Sum256(sealed)
