@@ -145,13 +145,35 @@ func replicaShop(t *testing.T, later func() time.Time) (*shop, *replicas) {
 	second := bank.New(hs.Store, bankKeys(t), later, nil)
 	r := &replicas{BankClient: serveBank(t, s.bank), later: serveBank(t, second), hs: hs, original: make(chan error, 1)}
 	s.m.Close()
-	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: r, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	s.m = s.openOn(r)
+	return s, r
+}
+
+// openOn opens the shop's merchant store (closed by the caller) with its
+// link to the bank through bankc.
+func (s *shop) openOn(bankc pb.BankClient) *Merchant {
+	s.t.Helper()
+	m, err := Open(context.Background(), Config{Dir: s.dir, Account: s.account, Bank: bankc, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// expiringOrder is a replica shop (replicaShop) whose later replica's
+// clock reads just past the expiry plus the skew of its one order, paid
+// for by a coin: the order and the sealed payment.
+func expiringOrder(t *testing.T) (*shop, *replicas, *Order, []byte) {
+	t.Helper()
+	var expires atomic.Int64
+	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
+	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
-	s.m = m
-	return s, r
+	expires.Store(o.ExpiresAt.UnixNano())
+	return s, r, o, s.coinPayment(o)
 }
 
 // release lets the held original commit and returns its outcome.
@@ -272,14 +294,7 @@ func (s *shop) conserved(orders ...*Order) {
 // the merchant credited.
 func TestDepositRetryRefusedWhileOriginalCommits(t *testing.T) {
 	ctx := context.Background()
-	var expires atomic.Int64
-	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expires.Store(o.ExpiresAt.UnixNano())
-	sealed := s.coinPayment(o)
+	s, r, o, sealed := expiringOrder(t)
 	pay := s.m.PublicServer()
 
 	deposit := "deposit"
@@ -290,7 +305,7 @@ func TestDepositRetryRefusedWhileOriginalCommits(t *testing.T) {
 	if !s.marked(o.ID) {
 		t.Fatal("the deposit whose answer was lost is not in flight")
 	}
-	_, err = pay.Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
+	_, err := pay.Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
 	t.Logf("the wallet's retry, refused by the replica past the expiry: %v", err)
 	if bank.Definitive(err) {
 		t.Errorf("the retry's answer is a refusal (%v): the wallet takes it that nothing was paid", status.Code(err))
@@ -420,14 +435,7 @@ func (c *racingSends) Deposit(ctx context.Context, in *pb.DepositRequest, o ...g
 // credited.
 func TestDepositFirstSendRefusedWhileRetryCommits(t *testing.T) {
 	ctx := context.Background()
-	var expires atomic.Int64
-	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expires.Store(o.ExpiresAt.UnixNano())
-	sealed := s.coinPayment(o)
+	s, r, o, sealed := expiringOrder(t)
 	c := &racingSends{replicas: r, entered: make(chan struct{}), gate: make(chan struct{})}
 	s.m.bank = c
 	deposit := "deposit"
@@ -440,7 +448,7 @@ func TestDepositFirstSendRefusedWhileRetryCommits(t *testing.T) {
 		t.Fatalf("the second send, its answer lost: %v, want Unavailable", err)
 	}
 	close(c.gate)
-	err = <-first
+	err := <-first
 	t.Logf("the first send, refused by the replica past the expiry: %v", err)
 	if bank.Definitive(s.m.toStatus(ctx, err)) {
 		t.Errorf("the first send's answer is a refusal (%v) while the second may commit", err)
@@ -482,14 +490,8 @@ func (l *lostFirstDeposit) Deposit(ctx context.Context, in *pb.DepositRequest, o
 func TestResentPaymentDoubleSpent(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
-	link := &lostFirstDeposit{BankClient: serveBank(t, s.bank)}
 	s.m.Close()
-	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	s.m = m
+	s.m = s.openOn(&lostFirstDeposit{BankClient: serveBank(t, s.bank)})
 	first, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "first", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -560,22 +562,11 @@ func (c *crashOnLost) Deposit(ctx context.Context, in *pb.DepositRequest, o ...g
 // once the original commits.
 func TestResendAfterPowerLossWhileOriginalCommits(t *testing.T) {
 	ctx := context.Background()
-	var expires atomic.Int64
-	s, r := replicaShop(t, func() time.Time { return time.Unix(0, expires.Load()).Add(ecash.MaxClockSkew + time.Second) })
-	o, err := s.m.CreateOrder(ecash.MustParseAmount("EUR:1.00"), "thing", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expires.Store(o.ExpiresAt.UnixNano())
-	sealed := s.coinPayment(o)
-
+	s, r, o, sealed := expiringOrder(t)
 	var crashed vfs.FS
 	link := &crashOnLost{replicas: r, crash: func() { crashed = s.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{}) }}
 	s.m.Close()
-	m, err := Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := s.openOn(link)
 	deposit := "deposit"
 	r.hs.armed.Store(&deposit)
 	if _, err := m.Pay(ctx, o.ID, sealed); status.Code(err) != codes.Unavailable {
@@ -583,14 +574,11 @@ func TestResendAfterPowerLossWhileOriginalCommits(t *testing.T) {
 	}
 	m.Close()
 	s.fs = crashed // the power loss, taken while the deposit was at the bank
-	if s.m, err = Open(ctx, Config{Dir: s.dir, Account: s.account, Bank: link, AuditLog: s.logc, Now: s.clock.now, FS: s.fs, Catalogue: s.cat}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.m.Close() })
+	s.m = s.openOn(link)
 	if ok, err := s.m.has(attemptKey(o.ID, sealed)); ok || err != nil {
 		t.Fatalf("the deposit's mark survived the power loss (%v): the test needs it lost", err)
 	}
-	_, err = s.m.PublicServer().Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
+	_, err := s.m.PublicServer().Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
 	if bank.Definitive(err) {
 		t.Errorf("the wallet's resend after the power loss, refused by the replica past the expiry: %v, a refusal; want the payment pending", err)
 	}
