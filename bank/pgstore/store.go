@@ -115,8 +115,8 @@
 // a replay answers with the same time as the first call. Table names are
 // unqualified: a search_path in the DSN (search_path=bank) puts the store
 // in a schema of its own. Open refuses a server older than PostgreSQL 11,
-// before migrating, and warns of one older than 15, the release the tests
-// run on (checkVersion).
+// before anything runs on it, and warns of one older than 15, the release
+// the tests run on (checkVersion).
 //
 // # Postgres-compatible engines
 //
@@ -329,9 +329,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var warned atomic.Bool
+	var warned, versionWarned atomic.Bool
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		warning, err := checkDurable(ctx, conn)
+		// The version first: the checks below use functions a server
+		// too old lacks.
+		warning, err := checkVersion(conn.PgConn().ParameterStatus("server_version"))
+		if warning != "" && !versionWarned.Swap(true) {
+			log.Warn(warning)
+		}
+		if err != nil {
+			return err
+		}
+		warning, err = checkDurable(ctx, conn)
 		if warning != "" && !warned.Swap(true) {
 			log.Warn(warning)
 		}
@@ -363,12 +372,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	if warning, err := checkVersion(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
-	} else if warning != "" {
-		log.Warn(warning)
-	}
 	if _, err := migrate(ctx, pool, migrations); err != nil {
 		pool.Close()
 		return nil, err
@@ -384,58 +387,63 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// sessionError is checkDurable's, checkClock's or checkVersion's error,
+// sessionError is checkVersion's, checkDurable's or checkClock's error,
 // which Open passes on as it is.
 type sessionError struct{ error }
 
 func (e sessionError) Unwrap() error { return e.error }
 
-// The PostgreSQL releases the store runs on (server_version_num): the
-// schema needs 11 (hash partitions, row triggers on partitioned tables,
-// EXECUTE FUNCTION); the tests run on 15, the oldest release its
-// maintainers still support.
+// The PostgreSQL releases the store runs on: the schema needs 11 (hash
+// partitions, row triggers on partitioned tables, EXECUTE FUNCTION); the
+// tests run on 15.
 const (
-	minServerVersion    = 110000
-	testedServerVersion = 150000
+	minServerMajor    = 11
+	testedServerMajor = 15
 )
 
-// checkVersion refuses a server older than minServerVersion, before the
-// migrations would fail on it half way, and warns of one older than
-// testedServerVersion.
-func checkVersion(ctx context.Context, pool *pgxpool.Pool) (warning string, err error) {
-	var num int
-	var name string
-	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version')`).Scan(&num, &name); err != nil {
-		return "", fmt.Errorf("pgstore: reading the server's version: %w", err)
+// checkVersion refuses a session with a server older than minServerMajor,
+// by the version it reported as the session started (server_version: "15.18
+// (Debian 15.18-0+deb12u1)"), before anything runs on it: the
+// migrations would fail half way; and warns of one older than
+// testedServerMajor. A version it cannot read (an engine of its own
+// numbering) passes.
+func checkVersion(reported string) (warning string, err error) {
+	end := strings.IndexFunc(reported, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(reported)
 	}
-	return versionVerdict(num, name)
-}
-
-func versionVerdict(num int, name string) (warning string, err error) {
+	major, perr := strconv.Atoi(reported[:end])
 	switch {
-	case num < minServerVersion:
-		return "", sessionError{fmt.Errorf("pgstore: PostgreSQL %s is too old: the bank's schema needs 11 or newer, and is tested on 15; upgrade the server", name)}
-	case num < testedServerVersion:
-		return fmt.Sprintf("pgstore: PostgreSQL %s is older than the bank is tested on (15) and past its maintainers' support; upgrade the server", name), nil
+	case perr != nil:
+		return "", nil
+	case major < minServerMajor:
+		return "", sessionError{fmt.Errorf("pgstore: PostgreSQL %s is too old: the bank's schema needs 11 or newer, and is tested on 15; upgrade the server", reported)}
+	case major < testedServerMajor:
+		return fmt.Sprintf("pgstore: the server reports PostgreSQL %s, older than 15, the release the bank is tested on", reported), nil
 	}
 	return "", nil
 }
 
-// Probe implements bank.Prober: a connection from the pool (a new one
-// passes the checks of every new session), whose durability settings and
-// clock are checked again, so that a setting changed or a clock drifted
-// since it was made shows at once, not only as the pool renews it.
+// Probe implements bank.Prober: a session of its own, outside the pool
+// (whose sessions keep the settings they started with, and which may be
+// busy), checked as every new session is (checkVersion, checkDurable,
+// checkClock), then closed. It fails when the calls needing a new
+// connection would: the server unreachable, a setting turned off for the
+// server, the database or the bank's role, this replica's clock off.
 func (s *Store) Probe(ctx context.Context) error {
 	return s.read(ctx, func(ctx context.Context) error {
-		conn, err := s.pool.Acquire(ctx)
+		conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 		if err != nil {
 			return err
 		}
-		defer conn.Release()
-		if _, err := checkDurable(ctx, conn.Conn()); err != nil {
+		defer conn.Close(context.WithoutCancel(ctx))
+		if _, err := checkVersion(conn.PgConn().ParameterStatus("server_version")); err != nil {
 			return err
 		}
-		return checkClock(ctx, conn.Conn(), time.Now)
+		if _, err := checkDurable(ctx, conn); err != nil {
+			return err
+		}
+		return checkClock(ctx, conn, time.Now)
 	})
 }
 

@@ -444,8 +444,16 @@ func TestSynchronousCommitTurnedOffLater(t *testing.T) {
 	s := mustOpen(t, pgtest.Shared(t).NewDatabase(t)) // a database of its own: the setting is the database's
 	defer s.Close()
 	c := openAccount(t, s, "c", false)
+	if err := s.Probe(bg); err != nil {
+		t.Fatalf("Probe before the change: %v", err)
+	}
 	if _, err := s.pool.Exec(bg, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$`); err != nil {
 		t.Fatal(err)
+	}
+	// The probe's session is new: it sees the setting at once, while the
+	// pool's sessions keep theirs.
+	if err := s.Probe(bg); !errors.Is(err, bank.ErrStoreUnavailable) || !strings.Contains(err.Error(), "synchronous_commit") {
+		t.Errorf("Probe after the change = %v, want ErrStoreUnavailable naming synchronous_commit", err)
 	}
 	s.pool.Reset() // the pool's next connections see the new setting
 	if _, err := s.Credit(bg, bank.CreditOp{Account: c, Amount: 1, Time: epoch}); !errors.Is(err, bank.ErrStoreUnavailable) || !strings.Contains(err.Error(), "synchronous_commit") {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -30,7 +31,7 @@ func TestHealthFollowsTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := StartBank(BankConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Keys: bank.KeyConfig{Currency: "EUR"},
-		Store: dsn, HealthPoll: 20 * time.Millisecond})
+		Store: dsn, HealthPoll: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,15 +74,63 @@ func TestHealthFollowsTheStore(t *testing.T) {
 		}
 	}
 	exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database()); END $$`)
-	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	// The probe's own session sees the setting at once; the pool's keep
+	// theirs until they end.
 	waitHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	if v := gauge(t, n.Registry, "blindbank_store_serving"); v != 0 {
+		t.Errorf("blindbank_store_serving = %g while the probe fails; want 0", v)
+	}
+	var pids []int32
+	if err := db.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&pids); err != nil {
+		t.Fatal(err)
+	}
+	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var left int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, pids).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the bank's sessions still there 10 s after they were ended", left)
+		}
+	}
 	if _, err := bankc.DepositStatus(ctx, unpaid); status.Code(err) != codes.Unavailable || bank.Reason(err) != "STORE_UNAVAILABLE" {
 		t.Errorf("DepositStatus while the store is refused: %v (reason %q); want UNAVAILABLE, STORE_UNAVAILABLE", err, bank.Reason(err))
 	}
 
 	exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET synchronous_commit', current_database()); END $$`)
 	waitHealth(healthpb.HealthCheckResponse_SERVING)
-	if _, err := bankc.DepositStatus(ctx, unpaid); bank.Reason(err) != "NOT_PAID" {
-		t.Errorf("DepositStatus once the store serves again: %v; want NOT_PAID", err)
+	if v := gauge(t, n.Registry, "blindbank_store_serving"); v != 1 {
+		t.Errorf("blindbank_store_serving = %g once the probe passes; want 1", v)
 	}
+	// The pool's sessions the server ended, if it has not pinged them yet
+	// (they were used within the second), fail a call each, then go.
+	for i := 0; ; i++ {
+		_, err := bankc.DepositStatus(ctx, unpaid)
+		if bank.Reason(err) == "NOT_PAID" {
+			break
+		}
+		if bank.Reason(err) != "STORE_UNAVAILABLE" || i == 8 {
+			t.Fatalf("DepositStatus %d once the store serves again: %v; want NOT_PAID", i+1, err)
+		}
+	}
+}
+
+// gauge is the value of the unlabelled gauge name in reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

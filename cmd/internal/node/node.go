@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -241,7 +242,10 @@ type Bank struct {
 	backups *backupMetrics
 	backup  sync.Mutex         // one backup at a time
 	unwatch context.CancelFunc // stops WatchRevocations and WatchRefusals; nil until they run
-	watched sync.WaitGroup     // done once both returned
+	// storeDown: the store's probe has failed (watchStore), the health
+	// check says NOT_SERVING.
+	storeDown atomic.Bool
+	watched   sync.WaitGroup // done once both returned
 }
 
 // openStore opens the ledger: Pebble in DIR/ledger, or the PostgreSQL
@@ -315,7 +319,16 @@ func (n *Bank) instrument(now func() time.Time) error {
 		}
 		return float64(until.Unix())
 	})
-	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last, issuable} {
+	serving := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "blindbank_store_serving",
+		Help: "1 while the ledger store can serve, 0 while its probe fails (a bank on PostgreSQL probes it every few seconds; the gRPC health check says NOT_SERVING then).",
+	}, func() float64 {
+		if n.storeDown.Load() {
+			return 0
+		}
+		return 1
+	})
+	for _, c := range []prometheus.Collector{n.commits.size, n.commits.latency, store, n.backups.total, n.backups.last, issuable, serving} {
 		if err := n.Registry.Register(c); err != nil {
 			return err
 		}
@@ -450,37 +463,51 @@ func StartBank(cfg BankConfig) (*Bank, error) {
 	return n, nil
 }
 
-// watchStore probes the store every interval until ctx ends, and reports
-// it in the health check both listeners serve: NOT_SERVING while the
-// probe fails (the database unreachable, this replica's clock or the
-// server's durability settings refused: every call needing the store
-// would fail), SERVING once it passes again. Each change is logged. A
-// stop's NOT_SERVING is final (health.Server.Shutdown).
+// probeFailures is how many store probes in a row must fail before the
+// health check says NOT_SERVING: one slow probe does not take a replica
+// out of rotation, nor make its status flap.
+const probeFailures = 2
+
+// watchStore probes the store every interval until ctx ends, each probe
+// given half the interval (at most two seconds), and reports it in the
+// health check both listeners serve and in blindbank_store_serving:
+// NOT_SERVING after probeFailures failures in a row (the database
+// unreachable, this replica's clock or the server's durability settings
+// refused: every call needing a new connection would fail), SERVING once
+// one passes again. Each change is logged. A stop's NOT_SERVING is final
+// (health.Server.Shutdown).
 func (n *Bank) watchStore(ctx context.Context, p bank.Prober, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	serving := true
+	timeout := min(interval/2, 2*time.Second)
+	failed := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, interval)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		err := p.Probe(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
-		case err != nil && serving:
-			log.Error("the store cannot serve: health check NOT_SERVING", "err", err)
-			n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-		case err == nil && !serving:
+		case err == nil && failed >= probeFailures:
 			log.Info("the store serves again: health check SERVING")
 			n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			n.storeDown.Store(false)
+		case err != nil && failed+1 == probeFailures:
+			log.Error("the store cannot serve: health check NOT_SERVING", "err", err)
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			n.storeDown.Store(true)
 		}
-		serving = err == nil
+		if err == nil {
+			failed = 0
+		} else {
+			failed++
+		}
 	}
 }
 
