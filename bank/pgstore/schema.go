@@ -122,6 +122,10 @@ var migrations = []migration{
 		// the commit decides (bank.CheckOp.NotAfter), not for a decline it
 		// made before, which moves no money.
 		notAfterTrigger("checks"),
+		// A development build of migration 13 put the trigger on accounts;
+		// a database it migrated would keep judging every update of an
+		// account row by the deadline. No landed build made it.
+		`DROP TRIGGER IF EXISTS accounts_not_after ON accounts`,
 	}},
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestServerVersion: a server older than 11 is refused a session before
@@ -55,4 +57,30 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestStaleAccountsTriggerDropped: a database a development build of
+// migration 13 migrated has the deadline's trigger on accounts; migration
+// 14 drops it, and puts one on checks.
+func TestStaleAccountsTriggerDropped(t *testing.T) {
+	dsn := freshDSN(t)
+	pool, err := pgxpool.New(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate(bg, pool, migrations[:13]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(bg, notAfterTrigger("accounts")); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, dsn)
+	defer s.Close()
+	for table, want := range map[string]int{"accounts": 0, "checks": 1} {
+		var n int
+		if err := pool.QueryRow(bg, `SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass`, table+"_not_after", table).Scan(&n); err != nil || n != want {
+			t.Errorf("%s_not_after on %s: %d, %v; want %d", table, table, n, err, want)
+		}
+	}
 }
