@@ -199,6 +199,21 @@ func NewStatus(code codes.Code, reason, msg string) *status.Status {
 	return withDetails(status.New(code, msg), errorInfo(reason))
 }
 
+// CodeName is a gRPC code's canonical name, as docs/PROTOCOL.md §6.1 and
+// other languages' gRPC libraries write it: FAILED_PRECONDITION.
+func CodeName(c codes.Code) string {
+	var b strings.Builder
+	prev := ' '
+	for _, r := range c.String() {
+		if r >= 'A' && r <= 'Z' && prev >= 'a' && prev <= 'z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+		prev = r
+	}
+	return strings.ToUpper(b.String())
+}
+
 func errorInfo(reason string) *errdetails.ErrorInfo {
 	return &errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason}
 }

@@ -15,12 +15,6 @@ import (
 	"github.com/blindbank/blindbank/ecash"
 )
 
-// upperSnake is the form of a code's or reason's name in the docs:
-// FailedPrecondition → FAILED_PRECONDITION.
-func upperSnake(s string) string {
-	return strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(s, "${1}_${2}"))
-}
-
 // docReasons reads the table of docs/PROTOCOL.md §6.1 that follows the
 // line starting with intro: each row's reason, code and third column.
 func docReasons(t *testing.T, path, intro string) map[string][2]string {
@@ -83,7 +77,7 @@ func TestErrorReasonsDocumented(t *testing.T) {
 			t.Errorf("§6.1 does not list %s (%v)", e.reason, e.err)
 			continue
 		}
-		if want := [2]string{upperSnake(e.code.String()), e.err.Error()}; row != want {
+		if want := [2]string{CodeName(e.code), e.err.Error()}; row != want {
 			t.Errorf("§6.1 lists %s as %q; want %q", e.reason, row, want)
 		}
 	}
@@ -153,6 +147,20 @@ func TestRecordedRefusalKeepsReason(t *testing.T) {
 		r := &WithdrawRefusal{Code: first.Code(), Reason: first.Message()}
 		if got, want := Reason(r), Reason(first.Err()); got != want || got == "" {
 			t.Errorf("recorded refusal of %v: reason %q; want %q, as first sent", e, got, want)
+		}
+	}
+}
+
+// TestCodeName: every code by the name other gRPC libraries give it.
+func TestCodeName(t *testing.T) {
+	for c, want := range map[codes.Code]string{
+		codes.OK: "OK", codes.Canceled: "CANCELED", codes.InvalidArgument: "INVALID_ARGUMENT",
+		codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.FailedPrecondition: "FAILED_PRECONDITION",
+		codes.ResourceExhausted: "RESOURCE_EXHAUSTED", codes.Unauthenticated: "UNAUTHENTICATED",
+		codes.OutOfRange: "OUT_OF_RANGE", codes.DataLoss: "DATA_LOSS", codes.AlreadyExists: "ALREADY_EXISTS",
+	} {
+		if got := CodeName(c); got != want {
+			t.Errorf("CodeName(%v) = %q; want %q", c, got, want)
 		}
 	}
 }

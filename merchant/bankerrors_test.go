@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -82,8 +81,7 @@ func TestReasonsDocumented(t *testing.T) {
 	for _, err := range own {
 		got := m.toStatus(context.Background(), fmt.Errorf("detail: %w", err))
 		reason := bank.Reason(got)
-		code := strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(status.Code(got).String(), "${1}_${2}"))
-		if row := fmt.Sprintf("| `%s` | `%s` |", reason, code); reason == "" || !strings.Contains(string(raw), row) {
+		if row := fmt.Sprintf("| `%s` | `%s` |", reason, bank.CodeName(status.Code(got))); reason == "" || !strings.Contains(string(raw), row) {
 			t.Errorf("%v: §6.1 has no row %q", err, row)
 		}
 		if seen[reason] {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -214,7 +213,7 @@ func TestReasonsDocumented(t *testing.T) {
 	}
 	for _, e := range []error{errTooFast, errTooMany, errStopping, checkToken(context.Background(), []byte("x")),
 		tooLarge(&pb.CoinsSpentRequest{}, 2, 1), errNoClientCert} {
-		row := fmt.Sprintf("| `%s` | `%s` |", bank.Reason(e), strings.ToUpper(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(status.Code(e).String(), "${1}_${2}")))
+		row := fmt.Sprintf("| `%s` | `%s` |", bank.Reason(e), bank.CodeName(status.Code(e)))
 		if bank.Reason(e) == "" || !strings.Contains(string(raw), row) {
 			t.Errorf("%v: §6.1 has no row %q", e, row)
 		}
