@@ -117,16 +117,26 @@ var migrations = []migration{
 		notAfterTrigger("refunds"),
 		notAfterTrigger("swaps"),
 	}},
-	{14, "commit deadlines of payment orders: a check the commit decides commits only until its EPO's expiry plus the skew", []string{
+	{14, "commit deadlines of payment orders: a check the commit decides commits only until its EPO's expiry plus the skew", append([]string{
 		// As migration 13; the service sets a deadline only for the orders
 		// the commit decides (bank.CheckOp.NotAfter), not for a decline it
 		// made before, which moves no money.
 		notAfterTrigger("checks"),
-		// A development build of migration 13 put the trigger on accounts;
-		// a database it migrated would keep judging every update of an
-		// account row by the deadline. No landed build made it.
-		`DROP TRIGGER IF EXISTS accounts_not_after ON accounts`,
-	}},
+	}, repairedNotAfter()...)},
+}
+
+// repairedNotAfter makes the triggers of migration 13 as it landed. A
+// development build of it put the one trigger on accounts instead (every
+// update of an account row judged by the deadline, and no operation's
+// record); a database it migrated holds version 13 all the same. No
+// landed build made it; each statement is a no-op on a database migration
+// 13 made.
+func repairedNotAfter() []string {
+	s := []string{`DROP TRIGGER IF EXISTS accounts_not_after ON accounts`}
+	for _, table := range []string{"withdrawals", "deposits", "refunds", "swaps"} {
+		s = append(s, fmt.Sprintf(`DROP TRIGGER IF EXISTS %[1]s_not_after ON %[1]s`, table), notAfterTrigger(table))
+	}
+	return s
 }
 
 // notAfterTrigger checks, as the COMMIT runs, the deadline of a

@@ -59,28 +59,37 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestStaleAccountsTriggerDropped: a database a development build of
-// migration 13 migrated has the deadline's trigger on accounts; migration
-// 14 drops it, and puts one on checks.
-func TestStaleAccountsTriggerDropped(t *testing.T) {
-	dsn := freshDSN(t)
-	pool, err := pgxpool.New(bg, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := migrate(bg, pool, migrations[:13]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(bg, notAfterTrigger("accounts")); err != nil {
-		t.Fatal(err)
-	}
-	s := mustOpen(t, dsn)
-	defer s.Close()
-	for table, want := range map[string]int{"accounts": 0, "checks": 1} {
-		var n int
-		if err := pool.QueryRow(bg, `SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass`, table+"_not_after", table).Scan(&n); err != nil || n != want {
-			t.Errorf("%s_not_after on %s: %d, %v; want %d", table, table, n, err, want)
+// TestDevelopmentMigration13Repaired: a database a development build of
+// migration 13 migrated has its function and one trigger, on accounts
+// (AFTER UPDATE), recorded as version 13. Migration 14 drops that trigger
+// and leaves the deadline's trigger on each operation's record, checks'
+// included, as on a database the landed migration 13 made.
+func TestDevelopmentMigration13Repaired(t *testing.T) {
+	devel := migrations[12]
+	devel.steps = []string{devel.steps[0], `CREATE CONSTRAINT TRIGGER accounts_not_after AFTER UPDATE ON accounts
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+			WHEN (current_setting('blindbank.not_after', true) <> '')
+			EXECUTE FUNCTION blindbank_not_after()`}
+	for name, first := range map[string][]migration{
+		"the development build's": append(append([]migration{}, migrations[:12]...), devel),
+		"the landed one's":        migrations[:13],
+	} {
+		dsn := freshDSN(t)
+		pool, err := pgxpool.New(bg, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		if _, err := migrate(bg, pool, first); err != nil {
+			t.Fatal(err)
+		}
+		s := mustOpen(t, dsn)
+		s.Close()
+		for table, want := range map[string]int{"accounts": 0, "withdrawals": 1, "deposits": 1, "refunds": 1, "swaps": 1, "checks": 1} {
+			var n int
+			if err := pool.QueryRow(bg, `SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass`, table+"_not_after", table).Scan(&n); err != nil || n != want {
+				t.Errorf("after %s migration 13 and 14: %s_not_after: %d, %v; want %d", name, table, n, err, want)
+			}
 		}
 	}
 }
