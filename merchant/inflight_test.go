@@ -553,9 +553,10 @@ func (c *crashOnLost) Deposit(ctx context.Context, in *pb.DepositRequest, o ...g
 // TestResendAfterPowerLossWhileOriginalCommits: the merchant loses power
 // while a payment's deposit sits in the bank's commit pipeline, and with
 // it the deposit's mark, not yet synced. Restarted, it marks the order
-// (Open, after a run that did not close cleanly). The wallet sends the
-// same payment again and a replica whose clock is past the request's
-// expiry refuses it. That send counted as a first one: the merchant passed
+// (Open, after a run that did not close cleanly) and asks the bank, which
+// has no payment of it yet (Reconcile, as merchantd does at start). The
+// wallet sends the same payment again and a replica whose clock is past
+// the request's expiry refuses it. That send counted as a first one: the merchant passed
 // the refusal on, and the wallet took its coins back while the original
 // went on to spend them. The order's mark now makes it a resend: the
 // wallet is told the payment is pending, and Reconcile records it paid
@@ -578,6 +579,15 @@ func TestResendAfterPowerLossWhileOriginalCommits(t *testing.T) {
 	if ok, err := s.m.has(attemptKey(o.ID, sealed)); ok || err != nil {
 		t.Fatalf("the deposit's mark survived the power loss (%v): the test needs it lost", err)
 	}
+	// As merchantd does at start: the bank has no payment of the order yet.
+	if paid, err := s.m.Reconcile(ctx); err != nil || paid != 0 {
+		t.Fatalf("reconcile at start: %d paid, %v", paid, err)
+	}
+	// A stranger's junk for the order is refused for what it is, and
+	// leaves no mark: no send of those bytes can be committing.
+	if _, err := s.m.PublicServer().Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: []byte("junk")}); !bank.Definitive(err) || s.stored(attemptKey(o.ID, []byte("junk"))) {
+		t.Errorf("junk paying the order after the power loss: %v, its mark kept %v; want a refusal, no mark", err, s.stored(attemptKey(o.ID, []byte("junk"))))
+	}
 	_, err := s.m.PublicServer().Pay(ctx, &pb.PayRequest{OrderId: o.ID, SealedPayment: sealed})
 	if bank.Definitive(err) {
 		t.Errorf("the wallet's resend after the power loss, refused by the replica past the expiry: %v, a refusal; want the payment pending", err)
@@ -592,4 +602,14 @@ func TestResendAfterPowerLossWhileOriginalCommits(t *testing.T) {
 		t.Errorf("order %s; want paid", st)
 	}
 	s.conserved(o)
+}
+
+// stored reports whether key is in the merchant's store.
+func (s *shop) stored(key []byte) bool {
+	s.t.Helper()
+	ok, err := s.m.has(key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return ok
 }

@@ -483,8 +483,11 @@ func (m *Merchant) order(id string) (*Order, error) {
 // lost answer (reconcile.go). A refusal of bytes marked before this call
 // (the wallet's retry), or of bytes another call sent meanwhile, does not
 // remove the mark: that send may still be committing (ErrPaymentPending).
-// A double spend's refusal does, and reaches the wallet with its proof:
-// no send of bytes spending a coin another payment spent can commit.
+// Nor, but for a refusal of what the bytes are, does one while the order
+// has Open's mark (reconcile.go): the last run may have sent them and lost
+// their mark. A double spend's refusal does, and reaches the wallet with
+// its proof: no send of bytes spending a coin another payment spent can
+// commit.
 func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]byte, error) {
 	if err := m.begin(); err != nil {
 		return nil, err
@@ -501,9 +504,10 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payTimeout)
 	defer cancel()
 	m.tr.Record(m.now(), "sealed-payment", sealed, orderID)
-	var mark []byte // nil: the order is paid already, nothing can be in flight
-	resent := false // the mark was there: these bytes may have been sent before
-	var att *sends  // this call's count of the sends of these bytes in flight
+	var mark []byte     // nil: the order is paid already, nothing can be in flight
+	resent := false     // the mark was there: these bytes may have been sent before
+	afterCrash := false // the order's own mark is there (Open's): any bytes may have been
+	var att *sends      // this call's count of the sends of these bytes in flight
 	if o.Receipt == nil {
 		// Not synced: a process crash keeps it, and the synced write that
 		// records the order paid deletes it (payments are measured by
@@ -514,13 +518,11 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		if resent, err = m.has(mark); err != nil {
 			return nil, err
 		}
-		// The order's own mark, with no attempt, is Open's after a run
-		// that did not close cleanly: a send of these bytes then may have
-		// lost its mark (written without a sync) and still be committing.
-		if !resent {
-			if resent, err = m.has(orderMarkKey(orderID)); err != nil {
-				return nil, err
-			}
+		// The order's own mark is Open's after a run that did not close
+		// cleanly: a send of these bytes in that run may have lost its
+		// mark (written without a sync) and still be committing.
+		if afterCrash, err = m.has(orderMarkKey(orderID)); err != nil {
+			return nil, err
 		}
 		if err := m.db.Set(mark, nil, pebble.NoSync); err != nil {
 			return nil, err
@@ -558,7 +560,7 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		// bytes, earlier or overlapping, can commit. The attempt ends,
 		// and the wallet gets the refusal with its proof, not "pending".
 		m.endAttempt(mark, true)
-	case ended && (resent || !m.dropAlone(mark, att)):
+	case ended && (resent || (afterCrash && !refusedForItsBytes(err)) || !m.dropAlone(mark, att)):
 		// The bank looked the payment up once, found none, and refused
 		// (say, expired by its clock); but an earlier send of these bytes,
 		// whose outcome was lost, or one overlapping this one (the
@@ -580,6 +582,22 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 	}
 	m.tr.Record(m.now(), "deposit-receipt", resp.Receipt, orderID)
 	return resp.Receipt, nil
+}
+
+// refusedForItsBytes reports whether the bank refused a deposit for what
+// its bytes are (malformed, a signature that does not verify, coins that
+// do not add up, another bank's or currency's): whenever and wherever they
+// were sent before, they were refused the same way, and nothing of them
+// can be committing. Any other refusal (expired, a denomination the
+// replica does not know, one from a bank that sends no reason) may be of
+// a later send only.
+func refusedForItsBytes(err error) bool {
+	switch bank.Reason(err) {
+	case "MALFORMED", "BAD_SIGNATURE", "BAD_KEY", "BAD_AMOUNT", "AMOUNT_OVERFLOW", "AMOUNT_UNDERFLOW",
+		"AMOUNT_MISMATCH", "CURRENCY_MISMATCH", "WRONG_CURRENCY", "WRONG_BANK", "DUPLICATE_COIN", "UNKNOWN_CIPHER":
+		return true
+	}
+	return false
 }
 
 // sends counts the sends of one sealed payment in flight; overlapped: two

@@ -33,12 +33,16 @@ import (
 // it has one, and drop the marks once the bank can no longer accept a
 // payment of the order.
 //
-// A mark d/<order id> alone, with no attempt, is Open's after a run that
+// A mark d/<order id>, beside any attempts', is Open's after a run that
 // did not close cleanly: a power loss may have taken marks written without
 // a sync, so every order that could have been paid since that run opened
-// is asked about once (stores from before attempts had keys of their own
-// hold such marks too). While it stands, Pay takes every send for the
-// order as a resend: one before the power loss may still be committing.
+// is asked about (stores from before attempts had keys of their own hold
+// such marks too). It stays until the bank can take no payment of the
+// order, asked about at start and then only at that end (markAsked): a
+// send of the last run may still be committing. While it stands, Pay
+// takes a refusal of any send for the order, but one for what its bytes
+// are (refusedForItsBytes), as a refusal of a send that may have been
+// made before: the payment is pending.
 
 func attemptKey(orderID string, sealed []byte) []byte {
 	h := sha256.Sum256(sealed)
@@ -101,22 +105,36 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 		return 0, err
 	}
 	defer m.inflight.Done()
-	var ids []string
+	type marked struct {
+		id      string
+		waiting bool // only Open's mark, asked about already (markAsked)
+	}
+	var ids []marked
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("d/"), UpperBound: []byte("d0")})
 	if err != nil {
 		return 0, err
 	}
 	for it.First(); it.Valid(); it.Next() {
 		// An order's marks are adjacent: one question per order.
-		if id := markedOrder(it.Key()); len(ids) == 0 || ids[len(ids)-1] != id {
-			ids = append(ids, id)
+		id := markedOrder(it.Key())
+		if len(ids) == 0 || ids[len(ids)-1].id != id {
+			ids = append(ids, marked{id: id, waiting: true})
+		}
+		if !bytes.Equal(it.Key(), orderMarkKey(id)) || !bytes.Equal(it.Value(), markAsked) {
+			ids[len(ids)-1].waiting = false
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return 0, err
 	}
 	var errs []error
-	for _, id := range ids {
+	for _, mk := range ids {
+		id := mk.id
+		if mk.waiting {
+			if o, err := m.order(id); err == nil && o.Receipt == nil && !m.now().After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
+				continue // asked; asked again once the bank can take no payment
+			}
+		}
 		ok, err := m.settleDeposit(ctx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("order %s: %w", id, err))
@@ -163,11 +181,19 @@ func (m *Merchant) checkOrder(ctx context.Context, id string) (*Order, error) {
 	return m.order(id)
 }
 
+// markAsked is the value of Open's mark of an order once the bank said it
+// has no payment of it: Reconcile asks again only when the bank can take
+// none (and drops the mark then), not at every pass, however many orders a
+// crash marked. The mark stays till then: a send of the last run may still
+// be committing (in a paused replica's pipeline), and Pay takes every send
+// for the order as one that may have been made before.
+var markAsked = []byte{1}
+
 // settleDeposit asks the bank about the deposits in flight for order id:
 // paid, the receipt is verified and the order recorded paid (paid true);
 // not paid and too late to be (past ExpiresAt + 2*MaxClockSkew: the bank's
 // grace, and the clocks' difference), the marks are dropped; not paid yet,
-// the attempts' marks stay, and Open's is dropped (asked once).
+// the marks stay, Open's marked asked (markAsked).
 func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err error) {
 	o, err := m.order(id)
 	if errors.Is(err, ErrNoOrder) || (err == nil && o.Receipt != nil) {
@@ -184,8 +210,10 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 	resp, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
 	if status.Code(err) == codes.NotFound {
 		if !m.now().After(o.ExpiresAt.Add(2 * ecash.MaxClockSkew)) {
-			// A deposit the last run sent, if any, ended with that run.
-			return false, m.db.Delete(orderMarkKey(id), pebble.NoSync)
+			if crashed, err := m.has(orderMarkKey(id)); err != nil || !crashed {
+				return false, err
+			}
+			return false, m.db.Set(orderMarkKey(id), markAsked, pebble.NoSync)
 		}
 		m.log.Info("deposit in flight dropped: the bank has no payment of the order and can take none now", "order", id)
 		return false, m.clearMarks(id)

@@ -108,7 +108,9 @@ func TestRefusedPaymentLeavesNothingInFlight(t *testing.T) {
 // After a run that did not close cleanly (a power loss: a mark written
 // without a sync may be gone) the merchant asks the bank once about every
 // unpaid order that could still have been paid, and about none other;
-// after a clean close it asks about none (merchant review F5).
+// after a clean close it asks about none (merchant review F5). It keeps
+// the order's mark and asks once more, to drop it, when the bank can take
+// no payment of the order.
 func TestUncleanShutdownAsksBankOnceAboutOpenOrders(t *testing.T) {
 	ctx := context.Background()
 	s := newShop(t)
@@ -140,4 +142,15 @@ func TestUncleanShutdownAsksBankOnceAboutOpenOrders(t *testing.T) {
 	}
 	reconcile("after a power loss", 1)
 	reconcile("again", 0)
+	// The mark stays, not asked about, until the bank can take no payment
+	// of the order: a send of the last run may still be committing.
+	if !s.marked(open.ID) {
+		t.Fatal("the open order's mark went at the first answer; a send of the last run may still commit")
+	}
+	s.clock.add(time.Hour + 2*ecash.MaxClockSkew + time.Second)
+	reconcile("once the bank can take no payment of it", 1)
+	if s.marked(open.ID) {
+		t.Error("the open order's mark stayed once the bank could take no payment of it")
+	}
+	reconcile("after that", 0)
 }
