@@ -747,7 +747,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// read runs a read-only call with ctx, which it honours throughout.
+// sessionLost reports whether err ended a session that had been made: not
+// a failure to make one (a server down or unreachable), which a new
+// attempt would only repeat, each as slowly.
+func sessionLost(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return connectionLost(err) && !errors.As(err, &connectErr)
+}
+
+// readAttempts bounds the sends of a read whose session was lost: a
+// server restarted or failed over ends every pooled session, and the pool
+// notices only when one is used (or pings it, after a second idle).
+const readAttempts = 3
+
+// read runs a read-only call with ctx, which it honours throughout. A read
+// whose session was lost is sent again, on another session, up to
+// readAttempts in all: it changed nothing, and the caller would only have
+// retried it after an UNAVAILABLE.
 func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -756,7 +772,11 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := fn(ctx); err != nil {
+	err := fn(ctx)
+	for attempt := 1; attempt < readAttempts && err != nil && ctx.Err() == nil && sessionLost(err); attempt++ {
+		err = fn(ctx)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -1,10 +1,13 @@
 package pgstore
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -90,6 +93,53 @@ func TestDevelopmentMigration13Repaired(t *testing.T) {
 			if err := pool.QueryRow(bg, `SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass`, table+"_not_after", table).Scan(&n); err != nil || n != want {
 				t.Errorf("after %s migration 13 and 14: %s_not_after: %d, %v; want %d", name, table, n, err, want)
 			}
+		}
+	}
+}
+
+// TestReadAfterSessionsEnded: the server ends every session of the store
+// (a restart, a failover, an operator's pg_terminate_backend) just after
+// they were used, so the pool has not pinged them. A read is sent again on
+// another session and answers; it used to fail UNAVAILABLE, once per dead
+// session the pool handed out.
+func TestReadAfterSessionsEnded(t *testing.T) {
+	dsn := freshDSN(t)
+	s := mustOpen(t, dsn)
+	defer s.Close()
+	c := openAccount(t, s, "c", false)
+	admin, err := pgx.Connect(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(bg)
+	for round := range 3 {
+		// Two sessions in the pool, both used just now.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if err := s.read(bg, func(ctx context.Context) error {
+					_, err := s.pool.Exec(ctx, `SELECT pg_sleep(0.02)`)
+					return err
+				}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		var pids []int32
+		if err := admin.QueryRow(bg, `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&pids); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Exec(bg, `SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid`, pids); err != nil {
+			t.Fatal(err)
+		}
+		for left := len(pids); left > 0; {
+			if err := admin.QueryRow(bg, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, pids).Scan(&left); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a, err := s.Account(bg, c); err != nil || a.ID != c {
+			t.Errorf("round %d: a read after the store's %d sessions were ended: %+v, %v; want the account", round, len(pids), a, err)
 		}
 	}
 }
