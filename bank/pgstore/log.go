@@ -521,6 +521,7 @@ func (s *Store) LogEntries(ctx context.Context, from int64, n, maxBytes int) ([]
 	}
 	var out [][]byte
 	err := s.read(ctx, func(ctx context.Context) error {
+		out = nil // a retried read starts over
 		if n == 0 {
 			return nil
 		}

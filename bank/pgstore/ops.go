@@ -1683,6 +1683,7 @@ func (s *Store) History(ctx context.Context, id uint64, limit int) ([]bank.Posti
 	}
 	var out []bank.Posting
 	err := s.read(ctx, func(ctx context.Context) error {
+		out = nil // a retried read starts over
 		rows, err := s.pool.Query(ctx, `SELECT p.seq, p.posted_at, p.kind, p.amount, p.balance, p.memo, p.counterparty, p.ref, p.product
 			FROM accounts a LEFT JOIN LATERAL (
 				SELECT * FROM postings WHERE account = a.id ORDER BY seq DESC LIMIT $2

@@ -129,12 +129,22 @@ var migrations = []migration{
 // development build of it put the one trigger on accounts instead (every
 // update of an account row judged by the deadline, and no operation's
 // record); a database it migrated holds version 13 all the same. No
-// landed build made it; each statement is a no-op on a database migration
-// 13 made.
+// landed build made it. Each statement runs only where its trigger is
+// wrong, so on a database migration 13 made none takes a table's lock (a
+// DROP TRIGGER would hold an exclusive one, reads blocked, until the
+// migration commits).
 func repairedNotAfter() []string {
-	s := []string{`DROP TRIGGER IF EXISTS accounts_not_after ON accounts`}
+	s := []string{`DO $$ BEGIN
+		IF EXISTS (SELECT FROM pg_trigger WHERE tgname = 'accounts_not_after' AND tgrelid = 'accounts'::regclass) THEN
+			DROP TRIGGER accounts_not_after ON accounts;
+		END IF;
+	END $$`}
 	for _, table := range []string{"withdrawals", "deposits", "refunds", "swaps"} {
-		s = append(s, fmt.Sprintf(`DROP TRIGGER IF EXISTS %[1]s_not_after ON %[1]s`, table), notAfterTrigger(table))
+		s = append(s, fmt.Sprintf(`DO $$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = '%[1]s_not_after' AND tgrelid = '%[1]s'::regclass) THEN
+				EXECUTE '%[2]s';
+			END IF;
+		END $$`, table, strings.ReplaceAll(notAfterTrigger(table), "'", "''")))
 	}
 	return s
 }

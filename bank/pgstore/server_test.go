@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -86,7 +87,26 @@ func TestDevelopmentMigration13Repaired(t *testing.T) {
 		if _, err := migrate(bg, pool, first); err != nil {
 			t.Fatal(err)
 		}
-		s := mustOpen(t, dsn)
+		// A long read of the operations' tables (an auditor's, a dump)
+		// while a replica migrates: on a database the landed migration
+		// 13 made, migration 14 takes no lock that waits for it.
+		reader, err := pool.Begin(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reader.Exec(bg, `SELECT FROM withdrawals, deposits, refunds, swaps, accounts LIMIT 1`); err != nil {
+			t.Fatal(err)
+		}
+		if name == "the development build's" {
+			reader.Rollback(bg) // its repair must take the tables' locks
+		}
+		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		s, err := Open(ctx, dsn, Options{MaxConns: 2, Logger: quiet})
+		cancel()
+		reader.Rollback(bg)
+		if err != nil {
+			t.Fatalf("migrating from %s migration 13: %v", name, err)
+		}
 		s.Close()
 		for table, want := range map[string]int{"accounts": 0, "withdrawals": 1, "deposits": 1, "refunds": 1, "swaps": 1, "checks": 1} {
 			var n int
@@ -104,7 +124,10 @@ func TestDevelopmentMigration13Repaired(t *testing.T) {
 // session the pool handed out.
 func TestReadAfterSessionsEnded(t *testing.T) {
 	dsn := freshDSN(t)
-	s := mustOpen(t, dsn)
+	s, err := Open(bg, dsn, Options{MaxConns: 2, Logger: quiet}) // at most two sessions to end: fewer than readAttempts
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	c := openAccount(t, s, "c", false)
 	admin, err := pgx.Connect(bg, dsn)

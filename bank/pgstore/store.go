@@ -763,7 +763,8 @@ const readAttempts = 3
 // read runs a read-only call with ctx, which it honours throughout. A read
 // whose session was lost is sent again, on another session, up to
 // readAttempts in all: it changed nothing, and the caller would only have
-// retried it after an UNAVAILABLE.
+// retried it after an UNAVAILABLE. So fn may run more than once, each time
+// from the start: it resets whatever it fills.
 func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := s.enter(); err != nil {
 		return err
