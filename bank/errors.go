@@ -199,8 +199,9 @@ func NewStatus(code codes.Code, reason, msg string) *status.Status {
 	return withDetails(status.New(code, msg), errorInfo(reason))
 }
 
-// CodeName is a gRPC code's canonical name, as docs/PROTOCOL.md §6.1 and
-// other languages' gRPC libraries write it: FAILED_PRECONDITION.
+// CodeName is a gRPC code's Go name in UPPER_SNAKE, as docs/PROTOCOL.md
+// §6.1 writes codes: FAILED_PRECONDITION (google.rpc.Code spells one
+// CANCELLED; this, CANCELED).
 func CodeName(c codes.Code) string {
 	var b strings.Builder
 	prev := ' '

@@ -570,7 +570,9 @@ func (m *Merchant) Pay(ctx context.Context, orderID string, sealed []byte) ([]by
 		// payment of the order, and the wallet is told to ask again, not
 		// that nothing was paid.
 		m.log.Warn("deposit refused, but an earlier send of it may still be committing: kept for Reconcile", "order", orderID, "err", err)
-		m.endAttempt(mark, false)
+		if !afterCrash { // Open's mark, synced, covers the order after a power loss
+			m.endAttempt(mark, false)
+		}
 		return nil, fmt.Errorf("%w (the bank said: %s)", ErrPaymentPending, status.Convert(err).Message())
 	}
 	if err != nil {

@@ -105,35 +105,27 @@ func (m *Merchant) Reconcile(ctx context.Context) (paid int, err error) {
 		return 0, err
 	}
 	defer m.inflight.Done()
-	type marked struct {
-		id      string
-		waiting bool // only Open's mark, asked about already (markAsked)
-	}
-	var ids []marked
+	var ids []string
 	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte("d/"), UpperBound: []byte("d0")})
 	if err != nil {
 		return 0, err
 	}
 	for it.First(); it.Valid(); it.Next() {
 		// An order's marks are adjacent: one question per order.
-		id := markedOrder(it.Key())
-		if len(ids) == 0 || ids[len(ids)-1].id != id {
-			ids = append(ids, marked{id: id, waiting: true})
-		}
-		if !bytes.Equal(it.Key(), orderMarkKey(id)) || !bytes.Equal(it.Value(), markAsked) {
-			ids[len(ids)-1].waiting = false
+		if id := markedOrder(it.Key()); len(ids) == 0 || ids[len(ids)-1] != id {
+			ids = append(ids, id)
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return 0, err
 	}
 	var errs []error
-	for _, mk := range ids {
-		id := mk.id
-		if mk.waiting {
-			if o, err := m.order(id); err == nil && o.Receipt == nil && !m.now().After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
-				continue // asked; asked again once the bank can take no payment
+	for _, id := range ids {
+		if wait, err := m.waitingNow(id); err != nil || wait {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("order %s: %w", id, err))
 			}
+			continue
 		}
 		ok, err := m.settleDeposit(ctx, id)
 		if err != nil {
@@ -175,6 +167,9 @@ func (m *Merchant) checkOrder(ctx context.Context, id string) (*Order, error) {
 	if keys, err := m.marks(id); err != nil || len(keys) == 0 {
 		return o, err
 	}
+	if wait, err := m.waitingNow(id); err != nil || wait {
+		return o, err // asked at start; not at every look
+	}
 	if _, err := m.settleDeposit(ctx, id); err != nil {
 		return nil, fmt.Errorf("merchant: order %s has a deposit in flight, and asking the bank about it failed: %w", id, err)
 	}
@@ -188,6 +183,36 @@ func (m *Merchant) checkOrder(ctx context.Context, id string) (*Order, error) {
 // be committing (in a paused replica's pipeline), and Pay takes every send
 // for the order as one that may have been made before.
 var markAsked = []byte{1}
+
+// waitingNow reports whether order id has nothing to ask the bank now: its
+// only mark is Open's, asked about already (markAsked), and the bank can
+// still take a payment of it (asked again, to drop the mark, once it
+// cannot).
+func (m *Merchant) waitingNow(id string) (bool, error) {
+	if w, err := m.waiting(id); err != nil || !w {
+		return false, err
+	}
+	o, err := m.order(id)
+	if err != nil {
+		return false, nil // settleDeposit clears the marks of an order not found
+	}
+	return o.Receipt == nil && !m.now().After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)), nil
+}
+
+// waiting reports whether order id's only mark is Open's, asked about
+// already (markAsked).
+func (m *Merchant) waiting(id string) (bool, error) {
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: orderMarkKey(id), UpperBound: append(orderMarkKey(id), 1)})
+	if err != nil {
+		return false, err
+	}
+	n, asked := 0, false
+	for it.First(); it.Valid() && n < 2; it.Next() {
+		n++
+		asked = bytes.Equal(it.Key(), orderMarkKey(id)) && bytes.Equal(it.Value(), markAsked)
+	}
+	return n == 1 && asked, errors.Join(it.Error(), it.Close())
+}
 
 // settleDeposit asks the bank about the deposits in flight for order id:
 // paid, the receipt is verified and the order recorded paid (paid true);

@@ -143,9 +143,14 @@ func TestUncleanShutdownAsksBankOnceAboutOpenOrders(t *testing.T) {
 	reconcile("after a power loss", 1)
 	reconcile("again", 0)
 	// The mark stays, not asked about, until the bank can take no payment
-	// of the order: a send of the last run may still be committing.
+	// of the order: a send of the last run may still be committing. Nor
+	// does a look at the order ask (a shop polling its open orders).
 	if !s.marked(open.ID) {
 		t.Fatal("the open order's mark went at the first answer; a send of the last run may still commit")
+	}
+	asked := s.bankc.depositStatus.Load()
+	if o, err := s.m.CheckOrder(ctx, open.ID); err != nil || o.Receipt != nil || s.bankc.depositStatus.Load() != asked {
+		t.Fatalf("a look at the open order: %v, asked the bank %d times; want it unpaid, not asked", err, s.bankc.depositStatus.Load()-asked)
 	}
 	s.clock.add(time.Hour + 2*ecash.MaxClockSkew + time.Second)
 	reconcile("once the bank can take no payment of it", 1)
