@@ -753,7 +753,11 @@ const (
 // Otherwise it leaves the payment pending.
 func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment) (*ecash.DepositReceipt, paymentEnd, error) {
 	h := pr.Hash()
-	resp, err := bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
+	var resp *pb.DepositResponse
+	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
+		resp, err = bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
+		return err
+	})
 	if err == nil {
 		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)
 		if err == nil {

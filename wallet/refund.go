@@ -76,7 +76,11 @@ func (w *Wallet) CollectRefunds(ctx context.Context, bank pb.BankClient) (*Refun
 // refundCredits returns the coins of ids that the wallet spent and that
 // have refund credit at the bank, with their credit.
 func (w *Wallet) refundCredits(ctx context.Context, bank pb.BankClient, ids []ecash.Hash) ([]*coinRecord, []ecash.Amount, error) {
-	resp, err := bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(ids)})
+	var resp *pb.CoinsSpentResponse
+	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
+		resp, err = bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(ids)})
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,7 +116,11 @@ func (w *Wallet) refundCredits(ctx context.Context, bank pb.BankClient, ids []ec
 // claims is backed by them: a coin's credit is at most what the receipts
 // restored to it.
 func (w *Wallet) checkRefunds(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, payment ecash.Hash, coins []*coinRecord, credits []ecash.Amount) error {
-	resp, err := bank.RefundReceipts(ctx, &pb.RefundReceiptsRequest{PaymentHash: payment[:]})
+	var resp *pb.RefundReceiptsResponse
+	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
+		resp, err = bank.RefundReceipts(ctx, &pb.RefundReceiptsRequest{PaymentHash: payment[:]})
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -272,7 +272,17 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 // this seed got signed past the counter if the bank shows it signed one of
 // the refused planchets, and tries once more with new planchets; the
 // refused request's indices stay skipped.
-func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) ([]ecash.Coin, error) {
+func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) (coins []ecash.Coin, err error) {
+	err = w.anonymously(ctx, bank, func(bank pb.BankClient) error {
+		coins, err = w.sendOutputsOn(ctx, bank, ks, outputs, build)
+		return err
+	})
+	return coins, err
+}
+
+// sendOutputsOn is sendOutputs on the connection bank: the first round,
+// the swap, and a catch-up if the bank says the counter is behind.
+func (w *Wallet) sendOutputsOn(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) ([]ecash.Coin, error) {
 	send := func() ([]ecash.Coin, *planchets, error) {
 		fresh, err := w.newPlanchets(ctx, bank, outputs, false)
 		if err != nil {
@@ -593,8 +603,10 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		recoup := false
 		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
 			recoup, ps.recovered = ps.Recoup, true
-			_, err := w.sendSwap(ctx, bank, ks, ps)
-			return err
+			return w.anonymously(ctx, bank, func(bank pb.BankClient) error {
+				_, err := w.sendSwap(ctx, bank, ks, ps)
+				return err
+			})
 		})
 		// One kept pending after a refusal (its original may commit)
 		// waits for a later recovery; the caller goes on without its

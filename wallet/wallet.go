@@ -93,7 +93,18 @@ type Options struct {
 	Now        func() time.Time // default time.Now
 	Transcript io.Writer        // if set, every protocol message is recorded (JSON lines)
 	FS         vfs.FS           // for tests; default the OS file system
+	// Anonymous, if set, gives each operation the bank must not tie to the
+	// account a connection of its own (docs/PROTOCOL.md §4d): a swap with
+	// its first round, a payment's DepositStatus, a refund's lookups. The
+	// wallet closes it after the operation. Nil: every call goes on the
+	// client the caller passes, which the bank can join to the account's
+	// withdrawals made on it.
+	Anonymous AnonymousDialer
 }
+
+// AnonymousDialer makes a new connection to the bank, sharing nothing
+// with any other (no TLS session resumed), and the means to close it.
+type AnonymousDialer func(ctx context.Context) (pb.BankClient, io.Closer, error)
 
 // Wallet is a wallet open on a directory. Safe for concurrent use.
 type Wallet struct {
@@ -119,6 +130,7 @@ type Wallet struct {
 	// paidIndexed: the store's receipts are indexed by payment request
 	// (m/paid-indexed), so a payment need not read the marker again.
 	paidIndexed atomic.Bool
+	anon        AnonymousDialer // Options.Anonymous
 
 	// keySet is the stored key set decoded, with the bytes and the pin it
 	// was decoded and checked against: every operation reads the key set,
@@ -274,7 +286,7 @@ func newWallet(db *pebble.DB, seed []byte, opts Options) (*Wallet, error) {
 		db.Close()
 		return nil, err
 	}
-	w := &Wallet{db: db, seed: seed, acctKey: k, now: opts.Now}
+	w := &Wallet{db: db, seed: seed, acctKey: k, now: opts.Now, anon: opts.Anonymous}
 	w.caught = sync.NewCond(&w.mu)
 	if w.now == nil {
 		w.now = time.Now
@@ -539,6 +551,22 @@ func eachCoinIn(r pebble.Reader, f func(*coinRecord) error) error {
 		}
 	}
 	return it.Error()
+}
+
+// anonymously runs op, an operation the bank must not tie to the account,
+// on a connection of its own (Options.Anonymous), closed after it; on
+// bank, the caller's, when the wallet has no dialer. A dial that fails
+// fails op: it is never sent on the caller's connection instead.
+func (w *Wallet) anonymously(ctx context.Context, bank pb.BankClient, op func(pb.BankClient) error) error {
+	if w.anon == nil {
+		return op(bank)
+	}
+	conn, closer, err := w.anon(ctx)
+	if err != nil {
+		return fmt.Errorf("wallet: a connection of its own to the bank: %w", err)
+	}
+	defer closer.Close()
+	return op(conn)
 }
 
 // definitive reports whether a gRPC error is a refusal (see bank.Definitive).

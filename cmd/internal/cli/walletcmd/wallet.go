@@ -811,6 +811,17 @@ func open(g *globals, opts wallet.Options) (*wallet.Wallet, *Config, error) {
 	if cfg.CAFile != "" && !filepath.IsAbs(cfg.CAFile) {
 		cfg.CAFile = filepath.Join(g.dir, cfg.CAFile)
 	}
+	if opts.Anonymous == nil {
+		// Swaps and payment lookups each on a connection of their own,
+		// not the one the account's withdrawals use (PROTOCOL §4d).
+		opts.Anonymous = func(context.Context) (pb.BankClient, io.Closer, error) {
+			conn, err := dialBank(&cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			return pb.NewBankClient(conn), conn, nil
+		}
+	}
 	w, err := wallet.Open(g.dir, opts)
 	if err != nil {
 		return nil, nil, cli.LockHint(err, "another wallet command is using "+g.dir)
