@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,12 +56,14 @@ func TestAnonymousConnections(t *testing.T) {
 	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
+	var dials, closes atomic.Int32
 	dial := func(context.Context) (pb.BankClient, io.Closer, error) {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, nil, err
 		}
-		return pb.NewBankClient(conn), conn, nil
+		dials.Add(1)
+		return pb.NewBankClient(conn), closer(func() error { closes.Add(1); return conn.Close() }), nil
 	}
 	// froms returns the connections the calls of method came on since
 	// call index i, in order.
@@ -97,19 +100,25 @@ func TestAnonymousConnections(t *testing.T) {
 		if _, err := b.Credit(ctx, id, ecash.MustParseAmount("EUR:10.00"), "", ""); err != nil {
 			t.Fatal(err)
 		}
-		main, closer, err := dial(ctx)
+		main, mainConn, err := dial(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer closer.Close()
+		defer mainConn.Close()
+		dials.Store(0)
+		before := mark()
+		if _, err := main.GetKeys(ctx, &pb.GetKeysRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		mainAddr := froms(before, "GetKeys")[0]
 
 		start := mark()
 		if _, err := w.Withdraw(ctx, main, ecash.MustParseAmount("EUR:2.00"), nil); err != nil {
 			t.Fatal(err)
 		}
 		account := froms(start, "Withdraw")
-		if len(account) != 1 {
-			t.Fatalf("withdrawals: %v", account)
+		if len(account) != 1 || account[0] != mainAddr {
+			t.Fatalf("withdrawals from %v; want one, on the caller's connection %s", account, mainAddr)
 		}
 		seen := map[string]bool{}
 		for round := range 2 {
@@ -132,5 +141,14 @@ func TestAnonymousConnections(t *testing.T) {
 			}
 			seen[on] = true
 		}
+		if anonymous && (dials.Load() < 2 || closes.Load() != dials.Load()) {
+			t.Errorf("%d connections of their own made, %d closed; want every one closed", dials.Load(), closes.Load())
+		}
+		closes.Store(0)
 	}
 }
+
+// closer is a function as an io.Closer.
+type closer func() error
+
+func (c closer) Close() error { return c() }

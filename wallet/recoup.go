@@ -77,7 +77,10 @@ func (w *Wallet) Recoup(ctx context.Context, bank pb.BankClient) (*RecoupReport,
 		return nil, err
 	}
 	for _, c := range revoked {
-		if err := w.recoupCoin(ctx, bank, ks, c, rep); err != nil {
+		// Each coin on a connection of its own: its first request names
+		// its blind seed, which ties a swapped coin to the swap that made
+		// it, and must not tie it to the account or to the other coins.
+		if err := w.anonymously(ctx, bank, func(bank pb.BankClient) error { return w.recoupCoin(ctx, bank, ks, c, rep) }); err != nil {
 			if errors.Is(err, ErrPending) || ctx.Err() != nil {
 				return rep, err
 			}

@@ -603,10 +603,14 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		recoup := false
 		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
 			recoup, ps.recovered = ps.Recoup, true
-			return w.anonymously(ctx, bank, func(bank pb.BankClient) error {
+			err := w.anonymously(ctx, bank, func(bank pb.BankClient) error {
 				_, err := w.sendSwap(ctx, bank, ks, ps)
 				return err
 			})
+			if errors.As(err, new(*dialError)) {
+				err = fmt.Errorf("%w: %w", ErrPending, err) // not resent now: still pending
+			}
+			return err
 		})
 		// One kept pending after a refusal (its original may commit)
 		// waits for a later recovery; the caller goes on without its

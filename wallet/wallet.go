@@ -103,8 +103,18 @@ type Options struct {
 }
 
 // AnonymousDialer makes a new connection to the bank, sharing nothing
-// with any other (no TLS session resumed), and the means to close it.
+// with any other (no TLS session resumed), and the means to close it (nil:
+// nothing to close).
 type AnonymousDialer func(ctx context.Context) (pb.BankClient, io.Closer, error)
+
+// dialError is an AnonymousDialer's failure: the operation was not sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string {
+	return "wallet: a connection of its own to the bank: " + e.err.Error()
+}
+
+func (e *dialError) Unwrap() error { return e.err }
 
 // Wallet is a wallet open on a directory. Safe for concurrent use.
 type Wallet struct {
@@ -563,9 +573,11 @@ func (w *Wallet) anonymously(ctx context.Context, bank pb.BankClient, op func(pb
 	}
 	conn, closer, err := w.anon(ctx)
 	if err != nil {
-		return fmt.Errorf("wallet: a connection of its own to the bank: %w", err)
+		return &dialError{err}
 	}
-	defer closer.Close()
+	if closer != nil {
+		defer closer.Close()
+	}
 	return op(conn)
 }
 
