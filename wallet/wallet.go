@@ -22,6 +22,12 @@
 // A fresh coin may also be revealed: released by a payment the bank may
 // have opened and not taken, it pays only once swapped for new coins (see
 // Balance.Revealed and docs/PROTOCOL.md §4d).
+//
+// Connections: each method takes the bank's client to call. An app that
+// keeps one connection open for everything lets the bank join its swaps
+// and payment lookups to the account's withdrawals by the connection;
+// Options.Anonymous gives each of those operations a connection of its
+// own.
 package wallet
 
 import (
