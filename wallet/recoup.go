@@ -77,9 +77,10 @@ func (w *Wallet) Recoup(ctx context.Context, bank pb.BankClient) (*RecoupReport,
 		return nil, err
 	}
 	for _, c := range revoked {
-		// Each coin on a connection of its own: its first request names
-		// its blind seed, which ties a swapped coin to the swap that made
-		// it, and must not tie it to the account or to the other coins.
+		// Each coin on a connection of its own, its re-issue too: its
+		// first request names its blind seed, which ties a swapped coin
+		// to the swap that made it, and must not tie it to the account or
+		// to the other coins.
 		if err := w.anonymously(ctx, bank, func(bank pb.BankClient) error { return w.recoupCoin(ctx, bank, ks, c, rep) }); err != nil {
 			if errors.Is(err, ErrPending) || ctx.Err() != nil {
 				return rep, err
@@ -139,7 +140,8 @@ func (w *Wallet) recoupCoin(ctx context.Context, bank pb.BankClient, ks *ecash.K
 	return fmt.Errorf("%w: recoup: %v", ErrPending, err)
 }
 
-// reissue recoups a coin that came from a swap for fresh coins of its value.
+// reissue recoups a coin that came from a swap for fresh coins of its
+// value, on the connection its first recoup request went on.
 func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, c *coinRecord, blindSeed [32]byte, ps ecash.PlanchetSecret) ([]ecash.Coin, error) {
 	outputs, err := split(c.Value, ks, w.now())
 	if err != nil {
@@ -148,7 +150,7 @@ func (w *Wallet) reissue(ctx context.Context, bank pb.BankClient, ks *ecash.KeyS
 		// replacement. Nothing was sent; a later Recoup does it.
 		return nil, fmt.Errorf("%w (none of its live keys issues coins %s can be made of)", ErrNoReplacementKey, c.Value)
 	}
-	return w.sendOutputs(ctx, bank, ks, outputs, func(fresh *planchets) (*pendingSwap, error) {
+	return w.sendOutputsOn(ctx, bank, ks, outputs, func(fresh *planchets) (*pendingSwap, error) {
 		// recoupTime too, not the wallet's clock (see pay.go): its outputs
 		// make the request unique.
 		req := ecash.NewRecoupRequest(c.Coin, ps.CoinKey, c.Value, blindSeed, fresh.Planchets, recoupTime)

@@ -616,7 +616,7 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		// waits for a later recovery; the caller goes on without its
 		// inputs.
 		var kept *swapKeptError
-		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &kept) {
+		if errors.As(err, new(*dialError)) || err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &kept) {
 			return &swapRecoveryError{recoup: recoup, err: err}
 		}
 	}
