@@ -201,7 +201,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -329,31 +328,20 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var warned, versionWarned atomic.Bool
+	var warned sync.Map // the warnings logged already
+	warn := func(w string) {
+		if _, dup := warned.LoadOrStore(w, true); !dup {
+			log.Warn(w)
+		}
+	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		// The version first: the checks below use functions a server
-		// too old lacks.
-		warning, err := checkVersion(conn.PgConn().ParameterStatus("server_version"))
-		if warning != "" && !versionWarned.Swap(true) {
-			log.Warn(warning)
-		}
-		if err != nil {
-			return err
-		}
-		warning, err = checkDurable(ctx, conn)
-		if warning != "" && !warned.Swap(true) {
-			log.Warn(warning)
-		}
-		if err != nil {
-			return err
-		}
-		if err := checkClock(ctx, conn, time.Now); err != nil {
+		if err := checkSession(ctx, conn, warn); err != nil {
 			return err
 		}
 		// Set in the session, not as a startup parameter, which a
 		// session-mode pooler (PgBouncer) may refuse; and only if nothing
 		// set one (the DSN, the role, the database, the server).
-		_, err = conn.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, false)
+		_, err := conn.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, false)
 			WHERE current_setting('idle_in_transaction_session_timeout') = '0'`, idle)
 		return err
 	}
@@ -426,10 +414,10 @@ func checkVersion(reported string) (warning string, err error) {
 
 // Probe implements bank.Prober: a session of its own, outside the pool
 // (whose sessions keep the settings they started with, and which may be
-// busy), checked as every new session is (checkVersion, checkDurable,
-// checkClock), then closed. It fails when the calls needing a new
-// connection would: the server unreachable, a setting turned off for the
-// server, the database or the bank's role, this replica's clock off.
+// busy), checked as every new session is (checkSession), then closed. It
+// fails when the calls needing a new connection would: the server
+// unreachable, a setting turned off for the server, the database or the
+// bank's role, this replica's clock off.
 func (s *Store) Probe(ctx context.Context) error {
 	return s.read(ctx, func(ctx context.Context) error {
 		conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
@@ -437,14 +425,28 @@ func (s *Store) Probe(ctx context.Context) error {
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		if _, err := checkVersion(conn.PgConn().ParameterStatus("server_version")); err != nil {
-			return err
-		}
-		if _, err := checkDurable(ctx, conn); err != nil {
-			return err
-		}
-		return checkClock(ctx, conn, time.Now)
+		return checkSession(ctx, conn, func(string) {})
 	})
+}
+
+// checkSession makes the checks every new session passes, in turn:
+// checkVersion first (the others use functions a server too old lacks),
+// checkDurable, checkClock. warn gets each warning.
+func checkSession(ctx context.Context, conn *pgx.Conn, warn func(string)) error {
+	warning, err := checkVersion(conn.PgConn().ParameterStatus("server_version"))
+	if warning != "" {
+		warn(warning)
+	}
+	if err != nil {
+		return err
+	}
+	if warning, err = checkDurable(ctx, conn); warning != "" {
+		warn(warning)
+	}
+	if err != nil {
+		return err
+	}
+	return checkClock(ctx, conn, time.Now)
 }
 
 // checkClock refuses a session when this replica's clock and the database
