@@ -753,10 +753,8 @@ const (
 // Otherwise it leaves the payment pending.
 func (w *Wallet) askBank(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, pr *ecash.PaymentRequest, pp *pendingPayment) (*ecash.DepositReceipt, paymentEnd, error) {
 	h := pr.Hash()
-	var resp *pb.DepositResponse
-	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
-		resp, err = bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
-		return err
+	resp, err := anonymousCall(ctx, w, bank, func(bank pb.BankClient) (*pb.DepositResponse, error) {
+		return bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
 	})
 	if err == nil {
 		rcpt, err := ecash.DecodeDepositReceipt(resp.Receipt)

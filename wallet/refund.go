@@ -76,10 +76,8 @@ func (w *Wallet) CollectRefunds(ctx context.Context, bank pb.BankClient) (*Refun
 // refundCredits returns the coins of ids that the wallet spent and that
 // have refund credit at the bank, with their credit.
 func (w *Wallet) refundCredits(ctx context.Context, bank pb.BankClient, ids []ecash.Hash) ([]*coinRecord, []ecash.Amount, error) {
-	var resp *pb.CoinsSpentResponse
-	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
-		resp, err = bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(ids)})
-		return err
+	resp, err := anonymousCall(ctx, w, bank, func(bank pb.BankClient) (*pb.CoinsSpentResponse, error) {
+		return bank.CoinsSpent(ctx, &pb.CoinsSpentRequest{CoinIds: hashBytes(ids)})
 	})
 	if err != nil {
 		return nil, nil, err
@@ -116,10 +114,8 @@ func (w *Wallet) refundCredits(ctx context.Context, bank pb.BankClient, ids []ec
 // claims is backed by them: a coin's credit is at most what the receipts
 // restored to it.
 func (w *Wallet) checkRefunds(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, payment ecash.Hash, coins []*coinRecord, credits []ecash.Amount) error {
-	var resp *pb.RefundReceiptsResponse
-	err := w.anonymously(ctx, bank, func(bank pb.BankClient) (err error) {
-		resp, err = bank.RefundReceipts(ctx, &pb.RefundReceiptsRequest{PaymentHash: payment[:]})
-		return err
+	resp, err := anonymousCall(ctx, w, bank, func(bank pb.BankClient) (*pb.RefundReceiptsResponse, error) {
+		return bank.RefundReceipts(ctx, &pb.RefundReceiptsRequest{PaymentHash: payment[:]})
 	})
 	if err != nil {
 		return err

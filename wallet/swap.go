@@ -272,12 +272,10 @@ func (w *Wallet) swapValues(ctx context.Context, bank pb.BankClient, ks *ecash.K
 // this seed got signed past the counter if the bank shows it signed one of
 // the refused planchets, and tries once more with new planchets; the
 // refused request's indices stay skipped.
-func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) (coins []ecash.Coin, err error) {
-	err = w.anonymously(ctx, bank, func(bank pb.BankClient) error {
-		coins, err = w.sendOutputsOn(ctx, bank, ks, outputs, build)
-		return err
+func (w *Wallet) sendOutputs(ctx context.Context, bank pb.BankClient, ks *ecash.KeySet, outputs []ecash.Denomination, build func(*planchets) (*pendingSwap, error)) ([]ecash.Coin, error) {
+	return anonymousCall(ctx, w, bank, func(bank pb.BankClient) ([]ecash.Coin, error) {
+		return w.sendOutputsOn(ctx, bank, ks, outputs, build)
 	})
-	return coins, err
 }
 
 // sendOutputsOn is sendOutputs on the connection bank: the first round,
@@ -603,20 +601,20 @@ func (w *Wallet) recoverSwaps(ctx context.Context, bank pb.BankClient, ks *ecash
 		recoup := false
 		err := sendClaimed(w, key, decodePendingSwap, func(ps *pendingSwap) error {
 			recoup, ps.recovered = ps.Recoup, true
-			err := w.anonymously(ctx, bank, func(bank pb.BankClient) error {
-				_, err := w.sendSwap(ctx, bank, ks, ps)
-				return err
+			_, err := anonymousCall(ctx, w, bank, func(bank pb.BankClient) ([]ecash.Coin, error) {
+				return w.sendSwap(ctx, bank, ks, ps)
 			})
-			if errors.As(err, new(*dialError)) {
-				err = fmt.Errorf("%w: %w", ErrPending, err) // not resent now: still pending
-			}
 			return err
 		})
+		if errors.As(err, new(*dialError)) {
+			// Not resent now: still pending, whatever the dial's error says.
+			return &swapRecoveryError{recoup: recoup, err: fmt.Errorf("%w: %w", ErrPending, err)}
+		}
 		// One kept pending after a refusal (its original may commit)
 		// waits for a later recovery; the caller goes on without its
 		// inputs.
 		var kept *swapKeptError
-		if errors.As(err, new(*dialError)) || err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &kept) {
+		if err != nil && !errors.Is(err, ecash.ErrDoubleSpend) && !definitive(err) && !errors.Is(err, ErrBadAnswer) && !unlisted(err) && !errors.As(err, &kept) {
 			return &swapRecoveryError{recoup: recoup, err: err}
 		}
 	}

@@ -607,6 +607,16 @@ func clockAhead(err error) bool { return bank.BadTimestamp(err) }
 // for a request made just now, this computer's clock is behind.
 func clockBehind(err error) bool { return bank.TooOld(err) || bank.TooLate(err) }
 
+// anonymousCall is one call made anonymously (Wallet.anonymously), and
+// its answer.
+func anonymousCall[T any](ctx context.Context, w *Wallet, bank pb.BankClient, call func(pb.BankClient) (T, error)) (resp T, err error) {
+	err = w.anonymously(ctx, bank, func(bank pb.BankClient) error {
+		resp, err = call(bank)
+		return err
+	})
+	return resp, err
+}
+
 // recoupNeedsOutputs: the bank refused a recoup without outputs, the coin
 // having come from a swap (bank.RecoupNeedsOutputs).
 func recoupNeedsOutputs(err error) bool { return bank.RecoupNeedsOutputs(err) }
