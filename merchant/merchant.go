@@ -329,6 +329,13 @@ func (o *Order) Status(now time.Time) string {
 	return "unpaid"
 }
 
+// payable reports whether the bank may still take a payment of o at t,
+// by the merchant's clock: not past ExpiresAt + 2*MaxClockSkew (the
+// bank's grace, and the clocks' difference).
+func (o *Order) payable(t time.Time) bool {
+	return !t.After(o.ExpiresAt.Add(2 * ecash.MaxClockSkew))
+}
+
 func (o *Order) encode() []byte {
 	e := ecash.NewEncoder("merchant/order")
 	e.String(o.ID)

@@ -60,11 +60,15 @@ func markedOrder(key []byte) string {
 	return string(id)
 }
 
+// markRange bounds order id's marks: d/<id> and d/<id> 0x00 …, short of
+// any other order's.
+func markRange(id string) *pebble.IterOptions {
+	return &pebble.IterOptions{LowerBound: orderMarkKey(id), UpperBound: append(orderMarkKey(id), 1)}
+}
+
 // marks returns the keys of order id's marks.
 func (m *Merchant) marks(id string) ([][]byte, error) {
-	lo := orderMarkKey(id)
-	hi := append(orderMarkKey(id), 1) // past d/<id> 0x00 ..., short of any other order's
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := m.db.NewIter(markRange(id))
 	if err != nil {
 		return nil, err
 	}
@@ -196,13 +200,13 @@ func (m *Merchant) waitingNow(id string) (bool, error) {
 	if err != nil {
 		return false, nil // settleDeposit clears the marks of an order not found
 	}
-	return o.Receipt == nil && !m.now().After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)), nil
+	return o.Receipt == nil && o.payable(m.now()), nil
 }
 
 // waiting reports whether order id's only mark is Open's, asked about
 // already (markAsked).
 func (m *Merchant) waiting(id string) (bool, error) {
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: orderMarkKey(id), UpperBound: append(orderMarkKey(id), 1)})
+	it, err := m.db.NewIter(markRange(id))
 	if err != nil {
 		return false, err
 	}
@@ -234,7 +238,7 @@ func (m *Merchant) settleDeposit(ctx context.Context, id string) (paid bool, err
 	h := pr.Hash()
 	resp, err := m.bank.DepositStatus(ctx, &pb.DepositStatusRequest{PaymentHash: h[:]})
 	if status.Code(err) == codes.NotFound {
-		if !m.now().After(o.ExpiresAt.Add(2 * ecash.MaxClockSkew)) {
+		if o.payable(m.now()) {
 			if crashed, err := m.has(orderMarkKey(id)); err != nil || !crashed {
 				return false, err
 			}
@@ -315,7 +319,7 @@ func (m *Merchant) markOpenOrders(b *pebble.Batch, since time.Time) (n int, err 
 		if err != nil {
 			return 0, err
 		}
-		if o.Receipt != nil || since.After(o.ExpiresAt.Add(2*ecash.MaxClockSkew)) {
+		if o.Receipt != nil || !o.payable(since) {
 			continue
 		}
 		if err := b.Set(orderMarkKey(o.ID), nil, nil); err != nil {
