@@ -3,6 +3,7 @@ package bank
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -49,23 +50,22 @@ func (r *WithdrawRefusal) GRPCStatus() *status.Status {
 // Is matches the sentinel of the error vocabulary the refusal was made
 // from: one that maps to its code and whose text it carries.
 func (r *WithdrawRefusal) Is(target error) bool {
-	for _, e := range errorCodes {
-		if e.err == target && e.code == r.Code && strings.Contains(r.Reason, target.Error()) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(errorCodes, func(e errorCode) bool { return e.err == target && r.madeFrom(e) })
+}
+
+// madeFrom reports whether the refusal may have been made from e: it maps
+// to the refusal's code and the refusal carries its text.
+func (r *WithdrawRefusal) madeFrom(e errorCode) bool {
+	return e.code == r.Code && strings.Contains(r.Reason, e.err.Error())
 }
 
 // entry is the entry of errorCodes the refusal was made from, as Is finds
-// one: the first (in ToStatus's order) that maps to its code and whose
-// text it carries; nil if none does. Its reason is sent with the refusal
-// (Reason is the refusal's text, not that).
+// one: the first (in ToStatus's order) it may have been made from; nil if
+// none. Its reason is sent with the refusal (Reason is the refusal's
+// text, not that).
 func (r *WithdrawRefusal) entry() *errorCode {
-	for i, e := range errorCodes {
-		if e.code == r.Code && strings.Contains(r.Reason, e.err.Error()) {
-			return &errorCodes[i]
-		}
+	if i := slices.IndexFunc(errorCodes, r.madeFrom); i >= 0 {
+		return &errorCodes[i]
 	}
 	return nil
 }
